@@ -1,0 +1,27 @@
+"""Helpers shared by the CLI modules: consoles, error formatting, JSON output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def format_validation_error(exc: ValidationError) -> Iterator[str]:
+    """One line per problem: ``field.path=value: constraint``."""
+    for problem in exc.errors():
+        path = ".".join(str(p) for p in problem["loc"]) or "<root>"
+        value = problem.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "{...}"
+        yield f"{path}={shown}: {problem['msg']}"
+
+
+def print_json(data: Any) -> None:
+    """Print ``data`` as indented, key-sorted JSON (deterministic) to stdout."""
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))

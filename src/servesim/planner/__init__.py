@@ -1,0 +1,1 @@
+"""servesim.planner package."""

@@ -1,0 +1,1 @@
+"""servesim.report package."""

@@ -1,0 +1,1 @@
+"""Model, GPU, node and cluster specifications, and the built-in catalogs."""

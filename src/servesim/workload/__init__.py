@@ -1,0 +1,1 @@
+"""Requests, arrival processes, length distributions, trace readers and workload presets."""

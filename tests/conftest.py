@@ -1,0 +1,26 @@
+"""Shared fixtures: the location of ``../shared/data`` (real traces and measurements)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """``$SERVESIM_SHARED_DATA`` or ``<repo>/../shared/data``; None when absent."""
+    env = os.environ.get("SERVESIM_SHARED_DATA")
+    candidate = Path(env) if env else REPO.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The shared real-data folder; tests using it skip with a reason when it is absent."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("../shared/data is absent (real traces and measurements live there; CI has it)")
+    return path

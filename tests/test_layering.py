@@ -1,0 +1,77 @@
+"""Imports flow one way: core <- specs <- workload <- perf <- engine <- cluster <- metrics
+<- planner/report <- api <- cli (see docs: DESIGN.md, STYLE.md). A lower layer never imports a
+higher one, not even inside a function."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "servesim"
+
+LAYER_OF = {
+    "core": 0,
+    "specs": 1,
+    "workload": 2,
+    "perf": 3,
+    "engine": 4,
+    "cluster": 5,
+    "metrics": 6,
+    "planner": 7,
+    "report": 7,
+    "config": 8,
+    "api": 8,
+    "validate": 8,
+    "cli": 9,
+}
+
+
+def _layer(module_parts: list[str]) -> int | None:
+    """Layer of ``servesim.<parts>``; the package root (``servesim/__init__``) is layer 0."""
+    if not module_parts or module_parts[0] == "__init__":
+        return 0
+    return LAYER_OF.get(module_parts[0])
+
+
+def _modules() -> list[Path]:
+    return sorted(SRC.rglob("*.py"))
+
+
+def _imported_servesim_modules(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.startswith("servesim")]
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").startswith("servesim")
+        ):
+            found.append((node.lineno, str(node.module)))
+    return found
+
+
+def test_every_top_level_package_has_a_layer() -> None:
+    for entry in SRC.iterdir():
+        name = entry.stem
+        if name.startswith("__") or entry.suffix not in ("", ".py") or name == "py":
+            continue
+        if entry.is_dir() and not (entry / "__init__.py").exists():
+            continue
+        assert name in LAYER_OF, f"servesim.{name} has no layer in LAYER_OF; add it"
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(SRC)))
+def test_imports_flow_one_way(path: Path) -> None:
+    own = _layer(list(path.relative_to(SRC).with_suffix("").parts))
+    assert own is not None, f"{path} is outside every layer"
+    for lineno, module in _imported_servesim_modules(path):
+        target = _layer(module.split(".")[1:])
+        assert target is not None, f"{path}:{lineno} imports unknown servesim module {module}"
+        assert target <= own, (
+            f"{path.relative_to(SRC)}:{lineno} imports {module} (layer {target}) "
+            f"from layer {own}: imports must flow downward only"
+        )
