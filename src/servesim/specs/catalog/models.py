@@ -1,0 +1,98 @@
+"""The built-in model catalog and the one resolver every command uses.
+
+Each entry in ``catalog/models/*.yaml`` stores the fields of the model's Hugging Face
+``config.json`` verbatim (with the repo it came from), and is built by the same parser as a
+user's own file, so both paths share one code path.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from servesim.core.errors import ConfigError, UnknownNameError
+from servesim.specs.model import ModelSpec
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+@lru_cache(maxsize=1)
+def _catalog() -> tuple[dict[str, ModelSpec], dict[str, str]]:
+    """(name -> spec, lowercase alias or repo id -> name), loaded once."""
+    specs: dict[str, ModelSpec] = {}
+    aliases: dict[str, str] = {}
+    for path in sorted(MODELS_DIR.glob("*.yaml")):
+        entry = yaml.safe_load(path.read_text(encoding="utf-8"))
+        name = str(entry["name"]).lower()
+        source = str(entry["source"])
+        specs[name] = ModelSpec.from_hf_config(entry["config"], name=name, source=source)
+        for alias in (source, *entry.get("aliases", [])):
+            key = str(alias).lower()
+            if key in aliases or (key in specs and key != name):
+                raise ValueError(f"{path.name}: alias {alias!r} is already taken")
+            aliases[key] = name
+    return specs, aliases
+
+
+def list_models() -> list[ModelSpec]:
+    """All built-in models, sorted by name."""
+    specs, _ = _catalog()
+    return [specs[name] for name in sorted(specs)]
+
+
+def model_names() -> list[str]:
+    """Names of the built-in models, sorted."""
+    return sorted(_catalog()[0])
+
+
+def load_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
+    """Build a spec from a ``config.json`` file, or a directory holding one.
+
+    Args:
+        path: the file or directory.
+        name: label for the model; defaults to the config's ``_name_or_path`` or the folder name.
+
+    Raises:
+        ConfigError: the file is missing, is not JSON, or lacks needed fields.
+    """
+    path = Path(path)
+    file = path / "config.json" if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError("model", str(path), "no config.json at this path")
+    try:
+        cfg = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError("model", str(file), f"is not valid JSON ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise ConfigError("model", str(file), "must hold a JSON object")
+    label = name or str(cfg.get("_name_or_path") or "") or file.parent.name or file.stem
+    return ModelSpec.from_hf_config(cfg, name=label, source=str(file))
+
+
+def resolve_model(name_or_path: str | Path) -> ModelSpec:
+    """Find a model by catalog name, HF repo id or alias (case-insensitive), or by path.
+
+    A path may name a ``config.json`` or a directory holding one. Catalog names win over
+    same-named relative paths only when no such file exists.
+
+    Raises:
+        UnknownNameError: not in the catalog and not an existing path (with did-you-mean).
+        ConfigError: the path exists but its config cannot be read.
+    """
+    if isinstance(name_or_path, Path):
+        return load_hf_config(name_or_path)
+    specs, aliases = _catalog()
+    key = name_or_path.strip().lower()
+    if key in specs:
+        return specs[key]
+    if key in aliases:
+        return specs[aliases[key]]
+    path = Path(name_or_path).expanduser()
+    if path.is_file() or (path.is_dir() and (path / "config.json").is_file()):
+        return load_hf_config(path)
+    if name_or_path.endswith(".json") or path.is_dir():
+        raise ConfigError("model", name_or_path, "no config.json at this path")
+    raise UnknownNameError("model", name_or_path, specs)
