@@ -1,0 +1,232 @@
+"""``summarize(records, slo) -> Summary``: the figures a run is judged by.
+
+Definitions match ``vllm bench serve`` (``vllm/benchmarks/serve.py``, ``calculate_metrics``) so
+a simulated run and a measured one compare like for like:
+
+- **TTFT**: first output token time - arrival time, queueing included; completed requests.
+- **TPOT** (per request): ``(e2e - ttft) / (output_tokens - 1)``; requests with a single output
+  token are excluded from the distribution (for the SLO check their TPOT is 0, as in vllm).
+- **ITL / TBT**: the distribution over *all* gaps between consecutive output tokens of all
+  requests (not a per-request mean), from the engine's weighted gap samples, exactly.
+- **E2E latency**: completion - arrival. **Queueing delay**: first scheduled - arrival.
+- Percentiles: numpy ``linear`` (``np.percentile``), as vllm; ``std`` is the population std.
+- **Duration** (vllm's "Benchmark duration"): from the first arrival to the last completion;
+  when the run was cut short (requests ``NOT_FINISHED``) it ends at ``records.end_s``.
+- **Throughput**: completed requests, their input tokens, their output tokens, per second of
+  duration (vllm counts successful requests only).
+- SLO attainment and goodput: ``servesim.metrics.slo``; utilisation, cost and energy:
+  ``servesim.metrics.efficiency``; KV utilisation and batch size over time:
+  ``servesim.metrics.timeseries``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from servesim.engine.records import RejectReason, SimulationRecords
+from servesim.metrics.efficiency import Efficiency, compute_efficiency
+from servesim.metrics.slo import SLOResult, SLOSpec, evaluate_slo
+from servesim.metrics.stats import LatencyStats, latency_stats, weighted_latency_stats
+from servesim.metrics.timeseries import (
+    TimeSeriesStats,
+    busy_time_by_replica,
+    iteration_spans,
+    time_weighted,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Everything ``summarize`` reports about one run (times in seconds).
+
+    Attributes:
+        num_requests: requests in the records.
+        num_completed: requests that finished.
+        rejected_by_reason: count per ``RejectReason`` name (lowercase), every reason listed.
+        start_s, end_s, duration_s: the measurement window (module docstring).
+        total_input_tokens, total_output_tokens: prompt / output tokens of completed requests.
+        request_throughput_per_s, input_throughput_tokens_per_s,
+        output_throughput_tokens_per_s, total_throughput_tokens_per_s: per second of duration.
+        ttft, tpot, itl, e2e, queueing: latency distributions.
+        slo: attainment and goodput (None when no SLO was given).
+        kv_utilization: fraction of KV blocks in use over time.
+        batch_size: sequences per iteration over time (mean per replica).
+        efficiency: MFU, MBU, cost and energy.
+        num_preemptions: preemptions over all requests.
+        prefix_cache_hit_rate: prompt tokens served from the prefix cache / prompt tokens of
+            scheduled requests (None when nothing was scheduled).
+        num_replicas: replicas in the run.
+        counters: the engine's named counters.
+    """
+
+    num_requests: int
+    num_completed: int
+    rejected_by_reason: Mapping[str, int]
+    start_s: float
+    end_s: float
+    duration_s: float
+    total_input_tokens: int
+    total_output_tokens: int
+    request_throughput_per_s: float
+    input_throughput_tokens_per_s: float
+    output_throughput_tokens_per_s: float
+    total_throughput_tokens_per_s: float
+    ttft: LatencyStats
+    tpot: LatencyStats
+    itl: LatencyStats
+    e2e: LatencyStats
+    queueing: LatencyStats
+    slo: SLOResult | None
+    kv_utilization: TimeSeriesStats
+    batch_size: TimeSeriesStats
+    efficiency: Efficiency
+    num_preemptions: int
+    prefix_cache_hit_rate: float | None
+    num_replicas: int
+    counters: Mapping[str, int]
+
+    @property
+    def num_rejected(self) -> int:
+        """Requests that did not complete, for any reason."""
+        return sum(self.rejected_by_reason.values())
+
+    def to_dict(self) -> dict[str, object]:
+        """Deterministic JSON-able mapping (sorted mappings; NaN and inf become None)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+
+def _jsonable(value: object) -> object:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if hasattr(value, "to_dict"):
+        return _jsonable(value.to_dict())
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(value[k]) for k in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    raise TypeError(f"cannot convert {type(value).__name__} to JSON")
+
+
+def _window(req: dict[str, np.ndarray], completed: np.ndarray, end_s: float) -> tuple[float, float]:
+    if req["arrival_s"].size == 0:
+        return 0.0, 0.0
+    start = float(req["arrival_s"].min())
+    unfinished = bool((req["reject_reason"] == RejectReason.NOT_FINISHED).any())
+    if unfinished or not completed.any():
+        return start, max(start, end_s)
+    return start, float(req["completion_s"][completed].max())
+
+
+def _request_latencies(
+    req: dict[str, np.ndarray], completed: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(TTFT, E2E, TPOT-for-SLO) for every request; NaN where not completed."""
+    nan = np.full(completed.shape, np.nan)
+    ttft = np.where(completed, req["first_token_s"] - req["arrival_s"], nan)
+    e2e = np.where(completed, req["completion_s"] - req["arrival_s"], nan)
+    out = req["num_output_tokens"]
+    # vllm: TPOT = (latency - ttft) / (output_len - 1); 0 for one-token outputs in goodput.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(out > 1, (e2e - ttft) / np.maximum(out - 1, 1), 0.0)
+    tpot = np.where(completed, tpot, nan)
+    return ttft, e2e, tpot
+
+
+def _over_time(
+    records: SimulationRecords, it: dict[str, np.ndarray], window: tuple[float, float]
+) -> tuple[TimeSeriesStats, TimeSeriesStats, dict[int, float]]:
+    """KV utilisation, batch size and busy time per replica."""
+    rid = it["replica_id"]
+    start = it["start_s"]
+    end = start + it["duration_s"] * it["repeat"]
+    ids = [r.replica_id for r in records.replicas]
+    busy = busy_time_by_replica(rid, start, end, ids)
+    seg_end = iteration_spans(rid, start, end)
+    blocks = {r.replica_id: r.num_kv_blocks for r in records.replicas}
+    blocks_of_row = np.array([blocks[int(i)] for i in rid], dtype=np.float64)
+    used = it["num_kv_blocks_used"].astype(np.float64)
+    kv_peak = float((used / blocks_of_row).max()) if used.size else 0.0
+    kv = time_weighted(
+        start, seg_end, used, window=window, scale=float(sum(blocks.values()) or 1), peak=kv_peak
+    )
+    seqs = it["num_seqs"].astype(np.float64)
+    batch = time_weighted(
+        start,
+        seg_end,
+        seqs,
+        window=window,
+        scale=float(max(1, len(ids))),
+        peak=float(seqs.max()) if seqs.size else 0.0,
+    )
+    return kv, batch, busy
+
+
+def summarize(records: SimulationRecords, slo: SLOSpec | None = None) -> Summary:
+    """Turn a run's records into its summary (definitions in the module docstring)."""
+    req = records.requests.view()
+    it = records.iterations.view()
+    reason = req["reject_reason"]
+    completed = (reason == RejectReason.NONE) & np.isfinite(req["completion_s"])
+    start_s, end_s = _window(req, completed, records.end_s)
+    duration = end_s - start_s
+    ttft, e2e, tpot_slo = _request_latencies(req, completed)
+    multi = completed & (req["num_output_tokens"] > 1)
+    scheduled = np.isfinite(req["first_scheduled_s"])
+    num_in = int(req["num_prompt_tokens"][completed].sum())
+    num_out = int(req["num_output_tokens"][completed].sum())
+    num_done = int(completed.sum())
+    kv, batch, busy = _over_time(records, it, (start_s, end_s))
+    prompt_scheduled = int(req["num_prompt_tokens"][scheduled].sum())
+
+    def rate(x: float) -> float:
+        return x / duration if duration > 0 else 0.0
+
+    return Summary(
+        num_requests=int(reason.size),
+        num_completed=num_done,
+        rejected_by_reason={
+            r.name.lower(): int((reason == r).sum()) for r in RejectReason if r != RejectReason.NONE
+        },
+        start_s=start_s,
+        end_s=end_s,
+        duration_s=duration,
+        total_input_tokens=num_in,
+        total_output_tokens=num_out,
+        request_throughput_per_s=rate(num_done),
+        input_throughput_tokens_per_s=rate(num_in),
+        output_throughput_tokens_per_s=rate(num_out),
+        total_throughput_tokens_per_s=rate(num_in + num_out),
+        ttft=latency_stats(ttft[completed]),
+        tpot=latency_stats(tpot_slo[multi]),
+        itl=weighted_latency_stats(*records.token_gaps.arrays()),
+        e2e=latency_stats(e2e[completed]),
+        queueing=latency_stats((req["first_scheduled_s"] - req["arrival_s"])[completed]),
+        slo=None
+        if slo is None
+        else evaluate_slo(
+            slo,
+            ttft_s=ttft,
+            tpot_s=tpot_slo,
+            completed=completed,
+            class_index=req["slo_class_index"],
+            class_names=records.slo_classes,
+            duration_s=duration,
+        ),
+        kv_utilization=kv,
+        batch_size=batch,
+        efficiency=compute_efficiency(it, records.replicas, busy, duration, num_out),
+        num_preemptions=int(req["num_preemptions"].sum()),
+        prefix_cache_hit_rate=(
+            int(req["num_prefix_hit_tokens"][scheduled].sum()) / prompt_scheduled
+            if prompt_scheduled
+            else None
+        ),
+        num_replicas=len(records.replicas),
+        counters=dict(records.counters),
+    )

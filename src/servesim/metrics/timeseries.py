@@ -1,0 +1,132 @@
+"""Time-weighted views of the iteration log: KV utilisation and batch size over time.
+
+Each replica's state (KV blocks in use, sequences in the batch) is a step function of time:
+an iteration's value holds from its start until the replica's next iteration starts, or until
+the iteration ends if the replica then goes idle. An idle replica runs no sequences and holds
+no running KV (cached prefix blocks are free to evict), so idle time counts as 0. A row with
+``repeat = r`` stands for ``r`` back-to-back iterations of ``duration_s`` each.
+
+Means are over the makespan (the same window as the throughput figures), so they are what a
+sampling monitor such as vLLM's ``gpu_cache_usage_perc`` would average to over the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+# Points in the downsampled series kept for plots (enough for a smooth line, small in JSON).
+DEFAULT_SERIES_POINTS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class TimeSeriesStats:
+    """A quantity over time.
+
+    Attributes:
+        mean: time-weighted mean over the makespan (idle time counts as 0).
+        max: largest value any iteration had.
+        series_t_s: bin centres of the downsampled series.
+        series: time-weighted mean of the quantity in each bin.
+    """
+
+    mean: float
+    max: float
+    series_t_s: tuple[float, ...] = ()
+    series: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able mapping (tuples become lists)."""
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in fields(self)
+        }
+
+
+def iteration_spans(replica_id: np.ndarray, start_s: np.ndarray, end_s: np.ndarray) -> np.ndarray:
+    """End of each iteration's state segment (see module docstring); same order as inputs.
+
+    Within a replica, a segment ends at the earlier of the iteration's own end and the next
+    iteration's start (pipeline-parallel micro-batches overlap; their states must not add up).
+    """
+    seg_end = end_s.astype(np.float64).copy()
+    order = np.lexsort((start_s, replica_id))
+    rid, st = replica_id[order], start_s[order]
+    same_next = rid[:-1] == rid[1:]
+    idx_this = order[:-1][same_next]
+    seg_end[idx_this] = np.minimum(seg_end[idx_this], st[1:][same_next])
+    return seg_end
+
+
+def integral_at(times: np.ndarray, a: np.ndarray, b: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``G(t) = sum_i v_i * |[a_i, b_i] ∩ [-inf, t]|`` at each ``t`` in ``times`` (exact).
+
+    Uses ``G(t) = sum_{a_i<t} v_i (t - a_i) - sum_{b_i<t} v_i (t - b_i)`` with sorted
+    cumulative sums, so it costs O((n + m) log n) for n intervals and m times.
+    """
+
+    def side(edges: np.ndarray) -> np.ndarray:
+        order = np.argsort(edges, kind="stable")
+        e, w = edges[order], v[order]
+        cw = np.concatenate(([0.0], np.cumsum(w)))
+        cwe = np.concatenate(([0.0], np.cumsum(w * e)))
+        k = np.searchsorted(e, times, side="left")
+        return times * cw[k] - cwe[k]
+
+    return side(a) - side(b)
+
+
+def time_weighted(
+    a: np.ndarray,
+    b: np.ndarray,
+    v: np.ndarray,
+    *,
+    window: tuple[float, float],
+    scale: float,
+    peak: float,
+    num_points: int = DEFAULT_SERIES_POINTS,
+) -> TimeSeriesStats:
+    """Mean and downsampled series of ``sum_i v_i * 1[a_i <= t < b_i] / scale`` over ``window``.
+
+    Args:
+        a, b: segment starts and ends.
+        v: segment values.
+        window: (start, end) of the makespan.
+        scale: divisor (total KV blocks for a fraction, number of replicas for a mean).
+        peak: the maximum to report (the caller knows how to normalise it).
+        num_points: bins in the series.
+    """
+    t0, t1 = window
+    span = t1 - t0
+    if span <= 0 or v.size == 0:
+        return TimeSeriesStats(mean=0.0, max=peak)
+    edges = np.linspace(t0, t1, num_points + 1)
+    g = integral_at(edges, a, b, v.astype(np.float64))
+    per_bin = np.diff(g) / (np.diff(edges) * scale)
+    mean = float((g[-1] - g[0]) / (span * scale))
+    centres = (edges[:-1] + edges[1:]) / 2
+    return TimeSeriesStats(
+        mean=mean,
+        max=peak,
+        series_t_s=tuple(float(x) for x in centres),
+        series=tuple(float(x) for x in per_bin),
+    )
+
+
+def busy_time_by_replica(
+    replica_id: np.ndarray, start_s: np.ndarray, end_s: np.ndarray, replica_ids: list[int]
+) -> dict[int, float]:
+    """Length of the union of each replica's iteration intervals (overlaps counted once)."""
+    busy: dict[int, float] = {}
+    for rid in replica_ids:
+        mask = replica_id == rid
+        st, en = start_s[mask], end_s[mask]
+        if st.size == 0:
+            busy[rid] = 0.0
+            continue
+        order = np.argsort(st, kind="stable")
+        st, en = st[order], en[order]
+        reach = np.concatenate(([-np.inf], np.maximum.accumulate(en)[:-1]))
+        busy[rid] = float(np.maximum(0.0, en - np.maximum(st, reach)).sum())
+    return busy
