@@ -1,0 +1,269 @@
+"""``WorkloadConfig``: the user-facing description of a workload (pydantic v2, the boundary).
+
+Arrival processes and length distributions are discriminated unions on ``kind`` (the
+registry key). ``WorkloadConfig(...).build(streams)`` returns a lazy ``Workload``. With no
+fields set, it is the ``sharegpt`` preset at its default rate, 1,000 requests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from servesim.core.errors import ConfigError
+from servesim.core.rng import RandomStreams
+from servesim.workload.arrivals import (
+    ArrivalProcess,
+    ConstantArrivals,
+    GammaArrivals,
+    OnOffArrivals,
+    PoissonArrivals,
+    TimeVaryingArrivals,
+)
+from servesim.workload.length_config import LengthsConfig
+from servesim.workload.presets import get_preset
+from servesim.workload.sessions import SessionOptions, SessionWorkload
+from servesim.workload.traces import load_trace
+from servesim.workload.workload import GroupOptions, PrefixOptions, SyntheticWorkload, Workload
+
+DEFAULT_PRESET = "sharegpt"
+DEFAULT_NUM_REQUESTS = 1000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PoissonConfig(_Strict):
+    """Poisson arrivals (exponential gaps, CV 1)."""
+
+    kind: Literal["poisson"] = "poisson"
+    rate_per_s: float = Field(gt=0, description="Mean arrival rate (requests per second).")
+
+    def build(self) -> ArrivalProcess:
+        return PoissonArrivals(self.rate_per_s)
+
+
+class GammaConfig(_Strict):
+    """Gamma renewal arrivals: burstiness set by the inter-arrival CV (1 = Poisson)."""
+
+    kind: Literal["gamma"] = "gamma"
+    rate_per_s: float = Field(gt=0, description="Mean arrival rate (requests per second).")
+    cv: float = Field(gt=0, description="Coefficient of variation of inter-arrival gaps.")
+
+    def build(self) -> ArrivalProcess:
+        return GammaArrivals(self.rate_per_s, self.cv)
+
+
+class ConstantConfig(_Strict):
+    """Evenly spaced arrivals."""
+
+    kind: Literal["constant"] = "constant"
+    rate_per_s: float = Field(gt=0, description="Arrivals per second, exactly 1/rate apart.")
+
+    def build(self) -> ArrivalProcess:
+        return ConstantArrivals(self.rate_per_s)
+
+
+class OnOffConfig(_Strict):
+    """Bursts: Poisson at ``rate_on_per_s`` during exponential ON periods, then OFF periods."""
+
+    kind: Literal["onoff"] = "onoff"
+    rate_on_per_s: float = Field(gt=0, description="Arrival rate while ON.")
+    mean_on_s: float = Field(gt=0, description="Mean ON period (seconds).")
+    mean_off_s: float = Field(gt=0, description="Mean OFF period (seconds).")
+    rate_off_per_s: float = Field(0.0, ge=0, description="Arrival rate while OFF.")
+
+    def build(self) -> ArrivalProcess:
+        return OnOffArrivals(
+            self.rate_on_per_s, self.mean_on_s, self.mean_off_s, self.rate_off_per_s
+        )
+
+
+class TimeVaryingConfig(_Strict):
+    """Non-homogeneous Poisson with a piecewise rate schedule (exact, by inversion)."""
+
+    kind: Literal["time_varying"] = "time_varying"
+    times_s: list[float] = Field(min_length=1, description="Knot times, from 0, increasing.")
+    rates_per_s: list[float] = Field(min_length=1, description="Rate at each knot (req/s).")
+    interpolation: Literal["linear", "step"] = Field(
+        "linear", description="Linear between knots, or hold each rate until the next knot."
+    )
+    period_s: float | None = Field(
+        None, gt=0, description="Repeat the schedule with this period (e.g. 86400 for diurnal)."
+    )
+
+    def build(self) -> ArrivalProcess:
+        return TimeVaryingArrivals(
+            self.times_s, self.rates_per_s, self.interpolation, self.period_s
+        )
+
+
+ArrivalConfig = Annotated[
+    PoissonConfig | GammaConfig | ConstantConfig | OnOffConfig | TimeVaryingConfig,
+    Field(discriminator="kind"),
+]
+
+
+class TraceConfig(_Strict):
+    """A trace file and how to read it (see ``servesim.workload.traces.TraceOptions``)."""
+
+    path: Path = Field(description="CSV or JSONL trace file.")
+    format: str | None = Field(None, description="Format name; None detects it.")
+    columns: dict[str, str] | None = Field(
+        None, description="Generic csv/jsonl: prompt/output/arrival/hashes/session -> column."
+    )
+    arrival_unit: str = Field("s", description="Generic formats: s, ms, us, ns or datetime.")
+    block_size: int = Field(0, ge=0, description="Generic formats: tokens per hash block.")
+    skip_bad_rows: bool = Field(False, description="Skip and count malformed rows.")
+    rate_scale: float = Field(1.0, gt=0, description="Divide arrival times by this factor.")
+    start_s: float | None = Field(None, ge=0, description="Window start (s from first row).")
+    end_s: float | None = Field(None, gt=0, description="Window end (s from first row).")
+    max_context_tokens: int | None = Field(None, ge=2, description="Context limit.")
+    over_limit: Literal["cap", "skip", "error"] = Field("cap", description="Over-limit action.")
+    normalize_start: bool = Field(True, description="Move the first arrival to t=0.")
+
+    def load(self, max_requests: int | None = None, end_s: float | None = None) -> Any:
+        """Read the trace (a ``Trace``)."""
+        extra: dict[str, Any] = {}
+        if self.columns is not None:
+            extra = {
+                "columns": self.columns,
+                "arrival_unit": self.arrival_unit,
+                "block_size": self.block_size,
+            }
+        ends = [e for e in (self.end_s, end_s) if e is not None]
+        return load_trace(
+            self.path,
+            self.format,
+            skip_bad_rows=self.skip_bad_rows,
+            rate_scale=self.rate_scale,
+            start_s=self.start_s,
+            end_s=min(ends) if ends else None,
+            max_requests=max_requests,
+            max_context_tokens=self.max_context_tokens,
+            over_limit=self.over_limit,
+            normalize_start=self.normalize_start,
+            **extra,
+        )
+
+
+class SessionConfig(_Strict):
+    """Multi-turn conversations: each turn's prompt holds the whole conversation so far."""
+
+    mean_turns: float = Field(4.0, ge=1, description="Mean turns per session (geometric).")
+    fixed_turns: bool = Field(False, description="Every session has round(mean_turns) turns.")
+    mean_think_time_s: float = Field(
+        10.0, ge=0, description="Mean (exponential) gap between a turn's arrival and the next's."
+    )
+    block_size: int = Field(16, ge=1, description="Tokens per prefix block (vLLM default 16).")
+    max_context_tokens: int = Field(
+        32768, ge=2, description="A session ends before a turn would exceed this context."
+    )
+
+
+class GroupConfig(_Strict):
+    """Parallel sampling: ``group_size`` samples of one prompt arrive together."""
+
+    group_size: int = Field(2, ge=1, description="Samples per group (n).")
+    group_fraction: float = Field(1.0, ge=0, le=1, description="Fraction of prompts grouped.")
+
+
+class WorkloadConfig(_Strict):
+    """A workload: a preset, a trace, or an arrival process plus lengths.
+
+    ``arrival``/``lengths`` override the preset's; a trace with arrivals is replayed as is
+    unless ``arrival`` is given (then its rows are replayed at synthetic times); a length-only
+    trace needs ``arrival``. With sessions, ``arrival`` gives session starts.
+    """
+
+    name: str | None = Field(None, description="Label; defaults to the preset or trace name.")
+    preset: str | None = Field(None, description="Preset name (servesim workload list).")
+    arrival: ArrivalConfig | None = Field(None, description="Arrival process.")
+    lengths: LengthsConfig | None = Field(None, description="Prompt/output length distribution.")
+    trace: TraceConfig | None = Field(None, description="Replay a trace file.")
+    rate_per_s: float | None = Field(
+        None, gt=0, description="Override the preset's default rate (preset arrivals only)."
+    )
+    num_requests: int | None = Field(None, ge=1, description="Stop after this many requests.")
+    duration_s: float | None = Field(None, gt=0, description="Stop at this arrival time (s).")
+    sessions: SessionConfig | None = Field(None, description="Multi-turn sessions.")
+    groups: GroupConfig | None = Field(None, description="Parallel-sampling groups.")
+    prefix_block_size: int = Field(
+        0, ge=0, description="Give synthetic requests prefix-block ids of this size (0: none)."
+    )
+    shared_prefix_tokens: int = Field(
+        0, ge=0, description="Leading tokens shared by all synthetic requests (system prompt)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> WorkloadConfig:
+        if self.trace is not None and self.preset is not None:
+            raise ValueError("give either preset or trace, not both")
+        if self.trace is not None and (self.sessions or self.groups):
+            raise ValueError("sessions/groups apply to synthetic workloads, not trace replay")
+        if self.rate_per_s is not None and self.arrival is not None:
+            raise ValueError("rate_per_s overrides a preset's rate; set arrival.rate_per_s instead")
+        return self
+
+    def build(self, streams: RandomStreams) -> Workload:
+        """The lazy workload; ``streams`` supplies every random number (``workload.*``)."""
+        if self.trace is not None:
+            return self._build_trace(streams)
+        preset = None
+        if self.preset is not None or (self.arrival is None and self.lengths is None):
+            preset = get_preset(self.preset or DEFAULT_PRESET)
+        if self.arrival is not None:
+            arrivals = self.arrival.build()
+        elif preset is not None:
+            arrivals = preset.arrivals(self.rate_per_s)
+        else:
+            raise ConfigError("arrival", None, "needed without a preset or a timed trace")
+        if self.lengths is not None:
+            lengths = self.lengths.build(streams)
+        elif preset is not None:
+            lengths = preset.lengths
+        else:
+            raise ConfigError("lengths", None, "needed without a preset")
+        name = self.name or (preset.name if preset else "synthetic")
+        num = self.num_requests
+        if num is None and self.duration_s is None:
+            num = DEFAULT_NUM_REQUESTS
+        if self.sessions is not None:
+            s = self.sessions
+            options = SessionOptions(
+                s.mean_turns,
+                s.fixed_turns,
+                s.mean_think_time_s,
+                s.block_size,
+                s.max_context_tokens,
+            )
+            return SessionWorkload(arrivals, lengths, streams, options, num, self.duration_s, name)
+        groups = (
+            GroupOptions(self.groups.group_size, self.groups.group_fraction)
+            if self.groups
+            else None
+        )
+        prefix = PrefixOptions(self.prefix_block_size, self.shared_prefix_tokens)
+        return SyntheticWorkload(
+            arrivals, lengths, streams, num, self.duration_s, groups, prefix, name
+        )
+
+    def _build_trace(self, streams: RandomStreams) -> Workload:
+        assert self.trace is not None
+        if self.arrival is None:
+            trace = self.trace.load(self.num_requests, self.duration_s)
+            if not trace.has_arrivals:
+                raise ConfigError(
+                    "arrival", None, f"trace {self.trace.path} has lengths only: give an arrival"
+                )
+            if self.name:
+                trace.name = self.name
+            return trace
+        trace = self.trace.load(self.num_requests)
+        replay = trace.with_arrivals(self.arrival.build(), streams, self.num_requests)
+        if self.name:
+            replay.name = self.name
+        return replay

@@ -1,0 +1,126 @@
+"""Workload presets usable with no data files: length distributions fitted to real traces.
+
+Each preset is a Gaussian copula over two quantile tables (prompt and output tokens), fitted
+by ``fit_lengths`` to a public trace, plus a default arrival process with a stated rate. The
+fitted parameters live in ``presets_fitted.json`` next to this file, written by
+``bench/fit_presets.py`` (re-run it to reproduce them); each entry records its source file and
+the fit quality (p50/p90/p99 of samples from the fit against the data).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.special import ndtri
+from scipy.stats import rankdata
+
+from servesim.core.errors import UnknownNameError
+from servesim.workload.arrivals import ArrivalProcess, GammaArrivals, PoissonArrivals
+from servesim.workload.lengths import GaussianCopulaLengths, QuantileLength
+
+FITTED_FILE = Path(__file__).with_name("presets_fitted.json")
+
+# Quantile-table probabilities: every percentile plus a finer tail, so p99.9 and the observed
+# maximum are reproduced (tails drive KV-cache pressure and TTFT outliers).
+TABLE_PROBS: tuple[float, ...] = (0.0, *(i / 100 for i in range(1, 100)), 0.995, 0.999, 1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """A named workload: fitted (prompt, output) lengths and a default arrival process.
+
+    Attributes:
+        name: registry key (``servesim workload list``).
+        description: one line for humans.
+        source: the data file the lengths were fitted to (and its repository).
+        lengths: the fitted sampler.
+        arrival_kind: ``"poisson"`` or ``"gamma"``.
+        rate_per_s: default mean arrival rate.
+        cv: inter-arrival coefficient of variation (gamma only; 1.0 for Poisson).
+        rate_source: why this default rate.
+        fit_quality: {"prompt"|"output": {"p50"|"p90"|"p99": [fitted, real]}}.
+    """
+
+    name: str
+    description: str
+    source: str
+    lengths: GaussianCopulaLengths
+    arrival_kind: str
+    rate_per_s: float
+    cv: float
+    rate_source: str
+    fit_quality: dict[str, Any]
+
+    def arrivals(self, rate_per_s: float | None = None) -> ArrivalProcess:
+        """The default arrival process, optionally at another mean rate."""
+        rate = rate_per_s if rate_per_s is not None else self.rate_per_s
+        if self.arrival_kind == "gamma":
+            return GammaArrivals(rate, self.cv)
+        return PoissonArrivals(rate)
+
+
+def fit_lengths(prompt: np.ndarray, output: np.ndarray) -> dict[str, Any]:
+    """Fit quantile tables and the normal-score correlation to observed (prompt, output) rows.
+
+    Returns a JSON-ready dict: ``probs``, ``prompt_values``, ``output_values``, ``rho``.
+    """
+    probs = np.asarray(TABLE_PROBS)
+    n = len(prompt)
+    # Normal scores of mid-ranks (ties averaged): the Gaussian-copula correlation estimate.
+    z_p = ndtri((rankdata(prompt) - 0.5) / n)
+    z_o = ndtri((rankdata(output) - 0.5) / n)
+    rho = float(np.corrcoef(z_p, z_o)[0, 1])
+    return {
+        "probs": [float(p) for p in probs],
+        "prompt_values": [float(v) for v in np.quantile(prompt, probs)],
+        "output_values": [float(v) for v in np.quantile(output, probs)],
+        "rho": round(rho, 6),
+    }
+
+
+def lengths_from_fit(fit: dict[str, Any]) -> GaussianCopulaLengths:
+    """Build the sampler from a ``fit_lengths`` result."""
+    probs = fit["probs"]
+    return GaussianCopulaLengths(
+        QuantileLength(probs, fit["prompt_values"]),
+        QuantileLength(probs, fit["output_values"]),
+        fit["rho"],
+    )
+
+
+@cache
+def _load() -> dict[str, Preset]:
+    raw = json.loads(FITTED_FILE.read_text(encoding="utf-8"))
+    out: dict[str, Preset] = {}
+    for name, entry in raw["presets"].items():
+        out[name] = Preset(
+            name=name,
+            description=entry["description"],
+            source=entry["source"],
+            lengths=lengths_from_fit(entry["fit"]),
+            arrival_kind=entry["arrival"]["kind"],
+            rate_per_s=entry["arrival"]["rate_per_s"],
+            cv=entry["arrival"].get("cv", 1.0),
+            rate_source=entry["arrival"]["why"],
+            fit_quality=entry["fit_quality"],
+        )
+    return out
+
+
+def preset_names() -> list[str]:
+    """Names of all presets, sorted."""
+    return sorted(_load())
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; unknown names raise with a suggestion."""
+    presets = _load()
+    try:
+        return presets[name.lower()]
+    except KeyError:
+        raise UnknownNameError("workload preset", name, presets) from None
