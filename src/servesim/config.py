@@ -1,0 +1,297 @@
+"""``SimConfig``: the user-facing description of one simulation (YAML, CLI flags, Python dicts).
+
+This is the pydantic boundary: every value a user types is checked here, with the field path in
+the error, and unknown keys are errors (a typo never silently falls back to a default). The
+defaults describe the built-in scenario ``servesim simulate`` runs with no arguments.
+
+Example YAML::
+
+    model: llama-3.1-8b            # catalog name, HF repo id, or path to config.json / its dir
+    hardware: {gpu: h100-sxm, tp: 1, dtype: bf16}
+    scheduler: {kind: vllm, max_num_seqs: 256}
+    workload: {preset: sharegpt, rate_per_s: 12}
+    slo: {ttft_s: 1.0, tpot_s: 0.1}
+    num_requests: 1000             # the workload's default
+    seed: 0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from servesim.core.errors import ConfigError, ServesimError
+from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
+from servesim.metrics.slo import DEFAULT_ATTAINMENT_TARGET, SLOSpec, SLOTargets
+from servesim.specs.catalog import get_gpu
+from servesim.specs.dtypes import DType
+from servesim.workload.config import WorkloadConfig
+
+_STRICT = ConfigDict(extra="forbid", validate_assignment=True)
+
+# The default scenario: Llama-3.1-8B on one H100 SXM at bf16 (the most common open-model
+# serving setup), vLLM's scheduler and defaults, ShareGPT-like chat traffic.
+DEFAULT_MODEL = "llama-3.1-8b"
+DEFAULT_GPU = "h100-sxm"
+# Rate that keeps one H100 busy with Llama-3.1-8B on ShareGPT lengths without saturating it
+# (vLLM sustains ~20-30 req/s there; 16 req/s gives visible batching and queueing).
+DEFAULT_RATE_PER_S = 16.0
+
+
+def _default_workload() -> WorkloadConfig:
+    return WorkloadConfig(preset="sharegpt", rate_per_s=DEFAULT_RATE_PER_S)
+
+
+class HardwareConfig(BaseModel):
+    """What one replica runs on and in which formats."""
+
+    model_config = _STRICT
+
+    gpu: str = Field(DEFAULT_GPU, description="GPU catalog name (`servesim gpus`).")
+    tp: int = Field(1, ge=1, le=64, description="Tensor-parallel degree (GPUs per stage).")
+    pp: int = Field(1, ge=1, le=64, description="Pipeline-parallel degree (stages).")
+    dtype: str = Field(
+        "bf16",
+        description="Weight format: bf16/fp16; fp8 (W8A8, GEMMs in fp8); int8/int4 "
+        "(weight-only, GEMMs in bf16).",
+    )
+    kv_dtype: str | None = Field(None, description="KV-cache format (default: bf16/fp16 as dtype).")
+    gpu_memory_utilization: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Fraction of GPU memory the engine may use (None: cache's, vLLM's 0.9).",
+    )
+    cuda_graphs: bool = Field(True, description="Decode replays CUDA graphs (vLLM default).")
+
+    @field_validator("gpu")
+    @classmethod
+    def _known_gpu(cls, value: str) -> str:
+        try:
+            return get_gpu(value).name
+        except ServesimError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("dtype", "kv_dtype")
+    @classmethod
+    def _known_dtype(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return DType.parse(value).value
+        except ServesimError as exc:
+            raise ValueError(str(exc)) from None
+
+    def weight_dtype(self) -> DType:
+        """Storage format of the weights."""
+        return DType(self.dtype)
+
+    def activation_dtype(self) -> DType:
+        """Format the GEMMs compute in: fp8 for W8A8 fp8, else the 16-bit format."""
+        weights = self.weight_dtype()
+        if weights in (DType.FP8, DType.FP16, DType.FP32):
+            return weights
+        return DType.BF16
+
+    def kv_cache_dtype(self) -> DType:
+        """KV-cache format: explicit, else the activation format (vLLM's ``auto``)."""
+        if self.kv_dtype is not None:
+            return DType(self.kv_dtype)
+        act = self.activation_dtype()
+        return DType.BF16 if act == DType.FP8 else act
+
+
+class SLOClassConfig(BaseModel):
+    """Targets for one SLO class; a missing target falls back to the default one."""
+
+    model_config = _STRICT
+
+    ttft_s: float | None = Field(None, gt=0, description="TTFT target in seconds.")
+    tpot_s: float | None = Field(None, gt=0, description="TPOT target in seconds.")
+
+
+class SLOConfig(BaseModel):
+    """Latency targets for attainment and goodput (DistServe; vllm bench --goodput)."""
+
+    model_config = _STRICT
+
+    ttft_s: float | None = Field(None, gt=0, description="TTFT target in seconds.")
+    tpot_s: float | None = Field(None, gt=0, description="TPOT target in seconds.")
+    attainment_target: float = Field(
+        DEFAULT_ATTAINMENT_TARGET,
+        gt=0,
+        le=1,
+        description="Fraction of requests that must meet the SLO (DistServe uses 0.9).",
+    )
+    classes: dict[str, SLOClassConfig] = Field(
+        default_factory=dict, description="Per-class overrides, keyed by Request.slo_class."
+    )
+
+    def to_spec(self) -> SLOSpec:
+        """The metrics-layer form (classes sorted by name, for determinism)."""
+        return SLOSpec(
+            ttft_s=self.ttft_s,
+            tpot_s=self.tpot_s,
+            attainment_target=self.attainment_target,
+            classes=tuple(
+                (name, SLOTargets(c.ttft_s, c.tpot_s)) for name, c in sorted(self.classes.items())
+            ),
+        )
+
+
+class SimConfig(BaseModel):
+    """One simulation: model, hardware, serving policy, workload, SLO and run length."""
+
+    model_config = _STRICT
+
+    model: str = Field(
+        DEFAULT_MODEL, description="Catalog name, HF repo id, or path to a config.json or its dir."
+    )
+    hardware: HardwareConfig = Field(default_factory=HardwareConfig)
+    scheduler: SchedulerConfig = Field(
+        default_factory=VLLMSchedulerConfig, description="Replica scheduler (kind: vllm, ...)."
+    )
+    cache: CacheConfig = Field(default_factory=CacheConfig, description="Paged KV cache.")
+    workload: WorkloadConfig = Field(default_factory=_default_workload)
+    slo: SLOConfig | None = Field(None, description="Latency targets (None: no SLO figures).")
+    seed: int = Field(0, ge=0, description="Root seed of every random stream.")
+    num_requests: int | None = Field(
+        None, ge=1, description="Requests to simulate (overrides workload.num_requests)."
+    )
+    duration_s: float | None = Field(
+        None,
+        gt=0,
+        description="Arrivals stop at this time (overrides workload.duration_s); requests "
+        "already in the system still run to completion.",
+    )
+    max_time_s: float | None = Field(
+        None,
+        gt=0,
+        description="Hard stop of the simulated clock; unfinished requests are reported.",
+    )
+    replicas: int = Field(1, ge=1, le=4096, description="Identical replicas, round robin.")
+
+    @model_validator(mode="after")
+    def _one_memory_fraction(self) -> SimConfig:
+        hw = self.hardware.gpu_memory_utilization
+        cache = self.cache.gpu_memory_utilization
+        if (
+            hw is not None
+            and "gpu_memory_utilization" in self.cache.model_fields_set
+            and hw != cache
+        ):
+            raise ValueError(
+                f"hardware.gpu_memory_utilization={hw} and cache.gpu_memory_utilization={cache} "
+                "disagree: set it in one place"
+            )
+        return self
+
+    def effective_workload(self) -> WorkloadConfig:
+        """The workload with the top-level ``num_requests`` / ``duration_s`` applied."""
+        update: dict[str, Any] = {}
+        if self.num_requests is not None:
+            update["num_requests"] = self.num_requests
+        if self.duration_s is not None:
+            update["duration_s"] = self.duration_s
+        if not update:
+            return self.workload
+        return WorkloadConfig.model_validate(
+            {**self.workload.model_dump(exclude_unset=True), **update}
+        )
+
+    def effective_cache(self) -> CacheConfig:
+        """The cache config with ``hardware.gpu_memory_utilization`` applied."""
+        hw = self.hardware.gpu_memory_utilization
+        if hw is None:
+            return self.cache
+        return CacheConfig.model_validate(
+            {**self.cache.model_dump(exclude_unset=True), "gpu_memory_utilization": hw}
+        )
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> SimConfig:
+        """Load a YAML file, apply dotted-path ``overrides`` (e.g. ``{"hardware.tp": 2}``)."""
+        return cls.from_dict(load_yaml(path), overrides, base_dir=Path(path).parent)
+
+    @classmethod
+    def from_dict(
+        cls,
+        data: Mapping[str, Any],
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        base_dir: Path | None = None,
+    ) -> SimConfig:
+        """Validate ``data`` after applying dotted-path ``overrides``.
+
+        Args:
+            data: the raw mapping (as in the YAML file).
+            overrides: ``{"dotted.path": value}``; they replace what ``data`` says.
+            base_dir: directory that relative model paths in ``data`` are relative to.
+        """
+        raw = _deep_copy(data)
+        if base_dir is not None:
+            _rebase_model_path(raw, base_dir)
+        for dotted, value in (overrides or {}).items():
+            set_dotted(raw, dotted, value)
+        return cls.model_validate(raw)
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> SimConfig:
+        """A copy with dotted-path overrides applied (fields you set explicitly are kept)."""
+        return SimConfig.from_dict(self.model_dump(mode="json", exclude_unset=True), overrides)
+
+    def to_yaml(self) -> str:
+        """The full config as YAML (every default spelled out)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file or a non-mapping is a ``ConfigError``."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError("config", str(path), "file not found")
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError("config", str(path), f"not valid YAML{where}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError("config", str(path), "the top level must be a mapping of keys")
+    return data
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """``data["a"]["b"] = value`` for ``dotted == "a.b"``, creating mappings on the way."""
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[leaf] = value
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def _rebase_model_path(raw: dict[str, Any], base_dir: Path) -> None:
+    """A relative model path in a YAML file is relative to that file, not to the cwd."""
+    model = raw.get("model")
+    if isinstance(model, str) and not Path(model).is_absolute():
+        candidate = base_dir / model
+        if candidate.exists():
+            raw["model"] = str(candidate)
+    workload = raw.get("workload")
+    if isinstance(workload, dict) and isinstance(workload.get("trace"), str):
+        trace = Path(workload["trace"])
+        if not trace.is_absolute() and (base_dir / trace).exists():
+            workload["trace"] = str(base_dir / trace)
