@@ -29,7 +29,7 @@ def _link(links: dict[str, Any], name: str) -> tuple[LinkSpec, str]:
     spec = LinkSpec(
         name=name,
         bandwidth_bytes_per_s=float(entry["bandwidth_gb_per_s"]) * 1e9,
-        latency_s=float(entry["latency_us"]) * 1e-6,
+        latency_s=float(entry["latency_us"]) / 1e6,
     )
     return spec, str(entry["source"])
 
