@@ -334,3 +334,8 @@ def test_catalog_names_are_case_insensitive_and_accept_repo_ids() -> None:
 def test_unknown_model_suggests_close_names() -> None:
     with pytest.raises(UnknownNameError, match=r"did you mean.*llama-3\.1-70b"):
         resolve_model("llama-3.1-7b")
+
+
+def test_multimodal_wrapper_uses_text_config() -> None:
+    wrapper = {"model_type": "llava", "text_config": LLAMA, "vision_config": {"hidden_size": 1}}
+    assert build(wrapper).num_params() == build(LLAMA).num_params()

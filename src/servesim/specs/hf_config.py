@@ -78,6 +78,10 @@ def parse_hf_config(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
     """
     if not isinstance(cfg, Mapping):
         raise ConfigError(name, type(cfg).__name__, "config.json must hold a JSON object")
+    text = cfg.get("text_config")
+    if isinstance(text, Mapping) and cfg.get("hidden_size") is None:
+        # Multimodal wrappers (Llava, Qwen2-VL, ...) nest the language model's config.
+        cfg = {**text, "model_type": text.get("model_type", cfg.get("model_type"))}
     model_type = str(cfg.get("model_type") or "")
     extra = MLA_FIELDS if model_type in DEEPSEEK and cfg.get("kv_lora_rank") is not None else ()
     _check_required(cfg, model_type, extra)

@@ -7,6 +7,7 @@ The field names below are the contract other packages (perf, engine) rely on; de
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -207,6 +208,11 @@ class ModelSpec:
         """Parameters one token touches: dense parts, top-k routed and shared experts."""
         return self._count(active_only=True)
 
+    def layer_params(self, layer: int) -> int:
+        """All weights of block ``layer`` (0-based; all experts), e.g. to split pipeline stages."""
+        ffn = self.moe_ffn_params() if self.is_moe_layer(layer) else self.dense_ffn_params()
+        return self.attention_params_per_layer() + self.norm_params_per_layer() + ffn
+
     def _count(self, *, active_only: bool) -> int:
         per_layer = self.attention_params_per_layer() + self.norm_params_per_layer()
         count = self.embedding_params() + self.num_layers * per_layer
@@ -232,6 +238,10 @@ class ModelSpec:
         else:
             elements = 2 * self.num_layers * self.num_kv_heads * self.head_dim
         return math.ceil(elements * DType.parse(dtype).num_bytes)
+
+    def kv_bytes_per_token_per_layer(self, dtype: DType | str = DType.BF16) -> float:
+        """KV-cache bytes one token occupies in one layer (pipeline stages hold a share)."""
+        return self.kv_bytes_per_token(dtype) / self.num_layers
 
     def matmul_params_per_token(self) -> int:
         """Active weights that take part in a GEMM (no embedding lookup, norms or biases)."""
@@ -314,7 +324,7 @@ def _validate(spec: ModelSpec) -> None:
         "max_context_tokens",
     ):
         value = getattr(spec, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ConfigError(f"{spec.name}.{key}", value, "must be a positive integer")
     if spec.num_attention_heads % spec.num_kv_heads:
         raise ConfigError(
