@@ -1,10 +1,223 @@
-"""CLI commands for the simulate area."""
+"""CLI commands for the simulate area: ``servesim simulate`` and ``servesim version``.
+
+``servesim simulate`` with no arguments runs the built-in scenario (``SimConfig()``'s
+defaults). ``--config file.yaml`` loads a config; every flag given overrides the file.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
 from servesim import __version__
+from servesim.cli.common import console, err_console
+from servesim.config import SimConfig, load_yaml
+from servesim.core.errors import ConfigError
+from servesim.metrics.stats import LatencyStats
+
+if TYPE_CHECKING:
+    from servesim.api import Result
+
+_W = "Workload"
+_S = "Scheduler"
+_H = "Hardware"
+_R = "Run"
+
+
+def _opt(help_text: str, panel: str, *names: str) -> Any:
+    return typer.Option(*names, help=help_text, rich_help_panel=panel, show_default=False)
+
+
+def _scheduler_overrides(scheduler: str | None) -> dict[str, Any]:
+    if scheduler is None:
+        return {}
+    if ":" in scheduler or scheduler.endswith(".py"):
+        return {"scheduler.kind": "custom", "scheduler.path": scheduler}
+    return {"scheduler.kind": scheduler.lower()}
+
+
+def _workload_overrides(
+    raw: dict[str, Any],
+    *,
+    preset: str | None,
+    arrival: str | None,
+    rate: float | None,
+    cv: float | None,
+    trace: Path | None,
+    trace_format: str | None,
+) -> dict[str, Any]:
+    """Dotted overrides for the workload flags, given what the config file already says."""
+    out: dict[str, Any] = {}
+    current = raw.get("workload") if isinstance(raw.get("workload"), dict) else {}
+    if preset is not None:
+        out["workload.preset"] = preset
+        out["workload.trace"] = None
+    if trace is not None:
+        out["workload.trace"] = {"path": str(trace), "format": trace_format}
+        out["workload.preset"] = None
+        out["workload.rate_per_s"] = None
+    elif trace_format is not None:
+        out["workload.trace.format"] = trace_format
+    kind = arrival if arrival is not None else ("gamma" if cv is not None else None)
+    if kind is not None:
+        old = current.get("arrival") if isinstance(current.get("arrival"), dict) else {}
+        new_rate = rate if rate is not None else old.get("rate_per_s", current.get("rate_per_s"))
+        if new_rate is None:
+            raise ConfigError("--rate", None, f"--arrival {kind} needs a rate: give --rate")
+        spec: dict[str, Any] = {"kind": kind, "rate_per_s": new_rate}
+        if kind == "gamma":
+            spec["cv"] = cv if cv is not None else old.get("cv", 1.0)
+        elif cv is not None:
+            raise ConfigError("--cv", cv, f"only applies to --arrival gamma, not {kind}")
+        out["workload.arrival"] = spec
+        out["workload.rate_per_s"] = None
+    elif rate is not None:
+        if isinstance(current.get("arrival"), dict):
+            out["workload.arrival.rate_per_s"] = rate
+        else:
+            out["workload.rate_per_s"] = rate
+    return out
+
+
+def build_config(config: Path | None, flags: dict[str, Any], workload: dict[str, Any]) -> SimConfig:
+    """The YAML file (if any), then the flags that were given, validated together."""
+    raw = load_yaml(config) if config is not None else {}
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    overrides.update(_workload_overrides(raw, **workload))
+    base_dir = config.parent if config is not None else None
+    return SimConfig.from_dict(raw, overrides, base_dir=base_dir)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1e3:,.1f}"
+
+
+def _num(value: float | None, fmt: str = ",.2f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _latency_table(result: Result) -> Table:
+    s = result.summary
+    table = Table(title="Latency (ms; percentiles: numpy linear, as vllm bench serve)")
+    for header in ("metric", "mean", "p50", "p90", "p95", "p99", "max", "count"):
+        table.add_column(header, justify="left" if header == "metric" else "right")
+    rows: list[tuple[str, LatencyStats]] = [
+        ("TTFT", s.ttft),
+        ("TPOT", s.tpot),
+        ("ITL", s.itl),
+        ("E2E", s.e2e),
+        ("queueing", s.queueing),
+    ]
+    for name, st in rows:
+        table.add_row(
+            name,
+            *(_ms(v) for v in (st.mean_s, st.p50_s, st.p90_s, st.p95_s, st.p99_s, st.max_s)),
+            f"{st.count:,}",
+        )
+    return table
+
+
+def _overview_rows(result: Result) -> list[tuple[str, str]]:
+    c, s, e = result.config, result.summary, result.summary.efficiency
+    hw = c.hardware
+    rejected = ", ".join(f"{k} {v}" for k, v in s.rejected_by_reason.items() if v) or "none"
+    return [
+        (
+            "deployment",
+            f"{c.model} on {c.replicas} x {hw.tp * hw.pp} {hw.gpu} "
+            f"(tp {hw.tp}, pp {hw.pp}, {hw.dtype})",
+        ),
+        ("scheduler", c.scheduler.kind),
+        ("workload", f"{result.workload_name}, seed {c.seed}"),
+        ("requests", f"{s.num_completed:,} completed of {s.num_requests:,}; rejected: {rejected}"),
+        ("duration", f"{s.duration_s:,.2f} s simulated"),
+        (
+            "throughput",
+            f"{s.request_throughput_per_s:,.2f} req/s, "
+            f"{s.output_throughput_tokens_per_s:,.0f} output tok/s, "
+            f"{s.total_throughput_tokens_per_s:,.0f} total tok/s",
+        ),
+        ("KV cache use", f"mean {s.kv_utilization.mean:.1%}, max {s.kv_utilization.max:.1%}"),
+        ("batch size", f"mean {s.batch_size.mean:,.1f}, max {s.batch_size.max:,.0f}"),
+        (
+            "MFU / MBU",
+            f"{_num(e.mfu, '.1%')} / {_num(e.mbu, '.1%')} of busy time "
+            f"(busy {e.busy_fraction:.0%})",
+        ),
+        (
+            "cost",
+            f"${e.cost_usd:,.4f} for {e.gpu_hours:,.3f} GPU-h; "
+            f"${_num(e.cost_per_million_output_tokens_usd)} per M output tokens",
+        ),
+        (
+            "energy",
+            f"{e.energy_j / 3.6e6:,.4f} kWh; {_num(e.energy_per_output_token_j, ',.3f')} "
+            f"J per output token",
+        ),
+        ("preemptions", f"{s.num_preemptions:,}"),
+        ("prefix cache hits", _num(s.prefix_cache_hit_rate, ".1%")),
+    ]
+
+
+def _slo_table(result: Result) -> Table | None:
+    slo = result.summary.slo
+    if slo is None:
+        return None
+    table = Table(title=f"SLO (attainment goal {slo.attainment_target:.0%})")
+    for header in ("class", "TTFT target", "TPOT target", "met", "attainment", "goodput req/s"):
+        table.add_column(header, justify="left" if header == "class" else "right")
+    for row in (*slo.per_class, slo.overall):
+        ok = "" if row.attainment is None else (" ok" if row.meets_attainment_target else " MISS")
+        table.add_row(
+            row.slo_class,
+            _ms(row.ttft_target_s),
+            _ms(row.tpot_target_s),
+            f"{row.num_met:,}/{row.num_requests:,}",
+            _num(row.attainment, ".1%") + ok,
+            f"{row.goodput_per_s:,.2f}",
+        )
+    return table
+
+
+def render(result: Result) -> None:
+    """Print the summary as rich tables."""
+    overview = Table(title="servesim simulate", show_header=False)
+    overview.add_column("field", style="bold")
+    overview.add_column("value")
+    for key, value in _overview_rows(result):
+        overview.add_row(key, value)
+    console.print(overview)
+    console.print(_latency_table(result))
+    slo = _slo_table(result)
+    if slo is not None:
+        console.print(slo)
+
+
+def _run(cfg: SimConfig, show_progress: bool) -> Result:
+    # Imported here only while the engine is being built (keeps the other commands working).
+    from servesim.api import simulate
+
+    if not show_progress:
+        return simulate(cfg)
+    columns = (
+        TextColumn("simulating"),
+        BarColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def on_progress(*args: Any, **kwargs: Any) -> None:
+            done = kwargs.get("num_finished", args[0] if args else None)
+            total = kwargs.get("num_total", args[1] if len(args) > 1 else None)
+            bar.update(task, completed=done, total=total, description=f"{done} requests")
+
+        return simulate(cfg, on_progress=on_progress)
 
 
 def register(app: typer.Typer) -> None:
@@ -14,3 +227,132 @@ def register(app: typer.Typer) -> None:
     def version() -> None:
         """Print the servesim version."""
         print(__version__)
+
+    @app.command("simulate")
+    def simulate_cmd(
+        config: Annotated[
+            Path | None, _opt("YAML config; flags override it.", _R, "--config")
+        ] = None,
+        model: Annotated[
+            str | None, _opt("Catalog name, HF id, or config.json path.", _H, "--model")
+        ] = None,
+        gpu: Annotated[str | None, _opt("GPU name (servesim gpus).", _H, "--gpu")] = None,
+        tp: Annotated[int | None, _opt("Tensor-parallel degree.", _H, "--tp")] = None,
+        pp: Annotated[int | None, _opt("Pipeline-parallel degree.", _H, "--pp")] = None,
+        dtype: Annotated[
+            str | None, _opt("Weights: bf16, fp16, fp8, int8, int4.", _H, "--dtype")
+        ] = None,
+        kv_dtype: Annotated[str | None, _opt("KV cache format.", _H, "--kv-dtype")] = None,
+        gpu_memory_utilization: Annotated[
+            float | None,
+            _opt("Fraction of GPU memory to use (0.9).", _H, "--gpu-memory-utilization"),
+        ] = None,
+        cuda_graphs: Annotated[
+            bool | None, _opt("Decode with CUDA graphs.", _H, "--cuda-graphs/--no-cuda-graphs")
+        ] = None,
+        replicas: Annotated[
+            int | None, _opt("Identical replicas (round robin).", _H, "--replicas")
+        ] = None,
+        scheduler: Annotated[
+            str | None,
+            _opt(
+                "vllm, sarathi, orca, static, priority, fair, or path/to/file.py:Class.",
+                _S,
+                "--scheduler",
+            ),
+        ] = None,
+        max_num_seqs: Annotated[
+            int | None, _opt("Sequences per batch.", _S, "--max-num-seqs")
+        ] = None,
+        max_num_batched_tokens: Annotated[
+            int | None, _opt("Token budget per iteration.", _S, "--max-num-batched-tokens")
+        ] = None,
+        chunked_prefill: Annotated[
+            bool | None, _opt("vLLM chunked prefill.", _S, "--chunked-prefill/--no-chunked-prefill")
+        ] = None,
+        chunk_size: Annotated[
+            int | None, _opt("Chunk size (sarathi, priority, fair).", _S, "--chunk-size")
+        ] = None,
+        prefix_caching: Annotated[
+            bool | None,
+            _opt("Prefix caching.", _S, "--enable-prefix-caching/--no-enable-prefix-caching"),
+        ] = None,
+        preset: Annotated[
+            str | None, _opt("Workload preset (servesim workload list).", _W, "--preset")
+        ] = None,
+        arrival: Annotated[str | None, _opt("poisson, gamma or constant.", _W, "--arrival")] = None,
+        rate: Annotated[float | None, _opt("Mean arrival rate, req/s.", _W, "--rate")] = None,
+        cv: Annotated[float | None, _opt("Inter-arrival CV (gamma).", _W, "--cv")] = None,
+        trace: Annotated[Path | None, _opt("Replay a trace file.", _W, "--trace")] = None,
+        trace_format: Annotated[
+            str | None, _opt("Trace format (default: detect).", _W, "--trace-format")
+        ] = None,
+        num_requests: Annotated[
+            int | None, _opt("Requests to simulate.", _R, "--num-requests")
+        ] = None,
+        duration: Annotated[
+            float | None, _opt("Stop arrivals after this many seconds.", _R, "--duration")
+        ] = None,
+        seed: Annotated[int | None, _opt("Random seed.", _R, "--seed")] = None,
+        slo_ttft: Annotated[float | None, _opt("TTFT target, seconds.", _R, "--slo-ttft")] = None,
+        slo_tpot: Annotated[float | None, _opt("TPOT target, seconds.", _R, "--slo-tpot")] = None,
+        out: Annotated[
+            Path | None, _opt("Write summary.json, requests table, plot here.", _R, "--out")
+        ] = None,
+        out_format: Annotated[
+            str, typer.Option("--format", help="Requests table: parquet|csv.", rich_help_panel=_R)
+        ] = "parquet",
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print summary JSON.", rich_help_panel=_R)
+        ] = False,
+        progress: Annotated[
+            bool, typer.Option("--progress", help="Show a progress bar.", rich_help_panel=_R)
+        ] = False,
+    ) -> None:
+        """Simulate one deployment on one workload and print its summary.
+
+        With no arguments: Llama-3.1-8B on one H100, vLLM's scheduler, ShareGPT-like traffic.
+        """
+        if out_format not in ("parquet", "csv"):
+            raise ConfigError("--format", out_format, "must be parquet or csv")
+        flags = {
+            "model": model,
+            "hardware.gpu": gpu,
+            "hardware.tp": tp,
+            "hardware.pp": pp,
+            "hardware.dtype": dtype,
+            "hardware.kv_dtype": kv_dtype,
+            "hardware.gpu_memory_utilization": gpu_memory_utilization,
+            "hardware.cuda_graphs": cuda_graphs,
+            "replicas": replicas,
+            **_scheduler_overrides(scheduler),
+            "scheduler.max_num_seqs": max_num_seqs,
+            "scheduler.max_num_batched_tokens": max_num_batched_tokens,
+            "scheduler.enable_chunked_prefill": chunked_prefill,
+            "scheduler.chunk_size": chunk_size,
+            "cache.enable_prefix_caching": prefix_caching,
+            "num_requests": num_requests,
+            "duration_s": duration,
+            "seed": seed,
+            "slo.ttft_s": slo_ttft,
+            "slo.tpot_s": slo_tpot,
+        }
+        workload = {
+            "preset": preset,
+            "arrival": arrival,
+            "rate": rate,
+            "cv": cv,
+            "trace": trace,
+            "trace_format": trace_format,
+        }
+        cfg = build_config(config, flags, workload)
+        result = _run(cfg, progress)
+        if as_json:
+            print(result.to_json(), end="")
+        else:
+            render(result)
+        if out is not None:
+            from servesim.api import write_outputs
+
+            for note in write_outputs(result, out, table_format=out_format):
+                err_console.print(note, markup=False, highlight=False)

@@ -1,0 +1,102 @@
+"""``servesim simulate``: flags, config files, errors (exit 2, one line, no traceback), outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from servesim.cli import main
+from servesim.cli.simulate import build_config
+
+NO_WORKLOAD = {
+    "preset": None,
+    "arrival": None,
+    "rate": None,
+    "cv": None,
+    "trace": None,
+    "trace_format": None,
+}
+
+
+def _exit_code(argv: list[str]) -> int:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    return int(info.value.code or 0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["simulate", "--tp", "0"], "error: hardware.tp=0: Input should be greater than or equal"),
+        (["simulate", "--rate", "-2"], "error: workload.rate_per_s=-2.0: Input should be greater"),
+        (["simulate", "--gpu", "h100-smx"], "error: hardware.gpu='h100-smx'"),
+        (["simulate", "--scheduler", "fifo"], "error: scheduler="),
+        (["simulate", "--config", "missing.yaml"], "error: config='missing.yaml': file not found"),
+        (["simulate", "--format", "xlsx"], "error: --format='xlsx': must be parquet or csv"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _exit_code(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(expected), err
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unknown_key_in_yaml_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "sim.yaml"
+    path.write_text("hardware:\n  gpus: h100-sxm\n")
+    assert _exit_code(["simulate", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: hardware.gpus='h100-sxm': Extra inputs are not permitted")
+
+
+def test_flags_override_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "sim.yaml"
+    path.write_text(
+        "hardware: {tp: 2, gpu: a100-80gb}\nscheduler: {kind: vllm, max_num_seqs: 64}\n"
+        "workload: {preset: lmsys, rate_per_s: 2.0}\nseed: 5\n"
+    )
+    flags = {"hardware.tp": 4, "seed": None, "scheduler.max_num_seqs": 32}
+    cfg = build_config(path, flags, {**NO_WORKLOAD, "rate": 3.0})
+    assert cfg.hardware.tp == 4 and cfg.hardware.gpu == "a100-80gb"
+    assert cfg.seed == 5
+    assert cfg.scheduler.max_num_seqs == 32
+    assert cfg.workload.preset == "lmsys" and cfg.workload.rate_per_s == 3.0
+
+
+def test_arrival_flags_build_an_arrival_process() -> None:
+    cfg = build_config(None, {}, {**NO_WORKLOAD, "arrival": "gamma", "rate": 4.0, "cv": 2.0})
+    assert cfg.workload.arrival is not None
+    assert cfg.workload.arrival.kind == "gamma"
+    assert (cfg.workload.arrival.rate_per_s, cfg.workload.arrival.cv) == (4.0, 2.0)
+    assert cfg.workload.rate_per_s is None
+    # --cv alone implies gamma
+    cfg = build_config(None, {}, {**NO_WORKLOAD, "rate": 4.0, "cv": 3.0})
+    assert cfg.workload.arrival is not None and cfg.workload.arrival.kind == "gamma"
+
+
+def test_arrival_without_rate_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _exit_code(["simulate", "--arrival", "poisson"]) == 2
+    assert "--rate" in capsys.readouterr().err
+
+
+def test_trace_flag_replaces_preset(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("x\n")
+    cfg = build_config(None, {}, {**NO_WORKLOAD, "trace": trace, "trace_format": "generic-csv"})
+    assert cfg.workload.trace is not None and cfg.workload.preset is None
+    assert cfg.workload.trace.path == trace
+
+
+def test_custom_scheduler_path() -> None:
+    from servesim.cli.simulate import _scheduler_overrides
+
+    assert _scheduler_overrides("my.py:Sched") == {
+        "scheduler.kind": "custom",
+        "scheduler.path": "my.py:Sched",
+    }
+    assert _scheduler_overrides("Sarathi") == {"scheduler.kind": "sarathi"}
