@@ -115,9 +115,21 @@ def test_overrides_replace_yaml(tmp_path: Path) -> None:
     assert c.with_overrides({"seed": 3}).hardware.tp == 4
 
 
+LLAMA_LIKE = (
+    '{"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 512, '
+    '"intermediate_size": 1024, "num_hidden_layers": 2, "num_attention_heads": 8, '
+    '"num_key_value_heads": 2, "vocab_size": 1000, "max_position_embeddings": 2048}'
+)
+
+
+def test_unknown_model_is_a_field_error() -> None:
+    (line,) = _lines({"model": "llama-3.1-8"})
+    assert line.startswith("model='llama-3.1-8'") and "unknown model" in line
+
+
 def test_relative_model_path_is_relative_to_yaml(tmp_path: Path) -> None:
     (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "config.json").write_text("{}")
+    (tmp_path / "m" / "config.json").write_text(LLAMA_LIKE)
     (tmp_path / "sim.yaml").write_text("model: m\n")
     assert SimConfig.from_yaml(tmp_path / "sim.yaml").model == str(tmp_path / "m")
 

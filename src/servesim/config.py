@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from servesim.core.errors import ConfigError, ServesimError
 from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
 from servesim.metrics.slo import DEFAULT_ATTAINMENT_TARGET, SLOSpec, SLOTargets
-from servesim.specs.catalog import get_gpu
+from servesim.specs.catalog import get_gpu, resolve_model
 from servesim.specs.dtypes import DType
 from servesim.workload.config import WorkloadConfig
 
@@ -174,6 +174,15 @@ class SimConfig(BaseModel):
         description="Hard stop of the simulated clock; unfinished requests are reported.",
     )
     replicas: int = Field(1, ge=1, le=4096, description="Identical replicas, round robin.")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        try:
+            resolve_model(value)
+        except ServesimError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _one_memory_fraction(self) -> SimConfig:
