@@ -104,3 +104,8 @@ def test_values_are_sane(name: str) -> None:
         assert link.bandwidth_bytes_per_s > 0
         assert 0 < link.latency_s < 1e-4
     assert gpu.vendor in ("nvidia", "amd")
+
+
+def test_spec_passes_through() -> None:
+    gpu = get_gpu("h200")
+    assert get_gpu(gpu) is gpu

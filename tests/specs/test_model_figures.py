@@ -111,3 +111,8 @@ def test_moe_layer_layout() -> None:
     assert not resolve_model("llama-2-7b").is_moe_layer(0)
     with pytest.raises(ConfigError):
         mixtral.is_moe_layer(32)
+
+
+def test_resolve_passes_a_spec_through() -> None:
+    spec = resolve_model("phi-2")
+    assert resolve_model(spec) is spec

@@ -38,6 +38,8 @@ class GPUSpec:
         tdp_w: board power limit; idle_w: idle draw.
         price_per_hour_usd: indicative on-demand price for one GPU-hour.
         peak_flops_per_s: dense (no sparsity) tensor peak per dtype; missing = unsupported.
+            ``fp32`` holds the dense TF32 tensor-core figure (what fp32 GEMMs run on when
+            TF32 is allowed), not the plain CUDA-core FP32 rate.
         sources: field name -> citation (data sheet URL or document) for every number;
             peak figures are keyed ``peak_flops_per_s.<dtype>``.
         form_factor: ``sxm``, ``pcie`` or ``oam``; decides the default node topology.

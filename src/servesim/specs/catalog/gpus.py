@@ -86,12 +86,16 @@ def _key(name: str) -> str:
     return name.strip().lower().replace("_", "-").replace(" ", "-")
 
 
-def get_gpu(name: str) -> GPUSpec:
+def get_gpu(name: str | GPUSpec) -> GPUSpec:
     """The GPU named ``name`` or one of its aliases (``h100``, ``H100-SXM-80GB``, ``a100``).
+
+    Case, ``_`` and spaces are ignored; a ``GPUSpec`` is returned unchanged.
 
     Raises:
         UnknownNameError: no such GPU (the message suggests close names).
     """
+    if isinstance(name, GPUSpec):
+        return name
     specs, aliases, _ = _catalog()
     key = _key(name)
     key = aliases.get(key, key)

@@ -72,16 +72,18 @@ def load_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
     return ModelSpec.from_hf_config(cfg, name=label, source=str(file))
 
 
-def resolve_model(name_or_path: str | Path) -> ModelSpec:
+def resolve_model(name_or_path: str | Path | ModelSpec) -> ModelSpec:
     """Find a model by catalog name, HF repo id or alias (case-insensitive), or by path.
 
-    A path may name a ``config.json`` or a directory holding one. Catalog names win over
-    same-named relative paths only when no such file exists.
+    A path may name a ``config.json`` or a directory holding one. Catalog names and aliases
+    are tried first, then the path. A ``ModelSpec`` is returned unchanged.
 
     Raises:
         UnknownNameError: not in the catalog and not an existing path (with did-you-mean).
         ConfigError: the path exists but its config cannot be read.
     """
+    if isinstance(name_or_path, ModelSpec):
+        return name_or_path
     if isinstance(name_or_path, Path):
         return load_hf_config(name_or_path)
     specs, aliases = _catalog()
