@@ -167,49 +167,55 @@ def _over_time(
     return kv, batch, busy
 
 
-def summarize(records: SimulationRecords, slo: SLOSpec | None = None) -> Summary:
-    """Turn a run's records into its summary (definitions in the module docstring)."""
-    req = records.requests.view()
-    it = records.iterations.view()
-    reason = req["reject_reason"]
-    completed = (reason == RejectReason.NONE) & np.isfinite(req["completion_s"])
-    start_s, end_s = _window(req, completed, records.end_s)
-    duration = end_s - start_s
-    ttft, e2e, tpot_slo = _request_latencies(req, completed)
-    multi = completed & (req["num_output_tokens"] > 1)
-    scheduled = np.isfinite(req["first_scheduled_s"])
+def _throughput(
+    req: dict[str, np.ndarray], completed: np.ndarray, duration: float
+) -> dict[str, float | int]:
     num_in = int(req["num_prompt_tokens"][completed].sum())
     num_out = int(req["num_output_tokens"][completed].sum())
     num_done = int(completed.sum())
-    kv, batch, busy = _over_time(records, it, (start_s, end_s))
-    prompt_scheduled = int(req["num_prompt_tokens"][scheduled].sum())
 
     def rate(x: float) -> float:
         return x / duration if duration > 0 else 0.0
 
-    return Summary(
-        num_requests=int(reason.size),
-        num_completed=num_done,
-        rejected_by_reason={
+    return {
+        "num_completed": num_done,
+        "total_input_tokens": num_in,
+        "total_output_tokens": num_out,
+        "request_throughput_per_s": rate(num_done),
+        "input_throughput_tokens_per_s": rate(num_in),
+        "output_throughput_tokens_per_s": rate(num_out),
+        "total_throughput_tokens_per_s": rate(num_in + num_out),
+    }
+
+
+def _cache_and_rejections(req: dict[str, np.ndarray]) -> dict[str, object]:
+    reason = req["reject_reason"]
+    scheduled = np.isfinite(req["first_scheduled_s"])
+    prompt_scheduled = int(req["num_prompt_tokens"][scheduled].sum())
+    hits = int(req["num_prefix_hit_tokens"][scheduled].sum())
+    return {
+        "rejected_by_reason": {
             r.name.lower(): int((reason == r).sum()) for r in RejectReason if r != RejectReason.NONE
         },
-        start_s=start_s,
-        end_s=end_s,
-        duration_s=duration,
-        total_input_tokens=num_in,
-        total_output_tokens=num_out,
-        request_throughput_per_s=rate(num_done),
-        input_throughput_tokens_per_s=rate(num_in),
-        output_throughput_tokens_per_s=rate(num_out),
-        total_throughput_tokens_per_s=rate(num_in + num_out),
-        ttft=latency_stats(ttft[completed]),
-        tpot=latency_stats(tpot_slo[multi]),
-        itl=weighted_latency_stats(*records.token_gaps.arrays()),
-        e2e=latency_stats(e2e[completed]),
-        queueing=latency_stats((req["first_scheduled_s"] - req["arrival_s"])[completed]),
-        slo=None
-        if slo is None
-        else evaluate_slo(
+        "num_preemptions": int(req["num_preemptions"].sum()),
+        "prefix_cache_hit_rate": hits / prompt_scheduled if prompt_scheduled else None,
+    }
+
+
+def summarize(records: SimulationRecords, slo: SLOSpec | None = None) -> Summary:
+    """Turn a run's records into its summary (definitions in the module docstring)."""
+    req = records.requests.view()
+    it = records.iterations.view()
+    completed = (req["reject_reason"] == RejectReason.NONE) & np.isfinite(req["completion_s"])
+    start_s, end_s = _window(req, completed, records.end_s)
+    duration = end_s - start_s
+    ttft, e2e, tpot_slo = _request_latencies(req, completed)
+    multi = completed & (req["num_output_tokens"] > 1)
+    kv, batch, busy = _over_time(records, it, (start_s, end_s))
+    throughput = _throughput(req, completed, duration)
+    slo_result = None
+    if slo is not None:
+        slo_result = evaluate_slo(
             slo,
             ttft_s=ttft,
             tpot_s=tpot_slo,
@@ -217,16 +223,24 @@ def summarize(records: SimulationRecords, slo: SLOSpec | None = None) -> Summary
             class_index=req["slo_class_index"],
             class_names=records.slo_classes,
             duration_s=duration,
-        ),
+        )
+    num_out = int(throughput["total_output_tokens"])
+    return Summary(
+        num_requests=int(completed.size),
+        start_s=start_s,
+        end_s=end_s,
+        duration_s=duration,
+        ttft=latency_stats(ttft[completed]),
+        tpot=latency_stats(tpot_slo[multi]),
+        itl=weighted_latency_stats(*records.token_gaps.arrays()),
+        e2e=latency_stats(e2e[completed]),
+        queueing=latency_stats((req["first_scheduled_s"] - req["arrival_s"])[completed]),
+        slo=slo_result,
         kv_utilization=kv,
         batch_size=batch,
         efficiency=compute_efficiency(it, records.replicas, busy, duration, num_out),
-        num_preemptions=int(req["num_preemptions"].sum()),
-        prefix_cache_hit_rate=(
-            int(req["num_prefix_hit_tokens"][scheduled].sum()) / prompt_scheduled
-            if prompt_scheduled
-            else None
-        ),
         num_replicas=len(records.replicas),
         counters=dict(records.counters),
+        **throughput,  # type: ignore[arg-type]
+        **_cache_and_rejections(req),  # type: ignore[arg-type]
     )
