@@ -116,3 +116,8 @@ def test_moe_layer_layout() -> None:
 def test_resolve_passes_a_spec_through() -> None:
     spec = resolve_model("phi-2")
     assert resolve_model(spec) is spec
+
+
+def test_cached_tokens_capped_by_window() -> None:
+    assert resolve_model("mistral-7b").num_cached_tokens(10_000) == 4096
+    assert resolve_model("llama-3.1-8b").num_cached_tokens(10_000) == 10_000

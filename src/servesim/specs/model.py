@@ -239,6 +239,12 @@ class ModelSpec:
             elements = 2 * self.num_layers * self.num_kv_heads * self.head_dim
         return math.ceil(elements * DType.parse(dtype).num_bytes)
 
+    def num_cached_tokens(self, context_tokens: int) -> int:
+        """Tokens whose KV a sequence of ``context_tokens`` must keep (sliding window caps it)."""
+        if self.sliding_window is None:
+            return context_tokens
+        return min(context_tokens, self.sliding_window)
+
     def kv_bytes_per_token_per_layer(self, dtype: DType | str = DType.BF16) -> float:
         """KV-cache bytes one token occupies in one layer (pipeline stages hold a share)."""
         return self.kv_bytes_per_token(dtype) / self.num_layers
