@@ -1,0 +1,137 @@
+"""Fidelity against real measurements: replay measured vLLM runs and compare the means.
+
+The reference data is ``../shared/data/validation/apex_vllm_llama70b`` (real vLLM 0.6.0 runs of
+Llama-3.1-70B on 8x H100-SXM, published by microsoft/apex_plus; see its PROVENANCE.md). Every
+single-server plan (8TP, 4TP, 2TP) is replayed on the trace it actually served, with the launch
+settings of that run, and the predicted mean TTFT, mean inter-token latency (token-weighted, as the
+measurement) and mean end-to-end latency are compared with the measured ones.
+
+The data is never copied into the package: the caller passes the folder.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from servesim.core.errors import ConfigError
+
+APEX_DATASET = "apex_vllm_llama70b"
+
+# vLLM 0.6 enabled chunked prefill by default when max_model_len > 32K and then used a 512-token
+# budget (EngineArgs in vLLM 0.5/0.6); the 2TP runs set --max-model-len 24272, which leaves it off
+# and makes the budget max(max_model_len, 2048) (PROVENANCE.md states the same assumption).
+_CHUNKED_PREFILL_BUDGET_TOKENS = 512
+_LLAMA31_CONTEXT_TOKENS = 131_072
+_LONG_CONTEXT_CHUNKING_THRESHOLD = 32_768
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredRun:
+    """One measured single-server run and the settings needed to replay it."""
+
+    name: str  # e.g. "summarization_0.5_8TP"
+    workload: str
+    rate_req_per_s: float
+    tp: int
+    num_requests: int
+    served_trace: Path
+    gpu_memory_utilization: float
+    max_model_len: int
+    use_custom_all_reduce: bool
+    measured_mean_ttft_s: float
+    measured_mean_itl_s: float
+    measured_mean_e2e_s: float
+
+    @property
+    def chunked_prefill(self) -> bool:
+        """vLLM 0.6's default for this max_model_len."""
+        return self.max_model_len > _LONG_CONTEXT_CHUNKING_THRESHOLD
+
+    @property
+    def max_num_batched_tokens(self) -> int:
+        """vLLM 0.6's default token budget for these settings."""
+        if self.chunked_prefill:
+            return _CHUNKED_PREFILL_BUDGET_TOKENS
+        return max(self.max_model_len, 2048)
+
+
+@dataclass(frozen=True, slots=True)
+class RunComparison:
+    """Predicted vs measured means of one run."""
+
+    run: MeasuredRun
+    predicted_mean_ttft_s: float
+    predicted_mean_itl_s: float
+    predicted_mean_e2e_s: float
+
+    def errors(self) -> dict[str, float]:
+        """Signed relative error per metric: (predicted - measured) / measured."""
+        return {
+            "ttft": _rel(self.predicted_mean_ttft_s, self.run.measured_mean_ttft_s),
+            "itl": _rel(self.predicted_mean_itl_s, self.run.measured_mean_itl_s),
+            "e2e": _rel(self.predicted_mean_e2e_s, self.run.measured_mean_e2e_s),
+        }
+
+
+def _rel(predicted: float, measured: float) -> float:
+    return (predicted - measured) / measured
+
+
+def load_apex_runs(data_dir: Path) -> list[MeasuredRun]:
+    """Single-server runs (dp == 1) of the APEX vLLM validation set, from ``plans.csv``.
+
+    ``plans.csv`` already holds de-cumulated means for the runs that shared one server.
+    """
+    folder = data_dir / "validation" / APEX_DATASET
+    plans_path = folder / "plans.csv"
+    if not plans_path.is_file():
+        raise ConfigError("data_dir", str(data_dir), f"{plans_path} does not exist")
+    runs_by_file = {row["served_trace_file"]: row for row in _read_csv(folder / "runs.csv")}
+    runs: list[MeasuredRun] = []
+    for plan in _read_csv(plans_path):
+        if plan["dp"] != "1":
+            continue
+        rate = float(plan["rate_req_per_s"])
+        tag = f"{plan['workload']}_{'05' if rate == 0.5 else '025'}_validation_{plan['plan']}"
+        trace_name = f"llama_{tag}.jsonl"
+        run_row = runs_by_file.get(f"apex_served_traces/{trace_name}")
+        if run_row is None:
+            raise ConfigError("runs.csv", trace_name, "no run row for this plan")
+        max_len_text = run_row["max_model_len"]
+        max_model_len = int(max_len_text) if max_len_text.isdigit() else _LLAMA31_CONTEXT_TOKENS
+        runs.append(
+            MeasuredRun(
+                name=f"{plan['workload']}_{rate}_{plan['plan']}",
+                workload=plan["workload"],
+                rate_req_per_s=rate,
+                tp=int(plan["tp"]),
+                num_requests=int(plan["n_requests"]),
+                served_trace=folder / "served_traces" / trace_name,
+                gpu_memory_utilization=float(run_row["gpu_mem_util"]),
+                max_model_len=max_model_len,
+                use_custom_all_reduce=run_row["custom_allreduce"] == "True",
+                measured_mean_ttft_s=float(plan["mean_ttft_s"]),
+                measured_mean_itl_s=float(plan["itl_mean_token_weighted_s"]),
+                measured_mean_e2e_s=float(plan["mean_e2e_latency_s"]),
+            )
+        )
+    return sorted(runs, key=lambda r: (r.workload, -r.tp, r.rate_req_per_s))
+
+
+def _read_csv(path: Path) -> Iterator[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        yield from csv.DictReader(handle)
+
+
+def mape(comparisons: list[RunComparison]) -> dict[str, float]:
+    """Mean absolute percentage error per metric over the runs (as a fraction)."""
+    if not comparisons:
+        return {}
+    keys = comparisons[0].errors().keys()
+    return {k: sum(abs(c.errors()[k]) for c in comparisons) / len(comparisons) for k in keys}
+
+
+Replayer = Callable[[MeasuredRun], RunComparison]
