@@ -1,0 +1,120 @@
+"""``servesim workload list|describe``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from servesim.cli import app, main
+
+runner = CliRunner()
+
+
+def _run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+        raise SystemExit(0)
+    out = capsys.readouterr()
+    return int(info.value.code or 0), out.out, out.err
+
+
+def test_list_shows_presets() -> None:
+    result = runner.invoke(app, ["workload", "list"])
+    assert result.exit_code == 0, result.output
+    for name in ("sharegpt", "azure-conv", "azure-code", "arxiv-summarization", "creation"):
+        assert name in result.output
+
+
+def test_list_json() -> None:
+    result = runner.invoke(app, ["workload", "list", "--json"])
+    rows = json.loads(result.output)
+    assert {r["name"] for r in rows} >= {"sharegpt", "creation"}
+    assert all("fit_quality" in r and r["rate_per_s"] > 0 for r in rows)
+
+
+def test_describe_default_is_sharegpt_1000() -> None:
+    result = runner.invoke(app, ["workload", "describe"])
+    assert result.exit_code == 0, result.output
+    assert "sharegpt" in result.output and "1,000 requests" in result.output
+    assert "prompt tokens" in result.output
+
+
+def test_describe_json_deterministic() -> None:
+    args = ["workload", "describe", "--json", "--num-requests", "300", "--seed", "3"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0
+    data = json.loads(first.output)
+    assert data["num_requests"] == 300 and data["name"] == "sharegpt"
+    assert runner.invoke(app, args).output == first.output
+
+
+def test_describe_synthetic_options() -> None:
+    result = runner.invoke(
+        app,
+        [
+            "workload",
+            "describe",
+            "--arrival",
+            "gamma",
+            "--rate",
+            "5",
+            "--cv",
+            "2",
+            "--prompt-lengths",
+            "512",
+            "--output-lengths",
+            "uniform:min_tokens=10,max_tokens=20",
+            "--num-requests",
+            "2000",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["prompt"]["p50"] == 512 and 10 <= data["output"]["p50"] <= 20
+    assert data["rate_per_s"] == pytest.approx(5, rel=0.15)
+
+
+def test_describe_trace(shared_data: Path) -> None:
+    path = shared_data / "traces/mooncake/conversation_trace.jsonl"
+    result = runner.invoke(app, ["workload", "describe", "--trace", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["num_requests"] == 12031
+    assert data["prefix_reuse_ratio"] == pytest.approx(0.366, abs=0.001)
+
+
+def test_describe_trace_skip_bad_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("arrived_at,num_prefill_tokens,num_decode_tokens\n0,5,5\n1,x,5\n2,5,5\n")
+    code, out, err = _run_main(["workload", "describe", "--trace", str(path)], capsys)
+    assert code == 2
+    assert err.strip().count("\n") == 0
+    assert err.startswith(f"error: {path}:3 column 'num_prefill_tokens': not a number")
+    assert "Traceback" not in err
+    code, out, _ = _run_main(
+        ["workload", "describe", "--trace", str(path), "--skip-bad-rows", "--json"], capsys
+    )
+    assert code == 0
+    data = json.loads(out)
+    assert data["num_requests"] == 2 and data["num_skipped_rows"] == 1
+
+
+def test_bad_inputs_exit_2_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    for argv in (
+        ["workload", "describe", "--trace", str(empty)],
+        ["workload", "describe", "--trace", str(tmp_path / "nope.csv")],
+        ["workload", "describe", "--preset", "sharegtp"],
+        ["workload", "describe", "--arrival", "poisson"],
+        ["workload", "describe", "--arrival", "poisson", "--rate", "-1"],
+        ["workload", "describe", "--prompt-lengths", "bogus:x=1", "--output-lengths", "5"],
+    ):
+        code, _out, err = _run_main(argv, capsys)
+        assert code == 2, argv
+        assert err.startswith("error: ") and "Traceback" not in err, (argv, err)
+        assert len(err.strip().splitlines()) == 1, (argv, err)
