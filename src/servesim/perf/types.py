@@ -97,6 +97,12 @@ class ReplicaPlan:
         tp_link: link carrying TP collectives (``None``: the GPU's intra-node link).
         pp_link: link carrying PP activations between stages (``None``: intra-node link).
         use_cuda_graphs: decode iterations replay CUDA graphs (lower launch overhead).
+        expert_popularity: routing skew as a per-expert frequency vector (any positive
+            scale, one entry per routed expert, in expert-index order); empty: see below.
+        expert_zipf_exponent: routing skew as a Zipf exponent over expert popularity ranks
+            (0: uniform routing, the default); ignored when ``expert_popularity`` is given.
+        custom_all_reduce: vLLM's custom one-shot/two-shot all-reduce serves small TP
+            all-reduces on NVLink (vLLM's default; ``--disable-custom-all-reduce`` turns it off).
     """
 
     model: ModelSpec
@@ -110,6 +116,9 @@ class ReplicaPlan:
     tp_link: LinkSpec | None = None
     pp_link: LinkSpec | None = None
     use_cuda_graphs: bool = True
+    expert_popularity: tuple[float, ...] = ()
+    expert_zipf_exponent: float = 0.0
+    custom_all_reduce: bool = True
 
     @property
     def num_gpus(self) -> int:
@@ -176,6 +185,31 @@ class MemoryPlan:
     def max_kv_tokens(self) -> int:
         """Tokens of KV the replica can hold."""
         return self.num_kv_blocks * self.block_size_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class OpCost:
+    """One row of ``explain``: an op's cost on one GPU, summed over ``count`` instances.
+
+    Attributes:
+        name: op name (``qkv_proj``, ``attn_decode``, ``all_reduce_attn``, ``host_overhead``).
+        scope: where it runs (``stage0 layers 0-79``, ``stage0``, ``host``).
+        count: instances summed in this row (layers of the stage, or 1).
+        flops: floating-point operations, all instances, one GPU.
+        num_bytes: bytes moved (HBM for kernels, wire for collectives), all instances, one GPU.
+        bound: ``compute``, ``memory``, ``comm`` or ``overhead``.
+        time_s: time of all instances.
+        stage: pipeline stage (-1 for host-side overhead).
+    """
+
+    name: str
+    scope: str
+    count: int
+    flops: float
+    num_bytes: float
+    bound: str
+    time_s: float
+    stage: int = 0
 
 
 class PerfModel(Protocol):

@@ -1,0 +1,184 @@
+"""Fitted efficiency curves and collective alpha-beta figures, loaded from ``calibration.json``.
+
+The JSON file is written by ``python -m servesim.perf.calibrate`` from the measured tables in
+``../shared/data/profiling`` (vidur and apex_plus, MIT) and is shipped as package data; the
+numbers inside name their source. A GPU absent from it runs on the documented defaults of
+``DEFAULT_GPU`` and its predictions are flagged uncalibrated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
+
+
+@dataclass(frozen=True, slots=True)
+class GemmCurve:
+    """GEMM time = launch + (t_c^s + t_m^s)^(1/s) (a smoothed roofline max).
+
+    ``t_c`` = FLOPs / (peak x e_max x M/(M+m_half) x K/(K+kn_half) x N/(N+kn_half)): small
+    token counts and thin weight shards stay far from peak; ``t_m`` = bytes / (bw x mem_eff).
+    """
+
+    e_max: float = 0.75
+    m_half: float = 120.0
+    kn_half: float = 60.0
+    mem_eff: float = 0.85
+    launch_s: float = 4e-6
+    blend: float = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class ElementwiseCurve:
+    """Memory-bound kernel time = launch + bytes / (bw x mem_eff)."""
+
+    mem_eff: float = 0.6
+    launch_s: float = 4e-6
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionCurve:
+    """Attention kernel efficiencies (no measured attention table: documented defaults).
+
+    Prefill (FlashAttention): compute efficiency e_max x L/(L + len_half) with L the mean
+    chunk length. Decode (paged attention): HBM efficiency mem_eff x C/(C + ctx_half) with C
+    the mean context per sequence, because short contexts leave the kernel latency-bound.
+    """
+
+    prefill_e_max: float = 0.45
+    prefill_len_half: float = 384.0
+    decode_mem_eff: float = 0.75
+    decode_ctx_half: float = 128.0
+    launch_s: float = 6e-6
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GpuCalibration:
+    """Everything fitted for one GPU family (``h100`` matches ``h100-sxm`` etc.)."""
+
+    key: str
+    calibrated: bool
+    ref_peak_flops_per_s: float  # bf16 dense peak assumed while fitting
+    ref_hbm_bytes_per_s: float  # HBM bandwidth assumed while fitting
+    gemm: GemmCurve
+    elementwise: Mapping[str, ElementwiseCurve]
+    attention: AttentionCurve
+    source: str = ""
+    heldout_mape: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectiveFit:
+    """t = min over lines (alpha_s + bytes / bytes_per_s): NCCL picks the fastest protocol."""
+
+    gpu: str
+    topology: str  # nvswitch, nvlink-pairs, pcie, ib, ethernet
+    collective: str  # all_reduce, all_gather, reduce_scatter, all_to_all, send_recv
+    num_gpus: int
+    lines: tuple[tuple[float, float], ...]
+    source: str = ""
+    mape: float = 0.0
+
+    def time_s(self, num_bytes: float) -> float:
+        """Predicted time of one collective moving ``num_bytes`` (the tensor size)."""
+        return min(alpha + num_bytes / bw for alpha, bw in self.lines)
+
+
+@dataclass(frozen=True, slots=True)
+class HostOverhead:
+    """Per-iteration host time of a vLLM-style engine (scheduling, input prep, sampling)."""
+
+    base_s: float = 2.5e-3
+    per_seq_s: float = 1.5e-5
+    per_prefill_seq_s: float = 5e-5
+    cpu_launch_s: float = 5e-6  # per kernel when not replaying a CUDA graph
+    graph_kernel_gap_s: float = 1.5e-6  # per kernel inside a CUDA graph replay
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """The whole calibration file."""
+
+    gpus: Mapping[str, GpuCalibration]
+    default_gpu: GpuCalibration
+    collectives: tuple[CollectiveFit, ...]
+    host: HostOverhead
+    source: str = ""
+
+    def for_gpu(self, gpu_name: str) -> GpuCalibration:
+        """The entry whose key prefixes ``gpu_name`` (longest wins), else the defaults."""
+        name = gpu_name.lower()
+        best = None
+        for key, entry in self.gpus.items():
+            if name.startswith(key) and (best is None or len(key) > len(best.key)):
+                best = entry
+        return best if best is not None else self.default_gpu
+
+    def collective(
+        self, gpu_name: str, topology: str, collective: str, num_gpus: int
+    ) -> CollectiveFit | None:
+        """The fit for this GPU family, topology and collective at the nearest group size."""
+        name = gpu_name.lower()
+        found = [
+            c
+            for c in self.collectives
+            if name.startswith(c.gpu) and c.topology == topology and c.collective == collective
+        ]
+        if not found:
+            return None
+        return min(found, key=lambda c: (abs(c.num_gpus - num_gpus), -c.num_gpus))
+
+
+def _gpu_from_dict(key: str, data: Mapping[str, Any]) -> GpuCalibration:
+    elementwise = {k: ElementwiseCurve(**v) for k, v in data.get("elementwise", {}).items()}
+    return GpuCalibration(
+        key=key,
+        calibrated=bool(data.get("calibrated", False)),
+        ref_peak_flops_per_s=float(data.get("ref_peak_flops_per_s", 0.0)),
+        ref_hbm_bytes_per_s=float(data.get("ref_hbm_bytes_per_s", 0.0)),
+        gemm=GemmCurve(**data.get("gemm", {})),
+        elementwise=elementwise,
+        attention=AttentionCurve(**data.get("attention", {})),
+        source=data.get("source", ""),
+        heldout_mape=dict(data.get("heldout_mape", {})),
+    )
+
+
+def calibration_from_dict(data: Mapping[str, Any]) -> Calibration:
+    """Build a ``Calibration`` from the parsed JSON document."""
+    collectives = tuple(
+        CollectiveFit(
+            gpu=c["gpu"],
+            topology=c["topology"],
+            collective=c["collective"],
+            num_gpus=int(c["num_gpus"]),
+            lines=tuple((float(a), float(b)) for a, b in c["lines"]),
+            source=c.get("source", ""),
+            mape=float(c.get("mape", 0.0)),
+        )
+        for c in data.get("collectives", [])
+    )
+    return Calibration(
+        gpus={k: _gpu_from_dict(k, v) for k, v in data.get("gpus", {}).items()},
+        default_gpu=_gpu_from_dict("default", data.get("default_gpu", {})),
+        collectives=collectives,
+        host=HostOverhead(**data.get("host", {})),
+        source=data.get("source", ""),
+    )
+
+
+@lru_cache(maxsize=4)
+def load_calibration(path: str | None = None) -> Calibration:
+    """Load (and cache) the calibration file; the packaged one by default."""
+    target = Path(path) if path is not None else CALIBRATION_PATH
+    if not target.is_file():
+        return calibration_from_dict({})
+    return calibration_from_dict(json.loads(target.read_text()))

@@ -1,0 +1,323 @@
+"""The op graph of one replica plan: per-stage op costs as a function of the batch.
+
+``PlanGraph`` is built once per ``ReplicaPlan``. Its ops split by what they depend on, so the
+perf model can cache the expensive part by a small key:
+- ``token_ops(T)``: GEMMs, norms, MoE, collectives, PP sends — depend only on the token count;
+- ``head_ops(S)``: LM head and sampling — only on the number of sampling sequences;
+- ``attention(batch)``: closed-form arithmetic on the batch aggregates (cheap, not cached).
+"""
+
+from __future__ import annotations
+
+from servesim.perf.attention import AttnCost, decode_attention, prefill_attention
+from servesim.perf.calibration import Calibration
+from servesim.perf.comm import collective_time_s, custom_all_reduce_time_s
+from servesim.perf.kernels import elementwise_time_s, gemm_compute_eff, gemm_time_s
+from servesim.perf.moe import busiest_device, expert_frequencies
+from servesim.perf.shapes import (
+    is_moe_layer,
+    kv_elements_per_token_layer,
+    layer_shapes,
+    stage_layer_ranges,
+)
+from servesim.perf.types import BatchShape, OpCost, ReplicaPlan
+from servesim.specs.dtypes import DType
+
+ACT_BYTES = 2.0  # activations stay 16-bit between kernels (bf16/fp16), also under FP8 GEMMs
+
+
+class PlanGraph:
+    """Op costs of one replica plan (per GPU of each pipeline stage)."""
+
+    def __init__(self, plan: ReplicaPlan, calibration: Calibration) -> None:
+        self.plan = plan
+        self.model = plan.model
+        self.cal = calibration.for_gpu(plan.gpu.name)
+        self.calibration = calibration
+        self.is_calibrated = self.cal.calibrated
+        self.gpu_name = plan.gpu.name
+        peaks = plan.gpu.peak_flops_per_s
+        self.peak = peaks.get(plan.activation_dtype) or peaks.get(DType.BF16) or peaks[DType.FP16]
+        self.peak16 = peaks.get(DType.BF16) or peaks.get(DType.FP16) or self.peak
+        self.bw = plan.gpu.hbm_bandwidth_bytes_per_s
+        self.w_bytes = plan.weight_dtype.num_bytes
+        self.in_bytes = min(ACT_BYTES, plan.activation_dtype.num_bytes)
+        self.kv_bytes = plan.kv_dtype.num_bytes
+        self.shapes = layer_shapes(self.model, plan.tp)
+        self.tp_link = plan.tp_link or plan.gpu.intra_node_link
+        self.pp_link = plan.pp_link or plan.gpu.intra_node_link
+        self.stages = stage_layer_ranges(self.model.num_layers, plan.pp)
+        self.num_moe = [sum(is_moe_layer(self.model, i) for i in r) for r in self.stages]
+        self.freq = None
+        if self.model.moe is not None:
+            moe = self.model.moe
+            self.freq = expert_frequencies(moe, plan.expert_popularity, plan.expert_zipf_exponent)
+        self.kv_elems = kv_elements_per_token_layer(self.model, plan.tp)
+        self.any_uncalibrated_comm = False
+
+    # ---- primitives -------------------------------------------------------------------
+    def scope(self, stage: int) -> str:
+        """Human-readable location of a stage's layer ops."""
+        r = self.stages[stage]
+        return f"stage{stage} layers {r.start}-{r.stop - 1}"
+
+    def gemm(
+        self, name: str, stage: int, count: int, m: float, k: int, n: int, *, quantised: bool = True
+    ) -> OpCost:
+        """A GEMM of m tokens by a k x n weight (16-bit when not ``quantised``)."""
+        w = self.w_bytes if quantised else ACT_BYTES
+        flops = 2.0 * m * k * n
+        nbytes = k * n * w + m * k * self.in_bytes + m * n * ACT_BYTES
+        t = gemm_time_s(self.cal.gemm, flops, nbytes, m, k, n, self.peak, self.bw)
+        t_c = flops / (self.peak * gemm_compute_eff(self.cal.gemm, m, k, n))
+        bound = "compute" if t_c >= nbytes / (self.bw * self.cal.gemm.mem_eff) else "memory"
+        return OpCost(
+            name, self.scope(stage), count, flops * count, nbytes * count, bound, t * count, stage
+        )
+
+    def elementwise(self, name: str, cls: str, stage: int, count: int, nbytes: float) -> OpCost:
+        """A memory-bound kernel of op class ``cls`` (norm, rope, activation, add, embedding)."""
+        curve = self.cal.elementwise.get(cls) or self.calibration.default_gpu.elementwise[cls]
+        t = elementwise_time_s(curve, nbytes, self.bw)
+        return OpCost(
+            name, self.scope(stage), count, 0.0, nbytes * count, "memory", t * count, stage
+        )
+
+    def comm(
+        self,
+        name: str,
+        collective: str,
+        stage: int,
+        count: int,
+        n: int,
+        nbytes: float,
+        pp: bool = False,
+    ) -> OpCost:
+        """A collective over ``n`` GPUs of the TP group (or a PP send when ``pp``)."""
+        link = self.pp_link if pp else self.tp_link
+        t, ok = collective_time_s(self.calibration, self.gpu_name, link, collective, n, nbytes)
+        if collective == "all_reduce" and not pp and self.plan.custom_all_reduce:
+            custom = custom_all_reduce_time_s(link, n, nbytes)
+            if custom is not None:
+                t = min(t, custom)
+        self.any_uncalibrated_comm |= not ok
+        return OpCost(name, self.scope(stage), count, 0.0, nbytes * count, "comm", t * count, stage)
+
+    # ---- token-dependent ops ------------------------------------------------------------
+    def token_ops(self, tokens: int) -> list[OpCost]:
+        """Every op whose cost depends only on the number of tokens in the batch."""
+        ops: list[OpCost] = []
+        h = self.model.hidden_size
+        tp = self.plan.tp
+        for stage, layers in enumerate(self.stages):
+            count = len(layers)
+            if stage == 0:
+                ops.append(self.elementwise("embedding", "embedding", 0, 1, 4.0 * tokens * h))
+                # vocab-parallel embedding sums the shards (vLLM VocabParallelEmbedding)
+                ops.append(
+                    self.comm(
+                        "all_reduce_embedding", "all_reduce", 0, 1, tp, tokens * h * ACT_BYTES
+                    )
+                )
+            ops.extend(self._attention_block(stage, count, tokens))
+            dense = count - self.num_moe[stage]
+            if dense:
+                ops.extend(self._dense_mlp(stage, dense, tokens))
+            if self.num_moe[stage]:
+                ops.extend(self._moe_mlp(stage, self.num_moe[stage], tokens))
+            ops.append(self.elementwise("residual_add", "add", stage, 2 * count, 6.0 * tokens * h))
+            if stage < self.plan.pp - 1:
+                # vLLM sends hidden states and the residual to the next stage
+                ops.append(
+                    self.comm(
+                        "pp_send", "send_recv", stage, 1, 2, 2 * tokens * h * ACT_BYTES, pp=True
+                    )
+                )
+            else:
+                ops.append(self.elementwise("final_norm", "norm", stage, 1, 4.0 * tokens * h))
+        return ops
+
+    def _attention_block(self, stage: int, count: int, tokens: int) -> list[OpCost]:
+        s = self.shapes
+        h = s.hidden
+        ops = [self.elementwise("input_norm", "norm", stage, count, 4.0 * tokens * h)]
+        if s.is_mla:
+            ops.extend(self._mla_projections(stage, count, tokens))
+        else:
+            qkv = self.gemm("qkv_proj", stage, count, tokens, h, s.qkv_out)
+            if self.model.has_qkv_bias:
+                extra = tokens * s.qkv_out
+                qkv = OpCost(
+                    qkv.name + "+bias",
+                    qkv.scope,
+                    count,
+                    qkv.flops + extra * count,
+                    qkv.num_bytes,
+                    qkv.bound,
+                    qkv.time_s,
+                    stage,
+                )
+            ops.append(qkv)
+        rope_width = (
+            (s.num_q_heads + s.num_kv_heads) * s.head_dim
+            if not s.is_mla
+            else (s.num_q_heads * s.qk_rope_dim + s.qk_rope_dim)
+        )
+        ops.append(self.elementwise("rotary", "rope", stage, count, 4.0 * tokens * rope_width))
+        kv_write = tokens * self.kv_elems * (ACT_BYTES + self.kv_bytes)
+        ops.append(self.elementwise("kv_cache_write", "rope", stage, count, kv_write))
+        ops.append(self.gemm("o_proj", stage, count, tokens, s.attn_out_in, h))
+        ops.append(
+            self.comm(
+                "all_reduce_attn", "all_reduce", stage, count, self.plan.tp, tokens * h * ACT_BYTES
+            )
+        )
+        ops.append(self.elementwise("post_attn_norm", "norm", stage, count, 4.0 * tokens * h))
+        return ops
+
+    def _mla_projections(self, stage: int, count: int, tokens: int) -> list[OpCost]:
+        s = self.shapes
+        h = s.hidden
+        ops = []
+        if s.q_lora_rank:
+            ops.append(self.gemm("q_a_proj", stage, count, tokens, h, s.q_lora_rank))
+            ops.append(
+                self.elementwise("q_a_norm", "norm", stage, count, 4.0 * tokens * s.q_lora_rank)
+            )
+            ops.append(self.gemm("q_b_proj", stage, count, tokens, s.q_lora_rank, s.qkv_out))
+        else:
+            ops.append(self.gemm("q_proj", stage, count, tokens, h, s.qkv_out))
+        ops.append(self.gemm("kv_a_proj", stage, count, tokens, h, s.kv_lora_rank + s.qk_rope_dim))
+        ops.append(
+            self.elementwise("kv_a_norm", "norm", stage, count, 4.0 * tokens * s.kv_lora_rank)
+        )
+        return ops
+
+    def _dense_mlp(self, stage: int, count: int, tokens: int) -> list[OpCost]:
+        s = self.shapes
+        h = s.hidden
+        act_bytes = (6.0 if self.model.is_gated_mlp else 4.0) * tokens * s.ffn
+        return [
+            self.gemm("mlp_up_gate", stage, count, tokens, h, s.up_out),
+            self.elementwise("mlp_act", "activation", stage, count, act_bytes),
+            self.gemm("mlp_down", stage, count, tokens, s.ffn, h),
+            self.comm(
+                "all_reduce_mlp", "all_reduce", stage, count, self.plan.tp, tokens * h * ACT_BYTES
+            ),
+        ]
+
+    def _moe_mlp(self, stage: int, count: int, tokens: int) -> list[OpCost]:
+        moe = self.model.moe
+        assert moe is not None and self.freq is not None  # only called for MoE layers
+        h = self.model.hidden_size
+        tp, ep = self.plan.tp, self.plan.ep
+        ffn = moe.expert_ffn_size // (tp // ep)
+        mats = 3 if self.model.is_gated_mlp else 2
+        ops = [self.gemm("moe_router", stage, count, tokens, h, moe.num_experts, quantised=False)]
+        load = busiest_device(self.freq, tokens, moe.num_experts_per_token, ep)
+        if load.assignments > 0:
+            ops.append(
+                self._experts(stage, count, load.assignments, load.experts_touched, h, ffn, mats)
+            )
+        if moe.num_shared_experts:
+            width = moe.num_shared_experts * moe.shared_expert_ffn_size // tp
+            ops.append(self.gemm("shared_up_gate", stage, count, tokens, h, width * (mats - 1)))
+            ops.append(self.gemm("shared_down", stage, count, tokens, width, h))
+        if ep == 1:
+            ops.append(
+                self.comm("all_reduce_moe", "all_reduce", stage, count, tp, tokens * h * ACT_BYTES)
+            )
+        else:
+            a2a = tokens * moe.num_experts_per_token * h * ACT_BYTES / ep
+            ops.append(self.comm("ep_dispatch", "all_to_all", stage, count, ep, a2a))
+            ops.append(self.comm("ep_combine", "all_to_all", stage, count, ep, a2a))
+            ops.append(
+                self.comm("ep_all_gather", "all_gather", stage, count, ep, tokens * h * ACT_BYTES)
+            )
+        return ops
+
+    def _experts(
+        self, stage: int, count: int, pairs: float, touched: float, h: int, ffn: int, mats: int
+    ) -> OpCost:
+        """Grouped expert GEMMs on the busiest device: FLOPs of its token-expert pairs, bytes
+        of the experts it touches, efficiency of the per-expert token count."""
+        flops = 2.0 * pairs * mats * h * ffn
+        weights = touched * mats * h * ffn * self.w_bytes
+        acts = pairs * (2 * h + (mats - 1) * ffn + ffn) * ACT_BYTES
+        per_expert = max(1.0, pairs / max(touched, 1.0))
+        curve = self.cal.gemm
+        t = gemm_time_s(curve, flops, weights + acts, per_expert, h, ffn, self.peak, self.bw)
+        t_c = flops / (self.peak * gemm_compute_eff(curve, per_expert, h, ffn))
+        bound = "compute" if t_c >= (weights + acts) / (self.bw * curve.mem_eff) else "memory"
+        # three grouped kernels (up/gate, act, down) but one row: launch counted 3x
+        t += 2 * curve.launch_s
+        return OpCost(
+            "moe_experts",
+            self.scope(stage),
+            count,
+            flops * count,
+            (weights + acts) * count,
+            bound,
+            t * count,
+            stage,
+        )
+
+    # ---- sampling-dependent and attention ops -------------------------------------------------
+    def head_ops(self, num_sampling: int) -> list[OpCost]:
+        """LM head for the sequences that sample, the logits gather, and sampling."""
+        if num_sampling == 0:
+            return []
+        last = self.plan.pp - 1
+        vocab = -(-self.model.vocab_size // self.plan.tp)
+        logits = num_sampling * vocab * self.plan.tp * ACT_BYTES
+        return [
+            self.gemm(
+                "lm_head", last, 1, num_sampling, self.model.hidden_size, vocab, quantised=False
+            ),
+            self.comm("gather_logits", "all_gather", last, 1, self.plan.tp, logits),
+            # softmax / top-p / top-k passes over fp32 logits (~4 reads + writes)
+            self.elementwise(
+                "sampling", "activation", last, 1, 16.0 * num_sampling * self.model.vocab_size
+            ),
+        ]
+
+    def attention(self, batch: BatchShape) -> tuple[AttnCost, AttnCost]:
+        """Per-layer (prefill, decode) attention kernel costs on one GPU."""
+        curve = self.cal.attention
+        window = self.model.sliding_window
+        args = (curve, window, self.kv_bytes, self.peak16, self.bw)
+        return (
+            prefill_attention(self.shapes, batch, *args),
+            decode_attention(self.shapes, batch, *args),
+        )
+
+    def extra_mla_decode(self, batch: BatchShape) -> list[OpCost]:
+        """MLA absorbed-weight GEMMs (W_UK into q, W_UV out of the latent) for decode tokens,
+        and the kv_b expansion GEMM for prefill tokens, per stage."""
+        s = self.shapes
+        if not s.is_mla:
+            return []
+        ops = []
+        dec, pre = batch.num_decode_seqs, batch.num_prefill_tokens
+        heads = s.num_q_heads
+        for stage, layers in enumerate(self.stages):
+            c = len(layers)
+            if dec:
+                ops.append(
+                    self.gemm("mla_absorb_q", stage, c, dec, s.qk_nope_dim, heads * s.kv_lora_rank)
+                )
+                ops.append(
+                    self.gemm("mla_absorb_o", stage, c, dec, s.kv_lora_rank, heads * s.v_head_dim)
+                )
+            if pre:
+                ops.append(
+                    self.gemm(
+                        "mla_kv_b_proj",
+                        stage,
+                        c,
+                        pre,
+                        s.kv_lora_rank,
+                        heads * (s.qk_nope_dim + s.v_head_dim),
+                    )
+                )
+        return ops

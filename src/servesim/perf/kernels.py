@@ -1,0 +1,74 @@
+"""Kernel time formulas: a roofline with shape-dependent efficiencies and a launch latency.
+
+The functions accept floats or numpy arrays (the calibration fits call them on arrays).
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import numpy as np
+
+from servesim.perf.calibration import AttentionCurve, ElementwiseCurve, GemmCurve
+
+Num = TypeVar("Num", float, np.ndarray)
+
+
+def gemm_compute_eff(curve: GemmCurve, m: Num, k: Num, n: Num) -> Num:
+    """Fraction of peak a GEMM of M tokens by a K x N weight reaches when compute-bound.
+
+    Small M leaves tensor cores idle (too few tiles); thin K or N shards (high TP) do too.
+    """
+    h = curve.kn_half
+    return curve.e_max * m / (m + curve.m_half) * k / (k + h) * n / (n + h)
+
+
+def gemm_time_s(
+    curve: GemmCurve,
+    flops: Num,
+    num_bytes: Num,
+    m: Num,
+    k: Num,
+    n: Num,
+    peak_flops_per_s: float,
+    hbm_bytes_per_s: float,
+) -> Num:
+    """GEMM time: launch + smoothed max of compute time and memory time."""
+    t_c = flops / (peak_flops_per_s * gemm_compute_eff(curve, m, k, n))
+    t_m = num_bytes / (hbm_bytes_per_s * curve.mem_eff)
+    s = curve.blend
+    return curve.launch_s + (t_c**s + t_m**s) ** (1.0 / s)
+
+
+def elementwise_time_s(curve: ElementwiseCurve, num_bytes: float, hbm_bytes_per_s: float) -> float:
+    """A memory-bound kernel (norm, activation, rotary, add, embedding gather)."""
+    return curve.launch_s + num_bytes / (hbm_bytes_per_s * curve.mem_eff)
+
+
+def prefill_attention_eff(curve: AttentionCurve, mean_chunk_tokens: float) -> float:
+    """FlashAttention compute efficiency for chunks of this mean length."""
+    return curve.prefill_e_max * mean_chunk_tokens / (mean_chunk_tokens + curve.prefill_len_half)
+
+
+def decode_attention_eff(curve: AttentionCurve, mean_context_tokens: float) -> float:
+    """Paged-attention HBM efficiency for sequences of this mean context."""
+    return (
+        curve.decode_mem_eff * mean_context_tokens / (mean_context_tokens + curve.decode_ctx_half)
+    )
+
+
+def roofline_time_s(
+    flops: float,
+    num_bytes: float,
+    peak_flops_per_s: float,
+    compute_eff: float,
+    hbm_bytes_per_s: float,
+    mem_eff: float,
+    launch_s: float,
+) -> tuple[float, str]:
+    """Plain roofline: launch + max(compute, memory); also returns which bound won."""
+    t_c = flops / (peak_flops_per_s * compute_eff) if flops else 0.0
+    t_m = num_bytes / (hbm_bytes_per_s * mem_eff) if num_bytes else 0.0
+    if t_c >= t_m:
+        return launch_s + t_c, "compute"
+    return launch_s + t_m, "memory"

@@ -1,0 +1,184 @@
+"""Memory plan of one GPU (weights, activation reserve, overheads, KV cache) and plan checks.
+
+Follows vLLM 0.6's accounting: KV cache = total x gpu_memory_utilization - weights - peak
+activations of a profiling forward pass of ``max_num_batched_tokens`` tokens - non-torch memory
+(CUDA context, NCCL buffers). CUDA-graph memory is captured after the KV cache is allocated, so
+it lives in the (1 - utilization) headroom and is reported there rather than subtracted.
+"""
+
+from __future__ import annotations
+
+from servesim.core.errors import ConfigError, InfeasibleError
+from servesim.perf.shapes import (
+    is_moe_layer,
+    kv_elements_per_token_layer,
+    layer_shapes,
+    stage_layer_ranges,
+    stage_params,
+)
+from servesim.perf.types import MemoryPlan, ReplicaPlan
+from servesim.specs.dtypes import DType
+
+GIB = 1024**3
+# Non-torch memory seen by vLLM's profiler: CUDA context + cuBLAS workspace (~0.5 GiB on
+# Hopper/Ampere in vLLM startup logs), plus NCCL / custom all-reduce buffers when tp*pp > 1.
+CUDA_CONTEXT_BYTES = int(0.5 * GIB)
+NCCL_BUFFER_BYTES = int(0.25 * GIB)
+# vLLM logs ~0.3-1 GiB for CUDA graph capture of 35 batch sizes; taken from the headroom.
+CUDA_GRAPH_BYTES = int(0.5 * GIB)
+# vLLM's default max_num_seqs: the profiling pass samples this many sequences.
+PROFILE_NUM_SEQS = 256
+# Group-wise scales of weight-only formats: GPTQ/AWQ int4 keep one fp16 scale per 128
+# weights; NVFP4 one fp8 scale per 16.
+SCALE_BYTES_PER_PARAM = {DType.INT4: 2.0 / 128, DType.FP4: 1.0 / 16}
+
+
+def check_plan(plan: ReplicaPlan) -> None:
+    """Raise ``ConfigError`` for a parallel plan vLLM would refuse (one line naming the value)."""
+    m = plan.model
+    for name, value in (("tp", plan.tp), ("pp", plan.pp), ("ep", plan.ep)):
+        if value < 1:
+            raise ConfigError(name, value, "must be >= 1")
+    if m.num_attention_heads % plan.tp:
+        raise ConfigError(
+            "tp", plan.tp, f"must divide the {m.num_attention_heads} attention heads of {m.name}"
+        )
+    if m.mla is None:
+        kv = m.num_kv_heads
+        if (plan.tp <= kv and kv % plan.tp) or (plan.tp > kv and plan.tp % kv):
+            raise ConfigError(
+                "tp", plan.tp, f"must divide or be a multiple of the {kv} KV heads of {m.name}"
+            )
+    if m.ffn_size % plan.tp:
+        raise ConfigError("tp", plan.tp, f"must divide the FFN size {m.ffn_size} of {m.name}")
+    if plan.pp > m.num_layers:
+        raise ConfigError("pp", plan.pp, f"exceeds the {m.num_layers} layers of {m.name}")
+    _check_ep(plan)
+    peaks = plan.gpu.peak_flops_per_s
+    if plan.activation_dtype not in peaks:
+        known = ", ".join(sorted(d.value for d in peaks))
+        raise ConfigError(
+            "activation_dtype",
+            plan.activation_dtype.value,
+            f"{plan.gpu.name} has no tensor peak for it (has {known})",
+        )
+
+
+def _check_ep(plan: ReplicaPlan) -> None:
+    moe = plan.model.moe
+    if plan.ep == 1:
+        return
+    if moe is None:
+        raise ConfigError("ep", plan.ep, f"{plan.model.name} has no experts (use ep=1)")
+    if plan.ep > moe.num_experts:
+        raise ConfigError(
+            "ep", plan.ep, f"exceeds the {moe.num_experts} experts of {plan.model.name}"
+        )
+    if moe.num_experts % plan.ep:
+        raise ConfigError(
+            "ep", plan.ep, f"must divide the {moe.num_experts} experts of {plan.model.name}"
+        )
+    if plan.tp % plan.ep:
+        raise ConfigError(
+            "ep", plan.ep, f"must divide tp={plan.tp} (experts are spread over the TP group)"
+        )
+
+
+def _activation_bytes(plan: ReplicaPlan, max_num_batched_tokens: int) -> int:
+    """Peak activations of the profiling pass on one GPU (16-bit tensors alive at once)."""
+    m = plan.model
+    s = layer_shapes(m, plan.tp)
+    per_token = 4 * m.hidden_size + s.qkv_out + s.up_out + s.ffn
+    if m.moe is not None:
+        ffn_e = m.moe.expert_ffn_size // (plan.tp // plan.ep)
+        per_token += m.moe.num_experts_per_token * (2 * m.hidden_size + 3 * ffn_e)
+    logits = min(PROFILE_NUM_SEQS, max_num_batched_tokens) * m.vocab_size * (2 + 4 + 4)
+    return int(max_num_batched_tokens * per_token * 2 + logits)
+
+
+def stage_weight_bytes(plan: ReplicaPlan, stage: int) -> int:
+    """Weight bytes of one GPU of pipeline stage ``stage``."""
+    layers = stage_layer_ranges(plan.model.num_layers, plan.pp)[stage]
+    params = stage_params(plan.model, plan.tp, plan.ep, layers, plan.pp, stage)
+    w = plan.weight_dtype.num_bytes + SCALE_BYTES_PER_PARAM.get(plan.weight_dtype, 0.0)
+    # embeddings, LM head, norms and routers stay 16-bit in vLLM's quantised checkpoints
+    return int(params.linear_params * w + params.other_params * 2)
+
+
+def kv_bytes_per_token(plan: ReplicaPlan, stage: int) -> float:
+    """KV bytes one token occupies on one GPU of ``stage`` (its layers, its KV heads)."""
+    layers = stage_layer_ranges(plan.model.num_layers, plan.pp)[stage]
+    return len(layers) * kv_elements_per_token_layer(plan.model, plan.tp) * plan.kv_dtype.num_bytes
+
+
+def plan_memory(
+    plan: ReplicaPlan,
+    *,
+    block_size_tokens: int = 16,
+    gpu_memory_utilization: float = 0.9,
+    max_num_batched_tokens: int = 8192,
+) -> MemoryPlan:
+    """The binding stage's memory plan; raises ``InfeasibleError`` when it cannot work."""
+    if not 0.0 < gpu_memory_utilization <= 1.0:
+        raise ConfigError("gpu_memory_utilization", gpu_memory_utilization, "must be in (0, 1]")
+    if block_size_tokens < 1:
+        raise ConfigError("block_size_tokens", block_size_tokens, "must be >= 1")
+    if max_num_batched_tokens < 1:
+        raise ConfigError("max_num_batched_tokens", max_num_batched_tokens, "must be >= 1")
+    total = plan.gpu.memory_bytes
+    usable = int(total * gpu_memory_utilization)
+    activation = _activation_bytes(plan, max_num_batched_tokens)
+    overhead = CUDA_CONTEXT_BYTES + (NCCL_BUFFER_BYTES if plan.num_gpus > 1 else 0)
+    best: MemoryPlan | None = None
+    for stage in range(plan.pp):
+        weights = stage_weight_bytes(plan, stage)
+        kv_cache = usable - weights - activation - overhead
+        per_token = kv_bytes_per_token(plan, stage)
+        if kv_cache <= 0:
+            raise InfeasibleError(
+                _breakdown(plan, stage, total, usable, weights, activation, overhead)
+            )
+        blocks = int(kv_cache // (per_token * block_size_tokens))
+        if blocks < 1:
+            raise InfeasibleError(
+                _breakdown(plan, stage, total, usable, weights, activation, overhead)
+                + f"; {kv_cache / GIB:.2f} GiB left holds no {block_size_tokens}-token KV block"
+            )
+        candidate = MemoryPlan(
+            total,
+            usable,
+            weights,
+            activation,
+            overhead,
+            kv_cache,
+            per_token,
+            block_size_tokens,
+            blocks,
+        )
+        if best is None or candidate.num_kv_blocks < best.num_kv_blocks:
+            best = candidate
+    assert best is not None
+    return best
+
+
+def _breakdown(
+    plan: ReplicaPlan,
+    stage: int,
+    total: int,
+    usable: int,
+    weights: int,
+    activation: int,
+    overhead: int,
+) -> str:
+    return (
+        f"{plan.model.name} on {plan.gpu.name} tp={plan.tp} pp={plan.pp} "
+        f"({plan.weight_dtype.value}): stage {stage} needs weights {weights / GIB:.2f} GiB "
+        f"+ activations {activation / GIB:.2f} GiB "
+        f"+ overhead {overhead / GIB:.2f} GiB > usable {usable / GIB:.2f} GiB "
+        f"({total / GIB:.2f} GiB x utilization)"
+    )
+
+
+def moe_layer_count(plan: ReplicaPlan) -> int:
+    """MoE layers of the model (for reports)."""
+    return sum(is_moe_layer(plan.model, i) for i in range(plan.model.num_layers))

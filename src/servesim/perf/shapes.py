@@ -1,0 +1,174 @@
+"""Per-GPU layer shapes and parameter counts derived from the raw ``ModelSpec`` fields.
+
+Everything here is computed from the architecture fields alone (no ``ModelSpec`` methods), for
+one GPU of a tensor-parallel group: query heads and FFN columns are split by TP, KV heads are
+split too until TP exceeds them, after which vLLM replicates one KV head per GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from servesim.specs.model import ModelSpec
+
+
+@dataclass(frozen=True, slots=True)
+class LayerShapes:
+    """Widths of one transformer layer on one GPU of a TP group (attention TP-sharded)."""
+
+    hidden: int
+    head_dim: int
+    num_q_heads: int  # query heads on this GPU
+    num_kv_heads: int  # KV heads stored on this GPU (>= 1; replicated when tp > kv heads)
+    qkv_out: int  # output width of the fused QKV GEMM on this GPU
+    attn_out_in: int  # input width of the output projection on this GPU
+    ffn: int  # dense FFN intermediate columns on this GPU
+    up_out: int  # up (+gate) GEMM output width on this GPU
+    is_mla: bool
+    # MLA only (DeepSeek-V2/V3): latent widths, not split by TP.
+    kv_lora_rank: int = 0
+    qk_rope_dim: int = 0
+    qk_nope_dim: int = 0
+    v_head_dim: int = 0
+    q_lora_rank: int = 0
+
+
+def kv_heads_per_gpu(model: ModelSpec, tp: int) -> int:
+    """KV heads one GPU stores: split by TP, at least one (vLLM replicates beyond kv heads)."""
+    return max(1, model.num_kv_heads // tp)
+
+
+def layer_shapes(model: ModelSpec, tp: int) -> LayerShapes:
+    """Per-GPU widths of one layer of ``model`` under tensor parallelism ``tp``."""
+    q_heads = model.num_attention_heads // tp
+    ffn = model.ffn_size // tp
+    up_out = ffn * (2 if model.is_gated_mlp else 1)
+    mla = model.mla
+    if mla is not None:
+        qk_dim = mla.qk_nope_head_dim + mla.qk_rope_head_dim
+        return LayerShapes(
+            hidden=model.hidden_size,
+            head_dim=qk_dim,
+            num_q_heads=q_heads,
+            num_kv_heads=1,  # one shared latent "head" per token
+            qkv_out=q_heads * qk_dim,
+            attn_out_in=q_heads * mla.v_head_dim,
+            ffn=ffn,
+            up_out=up_out,
+            is_mla=True,
+            kv_lora_rank=mla.kv_lora_rank,
+            qk_rope_dim=mla.qk_rope_head_dim,
+            qk_nope_dim=mla.qk_nope_head_dim,
+            v_head_dim=mla.v_head_dim,
+            q_lora_rank=mla.q_lora_rank or 0,
+        )
+    kv_heads = kv_heads_per_gpu(model, tp)
+    return LayerShapes(
+        hidden=model.hidden_size,
+        head_dim=model.head_dim,
+        num_q_heads=q_heads,
+        num_kv_heads=kv_heads,
+        qkv_out=(q_heads + 2 * kv_heads) * model.head_dim,
+        attn_out_in=q_heads * model.head_dim,
+        ffn=ffn,
+        up_out=up_out,
+        is_mla=False,
+    )
+
+
+def kv_elements_per_token_layer(model: ModelSpec, tp: int) -> int:
+    """KV-cache elements one token occupies in one layer on one GPU."""
+    if model.mla is not None:
+        # MLA caches the compressed latent plus the shared rope key; vLLM replicates it per GPU.
+        return model.mla.kv_lora_rank + model.mla.qk_rope_head_dim
+    return 2 * kv_heads_per_gpu(model, tp) * model.head_dim
+
+
+def is_moe_layer(model: ModelSpec, index: int) -> bool:
+    """True when layer ``index`` has a mixture-of-experts FFN."""
+    if model.moe is None:
+        return False
+    indices = model.moe.moe_layer_indices
+    return not indices or index in indices
+
+
+def stage_layer_ranges(num_layers: int, pp: int) -> list[range]:
+    """Layers of each pipeline stage; uneven splits put the extra layers on the last stages.
+
+    vLLM allows an uneven split (``get_pp_indices``); the first stage also holds the embedding,
+    so giving the remainder to the later stages balances memory.
+    """
+    base, extra = divmod(num_layers, pp)
+    ranges = []
+    start = 0
+    for stage in range(pp):
+        size = base + (1 if stage >= pp - extra else 0)
+        ranges.append(range(start, start + size))
+        start += size
+    return ranges
+
+
+@dataclass(frozen=True, slots=True)
+class StageParams:
+    """Parameter counts of one pipeline stage, for ONE GPU of its TP group."""
+
+    linear_params: int  # quantisable GEMM weights (attention, MLP, experts)
+    other_params: int  # embeddings, LM head, norms, router, biases (kept in 16-bit)
+
+
+def attention_params(model: ModelSpec, tp: int) -> int:
+    """Linear attention weights of one layer on one GPU."""
+    h = model.hidden_size
+    mla = model.mla
+    if mla is not None:
+        heads = model.num_attention_heads // tp
+        qk = mla.qk_nope_head_dim + mla.qk_rope_head_dim
+        q = (
+            (h * mla.q_lora_rank + mla.q_lora_rank * heads * qk)
+            if mla.q_lora_rank
+            else h * heads * qk
+        )
+        kv_a = h * (mla.kv_lora_rank + mla.qk_rope_head_dim)  # replicated
+        kv_b = mla.kv_lora_rank * heads * (mla.qk_nope_head_dim + mla.v_head_dim)
+        return q + kv_a + kv_b + heads * mla.v_head_dim * h
+    s = layer_shapes(model, tp)
+    return h * s.qkv_out + s.attn_out_in * h
+
+
+def ffn_params(model: ModelSpec, tp: int, ep: int, moe_layer: bool) -> int:
+    """Linear FFN weights of one layer on one GPU (routed experts split by EP, then TP/EP)."""
+    h = model.hidden_size
+    mats = 3 if model.is_gated_mlp else 2
+    if not moe_layer or model.moe is None:
+        return mats * h * (model.ffn_size // tp)
+    moe = model.moe
+    experts_here = moe.num_experts // ep
+    expert_tp = tp // ep
+    routed = experts_here * mats * h * (moe.expert_ffn_size // expert_tp)
+    shared = moe.num_shared_experts * mats * h * (moe.shared_expert_ffn_size // tp)
+    return routed + shared
+
+
+def stage_params(
+    model: ModelSpec, tp: int, ep: int, layers: range, pp: int, stage: int
+) -> StageParams:
+    """Per-GPU parameters of pipeline stage ``stage`` holding ``layers``."""
+    h = model.hidden_size
+    norm_w = 2 if model.norm == "layernorm" else 1
+    linear = other = 0
+    for index in layers:
+        moe_layer = is_moe_layer(model, index)
+        linear += attention_params(model, tp) + ffn_params(model, tp, ep, moe_layer)
+        other += 2 * norm_w * h
+        if moe_layer and model.moe is not None:
+            other += h * model.moe.num_experts  # router, replicated, kept in 16-bit
+        if model.has_qkv_bias:
+            other += layer_shapes(model, tp).qkv_out
+    vocab_shard = -(-model.vocab_size // tp)  # vocab-parallel embedding, padded
+    if stage == 0:
+        other += vocab_shard * h
+    if stage == pp - 1:
+        other += norm_w * h
+        if not model.tied_embeddings or pp > 1:
+            other += vocab_shard * h
+    return StageParams(linear_params=linear, other_params=other)

@@ -1,0 +1,127 @@
+"""Hand-built specs for perf tests (independent of the catalog)."""
+
+from __future__ import annotations
+
+from servesim.specs.dtypes import DType
+from servesim.specs.gpu import GPUSpec, LinkSpec
+from servesim.specs.model import MLASpec, ModelSpec, MoESpec
+
+NVLINK4 = LinkSpec("nvlink4", 450e9, 2e-6)
+PCIE5 = LinkSpec("pcie5", 64e9, 5e-6)
+GB = 1000**3
+
+
+def h100() -> GPUSpec:
+    """H100 SXM5 80GB (NVIDIA datasheet figures)."""
+    return GPUSpec(
+        name="h100-sxm",
+        vendor="nvidia",
+        memory_bytes=80 * 1024**3,
+        hbm_bandwidth_bytes_per_s=3.35e12,
+        intra_node_link=NVLINK4,
+        host_link=PCIE5,
+        tdp_w=700,
+        idle_w=70,
+        price_per_hour_usd=2.5,
+        peak_flops_per_s={
+            DType.BF16: 989.4e12,
+            DType.FP16: 989.4e12,
+            DType.FP8: 1978.9e12,
+            DType.INT8: 1978.9e12,
+        },
+    )
+
+
+def a100() -> GPUSpec:
+    """A100 SXM 80GB."""
+    return GPUSpec(
+        "a100-sxm-80gb",
+        "nvidia",
+        80 * 1024**3,
+        2.039e12,
+        LinkSpec("nvlink3", 300e9, 2e-6),
+        LinkSpec("pcie4", 32e9, 5e-6),
+        400,
+        50,
+        1.5,
+        peak_flops_per_s={DType.BF16: 312e12, DType.FP16: 312e12, DType.INT8: 624e12},
+    )
+
+
+def l40s() -> GPUSpec:
+    """L40S (no measured tables: uncalibrated)."""
+    return GPUSpec(
+        "l40s",
+        "nvidia",
+        48 * 1024**3,
+        864e9,
+        LinkSpec("pcie4", 32e9, 5e-6),
+        LinkSpec("pcie4", 32e9, 5e-6),
+        350,
+        40,
+        1.0,
+        peak_flops_per_s={DType.BF16: 362e12, DType.FP16: 362e12, DType.FP8: 733e12},
+    )
+
+
+def llama2_7b() -> ModelSpec:
+    """Llama-2-7B (HF config.json)."""
+    return ModelSpec("llama-2-7b", "llama", 32, 4096, 32, 32, 128, 11008, 32000, 4096)
+
+
+def llama31_8b() -> ModelSpec:
+    """Llama-3.1-8B."""
+    return ModelSpec("llama-3.1-8b", "llama", 32, 4096, 32, 8, 128, 14336, 128256, 131072)
+
+
+def llama31_70b() -> ModelSpec:
+    """Llama-3.1-70B."""
+    return ModelSpec("llama-3.1-70b", "llama", 80, 8192, 64, 8, 128, 28672, 128256, 131072)
+
+
+def mixtral_8x7b() -> ModelSpec:
+    """Mixtral-8x7B (8 experts, top-2, sliding window off in v0.1 config)."""
+    return ModelSpec(
+        "mixtral-8x7b",
+        "mixtral",
+        32,
+        4096,
+        32,
+        8,
+        128,
+        14336,
+        32000,
+        32768,
+        moe=MoESpec(num_experts=8, num_experts_per_token=2, expert_ffn_size=14336),
+    )
+
+
+def deepseek_v3() -> ModelSpec:
+    """DeepSeek-V3 (MLA, 256 routed + 1 shared expert, first 3 layers dense)."""
+    return ModelSpec(
+        "deepseek-v3",
+        "deepseek_v3",
+        61,
+        7168,
+        128,
+        128,
+        192,
+        18432,
+        129280,
+        163840,
+        moe=MoESpec(
+            num_experts=256,
+            num_experts_per_token=8,
+            expert_ffn_size=2048,
+            num_shared_experts=1,
+            shared_expert_ffn_size=2048,
+            moe_layer_indices=tuple(range(3, 61)),
+        ),
+        mla=MLASpec(
+            kv_lora_rank=512,
+            qk_rope_head_dim=64,
+            qk_nope_head_dim=128,
+            v_head_dim=128,
+            q_lora_rank=1536,
+        ),
+    )
