@@ -1,9 +1,252 @@
-"""CLI commands for the perf area."""
+"""CLI commands for the perf area: ``servesim perf`` (one batch, op by op) and
+``servesim calibration`` (the held-out error of the fitted curves)."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import asdict
+from typing import Annotated, Any
+
 import typer
+from rich.table import Table
+
+from servesim.cli.common import console, err_console, print_json
+from servesim.core.errors import ConfigError
+from servesim.perf.calibration import load_calibration
+from servesim.perf.roofline import RooflinePerfModel
+from servesim.perf.types import BatchShape, OpCost, ReplicaPlan
+from servesim.specs.catalog import get_gpu, resolve_model
+from servesim.specs.dtypes import DType
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print deterministic JSON instead.")]
+_ITEM = re.compile(r"^(prefill|decode)=(\d+)x(\d+)(?:\+(\d+))?$")
+BATCH_HELP = (
+    "Comma-separated items: prefill=NxCHUNK[+CONTEXT] (N chunks of CHUNK new tokens over "
+    "CONTEXT cached tokens) and decode=NxCONTEXT (N sequences attending CONTEXT tokens)."
+)
+
+
+def parse_batch(text: str) -> BatchShape:
+    """Parse ``"prefill=1x2048,decode=64x1500"`` into a ``BatchShape``."""
+    prefill: list[tuple[int, int]] = []
+    decode: list[int] = []
+    for raw in text.split(","):
+        item = raw.strip().replace(" ", "")
+        match = _ITEM.match(item)
+        if match is None:
+            raise ConfigError(
+                "batch", raw, "expected prefill=NxCHUNK[+CONTEXT] or decode=NxCONTEXT"
+            )
+        kind, count, size, extra = match.groups()
+        if kind == "prefill":
+            prefill.extend([(int(size), int(extra or 0))] * int(count))
+        else:
+            if extra:
+                raise ConfigError(
+                    "batch", raw, "decode items take no +CONTEXT (use decode=NxCONTEXT)"
+                )
+            decode.extend([int(size)] * int(count))
+    return BatchShape.from_lists(prefill, decode)
+
+
+def _activation_dtype(weights: DType, gpu_peaks: dict[DType, float], given: str | None) -> DType:
+    if given is not None:
+        return DType.parse(given)
+    # vLLM's fp8 is W8A8 where the GPU has FP8 tensor cores, weight-only (Marlin) elsewhere
+    if weights == DType.FP8 and DType.FP8 in gpu_peaks:
+        return DType.FP8
+    return DType.BF16
+
+
+def _ops_table(ops: list[OpCost], total_s: float) -> Table:
+    table = Table(title="Iteration, op by op (per GPU; time summed over the count)")
+    for header in ("op", "scope", "count", "GFLOP", "MB", "bound", "time ms", "share"):
+        table.add_column(header, justify="left" if header in ("op", "scope", "bound") else "right")
+    for op in ops:
+        table.add_row(
+            op.name,
+            op.scope,
+            str(op.count),
+            f"{op.flops / 1e9:,.2f}",
+            f"{op.num_bytes / 1e6:,.2f}",
+            op.bound,
+            f"{op.time_s * 1e3:.3f}",
+            f"{100 * op.time_s / total_s:.1f}%" if total_s else "-",
+        )
+    return table
+
+
+def _memory_table(memory: dict[str, Any]) -> Table:
+    table = Table(title="Memory plan (one GPU of the binding stage)", show_header=False)
+    table.add_column("item", style="bold")
+    table.add_column("value", justify="right")
+    for key, value in memory.items():
+        shown = (
+            f"{value / 1024**3:.2f} GiB"
+            if key.endswith("_bytes") and key != "kv_bytes_per_token"
+            else f"{value:,}"
+        )
+        table.add_row(key, shown)
+    return table
+
+
+def perf_command(
+    model: Annotated[str, typer.Option(help="Catalog model name or a config.json path.")],
+    gpu: Annotated[str, typer.Option(help="Catalog GPU name, e.g. h100-sxm.")],
+    batch: Annotated[str, typer.Option(help=BATCH_HELP)] = "prefill=1x2048,decode=64x1500",
+    tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
+    pp: Annotated[int, typer.Option(help="Pipeline-parallel degree.")] = 1,
+    ep: Annotated[int, typer.Option(help="Expert-parallel degree (MoE).")] = 1,
+    dtype: Annotated[str, typer.Option(help="Weight dtype: bf16, fp8, int8, int4.")] = "bf16",
+    activation_dtype: Annotated[
+        str | None,
+        typer.Option(
+            help="GEMM compute dtype (default: fp8 for fp8 weights on FP8 GPUs, else bf16)."
+        ),
+    ] = None,
+    kv_dtype: Annotated[str, typer.Option(help="KV-cache dtype.")] = "bf16",
+    gpu_memory_utilization: Annotated[float, typer.Option(help="vLLM's memory fraction.")] = 0.9,
+    max_num_batched_tokens: Annotated[
+        int, typer.Option(help="Token budget (activation reserve).")
+    ] = 8192,
+    block_size: Annotated[int, typer.Option(help="KV block size in tokens.")] = 16,
+    cuda_graphs: Annotated[bool, typer.Option(help="Decode replays CUDA graphs.")] = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Predict one iteration of a batch op by op, with the memory plan."""
+    gpu_spec = get_gpu(gpu)
+    weights = DType.parse(dtype)
+    plan = ReplicaPlan(
+        model=resolve_model(model),
+        gpu=gpu_spec,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        weight_dtype=weights,
+        activation_dtype=_activation_dtype(
+            weights, dict(gpu_spec.peak_flops_per_s), activation_dtype
+        ),
+        kv_dtype=DType.parse(kv_dtype),
+        use_cuda_graphs=cuda_graphs,
+    )
+    shape = parse_batch(batch)
+    perf = RooflinePerfModel()
+    times = perf.iteration_time(plan, shape)
+    ops = perf.explain(plan, shape)
+    memory = asdict(
+        perf.memory_plan(
+            plan,
+            block_size_tokens=block_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_num_batched_tokens=max_num_batched_tokens,
+        )
+    )
+    memory["max_kv_tokens"] = memory["num_kv_blocks"] * memory["block_size_tokens"]
+    calibrated = perf.is_calibrated(plan)
+    if as_json:
+        print_json(
+            {
+                "model": plan.model.name,
+                "gpu": plan.gpu.name,
+                "tp": tp,
+                "pp": pp,
+                "ep": ep,
+                "weight_dtype": plan.weight_dtype.value,
+                "activation_dtype": plan.activation_dtype.value,
+                "kv_dtype": plan.kv_dtype.value,
+                "batch": asdict(shape),
+                "calibrated": calibrated,
+                "total_s": times.total_s,
+                "stage_s": list(times.stage_s),
+                "overhead_s": times.overhead_s,
+                "flops": times.flops,
+                "hbm_bytes": times.hbm_bytes,
+                "ops": [asdict(op) for op in ops],
+                "memory": memory,
+            }
+        )
+        return
+    console.print(_ops_table(ops, times.total_s))
+    stages = ", ".join(f"{s * 1e3:.3f}" for s in times.stage_s)
+    console.print(
+        f"iteration total {times.total_s * 1e3:.3f} ms "
+        f"(stages [{stages}] ms + host {times.overhead_s * 1e3:.3f} ms)"
+    )
+    if not calibrated:
+        err_console.print(
+            f"warning: {plan.gpu.name} has no measured kernel tables: "
+            "UNCALIBRATED roofline with default efficiencies"
+        )
+    console.print(_memory_table(memory))
+
+
+def calibration_command(
+    refit: Annotated[
+        bool, typer.Option(help="Refit from the shared data instead of reading the packaged file.")
+    ] = False,
+    data: Annotated[str | None, typer.Option(help="Shared data folder (holds profiling/).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Held-out error of the calibration: MAPE per op class and GPU, collectives by size."""
+    if refit:
+        from servesim.perf.calibrate import build_document
+        from servesim.perf.calibrate_data import require_data_dir
+
+        document = build_document(require_data_dir(data))
+    else:
+        import json
+
+        from servesim.perf.calibration import CALIBRATION_PATH
+
+        load_calibration()  # validates the file parses
+        document = json.loads(CALIBRATION_PATH.read_text())
+    gpus = {k: v.get("heldout_mape", {}) for k, v in document["gpus"].items()}
+    comms = [
+        {k: c[k] for k in ("gpu", "topology", "collective", "num_gpus", "source", "mape_by_size")}
+        for c in document["collectives"]
+    ]
+    if as_json:
+        print_json({"heldout_mape_by_gpu": gpus, "collectives": comms})
+        return
+    console.print(_gpu_error_table(gpus))
+    console.print(_comm_error_table(comms))
+
+
+def _gpu_error_table(gpus: dict[str, dict[str, float]]) -> Table:
+    classes = sorted({k for v in gpus.values() for k in v})
+    table = Table(
+        title="Held-out MAPE % (fit on other models; held out: "
+        "Llama-2-70B, Llama-3-70B, InternLM-20B)"
+    )
+    table.add_column("gpu")
+    for name in classes:
+        table.add_column(name, justify="right")
+    for gpu, errors in sorted(gpus.items()):
+        table.add_row(gpu, *[f"{errors[c]:.1f}" if c in errors else "-" for c in classes])
+    return table
+
+
+def _comm_error_table(comms: list[dict[str, Any]]) -> Table:
+    buckets = ["0KB-64KB", "64KB-1000KB", "1000KB-16000KB", "16000KB-", "all"]
+    table = Table(title="Collectives: fit MAPE % by message size")
+    for header in ("gpu", "topology", "collective", "gpus", "source", *buckets):
+        table.add_column(
+            header, justify="right" if header in buckets or header == "gpus" else "left"
+        )
+    for c in comms:
+        sizes = c["mape_by_size"]
+        table.add_row(
+            c["gpu"],
+            c["topology"],
+            c["collective"],
+            str(c["num_gpus"]),
+            c["source"],
+            *[f"{sizes[b]:.1f}" if b in sizes else "-" for b in buckets],
+        )
+    return table
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the servesim app."""
+    app.command("perf")(perf_command)
+    app.command("calibration")(calibration_command)

@@ -56,9 +56,11 @@ class PlanGraph:
         self.any_uncalibrated_comm = False
 
     # ---- primitives -------------------------------------------------------------------
-    def scope(self, stage: int) -> str:
-        """Human-readable location of a stage's layer ops."""
+    def scope(self, stage: int, count: int = 0) -> str:
+        """Human-readable location: the stage's layers for per-layer ops, else the stage."""
         r = self.stages[stage]
+        if count < len(r) // 2 or count == 1:
+            return f"stage{stage}"
         return f"stage{stage} layers {r.start}-{r.stop - 1}"
 
     def gemm(
@@ -72,7 +74,14 @@ class PlanGraph:
         t_c = flops / (self.peak * gemm_compute_eff(self.cal.gemm, m, k, n))
         bound = "compute" if t_c >= nbytes / (self.bw * self.cal.gemm.mem_eff) else "memory"
         return OpCost(
-            name, self.scope(stage), count, flops * count, nbytes * count, bound, t * count, stage
+            name,
+            self.scope(stage, count),
+            count,
+            flops * count,
+            nbytes * count,
+            bound,
+            t * count,
+            stage,
         )
 
     def elementwise(self, name: str, cls: str, stage: int, count: int, nbytes: float) -> OpCost:
@@ -80,7 +89,7 @@ class PlanGraph:
         curve = self.cal.elementwise.get(cls) or self.calibration.default_gpu.elementwise[cls]
         t = elementwise_time_s(curve, nbytes, self.bw)
         return OpCost(
-            name, self.scope(stage), count, 0.0, nbytes * count, "memory", t * count, stage
+            name, self.scope(stage, count), count, 0.0, nbytes * count, "memory", t * count, stage
         )
 
     def comm(
@@ -101,7 +110,9 @@ class PlanGraph:
             if custom is not None:
                 t = min(t, custom)
         self.any_uncalibrated_comm |= not ok
-        return OpCost(name, self.scope(stage), count, 0.0, nbytes * count, "comm", t * count, stage)
+        return OpCost(
+            name, self.scope(stage, count), count, 0.0, nbytes * count, "comm", t * count, stage
+        )
 
     # ---- token-dependent ops ------------------------------------------------------------
     def token_ops(self, tokens: int) -> list[OpCost]:
@@ -125,7 +136,6 @@ class PlanGraph:
                 ops.extend(self._dense_mlp(stage, dense, tokens))
             if self.num_moe[stage]:
                 ops.extend(self._moe_mlp(stage, self.num_moe[stage], tokens))
-            ops.append(self.elementwise("residual_add", "add", stage, 2 * count, 6.0 * tokens * h))
             if stage < self.plan.pp - 1:
                 # vLLM sends hidden states and the residual to the next stage
                 ops.append(
@@ -140,7 +150,9 @@ class PlanGraph:
     def _attention_block(self, stage: int, count: int, tokens: int) -> list[OpCost]:
         s = self.shapes
         h = s.hidden
-        ops = [self.elementwise("input_norm", "norm", stage, count, 4.0 * tokens * h)]
+        # vLLM fuses the residual add into the norms (fused_add_rms_norm): read x and the
+        # residual, write both -> 8 bytes per element instead of a separate add kernel
+        ops = [self.elementwise("input_norm", "norm", stage, count, 8.0 * tokens * h)]
         if s.is_mla:
             ops.extend(self._mla_projections(stage, count, tokens))
         else:
@@ -172,7 +184,7 @@ class PlanGraph:
                 "all_reduce_attn", "all_reduce", stage, count, self.plan.tp, tokens * h * ACT_BYTES
             )
         )
-        ops.append(self.elementwise("post_attn_norm", "norm", stage, count, 4.0 * tokens * h))
+        ops.append(self.elementwise("post_attn_norm", "norm", stage, count, 8.0 * tokens * h))
         return ops
 
     def _mla_projections(self, stage: int, count: int, tokens: int) -> list[OpCost]:
@@ -253,7 +265,7 @@ class PlanGraph:
         t += 2 * curve.launch_s
         return OpCost(
             "moe_experts",
-            self.scope(stage),
+            self.scope(stage, count),
             count,
             flops * count,
             (weights + acts) * count,

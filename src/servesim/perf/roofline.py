@@ -176,7 +176,7 @@ class RooflinePerfModel:
                     ops.append(
                         OpCost(
                             name,
-                            graph.scope(stage),
+                            graph.scope(stage, n),
                             n,
                             cost.flops * n,
                             cost.num_bytes * n,
