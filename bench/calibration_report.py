@@ -1,0 +1,67 @@
+"""Calibration report: held-out MAPE per op class and GPU, collectives by size, and a decode
+step check against the real vLLM 0.6 Llama-3.1-70B runs on H100 (apex_plus validation data).
+
+Run: ``python bench/calibration_report.py [--data ../shared/data]`` (refits, ~15 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+
+from servesim.perf.calibrate import build_document
+from servesim.perf.calibrate_data import require_data_dir
+from servesim.perf.roofline import RooflinePerfModel
+from servesim.perf.types import BatchShape, ReplicaPlan
+from servesim.specs.catalog import get_gpu, resolve_model
+
+
+def _decode_check(data_dir: str) -> None:
+    """Measured token-weighted ITL at 0.25 req/s (few sequences in flight) vs predicted steps.
+
+    TP8 set the host base overhead (see calibrate_defaults.HOST_OVERHEAD); TP4 and TP2 are
+    held out. TP2 ran with --disable-custom-all-reduce.
+    """
+    model = RooflinePerfModel()
+    path = f"{data_dir}/validation/apex_vllm_llama70b/plans.csv"
+    with open(path, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["plan"] in ("8TP", "4TP", "2TP")]
+    print("\nDecode step vs vLLM 0.6 ITL (Llama-3.1-70B, H100, bf16; batch 4 x 1000 ctx)")
+    for row in rows:
+        tp = int(row["tp"])
+        plan = ReplicaPlan(
+            resolve_model("llama-3.1-70b"), get_gpu("h100-sxm"), tp=tp, custom_all_reduce=tp != 2
+        )
+        pred = model.iteration_time(plan, BatchShape.from_lists(decode_contexts=[1000] * 4)).total_s
+        meas = float(row["itl_mean_token_weighted_s"])
+        print(
+            f"  {row['workload']:<14}{row['rate_req_per_s']:>5} {row['plan']:>4}: measured "
+            f"{meas * 1e3:6.2f} ms  predicted {pred * 1e3:6.2f} ms  "
+            f"({100 * (pred / meas - 1):+.1f}%)"
+        )
+
+
+def main() -> None:
+    """Print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default=None)
+    args = parser.parse_args()
+    data_dir = require_data_dir(args.data)
+    document = build_document(data_dir)
+    print("Held-out MAPE % by op class (held-out models never seen by the fit)")
+    for gpu, entry in sorted(document["gpus"].items()):
+        errors = entry.get("heldout_mape", {})
+        if errors:
+            print(f"  {gpu:<6}" + "  ".join(f"{k}={v:.1f}" for k, v in sorted(errors.items())))
+    print("\nCollectives: fit MAPE % by message size")
+    for c in document["collectives"]:
+        sizes = "  ".join(f"{k}={v:.1f}" for k, v in c["mape_by_size"].items())
+        print(
+            f"  {c['gpu']:<5}{c['topology']:<13}{c['collective']:<15}n={c['num_gpus']}  "
+            f"{sizes}  [{c['source']}]"
+        )
+    _decode_check(str(data_dir))
+
+
+if __name__ == "__main__":
+    main()
