@@ -94,3 +94,24 @@ def test_gqa_tp_beyond_kv_heads_replicates() -> None:
     )
     # 64/16 = 4 query heads and 1 (replicated) KV head per GPU: (4 + 2) * 128 columns
     assert _per_layer(_op(ops, "qkv_proj"))[0] == 2 * 1 * 8192 * 6 * 128
+
+
+def test_mla_decode_reads_latent_kv() -> None:
+    from factories import deepseek_v3
+
+    perf = RooflinePerfModel()
+    plan = ReplicaPlan(deepseek_v3(), h100(), tp=8, ep=8)
+    ops = perf.explain(plan, BatchShape.from_lists(decode_contexts=[1000] * 4))
+    attn = _op(ops, "attn_decode")
+    heads = 128 // 8
+    assert attn.count == 61
+    # latent (512) + rope key (64) per token, bf16, shared by all heads; q in, latent out
+    assert attn.num_bytes / attn.count == 4000 * 576 * 2 + 4 * heads * (576 + 512) * 2
+    assert attn.flops / attn.count == 2 * 4000 * heads * (576 + 512)
+    names = {o.name for o in ops}
+    assert {"mla_absorb_q", "mla_absorb_o", "q_a_proj", "kv_a_proj", "ep_dispatch"} <= names
+    assert _op(ops, "mlp_up_gate").count == 3  # first three layers are dense
+    assert _op(ops, "moe_experts").count == 58
+    from servesim.perf.memory import kv_bytes_per_token
+
+    assert kv_bytes_per_token(plan, 0) == 61 * 576 * 2  # MLA latent is not split by TP
