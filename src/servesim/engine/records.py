@@ -22,6 +22,7 @@ class RejectReason(IntEnum):
     PROMPT_EXCEEDS_CONTEXT = 1  # prompt + output longer than the model's context window
     EXCEEDS_KV_CAPACITY = 2  # the request alone needs more KV blocks than the replica has
     NOT_FINISHED = 3  # still running or queued when the simulation stopped (duration limit)
+    PROMPT_EXCEEDS_BATCH_TOKENS = 4  # prefill-first without chunking: prompt > token budget
 
 
 class _Columns:

@@ -1,0 +1,198 @@
+"""Paged KV-cache accounting for one scheduler (vLLM's block manager, by counts).
+
+Blocks a sequence owns alone (partial prompt blocks, decode blocks) are counted, not named;
+only full prompt blocks that may be shared carry identity, as a 64-bit key chained over the
+prompt's prefix-block ids (vLLM hashes a block by its tokens and its parent block's hash).
+Shared blocks are ref-counted; cached blocks nobody references stay resident and are evicted
+least-recently-used first when a new block is needed (vLLM's prefix-cache evictor).
+
+Invariant (``check``): free + used + cached_evictable == total, where ``used`` counts private
+blocks and referenced cached blocks once each.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+_MASK = (1 << 64) - 1
+
+
+def mix64(parent: int, value: int) -> int:
+    """A deterministic 64-bit chain hash (splitmix64 finaliser; never Python's salted hash)."""
+    z = (parent * 0x9E3779B97F4A7C15 + value + 0x632BE59BD9B4E019) & _MASK
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+    return z ^ (z >> 31)
+
+
+def prompt_block_keys(
+    prefix_block_hashes: tuple[int, ...],
+    prefix_block_size: int,
+    num_prompt_tokens: int,
+    block_size: int,
+) -> list[int]:
+    """Keys of the prompt's full KV blocks whose content the prefix ids pin down.
+
+    KV block ``j`` covers tokens ``[j*B, (j+1)*B)``; its content depends on every token before
+    its end, i.e. on prefix blocks ``0..q`` with ``q = ((j+1)*B - 1) // prefix_block_size``.
+    The key chains those ids and ``j`` (several KV blocks may fall inside one prefix block).
+    """
+    if not prefix_block_hashes or prefix_block_size <= 0:
+        return []
+    covered = min(num_prompt_tokens, len(prefix_block_hashes) * prefix_block_size)
+    keys: list[int] = []
+    chain = 0
+    chained_upto = -1
+    for j in range(covered // block_size):
+        q = ((j + 1) * block_size - 1) // prefix_block_size
+        while chained_upto < q:
+            chained_upto += 1
+            chain = mix64(chain, prefix_block_hashes[chained_upto])
+        keys.append(mix64(chain, j))
+    return keys
+
+
+class KVBlockManager:
+    """Counts of free, private, shared-cached and evictable KV blocks, plus host swap space."""
+
+    __slots__ = (
+        "_evictable",
+        "_refs",
+        "block_size",
+        "enable_prefix_caching",
+        "num_blocks",
+        "num_cached_in_use",
+        "num_evictions",
+        "num_free",
+        "num_private",
+        "num_swap_blocks",
+        "num_swap_used",
+        "num_watermark_blocks",
+    )
+
+    def __init__(
+        self,
+        num_blocks: int,
+        block_size: int,
+        *,
+        watermark: float = 0.01,
+        enable_prefix_caching: bool = False,
+        num_swap_blocks: int = 0,
+    ) -> None:
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        # vLLM: watermark_blocks = int(watermark * num_gpu_blocks), kept free on admission.
+        self.num_watermark_blocks = int(watermark * num_blocks)
+        self.enable_prefix_caching = enable_prefix_caching
+        self.num_free = num_blocks
+        self.num_private = 0
+        self.num_cached_in_use = 0
+        self.num_evictions = 0
+        self._refs: dict[int, int] = {}
+        self._evictable: OrderedDict[int, None] = OrderedDict()
+        self.num_swap_blocks = num_swap_blocks
+        self.num_swap_used = 0
+
+    # ---- queries -------------------------------------------------------------------------
+    @property
+    def num_available(self) -> int:
+        """Blocks that can be handed out now (free, or cached and unreferenced)."""
+        return self.num_free + len(self._evictable)
+
+    @property
+    def num_used(self) -> int:
+        """Blocks referenced by some sequence."""
+        return self.num_private + self.num_cached_in_use
+
+    @property
+    def num_evictable(self) -> int:
+        """Cached blocks no sequence references (kept for future prefix hits)."""
+        return len(self._evictable)
+
+    def can_allocate(self, num: int, *, keep_watermark: bool = False) -> bool:
+        """True when ``num`` more blocks fit (leaving the watermark free if asked)."""
+        reserve = self.num_watermark_blocks if keep_watermark else 0
+        return self.num_available - num >= reserve
+
+    def check(self) -> None:
+        """Assert the accounting invariant."""
+        assert self.num_free >= 0 and self.num_private >= 0 and self.num_cached_in_use >= 0
+        assert self.num_free + self.num_used + len(self._evictable) == self.num_blocks, (
+            self.num_free,
+            self.num_private,
+            self.num_cached_in_use,
+            len(self._evictable),
+            self.num_blocks,
+        )
+        assert 0 <= self.num_swap_used <= self.num_swap_blocks
+
+    # ---- private blocks ------------------------------------------------------------------
+    def allocate(self, num: int) -> None:
+        """Hand out ``num`` private blocks, evicting LRU cached blocks when free ones run out."""
+        if num <= 0:
+            return
+        take = min(num, self.num_free)
+        self.num_free -= take
+        for _ in range(num - take):
+            key, _ = self._evictable.popitem(last=False)
+            del self._refs[key]
+            self.num_evictions += 1
+        self.num_private += num
+        assert self.num_free >= 0
+
+    def release(self, num: int) -> None:
+        """Return ``num`` private blocks to the free pool."""
+        self.num_private -= num
+        self.num_free += num
+
+    # ---- prefix cache --------------------------------------------------------------------
+    def count_hits(self, keys: list[int], max_blocks: int) -> int:
+        """Leading blocks of ``keys`` (at most ``max_blocks``) present in the cache."""
+        if not self.enable_prefix_caching:
+            return 0
+        refs = self._refs
+        num = 0
+        for key in keys[:max_blocks]:
+            if key not in refs:
+                break
+            num += 1
+        return num
+
+    def acquire(self, keys: list[int]) -> None:
+        """Reference cached blocks ``keys`` (all present)."""
+        refs = self._refs
+        for key in keys:
+            count = refs[key]
+            if count == 0:
+                del self._evictable[key]
+                self.num_cached_in_use += 1
+            refs[key] = count + 1
+
+    def num_reactivations(self, keys: list[int]) -> int:
+        """How many of the (present) ``keys`` are currently evictable (unreferenced)."""
+        refs = self._refs
+        return sum(1 for key in keys if refs[key] == 0)
+
+    def register(self, key: int) -> bool:
+        """Turn one private block of a just-computed full prompt block into cached block
+        ``key``; False (block stays private) when the key is already cached."""
+        if not self.enable_prefix_caching or key in self._refs:
+            return False
+        self._refs[key] = 1
+        self.num_private -= 1
+        self.num_cached_in_use += 1
+        return True
+
+    def deref(self, keys: list[int]) -> None:
+        """Drop one reference to each of ``keys``; unreferenced ones become evictable.
+
+        Freed in reverse so a prompt's tail is evicted before its head (vLLM V1 does the same:
+        the shared head of a prefix is the most likely to be hit again).
+        """
+        refs = self._refs
+        for key in reversed(keys):
+            count = refs[key] - 1
+            refs[key] = count
+            if count == 0:
+                self._evictable[key] = None
+                self.num_cached_in_use -= 1

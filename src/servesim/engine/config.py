@@ -1,0 +1,117 @@
+"""User-facing configuration of a replica's scheduler and KV cache (pydantic, at the boundary).
+
+``SchedulerConfig`` is a discriminated union on ``kind``; ``kind`` is the scheduler registry key
+(``custom`` loads a user class from ``path/to/file.py:ClassName``). Each scheduler receives only
+its own sub-config.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CacheConfig(_Config):
+    """Paged KV cache of one replica (vLLM's ``CacheConfig`` knobs)."""
+
+    block_size: int = Field(16, ge=1, description="Tokens per KV block (vLLM default 16).")
+    gpu_memory_utilization: float = Field(
+        0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use (default 0.9)."
+    )
+    enable_prefix_caching: bool = Field(
+        False, description="Reuse KV of identical prompt prefixes (vLLM 0.6 default off)."
+    )
+    preemption_mode: Literal["recompute", "swap"] = Field(
+        "recompute", description="On KV exhaustion: drop and recompute (vLLM default) or swap."
+    )
+    swap_space_bytes: int = Field(
+        4 * 2**30, ge=0, description="Host memory per GPU for swapped KV (vLLM default 4 GiB)."
+    )
+    watermark: float = Field(
+        0.01, ge=0, lt=1, description="Blocks kept free when admitting prompts (vLLM 1%)."
+    )
+    num_kv_blocks: int | None = Field(
+        None, ge=1, description="Override the perf model's block count (tests, what-ifs)."
+    )
+
+
+class _SchedulerBase(_Config):
+    max_num_seqs: int = Field(256, ge=1, description="Sequences per batch (vLLM default 256).")
+    max_num_batched_tokens: int | None = Field(
+        None, ge=1, description="Token budget per iteration (None: the scheduler's default)."
+    )
+
+
+class VLLMSchedulerConfig(_SchedulerBase):
+    """vLLM's scheduler; ``version`` picks V0 (0.6 rules) or V1 (>= 0.8 rules)."""
+
+    kind: Literal["vllm"] = "vllm"
+    version: Literal["v0", "v1"] = Field("v0", description="v0: vLLM 0.6 engine; v1: >= 0.8.")
+    enable_chunked_prefill: bool = Field(
+        False, description="V0 only (V1 always chunks); vLLM 0.6 default off."
+    )
+
+
+class SarathiSchedulerConfig(_SchedulerBase):
+    """Sarathi-Serve: decodes first, then prefill chunks filling the token budget."""
+
+    kind: Literal["sarathi"] = "sarathi"
+    chunk_size: int = Field(512, ge=1, description="Token budget per iteration (paper: 512+).")
+
+
+class OrcaSchedulerConfig(_SchedulerBase):
+    """Orca: iteration-level batching, whole-request KV reservation (no paging)."""
+
+    kind: Literal["orca"] = "orca"
+    reserve: Literal["request", "max_context"] = Field(
+        "request",
+        description="Reserve prompt+max output ('request') or the model's context per request.",
+    )
+
+
+class StaticSchedulerConfig(_SchedulerBase):
+    """Request-level batching (FasterTransformer): a batch runs until all its requests end."""
+
+    kind: Literal["static"] = "static"
+    max_num_seqs: int = Field(8, ge=1, description="Requests per static batch.")
+
+
+class PrioritySchedulerConfig(_SchedulerBase):
+    """Preemptive priority scheduling by ``Request.priority`` (larger is more urgent)."""
+
+    kind: Literal["priority"] = "priority"
+    chunk_size: int = Field(2048, ge=1, description="Token budget per iteration.")
+
+
+class FairSchedulerConfig(_SchedulerBase):
+    """Virtual token counter fairness across ``Request.user_id`` (VTC, Sheng et al. 2024)."""
+
+    kind: Literal["fair"] = "fair"
+    chunk_size: int = Field(2048, ge=1, description="Token budget per iteration.")
+    input_weight: float = Field(1.0, ge=0, description="Counter cost of one prompt token.")
+    output_weight: float = Field(2.0, ge=0, description="Counter cost of one output token.")
+
+
+class CustomSchedulerConfig(_SchedulerBase):
+    """A user scheduler class loaded from ``path/to/file.py:ClassName``."""
+
+    kind: Literal["custom"] = "custom"
+    path: str = Field(description="``path/to/file.py:ClassName`` of a ReplicaScheduler subclass.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Passed to the class.")
+
+
+SchedulerConfig = Annotated[
+    VLLMSchedulerConfig
+    | SarathiSchedulerConfig
+    | OrcaSchedulerConfig
+    | StaticSchedulerConfig
+    | PrioritySchedulerConfig
+    | FairSchedulerConfig
+    | CustomSchedulerConfig,
+    Field(discriminator="kind"),
+]

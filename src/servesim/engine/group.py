@@ -1,0 +1,179 @@
+"""``DecodeGroup``: the sequences that decode in every decode iteration, kept as aggregates.
+
+In continuous batching every running decode takes part in each decode iteration ("tick"), so
+its emitted count, context length, next block boundary and finish tick are all affine in the
+group's tick counter. The group stores each member's offsets once and keeps running sums, so
+an iteration costs O(1) plus O(log n) per member that joins, needs a block, or leaves, instead
+of O(running). Per-member inter-token gaps are the gaps between consecutive ticks; the largest
+gap over a member's stay is answered by a monotone stack (range maximum over a suffix).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from bisect import bisect_left
+
+from servesim.engine.records import TokenGapSamples
+from servesim.engine.sequence import Seq, SeqStatus
+
+
+class DecodeGroup:
+    """Members decode every tick; ``tick`` counts decode iterations done so far.
+
+    For a member: ``num_emitted = tick - tick_base``; context read next tick
+    ``= gkey + tick`` with ``gkey = num_prompt_tokens - tick_base``; it needs a new KV block
+    in the tick that starts at count ``T`` when ``(gkey + T - 1) % block_size == 0``; it
+    finishes at the tick that brings the count to ``tick_base + num_output_tokens``.
+    """
+
+    __slots__ = (
+        "_finish_heap",
+        "_max_heap",
+        "_prune_at",
+        "_stack_gaps",
+        "_stack_ticks",
+        "block_size",
+        "ctx_sum",
+        "last_tick_end_s",
+        "members",
+        "residue",
+        "samples",
+        "tick",
+    )
+
+    def __init__(self, block_size: int, samples: TokenGapSamples) -> None:
+        self.block_size = block_size
+        self.samples = samples
+        self.members: dict[Seq, None] = {}  # insertion-ordered: deterministic iteration
+        self.tick = 0
+        self.last_tick_end_s = math.nan
+        self.ctx_sum = 0  # sum over members of the context each reads next tick
+        self.residue = [0] * block_size  # members needing a block at ticks T = r (mod B)
+        self._max_heap: list[tuple[int, int, int, Seq]] = []
+        self._finish_heap: list[tuple[int, int, int, Seq]] = []
+        self._stack_ticks: list[int] = []
+        self._stack_gaps: list[float] = []
+        self._prune_at = 256
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    # ---- membership ----------------------------------------------------------------------
+    def join(self, seq: Seq) -> None:
+        """Add a decoding sequence that has just emitted a token at the current tick."""
+        tick = self.tick
+        seq.tick_base = tick - seq.num_emitted
+        seq.join_tick = tick
+        seq.gkey = seq.num_prompt_tokens - seq.tick_base
+        self.members[seq] = None
+        self.ctx_sum += seq.gkey + tick
+        self.residue[(1 - seq.gkey) % self.block_size] += 1
+        heapq.heappush(self._max_heap, (-seq.gkey, seq.sid, seq.version, seq))
+        finish_tick = seq.tick_base + seq.num_output_tokens
+        heapq.heappush(self._finish_heap, (finish_tick, seq.sid, seq.version, seq))
+
+    def leave(self, seq: Seq) -> None:
+        """Remove a member, writing back its emitted count, last token time, largest gap and
+        private block count."""
+        del self.members[seq]
+        tick = self.tick
+        emitted = tick - seq.tick_base
+        if tick > seq.join_tick:
+            seq.last_token_s = self.last_tick_end_s
+            i = bisect_left(self._stack_ticks, seq.join_tick + 1)
+            seq.max_gap_s = max(seq.max_gap_s, self._stack_gaps[i])
+        seq.num_emitted = emitted
+        kv_tokens = seq.num_prompt_tokens + emitted - 1
+        seq.num_private = -(-kv_tokens // self.block_size) - len(seq.block_keys)
+        self.ctx_sum -= seq.gkey + tick
+        self.residue[(1 - seq.gkey) % self.block_size] -= 1
+        seq.version += 1
+        n = len(self.members)
+        if len(self._max_heap) > 2 * n + 64:
+            self._rebuild_heaps()
+
+    def _rebuild_heaps(self) -> None:
+        self._max_heap = [(-s.gkey, s.sid, s.version, s) for s in self.members]
+        heapq.heapify(self._max_heap)
+        self._finish_heap = [e for e in self._finish_heap if e[3] in self.members]
+        heapq.heapify(self._finish_heap)
+
+    # ---- queries -------------------------------------------------------------------------
+    def emitted(self, seq: Seq) -> int:
+        """Tokens a member has emitted so far."""
+        return self.tick - seq.tick_base
+
+    def context(self, seq: Seq) -> int:
+        """Context a member reads in the next tick."""
+        return seq.gkey + self.tick
+
+    def needs_block(self, seq: Seq) -> bool:
+        """True when a member's next decode step starts a new KV block."""
+        return (seq.gkey + self.tick - 1) % self.block_size == 0
+
+    def num_blocks_needed(self, ahead: int = 0) -> int:
+        """New blocks the whole group needs for the tick starting at ``tick + ahead``."""
+        return self.residue[(self.tick + ahead) % self.block_size]
+
+    def max_context(self, ahead: int = 0) -> int:
+        """Longest member context in the tick starting at ``tick + ahead`` (0 if empty)."""
+        heap = self._max_heap
+        members = self.members
+        while heap and (heap[0][3] not in members or heap[0][2] != heap[0][3].version):
+            heapq.heappop(heap)
+        return -heap[0][0] + self.tick + ahead if heap else 0
+
+    def next_finish_tick(self) -> int | float:
+        """Tick count at which the earliest member finishes (``inf`` if none)."""
+        heap = self._finish_heap
+        members = self.members
+        while heap and (heap[0][3] not in members or heap[0][2] != heap[0][3].version):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else math.inf
+
+    # ---- ticking -------------------------------------------------------------------------
+    def advance(self, end_s: float) -> list[Seq]:
+        """All members emit one token at ``end_s``; returns members that just finished (they
+        have left the group, with their fields written back)."""
+        n = len(self.members)
+        self.tick += 1
+        if n:
+            gap = end_s - self.last_tick_end_s
+            self.samples.add(gap, n)
+            ticks, gaps = self._stack_ticks, self._stack_gaps
+            while gaps and gaps[-1] <= gap:
+                gaps.pop()
+                ticks.pop()
+            ticks.append(self.tick)
+            gaps.append(gap)
+            if len(ticks) > self._prune_at:
+                self._prune()
+            self.ctx_sum += n
+        self.last_tick_end_s = end_s
+        finished: list[Seq] = []
+        if self.next_finish_tick() <= self.tick:
+            heap = self._finish_heap
+            while heap and heap[0][0] <= self.tick:
+                _, _, version, seq = heapq.heappop(heap)
+                if seq in self.members and version == seq.version:
+                    self.leave(seq)
+                    finished.append(seq)
+        return finished
+
+    def _prune(self) -> None:
+        """Drop stack entries older than every member's stay (rarely needed)."""
+        oldest = min((s.join_tick for s in self.members), default=self.tick) + 1
+        i = bisect_left(self._stack_ticks, oldest)
+        del self._stack_ticks[:i]
+        del self._stack_gaps[:i]
+        self._prune_at = max(256, 2 * len(self._stack_ticks))
+
+    def check(self) -> None:
+        """Assert the aggregates match a recount (tests call this every step)."""
+        assert self.ctx_sum == sum(self.context(s) for s in self.members)
+        counts = [0] * self.block_size
+        for s in self.members:
+            assert s.status == SeqStatus.DECODING
+            counts[(1 - s.gkey) % self.block_size] += 1
+        assert counts == self.residue

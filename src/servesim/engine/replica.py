@@ -1,0 +1,186 @@
+"""``Replica``: one model replica running iterations back to back.
+
+A replica with ``pp`` pipeline stages runs ``pp`` virtual engines (vLLM's PP design): each has
+its own scheduler, queues and ``1/pp`` of the KV blocks, and keeps one micro-batch in flight;
+micro-batches pass the stages in order, each stage busy for its ``StageTimes.stage_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from servesim.core.errors import InfeasibleError
+from servesim.core.events import EventLoop
+from servesim.engine.blocks import KVBlockManager
+from servesim.engine.config import CacheConfig
+from servesim.engine.records import RejectReason, ReplicaInfo, SimulationRecords
+from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
+from servesim.engine.sequence import Seq
+from servesim.engine.state import ReplicaState
+from servesim.engine.vengine import VirtualEngine
+from servesim.perf.types import PerfModel, ReplicaPlan
+
+if TYPE_CHECKING:
+    from servesim.engine.simulation import ReplicaSetup
+
+logger = logging.getLogger(__name__)
+
+
+def make_scheduler(config: object, *, max_model_len: int) -> ReplicaScheduler:
+    """Instantiate the scheduler a config names (``custom`` loads its ``path``)."""
+    kind = str(getattr(config, "kind", ""))
+    name = str(getattr(config, "path", "")) if kind == "custom" else kind
+    cls = SCHEDULERS.get(name)
+    return cls(config, max_model_len=max_model_len)
+
+
+class Replica:
+    """Stage timeline, virtual engines and static facts of one replica."""
+
+    def __init__(
+        self,
+        replica_id: int,
+        setup: ReplicaSetup,
+        perf: PerfModel,
+        records: SimulationRecords,
+        loop: EventLoop,
+        clock_limits: Callable[[], float],
+        *,
+        skip_ahead: bool = True,
+        check_invariants: bool = False,
+    ) -> None:
+        plan: ReplicaPlan = setup.plan
+        cache: CacheConfig = setup.cache
+        self.replica_id = replica_id
+        self.plan = plan
+        self.perf = perf
+        self.records = records
+        self.loop = loop
+        self.max_model_len = plan.model.max_context_tokens
+        self.block_size = cache.block_size
+        pp = max(plan.pp, 1)
+        schedulers = [
+            make_scheduler(setup.scheduler, max_model_len=self.max_model_len) for _ in range(pp)
+        ]
+        budget = min(schedulers[0].token_budget, max(self.max_model_len, 2048))
+        mem = perf.memory_plan(
+            plan,
+            block_size_tokens=cache.block_size,
+            gpu_memory_utilization=cache.gpu_memory_utilization,
+            max_num_batched_tokens=budget,
+        )
+        self.num_kv_blocks = cache.num_kv_blocks or mem.num_kv_blocks
+        if self.num_kv_blocks < pp:
+            raise InfeasibleError(
+                f"replica {replica_id}: {self.num_kv_blocks} KV blocks leave none for "
+                f"{pp} pipeline virtual engines (weights {mem.weight_bytes} B of "
+                f"{mem.usable_bytes} B usable per GPU)"
+            )
+        block_bytes = cache.block_size * mem.kv_bytes_per_token  # per GPU
+        host_bw = plan.gpu.host_link.bandwidth_bytes_per_s
+        # Every GPU copies its own KV slice over its own host link, in parallel.
+        self.swap_s_per_block = block_bytes / host_bw if host_bw > 0 else 0.0
+        self.swap_latency_s = plan.gpu.host_link.latency_s
+        self.swap_bytes_per_block = block_bytes * plan.num_gpus
+        num_swap_blocks = int(cache.swap_space_bytes // block_bytes) if block_bytes else 0
+        self.stage_free_s = [0.0] * pp
+        self.outstanding_tokens = 0
+        self.alive: dict[Seq, None] = {}
+        self.perf_cache: dict[object, object] = {}
+        self.engines: list[VirtualEngine] = []
+        for i, scheduler in enumerate(schedulers):
+            blocks = KVBlockManager(
+                self.num_kv_blocks // pp,
+                cache.block_size,
+                watermark=cache.watermark,
+                enable_prefix_caching=cache.enable_prefix_caching,
+                num_swap_blocks=num_swap_blocks // pp,
+            )
+            state = ReplicaState(
+                blocks, records.token_gaps, records.count, preemption_mode=cache.preemption_mode
+            )
+            self.engines.append(
+                VirtualEngine(
+                    self,
+                    i,
+                    scheduler,
+                    state,
+                    clock_limits,
+                    skip_ahead=skip_ahead and pp == 1,
+                    check_invariants=check_invariants,
+                )
+            )
+        gpu = plan.gpu
+        records.replicas.append(
+            ReplicaInfo(
+                replica_id=replica_id,
+                gpu_name=gpu.name,
+                num_gpus=plan.num_gpus,
+                num_kv_blocks=self.num_kv_blocks,
+                block_size_tokens=cache.block_size,
+                price_per_gpu_hour_usd=gpu.price_per_hour_usd,
+                tdp_w=gpu.tdp_w,
+                idle_w=gpu.idle_w,
+                peak_flops_per_s=float(gpu.peak_flops_per_s.get(plan.activation_dtype, 0.0)),
+                hbm_bandwidth_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s,
+                pool=setup.pool,
+                role=setup.role,
+            )
+        )
+
+    # ---- requests ------------------------------------------------------------------------
+    def submit(self, seq: Seq, now: float) -> None:
+        """Queue an admitted-to-replica request on the least loaded virtual engine."""
+        engine = min(self.engines, key=lambda e: e.num_unfinished())
+        self.alive[seq] = None
+        self.outstanding_tokens += seq.num_prompt_tokens + seq.num_output_tokens
+        engine.state.waiting.append(seq)
+        if not engine.busy:
+            # Start after every event at this instant (simultaneous arrivals batch together).
+            engine.busy = True
+            self.loop.schedule(now, engine.start, now, priority=2)
+
+    def forget(self, seq: Seq) -> None:
+        """A request left the replica (finished)."""
+        del self.alive[seq]
+        self.outstanding_tokens -= seq.num_prompt_tokens + seq.num_output_tokens
+
+    # ---- stage timeline ------------------------------------------------------------------
+    def reserve(self, now: float, stage_s: tuple[float, ...], overhead_s: float) -> float:
+        """Book the stages for a micro-batch formed at ``now``; returns when it completes.
+
+        The host-side overhead (and any swap copy) delays the first stage; stage ``s`` starts
+        when the micro-batch left stage ``s-1`` and the stage is free (FIFO).
+        """
+        free = self.stage_free_s
+        if len(free) == 1:
+            end = now + (overhead_s + stage_s[0])
+            free[0] = end
+            return end
+        t = now
+        for s, dur in enumerate(stage_s):
+            if s == 0:
+                dur += overhead_s
+            t = max(t, free[s]) + dur
+            free[s] = t
+        return t
+
+    # ---- rejection -----------------------------------------------------------------------
+    def reject_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> int:
+        """Why this replica can never serve such a request (0 when it can)."""
+        if num_prompt_tokens + num_output_tokens > self.max_model_len:
+            return RejectReason.PROMPT_EXCEEDS_CONTEXT
+        engine = self.engines[0]
+        scheduler = engine.scheduler
+        blocks = engine.state.blocks
+        kv_tokens = scheduler.max_kv_tokens(num_prompt_tokens, num_output_tokens)
+        reserve = blocks.num_watermark_blocks if scheduler.keep_watermark else 0
+        usable = blocks.num_blocks - reserve
+        if math.ceil(kv_tokens / self.block_size) > usable:
+            return RejectReason.EXCEEDS_KV_CAPACITY
+        if not scheduler.is_chunked and num_prompt_tokens > scheduler.token_budget:
+            return RejectReason.PROMPT_EXCEEDS_BATCH_TOKENS
+        return RejectReason.NONE

@@ -1,0 +1,222 @@
+"""The replica-scheduler ABC, its registry, and the batch-forming steps schedulers share.
+
+A scheduler decides, the ``ReplicaState`` keeps the books: ``schedule(now, state)`` admits,
+preempts and allocates through the state's methods and returns a ``Batch``; the engine asks
+the perf model how long it takes and calls ``on_batch_done(batch, now)`` when it completes.
+Schedulers never read a clock nor compute durations.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from servesim.core.registry import Registry
+from servesim.engine.batch import Batch
+from servesim.engine.sequence import Seq
+from servesim.engine.state import ReplicaState
+
+
+class ReplicaScheduler(ABC):
+    """Base class of replica schedulers (built-in and user-written).
+
+    Subclasses implement ``schedule``; the helpers below (decode step with preemption,
+    continuing chunked prefills, swapping in, admitting from the queue) are the shared parts.
+
+    Attributes:
+        config: the scheduler's own config (a pydantic model from ``engine.config``).
+        max_num_seqs: most sequences on the GPU at once.
+        token_budget: most tokens (prefill + decode) in one iteration.
+        is_chunked: prompts may be split across iterations; when False a prompt longer than
+            ``token_budget`` is rejected on arrival.
+        admission_blocked: set by ``admit_waiting`` when the queue head could not be admitted
+            for lack of sequence slots or KV blocks (both only improve when a request
+            finishes, so a run of decode-only iterations may be advanced at once).
+    """
+
+    is_chunked: bool = True
+    keep_watermark: bool = True
+    #: the engine may advance decode-only runs without calling ``schedule`` when ``can_skip``
+    #: says so (built-ins opt in; a user scheduler is stepped one iteration at a time)
+    supports_skip: bool = False
+
+    def __init__(self, config: Any, *, max_model_len: int) -> None:
+        self.config = config
+        self.max_model_len = max_model_len
+        self.max_num_seqs: int = config.max_num_seqs
+        budget = getattr(config, "max_num_batched_tokens", None)
+        self.token_budget: int = budget if budget is not None else self.default_budget()
+        self.admission_blocked = False
+
+    def default_budget(self) -> int:
+        """Token budget when the config leaves it unset."""
+        return 8192
+
+    # ---- the protocol --------------------------------------------------------------------
+    @abstractmethod
+    def schedule(self, now: float, state: ReplicaState) -> Batch | None:
+        """Form the next batch (or None when there is nothing to run)."""
+
+    def on_batch_done(self, batch: Batch, now: float) -> None:
+        """Called after the engine has applied the batch's results (tokens, finishes)."""
+        return
+
+    def on_finish(self, seq: Seq) -> None:
+        """Called when a sequence finishes (its blocks are already freed)."""
+        return
+
+    def on_decode_ticks(self, state: ReplicaState, num_ticks: int) -> None:
+        """Called for decode-only iterations the engine advanced without ``schedule`` (all
+        decoding sequences each emitted ``num_ticks`` tokens)."""
+        return
+
+    def can_skip(self, state: ReplicaState) -> bool:
+        """True when, as long as no request arrives or finishes and KV blocks last, this
+        scheduler would keep returning a decode step of every decoding sequence."""
+        return not state.swapped and (not self.num_queued(state) or self.admission_blocked)
+
+    def num_queued(self, state: ReplicaState) -> int:
+        """Requests waiting for admission (subclasses with their own queues override)."""
+        return len(state.waiting)
+
+    def max_kv_tokens(self, num_prompt_tokens: int, num_output_tokens: int) -> int:
+        """KV tokens a request needs at its peak (used to reject requests that never fit)."""
+        return num_prompt_tokens + num_output_tokens - 1
+
+    # ---- queue hooks (FCFS by default) ---------------------------------------------------
+    def peek_waiting(self, state: ReplicaState) -> Seq | None:
+        """The next sequence to admit."""
+        return state.waiting[0] if state.waiting else None
+
+    def pop_waiting(self, state: ReplicaState) -> Seq:
+        """Remove the sequence ``peek_waiting`` returned."""
+        return state.waiting.popleft()
+
+    def pick_victim(self, state: ReplicaState) -> Seq:
+        """The running sequence to preempt first: vLLM takes the most recently admitted."""
+        return next(reversed(state.running))
+
+    # ---- shared steps --------------------------------------------------------------------
+    def preempt_for_decode(self, state: ReplicaState) -> bool:
+        """Preempt victims until every decoding sequence's next block fits; True if any."""
+        preempted = False
+        while state.num_decoding and state.decode_blocks_needed() > state.blocks.num_available:
+            state.preempt(self.pick_victim(state))
+            preempted = True
+        return preempted
+
+    def decode_step(self, state: ReplicaState, budget: int) -> list[Seq]:
+        """Allocate and return the decode entries (all decoding sequences, or the first
+        ``budget`` of them when the token budget is smaller)."""
+        if state.num_decoding <= budget:
+            state.allocate_decode_all()
+            return state.decoding()
+        decodes = state.decoding()[: max(budget, 0)]
+        for seq in decodes:
+            state.allocate_decode(seq)
+        return decodes
+
+    def continue_prefills(
+        self, state: ReplicaState, budget: int, prefills: list[tuple[Seq, int]]
+    ) -> int:
+        """Give running prefills their next chunks in admission order; returns the budget left."""
+        for seq in list(state.prefilling):
+            if budget <= 0:
+                break
+            chunk = min(seq.num_prefill_remaining, budget)
+            if state.chunk_blocks(seq, chunk) > state.blocks.num_available:
+                break
+            state.allocate_chunk(seq, chunk)
+            prefills.append((seq, chunk))
+            budget -= chunk
+        return budget
+
+    def swap_in_waiting(self, state: ReplicaState, budget: int, decodes: list[Seq]) -> int:
+        """Swap sequences back in (FCFS) while they fit; they decode in this step."""
+        while (
+            state.swapped
+            and budget > 0
+            and len(state.running) < self.max_num_seqs
+            and state.can_swap_in(state.swapped[0])
+        ):
+            seq = state.swapped.popleft()
+            state.swap_in(seq)
+            state.allocate_decode(seq)
+            decodes.append(seq)
+            budget -= 1
+        return budget
+
+    def admit_waiting(
+        self,
+        now: float,
+        state: ReplicaState,
+        budget: int,
+        prefills: list[tuple[Seq, int]],
+    ) -> int:
+        """Admit queued sequences while budget, sequence slots and KV blocks allow; returns
+        the budget left. Non-chunked schedulers admit whole prompts only (the first prompt of
+        a step may exceed the budget: a recompute of prompt + generated tokens must run)."""
+        self.admission_blocked = False
+        while budget > 0:
+            seq = self.peek_waiting(state)
+            if seq is None:
+                break
+            if len(state.running) >= self.max_num_seqs:
+                self.admission_blocked = True
+                break
+            hit_tokens, _ = state.admission_cost(seq, 0)
+            remaining = seq.prefill_target - hit_tokens
+            if self.is_chunked:
+                chunk = min(remaining, budget)
+            else:
+                chunk = remaining
+                if chunk > budget and prefills:
+                    break
+            _, need = state.admission_cost(seq, chunk)
+            if not self.fits(state, seq, need):
+                self.admission_blocked = True
+                break
+            self.pop_waiting(state)
+            state.admit(seq, now)
+            state.allocate_chunk(seq, chunk)
+            prefills.append((seq, chunk))
+            budget -= chunk
+        return budget
+
+    def fits(self, state: ReplicaState, seq: Seq, num_blocks: int) -> bool:
+        """True when admitting ``seq`` with ``num_blocks`` new blocks is allowed."""
+        return state.blocks.can_allocate(num_blocks, keep_watermark=self.keep_watermark)
+
+    def decodes_first(
+        self, now: float, state: ReplicaState, *, allow_swap: bool, admit_after_preempt: bool
+    ) -> Batch | None:
+        """Chunked-prefill step: decodes, then running prefills, then swapped, then new
+        prompts, all under one token budget (vLLM chunked prefill, Sarathi-Serve, vLLM V1)."""
+        preempted = self.preempt_for_decode(state)
+        decodes = self.decode_step(state, self.token_budget)
+        budget = self.token_budget - len(decodes)
+        prefills: list[tuple[Seq, int]] = []
+        budget = self.continue_prefills(state, budget, prefills)
+        if allow_swap and not preempted:
+            budget = self.swap_in_waiting(state, budget, decodes)
+        if admit_after_preempt or not preempted:
+            self.admit_waiting(now, state, budget, prefills)
+        else:
+            self.admission_blocked = False
+        return self.make_batch(state, prefills, decodes)
+
+    @staticmethod
+    def make_batch(
+        state: ReplicaState, prefills: list[tuple[Seq, int]], decodes: list[Seq]
+    ) -> Batch | None:
+        """Wrap the step's work (and any swaps decided in it) into a ``Batch``."""
+        batch = Batch(
+            prefills=prefills,
+            decodes=decodes,
+            num_swap_in_blocks=state.num_swap_in_blocks,
+            num_swap_out_blocks=state.num_swap_out_blocks,
+        )
+        return None if batch.is_empty else batch
+
+
+SCHEDULERS: Registry[type[ReplicaScheduler]] = Registry("scheduler")

@@ -1,0 +1,267 @@
+"""``run_simulation``: requests in, ``SimulationRecords`` out.
+
+Requests are pulled lazily from the iterable, one ahead of the clock, and dispatched to a
+replica on arrival (round robin unless a ``dispatch`` function is given). Each replica runs its
+iterations back to back on the shared event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from servesim.core.errors import ConfigError
+from servesim.core.events import EventLoop
+from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
+from servesim.engine.records import RejectReason, SimulationRecords
+from servesim.engine.replica import Replica
+from servesim.engine.sequence import Seq
+from servesim.engine.vengine import write_request
+from servesim.perf.types import PerfModel, ReplicaPlan
+from servesim.workload.request import Request
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSetup:
+    """How one replica is deployed.
+
+    Attributes:
+        plan: model, GPU, parallelism and formats.
+        scheduler: the replica scheduler's config (``kind`` picks it).
+        cache: the paged KV cache's config.
+        pool: name of the replica pool (heterogeneous deployments).
+        role: ``unified`` (later: ``prefill``/``decode`` for disaggregation).
+    """
+
+    plan: ReplicaPlan
+    scheduler: SchedulerConfig = field(default_factory=VLLMSchedulerConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    pool: str = "default"
+    role: str = "unified"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaView:
+    """What a router may read about a replica when a request arrives.
+
+    Attributes:
+        replica_id: index of the replica.
+        num_queued: requests waiting for admission (or swapped out).
+        num_running: requests on the GPU.
+        kv_usage: fraction of KV blocks in use.
+        outstanding_tokens: prompt + output tokens of the requests it holds, unfinished.
+    """
+
+    replica_id: int
+    num_queued: int
+    num_running: int
+    kv_usage: float
+    outstanding_tokens: int
+
+
+Dispatch = Callable[[Request, Sequence[ReplicaView]], int]
+
+
+def _view(replica: Replica) -> ReplicaView:
+    queued = running = used = 0
+    for engine in replica.engines:
+        state = engine.state
+        queued += engine.scheduler.num_queued(state) + len(state.swapped)
+        running += len(state.running)
+        used += state.blocks.num_used
+    return ReplicaView(
+        replica_id=replica.replica_id,
+        num_queued=queued,
+        num_running=running,
+        kv_usage=used / replica.num_kv_blocks,
+        outstanding_tokens=replica.outstanding_tokens,
+    )
+
+
+class _Driver:
+    """Feeds arrivals, counts progress, and finalises the records."""
+
+    def __init__(
+        self,
+        requests: Iterable[Request],
+        replicas: list[Replica],
+        records: SimulationRecords,
+        loop: EventLoop,
+        dispatch: Dispatch | None,
+        on_progress: Callable[[int, int], None] | None,
+        stop_s: float,
+    ) -> None:
+        self.requests: Iterator[Request] = iter(requests)
+        self.replicas = replicas
+        self.records = records
+        self.loop = loop
+        self.dispatch = dispatch
+        self.on_progress = on_progress
+        self.stop_s = stop_s
+        self.next_arrival_s = math.inf
+        self.num_arrived = 0
+        self.num_done = 0
+        self.slo_index = {name: i for i, name in enumerate(records.slo_classes)}
+        self._rr = 0
+        self._last_arrival_s = 0.0
+
+    def limit(self) -> float:
+        """Earliest time an external event can touch a replica."""
+        return min(self.next_arrival_s, self.stop_s)
+
+    def done(self) -> None:
+        """A request finished or was rejected."""
+        self.num_done += 1
+        if self.on_progress is not None and self.num_done % 1000 == 0:
+            self.on_progress(self.num_done, self.num_arrived)
+
+    def feed(self) -> None:
+        """Schedule the next request's arrival (or note there is none)."""
+        request = next(self.requests, None)
+        if request is None:
+            self.next_arrival_s = math.inf
+            return
+        if not request.arrival_s >= self._last_arrival_s:
+            raise ConfigError(
+                f"requests[{request.request_id}].arrival_s",
+                request.arrival_s,
+                f"arrivals must be sorted; previous was {self._last_arrival_s}",
+            )
+        self._last_arrival_s = request.arrival_s
+        self.next_arrival_s = request.arrival_s
+        if request.arrival_s <= self.stop_s:
+            self.loop.schedule(request.arrival_s, self.arrive, request, priority=0)
+        else:
+            self.next_arrival_s = math.inf
+
+    def arrive(self, request: Request) -> None:
+        """Record the request, dispatch it, and pull the next one."""
+        now = self.loop.now
+        self.feed()  # know the next arrival before any replica advances ahead
+        self.num_arrived += 1
+        index = self._route(request)
+        replica = self.replicas[index]
+        row = self._append_row(request, index)
+        reason = replica.reject_reason(request.num_prompt_tokens, request.num_output_tokens)
+        seq = Seq(request, row)
+        if reason:
+            self.records.count(f"num_rejected_{RejectReason(reason).name.lower()}")
+            write_request(self.records, seq, completion_s=math.nan, reason=reason)
+            self.done()
+            return
+        replica.submit(seq, now)
+
+    def _route(self, request: Request) -> int:
+        n = len(self.replicas)
+        if self.dispatch is None:
+            index = self._rr % n
+            self._rr += 1
+            return index
+        index = self.dispatch(request, [_view(r) for r in self.replicas])
+        if not (isinstance(index, int) and 0 <= index < n):
+            raise ConfigError("dispatch", index, f"must return a replica index in [0, {n})")
+        return index
+
+    def _append_row(self, request: Request, replica_id: int) -> int:
+        slo = self.slo_index.get(request.slo_class)
+        if slo is None:
+            slo = self.slo_index[request.slo_class] = len(self.records.slo_classes)
+            self.records.slo_classes.append(request.slo_class)
+        nan = math.nan
+        return self.records.requests.append_row(
+            request_id=request.request_id,
+            replica_id=replica_id,
+            arrival_s=request.arrival_s,
+            first_scheduled_s=nan,
+            first_token_s=nan,
+            completion_s=nan,
+            num_prompt_tokens=request.num_prompt_tokens,
+            num_output_tokens=request.num_output_tokens,
+            num_emitted_tokens=0,
+            sum_tbt_s=0.0,
+            max_tbt_s=0.0,
+            num_preemptions=0,
+            num_prefix_hit_tokens=0,
+            priority=request.priority,
+            user_id=request.user_id,
+            slo_class_index=slo,
+            reject_reason=0,
+        )
+
+    def finalise(self) -> None:
+        """Mark requests still in a replica as NOT_FINISHED and add end-of-run counters."""
+        records = self.records
+        for replica in self.replicas:
+            for engine in replica.engines:
+                group = engine.state.group
+                for seq in list(group.members):
+                    group.leave(seq)
+                records.count("prefix_cache_evictions", engine.state.blocks.num_evictions)
+            for seq in replica.alive:
+                records.count("num_not_finished")
+                write_request(records, seq, completion_s=math.nan, reason=RejectReason.NOT_FINISHED)
+        records.end_s = self.loop.now
+        if self.on_progress is not None:
+            self.on_progress(self.num_done, self.num_arrived)
+
+
+def run_simulation(
+    requests: Iterable[Request],
+    replicas: Sequence[ReplicaSetup],
+    perf: PerfModel,
+    *,
+    dispatch: Dispatch | None = None,
+    duration_s: float | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    skip_ahead: bool = True,
+    check_invariants: bool = False,
+) -> SimulationRecords:
+    """Simulate serving ``requests`` (sorted by arrival) on ``replicas``.
+
+    Args:
+        requests: consumed lazily, never materialised.
+        replicas: one ``ReplicaSetup`` per replica.
+        perf: iteration times and memory plans.
+        dispatch: ``dispatch(request, views) -> replica index``; round robin when None.
+        duration_s: stop the clock here; requests still inside get ``NOT_FINISHED`` and later
+            arrivals are not read.
+        on_progress: called with (requests done, requests arrived) every 1000 and at the end.
+        skip_ahead: advance stable decode-only runs inside one event (exact; off for checks).
+        check_invariants: recount every accounting invariant after each step (slow; tests).
+
+    Returns:
+        The columnar records of the run.
+    """
+    if not replicas:
+        raise ConfigError("replicas", [], "at least one replica is needed")
+    if duration_s is not None and not duration_s > 0:
+        raise ConfigError("duration_s", duration_s, "must be > 0")
+    records = SimulationRecords()
+    loop = EventLoop()
+    stop_s = math.inf if duration_s is None else float(duration_s)
+    built: list[Replica] = []
+    driver = _Driver(requests, built, records, loop, dispatch, on_progress, stop_s)
+    for i, setup in enumerate(replicas):
+        replica = Replica(
+            i,
+            setup,
+            perf,
+            records,
+            loop,
+            driver.limit,
+            skip_ahead=skip_ahead,
+            check_invariants=check_invariants,
+        )
+        for engine in replica.engines:
+            engine.on_done = driver.done
+        built.append(replica)
+    driver.feed()
+    loop.run(until_s=stop_s)
+    if duration_s is None and any(r.alive for r in built):
+        logger.warning("simulation ended with requests still queued (no progress possible)")
+    driver.finalise()
+    return records

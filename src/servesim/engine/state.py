@@ -1,0 +1,262 @@
+"""``ReplicaState``: the queues and KV memory one scheduler works on, with the operations a
+scheduler may apply (admit, allocate, preempt, swap). Schedulers decide; these methods keep
+the accounting right. They never read a clock nor compute durations.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+
+from servesim.engine.blocks import KVBlockManager, prompt_block_keys
+from servesim.engine.group import DecodeGroup
+from servesim.engine.records import TokenGapSamples
+from servesim.engine.sequence import Seq, SeqStatus
+
+
+class ReplicaState:
+    """Queues, decode group and block manager of one (virtual) engine.
+
+    Attributes:
+        waiting: FCFS queue of sequences not on the GPU (new, or preempted by recompute).
+        running: sequences on the GPU in admission order (prefilling and decoding).
+        prefilling: the subset of ``running`` still computing prompt tokens.
+        ready: decoding sequences that are not (yet) members of ``group``.
+        group: decoding sequences that decode every tick (aggregated).
+        swapped: sequences whose KV sits in host memory (vLLM's swapped queue).
+        blocks: the KV block manager.
+    """
+
+    def __init__(
+        self,
+        blocks: KVBlockManager,
+        samples: TokenGapSamples,
+        count: Callable[[str, int], None],
+        *,
+        preemption_mode: str = "recompute",
+    ) -> None:
+        self.blocks = blocks
+        self.block_size = blocks.block_size
+        self.preemption_mode = preemption_mode
+        self.waiting: deque[Seq] = deque()
+        self.running: dict[Seq, None] = {}
+        self.prefilling: dict[Seq, None] = {}
+        self.ready: dict[Seq, None] = {}
+        self.swapped: deque[Seq] = deque()
+        self.group = DecodeGroup(blocks.block_size, samples)
+        self.count = count
+        self.num_swap_in_blocks = 0  # swaps decided in the current scheduling step
+        self.num_swap_out_blocks = 0
+        self.num_preempted_this_step = 0
+
+    # ---- queries -------------------------------------------------------------------------
+    @property
+    def num_decoding(self) -> int:
+        """Sequences generating tokens on the GPU."""
+        return len(self.group.members) + len(self.ready)
+
+    @property
+    def num_unfinished(self) -> int:
+        """Sequences queued, running or swapped."""
+        return len(self.waiting) + len(self.running) + len(self.swapped)
+
+    def decoding(self) -> list[Seq]:
+        """Every decoding sequence (group members first, in join order)."""
+        if self.ready:
+            return [*self.group.members, *self.ready]
+        return list(self.group.members)
+
+    def emitted(self, seq: Seq) -> int:
+        """Tokens ``seq`` has emitted so far."""
+        return self.group.emitted(seq) if seq in self.group.members else seq.num_emitted
+
+    def context(self, seq: Seq) -> int:
+        """Context a decoding sequence reads in its next decode step."""
+        if seq in self.group.members:
+            return self.group.context(seq)
+        return seq.num_prompt_tokens + seq.num_emitted
+
+    def needs_block(self, seq: Seq) -> bool:
+        """True when a decoding sequence's next step starts a new KV block."""
+        if seq in self.group.members:
+            return self.group.needs_block(seq)
+        return (seq.num_prompt_tokens + seq.num_emitted - 1) % self.block_size == 0
+
+    def decode_blocks_needed(self) -> int:
+        """New blocks a decode step of every decoding sequence needs."""
+        need = self.group.num_blocks_needed()
+        for seq in self.ready:
+            need += self.needs_block(seq)
+        return need
+
+    def admission_cost(self, seq: Seq, num_tokens: int) -> tuple[int, int]:
+        """(prefix-hit tokens, blocks taken from the available pool) if ``seq`` were admitted
+        now with a first chunk of ``num_tokens`` new tokens beyond its cache hits."""
+        hit_blocks, taken = self._hits(seq)
+        end = min(seq.prefill_target, hit_blocks * self.block_size + num_tokens)
+        new_blocks = -(-end // self.block_size) - hit_blocks
+        return hit_blocks * self.block_size, new_blocks + taken
+
+    def _hits(self, seq: Seq) -> tuple[int, int]:
+        if not self.blocks.enable_prefix_caching:
+            return 0, 0
+        if seq.prompt_keys is None:
+            req = seq.request
+            seq.prompt_keys = prompt_block_keys(
+                req.prefix_block_hashes,
+                req.prefix_block_size,
+                req.num_prompt_tokens,
+                self.block_size,
+            )
+        # vLLM always computes at least the last prompt token, so a full hit stops one short.
+        max_blocks = (seq.prefill_target - 1) // self.block_size
+        hits = self.blocks.count_hits(seq.prompt_keys, max_blocks)
+        return hits, self.blocks.num_reactivations(seq.prompt_keys[:hits])
+
+    def chunk_blocks(self, seq: Seq, num_tokens: int) -> int:
+        """New blocks an admitted sequence needs to compute ``num_tokens`` more tokens."""
+        return -(-(seq.num_computed + num_tokens) // self.block_size) - seq.num_blocks
+
+    # ---- admission and allocation --------------------------------------------------------
+    def admit(self, seq: Seq, now: float) -> int:
+        """Move ``seq`` (already removed from ``waiting``) onto the GPU, taking its prefix-cache
+        hits; returns the hit tokens. Allocate its first chunk with ``allocate_chunk``."""
+        hit_blocks, _ = self._hits(seq)
+        if self.blocks.enable_prefix_caching:
+            self.count("prefix_cache_queried_tokens", seq.prefill_target)
+            self.count("prefix_cache_hit_tokens", hit_blocks * self.block_size)
+        if hit_blocks:
+            assert seq.prompt_keys is not None
+            keys = seq.prompt_keys[:hit_blocks]
+            self.blocks.acquire(keys)
+            seq.block_keys = list(keys)
+        hit_tokens = hit_blocks * self.block_size
+        seq.num_hit_tokens += hit_tokens
+        seq.num_computed = hit_tokens
+        seq.status = SeqStatus.PREFILL
+        if math.isnan(seq.first_scheduled_s):
+            seq.first_scheduled_s = now
+        self.running[seq] = None
+        self.prefilling[seq] = None
+        return hit_tokens
+
+    def allocate_chunk(self, seq: Seq, num_tokens: int) -> None:
+        """Allocate the blocks for the next ``num_tokens`` prefill tokens of ``seq``."""
+        need = self.chunk_blocks(seq, num_tokens)
+        if need > 0:
+            self.blocks.allocate(need)
+            seq.num_private += need
+
+    def allocate_decode_all(self) -> None:
+        """Allocate the blocks a decode step of every decoding sequence needs (caller checked
+        ``decode_blocks_needed() <= blocks.num_available``)."""
+        self.blocks.allocate(self.group.num_blocks_needed())
+        for seq in self.ready:
+            if self.needs_block(seq):
+                self.blocks.allocate(1)
+                seq.num_private += 1
+
+    def allocate_decode(self, seq: Seq) -> None:
+        """Allocate the block one decoding sequence's next step needs, if any."""
+        if self.needs_block(seq):
+            self.blocks.allocate(1)
+            if seq not in self.group.members:
+                seq.num_private += 1
+
+    # ---- leaving the GPU -----------------------------------------------------------------
+    def _detach(self, seq: Seq) -> None:
+        """Take ``seq`` off the GPU bookkeeping (blocks untouched)."""
+        if seq in self.group.members:
+            self.group.leave(seq)
+        self.ready.pop(seq, None)
+        self.prefilling.pop(seq, None)
+        del self.running[seq]
+
+    def _free_blocks(self, seq: Seq) -> None:
+        self.blocks.release(seq.num_private)
+        self.blocks.deref(seq.block_keys)
+        seq.num_private = 0
+        seq.block_keys = []
+
+    def finish(self, seq: Seq) -> None:
+        """Release a finished sequence's blocks."""
+        self._detach(seq)
+        self._free_blocks(seq)
+        seq.status = SeqStatus.FINISHED
+
+    def preempt(self, seq: Seq, mode: str | None = None) -> None:
+        """Preempt a running sequence: ``recompute`` frees its KV and re-queues it at the front
+        of ``waiting``; ``swap`` moves its KV to host memory (vLLM falls back to recompute for
+        sequences still in prefill; we also do when swap space is full)."""
+        mode = mode or self.preemption_mode
+        was_decoding = seq in self.group.members or seq in self.ready
+        self._detach(seq)
+        seq.num_preemptions += 1
+        self.num_preempted_this_step += 1
+        self.count("num_preemptions", 1)
+        num_blocks = seq.num_blocks
+        blocks = self.blocks
+        if (
+            mode == "swap"
+            and was_decoding
+            and blocks.num_swap_used + num_blocks <= (blocks.num_swap_blocks)
+        ):
+            self._free_blocks(seq)
+            blocks.num_swap_used += num_blocks
+            seq.num_swapped_blocks = num_blocks
+            seq.status = SeqStatus.SWAPPED
+            self.swapped.append(seq)
+            self.num_swap_out_blocks += num_blocks
+            self.count("num_swap_outs", 1)
+            self.count("swap_out_blocks", num_blocks)
+            return
+        if mode == "swap":
+            self.count("num_swap_fallbacks_to_recompute", 1)
+        self._free_blocks(seq)
+        self.count("num_recompute_preemptions", 1)
+        # vLLM: the recomputed prefill covers the prompt and every token generated so far.
+        seq.num_computed = 0
+        seq.prefill_target = seq.num_prompt_tokens + seq.num_emitted
+        seq.can_register = True
+        seq.status = SeqStatus.WAITING
+        self.waiting.appendleft(seq)
+
+    def can_swap_in(self, seq: Seq) -> bool:
+        """True when the swapped sequence's blocks (and the next step's) fit above the
+        watermark (vLLM's ``can_swap_in``)."""
+        need = seq.num_swapped_blocks + self.needs_block(seq)
+        return self.blocks.can_allocate(need, keep_watermark=True)
+
+    def swap_in(self, seq: Seq) -> None:
+        """Bring a swapped sequence (already removed from ``swapped``) back to the GPU."""
+        num = seq.num_swapped_blocks
+        self.blocks.allocate(num)
+        self.blocks.num_swap_used -= num
+        seq.num_private = num
+        seq.num_swapped_blocks = 0
+        seq.status = SeqStatus.DECODING
+        self.running[seq] = None
+        self.ready[seq] = None
+        self.num_swap_in_blocks += num
+        self.count("num_swap_ins", 1)
+        self.count("swap_in_blocks", num)
+
+    # ---- checks --------------------------------------------------------------------------
+    def check(self) -> None:
+        """Assert every accounting invariant by recounting (O(n); tests call it each step)."""
+        self.blocks.check()
+        self.group.check()
+        private = 0
+        for seq in self.running:
+            if seq in self.group.members:
+                kv = seq.num_prompt_tokens + self.group.emitted(seq) - 1
+                private += -(-kv // self.block_size) - len(seq.block_keys)
+            else:
+                assert seq.status in (SeqStatus.PREFILL, SeqStatus.DECODING)
+                private += seq.num_private
+                assert seq.num_blocks * self.block_size >= seq.num_kv_tokens
+        assert private == self.blocks.num_private, (private, self.blocks.num_private)
+        assert len(self.running) == len(self.prefilling) + self.num_decoding
+        swapped = sum(s.num_swapped_blocks for s in self.swapped)
+        assert swapped == self.blocks.num_swap_used

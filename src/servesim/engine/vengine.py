@@ -1,0 +1,307 @@
+"""``VirtualEngine``: one scheduler's iteration loop (schedule -> time -> complete -> repeat).
+
+Tokens are emitted at the end of an iteration: the first when the iteration that completes the
+prompt ends. When a scheduler says its decision is stable (``can_skip``), a run of decode-only
+iterations is advanced inside one event, iteration by iteration with the perf model queried
+for each shape, up to the first one that an arrival, the duration limit, a finish or a
+missing KV block could change, so results equal those of stepping one event at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from servesim.core.errors import ServesimError
+from servesim.engine.batch import Batch
+from servesim.engine.schedulers.base import ReplicaScheduler
+from servesim.engine.sequence import Seq, SeqStatus
+from servesim.engine.state import ReplicaState
+from servesim.perf.types import BatchShape, StageTimes
+
+if TYPE_CHECKING:
+    from servesim.engine.replica import Replica
+
+_PERF_CACHE_LIMIT = 200_000
+
+
+class VirtualEngine:
+    """Runs one scheduler's batches on its replica's stages."""
+
+    def __init__(
+        self,
+        replica: Replica,
+        index: int,
+        scheduler: ReplicaScheduler,
+        state: ReplicaState,
+        clock_limit: Callable[[], float],
+        *,
+        skip_ahead: bool,
+        check_invariants: bool,
+    ) -> None:
+        self.replica = replica
+        self.index = index
+        self.scheduler = scheduler
+        self.state = state
+        self.clock_limit = clock_limit  # earliest external event (next arrival, stop time)
+        self.skip_ahead = skip_ahead and getattr(scheduler, "supports_skip", False)
+        self.check_invariants = check_invariants
+        self.is_trusted = type(scheduler).__module__.startswith("servesim.")
+        self.busy = False
+        self.loop = replica.loop
+        self.records = replica.records
+        self.on_done: Callable[[], None] = lambda: None
+
+    def num_unfinished(self) -> int:
+        """Requests queued, running or swapped here."""
+        state = self.state
+        return len(state.running) + len(state.swapped) + self.scheduler.num_queued(state)
+
+    # ---- one iteration -------------------------------------------------------------------
+    def start(self, now: float) -> None:
+        """Form and launch the next batch, or go idle."""
+        state = self.state
+        state.num_swap_in_blocks = state.num_swap_out_blocks = 0
+        state.num_preempted_this_step = 0
+        batch = self.scheduler.schedule(now, state)
+        if batch is None:
+            self.busy = False
+            if self.check_invariants:
+                state.check()
+            return
+        self.busy = True
+        if not self.is_trusted:
+            self._validate(batch)
+        batch.start_s = now
+        batch.num_queued = self.scheduler.num_queued(state) + len(state.swapped)
+        batch.num_kv_blocks_used = state.blocks.num_used
+        times = self.perf(self._shape(batch))
+        replica = self.replica
+        num_swap = batch.num_swap_in_blocks + batch.num_swap_out_blocks
+        swap_s = num_swap * replica.swap_s_per_block + replica.swap_latency_s if num_swap else 0.0
+        end = replica.reserve(now, times.stage_s, times.overhead_s + swap_s)
+        if (
+            self.skip_ahead
+            and not batch.prefills
+            and not num_swap
+            and not state.ready
+            and not state.num_preempted_this_step  # freed blocks may admit a queued request
+            and len(batch.decodes) == len(state.group.members)
+            and self.scheduler.can_skip(state)
+        ):
+            end, times = self._skip(batch, now, end, times)
+        self.loop.schedule(end, self._complete, batch, times, priority=1)
+
+    def perf(self, shape: BatchShape) -> StageTimes:
+        """Iteration time of ``shape`` (memoised by shape)."""
+        cache = self.replica.perf_cache
+        times = cache.get(shape)
+        if times is None:
+            times = self.replica.perf.iteration_time(self.replica.plan, shape)
+            if len(cache) >= _PERF_CACHE_LIMIT:
+                cache.clear()
+            cache[shape] = times
+        return times  # type: ignore[return-value]
+
+    def _shape(self, batch: Batch) -> BatchShape:
+        num_p = p_tok = cxk = csq = maxc = 0
+        for seq, chunk in batch.prefills:
+            num_p += 1
+            p_tok += chunk
+            cxk += chunk * seq.num_computed
+            csq += chunk * chunk
+            maxc = max(maxc, chunk)
+        decodes = batch.decodes
+        ctx_sum = max_ctx = 0
+        if decodes:
+            state = self.state
+            if len(decodes) == state.num_decoding:
+                group = state.group
+                ctx_sum = group.ctx_sum
+                max_ctx = group.max_context() if group.members else 0
+                for seq in state.ready:
+                    ctx = seq.num_prompt_tokens + seq.num_emitted
+                    ctx_sum += ctx
+                    max_ctx = max(max_ctx, ctx)
+            else:
+                contexts = [state.context(seq) for seq in decodes]
+                ctx_sum, max_ctx = sum(contexts), max(contexts)
+        return BatchShape(
+            num_prefill_seqs=num_p,
+            num_prefill_tokens=p_tok,
+            prefill_chunk_x_context=cxk,
+            prefill_chunk_sq=csq,
+            max_prefill_chunk_tokens=maxc,
+            num_decode_seqs=len(decodes),
+            decode_context_tokens=ctx_sum,
+            max_decode_context_tokens=max_ctx,
+        )
+
+    def _complete(self, batch: Batch, times: StageTimes) -> None:
+        now = self.loop.now
+        state = self.state
+        if batch.decodes:
+            self._decode_tick(batch.decodes, now)
+        ready = state.ready
+        for seq, chunk in batch.prefills:
+            seq.num_computed += chunk
+            if seq.prompt_keys and seq.can_register:
+                self._register(seq)
+            if seq.num_computed >= seq.prefill_target:
+                del state.prefilling[seq]
+                self._emit(seq, now)
+                if seq.num_emitted >= seq.num_output_tokens:
+                    self._finish(seq, now)
+                else:
+                    seq.status = SeqStatus.DECODING
+                    ready[seq] = None
+        self._record(batch, times.flops, times.hbm_bytes, now - batch.start_s, 1)
+        self.scheduler.on_batch_done(batch, now)
+        if self.check_invariants:
+            state.check()
+        self.start(now)
+
+    def _decode_tick(self, decodes: list[Seq], now: float) -> None:
+        state = self.state
+        group = state.group
+        if len(decodes) == state.num_decoding:
+            joiners = list(state.ready) if state.ready else []
+        else:
+            chosen = set(decodes)
+            for seq in [s for s in group.members if s not in chosen]:
+                group.leave(seq)  # skipped this tick: its next gap is its own
+                state.ready[seq] = None
+            joiners = [s for s in decodes if s not in group.members]
+        for seq in group.advance(now):
+            self._finish(seq, now)
+        for seq in joiners:
+            del state.ready[seq]
+            self._emit(seq, now)
+            if seq.num_emitted >= seq.num_output_tokens:
+                self._finish(seq, now)
+            else:
+                group.join(seq)
+
+    def _skip(
+        self, batch: Batch, now: float, end: float, times: StageTimes
+    ) -> tuple[float, StageTimes]:
+        """Complete decode-only iterations in place while nothing can change the schedule;
+        returns the end and times of the iteration left in flight."""
+        state = self.state
+        group = state.group
+        blocks = state.blocks
+        limit = self.clock_limit()
+        num = len(group.members)
+        start = now
+        num_ticks = 0
+        flops = hbm = 0.0
+        while end < limit:
+            if group.next_finish_tick() <= group.tick + 1:
+                break
+            need = group.num_blocks_needed(1)
+            if need > blocks.num_available:
+                break
+            finished = group.advance(end)
+            assert not finished
+            num_ticks += 1
+            flops += times.flops
+            hbm += times.hbm_bytes
+            if self.check_invariants:
+                state.check()
+            blocks.allocate(need)
+            start = end
+            shape = BatchShape(
+                num_decode_seqs=num,
+                decode_context_tokens=group.ctx_sum,
+                max_decode_context_tokens=group.max_context(),
+            )
+            times = self.perf(shape)
+            end = self.replica.reserve(start, times.stage_s, times.overhead_s)
+        if num_ticks:
+            self.scheduler.on_decode_ticks(state, num_ticks)
+            self.records.count("num_skipped_iterations", num_ticks)
+            run = Batch(decodes=batch.decodes, num_queued=batch.num_queued, start_s=now)
+            run.num_kv_blocks_used = blocks.num_used
+            self._record(run, flops, hbm, start - now, num_ticks)
+            batch.start_s = start
+            batch.num_kv_blocks_used = blocks.num_used
+        return end, times
+
+    # ---- per-request bookkeeping ---------------------------------------------------------
+    def _register(self, seq: Seq) -> None:
+        """Cache the prompt blocks the last chunk completed (prefix caching)."""
+        keys = seq.prompt_keys
+        assert keys is not None
+        full = min(seq.num_computed // self.state.block_size, len(keys))
+        blocks = self.state.blocks
+        for j in range(len(seq.block_keys), full):
+            if not blocks.register(keys[j]):
+                seq.can_register = False
+                return
+            seq.block_keys.append(keys[j])
+            seq.num_private -= 1
+
+    def _emit(self, seq: Seq, now: float) -> None:
+        if seq.num_emitted == 0:
+            seq.first_token_s = now
+        else:
+            gap = now - seq.last_token_s
+            if gap > seq.max_gap_s:
+                seq.max_gap_s = gap
+            self.records.token_gaps.add(gap, 1)
+        seq.num_emitted += 1
+        seq.last_token_s = now
+
+    def _finish(self, seq: Seq, now: float) -> None:
+        self.state.finish(seq)
+        self.scheduler.on_finish(seq)
+        self.replica.forget(seq)
+        write_request(self.records, seq, completion_s=now)
+        self.on_done()
+
+    def _record(self, batch: Batch, flops: float, hbm: float, duration_s: float, n: int) -> None:
+        self.records.iterations.append_row(
+            replica_id=self.replica.replica_id,
+            start_s=batch.start_s,
+            duration_s=duration_s,
+            num_prefill_tokens=batch.num_prefill_tokens,
+            num_decode_seqs=len(batch.decodes),
+            num_seqs=len(batch.prefills) + len(batch.decodes),
+            num_kv_blocks_used=batch.num_kv_blocks_used,
+            num_queued=batch.num_queued,
+            flops=flops,
+            hbm_bytes=hbm,
+            repeat=n,
+        )
+
+    def _validate(self, batch: Batch) -> None:
+        """Check a user scheduler's batch against the state (engine invariants)."""
+        state = self.state
+        name = type(self.scheduler).__name__
+        seen: set[int] = set()
+        for seq in batch.decodes:
+            if id(seq) in seen or seq not in state.running or seq in state.prefilling:
+                raise ServesimError(f"scheduler {name}: {seq} is not a decoding sequence")
+            seen.add(id(seq))
+        for seq, chunk in batch.prefills:
+            if seq not in state.prefilling or not 0 < chunk <= seq.num_prefill_remaining:
+                raise ServesimError(f"scheduler {name}: bad prefill chunk {chunk} for {seq}")
+            blocks_needed = -(-(seq.num_computed + chunk) // state.block_size)
+            if seq.num_blocks < blocks_needed:
+                raise ServesimError(f"scheduler {name}: {seq} has no KV blocks for its chunk")
+
+
+def write_request(records: object, seq: Seq, *, completion_s: float, reason: int = 0) -> None:
+    """Write a request's final figures into its row of ``records.requests``."""
+    cols = records.requests  # type: ignore[attr-defined]
+    row = seq.row
+    cols.column("first_scheduled_s")[row] = seq.first_scheduled_s
+    cols.column("first_token_s")[row] = seq.first_token_s
+    cols.column("completion_s")[row] = completion_s
+    cols.column("num_emitted_tokens")[row] = seq.num_emitted
+    gaps_s = seq.last_token_s - seq.first_token_s if seq.num_emitted > 1 else 0.0
+    cols.column("sum_tbt_s")[row] = gaps_s
+    cols.column("max_tbt_s")[row] = seq.max_gap_s
+    cols.column("num_preemptions")[row] = seq.num_preemptions
+    cols.column("num_prefix_hit_tokens")[row] = seq.num_hit_tokens
+    cols.column("reject_reason")[row] = reason
