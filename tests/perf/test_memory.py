@@ -92,3 +92,11 @@ def test_check_plan_ep() -> None:
 def test_uneven_pp_allowed_and_stage_weights_differ(perf: RooflinePerfModel) -> None:
     mem = perf.memory_plan(ReplicaPlan(llama31_70b(), h100(), tp=4, pp=3))
     assert mem.num_kv_blocks > 0
+
+
+def test_pp_split_follows_vllm() -> None:
+    from servesim.perf.shapes import stage_layer_ranges
+
+    assert [len(r) for r in stage_layer_ranges(80, 3)] == [27, 27, 26]
+    assert [len(r) for r in stage_layer_ranges(10, 4)] == [2, 3, 3, 2]
+    assert stage_layer_ranges(7, 3)[-1].stop == 7

@@ -93,16 +93,17 @@ def is_moe_layer(model: ModelSpec, index: int) -> bool:
 
 
 def stage_layer_ranges(num_layers: int, pp: int) -> list[range]:
-    """Layers of each pipeline stage; uneven splits put the extra layers on the last stages.
+    """Layers of each pipeline stage, split as vLLM's ``get_pp_indices`` does.
 
-    vLLM allows an uneven split (``get_pp_indices``); the first stage also holds the embedding,
-    so giving the remainder to the later stages balances memory.
+    An uneven split gives one extra layer to each of the stages just before the last (the
+    last stage also holds the final norm and the LM head, the first the embedding).
     """
-    base, extra = divmod(num_layers, pp)
+    sizes = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        sizes[-i] += 1
     ranges = []
     start = 0
-    for stage in range(pp):
-        size = base + (1 if stage >= pp - extra else 0)
+    for size in sizes:
         ranges.append(range(start, start + size))
         start += size
     return ranges
