@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,55 @@ def test_custom_scheduler_path() -> None:
         "scheduler.path": "my.py:Sched",
     }
     assert _scheduler_overrides("Sarathi") == {"scheduler.kind": "sarathi"}
+
+
+def test_small_run_prints_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _exit_code_or_zero(["simulate", "--num-requests", "20", "--slo-ttft", "1"]) == 0
+    out = capsys.readouterr().out
+    for word in ("TTFT", "TPOT", "ITL", "E2E", "throughput", "SLO", "energy"):
+        assert word in out
+
+
+def test_json_and_out_dir_are_deterministic(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["simulate", "--num-requests", "20", "--rate", "5", "--seed", "3", "--json"]
+    assert _exit_code_or_zero([*argv, "--out", str(tmp_path / "a"), "--format", "csv"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["summary"]["num_requests"] == 20
+    assert _exit_code_or_zero([*argv, "--out", str(tmp_path / "b"), "--format", "csv"]) == 0
+    first = (tmp_path / "a" / "summary.json").read_bytes()
+    assert first == (tmp_path / "b" / "summary.json").read_bytes()
+    assert (tmp_path / "a" / "requests.csv").read_bytes() == (
+        tmp_path / "b" / "requests.csv"
+    ).read_bytes()
+
+
+def test_out_writes_parquet(tmp_path: Path) -> None:
+    assert _exit_code_or_zero(["simulate", "--num-requests", "10", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "summary.json").is_file()
+    assert (tmp_path / "requests.parquet").is_file()
+
+
+def test_model_path_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.test_api import LLAMA_LIKE
+
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA_LIKE))
+    argv = ["simulate", "--model", str(tmp_path / "config.json"), "--num-requests", "10"]
+    assert _exit_code_or_zero([*argv, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["num_completed"] == 10
+
+
+def test_no_arguments_runs_the_default_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _exit_code_or_zero(["simulate"]) == 0
+    out = capsys.readouterr().out
+    assert "llama-3.1-8b" in out and "h100-sxm" in out
+    assert "1,000 completed of 1,000" in out
+
+
+def _exit_code_or_zero(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

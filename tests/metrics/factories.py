@@ -76,7 +76,7 @@ def add_iteration(
     repeat: int = 1,
     replica_id: int = 0,
 ) -> None:
-    """Append one iteration row."""
+    """Append one iteration row (with ``repeat`` > 1, duration/flops/bytes are run totals)."""
     records.iterations.append_row(
         replica_id=replica_id,
         start_s=start,
@@ -108,10 +108,10 @@ def small_run() -> SimulationRecords:
     add_iteration(rec, start=0.5, duration=0.5, seqs=1, kv_blocks=10, flops=4e14, hbm_bytes=3e11)
     add_iteration(rec, start=1.0, duration=0.5, seqs=2, kv_blocks=20, flops=2e14, hbm_bytes=6e11)
     add_iteration(
-        rec, start=1.5, duration=0.5, seqs=1, kv_blocks=10, flops=1e13, hbm_bytes=1.5e12, repeat=3
+        rec, start=1.5, duration=1.5, seqs=1, kv_blocks=10, flops=3e13, hbm_bytes=4.5e12, repeat=3
     )
     add_iteration(
-        rec, start=4.0, duration=1.0, seqs=1, kv_blocks=30, flops=1e14, hbm_bytes=2e12, repeat=2
+        rec, start=4.0, duration=2.0, seqs=1, kv_blocks=30, flops=2e14, hbm_bytes=4e12, repeat=2
     )
     rec.token_gaps.add(0.5, 4)
     rec.token_gaps.add(1.0, 2)

@@ -83,9 +83,10 @@ def test_kv_utilisation_and_batch_size_time_weighted() -> None:
 
 def test_mfu_mbu_cost_energy() -> None:
     e = summarize(small_run()).efficiency
-    # busy 0.5..3.0 and 4.0..6.0 = 4.5 s; FLOPs 4e14 + 2e14 + 3*1e13 + 2*1e14 = 8.3e14
+    # busy 0.5..3.0 and 4.0..6.0 = 4.5 s; FLOPs 4e14 + 2e14 + 3e13 + 2e14 = 8.3e14
+    # (rows with repeat > 1 carry the run's totals)
     assert e.mfu == pytest.approx(8.3e14 / (1e15 * 4.5))
-    # bytes 3e11 + 6e11 + 3*1.5e12 + 2*2e12 = 9.4e12
+    # bytes 3e11 + 6e11 + 4.5e12 + 4e12 = 9.4e12
     assert e.mbu == pytest.approx(9.4e12 / (3e12 * 4.5))
     assert e.busy_fraction == pytest.approx(4.5 / 6)
     assert e.gpu_hours == pytest.approx(6 / 3600)

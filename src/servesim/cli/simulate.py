@@ -7,20 +7,18 @@ defaults). ``--config file.yaml`` loads a config; every flag given overrides the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from servesim import __version__
+from servesim.api import Result, simulate, write_outputs
 from servesim.cli.common import console, err_console
 from servesim.config import SimConfig, load_yaml
 from servesim.core.errors import ConfigError
 from servesim.metrics.stats import LatencyStats
-
-if TYPE_CHECKING:
-    from servesim.api import Result
 
 _W = "Workload"
 _S = "Scheduler"
@@ -198,9 +196,6 @@ def render(result: Result) -> None:
 
 
 def _run(cfg: SimConfig, show_progress: bool) -> Result:
-    # Imported here only while the engine is being built (keeps the other commands working).
-    from servesim.api import simulate
-
     if not show_progress:
         return simulate(cfg)
     columns = (
@@ -352,7 +347,5 @@ def register(app: typer.Typer) -> None:
         else:
             render(result)
         if out is not None:
-            from servesim.api import write_outputs
-
             for note in write_outputs(result, out, table_format=out_format):
                 err_console.print(note, markup=False, highlight=False)

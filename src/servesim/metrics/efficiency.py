@@ -81,16 +81,17 @@ def compute_efficiency(
         num_output_tokens: output tokens of completed requests.
     """
     rid = iterations["replica_id"]
-    repeat = iterations["repeat"].astype(np.float64)
-    flops = iterations["flops"] * repeat
-    nbytes = iterations["hbm_bytes"] * repeat
+    # A row with repeat > 1 is a run of decode iterations: its duration, FLOPs and bytes are
+    # already the run's totals (as the engine writes them).
+    flops = iterations["flops"]
+    nbytes = iterations["hbm_bytes"]
     gpu_s = np.zeros(rid.shape, dtype=np.float64)  # GPU-seconds of each row
     peak_s = np.zeros(rid.shape, dtype=np.float64)  # GPU-seconds of peak-rate work
     cap_flops = cap_bytes = energy = 0.0
     num_gpus = sum(r.num_gpus for r in replicas)
     for r in replicas:
         mask = rid == r.replica_id
-        gpu_s[mask] = r.num_gpus * iterations["duration_s"][mask] * repeat[mask]
+        gpu_s[mask] = r.num_gpus * iterations["duration_s"][mask]
         peak_s[mask] = np.maximum(
             flops[mask] / r.peak_flops_per_s, nbytes[mask] / r.hbm_bandwidth_bytes_per_s
         )

@@ -4,7 +4,7 @@ Each replica's state (KV blocks in use, sequences in the batch) is a step functi
 an iteration's value holds from its start until the replica's next iteration starts, or until
 the iteration ends if the replica then goes idle. An idle replica runs no sequences and holds
 no running KV (cached prefix blocks are free to evict), so idle time counts as 0. A row with
-``repeat = r`` stands for ``r`` back-to-back iterations of ``duration_s`` each.
+``repeat = r`` is a run of ``r`` decode iterations; its ``duration_s`` covers the whole run.
 
 Means are over the makespan (the same window as the throughput figures), so they are what a
 sampling monitor such as vLLM's ``gpu_cache_usage_perc`` would average to over the run.
@@ -28,7 +28,7 @@ class TimeSeriesStats:
         mean: time-weighted mean over the makespan (idle time counts as 0).
         max: largest value any iteration had.
         series_t_s: bin centres of the downsampled series.
-        series: time-weighted mean of the quantity in each bin.
+        series: time-weighted mean of the quantity in each bin (6 significant digits).
     """
 
     mean: float
@@ -109,8 +109,9 @@ def time_weighted(
     return TimeSeriesStats(
         mean=mean,
         max=peak,
-        series_t_s=tuple(float(x) for x in centres),
-        series=tuple(float(x) for x in per_bin),
+        # 6 significant digits: plenty for a plot, and it hides the cumulative sums' rounding.
+        series_t_s=tuple(float(f"{x:.6g}") for x in centres),
+        series=tuple(float(f"{x:.6g}") for x in per_bin),
     )
 
 

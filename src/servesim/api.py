@@ -1,0 +1,247 @@
+"""The public Python API: ``simulate(config) -> Result``.
+
+Use it as ``from servesim.api import simulate``::
+
+    result = simulate({"hardware": {"gpu": "h100-sxm"}, "num_requests": 200})
+    print(result.summary.ttft.p99_s)
+    df = result.requests_table().to_pandas()
+
+``config`` is a ``SimConfig``, a mapping with the same keys as the YAML file, or a path to one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from servesim import __version__
+from servesim.config import SimConfig
+from servesim.core.errors import ServesimError
+from servesim.core.rng import RandomStreams
+from servesim.engine import ReplicaSetup, run_simulation
+from servesim.engine.records import RejectReason, SimulationRecords
+from servesim.metrics import Summary, summarize
+from servesim.perf import RooflinePerfModel
+from servesim.perf.types import PerfModel, ReplicaPlan
+from servesim.specs.catalog import get_gpu, resolve_model
+
+ProgressCallback = Callable[..., None]
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What one simulation produced.
+
+    Attributes:
+        config: the validated configuration that ran.
+        summary: the run's figures (``servesim.metrics.Summary``).
+        records: the raw columnar records (per request, per iteration, token gaps).
+        workload_name: the workload's label (preset, trace file, or "synthetic").
+        num_skipped_rows: malformed trace rows skipped (``skip_bad_rows``).
+        num_capped_requests: requests whose lengths the workload capped to a context limit.
+    """
+
+    config: SimConfig
+    summary: Summary
+    records: SimulationRecords
+    workload_name: str = "workload"
+    num_skipped_rows: int = 0
+    num_capped_requests: int = 0
+
+    def requests_columns(self) -> dict[str, np.ndarray]:
+        """Per-request columns (the engine's plus derived latencies), as numpy arrays.
+
+        Derived columns, NaN where they do not apply: ``ttft_s``, ``tpot_s`` (requests with
+        more than one output token), ``e2e_s``, ``queueing_s``; ``slo_class`` and
+        ``reject_reason`` as names.
+        """
+        cols = self.records.requests.view()
+        done = cols["reject_reason"] == RejectReason.NONE
+        nan = np.full(done.shape, np.nan)
+        ttft = np.where(done, cols["first_token_s"] - cols["arrival_s"], nan)
+        e2e = np.where(done, cols["completion_s"] - cols["arrival_s"], nan)
+        out = cols["num_output_tokens"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpot = np.where(done & (out > 1), (e2e - ttft) / np.maximum(out - 1, 1), nan)
+        cols["ttft_s"] = ttft
+        cols["tpot_s"] = tpot
+        cols["e2e_s"] = e2e
+        cols["queueing_s"] = cols["first_scheduled_s"] - cols["arrival_s"]
+        classes = np.asarray(self.records.slo_classes, dtype=object)
+        cols["slo_class"] = classes[cols.pop("slo_class_index")]
+        names = np.asarray([r.name.lower() for r in RejectReason], dtype=object)
+        cols["reject_reason"] = names[cols["reject_reason"].astype(np.int64)]
+        return cols
+
+    def requests_table(self) -> Any:
+        """Per-request columns as a ``pyarrow.Table`` (``.to_pandas()`` for a DataFrame).
+
+        Needs pyarrow (``pip install 'servesim[parquet]'``).
+        """
+        try:
+            import pyarrow as pa
+        except ImportError as exc:  # an optional dependency: say how to get it
+            raise ImportError(
+                "requests_table() needs pyarrow: pip install 'servesim[parquet]'"
+            ) from exc
+        return pa.table(
+            {
+                k: pa.array(v.tolist() if v.dtype == object else v)
+                for k, v in self.requests_columns().items()
+            }
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """``summary.json``: version, config, workload facts and the summary (deterministic)."""
+        return {
+            "servesim_version": __version__,
+            "config": self.config.model_dump(mode="json"),
+            "workload": {
+                "name": self.workload_name,
+                "num_skipped_rows": self.num_skipped_rows,
+                "num_capped_requests": self.num_capped_requests,
+            },
+            "summary": self.summary.to_dict(),
+        }
+
+    def to_json(self) -> str:
+        """``to_dict()`` as indented, key-sorted JSON: byte-identical for the same inputs."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def load_config(config: SimConfig | Mapping[str, Any] | str | Path) -> SimConfig:
+    """Accept a ``SimConfig``, a mapping, or a path to a YAML file."""
+    if isinstance(config, SimConfig):
+        return config
+    if isinstance(config, (str, Path)):
+        return SimConfig.from_yaml(config)
+    return SimConfig.from_dict(config)
+
+
+def replica_plan(config: SimConfig) -> ReplicaPlan:
+    """The ``ReplicaPlan`` one replica of ``config`` runs (model, GPU, parallelism, formats)."""
+    hw = config.hardware
+    return ReplicaPlan(
+        model=resolve_model(config.model),
+        gpu=get_gpu(hw.gpu),
+        tp=hw.tp,
+        pp=hw.pp,
+        weight_dtype=hw.weight_dtype(),
+        activation_dtype=hw.activation_dtype(),
+        kv_dtype=hw.kv_cache_dtype(),
+        use_cuda_graphs=hw.cuda_graphs,
+    )
+
+
+def simulate(
+    config: SimConfig | Mapping[str, Any] | str | Path,
+    *,
+    perf: PerfModel | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> Result:
+    """Run one simulation and summarise it.
+
+    Args:
+        config: a ``SimConfig``, a mapping with the YAML keys, or a YAML path.
+        perf: the cost model (default: ``RooflinePerfModel()``).
+        on_progress: called by the engine as the run advances (for progress bars).
+
+    Raises:
+        ServesimError: unknown model/GPU/preset, a deployment whose weights do not fit, ...
+        pydantic.ValidationError: a bad config value (the CLI prints one line per problem).
+    """
+    cfg = load_config(config)
+    plan = replica_plan(cfg)
+    setup = ReplicaSetup(plan=plan, scheduler=cfg.scheduler, cache=cfg.effective_cache())
+    workload = cfg.effective_workload().build(RandomStreams(cfg.seed))
+    records = run_simulation(
+        workload,
+        [setup] * cfg.replicas,
+        perf if perf is not None else RooflinePerfModel(),
+        duration_s=cfg.max_time_s,
+        on_progress=on_progress,
+    )
+    slo = cfg.slo.to_spec() if cfg.slo is not None else None
+    return Result(
+        config=cfg,
+        summary=summarize(records, slo),
+        records=records,
+        workload_name=workload.name,
+        num_skipped_rows=workload.num_skipped_rows,
+        num_capped_requests=workload.num_capped_requests,
+    )
+
+
+def write_outputs(
+    result: Result, out_dir: str | Path, *, table_format: str = "parquet"
+) -> list[str]:
+    """Write ``summary.json``, ``requests.parquet`` (or ``.csv``) and ``latency.png``.
+
+    The plot needs matplotlib; without it that file is skipped and a note says so.
+    Returns one line per file written or skipped, for the caller to show.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(result.to_json(), encoding="utf-8")
+    notes = [f"wrote {out / 'summary.json'}"]
+    if table_format == "csv":
+        _write_csv(result.requests_columns(), out / "requests.csv")
+        notes.append(f"wrote {out / 'requests.csv'}")
+    else:
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            raise ServesimError(
+                "requests.parquet needs pyarrow (pip install 'servesim[parquet]'); "
+                "or use --format csv"
+            ) from None
+        pq.write_table(result.requests_table(), out / "requests.parquet")
+        notes.append(f"wrote {out / 'requests.parquet'}")
+    notes.append(_write_plot(result, out / "latency.png"))
+    return notes
+
+
+def _write_csv(columns: dict[str, np.ndarray], path: Path) -> None:
+    names = list(columns)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(names)
+        for row in zip(*(columns[n].tolist() for n in names), strict=True):
+            writer.writerow(["" if isinstance(v, float) and v != v else v for v in row])
+
+
+def _write_plot(result: Result, path: Path) -> str:
+    """Latency CDFs and KV utilisation over time; skipped without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return f"skipped {path.name}: matplotlib is not installed (pip install matplotlib)"
+    cols = result.requests_columns()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in ("ttft_s", "tpot_s", "e2e_s"):
+        values = np.sort(cols[name][np.isfinite(cols[name])])
+        if values.size:
+            left.plot(values, np.arange(1, values.size + 1) / values.size, label=name[:-2])
+    left.set_xscale("log")
+    left.set_xlabel("seconds")
+    left.set_ylabel("fraction of requests")
+    left.set_title("latency CDF")
+    left.legend()
+    kv = result.summary.kv_utilization
+    right.plot(kv.series_t_s, kv.series)
+    right.set_xlabel("simulated time (s)")
+    right.set_ylabel("KV blocks in use (fraction)")
+    right.set_title("KV cache utilisation")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return f"wrote {path}"
