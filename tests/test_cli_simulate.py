@@ -153,3 +153,29 @@ def _exit_code_or_zero(argv: list[str]) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def test_progress_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _exit_code_or_zero(["simulate", "--num-requests", "10", "--progress"]) == 0
+    assert "TTFT" in capsys.readouterr().out
+
+
+def test_real_trace_replay(shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = shared_data / "traces" / "azure_llm_2023" / "AzureLLMInferenceTrace_conv.csv"
+    argv = ["simulate", "--trace", str(trace), "--num-requests", "100", "--json"]
+    assert _exit_code_or_zero(argv) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["workload"]["name"] == trace.name
+    assert data["summary"]["num_requests"] == 100
+
+
+def test_prefix_caching_on_a_shared_prefix_trace(
+    shared_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = shared_data / "traces" / "mooncake" / "conversation_trace.jsonl"
+    argv = ["simulate", "--trace", str(trace), "--num-requests", "200", "--json"]
+    assert _exit_code_or_zero([*argv, "--enable-prefix-caching"]) == 0
+    hit_rate = json.loads(capsys.readouterr().out)["summary"]["prefix_cache_hit_rate"]
+    assert _exit_code_or_zero(argv) == 0
+    assert json.loads(capsys.readouterr().out)["summary"]["prefix_cache_hit_rate"] == 0.0
+    assert hit_rate > 0.0

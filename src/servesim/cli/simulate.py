@@ -198,19 +198,18 @@ def render(result: Result) -> None:
 def _run(cfg: SimConfig, show_progress: bool) -> Result:
     if not show_progress:
         return simulate(cfg)
+    total = cfg.effective_workload().num_requests
     columns = (
         TextColumn("simulating"),
         BarColumn(),
-        TextColumn("{task.description}"),
+        TextColumn("{task.completed:,.0f} requests done"),
         TimeElapsedColumn(),
     )
     with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task("", total=None)
+        task = bar.add_task("", total=total)
 
-        def on_progress(*args: Any, **kwargs: Any) -> None:
-            done = kwargs.get("num_finished", args[0] if args else None)
-            total = kwargs.get("num_total", args[1] if len(args) > 1 else None)
-            bar.update(task, completed=done, total=total, description=f"{done} requests")
+        def on_progress(num_done: int, num_arrived: int) -> None:
+            bar.update(task, completed=num_done)
 
         return simulate(cfg, on_progress=on_progress)
 
