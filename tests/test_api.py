@@ -115,3 +115,47 @@ def test_plot_written_or_skipped_with_note(small: Result, tmp_path: Path) -> Non
         assert not (tmp_path / "latency.png").exists()
     else:
         assert (tmp_path / "latency.png").stat().st_size > 0
+
+
+def test_engine_and_metrics_agree(small: Result) -> None:
+    s = small.summary
+    cols = small.requests_columns()
+    done = cols["reject_reason"] == "none"
+    # every completed request contributes output-1 gaps to the ITL distribution
+    assert s.itl.count == int((cols["num_output_tokens"][done] - 1).sum())
+    # the mean ITL over all gaps is the token-weighted mean of per-request TPOT
+    gaps = (cols["e2e_s"] - cols["ttft_s"])[done].sum()
+    assert s.itl.mean_s == pytest.approx(gaps / s.itl.count)
+    assert s.total_output_tokens == int(cols["num_output_tokens"][done].sum())
+
+
+def test_power_between_idle_and_tdp(small: Result) -> None:
+    e = small.summary.efficiency
+    gpu = replica_plan(small.config).gpu
+    assert e.mean_power_w is not None
+    assert gpu.idle_w <= e.mean_power_w <= gpu.tdp_w
+    expected_cost = gpu.price_per_hour_usd * small.summary.duration_s / 3600
+    assert e.cost_usd == pytest.approx(expected_cost)
+
+
+def test_two_replicas_double_the_gpus() -> None:
+    result = simulate({**SMALL, "replicas": 2})
+    assert result.summary.num_replicas == 2
+    assert result.summary.efficiency.num_gpus == 2
+    used = set(result.requests_columns()["replica_id"].tolist())
+    assert used == {0, 1}
+
+
+def test_hard_stop_reports_unfinished() -> None:
+    result = simulate({**SMALL, "max_time_s": 2.0})
+    s = result.summary
+    assert s.end_s == pytest.approx(2.0)
+    assert s.rejected_by_reason["not_finished"] > 0
+    assert s.num_completed + s.num_rejected == s.num_requests
+
+
+def test_duration_limits_arrivals() -> None:
+    result = simulate({"duration_s": 3.0, "workload": {"rate_per_s": 5.0}})
+    arrivals = result.requests_columns()["arrival_s"]
+    assert arrivals.max() <= 3.0
+    assert result.summary.num_completed == result.summary.num_requests
