@@ -118,3 +118,24 @@ def test_bad_inputs_exit_2_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
         assert code == 2, argv
         assert err.startswith("error: ") and "Traceback" not in err, (argv, err)
         assert len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_describe_config_file_and_session_options(tmp_path: Path) -> None:
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        "workload:\n"
+        "  arrival: {kind: time_varying, times_s: [0, 30, 60], rates_per_s: [1, 10, 1],"
+        " period_s: 90}\n"
+        "  lengths: {kind: preset, name: azure-conv}\n"
+        "  duration_s: 900\n"
+    )
+    result = runner.invoke(app, ["workload", "describe", "--config", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    # (165 + 165 + 30) expected arrivals per 90 s period: 4 req/s.
+    assert data["num_requests"] == pytest.approx(3600, rel=0.1)
+    result = runner.invoke(
+        app, ["workload", "describe", "--preset", "lmsys", "--turns", "3", "--json"]
+    )
+    data = json.loads(result.output)
+    assert data["num_sessions"] > 0 and data["prefix_reuse_ratio"] > 0.3

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 from rich.table import Table
 
 from servesim.cli.common import console, print_json
@@ -63,52 +64,74 @@ def list_presets(
     console.print(table)
 
 
-def _config(
-    preset: str | None,
-    trace: Path | None,
-    trace_format: str | None,
-    skip_bad_rows: bool,
-    arrival: str | None,
-    rate: float | None,
-    cv: float | None,
-    lengths: str | None,
-    prompt_lengths: str | None,
-    output_lengths: str | None,
-    num_requests: int | None,
-    max_context_tokens: int | None,
-) -> WorkloadConfig:
-    fields: dict[str, Any] = {"num_requests": num_requests}
-    if trace is not None:
+def _arrival_fields(o: dict[str, Any]) -> dict[str, Any]:
+    if o["arrival"] is None:
+        if o["rate"] is not None and o["trace"] is not None:
+            raise ConfigError("--rate", o["rate"], "with --trace, give --arrival too")
+        return {"rate_per_s": o["rate"]} if o["rate"] is not None else {}
+    if o["rate"] is None:
+        raise ConfigError("--rate", None, f"needed with --arrival {o['arrival']}")
+    spec: dict[str, Any] = {"kind": o["arrival"], "rate_per_s": o["rate"]}
+    if o["cv"] is not None:
+        spec["cv"] = o["cv"]
+    return {"arrival": spec}
+
+
+def _lengths_fields(o: dict[str, Any]) -> dict[str, Any]:
+    prompt, output = o["prompt_lengths"], o["output_lengths"]
+    if (prompt is None) != (output is None):
+        raise ConfigError("--prompt-lengths", prompt, "give it together with --output-lengths")
+    if prompt is not None and output is not None:
+        return {
+            "lengths": {
+                "kind": "independent",
+                "prompt": parse_dist_spec(prompt),
+                "output": parse_dist_spec(output),
+            }
+        }
+    if o["lengths"] is not None:
+        return {"lengths": {"kind": "preset", "name": o["lengths"]}}
+    return {}
+
+
+def _config(o: dict[str, Any]) -> WorkloadConfig:
+    """A ``WorkloadConfig`` from the describe command's options (a config file first)."""
+    fields: dict[str, Any] = {}
+    if o["config"] is not None:
+        fields = _read_config_file(o["config"])
+    if o["trace"] is not None:
         fields["trace"] = {
-            "path": trace,
-            "format": trace_format,
-            "skip_bad_rows": skip_bad_rows,
-            "max_context_tokens": max_context_tokens,
+            "path": o["trace"],
+            "format": o["trace_format"],
+            "skip_bad_rows": o["skip_bad_rows"],
+            "max_context_tokens": o["max_context_tokens"],
+            "rate_scale": o["rate_scale"],
         }
-    if arrival is not None:
-        if rate is None:
-            raise ConfigError("--rate", None, f"needed with --arrival {arrival}")
-        spec: dict[str, Any] = {"kind": arrival, "rate_per_s": rate}
-        if cv is not None:
-            spec["cv"] = cv
-        fields["arrival"] = spec
-    elif rate is not None:
-        if trace is not None:
-            raise ConfigError("--rate", rate, "with --trace give --arrival too (replay at rate)")
-        fields["rate_per_s"] = rate
-    if lengths is not None:
-        fields["lengths"] = {"kind": "preset", "name": lengths}
-    if (prompt_lengths is None) != (output_lengths is None):
-        raise ConfigError("--prompt-lengths", prompt_lengths, "give with --output-lengths")
-    if prompt_lengths is not None and output_lengths is not None:
-        fields["lengths"] = {
-            "kind": "independent",
-            "prompt": parse_dist_spec(prompt_lengths),
-            "output": parse_dist_spec(output_lengths),
-        }
-    if preset is not None:
-        fields["preset"] = preset
+    elif o["rate_scale"] != 1.0:
+        raise ConfigError("--rate-scale", o["rate_scale"], "applies to --trace only")
+    fields.update(_arrival_fields(o))
+    fields.update(_lengths_fields(o))
+    for key in ("preset", "num_requests", "duration_s"):
+        if o[key] is not None:
+            fields[key] = o[key]
+    if o["turns"] is not None:
+        fields["sessions"] = {"mean_turns": o["turns"]}
+    if o["group_size"] is not None:
+        fields["groups"] = {"group_size": o["group_size"]}
     return WorkloadConfig(**fields)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError("--config", str(path), "no such file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        problem = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError("--config", str(path), f"not valid YAML/JSON: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("--config", str(path), "must hold a mapping of WorkloadConfig fields")
+    return data.get("workload", data) if isinstance(data.get("workload"), dict) else data
 
 
 def _stats_table(stats: WorkloadStats) -> Table:
@@ -142,7 +165,13 @@ def describe_cmd(
     trace: Path | None = typer.Option(None, "--trace", help="Trace file (CSV or JSONL)."),
     trace_format: str | None = typer.Option(None, "--trace-format", help="Trace format name."),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count bad rows."),
-    arrival: str | None = typer.Option(None, "--arrival", help="poisson, gamma or constant."),
+    rate_scale: float = typer.Option(1.0, "--rate-scale", help="Trace: speed up arrivals by x."),
+    max_context_tokens: int | None = typer.Option(
+        None, "--max-context-tokens", help="Trace: cap rows to this context (counted)."
+    ),
+    arrival: str | None = typer.Option(
+        None, "--arrival", help="Arrival process: poisson, gamma or constant."
+    ),
     rate: float | None = typer.Option(None, "--rate", help="Arrival rate (req/s)."),
     cv: float | None = typer.Option(None, "--cv", help="Inter-arrival CV (gamma)."),
     lengths: str | None = typer.Option(None, "--lengths", help="Use a preset's lengths."),
@@ -152,29 +181,19 @@ def describe_cmd(
     output_lengths: str | None = typer.Option(
         None, "--output-lengths", help="e.g. lognormal:median_tokens=200,sigma=1"
     ),
+    turns: float | None = typer.Option(None, "--turns", help="Multi-turn: mean turns/session."),
+    group_size: int | None = typer.Option(None, "--group-size", help="Parallel samples (n)."),
     num_requests: int | None = typer.Option(None, "--num-requests", help="Number of requests."),
-    max_context_tokens: int | None = typer.Option(
-        None, "--max-context-tokens", help="Cap trace rows to this context (counted)."
+    duration_s: float | None = typer.Option(None, "--duration-s", help="Stop at this time."),
+    config: Path | None = typer.Option(
+        None, "--config", help="YAML/JSON file of WorkloadConfig fields (options override it)."
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Describe a workload (default: the sharegpt preset, 1,000 requests, its default rate)."""
-    config = _config(
-        preset,
-        trace,
-        trace_format,
-        skip_bad_rows,
-        arrival,
-        rate,
-        cv,
-        lengths,
-        prompt_lengths,
-        output_lengths,
-        num_requests,
-        max_context_tokens,
-    )
-    workload = config.build(RandomStreams(seed))
+    options = dict(locals())
+    workload = _config(options).build(RandomStreams(seed))
     stats = describe(workload)
     if as_json:
         print_json(stats.to_dict())

@@ -263,7 +263,9 @@ class WorkloadConfig(_Strict):
                 trace.name = self.name
             return trace
         trace = self.trace.load(self.num_requests)
-        replay = trace.with_arrivals(self.arrival.build(), streams, self.num_requests)
+        replay = trace.with_arrivals(
+            self.arrival.build(), streams, self.num_requests, self.duration_s
+        )
         if self.name:
             replay.name = self.name
         return replay

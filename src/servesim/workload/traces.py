@@ -102,19 +102,19 @@ class Trace(Workload):
     def __init__(self, path: Path, fmt: TraceFormat, options: TraceOptions, cols: TraceColumns):
         self.path, self.format, self.options = path, fmt, options
         self.name = path.name
-        self.prompt_tokens = np.frombuffer(cols.prompt, dtype=np.int64).copy()
-        self.output_tokens = np.frombuffer(cols.output, dtype=np.int64).copy()
+        # Views on the parse buffers (no copy: a million-row trace is not held twice).
+        self.prompt_tokens = np.frombuffer(cols.prompt, dtype=np.int64)
+        self.output_tokens = np.frombuffer(cols.output, dtype=np.int64)
         self.arrival_s: np.ndarray | None = None
         if fmt.arrival_column:
-            times = np.frombuffer(cols.arrival_s, dtype=np.float64).copy()
-            if options.normalize_start:
-                times -= times[0]
-            self.arrival_s = times / options.rate_scale
+            times = np.frombuffer(cols.arrival_s, dtype=np.float64)
+            start = times[0] if options.normalize_start else 0.0
+            self.arrival_s = (times - start) / options.rate_scale
         self.block_size = fmt.block_size
-        self.hash_values = np.frombuffer(cols.hash_values, dtype=np.int64).copy()
-        self.hash_offsets = np.frombuffer(cols.hash_offsets, dtype=np.int64).copy()
+        self.hash_values = np.frombuffer(cols.hash_values, dtype=np.int64)
+        self.hash_offsets = np.frombuffer(cols.hash_offsets, dtype=np.int64)
         self.session_ids = (
-            np.frombuffer(cols.session, dtype=np.int64).copy() if fmt.session_column else None
+            np.frombuffer(cols.session, dtype=np.int64) if fmt.session_column else None
         )
         self.num_rows_read = cols.num_rows_read
         self.skipped_by_problem = dict(cols.skipped)
@@ -149,10 +149,14 @@ class Trace(Workload):
         return JointEmpiricalLengths(self.prompt_tokens, self.output_tokens)
 
     def with_arrivals(
-        self, arrivals: ArrivalProcess, streams: RandomStreams, num_requests: int | None = None
+        self,
+        arrivals: ArrivalProcess,
+        streams: RandomStreams,
+        num_requests: int | None = None,
+        duration_s: float | None = None,
     ) -> TraceReplay:
-        """Replay the rows in file order at synthetic arrival times."""
-        return TraceReplay(self, arrivals, streams, num_requests)
+        """Replay the rows in file order at synthetic times (stream ``workload.arrivals``)."""
+        return TraceReplay(self, arrivals, streams, num_requests, duration_s)
 
     def __iter__(self) -> Iterator[Request]:
         if self.arrival_s is None:
@@ -193,9 +197,11 @@ class TraceReplay(Workload):
         arrivals: ArrivalProcess,
         streams: RandomStreams,
         num_requests: int | None = None,
+        duration_s: float | None = None,
     ) -> None:
         self.trace, self.arrivals, self.streams = trace, arrivals, streams
         self.num = len(trace) if num_requests is None else min(num_requests, len(trace))
+        self.duration_s = duration_s
         self.name = f"{trace.name}+{type(arrivals).__name__}"
 
     @property
@@ -216,6 +222,8 @@ class TraceReplay(Workload):
             if have >= self.num:
                 break
         times = np.concatenate(parts) if parts else np.empty(0)
+        if self.duration_s is not None:
+            times = times[times <= self.duration_s]
         return self.trace._requests(times, int(times.size))
 
 
@@ -260,7 +268,8 @@ def _read(path: Path, fmt: TraceFormat, opts: TraceOptions) -> tuple[TraceColumn
         cols.arrival_s.append(t)
         cols.prompt.append(prompt)
         cols.output.append(output)
-        cols.session.append(session)
+        if fmt.session_column:
+            cols.session.append(session)
         if hashes is not None:
             cols.hash_values.extend(hashes)
             cols.hash_offsets.append(len(cols.hash_values))
