@@ -149,7 +149,9 @@ def _over_time(
     busy = busy_time_by_replica(rid, start, end, ids)
     seg_end = iteration_spans(rid, start, end)
     blocks = {r.replica_id: r.num_kv_blocks for r in records.replicas}
-    blocks_of_row = np.array([blocks[int(i)] for i in rid], dtype=np.float64)
+    lookup = np.zeros(max(blocks, default=-1) + 1, dtype=np.float64)
+    lookup[list(blocks)] = list(blocks.values())
+    blocks_of_row = lookup[rid]
     used = it["num_kv_blocks_used"].astype(np.float64)
     kv_peak = float((used / blocks_of_row).max()) if used.size else 0.0
     kv = time_weighted(
