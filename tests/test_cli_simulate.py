@@ -179,3 +179,23 @@ def test_prefix_caching_on_a_shared_prefix_trace(
     assert _exit_code_or_zero(argv) == 0
     assert json.loads(capsys.readouterr().out)["summary"]["prefix_cache_hit_rate"] == 0.0
     assert hit_rate > 0.0
+
+
+def test_summary_json_identical_across_processes(tmp_path: Path) -> None:
+    """Separate interpreters with different hash seeds write byte-identical summary.json."""
+    import os
+    import subprocess
+    import sys
+
+    outputs = []
+    for hash_seed in ("1", "2"):
+        out = tmp_path / hash_seed
+        argv = ["simulate", "--num-requests", "50", "--rate", "6", "--out", str(out)]
+        code = f"from servesim.cli import main; main({argv!r})"
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
+        outputs.append((out / "summary.json").read_bytes())
+    assert outputs[0] == outputs[1]
