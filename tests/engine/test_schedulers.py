@@ -30,7 +30,11 @@ def test_long_prompt_stalls_decodes_under_vllm_not_sarathi() -> None:
     perf = LinearPerf(a=0.01, b=1e-4, c=0.0)
     vllm = rows(run(_stall_workload(), perf, setup(VLLMSchedulerConfig(), num_kv_blocks=2000)))
     sarathi = rows(
-        run(_stall_workload(), perf, setup(SarathiSchedulerConfig(chunk_size=512), num_kv_blocks=2000))
+        run(
+            _stall_workload(),
+            perf,
+            setup(SarathiSchedulerConfig(chunk_size=512), num_kv_blocks=2000),
+        )
     )
     prefill_s = 0.01 + 4000 * 1e-4  # the whole prompt in one iteration
     # vLLM (chunked prefill off): the decodes wait for the whole prefill iteration

@@ -81,9 +81,9 @@ class PriorityScheduler(ReplicaScheduler):
     def swap_in_waiting(self, state: ReplicaState, budget: int, decodes: list[Seq]) -> int:
         """Swapped sequences return only when no more urgent request is queued."""
         head = self.peek_waiting(state)
-        if head is not None and state.swapped:
-            if head.request.priority > state.swapped[0].request.priority:
-                return budget
+        swapped = state.swapped
+        if head is not None and swapped and head.request.priority > swapped[0].request.priority:
+            return budget
         return super().swap_in_waiting(state, budget, decodes)
 
     def schedule(self, now: float, state: ReplicaState) -> Batch | None:
