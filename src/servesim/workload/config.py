@@ -185,7 +185,10 @@ class WorkloadConfig(_Strict):
     lengths: LengthsConfig | None = Field(None, description="Prompt/output length distribution.")
     trace: TraceConfig | None = Field(None, description="Replay a trace file.")
     rate_per_s: float | None = Field(
-        None, gt=0, description="Override the preset's default rate (preset arrivals only)."
+        None,
+        gt=0,
+        description="Mean rate: overrides a preset's default rate, rescales a timed trace to "
+        "it, or replays a length-only trace as Poisson at it.",
     )
     num_requests: int | None = Field(None, ge=1, description="Stop after this many requests.")
     duration_s: float | None = Field(None, gt=0, description="Stop at this arrival time (s).")
@@ -207,6 +210,30 @@ class WorkloadConfig(_Strict):
         if self.rate_per_s is not None and self.arrival is not None:
             raise ValueError("rate_per_s overrides a preset's rate; set arrival.rate_per_s instead")
         return self
+
+    def with_rate(self, rate_per_s: float) -> WorkloadConfig:
+        """A copy whose mean arrival rate is ``rate_per_s`` (what a capacity search varies).
+
+        Sets ``arrival.rate_per_s`` (on/off and time-varying rates are scaled so their mean is
+        ``rate_per_s``), or ``rate_per_s`` for presets and traces.
+        """
+        if not rate_per_s > 0:
+            raise ConfigError("rate_per_s", rate_per_s, "must be > 0")
+        if self.arrival is None:
+            return self.model_copy(update={"rate_per_s": rate_per_s})
+        arrival = self.arrival
+        if isinstance(arrival, OnOffConfig | TimeVaryingConfig):
+            factor = rate_per_s / arrival.build().mean_rate_per_s
+            if isinstance(arrival, OnOffConfig):
+                update: dict[str, Any] = {
+                    "rate_on_per_s": arrival.rate_on_per_s * factor,
+                    "rate_off_per_s": arrival.rate_off_per_s * factor,
+                }
+            else:
+                update = {"rates_per_s": [r * factor for r in arrival.rates_per_s]}
+        else:
+            update = {"rate_per_s": rate_per_s}
+        return self.model_copy(update={"arrival": arrival.model_copy(update=update)})
 
     def build(self, streams: RandomStreams) -> Workload:
         """The lazy workload; ``streams`` supplies every random number (``workload.*``)."""
@@ -253,19 +280,26 @@ class WorkloadConfig(_Strict):
 
     def _build_trace(self, streams: RandomStreams) -> Workload:
         assert self.trace is not None
-        if self.arrival is None:
-            trace = self.trace.load(self.num_requests, self.duration_s)
-            if not trace.has_arrivals:
-                raise ConfigError(
-                    "arrival", None, f"trace {self.trace.path} has lengths only: give an arrival"
-                )
+        trace = self.trace.load(self.num_requests)
+        if self.arrival is None and self.rate_per_s is None and not trace.has_arrivals:
+            raise ConfigError(
+                "arrival", None, f"trace {self.trace.path} has lengths only: give an arrival"
+            )
+        if self.arrival is None and trace.has_arrivals:
+            if self.rate_per_s is not None:
+                if self.trace.rate_scale != 1.0:
+                    raise ConfigError("rate_per_s", self.rate_per_s, "give it or rate_scale")
+                trace.set_mean_rate(self.rate_per_s)
+            if self.duration_s is not None:
+                trace.cut_after(self.duration_s)
             if self.name:
                 trace.name = self.name
             return trace
-        trace = self.trace.load(self.num_requests)
-        replay = trace.with_arrivals(
-            self.arrival.build(), streams, self.num_requests, self.duration_s
+        # Rows replayed at synthetic times: the given process, or Poisson at rate_per_s.
+        arrivals = (
+            self.arrival.build() if self.arrival is not None else PoissonArrivals(self.rate_per_s)
         )
+        replay = trace.with_arrivals(arrivals, streams, self.num_requests, self.duration_s)
         if self.name:
             replay.name = self.name
         return replay

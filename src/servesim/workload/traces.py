@@ -144,6 +144,32 @@ class Trace(Workload):
         lo, hi = self.hash_offsets[index], self.hash_offsets[index + 1]
         return tuple(self.hash_values[lo:hi].tolist())
 
+    def set_mean_rate(self, rate_per_s: float) -> None:
+        """Rescale arrival times so the mean rate ((n-1) / span) is ``rate_per_s``."""
+        if self.arrival_s is None or len(self) < 2 or self.arrival_s[-1] <= self.arrival_s[0]:
+            raise ConfigError("rate_per_s", rate_per_s, f"{self.name} has no arrival span to scale")
+        if not rate_per_s > 0:
+            raise ConfigError("rate_per_s", rate_per_s, "must be > 0")
+        native = (len(self) - 1) / float(self.arrival_s[-1] - self.arrival_s[0])
+        self.arrival_s = self.arrival_s * (native / rate_per_s)
+
+    def cut_after(self, end_s: float) -> None:
+        """Keep only the requests arriving at or before ``end_s`` (simulation time)."""
+        if self.arrival_s is None:
+            return
+        keep = int(np.searchsorted(self.arrival_s, end_s, side="right"))
+        if keep == 0:
+            raise ConfigError("duration_s", end_s, f"no request of {self.name} arrives by then")
+        self.arrival_s = self.arrival_s[:keep]
+        self.prompt_tokens = self.prompt_tokens[:keep]
+        self.output_tokens = self.output_tokens[:keep]
+        self.hash_values = (
+            self.hash_values[: self.hash_offsets[keep]] if self.block_size else (self.hash_values)
+        )
+        self.hash_offsets = self.hash_offsets[: keep + 1] if self.block_size else self.hash_offsets
+        if self.session_ids is not None:
+            self.session_ids = self.session_ids[:keep]
+
     def lengths(self) -> JointEmpiricalLengths:
         """Joint (prompt, output) row sampler over this trace (keeps their correlation)."""
         return JointEmpiricalLengths(self.prompt_tokens, self.output_tokens)
