@@ -91,7 +91,7 @@ def time_weighted(
 
     Args:
         a, b: segment starts and ends.
-        v: segment values.
+        v: segment values (non-negative).
         window: (start, end) of the makespan.
         scale: divisor (total KV blocks for a fraction, number of replicas for a mean).
         peak: the maximum to report (the caller knows how to normalise it).
@@ -103,8 +103,9 @@ def time_weighted(
         return TimeSeriesStats(mean=0.0, max=peak)
     edges = np.linspace(t0, t1, num_points + 1)
     g = integral_at(edges, a, b, v.astype(np.float64))
-    per_bin = np.diff(g) / (np.diff(edges) * scale)
-    mean = float((g[-1] - g[0]) / (span * scale))
+    # Values are non-negative; clamp the cumulative sums' rounding (~1e-16 relative) at 0.
+    per_bin = np.maximum(0.0, np.diff(g) / (np.diff(edges) * scale))
+    mean = max(0.0, float((g[-1] - g[0]) / (span * scale)))
     centres = (edges[:-1] + edges[1:]) / 2
     return TimeSeriesStats(
         mean=mean,
