@@ -101,6 +101,13 @@ def test_describe_trace_skip_bad_rows(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 0
     data = json.loads(out)
     assert data["num_requests"] == 2 and data["num_skipped_rows"] == 1
+    assert data["skipped_by_problem"] == {"not a number": 1}
+    code, out, err = _run_main(
+        ["workload", "describe", "--trace", str(path), "--skip-bad-rows"], capsys
+    )
+    assert code == 0 and err == ""
+    assert "skipped 1 rows: not a number" in out
+    assert f"{path}:3 column 'num_prefill_tokens'" in out.replace("\n", "")
 
 
 def test_bad_inputs_exit_2_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,9 +12,10 @@ from rich.table import Table
 from servesim.cli.common import console, print_json
 from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
-from servesim.workload import WorkloadConfig, describe, get_preset, preset_names
+from servesim.workload import Trace, Workload, WorkloadConfig, describe, get_preset, preset_names
 from servesim.workload.describe import WorkloadStats
 from servesim.workload.length_config import parse_dist_spec
+from servesim.workload.traces import TraceReplay
 
 workload_app = typer.Typer(
     help="Inspect workloads: presets, traces and synthetic arrival/length mixes.",
@@ -66,8 +67,7 @@ def list_presets(
 
 def _arrival_fields(o: dict[str, Any]) -> dict[str, Any]:
     if o["arrival"] is None:
-        if o["rate"] is not None and o["trace"] is not None:
-            raise ConfigError("--rate", o["rate"], "with --trace, give --arrival too")
+        # A preset's rate override; a timed trace rescaled to it; a length-only trace as Poisson.
         return {"rate_per_s": o["rate"]} if o["rate"] is not None else {}
     if o["rate"] is None:
         raise ConfigError("--rate", None, f"needed with --arrival {o['arrival']}")
@@ -159,6 +159,15 @@ def _stats_table(stats: WorkloadStats) -> Table:
     return table
 
 
+def _skipped_lines(workload: Workload) -> list[str]:
+    """Where and why rows were skipped (first few), for traces read with skip_bad_rows."""
+    problems = workload.skipped_by_problem
+    lines = [f"skipped {count:,} rows: {problem}" for problem, count in sorted(problems.items())]
+    trace = workload.trace if isinstance(workload, TraceReplay) else workload
+    examples = trace.first_skipped if isinstance(trace, Trace) else []
+    return lines + [f"  e.g. {where}" for where in examples[:3]]
+
+
 @workload_app.command("describe")
 def describe_cmd(
     preset: str | None = typer.Option(None, "--preset", help="Preset name (see list)."),
@@ -199,6 +208,8 @@ def describe_cmd(
         print_json(stats.to_dict())
         return
     console.print(_stats_table(stats))
+    for line in _skipped_lines(workload):
+        console.print(line, markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from array import array
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ class WorkloadStats:
             leading run of seen blocks); None when the workload has no block ids.
         num_skipped_rows: trace rows skipped as malformed.
         num_capped_requests: requests capped to a context limit.
+        skipped_by_problem: {problem: rows skipped} for traces read with ``skip_bad_rows``.
     """
 
     name: str
@@ -55,6 +56,7 @@ class WorkloadStats:
     prefix_reuse_ratio: float | None
     num_skipped_rows: int
     num_capped_requests: int
+    skipped_by_problem: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
@@ -117,4 +119,5 @@ def describe(workload: Workload, max_requests: int | None = None) -> WorkloadSta
         prefix_reuse_ratio=(num_hits / num_blocks) if num_blocks else None,
         num_skipped_rows=workload.num_skipped_rows,
         num_capped_requests=workload.num_capped_requests,
+        skipped_by_problem=workload.skipped_by_problem,
     )

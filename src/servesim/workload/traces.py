@@ -117,7 +117,7 @@ class Trace(Workload):
             np.frombuffer(cols.session, dtype=np.int64) if fmt.session_column else None
         )
         self.num_rows_read = cols.num_rows_read
-        self.skipped_by_problem = dict(cols.skipped)
+        self._skipped = dict(cols.skipped)
         self.first_skipped = list(cols.first_skipped)
         self._num_capped = 0
 
@@ -131,7 +131,11 @@ class Trace(Workload):
 
     @property
     def num_skipped_rows(self) -> int:
-        return sum(self.skipped_by_problem.values())
+        return sum(self._skipped.values())
+
+    @property
+    def skipped_by_problem(self) -> dict[str, int]:
+        return dict(self._skipped)
 
     @property
     def num_capped_requests(self) -> int:
@@ -237,6 +241,10 @@ class TraceReplay(Workload):
     @property
     def num_capped_requests(self) -> int:
         return self.trace.num_capped_requests
+
+    @property
+    def skipped_by_problem(self) -> dict[str, int]:
+        return self.trace.skipped_by_problem
 
     def __iter__(self) -> Iterator[Request]:
         rng = self.streams.generator("workload.arrivals")
@@ -384,7 +392,7 @@ def load_trace(
     trace = Trace(path, fmt, opts, cols)
     trace._num_capped = num_capped
     if trace.num_skipped_rows:
-        logger.warning(
+        logger.info(
             "%s: skipped %d rows: %s", path, trace.num_skipped_rows, trace.skipped_by_problem
         )
     return trace

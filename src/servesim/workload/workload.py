@@ -71,6 +71,11 @@ class Workload:
     def num_capped_requests(self) -> int:
         return 0
 
+    @property
+    def skipped_by_problem(self) -> dict[str, int]:
+        """{problem: rows skipped} (traces read with ``skip_bad_rows``); empty otherwise."""
+        return {}
+
     def head(self, num: int) -> list[Request]:
         """The first ``num`` requests as a list (convenience for tests and examples)."""
         out: list[Request] = []
