@@ -45,6 +45,7 @@ def test_latencies_follow_vllm_definitions() -> None:
 def test_throughput_over_makespan() -> None:
     s = summarize(small_run())
     assert (s.start_s, s.end_s, s.duration_s) == (0.0, 6.0, 6.0)
+    assert s.offered_rate_per_s == pytest.approx(3 / 3.0)  # 4 arrivals over 0..3 s
     assert s.num_requests == 4 and s.num_completed == 3
     assert s.total_input_tokens == 350 and s.total_output_tokens == 9
     assert s.request_throughput_per_s == pytest.approx(0.5)

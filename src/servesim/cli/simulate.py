@@ -126,11 +126,14 @@ def _overview_rows(result: Result) -> list[tuple[str, str]]:
     return [
         (
             "deployment",
-            f"{c.model} on {c.replicas} x {hw.tp * hw.pp} {hw.gpu} "
+            f"{c.model} on {c.replicas} replica(s) of {hw.tp * hw.pp} x {hw.gpu} "
             f"(tp {hw.tp}, pp {hw.pp}, {hw.dtype})",
         ),
         ("scheduler", c.scheduler.kind),
-        ("workload", f"{result.workload_name}, seed {c.seed}"),
+        (
+            "workload",
+            f"{result.workload_name}, {_num(s.offered_rate_per_s)} req/s offered, seed {c.seed}",
+        ),
         ("requests", f"{s.num_completed:,} completed of {s.num_requests:,}; rejected: {rejected}"),
         ("duration", f"{s.duration_s:,.2f} s simulated"),
         (

@@ -48,6 +48,8 @@ class Summary:
         num_completed: requests that finished.
         rejected_by_reason: count per ``RejectReason`` name (lowercase), every reason listed.
         start_s, end_s, duration_s: the measurement window (module docstring).
+        offered_rate_per_s: arrivals per second, ``(n - 1) / (last - first arrival)``
+            (None with fewer than two requests or all arriving at once).
         total_input_tokens, total_output_tokens: prompt / output tokens of completed requests.
         request_throughput_per_s, input_throughput_tokens_per_s,
         output_throughput_tokens_per_s, total_throughput_tokens_per_s: per second of duration.
@@ -69,6 +71,7 @@ class Summary:
     start_s: float
     end_s: float
     duration_s: float
+    offered_rate_per_s: float | None
     total_input_tokens: int
     total_output_tokens: int
     request_throughput_per_s: float
@@ -121,6 +124,13 @@ def _window(req: dict[str, np.ndarray], completed: np.ndarray, end_s: float) -> 
     if unfinished or not completed.any():
         return start, max(start, end_s)
     return start, float(req["completion_s"][completed].max())
+
+
+def _offered_rate(arrival_s: np.ndarray) -> float | None:
+    if arrival_s.size < 2:
+        return None
+    span = float(arrival_s.max() - arrival_s.min())
+    return (arrival_s.size - 1) / span if span > 0 else None
 
 
 def _request_latencies(
@@ -232,6 +242,7 @@ def summarize(records: SimulationRecords, slo: SLOSpec | None = None) -> Summary
         start_s=start_s,
         end_s=end_s,
         duration_s=duration,
+        offered_rate_per_s=_offered_rate(req["arrival_s"]),
         ttft=latency_stats(ttft[completed]),
         tpot=latency_stats(tpot_slo[multi]),
         itl=weighted_latency_stats(*records.token_gaps.arrays()),
