@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 
 from servesim.engine.records import RejectReason, SimulationRecords
@@ -161,8 +162,10 @@ def test_to_dict_is_deterministic_json() -> None:
 def test_nan_becomes_null_in_json() -> None:
     rec = small_run()
     rec.token_gaps.add(math.nan, 1)
+    rec.counters["numpy_counter"] = np.int64(3)  # type: ignore[assignment]
     d = summarize(rec).to_dict()
     assert "NaN" not in json.dumps(d)
+    assert d["counters"]["numpy_counter"] == 3
 
 
 def test_two_replicas_pipeline_overlap_not_double_counted() -> None:

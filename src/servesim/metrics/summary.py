@@ -103,6 +103,8 @@ class Summary:
 
 
 def _jsonable(value: object) -> object:
+    if isinstance(value, np.generic):
+        value = value.item()
     if value is None or isinstance(value, (bool, int, str)):
         return value
     if isinstance(value, float):
