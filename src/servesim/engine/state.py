@@ -124,6 +124,7 @@ class ReplicaState:
         hits; returns the hit tokens. Allocate its first chunk with ``allocate_chunk``."""
         hit_blocks, _ = self._hits(seq)
         if self.blocks.enable_prefix_caching:
+            self.count("prefix_cache_lookups", 1)
             self.count("prefix_cache_queried_tokens", seq.prefill_target)
             self.count("prefix_cache_hit_tokens", hit_blocks * self.block_size)
         if hit_blocks:

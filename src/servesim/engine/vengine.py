@@ -22,7 +22,7 @@ from servesim.perf.types import BatchShape, StageTimes
 if TYPE_CHECKING:
     from servesim.engine.replica import Replica
 
-_PERF_CACHE_LIMIT = 200_000
+_PERF_CACHE_LIMIT = 65_536
 
 
 class VirtualEngine:
@@ -78,7 +78,12 @@ class VirtualEngine:
         times = self.perf(self._shape(batch))
         replica = self.replica
         num_swap = batch.num_swap_in_blocks + batch.num_swap_out_blocks
-        swap_s = num_swap * replica.swap_s_per_block + replica.swap_latency_s if num_swap else 0.0
+        swap_s = 0.0
+        if num_swap:
+            swap_s = num_swap * replica.swap_s_per_block + replica.swap_latency_s
+            per_block = replica.swap_bytes_per_block
+            self.records.count("swap_in_bytes", int(batch.num_swap_in_blocks * per_block))
+            self.records.count("swap_out_bytes", int(batch.num_swap_out_blocks * per_block))
         end = replica.reserve(now, times.stage_s, times.overhead_s + swap_s)
         if (
             self.skip_ahead
@@ -158,7 +163,9 @@ class VirtualEngine:
         self._record(batch, times.flops, times.hbm_bytes, now - batch.start_s, 1)
         self.scheduler.on_batch_done(batch, now)
         if self.check_invariants:
-            state.check()
+            state.check()  # full recount (tests)
+        else:
+            state.blocks.check()  # O(1): free + used + cached-evictable == total
         self.start(now)
 
     def _decode_tick(self, decodes: list[Seq], now: float) -> None:
