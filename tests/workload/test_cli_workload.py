@@ -120,6 +120,10 @@ def test_bad_inputs_exit_2_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
         ["workload", "describe", "--arrival", "poisson"],
         ["workload", "describe", "--arrival", "poisson", "--rate", "-1"],
         ["workload", "describe", "--prompt-lengths", "bogus:x=1", "--output-lengths", "5"],
+        ["workload", "describe", "--arrival", "onoff", "--rate", "3"],
+        ["workload", "describe", "--arrival", "poisson", "--rate", "3", "--cv", "2"],
+        ["workload", "describe", "--arrival", "poisson", "--rate", "3"],  # no lengths
+        ["workload", "describe", "--config", str(tmp_path / "missing.yaml")],
     ):
         code, _out, err = _run_main(argv, capsys)
         assert code == 2, argv

@@ -65,12 +65,24 @@ def list_presets(
     console.print(table)
 
 
+# Arrival kinds fully described by --rate (and --cv); on/off and time-varying need a file.
+_CLI_ARRIVALS = ("poisson", "gamma", "constant")
+
+
 def _arrival_fields(o: dict[str, Any]) -> dict[str, Any]:
     if o["arrival"] is None:
         # A preset's rate override; a timed trace rescaled to it; a length-only trace as Poisson.
         return {"rate_per_s": o["rate"]} if o["rate"] is not None else {}
+    if o["arrival"] not in _CLI_ARRIVALS:
+        raise ConfigError(
+            "--arrival",
+            o["arrival"],
+            f"must be one of {', '.join(_CLI_ARRIVALS)} (others: --config)",
+        )
     if o["rate"] is None:
         raise ConfigError("--rate", None, f"needed with --arrival {o['arrival']}")
+    if o["cv"] is not None and o["arrival"] != "gamma":
+        raise ConfigError("--cv", o["cv"], "only applies to --arrival gamma")
     spec: dict[str, Any] = {"kind": o["arrival"], "rate_per_s": o["rate"]}
     if o["cv"] is not None:
         spec["cv"] = o["cv"]

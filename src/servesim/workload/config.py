@@ -253,7 +253,11 @@ class WorkloadConfig(_Strict):
         elif preset is not None:
             lengths = preset.lengths
         else:
-            raise ConfigError("lengths", None, "needed without a preset")
+            raise ConfigError(
+                "lengths",
+                None,
+                "needed without a preset (CLI: --lengths PRESET or --prompt-lengths)",
+            )
         name = self.name or (preset.name if preset else "synthetic")
         num = self.num_requests
         if num is None and self.duration_s is None:

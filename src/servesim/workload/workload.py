@@ -145,7 +145,8 @@ class SyntheticWorkload(Workload):
     def _block_size(self) -> int:
         if self.prefix.block_size:
             return self.prefix.block_size
-        return 16 if self.groups.group_size > 1 else 0
+        # Groups and a shared system prompt only make sense with block ids: vLLM's 16.
+        return 16 if self.groups.group_size > 1 or self.prefix.shared_prefix_tokens else 0
 
     def __iter__(self) -> Iterator[Request]:
         arrival_rng = self.streams.generator("workload.arrivals")
@@ -157,46 +158,40 @@ class SyntheticWorkload(Workload):
             ids.shared = ids.fresh(self.prefix.shared_prefix_tokens // block_size)
         limit = self.num_requests if self.num_requests is not None else np.iinfo(np.int64).max
         end_s = self.duration_s if self.duration_s is not None else np.inf
-        next_id = 0
-        next_group = 0
+        counters = [0, 0]  # next request id, next group id
         for times in self.arrivals.stream(arrival_rng, self.chunk_size):
             prompts, outputs = self.lengths.sample(length_rng, times.size)
             sizes = self._group_sizes(group_rng, times.size)
             num_extra = int(sizes.sum() - sizes.size)
-            extra_outputs = self.lengths.sample(length_rng, num_extra)[1] if num_extra else outputs
-            extra_pos = 0
-            for i in range(times.size):
-                t = float(times[i])
+            # Each extra sample of a group draws its own output length.
+            extra = self.lengths.sample(length_rng, num_extra)[1] if num_extra else outputs
+            chunk = zip(
+                times.tolist(), prompts.tolist(), outputs.tolist(), sizes.tolist(), strict=True
+            )
+            extra_outputs = iter(extra.tolist())
+            for t, prompt, output, size in chunk:
                 if t > end_s:
                     return
-                size = int(sizes[i])
-                prompt = int(prompts[i])
-                hashes = (
-                    prompt_block_ids(prompt, block_size, ids, self.prefix.shared_prefix_tokens)
-                    if block_size
-                    else ()
-                )
+                hashes = ()
+                if block_size:
+                    shared = self.prefix.shared_prefix_tokens
+                    hashes = prompt_block_ids(prompt, block_size, ids, shared)
                 group_id = None
                 if size > 1:
-                    group_id, next_group = next_group, next_group + 1
+                    group_id, counters[1] = counters[1], counters[1] + 1
                 for k in range(size):
-                    if next_id >= limit:
+                    if counters[0] >= limit:
                         return
-                    if k == 0:
-                        output = int(outputs[i])
-                    else:
-                        output = int(extra_outputs[extra_pos])
-                        extra_pos += 1
                     yield Request(
-                        request_id=next_id,
+                        request_id=counters[0],
                         arrival_s=t,
                         num_prompt_tokens=prompt,
-                        num_output_tokens=output,
+                        num_output_tokens=output if k == 0 else next(extra_outputs),
                         prefix_block_hashes=hashes,
                         prefix_block_size=block_size,
                         group_id=group_id,
                     )
-                    next_id += 1
+                    counters[0] += 1
 
     def _group_sizes(self, rng: np.random.Generator, num: int) -> np.ndarray:
         if self.groups.group_size <= 1:
