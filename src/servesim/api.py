@@ -31,7 +31,8 @@ from servesim.perf import RooflinePerfModel
 from servesim.perf.types import PerfModel, ReplicaPlan
 from servesim.specs.catalog import get_gpu, resolve_model
 
-ProgressCallback = Callable[..., None]
+# Called with (requests done, requests arrived) as the run advances.
+ProgressCallback = Callable[[int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,9 @@ class Result:
         cols["queueing_s"] = cols["first_scheduled_s"] - cols["arrival_s"]
         classes = np.asarray(self.records.slo_classes, dtype=object)
         cols["slo_class"] = classes[cols.pop("slo_class_index")]
-        names = np.asarray([r.name.lower() for r in RejectReason], dtype=object)
+        names = np.empty(max(RejectReason) + 1, dtype=object)
+        for reason in RejectReason:
+            names[reason] = reason.name.lower()
         cols["reject_reason"] = names[cols["reject_reason"].astype(np.int64)]
         return cols
 
