@@ -78,6 +78,7 @@ def fit_one(path: Path, kind: str, rate: float | None) -> tuple[dict, dict, dict
     trace = load_trace(path)
     prompt, output = trace.prompt_tokens, trace.output_tokens
     fit = fit_lengths(prompt, output)
+    fit["num_rows"] = len(trace)
     arrival: dict = {"kind": kind}
     if rate is None:
         gaps = np.diff(trace.arrival_s)
@@ -112,6 +113,8 @@ def main(argv: list[str]) -> None:
         presets[name] = {
             "description": desc,
             "source": rel,
+            "num_rows": int(fit.pop("num_rows")),
+            "method": "Gaussian copula (normal-score rho) of 103-point quantile tables",
             "arrival": arrival,
             "fit_quality": quality,
             "fit": fit,
