@@ -25,6 +25,7 @@ from servesim.workload.arrivals import (
 from servesim.workload.length_config import LengthsConfig
 from servesim.workload.presets import get_preset
 from servesim.workload.sessions import SessionOptions, SessionWorkload
+from servesim.workload.tags import RequestClass, TaggedWorkload, TagOptions
 from servesim.workload.traces import load_trace
 from servesim.workload.workload import GroupOptions, PrefixOptions, SyntheticWorkload, Workload
 
@@ -171,6 +172,37 @@ class GroupConfig(_Strict):
     group_fraction: float = Field(1.0, ge=0, le=1, description="Fraction of prompts grouped.")
 
 
+class RequestClassConfig(_Strict):
+    """One SLO class of a mix (e.g. interactive vs batch)."""
+
+    name: str = Field(min_length=1, description="SLO class name (Request.slo_class).")
+    weight: float = Field(gt=0, description="Relative share of requests (or sessions).")
+    priority: int = Field(0, description="Request.priority (larger is more urgent).")
+
+
+class TagsConfig(_Strict):
+    """SLO classes, tenants and LoRA adapters; a session's turns share them."""
+
+    classes: list[RequestClassConfig] = Field(default_factory=list, description="SLO mix.")
+    num_users: int = Field(0, ge=0, description="Tenants (Request.user_id 0..n-1).")
+    user_skew: float = Field(0.0, ge=0, description="Zipf exponent over tenants (0: uniform).")
+    num_adapters: int = Field(0, ge=0, description="LoRA adapters (0: base model only).")
+    adapter_skew: float = Field(0.0, ge=0, description="Zipf exponent over adapters.")
+    adapter_fraction: float = Field(1.0, ge=0, le=1, description="Share using an adapter.")
+
+    def options(self) -> TagOptions:
+        """The plain options object."""
+        classes = tuple(RequestClass(c.name, c.weight, c.priority) for c in self.classes)
+        return TagOptions(
+            classes,
+            self.num_users,
+            self.user_skew,
+            self.num_adapters,
+            self.adapter_skew,
+            self.adapter_fraction,
+        )
+
+
 class WorkloadConfig(_Strict):
     """A workload: a preset, a trace, or an arrival process plus lengths.
 
@@ -200,6 +232,7 @@ class WorkloadConfig(_Strict):
     shared_prefix_tokens: int = Field(
         0, ge=0, description="Leading tokens shared by all synthetic requests (system prompt)."
     )
+    tags: TagsConfig | None = Field(None, description="SLO classes, tenants, LoRA adapters.")
 
     @model_validator(mode="after")
     def _check(self) -> WorkloadConfig:
@@ -237,8 +270,12 @@ class WorkloadConfig(_Strict):
 
     def build(self, streams: RandomStreams) -> Workload:
         """The lazy workload; ``streams`` supplies every random number (``workload.*``)."""
-        if self.trace is not None:
-            return self._build_trace(streams)
+        workload = self._build_trace(streams) if self.trace is not None else self._build(streams)
+        if self.tags is not None and self.tags.options().is_active:
+            return TaggedWorkload(workload, self.tags.options(), streams)
+        return workload
+
+    def _build(self, streams: RandomStreams) -> Workload:
         preset = None
         if self.preset is not None or (self.arrival is None and self.lengths is None):
             preset = get_preset(self.preset or DEFAULT_PRESET)
