@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 import pytest
 
@@ -17,6 +19,7 @@ from servesim.workload.arrivals import (
     TimeVaryingArrivals,
     arrival_times,
 )
+from servesim.workload.config import ArrivalConfig
 
 
 def _rng(name: str = "test", seed: int = 0) -> np.random.Generator:
@@ -29,7 +32,11 @@ def _cv(times: np.ndarray) -> float:
 
 
 def test_registry_has_all_processes() -> None:
-    assert ARRIVALS.names() == ["constant", "gamma", "onoff", "poisson", "time_varying"]
+    expected = ["constant", "gamma", "onoff", "poisson", "time_varying", "trace"]
+    assert ARRIVALS.names() == expected
+    # Every registered process has a config kind of the same name, and vice versa.
+    union = typing.get_args(typing.get_args(ArrivalConfig)[0])
+    assert sorted(m.model_fields["kind"].default for m in union) == expected
     assert ARRIVALS.get("poisson") is PoissonArrivals
     with pytest.raises(UnknownNameError, match="did you mean poisson"):
         ARRIVALS.get("poison")

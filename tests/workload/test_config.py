@@ -143,3 +143,23 @@ def test_trace_lengths_sampled_jointly(tmp_path: Path) -> None:
     )
     for r in config.build(RandomStreams(0)):
         assert r.num_output_tokens == r.num_prompt_tokens - 9  # rows keep their pairing
+
+
+def test_trace_arrivals_with_other_lengths(tmp_path: Path) -> None:
+    path = _vidur(tmp_path)  # 21 arrivals, 0.5 s apart
+    config = WorkloadConfig(
+        arrival={"kind": "trace", "path": str(path)},
+        lengths={"kind": "preset", "name": "creation"},
+        num_requests=100,
+    )
+    requests = list(config.build(RandomStreams(0)))
+    assert [r.arrival_s for r in requests] == [0.5 * i for i in range(21)]  # ends with the trace
+    faster = config.with_rate(4.0)
+    assert faster.arrival.rate_scale == pytest.approx(2.0)  # type: ignore[union-attr]
+    assert list(faster.build(RandomStreams(0)))[-1].arrival_s == pytest.approx(5.0)
+
+
+def test_with_rate_on_trace_resets_rate_scale(tmp_path: Path) -> None:
+    config = WorkloadConfig(trace={"path": _vidur(tmp_path), "rate_scale": 3.0}).with_rate(1.0)
+    assert config.trace.rate_scale == 1.0  # type: ignore[union-attr]
+    assert list(config.build(RandomStreams(0)))[-1].arrival_s == pytest.approx(20.0)

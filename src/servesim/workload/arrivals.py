@@ -276,6 +276,33 @@ class TimeVaryingArrivals:
                 return  # the rate fell to 0 for good: the stream is finite
 
 
+@ARRIVALS.register("trace")
+class TraceArrivals:
+    """Given arrival times (e.g. a real trace's), replayed once: real burstiness, any lengths.
+
+    ``times_s`` must be non-decreasing and >= 0; the stream ends with the last time.
+    """
+
+    def __init__(self, times_s: Sequence[float] | np.ndarray) -> None:
+        times = np.asarray(times_s, dtype=np.float64)
+        if times.ndim != 1 or times.size == 0:
+            raise ConfigError("times_s", f"{times.size} values", "need >= 1 arrival time")
+        if not np.all(np.isfinite(times)) or times[0] < 0 or np.any(np.diff(times) < 0):
+            raise ConfigError("times_s", "arrival times", "must be finite, >= 0, non-decreasing")
+        self.times_s = times
+
+    @property
+    def mean_rate_per_s(self) -> float:
+        span = float(self.times_s[-1] - self.times_s[0])
+        return (self.times_s.size - 1) / span if span > 0 else math.inf
+
+    def stream(
+        self, rng: np.random.Generator, chunk_size: int = DEFAULT_CHUNK
+    ) -> Iterator[np.ndarray]:
+        for start in range(0, self.times_s.size, chunk_size):
+            yield self.times_s[start : start + chunk_size]
+
+
 def arrival_times(
     process: ArrivalProcess, rng: np.random.Generator, num: int, chunk_size: int = DEFAULT_CHUNK
 ) -> np.ndarray:

@@ -21,6 +21,7 @@ from servesim.workload.arrivals import (
     OnOffArrivals,
     PoissonArrivals,
     TimeVaryingArrivals,
+    TraceArrivals,
 )
 from servesim.workload.length_config import LengthsConfig
 from servesim.workload.presets import get_preset
@@ -102,8 +103,31 @@ class TimeVaryingConfig(_Strict):
         )
 
 
+class TraceArrivalConfig(_Strict):
+    """The arrival times of a trace file (its lengths are ignored), replayed once."""
+
+    kind: Literal["trace"] = "trace"
+    path: Path = Field(description="Trace file with arrival times.")
+    format: str | None = Field(None, description="Trace format (None: detect).")
+    rate_scale: float = Field(1.0, gt=0, description="Divide arrival times by this factor.")
+    skip_bad_rows: bool = Field(False, description="Skip and count malformed rows.")
+
+    def build(self) -> ArrivalProcess:
+        trace = load_trace(
+            self.path, self.format, rate_scale=self.rate_scale, skip_bad_rows=self.skip_bad_rows
+        )
+        if trace.arrival_s is None:
+            raise ConfigError("arrival.path", str(self.path), "trace has no arrival times")
+        return TraceArrivals(trace.arrival_s)
+
+
 ArrivalConfig = Annotated[
-    PoissonConfig | GammaConfig | ConstantConfig | OnOffConfig | TimeVaryingConfig,
+    PoissonConfig
+    | GammaConfig
+    | ConstantConfig
+    | OnOffConfig
+    | TimeVaryingConfig
+    | TraceArrivalConfig,
     Field(discriminator="kind"),
 ]
 
@@ -247,26 +271,30 @@ class WorkloadConfig(_Strict):
     def with_rate(self, rate_per_s: float) -> WorkloadConfig:
         """A copy whose mean arrival rate is ``rate_per_s`` (what a capacity search varies).
 
-        Sets ``arrival.rate_per_s`` (on/off and time-varying rates are scaled so their mean is
-        ``rate_per_s``), or ``rate_per_s`` for presets and traces.
+        Sets ``arrival.rate_per_s``; on/off and time-varying rates, and a trace arrival's
+        ``rate_scale``, are scaled so the mean is ``rate_per_s``; presets and traces get
+        ``rate_per_s`` (a trace's own ``rate_scale`` is then reset to 1).
         """
         if not rate_per_s > 0:
             raise ConfigError("rate_per_s", rate_per_s, "must be > 0")
-        if self.arrival is None:
-            return self.model_copy(update={"rate_per_s": rate_per_s})
+        data = self.model_dump()
         arrival = self.arrival
-        if isinstance(arrival, OnOffConfig | TimeVaryingConfig):
+        if arrival is None:
+            data["rate_per_s"] = rate_per_s
+            if data["trace"] is not None:
+                data["trace"]["rate_scale"] = 1.0
+        elif isinstance(arrival, OnOffConfig | TimeVaryingConfig | TraceArrivalConfig):
             factor = rate_per_s / arrival.build().mean_rate_per_s
             if isinstance(arrival, OnOffConfig):
-                update: dict[str, Any] = {
-                    "rate_on_per_s": arrival.rate_on_per_s * factor,
-                    "rate_off_per_s": arrival.rate_off_per_s * factor,
-                }
+                data["arrival"]["rate_on_per_s"] *= factor
+                data["arrival"]["rate_off_per_s"] *= factor
+            elif isinstance(arrival, TimeVaryingConfig):
+                data["arrival"]["rates_per_s"] = [r * factor for r in arrival.rates_per_s]
             else:
-                update = {"rates_per_s": [r * factor for r in arrival.rates_per_s]}
+                data["arrival"]["rate_scale"] *= factor
         else:
-            update = {"rate_per_s": rate_per_s}
-        return self.model_copy(update={"arrival": arrival.model_copy(update=update)})
+            data["arrival"]["rate_per_s"] = rate_per_s
+        return WorkloadConfig.model_validate(data)
 
     def build(self, streams: RandomStreams) -> Workload:
         """The lazy workload; ``streams`` supplies every random number (``workload.*``)."""
