@@ -90,45 +90,51 @@ class Replica:
         self.outstanding_tokens = 0
         self.alive: dict[Seq, None] = {}
         self.perf_cache: dict[object, object] = {}
-        self.engines: list[VirtualEngine] = []
-        for i, scheduler in enumerate(schedulers):
-            blocks = KVBlockManager(
-                self.num_kv_blocks // pp,
-                cache.block_size,
-                watermark=cache.watermark,
-                enable_prefix_caching=cache.enable_prefix_caching,
-                num_swap_blocks=num_swap_blocks // pp,
+        self.engines = [
+            VirtualEngine(
+                self,
+                i,
+                scheduler,
+                self._state(cache, num_swap_blocks // pp, pp),
+                clock_limits,
+                skip_ahead=skip_ahead and pp == 1,
+                check_invariants=check_invariants,
             )
-            state = ReplicaState(
-                blocks, records.token_gaps, records.count, preemption_mode=cache.preemption_mode
-            )
-            self.engines.append(
-                VirtualEngine(
-                    self,
-                    i,
-                    scheduler,
-                    state,
-                    clock_limits,
-                    skip_ahead=skip_ahead and pp == 1,
-                    check_invariants=check_invariants,
-                )
-            )
-        gpu = plan.gpu
-        records.replicas.append(
-            ReplicaInfo(
-                replica_id=replica_id,
-                gpu_name=gpu.name,
-                num_gpus=plan.num_gpus,
-                num_kv_blocks=self.num_kv_blocks,
-                block_size_tokens=cache.block_size,
-                price_per_gpu_hour_usd=gpu.price_per_hour_usd,
-                tdp_w=gpu.tdp_w,
-                idle_w=gpu.idle_w,
-                peak_flops_per_s=float(gpu.peak_flops_per_s.get(plan.activation_dtype, 0.0)),
-                hbm_bandwidth_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s,
-                pool=setup.pool,
-                role=setup.role,
-            )
+            for i, scheduler in enumerate(schedulers)
+        ]
+        records.replicas.append(self._info(setup))
+
+    def _state(self, cache: CacheConfig, num_swap_blocks: int, pp: int) -> ReplicaState:
+        """One virtual engine's queues and its 1/pp share of the KV blocks (vLLM)."""
+        blocks = KVBlockManager(
+            self.num_kv_blocks // pp,
+            cache.block_size,
+            watermark=cache.watermark,
+            enable_prefix_caching=cache.enable_prefix_caching,
+            num_swap_blocks=num_swap_blocks,
+        )
+        return ReplicaState(
+            blocks,
+            self.records.token_gaps,
+            self.records.count,
+            preemption_mode=cache.preemption_mode,
+        )
+
+    def _info(self, setup: ReplicaSetup) -> ReplicaInfo:
+        plan, gpu = self.plan, self.plan.gpu
+        return ReplicaInfo(
+            replica_id=self.replica_id,
+            gpu_name=gpu.name,
+            num_gpus=plan.num_gpus,
+            num_kv_blocks=self.num_kv_blocks,
+            block_size_tokens=self.block_size,
+            price_per_gpu_hour_usd=gpu.price_per_hour_usd,
+            tdp_w=gpu.tdp_w,
+            idle_w=gpu.idle_w,
+            peak_flops_per_s=float(gpu.peak_flops_per_s.get(plan.activation_dtype, 0.0)),
+            hbm_bandwidth_bytes_per_s=gpu.hbm_bandwidth_bytes_per_s,
+            pool=setup.pool,
+            role=setup.role,
         )
 
     # ---- requests ------------------------------------------------------------------------
