@@ -8,8 +8,10 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
+from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
 from servesim.workload import Request, WorkloadConfig, describe
+from servesim.workload.length_config import FixedDist
 from servesim.workload.sessions import SessionOptions, session_turns
 from servesim.workload.workload import BlockIds
 
@@ -125,3 +127,32 @@ def test_shared_system_prompt_blocks() -> None:
     requests = list(config.build(RandomStreams(0)))
     assert all(r.prefix_block_hashes[:4] == (0, 1, 2, 3) for r in requests)
     assert len({r.prefix_block_hashes[4] for r in requests}) == 50
+
+
+def test_system_prompt_and_followup_lengths() -> None:
+    config = _session_config(num_requests=2000)
+    sessions = config.sessions.model_copy(  # type: ignore[union-attr]
+        update={"system_prompt_tokens": 100, "followup": FixedDist(tokens=7)}
+    )
+    requests = list(config.model_copy(update={"sessions": sessions}).build(RandomStreams(0)))
+    by_session: dict[int, list[Request]] = defaultdict(list)
+    for r in requests:
+        # 100 // 16 = 6 full system-prompt blocks, the same ids in every session.
+        assert r.prefix_block_hashes[:6] == (0, 1, 2, 3, 4, 5)
+        by_session[r.session_id].append(r)  # type: ignore[index]
+    for turns in by_session.values():
+        assert 120 <= turns[0].num_prompt_tokens <= 300  # system 100 + input 20..200
+        for prev, cur in itertools.pairwise(turns):
+            assert cur.num_prompt_tokens == prev.num_prompt_tokens + prev.num_output_tokens + 7
+
+
+def test_sessions_that_never_fit_raise() -> None:
+    config = _session_config(num_requests=10)
+    tight = config.sessions.model_copy(update={"max_context_tokens": 20})  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="no first turn that fits"):
+        list(config.model_copy(update={"sessions": tight}).build(RandomStreams(0)))
+    bad = config.sessions.model_copy(  # type: ignore[union-attr]
+        update={"system_prompt_tokens": 50_000}
+    )
+    with pytest.raises(ConfigError, match="system_prompt_tokens"):
+        config.model_copy(update={"sessions": bad}).build(RandomStreams(0))

@@ -23,7 +23,7 @@ from servesim.workload.arrivals import (
     TimeVaryingArrivals,
     TraceArrivals,
 )
-from servesim.workload.length_config import LengthsConfig
+from servesim.workload.length_config import LengthDist, LengthsConfig
 from servesim.workload.presets import get_preset
 from servesim.workload.sessions import SessionOptions, SessionWorkload
 from servesim.workload.tags import RequestClass, TaggedWorkload, TagOptions
@@ -187,6 +187,12 @@ class SessionConfig(_Strict):
     max_context_tokens: int = Field(
         32768, ge=2, description="A session ends before a turn would exceed this context."
     )
+    system_prompt_tokens: int = Field(
+        0, ge=0, description="System prompt opening every session (shared blocks)."
+    )
+    followup: LengthDist | None = Field(
+        None, description="New-input length of turns 2+ (None: the first turn's lengths)."
+    )
 
 
 class GroupConfig(_Strict):
@@ -335,6 +341,8 @@ class WorkloadConfig(_Strict):
                 s.mean_think_time_s,
                 s.block_size,
                 s.max_context_tokens,
+                s.system_prompt_tokens,
+                s.followup.build() if s.followup is not None else None,
             )
             return SessionWorkload(arrivals, lengths, streams, options, num, self.duration_s, name)
         groups = (

@@ -23,11 +23,14 @@ import numpy as np
 from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
 from servesim.workload.arrivals import ArrivalProcess
-from servesim.workload.lengths import LengthSampler
+from servesim.workload.lengths import LengthDistribution, LengthSampler
 from servesim.workload.request import Request
 from servesim.workload.workload import BlockIds, Workload
 
 _SESSION_CHUNK = 1024
+# A session whose first turn does not fit the context has no requests; this many in a row
+# means the lengths can never fit (rather than looping forever).
+_MAX_EMPTY_SESSIONS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +45,10 @@ class SessionOptions:
         block_size: tokens per prefix block.
         max_context_tokens: a session ends before a turn whose prompt + output would exceed
             this (the model's context window).
+        system_prompt_tokens: a system prompt opening every session (its full blocks have
+            the same ids in all sessions, as a shared system prompt is cached once).
+        followup: distribution of the new user input of turns 2, 3, ... (None: the same
+            sampler as the first turn's prompt).
     """
 
     mean_turns: float = 4.0
@@ -49,6 +56,8 @@ class SessionOptions:
     mean_think_time_s: float = 10.0
     block_size: int = 16
     max_context_tokens: int = 32768
+    system_prompt_tokens: int = 0
+    followup: LengthDistribution | None = None
 
 
 @dataclass(slots=True)
@@ -66,8 +75,8 @@ def session_turns(
 ) -> list[_Turn]:
     """The turns of one session from each turn's new input and output lengths."""
     bs = options.block_size
-    full_ids: list[int] = []
-    history = 0
+    full_ids = list(ids.shared)
+    history = options.system_prompt_tokens
     turns: list[_Turn] = []
     for new_input, output in zip(new_inputs.tolist(), outputs.tolist(), strict=True):
         prompt = history + new_input
@@ -101,6 +110,12 @@ class SessionWorkload(Workload):
             raise ConfigError("mean_turns", options.mean_turns, "must be >= 1")
         if options.block_size < 1:
             raise ConfigError("block_size", options.block_size, "must be >= 1")
+        if options.system_prompt_tokens >= options.max_context_tokens:
+            raise ConfigError(
+                "system_prompt_tokens",
+                options.system_prompt_tokens,
+                f"must be < max_context_tokens={options.max_context_tokens}",
+            )
         self.arrivals, self.lengths, self.streams = arrivals, lengths, streams
         self.options = options
         self.num_requests, self.duration_s, self.name = num_requests, duration_s, name
@@ -116,12 +131,18 @@ class SessionWorkload(Workload):
         length_rng = self.streams.generator("workload.lengths")
         session_rng = self.streams.generator("workload.sessions")
         ids = BlockIds()
+        ids.shared = ids.fresh(self.options.system_prompt_tokens // self.options.block_size)
         for starts in self.arrivals.stream(arrival_rng, _SESSION_CHUNK):
             counts = self._num_turns(session_rng, starts.size)
             total = int(counts.sum())
             new_inputs, outputs = self.lengths.sample(length_rng, total)
-            gaps = session_rng.exponential(self.options.mean_think_time_s, total)
             bounds = np.concatenate(([0], np.cumsum(counts)))
+            if self.options.followup is not None:
+                is_followup = np.ones(total, dtype=bool)
+                is_followup[bounds[:-1]] = False  # each session's first turn
+                drawn = self.options.followup.sample(length_rng, total)
+                new_inputs = np.where(is_followup, drawn, new_inputs)
+            gaps = session_rng.exponential(self.options.mean_think_time_s, total)
             for i in range(starts.size):
                 lo, hi = bounds[i], bounds[i + 1]
                 turns = session_turns(new_inputs[lo:hi], outputs[lo:hi], self.options, ids)
@@ -135,7 +156,15 @@ class SessionWorkload(Workload):
         end_s = self.duration_s if self.duration_s is not None else np.inf
         heap: list[tuple[float, int, int, _Turn]] = []
         next_id = 0
+        num_empty = 0
         for session_id, (start, turns) in enumerate(self._sessions()):
+            num_empty = 0 if turns else num_empty + 1
+            if num_empty > _MAX_EMPTY_SESSIONS:
+                raise ConfigError(
+                    "max_context_tokens",
+                    self.options.max_context_tokens,
+                    f"{_MAX_EMPTY_SESSIONS} sessions in a row had no first turn that fits",
+                )
             # Everything due before this session starts can be emitted now.
             while heap and heap[0][0] <= start:
                 t, sid, _k, turn = heapq.heappop(heap)
