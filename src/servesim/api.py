@@ -139,6 +139,7 @@ def replica_plan(config: SimConfig) -> ReplicaPlan:
         activation_dtype=hw.activation_dtype(),
         kv_dtype=hw.kv_cache_dtype(),
         use_cuda_graphs=hw.cuda_graphs,
+        custom_all_reduce=hw.custom_all_reduce,
     )
 
 

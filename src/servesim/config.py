@@ -69,6 +69,11 @@ class HardwareConfig(BaseModel):
         description="Fraction of GPU memory the engine may use (None: cache's, vLLM's 0.9).",
     )
     cuda_graphs: bool = Field(True, description="Decode replays CUDA graphs (vLLM default).")
+    custom_all_reduce: bool = Field(
+        True,
+        description="vLLM's custom all-reduce for small TP messages on NVLink "
+        "(vLLM default; false = --disable-custom-all-reduce, NCCL only).",
+    )
 
     @field_validator("gpu")
     @classmethod

@@ -16,7 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from servesim.api import simulate
+from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
+from servesim.perf.types import PerfModel
 
 APEX_DATASET = "apex_vllm_llama70b"
 
@@ -134,4 +137,49 @@ def mape(comparisons: list[RunComparison]) -> dict[str, float]:
     return {k: sum(abs(c.errors()[k]) for c in comparisons) / len(comparisons) for k in keys}
 
 
-Replayer = Callable[[MeasuredRun], RunComparison]
+def replay_config(run: MeasuredRun, *, seed: int = 0) -> dict[str, object]:
+    """The ``SimConfig`` (as a mapping) that replays ``run`` with its launch settings."""
+    return {
+        "model": "llama-3.1-70b",
+        "hardware": {
+            "gpu": "h100-sxm",
+            "tp": run.tp,
+            "dtype": "bf16",
+            "gpu_memory_utilization": run.gpu_memory_utilization,
+            "custom_all_reduce": run.use_custom_all_reduce,
+        },
+        "scheduler": {
+            "kind": "vllm",
+            "version": "v0",
+            "enable_chunked_prefill": run.chunked_prefill,
+            "max_num_batched_tokens": run.max_num_batched_tokens,
+            "max_num_seqs": 256,
+        },
+        # The served lengths (what the server counted), at the client's arrival offsets.
+        "workload": {"trace": {"path": str(run.served_trace), "format": "served"}},
+        "seed": seed,
+    }
+
+
+def replay(run: MeasuredRun, *, perf: PerfModel | None = None) -> RunComparison:
+    """Simulate ``run`` and compare the means with the measurement."""
+    result = simulate(SimConfig.from_dict(replay_config(run)), perf=perf)
+    summary = result.summary
+    return RunComparison(
+        run=run,
+        predicted_mean_ttft_s=summary.ttft.mean_s,
+        predicted_mean_itl_s=summary.itl.mean_s,
+        predicted_mean_e2e_s=summary.e2e.mean_s,
+    )
+
+
+def validate_apex(
+    data_dir: Path, *, perf: PerfModel | None = None, on_run: Callable[[str], None] | None = None
+) -> list[RunComparison]:
+    """Replay every single-server APEX vLLM run; returns one comparison per run."""
+    comparisons = []
+    for run in load_apex_runs(data_dir):
+        if on_run is not None:
+            on_run(run.name)
+        comparisons.append(replay(run, perf=perf))
+    return comparisons
