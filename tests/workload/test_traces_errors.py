@@ -211,3 +211,25 @@ def test_cap_rule(tmp_path: Path) -> None:
     assert trace.output_tokens.tolist() == [1, 10, 10]
     assert trace.num_capped_requests == 2
     assert np.all(trace.prompt_tokens + trace.output_tokens <= 50)
+
+
+def test_structural_row_errors_are_skippable(tmp_path: Path) -> None:
+    rec = {"arrival_time_s": 0.5, "prompt_tokens": 10, "output_tokens": 2}
+    lines = ["{broken", json.dumps(rec), "[1, 2]", json.dumps({**rec, "arrival_time_s": 1.0})]
+    path = _write(tmp_path, "s.jsonl", "\n".join(lines) + "\n")
+    with pytest.raises(TraceError, match=r"s.jsonl:1: invalid JSON"):
+        load_trace(path)  # detected as served from the first valid record
+    trace = load_trace(path, skip_bad_rows=True)
+    assert len(trace) == 2
+    assert trace.skipped_by_problem == {"invalid JSON": 1, "not a JSON object": 1}
+    csv_path = tmp_path / "t.csv"
+    csv_path.write_bytes(VIDUR.encode() + b"0,1,1\n1,2,2,9\n2,\xff\xfe,3\n3,4,4\n")
+    with pytest.raises(TraceError, match=r"t.csv:3: 4 fields, header has 3"):
+        load_trace(csv_path)
+    trace = load_trace(csv_path, skip_bad_rows=True)
+    assert trace.prompt_tokens.tolist() == [1, 4]
+    assert trace.skipped_by_problem == {"too many fields": 1, "not valid UTF-8 text": 1}
+    bad_header = tmp_path / "h.csv"
+    bad_header.write_bytes(b"arrived_at,\xff\n0,1,1\n")
+    with pytest.raises(TraceError, match=r"h\.csv:1"):
+        load_trace(bad_header, format="vidur", skip_bad_rows=True)

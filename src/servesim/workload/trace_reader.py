@@ -205,22 +205,35 @@ class RowParser:
         return arrival, prompt, output, hashes, session
 
 
-def _decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
+def _decoded_lines(path: Path, bad_lines: set[int] | None = None) -> Iterator[tuple[int, str]]:
+    """(line number, text); an undecodable line is replaced by an empty one and its number
+    added to ``bad_lines`` (or, without that set, raises ``TraceError``)."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 yield number, raw.decode("utf-8")
             except UnicodeDecodeError:
-                raise TraceError(path, number, None, "not valid UTF-8 text") from None
+                if bad_lines is None:
+                    raise TraceError(path, number, None, "not valid UTF-8 text") from None
+                bad_lines.add(number)
+                yield number, "\n"
 
 
-def csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row dict) for each data row of a CSV file with a header."""
-    lines = _decoded_lines(path)
+Row = dict[str, Any] | RowError
+
+
+def _not_utf8() -> RowError:
+    return RowError(None, "not valid UTF-8 text")
+
+
+def csv_rows(path: Path) -> Iterator[tuple[int, Row]]:
+    """(line number, row dict) per data row of a CSV file with a header; a malformed row
+    comes as a ``RowError`` (so the caller can skip it), a broken header raises."""
+    bad_lines: set[int] = set()
     line_numbers = [0]  # the last physical line handed to the csv reader
 
     def text() -> Iterator[str]:
-        for number, line in lines:
+        for number, line in _decoded_lines(path, bad_lines):
             line_numbers[-1] = number
             yield line
 
@@ -229,18 +242,31 @@ def csv_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         header = next(reader, None)
         while header is not None and not any(cell.strip() for cell in header):
             header = next(reader, None)
-        if header is None:
-            raise TraceError(path, None, None, "empty file")
-        header = [cell.strip().lstrip("\ufeff") for cell in header]
-        for cells in reader:
-            line = line_numbers[-1]
-            if not cells or not any(cell.strip() for cell in cells):
-                continue
-            if len(cells) > len(header):
-                raise TraceError(path, line, None, f"{len(cells)} fields, header has {len(header)}")
-            yield line, dict(zip(header, cells, strict=False))
     except csv.Error as exc:
-        raise TraceError(path, line_numbers[-1] or None, None, str(exc)) from None
+        raise TraceError(path, line_numbers[-1] or None, None, f"bad header: {exc}") from None
+    if header is None:
+        raise TraceError(path, None, None, "empty file")
+    if bad_lines:
+        raise TraceError(path, min(bad_lines), None, "header is not valid UTF-8 text")
+    header = [cell.strip().lstrip("\ufeff") for cell in header]
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # the reader moves on to the next line
+            yield line_numbers[-1], RowError(None, f"malformed CSV: {exc}", "malformed CSV")
+            continue
+        line = line_numbers[-1]
+        if line in bad_lines:
+            yield line, _not_utf8()
+        elif not cells or not any(cell.strip() for cell in cells):
+            continue
+        elif len(cells) > len(header):
+            problem = f"{len(cells)} fields, header has {len(header)}"
+            yield line, RowError(None, problem, "too many fields")
+        else:
+            yield line, dict(zip(header, cells, strict=False))
 
 
 def csv_header(path: Path) -> list[str]:
@@ -255,27 +281,41 @@ def csv_header(path: Path) -> list[str]:
     return []
 
 
-def jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) for each non-blank line of a JSON-lines file."""
-    for number, line in _decoded_lines(path):
+def jsonl_rows(path: Path) -> Iterator[tuple[int, Row]]:
+    """(line number, record) per non-blank line of a JSON-lines file; a malformed line comes
+    as a ``RowError``."""
+    bad_lines: set[int] = set()
+    for number, line in _decoded_lines(path, bad_lines):
+        if number in bad_lines:
+            yield number, _not_utf8()
+            continue
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except (ValueError, RecursionError) as exc:
-            raise TraceError(path, number, None, f"invalid JSON ({exc})") from None
+            yield number, RowError(None, f"invalid JSON ({exc})", "invalid JSON")
+            continue
         if not isinstance(record, dict):
-            raise TraceError(path, number, None, "each line must be a JSON object")
+            yield number, RowError(None, "each line must be a JSON object", "not a JSON object")
+            continue
         yield number, record
 
 
-def first_json_keys(path: Path) -> list[str]:
-    """Keys of the first record of a JSON-lines file ([] if none or invalid)."""
-    for _number, line in _decoded_lines(path):
-        if line.strip():
-            try:
-                record = json.loads(line)
-            except (ValueError, RecursionError):
-                return []
-            return list(record) if isinstance(record, dict) else []
+def first_json_keys(path: Path, max_lines: int = 20) -> list[str]:
+    """Keys of the first JSON object among the first ``max_lines`` non-blank lines ([] if
+    none), so one corrupt leading line does not defeat format detection."""
+    seen = 0
+    for _number, line in _decoded_lines(path, set()):
+        if not line.strip():
+            continue
+        seen += 1
+        if seen > max_lines:
+            break
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(record, dict):
+            return list(record)
     return []

@@ -275,6 +275,8 @@ def _read(path: Path, fmt: TraceFormat, opts: TraceOptions) -> tuple[TraceColumn
     for line, row in rows:
         cols.num_rows_read += 1
         try:
+            if isinstance(row, RowError):
+                raise row
             t, prompt, output, hashes, session = parser.parse(row)
         except RowError as exc:
             if not opts.skip_bad_rows:
