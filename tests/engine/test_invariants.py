@@ -155,3 +155,15 @@ def test_requests_are_consumed_lazily() -> None:
     unfinished = cols["reject_reason"] == RejectReason.NOT_FINISHED
     assert recs.end_s == 1.0
     assert (np.isnan(cols["completion_s"]) == unfinished).all()
+
+
+def test_skip_ahead_runs_through_finishes_when_nothing_waits() -> None:
+    # everyone admitted at once, different output lengths, no later arrivals
+    requests = [req(i, 0.0, 30, 10 + 7 * i) for i in range(12)]
+    fast = run(requests, LinearPerf(), setup(num_kv_blocks=400))
+    slow = run(requests, LinearPerf(), setup(num_kv_blocks=400), skip_ahead=False)
+    _assert_same(fast, slow)
+    it = fast.iterations.view()
+    # one prefill row, one decode row with the joiners, then one row per finish segment
+    assert len(it["repeat"]) <= 2 + 12 + 1
+    assert list(it["num_decode_seqs"][2:5]) == [12, 11, 10]

@@ -132,6 +132,23 @@ class DecodeGroup:
             heapq.heappop(heap)
         return heap[0][0] if heap else math.inf
 
+    def finishing(self, tick: int) -> list[Seq]:
+        """Members whose last token comes at the tick that brings the count to ``tick``
+        (a walk of the heap's nodes <= tick, so O(answer + stale entries))."""
+        heap = self._finish_heap
+        members = self.members
+        out: list[Seq] = []
+        stack = [0] if heap else []
+        while stack:
+            i = stack.pop()
+            if i < len(heap) and heap[i][0] <= tick:
+                _, _, version, seq = heap[i]
+                if seq in members and version == seq.version:
+                    out.append(seq)
+                stack.append(2 * i + 1)
+                stack.append(2 * i + 2)
+        return out
+
     # ---- ticking -------------------------------------------------------------------------
     def advance(self, end_s: float) -> list[Seq]:
         """All members emit one token at ``end_s``; returns members that just finished (they

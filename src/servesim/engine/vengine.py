@@ -193,46 +193,76 @@ class VirtualEngine:
         self, batch: Batch, now: float, end: float, times: StageTimes
     ) -> tuple[float, StageTimes]:
         """Complete decode-only iterations in place while nothing can change the schedule;
-        returns the end and times of the iteration left in flight."""
+        returns the end and times of the iteration left in flight.
+
+        With nothing queued or stalled, a finish only shrinks the decode set (every built-in
+        scheduler then decodes the rest), so the run goes on through finishes; otherwise a
+        finish, like a missing block or the next arrival, ends the run.
+        """
         state = self.state
         group = state.group
         blocks = state.blocks
         limit = self.clock_limit()
-        num = len(group.members)
+        # (a prefill stalled for blocks would resume once a finish frees some)
+        through_finishes = not (
+            state.swapped or state.prefilling or self.scheduler.num_queued(state)
+        )
+        segment = _Segment(now, len(group.members), batch.num_queued)
         start = now
-        num_ticks = 0
-        flops = hbm = 0.0
         while end < limit:
-            if group.next_finish_tick() <= group.tick + 1:
+            nxt = group.tick + 1
+            finishers = group.finishing(nxt) if group.next_finish_tick() <= nxt else []
+            if finishers and (not through_finishes or len(finishers) >= len(group.members)):
                 break
             need = group.num_blocks_needed(1)
+            need -= sum(1 for s in finishers if (s.gkey + nxt - 1) % group.block_size == 0)
             if need > blocks.num_available:
                 break
-            finished = group.advance(end)
-            assert not finished
-            num_ticks += 1
-            flops += times.flops
-            hbm += times.hbm_bytes
+            done = group.advance(end)
+            assert len(done) == len(finishers)
+            segment.add(times)
+            for seq in done:
+                self._finish(seq, end)
+            if done:
+                self._flush(segment, end)
+                segment = _Segment(end, len(group.members), batch.num_queued)
             if self.check_invariants:
                 state.check()
             blocks.allocate(need)
             start = end
             shape = BatchShape(
-                num_decode_seqs=num,
+                num_decode_seqs=len(group.members),
                 decode_context_tokens=group.ctx_sum,
                 max_decode_context_tokens=group.max_context(),
             )
             times = self.perf(shape)
             end = self.replica.reserve(start, times.stage_s, times.overhead_s)
-        if num_ticks:
-            self.scheduler.on_decode_ticks(state, num_ticks)
-            self.records.count("num_skipped_iterations", num_ticks)
-            run = Batch(decodes=batch.decodes, num_queued=batch.num_queued, start_s=now)
-            run.num_kv_blocks_used = blocks.num_used
-            self._record(run, flops, hbm, start - now, num_ticks)
-            batch.start_s = start
-            batch.num_kv_blocks_used = blocks.num_used
+        self._flush(segment, start)
+        if len(batch.decodes) != len(group.members):
+            batch.decodes = list(group.members)
+        batch.start_s = start
+        batch.num_kv_blocks_used = blocks.num_used
         return end, times
+
+    def _flush(self, segment: _Segment, end_s: float) -> None:
+        """Record a run of identical decode iterations as one row (``repeat`` = its length)."""
+        if not segment.num_ticks:
+            return
+        self.scheduler.on_decode_ticks(self.state, segment.num_ticks)
+        self.records.count("num_skipped_iterations", segment.num_ticks)
+        self.records.iterations.append_row(
+            replica_id=self.replica.replica_id,
+            start_s=segment.start_s,
+            duration_s=end_s - segment.start_s,
+            num_prefill_tokens=0,
+            num_decode_seqs=segment.num_seqs,
+            num_seqs=segment.num_seqs,
+            num_kv_blocks_used=self.state.blocks.num_used,
+            num_queued=segment.num_queued,
+            flops=segment.flops,
+            hbm_bytes=segment.hbm_bytes,
+            repeat=segment.num_ticks,
+        )
 
     # ---- per-request bookkeeping ---------------------------------------------------------
     def _register(self, seq: Seq) -> None:
@@ -296,6 +326,25 @@ class VirtualEngine:
             blocks_needed = -(-(seq.num_computed + chunk) // state.block_size)
             if seq.num_blocks < blocks_needed:
                 raise ServesimError(f"scheduler {name}: {seq} has no KV blocks for its chunk")
+
+
+class _Segment:
+    """Accumulates a run of decode iterations with the same sequences."""
+
+    __slots__ = ("flops", "hbm_bytes", "num_queued", "num_seqs", "num_ticks", "start_s")
+
+    def __init__(self, start_s: float, num_seqs: int, num_queued: int) -> None:
+        self.start_s = start_s
+        self.num_seqs = num_seqs
+        self.num_queued = num_queued
+        self.num_ticks = 0
+        self.flops = self.hbm_bytes = 0.0
+
+    def add(self, times: StageTimes) -> None:
+        """One more iteration."""
+        self.num_ticks += 1
+        self.flops += times.flops
+        self.hbm_bytes += times.hbm_bytes
 
 
 def write_request(records: object, seq: Seq, *, completion_s: float, reason: int = 0) -> None:
