@@ -29,6 +29,8 @@ APEX_DATASET = "apex_vllm_llama70b"
 _CHUNKED_PREFILL_BUDGET_TOKENS = 512
 _LLAMA31_CONTEXT_TOKENS = 131_072
 _LONG_CONTEXT_CHUNKING_THRESHOLD = 32_768
+# Every run but one agrees with itself within 3%; see MeasuredRun.consistency_error.
+CONSISTENCY_LIMIT = 0.10
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,27 @@ class MeasuredRun:
     measured_mean_ttft_s: float
     measured_mean_itl_s: float
     measured_mean_e2e_s: float
+    mean_output_tokens: float = 0.0
+
+    @property
+    def implied_mean_e2e_s(self) -> float:
+        """E2E implied by the run's own TTFT and ITL: TTFT + ITL x mean decode gaps per request."""
+        return self.measured_mean_ttft_s + self.measured_mean_itl_s * (self.mean_output_tokens - 1)
+
+    @property
+    def consistency_error(self) -> float:
+        """Relative gap between the measured E2E and the E2E its own TTFT and ITL imply.
+
+        The three means come from separate counters; when a run's counters had to be
+        de-cumulated (several workloads on one server) they can disagree. A run that disagrees
+        with itself by more than ``CONSISTENCY_LIMIT`` cannot tell us which metric is wrong.
+        """
+        return (self.implied_mean_e2e_s - self.measured_mean_e2e_s) / self.measured_mean_e2e_s
+
+    @property
+    def is_consistent(self) -> bool:
+        """True when the measured means agree with each other within ``CONSISTENCY_LIMIT``."""
+        return abs(self.consistency_error) <= CONSISTENCY_LIMIT
 
     @property
     def chunked_prefill(self) -> bool:
@@ -119,6 +142,8 @@ def load_apex_runs(data_dir: Path) -> list[MeasuredRun]:
                 measured_mean_ttft_s=float(plan["mean_ttft_s"]),
                 measured_mean_itl_s=float(plan["itl_mean_token_weighted_s"]),
                 measured_mean_e2e_s=float(plan["mean_e2e_latency_s"]),
+                mean_output_tokens=float(plan["served_output_tokens_sum"])
+                / int(plan["n_requests"]),
             )
         )
     return sorted(runs, key=lambda r: (r.workload, -r.tp, r.rate_req_per_s))
@@ -129,8 +154,13 @@ def _read_csv(path: Path) -> Iterator[dict[str, str]]:
         yield from csv.DictReader(handle)
 
 
-def mape(comparisons: list[RunComparison]) -> dict[str, float]:
-    """Mean absolute percentage error per metric over the runs (as a fraction)."""
+def mape(comparisons: list[RunComparison], *, consistent_only: bool = False) -> dict[str, float]:
+    """Mean absolute percentage error per metric over the runs (as a fraction).
+
+    ``consistent_only`` leaves out runs whose measured means contradict each other.
+    """
+    if consistent_only:
+        comparisons = [c for c in comparisons if c.run.is_consistent]
     if not comparisons:
         return {}
     keys = comparisons[0].errors().keys()

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from servesim.cli import perf as perf_cmds
 from servesim.cli import simulate as simulate_cmds
 from servesim.cli import specs as specs_cmds
+from servesim.cli import validate as validate_cmds
 from servesim.cli import workload as workload_cmds
 from servesim.cli.common import err_console, format_validation_error
 from servesim.core.errors import ServesimError
@@ -32,7 +33,7 @@ def _root() -> None:
     """Simulate LLM serving deployments and find the best one before paying for GPUs."""
 
 
-for _module in (specs_cmds, workload_cmds, perf_cmds, simulate_cmds):
+for _module in (specs_cmds, workload_cmds, perf_cmds, simulate_cmds, validate_cmds):
     _module.register(app)
 
 
