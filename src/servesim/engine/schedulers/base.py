@@ -37,7 +37,9 @@ class ReplicaScheduler(ABC):
     is_chunked: bool = True
     keep_watermark: bool = True
     #: the engine may advance decode-only runs without calling ``schedule`` when ``can_skip``
-    #: says so (built-ins opt in; a user scheduler is stepped one iteration at a time)
+    #: says so, and, when nothing is queued, swapped or mid-prefill, through finishes (the
+    #: scheduler must then decode all the others). Built-ins opt in; a user scheduler is
+    #: stepped one iteration at a time unless it sets this.
     supports_skip: bool = False
 
     def __init__(self, config: Any, *, max_model_len: int) -> None:
