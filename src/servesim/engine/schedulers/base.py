@@ -4,6 +4,17 @@ A scheduler decides, the ``ReplicaState`` keeps the books: ``schedule(now, state
 preempts and allocates through the state's methods and returns a ``Batch``; the engine asks
 the perf model how long it takes and calls ``on_batch_done(batch, now)`` when it completes.
 Schedulers never read a clock nor compute durations.
+
+A user scheduler is a subclass in a plain file, loaded with ``kind: custom`` and
+``path: my_sched.py:MyScheduler`` (its config's ``options`` dict is ``self.config.options``)::
+
+    class MyScheduler(ReplicaScheduler):
+        def schedule(self, now, state):
+            self.preempt_for_decode(state)          # preempt before allocating anything
+            decodes = self.decode_step(state, self.token_budget)
+            prefills = []
+            self.admit_waiting(now, state, self.token_budget - len(decodes), prefills)
+            return self.make_batch(state, prefills, decodes)
 """
 
 from __future__ import annotations
