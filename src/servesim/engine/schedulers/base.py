@@ -13,7 +13,8 @@ A user scheduler is a subclass in a plain file, loaded with ``kind: custom`` and
             self.preempt_for_decode(state)          # preempt before allocating anything
             decodes = self.decode_step(state, self.token_budget)
             prefills = []
-            self.admit_waiting(now, state, self.token_budget - len(decodes), prefills)
+            budget = self.continue_prefills(state, self.token_budget - len(decodes), prefills)
+            self.admit_waiting(now, state, budget, prefills)
             return self.make_batch(state, prefills, decodes)
 """
 
