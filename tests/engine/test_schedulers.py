@@ -18,7 +18,16 @@ from servesim.engine import (
     StaticSchedulerConfig,
     VLLMSchedulerConfig,
 )
-from tests.engine.fakes import ConstantPerf, LinearPerf, assert_all_served, req, rows, run, setup
+from tests.engine.fakes import (
+    ConstantPerf,
+    LinearPerf,
+    assert_all_served,
+    poisson_requests,
+    req,
+    rows,
+    run,
+    setup,
+)
 
 
 def _stall_workload() -> list:
@@ -168,3 +177,17 @@ def test_unknown_scheduler_and_user_scheduler_from_path(tmp_path: Path) -> None:
     # both prompts prefilled together; r1 decodes only once r0 is done
     np.testing.assert_allclose(cols["completion_s"], [0.3, 0.4])
     np.testing.assert_allclose(cols["max_tbt_s"], [0.1, 0.3])
+
+
+def test_docstring_example_scheduler_runs(tmp_path: Path) -> None:
+    import textwrap
+
+    from servesim.engine.schedulers import base
+
+    assert base.__doc__ is not None
+    example = base.__doc__.split("::\n\n", 1)[1]
+    plugin = tmp_path / "my_sched.py"
+    plugin.write_text("from servesim.engine import ReplicaScheduler\n" + textwrap.dedent(example))
+    cfg = CustomSchedulerConfig(path=f"{plugin}:MyScheduler", max_num_batched_tokens=256)
+    requests = poisson_requests(60, 20.0, (10, 1500), (1, 40), seed=4)
+    assert_all_served(run(requests, LinearPerf(), setup(cfg, num_kv_blocks=300)))
