@@ -150,3 +150,22 @@ def test_describe_config_file_and_session_options(tmp_path: Path) -> None:
     )
     data = json.loads(result.output)
     assert data["num_sessions"] > 0 and data["prefix_reuse_ratio"] > 0.3
+
+
+def test_describe_lengths_from_trace_file_and_rate_on_trace(shared_data: Path) -> None:
+    arxiv = shared_data / "traces/vidur/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv"
+    args = ["workload", "describe", "--arrival", "poisson", "--rate", "2", "--lengths", str(arxiv)]
+    data = json.loads(runner.invoke(app, [*args, "--num-requests", "3000", "--json"]).output)
+    assert data["prompt"]["p50"] == pytest.approx(2730, rel=0.05)
+    conv = shared_data / "traces/vidur/splitwise_conv.csv"
+    result = runner.invoke(
+        app, ["workload", "describe", "--trace", str(conv), "--rate", "20", "--json"]
+    )
+    data = json.loads(result.output)
+    assert data["num_requests"] == 19366
+    assert data["rate_per_s"] == pytest.approx(20.0)
+    result = runner.invoke(
+        app, ["workload", "describe", "--trace", str(arxiv), "--rate", "5", "--json"]
+    )
+    data = json.loads(result.output)
+    assert data["num_requests"] == 28257 and data["rate_per_s"] == pytest.approx(5, rel=0.05)

@@ -102,6 +102,8 @@ def _lengths_fields(o: dict[str, Any]) -> dict[str, Any]:
             }
         }
     if o["lengths"] is not None:
+        if Path(o["lengths"]).is_file():  # rows of a trace, sampled jointly
+            return {"lengths": {"kind": "trace", "path": o["lengths"]}}
         return {"lengths": {"kind": "preset", "name": o["lengths"]}}
     return {}
 
@@ -193,16 +195,25 @@ def describe_cmd(
     arrival: str | None = typer.Option(
         None, "--arrival", help="Arrival process: poisson, gamma or constant."
     ),
-    rate: float | None = typer.Option(None, "--rate", help="Arrival rate (req/s)."),
+    rate: float | None = typer.Option(
+        None,
+        "--rate",
+        help="Mean rate (req/s): of --arrival; else overrides the preset's, rescales a timed "
+        "--trace, or replays a length-only one as Poisson.",
+    ),
     cv: float | None = typer.Option(None, "--cv", help="Inter-arrival CV (gamma)."),
-    lengths: str | None = typer.Option(None, "--lengths", help="Use a preset's lengths."),
+    lengths: str | None = typer.Option(
+        None, "--lengths", help="A preset's lengths, or a trace file's rows (sampled jointly)."
+    ),
     prompt_lengths: str | None = typer.Option(
         None, "--prompt-lengths", help="e.g. 512, uniform:min_tokens=10,max_tokens=100"
     ),
     output_lengths: str | None = typer.Option(
         None, "--output-lengths", help="e.g. lognormal:median_tokens=200,sigma=1"
     ),
-    turns: float | None = typer.Option(None, "--turns", help="Multi-turn: mean turns/session."),
+    turns: float | None = typer.Option(
+        None, "--turns", help="Multi-turn: mean turns per session (arrivals = session starts)."
+    ),
     group_size: int | None = typer.Option(None, "--group-size", help="Parallel samples (n)."),
     num_requests: int | None = typer.Option(None, "--num-requests", help="Number of requests."),
     duration_s: float | None = typer.Option(None, "--duration-s", help="Stop at this time."),
