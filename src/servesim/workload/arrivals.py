@@ -254,10 +254,13 @@ class TimeVaryingArrivals:
         left = area - self._cum[seg]
         r0 = self.rates_per_s[seg]
         slope = np.append(self._slope, 0.0)[seg]
-        # Solve r0*tau + slope*tau^2/2 = left; this form is stable for slope -> 0.
+        # Solve r0*tau + slope*tau^2/2 = left; the 2*left/(r0 + root) form is stable for
+        # small slopes, and flat segments divide directly (a rate of 0 forever gives inf).
         root = np.sqrt(np.maximum(r0 * r0 + 2.0 * slope * left, 0.0))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            tau = np.where(r0 + root > 0, 2.0 * left / (r0 + root), np.inf)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            sloped = np.where(r0 + root > 0, 2.0 * left / (r0 + root), np.inf)
+            tau = np.where(slope == 0, left / r0, sloped)
+        tau = np.where(left <= 0, 0.0, tau)  # exactly at a knot (even where the rate is 0)
         period = self.period_s if self.period_s is not None else 0.0
         return cycles * period + self.knots_s[seg] + tau
 
