@@ -73,6 +73,12 @@ def main() -> None:
     print(f"mean queue wait     {wait.mean():.3f} s, p50 TTFT {np.median(ttft):.3f} s")
     print(f"mean decode batch   {np.average(it['num_decode_seqs'], weights=it['repeat']):.1f}")
     print(f"preemptions         {records.counters.get('num_preemptions', 0)}")
+    record_mib = (
+        sum(a.nbytes for a in req.values())
+        + sum(a.nbytes for a in it.values())
+        + sum(a.nbytes for a in records.token_gaps.arrays())
+    ) / 2**20
+    print(f"records             {record_mib:.0f} MiB (columns, filled part)")
     print(f"peak RSS            {rss_mib:.0f} MiB")
 
 
