@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from servesim.core.errors import ServesimError
 from servesim.engine.batch import Batch
+from servesim.engine.records import SimulationRecords
 from servesim.engine.schedulers.base import ReplicaScheduler
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.state import ReplicaState
@@ -347,9 +348,11 @@ class _Segment:
         self.hbm_bytes += times.hbm_bytes
 
 
-def write_request(records: object, seq: Seq, *, completion_s: float, reason: int = 0) -> None:
+def write_request(
+    records: SimulationRecords, seq: Seq, *, completion_s: float, reason: int = 0
+) -> None:
     """Write a request's final figures into its row of ``records.requests``."""
-    cols = records.requests  # type: ignore[attr-defined]
+    cols = records.requests
     row = seq.row
     cols.column("first_scheduled_s")[row] = seq.first_scheduled_s
     cols.column("first_token_s")[row] = seq.first_token_s
