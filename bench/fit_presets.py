@@ -59,6 +59,13 @@ SOURCES: dict[str, tuple[str, str, str, float | None, str]] = {
         0.5,
         "the APEX creation trace's own Poisson rate (0.5 req/s)",
     ),
+    "mooncake-conv": (
+        "traces/mooncake/conversation_trace.jsonl",
+        "Mooncake/Kimi conversations (FAST'25): long contexts, prefix reuse not modelled here",
+        "poisson",
+        3.4,
+        "the trace's mean rate (its arrivals sit on a 3-s grid, so no gamma fit)",
+    ),
     "lmsys": (
         "traces/apex_plus/llama/lmsys_05.jsonl",
         "APEX LMSYS-Chat-1M (Llama tokens): short chat prompts and answers",
