@@ -17,6 +17,7 @@ from servesim.workload.arrivals import (
     OnOffArrivals,
     PoissonArrivals,
     TimeVaryingArrivals,
+    TraceRateArrivals,
     arrival_times,
 )
 from servesim.workload.config import ArrivalConfig
@@ -32,7 +33,7 @@ def _cv(times: np.ndarray) -> float:
 
 
 def test_registry_has_all_processes() -> None:
-    expected = ["constant", "gamma", "onoff", "poisson", "time_varying", "trace"]
+    expected = ["constant", "gamma", "onoff", "poisson", "time_varying", "trace", "trace_rate"]
     assert ARRIVALS.names() == expected
     # Every registered process has a config kind of the same name, and vice versa.
     union = typing.get_args(typing.get_args(ArrivalConfig)[0])
@@ -156,3 +157,21 @@ def test_determinism_and_independent_streams() -> None:
     # Independent streams: no correlation between the gaps of two components.
     ga, gc = np.diff(a), np.diff(c)
     assert abs(np.corrcoef(ga, gc)[0, 1]) < 0.3
+
+
+def test_trace_rate_follows_bins_and_scales() -> None:
+    # 60 arrivals in the first minute, 0 in the second, 120 in the third.
+    times = np.concatenate([np.linspace(0, 59, 60), np.linspace(120, 179.5, 120)])
+    process = TraceRateArrivals(times, bin_s=60.0)
+    assert process.rates_per_s.tolist() == [1.0, 0.0, 2.0, 0.0]
+    assert process.mean_rate_per_s == pytest.approx(1.0)  # 180 over 180 s
+    counts = []
+    for seed in range(50):
+        drawn = np.concatenate(list(process.stream(_rng(seed=seed), 1024)))
+        assert drawn.max() <= 180.0
+        assert not np.any((drawn > 60.0) & (drawn < 120.0))
+        counts.append(drawn.size)
+    assert np.mean(counts) == pytest.approx(180, rel=0.03)
+    doubled = TraceRateArrivals(times, bin_s=60.0, rate_scale=2.0, periodic=True)
+    assert doubled.mean_rate_per_s == pytest.approx(2.0)
+    assert arrival_times(doubled, _rng(), 5000)[-1] > 180.0  # repeats

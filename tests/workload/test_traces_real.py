@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from servesim.workload import describe, load_trace
+from servesim.core.rng import RandomStreams
+from servesim.workload import WorkloadConfig, describe, load_trace
 
 # (relative path, format detected, rows) from each folder's PROVENANCE.md.
 TRACES = [
@@ -143,3 +144,17 @@ def test_context_cap_counts(shared_data: Path) -> None:
     skipped = load_trace(path, max_context_tokens=32768, over_limit="skip")
     assert len(skipped) == len(full) - int(over.sum())
     assert skipped.skipped_by_problem == {"over the context limit": int(over.sum())}
+
+
+def test_azure_load_shape_replayed_at_double_rate(shared_data: Path) -> None:
+    path = shared_data / "traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv"
+    config = WorkloadConfig(
+        arrival={"kind": "trace_rate", "path": str(path), "bin_s": 60.0},
+        lengths={"kind": "preset", "name": "azure-conv"},
+        num_requests=100_000,
+    )
+    base = describe(config.build(RandomStreams(0)))
+    assert base.num_requests == pytest.approx(19366, rel=0.03)  # the trace's own count
+    doubled = describe(config.with_rate(2 * base.rate_per_s).build(RandomStreams(0)))
+    assert doubled.num_requests == pytest.approx(2 * 19366, rel=0.03)
+    assert doubled.duration_s == pytest.approx(base.duration_s, rel=0.02)

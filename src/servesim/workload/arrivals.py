@@ -229,9 +229,13 @@ class TimeVaryingArrivals:
 
     @property
     def mean_rate_per_s(self) -> float:
+        """Per period if periodic; else the rate held after the last knot, or, when that is
+        0 (a finite stream), the mean over the schedule."""
         if self.period_s is not None:
             return float(self._cum[-1] / self.period_s)
-        return float(self.rates_per_s[-1])
+        if self.rates_per_s[-1] > 0 or self.knots_s[-1] == 0:
+            return float(self.rates_per_s[-1])
+        return float(self._cum[-1] / self.knots_s[-1])
 
     def cumulative_intensity(self, t_s: np.ndarray | float) -> np.ndarray:
         """Λ(t): the expected number of arrivals in [0, t]."""
@@ -277,6 +281,39 @@ class TimeVaryingArrivals:
                 yield finite
             if finite.size < times.size:
                 return  # the rate fell to 0 for good: the stream is finite
+
+
+@ARRIVALS.register("trace_rate")
+class TraceRateArrivals(TimeVaryingArrivals):
+    """Poisson arrivals following a trace's rate, bin by bin (a step schedule).
+
+    Keeps a real trace's slow variation (per-minute load, a diurnal shape) while drawing fresh
+    Poisson arrivals inside each bin, so the shape can be replayed at another mean rate
+    (``rate_scale`` multiplies every bin's rate) or repeated (``periodic``).
+    """
+
+    def __init__(
+        self,
+        times_s: Sequence[float] | np.ndarray,
+        bin_s: float = 60.0,
+        rate_scale: float = 1.0,
+        periodic: bool = False,
+    ) -> None:
+        times = np.asarray(times_s, dtype=np.float64)
+        _positive("bin_s", bin_s)
+        _positive("rate_scale", rate_scale)
+        if times.size < 2 or not np.all(np.isfinite(times)) or times[0] < 0:
+            raise ConfigError("times_s", f"{times.size} values", "need >= 2 finite times >= 0")
+        num_bins = max(1, math.ceil((times[-1] - times[0]) / bin_s))
+        counts, _edges = np.histogram(times - times[0], bins=num_bins, range=(0, num_bins * bin_s))
+        rates = counts / bin_s * rate_scale
+        knots = np.arange(num_bins) * bin_s
+        # The schedule ends at rate 0 after the last bin unless it repeats.
+        if periodic:
+            super().__init__(knots, rates, "step", period_s=num_bins * bin_s)
+        else:
+            super().__init__(np.append(knots, num_bins * bin_s), np.append(rates, 0.0), "step")
+        self.bin_s = bin_s
 
 
 @ARRIVALS.register("trace")

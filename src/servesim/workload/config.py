@@ -22,6 +22,7 @@ from servesim.workload.arrivals import (
     PoissonArrivals,
     TimeVaryingArrivals,
     TraceArrivals,
+    TraceRateArrivals,
 )
 from servesim.workload.length_config import LengthDist, LengthsConfig
 from servesim.workload.presets import get_preset
@@ -121,13 +122,31 @@ class TraceArrivalConfig(_Strict):
         return TraceArrivals(trace.arrival_s)
 
 
+class TraceRateConfig(_Strict):
+    """Poisson arrivals following a trace's per-bin rate (its load shape), optionally scaled."""
+
+    kind: Literal["trace_rate"] = "trace_rate"
+    path: Path = Field(description="Trace file with arrival times.")
+    format: str | None = Field(None, description="Trace format (None: detect).")
+    bin_s: float = Field(60.0, gt=0, description="Rate bin width (seconds).")
+    rate_scale: float = Field(1.0, gt=0, description="Multiply every bin's rate by this.")
+    periodic: bool = Field(False, description="Repeat the shape instead of stopping.")
+
+    def build(self) -> ArrivalProcess:
+        trace = load_trace(self.path, self.format)
+        if trace.arrival_s is None:
+            raise ConfigError("arrival.path", str(self.path), "trace has no arrival times")
+        return TraceRateArrivals(trace.arrival_s, self.bin_s, self.rate_scale, self.periodic)
+
+
 ArrivalConfig = Annotated[
     PoissonConfig
     | GammaConfig
     | ConstantConfig
     | OnOffConfig
     | TimeVaryingConfig
-    | TraceArrivalConfig,
+    | TraceArrivalConfig
+    | TraceRateConfig,
     Field(discriminator="kind"),
 ]
 
@@ -289,14 +308,16 @@ class WorkloadConfig(_Strict):
             data["rate_per_s"] = rate_per_s
             if data["trace"] is not None:
                 data["trace"]["rate_scale"] = 1.0
-        elif isinstance(arrival, OnOffConfig | TimeVaryingConfig | TraceArrivalConfig):
+        elif isinstance(
+            arrival, OnOffConfig | TimeVaryingConfig | TraceArrivalConfig | TraceRateConfig
+        ):
             factor = rate_per_s / arrival.build().mean_rate_per_s
             if isinstance(arrival, OnOffConfig):
                 data["arrival"]["rate_on_per_s"] *= factor
                 data["arrival"]["rate_off_per_s"] *= factor
             elif isinstance(arrival, TimeVaryingConfig):
                 data["arrival"]["rates_per_s"] = [r * factor for r in arrival.rates_per_s]
-            else:
+            else:  # trace and trace_rate arrivals
                 data["arrival"]["rate_scale"] *= factor
         else:
             data["arrival"]["rate_per_s"] = rate_per_s
