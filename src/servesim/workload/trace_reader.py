@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from servesim.core.errors import TraceError
-from servesim.workload.trace_formats import ARRIVAL_UNITS_TO_S, TraceFormat
+from servesim.workload.trace_formats import (
+    ARRIVAL_UNITS_TO_S,
+    TraceFormat,
+    detect_format,
+    generic_format,
+    resolve_format,
+)
 
 # Token counts above this are surely corrupt (no model has a 2^31-token context).
 MAX_TOKENS = 2**31 - 1
@@ -319,3 +325,30 @@ def first_json_keys(path: Path, max_lines: int = 20) -> list[str]:
         if isinstance(record, dict):
             return list(record)
     return []
+
+
+def file_type_of(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return "jsonl"
+    if suffix in (".csv", ".txt"):
+        return "csv"
+    # No telling suffix: look at the first non-blank byte.
+    with path.open("rb") as handle:
+        head = handle.read(4096).lstrip()
+    return "jsonl" if head.startswith(b"{") else "csv"
+
+
+def resolve_trace_format(
+    path: Path, format: str | None, columns: dict[str, str] | None, **generic: Any
+) -> TraceFormat:
+    """The format to read ``path`` with: named, generic with ``columns``, or detected."""
+    if columns is not None:
+        return generic_format(format or file_type_of(path), columns, **generic)
+    if format is not None:
+        return resolve_format(format)
+    file_type = file_type_of(path)
+    if path.stat().st_size == 0:
+        raise TraceError(path, None, None, "empty file")
+    names = csv_header(path) if file_type == "csv" else first_json_keys(path)
+    return detect_format(str(path), file_type, names)

@@ -22,20 +22,14 @@ from servesim.core.rng import RandomStreams
 from servesim.workload.arrivals import DEFAULT_CHUNK, ArrivalProcess
 from servesim.workload.lengths import JointEmpiricalLengths
 from servesim.workload.request import Request
-from servesim.workload.trace_formats import (
-    TraceFormat,
-    detect_format,
-    generic_format,
-    resolve_format,
-)
+from servesim.workload.trace_formats import TraceFormat
 from servesim.workload.trace_reader import (
     RowError,
     RowParser,
     TraceColumns,
-    csv_header,
     csv_rows,
-    first_json_keys,
     jsonl_rows,
+    resolve_trace_format,
 )
 from servesim.workload.workload import Workload
 
@@ -321,33 +315,6 @@ def _note_skip(
     if len(cols.first_skipped) < 5:
         where = f"{path}:{line}" + (f" column {column!r}" if column else "")
         cols.first_skipped.append(f"{where}: {problem}")
-
-
-def _file_type(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json", ".ndjson"):
-        return "jsonl"
-    if suffix in (".csv", ".txt"):
-        return "csv"
-    # No telling suffix: look at the first non-blank byte.
-    with path.open("rb") as handle:
-        head = handle.read(4096).lstrip()
-    return "jsonl" if head.startswith(b"{") else "csv"
-
-
-def resolve_trace_format(
-    path: Path, format: str | None, columns: dict[str, str] | None, **generic: Any
-) -> TraceFormat:
-    """The format to read ``path`` with: named, generic with ``columns``, or detected."""
-    if columns is not None:
-        return generic_format(format or _file_type(path), columns, **generic)
-    if format is not None:
-        return resolve_format(format)
-    file_type = _file_type(path)
-    if path.stat().st_size == 0:
-        raise TraceError(path, None, None, "empty file")
-    names = csv_header(path) if file_type == "csv" else first_json_keys(path)
-    return detect_format(str(path), file_type, names)
 
 
 def load_trace(
