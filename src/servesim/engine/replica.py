@@ -88,6 +88,10 @@ class Replica:
         num_swap_blocks = int(cache.swap_space_bytes // block_bytes) if block_bytes else 0
         self.stage_free_s = [0.0] * pp
         self.outstanding_tokens = 0
+        self.role = setup.role
+        # Set by a cluster layer on prefill-role replicas: called with (seq, now) when a prompt
+        # and its first token are done; the sequence has left this replica.
+        self.on_prefilled: Callable[[Seq, float], None] | None = None
         self.alive: dict[Seq, None] = {}
         self.perf_cache: dict[object, object] = {}
         self.engines = [
@@ -97,7 +101,9 @@ class Replica:
                 scheduler,
                 self._state(cache, num_swap_blocks // pp, pp),
                 clock_limits,
-                skip_ahead=skip_ahead and pp == 1,
+                # A replica receiving KV from elsewhere steps one iteration at a time, since
+                # an arrival it cannot foresee may join any iteration.
+                skip_ahead=skip_ahead and pp == 1 and not setup.receives_kv,
                 check_invariants=check_invariants,
             )
             for i, scheduler in enumerate(schedulers)
@@ -149,6 +155,17 @@ class Replica:
             engine.busy = True
             self.loop.schedule(now, engine.start, now, priority=2)
 
+    def receive(self, seq: Seq, now: float) -> None:
+        """Accept a sequence whose prompt KV (and first token) arrives from elsewhere at
+        ``now``; it decodes here once the least loaded virtual engine has blocks for it."""
+        engine = min(self.engines, key=lambda e: e.num_unfinished())
+        self.alive[seq] = None
+        self.outstanding_tokens += seq.num_prompt_tokens + seq.num_output_tokens
+        engine.incoming.append(seq)
+        if not engine.busy:
+            engine.busy = True
+            self.loop.schedule(now, engine.start, now, priority=2)
+
     def forget(self, seq: Seq) -> None:
         """A request left the replica (finished)."""
         del self.alive[seq]
@@ -182,7 +199,9 @@ class Replica:
         engine = self.engines[0]
         scheduler = engine.scheduler
         blocks = engine.state.blocks
-        kv_tokens = scheduler.max_kv_tokens(num_prompt_tokens, num_output_tokens)
+        # A prefill-role replica only holds the prompt and its first token.
+        num_out = 1 if self.role == "prefill" else num_output_tokens
+        kv_tokens = scheduler.max_kv_tokens(num_prompt_tokens, num_out)
         reserve = blocks.num_watermark_blocks if scheduler.keep_watermark else 0
         usable = blocks.num_blocks - reserve
         if math.ceil(kv_tokens / self.block_size) > usable:

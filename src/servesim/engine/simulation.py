@@ -34,7 +34,11 @@ class ReplicaSetup:
         scheduler: the replica scheduler's config (``kind`` picks it).
         cache: the paged KV cache's config.
         pool: name of the replica pool (heterogeneous deployments).
-        role: ``unified`` (later: ``prefill``/``decode`` for disaggregation).
+        role: ``unified``; ``prefill`` (hands each request to ``Replica.on_prefilled`` after
+            its first token) or ``decode`` (receives them via ``Replica.receive``) when a
+            cluster layer disaggregates.
+        receives_kv: the replica may be given sequences computed elsewhere (``decode`` role,
+            migration targets); it then steps one iteration at a time.
     """
 
     plan: ReplicaPlan
@@ -42,6 +46,7 @@ class ReplicaSetup:
     cache: CacheConfig = field(default_factory=CacheConfig)
     pool: str = "default"
     role: str = "unified"
+    receives_kv: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,8 @@ class ReplicaView:
         num_running: requests on the GPU.
         kv_usage: fraction of KV blocks in use.
         outstanding_tokens: prompt + output tokens of the requests it holds, unfinished.
+        num_queued_prompt_tokens: prompt tokens not yet computed of the requests queued or
+            mid-prefill (what a real router learns from the engine's metrics endpoint).
     """
 
     replica_id: int
@@ -61,25 +68,55 @@ class ReplicaView:
     num_running: int
     kv_usage: float
     outstanding_tokens: int
+    num_queued_prompt_tokens: int = 0
 
 
 Dispatch = Callable[[Request, Sequence[ReplicaView]], int]
 
 
-def _view(replica: Replica) -> ReplicaView:
-    queued = running = used = 0
+def replica_view(replica: Replica) -> ReplicaView:
+    """What a router may read about ``replica`` now."""
+    queued = running = used = pending = 0
     for engine in replica.engines:
         state = engine.state
-        queued += engine.scheduler.num_queued(state) + len(state.swapped)
+        queued += engine.scheduler.num_queued(state) + len(state.swapped) + len(engine.incoming)
         running += len(state.running)
         used += state.blocks.num_used
+        for seq in state.waiting:
+            pending += seq.prefill_target - seq.num_computed
+        for seq in state.prefilling:
+            pending += seq.prefill_target - seq.num_computed
     return ReplicaView(
         replica_id=replica.replica_id,
         num_queued=queued,
         num_running=running,
         kv_usage=used / replica.num_kv_blocks,
         outstanding_tokens=replica.outstanding_tokens,
+        num_queued_prompt_tokens=pending,
     )
+
+
+class _Views(Sequence[ReplicaView]):
+    """Views built on access (a router reading two replicas does not pay for all)."""
+
+    def __init__(self, replicas: list[Replica]) -> None:
+        self._replicas = replicas
+
+    def __len__(self) -> int:
+        return len(self._replicas)
+
+    def __getitem__(self, index: int) -> ReplicaView:  # type: ignore[override]
+        return replica_view(self._replicas[index])
+
+
+@dataclass(frozen=True, slots=True)
+class EngineHandle:
+    """What ``run_simulation``'s ``on_start`` hook gets: the live parts a cluster layer drives
+    (it may schedule events on ``loop`` and set ``Replica.on_prefilled``)."""
+
+    loop: EventLoop
+    replicas: list[Replica]
+    records: SimulationRecords
 
 
 class _Driver:
@@ -161,7 +198,7 @@ class _Driver:
             index = self._rr % n
             self._rr += 1
             return index
-        index = self.dispatch(request, [_view(r) for r in self.replicas])
+        index = self.dispatch(request, _Views(self.replicas))
         if not (isinstance(index, int) and 0 <= index < n):
             raise ConfigError("dispatch", index, f"must return a replica index in [0, {n})")
         return index
@@ -219,6 +256,7 @@ def run_simulation(
     on_progress: Callable[[int, int], None] | None = None,
     skip_ahead: bool = True,
     check_invariants: bool = False,
+    on_start: Callable[[EngineHandle], None] | None = None,
 ) -> SimulationRecords:
     """Simulate serving ``requests`` (sorted by arrival) on ``replicas``.
 
@@ -232,6 +270,7 @@ def run_simulation(
         on_progress: called with (requests done, requests arrived) every 1000 and at the end.
         skip_ahead: advance stable decode-only runs inside one event (exact; off for checks).
         check_invariants: recount every accounting invariant after each step (slow; tests).
+        on_start: called once the replicas exist, before the first arrival (cluster hooks).
 
     Returns:
         The columnar records of the run.
@@ -259,6 +298,8 @@ def run_simulation(
         for engine in replica.engines:
             engine.on_done = driver.done
         built.append(replica)
+    if on_start is not None:
+        on_start(EngineHandle(loop, built, records))
     driver.feed()
     loop.run(until_s=stop_s)
     if duration_s is None and any(r.alive for r in built):

@@ -9,6 +9,8 @@ missing KV block could change, so results equal those of stepping one event at a
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -52,11 +54,15 @@ class VirtualEngine:
         self.loop = replica.loop
         self.records = replica.records
         self.on_done: Callable[[], None] = lambda: None
+        # Sequences whose prompt KV was computed elsewhere (disaggregated prefill, migration)
+        # and has arrived here; admitted FCFS before each step as KV blocks allow.
+        self.incoming: deque[Seq] = deque()
 
     def num_unfinished(self) -> int:
         """Requests queued, running or swapped here."""
         state = self.state
-        return len(state.running) + len(state.swapped) + self.scheduler.num_queued(state)
+        queued = self.scheduler.num_queued(state) + len(self.incoming)
+        return len(state.running) + len(state.swapped) + queued
 
     # ---- one iteration -------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -64,6 +70,8 @@ class VirtualEngine:
         state = self.state
         state.num_swap_in_blocks = state.num_swap_out_blocks = 0
         state.num_preempted_this_step = 0
+        if self.incoming:
+            self._admit_incoming(now)
         batch = self.scheduler.schedule(now, state)
         if batch is None:
             self.busy = False
@@ -158,6 +166,8 @@ class VirtualEngine:
                 self._emit(seq, now)
                 if seq.num_emitted >= seq.num_output_tokens:
                     self._finish(seq, now)
+                elif self.replica.on_prefilled is not None:
+                    self._hand_off(seq, now)
                 else:
                     seq.status = SeqStatus.DECODING
                     ready[seq] = None
@@ -168,6 +178,44 @@ class VirtualEngine:
         else:
             state.blocks.check()  # O(1): free + used + cached-evictable == total
         self.start(now)
+
+    def _hand_off(self, seq: Seq, now: float) -> None:
+        """A prefill-role replica is done with ``seq`` (prompt + first token): free its KV here
+        and give it to the replica's ``on_prefilled`` callback (the cluster's KV transfer)."""
+        self.state.finish(seq)
+        self.scheduler.on_finish(seq)
+        self.replica.forget(seq)
+        seq.status = SeqStatus.WAITING
+        callback = self.replica.on_prefilled
+        assert callback is not None
+        callback(seq, now)
+
+    def _admit_incoming(self, now: float) -> None:
+        """Admit arrived sequences (prompt KV computed elsewhere) as decoding, FCFS, while
+        sequence slots and KV blocks above the watermark allow (DistServe: decode-side
+        admission waits for memory)."""
+        state = self.state
+        blocks = state.blocks
+        limit = self.scheduler.max_num_seqs
+        while self.incoming and len(state.running) < limit:
+            seq = self.incoming[0]
+            kv_tokens = seq.num_prompt_tokens + seq.num_emitted - 1
+            need = -(-kv_tokens // state.block_size)
+            if not blocks.can_allocate(need, keep_watermark=True):
+                break
+            self.incoming.popleft()
+            blocks.allocate(need)
+            seq.num_private = need
+            seq.block_keys = []
+            seq.num_computed = seq.prefill_target
+            seq.status = SeqStatus.DECODING
+            if math.isnan(seq.first_scheduled_s):
+                seq.first_scheduled_s = now
+            if math.isnan(seq.first_token_s):
+                # The user's stream starts at the decode replica (vLLM/Dynamo disaggregation).
+                seq.first_token_s = seq.last_token_s = now
+            state.running[seq] = None
+            state.ready[seq] = None
 
     def _decode_tick(self, decodes: list[Seq], now: float) -> None:
         state = self.state
