@@ -9,6 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from servesim.cli import app, main
+from servesim.core.rng import RandomStreams
+from servesim.workload import WorkloadConfig, load_trace
 
 runner = CliRunner()
 
@@ -169,3 +171,37 @@ def test_describe_lengths_from_trace_file_and_rate_on_trace(shared_data: Path) -
     )
     data = json.loads(result.output)
     assert data["num_requests"] == 28257 and data["rate_per_s"] == pytest.approx(5, rel=0.05)
+
+
+def test_generate_writes_a_trace_that_reads_back(tmp_path: Path) -> None:
+    out = tmp_path / "w.jsonl"
+    args = [
+        "workload",
+        "generate",
+        "--out",
+        str(out),
+        "--preset",
+        "lmsys",
+        "--turns",
+        "3",
+        "--num-requests",
+        "300",
+        "--seed",
+        "5",
+    ]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["num_requests"] == 300
+    expected = list(
+        WorkloadConfig(preset="lmsys", sessions={"mean_turns": 3}, num_requests=300).build(
+            RandomStreams(5)
+        )
+    )
+    assert list(load_trace(out, normalize_start=False)) == expected
+    described = runner.invoke(app, ["workload", "describe", "--trace", str(out), "--json"])
+    assert json.loads(described.output)["num_sessions"] == len({r.session_id for r in expected})
+
+
+def test_generate_needs_out() -> None:
+    result = runner.invoke(app, ["workload", "generate"])
+    assert result.exit_code == 2

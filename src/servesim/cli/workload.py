@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from servesim.core.rng import RandomStreams
 from servesim.workload import Trace, Workload, WorkloadConfig, describe, get_preset, preset_names
 from servesim.workload.describe import WorkloadStats
 from servesim.workload.length_config import parse_dist_spec
+from servesim.workload.native import write_requests
 from servesim.workload.traces import TraceReplay
 
 workload_app = typer.Typer(
@@ -233,6 +236,35 @@ def describe_cmd(
     console.print(_stats_table(stats))
     for line in _skipped_lines(workload):
         console.print(line, markup=False, highlight=False)
+
+
+def generate_cmd(out: Path, **options: Any) -> None:
+    """Write a workload's requests to a servesim JSONL file (read back by load_trace)."""
+    workload = _config(options).build(RandomStreams(options["seed"]))
+    count = write_requests(workload, out)
+    if options["as_json"]:
+        print_json({"path": str(out), "num_requests": count, "name": workload.name})
+        return
+    console.print(f"wrote {count:,} requests of {workload.name} to {out}", highlight=False)
+
+
+# ``generate`` takes the same workload options as ``describe``, plus --out (one definition).
+_HINTS = typing.get_type_hints(describe_cmd)
+generate_cmd.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        inspect.Parameter(
+            "out",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(..., "--out", help="Output file (servesim JSONL)."),
+            annotation=Path,
+        ),
+        *(
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=_HINTS[p.name])
+            for p in inspect.signature(describe_cmd).parameters.values()
+        ),
+    ]
+)
+workload_app.command("generate")(generate_cmd)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ prompt / output columns:
   tokens = a failed request).
 - ``served``: JSONL (APEX vLLM served traces), ``arrival_time_s`` s, ``prompt_tokens`` /
   ``output_tokens``.
+- ``servesim``: JSONL written by ``write_requests`` (``Request`` field names).
 - ``csv`` / ``jsonl``: generic, with a user column mapping.
 """
 
@@ -42,6 +43,9 @@ class TraceFormat:
         block_size: tokens per prefix block of ``hash_column``.
         zero_output_is_failure: rows with 0 output tokens are failed requests (BurstGPT).
         session_column: conversation id column, if any.
+        has_request_fields: the servesim format: optional ``Request`` fields per row (session,
+            group, prefix blocks with their ``prefix_block_size``, priority, class, user,
+            adapter).
     """
 
     name: str
@@ -54,13 +58,14 @@ class TraceFormat:
     block_size: int = 0
     zero_output_is_failure: bool = False
     session_column: str | None = None
+    has_request_fields: bool = False
 
     def required_columns(self) -> tuple[str, ...]:
         """Columns that must be present in every row."""
         cols = [self.prompt_column, self.output_column]
         if self.arrival_column:
             cols.insert(0, self.arrival_column)
-        if self.hash_column:
+        if self.hash_column and not self.has_request_fields:
             cols.append(self.hash_column)
         return tuple(cols)
 
@@ -92,12 +97,32 @@ FORMATS: dict[str, TraceFormat] = {
             zero_output_is_failure=True,
         ),
         TraceFormat("served", "jsonl", "prompt_tokens", "output_tokens", "arrival_time_s", "s"),
+        TraceFormat(
+            "servesim",
+            "jsonl",
+            "num_prompt_tokens",
+            "num_output_tokens",
+            "arrival_s",
+            "s",
+            hash_column="prefix_block_hashes",
+            session_column="session_id",
+            has_request_fields=True,
+        ),
     )
 }
 GENERIC = ("csv", "jsonl")
 
 # Detection order: a format whose required columns are a superset of another's comes first.
-_DETECT_ORDER = ("mooncake", "apex", "served", "azure", "burstgpt", "vidur", "vidur-lengths")
+_DETECT_ORDER = (
+    "servesim",
+    "mooncake",
+    "apex",
+    "served",
+    "azure",
+    "burstgpt",
+    "vidur",
+    "vidur-lengths",
+)
 
 
 def format_names() -> list[str]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from servesim.core.errors import TraceError
+from servesim.workload.native import Extras
 from servesim.workload.trace_formats import (
     ARRIVAL_UNITS_TO_S,
     TraceFormat,
@@ -54,6 +55,8 @@ class TraceColumns:
     hash_values: array = field(default_factory=lambda: array("q"))
     hash_offsets: array = field(default_factory=lambda: array("q", [0]))
     session: array = field(default_factory=lambda: array("q"))
+    block_size: int = 0
+    request_fields: Extras | None = None
     num_rows_read: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     first_skipped: list[str] = field(default_factory=list)
@@ -62,7 +65,9 @@ class TraceColumns:
 def _tokens(value: Any, column: str) -> int:
     """A token count: a non-negative integer (``"12"``, ``12`` or ``12.0``)."""
     if isinstance(value, bool) or value is None:
-        raise RowError(column, f"expected an integer token count, got {value!r}")
+        raise RowError(
+            column, f"expected an integer token count, got {value!r}", "not an integer token count"
+        )
     if isinstance(value, str):
         text = value.strip()
         try:
@@ -87,7 +92,7 @@ def _tokens(value: Any, column: str) -> int:
 
 def _number(value: Any, column: str) -> float:
     if isinstance(value, bool) or value is None:
-        raise RowError(column, f"expected a number, got {value!r}")
+        raise RowError(column, f"expected a number, got {value!r}", "not a number")
     if isinstance(value, str):
         try:
             value = float(value.strip())
@@ -154,6 +159,8 @@ class RowParser:
         self.clock = _DatetimeClock()
         self.unit = ARRIVAL_UNITS_TO_S.get(fmt.arrival_unit, 1.0)
         self.last_arrival = -math.inf
+        self.block_size = fmt.block_size  # servesim format: from the rows
+        self.request_fields: tuple[int, int, int, str, str | None] | None = None
 
     def _get(self, row: dict[str, Any], column: str) -> Any:
         if column not in row or row[column] is None:
@@ -187,20 +194,13 @@ class RowParser:
                 else ("0 output tokens")
             )
             raise RowError(fmt.output_column, what)
-        hashes = None
-        if fmt.hash_column:
-            hashes = _hashes(self._get(row, fmt.hash_column), fmt.hash_column)
-            expected = -(-prompt // fmt.block_size)
-            if len(hashes) != expected:
-                raise RowError(
-                    fmt.hash_column,
-                    f"{len(hashes)} block ids for {prompt} tokens (expected {expected} "
-                    f"blocks of {fmt.block_size})",
-                    "wrong number of block ids",
-                )
+        hashes = self._parse_hashes(row, prompt)
         session = -1
-        if fmt.session_column:
+        optional = fmt.has_request_fields and row.get(fmt.session_column or "") is None
+        if fmt.session_column and not optional:
             session = _tokens(self._get(row, fmt.session_column), fmt.session_column)
+        if fmt.has_request_fields:
+            self.request_fields = _request_fields(row)
         if fmt.arrival_column:
             if arrival < self.last_arrival:
                 raise RowError(
@@ -209,6 +209,62 @@ class RowParser:
                 )
             self.last_arrival = arrival
         return arrival, prompt, output, hashes, session
+
+    def _parse_hashes(self, row: dict[str, Any], prompt: int) -> list[int] | None:
+        fmt = self.fmt
+        if not fmt.hash_column:
+            return None
+        block_size = fmt.block_size
+        if fmt.has_request_fields:  # optional, with the block size in its own field
+            if row.get(fmt.hash_column) is None:
+                return []
+            block_size = _tokens(self._get(row, "prefix_block_size"), "prefix_block_size")
+            if block_size < 1 or (self.block_size and block_size != self.block_size):
+                raise RowError(
+                    "prefix_block_size",
+                    f"{block_size} differs from the file's {self.block_size}",
+                    "inconsistent prefix_block_size",
+                )
+        hashes = _hashes(self._get(row, fmt.hash_column), fmt.hash_column)
+        expected = -(-prompt // block_size)
+        if len(hashes) != expected:
+            raise RowError(
+                fmt.hash_column,
+                f"{len(hashes)} block ids for {prompt} tokens (expected {expected} "
+                f"blocks of {block_size})",
+                "wrong number of block ids",
+            )
+        self.block_size = block_size
+        return hashes
+
+
+def _integer(value: Any, column: str) -> int:
+    """Any integer (priorities may be negative)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RowError(column, f"expected an integer, got {value!r}", "not an integer")
+    return value
+
+
+def _request_fields(row: dict[str, Any]) -> tuple[int, int, int, str, str | None]:
+    """(group, priority, user, slo_class, adapter) of a servesim-format row."""
+    group = row.get("group_id")
+    slo_class = row.get("slo_class", "default")
+    adapter = row.get("adapter_id")
+    if not isinstance(slo_class, str) or not slo_class:
+        raise RowError(
+            "slo_class", f"expected a non-empty string, got {slo_class!r}", "bad slo_class"
+        )
+    if adapter is not None and not isinstance(adapter, str):
+        raise RowError(
+            "adapter_id", f"expected a string or null, got {adapter!r}", "bad adapter_id"
+        )
+    return (
+        -1 if group is None else _tokens(group, "group_id"),
+        _integer(row.get("priority", 0), "priority"),
+        _tokens(row.get("user_id", 0), "user_id"),
+        slo_class,
+        adapter,
+    )
 
 
 def _decoded_lines(path: Path, bad_lines: set[int] | None = None) -> Iterator[tuple[int, str]]:

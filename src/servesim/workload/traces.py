@@ -21,6 +21,7 @@ from servesim.core.errors import ConfigError, TraceError
 from servesim.core.rng import RandomStreams
 from servesim.workload.arrivals import DEFAULT_CHUNK, ArrivalProcess
 from servesim.workload.lengths import JointEmpiricalLengths
+from servesim.workload.native import Extras
 from servesim.workload.request import Request
 from servesim.workload.trace_formats import TraceFormat
 from servesim.workload.trace_reader import (
@@ -104,7 +105,8 @@ class Trace(Workload):
             times = np.frombuffer(cols.arrival_s, dtype=np.float64)
             start = times[0] if options.normalize_start else 0.0
             self.arrival_s = (times - start) / options.rate_scale
-        self.block_size = fmt.block_size
+        self.block_size = cols.block_size
+        self.request_fields = cols.request_fields
         self.hash_values = np.frombuffer(cols.hash_values, dtype=np.int64)
         self.hash_offsets = np.frombuffer(cols.hash_offsets, dtype=np.int64)
         self.session_ids = (
@@ -167,6 +169,8 @@ class Trace(Workload):
         self.hash_offsets = self.hash_offsets[: keep + 1] if self.block_size else self.hash_offsets
         if self.session_ids is not None:
             self.session_ids = self.session_ids[:keep]
+        if self.request_fields is not None:
+            self.request_fields.truncate(keep)
 
     def lengths(self) -> JointEmpiricalLengths:
         """Joint (prompt, output) row sampler over this trace (keeps their correlation)."""
@@ -193,6 +197,7 @@ class Trace(Workload):
 
     def _requests(self, times: np.ndarray, num: int) -> Iterator[Request]:
         sessions = self.session_ids
+        extras = self.request_fields
         for start in range(0, num, DEFAULT_CHUNK):
             stop = min(num, start + DEFAULT_CHUNK)
             # tolist() per chunk: plain ints/floats without holding the whole trace as objects.
@@ -201,14 +206,17 @@ class Trace(Workload):
             chunk_o = self.output_tokens[start:stop].tolist()
             for k in range(stop - start):
                 i = start + k
+                hashes = self.block_hashes(i)
+                session = int(sessions[i]) if sessions is not None else -1
                 yield Request(
                     request_id=i,
                     arrival_s=chunk_t[k],
                     num_prompt_tokens=chunk_p[k],
                     num_output_tokens=chunk_o[k],
-                    session_id=int(sessions[i]) if sessions is not None else None,
-                    prefix_block_hashes=self.block_hashes(i),
-                    prefix_block_size=self.block_size,
+                    session_id=session if session >= 0 else None,
+                    prefix_block_hashes=hashes,
+                    prefix_block_size=self.block_size if hashes else 0,
+                    **(extras.fields(i) if extras is not None else {}),
                 )
 
 
@@ -263,7 +271,7 @@ def _cap(prompt: int, output: int, limit: int) -> tuple[int, int]:
 def _read(path: Path, fmt: TraceFormat, opts: TraceOptions) -> tuple[TraceColumns, int]:
     rows = csv_rows(path) if fmt.file_type == "csv" else jsonl_rows(path)
     parser = RowParser(fmt)
-    cols = TraceColumns()
+    cols = TraceColumns(request_fields=Extras() if fmt.has_request_fields else None)
     num_capped = 0
     first_t: float | None = None
     for line, row in rows:
@@ -293,8 +301,8 @@ def _read(path: Path, fmt: TraceFormat, opts: TraceOptions) -> tuple[TraceColumn
                 continue
             prompt, output = _cap(prompt, output, limit)
             num_capped += 1
-            if hashes is not None:
-                hashes = hashes[: -(-prompt // fmt.block_size)]
+            if hashes:
+                hashes = hashes[: -(-prompt // parser.block_size)]
         cols.arrival_s.append(t)
         cols.prompt.append(prompt)
         cols.output.append(output)
@@ -303,8 +311,11 @@ def _read(path: Path, fmt: TraceFormat, opts: TraceOptions) -> tuple[TraceColumn
         if hashes is not None:
             cols.hash_values.extend(hashes)
             cols.hash_offsets.append(len(cols.hash_values))
+        if cols.request_fields is not None and parser.request_fields is not None:
+            cols.request_fields.append(parser.request_fields)
         if opts.max_requests is not None and len(cols.prompt) >= opts.max_requests:
             break
+    cols.block_size = parser.block_size
     return cols, num_capped
 
 
