@@ -34,6 +34,26 @@ BURST = b"Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n
     f"{i},ChatGPT,{5 + i},{i % 3},{5 + i + i % 3},API log\n".encode() for i in range(12)
 )
 
+SERVESIM = b"".join(
+    json.dumps(
+        {
+            "arrival_s": 0.5 * i,
+            "num_prompt_tokens": 20 + i,
+            "num_output_tokens": 3,
+            "prefix_block_hashes": list(range(i, i + 2 + (i > 11))),
+            "prefix_block_size": 16,
+            "session_id": i % 3,
+            "group_id": i // 2,
+            "priority": -i,
+            "slo_class": "chat",
+            "adapter_id": "a1",
+            "user_id": i,
+        }
+    ).encode()
+    + b"\n"
+    for i in range(12)
+)
+
 corruption = st.lists(
     st.tuples(
         st.sampled_from(["replace", "insert", "delete", "dup_line", "drop_line"]),
@@ -83,7 +103,8 @@ def _check(data: bytes, suffix: str, skip: bool) -> None:
             for r in requests:
                 assert r.num_prompt_tokens >= 1 and r.num_output_tokens >= 1
                 if r.prefix_block_size:
-                    assert len(r.prefix_block_hashes) == -(-r.num_prompt_tokens // 512)
+                    size = r.prefix_block_size
+                    assert len(r.prefix_block_hashes) == -(-r.num_prompt_tokens // size)
 
 
 _SETTINGS = settings(
@@ -121,3 +142,9 @@ def test_fuzz_burstgpt_csv(edits: list[tuple[str, int, bytes]], skip: bool) -> N
 @given(data=st.binary(max_size=300), suffix=st.sampled_from([".csv", ".jsonl", ""]))
 def test_fuzz_random_bytes(data: bytes, suffix: str) -> None:
     _check(data, suffix, skip=True)
+
+
+@_SETTINGS
+@given(edits=corruption, skip=st.booleans())
+def test_fuzz_servesim_jsonl(edits: list[tuple[str, int, bytes]], skip: bool) -> None:
+    _check(_corrupt(SERVESIM, edits), ".jsonl", skip)
