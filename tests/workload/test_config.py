@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
 from servesim.workload import Request, WorkloadConfig, describe
+from servesim.workload.arrival_config import PoissonConfig
+from servesim.workload.length_config import FixedDist, IndependentLengthsConfig
 
 
 def _poisson_fixed(**extra: object) -> WorkloadConfig:
@@ -163,3 +165,16 @@ def test_with_rate_on_trace_resets_rate_scale(tmp_path: Path) -> None:
     config = WorkloadConfig(trace={"path": _vidur(tmp_path), "rate_scale": 3.0}).with_rate(1.0)
     assert config.trace.rate_scale == 1.0  # type: ignore[union-attr]
     assert list(config.build(RandomStreams(0)))[-1].arrival_s == pytest.approx(20.0)
+
+
+def test_dump_exclude_unset_round_trips_with_model_objects() -> None:
+    # SimConfig merges configs through model_dump(exclude_unset=True): the discriminator
+    # must survive even when sub-models were built without an explicit kind.
+    config = WorkloadConfig(
+        arrival=PoissonConfig(rate_per_s=3.0),
+        lengths=IndependentLengthsConfig(prompt=FixedDist(tokens=5), output=FixedDist(tokens=6)),
+        num_requests=10,
+    )
+    again = WorkloadConfig.model_validate(config.model_dump(exclude_unset=True))
+    assert again == config
+    assert list(again.build(RandomStreams(0))) == list(config.build(RandomStreams(0)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -23,6 +23,12 @@ from servesim.workload.traces import load_trace
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def model_post_init(self, context: Any, /) -> None:
+        # ``kind`` always counts as set, so ``model_dump(exclude_unset=True)`` (used to merge
+        # configs) keeps the discriminator even when the model was built without it.
+        if "kind" in type(self).model_fields:
+            self.__pydantic_fields_set__.add("kind")
 
 
 class PoissonConfig(_Strict):
