@@ -22,17 +22,22 @@ def main() -> None:
     comparisons = validate_apex(args.data)
     header = (
         f"{'run':26} {'TTFT ms pred/meas':>20} {'ITL ms pred/meas':>18} {'E2E s pred/meas':>17}"
+        "   error TTFT/ITL/E2E"
     )
     print(header)
     for c in comparisons:
         r = c.run
+        err = c.errors()
+        flag = "" if r.is_consistent else "  (inconsistent run)"
         print(
             f"{r.name:26} {c.predicted_mean_ttft_s * 1e3:9.1f}/{r.measured_mean_ttft_s * 1e3:<9.1f}"
             f" {c.predicted_mean_itl_s * 1e3:8.2f}/{r.measured_mean_itl_s * 1e3:<8.2f}"
             f" {c.predicted_mean_e2e_s:8.2f}/{r.measured_mean_e2e_s:<8.2f}"
+            f" {err['ttft'] * 100:+6.1f}% {err['itl'] * 100:+6.1f}% {err['e2e'] * 100:+6.1f}%{flag}"
         )
-    errors = mape(comparisons)
-    print("MAPE: " + ", ".join(f"{k} {v * 100:.1f}%" for k, v in errors.items()))
+    for label, subset in (("all runs", False), ("consistent runs", True)):
+        errors = mape(comparisons, consistent_only=subset)
+        print(f"MAPE ({label}): " + ", ".join(f"{k} {v * 100:.1f}%" for k, v in errors.items()))
     print(f"{len(comparisons)} runs replayed in {time.perf_counter() - start:.1f} s wall")
 
 

@@ -55,6 +55,11 @@ class VLLMSchedulerConfig(_SchedulerBase):
     enable_chunked_prefill: bool = Field(
         False, description="V0 only (V1 always chunks); vLLM 0.6 default off."
     )
+    disable_async_output_proc: bool = Field(
+        False,
+        description="V0 only: vLLM 0.6's flag; by default the output of step N is processed "
+        "(and its tokens time-stamped) during step N+1.",
+    )
 
 
 class SarathiSchedulerConfig(_SchedulerBase):

@@ -1,10 +1,12 @@
 """``VirtualEngine``: one scheduler's iteration loop (schedule -> time -> complete -> repeat).
 
 Tokens are emitted at the end of an iteration: the first when the iteration that completes the
-prompt ends. When a scheduler says its decision is stable (``can_skip``), a run of decode-only
-iterations is advanced inside one event, iteration by iteration with the perf model queried
-for each shape, up to the first one that an arrival, the duration limit, a finish or a
-missing KV block could change, so results equal those of stepping one event at a time.
+prompt ends (recorded one host overhead later when the scheduler models vLLM V0's async output
+processing, see ``VirtualEngine._output_lag``). When a scheduler says its decision is stable
+(``can_skip``), a run of decode-only iterations is advanced inside one event, iteration by
+iteration with the perf model queried for each shape, up to the first one that an arrival, the
+duration limit, a finish or a missing KV block could change, so results equal those of
+stepping one event at a time.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class VirtualEngine:
         self.skip_ahead = skip_ahead and getattr(scheduler, "supports_skip", False)
         self.check_invariants = check_invariants
         self.is_trusted = type(scheduler).__module__.startswith("servesim.")
+        # vLLM V0's async output processing (see _output_lag)
+        self.stamps_after_next_step = bool(getattr(scheduler, "async_output_processing", False))
         self.busy = False
         self.loop = replica.loop
         self.records = replica.records
@@ -154,8 +158,9 @@ class VirtualEngine:
     def _complete(self, batch: Batch, times: StageTimes) -> None:
         now = self.loop.now
         state = self.state
+        stamp = now + self._output_lag(times)
         if batch.decodes:
-            self._decode_tick(batch.decodes, now)
+            self._decode_tick(batch.decodes, stamp)
         ready = state.ready
         for seq, chunk in batch.prefills:
             seq.num_computed += chunk
@@ -163,9 +168,9 @@ class VirtualEngine:
                 self._register(seq)
             if seq.num_computed >= seq.prefill_target:
                 del state.prefilling[seq]
-                self._emit(seq, now)
+                self._emit(seq, stamp)
                 if seq.num_emitted >= seq.num_output_tokens:
-                    self._finish(seq, now)
+                    self._finish(seq, stamp)
                 elif self.replica.on_prefilled is not None:
                     self._hand_off(seq, now)
                 else:
@@ -178,6 +183,20 @@ class VirtualEngine:
         else:
             state.blocks.check()  # O(1): free + used + cached-evictable == total
         self.start(now)
+
+    def _output_lag(self, times: StageTimes) -> float:
+        """Delay between an iteration's end and the time its tokens are recorded.
+
+        vLLM 0.6 (V0) with async output processing (on by default with CUDA graphs, no PP)
+        processes the output of step N inside step N+1: the model runner calls the engine's
+        callback after launching step N+1's forward pass and before sampling, and that
+        callback detokenizes, checks stops and takes the stats timestamps (TTFT, ITL, E2E).
+        So tokens are stamped after the next step's host preparation (scheduling, input
+        preparation, broadcast to the TP workers), i.e. one host overhead later; the host
+        overhead of this step stands for the next one's. Sources: vLLM RFC #6913
+        (asynchronous output processor) and ``execute_model`` in vLLM 0.6's model runner.
+        """
+        return times.overhead_s if self.stamps_after_next_step else 0.0
 
     def _hand_off(self, seq: Seq, now: float) -> None:
         """A prefill-role replica is done with ``seq`` (prompt + first token): free its KV here
@@ -267,11 +286,12 @@ class VirtualEngine:
             need -= sum(1 for s in finishers if (s.gkey + nxt - 1) % group.block_size == 0)
             if need > blocks.num_available:
                 break
-            done = group.advance(end)
+            stamp = end + self._output_lag(times)
+            done = group.advance(stamp)
             assert len(done) == len(finishers)
             segment.add(times)
             for seq in done:
-                self._finish(seq, end)
+                self._finish(seq, stamp)
             if done:
                 self._flush(segment, end)
                 segment = _Segment(end, len(group.members), batch.num_queued)

@@ -34,7 +34,8 @@ class VLLMScheduler(ReplicaScheduler):
     manager v1 asks one free block per sequence); running decodes are served before running
     prefill chunks (vLLM walks its running queue in order, where prefilling requests are the
     most recent); prefix-cache hits reduce the prefill tokens counted against the budget;
-    no LoRA, beam search, multi-step or async output processing; scheduler delay factor 0.
+    no LoRA, beam search or multi-step; scheduler delay factor 0. Async output processing
+    (V0 default) is modelled by the engine: tokens are stamped one host overhead late.
     """
 
     config: VLLMSchedulerConfig
@@ -43,6 +44,9 @@ class VLLMScheduler(ReplicaScheduler):
     def __init__(self, config: VLLMSchedulerConfig, *, max_model_len: int) -> None:
         self.is_v1 = config.version == "v1"
         self.is_chunked = self.is_v1 or config.enable_chunked_prefill
+        # V0 (0.6) processes step N's output inside step N+1 (vLLM RFC #6913); V1 moves
+        # output processing to the front-end process, off the step.
+        self.async_output_processing = not self.is_v1 and not config.disable_async_output_proc
         # vLLM V1's KV cache manager admits without a watermark.
         self.keep_watermark = not self.is_v1
         super().__init__(config, max_model_len=max_model_len)
