@@ -1,0 +1,185 @@
+"""The analytical pre-filter: memory feasibility and steady-state bounds, no simulation.
+
+For each plan, from the perf model alone (no queueing):
+
+- **memory**: the perf model's memory plan; a plan whose weights do not fit, or that vLLM
+  would refuse (tp not dividing the heads, a dtype the GPU lacks), is *infeasible*, with the
+  perf model's reason.
+- **latency lower bounds**: every request's TTFT is at least the prefill time of its prompt
+  alone, so p99 TTFT >= prefill(p99 prompt); every decode step takes at least the batch-1
+  step, so TPOT >= decode(1). A bound above its target *prunes* the plan.
+- **throughput upper bound**: decode batches are limited by KV memory (context ~ prompt +
+  output / 2 per sequence), by ``max_num_seqs``, and by the TPOT target (the largest batch
+  whose step still fits it); prefill runs at its best tokens/s in budget-sized batches. A
+  request then costs ``prefill_share + output x step(b) / b`` seconds of a replica, and with
+  pipeline parallelism the slowest stage sets the interval. This is optimistic by
+  construction (no interference, perfect packing), so it both caps the capacity search and
+  lets the search skip plans whose bound per dollar cannot beat a plan already simulated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from servesim.core.errors import ServesimError
+from servesim.perf.types import BatchShape, MemoryPlan, PerfModel, ReplicaPlan
+from servesim.planner.scenario import Scenario, WorkloadShape, replica_plan
+from servesim.planner.space import PlanSpec
+
+# vLLM's default token budget when chunked prefill is on (V0 512, V1 2048/8192); for the
+# prefill-throughput bound a large batch is the optimistic choice.
+PREFILL_BOUND_TOKENS = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """The analytical view of one plan.
+
+    Attributes:
+        plan: the plan.
+        status: ``ok`` (simulate it), ``infeasible`` (cannot run) or ``pruned`` (cannot meet
+            the SLO by the bounds).
+        reason: why it is infeasible or pruned ("" when ok).
+        max_kv_tokens: KV tokens one replica holds.
+        max_batch: decode batch the bound assumes (memory, max_num_seqs and TPOT limits).
+        ttft_p99_lower_s: prefill time of the p99 prompt alone.
+        tpot_lower_s: batch-1 decode step.
+        rate_upper_per_s: throughput upper bound of the whole deployment (requests/s).
+    """
+
+    plan: PlanSpec
+    status: str
+    reason: str = ""
+    max_kv_tokens: int = 0
+    max_batch: int = 0
+    ttft_p99_lower_s: float = math.nan
+    tpot_lower_s: float = math.nan
+    rate_upper_per_s: float = 0.0
+
+    @property
+    def rate_upper_per_dollar_hour(self) -> float:
+        """Throughput bound per dollar-hour of rent."""
+        price = self.plan.price_per_hour_usd
+        return self.rate_upper_per_s / price if price > 0 else math.inf
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        """The figures (for the store)."""
+        return {
+            "max_kv_tokens": self.max_kv_tokens,
+            "max_batch": self.max_batch,
+            "ttft_p99_lower_s": self.ttft_p99_lower_s,
+            "tpot_lower_s": self.tpot_lower_s,
+            "rate_upper_per_s": self.rate_upper_per_s,
+        }
+
+
+class Prefilter:
+    """Estimates plans of one scenario; memoises what plans share (memory, step times)."""
+
+    def __init__(self, scenario: Scenario, perf: PerfModel, shape: WorkloadShape) -> None:
+        self.scenario = scenario
+        self.perf = perf
+        self.shape = shape
+        self._memory: dict[tuple[object, ...], MemoryPlan | str] = {}
+        self._steps: dict[tuple[object, ...], float] = {}
+
+    def estimate(self, plan: PlanSpec) -> Estimate:
+        """The analytical estimate of ``plan`` (never raises for a bad plan: records it)."""
+        try:
+            rplan = replica_plan(self.scenario.model, plan)
+        except ServesimError as exc:
+            return Estimate(plan, "infeasible", str(exc))
+        mem = self._memory_plan(plan, rplan)
+        if isinstance(mem, str):
+            return Estimate(plan, "infeasible", mem)
+        if mem.max_kv_tokens < self.shape.p99_prompt_tokens:
+            return Estimate(
+                plan,
+                "infeasible",
+                f"KV cache holds {mem.max_kv_tokens} tokens, less than the p99 prompt "
+                f"({self.shape.p99_prompt_tokens:.0f})",
+            )
+        return self._bounds(plan, rplan, mem.max_kv_tokens)
+
+    def _memory_plan(self, plan: PlanSpec, rplan: ReplicaPlan) -> MemoryPlan | str:
+        cache = self.scenario.cache
+        budget = plan.scheduler.max_num_batched_tokens or max(rplan.model.max_context_tokens, 2048)
+        budget = min(budget, max(rplan.model.max_context_tokens, 2048))
+        key = (plan.gpu, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, budget)
+        if key not in self._memory:
+            try:
+                self._memory[key] = self.perf.memory_plan(
+                    rplan,
+                    block_size_tokens=cache.block_size,
+                    gpu_memory_utilization=cache.gpu_memory_utilization,
+                    max_num_batched_tokens=budget,
+                )
+            except ServesimError as exc:
+                self._memory[key] = str(exc)
+        return self._memory[key]
+
+    def _step(self, rplan: ReplicaPlan, plan: PlanSpec, batch: BatchShape, total: bool) -> float:
+        key = (plan.gpu, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, batch, total)
+        value = self._steps.get(key)
+        if value is None:
+            times = self.perf.iteration_time(rplan, batch)
+            value = times.total_s if total else times.bottleneck_s
+            self._steps[key] = value
+        return value
+
+    def _decode(self, rplan: ReplicaPlan, plan: PlanSpec, num_seqs: int, total: bool) -> float:
+        ctx = int(self.shape.mean_prompt_tokens + self.shape.mean_output_tokens / 2)
+        batch = BatchShape(
+            num_decode_seqs=num_seqs,
+            decode_context_tokens=num_seqs * ctx,
+            max_decode_context_tokens=ctx,
+        )
+        return self._step(rplan, plan, batch, total)
+
+    def _bounds(self, plan: PlanSpec, rplan: ReplicaPlan, max_kv_tokens: int) -> Estimate:
+        shape = self.shape
+        crit = self.scenario.criterion
+        p99_prompt = max(1, int(shape.p99_prompt_tokens))
+        ttft_low = self._step(rplan, plan, BatchShape.from_lists([(p99_prompt, 0)]), True)
+        tpot_low = self._decode(rplan, plan, 1, True)
+        base = {"ttft_p99_lower_s": ttft_low, "tpot_lower_s": tpot_low}
+        if crit.ttft_p99_s is not None and ttft_low > crit.ttft_p99_s:
+            reason = f"p99 TTFT >= {ttft_low:.3g} s (prefill alone) > target {crit.ttft_p99_s} s"
+            return Estimate(plan, "pruned", reason, max_kv_tokens, **base)
+        if crit.tpot_p99_s is not None and tpot_low > crit.tpot_p99_s:
+            reason = f"TPOT >= {tpot_low:.3g} s (batch-1 decode) > target {crit.tpot_p99_s} s"
+            return Estimate(plan, "pruned", reason, max_kv_tokens, **base)
+        ctx = shape.mean_prompt_tokens + shape.mean_output_tokens / 2
+        batch = max(1, min(plan.scheduler.max_num_seqs, int(max_kv_tokens / ctx)))
+        if crit.tpot_p99_s is not None:
+            batch = self._largest_batch_within(rplan, plan, batch, crit.tpot_p99_s)
+        rate = plan.replicas / self._seconds_per_request(rplan, plan, batch)
+        return Estimate(plan, "ok", "", max_kv_tokens, batch, rate_upper_per_s=rate, **base)
+
+    def _largest_batch_within(
+        self, rplan: ReplicaPlan, plan: PlanSpec, limit: int, tpot_s: float
+    ) -> int:
+        """Largest decode batch (<= limit) whose step through all stages fits ``tpot_s``."""
+        lo, hi = 1, limit
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            # Each of the pp virtual engines holds 1/pp of the batch (vLLM's PP scheduling).
+            if self._decode(rplan, plan, max(1, mid // plan.pp), True) <= tpot_s:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def _seconds_per_request(self, rplan: ReplicaPlan, plan: PlanSpec, batch: int) -> float:
+        """Replica time one request needs at best (prefill share + its decode steps)."""
+        shape = self.shape
+        prompt = max(1, int(shape.mean_prompt_tokens))
+        per_batch = max(1, PREFILL_BOUND_TOKENS // prompt)
+        prefill = BatchShape.from_lists([(prompt, 0)] * per_batch)
+        prefill_s = self._step(rplan, plan, prefill, plan.pp == 1) / per_batch
+        per_engine = max(1, batch // plan.pp)
+        step_s = self._decode(rplan, plan, per_engine, plan.pp == 1)
+        # With pp > 1 the pp virtual engines overlap: one micro-batch of ``per_engine``
+        # sequences leaves the pipeline every bottleneck-stage interval.
+        return prefill_s + shape.mean_output_tokens * step_s / per_engine

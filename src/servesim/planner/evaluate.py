@@ -1,0 +1,173 @@
+"""Evaluate one plan: a capacity search on the engine, reduced to the figures a plan is ranked by.
+
+``evaluate_plan`` is the unit of work the executors ship to workers: a top-level function of
+picklable arguments, deterministic for given inputs (the scenario's seed drives every probe),
+so the in-process, process-pool and Ray executors give identical results.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from servesim.core.errors import ServesimError
+from servesim.metrics import Summary
+from servesim.perf import default_perf_model
+from servesim.perf.types import PerfModel
+from servesim.planner.capacity import CapacityResult, Probe, capacity_search
+from servesim.planner.scenario import Scenario, simulate_plan
+from servesim.planner.space import PlanSpec
+from servesim.specs.catalog import get_gpu
+
+logger = logging.getLogger(__name__)
+
+# Statuses of a plan in a search.
+OK = "ok"
+INFEASIBLE = "infeasible"
+PRUNED = "pruned"
+FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PlanTask:
+    """One plan to evaluate.
+
+    Attributes:
+        scenario: the fixed part of the search.
+        plan: the plan.
+        start_rate_per_s: first probe rate (half the analytical bound is a good start).
+        max_rate_per_s: never probe above this (a margin over the analytical bound).
+        rel_tol: capacity search tolerance.
+        perf: a custom perf model (None: the process's default roofline model).
+    """
+
+    scenario: Scenario
+    plan: PlanSpec
+    start_rate_per_s: float
+    max_rate_per_s: float = math.inf
+    rel_tol: float = 0.05
+    perf: PerfModel | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanResult:
+    """What the search knows about one plan.
+
+    Attributes:
+        plan: the plan.
+        status: ``ok``, ``infeasible``, ``pruned`` or ``failed``.
+        reason: why it is not ``ok`` (the error for ``failed``).
+        capacity_per_s: highest rate within SLO (0 when none held).
+        limiting: the metric that fails just above the capacity.
+        num_probes: simulations run.
+        metrics: figures of the run at capacity (see ``probe_metrics``) and the analytical
+            bounds (``bound_*``).
+        wall_s: wall time of the evaluation (not part of the result's identity).
+    """
+
+    plan: PlanSpec
+    status: str
+    reason: str = ""
+    capacity_per_s: float = 0.0
+    limiting: str = ""
+    num_probes: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @property
+    def price_per_hour_usd(self) -> float:
+        """Rent of the deployment per hour."""
+        return self.plan.price_per_hour_usd
+
+    @property
+    def capacity_per_gpu(self) -> float:
+        """Capacity per GPU (requests/s)."""
+        return self.capacity_per_s / self.plan.num_gpus
+
+    @property
+    def capacity_per_dollar_hour(self) -> float:
+        """Capacity per dollar-hour of rent (requests/s per $/h): goodput per dollar."""
+        price = self.price_per_hour_usd
+        return self.capacity_per_s / price if price > 0 else math.inf
+
+    def same_outcome(self, other: PlanResult) -> bool:
+        """Equal apart from wall time (what "identical results" means across executors)."""
+        return (self.plan, self.status, self.reason, self.capacity_per_s, self.limiting) == (
+            other.plan,
+            other.status,
+            other.reason,
+            other.capacity_per_s,
+            other.limiting,
+        ) and self.metrics == other.metrics
+
+
+def probe_metrics(summary: Summary) -> dict[str, Any]:
+    """The figures kept from a probe (flat, JSON-able)."""
+    eff = summary.efficiency
+    slo = summary.slo.overall if summary.slo is not None else None
+    return {
+        "ttft_p99_s": summary.ttft.p99_s,
+        "ttft_p50_s": summary.ttft.p50_s,
+        "tpot_p99_s": summary.tpot.p99_s,
+        "tpot_p50_s": summary.tpot.p50_s,
+        "e2e_p99_s": summary.e2e.p99_s,
+        "attainment": slo.attainment if slo is not None else None,
+        "goodput_per_s": slo.goodput_per_s if slo is not None else None,
+        "output_tokens_per_s": summary.output_throughput_tokens_per_s,
+        "energy_per_output_token_j": eff.energy_per_output_token_j,
+        "mean_power_w": eff.mean_power_w,
+        "cost_per_million_output_tokens_usd": eff.cost_per_million_output_tokens_usd,
+        "mean_batch_size": summary.batch_size.mean,
+        "num_preemptions": summary.num_preemptions,
+    }
+
+
+def make_probe(task: PlanTask, perf: PerfModel) -> Any:
+    """The probe function of ``task``'s capacity search."""
+    shape_max_out = task.scenario.shape().max_output_tokens
+
+    def probe(rate_per_s: float) -> Probe:
+        summary = simulate_plan(
+            task.scenario, task.plan, rate_per_s, perf, max_output_tokens=shape_max_out
+        )
+        holds, limiting, ratio = task.scenario.criterion.check(summary)
+        return Probe(rate_per_s, holds, limiting, ratio, probe_metrics(summary))
+
+    return probe
+
+
+def evaluate_plan(task: PlanTask) -> PlanResult:
+    """Capacity search of one plan; errors become a ``failed`` result, never a crash."""
+    started = time.perf_counter()
+    perf = task.perf if task.perf is not None else default_perf_model()
+    try:
+        found = capacity_search(
+            make_probe(task, perf),
+            start_rate_per_s=task.start_rate_per_s,
+            max_rate_per_s=task.max_rate_per_s,
+            rel_tol=task.rel_tol,
+        )
+    except ServesimError as exc:
+        return PlanResult(task.plan, INFEASIBLE, str(exc), wall_s=time.perf_counter() - started)
+    except Exception as exc:  # a bug or a user plug-in's error: record it, keep searching
+        logger.exception("plan %s failed", task.plan.key())
+        reason = f"{type(exc).__name__}: {exc}"
+        return PlanResult(task.plan, FAILED, reason, wall_s=time.perf_counter() - started)
+    return _result(task, found, time.perf_counter() - started)
+
+
+def _result(task: PlanTask, found: CapacityResult, wall_s: float) -> PlanResult:
+    metrics = dict(found.best.metrics) if found.best is not None else {}
+    metrics["gpu_tdp_w"] = get_gpu(task.plan.gpu).tdp_w
+    return PlanResult(
+        plan=task.plan,
+        status=OK,
+        capacity_per_s=found.rate_per_s,
+        limiting=found.limiting,
+        num_probes=found.num_probes,
+        metrics=metrics,
+        wall_s=wall_s,
+    )

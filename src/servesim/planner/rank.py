@@ -1,0 +1,123 @@
+"""Ranking plans by an objective, Pareto fronts, and a one-line "why it wins".
+
+Objectives (all over plans with a positive capacity):
+
+- ``goodput_per_dollar``: most requests/s within SLO per dollar-hour of rent (default).
+- ``cost_at_rate``: cheapest deployment whose capacity reaches a target rate.
+- ``energy_per_token``: least GPU energy per output token, at capacity.
+- ``latency``: lowest p99 TTFT at capacity (then p99 TPOT).
+
+The Pareto front is over (dollar-hours per unit of capacity, p99 TTFT, energy per token),
+all minimised: no plan on it is beaten on every axis by another.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from servesim.core.errors import ConfigError
+from servesim.planner.evaluate import OK, PlanResult
+
+OBJECTIVES = ("goodput_per_dollar", "cost_at_rate", "energy_per_token", "latency")
+PARETO_AXES = ("dollar_hours_per_rate", "ttft_p99_s", "energy_per_output_token_j")
+
+
+def check_objective(objective: str, target_rate_per_s: float | None) -> None:
+    """Raise ``ConfigError`` for an unknown objective or a missing target rate."""
+    if objective not in OBJECTIVES:
+        raise ConfigError("objective", objective, f"must be one of {', '.join(OBJECTIVES)}")
+    if objective == "cost_at_rate" and target_rate_per_s is None:
+        raise ConfigError("target_rate_per_s", None, "cost_at_rate needs a target rate")
+
+
+def _metric(result: PlanResult, name: str) -> float:
+    value = result.metrics.get(name)
+    return math.inf if value is None else float(value)
+
+
+def axis_value(result: PlanResult, axis: str) -> float:
+    """A Pareto axis of ``result`` (smaller is better)."""
+    if axis == "dollar_hours_per_rate":
+        per = result.capacity_per_dollar_hour
+        return 1.0 / per if per > 0 else math.inf
+    return _metric(result, axis)
+
+
+def objective_key(
+    result: PlanResult, objective: str, target_rate_per_s: float | None = None
+) -> tuple[float, ...]:
+    """Sort key of ``result`` under ``objective`` (smaller sorts first)."""
+    if objective == "goodput_per_dollar":
+        return (-result.capacity_per_dollar_hour, -result.capacity_per_s)
+    if objective == "cost_at_rate":
+        assert target_rate_per_s is not None
+        meets = result.capacity_per_s >= target_rate_per_s
+        return (0.0 if meets else 1.0, result.price_per_hour_usd, -result.capacity_per_s)
+    if objective == "energy_per_token":
+        return (_metric(result, "energy_per_output_token_j"), -result.capacity_per_dollar_hour)
+    return (_metric(result, "ttft_p99_s"), _metric(result, "tpot_p99_s"))
+
+
+def rank(
+    results: Sequence[PlanResult], objective: str, target_rate_per_s: float | None = None
+) -> list[PlanResult]:
+    """Plans with a positive capacity, best first (ties broken by plan key)."""
+    usable = [r for r in results if r.status == OK and r.capacity_per_s > 0]
+    return sorted(
+        usable, key=lambda r: (objective_key(r, objective, target_rate_per_s), r.plan.key())
+    )
+
+
+def pareto_front(
+    results: Sequence[PlanResult], axes: Sequence[str] = PARETO_AXES
+) -> list[PlanResult]:
+    """Non-dominated plans on ``axes`` (all minimised), sorted by the first axis."""
+    usable = [r for r in results if r.status == OK and r.capacity_per_s > 0]
+    points = [(tuple(axis_value(r, a) for a in axes), r) for r in usable]
+    front = []
+    for p, r in points:
+        dominated = any(
+            all(qi <= pi for qi, pi in zip(q, p, strict=True)) and q != p for q, _ in points
+        )
+        if not dominated:
+            front.append((p, r))
+    front.sort(key=lambda item: (item[0], item[1].plan.key()))
+    return [r for _, r in front]
+
+
+def why_wins(ranked: Sequence[PlanResult], index: int, objective: str) -> str:
+    """A short reason for ``ranked[index]``'s place: its edge over the next plan and its limit."""
+    this = ranked[index]
+    parts: list[str] = []
+    if objective == "goodput_per_dollar":
+        parts.append(f"{this.capacity_per_dollar_hour:.3g} req/s per $/h")
+    elif objective == "cost_at_rate":
+        parts.append(f"${this.price_per_hour_usd:.2f}/h for {this.capacity_per_s:.3g} req/s")
+    elif objective == "energy_per_token":
+        parts.append(f"{_metric(this, 'energy_per_output_token_j'):.3g} J/token")
+    else:
+        parts.append(f"p99 TTFT {_metric(this, 'ttft_p99_s'):.3g} s")
+    if index + 1 < len(ranked):
+        diff = _differences(this, ranked[index + 1])
+        if diff:
+            parts.append(f"vs next: {diff}")
+    if this.limiting:
+        parts.append(f"limited by {this.limiting}")
+    return "; ".join(parts)
+
+
+def _differences(a: PlanResult, b: PlanResult) -> str:
+    pa, pb = a.plan, b.plan
+    pairs = (
+        ("gpu", pa.gpu, pb.gpu),
+        ("tp", pa.tp, pb.tp),
+        ("pp", pa.pp, pb.pp),
+        ("replicas", pa.replicas, pb.replicas),
+        ("dtype", pa.dtype, pb.dtype),
+        ("kv", pa.kv_dtype, pb.kv_dtype),
+        ("seqs", pa.scheduler.max_num_seqs, pb.scheduler.max_num_seqs),
+        ("mbt", pa.scheduler.max_num_batched_tokens, pb.scheduler.max_num_batched_tokens),
+        ("chunked", pa.scheduler.enable_chunked_prefill, pb.scheduler.enable_chunked_prefill),
+    )
+    return ", ".join(f"{name} {x} not {y}" for name, x, y in pairs if x != y)

@@ -1,0 +1,210 @@
+"""What every plan of a search is judged on: model, workload shape, SLO, run length, seed.
+
+``Scenario`` is the fixed part of a search (the ``PlanSpec`` is what varies); ``simulate_plan``
+runs one plan at one arrival rate on the engine and summarises it. The planner sits below the
+config/api layer, so it builds engine objects itself; ``servesim.api`` turns a ``SimConfig``
+into a ``Scenario`` and a plan back into a ``SimConfig`` mapping (``deploy.sim_config_dict``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from servesim.core.rng import RandomStreams
+from servesim.engine import CacheConfig, ReplicaSetup, run_simulation
+from servesim.engine.config import SarathiSchedulerConfig, VLLMSchedulerConfig
+from servesim.metrics import Summary, summarize
+from servesim.metrics.slo import SLOSpec
+from servesim.perf.types import PerfModel, ReplicaPlan
+from servesim.planner.space import PlanSpec
+from servesim.specs.catalog import get_gpu, resolve_model
+from servesim.specs.dtypes import DType
+from servesim.workload.config import WorkloadConfig
+
+# Requests per replica in one capacity probe: enough for a stable p99 (1% of 300 is 3
+# requests) while a probe stays well under a second of wall time for a 70B model.
+DEFAULT_REQUESTS_PER_REPLICA = 300
+# Requests sampled to describe the workload's size distribution for the analytical bounds.
+NUM_SHAPE_SAMPLES = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class SLOCriterion:
+    """When a run "holds the SLO" for capacity search (every given target must hold).
+
+    Attributes:
+        ttft_p99_s: p99 TTFT target (queueing included).
+        tpot_p99_s: p99 TPOT target.
+        ttft_mean_s: mean TTFT target (queueing theory checks use it).
+        min_attainment: fraction of requests meeting ``ttft_p99_s``/``tpot_p99_s`` as
+            per-request targets (DistServe's attainment); None: percentile targets only.
+        max_unfinished_fraction: requests still queued when the run stops, as a fraction;
+            more than this means the queue did not drain (overload).
+    """
+
+    ttft_p99_s: float | None = None
+    tpot_p99_s: float | None = None
+    ttft_mean_s: float | None = None
+    min_attainment: float | None = None
+    max_unfinished_fraction: float = 0.0
+
+    def slo_spec(self) -> SLOSpec:
+        """The metrics-layer targets (per-request checks for attainment and goodput)."""
+        return SLOSpec(
+            ttft_s=self.ttft_p99_s,
+            tpot_s=self.tpot_p99_s,
+            attainment_target=self.min_attainment if self.min_attainment is not None else 0.99,
+        )
+
+    def check(self, summary: Summary) -> tuple[bool, str, float]:
+        """(holds, limiting metric, its value / target) for one run's summary.
+
+        The limiting metric is the one with the largest value-to-target ratio (for
+        attainment, shortfall is expressed the same way: target / achieved).
+        """
+        ratios: list[tuple[float, str]] = []
+        n = max(summary.num_requests, 1)
+        unfinished = summary.rejected_by_reason.get("not_finished", 0) / n
+        if unfinished > self.max_unfinished_fraction:
+            ratios.append((math.inf, "unfinished"))
+        pairs = (
+            ("ttft_p99", summary.ttft.p99_s, self.ttft_p99_s),
+            ("tpot_p99", summary.tpot.p99_s, self.tpot_p99_s),
+            ("ttft_mean", summary.ttft.mean_s, self.ttft_mean_s),
+        )
+        for name, value, target in pairs:
+            if target is not None:
+                ratios.append((math.inf if value is None else value / target, name))
+        if self.min_attainment is not None:
+            got = summary.slo.overall.attainment if summary.slo is not None else None
+            ratio = math.inf if not got else self.min_attainment / got
+            ratios.append((ratio, "attainment"))
+        if not ratios:
+            return True, "none", 0.0
+        worst, name = max(ratios)
+        return worst <= 1.0, name, worst
+
+    def drain_margin_s(self, max_output_tokens: int) -> float:
+        """Simulated time after the last arrival before a run is cut short as overloaded.
+
+        A run that holds the SLO finishes its last request within TTFT + output x TPOT of
+        its arrival; twice that (at least a minute) separates "slow" from "queue exploding".
+        """
+        ttft = self.ttft_p99_s or self.ttft_mean_s or 10.0
+        tpot = self.tpot_p99_s or 0.2
+        return max(60.0, 2.0 * (ttft + max_output_tokens * tpot))
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadShape:
+    """Size statistics of the workload's requests (from a sample)."""
+
+    mean_prompt_tokens: float
+    mean_output_tokens: float
+    p99_prompt_tokens: float
+    max_output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    """The fixed part of a search.
+
+    Attributes:
+        model: catalog name, HF id or config path.
+        workload: the workload shape; its rate is what capacity search varies.
+        criterion: the SLO to hold.
+        cache: paged KV cache settings.
+        seed: root seed; every plan and probe uses it (common random numbers, so plans are
+            compared on the same requests and results do not depend on the executor).
+        requests_per_replica: requests simulated per replica in each probe.
+        min_requests: floor on requests per probe.
+    """
+
+    model: str
+    workload: WorkloadConfig = field(default_factory=lambda: WorkloadConfig(preset="sharegpt"))
+    criterion: SLOCriterion = field(default_factory=SLOCriterion)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    seed: int = 0
+    requests_per_replica: int = DEFAULT_REQUESTS_PER_REPLICA
+    min_requests: int = 200
+
+    def num_requests(self, plan: PlanSpec) -> int:
+        """Requests in one probe of ``plan``."""
+        return max(self.min_requests, self.requests_per_replica * plan.replicas)
+
+    def shape(self) -> WorkloadShape:
+        """Request-size statistics from a sample of the workload (seeded)."""
+        sample = self.workload.with_rate(1.0).model_copy(update={"num_requests": NUM_SHAPE_SAMPLES})
+        prompts, outputs = [], []
+        for req in sample.build(RandomStreams(self.seed)):
+            prompts.append(req.num_prompt_tokens)
+            outputs.append(req.num_output_tokens)
+        p = np.asarray(prompts, dtype=np.float64)
+        o = np.asarray(outputs, dtype=np.float64)
+        return WorkloadShape(
+            float(p.mean()), float(o.mean()), float(np.percentile(p, 99)), int(o.max())
+        )
+
+
+def replica_plan(model: str, plan: PlanSpec) -> ReplicaPlan:
+    """The perf-model plan of one replica (formats resolved as ``HardwareConfig`` does)."""
+    weights = DType.parse(plan.dtype)
+    # fp8 weights mean W8A8 (GEMMs in fp8); int8/int4 are weight-only with bf16 GEMMs.
+    act = weights if weights in (DType.FP8, DType.FP16, DType.FP32) else DType.BF16
+    if plan.kv_dtype is not None:
+        kv = DType.parse(plan.kv_dtype)
+    else:
+        kv = DType.BF16 if act == DType.FP8 else act
+    return ReplicaPlan(
+        model=resolve_model(model),
+        gpu=get_gpu(plan.gpu),
+        tp=plan.tp,
+        pp=plan.pp,
+        weight_dtype=weights,
+        activation_dtype=act,
+        kv_dtype=kv,
+    )
+
+
+def replica_setup(scenario: Scenario, plan: PlanSpec) -> ReplicaSetup:
+    """The engine's setup of one replica of ``plan``."""
+    s = plan.scheduler
+    if s.kind == "sarathi":
+        sched: VLLMSchedulerConfig | SarathiSchedulerConfig = SarathiSchedulerConfig(
+            max_num_seqs=s.max_num_seqs, chunk_size=s.max_num_batched_tokens or 512
+        )
+    else:
+        sched = VLLMSchedulerConfig(
+            max_num_seqs=s.max_num_seqs,
+            max_num_batched_tokens=s.max_num_batched_tokens,
+            enable_chunked_prefill=s.enable_chunked_prefill,
+        )
+    return ReplicaSetup(
+        plan=replica_plan(scenario.model, plan), scheduler=sched, cache=scenario.cache
+    )
+
+
+def simulate_plan(
+    scenario: Scenario,
+    plan: PlanSpec,
+    rate_per_s: float,
+    perf: PerfModel,
+    *,
+    max_output_tokens: int = 4096,
+) -> Summary:
+    """Simulate ``plan`` at ``rate_per_s``; the run is cut short once the queue cannot drain.
+
+    The clock stops at the expected last arrival plus the criterion's drain margin, so an
+    overloaded probe costs about as much as a healthy one (requests still queued then are
+    reported ``not_finished`` and fail the check).
+    """
+    num = scenario.num_requests(plan)
+    workload = scenario.workload.with_rate(rate_per_s).model_copy(update={"num_requests": num})
+    requests = workload.build(RandomStreams(scenario.seed))
+    setup = replica_setup(scenario, plan)
+    stop_s = num / rate_per_s * 1.5 + scenario.criterion.drain_margin_s(max_output_tokens)
+    records = run_simulation(requests, [setup] * plan.replicas, perf, duration_s=stop_s)
+    return summarize(records, scenario.criterion.slo_spec())

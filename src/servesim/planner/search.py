@@ -1,0 +1,330 @@
+"""Deployment search: enumerate, pre-filter, simulate survivors in waves, rank, Pareto.
+
+1. ``enumerate_plans`` expands the ``SearchSpace``.
+2. The analytical ``Prefilter`` marks plans *infeasible* (memory, unsupported dtype) or
+   *pruned* (a latency lower bound above its target; for ``cost_at_rate``, a throughput bound
+   below the target rate).
+3. Survivors are ordered by their bound on the objective and evaluated (capacity search) in
+   fixed-size waves. Between waves, a plan whose *bound* cannot beat the best *simulated*
+   plan is pruned as dominated (branch and bound). Waves have a fixed size, independent of
+   the executor, so the same plans are simulated whichever executor runs them.
+4. Every result goes to the store as it completes; a re-run reuses stored results.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from servesim.perf import default_perf_model
+from servesim.perf.types import PerfModel
+from servesim.planner.analytic import Estimate, Prefilter
+from servesim.planner.evaluate import (
+    INFEASIBLE,
+    OK,
+    PRUNED,
+    PlanResult,
+    PlanTask,
+    evaluate_plan,
+)
+from servesim.planner.executors import Executor, InProcessExecutor
+from servesim.planner.rank import check_objective, pareto_front, rank
+from servesim.planner.scenario import Scenario
+from servesim.planner.space import SearchSpace, enumerate_plans
+from servesim.planner.store import PlanStore
+from servesim.specs.catalog import resolve_model
+
+logger = logging.getLogger(__name__)
+
+# Plans evaluated between two dominance checks. Fixed (not the worker count) so that which
+# plans get simulated does not depend on the executor; 8 keeps a small pool busy.
+DEFAULT_WAVE_SIZE = 8
+# The capacity search never probes above this multiple of the analytical bound.
+BOUND_SLACK = 1.5
+PLANNER_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SearchOptions:
+    """How to search.
+
+    Attributes:
+        objective: see ``servesim.planner.rank``.
+        target_rate_per_s: the rate ``cost_at_rate`` must reach.
+        rel_tol: capacity-search tolerance.
+        wave_size: plans per wave between dominance checks.
+        exhaustive: simulate every survivor of the pre-filter (no branch and bound).
+    """
+
+    objective: str = "goodput_per_dollar"
+    target_rate_per_s: float | None = None
+    rel_tol: float = 0.05
+    wave_size: int = DEFAULT_WAVE_SIZE
+    exhaustive: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SearchProgress:
+    """Counts for a progress bar."""
+
+    num_plans: int
+    num_done: int
+    num_pruned: int
+    num_infeasible: int
+    num_failed: int
+    best: PlanResult | None
+
+
+@dataclass(slots=True)
+class SearchReport:
+    """What a search found.
+
+    Attributes:
+        results: every plan's result (ok, infeasible, pruned, failed), in enumeration order.
+        ranked: usable plans, best first.
+        pareto: the Pareto front (cost per capacity, p99 TTFT, energy per token).
+        num_simulated: plans evaluated by simulation in this run (not taken from the store).
+        num_resumed: plans whose results came from the store.
+        prune_reasons: count of pruned/infeasible plans per reason category.
+        search_hash: the store key of this search's inputs.
+    """
+
+    results: list[PlanResult]
+    ranked: list[PlanResult]
+    pareto: list[PlanResult]
+    num_simulated: int = 0
+    num_resumed: int = 0
+    prune_reasons: dict[str, int] = field(default_factory=dict)
+    search_hash: str = ""
+
+    def count(self, status: str) -> int:
+        """Plans with ``status``."""
+        return sum(1 for r in self.results if r.status == status)
+
+
+def search_inputs(scenario: Scenario, options: SearchOptions, perf: PerfModel) -> dict[str, Any]:
+    """What a plan's result depends on (hashed into the store key)."""
+    return {
+        "planner_version": PLANNER_VERSION,
+        "model": scenario.model,
+        "workload": scenario.workload.model_dump(mode="json"),
+        "criterion": {
+            k: getattr(scenario.criterion, k) for k in scenario.criterion.__dataclass_fields__
+        },
+        "cache": scenario.cache.model_dump(mode="json"),
+        "seed": scenario.seed,
+        "requests_per_replica": scenario.requests_per_replica,
+        "min_requests": scenario.min_requests,
+        "rel_tol": options.rel_tol,
+        "perf": type(perf).__name__,
+    }
+
+
+def _category(reason: str) -> str:
+    """A short bucket for a prune/infeasible reason (for "pruned N: why")."""
+    for needle, name in (
+        ("needs weights", "weights do not fit"),
+        ("KV cache holds", "KV cache below p99 prompt"),
+        ("no tensor peak", "dtype unsupported by GPU"),
+        ("TTFT >=", "p99 TTFT lower bound over target"),
+        ("TPOT >=", "TPOT lower bound over target"),
+        ("below the target rate", "throughput bound below target rate"),
+        ("dominated", "dominated (bound below a simulated plan)"),
+    ):
+        if needle in reason:
+            return name
+    return reason.split(":")[0][:60]
+
+
+class _Search:
+    def __init__(
+        self,
+        scenario: Scenario,
+        options: SearchOptions,
+        perf: PerfModel,
+        executor: Executor,
+        store: PlanStore | None,
+        on_progress: Callable[[SearchProgress], None] | None,
+    ) -> None:
+        self.scenario = scenario
+        self.options = options
+        self.perf = perf
+        self.executor = executor
+        self.store = store
+        self.on_progress = on_progress
+        self.hash = store.begin_search(search_inputs(scenario, options, perf)) if store else ""
+        self.cached = {r.plan.key(): r for r in store.results(self.hash)} if store else {}
+        self.results: dict[str, PlanResult] = {}
+        self.num_plans = 0
+        self.num_simulated = 0
+        self.num_resumed = 0
+        self.best: PlanResult | None = None
+
+    def record(self, result: PlanResult, *, write: bool) -> None:
+        self.results[result.plan.key()] = result
+        if write and self.store is not None:
+            self.store.put(self.hash, result)
+        if result.status == OK and result.capacity_per_s > 0:
+            ranked = rank([r for r in (self.best, result) if r is not None], *self._objective())
+            self.best = ranked[0]
+        self.progress()
+
+    def progress(self) -> None:
+        if self.on_progress is None:
+            return
+        statuses = [r.status for r in self.results.values()]
+        self.on_progress(
+            SearchProgress(
+                num_plans=self.num_plans,
+                num_done=len(statuses),
+                num_pruned=statuses.count(PRUNED),
+                num_infeasible=statuses.count(INFEASIBLE),
+                num_failed=statuses.count("failed"),
+                best=self.best,
+            )
+        )
+
+    def _objective(self) -> tuple[str, float | None]:
+        return self.options.objective, self.options.target_rate_per_s
+
+    def dominated(self, est: Estimate) -> str | None:
+        """Why ``est``'s plan cannot beat the best simulated plan (None: it might)."""
+        best, opts = self.best, self.options
+        if opts.exhaustive or best is None:
+            return None
+        if opts.objective == "goodput_per_dollar":
+            if est.rate_upper_per_dollar_hour < best.capacity_per_dollar_hour:
+                return (
+                    f"dominated: bound {est.rate_upper_per_dollar_hour:.3g} req/s per $/h < "
+                    f"{best.capacity_per_dollar_hour:.3g} simulated for {best.plan.label()}"
+                )
+        elif opts.objective == "cost_at_rate":
+            target = opts.target_rate_per_s or 0.0
+            cheaper = est.plan.price_per_hour_usd < best.price_per_hour_usd
+            if best.capacity_per_s >= target and not cheaper:
+                return f"dominated: not cheaper than {best.plan.label()}, which reaches the rate"
+        return None
+
+    def task(self, est: Estimate) -> PlanTask:
+        upper = est.rate_upper_per_s * BOUND_SLACK
+        return PlanTask(
+            scenario=self.scenario,
+            plan=est.plan,
+            start_rate_per_s=est.rate_upper_per_s * 0.5,
+            max_rate_per_s=upper,
+            rel_tol=self.options.rel_tol,
+            perf=None if self.perf is default_perf_model() else self.perf,
+        )
+
+    def run_wave(self, wave: Sequence[Estimate]) -> None:
+        todo: list[PlanTask] = []
+        for est in wave:
+            cached = self.cached.get(est.plan.key())
+            if cached is not None and cached.status not in (PRUNED,):
+                self.num_resumed += 1
+                self.record(cached, write=False)
+            else:
+                todo.append(self.task(est))
+        for _, result in self.executor.run(evaluate_plan, todo):
+            self.num_simulated += 1
+            self.record(result, write=True)
+
+
+def _order_key(est: Estimate, options: SearchOptions) -> tuple[float, str]:
+    if options.objective == "goodput_per_dollar":
+        return (-est.rate_upper_per_dollar_hour, est.plan.key())
+    if options.objective == "cost_at_rate":
+        return (est.plan.price_per_hour_usd, est.plan.key())
+    return (-est.rate_upper_per_s, est.plan.key())
+
+
+def run_search(
+    scenario: Scenario,
+    space: SearchSpace,
+    *,
+    options: SearchOptions | None = None,
+    executor: Executor | None = None,
+    store: PlanStore | None = None,
+    perf: PerfModel | None = None,
+    on_progress: Callable[[SearchProgress], None] | None = None,
+) -> SearchReport:
+    """Search ``space`` for the best deployments of ``scenario`` (module docstring)."""
+    options = options or SearchOptions()
+    check_objective(options.objective, options.target_rate_per_s)
+    perf = perf if perf is not None else default_perf_model()
+    search = _Search(scenario, options, perf, executor or InProcessExecutor(), store, on_progress)
+    plans = list(enumerate_plans(space, resolve_model(scenario.model)))
+    search.num_plans = len(plans)
+    prefilter = Prefilter(scenario, perf, scenario.shape())
+    survivors: list[Estimate] = []
+    for plan in plans:
+        est = prefilter.estimate(plan)
+        target = options.target_rate_per_s
+        if (
+            est.status == OK
+            and options.objective == "cost_at_rate"
+            and target is not None
+            and est.rate_upper_per_s < target
+        ):
+            reason = f"throughput bound {est.rate_upper_per_s:.3g} req/s below the target rate"
+            est = Estimate(plan, PRUNED, reason, **_est_fields(est))
+        if est.status == OK:
+            survivors.append(est)
+        else:
+            search.record(PlanResult(plan, est.status, est.reason, metrics=_bound(est)), write=True)
+    survivors.sort(key=lambda e: _order_key(e, options))
+    _run_waves(search, survivors, options.wave_size)
+    results = [search.results[p.key()] for p in plans]
+    return SearchReport(
+        results=results,
+        ranked=rank(results, options.objective, options.target_rate_per_s),
+        pareto=pareto_front(results),
+        num_simulated=search.num_simulated,
+        num_resumed=search.num_resumed,
+        prune_reasons=_reasons(results),
+        search_hash=search.hash,
+    )
+
+
+def _run_waves(search: _Search, survivors: list[Estimate], wave_size: int) -> None:
+    pending = list(survivors)
+    while pending:
+        wave: list[Estimate] = []
+        while pending and len(wave) < wave_size:
+            est = pending.pop(0)
+            why = search.dominated(est)
+            if why is None:
+                wave.append(est)
+            else:
+                search.record(PlanResult(est.plan, PRUNED, why, metrics=_bound(est)), write=True)
+        if wave:
+            search.run_wave(wave)
+
+
+def _est_fields(est: Estimate) -> dict[str, Any]:
+    return {
+        "max_kv_tokens": est.max_kv_tokens,
+        "max_batch": est.max_batch,
+        "ttft_p99_lower_s": est.ttft_p99_lower_s,
+        "tpot_lower_s": est.tpot_lower_s,
+        "rate_upper_per_s": est.rate_upper_per_s,
+    }
+
+
+def _bound(est: Estimate) -> dict[str, Any]:
+    return {
+        f"bound_{k}": (None if isinstance(v, float) and math.isnan(v) else v)
+        for k, v in est.to_dict().items()
+    }
+
+
+def _reasons(results: Sequence[PlanResult]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in results:
+        if r.status in (PRUNED, INFEASIBLE):
+            key = f"{r.status}: {_category(r.reason)}"
+            counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
