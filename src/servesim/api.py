@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from servesim import __version__
+from servesim.cluster import ClusterStats, build_deployment, run_cluster
 from servesim.config import SimConfig
 from servesim.core.errors import ServesimError
 from servesim.core.rng import RandomStreams
-from servesim.engine import ReplicaSetup, run_simulation
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.metrics import Summary, summarize
 from servesim.perf import RooflinePerfModel
@@ -46,6 +46,7 @@ class Result:
         workload_name: the workload's label (preset, trace file, or "synthetic").
         num_skipped_rows: malformed trace rows skipped (``skip_bad_rows``).
         num_capped_requests: requests whose lengths the workload capped to a context limit.
+        cluster: cluster-level figures (GPU-hours over up-time, KV transfers, scaling).
     """
 
     config: SimConfig
@@ -54,6 +55,7 @@ class Result:
     workload_name: str = "workload"
     num_skipped_rows: int = 0
     num_capped_requests: int = 0
+    cluster: ClusterStats | None = None
 
     def requests_columns(self) -> dict[str, np.ndarray]:
         """Per-request columns (the engine's plus derived latencies), as numpy arrays.
@@ -111,6 +113,7 @@ class Result:
                 "num_capped_requests": self.num_capped_requests,
             },
             "summary": self.summary.to_dict(),
+            "cluster": self.cluster.to_dict(self.records) if self.cluster is not None else None,
         }
 
     def to_json(self) -> str:
@@ -157,28 +160,32 @@ def simulate(
         on_progress: called by the engine as the run advances (for progress bars).
 
     Raises:
-        ServesimError: unknown model/GPU/preset, a deployment whose weights do not fit, ...
+        ServesimError: unknown model/GPU/preset; ``DeploymentError`` listing every problem of
+            a deployment that cannot work (weights that do not fit, bad TP/PP/EP, ...).
         pydantic.ValidationError: a bad config value (the CLI prints one line per problem).
     """
     cfg = load_config(config)
-    plan = replica_plan(cfg)
-    setup = ReplicaSetup(plan=plan, scheduler=cfg.scheduler, cache=cfg.effective_cache())
+    perf = perf if perf is not None else RooflinePerfModel()
+    # Every simulation is a deployment; ``replicas`` x ``hardware`` is its one-pool case.
+    deployment = build_deployment(cfg.effective_deployment(), cfg.model, perf)
     workload = cfg.effective_workload().build(RandomStreams(cfg.seed))
-    records = run_simulation(
+    run = run_cluster(
         workload,
-        [setup] * cfg.replicas,
-        perf if perf is not None else RooflinePerfModel(),
+        deployment,
+        perf,
+        seed=cfg.seed,
         duration_s=cfg.max_time_s,
         on_progress=on_progress,
     )
     slo = cfg.slo.to_spec() if cfg.slo is not None else None
     return Result(
         config=cfg,
-        summary=summarize(records, slo),
-        records=records,
+        summary=summarize(run.records, slo),
+        records=run.records,
         workload_name=workload.name,
         num_skipped_rows=workload.num_skipped_rows,
         num_capped_requests=workload.num_capped_requests,
+        cluster=run.stats,
     )
 
 

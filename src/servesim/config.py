@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from servesim.cluster.config import DeploymentConfig, PoolConfig, RouterConfig
 from servesim.core.errors import ConfigError, ServesimError
 from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
 from servesim.metrics.slo import DEFAULT_ATTAINMENT_TARGET, SLOSpec, SLOTargets
@@ -180,7 +181,18 @@ class SimConfig(BaseModel):
         gt=0,
         description="Hard stop of the simulated clock; unfinished requests are reported.",
     )
-    replicas: int = Field(1, ge=1, le=4096, description="Identical replicas, round robin.")
+    replicas: int = Field(1, ge=1, le=4096, description="Identical replicas (one pool).")
+    router: str | None = Field(
+        None, description="Router name or file.py:Class (None: round_robin / the deployment's)."
+    )
+    disagg: str | None = Field(
+        None,
+        pattern=r"^\s*[1-9][0-9]*\s*[Pp]\s*:\s*[1-9][0-9]*\s*[Dd]\s*$",
+        description="Prefill/decode disaggregation shorthand, e.g. 2P:6D (hardware per pool).",
+    )
+    deployment: DeploymentConfig | None = Field(
+        None, description="Replica pools, router, cluster (None: `replicas` x `hardware`)."
+    )
 
     @field_validator("model")
     @classmethod
@@ -205,6 +217,46 @@ class SimConfig(BaseModel):
                 "disagree: set it in one place"
             )
         return self
+
+    @model_validator(mode="after")
+    def _one_deployment(self) -> SimConfig:
+        if self.deployment is not None:
+            for name in ("replicas", "disagg"):
+                if name in self.model_fields_set:
+                    raise ValueError(f"{name} and deployment both describe the pools: use one")
+        if self.disagg is not None and "replicas" in self.model_fields_set:
+            raise ValueError("replicas and disagg both describe the pools: use one")
+        return self
+
+    def effective_deployment(self) -> DeploymentConfig:
+        """The deployment: as given, else ``disagg`` (two pools) or ``replicas`` x
+        ``hardware`` (one unified pool), with the ``router`` shorthand applied."""
+        router = RouterConfig(kind=self.router) if self.router is not None else None
+        if self.deployment is not None:
+            if router is None:
+                return self.deployment
+            return self.deployment.model_copy(update={"router": router})
+        hw = self.hardware
+        base: dict[str, Any] = {
+            "gpu": hw.gpu,
+            "tp": hw.tp,
+            "pp": hw.pp,
+            "dtype": hw.dtype,
+            "kv_dtype": hw.kv_dtype,
+            "cuda_graphs": hw.cuda_graphs,
+            "custom_all_reduce": hw.custom_all_reduce,
+            "scheduler": self.scheduler,
+            "cache": self.effective_cache(),
+        }
+        if self.disagg is not None:
+            p, d = (int(x.strip()[:-1]) for x in self.disagg.split(":"))
+            pools = [
+                PoolConfig(name="prefill", role="prefill", replicas=p, **base),
+                PoolConfig(name="decode", role="decode", replicas=d, **base),
+            ]
+        else:
+            pools = [PoolConfig(name="default", replicas=self.replicas, **base)]
+        return DeploymentConfig(pools=pools, router=router or RouterConfig())
 
     def effective_workload(self) -> WorkloadConfig:
         """The workload with the top-level ``num_requests`` / ``duration_s`` applied."""

@@ -90,6 +90,44 @@ def build_config(config: Path | None, flags: dict[str, Any], workload: dict[str,
     return SimConfig.from_dict(raw, overrides, base_dir=base_dir)
 
 
+def _deployment_file(path: Path | None) -> dict[str, Any] | None:
+    """A deployment YAML: either the ``deployment:`` mapping itself or a file holding one."""
+    if path is None:
+        return None
+    raw = load_yaml(path)
+    return raw["deployment"] if isinstance(raw.get("deployment"), dict) else raw
+
+
+def _deployment_row(result: Result) -> str:
+    c, hw = result.config, result.config.hardware
+    if c.deployment is None and c.disagg is None:
+        return (
+            f"{c.model} on {c.replicas} replica(s) of {hw.tp * hw.pp} x {hw.gpu} "
+            f"(tp {hw.tp}, pp {hw.pp}, {hw.dtype})"
+        )
+    dep = c.effective_deployment()
+    pools = "; ".join(
+        f"{p.name} ({p.role}): {p.replicas} x {p.tp * p.pp} {p.gpu}" for p in dep.pools
+    )
+    return f"{c.model}: {pools}; router {dep.router.kind}"
+
+
+def _cluster_row(result: Result) -> tuple[str, str] | None:
+    stats = result.cluster
+    if stats is None:
+        return None
+    kv = stats.transfer_summary(result.records)
+    text = f"{stats.num_gpus} GPUs, {stats.gpu_hours:,.3f} GPU-h up"
+    if kv.get("num_transfers"):
+        text += (
+            f"; KV transfers {kv['num_transfers']:,.0f}, mean {kv['mean_transfer_s'] * 1e3:.2f}"
+            f" ms ({kv['mean_share_of_ttft']:.1%} of TTFT)"
+        )
+    if stats.num_scale_ups or stats.num_scale_downs:
+        text += f"; scaled up {stats.num_scale_ups}, down {stats.num_scale_downs}"
+    return ("cluster", text)
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1e3:,.1f}"
 
@@ -121,14 +159,9 @@ def _latency_table(result: Result) -> Table:
 
 def _overview_rows(result: Result) -> list[tuple[str, str]]:
     c, s, e = result.config, result.summary, result.summary.efficiency
-    hw = c.hardware
     rejected = ", ".join(f"{k} {v}" for k, v in s.rejected_by_reason.items() if v) or "none"
     return [
-        (
-            "deployment",
-            f"{c.model} on {c.replicas} replica(s) of {hw.tp * hw.pp} x {hw.gpu} "
-            f"(tp {hw.tp}, pp {hw.pp}, {hw.dtype})",
-        ),
+        ("deployment", _deployment_row(result)),
         ("scheduler", c.scheduler.kind),
         (
             "workload",
@@ -189,7 +222,11 @@ def render(result: Result) -> None:
     overview = Table(title="servesim simulate", show_header=False)
     overview.add_column("field", style="bold")
     overview.add_column("value")
-    for key, value in _overview_rows(result):
+    rows = _overview_rows(result)
+    cluster = _cluster_row(result)
+    if cluster is not None:
+        rows.insert(1, cluster)
+    for key, value in rows:
         overview.add_row(key, value)
     console.print(overview)
     console.print(_latency_table(result))
@@ -249,6 +286,24 @@ def register(app: typer.Typer) -> None:
         ] = None,
         replicas: Annotated[
             int | None, _opt("Identical replicas (round robin).", _H, "--replicas")
+        ] = None,
+        deployment: Annotated[
+            Path | None,
+            _opt(
+                "Deployment YAML (pools, router, nodes); replaces the hardware.", _H, "--deployment"
+            ),
+        ] = None,
+        disagg: Annotated[
+            str | None, _opt("Prefill/decode pools, e.g. 2P:6D.", _H, "--disagg")
+        ] = None,
+        router: Annotated[
+            str | None,
+            _opt(
+                "round_robin, random, least_outstanding_requests, least_outstanding_tokens, "
+                "least_kv_usage, power_of_two, prefix_affinity, slo_aware, or file.py:Class.",
+                _H,
+                "--router",
+            ),
         ] = None,
         scheduler: Annotated[
             str | None,
@@ -322,6 +377,9 @@ def register(app: typer.Typer) -> None:
             "hardware.gpu_memory_utilization": gpu_memory_utilization,
             "hardware.cuda_graphs": cuda_graphs,
             "replicas": replicas,
+            "disagg": disagg,
+            "router": router,
+            "deployment": _deployment_file(deployment),
             **_scheduler_overrides(scheduler),
             "scheduler.max_num_seqs": max_num_seqs,
             "scheduler.max_num_batched_tokens": max_num_batched_tokens,

@@ -1,0 +1,136 @@
+"""``DeploymentConfig``: the user-facing description of a deployment (YAML ``deployment:`` key).
+
+A deployment is a list of replica pools behind a router. Each pool is N identical replicas of
+one (GPU type, TP, PP, EP, formats, scheduler, cache, role). Example::
+
+    deployment:
+      router: {kind: least_outstanding_requests}
+      nodes: [{gpu: h100-sxm, count: 1}]          # optional: the cluster the pools are placed on
+      pools:
+        - {name: prefill, role: prefill, replicas: 2, gpu: h100-sxm}
+        - {name: decode, role: decode, replicas: 6, gpu: h100-sxm}
+
+Pools are placed on the nodes in order (a replica's GPUs in one node when they fit), which
+decides the link a KV transfer crosses: NVLink inside a node, the network between nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class RouterConfig(BaseModel):
+    """A router: ``kind`` is a registry name or ``path/to/file.py:ClassName``."""
+
+    model_config = _STRICT
+
+    kind: str = Field("round_robin", description="Router name (`ROUTERS`) or file.py:Class.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the router's constructor."
+    )
+
+
+class AutoscaleConfig(BaseModel):
+    """Scale a pool between ``min_replicas`` and its ``replicas`` (the maximum)."""
+
+    model_config = _STRICT
+
+    min_replicas: int = Field(1, ge=1, description="Replicas up at the start and at least.")
+    metric: Literal["queue_length", "kv_usage"] = Field(
+        "queue_length", description="Signal: queued requests per up replica, or mean KV usage."
+    )
+    scale_up_threshold: float = Field(8.0, gt=0, description="Start a replica above this.")
+    scale_down_threshold: float = Field(1.0, ge=0, description="Stop a replica below this.")
+    interval_s: float = Field(5.0, gt=0, description="Policy evaluation period.")
+    # Cold start: weights read from storage at this bandwidth (per replica) plus a fixed
+    # start-up (container, CUDA context, graph capture). 2 GB/s is a local NVMe SSD.
+    storage_bandwidth_bytes_per_s: float = Field(2e9, gt=0, description="Weight load rate.")
+    startup_s: float = Field(30.0, ge=0, description="Fixed start-up time of a new replica.")
+
+
+class PoolConfig(BaseModel):
+    """N identical replicas with one role."""
+
+    model_config = _STRICT
+
+    name: str = Field("default", min_length=1, description="Pool name (unique).")
+    role: Literal["unified", "prefill", "decode"] = Field(
+        "unified", description="unified: prefill and decode; prefill/decode: disaggregated."
+    )
+    replicas: int = Field(1, ge=1, le=4096, description="Replicas (the maximum if autoscaled).")
+    model: str | None = Field(None, description="Model (None: the config's top-level model).")
+    gpu: str = Field("h100-sxm", description="GPU catalog name.")
+    tp: int = Field(1, ge=1, le=64, description="Tensor-parallel degree.")
+    pp: int = Field(1, ge=1, le=64, description="Pipeline-parallel degree.")
+    ep: int = Field(1, ge=1, le=1024, description="Expert-parallel degree (MoE).")
+    dtype: str = Field("bf16", description="Weight format.")
+    kv_dtype: str | None = Field(None, description="KV format (None: as the activations).")
+    cuda_graphs: bool = Field(True, description="Decode replays CUDA graphs.")
+    custom_all_reduce: bool = Field(True, description="vLLM custom all-reduce on NVLink.")
+    expert_zipf_exponent: float = Field(0.0, ge=0, description="MoE routing skew (Zipf).")
+    expert_popularity: tuple[float, ...] = Field((), description="MoE per-expert frequencies.")
+    scheduler: SchedulerConfig = Field(default_factory=VLLMSchedulerConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    autoscale: AutoscaleConfig | None = Field(None, description="Autoscaling (None: fixed).")
+
+
+class NodeGroupConfig(BaseModel):
+    """``count`` identical servers of one GPU type."""
+
+    model_config = _STRICT
+
+    gpu: str = Field(description="GPU catalog name.")
+    count: int = Field(1, ge=1, description="Servers.")
+    gpus_per_node: int | None = Field(None, ge=1, description="None: the usual server's.")
+    network: str | None = Field(None, description="Inter-node network (None: usual one).")
+
+
+class TransferConfig(BaseModel):
+    """How prompt KV moves from a prefill replica to a decode replica."""
+
+    model_config = _STRICT
+
+    layerwise_overlap: bool = Field(
+        False, description="Send each layer's KV as soon as it is computed (DistServe/Mooncake)."
+    )
+    first_token_at: Literal["prefill", "decode"] = Field(
+        "prefill",
+        description="prefill: the prefill replica streams the first token (DistServe); "
+        "decode: the user's stream starts at the decode replica (vLLM/Dynamo proxy).",
+    )
+
+
+class MigrationConfig(BaseModel):
+    """Llumnix-style live migration of decoding requests inside a pool."""
+
+    model_config = _STRICT
+
+    interval_s: float = Field(1.0, gt=0, description="How often the balancer looks.")
+    kv_usage_gap: float = Field(
+        0.3, gt=0, le=1, description="Migrate when max - min KV usage in a pool exceeds this."
+    )
+    max_per_round: int = Field(1, ge=1, description="Migrations started per look and pool.")
+
+
+class DeploymentConfig(BaseModel):
+    """Replica pools behind a router, placed on a cluster."""
+
+    model_config = _STRICT
+
+    pools: list[PoolConfig] = Field(min_length=1, description="The replica pools.")
+    router: RouterConfig = Field(default_factory=RouterConfig, description="Entry router.")
+    decode_router: RouterConfig = Field(
+        default_factory=lambda: RouterConfig(kind="least_kv_usage"),
+        description="Picks the decode replica for a prefilled request (disaggregation).",
+    )
+    nodes: list[NodeGroupConfig] | None = Field(
+        None, description="The cluster (None: enough default servers for every pool)."
+    )
+    transfer: TransferConfig = Field(default_factory=TransferConfig)
+    migration: MigrationConfig | None = Field(None, description="Live migration (None: off).")

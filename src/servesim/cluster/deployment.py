@@ -1,0 +1,326 @@
+"""``Deployment``: pools of replicas placed on a cluster's nodes, checked before simulating.
+
+``build_deployment`` turns a ``DeploymentConfig`` into frozen plans and collects every problem
+(TP that does not divide the heads, PP beyond the layers, EP beyond the experts, an unknown GPU,
+weights that do not fit, a prefill pool without a decode pool, more GPUs than the cluster has)
+into one ``DeploymentError`` with one line per problem, so a user fixes them all at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from servesim.cluster.config import AutoscaleConfig, DeploymentConfig, PoolConfig
+from servesim.core.errors import ServesimError
+from servesim.engine.config import CacheConfig, SchedulerConfig
+from servesim.engine.simulation import ReplicaSetup
+from servesim.perf.memory import check_plan
+from servesim.perf.types import PerfModel, ReplicaPlan
+from servesim.specs.catalog import get_gpu, resolve_model
+from servesim.specs.cluster import NodeSpec, default_node
+from servesim.specs.dtypes import DType
+from servesim.specs.gpu import LinkSpec
+
+
+class DeploymentError(ServesimError):
+    """A deployment that cannot work; ``problems`` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("deployment cannot work:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """N identical replicas with one role.
+
+    Attributes:
+        name: unique pool name.
+        role: ``unified``, ``prefill`` or ``decode``.
+        plan: what each replica runs.
+        scheduler: replica scheduler config.
+        cache: KV cache config.
+        num_replicas: replicas built (the maximum when autoscaled).
+        autoscale: the scaling policy, or None for a fixed pool.
+        nodes: index (into ``Deployment.nodes``) of the node holding each replica's first GPU.
+    """
+
+    name: str
+    role: str
+    plan: ReplicaPlan
+    scheduler: SchedulerConfig
+    cache: CacheConfig
+    num_replicas: int
+    autoscale: AutoscaleConfig | None
+    nodes: tuple[int, ...]
+
+    @property
+    def num_gpus(self) -> int:
+        """GPUs of all replicas of the pool."""
+        return self.num_replicas * self.plan.num_gpus
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """Pools, the nodes they sit on, and the cluster-level policies' configs."""
+
+    pools: tuple[Pool, ...]
+    nodes: tuple[NodeSpec, ...]
+    config: DeploymentConfig
+
+    @property
+    def num_gpus(self) -> int:
+        """GPUs of every replica (autoscaled pools at their maximum)."""
+        return sum(p.num_gpus for p in self.pools)
+
+    @property
+    def is_disaggregated(self) -> bool:
+        """True when some pool is a prefill pool."""
+        return any(p.role == "prefill" for p in self.pools)
+
+    def setups(self) -> list[ReplicaSetup]:
+        """One ``ReplicaSetup`` per replica, pools in order."""
+        migrating = self.config.migration is not None
+        return [
+            ReplicaSetup(
+                plan=p.plan,
+                scheduler=p.scheduler,
+                cache=p.cache,
+                pool=p.name,
+                role=p.role,
+                receives_kv=p.role == "decode" or (migrating and p.role != "prefill"),
+            )
+            for p in self.pools
+            for _ in range(p.num_replicas)
+        ]
+
+    def replica_pools(self) -> list[int]:
+        """Pool index of each replica (global replica order)."""
+        return [i for i, p in enumerate(self.pools) for _ in range(p.num_replicas)]
+
+    def replica_nodes(self) -> list[int]:
+        """Node index of each replica (global replica order)."""
+        return [n for p in self.pools for n in p.nodes]
+
+    def link_between(self, node_a: int, node_b: int) -> LinkSpec:
+        """Per-GPU link a transfer between GPUs on these nodes crosses."""
+        a, b = self.nodes[node_a], self.nodes[node_b]
+        if node_a == node_b:
+            return a.intra_node_link(min(2, a.num_gpus))
+        la, lb = a.network_link(), b.network_link()
+        return LinkSpec(
+            name=f"{la.name}/{lb.name}" if la.name != lb.name else la.name,
+            bandwidth_bytes_per_s=min(la.bandwidth_bytes_per_s, lb.bandwidth_bytes_per_s),
+            latency_s=max(la.latency_s, lb.latency_s),
+        )
+
+
+def _plan(pool: PoolConfig, model_name: str, problems: list[str]) -> ReplicaPlan | None:
+    where = f"pool {pool.name!r}"
+    try:
+        model = resolve_model(pool.model or model_name)
+        gpu = get_gpu(pool.gpu)
+        weights = DType.parse(pool.dtype)
+        kv = DType.parse(pool.kv_dtype) if pool.kv_dtype else None
+    except ServesimError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    act = weights if weights in (DType.FP8, DType.FP16, DType.FP32) else DType.BF16
+    kv = kv or (DType.BF16 if act == DType.FP8 else act)
+    plan = ReplicaPlan(
+        model=model,
+        gpu=gpu,
+        tp=pool.tp,
+        pp=pool.pp,
+        ep=pool.ep,
+        weight_dtype=weights,
+        activation_dtype=act,
+        kv_dtype=kv,
+        use_cuda_graphs=pool.cuda_graphs,
+        custom_all_reduce=pool.custom_all_reduce,
+        expert_popularity=tuple(pool.expert_popularity),
+        expert_zipf_exponent=pool.expert_zipf_exponent,
+    )
+    before = len(problems)
+    _check_parallelism(pool, plan, problems)
+    if len(problems) > before:
+        return None
+    try:
+        check_plan(plan)
+    except ServesimError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    return plan
+
+
+def _check_parallelism(pool: PoolConfig, plan: ReplicaPlan, problems: list[str]) -> None:
+    """Every parallelism problem of a pool (``check_plan`` stops at the first)."""
+    m, where = plan.model, f"pool {pool.name!r}"
+    if m.num_attention_heads % pool.tp:
+        problems.append(
+            f"{where}: tp={pool.tp} does not divide the {m.num_attention_heads} attention "
+            f"heads of {m.name}"
+        )
+    if pool.pp > m.num_layers:
+        problems.append(f"{where}: pp={pool.pp} exceeds the {m.num_layers} layers of {m.name}")
+    if pool.ep > 1:
+        if m.moe is None:
+            problems.append(f"{where}: ep={pool.ep} but {m.name} has no experts (use ep=1)")
+        elif pool.ep > m.moe.num_experts:
+            problems.append(
+                f"{where}: ep={pool.ep} exceeds the {m.moe.num_experts} experts of {m.name}"
+            )
+
+
+def _check_memory(
+    pool: PoolConfig, plan: ReplicaPlan, perf: PerfModel, problems: list[str]
+) -> None:
+    try:
+        mem = perf.memory_plan(
+            plan,
+            block_size_tokens=pool.cache.block_size,
+            gpu_memory_utilization=pool.cache.gpu_memory_utilization,
+            max_num_batched_tokens=min(
+                pool.scheduler.max_num_batched_tokens or 8192, plan.model.max_context_tokens
+            ),
+        )
+    except ServesimError as exc:
+        problems.append(f"pool {pool.name!r} ({plan.gpu.name} tp={plan.tp} pp={plan.pp}): {exc}")
+        return
+    if mem.num_kv_blocks < 1 and pool.cache.num_kv_blocks is None:
+        problems.append(
+            f"pool {pool.name!r}: weights {mem.weight_bytes / 1e9:.1f} GB per GPU leave no KV "
+            f"cache in {mem.usable_bytes / 1e9:.1f} GB usable on {plan.gpu.name}"
+        )
+
+
+def _check_roles(cfg: DeploymentConfig, problems: list[str]) -> None:
+    roles = [p.role for p in cfg.pools]
+    names = [p.name for p in cfg.pools]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        problems.append(f"pool name {name!r} is used by {names.count(name)} pools")
+    if "prefill" in roles and "decode" not in roles:
+        problems.append("a prefill pool needs a decode pool to hand its requests to")
+    if "decode" in roles and "prefill" not in roles:
+        problems.append("a decode pool needs a prefill pool to receive requests from")
+    if "decode" in roles and "unified" in roles:
+        problems.append("unified pools cannot be mixed with prefill/decode pools")
+    for p in cfg.pools:
+        if p.autoscale is not None and p.autoscale.min_replicas > p.replicas:
+            problems.append(
+                f"pool {p.name!r}: autoscale.min_replicas={p.autoscale.min_replicas} exceeds "
+                f"replicas={p.replicas} (the maximum)"
+            )
+
+
+def build_deployment(cfg: DeploymentConfig, model: str, perf: PerfModel) -> Deployment:
+    """Check ``cfg`` and build its plans and placement (``model``: the default model).
+
+    Raises:
+        DeploymentError: one line per problem found.
+    """
+    problems: list[str] = []
+    _check_roles(cfg, problems)
+    plans: list[ReplicaPlan | None] = []
+    for pool in cfg.pools:
+        plan = _plan(pool, model, problems)
+        if plan is not None:
+            _check_memory(pool, plan, perf, problems)
+        plans.append(plan)
+    nodes = _nodes(cfg, plans, problems)
+    placement = _place(cfg, plans, nodes, problems) if nodes is not None else None
+    if problems or placement is None:
+        raise DeploymentError(problems)
+    pools = tuple(
+        Pool(
+            name=pc.name,
+            role=pc.role,
+            plan=plan,
+            scheduler=pc.scheduler,
+            cache=pc.cache,
+            num_replicas=pc.replicas,
+            autoscale=pc.autoscale,
+            nodes=tuple(where),
+        )
+        for pc, plan, where in zip(cfg.pools, plans, placement, strict=True)
+        if plan is not None
+    )
+    return Deployment(pools=pools, nodes=tuple(nodes or ()), config=cfg)
+
+
+def _nodes(
+    cfg: DeploymentConfig, plans: list[ReplicaPlan | None], problems: list[str]
+) -> list[NodeSpec] | None:
+    """The cluster's nodes: as configured, or enough default servers per GPU type."""
+    nodes: list[NodeSpec] = []
+    if cfg.nodes is not None:
+        for group in cfg.nodes:
+            try:
+                gpu = get_gpu(group.gpu)
+                node = default_node(gpu, group.network)
+                if group.gpus_per_node is not None:
+                    node = NodeSpec(gpu, group.gpus_per_node, node.topology, node.network)
+            except ServesimError as exc:
+                problems.append(f"nodes: {exc}")
+                return None
+            nodes.extend([node] * group.count)
+        return nodes
+    demand: dict[str, int] = {}
+    specs: dict[str, NodeSpec] = {}
+    for pool, plan in zip(cfg.pools, plans, strict=True):
+        if plan is not None:
+            demand[plan.gpu.name] = demand.get(plan.gpu.name, 0) + pool.replicas * plan.num_gpus
+            specs.setdefault(plan.gpu.name, default_node(plan.gpu))
+    for name, need in demand.items():
+        node = specs[name]
+        nodes.extend([node] * -(-need // node.num_gpus))
+    return nodes
+
+
+def _place(
+    cfg: DeploymentConfig,
+    plans: list[ReplicaPlan | None],
+    nodes: list[NodeSpec],
+    problems: list[str],
+) -> list[list[int]] | None:
+    """First-fit placement of every replica's GPUs (a replica larger than a node takes whole
+    consecutive nodes); reports GPU types whose demand exceeds the cluster."""
+    free = [n.num_gpus for n in nodes]
+    out: list[list[int]] = []
+    short: dict[str, int] = {}
+    for pool, plan in zip(cfg.pools, plans, strict=True):
+        where: list[int] = []
+        if plan is None:
+            out.append(where)
+            continue
+        need = plan.num_gpus
+        for _ in range(pool.replicas):
+            index = _fit(nodes, free, plan.gpu.name, need)
+            if index is None:
+                short[plan.gpu.name] = short.get(plan.gpu.name, 0) + need
+            else:
+                where.append(index)
+        out.append(where)
+    for name, missing in short.items():
+        have = sum(n.num_gpus for n in nodes if n.gpu.name == name)
+        problems.append(
+            f"the pools need {missing} more {name} GPUs than fit on the cluster's {have} "
+            f"(of {len(nodes)} nodes)"
+        )
+    return None if short else out
+
+
+def _fit(nodes: list[NodeSpec], free: list[int], gpu: str, need: int) -> int | None:
+    for i, node in enumerate(nodes):
+        if node.gpu.name == gpu and need <= node.num_gpus and free[i] >= need:
+            free[i] -= need
+            return i
+    span = -(-need // nodes[0].num_gpus) if nodes else 0
+    for i in range(len(nodes) - span + 1):
+        group = range(i, i + span)
+        is_free = all(nodes[j].gpu.name == gpu and free[j] == nodes[j].num_gpus for j in group)
+        if is_free and sum(nodes[j].num_gpus for j in group) >= need:
+            for j in group:
+                free[j] = 0
+            return i
+    return None
