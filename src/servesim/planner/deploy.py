@@ -1,0 +1,96 @@
+"""Turn a chosen plan into something to run: a SimConfig mapping and vLLM launch flags.
+
+``sim_config_dict`` returns a plain mapping with ``SimConfig``'s keys (the planner sits below
+the config layer; ``servesim.api.plan_config`` validates it into a ``SimConfig``), so the
+YAML written for the winner is accepted by ``servesim simulate --config``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from servesim.planner.scenario import Scenario
+from servesim.planner.space import PlanSpec
+from servesim.specs.catalog import resolve_model
+
+
+def sim_config_dict(scenario: Scenario, plan: PlanSpec, rate_per_s: float | None) -> dict[str, Any]:
+    """A ``SimConfig``-shaped mapping: ``plan`` serving ``scenario`` at ``rate_per_s``."""
+    hardware: dict[str, Any] = {
+        "gpu": plan.gpu,
+        "tp": plan.tp,
+        "pp": plan.pp,
+        "dtype": plan.dtype,
+    }
+    if plan.kv_dtype is not None:
+        hardware["kv_dtype"] = plan.kv_dtype
+    workload = scenario.workload
+    if rate_per_s is not None and rate_per_s > 0:
+        workload = workload.with_rate(rate_per_s)
+    crit = scenario.criterion
+    slo: dict[str, Any] = {}
+    if crit.ttft_p99_s is not None:
+        slo["ttft_s"] = crit.ttft_p99_s
+    if crit.tpot_p99_s is not None:
+        slo["tpot_s"] = crit.tpot_p99_s
+    if crit.min_attainment is not None:
+        slo["attainment_target"] = crit.min_attainment
+    return {
+        "model": scenario.model,
+        "hardware": hardware,
+        "scheduler": plan.scheduler.to_dict(),
+        "cache": scenario.cache.model_dump(mode="json", exclude_unset=True),
+        "workload": workload.model_dump(mode="json", exclude_none=True),
+        "slo": slo or None,
+        "seed": scenario.seed,
+        "num_requests": scenario.num_requests(plan),
+        "replicas": plan.replicas,
+    }
+
+
+def vllm_flags(scenario: Scenario, plan: PlanSpec) -> list[str]:
+    """``vllm serve`` arguments for one replica of ``plan`` (vLLM's CLI names)."""
+    spec = resolve_model(scenario.model)
+    model = spec.source if "/" in spec.source and " " not in spec.source else scenario.model
+    s = plan.scheduler
+    cache = scenario.cache
+    args = [
+        "vllm",
+        "serve",
+        model,
+        "--tensor-parallel-size",
+        str(plan.tp),
+        "--pipeline-parallel-size",
+        str(plan.pp),
+        "--max-num-seqs",
+        str(s.max_num_seqs),
+        "--gpu-memory-utilization",
+        str(cache.gpu_memory_utilization),
+        "--block-size",
+        str(cache.block_size),
+    ]
+    if s.max_num_batched_tokens is not None:
+        args += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
+    if s.enable_chunked_prefill:
+        args.append("--enable-chunked-prefill")
+    if plan.dtype == "fp8":
+        args += ["--quantization", "fp8"]
+    elif plan.dtype in ("int8", "int4"):
+        # Weight-only formats come from a pre-quantised checkpoint (AWQ/GPTQ); name it.
+        args += ["--quantization", "<awq|gptq: the checkpoint's method>"]
+    else:
+        args += ["--dtype", "bfloat16" if plan.dtype == "bf16" else "float16"]
+    if plan.kv_dtype == "fp8":
+        args += ["--kv-cache-dtype", "fp8"]
+    if cache.enable_prefix_caching:
+        args.append("--enable-prefix-caching")
+    return args
+
+
+def vllm_command(scenario: Scenario, plan: PlanSpec) -> str:
+    """The launch line, shell-quoted, with a note on replicas."""
+    line = shlex.join(vllm_flags(scenario, plan))
+    if plan.replicas > 1:
+        line += f"   # x{plan.replicas} instances behind a round-robin load balancer"
+    return line
