@@ -6,8 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# CI must not flake: there, hypothesis explores a fixed, derandomised set of examples. Locally it
+# keeps exploring new ones (and remembers failures in .hypothesis/).
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 def shared_data_dir() -> Path | None:
