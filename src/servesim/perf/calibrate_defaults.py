@@ -69,19 +69,28 @@ DEFAULT_GPU: dict = {
     "source": "uncalibrated: roofline with default efficiencies",
 }
 
-# Host time per iteration of vLLM 0.6 (scheduler, input preparation, sampler bookkeeping,
-# output processing not hidden by async output processing). vLLM's v0.6.0 release notes
-# (blog.vllm.ai 2024-09-05) attribute a large share of step time to this CPU work; base_s
-# is set so the Llama-3.1-70B TP8 decode step matches the apex_plus vLLM 0.6 run (see
-# bench/calibration_report.py, which checks TP4 and TP2 as held-out plans).
+# Host time per iteration of vLLM 0.6 (V0 engine, async output processing on).
+# - base_s: the GPU bubble between two decode steps (sampled-token copy to the host, sampler
+#   pythonization, scheduler, input preparation and broadcast to the TP workers), ~4 ms per
+#   decode step in the profiles of vLLM RFC #6854 (multi-step scheduling, H100 traces:
+#   https://github.com/vllm-project/vllm/issues/6854); the vLLM v0.6.0 release post
+#   (blog.vllm.ai/2024/09/05/perf-update.html) attributes ~29% of step time to this work.
+# - per_seq_s: host work per running decode sequence per step that async output processing
+#   does not hide: the scheduler's per-group pass (block appends, SequenceGroupMetadata with its
+#   block table), _prepare_model_input's per-sequence lists, sampler pythonization, and one
+#   RequestOutput per request per step through AsyncLLMEngine and the 0.6 RPC front end.
+#   Scale of one such component: _process_model_outputs alone costs ~0.1 ms per sequence for
+#   Llama-3-70B on 4x H100 (3.4 ms at batch 32, vLLM RFC #6913). The value 0.3 ms is set on the
+#   apex_plus Llama-3.1-70B TP8 creation runs only (ITL within 2%); TP4 and TP2 runs and the
+#   lmsys/summarization workloads are held out (see bench/validate_apex.py).
 HOST_OVERHEAD: dict[str, float | str] = {
     "base_s": 4.0e-3,
-    "per_seq_s": 2.0e-5,
+    "per_seq_s": 3.0e-4,
     "per_prefill_seq_s": 6.0e-5,
     # PyTorch eager dispatch + launch of one module's kernels: ~10-20 us per op on the host
     # (why vLLM captures CUDA graphs for decode: vLLM docs, enforce_eager).
     "cpu_launch_s": 1.2e-5,
     "graph_kernel_gap_s": 1.5e-6,
-    "source": "vLLM v0.6.0 release notes (CPU overhead); base_s matched to apex_plus vLLM 0.6 "
-    "Llama-3.1-70B TP8 ITL, TP4/TP2 held out",
+    "source": "base_s: vLLM RFC #6854 (~4 ms decode-step bubble); per_seq_s: set on apex_plus "
+    "vLLM 0.6 Llama-3.1-70B TP8 creation ITL, TP4/TP2 held out (scale: RFC #6913)",
 }
