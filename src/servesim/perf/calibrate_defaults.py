@@ -87,10 +87,17 @@ HOST_OVERHEAD: dict[str, float | str] = {
     "base_s": 4.0e-3,
     "per_seq_s": 3.0e-4,
     "per_prefill_seq_s": 6.0e-5,
-    # PyTorch eager dispatch + launch of one module's kernels: ~10-20 us per op on the host
-    # (why vLLM captures CUDA graphs for decode: vLLM docs, enforce_eager).
-    "cpu_launch_s": 1.2e-5,
+    # Eager host time per kernel in steps vLLM 0.6 cannot replay as a CUDA graph (any step with
+    # a prefill or more than 256 sequences; model_runner captures decode-only batches): Python
+    # module call, PyTorch dispatch and launch, paid in lock-step by every TP worker (the
+    # all-reduces join them). Scale: Llama-3.1-8B decode on one H100 takes 8.4 ms eager vs
+    # 5.1 ms as a CUDA graph (cloudai.pt/cuda-graphs-torch-compile-1-65x-llm-decode-speedup),
+    # ~19 us per kernel at 14 kernels per layer. The value 26 us is set on the apex_plus
+    # Llama-3.1-70B TP8 lmsys runs only (TTFT of one short eager prefill step); TP4/TP2 and
+    # the other workloads are held out.
+    "cpu_launch_s": 2.6e-5,
     "graph_kernel_gap_s": 1.5e-6,
     "source": "base_s: vLLM RFC #6854 (~4 ms decode-step bubble); per_seq_s: set on apex_plus "
-    "vLLM 0.6 Llama-3.1-70B TP8 creation ITL, TP4/TP2 held out (scale: RFC #6913)",
+    "vLLM 0.6 Llama-3.1-70B TP8 creation ITL (scale: RFC #6913); cpu_launch_s: set on its TP8 "
+    "lmsys TTFT (scale: 8B eager vs graph decode); TP4/TP2 held out",
 }
