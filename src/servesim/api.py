@@ -29,6 +29,14 @@ from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.metrics import Summary, summarize
 from servesim.perf import RooflinePerfModel
 from servesim.perf.types import PerfModel, ReplicaPlan
+from servesim.planner.capacity import CapacityResult, Probe, capacity_search
+from servesim.planner.deploy import sim_config_dict
+from servesim.planner.evaluate import probe_metrics
+from servesim.planner.executors import Executor
+from servesim.planner.scenario import Scenario, SLOCriterion
+from servesim.planner.search import SearchOptions, SearchProgress, SearchReport, run_search
+from servesim.planner.space import PlanSpec, SearchSpace
+from servesim.planner.store import PlanStore
 from servesim.specs.catalog import get_gpu, resolve_model
 
 # Called with (requests done, requests arrived) as the run advances.
@@ -256,3 +264,125 @@ def _write_plot(result: Result, path: Path) -> str:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return f"wrote {path}"
+
+
+# --- capacity and deployment search (servesim.planner) -------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityReport:
+    """Highest arrival rate at which ``config``'s deployment holds the SLO.
+
+    Attributes:
+        rate_per_s: the capacity (0.0 when even the lowest probed rate failed).
+        rate_per_gpu: capacity per GPU.
+        rate_per_dollar_hour: capacity per dollar-hour of rent.
+        limiting: the metric that fails just above the capacity.
+        search: the raw search (every probe).
+        result: the simulation at the capacity (None when no rate held).
+    """
+
+    rate_per_s: float
+    rate_per_gpu: float
+    rate_per_dollar_hour: float
+    limiting: str
+    search: CapacityResult
+    result: Result | None
+
+
+def slo_criterion(
+    config: SimConfig,
+    *,
+    ttft_p99_s: float | None = None,
+    tpot_p99_s: float | None = None,
+    min_attainment: float | None = None,
+) -> SLOCriterion:
+    """The capacity criterion: explicit p99 targets, else the config's SLO targets as p99s."""
+    slo = config.slo
+    return SLOCriterion(
+        ttft_p99_s=ttft_p99_s if ttft_p99_s is not None else (slo.ttft_s if slo else None),
+        tpot_p99_s=tpot_p99_s if tpot_p99_s is not None else (slo.tpot_s if slo else None),
+        min_attainment=min_attainment,
+    )
+
+
+def capacity(
+    config: SimConfig | Mapping[str, Any] | str | Path,
+    criterion: SLOCriterion,
+    *,
+    start_rate_per_s: float | None = None,
+    rel_tol: float = 0.05,
+    perf: PerfModel | None = None,
+) -> CapacityReport:
+    """Capacity search on ``config`` (any deployment ``simulate`` accepts).
+
+    Each probe simulates the config with its workload rescaled to the probed rate; a probe
+    stops at the expected last arrival plus the criterion's drain margin (overload shows as
+    unfinished requests and fails).
+    """
+    cfg = load_config(config)
+    perf = perf if perf is not None else RooflinePerfModel()
+    workload = cfg.effective_workload()
+    num = workload.num_requests or 1000
+    results: dict[float, Result] = {}
+    shape = Scenario(cfg.model, workload, criterion, seed=cfg.seed).shape()
+    margin = criterion.drain_margin_s(shape.max_output_tokens)
+
+    def probe(rate: float) -> Probe:
+        run = cfg.model_copy(
+            update={
+                "workload": workload.with_rate(rate),
+                "max_time_s": cfg.max_time_s or num / rate * 1.5 + margin,
+            }
+        )
+        result = simulate(run, perf=perf)
+        results[rate] = result
+        holds, limiting, ratio = criterion.check(result.summary)
+        return Probe(rate, holds, limiting, ratio, probe_metrics(result.summary))
+
+    start = start_rate_per_s or workload.rate_per_s or 1.0
+    found = capacity_search(probe, start_rate_per_s=start, rel_tol=rel_tol)
+    best = results.get(found.rate_per_s) if found.best is not None else None
+    eff = best.summary.efficiency if best is not None else None
+    gpus = eff.num_gpus if eff is not None else 0
+    price = eff.cost_usd / eff.gpu_hours * gpus if eff is not None and eff.gpu_hours else 0.0
+    return CapacityReport(
+        rate_per_s=found.rate_per_s,
+        rate_per_gpu=found.rate_per_s / gpus if gpus else 0.0,
+        rate_per_dollar_hour=found.rate_per_s / price if price else 0.0,
+        limiting=found.limiting,
+        search=found,
+        result=best,
+    )
+
+
+def plan_config(scenario: Scenario, plan: PlanSpec, rate_per_s: float | None) -> SimConfig:
+    """The validated ``SimConfig`` of a planner result (what ``--config`` accepts)."""
+    return SimConfig.from_dict(sim_config_dict(scenario, plan, rate_per_s))
+
+
+def plan(
+    scenario: Scenario,
+    space: SearchSpace,
+    *,
+    options: SearchOptions | None = None,
+    executor: Executor | None = None,
+    store: str | Path | None = None,
+    perf: PerfModel | None = None,
+    on_progress: Callable[[SearchProgress], None] | None = None,
+) -> SearchReport:
+    """Deployment search (``servesim.planner.search.run_search``), optionally stored/resumed."""
+    db = PlanStore(store) if store is not None else None
+    try:
+        return run_search(
+            scenario,
+            space,
+            options=options,
+            executor=executor,
+            store=db,
+            perf=perf,
+            on_progress=on_progress,
+        )
+    finally:
+        if db is not None:
+            db.close()

@@ -12,6 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from servesim.cli import perf as perf_cmds
+from servesim.cli import plan as plan_cmds
 from servesim.cli import simulate as simulate_cmds
 from servesim.cli import specs as specs_cmds
 from servesim.cli import validate as validate_cmds
@@ -33,7 +34,7 @@ def _root() -> None:
     """Simulate LLM serving deployments and find the best one before paying for GPUs."""
 
 
-for _module in (specs_cmds, workload_cmds, perf_cmds, simulate_cmds, validate_cmds):
+for _module in (specs_cmds, workload_cmds, perf_cmds, simulate_cmds, validate_cmds, plan_cmds):
     _module.register(app)
 
 

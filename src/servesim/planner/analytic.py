@@ -154,7 +154,12 @@ class Prefilter:
         batch = max(1, min(plan.scheduler.max_num_seqs, int(max_kv_tokens / ctx)))
         if crit.tpot_p99_s is not None:
             batch = self._largest_batch_within(rplan, plan, batch, crit.tpot_p99_s)
-        rate = plan.replicas / self._seconds_per_request(rplan, plan, batch)
+        prefill_s, decode_s = self._seconds_per_request(rplan, plan, batch)
+        if plan.mode == "disaggregated":
+            # Each pool caps the throughput on its own (DistServe's per-phase goodput).
+            rate = min(plan.prefill_replicas / prefill_s, plan.replicas / decode_s)
+        else:
+            rate = plan.replicas / (prefill_s + decode_s)
         return Estimate(plan, "ok", "", max_kv_tokens, batch, rate_upper_per_s=rate, **base)
 
     def _largest_batch_within(
@@ -171,8 +176,10 @@ class Prefilter:
                 hi = mid - 1
         return lo
 
-    def _seconds_per_request(self, rplan: ReplicaPlan, plan: PlanSpec, batch: int) -> float:
-        """Replica time one request needs at best (prefill share + its decode steps)."""
+    def _seconds_per_request(
+        self, rplan: ReplicaPlan, plan: PlanSpec, batch: int
+    ) -> tuple[float, float]:
+        """Replica time one request needs at best: (prefill share, decode steps share)."""
         shape = self.shape
         prompt = max(1, int(shape.mean_prompt_tokens))
         per_batch = max(1, PREFILL_BOUND_TOKENS // prompt)
@@ -182,4 +189,4 @@ class Prefilter:
         step_s = self._decode(rplan, plan, per_engine, plan.pp == 1)
         # With pp > 1 the pp virtual engines overlap: one micro-batch of ``per_engine``
         # sequences leaves the pipeline every bottleneck-stage interval.
-        return prefill_s + shape.mean_output_tokens * step_s / per_engine
+        return prefill_s, shape.mean_output_tokens * step_s / per_engine

@@ -36,7 +36,7 @@ def sim_config_dict(scenario: Scenario, plan: PlanSpec, rate_per_s: float | None
         slo["tpot_s"] = crit.tpot_p99_s
     if crit.min_attainment is not None:
         slo["attainment_target"] = crit.min_attainment
-    return {
+    out: dict[str, Any] = {
         "model": scenario.model,
         "hardware": hardware,
         "scheduler": plan.scheduler.to_dict(),
@@ -45,8 +45,12 @@ def sim_config_dict(scenario: Scenario, plan: PlanSpec, rate_per_s: float | None
         "slo": slo or None,
         "seed": scenario.seed,
         "num_requests": scenario.num_requests(plan),
-        "replicas": plan.replicas,
     }
+    if plan.mode == "disaggregated":
+        out["disagg"] = f"{plan.prefill_replicas}P:{plan.replicas}D"
+    else:
+        out["replicas"] = plan.replicas
+    return out
 
 
 def vllm_flags(scenario: Scenario, plan: PlanSpec) -> list[str]:
@@ -91,6 +95,11 @@ def vllm_flags(scenario: Scenario, plan: PlanSpec) -> list[str]:
 def vllm_command(scenario: Scenario, plan: PlanSpec) -> str:
     """The launch line, shell-quoted, with a note on replicas."""
     line = shlex.join(vllm_flags(scenario, plan))
-    if plan.replicas > 1:
+    if plan.mode == "disaggregated":
+        line += (
+            f"   # {plan.prefill_replicas} prefill + {plan.replicas} decode instances, "
+            "KV handed over by a --kv-transfer-config connector"
+        )
+    elif plan.replicas > 1:
         line += f"   # x{plan.replicas} instances behind a round-robin load balancer"
     return line

@@ -42,6 +42,7 @@ class PlanTask:
         max_rate_per_s: never probe above this (a margin over the analytical bound).
         rel_tol: capacity search tolerance.
         perf: a custom perf model (None: the process's default roofline model).
+        bounds: the analytical estimate's figures, kept with the result.
     """
 
     scenario: Scenario
@@ -50,6 +51,7 @@ class PlanTask:
     max_rate_per_s: float = math.inf
     rel_tol: float = 0.05
     perf: PerfModel | None = None
+    bounds: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,7 @@ def evaluate_plan(task: PlanTask) -> PlanResult:
 def _result(task: PlanTask, found: CapacityResult, wall_s: float) -> PlanResult:
     metrics = dict(found.best.metrics) if found.best is not None else {}
     metrics["gpu_tdp_w"] = get_gpu(task.plan.gpu).tdp_w
+    metrics.update(task.bounds)
     return PlanResult(
         plan=task.plan,
         status=OK,

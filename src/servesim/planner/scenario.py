@@ -1,21 +1,23 @@
 """What every plan of a search is judged on: model, workload shape, SLO, run length, seed.
 
 ``Scenario`` is the fixed part of a search (the ``PlanSpec`` is what varies); ``simulate_plan``
-runs one plan at one arrival rate on the engine and summarises it. The planner sits below the
-config/api layer, so it builds engine objects itself; ``servesim.api`` turns a ``SimConfig``
-into a ``Scenario`` and a plan back into a ``SimConfig`` mapping (``deploy.sim_config_dict``).
+runs one plan at one arrival rate and summarises it. The planner sits below the config/api
+layer, so it builds the cluster deployment itself, as ``api.simulate`` does; ``servesim.api``
+turns a ``SimConfig`` into a ``Scenario``, and ``deploy.sim_config_dict`` turns a plan back
+into a ``SimConfig`` mapping.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from servesim.cluster import DeploymentConfig, PoolConfig, build_deployment, run_cluster
 from servesim.core.rng import RandomStreams
-from servesim.engine import CacheConfig, ReplicaSetup, run_simulation
-from servesim.engine.config import SarathiSchedulerConfig, VLLMSchedulerConfig
+from servesim.engine import CacheConfig
 from servesim.metrics import Summary, summarize
 from servesim.metrics.slo import SLOSpec
 from servesim.perf.types import PerfModel, ReplicaPlan
@@ -133,7 +135,7 @@ class Scenario:
 
     def num_requests(self, plan: PlanSpec) -> int:
         """Requests in one probe of ``plan``."""
-        return max(self.min_requests, self.requests_per_replica * plan.replicas)
+        return max(self.min_requests, self.requests_per_replica * plan.num_replicas)
 
     def shape(self) -> WorkloadShape:
         """Request-size statistics from a sample of the workload (seeded)."""
@@ -169,22 +171,25 @@ def replica_plan(model: str, plan: PlanSpec) -> ReplicaPlan:
     )
 
 
-def replica_setup(scenario: Scenario, plan: PlanSpec) -> ReplicaSetup:
-    """The engine's setup of one replica of ``plan``."""
-    s = plan.scheduler
-    if s.kind == "sarathi":
-        sched: VLLMSchedulerConfig | SarathiSchedulerConfig = SarathiSchedulerConfig(
-            max_num_seqs=s.max_num_seqs, chunk_size=s.max_num_batched_tokens or 512
-        )
+def deployment_config(scenario: Scenario, plan: PlanSpec) -> DeploymentConfig:
+    """The cluster deployment of ``plan``: one unified pool, or prefill + decode pools."""
+    base: dict[str, Any] = {
+        "gpu": plan.gpu,
+        "tp": plan.tp,
+        "pp": plan.pp,
+        "dtype": plan.dtype,
+        "kv_dtype": plan.kv_dtype,
+        "scheduler": plan.scheduler.to_dict(),
+        "cache": scenario.cache,
+    }
+    if plan.mode == "disaggregated":
+        pools = [
+            PoolConfig(name="prefill", role="prefill", replicas=plan.prefill_replicas, **base),
+            PoolConfig(name="decode", role="decode", replicas=plan.replicas, **base),
+        ]
     else:
-        sched = VLLMSchedulerConfig(
-            max_num_seqs=s.max_num_seqs,
-            max_num_batched_tokens=s.max_num_batched_tokens,
-            enable_chunked_prefill=s.enable_chunked_prefill,
-        )
-    return ReplicaSetup(
-        plan=replica_plan(scenario.model, plan), scheduler=sched, cache=scenario.cache
-    )
+        pools = [PoolConfig(name="default", replicas=plan.replicas, **base)]
+    return DeploymentConfig(pools=pools)
 
 
 def simulate_plan(
@@ -204,7 +209,7 @@ def simulate_plan(
     num = scenario.num_requests(plan)
     workload = scenario.workload.with_rate(rate_per_s).model_copy(update={"num_requests": num})
     requests = workload.build(RandomStreams(scenario.seed))
-    setup = replica_setup(scenario, plan)
+    deployment = build_deployment(deployment_config(scenario, plan), scenario.model, perf)
     stop_s = num / rate_per_s * 1.5 + scenario.criterion.drain_margin_s(max_output_tokens)
-    records = run_simulation(requests, [setup] * plan.replicas, perf, duration_s=stop_s)
-    return summarize(records, scenario.criterion.slo_spec())
+    run = run_cluster(requests, deployment, perf, seed=scenario.seed, duration_s=stop_s)
+    return summarize(run.records, scenario.criterion.slo_spec())

@@ -217,6 +217,7 @@ class _Search:
             max_rate_per_s=upper,
             rel_tol=self.options.rel_tol,
             perf=None if self.perf is default_perf_model() else self.perf,
+            bounds=_bound(est),
         )
 
     def run_wave(self, wave: Sequence[Estimate]) -> None:

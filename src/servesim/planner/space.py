@@ -58,7 +58,10 @@ class PlanSpec:
         dtype: weight format.
         kv_dtype: KV-cache format (None: the engine's default for ``dtype``).
         scheduler: the scheduler knobs.
-        mode: ``colocated`` (prefill and decode on the same replicas).
+        mode: ``colocated`` (prefill and decode on the same replicas) or ``disaggregated``
+            (``prefill_replicas`` prefill replicas hand KV to ``replicas`` decode replicas,
+            DistServe/Splitwise; both pools use the same hardware and formats).
+        prefill_replicas: prefill replicas (disaggregated only; 0 when colocated).
     """
 
     gpu: str
@@ -69,6 +72,12 @@ class PlanSpec:
     kv_dtype: str | None = None
     scheduler: SchedulerVariant = field(default_factory=SchedulerVariant)
     mode: str = "colocated"
+    prefill_replicas: int = 0
+
+    @property
+    def num_replicas(self) -> int:
+        """Replicas of every role."""
+        return self.replicas + self.prefill_replicas
 
     @property
     def gpus_per_replica(self) -> int:
@@ -78,7 +87,7 @@ class PlanSpec:
     @property
     def num_gpus(self) -> int:
         """GPUs the whole deployment uses."""
-        return self.gpus_per_replica * self.replicas
+        return self.gpus_per_replica * self.num_replicas
 
     @property
     def price_per_hour_usd(self) -> float:
@@ -93,7 +102,7 @@ class PlanSpec:
             self.gpu,
             f"tp{self.tp}",
             f"pp{self.pp}",
-            f"x{self.replicas}",
+            f"x{self.replicas}" + (f"p{self.prefill_replicas}" if self.prefill_replicas else ""),
             self.dtype,
             f"kv-{self.kv_dtype or 'auto'}",
             s.kind,
@@ -106,7 +115,10 @@ class PlanSpec:
     def label(self) -> str:
         """A short label for tables."""
         s = self.scheduler
-        text = f"{self.replicas}x {self.gpu} tp{self.tp}"
+        if self.mode == "disaggregated":
+            text = f"{self.prefill_replicas}P:{self.replicas}D {self.gpu} tp{self.tp}"
+        else:
+            text = f"{self.replicas}x {self.gpu} tp{self.tp}"
         text += f" pp{self.pp}" if self.pp > 1 else ""
         text += f" {self.dtype}" + (f"/kv-{self.kv_dtype}" if self.kv_dtype else "")
         text += f" {s.kind} seqs={s.max_num_seqs}"
@@ -140,6 +152,8 @@ class SearchSpace:
         dtypes: weight formats to try.
         kv_dtypes: KV-cache formats to try (None entry: the default for the weights).
         schedulers: scheduler variants to try.
+        disaggregated: also try prefill/decode disaggregation (every P:D split of the
+            replica count, same hardware per pool).
     """
 
     gpus: tuple[tuple[str, int], ...]
@@ -151,6 +165,7 @@ class SearchSpace:
     dtypes: tuple[str, ...] = ("bf16",)
     kv_dtypes: tuple[str | None, ...] = (None,)
     schedulers: tuple[SchedulerVariant, ...] = (SchedulerVariant(),)
+    disaggregated: bool = False
 
     def __post_init__(self) -> None:
         if not self.gpus:
@@ -214,14 +229,20 @@ def enumerate_plans(space: SearchSpace, model: ModelSpec) -> Iterator[PlanSpec]:
                     cap = space.max_price_per_hour_usd
                     if cap is not None and price * tp * pp * replicas > cap:
                         continue
-                    yield from _variants(space, gpu, tp, pp, replicas)
+                    yield from _variants(space, gpu, tp, pp, replicas, 0)
+                    if space.disaggregated:
+                        for prefill in range(1, replicas):
+                            yield from _variants(space, gpu, tp, pp, replicas - prefill, prefill)
 
 
-def _variants(space: SearchSpace, gpu: str, tp: int, pp: int, replicas: int) -> Iterator[PlanSpec]:
+def _variants(
+    space: SearchSpace, gpu: str, tp: int, pp: int, replicas: int, prefill: int
+) -> Iterator[PlanSpec]:
+    mode = "disaggregated" if prefill else "colocated"
     for dtype in space.dtypes:
         for kv_dtype in space.kv_dtypes:
             for sched in space.schedulers:
-                yield PlanSpec(gpu, tp, pp, replicas, dtype, kv_dtype, sched)
+                yield PlanSpec(gpu, tp, pp, replicas, dtype, kv_dtype, sched, mode, prefill)
 
 
 def scheduler_grid(
