@@ -169,9 +169,10 @@ class Cluster:
         if self.deployment.config.transfer.first_token_at == "decode":
             seq.first_token_s = seq.last_token_s = math.nan
         self.in_flight[seq] = None
-        self.loop.schedule(now + seconds, self._arrive, seq, replica, priority=0)
+        self.loop.schedule(now + seconds, self.arrive, seq, replica, priority=0)
 
-    def _arrive(self, seq: Seq, replica: Replica) -> None:
+    def arrive(self, seq: Seq, replica: Replica) -> None:
+        """A transferred request's KV has reached ``replica``."""
         del self.in_flight[seq]
         replica.receive(seq, self.loop.now)
 

@@ -61,6 +61,9 @@ class VirtualEngine:
         # Sequences whose prompt KV was computed elsewhere (disaggregated prefill, migration)
         # and has arrived here; admitted FCFS before each step as KV blocks allow.
         self.incoming: deque[Seq] = deque()
+        # Decoding sequences to take off this engine at the next iteration boundary (live
+        # migration), each with the callback that gets it once its KV is released here.
+        self.outgoing: dict[Seq, Callable[[Seq | None, float], None]] = {}
 
     def num_unfinished(self) -> int:
         """Requests queued, running or swapped here."""
@@ -74,6 +77,8 @@ class VirtualEngine:
         state = self.state
         state.num_swap_in_blocks = state.num_swap_out_blocks = 0
         state.num_preempted_this_step = 0
+        if self.outgoing:
+            self._release_outgoing(now)
         if self.incoming:
             self._admit_incoming(now)
         batch = self.scheduler.schedule(now, state)
@@ -208,6 +213,20 @@ class VirtualEngine:
         callback = self.replica.on_prefilled
         assert callback is not None
         callback(seq, now)
+
+    def _release_outgoing(self, now: float) -> None:
+        """Take the sequences marked for migration off this engine (still decoding here:
+        released; otherwise, e.g. preempted or finished meanwhile, the callback gets None)."""
+        outgoing, self.outgoing = self.outgoing, {}
+        for seq, callback in outgoing.items():
+            if seq.status != SeqStatus.DECODING or seq not in self.state.running:
+                callback(None, now)
+                continue
+            self.state.finish(seq)  # leaves the decode group (writes back its counters)
+            self.scheduler.on_finish(seq)
+            self.replica.forget(seq)
+            seq.status = SeqStatus.WAITING
+            callback(seq, now)
 
     def _admit_incoming(self, now: float) -> None:
         """Admit arrived sequences (prompt KV computed elsewhere) as decoding, FCFS, while
