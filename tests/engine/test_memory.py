@@ -91,7 +91,9 @@ def test_rejections_are_recorded_with_reasons() -> None:
     assert recs.counters["num_rejected_prompt_exceeds_context"] == 1
     assert recs.counters["num_rejected_exceeds_kv_capacity"] == 1
     assert np.isnan(cols["completion_s"][:2]).all() and cols["num_emitted_tokens"][2] == 10
-    small_budget = setup(VLLMSchedulerConfig(max_num_batched_tokens=256))
+    small_budget = setup(
+        VLLMSchedulerConfig(enable_chunked_prefill=False, max_num_batched_tokens=256)
+    )
     recs = run([req(0, 0.0, 300, 2)], LinearPerf(), small_budget)
     assert rows(recs)["reject_reason"][0] == RejectReason.PROMPT_EXCEEDS_BATCH_TOKENS
 

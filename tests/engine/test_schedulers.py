@@ -18,6 +18,7 @@ from servesim.engine import (
     StaticSchedulerConfig,
     VLLMSchedulerConfig,
 )
+from servesim.engine.schedulers.vllm import VLLMScheduler, prefix_caching_default
 from tests.engine.fakes import (
     ConstantPerf,
     LinearPerf,
@@ -37,7 +38,8 @@ def _stall_workload() -> list:
 
 def test_long_prompt_stalls_decodes_under_vllm_not_sarathi() -> None:
     perf = LinearPerf(a=0.01, b=1e-4, c=0.0)
-    vllm = rows(run(_stall_workload(), perf, setup(VLLMSchedulerConfig(), num_kv_blocks=2000)))
+    unchunked = VLLMSchedulerConfig(enable_chunked_prefill=False)
+    vllm = rows(run(_stall_workload(), perf, setup(unchunked, num_kv_blocks=2000)))
     sarathi = rows(
         run(
             _stall_workload(),
@@ -56,7 +58,9 @@ def test_long_prompt_stalls_decodes_under_vllm_not_sarathi() -> None:
 
 def test_vllm_prefill_first_hand_computed() -> None:
     # constant 0.1 s iterations: both prompts in one prefill step, then decode steps
-    recs = run([req(0, 0.0, 10, 3), req(1, 0.0, 10, 2), req(2, 0.15, 10, 1)], ConstantPerf(0.1))
+    requests = [req(0, 0.0, 10, 3), req(1, 0.0, 10, 2), req(2, 0.15, 10, 1)]
+    unchunked = setup(VLLMSchedulerConfig(enable_chunked_prefill=False))
+    recs = run(requests, ConstantPerf(0.1), unchunked)
     cols = rows(recs)
     # t=0-0.1 prefill r0,r1; 0.1-0.2 decode (r1 done); r2 arrived: 0.2-0.3 prefill r2 (done);
     # 0.3-0.4 decode r0 (done)
@@ -191,3 +195,47 @@ def test_docstring_example_scheduler_runs(tmp_path: Path) -> None:
     cfg = CustomSchedulerConfig(path=f"{plugin}:MyScheduler", max_num_batched_tokens=256)
     requests = poisson_requests(60, 20.0, (10, 1500), (1, 40), seed=4)
     assert_all_served(run(requests, LinearPerf(), setup(cfg, num_kv_blocks=300)))
+
+
+@pytest.mark.parametrize(
+    ("context", "chunked", "budget"),
+    [(131_072, True, 512), (32_768, False, 32_768), (8_192, False, 8_192), (1_024, False, 2048)],
+)
+def test_v0_chunked_prefill_defaults_to_vllm_06_rule(
+    context: int, chunked: bool, budget: int
+) -> None:
+    # vLLM 0.6: unset --enable-chunked-prefill turns it on above a 32K context, budget 512;
+    # otherwise the budget is max(max_model_len, 2048).
+    scheduler = VLLMScheduler(
+        VLLMSchedulerConfig(enable_chunked_prefill=None), max_model_len=context
+    )
+    assert scheduler.is_chunked is chunked
+    assert scheduler.token_budget == budget
+
+
+def test_explicit_chunked_prefill_and_budget_win_over_the_rule() -> None:
+    off = VLLMScheduler(VLLMSchedulerConfig(enable_chunked_prefill=False), max_model_len=131_072)
+    assert not off.is_chunked and off.token_budget == 131_072
+    on = VLLMSchedulerConfig(enable_chunked_prefill=True, max_num_batched_tokens=2048)
+    assert VLLMScheduler(on, max_model_len=4096).token_budget == 2048
+    v1 = VLLMScheduler(VLLMSchedulerConfig(version="v1"), max_model_len=4096)
+    assert v1.is_chunked and v1.token_budget == 8192
+
+
+def test_prefix_caching_defaults_on_for_v1_only() -> None:
+    # vLLM V1 (>= 0.8) caches prefixes unless told not to; V0 (0.6) only when asked.
+    hashes = tuple(range(4))
+    requests = [
+        req(i, float(i), 64, 2, prefix_block_hashes=hashes, prefix_block_size=16) for i in range(2)
+    ]
+
+    def hits(config: VLLMSchedulerConfig, **cache: object) -> int:
+        return int(
+            rows(run(requests, LinearPerf(), setup(config, **cache)))["num_prefix_hit_tokens"].sum()
+        )
+
+    assert hits(VLLMSchedulerConfig(version="v1")) == 48
+    assert hits(VLLMSchedulerConfig()) == 0
+    assert hits(VLLMSchedulerConfig(version="v1"), enable_prefix_caching=False) == 0
+    assert hits(VLLMSchedulerConfig(), enable_prefix_caching=True) == 48
+    assert not prefix_caching_default(SarathiSchedulerConfig())

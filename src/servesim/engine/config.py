@@ -23,8 +23,10 @@ class CacheConfig(_Config):
     gpu_memory_utilization: float = Field(
         0.9, gt=0, le=1, description="Fraction of GPU memory vLLM may use (default 0.9)."
     )
-    enable_prefix_caching: bool = Field(
-        False, description="Reuse KV of identical prompt prefixes (vLLM 0.6 default off)."
+    enable_prefix_caching: bool | None = Field(
+        None,
+        description="Reuse KV of identical prompt prefixes. None: the engine's default "
+        "(vLLM 0.6 / V0 off, V1 >= 0.8 on).",
     )
     preemption_mode: Literal["recompute", "swap"] = Field(
         "recompute", description="On KV exhaustion: drop and recompute (vLLM default) or swap."
@@ -52,8 +54,12 @@ class VLLMSchedulerConfig(_SchedulerBase):
 
     kind: Literal["vllm"] = "vllm"
     version: Literal["v0", "v1"] = Field("v0", description="v0: vLLM 0.6 engine; v1: >= 0.8.")
-    enable_chunked_prefill: bool = Field(
-        False, description="V0 only (V1 always chunks); vLLM 0.6 default off."
+    # vLLM 0.6's own default is None (auto); servesim keeps False as its default until the
+    # cluster demonstrations that assume un-chunked V0 prefills pin their setting.
+    enable_chunked_prefill: bool | None = Field(
+        False,
+        description="V0 only (V1 always chunks). None: vLLM 0.6's rule, on when the model's "
+        "context exceeds 32K tokens (then a 512-token budget), else off.",
     )
     disable_async_output_proc: bool = Field(
         False,

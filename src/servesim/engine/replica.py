@@ -18,6 +18,7 @@ from servesim.engine.blocks import KVBlockManager
 from servesim.engine.config import CacheConfig
 from servesim.engine.records import RejectReason, ReplicaInfo, SimulationRecords
 from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
+from servesim.engine.schedulers.vllm import prefix_caching_default
 from servesim.engine.sequence import Seq
 from servesim.engine.state import ReplicaState
 from servesim.engine.vengine import VirtualEngine
@@ -61,6 +62,11 @@ class Replica:
         self.loop = loop
         self.max_model_len = plan.model.max_context_tokens
         self.block_size = cache.block_size
+        self.prefix_caching = (
+            cache.enable_prefix_caching
+            if cache.enable_prefix_caching is not None
+            else prefix_caching_default(setup.scheduler)
+        )
         pp = max(plan.pp, 1)
         schedulers = [
             make_scheduler(setup.scheduler, max_model_len=self.max_model_len) for _ in range(pp)
@@ -116,7 +122,7 @@ class Replica:
             self.num_kv_blocks // pp,
             cache.block_size,
             watermark=cache.watermark,
-            enable_prefix_caching=cache.enable_prefix_caching,
+            enable_prefix_caching=self.prefix_caching,
             num_swap_blocks=num_swap_blocks,
         )
         return ReplicaState(

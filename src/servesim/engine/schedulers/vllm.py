@@ -8,6 +8,24 @@ from servesim.engine.schedulers.base import SCHEDULERS, ReplicaScheduler
 from servesim.engine.sequence import Seq
 from servesim.engine.state import ReplicaState
 
+# vLLM 0.6 EngineArgs.create_engine_config: with --enable-chunked-prefill unset, chunked
+# prefill is turned on for max_model_len > 32K (on GPU, without sliding window, speculative
+# decoding, LoRA or prompt adapters -- those exceptions are not modelled); SchedulerConfig then
+# defaults max_num_batched_tokens to 512.
+LONG_CONTEXT_TOKENS = 32_768
+
+
+def chunked_prefill_default(config: VLLMSchedulerConfig, max_model_len: int) -> bool:
+    """Whether a V0 scheduler chunks prefills: the explicit flag, else vLLM 0.6's rule."""
+    if config.enable_chunked_prefill is not None:
+        return config.enable_chunked_prefill
+    return max_model_len > LONG_CONTEXT_TOKENS
+
+
+def prefix_caching_default(config: object) -> bool:
+    """vLLM's default for ``enable_prefix_caching`` when unset: on in V1 (>= 0.8), off in V0."""
+    return getattr(config, "kind", "") == "vllm" and getattr(config, "version", "") == "v1"
+
 
 @SCHEDULERS.register("vllm")
 class VLLMScheduler(ReplicaScheduler):
@@ -43,7 +61,7 @@ class VLLMScheduler(ReplicaScheduler):
 
     def __init__(self, config: VLLMSchedulerConfig, *, max_model_len: int) -> None:
         self.is_v1 = config.version == "v1"
-        self.is_chunked = self.is_v1 or config.enable_chunked_prefill
+        self.is_chunked = self.is_v1 or chunked_prefill_default(config, max_model_len)
         # V0 (0.6) processes step N's output inside step N+1 (vLLM RFC #6913); V1 moves
         # output processing to the front-end process, off the step.
         self.async_output_processing = not self.is_v1 and not config.disable_async_output_proc
