@@ -90,6 +90,7 @@ class SearchReport:
         num_resumed: plans whose results came from the store.
         prune_reasons: count of pruned/infeasible plans per reason category.
         search_hash: the store key of this search's inputs.
+        simulated_keys: plan keys evaluated by simulation in this run, in completion order.
     """
 
     results: list[PlanResult]
@@ -99,6 +100,7 @@ class SearchReport:
     num_resumed: int = 0
     prune_reasons: dict[str, int] = field(default_factory=dict)
     search_hash: str = ""
+    simulated_keys: tuple[str, ...] = ()
 
     def count(self, status: str) -> int:
         """Plans with ``status``."""
@@ -129,6 +131,8 @@ def _category(reason: str) -> str:
         ("needs weights", "weights do not fit"),
         ("KV cache holds", "KV cache below p99 prompt"),
         ("no tensor peak", "dtype unsupported by GPU"),
+        ("must divide", "tp/pp does not divide the model"),
+        ("exceeds the", "tp/pp does not divide the model"),
         ("TTFT >=", "p99 TTFT lower bound over target"),
         ("TPOT >=", "TPOT lower bound over target"),
         ("below the target rate", "throughput bound below target rate"),
@@ -160,6 +164,7 @@ class _Search:
         self.results: dict[str, PlanResult] = {}
         self.num_plans = 0
         self.num_simulated = 0
+        self.simulated_keys: list[str] = []
         self.num_resumed = 0
         self.best: PlanResult | None = None
 
@@ -231,6 +236,7 @@ class _Search:
                 todo.append(self.task(est))
         for _, result in self.executor.run(evaluate_plan, todo):
             self.num_simulated += 1
+            self.simulated_keys.append(result.plan.key())
             self.record(result, write=True)
 
 
@@ -287,6 +293,7 @@ def run_search(
         num_resumed=search.num_resumed,
         prune_reasons=_reasons(results),
         search_hash=search.hash,
+        simulated_keys=tuple(search.simulated_keys),
     )
 
 

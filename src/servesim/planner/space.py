@@ -215,17 +215,23 @@ def _replica_counts(space: SearchSpace, available: int, per_replica: int) -> ran
 
 
 def enumerate_plans(space: SearchSpace, model: ModelSpec) -> Iterator[PlanSpec]:
-    """Every colocated plan of ``space`` whose parallelism divides ``model`` and fits budgets.
+    """Every plan of ``space`` that fits the GPUs available and the budgets.
 
-    Order is deterministic: GPU types as given, then tp, pp, replicas, dtypes, schedulers.
+    Parallel degrees that do not divide ``model`` are still listed (the pre-filter records
+    them as infeasible with vLLM's reason, so nothing disappears silently), but with one
+    replica only: more replicas of an impossible replica add nothing. Order is deterministic:
+    GPU types as given, then tp, pp, replicas, prefill/decode splits, dtypes, schedulers.
     """
     for gpu, available in space.gpus:
         price = get_gpu(gpu).price_per_hour_usd
         for tp in space.tp_options:
             for pp in space.pp_options:
-                if tp * pp > available or divides_model(model, tp, pp) is not None:
+                if tp * pp > available:
                     continue
-                for replicas in _replica_counts(space, available, tp * pp):
+                counts = _replica_counts(space, available, tp * pp)
+                if divides_model(model, tp, pp) is not None:
+                    counts = counts[:1]
+                for replicas in counts:
                     cap = space.max_price_per_hour_usd
                     if cap is not None and price * tp * pp * replicas > cap:
                         continue
