@@ -75,6 +75,9 @@ class PoolConfig(BaseModel):
     custom_all_reduce: bool = Field(True, description="vLLM custom all-reduce on NVLink.")
     expert_zipf_exponent: float = Field(0.0, ge=0, description="MoE routing skew (Zipf).")
     expert_popularity: tuple[float, ...] = Field((), description="MoE per-expert frequencies.")
+    eplb_redundant_experts: int = Field(
+        0, ge=0, description="EPLB: extra copies of hot experts per MoE layer (multiple of ep)."
+    )
     scheduler: SchedulerConfig = Field(default_factory=VLLMSchedulerConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     autoscale: AutoscaleConfig | None = Field(None, description="Autoscaling (None: fixed).")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servesim.cluster.config import AutoscaleConfig, DeploymentConfig, PoolConfig
+from servesim.cluster.moe import max_redundant_experts, with_eplb
 from servesim.core.errors import ServesimError
 from servesim.engine.config import CacheConfig, SchedulerConfig
 from servesim.engine.simulation import ReplicaSetup
@@ -147,6 +148,8 @@ def _plan(pool: PoolConfig, model_name: str, problems: list[str]) -> ReplicaPlan
         return None
     try:
         check_plan(plan)
+        if pool.eplb_redundant_experts:
+            plan = with_eplb(plan, pool.eplb_redundant_experts)
     except ServesimError as exc:
         problems.append(f"{where}: {exc}")
         return None
@@ -187,6 +190,12 @@ def _check_memory(
     except ServesimError as exc:
         problems.append(f"pool {pool.name!r} ({plan.gpu.name} tp={plan.tp} pp={plan.pp}): {exc}")
         return
+    redundant = pool.eplb_redundant_experts
+    if redundant and redundant > max_redundant_experts(plan, mem.kv_cache_bytes):
+        problems.append(
+            f"pool {pool.name!r}: eplb_redundant_experts={redundant} do not fit in the "
+            f"{mem.kv_cache_bytes / 1e9:.1f} GB per GPU left after the weights"
+        )
     if mem.num_kv_blocks < 1 and pool.cache.num_kv_blocks is None:
         problems.append(
             f"pool {pool.name!r}: weights {mem.weight_bytes / 1e9:.1f} GB per GPU leave no KV "
