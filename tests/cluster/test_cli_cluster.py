@@ -60,3 +60,12 @@ def test_bad_deployments_exit_2_listing_each_problem(capsys: pytest.CaptureFixtu
     assert "tp=3 does not divide the 32 attention heads" in capsys.readouterr().err
     assert _exit(["simulate", "--router", "round_robbin", "--num-requests", "5"]) == 2
     assert "did you mean round_robin" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["deploy_disagg", "deploy_hetero", "deploy_autoscale"])
+def test_example_deployments_run(name: str) -> None:
+    file = Path(__file__).resolve().parents[2] / "examples" / f"{name}.yaml"
+    args = ["simulate", "--deployment", str(file), "--num-requests", "60", "--json"]
+    result = RUNNER.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["summary"]["num_completed"] == 60
