@@ -125,6 +125,9 @@ def _cluster_row(result: Result) -> tuple[str, str] | None:
         )
     if stats.num_scale_ups or stats.num_scale_downs:
         text += f"; scaled up {stats.num_scale_ups}, down {stats.num_scale_downs}"
+    if stats.num_migrations:
+        gb = stats.migration_bytes / 1e9
+        text += f"; migrations {stats.num_migrations} ({gb:,.1f} GB of KV)"
     return ("cluster", text)
 
 
