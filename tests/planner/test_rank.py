@@ -46,6 +46,7 @@ def test_why_wins_mentions_the_difference_and_the_limit() -> None:
     b = PlanResult(PlanSpec("h100-sxm", 2), OK, capacity_per_s=4.0, limiting="ttft_p99")
     text = why_wins([a, b], 0, "goodput_per_dollar")
     assert "tp 1 not 2" in text and "limited by tpot_p99" in text
+    assert "on the objective over the next plan" in text
 
 
 def test_bad_objective_is_a_config_error() -> None:

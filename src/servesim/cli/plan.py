@@ -405,8 +405,7 @@ def render_report(
     if not report.ranked:
         console.print("no plan holds the SLO at any rate")
         return
-    ranked = report.ranked[:top]
-    console.print(_table("Top plans", plan_rows(ranked, options.objective, True)))
+    console.print(_table("Top plans", plan_rows(report.ranked, options.objective, True, top)))
     console.print(
         _table(
             "Pareto front ($/h per req/s, p99 TTFT, J/token; all minimised)",
@@ -426,6 +425,8 @@ def render_mix(report: MixReport) -> None:
         name, n, cost = alloc.best_single
         saving = alloc.saving_fraction or 0.0
         line += f" vs best single type {n}x {name} ${cost:,.2f}/h: saving {saving:.1%}"
+    else:
+        line += "; no single GPU type serves this load within the GPUs available"
     console.print(line, markup=False, highlight=False)
 
 
@@ -435,7 +436,7 @@ def render_stored(db: PlanStore, search: str | None, top: int) -> None:
     if not found:
         console.print("the store holds no search")
         return
-    digest = search or db.latest_search()
+    digest = search or db.default_search()
     inputs = next((i for h, i, _ in found if h == digest), None)
     if inputs is None:
         raise ConfigError("--search", search, "no such search in the store")
@@ -445,6 +446,6 @@ def render_stored(db: PlanStore, search: str | None, top: int) -> None:
         f"{len(results)} plans stored"
     )
     objective = "goodput_per_dollar"
-    console.print(_table("Ranked", plan_rows(rank(results, objective)[:top], objective, True)))
+    console.print(_table("Ranked", plan_rows(rank(results, objective), objective, True, top)))
     console.print(_table("Pareto front", plan_rows(pareto_front(results), objective, False)))
     console.print(_table("Not simulated / failed", status_rows(results, top)))

@@ -26,8 +26,10 @@ def _ms(value: object) -> str:
     return "-" if value is None else f"{float(value) * 1000:,.0f}"  # type: ignore[arg-type]
 
 
-def plan_rows(results: Sequence[PlanResult], objective: str, with_why: bool) -> Rows:
-    """Ranked (or Pareto) plans with their key figures."""
+def plan_rows(
+    results: Sequence[PlanResult], objective: str, with_why: bool, limit: int | None = None
+) -> Rows:
+    """Ranked (or Pareto) plans with their key figures (the first ``limit`` of them)."""
     headers = [
         "#",
         "plan",
@@ -44,7 +46,7 @@ def plan_rows(results: Sequence[PlanResult], objective: str, with_why: bool) -> 
     if with_why:
         headers.append("why")
     rows = []
-    for i, r in enumerate(results):
+    for i, r in enumerate(results[:limit]):
         row = [
             str(i + 1),
             r.plan.label(),

@@ -86,8 +86,30 @@ def pareto_front(
     return [r for _, r in front]
 
 
+def _objective_value(result: PlanResult, objective: str) -> float:
+    """The objective as one number, larger is better."""
+    if objective == "goodput_per_dollar":
+        return result.capacity_per_dollar_hour
+    if objective == "cost_at_rate":
+        return -result.price_per_hour_usd
+    if objective == "energy_per_token":
+        return -_metric(result, "energy_per_output_token_j")
+    return -_metric(result, "ttft_p99_s")
+
+
+def _edge(this: PlanResult, nxt: PlanResult, objective: str) -> str:
+    a, b = _objective_value(this, objective), _objective_value(nxt, objective)
+    if not (math.isfinite(a) and math.isfinite(b)) or b == 0:
+        return ""
+    gain = (a - b) / abs(b)
+    if abs(gain) < 0.005:
+        return f"ties the next plan, {this.capacity_per_s / nxt.capacity_per_s:.2g}x its capacity"
+    return f"{gain:+.0%} on the objective over the next plan"
+
+
 def why_wins(ranked: Sequence[PlanResult], index: int, objective: str) -> str:
-    """A short reason for ``ranked[index]``'s place: its edge over the next plan and its limit."""
+    """A short reason for ``ranked[index]``'s place: its edge over the next plan, what differs,
+    the decode batch its memory allows, and the metric that limits it."""
     this = ranked[index]
     parts: list[str] = []
     if objective == "goodput_per_dollar":
@@ -99,9 +121,16 @@ def why_wins(ranked: Sequence[PlanResult], index: int, objective: str) -> str:
     else:
         parts.append(f"p99 TTFT {_metric(this, 'ttft_p99_s'):.3g} s")
     if index + 1 < len(ranked):
-        diff = _differences(this, ranked[index + 1])
+        nxt = ranked[index + 1]
+        edge = _edge(this, nxt, objective)
+        if edge:
+            parts.append(edge)
+        diff = _differences(this, nxt)
         if diff:
-            parts.append(f"vs next: {diff}")
+            parts.append(f"differs by {diff}")
+    batch = this.metrics.get("bound_max_batch")
+    if batch:
+        parts.append(f"decode batch <= {batch} (KV, max_num_seqs, TPOT)")
     if this.limiting:
         parts.append(f"limited by {this.limiting}")
     return "; ".join(parts)

@@ -87,7 +87,7 @@ class PlanStore:
     def results(self, search_hash: str | None = None) -> list[PlanResult]:
         """Stored results (of one search, or of the latest-registered one when None)."""
         if search_hash is None:
-            search_hash = self.latest_search()
+            search_hash = self.default_search()
             if search_hash is None:
                 return []
         rows = self._con.execute(
@@ -117,7 +117,7 @@ class PlanStore:
         ).fetchall()
         return [(r[0], json.loads(r[1]), int(r[2])) for r in rows]
 
-    def latest_search(self) -> str | None:
+    def default_search(self) -> str | None:
         """The hash of the search with the most stored plans (ties: smallest hash)."""
         found = sorted(self.searches(), key=lambda s: (-s[2], s[0]))
         return found[0][0] if found else None
