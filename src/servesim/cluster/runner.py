@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from servesim.cluster.autoscale import Autoscaler
 from servesim.cluster.deployment import Deployment
@@ -20,6 +21,7 @@ from servesim.cluster.migration import Migrator
 from servesim.cluster.routers import Router, RouterContext, make_router
 from servesim.cluster.stats import ClusterStats
 from servesim.cluster.transfer import kv_transfer_bytes, kv_transfer_s
+from servesim.core.events import EventLoop
 from servesim.core.rng import RandomStreams
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.engine.replica import Replica
@@ -75,8 +77,9 @@ class Cluster:
         self.node_of = deployment.replica_nodes()
         self.plans = [deployment.pools[p].plan for p in self.pool_of]
         self.stats = ClusterStats(num_gpus=deployment.num_gpus)
-        self.replicas: list[Replica] = []
-        self.loop_now: Callable[[], float] = lambda: 0.0
+        self.replicas: list[Replica] = []  # set by ``start``, as are records and loop
+        self.records = SimulationRecords()
+        self.loop = EventLoop()
         self.in_flight: dict[Seq, None] = {}
         self.is_exhausted = False
         n = len(self.pool_of)
@@ -97,7 +100,7 @@ class Cluster:
         pools = self.deployment.pools
         return [i for i, p in enumerate(self.pool_of) if pools[p].role in roles]
 
-    def _router(self, kind: str, options: dict, members: list[int], name: str) -> Router:
+    def _router(self, kind: str, options: dict[str, Any], members: list[int], name: str) -> Router:
         context = RouterContext(
             plans=tuple(self.plans[i] for i in members),
             perf=self.perf,
