@@ -128,3 +128,21 @@ def test_ray_matches_in_process() -> None:
 def test_bad_executor_name() -> None:
     with pytest.raises(ConfigError, match="inline, process or ray"):
         make_executor("gpu")
+
+
+def test_disaggregated_plans_and_cost_at_rate() -> None:
+    scenario = small_scenario(ttft_p99_s=1.0, tpot_p99_s=0.05)
+    space = SearchSpace(
+        gpus=(("h100-sxm", 2),), tp_options=(1,), pp_options=(1,), disaggregated=True
+    )
+    options = SearchOptions(objective="cost_at_rate", target_rate_per_s=3.5, exhaustive=True)
+    report = run_search(scenario, space, options=options)
+    by_label = {r.plan.label(): r for r in report.results}
+    disagg = by_label["1P:1D h100-sxm tp1 bf16 vllm seqs=256"]
+    assert disagg.status == "ok" and disagg.capacity_per_s > 0, disagg.reason
+    assert disagg.plan.num_gpus == 2
+    # One replica cannot reach 3.5 req/s even by its bound (~3.1): pruned with that reason.
+    single = by_label["1x h100-sxm tp1 bf16 vllm seqs=256"]
+    assert single.status == "pruned" and "below the target rate" in single.reason
+    best = report.ranked[0]
+    assert best.capacity_per_s >= 3.5 or all(r.capacity_per_s < 3.5 for r in report.ranked)

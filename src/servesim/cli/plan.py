@@ -233,7 +233,7 @@ def plan_cmd(
         bool, _opt("Also try prefill/decode disaggregation.", _S, "--disagg")
     ] = False,
     requests_per_replica: Annotated[
-        int, _opt("Requests per replica per probe (300).", _X, "--requests-per-replica")
+        int, _opt("Requests per replica per probe (1000).", _X, "--requests-per-replica")
     ] = DEFAULT_REQUESTS_PER_REPLICA,
     tol: Annotated[float, _opt("Capacity tolerance (0.05).", _X, "--tol")] = 0.05,
     exhaustive: Annotated[
