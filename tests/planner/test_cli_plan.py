@@ -83,6 +83,8 @@ def test_plan_config_validates_for_colocated_and_disaggregated() -> None:
     assert cfg.workload.rate_per_s == 5.0
     disagg = PlanSpec("h100-sxm", replicas=3, mode="disaggregated", prefill_replicas=1)
     assert plan_config(scenario, disagg, 2.0).disagg == "1P:3D"
+    routed = PlanSpec("h100-sxm", replicas=2, router="least_outstanding_requests")
+    assert plan_config(scenario, routed, 2.0).router == "least_outstanding_requests"
     yaml.safe_dump(sim_config_dict(scenario, disagg, 2.0))  # plain data
     flags = vllm_flags(scenario, colocated)
     assert flags[flags.index("--tensor-parallel-size") + 1] == "2"

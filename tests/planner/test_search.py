@@ -146,3 +146,20 @@ def test_disaggregated_plans_and_cost_at_rate() -> None:
     assert single.status == "pruned" and "below the target rate" in single.reason
     best = report.ranked[0]
     assert best.capacity_per_s >= 3.5 or all(r.capacity_per_s < 3.5 for r in report.ranked)
+
+
+def test_routers_multiply_only_multi_replica_plans() -> None:
+    space = SearchSpace(
+        gpus=(("h100-sxm", 2),),
+        tp_options=(1,),
+        pp_options=(1,),
+        routers=("round_robin", "least_outstanding_requests"),
+    )
+    plans = list(enumerate_plans(space, resolve_model("llama-3.1-8b")))
+    assert [(p.replicas, p.router) for p in plans] == [
+        (1, "round_robin"),
+        (2, "round_robin"),
+        (2, "least_outstanding_requests"),
+    ]
+    with pytest.raises(UnknownNameError):
+        SearchSpace(gpus=(("h100-sxm", 2),), routers=("fastest",))

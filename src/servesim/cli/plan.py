@@ -232,6 +232,9 @@ def plan_cmd(
     disagg: Annotated[
         bool, _opt("Also try prefill/decode disaggregation.", _S, "--disagg")
     ] = False,
+    routers: Annotated[
+        str, _opt("Routers to try with >1 replica (round_robin).", _S, "--routers")
+    ] = "round_robin",
     requests_per_replica: Annotated[
         int, _opt("Requests per replica per probe (1000).", _X, "--requests-per-replica")
     ] = DEFAULT_REQUESTS_PER_REPLICA,
@@ -279,6 +282,7 @@ def plan_cmd(
             chunk,
         ),
         disaggregated=disagg,
+        routers=tuple(r.strip() for r in routers.split(",") if r.strip()),
     )
     options = SearchOptions(
         objective=objective, target_rate_per_s=target_rate, rel_tol=tol, exhaustive=exhaustive

@@ -46,6 +46,8 @@ def sim_config_dict(scenario: Scenario, plan: PlanSpec, rate_per_s: float | None
         "seed": scenario.seed,
         "num_requests": scenario.num_requests(plan),
     }
+    if plan.router != "round_robin":
+        out["router"] = plan.router
     if plan.mode == "disaggregated":
         out["disagg"] = f"{plan.prefill_replicas}P:{plan.replicas}D"
     else:

@@ -148,5 +148,8 @@ def _differences(a: PlanResult, b: PlanResult) -> str:
         ("seqs", pa.scheduler.max_num_seqs, pb.scheduler.max_num_seqs),
         ("mbt", pa.scheduler.max_num_batched_tokens, pb.scheduler.max_num_batched_tokens),
         ("chunked", pa.scheduler.enable_chunked_prefill, pb.scheduler.enable_chunked_prefill),
+        ("mode", pa.mode, pb.mode),
+        ("prefill replicas", pa.prefill_replicas, pb.prefill_replicas),
+        ("router", pa.router, pb.router),
     )
     return ", ".join(f"{name} {x} not {y}" for name, x, y in pairs if x != y)

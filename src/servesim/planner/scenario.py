@@ -15,7 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from servesim.cluster import DeploymentConfig, PoolConfig, build_deployment, run_cluster
+from servesim.cluster import (
+    DeploymentConfig,
+    PoolConfig,
+    RouterConfig,
+    build_deployment,
+    run_cluster,
+)
 from servesim.core.rng import RandomStreams
 from servesim.engine import CacheConfig
 from servesim.metrics import Summary, summarize
@@ -192,7 +198,7 @@ def deployment_config(scenario: Scenario, plan: PlanSpec) -> DeploymentConfig:
         ]
     else:
         pools = [PoolConfig(name="default", replicas=plan.replicas, **base)]
-    return DeploymentConfig(pools=pools)
+    return DeploymentConfig(pools=pools, router=RouterConfig(kind=plan.router))
 
 
 def simulate_plan(

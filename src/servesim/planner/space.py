@@ -13,7 +13,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from servesim.core.errors import ConfigError
+from servesim.cluster import ROUTERS
+from servesim.core.errors import ConfigError, UnknownNameError
 from servesim.specs.catalog import get_gpu
 from servesim.specs.model import ModelSpec
 
@@ -62,6 +63,7 @@ class PlanSpec:
             (``prefill_replicas`` prefill replicas hand KV to ``replicas`` decode replicas,
             DistServe/Splitwise; both pools use the same hardware and formats).
         prefill_replicas: prefill replicas (disaggregated only; 0 when colocated).
+        router: entry router (``servesim.cluster.ROUTERS`` name).
     """
 
     gpu: str
@@ -73,6 +75,7 @@ class PlanSpec:
     scheduler: SchedulerVariant = field(default_factory=SchedulerVariant)
     mode: str = "colocated"
     prefill_replicas: int = 0
+    router: str = "round_robin"
 
     @property
     def num_replicas(self) -> int:
@@ -110,6 +113,8 @@ class PlanSpec:
             f"mbt{s.max_num_batched_tokens or 'default'}",
             "chunked" if s.enable_chunked_prefill else "whole",
         ]
+        if self.router != "round_robin":
+            parts.append(self.router)
         return "/".join(parts)
 
     def label(self) -> str:
@@ -124,7 +129,8 @@ class PlanSpec:
         text += f" {s.kind} seqs={s.max_num_seqs}"
         if s.max_num_batched_tokens is not None:
             text += f" mbt={s.max_num_batched_tokens}"
-        return text + (" chunked" if s.enable_chunked_prefill else "")
+        text += " chunked" if s.enable_chunked_prefill else ""
+        return text + (f" {self.router}" if self.router != "round_robin" else "")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able mapping (stored with the result)."""
@@ -154,6 +160,7 @@ class SearchSpace:
         schedulers: scheduler variants to try.
         disaggregated: also try prefill/decode disaggregation (every P:D split of the
             replica count, same hardware per pool).
+        routers: entry routers to try when there is more than one replica to route to.
     """
 
     gpus: tuple[tuple[str, int], ...]
@@ -166,8 +173,13 @@ class SearchSpace:
     kv_dtypes: tuple[str | None, ...] = (None,)
     schedulers: tuple[SchedulerVariant, ...] = (SchedulerVariant(),)
     disaggregated: bool = False
+    routers: tuple[str, ...] = ("round_robin",)
 
     def __post_init__(self) -> None:
+        known = ROUTERS.names()
+        for router in self.routers:
+            if router not in known:
+                raise UnknownNameError("router", router, known)
         if not self.gpus:
             raise ConfigError("gpus", "", "give at least one GPU type, e.g. h100-sxm:8")
         for name, count in self.gpus:
@@ -245,10 +257,16 @@ def _variants(
     space: SearchSpace, gpu: str, tp: int, pp: int, replicas: int, prefill: int
 ) -> Iterator[PlanSpec]:
     mode = "disaggregated" if prefill else "colocated"
+    # With one replica to route to (colocated x1, or a single prefill replica), routers agree.
+    entry_replicas = prefill or replicas
+    routers = space.routers if entry_replicas > 1 else space.routers[:1]
     for dtype in space.dtypes:
         for kv_dtype in space.kv_dtypes:
             for sched in space.schedulers:
-                yield PlanSpec(gpu, tp, pp, replicas, dtype, kv_dtype, sched, mode, prefill)
+                for router in routers:
+                    yield PlanSpec(
+                        gpu, tp, pp, replicas, dtype, kv_dtype, sched, mode, prefill, router
+                    )
 
 
 def scheduler_grid(
