@@ -47,7 +47,7 @@ def _sum_ops(ops: list[OpCost], num_stages: int) -> _StagePart:
 class _PlanCache:
     """Per-plan graph and memo tables."""
 
-    __slots__ = ("by_batch", "by_sampling", "by_tokens", "graph", "mla", "plan")
+    __slots__ = ("by_batch", "by_sampling", "by_tokens", "graph", "mla", "old_batches", "plan")
 
     def __init__(self, plan: ReplicaPlan, calibration: Calibration) -> None:
         check_plan(plan)
@@ -56,7 +56,12 @@ class _PlanCache:
         self.by_tokens: dict[int, _StagePart] = {}
         self.by_sampling: dict[int, _StagePart] = {}
         self.mla: dict[tuple[int, int], _StagePart] = {}
+        # Two generations of the batch memo: new answers go to ``by_batch``; when it holds half
+        # the bound it becomes ``old_batches`` (the previous old one is dropped), and a hit in
+        # the old generation is promoted. An O(1) approximation of LRU: what a run keeps asking
+        # for survives, the memory stays bounded.
         self.by_batch: dict[BatchShape, StageTimes] = {}
+        self.old_batches: dict[BatchShape, StageTimes] = {}
 
 
 class RooflinePerfModel:
@@ -64,11 +69,14 @@ class RooflinePerfModel:
 
     Args:
         calibration: fitted curves; the packaged ``calibration.json`` by default.
-        max_cached_batches: bound on the per-plan batch memo (cleared when full).
+        max_cached_batches: bound on the per-plan batch memo (two generations of half the
+            bound each; ~370 bytes per entry, so the default holds it near 37 MB per plan).
+            Decode shapes rarely repeat exactly (the context sum grows every step), so a large
+            memo buys little speed (bench/bench_engine.py) and costs memory on long runs.
     """
 
     def __init__(
-        self, calibration: Calibration | None = None, max_cached_batches: int = 1_000_000
+        self, calibration: Calibration | None = None, max_cached_batches: int = 100_000
     ) -> None:
         self.calibration = calibration if calibration is not None else load_calibration()
         self.max_cached_batches = max_cached_batches
@@ -98,11 +106,14 @@ class RooflinePerfModel:
         found = entry.by_batch.get(batch)
         if found is not None:
             return found
-        result = self._compute(entry, batch)
-        if len(entry.by_batch) >= self.max_cached_batches:
-            entry.by_batch.clear()
-        entry.by_batch[batch] = result
-        return result
+        found = entry.old_batches.get(batch)
+        if found is None:
+            found = self._compute(entry, batch)
+        if 2 * len(entry.by_batch) >= self.max_cached_batches:
+            entry.old_batches = entry.by_batch
+            entry.by_batch = {}
+        entry.by_batch[batch] = found
+        return found
 
     def _compute(self, entry: _PlanCache, batch: BatchShape) -> StageTimes:
         plan, graph = entry.plan, entry.graph
