@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -89,3 +90,12 @@ def test_plan_config_validates_for_colocated_and_disaggregated() -> None:
     flags = vllm_flags(scenario, colocated)
     assert flags[flags.index("--tensor-parallel-size") + 1] == "2"
     assert "--enable-chunked-prefill" in flags and "fp8" in flags
+
+
+@pytest.mark.slow
+def test_plan_mix_prints_the_allocation() -> None:
+    args = [a if a != "h100-sxm:2,a100-80gb:1" else "h100-sxm:1,a100-80gb:1" for a in SMALL]
+    result = runner.invoke(app, ["plan", *args, "--mix", "--target-rate", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Capacity per slice" in result.output and "Mélange ILP" in result.output
+    assert "mix $" in result.output

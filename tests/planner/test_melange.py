@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import small_scenario
 from servesim.core.errors import InfeasibleError
 from servesim.planner.melange import MixOption, single_type_cost, solve_mix
+from servesim.planner.mix import SizeSlice, plan_mix, size_slices
+from servesim.planner.space import PlanSpec
 
 # A is cheap and fine on short requests, poor on long ones; B is dear but handles long ones.
 OPTIONS = [MixOption("A", 1.0, gpu="a", num_gpus=1), MixOption("B", 3.0, gpu="b", num_gpus=1)]
@@ -45,3 +48,24 @@ def test_availability_caps_instances() -> None:
     limited = [MixOption("A", 1.0, max_instances=1), MixOption("B", 3.0, max_instances=1)]
     with pytest.raises(InfeasibleError):
         solve_mix(limited, RATES, CAPACITY)
+
+
+def test_plan_mix_from_simulations() -> None:
+    """Capacities come from capacity searches per (instance type, size slice)."""
+    scenario = small_scenario(ttft_p99_s=1.0, tpot_p99_s=0.05)
+    slices = size_slices(scenario)
+    assert sum(s.fraction for s in slices) == pytest.approx(1.0)
+    short_long = (SizeSlice(300, 200, 0.5), SizeSlice(4000, 200, 0.5))
+    report = plan_mix(
+        scenario,
+        [PlanSpec("h100-sxm"), PlanSpec("a100-80gb")],
+        2.0,
+        available={"h100-sxm": 4, "a100-80gb": 4},
+        slices=short_long,
+    )
+    (h100_short, h100_long), (a100_short, a100_long) = report.capacity
+    assert h100_short > h100_long > 0 and a100_short > a100_long > 0
+    assert h100_long > a100_long  # long prompts need the H100's compute
+    served = {s: sum(x for i, _, x in report.allocation.shares if i == s) for s in (0, 1)}
+    assert served == {0: pytest.approx(1.0), 1: pytest.approx(1.0)}
+    assert report.allocation.cost_per_hour_usd > 0

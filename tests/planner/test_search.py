@@ -110,6 +110,7 @@ def test_process_pool_matches_in_process() -> None:
     assert [r.plan for r in inline.ranked] == [r.plan for r in pooled.ranked]
 
 
+@pytest.mark.slow
 def test_ray_matches_in_process() -> None:
     pytest.importorskip("ray", reason="ray is not installed (pip install 'servesim[ray]')")
     scenario = small_scenario(ttft_p99_s=1.0, tpot_p99_s=0.05)

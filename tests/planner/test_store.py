@@ -38,7 +38,7 @@ CHILD = textwrap.dedent(
         if done > seen[0]:
             seen[0] = done
             print("simulated", done, flush=True)
-            time.sleep(0.5)
+            time.sleep(0.2)
 
     store = PlanStore({store!r})
     run_search(small_scenario(ttft_p99_s=1.0, tpot_p99_s=0.05), space,

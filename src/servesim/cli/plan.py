@@ -24,12 +24,12 @@ from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
 from servesim.planner.deploy import vllm_command
 from servesim.planner.executors import Executor, make_executor
-from servesim.planner.mix import MixReport, plan_mix
+from servesim.planner.mix import MixReport, mix_candidates, plan_mix
 from servesim.planner.present import mix_rows, plan_rows, status_rows
 from servesim.planner.rank import pareto_front, rank
 from servesim.planner.scenario import DEFAULT_REQUESTS_PER_REPLICA, Scenario, SLOCriterion
 from servesim.planner.search import SearchOptions, SearchProgress, SearchReport
-from servesim.planner.space import SearchSpace, parse_gpus, scheduler_grid
+from servesim.planner.space import SearchSpace, parse_gpus, parse_ints, scheduler_grid
 from servesim.planner.store import PlanStore
 
 _D = "Deployment"
@@ -40,21 +40,6 @@ _X = "Execution"
 
 def _opt(help_text: str, panel: str, *names: str) -> Any:
     return typer.Option(*names, help=help_text, rich_help_panel=panel, show_default=False)
-
-
-def _ints(text: str, name: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError(name, text, "expected comma-separated integers, e.g. 1,2,4,8") from None
-
-
-def _optional_ints(text: str, name: str) -> tuple[int | None, ...]:
-    return tuple(
-        None if x.strip() in ("default", "none") else _ints(x, name)[0]
-        for x in text.split(",")
-        if x.strip()
-    )
 
 
 def _criterion(ttft: float | None, tpot: float | None, attainment: float | None) -> SLOCriterion:
@@ -271,14 +256,14 @@ def plan_cmd(
         gpus=parse_gpus(gpus),
         max_total_gpus=max_gpus,
         max_price_per_hour_usd=budget,
-        tp_options=_ints(tp, "--tp"),
-        pp_options=_ints(pp, "--pp"),
+        tp_options=parse_ints(tp, "--tp"),
+        pp_options=parse_ints(pp, "--pp"),
         max_replicas=max_replicas,
         dtypes=tuple(d.strip() for d in dtypes.split(",") if d.strip()),
         kv_dtypes=kv,
         schedulers=scheduler_grid(
-            _ints(max_num_seqs, "--max-num-seqs"),
-            (None, *_optional_ints(max_num_batched_tokens, "--max-num-batched-tokens")),
+            parse_ints(max_num_seqs, "--max-num-seqs"),
+            (None, *parse_ints(max_num_batched_tokens, "--max-num-batched-tokens")),
             chunk,
         ),
         disaggregated=disagg,
@@ -327,18 +312,13 @@ def _mix(
 ) -> None:
     if target_rate is None:
         raise ConfigError("--target-rate", None, "--mix needs the rate to serve")
-    # One instance type per GPU type: its best single-replica colocated plan.
-    candidates = {}
-    for r in report.ranked:
-        p = r.plan
-        if p.mode == "colocated" and p.replicas == 1 and p.gpu not in candidates:
-            candidates[p.gpu] = p
+    candidates = mix_candidates(report.ranked)
     if not candidates:
         console.print("no single-replica plan held the SLO: no GPU mix to choose")
         return
     mixed = plan_mix(
         scenario,
-        list(candidates.values()),
+        candidates,
         target_rate,
         available=dict(space.gpus),
         executor=executor,

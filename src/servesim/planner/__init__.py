@@ -1,1 +1,20 @@
-"""servesim.planner package."""
+"""The deployment planner: capacity search, deployment search, Pareto fronts, GPU mixes.
+
+Modules (imports flow down this list):
+
+- ``space``: ``PlanSpec`` (one candidate deployment), ``SearchSpace``, ``enumerate_plans``.
+- ``scenario``: ``Scenario`` (model, workload, SLO criterion, seed), ``simulate_plan``.
+- ``capacity``: ``capacity_search(probe, ...)``: bracketing + bisection over a rate.
+- ``analytic``: ``Prefilter``: memory feasibility and steady-state bounds, no simulation.
+- ``evaluate``: ``evaluate_plan(PlanTask) -> PlanResult`` (the unit the executors run).
+- ``executors``: in-process, local process pool, Ray.
+- ``store``: ``PlanStore``: results in DuckDB, written as they finish; resumable.
+- ``rank``: objectives, Pareto fronts, "why it wins".
+- ``search``: ``run_search(scenario, space, ...) -> SearchReport``.
+- ``melange`` / ``mix``: the Mélange GPU-mix integer program and its inputs.
+- ``deploy``: the winner as a SimConfig mapping and ``vllm serve`` flags.
+- ``present``: plain table rows for the CLI.
+
+The public entry points are ``servesim.api.capacity`` and ``servesim.api.plan`` and the
+``servesim capacity`` / ``servesim plan`` commands.
+"""

@@ -18,7 +18,7 @@ import numpy as np
 from servesim.core.rng import RandomStreams
 from servesim.perf.types import PerfModel
 from servesim.planner.analytic import Prefilter
-from servesim.planner.evaluate import OK, PlanTask, evaluate_plan
+from servesim.planner.evaluate import OK, PlanResult, PlanTask, evaluate_plan
 from servesim.planner.executors import Executor, InProcessExecutor
 from servesim.planner.melange import MixAllocation, MixOption, solve_mix
 from servesim.planner.scenario import NUM_SHAPE_SAMPLES, Scenario
@@ -95,6 +95,16 @@ def slice_scenario(scenario: Scenario, piece: SizeSlice) -> Scenario:
         }
     )
     return dataclasses.replace(scenario, workload=workload)
+
+
+def mix_candidates(ranked: Sequence[PlanResult]) -> list[PlanSpec]:
+    """One instance type per GPU type: its best-ranked single-replica colocated plan."""
+    best: dict[str, PlanSpec] = {}
+    for result in ranked:
+        plan = result.plan
+        if plan.mode == "colocated" and plan.replicas == 1 and plan.gpu not in best:
+            best[plan.gpu] = plan
+    return list(best.values())
 
 
 def plan_mix(

@@ -203,6 +203,14 @@ def parse_gpus(text: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
+def parse_ints(text: str, name: str) -> tuple[int, ...]:
+    """Parse ``1,2,4,8`` (a CLI list) into integers; ``name`` is the flag for errors."""
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(name, text, "expected comma-separated integers, e.g. 1,2,4,8") from None
+
+
 def divides_model(model: ModelSpec, tp: int, pp: int) -> str | None:
     """Why ``tp``/``pp`` cannot split ``model`` (vLLM's checks), or None when they can."""
     if model.num_attention_heads % tp:
