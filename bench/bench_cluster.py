@@ -36,13 +36,16 @@ def main() -> None:
         rate_per_s=args.rate_per_replica * args.replicas,
         num_requests=args.num_requests,
     ).build(RandomStreams(0))
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     run = run_cluster(workload, deployment, perf)
     wall_s = time.perf_counter() - start
+    # CPU time of this process: the one-core cost even when the machine is shared
+    cpu_s = time.process_time() - cpu_start
     summary = summarize(run.records)
     print(f"replicas            {args.replicas} ({args.router})")
     print(f"requests            {summary.num_completed:,} completed of {summary.num_requests:,}")
     print(f"wall time           {wall_s:.1f} s")
+    print(f"CPU time            {cpu_s:.1f} s")
     print(f"requests / wall s   {summary.num_requests / wall_s:,.0f}")
     print(f"simulated time      {run.records.end_s:,.0f} s")
     print(f"throughput          {summary.request_throughput_per_s:.1f} req/s")
