@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from servesim.core.errors import ConfigError
 from servesim.planner.evaluate import OK, PlanResult
-from servesim.planner.rank import check_objective, pareto_front, rank, why_wins
+from servesim.planner.rank import (
+    PARETO_AXES,
+    axis_value,
+    check_objective,
+    pareto_front,
+    rank,
+    why_wins,
+)
 from servesim.planner.space import PlanSpec
 
 
@@ -54,3 +63,37 @@ def test_bad_objective_is_a_config_error() -> None:
         check_objective("fastest", None)
     with pytest.raises(ConfigError, match="target rate"):
         check_objective("cost_at_rate", None)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0.1, 10), st.floats(0.01, 5), st.floats(0.1, 10)),
+        min_size=1,
+        max_size=25,
+    )
+)
+def test_pareto_front_properties(points: list[tuple[float, float, float]]) -> None:
+    results = [
+        PlanResult(
+            PlanSpec("h100-sxm", replicas=i + 1),
+            OK,
+            capacity_per_s=cap,
+            metrics={"ttft_p99_s": ttft, "energy_per_output_token_j": energy},
+        )
+        for i, (cap, ttft, energy) in enumerate(points)
+    ]
+    front = pareto_front(results)
+    assert front
+
+    def axes(r: PlanResult) -> tuple[float, ...]:
+        return tuple(axis_value(r, a) for a in PARETO_AXES)
+
+    def dominates(p: tuple[float, ...], q: tuple[float, ...]) -> bool:
+        return all(a <= b for a, b in zip(p, q, strict=True)) and p != q
+
+    for r in front:  # nobody beats a front member
+        assert not any(dominates(axes(o), axes(r)) for o in results)
+    for r in results:  # everyone else is beaten by someone on the front
+        if r not in front:
+            assert any(dominates(axes(f), axes(r)) for f in front)

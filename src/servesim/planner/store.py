@@ -51,7 +51,11 @@ class PlanStore:
         except ImportError:  # a core dependency; say so if an install lacks it
             raise ConfigError("store", str(path), "needs duckdb (pip install duckdb)") from None
         self.path = Path(path)
-        self._con = duckdb.connect(str(self.path))
+        try:
+            self._con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:  # DuckDB allows one writing process per file
+            first = str(exc).splitlines()[0]
+            raise ConfigError("store", str(path), f"cannot open it: {first}") from None
         for statement in _SCHEMA:
             self._con.execute(statement)
 
