@@ -54,10 +54,8 @@ class VLLMSchedulerConfig(_SchedulerBase):
 
     kind: Literal["vllm"] = "vllm"
     version: Literal["v0", "v1"] = Field("v0", description="v0: vLLM 0.6 engine; v1: >= 0.8.")
-    # vLLM 0.6's own default is None (auto); servesim keeps False as its default until the
-    # cluster demonstrations that assume un-chunked V0 prefills pin their setting.
     enable_chunked_prefill: bool | None = Field(
-        False,
+        None,
         description="V0 only (V1 always chunks). None: vLLM 0.6's rule, on when the model's "
         "context exceeds 32K tokens (then a 512-token budget), else off.",
     )
