@@ -125,6 +125,10 @@ def _cluster_row(result: Result) -> tuple[str, str] | None:
         )
     if stats.num_scale_ups or stats.num_scale_downs:
         text += f"; scaled up {stats.num_scale_ups}, down {stats.num_scale_downs}"
+    slo = result.summary.slo
+    if slo is not None and stats.num_gpus:
+        # DistServe's per-GPU view of goodput (at this rate; the max rate is `capacity`)
+        text += f"; goodput {slo.overall.goodput_per_s / stats.num_gpus:,.2f} req/s/GPU"
     if stats.num_migrations:
         gb = stats.migration_bytes / 1e9
         text += f"; migrations {stats.num_migrations} ({gb:,.1f} GB of KV)"
