@@ -38,6 +38,14 @@ def main() -> None:
     for label, subset in (("all runs", False), ("consistent runs", True)):
         errors = mape(comparisons, consistent_only=subset)
         print(f"MAPE ({label}): " + ", ".join(f"{k} {v * 100:.1f}%" for k, v in errors.items()))
+    # The host constants were set on TP8 runs only (perf/calibrate_defaults.py).
+    for label, is_fit in (("TP8, fit set", True), ("TP4/TP2, held out", False)):
+        chosen = [c for c in comparisons if (c.run.tp == 8) == is_fit]
+        errors = mape(chosen, consistent_only=True)
+        print(
+            f"MAPE (consistent, {label}): "
+            + ", ".join(f"{k} {v * 100:.1f}%" for k, v in errors.items())
+        )
     print(f"{len(comparisons)} runs replayed in {time.perf_counter() - start:.1f} s wall")
 
 
