@@ -7,7 +7,7 @@ import pytest
 
 from servesim.engine import SarathiSchedulerConfig, VLLMSchedulerConfig
 from servesim.perf.types import BatchShape, ReplicaPlan, StageTimes
-from tests.engine.fakes import LinearPerf, assert_all_served, req, rows, run
+from tests.engine.fakes import LinearPerf, assert_all_served, poisson_requests, req, rows, run
 from tests.engine.fakes import setup as make_setup
 
 
@@ -51,3 +51,22 @@ def test_flag_and_other_engines_stamp_at_step_end() -> None:
         cols = _one_request(config)
         assert cols["first_token_s"][0] == pytest.approx(0.014)
         assert cols["completion_s"][0] == pytest.approx(5 * 0.014)
+
+
+class SeqOverheadPerf(LinearPerf):
+    """Linear GPU time plus a host overhead that grows with the decode batch."""
+
+    def iteration_time(self, plan: ReplicaPlan, batch: BatchShape) -> StageTimes:
+        """GPU part from ``LinearPerf``, host part 4 ms + 0.3 ms per decode sequence."""
+        gpu = super().iteration_time(plan, batch)
+        return StageTimes(stage_s=gpu.stage_s, overhead_s=4e-3 + 3e-4 * batch.num_decode_seqs)
+
+
+def test_skip_ahead_stamps_like_stepping() -> None:
+    requests = poisson_requests(300, 20.0, (16, 600), (1, 200), seed=5)
+    skipped = run(requests, SeqOverheadPerf(), make_setup(), skip_ahead=True)
+    assert skipped.counters["num_skipped_iterations"] > 0
+    on = rows(skipped)
+    off = rows(run(requests, SeqOverheadPerf(), make_setup(), skip_ahead=False))
+    for column in ("first_token_s", "completion_s", "sum_tbt_s", "max_tbt_s"):
+        np.testing.assert_allclose(on[column], off[column], rtol=1e-9, atol=1e-12)
