@@ -88,3 +88,17 @@ def test_decode_without_prefill_and_duplicate_names() -> None:
         build([{"name": "x", "role": "decode"}, {"name": "x"}])
     text = str(info.value)
     assert "decode pool needs a prefill pool" in text and "'x' is used by 2 pools" in text
+
+
+def test_heterogeneous_pools_sit_on_their_own_servers() -> None:
+    dep = build(
+        [
+            {"name": "p", "role": "prefill", "replicas": 2, "gpu": "h100-sxm"},
+            {"name": "d", "role": "decode", "replicas": 4, "gpu": "a100-80gb"},
+        ]
+    )
+    assert [n.gpu.name for n in dep.nodes] == ["h100-sxm", "a100-80gb"]
+    assert dep.replica_nodes() == [0, 0, 1, 1, 1, 1]
+    link = dep.link_between(0, 1)  # H100 NDR 400G NIC vs A100 HDR 200G: the slower side
+    assert link.bandwidth_bytes_per_s == dep.nodes[1].network_link().bandwidth_bytes_per_s
+    assert [p.plan.gpu.name for p in dep.pools] == ["h100-sxm", "a100-80gb"]

@@ -186,3 +186,24 @@ def test_autoscaling_adds_replicas_under_a_load_step_and_pays_only_up_time() -> 
     assert stats.gpu_hours < 4 * end_s / 3600
     cols = result.records.requests.view()
     assert set(np.unique(cols["replica_id"][cols["arrival_s"] < 30.0])) == {0}
+
+
+def test_load_aware_routers_beat_round_robin_on_heterogeneous_pools() -> None:
+    # two H100 and two A100 replicas: round robin overloads the slower ones
+    pools = [
+        {"name": "fast", "replicas": 2, "gpu": "h100-sxm", "scheduler": V0},
+        {"name": "slow", "replicas": 2, "gpu": "a100-80gb", "scheduler": V0},
+    ]
+    p99 = {}
+    for router in ("round_robin", "least_outstanding_requests", "slo_aware"):
+        result = run(
+            {
+                "deployment": {"router": {"kind": router}, "pools": pools},
+                "workload": {"preset": "sharegpt", "rate_per_s": 10.0},
+                "num_requests": 1500,
+            }
+        )
+        p99[router] = result.summary.ttft.p99_s
+    # measured: 16.0 s, 0.69 s, 2.9 s
+    assert p99["least_outstanding_requests"] < 0.2 * p99["round_robin"]
+    assert p99["slo_aware"] < 0.5 * p99["round_robin"]
