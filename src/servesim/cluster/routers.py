@@ -256,7 +256,9 @@ class SLOAwareRouter:
 
         def predicted(i: int) -> float:
             v = views[i]
-            busy = self._decode_s[i] if v.num_running else 0.0
+            # queued requests also wait for KV memory / batch slots: each costs at least one
+            # decode step of the running batch before it is admitted (vLLM admits per step)
+            busy = self._decode_s[i] * (1 + v.num_queued) if v.num_running else 0.0
             return (v.num_queued_prompt_tokens + prompt) / self._rates[i] + busy
 
         return min(range(len(views)), key=predicted)
