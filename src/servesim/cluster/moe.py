@@ -81,6 +81,9 @@ def eplb_popularity(freq: np.ndarray, ep: int, num_redundant: int) -> tuple[floa
     a device are merged into its last entry, keeping the sum and the busiest device)."""
     devices = eplb_slots(freq, ep, num_redundant)
     width = len(freq) // ep
+    if max(map(sum, devices)) >= device_loads(freq, ep).max():
+        # greedy packing is a heuristic: keep the current placement when it is not better
+        return tuple(float(x) for x in freq)
     out: list[float] = []
     for slots in devices:
         block = sorted(slots, reverse=True)
