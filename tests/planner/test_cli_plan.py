@@ -89,7 +89,7 @@ def test_plan_config_validates_for_colocated_and_disaggregated() -> None:
     yaml.safe_dump(sim_config_dict(scenario, disagg, 2.0))  # plain data
     flags = vllm_flags(scenario, colocated)
     assert flags[flags.index("--tensor-parallel-size") + 1] == "2"
-    assert "--enable-chunked-prefill" in flags and "fp8" in flags
+    assert flags[flags.index("--enable-chunked-prefill") + 1] == "True" and "fp8" in flags
 
 
 @pytest.mark.slow

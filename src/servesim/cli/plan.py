@@ -212,8 +212,8 @@ def plan_cmd(
         str, _opt("Chunked-prefill budgets (2048).", _S, "--max-num-batched-tokens")
     ] = "2048",
     chunked_prefill: Annotated[
-        str, _opt("off, on or both (off).", _S, "--chunked-prefill")
-    ] = "off",
+        str, _opt("auto (vLLM's default), off, on, both (off,on) or all.", _S, "--chunked-prefill")
+    ] = "auto",
     disagg: Annotated[
         bool, _opt("Also try prefill/decode disaggregation.", _S, "--disagg")
     ] = False,
@@ -248,9 +248,17 @@ def plan_cmd(
     )
     criterion = _criterion(criterion.ttft_p99_s, criterion.tpot_p99_s, min_attainment)
     scenario = _scenario(cfg, criterion, requests_per_replica)
-    chunk = {"off": (False,), "on": (True,), "both": (False, True)}.get(chunked_prefill)
+    chunk = {
+        "auto": (None,),
+        "off": (False,),
+        "on": (True,),
+        "both": (False, True),
+        "all": (None, False, True),
+    }.get(chunked_prefill)
     if chunk is None:
-        raise ConfigError("--chunked-prefill", chunked_prefill, "must be off, on or both")
+        raise ConfigError(
+            "--chunked-prefill", chunked_prefill, "must be auto, off, on, both or all"
+        )
     kv = tuple(None if k == "auto" else k for k in kv_dtypes.split(",") if k.strip())
     space = SearchSpace(
         gpus=parse_gpus(gpus),

@@ -78,8 +78,8 @@ def vllm_flags(scenario: Scenario, plan: PlanSpec) -> list[str]:
     ]
     if s.max_num_batched_tokens is not None:
         args += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
-    if s.enable_chunked_prefill:
-        args.append("--enable-chunked-prefill")
+    if s.enable_chunked_prefill is not None:  # None: leave vLLM's own default
+        args += ["--enable-chunked-prefill", str(s.enable_chunked_prefill)]
     if plan.dtype == "fp8":
         args += ["--quantization", "fp8"]
     elif plan.dtype in ("int8", "int4"):

@@ -27,13 +27,14 @@ class SchedulerVariant:
         kind: scheduler registry key (``vllm``, ``sarathi``).
         max_num_seqs: sequences per batch.
         max_num_batched_tokens: token budget per iteration (None: the scheduler's default).
-        enable_chunked_prefill: vLLM V0 chunked prefill.
+        enable_chunked_prefill: vLLM V0 chunked prefill; None is vLLM's own default (on
+            above a 32K-token context, with a 512-token budget; see ``engine.config``).
     """
 
     kind: str = "vllm"
     max_num_seqs: int = 256
     max_num_batched_tokens: int | None = None
-    enable_chunked_prefill: bool = False
+    enable_chunked_prefill: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``scheduler:`` mapping of a SimConfig."""
@@ -111,7 +112,7 @@ class PlanSpec:
             s.kind,
             f"seqs{s.max_num_seqs}",
             f"mbt{s.max_num_batched_tokens or 'default'}",
-            "chunked" if s.enable_chunked_prefill else "whole",
+            {True: "chunked", False: "whole", None: "chunk-auto"}[s.enable_chunked_prefill],
         ]
         if self.router != "round_robin":
             parts.append(self.router)
@@ -129,7 +130,7 @@ class PlanSpec:
         text += f" {s.kind} seqs={s.max_num_seqs}"
         if s.max_num_batched_tokens is not None:
             text += f" mbt={s.max_num_batched_tokens}"
-        text += " chunked" if s.enable_chunked_prefill else ""
+        text += {True: " chunked", False: " no-chunk", None: ""}[s.enable_chunked_prefill]
         return text + (f" {self.router}" if self.router != "round_robin" else "")
 
     def to_dict(self) -> dict[str, Any]:
@@ -280,7 +281,7 @@ def _variants(
 def scheduler_grid(
     max_num_seqs: Sequence[int] = (256,),
     max_num_batched_tokens: Sequence[int | None] = (None,),
-    chunked_prefill: Sequence[bool] = (False,),
+    chunked_prefill: Sequence[bool | None] = (None,),
 ) -> tuple[SchedulerVariant, ...]:
     """vLLM scheduler variants: every combination of the given knob values."""
     return tuple(
@@ -288,7 +289,7 @@ def scheduler_grid(
         for seqs in max_num_seqs
         for mbt in max_num_batched_tokens
         for chunked in chunked_prefill
-        # vLLM V0 without chunked prefill needs a budget that holds a whole prompt; the
-        # engine's default applies there, so only chunked variants vary the budget.
-        if chunked or mbt is None
+        # Without chunked prefill the budget must hold a whole prompt and vLLM's default
+        # rule sets its own, so only explicitly chunked variants vary the budget.
+        if chunked is True or mbt is None
     )
