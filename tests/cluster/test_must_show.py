@@ -10,9 +10,13 @@ import pytest
 
 from servesim.api import Result, simulate
 from servesim.cluster import DeploymentConfig, build_deployment, run_cluster
+from servesim.cluster.autoscale import cold_start_s
+from servesim.cluster.config import AutoscaleConfig
 from servesim.engine.records import RejectReason
 from servesim.metrics import summarize
 from servesim.perf import RooflinePerfModel
+from servesim.perf.types import BatchShape, ReplicaPlan
+from servesim.specs.catalog import get_gpu, resolve_model
 from servesim.workload.request import Request
 
 # vLLM 0.6 without chunked prefill, pinned so the tests do not move with engine defaults
@@ -143,9 +147,6 @@ def test_disaggregated_run_reports_transfers_in_ttft_when_decode_streams() -> No
 
 def test_ep_step_time_grows_with_routing_skew() -> None:
     perf = RooflinePerfModel()
-    from servesim.perf.types import BatchShape, ReplicaPlan
-    from servesim.specs.catalog import get_gpu, resolve_model
-
     model, gpu = resolve_model("mixtral-8x7b"), get_gpu("h100-sxm")
     shape = BatchShape.from_lists(prefill=[(4096, 0)])
     times = [
@@ -207,3 +208,31 @@ def test_load_aware_routers_beat_round_robin_on_heterogeneous_pools() -> None:
     # measured: 16.0 s, 0.69 s, 2.8 s
     assert p99["least_outstanding_requests"] < 0.2 * p99["round_robin"]
     assert p99["slo_aware"] < 0.5 * p99["round_robin"]
+
+
+def test_cold_start_is_weight_load_plus_startup_and_gates_routing() -> None:
+    config = AutoscaleConfig(storage_bandwidth_bytes_per_s=2e9, startup_s=30.0)
+    assert cold_start_s(16e9, config) == pytest.approx(38.0)
+    low = [Request(i, 0.5 * i, 256, 64) for i in range(20)]
+    high = [Request(20 + i, 10.0 + 0.02 * i, 1024, 256) for i in range(2000)]
+    perf = RooflinePerfModel()
+    pool = {
+        "replicas": 2,
+        "autoscale": {
+            "min_replicas": 1,
+            "scale_up_threshold": 4,
+            "interval_s": 1.0,
+            "startup_s": 10.0,
+            "metric": "queue_length",
+        },
+    }
+    dep = build_deployment(DeploymentConfig.model_validate({"pools": [pool]}), "llama-3.1-8b", perf)
+    run = run_cluster(low + high, dep, perf)
+    events = run.stats.scale_events
+    start = next(t for t, r, e in events if r == 1 and e == "start")
+    ready = next(t for t, r, e in events if r == 1 and e == "ready")
+    weights = dep.pools[0].plan.model.weight_bytes(dep.pools[0].plan.weight_dtype)
+    assert ready - start == pytest.approx(weights / 2e9 + 10.0)
+    cols = run.records.requests.view()
+    on_new = cols["replica_id"] == 1
+    assert cols["arrival_s"][on_new].min() >= ready

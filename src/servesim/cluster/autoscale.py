@@ -79,6 +79,7 @@ class Autoscaler:
                 cluster.is_routable[victim] = False
                 self.is_draining[victim] = True
                 cluster.stats.num_scale_downs += 1
+                cluster.stats.scale_events.append((now, victim, "drain"))
                 self._stop_drained(members, now)
         if cluster.is_active():
             cluster.loop.schedule(now + config.interval_s, self._round, k, priority=3)
@@ -89,10 +90,12 @@ class Autoscaler:
         weight_bytes = plan.model.weight_bytes(plan.weight_dtype) / plan.num_gpus
         self.up_since[index] = now
         cluster.stats.num_scale_ups += 1
+        cluster.stats.scale_events.append((now, index, "start"))
         cluster.loop.schedule(now + cold_start_s(weight_bytes, config), self._ready, index)
 
     def _ready(self, index: int) -> None:
         self.cluster.is_routable[index] = True
+        self.cluster.stats.scale_events.append((self.cluster.loop.now, index, "ready"))
 
     def _stop_drained(self, members: list[int], now: float) -> None:
         for i in members:
@@ -101,6 +104,7 @@ class Autoscaler:
                 self.up_s[i] += now - since
                 self.up_since[i] = None
                 self.is_draining[i] = False
+                self.cluster.stats.scale_events.append((now, i, "stop"))
 
     def uptimes(self, end_s: float) -> list[float]:
         """Seconds each replica was up by ``end_s``."""

@@ -29,6 +29,8 @@ class ClusterStats:
         migration_bytes: KV bytes they copied.
         num_scale_ups: replicas started by the autoscaler.
         num_scale_downs: replicas it stopped.
+        scale_events: ``(time_s, replica, event)`` with event ``start`` (paid from here),
+            ``ready`` (takes requests: cold start over), ``drain`` or ``stop``.
     """
 
     num_gpus: int = 0
@@ -42,6 +44,7 @@ class ClusterStats:
     migration_bytes: int = 0
     num_scale_ups: int = 0
     num_scale_downs: int = 0
+    scale_events: list[tuple[float, int, str]] = field(default_factory=list)
 
     def set_uptime(self, records: SimulationRecords, up_s: list[float]) -> None:
         """Record per-replica up-time and derive GPU-hours and cost from it."""
