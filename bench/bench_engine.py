@@ -30,7 +30,9 @@ def main() -> None:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--rate", type=float, default=5.0, help="arrivals per second")
+    parser.add_argument(
+        "--rate", type=float, default=3.0, help="arrivals per second (3: near saturation)"
+    )
     parser.add_argument("--model", default="llama-3.1-8b")
     parser.add_argument("--gpu", default="h100-sxm")
     parser.add_argument("--scheduler", choices=["vllm", "sarathi"], default="vllm")
