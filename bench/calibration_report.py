@@ -53,13 +53,17 @@ def main() -> None:
         errors = entry.get("heldout_mape", {})
         if errors:
             print(f"  {gpu:<6}" + "  ".join(f"{k}={v:.1f}" for k, v in sorted(errors.items())))
-    print("\nCollectives: fit MAPE % by message size")
-    for c in document["collectives"]:
-        sizes = "  ".join(f"{k}={v:.1f}" for k, v in c["mape_by_size"].items())
-        print(
-            f"  {c['gpu']:<5}{c['topology']:<13}{c['collective']:<15}n={c['num_gpus']}  "
-            f"{sizes}  [{c['source']}]"
-        )
+    for field, title in (
+        ("mape_by_size", "fit MAPE % by message size (in sample)"),
+        ("heldout_mape_by_size", "held-out MAPE % by message size (fit on alternate sizes)"),
+    ):
+        print(f"\nCollectives: {title}")
+        for c in document["collectives"]:
+            sizes = "  ".join(f"{k}={v:.1f}" for k, v in c.get(field, {}).items())
+            print(
+                f"  {c['gpu']:<5}{c['topology']:<13}{c['collective']:<15}n={c['num_gpus']}  "
+                f"{sizes}  [{c['source']}]"
+            )
     _decode_check(str(data_dir))
 
 

@@ -200,6 +200,22 @@ def comm_bucket_mape(
     return out
 
 
+def heldout_comm_mape(samples: Sequence[CommSample]) -> dict[str, float]:
+    """MAPE per size bucket on message sizes the fit never saw.
+
+    Sizes are sorted and split alternately: the lines are fitted on every other distinct size
+    and scored on the sizes in between, so the figure measures interpolation across sizes, which
+    is what the simulator does with every message it prices.
+    """
+    sizes = sorted({s.num_bytes for s in samples})
+    if len(sizes) < 8:
+        return {}
+    train_sizes = set(sizes[::2])
+    train = [s for s in samples if s.num_bytes in train_sizes]
+    test = [s for s in samples if s.num_bytes not in train_sizes]
+    return comm_bucket_mape(fit_comm_lines(train), test)
+
+
 def fit_collectives(data_dir: Path) -> list[dict]:
     """One entry per (gpu, topology, collective, group size); apex_plus wins over vidur."""
     samples = read_apex_comm(data_dir) + read_vidur_network(data_dir)
@@ -211,6 +227,7 @@ def fit_collectives(data_dir: Path) -> list[dict]:
         lines = fit_comm_lines(group)
         errors = comm_bucket_mape(lines, group)
         chosen[key] = {
+            "heldout_mape_by_size": heldout_comm_mape(group),
             "gpu": gpu,
             "topology": topo,
             "collective": coll,
