@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -199,3 +201,38 @@ def test_summary_json_identical_across_processes(tmp_path: Path) -> None:
         assert proc.returncode == 0, proc.stderr
         outputs.append((out / "summary.json").read_bytes())
     assert outputs[0] == outputs[1]
+
+
+def test_skip_bad_rows_counts_what_it_skipped(tmp_path: Path) -> None:
+    """A malformed row stops the run with file:line:column, or is skipped and counted."""
+    trace = tmp_path / "azure.csv"
+    trace.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:17:03.98,10,5\n"
+        "2023-11-16 18:17:04.00,abc,5\n"
+        "2023-11-16 18:17:05.00,20,6\n"
+    )
+    failed = subprocess.run(
+        [sys.executable, "-m", "servesim.cli", "simulate", "--trace", str(trace)],
+        capture_output=True,
+        text=True,
+    )
+    assert failed.returncode == 2
+    assert f"{trace}:3 column 'ContextTokens'" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "servesim.cli",
+            "simulate",
+            "--trace",
+            str(trace),
+            "--skip-bad-rows",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "2 completed of 2" in ok.stdout
+    assert "trace rows skipped: 1" in ok.stdout

@@ -47,6 +47,7 @@ def _workload_overrides(
     cv: float | None,
     trace: Path | None,
     trace_format: str | None,
+    skip_bad_rows: bool = False,
 ) -> dict[str, Any]:
     """Dotted overrides for the workload flags, given what the config file already says."""
     out: dict[str, Any] = {}
@@ -55,11 +56,18 @@ def _workload_overrides(
         out["workload.preset"] = preset
         out["workload.trace"] = None
     if trace is not None:
-        out["workload.trace"] = {"path": str(trace), "format": trace_format}
+        out["workload.trace"] = {
+            "path": str(trace),
+            "format": trace_format,
+            "skip_bad_rows": skip_bad_rows,
+        }
         out["workload.preset"] = None
         out["workload.rate_per_s"] = None
-    elif trace_format is not None:
-        out["workload.trace.format"] = trace_format
+    else:
+        if trace_format is not None:
+            out["workload.trace.format"] = trace_format
+        if skip_bad_rows:
+            out["workload.trace.skip_bad_rows"] = True
     kind = arrival if arrival is not None else ("gamma" if cv is not None else None)
     if kind is not None:
         old = current.get("arrival") if isinstance(current.get("arrival"), dict) else {}
@@ -167,6 +175,16 @@ def _latency_table(result: Result) -> Table:
 def _overview_rows(result: Result) -> list[tuple[str, str]]:
     c, s, e = result.config, result.summary, result.summary.efficiency
     rejected = ", ".join(f"{k} {v}" for k, v in s.rejected_by_reason.items() if v) or "none"
+    # Nothing is dropped silently: rows skipped with --skip-bad-rows and lengths capped to the
+    # context window are counted here.
+    trace_notes = "".join(
+        f"; {label}: {count:,}"
+        for label, count in (
+            ("trace rows skipped", result.num_skipped_rows),
+            ("requests capped", result.num_capped_requests),
+        )
+        if count
+    )
     return [
         ("deployment", _deployment_row(result)),
         ("scheduler", c.scheduler.kind),
@@ -174,7 +192,11 @@ def _overview_rows(result: Result) -> list[tuple[str, str]]:
             "workload",
             f"{result.workload_name}, {_num(s.offered_rate_per_s)} req/s offered, seed {c.seed}",
         ),
-        ("requests", f"{s.num_completed:,} completed of {s.num_requests:,}; rejected: {rejected}"),
+        (
+            "requests",
+            f"{s.num_completed:,} completed of {s.num_requests:,}; rejected: {rejected}"
+            + trace_notes,
+        ),
         ("duration", f"{s.duration_s:,.2f} s simulated"),
         (
             "throughput",
@@ -346,6 +368,14 @@ def register(app: typer.Typer) -> None:
         trace_format: Annotated[
             str | None, _opt("Trace format (default: detect).", _W, "--trace-format")
         ] = None,
+        skip_bad_rows: Annotated[
+            bool,
+            typer.Option(
+                "--skip-bad-rows",
+                help="Skip malformed trace rows and count them (default: stop at the first).",
+                rich_help_panel=_W,
+            ),
+        ] = False,
         num_requests: Annotated[
             int | None, _opt("Requests to simulate.", _R, "--num-requests")
         ] = None,
@@ -406,6 +436,7 @@ def register(app: typer.Typer) -> None:
             "cv": cv,
             "trace": trace,
             "trace_format": trace_format,
+            "skip_bad_rows": skip_bad_rows,
         }
         cfg = build_config(config, flags, workload)
         result = _run(cfg, progress)
