@@ -159,3 +159,14 @@ def test_duration_limits_arrivals() -> None:
     arrivals = result.requests_columns()["arrival_s"]
     assert arrivals.max() <= 3.0
     assert result.summary.num_completed == result.summary.num_requests
+
+
+def test_uncalibrated_gpu_is_flagged_in_the_result() -> None:
+    """L40S has no measured kernel tables: the result says so; H100 has them."""
+    from servesim.api import simulate
+
+    l40s = simulate({"hardware": {"gpu": "l40s"}, "num_requests": 20})
+    assert l40s.uncalibrated_gpus == ("l40s",)
+    assert '"uncalibrated_gpus": [\n    "l40s"\n  ]' in l40s.to_json()
+    h100 = simulate({"num_requests": 20})
+    assert h100.uncalibrated_gpus == ()

@@ -55,6 +55,8 @@ class Result:
         num_skipped_rows: malformed trace rows skipped (``skip_bad_rows``).
         num_capped_requests: requests whose lengths the workload capped to a context limit.
         cluster: cluster-level figures (GPU-hours over up-time, KV transfers, scaling).
+        uncalibrated_gpus: GPU types of the deployment with no measured kernel tables: their
+            iteration times come from the roofline with default efficiencies only.
     """
 
     config: SimConfig
@@ -64,6 +66,7 @@ class Result:
     num_skipped_rows: int = 0
     num_capped_requests: int = 0
     cluster: ClusterStats | None = None
+    uncalibrated_gpus: tuple[str, ...] = ()
 
     def requests_columns(self) -> dict[str, np.ndarray]:
         """Per-request columns (the engine's plus derived latencies), as numpy arrays.
@@ -122,6 +125,7 @@ class Result:
             },
             "summary": self.summary.to_dict(),
             "cluster": self.cluster.to_dict(self.records) if self.cluster is not None else None,
+            "uncalibrated_gpus": list(self.uncalibrated_gpus),
         }
 
     def to_json(self) -> str:
@@ -194,7 +198,16 @@ def simulate(
         num_skipped_rows=workload.num_skipped_rows,
         num_capped_requests=workload.num_capped_requests,
         cluster=run.stats,
+        uncalibrated_gpus=_uncalibrated_gpus(perf, [pool.plan for pool in deployment.pools]),
     )
+
+
+def _uncalibrated_gpus(perf: PerfModel, plans: list[ReplicaPlan]) -> tuple[str, ...]:
+    """GPU names whose predictions are not backed by measured kernels (for a user warning)."""
+    is_calibrated = getattr(perf, "is_calibrated", None)
+    if is_calibrated is None:  # a user's own perf model: it answers for itself
+        return ()
+    return tuple(sorted({p.gpu.name for p in plans if not is_calibrated(p)}))
 
 
 def write_outputs(

@@ -262,6 +262,13 @@ def render(result: Result) -> None:
     slo = _slo_table(result)
     if slo is not None:
         console.print(slo)
+    if result.uncalibrated_gpus:
+        err_console.print(
+            f"warning: no measured kernel tables for {', '.join(result.uncalibrated_gpus)}: "
+            "iteration times are an UNCALIBRATED roofline with default efficiencies",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _run(cfg: SimConfig, show_progress: bool) -> Result:
