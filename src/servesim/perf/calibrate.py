@@ -31,6 +31,7 @@ from servesim.perf.calibrate_defaults import (
     ATTENTION_DEFAULTS,
     DEFAULT_GPU,
     HOST_OVERHEAD,
+    HOST_PROFILES,
     REFERENCE_GPUS,
 )
 from servesim.perf.calibration import CALIBRATION_PATH, ElementwiseCurve, GemmCurve
@@ -271,6 +272,7 @@ def build_document(data_dir: Path) -> dict:
         "default_gpu": DEFAULT_GPU,
         "collectives": fit_collectives(data_dir),
         "host": HOST_OVERHEAD,
+        "host_profiles": HOST_PROFILES,
     }
 
 

@@ -16,10 +16,6 @@ from servesim.perf.graph import PlanGraph
 from servesim.perf.memory import check_plan, plan_memory
 from servesim.perf.types import BatchShape, MemoryPlan, OpCost, ReplicaPlan, StageTimes
 
-# vLLM 0.6 captures CUDA graphs for decode-only batches up to 256 sequences
-# (``_BATCH_SIZES_TO_CAPTURE`` max); larger or mixed batches run eagerly.
-MAX_GRAPH_BATCH = 256
-
 
 @dataclass(frozen=True, slots=True)
 class _StagePart:
@@ -47,11 +43,22 @@ def _sum_ops(ops: list[OpCost], num_stages: int) -> _StagePart:
 class _PlanCache:
     """Per-plan graph and memo tables."""
 
-    __slots__ = ("by_batch", "by_sampling", "by_tokens", "graph", "mla", "old_batches", "plan")
+    __slots__ = (
+        "by_batch",
+        "by_sampling",
+        "by_tokens",
+        "graph",
+        "host",
+        "mla",
+        "old_batches",
+        "plan",
+    )
 
     def __init__(self, plan: ReplicaPlan, calibration: Calibration) -> None:
         check_plan(plan)
         self.plan = plan
+        # which CUDA graphs the engine replays and its per-step CPU time (servesim.perf.host)
+        self.host = calibration.host_profile(plan.host_profile)
         self.graph = PlanGraph(plan, calibration)
         self.by_tokens: dict[int, _StagePart] = {}
         self.by_sampling: dict[int, _StagePart] = {}
@@ -149,20 +156,11 @@ class RooflinePerfModel:
         num_layers = plan.model.num_layers
         flops += (pre.flops + dec.flops) * num_layers
         nbytes += (pre.num_bytes + dec.num_bytes) * num_layers
-        host = self.calibration.host
-        uses_graphs = (
-            plan.use_cuda_graphs
-            and batch.num_prefill_seqs == 0
-            and batch.num_decode_seqs <= MAX_GRAPH_BATCH
-        )
-        if not uses_graphs:
+        host = entry.host
+        if not (plan.use_cuda_graphs and host.replays_graph(tokens, batch.num_prefill_seqs)):
             # eager mode: the CPU must launch every kernel; the GPU waits when it is faster
             stage_s = [max(t, k * host.cpu_launch_s) for t, k in zip(stage_s, kernels, strict=True)]
-        overhead = (
-            host.base_s
-            + host.per_seq_s * batch.num_decode_seqs
-            + host.per_prefill_seq_s * batch.num_prefill_seqs
-        )
+        overhead = host.host_time_s(batch.num_decode_seqs, batch.num_prefill_seqs)
         # flops/bytes above are per GPU of a stage; the replica holds tp GPUs per stage
         return StageTimes(
             stage_s=tuple(stage_s),

@@ -103,6 +103,8 @@ class ReplicaPlan:
             (0: uniform routing, the default); ignored when ``expert_popularity`` is given.
         custom_all_reduce: vLLM's custom one-shot/two-shot all-reduce serves small TP
             all-reduces on NVLink (vLLM's default; ``--disable-custom-all-reduce`` turns it off).
+        host_profile: the serving engine's host-overhead profile (``vllm-v0``, ``vllm-v1``,
+            ``none``; see ``servesim.perf.host``): per-step CPU time and CUDA-graph coverage.
     """
 
     model: ModelSpec
@@ -119,6 +121,7 @@ class ReplicaPlan:
     expert_popularity: tuple[float, ...] = ()
     expert_zipf_exponent: float = 0.0
     custom_all_reduce: bool = True
+    host_profile: str = "vllm-v0"
 
     @property
     def num_gpus(self) -> int:

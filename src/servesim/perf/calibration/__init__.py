@@ -15,7 +15,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from servesim.core.errors import UnknownNameError
+
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
+# The profile of the engine the validation runs measured (vLLM 0.6, V0 engine).
+DEFAULT_HOST_PROFILE = "vllm-v0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,14 +97,37 @@ class CollectiveFit:
 
 @dataclass(frozen=True, slots=True)
 class HostOverhead:
-    """Per-iteration host time of a vLLM-style engine (scheduling, input prep, sampling)."""
+    """Per-iteration host time of a vLLM-style engine (scheduling, input prep, sampling).
+
+    One instance per serving-engine profile (``vllm-v0``, ``vllm-v1``, ``none``): host time of
+    a step = base_s + per_seq_s x decode sequences + per_prefill_seq_s x prefill sequences;
+    steps without a CUDA graph cannot run faster than cpu_launch_s per kernel. A step replays
+    a graph when it has at most ``max_graph_tokens`` tokens and, unless
+    ``graphs_with_prefill``, no prefill.
+    """
 
     base_s: float = 2.5e-3
     per_seq_s: float = 1.5e-5
     per_prefill_seq_s: float = 5e-5
     cpu_launch_s: float = 5e-6  # per kernel when not replaying a CUDA graph
     graph_kernel_gap_s: float = 1.5e-6  # per kernel inside a CUDA graph replay
+    max_graph_tokens: int = 256
+    graphs_with_prefill: bool = False
     source: str = ""
+
+    def host_time_s(self, num_decode_seqs: int, num_prefill_seqs: int) -> float:
+        """Host time of one step that no GPU work overlaps."""
+        return (
+            self.base_s
+            + self.per_seq_s * num_decode_seqs
+            + self.per_prefill_seq_s * num_prefill_seqs
+        )
+
+    def replays_graph(self, num_tokens: int, num_prefill_seqs: int) -> bool:
+        """True when a step of this size replays a captured CUDA graph."""
+        if num_prefill_seqs and not self.graphs_with_prefill:
+            return False
+        return num_tokens <= self.max_graph_tokens
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +139,22 @@ class Calibration:
     collectives: tuple[CollectiveFit, ...]
     host: HostOverhead
     source: str = ""
+    host_profiles: Mapping[str, HostOverhead] = field(default_factory=dict)
+
+    def host_profile(self, name: str) -> HostOverhead:
+        """The host-overhead profile ``name``; ``vllm-v0`` is ``host`` when the file has none.
+
+        Raises:
+            UnknownNameError: no such profile.
+        """
+        found = self.host_profiles.get(name)
+        if found is not None:
+            return found
+        if name == DEFAULT_HOST_PROFILE:
+            return self.host
+        raise UnknownNameError(
+            "host-overhead profile", name, {DEFAULT_HOST_PROFILE, *self.host_profiles}
+        )
 
     def for_gpu(self, gpu_name: str) -> GpuCalibration:
         """The entry whose key prefixes ``gpu_name`` (longest wins), else the defaults."""
@@ -172,6 +215,7 @@ def calibration_from_dict(data: Mapping[str, Any]) -> Calibration:
         collectives=collectives,
         host=HostOverhead(**data.get("host", {})),
         source=data.get("source", ""),
+        host_profiles={k: HostOverhead(**v) for k, v in data.get("host_profiles", {}).items()},
     )
 
 
