@@ -15,6 +15,7 @@ from servesim.cluster.moe import max_redundant_experts, with_eplb
 from servesim.core.errors import ServesimError
 from servesim.engine.config import CacheConfig, SchedulerConfig
 from servesim.engine.simulation import ReplicaSetup
+from servesim.perf.host import resolve_host_profile
 from servesim.perf.memory import check_plan
 from servesim.perf.types import PerfModel, ReplicaPlan
 from servesim.specs.catalog import get_gpu, resolve_model
@@ -141,6 +142,9 @@ def _plan(pool: PoolConfig, model_name: str, problems: list[str]) -> ReplicaPlan
         custom_all_reduce=pool.custom_all_reduce,
         expert_popularity=tuple(pool.expert_popularity),
         expert_zipf_exponent=pool.expert_zipf_exponent,
+        host_profile=resolve_host_profile(
+            pool.host_overhead, pool.scheduler.kind, getattr(pool.scheduler, "version", None)
+        ),
     )
     before = len(problems)
     _check_parallelism(pool, plan, problems)
