@@ -28,6 +28,7 @@ from servesim.core.rng import RandomStreams
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.metrics import Summary, summarize
 from servesim.perf import RooflinePerfModel
+from servesim.perf.host import resolve_host_profile
 from servesim.perf.types import PerfModel, ReplicaPlan
 from servesim.planner.capacity import CapacityResult, Probe, capacity_search
 from servesim.planner.deploy import sim_config_dict
@@ -145,6 +146,7 @@ def load_config(config: SimConfig | Mapping[str, Any] | str | Path) -> SimConfig
 def replica_plan(config: SimConfig) -> ReplicaPlan:
     """The ``ReplicaPlan`` one replica of ``config`` runs (model, GPU, parallelism, formats)."""
     hw = config.hardware
+    sched = config.scheduler
     return ReplicaPlan(
         model=resolve_model(config.model),
         gpu=get_gpu(hw.gpu),
@@ -155,6 +157,9 @@ def replica_plan(config: SimConfig) -> ReplicaPlan:
         kv_dtype=hw.kv_cache_dtype(),
         use_cuda_graphs=hw.cuda_graphs,
         custom_all_reduce=hw.custom_all_reduce,
+        host_profile=resolve_host_profile(
+            hw.host_overhead, sched.kind, getattr(sched, "version", None)
+        ),
     )
 
 

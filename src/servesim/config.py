@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -74,6 +74,11 @@ class HardwareConfig(BaseModel):
         True,
         description="vLLM's custom all-reduce for small TP messages on NVLink "
         "(vLLM default; false = --disable-custom-all-reduce, NCCL only).",
+    )
+    host_overhead: Literal["auto", "vllm-v0", "vllm-v1", "none"] = Field(
+        "auto",
+        description="Host (CPU) overhead profile per step: vllm-v0 (vLLM 0.6), vllm-v1 "
+        "(vLLM >= 0.8), none (GPU time only); auto: vLLM's version, vllm-v0 otherwise.",
     )
 
     @field_validator("gpu")
@@ -245,6 +250,7 @@ class SimConfig(BaseModel):
             "kv_dtype": hw.kv_dtype,
             "cuda_graphs": hw.cuda_graphs,
             "custom_all_reduce": hw.custom_all_reduce,
+            "host_overhead": hw.host_overhead,
             "scheduler": self.scheduler,
             "cache": self.effective_cache(),
         }

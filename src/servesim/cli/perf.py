@@ -13,6 +13,7 @@ from rich.table import Table
 from servesim.cli.common import console, err_console, print_json
 from servesim.core.errors import ConfigError
 from servesim.perf.calibration import load_calibration
+from servesim.perf.host import resolve_host_profile
 from servesim.perf.roofline import RooflinePerfModel
 from servesim.perf.types import BatchShape, OpCost, ReplicaPlan
 from servesim.specs.catalog import get_gpu, resolve_model
@@ -111,6 +112,9 @@ def perf_command(
     ] = 8192,
     block_size: Annotated[int, typer.Option(help="KV block size in tokens.")] = 16,
     cuda_graphs: Annotated[bool, typer.Option(help="Decode replays CUDA graphs.")] = True,
+    host_overhead: Annotated[
+        str, typer.Option(help="Host overhead profile: vllm-v0, vllm-v1 or none.")
+    ] = "vllm-v0",
     as_json: JsonOption = False,
 ) -> None:
     """Predict one iteration of a batch op by op, with the memory plan."""
@@ -128,6 +132,7 @@ def perf_command(
         ),
         kv_dtype=DType.parse(kv_dtype),
         use_cuda_graphs=cuda_graphs,
+        host_profile=resolve_host_profile(host_overhead),
     )
     shape = parse_batch(batch)
     perf = RooflinePerfModel()
@@ -156,6 +161,7 @@ def perf_command(
                 "kv_dtype": plan.kv_dtype.value,
                 "batch": asdict(shape),
                 "calibrated": calibrated,
+                "host_profile": plan.host_profile,
                 "total_s": times.total_s,
                 "stage_s": list(times.stage_s),
                 "overhead_s": times.overhead_s,
@@ -170,7 +176,8 @@ def perf_command(
     stages = ", ".join(f"{s * 1e3:.3f}" for s in times.stage_s)
     console.print(
         f"iteration total {times.total_s * 1e3:.3f} ms "
-        f"(stages [{stages}] ms + host {times.overhead_s * 1e3:.3f} ms)"
+        f"(stages [{stages}] ms + host {times.overhead_s * 1e3:.3f} ms, "
+        f"profile {plan.host_profile})"
     )
     if not calibrated:
         err_console.print(

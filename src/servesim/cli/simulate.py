@@ -320,6 +320,15 @@ def register(app: typer.Typer) -> None:
         cuda_graphs: Annotated[
             bool | None, _opt("Decode with CUDA graphs.", _H, "--cuda-graphs/--no-cuda-graphs")
         ] = None,
+        host_overhead: Annotated[
+            str | None,
+            _opt(
+                "Host CPU overhead per step: auto (the scheduler's engine), vllm-v0, vllm-v1, "
+                "none (GPU time only).",
+                _H,
+                "--host-overhead",
+            ),
+        ] = None,
         replicas: Annotated[
             int | None, _opt("Identical replicas (round robin).", _H, "--replicas")
         ] = None,
@@ -420,6 +429,7 @@ def register(app: typer.Typer) -> None:
             "hardware.kv_dtype": kv_dtype,
             "hardware.gpu_memory_utilization": gpu_memory_utilization,
             "hardware.cuda_graphs": cuda_graphs,
+            "hardware.host_overhead": host_overhead,
             "replicas": replicas,
             "disagg": disagg,
             "router": router,
