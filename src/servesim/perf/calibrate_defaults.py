@@ -149,9 +149,26 @@ HOST_OVERHEAD_NONE: dict[str, float | str | bool] = {
     "source": "none: GPU time only (no host overhead, no CPU launch bound)",
 }
 
+# vLLM 0.6 V0 with ``--num-scheduler-steps 8`` (multi-step scheduling, RFC #6854 and PR #7000,
+# whose example and benchmarks use 8 steps). The RFC's traces show the ~4 ms per-step bubble
+# (token copy to the host, pythonisation, input preparation, scheduler) "incurred once for
+# every 8 decode steps": the sampled-token copy runs on a side stream while the GPU advances
+# the inputs itself, so decode-only steps pay V0's base and per-sequence costs divided by 8.
+# vLLM 0.6.0 runs any step with a prefill as a single step ("Force Single Step", tracking issue
+# #7528), so those pay V0's full costs. Amortised per step: the engine still schedules every
+# step (requests finishing inside a group, and arrivals waiting for its end, are not modelled).
+HOST_OVERHEAD_MULTISTEP: dict[str, float | str | bool] = {
+    **HOST_OVERHEAD,
+    "num_scheduler_steps": 8,
+    "source": "vllm-v0-multistep: vllm-v0 with --num-scheduler-steps 8; decode-only steps pay "
+    "base and per-sequence costs / 8 (RFC #6854: the ~4 ms bubble once per 8 decode steps); "
+    "prefill steps single-step (issue #7528)",
+}
+
 # Host-overhead profiles by serving engine (``ReplicaPlan.host_profile``).
 HOST_PROFILES: dict[str, dict[str, float | str | bool]] = {
     "vllm-v0": HOST_OVERHEAD,
+    "vllm-v0-multistep": HOST_OVERHEAD_MULTISTEP,
     "vllm-v1": HOST_OVERHEAD_V1,
     "none": HOST_OVERHEAD_NONE,
 }

@@ -3,6 +3,8 @@
 Profiles (figures and sources in ``calibrate_defaults.HOST_PROFILES``):
 
 - ``vllm-v0``: vLLM 0.6, V0 engine, default settings; the figures the validation runs check.
+- ``vllm-v0-multistep``: ``vllm-v0`` with ``--num-scheduler-steps 8`` (decode-only steps
+  share one host pass; never chosen by ``auto``: the scheduler config has no steps field).
 - ``vllm-v1``: vLLM >= 0.8, V1 engine (API server and detokenisation out of the busy loop,
   persistent batch, piecewise CUDA graphs).
 - ``none``: GPU time only, the hardware bound.
@@ -18,7 +20,7 @@ from __future__ import annotations
 from servesim.core.errors import UnknownNameError
 from servesim.perf.calibration import DEFAULT_HOST_PROFILE
 
-HOST_PROFILE_NAMES: tuple[str, ...] = ("vllm-v0", "vllm-v1", "none")
+HOST_PROFILE_NAMES: tuple[str, ...] = ("vllm-v0", "vllm-v0-multistep", "vllm-v1", "none")
 AUTO = "auto"
 HOST_OVERHEAD_CHOICES: tuple[str, ...] = (AUTO, *HOST_PROFILE_NAMES)
 

@@ -113,15 +113,19 @@ class HostOverhead:
     graph_kernel_gap_s: float = 1.5e-6  # per kernel inside a CUDA graph replay
     max_graph_tokens: int = 256
     graphs_with_prefill: bool = False
+    num_scheduler_steps: int = 1  # V0 multi-step: decode-only steps share one host pass
     source: str = ""
 
     def host_time_s(self, num_decode_seqs: int, num_prefill_seqs: int) -> float:
         """Host time of one step that no GPU work overlaps."""
-        return (
+        time_s = (
             self.base_s
             + self.per_seq_s * num_decode_seqs
             + self.per_prefill_seq_s * num_prefill_seqs
         )
+        if num_prefill_seqs == 0 and self.num_scheduler_steps > 1:
+            return time_s / self.num_scheduler_steps
+        return time_s
 
     def replays_graph(self, num_tokens: int, num_prefill_seqs: int) -> bool:
         """True when a step of this size replays a captured CUDA graph."""
