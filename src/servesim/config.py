@@ -75,10 +75,11 @@ class HardwareConfig(BaseModel):
         description="vLLM's custom all-reduce for small TP messages on NVLink "
         "(vLLM default; false = --disable-custom-all-reduce, NCCL only).",
     )
-    host_overhead: Literal["auto", "vllm-v0", "vllm-v1", "none"] = Field(
+    host_overhead: Literal["auto", "vllm-v0", "vllm-v0-multistep", "vllm-v1", "none"] = Field(
         "auto",
-        description="Host (CPU) overhead profile per step: vllm-v0 (vLLM 0.6), vllm-v1 "
-        "(vLLM >= 0.8), none (GPU time only); auto: vLLM's version, vllm-v0 otherwise.",
+        description="Host (CPU) overhead profile per step: vllm-v0 (vLLM 0.6), "
+        "vllm-v0-multistep (0.6 with --num-scheduler-steps 8), vllm-v1 (vLLM >= 0.8), none "
+        "(GPU time only); auto: vLLM's version, vllm-v0 otherwise.",
     )
 
     @field_validator("gpu")

@@ -113,7 +113,8 @@ def perf_command(
     block_size: Annotated[int, typer.Option(help="KV block size in tokens.")] = 16,
     cuda_graphs: Annotated[bool, typer.Option(help="Decode replays CUDA graphs.")] = True,
     host_overhead: Annotated[
-        str, typer.Option(help="Host overhead profile: vllm-v0, vllm-v1 or none.")
+        str,
+        typer.Option(help="Host overhead profile: vllm-v0, vllm-v0-multistep, vllm-v1 or none."),
     ] = "vllm-v0",
     as_json: JsonOption = False,
 ) -> None:

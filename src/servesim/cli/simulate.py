@@ -323,8 +323,8 @@ def register(app: typer.Typer) -> None:
         host_overhead: Annotated[
             str | None,
             _opt(
-                "Host CPU overhead per step: auto (the scheduler's engine), vllm-v0, vllm-v1, "
-                "none (GPU time only).",
+                "Host CPU overhead per step: auto (the scheduler's engine), vllm-v0, "
+                "vllm-v0-multistep, vllm-v1, none (GPU time only).",
                 _H,
                 "--host-overhead",
             ),

@@ -73,7 +73,7 @@ class PoolConfig(BaseModel):
     kv_dtype: str | None = Field(None, description="KV format (None: as the activations).")
     cuda_graphs: bool = Field(True, description="Decode replays CUDA graphs.")
     custom_all_reduce: bool = Field(True, description="vLLM custom all-reduce on NVLink.")
-    host_overhead: Literal["auto", "vllm-v0", "vllm-v1", "none"] = Field(
+    host_overhead: Literal["auto", "vllm-v0", "vllm-v0-multistep", "vllm-v1", "none"] = Field(
         "auto", description="Host (CPU) overhead profile; auto: the scheduler's engine."
     )
     expert_zipf_exponent: float = Field(0.0, ge=0, description="MoE routing skew (Zipf).")
