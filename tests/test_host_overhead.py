@@ -40,6 +40,7 @@ NO_WORKLOAD = {
             "none",
         ),
         ({"scheduler": {"kind": "sarathi"}, "hardware": {"host_overhead": "vllm-v1"}}, "vllm-v1"),
+        ({"hardware": {"host_overhead": "vllm-v0-multistep"}}, "vllm-v0-multistep"),
     ],
 )
 def test_replica_plan_picks_profile(raw: dict[str, Any], expected: str) -> None:

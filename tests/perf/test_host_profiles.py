@@ -27,6 +27,7 @@ SMALL = BatchShape.from_lists([(100, 0)], [500] * 4)
 HAND_HOST_S = {
     "vllm-v0": 4e-3 + 4 * 3e-4 + 1 * 6e-5,  # 5.26 ms
     "vllm-v1": 2e-3 + 4 * 1.5e-4 + 1 * 3e-5,  # 2.63 ms
+    "vllm-v0-multistep": 4e-3 + 4 * 3e-4 + 1 * 6e-5,  # a prefill step runs single-step
     "none": 0.0,
 }
 
@@ -43,6 +44,15 @@ def test_default_profile_is_vllm_v0() -> None:
 def test_host_time_by_hand(perf: RooflinePerfModel, profile: str) -> None:
     times = perf.iteration_time(_plan(profile), SMALL)
     assert times.overhead_s == pytest.approx(HAND_HOST_S[profile], rel=1e-12, abs=1e-15)
+
+
+def test_multistep_amortises_decode_steps(perf: RooflinePerfModel) -> None:
+    decode = BatchShape.from_lists(decode_contexts=[500] * 4)
+    multi = perf.iteration_time(_plan("vllm-v0-multistep"), decode)
+    single = perf.iteration_time(_plan("vllm-v0"), decode)
+    assert multi.overhead_s == pytest.approx((4e-3 + 4 * 3e-4) / 8)  # 0.65 ms
+    assert single.overhead_s == pytest.approx(4e-3 + 4 * 3e-4)
+    assert multi.stage_s == single.stage_s
 
 
 def test_v0_profile_is_the_calibrated_host() -> None:
@@ -147,6 +157,8 @@ def test_profiles_are_ordered(num_decode: int, context: int, prefill: list[int])
     assert t["none"].total_s <= t["vllm-v1"].total_s + 1e-15
     assert t["vllm-v1"].total_s <= t["vllm-v0"].total_s + 1e-15
     assert t["vllm-v1"].overhead_s <= t["vllm-v0"].overhead_s
+    assert t["vllm-v0-multistep"].total_s <= t["vllm-v0"].total_s + 1e-15
+    assert t["vllm-v0-multistep"].stage_s == t["vllm-v0"].stage_s
 
 
 _MODEL: list[RooflinePerfModel] = []
