@@ -170,3 +170,27 @@ def test_uncalibrated_gpu_is_flagged_in_the_result() -> None:
     assert '"uncalibrated_gpus": [\n    "l40s"\n  ]' in l40s.to_json()
     h100 = simulate({"num_requests": 20})
     assert h100.uncalibrated_gpus == ()
+
+
+def test_expert_offloading_makes_a_too_large_moe_fit_and_costs_pcie_time() -> None:
+    """Mixtral-8x7B (87 GiB bf16) cannot fit one L40S (48 GB); with 2 of 8 experts per layer
+    on the GPU it runs, and each decode step pays the PCIe fetch of the missed experts."""
+    from servesim.api import simulate
+    from servesim.core.errors import ConfigError, ServesimError
+
+    base = {
+        "model": "mixtral-8x7b",
+        "hardware": {"gpu": "l40s"},
+        "num_requests": 10,
+        "workload": {"rate_per_s": 0.5},
+    }
+    with pytest.raises(ServesimError, match="weights"):
+        simulate(base)
+    offloaded = simulate({**base, "hardware": {"gpu": "l40s", "offload_cached_experts": 2}})
+    assert offloaded.summary.num_completed == 10
+    # 6 missed experts x 32 layers x 352 MB over a ~31.5 GB/s PCIe 4 link: about 2 s per token.
+    assert offloaded.summary.tpot.p50_s > 1.0
+    with pytest.raises(ConfigError, match="not MoE"):
+        simulate({"hardware": {"offload_cached_experts": 2}, "num_requests": 5})
+    with pytest.raises(ConfigError, match="below the 8 experts"):
+        simulate({**base, "hardware": {"gpu": "l40s", "offload_cached_experts": 8}})

@@ -22,8 +22,9 @@ import numpy as np
 
 from servesim import __version__
 from servesim.cluster import ClusterStats, build_deployment, run_cluster
+from servesim.cluster.moe import ExpertOffloadPerf
 from servesim.config import SimConfig
-from servesim.core.errors import ServesimError
+from servesim.core.errors import ConfigError, ServesimError
 from servesim.core.rng import RandomStreams
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.metrics import Summary, summarize
@@ -183,6 +184,8 @@ def simulate(
     """
     cfg = load_config(config)
     perf = perf if perf is not None else RooflinePerfModel()
+    if cfg.hardware.offload_cached_experts is not None:
+        perf = _with_expert_offload(perf, cfg)
     # Every simulation is a deployment; ``replicas`` x ``hardware`` is its one-pool case.
     deployment = build_deployment(cfg.effective_deployment(), cfg.model, perf)
     workload = cfg.effective_workload().build(RandomStreams(cfg.seed))
@@ -205,6 +208,21 @@ def simulate(
         cluster=run.stats,
         uncalibrated_gpus=_uncalibrated_gpus(perf, [pool.plan for pool in deployment.pools]),
     )
+
+
+def _with_expert_offload(perf: PerfModel, cfg: SimConfig) -> PerfModel:
+    """Wrap ``perf`` so MoE experts beyond the cached ones live in host memory."""
+    num_cached = cfg.hardware.offload_cached_experts
+    moe = resolve_model(cfg.model).moe
+    if moe is None:
+        raise ConfigError("hardware.offload_cached_experts", num_cached, f"{cfg.model} is not MoE")
+    if num_cached is None or num_cached >= moe.num_experts:
+        raise ConfigError(
+            "hardware.offload_cached_experts",
+            num_cached,
+            f"must be below the {moe.num_experts} experts per layer (otherwise nothing offloads)",
+        )
+    return ExpertOffloadPerf(perf, num_cached)
 
 
 def _uncalibrated_gpus(perf: PerfModel, plans: list[ReplicaPlan]) -> tuple[str, ...]:

@@ -81,6 +81,12 @@ class HardwareConfig(BaseModel):
         "vllm-v0-multistep (0.6 with --num-scheduler-steps 8), vllm-v1 (vLLM >= 0.8), none "
         "(GPU time only); auto: vLLM's version, vllm-v0 otherwise.",
     )
+    offload_cached_experts: int | None = Field(
+        None,
+        ge=1,
+        description="MoE expert offloading: keep this many experts per MoE layer in GPU memory "
+        "and the rest in host memory, fetched over the host link on a miss (None: all on GPU).",
+    )
 
     @field_validator("gpu")
     @classmethod

@@ -329,6 +329,14 @@ def register(app: typer.Typer) -> None:
                 "--host-overhead",
             ),
         ] = None,
+        offload_cached_experts: Annotated[
+            int | None,
+            _opt(
+                "MoE: experts per layer kept on the GPU; the rest live in host memory.",
+                _H,
+                "--offload-cached-experts",
+            ),
+        ] = None,
         replicas: Annotated[
             int | None, _opt("Identical replicas (round robin).", _H, "--replicas")
         ] = None,
@@ -430,6 +438,7 @@ def register(app: typer.Typer) -> None:
             "hardware.gpu_memory_utilization": gpu_memory_utilization,
             "hardware.cuda_graphs": cuda_graphs,
             "hardware.host_overhead": host_overhead,
+            "hardware.offload_cached_experts": offload_cached_experts,
             "replicas": replicas,
             "disagg": disagg,
             "router": router,
