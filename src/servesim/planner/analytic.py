@@ -85,28 +85,39 @@ class Prefilter:
         self._steps: dict[tuple[object, ...], float] = {}
 
     def estimate(self, plan: PlanSpec) -> Estimate:
-        """The analytical estimate of ``plan`` (never raises for a bad plan: records it)."""
-        try:
-            rplan = replica_plan(self.scenario.model, plan)
-        except ServesimError as exc:
-            return Estimate(plan, "infeasible", str(exc))
-        mem = self._memory_plan(plan, rplan)
-        if isinstance(mem, str):
-            return Estimate(plan, "infeasible", mem)
-        if mem.max_kv_tokens < self.shape.p99_prompt_tokens:
-            return Estimate(
-                plan,
-                "infeasible",
-                f"KV cache holds {mem.max_kv_tokens} tokens, less than the p99 prompt "
-                f"({self.shape.p99_prompt_tokens:.0f})",
-            )
-        return self._bounds(plan, rplan, mem.max_kv_tokens)
+        """The analytical estimate of ``plan`` (never raises for a bad plan: records it).
+
+        A disaggregated plan is checked pool by pool: each pool must hold the model and the
+        p99 prompt on its own hardware; TTFT is bounded by the prefill pool's hardware and
+        TPOT by the decode pool's.
+        """
+        roles = ("prefill", "decode") if plan.mode == "disaggregated" else ("unified",)
+        pools: list[tuple[PlanSpec, ReplicaPlan, int]] = []
+        for role in roles:
+            phase = plan.phase(role)
+            where = f"{role} pool ({phase.gpu} tp={phase.tp}): " if plan.per_phase else ""
+            try:
+                rplan = replica_plan(self.scenario.model, phase)
+            except ServesimError as exc:
+                return Estimate(plan, "infeasible", where + str(exc))
+            mem = self._memory_plan(phase, rplan)
+            if isinstance(mem, str):
+                return Estimate(plan, "infeasible", where + mem)
+            if mem.max_kv_tokens < self.shape.p99_prompt_tokens:
+                return Estimate(
+                    plan,
+                    "infeasible",
+                    f"{where}KV cache holds {mem.max_kv_tokens} tokens, less than the p99 "
+                    f"prompt ({self.shape.p99_prompt_tokens:.0f})",
+                )
+            pools.append((phase, rplan, mem.max_kv_tokens))
+        return self._bounds(plan, pools[0][:2], pools[-1])
 
     def _memory_plan(self, plan: PlanSpec, rplan: ReplicaPlan) -> MemoryPlan | str:
         cache = self.scenario.cache
         budget = plan.scheduler.max_num_batched_tokens or max(rplan.model.max_context_tokens, 2048)
         budget = min(budget, max(rplan.model.max_context_tokens, 2048))
-        key = (plan.gpu, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, budget)
+        key = (plan.gpu, plan.tp, plan.pp, plan.ep, plan.dtype, plan.kv_dtype, budget)
         if key not in self._memory:
             try:
                 self._memory[key] = self.perf.memory_plan(
@@ -120,7 +131,7 @@ class Prefilter:
         return self._memory[key]
 
     def _step(self, rplan: ReplicaPlan, plan: PlanSpec, batch: BatchShape, total: bool) -> float:
-        key = (plan.gpu, plan.tp, plan.pp, plan.dtype, plan.kv_dtype, batch, total)
+        key = (plan.gpu, plan.tp, plan.pp, plan.ep, plan.dtype, plan.kv_dtype, batch, total)
         value = self._steps.get(key)
         if value is None:
             times = self.perf.iteration_time(rplan, batch)
@@ -137,12 +148,20 @@ class Prefilter:
         )
         return self._step(rplan, plan, batch, total)
 
-    def _bounds(self, plan: PlanSpec, rplan: ReplicaPlan, max_kv_tokens: int) -> Estimate:
+    def _bounds(
+        self,
+        plan: PlanSpec,
+        prefill: tuple[PlanSpec, ReplicaPlan],
+        decode: tuple[PlanSpec, ReplicaPlan, int],
+    ) -> Estimate:
+        """Bounds from the prefill pool's (or unified) and the decode pool's hardware."""
         shape = self.shape
         crit = self.scenario.criterion
+        p_phase, p_rplan = prefill
+        d_phase, d_rplan, max_kv_tokens = decode
         p99_prompt = max(1, int(shape.p99_prompt_tokens))
-        ttft_low = self._step(rplan, plan, BatchShape.from_lists([(p99_prompt, 0)]), True)
-        tpot_low = self._decode(rplan, plan, 1, True)
+        ttft_low = self._step(p_rplan, p_phase, BatchShape.from_lists([(p99_prompt, 0)]), True)
+        tpot_low = self._decode(d_rplan, d_phase, 1, True)
         base = {"ttft_p99_lower_s": ttft_low, "tpot_lower_s": tpot_low}
         if crit.ttft_p99_s is not None and ttft_low > crit.ttft_p99_s:
             reason = f"p99 TTFT >= {ttft_low:.3g} s (prefill alone) > target {crit.ttft_p99_s} s"
@@ -153,8 +172,9 @@ class Prefilter:
         ctx = shape.mean_prompt_tokens + shape.mean_output_tokens / 2
         batch = max(1, min(plan.scheduler.max_num_seqs, int(max_kv_tokens / ctx)))
         if crit.tpot_p99_s is not None:
-            batch = self._largest_batch_within(rplan, plan, batch, crit.tpot_p99_s)
-        prefill_s, decode_s = self._seconds_per_request(rplan, plan, batch)
+            batch = self._largest_batch_within(d_rplan, d_phase, batch, crit.tpot_p99_s)
+        prefill_s = self._prefill_seconds(p_rplan, p_phase)
+        decode_s = self._decode_seconds(d_rplan, d_phase, batch)
         if plan.mode == "disaggregated":
             # Each pool caps the throughput on its own (DistServe's per-phase goodput).
             rate = min(plan.prefill_replicas / prefill_s, plan.replicas / decode_s)
@@ -176,17 +196,17 @@ class Prefilter:
                 hi = mid - 1
         return lo
 
-    def _seconds_per_request(
-        self, rplan: ReplicaPlan, plan: PlanSpec, batch: int
-    ) -> tuple[float, float]:
-        """Replica time one request needs at best: (prefill share, decode steps share)."""
-        shape = self.shape
-        prompt = max(1, int(shape.mean_prompt_tokens))
+    def _prefill_seconds(self, rplan: ReplicaPlan, plan: PlanSpec) -> float:
+        """Replica time one request's prefill needs at best (budget-sized batches)."""
+        prompt = max(1, int(self.shape.mean_prompt_tokens))
         per_batch = max(1, PREFILL_BOUND_TOKENS // prompt)
         prefill = BatchShape.from_lists([(prompt, 0)] * per_batch)
-        prefill_s = self._step(rplan, plan, prefill, plan.pp == 1) / per_batch
+        return self._step(rplan, plan, prefill, plan.pp == 1) / per_batch
+
+    def _decode_seconds(self, rplan: ReplicaPlan, plan: PlanSpec, batch: int) -> float:
+        """Replica time one request's decode steps need at best, at decode batch ``batch``."""
         per_engine = max(1, batch // plan.pp)
         step_s = self._decode(rplan, plan, per_engine, plan.pp == 1)
         # With pp > 1 the pp virtual engines overlap: one micro-batch of ``per_engine``
         # sequences leaves the pipeline every bottleneck-stage interval.
-        return prefill_s, shape.mean_output_tokens * step_s / per_engine
+        return self.shape.mean_output_tokens * step_s / per_engine

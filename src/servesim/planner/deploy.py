@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from servesim.planner.scenario import Scenario
+from servesim.planner.scenario import Scenario, plan_roles, pool_fields
 from servesim.planner.space import PlanSpec
 from servesim.specs.catalog import resolve_model
 
@@ -46,6 +46,12 @@ def sim_config_dict(scenario: Scenario, plan: PlanSpec, rate_per_s: float | None
         "seed": scenario.seed,
         "num_requests": scenario.num_requests(plan),
     }
+    if plan.per_phase or plan.ep > 1:
+        # Pools with their own hardware (or EP, which ``hardware:`` has no field for) need
+        # the full ``deployment:`` form; the shorthands below give every pool ``hardware``.
+        del out["hardware"], out["scheduler"]
+        out["deployment"] = _deployment_dict(scenario, plan)
+        return out
     if plan.router != "round_robin":
         out["router"] = plan.router
     if plan.mode == "disaggregated":
@@ -55,20 +61,36 @@ def sim_config_dict(scenario: Scenario, plan: PlanSpec, rate_per_s: float | None
     return out
 
 
-def vllm_flags(scenario: Scenario, plan: PlanSpec) -> list[str]:
-    """``vllm serve`` arguments for one replica of ``plan`` (vLLM's CLI names)."""
+def _deployment_dict(scenario: Scenario, plan: PlanSpec) -> dict[str, Any]:
+    """The ``deployment:`` mapping: one pool per role, each with its own hardware."""
+    pools = []
+    for role in plan_roles(plan):
+        pool = pool_fields(scenario, plan, role)
+        pool["cache"] = scenario.cache.model_dump(mode="json", exclude_unset=True)
+        if pool["kv_dtype"] is None:
+            del pool["kv_dtype"]
+        if pool["ep"] == 1:
+            del pool["ep"]
+        pools.append(pool)
+    return {"pools": pools, "router": {"kind": plan.router}}
+
+
+def vllm_flags(scenario: Scenario, plan: PlanSpec, role: str = "decode") -> list[str]:
+    """``vllm serve`` arguments for one replica of ``plan``'s ``role`` pool (vLLM's CLI
+    names; ``role`` matters only for disaggregated plans, whose pools differ in TP)."""
+    phase = plan.phase(role if plan.mode == "disaggregated" else "unified")
     spec = resolve_model(scenario.model)
     model = spec.source if "/" in spec.source and " " not in spec.source else scenario.model
-    s = plan.scheduler
+    s = phase.scheduler
     cache = scenario.cache
     args = [
         "vllm",
         "serve",
         model,
         "--tensor-parallel-size",
-        str(plan.tp),
+        str(phase.tp),
         "--pipeline-parallel-size",
-        str(plan.pp),
+        str(phase.pp),
         "--max-num-seqs",
         str(s.max_num_seqs),
         "--gpu-memory-utilization",
@@ -76,18 +98,22 @@ def vllm_flags(scenario: Scenario, plan: PlanSpec) -> list[str]:
         "--block-size",
         str(cache.block_size),
     ]
+    if phase.ep > 1:
+        # vLLM has no separate EP size: --enable-expert-parallel spreads the experts over
+        # the TP (x DP) ranks instead of sharding each expert.
+        args.append("--enable-expert-parallel")
     if s.max_num_batched_tokens is not None:
         args += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
     if s.enable_chunked_prefill is not None:  # None: leave vLLM's own default
         args += ["--enable-chunked-prefill", str(s.enable_chunked_prefill)]
-    if plan.dtype == "fp8":
+    if phase.dtype == "fp8":
         args += ["--quantization", "fp8"]
-    elif plan.dtype in ("int8", "int4"):
+    elif phase.dtype in ("int8", "int4"):
         # Weight-only formats come from a pre-quantised checkpoint (AWQ/GPTQ); name it.
         args += ["--quantization", "<awq|gptq: the checkpoint's method>"]
     else:
-        args += ["--dtype", "bfloat16" if plan.dtype == "bf16" else "float16"]
-    if plan.kv_dtype == "fp8":
+        args += ["--dtype", "bfloat16" if phase.dtype == "bf16" else "float16"]
+    if phase.kv_dtype == "fp8":
         args += ["--kv-cache-dtype", "fp8"]
     if cache.enable_prefix_caching:
         args.append("--enable-prefix-caching")
@@ -95,7 +121,18 @@ def vllm_flags(scenario: Scenario, plan: PlanSpec) -> list[str]:
 
 
 def vllm_command(scenario: Scenario, plan: PlanSpec) -> str:
-    """The launch line, shell-quoted, with a note on replicas."""
+    """The launch line(s), shell-quoted, with a note on replicas (one line per pool when
+    the prefill and decode pools differ)."""
+    if plan.mode == "disaggregated" and plan.per_phase:
+        lines = []
+        for role in ("prefill", "decode"):
+            phase = plan.phase(role)
+            lines.append(
+                shlex.join(vllm_flags(scenario, plan, role))
+                + f"   # {role}: {phase.replicas} instance(s) on {phase.gpu}, KV handed over "
+                "by a --kv-transfer-config connector"
+            )
+        return "\n".join(lines)
     line = shlex.join(vllm_flags(scenario, plan))
     if plan.mode == "disaggregated":
         line += (

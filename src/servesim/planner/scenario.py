@@ -174,30 +174,40 @@ def replica_plan(model: str, plan: PlanSpec) -> ReplicaPlan:
         gpu=get_gpu(plan.gpu),
         tp=plan.tp,
         pp=plan.pp,
+        ep=plan.ep,
         weight_dtype=weights,
         activation_dtype=act,
         kv_dtype=kv,
     )
 
 
-def deployment_config(scenario: Scenario, plan: PlanSpec) -> DeploymentConfig:
-    """The cluster deployment of ``plan``: one unified pool, or prefill + decode pools."""
-    base: dict[str, Any] = {
-        "gpu": plan.gpu,
-        "tp": plan.tp,
-        "pp": plan.pp,
-        "dtype": plan.dtype,
-        "kv_dtype": plan.kv_dtype,
-        "scheduler": plan.scheduler.to_dict(),
+def pool_fields(scenario: Scenario, plan: PlanSpec, role: str) -> dict[str, Any]:
+    """``PoolConfig`` fields of one pool of ``plan`` (``unified``, ``prefill`` or ``decode``)."""
+    phase = plan.phase(role)
+    return {
+        "name": "default" if role == "unified" else role,
+        "role": role,
+        "replicas": phase.replicas,
+        "gpu": phase.gpu,
+        "tp": phase.tp,
+        "pp": phase.pp,
+        "ep": phase.ep,
+        "dtype": phase.dtype,
+        "kv_dtype": phase.kv_dtype,
+        "scheduler": phase.scheduler.to_dict(),
         "cache": scenario.cache,
     }
-    if plan.mode == "disaggregated":
-        pools = [
-            PoolConfig(name="prefill", role="prefill", replicas=plan.prefill_replicas, **base),
-            PoolConfig(name="decode", role="decode", replicas=plan.replicas, **base),
-        ]
-    else:
-        pools = [PoolConfig(name="default", replicas=plan.replicas, **base)]
+
+
+def plan_roles(plan: PlanSpec) -> tuple[str, ...]:
+    """The pool roles of ``plan``, in pool order."""
+    return ("prefill", "decode") if plan.mode == "disaggregated" else ("unified",)
+
+
+def deployment_config(scenario: Scenario, plan: PlanSpec) -> DeploymentConfig:
+    """The cluster deployment of ``plan``: one unified pool, or prefill + decode pools, each
+    with its own hardware (``PlanSpec.phase``)."""
+    pools = [PoolConfig(**pool_fields(scenario, plan, role)) for role in plan_roles(plan)]
     return DeploymentConfig(pools=pools, router=RouterConfig(kind=plan.router))
 
 

@@ -3,14 +3,15 @@
 A ``PlanSpec`` is one candidate deployment (GPU type, parallelism, replicas, formats,
 scheduler knobs). ``SearchSpace`` holds what the user offers (GPU types and how many of each,
 a GPU or dollar budget, dtypes, scheduler variants) and ``enumerate_plans`` expands it into
-every combination that divides the model and fits the budget. Disaggregated plans are an
-extension point: ``PlanSpec.mode`` is ``"colocated"`` today.
+every combination that divides the model and fits the budget. Disaggregated plans
+(DistServe/Splitwise) give the prefill pool its own GPU type and TP degree (e.g. H100 prefill
+with A100 decode, as Splitwise proposes); MoE models also vary the expert-parallel degree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from servesim.cluster import ROUTERS
@@ -62,9 +63,13 @@ class PlanSpec:
         scheduler: the scheduler knobs.
         mode: ``colocated`` (prefill and decode on the same replicas) or ``disaggregated``
             (``prefill_replicas`` prefill replicas hand KV to ``replicas`` decode replicas,
-            DistServe/Splitwise; both pools use the same hardware and formats).
+            DistServe/Splitwise). ``gpu``/``tp`` are then the decode pool's hardware.
         prefill_replicas: prefill replicas (disaggregated only; 0 when colocated).
         router: entry router (``servesim.cluster.ROUTERS`` name).
+        ep: expert-parallel degree of MoE layers (1: experts split by TP), every pool.
+        prefill_gpu: the prefill pool's GPU type (None: ``gpu``; disaggregated only).
+        prefill_tp: the prefill pool's TP degree (None: ``tp``; disaggregated only).
+            Both pools share ``pp``, the formats and the scheduler knobs.
     """
 
     gpu: str
@@ -77,6 +82,15 @@ class PlanSpec:
     mode: str = "colocated"
     prefill_replicas: int = 0
     router: str = "round_robin"
+    ep: int = 1
+    prefill_gpu: str | None = None
+    prefill_tp: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode != "disaggregated" and (
+            self.prefill_gpu is not None or self.prefill_tp is not None
+        ):
+            raise ConfigError("prefill_gpu", self.prefill_gpu, "only disaggregated plans have one")
 
     @property
     def num_replicas(self) -> int:
@@ -85,18 +99,62 @@ class PlanSpec:
 
     @property
     def gpus_per_replica(self) -> int:
-        """GPUs one replica uses."""
+        """GPUs one (decode or unified) replica uses."""
         return self.tp * self.pp
+
+    @property
+    def prefill_pool_gpu(self) -> str:
+        """GPU type of the prefill pool (``gpu`` unless it has its own)."""
+        return self.prefill_gpu or self.gpu
+
+    @property
+    def prefill_pool_tp(self) -> int:
+        """TP degree of the prefill pool (``tp`` unless it has its own)."""
+        return self.prefill_tp or self.tp
+
+    @property
+    def per_phase(self) -> bool:
+        """True when the prefill pool's hardware differs from the decode pool's."""
+        return (self.prefill_pool_gpu, self.prefill_pool_tp) != (self.gpu, self.tp)
 
     @property
     def num_gpus(self) -> int:
         """GPUs the whole deployment uses."""
-        return self.gpus_per_replica * self.num_replicas
+        return self.pp * (self.tp * self.replicas + self.prefill_pool_tp * self.prefill_replicas)
+
+    def gpus_by_type(self) -> dict[str, int]:
+        """GPUs of each type the deployment uses."""
+        out = {self.gpu: self.tp * self.pp * self.replicas}
+        prefill = self.prefill_pool_tp * self.pp * self.prefill_replicas
+        if prefill:
+            out[self.prefill_pool_gpu] = out.get(self.prefill_pool_gpu, 0) + prefill
+        return out
 
     @property
     def price_per_hour_usd(self) -> float:
         """Rent of every GPU of the deployment for one hour."""
-        return get_gpu(self.gpu).price_per_hour_usd * self.num_gpus
+        return sum(get_gpu(g).price_per_hour_usd * n for g, n in self.gpus_by_type().items())
+
+    def phase(self, role: str) -> PlanSpec:
+        """One pool as a colocated plan: ``prefill`` or ``decode`` (``unified`` for colocated).
+
+        Its hardware, formats and scheduler are the pool's and ``replicas`` its replica
+        count; the analytical pre-filter and the deployment builder work per pool with it.
+        """
+        if role == "prefill":
+            gpu, tp, replicas = self.prefill_pool_gpu, self.prefill_pool_tp, self.prefill_replicas
+        else:
+            gpu, tp, replicas = self.gpu, self.tp, self.replicas
+        return replace(
+            self,
+            gpu=gpu,
+            tp=tp,
+            replicas=replicas,
+            mode="colocated",
+            prefill_replicas=0,
+            prefill_gpu=None,
+            prefill_tp=None,
+        )
 
     def key(self) -> str:
         """A stable, human-readable identity (the store's plan key)."""
@@ -106,6 +164,8 @@ class PlanSpec:
             self.gpu,
             f"tp{self.tp}",
             f"pp{self.pp}",
+            *([f"ep{self.ep}"] if self.ep > 1 else []),
+            *([f"pre-{self.prefill_pool_gpu}-tp{self.prefill_pool_tp}"] if self.per_phase else []),
             f"x{self.replicas}" + (f"p{self.prefill_replicas}" if self.prefill_replicas else ""),
             self.dtype,
             f"kv-{self.kv_dtype or 'auto'}",
@@ -121,11 +181,17 @@ class PlanSpec:
     def label(self) -> str:
         """A short label for tables."""
         s = self.scheduler
-        if self.mode == "disaggregated":
+        if self.mode == "disaggregated" and self.per_phase:
+            text = (
+                f"{self.prefill_replicas}P {self.prefill_pool_gpu} tp{self.prefill_pool_tp}"
+                f" : {self.replicas}D {self.gpu} tp{self.tp}"
+            )
+        elif self.mode == "disaggregated":
             text = f"{self.prefill_replicas}P:{self.replicas}D {self.gpu} tp{self.tp}"
         else:
             text = f"{self.replicas}x {self.gpu} tp{self.tp}"
         text += f" pp{self.pp}" if self.pp > 1 else ""
+        text += f" ep{self.ep}" if self.ep > 1 else ""
         text += f" {self.dtype}" + (f"/kv-{self.kv_dtype}" if self.kv_dtype else "")
         text += f" {s.kind} seqs={s.max_num_seqs}"
         if s.max_num_batched_tokens is not None:
@@ -159,9 +225,14 @@ class SearchSpace:
         dtypes: weight formats to try.
         kv_dtypes: KV-cache formats to try (None entry: the default for the weights).
         schedulers: scheduler variants to try.
-        disaggregated: also try prefill/decode disaggregation (every P:D split of the
-            replica count, same hardware per pool).
+        disaggregated: also try prefill/decode disaggregation (every P:D split that fits).
         routers: entry routers to try when there is more than one replica to route to.
+        per_phase: with ``disaggregated``, let the prefill pool take its own GPU type (of
+            ``gpus``) and TP degree (of ``tp_options``) within the GPUs available; False:
+            both pools use the same hardware.
+        ep_options: expert-parallel degrees tried for MoE models (those within a replica's
+            GPUs; ep=1 only for dense models). Degrees that vLLM refuses (not dividing the
+            experts or tp) are listed once and recorded infeasible with the reason.
     """
 
     gpus: tuple[tuple[str, int], ...]
@@ -175,6 +246,8 @@ class SearchSpace:
     schedulers: tuple[SchedulerVariant, ...] = (SchedulerVariant(),)
     disaggregated: bool = False
     routers: tuple[str, ...] = ("round_robin",)
+    per_phase: bool = True
+    ep_options: tuple[int, ...] = (1, 2, 4, 8)
 
     def __post_init__(self) -> None:
         known = ROUTERS.names()
@@ -212,8 +285,8 @@ def parse_ints(text: str, name: str) -> tuple[int, ...]:
         raise ConfigError(name, text, "expected comma-separated integers, e.g. 1,2,4,8") from None
 
 
-def divides_model(model: ModelSpec, tp: int, pp: int) -> str | None:
-    """Why ``tp``/``pp`` cannot split ``model`` (vLLM's checks), or None when they can."""
+def divides_model(model: ModelSpec, tp: int, pp: int, ep: int = 1) -> str | None:
+    """Why ``tp``/``pp``/``ep`` cannot split ``model`` (vLLM's checks), or None when they can."""
     if model.num_attention_heads % tp:
         return f"tp={tp} does not divide the {model.num_attention_heads} attention heads"
     kv = model.num_kv_heads
@@ -223,16 +296,27 @@ def divides_model(model: ModelSpec, tp: int, pp: int) -> str | None:
         return f"tp={tp} does not divide the FFN size {model.ffn_size}"
     if pp > model.num_layers:
         return f"pp={pp} exceeds the {model.num_layers} layers"
+    if ep > 1 and (model.moe is None or model.moe.num_experts % ep or tp % ep):
+        return f"ep={ep} must divide the experts and tp={tp}"
     return None
 
 
-def _replica_counts(space: SearchSpace, available: int, per_replica: int) -> range:
+def ep_degrees(space: SearchSpace, model: ModelSpec, tp: int, pp: int) -> tuple[int, ...]:
+    """EP degrees to try for a ``tp`` x ``pp`` replica: 1, plus for MoE models every
+    option above 1 within the replica's GPUs (vLLM spreads experts over the replica's ranks)."""
+    if model.moe is None:
+        return (1,)
+    more = tuple(ep for ep in space.ep_options if 1 < ep <= tp * pp)
+    return (1, *more) if 1 not in more else more
+
+
+def _replica_limit(space: SearchSpace, available: int, per_replica: int) -> int:
     limit = available // per_replica
     if space.max_total_gpus is not None:
         limit = min(limit, space.max_total_gpus // per_replica)
     if space.max_replicas is not None:
         limit = min(limit, space.max_replicas)
-    return range(1, limit + 1)
+    return limit
 
 
 def enumerate_plans(space: SearchSpace, model: ModelSpec) -> Iterator[PlanSpec]:
@@ -241,40 +325,93 @@ def enumerate_plans(space: SearchSpace, model: ModelSpec) -> Iterator[PlanSpec]:
     Parallel degrees that do not divide ``model`` are still listed (the pre-filter records
     them as infeasible with vLLM's reason, so nothing disappears silently), but with one
     replica only: more replicas of an impossible replica add nothing. Order is deterministic:
-    GPU types as given, then tp, pp, replicas, prefill/decode splits, dtypes, schedulers.
+    GPU types as given, then tp, pp, ep, replicas, dtypes, schedulers; disaggregated plans
+    follow their decode hardware's colocated plans (prefill hardware, then P:D splits).
     """
     for gpu, available in space.gpus:
-        price = get_gpu(gpu).price_per_hour_usd
         for tp in space.tp_options:
             for pp in space.pp_options:
                 if tp * pp > available:
                     continue
-                counts = _replica_counts(space, available, tp * pp)
-                if divides_model(model, tp, pp) is not None:
-                    counts = counts[:1]
-                for replicas in counts:
-                    cap = space.max_price_per_hour_usd
-                    if cap is not None and price * tp * pp * replicas > cap:
-                        continue
-                    yield from _variants(space, gpu, tp, pp, replicas, 0)
-                    if space.disaggregated:
-                        for prefill in range(1, replicas):
-                            yield from _variants(space, gpu, tp, pp, replicas - prefill, prefill)
+                for ep in ep_degrees(space, model, tp, pp):
+                    base = PlanSpec(gpu, tp, pp, ep=ep)
+                    yield from _colocated(space, model, base, available)
+                    if space.disaggregated and divides_model(model, tp, pp, ep) is None:
+                        yield from _disaggregated(space, model, base)
 
 
-def _variants(
-    space: SearchSpace, gpu: str, tp: int, pp: int, replicas: int, prefill: int
+def _within_price(space: SearchSpace, plan: PlanSpec) -> bool:
+    cap = space.max_price_per_hour_usd
+    return cap is None or plan.price_per_hour_usd <= cap
+
+
+def _colocated(
+    space: SearchSpace, model: ModelSpec, base: PlanSpec, available: int
 ) -> Iterator[PlanSpec]:
-    mode = "disaggregated" if prefill else "colocated"
+    limit = _replica_limit(space, available, base.gpus_per_replica)
+    if divides_model(model, base.tp, base.pp, base.ep) is not None:
+        limit = min(limit, 1)
+    for replicas in range(1, limit + 1):
+        plan = replace(base, replicas=replicas)
+        if _within_price(space, plan):
+            yield from _variants(space, plan)
+
+
+def _prefill_hardware(space: SearchSpace, model: ModelSpec, base: PlanSpec) -> list[PlanSpec]:
+    """Disaggregated plans (one replica per pool) for every prefill GPU type and TP."""
+    if not space.per_phase:
+        return [replace(base, mode="disaggregated", prefill_replicas=1)]
+    out = []
+    for gpu, available in space.gpus:
+        for tp in space.tp_options:
+            if tp * base.pp > available or divides_model(model, tp, base.pp, base.ep):
+                continue
+            same = (gpu, tp) == (base.gpu, base.tp)
+            out.append(
+                replace(
+                    base,
+                    mode="disaggregated",
+                    prefill_replicas=1,
+                    prefill_gpu=None if same else gpu,
+                    prefill_tp=None if same else tp,
+                )
+            )
+    return out
+
+
+def _fits(space: SearchSpace, plan: PlanSpec) -> bool:
+    available = dict(space.gpus)
+    if any(n > available[g] for g, n in plan.gpus_by_type().items()):
+        return False
+    if space.max_total_gpus is not None and plan.num_gpus > space.max_total_gpus:
+        return False
+    if space.max_replicas is not None and plan.num_replicas > space.max_replicas:
+        return False
+    return _within_price(space, plan)
+
+
+def _disaggregated(space: SearchSpace, model: ModelSpec, base: PlanSpec) -> Iterator[PlanSpec]:
+    """Every P:D split of every prefill hardware that fits (GPUs, budgets, replica cap)."""
+    for one in _prefill_hardware(space, model, base):
+        for prefill in range(1, 1 + max(dict(space.gpus).values())):
+            if not _fits(space, replace(one, prefill_replicas=prefill)):
+                break
+            decode = 1
+            while _fits(space, plan := replace(one, replicas=decode, prefill_replicas=prefill)):
+                yield from _variants(space, plan)
+                decode += 1
+
+
+def _variants(space: SearchSpace, plan: PlanSpec) -> Iterator[PlanSpec]:
     # With one replica to route to (colocated x1, or a single prefill replica), routers agree.
-    entry_replicas = prefill or replicas
+    entry_replicas = plan.prefill_replicas or plan.replicas
     routers = space.routers if entry_replicas > 1 else space.routers[:1]
     for dtype in space.dtypes:
         for kv_dtype in space.kv_dtypes:
             for sched in space.schedulers:
                 for router in routers:
-                    yield PlanSpec(
-                        gpu, tp, pp, replicas, dtype, kv_dtype, sched, mode, prefill, router
+                    yield replace(
+                        plan, dtype=dtype, kv_dtype=kv_dtype, scheduler=sched, router=router
                     )
 
 
