@@ -81,6 +81,7 @@ class Cluster:
         self.records = SimulationRecords()
         self.loop = EventLoop()
         self.in_flight: dict[Seq, None] = {}
+        self.sources: dict[Seq, Replica] = {}  # prefill replica holding an in-flight KV
         self.is_exhausted = False
         n = len(self.pool_of)
         self.is_routable = [True] * n
@@ -147,13 +148,15 @@ class Cluster:
         views = _ReplicaViews(self.replicas, replica_view)
         target = members[self.decode_router.route(seq.request, _Subset(views, members))]
         replica = self.replicas[target]
+        source = self.records.requests.column("replica_id")[seq.row]
+        self.records.requests.column("decode_replica_id")[seq.row] = target
         reason = replica.reject_reason(seq.num_prompt_tokens, seq.num_output_tokens)
         if reason:
+            self.replicas[source].release_kv(seq, now)
             self.records.count(f"num_rejected_{RejectReason(reason).name.lower()}")
             write_request(self.records, seq, completion_s=math.nan, reason=reason)
             replica.engines[0].on_done()
             return
-        source = self.records.requests.column("replica_id")[seq.row]
         plan = self.plans[source]
         num_bytes = kv_transfer_bytes(plan, seq.num_prompt_tokens + seq.num_emitted - 1)
         link = self.deployment.link_between(self.node_of[source], self.node_of[target])
@@ -172,12 +175,23 @@ class Cluster:
         if self.deployment.config.transfer.first_token_at == "decode":
             seq.first_token_s = seq.last_token_s = math.nan
         self.in_flight[seq] = None
+        # The source keeps the KV until the transfer ends (with layer-wise overlap, ``now +
+        # seconds`` is already after the prefill) and the decode replica has room for it.
+        self.sources[seq] = self.replicas[source]
         self.loop.schedule(now + seconds, self.arrive, seq, replica, priority=0)
 
     def arrive(self, seq: Seq, replica: Replica) -> None:
         """A transferred request's KV has reached ``replica``."""
         del self.in_flight[seq]
-        replica.receive(seq, self.loop.now)
+        source = self.sources.pop(seq, None)
+        if source is None:  # a migration: its source freed the KV at the stop
+            replica.receive(seq, self.loop.now)
+            return
+
+        def release(now: float) -> None:
+            source.release_kv(seq, now)
+
+        replica.receive(seq, self.loop.now, release)
 
     def finalise(self) -> None:
         """Requests caught in a transfer when the clock stopped are NOT_FINISHED."""

@@ -80,6 +80,8 @@ REQUEST_COLUMNS: dict[str, type] = {
     "user_id": np.int64,
     "slo_class_index": np.int32,  # index into SimulationRecords.slo_classes
     "reject_reason": np.int8,  # RejectReason
+    # replica that decoded it after a disaggregated prefill on ``replica_id`` (-1: none)
+    "decode_replica_id": np.int32,
 }
 
 ITERATION_COLUMNS: dict[str, type] = {

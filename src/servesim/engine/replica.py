@@ -109,7 +109,12 @@ class Replica:
                 clock_limits,
                 # A replica receiving KV from elsewhere steps one iteration at a time, since
                 # an arrival it cannot foresee may join any iteration.
-                skip_ahead=skip_ahead and pp == 1 and not setup.receives_kv,
+                # A prefill replica's held KV is freed by transfer ends it cannot foresee
+                # either (it never decodes, so this costs nothing).
+                skip_ahead=skip_ahead
+                and pp == 1
+                and not setup.receives_kv
+                and setup.role != "prefill",
                 check_invariants=check_invariants,
             )
             for i, scheduler in enumerate(schedulers)
@@ -161,16 +166,36 @@ class Replica:
             engine.busy = True
             self.loop.schedule(now, engine.start, now, priority=2)
 
-    def receive(self, seq: Seq, now: float) -> None:
+    def receive(
+        self, seq: Seq, now: float, on_admitted: Callable[[float], None] | None = None
+    ) -> None:
         """Accept a sequence whose prompt KV (and first token) arrives from elsewhere at
-        ``now``; it decodes here once the least loaded virtual engine has blocks for it."""
+        ``now``; it decodes here once the least loaded virtual engine has blocks for it.
+
+        ``on_admitted(t)`` is called once the KV has a home here: at ``now`` when the
+        engine's next step is sure to admit it, else when it is admitted (the sender keeps
+        its copy while the destination waits for memory: DistServe's back-pressure)."""
         engine = min(self.engines, key=lambda e: e.num_unfinished())
         self.alive[seq] = None
         self.outstanding_tokens += seq.num_prompt_tokens + seq.num_output_tokens
+        promised = engine.admits_at_next_step(seq)
+        if on_admitted is not None:
+            if promised:
+                on_admitted(now)
+            else:
+                engine.on_admitted[seq] = on_admitted
         engine.incoming.append(seq)
         if not engine.busy:
             engine.busy = True
             self.loop.schedule(now, engine.start, now, priority=2)
+
+    def release_kv(self, seq: Seq, now: float) -> None:
+        """Free the KV this (prefill) replica kept for ``seq`` after handing it off."""
+        for engine in self.engines:
+            if seq in engine.state.held:
+                engine.release_held(seq, now)
+                return
+        raise KeyError(f"replica {self.replica_id} holds no KV for {seq}")
 
     def forget(self, seq: Seq) -> None:
         """A request left the replica (finished)."""

@@ -227,6 +227,7 @@ class _Driver:
             user_id=request.user_id,
             slo_class_index=slo,
             reject_reason=0,
+            decode_replica_id=-1,
         )
 
     def finalise(self) -> None:

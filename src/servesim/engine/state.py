@@ -49,6 +49,9 @@ class ReplicaState:
         self.num_swap_in_blocks = 0  # swaps decided in the current scheduling step
         self.num_swap_out_blocks = 0
         self.num_preempted_this_step = 0
+        # KV of sequences handed to another replica (disaggregated prefill), kept allocated
+        # until the destination has it: seq -> (private blocks, prefix-cache block keys).
+        self.held: dict[Seq, tuple[int, list[int]]] = {}
 
     # ---- queries -------------------------------------------------------------------------
     @property
@@ -186,6 +189,23 @@ class ReplicaState:
         self._free_blocks(seq)
         seq.status = SeqStatus.FINISHED
 
+    def hold(self, seq: Seq) -> None:
+        """Take a sequence whose KV is being sent elsewhere off the GPU bookkeeping, keeping
+        its blocks allocated (used, not schedulable) until ``release_held``. DistServe,
+        Splitwise and vLLM's disaggregated prefill free the source KV only once the
+        destination has pulled it."""
+        self._detach(seq)
+        self.held[seq] = (seq.num_private, seq.block_keys)
+        seq.num_private = 0
+        seq.block_keys = []
+        seq.status = SeqStatus.FINISHED
+
+    def release_held(self, seq: Seq) -> None:
+        """Free the blocks ``hold`` kept for ``seq`` (its transfer is over)."""
+        num_private, keys = self.held.pop(seq)
+        self.blocks.release(num_private)
+        self.blocks.deref(keys)
+
     def preempt(self, seq: Seq, mode: str | None = None) -> None:
         """Preempt a running sequence: ``recompute`` frees its KV and re-queues it at the front
         of ``waiting``; ``swap`` moves its KV to host memory (vLLM falls back to recompute for
@@ -257,6 +277,7 @@ class ReplicaState:
                 assert seq.status in (SeqStatus.PREFILL, SeqStatus.DECODING)
                 private += seq.num_private
                 assert seq.num_blocks * self.block_size >= seq.num_kv_tokens
+        private += sum(num for num, _ in self.held.values())
         assert private == self.blocks.num_private, (private, self.blocks.num_private)
         assert len(self.running) == len(self.prefilling) + self.num_decoding
         swapped = sum(s.num_swapped_blocks for s in self.swapped)
