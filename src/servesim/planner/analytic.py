@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 
 from servesim.core.errors import ServesimError
+from servesim.perf.memory import check_plan
 from servesim.perf.types import BatchShape, MemoryPlan, PerfModel, ReplicaPlan
 from servesim.planner.scenario import Scenario, WorkloadShape, replica_plan
 from servesim.planner.space import PlanSpec
@@ -98,6 +99,8 @@ class Prefilter:
             where = f"{role} pool ({phase.gpu} tp={phase.tp}): " if plan.per_phase else ""
             try:
                 rplan = replica_plan(self.scenario.model, phase)
+                # vLLM's parallelism checks (tp/pp/ep dividing the model), whatever perf model.
+                check_plan(rplan)
             except ServesimError as exc:
                 return Estimate(plan, "infeasible", where + str(exc))
             mem = self._memory_plan(phase, rplan)

@@ -129,6 +129,7 @@ def _category(reason: str) -> str:
     """A short bucket for a prune/infeasible reason (for "pruned N: why")."""
     for needle, name in (
         ("needs weights", "weights do not fit"),
+        ("ep=", "ep does not divide the experts or tp"),
         ("KV cache holds", "KV cache below p99 prompt"),
         ("no tensor peak", "dtype unsupported by GPU"),
         ("must divide", "tp/pp does not divide the model"),
