@@ -12,7 +12,8 @@ from servesim.cluster import build_deployment
 from servesim.perf import default_perf_model
 from servesim.planner.analytic import Prefilter
 from servesim.planner.deploy import sim_config_dict, vllm_command, vllm_flags
-from servesim.planner.evaluate import OK, PlanTask, evaluate_plan
+from servesim.planner.evaluate import OK, PlanResult, PlanTask, evaluate_plan
+from servesim.planner.rank import why_wins
 from servesim.planner.scenario import Scenario, SLOCriterion, deployment_config
 from servesim.planner.search import run_search
 from servesim.planner.space import PlanSpec, SearchSpace, enumerate_plans
@@ -160,3 +161,14 @@ def test_ep_plan_yaml_and_flags() -> None:
     assert "--enable-expert-parallel" in vllm_flags(scenario, plan)
     assert "ep4" in plan.key() and "ep4" in plan.label()
     assert "ep" not in PlanSpec(H100, tp=4).key().split("/")[3]
+
+
+def test_why_wins_names_the_prefill_pool_difference() -> None:
+    base = PlanSpec(H100, tp=4, mode="disaggregated", prefill_replicas=1)
+    other = dataclasses.replace(base, prefill_gpu=A100, prefill_tp=8)
+    a = PlanResult(base, OK, capacity_per_s=4.0, limiting="ttft_p99")
+    b = PlanResult(other, OK, capacity_per_s=4.0, limiting="ttft_p99")
+    text = why_wins([a, b], 0, "goodput_per_dollar")
+    assert "prefill gpu h100-sxm not a100-80gb" in text and "prefill tp 4 not 8" in text
+    colocated = PlanResult(PlanSpec(A100, tp=8), OK, capacity_per_s=4.0)
+    assert "prefill gpu" not in why_wins([colocated, a], 0, "goodput_per_dollar")

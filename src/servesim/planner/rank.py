@@ -142,6 +142,7 @@ def _differences(a: PlanResult, b: PlanResult) -> str:
         ("gpu", pa.gpu, pb.gpu),
         ("tp", pa.tp, pb.tp),
         ("pp", pa.pp, pb.pp),
+        ("ep", pa.ep, pb.ep),
         ("replicas", pa.replicas, pb.replicas),
         ("dtype", pa.dtype, pb.dtype),
         ("kv", pa.kv_dtype, pb.kv_dtype),
@@ -152,4 +153,9 @@ def _differences(a: PlanResult, b: PlanResult) -> str:
         ("prefill replicas", pa.prefill_replicas, pb.prefill_replicas),
         ("router", pa.router, pb.router),
     )
+    if pa.mode == pb.mode == "disaggregated":  # then gpu/tp above are the decode pool's
+        pairs += (
+            ("prefill gpu", pa.prefill_pool_gpu, pb.prefill_pool_gpu),
+            ("prefill tp", pa.prefill_pool_tp, pb.prefill_pool_tp),
+        )
     return ", ".join(f"{name} {x} not {y}" for name, x, y in pairs if x != y)
