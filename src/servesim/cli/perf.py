@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from servesim.cli import options as opts
 from servesim.cli.common import console, err_console, print_json
 from servesim.core.errors import ConfigError
 from servesim.perf.calibration import load_calibration
@@ -20,6 +21,7 @@ from servesim.specs.catalog import get_gpu, resolve_model
 from servesim.specs.dtypes import DType
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print deterministic JSON instead.")]
+_TOKEN_BUDGET = "Token budget per iteration (sizes the activation reserve)."
 _ITEM = re.compile(r"^(prefill|decode)=(\d+)x(\d+)(?:\+(\d+))?$")
 BATCH_HELP = (
     "Comma-separated items: prefill=NxCHUNK[+CONTEXT] (N chunks of CHUNK new tokens over "
@@ -92,26 +94,26 @@ def _memory_table(memory: dict[str, Any]) -> Table:
 
 
 def perf_command(
-    model: Annotated[str, typer.Option(help="Catalog model name or a config.json path.")],
-    gpu: Annotated[str, typer.Option(help="Catalog GPU name, e.g. h100-sxm.")],
+    model: Annotated[str, opts.model()],
+    gpu: Annotated[str, opts.gpu()],
     batch: Annotated[str, typer.Option(help=BATCH_HELP)] = "prefill=1x2048,decode=64x1500",
-    tp: Annotated[int, typer.Option(help="Tensor-parallel degree.")] = 1,
-    pp: Annotated[int, typer.Option(help="Pipeline-parallel degree.")] = 1,
+    tp: Annotated[int, opts.tp(show_default=True)] = 1,
+    pp: Annotated[int, opts.pp(show_default=True)] = 1,
     ep: Annotated[int, typer.Option(help="Expert-parallel degree (MoE).")] = 1,
-    dtype: Annotated[str, typer.Option(help="Weight dtype: bf16, fp8, int8, int4.")] = "bf16",
+    dtype: Annotated[str, opts.dtype(show_default=True)] = "bf16",
     activation_dtype: Annotated[
         str | None,
         typer.Option(
             help="GEMM compute dtype (default: fp8 for fp8 weights on FP8 GPUs, else bf16)."
         ),
     ] = None,
-    kv_dtype: Annotated[str, typer.Option(help="KV-cache dtype.")] = "bf16",
-    gpu_memory_utilization: Annotated[float, typer.Option(help="vLLM's memory fraction.")] = 0.9,
+    kv_dtype: Annotated[str, opts.kv_dtype(show_default=True)] = "bf16",
+    gpu_memory_utilization: Annotated[float, opts.gpu_memory_utilization(show_default=True)] = 0.9,
     max_num_batched_tokens: Annotated[
-        int, typer.Option(help="Token budget (activation reserve).")
+        int, opts.max_num_batched_tokens(show_default=True, help_text=_TOKEN_BUDGET)
     ] = 8192,
     block_size: Annotated[int, typer.Option(help="KV block size in tokens.")] = 16,
-    cuda_graphs: Annotated[bool, typer.Option(help="Decode replays CUDA graphs.")] = True,
+    cuda_graphs: Annotated[bool, opts.cuda_graphs(show_default=True)] = True,
     host_overhead: Annotated[
         str,
         typer.Option(help="Host overhead profile: vllm-v0, vllm-v0-multistep, vllm-v1 or none."),

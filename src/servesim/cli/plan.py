@@ -14,19 +14,18 @@ from typing import Annotated, Any
 
 import typer
 import yaml
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from servesim.api import CapacityReport, capacity, plan, plan_config, slo_criterion
-from servesim.cli.common import console, err_console, print_json
-from servesim.cli.simulate import build_config
+from servesim.api import capacity, plan, plan_config, slo_criterion
+from servesim.cli import options as opts
+from servesim.cli.common import console, print_json
+from servesim.cli.plan_render import render_capacity, render_mix, render_report, render_stored
+from servesim.cli.progress import progress_bar
+from servesim.cli.simulate import build_config, config_flags
 from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
 from servesim.planner.deploy import vllm_command
 from servesim.planner.executors import Executor, make_executor
-from servesim.planner.mix import MixReport, mix_candidates, plan_mix
-from servesim.planner.present import mix_rows, plan_rows, status_rows
-from servesim.planner.rank import pareto_front, rank
+from servesim.planner.mix import mix_candidates, plan_mix
 from servesim.planner.scenario import DEFAULT_REQUESTS_PER_REPLICA, Scenario, SLOCriterion
 from servesim.planner.search import SearchOptions, SearchProgress, SearchReport
 from servesim.planner.space import SearchSpace, parse_gpus, parse_ints, scheduler_grid
@@ -36,10 +35,8 @@ _D = "Deployment"
 _L = "SLO"
 _S = "Search space"
 _X = "Execution"
-
-
-def _opt(help_text: str, panel: str, *names: str) -> Any:
-    return typer.Option(*names, help=help_text, rich_help_panel=panel, show_default=False)
+_PROBE_REQUESTS = "Requests per probe (default 1000)."
+_PLAN_CONFIG = "Base SimConfig YAML (model, workload, cache, seed)."
 
 
 def _criterion(ttft: float | None, tpot: float | None, attainment: float | None) -> SLOCriterion:
@@ -59,13 +56,8 @@ def _executor(inline: bool, workers: int | None, use_ray: bool, address: str | N
 def _run_with_progress(run: Any, quiet: bool) -> SearchReport:
     if quiet:
         return run(None)
-    columns = (
-        TextColumn("planning"),
-        BarColumn(),
-        TextColumn("{task.completed:.0f}/{task.total} plans {task.description}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    counter = "{task.completed:.0f}/{task.total} plans {task.description}"
+    with progress_bar("planning", counter) as bar:
         task = bar.add_task("", total=0)
 
         def on_progress(p: SearchProgress) -> None:
@@ -104,52 +96,32 @@ def register(app: typer.Typer) -> None:
 
 
 def capacity_cmd(
-    config: Annotated[Path | None, _opt("YAML config; flags override it.", _D, "--config")] = None,
-    model: Annotated[str | None, _opt("Model name or config path.", _D, "--model")] = None,
-    gpu: Annotated[str | None, _opt("GPU name.", _D, "--gpu")] = None,
-    tp: Annotated[int | None, _opt("Tensor-parallel degree.", _D, "--tp")] = None,
-    pp: Annotated[int | None, _opt("Pipeline-parallel degree.", _D, "--pp")] = None,
-    dtype: Annotated[str | None, _opt("Weight format.", _D, "--dtype")] = None,
-    kv_dtype: Annotated[str | None, _opt("KV cache format.", _D, "--kv-dtype")] = None,
-    replicas: Annotated[int | None, _opt("Replicas.", _D, "--replicas")] = None,
-    disagg: Annotated[str | None, _opt("Prefill/decode pools, e.g. 1P:3D.", _D, "--disagg")] = None,
-    max_num_seqs: Annotated[int | None, _opt("Sequences per batch.", _D, "--max-num-seqs")] = None,
-    max_num_batched_tokens: Annotated[
-        int | None, _opt("Token budget per iteration.", _D, "--max-num-batched-tokens")
+    config: Annotated[Path | None, opts.config(_D)] = None,
+    model: Annotated[str | None, opts.model(_D)] = None,
+    gpu: Annotated[str | None, opts.gpu(_D)] = None,
+    tp: Annotated[int | None, opts.tp(_D)] = None,
+    pp: Annotated[int | None, opts.pp(_D)] = None,
+    dtype: Annotated[str | None, opts.dtype(_D)] = None,
+    kv_dtype: Annotated[str | None, opts.kv_dtype(_D)] = None,
+    replicas: Annotated[int | None, opts.replicas(_D)] = None,
+    disagg: Annotated[str | None, opts.disagg(_D)] = None,
+    max_num_seqs: Annotated[int | None, opts.max_num_seqs(_D)] = None,
+    max_num_batched_tokens: Annotated[int | None, opts.max_num_batched_tokens(_D)] = None,
+    chunked_prefill: Annotated[bool | None, opts.chunked_prefill(_D)] = None,
+    workload: Annotated[str | None, opts.workload(_D)] = None,
+    num_requests: Annotated[int | None, opts.num_requests(_PROBE_REQUESTS, _D)] = None,
+    seed: Annotated[int | None, opts.seed(_D)] = None,
+    slo_ttft_p99: Annotated[float | None, opts.slo_ttft_p99(_L)] = None,
+    slo_tpot_p99: Annotated[float | None, opts.slo_tpot_p99(_L)] = None,
+    min_attainment: Annotated[float | None, opts.min_attainment(_L)] = None,
+    start_rate: Annotated[
+        float | None, opts.option("--start-rate", "First rate probed.", _X)
     ] = None,
-    chunked_prefill: Annotated[
-        bool | None, _opt("vLLM chunked prefill.", _D, "--chunked-prefill/--no-chunked-prefill")
-    ] = None,
-    workload: Annotated[str | None, _opt("Workload preset.", _D, "--workload")] = None,
-    num_requests: Annotated[
-        int | None, _opt("Requests per probe (default 1000).", _D, "--num-requests")
-    ] = None,
-    seed: Annotated[int | None, _opt("Random seed.", _D, "--seed")] = None,
-    slo_ttft_p99: Annotated[float | None, _opt("p99 TTFT target, s.", _L, "--slo-ttft-p99")] = None,
-    slo_tpot_p99: Annotated[float | None, _opt("p99 TPOT target, s.", _L, "--slo-tpot-p99")] = None,
-    min_attainment: Annotated[
-        float | None, _opt("Fraction of requests within SLO, e.g. 0.9.", _L, "--min-attainment")
-    ] = None,
-    start_rate: Annotated[float | None, _opt("First rate probed.", _X, "--start-rate")] = None,
-    tol: Annotated[float, _opt("Relative tolerance (0.05).", _X, "--tol")] = 0.05,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    tol: Annotated[float, opts.tol(_X)] = 0.05,
+    as_json: Annotated[bool, opts.as_json("Print JSON.")] = False,
 ) -> None:
     """Highest arrival rate at which one deployment holds the SLO (bracketing + bisection)."""
-    flags = {
-        "model": model,
-        "hardware.gpu": gpu,
-        "hardware.tp": tp,
-        "hardware.pp": pp,
-        "hardware.dtype": dtype,
-        "hardware.kv_dtype": kv_dtype,
-        "replicas": replicas,
-        "disagg": disagg,
-        "scheduler.max_num_seqs": max_num_seqs,
-        "scheduler.max_num_batched_tokens": max_num_batched_tokens,
-        "scheduler.enable_chunked_prefill": chunked_prefill,
-        "num_requests": num_requests,
-        "seed": seed,
-    }
+    flags = config_flags(locals())
     wl = {"preset": workload, "arrival": None, "rate": None, "cv": None}
     cfg = build_config(config, flags, {**wl, "trace": None, "trace_format": None})
     criterion = slo_criterion(
@@ -177,65 +149,78 @@ def capacity_cmd(
 
 def plan_cmd(
     ctx: typer.Context,
-    config: Annotated[
-        Path | None, _opt("Base SimConfig YAML (model, workload, cache, seed).", _D, "--config")
-    ] = None,
-    model: Annotated[str | None, _opt("Model name or config path.", _D, "--model")] = None,
+    config: Annotated[Path | None, opts.config(_D, _PLAN_CONFIG)] = None,
+    model: Annotated[str | None, opts.model(_D)] = None,
     gpus: Annotated[
-        str, _opt("GPU types and counts available, e.g. h100-sxm:8,a100-80gb:8.", _D, "--gpus")
+        str,
+        opts.option("--gpus", "GPU types and counts available, e.g. h100-sxm:8,a100-80gb:8.", _D),
     ] = "h100-sxm:8",
-    workload: Annotated[str | None, _opt("Workload preset (sharegpt).", _D, "--workload")] = None,
-    seed: Annotated[int | None, _opt("Random seed.", _D, "--seed")] = None,
-    slo_ttft_p99: Annotated[float | None, _opt("p99 TTFT target, s.", _L, "--slo-ttft-p99")] = None,
-    slo_tpot_p99: Annotated[float | None, _opt("p99 TPOT target, s.", _L, "--slo-tpot-p99")] = None,
-    min_attainment: Annotated[
-        float | None, _opt("Fraction within SLO, e.g. 0.9.", _L, "--min-attainment")
-    ] = None,
+    workload: Annotated[str | None, opts.workload(_D)] = None,
+    seed: Annotated[int | None, opts.seed(_D)] = None,
+    slo_ttft_p99: Annotated[float | None, opts.slo_ttft_p99(_L)] = None,
+    slo_tpot_p99: Annotated[float | None, opts.slo_tpot_p99(_L)] = None,
+    min_attainment: Annotated[float | None, opts.min_attainment(_L)] = None,
     objective: Annotated[
         str,
-        _opt("goodput_per_dollar, cost_at_rate, energy_per_token or latency.", _L, "--objective"),
+        opts.option(
+            "--objective", "goodput_per_dollar, cost_at_rate, energy_per_token or latency.", _L
+        ),
     ] = "goodput_per_dollar",
     target_rate: Annotated[
-        float | None, _opt("Rate to serve (cost_at_rate, --mix), req/s.", _L, "--target-rate")
+        float | None,
+        opts.option("--target-rate", "Rate to serve (cost_at_rate, --mix), req/s.", _L),
     ] = None,
-    max_gpus: Annotated[int | None, _opt("GPU budget per deployment.", _S, "--max-gpus")] = None,
+    max_gpus: Annotated[
+        int | None, opts.option("--max-gpus", "GPU budget per deployment.", _S)
+    ] = None,
     budget: Annotated[
-        float | None, _opt("Dollar budget per hour per deployment.", _S, "--budget")
+        float | None, opts.option("--budget", "Dollar budget per hour per deployment.", _S)
     ] = None,
-    tp: Annotated[str, _opt("TP degrees to try (1,2,4,8).", _S, "--tp")] = "1,2,4,8",
-    pp: Annotated[str, _opt("PP degrees to try (1,2).", _S, "--pp")] = "1,2",
-    max_replicas: Annotated[int | None, _opt("Replica cap.", _S, "--max-replicas")] = None,
-    dtypes: Annotated[str, _opt("Weight formats (bf16).", _S, "--dtypes")] = "bf16",
-    kv_dtypes: Annotated[str, _opt("KV formats (auto).", _S, "--kv-dtypes")] = "auto",
-    max_num_seqs: Annotated[str, _opt("max_num_seqs values (256).", _S, "--max-num-seqs")] = "256",
+    tp: Annotated[str, opts.option("--tp", "TP degrees to try (1,2,4,8).", _S)] = "1,2,4,8",
+    pp: Annotated[str, opts.option("--pp", "PP degrees to try (1,2).", _S)] = "1,2",
+    max_replicas: Annotated[int | None, opts.option("--max-replicas", "Replica cap.", _S)] = None,
+    dtypes: Annotated[str, opts.option("--dtypes", "Weight formats (bf16).", _S)] = "bf16",
+    kv_dtypes: Annotated[str, opts.option("--kv-dtypes", "KV formats (auto).", _S)] = "auto",
+    max_num_seqs: Annotated[
+        str, opts.option("--max-num-seqs", "max_num_seqs values (256).", _S)
+    ] = "256",
     max_num_batched_tokens: Annotated[
-        str, _opt("Chunked-prefill budgets (2048).", _S, "--max-num-batched-tokens")
+        str, opts.option("--max-num-batched-tokens", "Chunked-prefill budgets (2048).", _S)
     ] = "2048",
     chunked_prefill: Annotated[
-        str, _opt("auto (vLLM's default), off, on, both (off,on) or all.", _S, "--chunked-prefill")
+        str,
+        opts.option(
+            "--chunked-prefill", "auto (vLLM's default), off, on, both (off,on) or all.", _S
+        ),
     ] = "auto",
     disagg: Annotated[
-        bool, _opt("Also try prefill/decode disaggregation.", _S, "--disagg")
+        bool, opts.option("--disagg", "Also try prefill/decode disaggregation.", _S)
     ] = False,
     routers: Annotated[
-        str, _opt("Routers to try with >1 replica (round_robin).", _S, "--routers")
+        str, opts.option("--routers", "Routers to try with >1 replica (round_robin).", _S)
     ] = "round_robin",
     requests_per_replica: Annotated[
-        int, _opt("Requests per replica per probe (1000).", _X, "--requests-per-replica")
+        int, opts.option("--requests-per-replica", "Requests per replica per probe (1000).", _X)
     ] = DEFAULT_REQUESTS_PER_REPLICA,
-    tol: Annotated[float, _opt("Capacity tolerance (0.05).", _X, "--tol")] = 0.05,
+    tol: Annotated[float, opts.tol(_X)] = 0.05,
     exhaustive: Annotated[
-        bool, _opt("Simulate every feasible plan (no bound pruning).", _X, "--exhaustive")
+        bool, opts.option("--exhaustive", "Simulate every feasible plan (no bound pruning).", _X)
     ] = False,
-    workers: Annotated[int | None, _opt("Worker processes (all cores).", _X, "--workers")] = None,
-    inline: Annotated[bool, _opt("Run in this process.", _X, "--inline")] = False,
-    use_ray: Annotated[bool, _opt("Run on Ray.", _X, "--ray")] = False,
-    ray_address: Annotated[str | None, _opt("Ray cluster address.", _X, "--ray-address")] = None,
-    store: Annotated[Path | None, _opt("DuckDB results file (resumes).", _X, "--store")] = None,
-    mix: Annotated[bool, _opt("Mélange GPU mix for --target-rate.", _X, "--mix")] = False,
-    top: Annotated[int, _opt("Plans shown (10).", _X, "--top")] = 10,
-    out: Annotated[Path | None, _opt("Write the winner's YAML here.", _X, "--out")] = None,
-    quiet: Annotated[bool, _opt("No progress bar.", _X, "--quiet")] = False,
+    workers: Annotated[
+        int | None, opts.option("--workers", "Worker processes (all cores).", _X)
+    ] = None,
+    inline: Annotated[bool, opts.option("--inline", "Run in this process.", _X)] = False,
+    use_ray: Annotated[bool, opts.option("--ray", "Run on Ray.", _X)] = False,
+    ray_address: Annotated[
+        str | None, opts.option("--ray-address", "Ray cluster address.", _X)
+    ] = None,
+    store: Annotated[
+        Path | None, opts.option("--store", "DuckDB results file (resumes).", _X)
+    ] = None,
+    mix: Annotated[bool, opts.option("--mix", "Mélange GPU mix for --target-rate.", _X)] = False,
+    top: Annotated[int, opts.option("--top", "Plans shown (10).", _X)] = 10,
+    out: Annotated[Path | None, opts.option("--out", "Write the winner's YAML here.", _X)] = None,
+    quiet: Annotated[bool, opts.option("--quiet", "No progress bar.", _X)] = False,
 ) -> None:
     """Search deployments; print the ranked plans, the Pareto front and the winner's config."""
     if ctx.invoked_subcommand is not None:
@@ -349,95 +334,3 @@ def show_cmd(
         render_stored(db, search, top)
     finally:
         db.close()
-
-
-def _table(title: str, rows: tuple[list[str], list[list[str]]]) -> Table:
-    headers, body = rows
-    table = Table(title=title, title_justify="left", show_lines=False)
-    for h in headers:
-        table.add_column(h, overflow="fold")
-    for row in body:
-        table.add_row(*row)
-    return table
-
-
-def render_capacity(report: CapacityReport) -> None:
-    """The probes and the capacity line."""
-    probes = [
-        [f"{p.rate_per_s:.4g}", "holds" if p.holds else "fails", p.limiting, f"{p.ratio:.3g}"]
-        for p in report.search.probes
-    ]
-    console.print(_table("Probes", (["rate req/s", "SLO", "limiting", "value/target"], probes)))
-    console.print(
-        f"capacity {report.rate_per_s:.4g} req/s ({report.rate_per_gpu:.4g} per GPU, "
-        f"{report.rate_per_dollar_hour:.4g} per $/h); limited by {report.limiting}; "
-        f"{report.search.num_probes} simulations"
-    )
-
-
-def render_report(
-    report: SearchReport, scenario: Scenario, options: SearchOptions, top: int, executor: str
-) -> None:
-    """Counts, prune reasons, the ranked table and the Pareto front."""
-    crit = scenario.criterion
-    total = len(report.results)
-    console.print(
-        f"[bold]{scenario.model}[/] on {scenario.workload.name or scenario.workload.preset}; "
-        f"SLO p99 TTFT {crit.ttft_p99_s} s, p99 TPOT {crit.tpot_p99_s} s"
-        + (f", attainment >= {crit.min_attainment}" if crit.min_attainment else "")
-        + f"; objective {options.objective}; executor {executor}"
-    )
-    console.print(
-        f"{total} plans: {report.count('infeasible')} infeasible, {report.count('pruned')} "
-        f"pruned, {report.num_simulated} simulated now, {report.num_resumed} from the store, "
-        f"{report.count('failed')} failed"
-    )
-    for reason, n in report.prune_reasons.items():
-        console.print(f"  {n:4d} {reason}", markup=False, highlight=False)
-    if not report.ranked:
-        console.print("no plan holds the SLO at any rate")
-        return
-    console.print(_table("Top plans", plan_rows(report.ranked, options.objective, True, top)))
-    console.print(
-        _table(
-            "Pareto front ($/h per req/s, p99 TTFT, J/token; all minimised)",
-            plan_rows(report.pareto, options.objective, False),
-        )
-    )
-
-
-def render_mix(report: MixReport) -> None:
-    """The capacity matrix, the chosen mix and the saving."""
-    matrix, counts = mix_rows(report)
-    console.print(_table("Capacity per slice (req/s, one instance)", matrix))
-    alloc = report.allocation
-    console.print(_table(f"GPU mix for {report.target_rate_per_s:g} req/s (Mélange ILP)", counts))
-    line = f"mix ${alloc.cost_per_hour_usd:,.2f}/h"
-    if alloc.best_single is not None:
-        name, n, cost = alloc.best_single
-        saving = alloc.saving_fraction or 0.0
-        line += f" vs best single type {n}x {name} ${cost:,.2f}/h: saving {saving:.1%}"
-    else:
-        line += "; no single GPU type serves this load within the GPUs available"
-    console.print(line, markup=False, highlight=False)
-
-
-def render_stored(db: PlanStore, search: str | None, top: int) -> None:
-    """A stored search: counts, ranked plans, Pareto front, other statuses."""
-    found = db.searches()
-    if not found:
-        console.print("the store holds no search")
-        return
-    digest = search or db.default_search()
-    inputs = next((i for h, i, _ in found if h == digest), None)
-    if inputs is None:
-        raise ConfigError("--search", search, "no such search in the store")
-    results = db.results(digest)
-    console.print(
-        f"search {digest[:12]} ({len(found)} in the file): model {inputs['model']}, "
-        f"{len(results)} plans stored"
-    )
-    objective = "goodput_per_dollar"
-    console.print(_table("Ranked", plan_rows(rank(results, objective), objective, True, top)))
-    console.print(_table("Pareto front", plan_rows(pareto_front(results), objective, False)))
-    console.print(_table("Not simulated / failed", status_rows(results, top)))

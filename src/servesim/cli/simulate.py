@@ -6,16 +6,18 @@ defaults). ``--config file.yaml`` loads a config; every flag given overrides the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from servesim import __version__
 from servesim.api import Result, simulate, write_outputs
+from servesim.cli import options as opts
 from servesim.cli.common import console, err_console
+from servesim.cli.progress import progress_bar
 from servesim.config import SimConfig, load_yaml
 from servesim.core.errors import ConfigError
 from servesim.metrics.stats import LatencyStats
@@ -26,8 +28,38 @@ _H = "Hardware"
 _R = "Run"
 
 
-def _opt(help_text: str, panel: str, *names: str) -> Any:
-    return typer.Option(*names, help=help_text, rich_help_panel=panel, show_default=False)
+# The flags that each set one SimConfig field: CLI parameter name -> dotted config path.
+# ``simulate`` and ``capacity`` name these parameters alike, so both map them here.
+FLAG_TO_CONFIG_PATH = {
+    "model": "model",
+    "gpu": "hardware.gpu",
+    "tp": "hardware.tp",
+    "pp": "hardware.pp",
+    "dtype": "hardware.dtype",
+    "kv_dtype": "hardware.kv_dtype",
+    "gpu_memory_utilization": "hardware.gpu_memory_utilization",
+    "cuda_graphs": "hardware.cuda_graphs",
+    "host_overhead": "hardware.host_overhead",
+    "offload_cached_experts": "hardware.offload_cached_experts",
+    "replicas": "replicas",
+    "disagg": "disagg",
+    "router": "router",
+    "max_num_seqs": "scheduler.max_num_seqs",
+    "max_num_batched_tokens": "scheduler.max_num_batched_tokens",
+    "chunked_prefill": "scheduler.enable_chunked_prefill",
+    "chunk_size": "scheduler.chunk_size",
+    "prefix_caching": "cache.enable_prefix_caching",
+    "num_requests": "num_requests",
+    "duration": "duration_s",
+    "seed": "seed",
+    "slo_ttft": "slo.ttft_s",
+    "slo_tpot": "slo.tpot_s",
+}
+
+
+def config_flags(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted SimConfig overrides for a command's parameters named in ``FLAG_TO_CONFIG_PATH``."""
+    return {path: params[name] for name, path in FLAG_TO_CONFIG_PATH.items() if name in params}
 
 
 def _scheduler_overrides(scheduler: str | None) -> dict[str, Any]:
@@ -275,13 +307,7 @@ def _run(cfg: SimConfig, show_progress: bool) -> Result:
     if not show_progress:
         return simulate(cfg)
     total = cfg.effective_workload().num_requests
-    columns = (
-        TextColumn("simulating"),
-        BarColumn(),
-        TextColumn("{task.completed:,.0f} requests done"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=True) as bar:
+    with progress_bar("simulating", "{task.completed:,.0f} requests done") as bar:
         task = bar.add_task("", total=total)
 
         def on_progress(num_done: int, num_arrived: int) -> None:
@@ -300,97 +326,82 @@ def register(app: typer.Typer) -> None:
 
     @app.command("simulate")
     def simulate_cmd(
-        config: Annotated[
-            Path | None, _opt("YAML config; flags override it.", _R, "--config")
-        ] = None,
-        model: Annotated[
-            str | None, _opt("Catalog name, HF id, or config.json path.", _H, "--model")
-        ] = None,
-        gpu: Annotated[str | None, _opt("GPU name (servesim gpus).", _H, "--gpu")] = None,
-        tp: Annotated[int | None, _opt("Tensor-parallel degree.", _H, "--tp")] = None,
-        pp: Annotated[int | None, _opt("Pipeline-parallel degree.", _H, "--pp")] = None,
-        dtype: Annotated[
-            str | None, _opt("Weights: bf16, fp16, fp8, int8, int4.", _H, "--dtype")
-        ] = None,
-        kv_dtype: Annotated[str | None, _opt("KV cache format.", _H, "--kv-dtype")] = None,
-        gpu_memory_utilization: Annotated[
-            float | None,
-            _opt("Fraction of GPU memory to use (0.9).", _H, "--gpu-memory-utilization"),
-        ] = None,
-        cuda_graphs: Annotated[
-            bool | None, _opt("Decode with CUDA graphs.", _H, "--cuda-graphs/--no-cuda-graphs")
-        ] = None,
+        config: Annotated[Path | None, opts.config(_R)] = None,
+        model: Annotated[str | None, opts.model(_H)] = None,
+        gpu: Annotated[str | None, opts.gpu(_H)] = None,
+        tp: Annotated[int | None, opts.tp(_H)] = None,
+        pp: Annotated[int | None, opts.pp(_H)] = None,
+        dtype: Annotated[str | None, opts.dtype(_H)] = None,
+        kv_dtype: Annotated[str | None, opts.kv_dtype(_H)] = None,
+        gpu_memory_utilization: Annotated[float | None, opts.gpu_memory_utilization(_H)] = None,
+        cuda_graphs: Annotated[bool | None, opts.cuda_graphs(_H)] = None,
         host_overhead: Annotated[
             str | None,
-            _opt(
+            opts.option(
+                "--host-overhead",
                 "Host CPU overhead per step: auto (the scheduler's engine), vllm-v0, "
                 "vllm-v0-multistep, vllm-v1, none (GPU time only).",
                 _H,
-                "--host-overhead",
             ),
         ] = None,
         offload_cached_experts: Annotated[
             int | None,
-            _opt(
+            opts.option(
+                "--offload-cached-experts",
                 "MoE: experts per layer kept on the GPU; the rest live in host memory.",
                 _H,
-                "--offload-cached-experts",
             ),
         ] = None,
-        replicas: Annotated[
-            int | None, _opt("Identical replicas (round robin).", _H, "--replicas")
-        ] = None,
+        replicas: Annotated[int | None, opts.replicas(_H)] = None,
         deployment: Annotated[
             Path | None,
-            _opt(
-                "Deployment YAML (pools, router, nodes); replaces the hardware.", _H, "--deployment"
+            opts.option(
+                "--deployment", "Deployment YAML (pools, router, nodes); replaces the hardware.", _H
             ),
         ] = None,
-        disagg: Annotated[
-            str | None, _opt("Prefill/decode pools, e.g. 2P:6D.", _H, "--disagg")
-        ] = None,
+        disagg: Annotated[str | None, opts.disagg(_H)] = None,
         router: Annotated[
             str | None,
-            _opt(
+            opts.option(
+                "--router",
                 "round_robin, random, least_outstanding_requests, least_outstanding_tokens, "
                 "least_kv_usage, power_of_two, prefix_affinity, slo_aware, or file.py:Class.",
                 _H,
-                "--router",
             ),
         ] = None,
         scheduler: Annotated[
             str | None,
-            _opt(
+            opts.option(
+                "--scheduler",
                 "vllm, sarathi, orca, static, priority, fair, or path/to/file.py:Class.",
                 _S,
-                "--scheduler",
             ),
         ] = None,
-        max_num_seqs: Annotated[
-            int | None, _opt("Sequences per batch.", _S, "--max-num-seqs")
-        ] = None,
-        max_num_batched_tokens: Annotated[
-            int | None, _opt("Token budget per iteration.", _S, "--max-num-batched-tokens")
-        ] = None,
-        chunked_prefill: Annotated[
-            bool | None, _opt("vLLM chunked prefill.", _S, "--chunked-prefill/--no-chunked-prefill")
-        ] = None,
+        max_num_seqs: Annotated[int | None, opts.max_num_seqs(_S)] = None,
+        max_num_batched_tokens: Annotated[int | None, opts.max_num_batched_tokens(_S)] = None,
+        chunked_prefill: Annotated[bool | None, opts.chunked_prefill(_S)] = None,
         chunk_size: Annotated[
-            int | None, _opt("Chunk size (sarathi, priority, fair).", _S, "--chunk-size")
+            int | None, opts.option("--chunk-size", "Chunk size (sarathi, priority, fair).", _S)
         ] = None,
         prefix_caching: Annotated[
             bool | None,
-            _opt("Prefix caching.", _S, "--enable-prefix-caching/--no-enable-prefix-caching"),
+            opts.option(
+                "--enable-prefix-caching/--no-enable-prefix-caching", "Prefix caching.", _S
+            ),
         ] = None,
         preset: Annotated[
-            str | None, _opt("Workload preset (servesim workload list).", _W, "--preset")
+            str | None, opts.option("--preset", "Workload preset (servesim workload list).", _W)
         ] = None,
-        arrival: Annotated[str | None, _opt("poisson, gamma or constant.", _W, "--arrival")] = None,
-        rate: Annotated[float | None, _opt("Mean arrival rate, req/s.", _W, "--rate")] = None,
-        cv: Annotated[float | None, _opt("Inter-arrival CV (gamma).", _W, "--cv")] = None,
-        trace: Annotated[Path | None, _opt("Replay a trace file.", _W, "--trace")] = None,
+        arrival: Annotated[
+            str | None, opts.option("--arrival", "poisson, gamma or constant.", _W)
+        ] = None,
+        rate: Annotated[
+            float | None, opts.option("--rate", "Mean arrival rate, req/s.", _W)
+        ] = None,
+        cv: Annotated[float | None, opts.option("--cv", "Inter-arrival CV (gamma).", _W)] = None,
+        trace: Annotated[Path | None, opts.option("--trace", "Replay a trace file.", _W)] = None,
         trace_format: Annotated[
-            str | None, _opt("Trace format (default: detect).", _W, "--trace-format")
+            str | None, opts.option("--trace-format", "Trace format (default: detect).", _W)
         ] = None,
         skip_bad_rows: Annotated[
             bool,
@@ -400,24 +411,24 @@ def register(app: typer.Typer) -> None:
                 rich_help_panel=_W,
             ),
         ] = False,
-        num_requests: Annotated[
-            int | None, _opt("Requests to simulate.", _R, "--num-requests")
-        ] = None,
+        num_requests: Annotated[int | None, opts.num_requests("Requests to simulate.", _R)] = None,
         duration: Annotated[
-            float | None, _opt("Stop arrivals after this many seconds.", _R, "--duration")
+            float | None, opts.option("--duration", "Stop arrivals after this many seconds.", _R)
         ] = None,
-        seed: Annotated[int | None, _opt("Random seed.", _R, "--seed")] = None,
-        slo_ttft: Annotated[float | None, _opt("TTFT target, seconds.", _R, "--slo-ttft")] = None,
-        slo_tpot: Annotated[float | None, _opt("TPOT target, seconds.", _R, "--slo-tpot")] = None,
+        seed: Annotated[int | None, opts.seed(_R)] = None,
+        slo_ttft: Annotated[
+            float | None, opts.option("--slo-ttft", "TTFT target, seconds.", _R)
+        ] = None,
+        slo_tpot: Annotated[
+            float | None, opts.option("--slo-tpot", "TPOT target, seconds.", _R)
+        ] = None,
         out: Annotated[
-            Path | None, _opt("Write summary.json, requests table, plot here.", _R, "--out")
+            Path | None, opts.option("--out", "Write summary.json, requests table, plot here.", _R)
         ] = None,
         out_format: Annotated[
             str, typer.Option("--format", help="Requests table: parquet|csv.", rich_help_panel=_R)
         ] = "parquet",
-        as_json: Annotated[
-            bool, typer.Option("--json", help="Print summary JSON.", rich_help_panel=_R)
-        ] = False,
+        as_json: Annotated[bool, opts.as_json("Print summary JSON.", _R)] = False,
         progress: Annotated[
             bool, typer.Option("--progress", help="Show a progress bar.", rich_help_panel=_R)
         ] = False,
@@ -428,32 +439,9 @@ def register(app: typer.Typer) -> None:
         """
         if out_format not in ("parquet", "csv"):
             raise ConfigError("--format", out_format, "must be parquet or csv")
-        flags = {
-            "model": model,
-            "hardware.gpu": gpu,
-            "hardware.tp": tp,
-            "hardware.pp": pp,
-            "hardware.dtype": dtype,
-            "hardware.kv_dtype": kv_dtype,
-            "hardware.gpu_memory_utilization": gpu_memory_utilization,
-            "hardware.cuda_graphs": cuda_graphs,
-            "hardware.host_overhead": host_overhead,
-            "hardware.offload_cached_experts": offload_cached_experts,
-            "replicas": replicas,
-            "disagg": disagg,
-            "router": router,
+        flags = config_flags(locals()) | {
             "deployment": _deployment_file(deployment),
             **_scheduler_overrides(scheduler),
-            "scheduler.max_num_seqs": max_num_seqs,
-            "scheduler.max_num_batched_tokens": max_num_batched_tokens,
-            "scheduler.enable_chunked_prefill": chunked_prefill,
-            "scheduler.chunk_size": chunk_size,
-            "cache.enable_prefix_caching": prefix_caching,
-            "num_requests": num_requests,
-            "duration_s": duration,
-            "seed": seed,
-            "slo.ttft_s": slo_ttft,
-            "slo.tpot_s": slo_tpot,
         }
         workload = {
             "preset": preset,

@@ -1,0 +1,138 @@
+"""Option declarations shared by the CLI commands (simulate, capacity, plan, perf).
+
+Each factory returns the ``typer.Option`` for one flag, so its name and help text are written
+once; the caller picks the help panel and puts the type and default in its own signature
+(``tp: Annotated[int | None, options.tp(HARDWARE)] = None``). Override flags default to
+``None`` ("keep what the config says"), so their help does not show a default; ``perf`` passes
+``show_default=True`` because its defaults are real values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+CONFIG_HELP = "YAML config; flags override it."
+
+
+def option(flag: str, help_text: str, panel: str | None = None, show_default: bool = False) -> Any:
+    """A ``typer.Option`` named ``flag`` in help panel ``panel``."""
+    return typer.Option(flag, help=help_text, rich_help_panel=panel, show_default=show_default)
+
+
+def config(panel: str | None = None, help_text: str = CONFIG_HELP) -> Any:
+    """``--config``: the SimConfig YAML the other flags override."""
+    return option("--config", help_text, panel)
+
+
+def model(panel: str | None = None, show_default: bool = False) -> Any:
+    """``--model``: catalog name, HF id or config.json path."""
+    return option("--model", "Catalog name, HF id, or config.json path.", panel, show_default)
+
+
+def gpu(panel: str | None = None, show_default: bool = False) -> Any:
+    """``--gpu``: a catalog GPU name."""
+    return option("--gpu", "GPU name (servesim gpus), e.g. h100-sxm.", panel, show_default)
+
+
+def tp(panel: str | None = None, show_default: bool = False) -> Any:
+    """``--tp``: one tensor-parallel degree."""
+    return option("--tp", "Tensor-parallel degree.", panel, show_default)
+
+
+def pp(panel: str | None = None, show_default: bool = False) -> Any:
+    """``--pp``: one pipeline-parallel degree."""
+    return option("--pp", "Pipeline-parallel degree.", panel, show_default)
+
+
+def dtype(panel: str | None = None, show_default: bool = False) -> Any:
+    """``--dtype``: the weight format."""
+    return option("--dtype", "Weights: bf16, fp16, fp8, int8, int4.", panel, show_default)
+
+
+def kv_dtype(panel: str | None = None, show_default: bool = False) -> Any:
+    """``--kv-dtype``: the KV cache format."""
+    return option("--kv-dtype", "KV cache format.", panel, show_default)
+
+
+def gpu_memory_utilization(panel: str | None = None, show_default: bool = False) -> Any:
+    """``--gpu-memory-utilization``: vLLM's fraction of GPU memory."""
+    return option(
+        "--gpu-memory-utilization", "Fraction of GPU memory to use (0.9).", panel, show_default
+    )
+
+
+def cuda_graphs(panel: str | None = None, show_default: bool = False) -> Any:
+    """``--cuda-graphs/--no-cuda-graphs``: decode steps replay CUDA graphs."""
+    return option("--cuda-graphs/--no-cuda-graphs", "Decode with CUDA graphs.", panel, show_default)
+
+
+def replicas(panel: str | None = None) -> Any:
+    """``--replicas``: identical replicas of one deployment."""
+    return option("--replicas", "Identical replicas (round robin).", panel)
+
+
+def disagg(panel: str | None = None) -> Any:
+    """``--disagg``: one prefill/decode split (the planner's ``--disagg`` is a switch)."""
+    return option("--disagg", "Prefill/decode pools, e.g. 2P:6D.", panel)
+
+
+def max_num_seqs(panel: str | None = None) -> Any:
+    """``--max-num-seqs``: one batch-size cap."""
+    return option("--max-num-seqs", "Sequences per batch.", panel)
+
+
+def max_num_batched_tokens(
+    panel: str | None = None, show_default: bool = False, help_text: str = ""
+) -> Any:
+    """``--max-num-batched-tokens``: one per-iteration token budget."""
+    text = help_text or "Token budget per iteration."
+    return option("--max-num-batched-tokens", text, panel, show_default)
+
+
+def chunked_prefill(panel: str | None = None) -> Any:
+    """``--chunked-prefill/--no-chunked-prefill``: vLLM's chunked prefill on or off."""
+    return option("--chunked-prefill/--no-chunked-prefill", "vLLM chunked prefill.", panel)
+
+
+def num_requests(help_text: str, panel: str | None = None) -> Any:
+    """``--num-requests``: how many requests one run simulates (help says which run)."""
+    return option("--num-requests", help_text, panel)
+
+
+def seed(panel: str | None = None) -> Any:
+    """``--seed``: the random seed of every stream."""
+    return option("--seed", "Random seed.", panel)
+
+
+def workload(panel: str | None = None) -> Any:
+    """``--workload``: the planner's workload preset."""
+    return option(
+        "--workload", "Workload preset (servesim workload list; default sharegpt).", panel
+    )
+
+
+def slo_ttft_p99(panel: str | None = None) -> Any:
+    """``--slo-ttft-p99``: the p99 TTFT target."""
+    return option("--slo-ttft-p99", "p99 TTFT target, s.", panel)
+
+
+def slo_tpot_p99(panel: str | None = None) -> Any:
+    """``--slo-tpot-p99``: the p99 TPOT target."""
+    return option("--slo-tpot-p99", "p99 TPOT target, s.", panel)
+
+
+def min_attainment(panel: str | None = None) -> Any:
+    """``--min-attainment``: the share of requests that must meet the SLO."""
+    return option("--min-attainment", "Fraction of requests within SLO, e.g. 0.9.", panel)
+
+
+def tol(panel: str | None = None) -> Any:
+    """``--tol``: relative tolerance of the capacity bisection."""
+    return option("--tol", "Relative tolerance of the capacity search (0.05).", panel)
+
+
+def as_json(help_text: str, panel: str | None = None) -> Any:
+    """``--json``: print JSON instead of tables (help says what)."""
+    return typer.Option("--json", help=help_text, rich_help_panel=panel)

@@ -1,0 +1,107 @@
+"""Rich rendering of the planner's results for ``capacity``, ``plan`` and ``plan show``."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from servesim.api import CapacityReport
+from servesim.cli.common import console
+from servesim.core.errors import ConfigError
+from servesim.planner.mix import MixReport
+from servesim.planner.present import mix_rows, plan_rows, status_rows
+from servesim.planner.rank import pareto_front, rank
+from servesim.planner.scenario import Scenario
+from servesim.planner.search import SearchOptions, SearchReport
+from servesim.planner.store import PlanStore
+
+
+def _table(title: str, rows: tuple[list[str], list[list[str]]]) -> Table:
+    headers, body = rows
+    table = Table(title=title, title_justify="left", show_lines=False)
+    for h in headers:
+        table.add_column(h, overflow="fold")
+    for row in body:
+        table.add_row(*row)
+    return table
+
+
+def render_capacity(report: CapacityReport) -> None:
+    """The probes and the capacity line."""
+    probes = [
+        [f"{p.rate_per_s:.4g}", "holds" if p.holds else "fails", p.limiting, f"{p.ratio:.3g}"]
+        for p in report.search.probes
+    ]
+    console.print(_table("Probes", (["rate req/s", "SLO", "limiting", "value/target"], probes)))
+    console.print(
+        f"capacity {report.rate_per_s:.4g} req/s ({report.rate_per_gpu:.4g} per GPU, "
+        f"{report.rate_per_dollar_hour:.4g} per $/h); limited by {report.limiting}; "
+        f"{report.search.num_probes} simulations"
+    )
+
+
+def render_report(
+    report: SearchReport, scenario: Scenario, options: SearchOptions, top: int, executor: str
+) -> None:
+    """Counts, prune reasons, the ranked table and the Pareto front."""
+    crit = scenario.criterion
+    total = len(report.results)
+    console.print(
+        f"[bold]{scenario.model}[/] on {scenario.workload.name or scenario.workload.preset}; "
+        f"SLO p99 TTFT {crit.ttft_p99_s} s, p99 TPOT {crit.tpot_p99_s} s"
+        + (f", attainment >= {crit.min_attainment}" if crit.min_attainment else "")
+        + f"; objective {options.objective}; executor {executor}"
+    )
+    console.print(
+        f"{total} plans: {report.count('infeasible')} infeasible, {report.count('pruned')} "
+        f"pruned, {report.num_simulated} simulated now, {report.num_resumed} from the store, "
+        f"{report.count('failed')} failed"
+    )
+    for reason, n in report.prune_reasons.items():
+        console.print(f"  {n:4d} {reason}", markup=False, highlight=False)
+    if not report.ranked:
+        console.print("no plan holds the SLO at any rate")
+        return
+    console.print(_table("Top plans", plan_rows(report.ranked, options.objective, True, top)))
+    console.print(
+        _table(
+            "Pareto front ($/h per req/s, p99 TTFT, J/token; all minimised)",
+            plan_rows(report.pareto, options.objective, False),
+        )
+    )
+
+
+def render_mix(report: MixReport) -> None:
+    """The capacity matrix, the chosen mix and the saving."""
+    matrix, counts = mix_rows(report)
+    console.print(_table("Capacity per slice (req/s, one instance)", matrix))
+    alloc = report.allocation
+    console.print(_table(f"GPU mix for {report.target_rate_per_s:g} req/s (Mélange ILP)", counts))
+    line = f"mix ${alloc.cost_per_hour_usd:,.2f}/h"
+    if alloc.best_single is not None:
+        name, n, cost = alloc.best_single
+        saving = alloc.saving_fraction or 0.0
+        line += f" vs best single type {n}x {name} ${cost:,.2f}/h: saving {saving:.1%}"
+    else:
+        line += "; no single GPU type serves this load within the GPUs available"
+    console.print(line, markup=False, highlight=False)
+
+
+def render_stored(db: PlanStore, search: str | None, top: int) -> None:
+    """A stored search: counts, ranked plans, Pareto front, other statuses."""
+    found = db.searches()
+    if not found:
+        console.print("the store holds no search")
+        return
+    digest = search or db.default_search()
+    inputs = next((i for h, i, _ in found if h == digest), None)
+    if inputs is None:
+        raise ConfigError("--search", search, "no such search in the store")
+    results = db.results(digest)
+    console.print(
+        f"search {digest[:12]} ({len(found)} in the file): model {inputs['model']}, "
+        f"{len(results)} plans stored"
+    )
+    objective = "goodput_per_dollar"
+    console.print(_table("Ranked", plan_rows(rank(results, objective), objective, True, top)))
+    console.print(_table("Pareto front", plan_rows(pareto_front(results), objective, False)))
+    console.print(_table("Not simulated / failed", status_rows(results, top)))
