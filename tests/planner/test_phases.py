@@ -172,3 +172,17 @@ def test_why_wins_names_the_prefill_pool_difference() -> None:
     assert "prefill gpu h100-sxm not a100-80gb" in text and "prefill tp 4 not 8" in text
     colocated = PlanResult(PlanSpec(A100, tp=8), OK, capacity_per_s=4.0)
     assert "prefill gpu" not in why_wins([colocated, a], 0, "goodput_per_dollar")
+
+
+def test_pairings_with_a_pool_that_cannot_hold_the_model_are_listed_once() -> None:
+    model = resolve_model("llama-3.1-8b")
+    no_tp1 = list(enumerate_plans(PHASE_SPACE, model, lambda p: p.tp > 1))
+    disagg = [p for p in no_tp1 if p.mode == "disaggregated"]
+    # Only tp2 pools can run (here); every pairing with a tp1 pool appears once (1P:1D) so
+    # the pre-filter records its reason, instead of once per P:D split (20 plans above).
+    assert all(p.num_replicas == 2 for p in disagg)
+    assert len(disagg) == len(
+        {(p.prefill_pool_gpu, p.prefill_pool_tp, p.gpu, p.tp) for p in disagg}
+    )
+    # Decode H100/A100 tp1: 3 prefill pairings each; decode H100/A100 tp2: 2 each.
+    assert len(disagg) == 3 + 3 + 2 + 2

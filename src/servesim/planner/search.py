@@ -33,7 +33,7 @@ from servesim.planner.evaluate import (
 from servesim.planner.executors import Executor, InProcessExecutor
 from servesim.planner.rank import check_objective, pareto_front, rank
 from servesim.planner.scenario import Scenario
-from servesim.planner.space import SearchSpace, enumerate_plans
+from servesim.planner.space import PlanSpec, SearchSpace, enumerate_plans
 from servesim.planner.store import PlanStore
 from servesim.specs.catalog import resolve_model
 
@@ -264,9 +264,13 @@ def run_search(
     check_objective(options.objective, options.target_rate_per_s)
     perf = perf if perf is not None else default_perf_model()
     search = _Search(scenario, options, perf, executor or InProcessExecutor(), store, on_progress)
-    plans = list(enumerate_plans(space, resolve_model(scenario.model)))
-    search.num_plans = len(plans)
     prefilter = Prefilter(scenario, perf, scenario.shape())
+
+    def holds_model(plan: PlanSpec) -> bool:
+        return prefilter.estimate(plan).status != INFEASIBLE
+
+    plans = list(enumerate_plans(space, resolve_model(scenario.model), holds_model))
+    search.num_plans = len(plans)
     survivors: list[Estimate] = []
     for plan in plans:
         est = prefilter.estimate(plan)

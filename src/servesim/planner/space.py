@@ -10,7 +10,7 @@ with A100 decode, as Splitwise proposes); MoE models also vary the expert-parall
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -319,8 +319,17 @@ def _replica_limit(space: SearchSpace, available: int, per_replica: int) -> int:
     return limit
 
 
-def enumerate_plans(space: SearchSpace, model: ModelSpec) -> Iterator[PlanSpec]:
+def enumerate_plans(
+    space: SearchSpace,
+    model: ModelSpec,
+    holds_model: Callable[[PlanSpec], bool] | None = None,
+) -> Iterator[PlanSpec]:
     """Every plan of ``space`` that fits the GPUs available and the budgets.
+
+    ``holds_model`` (e.g. the pre-filter's memory check on a one-replica colocated plan)
+    says whether a pool's hardware can run the model at all; a disaggregated pairing with a
+    pool that cannot is listed with one replica per pool only, so its reason is recorded
+    once instead of once per P:D split.
 
     Parallel degrees that do not divide ``model`` are still listed (the pre-filter records
     them as infeasible with vLLM's reason, so nothing disappears silently), but with one
@@ -337,7 +346,7 @@ def enumerate_plans(space: SearchSpace, model: ModelSpec) -> Iterator[PlanSpec]:
                     base = PlanSpec(gpu, tp, pp, ep=ep)
                     yield from _colocated(space, model, base, available)
                     if space.disaggregated and divides_model(model, tp, pp, ep) is None:
-                        yield from _disaggregated(space, model, base)
+                        yield from _disaggregated(space, model, base, holds_model)
 
 
 def _within_price(space: SearchSpace, plan: PlanSpec) -> bool:
@@ -390,16 +399,26 @@ def _fits(space: SearchSpace, plan: PlanSpec) -> bool:
     return _within_price(space, plan)
 
 
-def _disaggregated(space: SearchSpace, model: ModelSpec, base: PlanSpec) -> Iterator[PlanSpec]:
+def _disaggregated(
+    space: SearchSpace,
+    model: ModelSpec,
+    base: PlanSpec,
+    holds_model: Callable[[PlanSpec], bool] | None,
+) -> Iterator[PlanSpec]:
     """Every P:D split of every prefill hardware that fits (GPUs, budgets, replica cap)."""
+    most = max(dict(space.gpus).values())
     for one in _prefill_hardware(space, model, base):
-        for prefill in range(1, 1 + max(dict(space.gpus).values())):
-            if not _fits(space, replace(one, prefill_replicas=prefill)):
-                break
-            decode = 1
-            while _fits(space, plan := replace(one, replicas=decode, prefill_replicas=prefill)):
+        limit = most
+        if holds_model is not None and not all(
+            holds_model(replace(one.phase(role), replicas=1)) for role in ("prefill", "decode")
+        ):
+            limit = 1  # 1P:1D alone records why this pairing cannot run
+        for prefill in range(1, limit + 1):
+            for decode in range(1, limit + 1):
+                plan = replace(one, replicas=decode, prefill_replicas=prefill)
+                if not _fits(space, plan):
+                    break
                 yield from _variants(space, plan)
-                decode += 1
 
 
 def _variants(space: SearchSpace, plan: PlanSpec) -> Iterator[PlanSpec]:
