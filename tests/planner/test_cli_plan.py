@@ -99,3 +99,25 @@ def test_plan_mix_prints_the_allocation() -> None:
     assert result.exit_code == 0, result.output
     assert "Capacity per slice" in result.output and "Mélange ILP" in result.output
     assert "mix $" in result.output
+
+
+def test_ep_and_pool_hardware_flags_reach_the_search_space() -> None:
+    """--ep puts expert-parallel plans of an MoE model in the ranking; per-phase hardware is on by
+    default for --disagg (H100 prefill with A100 decode) and --same-hardware-pools turns it off."""
+    moe = ["plan", "--model", "mixtral-8x7b", "--gpus", "h100-sxm:4", "--tp", "2", "--pp", "1"]
+    moe += ["--slo-ttft-p99", "2", "--requests-per-replica", "100", "--inline", "--quiet"]
+    with_ep = runner.invoke(app, [*moe, "--ep", "1,2", "--exhaustive", "--top", "20"])
+    assert with_ep.exit_code == 0, with_ep.output
+    assert "tp2 ep2" in with_ep.output
+    without_ep = runner.invoke(app, [*moe, "--ep", "1", "--exhaustive", "--top", "20"])
+    assert without_ep.exit_code == 0, without_ep.output
+    assert "ep2" not in without_ep.output
+
+    dense = ["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm:2,a100-80gb:2", "--tp", "1"]
+    dense += ["--pp", "1", "--slo-ttft-p99", "2", "--requests-per-replica", "100", "--inline"]
+    dense += ["--quiet", "--disagg", "--max-replicas", "2", "--top", "50"]
+    per_phase = runner.invoke(app, dense)
+    same = runner.invoke(app, [*dense, "--same-hardware-pools"])
+    assert per_phase.exit_code == 0 and same.exit_code == 0, per_phase.output + same.output
+    assert "8 plans:" in per_phase.output and "6 plans:" in same.output
+    assert "1P h100-sxm tp1 : 1D a100-80gb" in per_phase.output.replace("\n", " ")

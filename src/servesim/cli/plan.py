@@ -178,6 +178,9 @@ def plan_cmd(
     ] = None,
     tp: Annotated[str, opts.option("--tp", "TP degrees to try (1,2,4,8).", _S)] = "1,2,4,8",
     pp: Annotated[str, opts.option("--pp", "PP degrees to try (1,2).", _S)] = "1,2",
+    ep: Annotated[
+        str, opts.option("--ep", "EP degrees to try for MoE models (1,2,4,8).", _S)
+    ] = "1,2,4,8",
     max_replicas: Annotated[int | None, opts.option("--max-replicas", "Replica cap.", _S)] = None,
     dtypes: Annotated[str, opts.option("--dtypes", "Weight formats (bf16).", _S)] = "bf16",
     kv_dtypes: Annotated[str, opts.option("--kv-dtypes", "KV formats (auto).", _S)] = "auto",
@@ -195,6 +198,14 @@ def plan_cmd(
     ] = "auto",
     disagg: Annotated[
         bool, opts.option("--disagg", "Also try prefill/decode disaggregation.", _S)
+    ] = False,
+    same_hardware_pools: Annotated[
+        bool,
+        opts.option(
+            "--same-hardware-pools",
+            "Disaggregated plans: prefill and decode pools share GPU type and TP.",
+            _S,
+        ),
     ] = False,
     routers: Annotated[
         str, opts.option("--routers", "Routers to try with >1 replica (round_robin).", _S)
@@ -260,6 +271,8 @@ def plan_cmd(
             chunk,
         ),
         disaggregated=disagg,
+        per_phase=not same_hardware_pools,
+        ep_options=parse_ints(ep, "--ep"),
         routers=tuple(r.strip() for r in routers.split(",") if r.strip()),
     )
     options = SearchOptions(
