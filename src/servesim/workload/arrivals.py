@@ -58,9 +58,8 @@ def _renewal_stream(
         yield times
 
 
-@ARRIVALS.register("poisson")
-class PoissonArrivals:
-    """Poisson process: exponential inter-arrival gaps with mean ``1/rate_per_s`` (CV = 1)."""
+class _FixedRate:
+    """Shared by the processes whose rate is one constant: validates and reports it."""
 
     def __init__(self, rate_per_s: float) -> None:
         self.rate_per_s = _positive("rate_per_s", rate_per_s)
@@ -68,6 +67,11 @@ class PoissonArrivals:
     @property
     def mean_rate_per_s(self) -> float:
         return self.rate_per_s
+
+
+@ARRIVALS.register("poisson")
+class PoissonArrivals(_FixedRate):
+    """Poisson process: exponential inter-arrival gaps with mean ``1/rate_per_s`` (CV = 1)."""
 
     def stream(
         self, rng: np.random.Generator, chunk_size: int = DEFAULT_CHUNK
@@ -77,7 +81,7 @@ class PoissonArrivals:
 
 
 @ARRIVALS.register("gamma")
-class GammaArrivals:
+class GammaArrivals(_FixedRate):
     """Gamma renewal process: mean gap ``1/rate_per_s`` and coefficient of variation ``cv``.
 
     Burstiness knob used by AlpaServe and DistServe: shape ``k = 1/cv**2``; ``cv=1`` is Poisson,
@@ -85,12 +89,8 @@ class GammaArrivals:
     """
 
     def __init__(self, rate_per_s: float, cv: float) -> None:
-        self.rate_per_s = _positive("rate_per_s", rate_per_s)
+        super().__init__(rate_per_s)
         self.cv = _positive("cv", cv)
-
-    @property
-    def mean_rate_per_s(self) -> float:
-        return self.rate_per_s
 
     def stream(
         self, rng: np.random.Generator, chunk_size: int = DEFAULT_CHUNK
@@ -101,15 +101,8 @@ class GammaArrivals:
 
 
 @ARRIVALS.register("constant")
-class ConstantArrivals:
+class ConstantArrivals(_FixedRate):
     """Deterministic arrivals every ``1/rate_per_s`` seconds (first at ``1/rate_per_s``)."""
-
-    def __init__(self, rate_per_s: float) -> None:
-        self.rate_per_s = _positive("rate_per_s", rate_per_s)
-
-    @property
-    def mean_rate_per_s(self) -> float:
-        return self.rate_per_s
 
     def stream(
         self, rng: np.random.Generator, chunk_size: int = DEFAULT_CHUNK
