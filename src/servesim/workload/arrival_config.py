@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from servesim.core.errors import ConfigError
 from servesim.workload.arrivals import (
@@ -18,20 +18,11 @@ from servesim.workload.arrivals import (
     TraceArrivals,
     TraceRateArrivals,
 )
+from servesim.workload.config_base import StrictConfig
 from servesim.workload.traces import load_trace
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def model_post_init(self, context: Any, /) -> None:
-        # ``kind`` always counts as set, so ``model_dump(exclude_unset=True)`` (used to merge
-        # configs) keeps the discriminator even when the model was built without it.
-        if "kind" in type(self).model_fields:
-            self.__pydantic_fields_set__.add("kind")
-
-
-class PoissonConfig(_Strict):
+class PoissonConfig(StrictConfig):
     """Poisson arrivals (exponential gaps, CV 1)."""
 
     kind: Literal["poisson"] = "poisson"
@@ -41,7 +32,7 @@ class PoissonConfig(_Strict):
         return PoissonArrivals(self.rate_per_s)
 
 
-class GammaConfig(_Strict):
+class GammaConfig(StrictConfig):
     """Gamma renewal arrivals: burstiness set by the inter-arrival CV (1 = Poisson)."""
 
     kind: Literal["gamma"] = "gamma"
@@ -52,7 +43,7 @@ class GammaConfig(_Strict):
         return GammaArrivals(self.rate_per_s, self.cv)
 
 
-class ConstantConfig(_Strict):
+class ConstantConfig(StrictConfig):
     """Evenly spaced arrivals."""
 
     kind: Literal["constant"] = "constant"
@@ -62,7 +53,7 @@ class ConstantConfig(_Strict):
         return ConstantArrivals(self.rate_per_s)
 
 
-class OnOffConfig(_Strict):
+class OnOffConfig(StrictConfig):
     """Bursts: Poisson at ``rate_on_per_s`` during exponential ON periods, then OFF periods."""
 
     kind: Literal["onoff"] = "onoff"
@@ -77,7 +68,7 @@ class OnOffConfig(_Strict):
         )
 
 
-class TimeVaryingConfig(_Strict):
+class TimeVaryingConfig(StrictConfig):
     """Non-homogeneous Poisson with a piecewise rate schedule (exact, by inversion)."""
 
     kind: Literal["time_varying"] = "time_varying"
@@ -96,7 +87,7 @@ class TimeVaryingConfig(_Strict):
         )
 
 
-class TraceArrivalConfig(_Strict):
+class TraceArrivalConfig(StrictConfig):
     """The arrival times of a trace file (its lengths are ignored), replayed once."""
 
     kind: Literal["trace"] = "trace"
@@ -114,7 +105,7 @@ class TraceArrivalConfig(_Strict):
         return TraceArrivals(trace.arrival_s)
 
 
-class TraceRateConfig(_Strict):
+class TraceRateConfig(StrictConfig):
     """Poisson arrivals following a trace's per-bin rate (its load shape), optionally scaled."""
 
     kind: Literal["trace_rate"] = "trace_rate"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
@@ -22,6 +22,7 @@ from servesim.workload.arrival_config import (
     TraceRateConfig,
 )
 from servesim.workload.arrivals import PoissonArrivals
+from servesim.workload.config_base import StrictConfig
 from servesim.workload.length_config import LengthDist, LengthsConfig
 from servesim.workload.presets import get_preset
 from servesim.workload.sessions import SessionOptions, SessionWorkload
@@ -33,11 +34,7 @@ DEFAULT_PRESET = "sharegpt"
 DEFAULT_NUM_REQUESTS = 1000
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TraceConfig(_Strict):
+class TraceConfig(StrictConfig):
     """A trace file and how to read it (see ``servesim.workload.traces.TraceOptions``)."""
 
     path: Path = Field(description="CSV or JSONL trace file.")
@@ -80,7 +77,7 @@ class TraceConfig(_Strict):
         )
 
 
-class SessionConfig(_Strict):
+class SessionConfig(StrictConfig):
     """Multi-turn conversations: each turn's prompt holds the whole conversation so far."""
 
     mean_turns: float = Field(4.0, ge=1, description="Mean turns per session (geometric).")
@@ -100,14 +97,14 @@ class SessionConfig(_Strict):
     )
 
 
-class GroupConfig(_Strict):
+class GroupConfig(StrictConfig):
     """Parallel sampling: ``group_size`` samples of one prompt arrive together."""
 
     group_size: int = Field(2, ge=1, description="Samples per group (n).")
     group_fraction: float = Field(1.0, ge=0, le=1, description="Fraction of prompts grouped.")
 
 
-class RequestClassConfig(_Strict):
+class RequestClassConfig(StrictConfig):
     """One SLO class of a mix (e.g. interactive vs batch)."""
 
     name: str = Field(min_length=1, description="SLO class name (Request.slo_class).")
@@ -115,7 +112,7 @@ class RequestClassConfig(_Strict):
     priority: int = Field(0, description="Request.priority (larger is more urgent).")
 
 
-class TagsConfig(_Strict):
+class TagsConfig(StrictConfig):
     """SLO classes, tenants and LoRA adapters; a session's turns share them."""
 
     classes: list[RequestClassConfig] = Field(default_factory=list, description="SLO mix.")
@@ -138,7 +135,7 @@ class TagsConfig(_Strict):
         )
 
 
-class WorkloadConfig(_Strict):
+class WorkloadConfig(StrictConfig):
     """A workload: a preset, a trace, or an arrival process plus lengths.
 
     ``arrival``/``lengths`` override the preset's; a trace with arrivals is replayed as is

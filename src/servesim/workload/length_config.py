@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 
 from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
+from servesim.workload.config_base import StrictConfig
 from servesim.workload.lengths import (
     EmpiricalLength,
     FixedLength,
@@ -27,17 +28,7 @@ from servesim.workload.traces import load_trace
 _MAX = 1 << 20
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def model_post_init(self, context: Any, /) -> None:
-        # ``kind`` always counts as set, so ``model_dump(exclude_unset=True)`` (used to merge
-        # configs) keeps the discriminator even when the model was built without it.
-        if "kind" in type(self).model_fields:
-            self.__pydantic_fields_set__.add("kind")
-
-
-class FixedDist(_Strict):
+class FixedDist(StrictConfig):
     """Always ``tokens``."""
 
     kind: Literal["fixed"] = "fixed"
@@ -47,7 +38,7 @@ class FixedDist(_Strict):
         return FixedLength(self.tokens)
 
 
-class UniformDist(_Strict):
+class UniformDist(StrictConfig):
     """Uniform integers on [min_tokens, max_tokens]."""
 
     kind: Literal["uniform"] = "uniform"
@@ -58,7 +49,7 @@ class UniformDist(_Strict):
         return UniformLength(self.min_tokens, self.max_tokens)
 
 
-class NormalDist(_Strict):
+class NormalDist(StrictConfig):
     """Normal, rounded, truncated to [min_tokens, max_tokens] by resampling."""
 
     kind: Literal["normal"] = "normal"
@@ -71,7 +62,7 @@ class NormalDist(_Strict):
         return NormalLength(self.mean, self.std, self.min_tokens, self.max_tokens)
 
 
-class LogNormalDist(_Strict):
+class LogNormalDist(StrictConfig):
     """Log-normal with a median and log-space sigma, truncated by resampling."""
 
     kind: Literal["lognormal"] = "lognormal"
@@ -84,7 +75,7 @@ class LogNormalDist(_Strict):
         return LogNormalLength(self.median_tokens, self.sigma, self.min_tokens, self.max_tokens)
 
 
-class ZipfDist(_Strict):
+class ZipfDist(StrictConfig):
     """Zipf with exponent ``a`` on [min_tokens, max_tokens]."""
 
     kind: Literal["zipf"] = "zipf"
@@ -96,7 +87,7 @@ class ZipfDist(_Strict):
         return ZipfLength(self.a, self.min_tokens, self.max_tokens)
 
 
-class EmpiricalDist(_Strict):
+class EmpiricalDist(StrictConfig):
     """Draw from given values, or from a column (prompt/output) of a trace."""
 
     kind: Literal["empirical"] = "empirical"
@@ -126,7 +117,7 @@ LengthDist = Annotated[
 ]
 
 
-class IndependentLengthsConfig(_Strict):
+class IndependentLengthsConfig(StrictConfig):
     """Prompt and output drawn independently."""
 
     kind: Literal["independent"] = "independent"
@@ -137,7 +128,7 @@ class IndependentLengthsConfig(_Strict):
         return IndependentLengths(self.prompt.build(), self.output.build())
 
 
-class JointLogNormalConfig(_Strict):
+class JointLogNormalConfig(StrictConfig):
     """Bivariate log-normal (correlated logs), each side truncated by resampling."""
 
     kind: Literal["joint_lognormal"] = "joint_lognormal"
@@ -161,7 +152,7 @@ class JointLogNormalConfig(_Strict):
         )
 
 
-class TraceLengthsConfig(_Strict):
+class TraceLengthsConfig(StrictConfig):
     """(prompt, output) rows sampled jointly from a trace (keeps their correlation)."""
 
     kind: Literal["trace"] = "trace"
@@ -180,7 +171,7 @@ class TraceLengthsConfig(_Strict):
         return trace.lengths()
 
 
-class PresetLengthsConfig(_Strict):
+class PresetLengthsConfig(StrictConfig):
     """The fitted lengths of a preset (``servesim workload list``)."""
 
     kind: Literal["preset"] = "preset"
