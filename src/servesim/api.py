@@ -22,6 +22,7 @@ import numpy as np
 
 from servesim import __version__
 from servesim.cluster import ClusterStats, build_deployment, run_cluster
+from servesim.cluster.deployment import pool_plan
 from servesim.cluster.moe import ExpertOffloadPerf
 from servesim.config import SimConfig
 from servesim.core.errors import ConfigError, ServesimError
@@ -29,7 +30,6 @@ from servesim.core.rng import RandomStreams
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.metrics import Summary, summarize
 from servesim.perf import RooflinePerfModel
-from servesim.perf.host import resolve_host_profile
 from servesim.perf.types import PerfModel, ReplicaPlan
 from servesim.planner.capacity import CapacityResult, Probe, capacity_search
 from servesim.planner.deploy import sim_config_dict
@@ -39,7 +39,7 @@ from servesim.planner.scenario import Scenario, SLOCriterion
 from servesim.planner.search import SearchOptions, SearchProgress, SearchReport, run_search
 from servesim.planner.space import PlanSpec, SearchSpace
 from servesim.planner.store import PlanStore
-from servesim.specs.catalog import get_gpu, resolve_model
+from servesim.specs.catalog import resolve_model
 
 # Called with (requests done, requests arrived) as the run advances.
 ProgressCallback = Callable[[int, int], None]
@@ -145,23 +145,9 @@ def load_config(config: SimConfig | Mapping[str, Any] | str | Path) -> SimConfig
 
 
 def replica_plan(config: SimConfig) -> ReplicaPlan:
-    """The ``ReplicaPlan`` one replica of ``config`` runs (model, GPU, parallelism, formats)."""
-    hw = config.hardware
-    sched = config.scheduler
-    return ReplicaPlan(
-        model=resolve_model(config.model),
-        gpu=get_gpu(hw.gpu),
-        tp=hw.tp,
-        pp=hw.pp,
-        weight_dtype=hw.weight_dtype(),
-        activation_dtype=hw.activation_dtype(),
-        kv_dtype=hw.kv_cache_dtype(),
-        use_cuda_graphs=hw.cuda_graphs,
-        custom_all_reduce=hw.custom_all_reduce,
-        host_profile=resolve_host_profile(
-            hw.host_overhead, sched.kind, getattr(sched, "version", None)
-        ),
-    )
+    """The ``ReplicaPlan`` one replica of ``config``'s first pool runs (model, GPU, parallelism,
+    formats), built by the same code as every simulated deployment."""
+    return pool_plan(config.effective_deployment().pools[0], config.model)
 
 
 def simulate(

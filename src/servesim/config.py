@@ -29,7 +29,7 @@ from servesim.core.errors import ConfigError, ServesimError
 from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
 from servesim.metrics.slo import DEFAULT_ATTAINMENT_TARGET, SLOSpec, SLOTargets
 from servesim.specs.catalog import get_gpu, resolve_model
-from servesim.specs.dtypes import DType
+from servesim.specs.dtypes import DType, serving_formats
 from servesim.workload.config import WorkloadConfig
 
 _STRICT = ConfigDict(extra="forbid", validate_assignment=True)
@@ -112,17 +112,12 @@ class HardwareConfig(BaseModel):
 
     def activation_dtype(self) -> DType:
         """Format the GEMMs compute in: fp8 for W8A8 fp8, else the 16-bit format."""
-        weights = self.weight_dtype()
-        if weights in (DType.FP8, DType.FP16, DType.FP32):
-            return weights
-        return DType.BF16
+        return serving_formats(self.weight_dtype())[1]
 
     def kv_cache_dtype(self) -> DType:
         """KV-cache format: explicit, else the activation format (vLLM's ``auto``)."""
-        if self.kv_dtype is not None:
-            return DType(self.kv_dtype)
-        act = self.activation_dtype()
-        return DType.BF16 if act == DType.FP8 else act
+        kv = DType(self.kv_dtype) if self.kv_dtype is not None else None
+        return serving_formats(self.weight_dtype(), kv)[2]
 
 
 class SLOClassConfig(BaseModel):

@@ -20,7 +20,7 @@ from servesim.perf.memory import check_plan
 from servesim.perf.types import PerfModel, ReplicaPlan
 from servesim.specs.catalog import get_gpu, resolve_model
 from servesim.specs.cluster import NodeSpec, default_node
-from servesim.specs.dtypes import DType
+from servesim.specs.dtypes import DType, serving_formats
 from servesim.specs.gpu import LinkSpec
 
 
@@ -127,8 +127,7 @@ def _plan(pool: PoolConfig, model_name: str, problems: list[str]) -> ReplicaPlan
     except ServesimError as exc:
         problems.append(f"{where}: {exc}")
         return None
-    act = weights if weights in (DType.FP8, DType.FP16, DType.FP32) else DType.BF16
-    kv = kv or (DType.BF16 if act == DType.FP8 else act)
+    weights, act, kv = serving_formats(weights, kv)
     plan = ReplicaPlan(
         model=model,
         gpu=gpu,
@@ -157,6 +156,16 @@ def _plan(pool: PoolConfig, model_name: str, problems: list[str]) -> ReplicaPlan
     except ServesimError as exc:
         problems.append(f"{where}: {exc}")
         return None
+    return plan
+
+
+def pool_plan(pool: PoolConfig, model_name: str) -> ReplicaPlan:
+    """The ``ReplicaPlan`` one replica of ``pool`` runs; raises ``DeploymentError`` listing
+    every problem of the pool (memory is not checked here: that needs a perf model)."""
+    problems: list[str] = []
+    plan = _plan(pool, model_name, problems)
+    if plan is None:
+        raise DeploymentError(problems)
     return plan
 
 

@@ -58,3 +58,16 @@ _ALIASES = {
     "float8": "fp8",
     "nvfp4": "fp4",
 }
+
+
+def serving_formats(weights: DType, kv: DType | None = None) -> tuple[DType, DType, DType]:
+    """(weight, activation, KV) formats a vLLM-style engine uses for a weight format.
+
+    GEMMs compute in fp8 for FP8 (W8A8) weights and in the 16-bit format otherwise (int8/int4
+    are weight-only); the KV cache follows the activations unless given (vLLM's ``auto``),
+    except that FP8 checkpoints keep a bf16 cache unless ``--kv-cache-dtype fp8`` is asked for.
+    """
+    act = weights if weights in (DType.FP8, DType.FP16, DType.FP32) else DType.BF16
+    if kv is None:
+        kv = DType.BF16 if act == DType.FP8 else act
+    return weights, act, kv
