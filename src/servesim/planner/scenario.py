@@ -29,7 +29,7 @@ from servesim.metrics.slo import SLOSpec
 from servesim.perf.types import PerfModel, ReplicaPlan
 from servesim.planner.space import PlanSpec
 from servesim.specs.catalog import get_gpu, resolve_model
-from servesim.specs.dtypes import DType
+from servesim.specs.dtypes import DType, serving_formats
 from servesim.workload.config import WorkloadConfig
 
 # Requests per replica in one capacity probe. A short run overstates capacity: near
@@ -162,13 +162,8 @@ class Scenario:
 
 def replica_plan(model: str, plan: PlanSpec) -> ReplicaPlan:
     """The perf-model plan of one replica (formats resolved as ``HardwareConfig`` does)."""
-    weights = DType.parse(plan.dtype)
-    # fp8 weights mean W8A8 (GEMMs in fp8); int8/int4 are weight-only with bf16 GEMMs.
-    act = weights if weights in (DType.FP8, DType.FP16, DType.FP32) else DType.BF16
-    if plan.kv_dtype is not None:
-        kv = DType.parse(plan.kv_dtype)
-    else:
-        kv = DType.BF16 if act == DType.FP8 else act
+    kv_given = DType.parse(plan.kv_dtype) if plan.kv_dtype is not None else None
+    weights, act, kv = serving_formats(DType.parse(plan.dtype), kv_given)
     return ReplicaPlan(
         model=resolve_model(model),
         gpu=get_gpu(plan.gpu),
