@@ -9,14 +9,14 @@ import argparse
 import time
 from pathlib import Path
 
+from servesim.core.paths import shared_data_dir
 from servesim.validate import mape, validate_apex
 
 
 def main() -> None:
     """Print one row per run and the MAPE per metric."""
     parser = argparse.ArgumentParser(description=__doc__)
-    default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    parser.add_argument("--data", type=Path, default=default)
+    parser.add_argument("--data", type=Path, default=shared_data_dir())
     args = parser.parse_args()
     start = time.perf_counter()
     comparisons = validate_apex(args.data)

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from servesim.core.paths import shared_data_dir
+
 REPO = Path(__file__).resolve().parents[1]
 
 # CI must not flake: there, hypothesis explores a fixed, derandomised set of examples. Locally it
@@ -15,13 +17,6 @@ REPO = Path(__file__).resolve().parents[1]
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
-
-
-def shared_data_dir() -> Path | None:
-    """``$SERVESIM_SHARED_DATA`` or ``<repo>/../shared/data``; None when absent."""
-    env = os.environ.get("SERVESIM_SHARED_DATA")
-    candidate = Path(env) if env else REPO.parent / "shared" / "data"
-    return candidate if candidate.is_dir() else None
 
 
 @pytest.fixture(scope="session")

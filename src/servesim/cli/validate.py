@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
@@ -10,12 +9,8 @@ from rich.table import Table
 
 from servesim.cli.common import console, print_json
 from servesim.core.errors import ConfigError
+from servesim.core.paths import shared_data_dir
 from servesim.validate import RunComparison, mape, validate_apex
-
-
-def _default_data_dir() -> Path:
-    env = os.environ.get("SERVESIM_SHARED_DATA")
-    return Path(env) if env else Path.cwd().parent / "shared" / "data"
 
 
 def _table(comparisons: list[RunComparison]) -> Table:
@@ -55,9 +50,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     ) -> None:
         """Replay the measured vLLM runs (apex_vllm_llama70b) and print the error per metric."""
-        data_dir = data or _default_data_dir()
-        if not data_dir.is_dir():
-            raise ConfigError("--data", str(data_dir), "is not a folder")
+        data_dir = data or shared_data_dir()
+        if data_dir is None or not data_dir.is_dir():
+            raise ConfigError("--data", str(data_dir), "is not a folder (give --data)")
         with console.status("replaying measured runs..."):
             comparisons = validate_apex(data_dir)
         all_runs = mape(comparisons)

@@ -7,11 +7,11 @@ elements and times in ms; apex_plus collective sizes in KB and times in us.
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from servesim.core.errors import ConfigError
+from servesim.core.paths import shared_data_dir
 
 # Ops of vidur's mlp.csv that are GEMMs, and the memory-bound ones with their op class.
 GEMM_OPS = ("attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
@@ -53,16 +53,9 @@ class CommSample:
     time_s: float
 
 
-def default_data_dir() -> Path | None:
-    """``$SERVESIM_SHARED_DATA`` or ``<repo>/../shared/data`` when it exists."""
-    env = os.environ.get("SERVESIM_SHARED_DATA")
-    candidate = Path(env) if env else Path(__file__).resolve().parents[3].parent / "shared" / "data"
-    return candidate if candidate.is_dir() else None
-
-
 def require_data_dir(path: str | Path | None) -> Path:
     """The shared data folder, or a ConfigError naming where it was looked for."""
-    found = Path(path) if path is not None else default_data_dir()
+    found = Path(path) if path is not None else shared_data_dir()
     if found is None or not (found / "profiling").is_dir():
         raise ConfigError("data", str(found), "needs the shared data folder holding profiling/")
     return found
