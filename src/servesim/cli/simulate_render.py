@@ -1,0 +1,174 @@
+"""Rich rendering of a ``servesim simulate`` result: overview, latency and SLO tables."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from servesim.api import Result
+from servesim.cli.common import console, err_console
+from servesim.metrics.stats import LatencyStats
+
+
+def _deployment_row(result: Result) -> str:
+    c, hw = result.config, result.config.hardware
+    if c.deployment is None and c.disagg is None:
+        return (
+            f"{c.model} on {c.replicas} replica(s) of {hw.tp * hw.pp} x {hw.gpu} "
+            f"(tp {hw.tp}, pp {hw.pp}, {hw.dtype})"
+        )
+    dep = c.effective_deployment()
+    pools = "; ".join(
+        f"{p.name} ({p.role}): {p.replicas} x {p.tp * p.pp} {p.gpu}" for p in dep.pools
+    )
+    return f"{c.model}: {pools}; router {dep.router.kind}"
+
+
+def _cluster_row(result: Result) -> tuple[str, str] | None:
+    stats = result.cluster
+    if stats is None:
+        return None
+    kv = stats.transfer_summary(result.records)
+    text = f"{stats.num_gpus} GPUs, {stats.gpu_hours:,.3f} GPU-h up"
+    if kv.get("num_transfers"):
+        text += (
+            f"; KV transfers {kv['num_transfers']:,.0f}, mean {kv['mean_transfer_s'] * 1e3:.2f}"
+            f" ms ({kv['mean_share_of_ttft']:.1%} of TTFT)"
+        )
+    if stats.num_scale_ups or stats.num_scale_downs:
+        text += f"; scaled up {stats.num_scale_ups}, down {stats.num_scale_downs}"
+    slo = result.summary.slo
+    if slo is not None and stats.num_gpus:
+        # DistServe's per-GPU view of goodput (at this rate; the max rate is `capacity`)
+        text += f"; goodput {slo.overall.goodput_per_s / stats.num_gpus:,.2f} req/s/GPU"
+    if stats.num_migrations:
+        gb = stats.migration_bytes / 1e9
+        text += f"; migrations {stats.num_migrations} ({gb:,.1f} GB of KV)"
+    return ("cluster", text)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1e3:,.1f}"
+
+
+def _num(value: float | None, fmt: str = ",.2f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _latency_table(result: Result) -> Table:
+    s = result.summary
+    table = Table(title="Latency (ms; percentiles: numpy linear, as vllm bench serve)")
+    for header in ("metric", "mean", "p50", "p90", "p95", "p99", "max", "count"):
+        table.add_column(header, justify="left" if header == "metric" else "right")
+    rows: list[tuple[str, LatencyStats]] = [
+        ("TTFT", s.ttft),
+        ("TPOT", s.tpot),
+        ("ITL", s.itl),
+        ("E2E", s.e2e),
+        ("queueing", s.queueing),
+    ]
+    for name, st in rows:
+        table.add_row(
+            name,
+            *(_ms(v) for v in (st.mean_s, st.p50_s, st.p90_s, st.p95_s, st.p99_s, st.max_s)),
+            f"{st.count:,}",
+        )
+    return table
+
+
+def _overview_rows(result: Result) -> list[tuple[str, str]]:
+    c, s, e = result.config, result.summary, result.summary.efficiency
+    rejected = ", ".join(f"{k} {v}" for k, v in s.rejected_by_reason.items() if v) or "none"
+    # Nothing is dropped silently: rows skipped with --skip-bad-rows and lengths capped to the
+    # context window are counted here.
+    trace_notes = "".join(
+        f"; {label}: {count:,}"
+        for label, count in (
+            ("trace rows skipped", result.num_skipped_rows),
+            ("requests capped", result.num_capped_requests),
+        )
+        if count
+    )
+    return [
+        ("deployment", _deployment_row(result)),
+        ("scheduler", c.scheduler.kind),
+        (
+            "workload",
+            f"{result.workload_name}, {_num(s.offered_rate_per_s)} req/s offered, seed {c.seed}",
+        ),
+        (
+            "requests",
+            f"{s.num_completed:,} completed of {s.num_requests:,}; rejected: {rejected}"
+            + trace_notes,
+        ),
+        ("duration", f"{s.duration_s:,.2f} s simulated"),
+        (
+            "throughput",
+            f"{s.request_throughput_per_s:,.2f} req/s, "
+            f"{s.output_throughput_tokens_per_s:,.0f} output tok/s, "
+            f"{s.total_throughput_tokens_per_s:,.0f} total tok/s",
+        ),
+        ("KV cache use", f"mean {s.kv_utilization.mean:.1%}, max {s.kv_utilization.max:.1%}"),
+        ("batch size", f"mean {s.batch_size.mean:,.1f}, max {s.batch_size.max:,.0f}"),
+        (
+            "MFU / MBU",
+            f"{_num(e.mfu, '.1%')} / {_num(e.mbu, '.1%')} of busy time "
+            f"(busy {e.busy_fraction:.0%})",
+        ),
+        (
+            "cost",
+            f"${e.cost_usd:,.4f} for {e.gpu_hours:,.3f} GPU-h; "
+            f"${_num(e.cost_per_million_output_tokens_usd)} per M output tokens",
+        ),
+        (
+            "energy",
+            f"{e.energy_j / 3.6e6:,.4f} kWh; {_num(e.energy_per_output_token_j, ',.3f')} "
+            f"J per output token",
+        ),
+        ("preemptions", f"{s.num_preemptions:,}"),
+        ("prefix cache hits", _num(s.prefix_cache_hit_rate, ".1%")),
+    ]
+
+
+def _slo_table(result: Result) -> Table | None:
+    slo = result.summary.slo
+    if slo is None:
+        return None
+    table = Table(title=f"SLO (attainment goal {slo.attainment_target:.0%})")
+    for header in ("class", "TTFT target", "TPOT target", "met", "attainment", "goodput req/s"):
+        table.add_column(header, justify="left" if header == "class" else "right")
+    for row in (*slo.per_class, slo.overall):
+        ok = "" if row.attainment is None else (" ok" if row.meets_attainment_target else " MISS")
+        table.add_row(
+            row.slo_class,
+            _ms(row.ttft_target_s),
+            _ms(row.tpot_target_s),
+            f"{row.num_met:,}/{row.num_requests:,}",
+            _num(row.attainment, ".1%") + ok,
+            f"{row.goodput_per_s:,.2f}",
+        )
+    return table
+
+
+def render(result: Result) -> None:
+    """Print the summary as rich tables."""
+    overview = Table(title="servesim simulate", show_header=False)
+    overview.add_column("field", style="bold")
+    overview.add_column("value")
+    rows = _overview_rows(result)
+    cluster = _cluster_row(result)
+    if cluster is not None:
+        rows.insert(1, cluster)
+    for key, value in rows:
+        overview.add_row(key, value)
+    console.print(overview)
+    console.print(_latency_table(result))
+    slo = _slo_table(result)
+    if slo is not None:
+        console.print(slo)
+    if result.uncalibrated_gpus:
+        err_console.print(
+            f"warning: no measured kernel tables for {', '.join(result.uncalibrated_gpus)}: "
+            "iteration times are an UNCALIBRATED roofline with default efficiencies",
+            markup=False,
+            highlight=False,
+        )
