@@ -1,0 +1,207 @@
+"""One candidate deployment: ``PlanSpec`` and its ``SchedulerVariant`` knobs.
+
+A ``PlanSpec`` names the hardware (GPU type, TP/PP/EP degrees, replicas), the formats and
+the scheduler knobs of one deployment, colocated or disaggregated (DistServe/Splitwise);
+its key, label, dict form and rent are what the store, the tables and the ranking use.
+``servesim.planner.space`` builds these from the user's search space.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from servesim.core.errors import ConfigError
+from servesim.specs.catalog import get_gpu
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerVariant:
+    """Scheduler knobs searched over (vLLM's names; see ``engine.config``).
+
+    Attributes:
+        kind: scheduler registry key (``vllm``, ``sarathi``).
+        max_num_seqs: sequences per batch.
+        max_num_batched_tokens: token budget per iteration (None: the scheduler's default).
+        enable_chunked_prefill: vLLM V0 chunked prefill; None is vLLM's own default (on
+            above a 32K-token context, with a 512-token budget; see ``engine.config``).
+    """
+
+    kind: str = "vllm"
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int | None = None
+    enable_chunked_prefill: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``scheduler:`` mapping of a SimConfig."""
+        out: dict[str, Any] = {"kind": self.kind, "max_num_seqs": self.max_num_seqs}
+        if self.max_num_batched_tokens is not None:
+            out["max_num_batched_tokens"] = self.max_num_batched_tokens
+        if self.kind == "vllm":
+            out["enable_chunked_prefill"] = self.enable_chunked_prefill
+        elif self.kind == "sarathi" and self.max_num_batched_tokens is not None:
+            out["chunk_size"] = self.max_num_batched_tokens
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class PlanSpec:
+    """One candidate deployment.
+
+    Attributes:
+        gpu: GPU catalog name.
+        tp: tensor-parallel degree.
+        pp: pipeline-parallel degree.
+        replicas: identical replicas behind a round-robin router.
+        dtype: weight format.
+        kv_dtype: KV-cache format (None: the engine's default for ``dtype``).
+        scheduler: the scheduler knobs.
+        mode: ``colocated`` (prefill and decode on the same replicas) or ``disaggregated``
+            (``prefill_replicas`` prefill replicas hand KV to ``replicas`` decode replicas,
+            DistServe/Splitwise). ``gpu``/``tp`` are then the decode pool's hardware.
+        prefill_replicas: prefill replicas (disaggregated only; 0 when colocated).
+        router: entry router (``servesim.cluster.ROUTERS`` name).
+        ep: expert-parallel degree of MoE layers (1: experts split by TP), every pool.
+        prefill_gpu: the prefill pool's GPU type (None: ``gpu``; disaggregated only).
+        prefill_tp: the prefill pool's TP degree (None: ``tp``; disaggregated only).
+            Both pools share ``pp``, the formats and the scheduler knobs.
+    """
+
+    gpu: str
+    tp: int = 1
+    pp: int = 1
+    replicas: int = 1
+    dtype: str = "bf16"
+    kv_dtype: str | None = None
+    scheduler: SchedulerVariant = field(default_factory=SchedulerVariant)
+    mode: str = "colocated"
+    prefill_replicas: int = 0
+    router: str = "round_robin"
+    ep: int = 1
+    prefill_gpu: str | None = None
+    prefill_tp: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode != "disaggregated" and (
+            self.prefill_gpu is not None or self.prefill_tp is not None
+        ):
+            raise ConfigError("prefill_gpu", self.prefill_gpu, "only disaggregated plans have one")
+
+    @property
+    def num_replicas(self) -> int:
+        """Replicas of every role."""
+        return self.replicas + self.prefill_replicas
+
+    @property
+    def gpus_per_replica(self) -> int:
+        """GPUs one (decode or unified) replica uses."""
+        return self.tp * self.pp
+
+    @property
+    def prefill_pool_gpu(self) -> str:
+        """GPU type of the prefill pool (``gpu`` unless it has its own)."""
+        return self.prefill_gpu or self.gpu
+
+    @property
+    def prefill_pool_tp(self) -> int:
+        """TP degree of the prefill pool (``tp`` unless it has its own)."""
+        return self.prefill_tp or self.tp
+
+    @property
+    def per_phase(self) -> bool:
+        """True when the prefill pool's hardware differs from the decode pool's."""
+        return (self.prefill_pool_gpu, self.prefill_pool_tp) != (self.gpu, self.tp)
+
+    @property
+    def num_gpus(self) -> int:
+        """GPUs the whole deployment uses."""
+        return self.pp * (self.tp * self.replicas + self.prefill_pool_tp * self.prefill_replicas)
+
+    def gpus_by_type(self) -> dict[str, int]:
+        """GPUs of each type the deployment uses."""
+        out = {self.gpu: self.tp * self.pp * self.replicas}
+        prefill = self.prefill_pool_tp * self.pp * self.prefill_replicas
+        if prefill:
+            out[self.prefill_pool_gpu] = out.get(self.prefill_pool_gpu, 0) + prefill
+        return out
+
+    @property
+    def price_per_hour_usd(self) -> float:
+        """Rent of every GPU of the deployment for one hour."""
+        return sum(get_gpu(g).price_per_hour_usd * n for g, n in self.gpus_by_type().items())
+
+    def phase(self, role: str) -> PlanSpec:
+        """One pool as a colocated plan: ``prefill`` or ``decode`` (``unified`` for colocated).
+
+        Its hardware, formats and scheduler are the pool's and ``replicas`` its replica
+        count; the analytical pre-filter and the deployment builder work per pool with it.
+        """
+        if role == "prefill":
+            gpu, tp, replicas = self.prefill_pool_gpu, self.prefill_pool_tp, self.prefill_replicas
+        else:
+            gpu, tp, replicas = self.gpu, self.tp, self.replicas
+        return replace(
+            self,
+            gpu=gpu,
+            tp=tp,
+            replicas=replicas,
+            mode="colocated",
+            prefill_replicas=0,
+            prefill_gpu=None,
+            prefill_tp=None,
+        )
+
+    def key(self) -> str:
+        """A stable, human-readable identity (the store's plan key)."""
+        s = self.scheduler
+        parts = [
+            self.mode,
+            self.gpu,
+            f"tp{self.tp}",
+            f"pp{self.pp}",
+            *([f"ep{self.ep}"] if self.ep > 1 else []),
+            *([f"pre-{self.prefill_pool_gpu}-tp{self.prefill_pool_tp}"] if self.per_phase else []),
+            f"x{self.replicas}" + (f"p{self.prefill_replicas}" if self.prefill_replicas else ""),
+            self.dtype,
+            f"kv-{self.kv_dtype or 'auto'}",
+            s.kind,
+            f"seqs{s.max_num_seqs}",
+            f"mbt{s.max_num_batched_tokens or 'default'}",
+            {True: "chunked", False: "whole", None: "chunk-auto"}[s.enable_chunked_prefill],
+        ]
+        if self.router != "round_robin":
+            parts.append(self.router)
+        return "/".join(parts)
+
+    def label(self) -> str:
+        """A short label for tables."""
+        s = self.scheduler
+        if self.mode == "disaggregated" and self.per_phase:
+            text = (
+                f"{self.prefill_replicas}P {self.prefill_pool_gpu} tp{self.prefill_pool_tp}"
+                f" : {self.replicas}D {self.gpu} tp{self.tp}"
+            )
+        elif self.mode == "disaggregated":
+            text = f"{self.prefill_replicas}P:{self.replicas}D {self.gpu} tp{self.tp}"
+        else:
+            text = f"{self.replicas}x {self.gpu} tp{self.tp}"
+        text += f" pp{self.pp}" if self.pp > 1 else ""
+        text += f" ep{self.ep}" if self.ep > 1 else ""
+        text += f" {self.dtype}" + (f"/kv-{self.kv_dtype}" if self.kv_dtype else "")
+        text += f" {s.kind} seqs={s.max_num_seqs}"
+        if s.max_num_batched_tokens is not None:
+            text += f" mbt={s.max_num_batched_tokens}"
+        text += {True: " chunked", False: " no-chunk", None: ""}[s.enable_chunked_prefill]
+        return text + (f" {self.router}" if self.router != "round_robin" else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able mapping (stored with the result)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PlanSpec:
+        """Inverse of ``to_dict``."""
+        values = dict(data)
+        values["scheduler"] = SchedulerVariant(**values.get("scheduler", {}))
+        return cls(**values)
