@@ -11,7 +11,6 @@ Use it as ``from servesim.api import simulate``::
 
 from __future__ import annotations
 
-import csv
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from servesim.cluster import ClusterStats, build_deployment, run_cluster
 from servesim.cluster.deployment import pool_plan
 from servesim.cluster.moe import ExpertOffloadPerf
 from servesim.config import SimConfig
-from servesim.core.errors import ConfigError, ServesimError
+from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.metrics import Summary, summarize
@@ -39,6 +38,7 @@ from servesim.planner.scenario import Scenario, SLOCriterion
 from servesim.planner.search import SearchOptions, SearchProgress, SearchReport, run_search
 from servesim.planner.space import PlanSpec, SearchSpace
 from servesim.planner.store import PlanStore
+from servesim.report.outputs import write_run_outputs
 from servesim.specs.catalog import resolve_model
 
 # Called with (requests done, requests arrived) as the run advances.
@@ -225,70 +225,17 @@ def write_outputs(
     """Write ``summary.json``, ``requests.parquet`` (or ``.csv``) and ``latency.png``.
 
     The plot needs matplotlib; without it that file is skipped and a note says so.
-    Returns one line per file written or skipped, for the caller to show.
+    Returns one line per file written or skipped, for the caller to show
+    (``servesim.report.outputs`` does the writing).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(result.to_json(), encoding="utf-8")
-    notes = [f"wrote {out / 'summary.json'}"]
-    if table_format == "csv":
-        _write_csv(result.requests_columns(), out / "requests.csv")
-        notes.append(f"wrote {out / 'requests.csv'}")
-    else:
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise ServesimError(
-                "requests.parquet needs pyarrow (pip install 'servesim[parquet]'); "
-                "or use --format csv"
-            ) from None
-        pq.write_table(result.requests_table(), out / "requests.parquet")
-        notes.append(f"wrote {out / 'requests.parquet'}")
-    notes.append(_write_plot(result, out / "latency.png"))
-    return notes
-
-
-def _write_csv(columns: dict[str, np.ndarray], path: Path) -> None:
-    names = list(columns)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(names)
-        for row in zip(*(columns[n].tolist() for n in names), strict=True):
-            writer.writerow(["" if isinstance(v, float) and v != v else v for v in row])
-
-
-def _write_plot(result: Result, path: Path) -> str:
-    """Latency CDFs and KV utilisation over time; skipped without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return f"skipped {path.name}: matplotlib is not installed (pip install matplotlib)"
-    cols = result.requests_columns()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-    for name in ("ttft_s", "tpot_s", "e2e_s"):
-        values = np.sort(cols[name][np.isfinite(cols[name])])
-        if values.size:
-            left.plot(values, np.arange(1, values.size + 1) / values.size, label=name[:-2])
-    left.set_xscale("log")
-    left.set_xlabel("seconds")
-    left.set_ylabel("fraction of requests")
-    left.set_title("latency CDF")
-    left.legend()
-    kv = result.summary.kv_utilization
-    right.plot(kv.series_t_s, kv.series)
-    right.set_xlabel("simulated time (s)")
-    right.set_ylabel("KV blocks in use (fraction)")
-    right.set_title("KV cache utilisation")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return f"wrote {path}"
-
-
-# --- capacity and deployment search (servesim.planner) -------------------------------------
+    return write_run_outputs(
+        out_dir,
+        summary_json=result.to_json(),
+        columns=result.requests_columns,
+        table=result.requests_table,
+        kv_utilization=result.summary.kv_utilization,
+        table_format=table_format,
+    )
 
 
 @dataclass(frozen=True, slots=True)
