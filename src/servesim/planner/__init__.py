@@ -2,7 +2,8 @@
 
 Modules (imports flow down this list):
 
-- ``space``: ``PlanSpec`` (one candidate deployment), ``SearchSpace``, ``enumerate_plans``.
+- ``plan``: ``PlanSpec`` (one candidate deployment) and ``SchedulerVariant``.
+- ``space``: ``SearchSpace``, ``enumerate_plans``, parsing of the search flags.
 - ``scenario``: ``Scenario`` (model, workload, SLO criterion, seed), ``simulate_plan``.
 - ``capacity``: ``capacity_search(probe, ...)``: bracketing + bisection over a rate.
 - ``analytic``: ``Prefilter``: memory feasibility and steady-state bounds, no simulation.
