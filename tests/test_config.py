@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from servesim.cli.common import format_validation_error
-from servesim.config import SimConfig, load_yaml, set_dotted
+from servesim.config import DEFAULT_RATE_PER_S, SimConfig, load_yaml, set_dotted
 from servesim.core.errors import ConfigError
 from servesim.metrics import SLOTargets
 from servesim.specs.dtypes import DType
@@ -151,7 +151,7 @@ def test_slo_spec_per_class() -> None:
 def test_top_level_run_length_applies_to_workload() -> None:
     c = SimConfig.from_dict({"num_requests": 20, "duration_s": 5.0})
     w = c.effective_workload()
-    assert (w.num_requests, w.duration_s, w.rate_per_s) == (20, 5.0, 4.0)
+    assert (w.num_requests, w.duration_s, w.rate_per_s) == (20, 5.0, DEFAULT_RATE_PER_S)
 
 
 def test_gpu_memory_utilization_in_one_place() -> None:

@@ -39,10 +39,10 @@ _STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_GPU = "h100-sxm"
 # The sharegpt preset (Sarathi-Serve's 8k-filtered ShareGPT conversations: median prompt 1,723
-# tokens, median output 415) saturates this deployment at ~5.1 req/s in servesim (vLLM v0
-# defaults, RooflinePerfModel); 4 req/s is ~75% of that: batches of ~30, KV cache ~1/3 full on
-# average, p99 TTFT ~0.35 s. Measured with `servesim simulate --rate R` for R = 3..32.
-DEFAULT_RATE_PER_S = 4.0
+# tokens, median output 415) saturates this deployment at ~3 req/s in servesim once vLLM 0.6's
+# host costs are charged (bench/bench_engine.py: queues grow at 3 req/s). 2.5 req/s is ~80% of
+# that: KV cache ~17% full on average, p50 TTFT ~0.27 s, p99 ~1.2 s (`servesim simulate`).
+DEFAULT_RATE_PER_S = 2.5
 
 
 def _default_workload() -> WorkloadConfig:
