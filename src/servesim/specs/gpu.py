@@ -44,6 +44,11 @@ class GPUSpec:
             peak figures are keyed ``peak_flops_per_s.<dtype>``.
         form_factor: ``sxm``, ``pcie`` or ``oam``; decides the default node topology.
         pair_link: NVLink bridge joining two PCIe cards, when the card has one.
+        architecture: GPU architecture generation (``ampere``, ``ada``, ``hopper``,
+            ``blackwell``, ``cdna3``, ...): a GPU without measured kernel tables borrows the
+            kernel efficiencies of the nearest calibrated architecture.
+        l2_cache_bytes: on-chip L2 cache (small KV that fits stays in L2 between replays).
+        num_sms: streaming multiprocessors (compute units on AMD): GEMM wave quantisation.
     """
 
     name: str
@@ -59,6 +64,9 @@ class GPUSpec:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
     form_factor: str = "sxm"
     pair_link: LinkSpec | None = None
+    architecture: str = ""
+    l2_cache_bytes: int = 0
+    num_sms: int = 0
 
     def peak_flops(self, dtype: DType | str) -> float:
         """Dense tensor peak FLOP/s for ``dtype``.
