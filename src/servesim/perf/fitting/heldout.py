@@ -45,7 +45,9 @@ def error_stats(pred: np.ndarray, actual: np.ndarray) -> ErrorStats:
     if pred.size == 0:
         return ErrorStats(0, float("nan"), float("nan"))
     rel = (pred - actual) / actual
-    return ErrorStats(int(pred.size), float(np.mean(np.abs(rel)) * 100.0), float(np.median(rel) * 100.0))
+    return ErrorStats(
+        int(pred.size), float(np.mean(np.abs(rel)) * 100.0), float(np.median(rel) * 100.0)
+    )
 
 
 def holdout_folds(keys: Sequence[object], num_folds: int = 4) -> list[np.ndarray]:
