@@ -81,6 +81,12 @@ class HardwareConfig(BaseModel):
         "vllm-v0-multistep (0.6 with --num-scheduler-steps 8), vllm-v1 (vLLM >= 0.8), none "
         "(GPU time only); auto: vLLM's version, vllm-v0 otherwise.",
     )
+    kernel_stack: Literal["auto", "vllm-0.6", "vllm-0.24", "sglang-0.5"] = Field(
+        "auto",
+        description="Kernel stack whose measured tables price each operator: vllm-0.6 (cuBLAS, "
+        "FlashAttention 2), vllm-0.24 (FlashAttention 3, cutlass fp8), sglang-0.5; auto: "
+        "vllm-0.24 for the vllm-v1 host profile, vllm-0.6 otherwise.",
+    )
     offload_cached_experts: int | None = Field(
         None,
         ge=1,
@@ -253,6 +259,7 @@ class SimConfig(BaseModel):
             "cuda_graphs": hw.cuda_graphs,
             "custom_all_reduce": hw.custom_all_reduce,
             "host_overhead": hw.host_overhead,
+            "kernel_stack": hw.kernel_stack,
             "scheduler": self.scheduler,
             "cache": self.effective_cache(),
         }

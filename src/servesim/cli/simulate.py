@@ -39,6 +39,7 @@ FLAG_TO_CONFIG_PATH = {
     "gpu_memory_utilization": "hardware.gpu_memory_utilization",
     "cuda_graphs": "hardware.cuda_graphs",
     "host_overhead": "hardware.host_overhead",
+    "kernel_stack": "hardware.kernel_stack",
     "offload_cached_experts": "hardware.offload_cached_experts",
     "replicas": "replicas",
     "disagg": "disagg",
@@ -175,6 +176,15 @@ def register(app: typer.Typer) -> None:
                 "--host-overhead",
                 "Host CPU overhead per step: auto (the scheduler's engine), vllm-v0, "
                 "vllm-v0-multistep, vllm-v1, none (GPU time only).",
+                _H,
+            ),
+        ] = None,
+        kernel_stack: Annotated[
+            str | None,
+            opts.option(
+                "--kernel-stack",
+                "Kernels that price each op: auto (the host profile's), vllm-0.6, vllm-0.24, "
+                "sglang-0.5.",
                 _H,
             ),
         ] = None,

@@ -76,6 +76,9 @@ class PoolConfig(BaseModel):
     host_overhead: Literal["auto", "vllm-v0", "vllm-v0-multistep", "vllm-v1", "none"] = Field(
         "auto", description="Host (CPU) overhead profile; auto: the scheduler's engine."
     )
+    kernel_stack: Literal["auto", "vllm-0.6", "vllm-0.24", "sglang-0.5"] = Field(
+        "auto", description="Kernel stack (servesim.perf.stacks); auto: the host profile's."
+    )
     expert_zipf_exponent: float = Field(0.0, ge=0, description="MoE routing skew (Zipf).")
     expert_popularity: tuple[float, ...] = Field((), description="MoE per-expert frequencies.")
     eplb_redundant_experts: int = Field(

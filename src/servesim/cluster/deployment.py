@@ -17,6 +17,7 @@ from servesim.engine.config import CacheConfig, SchedulerConfig
 from servesim.engine.simulation import ReplicaSetup
 from servesim.perf.host import resolve_host_profile
 from servesim.perf.memory import check_plan
+from servesim.perf.stacks import resolve_kernel_stack
 from servesim.perf.types import PerfModel, ReplicaPlan
 from servesim.specs.catalog import get_gpu, resolve_model
 from servesim.specs.cluster import NodeSpec, default_node
@@ -128,6 +129,9 @@ def _plan(pool: PoolConfig, model_name: str, problems: list[str]) -> ReplicaPlan
         problems.append(f"{where}: {exc}")
         return None
     weights, act, kv = serving_formats(weights, kv)
+    host_profile = resolve_host_profile(
+        pool.host_overhead, pool.scheduler.kind, getattr(pool.scheduler, "version", None)
+    )
     plan = ReplicaPlan(
         model=model,
         gpu=gpu,
@@ -141,9 +145,8 @@ def _plan(pool: PoolConfig, model_name: str, problems: list[str]) -> ReplicaPlan
         custom_all_reduce=pool.custom_all_reduce,
         expert_popularity=tuple(pool.expert_popularity),
         expert_zipf_exponent=pool.expert_zipf_exponent,
-        host_profile=resolve_host_profile(
-            pool.host_overhead, pool.scheduler.kind, getattr(pool.scheduler, "version", None)
-        ),
+        host_profile=host_profile,
+        kernel_stack=resolve_kernel_stack(pool.kernel_stack, host_profile),
     )
     before = len(problems)
     _check_parallelism(pool, plan, problems)

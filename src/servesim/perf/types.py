@@ -105,6 +105,8 @@ class ReplicaPlan:
             all-reduces on NVLink (vLLM's default; ``--disable-custom-all-reduce`` turns it off).
         host_profile: the serving engine's host-overhead profile (``vllm-v0``, ``vllm-v1``,
             ``none``; see ``servesim.perf.host``): per-step CPU time and CUDA-graph coverage.
+        kernel_stack: the kernels the engine runs (``vllm-0.6``, ``vllm-0.24``, ``sglang-0.5``;
+            see ``servesim.perf.stacks``): which measured tables price each operator.
     """
 
     model: ModelSpec
@@ -122,6 +124,7 @@ class ReplicaPlan:
     expert_zipf_exponent: float = 0.0
     custom_all_reduce: bool = True
     host_profile: str = "vllm-v0"
+    kernel_stack: str = "vllm-0.6"
 
     @property
     def num_gpus(self) -> int:
