@@ -9,9 +9,9 @@ perf model can cache the expensive part by a small key:
 
 from __future__ import annotations
 
-from servesim.perf.attention import AttnCost, decode_attention, prefill_attention
+from servesim.perf.attention import AttnCost
 from servesim.perf.calibration import Calibration
-from servesim.perf.comm import collective_time_s, custom_all_reduce_time_s
+from servesim.perf.kernel_set import GemmShape, KernelSet, gemm_label
 from servesim.perf.kernels import elementwise_time_s, gemm_compute_eff, gemm_time_s
 from servesim.perf.moe import busiest_device, expert_frequencies
 from servesim.perf.shapes import (
@@ -34,7 +34,9 @@ class PlanGraph:
         self.model = plan.model
         self.cal = calibration.for_gpu(plan.gpu.name)
         self.calibration = calibration
-        self.is_calibrated = self.cal.calibrated
+        self.kernels = KernelSet(calibration, plan.kernel_stack, plan.gpu)
+        self.is_calibrated = self.kernels.is_calibrated
+        self.gemm_label = gemm_label(plan.weight_dtype, plan.activation_dtype)
         self.gpu_name = plan.gpu.name
         peaks = plan.gpu.peak_flops_per_s
         self.peak = peaks.get(plan.activation_dtype) or peaks.get(DType.BF16) or peaks[DType.FP16]
@@ -70,8 +72,11 @@ class PlanGraph:
         w = self.w_bytes if quantised else ACT_BYTES
         flops = 2.0 * m * k * n
         nbytes = k * n * w + m * k * self.in_bytes + m * n * ACT_BYTES
-        t = gemm_time_s(self.cal.gemm, flops, nbytes, m, k, n, self.peak, self.bw)
-        t_c = flops / (self.peak * gemm_compute_eff(self.cal.gemm, m, k, n))
+        label = self.gemm_label if quantised else "bf16"
+        in_bytes = self.in_bytes if quantised else ACT_BYTES
+        peak = self.peak if quantised else self.peak16
+        t = self.kernels.gemm_s(GemmShape(m, n, k, label, w, in_bytes), peak)
+        t_c = flops / (peak * gemm_compute_eff(self.cal.gemm, m, k, n))
         bound = "compute" if t_c >= nbytes / (self.bw * self.cal.gemm.mem_eff) else "memory"
         return OpCost(
             name,
@@ -104,11 +109,8 @@ class PlanGraph:
     ) -> OpCost:
         """A collective over ``n`` GPUs of the TP group (or a PP send when ``pp``)."""
         link = self.pp_link if pp else self.tp_link
-        t, ok = collective_time_s(self.calibration, self.gpu_name, link, collective, n, nbytes)
-        if collective == "all_reduce" and not pp and self.plan.custom_all_reduce:
-            custom = custom_all_reduce_time_s(link, n, nbytes)
-            if custom is not None:
-                t = min(t, custom)
+        custom = collective == "all_reduce" and not pp and self.plan.custom_all_reduce
+        t, ok = self.kernels.collective_s(link, collective, n, nbytes, custom)
         self.any_uncalibrated_comm |= not ok
         return OpCost(
             name, self.scope(stage, count), count, 0.0, nbytes * count, "comm", t * count, stage
@@ -295,12 +297,8 @@ class PlanGraph:
 
     def attention(self, batch: BatchShape) -> tuple[AttnCost, AttnCost]:
         """Per-layer (prefill, decode) attention kernel costs on one GPU."""
-        curve = self.cal.attention
-        window = self.model.sliding_window
-        args = (curve, window, self.kv_bytes, self.peak16, self.bw)
-        return (
-            prefill_attention(self.shapes, batch, *args),
-            decode_attention(self.shapes, batch, *args),
+        return self.kernels.attention_s(
+            self.shapes, batch, self.model.sliding_window, self.kv_bytes
         )
 
     def extra_mla_decode(self, batch: BatchShape) -> list[OpCost]:

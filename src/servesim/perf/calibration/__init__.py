@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from servesim.core.errors import UnknownNameError
+from servesim.core.errors import ConfigError, UnknownNameError
 
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
 # The profile of the engine the validation runs measured (vLLM 0.6, V0 engine).
@@ -144,6 +144,11 @@ class Calibration:
     host: HostOverhead
     source: str = ""
     host_profiles: Mapping[str, HostOverhead] = field(default_factory=dict)
+    # stack -> calibration GPU key -> {"architecture", "hbm_bytes_per_s", "source", family: params}
+    kernel_stacks: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    # calibration GPU key -> measured power-model parameters (servesim.perf.opmodels.power)
+    power: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    path: str = ""
 
     def host_profile(self, name: str) -> HostOverhead:
         """The host-overhead profile ``name``; ``vllm-v0`` is ``host`` when the file has none.
@@ -220,6 +225,8 @@ def calibration_from_dict(data: Mapping[str, Any]) -> Calibration:
         host=HostOverhead(**data.get("host", {})),
         source=data.get("source", ""),
         host_profiles={k: HostOverhead(**v) for k, v in data.get("host_profiles", {}).items()},
+        kernel_stacks=dict(data.get("kernel_stacks", {})),
+        power=dict(data.get("power", {})),
     )
 
 
@@ -228,5 +235,16 @@ def load_calibration(path: str | None = None) -> Calibration:
     """Load (and cache) the calibration file; the packaged one by default."""
     target = Path(path) if path is not None else CALIBRATION_PATH
     if not target.is_file():
+        if path is not None:
+            raise ConfigError("calibration", str(path), "is not a file")
         return calibration_from_dict({})
-    return calibration_from_dict(json.loads(target.read_text()))
+    try:
+        data = json.loads(target.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(
+            "calibration", str(target), f"is not a calibration JSON file ({exc})"
+        ) from None
+    if not isinstance(data, dict) or ("gpus" not in data and "kernel_stacks" not in data):
+        raise ConfigError("calibration", str(target), "holds no 'gpus' or 'kernel_stacks'")
+    calibration = calibration_from_dict(data)
+    return replace(calibration, path=str(target))

@@ -1,0 +1,136 @@
+"""``KernelSet``: the time of each operator family on one GPU under one kernel stack.
+
+The op graph (``graph.PlanGraph``) and the public op query (``servesim.perf.op_time_s``) both
+price kernels here, so what a user queries is exactly what the simulator charges. Each method
+returns seconds; a family the stack has no fit for (or the legacy ``vllm-0.6`` stack) is priced
+by the legacy formulas of ``kernels``/``attention``/``comm`` on the legacy calibration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from servesim.perf import attention as legacy_attention
+from servesim.perf.calibration import Calibration, GpuCalibration
+from servesim.perf.comm import collective_time_s, custom_all_reduce_time_s
+from servesim.perf.kernels import gemm_time_s as legacy_gemm_time_s
+from servesim.perf.shapes import LayerShapes
+from servesim.perf.stack_resolve import FamilySource, resolve_family
+from servesim.perf.types import BatchShape
+from servesim.specs.dtypes import DType
+from servesim.specs.gpu import GPUSpec, LinkSpec
+
+ACT_BYTES = 2.0  # activations between kernels stay 16-bit
+
+
+@dataclass(frozen=True, slots=True)
+class GemmShape:
+    """A GEMM of ``m`` tokens by a ``k`` x ``n`` weight and the formats it runs in.
+
+    Attributes:
+        label: the fitted kernel it runs (``bf16``, ``fp8``, ``fp8_block``) or None where no
+            table covers the format (weight-only int4/int8: the legacy roofline prices them).
+        weight_bytes: bytes per weight element.
+        in_bytes: bytes per input activation element.
+    """
+
+    m: float
+    n: int
+    k: int
+    label: str | None = "bf16"
+    weight_bytes: float = 2.0
+    in_bytes: float = 2.0
+
+
+def gemm_label(weight: DType, activation: DType, quantised: bool = True) -> str | None:
+    """The measured GEMM kernel a weight/activation format pair runs (None: no table)."""
+    if not quantised:
+        return "bf16"
+    if activation == DType.FP8:
+        return "fp8"  # vLLM's per-tensor W8A8 (cutlass scaled_mm with dynamic quantisation)
+    if weight in (DType.BF16, DType.FP16) and activation in (DType.BF16, DType.FP16):
+        return "bf16"
+    return None
+
+
+class KernelSet:
+    """Operator times for one (calibration, kernel stack, GPU); build once per plan."""
+
+    def __init__(self, calibration: Calibration, stack: str, gpu: GPUSpec) -> None:
+        self.calibration = calibration
+        self.stack = stack
+        self.gpu = gpu
+        self.legacy: GpuCalibration = calibration.for_gpu(gpu.name)
+        self.sources: dict[str, FamilySource] = {}
+        for family in ("gemm", "attention", "moe", "collectives"):
+            found = resolve_family(calibration, stack, gpu, family)
+            if found is not None:
+                self.sources[family] = found
+        self._gemm = _gemm_fits(self.sources.get("gemm"))
+        peaks = gpu.peak_flops_per_s
+        self.peak16 = peaks.get(DType.BF16) or peaks.get(DType.FP16) or 0.0
+        self.bw = gpu.hbm_bandwidth_bytes_per_s
+
+    @property
+    def is_calibrated(self) -> bool:
+        """True when the GEMMs (the bulk of the time) come from tables measured on this GPU."""
+        gemm = self.sources.get("gemm")
+        if gemm is not None:
+            return gemm.is_calibrated
+        return self.legacy.calibrated
+
+    def describe(self) -> dict[str, str]:
+        """Family -> where its figures come from (for summaries and ``perf --op``)."""
+        legacy = f"{LEGACY_NAME} ({self.legacy.source or 'documented defaults'})"
+        return {
+            family: self.sources[family].describe() if family in self.sources else legacy
+            for family in ("gemm", "attention", "moe", "collectives")
+        }
+
+    # ---- GEMM ---------------------------------------------------------------------------
+    def gemm_s(self, shape: GemmShape, peak_flops_per_s: float) -> float:
+        """Time of one GEMM; ``peak_flops_per_s`` is the legacy formula's compute peak."""
+        fit = self._gemm.get(shape.label) if shape.label is not None else None
+        if fit is not None:
+            from servesim.perf.opmodels.gemm import gemm_time_s
+
+            return gemm_time_s(fit, self.gpu, shape.m, shape.n, shape.k)
+        m, n, k = shape.m, shape.n, shape.k
+        flops = 2.0 * m * k * n
+        nbytes = k * n * shape.weight_bytes + m * k * shape.in_bytes + m * n * ACT_BYTES
+        return legacy_gemm_time_s(
+            self.legacy.gemm, flops, nbytes, m, k, n, peak_flops_per_s, self.bw
+        )
+
+    # ---- attention ----------------------------------------------------------------------
+    def attention_s(
+        self, shapes: LayerShapes, batch: BatchShape, window: int | None, kv_bytes: float
+    ) -> tuple[legacy_attention.AttnCost, legacy_attention.AttnCost]:
+        """Per-layer (prefill, decode) attention costs on one GPU (FLOPs, bytes, time)."""
+        args = (self.legacy.attention, window, kv_bytes, self.peak16, self.bw)
+        pre = legacy_attention.prefill_attention(shapes, batch, *args)
+        dec = legacy_attention.decode_attention(shapes, batch, *args)
+        return pre, dec
+
+    # ---- collectives --------------------------------------------------------------------
+    def collective_s(
+        self, link: LinkSpec, collective: str, n: int, num_bytes: float, custom_ar: bool
+    ) -> tuple[float, bool]:
+        """Time of one collective over ``n`` GPUs and whether a measurement backs it."""
+        t, ok = collective_time_s(self.calibration, self.gpu.name, link, collective, n, num_bytes)
+        if collective == "all_reduce" and custom_ar:
+            custom = custom_all_reduce_time_s(link, n, num_bytes)
+            if custom is not None:
+                t = min(t, custom)
+        return t, ok
+
+
+LEGACY_NAME = "vllm-0.6"
+
+
+def _gemm_fits(source: FamilySource | None) -> dict[str, object]:
+    if source is None:
+        return {}
+    from servesim.perf.opmodels.gemm import GemmFit
+
+    return {label: GemmFit.from_dict(params) for label, params in source.params.items()}
