@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from servesim.perf.attention import AttnCost
 from servesim.perf.calibration import Calibration
-from servesim.perf.kernel_set import GemmShape, KernelSet, gemm_label
-from servesim.perf.kernels import elementwise_time_s, gemm_compute_eff, gemm_time_s
+from servesim.perf.kernel_set import GemmShape, KernelSet, MoeShape, gemm_label
+from servesim.perf.kernels import elementwise_time_s, gemm_compute_eff
 from servesim.perf.moe import busiest_device, expert_frequencies
 from servesim.perf.shapes import (
     is_moe_layer,
@@ -231,7 +231,9 @@ class PlanGraph:
         load = busiest_device(self.freq, tokens, moe.num_experts_per_token, ep)
         if load.assignments > 0:
             ops.append(
-                self._experts(stage, count, load.assignments, load.experts_touched, h, ffn, mats)
+                self._experts(
+                    stage, count, tokens, load.assignments, load.experts_touched, h, ffn, mats
+                )
             )
         if moe.num_shared_experts:
             width = moe.num_shared_experts * moe.shared_expert_ffn_size // tp
@@ -251,7 +253,15 @@ class PlanGraph:
         return ops
 
     def _experts(
-        self, stage: int, count: int, pairs: float, touched: float, h: int, ffn: int, mats: int
+        self,
+        stage: int,
+        count: int,
+        tokens: int,
+        pairs: float,
+        touched: float,
+        h: int,
+        ffn: int,
+        mats: int,
     ) -> OpCost:
         """Grouped expert GEMMs on the busiest device: FLOPs of its token-expert pairs, bytes
         of the experts it touches, efficiency of the per-expert token count."""
@@ -260,11 +270,24 @@ class PlanGraph:
         acts = pairs * (2 * h + (mats - 1) * ffn + ffn) * ACT_BYTES
         per_expert = max(1.0, pairs / max(touched, 1.0))
         curve = self.cal.gemm
-        t = gemm_time_s(curve, flops, weights + acts, per_expert, h, ffn, self.peak, self.bw)
         t_c = flops / (self.peak * gemm_compute_eff(curve, per_expert, h, ffn))
         bound = "compute" if t_c >= (weights + acts) / (self.bw * curve.mem_eff) else "memory"
-        # three grouped kernels (up/gate, act, down) but one row: launch counted 3x
-        t += 2 * curve.launch_s
+        moe = self.model.moe
+        assert moe is not None  # only called for MoE layers
+        shape = MoeShape(
+            num_tokens=int(tokens),
+            hidden=h,
+            inter=ffn,
+            topk=moe.num_experts_per_token,
+            num_experts=moe.num_experts,
+            ep=self.plan.ep,
+            assignments=pairs,
+            experts_touched=touched,
+            num_matrices=mats,
+            label=self.gemm_label,
+            weight_bytes=self.w_bytes,
+        )
+        t = self.kernels.moe_experts_s(shape, self.peak)
         return OpCost(
             "moe_experts",
             self.scope(stage, count),

@@ -42,6 +42,37 @@ class GemmShape:
     in_bytes: float = 2.0
 
 
+@dataclass(frozen=True, slots=True)
+class MoeShape:
+    """One MoE layer's routed-expert work on the busiest rank of its EP group.
+
+    Attributes:
+        num_tokens: tokens entering the layer (routing and permutation run over all of them).
+        hidden: model width.
+        inter: expert FFN columns on this rank (after TP).
+        topk: experts per token.
+        num_experts: routed experts of the layer (all ranks).
+        ep: expert-parallel degree.
+        assignments: expected token-expert pairs on the busiest rank.
+        experts_touched: expected distinct experts whose weights that rank reads.
+        num_matrices: 3 for gated experts (gate, up, down), 2 otherwise.
+        label: the measured MoE kernel's format (``bf16``, ``fp8``, ...), None: legacy only.
+        weight_bytes: bytes per expert weight element.
+    """
+
+    num_tokens: int
+    hidden: int
+    inter: int
+    topk: int
+    num_experts: int
+    ep: int
+    assignments: float
+    experts_touched: float
+    num_matrices: int = 3
+    label: str | None = "bf16"
+    weight_bytes: float = 2.0
+
+
 def gemm_label(weight: DType, activation: DType, quantised: bool = True) -> str | None:
     """The measured GEMM kernel a weight/activation format pair runs (None: no table)."""
     if not quantised:
@@ -101,6 +132,23 @@ class KernelSet:
         return legacy_gemm_time_s(
             self.legacy.gemm, flops, nbytes, m, k, n, peak_flops_per_s, self.bw
         )
+
+    # ---- MoE ------------------------------------------------------------------------------
+    def moe_experts_s(self, shape: MoeShape, peak_flops_per_s: float) -> float:
+        """Expert computation of one MoE layer on the busiest EP rank (router GEMM and
+        collectives are separate ops)."""
+        legacy = self.legacy.gemm
+        pairs, touched = shape.assignments, shape.experts_touched
+        h, ffn, mats = shape.hidden, shape.inter, shape.num_matrices
+        flops = 2.0 * pairs * mats * h * ffn
+        weights = touched * mats * h * ffn * shape.weight_bytes
+        acts = pairs * (2 * h + (mats - 1) * ffn + ffn) * ACT_BYTES
+        per_expert = max(1.0, pairs / max(touched, 1.0))
+        t = legacy_gemm_time_s(
+            legacy, flops, weights + acts, per_expert, h, ffn, peak_flops_per_s, self.bw
+        )
+        # three grouped kernels (up/gate, act, down) priced as one: launch counted 3x
+        return t + 2 * legacy.launch_s
 
     # ---- attention ----------------------------------------------------------------------
     def attention_s(
