@@ -1,10 +1,14 @@
 """Fidelity against real measurements: replay measured vLLM runs and compare the means.
 
 The reference data is ``../shared/data/validation/apex_vllm_llama70b`` (real vLLM 0.6.0 runs of
-Llama-3.1-70B on 8x H100-SXM, published by microsoft/apex_plus; see its PROVENANCE.md). Every
-single-server plan (8TP, 4TP, 2TP) is replayed on the trace it actually served, with the launch
-settings of that run, and the predicted mean TTFT, mean inter-token latency (token-weighted, as the
-measurement) and mean end-to-end latency are compared with the measured ones.
+Llama-3.1-70B on 8x H100-SXM, published by microsoft/apex_plus; see its PROVENANCE.md). Every plan
+is replayed: a single-server plan (8TP, 4TP, 2TP) on the trace it actually served, a data-parallel
+plan (2DP4TP, 4DP2TP) as independent servers, each replica on its OWN served trace (one per
+``dp_rank``), all with the launch settings of that run. The replicas' means are combined as
+``plans.csv`` combines the measured ones (``combine_replicas``) and the predicted mean TTFT, mean
+inter-token latency (token-weighted, as the measurement) and mean end-to-end latency are compared
+with the measured ones. A plan with a missing replica file is compared over the replicas present,
+as ``plans.csv``'s own aggregate is.
 
 The data is never copied into the package: the caller passes the folder.
 """
@@ -12,7 +16,7 @@ The data is never copied into the package: the caller passes the folder.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,20 +28,55 @@ from servesim.perf.types import PerfModel
 APEX_DATASET = "apex_vllm_llama70b"
 
 # vLLM 0.6 enabled chunked prefill by default when max_model_len > 32K and then used a 512-token
-# budget (EngineArgs in vLLM 0.5/0.6); the 2TP runs set --max-model-len 24272, which leaves it off
-# and makes the budget max(max_model_len, 2048) (PROVENANCE.md states the same assumption).
+# budget (EngineArgs in vLLM 0.5/0.6); the 2TP and 4DP2TP runs set --max-model-len 24272, which
+# leaves it off and makes the budget max(max_model_len, 2048) (PROVENANCE.md states the same).
 _CHUNKED_PREFILL_BUDGET_TOKENS = 512
 _LLAMA31_CONTEXT_TOKENS = 131_072
 _LONG_CONTEXT_CHUNKING_THRESHOLD = 32_768
-# Every run but one agrees with itself within 3%; see MeasuredRun.consistency_error.
+# Every run but one agrees with itself to 0.1%; see MeasuredRun.consistency_error.
 CONSISTENCY_LIMIT = 0.10
 
 
 @dataclass(frozen=True, slots=True)
-class MeasuredRun:
-    """One measured single-server run and the settings needed to replay it."""
+class ServedMeans:
+    """The mean latencies of one server (or of several combined) and the counts weighting them."""
 
-    name: str  # e.g. "summarization_0.5_8TP"
+    num_requests: int  # completed requests: the weight of TTFT and E2E
+    num_decode_gaps: int  # inter-token gaps (output tokens - requests): the weight of ITL
+    mean_ttft_s: float
+    mean_itl_s: float
+    mean_e2e_s: float
+
+
+def combine_replicas(parts: Sequence[ServedMeans]) -> ServedMeans:
+    """Means over independent replicas, combined as ``plans.csv`` combines the measured ones.
+
+    PROVENANCE.md: TTFT and E2E weighted by requests, ITL by tokens; the token weight that
+    reproduces ``plans.csv`` to 1e-5 is the number of decode gaps (the ITL's own sample count).
+    """
+    if not parts:
+        raise ValueError("combine_replicas needs at least one replica")
+    num_requests = sum(p.num_requests for p in parts)
+    num_gaps = sum(p.num_decode_gaps for p in parts)
+
+    def by_requests(mean_s: Callable[[ServedMeans], float]) -> float:
+        return sum(p.num_requests * mean_s(p) for p in parts) / num_requests
+
+    itl_s = sum(p.num_decode_gaps * p.mean_itl_s for p in parts) / num_gaps if num_gaps else 0.0
+    return ServedMeans(
+        num_requests=num_requests,
+        num_decode_gaps=num_gaps,
+        mean_ttft_s=by_requests(lambda p: p.mean_ttft_s),
+        mean_itl_s=itl_s,
+        mean_e2e_s=by_requests(lambda p: p.mean_e2e_s),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredRun:
+    """One measured server run (a single-server plan or one DP replica) and its launch settings."""
+
+    name: str  # e.g. "summarization_0.5_8TP", "lmsys_0.5_4DP2TP_r2" for dp_rank 2
     workload: str
     rate_req_per_s: float
     tp: int
@@ -49,7 +88,24 @@ class MeasuredRun:
     measured_mean_ttft_s: float
     measured_mean_itl_s: float
     measured_mean_e2e_s: float
-    mean_output_tokens: float = 0.0
+    num_output_tokens: int = 0
+    dp_rank: int = 0
+
+    @property
+    def mean_output_tokens(self) -> float:
+        """Served output tokens per request."""
+        return self.num_output_tokens / self.num_requests
+
+    @property
+    def measured(self) -> ServedMeans:
+        """The measured means with their weights."""
+        return ServedMeans(
+            num_requests=self.num_requests,
+            num_decode_gaps=self.num_output_tokens - self.num_requests,
+            mean_ttft_s=self.measured_mean_ttft_s,
+            mean_itl_s=self.measured_mean_itl_s,
+            mean_e2e_s=self.measured_mean_e2e_s,
+        )
 
     @property
     def implied_mean_e2e_s(self) -> float:
@@ -85,68 +141,172 @@ class MeasuredRun:
 
 
 @dataclass(frozen=True, slots=True)
-class RunComparison:
-    """Predicted vs measured means of one run."""
+class MeasuredPlan:
+    """One row of ``plans.csv``: a deployment plan, its replica runs and its combined means."""
 
-    run: MeasuredRun
-    predicted_mean_ttft_s: float
-    predicted_mean_itl_s: float
-    predicted_mean_e2e_s: float
+    name: str  # e.g. "lmsys_0.5_4DP2TP"
+    workload: str
+    rate_req_per_s: float
+    plan: str  # "8TP", "4TP", "2TP", "2DP4TP", "4DP2TP"
+    tp: int
+    dp: int
+    replicas: tuple[MeasuredRun, ...]  # the replicas whose result files exist, by dp_rank
+    measured: ServedMeans  # plans.csv's figures (over the present replicas only)
+    note: str = ""  # plans.csv's note, e.g. "MISSING replica(s): ..."
 
-    def errors(self) -> dict[str, float]:
-        """Signed relative error per metric: (predicted - measured) / measured."""
-        return {
-            "ttft": _rel(self.predicted_mean_ttft_s, self.run.measured_mean_ttft_s),
-            "itl": _rel(self.predicted_mean_itl_s, self.run.measured_mean_itl_s),
-            "e2e": _rel(self.predicted_mean_e2e_s, self.run.measured_mean_e2e_s),
-        }
+    @property
+    def is_data_parallel(self) -> bool:
+        """True for plans of several independent servers."""
+        return self.dp > 1
+
+    @property
+    def num_missing_replicas(self) -> int:
+        """Replicas without a result file (compared over the present ones only)."""
+        return self.dp - len(self.replicas)
+
+    @property
+    def is_consistent(self) -> bool:
+        """True when every replica run's measured means agree with each other."""
+        return all(r.is_consistent for r in self.replicas)
+
+    @property
+    def consistency_error(self) -> float:
+        """The replica runs' consistency error of largest magnitude."""
+        return max((r.consistency_error for r in self.replicas), key=abs)
 
 
 def _rel(predicted: float, measured: float) -> float:
     return (predicted - measured) / measured
 
 
-def load_apex_runs(data_dir: Path) -> list[MeasuredRun]:
-    """Single-server runs (dp == 1) of the APEX vLLM validation set, from ``plans.csv``.
+def _errors(predicted: ServedMeans, measured: ServedMeans) -> dict[str, float]:
+    return {
+        "ttft": _rel(predicted.mean_ttft_s, measured.mean_ttft_s),
+        "itl": _rel(predicted.mean_itl_s, measured.mean_itl_s),
+        "e2e": _rel(predicted.mean_e2e_s, measured.mean_e2e_s),
+    }
 
-    ``plans.csv`` already holds de-cumulated means for the runs that shared one server.
+
+@dataclass(frozen=True, slots=True)
+class RunComparison:
+    """Predicted vs measured means of one server run."""
+
+    run: MeasuredRun
+    predicted: ServedMeans
+
+    @property
+    def is_consistent(self) -> bool:
+        """The run's measured means agree with each other."""
+        return self.run.is_consistent
+
+    def errors(self) -> dict[str, float]:
+        """Signed relative error per metric: (predicted - measured) / measured."""
+        return _errors(self.predicted, self.run.measured)
+
+
+@dataclass(frozen=True, slots=True)
+class PlanComparison:
+    """Predicted vs measured means of one plan; the replicas' predictions combined."""
+
+    plan: MeasuredPlan
+    replicas: tuple[RunComparison, ...]
+
+    @property
+    def predicted(self) -> ServedMeans:
+        """The replicas' predicted means, combined as the measured ones."""
+        return combine_replicas([r.predicted for r in self.replicas])
+
+    @property
+    def is_consistent(self) -> bool:
+        """The plan's measured means agree with each other (every replica run)."""
+        return self.plan.is_consistent
+
+    def errors(self) -> dict[str, float]:
+        """Signed relative error per metric: (predicted - measured) / measured."""
+        return _errors(self.predicted, self.plan.measured)
+
+
+def load_apex_plans(data_dir: Path) -> list[MeasuredPlan]:
+    """Every plan of the APEX vLLM validation set (``plans.csv``) with its replica runs.
+
+    The replicas' settings and de-cumulated means come from ``runs.csv`` (one row per server run,
+    a DP plan one per present ``dp_rank``); the plan's means from ``plans.csv``.
     """
     folder = data_dir / "validation" / APEX_DATASET
     plans_path = folder / "plans.csv"
     if not plans_path.is_file():
         raise ConfigError("data_dir", str(data_dir), f"{plans_path} does not exist")
-    runs_by_file = {row["served_trace_file"]: row for row in _read_csv(folder / "runs.csv")}
-    runs: list[MeasuredRun] = []
-    for plan in _read_csv(plans_path):
-        if plan["dp"] != "1":
-            continue
-        rate = float(plan["rate_req_per_s"])
-        tag = f"{plan['workload']}_{'05' if rate == 0.5 else '025'}_validation_{plan['plan']}"
-        trace_name = f"llama_{tag}.jsonl"
-        run_row = runs_by_file.get(f"apex_served_traces/{trace_name}")
-        if run_row is None:
-            raise ConfigError("runs.csv", trace_name, "no run row for this plan")
-        max_len_text = run_row["max_model_len"]
-        max_model_len = int(max_len_text) if max_len_text.isdigit() else _LLAMA31_CONTEXT_TOKENS
-        runs.append(
-            MeasuredRun(
-                name=f"{plan['workload']}_{rate}_{plan['plan']}",
-                workload=plan["workload"],
-                rate_req_per_s=rate,
-                tp=int(plan["tp"]),
-                num_requests=int(plan["n_requests"]),
-                served_trace=folder / "served_traces" / trace_name,
-                gpu_memory_utilization=float(run_row["gpu_mem_util"]),
-                max_model_len=max_model_len,
-                use_custom_all_reduce=run_row["custom_allreduce"] == "True",
-                measured_mean_ttft_s=float(plan["mean_ttft_s"]),
-                measured_mean_itl_s=float(plan["itl_mean_token_weighted_s"]),
-                measured_mean_e2e_s=float(plan["mean_e2e_latency_s"]),
-                mean_output_tokens=float(plan["served_output_tokens_sum"])
-                / int(plan["n_requests"]),
-            )
-        )
-    return sorted(runs, key=lambda r: (r.workload, -r.tp, r.rate_req_per_s))
+    runs_by_plan: dict[tuple[str, str, str], list[dict[str, str]]] = {}
+    for row in _read_csv(folder / "runs.csv"):
+        runs_by_plan.setdefault(_plan_key(row), []).append(row)
+    plans = [
+        _plan(row, runs_by_plan.get(_plan_key(row), []), folder) for row in _read_csv(plans_path)
+    ]
+    return sorted(plans, key=lambda p: (p.workload, p.dp, -p.tp, p.rate_req_per_s))
+
+
+def load_apex_runs(data_dir: Path) -> list[MeasuredRun]:
+    """Every server run of the set: the single-server plans' runs, then each DP replica."""
+    return [run for plan in load_apex_plans(data_dir) for run in plan.replicas]
+
+
+def _plan_key(row: dict[str, str]) -> tuple[str, str, str]:
+    return row["workload"], row["rate_req_per_s"], row["plan"]
+
+
+def _plan(row: dict[str, str], run_rows: list[dict[str, str]], folder: Path) -> MeasuredPlan:
+    rate = float(row["rate_req_per_s"])
+    name = f"{row['workload']}_{rate}_{row['plan']}"
+    dp = int(row["dp"])
+    num_present = int(row["replica_files_present"])
+    if len(run_rows) != num_present:
+        found = f"{len(run_rows)} run rows, plans.csv says {num_present} replica files"
+        raise ConfigError("runs.csv", name, found)
+    replicas = tuple(
+        _run(r, name if dp == 1 else f"{name}_r{r['dp_rank']}", folder)
+        for r in sorted(run_rows, key=lambda r: int(r["dp_rank"]))
+    )
+    num_requests = int(row["n_requests"])
+    return MeasuredPlan(
+        name=name,
+        workload=row["workload"],
+        rate_req_per_s=rate,
+        plan=row["plan"],
+        tp=int(row["tp"]),
+        dp=dp,
+        replicas=replicas,
+        measured=ServedMeans(
+            num_requests=num_requests,
+            num_decode_gaps=int(row["served_output_tokens_sum"]) - num_requests,
+            mean_ttft_s=float(row["mean_ttft_s"]),
+            mean_itl_s=float(row["itl_mean_token_weighted_s"]),
+            mean_e2e_s=float(row["mean_e2e_latency_s"]),
+        ),
+        note=row["note"],
+    )
+
+
+def _run(row: dict[str, str], name: str, folder: Path) -> MeasuredRun:
+    # The decum_* columns equal the measured ones for a fresh server and hold the de-cumulated
+    # means for runs that shared a server (PROVENANCE.md, Caveats); plans.csv uses the same.
+    max_len_text = row["max_model_len"]
+    num_requests = int(row["n_requests"])
+    return MeasuredRun(
+        name=name,
+        workload=row["workload"],
+        rate_req_per_s=float(row["rate_req_per_s"]),
+        tp=int(row["tp"]),
+        num_requests=num_requests,
+        served_trace=folder / "served_traces" / Path(row["served_trace_file"]).name,
+        gpu_memory_utilization=float(row["gpu_mem_util"]),
+        max_model_len=int(max_len_text) if max_len_text.isdigit() else _LLAMA31_CONTEXT_TOKENS,
+        use_custom_all_reduce=row["custom_allreduce"] == "True",
+        measured_mean_ttft_s=float(row["decum_mean_ttft_s"]),
+        measured_mean_itl_s=float(row["decum_itl_mean_token_weighted_s"]),
+        measured_mean_e2e_s=float(row["decum_total_latency_s"]) / num_requests,
+        num_output_tokens=int(row["served_output_tokens_sum"]),
+        dp_rank=int(row["dp_rank"]),
+    )
 
 
 def _read_csv(path: Path) -> Iterator[dict[str, str]]:
@@ -154,17 +314,33 @@ def _read_csv(path: Path) -> Iterator[dict[str, str]]:
         yield from csv.DictReader(handle)
 
 
-def mape(comparisons: list[RunComparison], *, consistent_only: bool = False) -> dict[str, float]:
-    """Mean absolute percentage error per metric over the runs (as a fraction).
+def mape(
+    comparisons: Sequence[RunComparison] | Sequence[PlanComparison],
+    *,
+    consistent_only: bool = False,
+) -> dict[str, float]:
+    """Mean absolute percentage error per metric over the runs or plans (as a fraction).
 
-    ``consistent_only`` leaves out runs whose measured means contradict each other.
+    ``consistent_only`` leaves out those whose measured means contradict each other.
     """
     if consistent_only:
-        comparisons = [c for c in comparisons if c.run.is_consistent]
+        comparisons = [c for c in comparisons if c.is_consistent]
     if not comparisons:
         return {}
     keys = comparisons[0].errors().keys()
     return {k: sum(abs(c.errors()[k]) for c in comparisons) / len(comparisons) for k in keys}
+
+
+def mape_by_subset(comparisons: Sequence[PlanComparison]) -> dict[str, dict[str, float]]:
+    """The headline MAPE (consistent plans), its single-server and DP parts, and all plans."""
+    single = [c for c in comparisons if not c.plan.is_data_parallel]
+    parallel = [c for c in comparisons if c.plan.is_data_parallel]
+    return {
+        "consistent_plans": mape(comparisons, consistent_only=True),
+        "consistent_single_server": mape(single, consistent_only=True),
+        "consistent_data_parallel": mape(parallel, consistent_only=True),
+        "all_plans": mape(comparisons),
+    }
 
 
 def replay_config(run: MeasuredRun, *, seed: int = 0) -> dict[str, object]:
@@ -185,7 +361,8 @@ def replay_config(run: MeasuredRun, *, seed: int = 0) -> dict[str, object]:
             "max_num_batched_tokens": run.max_num_batched_tokens,
             "max_num_seqs": 256,
         },
-        # The served lengths (what the server counted), at the client's arrival offsets.
+        # The served lengths (what the server counted), at the client's arrival offsets (a DP
+        # replica's are the parent trace's global offsets: only latencies are compared).
         "workload": {"trace": {"path": str(run.served_trace), "format": "served"}},
         "seed": seed,
     }
@@ -193,23 +370,38 @@ def replay_config(run: MeasuredRun, *, seed: int = 0) -> dict[str, object]:
 
 def replay(run: MeasuredRun, *, perf: PerfModel | None = None) -> RunComparison:
     """Simulate ``run`` and compare the means with the measurement."""
-    result = simulate(SimConfig.from_dict(replay_config(run)), perf=perf)
-    summary = result.summary
+    summary = simulate(SimConfig.from_dict(replay_config(run)), perf=perf).summary
+    if summary.ttft.mean_s is None or summary.itl.mean_s is None or summary.e2e.mean_s is None:
+        raise ConfigError("served_trace", str(run.served_trace), "no request completed")
     return RunComparison(
         run=run,
-        predicted_mean_ttft_s=summary.ttft.mean_s,
-        predicted_mean_itl_s=summary.itl.mean_s,
-        predicted_mean_e2e_s=summary.e2e.mean_s,
+        predicted=ServedMeans(
+            num_requests=summary.ttft.count,
+            num_decode_gaps=summary.itl.count,
+            mean_ttft_s=summary.ttft.mean_s,
+            mean_itl_s=summary.itl.mean_s,
+            mean_e2e_s=summary.e2e.mean_s,
+        ),
     )
+
+
+def replay_plan(
+    plan: MeasuredPlan,
+    *,
+    perf: PerfModel | None = None,
+    on_run: Callable[[str], None] | None = None,
+) -> PlanComparison:
+    """Simulate every present replica of ``plan`` as an independent server and combine them."""
+    comparisons = []
+    for run in plan.replicas:
+        if on_run is not None:
+            on_run(run.name)
+        comparisons.append(replay(run, perf=perf))
+    return PlanComparison(plan=plan, replicas=tuple(comparisons))
 
 
 def validate_apex(
     data_dir: Path, *, perf: PerfModel | None = None, on_run: Callable[[str], None] | None = None
-) -> list[RunComparison]:
-    """Replay every single-server APEX vLLM run; returns one comparison per run."""
-    comparisons = []
-    for run in load_apex_runs(data_dir):
-        if on_run is not None:
-            on_run(run.name)
-        comparisons.append(replay(run, perf=perf))
-    return comparisons
+) -> list[PlanComparison]:
+    """Replay every APEX vLLM plan, DP ones replica by replica; one comparison per plan."""
+    return [replay_plan(p, perf=perf, on_run=on_run) for p in load_apex_plans(data_dir)]

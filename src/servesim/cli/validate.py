@@ -10,31 +10,98 @@ from rich.table import Table
 from servesim.cli.common import console, print_json
 from servesim.core.errors import ConfigError
 from servesim.core.paths import shared_data_dir
-from servesim.validate import RunComparison, mape, validate_apex
+from servesim.validate import PlanComparison, ServedMeans, mape_by_subset, validate_apex
 
 
-def _table(comparisons: list[RunComparison]) -> Table:
-    table = Table(title="Predicted vs measured (vLLM 0.6, Llama-3.1-70B, H100-SXM)")
-    for name in ("run", "TTFT ms pred", "meas", "err", "ITL ms pred", "meas", "err"):
-        table.add_column(name, justify="left" if name == "run" else "right")
+def _replicas_cell(c: PlanComparison) -> str:
+    p = c.plan
+    if p.num_missing_replicas:
+        return f"{len(p.replicas)}/{p.dp} MISSING"
+    return f"{len(p.replicas)}/{p.dp}"
+
+
+def _apex_table(comparisons: list[PlanComparison]) -> Table:
+    table = Table(title="Predicted vs measured (vLLM 0.6, Llama-3.1-70B, H100-SXM), every plan")
+    for name in ("plan", "replicas", "TTFT ms pred", "meas", "err", "ITL ms pred", "meas", "err"):
+        table.add_column(name, justify="left" if name == "plan" else "right")
     for name in ("E2E s pred", "meas", "err", "self-consistent"):
         table.add_column(name, justify="right")
     for c in comparisons:
-        r, e = c.run, c.errors()
+        p, pred, meas, e = c.plan, c.predicted, c.plan.measured, c.errors()
         table.add_row(
-            r.name,
-            f"{c.predicted_mean_ttft_s * 1e3:.1f}",
-            f"{r.measured_mean_ttft_s * 1e3:.1f}",
+            p.name,
+            _replicas_cell(c),
+            f"{pred.mean_ttft_s * 1e3:.1f}",
+            f"{meas.mean_ttft_s * 1e3:.1f}",
             f"{e['ttft'] * 100:+.1f}%",
-            f"{c.predicted_mean_itl_s * 1e3:.2f}",
-            f"{r.measured_mean_itl_s * 1e3:.2f}",
+            f"{pred.mean_itl_s * 1e3:.2f}",
+            f"{meas.mean_itl_s * 1e3:.2f}",
             f"{e['itl'] * 100:+.1f}%",
-            f"{c.predicted_mean_e2e_s:.2f}",
-            f"{r.measured_mean_e2e_s:.2f}",
+            f"{pred.mean_e2e_s:.2f}",
+            f"{meas.mean_e2e_s:.2f}",
             f"{e['e2e'] * 100:+.1f}%",
-            "yes" if r.is_consistent else f"no ({r.consistency_error * 100:+.0f}%)",
+            "yes" if p.is_consistent else f"no ({p.consistency_error * 100:+.0f}%)",
         )
     return table
+
+
+def _means_json(means: ServedMeans) -> dict[str, float | int]:
+    return {
+        "ttft_s": means.mean_ttft_s,
+        "itl_s": means.mean_itl_s,
+        "e2e_s": means.mean_e2e_s,
+        "num_requests": means.num_requests,
+        "num_decode_gaps": means.num_decode_gaps,
+    }
+
+
+def _apex_json(comparisons: list[PlanComparison]) -> dict[str, object]:
+    plans = [
+        {
+            "name": c.plan.name,
+            "plan": c.plan.plan,
+            "tp": c.plan.tp,
+            "dp": c.plan.dp,
+            "num_replicas_replayed": len(c.replicas),
+            "num_missing_replicas": c.plan.num_missing_replicas,
+            "note": c.plan.note,
+            "predicted": _means_json(c.predicted),
+            "measured": _means_json(c.plan.measured),
+            "errors": c.errors(),
+            "self_consistent": c.plan.is_consistent,
+            "replicas": [
+                {
+                    "name": r.run.name,
+                    "dp_rank": r.run.dp_rank,
+                    "predicted": _means_json(r.predicted),
+                    "measured": _means_json(r.run.measured),
+                    "errors": r.errors(),
+                    "self_consistent": r.run.is_consistent,
+                }
+                for r in c.replicas
+            ],
+        }
+        for c in comparisons
+    ]
+    return {"plans": plans, "mape": mape_by_subset(comparisons)}
+
+
+def _print_apex(comparisons: list[PlanComparison]) -> None:
+    console.print(_apex_table(comparisons))
+    labels = {
+        "consistent_plans": "MAPE over self-consistent plans",
+        "consistent_single_server": "  single-server (8TP, 4TP, 2TP)",
+        "consistent_data_parallel": "  data-parallel (2DP4TP, 4DP2TP)",
+        "all_plans": "MAPE over all plans",
+    }
+    for key, errors in mape_by_subset(comparisons).items():
+        shown = ", ".join(f"{k} {v * 100:.1f}%" for k, v in errors.items())
+        console.print(f"{labels[key]}: {shown}")
+    if any(c.plan.num_missing_replicas for c in comparisons):
+        console.print(
+            "MISSING replica(s): those plans are compared over the present replicas only, "
+            "as plans.csv's aggregate is."
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -49,46 +116,13 @@ def register(app: typer.Typer) -> None:
         ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
     ) -> None:
-        """Replay the measured vLLM runs (apex_vllm_llama70b) and print the error per metric."""
+        """Replay the measured vLLM plans (apex_vllm_llama70b) and print the error per metric."""
         data_dir = data or shared_data_dir()
         if data_dir is None or not data_dir.is_dir():
             raise ConfigError("--data", str(data_dir), "is not a folder (give --data)")
         with console.status("replaying measured runs..."):
             comparisons = validate_apex(data_dir)
-        all_runs = mape(comparisons)
-        consistent = mape(comparisons, consistent_only=True)
         if as_json:
-            print_json(
-                {
-                    "runs": [
-                        {
-                            "name": c.run.name,
-                            "predicted": {
-                                "ttft_s": c.predicted_mean_ttft_s,
-                                "itl_s": c.predicted_mean_itl_s,
-                                "e2e_s": c.predicted_mean_e2e_s,
-                            },
-                            "measured": {
-                                "ttft_s": c.run.measured_mean_ttft_s,
-                                "itl_s": c.run.measured_mean_itl_s,
-                                "e2e_s": c.run.measured_mean_e2e_s,
-                            },
-                            "errors": c.errors(),
-                            "self_consistent": c.run.is_consistent,
-                        }
-                        for c in comparisons
-                    ],
-                    "mape_all_runs": all_runs,
-                    "mape_consistent_runs": consistent,
-                }
-            )
+            print_json({"apex": _apex_json(comparisons)})
             return
-        console.print(_table(comparisons))
-        fmt = ", ".join
-        console.print(
-            "MAPE over self-consistent runs: "
-            + fmt(f"{k} {v * 100:.1f}%" for k, v in consistent.items())
-        )
-        console.print(
-            "MAPE over all runs: " + fmt(f"{k} {v * 100:.1f}%" for k, v in all_runs.items())
-        )
+        _print_apex(comparisons)
