@@ -1,0 +1,190 @@
+"""Time of one MoE layer's expert computation on one EP rank (routing to combine), pure Python.
+
+The formula (fitted per GPU, kernel stack and weight format by ``servesim.perf.fitting.moe``
+on aiconfigurator's ``moe_perf`` tables) adds four mechanisms seen in those tables:
+
+* a fixed cost per layer call (top-k, align/sort, several kernel launches inside one graph):
+  about 30 us on H100 even for one token;
+* streaming of every token-expert pair of the WHOLE batch, local expert or not: the fused
+  kernels sort, scatter and gather all ``num_tokens * topk`` pairs and write their (zero)
+  outputs before the combine, so this cost does not shrink with EP (H100 bf16, 16384 tokens,
+  EP 128: 1.96 ms for 4 local experts whose weights take 30 us to read);
+* the weights of every touched local expert are read once (``experts_touched``): few tokens
+  touch many experts, each with a sliver of work, so decode is memory-bound;
+* the grouped GEMM FLOPs of the rank's own pairs (``assignments``), each expert's rows padded
+  to the kernel's M tile, at a fitted fraction of the data-sheet peak (~50% at many tokens).
+
+Weight reads and the GEMM math overlap (a p-norm between a plain sum, p = 1, and perfect
+overlap, p -> inf); the fixed and streaming costs are serial. Rates are fractions of the
+target GPU's data-sheet peak and bandwidth, so the same parameters price another GPU of the
+same architecture. An optional log-grid correction captures kernel selection the mechanism
+cannot know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from servesim.perf.opmodels.grid import LogGrid, optional_grid
+from servesim.specs.dtypes import DType
+from servesim.specs.gpu import GPUSpec
+
+#: Gated expert MLP: gate, up and down matrices; a non-gated one (Nemotron-3's squared ReLU)
+#: has two.
+NUM_MATRICES = 3
+#: Activations move in bf16 between the grouped GEMMs.
+ACT_BYTES = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class MoELayerFit:
+    """Fitted constants of one weight format on one (GPU, kernel stack).
+
+    Attributes:
+        weight_bytes: bytes per weight element including block scales (bf16 2, fp8 1,
+            4-bit formats 0.5 plus their scales).
+        compute_dtype: data-sheet peak the GEMM math runs at (``bf16`` or ``fp8``).
+        fixed_s: per-call cost independent of tokens (launches, top-k, sort).
+        stream_hidden: bytes moved per token-expert pair and hidden element, in units of the
+            data-sheet bandwidth (permute, scatter, combine of the whole batch).
+        stream_inter: same per pair and per-rank expert width element (intermediate caches).
+        mem_eff: fraction of the data-sheet bandwidth reached reading expert weights.
+        compute_eff: fraction of the data-sheet peak reached by the grouped GEMMs.
+        tile_rows: M tile each touched expert's rows are padded to.
+        overlap_p: p-norm exponent combining weight reads and math (1: serial).
+        correction: optional log-grid correction over (tokens, pairs per touched expert,
+            hidden * width), or None.
+    """
+
+    weight_bytes: float
+    compute_dtype: str
+    fixed_s: float
+    stream_hidden: float
+    stream_inter: float
+    mem_eff: float
+    compute_eff: float
+    tile_rows: float
+    overlap_p: float
+    correction: LogGrid | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (6 significant digits: byte-identical refits)."""
+        out: dict[str, Any] = {
+            "weight_bytes": self.weight_bytes,
+            "compute_dtype": self.compute_dtype,
+        }
+        for name in (
+            "fixed_s",
+            "stream_hidden",
+            "stream_inter",
+            "mem_eff",
+            "compute_eff",
+            "tile_rows",
+            "overlap_p",
+        ):
+            out[name] = float(f"{getattr(self, name):.6g}")
+        out["correction"] = self.correction.to_dict() if self.correction else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> MoELayerFit:
+        """Inverse of ``to_dict``."""
+        return cls(
+            weight_bytes=float(data["weight_bytes"]),
+            compute_dtype=str(data["compute_dtype"]),
+            fixed_s=float(data["fixed_s"]),
+            stream_hidden=float(data["stream_hidden"]),
+            stream_inter=float(data["stream_inter"]),
+            mem_eff=float(data["mem_eff"]),
+            compute_eff=float(data["compute_eff"]),
+            tile_rows=float(data["tile_rows"]),
+            overlap_p=float(data["overlap_p"]),
+            correction=optional_grid(data.get("correction")),
+        )
+
+
+def padded_rows(assignments: float, experts_touched: float, tile_rows: float) -> float:
+    """Rows the grouped GEMM computes: each touched expert's pairs rounded up to the M tile.
+
+    With ``m`` pairs per touched expert on average, an expert computes ``ceil(m / tile)``
+    tiles; the expectation over uneven experts is smoothed as ``m + tile / 2`` once ``m``
+    exceeds a tile, and one whole tile below it (a one-token expert still runs a full tile).
+    """
+    if experts_touched <= 0.0 or assignments <= 0.0:
+        return 0.0
+    per_expert = assignments / experts_touched
+    return experts_touched * max(tile_rows, per_expert + 0.5 * tile_rows)
+
+
+def moe_layer_s(
+    fit: MoELayerFit,
+    gpu: GPUSpec,
+    *,
+    num_tokens: float,
+    hidden: int,
+    inter: int,
+    topk: int,
+    num_experts: int,
+    ep: int,
+    assignments: float,
+    experts_touched: float,
+    num_matrices: int = NUM_MATRICES,
+) -> float:
+    """Seconds for one MoE layer's experts on the busiest EP rank.
+
+    Args:
+        fit: the fitted constants of the weight format and kernel stack.
+        gpu: the target GPU (its data-sheet peak and bandwidth scale the rates).
+        num_tokens: tokens entering the layer (all of them are routed and permuted).
+        hidden: model hidden size.
+        inter: per-rank expert FFN width (``expert_ffn / moe_tp``).
+        topk: experts per token.
+        num_experts: routed experts of the model (all ranks).
+        ep: expert-parallel group size.
+        assignments: expected token-expert pairs computed on the rank.
+        experts_touched: expected distinct local experts whose weights the rank reads.
+        num_matrices: expert weight matrices (3 gated, 2 non-gated).
+    """
+    if num_tokens <= 0:
+        return 0.0
+    bandwidth = gpu.hbm_bandwidth_bytes_per_s
+    peak = gpu.peak_flops(DType.parse(fit.compute_dtype))
+    pairs = num_tokens * topk
+    stream_s = pairs * (fit.stream_hidden * hidden + fit.stream_inter * inter) / bandwidth
+    matrix_elems = float(num_matrices * hidden * inter)
+    read_s = experts_touched * matrix_elems * fit.weight_bytes / (bandwidth * fit.mem_eff)
+    rows = padded_rows(assignments, experts_touched, fit.tile_rows)
+    math_s = 2.0 * rows * matrix_elems / (peak * fit.compute_eff)
+    p = fit.overlap_p
+    body_s = (read_s**p + math_s**p) ** (1.0 / p) if read_s + math_s > 0 else 0.0
+    total = fit.fixed_s + stream_s + body_s
+    if fit.correction is not None:
+        per_expert = max(assignments / max(experts_touched, 1.0), 1.0)
+        total *= fit.correction.factor(num_tokens, per_expert, float(hidden * inter))
+    del num_experts, ep  # the loads already encode the EP split; kept for a stable signature
+    return total
+
+
+def weight_bytes_of(dtype_label: str) -> float:
+    """Bytes per weight element of a table's format label, scales included.
+
+    fp8 block scales (one fp32 per 128x128) and int4 group scales (bf16 per 128) add <2%;
+    MXFP4 stores one e8m0 scale byte per 32 elements.
+    """
+    return {
+        "bf16": 2.0,
+        "fp8": 1.0,
+        "fp8_block": 1.0 + 4.0 / (128 * 128),
+        "mxfp4": 0.5 + 1.0 / 32,
+        "int4": 0.5 + 2.0 / 128,
+    }[dtype_label]
+
+
+def compute_dtype_of(dtype_label: str, gpu: GPUSpec) -> str:
+    """Peak the grouped GEMMs run at: fp8 math for fp8 formats where the GPU has it, else bf16
+    (4-bit weight-only kernels dequantise to bf16 before the MMA)."""
+    if dtype_label in ("fp8", "fp8_block") and DType.FP8 in gpu.peak_flops_per_s:
+        return "fp8"
+    return "bf16"
