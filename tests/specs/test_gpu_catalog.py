@@ -6,6 +6,7 @@ import pytest
 
 from servesim.core.errors import ConfigError, UnknownNameError
 from servesim.specs.catalog import get_gpu, list_gpus
+from servesim.specs.catalog.gpus import ARCHITECTURES
 from servesim.specs.dtypes import DType
 
 GPUS = [g.name for g in list_gpus()]
@@ -28,6 +29,11 @@ def test_catalog_has_the_listed_gpus() -> None:
         "rtx-4090",
         "mi300x",
         "mi325x",
+        "a10",
+        "t4",
+        "b300",
+        "gb200",
+        "mi355x",
     }
     assert expected <= set(GPUS)
 
@@ -41,6 +47,12 @@ def test_catalog_has_the_listed_gpus() -> None:
         ("A40", "a40"),
         ("h100_sxm", "h100-sxm"),
         ("MI300X", "mi300x"),
+        ("A10", "a10"),
+        ("aws-a10g", "a10g"),
+        ("Tesla-T4", "t4"),
+        ("hgx-b300", "b300"),
+        ("GB200-NVL72", "gb200"),
+        ("instinct-mi355x", "mi355x"),
     ],
 )
 def test_aliases(alias: str, name: str) -> None:
@@ -79,6 +91,7 @@ def test_every_number_has_a_source(name: str) -> None:
         "intra_node_link",
         "host_link",
     ]
+    needed += ["architecture", "l2_cache_bytes", "num_sms"]
     needed += [f"peak_flops_per_s.{d.value}" for d in gpu.peak_flops_per_s]
     if gpu.pair_link is not None:
         needed.append("pair_link")
@@ -92,8 +105,12 @@ def test_values_are_sane(name: str) -> None:
     peak = gpu.peak_flops_per_s
     assert gpu.memory_bytes >= 16 * 2**30
     assert 1e11 < gpu.hbm_bandwidth_bytes_per_s < 2e13
-    assert peak[DType.BF16] > peak[DType.FP32]
-    assert peak[DType.FP16] == peak[DType.BF16]
+    # Turing (T4) has fp16 tensor cores but no bf16 path.
+    assert peak[DType.FP16] > peak[DType.FP32]
+    if DType.BF16 in peak:
+        assert peak[DType.FP16] == peak[DType.BF16]
+    else:
+        assert gpu.architecture == "turing"
     if DType.FP8 in peak:
         assert peak[DType.FP8] >= peak[DType.BF16]
     if DType.INT4 in peak:
@@ -104,6 +121,11 @@ def test_values_are_sane(name: str) -> None:
         assert link.bandwidth_bytes_per_s > 0
         assert 0 < link.latency_s < 1e-4
     assert gpu.vendor in ("nvidia", "amd")
+    assert gpu.architecture in ARCHITECTURES
+    assert gpu.architecture.startswith("cdna") == (gpu.vendor == "amd")
+    # Data-sheet range of 2018-2026 parts: 40 (T4) to 304 (MI300X) SMs / CUs, 4-128 MiB L2.
+    assert 40 <= gpu.num_sms <= 304
+    assert 4 * 2**20 <= gpu.l2_cache_bytes <= 128 * 2**20
 
 
 def test_spec_passes_through() -> None:

@@ -3,7 +3,8 @@
 A ``NodeSpec`` is one server (GPUs + the fabric between them + its network); a ``ClusterSpec``
 is identical nodes. ``link_for_group(n)`` answers the question the communication model asks:
 for a tensor/expert-parallel group of ``n`` GPUs, packed into as few nodes as possible, which
-link bounds its collectives.
+link bounds its collectives. A "node" is one NVLink domain: 8 GPUs in an HGX server, 72 in a
+GB200 NVL72 rack (``get_node_preset("gb200-nvl72")``).
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from servesim.core.errors import ConfigError, UnknownNameError
+from servesim.specs.catalog.gpus import get_gpu
 from servesim.specs.gpu import GPUSpec, LinkSpec
 
 NETWORKS_FILE = Path(__file__).resolve().parent / "catalog" / "networks.yaml"
@@ -44,8 +47,13 @@ class NetworkSpec:
 
 
 @lru_cache(maxsize=1)
+def _networks_file() -> dict[str, Any]:
+    return dict(yaml.safe_load(NETWORKS_FILE.read_text(encoding="utf-8")))
+
+
+@lru_cache(maxsize=1)
 def _networks() -> dict[str, NetworkSpec]:
-    data = yaml.safe_load(NETWORKS_FILE.read_text(encoding="utf-8"))["networks"]
+    data = _networks_file()["networks"]
     return {
         name: NetworkSpec(
             name=name,
@@ -179,15 +187,56 @@ class ClusterSpec:
         return cls(node=node, num_nodes=math.ceil(num_gpus / node.num_gpus))
 
 
+def node_preset_names() -> list[str]:
+    """Names of the built-in node presets (``gb200-nvl72``, ``hgx-b300``, ...), sorted."""
+    return sorted(_networks_file()["node_presets"])
+
+
+def get_node_preset(name: str, network: NetworkSpec | str | None = None) -> NodeSpec:
+    """The named server or NVLink domain from ``networks.yaml`` (``gb200-nvl72``: 72 GPUs).
+
+    Raises:
+        UnknownNameError: no such preset (the message suggests close names).
+    """
+    presets = _networks_file()["node_presets"]
+    key = name.strip().lower()
+    if key not in presets:
+        raise UnknownNameError("node preset", name, presets)
+    entry = presets[key]
+    if isinstance(network, str):
+        network = get_network(network)
+    return NodeSpec(
+        gpu=get_gpu(str(entry["gpu"])),
+        num_gpus=int(entry["num_gpus"]),
+        topology=str(entry["topology"]),
+        network=network or get_network(str(entry["network"])),
+    )
+
+
+def _default_preset(gpu: GPUSpec) -> str | None:
+    """The preset marked ``default_for_gpu`` for this GPU, if any."""
+    for name, entry in sorted(_networks_file()["node_presets"].items()):
+        if entry.get("default_for_gpu") and entry["gpu"] == gpu.name:
+            return str(name)
+    return None
+
+
 def default_node(gpu: GPUSpec, network: NetworkSpec | str | None = None) -> NodeSpec:
     """The usual server for ``gpu``.
 
-    SXM/OAM parts: 8 GPUs on NVSwitch / Infinity Fabric (DGX/HGX, MI300X platform), one
-    400G NDR NIC per GPU (HDR 200G for A100, as DGX A100). GH200: one superchip per node.
-    PCIe cards: 8 per server over PCIe with 100 GbE, as typical cloud inference servers.
+    A preset marked ``default_for_gpu`` wins (GB200: the 72-GPU NVL72 NVLink domain; B300:
+    HGX B300 with 800G NICs). Otherwise SXM/OAM parts: 8 GPUs on NVSwitch / Infinity Fabric
+    (DGX/HGX, MI300X platform), one 400G NDR NIC per GPU (HDR 200G for A100, as DGX A100).
+    GH200: one superchip per node. PCIe cards: 8 per server over PCIe with 100 GbE, as typical
+    cloud inference servers.
     """
     if isinstance(network, str):
         network = get_network(network)
+    preset = _default_preset(gpu)
+    if preset is not None:
+        node = get_node_preset(preset, network)
+        # Keep the caller's spec object (a catalog GPU compares equal, a custom one may not).
+        return NodeSpec(gpu, node.num_gpus, node.topology, node.network)
     if gpu.form_factor == "pcie":
         return NodeSpec(gpu, 8, "pcie", network or get_network("eth-100"), num_nics=1)
     if gpu.name == "gh200":

@@ -104,6 +104,9 @@ class GPUSpec:
             "tdp_w": self.tdp_w,
             "idle_w": self.idle_w,
             "price_per_hour_usd": self.price_per_hour_usd,
+            "architecture": self.architecture,
+            "l2_cache_bytes": self.l2_cache_bytes,
+            "num_sms": self.num_sms,
             "sources": dict(self.sources),
         }
 

@@ -21,7 +21,13 @@ _SOURCED = {
     "tdp_w": "tdp_w",
     "idle_w": "idle_w",
     "price_per_hour_usd": "price_per_hour_usd",
+    "architecture": "architecture",
+    "l2_cache_mib": "l2_cache_bytes",
+    "num_sms": "num_sms",
 }
+
+#: Kernel generations the cost model knows; a GPU borrows the kernel efficiencies of its own.
+ARCHITECTURES = ("turing", "ampere", "ada", "hopper", "blackwell", "cdna3", "cdna4")
 
 
 def _link(links: dict[str, Any], name: str) -> tuple[LinkSpec, str]:
@@ -34,12 +40,31 @@ def _link(links: dict[str, Any], name: str) -> tuple[LinkSpec, str]:
     return spec, str(entry["source"])
 
 
+def _chip_facts(name: str, entry: dict[str, Any]) -> tuple[str, int, int]:
+    """(architecture, l2_cache_bytes, num_sms), validated: the cost model divides by them."""
+    arch = entry.get("architecture")
+    if arch not in ARCHITECTURES:
+        known = ", ".join(ARCHITECTURES)
+        raise ValueError(f"gpus.yaml: {name} has architecture {arch!r}; expected one of {known}")
+    l2_mib, num_sms = entry.get("l2_cache_mib"), entry.get("num_sms")
+    # bool is an int subclass: reject it explicitly so `num_sms: yes` is not read as 1.
+    if isinstance(l2_mib, bool) or not isinstance(l2_mib, int | float) or l2_mib <= 0:
+        raise ValueError(f"gpus.yaml: {name} needs a positive l2_cache_mib, got {l2_mib!r}")
+    l2_bytes = l2_mib * 2**20
+    if l2_bytes != int(l2_bytes):
+        raise ValueError(f"gpus.yaml: {name} l2_cache_mib {l2_mib!r} is not whole bytes")
+    if isinstance(num_sms, bool) or not isinstance(num_sms, int) or num_sms <= 0:
+        raise ValueError(f"gpus.yaml: {name} needs a positive integer num_sms, got {num_sms!r}")
+    return str(arch), int(l2_bytes), num_sms
+
+
 def _build(name: str, entry: dict[str, Any], links: dict[str, Any]) -> GPUSpec:
     raw_sources = entry["sources"]
     missing = [k for k in (*_SOURCED, "peak_tflops") if not raw_sources.get(k)]
     if missing:
         raise ValueError(f"gpus.yaml: {name} has no source for {', '.join(missing)}")
     sources = {field: str(raw_sources[key]) for key, field in _SOURCED.items()}
+    architecture, l2_cache_bytes, num_sms = _chip_facts(name, entry)
     peak = {DType.parse(d): float(v) * 1e12 for d, v in entry["peak_tflops"].items()}
     for dtype in peak:
         sources[f"peak_flops_per_s.{dtype.value}"] = str(raw_sources["peak_tflops"])
@@ -62,6 +87,9 @@ def _build(name: str, entry: dict[str, Any], links: dict[str, Any]) -> GPUSpec:
         sources=sources,
         form_factor=str(entry["form_factor"]),
         pair_link=pair,
+        architecture=architecture,
+        l2_cache_bytes=l2_cache_bytes,
+        num_sms=num_sms,
     )
 
 
