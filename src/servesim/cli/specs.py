@@ -81,12 +81,14 @@ def _gpus_table(gpus: list[GPUSpec]) -> Table:
         )
     for g in gpus:
         fp8 = g.peak_flops_per_s.get(DType.FP8)
+        # Pre-Ampere parts (T4, Turing) have no bf16 tensor path: show "-" rather than fail.
+        bf16 = g.peak_flops_per_s.get(DType.BF16)
         table.add_row(
             g.name,
             g.vendor,
             f"{g.memory_gib:g}",
             f"{g.hbm_bandwidth_bytes_per_s / 1e12:.2f}",
-            f"{g.peak_flops(DType.BF16) / 1e12:,.1f}",
+            f"{bf16 / 1e12:,.1f}" if bf16 else "-",
             f"{fp8 / 1e12:,.1f}" if fp8 else "-",
             g.intra_node_link.name,
             f"{g.intra_node_link.bandwidth_bytes_per_s / 1e9:g}",
