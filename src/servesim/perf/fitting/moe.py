@@ -16,6 +16,8 @@ Run ``python -m servesim.perf.fitting.moe`` for the held-out report.
 
 from __future__ import annotations
 
+import json
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -23,7 +25,10 @@ import numpy as np
 
 from servesim.perf.fitting.heldout import (
     Rows,
+    crossval_predictions,
+    error_stats,
     fit_log_grid,
+    group_report,
     take,
 )
 from servesim.perf.fitting.tables import find_tables, read_columns, select
@@ -31,6 +36,7 @@ from servesim.perf.opmodels.moe_layer import (
     NUM_MATRICES,
     MoELayerFit,
     compute_dtype_of,
+    correction_coords,
     moe_layer_s,
     weight_bytes_of,
 )
@@ -64,11 +70,11 @@ NON_GATED_SHAPES = frozenset(
 MIN_SHAPES = 3
 NUM_DRAWS = 16
 SMALL_TOKENS = 256
-# correction grid axes (log2): tokens, pairs per touched expert, hidden * width
+# correction grid axes (log2): tokens, pairs per touched expert, load imbalance
 GRID_AXES = (
-    (0.0, 4.0, 8.0, 11.0, 14.0),
+    (0.0, 2.0, 4.0, 6.0, 8.0, 11.0, 14.0),
     (0.0, 3.0, 6.0, 9.0, 12.0),
-    (20.0, 23.0, 26.0),
+    (-1.0, 0.0, 1.0, 2.0),
 )
 # parameter vector: log fixed_s, log stream_h, log stream_i, logit mem, logit comp,
 # log tile, log (p - 1)
@@ -232,8 +238,19 @@ def _formula(fit: MoELayerFit, gpu: GPUSpec, rows: Rows) -> np.ndarray:
 
 
 def _grid_coords(rows: Rows) -> np.ndarray:
-    per_expert = np.maximum(rows["assignments"] / np.maximum(rows["experts_touched"], 1.0), 1.0)
-    return np.stack([rows["num_tokens"], per_expert, rows["hidden"] * rows["inter"]], axis=1)
+    return np.array(
+        [
+            correction_coords(t, int(k), int(p), a, u)
+            for t, k, p, a, u in zip(
+                rows["num_tokens"],
+                rows["topk"],
+                rows["ep"],
+                rows["assignments"],
+                rows["experts_touched"],
+                strict=True,
+            )
+        ]
+    ).reshape(-1, 3)
 
 
 def fit_dtype(rows: Rows, gpu: GPUSpec, label: str) -> MoELayerFit:
@@ -290,3 +307,50 @@ def predict(params: dict, gpu: GPUSpec, rows: Rows) -> np.ndarray:
             num_matrices=int(rows["num_matrices"][i]),
         )
     return out
+
+
+def report(root: Path, num_folds: int = 4) -> tuple[list[dict], list[dict]]:
+    """Held-out rows per (GPU, stack, dtype, regime), and leave-one-GPU-out from H100 vLLM."""
+    from servesim.specs.catalog.gpus import get_gpu
+
+    table: list[dict] = []
+    h100 = None
+    for folder, gpu_name, framework, version in STACKS:
+        rows = load_rows(root, folder, framework, version)
+        if rows is None:
+            continue
+        gpu = get_gpu(gpu_name)
+        pred = crossval_predictions(sys.modules[__name__], rows, gpu, num_folds)
+        stack = f"{framework}-{version}"
+        table += group_report(pred, rows, gpu=folder, stack=stack)
+        if (folder, framework) == ("h100_sxm", "vllm"):
+            h100 = fit(rows, gpu)
+    transfer: list[dict] = []
+    for folder, gpu_name, framework, version in STACKS:
+        rows = load_rows(root, folder, framework, version) if h100 else None
+        if rows is None or folder == "h100_sxm" or framework != "vllm":
+            continue
+        pred = predict(h100, get_gpu(gpu_name), rows)  # type: ignore[arg-type]
+        known = ~np.isnan(pred)
+        for label in sorted(set(rows["dtype"][known])):
+            mask = known & (rows["dtype"] == label)
+            stats = error_stats(pred[mask], rows["latency_s"][mask]).to_dict()
+            transfer.append(
+                {"gpu": folder, "stack": f"{framework}-{version}", "dtype": label, **stats}
+            )
+    return table, transfer
+
+
+if __name__ == "__main__":
+    from servesim.core.paths import shared_data_dir
+    from servesim.perf.fitting.tables import aic_root
+
+    data = shared_data_dir()
+    if data is None:
+        sys.exit("shared data not found (set SERVESIM_SHARED_DATA)")
+    held_out, loo = report(aic_root(data))
+    for row in held_out:
+        print(json.dumps(row))
+    print("# leave-one-GPU-out: fit on H100 vllm-0.24.0, predict with the target's data sheet")
+    for row in loo:
+        print(json.dumps(row))

@@ -54,8 +54,7 @@ class MoELayerFit:
         compute_eff: fraction of the data-sheet peak reached by the grouped GEMMs.
         tile_rows: M tile each touched expert's rows are padded to.
         overlap_p: p-norm exponent combining weight reads and math (1: serial).
-        correction: optional log-grid correction over (tokens, pairs per touched expert,
-            hidden * width), or None.
+        correction: optional log-grid correction over ``correction_coords``, or None.
     """
 
     weight_bytes: float
@@ -161,10 +160,22 @@ def moe_layer_s(
     body_s = (read_s**p + math_s**p) ** (1.0 / p) if read_s + math_s > 0 else 0.0
     total = fit.fixed_s + stream_s + body_s
     if fit.correction is not None:
-        per_expert = max(assignments / max(experts_touched, 1.0), 1.0)
-        total *= fit.correction.factor(num_tokens, per_expert, float(hidden * inter))
+        total *= fit.correction.factor(
+            *correction_coords(num_tokens, topk, ep, assignments, experts_touched)
+        )
     del num_experts, ep  # the loads already encode the EP split; kept for a stable signature
     return total
+
+
+def correction_coords(
+    num_tokens: float, topk: int, ep: int, assignments: float, experts_touched: float
+) -> tuple[float, float, float]:
+    """Grid coordinates: tokens, pairs per touched expert, and the rank's load imbalance
+    (its pairs over an even share ``tokens * topk / ep``, at least 1/8); kernel configs are
+    chosen by token count, and skewed routing leaves some experts' tiles nearly empty."""
+    per_expert = max(assignments / max(experts_touched, 1.0), 1.0)
+    imbalance = max(assignments * ep / max(num_tokens * topk, 1.0), 0.125)
+    return num_tokens, per_expert, imbalance
 
 
 def weight_bytes_of(dtype_label: str) -> float:
