@@ -1,0 +1,310 @@
+"""Fitted attention kernel times (prefill and decode), per layer per GPU, from batch aggregates.
+
+Mechanisms (evidence: aiconfigurator tables, ``servesim.perf.fitting.attention``):
+
+* Prefill (FlashAttention-2/3, causal): one CTA per (sequence, query head, query tile of
+  ``TILE_M`` rows); a query tile visits the key tiles up to the diagonal (or inside the sliding
+  window). Each visit costs one tile of MMA at ``mma_eff`` of the SM's share of the tensor peak,
+  each CTA adds a fixed cost of ``fix_tiles`` tile-visits (Q load, softmax epilogue, O store):
+  this is why efficiency grows with sequence length (H100 FA3: ~7% of peak at isl 128, ~65% at
+  16k). The CTAs spread over ``num_sms``; when there are few, the last query tile's chain bounds
+  the time (critical path). Q/K/V/O traffic at ``mem_eff`` of HBM bandwidth overlaps with the
+  MMA (p-norm), and a fixed launch floor ``floor_s`` sits under everything.
+* Decode (split-KV paged attention): reads every sequence's K and V once. Small batches sit on
+  an 11-13 us floor (H100 FA3); large KV streams at ``hbm_eff`` (81-94% measured) of HBM
+  bandwidth. A per query-row cost (Q load, split combine, O store; ``row_flops`` flop-equivalents
+  per head-dim element) dominates at large batch and short context. When one layer's KV fits
+  in L2, back-to-back replays (how the tables were measured) read it at L2 bandwidth
+  (``l2_bw_per_sm``); ``l2_warm=False`` turns that off for a serving step, where the other
+  layers' weights evict the KV between visits.
+
+An optional ``LogGrid`` per phase corrects what the mechanism cannot know (kernel selection by
+head_dim, split heuristics). Parameters transfer to another GPU of the same architecture through
+its data-sheet peak, bandwidth, SM count and L2 size. Pure Python: nothing here imports numpy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from servesim.perf.opmodels.grid import LogGrid, optional_grid
+from servesim.specs.dtypes import DType
+from servesim.specs.gpu import GPUSpec
+
+# FA2/FA3 forward tiles for head_dim 64-256 are 128 query rows x 64-176 keys; 128 x 128 is the
+# common hdim-128 Hopper tile (flash-attention hopper/tile_size.h). The fitted fix_tiles and
+# mma_eff absorb the per-head_dim differences.
+TILE_M = 128
+TILE_N = 128
+# Data-sheet fallbacks while the catalog's SM / L2 fields are not filled in (0):
+# H100/H200 SXM 132 SMs 50 MB L2, A100 108 SMs 40 MB, L40S 142 SMs 96 MB (NVIDIA data sheets).
+_FALLBACK_SMS_L2 = {
+    "h100-sxm": (132, 50 * 2**20),
+    "h200-sxm": (132, 50 * 2**20),
+    "a100-80gb": (108, 40 * 2**20),
+    "a100-40gb": (108, 40 * 2**20),
+    "l40s": (142, 96 * 2**20),
+}
+# Steepness of the L2 hit fraction around the capacity: cyclic streaming through an LRU cache
+# misses almost entirely once the working set exceeds it (H100: b=8, 33 MB -> 18 us, 67 MB ->
+# 40 us), so the switch is sharp.
+_L2_STEEPNESS = 8.0
+
+
+def gpu_sms_l2(gpu: GPUSpec) -> tuple[int, float]:
+    """(num_sms, l2_cache_bytes) of ``gpu``: the catalog's, else the data-sheet fallback."""
+    sms, l2 = _FALLBACK_SMS_L2.get(gpu.name, (132, 50 * 2**20))
+    return (gpu.num_sms or sms, float(gpu.l2_cache_bytes or l2))
+
+
+def _pnorm(a: float, b: float, p: float) -> float:
+    """Smooth max of two overlapping times: p=1 serial, p -> inf perfect overlap."""
+    top = max(a, b)
+    if top <= 0.0:
+        return 0.0
+    return top * ((a / top) ** p + (b / top) ** p) ** (1.0 / p)
+
+
+@dataclass(frozen=True, slots=True)
+class PrefillAttentionFit:
+    """Prefill attention parameters for one (GPU architecture, kernel stack, KV dtype).
+
+    Attributes:
+        floor_s: launch / graph-replay floor under every call.
+        mma_eff: fraction of the per-SM tensor peak one full tile visit reaches.
+        fix_tiles: fixed cost per CTA (Q load, epilogue) in tile-visit units.
+        mem_eff: fraction of HBM bandwidth the Q/K/V/O traffic reaches.
+        overlap_p: p-norm exponent joining the MMA and memory times.
+        grid: optional correction over (head_dim, query tokens per sequence, seqs x q heads).
+    """
+
+    floor_s: float
+    mma_eff: float
+    fix_tiles: float
+    mem_eff: float
+    overlap_p: float
+    grid: LogGrid | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (6 significant digits)."""
+        out: dict[str, Any] = {
+            "floor_s": float(f"{self.floor_s:.6g}"),
+            "mma_eff": float(f"{self.mma_eff:.6g}"),
+            "fix_tiles": float(f"{self.fix_tiles:.6g}"),
+            "mem_eff": float(f"{self.mem_eff:.6g}"),
+            "overlap_p": float(f"{self.overlap_p:.6g}"),
+        }
+        if self.grid is not None:
+            out["grid"] = self.grid.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PrefillAttentionFit:
+        """Inverse of ``to_dict``."""
+        return cls(
+            floor_s=float(data["floor_s"]),
+            mma_eff=float(data["mma_eff"]),
+            fix_tiles=float(data["fix_tiles"]),
+            mem_eff=float(data["mem_eff"]),
+            overlap_p=float(data["overlap_p"]),
+            grid=optional_grid(data.get("grid")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeAttentionFit:
+    """Decode attention parameters for one (GPU architecture, kernel stack, KV dtype).
+
+    Attributes:
+        floor_s: launch floor (11-13 us on H100 FA3 at batch 1-7).
+        hbm_eff: fraction of HBM bandwidth a large KV read reaches.
+        l2_bw_per_sm: L2 read bandwidth per SM (bytes/s) when one layer's KV is L2-resident.
+        l2_frac: fraction of the L2 capacity a resident KV can use.
+        row_flops: cost of one query row element (seq x q head x head_dim) in flop-equivalents
+            of the dense bf16 tensor peak.
+        overlap_p: p-norm exponent joining the KV stream and the per-row cost.
+        grid: optional correction over (head_dim, KV tokens per sequence, seqs x KV heads).
+    """
+
+    floor_s: float
+    hbm_eff: float
+    l2_bw_per_sm: float
+    l2_frac: float
+    row_flops: float
+    overlap_p: float
+    grid: LogGrid | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (6 significant digits)."""
+        out: dict[str, Any] = {
+            "floor_s": float(f"{self.floor_s:.6g}"),
+            "hbm_eff": float(f"{self.hbm_eff:.6g}"),
+            "l2_bw_per_sm": float(f"{self.l2_bw_per_sm:.6g}"),
+            "l2_frac": float(f"{self.l2_frac:.6g}"),
+            "row_flops": float(f"{self.row_flops:.6g}"),
+            "overlap_p": float(f"{self.overlap_p:.6g}"),
+        }
+        if self.grid is not None:
+            out["grid"] = self.grid.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DecodeAttentionFit:
+        """Inverse of ``to_dict``."""
+        return cls(
+            floor_s=float(data["floor_s"]),
+            hbm_eff=float(data["hbm_eff"]),
+            l2_bw_per_sm=float(data["l2_bw_per_sm"]),
+            l2_frac=float(data["l2_frac"]),
+            row_flops=float(data["row_flops"]),
+            overlap_p=float(data["overlap_p"]),
+            grid=optional_grid(data.get("grid")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AttentionFits:
+    """Both phases for one (GPU, kernel stack), keyed by KV dtype label (``bf16``, ``fp8``)."""
+
+    prefill: Mapping[str, PrefillAttentionFit]
+    decode: Mapping[str, DecodeAttentionFit]
+
+    def prefill_for(self, kv_bytes: float) -> PrefillAttentionFit:
+        """The prefill fit of the KV dtype ``kv_bytes`` wide (the other one if not measured)."""
+        return _pick(self.prefill, kv_bytes)
+
+    def decode_for(self, kv_bytes: float) -> DecodeAttentionFit:
+        """The decode fit of the KV dtype ``kv_bytes`` wide (the other one if not measured)."""
+        return _pick(self.decode, kv_bytes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``{"prefill": {dtype: ...}, "decode": {dtype: ...}}``."""
+        return {
+            "prefill": {k: v.to_dict() for k, v in sorted(self.prefill.items())},
+            "decode": {k: v.to_dict() for k, v in sorted(self.decode.items())},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AttentionFits:
+        """Inverse of ``to_dict``."""
+        return cls(
+            prefill={k: PrefillAttentionFit.from_dict(v) for k, v in data["prefill"].items()},
+            decode={k: DecodeAttentionFit.from_dict(v) for k, v in data["decode"].items()},
+        )
+
+
+def _pick(fits: Mapping[str, Any], kv_bytes: float) -> Any:
+    want = "fp8" if kv_bytes <= 1.0 else "bf16"
+    if want in fits:
+        return fits[want]
+    return next(iter(fits.values()))
+
+
+def causal_tile_visits(num_q_tiles: int, window_tiles: int | None) -> int:
+    """Key-tile visits of one sequence's query tiles under a causal (optionally sliding) mask.
+
+    Query tile j sees key tiles 0..j, or at most ``window_tiles`` of them with a window.
+    """
+    if window_tiles is None or num_q_tiles <= window_tiles:
+        return num_q_tiles * (num_q_tiles + 1) // 2
+    return window_tiles * (window_tiles + 1) // 2 + (num_q_tiles - window_tiles) * window_tiles
+
+
+def prefill_attention_s(
+    fit: PrefillAttentionFit,
+    gpu: GPUSpec,
+    *,
+    num_seqs: int,
+    num_tokens: int,
+    num_pairs: float,
+    cached_tokens: int,
+    num_q_heads: int,
+    num_kv_heads: int,
+    head_dim: int,
+    kv_bytes: float,
+    window: int | None,
+) -> float:
+    """Seconds of one layer's prefill attention over a batch of causal chunks, on one GPU.
+
+    Args:
+        num_seqs: sequences with a prefill chunk this step.
+        num_tokens: query tokens of all chunks.
+        num_pairs: query-key pairs (sum of c*k + c(c+1)/2): a floor on the tiled MMA work.
+        cached_tokens: cached context tokens read by the chunks (sum of k).
+        num_q_heads, num_kv_heads, head_dim: this GPU's head shard.
+        kv_bytes: bytes per KV cache element (2 bf16, 1 fp8).
+        window: sliding window in tokens, or None for full attention.
+    """
+    if num_tokens <= 0 or num_seqs <= 0:
+        return 0.0
+    num_sms, _ = gpu_sms_l2(gpu)
+    chunk = num_tokens / num_seqs
+    cached = cached_tokens / num_seqs
+    num_q_tiles = math.ceil(chunk / TILE_M)
+    window_tiles = None if not window else math.ceil(window / TILE_N) + 1
+    visible = cached if not window else min(cached, float(window))
+    cache_tiles = math.ceil(visible / TILE_N)
+    visits = causal_tile_visits(num_q_tiles, window_tiles) + num_q_tiles * cache_tiles
+    # a chunk shorter than a tile fills it partly (FA pads rows and keys of the last tile)
+    occupancy = min(1.0, chunk / TILE_M) * min(1.0, (chunk + cached) / TILE_N)
+    visits = max(visits * occupancy, num_pairs / num_seqs / (TILE_M * TILE_N))
+    per_cta = fit.fix_tiles + min(num_q_tiles, window_tiles or num_q_tiles) + cache_tiles
+    work = num_seqs * num_q_heads * (visits + num_q_tiles * fit.fix_tiles)
+    tile_s = 4.0 * TILE_M * TILE_N * head_dim * num_sms / (gpu.peak_flops(DType.BF16) * fit.mma_eff)
+    compute_s = tile_s * max(work / num_sms, per_cta * occupancy)
+    kv_tokens = num_tokens + cached_tokens
+    num_bytes = 4.0 * num_tokens * num_q_heads * head_dim
+    num_bytes += kv_tokens * 2.0 * num_kv_heads * head_dim * kv_bytes
+    memory_s = num_bytes / (gpu.hbm_bandwidth_bytes_per_s * fit.mem_eff)
+    time_s = fit.floor_s + _pnorm(compute_s, memory_s, fit.overlap_p)
+    if fit.grid is not None:
+        time_s *= fit.grid.factor(head_dim, max(chunk, 1.0), num_seqs * num_q_heads)
+    return time_s
+
+
+def decode_attention_s(
+    fit: DecodeAttentionFit,
+    gpu: GPUSpec,
+    *,
+    num_seqs: int,
+    context_tokens: int,
+    num_q_heads: int,
+    num_kv_heads: int,
+    head_dim: int,
+    kv_bytes: float,
+    window: int | None,
+    l2_warm: bool = True,
+) -> float:
+    """Seconds of one layer's decode attention (one new token per sequence), on one GPU.
+
+    Args:
+        num_seqs: decoding sequences.
+        context_tokens: KV tokens read, summed over sequences (the window caps each one).
+        num_q_heads, num_kv_heads, head_dim: this GPU's head shard.
+        kv_bytes: bytes per KV cache element (2 bf16, 1 fp8).
+        window: sliding window in tokens, or None for full attention.
+        l2_warm: True reproduces the kernel tables (back-to-back replays keep a small KV in
+            L2); pass False for a serving step, where other layers evict it.
+    """
+    if num_seqs <= 0:
+        return 0.0
+    num_sms, l2_bytes = gpu_sms_l2(gpu)
+    context = float(context_tokens)
+    if window:
+        context = min(context, float(num_seqs) * window)
+    kv_read = context * 2.0 * num_kv_heads * head_dim * kv_bytes
+    hbm_s = kv_read / (gpu.hbm_bandwidth_bytes_per_s * fit.hbm_eff)
+    if l2_warm:
+        hit = 1.0 / (1.0 + (kv_read / (fit.l2_frac * l2_bytes)) ** _L2_STEEPNESS)
+        kv_s = hit * kv_read / (fit.l2_bw_per_sm * num_sms) + (1.0 - hit) * hbm_s
+    else:
+        kv_s = hbm_s
+    rows_s = num_seqs * num_q_heads * head_dim * fit.row_flops / gpu.peak_flops(DType.BF16)
+    time_s = fit.floor_s + _pnorm(kv_s, rows_s, fit.overlap_p)
+    if fit.grid is not None:
+        per_seq = max(context / num_seqs, 1.0)
+        time_s *= fit.grid.factor(head_dim, per_seq, num_seqs * num_kv_heads)
+    return time_s
