@@ -1,0 +1,179 @@
+"""Collective time (custom all-reduce and NCCL): piecewise alpha-beta lines per algorithm regime.
+
+Mechanism. A collective library picks an algorithm / protocol by message size: vLLM's and
+SGLang's custom all-reduce run a one-shot kernel (every GPU reads all peers' buffers; cost ~
+fixed launch + barrier) for small messages, a two-shot (reduce-scatter + all-gather) kernel for
+mid sizes and fall back to NCCL above a few tens of MB; NCCL switches protocol LL -> LL128 ->
+Simple (and ring/tree/NVLS algorithm) with size. Each regime is an alpha-beta line
+
+    t = alpha_s + volume(n) * num_bytes / busbw,      busbw = link bandwidth / link_over_bus
+
+with ``volume(n)`` the nccl-tests bus-bandwidth factor (2(n-1)/n for all-reduce, (n-1)/n for
+all-gather, reduce-scatter and all-to-all), so ``link_over_bus`` is dimensionless: it says how
+far below the GPU's link bandwidth (``gpu.intra_node_link``) the regime runs. Eager (not graph
+captured) calls add a host launch floor, which appears as a flat regime (``link_over_bus`` 0)
+at small sizes and as a larger slope at large sizes (vLLM copies the input into its registered
+IPC buffer first). Between two measured sizes that fall in different regimes the switch point
+is unknown: log-time is blended linearly in log size across that gap.
+
+Conventions. ``num_bytes`` is the full tensor: all-reduce input, all-gather output,
+reduce-scatter input, all-to-all send buffer of one GPU. This is nccl-tests' "size" and what
+aiconfigurator's collector recorded (``message_size`` = nccl-tests bytes / element size).
+
+Transfer rules (stated, applied by ``collective_s`` from the target's GPUSpec):
+* another GPU: ``busbw`` scales with the target's intra-node link bandwidth and ``alpha_s``
+  with its link latency (``ref_link_latency_s`` is the fitted GPU's); switch points stay in bytes.
+* another group size (``group_collective_s``): a measured size is used as is; between two
+  measured sizes log-time is interpolated in log2(n), each side evaluated at the bytes that give
+  the target's bus volume; outside the measured range the nearest size, volume-rescaled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from servesim.specs.gpu import GPUSpec
+
+IMPLEMENTATIONS = ("custom_graph", "custom_eager", "nccl")
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
+
+
+def volume_factor(collective: str, num_gpus: int) -> float:
+    """nccl-tests bus-bandwidth factor: bytes each link carries per byte of ``num_bytes``."""
+    if collective == "all_reduce":
+        return 2.0 * (num_gpus - 1) / num_gpus
+    return (num_gpus - 1) / num_gpus
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One algorithm regime: an alpha-beta line.
+
+    Attributes:
+        alpha_s: fixed cost (launch, barrier/flag exchange, protocol start-up), seconds.
+        link_over_bus: link bandwidth / achieved bus bandwidth (>= 0; 0: latency only).
+    """
+
+    alpha_s: float
+    link_over_bus: float
+
+    def time_s(self, link_bytes_per_s: float, bus_bytes: float) -> float:
+        """Line value for ``bus_bytes`` (already multiplied by the volume factor)."""
+        return self.alpha_s + bus_bytes * self.link_over_bus / link_bytes_per_s
+
+
+@dataclass(frozen=True, slots=True)
+class CollectiveFit:
+    """Fitted regimes of one (collective, implementation, group size) on one GPU and stack.
+
+    Attributes:
+        collective: ``all_reduce``, ``all_gather``, ``reduce_scatter`` or ``all_to_all``.
+        implementation: ``custom_graph``, ``custom_eager`` or ``nccl``.
+        num_gpus: group size measured.
+        segments: regimes in ascending message size.
+        edges_bytes: per pair of adjacent regimes, (last size of the lower, first size of the
+            upper) measured there; between them log-time is blended.
+        ref_link_latency_s: link latency of the GPU the fit was made on (alpha transfer).
+    """
+
+    collective: str
+    implementation: str
+    num_gpus: int
+    segments: tuple[Segment, ...]
+    edges_bytes: tuple[tuple[float, float], ...]
+    ref_link_latency_s: float
+
+    def __post_init__(self) -> None:
+        if len(self.edges_bytes) != len(self.segments) - 1:
+            raise ValueError("need one edge between each pair of segments")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "collective": self.collective,
+            "implementation": self.implementation,
+            "num_gpus": self.num_gpus,
+            "segments": [[s.alpha_s, s.link_over_bus] for s in self.segments],
+            "edges_bytes": [list(e) for e in self.edges_bytes],
+            "ref_link_latency_s": self.ref_link_latency_s,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CollectiveFit:
+        """Inverse of ``to_dict``."""
+        return cls(
+            collective=str(data["collective"]),
+            implementation=str(data["implementation"]),
+            num_gpus=int(data["num_gpus"]),
+            segments=tuple(Segment(float(a), float(b)) for a, b in data["segments"]),
+            edges_bytes=tuple((float(lo), float(hi)) for lo, hi in data["edges_bytes"]),
+            ref_link_latency_s=float(data["ref_link_latency_s"]),
+        )
+
+
+def collective_s(fit: CollectiveFit, gpu: GPUSpec, num_bytes: float) -> float:
+    """Seconds for one collective of ``num_bytes`` (full tensor) on ``gpu`` at ``fit.num_gpus``."""
+    if num_bytes <= 0 or fit.num_gpus <= 1:
+        return 0.0
+    link = gpu.intra_node_link
+    latency_scale = link.latency_s / fit.ref_link_latency_s if fit.ref_link_latency_s > 0 else 1.0
+    bus_bytes = volume_factor(fit.collective, fit.num_gpus) * num_bytes
+
+    def line(k: int) -> float:
+        seg = fit.segments[k]
+        scaled = Segment(seg.alpha_s * latency_scale, seg.link_over_bus)
+        return scaled.time_s(link.bandwidth_bytes_per_s, bus_bytes)
+
+    for k, (lo, hi) in enumerate(fit.edges_bytes):
+        if num_bytes <= lo:
+            return line(k)
+        if num_bytes < hi:
+            # switch point unknown between two measured sizes: blend in log-log
+            w = math.log(num_bytes / lo) / math.log(hi / lo)
+            return math.exp((1.0 - w) * math.log(line(k)) + w * math.log(line(k + 1)))
+    return line(len(fit.segments) - 1)
+
+
+def group_collective_s(
+    fits: Sequence[CollectiveFit], gpu: GPUSpec, num_gpus: int, num_bytes: float
+) -> float:
+    """Seconds at any group size from the fits of one (collective, implementation).
+
+    Rule: a measured size is used directly; between the two nearest measured sizes log-time is
+    interpolated linearly in log2(num_gpus), each evaluated at the bytes carrying the target's
+    bus volume; beyond the measured range the nearest size is volume-rescaled (its per-regime
+    costs are kept: NVLS / custom kernels do not add ring steps per GPU).
+    """
+    if num_gpus <= 1 or num_bytes <= 0:
+        return 0.0
+    if not fits:
+        raise ValueError("no fits given")
+    by_n = {f.num_gpus: f for f in fits}
+    if num_gpus in by_n:
+        return collective_s(by_n[num_gpus], gpu, num_bytes)
+    sizes = sorted(by_n)
+    lower = [n for n in sizes if n < num_gpus]
+    upper = [n for n in sizes if n > num_gpus]
+
+    def rescaled(n: int) -> float:
+        f = by_n[n]
+        ratio = volume_factor(f.collective, num_gpus) / volume_factor(f.collective, n)
+        return collective_s(f, gpu, num_bytes * ratio)
+
+    if not lower or not upper:
+        return rescaled(lower[-1] if lower else upper[0])
+    n_lo, n_hi = lower[-1], upper[0]
+    w = math.log2(num_gpus / n_lo) / math.log2(n_hi / n_lo)
+    return math.exp((1.0 - w) * math.log(rescaled(n_lo)) + w * math.log(rescaled(n_hi)))
+
+
+def fits_from_params(params: Mapping[str, Any]) -> dict[tuple[str, str, int], CollectiveFit]:
+    """(collective, implementation, num_gpus) -> fit, from a fitting module's JSON params."""
+    out = {}
+    for entry in params["fits"]:
+        fit = CollectiveFit.from_dict(entry)
+        out[(fit.collective, fit.implementation, fit.num_gpus)] = fit
+    return out
