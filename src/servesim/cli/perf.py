@@ -11,11 +11,13 @@ import typer
 from rich.table import Table
 
 from servesim.cli import options as opts
+from servesim.cli import perf_op as op_cli
 from servesim.cli.common import console, err_console, print_json
 from servesim.core.errors import ConfigError
 from servesim.perf.calibration import load_calibration
 from servesim.perf.host import resolve_host_profile
 from servesim.perf.roofline import RooflinePerfModel
+from servesim.perf.stacks import resolve_kernel_stack
 from servesim.perf.types import BatchShape, OpCost, ReplicaPlan
 from servesim.specs.catalog import get_gpu, resolve_model
 from servesim.specs.dtypes import DType
@@ -94,8 +96,8 @@ def _memory_table(memory: dict[str, Any]) -> Table:
 
 
 def perf_command(
-    model: Annotated[str, opts.model()],
-    gpu: Annotated[str, opts.gpu()],
+    model: Annotated[str | None, opts.model()] = None,
+    gpu: Annotated[str, opts.gpu(show_default=True)] = "h100-sxm",
     batch: Annotated[str, typer.Option(help=BATCH_HELP)] = "prefill=1x2048,decode=64x1500",
     tp: Annotated[int, opts.tp(show_default=True)] = 1,
     pp: Annotated[int, opts.pp(show_default=True)] = 1,
@@ -118,9 +120,53 @@ def perf_command(
         str,
         typer.Option(help="Host overhead profile: vllm-v0, vllm-v0-multistep, vllm-v1 or none."),
     ] = "vllm-v0",
+    kernel_stack: Annotated[
+        str,
+        typer.Option(
+            help="Kernel stack: auto (the host profile's), vllm-0.6, vllm-0.24, sglang-0.5."
+        ),
+    ] = "auto",
+    calibration: Annotated[
+        str | None, typer.Option(help="Calibration JSON (servesim calibrate); default packaged.")
+    ] = None,
+    op: Annotated[str | None, typer.Option(help=op_cli.OP_HELP)] = None,
+    stack: op_cli.OpStack = "vllm-0.24",
+    m: op_cli.OpM = None,
+    n: op_cli.OpN = None,
+    k: op_cli.OpK = None,
+    seqs: op_cli.OpSeqs = None,
+    isl: op_cli.OpIsl = None,
+    context: op_cli.OpContext = None,
+    num_heads: op_cli.OpHeads = None,
+    num_kv_heads: op_cli.OpKvHeads = None,
+    head_dim: op_cli.OpHeadDim = None,
+    window: op_cli.OpWindow = None,
+    num_gpus: op_cli.OpGpus = None,
+    num_bytes: op_cli.OpBytes = None,
+    tokens: op_cli.OpTokens = None,
+    hidden: op_cli.OpHidden = None,
+    inter: op_cli.OpInter = None,
+    topk: op_cli.OpTopk = None,
+    experts: op_cli.OpExperts = None,
+    zipf: op_cli.OpZipf = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Predict one iteration of a batch op by op, with the memory plan."""
+    """Predict one iteration of a batch op by op, with the memory plan; or, with --op, the
+    time of one operator and which calibration priced it."""
+    if op is not None:
+        values = {
+            "m": m, "n": n, "k": k, "seqs": seqs, "isl": isl, "context": context,
+            "num_heads": num_heads, "num_kv_heads": num_kv_heads, "head_dim": head_dim,
+            "window": window, "num_gpus": num_gpus, "num_bytes": num_bytes, "tokens": tokens,
+            "hidden": hidden, "inter": inter, "topk": topk, "experts": experts, "zipf": zipf,
+        }  # fmt: skip
+        op_cli.run_op_query(
+            gpu=gpu, op=op, stack=stack, dtype=dtype, kv_dtype=kv_dtype, ep=ep,
+            as_json=as_json, values=values, calibration=calibration,
+        )  # fmt: skip
+        return
+    if model is None:
+        raise ConfigError("--model", None, "is required (or give --op to price one operator)")
     gpu_spec = get_gpu(gpu)
     weights = DType.parse(dtype)
     plan = ReplicaPlan(
@@ -136,9 +182,10 @@ def perf_command(
         kv_dtype=DType.parse(kv_dtype),
         use_cuda_graphs=cuda_graphs,
         host_profile=resolve_host_profile(host_overhead),
+        kernel_stack=resolve_kernel_stack(kernel_stack, resolve_host_profile(host_overhead)),
     )
     shape = parse_batch(batch)
-    perf = RooflinePerfModel()
+    perf = RooflinePerfModel(load_calibration(calibration))
     times = perf.iteration_time(plan, shape)
     ops = perf.explain(plan, shape)
     memory = asdict(
@@ -165,6 +212,8 @@ def perf_command(
                 "batch": asdict(shape),
                 "calibrated": calibrated,
                 "host_profile": plan.host_profile,
+                "kernel_stack": plan.kernel_stack,
+                "kernels": graph_sources(perf, plan),
                 "total_s": times.total_s,
                 "stage_s": list(times.stage_s),
                 "overhead_s": times.overhead_s,
@@ -180,7 +229,7 @@ def perf_command(
     console.print(
         f"iteration total {times.total_s * 1e3:.3f} ms "
         f"(stages [{stages}] ms + host {times.overhead_s * 1e3:.3f} ms, "
-        f"profile {plan.host_profile})"
+        f"profile {plan.host_profile}, kernel stack {plan.kernel_stack})"
     )
     if not calibrated:
         err_console.print(
@@ -188,6 +237,11 @@ def perf_command(
             "UNCALIBRATED roofline with default efficiencies"
         )
     console.print(_memory_table(memory))
+
+
+def graph_sources(perf: RooflinePerfModel, plan: ReplicaPlan) -> dict[str, str]:
+    """Operator family -> which calibration prices it for this plan."""
+    return perf.kernel_sources(plan)
 
 
 def calibration_command(

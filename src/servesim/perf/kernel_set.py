@@ -112,9 +112,20 @@ class KernelSet:
 
     def describe(self) -> dict[str, str]:
         """Family -> where its figures come from (for summaries and ``perf --op``)."""
-        legacy = f"{LEGACY_NAME} ({self.legacy.source or 'documented defaults'})"
+        gemm_src = self.legacy.source or "documented default efficiencies"
+        legacy = {
+            "gemm": gemm_src,
+            "attention": self.legacy.attention.source or "documented defaults",
+            "moe": "grouped GEMM on the legacy GEMM curve (" + gemm_src + ")",
+            "collectives": "NCCL alpha-beta fits (apex_plus, vidur tables) and vLLM's custom "
+            "all-reduce latency (PR #2192); link alpha-beta where unmeasured",
+        }
         return {
-            family: self.sources[family].describe() if family in self.sources else legacy
+            family: (
+                self.sources[family].describe()
+                if family in self.sources
+                else f"{LEGACY_NAME} legacy: {legacy[family]}"
+            )
             for family in ("gemm", "attention", "moe", "collectives")
         }
 

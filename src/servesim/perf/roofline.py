@@ -102,6 +102,10 @@ class RooflinePerfModel:
         self._plans[id(plan)] = entry
         return entry
 
+    def kernel_sources(self, plan: ReplicaPlan) -> dict[str, str]:
+        """Operator family -> which calibration (stack, GPU, measured/borrowed) prices it."""
+        return self._cache(plan).graph.kernels.describe()
+
     def is_calibrated(self, plan: ReplicaPlan) -> bool:
         """True when the plan's GPU has fitted (measured) kernel curves."""
         return self._cache(plan).graph.is_calibrated
