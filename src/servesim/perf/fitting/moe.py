@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 from functools import cache
+from importlib import import_module
 from pathlib import Path
 
 import numpy as np
@@ -320,7 +321,7 @@ def report(root: Path, num_folds: int = 4) -> tuple[list[dict], list[dict]]:
         if rows is None:
             continue
         gpu = get_gpu(gpu_name)
-        pred = crossval_predictions(sys.modules[__name__], rows, gpu, num_folds)
+        pred = crossval_predictions(import_module(__spec__.name), rows, gpu, num_folds)
         stack = f"{framework}-{version}"
         table += group_report(pred, rows, gpu=folder, stack=stack)
         if (folder, framework) == ("h100_sxm", "vllm"):

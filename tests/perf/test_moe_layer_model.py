@@ -1,0 +1,145 @@
+"""The MoE layer opmodel: hand-computed mechanisms, collector loads, and held-out error."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from servesim.core.paths import shared_data_dir
+from servesim.perf.fitting import moe
+from servesim.perf.fitting.heldout import crossval_predictions, error_stats, take
+from servesim.perf.fitting.tables import aic_root
+from servesim.perf.opmodels.moe_layer import MoELayerFit, moe_layer_s, padded_rows
+from servesim.specs.dtypes import DType
+from servesim.specs.gpu import GPUSpec, LinkSpec
+
+_LINK = LinkSpec(name="nvlink", bandwidth_bytes_per_s=450e9, latency_s=1e-6)
+# a toy GPU with round numbers: 1 PFLOP/s bf16, 2 PFLOP/s fp8, 2 TB/s
+GPU = GPUSpec(
+    name="toy",
+    vendor="nvidia",
+    memory_bytes=80 * 2**30,
+    hbm_bandwidth_bytes_per_s=2e12,
+    intra_node_link=_LINK,
+    host_link=_LINK,
+    tdp_w=700.0,
+    idle_w=100.0,
+    price_per_hour_usd=1.0,
+    peak_flops_per_s={DType.BF16: 1e15, DType.FP8: 2e15},
+)
+FIT = MoELayerFit(
+    weight_bytes=2.0,
+    compute_dtype="bf16",
+    fixed_s=30e-6,
+    stream_hidden=4.0,
+    stream_inter=0.0,
+    mem_eff=0.8,
+    compute_eff=0.5,
+    tile_rows=64.0,
+    overlap_p=1.0,
+)
+SHAPE = dict(hidden=4096, inter=1024, topk=8, num_experts=128)
+
+
+def test_one_token_is_fixed_cost_plus_weight_reads() -> None:
+    # 8 experts x 3 x 4096 x 1024 x 2 B = 201 MB at 0.8 x 2 TB/s = 125.8 us; one 64-row tile
+    # per expert: 8 x 64 x 2 x 3 x 4096 x 1024 / 0.5 PFLOP/s = 25.8 us; serial (p = 1);
+    # streaming 8 pairs x 4 x 4096 / 2 TB/s = 0.07 us
+    t = moe_layer_s(FIT, GPU, num_tokens=1, ep=1, assignments=8, experts_touched=8, **SHAPE)
+    elems = 3 * 4096 * 1024
+    expected = 30e-6 + 8 * 4 * 4096 / 2e12 + 8 * elems * 2 / 1.6e12 + 8 * 64 * 2 * elems / 5e14
+    assert t == pytest.approx(expected, rel=1e-12)
+
+
+def test_streaming_of_all_pairs_does_not_shrink_with_ep() -> None:
+    # 16384 tokens on EP 128: the rank computes 1024 pairs on 1 expert, but sorts and writes
+    # all 131072 pairs of the batch: 131072 x 4 x 4096 B / 2 TB/s = 1.07 ms
+    t = moe_layer_s(
+        FIT, GPU, num_tokens=16384, ep=128, assignments=1024, experts_touched=1, **SHAPE
+    )
+    assert t > 131072 * 4 * 4096 / 2e12
+
+
+def test_overlap_norm_between_sum_and_max() -> None:
+    kwargs = dict(num_tokens=4096, ep=1, assignments=32768, experts_touched=128, **SHAPE)
+    serial = moe_layer_s(FIT, GPU, **kwargs)
+    overlapped = moe_layer_s(MoELayerFit(**{**_fields(FIT), "overlap_p": 50.0}), GPU, **kwargs)
+    bare = MoELayerFit(**{**_fields(FIT), "fixed_s": 0.0, "stream_hidden": 0.0})
+    elems = 3 * 4096 * 1024
+    read_s = 128 * elems * 2 / 1.6e12
+    math_s = 2 * padded_rows(32768, 128, 64) * elems / 5e14
+    assert moe_layer_s(bare, GPU, **kwargs) == pytest.approx(read_s + math_s, rel=1e-12)
+    assert serial > overlapped
+    floor = FIT.fixed_s + 32768 * 4 * 4096 / 2e12 + max(read_s, math_s)
+    assert overlapped == pytest.approx(floor, rel=0.02)
+
+
+def test_padding_is_a_whole_tile_below_and_half_a_tile_above() -> None:
+    assert padded_rows(8, 8, 64) == 8 * 64  # one token per expert still runs a tile
+    assert padded_rows(256 * 10, 10, 64) == pytest.approx(10 * (256 + 32))
+    assert padded_rows(0, 0, 64) == 0.0
+
+
+def test_round_trip_and_determinism() -> None:
+    data = FIT.to_dict()
+    assert MoELayerFit.from_dict(json.loads(json.dumps(data))) == MoELayerFit.from_dict(data)
+
+
+def test_balanced_loads_match_the_collector_layout() -> None:
+    # 256 experts, top-8, stride 32: 64 tokens x 8 = 512 pairs, 2 per expert, every expert hit
+    assert moe.collector_load(64, 256, 8, 1, 0.0) == (512.0, 256.0)
+    # EP 8: rank 0 owns experts 0..31 -> 64 pairs on 32 experts
+    assert moe.collector_load(64, 256, 8, 8, 0.0) == (64.0, 32.0)
+
+
+def test_power_law_rank_is_the_busiest_and_sum_is_exact() -> None:
+    even = 512 * 8 / 8
+    assignments, touched = moe.collector_load(512, 256, 8, 8, 1.2)
+    assert assignments > even  # the collector swaps the busiest EP group to rank 0
+    assert 0 < touched <= 32
+    total, _ = moe.collector_load(512, 256, 8, 1, 1.2)
+    assert total == 512 * 8  # rounding repaired to exactly T k
+    assert moe.collector_load(512, 256, 8, 8, 1.2) == (assignments, touched)  # seeded
+
+
+def _fields(fit: MoELayerFit) -> dict:
+    return {name: getattr(fit, name) for name in MoELayerFit.__slots__}
+
+
+def _rows_or_skip(folder: str, framework: str, version: str) -> dict:
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("shared data (aiconfigurator tables) not found")
+    rows = moe.load_rows(aic_root(data), folder, framework, version)
+    if rows is None:
+        pytest.skip(f"no moe table for {folder} {framework} {version}")
+    return rows
+
+
+@pytest.mark.slow
+def test_held_out_bf16_error_on_h100_vllm() -> None:
+    from servesim.specs.catalog.gpus import get_gpu
+
+    rows = _rows_or_skip("h100_sxm", "vllm", "0.24.0")
+    rows = take(rows, rows["dtype"] == "bf16")
+    # a subset of token counts keeps the test short; whole shapes are still held out
+    rows = take(rows, np.isin(rows["num_tokens"], [1, 16, 128, 1024, 8192]))
+    gpu = get_gpu("h100-sxm")
+    pred = crossval_predictions(moe, rows, gpu)
+    stats = error_stats(pred, rows["latency_s"])
+    # measured today ~15%: the v2 target is 15%; this guards against regressions
+    assert stats.mape < 20.0
+    assert abs(stats.median_signed) < 10.0
+
+
+def test_fit_is_deterministic_on_a_small_subset() -> None:
+    from servesim.specs.catalog.gpus import get_gpu
+
+    rows = _rows_or_skip("h100_sxm", "vllm", "0.24.0")
+    keep = (rows["dtype"] == "bf16") & np.isin(rows["num_tokens"], [1, 64, 4096])
+    rows = take(rows, keep & (rows["ep"] <= 8))
+    gpu = get_gpu("h100-sxm")
+    first = json.dumps(moe.fit(rows, gpu), sort_keys=True)
+    assert first == json.dumps(moe.fit(rows, gpu), sort_keys=True)
