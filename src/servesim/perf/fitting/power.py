@@ -1,0 +1,319 @@
+"""Fit the GPU power model (``servesim.perf.opmodels.power``) to measured board power.
+
+Data: aiconfigurator's H200 vLLM 0.22.0 tables carry ``power`` (mean board power in W over a
+>= ~1 s back-to-back replay, 0.3 s for kernels under 0.1 ms) beside ``latency``. Each row gives
+one operating point: from its shape we count FLOPs and HBM bytes, divide by the measured
+latency and the GPU's data-sheet peaks, and get the achieved compute and memory utilisation the
+power model takes. ``load_rows`` returns the family-protocol Rows with ``power_w`` (the measured
+power, the quantity scored) next to ``latency_s``; ``fit`` fits one :class:`PowerFit` per
+operator class (least squares on relative error, deterministic); ``predict`` goes through the
+runtime ``gpu_power_w``.
+
+Report: ``python -m servesim.perf.fitting.power`` (shape-wise 4-fold CV per op class).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from servesim.perf.fitting.heldout import Rows, concat, take
+from servesim.perf.fitting.tables import find_tables, read_columns, select
+from servesim.perf.opmodels.power import PowerFit, PowerParams, gpu_power_w
+from servesim.specs.gpu import GPUSpec
+
+# Bytes per element of each table's dtype label (weights / KV); activations are bf16 (2 B).
+_ELEMENT_BYTES = {"bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "fp8_block": 1.0, "int4_wo": 0.5}
+# Dtype -> the tensor peak its FLOPs run at (fp8 W8A8 and block-fp8 run fp8 MMA; int4
+# weight-only dequantises to bf16 MMA).
+_PEAK_DTYPE = {
+    "bfloat16": "bf16",
+    "float16": "bf16",
+    "fp8": "fp8",
+    "fp8_block": "fp8",
+    "int4_wo": "bf16",
+}
+_ACT_BYTES = 2.0
+
+
+def _f(cols: dict[str, np.ndarray], name: str) -> np.ndarray:
+    return np.asarray(cols[name], dtype=float)
+
+
+def _base_rows(
+    cols: dict[str, np.ndarray],
+    op: str,
+    dtype: np.ndarray,
+    keys: list[str],
+    flops: np.ndarray,
+    nbytes: np.ndarray,
+) -> Rows:
+    """The protocol columns every op class shares."""
+    shape_key = np.array(
+        ["|".join(str(v) for v in t) for t in zip(*(cols[k] for k in keys), strict=True)],
+        dtype=object,
+    )
+    n = len(flops)
+    return {
+        "latency_s": _f(cols, "latency") * 1e-3,
+        "power_w": _f(cols, "power"),
+        "power_limit_w": _f(cols, "power_limit"),
+        "flops": flops,
+        "hbm_bytes": nbytes,
+        "op": np.full(n, op, dtype=object),
+        "dtype": np.asarray(dtype, dtype=object),
+        "shape_key": shape_key,
+    }
+
+
+def _gemm_rows(cols: dict[str, np.ndarray]) -> Rows:
+    m, n, k = _f(cols, "m"), _f(cols, "n"), _f(cols, "k")
+    dtype = cols["gemm_dtype"]
+    wb = np.array([_ELEMENT_BYTES[d] for d in dtype])
+    flops = 2.0 * m * n * k
+    # A (m x k) and B (k x n) in the GEMM dtype, C (m x n) written in bf16.
+    nbytes = wb * (m * k + n * k) + _ACT_BYTES * m * n
+    # hold-out unit: one weight shape (n, k) of one dtype, every m
+    return _base_rows(cols, "gemm", dtype, ["gemm_dtype", "n", "k"], flops, nbytes)
+
+
+def _causal_pairs(seq: np.ndarray, window: np.ndarray) -> np.ndarray:
+    """(query, key) pairs of causal attention over ``seq`` tokens, sliding ``window`` (0: full)."""
+    full = seq * (seq + 1.0) / 2.0
+    w = np.where(window > 0, np.minimum(window, seq), seq)
+    # rows i < w see i + 1 keys, later rows see w keys
+    windowed = w * (w + 1.0) / 2.0 + (seq - w) * w
+    return np.where(window > 0, windowed, full)
+
+
+def _context_rows(cols: dict[str, np.ndarray]) -> Rows:
+    b, s = _f(cols, "batch_size"), _f(cols, "isl")
+    h, hkv, d = _f(cols, "num_heads"), _f(cols, "num_key_value_heads"), _f(cols, "head_dim")
+    kvb = np.array([_ELEMENT_BYTES[x] for x in cols["kv_cache_dtype"]])
+    pairs = _causal_pairs(s, _f(cols, "window_size"))
+    flops = 4.0 * b * h * d * pairs  # QK^T and PV, 2 FLOPs a multiply-add each
+    nbytes = b * s * d * (2.0 * h * _ACT_BYTES + 2.0 * hkv * kvb)  # Q, O; K, V
+    keys = ["num_heads", "num_key_value_heads", "head_dim", "kv_cache_dtype", "window_size"]
+    return _base_rows(cols, "attention_prefill", cols["kv_cache_dtype"], keys, flops, nbytes)
+
+
+def _decode_rows(cols: dict[str, np.ndarray]) -> Rows:
+    b, ctx = _f(cols, "batch_size"), _f(cols, "step")
+    h, hkv, d = _f(cols, "num_heads"), _f(cols, "num_key_value_heads"), _f(cols, "head_dim")
+    window = _f(cols, "window_size")
+    kv = np.where(window > 0, np.minimum(window, ctx + 1.0), ctx + 1.0)
+    kvb = np.array([_ELEMENT_BYTES[x] for x in cols["kv_cache_dtype"]])
+    flops = 4.0 * b * h * d * kv
+    nbytes = b * kv * 2.0 * hkv * d * kvb + 2.0 * b * h * d * _ACT_BYTES
+    keys = ["num_heads", "num_key_value_heads", "head_dim", "kv_cache_dtype", "window_size"]
+    return _base_rows(cols, "attention_decode", cols["kv_cache_dtype"], keys, flops, nbytes)
+
+
+def _moe_rows(cols: dict[str, np.ndarray]) -> Rows:
+    t, hid, inter = _f(cols, "num_tokens"), _f(cols, "hidden_size"), _f(cols, "inter_size")
+    topk, experts = _f(cols, "topk"), _f(cols, "num_experts")
+    tp, ep = _f(cols, "moe_tp_size"), _f(cols, "moe_ep_size")
+    wb = np.array([_ELEMENT_BYTES[x] for x in cols["moe_dtype"]])
+    local_experts = experts / ep
+    assignments = t * topk / ep  # token-expert pairs on this rank (balanced routing)
+    flops = 2.0 * assignments * 3.0 * hid * inter / tp  # gate+up (2 H I) and down (H I)
+    # experts touched at least once when t*topk picks are spread over all experts
+    touched = local_experts * (1.0 - (1.0 - 1.0 / experts) ** (t * topk))
+    weight_bytes = touched * 3.0 * hid * inter / tp * wb
+    act_bytes = _ACT_BYTES * (2.0 * t * hid + assignments * (3.0 * inter / tp + 2.0 * hid))
+    keys = [
+        "moe_dtype",
+        "hidden_size",
+        "inter_size",
+        "topk",
+        "num_experts",
+        "moe_tp_size",
+        "moe_ep_size",
+    ]
+    return _base_rows(cols, "moe", cols["moe_dtype"], keys, flops, weight_bytes + act_bytes)
+
+
+_TABLES = {
+    ("gemm", "gemm_perf"): _gemm_rows,
+    ("attention", "context_attention_perf"): _context_rows,
+    ("attention", "generation_attention_perf"): _decode_rows,
+    ("moe", "moe_perf"): _moe_rows,
+}
+
+#: Kernels under this latency were replayed for only 0.3 s (PROVENANCE.md): few NVML samples.
+SHORT_WINDOW_LATENCY_S = 1e-4
+_BOUNDS = ([0.0, 0.0, 0.2, 0.0, 0.2, 0.0], [700.0, 3000.0, 4.0, 3000.0, 4.0, 1e-3])
+_X0 = (150.0, 500.0, 1.0, 300.0, 1.0, 5e-6)
+_X_SCALE = (100.0, 300.0, 0.5, 300.0, 0.5, 1e-5)
+#: at most this many rows per curve fit (a fixed stride: deterministic, keeps the fit ~seconds)
+MAX_FIT_ROWS = 5000
+#: an (op, dtype) pair gets a curve of its own from this many rows
+MIN_DTYPE_ROWS = 500
+
+
+def _regimes(rows: Rows) -> np.ndarray:
+    """``short``: replayed for only 0.3 s (few NVML samples, noisy); ``long``: >= ~1 s."""
+    window = np.where(rows["latency_s"] < SHORT_WINDOW_LATENCY_S, "short", "long")
+    return window.astype(object)
+
+
+def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows | None:
+    """Every power-carrying table of one GPU and stack as Rows (``power_w`` is scored), or
+    None when that stack has no power columns."""
+    parts = []
+    for ref in select(find_tables(root), gpu=gpu_folder, framework=framework, version=version):
+        build = _TABLES.get((ref.family, ref.table))
+        if build is None:
+            continue
+        cols = read_columns(ref)
+        if "power" not in cols:
+            continue
+        rows = build(cols)
+        rows["regime"] = _regimes(rows)
+        parts.append(rows)
+    return concat(parts) if parts else None
+
+
+def utilisations(rows: Rows, gpu: GPUSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(compute, memory) utilisation of each row on ``gpu``'s data-sheet peaks."""
+    peak = np.array(
+        [
+            gpu.peak_flops(_PEAK_DTYPE.get(d, "bf16"))
+            if op in ("gemm", "moe")
+            else gpu.peak_flops("bf16")
+            for op, d in zip(rows["op"], rows["dtype"], strict=True)
+        ]
+    )
+    u_c = rows["flops"] / rows["latency_s"] / peak
+    u_m = rows["hbm_bytes"] / rows["latency_s"] / gpu.hbm_bandwidth_bytes_per_s
+    return np.clip(u_c, 0.0, 1.0), np.clip(u_m, 0.0, 1.0)
+
+
+def _curve_w(
+    x: np.ndarray, u_c: np.ndarray, u_m: np.ndarray, kernel_s: np.ndarray, limit_w: float
+) -> np.ndarray:
+    """Vectorised ``power_w_for_ratings`` on the reference GPU (same formula)."""
+    busy_w = np.minimum(limit_w, x[0] + x[1] * u_c ** x[2] + x[3] * u_m ** x[4])
+    return x[0] + (busy_w - x[0]) * kernel_s / (kernel_s + x[5])
+
+
+def _fit_curve(rows: Rows, u_c: np.ndarray, u_m: np.ndarray, limit_w: float) -> PowerParams:
+    """Robust least squares on log(pred / measured): symmetric in over/under prediction, so the
+    median signed error stays near zero; soft-L1 because the 0.3 s windows are noisy."""
+    from scipy.optimize import least_squares
+
+    stride = max(1, len(u_c) // MAX_FIT_ROWS)
+    u_c, u_m = u_c[::stride], u_m[::stride]
+    kernel_s, power_w = rows["latency_s"][::stride], rows["power_w"][::stride]
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        return np.log(_curve_w(x, u_c, u_m, kernel_s, limit_w) / power_w)
+
+    sol = least_squares(
+        residual,
+        np.array(_X0),
+        bounds=_BOUNDS,
+        loss="soft_l1",
+        f_scale=0.2,
+        x_scale=np.array(_X_SCALE),
+    )
+    return PowerParams(*(float(f"{v:.5g}") for v in sol.x))
+
+
+def _curve_keys(rows: Rows) -> list[tuple[str, np.ndarray]]:
+    """(curve key, row mask) of every curve to fit: per (op, dtype), per op, pooled."""
+    out = []
+    for op in sorted(set(rows["op"])):
+        is_op = rows["op"] == op
+        dtypes = sorted(set(rows["dtype"][is_op]))
+        for dtype in dtypes:
+            mask = is_op & (rows["dtype"] == dtype)
+            if len(dtypes) > 1 and mask.sum() >= MIN_DTYPE_ROWS:
+                out.append((f"{op}:{dtype}", mask))
+        out.append((op, is_op))
+    out.append(("any", np.ones(len(rows["op"]), dtype=bool)))
+    return out
+
+
+def fit(rows: Rows, gpu: GPUSpec) -> dict:
+    """Curves per (op, dtype), per op and pooled (``any``), JSON-ready."""
+    u_c, u_m = utilisations(rows, gpu)
+    curves = {
+        key: _fit_curve(take(rows, mask), u_c[mask], u_m[mask], gpu.tdp_w)
+        for key, mask in _curve_keys(rows)
+    }
+    return PowerFit(gpu.name, gpu.idle_w, gpu.tdp_w, curves).to_dict()
+
+
+def predict(params: dict, gpu: GPUSpec, rows: Rows) -> np.ndarray:
+    """Predicted board power (W) of each row through the runtime ``gpu_power_w``; each row's
+    kernel duration is its measured latency (one kernel replayed)."""
+    power_fit = PowerFit.from_dict(params)
+    u_c, u_m = utilisations(rows, gpu)
+    return np.array(
+        [
+            gpu_power_w(power_fit, gpu, c, m, op=op, dtype=d, kernel_s=t)
+            for c, m, op, d, t in zip(
+                u_c, u_m, rows["op"], rows["dtype"], rows["latency_s"], strict=True
+            )
+        ]
+    )
+
+
+def report(
+    root: Path,
+    gpu: GPUSpec,
+    gpu_folder: str = "h200_sxm",
+    framework: str = "vllm",
+    version: str = "0.22.0",
+) -> list[dict]:
+    """Shape-wise 4-fold CV error of power per (op, dtype, regime), plus ``all`` per op."""
+    from servesim.perf.fitting.heldout import crossval_predictions, error_stats
+
+    rows = load_rows(root, gpu_folder, framework, version)
+    if rows is None:
+        return []
+    import sys
+
+    pred = crossval_predictions(sys.modules[__name__], rows, gpu, num_folds=4)
+    out = []
+    groups = sorted(set(zip(rows["op"], rows["dtype"], rows["regime"], strict=True)), key=repr)
+    groups += [(op, "all", "all") for op in sorted(set(rows["op"]))]
+    for op, dtype, regime in groups:
+        mask = rows["op"] == op
+        if dtype != "all":
+            mask &= (rows["dtype"] == dtype) & (rows["regime"] == regime)
+        stats = error_stats(pred[mask], rows["power_w"][mask]).to_dict()
+        out.append(
+            {
+                "gpu": gpu_folder,
+                "stack": f"{framework}-{version}",
+                "op": op,
+                "dtype": dtype,
+                "regime": regime,
+                **stats,
+            }
+        )
+    return out
+
+
+if __name__ == "__main__":
+    import json as _json
+
+    from servesim.core.paths import shared_data_dir
+    from servesim.perf.fitting.tables import aic_root
+    from servesim.specs.catalog.gpus import get_gpu
+
+    data = shared_data_dir()
+    if data is None:
+        raise SystemExit("no shared data folder (set SERVESIM_SHARED_DATA)")
+    h200 = get_gpu("h200-sxm")
+    all_rows = load_rows(aic_root(data), "h200_sxm", "vllm", "0.22.0")
+    print(_json.dumps(fit(all_rows, h200), sort_keys=True))  # the full fit (default_power_fit)
+    print(f"{'op':18} {'dtype':10} {'regime':6} {'n':>6} {'MAPE%':>6} {'med%':>6}")
+    for r in report(aic_root(data), h200):
+        print(
+            f"{r['op']:18} {r['dtype']:10} {r['regime']:6} {r['n']:6d} {r['mape']:6.1f} "
+            f"{r['median_signed']:6.1f}"
+        )

@@ -1,0 +1,231 @@
+"""GPU board power as a function of compute and memory utilisation (fitted to measured power).
+
+Mechanism (per operator class, and one pooled ``"any"`` curve for whole iterations):
+
+    P_busy = min(P_limit, static_w + compute_w * u_c ** compute_exp + mem_w * u_m ** mem_exp)
+    P = static_w + (P_busy - static_w) * kernel_s / (kernel_s + kernel_gap_s)
+
+- ``static_w``: the board's draw with clocks up and nothing useful done (leakage, HBM refresh,
+  fans/VRM). Measured H200 rows of tiny kernels sit at ~126-150 W, well above the 75 W
+  deep-idle figure of the data sheet: the GPU does not drop its clocks between replays.
+- ``compute_w * u_c ** compute_exp``: tensor-core switching power; ``u_c`` = achieved FLOP/s /
+  dense peak of the op's dtype. The exponent is fitted (power rises sub- or super-linearly
+  with tensor activity, cf. POLCA, Patel et al. ASPLOS'24: prefill sits near TDP).
+- ``mem_w * u_m ** mem_exp``: HBM and L2 traffic; ``u_m`` = achieved bytes/s / HBM bandwidth.
+  Memory-bound decode at full bandwidth draws far less than TDP (Splitwise, ISCA'24).
+- the cap: the board's power limit (700 W on H200 SXM); the firmware lowers clocks to hold it.
+- ``kernel_gap_s``: short kernels draw less than their utilisation says. At the same achieved
+  utilisation, measured H200 power rises with kernel duration (correlation 0.53 with
+  log(latency) for memory-bound decode above 60 % bandwidth): each kernel boundary costs a
+  drain/launch gap at near-static draw, and a 10 us kernel is mostly boundary. ``kernel_s`` is
+  the mean duration of one kernel; ``None`` (the default, used for whole iterations, whose
+  kernels are not known individually) means long kernels (factor 1), an upper estimate.
+
+Other GPUs (the rule ``gpu_power_w`` applies): a fit is measured on a reference GPU (``ref_idle_w``,
+``ref_tdp_w``). On a target GPU the static part scales by ``idle_w / ref_idle_w`` and the dynamic
+parts by ``(tdp_w - idle_w) / (ref_tdp_w - ref_idle_w)``; the cap becomes the target's ``tdp_w``.
+Utilisations are always relative to the target's own data-sheet peaks, so a GPU at the same
+fraction of its peaks draws the same fraction of its dynamic range. ``default_power_fit()`` is
+the H200 fit (``python -m servesim.perf.fitting.power``) used wherever a GPU has no fit of its
+own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from servesim.specs.gpu import GPUSpec
+
+#: Operator classes with a curve of their own; ``any`` is pooled over all rows (iterations).
+OP_CLASSES = ("gemm", "attention_prefill", "attention_decode", "moe", "any")
+
+
+@dataclass(frozen=True, slots=True)
+class PowerParams:
+    """One utilisation -> power curve on the reference GPU (watts).
+
+    Attributes:
+        static_w: draw at zero utilisation with clocks up.
+        compute_w: extra draw at full tensor-core utilisation (before the cap).
+        compute_exp: exponent on compute utilisation.
+        mem_w: extra draw at full HBM bandwidth.
+        mem_exp: exponent on memory utilisation.
+        kernel_gap_s: per-kernel boundary time at static draw (see the module docstring).
+    """
+
+    static_w: float
+    compute_w: float
+    compute_exp: float
+    mem_w: float
+    mem_exp: float
+    kernel_gap_s: float = 0.0
+
+    def to_dict(self) -> dict[str, float]:
+        """JSON-ready form."""
+        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PowerParams:
+        """Inverse of ``to_dict``."""
+        return cls(**{k: float(data[k]) for k in cls.__slots__})  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class PowerFit:
+    """Power curves of one GPU and kernel stack, per operator class.
+
+    Attributes:
+        ref_gpu: catalog name of the GPU the curves were measured on.
+        ref_idle_w: that GPU's data-sheet idle draw (scaling rule in the module docstring).
+        ref_tdp_w: that GPU's board power limit.
+        curves: ``<op>:<dtype>``, ``<op>`` (``OP_CLASSES``) or ``any`` -> curve; a lookup
+            falls back in that order, so ``any`` must be present.
+    """
+
+    ref_gpu: str
+    ref_idle_w: float
+    ref_tdp_w: float
+    curves: Mapping[str, PowerParams] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if "any" not in self.curves:
+            raise ValueError("a PowerFit needs the pooled 'any' curve")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "ref_gpu": self.ref_gpu,
+            "ref_idle_w": self.ref_idle_w,
+            "ref_tdp_w": self.ref_tdp_w,
+            "curves": {k: self.curves[k].to_dict() for k in sorted(self.curves)},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PowerFit:
+        """Inverse of ``to_dict``."""
+        curves = {k: PowerParams.from_dict(v) for k, v in data["curves"].items()}
+        return cls(
+            str(data["ref_gpu"]), float(data["ref_idle_w"]), float(data["ref_tdp_w"]), curves
+        )
+
+
+def curve_for(fit: PowerFit, op: str = "any", dtype: str = "") -> PowerParams:
+    """The most specific curve: ``op:dtype``, then ``op``, then ``any``."""
+    curves = fit.curves
+    return curves.get(f"{op}:{dtype}") or curves.get(op) or curves["any"]
+
+
+def power_w_for_ratings(
+    fit: PowerFit,
+    tdp_w: float,
+    idle_w: float,
+    compute_util: float,
+    mem_util: float,
+    *,
+    op: str = "any",
+    dtype: str = "",
+    kernel_s: float | None = None,
+) -> float:
+    """Board power (W) of a GPU rated ``tdp_w`` / ``idle_w`` at the given utilisations.
+
+    The same as :func:`gpu_power_w` for callers that hold only the ratings (replica records).
+    Utilisations are clamped to [0, 1]: achieved rates above the data-sheet peak (L2 hits,
+    rounding) cannot draw more than full activity.
+    """
+    curve = curve_for(fit, op, dtype)
+    static_w = curve.static_w * idle_w / fit.ref_idle_w
+    dynamic_scale = (tdp_w - idle_w) / (fit.ref_tdp_w - fit.ref_idle_w)
+    u_c = min(1.0, max(0.0, compute_util))
+    u_m = min(1.0, max(0.0, mem_util))
+    dynamic = curve.compute_w * u_c**curve.compute_exp + curve.mem_w * u_m**curve.mem_exp
+    busy_w = min(tdp_w, static_w + dynamic * dynamic_scale)
+    if kernel_s is None or curve.kernel_gap_s <= 0.0:
+        return busy_w
+    return static_w + (busy_w - static_w) * kernel_s / (kernel_s + curve.kernel_gap_s)
+
+
+def gpu_power_w(
+    fit: PowerFit,
+    gpu: GPUSpec,
+    compute_util: float,
+    mem_util: float,
+    *,
+    op: str = "any",
+    dtype: str = "",
+    kernel_s: float | None = None,
+) -> float:
+    """Board power (W) of ``gpu`` at ``compute_util`` (achieved FLOP/s / peak of the op's
+    dtype) and ``mem_util`` (achieved bytes/s / HBM bandwidth).
+
+    Uses the most specific curve of ``fit`` (``curve_for``), scaled to ``gpu`` by the rule in
+    the module docstring; ``kernel_s`` is the mean kernel duration (None: long kernels).
+    """
+    return power_w_for_ratings(
+        fit,
+        gpu.tdp_w,
+        gpu.idle_w,
+        compute_util,
+        mem_util,
+        op=op,
+        dtype=dtype,
+        kernel_s=kernel_s,
+    )
+
+
+# The H200 SXM / vLLM 0.22.0 fit, per-op and pooled curves (first line printed by
+# ``python -m servesim.perf.fitting.power``); the
+# test ``test_default_fit_matches_tables`` refits it when the shared data is present.
+_DEFAULT_H200 = {
+    "ref_gpu": "h200-sxm",
+    "ref_idle_w": 75.0,
+    "ref_tdp_w": 700.0,
+    "curves": {
+        "any": {
+            "compute_exp": 0.50703,
+            "compute_w": 396.15,
+            "kernel_gap_s": 2.1488e-05,
+            "mem_exp": 0.42621,
+            "mem_w": 398.0,
+            "static_w": 202.26,
+        },
+        "gemm": {
+            "compute_exp": 0.39428,
+            "compute_w": 635.87,
+            "kernel_gap_s": 1.3902e-05,
+            "mem_exp": 0.38682,
+            "mem_w": 464.22,
+            "static_w": 111.84,
+        },
+        "attention_prefill": {
+            "compute_exp": 0.20147,
+            "compute_w": 402.12,
+            "kernel_gap_s": 1.1845e-14,
+            "mem_exp": 2.7471,
+            "mem_w": 302.98,
+            "static_w": 153.9,
+        },
+        "attention_decode": {
+            "compute_exp": 2.7482,
+            "compute_w": 8.8072e-09,
+            "kernel_gap_s": 0.00029373,
+            "mem_exp": 0.82235,
+            "mem_w": 730.07,
+            "static_w": 247.33,
+        },
+        "moe": {
+            "compute_exp": 0.74793,
+            "compute_w": 2463.4,
+            "kernel_gap_s": 0.00011376,
+            "mem_exp": 3.1628,
+            "mem_w": 3000.0,
+            "static_w": 372.12,
+        },
+    },
+}
+
+
+def default_power_fit() -> PowerFit:
+    """The H200 fit, applied to any GPU without a fit of its own by the ratings rule."""
+    return PowerFit.from_dict(_DEFAULT_H200)
