@@ -136,3 +136,20 @@ def tol(panel: str | None = None) -> Any:
 def as_json(help_text: str, panel: str | None = None) -> Any:
     """``--json``: print JSON instead of tables (help says what)."""
     return typer.Option("--json", help=help_text, rich_help_panel=panel)
+
+
+def calibration(panel: str | None = None) -> Any:
+    """``--calibration``: a calibration JSON from ``servesim calibrate``."""
+    return option(
+        "--calibration",
+        "Calibration JSON written by `servesim calibrate` (default: the packaged one).",
+        panel,
+    )
+
+
+def apply_calibration(path: str | None) -> None:
+    """Make ``path`` the calibration of this run and its worker processes (None: keep)."""
+    if path is not None:
+        from servesim.perf.calibration import use_calibration_file
+
+        use_calibration_file(path)

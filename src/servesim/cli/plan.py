@@ -118,9 +118,11 @@ def capacity_cmd(
         float | None, opts.option("--start-rate", "First rate probed.", _X)
     ] = None,
     tol: Annotated[float, opts.tol(_X)] = 0.05,
+    calibration: Annotated[str | None, opts.calibration(_D)] = None,
     as_json: Annotated[bool, opts.as_json("Print JSON.")] = False,
 ) -> None:
     """Highest arrival rate at which one deployment holds the SLO (bracketing + bisection)."""
+    opts.apply_calibration(calibration)
     flags = config_flags(locals())
     wl = {"preset": workload, "arrival": None, "rate": None, "cv": None}
     cfg = build_config(config, flags, {**wl, "trace": None, "trace_format": None})
@@ -232,10 +234,12 @@ def plan_cmd(
     top: Annotated[int, opts.option("--top", "Plans shown (10).", _X)] = 10,
     out: Annotated[Path | None, opts.option("--out", "Write the winner's YAML here.", _X)] = None,
     quiet: Annotated[bool, opts.option("--quiet", "No progress bar.", _X)] = False,
+    calibration: Annotated[str | None, opts.calibration(_X)] = None,
 ) -> None:
     """Search deployments; print the ranked plans, the Pareto front and the winner's config."""
     if ctx.invoked_subcommand is not None:
         return
+    opts.apply_calibration(calibration)
     flags = {"model": model, "seed": seed}
     wl = {"preset": workload, "arrival": None, "rate": None, "cv": None}
     cfg = build_config(config, flags, {**wl, "trace": None, "trace_format": None})

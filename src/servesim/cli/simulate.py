@@ -273,6 +273,7 @@ def register(app: typer.Typer) -> None:
             str, typer.Option("--format", help="Requests table: parquet|csv.", rich_help_panel=_R)
         ] = "parquet",
         as_json: Annotated[bool, opts.as_json("Print summary JSON.", _R)] = False,
+        calibration: Annotated[str | None, opts.calibration(_H)] = None,
         progress: Annotated[
             bool, typer.Option("--progress", help="Show a progress bar.", rich_help_panel=_R)
         ] = False,
@@ -283,6 +284,7 @@ def register(app: typer.Typer) -> None:
         """
         if out_format not in ("parquet", "csv"):
             raise ConfigError("--format", out_format, "must be parquet or csv")
+        opts.apply_calibration(calibration)
         flags = config_flags(locals()) | {
             "deployment": _deployment_file(deployment),
             **_scheduler_overrides(scheduler),

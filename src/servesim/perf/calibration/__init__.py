@@ -9,6 +9,7 @@ numbers inside name their source. A GPU absent from it runs on the documented de
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -230,9 +231,31 @@ def calibration_from_dict(data: Mapping[str, Any]) -> Calibration:
     )
 
 
-@lru_cache(maxsize=4)
+# A user calibration for the whole process and its workers (``servesim --calibration FILE``).
+CALIBRATION_ENV = "SERVESIM_CALIBRATION"
+
+
+def use_calibration_file(path: str) -> Calibration:
+    """Check ``path`` and make it the default calibration of this process and its children.
+
+    Raises:
+        ConfigError: the file is missing or not a calibration file.
+    """
+    calibration = load_calibration(str(Path(path).resolve()))
+    os.environ[CALIBRATION_ENV] = calibration.path
+    _load.cache_clear()
+    return calibration
+
+
 def load_calibration(path: str | None = None) -> Calibration:
-    """Load (and cache) the calibration file; the packaged one by default."""
+    """The calibration in ``path``; default: ``$SERVESIM_CALIBRATION``, else the packaged one."""
+    if path is None:
+        path = os.environ.get(CALIBRATION_ENV) or None
+    return _load(path)
+
+
+@lru_cache(maxsize=4)
+def _load(path: str | None) -> Calibration:
     target = Path(path) if path is not None else CALIBRATION_PATH
     if not target.is_file():
         if path is not None:
