@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
@@ -232,3 +233,68 @@ def test_short_kernels_get_more_replays(bench):
     assert runs_for(1.0, target_ms=10.0, min_runs=6, max_runs=1000) == 11
     assert runs_for(50.0, target_ms=10.0, min_runs=6, max_runs=1000) == 6
     assert runs_for(0.0, target_ms=10.0, min_runs=6, max_runs=1000) == 1000
+
+
+# ---- the rows the torch side builds (torch replaced by a stub; the kernels by fakes) ---------
+
+
+@pytest.fixture
+def torch_side(bench, monkeypatch) -> ModuleType:
+    """measure_tables_torch over a stub torch: row building and skipping, not the kernels."""
+    torch = ModuleType("torch")
+    for name in ("bfloat16", "float8_e4m3fn", "float32", "float64", "int32"):
+        setattr(torch, name, name)
+    torch.cuda = SimpleNamespace(synchronize=lambda *args: None, empty_cache=lambda: None)
+    torch.nn = ModuleType("torch.nn")
+    torch.nn.functional = ModuleType("torch.nn.functional")
+    for name, module in (("torch", torch), ("torch.nn", torch.nn)):
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setitem(sys.modules, "torch.nn.functional", torch.nn.functional)
+    # loaded under another name, so the stubbed module never shadows a real one
+    spec = importlib.util.spec_from_file_location(
+        "fake_torch_side", BENCH / "measure_tables_torch.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_attention_rows_use_the_reference_isl_and_step(bench, torch_side, monkeypatch):
+    plan, io = bench["measure_tables_plan"], bench["measure_tables_io"]
+    fake_variant = [("flash_attn_fa3", lambda: lambda: None)]
+    monkeypatch.setattr(torch_side, "_context_variants", lambda case, device: fake_variant)
+    monkeypatch.setattr(torch_side, "_generation_variants", lambda case, device: fake_variant)
+    cases = [
+        plan.AttentionCase("context", 2, 1024, 32, 8, 128),
+        plan.AttentionCase("generation", 8, 4096, 32, 8, 128),
+    ]
+    stamp = io.Stamp("torch", "2.5.1", "NVIDIA H200")
+    timer = FakeTimer(call_ms=0.02, launch_ms=0.0, can_capture=True)
+    (context_table, context), (decode_table, decode) = torch_side.measure_attention(
+        cases, stamp, timer, None
+    )
+    assert (context_table, context["isl"], context["step"]) == ("context_attention_perf", 1024, 0)
+    # aiconfigurator's decode rows: isl 1, step = KV tokens before the new one
+    assert (decode_table, decode["isl"], decode["step"]) == ("generation_attention_perf", 1, 4095)
+    assert decode["op_name"] == "generation_attention" and decode["latency"] == pytest.approx(0.02)
+    for row in (context, decode):
+        io._check_row(context_table, row, 0)  # exactly the schema's columns
+
+
+def test_gemm_rows_per_call_eager_label_and_skips(bench, torch_side, monkeypatch):
+    plan, io = bench["measure_tables_plan"], bench["measure_tables_io"]
+    stamp = io.Stamp("torch", "2.5.1", "NVIDIA L40S")
+
+    def fake_run(case, device):
+        if case.m == 8192:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 9.00 GiB")
+        return "torch.nn.functional.linear", lambda: None
+
+    monkeypatch.setattr(torch_side, "_gemm_run", fake_run)
+    cases = [plan.GemmCase("bfloat16", m, 4096, 4096) for m in (16, 8192)]
+    timer = FakeTimer(call_ms=0.6, launch_ms=0.06, can_capture=False)
+    (_, row), (_, skipped) = torch_side.measure_gemm(cases, stamp, timer, None)
+    # one step is 6 calls on distinct weights (aiconfigurator's L2 guard): per call = step / 6
+    assert row["latency"] == pytest.approx(0.66 / torch_side.GEMM_COPIES)
+    assert row["kernel_source"] == "torch.nn.functional.linear_eager"
+    assert skipped is None  # an out-of-memory shape is skipped, not fatal
