@@ -206,8 +206,14 @@ def _measure_comm(
 
 def measure(args: argparse.Namespace, grid: Grid) -> int:
     """Measure the chosen families on this machine's GPU(s); 130 if interrupted."""
-    import torch
-
+    try:
+        import torch
+    except ImportError:
+        print("measuring needs PyTorch with CUDA (--dry-run needs neither)", file=sys.stderr)
+        return 2
+    if not torch.cuda.is_available():
+        print("no CUDA GPU visible to PyTorch", file=sys.stderr)
+        return 2
     import measure_tables_torch as mt  # torch only here: --dry-run and the tests need none
 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -60,6 +60,12 @@ def test_dry_run_lists_every_table_without_torch_or_pyarrow(bench, monkeypatch, 
     assert not list(tmp_path.iterdir()), "a dry run writes nothing"
 
 
+def test_measuring_without_torch_says_so(bench, monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert bench["measure_tables"].main(["--out", str(tmp_path), "--quick"]) == 2
+    assert "needs PyTorch" in capsys.readouterr().err
+
+
 def test_dry_run_lists_shapes_on_request(bench, capsys, tmp_path):
     args = ["--out", str(tmp_path), "--quick", "--dry-run", "--families", "attention"]
     bench["measure_tables"].main([*args, "--list-shapes"])
