@@ -1,4 +1,4 @@
-"""``servesim validate``: the table and JSON show every plan, subsets and missing replicas."""
+"""``servesim validate``: tables and JSON show every plan and stage, subsets, missing replicas."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ from servesim.cli import main
 from servesim.validate import (
     MeasuredPlan,
     MeasuredRun,
+    MeasuredStage,
     PlanComparison,
     RunComparison,
     ServedMeans,
+    StageComparison,
 )
+from servesim.workload.shared_prefix import SharedPrefixOptions
 
 _MEASURED = ServedMeans(
     num_requests=4, num_decode_gaps=36, mean_ttft_s=0.1, mean_itl_s=0.02, mean_e2e_s=0.28
@@ -76,8 +79,10 @@ def fake_apex(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_json_lists_every_plan_with_replicas_and_subset_mape(
     fake_apex: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _run_cli(["validate", "--data", str(tmp_path), "--json"])
-    apex = json.loads(capsys.readouterr().out)["apex"]
+    _run_cli(["validate", "--data", str(tmp_path), "--json", "--dataset", "apex"])
+    output = json.loads(capsys.readouterr().out)
+    assert set(output) == {"apex"}
+    apex = output["apex"]
     assert [p["name"] for p in apex["plans"]] == ["fake_0.5_2TP", "fake_0.5_4DP2TP"]
     dp_plan = apex["plans"][1]
     assert dp_plan["num_missing_replicas"] == 1
@@ -92,8 +97,65 @@ def test_json_lists_every_plan_with_replicas_and_subset_mape(
 def test_table_flags_missing_replicas(
     fake_apex: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _run_cli(["validate", "--data", str(tmp_path)])
+    _run_cli(["validate", "--data", str(tmp_path), "--dataset", "apex"])
     out = capsys.readouterr().out
     assert "fake_0.5_4DP2TP" in out and "3/4 MISSING" in out
     assert "single-server" in out and "data-parallel" in out
     assert "present replicas only" in out
+
+
+def _stage(name: str, overloaded: bool) -> MeasuredStage:
+    return MeasuredStage(
+        name=name,
+        model="llama-2-7b",
+        tp=1,
+        dtype="fp16",
+        max_num_seqs=128,
+        max_num_batched_tokens=2048,
+        max_model_len=4096,
+        profile="general",
+        stage=0,
+        rate_req_per_s=5.0,
+        duration_s=200.0,
+        prompts=SharedPrefixOptions(10, 10, 100, 400, 11),
+        num_success=1000,
+        num_failed=0,
+        measured_mean_ttft_s=0.05,
+        measured_tpot_s=0.01,
+        measured_mean_e2e_s=0.15,
+        is_overloaded=overloaded,
+    )
+
+
+@pytest.fixture
+def fake_blis(monkeypatch: pytest.MonkeyPatch) -> None:
+    comparisons = [
+        StageComparison(_stage("fake_s0", False), 1000, 1000, 0.1, 0.01, 0.2, 0.9),
+        StageComparison(_stage("fake_s1", True), 1000, 0, None, None, None, None),
+    ]
+    monkeypatch.setattr(validate_cli, "validate_blis", lambda data_dir: comparisons)
+
+
+def test_default_covers_both_datasets(
+    fake_apex: None, fake_blis: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run_cli(["validate", "--data", str(tmp_path), "--json"])
+    output = json.loads(capsys.readouterr().out)
+    assert set(output) == {"apex", "blis"}
+    blis = output["blis"]
+    assert [s["name"] for s in blis["stages"]] == ["fake_s0", "fake_s1"]
+    assert blis["stages"][1]["errors"]["ttft"] is None  # nothing completed: no error figure
+    assert blis["stages"][1]["predicted"]["overloaded"] is True
+    assert blis["num_overload_agreements"] == 2
+    assert blis["mape_not_overloaded"]["ttft"] == pytest.approx(1.0)
+
+
+def test_blis_table_and_unknown_dataset(
+    fake_blis: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run_cli(["validate", "--data", str(tmp_path), "--dataset", "blis"])
+    out = capsys.readouterr().out
+    assert "fake_s0" in out and "2/2 stages" in out
+    with pytest.raises(SystemExit) as info:
+        main(["validate", "--data", str(tmp_path), "--dataset", "nope"])
+    assert info.value.code == 2

@@ -10,7 +10,17 @@ from rich.table import Table
 from servesim.cli.common import console, print_json
 from servesim.core.errors import ConfigError
 from servesim.core.paths import shared_data_dir
-from servesim.validate import PlanComparison, ServedMeans, mape_by_subset, validate_apex
+from servesim.validate import (
+    PlanComparison,
+    ServedMeans,
+    StageComparison,
+    blis_mape,
+    mape_by_subset,
+    validate_apex,
+    validate_blis,
+)
+
+DATASETS = ("all", "apex", "blis")
 
 
 def _replicas_cell(c: PlanComparison) -> str:
@@ -104,6 +114,88 @@ def _print_apex(comparisons: list[PlanComparison]) -> None:
         )
 
 
+def _ms(value_s: float | None, digits: int = 1) -> str:
+    return "-" if value_s is None else f"{value_s * 1e3:.{digits}f}"
+
+
+def _pct(error: float) -> str:
+    return "-" if error != error else f"{error * 100:+.0f}%"  # NaN: nothing completed
+
+
+def _blis_table(comparisons: list[StageComparison]) -> Table:
+    table = Table(title="Predicted vs measured (vLLM V1, H100-SXM, shared-prefix constant rate)")
+    table.add_column("stage", no_wrap=True)
+    for name in ("req/s", "TTFT ms pred", "meas", "err", "TPOT ms pred", "meas", "err"):
+        table.add_column(name, justify="right")
+    for name in ("E2E s pred", "meas", "err", "overload pred/meas"):
+        table.add_column(name, justify="right")
+    for c in comparisons:
+        s, e = c.stage, c.errors()
+        e2e_s = c.predicted_mean_e2e_s
+        overload = f"{'yes' if c.is_predicted_overloaded else 'no'}/"
+        overload += f"{'yes' if s.is_overloaded else 'no'}{'' if c.overload_agrees else ' !'}"
+        table.add_row(
+            s.name,
+            f"{s.rate_req_per_s:g}",
+            _ms(c.predicted_mean_ttft_s),
+            _ms(s.measured_mean_ttft_s),
+            _pct(e["ttft"]),
+            _ms(c.predicted_tpot_s, 2),
+            _ms(s.measured_tpot_s, 2),
+            _pct(e["tpot"]),
+            "-" if e2e_s is None else f"{e2e_s:.2f}",
+            f"{s.measured_mean_e2e_s:.2f}",
+            _pct(e["e2e"]),
+            overload,
+        )
+    return table
+
+
+def _blis_json(comparisons: list[StageComparison]) -> dict[str, object]:
+    stages = [
+        {
+            "name": c.stage.name,
+            "rate_req_per_s": c.stage.rate_req_per_s,
+            "num_requests": c.num_requests,
+            "num_completed": c.num_completed,
+            "prefix_cache_hit_rate": c.prefix_cache_hit_rate,
+            "predicted": {
+                "ttft_s": c.predicted_mean_ttft_s,
+                "tpot_s": c.predicted_tpot_s,
+                "e2e_s": c.predicted_mean_e2e_s,
+                "overloaded": c.is_predicted_overloaded,
+            },
+            "measured": {
+                "ttft_s": c.stage.measured_mean_ttft_s,
+                "tpot_s": c.stage.measured_tpot_s,
+                "e2e_s": c.stage.measured_mean_e2e_s,
+                "overloaded": c.stage.is_overloaded,
+            },
+            "errors": {k: (None if v != v else v) for k, v in c.errors().items()},
+        }
+        for c in comparisons
+    ]
+    return {
+        "stages": stages,
+        "mape_not_overloaded": blis_mape(comparisons),
+        "mape_both_not_overloaded": blis_mape(comparisons, both_not_overloaded=True),
+        "num_overload_agreements": sum(c.overload_agrees for c in comparisons),
+    }
+
+
+def _print_blis(comparisons: list[StageComparison]) -> None:
+    console.print(_blis_table(comparisons))
+    for label, both in (("measured", False), ("measured and predicted", True)):
+        errors = blis_mape(comparisons, both_not_overloaded=both)
+        shown = ", ".join(f"{k} {v * 100:.1f}%" for k, v in errors.items())
+        console.print(f"MAPE over the stages {label} as not overloaded: {shown}")
+    num_agree = sum(c.overload_agrees for c in comparisons)
+    console.print(
+        f"Overload (mean TTFT > 10 s or > 1% unfinished) predicted as measured: "
+        f"{num_agree}/{len(comparisons)} stages"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add ``servesim validate``."""
 
@@ -115,14 +207,31 @@ def register(app: typer.Typer) -> None:
             help="The shared data folder (default: $SERVESIM_SHARED_DATA or ../shared/data).",
         ),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+        dataset: str = typer.Option(
+            "all", "--dataset", help="all | apex (vLLM 0.6, Llama-3.1-70B) | blis (vLLM V1)."
+        ),
     ) -> None:
-        """Replay the measured vLLM plans (apex_vllm_llama70b) and print the error per metric."""
+        """Replay measured vLLM runs (apex_vllm_llama70b, blis_vllm_v1_h100); print the errors."""
+        if dataset not in DATASETS:
+            raise ConfigError("--dataset", dataset, f"must be one of {', '.join(DATASETS)}")
         data_dir = data or shared_data_dir()
         if data_dir is None or not data_dir.is_dir():
             raise ConfigError("--data", str(data_dir), "is not a folder (give --data)")
+        apex = blis = None
         with console.status("replaying measured runs..."):
-            comparisons = validate_apex(data_dir)
+            if dataset in ("all", "apex"):
+                apex = validate_apex(data_dir)
+            if dataset in ("all", "blis"):
+                blis = validate_blis(data_dir)
         if as_json:
-            print_json({"apex": _apex_json(comparisons)})
+            output: dict[str, object] = {}
+            if apex is not None:
+                output["apex"] = _apex_json(apex)
+            if blis is not None:
+                output["blis"] = _blis_json(blis)
+            print_json(output)
             return
-        _print_apex(comparisons)
+        if apex is not None:
+            _print_apex(apex)
+        if blis is not None:
+            _print_blis(blis)

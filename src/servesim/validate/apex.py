@@ -237,10 +237,10 @@ def load_apex_plans(data_dir: Path) -> list[MeasuredPlan]:
     if not plans_path.is_file():
         raise ConfigError("data_dir", str(data_dir), f"{plans_path} does not exist")
     runs_by_plan: dict[tuple[str, str, str], list[dict[str, str]]] = {}
-    for row in _read_csv(folder / "runs.csv"):
+    for row in read_csv(folder / "runs.csv"):
         runs_by_plan.setdefault(_plan_key(row), []).append(row)
     plans = [
-        _plan(row, runs_by_plan.get(_plan_key(row), []), folder) for row in _read_csv(plans_path)
+        _plan(row, runs_by_plan.get(_plan_key(row), []), folder) for row in read_csv(plans_path)
     ]
     return sorted(plans, key=lambda p: (p.workload, p.dp, -p.tp, p.rate_req_per_s))
 
@@ -309,7 +309,8 @@ def _run(row: dict[str, str], name: str, folder: Path) -> MeasuredRun:
     )
 
 
-def _read_csv(path: Path) -> Iterator[dict[str, str]]:
+def read_csv(path: Path) -> Iterator[dict[str, str]]:
+    """The rows of a CSV file with a header line."""
     with path.open(newline="", encoding="utf-8") as handle:
         yield from csv.DictReader(handle)
 
