@@ -18,6 +18,7 @@ import pytest
 
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.metrics import SLOSpec, SLOTargets, summarize
+from servesim.perf.opmodels.power import default_power_fit, power_w_for_ratings
 from tests.metrics.factories import add_iteration, add_request, replica, small_run
 
 
@@ -94,10 +95,16 @@ def test_mfu_mbu_cost_energy() -> None:
     assert e.gpu_hours == pytest.approx(6 / 3600)
     assert e.cost_usd == pytest.approx(2.0 * 6 / 3600)
     assert e.cost_per_million_output_tokens_usd == pytest.approx(2.0 * 6 / 3600 / 9 * 1e6)
-    # idle 100 W x 6 s + (700 - 100) W x active GPU-seconds
-    # active per row = min(GPU-s, max(flops/peak, bytes/bw)): 0.4, 0.2, 1.5, 4/3
-    energy = 600 + 600 * (0.4 + 0.2 + 1.5 + 4 / 3)
+    # idle 100 W outside the 4.5 busy seconds, then per row the fitted power at its
+    # utilisation: (u_c, u_m) = (0.8, 0.2), (0.4, 0.4), (0.02, 1.0), (0.1, 2/3)
+    fit = default_power_fit()
+    rows = [(0.5, 0.8, 0.2), (0.5, 0.4, 0.4), (1.5, 0.02, 1.0), (2.0, 0.1, 2 / 3)]
+    busy_j = sum(d * power_w_for_ratings(fit, 700.0, 100.0, uc, um) for d, uc, um in rows)
+    energy = 100.0 * 1.5 + busy_j
     assert e.energy_j == pytest.approx(energy)
+    # every busy row sits between the scaled static floor and the 700 W cap
+    static_w = fit.curves["any"].static_w * 100.0 / fit.ref_idle_w
+    assert 150 + static_w * 4.5 < e.energy_j <= 150 + 700 * 4.5 + 1e-9
     assert e.mean_power_w == pytest.approx(energy / 6)
     assert e.energy_per_output_token_j == pytest.approx(energy / 9)
 

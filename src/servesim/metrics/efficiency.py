@@ -7,16 +7,19 @@
 - **Cost**: every GPU is paid for the whole makespan (reserved capacity, idle or not):
   ``gpu_hours = sum_r num_gpus_r * makespan_s / 3600``; ``cost = sum_r gpu_hours_r * price_r``.
   Cost per million output tokens divides by the output tokens of completed requests.
-- **Energy**: a utilisation-based GPU power model. Each GPU draws ``idle_w`` all the time and
-  ``(tdp_w - idle_w) * u`` more while an iteration runs, where ``u`` is the iteration's
-  roofline activity ``min(1, max(MFU_i, MBU_i))``: the busier of the compute units and the
-  memory system. This follows the power characterisations of LLM inference in POLCA (Patel et
-  al., ASPLOS'24) and Splitwise (Patel et al., ISCA'24): power rises from a substantial idle
-  floor towards TDP with load, compute-bound prefill sits near TDP, and memory-bound decode
-  lower. Splitwise reports decode drawing noticeably less than its memory activity alone
-  would suggest, so for decode-heavy runs this model is an upper estimate; it counts GPUs
-  only (no CPU, network, cooling/PUE). Per iteration the extra energy is
-  ``(tdp - idle) * min(num_gpus * duration, max(flops / peak, bytes / bandwidth))``.
+- **Energy**: the integral of each GPU's board power over the makespan, with power from the
+  measured utilisation model ``servesim.perf.opmodels.power`` (fitted to H200 board power at
+  achieved compute / memory utilisation; other GPUs by its TDP/idle scaling rule). Per
+  iteration row and GPU, ``u_c = flops / (num_gpus * duration * peak)`` and
+  ``u_m = bytes / (num_gpus * duration * bandwidth)``; the row draws
+  ``gpu_power_w(u_c, u_m)`` (pooled ``any`` curve, long-kernel limit) for ``num_gpus *
+  duration`` GPU-seconds. A row with ``repeat > 1`` is a run of decode iterations whose
+  duration, FLOPs and bytes are already the run's totals, so the same formula holds.
+  Pipeline-parallel micro-batches overlap in time: when a replica's row GPU-seconds ``S``
+  exceed its busy GPU-seconds ``B`` (the union of its intervals), every row is compressed
+  into ``B`` by ``rho = S / B``: it lasts ``1/rho`` as long at ``rho`` times the utilisation,
+  so the work is conserved and the power cap still bites. Outside iterations each GPU draws
+  its data-sheet ``idle_w``. GPUs only (no CPU, network, cooling/PUE).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from servesim.engine.records import ReplicaInfo
+from servesim.perf.opmodels.power import PowerFit, default_power_fit, power_w_for_ratings
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -81,26 +85,22 @@ def compute_efficiency(
         num_output_tokens: output tokens of completed requests.
     """
     rid = iterations["replica_id"]
-    # A row with repeat > 1 is a run of decode iterations: its duration, FLOPs and bytes are
-    # already the run's totals (as the engine writes them).
     flops = iterations["flops"]
     nbytes = iterations["hbm_bytes"]
-    gpu_s = np.zeros(rid.shape, dtype=np.float64)  # GPU-seconds of each row
-    peak_s = np.zeros(rid.shape, dtype=np.float64)  # GPU-seconds of peak-rate work
     cap_flops = cap_bytes = energy = 0.0
     num_gpus = sum(r.num_gpus for r in replicas)
     for r in replicas:
         mask = rid == r.replica_id
-        gpu_s[mask] = r.num_gpus * iterations["duration_s"][mask]
-        peak_s[mask] = np.maximum(
-            flops[mask] / r.peak_flops_per_s, nbytes[mask] / r.hbm_bandwidth_bytes_per_s
-        )
         cap_flops += r.peak_flops_per_s * r.num_gpus * busy_s[r.replica_id]
         cap_bytes += r.hbm_bandwidth_bytes_per_s * r.num_gpus * busy_s[r.replica_id]
-        dynamic_s = float(np.minimum(gpu_s[mask], peak_s[mask]).sum())
-        # Overlapping micro-batches cannot push a GPU past TDP: cap at the busy GPU-seconds.
-        dynamic_s = min(dynamic_s, r.num_gpus * busy_s[r.replica_id])
-        energy += r.idle_w * r.num_gpus * makespan_s + (r.tdp_w - r.idle_w) * dynamic_s
+        energy += replica_energy_j(
+            r,
+            iterations["duration_s"][mask],
+            flops[mask],
+            nbytes[mask],
+            busy_s[r.replica_id],
+            makespan_s,
+        )
     gpu_hours = num_gpus * makespan_s / SECONDS_PER_HOUR
     cost = sum(r.num_gpus * r.price_per_gpu_hour_usd for r in replicas) * makespan_s
     cost /= SECONDS_PER_HOUR
@@ -119,3 +119,38 @@ def compute_efficiency(
         mean_power_w=energy / makespan_s if makespan_s > 0 else None,
         energy_per_output_token_j=energy / num_output_tokens if num_output_tokens else None,
     )
+
+
+def replica_energy_j(
+    replica: ReplicaInfo,
+    duration_s: np.ndarray,
+    flops: np.ndarray,
+    nbytes: np.ndarray,
+    busy_s: float,
+    makespan_s: float,
+    power_fit: PowerFit | None = None,
+) -> float:
+    """GPU energy of one replica over the makespan (model in the module docstring).
+
+    Args:
+        replica: the replica's GPU ratings and count.
+        duration_s, flops, nbytes: its iteration rows (totals over ``repeat``).
+        busy_s: union of its iteration intervals.
+        makespan_s: the run's duration.
+        power_fit: power curves (default: ``default_power_fit()``).
+    """
+    fit = power_fit or default_power_fit()
+    gpu_s = replica.num_gpus * duration_s
+    busy_gpu_s = replica.num_gpus * busy_s
+    total_gpu_s = float(gpu_s.sum())
+    # PP micro-batches overlap: squeeze the rows into the busy time at higher utilisation.
+    rho = total_gpu_s / busy_gpu_s if busy_gpu_s > 0 and total_gpu_s > busy_gpu_s else 1.0
+    energy = replica.idle_w * replica.num_gpus * max(0.0, makespan_s - busy_s)
+    for g_s, f, b in zip(gpu_s, flops, nbytes, strict=True):
+        if g_s <= 0.0:
+            continue
+        u_c = rho * f / (g_s * replica.peak_flops_per_s) if replica.peak_flops_per_s else 0.0
+        u_m = rho * b / (g_s * replica.hbm_bandwidth_bytes_per_s)
+        watts = power_w_for_ratings(fit, replica.tdp_w, replica.idle_w, u_c, u_m)
+        energy += watts * g_s / rho
+    return energy
