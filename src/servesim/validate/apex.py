@@ -52,7 +52,8 @@ def combine_replicas(parts: Sequence[ServedMeans]) -> ServedMeans:
     """Means over independent replicas, combined as ``plans.csv`` combines the measured ones.
 
     PROVENANCE.md: TTFT and E2E weighted by requests, ITL by tokens; the token weight that
-    reproduces ``plans.csv`` to 1e-5 is the number of decode gaps (the ITL's own sample count).
+    reproduces ``plans.csv`` exactly (1e-16; output tokens are 5e-6 off) is the number of decode
+    gaps, the ITL's own sample count.
     """
     if not parts:
         raise ValueError("combine_replicas needs at least one replica")
