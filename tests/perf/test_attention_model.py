@@ -25,7 +25,13 @@ H100 = get_gpu("h100-sxm")
 PEAK = 989.5e12
 BW = 3.35e12
 DECODE = DecodeAttentionFit(
-    floor_s=12e-6, hbm_eff=0.9, l2_bw_per_sm=50e9, l2_frac=0.8, row_flops=2000.0, overlap_p=4.0
+    floor_s=12e-6,
+    hbm_eff=0.9,
+    l2_bw_per_sm=50e9,
+    l2_frac=0.8,
+    row_flops=2000.0,
+    kv_row_flops=0.0,
+    overlap_p=4.0,
 )
 PREFILL = PrefillAttentionFit(floor_s=12e-6, mma_eff=0.7, fix_tiles=2.0, mem_eff=0.5, overlap_p=4.0)
 
@@ -175,6 +181,7 @@ def _h100_rows() -> heldout.Rows:
     return rows
 
 
+@pytest.mark.slow
 def test_heldout_error_on_h100_full_attention_bf16() -> None:
     rows = _h100_rows()
     keep = (rows["dtype"] == "bf16") & (rows["window"] == 0)
@@ -190,6 +197,7 @@ def test_heldout_error_on_h100_full_attention_bf16() -> None:
         assert abs(stats.median_signed) < 5.0, (op, stats)
 
 
+@pytest.mark.slow
 def test_fit_is_deterministic() -> None:
     rows = _h100_rows()
     part = heldout.take(rows, (rows["dtype"] == "fp8") & (rows["num_kv_heads"] == 8))

@@ -66,16 +66,19 @@ _KV_LABEL = {"bfloat16": "bf16", "fp8": "fp8"}
 # least squares on at most this many rows per (op, dtype): the parameters are few, and the
 # grid correction afterwards sees every row
 _MAX_FIT_ROWS = 6000
-# grid axes (log2): head_dim, tokens per sequence (chunk or KV context), seqs x heads
+_MAX_GRID_ROWS = 12000
+# grid axes (log2): head_dim, GQA group, tokens per sequence (chunk or KV context), seqs x heads
 _PREFILL_AXES = (
     (6.0, 7.0, 8.0, 9.0),
-    tuple(float(x) for x in range(0, 15)),
+    (0.0, 2.0, 4.0, 6.0),
     tuple(float(x) for x in range(0, 15, 2)),
+    tuple(float(x) for x in range(0, 15, 3)),
 )
 _DECODE_AXES = (
     (6.0, 7.0, 8.0, 9.0),
-    tuple(float(x) for x in range(1, 18)),
-    tuple(float(x) for x in range(0, 15, 2)),
+    (0.0, 2.0, 4.0, 6.0),
+    tuple(float(x) for x in range(1, 18, 2)),
+    tuple(float(x) for x in range(0, 15, 3)),
 )
 _GRID_RIDGE = 0.03
 
@@ -173,11 +176,12 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
     return heldout.concat(parts) if parts else None
 
 
-def _subsample(n: int) -> np.ndarray:
-    """Deterministic evenly spaced row indices (at most ``_MAX_FIT_ROWS``)."""
-    if n <= _MAX_FIT_ROWS:
+def _subsample(n: int, limit: int = 0) -> np.ndarray:
+    """Deterministic evenly spaced row indices (at most ``limit``, default ``_MAX_FIT_ROWS``)."""
+    limit = limit or _MAX_FIT_ROWS
+    if n <= limit:
         return np.arange(n)
-    return np.linspace(0, n - 1, _MAX_FIT_ROWS).round().astype(int)
+    return np.linspace(0, n - 1, limit).round().astype(int)
 
 
 def _fit_one(rows: Rows, gpu: GPUSpec, is_prefill: bool) -> dict:
@@ -190,22 +194,25 @@ def _fit_one(rows: Rows, gpu: GPUSpec, is_prefill: bool) -> dict:
     def residual(x: np.ndarray) -> np.ndarray:
         return np.log(formula(unpack(x), gpu, sub)) - log_actual
 
-    x0 = np.zeros(5 if is_prefill else 6)
+    x0 = np.zeros(5 if is_prefill else 7)
     sol = least_squares(residual, x0, method="trf", loss="soft_l1", f_scale=0.1, max_nfev=200)
     params = unpack(sol.x)
     axes = _PREFILL_AXES if is_prefill else _DECODE_AXES
-    ratio = np.log(rows["latency_s"] / formula(params, gpu, rows))
-    grid = heldout.fit_log_grid(_grid_coords(rows, is_prefill), ratio, axes, ridge=_GRID_RIDGE)
+    grid_rows = heldout.take(rows, _subsample(rows["latency_s"].size, _MAX_GRID_ROWS))
+    ratio = np.log(grid_rows["latency_s"] / formula(params, gpu, grid_rows))
+    coords = _grid_coords(grid_rows, is_prefill)
+    grid = heldout.fit_log_grid(coords, ratio, axes, ridge=_GRID_RIDGE)
     return {**params, "grid": grid.to_dict()}
 
 
 def _grid_coords(rows: Rows, is_prefill: bool) -> np.ndarray:
     seqs = rows["num_seqs"]
+    group = rows["num_q_heads"] / rows["num_kv_heads"]
     if is_prefill:
         per_seq = np.maximum(rows["num_tokens"] / seqs, 1.0)
-        return np.column_stack([rows["head_dim"], per_seq, seqs * rows["num_q_heads"]])
+        return np.column_stack([rows["head_dim"], group, per_seq, seqs * rows["num_q_heads"]])
     per_seq = np.maximum(rows["context_tokens"] / seqs, 1.0)
-    return np.column_stack([rows["head_dim"], per_seq, seqs * rows["num_kv_heads"]])
+    return np.column_stack([rows["head_dim"], group, per_seq, seqs * rows["num_kv_heads"]])
 
 
 def fit(rows: Rows, gpu: GPUSpec) -> dict:
@@ -281,6 +288,7 @@ def unpack_decode(x: np.ndarray) -> dict[str, float]:
         "l2_bw_per_sm": float(40e9 * np.exp(x[2])),
         "l2_frac": float(0.3 + 1.2 * _sigmoid(x[3])),
         "row_flops": float(200.0 * np.exp(x[4])),
+        "kv_row_flops": float(200.0 * np.exp(x[6])),
         "overlap_p": float(1.0 + 7.0 * _sigmoid(x[5])),
     }
 
@@ -331,13 +339,9 @@ def decode_np(params: dict[str, float], gpu: GPUSpec, rows: Rows) -> np.ndarray:
     hbm_s = kv_read / (gpu.hbm_bandwidth_bytes_per_s * params["hbm_eff"])
     hit = 1.0 / (1.0 + (kv_read / (params["l2_frac"] * l2_bytes)) ** _L2_STEEPNESS)
     kv_s = hit * kv_read / (params["l2_bw_per_sm"] * num_sms) + (1.0 - hit) * hbm_s
-    rows_s = (
-        seqs
-        * rows["num_q_heads"]
-        * rows["head_dim"]
-        * params["row_flops"]
-        / gpu.peak_flops(DType.BF16)
-    )
+    row_flops = rows["num_q_heads"] * params["row_flops"]
+    row_flops = row_flops + rows["num_kv_heads"] * params["kv_row_flops"]
+    rows_s = seqs * rows["head_dim"] * row_flops / gpu.peak_flops(DType.BF16)
     return params["floor_s"] + _pnorm_np(kv_s, rows_s, params["overlap_p"])
 
 

@@ -78,7 +78,8 @@ class PrefillAttentionFit:
         fix_tiles: fixed cost per CTA (Q load, epilogue) in tile-visit units.
         mem_eff: fraction of HBM bandwidth the Q/K/V/O traffic reaches.
         overlap_p: p-norm exponent joining the MMA and memory times.
-        grid: optional correction over (head_dim, query tokens per sequence, seqs x q heads).
+        grid: optional correction over (head_dim, GQA group, query tokens per sequence,
+            seqs x q heads).
     """
 
     floor_s: float
@@ -125,8 +126,11 @@ class DecodeAttentionFit:
         l2_frac: fraction of the L2 capacity a resident KV can use.
         row_flops: cost of one query row element (seq x q head x head_dim) in flop-equivalents
             of the dense bf16 tensor peak.
+        kv_row_flops: the same per (seq x KV head x head_dim): FA3 packs a GQA group into one
+            CTA's rows, so part of the per-row cost is paid once per KV head.
         overlap_p: p-norm exponent joining the KV stream and the per-row cost.
-        grid: optional correction over (head_dim, KV tokens per sequence, seqs x KV heads).
+        grid: optional correction over (head_dim, GQA group, KV tokens per sequence,
+            seqs x KV heads).
     """
 
     floor_s: float
@@ -134,6 +138,7 @@ class DecodeAttentionFit:
     l2_bw_per_sm: float
     l2_frac: float
     row_flops: float
+    kv_row_flops: float
     overlap_p: float
     grid: LogGrid | None = None
 
@@ -145,6 +150,7 @@ class DecodeAttentionFit:
             "l2_bw_per_sm": float(f"{self.l2_bw_per_sm:.6g}"),
             "l2_frac": float(f"{self.l2_frac:.6g}"),
             "row_flops": float(f"{self.row_flops:.6g}"),
+            "kv_row_flops": float(f"{self.kv_row_flops:.6g}"),
             "overlap_p": float(f"{self.overlap_p:.6g}"),
         }
         if self.grid is not None:
@@ -160,6 +166,7 @@ class DecodeAttentionFit:
             l2_bw_per_sm=float(data["l2_bw_per_sm"]),
             l2_frac=float(data["l2_frac"]),
             row_flops=float(data["row_flops"]),
+            kv_row_flops=float(data["kv_row_flops"]),
             overlap_p=float(data["overlap_p"]),
             grid=optional_grid(data.get("grid")),
         )
@@ -261,7 +268,8 @@ def prefill_attention_s(
     memory_s = num_bytes / (gpu.hbm_bandwidth_bytes_per_s * fit.mem_eff)
     time_s = fit.floor_s + _pnorm(compute_s, memory_s, fit.overlap_p)
     if fit.grid is not None:
-        time_s *= fit.grid.factor(head_dim, max(chunk, 1.0), num_seqs * num_q_heads)
+        group = num_q_heads / num_kv_heads
+        time_s *= fit.grid.factor(head_dim, group, max(chunk, 1.0), num_seqs * num_q_heads)
     return time_s
 
 
@@ -302,9 +310,11 @@ def decode_attention_s(
         kv_s = hit * kv_read / (fit.l2_bw_per_sm * num_sms) + (1.0 - hit) * hbm_s
     else:
         kv_s = hbm_s
-    rows_s = num_seqs * num_q_heads * head_dim * fit.row_flops / gpu.peak_flops(DType.BF16)
+    row_flops = num_q_heads * fit.row_flops + num_kv_heads * fit.kv_row_flops
+    rows_s = num_seqs * head_dim * row_flops / gpu.peak_flops(DType.BF16)
     time_s = fit.floor_s + _pnorm(kv_s, rows_s, fit.overlap_p)
     if fit.grid is not None:
         per_seq = max(context / num_seqs, 1.0)
-        time_s *= fit.grid.factor(head_dim, per_seq, num_seqs * num_kv_heads)
+        group = num_q_heads / num_kv_heads
+        time_s *= fit.grid.factor(head_dim, group, per_seq, num_seqs * num_kv_heads)
     return time_s
