@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from servesim.perf.attention import AttnCost
 from servesim.perf.calibration import Calibration
-from servesim.perf.kernel_set import GemmShape, KernelSet, MoeShape, gemm_label
+from servesim.perf.kernel_set import GemmShape, KernelSet, MoeShape, gemm_label, moe_label
 from servesim.perf.kernels import elementwise_time_s, gemm_compute_eff
 from servesim.perf.moe import busiest_device, expert_frequencies
 from servesim.perf.shapes import (
@@ -284,7 +284,7 @@ class PlanGraph:
             assignments=pairs,
             experts_touched=touched,
             num_matrices=mats,
-            label=self.gemm_label,
+            label=moe_label(self.plan.weight_dtype, self.plan.activation_dtype),
             weight_bytes=self.w_bytes,
         )
         t = self.kernels.moe_experts_s(shape, self.peak)

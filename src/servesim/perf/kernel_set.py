@@ -98,6 +98,9 @@ class KernelSet:
             if found is not None:
                 self.sources[family] = found
         self._gemm = _gemm_fits(self.sources.get("gemm"))
+        self._attention = _attention_fits(self.sources.get("attention"))
+        self._moe = _moe_fits(self.sources.get("moe"))
+        self._collectives = _collective_fits(self.sources.get("collectives"))
         peaks = gpu.peak_flops_per_s
         self.peak16 = peaks.get(DType.BF16) or peaks.get(DType.FP16) or 0.0
         self.bw = gpu.hbm_bandwidth_bytes_per_s
@@ -148,6 +151,23 @@ class KernelSet:
     def moe_experts_s(self, shape: MoeShape, peak_flops_per_s: float) -> float:
         """Expert computation of one MoE layer on the busiest EP rank (router GEMM and
         collectives are separate ops)."""
+        fit = self._moe.get(shape.label) if shape.label is not None else None
+        if fit is not None:
+            from servesim.perf.opmodels.moe_layer import moe_layer_s
+
+            return moe_layer_s(
+                fit,
+                self.gpu,
+                num_tokens=shape.num_tokens,
+                hidden=shape.hidden,
+                inter=shape.inter,
+                topk=shape.topk,
+                num_experts=shape.num_experts,
+                ep=shape.ep,
+                assignments=shape.assignments,
+                experts_touched=shape.experts_touched,
+                num_matrices=shape.num_matrices,
+            )
         legacy = self.legacy.gemm
         pairs, touched = shape.assignments, shape.experts_touched
         h, ffn, mats = shape.hidden, shape.inter, shape.num_matrices
@@ -169,6 +189,43 @@ class KernelSet:
         args = (self.legacy.attention, window, kv_bytes, self.peak16, self.bw)
         pre = legacy_attention.prefill_attention(shapes, batch, *args)
         dec = legacy_attention.decode_attention(shapes, batch, *args)
+        fits = self._attention
+        if fits is None or shapes.is_mla:  # MLA has its own tables, not fitted yet
+            return pre, dec
+        from servesim.perf.opmodels.attention_fit import decode_attention_s, prefill_attention_s
+
+        heads = {
+            "num_q_heads": shapes.num_q_heads,
+            "num_kv_heads": shapes.num_kv_heads,
+            "head_dim": shapes.head_dim,
+            "kv_bytes": kv_bytes,
+            "window": window,
+        }
+        if batch.num_prefill_tokens:
+            mean_chunk = batch.num_prefill_tokens / max(1, batch.num_prefill_seqs)
+            t = prefill_attention_s(
+                fits.prefill_for(kv_bytes),
+                self.gpu,
+                num_seqs=batch.num_prefill_seqs,
+                num_tokens=batch.num_prefill_tokens,
+                num_pairs=batch.prefill_chunk_x_context
+                + (batch.prefill_chunk_sq + batch.num_prefill_tokens) / 2.0,
+                cached_tokens=round(batch.prefill_chunk_x_context / mean_chunk),
+                **heads,
+            )
+            pre = legacy_attention.AttnCost(pre.flops, pre.num_bytes, t, pre.bound)
+        if batch.num_decode_seqs:
+            # a serving step runs every layer between two replays: one layer's KV is not left
+            # in L2 for the next step's same layer (l2_warm=False)
+            t = decode_attention_s(
+                fits.decode_for(kv_bytes),
+                self.gpu,
+                num_seqs=batch.num_decode_seqs,
+                context_tokens=batch.decode_context_tokens,
+                l2_warm=False,
+                **heads,
+            )
+            dec = legacy_attention.AttnCost(dec.flops, dec.num_bytes, t, dec.bound)
         return pre, dec
 
     # ---- collectives --------------------------------------------------------------------
@@ -176,12 +233,40 @@ class KernelSet:
         self, link: LinkSpec, collective: str, n: int, num_bytes: float, custom_ar: bool
     ) -> tuple[float, bool]:
         """Time of one collective over ``n`` GPUs and whether a measurement backs it."""
+        fitted = self._collective_fit(link, collective, n, num_bytes, custom_ar)
+        if fitted is not None:
+            return fitted, True
         t, ok = collective_time_s(self.calibration, self.gpu.name, link, collective, n, num_bytes)
         if collective == "all_reduce" and custom_ar:
             custom = custom_all_reduce_time_s(link, n, num_bytes)
             if custom is not None:
                 t = min(t, custom)
         return t, ok
+
+    def _collective_fit(
+        self, link: LinkSpec, collective: str, n: int, num_bytes: float, custom_ar: bool
+    ) -> float | None:
+        """The fitted time where the tables cover this collective, else None.
+
+        The tables were measured on one node's GPU-to-GPU link, so they price collectives on
+        that link only (a TP group across nodes keeps the link alpha-beta model). A TP
+        all-reduce with custom all-reduce on uses the engine's custom all-reduce table, which
+        already includes its own fall back to NCCL for large messages; its CUDA-graph variant
+        is the kernel time (eager launch cost is the host profile's).
+        """
+        if not self._collectives or n <= 1 or num_bytes <= 0:
+            return None
+        if link.name != self.gpu.intra_node_link.name:
+            return None
+        from servesim.perf.opmodels.collectives import group_collective_s
+
+        impl = "custom_graph" if collective == "all_reduce" and custom_ar else "nccl"
+        fits = self._collectives.get((collective, impl))
+        if not fits and impl == "custom_graph":
+            fits = self._collectives.get((collective, "nccl"))
+        if not fits:
+            return None
+        return group_collective_s(fits, self.gpu, n, num_bytes)
 
 
 LEGACY_NAME = "vllm-0.6"
@@ -193,3 +278,45 @@ def _gemm_fits(source: FamilySource | None) -> dict[str, object]:
     from servesim.perf.opmodels.gemm import GemmFit
 
     return {label: GemmFit.from_dict(params) for label, params in source.params.items()}
+
+
+def _attention_fits(source: FamilySource | None) -> object | None:
+    if source is None:
+        return None
+    from servesim.perf.opmodels.attention_fit import AttentionFits
+
+    return AttentionFits.from_dict(source.params)
+
+
+def _moe_fits(source: FamilySource | None) -> dict[str, object]:
+    if source is None:
+        return {}
+    from servesim.perf.opmodels.moe_layer import MoELayerFit
+
+    return {label: MoELayerFit.from_dict(params) for label, params in source.params.items()}
+
+
+def _collective_fits(source: FamilySource | None) -> dict[tuple[str, str], list[object]]:
+    """(collective, implementation) -> fits at each measured group size."""
+    if source is None:
+        return {}
+    from servesim.perf.opmodels.collectives import fits_from_params
+
+    out: dict[tuple[str, str], list[object]] = {}
+    for part in source.params.values():
+        for (collective, impl, _), fit in sorted(fits_from_params(part).items()):
+            out.setdefault((collective, impl), []).append(fit)
+    return out
+
+
+def moe_label(weight: DType, activation: DType) -> str | None:
+    """The measured MoE kernel a weight/activation format pair runs (None: no table)."""
+    if activation == DType.FP8:
+        return "fp8"
+    if weight in (DType.BF16, DType.FP16):
+        return "bf16"
+    if weight == DType.INT4:
+        return "int4"  # weight-only int4 (Marlin MoE)
+    if weight == DType.FP4:
+        return "mxfp4"
+    return None

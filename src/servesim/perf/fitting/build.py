@@ -1,0 +1,224 @@
+"""Fit every operator family of every kernel stack to its measured tables, with held-out reports.
+
+For each stack of ``servesim.perf.stacks`` and each GPU it has tables for, each family module
+(``fitting.gemm``, ``fitting.attention``, ``fitting.moe``, ``fitting.collectives``) reads its
+rows, fits its parameters on all of them (the shipped figures), and is scored twice on data it
+never saw:
+- **held-out shapes**: 4 shape-wise folds (a whole weight shape, head configuration, MoE model
+  shape or message size out at a time), per (GPU, stack, op, dtype, regime);
+- **leave one GPU out**: the GPU's own tables removed, the fit of the GPU the borrowing rule
+  (``stacks.nearest_calibrated``) picks applied to its data sheet.
+The same code fits a user's own tables (``servesim calibrate --tables DIR``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from servesim.perf.fitting.heldout import Rows, crossval_predictions, group_report
+from servesim.perf.fitting.tables import TableRef, find_tables, select
+from servesim.perf.stacks import STACKS, TABLE_GPUS, nearest_calibrated
+from servesim.specs.catalog import get_gpu
+from servesim.specs.gpu import GPUSpec
+
+# family -> the fitting module and the (table family folder, framework) it reads; ``None`` as
+# framework means the stack's own framework. Collectives have two parts: the engine's custom
+# all-reduce and NCCL (its own framework folder).
+FAMILY_PARTS: dict[str, tuple[tuple[str, str, str | None], ...]] = {
+    "gemm": (("", "gemm", None),),
+    "attention": (("", "attention", None),),
+    "moe": (("", "moe", None),),
+    "collectives": (("custom", "comm", None), ("nccl", "comm", "nccl")),
+}
+FAMILY_MODULES = {
+    "gemm": "servesim.perf.fitting.gemm",
+    "attention": "servesim.perf.fitting.attention",
+    "moe": "servesim.perf.fitting.moe",
+    "collectives": "servesim.perf.fitting.collectives",
+}
+
+Progress = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class StackFit:
+    """Everything ``fit_kernel_stacks`` produced."""
+
+    kernel_stacks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    heldout: list[dict[str, Any]] = field(default_factory=list)
+    transfer: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) if p.isdigit() else 0 for p in version.split("."))
+
+
+def table_version(
+    refs: list[TableRef], gpu_folder: str, family: str, framework: str, preferred: str
+) -> str | None:
+    """The stack's own version where measured, else the newest of that framework (stand-in)."""
+    versions = {r.version for r in select(refs, gpu=gpu_folder, family=family, framework=framework)}
+    if preferred in versions:
+        return preferred
+    return max(versions, key=_version_key) if versions else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    name: str  # "" for single-part families
+    framework: str
+    version: str
+    rows: Rows
+
+
+def _parts(
+    refs: list[TableRef], root: Path, family: str, gpu_folder: str, fw: str, ver: str
+) -> list[_Part]:
+    module = _module(family)
+    parts = []
+    for name, folder, framework in FAMILY_PARTS[family]:
+        framework = framework or fw
+        version = table_version(refs, gpu_folder, folder, framework, ver)
+        if version is None:
+            continue
+        rows = module.load_rows(root, gpu_folder, framework, version)
+        if rows is not None and len(rows["latency_s"]):
+            parts.append(_Part(name, framework, version, rows))
+    return parts
+
+
+def _module(family: str) -> ModuleType:
+    return importlib.import_module(FAMILY_MODULES[family])
+
+
+def _fit_parts(family: str, parts: list[_Part], gpu: GPUSpec) -> dict[str, Any]:
+    module = _module(family)
+    if len(parts) == 1 and parts[0].name == "":
+        return module.fit(parts[0].rows, gpu)
+    return {p.name: module.fit(p.rows, gpu) for p in parts}
+
+
+def _predict_part(family: str, params: dict[str, Any], part: _Part, gpu: GPUSpec) -> np.ndarray:
+    own = params if part.name == "" else params[part.name]
+    return _module(family).predict(own, gpu, part.rows)
+
+
+def fit_kernel_stacks(
+    root: Path,
+    families: tuple[str, ...] = tuple(FAMILY_MODULES),
+    *,
+    gpu_map: dict[str, tuple[str, str]] | None = None,
+    stacks: dict[str, dict[str, tuple[str, str]]] | None = None,
+    heldout: bool = True,
+    progress: Progress | None = None,
+) -> StackFit:
+    """Fit ``families`` for every stack and GPU with tables under ``root`` (aiconfigurator layout).
+
+    Args:
+        root: the tables' root folder.
+        families: which operator families to fit.
+        gpu_map: table GPU folder -> (catalog GPU, calibration key); default ``TABLE_GPUS``.
+        stacks: stack -> {GPU folder: (framework, version)}; default the stacks' own tables.
+        heldout: also score held-out shapes and leave-one-GPU-out (several refits each).
+        progress: called with a line per (stack, GPU, family) as it starts.
+    """
+    refs = find_tables(root)
+    gpu_map = gpu_map if gpu_map is not None else TABLE_GPUS
+    if stacks is None:
+        stacks = {name: dict(info.tables) for name, info in STACKS.items() if info.tables}
+    out = StackFit()
+    all_parts: dict[tuple[str, str, str], list[_Part]] = {}
+    for stack, tables in stacks.items():
+        entries: dict[str, dict[str, Any]] = {}
+        for gpu_folder, (fw, ver) in tables.items():
+            if gpu_folder not in gpu_map:
+                continue
+            catalog, key = gpu_map[gpu_folder]
+            gpu = get_gpu(catalog)
+            entry: dict[str, Any] = {
+                "catalog_gpu": gpu.name,
+                "architecture": gpu.architecture,
+                "hbm_bytes_per_s": gpu.hbm_bandwidth_bytes_per_s,
+                "sources": {},
+            }
+            for family in families:
+                if progress is not None:
+                    progress(f"{stack} {key} {family}")
+                parts = _parts(refs, root, family, gpu_folder, fw, ver)
+                if not parts:
+                    continue
+                all_parts[(stack, key, family)] = parts
+                entry[family] = _fit_parts(family, parts, gpu)
+                entry["sources"][family] = "; ".join(
+                    f"aiconfigurator {gpu_folder} {p.framework} {p.version}" for p in parts
+                )
+                if heldout:
+                    out.heldout.extend(_heldout_rows(family, parts, gpu, stack, key))
+            if len(entry) > 4:
+                entries[key] = entry
+        out.kernel_stacks[stack] = entries
+    if heldout:
+        out.transfer = _transfer_rows(out.kernel_stacks, all_parts, gpu_map)
+    return out
+
+
+def _heldout_rows(
+    family: str, parts: list[_Part], gpu: GPUSpec, stack: str, key: str
+) -> list[dict[str, Any]]:
+    """Held-out error per (op, dtype, regime), with the legacy model's error beside it."""
+    from servesim.perf.calibration import load_calibration
+    from servesim.perf.fitting.baseline import legacy_predict
+
+    rows = []
+    for part in parts:
+        pred = crossval_predictions(_module(family), part.rows, gpu)
+        after = group_report(pred, part.rows, stack=stack, gpu=key, family=family)
+        legacy = legacy_predict(family, load_calibration(), gpu, part.rows)
+        known = ~np.isnan(legacy)
+        before = {
+            (r["op"], r["dtype"], r["regime"]): r
+            for r in group_report(legacy[known], {k: v[known] for k, v in part.rows.items()})
+        }
+        for row in after:
+            old = before.get((row["op"], row["dtype"], row["regime"]))
+            row["before_mape"] = old["mape"] if old else None
+            row["before_median_signed"] = old["median_signed"] if old else None
+        rows.extend(after)
+    return rows
+
+
+def _transfer_rows(
+    kernel_stacks: dict[str, dict[str, dict[str, Any]]],
+    all_parts: dict[tuple[str, str, str], list[_Part]],
+    gpu_map: dict[str, tuple[str, str]],
+) -> list[dict[str, Any]]:
+    """Each calibrated GPU predicted from the GPU the borrowing rule picks among the others."""
+    catalog_of = {key: catalog for catalog, key in gpu_map.values()}
+    rows: list[dict[str, Any]] = []
+    for (stack, target, family), parts in sorted(all_parts.items()):
+        entries = kernel_stacks.get(stack, {})
+        others = {
+            k: (str(e["architecture"]), float(e["hbm_bytes_per_s"]))
+            for k, e in entries.items()
+            if k != target and family in e
+        }
+        gpu = get_gpu(catalog_of[target])
+        source = nearest_calibrated(gpu.architecture, gpu.hbm_bandwidth_bytes_per_s, others)
+        if source is None:
+            continue
+        params = entries[source][family]
+        for part in parts:
+            if part.name and part.name not in params:
+                continue
+            pred = _predict_part(family, params, part, gpu)
+            rows.extend(
+                group_report(pred, part.rows, stack=stack, gpu=target, source=source, family=family)
+            )
+    return rows
