@@ -73,10 +73,12 @@ def add_iteration(
     kv_blocks: int,
     flops: float = 0.0,
     hbm_bytes: float = 0.0,
+    energy_j: float = 0.0,
     repeat: int = 1,
     replica_id: int = 0,
 ) -> None:
-    """Append one iteration row (with ``repeat`` > 1, duration/flops/bytes are run totals)."""
+    """Append one iteration row (with ``repeat`` > 1, duration/flops/bytes/energy are run
+    totals)."""
     records.iterations.append_row(
         replica_id=replica_id,
         start_s=start,
@@ -88,6 +90,7 @@ def add_iteration(
         num_queued=0,
         flops=flops,
         hbm_bytes=hbm_bytes,
+        energy_j=energy_j,
         repeat=repeat,
     )
 
@@ -105,14 +108,22 @@ def small_run() -> SimulationRecords:
         rec, arrival=2.0, scheduled=2.5, first=4.0, done=6.0, prompt=200, out=3, preemptions=1
     )
     add_request(rec, arrival=3.0, prompt=10_000, out=10, reason=RejectReason.EXCEEDS_KV_CAPACITY)
-    add_iteration(rec, start=0.5, duration=0.5, seqs=1, kv_blocks=10, flops=4e14, hbm_bytes=3e11)
-    add_iteration(rec, start=1.0, duration=0.5, seqs=2, kv_blocks=20, flops=2e14, hbm_bytes=6e11)
     add_iteration(
-        rec, start=1.5, duration=1.5, seqs=1, kv_blocks=10, flops=3e13, hbm_bytes=4.5e12, repeat=3
-    )
+        rec, start=0.5, duration=0.5, seqs=1, kv_blocks=10, flops=4e14, hbm_bytes=3e11,
+        energy_j=300.0,
+    )  # fmt: skip
     add_iteration(
-        rec, start=4.0, duration=2.0, seqs=1, kv_blocks=30, flops=2e14, hbm_bytes=4e12, repeat=2
-    )
+        rec, start=1.0, duration=0.5, seqs=2, kv_blocks=20, flops=2e14, hbm_bytes=6e11,
+        energy_j=250.0,
+    )  # fmt: skip
+    add_iteration(
+        rec, start=1.5, duration=1.5, seqs=1, kv_blocks=10, flops=3e13, hbm_bytes=4.5e12,
+        energy_j=600.0, repeat=3,
+    )  # fmt: skip
+    add_iteration(
+        rec, start=4.0, duration=2.0, seqs=1, kv_blocks=30, flops=2e14, hbm_bytes=4e12,
+        energy_j=900.0, repeat=2,
+    )  # fmt: skip
     rec.token_gaps.add(0.5, 4)
     rec.token_gaps.add(1.0, 2)
     rec.count("num_preemptions", 1)

@@ -60,6 +60,7 @@ def test_invariants(
             kv_blocks=blocks,
             flops=duration * 1e14,
             hbm_bytes=duration * 1e12,
+            energy_j=duration * 400.0,
         )
     s = summarize(rec, SLOSpec(ttft_s=ttft_target, tpot_s=tpot_target))
     assert s.num_completed + s.num_rejected == s.num_requests

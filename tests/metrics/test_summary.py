@@ -18,7 +18,6 @@ import pytest
 
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.metrics import SLOSpec, SLOTargets, summarize
-from servesim.perf.opmodels.power import default_power_fit, power_w_for_ratings
 from tests.metrics.factories import add_iteration, add_request, replica, small_run
 
 
@@ -95,16 +94,9 @@ def test_mfu_mbu_cost_energy() -> None:
     assert e.gpu_hours == pytest.approx(6 / 3600)
     assert e.cost_usd == pytest.approx(2.0 * 6 / 3600)
     assert e.cost_per_million_output_tokens_usd == pytest.approx(2.0 * 6 / 3600 / 9 * 1e6)
-    # idle 100 W outside the 4.5 busy seconds, then per row the fitted power at its
-    # utilisation: (u_c, u_m) = (0.8, 0.2), (0.4, 0.4), (0.02, 1.0), (0.1, 2/3)
-    fit = default_power_fit()
-    rows = [(0.5, 0.8, 0.2), (0.5, 0.4, 0.4), (1.5, 0.02, 1.0), (2.0, 0.1, 2 / 3)]
-    busy_j = sum(d * power_w_for_ratings(fit, 700.0, 100.0, uc, um) for d, uc, um in rows)
-    energy = 100.0 * 1.5 + busy_j
+    # idle 100 W outside the 4.5 busy seconds, plus each row's op-by-op energy (perf model)
+    energy = 100.0 * 1.5 + 300.0 + 250.0 + 600.0 + 900.0
     assert e.energy_j == pytest.approx(energy)
-    # every busy row sits between the scaled static floor and the 700 W cap
-    static_w = fit.curves["any"].static_w * 100.0 / fit.ref_idle_w
-    assert 150 + static_w * 4.5 < e.energy_j <= 150 + 700 * 4.5 + 1e-9
     assert e.mean_power_w == pytest.approx(energy / 6)
     assert e.energy_per_output_token_j == pytest.approx(energy / 9)
 

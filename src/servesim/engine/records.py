@@ -95,6 +95,7 @@ ITERATION_COLUMNS: dict[str, type] = {
     "num_queued": np.int64,  # requests waiting when the batch was formed
     "flops": np.float64,
     "hbm_bytes": np.float64,
+    "energy_j": np.float64,  # GPU energy of the row, all GPUs of the replica
     "repeat": np.int64,  # >1 when decode-only iterations were advanced together
 }
 

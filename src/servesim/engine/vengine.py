@@ -175,7 +175,7 @@ class VirtualEngine(KVHandoffMixin):
                 else:
                     seq.status = SeqStatus.DECODING
                     ready[seq] = None
-        self._record(batch, times.flops, times.hbm_bytes, now - batch.start_s, 1)
+        self._record(batch, times, now - batch.start_s)
         self.scheduler.on_batch_done(batch, now)
         if self.check_invariants:
             state.check()  # full recount (tests)
@@ -291,6 +291,7 @@ class VirtualEngine(KVHandoffMixin):
             num_queued=segment.num_queued,
             flops=segment.flops,
             hbm_bytes=segment.hbm_bytes,
+            energy_j=segment.energy_j,
             repeat=segment.num_ticks,
         )
 
@@ -326,7 +327,7 @@ class VirtualEngine(KVHandoffMixin):
         write_request(self.records, seq, completion_s=now)
         self.on_done()
 
-    def _record(self, batch: Batch, flops: float, hbm: float, duration_s: float, n: int) -> None:
+    def _record(self, batch: Batch, times: StageTimes, duration_s: float) -> None:
         self.records.iterations.append_row(
             replica_id=self.replica.replica_id,
             start_s=batch.start_s,
@@ -336,9 +337,10 @@ class VirtualEngine(KVHandoffMixin):
             num_seqs=len(batch.prefills) + len(batch.decodes),
             num_kv_blocks_used=batch.num_kv_blocks_used,
             num_queued=batch.num_queued,
-            flops=flops,
-            hbm_bytes=hbm,
-            repeat=n,
+            flops=times.flops,
+            hbm_bytes=times.hbm_bytes,
+            energy_j=times.energy_j,
+            repeat=1,
         )
 
     def _validate(self, batch: Batch) -> None:
@@ -361,20 +363,29 @@ class VirtualEngine(KVHandoffMixin):
 class _Segment:
     """Accumulates a run of decode iterations with the same sequences."""
 
-    __slots__ = ("flops", "hbm_bytes", "num_queued", "num_seqs", "num_ticks", "start_s")
+    __slots__ = (
+        "energy_j",
+        "flops",
+        "hbm_bytes",
+        "num_queued",
+        "num_seqs",
+        "num_ticks",
+        "start_s",
+    )
 
     def __init__(self, start_s: float, num_seqs: int, num_queued: int) -> None:
         self.start_s = start_s
         self.num_seqs = num_seqs
         self.num_queued = num_queued
         self.num_ticks = 0
-        self.flops = self.hbm_bytes = 0.0
+        self.flops = self.hbm_bytes = self.energy_j = 0.0
 
     def add(self, times: StageTimes) -> None:
         """One more iteration."""
         self.num_ticks += 1
         self.flops += times.flops
         self.hbm_bytes += times.hbm_bytes
+        self.energy_j += times.energy_j
 
 
 def write_request(

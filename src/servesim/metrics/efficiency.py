@@ -7,19 +7,15 @@
 - **Cost**: every GPU is paid for the whole makespan (reserved capacity, idle or not):
   ``gpu_hours = sum_r num_gpus_r * makespan_s / 3600``; ``cost = sum_r gpu_hours_r * price_r``.
   Cost per million output tokens divides by the output tokens of completed requests.
-- **Energy**: the integral of each GPU's board power over the makespan, with power from the
-  measured utilisation model ``servesim.perf.opmodels.power`` (fitted to H200 board power at
-  achieved compute / memory utilisation; other GPUs by its TDP/idle scaling rule). Per
-  iteration row and GPU, ``u_c = flops / (num_gpus * duration * peak)`` and
-  ``u_m = bytes / (num_gpus * duration * bandwidth)``; the row draws
-  ``gpu_power_w(u_c, u_m)`` (pooled ``any`` curve, long-kernel limit) for ``num_gpus *
-  duration`` GPU-seconds. A row with ``repeat > 1`` is a run of decode iterations whose
-  duration, FLOPs and bytes are already the run's totals, so the same formula holds.
-  Pipeline-parallel micro-batches overlap in time: when a replica's row GPU-seconds ``S``
-  exceed its busy GPU-seconds ``B`` (the union of its intervals), every row is compressed
-  into ``B`` by ``rho = S / B``: it lasts ``1/rho`` as long at ``rho`` times the utilisation,
-  so the work is conserved and the power cap still bites. Outside iterations each GPU draws
-  its data-sheet ``idle_w``. GPUs only (no CPU, network, cooling/PUE).
+- **Energy**: each iteration row carries its GPU energy, computed op by op by the perf model
+  (``servesim.perf.energy``): every kernel at the board power its own utilisation implies under
+  the measured power model ``servesim.perf.opmodels.power`` (fitted to H200 board power; other
+  GPUs by its TDP/idle scaling rule), host time and launch waits at the clocked-up static
+  power. Summing per op keeps a concave power curve from overstating mixed iterations. Rows
+  with ``repeat > 1`` already hold the run's total. Outside its busy time (the union of its
+  iteration intervals) each GPU draws its data-sheet ``idle_w``; pipeline bubbles inside the
+  busy time are not charged beyond the ops (a small underestimate for PP). GPUs only (no
+  CPU, network, cooling/PUE).
 """
 
 from __future__ import annotations
@@ -29,7 +25,6 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from servesim.engine.records import ReplicaInfo
-from servesim.perf.opmodels.power import PowerFit, default_power_fit, power_w_for_ratings
 
 SECONDS_PER_HOUR = 3600.0
 
@@ -94,12 +89,7 @@ def compute_efficiency(
         cap_flops += r.peak_flops_per_s * r.num_gpus * busy_s[r.replica_id]
         cap_bytes += r.hbm_bandwidth_bytes_per_s * r.num_gpus * busy_s[r.replica_id]
         energy += replica_energy_j(
-            r,
-            iterations["duration_s"][mask],
-            flops[mask],
-            nbytes[mask],
-            busy_s[r.replica_id],
-            makespan_s,
+            r, iterations["energy_j"][mask], busy_s[r.replica_id], makespan_s
         )
     gpu_hours = num_gpus * makespan_s / SECONDS_PER_HOUR
     cost = sum(r.num_gpus * r.price_per_gpu_hour_usd for r in replicas) * makespan_s
@@ -122,35 +112,15 @@ def compute_efficiency(
 
 
 def replica_energy_j(
-    replica: ReplicaInfo,
-    duration_s: np.ndarray,
-    flops: np.ndarray,
-    nbytes: np.ndarray,
-    busy_s: float,
-    makespan_s: float,
-    power_fit: PowerFit | None = None,
+    replica: ReplicaInfo, energy_j: np.ndarray, busy_s: float, makespan_s: float
 ) -> float:
     """GPU energy of one replica over the makespan (model in the module docstring).
 
     Args:
         replica: the replica's GPU ratings and count.
-        duration_s, flops, nbytes: its iteration rows (totals over ``repeat``).
+        energy_j: its iteration rows' energy (all its GPUs, totals over ``repeat``).
         busy_s: union of its iteration intervals.
         makespan_s: the run's duration.
-        power_fit: power curves (default: ``default_power_fit()``).
     """
-    fit = power_fit or default_power_fit()
-    gpu_s = replica.num_gpus * duration_s
-    busy_gpu_s = replica.num_gpus * busy_s
-    total_gpu_s = float(gpu_s.sum())
-    # PP micro-batches overlap: squeeze the rows into the busy time at higher utilisation.
-    rho = total_gpu_s / busy_gpu_s if busy_gpu_s > 0 and total_gpu_s > busy_gpu_s else 1.0
-    energy = replica.idle_w * replica.num_gpus * max(0.0, makespan_s - busy_s)
-    for g_s, f, b in zip(gpu_s, flops, nbytes, strict=True):
-        if g_s <= 0.0:
-            continue
-        u_c = rho * f / (g_s * replica.peak_flops_per_s) if replica.peak_flops_per_s else 0.0
-        u_m = rho * b / (g_s * replica.hbm_bandwidth_bytes_per_s)
-        watts = power_w_for_ratings(fit, replica.tdp_w, replica.idle_w, u_c, u_m)
-        energy += watts * g_s / rho
-    return energy
+    idle = replica.idle_w * replica.num_gpus * max(0.0, makespan_s - busy_s)
+    return idle + float(np.sum(energy_j))

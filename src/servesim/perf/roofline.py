@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servesim.perf.calibration import Calibration, load_calibration
+from servesim.perf.energy import OpEnergy, power_fit_for
 from servesim.perf.graph import PlanGraph
 from servesim.perf.memory import check_plan, plan_memory
 from servesim.perf.types import BatchShape, MemoryPlan, OpCost, ReplicaPlan, StageTimes
@@ -25,19 +26,21 @@ class _StagePart:
     kernels: tuple[int, ...]
     flops: float  # per GPU summed over stages (x tp later)
     num_bytes: float
+    energy_j: float  # per GPU summed over stages (x tp later)
 
 
-def _sum_ops(ops: list[OpCost], num_stages: int) -> _StagePart:
+def _sum_ops(ops: list[OpCost], num_stages: int, energy: OpEnergy) -> _StagePart:
     times = [0.0] * num_stages
     kernels = [0] * num_stages
-    flops = nbytes = 0.0
+    flops = nbytes = joules = 0.0
     for op in ops:
         times[op.stage] += op.time_s
         kernels[op.stage] += op.count
         flops += op.flops
+        joules += energy.op_j(op)
         if op.bound != "comm":
             nbytes += op.num_bytes
-    return _StagePart(tuple(times), tuple(kernels), flops, nbytes)
+    return _StagePart(tuple(times), tuple(kernels), flops, nbytes, joules)
 
 
 class _PlanCache:
@@ -47,6 +50,7 @@ class _PlanCache:
         "by_batch",
         "by_sampling",
         "by_tokens",
+        "energy",
         "graph",
         "host",
         "mla",
@@ -60,6 +64,8 @@ class _PlanCache:
         # which CUDA graphs the engine replays and its per-step CPU time (servesim.perf.host)
         self.host = calibration.host_profile(plan.host_profile)
         self.graph = PlanGraph(plan, calibration)
+        fit = power_fit_for(calibration, plan.gpu)
+        self.energy = OpEnergy(fit, plan.gpu, self.graph.peak, self.graph.peak16)
         self.by_tokens: dict[int, _StagePart] = {}
         self.by_sampling: dict[int, _StagePart] = {}
         self.mla: dict[tuple[int, int], _StagePart] = {}
@@ -133,23 +139,31 @@ class RooflinePerfModel:
         tokens = batch.num_tokens
         part = entry.by_tokens.get(tokens)
         if part is None:
-            part = entry.by_tokens[tokens] = _sum_ops(graph.token_ops(tokens), plan.pp)
+            part = entry.by_tokens[tokens] = _sum_ops(
+                graph.token_ops(tokens), plan.pp, entry.energy
+            )
         sampling = batch.num_prefill_seqs + batch.num_decode_seqs
         head = entry.by_sampling.get(sampling)
         if head is None:
-            head = entry.by_sampling[sampling] = _sum_ops(graph.head_ops(sampling), plan.pp)
+            head = entry.by_sampling[sampling] = _sum_ops(
+                graph.head_ops(sampling), plan.pp, entry.energy
+            )
         stage_s = [a + b for a, b in zip(part.stage_s, head.stage_s, strict=True)]
         kernels = [a + b for a, b in zip(part.kernels, head.kernels, strict=True)]
         flops = part.flops + head.flops
         nbytes = part.num_bytes + head.num_bytes
+        joules = part.energy_j + head.energy_j
         if graph.shapes.is_mla:
             key = (batch.num_decode_seqs, batch.num_prefill_tokens)
             extra = entry.mla.get(key)
             if extra is None:
-                extra = entry.mla[key] = _sum_ops(graph.extra_mla_decode(batch), plan.pp)
+                extra = entry.mla[key] = _sum_ops(
+                    graph.extra_mla_decode(batch), plan.pp, entry.energy
+                )
             stage_s = [a + b for a, b in zip(stage_s, extra.stage_s, strict=True)]
             flops += extra.flops
             nbytes += extra.num_bytes
+            joules += extra.energy_j
         pre, dec = graph.attention(batch)
         per_layer_s = pre.time_s + dec.time_s
         num_calls = (pre.time_s > 0) + (dec.time_s > 0)
@@ -160,17 +174,26 @@ class RooflinePerfModel:
         num_layers = plan.model.num_layers
         flops += (pre.flops + dec.flops) * num_layers
         nbytes += (pre.num_bytes + dec.num_bytes) * num_layers
+        for name, cost in (("attn_prefill", pre), ("attn_decode", dec)):
+            if cost.time_s > 0:
+                op = OpCost(name, "", num_layers, cost.flops * num_layers, cost.num_bytes
+                            * num_layers, cost.bound, cost.time_s * num_layers)  # fmt: skip
+                joules += entry.energy.op_j(op)
+        kernel_s = sum(stage_s)
         host = entry.host
         if not (plan.use_cuda_graphs and host.replays_graph(tokens, batch.num_prefill_seqs)):
             # eager mode: the CPU must launch every kernel; the GPU waits when it is faster
             stage_s = [max(t, k * host.cpu_launch_s) for t, k in zip(stage_s, kernels, strict=True)]
         overhead = host.host_time_s(batch.num_decode_seqs, batch.num_prefill_seqs)
-        # flops/bytes above are per GPU of a stage; the replica holds tp GPUs per stage
+        # GPUs wait, clocked up, through launch waits (their stage) and host time (all stages)
+        joules += entry.energy.idle_j(sum(stage_s) - kernel_s + overhead * plan.pp)
+        # flops/bytes/energy above are per GPU of a stage; the replica holds tp GPUs per stage
         return StageTimes(
             stage_s=tuple(stage_s),
             overhead_s=overhead,
             flops=flops * plan.tp,
             hbm_bytes=nbytes * plan.tp,
+            energy_j=joules * plan.tp,
         )
 
     def explain(self, plan: ReplicaPlan, batch: BatchShape) -> list[OpCost]:

@@ -143,12 +143,15 @@ class StageTimes:
             preparation, kernel launches not hidden by CUDA graphs, sampling on the host).
         flops: floating-point operations of the whole iteration, all GPUs together.
         hbm_bytes: bytes moved to/from device memory, all GPUs together.
+        energy_j: GPU energy of the iteration, all GPUs together (``servesim.perf.energy``:
+            each op at the measured power of its own utilisation, host time at static power).
     """
 
     stage_s: tuple[float, ...]
     overhead_s: float = 0.0
     flops: float = 0.0
     hbm_bytes: float = 0.0
+    energy_j: float = 0.0
 
     @property
     def total_s(self) -> float:
