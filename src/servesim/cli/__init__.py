@@ -11,6 +11,7 @@ import sys
 import typer
 from pydantic import ValidationError
 
+from servesim.cli import calibrate as calibrate_cmds
 from servesim.cli import perf as perf_cmds
 from servesim.cli import plan as plan_cmds
 from servesim.cli import simulate as simulate_cmds
@@ -34,7 +35,15 @@ def _root() -> None:
     """Simulate LLM serving deployments and find the best one before paying for GPUs."""
 
 
-for _module in (specs_cmds, workload_cmds, perf_cmds, simulate_cmds, validate_cmds, plan_cmds):
+for _module in (
+    specs_cmds,
+    workload_cmds,
+    perf_cmds,
+    calibrate_cmds,
+    simulate_cmds,
+    validate_cmds,
+    plan_cmds,
+):
     _module.register(app)
 
 

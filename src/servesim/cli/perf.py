@@ -151,8 +151,10 @@ def perf_command(
     zipf: op_cli.OpZipf = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Predict one iteration of a batch op by op, with the memory plan; or, with --op, the
-    time of one operator and which calibration priced it."""
+    """Predict one iteration of a batch op by op (or, with --op, one operator's time).
+
+    With --op the answer names the calibration and kernel stack that priced it.
+    """
     if op is not None:
         values = {
             "m": m, "n": n, "k": k, "seqs": seqs, "isl": isl, "context": context,
@@ -244,73 +246,6 @@ def graph_sources(perf: RooflinePerfModel, plan: ReplicaPlan) -> dict[str, str]:
     return perf.kernel_sources(plan)
 
 
-def calibration_command(
-    refit: Annotated[
-        bool, typer.Option(help="Refit from the shared data instead of reading the packaged file.")
-    ] = False,
-    data: Annotated[str | None, typer.Option(help="Shared data folder (holds profiling/).")] = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Held-out error of the calibration: MAPE per op class and GPU, collectives by size."""
-    if refit:
-        from servesim.perf.calibrate import build_document
-        from servesim.perf.calibrate_data import require_data_dir
-
-        document = build_document(require_data_dir(data))
-    else:
-        import json
-
-        from servesim.perf.calibration import CALIBRATION_PATH
-
-        load_calibration()  # validates the file parses
-        document = json.loads(CALIBRATION_PATH.read_text())
-    gpus = {k: v.get("heldout_mape", {}) for k, v in document["gpus"].items()}
-    comms = [
-        {k: c[k] for k in ("gpu", "topology", "collective", "num_gpus", "source", "mape_by_size")}
-        for c in document["collectives"]
-    ]
-    if as_json:
-        print_json({"heldout_mape_by_gpu": gpus, "collectives": comms})
-        return
-    console.print(_gpu_error_table(gpus))
-    console.print(_comm_error_table(comms))
-
-
-def _gpu_error_table(gpus: dict[str, dict[str, float]]) -> Table:
-    classes = sorted({k for v in gpus.values() for k in v})
-    table = Table(
-        title="Held-out MAPE % (fit on other models; held out: "
-        "Llama-2-70B, Llama-3-70B, InternLM-20B)"
-    )
-    table.add_column("gpu")
-    for name in classes:
-        table.add_column(name, justify="right")
-    for gpu, errors in sorted(gpus.items()):
-        table.add_row(gpu, *[f"{errors[c]:.1f}" if c in errors else "-" for c in classes])
-    return table
-
-
-def _comm_error_table(comms: list[dict[str, Any]]) -> Table:
-    buckets = ["0KB-64KB", "64KB-1000KB", "1000KB-16000KB", "16000KB-", "all"]
-    table = Table(title="Collectives: fit MAPE % by message size")
-    for header in ("gpu", "topology", "collective", "gpus", "source", *buckets):
-        table.add_column(
-            header, justify="right" if header in buckets or header == "gpus" else "left"
-        )
-    for c in comms:
-        sizes = c["mape_by_size"]
-        table.add_row(
-            c["gpu"],
-            c["topology"],
-            c["collective"],
-            str(c["num_gpus"]),
-            c["source"],
-            *[f"{sizes[b]:.1f}" if b in sizes else "-" for b in buckets],
-        )
-    return table
-
-
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the servesim app."""
     app.command("perf")(perf_command)
-    app.command("calibration")(calibration_command)

@@ -8,10 +8,9 @@ the held-out models (never seen by the fit), then refits on all models for the s
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -241,8 +240,21 @@ def fit_collectives(data_dir: Path) -> list[dict]:
     return [chosen[k] for k in sorted(chosen)]
 
 
-def build_document(data_dir: Path) -> dict:
-    """The whole calibration file as a JSON-ready dict."""
+def build_document(
+    data_dir: Path,
+    *,
+    kernel_stacks: bool = True,
+    heldout: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """The whole calibration file as a JSON-ready dict.
+
+    Args:
+        data_dir: the shared data folder (holds ``profiling/``).
+        kernel_stacks: also fit the aiconfigurator tables (kernel stacks and power; minutes).
+        heldout: score held-out shapes and leave-one-GPU-out for the kernel stacks.
+        progress: called with a line per fitted (stack, GPU, family).
+    """
     gpus: dict[str, dict] = {}
     for gpu, (peak, bw) in REFERENCE_GPUS.items():
         samples = read_vidur_compute(data_dir, gpu)
@@ -265,15 +277,21 @@ def build_document(data_dir: Path) -> dict:
             entry["calibrated"] = False
             entry["source"] = "no measured GEMM table: documented default efficiencies"
         gpus[gpu] = entry
-    return {
-        "version": 1,
-        "source": "servesim.perf.calibrate over ../shared/data/profiling (vidur, apex_plus; MIT)",
+    document = {
+        "version": 2,
+        "source": "servesim.perf.calibrate over ../shared/data/profiling (vidur, apex_plus: MIT; "
+        "aiconfigurator: Apache-2.0)",
         "gpus": gpus,
         "default_gpu": DEFAULT_GPU,
         "collectives": fit_collectives(data_dir),
         "host": HOST_OVERHEAD,
         "host_profiles": HOST_PROFILES,
     }
+    if kernel_stacks:
+        from servesim.perf.calibrate_stacks import kernel_sections
+
+        document.update(kernel_sections(data_dir, heldout=heldout, progress=progress))
+    return document
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -281,9 +299,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", default=None, help="shared data folder (holds profiling/)")
     parser.add_argument("--out", default=str(CALIBRATION_PATH), help="calibration JSON to write")
+    parser.add_argument("--no-heldout", action="store_true", help="skip the held-out reports")
     args = parser.parse_args(argv)
-    document = build_document(require_data_dir(args.data))
-    Path(args.out).write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    from servesim.perf.calibrate_stacks import write_calibration
+
+    document = build_document(
+        require_data_dir(args.data), heldout=not args.no_heldout, progress=log.info
+    )
+    write_calibration(document, Path(args.out))
     log.info("wrote %s", args.out)
     return 0
 
