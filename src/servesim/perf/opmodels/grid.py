@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -26,47 +26,46 @@ class LogGrid:
 
     axes: tuple[tuple[float, ...], ...]
     values: tuple[float, ...]
+    strides: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         size = math.prod(len(a) for a in self.axes)
         if size != len(self.values):
             raise ValueError(f"grid of {size} points holds {len(self.values)} values")
+        # row-major strides, cached: ``factor`` runs on the simulator's hot path
+        object.__setattr__(self, "strides", tuple(_strides(self.axes)))
 
     def factor(self, *coords: float) -> float:
         """exp(interpolated log ratio) at ``coords`` (raw values, not log2; each > 0)."""
         if len(coords) != len(self.axes):
             raise ValueError(f"grid has {len(self.axes)} axes, got {len(coords)} coordinates")
-        corners: list[tuple[int, float]] = []  # (lower index, weight of upper) per axis
-        for axis, x in zip(self.axes, coords, strict=True):
+        # Multilinear interpolation, one axis at a time: each axis splits every corner into
+        # its lower and upper neighbour (one corner when the point sits on a grid line or
+        # beyond the edge, where the edge value holds).
+        corners: list[tuple[int, float]] = [(0, 1.0)]
+        for axis, x, stride in zip(self.axes, coords, self.strides, strict=True):
             lx = math.log2(x)
             n = len(axis)
             if n == 1 or lx <= axis[0]:
-                corners.append((0, 0.0))
                 continue
             if lx >= axis[-1]:
-                corners.append((n - 2, 1.0))
+                offset = (n - 1) * stride
+                corners = [(i + offset, w) for i, w in corners]
                 continue
             lo = _bisect(axis, lx)
-            corners.append((lo, (lx - axis[lo]) / (axis[lo + 1] - axis[lo])))
-        total = 0.0
-        strides = _strides(self.axes)
-        num_axes = len(self.axes)
-        for mask in range(1 << num_axes):
-            weight = 1.0
-            index = 0
-            for d in range(num_axes):
-                lo, w = corners[d]
-                upper = (mask >> d) & 1
-                if len(self.axes[d]) == 1:
-                    if upper:
-                        weight = 0.0
-                        break
-                    continue
-                weight *= w if upper else 1.0 - w
-                index += (lo + upper) * strides[d]
-            if weight:
-                total += weight * self.values[index]
-        return math.exp(total)
+            up = (lx - axis[lo]) / (axis[lo + 1] - axis[lo])
+            low_index = lo * stride
+            if up == 0.0:
+                corners = [(i + low_index, w) for i, w in corners]
+                continue
+            down = 1.0 - up
+            corners = [
+                pair
+                for i, w in corners
+                for pair in ((i + low_index, w * down), (i + low_index + stride, w * up))
+            ]
+        values = self.values
+        return math.exp(sum(w * values[i] for i, w in corners))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (values rounded to 4 decimals of log ratio: 0.01% in time)."""
