@@ -9,9 +9,9 @@ import pytest
 
 from servesim.core.paths import shared_data_dir
 from servesim.perf.fitting import moe
-from servesim.perf.fitting.heldout import crossval_predictions, error_stats, take
+from servesim.perf.fitting.heldout import crossval_predictions, error_stats, fit_log_grid, take
 from servesim.perf.fitting.tables import aic_root
-from servesim.perf.opmodels.moe_layer import MoELayerFit, moe_layer_s, padded_rows
+from servesim.perf.opmodels.moe_layer import MoELayerFit, body_width, moe_layer_s, padded_rows
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec, LinkSpec
 
@@ -77,9 +77,96 @@ def test_overlap_norm_between_sum_and_max() -> None:
 
 
 def test_padding_is_a_whole_tile_below_and_half_a_tile_above() -> None:
-    assert padded_rows(8, 8, 64) == 8 * 64  # one token per expert still runs a tile
-    assert padded_rows(256 * 10, 10, 64) == pytest.approx(10 * (256 + 32))
+    assert padded_rows(8, 8, 64) == pytest.approx(8 * 64)  # one token per expert: a tile
+    # 10000 pairs per expert, spread sqrt(10000) = 100 > tile: half a tile of padding on average
+    assert padded_rows(10 * 10000, 10, 64) == pytest.approx(10 * (10000 + 32))
+    # 256 pairs per expert (4 tiles exactly), spread 16: P(X > 256) ~ 1/2 -> 4.5 tiles
+    assert padded_rows(256 * 10, 10, 64) == pytest.approx(10 * 4.5 * 64, rel=0.01)
     assert padded_rows(0, 0, 64) == 0.0
+
+
+def test_expected_padding_matches_uniform_routing() -> None:
+    # serving's common case: uniform routing, each expert's count binomial(T, k / E)
+    rng = np.random.default_rng(0)
+    for tokens, tile in ((256, 16), (64, 16), (4096, 64), (2048, 128)):
+        counts = rng.binomial(tokens, 8 / 128, size=(2000, 128))
+        hit = counts > 0
+        exact = (np.ceil(counts / tile) * tile).sum(axis=1).mean()
+        touched = hit.sum(axis=1).mean()
+        assert padded_rows(tokens * 8, touched, tile) == pytest.approx(exact, rel=0.03)
+
+
+def test_explicit_padding_and_misaligned_width() -> None:
+    kwargs = dict(num_tokens=4096, ep=1, assignments=32768, experts_touched=128, **SHAPE)
+    bare = MoELayerFit(**{**_fields(FIT), "fixed_s": 0.0, "stream_hidden": 0.0})
+    elems = 3 * 4096 * 1024
+    exact = moe_layer_s(bare, GPU, padded=32768.0, **kwargs)
+    assert exact == pytest.approx(128 * elems * 2 / 1.6e12 + 2 * 32768 * elems / 5e14)
+    slow = MoELayerFit(**{**_fields(bare), "misalign_eff": 0.5, "misalign_floor": 300.0})
+    assert body_width(slow, 1024) == 1024.0  # aligned: untouched
+    assert body_width(slow, 232) == 464.0  # misaligned: twice as wide
+    assert body_width(slow, 58) == 300.0  # and never below the floor
+    assert moe_layer_s(slow, GPU, padded=32768.0, **kwargs) == pytest.approx(exact)
+
+
+def test_topk_dedup_caps_an_expert_at_t_and_fills_rank_zero() -> None:
+    # T=4, k=2: expert 0 holds 6 of 8 pairs, so tokens 0 and 1 list it twice; top-k keeps it
+    # once (4 pairs) and fills their second slot with the lowest free index, expert 1
+    counts = np.array([6, 1, 1, 0])
+    assert moe._skewed_local_counts(counts, 4, 2, 4).tolist() == [4.0, 3.0, 1.0, 0.0]
+    assert moe._skewed_local_counts(counts, 4, 2, 2).tolist() == [4.0, 3.0]
+
+
+def test_numpy_mirror_equals_runtime() -> None:
+    rng = np.random.default_rng(1)
+    n = 40
+    tokens = rng.choice([1, 7, 64, 512, 8192], n).astype(float)
+    topk = rng.choice([2, 8], n).astype(float)
+    ep = rng.choice([1, 8], n).astype(float)
+    pairs = tokens * topk / ep
+    touched = np.minimum(pairs, 16.0)
+    rows = {
+        "latency_s": np.ones(n),
+        "dtype": np.full(n, "bf16", dtype=object),
+        "num_tokens": tokens,
+        "topk": topk,
+        "ep": ep,
+        "hidden": np.full(n, 2048.0),
+        "inter": rng.choice([232.0, 512.0], n),
+        "num_matrices": rng.choice([2.0, 3.0], n),
+        "num_experts": np.full(n, 128.0),
+        "assignments": pairs,
+        "experts_touched": touched,
+        **{f"padded_{t}": np.ceil(pairs / t) * t + t for t in moe.TILES},
+    }
+    grid = fit_log_grid(moe._grid_coords(rows), rng.normal(0, 0.2, n), moe.GRID_AXES)
+    fit = MoELayerFit(
+        **{
+            **_fields(FIT),
+            "misalign_eff": 0.4,
+            "misalign_floor": 300.0,
+            "expert_s": 1e-7,
+            "correction": grid,
+        }
+    )
+    pred = moe.predict({"bf16": fit.to_dict()}, GPU, rows)
+    rounded = MoELayerFit.from_dict(fit.to_dict())
+    for i in range(n):
+        expected = moe_layer_s(
+            rounded,
+            GPU,
+            num_tokens=tokens[i],
+            hidden=2048,
+            inter=int(rows["inter"][i]),
+            topk=int(topk[i]),
+            num_experts=128,
+            ep=int(ep[i]),
+            assignments=pairs[i],
+            experts_touched=touched[i],
+            num_matrices=int(rows["num_matrices"][i]),
+            padded=rows["padded_64"][i],
+        )
+        assert pred[i] == pytest.approx(expected, rel=1e-12)
 
 
 def test_round_trip_and_determinism() -> None:
@@ -89,19 +176,19 @@ def test_round_trip_and_determinism() -> None:
 
 def test_balanced_loads_match_the_collector_layout() -> None:
     # 256 experts, top-8, stride 32: 64 tokens x 8 = 512 pairs, 2 per expert, every expert hit
-    assert moe.collector_load(64, 256, 8, 1, 0.0) == (512.0, 256.0)
-    # EP 8: rank 0 owns experts 0..31 -> 64 pairs on 32 experts
-    assert moe.collector_load(64, 256, 8, 8, 0.0) == (64.0, 32.0)
+    assert moe.collector_load(64, 256, 8, 1, 0.0)[:2] == (512.0, 256.0)
+    # EP 8: rank 0 owns experts 0..31 -> 64 pairs on 32 experts, each padded to one tile
+    assert moe.collector_load(64, 256, 8, 8, 0.0)[:3] == (64.0, 32.0, 32.0 * moe.TILES[0])
 
 
 def test_power_law_rank_is_the_busiest_and_sum_is_exact() -> None:
     even = 512 * 8 / 8
-    assignments, touched = moe.collector_load(512, 256, 8, 8, 1.2)
+    assignments, touched = moe.collector_load(512, 256, 8, 8, 1.2)[:2]
     assert assignments > even  # the collector swaps the busiest EP group to rank 0
     assert 0 < touched <= 32
-    total, _ = moe.collector_load(512, 256, 8, 1, 1.2)
+    total = moe.collector_load(512, 256, 8, 1, 1.2)[0]
     assert total == 512 * 8  # rounding repaired to exactly T k
-    assert moe.collector_load(512, 256, 8, 8, 1.2) == (assignments, touched)  # seeded
+    assert moe.collector_load(512, 256, 8, 8, 1.2)[:2] == (assignments, touched)  # seeded
 
 
 def _fields(fit: MoELayerFit) -> dict:

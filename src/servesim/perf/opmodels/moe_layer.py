@@ -23,6 +23,7 @@ cannot know.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ from servesim.specs.gpu import GPUSpec
 NUM_MATRICES = 3
 #: Activations move in bf16 between the grouped GEMMs.
 ACT_BYTES = 2.0
+#: Per-rank expert widths that are a multiple of this many elements run at full speed.
+ALIGN_ELEMS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,9 @@ class MoELayerFit:
     compute_eff: float
     tile_rows: float
     overlap_p: float
+    expert_s: float = 0.0
+    misalign_eff: float = 1.0
+    misalign_floor: float = 0.0
     correction: LogGrid | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,6 +88,9 @@ class MoELayerFit:
             "compute_eff",
             "tile_rows",
             "overlap_p",
+            "expert_s",
+            "misalign_eff",
+            "misalign_floor",
         ):
             out[name] = float(f"{getattr(self, name):.6g}")
         out["correction"] = self.correction.to_dict() if self.correction else None
@@ -100,21 +109,51 @@ class MoELayerFit:
             compute_eff=float(data["compute_eff"]),
             tile_rows=float(data["tile_rows"]),
             overlap_p=float(data["overlap_p"]),
+            expert_s=float(data.get("expert_s", 0.0)),
+            misalign_eff=float(data.get("misalign_eff", 1.0)),
+            misalign_floor=float(data.get("misalign_floor", 0.0)),
             correction=optional_grid(data.get("correction")),
         )
 
 
 def padded_rows(assignments: float, experts_touched: float, tile_rows: float) -> float:
-    """Rows the grouped GEMM computes: each touched expert's pairs rounded up to the M tile.
+    """Expected rows the grouped GEMM computes under random routing: each touched expert's
+    pairs rounded up to the M tile.
 
-    With ``m`` pairs per touched expert on average, an expert computes ``ceil(m / tile)``
-    tiles; the expectation over uneven experts is smoothed as ``m + tile / 2`` once ``m``
-    exceeds a tile, and one whole tile below it (a one-token expert still runs a full tile).
+    A touched expert's pair count is taken as Poisson with mean ``m = assignments / touched``
+    (uniform routing of a serving batch: each expert's count is binomial) conditioned on at
+    least one pair, and ``E[ceil(X / tile)] = 1 + sum_j P(X > j tile)`` is summed with a normal
+    tail. Few pairs per expert still run one whole tile; many pairs spread over several tiles
+    average half a tile of padding; an exactly even split (the collector's balanced routing)
+    pads less, which is why the fit passes the tables' exact padded rows instead.
     """
     if experts_touched <= 0.0 or assignments <= 0.0:
         return 0.0
-    per_expert = assignments / experts_touched
-    return experts_touched * max(tile_rows, per_expert + 0.5 * tile_rows)
+    mean = assignments / experts_touched
+    sigma = math.sqrt(mean)
+    if sigma >= tile_rows:  # smooth: the remainder is uniform over the tile
+        tiles = max(1.0, mean / tile_rows + 0.5)
+    else:
+        lo = max(1, math.floor((mean - 6.0 * sigma) / tile_rows))
+        hi = math.ceil((mean + 6.0 * sigma) / tile_rows)
+        tiles = float(lo)  # P(X > j tile) = 1 for j < lo
+        for j in range(lo, hi + 1):
+            z = (j * tile_rows + 0.5 - mean) / (sigma * math.sqrt(2.0))
+            tiles += 0.5 * math.erfc(z)
+    return experts_touched * tiles * tile_rows
+
+
+def body_width(fit: MoELayerFit, inter: float) -> float:
+    """Expert width the grouped GEMMs effectively run at.
+
+    Per-rank widths not a multiple of ``ALIGN_ELEMS`` lose the tuned, vectorised kernel (H100
+    vLLM bf16, hidden 2688, 128 experts, 64 tokens: widths 58 / 116 / 232 take 250 / 272 /
+    361 us where the aligned 464 takes 252 us): they run as a width ``1 / misalign_eff``
+    times wider, and never below ``misalign_floor`` elements.
+    """
+    if inter % ALIGN_ELEMS == 0:
+        return float(inter)
+    return max(fit.misalign_floor, inter / fit.misalign_eff)
 
 
 def moe_layer_s(
@@ -130,6 +169,7 @@ def moe_layer_s(
     assignments: float,
     experts_touched: float,
     num_matrices: int = NUM_MATRICES,
+    padded: float | None = None,
 ) -> float:
     """Seconds for one MoE layer's experts on the busiest EP rank.
 
@@ -145,6 +185,8 @@ def moe_layer_s(
         assignments: expected token-expert pairs computed on the rank.
         experts_touched: expected distinct local experts whose weights the rank reads.
         num_matrices: expert weight matrices (3 gated, 2 non-gated).
+        padded: grouped-GEMM rows after per-expert tile padding when the caller knows the
+            routing exactly (the measured tables); None: ``padded_rows`` (random routing).
     """
     if num_tokens <= 0:
         return 0.0
@@ -152,18 +194,19 @@ def moe_layer_s(
     peak = gpu.peak_flops(DType.parse(fit.compute_dtype))
     pairs = num_tokens * topk
     stream_s = pairs * (fit.stream_hidden * hidden + fit.stream_inter * inter) / bandwidth
-    matrix_elems = float(num_matrices * hidden * inter)
+    matrix_elems = float(num_matrices * hidden * body_width(fit, inter))
     read_s = experts_touched * matrix_elems * fit.weight_bytes / (bandwidth * fit.mem_eff)
-    rows = padded_rows(assignments, experts_touched, fit.tile_rows)
-    math_s = 2.0 * rows * matrix_elems / (peak * fit.compute_eff)
+    if padded is None:
+        padded = padded_rows(assignments, experts_touched, fit.tile_rows)
+    math_s = 2.0 * padded * matrix_elems / (peak * fit.compute_eff)
     p = fit.overlap_p
     body_s = (read_s**p + math_s**p) ** (1.0 / p) if read_s + math_s > 0 else 0.0
-    total = fit.fixed_s + stream_s + body_s
+    total = fit.fixed_s + stream_s + fit.expert_s * experts_touched + body_s
     if fit.correction is not None:
         total *= fit.correction.factor(
             *correction_coords(num_tokens, topk, ep, assignments, experts_touched)
         )
-    del num_experts, ep  # the loads already encode the EP split; kept for a stable signature
+    del num_experts  # the loads already encode the EP split; kept for a stable signature
     return total
 
 
