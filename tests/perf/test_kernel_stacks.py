@@ -55,10 +55,13 @@ def test_nearest_calibrated_rule() -> None:
     candidates = {"h100": ("hopper", 3.35e12), "a100": ("ampere", 2.0e12), "l40s": ("ada", 0.86e12)}
     # same architecture first, nearest bandwidth
     assert nearest_calibrated("hopper", 4.8e12, candidates) == "h100"
-    # no Blackwell table: the nearest generation by year is Hopper (2022.5) over Ada (2022)
+    # no Blackwell table: years + log2 bandwidth ratio: h100 1.5 + 1.26 < l40s 2 + 3.2
     assert nearest_calibrated("blackwell", 8e12, candidates) == "h100"
-    # Turing (2018) is nearest to Ampere (2020)
+    # Turing (2018, 0.3 TB/s): a100 2 + 2.74 < l40s 4 + 1.52
     assert nearest_calibrated("turing", 0.3e12, candidates) == "a100"
+    # without an Ampere table, A100 borrows H100 (2.5 + 0.72) over L40S (2 + 1.24)
+    others = {k: v for k, v in candidates.items() if k != "a100"}
+    assert nearest_calibrated("ampere", 2.039e12, others) == "h100"
     assert nearest_calibrated("", 1e12, candidates) is None
     assert nearest_calibrated("hopper", 1e12, {}) is None
 

@@ -130,9 +130,11 @@ def nearest_calibrated(
 
     The rule (measured by leaving one calibrated GPU out, ``servesim calibration``):
     1. a calibrated GPU of the same architecture, the one nearest in HBM bandwidth (log ratio:
-       H200 borrows from H100, not from a GPU of another generation);
-    2. otherwise the nearest architecture by release year (ties: the newer one, whose kernels
-       a newer GPU's software stack resembles).
+       H200 borrows from H100, L4 from L40S);
+    2. otherwise the one with the smallest distance ``|release years apart| + |log2 of the
+       HBM bandwidth ratio|``: kernels of one generation behave alike, and so do memory
+       systems of one class (HBM vs GDDR), which is what memory-bound kernels see. B200
+       borrows from H200, A100 from H100, T4 from A100.
     The borrowed efficiencies are applied to the target's own data-sheet peaks and bandwidth.
 
     Args:
@@ -148,14 +150,12 @@ def nearest_calibrated(
     if same:
         return min(same, key=lambda k: (abs(math.log(candidates[k][1] / target_bw)), k))
     year = ARCHITECTURE_YEAR[target_arch]
-    known = [k for k, (arch, _) in candidates.items() if arch in ARCHITECTURE_YEAR]
-    if not known:
+    known = [k for k, (arch, bw) in candidates.items() if arch in ARCHITECTURE_YEAR and bw > 0]
+    if not known or target_bw <= 0:
         return None
-    return min(
-        known,
-        key=lambda k: (
-            abs(ARCHITECTURE_YEAR[candidates[k][0]] - year),
-            -ARCHITECTURE_YEAR[candidates[k][0]],
-            k,
-        ),
-    )
+
+    def distance(key: str) -> tuple[float, str]:
+        arch, bw = candidates[key]
+        return abs(ARCHITECTURE_YEAR[arch] - year) + abs(math.log2(bw / target_bw)), key
+
+    return min(known, key=distance)
