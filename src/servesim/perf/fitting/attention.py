@@ -162,11 +162,13 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
     refs = select(
         find_tables(root), gpu=gpu_folder, family="attention", framework=framework, version=version
     )
-    if kernels is None or not refs:
+    if not refs:
         return None
+    if kernels is None:  # a user's own tables: the kernel each phase measured most
+        kernels = _most_measured_kernels(refs)
     from servesim.specs.catalog.gpus import get_gpu
 
-    _, l2 = gpu_sms_l2(get_gpu(GPU_OF_FOLDER[gpu_folder]))
+    _, l2 = gpu_sms_l2(get_gpu(GPU_OF_FOLDER.get(gpu_folder, gpu_folder)))
     parts = []
     for ref in refs:
         if ref.table == "context_attention_perf":
@@ -174,6 +176,25 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
         elif ref.table == "generation_attention_perf":
             parts.append(_decode_rows(read_columns(ref), kernels, l2))
     return heldout.concat(parts) if parts else None
+
+
+def _most_measured_kernels(refs: list) -> dict[str, tuple[str, str]]:
+    """Per KV dtype label, the (prefill, decode) kernel with the most graph-timed rows."""
+    best: dict[str, list[str]] = {}
+    for which, table in enumerate(("context_attention_perf", "generation_attention_perf")):
+        for ref in [r for r in refs if r.table == table]:
+            cols = read_columns(ref)
+            labels = [_KV_LABEL.get(k, k) for k in cols["kv_cache_dtype"]]
+            for label in sorted(set(labels)):
+                sources = [
+                    str(src)
+                    for src, lab in zip(cols["kernel_source"], labels, strict=True)
+                    if lab == label and not str(src).endswith("_eager")
+                ]
+                if sources:
+                    top = max(sorted(set(sources)), key=sources.count)
+                    best.setdefault(label, ["", ""])[which] = top
+    return {label: (pair[0], pair[1]) for label, pair in best.items() if all(pair)}
 
 
 def _subsample(n: int, limit: int = 0) -> np.ndarray:
