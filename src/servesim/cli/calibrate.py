@@ -138,7 +138,12 @@ def calibrate_command(
         else:
             base = json.loads(CALIBRATION_PATH.read_text(encoding="utf-8"))
             document = user_sections(
-                tables, gpu_name=gpu, stack=stack, base=base, progress=progress
+                tables,
+                gpu_name=gpu,
+                stack=stack,
+                base=base,
+                heldout=not no_heldout,
+                progress=progress,
             )
     write_calibration(document, out)
     load_calibration(str(out.resolve()))  # the file written must load

@@ -68,6 +68,7 @@ def user_sections(
     gpu_name: str | None,
     stack: str,
     base: dict[str, Any],
+    heldout: bool = True,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """``base`` (a calibration document) with ``stack``'s entries replaced by fits of ``tables``.
@@ -98,7 +99,7 @@ def user_sections(
         newest = max(mine, key=lambda r: r.version)
         layout[folder] = (newest.framework, newest.version)
     fitted = fit_kernel_stacks(
-        tables, gpu_map=gpu_map, stacks={stack: layout}, heldout=True, progress=progress
+        tables, gpu_map=gpu_map, stacks={stack: layout}, heldout=heldout, progress=progress
     )
     document = json.loads(json.dumps(base))
     entries = document.setdefault("kernel_stacks", {}).setdefault(stack, {})

@@ -100,20 +100,27 @@ def _rows_from_columns(cols: dict[str, np.ndarray], is_nccl: bool) -> Rows:
 
 
 def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows | None:
-    """Rows of one comm table under the aiconfigurator root ``root``; None when absent."""
-    is_nccl = framework == "nccl"
-    table = "nccl_perf" if is_nccl else "custom_allreduce_perf"
+    """Rows of the comm tables of one (GPU, framework, version) under ``root``; None when absent.
+
+    aiconfigurator keeps the engine's custom all-reduce under ``comm/<engine>/`` and NCCL under
+    ``comm/nccl/``; a user's tables (``bench/measure_tables.py``) hold NCCL under their own
+    framework folder. Every comm table found there is read.
+    """
     if not root.is_dir():
         return None
     refs = select(
-        find_tables(root), gpu=gpu_folder, family="comm", framework=framework,
-        version=version, table=table,
+        find_tables(root), gpu=gpu_folder, family="comm", framework=framework, version=version
     )
-    if not refs:
+    parts = []
+    for ref in refs:
+        if ref.table not in ("nccl_perf", "custom_allreduce_perf"):
+            continue
+        rows = _rows_from_columns(read_columns(ref), ref.table == "nccl_perf")
+        keep = rows["latency_s"] > 0
+        parts.append({k: v[keep] for k, v in rows.items()})
+    if not parts:
         return None
-    rows = _rows_from_columns(read_columns(refs[0]), is_nccl)
-    keep = rows["latency_s"] > 0
-    return {k: v[keep] for k, v in rows.items()}
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def _fit_line(bus_bytes: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
@@ -182,8 +189,12 @@ def _segment_group(bus_bytes: np.ndarray, t: np.ndarray) -> list[tuple[int, int,
 
 
 def fit_group(
-    collective: str, implementation: str, num_gpus: int,
-    num_bytes: np.ndarray, t: np.ndarray, gpu: GPUSpec,
+    collective: str,
+    implementation: str,
+    num_gpus: int,
+    num_bytes: np.ndarray,
+    t: np.ndarray,
+    gpu: GPUSpec,
 ) -> CollectiveFit:
     """Regimes of one (collective, implementation, group size) on ``gpu``."""
     volume = volume_factor(collective, num_gpus)
@@ -195,32 +206,48 @@ def fit_group(
     segments = tuple(Segment(alpha, slope * link_bw) for _, _, alpha, slope in cuts)
     edges = tuple((float(sizes[j]), float(sizes[j + 1])) for _, j, _, _ in cuts[:-1])
     return CollectiveFit(
-        collective, implementation, int(num_gpus), segments, edges,
+        collective,
+        implementation,
+        int(num_gpus),
+        segments,
+        edges,
         gpu.intra_node_link.latency_s,
     )
 
 
 def fit(rows: Rows, gpu: GPUSpec) -> dict[str, Any]:
     """JSON-ready parameters: one fit per (collective, implementation, num_gpus) in ``rows``."""
-    keys = sorted(set(zip(rows["collective"], rows["implementation"], rows["num_gpus"],
-                          strict=True)), key=repr)
+    keys = sorted(
+        set(zip(rows["collective"], rows["implementation"], rows["num_gpus"], strict=True)),
+        key=repr,
+    )
     fits = []
     for coll, impl, n in keys:
         mask = (rows["collective"] == coll) & (rows["implementation"] == impl)
         mask &= rows["num_gpus"] == n
-        fits.append(fit_group(coll, impl, int(n), rows["num_bytes"][mask],
-                              rows["latency_s"][mask], gpu).to_dict())
+        fits.append(
+            fit_group(
+                coll, impl, int(n), rows["num_bytes"][mask], rows["latency_s"][mask], gpu
+            ).to_dict()
+        )
     return {"gpu": gpu.name, "link": gpu.intra_node_link.name, "fits": fits}
 
 
 def predict(params: dict[str, Any], gpu: GPUSpec, rows: Rows) -> np.ndarray:
     """Seconds per row through the runtime opmodel."""
     fits = fits_from_params(params)
-    return np.array([
-        collective_s(fits[(str(c), str(i), int(n))], gpu, float(b))
-        for c, i, n, b in zip(rows["collective"], rows["implementation"], rows["num_gpus"],
-                              rows["num_bytes"], strict=True)
-    ])
+    return np.array(
+        [
+            collective_s(fits[(str(c), str(i), int(n))], gpu, float(b))
+            for c, i, n, b in zip(
+                rows["collective"],
+                rows["implementation"],
+                rows["num_gpus"],
+                rows["num_bytes"],
+                strict=True,
+            )
+        ]
+    )
 
 
 # ---- report: ``python -m servesim.perf.fitting.collectives`` ------------------------------------
@@ -273,8 +300,17 @@ def crossval_report(root: Path) -> list[dict]:
         out += group_report(pred, rows, gpu=folder, stack=stack)
         total = error_stats(pred, rows["latency_s"]).to_dict()
         size = len(json.dumps(fit(rows, gpu), sort_keys=True))
-        out.append({"gpu": folder, "stack": stack, "op": "ALL", "dtype": "", "regime": "",
-                    **total, "json_bytes": size})
+        out.append(
+            {
+                "gpu": folder,
+                "stack": stack,
+                "op": "ALL",
+                "dtype": "",
+                "regime": "",
+                **total,
+                "json_bytes": size,
+            }
+        )
     return out
 
 
@@ -296,11 +332,25 @@ def transfer_report(root: Path) -> list[dict]:
             for op in sorted(set(rows["op"])):
                 mask = rows["op"] == op
                 stats = error_stats(pred[mask], rows["latency_s"][mask]).to_dict()
-                out.append({"source": f"{src_folder} {src_fw} {src_ver}", "target": folder,
-                            "stack": f"{framework} {version}", "op": op, **stats})
+                out.append(
+                    {
+                        "source": f"{src_folder} {src_fw} {src_ver}",
+                        "target": folder,
+                        "stack": f"{framework} {version}",
+                        "op": op,
+                        **stats,
+                    }
+                )
             total = error_stats(pred, rows["latency_s"]).to_dict()
-            out.append({"source": f"{src_folder} {src_fw} {src_ver}", "target": folder,
-                        "stack": f"{framework} {version}", "op": "ALL", **total})
+            out.append(
+                {
+                    "source": f"{src_folder} {src_fw} {src_ver}",
+                    "target": folder,
+                    "stack": f"{framework} {version}",
+                    "op": "ALL",
+                    **total,
+                }
+            )
     return out
 
 
@@ -321,12 +371,14 @@ def main() -> None:
         raise SystemExit("shared data not found (set $SERVESIM_SHARED_DATA)")
     root = aic_root(data_dir)
     print("## Held-out (4-fold, whole message sizes) error\n")
-    _print_table(crossval_report(root),
-                 ["gpu", "stack", "op", "dtype", "regime", "n", "mape", "median_signed",
-                  "json_bytes"])
+    _print_table(
+        crossval_report(root),
+        ["gpu", "stack", "op", "dtype", "regime", "n", "mape", "median_signed", "json_bytes"],
+    )
     print("\n## Leave-one-GPU-out (fit on H100, link-bandwidth/latency transfer)\n")
-    _print_table(transfer_report(root),
-                 ["source", "target", "stack", "op", "n", "mape", "median_signed"])
+    _print_table(
+        transfer_report(root), ["source", "target", "stack", "op", "n", "mape", "median_signed"]
+    )
 
 
 if __name__ == "__main__":
