@@ -138,6 +138,7 @@ def test_numpy_mirror_equals_runtime() -> None:
         "assignments": pairs,
         "experts_touched": touched,
         **{f"padded_{t}": np.ceil(pairs / t) * t + t for t in moe.TILES},
+        "max_expert": pairs / touched * 3.0,
     }
     grid = fit_log_grid(moe._grid_coords(rows), rng.normal(0, 0.2, n), moe.GRID_AXES)
     fit = MoELayerFit(
@@ -146,6 +147,7 @@ def test_numpy_mirror_equals_runtime() -> None:
             "misalign_eff": 0.4,
             "misalign_floor": 300.0,
             "expert_s": 1e-7,
+            "hot_weight": 0.7,
             "correction": grid,
         }
     )
@@ -165,6 +167,7 @@ def test_numpy_mirror_equals_runtime() -> None:
             experts_touched=touched[i],
             num_matrices=int(rows["num_matrices"][i]),
             padded=rows["padded_64"][i],
+            max_pairs=rows["max_expert"][i],
         )
         assert pred[i] == pytest.approx(expected, rel=1e-12)
 

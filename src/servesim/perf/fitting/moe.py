@@ -84,12 +84,14 @@ GRID_AXES = (
     (-1.0, 0.0, 1.0, 2.0),
 )
 # parameter vector: log fixed_s, log stream_h, log stream_i, logit mem, logit comp,
-# log (p - 1), log expert_s, logit misalign_eff, log misalign_floor
+# log (p - 1), log expert_s, logit misalign_eff, log misalign_floor, log hot_weight
 _X0 = np.array(
-    [np.log(30e-6), np.log(4.0), np.log(4.0), 1.5, 0.0, 0.0, np.log(1e-7), 0.0, np.log(200.0)]
+    [np.log(30e-6), np.log(4.0), np.log(4.0), 1.5, 0.0, 0.0, np.log(1e-7), 0.0, np.log(200.0), -2.0]
 )
-_LOWER = np.array([np.log(1e-6), -12.0, -12.0, -4.0, -5.0, -4.0, np.log(1e-9), -4.0, 0.0])
-_UPPER = np.array([np.log(1e-3), 6.0, 6.0, 6.0, 4.0, 3.0, np.log(1e-5), 6.0, np.log(2048.0)])
+_LOWER = np.array([np.log(1e-6), -12.0, -12.0, -4.0, -5.0, -4.0, np.log(1e-9), -4.0, 0.0, -9.0])
+_UPPER = np.array(
+    [np.log(1e-3), 6.0, 6.0, 6.0, 4.0, 3.0, np.log(1e-5), 6.0, np.log(2048.0), np.log(64.0)]
+)
 
 
 def _fix_sum(counts: np.ndarray, target: int) -> np.ndarray:
@@ -142,7 +144,8 @@ def _skewed_local_counts(counts: np.ndarray, num_tokens: int, topk: int, local: 
 def _padded(per_expert: np.ndarray) -> tuple[float, ...]:
     """Rows after padding every touched expert's pairs to each candidate tile."""
     hit = per_expert[per_expert > 0]
-    return tuple(float((np.ceil(hit / tile) * tile).sum()) for tile in TILES)
+    padded = tuple(float((np.ceil(hit / tile) * tile).sum()) for tile in TILES)
+    return (*padded, float(per_expert.max(initial=0.0)))
 
 
 @cache
@@ -217,7 +220,7 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
             collector_load(int(t), int(e), int(k), int(p), float(a))
             for t, e, k, p, a in zip(tokens, experts, topk, ep, alpha, strict=True)
         ]
-    ).reshape(n, 2 + len(TILES))
+    ).reshape(n, 3 + len(TILES))
     dtype = np.array([DTYPE_LABELS[d] for d in cols["moe_dtype"]], dtype=object)
     skew = np.where(alpha == 0.0, "balanced", "skewed")
     size = np.where(tokens <= SMALL_TOKENS, f"tokens<={SMALL_TOKENS}", f"tokens>{SMALL_TOKENS}")
@@ -242,6 +245,7 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
         "assignments": loads[:, 0],
         "experts_touched": loads[:, 1],
         **{f"padded_{tile}": loads[:, 2 + i] for i, tile in enumerate(TILES)},
+        "max_expert": loads[:, -1],
         "num_matrices": np.array(
             [
                 2.0 if (h, i, e, k) in NON_GATED_SHAPES else float(NUM_MATRICES)
@@ -267,6 +271,7 @@ def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
         expert_s=float(np.exp(x[6])),
         misalign_eff=float(logistic[7]),
         misalign_floor=float(np.exp(x[8])),
+        hot_weight=float(np.exp(x[9])),
     )
 
 
@@ -283,7 +288,8 @@ def _formula(fit: MoELayerFit, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     elems = rows["num_matrices"] * rows["hidden"] * width
     touched = rows["experts_touched"]
     read = touched * elems * fit.weight_bytes / (bandwidth * fit.mem_eff)
-    math_s = 2.0 * rows[f"padded_{int(fit.tile_rows)}"] * elems / (peak * fit.compute_eff)
+    work = rows[f"padded_{int(fit.tile_rows)}"] + fit.hot_weight * rows["max_expert"]
+    math_s = 2.0 * work * elems / (peak * fit.compute_eff)
     p = fit.overlap_p
     body = (read**p + math_s**p) ** (1.0 / p)
     return fit.fixed_s + stream / bandwidth + fit.expert_s * touched + body
@@ -343,7 +349,7 @@ def _free_mask(rows: Rows, names: tuple[int, ...] = tuple(range(len(_X0)))) -> n
     free = np.zeros(len(_X0), dtype=bool)
     free[list(names)] = True
     if not (rows["inter"] % ALIGN_ELEMS != 0).any():
-        free[7:] = False  # no misaligned width to learn from: the factor stays 1
+        free[7:9] = False  # no misaligned width to learn from: the factor stays 1
     return free
 
 
@@ -356,58 +362,62 @@ def _x0_for(rows: Rows) -> np.ndarray:
 
 
 def fit_dtype(rows: Rows, gpu: GPUSpec, label: str) -> MoELayerFit:
-    """Mechanism parameters per candidate tile (the best kept), then the log-grid correction."""
+    """Mechanism parameters: the tile chosen on every 4th row, refitted on all rows from that
+    start; then the log-grid correction."""
+    wbytes, cdtype = weight_bytes_of(label), compute_dtype_of(label, gpu)
+    sub = take(rows, np.arange(rows["latency_s"].size) % 4 == 0)
+    free, x0 = _free_mask(rows), _x0_for(rows)
     best: tuple[float, MoELayerFit] | None = None
     for tile in TILES:
-        base = MoELayerFit(
-            weight_bytes_of(label),
-            compute_dtype_of(label, gpu),
-            0.0,
-            0.0,
-            0.0,
-            1.0,
-            1.0,
-            float(tile),
-            1.0,
-        )
-        fitted, cost = _solve(rows, gpu, base, _free_mask(rows), _x0_for(rows))
+        base = MoELayerFit(wbytes, cdtype, 0.0, 0.0, 0.0, 1.0, 1.0, float(tile), 1.0)
+        fitted, cost = _solve(sub, gpu, base, free, x0)
         if best is None or cost < best[0] - 1e-9:
             best = (cost, fitted)
     assert best is not None
-    base = best[1]
+    base, _ = _solve(rows, gpu, best[1], free, _pack(best[1]))
+    if not free[7]:
+        base = replace(base, misalign_eff=1.0, misalign_floor=0.0)
     ratio = np.log(rows["latency_s"]) - np.log(_formula(base, gpu, rows))
     grid = fit_log_grid(_grid_coords(rows), ratio, GRID_AXES, ridge=0.3)
     return replace(base, correction=grid)
 
 
+def _pack(fit: MoELayerFit) -> np.ndarray:
+    """Inverse of ``_unpack`` (clipped into the bounds)."""
+    x = np.array(
+        [
+            np.log(fit.fixed_s),
+            np.log(fit.stream_hidden),
+            np.log(fit.stream_inter),
+            _logit(fit.mem_eff),
+            _logit(fit.compute_eff),
+            np.log(max(fit.overlap_p - 1.0, 1e-6)),
+            np.log(max(fit.expert_s, 1e-12)),
+            _logit(fit.misalign_eff),
+            np.log(max(fit.misalign_floor, 1.0)),
+            np.log(max(fit.hot_weight, 1e-6)),
+        ]
+    )
+    return np.clip(x, _LOWER + 1e-9, _UPPER - 1e-9)
+
+
 def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> MoELayerFit:
-    """A format with too few shapes: the donor's (bf16's) structure, streaming, tile, overlap,
-    per-expert and alignment terms and correction, with its own fixed cost and weight-read and
-    math efficiencies (the three things a weight format changes)."""
+    """A format with too few shapes: the donor's (bf16's) streaming, tile, overlap, per-expert
+    and busiest-expert terms, with its own fixed cost and weight-read and math efficiencies
+    (what a weight format changes). The width-alignment penalty is not borrowed: these
+    kernels (vLLM's gpt-oss mxfp4, Marlin) pad widths themselves. No correction grid."""
     base = replace(
         donor,
         weight_bytes=weight_bytes_of(label),
         compute_dtype=compute_dtype_of(label, gpu),
+        misalign_eff=1.0,
+        misalign_floor=0.0,
         correction=None,
     )
-    x0 = np.array(
-        [
-            np.log(donor.fixed_s),
-            np.log(donor.stream_hidden),
-            np.log(donor.stream_inter),
-            _logit(donor.mem_eff),
-            _logit(donor.compute_eff),
-            np.log(donor.overlap_p - 1.0),
-            np.log(donor.expert_s),
-            _logit(donor.misalign_eff),
-            np.log(max(donor.misalign_floor, 1.0)),
-        ]
-    )
-    x0 = np.clip(x0, _LOWER + 1e-9, _UPPER - 1e-9)
-    free = np.zeros(len(x0), dtype=bool)
+    free = np.zeros(len(_X0), dtype=bool)
     free[[0, 3, 4]] = True
-    fitted, _ = _solve(rows, gpu, base, free, x0)
-    return replace(fitted, tile_rows=donor.tile_rows, correction=donor.correction)
+    fitted, _ = _solve(rows, gpu, base, free, _pack(base))
+    return replace(fitted, tile_rows=donor.tile_rows, misalign_eff=1.0, misalign_floor=0.0)
 
 
 def _logit(p: float) -> float:
