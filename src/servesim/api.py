@@ -38,7 +38,7 @@ from servesim.planner.scenario import Scenario, SLOCriterion
 from servesim.planner.search import SearchOptions, SearchProgress, SearchReport, run_search
 from servesim.planner.space import PlanSpec, SearchSpace
 from servesim.planner.store import PlanStore
-from servesim.report.outputs import write_run_outputs
+from servesim.report.outputs import vllm_bench_result, write_run_outputs
 from servesim.specs.catalog import resolve_model
 
 # Called with (requests done, requests arrived) as the run advances.
@@ -134,6 +134,30 @@ class Result:
         """``to_dict()`` as indented, key-sorted JSON: byte-identical for the same inputs."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
+    def to_vllm_bench(self) -> dict[str, Any]:
+        """The run in ``vllm bench serve``'s result-JSON schema (``vllm_bench.json``), so a
+        tool that reads one reads the other (``servesim.report.outputs.vllm_bench_result``)."""
+        wl = self.config.effective_workload()
+        client = wl.client
+        arrival = wl.arrival
+        rate: float | str = "inf"
+        burstiness = 1.0
+        if arrival is not None and getattr(arrival, "rate_per_s", None) is not None:
+            rate = float(arrival.rate_per_s)  # type: ignore[union-attr]
+            cv = getattr(arrival, "cv", 1.0)
+            burstiness = 1.0 / (cv * cv)
+        elif wl.rate_per_s is not None:
+            rate = wl.rate_per_s
+        return vllm_bench_result(
+            self.summary,
+            self.records.requests.view(),
+            model_id=self.config.model,
+            num_prompts=self.summary.num_requests,
+            request_rate=rate,
+            burstiness=burstiness,
+            max_concurrency=client.max_concurrency if client is not None else None,
+        )
+
 
 def load_config(config: SimConfig | Mapping[str, Any] | str | Path) -> SimConfig:
     """Accept a ``SimConfig``, a mapping, or a path to a YAML file."""
@@ -174,7 +198,9 @@ def simulate(
         perf = _with_expert_offload(perf, cfg)
     # Every simulation is a deployment; ``replicas`` x ``hardware`` is its one-pool case.
     deployment = build_deployment(cfg.effective_deployment(), cfg.model, perf)
-    workload = cfg.effective_workload().build(RandomStreams(cfg.seed))
+    workload_config = cfg.effective_workload()
+    workload = workload_config.build(RandomStreams(cfg.seed))
+    client = workload_config.client
     run = run_cluster(
         workload,
         deployment,
@@ -182,6 +208,7 @@ def simulate(
         seed=cfg.seed,
         duration_s=cfg.max_time_s,
         on_progress=on_progress,
+        client=client.options() if client is not None else None,
     )
     slo = cfg.slo.to_spec() if cfg.slo is not None else None
     return Result(
@@ -222,7 +249,8 @@ def _uncalibrated_gpus(perf: PerfModel, plans: list[ReplicaPlan]) -> tuple[str, 
 def write_outputs(
     result: Result, out_dir: str | Path, *, table_format: str = "parquet"
 ) -> list[str]:
-    """Write ``summary.json``, ``requests.parquet`` (or ``.csv``) and ``latency.png``.
+    """Write ``summary.json``, ``vllm_bench.json`` (``Result.to_vllm_bench``),
+    ``requests.parquet`` (or ``.csv``) and ``latency.png``.
 
     The plot needs matplotlib; without it that file is skipped and a note says so.
     Returns one line per file written or skipped, for the caller to show
@@ -231,6 +259,7 @@ def write_outputs(
     return write_run_outputs(
         out_dir,
         summary_json=result.to_json(),
+        vllm_bench_json=json.dumps(result.to_vllm_bench(), indent=2, sort_keys=True) + "\n",
         columns=result.requests_columns,
         table=result.requests_table,
         kv_utilization=result.summary.kv_utilization,

@@ -33,7 +33,16 @@ def _cv(times: np.ndarray) -> float:
 
 
 def test_registry_has_all_processes() -> None:
-    expected = ["constant", "gamma", "onoff", "poisson", "time_varying", "trace", "trace_rate"]
+    expected = [
+        "constant",
+        "gamma",
+        "immediate",
+        "onoff",
+        "poisson",
+        "time_varying",
+        "trace",
+        "trace_rate",
+    ]
     assert ARRIVALS.names() == expected
     # Every registered process has a config kind of the same name, and vice versa.
     union = typing.get_args(typing.get_args(ArrivalConfig)[0])

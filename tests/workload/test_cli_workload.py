@@ -26,21 +26,28 @@ def _run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int,
 def test_list_shows_presets() -> None:
     result = runner.invoke(app, ["workload", "list"])
     assert result.exit_code == 0, result.output
-    for name in ("sharegpt", "azure-conv", "azure-code", "arxiv-summarization", "creation"):
+    for name in (
+        "sharegpt-vidur",
+        "sharegpt-vllm-bench",
+        "azure-conv",
+        "azure-code",
+        "arxiv-summarization",
+        "creation",
+    ):
         assert name in result.output
 
 
 def test_list_json() -> None:
     result = runner.invoke(app, ["workload", "list", "--json"])
     rows = json.loads(result.output)
-    assert {r["name"] for r in rows} >= {"sharegpt", "creation"}
+    assert {r["name"] for r in rows} >= {"sharegpt-vidur", "creation"}
     assert all("fit_quality" in r and r["rate_per_s"] > 0 for r in rows)
 
 
 def test_describe_default_is_sharegpt_1000() -> None:
     result = runner.invoke(app, ["workload", "describe"])
     assert result.exit_code == 0, result.output
-    assert "sharegpt" in result.output and "1,000 requests" in result.output
+    assert "sharegpt-vidur" in result.output and "1,000 requests" in result.output
     assert "prompt tokens" in result.output
 
 
@@ -49,7 +56,7 @@ def test_describe_json_deterministic() -> None:
     first = runner.invoke(app, args)
     assert first.exit_code == 0
     data = json.loads(first.output)
-    assert data["num_requests"] == 300 and data["name"] == "sharegpt"
+    assert data["num_requests"] == 300 and data["name"] == "sharegpt-vidur"
     assert runner.invoke(app, args).output == first.output
 
 

@@ -12,7 +12,14 @@ from servesim.core.rng import RandomStreams
 from servesim.workload import WorkloadConfig, describe, get_preset, load_trace, preset_names
 from servesim.workload.presets import fit_lengths, lengths_from_fit
 
-REQUIRED = {"sharegpt", "azure-conv", "azure-code", "arxiv-summarization", "creation"}
+REQUIRED = {
+    "sharegpt-vidur",
+    "sharegpt-vllm-bench",
+    "azure-conv",
+    "azure-code",
+    "arxiv-summarization",
+    "creation",
+}
 
 
 def test_presets_listed_and_offline() -> None:
@@ -22,7 +29,7 @@ def test_presets_listed_and_offline() -> None:
         assert preset.rate_per_s > 0 and preset.source and preset.rate_source
         p, o = preset.lengths.sample(RandomStreams(0).generator("t"), 1000)
         assert p.min() >= 1 and o.min() >= 1
-        for label in ("prompt", "output"):
+        for label in ("prompt", "output") if preset.fit_quality else ():
             for q in ("p50", "p90", "p99"):
                 fitted, real = preset.fit_quality[label][q]
                 assert fitted == pytest.approx(real, rel=0.05, abs=3), (name, label, q)
@@ -47,7 +54,7 @@ def test_shapes_match_their_story() -> None:
 
 
 PRESET_DATA = {
-    "sharegpt": "traces/sharegpt_sarathi/sharegpt_8k_filtered_stats_llama2_tokenizer.csv",
+    "sharegpt-vidur": "traces/sharegpt_sarathi/sharegpt_8k_filtered_stats_llama2_tokenizer.csv",
     "azure-conv": "traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv",
     "azure-code": "traces/azure_llm_2023/AzureLLMInferenceTrace_code.csv",
     "arxiv-summarization": (
@@ -79,3 +86,21 @@ def test_fit_is_reproducible_and_keeps_correlation() -> None:
     assert fit["rho"] == pytest.approx(0.7, abs=0.03)
     p, o = lengths_from_fit(fit).sample(RandomStreams(0).generator("t"), 20_000)
     assert np.corrcoef(np.log(p), np.log(o))[0, 1] == pytest.approx(0.7, abs=0.05)
+
+
+def test_old_sharegpt_name_is_the_vidur_set_with_a_deprecation_note() -> None:
+    with pytest.warns(DeprecationWarning, match="sharegpt-vidur"):
+        preset = get_preset("sharegpt")
+    assert preset.name == "sharegpt-vidur"
+    assert "sharegpt" not in preset_names()
+
+
+def test_sharegpt_vllm_bench_matches_published_means_and_filter() -> None:
+    # Published 1,000-prompt vllm bench serve runs: 215.2 input, ~198 generated tokens.
+    p, o = get_preset("sharegpt-vllm-bench").lengths.sample(RandomStreams(0).generator("t"), 50_000)
+    assert p.mean() == pytest.approx(215.2, rel=0.03)
+    assert o.mean() == pytest.approx(198.0, rel=0.03)
+    assert p.min() >= 4 and o.min() >= 4 and p.max() <= 1024 and (p + o).max() <= 2048
+    # Vidur's set is an order of magnitude longer in prompt.
+    vp, _vo = get_preset("sharegpt-vidur").lengths.sample(RandomStreams(0).generator("t"), 20_000)
+    assert vp.mean() > 8 * p.mean()

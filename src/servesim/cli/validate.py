@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from servesim.cli.common import console, print_json
+from servesim.config import load_yaml
 from servesim.core.errors import ConfigError
 from servesim.core.paths import shared_data_dir
 from servesim.validate import (
@@ -18,6 +19,11 @@ from servesim.validate import (
     mape_by_subset,
     validate_apex,
     validate_blis,
+)
+from servesim.validate.vllm_bench import (
+    VllmBenchComparison,
+    load_vllm_bench,
+    replay_vllm_bench,
 )
 
 DATASETS = ("all", "apex", "blis")
@@ -196,6 +202,62 @@ def _print_blis(comparisons: list[StageComparison]) -> None:
     )
 
 
+def _vllm_bench_table(c: VllmBenchComparison) -> Table:
+    run = c.run
+    rate = "inf" if run.request_rate == float("inf") else f"{run.request_rate:g}"
+    table = Table(
+        title=f"{run.path.name}: predicted vs measured (request rate {rate}, burstiness "
+        f"{run.burstiness:g}, max concurrency {run.max_concurrency}, "
+        f"{len(run.input_lens)} requests replayed, {run.num_failed} failed not replayed)"
+    )
+    for name in ("metric", "unit", "predicted", "measured", "error"):
+        table.add_column(name, justify="left" if name in ("metric", "unit") else "right")
+    for key, unit, pred, meas, err in c.rows():
+        table.add_row(
+            key,
+            unit,
+            f"{pred:.2f}",
+            "-" if meas is None else f"{meas:.2f}",
+            "-" if err is None else f"{err * 100:+.1f}%",
+        )
+    return table
+
+
+def _vllm_bench_json(c: VllmBenchComparison) -> dict[str, object]:
+    return {
+        "file": str(c.run.path),
+        "request_rate": "inf" if c.run.request_rate == float("inf") else c.run.request_rate,
+        "burstiness": c.run.burstiness,
+        "max_concurrency": c.run.max_concurrency,
+        "num_replayed": len(c.run.input_lens),
+        "num_failed": c.run.num_failed,
+        "metrics": [
+            {"metric": k, "unit": u, "predicted": p, "measured": m, "error": e}
+            for k, u, p, m, e in c.rows()
+        ],
+    }
+
+
+def _validate_vllm_bench(
+    path: Path, config: Path | None, model: str | None, gpu: str | None, tp: int | None
+) -> VllmBenchComparison:
+    raw: dict[str, object] = dict(load_yaml(config)) if config is not None else {}
+    raw.pop("workload", None)
+    if model is not None:
+        raw["model"] = model
+    hardware = dict(raw.get("hardware") or {})  # type: ignore[call-overload]
+    if gpu is not None:
+        hardware["gpu"] = gpu
+    if tp is not None:
+        hardware["tp"] = tp
+    raw["hardware"] = hardware
+    if "model" not in raw:
+        raise ConfigError("--model", None, "give the model the benchmark ran (or --config)")
+    run = load_vllm_bench(path)
+    with console.status(f"replaying {path.name}..."):
+        return replay_vllm_bench(run, raw)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``servesim validate``."""
 
@@ -210,8 +272,27 @@ def register(app: typer.Typer) -> None:
         dataset: str = typer.Option(
             "all", "--dataset", help="all | apex (vLLM 0.6, Llama-3.1-70B) | blis (vLLM V1)."
         ),
+        vllm_bench: Path = typer.Option(
+            None,
+            "--vllm-bench",
+            help="Replay your own vllm bench serve result JSON (--save-detailed) instead.",
+        ),
+        config: Path = typer.Option(
+            None, "--config", help="--vllm-bench: the deployment YAML (its workload is ignored)."
+        ),
+        model: str = typer.Option(None, "--model", help="--vllm-bench: the model served."),
+        gpu: str = typer.Option(None, "--gpu", help="--vllm-bench: the GPU."),
+        tp: int = typer.Option(None, "--tp", help="--vllm-bench: tensor parallelism."),
     ) -> None:
-        """Replay measured vLLM runs (apex_vllm_llama70b, blis_vllm_v1_h100); print the errors."""
+        """Replay measured vLLM runs (apex_vllm_llama70b, blis_vllm_v1_h100, or your own
+        vllm bench serve result with --vllm-bench); print predicted vs measured."""
+        if vllm_bench is not None:
+            comparison = _validate_vllm_bench(vllm_bench, config, model, gpu, tp)
+            if as_json:
+                print_json(_vllm_bench_json(comparison))
+            else:
+                console.print(_vllm_bench_table(comparison))
+            return
         if dataset not in DATASETS:
             raise ConfigError("--dataset", dataset, f"must be one of {', '.join(DATASETS)}")
         data_dir = data or shared_data_dir()

@@ -7,6 +7,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 import yaml
 from rich.table import Table
@@ -18,6 +19,7 @@ from servesim.workload import Trace, Workload, WorkloadConfig, describe, get_pre
 from servesim.workload.describe import WorkloadStats
 from servesim.workload.length_config import parse_dist_spec
 from servesim.workload.native import write_requests
+from servesim.workload.presets import RENAMED
 from servesim.workload.traces import TraceReplay
 
 workload_app = typer.Typer(
@@ -35,6 +37,11 @@ def list_presets(
     for name in preset_names():
         preset = get_preset(name)
         quality = preset.fit_quality
+        if quality:
+            p50 = (quality["prompt"]["p50"][1], quality["output"]["p50"][1])
+        else:  # a parametric model: its medians from a fixed-seed sample
+            prompts, outputs = preset.lengths.sample(np.random.default_rng(0), 20_000)
+            p50 = (float(np.median(prompts)), float(np.median(outputs)))
         rows.append(
             {
                 "name": name,
@@ -43,15 +50,19 @@ def list_presets(
                 "arrival": preset.arrival_kind,
                 "rate_per_s": preset.rate_per_s,
                 "cv": preset.cv,
-                "prompt_p50_tokens": quality["prompt"]["p50"][1],
-                "output_p50_tokens": quality["output"]["p50"][1],
+                "prompt_p50_tokens": p50[0],
+                "output_p50_tokens": p50[1],
                 "fit_quality": quality,
             }
         )
     if as_json:
         print_json(rows)
         return
-    table = Table(title="workload presets", caption="source files and fit quality: --json")
+    renamed = ", ".join(f"{old} -> {new}" for old, new in RENAMED.items())
+    table = Table(
+        title="workload presets",
+        caption=f"source files and fit quality: --json; renamed (old names still work): {renamed}",
+    )
     for column in ("name", "description", "default arrival", "prompt p50", "output p50"):
         table.add_column(column, overflow="fold")
     for row in rows:

@@ -6,6 +6,14 @@ the ``dispatch`` function (the entry router over the routable replicas of the en
 ``Replica.on_prefilled`` (a prefill replica's finished prompt starts a KV transfer to a decode
 replica picked by the decode router; the decode replica admits it when memory allows), and
 events it schedules itself (transfer arrivals, autoscaler and migration rounds).
+
+With a benchmark client (``servesim.workload.clients``) the cluster sends the requests itself:
+the client says what to send when (``poll``), each response's completion comes back through
+the engines' completion callback (``on_done``) and may release the next request at its
+completion time. Skip-ahead is off then: a finish inside a skipped decode run would release a
+request the run already went past; stepping every iteration keeps the send times exact.
+Warm-up requests are cut from the records the run returns (rows, the iterations before the
+measured start, their token gaps).
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from servesim.cluster.autoscale import Autoscaler
 from servesim.cluster.deployment import Deployment
 from servesim.cluster.migration import Migrator
@@ -23,12 +33,13 @@ from servesim.cluster.stats import ClusterStats
 from servesim.cluster.transfer import kv_transfer_bytes, kv_transfer_s
 from servesim.core.events import EventLoop
 from servesim.core.rng import RandomStreams
-from servesim.engine.records import RejectReason, SimulationRecords
+from servesim.engine.records import RejectReason, SimulationRecords, TokenGapSamples
 from servesim.engine.replica import Replica
-from servesim.engine.sequence import Seq
+from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.simulation import EngineHandle, ReplicaView, replica_view, run_simulation
 from servesim.engine.vengine import write_request
 from servesim.perf.types import PerfModel
+from servesim.workload.clients import BenchmarkClient, ClientOptions
 from servesim.workload.request import Request
 
 
@@ -83,6 +94,10 @@ class Cluster:
         self.in_flight: dict[Seq, None] = {}
         self.sources: dict[Seq, Replica] = {}  # prefill replica holding an in-flight KV
         self.is_exhausted = False
+        self.client: BenchmarkClient | None = None
+        self.client_seqs: dict[Seq, None] = {}  # sent by the client, not yet done
+        self.wakeups: set[float] = set()
+        self.first_measured_gap = 0  # token-gap samples before it belong to warm-ups
         n = len(self.pool_of)
         self.is_routable = [True] * n
         self.autoscaler = Autoscaler(self)
@@ -113,7 +128,8 @@ class Cluster:
     def requests(self, requests: Iterable[Request]) -> Iterator[Request]:
         """Pass requests through, noting when the stream is exhausted."""
         yield from requests
-        self.is_exhausted = True
+        if self.client is None:  # a client's sends end when it says so
+            self.is_exhausted = True
 
     def routable(self, members: list[int]) -> list[int]:
         """The members the router may send new work to now."""
@@ -135,10 +151,83 @@ class Cluster:
         self.autoscaler.start()
         if self.migrator is not None:
             self.migrator.start()
+        if self.client is not None:
+            for replica in self.replicas:
+                for engine in replica.engines:
+                    engine.on_done = self._completion_hook(engine.on_done)
+            self._wake_at(0.0)
 
     def is_active(self) -> bool:
         """True while requests may still arrive or are inside the cluster."""
         return not self.is_exhausted or bool(self.in_flight) or any(r.alive for r in self.replicas)
+
+    # ---- benchmark client ----------------------------------------------------------------
+    def _completion_hook(self, on_done: Callable[[], None]) -> Callable[[], None]:
+        def done() -> None:
+            on_done()
+            self._client_done()
+
+        return done
+
+    def _wake_at(self, t: float) -> None:
+        if t not in self.wakeups:
+            self.wakeups.add(t)
+            self.loop.schedule(t, self._client_poll, t, priority=0)
+
+    def _client_poll(self, t: float) -> None:
+        """Send what the client releases now; wake again when it next has something."""
+        assert self.client is not None
+        self.wakeups.discard(t)
+        for request in self.client.poll(self.loop.now):
+            self._send(request)
+        self._schedule_client()
+
+    def _schedule_client(self) -> None:
+        assert self.client is not None
+        wake = self.client.next_wakeup()
+        if wake is not None:
+            self._wake_at(max(wake, self.loop.now))
+        self.is_exhausted = not self.client.has_unsent
+
+    def _client_done(self) -> None:
+        """Some request left the engine: each of the client's own that finished reaches the
+        client at its completion time (which output processing may put after ``now``)."""
+        cols = self.records.requests
+        completion = cols.column("completion_s")
+        reason = cols.column("reject_reason")
+        now = self.loop.now
+        for seq in [s for s in self.client_seqs if s.status == SeqStatus.FINISHED or reason[s.row]]:
+            del self.client_seqs[seq]
+            t = float(completion[seq.row])
+            t = t if t >= now else now  # NaN (rejected) or already past: now
+            self.loop.schedule(t, self._client_notify, seq.request.request_id, priority=0)
+
+    def _client_notify(self, request_id: int) -> None:
+        assert self.client is not None
+        client = self.client
+        was_warming = client.main_start_s is None
+        client.on_done(request_id, self.loop.now)
+        if was_warming and client.main_start_s is not None:
+            self.first_measured_gap = len(self.records.token_gaps.values_s)
+        self._schedule_client()
+
+    def _send(self, request: Request) -> None:
+        """A client request reaches the entry router (the engine driver's arrival, for sends
+        the client times itself)."""
+        now = self.loop.now
+        views = _ReplicaViews(self.replicas, replica_view)
+        index = self.dispatch(request, views)
+        replica = self.replicas[index]
+        row = _append_request_row(self.records, request, index)
+        seq = Seq(request, row)
+        self.client_seqs[seq] = None
+        reason = replica.reject_reason(request.num_prompt_tokens, request.num_output_tokens)
+        if reason:
+            self.records.count(f"num_rejected_{RejectReason(reason).name.lower()}")
+            write_request(self.records, seq, completion_s=math.nan, reason=reason)
+            replica.engines[0].on_done()
+            return
+        replica.submit(seq, now)
 
     # ---- disaggregation ------------------------------------------------------------------
     def _handoff(self, seq: Seq, now: float) -> None:
@@ -203,6 +292,79 @@ class Cluster:
         self.in_flight.clear()
         self.stats.set_uptime(self.records, self.autoscaler.uptimes(self.records.end_s))
 
+    def measured(self) -> SimulationRecords:
+        """The records without the client's warm-up requests (all of them without a client)."""
+        client = self.client
+        if client is None or not client.warmup_ids:
+            return self.records
+        start_s = client.main_start_s if client.main_start_s is not None else math.inf
+        num_warm = len(client.warmup_ids)
+        out = without_warmups(self.records, num_warm, start_s, self.first_measured_gap)
+        keep = [i for i, row in enumerate(self.stats.transfer_rows) if row >= num_warm]
+        stats = self.stats
+        stats.transfer_rows = [stats.transfer_rows[i] - num_warm for i in keep]
+        stats.transfer_s = [stats.transfer_s[i] for i in keep]
+        stats.transfer_bytes = [stats.transfer_bytes[i] for i in keep]
+        return out
+
+
+def _append_request_row(records: SimulationRecords, request: Request, replica_id: int) -> int:
+    """The request's row, as the engine driver writes it on arrival."""
+    if request.slo_class not in records.slo_classes:
+        records.slo_classes.append(request.slo_class)
+    nan = math.nan
+    return records.requests.append_row(
+        request_id=request.request_id,
+        replica_id=replica_id,
+        arrival_s=request.arrival_s,
+        first_scheduled_s=nan,
+        first_token_s=nan,
+        completion_s=nan,
+        num_prompt_tokens=request.num_prompt_tokens,
+        num_output_tokens=request.num_output_tokens,
+        num_emitted_tokens=0,
+        sum_tbt_s=0.0,
+        max_tbt_s=0.0,
+        num_preemptions=0,
+        num_prefix_hit_tokens=0,
+        priority=request.priority,
+        user_id=request.user_id,
+        slo_class_index=records.slo_classes.index(request.slo_class),
+        reject_reason=0,
+        decode_replica_id=-1,
+    )
+
+
+def without_warmups(
+    records: SimulationRecords, num_warmup_rows: int, start_s: float, first_gap: int
+) -> SimulationRecords:
+    """``records`` less the first ``num_warmup_rows`` requests, the iterations that started
+    before ``start_s`` and the token gaps before sample ``first_gap`` (warm-ups run alone,
+    before the measured requests). Counter ``num_warmup_requests`` says how many were cut."""
+    out = SimulationRecords(
+        replicas=records.replicas,
+        slo_classes=list(records.slo_classes),
+        end_s=records.end_s,
+        counters=dict(records.counters),
+    )
+    out.count("num_warmup_requests", num_warmup_rows)
+    req = records.requests.view()
+    _copy_rows(req, np.arange(num_warmup_rows, records.requests.size), out.requests)
+    it = records.iterations.view()
+    _copy_rows(it, np.flatnonzero(it["start_s"] >= start_s), out.iterations)
+    values, weights = records.token_gaps.arrays()
+    out.token_gaps = TokenGapSamples()
+    out.token_gaps.values_s.extend(values[first_gap:].tolist())
+    out.token_gaps.weights.extend(weights[first_gap:].tolist())
+    return out
+
+
+def _copy_rows(src: dict[str, np.ndarray], rows: np.ndarray, dst: Any) -> None:
+    for _ in range(rows.size):
+        dst.append_row()
+    for name, values in src.items():
+        dst.column(name)[: rows.size] = values[rows]
+
 
 def run_cluster(
     requests: Iterable[Request],
@@ -213,6 +375,7 @@ def run_cluster(
     duration_s: float | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     check_invariants: bool = False,
+    client: ClientOptions | None = None,
 ) -> ClusterRun:
     """Simulate ``requests`` (sorted by arrival) on ``deployment``.
 
@@ -224,17 +387,23 @@ def run_cluster(
         duration_s: stop the clock here (unfinished requests are reported).
         on_progress: called with (requests done, requests arrived).
         check_invariants: recount engine invariants every step (tests).
+        client: send the requests as this benchmark client does (their arrival times are
+            then its pacing); the returned records leave out its warm-up requests.
     """
     cluster = Cluster(deployment, perf, RandomStreams(seed).child("cluster"))
-    records = run_simulation(
+    if client is not None:
+        cluster.client = BenchmarkClient(requests, client)
+        requests = ()
+    run_simulation(
         cluster.requests(requests),
         deployment.setups(),
         perf,
         dispatch=cluster.dispatch,
         duration_s=duration_s,
         on_progress=on_progress,
+        skip_ahead=client is None,
         check_invariants=check_invariants,
         on_start=cluster.start,
     )
     cluster.finalise()
-    return ClusterRun(records=records, stats=cluster.stats)
+    return ClusterRun(records=cluster.measured(), stats=cluster.stats)

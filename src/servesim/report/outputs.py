@@ -1,4 +1,14 @@
-"""Writing one run's output files: ``summary.json``, the per-request table and a plot.
+"""Writing one run's output files: ``summary.json``, ``vllm_bench.json``, the per-request
+table and a plot.
+
+``vllm_bench_result`` writes a run in ``vllm bench serve``'s result-JSON schema (the dict its
+``--save-result`` dumps, ``vllm/benchmarks/serve.py``): the traffic keys (``request_rate``,
+``burstiness``, ``max_concurrency``), the aggregates (``completed``, ``failed``, ``duration``,
+``request_throughput``, ``output_throughput``, ``total_token_throughput``, ...), ``mean_`` /
+``median_`` / ``std_`` / ``p99_`` of ``ttft``, ``tpot``, ``itl`` and ``e2el`` in ms, and the
+per-request lists of ``--save-detailed`` (``input_lens``, ``output_lens``, ``ttfts``,
+``latencies``, ``start_times`` in s; a failed request has 0s, as vLLM writes them). Per-token
+``itls`` lists are not written: servesim keeps the gap distribution, not every request's gaps.
 
 Takes plain data (the summary's JSON text, the per-request columns, the KV-utilisation
 series) so it sits below ``servesim.api``; ``servesim.api.write_outputs`` passes a
@@ -15,19 +25,93 @@ from typing import Any
 import numpy as np
 
 from servesim.core.errors import ServesimError
-from servesim.metrics import TimeSeriesStats
+from servesim.engine.records import RejectReason
+from servesim.metrics import Summary, TimeSeriesStats
+from servesim.metrics.stats import LatencyStats
+
+# vllm bench serve's default --metric-percentiles is "99"; servesim also has 90 and 95.
+_PERCENTILES = {"p90": "p90_s", "p95": "p95_s", "p99": "p99_s"}
+
+
+def _latency_keys(name: str, stats: LatencyStats) -> dict[str, float]:
+    def ms(value: float | None) -> float:
+        return value * 1e3 if value is not None else 0.0  # vllm: np.mean(x or 0)
+
+    out = {
+        f"mean_{name}_ms": ms(stats.mean_s),
+        f"median_{name}_ms": ms(stats.p50_s),
+        f"std_{name}_ms": ms(stats.std_s),
+    }
+    for key, attr in _PERCENTILES.items():
+        out[f"{key}_{name}_ms"] = ms(getattr(stats, attr))
+    return out
+
+
+def vllm_bench_result(
+    summary: Summary,
+    requests: dict[str, np.ndarray],
+    *,
+    model_id: str,
+    num_prompts: int,
+    request_rate: float | str,
+    burstiness: float,
+    max_concurrency: int | None,
+) -> dict[str, Any]:
+    """One run as ``vllm bench serve``'s result JSON (module docstring); deterministic."""
+    done = requests["reject_reason"] == RejectReason.NONE
+    done &= np.isfinite(requests["completion_s"])
+    arrival = requests["arrival_s"]
+    ttft = np.where(done, requests["first_token_s"] - arrival, 0.0)
+    latency = np.where(done, requests["completion_s"] - arrival, 0.0)
+    out_lens = np.where(done, requests["num_output_tokens"], 0)
+    result: dict[str, Any] = {
+        "backend": "servesim",
+        "endpoint_type": "servesim",
+        "label": "servesim",
+        "model_id": model_id,
+        "tokenizer_id": model_id,
+        "num_prompts": num_prompts,
+        "request_rate": request_rate,
+        "burstiness": burstiness,
+        "max_concurrency": max_concurrency,
+        "duration": summary.duration_s,
+        "completed": summary.num_completed,
+        "failed": summary.num_requests - summary.num_completed,
+        "total_input_tokens": summary.total_input_tokens,
+        "total_output_tokens": summary.total_output_tokens,
+        "request_throughput": summary.request_throughput_per_s,
+        "request_goodput": None,
+        "output_throughput": summary.output_throughput_tokens_per_s,
+        "total_token_throughput": summary.total_throughput_tokens_per_s,
+        "input_lens": requests["num_prompt_tokens"].tolist(),
+        "output_lens": out_lens.tolist(),
+        "ttfts": ttft.tolist(),
+        "latencies": latency.tolist(),
+        "start_times": arrival.tolist(),
+        "errors": ["" if ok else "servesim: not completed" for ok in done.tolist()],
+    }
+    for name, stats in (
+        ("ttft", summary.ttft),
+        ("tpot", summary.tpot),
+        ("itl", summary.itl),
+        ("e2el", summary.e2e),
+    ):
+        result.update(_latency_keys(name, stats))
+    return result
 
 
 def write_run_outputs(
     out_dir: str | Path,
     *,
     summary_json: str,
+    vllm_bench_json: str | None = None,
     columns: Callable[[], dict[str, np.ndarray]],
     table: Callable[[], Any],
     kv_utilization: TimeSeriesStats,
     table_format: str = "parquet",
 ) -> list[str]:
-    """Write ``summary.json``, ``requests.parquet`` (or ``.csv``) and ``latency.png``.
+    """Write ``summary.json``, ``vllm_bench.json`` (when given), ``requests.parquet`` (or
+    ``.csv``) and ``latency.png``.
 
     ``columns`` and ``table`` build the per-request columns / ``pyarrow.Table`` when needed
     (pyarrow is checked for before the table is built, to name the missing extra). The plot
@@ -38,6 +122,9 @@ def write_run_outputs(
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(summary_json, encoding="utf-8")
     notes = [f"wrote {out / 'summary.json'}"]
+    if vllm_bench_json is not None:
+        (out / "vllm_bench.json").write_text(vllm_bench_json, encoding="utf-8")
+        notes.append(f"wrote {out / 'vllm_bench.json'}")
     if table_format == "csv":
         write_csv(columns(), out / "requests.csv")
         notes.append(f"wrote {out / 'requests.csv'}")

@@ -39,6 +39,7 @@ from servesim.validate.blis import (
     stage_workload,
     validate_blis,
 )
+from servesim.validate.vllm_bench import load_vllm_bench, replay_vllm_bench  # noqa: F401
 
 __all__ = [
     "APEX_DATASET",

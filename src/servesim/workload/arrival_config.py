@@ -12,6 +12,7 @@ from servesim.workload.arrivals import (
     ArrivalProcess,
     ConstantArrivals,
     GammaArrivals,
+    ImmediateArrivals,
     OnOffArrivals,
     PoissonArrivals,
     TimeVaryingArrivals,
@@ -51,6 +52,15 @@ class ConstantConfig(StrictConfig):
 
     def build(self) -> ArrivalProcess:
         return ConstantArrivals(self.rate_per_s)
+
+
+class ImmediateConfig(StrictConfig):
+    """Every request at t = 0 (``vllm bench serve --request-rate inf``); needs a request count."""
+
+    kind: Literal["immediate"] = "immediate"
+
+    def build(self) -> ArrivalProcess:
+        return ImmediateArrivals()
 
 
 class OnOffConfig(StrictConfig):
@@ -126,6 +136,7 @@ ArrivalConfig = Annotated[
     PoissonConfig
     | GammaConfig
     | ConstantConfig
+    | ImmediateConfig
     | OnOffConfig
     | TimeVaryingConfig
     | TraceArrivalConfig

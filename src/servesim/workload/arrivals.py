@@ -115,6 +115,23 @@ class ConstantArrivals(_FixedRate):
             start += chunk_size
 
 
+@ARRIVALS.register("immediate")
+class ImmediateArrivals:
+    """Every request at t = 0: ``vllm bench serve --request-rate inf`` (all sent at once; a
+    ``max_concurrency`` client then holds them until a slot frees). Endless: bound it with a
+    request count."""
+
+    @property
+    def mean_rate_per_s(self) -> float:
+        return math.inf
+
+    def stream(
+        self, rng: np.random.Generator, chunk_size: int = DEFAULT_CHUNK
+    ) -> Iterator[np.ndarray]:
+        while True:
+            yield np.zeros(chunk_size, dtype=np.float64)
+
+
 @ARRIVALS.register("onoff")
 class OnOffArrivals:
     """Bursts: a two-state Markov-modulated Poisson process.

@@ -2,7 +2,10 @@
 
 Arrival processes and length distributions are discriminated unions on ``kind`` (the
 registry key). ``WorkloadConfig(...).build(streams)`` returns a lazy ``Workload``. With no
-fields set, it is the ``sharegpt`` preset at its default rate, 1,000 requests.
+fields set, it is the ``sharegpt-vidur`` preset at its default rate, 1,000 requests.
+``client`` says how the requests are sent (``vllm bench serve``'s traffic flags,
+``servesim.workload.clients``); ``shared_prefix`` replaces the lengths with the shared-prefix
+prompt groups of inference-perf / the BLIS V1 dev set.
 """
 
 from __future__ import annotations
@@ -16,21 +19,25 @@ from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
 from servesim.workload.arrival_config import (
     ArrivalConfig,
+    ImmediateConfig,
     OnOffConfig,
     TimeVaryingConfig,
     TraceArrivalConfig,
     TraceRateConfig,
 )
-from servesim.workload.arrivals import PoissonArrivals
+from servesim.workload.arrivals import ConstantArrivals, PoissonArrivals
+from servesim.workload.clients import ClientOptions
 from servesim.workload.config_base import StrictConfig
-from servesim.workload.length_config import LengthDist, LengthsConfig
+from servesim.workload.datasets import EOSStoppedLengths
+from servesim.workload.length_config import LengthDist, LengthsConfig, RandomLengthsConfig
 from servesim.workload.presets import get_preset
 from servesim.workload.sessions import SessionOptions, SessionWorkload
+from servesim.workload.shared_prefix import SharedPrefixOptions, SharedPrefixStream
 from servesim.workload.tags import RequestClass, TaggedWorkload, TagOptions
 from servesim.workload.traces import load_trace
 from servesim.workload.workload import GroupOptions, PrefixOptions, SyntheticWorkload, Workload
 
-DEFAULT_PRESET = "sharegpt"
+DEFAULT_PRESET = "sharegpt-vidur"
 DEFAULT_NUM_REQUESTS = 1000
 
 
@@ -135,6 +142,73 @@ class TagsConfig(StrictConfig):
         )
 
 
+class ClientConfig(StrictConfig):
+    """How requests are sent: ``vllm bench serve``'s traffic flags (``servesim.workload.clients``).
+
+    The pacing is the workload's arrival process (``--request-rate inf``: ``immediate``;
+    ``--burstiness b``: ``gamma`` with ``cv = 1/sqrt(b)``); this adds the rest.
+    """
+
+    max_concurrency: int | None = Field(
+        None, ge=1, description="At most this many requests in flight (--max-concurrency)."
+    )
+    num_warmups: int = Field(
+        0, ge=0, description="Warm-up copies of the first request, excluded from metrics."
+    )
+    session_turns: Literal["closed", "open"] = Field(
+        "closed",
+        description="closed: a session's next turn is sent its think time after the previous "
+        "response; open: at the workload's own turn times.",
+    )
+    ignore_eos: bool = Field(
+        True, description="Outputs run to the requested length (vllm's default for random)."
+    )
+    eos_output: LengthDist | None = Field(
+        None,
+        description="With ignore_eos false: the model's natural output lengths; each request "
+        "generates min(requested, natural).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> ClientConfig:
+        if not self.ignore_eos and self.eos_output is None:
+            raise ValueError("ignore_eos false needs eos_output (the natural output lengths)")
+        if self.ignore_eos and self.eos_output is not None:
+            raise ValueError("eos_output applies only with ignore_eos false")
+        return self
+
+    def options(self) -> ClientOptions:
+        """The plain options object."""
+        return ClientOptions(self.max_concurrency, self.num_warmups, self.session_turns == "closed")
+
+
+class SharedPrefixConfig(StrictConfig):
+    """Groups of prompts sharing a system prompt (inference-perf's ``shared_prefix`` data).
+
+    Defaults are the BLIS V1 dev set's ``codegen`` profile (../shared/data/validation/
+    blis_vllm_v1_h100/stages.csv): 10 groups x 10 prompts, 100-token system prompts,
+    466-token questions, 247 output tokens.
+    """
+
+    num_groups: int = Field(10, ge=1, description="Groups, each with its own system prompt.")
+    prompts_per_group: int = Field(10, ge=1, description="Prompts (questions) per group.")
+    system_prompt_tokens: int = Field(100, ge=0, description="Tokens of each system prompt.")
+    question_tokens: int = Field(466, ge=0, description="Tokens of each question.")
+    output_tokens: int = Field(247, ge=1, description="Output tokens per request.")
+    block_size: int = Field(16, ge=1, description="Tokens per prefix block (vLLM default 16).")
+
+    def options(self) -> SharedPrefixOptions:
+        """The plain options object."""
+        return SharedPrefixOptions(
+            self.num_groups,
+            self.prompts_per_group,
+            self.system_prompt_tokens,
+            self.question_tokens,
+            self.output_tokens,
+            self.block_size,
+        )
+
+
 class WorkloadConfig(StrictConfig):
     """A workload: a preset, a trace, or an arrival process plus lengths.
 
@@ -165,11 +239,30 @@ class WorkloadConfig(StrictConfig):
         0, ge=0, description="Leading tokens shared by all synthetic requests (system prompt)."
     )
     tags: TagsConfig | None = Field(None, description="SLO classes, tenants, LoRA adapters.")
+    shared_prefix: SharedPrefixConfig | None = Field(
+        None, description="Shared-prefix prompt groups (replace preset/lengths)."
+    )
+    client: ClientConfig | None = Field(
+        None, description="How requests are sent (max concurrency, warm-ups, closed sessions)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> WorkloadConfig:
         if self.trace is not None and self.preset is not None:
             raise ValueError("give either preset or trace, not both")
+        if self.shared_prefix is not None and (
+            self.preset or self.lengths or self.trace or self.sessions or self.groups
+        ):
+            raise ValueError("shared_prefix replaces preset, lengths, trace, sessions, groups")
+        is_exact = self.trace is not None or self.shared_prefix is not None
+        if self.client is not None and not self.client.ignore_eos and is_exact:
+            raise ValueError(
+                "client.ignore_eos false applies to sampled lengths, not trace or "
+                "shared_prefix outputs (those are exact)"
+            )
+        is_immediate = isinstance(self.arrival, ImmediateConfig)
+        if is_immediate and self.num_requests is None and self.duration_s is not None:
+            raise ValueError("immediate arrivals (request rate inf) need num_requests")
         if self.trace is not None and (self.sessions or self.groups):
             raise ValueError("sessions/groups apply to synthetic workloads, not trace replay")
         if self.rate_per_s is not None and self.arrival is not None:
@@ -187,6 +280,8 @@ class WorkloadConfig(StrictConfig):
             raise ConfigError("rate_per_s", rate_per_s, "must be > 0")
         data = self.model_dump()
         arrival = self.arrival
+        if isinstance(arrival, ImmediateConfig):
+            raise ConfigError("arrival", "immediate", "all requests at t=0 have no rate to vary")
         if arrival is None:
             data["rate_per_s"] = rate_per_s
             if data["trace"] is not None:
@@ -213,7 +308,27 @@ class WorkloadConfig(StrictConfig):
             return TaggedWorkload(workload, self.tags.options(), streams)
         return workload
 
+    def _build_shared_prefix(self, streams: RandomStreams) -> Workload:
+        assert self.shared_prefix is not None
+        if self.arrival is not None:
+            arrivals = self.arrival.build()
+        elif self.rate_per_s is not None:
+            arrivals = ConstantArrivals(self.rate_per_s)  # inference-perf's constant load
+        else:
+            raise ConfigError("arrival", None, "shared_prefix needs an arrival or rate_per_s")
+        num = self.num_requests
+        if num is None and self.duration_s is None:
+            num = DEFAULT_NUM_REQUESTS
+        workload = SharedPrefixStream(
+            self.shared_prefix.options(), arrivals, streams, num, self.duration_s
+        )
+        if self.name:
+            workload.name = self.name
+        return workload
+
     def _build(self, streams: RandomStreams) -> Workload:
+        if self.shared_prefix is not None:
+            return self._build_shared_prefix(streams)
         preset = None
         if self.preset is not None or (self.arrival is None and self.lengths is None):
             preset = get_preset(self.preset or DEFAULT_PRESET)
@@ -233,7 +348,11 @@ class WorkloadConfig(StrictConfig):
                 None,
                 "needed without a preset (CLI: --lengths PRESET or --prompt-lengths)",
             )
+        if self.client is not None and self.client.eos_output is not None:
+            lengths = EOSStoppedLengths(lengths, self.client.eos_output.build())
         name = self.name or (preset.name if preset else "synthetic")
+        if isinstance(self.lengths, RandomLengthsConfig) and self.name is None:
+            name = "random"
         num = self.num_requests
         if num is None and self.duration_s is None:
             num = DEFAULT_NUM_REQUESTS
@@ -254,7 +373,10 @@ class WorkloadConfig(StrictConfig):
             if self.groups
             else None
         )
-        prefix = PrefixOptions(self.prefix_block_size, self.shared_prefix_tokens)
+        shared_tokens = self.shared_prefix_tokens
+        if isinstance(self.lengths, RandomLengthsConfig) and not shared_tokens:
+            shared_tokens = self.lengths.prefix_len  # vllm's random prefix opens every prompt
+        prefix = PrefixOptions(self.prefix_block_size, shared_tokens)
         return SyntheticWorkload(
             arrivals, lengths, streams, num, self.duration_s, groups, prefix, name
         )

@@ -10,6 +10,7 @@ from pydantic import Field, TypeAdapter, model_validator
 from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
 from servesim.workload.config_base import StrictConfig
+from servesim.workload.datasets import RandomDatasetLengths
 from servesim.workload.lengths import (
     EmpiricalLength,
     FixedLength,
@@ -181,8 +182,31 @@ class PresetLengthsConfig(StrictConfig):
         return get_preset(self.name).lengths
 
 
+class RandomLengthsConfig(StrictConfig):
+    """vllm bench serve's ``random`` dataset (``--random-input-len`` etc., same defaults)."""
+
+    kind: Literal["random"] = "random"
+    input_len: int = Field(1024, ge=0, description="Mean input tokens (after the prefix).")
+    output_len: int = Field(128, ge=1, description="Mean output tokens.")
+    range_ratio: float = Field(
+        0.0, ge=0, lt=1, description="Lengths uniform on len x [1 - ratio, 1 + ratio]."
+    )
+    prefix_len: int = Field(
+        0, ge=0, description="Tokens of one fixed prefix opening every prompt (shared blocks)."
+    )
+
+    def build(self, streams: RandomStreams) -> LengthSampler:
+        return RandomDatasetLengths(
+            self.input_len, self.output_len, self.range_ratio, self.prefix_len
+        )
+
+
 LengthsConfig = Annotated[
-    IndependentLengthsConfig | JointLogNormalConfig | TraceLengthsConfig | PresetLengthsConfig,
+    IndependentLengthsConfig
+    | JointLogNormalConfig
+    | TraceLengthsConfig
+    | PresetLengthsConfig
+    | RandomLengthsConfig,
     Field(discriminator="kind"),
 ]
 

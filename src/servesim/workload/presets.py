@@ -10,6 +10,7 @@ the fit quality (p50/p90/p99 of samples from the fit against the data).
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -21,7 +22,8 @@ from scipy.stats import rankdata
 
 from servesim.core.errors import UnknownNameError
 from servesim.workload.arrivals import ArrivalProcess, GammaArrivals, PoissonArrivals
-from servesim.workload.lengths import GaussianCopulaLengths, QuantileLength
+from servesim.workload.datasets import ShareGPTBenchLengths
+from servesim.workload.lengths import GaussianCopulaLengths, LengthSampler, QuantileLength
 
 FITTED_FILE = Path(__file__).with_name("presets_fitted.json")
 
@@ -43,13 +45,14 @@ class Preset:
         rate_per_s: default mean arrival rate.
         cv: inter-arrival coefficient of variation (gamma only; 1.0 for Poisson).
         rate_source: why this default rate.
-        fit_quality: {"prompt"|"output": {"p50"|"p90"|"p99": [fitted, real]}}.
+        fit_quality: {"prompt"|"output": {"p50"|"p90"|"p99": [fitted, real]}} (empty for a
+            parametric model).
     """
 
     name: str
     description: str
     source: str
-    lengths: GaussianCopulaLengths
+    lengths: LengthSampler
     arrival_kind: str
     rate_per_s: float
     cv: float
@@ -93,11 +96,34 @@ def lengths_from_fit(fit: dict[str, Any]) -> GaussianCopulaLengths:
     )
 
 
+# Old name -> new name. ``sharegpt`` was always Sarathi-Serve/Vidur's 8k-filtered ShareGPT
+# (about 2,380 prompt / 447 output tokens on average), not the ShareGPT that ``vllm bench
+# serve`` samples (``sharegpt-vllm-bench``); the fitted file keeps the key bench/fit_presets.py
+# writes, renamed on load.
+RENAMED = {"sharegpt": "sharegpt-vidur"}
+
+
+def _sharegpt_vllm_bench() -> Preset:
+    return Preset(
+        name="sharegpt-vllm-bench",
+        description="ShareGPT_V3 as vllm bench serve samples it (prompt <= 1024, total <= 2048)",
+        source="published vllm bench serve totals (servesim.workload.datasets); no data file",
+        lengths=ShareGPTBenchLengths(),
+        arrival_kind="poisson",
+        rate_per_s=1.0,
+        cv=1.0,
+        rate_source="vllm bench serve's default is inf (use --request-rate); 1 req/s for "
+        "an open-loop run",
+        fit_quality={},
+    )
+
+
 @cache
 def _load() -> dict[str, Preset]:
     raw = json.loads(FITTED_FILE.read_text(encoding="utf-8"))
-    out: dict[str, Preset] = {}
-    for name, entry in raw["presets"].items():
+    out: dict[str, Preset] = {"sharegpt-vllm-bench": _sharegpt_vllm_bench()}
+    for key, entry in raw["presets"].items():
+        name = RENAMED.get(key, key)
         out[name] = Preset(
             name=name,
             description=entry["description"],
@@ -113,14 +139,26 @@ def _load() -> dict[str, Preset]:
 
 
 def preset_names() -> list[str]:
-    """Names of all presets, sorted."""
+    """Names of all presets, sorted (deprecated names not included: see ``RENAMED``)."""
     return sorted(_load())
 
 
 def get_preset(name: str) -> Preset:
-    """The preset called ``name``; unknown names raise with a suggestion."""
+    """The preset called ``name``; unknown names raise with a suggestion.
+
+    An old name (``RENAMED``) still works and warns (``DeprecationWarning``) with the new one.
+    """
     presets = _load()
+    key = name.lower()
+    if key in RENAMED:
+        warnings.warn(
+            f"workload preset {key!r} is now {RENAMED[key]!r} (Vidur's filtered ShareGPT; "
+            "vllm bench serve's ShareGPT is 'sharegpt-vllm-bench')",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        key = RENAMED[key]
     try:
-        return presets[name.lower()]
+        return presets[key]
     except KeyError:
         raise UnknownNameError("workload preset", name, presets) from None

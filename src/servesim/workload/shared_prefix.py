@@ -17,7 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from servesim.core.errors import ConfigError
+from servesim.core.rng import RandomStreams
+from servesim.workload.arrivals import ArrivalProcess
 from servesim.workload.request import Request
 from servesim.workload.workload import BlockIds, Workload
 
@@ -110,3 +114,44 @@ class SharedPrefixWorkload(Workload):
                 prefix_block_hashes=self._prompts[k % len(self._prompts)],
                 prefix_block_size=opts.block_size,
             )
+
+
+class SharedPrefixStream(Workload):
+    """The same prompts as ``SharedPrefixWorkload`` (request ``k`` sends prompt
+    ``k % num_prompts``) at any arrival process (``workload.arrivals`` stream), stopping after
+    ``num_requests`` or at ``duration_s``: the ``shared_prefix`` workload of a config."""
+
+    name = "shared-prefix"
+
+    def __init__(
+        self,
+        options: SharedPrefixOptions,
+        arrivals: ArrivalProcess,
+        streams: RandomStreams,
+        num_requests: int | None = None,
+        duration_s: float | None = None,
+    ) -> None:
+        if num_requests is None and duration_s is None:
+            raise ConfigError("num_requests", None, "give num_requests or duration_s")
+        self.options, self.arrivals, self.streams = options, arrivals, streams
+        self.num_requests, self.duration_s = num_requests, duration_s
+        self._prompts = prompt_block_ids(options)
+
+    def __iter__(self) -> Iterator[Request]:
+        opts = self.options
+        limit = self.num_requests if self.num_requests is not None else np.iinfo(np.int64).max
+        end_s = self.duration_s if self.duration_s is not None else np.inf
+        k = 0
+        for times in self.arrivals.stream(self.streams.generator("workload.arrivals")):
+            for t in times.tolist():
+                if k >= limit or t > end_s:
+                    return
+                yield Request(
+                    request_id=k,
+                    arrival_s=t,
+                    num_prompt_tokens=opts.num_prompt_tokens,
+                    num_output_tokens=opts.output_tokens,
+                    prefix_block_hashes=self._prompts[k % len(self._prompts)],
+                    prefix_block_size=opts.block_size,
+                )
+                k += 1
