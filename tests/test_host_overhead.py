@@ -105,7 +105,7 @@ def test_perf_command_shows_profile() -> None:
         assert doc["host_profile"] == profile
         totals[profile] = doc["overhead_s"]
     assert totals["vllm-v0"] == pytest.approx(4e-3 + 4 * 3e-4)
-    assert totals["vllm-v1"] == pytest.approx(2e-3 + 4 * 1.5e-4)
+    assert totals["vllm-v1"] == pytest.approx(6e-4 + 4 * 2.5e-5)
     assert totals["none"] == 0.0
     with pytest.raises(SystemExit) as info:
         main([*args, "--host-overhead", "vllm-v9"])

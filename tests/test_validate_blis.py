@@ -158,7 +158,7 @@ def test_stage_config_is_vllm_v1_with_prefix_caching(shared_data: Path, tmp_path
         "max_num_batched_tokens": 2048,
     }
     assert config["cache"] == {"enable_prefix_caching": True, "block_size": 16}
-    assert config["hardware"]["host_overhead"] == "vllm-v1"  # type: ignore[index]
+    assert config["hardware"]["engine"] == "vllm-v1-async"  # type: ignore[index]
 
 
 @pytest.mark.slow

@@ -24,7 +24,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from servesim.cluster.config import DeploymentConfig, PoolConfig, RouterConfig
+from servesim.cluster.config import (
+    DeploymentConfig,
+    PoolConfig,
+    RouterConfig,
+    apply_engine_defaults,
+    check_engine,
+    check_host_overhead,
+)
 from servesim.core.errors import ConfigError, ServesimError
 from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
 from servesim.metrics.slo import DEFAULT_ATTAINMENT_TARGET, SLOSpec, SLOTargets
@@ -75,11 +82,17 @@ class HardwareConfig(BaseModel):
         description="vLLM's custom all-reduce for small TP messages on NVLink "
         "(vLLM default; false = --disable-custom-all-reduce, NCCL only).",
     )
-    host_overhead: Literal["auto", "vllm-v0", "vllm-v0-multistep", "vllm-v1", "none"] = Field(
+    engine: str = Field(
         "auto",
-        description="Host (CPU) overhead profile per step: vllm-v0 (vLLM 0.6), "
-        "vllm-v0-multistep (0.6 with --num-scheduler-steps 8), vllm-v1 (vLLM >= 0.8), none "
-        "(GPU time only); auto: vLLM's version, vllm-v0 otherwise.",
+        description="Serving engine profile: vllm-0.6, vllm-v1, vllm-v1-async, sglang, trtllm "
+        "(its scheduler defaults, host time and kernel stack; `servesim.engine.profiles`); "
+        "auto: vllm-v1 for a vLLM v1 scheduler, vllm-0.6 otherwise.",
+    )
+    host_overhead: str = Field(
+        "auto",
+        description="Host (CPU) time profile per step, overriding the engine's: vllm-v0 (vLLM "
+        "0.6), vllm-v0-multistep, vllm-v1, vllm-v1-async, sglang, trtllm, none (GPU time "
+        "only); auto: the engine's.",
     )
     kernel_stack: Literal["auto", "vllm-0.6", "vllm-0.24", "sglang-0.5"] = Field(
         "auto",
@@ -93,6 +106,16 @@ class HardwareConfig(BaseModel):
         description="MoE expert offloading: keep this many experts per MoE layer in GPU memory "
         "and the rest in host memory, fetched over the host link on a miss (None: all on GPU).",
     )
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        return check_engine(value)
+
+    @field_validator("host_overhead")
+    @classmethod
+    def _known_host(cls, value: str) -> str:
+        return check_host_overhead(value)
 
     @field_validator("gpu")
     @classmethod
@@ -207,6 +230,12 @@ class SimConfig(BaseModel):
         None, description="Replica pools, router, cluster (None: `replicas` x `hardware`)."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_defaults(cls, data: Any) -> Any:
+        """``hardware.engine`` fills the scheduler and cache fields the user left unset."""
+        return apply_engine_defaults(data)
+
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
@@ -258,6 +287,7 @@ class SimConfig(BaseModel):
             "kv_dtype": hw.kv_dtype,
             "cuda_graphs": hw.cuda_graphs,
             "custom_all_reduce": hw.custom_all_reduce,
+            "engine": hw.engine,
             "host_overhead": hw.host_overhead,
             "kernel_stack": hw.kernel_stack,
             "scheduler": self.scheduler,

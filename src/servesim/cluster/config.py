@@ -18,9 +18,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from servesim.core.errors import ServesimError
 from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
+from servesim.engine.profiles import AUTO, engine_names, with_engine_defaults
+from servesim.perf.host import HOST_OVERHEAD_CHOICES
+from servesim.specs.catalog import get_gpu
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -73,8 +77,14 @@ class PoolConfig(BaseModel):
     kv_dtype: str | None = Field(None, description="KV format (None: as the activations).")
     cuda_graphs: bool = Field(True, description="Decode replays CUDA graphs.")
     custom_all_reduce: bool = Field(True, description="vLLM custom all-reduce on NVLink.")
-    host_overhead: Literal["auto", "vllm-v0", "vllm-v0-multistep", "vllm-v1", "none"] = Field(
-        "auto", description="Host (CPU) overhead profile; auto: the scheduler's engine."
+    engine: str = Field(
+        AUTO,
+        description="Serving engine profile (servesim.engine.profiles: vllm-0.6, vllm-v1, "
+        "vllm-v1-async, sglang, trtllm): its scheduler defaults, host time and kernel stack; "
+        "auto: vllm-v1 for a vLLM v1 scheduler, vllm-0.6 otherwise.",
+    )
+    host_overhead: str = Field(
+        AUTO, description="Host (CPU) time profile (override); auto: the engine's."
     )
     kernel_stack: Literal["auto", "vllm-0.6", "vllm-0.24", "sglang-0.5"] = Field(
         "auto", description="Kernel stack (servesim.perf.stacks); auto: the host profile's."
@@ -87,6 +97,60 @@ class PoolConfig(BaseModel):
     scheduler: SchedulerConfig = Field(default_factory=VLLMSchedulerConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     autoscale: AutoscaleConfig | None = Field(None, description="Autoscaling (None: fixed).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_defaults(cls, data: Any) -> Any:
+        """An explicit engine fills the scheduler and cache fields the user left unset."""
+        return apply_engine_defaults(data)
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        return check_engine(value)
+
+    @field_validator("host_overhead")
+    @classmethod
+    def _known_host(cls, value: str) -> str:
+        return check_host_overhead(value)
+
+
+def check_engine(value: str) -> str:
+    """``value`` if it is ``auto`` or a registered engine profile."""
+    if value != AUTO and value not in engine_names():
+        raise ValueError(f"unknown engine {value!r}; valid: {', '.join([AUTO, *engine_names()])}")
+    return value
+
+
+def check_host_overhead(value: str) -> str:
+    """``value`` if it is a host-overhead choice."""
+    if value not in HOST_OVERHEAD_CHOICES:
+        raise ValueError(
+            f"unknown host overhead {value!r}; valid: {', '.join(HOST_OVERHEAD_CHOICES)}"
+        )
+    return value
+
+
+def apply_engine_defaults(data: Any) -> Any:
+    """A raw pool/simulation mapping with its engine's scheduler and cache defaults filled in
+    (fields the user set are kept; ``engine: auto`` changes nothing)."""
+    if not isinstance(data, dict):
+        return data
+    hardware = data.get("hardware") if isinstance(data.get("hardware"), dict) else data
+    engine = hardware.get("engine", AUTO)
+    if engine == AUTO or engine not in engine_names():
+        return data
+    scheduler, cache = data.get("scheduler"), data.get("cache")
+    if isinstance(scheduler, BaseModel):
+        scheduler = scheduler.model_dump(exclude_unset=True) | {"kind": scheduler.kind}
+    if isinstance(cache, BaseModel):
+        cache = cache.model_dump(exclude_unset=True)
+    try:
+        memory = get_gpu(hardware.get("gpu", "h100-sxm")).memory_bytes
+    except ServesimError:  # an unknown GPU is reported by the GPU field's own check
+        memory = None
+    scheduler, cache = with_engine_defaults(scheduler, cache, engine, memory)
+    return {**data, "scheduler": scheduler, "cache": cache}
 
 
 class NodeGroupConfig(BaseModel):

@@ -14,6 +14,7 @@ from servesim.cluster.config import AutoscaleConfig, DeploymentConfig, PoolConfi
 from servesim.cluster.moe import max_redundant_experts, with_eplb
 from servesim.core.errors import ServesimError
 from servesim.engine.config import CacheConfig, SchedulerConfig
+from servesim.engine.profiles import EngineProfile, resolve_engine
 from servesim.engine.simulation import ReplicaSetup
 from servesim.perf.host import resolve_host_profile
 from servesim.perf.memory import check_plan
@@ -129,9 +130,8 @@ def _plan(pool: PoolConfig, model_name: str, problems: list[str]) -> ReplicaPlan
         problems.append(f"{where}: {exc}")
         return None
     weights, act, kv = serving_formats(weights, kv)
-    host_profile = resolve_host_profile(
-        pool.host_overhead, pool.scheduler.kind, getattr(pool.scheduler, "version", None)
-    )
+    engine = pool_engine(pool)
+    host_profile = resolve_host_profile(pool.host_overhead, engine_host_profile=engine.host_profile)
     plan = ReplicaPlan(
         model=model,
         gpu=gpu,
@@ -146,7 +146,11 @@ def _plan(pool: PoolConfig, model_name: str, problems: list[str]) -> ReplicaPlan
         expert_popularity=tuple(pool.expert_popularity),
         expert_zipf_exponent=pool.expert_zipf_exponent,
         host_profile=host_profile,
-        kernel_stack=resolve_kernel_stack(pool.kernel_stack, host_profile),
+        kernel_stack=(
+            engine.kernel_stack
+            if pool.kernel_stack == "auto"
+            else resolve_kernel_stack(pool.kernel_stack, host_profile)
+        ),
     )
     before = len(problems)
     _check_parallelism(pool, plan, problems)
@@ -160,6 +164,14 @@ def _plan(pool: PoolConfig, model_name: str, problems: list[str]) -> ReplicaPlan
         problems.append(f"{where}: {exc}")
         return None
     return plan
+
+
+def pool_engine(pool: PoolConfig) -> EngineProfile:
+    """The engine profile a pool runs: its ``engine``, or under ``auto`` the one its
+    scheduler config implies (vLLM ``version: v1``: ``vllm-v1``; else ``vllm-0.6``)."""
+    return resolve_engine(
+        pool.engine, pool.scheduler.kind, getattr(pool.scheduler, "version", None)
+    )
 
 
 def pool_plan(pool: PoolConfig, model_name: str) -> ReplicaPlan:

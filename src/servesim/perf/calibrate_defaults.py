@@ -105,35 +105,83 @@ HOST_OVERHEAD: dict[str, float | str | bool] = {
     "vLLM 0.6 Llama-3.1-70B TP8 creation ITL (scale: RFC #6913); cpu_launch_s: set on its TP8 "
     "lmsys TTFT (scale: 8B eager vs graph decode); TP4/TP2 held out",
 }
-# vLLM >= 0.8 (V1 engine). Published evidence is qualitative plus one ratio:
-# - the V1 alpha post (blog.vllm.ai/2025/01/27/v1-alpha-release.html, "vLLM V1: A Major
-#   Upgrade to vLLM's Core Architecture") moves the API server, detokenisation and output
-#   streaming out of the EngineCore busy loop (separate processes over ZeroMQ), keeps a
-#   persistent batch whose input tensors are updated by diffs, and reports "up to 1.7x higher
-#   throughput compared to V0 (without multi-step scheduling)" for Llama-3.1-8B on one H100
-#   (ShareGPT). Scheduling itself stays synchronous with execution in 0.8 (schedule ->
-#   execute -> update each step), so a per-step bubble and a per-sequence scheduler cost remain.
-# - No per-step or per-request V1 figure is published, so the constants are derived from the
-#   ratio, not fitted (the validation runs are V0 only): assume V1 keeps V0's cost structure
-#   scaled by one factor s. "Up to" is the most host-bound point, a full V0 batch (256 decode
-#   sequences, max_num_seqs) at ShareGPT-like context (~300 tokens). There the GPU time from
-#   this perf model is g = 18.3 ms and the V0 host time h0 = 4 ms + 256 x 0.3 ms = 80.8 ms;
-#   1.7 x throughput means g + s*h0 = (g + h0) / 1.7 = 58.3 ms, so s = 0.495, rounded to 0.5.
-# - CUDA graphs: V1 captures piecewise graphs (attention left outside) for any batch, prefill
-#   included, up to 512 tokens (CompilationConfig default capture sizes 1..512), so only larger
-#   steps launch eagerly; the eager cost per kernel is V0's (same PyTorch dispatch).
-_V1_SCALE = 0.5
-HOST_OVERHEAD_V1: dict[str, float | str | bool] = {
-    "base_s": 4.0e-3 * _V1_SCALE,
-    "per_seq_s": 3.0e-4 * _V1_SCALE,
-    "per_prefill_seq_s": 6.0e-5 * _V1_SCALE,
+# vLLM >= 0.8 (V1 engine), synchronous scheduling (0.8-0.10 default): schedule -> execute ->
+# update_from_output each step in the EngineCore busy loop; API server, tokenisation and
+# detokenisation run in other processes (V1 alpha post, blog.vllm.ai/2025/01/27), so the
+# per-request work left in the loop is the scheduler pass, the persistent-batch diff in
+# gpu_model_runner._prepare_inputs and sampling/output collection.
+# - base_s 0.6 ms: the per-step loop at small batch. Scale: vLLM PR #17866 (a fast decode path
+#   for _prepare_inputs) cuts Llama-3.2-1B serving TPOT from 2.73 ms by ~10%, i.e. ~0.27 ms of
+#   input preparation alone per step; scheduler + output update are of the same order.
+# - per_seq_s 25 us: Scheduler.schedule costs ~12.7 us per running request at the cap in a
+#   cProfile of the V1 loop (openfabric-systems/simllm PR #204, vLLM 0.27 CPU build); output
+#   update and the per-request EngineCoreOutput roughly double it.
+# - per_prefill_seq_s 50 us: a new request's block allocation, prefix-cache lookup and
+#   CachedRequestData, V0's per-prefill figure (the same work) kept.
+# - cpu_launch_s: V0's (same PyTorch dispatch); piecewise CUDA graphs (attention outside)
+#   cover any batch, prefill included, up to 512 tokens (CompilationConfig capture sizes).
+# These CPU figures are documented scales, not fitted: BLIS (the V1 dev set) ran with async
+# scheduling (below), where they are hidden under GPU time.
+_V1_CPU: dict[str, float | str | bool] = {
+    "base_s": 6.0e-4,
+    "per_seq_s": 2.5e-5,
+    "per_prefill_seq_s": 5.0e-5,
+    "per_token_s": 0.0,
     "cpu_launch_s": 2.6e-5,
     "graph_kernel_gap_s": 1.5e-6,
     "max_graph_tokens": 512,
     "graphs_with_prefill": True,
-    "source": "vllm-v1: V0 host costs x 0.5, derived from the V1 alpha post's 'up to 1.7x "
-    "throughput vs V0' (Llama-3.1-8B, 1xH100) at a 256-sequence V0 batch; ratio only, not "
-    "fitted; piecewise CUDA graphs up to 512 tokens",
+}
+HOST_OVERHEAD_V1: dict[str, float | str | bool] = {
+    **_V1_CPU,
+    "overlap": "none",
+    "source": "vllm-v1 (0.8-0.10, synchronous scheduling): base 0.6 ms (scale: PR #17866 "
+    "_prepare_inputs ~0.27 ms/step), 25 us per running request (scheduler ~12.7 us/request, "
+    "simllm PR #204), piecewise CUDA graphs <= 512 tokens; documented scales, not fitted",
+}
+# vLLM V1 with async scheduling (--async-scheduling, PR #19970 in 0.10; on by default since
+# PR #27614): the scheduler runs one step ahead ("output placeholders"), so step N+1's
+# scheduling and input preparation overlap GPU step N (NanoFlow-style): a step takes
+# max(GPU, CPU) + exposed_s. exposed_s is the serial hand-off that remains (copying the
+# sampled tokens back, launching the next graph); 0.2 ms set on the BLIS V1 dev set's
+# low-load stages (TPOT), checked on every stage (servesim validate --dataset blis).
+HOST_OVERHEAD_V1_ASYNC: dict[str, float | str | bool] = {
+    **_V1_CPU,
+    "overlap": "step",
+    "exposed_s": 2.0e-4,
+    "source": "vllm-v1-async: vllm-v1's CPU work hidden under the previous GPU step (async "
+    "scheduling, PR #19970); exposed 0.2 ms set on blis_vllm_v1_h100 low-load TPOT",
+}
+# SGLang 0.4/0.5 overlap scheduler (on by default since 0.4; "zero-overhead batch scheduler",
+# LMSYS blog 2024-12-04: CPU scheduling of batch N+1 runs while the GPU runs batch N, result
+# processing deferred one step; python/sglang/srt/managers/scheduler.py
+# event_loop_overlap). The CPU work per request is of V1's order (Python scheduler, radix
+# tree match); no SGLang dev set exists, so V1's figures are used, not fitted.
+HOST_OVERHEAD_SGLANG: dict[str, float | str | bool] = {
+    **_V1_CPU,
+    "max_graph_tokens": 160,
+    "graphs_with_prefill": False,
+    "overlap": "step",
+    "exposed_s": 2.0e-4,
+    "source": "sglang: overlap scheduler (CPU of batch N+1 under GPU batch N, LMSYS blog "
+    "2024-12-04); CPU figures and exposed time borrowed from vllm-v1(-async), not fitted; "
+    "CUDA graphs for decode batches <= 160 (cuda_graph_max_bs)",
+}
+# TensorRT-LLM 1.0 (PyTorch backend): C++ batch manager and overlap scheduler
+# (disable_overlap_scheduler=False by default: host work of step N+1 during step N);
+# per-request host work is smaller than the Python engines' but not published; V1's figures
+# halved stand in (a documented guess, not fitted: no TensorRT-LLM dev set).
+HOST_OVERHEAD_TRTLLM: dict[str, float | str | bool] = {
+    **_V1_CPU,
+    "base_s": 3.0e-4,
+    "per_seq_s": 1.25e-5,
+    "per_prefill_seq_s": 2.5e-5,
+    "max_graph_tokens": 128,
+    "graphs_with_prefill": False,
+    "overlap": "step",
+    "exposed_s": 2.0e-4,
+    "source": "trtllm: overlap scheduler; V1 CPU figures halved (C++ runtime; a guess, not "
+    "fitted); CUDA graphs for generation batches <= 128",
 }
 
 # Pure GPU time: no host work between steps and kernels never wait for the CPU (the hardware
@@ -170,5 +218,8 @@ HOST_PROFILES: dict[str, dict[str, float | str | bool]] = {
     "vllm-v0": HOST_OVERHEAD,
     "vllm-v0-multistep": HOST_OVERHEAD_MULTISTEP,
     "vllm-v1": HOST_OVERHEAD_V1,
+    "vllm-v1-async": HOST_OVERHEAD_V1_ASYNC,
+    "sglang": HOST_OVERHEAD_SGLANG,
+    "trtllm": HOST_OVERHEAD_TRTLLM,
     "none": HOST_OVERHEAD_NONE,
 }

@@ -6,7 +6,11 @@ see its PROVENANCE.md). Each stage is replayed as it was driven: a request every
 for the stage's duration, prompts from ``SharedPrefixWorkload`` (group system prompt + question,
 cycling so vLLM's prefix cache hits), exactly ``output_len_target`` output tokens, the row's
 model, TP, dtype, ``max_num_seqs`` and ``max_num_batched_tokens``, on servesim's vLLM V1
-scheduler (chunked prefill always on) with prefix caching on and the ``vllm-v1`` host profile.
+scheduler (chunked prefill always on) with prefix caching on, as the ``vllm-v1-async`` engine
+profile. Assumption (the runs' vLLM version is unstated): a V1 build of early 2026 with
+``--enable-journey-tracing``, i.e. >= 0.11, where async scheduling is on by default (PR #27614);
+its kernels are priced with the ``vllm-0.24`` stack (which the packaged calibration, without
+fitted stack tables, prices with vllm-0.6's).
 
 Compared: mean TTFT, ``tpot_derived_s`` = (mean E2E - mean TTFT) / (output_len_target - 1) (the
 per-token figure; inference-perf's own ``tpot_*`` count stream chunks) and mean E2E. A stage
@@ -31,6 +35,8 @@ from servesim.workload.native import write_requests
 from servesim.workload.shared_prefix import SharedPrefixOptions, SharedPrefixWorkload
 
 BLIS_DATASET = "blis_vllm_v1_h100"
+# The engine profile the stages are replayed with (module docstring: the version assumption).
+BLIS_ENGINE = "vllm-v1-async"
 # PROVENANCE.md: "overloaded: 1 if >1% failed or mean TTFT > 10 s".
 OVERLOAD_MEAN_TTFT_S = 10.0
 OVERLOAD_UNFINISHED_FRACTION = 0.01
@@ -161,7 +167,7 @@ def stage_config(stage: MeasuredStage, trace_path: Path, *, seed: int = 0) -> di
             "gpu": "h100-sxm",
             "tp": stage.tp,
             "dtype": stage.dtype,
-            "host_overhead": "vllm-v1",
+            "engine": BLIS_ENGINE,
         },
         # V1 always chunks prefills under the token budget; no enable_chunked_prefill knob.
         "scheduler": {

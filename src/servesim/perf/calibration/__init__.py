@@ -21,6 +21,8 @@ from servesim.core.errors import ConfigError, UnknownNameError
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
 # The profile of the engine the validation runs measured (vLLM 0.6, V0 engine).
 DEFAULT_HOST_PROFILE = "vllm-v0"
+# HostOverhead.overlap: host time added to the GPU time, or hidden under the previous step.
+HOST_OVERLAP_MODES: tuple[str, ...] = ("none", "step")
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,18 +100,34 @@ class CollectiveFit:
 
 @dataclass(frozen=True, slots=True)
 class HostOverhead:
-    """Per-iteration host time of a vLLM-style engine (scheduling, input prep, sampling).
+    """Host (CPU) time per engine step, as mechanisms (constants and their evidence:
+    ``calibrate_defaults.HOST_PROFILES``; engines choose one: ``servesim.engine.profiles``).
 
-    One instance per serving-engine profile (``vllm-v0``, ``vllm-v1``, ``none``): host time of
-    a step = base_s + per_seq_s x decode sequences + per_prefill_seq_s x prefill sequences;
-    steps without a CUDA graph cannot run faster than cpu_launch_s per kernel. A step replays
-    a graph when it has at most ``max_graph_tokens`` tokens and, unless
-    ``graphs_with_prefill``, no prefill.
+    CPU work of one step = ``base_s`` (scheduler pass, input hand-off, the sync that collects
+    sampled tokens) + ``per_seq_s`` x decode sequences + ``per_prefill_seq_s`` x prefill
+    sequences (scheduling, block tables, sampling and detokenising each running request) +
+    ``per_token_s`` x tokens (per-token input preparation: positions, slot mapping), divided
+    by ``cpu_speed`` (the host CPU relative to the one the constants were measured on).
+
+    What the GPU waits for depends on what the engine overlaps (``overlap``):
+
+    - ``none``: the CPU work runs between GPU steps; the step takes GPU + CPU.
+    - ``step``: the CPU work of step N+1 runs while the GPU executes step N (vLLM V1 async
+      scheduling, SGLang's overlap scheduler, TensorRT-LLM's overlap): the step takes
+      max(GPU, CPU) + ``exposed_s`` (the hand-off the overlap cannot hide).
+
+    Steps without a CUDA graph cannot run faster than ``cpu_launch_s`` per kernel (also
+    divided by ``cpu_speed``). A step replays a graph when it has at most
+    ``max_graph_tokens`` tokens and, unless ``graphs_with_prefill``, no prefill.
     """
 
     base_s: float = 2.5e-3
     per_seq_s: float = 1.5e-5
     per_prefill_seq_s: float = 5e-5
+    per_token_s: float = 0.0  # per scheduled token (input preparation)
+    overlap: str = "none"  # "none" | "step" (see the class docstring)
+    exposed_s: float = 0.0  # under overlap: the part of every step that stays serial
+    cpu_speed: float = 1.0  # host CPU speed factor; CPU times are divided by it
     cpu_launch_s: float = 5e-6  # per kernel when not replaying a CUDA graph
     graph_kernel_gap_s: float = 1.5e-6  # per kernel inside a CUDA graph replay
     max_graph_tokens: int = 256
@@ -117,16 +135,54 @@ class HostOverhead:
     num_scheduler_steps: int = 1  # V0 multi-step: decode-only steps share one host pass
     source: str = ""
 
-    def host_time_s(self, num_decode_seqs: int, num_prefill_seqs: int) -> float:
-        """Host time of one step that no GPU work overlaps."""
+    def __post_init__(self) -> None:
+        if self.overlap not in HOST_OVERLAP_MODES:
+            raise ConfigError("host overlap", self.overlap, f"must be one of {HOST_OVERLAP_MODES}")
+        if not self.cpu_speed > 0:
+            raise ConfigError("host cpu_speed", str(self.cpu_speed), "must be > 0")
+
+    @property
+    def launch_s(self) -> float:
+        """CPU time to launch one kernel eagerly on this host."""
+        return self.cpu_launch_s / self.cpu_speed
+
+    def cpu_time_s(self, num_decode_seqs: int, num_prefill_seqs: int, num_tokens: int = 0) -> float:
+        """CPU work of one step (before any overlap with GPU time)."""
         time_s = (
             self.base_s
             + self.per_seq_s * num_decode_seqs
             + self.per_prefill_seq_s * num_prefill_seqs
-        )
+            + self.per_token_s * num_tokens
+        ) / self.cpu_speed
         if num_prefill_seqs == 0 and self.num_scheduler_steps > 1:
             return time_s / self.num_scheduler_steps
         return time_s
+
+    def host_time_s(
+        self,
+        num_decode_seqs: int,
+        num_prefill_seqs: int,
+        num_tokens: int = 0,
+        gpu_s: float | None = None,
+    ) -> float:
+        """Host time of one step that no GPU work hides (added to the GPU time).
+
+        Args:
+            num_decode_seqs, num_prefill_seqs, num_tokens: the step's batch.
+            gpu_s: the step's GPU time. With ``overlap="step"`` the step takes
+                max(gpu_s, CPU) + exposed_s, so max(0, CPU - gpu_s) + exposed_s is returned;
+                None (a caller that does not know the GPU time) hides nothing.
+        """
+        cpu_s = self.cpu_time_s(num_decode_seqs, num_prefill_seqs, num_tokens)
+        if self.overlap == "none" or gpu_s is None:
+            return cpu_s + (self.exposed_s / self.cpu_speed if self.overlap != "none" else 0.0)
+        return max(0.0, cpu_s - gpu_s) + self.exposed_s / self.cpu_speed
+
+    def step_time_s(
+        self, gpu_s: float, num_decode_seqs: int, num_prefill_seqs: int, num_tokens: int = 0
+    ) -> float:
+        """Duration of a step whose GPU work takes ``gpu_s`` (GPU + exposed host time)."""
+        return gpu_s + self.host_time_s(num_decode_seqs, num_prefill_seqs, num_tokens, gpu_s)
 
     def replays_graph(self, num_tokens: int, num_prefill_seqs: int) -> bool:
         """True when a step of this size replays a captured CUDA graph."""
