@@ -26,6 +26,18 @@ def config(panel: str | None = None, help_text: str = CONFIG_HELP) -> Any:
     return option("--config", help_text, panel)
 
 
+def engine(panel: str | None = None, show_default: bool = False) -> Any:
+    """``--engine``: a serving-engine profile (``hardware.engine`` / a pool's ``engine``)."""
+    return option(
+        "--engine",
+        "Serving engine profile: vllm-0.6, vllm-v1, vllm-v1-async, sglang, trtllm (scheduler "
+        "defaults, host time, kernel stack); auto: from the scheduler. --host-overhead and "
+        "--kernel-stack override its parts.",
+        panel,
+        show_default,
+    )
+
+
 def model(panel: str | None = None, show_default: bool = False) -> Any:
     """``--model``: catalog name, HF id or config.json path."""
     return option("--model", "Catalog name, HF id, or config.json path.", panel, show_default)
