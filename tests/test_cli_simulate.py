@@ -236,3 +236,41 @@ def test_skip_bad_rows_counts_what_it_skipped(tmp_path: Path) -> None:
     )
     assert "2 completed of 2" in ok.stdout
     assert "trace rows skipped: 1" in ok.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["simulate", "--max-concurrency", "0"], "error: --max-concurrency=0: must be >= 1"),
+        (["simulate", "--request-rate", "2", "--burstiness", "0"], "error: --burstiness=0.0"),
+        (["simulate", "--request-rate", "2", "--burstiness", "-1"], "must be > 0"),
+        (["simulate", "--request-rate", "0"], "error: --request-rate='0': must be > 0 or inf"),
+        (["simulate", "--request-rate", "fast"], "error: --request-rate='fast'"),
+        (["simulate", "--request-rate", "inf", "--burstiness", "2"], "needs a finite"),
+        (["simulate", "--burstiness", "2"], "needs --request-rate"),
+        (["simulate", "--num-warmups", "-1"], "error: --num-warmups=-1: must be >= 0"),
+        (["simulate", "--json-format", "csv"], "error: --json-format='csv'"),
+        (["simulate", "--dataset", "random", "--range-ratio", "1.5"], "range_ratio"),
+    ],
+)
+def test_bad_client_values_exit_2_with_one_line(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _exit_code(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_vllm_bench_json_format_and_out_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["simulate", "--request-rate", "inf", "--max-concurrency", "4", "--num-warmups", "1"]
+    argv += ["--dataset", "random", "--input-len", "200", "--output-len", "20"]
+    argv += ["--num-requests", "12", "--json", "--json-format", "vllm-bench"]
+    argv += ["--out", str(tmp_path), "--format", "csv"]
+    assert _exit_code(argv) == 0
+    printed = json.loads(capsys.readouterr().out)
+    written = json.loads((tmp_path / "vllm_bench.json").read_text(encoding="utf-8"))
+    assert printed == written
+    assert printed["max_concurrency"] == 4 and printed["request_rate"] == "inf"
+    assert printed["completed"] == 12 and len(printed["input_lens"]) == 12

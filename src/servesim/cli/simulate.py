@@ -6,6 +6,8 @@ defaults). ``--config file.yaml`` loads a config; every flag given overrides the
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,6 +27,7 @@ _W = "Workload"
 _S = "Scheduler"
 _H = "Hardware"
 _R = "Run"
+_C = "Client (vllm bench serve)"
 
 
 # The flags that each set one SimConfig field: CLI parameter name -> dotted config path.
@@ -121,11 +124,87 @@ def _workload_overrides(
     return out
 
 
-def build_config(config: Path | None, flags: dict[str, Any], workload: dict[str, Any]) -> SimConfig:
+def _request_rate(text: str) -> float:
+    if text.strip().lower() == "inf":
+        return math.inf
+    try:
+        rate = float(text)
+    except ValueError:
+        raise ConfigError("--request-rate", text, "must be a number > 0 or inf") from None
+    if not (rate > 0):
+        raise ConfigError("--request-rate", text, "must be > 0 or inf")
+    return rate
+
+
+def client_overrides(
+    *,
+    request_rate: str | None = None,
+    burstiness: float | None = None,
+    max_concurrency: int | None = None,
+    num_warmups: int | None = None,
+    dataset: str | None = None,
+    input_len: int | None = None,
+    output_len: int | None = None,
+    range_ratio: float | None = None,
+    prefix_len: int | None = None,
+) -> dict[str, Any]:
+    """Dotted overrides for ``vllm bench serve``-style flags (client, pacing, dataset)."""
+    out: dict[str, Any] = {}
+    if burstiness is not None and not burstiness > 0:
+        raise ConfigError("--burstiness", burstiness, "must be > 0")
+    if max_concurrency is not None and max_concurrency < 1:
+        raise ConfigError("--max-concurrency", max_concurrency, "must be >= 1")
+    if num_warmups is not None and num_warmups < 0:
+        raise ConfigError("--num-warmups", num_warmups, "must be >= 0")
+    if request_rate is not None:
+        rate = _request_rate(request_rate)
+        if math.isinf(rate):
+            if burstiness is not None and burstiness != 1.0:
+                raise ConfigError("--burstiness", burstiness, "needs a finite --request-rate")
+            out["workload.arrival"] = {"kind": "immediate"}
+        else:
+            cv = 1.0 / math.sqrt(burstiness if burstiness is not None else 1.0)
+            out["workload.arrival"] = {"kind": "gamma", "rate_per_s": rate, "cv": cv}
+        out["workload.rate_per_s"] = None
+    elif burstiness is not None:
+        raise ConfigError("--burstiness", burstiness, "needs --request-rate (vllm's gamma shape)")
+    if max_concurrency is not None:
+        out["workload.client.max_concurrency"] = max_concurrency
+    if num_warmups is not None:
+        out["workload.client.num_warmups"] = num_warmups
+    random_flags = {
+        "input_len": input_len,
+        "output_len": output_len,
+        "range_ratio": range_ratio,
+        "prefix_len": prefix_len,
+    }
+    given = {k: v for k, v in random_flags.items() if v is not None}
+    if dataset is None and given:
+        dataset = "random"
+    if dataset == "random":
+        out["workload.lengths"] = {"kind": "random", **given}
+        out["workload.preset"] = None
+    elif dataset == "shared-prefix":
+        out["workload.shared_prefix"] = {}
+        out["workload.preset"] = None
+    elif dataset is not None:
+        if given:
+            raise ConfigError("--input-len", given, "applies to --dataset random")
+        out["workload.preset"] = dataset  # sharegpt-vllm-bench, sharegpt-vidur, ...
+    return out
+
+
+def build_config(
+    config: Path | None,
+    flags: dict[str, Any],
+    workload: dict[str, Any],
+    client: dict[str, Any] | None = None,
+) -> SimConfig:
     """The YAML file (if any), then the flags that were given, validated together."""
     raw = load_yaml(config) if config is not None else {}
     overrides = {k: v for k, v in flags.items() if v is not None}
     overrides.update(_workload_overrides(raw, **workload))
+    overrides.update(client_overrides(**(client or {})))
     base_dir = config.parent if config is not None else None
     return SimConfig.from_dict(raw, overrides, base_dir=base_dir)
 
@@ -272,7 +351,55 @@ def register(app: typer.Typer) -> None:
         out_format: Annotated[
             str, typer.Option("--format", help="Requests table: parquet|csv.", rich_help_panel=_R)
         ] = "parquet",
+        request_rate: Annotated[
+            str | None,
+            opts.option(
+                "--request-rate",
+                "Pacing, req/s, or inf (all at once), as vllm bench serve; gamma gaps.",
+                _C,
+            ),
+        ] = None,
+        burstiness: Annotated[
+            float | None,
+            opts.option("--burstiness", "Gamma shape of the pacing gaps (1: Poisson).", _C),
+        ] = None,
+        max_concurrency: Annotated[
+            int | None,
+            opts.option("--max-concurrency", "At most this many requests in flight.", _C),
+        ] = None,
+        num_warmups: Annotated[
+            int | None,
+            opts.option("--num-warmups", "Warm-up requests, left out of the metrics.", _C),
+        ] = None,
+        dataset: Annotated[
+            str | None,
+            opts.option(
+                "--dataset",
+                "random, shared-prefix, or a preset (sharegpt-vllm-bench, sharegpt-vidur, ...).",
+                _C,
+            ),
+        ] = None,
+        input_len: Annotated[
+            int | None, opts.option("--input-len", "random: mean input tokens.", _C)
+        ] = None,
+        output_len: Annotated[
+            int | None, opts.option("--output-len", "random: mean output tokens.", _C)
+        ] = None,
+        range_ratio: Annotated[
+            float | None, opts.option("--range-ratio", "random: lengths len x [1 -/+ r].", _C)
+        ] = None,
+        prefix_len: Annotated[
+            int | None, opts.option("--prefix-len", "random: shared prefix tokens.", _C)
+        ] = None,
         as_json: Annotated[bool, opts.as_json("Print summary JSON.", _R)] = False,
+        json_format: Annotated[
+            str,
+            typer.Option(
+                "--json-format",
+                help="--json schema: servesim | vllm-bench (vllm bench serve's result JSON).",
+                rich_help_panel=_R,
+            ),
+        ] = "servesim",
         calibration: Annotated[str | None, opts.calibration(_H)] = None,
         progress: Annotated[
             bool, typer.Option("--progress", help="Show a progress bar.", rich_help_panel=_R)
@@ -284,6 +411,8 @@ def register(app: typer.Typer) -> None:
         """
         if out_format not in ("parquet", "csv"):
             raise ConfigError("--format", out_format, "must be parquet or csv")
+        if json_format not in ("servesim", "vllm-bench"):
+            raise ConfigError("--json-format", json_format, "must be servesim or vllm-bench")
         opts.apply_calibration(calibration)
         flags = config_flags(locals()) | {
             "deployment": _deployment_file(deployment),
@@ -298,9 +427,22 @@ def register(app: typer.Typer) -> None:
             "trace_format": trace_format,
             "skip_bad_rows": skip_bad_rows,
         }
-        cfg = build_config(config, flags, workload)
+        client = {
+            "request_rate": request_rate,
+            "burstiness": burstiness,
+            "max_concurrency": max_concurrency,
+            "num_warmups": num_warmups,
+            "dataset": dataset,
+            "input_len": input_len,
+            "output_len": output_len,
+            "range_ratio": range_ratio,
+            "prefix_len": prefix_len,
+        }
+        cfg = build_config(config, flags, workload, client)
         result = _run(cfg, progress)
-        if as_json:
+        if as_json and json_format == "vllm-bench":
+            print(json.dumps(result.to_vllm_bench(), indent=2, sort_keys=True))
+        elif as_json:
             print(result.to_json(), end="")
         else:
             render(result)
