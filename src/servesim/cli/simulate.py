@@ -43,6 +43,7 @@ FLAG_TO_CONFIG_PATH = {
     "cuda_graphs": "hardware.cuda_graphs",
     "host_overhead": "hardware.host_overhead",
     "kernel_stack": "hardware.kernel_stack",
+    "engine": "hardware.engine",
     "offload_cached_experts": "hardware.offload_cached_experts",
     "replicas": "replicas",
     "disagg": "disagg",
@@ -258,6 +259,7 @@ def register(app: typer.Typer) -> None:
                 _H,
             ),
         ] = None,
+        engine: Annotated[str | None, opts.engine(_H)] = None,
         kernel_stack: Annotated[
             str | None,
             opts.option(

@@ -183,8 +183,12 @@ class RooflinePerfModel:
         host = entry.host
         if not (plan.use_cuda_graphs and host.replays_graph(tokens, batch.num_prefill_seqs)):
             # eager mode: the CPU must launch every kernel; the GPU waits when it is faster
-            stage_s = [max(t, k * host.cpu_launch_s) for t, k in zip(stage_s, kernels, strict=True)]
-        overhead = host.host_time_s(batch.num_decode_seqs, batch.num_prefill_seqs)
+            stage_s = [max(t, k * host.launch_s) for t, k in zip(stage_s, kernels, strict=True)]
+        # CPU work of the step; an engine that overlaps it with the GPU (V1 async scheduling,
+        # SGLang's overlap scheduler) hides it under the slowest stage (servesim.perf.host)
+        overhead = host.host_time_s(
+            batch.num_decode_seqs, batch.num_prefill_seqs, tokens, gpu_s=max(stage_s)
+        )
         # GPUs wait, clocked up, through launch waits (their stage) and host time (all stages)
         joules += entry.energy.idle_j(sum(stage_s) - kernel_s + overhead * plan.pp)
         # flops/bytes/energy above are per GPU of a stage; the replica holds tp GPUs per stage
