@@ -100,13 +100,13 @@ def test_explicit_padding_and_misaligned_width() -> None:
     kwargs = dict(num_tokens=4096, ep=1, assignments=32768, experts_touched=128, **SHAPE)
     bare = MoELayerFit(**{**_fields(FIT), "fixed_s": 0.0, "stream_hidden": 0.0})
     elems = 3 * 4096 * 1024
-    exact = moe_layer_s(bare, GPU, padded=32768.0, **kwargs)
+    exact = moe_layer_s(bare, GPU, padded={64: 32768.0}, max_pairs=256.0, **kwargs)
     assert exact == pytest.approx(128 * elems * 2 / 1.6e12 + 2 * 32768 * elems / 5e14)
     slow = MoELayerFit(**{**_fields(bare), "misalign_eff": 0.5, "misalign_floor": 300.0})
     assert body_width(slow, 1024) == 1024.0  # aligned: untouched
     assert body_width(slow, 232) == 464.0  # misaligned: twice as wide
     assert body_width(slow, 58) == 300.0  # and never below the floor
-    assert moe_layer_s(slow, GPU, padded=32768.0, **kwargs) == pytest.approx(exact)
+    assert moe_layer_s(slow, GPU, padded={64: 32768.0}, **kwargs) == pytest.approx(exact)
 
 
 def test_topk_dedup_caps_an_expert_at_t_and_fills_rank_zero() -> None:
@@ -148,6 +148,7 @@ def test_numpy_mirror_equals_runtime() -> None:
             "misalign_floor": 300.0,
             "expert_s": 1e-7,
             "hot_weight": 0.7,
+            "tile_min": 16.0,
             "correction": grid,
         }
     )
@@ -166,7 +167,7 @@ def test_numpy_mirror_equals_runtime() -> None:
             assignments=pairs[i],
             experts_touched=touched[i],
             num_matrices=int(rows["num_matrices"][i]),
-            padded=rows["padded_64"][i],
+            padded={t: rows[f"padded_{t}"][i] for t in moe.TILES},
             max_pairs=rows["max_expert"][i],
         )
         assert pred[i] == pytest.approx(expected, rel=1e-12)
@@ -209,19 +210,21 @@ def _rows_or_skip(folder: str, framework: str, version: str) -> dict:
 
 
 @pytest.mark.slow
-def test_held_out_bf16_error_on_h100_vllm() -> None:
+@pytest.mark.parametrize(("label", "max_mape"), [("bf16", 15.0), ("fp8", 18.0)])
+def test_held_out_error_on_h100_vllm(label: str, max_mape: float) -> None:
     from servesim.specs.catalog.gpus import get_gpu
 
     rows = _rows_or_skip("h100_sxm", "vllm", "0.24.0")
-    rows = take(rows, rows["dtype"] == "bf16")
+    rows = take(rows, rows["dtype"] == label)
     # a subset of token counts keeps the test short; whole shapes are still held out
     rows = take(rows, np.isin(rows["num_tokens"], [1, 16, 128, 1024, 8192]))
     gpu = get_gpu("h100-sxm")
     pred = crossval_predictions(moe, rows, gpu)
     stats = error_stats(pred, rows["latency_s"])
-    # measured today ~15%: the v2 target is 15%; this guards against regressions
-    assert stats.mape < 20.0
-    assert abs(stats.median_signed) < 10.0
+    # measured: bf16 13.4% / +1.3%, fp8 15.5% / +0.8% (before the top-k dedup and exact
+    # padding: bf16 ~15%, fp8 ~30%); guards against regressions
+    assert stats.mape < max_mape
+    assert abs(stats.median_signed) < 5.0
 
 
 def test_fit_is_deterministic_on_a_small_subset() -> None:

@@ -9,7 +9,15 @@ measured rank is recomputed from the collector's routing generator (aiconfigurat
 * ``power_law_<alpha>``: each expert's token count is drawn i.i.d. from a bounded Pareto of
   exponent alpha on ``[1, 0.8 T]`` (``[0.01, 2]`` when ``T k <= E``), scaled and rounded to
   sum ``T k``; the EP group with the largest sum is swapped to rank 0, so the measured rank is
-  the busiest one. The latency is the mean over 10 such draws; we average 16 seeded draws.
+  the busiest one. Experts are laid out in descending count order and reshaped to (topk, T),
+  so an expert with more than T pairs repeats inside some tokens; ``torch.topk`` keeps it once
+  (at most T pairs) and fills the freed slots with the lowest-index experts, i.e. rank 0's
+  (``_skewed_local_counts``). The latency is the mean over 5 draws; we average 8 seeded ones.
+
+Each row carries the measured rank's exact padded rows for every candidate M tile (balanced
+routing splits evenly and pads far less than random routing would) and its busiest expert's
+pairs; ``predict`` is a numpy mirror of ``moe_layer_s`` fed with them (tested equal). Formats
+with fewer than ``MIN_SHAPES`` model shapes borrow the stack's bf16 structure.
 
 Run ``python -m servesim.perf.fitting.moe`` for the held-out report.
 """
@@ -77,6 +85,8 @@ MAX_SAMPLED_TOKENS = 512
 #: Candidate M tiles of the grouped GEMMs; the fit picks one per format and stack.
 TILES = (16, 32, 64, 128)
 SMALL_TOKENS = 256
+#: Budget of least-squares evaluations per solve (converged fits take 10-25).
+MAX_EVALS = 60
 # correction grid axes (log2): tokens, pairs per touched expert, load imbalance
 GRID_AXES = (
     (0.0, 2.0, 4.0, 6.0, 8.0, 11.0, 14.0),
@@ -288,11 +298,24 @@ def _formula(fit: MoELayerFit, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     elems = rows["num_matrices"] * rows["hidden"] * width
     touched = rows["experts_touched"]
     read = touched * elems * fit.weight_bytes / (bandwidth * fit.mem_eff)
-    work = rows[f"padded_{int(fit.tile_rows)}"] + fit.hot_weight * rows["max_expert"]
+    work = _padded_column(fit, rows) + fit.hot_weight * rows["max_expert"]
     math_s = 2.0 * work * elems / (peak * fit.compute_eff)
     p = fit.overlap_p
     body = (read**p + math_s**p) ** (1.0 / p)
     return fit.fixed_s + stream / bandwidth + fit.expert_s * touched + body
+
+
+def _padded_column(fit: MoELayerFit, rows: Rows) -> np.ndarray:
+    """Vectorised ``tile_for`` and the rows' exact padding at that tile."""
+    if fit.tile_min <= 0.0:
+        return rows[f"padded_{int(fit.tile_rows)}"]
+    mean = rows["assignments"] / np.maximum(rows["experts_touched"], 1.0)
+    cover = 2.0 ** np.ceil(np.log2(np.maximum(mean, 1.0)))
+    tile = np.minimum(fit.tile_rows, np.maximum(fit.tile_min, cover))
+    out = np.zeros(tile.shape)
+    for candidate in TILES:
+        out = np.where(tile == candidate, rows[f"padded_{candidate}"], out)
+    return out
 
 
 def _grid_coords(rows: Rows) -> np.ndarray:
@@ -338,7 +361,13 @@ def _solve(rows: Rows, gpu: GPUSpec, base: MoELayerFit, free: np.ndarray, x0: np
         return np.log(_formula(_unpack(x, base), gpu, rows)) - log_actual
 
     result = least_squares(
-        residual, x0[free], bounds=(_LOWER[free], _UPPER[free]), loss="soft_l1", f_scale=0.1
+        residual,
+        x0[free],
+        bounds=(_LOWER[free], _UPPER[free]),
+        loss="soft_l1",
+        f_scale=0.1,
+        max_nfev=MAX_EVALS,  # a few slow fits (H200 vLLM 0.22 fp8: 835 evaluations) crawl
+        ftol=1e-6,
     )
     x = x0.copy()
     x[free] = result.x
@@ -362,14 +391,15 @@ def _x0_for(rows: Rows) -> np.ndarray:
 
 
 def fit_dtype(rows: Rows, gpu: GPUSpec, label: str) -> MoELayerFit:
-    """Mechanism parameters: the tile chosen on every 4th row, refitted on all rows from that
-    start; then the log-grid correction."""
+    """Mechanism parameters: the M tile range chosen on every 8th row, refitted on all rows
+    from that start; then the log-grid correction."""
     wbytes, cdtype = weight_bytes_of(label), compute_dtype_of(label, gpu)
-    sub = take(rows, np.arange(rows["latency_s"].size) % 4 == 0)
+    sub = take(rows, np.arange(rows["latency_s"].size) % 8 == 0)
     free, x0 = _free_mask(rows), _x0_for(rows)
     best: tuple[float, MoELayerFit] | None = None
-    for tile in TILES:
-        base = MoELayerFit(wbytes, cdtype, 0.0, 0.0, 0.0, 1.0, 1.0, float(tile), 1.0)
+    for lo, hi in ((lo, hi) for lo in TILES for hi in TILES if lo <= hi):
+        base = MoELayerFit(wbytes, cdtype, 0.0, 0.0, 0.0, 1.0, 1.0, float(hi), 1.0)
+        base = replace(base, tile_min=0.0 if lo == hi else float(lo))
         fitted, cost = _solve(sub, gpu, base, free, x0)
         if best is None or cost < best[0] - 1e-9:
             best = (cost, fitted)
@@ -417,7 +447,13 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
     free = np.zeros(len(_X0), dtype=bool)
     free[[0, 3, 4]] = True
     fitted, _ = _solve(rows, gpu, base, free, _pack(base))
-    return replace(fitted, tile_rows=donor.tile_rows, misalign_eff=1.0, misalign_floor=0.0)
+    return replace(
+        fitted,
+        tile_rows=donor.tile_rows,
+        tile_min=donor.tile_min,
+        misalign_eff=1.0,
+        misalign_floor=0.0,
+    )
 
 
 def _logit(p: float) -> float:

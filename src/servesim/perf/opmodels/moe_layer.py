@@ -1,7 +1,7 @@
 """Time of one MoE layer's expert computation on one EP rank (routing to combine), pure Python.
 
 The formula (fitted per GPU, kernel stack and weight format by ``servesim.perf.fitting.moe``
-on aiconfigurator's ``moe_perf`` tables) adds four mechanisms seen in those tables:
+on aiconfigurator's ``moe_perf`` tables) adds these mechanisms seen in those tables:
 
 * a fixed cost per layer call (top-k, align/sort, several kernel launches inside one graph):
   about 30 us on H100 even for one token;
@@ -10,9 +10,15 @@ on aiconfigurator's ``moe_perf`` tables) adds four mechanisms seen in those tabl
   outputs before the combine, so this cost does not shrink with EP (H100 bf16, 16384 tokens,
   EP 128: 1.96 ms for 4 local experts whose weights take 30 us to read);
 * the weights of every touched local expert are read once (``experts_touched``): few tokens
-  touch many experts, each with a sliver of work, so decode is memory-bound;
+  touch many experts, each with a sliver of work, so decode is memory-bound; plus a small
+  per-touched-expert cost (problem setup of the grouped GEMM: ~1.7 us per expert for
+  FlashInfer's CUTLASS fp8 path on H100, ~0.1 us for vLLM's Triton kernel);
 * the grouped GEMM FLOPs of the rank's own pairs (``assignments``), each expert's rows padded
-  to the kernel's M tile, at a fitted fraction of the data-sheet peak (~50% at many tokens).
+  to the kernel's M tile (``padded_rows``: the expectation under random routing, or the exact
+  padding when the caller knows the routing), plus a fitted multiple of the busiest expert's
+  pairs (its tiles finish last), at a fitted fraction of the data-sheet peak;
+* per-rank widths that are not a multiple of 16 elements (Nemotron's 1856 / 8 = 232) lose the
+  tuned kernel and run as a wider, never-below-a-floor width (``body_width``).
 
 Weight reads and the GEMM math overlap (a p-norm between a plain sum, p = 1, and perfect
 overlap, p -> inf); the fixed and streaming costs are serial. Rates are fractions of the
@@ -73,6 +79,7 @@ class MoELayerFit:
     misalign_eff: float = 1.0
     misalign_floor: float = 0.0
     hot_weight: float = 0.0
+    tile_min: float = 0.0
     correction: LogGrid | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,6 +100,7 @@ class MoELayerFit:
             "misalign_eff",
             "misalign_floor",
             "hot_weight",
+            "tile_min",
         ):
             out[name] = float(f"{getattr(self, name):.6g}")
         out["correction"] = self.correction.to_dict() if self.correction else None
@@ -115,6 +123,7 @@ class MoELayerFit:
             misalign_eff=float(data.get("misalign_eff", 1.0)),
             misalign_floor=float(data.get("misalign_floor", 0.0)),
             hot_weight=float(data.get("hot_weight", 0.0)),
+            tile_min=float(data.get("tile_min", 0.0)),
             correction=optional_grid(data.get("correction")),
         )
 
@@ -144,6 +153,16 @@ def padded_rows(assignments: float, experts_touched: float, tile_rows: float) ->
             z = (j * tile_rows + 0.5 - mean) / (sigma * math.sqrt(2.0))
             tiles += 0.5 * math.erfc(z)
     return experts_touched * tiles * tile_rows
+
+
+def tile_for(fit: MoELayerFit, pairs_per_expert: float) -> float:
+    """M tile the kernel runs: the power of two covering the pairs per touched expert, between
+    ``tile_min`` and ``tile_rows`` (vLLM's tuned Triton configs and FlashInfer's autotuned
+    tactics grow BLOCK_M with the tokens; ``tile_min`` 0 means one fixed tile)."""
+    if fit.tile_min <= 0.0:
+        return fit.tile_rows
+    cover = 2.0 ** math.ceil(math.log2(max(pairs_per_expert, 1.0)))
+    return min(fit.tile_rows, max(fit.tile_min, cover))
 
 
 def expected_max_pairs(assignments: float, experts_touched: float) -> float:
@@ -182,7 +201,7 @@ def moe_layer_s(
     assignments: float,
     experts_touched: float,
     num_matrices: int = NUM_MATRICES,
-    padded: float | None = None,
+    padded: Mapping[int, float] | None = None,
     max_pairs: float | None = None,
 ) -> float:
     """Seconds for one MoE layer's experts on the busiest EP rank.
@@ -199,8 +218,9 @@ def moe_layer_s(
         assignments: expected token-expert pairs computed on the rank.
         experts_touched: expected distinct local experts whose weights the rank reads.
         num_matrices: expert weight matrices (3 gated, 2 non-gated).
-        padded: grouped-GEMM rows after per-expert tile padding when the caller knows the
-            routing exactly (the measured tables); None: ``padded_rows`` (random routing).
+        padded: grouped-GEMM rows after per-expert padding to each candidate M tile when the
+            caller knows the routing exactly (the measured tables); None: ``padded_rows``
+            (random routing).
         max_pairs: pairs of the rank's busiest expert when known exactly; None:
             ``expected_max_pairs`` (random routing).
     """
@@ -212,14 +232,17 @@ def moe_layer_s(
     stream_s = pairs * (fit.stream_hidden * hidden + fit.stream_inter * inter) / bandwidth
     matrix_elems = float(num_matrices * hidden * body_width(fit, inter))
     read_s = experts_touched * matrix_elems * fit.weight_bytes / (bandwidth * fit.mem_eff)
+    tile = tile_for(fit, assignments / max(experts_touched, 1.0))
     if padded is None:
-        padded = padded_rows(assignments, experts_touched, fit.tile_rows)
+        rows_padded = padded_rows(assignments, experts_touched, tile)
+    else:
+        rows_padded = padded[int(tile)]
     if max_pairs is None:
         max_pairs = expected_max_pairs(assignments, experts_touched)
     # the busiest expert's rows run on few CTAs at the end of the grouped GEMM (H100 vLLM fp8,
     # > 256 tokens: log(measured / formula) -0.11 when the busiest expert holds < 2x the mean
     # pairs, +0.16 at 16-64x): priced as extra rows
-    rows = padded + fit.hot_weight * max_pairs
+    rows = rows_padded + fit.hot_weight * max_pairs
     math_s = 2.0 * rows * matrix_elems / (peak * fit.compute_eff)
     p = fit.overlap_p
     body_s = (read_s**p + math_s**p) ** (1.0 / p) if read_s + math_s > 0 else 0.0
