@@ -9,7 +9,7 @@ Example YAML::
     model: llama-3.1-8b            # catalog name, HF repo id, or path to config.json / its dir
     hardware: {gpu: h100-sxm, tp: 1, dtype: bf16}
     scheduler: {kind: vllm, max_num_seqs: 256}
-    workload: {preset: sharegpt, rate_per_s: 12}
+    workload: {preset: sharegpt-vidur, rate_per_s: 12}
     slo: {ttft_s: 1.0, tpot_s: 0.1}
     num_requests: 1000             # the workload's default
     seed: 0
@@ -45,15 +45,16 @@ _STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 # serving setup), vLLM's scheduler and defaults, ShareGPT-like chat traffic.
 DEFAULT_MODEL = "llama-3.1-8b"
 DEFAULT_GPU = "h100-sxm"
-# The sharegpt preset (Sarathi-Serve's 8k-filtered ShareGPT conversations: median prompt 1,723
-# tokens, median output 415) saturates this deployment at ~3 req/s in servesim once vLLM 0.6's
-# host costs are charged (bench/bench_engine.py: queues grow at 3 req/s). 2.5 req/s is ~80% of
-# that: KV cache ~17% full on average, p50 TTFT ~0.27 s, p99 ~1.2 s (`servesim simulate`).
+# The sharegpt-vidur preset (formerly `sharegpt`, now a deprecated alias: Sarathi-Serve's
+# 8k-filtered ShareGPT conversations, median prompt 1,723 tokens, median output 415)
+# saturates this deployment at ~3 req/s in servesim once vLLM 0.6's host costs are charged
+# (bench/bench_engine.py: queues grow at 3 req/s). 2.5 req/s is ~80% of that: KV cache ~17%
+# full on average, p50 TTFT ~0.27 s, p99 ~1.2 s (`servesim simulate`).
 DEFAULT_RATE_PER_S = 2.5
 
 
 def _default_workload() -> WorkloadConfig:
-    return WorkloadConfig(preset="sharegpt", rate_per_s=DEFAULT_RATE_PER_S)
+    return WorkloadConfig(preset="sharegpt-vidur", rate_per_s=DEFAULT_RATE_PER_S)
 
 
 class HardwareConfig(BaseModel):

@@ -12,12 +12,18 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from servesim.cli.simulate_render import _engine_rows
+from servesim.cluster import build_deployment
+from servesim.config import SimConfig
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.metrics import SLOSpec, SLOTargets, summarize
+from servesim.metrics.summary import engine_lines
+from servesim.perf.roofline import RooflinePerfModel
 from tests.metrics.factories import add_iteration, add_request, replica, small_run
 
 
@@ -180,3 +186,43 @@ def test_two_replicas_pipeline_overlap_not_double_counted() -> None:
     assert s.kv_utilization.mean == pytest.approx((25 + 100 + 60) / (400 * 2.0))
     assert s.kv_utilization.max == pytest.approx(1.0)  # replica 0 full at 100/100
     assert s.batch_size.mean == pytest.approx((1 + 4 + 2) / (2 * 2.0))
+
+
+def _two_pool_config() -> SimConfig:
+    pool = {"gpu": "h100-sxm", "tp": 1, "scheduler": {"kind": "vllm", "version": "v1"}}
+    return SimConfig.from_dict(
+        {
+            "model": "llama-3.1-8b",
+            "deployment": {
+                "pools": [
+                    {**pool, "name": "v1", "engine": "vllm-v1-async"},
+                    {**pool, "name": "sg", "engine": "sglang"},
+                ]
+            },
+        }
+    )
+
+
+def test_summary_json_names_each_pools_engine_version_and_settings() -> None:
+    cfg = _two_pool_config()
+    deployment = build_deployment(cfg.effective_deployment(), cfg.model, RooflinePerfModel())
+    s = summarize(small_run(), engines=engine_lines(deployment))
+    out = json.loads(json.dumps(s.to_dict()))["engines"]
+    assert [e["pool"] for e in out] == ["v1", "sg"]
+    assert [e["engine"] for e in out] == ["vllm-v1-async", "sglang"]
+    assert out[0]["version"].startswith("vLLM >= 0.11")
+    assert out[1]["version"] == "SGLang 0.4/0.5"
+    assert "chunked prefill on" in out[0]["settings"]
+    assert "budget 8192 tokens" in out[0]["settings"]
+    assert "schedules 1 step(s) ahead" in out[0]["settings"]
+    assert summarize(small_run()).to_dict()["engines"] == []
+
+
+def test_terminal_header_prints_the_engine_line() -> None:
+    cfg = SimConfig.from_dict({"hardware": {"engine": "vllm-v1"}})
+    rows = _engine_rows(SimpleNamespace(config=cfg, summary=summarize(small_run())))
+    assert len(rows) == 1 and rows[0][0] == "engine"
+    assert rows[0][1].startswith("vllm-v1 (vLLM 0.8-0.10 (V1 engine, synchronous scheduling)): ")
+    assert "prefix caching on" in rows[0][1]
+    two = _engine_rows(SimpleNamespace(config=_two_pool_config(), summary=summarize(small_run())))
+    assert [k for k, _ in two] == ["engine (v1)", "engine (sg)"]

@@ -6,7 +6,9 @@ from rich.table import Table
 
 from servesim.api import Result
 from servesim.cli.common import console, err_console
+from servesim.cluster.deployment import pool_engine
 from servesim.metrics.stats import LatencyStats
+from servesim.metrics.summary import EngineLine, engine_line
 
 
 def _deployment_row(result: Result) -> str:
@@ -21,6 +23,17 @@ def _deployment_row(result: Result) -> str:
         f"{p.name} ({p.role}): {p.replicas} x {p.tp * p.pp} {p.gpu}" for p in dep.pools
     )
     return f"{c.model}: {pools}; router {dep.router.kind}"
+
+
+def _engine_rows(result: Result) -> list[tuple[str, str]]:
+    """One row per pool: engine, version and effective scheduler settings."""
+    lines: tuple[EngineLine, ...] = result.summary.engines
+    if not lines:  # a summary made without them: the same lines from the config
+        pools = result.config.effective_deployment().pools
+        lines = tuple(engine_line(p.name, pool_engine(p), p.scheduler, p.cache) for p in pools)
+    if len(lines) == 1:
+        return [("engine", lines[0].text())]
+    return [(f"engine ({line.pool})", line.text()) for line in lines]
 
 
 def _cluster_row(result: Result) -> tuple[str, str] | None:
@@ -90,7 +103,7 @@ def _overview_rows(result: Result) -> list[tuple[str, str]]:
     )
     return [
         ("deployment", _deployment_row(result)),
-        ("scheduler", c.scheduler.kind),
+        *_engine_rows(result),
         (
             "workload",
             f"{result.workload_name}, {_num(s.offered_rate_per_s)} req/s offered, seed {c.seed}",

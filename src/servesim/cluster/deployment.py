@@ -8,13 +8,13 @@ into one ``DeploymentError`` with one line per problem, so a user fixes them all
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from servesim.cluster.config import AutoscaleConfig, DeploymentConfig, PoolConfig
 from servesim.cluster.moe import max_redundant_experts, with_eplb
 from servesim.core.errors import ServesimError
 from servesim.engine.config import CacheConfig, SchedulerConfig
-from servesim.engine.profiles import EngineProfile, resolve_engine
+from servesim.engine.profiles import AUTO, EngineProfile, resolve_engine
 from servesim.engine.simulation import ReplicaSetup
 from servesim.perf.host import resolve_host_profile
 from servesim.perf.memory import check_plan
@@ -47,6 +47,7 @@ class Pool:
         num_replicas: replicas built (the maximum when autoscaled).
         autoscale: the scaling policy, or None for a fixed pool.
         nodes: index (into ``Deployment.nodes``) of the node holding each replica's first GPU.
+        engine: the serving engine profile its replicas run (``pool_engine``).
     """
 
     name: str
@@ -57,6 +58,7 @@ class Pool:
     num_replicas: int
     autoscale: AutoscaleConfig | None
     nodes: tuple[int, ...]
+    engine: EngineProfile = field(default_factory=lambda: resolve_engine(AUTO))
 
     @property
     def num_gpus(self) -> int:
@@ -93,6 +95,7 @@ class Deployment:
                 pool=p.name,
                 role=p.role,
                 receives_kv=p.role == "decode" or (migrating and p.role != "prefill"),
+                timing=p.engine.timing,
             )
             for p in self.pools
             for _ in range(p.num_replicas)
@@ -278,6 +281,7 @@ def build_deployment(cfg: DeploymentConfig, model: str, perf: PerfModel) -> Depl
             num_replicas=pc.replicas,
             autoscale=pc.autoscale,
             nodes=tuple(where),
+            engine=pool_engine(pc),
         )
         for pc, plan, where in zip(cfg.pools, plans, placement, strict=True)
         if plan is not None

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from servesim.core.errors import InfeasibleError
+from servesim.core.errors import ConfigError, InfeasibleError
 from servesim.core.events import EventLoop
 from servesim.engine.blocks import KVBlockManager
 from servesim.engine.config import CacheConfig
@@ -25,6 +26,7 @@ from servesim.engine.vengine import VirtualEngine
 from servesim.perf.types import PerfModel, ReplicaPlan
 
 if TYPE_CHECKING:
+    from servesim.engine.profiles.base import EngineTiming
     from servesim.engine.simulation import ReplicaSetup
 
 logger = logging.getLogger(__name__)
@@ -100,13 +102,19 @@ class Replica:
         self.on_prefilled: Callable[[Seq, float], None] | None = None
         self.alive: dict[Seq, None] = {}
         self.perf_cache: dict[object, object] = {}
+        timing = _checked_timing(setup)
+        self.frontend_latency_s = timing.frontend_latency_s
+        # Requests past the server's front end but not yet in an engine loop, as (entry
+        # time, request); one latency for all, so they enter in arrival order.
+        self.entering: deque[tuple[float, Seq]] = deque()
+        self._external_limit = clock_limits
         self.engines = [
             VirtualEngine(
                 self,
                 i,
                 scheduler,
                 self._state(cache, num_swap_blocks // pp, pp),
-                clock_limits,
+                self._clock_limit if timing.frontend_latency_s else clock_limits,
                 # A replica receiving KV from elsewhere steps one iteration at a time, since
                 # an arrival it cannot foresee may join any iteration.
                 # A prefill replica's held KV is freed by transfer ends it cannot foresee
@@ -116,6 +124,8 @@ class Replica:
                 and not setup.receives_kv
                 and setup.role != "prefill",
                 check_invariants=check_invariants,
+                admission_lag_steps=timing.admission_lag_steps,
+                output_latency_s=timing.output_latency_s,
             )
             for i, scheduler in enumerate(schedulers)
         ]
@@ -156,15 +166,31 @@ class Replica:
 
     # ---- requests ------------------------------------------------------------------------
     def submit(self, seq: Seq, now: float) -> None:
-        """Queue an admitted-to-replica request on the least loaded virtual engine."""
-        engine = min(self.engines, key=lambda e: e.num_unfinished())
+        """Accept a request that arrived at ``now``; it enters the least loaded virtual
+        engine once through the front end (``EngineTiming.frontend_latency_s`` later)."""
         self.alive[seq] = None
         self.outstanding_tokens += seq.num_prompt_tokens + seq.num_output_tokens
-        engine.state.waiting.append(seq)
-        if not engine.busy:
-            # Start after every event at this instant (simultaneous arrivals batch together).
-            engine.busy = True
-            self.loop.schedule(now, engine.start, now, priority=2)
+        if not self.frontend_latency_s:
+            self._enter(seq, now)
+            return
+        entry_s = now + self.frontend_latency_s
+        self.entering.append((entry_s, seq))
+        self.loop.schedule(entry_s, self._on_entry, priority=0)
+
+    def _on_entry(self) -> None:
+        entry_s, seq = self.entering.popleft()
+        self._enter(seq, entry_s)
+
+    def _enter(self, seq: Seq, now: float) -> None:
+        engine = min(self.engines, key=lambda e: e.num_unfinished())
+        engine.add_request(seq, now)
+
+    def _clock_limit(self) -> float:
+        """Earliest external event: the next arrival, the stop time or the next entry."""
+        limit = self._external_limit()
+        if self.entering and self.entering[0][0] < limit:
+            return self.entering[0][0]
+        return limit
 
     def receive(
         self, seq: Seq, now: float, on_admitted: Callable[[float], None] | None = None
@@ -240,3 +266,17 @@ class Replica:
         if not scheduler.is_chunked and num_prompt_tokens > scheduler.token_budget:
             return RejectReason.PROMPT_EXCEEDS_BATCH_TOKENS
         return RejectReason.NONE
+
+
+def _checked_timing(setup: ReplicaSetup) -> EngineTiming:
+    timing = setup.timing
+    if timing.admission_lag_steps < 0:
+        raise ConfigError("admission_lag_steps", timing.admission_lag_steps, "must be >= 0")
+    latencies = {
+        "frontend_latency_s": timing.frontend_latency_s,
+        "output_latency_s": timing.output_latency_s,
+    }
+    for name, value in latencies.items():
+        if not value >= 0:
+            raise ConfigError(name, value, "must be >= 0")
+    return timing

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from servesim.core.errors import ConfigError
 from servesim.core.events import EventLoop
 from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
+from servesim.engine.profiles.base import EngineTiming
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.engine.replica import Replica
 from servesim.engine.sequence import Seq
@@ -39,6 +40,9 @@ class ReplicaSetup:
             cluster layer disaggregates.
         receives_kv: the replica may be given sequences computed elsewhere (``decode`` role,
             migration targets); it then steps one iteration at a time.
+        timing: the engine's request entry and token delivery timing (its profile's
+            ``EngineTiming``: steps scheduled ahead, front-end latency in and out); the
+            default, all zero, is vLLM 0.6's loop.
     """
 
     plan: ReplicaPlan
@@ -47,6 +51,7 @@ class ReplicaSetup:
     pool: str = "default"
     role: str = "unified"
     receives_kv: bool = False
+    timing: EngineTiming = field(default_factory=EngineTiming)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +85,12 @@ def replica_view(replica: Replica) -> ReplicaView:
     for engine in replica.engines:
         state = engine.state
         queued += engine.scheduler.num_queued(state) + len(state.swapped) + len(engine.incoming)
+        queued += len(engine.arrivals)
         running += len(state.running)
         used += state.blocks.num_used
         for seq in state.waiting:
+            pending += seq.prefill_target - seq.num_computed
+        for _, seq in engine.arrivals:
             pending += seq.prefill_target - seq.num_computed
         for seq in state.prefilling:
             pending += seq.prefill_target - seq.num_computed

@@ -2,7 +2,12 @@
 
 Tokens are emitted at the end of an iteration: the first when the iteration that completes the
 prompt ends (recorded one host overhead later when the scheduler models vLLM V0's async output
-processing, see ``VirtualEngine._output_lag``). When a scheduler says its decision is stable
+processing, and the engine's output latency later for a front end that streams them, see
+``VirtualEngine._output_lag``). An engine that schedules ``k`` steps ahead (vLLM V1 async
+scheduling, SGLang's and TensorRT-LLM's overlap schedulers: ``admission_lag_steps``) forms
+step N+1 while step N runs, so a request entering during step N first joins step N+1+k; the
+engine keeps such requests in ``arrivals`` until the step they can join is formed (an idle
+engine takes them at once). When a scheduler says its decision is stable
 (``can_skip``), a run of decode-only iterations is advanced inside one event, iteration by
 iteration with the perf model queried for each shape, up to the first one that an arrival, the
 duration limit, a finish or a missing KV block could change, so results equal those of
@@ -11,6 +16,7 @@ stepping one event at a time.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -42,6 +48,8 @@ class VirtualEngine(KVHandoffMixin):
         *,
         skip_ahead: bool,
         check_invariants: bool,
+        admission_lag_steps: int = 0,
+        output_latency_s: float = 0.0,
     ) -> None:
         self.replica = replica
         self.index = index
@@ -53,6 +61,14 @@ class VirtualEngine(KVHandoffMixin):
         self.is_trusted = type(scheduler).__module__.startswith("servesim.")
         # vLLM V0's async output processing (see _output_lag)
         self.stamps_after_next_step = bool(getattr(scheduler, "async_output_processing", False))
+        self.output_latency_s = output_latency_s
+        self.admission_lag_steps = admission_lag_steps
+        # Requests that entered while steps they cannot join were already formed, as
+        # (entry time, request), in entry order; only with admission_lag_steps > 0.
+        self.arrivals: deque[tuple[float, Seq]] = deque()
+        # Start times of the last admission_lag_steps steps launched (empty when idle): the
+        # oldest is when the step now being formed was formed in the engine.
+        self.step_starts: deque[float] = deque(maxlen=max(admission_lag_steps, 1))
         self.busy = False
         self.loop = replica.loop
         self.records = replica.records
@@ -62,8 +78,26 @@ class VirtualEngine(KVHandoffMixin):
     def num_unfinished(self) -> int:
         """Requests queued, running or swapped here."""
         state = self.state
-        queued = self.scheduler.num_queued(state) + len(self.incoming)
+        queued = self.scheduler.num_queued(state) + len(self.incoming) + len(self.arrivals)
         return len(state.running) + len(state.swapped) + queued
+
+    def add_request(self, seq: Seq, now: float) -> None:
+        """A request enters the engine loop at ``now`` (queued for the first step it can
+        join; an idle engine starts after every event at this instant, so simultaneous
+        entries batch together)."""
+        if self.admission_lag_steps:
+            self.arrivals.append((now, seq))
+        else:
+            self.state.waiting.append(seq)
+        if not self.busy:
+            self.busy = True
+            self.loop.schedule(now, self.start, now, priority=2)
+
+    def _admit_arrivals(self, cutoff_s: float) -> None:
+        """Queue for scheduling the requests that entered by ``cutoff_s``."""
+        arrivals, waiting = self.arrivals, self.state.waiting
+        while arrivals and arrivals[0][0] <= cutoff_s:
+            waiting.append(arrivals.popleft()[1])
 
     # ---- one iteration -------------------------------------------------------------------
     def start(self, now: float) -> None:
@@ -75,13 +109,24 @@ class VirtualEngine(KVHandoffMixin):
             self._release_outgoing(now)
         if self.incoming:
             self._admit_incoming(now)
+        if self.arrivals:
+            # Scheduling k steps ahead: the step formed now was formed, in the engine, when
+            # the oldest of the last k steps was launched.
+            self._admit_arrivals(self.step_starts[0] if self.step_starts else now)
         batch = self.scheduler.schedule(now, state)
+        if batch is None and self.arrivals:
+            # Nothing formed ahead: the idle engine loop takes the new requests now.
+            self._admit_arrivals(now)
+            batch = self.scheduler.schedule(now, state)
         if batch is None:
             self.busy = False
+            self.step_starts.clear()
             if self.check_invariants:
                 state.check()
             return
         self.busy = True
+        if self.admission_lag_steps:
+            self.step_starts.append(now)
         if not self.is_trusted:
             self._validate(batch)
         batch.start_s = now
@@ -102,6 +147,7 @@ class VirtualEngine(KVHandoffMixin):
             and not batch.prefills
             and not num_swap
             and not state.ready
+            and not self.arrivals  # they join a later step: step to it
             and not state.num_preempted_this_step  # freed blocks may admit a queued request
             and len(batch.decodes) == len(state.group.members)
             and self.scheduler.can_skip(state)
@@ -194,8 +240,12 @@ class VirtualEngine(KVHandoffMixin):
         preparation, broadcast to the TP workers), i.e. one host overhead later; the host
         overhead of this step stands for the next one's. Sources: vLLM RFC #6913
         (asynchronous output processor) and ``execute_model`` in vLLM 0.6's model runner.
+
+        A front end in another process (vLLM V1's API server, SGLang's detokenizer) adds its
+        ``output_latency_s``: the tokens reach the client that much after the step.
         """
-        return times.overhead_s if self.stamps_after_next_step else 0.0
+        lag = times.overhead_s if self.stamps_after_next_step else 0.0
+        return lag + self.output_latency_s if self.output_latency_s else lag
 
     def _decode_tick(self, decodes: list[Seq], now: float) -> None:
         state = self.state
@@ -260,6 +310,8 @@ class VirtualEngine(KVHandoffMixin):
                 state.check()
             blocks.allocate(need)
             start = end
+            if self.admission_lag_steps:
+                self.step_starts.append(start)
             shape = BatchShape(
                 num_decode_seqs=len(group.members),
                 decode_context_tokens=group.ctx_sum,

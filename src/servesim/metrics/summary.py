@@ -22,11 +22,14 @@ a simulated run and a measured one compare like for like:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
+from servesim.cluster.deployment import Deployment
+from servesim.engine.profiles import EngineProfile
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.metrics.efficiency import Efficiency, compute_efficiency
 from servesim.metrics.slo import SLOResult, SLOSpec, evaluate_slo
@@ -37,6 +40,41 @@ from servesim.metrics.timeseries import (
     iteration_spans,
     time_weighted,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLine:
+    """The serving engine one pool ran, as a summary states it.
+
+    Attributes:
+        pool: the pool's name.
+        engine: the engine profile's name (``vllm-v1-async``).
+        version: the engine versions the profile stands for (``vLLM >= 0.11 ...``).
+        settings: the effective scheduler settings (``EngineProfile.settings_line``).
+    """
+
+    pool: str
+    engine: str
+    version: str
+    settings: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The four fields by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def text(self) -> str:
+        """``engine (version): settings`` in one line."""
+        return f"{self.engine} ({self.version}): {self.settings}"
+
+
+def engine_line(pool: str, profile: EngineProfile, scheduler: Any, cache: Any) -> EngineLine:
+    """What a summary says about the engine of ``pool`` (its scheduler and cache configs)."""
+    return EngineLine(pool, profile.name, profile.version, profile.settings_line(scheduler, cache))
+
+
+def engine_lines(deployment: Deployment) -> tuple[EngineLine, ...]:
+    """One ``EngineLine`` per pool of ``deployment``, in pool order."""
+    return tuple(engine_line(p.name, p.engine, p.scheduler, p.cache) for p in deployment.pools)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +101,8 @@ class Summary:
             scheduled requests (None when nothing was scheduled).
         num_replicas: replicas in the run.
         counters: the engine's named counters.
+        engines: the serving engine of each pool, its version and effective settings
+            (empty when the caller did not say).
     """
 
     num_requests: int
@@ -91,6 +131,7 @@ class Summary:
     prefix_cache_hit_rate: float | None
     num_replicas: int
     counters: Mapping[str, int]
+    engines: tuple[EngineLine, ...] = ()
 
     @property
     def num_rejected(self) -> int:
@@ -216,8 +257,13 @@ def _cache_and_rejections(req: dict[str, np.ndarray]) -> dict[str, object]:
     }
 
 
-def summarize(records: SimulationRecords, slo: SLOSpec | None = None) -> Summary:
-    """Turn a run's records into its summary (definitions in the module docstring)."""
+def summarize(
+    records: SimulationRecords,
+    slo: SLOSpec | None = None,
+    engines: Iterable[EngineLine] = (),
+) -> Summary:
+    """Turn a run's records into its summary (definitions in the module docstring);
+    ``engines`` (``engine_lines(deployment)``) says which engine each pool ran."""
     req = records.requests.view()
     it = records.iterations.view()
     completed = (req["reject_reason"] == RejectReason.NONE) & np.isfinite(req["completion_s"])
@@ -256,6 +302,7 @@ def summarize(records: SimulationRecords, slo: SLOSpec | None = None) -> Summary
         efficiency=compute_efficiency(it, records.replicas, busy, duration, num_out),
         num_replicas=len(records.replicas),
         counters=dict(records.counters),
+        engines=tuple(engines),
         **throughput,  # type: ignore[arg-type]
         **_cache_and_rejections(req),  # type: ignore[arg-type]
     )

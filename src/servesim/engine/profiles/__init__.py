@@ -14,6 +14,7 @@ from servesim.engine.profiles.base import (
     ENGINES,
     LARGE_GPU_BYTES,
     EngineProfile,
+    EngineTiming,
     Launcher,
     LaunchSettings,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "ENGINES",
     "LARGE_GPU_BYTES",
     "EngineProfile",
+    "EngineTiming",
     "LaunchSettings",
     "Launcher",
     "engine_names",

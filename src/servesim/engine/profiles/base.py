@@ -91,6 +91,28 @@ def flag_values(argv: list[str]) -> tuple[list[str], dict[str, str | None]]:
 
 
 @dataclass(frozen=True, slots=True)
+class EngineTiming:
+    """When a request enters an engine's loop and when its tokens reach the client.
+
+    Attributes:
+        admission_lag_steps: steps formed ahead of the one in flight (0: synchronous, the
+            next step is formed when the current one ends). With lag ``k`` a request that
+            enters during step N first joins step N+1+k (vLLM V1 async scheduling, SGLang and
+            TensorRT-LLM overlap schedulers: ``k`` = 1).
+        frontend_latency_s: time from a request's arrival at the server to its entry into the
+            engine loop (API server: HTTP parsing, tokenisation, hand-off to the engine
+            process); its latency is still measured from the arrival.
+        output_latency_s: time from the end of the step that produced a token to the client
+            receiving it (engine -> API server hand-off, detokenisation, streaming); adds to
+            TTFT and E2E alike, not to the gaps between tokens.
+    """
+
+    admission_lag_steps: int = 0
+    frontend_latency_s: float = 0.0
+    output_latency_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class EngineProfile:
     """One serving engine as data (module docstring).
 
@@ -111,11 +133,9 @@ class EngineProfile:
         cuda_graphs_with_prefill: graphs also cover steps with prefill (piecewise capture).
         overlap: what CPU work the engine hides under GPU time, in words.
         launcher: writes and parses its launch line.
-        admission_lag_steps: steps a new request waits beyond the in-flight one because the
-            scheduler runs ahead (1 under async scheduling / overlap: step N+1 is formed
-            before a request arriving during step N can join). Engine hook, see the report.
-        frontend_latency_s: time a token spends outside the engine loop before the client
-            sees it (API server, IPC, detokenisation, streaming). Engine hook.
+        admission_lag_steps, frontend_latency_s, output_latency_s: the engine's
+            ``EngineTiming`` (``timing``): steps formed ahead, time before a request enters
+            the engine loop, time before a finished step's tokens reach the client.
     """
 
     name: str
@@ -134,6 +154,14 @@ class EngineProfile:
     large_gpu_scheduler: Mapping[str, Any] = field(default_factory=dict)
     admission_lag_steps: int = 0
     frontend_latency_s: float = 0.0
+    output_latency_s: float = 0.0
+
+    @property
+    def timing(self) -> EngineTiming:
+        """Request entry and token delivery timing (``EngineTiming``)."""
+        return EngineTiming(
+            self.admission_lag_steps, self.frontend_latency_s, self.output_latency_s
+        )
 
     def settings_line(self, scheduler: Any, cache: Any) -> str:
         """The effective settings in one line (``chunked prefill on, budget 8192, ...``)."""
@@ -155,6 +183,13 @@ class EngineProfile:
             f"CUDA graphs <= {self.cuda_graph_max_tokens} tokens"
             + (" (prefill too)" if self.cuda_graphs_with_prefill else " (decode only)"),
         ]
+        if self.admission_lag_steps:
+            parts.append(f"schedules {self.admission_lag_steps} step(s) ahead")
+        if self.frontend_latency_s or self.output_latency_s:
+            parts.append(
+                f"front end {self.frontend_latency_s * 1e3:g} ms in, "
+                f"{self.output_latency_s * 1e3:g} ms out"
+            )
         return ", ".join(parts)
 
     def scheduler_defaults(self, gpu_memory_bytes: float | None = None) -> dict[str, Any]:

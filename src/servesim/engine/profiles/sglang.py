@@ -21,6 +21,7 @@ from servesim.engine.profiles.base import (
     LaunchSettings,
     flag_values,
 )
+from servesim.engine.profiles.vllm import V1_FRONTEND_IN_S, V1_FRONTEND_OUT_S
 
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 
@@ -96,7 +97,10 @@ SGLANG = ENGINES.register("sglang")(
         cuda_graphs_with_prefill=False,
         overlap="scheduling and result processing of batch N+1 during GPU batch N",
         launcher=SGLangLauncher(),
-        admission_lag_steps=1,  # overlap: batch N+1 formed during batch N
-        frontend_latency_s=3e-3,  # vllm-v1's (tokenizer/detokenizer processes), not fitted
+        admission_lag_steps=1,  # overlap scheduler: batch N+1 formed during batch N
+        # vLLM V1's front end (tokenizer manager and detokenizer are processes of their own,
+        # talking to the scheduler over ZMQ as in vLLM V1); not fitted to SGLang runs.
+        frontend_latency_s=V1_FRONTEND_IN_S,
+        output_latency_s=V1_FRONTEND_OUT_S,
     )
 )

@@ -22,6 +22,7 @@ from servesim.engine.profiles.base import (
     LaunchSettings,
     flag_values,
 )
+from servesim.engine.profiles.vllm import V1_FRONTEND_IN_S, V1_FRONTEND_OUT_S
 
 
 class TRTLLMLauncher(Launcher):
@@ -81,6 +82,9 @@ TRTLLM = ENGINES.register("trtllm")(
         overlap="host work of step N+1 during GPU step N (overlap scheduler)",
         launcher=TRTLLMLauncher(),
         admission_lag_steps=1,  # overlap scheduler: step N+1 formed during step N
-        frontend_latency_s=3e-3,  # vllm-v1's, not fitted
+        # vLLM V1's front end (trtllm-serve's OpenAI server tokenises and detokenises in its
+        # own process as well); not fitted to TensorRT-LLM runs.
+        frontend_latency_s=V1_FRONTEND_IN_S,
+        output_latency_s=V1_FRONTEND_OUT_S,
     )
 )

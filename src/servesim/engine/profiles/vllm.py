@@ -101,6 +101,21 @@ VLLM_06 = ENGINES.register("vllm-0.6")(
     )
 )
 
+# The V1 front end (vllm/v1/engine/async_llm.py + core_client.py): the API server process
+# parses the HTTP request, tokenises the prompt and sends it to the engine-core process over
+# ZMQ (msgpack); the engine core's input thread queues it and the busy loop adds it to the
+# scheduler between steps. Outputs go back the same way: engine core -> ZMQ -> the API
+# server's output handler, which detokenises incrementally and writes the SSE chunk the
+# client timestamps (vllm bench serve / inference-perf measure TTFT and E2E at the client).
+# So both sides add to TTFT and E2E; only the input side can change which step a request
+# joins. Set on BLIS (the sum, 3 ms: see vllm-v1-async); the split is by the published
+# scale of each side's work: tokenising a 500-1,000-token prompt with a HF fast tokenizer is
+# ~1-2 us/token, i.e. 1-2 ms (tenstorrent/tt-inference-server#2173: 1.3-2.8 ms for 131
+# tokens with a chat template), plus HTTP parsing and the ZMQ hop; the output side per step
+# is one ZMQ hop, incremental detokenisation (~30 us/token, vLLM PR #121) and one SSE write.
+V1_FRONTEND_IN_S = 2e-3
+V1_FRONTEND_OUT_S = 1e-3
+
 # vLLM >= 0.8 V1 engine (vllm/v1/core/sched/scheduler.py): chunked prefill always, one token
 # budget, prefix caching on by default, recompute preemption. EngineArgs._set_default_args_v1
 # (0.8+): the OpenAI server on GPUs with >= 70 GiB defaults to max_num_batched_tokens 8192 and
@@ -132,7 +147,10 @@ VLLM_V1 = ENGINES.register("vllm-v1")(
         cuda_graphs_with_prefill=True,
         overlap="detokenisation and the API server in other processes; scheduling serial",
         launcher=VLLMLauncher(is_v1=True),
-        frontend_latency_s=3e-3,  # as vllm-v1-async's (same API server and IPC)
+        # Same API server and engine-core IPC as vllm-v1-async (see there); no lag: the
+        # next step is formed when the current one ends (EngineCore.step).
+        frontend_latency_s=V1_FRONTEND_IN_S,
+        output_latency_s=V1_FRONTEND_OUT_S,
     )
 )
 
@@ -155,11 +173,18 @@ VLLM_V1_ASYNC = ENGINES.register("vllm-v1-async")(
         cuda_graphs_with_prefill=True,
         overlap="scheduling and input preparation of step N+1 during GPU step N",
         launcher=VLLMLauncher(is_v1=True, async_scheduling=True),
-        # Set on the BLIS V1 dev set's TTFT (low-load stages): measured TTFT exceeds the
-        # synchronous replay by ~1 step + ~3 ms in all four models (7B: 13 ms at a 7 ms step;
-        # 70B TP4: 30 ms at an 18 ms step); scale of the 3 ms: vLLM PR #17866's V1 serving
-        # run, 21 ms TTFT for 500-token prompts on a 1B model whose prefill is ~2 ms.
+        # Lag 1 (vllm/v1/engine/core.py, step_with_batch_queue with batch_queue_size 2 under
+        # async scheduling, PR #19970): right after launching step N the engine core
+        # schedules step N+1 ("filling the batch queue has a higher priority than getting
+        # model outputs"), so a request that reaches the scheduler during step N first
+        # joins step N+2.
+        # Set on the BLIS V1 dev set (by the first engines helper; not retuned): measured
+        # low-load TTFT exceeds the synchronous replay by ~1 step + ~3 ms in all four models
+        # (7B: 13 ms at a 7 ms step; 70B TP4: 30 ms at an 18 ms step). Independent scale of
+        # the 3 ms: vLLM PR #17866's V1 serving run, 21 ms TTFT for 500-token prompts on a
+        # 1B model whose prefill is ~2 ms; split in/out as V1_FRONTEND_IN_S/_OUT_S say.
         admission_lag_steps=1,
-        frontend_latency_s=3e-3,
+        frontend_latency_s=V1_FRONTEND_IN_S,
+        output_latency_s=V1_FRONTEND_OUT_S,
     )
 )
