@@ -397,7 +397,8 @@ def fit_dtype(rows: Rows, gpu: GPUSpec, label: str) -> MoELayerFit:
     sub = take(rows, np.arange(rows["latency_s"].size) % 8 == 0)
     free, x0 = _free_mask(rows), _x0_for(rows)
     best: tuple[float, MoELayerFit] | None = None
-    for lo, hi in ((lo, hi) for lo in TILES for hi in TILES if lo <= hi):
+    # fixed tiles, and the whole range grown with the pairs per expert (``tile_for``)
+    for lo, hi in (*((t, t) for t in TILES), (TILES[0], TILES[-1])):
         base = MoELayerFit(wbytes, cdtype, 0.0, 0.0, 0.0, 1.0, 1.0, float(hi), 1.0)
         base = replace(base, tile_min=0.0 if lo == hi else float(lo))
         fitted, cost = _solve(sub, gpu, base, free, x0)
