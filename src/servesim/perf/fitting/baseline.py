@@ -35,7 +35,8 @@ def legacy_predict(family: str, calibration: Calibration, gpu: GPUSpec, rows: Ro
 
 def _gemm(kernels: KernelSet, gpu: GPUSpec, rows: Rows, i: int) -> float:
     label = str(rows["dtype"][i])
-    if label not in _GEMM_FORMATS:
+    # the legacy model has no activation-quantisation kernel of its own (quantize rows)
+    if rows["op"][i] != "gemm" or label not in _GEMM_FORMATS:
         return float("nan")
     w, a, dtype = _GEMM_FORMATS[label]
     peak = gpu.peak_flops_per_s.get(dtype) or gpu.peak_flops(DType.BF16)
