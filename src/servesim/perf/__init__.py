@@ -1,11 +1,13 @@
 """The cost model: batch shape -> iteration time (op by op), and the memory plan.
 
-``RooflinePerfModel`` is the default ``PerfModel``; ``explain`` lists an iteration's ops.
+``RooflinePerfModel`` is the default ``PerfModel``; ``explain`` lists an iteration's ops;
+``op_time_s`` prices one operator under a kernel stack (docs/cost-model.md).
 """
 
 from __future__ import annotations
 
 from servesim.perf.memory import check_plan
+from servesim.perf.op_query import OpTime, op_time_s
 from servesim.perf.roofline import RooflinePerfModel
 from servesim.perf.types import (
     BatchShape,
@@ -36,6 +38,7 @@ __all__ = [
     "BatchShape",
     "MemoryPlan",
     "OpCost",
+    "OpTime",
     "PerfModel",
     "ReplicaPlan",
     "RooflinePerfModel",
@@ -43,4 +46,5 @@ __all__ = [
     "check_plan",
     "default_perf_model",
     "explain",
+    "op_time_s",
 ]
