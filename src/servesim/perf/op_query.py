@@ -24,7 +24,7 @@ from servesim.core.errors import ConfigError, UnknownNameError
 from servesim.perf.calibration import Calibration, load_calibration
 from servesim.perf.kernel_set import GemmShape, KernelSet, MoeShape, gemm_label
 from servesim.perf.moe import busiest_device, expert_frequencies
-from servesim.perf.shapes import LayerShapes
+from servesim.perf.shapes import attention_shapes
 from servesim.perf.stacks import get_stack
 from servesim.perf.types import BatchShape
 from servesim.specs.catalog import get_gpu
@@ -152,17 +152,7 @@ def _attention(
     head_dim = int(_need(shape, "head_dim", 128))
     window = int(_need(shape, "window", 0, minimum=0)) or None
     kv_bytes = DType.parse(str(shape.get("kv_dtype", "bf16"))).num_bytes
-    layer = LayerShapes(
-        hidden=heads * head_dim,
-        head_dim=head_dim,
-        num_q_heads=heads,
-        num_kv_heads=kv_heads,
-        qkv_out=(heads + 2 * kv_heads) * head_dim,
-        attn_out_in=heads * head_dim,
-        ffn=0,
-        up_out=0,
-        is_mla=False,
-    )
+    layer = attention_shapes(heads, kv_heads, head_dim)
     if op == "prefill-attention":
         isl = int(_need(shape, "isl"))
         context = int(_need(shape, "context", 0, minimum=0))

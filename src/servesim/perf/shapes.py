@@ -33,6 +33,22 @@ class LayerShapes:
     q_lora_rank: int = 0
 
 
+def attention_shapes(num_q_heads: int, num_kv_heads: int, head_dim: int) -> LayerShapes:
+    """The attention widths alone (one GPU's heads), for pricing an attention kernel by itself
+    (op queries, table rows); the GEMM widths are derived as for a standard layer."""
+    return LayerShapes(
+        hidden=num_q_heads * head_dim,
+        head_dim=head_dim,
+        num_q_heads=num_q_heads,
+        num_kv_heads=num_kv_heads,
+        qkv_out=(num_q_heads + 2 * num_kv_heads) * head_dim,
+        attn_out_in=num_q_heads * head_dim,
+        ffn=0,
+        up_out=0,
+        is_mla=False,
+    )
+
+
 def kv_heads_per_gpu(model: ModelSpec, tp: int) -> int:
     """KV heads one GPU stores: split by TP, at least one (vLLM replicates beyond kv heads)."""
     return max(1, model.num_kv_heads // tp)

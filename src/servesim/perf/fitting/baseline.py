@@ -14,7 +14,7 @@ from servesim.perf.attention import AttnCost
 from servesim.perf.calibration import Calibration
 from servesim.perf.fitting.heldout import Rows
 from servesim.perf.kernel_set import GemmShape, KernelSet, MoeShape
-from servesim.perf.shapes import LayerShapes
+from servesim.perf.shapes import attention_shapes
 from servesim.perf.stacks import LEGACY_STACK
 from servesim.perf.types import BatchShape
 from servesim.specs.dtypes import DType
@@ -47,17 +47,7 @@ def _gemm(kernels: KernelSet, gpu: GPUSpec, rows: Rows, i: int) -> float:
 def _attention(kernels: KernelSet, gpu: GPUSpec, rows: Rows, i: int) -> float:
     heads, kv_heads = int(rows["num_q_heads"][i]), int(rows["num_kv_heads"][i])
     head_dim = int(rows["head_dim"][i])
-    layer = LayerShapes(
-        hidden=heads * head_dim,
-        head_dim=head_dim,
-        num_q_heads=heads,
-        num_kv_heads=kv_heads,
-        qkv_out=(heads + 2 * kv_heads) * head_dim,
-        attn_out_in=heads * head_dim,
-        ffn=0,
-        up_out=0,
-        is_mla=False,
-    )
+    layer = attention_shapes(heads, kv_heads, head_dim)
     seqs = int(rows["num_seqs"][i])
     window = int(rows["window"][i]) or None
     kv_bytes = float(rows["kv_bytes"][i])
