@@ -14,7 +14,7 @@ from conftest import small_scenario
 from servesim.api import plan_config
 from servesim.cli import app
 from servesim.config import SimConfig
-from servesim.planner.deploy import sim_config_dict, vllm_flags
+from servesim.planner.deploy import launch_args, sim_config_dict
 from servesim.planner.space import PlanSpec, SchedulerVariant
 
 runner = CliRunner()
@@ -87,7 +87,7 @@ def test_plan_config_validates_for_colocated_and_disaggregated() -> None:
     routed = PlanSpec("h100-sxm", replicas=2, router="least_outstanding_requests")
     assert plan_config(scenario, routed, 2.0).router == "least_outstanding_requests"
     yaml.safe_dump(sim_config_dict(scenario, disagg, 2.0))  # plain data
-    flags = vllm_flags(scenario, colocated)
+    flags = launch_args(scenario, colocated)
     assert flags[flags.index("--tensor-parallel-size") + 1] == "2"
     assert flags[flags.index("--enable-chunked-prefill") + 1] == "True" and "fp8" in flags
 

@@ -11,7 +11,7 @@ from servesim.api import plan_config
 from servesim.cluster import build_deployment
 from servesim.perf import default_perf_model
 from servesim.planner.analytic import Prefilter
-from servesim.planner.deploy import sim_config_dict, vllm_command, vllm_flags
+from servesim.planner.deploy import launch_args, launch_command, sim_config_dict
 from servesim.planner.evaluate import OK, PlanResult, PlanTask, evaluate_plan
 from servesim.planner.rank import why_wins
 from servesim.planner.scenario import Scenario, SLOCriterion, deployment_config
@@ -124,7 +124,7 @@ def test_winner_yaml_and_vllm_lines_show_both_pools() -> None:
         ("prefill", A100, 2, 1),
         ("decode", H100, 1, 2),
     ]
-    lines = vllm_command(scenario, plan).splitlines()
+    lines = launch_command(scenario, plan).splitlines()
     assert len(lines) == 2
     assert "--tensor-parallel-size 2" in lines[0] and "prefill: 1 instance(s) on a100" in lines[0]
     assert "--tensor-parallel-size 1" in lines[1] and "decode: 2 instance(s) on h100" in lines[1]
@@ -158,7 +158,7 @@ def test_ep_plan_yaml_and_flags() -> None:
     plan = PlanSpec(H100, tp=4, ep=4, replicas=2)
     pools = plan_config(scenario, plan, 1.0).effective_deployment().pools
     assert [(p.tp, p.ep, p.replicas) for p in pools] == [(4, 4, 2)]
-    assert "--enable-expert-parallel" in vllm_flags(scenario, plan)
+    assert "--enable-expert-parallel" in launch_args(scenario, plan)
     assert "ep4" in plan.key() and "ep4" in plan.label()
     assert "ep" not in PlanSpec(H100, tp=4).key().split("/")[3]
 

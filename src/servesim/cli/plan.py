@@ -3,8 +3,9 @@
 ``capacity`` finds the highest rate one deployment sustains within an SLO. ``plan`` searches
 deployments (GPU types and counts, TP/PP, replicas, dtypes, scheduler knobs, optionally
 prefill/decode disaggregation), prints the ranked plans, the Pareto front, the winner's
-SimConfig YAML and its vLLM launch line; ``--mix`` adds the Mélange GPU mix for a target
-rate. ``plan show STORE`` prints a stored search.
+SimConfig YAML and its launch line in the chosen engine's CLI (``--engine``: ``vllm serve``,
+``python -m sglang.launch_server``, ``trtllm-serve``, naming the version); ``--mix`` adds the
+Mélange GPU mix for a target rate. ``plan show STORE`` prints a stored search.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from servesim.cli.progress import progress_bar
 from servesim.cli.simulate import build_config, config_flags
 from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
-from servesim.planner.deploy import vllm_command
+from servesim.engine.profiles import AUTO, resolve_engine
+from servesim.planner.deploy import launch_command, sim_config_dict
 from servesim.planner.executors import Executor, make_executor
 from servesim.planner.mix import mix_candidates, plan_mix
 from servesim.planner.scenario import DEFAULT_REQUESTS_PER_REPLICA, Scenario, SLOCriterion
@@ -159,6 +161,7 @@ def plan_cmd(
     ] = "h100-sxm:8",
     workload: Annotated[str | None, opts.workload(_D)] = None,
     seed: Annotated[int | None, opts.seed(_D)] = None,
+    engine: Annotated[str | None, opts.engine(_D)] = None,
     slo_ttft_p99: Annotated[float | None, opts.slo_ttft_p99(_L)] = None,
     slo_tpot_p99: Annotated[float | None, opts.slo_tpot_p99(_L)] = None,
     min_attainment: Annotated[float | None, opts.min_attainment(_L)] = None,
@@ -240,9 +243,11 @@ def plan_cmd(
     if ctx.invoked_subcommand is not None:
         return
     opts.apply_calibration(calibration)
-    flags = {"model": model, "seed": seed}
+    # The engine's cache defaults (prefix caching, memory fraction) reach the scenario.
+    flags = {"model": model, "seed": seed, "hardware.engine": engine}
     wl = {"preset": workload, "arrival": None, "rate": None, "cv": None}
     cfg = build_config(config, flags, {**wl, "trace": None, "trace_format": None})
+    engine_name = cfg.hardware.engine
     criterion = slo_criterion(
         cfg, ttft_p99_s=slo_ttft_p99, tpot_p99_s=slo_tpot_p99, min_attainment=min_attainment
     )
@@ -283,6 +288,8 @@ def plan_cmd(
         objective=objective, target_rate_per_s=target_rate, rel_tol=tol, exhaustive=exhaustive
     )
     executor = _executor(inline, workers, use_ray, ray_address)
+    profile = resolve_engine(engine_name)
+    console.print(f"engine: {profile.name} ({profile.version})", markup=False, highlight=False)
     try:
         report = _run_with_progress(
             lambda cb: plan(
@@ -292,16 +299,19 @@ def plan_cmd(
         )
         render_report(report, scenario, options, top, executor.name)
         if report.ranked:
-            _winner(scenario, report, out)
+            _winner(scenario, report, out, engine_name)
         if mix:
             _mix(scenario, report, space, target_rate, executor)
     finally:
         executor.close()
 
 
-def _winner(scenario: Scenario, report: SearchReport, out: Path | None) -> None:
+def _winner(scenario: Scenario, report: SearchReport, out: Path | None, engine: str) -> None:
     best = report.ranked[0]
-    cfg = plan_config(scenario, best.plan, best.capacity_per_s)
+    if engine == AUTO:
+        cfg = plan_config(scenario, best.plan, best.capacity_per_s)
+    else:  # plan_config with the engine named in the YAML
+        cfg = SimConfig.from_dict(sim_config_dict(scenario, best.plan, best.capacity_per_s, engine))
     text = yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), sort_keys=False)
     if out is not None:
         out.write_text(text, encoding="utf-8")
@@ -309,8 +319,11 @@ def _winner(scenario: Scenario, report: SearchReport, out: Path | None) -> None:
     else:
         console.print("\n[bold]Winner's config[/] (servesim simulate --config FILE):")
         console.print(text, markup=False, highlight=False)
-    console.print("[bold]vLLM launch:[/]")
-    console.print(vllm_command(scenario, best.plan), markup=False, highlight=False, soft_wrap=True)
+    profile = resolve_engine(engine, best.plan.scheduler.kind)
+    console.print(f"[bold]Launch ({profile.name}, {profile.version}):[/]")
+    console.print(
+        launch_command(scenario, best.plan, engine), markup=False, highlight=False, soft_wrap=True
+    )
 
 
 def _mix(

@@ -1,28 +1,35 @@
-"""Turn a chosen plan into something to run: a SimConfig mapping and vLLM launch flags.
+"""Turn a chosen plan into something to run: a SimConfig mapping and the engine's launch line.
 
 ``sim_config_dict`` returns a plain mapping with ``SimConfig``'s keys (the planner sits below
 the config layer; ``servesim.api.plan_config`` validates it into a ``SimConfig``), so the
-YAML written for the winner is accepted by ``servesim simulate --config``.
+YAML written for the winner is accepted by ``servesim simulate --config``. The launch line is
+written by the chosen engine profile's launcher (``EngineProfile.launch_command``), so it is the
+profile's program, flags and version.
 """
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
+from servesim.engine.profiles import AUTO, LaunchSettings, resolve_engine
 from servesim.planner.scenario import Scenario, plan_roles, pool_fields
 from servesim.planner.space import PlanSpec
 from servesim.specs.catalog import resolve_model
 
 
-def sim_config_dict(scenario: Scenario, plan: PlanSpec, rate_per_s: float | None) -> dict[str, Any]:
-    """A ``SimConfig``-shaped mapping: ``plan`` serving ``scenario`` at ``rate_per_s``."""
+def sim_config_dict(
+    scenario: Scenario, plan: PlanSpec, rate_per_s: float | None, engine: str = AUTO
+) -> dict[str, Any]:
+    """A ``SimConfig``-shaped mapping: ``plan`` serving ``scenario`` at ``rate_per_s`` on
+    ``engine`` (a profile name; ``auto``: left out, the scheduler decides)."""
     hardware: dict[str, Any] = {
         "gpu": plan.gpu,
         "tp": plan.tp,
         "pp": plan.pp,
         "dtype": plan.dtype,
     }
+    if engine != AUTO:
+        hardware["engine"] = engine
     if plan.kv_dtype is not None:
         hardware["kv_dtype"] = plan.kv_dtype
     workload = scenario.workload
@@ -50,7 +57,7 @@ def sim_config_dict(scenario: Scenario, plan: PlanSpec, rate_per_s: float | None
         # Pools with their own hardware (or EP, which ``hardware:`` has no field for) need
         # the full ``deployment:`` form; the shorthands below give every pool ``hardware``.
         del out["hardware"], out["scheduler"]
-        out["deployment"] = _deployment_dict(scenario, plan)
+        out["deployment"] = _deployment_dict(scenario, plan, engine)
         return out
     if plan.router != "round_robin":
         out["router"] = plan.router
@@ -61,11 +68,13 @@ def sim_config_dict(scenario: Scenario, plan: PlanSpec, rate_per_s: float | None
     return out
 
 
-def _deployment_dict(scenario: Scenario, plan: PlanSpec) -> dict[str, Any]:
+def _deployment_dict(scenario: Scenario, plan: PlanSpec, engine: str) -> dict[str, Any]:
     """The ``deployment:`` mapping: one pool per role, each with its own hardware."""
     pools = []
     for role in plan_roles(plan):
         pool = pool_fields(scenario, plan, role)
+        if engine != AUTO:
+            pool["engine"] = engine
         pool["cache"] = scenario.cache.model_dump(mode="json", exclude_unset=True)
         if pool["kv_dtype"] is None:
             del pool["kv_dtype"]
@@ -75,70 +84,71 @@ def _deployment_dict(scenario: Scenario, plan: PlanSpec) -> dict[str, Any]:
     return {"pools": pools, "router": {"kind": plan.router}}
 
 
-def vllm_flags(scenario: Scenario, plan: PlanSpec, role: str = "decode") -> list[str]:
-    """``vllm serve`` arguments for one replica of ``plan``'s ``role`` pool (vLLM's CLI
-    names; ``role`` matters only for disaggregated plans, whose pools differ in TP)."""
+def launch_settings(
+    scenario: Scenario, plan: PlanSpec, role: str = "decode", engine: str = AUTO
+) -> LaunchSettings:
+    """What one replica of ``plan``'s ``role`` pool is launched with (``role`` matters only
+    for disaggregated plans, whose pools differ in hardware); a prefix-caching setting left
+    to the engine takes ``engine``'s default."""
     phase = plan.phase(role if plan.mode == "disaggregated" else "unified")
+    profile = resolve_engine(engine, phase.scheduler.kind)
     spec = resolve_model(scenario.model)
     model = spec.source if "/" in spec.source and " " not in spec.source else scenario.model
     s = phase.scheduler
     cache = scenario.cache
-    args = [
-        "vllm",
-        "serve",
-        model,
-        "--tensor-parallel-size",
-        str(phase.tp),
-        "--pipeline-parallel-size",
-        str(phase.pp),
-        "--max-num-seqs",
-        str(s.max_num_seqs),
-        "--gpu-memory-utilization",
-        str(cache.gpu_memory_utilization),
-        "--block-size",
-        str(cache.block_size),
-    ]
-    if phase.ep > 1:
-        # vLLM has no separate EP size: --enable-expert-parallel spreads the experts over
-        # the TP (x DP) ranks instead of sharding each expert.
-        args.append("--enable-expert-parallel")
-    if s.max_num_batched_tokens is not None:
-        args += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
-    if s.enable_chunked_prefill is not None:  # None: leave vLLM's own default
-        args += ["--enable-chunked-prefill", str(s.enable_chunked_prefill)]
-    if phase.dtype == "fp8":
-        args += ["--quantization", "fp8"]
-    elif phase.dtype in ("int8", "int4"):
-        # Weight-only formats come from a pre-quantised checkpoint (AWQ/GPTQ); name it.
-        args += ["--quantization", "<awq|gptq: the checkpoint's method>"]
-    else:
-        args += ["--dtype", "bfloat16" if phase.dtype == "bf16" else "float16"]
-    if phase.kv_dtype == "fp8":
-        args += ["--kv-cache-dtype", "fp8"]
-    if cache.enable_prefix_caching:
-        args.append("--enable-prefix-caching")
-    return args
+    prefix = cache.enable_prefix_caching
+    if prefix is None:
+        prefix = bool(profile.cache.get("enable_prefix_caching", False))
+    return LaunchSettings(
+        model=model,
+        tp=phase.tp,
+        pp=phase.pp,
+        dtype=phase.dtype,
+        max_num_seqs=s.max_num_seqs,
+        max_num_batched_tokens=s.max_num_batched_tokens,
+        enable_chunked_prefill=s.enable_chunked_prefill,
+        enable_prefix_caching=prefix,
+        gpu_memory_utilization=cache.gpu_memory_utilization,
+        block_size=cache.block_size,
+        ep=phase.ep,
+        kv_dtype=phase.kv_dtype,
+    )
 
 
-def vllm_command(scenario: Scenario, plan: PlanSpec) -> str:
-    """The launch line(s), shell-quoted, with a note on replicas (one line per pool when
-    the prefill and decode pools differ)."""
+def launch_args(
+    scenario: Scenario, plan: PlanSpec, role: str = "decode", engine: str = AUTO
+) -> list[str]:
+    """The launch command of one replica of ``plan``'s ``role`` pool as argv, in the chosen
+    engine's CLI (``vllm serve``, ``python -m sglang.launch_server``, ``trtllm-serve``)."""
+    phase = plan.phase(role if plan.mode == "disaggregated" else "unified")
+    profile = resolve_engine(engine, phase.scheduler.kind)
+    return profile.launcher.args(launch_settings(scenario, plan, role, engine), profile.version)
+
+
+def launch_command(scenario: Scenario, plan: PlanSpec, engine: str = AUTO) -> str:
+    """The launch line(s) for ``engine`` (``auto``: vLLM 0.6, the planner's default
+    scheduler), shell-quoted, each naming the engine version, with a note on replicas (one
+    line per pool when the prefill and decode pools differ)."""
+    profile = resolve_engine(engine, plan.scheduler.kind)
+
+    def line(role: str) -> str:
+        return profile.launch_command(launch_settings(scenario, plan, role, engine))
+
     if plan.mode == "disaggregated" and plan.per_phase:
         lines = []
         for role in ("prefill", "decode"):
             phase = plan.phase(role)
             lines.append(
-                shlex.join(vllm_flags(scenario, plan, role))
-                + f"   # {role}: {phase.replicas} instance(s) on {phase.gpu}, KV handed over "
-                "by a --kv-transfer-config connector"
+                line(role) + f"; {role}: {phase.replicas} instance(s) on {phase.gpu}, KV "
+                "handed over by a KV-transfer connector"
             )
         return "\n".join(lines)
-    line = shlex.join(vllm_flags(scenario, plan))
+    text = line("decode")
     if plan.mode == "disaggregated":
-        line += (
-            f"   # {plan.prefill_replicas} prefill + {plan.replicas} decode instances, "
-            "KV handed over by a --kv-transfer-config connector"
+        text += (
+            f"; {plan.prefill_replicas} prefill + {plan.replicas} decode instances, "
+            "KV handed over by a KV-transfer connector"
         )
     elif plan.replicas > 1:
-        line += f"   # x{plan.replicas} instances behind a round-robin load balancer"
-    return line
+        text += f"; x{plan.replicas} instances behind a round-robin load balancer"
+    return text

@@ -40,6 +40,9 @@ class LaunchSettings:
         enable_prefix_caching: prefix caching on.
         gpu_memory_utilization: fraction of GPU memory for weights, activations and KV.
         block_size: KV tokens per block (page).
+        ep: expert-parallel degree of MoE layers (1: experts sharded like dense layers).
+        kv_dtype: KV-cache format when it differs from the weights' (``fp8``; None: the
+            engine's default).
     """
 
     model: str
@@ -52,6 +55,12 @@ class LaunchSettings:
     enable_prefix_caching: bool = False
     gpu_memory_utilization: float = 0.9
     block_size: int = 16
+    ep: int = 1
+    kv_dtype: str | None = None
+
+
+# Weight-only formats come from a pre-quantised checkpoint (AWQ/GPTQ); the line names it.
+WEIGHT_ONLY_QUANTIZATION = "<awq|gptq: the checkpoint's method>"
 
 
 class Launcher(ABC):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from servesim.engine.profiles.base import (
     ENGINES,
+    WEIGHT_ONLY_QUANTIZATION,
     EngineProfile,
     Launcher,
     LaunchSettings,
@@ -37,12 +38,18 @@ class SGLangLauncher(Launcher):
                 "--page-size", str(s.block_size)]  # fmt: skip
         if s.pp > 1:
             args += ["--pp-size", str(s.pp)]
+        if s.ep > 1:
+            args += ["--ep-size", str(s.ep)]
         if s.max_num_batched_tokens is not None:
             args += ["--chunked-prefill-size", str(s.max_num_batched_tokens)]
         if s.dtype == "fp8":
             args += ["--quantization", "fp8"]
+        elif s.dtype in ("int8", "int4"):
+            args += ["--quantization", WEIGHT_ONLY_QUANTIZATION]
         else:
             args += ["--dtype", _DTYPE.get(s.dtype, s.dtype)]
+        if s.kv_dtype == "fp8":
+            args += ["--kv-cache-dtype", "fp8_e4m3"]
         if not s.enable_prefix_caching:
             args.append("--disable-radix-cache")
         return args
@@ -67,6 +74,8 @@ class SGLangLauncher(Launcher):
             enable_prefix_caching="--disable-radix-cache" not in f,
             gpu_memory_utilization=float(f["--mem-fraction-static"] or 0.88),
             block_size=int(f["--page-size"] or 1),
+            ep=int(f.get("--ep-size") or 1),
+            kv_dtype="fp8" if f.get("--kv-cache-dtype") == "fp8_e4m3" else None,
         )
 
 

@@ -33,16 +33,20 @@ class TRTLLMLauncher(Launcher):
         args = ["trtllm-serve", s.model, "--backend", "pytorch", "--tp_size", str(s.tp),
                 "--pp_size", str(s.pp), "--max_batch_size", str(s.max_num_seqs),
                 "--kv_cache_free_gpu_memory_fraction", str(s.gpu_memory_utilization)]  # fmt: skip
+        if s.ep > 1:
+            args += ["--ep_size", str(s.ep)]
         if s.max_num_batched_tokens is not None:
             args += ["--max_num_tokens", str(s.max_num_batched_tokens)]
-        # dtype and KV reuse have no trtllm-serve flag: they come from the checkpoint and
-        # --extra_llm_api_options (kv_cache_config.enable_block_reuse); said in a comment.
+        # dtype, KV format and KV reuse have no trtllm-serve flag: they come from the
+        # checkpoint and --extra_llm_api_options (kv_cache_config); said in a comment.
         return args
 
     def command(self, settings: LaunchSettings, version: str) -> str:
         extra = (
             "" if settings.enable_prefix_caching else ", kv_cache_config.enable_block_reuse: false"
         )
+        if settings.kv_dtype is not None:
+            extra += f", kv_cache_config.dtype: {settings.kv_dtype}"
         return super().command(settings, version) + f" ({settings.dtype} checkpoint{extra})"
 
     def parse(self, argv: list[str]) -> LaunchSettings:
@@ -57,6 +61,7 @@ class TRTLLMLauncher(Launcher):
             enable_chunked_prefill=False,
             enable_prefix_caching=True,
             gpu_memory_utilization=float(f["--kv_cache_free_gpu_memory_fraction"] or 0.9),
+            ep=int(f.get("--ep_size") or 1),
         )
 
 

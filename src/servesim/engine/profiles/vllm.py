@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from servesim.engine.profiles.base import (
     ENGINES,
+    WEIGHT_ONLY_QUANTIZATION,
     EngineProfile,
     Launcher,
     LaunchSettings,
@@ -33,14 +34,22 @@ class VLLMLauncher(Launcher):
                 "--pipeline-parallel-size", str(s.pp), "--max-num-seqs", str(s.max_num_seqs),
                 "--gpu-memory-utilization", str(s.gpu_memory_utilization),
                 "--block-size", str(s.block_size)]  # fmt: skip
+        if s.ep > 1:
+            # vLLM has no separate EP size: --enable-expert-parallel spreads the experts over
+            # the TP (x DP) ranks instead of sharding each expert.
+            args.append("--enable-expert-parallel")
         if s.max_num_batched_tokens is not None:
             args += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
         if not self.is_v1 and s.enable_chunked_prefill is not None:
             args += ["--enable-chunked-prefill", str(s.enable_chunked_prefill)]
         if s.dtype == "fp8":
             args += ["--quantization", "fp8"]
+        elif s.dtype in ("int8", "int4"):
+            args += ["--quantization", WEIGHT_ONLY_QUANTIZATION]
         else:
             args += ["--dtype", _DTYPE_FLAGS.get(s.dtype, s.dtype)]
+        if s.kv_dtype == "fp8":
+            args += ["--kv-cache-dtype", "fp8"]
         if self.is_v1 and not s.enable_prefix_caching:
             args.append("--no-enable-prefix-caching")
         elif not self.is_v1 and s.enable_prefix_caching:
@@ -76,6 +85,8 @@ class VLLMLauncher(Launcher):
             ),
             gpu_memory_utilization=float(f["--gpu-memory-utilization"] or 0.9),
             block_size=int(f["--block-size"] or 16),
+            ep=int(f["--tensor-parallel-size"] or 1) if "--enable-expert-parallel" in f else 1,
+            kv_dtype="fp8" if f.get("--kv-cache-dtype") == "fp8" else None,
         )
 
 
