@@ -145,6 +145,10 @@ HOST_OVERHEAD_V1: dict[str, float | str | bool] = {
 # max(GPU, CPU) + exposed_s. exposed_s is the serial hand-off that remains (copying the
 # sampled tokens back, launching the next graph); 0.2 ms set on the BLIS V1 dev set's
 # low-load stages (TPOT), checked on every stage (servesim validate --dataset blis).
+# Independent scale: vLLM PR #23569 ("fully overlap model execution", 0.11) expected 5-10%
+# over the async scheduling before it by hiding input preparation and sampled-token
+# pythonisation too, i.e. ~0.3-0.7 ms of a 7 ms small-model step was still serial then; what
+# it leaves (a device-to-host copy of the token ids and a graph launch) is ~0.1-0.2 ms.
 HOST_OVERHEAD_V1_ASYNC: dict[str, float | str | bool] = {
     **_V1_CPU,
     "overlap": "step",
