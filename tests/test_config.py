@@ -25,7 +25,7 @@ def test_defaults_are_the_builtin_scenario() -> None:
     assert c.model == "llama-3.1-8b"
     assert (c.hardware.gpu, c.hardware.tp, c.hardware.pp) == ("h100-sxm", 1, 1)
     assert c.scheduler.kind == "vllm"
-    assert c.workload.preset == "sharegpt"
+    assert c.workload.preset == "sharegpt-vidur"
     assert c.seed == 0 and c.replicas == 1 and c.slo is None
 
 

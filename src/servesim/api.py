@@ -28,6 +28,7 @@ from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.metrics import Summary, summarize
+from servesim.metrics.summary import engine_lines
 from servesim.perf import RooflinePerfModel
 from servesim.perf.types import PerfModel, ReplicaPlan
 from servesim.planner.capacity import CapacityResult, Probe, capacity_search
@@ -213,7 +214,7 @@ def simulate(
     slo = cfg.slo.to_spec() if cfg.slo is not None else None
     return Result(
         config=cfg,
-        summary=summarize(run.records, slo),
+        summary=summarize(run.records, slo, engines=engine_lines(deployment)),
         records=run.records,
         workload_name=workload.name,
         num_skipped_rows=workload.num_skipped_rows,

@@ -83,6 +83,7 @@ def _scenario(cfg: SimConfig, criterion: SLOCriterion, requests_per_replica: int
         cache=cfg.effective_cache(),
         seed=cfg.seed,
         requests_per_replica=requests_per_replica,
+        engine=cfg.hardware.engine,
     )
 
 

@@ -132,15 +132,20 @@ class Scenario:
             compared on the same requests and results do not depend on the executor).
         requests_per_replica: requests simulated per replica in each probe.
         min_requests: floor on requests per probe.
+        engine: the serving engine profile every plan runs (``servesim.engine.profiles``):
+            its scheduler rules, host time, kernel stack and timing price every probe.
     """
 
     model: str
-    workload: WorkloadConfig = field(default_factory=lambda: WorkloadConfig(preset="sharegpt"))
+    workload: WorkloadConfig = field(
+        default_factory=lambda: WorkloadConfig(preset="sharegpt-vidur")
+    )
     criterion: SLOCriterion = field(default_factory=SLOCriterion)
     cache: CacheConfig = field(default_factory=CacheConfig)
     seed: int = 0
     requests_per_replica: int = DEFAULT_REQUESTS_PER_REPLICA
     min_requests: int = 200
+    engine: str = "auto"
 
     def num_requests(self, plan: PlanSpec) -> int:
         """Requests in one probe of ``plan``."""
@@ -191,6 +196,7 @@ def pool_fields(scenario: Scenario, plan: PlanSpec, role: str) -> dict[str, Any]
         "kv_dtype": phase.kv_dtype,
         "scheduler": phase.scheduler.to_dict(),
         "cache": scenario.cache,
+        "engine": scenario.engine,
     }
 
 
