@@ -179,27 +179,22 @@ def blis_replay(shared_data: Path) -> list[StageComparison]:
     return validate_blis(shared_data)
 
 
-# The honest current bound, not the issue's target (MAPE <= 10% for all three metrics over the
-# 20 stages measured as not overloaded, 24/24 overloads agreeing). With the packaged
-# calibration the vllm-0.24 stack has no tables of its own and vllm-0.6's stand in: decode
-# attention runs at ~53% of HBM bandwidth (Llama-2-7B, 83 x 650-token decode: 15.8 ms for
-# 28.3 GB), where FlashAttention 3 reaches ~90%. So the 20 req/s stages decode ~35% too slowly:
-# llama-2-7b general s1 is predicted overloaded (measured 52 ms TTFT), and its mean TTFT error
-# dominates the MAPE. Measured 2026-12 (committed calibration 90a51cc1): over the 20 stages
-# TPOT 12.5%, E2E 106%, TTFT 7,450%; over the 19 both measured and predicted not overloaded
-# TPOT 8.1%, E2E 9.5%, TTFT 78%; 23/24 overloads agree.
+# The honest current bound against the issue's target (MAPE <= 10% for mean TTFT, TPOT and E2E
+# over the 20 stages measured as not overloaded, 24/24 overloads agreeing). Measured 2026-12 with
+# the fitted calibration: TTFT 11.8%, TPOT 4.7%, E2E 4.6%, 24/24 (before the vllm-0.24 kernel
+# tables: TTFT 7,450%, TPOT 12.5%, E2E 106%, 23/24).
 @pytest.mark.slow
 def test_blis_headline_within_its_current_bound(blis_replay: list[StageComparison]) -> None:
+    """With the fitted vllm-0.24 kernel stack (FlashAttention 3 decode at ~90% of HBM
+    bandwidth) and the vllm-v1-async engine timing: every stage's overload call right, TPOT and
+    E2E within 5% MAPE over the 20 non-overloaded stages; TTFT 11.8% (too fast by ~9% median,
+    the one target still missed: issue 10's 10%)."""
     measured_ok = [c for c in blis_replay if not c.stage.is_overloaded]
     assert len(blis_replay) == 24 and len(measured_ok) == 20
-    assert sum(c.overload_agrees for c in blis_replay) >= 23
-    assert all(c.is_predicted_overloaded for c in blis_replay if c.stage.is_overloaded)
+    assert all(c.overload_agrees for c in blis_replay)
     over_20 = blis_mape(blis_replay)
-    assert over_20["tpot"] <= 0.13, over_20
-    both_ok = blis_mape(blis_replay, both_not_overloaded=True)
-    assert both_ok["tpot"] <= 0.09 and both_ok["e2e"] <= 0.10, both_ok
-    assert both_ok["ttft"] <= 0.80, both_ok
-    # At low load (the s0 stages, <= 8 req/s) the V1 engine timing holds TTFT to ~25%.
+    assert over_20["tpot"] <= 0.06 and over_20["e2e"] <= 0.06, over_20
+    assert over_20["ttft"] <= 0.13, over_20
     low = [c for c in measured_ok if c.stage.stage == 0]
-    assert all(abs(c.errors()["ttft"]) <= 0.26 for c in low), [c.errors() for c in low]
-    assert all(abs(c.errors()["e2e"]) <= 0.18 for c in low)
+    assert all(abs(c.errors()["ttft"]) <= 0.20 for c in low), [c.errors() for c in low]
+    assert all(abs(c.errors()["e2e"]) <= 0.12 for c in low)
