@@ -40,4 +40,5 @@ def test_shared_flags_keep_their_names() -> None:
         assert {"--model", "--gpu", "--tp", "--pp", "--kv-dtype", "--no-chunked-prefill"} <= opts
     perf = _params("perf")
     assert perf["tp"].default == 1 and perf["kv_dtype"].default == "bf16"
-    assert perf["model"].required and "--no-cuda-graphs" in perf["cuda_graphs"].secondary_opts
+    # --model is optional: `perf --op ...` prices one operator without a model
+    assert not perf["model"].required and "--no-cuda-graphs" in perf["cuda_graphs"].secondary_opts
