@@ -32,7 +32,7 @@ def main() -> None:
     )
     deployment = build_deployment(cfg, "llama-3.1-8b", perf)
     workload = WorkloadConfig(
-        preset="sharegpt",
+        preset="sharegpt-vidur",
         rate_per_s=args.rate_per_replica * args.replicas,
         num_requests=args.num_requests,
     ).build(RandomStreams(0))

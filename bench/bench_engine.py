@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    preset = get_preset("sharegpt")
+    preset = get_preset("sharegpt-vidur")
     workload = SyntheticWorkload(
         preset.arrivals(args.rate),
         preset.lengths,

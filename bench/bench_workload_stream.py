@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
     streams = RandomStreams(0)
     measure(
         "synthetic sharegpt (Poisson)",
-        lambda: WorkloadConfig(preset="sharegpt", num_requests=num).build(streams),
+        lambda: WorkloadConfig(preset="sharegpt-vidur", num_requests=num).build(streams),
     )
     measure(
         "sessions (4 turns, 16-token blocks)",

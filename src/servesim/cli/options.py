@@ -121,7 +121,7 @@ def seed(panel: str | None = None) -> Any:
 def workload(panel: str | None = None) -> Any:
     """``--workload``: the planner's workload preset."""
     return option(
-        "--workload", "Workload preset (servesim workload list; default sharegpt).", panel
+        "--workload", "Workload preset (servesim workload list; default sharegpt-vidur).", panel
     )
 
 

@@ -8,7 +8,7 @@ summarises it. Examples::
     from servesim.workload import WorkloadConfig, describe, load_trace
 
     streams = RandomStreams(0)
-    chat = WorkloadConfig(preset="sharegpt", rate_per_s=4.0, num_requests=2000).build(streams)
+    chat = WorkloadConfig(preset="sharegpt-vidur", rate_per_s=4.0, num_requests=2000).build(streams)
     bursty = WorkloadConfig(
         arrival={"kind": "gamma", "rate_per_s": 5.0, "cv": 3.0},
         lengths={"kind": "independent", "prompt": {"kind": "fixed", "tokens": 512},
