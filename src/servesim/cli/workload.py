@@ -237,7 +237,7 @@ def describe_cmd(
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Describe a workload (default: the sharegpt-vidur preset, 1,000 requests, its default rate)."""
+    """Describe a workload (default: the sharegpt-vidur preset, 1,000 requests, its rate)."""
     options = dict(locals())
     workload = _config(options).build(RandomStreams(seed))
     stats = describe(workload)
