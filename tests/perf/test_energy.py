@@ -4,9 +4,16 @@ real plan's iterations."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from servesim.perf.energy import OpEnergy
-from servesim.perf.opmodels.power import PowerFit, PowerParams
+from servesim.perf.opmodels.power import (
+    PowerFit,
+    PowerParams,
+    default_power_fit,
+    power_w_for_ratings,
+)
 from servesim.perf.roofline import RooflinePerfModel
 from servesim.perf.types import BatchShape, OpCost, ReplicaPlan
 from servesim.specs.catalog import get_gpu, resolve_model
@@ -64,3 +71,21 @@ def test_iteration_energy_between_static_floor_and_tdp() -> None:
     dec = perf.iteration_time(plan, BatchShape.from_lists(decode_contexts=[1000] * 8))
     pre = perf.iteration_time(plan, BatchShape.from_lists(prefill=[(8192, 0)]))
     assert pre.energy_j / pre.total_s > dec.energy_j / dec.total_s
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["h100-sxm", "a100-80gb", "l40s"]),
+    st.sampled_from(["any", "gemm", "moe", "attention_prefill", "attention_decode"]),
+    st.floats(0, 1.5),
+    st.floats(0, 1.5),
+    st.one_of(st.none(), st.floats(1e-7, 1e-2)),
+)
+def test_scaled_curves_equal_the_power_model_on_every_class(
+    name: str, op_class: str, u_c: float, u_m: float, kernel_s: float | None
+) -> None:
+    fit = default_power_fit()
+    gpu = get_gpu(name)
+    energy = OpEnergy(fit, gpu, peak_gemm=1e15, peak16=1e15)
+    want = power_w_for_ratings(fit, gpu.tdp_w, gpu.idle_w, u_c, u_m, op=op_class, kernel_s=kernel_s)
+    assert energy.watts(op_class, u_c, u_m, kernel_s) == pytest.approx(want, rel=1e-12)

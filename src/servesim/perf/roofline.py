@@ -174,11 +174,12 @@ class RooflinePerfModel:
         num_layers = plan.model.num_layers
         flops += (pre.flops + dec.flops) * num_layers
         nbytes += (pre.num_bytes + dec.num_bytes) * num_layers
-        for name, cost in (("attn_prefill", pre), ("attn_decode", dec)):
-            if cost.time_s > 0:
-                op = OpCost(name, "", num_layers, cost.flops * num_layers, cost.num_bytes
-                            * num_layers, cost.bound, cost.time_s * num_layers)  # fmt: skip
-                joules += entry.energy.op_j(op)
+        energy = entry.energy
+        for op_class, cost in (("attention_prefill", pre), ("attention_decode", dec)):
+            if cost.time_s > 0:  # per layer x layers: same utilisation, num_layers kernels
+                joules += num_layers * energy.kernel_j(
+                    op_class, cost.flops, cost.num_bytes, cost.time_s, 1, energy.peak16
+                )
         kernel_s = sum(stage_s)
         host = entry.host
         if not (plan.use_cuda_graphs and host.replays_graph(tokens, batch.num_prefill_seqs)):
