@@ -11,6 +11,10 @@ compares servesim's figures, written in the same schema (``Result.to_vllm_bench`
 key. Aggregates missing from the file are derived from the per-request lists when present.
 vLLM rescales its paced send times so the last lands at ``num_prompts / request_rate``; the
 replay draws the gaps without that rescaling (a 1-2% difference in offered load).
+
+``load_vllm_bench(path, max_requests=N)`` keeps only the first N requests sent (a short
+replay, as ``servesim calibrate --from-runs`` needs); the measured figures are then those of
+the same N requests, from the per-request lists, never the file's aggregates over all.
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ class VllmBenchRun:
         measured: every numeric aggregate key of the file, plus those derived from the
             per-request lists when the file lacks them.
         model_id: the file's ``model_id`` (informational).
+        num_dropped: requests after the first ``max_requests`` (not replayed, not measured).
     """
 
     path: Path
@@ -79,6 +84,7 @@ class VllmBenchRun:
     num_failed: int = 0
     measured: Mapping[str, float] = field(default_factory=dict)
     model_id: str | None = None
+    num_dropped: int = 0
 
 
 def _rate(value: Any) -> float:
@@ -91,14 +97,24 @@ def _rate(value: Any) -> float:
 
 
 def _derived(raw: Mapping[str, Any], ok: list[bool]) -> dict[str, float]:
-    """Aggregates computed from the per-request lists (vLLM's definitions)."""
+    """Aggregates computed from the per-request lists (vLLM's definitions: TPOT of a request
+    is (latency - TTFT) / (output tokens - 1), over requests with more than one token)."""
     out: dict[str, float] = {}
-    lists = {
-        "ttft": [t for t, good in zip(raw.get("ttfts") or [], ok, strict=False) if good],
-        "itl": [
-            g for gaps, good in zip(raw.get("itls") or [], ok, strict=False) if good for g in gaps
-        ],
+    ttfts = raw.get("ttfts") or []
+    itls = raw.get("itls") or []
+    lists: dict[str, list[float]] = {
+        "ttft": [t for t, good in zip(ttfts, ok, strict=False) if good],
+        "itl": [g for gaps, good in zip(itls, ok, strict=False) if good for g in gaps],
+        "e2el": [],
+        "tpot": [],
     }
+    latencies = raw.get("latencies") or [t + sum(g) for t, g in zip(ttfts, itls, strict=False)]
+    rows = zip(ttfts, latencies, raw.get("output_lens") or [], ok, strict=False)
+    for ttft, latency, num_out, good in rows:
+        if good:
+            lists["e2el"].append(latency)
+            if int(num_out) > 1:
+                lists["tpot"].append((latency - ttft) / (int(num_out) - 1))
     for name, values in lists.items():
         if values:
             arr = np.asarray(values, dtype=np.float64) * 1e3
@@ -108,8 +124,25 @@ def _derived(raw: Mapping[str, Any], ok: list[bool]) -> dict[str, float]:
     return out
 
 
-def load_vllm_bench(path: str | Path) -> VllmBenchRun:
-    """Read a ``vllm bench serve`` result JSON (module docstring)."""
+PER_REQUEST_KEYS = ("input_lens", "output_lens", "errors", "ttfts", "itls", "latencies")
+
+
+def _head(raw: dict[str, Any], max_requests: int) -> dict[str, Any]:
+    """``raw`` with its per-request lists cut to the first ``max_requests`` requests."""
+    return {
+        k: (v[:max_requests] if k in PER_REQUEST_KEYS and isinstance(v, list) else v)
+        for k, v in raw.items()
+    }
+
+
+def load_vllm_bench(path: str | Path, max_requests: int | None = None) -> VllmBenchRun:
+    """Read a ``vllm bench serve`` result JSON (module docstring).
+
+    Args:
+        path: the file.
+        max_requests: keep only the first this many requests (None: all); the measured
+            figures are then derived from their per-request lists alone.
+    """
     p = Path(path)
     try:
         raw = json.loads(p.read_text(encoding="utf-8"))
@@ -125,6 +158,13 @@ def load_vllm_bench(path: str | Path) -> VllmBenchRun:
             "needs per-request input_lens and output_lens of equal length "
             "(run vllm bench serve with --save-result --save-detailed)",
         )
+    if max_requests is not None and max_requests < 1:
+        raise ConfigError("max_requests", max_requests, "must be >= 1")
+    num_dropped = 0
+    if max_requests is not None and len(inputs) > max_requests:
+        num_dropped = len(inputs) - max_requests
+        raw = _head(raw, max_requests)
+        inputs, outputs = raw["input_lens"], raw["output_lens"]
     errors = raw.get("errors") or [""] * len(inputs)
     ok = [int(o) > 0 and not e for o, e in zip(outputs, errors, strict=False)]
     cap = raw.get("max_concurrency")
@@ -134,13 +174,16 @@ def load_vllm_bench(path: str | Path) -> VllmBenchRun:
     if not burstiness > 0:
         raise ConfigError("burstiness", burstiness, "must be > 0")
     measured = _derived(raw, ok)
-    measured.update(
-        {
-            k: float(v)
-            for k, v in raw.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
-        }
-    )
+    if not num_dropped:  # the file's aggregates describe exactly the requests kept
+        measured.update(
+            {
+                k: float(v)
+                for k, v in raw.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)
+            }
+        )
+    else:
+        measured["completed"] = float(ok.count(True))
     return VllmBenchRun(
         path=p,
         request_rate=_rate(raw.get("request_rate")),
@@ -151,6 +194,7 @@ def load_vllm_bench(path: str | Path) -> VllmBenchRun:
         num_failed=ok.count(False),
         measured=measured,
         model_id=raw.get("model_id"),
+        num_dropped=num_dropped,
     )
 
 
