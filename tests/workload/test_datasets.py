@@ -51,3 +51,17 @@ def test_eos_stopping_caps_outputs_at_the_natural_length() -> None:
     assert {r.num_output_tokens for r in exact} == {200}
     with pytest.raises(ValidationError, match="eos_output"):
         WorkloadConfig(**base, client={"ignore_eos": False})
+
+
+def test_random_dataset_with_a_rate_is_poisson() -> None:
+    """`--dataset random --rate 4`: a rate without a preset is a Poisson process."""
+    from servesim.core.rng import RandomStreams
+    from servesim.workload.config import WorkloadConfig
+
+    cfg = WorkloadConfig.model_validate(
+        {"lengths": {"kind": "random", "input_len": 64, "output_len": 8}, "rate_per_s": 4.0,
+         "num_requests": 4000}
+    )  # fmt: skip
+    arrivals = [r.arrival_s for r in cfg.build(RandomStreams(0))]
+    mean_gap = arrivals[-1] / (len(arrivals) - 1)
+    assert abs(mean_gap - 0.25) < 0.25 * 0.05

@@ -336,6 +336,9 @@ class WorkloadConfig(StrictConfig):
             arrivals = self.arrival.build()
         elif preset is not None:
             arrivals = preset.arrivals(self.rate_per_s)
+        elif self.rate_per_s is not None:
+            # a rate alone is a Poisson process, as vllm bench serve's --request-rate (burstiness 1)
+            arrivals = PoissonArrivals(self.rate_per_s)
         else:
             raise ConfigError("arrival", None, "needed without a preset or a timed trace")
         if self.lengths is not None:
