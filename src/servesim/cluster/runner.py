@@ -36,7 +36,13 @@ from servesim.core.rng import RandomStreams
 from servesim.engine.records import RejectReason, SimulationRecords, TokenGapSamples
 from servesim.engine.replica import Replica
 from servesim.engine.sequence import Seq, SeqStatus
-from servesim.engine.simulation import EngineHandle, ReplicaView, replica_view, run_simulation
+from servesim.engine.simulation import (
+    EngineHandle,
+    ReplicaView,
+    append_request_row,
+    replica_view,
+    run_simulation,
+)
 from servesim.engine.vengine import write_request
 from servesim.perf.types import PerfModel
 from servesim.workload.clients import BenchmarkClient, ClientOptions
@@ -312,27 +318,8 @@ def _append_request_row(records: SimulationRecords, request: Request, replica_id
     """The request's row, as the engine driver writes it on arrival."""
     if request.slo_class not in records.slo_classes:
         records.slo_classes.append(request.slo_class)
-    nan = math.nan
-    return records.requests.append_row(
-        request_id=request.request_id,
-        replica_id=replica_id,
-        arrival_s=request.arrival_s,
-        first_scheduled_s=nan,
-        first_token_s=nan,
-        completion_s=nan,
-        num_prompt_tokens=request.num_prompt_tokens,
-        num_output_tokens=request.num_output_tokens,
-        num_emitted_tokens=0,
-        sum_tbt_s=0.0,
-        max_tbt_s=0.0,
-        num_preemptions=0,
-        num_prefix_hit_tokens=0,
-        priority=request.priority,
-        user_id=request.user_id,
-        slo_class_index=records.slo_classes.index(request.slo_class),
-        reject_reason=0,
-        decode_replica_id=-1,
-    )
+    index = records.slo_classes.index(request.slo_class)
+    return append_request_row(records, request, replica_id, index)
 
 
 def without_warmups(

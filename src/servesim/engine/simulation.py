@@ -216,27 +216,7 @@ class _Driver:
         if slo is None:
             slo = self.slo_index[request.slo_class] = len(self.records.slo_classes)
             self.records.slo_classes.append(request.slo_class)
-        nan = math.nan
-        return self.records.requests.append_row(
-            request_id=request.request_id,
-            replica_id=replica_id,
-            arrival_s=request.arrival_s,
-            first_scheduled_s=nan,
-            first_token_s=nan,
-            completion_s=nan,
-            num_prompt_tokens=request.num_prompt_tokens,
-            num_output_tokens=request.num_output_tokens,
-            num_emitted_tokens=0,
-            sum_tbt_s=0.0,
-            max_tbt_s=0.0,
-            num_preemptions=0,
-            num_prefix_hit_tokens=0,
-            priority=request.priority,
-            user_id=request.user_id,
-            slo_class_index=slo,
-            reject_reason=0,
-            decode_replica_id=-1,
-        )
+        return append_request_row(self.records, request, replica_id, slo)
 
     def finalise(self) -> None:
         """Mark requests still in a replica as NOT_FINISHED and add end-of-run counters."""
@@ -315,3 +295,30 @@ def run_simulation(
         logger.warning("simulation ended with requests still queued (no progress possible)")
     driver.finalise()
     return records
+
+
+def append_request_row(
+    records: SimulationRecords, request: Request, replica_id: int, slo_class_index: int
+) -> int:
+    """The request's row as written on arrival (times NaN until they happen); its index."""
+    nan = math.nan
+    return records.requests.append_row(
+        request_id=request.request_id,
+        replica_id=replica_id,
+        arrival_s=request.arrival_s,
+        first_scheduled_s=nan,
+        first_token_s=nan,
+        completion_s=nan,
+        num_prompt_tokens=request.num_prompt_tokens,
+        num_output_tokens=request.num_output_tokens,
+        num_emitted_tokens=0,
+        sum_tbt_s=0.0,
+        max_tbt_s=0.0,
+        num_preemptions=0,
+        num_prefix_hit_tokens=0,
+        priority=request.priority,
+        user_id=request.user_id,
+        slo_class_index=slo_class_index,
+        reject_reason=0,
+        decode_replica_id=-1,
+    )
