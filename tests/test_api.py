@@ -12,7 +12,7 @@ from servesim.api import Result, load_config, replica_plan, simulate, write_outp
 from servesim.config import SimConfig
 from servesim.specs.dtypes import DType
 
-SMALL = {"num_requests": 40, "workload": {"preset": "sharegpt", "rate_per_s": 8.0}}
+SMALL = {"num_requests": 40, "workload": {"preset": "sharegpt-vidur", "rate_per_s": 8.0}}
 
 LLAMA_LIKE = {
     "architectures": ["LlamaForCausalLM"],
@@ -66,7 +66,7 @@ def test_same_config_and_seed_give_identical_json() -> None:
 
 def test_config_from_yaml_path(tmp_path: Path) -> None:
     path = tmp_path / "sim.yaml"
-    path.write_text("num_requests: 10\nworkload: {preset: sharegpt, rate_per_s: 4.0}\n")
+    path.write_text("num_requests: 10\nworkload: {preset: sharegpt-vidur, rate_per_s: 4.0}\n")
     assert load_config(path).num_requests == 10
     assert simulate(str(path)).summary.num_requests == 10
 

@@ -42,6 +42,6 @@ def test_same_seed_same_disaggregated_run() -> None:
         "disagg": "1P:2D",
         "router": "random",
         "num_requests": 80,
-        "workload": {"preset": "sharegpt", "rate_per_s": 8.0},
+        "workload": {"preset": "sharegpt-vidur", "rate_per_s": 8.0},
     }
     assert simulate(config).to_json() == simulate(config).to_json()

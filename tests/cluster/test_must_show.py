@@ -50,7 +50,7 @@ def test_four_round_robin_replicas_give_four_times_the_saturated_throughput() ->
 
 def test_least_outstanding_beats_round_robin_on_bursty_arrivals() -> None:
     work = {
-        "preset": "sharegpt",
+        "preset": "sharegpt-vidur",
         "arrival": {"kind": "gamma", "rate_per_s": 14.0, "cv": 4.0},
     }
     base = {"workload": work, "num_requests": 1500, "replicas": 4, "scheduler": V0}
@@ -200,7 +200,7 @@ def test_load_aware_routers_beat_round_robin_on_heterogeneous_pools() -> None:
         result = run(
             {
                 "deployment": {"router": {"kind": router}, "pools": pools},
-                "workload": {"preset": "sharegpt", "rate_per_s": 10.0},
+                "workload": {"preset": "sharegpt-vidur", "rate_per_s": 10.0},
                 "num_requests": 1500,
             }
         )

@@ -58,7 +58,7 @@ def small_scenario(**criterion: float) -> Scenario:
     """Llama-3.1-8B on ShareGPT with few requests per probe (fast)."""
     return Scenario(
         model="llama-3.1-8b",
-        workload=WorkloadConfig(preset="sharegpt"),
+        workload=WorkloadConfig(preset="sharegpt-vidur"),
         criterion=SLOCriterion(**criterion),  # type: ignore[arg-type]
         requests_per_replica=80,
         min_requests=80,
