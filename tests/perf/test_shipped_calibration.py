@@ -108,3 +108,20 @@ def test_v1_plans_are_priced_by_measured_fits() -> None:
 
 def _fields(plan: ReplicaPlan) -> dict:
     return {name: getattr(plan, name) for name in plan.__dataclass_fields__}
+
+
+@pytest.mark.slow
+def test_shipped_fit_is_what_the_tables_give() -> None:
+    """The packaged figures are reproducible: refitting one stack/GPU from the shared tables gives
+    byte-identical parameters (deterministic fits, and a calibration file that is not stale)."""
+    from servesim.core.paths import shared_data_dir
+    from servesim.perf.fitting import gemm
+    from servesim.perf.fitting.tables import aic_root
+
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("needs ../shared/data (aiconfigurator tables)")
+    rows = gemm.load_rows(aic_root(data), "h200_sxm", "vllm", "0.24.0")
+    params = gemm.fit(rows, get_gpu("h200-sxm"))
+    shipped = DOCUMENT["kernel_stacks"]["vllm-0.24"]["h200"]["gemm"]
+    assert json.dumps(params, sort_keys=True) == json.dumps(shipped, sort_keys=True)

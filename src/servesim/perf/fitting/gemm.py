@@ -22,27 +22,31 @@ Special cases, decided from the tables themselves:
   (floor, memory latency, K loop, L2) come from the stack's fp8 fit (or its bf16 fit) and no
   grid is fitted, so decode-size predictions carry graph-replay costs, not the eager floor.
 
-Run ``python -m servesim.perf.fitting.gemm`` for the held-out report (shape-wise 4-fold
+Run ``python -m servesim.perf.fitting.gemm_report`` for the held-out report (shape-wise 4-fold
 cross-validation per stack, leave-one-GPU-out from H100, the legacy curve as baseline).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
+from servesim.perf.fitting.gemm_arrays import (
+    L2_GAIN_MAX,
+    PARAM_BOUND,
+    TILE_LAYOUTS,
+    formula_array,
+    pack_fit,
+    quant_array,
+    unpack_fit,
+)
 from servesim.perf.fitting.heldout import (
     Rows,
     concat,
-    crossval_predictions,
     fit_log_grid,
-    group_report,
     take,
 )
 from servesim.perf.fitting.tables import find_tables, read_columns, select
@@ -96,17 +100,6 @@ DEFAULT_QUANT = QuantFit(
     spill_bytes=4.467,
     spill_k=40318.0,
 )
-#: The L2 gain is bounded: Hopper's L2 serves ~2-3x its HBM bandwidth.
-L2_GAIN_MAX = 4.0
-#: Bucket bounds (tokens): the kernels' dispatch switches tiles at 64, 128 and 256 tokens.
-BUCKET_BOUNDS = (16.0, 64.0, 128.0, 256.0, math.inf)
-#: Candidate (tile_m, tile_n) per bucket; the fit keeps the one of lowest cost.
-TILE_LAYOUTS = {
-    "64x128": ((64, 128),) * 5,
-    "128x128": ((128, 128),) * 5,
-    "dispatch": ((64, 64), (64, 64), (64, 128), (128, 128), (128, 128)),
-    "dispatch-2sm": ((64, 64), (64, 64), (64, 128), (128, 128), (256, 128)),
-}
 # correction grid axes (log2 of m, n, k): 11 x 9 x 9 = 891 values
 GRID_AXES = (
     (0.0, 4.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 15.0),
@@ -235,122 +228,6 @@ def with_datasheet(gpu: GPUSpec) -> GPUSpec:
     )
 
 
-# ---- the formula on arrays (the fit's inner loop; the runtime one is ``_time``) -------------
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-_BOUND = 60.0  # |entries| of the parameter vector (exp(-60) ~ 1e-26: "zero")
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    return math.log(p / (1.0 - p))
-
-
-def _unpack(x: np.ndarray, label: str, layout: str, **extra: object) -> GemmFit:
-    w, a, o = ELEMENT_BYTES[label]
-    scales = (1.0, math.exp(x[12]), math.exp(x[13]), math.exp(x[14]), 1.0)
-    tiles = TILE_LAYOUTS[layout]
-    buckets = tuple(
-        (bound, int(t[0]), int(t[1]), s)
-        for bound, t, s in zip(BUCKET_BOUNDS, tiles, scales, strict=True)
-    )
-    return GemmFit(
-        dtype=label,
-        weight_bytes=w,
-        act_bytes=a,
-        out_bytes=o,
-        floor_s=math.exp(x[0]),
-        mem_eff=_sigmoid(x[1]),
-        mem_latency_s=math.exp(x[2]),
-        l2_gain=L2_GAIN_MAX * _sigmoid(x[3]),
-        l2_frac=math.exp(x[4]),
-        kloop_s=math.exp(x[5]),
-        kloop_sat=math.exp(x[6]),
-        compute_eff=_sigmoid(x[7]),
-        k_half=math.exp(x[8]),
-        wave_waste=_sigmoid(x[9]),
-        overlap=1.0 + math.exp(x[10]),
-        row_s=math.exp(x[11]),
-        buckets=buckets,
-        **extra,  # type: ignore[arg-type]
-    )
-
-
-def _pack(fit: GemmFit) -> np.ndarray:
-    """Inverse of ``_unpack`` (bucket scales of the three middle buckets)."""
-    s = [b[3] for b in fit.buckets]
-    x = np.array(
-        [
-            _log(fit.floor_s),
-            _logit(fit.mem_eff),
-            _log(fit.mem_latency_s),
-            _logit(fit.l2_gain / L2_GAIN_MAX),
-            _log(fit.l2_frac),
-            _log(fit.kloop_s),
-            _log(fit.kloop_sat),
-            _logit(fit.compute_eff),
-            _log(fit.k_half),
-            _logit(fit.wave_waste),
-            _log(fit.overlap - 1.0),
-            _log(fit.row_s),
-            _log(s[1]),
-            _log(s[2]),
-            _log(s[3]),
-        ]
-    )
-    return np.clip(x, -_BOUND, _BOUND)
-
-
-def _log(x: float) -> float:
-    return math.log(max(x, 1e-300))
-
-
-def formula_array(
-    fit: GemmFit, gpu: GPUSpec, m: np.ndarray, n: np.ndarray, k: np.ndarray
-) -> np.ndarray:
-    """``gemm_time_s`` on arrays, without the grid (used by the fits; tested equal)."""
-    peak = gpu.peak_flops_per_s[fit.peak_dtype]
-    bw = gpu.hbm_bandwidth_bytes_per_s
-    sms = gpu.num_sms or fit.ref_num_sms
-    l2 = gpu.l2_cache_bytes or fit.ref_l2_bytes
-    tile_m = np.empty_like(m)
-    tile_n = np.empty_like(m)
-    scale = np.empty_like(m)
-    lower = -math.inf
-    for bound, tm, tn, s in fit.buckets:
-        sel = (m > lower) & (m <= bound)
-        tile_m[sel], tile_n[sel], scale[sel] = tm, tn, s
-        lower = bound
-    nbytes = k * n * fit.weight_bytes + m * k * fit.act_bytes + m * n * fit.out_bytes
-    x = nbytes / (fit.l2_frac * l2)
-    gain = 1.0 + fit.l2_gain / (1.0 + x**4)
-    t_mem = (nbytes / bw + fit.mem_latency_s) / (fit.mem_eff * gain)
-    t_k = fit.kloop_s * k / (1.0 + k / fit.kloop_sat)
-    waves = np.ceil(m / tile_m) * np.ceil(n / tile_n) / sms
-    waves = np.where(waves > 1.0, waves + fit.wave_waste * (np.ceil(waves) - waves), waves)
-    t_c = 2.0 * tile_m * tile_n * sms * waves * (k + fit.k_half) / (peak * fit.compute_eff)
-    p = fit.overlap
-    big = np.maximum(np.maximum(t_c, t_mem), t_k)  # normalise: no overflow for large p
-    body = big * ((t_c / big) ** p + (t_mem / big) ** p + (t_k / big) ** p) ** (1.0 / p)
-    t = fit.floor_s + scale * body + fit.row_s * m
-    if fit.quant is not None:
-        t = t + quant_array(fit.quant, m, k, bw)
-    return t
-
-
-def quant_array(q: QuantFit, m: np.ndarray, k: np.ndarray, bw: float) -> np.ndarray:
-    """``QuantFit.time_s`` on arrays."""
-    a = q.k_s * k
-    b = (q.bytes_per_elem + q.spill_bytes * k / (k + q.spill_k)) * m * k / bw
-    c = q.row_s * m
-    big = np.maximum(np.maximum(a, b), c)
-    return q.floor_s + big * (
-        (a / big) ** q.overlap + (b / big) ** q.overlap + (c / big) ** q.overlap
-    ) ** (1.0 / q.overlap)
-
-
 # ---- fits -----------------------------------------------------------------------------------
 def fit_quant(rows: Rows, bw: float) -> QuantFit:
     """The quantisation kernel's constants from its rows (``op == "quantize"``)."""
@@ -407,21 +284,21 @@ def _fit_params(
 
     def residual(z: np.ndarray) -> np.ndarray:
         x = full(z)
-        pred = formula_array(_unpack(x, label, layout, **extra), gpu, m, n, k)
+        pred = formula_array(unpack_fit(x, label, layout, **extra), gpu, m, n, k)
         r = np.log(pred) - logt
         return np.concatenate([r, _SCALE_PRIOR * 0.05 * x[prior_idx]])
 
-    start = np.clip(x0[free], -_BOUND + 1e-6, _BOUND - 1e-6)
+    start = np.clip(x0[free], -PARAM_BOUND + 1e-6, PARAM_BOUND - 1e-6)
     result = least_squares(
         residual,
         start,
-        bounds=(-_BOUND, _BOUND),
+        bounds=(-PARAM_BOUND, PARAM_BOUND),
         loss="soft_l1",
         f_scale=0.05,
         max_nfev=max_nfev,
     )
     x = full(result.x)
-    return _unpack(x, label, layout, **extra), float(result.cost)
+    return unpack_fit(x, label, layout, **extra), float(result.cost)
 
 
 def fit_dtype(
@@ -443,7 +320,7 @@ def fit_dtype(
         trials.append((cost, layout, fit))
     _, layout, start = min(trials, key=lambda c: c[0])
     sub = take(rows, _subsample(rows["m"].size, FIT_ROWS))
-    fit, _ = _fit_params(sub, gpu, label, layout, _pack(start), free, extra, max_nfev=2000)
+    fit, _ = _fit_params(sub, gpu, label, layout, pack_fit(start), free, extra, max_nfev=2000)
     notes = f"{label}: mechanism on {sub['m'].size} of {rows['m'].size} rows, tiles {layout}"
     fit = dataclasses.replace(fit, notes=notes)
     if grid:
@@ -494,7 +371,7 @@ def fit_block(rows: Rows, gpu: GPUSpec, quant: QuantFit | None, base: GemmFit | 
         "ref_num_sms": gpu.num_sms or 132,
         "ref_l2_bytes": float(gpu.l2_cache_bytes or 50 * 2**20),
     }
-    x0 = _pack(
+    x0 = pack_fit(
         dataclasses.replace(base, buckets=tuple((b[0], b[1], b[2], 1.0) for b in base.buckets))
     )
     # free: mem_eff, compute_eff, k_half, wave_waste, overlap, row_s
@@ -577,25 +454,7 @@ def predict(params: dict, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     return out
 
 
-# ---- reports --------------------------------------------------------------------------------
-def legacy_predict(gpu: GPUSpec, rows: Rows, curve: object) -> np.ndarray:
-    """The legacy roofline (``servesim.perf.kernels``) on the same rows (the baseline)."""
-    from servesim.perf.kernels import gemm_time_s as legacy
-
-    out = np.full(rows["latency_s"].shape, np.nan)
-    for label in ("bf16", "fp8", "fp8_block"):
-        sel = (rows["op"] == "gemm") & (rows["dtype"] == label)
-        if not sel.any() or PEAK_DTYPE[label] not in gpu.peak_flops_per_s:
-            continue
-        w, a, o = ELEMENT_BYTES[label]
-        m, n, k = rows["m"][sel], rows["n"][sel], rows["k"][sel]
-        flops = 2.0 * m * n * k
-        nbytes = k * n * w + m * k * a + m * n * o
-        peak = gpu.peak_flops_per_s[PEAK_DTYPE[label]]
-        out[sel] = legacy(curve, flops, nbytes, m, k, n, peak, gpu.hbm_bandwidth_bytes_per_s)
-    return out
-
-
+# ---- scoring ---------------------------------------------------------------------------------
 def eager_mask(rows: Rows) -> np.ndarray:
     """fp8_block rows of an eager-timed table within ``EAGER_MARGIN`` of their kernel's floor
     (left out of the scores: the table times the host there, not the GPU)."""
@@ -609,69 +468,3 @@ def eager_mask(rows: Rows) -> np.ndarray:
         return out
     out[block] = part["latency_s"] < EAGER_MARGIN * floors
     return out
-
-
-def _report_rows(pred: np.ndarray, rows: Rows, **labels: str) -> list[dict]:
-    ok = np.isfinite(pred) & ~eager_mask(rows)
-    return group_report(pred[ok], take(rows, ok), **labels)
-
-
-#: Leave-one-GPU-out: the H100 fit of the same framework prices the other GPUs' tables.
-LOGO_SOURCE = {"vllm": "h100_sxm vllm 0.24.0", "sglang": "h100_sxm sglang 0.5.14"}
-
-
-def main(argv: list[str]) -> int:
-    """Held-out report: ``python -m servesim.perf.fitting.gemm [--quick] [--out FILE]``.
-
-    ``--quick`` skips the cross-validation (in-sample, leave-one-GPU-out and legacy only).
-    """
-    from servesim.core.paths import shared_data_dir
-    from servesim.perf.calibration import load_calibration
-    from servesim.perf.fitting.tables import aic_root
-    from servesim.specs.catalog import get_gpu
-
-    quick = "--quick" in argv
-    out_path = Path(argv[argv.index("--out") + 1]) if "--out" in argv else None
-    data = shared_data_dir()
-    if data is None:
-        print("no shared data folder", file=sys.stderr)
-        return 1
-    root = aic_root(data)
-    calibration = load_calibration()
-    report: list[dict] = []
-    fits: dict[str, dict] = {}
-    loaded = []
-    for folder, catalog, fw, ver in STACKS:
-        rows = load_rows(root, folder, fw, ver)
-        if rows is None:
-            continue
-        gpu = with_datasheet(get_gpu(catalog))
-        tag = f"{folder} {fw} {ver}"
-        loaded.append((tag, fw, gpu, rows))
-        t0 = time.time()
-        params = fit(rows, gpu)
-        fits[tag] = params
-        report += _report_rows(predict(params, gpu, rows), rows, stack=tag, kind="in-sample")
-        legacy = calibration.for_gpu(catalog).gemm
-        report += _report_rows(legacy_predict(gpu, rows, legacy), rows, stack=tag, kind="legacy")
-        if not quick:
-            cv = crossval_predictions(sys.modules[__name__], rows, gpu)
-            report += _report_rows(cv, rows, stack=tag, kind="held-out shapes (4-fold)")
-        print(f"{tag}: {time.time() - t0:.0f} s", file=sys.stderr)
-    for tag, fw, gpu, rows in loaded:
-        source = LOGO_SOURCE.get(fw)
-        if source is None or source not in fits or tag.startswith("h100_sxm"):
-            continue
-        params = fits[source]
-        nogrid = {label: {**p, "correction": None} for label, p in params.items()}
-        for kind, p in ((f"from {source}", params), (f"from {source}, no grid", nogrid)):
-            report += _report_rows(predict(p, gpu, rows), rows, stack=tag, kind=kind)
-    for line in report:
-        print(json.dumps(line))
-    if out_path is not None:
-        out_path.write_text(json.dumps({"report": report, "fits": fits}, indent=1))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
