@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from servesim.core.paths import shared_data_dir
-from servesim.perf.fitting import moe
+from servesim.perf.fitting import moe, moe_loads
 from servesim.perf.fitting.heldout import crossval_predictions, error_stats, fit_log_grid, take
 from servesim.perf.fitting.tables import aic_root
 from servesim.perf.opmodels.moe_layer import MoELayerFit, body_width, moe_layer_s, padded_rows
@@ -113,8 +113,8 @@ def test_topk_dedup_caps_an_expert_at_t_and_fills_rank_zero() -> None:
     # T=4, k=2: expert 0 holds 6 of 8 pairs, so tokens 0 and 1 list it twice; top-k keeps it
     # once (4 pairs) and fills their second slot with the lowest free index, expert 1
     counts = np.array([6, 1, 1, 0])
-    assert moe._skewed_local_counts(counts, 4, 2, 4).tolist() == [4.0, 3.0, 1.0, 0.0]
-    assert moe._skewed_local_counts(counts, 4, 2, 2).tolist() == [4.0, 3.0]
+    assert moe_loads._skewed_local_counts(counts, 4, 2, 4).tolist() == [4.0, 3.0, 1.0, 0.0]
+    assert moe_loads._skewed_local_counts(counts, 4, 2, 2).tolist() == [4.0, 3.0]
 
 
 def test_numpy_mirror_equals_runtime() -> None:
@@ -137,7 +137,7 @@ def test_numpy_mirror_equals_runtime() -> None:
         "num_experts": np.full(n, 128.0),
         "assignments": pairs,
         "experts_touched": touched,
-        **{f"padded_{t}": np.ceil(pairs / t) * t + t for t in moe.TILES},
+        **{f"padded_{t}": np.ceil(pairs / t) * t + t for t in moe_loads.TILES},
         "max_expert": pairs / touched * 3.0,
     }
     grid = fit_log_grid(moe._grid_coords(rows), rng.normal(0, 0.2, n), moe.GRID_AXES)
@@ -167,7 +167,7 @@ def test_numpy_mirror_equals_runtime() -> None:
             assignments=pairs[i],
             experts_touched=touched[i],
             num_matrices=int(rows["num_matrices"][i]),
-            padded={t: rows[f"padded_{t}"][i] for t in moe.TILES},
+            padded={t: rows[f"padded_{t}"][i] for t in moe_loads.TILES},
             max_pairs=rows["max_expert"][i],
         )
         assert pred[i] == pytest.approx(expected, rel=1e-12)
@@ -180,19 +180,23 @@ def test_round_trip_and_determinism() -> None:
 
 def test_balanced_loads_match_the_collector_layout() -> None:
     # 256 experts, top-8, stride 32: 64 tokens x 8 = 512 pairs, 2 per expert, every expert hit
-    assert moe.collector_load(64, 256, 8, 1, 0.0)[:2] == (512.0, 256.0)
+    assert moe_loads.collector_load(64, 256, 8, 1, 0.0)[:2] == (512.0, 256.0)
     # EP 8: rank 0 owns experts 0..31 -> 64 pairs on 32 experts, each padded to one tile
-    assert moe.collector_load(64, 256, 8, 8, 0.0)[:3] == (64.0, 32.0, 32.0 * moe.TILES[0])
+    assert moe_loads.collector_load(64, 256, 8, 8, 0.0)[:3] == (
+        64.0,
+        32.0,
+        32.0 * moe_loads.TILES[0],
+    )
 
 
 def test_power_law_rank_is_the_busiest_and_sum_is_exact() -> None:
     even = 512 * 8 / 8
-    assignments, touched = moe.collector_load(512, 256, 8, 8, 1.2)[:2]
+    assignments, touched = moe_loads.collector_load(512, 256, 8, 8, 1.2)[:2]
     assert assignments > even  # the collector swaps the busiest EP group to rank 0
     assert 0 < touched <= 32
-    total = moe.collector_load(512, 256, 8, 1, 1.2)[0]
+    total = moe_loads.collector_load(512, 256, 8, 1, 1.2)[0]
     assert total == 512 * 8  # rounding repaired to exactly T k
-    assert moe.collector_load(512, 256, 8, 8, 1.2)[:2] == (assignments, touched)  # seeded
+    assert moe_loads.collector_load(512, 256, 8, 8, 1.2)[:2] == (assignments, touched)  # seeded
 
 
 def _fields(fit: MoELayerFit) -> dict:

@@ -19,28 +19,23 @@ routing splits evenly and pads far less than random routing would) and its busie
 pairs; ``predict`` is a numpy mirror of ``moe_layer_s`` fed with them (tested equal). Formats
 with fewer than ``MIN_SHAPES`` model shapes borrow the stack's bf16 structure.
 
-Run ``python -m servesim.perf.fitting.moe`` for the held-out report.
+Run ``python -m servesim.perf.fitting.moe_report`` for the held-out report; the collector's
+routing statistics live in ``moe_loads``.
 """
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import replace
-from functools import cache
-from importlib import import_module
 from pathlib import Path
 
 import numpy as np
 
 from servesim.perf.fitting.heldout import (
     Rows,
-    crossval_predictions,
-    error_stats,
     fit_log_grid,
-    group_report,
     take,
 )
+from servesim.perf.fitting.moe_loads import TILES, collector_load
 from servesim.perf.fitting.tables import find_tables, read_columns, select
 from servesim.perf.opmodels.grid import LogGrid
 from servesim.perf.opmodels.moe_layer import (
@@ -79,11 +74,6 @@ NON_GATED_SHAPES = frozenset(
 #: A format needs this many model shapes for the full fit; with fewer (vLLM's mxfp4 and int4
 #: tables hold one or two) it borrows the structure of the stack's bf16 fit (``_fit_borrowed``).
 MIN_SHAPES = 3
-NUM_DRAWS = 8
-#: Tokens whose expert sets are built per power-law draw (evenly spaced; loads scale by T/n).
-MAX_SAMPLED_TOKENS = 512
-#: Candidate M tiles of the grouped GEMMs; the fit picks one per format and stack.
-TILES = (16, 32, 64, 128)
 SMALL_TOKENS = 256
 #: Budget of least-squares evaluations per solve (converged fits take 10-25).
 MAX_EVALS = 60
@@ -102,92 +92,6 @@ _LOWER = np.array([np.log(1e-6), -12.0, -12.0, -4.0, -5.0, -4.0, np.log(1e-9), -
 _UPPER = np.array(
     [np.log(1e-3), 6.0, 6.0, 6.0, 4.0, 3.0, np.log(1e-5), 6.0, np.log(2048.0), np.log(64.0)]
 )
-
-
-def _fix_sum(counts: np.ndarray, target: int) -> np.ndarray:
-    """The collector's rounding repair: +1 to the largest experts, -1 from the smallest."""
-    delta = int(target - counts.sum())
-    if delta == 0:
-        return counts
-    order = np.argsort(-counts, kind="stable")
-    out = counts.copy()
-    size = out.size
-    if delta > 0:
-        out += delta // size
-        out[order[: delta % size]] += 1
-        return out
-    for i in range(-delta):
-        index = order[-(i % size) - 1]
-        out[index if out[index] > 0 else int(np.argmax(out))] -= 1
-    return out
-
-
-def _skewed_local_counts(counts: np.ndarray, num_tokens: int, topk: int, local: int) -> np.ndarray:
-    """Pairs per local expert (experts ``[0, local)``) of one power-law draw after top-k.
-
-    The collector lays experts out in descending count order and reshapes to (topk, T): an
-    expert with more than T pairs appears twice in some tokens' rows. ``torch.topk`` over the
-    resulting logits keeps each expert once per token (so an expert holds at most T pairs) and
-    fills the missing slots with the lowest-index experts the token lacks (equal zero logits:
-    the radix select takes ties in index order). Those lowest indices are rank 0's experts:
-    the measured rank gains the surplus.
-    """
-    t = num_tokens
-    order = np.argsort(-counts, kind="stable")
-    ends = np.cumsum(counts[order])
-    n = min(t, MAX_SAMPLED_TOKENS)
-    tokens = (np.arange(n) * t) // n
-    experts = order[np.searchsorted(ends, tokens[:, None] + t * np.arange(topk), side="right")]
-    experts.sort(axis=1)
-    num_dup = (experts[:, 1:] == experts[:, :-1]).sum(axis=1)
-    out = np.minimum(counts[:local], t).astype(float)
-    rows = np.nonzero(num_dup)[0]
-    if rows.size:
-        width = min(topk, local)  # a token's missing slots go to indices below topk
-        member = (experts[rows][:, :, None] == np.arange(width)).any(axis=1)
-        free = ~member
-        fill = free & (np.cumsum(free, axis=1) <= num_dup[rows][:, None])
-        out[:width] += np.round(fill.sum(axis=0) * t / n)
-    return out
-
-
-def _padded(per_expert: np.ndarray) -> tuple[float, ...]:
-    """Rows after padding every touched expert's pairs to each candidate tile."""
-    hit = per_expert[per_expert > 0]
-    padded = tuple(float((np.ceil(hit / tile) * tile).sum()) for tile in TILES)
-    return (*padded, float(per_expert.max(initial=0.0)))
-
-
-@cache
-def collector_load(
-    num_tokens: int, num_experts: int, topk: int, ep: int, alpha: float
-) -> tuple[float, ...]:
-    """(assignments, experts touched, padded rows per tile of ``TILES``) of the measured rank;
-    ``alpha`` 0 means balanced."""
-    local = num_experts // ep
-    if alpha == 0.0:
-        stride = -(-num_experts // topk)
-        i = np.arange(num_tokens)[:, None]
-        j = np.arange(topk)[None, :]
-        if num_tokens >= stride:
-            experts = (i + j * stride) % num_experts
-        else:
-            experts = np.floor(i * stride / num_tokens + j * stride).astype(np.int64) % num_experts
-        per_expert = np.bincount(experts[experts < local], minlength=local).astype(float)
-        return (float(per_expert.sum()), float((per_expert > 0).sum()), *_padded(per_expert))
-    rng = np.random.default_rng([num_tokens, num_experts, topk, ep, int(alpha * 1000)])
-    lo, hi = (1.0, 0.8 * num_tokens) if num_tokens * topk > num_experts else (0.01, 2.0)
-    a = 1.0 - alpha
-    x = ((hi**a - lo**a) * rng.random((NUM_DRAWS, num_experts)) + lo**a) ** (1.0 / a)
-    target = num_tokens * topk
-    draws = []
-    for row in np.round(x / x.sum(axis=1, keepdims=True) * target).astype(np.int64):
-        groups = _fix_sum(row, target).reshape(ep, local)
-        best = int(np.argmax(groups.sum(axis=1)))  # the busiest EP group is swapped to rank 0
-        groups[[0, best]] = groups[[best, 0]]
-        per_expert = _skewed_local_counts(groups.reshape(-1), num_tokens, topk, local)
-        draws.append((per_expert.sum(), (per_expert > 0).sum(), *_padded(per_expert)))
-    return tuple(float(v) for v in np.mean(np.array(draws, dtype=float), axis=0))
 
 
 def _primary_kernels(cols: dict[str, np.ndarray]) -> dict[str, str]:
@@ -491,55 +395,3 @@ def predict(params: dict, gpu: GPUSpec, rows: Rows) -> np.ndarray:
             times = times * _grid_factors(layer.correction, _grid_coords(sub))
         out[mask] = times
     return out
-
-
-def report(root: Path, num_folds: int = 4) -> tuple[list[dict], list[dict]]:
-    """Held-out rows per (GPU, stack, dtype, regime), and leave-one-GPU-out from H100 vLLM."""
-    from servesim.specs.catalog.gpus import get_gpu
-
-    table: list[dict] = []
-    h100 = None
-    for folder, gpu_name, framework, version in STACKS:
-        rows = load_rows(root, folder, framework, version)
-        if rows is None:
-            continue
-        gpu = get_gpu(gpu_name)
-        pred = crossval_predictions(import_module(__spec__.name), rows, gpu, num_folds)
-        unseen = np.isnan(pred)  # a format whose only shapes were held out: in-sample, labelled
-        if unseen.any():
-            pred[unseen] = predict(fit(rows, gpu), gpu, take(rows, unseen))
-            label = np.where(unseen, rows["regime"] + " IN-SAMPLE", rows["regime"])
-            rows = {**rows, "regime": label}
-        stack = f"{framework}-{version}"
-        table += group_report(pred, rows, gpu=folder, stack=stack)
-        if (folder, framework) == ("h100_sxm", "vllm"):
-            h100 = fit(rows, gpu)
-    transfer: list[dict] = []
-    for folder, gpu_name, framework, version in STACKS:
-        rows = load_rows(root, folder, framework, version) if h100 else None
-        if rows is None or folder == "h100_sxm" or framework != "vllm":
-            continue
-        pred = predict(h100, get_gpu(gpu_name), rows)  # type: ignore[arg-type]
-        known = ~np.isnan(pred)
-        for label in sorted(set(rows["dtype"][known])):
-            mask = known & (rows["dtype"] == label)
-            stats = error_stats(pred[mask], rows["latency_s"][mask]).to_dict()
-            transfer.append(
-                {"gpu": folder, "stack": f"{framework}-{version}", "dtype": label, **stats}
-            )
-    return table, transfer
-
-
-if __name__ == "__main__":
-    from servesim.core.paths import shared_data_dir
-    from servesim.perf.fitting.tables import aic_root
-
-    data = shared_data_dir()
-    if data is None:
-        sys.exit("shared data not found (set SERVESIM_SHARED_DATA)")
-    held_out, loo = report(aic_root(data))
-    for row in held_out:
-        print(json.dumps(row))
-    print("# leave-one-GPU-out: fit on H100 vllm-0.24.0, predict with the target's data sheet")
-    for row in loo:
-        print(json.dumps(row))
