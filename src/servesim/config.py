@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -31,6 +31,7 @@ from servesim.cluster.config import (
     apply_engine_defaults,
     check_engine,
     check_host_overhead,
+    check_kernel_stack,
 )
 from servesim.core.errors import ConfigError, ServesimError
 from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
@@ -95,7 +96,7 @@ class HardwareConfig(BaseModel):
         "0.6), vllm-v0-multistep, vllm-v1, vllm-v1-async, sglang, trtllm, none (GPU time "
         "only); auto: the engine's.",
     )
-    kernel_stack: Literal["auto", "vllm-0.6", "vllm-0.24", "sglang-0.5"] = Field(
+    kernel_stack: str = Field(
         "auto",
         description="Kernel stack whose measured tables price each operator: vllm-0.6 (cuBLAS, "
         "FlashAttention 2), vllm-0.24 (FlashAttention 3, cutlass fp8), sglang-0.5; auto: "
@@ -117,6 +118,11 @@ class HardwareConfig(BaseModel):
     @classmethod
     def _known_host(cls, value: str) -> str:
         return check_host_overhead(value)
+
+    @field_validator("kernel_stack")
+    @classmethod
+    def _known_stack(cls, value: str) -> str:
+        return check_kernel_stack(value)
 
     @field_validator("gpu")
     @classmethod

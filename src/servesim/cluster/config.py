@@ -24,6 +24,7 @@ from servesim.core.errors import ServesimError
 from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
 from servesim.engine.profiles import AUTO, engine_names, with_engine_defaults
 from servesim.perf.host import HOST_OVERHEAD_CHOICES
+from servesim.perf.stacks import KERNEL_STACK_CHOICES
 from servesim.specs.catalog import get_gpu
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -86,7 +87,7 @@ class PoolConfig(BaseModel):
     host_overhead: str = Field(
         AUTO, description="Host (CPU) time profile (override); auto: the engine's."
     )
-    kernel_stack: Literal["auto", "vllm-0.6", "vllm-0.24", "sglang-0.5"] = Field(
+    kernel_stack: str = Field(
         "auto", description="Kernel stack (servesim.perf.stacks); auto: the host profile's."
     )
     expert_zipf_exponent: float = Field(0.0, ge=0, description="MoE routing skew (Zipf).")
@@ -114,11 +115,25 @@ class PoolConfig(BaseModel):
     def _known_host(cls, value: str) -> str:
         return check_host_overhead(value)
 
+    @field_validator("kernel_stack")
+    @classmethod
+    def _known_stack(cls, value: str) -> str:
+        return check_kernel_stack(value)
+
 
 def check_engine(value: str) -> str:
     """``value`` if it is ``auto`` or a registered engine profile."""
     if value != AUTO and value not in engine_names():
         raise ValueError(f"unknown engine {value!r}; valid: {', '.join([AUTO, *engine_names()])}")
+    return value
+
+
+def check_kernel_stack(value: str) -> str:
+    """``value`` if it is ``auto`` or a registered kernel stack (``servesim.perf.stacks``)."""
+    if value not in KERNEL_STACK_CHOICES:
+        raise ValueError(
+            f"unknown kernel stack {value!r}; valid: {', '.join(KERNEL_STACK_CHOICES)}"
+        )
     return value
 
 
