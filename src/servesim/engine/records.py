@@ -97,6 +97,8 @@ ITERATION_COLUMNS: dict[str, type] = {
     "hbm_bytes": np.float64,
     "energy_j": np.float64,  # GPU energy of the row, all GPUs of the replica
     "repeat": np.int64,  # >1 when decode-only iterations were advanced together
+    "host_s": np.float64,  # host (CPU) time of the row no GPU stage overlaps (StageTimes)
+    "num_preempted": np.int64,  # sequences preempted while this batch was formed
 }
 
 

@@ -345,6 +345,8 @@ class VirtualEngine(KVHandoffMixin):
             hbm_bytes=segment.hbm_bytes,
             energy_j=segment.energy_j,
             repeat=segment.num_ticks,
+            host_s=segment.host_s,
+            num_preempted=0,  # a skipped-ahead run has no preemptions (nothing can change)
         )
 
     # ---- per-request bookkeeping ---------------------------------------------------------
@@ -393,6 +395,8 @@ class VirtualEngine(KVHandoffMixin):
             hbm_bytes=times.hbm_bytes,
             energy_j=times.energy_j,
             repeat=1,
+            host_s=times.overhead_s,
+            num_preempted=self.state.num_preempted_this_step,
         )
 
     def _validate(self, batch: Batch) -> None:
@@ -419,6 +423,7 @@ class _Segment:
         "energy_j",
         "flops",
         "hbm_bytes",
+        "host_s",
         "num_queued",
         "num_seqs",
         "num_ticks",
@@ -430,7 +435,7 @@ class _Segment:
         self.num_seqs = num_seqs
         self.num_queued = num_queued
         self.num_ticks = 0
-        self.flops = self.hbm_bytes = self.energy_j = 0.0
+        self.flops = self.hbm_bytes = self.energy_j = self.host_s = 0.0
 
     def add(self, times: StageTimes) -> None:
         """One more iteration."""
@@ -438,6 +443,7 @@ class _Segment:
         self.flops += times.flops
         self.hbm_bytes += times.hbm_bytes
         self.energy_j += times.energy_j
+        self.host_s += times.overhead_s
 
 
 def write_request(
