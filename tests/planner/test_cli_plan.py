@@ -115,7 +115,7 @@ def test_ep_and_pool_hardware_flags_reach_the_search_space() -> None:
 
     dense = ["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm:2,a100-80gb:2", "--tp", "1"]
     dense += ["--pp", "1", "--slo-ttft-p99", "2", "--requests-per-replica", "100", "--inline"]
-    dense += ["--quiet", "--disagg", "--max-replicas", "2", "--top", "50"]
+    dense += ["--quiet", "--disagg", "--max-replicas", "2", "--top", "50", "--exhaustive"]
     per_phase = runner.invoke(app, dense)
     same = runner.invoke(app, [*dense, "--same-hardware-pools"])
     assert per_phase.exit_code == 0 and same.exit_code == 0, per_phase.output + same.output

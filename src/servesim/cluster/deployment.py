@@ -15,6 +15,7 @@ from servesim.cluster.moe import max_redundant_experts, with_eplb
 from servesim.core.errors import ServesimError
 from servesim.engine.config import CacheConfig, SchedulerConfig
 from servesim.engine.profiles import AUTO, EngineProfile, resolve_engine
+from servesim.engine.replica import memory_token_budget
 from servesim.engine.simulation import ReplicaSetup
 from servesim.perf.host import resolve_host_profile
 from servesim.perf.memory import check_plan
@@ -209,14 +210,14 @@ def _check_parallelism(pool: PoolConfig, plan: ReplicaPlan, problems: list[str])
 def _check_memory(
     pool: PoolConfig, plan: ReplicaPlan, perf: PerfModel, problems: list[str]
 ) -> None:
+    # The budget the replica's scheduler runs (engine defaults included), as the replica does.
+    budget = memory_token_budget(pool.scheduler, max_model_len=plan.model.max_context_tokens)
     try:
         mem = perf.memory_plan(
             plan,
             block_size_tokens=pool.cache.block_size,
             gpu_memory_utilization=pool.cache.gpu_memory_utilization,
-            max_num_batched_tokens=min(
-                pool.scheduler.max_num_batched_tokens or 8192, plan.model.max_context_tokens
-            ),
+            max_num_batched_tokens=budget,
         )
     except ServesimError as exc:
         problems.append(f"pool {pool.name!r} ({plan.gpu.name} tp={plan.tp} pp={plan.pp}): {exc}")

@@ -39,6 +39,7 @@ from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.simulation import (
     EngineHandle,
     ReplicaView,
+    StopWhen,
     append_request_row,
     replica_view,
     run_simulation,
@@ -363,6 +364,7 @@ def run_cluster(
     on_progress: Callable[[int, int], None] | None = None,
     check_invariants: bool = False,
     client: ClientOptions | None = None,
+    stop_when: StopWhen | None = None,
 ) -> ClusterRun:
     """Simulate ``requests`` (sorted by arrival) on ``deployment``.
 
@@ -376,6 +378,7 @@ def run_cluster(
         check_invariants: recount engine invariants every step (tests).
         client: send the requests as this benchmark client does (their arrival times are
             then its pacing); the returned records leave out its warm-up requests.
+        stop_when: end the run early (``engine.run_simulation``).
     """
     cluster = Cluster(deployment, perf, RandomStreams(seed).child("cluster"))
     if client is not None:
@@ -391,6 +394,7 @@ def run_cluster(
         skip_ahead=client is None,
         check_invariants=check_invariants,
         on_start=cluster.start,
+        stop_when=stop_when,
     )
     cluster.finalise()
     return ClusterRun(records=cluster.measured(), stats=cluster.stats)

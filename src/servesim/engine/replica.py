@@ -40,6 +40,15 @@ def make_scheduler(config: object, *, max_model_len: int) -> ReplicaScheduler:
     return cls(config, max_model_len=max_model_len)
 
 
+def memory_token_budget(config: object, *, max_model_len: int) -> int:
+    """Tokens of the step the memory plan reserves activations for: the scheduler's own
+    budget (its engine's default when unset, e.g. 512 for vLLM 0.6 on a >32K-context model),
+    capped at vLLM's profiling run of ``max(max_model_len, 2048)`` tokens. One rule for the
+    replica, the deployment check and the planner."""
+    budget = make_scheduler(config, max_model_len=max_model_len).token_budget
+    return min(budget, max(max_model_len, 2048))
+
+
 class Replica:
     """Stage timeline, virtual engines and static facts of one replica."""
 
@@ -73,7 +82,7 @@ class Replica:
         schedulers = [
             make_scheduler(setup.scheduler, max_model_len=self.max_model_len) for _ in range(pp)
         ]
-        budget = min(schedulers[0].token_budget, max(self.max_model_len, 2048))
+        budget = memory_token_budget(setup.scheduler, max_model_len=self.max_model_len)
         mem = perf.memory_plan(
             plan,
             block_size_tokens=cache.block_size,
@@ -126,6 +135,7 @@ class Replica:
                 check_invariants=check_invariants,
                 admission_lag_steps=timing.admission_lag_steps,
                 output_latency_s=timing.output_latency_s,
+                output_per_seq_s=timing.output_per_seq_s,
             )
             for i, scheduler in enumerate(schedulers)
         ]
@@ -275,6 +285,7 @@ def _checked_timing(setup: ReplicaSetup) -> EngineTiming:
     latencies = {
         "frontend_latency_s": timing.frontend_latency_s,
         "output_latency_s": timing.output_latency_s,
+        "output_per_seq_s": timing.output_per_seq_s,
     }
     for name, value in latencies.items():
         if not value >= 0:

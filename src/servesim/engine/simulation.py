@@ -77,6 +77,8 @@ class ReplicaView:
 
 
 Dispatch = Callable[[Request, Sequence[ReplicaView]], int]
+# ``stop_when(now, records)``: end the run now (checked after each finished request).
+StopWhen = Callable[[float, SimulationRecords], bool]
 
 
 def replica_view(replica: Replica) -> ReplicaView:
@@ -139,6 +141,7 @@ class _Driver:
         dispatch: Dispatch | None,
         on_progress: Callable[[int, int], None] | None,
         stop_s: float,
+        stop_when: StopWhen | None = None,
     ) -> None:
         self.requests: Iterator[Request] = iter(requests)
         self.replicas = replicas
@@ -147,6 +150,7 @@ class _Driver:
         self.dispatch = dispatch
         self.on_progress = on_progress
         self.stop_s = stop_s
+        self.stop_when = stop_when
         self.next_arrival_s = math.inf
         self.num_arrived = 0
         self.num_done = 0
@@ -163,6 +167,8 @@ class _Driver:
         self.num_done += 1
         if self.on_progress is not None and self.num_done % 1000 == 0:
             self.on_progress(self.num_done, self.num_arrived)
+        if self.stop_when is not None and self.stop_when(self.loop.now, self.records):
+            self.loop.stop()
 
     def feed(self) -> None:
         """Schedule the next request's arrival (or note there is none)."""
@@ -246,6 +252,7 @@ def run_simulation(
     skip_ahead: bool = True,
     check_invariants: bool = False,
     on_start: Callable[[EngineHandle], None] | None = None,
+    stop_when: StopWhen | None = None,
 ) -> SimulationRecords:
     """Simulate serving ``requests`` (sorted by arrival) on ``replicas``.
 
@@ -260,6 +267,9 @@ def run_simulation(
         skip_ahead: advance stable decode-only runs inside one event (exact; off for checks).
         check_invariants: recount every accounting invariant after each step (slow; tests).
         on_start: called once the replicas exist, before the first arrival (cluster hooks).
+        stop_when: called with (now, records) after each request finishes; True ends the run
+            there (requests still inside become ``NOT_FINISHED``), e.g. a capacity probe whose
+            SLO is already lost.
 
     Returns:
         The columnar records of the run.
@@ -272,7 +282,7 @@ def run_simulation(
     loop = EventLoop()
     stop_s = math.inf if duration_s is None else float(duration_s)
     built: list[Replica] = []
-    driver = _Driver(requests, built, records, loop, dispatch, on_progress, stop_s)
+    driver = _Driver(requests, built, records, loop, dispatch, on_progress, stop_s, stop_when)
     for i, setup in enumerate(replicas):
         replica = Replica(
             i,

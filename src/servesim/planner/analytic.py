@@ -2,9 +2,12 @@
 
 For each plan, from the perf model alone (no queueing):
 
-- **memory**: the perf model's memory plan; a plan whose weights do not fit, or that vLLM
-  would refuse (tp not dividing the heads, a dtype the GPU lacks), is *infeasible*, with the
-  perf model's reason.
+- **memory**: the replica is built by the simulator's own builder (``cluster.pool_plan``:
+  the engine profile's host model and kernel stack) and its memory planned at the token
+  budget its scheduler really runs (``engine.replica.memory_token_budget``: e.g. 512 tokens
+  for vLLM 0.6 on a >32K-context model), so a plan is feasible here exactly when
+  ``simulate`` builds it. A plan whose weights do not fit, or that vLLM would refuse (tp not
+  dividing the heads, a dtype the GPU lacks), is *infeasible*, with the limit in numbers.
 - **latency lower bounds**: every request's TTFT is at least the prefill time of its prompt
   alone, so p99 TTFT >= prefill(p99 prompt); every decode step takes at least the batch-1
   step, so TPOT >= decode(1). A bound above its target *prunes* the plan.
@@ -20,12 +23,14 @@ For each plan, from the perf model alone (no queueing):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from servesim.cluster.deployment import DeploymentError, pool_plan
 from servesim.core.errors import ServesimError
+from servesim.engine.replica import memory_token_budget
 from servesim.perf.memory import check_plan
 from servesim.perf.types import BatchShape, MemoryPlan, PerfModel, ReplicaPlan
-from servesim.planner.scenario import Scenario, WorkloadShape, replica_plan
+from servesim.planner.scenario import Scenario, WorkloadShape, pool_config
 from servesim.planner.space import PlanSpec
 
 # vLLM's default token budget when chunked prefill is on (V0 512, V1 2048/8192); for the
@@ -82,7 +87,7 @@ class Prefilter:
         self.scenario = scenario
         self.perf = perf
         self.shape = shape
-        self._memory: dict[tuple[object, ...], MemoryPlan | str] = {}
+        self._replicas: dict[tuple[object, ...], tuple[ReplicaPlan, MemoryPlan] | str] = {}
         self._steps: dict[tuple[object, ...], float] = {}
 
     def estimate(self, plan: PlanSpec) -> Estimate:
@@ -97,15 +102,10 @@ class Prefilter:
         for role in roles:
             phase = plan.phase(role)
             where = f"{role} pool ({phase.gpu} tp={phase.tp}): " if plan.per_phase else ""
-            try:
-                rplan = replica_plan(self.scenario.model, phase)
-                # vLLM's parallelism checks (tp/pp/ep dividing the model), whatever perf model.
-                check_plan(rplan)
-            except ServesimError as exc:
-                return Estimate(plan, "infeasible", where + str(exc))
-            mem = self._memory_plan(phase, rplan)
-            if isinstance(mem, str):
-                return Estimate(plan, "infeasible", where + mem)
+            built = self._replica(phase)
+            if isinstance(built, str):
+                return Estimate(plan, "infeasible", where + built)
+            rplan, mem = built
             if mem.max_kv_tokens < self.shape.p99_prompt_tokens:
                 return Estimate(
                     plan,
@@ -116,22 +116,53 @@ class Prefilter:
             pools.append((phase, rplan, mem.max_kv_tokens))
         return self._bounds(plan, pools[0][:2], pools[-1])
 
-    def _memory_plan(self, plan: PlanSpec, rplan: ReplicaPlan) -> MemoryPlan | str:
-        cache = self.scenario.cache
-        budget = plan.scheduler.max_num_batched_tokens or max(rplan.model.max_context_tokens, 2048)
-        budget = min(budget, max(rplan.model.max_context_tokens, 2048))
-        key = (plan.gpu, plan.tp, plan.pp, plan.ep, plan.dtype, plan.kv_dtype, budget)
-        if key not in self._memory:
-            try:
-                self._memory[key] = self.perf.memory_plan(
-                    rplan,
-                    block_size_tokens=cache.block_size,
-                    gpu_memory_utilization=cache.gpu_memory_utilization,
-                    max_num_batched_tokens=budget,
-                )
-            except ServesimError as exc:
-                self._memory[key] = str(exc)
-        return self._memory[key]
+    def _replica(self, phase: PlanSpec) -> tuple[ReplicaPlan, MemoryPlan] | str:
+        """The replica plan and memory plan of one pool, built as the simulator builds them
+        (``cluster.pool_plan`` with the engine profile's host model and kernel stack; the
+        memory plan at the scheduler's real token budget), or why it cannot run."""
+        key = (
+            phase.gpu,
+            phase.tp,
+            phase.pp,
+            phase.ep,
+            phase.dtype,
+            phase.kv_dtype,
+            phase.scheduler,
+        )
+        found = self._replicas.get(key)
+        if found is None:
+            found = self._build_replica(replace(phase, replicas=1, router="round_robin"))
+            self._replicas[key] = found
+        return found
+
+    def _build_replica(self, phase: PlanSpec) -> tuple[ReplicaPlan, MemoryPlan] | str:
+        try:
+            pool = pool_config(self.scenario, phase)
+            rplan = pool_plan(pool, self.scenario.model)
+            # vLLM's parallelism checks (tp/pp/ep dividing the model), whatever perf model.
+            check_plan(rplan)
+        except DeploymentError as exc:
+            return "; ".join(p.removeprefix("pool 'default': ") for p in exc.problems)
+        except ServesimError as exc:
+            return str(exc)
+        budget = memory_token_budget(pool.scheduler, max_model_len=rplan.model.max_context_tokens)
+        try:
+            mem = self.perf.memory_plan(
+                rplan,
+                block_size_tokens=pool.cache.block_size,
+                gpu_memory_utilization=pool.cache.gpu_memory_utilization,
+                max_num_batched_tokens=budget,
+            )
+        except ServesimError as exc:
+            return f"{exc} (activations for the scheduler's {budget}-token step)"
+        num_blocks = pool.cache.num_kv_blocks or mem.num_kv_blocks
+        if num_blocks < rplan.pp:  # the replica's check: one block per virtual engine
+            return (
+                f"{num_blocks} KV blocks leave none for {rplan.pp} pipeline virtual engines "
+                f"(weights {mem.weight_bytes / 2**30:.2f} GiB of {mem.usable_bytes / 2**30:.2f} "
+                "GiB usable per GPU)"
+            )
+        return rplan, mem
 
     def _step(self, rplan: ReplicaPlan, plan: PlanSpec, batch: BatchShape, total: bool) -> float:
         key = (plan.gpu, plan.tp, plan.pp, plan.ep, plan.dtype, plan.kv_dtype, batch, total)

@@ -55,6 +55,8 @@ class CapacityResult:
         limiting: the metric that failed just above the capacity (what limits it).
         best: the probe at ``rate_per_s`` (None when no rate held).
         probes: every probe, in the order run.
+        below_need: the search stopped at its first probe, which failed at the rate the
+            caller needed (``need_rate_per_s``): the capacity is below it.
     """
 
     rate_per_s: float
@@ -62,6 +64,7 @@ class CapacityResult:
     limiting: str
     best: Probe | None
     probes: tuple[Probe, ...]
+    below_need: bool = False
 
     @property
     def num_probes(self) -> int:
@@ -77,6 +80,7 @@ def capacity_search(
     min_rate_per_s: float | None = None,
     rel_tol: float = DEFAULT_REL_TOL,
     max_probes: int = DEFAULT_MAX_PROBES,
+    need_rate_per_s: float | None = None,
 ) -> CapacityResult:
     """Find the highest rate at which ``probe(rate).holds``, to within ``rel_tol``.
 
@@ -88,6 +92,10 @@ def capacity_search(
         min_rate_per_s: give up below this rate (default: start / 1000).
         rel_tol: stop when (fail - hold) / fail <= rel_tol.
         max_probes: hard cap on simulations.
+        need_rate_per_s: the least capacity the caller has a use for (the rate a plan must
+            reach to beat the best one so far, or a target rate): probed first, and when it
+            fails the search stops there (``below_need``); when it holds, the search goes on
+            upwards from it.
     """
     if not start_rate_per_s > 0:
         raise ValueError(f"start_rate_per_s must be > 0, got {start_rate_per_s}")
@@ -96,6 +104,15 @@ def capacity_search(
     lo: Probe | None = None
     hi: Probe | None = None
     rate = min(start_rate_per_s, max_rate_per_s)
+    if need_rate_per_s is not None and need_rate_per_s > 0:
+        first = probe(min(need_rate_per_s, max_rate_per_s))
+        probes.append(first)
+        if not first.holds:
+            return CapacityResult(0.0, first.rate_per_s, first.limiting, None, (first,), True)
+        lo = first
+        rate = min(max(start_rate_per_s, first.rate_per_s * GROWTH), max_rate_per_s)
+        if first.rate_per_s >= max_rate_per_s or len(probes) >= max_probes:
+            return _result(lo, None, probes)
     # Bracket: grow while holding, shrink while failing.
     while len(probes) < max_probes:
         p = probe(rate)
@@ -122,6 +139,10 @@ def capacity_search(
             lo = p
         else:
             hi = p
+    return _result(lo, hi, probes)
+
+
+def _result(lo: Probe | None, hi: Probe | None, probes: list[Probe]) -> CapacityResult:
     return CapacityResult(
         rate_per_s=lo.rate_per_s if lo is not None else 0.0,
         upper_rate_per_s=hi.rate_per_s if hi is not None else math.inf,

@@ -17,7 +17,13 @@ from servesim.core.errors import ServesimError
 from servesim.metrics import Summary
 from servesim.perf import default_perf_model
 from servesim.perf.types import PerfModel
-from servesim.planner.capacity import CapacityResult, Probe, capacity_search
+from servesim.planner.capacity import (
+    DEFAULT_MAX_PROBES,
+    CapacityResult,
+    Probe,
+    capacity_search,
+)
+from servesim.planner.probe import ViolationWatch
 from servesim.planner.scenario import Scenario, simulate_plan
 from servesim.planner.space import PlanSpec
 from servesim.specs.catalog import get_gpu
@@ -43,6 +49,13 @@ class PlanTask:
         rel_tol: capacity search tolerance.
         perf: a custom perf model (None: the process's default roofline model).
         bounds: the analytical estimate's figures, kept with the result.
+        need_rate_per_s: the rate the plan must hold to be of use (to beat the best plan so
+            far, or the target rate); probed first, and a failure there ends the evaluation.
+        need_reason: what ``need_rate_per_s`` stands for (the pruned plan's reason).
+        at_target: evaluate at ``need_rate_per_s`` only (``--target-rate`` objectives): one
+            probe, its figures are the plan's, and its capacity is "at least the target".
+        early_stop: end a probe as soon as its p99 targets are certainly lost
+            (``servesim.planner.probe``; the pass/fail outcome is unchanged).
     """
 
     scenario: Scenario
@@ -52,6 +65,10 @@ class PlanTask:
     rel_tol: float = 0.05
     perf: PerfModel | None = None
     bounds: dict[str, Any] = field(default_factory=dict)
+    need_rate_per_s: float | None = None
+    need_reason: str = ""
+    at_target: bool = False
+    early_stop: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +146,29 @@ def probe_metrics(summary: Summary) -> dict[str, Any]:
 
 def make_probe(task: PlanTask, perf: PerfModel) -> Any:
     """The probe function of ``task``'s capacity search."""
-    shape_max_out = task.scenario.shape().max_output_tokens
+    scenario = task.scenario
+    shape_max_out = scenario.shape().max_output_tokens
 
     def probe(rate_per_s: float) -> Probe:
+        watch = ViolationWatch(scenario.criterion, scenario.num_requests(task.plan))
+        use_watch = task.early_stop and watch.is_active
         summary = simulate_plan(
-            task.scenario, task.plan, rate_per_s, perf, max_output_tokens=shape_max_out
+            scenario,
+            task.plan,
+            rate_per_s,
+            perf,
+            max_output_tokens=shape_max_out,
+            stop_when=watch if use_watch else None,
         )
-        holds, limiting, ratio = task.scenario.criterion.check(summary)
-        return Probe(rate_per_s, holds, limiting, ratio, probe_metrics(summary))
+        holds, limiting, ratio = scenario.criterion.check(summary)
+        metrics = probe_metrics(summary)
+        if watch.stopped:  # the run was cut short: its SLO was already lost
+            value = metrics.get(f"{watch.stopped}_s")
+            target = getattr(scenario.criterion, f"{watch.stopped}_s")
+            holds, limiting = False, watch.stopped
+            ratio = value / target if value is not None and target else math.inf
+            metrics["stopped_early"] = True
+        return Probe(rate_per_s, holds, limiting, ratio, metrics)
 
     return probe
 
@@ -151,6 +183,8 @@ def evaluate_plan(task: PlanTask) -> PlanResult:
             start_rate_per_s=task.start_rate_per_s,
             max_rate_per_s=task.max_rate_per_s,
             rel_tol=task.rel_tol,
+            max_probes=1 if task.at_target else DEFAULT_MAX_PROBES,
+            need_rate_per_s=task.need_rate_per_s,
         )
     except ServesimError as exc:
         return PlanResult(task.plan, INFEASIBLE, str(exc), wall_s=time.perf_counter() - started)
@@ -165,9 +199,20 @@ def _result(task: PlanTask, found: CapacityResult, wall_s: float) -> PlanResult:
     metrics = dict(found.best.metrics) if found.best is not None else {}
     metrics["gpu_tdp_w"] = get_gpu(task.plan.gpu).tdp_w
     metrics.update(task.bounds)
+    status, reason = OK, ""
+    if found.below_need:
+        need = found.upper_rate_per_s
+        if task.at_target:
+            reason = f"misses the SLO at the target {need:.4g} req/s ({found.limiting})"
+        else:
+            status = PRUNED
+            reason = f"dominated: fails the SLO at {need:.3g} req/s, {task.need_reason}"
+    elif task.at_target:
+        metrics["at_rate_per_s"] = found.rate_per_s
     return PlanResult(
         plan=task.plan,
-        status=OK,
+        status=status,
+        reason=reason,
         capacity_per_s=found.rate_per_s,
         limiting=found.limiting,
         num_probes=found.num_probes,

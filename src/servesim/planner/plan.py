@@ -131,6 +131,11 @@ class PlanSpec:
         """Rent of every GPU of the deployment for one hour."""
         return sum(get_gpu(g).price_per_hour_usd * n for g, n in self.gpus_by_type().items())
 
+    @property
+    def tdp_w(self) -> float:
+        """Board power (TDP) of every GPU of the deployment, in watts."""
+        return sum(get_gpu(g).tdp_w * n for g, n in self.gpus_by_type().items())
+
     def phase(self, role: str) -> PlanSpec:
         """One pool as a colocated plan: ``prefill`` or ``decode`` (``unified`` for colocated).
 

@@ -1,11 +1,18 @@
 """Ranking plans by an objective, Pareto fronts, and a one-line "why it wins".
 
-Objectives (all over plans with a positive capacity):
+Objectives (``OBJECTIVE_HELP`` has the one-line definitions the CLI shows):
 
-- ``goodput_per_dollar``: most requests/s within SLO per dollar-hour of rent (default).
-- ``cost_at_rate``: cheapest deployment whose capacity reaches a target rate.
-- ``energy_per_token``: least GPU energy per output token, at capacity.
-- ``latency``: lowest p99 TTFT at capacity (then p99 TPOT).
+- ``goodput_per_dollar`` (no target rate): most requests/s within SLO per dollar-hour of
+  rent, each plan at its own capacity.
+- With ``--target-rate R`` every plan is simulated at R and only plans holding the SLO there
+  compete; the objectives are then evaluated at R:
+
+  - ``cost_at_rate``: cheapest deployment ($/h); ties: lower p99 TTFT at R.
+  - ``energy_per_token``: least GPU energy per output token at R (idle power included).
+  - ``latency``: lowest p99 TTFT at R, then p99 TPOT at R.
+
+Ranking ``latency`` or ``energy_per_token`` at each plan's own capacity would reward plans
+with little capacity (a plan saturates at a lower, calmer rate), so those need a target.
 
 The Pareto front is over (dollar-hours per unit of capacity, p99 TTFT, energy per token),
 all minimised: no plan on it is beaten on every axis by another.
@@ -19,16 +26,31 @@ from collections.abc import Sequence
 from servesim.core.errors import ConfigError
 from servesim.planner.evaluate import OK, PlanResult
 
-OBJECTIVES = ("goodput_per_dollar", "cost_at_rate", "energy_per_token", "latency")
+OBJECTIVE_HELP = {
+    "goodput_per_dollar": "max req/s within SLO per $/h, each plan at its capacity (no target)",
+    "cost_at_rate": "cheapest $/h that holds the SLO at --target-rate",
+    "energy_per_token": "least J per output token at --target-rate, within SLO",
+    "latency": "lowest p99 TTFT (then TPOT) at --target-rate, within SLO",
+}
+OBJECTIVES = tuple(OBJECTIVE_HELP)
+# Objectives evaluated at the target rate (one probe per plan at that rate).
+TARGET_OBJECTIVES = ("cost_at_rate", "energy_per_token", "latency")
 PARETO_AXES = ("dollar_hours_per_rate", "ttft_p99_s", "energy_per_output_token_j")
 
 
 def check_objective(objective: str, target_rate_per_s: float | None) -> None:
-    """Raise ``ConfigError`` for an unknown objective or a missing target rate."""
+    """Raise ``ConfigError`` for an unknown objective, a target-rate objective without a rate,
+    or a rate that is not a positive finite number."""
     if objective not in OBJECTIVES:
         raise ConfigError("objective", objective, f"must be one of {', '.join(OBJECTIVES)}")
-    if objective == "cost_at_rate" and target_rate_per_s is None:
-        raise ConfigError("target_rate_per_s", None, "cost_at_rate needs a target rate")
+    if target_rate_per_s is not None and not (
+        math.isfinite(target_rate_per_s) and target_rate_per_s > 0
+    ):
+        raise ConfigError("target_rate_per_s", target_rate_per_s, "must be a finite rate > 0")
+    if objective in TARGET_OBJECTIVES and target_rate_per_s is None:
+        raise ConfigError(
+            "target_rate_per_s", None, f"{objective} is evaluated at a target rate: give one"
+        )
 
 
 def _metric(result: PlanResult, name: str) -> float:
@@ -50,13 +72,15 @@ def objective_key(
     """Sort key of ``result`` under ``objective`` (smaller sorts first)."""
     if objective == "goodput_per_dollar":
         return (-result.capacity_per_dollar_hour, -result.capacity_per_s)
+    meets = target_rate_per_s is None or result.capacity_per_s >= target_rate_per_s
+    first = 0.0 if meets else 1.0  # plans missing the target rate sort last
+    ttft, tpot = _metric(result, "ttft_p99_s"), _metric(result, "tpot_p99_s")
     if objective == "cost_at_rate":
-        assert target_rate_per_s is not None
-        meets = result.capacity_per_s >= target_rate_per_s
-        return (0.0 if meets else 1.0, result.price_per_hour_usd, -result.capacity_per_s)
+        return (first, result.price_per_hour_usd, ttft, -result.capacity_per_s)
     if objective == "energy_per_token":
-        return (_metric(result, "energy_per_output_token_j"), -result.capacity_per_dollar_hour)
-    return (_metric(result, "ttft_p99_s"), _metric(result, "tpot_p99_s"))
+        energy = _metric(result, "energy_per_output_token_j")
+        return (first, energy, result.price_per_hour_usd)
+    return (first, ttft, tpot, result.price_per_hour_usd)
 
 
 def rank(

@@ -24,12 +24,11 @@ from servesim.cluster import (
 )
 from servesim.core.rng import RandomStreams
 from servesim.engine import CacheConfig
+from servesim.engine.simulation import StopWhen
 from servesim.metrics import Summary, summarize
 from servesim.metrics.slo import SLOSpec
-from servesim.perf.types import PerfModel, ReplicaPlan
+from servesim.perf.types import PerfModel
 from servesim.planner.space import PlanSpec
-from servesim.specs.catalog import get_gpu, resolve_model
-from servesim.specs.dtypes import DType, serving_formats
 from servesim.workload.config import WorkloadConfig
 
 # Requests per replica in one capacity probe. A short run overstates capacity: near
@@ -165,22 +164,6 @@ class Scenario:
         )
 
 
-def replica_plan(model: str, plan: PlanSpec) -> ReplicaPlan:
-    """The perf-model plan of one replica (formats resolved as ``HardwareConfig`` does)."""
-    kv_given = DType.parse(plan.kv_dtype) if plan.kv_dtype is not None else None
-    weights, act, kv = serving_formats(DType.parse(plan.dtype), kv_given)
-    return ReplicaPlan(
-        model=resolve_model(model),
-        gpu=get_gpu(plan.gpu),
-        tp=plan.tp,
-        pp=plan.pp,
-        ep=plan.ep,
-        weight_dtype=weights,
-        activation_dtype=act,
-        kv_dtype=kv,
-    )
-
-
 def pool_fields(scenario: Scenario, plan: PlanSpec, role: str) -> dict[str, Any]:
     """``PoolConfig`` fields of one pool of ``plan`` (``unified``, ``prefill`` or ``decode``)."""
     phase = plan.phase(role)
@@ -205,10 +188,16 @@ def plan_roles(plan: PlanSpec) -> tuple[str, ...]:
     return ("prefill", "decode") if plan.mode == "disaggregated" else ("unified",)
 
 
+def pool_config(scenario: Scenario, plan: PlanSpec, role: str = "unified") -> PoolConfig:
+    """The validated ``PoolConfig`` of one pool of ``plan`` (engine defaults applied), as the
+    simulator receives it; ``cluster.pool_plan`` turns it into the replica's ``ReplicaPlan``."""
+    return PoolConfig(**pool_fields(scenario, plan, role))
+
+
 def deployment_config(scenario: Scenario, plan: PlanSpec) -> DeploymentConfig:
     """The cluster deployment of ``plan``: one unified pool, or prefill + decode pools, each
     with its own hardware (``PlanSpec.phase``)."""
-    pools = [PoolConfig(**pool_fields(scenario, plan, role)) for role in plan_roles(plan)]
+    pools = [pool_config(scenario, plan, role) for role in plan_roles(plan)]
     return DeploymentConfig(pools=pools, router=RouterConfig(kind=plan.router))
 
 
@@ -219,17 +208,23 @@ def simulate_plan(
     perf: PerfModel,
     *,
     max_output_tokens: int = 4096,
+    num_requests: int | None = None,
+    stop_when: StopWhen | None = None,
 ) -> Summary:
     """Simulate ``plan`` at ``rate_per_s``; the run is cut short once the queue cannot drain.
 
     The clock stops at the expected last arrival plus the criterion's drain margin, so an
     overloaded probe costs about as much as a healthy one (requests still queued then are
-    reported ``not_finished`` and fail the check).
+    reported ``not_finished`` and fail the check). ``num_requests`` overrides the scenario's
+    probe length (short bracketing probes); ``stop_when`` ends the run early (a probe whose
+    SLO is already lost, ``servesim.planner.probe``).
     """
-    num = scenario.num_requests(plan)
+    num = num_requests if num_requests is not None else scenario.num_requests(plan)
     workload = scenario.workload.with_rate(rate_per_s).model_copy(update={"num_requests": num})
     requests = workload.build(RandomStreams(scenario.seed))
     deployment = build_deployment(deployment_config(scenario, plan), scenario.model, perf)
     stop_s = num / rate_per_s * 1.5 + scenario.criterion.drain_margin_s(max_output_tokens)
-    run = run_cluster(requests, deployment, perf, seed=scenario.seed, duration_s=stop_s)
+    run = run_cluster(
+        requests, deployment, perf, seed=scenario.seed, duration_s=stop_s, stop_when=stop_when
+    )
     return summarize(run.records, scenario.criterion.slo_spec())

@@ -31,7 +31,7 @@ from servesim.planner.evaluate import (
     evaluate_plan,
 )
 from servesim.planner.executors import Executor, InProcessExecutor
-from servesim.planner.rank import check_objective, pareto_front, rank
+from servesim.planner.rank import TARGET_OBJECTIVES, check_objective, pareto_front, rank
 from servesim.planner.scenario import Scenario
 from servesim.planner.space import PlanSpec, SearchSpace, enumerate_plans
 from servesim.planner.store import PlanStore
@@ -44,7 +44,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_WAVE_SIZE = 8
 # The capacity search never probes above this multiple of the analytical bound.
 BOUND_SLACK = 1.5
-PLANNER_VERSION = 1
+# 2: feasibility from the engine's real settings, early-stopped probes, "need" probes.
+PLANNER_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,9 @@ class SearchOptions:
         target_rate_per_s: the rate ``cost_at_rate`` must reach.
         rel_tol: capacity-search tolerance.
         wave_size: plans per wave between dominance checks.
-        exhaustive: simulate every survivor of the pre-filter (no branch and bound).
+        exhaustive: simulate every survivor of the pre-filter (no branch and bound, and
+            every plan's full capacity search).
+        early_stop: end a probe once its p99 targets are certainly lost (same outcome).
     """
 
     objective: str = "goodput_per_dollar"
@@ -64,6 +67,7 @@ class SearchOptions:
     rel_tol: float = 0.05
     wave_size: int = DEFAULT_WAVE_SIZE
     exhaustive: bool = False
+    early_stop: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +125,9 @@ def search_inputs(scenario: Scenario, options: SearchOptions, perf: PerfModel) -
         "requests_per_replica": scenario.requests_per_replica,
         "min_requests": scenario.min_requests,
         "rel_tol": options.rel_tol,
+        "engine": scenario.engine,
+        "target_rate_per_s": options.target_rate_per_s if at_target(options) else None,
+        "early_stop": options.early_stop,
         "perf": type(perf).__name__,
     }
 
@@ -133,6 +140,9 @@ def _category(reason: str) -> str:
         ("KV cache holds", "KV cache below p99 prompt"),
         ("no tensor peak", "dtype unsupported by GPU"),
         ("must divide", "tp/pp does not divide the model"),
+        ("does not divide", "tp/pp does not divide the model"),
+        ("neither divides", "tp/pp does not divide the model"),
+        ("pipeline virtual engines", "KV blocks below one per pipeline stage"),
         ("exceeds the", "tp/pp does not divide the model"),
         ("TTFT >=", "p99 TTFT lower bound over target"),
         ("TPOT >=", "TPOT lower bound over target"),
@@ -208,14 +218,36 @@ class _Search:
                     f"{best.capacity_per_dollar_hour:.3g} simulated for {best.plan.label()}"
                 )
         elif opts.objective == "cost_at_rate":
-            target = opts.target_rate_per_s or 0.0
-            cheaper = est.plan.price_per_hour_usd < best.price_per_hour_usd
-            if best.capacity_per_s >= target and not cheaper:
-                return f"dominated: not cheaper than {best.plan.label()}, which reaches the rate"
+            # Strictly dearer only: an equal price may still win on latency (the tie-break).
+            if est.plan.price_per_hour_usd > best.price_per_hour_usd:
+                return f"dominated: dearer than {best.plan.label()}, which serves the rate"
+        elif opts.objective == "latency":
+            best_ttft = best.metrics.get("ttft_p99_s")
+            if best_ttft is not None and est.ttft_p99_lower_s > best_ttft:
+                return (
+                    f"dominated: p99 TTFT >= {est.ttft_p99_lower_s:.3g} s (prefill alone) > "
+                    f"{best_ttft:.3g} s simulated for {best.plan.label()}"
+                )
         return None
+
+    def need(self, est: Estimate) -> tuple[float | None, str]:
+        """The rate ``est``'s plan must hold to be of use, and why (None: no such rate yet)."""
+        opts = self.options
+        if at_target(opts):
+            return opts.target_rate_per_s, "the target rate"
+        best = self.best
+        if opts.exhaustive or best is None or opts.objective != "goodput_per_dollar":
+            return None, ""
+        rate = best.capacity_per_dollar_hour * est.plan.price_per_hour_usd
+        why = (
+            f"the rate it needs to beat {best.capacity_per_dollar_hour:.3g} req/s per $/h "
+            f"of {best.plan.label()}"
+        )
+        return rate, why
 
     def task(self, est: Estimate) -> PlanTask:
         upper = est.rate_upper_per_s * BOUND_SLACK
+        need, why = self.need(est)
         return PlanTask(
             scenario=self.scenario,
             plan=est.plan,
@@ -224,13 +256,19 @@ class _Search:
             rel_tol=self.options.rel_tol,
             perf=None if self.perf is default_perf_model() else self.perf,
             bounds=_bound(est),
+            need_rate_per_s=need,
+            need_reason=why,
+            at_target=at_target(self.options),
+            early_stop=self.options.early_stop,
         )
 
     def run_wave(self, wave: Sequence[Estimate]) -> None:
         todo: list[PlanTask] = []
         for est in wave:
             cached = self.cached.get(est.plan.key())
-            if cached is not None and cached.status not in (PRUNED,):
+            # Any stored outcome of a simulation is reused, "dominated" ones included: the
+            # search is deterministic, so the best plan each was measured against is the same.
+            if cached is not None:
                 self.num_resumed += 1
                 self.record(cached, write=False)
             else:
@@ -241,12 +279,21 @@ class _Search:
             self.record(result, write=True)
 
 
-def _order_key(est: Estimate, options: SearchOptions) -> tuple[float, str]:
+def at_target(options: SearchOptions) -> bool:
+    """Whether plans are evaluated at the target rate (one probe) rather than by capacity."""
+    return options.target_rate_per_s is not None and options.objective in TARGET_OBJECTIVES
+
+
+def _order_key(est: Estimate, options: SearchOptions) -> tuple[float, ...]:
+    """Most promising first, so the dominance checks prune as early as possible."""
     if options.objective == "goodput_per_dollar":
-        return (-est.rate_upper_per_dollar_hour, est.plan.key())
-    if options.objective == "cost_at_rate":
-        return (est.plan.price_per_hour_usd, est.plan.key())
-    return (-est.rate_upper_per_s, est.plan.key())
+        return (-est.rate_upper_per_dollar_hour,)
+    if options.objective == "latency":
+        return (est.ttft_p99_lower_s, est.plan.price_per_hour_usd)
+    if options.objective == "energy_per_token":
+        # At a fixed rate, fewer watts provisioned means less energy per token (idle included).
+        return (est.plan.tdp_w, est.plan.price_per_hour_usd)
+    return (est.plan.price_per_hour_usd, -est.rate_upper_per_s)
 
 
 def run_search(
@@ -287,7 +334,7 @@ def run_search(
             survivors.append(est)
         else:
             search.record(PlanResult(plan, est.status, est.reason, metrics=_bound(est)), write=True)
-    survivors.sort(key=lambda e: _order_key(e, options))
+    survivors.sort(key=lambda e: (*_order_key(e, options), e.plan.key()))
     _run_waves(search, survivors, options.wave_size)
     results = [search.results[p.key()] for p in plans]
     return SearchReport(
@@ -304,9 +351,12 @@ def run_search(
 
 def _run_waves(search: _Search, survivors: list[Estimate], wave_size: int) -> None:
     pending = list(survivors)
+    # The most promising plan runs alone first: every later plan then has a best to beat.
+    size = 1
     while pending:
         wave: list[Estimate] = []
-        while pending and len(wave) < wave_size:
+        size, limit = wave_size, size
+        while pending and len(wave) < limit:
             est = pending.pop(0)
             why = search.dominated(est)
             if why is None:
