@@ -9,12 +9,15 @@ perf model can cache the expensive part by a small key:
 
 from __future__ import annotations
 
-from servesim.perf.attention import AttnCost
+from dataclasses import dataclass
+
+from servesim.perf.attention import DECODE_COMPUTE_EFF, PREFILL_MEM_EFF, ZERO, AttnCost
 from servesim.perf.calibration import Calibration
 from servesim.perf.kernel_set import GemmShape, KernelSet, MoeShape, gemm_label, moe_label
 from servesim.perf.kernels import elementwise_time_s, gemm_compute_eff
 from servesim.perf.moe import busiest_device, expert_frequencies
 from servesim.perf.shapes import (
+    attention_shapes,
     is_moe_layer,
     kv_elements_per_token_layer,
     layer_shapes,
@@ -22,8 +25,22 @@ from servesim.perf.shapes import (
 )
 from servesim.perf.types import BatchShape, OpCost, ReplicaPlan
 from servesim.specs.dtypes import DType
+from servesim.specs.layers import DELTANET_CHUNK_TOKENS, STATE_BYTES
+from servesim.specs.quant import MODULE_GROUPS, ModuleFormat, module_formats
 
 ACT_BYTES = 2.0  # activations stay 16-bit between kernels (bf16/fp16), also under FP8 GEMMs
+INDEXER_KEY_BYTES = 1.0  # DeepSeek-V3.2's indexer keys and queries run in fp8
+
+
+@dataclass(frozen=True, slots=True)
+class GroupKernels:
+    """How one module group's GEMMs run: weight bytes, input bytes, tables, compute peak."""
+
+    weight_bytes: float
+    in_bytes: float
+    gemm_label: str | None
+    moe_label: str | None
+    peak_flops_per_s: float
 
 
 class PlanGraph:
@@ -56,6 +73,32 @@ class PlanGraph:
             self.freq = expert_frequencies(moe, plan.expert_popularity, plan.expert_zipf_exponent)
         self.kv_elems = kv_elements_per_token_layer(self.model, plan.tp)
         self.any_uncalibrated_comm = False
+        formats = module_formats(self.model.quantization, plan.weight_dtype)
+        self.groups = {g: self._group_kernels(formats[g]) for g in MODULE_GROUPS}
+        self.num_linear = [
+            sum(self.model.layer_kind(i) == "linear" for i in r) for r in self.stages
+        ]
+        self.kind_counts = self.model.layer_kind_counts()
+
+    def _group_kernels(self, fmt: ModuleFormat) -> GroupKernels:
+        """The plan's formats for a group in ``--dtype``; a checkpoint-quantised group runs
+        its format's activations where the GPU has tensor cores for them, else dequantises to
+        16-bit (vLLM's Marlin path for fp8 on Ampere), reading its scales with the weights."""
+        plan = self.plan
+        if not fmt.is_checkpoint:
+            kernel = plan.weight_dtype.spec.kernel_dtype
+            act = plan.activation_dtype
+            w, in_bytes, peak = self.w_bytes, self.in_bytes, self.peak
+        else:
+            kernel = fmt.dtype.spec.kernel_dtype
+            has_fp8 = DType.FP8 in plan.gpu.peak_flops_per_s
+            act = DType.FP8 if fmt.dtype.spec.activation == DType.FP8 and has_fp8 else DType.BF16
+            w, in_bytes = fmt.bytes_per_weight, min(ACT_BYTES, act.num_bytes)
+            peak = plan.gpu.peak_flops_per_s.get(act) or self.peak16
+        label = gemm_label(kernel, act)
+        if fmt.dtype == DType.FP8_BLOCK and act == DType.FP8:
+            label = "fp8_block"  # DeepSeek-style 128x128 block scales have their own tables
+        return GroupKernels(w, in_bytes, label, moe_label(kernel, act), peak)
 
     # ---- primitives -------------------------------------------------------------------
     def scope(self, stage: int, count: int = 0) -> str:
@@ -66,15 +109,26 @@ class PlanGraph:
         return f"stage{stage} layers {r.start}-{r.stop - 1}"
 
     def gemm(
-        self, name: str, stage: int, count: int, m: float, k: int, n: int, *, quantised: bool = True
+        self,
+        name: str,
+        stage: int,
+        count: int,
+        m: float,
+        k: int,
+        n: int,
+        *,
+        quantised: bool = True,
+        group: str = "attention",
     ) -> OpCost:
-        """A GEMM of m tokens by a k x n weight (16-bit when not ``quantised``)."""
-        w = self.w_bytes if quantised else ACT_BYTES
+        """A GEMM of m tokens by a k x n weight of module ``group`` (16-bit when not
+        ``quantised``)."""
+        g = self.groups[group]
+        w = g.weight_bytes if quantised else ACT_BYTES
+        in_bytes = g.in_bytes if quantised else ACT_BYTES
         flops = 2.0 * m * k * n
-        nbytes = k * n * w + m * k * self.in_bytes + m * n * ACT_BYTES
-        label = self.gemm_label if quantised else "bf16"
-        in_bytes = self.in_bytes if quantised else ACT_BYTES
-        peak = self.peak if quantised else self.peak16
+        nbytes = k * n * w + m * k * in_bytes + m * n * ACT_BYTES
+        label = g.gemm_label if quantised else "bf16"
+        peak = g.peak_flops_per_s if quantised else self.peak16
         t = self.kernels.gemm_s(GemmShape(m, n, k, label, w, in_bytes), peak)
         t_c = flops / (peak * gemm_compute_eff(self.cal.gemm, m, k, n))
         bound = "compute" if t_c >= nbytes / (self.bw * self.cal.gemm.mem_eff) else "memory"
@@ -132,7 +186,11 @@ class PlanGraph:
                         "all_reduce_embedding", "all_reduce", 0, 1, tp, tokens * h * ACT_BYTES
                     )
                 )
-            ops.extend(self._attention_block(stage, count, tokens))
+            num_linear = self.num_linear[stage]
+            if count > num_linear:
+                ops.extend(self._attention_block(stage, count - num_linear, tokens))
+            if num_linear:
+                ops.extend(self._linear_block(stage, num_linear, tokens))
             dense = count - self.num_moe[stage]
             if dense:
                 ops.extend(self._dense_mlp(stage, dense, tokens))
@@ -205,16 +263,46 @@ class PlanGraph:
         ops.append(
             self.elementwise("kv_a_norm", "norm", stage, count, 4.0 * tokens * s.kv_lora_rank)
         )
+        sparse = self.model.sparse_attention
+        if sparse is not None:  # DeepSeek-V3.2's lightning indexer, replicated on every GPU
+            heads, dim = sparse.index_num_heads, sparse.index_head_dim
+            ops.append(
+                self.gemm("indexer_wq_b", stage, count, tokens, s.q_lora_rank or h, heads * dim)
+            )
+            ops.append(self.gemm("indexer_wk", stage, count, tokens, h, dim))
+            ops.append(
+                self.gemm("indexer_weights", stage, count, tokens, h, heads, quantised=False)
+            )
         return ops
+
+    def _linear_block(self, stage: int, count: int, tokens: int) -> list[OpCost]:
+        """Gated DeltaNet projections (Qwen3-Next): in_proj_qkvz, in_proj_ba, the short conv,
+        the gated norm and out_proj; the state update itself is priced in ``attention``."""
+        lin = self.model.linear_attention
+        assert lin is not None  # only called for linear layers
+        h, tp = self.model.hidden_size, self.plan.tp
+        qkvz, ba = lin.projection_widths()
+        value = lin.value_dim // tp
+        conv_bytes = 4.0 * tokens * lin.conv_dim // tp  # read and write q, k, v in 16-bit
+        return [
+            self.elementwise("input_norm", "norm", stage, count, 8.0 * tokens * h),
+            self.gemm("in_proj_qkvz", stage, count, tokens, h, qkvz // tp),
+            self.gemm("in_proj_ba", stage, count, tokens, h, ba // tp, quantised=False),
+            self.elementwise("short_conv", "activation", stage, count, conv_bytes),
+            self.elementwise("gated_norm", "norm", stage, count, 6.0 * tokens * value),
+            self.gemm("out_proj", stage, count, tokens, value, h),
+            self.comm("all_reduce_attn", "all_reduce", stage, count, tp, tokens * h * ACT_BYTES),
+            self.elementwise("post_attn_norm", "norm", stage, count, 8.0 * tokens * h),
+        ]
 
     def _dense_mlp(self, stage: int, count: int, tokens: int) -> list[OpCost]:
         s = self.shapes
         h = s.hidden
         act_bytes = (6.0 if self.model.is_gated_mlp else 4.0) * tokens * s.ffn
         return [
-            self.gemm("mlp_up_gate", stage, count, tokens, h, s.up_out),
+            self.gemm("mlp_up_gate", stage, count, tokens, h, s.up_out, group="dense_mlp"),
             self.elementwise("mlp_act", "activation", stage, count, act_bytes),
-            self.gemm("mlp_down", stage, count, tokens, s.ffn, h),
+            self.gemm("mlp_down", stage, count, tokens, s.ffn, h, group="dense_mlp"),
             self.comm(
                 "all_reduce_mlp", "all_reduce", stage, count, self.plan.tp, tokens * h * ACT_BYTES
             ),
@@ -237,8 +325,13 @@ class PlanGraph:
             )
         if moe.num_shared_experts:
             width = moe.num_shared_experts * moe.shared_expert_ffn_size // tp
-            ops.append(self.gemm("shared_up_gate", stage, count, tokens, h, width * (mats - 1)))
-            ops.append(self.gemm("shared_down", stage, count, tokens, width, h))
+            up = width * (mats - 1)
+            ops.append(
+                self.gemm("shared_up_gate", stage, count, tokens, h, up, group="shared_experts")
+            )
+            ops.append(
+                self.gemm("shared_down", stage, count, tokens, width, h, group="shared_experts")
+            )
         if ep == 1:
             ops.append(
                 self.comm("all_reduce_moe", "all_reduce", stage, count, tp, tokens * h * ACT_BYTES)
@@ -265,12 +358,13 @@ class PlanGraph:
     ) -> OpCost:
         """Grouped expert GEMMs on the busiest device: FLOPs of its token-expert pairs, bytes
         of the experts it touches, efficiency of the per-expert token count."""
+        g = self.groups["experts"]
         flops = 2.0 * pairs * mats * h * ffn
-        weights = touched * mats * h * ffn * self.w_bytes
+        weights = touched * mats * h * ffn * g.weight_bytes
         acts = pairs * (2 * h + (mats - 1) * ffn + ffn) * ACT_BYTES
         per_expert = max(1.0, pairs / max(touched, 1.0))
         curve = self.cal.gemm
-        t_c = flops / (self.peak * gemm_compute_eff(curve, per_expert, h, ffn))
+        t_c = flops / (g.peak_flops_per_s * gemm_compute_eff(curve, per_expert, h, ffn))
         bound = "compute" if t_c >= (weights + acts) / (self.bw * curve.mem_eff) else "memory"
         moe = self.model.moe
         assert moe is not None  # only called for MoE layers
@@ -284,10 +378,10 @@ class PlanGraph:
             assignments=pairs,
             experts_touched=touched,
             num_matrices=mats,
-            label=moe_label(self.plan.weight_dtype, self.plan.activation_dtype),
-            weight_bytes=self.w_bytes,
+            label=g.moe_label,
+            weight_bytes=g.weight_bytes,
         )
-        t = self.kernels.moe_experts_s(shape, self.peak)
+        t = self.kernels.moe_experts_s(shape, g.peak_flops_per_s)
         return OpCost(
             "moe_experts",
             self.scope(stage, count),
@@ -319,10 +413,59 @@ class PlanGraph:
         ]
 
     def attention(self, batch: BatchShape) -> tuple[AttnCost, AttnCost]:
-        """Per-layer (prefill, decode) attention kernel costs on one GPU."""
-        return self.kernels.attention_s(
-            self.shapes, batch, self.model.sliding_window, self.kv_bytes
+        """Per-layer (prefill, decode) attention kernel costs on one GPU.
+
+        A model that mixes layer kinds gets the mean over its layers: each kind priced with
+        its own context bound (window, chunk, top-k) or, for linear layers, its state update.
+        Stages multiply the mean by their layer counts (exact where each stage holds the
+        model's mix, as the regular patterns of gpt-oss, Llama 4 and Qwen3-Next do).
+        """
+        if len(self.kind_counts) == 1 and "linear" not in self.kind_counts:
+            (kind,) = self.kind_counts
+            return self._attention_of(kind, batch)
+        total = sum(self.kind_counts.values())
+        parts = [(n / total, self._attention_of(k, batch)) for k, n in self.kind_counts.items()]
+        return (
+            _weighted([(w, pre) for w, (pre, _) in parts]),
+            _weighted([(w, dec) for w, (_, dec) in parts]),
         )
+
+    def _attention_of(self, kind: str, batch: BatchShape) -> tuple[AttnCost, AttnCost]:
+        if kind == "linear":
+            return self._linear_attention(batch)
+        window = self.model.attention_window(kind)
+        pre, dec = self.kernels.attention_s(self.shapes, batch, window, self.kv_bytes)
+        sparse = self.model.sparse_attention
+        if kind == "sparse" and sparse is not None:
+            # the lightning indexer scores every cached token (one fp8 key per token, all
+            # heads on every GPU); the main attention reads only the top-k (window above)
+            idx = attention_shapes(sparse.index_num_heads, 1, sparse.index_head_dim)
+            ipre, idec = self.kernels.attention_s(idx, batch, None, INDEXER_KEY_BYTES)
+            pre, dec = _weighted([(1.0, pre), (1.0, ipre)]), _weighted([(1.0, dec), (1.0, idec)])
+        return pre, dec
+
+    def _linear_attention(self, batch: BatchShape) -> tuple[AttnCost, AttnCost]:
+        """Gated delta rule on one GPU's value heads: decode reads and writes each sequence's
+        state once (memory-bound, independent of context); prefill runs the chunked form,
+        8 * dk * dv FLOPs per token and head plus the intra-chunk products."""
+        lin = self.model.linear_attention
+        assert lin is not None  # only for linear layers
+        heads = lin.num_value_heads // self.plan.tp
+        dk, dv = lin.key_head_dim, lin.value_head_dim
+        state = heads * dk * dv
+        io = (2 * lin.key_dim + 2 * lin.value_dim) // self.plan.tp * ACT_BYTES
+        launch = self.cal.attention.launch_s
+        pre = dec = ZERO
+        if batch.num_prefill_tokens:
+            t = batch.num_prefill_tokens
+            flops = t * (8.0 * state + 2.0 * DELTANET_CHUNK_TOKENS * heads * (dk + dv))
+            nbytes = t * io + 2.0 * batch.num_prefill_seqs * state * STATE_BYTES
+            pre = _roofline(flops, nbytes, self.peak16, self.bw, launch)
+        if batch.num_decode_seqs:
+            n = batch.num_decode_seqs
+            nbytes = n * (2.0 * state * STATE_BYTES + io)
+            dec = _roofline(n * 8.0 * state, nbytes, self.peak16, self.bw, launch)
+        return pre, dec
 
     def extra_mla_decode(self, batch: BatchShape) -> list[OpCost]:
         """MLA absorbed-weight GEMMs (W_UK into q, W_UV out of the latent) for decode tokens,
@@ -354,3 +497,25 @@ class PlanGraph:
                     )
                 )
         return ops
+
+
+def _roofline(flops: float, nbytes: float, peak: float, bw: float, launch_s: float) -> AttnCost:
+    """A kernel at the attention kernels' efficiencies: the slower of compute and memory."""
+    t_c = flops / (peak * DECODE_COMPUTE_EFF)
+    t_m = nbytes / (bw * PREFILL_MEM_EFF)
+    return AttnCost(flops, nbytes, launch_s + max(t_c, t_m), "compute" if t_c >= t_m else "memory")
+
+
+def _weighted(parts: list[tuple[float, AttnCost]]) -> AttnCost:
+    """Sum of weighted costs (weights: each kind's share of the layers, or 1 to add kernels);
+    the bound is the one of the part that takes longest."""
+    live = [(w, c) for w, c in parts if c.time_s > 0]
+    if not live:
+        return ZERO
+    bound = max(live, key=lambda wc: wc[0] * wc[1].time_s)[1].bound
+    return AttnCost(
+        sum(w * c.flops for w, c in live),
+        sum(w * c.num_bytes for w, c in live),
+        sum(w * c.time_s for w, c in live),
+        bound,
+    )

@@ -11,13 +11,16 @@ from __future__ import annotations
 from servesim.core.errors import ConfigError, InfeasibleError
 from servesim.perf.shapes import (
     is_moe_layer,
+    kv_bytes_per_token_layer,
     kv_elements_per_token_layer,
     layer_shapes,
+    linear_state_bytes_per_layer,
     stage_layer_ranges,
     stage_params,
 )
 from servesim.perf.types import MemoryPlan, ReplicaPlan
-from servesim.specs.dtypes import DType
+from servesim.specs.layers import GROWING_KINDS
+from servesim.specs.quant import module_formats
 
 GIB = 1024**3
 # Non-torch memory seen by vLLM's profiler: CUDA context + cuBLAS workspace (~0.5 GiB on
@@ -28,9 +31,11 @@ NCCL_BUFFER_BYTES = int(0.25 * GIB)
 CUDA_GRAPH_BYTES = int(0.5 * GIB)
 # vLLM's default max_num_seqs: the profiling pass samples this many sequences.
 PROFILE_NUM_SEQS = 256
-# Group-wise scales of weight-only formats: GPTQ/AWQ int4 keep one fp16 scale per 128
-# weights; NVFP4 one fp8 scale per 16.
-SCALE_BYTES_PER_PARAM = {DType.INT4: 2.0 / 128, DType.FP4: 1.0 / 16}
+# A sliding window this short against typical contexts (gpt-oss: 128 tokens) is held per
+# sequence, as vLLM's hybrid KV-cache manager frees the blocks that leave the window; longer
+# windows and chunks (Mistral 4096, Llama 4's 8192) are charged per token like full layers,
+# an upper bound the token-paged pool can express.
+SHORT_WINDOW_TOKENS = 1024
 
 
 def check_plan(plan: ReplicaPlan) -> None:
@@ -49,6 +54,11 @@ def check_plan(plan: ReplicaPlan) -> None:
             raise ConfigError(
                 "tp", plan.tp, f"must divide or be a multiple of the {kv} KV heads of {m.name}"
             )
+    lin = m.linear_attention
+    if lin is not None and (lin.num_key_heads % plan.tp or lin.num_value_heads % plan.tp):
+        raise ConfigError(
+            "tp", plan.tp, f"must divide the {lin.num_key_heads} linear-attention key heads"
+        )
     if m.ffn_size % plan.tp:
         raise ConfigError("tp", plan.tp, f"must divide the FFN size {m.ffn_size} of {m.name}")
     if plan.pp > m.num_layers:
@@ -100,15 +110,65 @@ def stage_weight_bytes(plan: ReplicaPlan, stage: int) -> int:
     """Weight bytes of one GPU of pipeline stage ``stage``."""
     layers = stage_layer_ranges(plan.model.num_layers, plan.pp)[stage]
     params = stage_params(plan.model, plan.tp, plan.ep, layers, plan.pp, stage)
-    w = plan.weight_dtype.num_bytes + SCALE_BYTES_PER_PARAM.get(plan.weight_dtype, 0.0)
+    formats = module_formats(plan.model.quantization, plan.weight_dtype)
+    by_bytes: dict[float, int] = {}  # groups of one format summed first: exact for one format
+    for group, count in params.linear_by_group.items():
+        w = formats[group].bytes_per_weight
+        by_bytes[w] = by_bytes.get(w, 0) + count
+    linear = sum(count * w for w, count in by_bytes.items())
     # embeddings, LM head, norms and routers stay 16-bit in vLLM's quantised checkpoints
-    return int(params.linear_params * w + params.other_params * 2)
+    return int(linear + params.other_params * 2)
+
+
+def _is_per_sequence(plan: ReplicaPlan, kind: str) -> bool:
+    """True when a layer of ``kind`` holds a bounded cache per sequence (not per token).
+
+    Only models that mix kinds hold some layers per sequence; a model whose layers all slide
+    (Mistral) keeps the paged per-token accounting it always had.
+    """
+    m = plan.model
+    if not m.layer_types or kind in GROWING_KINDS:
+        return False
+    if kind == "linear":
+        return True
+    window = m.attention_window(kind)
+    return window is not None and window <= SHORT_WINDOW_TOKENS
 
 
 def kv_bytes_per_token(plan: ReplicaPlan, stage: int) -> float:
-    """KV bytes one token occupies on one GPU of ``stage`` (its layers, its KV heads)."""
-    layers = stage_layer_ranges(plan.model.num_layers, plan.pp)[stage]
-    return len(layers) * kv_elements_per_token_layer(plan.model, plan.tp) * plan.kv_dtype.num_bytes
+    """KV bytes one token occupies on one GPU of ``stage`` (its layers, its KV heads).
+
+    Layers held per sequence (linear state, short windows) are left out: see
+    ``sequence_state_bytes``.
+    """
+    m = plan.model
+    layers = stage_layer_ranges(m.num_layers, plan.pp)[stage]
+    if not m.layer_types and m.sparse_attention is None:
+        return len(layers) * kv_elements_per_token_layer(m, plan.tp) * plan.kv_dtype.num_bytes
+    total = 0.0
+    for index in layers:
+        kind = m.layer_kind(index)
+        if not _is_per_sequence(plan, kind):
+            total += kv_bytes_per_token_layer(m, plan.tp, kind, plan.kv_dtype.num_bytes)
+    return total
+
+
+def sequence_state_bytes(plan: ReplicaPlan, stage: int, block_size_tokens: int = 16) -> float:
+    """Bytes one sequence holds on one GPU of ``stage`` whatever its length: linear-attention
+    state, and a short window's KV (the window plus one partly filled block)."""
+    m = plan.model
+    total = 0.0
+    for index in stage_layer_ranges(m.num_layers, plan.pp)[stage]:
+        kind = m.layer_kind(index)
+        if not _is_per_sequence(plan, kind):
+            continue
+        if kind == "linear":
+            total += linear_state_bytes_per_layer(m, plan.tp)
+            continue
+        window = m.attention_window(kind) or 0
+        tokens = -(-window // block_size_tokens) * block_size_tokens + block_size_tokens
+        total += tokens * kv_bytes_per_token_layer(m, plan.tp, kind, plan.kv_dtype.num_bytes)
+    return total
 
 
 def plan_memory(
@@ -132,16 +192,21 @@ def plan_memory(
     best: MemoryPlan | None = None
     for stage in range(plan.pp):
         weights = stage_weight_bytes(plan, stage)
-        kv_cache = usable - weights - activation - overhead
+        # vLLM's state cache for linear-attention layers (and, here, short windows) holds one
+        # slot per schedulable sequence: reserved for the default max_num_seqs, with overheads
+        state = int(PROFILE_NUM_SEQS * sequence_state_bytes(plan, stage, block_size_tokens))
+        kv_cache = usable - weights - activation - overhead - state
         per_token = kv_bytes_per_token(plan, stage)
         if kv_cache <= 0:
             raise InfeasibleError(
-                _breakdown(plan, stage, total, usable, weights, activation, overhead)
+                _breakdown(plan, stage, total, usable, weights, activation, overhead + state)
             )
+        if per_token <= 0:
+            raise ConfigError("model", plan.model.name, "has no layer whose KV grows per token")
         blocks = int(kv_cache // (per_token * block_size_tokens))
         if blocks < 1:
             raise InfeasibleError(
-                _breakdown(plan, stage, total, usable, weights, activation, overhead)
+                _breakdown(plan, stage, total, usable, weights, activation, overhead + state)
                 + f"; {kv_cache / GIB:.2f} GiB left holds no {block_size_tokens}-token KV block"
             )
         candidate = MemoryPlan(
@@ -149,7 +214,7 @@ def plan_memory(
             usable,
             weights,
             activation,
-            overhead,
+            overhead + state,
             kv_cache,
             per_token,
             block_size_tokens,

@@ -7,8 +7,10 @@ split too until TP exceeds them, after which vLLM replicates one KV head per GPU
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
+from servesim.specs.layers import STATE_BYTES
 from servesim.specs.model import ModelSpec
 
 
@@ -79,12 +81,13 @@ def layer_shapes(model: ModelSpec, tp: int) -> LayerShapes:
             q_lora_rank=mla.q_lora_rank or 0,
         )
     kv_heads = kv_heads_per_gpu(model, tp)
+    gate_heads = q_heads if model.has_attn_output_gate else 0  # Qwen3-Next's sigmoid gate
     return LayerShapes(
         hidden=model.hidden_size,
         head_dim=model.head_dim,
         num_q_heads=q_heads,
         num_kv_heads=kv_heads,
-        qkv_out=(q_heads + 2 * kv_heads) * model.head_dim,
+        qkv_out=(q_heads + gate_heads + 2 * kv_heads) * model.head_dim,
         attn_out_in=q_heads * model.head_dim,
         ffn=ffn,
         up_out=up_out,
@@ -98,6 +101,30 @@ def kv_elements_per_token_layer(model: ModelSpec, tp: int) -> int:
         # MLA caches the compressed latent plus the shared rope key; vLLM replicates it per GPU.
         return model.mla.kv_lora_rank + model.mla.qk_rope_head_dim
     return 2 * kv_heads_per_gpu(model, tp) * model.head_dim
+
+
+def kv_bytes_per_token_layer(model: ModelSpec, tp: int, kind: str, kv_bytes: float) -> float:
+    """KV-cache bytes one token occupies in one layer of ``kind`` on one GPU.
+
+    Linear layers cache no keys; sparse layers add the indexer's fp8 key (with its fp32
+    scale), which every GPU holds whole (vLLM replicates the indexer).
+    """
+    if kind == "linear":
+        return 0.0
+    nbytes = kv_elements_per_token_layer(model, tp) * kv_bytes
+    if kind == "sparse" and model.sparse_attention is not None:
+        nbytes += model.sparse_attention.key_bytes_per_token()
+    return nbytes
+
+
+def linear_state_bytes_per_layer(model: ModelSpec, tp: int) -> float:
+    """Recurrent state one sequence keeps in one linear-attention layer on one GPU (heads and
+    conv channels split by TP)."""
+    lin = model.linear_attention
+    if lin is None:
+        return 0.0
+    recurrent = (lin.num_value_heads // tp) * lin.key_head_dim * lin.value_head_dim
+    return (recurrent + lin.conv_dim // tp * (lin.conv_kernel_size - 1)) * STATE_BYTES
 
 
 def is_moe_layer(model: ModelSpec, index: int) -> bool:
@@ -131,11 +158,21 @@ class StageParams:
 
     linear_params: int  # quantisable GEMM weights (attention, MLP, experts)
     other_params: int  # embeddings, LM head, norms, router, biases (kept in 16-bit)
+    # linear_params by module group (quant.MODULE_GROUPS): formats may differ per group
+    linear_by_group: Mapping[str, int] = field(default_factory=dict)
 
 
-def attention_params(model: ModelSpec, tp: int) -> int:
-    """Linear attention weights of one layer on one GPU."""
+def attention_params(model: ModelSpec, tp: int, kind: str = "full") -> int:
+    """Linear (GEMM) attention weights of one layer of ``kind`` on one GPU."""
     h = model.hidden_size
+    lin = model.linear_attention
+    if kind == "linear" and lin is not None:
+        return lin.gemm_params(h) // tp
+    sparse = model.sparse_attention
+    if kind == "sparse" and sparse is not None and model.mla is not None:
+        # the indexer's wq_b, wk and weights_proj are replicated on every GPU (vLLM)
+        indexer = sparse.params(h, model.mla.q_lora_rank or h) - 2 * sparse.index_head_dim
+        return attention_params(model, tp, "full") + indexer
     mla = model.mla
     if mla is not None:
         heads = model.num_attention_heads // tp
@@ -154,16 +191,21 @@ def attention_params(model: ModelSpec, tp: int) -> int:
 
 def ffn_params(model: ModelSpec, tp: int, ep: int, moe_layer: bool) -> int:
     """Linear FFN weights of one layer on one GPU (routed experts split by EP, then TP/EP)."""
+    return sum(ffn_group_params(model, tp, ep, moe_layer).values())
+
+
+def ffn_group_params(model: ModelSpec, tp: int, ep: int, moe_layer: bool) -> dict[str, int]:
+    """``ffn_params`` by module group: dense_mlp, or experts and shared_experts."""
     h = model.hidden_size
     mats = 3 if model.is_gated_mlp else 2
     if not moe_layer or model.moe is None:
-        return mats * h * (model.ffn_size // tp)
+        return {"dense_mlp": mats * h * (model.ffn_size // tp)}
     moe = model.moe
     experts_here = moe.num_experts // ep
     expert_tp = tp // ep
     routed = experts_here * mats * h * (moe.expert_ffn_size // expert_tp)
     shared = moe.num_shared_experts * mats * h * (moe.shared_expert_ffn_size // tp)
-    return routed + shared
+    return {"experts": routed, "shared_experts": shared}
 
 
 def stage_params(
@@ -172,10 +214,13 @@ def stage_params(
     """Per-GPU parameters of pipeline stage ``stage`` holding ``layers``."""
     h = model.hidden_size
     norm_w = 2 if model.norm == "layernorm" else 1
-    linear = other = 0
+    other = 0
+    groups = {"attention": 0, "dense_mlp": 0, "experts": 0, "shared_experts": 0}
     for index in layers:
         moe_layer = is_moe_layer(model, index)
-        linear += attention_params(model, tp) + ffn_params(model, tp, ep, moe_layer)
+        groups["attention"] += attention_params(model, tp, model.layer_kind(index))
+        for group, count in ffn_group_params(model, tp, ep, moe_layer).items():
+            groups[group] += count
         other += 2 * norm_w * h
         if moe_layer and model.moe is not None:
             other += h * model.moe.num_experts  # router, replicated, kept in 16-bit
@@ -188,4 +233,6 @@ def stage_params(
         other += norm_w * h
         if not model.tied_embeddings or pp > 1:
             other += vocab_shard * h
-    return StageParams(linear_params=linear, other_params=other)
+    return StageParams(
+        linear_params=sum(groups.values()), other_params=other, linear_by_group=groups
+    )

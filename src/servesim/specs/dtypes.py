@@ -1,7 +1,16 @@
-"""Numeric formats for weights, activations and the KV cache."""
+"""Numeric formats for weights, activations and the KV cache, as data.
+
+``DType`` is the name a user types (``--dtype mxfp4``); ``FormatSpec`` (``DType.spec``) holds
+what cost and memory depend on: bytes per element, the scale (and zero-point) overhead of its
+grouping, the format GEMMs compute in, which GPU architectures run its element type on tensor
+cores (native) and which dequantise it in the kernel (emulated), and the nearest format with
+measured kernel tables. Every figure cites the format's specification or the kernel that
+implements it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 
 from servesim.core.errors import UnknownNameError
@@ -14,18 +23,26 @@ class DType(str, Enum):
     BF16 = "bf16"
     FP16 = "fp16"
     FP8 = "fp8"
+    FP8_BLOCK = "fp8-block"
     INT8 = "int8"
     INT4 = "int4"
+    W4A8 = "w4a8"
     FP4 = "fp4"
+    MXFP4 = "mxfp4"
 
     @property
     def num_bytes(self) -> float:
         """Bytes per element (0.5 for 4-bit formats; scales/zero-points are not included)."""
-        return _BYTES[self]
+        return FORMATS[self].element_bytes
+
+    @property
+    def spec(self) -> FormatSpec:
+        """The format's figures (scale overhead, compute format, native architectures)."""
+        return FORMATS[self]
 
     @classmethod
     def parse(cls, name: str | DType) -> DType:
-        """Parse a user-typed name; accepts common aliases (``bfloat16``, ``half``, ``auto``)."""
+        """Parse a user-typed name; accepts common aliases (``bfloat16``, ``awq``, ``nvfp4``)."""
         if isinstance(name, DType):
             return name
         key = name.strip().lower()
@@ -36,14 +53,178 @@ class DType(str, Enum):
             raise UnknownNameError("dtype", name, [d.value for d in cls]) from None
 
 
-_BYTES: dict[DType, float] = {
-    DType.FP32: 4.0,
-    DType.BF16: 2.0,
-    DType.FP16: 2.0,
-    DType.FP8: 1.0,
-    DType.INT8: 1.0,
-    DType.INT4: 0.5,
-    DType.FP4: 0.5,
+@dataclass(frozen=True, slots=True)
+class FormatSpec:
+    """What one storage format costs in bytes and which hardware runs it.
+
+    Attributes:
+        name: the format's user-facing name (its ``DType`` value).
+        element_bytes: bytes of one stored element (0.5 for 4-bit).
+        group_size: elements sharing one scale (0: per-tensor or per-channel, negligible).
+        scale_bytes: bytes of one scale (plus its zero-point, where the format has one).
+        activation: the format GEMMs compute in where the GPU runs it natively; weight-only
+            formats dequantise to ``bf16``.
+        native_architectures: GPU architectures with tensor cores for the element type; on
+            others the kernel dequantises (emulated: the byte savings stay, the FLOPs run at the
+            16-bit rate).
+        kernel_dtype: the format whose measured kernel tables price this one (itself where
+            measured; the nearest measured format otherwise).
+        description: one line on the layout.
+        source: where the layout figures come from.
+    """
+
+    name: str
+    element_bytes: float
+    group_size: int
+    scale_bytes: float
+    activation: DType
+    native_architectures: tuple[str, ...]
+    kernel_dtype: DType
+    description: str
+    source: str
+
+    @property
+    def bytes_per_weight(self) -> float:
+        """Element bytes plus the scale overhead shared by each group of ``group_size``."""
+        if self.group_size == 0:
+            return self.element_bytes
+        return self.element_bytes + self.scale_bytes / self.group_size
+
+    @property
+    def is_weight_only(self) -> bool:
+        """True when activations stay 16-bit (the weights are dequantised in the GEMM)."""
+        return self.activation in (DType.BF16, DType.FP16, DType.FP32)
+
+    def is_native(self, architecture: str) -> bool:
+        """True when ``architecture`` has tensor cores for this element type.
+
+        Weight-only formats are native everywhere: their GEMMs run at the 16-bit rate by design.
+        """
+        return self.is_weight_only or architecture in self.native_architectures
+
+    def summary(self) -> dict[str, object]:
+        """Plain dict of the figures (for JSON output and docs)."""
+        return {
+            "name": self.name,
+            "element_bytes": self.element_bytes,
+            "group_size": self.group_size,
+            "scale_bytes": self.scale_bytes,
+            "bytes_per_weight": self.bytes_per_weight,
+            "activation": self.activation.value,
+            "native_architectures": list(self.native_architectures),
+            "kernel_dtype": self.kernel_dtype.value,
+            "description": self.description,
+            "source": self.source,
+        }
+
+
+_FP8_ARCHS = ("ada", "hopper", "blackwell", "cdna3", "cdna4")
+_FP4_ARCHS = ("blackwell", "cdna4")
+_ALL_ARCHS = ("volta", "turing", "ampere", *_FP8_ARCHS)
+_OCP_MX = "OCP Microscaling Formats (MX) v1.0 spec, 2023, sec. 5 (E2M1 elements, E8M0 scale per 32)"
+
+
+def _fmt(
+    dtype: DType,
+    element_bytes: float,
+    activation: DType,
+    archs: tuple[str, ...],
+    description: str,
+    source: str,
+    *,
+    group_size: int = 0,
+    scale_bytes: float = 0.0,
+    kernel_dtype: DType | None = None,
+) -> FormatSpec:
+    return FormatSpec(
+        dtype.value,
+        element_bytes,
+        group_size,
+        scale_bytes,
+        activation,
+        archs,
+        kernel_dtype or dtype,
+        description,
+        source,
+    )
+
+
+FORMATS: dict[DType, FormatSpec] = {
+    DType(f.name): f
+    for f in (
+        _fmt(DType.FP32, 4.0, DType.FP32, _ALL_ARCHS, "IEEE fp32", "IEEE 754"),
+        _fmt(DType.BF16, 2.0, DType.BF16, _ALL_ARCHS[2:], "bfloat16", "IEEE/Intel BF16"),
+        _fmt(DType.FP16, 2.0, DType.FP16, _ALL_ARCHS, "IEEE fp16", "IEEE 754"),
+        _fmt(
+            DType.FP8,
+            1.0,
+            DType.FP8,
+            _FP8_ARCHS,
+            "fp8 e4m3, one fp32 scale per tensor (W8A8, dynamic per-token activations)",
+            "Micikevicius et al., FP8 Formats for Deep Learning, arXiv:2209.05433; vLLM fp8.py",
+        ),
+        _fmt(
+            DType.FP8_BLOCK,
+            1.0,
+            DType.FP8,
+            _FP8_ARCHS,
+            "fp8 e4m3 weights, one fp32 scale per 128x128 block; activations per 1x128 group",
+            "DeepSeek-V3 technical report, arXiv:2412.19437, sec. 3.3.2 (weight_block_size)",
+            group_size=128 * 128,
+            scale_bytes=4.0,
+        ),
+        _fmt(
+            DType.INT8,
+            1.0,
+            DType.BF16,
+            (),
+            "int8 weight-only, per-channel scales",
+            "LLM.int8 / vLLM int8 weight-only kernels (per-channel scales, negligible)",
+        ),
+        _fmt(
+            DType.INT4,
+            0.5,
+            DType.BF16,
+            (),
+            "AWQ/GPTQ int4 weight-only (w4a16), one fp16 scale per 128 weights",
+            "Lin et al., AWQ, arXiv:2306.00978; Frantar et al., GPTQ, arXiv:2210.17323 "
+            "(group_size 128); asymmetric zero points (+0.5 B per group) not counted",
+            group_size=128,
+            scale_bytes=2.0,
+        ),
+        _fmt(
+            DType.W4A8,
+            0.5,
+            DType.FP8,
+            _FP8_ARCHS,
+            "int4 weights (group 128, fp16 scale) with fp8 activations",
+            "Lin et al., QServe W4A8KV4, arXiv:2405.04532; TensorRT-LLM w4a8_awq (group 128)",
+            group_size=128,
+            scale_bytes=2.0,
+            kernel_dtype=DType.FP8,
+        ),
+        _fmt(
+            DType.FP4,
+            0.5,
+            DType.BF16,
+            _FP4_ARCHS,
+            "NVFP4: e2m1 elements, one fp8 e4m3 scale per 16 (plus a per-tensor fp32 scale)",
+            "NVIDIA, Introducing NVFP4 for Efficient and Accurate Low-Precision Inference, 2025",
+            group_size=16,
+            scale_bytes=1.0,
+        ),
+        _fmt(
+            DType.MXFP4,
+            0.5,
+            DType.BF16,
+            _FP4_ARCHS,
+            "MXFP4: e2m1 elements, one e8m0 scale per 32 (gpt-oss experts)",
+            _OCP_MX + "; OpenAI gpt-oss model card, 2025 (MoE weights in MXFP4)",
+            group_size=32,
+            scale_bytes=1.0,
+            kernel_dtype=DType.FP4,  # measured MoE tables (w4a16_mxfp4) are keyed by fp4
+        ),
+    )
 }
 
 _ALIASES = {
@@ -56,18 +237,43 @@ _ALIASES = {
     "fp8_e5m2": "fp8",
     "e4m3": "fp8",
     "float8": "fp8",
+    "fp8-tensor": "fp8",
+    "fp8-per-tensor": "fp8",
+    "fp8_block": "fp8-block",
+    "block-fp8": "fp8-block",
+    "fp8-block-128": "fp8-block",
+    "awq": "int4",
+    "gptq": "int4",
+    "w4a16": "int4",
+    "int4-awq": "int4",
+    "int4-gptq": "int4",
+    "w8a16": "int8",
+    "w4a8-awq": "w4a8",
+    "int4-fp8": "w4a8",
     "nvfp4": "fp4",
+    "mx-fp4": "mxfp4",
+    "mxfp4-e2m1": "mxfp4",
 }
 
 
 def serving_formats(weights: DType, kv: DType | None = None) -> tuple[DType, DType, DType]:
     """(weight, activation, KV) formats a vLLM-style engine uses for a weight format.
 
-    GEMMs compute in fp8 for FP8 (W8A8) weights and in the 16-bit format otherwise (int8/int4
-    are weight-only); the KV cache follows the activations unless given (vLLM's ``auto``),
-    except that FP8 checkpoints keep a bf16 cache unless ``--kv-cache-dtype fp8`` is asked for.
+    GEMMs compute in the format's activation format (fp8 for FP8 W8A8, fp8-block and W4A8,
+    the 16-bit format for weight-only int8/int4/fp4/mxfp4); the KV cache follows the
+    activations unless given (vLLM's ``auto``), except that FP8 checkpoints keep a bf16 cache
+    unless ``--kv-cache-dtype fp8`` is asked for.
     """
-    act = weights if weights in (DType.FP8, DType.FP16, DType.FP32) else DType.BF16
+    if weights in (DType.FP16, DType.FP32):
+        act = weights
+    else:
+        act = FORMATS[weights].activation
+        act = act if act == DType.FP8 else DType.BF16
     if kv is None:
         kv = DType.BF16 if act == DType.FP8 else act
     return weights, act, kv
+
+
+def weight_bytes_per_param(dtype: DType) -> float:
+    """Bytes one weight of ``dtype`` occupies, its share of the group scales included."""
+    return FORMATS[dtype].bytes_per_weight

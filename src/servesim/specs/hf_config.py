@@ -13,13 +13,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from servesim.core.errors import ConfigError
+from servesim.specs.hf_families import (
+    DEEPSEEK_MOE_GQA,
+    GPT_OSS,
+    LLAMA4,
+    NEW_FAMILIES,
+    QWEN3_NEXT,
+    family_fields,
+    llama4_moe_fields,
+)
+from servesim.specs.quant import parse_quantization_config
 
 logger = logging.getLogger(__name__)
 
 #: Families whose configs follow the Llama spelling (hidden_size, num_hidden_layers, ...).
 LLAMA_LIKE = ("llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe")
-DEEPSEEK = ("deepseek_v2", "deepseek_v3")
-KNOWN_FAMILIES = (*LLAMA_LIKE, *DEEPSEEK, "phi")
+#: MLA attention with DeepSeek-style MoE (Kimi-K2 ships DeepseekV3ForCausalLM weights).
+DEEPSEEK = ("deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2")
+KNOWN_FAMILIES = (*LLAMA_LIKE, *DEEPSEEK, *NEW_FAMILIES, "phi")
+QK_NORM_FAMILIES = ("qwen3", "qwen3_moe", *QWEN3_NEXT)
 
 #: Fields without which no cost figure can be computed.
 REQUIRED_FIELDS = (
@@ -78,6 +90,7 @@ def parse_hf_config(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
     """
     if not isinstance(cfg, Mapping):
         raise ConfigError(name, type(cfg).__name__, "config.json must hold a JSON object")
+    quant = parse_quantization_config(cfg.get("quantization_config"), name)
     text = cfg.get("text_config")
     if isinstance(text, Mapping) and cfg.get("hidden_size") is None:
         # Multimodal wrappers (Llava, Qwen2-VL, ...) nest the language model's config.
@@ -88,7 +101,12 @@ def parse_hf_config(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
     if model_type not in KNOWN_FAMILIES:
         logger.info("model_type %r is unknown; reading it as a Llama-style config", model_type)
     fields = _common_fields(cfg, name, model_type)
+    fields["quantization"] = quant
     fields["moe"] = _moe_fields(cfg, name, model_type, fields["num_layers"])
+    fields.update(family_fields(cfg, name, model_type, fields["num_layers"]))
+    if model_type in LLAMA4 and cfg.get("intermediate_size_mlp") is not None:
+        # Llama 4: intermediate_size is the expert width; dense layers use intermediate_size_mlp
+        fields["ffn_size"] = _int(cfg, "intermediate_size_mlp", name)
     fields["mla"] = _mla_fields(cfg, name) if model_type in DEEPSEEK else None
     if fields["mla"] is not None:
         mla = fields["mla"]
@@ -132,8 +150,10 @@ def _common_fields(cfg: Mapping[str, Any], name: str, model_type: str) -> dict[s
         "tied_embeddings": bool(cfg.get("tie_word_embeddings", False)),
         "has_qkv_bias": _has_qkv_bias(cfg, model_type),
         "has_mlp_bias": bool(cfg.get("mlp_bias", False)),
-        # Qwen3 normalises q and k per head (q_norm/k_norm) before rotary.
-        "has_qk_norm": model_type in ("qwen3", "qwen3_moe"),
+        # Qwen3 normalises q and k per head (q_norm/k_norm) before rotary; GLM-4.5 when
+        # use_qk_norm (Llama 4's use_qk_norm is a weightless L2 norm: no parameters).
+        "has_qk_norm": model_type in QK_NORM_FAMILIES
+        or (model_type in DEEPSEEK_MOE_GQA and bool(cfg.get("use_qk_norm", False))),
         "sliding_window": _sliding_window(cfg, name, model_type),
     }
 
@@ -166,7 +186,9 @@ def _moe_fields(
 ) -> dict[str, Any] | None:
     """MoE layout or None, from whichever spelling the family uses."""
     layers = range(num_layers)
-    if model_type in DEEPSEEK:
+    if model_type in LLAMA4:
+        return llama4_moe_fields(cfg, name, num_layers) if cfg.get("num_local_experts") else None
+    if model_type in DEEPSEEK or model_type in DEEPSEEK_MOE_GQA:
         if cfg.get("n_routed_experts") is None:
             return None
         first_dense = _opt_int(cfg, "first_k_dense_replace", name, minimum=0) or 0
@@ -201,7 +223,9 @@ def _moe_fields(
         "moe_layer_indices": tuple(
             i for i in layers if i not in dense_only and (i + 1) % step == 0
         ),
-        "has_shared_expert_gate": bool(shared_ffn) and model_type == "qwen2_moe",
+        "has_shared_expert_gate": bool(shared_ffn) and model_type in ("qwen2_moe", *QWEN3_NEXT),
+        # gpt-oss: gate_up/down projections and the router carry biases
+        "has_expert_bias": model_type in GPT_OSS,
     }
 
 

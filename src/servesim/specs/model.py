@@ -7,7 +7,6 @@ The field names below are the contract other packages (perf, engine) rely on; de
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,16 @@ from typing import Any
 from servesim.core.errors import ConfigError
 from servesim.specs.dtypes import DType
 from servesim.specs.hf_config import parse_hf_config
+from servesim.specs.layers import (
+    GROWING_KINDS,
+    LAYER_KINDS,
+    STATE_BYTES,
+    LinearAttentionSpec,
+    SparseAttentionSpec,
+    attended_tokens,
+)
+from servesim.specs.model_checks import spec_summary, validate_spec
+from servesim.specs.quant import QuantSpec, module_formats
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +37,7 @@ class MoESpec:
     shared_expert_ffn_size: int = 0  # intermediate size of ONE shared expert
     moe_layer_indices: tuple[int, ...] = ()  # which layers are MoE; others use the dense FFN
     has_shared_expert_gate: bool = False  # Qwen2-MoE gates its shared expert with a sigmoid
+    has_expert_bias: bool = False  # gpt-oss: biases on gate_up/down of each expert and router
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,15 @@ class ModelSpec:
         has_qk_norm: per-head RMSNorm on q and k (Qwen3).
         has_lm_head_bias: bias on the LM head (Phi-2).
         rotary_fraction: share of each head's width that is rotated (Phi-2: 0.4); no cost.
+        layer_types: attention kind of each layer (``layers.LAYER_KINDS``) when the model
+            mixes kinds; empty: every layer is ``sliding`` when ``sliding_window`` is set,
+            ``sparse`` with ``sparse_attention``, else ``full``.
+        attention_chunk_tokens: chunk of chunked local attention (Llama 4: 8192).
+        linear_attention: gated DeltaNet dimensions of the ``linear`` layers (Qwen3-Next).
+        sparse_attention: the indexer of ``sparse`` layers (DeepSeek-V3.2).
+        has_attention_sinks: a learned sink logit per head (gpt-oss); one parameter per head.
+        has_attn_output_gate: q_proj also produces a sigmoid output gate (Qwen3-Next).
+        quantization: the checkpoint's ``quantization_config`` (formats per module group).
     """
 
     name: str
@@ -94,9 +113,16 @@ class ModelSpec:
     has_qk_norm: bool = False
     has_lm_head_bias: bool = False
     rotary_fraction: float = 1.0
+    layer_types: tuple[str, ...] = ()
+    attention_chunk_tokens: int | None = None
+    linear_attention: LinearAttentionSpec | None = None
+    sparse_attention: SparseAttentionSpec | None = None
+    has_attention_sinks: bool = False
+    has_attn_output_gate: bool = False
+    quantization: QuantSpec | None = None
 
     def __post_init__(self) -> None:
-        _validate(self)
+        validate_spec(self)
 
     @classmethod
     def from_hf_config(cls, cfg: Mapping[str, Any], name: str, source: str = "") -> ModelSpec:
@@ -112,15 +138,17 @@ class ModelSpec:
             ConfigError: a needed field is missing or is not a positive integer.
         """
         fields = parse_hf_config(cfg, name)
-        moe = fields.pop("moe")
-        mla = fields.pop("mla")
-        return cls(
-            name=name,
-            source=source,
-            moe=MoESpec(**moe) if moe else None,
-            mla=MLASpec(**mla) if mla else None,
-            **fields,
-        )
+        nested = {
+            "moe": MoESpec,
+            "mla": MLASpec,
+            "linear_attention": LinearAttentionSpec,
+            "sparse_attention": SparseAttentionSpec,
+            "quantization": QuantSpec,
+        }
+        for key, kind in nested.items():
+            value = fields.pop(key, None)
+            fields[key] = kind(**value) if value else None
+        return cls(name=name, source=source, **fields)
 
     # ---- layout -------------------------------------------------------------------------
 
@@ -145,16 +173,45 @@ class ModelSpec:
         """Layers with the plain dense FFN."""
         return self.num_layers - self.num_moe_layers
 
+    def layer_kind(self, layer: int) -> str:
+        """Attention kind of layer ``layer`` (0-based): ``full``, ``sliding``, ``linear``..."""
+        if self.layer_types:
+            return self.layer_types[layer]
+        if self.sparse_attention is not None:
+            return "sparse"
+        return "sliding" if self.sliding_window is not None else "full"
+
+    def layer_kind_counts(self) -> dict[str, int]:
+        """Layers of each attention kind, in ``LAYER_KINDS`` order (kinds present only)."""
+        kinds = [self.layer_kind(i) for i in range(self.num_layers)]
+        return {k: kinds.count(k) for k in LAYER_KINDS if k in kinds}
+
+    def attention_window(self, kind: str) -> int | None:
+        """Keys a query of ``kind`` attends to at most (None: the whole context)."""
+        if kind == "sliding":
+            return self.sliding_window
+        if kind == "chunked":
+            return self.attention_chunk_tokens
+        if kind == "sparse" and self.sparse_attention is not None:
+            return self.sparse_attention.index_topk
+        return None
+
     # ---- parameter counts ---------------------------------------------------------------
 
-    def attention_params_per_layer(self) -> int:
-        """Weights (and biases, q/k norms) of one attention block."""
+    def attention_params_per_layer(self, kind: str = "full") -> int:
+        """Weights (and biases, q/k norms, sinks, indexer) of one attention block of ``kind``."""
         h = self.hidden_size
+        if kind == "linear" and self.linear_attention is not None:
+            return self.linear_attention.params(h)
+        sparse = self.sparse_attention
+        indexer = sparse.params(h, self.mla.q_lora_rank or h) if sparse and self.mla else 0
         if self.mla is not None:
-            return _mla_params(self, self.mla)
+            return _mla_params(self, self.mla) + (indexer if kind == "sparse" else 0)
         q_width = self.num_attention_heads * self.head_dim
         kv_width = self.num_kv_heads * self.head_dim
-        count = h * q_width + 2 * h * kv_width + q_width * h
+        gate = q_width if self.has_attn_output_gate else 0
+        count = h * (q_width + gate) + 2 * h * kv_width + q_width * h
+        count += self.num_attention_heads if self.has_attention_sinks else 0
         if self.has_qkv_bias:
             count += q_width + 2 * kv_width
         if self.has_mlp_bias:  # Phi-2's attention output ("dense") carries a bias too
@@ -183,6 +240,8 @@ class ModelSpec:
         count += moe.num_shared_experts * 3 * h * moe.shared_expert_ffn_size
         if moe.has_shared_expert_gate:
             count += h
+        if moe.has_expert_bias:  # gate_up (2 x ffn) and down (h) per expert, router per expert
+            count += num_routed * (2 * moe.expert_ffn_size + h) + moe.num_experts
         return count
 
     def norm_params_per_layer(self) -> int:
@@ -211,11 +270,38 @@ class ModelSpec:
     def layer_params(self, layer: int) -> int:
         """All weights of block ``layer`` (0-based; all experts), e.g. to split pipeline stages."""
         ffn = self.moe_ffn_params() if self.is_moe_layer(layer) else self.dense_ffn_params()
-        return self.attention_params_per_layer() + self.norm_params_per_layer() + ffn
+        attn = self.attention_params_per_layer(self.layer_kind(layer))
+        return attn + self.norm_params_per_layer() + ffn
+
+    def attention_params(self) -> int:
+        """Attention weights of all layers (each layer by its kind)."""
+        counts = self.layer_kind_counts()
+        return sum(n * self.attention_params_per_layer(k) for k, n in counts.items())
+
+    def checkpoint_weight_bytes(self, dtype: DType | str = DType.BF16) -> int:
+        """Bytes of all weights as the checkpoint stores them: each module group in its
+        ``quantization`` format (scales included), the rest in ``dtype``; embeddings, LM head,
+        norms and routers in 16-bit."""
+        fmts = module_formats(self.quantization, DType.parse(dtype))
+        experts = self.num_moe_layers * self.moe_ffn_params()
+        shared = 0
+        if self.moe is not None:
+            moe = self.moe
+            shared = moe.num_shared_experts * 3 * self.hidden_size * moe.shared_expert_ffn_size
+            shared *= self.num_moe_layers
+            experts -= shared + self.num_moe_layers * self.hidden_size * moe.num_experts
+        groups = {
+            "attention": self.attention_params(),
+            "dense_mlp": self.num_dense_layers * self.dense_ffn_params(),
+            "experts": experts,
+            "shared_experts": shared,
+        }
+        packed = sum(groups[g] * fmts[g].bytes_per_weight for g in groups)
+        return math.ceil(packed + (self.num_params() - sum(groups.values())) * 2)
 
     def _count(self, *, active_only: bool) -> int:
-        per_layer = self.attention_params_per_layer() + self.norm_params_per_layer()
-        count = self.embedding_params() + self.num_layers * per_layer
+        per_layer = self.norm_params_per_layer()
+        count = self.embedding_params() + self.num_layers * per_layer + self.attention_params()
         count += self.num_dense_layers * self.dense_ffn_params()
         count += self.num_moe_layers * self.moe_ffn_params(active_only=active_only)
         return count
@@ -227,35 +313,86 @@ class ModelSpec:
         return math.ceil(self.num_params() * DType.parse(dtype).num_bytes)
 
     def kv_bytes_per_token(self, dtype: DType | str = DType.BF16) -> int:
-        """KV-cache bytes one token occupies, summed over all layers.
+        """KV-cache bytes one token occupies, summed over the layers that cache keys.
 
         GQA/MHA cache K and V per kv head: ``2 * layers * kv_heads * head_dim``. MLA
         (DeepSeek-V2/V3) caches the compressed latent plus the shared rotary key,
-        ``layers * (kv_lora_rank + qk_rope_head_dim)``, with no factor 2.
+        ``layers * (kv_lora_rank + qk_rope_head_dim)``, with no factor 2. Sparse layers add
+        the indexer's fp8 key; linear layers cache no keys (see ``state_bytes_per_sequence``).
+        Sliding and chunked layers count in full here: ``kv_bytes_for_context`` caps them.
         """
+        counts = self.layer_kind_counts()
+        return math.ceil(
+            sum(n * self._kv_layer_bytes(k, DType.parse(dtype)) for k, n in counts.items())
+        )
+
+    def _kv_layer_bytes(self, kind: str, dtype: DType) -> float:
+        """KV bytes one token occupies in one layer of ``kind``."""
+        if kind == "linear":
+            return 0.0
         if self.mla is not None:
-            elements = self.num_layers * (self.mla.kv_lora_rank + self.mla.qk_rope_head_dim)
+            elements = self.mla.kv_lora_rank + self.mla.qk_rope_head_dim
         else:
-            elements = 2 * self.num_layers * self.num_kv_heads * self.head_dim
-        return math.ceil(elements * DType.parse(dtype).num_bytes)
+            elements = 2 * self.num_kv_heads * self.head_dim
+        extra = 0
+        if kind == "sparse" and self.sparse_attention is not None:
+            extra = self.sparse_attention.key_bytes_per_token()
+        return elements * dtype.num_bytes + extra
+
+    def kv_bytes_for_context(self, context_tokens: int, dtype: DType | str = DType.BF16) -> int:
+        """Cache bytes one sequence of ``context_tokens`` holds: each layer its attended
+        tokens' KV (a window or chunk caps them), plus the linear layers' fixed state."""
+        if context_tokens < 0:
+            raise ConfigError("context_tokens", context_tokens, "must be >= 0")
+        key = DType.parse(dtype)
+        total = 0.0
+        for kind, n in self.layer_kind_counts().items():
+            kept = attended_tokens(kind, context_tokens, self._cache_window(kind))
+            total += n * kept * self._kv_layer_bytes(kind, key)
+        return math.ceil(total) + self.state_bytes_per_sequence()
+
+    def _cache_window(self, kind: str) -> int | None:
+        # sparse layers select from the whole cache: they keep every token
+        return None if kind in GROWING_KINDS else self.attention_window(kind)
+
+    def state_bytes_per_sequence(self) -> int:
+        """Recurrent state one sequence keeps in the linear-attention layers (16-bit)."""
+        lin = self.linear_attention
+        num_linear = self.layer_kind_counts().get("linear", 0)
+        if lin is None or not num_linear:
+            return 0
+        return math.ceil(num_linear * lin.state_elements() * STATE_BYTES)
 
     def num_cached_tokens(self, context_tokens: int) -> int:
-        """Tokens whose KV a sequence of ``context_tokens`` must keep (sliding window caps it)."""
-        if self.sliding_window is None:
+        """Tokens whose KV a sequence of ``context_tokens`` must keep (its longest-reaching
+        layer decides: a window caps it only when no layer attends to the whole context)."""
+        windows = [self._cache_window(k) for k in self.layer_kind_counts() if k != "linear"]
+        if not windows or None in windows:
             return context_tokens
-        return min(context_tokens, self.sliding_window)
+        return min(context_tokens, max(w for w in windows if w is not None))
 
     def kv_bytes_per_token_per_layer(self, dtype: DType | str = DType.BF16) -> float:
         """KV-cache bytes one token occupies in one layer (pipeline stages hold a share)."""
         return self.kv_bytes_per_token(dtype) / self.num_layers
 
+    def _attention_gemm_params(self, kind: str) -> int:
+        h = self.hidden_size
+        if kind == "linear" and self.linear_attention is not None:
+            return self.linear_attention.gemm_params(h)
+        if self.mla is not None:
+            count = _mla_params(self, self.mla, weights_only=True)
+            sparse = self.sparse_attention
+            if kind == "sparse" and sparse is not None:
+                count += sparse.params(h, self.mla.q_lora_rank or h) - 2 * sparse.index_head_dim
+            return count
+        gate = self.num_attention_heads * self.head_dim if self.has_attn_output_gate else 0
+        return 2 * h * self.head_dim * (self.num_attention_heads + self.num_kv_heads) + h * gate
+
     def matmul_params_per_token(self) -> int:
         """Active weights that take part in a GEMM (no embedding lookup, norms or biases)."""
         h = self.hidden_size
-        if self.mla is not None:
-            attn = _mla_params(self, self.mla, weights_only=True)
-        else:
-            attn = 2 * h * self.head_dim * (self.num_attention_heads + self.num_kv_heads)
+        counts = self.layer_kind_counts()
+        attn = sum(n * self._attention_gemm_params(k) for k, n in counts.items())
         num_mats = 3 if self.is_gated_mlp else 2
         dense = num_mats * h * self.ffn_size
         moe = 0
@@ -264,27 +401,45 @@ class ModelSpec:
                 self.moe.num_experts_per_token * self.moe.expert_ffn_size
                 + self.moe.num_shared_experts * self.moe.shared_expert_ffn_size
             )
-        layers = self.num_layers * attn + self.num_dense_layers * dense + self.num_moe_layers * moe
+        layers = attn + self.num_dense_layers * dense + self.num_moe_layers * moe
         return layers + self.vocab_size * h  # the LM head is a GEMM even when tied
 
     def attention_flops_per_token(self, context_tokens: int) -> int:
         """FLOPs of q.k scores and the weighted sum of v for one token over its context.
 
-        The context is capped by the sliding window. MLA is counted in its plain
-        (non-absorbed) form: heads * (nope + rope) for scores, heads * v_head_dim for values.
+        Each layer attends to its kind's tokens (window, chunk or top-k cap the context);
+        sparse layers add the indexer scoring every token; linear layers update their state
+        (``linear_attention_flops_per_token``). MLA is counted in its plain (non-absorbed)
+        form: heads * (nope + rope) for scores, heads * v_head_dim for values.
         """
         if context_tokens < 0:
             raise ConfigError("context_tokens", context_tokens, "must be >= 0")
-        attended = context_tokens
-        if self.sliding_window is not None:
-            attended = min(attended, self.sliding_window)
         if self.mla is not None:
             qk_dim = self.mla.qk_nope_head_dim + self.mla.qk_rope_head_dim
             v_dim = self.mla.v_head_dim
         else:
             qk_dim = v_dim = self.head_dim
-        per_layer = 2 * self.num_attention_heads * (qk_dim + v_dim) * attended
-        return self.num_layers * per_layer
+        total = 0
+        for kind, n in self.layer_kind_counts().items():
+            if kind == "linear":
+                total += n * self.linear_attention_flops_per_token()
+                continue
+            attended = attended_tokens(kind, context_tokens, self.attention_window(kind))
+            per_layer = 2 * self.num_attention_heads * (qk_dim + v_dim) * attended
+            sparse = self.sparse_attention
+            if kind == "sparse" and sparse is not None:
+                per_layer += 2 * sparse.index_num_heads * sparse.index_head_dim * context_tokens
+            total += n * per_layer
+        return total
+
+    def linear_attention_flops_per_token(self) -> int:
+        """Gated delta rule, recurrent form, per token and layer: decay, the k-projection of
+        the state, the rank-1 update and the query read-out, each one multiply-add over every
+        state element (Yang et al., arXiv:2412.06464, eq. 10): ``8 * dk * dv`` per value head."""
+        lin = self.linear_attention
+        if lin is None:
+            return 0
+        return 8 * lin.num_value_heads * lin.key_head_dim * lin.value_head_dim
 
     def flops_per_token(self, context_tokens: int) -> int:
         """Forward FLOPs of one token attending to ``context_tokens`` tokens.
@@ -296,7 +451,7 @@ class ModelSpec:
 
     def summary(self) -> dict[str, Any]:
         """Plain dict of the spec and its derived figures (for JSON output)."""
-        return _summary(self)
+        return spec_summary(self)
 
 
 def _mla_params(spec: ModelSpec, mla: MLASpec, *, weights_only: bool = False) -> int:
@@ -315,86 +470,3 @@ def _mla_params(spec: ModelSpec, mla: MLASpec, *, weights_only: bool = False) ->
     if not weights_only:  # q_a_layernorm and kv_a_layernorm
         count += (mla.q_lora_rank or 0) + mla.kv_lora_rank
     return count
-
-
-def _validate(spec: ModelSpec) -> None:
-    """Refuse specs no cost figure can be computed for; one message naming the field."""
-    for key in (
-        "num_layers",
-        "hidden_size",
-        "num_attention_heads",
-        "num_kv_heads",
-        "head_dim",
-        "ffn_size",
-        "vocab_size",
-        "max_context_tokens",
-    ):
-        value = getattr(spec, key)
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ConfigError(f"{spec.name}.{key}", value, "must be a positive integer")
-    if spec.num_attention_heads % spec.num_kv_heads:
-        raise ConfigError(
-            f"{spec.name}.num_kv_heads",
-            spec.num_kv_heads,
-            f"must divide num_attention_heads {spec.num_attention_heads}",
-        )
-    if spec.norm not in ("rmsnorm", "layernorm"):
-        raise ConfigError(f"{spec.name}.norm", spec.norm, "must be rmsnorm or layernorm")
-    if spec.sliding_window is not None and spec.sliding_window < 1:
-        raise ConfigError(f"{spec.name}.sliding_window", spec.sliding_window, "must be >= 1")
-    if spec.moe is not None:
-        moe = spec.moe
-        if not 1 <= moe.num_experts_per_token <= moe.num_experts:
-            raise ConfigError(
-                f"{spec.name}.moe.num_experts_per_token",
-                moe.num_experts_per_token,
-                f"must be in [1, num_experts={moe.num_experts}]",
-            )
-        bad = [i for i in moe.moe_layer_indices if not 0 <= i < spec.num_layers]
-        if bad:
-            raise ConfigError(
-                f"{spec.name}.moe.moe_layer_indices", bad, f"must be in [0, {spec.num_layers})"
-            )
-
-
-def _summary(spec: ModelSpec) -> dict[str, Any]:
-    moe = spec.moe
-    mla = spec.mla
-    return {
-        "name": spec.name,
-        "family": spec.family,
-        "source": spec.source,
-        "num_params": spec.num_params(),
-        "num_active_params": spec.num_active_params(),
-        "num_layers": spec.num_layers,
-        "num_moe_layers": spec.num_moe_layers,
-        "hidden_size": spec.hidden_size,
-        "num_attention_heads": spec.num_attention_heads,
-        "num_kv_heads": spec.num_kv_heads,
-        "head_dim": spec.head_dim,
-        "ffn_size": spec.ffn_size,
-        "vocab_size": spec.vocab_size,
-        "max_context_tokens": spec.max_context_tokens,
-        "sliding_window": spec.sliding_window,
-        "tied_embeddings": spec.tied_embeddings,
-        "weight_bytes_bf16": spec.weight_bytes(DType.BF16),
-        "kv_bytes_per_token_bf16": spec.kv_bytes_per_token(DType.BF16),
-        "moe": None
-        if moe is None
-        else {
-            "num_experts": moe.num_experts,
-            "num_experts_per_token": moe.num_experts_per_token,
-            "expert_ffn_size": moe.expert_ffn_size,
-            "num_shared_experts": moe.num_shared_experts,
-            "shared_expert_ffn_size": moe.shared_expert_ffn_size,
-        },
-        "mla": None
-        if mla is None
-        else {
-            "kv_lora_rank": mla.kv_lora_rank,
-            "q_lora_rank": mla.q_lora_rank,
-            "qk_rope_head_dim": mla.qk_rope_head_dim,
-            "qk_nope_head_dim": mla.qk_nope_head_dim,
-            "v_head_dim": mla.v_head_dim,
-        },
-    }

@@ -17,6 +17,8 @@ from servesim.core.errors import ConfigError, UnknownNameError
 from servesim.specs.model import ModelSpec
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
+#: Ways users write a Hugging Face repo: ``https://huggingface.co/org/name``, ``hf.co/...``.
+_HF_PREFIXES = ("https://huggingface.co/", "http://huggingface.co/", "huggingface.co/", "hf.co/")
 
 
 @lru_cache(maxsize=1)
@@ -87,7 +89,7 @@ def resolve_model(name_or_path: str | Path | ModelSpec) -> ModelSpec:
     if isinstance(name_or_path, Path):
         return load_hf_config(name_or_path)
     specs, aliases = _catalog()
-    key = name_or_path.strip().lower()
+    key = hf_repo_key(name_or_path)
     if key in specs:
         return specs[key]
     if key in aliases:
@@ -97,4 +99,22 @@ def resolve_model(name_or_path: str | Path | ModelSpec) -> ModelSpec:
         return load_hf_config(path)
     if name_or_path.endswith(".json") or path.is_dir():
         raise ConfigError("model", name_or_path, "no config.json at this path")
+    if "/" in key:  # an HF repo id not in the catalog: suggest among the repo ids too
+        repos = [a for a in aliases if "/" in a]
+        raise UnknownNameError(
+            "model (catalog name, HF repo id or config.json path)", name_or_path, repos
+        )
     raise UnknownNameError("model", name_or_path, specs)
+
+
+def hf_repo_key(name: str) -> str:
+    """The lookup key of a name: lowercase, without an ``https://huggingface.co/`` prefix or a
+    trailing ``/tree/<revision>`` or slash (servesim runs offline: ids only name catalog
+    entries)."""
+    key = name.strip().lower()
+    for prefix in _HF_PREFIXES:
+        if key.startswith(prefix):
+            key = key[len(prefix) :]
+            break
+    key = key.split("/tree/", 1)[0]
+    return key.rstrip("/")
