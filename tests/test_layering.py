@@ -24,6 +24,7 @@ LAYER_OF = {
     "config": 8,
     "api": 8,
     "validate": 8,
+    "lab": 8,
     "cli": 9,
 }
 

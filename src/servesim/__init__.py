@@ -22,6 +22,8 @@ _PUBLIC = {
     "plan": "servesim.api",
     "SimConfig": "servesim.config",
     "validate_apex": "servesim.validate",
+    "evaluate": "servesim.lab",
+    "compare": "servesim.lab",
 }
 
 __all__ = ["__version__", *_PUBLIC]

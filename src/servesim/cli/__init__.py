@@ -12,6 +12,7 @@ import typer
 from pydantic import ValidationError
 
 from servesim.cli import calibrate as calibrate_cmds
+from servesim.cli import lab as lab_cmds
 from servesim.cli import perf as perf_cmds
 from servesim.cli import plan as plan_cmds
 from servesim.cli import simulate as simulate_cmds
@@ -43,6 +44,7 @@ for _module in (
     simulate_cmds,
     validate_cmds,
     plan_cmds,
+    lab_cmds,
 ):
     _module.register(app)
 

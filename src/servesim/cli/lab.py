@@ -1,0 +1,157 @@
+"""``servesim evaluate`` and ``servesim compare``: the policy lab on the command line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from servesim.cli.common import console, print_json
+from servesim.core.errors import ConfigError
+from servesim.lab import Comparison, Limits, Score, compare, evaluate, load_suite, suite_names
+
+_SUITE_HELP = "Suite name (see --list-suites) or a suite YAML file."
+_OBJECTIVE_HELP = (
+    "goodput | attainment | p99_ttft | p99_tpot | throughput | cost | energy | fairness, "
+    "or weighted: goodput:1,p99_ttft:0.5."
+)
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError("--seeds", text, "must be comma-separated integers") from None
+
+
+def _limits(wall_s: float, memory_mb: int, hook_ms: float) -> Limits:
+    return Limits(
+        wall_s=wall_s,
+        memory_bytes=memory_mb * 2**20 if memory_mb > 0 else None,
+        hook_cpu_s=hook_ms / 1e3 if hook_ms > 0 else None,
+    )
+
+
+def _scenario_table(score: Score) -> Table:
+    table = Table(title=score.line())
+    for name in ("scenario", "goodput/s", "attain", "p99 TTFT s", "p99 TPOT ms", "tok/s", "done"):
+        table.add_column(name, justify="left" if name == "scenario" else "right")
+    for scenario, m in score.per_scenario().items():
+        table.add_row(
+            scenario,
+            f"{m['goodput_per_s']:.3f}",
+            f"{m['attainment']:.3f}",
+            f"{m['p99_ttft_s']:.3f}",
+            f"{m['p99_tpot_s'] * 1e3:.1f}",
+            f"{m['throughput_tokens_per_s']:.0f}",
+            f"{m['completed_fraction']:.3f}",
+        )
+    return table
+
+
+def _print_score(score: Score) -> None:
+    console.print(_scenario_table(score))
+    for failure in score.failures:
+        console.print(f"failed: {failure.line()}", markup=False, highlight=False)
+    for note in score.skipped():
+        console.print(f"skipped: {note}", markup=False, highlight=False)
+
+
+def _print_comparison(c: Comparison) -> None:
+    table = Table(title=f"{c.b.policy} vs {c.a.policy} on {c.a.suite} ({c.objective})")
+    for name in ("scenario", "effect (B vs A)"):
+        table.add_column(name, justify="left" if name == "scenario" else "right")
+    for scenario, effect in c.scenario_effects:
+        table.add_row(scenario, f"{effect:+.4f}")
+    console.print(table)
+    console.print(c.verdict, markup=False, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``servesim evaluate`` and ``servesim compare``."""
+
+    common: dict[str, Any] = {}
+
+    @app.command("evaluate")
+    def evaluate_cmd(
+        policy: str = typer.Argument(None, help="file.py:Class, or a built-in scheduler/router."),
+        suite: str = typer.Option("chat", "--suite", help=_SUITE_HELP),
+        objective: str = typer.Option("goodput", "--objective", help=_OBJECTIVE_HELP),
+        fast: bool = typer.Option(False, "--fast", help="Screening mode: fewer requests, 1 seed."),
+        seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds (override)."),
+        executor: str = typer.Option("inline", "--executor", help="inline | process | ray."),
+        workers: int = typer.Option(None, "--workers", help="Workers of process / ray."),
+        wall_s: float = typer.Option(60.0, "--timeout-s", help="Wall-clock limit per run."),
+        memory_mb: int = typer.Option(4096, "--memory-mb", help="Memory per run (0: none)."),
+        hook_ms: float = typer.Option(20.0, "--hook-ms", help="CPU ms per hook call (0: none)."),
+        diagnostics: bool = typer.Option(False, "--diagnostics", help="Per-run diagnostics."),
+        list_suites: bool = typer.Option(False, "--list-suites", help="List suites and exit."),
+        as_json: bool = typer.Option(False, "--json", help="Print the score as JSON."),
+    ) -> None:
+        """Score a policy on a standard suite (each run isolated, with limits)."""
+        if list_suites:
+            for name in suite_names():
+                s = load_suite(name)
+                console.print(
+                    f"{name} v{s.version}: {len(s.scenarios)} scenarios x {len(s.seeds)} "
+                    f"seeds; baselines {', '.join(s.baselines)}",
+                    markup=False,
+                    highlight=False,
+                )
+            return
+        if policy is None:
+            raise ConfigError("policy", None, "give a policy (file.py:Class or a built-in name)")
+        score = evaluate(
+            policy,
+            suite,
+            objective,
+            fast=fast,
+            seeds=_seeds(seeds),
+            executor=executor,
+            num_workers=workers,
+            limits=_limits(wall_s, memory_mb, hook_ms),
+            diagnostics=diagnostics,
+        )
+        if as_json:
+            print_json(score.to_dict())
+        else:
+            _print_score(score)
+        if not score.is_valid:
+            raise typer.Exit(1)
+
+    @app.command("compare")
+    def compare_cmd(
+        a: str = typer.Argument(..., help="Policy A (the reference)."),
+        b: str = typer.Argument(..., help="Policy B (the candidate)."),
+        suite: str = typer.Option("chat", "--suite", help=_SUITE_HELP),
+        objective: str = typer.Option("goodput", "--objective", help=_OBJECTIVE_HELP),
+        fast: bool = typer.Option(False, "--fast", help="Screening mode: fewer requests, 1 seed."),
+        seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds (override)."),
+        executor: str = typer.Option("inline", "--executor", help="inline | process | ray."),
+        workers: int = typer.Option(None, "--workers", help="Workers of process / ray."),
+        wall_s: float = typer.Option(60.0, "--timeout-s", help="Wall-clock limit per run."),
+        memory_mb: int = typer.Option(4096, "--memory-mb", help="Memory per run (0: none)."),
+        hook_ms: float = typer.Option(20.0, "--hook-ms", help="CPU ms per hook call (0: none)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    ) -> None:
+        """Paired A/B of two policies on the same runs, with a confidence interval."""
+        result = compare(
+            a,
+            b,
+            suite,
+            objective,
+            fast=fast,
+            seeds=_seeds(seeds),
+            executor=executor,
+            num_workers=workers,
+            limits=_limits(wall_s, memory_mb, hook_ms),
+        )
+        if as_json:
+            print_json(result.to_dict())
+        else:
+            _print_comparison(result)
+
+    del common

@@ -1,0 +1,122 @@
+"""Diagnostics of one run, for a researcher improving a policy.
+
+- ``breakdown``: per SLO class, priority and prompt-length tercile: requests, completed,
+  attainment, p50/p99 TTFT (completed requests only; the penalty lives in the objectives).
+- ``priority_inversions``: pairs (high, low) with ``low.priority < high.priority``, ``low``
+  arriving after ``high`` yet scheduled first, while ``high`` was waiting.
+- ``fcfs_overtakes``: the same count ignoring priority (how far from FCFS the order is).
+- ``head_of_line``: short requests (prompt <= median) that waited more than twice the median
+  queueing delay while a long prompt (>= the 90th percentile) was first scheduled during their
+  wait: how often long prompts held short ones back, and the extra wait they saw.
+- ``rejected``: counts by reason; ``num_preemptions``; ``prefix_cache_hit_rate``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from servesim.api import Result
+from servesim.lab.objectives import slo_met
+
+# Pairwise counts are O(n^2) in memory per block of rows; 512 rows x n columns of booleans.
+_BLOCK_ROWS = 512
+
+
+def diagnose(result: Result) -> dict[str, Any]:
+    """The diagnostics of one run (plain, JSON-able)."""
+    cols = result.requests_columns()
+    done = cols["reject_reason"] == "none"
+    met = slo_met(cols, done, result.config)
+    arrival = cols["arrival_s"]
+    scheduled = cols["first_scheduled_s"]
+    priority = cols["priority"].astype(np.int64)
+    rejected: dict[str, int] = {}
+    for reason in cols["reject_reason"][~done].tolist():
+        rejected[reason] = rejected.get(reason, 0) + 1
+    return {
+        "breakdown": breakdown(cols, done, met),
+        "priority_inversions": count_overtakes(arrival, scheduled, priority),
+        "fcfs_overtakes": count_overtakes(arrival, scheduled),
+        "head_of_line": head_of_line(cols),
+        "rejected": dict(sorted(rejected.items())),
+        "num_preemptions": int(cols["num_preemptions"].sum()),
+        "prefix_cache_hit_rate": result.summary.prefix_cache_hit_rate,
+    }
+
+
+def _group_stats(ttft: np.ndarray, done: np.ndarray, met: np.ndarray) -> dict[str, Any]:
+    served = ttft[done]
+    return {
+        "num_requests": int(done.size),
+        "num_completed": int(done.sum()),
+        "attainment": float(met.mean()) if met.size else 0.0,
+        "ttft_p50_s": float(np.percentile(served, 50)) if served.size else None,
+        "ttft_p99_s": float(np.percentile(served, 99)) if served.size else None,
+    }
+
+
+def breakdown(
+    cols: Mapping[str, np.ndarray], done: np.ndarray, met: np.ndarray
+) -> dict[str, dict[str, Any]]:
+    """Figures per ``slo_class=...``, ``priority=...`` and ``prompt=short|medium|long``."""
+    out: dict[str, dict[str, Any]] = {}
+    ttft = cols["ttft_s"]
+    for column in ("slo_class", "priority"):
+        values = cols[column]
+        for value in sorted(set(values.tolist())):
+            rows = values == value
+            out[f"{column}={value}"] = _group_stats(ttft[rows], done[rows], met[rows])
+    prompts = cols["num_prompt_tokens"]
+    if prompts.size:
+        low, high = np.percentile(prompts, [100 / 3, 200 / 3])
+        buckets = {"short": prompts <= low, "long": prompts > high}
+        buckets["medium"] = ~(buckets["short"] | buckets["long"])
+        for name in ("short", "medium", "long"):
+            rows = buckets[name]
+            out[f"prompt={name}"] = _group_stats(ttft[rows], done[rows], met[rows])
+    return out
+
+
+def count_overtakes(
+    arrival: np.ndarray, scheduled: np.ndarray, priority: np.ndarray | None = None
+) -> int:
+    """Pairs (i, j): j arrived after i and was first scheduled before i (or i never was), so
+    while i was waiting; with ``priority``, only pairs where ``priority[j] < priority[i]``."""
+    sched = np.where(np.isnan(scheduled), np.inf, scheduled)
+    total = 0
+    for start in range(0, arrival.size, _BLOCK_ROWS):
+        rows = slice(start, start + _BLOCK_ROWS)
+        pairs = (arrival[None, :] > arrival[rows, None]) & (sched[None, :] < sched[rows, None])
+        if priority is not None:
+            pairs &= priority[None, :] < priority[rows, None]
+        total += int(pairs.sum())
+    return total
+
+
+def head_of_line(cols: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Short requests held back behind long prompts (definition in the module docstring)."""
+    prompts = cols["num_prompt_tokens"]
+    arrival = cols["arrival_s"]
+    sched = np.where(np.isnan(cols["first_scheduled_s"]), np.inf, cols["first_scheduled_s"])
+    if prompts.size == 0:
+        return {"num_blocked": 0, "blocked_fraction": 0.0, "mean_excess_wait_s": 0.0}
+    wait = sched - arrival
+    finite = wait[np.isfinite(wait)]
+    typical = float(np.median(finite)) if finite.size else 0.0
+    short = prompts <= np.median(prompts)
+    long_starts = np.sort(sched[(prompts >= np.percentile(prompts, 90)) & np.isfinite(sched)])
+    slow = short & (wait > 2.0 * typical)
+    # a long prompt started in (arrival, first scheduled) of the short request
+    lo = np.searchsorted(long_starts, arrival, side="right")
+    hi = np.searchsorted(long_starts, sched, side="left")
+    blocked = slow & (hi > lo)
+    excess = wait[blocked] - typical
+    excess = excess[np.isfinite(excess)]
+    return {
+        "num_blocked": int(blocked.sum()),
+        "blocked_fraction": float(blocked.sum() / max(int(short.sum()), 1)),
+        "mean_excess_wait_s": float(excess.mean()) if excess.size else 0.0,
+    }

@@ -1,0 +1,193 @@
+"""Guards around a user's policy hooks: per-call time limit, engine contracts, failure category.
+
+A worker replaces a policy's user class by a guarded subclass before the simulation builds it:
+each hook call (``schedule``, ``on_batch_done``, ``route``...) is timed, its result checked
+against what the engine is promised (a ``Batch`` or None, within ``max_num_seqs`` and the token
+budget; a router's index in range), and anything it raises becomes a ``PolicyFailure`` naming
+the hook. The guarded class is registered under a content-addressed name
+(``lab-guard-<crc>``) in the scheduler or router registry, which is how the engine's
+``kind: custom`` / ``router:`` lookups find it, so the engine needs no special case.
+
+Built-in policies chosen by ``kind`` run unguarded: they are the reference, not the suspect.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import servesim
+from servesim.cluster.routers import ROUTERS
+from servesim.core.errors import ConfigError
+from servesim.core.registry import load_from_path
+from servesim.engine.batch import Batch
+from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
+
+#: Failure categories of an evaluation (``Failure.category``).
+CATEGORIES = ("timeout", "memory", "error", "contract")
+
+_SCHEDULER_HOOKS = ("on_batch_done", "on_finish", "on_decode_ticks", "can_skip", "num_queued")
+
+
+class PolicyFailure(Exception):
+    """A policy broke a limit or a contract, or raised; ``category`` is one of CATEGORIES."""
+
+    def __init__(self, category: str, message: str) -> None:
+        self.category = category
+        self.message = message
+        super().__init__(f"{category}: {message}")
+
+
+class EvaluationTimeout(BaseException):
+    """The evaluation's wall-clock limit fired (a ``BaseException``, so a policy's
+    ``except Exception`` cannot swallow it)."""
+
+
+@dataclass(slots=True)
+class GuardState:
+    """Per-process state of the running evaluation (workers run one at a time).
+
+    Attributes:
+        hook_limit_s: most wall seconds one hook call may take (None: no limit).
+        sim_time_s: the latest simulated time a hook saw (reported on failure).
+        hook: the hook running now ("" outside policy code).
+    """
+
+    hook_limit_s: float | None = None
+    sim_time_s: float = 0.0
+    hook: str = ""
+
+
+STATE = GuardState()
+_PACKAGE_DIR = Path(servesim.__file__).resolve().parent
+_GUARDED: dict[str, type] = {}
+
+
+def reset(hook_limit_s: float | None) -> None:
+    """Start a new evaluation in this process."""
+    STATE.hook_limit_s = hook_limit_s
+    STATE.sim_time_s = 0.0
+    STATE.hook = ""
+
+
+def call_hook(hook: str, sim_time_s: float | None, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run one policy hook under the time limit; its exceptions become ``PolicyFailure``."""
+    if sim_time_s is not None:
+        STATE.sim_time_s = float(sim_time_s)
+    outer = STATE.hook
+    STATE.hook = hook
+    start = time.thread_time()
+    try:
+        result = fn(*args)
+    except (PolicyFailure, MemoryError, EvaluationTimeout):
+        raise  # ``STATE.hook`` still names the hook for the failure message
+    except Exception as exc:
+        category = "contract" if _raised_by_engine(exc) else "error"
+        raise PolicyFailure(category, f"{hook} raised {type(exc).__name__}: {exc}") from exc
+    STATE.hook = outer
+    limit = STATE.hook_limit_s
+    if limit is not None and time.thread_time() - start > limit:
+        raise PolicyFailure("timeout", f"hook {hook} exceeded its {limit * 1e3:g} ms CPU limit")
+    return result
+
+
+def _raised_by_engine(exc: Exception) -> bool:
+    """Raised inside servesim itself (a state method the policy called, an invariant check):
+    the policy broke an engine contract rather than failing in its own code."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve().is_relative_to(_PACKAGE_DIR)
+
+
+def guard_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``overrides`` with user scheduler/router classes replaced by their guarded names."""
+    out = dict(overrides)
+    scheduler = out.get("scheduler")
+    if isinstance(scheduler, Mapping) and scheduler.get("kind") == "custom":
+        out["scheduler"] = {**scheduler, "path": _guarded_name(str(scheduler["path"]), "s")}
+    router = out.get("router")
+    if isinstance(router, str) and ".py:" in router:
+        out["router"] = _guarded_name(router, "r")
+    return out
+
+
+def _guarded_name(spec: str, role: str) -> str:
+    path = Path(spec.rpartition(":")[0])
+    digest = zlib.crc32(spec.encode() + (path.read_bytes() if path.is_file() else b""))
+    name = f"lab-guard-{role}{digest:08x}"
+    if name not in _GUARDED:
+        cls = load_from_path(spec, "policy")
+        if not isinstance(cls, type):
+            raise ConfigError("policy", spec, "must name a class")
+        if role == "s":
+            guarded = _guard_scheduler(cls)
+            SCHEDULERS.register(name)(guarded)
+        else:
+            guarded = _guard_router(cls)
+            ROUTERS.register(name)(guarded)
+        _GUARDED[name] = guarded
+    return name
+
+
+def _timed(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    def method(self: Any, *args: Any) -> Any:
+        now = args[-1] if name == "on_batch_done" else None
+        return call_hook(name, now, original, self, *args)
+
+    method.__name__ = name
+    return method
+
+
+def _guard_scheduler(cls: type) -> type:
+    namespace: dict[str, Any] = {h: _timed(h, getattr(cls, h)) for h in _SCHEDULER_HOOKS}
+    original = cls.schedule
+
+    def schedule(self: ReplicaScheduler, now: float, state: Any) -> Batch | None:
+        batch = call_hook("schedule", now, original, self, now, state)
+        check_batch(self, batch)
+        return batch  # type: ignore[no-any-return]
+
+    namespace["schedule"] = schedule
+    return type(f"Guarded{cls.__name__}", (cls,), namespace)
+
+
+def check_batch(scheduler: ReplicaScheduler, batch: object) -> None:
+    """Raise a ``contract`` failure when ``batch`` breaks what the engine relies on."""
+    if batch is None:
+        return
+    if not isinstance(batch, Batch):
+        raise PolicyFailure("contract", f"schedule returned {type(batch).__name__}, not a Batch")
+    num_seqs = len(batch.prefills) + len(batch.decodes)
+    if num_seqs > scheduler.max_num_seqs:
+        raise PolicyFailure(
+            "contract",
+            f"batch of {num_seqs} sequences exceeds max_num_seqs {scheduler.max_num_seqs}",
+        )
+    if len({id(s) for s in batch.decodes}) != len(batch.decodes):
+        raise PolicyFailure("contract", "a sequence decodes twice in one batch")
+    num_tokens = batch.num_prefill_tokens + len(batch.decodes)
+    if scheduler.is_chunked and num_tokens > scheduler.token_budget:
+        raise PolicyFailure(
+            "contract",
+            f"batch of {num_tokens} tokens exceeds the token budget {scheduler.token_budget}",
+        )
+
+
+def _guard_router(cls: type) -> type:
+    original = cls.route
+
+    def route(self: Any, request: Any, views: Sequence[Any]) -> int:
+        index = call_hook("route", request.arrival_s, original, self, request, views)
+        if isinstance(index, bool) or not hasattr(index, "__index__"):
+            raise PolicyFailure("contract", f"route returned {index!r}, not an int")
+        if not 0 <= int(index) < len(views):
+            raise PolicyFailure(
+                "contract", f"route returned {int(index)}, outside 0..{len(views) - 1}"
+            )
+        return int(index)
+
+    return type(f"Guarded{cls.__name__}", (cls,), {"route": route})

@@ -1,0 +1,158 @@
+"""What the lab evaluates: a ``Policy`` is a named set of overrides of a scenario's config.
+
+A policy may be given as
+
+- ``path/to/file.py:ClassName``: a ``ReplicaScheduler`` subclass or a router class (anything
+  with ``route(request, views)``), loaded the same way ``--scheduler``/``--router`` load it;
+- a class object defined at the top level of a Python file (sent to workers by its file path);
+- a registry name of a built-in scheduler (``vllm``, ``sarathi``...) or router;
+- a mapping with the keys ``scheduler`` (a scheduler config: ``{"kind": "sarathi",
+  "chunk_size": 256}``, or ``{"kind": "custom", "path": "f.py:C", "options": {...}}``),
+  ``router`` (a name or ``file.py:Class``), ``cache`` (KV-cache fields) and ``name``.
+
+Every form becomes the same plain, picklable ``Policy``, so built-in and user policies go
+through one code path (the workers' guard, ``servesim.lab.guard``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from servesim.cluster.routers import ROUTERS
+from servesim.core.errors import ConfigError, UnknownNameError
+from servesim.core.registry import load_from_path
+from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
+
+POLICY_KEYS = ("scheduler", "router", "cache")
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A policy as the lab runs it.
+
+    Attributes:
+        name: label in reports (the class name, registry name or the mapping's ``name``).
+        overrides_json: the config overrides (keys of ``POLICY_KEYS``) as key-sorted JSON, so
+            the policy is hashable, picklable and compares by value.
+    """
+
+    name: str
+    overrides_json: str
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """The overrides as a fresh dict (scheduler / router / cache)."""
+        return json.loads(self.overrides_json)  # type: ignore[no-any-return]
+
+
+def resolve_policy(policy: Policy | str | type | Mapping[str, Any]) -> Policy:
+    """Turn any accepted policy form into a ``Policy`` (see the module docstring).
+
+    Raises:
+        ConfigError: a file or class that is neither a scheduler nor a router, unknown keys.
+        UnknownNameError: a name that is no built-in scheduler or router.
+    """
+    if isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, type):
+        return _from_class(policy, _class_spec(policy))
+    if isinstance(policy, str):
+        return _from_string(policy)
+    if isinstance(policy, Mapping):
+        return _from_mapping(policy)
+    raise ConfigError("policy", policy, "must be file.py:Class, a class, a name or a mapping")
+
+
+def _make(name: str, overrides: Mapping[str, Any]) -> Policy:
+    return Policy(name=name, overrides_json=json.dumps(dict(overrides), sort_keys=True))
+
+
+def _from_string(spec: str) -> Policy:
+    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
+        path_str, _, _ = spec.rpartition(":")
+        # An absolute path: workers may run in another directory.
+        absolute = f"{Path(path_str).resolve()}:{spec.rpartition(':')[2]}"
+        cls = load_from_path(spec, "policy")
+        if not isinstance(cls, type):
+            raise ConfigError("policy", spec, "must name a class")
+        return _from_class(cls, absolute)
+    if spec in SCHEDULERS:
+        return _make(spec.lower(), {"scheduler": {"kind": spec.lower()}})
+    if spec in ROUTERS:
+        return _make(spec.lower(), {"router": spec.lower()})
+    raise UnknownNameError("policy", spec, [*SCHEDULERS.names(), *ROUTERS.names()])
+
+
+def _class_spec(cls: type) -> str:
+    """``/abs/file.py:ClassName`` of a class defined at the top level of a file."""
+    try:
+        source = inspect.getsourcefile(cls)
+    except TypeError:
+        source = None
+    module = sys.modules.get(cls.__module__)
+    if source is None or getattr(module, cls.__name__, None) is not cls:
+        raise ConfigError(
+            "policy", cls.__qualname__, "must be a class defined at the top level of a .py file"
+        )
+    return f"{Path(source).resolve()}:{cls.__name__}"
+
+
+def _from_class(cls: type, spec: str) -> Policy:
+    if issubclass(cls, ReplicaScheduler):
+        return _make(cls.__name__, {"scheduler": {"kind": "custom", "path": spec}})
+    if callable(getattr(cls, "route", None)):
+        return _make(cls.__name__, {"router": spec})
+    raise ConfigError(
+        "policy", spec, "is neither a ReplicaScheduler subclass nor a router (no route method)"
+    )
+
+
+def _from_mapping(mapping: Mapping[str, Any]) -> Policy:
+    unknown = sorted(set(mapping) - {*POLICY_KEYS, "name"})
+    if unknown:
+        raise ConfigError("policy", unknown, f"unknown keys; valid: name, {', '.join(POLICY_KEYS)}")
+    overrides: dict[str, Any] = {}
+    scheduler = mapping.get("scheduler")
+    if isinstance(scheduler, str):
+        scheduler = _from_string(scheduler).overrides.get("scheduler")
+        if scheduler is None:
+            raise ConfigError("policy.scheduler", mapping["scheduler"], "is not a scheduler")
+    if scheduler is not None:
+        scheduler = dict(scheduler)
+        path = scheduler.get("path")
+        if scheduler.get("kind") == "custom" and isinstance(path, str) and ":" in path:
+            file_part, _, attr = path.rpartition(":")
+            scheduler["path"] = f"{Path(file_part).resolve()}:{attr}"
+        overrides["scheduler"] = scheduler
+    router = mapping.get("router")
+    if router is not None:
+        if not isinstance(router, str):
+            raise ConfigError("policy.router", router, "must be a router name or file.py:Class")
+        routed = _from_string(router).overrides.get("router")
+        if routed is None:
+            raise ConfigError("policy.router", router, "is not a router")
+        overrides["router"] = routed
+    if mapping.get("cache") is not None:
+        overrides["cache"] = dict(mapping["cache"])
+    if not overrides:
+        raise ConfigError("policy", dict(mapping), f"sets none of {', '.join(POLICY_KEYS)}")
+    name = mapping.get("name") or _default_name(overrides)
+    return _make(str(name), overrides)
+
+
+def _default_name(overrides: Mapping[str, Any]) -> str:
+    parts = []
+    scheduler = overrides.get("scheduler")
+    if scheduler is not None:
+        kind = scheduler.get("kind", "vllm")
+        path = scheduler.get("path", "")
+        parts.append(path.rpartition(":")[2] if kind == "custom" else kind)
+    if overrides.get("router") is not None:
+        parts.append(str(overrides["router"]).rpartition(":")[2])
+    return "+".join(parts) or "policy"

@@ -1,0 +1,55 @@
+"""Paired comparisons: by scenario and seed, with a deterministic bootstrap interval."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from servesim.lab import compare, evaluate, parse_objective
+from servesim.lab.compare import bootstrap_mean, paired
+
+
+def test_compare_of_a_policy_with_itself_reports_no_difference(tiny: str, pol: str) -> None:
+    result = compare(pol + "Fcfs", pol + "Fcfs", tiny)
+    assert result.effects and all(e == 0.0 for _, _, e in result.effects)
+    assert (result.mean_effect, result.ci_low, result.ci_high) == (0.0, 0.0, 0.0)
+    assert result.verdict.startswith("no difference: identical figures on all 4 runs")
+    assert "goodput_per_s +0.0% [+0.0%, +0.0%]" in result.verdict
+
+
+def test_pairs_are_matched_by_scenario_and_seed(tiny: str, pol: str) -> None:
+    goal = parse_objective("goodput")
+    a = evaluate(pol + "Fcfs", tiny, goal, isolate=False)
+    b = evaluate(pol + "DropHalf", tiny, goal, isolate=False)
+    c = paired(a, b, goal)
+    assert [(s, k) for s, k, _ in c.effects] == [
+        ("chat-small", 0),
+        ("chat-small", 1),
+        ("routed", 0),
+        ("routed", 1),
+    ]
+    for (scenario, seed, effect), run_a, run_b in zip(c.effects, a.runs, b.runs, strict=True):
+        assert (run_a.scenario, run_a.seed) == (scenario, seed)
+        assert run_a.metrics is not None and run_b.metrics is not None
+        ratio = run_b.metrics["goodput_per_s"] / run_a.metrics["goodput_per_s"]
+        assert effect == pytest.approx(math.log(ratio))
+    assert c.ci_high < 0
+    assert c.verdict.startswith("Fcfs better than DropHalf on 2/2 scenarios; goodput_per_s -")
+    assert c.to_dict()["relative_change"] == pytest.approx(math.expm1(c.mean_effect))
+
+
+def test_bootstrap_is_deterministic_and_brackets_the_mean() -> None:
+    values = np.array([0.1, 0.12, 0.08, 0.15, 0.11, 0.09])
+    first = bootstrap_mean(values)
+    assert first == bootstrap_mean(values)
+    mean, low, high = first
+    assert low < mean < high and mean == pytest.approx(values.mean())
+    assert low > 0
+    assert bootstrap_mean(np.array([0.3])) == (0.3, 0.3, 0.3)
+
+
+def test_a_failed_policy_gives_no_comparison(tiny: str, pol: str) -> None:
+    result = compare(pol + "Fcfs", pol + "Raiser", tiny, seeds=[0])
+    assert result.verdict.startswith("Raiser failed 2 run(s) (error: schedule raised ValueError")
