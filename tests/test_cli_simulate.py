@@ -36,7 +36,7 @@ def _exit_code(argv: list[str]) -> int:
         (["simulate", "--gpu", "h100-smx"], "error: hardware.gpu='h100-smx'"),
         (["simulate", "--scheduler", "fifo"], "error: scheduler="),
         (["simulate", "--config", "missing.yaml"], "error: config='missing.yaml': file not found"),
-        (["simulate", "--format", "xlsx"], "error: --format='xlsx': must be parquet or csv"),
+        (["simulate", "--format", "xlsx"], "error: --format='xlsx': must be auto, parquet or csv"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(

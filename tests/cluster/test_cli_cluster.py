@@ -44,7 +44,7 @@ def test_deployment_file(tmp_path: Path) -> None:
     result = RUNNER.invoke(app, ["simulate", "--deployment", str(file), "--num-requests", "30"])
     assert result.exit_code == 0, result.output
     assert "a (unified): 2 x 1 h100-sxm" in result.output
-    assert "power_of_two" in result.output
+    assert "router power-of-two" in result.output  # kebab-case, as the CLI spells it
 
 
 def _exit(argv: list[str]) -> int:

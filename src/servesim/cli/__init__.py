@@ -15,11 +15,12 @@ from servesim.cli import calibrate as calibrate_cmds
 from servesim.cli import lab as lab_cmds
 from servesim.cli import perf as perf_cmds
 from servesim.cli import plan as plan_cmds
+from servesim.cli import report as report_cmds
 from servesim.cli import simulate as simulate_cmds
 from servesim.cli import specs as specs_cmds
 from servesim.cli import validate as validate_cmds
 from servesim.cli import workload as workload_cmds
-from servesim.cli.common import err_console, format_validation_error
+from servesim.cli.common import err_console, format_validation_error, help_markup_mode
 from servesim.core.errors import ServesimError
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=help_markup_mode(),
 )
 
 
@@ -44,6 +46,7 @@ for _module in (
     simulate_cmds,
     validate_cmds,
     plan_cmds,
+    report_cmds,
     lab_cmds,
 ):
     _module.register(app)

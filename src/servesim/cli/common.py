@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -14,6 +15,18 @@ from rich.console import Console
 # give tables room instead.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+# Below this width rich's option tables cut long option names and values ("--gpu-memory-
+# utilizat…"); click's plain help wraps instead and never truncates.
+RICH_HELP_MIN_COLUMNS = 100
+
+
+def help_markup_mode() -> str | None:
+    """``"rich"`` (panelled help) on a terminal of at least ``RICH_HELP_MIN_COLUMNS``, else
+    None: click's plain help, which wraps every line instead of truncating."""
+    columns = shutil.get_terminal_size(fallback=(80, 24)).columns
+    return "rich" if columns >= RICH_HELP_MIN_COLUMNS else None
 
 
 def format_validation_error(exc: ValidationError) -> Iterator[str]:

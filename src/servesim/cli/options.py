@@ -16,9 +16,23 @@ import typer
 CONFIG_HELP = "YAML config; flags override it."
 
 
-def option(flag: str, help_text: str, panel: str | None = None, show_default: bool = False) -> Any:
-    """A ``typer.Option`` named ``flag`` in help panel ``panel``."""
-    return typer.Option(flag, help=help_text, rich_help_panel=panel, show_default=show_default)
+def option(
+    flag: str,
+    help_text: str,
+    panel: str | None = None,
+    show_default: bool = False,
+    aliases: tuple[str, ...] = (),
+    hidden: bool = False,
+) -> Any:
+    """A ``typer.Option`` named ``flag`` (and its old spellings ``aliases``) in ``panel``."""
+    return typer.Option(
+        flag,
+        *aliases,
+        help=help_text,
+        rich_help_panel=panel,
+        show_default=show_default,
+        hidden=hidden,
+    )
 
 
 def config(panel: str | None = None, help_text: str = CONFIG_HELP) -> Any:
@@ -82,7 +96,76 @@ def cuda_graphs(panel: str | None = None, show_default: bool = False) -> Any:
 
 def replicas(panel: str | None = None) -> Any:
     """``--replicas``: identical replicas of one deployment."""
-    return option("--replicas", "Identical replicas (round robin).", panel)
+    return option("--replicas", "Identical replicas, spread by the router (--router).", panel)
+
+
+ROUTER_NAMES = (
+    "round-robin, random, least-outstanding-requests, least-outstanding-tokens, least-kv-usage, "
+    "power-of-two, prefix-affinity, slo-aware"
+)
+
+
+def router(panel: str | None = None) -> Any:
+    """``--router``: a built-in router (kebab-case; snake_case still works) or a plug-in."""
+    return option(
+        "--router",
+        f"Router: {ROUTER_NAMES}, or file.py:Class (default round-robin).",
+        panel,
+    )
+
+
+def scheduler(panel: str | None = None) -> Any:
+    """``--scheduler``: a built-in replica scheduler or a plug-in class."""
+    return option(
+        "--scheduler",
+        "vllm, sarathi, orca, static, priority, fair, or path/to/file.py:Class.",
+        panel,
+    )
+
+
+def chunk_size(panel: str | None = None) -> Any:
+    """``--chunk-size``: the chunk of the chunking schedulers."""
+    return option("--chunk-size", "Chunk size (sarathi, priority, fair).", panel)
+
+
+def duration_s(panel: str | None = None) -> Any:
+    """``--duration-s`` (old spelling ``--duration``): arrivals stop at this time."""
+    return option(
+        "--duration-s", "Stop arrivals after this many seconds.", panel, aliases=("--duration",)
+    )
+
+
+def prompt_lengths(panel: str | None = None) -> Any:
+    """``--prompt-lengths``: a prompt length distribution (with ``--output-lengths``)."""
+    return option(
+        "--prompt-lengths",
+        "Prompt tokens, e.g. 512 or uniform:min_tokens=10,max_tokens=100.",
+        panel,
+    )
+
+
+def output_lengths(panel: str | None = None) -> Any:
+    """``--output-lengths``: an output length distribution (with ``--prompt-lengths``)."""
+    return option(
+        "--output-lengths", "Output tokens, e.g. lognormal:median_tokens=200,sigma=1.", panel
+    )
+
+
+def rate_scale(panel: str | None = None) -> Any:
+    """``--rate-scale``: a trace's arrivals sped up by this factor."""
+    return option("--rate-scale", "Trace: speed up arrivals by this factor.", panel)
+
+
+def turns(panel: str | None = None) -> Any:
+    """``--turns``: multi-turn sessions with this mean number of turns."""
+    return option(
+        "--turns", "Multi-turn: mean turns per session (arrivals = session starts).", panel
+    )
+
+
+def group_size(panel: str | None = None) -> Any:
+    """``--group-size``: parallel samples per prompt."""
+    return option("--group-size", "Parallel samples per prompt (n).", panel)
 
 
 def disagg(panel: str | None = None) -> Any:
@@ -119,9 +202,12 @@ def seed(panel: str | None = None) -> Any:
 
 
 def workload(panel: str | None = None) -> Any:
-    """``--workload``: the planner's workload preset."""
+    """``--workload`` (also ``--preset``): a workload preset, the same flag in every command."""
     return option(
-        "--workload", "Workload preset (servesim workload list; default sharegpt-vidur).", panel
+        "--workload",
+        "Workload preset (servesim workload list; default sharegpt-vidur).",
+        panel,
+        aliases=("--preset",),
     )
 
 

@@ -1,28 +1,103 @@
-"""Rich rendering of a ``servesim simulate`` result: overview, latency and SLO tables."""
+"""Rich rendering of a ``servesim simulate`` result: overview, latency and SLO tables.
+
+``settings_rows`` says what ran (deployment with its router, engine, the scheduler with its
+effective settings, workload); the terminal overview and the HTML report show the same rows.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from rich.table import Table
 
 from servesim.api import Result
 from servesim.cli.common import console, err_console
+from servesim.cli.overrides import display_name
 from servesim.cluster.deployment import pool_engine
+from servesim.engine.replica import make_scheduler
+from servesim.engine.schedulers.vllm import LONG_CONTEXT_TOKENS
 from servesim.metrics.stats import LatencyStats
 from servesim.metrics.summary import EngineLine, engine_line
+from servesim.specs.catalog import resolve_model
+
+
+def _router_name(result: Result) -> str:
+    dep = result.config.effective_deployment()
+    return display_name(dep.router.kind if dep.router is not None else "round_robin")
 
 
 def _deployment_row(result: Result) -> str:
     c, hw = result.config, result.config.hardware
+    router = f"; router {_router_name(result)}"
     if c.deployment is None and c.disagg is None:
         return (
             f"{c.model} on {c.replicas} replica(s) of {hw.tp * hw.pp} x {hw.gpu} "
-            f"(tp {hw.tp}, pp {hw.pp}, {hw.dtype})"
+            f"(tp {hw.tp}, pp {hw.pp}, {hw.dtype})" + (router if c.replicas > 1 else "")
         )
     dep = c.effective_deployment()
     pools = "; ".join(
         f"{p.name} ({p.role}): {p.replicas} x {p.tp * p.pp} {p.gpu}" for p in dep.pools
     )
-    return f"{c.model}: {pools}; router {dep.router.kind}"
+    return f"{c.model}: {pools}{router}"
+
+
+def _chunking(config: Any, scheduler: Any, max_model_len: int) -> str:
+    """Whether a vLLM scheduler chunks prefills, and why (the rule that decided it)."""
+    if getattr(scheduler, "is_v1", False):
+        return "chunked prefill on (V1: always)"
+    explicit = getattr(config, "enable_chunked_prefill", None)
+    if explicit is not None:
+        return "chunked prefill " + ("on" if explicit else "off")
+    if scheduler.is_chunked:
+        return (
+            f"chunked prefill on (automatic: max_model_len {max_model_len:,} > "
+            f"{LONG_CONTEXT_TOKENS:,}, as vLLM 0.6)"
+        )
+    return "chunked prefill off (vLLM 0.6 default)"
+
+
+def scheduler_text(config: Any, max_model_len: int) -> str:
+    """The scheduler a pool ran, as built: its rules, chunking, budget and batch cap."""
+    scheduler = make_scheduler(config, max_model_len=max_model_len)
+    budget = "" if getattr(config, "max_num_batched_tokens", None) is not None else " (default)"
+    parts = [f"budget {scheduler.token_budget:,} tokens{budget}"]
+    parts.append(f"max_num_seqs {scheduler.max_num_seqs:,}")
+    if config.kind == "vllm":
+        rules = "vLLM V1 rules" if scheduler.is_v1 else "vLLM 0.6 (V0) rules"
+        head = f"vllm {config.version}: {rules}"
+        parts.insert(0, _chunking(config, scheduler, max_model_len))
+    elif config.kind == "custom":
+        head = f"{type(scheduler).__name__} from {config.path}"
+    else:
+        head = config.kind
+        if getattr(config, "chunk_size", None) is not None:
+            parts.insert(0, f"chunk {config.chunk_size:,} tokens")
+    return f"{head}; " + ", ".join(parts)
+
+
+def _scheduler_rows(result: Result) -> list[tuple[str, str]]:
+    pools = result.config.effective_deployment().pools
+    max_len = resolve_model(result.config.model).max_context_tokens
+    texts = [(p.name, scheduler_text(p.scheduler, max_len)) for p in pools]
+    if len(texts) == 1:
+        return [("scheduler", texts[0][1])]
+    return [(f"scheduler ({name})", text) for name, text in texts]
+
+
+def _workload_row(result: Result) -> tuple[str, str]:
+    s, c = result.summary, result.config
+    return (
+        "workload",
+        f"{result.workload_name}, {_num(s.offered_rate_per_s)} req/s offered, seed {c.seed}",
+    )
+
+
+def settings_rows(result: Result) -> list[tuple[str, str]]:
+    """What ran: deployment (router), engine per pool, effective scheduler, workload."""
+    rows = [("deployment", _deployment_row(result)), *_engine_rows(result)]
+    rows += _scheduler_rows(result)
+    rows.append(_workload_row(result))
+    return rows
 
 
 def _engine_rows(result: Result) -> list[tuple[str, str]]:
@@ -89,7 +164,7 @@ def _latency_table(result: Result) -> Table:
 
 
 def _overview_rows(result: Result) -> list[tuple[str, str]]:
-    c, s, e = result.config, result.summary, result.summary.efficiency
+    s, e = result.summary, result.summary.efficiency
     rejected = ", ".join(f"{k} {v}" for k, v in s.rejected_by_reason.items() if v) or "none"
     # Nothing is dropped silently: rows skipped with --skip-bad-rows and lengths capped to the
     # context window are counted here.
@@ -102,12 +177,7 @@ def _overview_rows(result: Result) -> list[tuple[str, str]]:
         if count
     )
     return [
-        ("deployment", _deployment_row(result)),
-        *_engine_rows(result),
-        (
-            "workload",
-            f"{result.workload_name}, {_num(s.offered_rate_per_s)} req/s offered, seed {c.seed}",
-        ),
+        *settings_rows(result),
         (
             "requests",
             f"{s.num_completed:,} completed of {s.num_requests:,}; rejected: {rejected}"

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from servesim.cli.common import console, print_json
 from servesim.config import load_yaml
-from servesim.core.errors import ConfigError
+from servesim.core.errors import ConfigError, ServesimError
 from servesim.core.paths import shared_data_dir
 from servesim.validate import (
     PlanComparison,
@@ -296,8 +296,13 @@ def register(app: typer.Typer) -> None:
         if dataset not in DATASETS:
             raise ConfigError("--dataset", dataset, f"must be one of {', '.join(DATASETS)}")
         data_dir = data or shared_data_dir()
-        if data_dir is None or not data_dir.is_dir():
-            raise ConfigError("--data", str(data_dir), "is not a folder (give --data)")
+        if data_dir is None:
+            raise ServesimError(
+                "no shared data folder found ($SERVESIM_SHARED_DATA, ../shared/data beside this "
+                "directory or beside the checkout): give --data DIR"
+            )
+        if not data_dir.is_dir():
+            raise ConfigError("--data", str(data_dir), "is not a folder")
         apex = blis = None
         with console.status("replaying measured runs..."):
             if dataset in ("all", "apex"):

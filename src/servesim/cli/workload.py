@@ -198,7 +198,9 @@ def _skipped_lines(workload: Workload) -> list[str]:
 
 @workload_app.command("describe")
 def describe_cmd(
-    preset: str | None = typer.Option(None, "--preset", help="Preset name (see list)."),
+    preset: str | None = typer.Option(
+        None, "--workload", "--preset", help="Workload preset (servesim workload list)."
+    ),
     trace: Path | None = typer.Option(None, "--trace", help="Trace file (CSV or JSONL)."),
     trace_format: str | None = typer.Option(None, "--trace-format", help="Trace format name."),
     skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count bad rows."),
@@ -230,7 +232,9 @@ def describe_cmd(
     ),
     group_size: int | None = typer.Option(None, "--group-size", help="Parallel samples (n)."),
     num_requests: int | None = typer.Option(None, "--num-requests", help="Number of requests."),
-    duration_s: float | None = typer.Option(None, "--duration-s", help="Stop at this time."),
+    duration_s: float | None = typer.Option(
+        None, "--duration-s", "--duration", help="Stop arrivals at this time (s)."
+    ),
     config: Path | None = typer.Option(
         None, "--config", help="YAML/JSON file of WorkloadConfig fields (options override it)."
     ),

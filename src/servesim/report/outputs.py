@@ -17,17 +17,17 @@ series) so it sits below ``servesim.api``; ``servesim.api.write_outputs`` passes
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from servesim.core.errors import ServesimError
+from servesim.core.errors import ConfigError
 from servesim.engine.records import RejectReason
 from servesim.metrics import Summary, TimeSeriesStats
 from servesim.metrics.stats import LatencyStats
+from servesim.report.run_data import write_csv
 
 # vllm bench serve's default --metric-percentiles is "99"; servesim also has 90 and 95.
 _PERCENTILES = {"p90": "p90_s", "p95": "p95_s", "p99": "p99_s"}
@@ -100,6 +100,37 @@ def vllm_bench_result(
     return result
 
 
+TABLE_FORMATS = ("auto", "parquet", "csv")
+
+
+def has_pyarrow() -> bool:
+    """Whether pyarrow can be imported (it writes and reads parquet)."""
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_table_format(table_format: str) -> str:
+    """``parquet`` or ``csv`` for a requested format, checked before a run spends time.
+
+    ``auto`` is parquet where pyarrow is installed and CSV on the plain install; an explicit
+    ``parquet`` without pyarrow is an error naming the extra to install.
+    """
+    if table_format not in TABLE_FORMATS:
+        raise ConfigError("--format", table_format, "must be auto, parquet or csv")
+    if table_format == "auto":
+        return "parquet" if has_pyarrow() else "csv"
+    if table_format == "parquet" and not has_pyarrow():
+        raise ConfigError(
+            "--format",
+            table_format,
+            "parquet needs pyarrow (pip install 'servesim[parquet]'); or use --format csv",
+        )
+    return table_format
+
+
 def write_run_outputs(
     out_dir: str | Path,
     *,
@@ -108,16 +139,18 @@ def write_run_outputs(
     columns: Callable[[], dict[str, np.ndarray]],
     table: Callable[[], Any],
     kv_utilization: TimeSeriesStats,
-    table_format: str = "parquet",
+    table_format: str = "auto",
 ) -> list[str]:
     """Write ``summary.json``, ``vllm_bench.json`` (when given), ``requests.parquet`` (or
     ``.csv``) and ``latency.png``.
 
-    ``columns`` and ``table`` build the per-request columns / ``pyarrow.Table`` when needed
-    (pyarrow is checked for before the table is built, to name the missing extra). The plot
+    ``table_format`` goes through ``resolve_table_format`` first (``auto``: parquet with
+    pyarrow, CSV without), so a missing writer fails before any file is written. ``columns``
+    and ``table`` build the per-request columns / ``pyarrow.Table`` when needed. The plot
     needs matplotlib; without it that file is skipped and a note says so. Returns one line
     per file written or skipped, for the caller to show.
     """
+    table_format = resolve_table_format(table_format)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(summary_json, encoding="utf-8")
@@ -129,27 +162,12 @@ def write_run_outputs(
         write_csv(columns(), out / "requests.csv")
         notes.append(f"wrote {out / 'requests.csv'}")
     else:
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise ServesimError(
-                "requests.parquet needs pyarrow (pip install 'servesim[parquet]'); "
-                "or use --format csv"
-            ) from None
+        import pyarrow.parquet as pq
+
         pq.write_table(table(), out / "requests.parquet")
         notes.append(f"wrote {out / 'requests.parquet'}")
     notes.append(write_latency_plot(columns(), kv_utilization, out / "latency.png"))
     return notes
-
-
-def write_csv(columns: dict[str, np.ndarray], path: Path) -> None:
-    """The columns as a CSV file with a header; NaN is written as an empty cell."""
-    names = list(columns)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(names)
-        for row in zip(*(columns[n].tolist() for n in names), strict=True):
-            writer.writerow(["" if isinstance(v, float) and v != v else v for v in row])
 
 
 def write_latency_plot(

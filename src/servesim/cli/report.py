@@ -1,0 +1,114 @@
+"""``servesim report DIR`` and the files ``simulate --out/--trace-out`` write.
+
+``check_outputs`` runs before a simulation: it resolves the table format (parquet with
+pyarrow, CSV on the plain install), checks that the output folder can be made and that
+plotly (the HTML report) imports, so a missing writer is reported before minutes of
+simulation rather than after. ``write_files`` then writes everything and returns one note
+per file, the last one saying where the HTML report is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from servesim.api import Result, write_outputs
+from servesim.cli import options as opts
+from servesim.cli.common import err_console
+from servesim.cli.simulate_render import settings_rows
+from servesim.core.errors import ConfigError, ServesimError
+from servesim.report.html import REPORT_FILE, write_html_report, write_settings
+from servesim.report.outputs import resolve_table_format
+from servesim.report.run_data import write_run_data
+from servesim.report.trace import write_chrome_trace
+
+PERFETTO_URL = "https://ui.perfetto.dev"
+
+
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    """What a run will write, checked before it starts.
+
+    Attributes:
+        out_dir: the ``--out`` folder (None: no files).
+        table_format: ``parquet`` or ``csv`` (resolved from ``auto``).
+        has_plotly: whether the HTML report can be drawn.
+        trace_path: the ``--trace-out`` file (None: no trace).
+    """
+
+    out_dir: Path | None
+    table_format: str
+    has_plotly: bool
+    trace_path: Path | None
+
+
+def _has_plotly() -> bool:
+    try:
+        import plotly  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _check_folder(path: Path, flag: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise ConfigError(flag, str(path), "exists and is not a folder")
+    parent = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not parent.is_dir():
+        raise ConfigError(flag, str(path), f"{parent} is not a folder")
+
+
+def check_outputs(out: Path | None, table_format: str, trace_out: Path | None) -> Outputs:
+    """Resolve and check every writer before the run (module docstring)."""
+    resolved = resolve_table_format(table_format)
+    if out is not None:
+        _check_folder(out, "--out")
+    if trace_out is not None:
+        if trace_out.is_dir():
+            raise ConfigError("--trace-out", str(trace_out), "is a folder; give a file name")
+        _check_folder(trace_out.parent, "--trace-out")
+    return Outputs(out, resolved, _has_plotly(), trace_out)
+
+
+def write_files(result: Result, outputs: Outputs) -> list[str]:
+    """Write the run's files; one note per file, the report's location last."""
+    notes: list[str] = []
+    if outputs.trace_path is not None:
+        path = write_chrome_trace(result.records, outputs.trace_path)
+        notes.append(f"wrote {path} (open it in {PERFETTO_URL} or chrome://tracing)")
+    out = outputs.out_dir
+    if out is None:
+        return notes
+    notes += write_outputs(result, out, table_format=outputs.table_format)
+    notes += write_run_data(out, result.records, result.cluster, outputs.table_format)
+    write_settings(out, settings_rows(result))
+    if not outputs.has_plotly:
+        notes.append(f"skipped {REPORT_FILE}: plotly is not installed (pip install plotly)")
+        return notes
+    report = write_html_report(out)
+    notes.append(f"HTML report: {report.resolve()} (open it in a browser; works offline)")
+    return notes
+
+
+def report_cmd(
+    folder: Annotated[
+        Path, typer.Argument(help="A `servesim simulate --out` folder.", show_default=False)
+    ],
+    out: Annotated[
+        Path | None,
+        opts.option("--out", f"Write the page here (default: FOLDER/{REPORT_FILE})."),
+    ] = None,
+) -> None:
+    """Write the self-contained HTML report of a `simulate --out` folder (opens offline)."""
+    if not _has_plotly():
+        raise ServesimError("the HTML report needs plotly: pip install plotly")
+    path = write_html_report(folder, out)
+    err_console.print(f"HTML report: {path.resolve()}", markup=False, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``servesim report`` to the app."""
+    app.command("report")(report_cmd)

@@ -1,0 +1,180 @@
+"""The files of an ``--out`` directory that a report is drawn from, written and read back.
+
+``servesim simulate --out DIR`` writes ``summary.json`` and the per-request table
+(``servesim.report.outputs``); this module adds what the HTML report needs beyond them:
+
+- ``iterations.parquet`` / ``iterations.csv``: the engine's per-iteration log
+  (``servesim.engine.records.ITERATION_COLUMNS``: replica, start, duration, batch composition,
+  KV blocks in use, queue length, host time, preemptions).
+- ``replicas.json``: static facts per replica (pool, GPU, KV blocks) and the autoscaler's
+  events, so "replicas up" can be drawn.
+
+``load_run(DIR)`` reads a directory back into a ``RunData`` whichever table format it holds,
+so ``servesim report DIR`` works on the plain install (CSV) and with pyarrow (parquet).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from servesim.cluster.stats import ClusterStats
+from servesim.core.errors import ServesimError
+from servesim.engine.records import SimulationRecords
+
+SUMMARY_FILE = "summary.json"
+REPLICAS_FILE = "replicas.json"
+
+
+@dataclass(frozen=True, slots=True)
+class RunData:
+    """One run as its ``--out`` directory holds it.
+
+    Attributes:
+        summary: ``summary.json`` as a mapping (config, workload, summary, cluster).
+        requests: per-request columns (``Result.requests_columns``), numpy arrays.
+        iterations: per-iteration columns; empty when the directory predates them.
+        replicas: one mapping per replica (``ReplicaInfo`` fields plus ``initially_up``).
+        scale_events: ``(time_s, replica, event)`` of the autoscaler.
+        end_s: simulated time when the run stopped.
+    """
+
+    summary: dict[str, Any]
+    requests: dict[str, np.ndarray]
+    iterations: dict[str, np.ndarray] = field(default_factory=dict)
+    replicas: list[dict[str, Any]] = field(default_factory=list)
+    scale_events: list[tuple[float, int, str]] = field(default_factory=list)
+    end_s: float = 0.0
+
+
+def replicas_document(records: SimulationRecords, cluster: ClusterStats | None) -> dict[str, Any]:
+    """``replicas.json``: replica facts, which replicas were up at t=0, the scale events."""
+    events = list(cluster.scale_events) if cluster is not None else []
+    up_s = list(cluster.replica_up_s) if cluster is not None else []
+    first_event: dict[int, str] = {}
+    for _, replica, event in events:
+        first_event.setdefault(replica, event)
+    replicas = []
+    for info in records.replicas:
+        rid = info.replica_id
+        # An autoscaled replica that starts later has "start" as its first event; one that
+        # never started has no event and no up-time.
+        never_up = rid not in first_event and rid < len(up_s) and up_s[rid] == 0.0
+        initially_up = first_event.get(rid) != "start" and not never_up
+        replicas.append({**asdict(info), "initially_up": initially_up})
+    return {
+        "replicas": replicas,
+        "scale_events": [[float(t), int(r), str(e)] for t, r, e in events],
+        "end_s": float(records.end_s),
+    }
+
+
+def write_table(columns: dict[str, np.ndarray], path_stem: Path, table_format: str) -> Path:
+    """Write ``columns`` as ``<stem>.parquet`` or ``<stem>.csv``; returns the path written."""
+    if table_format == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = path_stem.with_suffix(".parquet")
+        arrays = {k: pa.array(v.tolist() if v.dtype == object else v) for k, v in columns.items()}
+        pq.write_table(pa.table(arrays), path)
+        return path
+    path = path_stem.with_suffix(".csv")
+    write_csv(columns, path)
+    return path
+
+
+def write_csv(columns: dict[str, np.ndarray], path: Path) -> None:
+    """The columns as a CSV file with a header; NaN is written as an empty cell."""
+    names = list(columns)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(names)
+        for row in zip(*(columns[n].tolist() for n in names), strict=True):
+            writer.writerow(["" if isinstance(v, float) and v != v else v for v in row])
+
+
+def write_run_data(
+    out_dir: Path, records: SimulationRecords, cluster: ClusterStats | None, table_format: str
+) -> list[str]:
+    """Write the iteration log and ``replicas.json``; one note per file written."""
+    path = write_table(records.iterations.view(), out_dir / "iterations", table_format)
+    doc = replicas_document(records, cluster)
+    replicas = out_dir / REPLICAS_FILE
+    replicas.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return [f"wrote {path}", f"wrote {replicas}"]
+
+
+def _read_csv(path: Path) -> dict[str, np.ndarray]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        raise ServesimError(f"{path}: empty file (no header)")
+    header, body = rows[0], rows[1:]
+    out: dict[str, np.ndarray] = {}
+    for j, name in enumerate(header):
+        cells = [row[j] for row in body]
+        try:
+            out[name] = np.array([float(c) if c != "" else np.nan for c in cells], dtype=float)
+        except ValueError:  # a text column (slo_class, reject_reason)
+            out[name] = np.array(cells, dtype=object)
+    return out
+
+
+def _read_table(out_dir: Path, stem: str, required: bool) -> dict[str, np.ndarray]:
+    parquet, text = out_dir / f"{stem}.parquet", out_dir / f"{stem}.csv"
+    if parquet.is_file():
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            if not text.is_file():
+                raise ServesimError(
+                    f"{parquet} needs pyarrow to read (pip install 'servesim[parquet]')"
+                ) from None
+        else:
+            import pyarrow as pa
+
+            table = pq.read_table(parquet)
+            out: dict[str, np.ndarray] = {}
+            for name in table.column_names:
+                col = table.column(name)
+                if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                    out[name] = np.array(col.to_pylist(), dtype=object)
+                else:
+                    out[name] = col.to_numpy()
+            return out
+    if text.is_file():
+        return _read_csv(text)
+    if required:
+        raise ServesimError(f"{out_dir}: no {stem}.parquet or {stem}.csv (write it with --out)")
+    return {}
+
+
+def load_run(out_dir: str | Path) -> RunData:
+    """Read an ``--out`` directory back (``summary.json``, requests, iterations, replicas)."""
+    folder = Path(out_dir)
+    summary_path = folder / SUMMARY_FILE
+    if not folder.is_dir():
+        raise ServesimError(f"{folder}: is not a folder")
+    if not summary_path.is_file():
+        raise ServesimError(f"{folder}: no {SUMMARY_FILE} (is it a simulate --out folder?)")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    requests = _read_table(folder, "requests", required=True)
+    iterations = _read_table(folder, "iterations", required=False)
+    replicas_path = folder / REPLICAS_FILE
+    doc: dict[str, Any] = {}
+    if replicas_path.is_file():
+        doc = json.loads(replicas_path.read_text(encoding="utf-8"))
+    return RunData(
+        summary=summary,
+        requests=requests,
+        iterations=iterations,
+        replicas=list(doc.get("replicas", [])),
+        scale_events=[(float(t), int(r), str(e)) for t, r, e in doc.get("scale_events", [])],
+        end_s=float(doc.get("end_s", summary.get("summary", {}).get("end_s", 0.0))),
+    )
