@@ -10,6 +10,7 @@ Mélange GPU mix for a target rate. ``plan show STORE`` prints a stored search.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +29,7 @@ from servesim.engine.profiles import AUTO, resolve_engine
 from servesim.planner.deploy import launch_command, sim_config_dict
 from servesim.planner.executors import Executor, make_executor
 from servesim.planner.mix import mix_candidates, plan_mix
+from servesim.planner.rank import OBJECTIVE_HELP, TARGET_OBJECTIVES, check_objective
 from servesim.planner.scenario import DEFAULT_REQUESTS_PER_REPLICA, Scenario, SLOCriterion
 from servesim.planner.search import SearchOptions, SearchProgress, SearchReport
 from servesim.planner.space import SearchSpace, parse_gpus, parse_ints, scheduler_grid
@@ -39,6 +41,11 @@ _S = "Search space"
 _X = "Execution"
 _PROBE_REQUESTS = "Requests per probe (default 1000)."
 _PLAN_CONFIG = "Base SimConfig YAML (model, workload, cache, seed)."
+DEFAULT_OBJECTIVE = "goodput_per_dollar"
+# One line per objective (click keeps a paragraph after "\b" as written).
+_PLAN_HELP = "Search deployments for the best one within an SLO.\n\n\b\nObjectives:\n" + "\n".join(
+    f"  {name}: {text}" for name, text in OBJECTIVE_HELP.items()
+)
 
 
 def _criterion(ttft: float | None, tpot: float | None, attainment: float | None) -> SLOCriterion:
@@ -90,9 +97,7 @@ def _scenario(cfg: SimConfig, criterion: SLOCriterion, requests_per_replica: int
 def register(app: typer.Typer) -> None:
     """Add ``capacity`` and ``plan`` (with ``plan show``) to the servesim app."""
     app.command("capacity")(capacity_cmd)
-    plan_app = typer.Typer(
-        help="Search deployments for the best one within an SLO.", add_completion=False
-    )
+    plan_app = typer.Typer(help=_PLAN_HELP, add_completion=False)
     plan_app.callback(invoke_without_command=True)(plan_cmd)
     plan_app.command("show")(show_cmd)
     app.add_typer(plan_app, name="plan")
@@ -167,14 +172,22 @@ def plan_cmd(
     slo_tpot_p99: Annotated[float | None, opts.slo_tpot_p99(_L)] = None,
     min_attainment: Annotated[float | None, opts.min_attainment(_L)] = None,
     objective: Annotated[
-        str,
+        str | None,
         opts.option(
-            "--objective", "goodput_per_dollar, cost_at_rate, energy_per_token or latency.", _L
+            "--objective",
+            "goodput_per_dollar (default without --target-rate), cost_at_rate (default with "
+            "it), energy_per_token or latency: see the list above.",
+            _L,
         ),
-    ] = "goodput_per_dollar",
+    ] = None,
     target_rate: Annotated[
         float | None,
-        opts.option("--target-rate", "Rate to serve (cost_at_rate, --mix), req/s.", _L),
+        opts.option(
+            "--target-rate",
+            "Rate to serve, req/s: every plan is simulated at it and ranked by the objective "
+            "there (and the rate --mix splits).",
+            _L,
+        ),
     ] = None,
     max_gpus: Annotated[
         int | None, opts.option("--max-gpus", "GPU budget per deployment.", _S)
@@ -285,9 +298,7 @@ def plan_cmd(
         ep_options=parse_ints(ep, "--ep"),
         routers=tuple(r.strip() for r in routers.split(",") if r.strip()),
     )
-    options = SearchOptions(
-        objective=objective, target_rate_per_s=target_rate, rel_tol=tol, exhaustive=exhaustive
-    )
+    options = search_options(objective, target_rate, tol, exhaustive, mix)
     executor = _executor(inline, workers, use_ray, ray_address)
     profile = resolve_engine(engine_name)
     console.print(f"engine: {profile.name} ({profile.version})", markup=False, highlight=False)
@@ -305,6 +316,22 @@ def plan_cmd(
             _mix(scenario, report, space, target_rate, executor)
     finally:
         executor.close()
+
+
+def search_options(
+    objective: str | None, target_rate: float | None, tol: float, exhaustive: bool, mix: bool
+) -> SearchOptions:
+    """The search's objective: ``cost_at_rate`` when a target rate is given, else
+    ``goodput_per_dollar``; ``--mix`` alone searches capacities (its slices need them)."""
+    if target_rate is not None and not (math.isfinite(target_rate) and target_rate > 0):
+        raise ConfigError("--target-rate", target_rate, "must be a finite rate > 0 req/s")
+    if objective is None:
+        objective = "cost_at_rate" if target_rate is not None and not mix else DEFAULT_OBJECTIVE
+    rate = target_rate if objective in TARGET_OBJECTIVES else None
+    check_objective(objective, rate)
+    return SearchOptions(
+        objective=objective, target_rate_per_s=rate, rel_tol=tol, exhaustive=exhaustive
+    )
 
 
 def _winner(scenario: Scenario, report: SearchReport, out: Path | None, engine: str) -> None:

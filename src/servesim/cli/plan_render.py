@@ -39,17 +39,47 @@ def render_capacity(report: CapacityReport) -> None:
     )
 
 
+def workload_label(scenario: Scenario) -> str:
+    """The workload's name: its label, preset or trace file (never "None")."""
+    wl = scenario.workload
+    if wl.name:
+        return wl.name
+    if wl.preset:
+        return wl.preset
+    if wl.trace is not None:
+        return f"trace {wl.trace.path.name}"
+    return "a custom workload"
+
+
+def slo_label(scenario: Scenario) -> str:
+    """The targets given, e.g. ``p99 TTFT 2 s, p99 TPOT 0.1 s`` (unset ones left out)."""
+    crit = scenario.criterion
+    parts = [
+        f"{name} {value:g} s"
+        for name, value in (
+            ("p99 TTFT", crit.ttft_p99_s),
+            ("p99 TPOT", crit.tpot_p99_s),
+            ("mean TTFT", crit.ttft_mean_s),
+        )
+        if value is not None
+    ]
+    if crit.min_attainment is not None:
+        parts.append(f"attainment >= {crit.min_attainment:g}")
+    return ", ".join(parts) or "none"
+
+
 def render_report(
     report: SearchReport, scenario: Scenario, options: SearchOptions, top: int, executor: str
 ) -> None:
     """Counts, prune reasons, the ranked table and the Pareto front."""
-    crit = scenario.criterion
     total = len(report.results)
+    at = options.target_rate_per_s
     console.print(
-        f"[bold]{scenario.model}[/] on {scenario.workload.name or scenario.workload.preset}; "
-        f"SLO p99 TTFT {crit.ttft_p99_s} s, p99 TPOT {crit.tpot_p99_s} s"
-        + (f", attainment >= {crit.min_attainment}" if crit.min_attainment else "")
-        + f"; objective {options.objective}; executor {executor}"
+        f"[bold]{scenario.model}[/] on {workload_label(scenario)}; SLO {slo_label(scenario)}"
+        f"; objective {options.objective}"
+        + (f" at {at:g} req/s (every plan simulated there)" if at is not None else "")
+        + f"; executor {executor}",
+        highlight=False,
     )
     console.print(
         f"{total} plans: {report.count('infeasible')} infeasible, {report.count('pruned')} "
