@@ -439,7 +439,9 @@ class PlanGraph:
         if kind == "sparse" and sparse is not None:
             # the lightning indexer scores every cached token (one fp8 key per token, all
             # heads on every GPU); the main attention reads only the top-k (window above)
-            idx = attention_shapes(sparse.index_num_heads, 1, sparse.index_head_dim)
+            # keys only, no values: half-width heads make the kernels' K+V bytes and
+            # 4 * heads * head_dim FLOPs per key exactly the indexer's q.k over 128 dims
+            idx = attention_shapes(sparse.index_num_heads, 1, sparse.index_head_dim // 2)
             ipre, idec = self.kernels.attention_s(idx, batch, None, INDEXER_KEY_BYTES)
             pre, dec = _weighted([(1.0, pre), (1.0, ipre)]), _weighted([(1.0, dec), (1.0, idec)])
         return pre, dec

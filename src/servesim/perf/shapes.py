@@ -223,7 +223,13 @@ def stage_params(
             groups[group] += count
         other += 2 * norm_w * h
         if moe_layer and model.moe is not None:
-            other += h * model.moe.num_experts  # router, replicated, kept in 16-bit
+            moe = model.moe
+            other += h * moe.num_experts  # router, replicated, kept in 16-bit
+            if moe.has_expert_bias:  # gpt-oss: router bias, gate_up and down bias per expert
+                local_ffn = moe.expert_ffn_size // (tp // ep)
+                other += moe.num_experts + moe.num_experts // ep * (2 * local_ffn + h)
+        if model.has_attention_sinks:
+            other += model.num_attention_heads // tp
         if model.has_qkv_bias:
             other += layer_shapes(model, tp).qkv_out
     vocab_shard = -(-model.vocab_size // tp)  # vocab-parallel embedding, padded

@@ -283,13 +283,12 @@ class ModelSpec:
         ``quantization`` format (scales included), the rest in ``dtype``; embeddings, LM head,
         norms and routers in 16-bit."""
         fmts = module_formats(self.quantization, DType.parse(dtype))
-        experts = self.num_moe_layers * self.moe_ffn_params()
-        shared = 0
-        if self.moe is not None:
-            moe = self.moe
-            shared = moe.num_shared_experts * 3 * self.hidden_size * moe.shared_expert_ffn_size
+        experts = shared = 0
+        if self.moe is not None:  # GEMM weights only: biases, gates and routers stay 16-bit
+            moe, h = self.moe, self.hidden_size
+            experts = self.num_moe_layers * moe.num_experts * 3 * h * moe.expert_ffn_size
+            shared = moe.num_shared_experts * 3 * h * moe.shared_expert_ffn_size
             shared *= self.num_moe_layers
-            experts -= shared + self.num_moe_layers * self.hidden_size * moe.num_experts
         groups = {
             "attention": self.attention_params(),
             "dense_mlp": self.num_dense_layers * self.dense_ffn_params(),
