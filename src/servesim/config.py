@@ -68,8 +68,9 @@ class HardwareConfig(BaseModel):
     pp: int = Field(1, ge=1, le=64, description="Pipeline-parallel degree (stages).")
     dtype: str = Field(
         "bf16",
-        description="Weight format: bf16/fp16; fp8 (W8A8, GEMMs in fp8); int8/int4 "
-        "(weight-only, GEMMs in bf16).",
+        description="Weight format: bf16/fp16; fp8 (W8A8, GEMMs in fp8), fp8-block, w4a8 "
+        "(GEMMs in fp8); int8, int4 (awq/gptq), fp4 (nvfp4), mxfp4 (weight-only, GEMMs in bf16). "
+        "A checkpoint's quantization_config keeps its own formats (servesim models NAME).",
     )
     kv_dtype: str | None = Field(None, description="KV-cache format (default: bf16/fp16 as dtype).")
     gpu_memory_utilization: float | None = Field(

@@ -85,3 +85,24 @@ def test_unknown_names_exit_2_with_one_line(
     assert flat.startswith("error: ") and hint in flat, err
     assert flat.count("error:") == 1
     assert "Traceback" not in err
+
+
+def test_models_finds_catalog_entries_by_hf_id() -> None:
+    """Issue 15 item 8: an HF id (help: "Catalog name, HF id, or config.json path")."""
+    assert run_json("models", "meta-llama/Llama-3.2-1B")["name"] == "llama-3.2-1b"  # type: ignore[index]
+    shown = run_json("models", "https://huggingface.co/openai/gpt-oss-20b")
+    assert shown["name"] == "gpt-oss-20b"  # type: ignore[index]
+    assert shown["quantization"]["format"] == "mxfp4"  # type: ignore[index]
+    assert shown["checkpoint_weight_bytes"] < shown["weight_bytes_bf16"] / 3  # type: ignore[index]
+
+
+def test_hf_id_and_named_formats_in_a_config() -> None:
+    from servesim.config import HardwareConfig, SimConfig
+    from servesim.specs.dtypes import DType
+
+    cfg = SimConfig(model="openai/gpt-oss-120b")
+    assert cfg.model == "openai/gpt-oss-120b"
+    for name, dtype, act in (("awq", DType.INT4, DType.BF16), ("w4a8", DType.W4A8, DType.FP8)):
+        hw = HardwareConfig(gpu="h100-sxm", dtype=name)
+        assert (hw.weight_dtype(), hw.activation_dtype()) == (dtype, act)
+    assert HardwareConfig(gpu="h100-sxm", dtype="mxfp4").weight_dtype() is DType.MXFP4
