@@ -9,11 +9,10 @@ perf model can cache the expensive part by a small key:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from servesim.perf.attention import DECODE_COMPUTE_EFF, PREFILL_MEM_EFF, ZERO, AttnCost
+from servesim.perf.attention import AttnCost
 from servesim.perf.calibration import Calibration
-from servesim.perf.kernel_set import GemmShape, KernelSet, MoeShape, gemm_label, moe_label
+from servesim.perf.graph_kinds import GroupKernels, group_kernels, linear_attention, weighted
+from servesim.perf.kernel_set import GemmShape, KernelSet, MoeShape, gemm_label
 from servesim.perf.kernels import elementwise_time_s, gemm_compute_eff
 from servesim.perf.moe import busiest_device, expert_frequencies
 from servesim.perf.shapes import (
@@ -25,22 +24,10 @@ from servesim.perf.shapes import (
 )
 from servesim.perf.types import BatchShape, OpCost, ReplicaPlan
 from servesim.specs.dtypes import DType
-from servesim.specs.layers import DELTANET_CHUNK_TOKENS, STATE_BYTES
-from servesim.specs.quant import MODULE_GROUPS, ModuleFormat, module_formats
+from servesim.specs.quant import MODULE_GROUPS, module_formats
 
 ACT_BYTES = 2.0  # activations stay 16-bit between kernels (bf16/fp16), also under FP8 GEMMs
 INDEXER_KEY_BYTES = 1.0  # DeepSeek-V3.2's indexer keys and queries run in fp8
-
-
-@dataclass(frozen=True, slots=True)
-class GroupKernels:
-    """How one module group's GEMMs run: weight bytes, input bytes, tables, compute peak."""
-
-    weight_bytes: float
-    in_bytes: float
-    gemm_label: str | None
-    moe_label: str | None
-    peak_flops_per_s: float
 
 
 class PlanGraph:
@@ -74,31 +61,14 @@ class PlanGraph:
         self.kv_elems = kv_elements_per_token_layer(self.model, plan.tp)
         self.any_uncalibrated_comm = False
         formats = module_formats(self.model.quantization, plan.weight_dtype)
-        self.groups = {g: self._group_kernels(formats[g]) for g in MODULE_GROUPS}
+        plain = GroupKernels(self.w_bytes, self.in_bytes, None, None, self.peak)
+        self.groups = {
+            g: group_kernels(plan, formats[g], plain, self.peak16) for g in MODULE_GROUPS
+        }
         self.num_linear = [
             sum(self.model.layer_kind(i) == "linear" for i in r) for r in self.stages
         ]
         self.kind_counts = self.model.layer_kind_counts()
-
-    def _group_kernels(self, fmt: ModuleFormat) -> GroupKernels:
-        """The plan's formats for a group in ``--dtype``; a checkpoint-quantised group runs
-        its format's activations where the GPU has tensor cores for them, else dequantises to
-        16-bit (vLLM's Marlin path for fp8 on Ampere), reading its scales with the weights."""
-        plan = self.plan
-        if not fmt.is_checkpoint:
-            kernel = plan.weight_dtype.spec.kernel_dtype
-            act = plan.activation_dtype
-            w, in_bytes, peak = self.w_bytes, self.in_bytes, self.peak
-        else:
-            kernel = fmt.dtype.spec.kernel_dtype
-            has_fp8 = DType.FP8 in plan.gpu.peak_flops_per_s
-            act = DType.FP8 if fmt.dtype.spec.activation == DType.FP8 and has_fp8 else DType.BF16
-            w, in_bytes = fmt.bytes_per_weight, min(ACT_BYTES, act.num_bytes)
-            peak = plan.gpu.peak_flops_per_s.get(act) or self.peak16
-        label = gemm_label(kernel, act)
-        if fmt.dtype == DType.FP8_BLOCK and act == DType.FP8:
-            label = "fp8_block"  # DeepSeek-style 128x128 block scales have their own tables
-        return GroupKernels(w, in_bytes, label, moe_label(kernel, act), peak)
 
     # ---- primitives -------------------------------------------------------------------
     def scope(self, stage: int, count: int = 0) -> str:
@@ -426,13 +396,16 @@ class PlanGraph:
         total = sum(self.kind_counts.values())
         parts = [(n / total, self._attention_of(k, batch)) for k, n in self.kind_counts.items()]
         return (
-            _weighted([(w, pre) for w, (pre, _) in parts]),
-            _weighted([(w, dec) for w, (_, dec) in parts]),
+            weighted([(w, pre) for w, (pre, _) in parts]),
+            weighted([(w, dec) for w, (_, dec) in parts]),
         )
 
     def _attention_of(self, kind: str, batch: BatchShape) -> tuple[AttnCost, AttnCost]:
         if kind == "linear":
-            return self._linear_attention(batch)
+            lin = self.model.linear_attention
+            assert lin is not None  # linear layers carry their dimensions (validated)
+            launch = self.cal.attention.launch_s
+            return linear_attention(lin, self.plan.tp, batch, self.peak16, self.bw, launch)
         window = self.model.attention_window(kind)
         pre, dec = self.kernels.attention_s(self.shapes, batch, window, self.kv_bytes)
         sparse = self.model.sparse_attention
@@ -443,30 +416,7 @@ class PlanGraph:
             # 4 * heads * head_dim FLOPs per key exactly the indexer's q.k over 128 dims
             idx = attention_shapes(sparse.index_num_heads, 1, sparse.index_head_dim // 2)
             ipre, idec = self.kernels.attention_s(idx, batch, None, INDEXER_KEY_BYTES)
-            pre, dec = _weighted([(1.0, pre), (1.0, ipre)]), _weighted([(1.0, dec), (1.0, idec)])
-        return pre, dec
-
-    def _linear_attention(self, batch: BatchShape) -> tuple[AttnCost, AttnCost]:
-        """Gated delta rule on one GPU's value heads: decode reads and writes each sequence's
-        state once (memory-bound, independent of context); prefill runs the chunked form,
-        8 * dk * dv FLOPs per token and head plus the intra-chunk products."""
-        lin = self.model.linear_attention
-        assert lin is not None  # only for linear layers
-        heads = lin.num_value_heads // self.plan.tp
-        dk, dv = lin.key_head_dim, lin.value_head_dim
-        state = heads * dk * dv
-        io = (2 * lin.key_dim + 2 * lin.value_dim) // self.plan.tp * ACT_BYTES
-        launch = self.cal.attention.launch_s
-        pre = dec = ZERO
-        if batch.num_prefill_tokens:
-            t = batch.num_prefill_tokens
-            flops = t * (8.0 * state + 2.0 * DELTANET_CHUNK_TOKENS * heads * (dk + dv))
-            nbytes = t * io + 2.0 * batch.num_prefill_seqs * state * STATE_BYTES
-            pre = _roofline(flops, nbytes, self.peak16, self.bw, launch)
-        if batch.num_decode_seqs:
-            n = batch.num_decode_seqs
-            nbytes = n * (2.0 * state * STATE_BYTES + io)
-            dec = _roofline(n * 8.0 * state, nbytes, self.peak16, self.bw, launch)
+            pre, dec = weighted([(1.0, pre), (1.0, ipre)]), weighted([(1.0, dec), (1.0, idec)])
         return pre, dec
 
     def extra_mla_decode(self, batch: BatchShape) -> list[OpCost]:
@@ -499,25 +449,3 @@ class PlanGraph:
                     )
                 )
         return ops
-
-
-def _roofline(flops: float, nbytes: float, peak: float, bw: float, launch_s: float) -> AttnCost:
-    """A kernel at the attention kernels' efficiencies: the slower of compute and memory."""
-    t_c = flops / (peak * DECODE_COMPUTE_EFF)
-    t_m = nbytes / (bw * PREFILL_MEM_EFF)
-    return AttnCost(flops, nbytes, launch_s + max(t_c, t_m), "compute" if t_c >= t_m else "memory")
-
-
-def _weighted(parts: list[tuple[float, AttnCost]]) -> AttnCost:
-    """Sum of weighted costs (weights: each kind's share of the layers, or 1 to add kernels);
-    the bound is the one of the part that takes longest."""
-    live = [(w, c) for w, c in parts if c.time_s > 0]
-    if not live:
-        return ZERO
-    bound = max(live, key=lambda wc: wc[0] * wc[1].time_s)[1].bound
-    return AttnCost(
-        sum(w * c.flops for w, c in live),
-        sum(w * c.num_bytes for w, c in live),
-        sum(w * c.time_s for w, c in live),
-        bound,
-    )

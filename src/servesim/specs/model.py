@@ -22,8 +22,14 @@ from servesim.specs.layers import (
     SparseAttentionSpec,
     attended_tokens,
 )
+from servesim.specs.model_attention import (
+    attention_flops_per_token,
+    checkpoint_weight_bytes,
+    linear_attention_flops_per_token,
+    mla_params,
+)
 from servesim.specs.model_checks import spec_summary, validate_spec
-from servesim.specs.quant import QuantSpec, module_formats
+from servesim.specs.quant import QuantSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +212,7 @@ class ModelSpec:
         sparse = self.sparse_attention
         indexer = sparse.params(h, self.mla.q_lora_rank or h) if sparse and self.mla else 0
         if self.mla is not None:
-            return _mla_params(self, self.mla) + (indexer if kind == "sparse" else 0)
+            return mla_params(self, self.mla) + (indexer if kind == "sparse" else 0)
         q_width = self.num_attention_heads * self.head_dim
         kv_width = self.num_kv_heads * self.head_dim
         gate = q_width if self.has_attn_output_gate else 0
@@ -281,22 +287,8 @@ class ModelSpec:
     def checkpoint_weight_bytes(self, dtype: DType | str = DType.BF16) -> int:
         """Bytes of all weights as the checkpoint stores them: each module group in its
         ``quantization`` format (scales included), the rest in ``dtype``; embeddings, LM head,
-        norms and routers in 16-bit."""
-        fmts = module_formats(self.quantization, DType.parse(dtype))
-        experts = shared = 0
-        if self.moe is not None:  # GEMM weights only: biases, gates and routers stay 16-bit
-            moe, h = self.moe, self.hidden_size
-            experts = self.num_moe_layers * moe.num_experts * 3 * h * moe.expert_ffn_size
-            shared = moe.num_shared_experts * 3 * h * moe.shared_expert_ffn_size
-            shared *= self.num_moe_layers
-        groups = {
-            "attention": self.attention_params(),
-            "dense_mlp": self.num_dense_layers * self.dense_ffn_params(),
-            "experts": experts,
-            "shared_experts": shared,
-        }
-        packed = sum(groups[g] * fmts[g].bytes_per_weight for g in groups)
-        return math.ceil(packed + (self.num_params() - sum(groups.values())) * 2)
+        norms, biases and routers in 16-bit."""
+        return checkpoint_weight_bytes(self, DType.parse(dtype))
 
     def _count(self, *, active_only: bool) -> int:
         per_layer = self.norm_params_per_layer()
@@ -379,7 +371,7 @@ class ModelSpec:
         if kind == "linear" and self.linear_attention is not None:
             return self.linear_attention.gemm_params(h)
         if self.mla is not None:
-            count = _mla_params(self, self.mla, weights_only=True)
+            count = mla_params(self, self.mla, weights_only=True)
             sparse = self.sparse_attention
             if kind == "sparse" and sparse is not None:
                 count += sparse.params(h, self.mla.q_lora_rank or h) - 2 * sparse.index_head_dim
@@ -407,38 +399,14 @@ class ModelSpec:
         """FLOPs of q.k scores and the weighted sum of v for one token over its context.
 
         Each layer attends to its kind's tokens (window, chunk or top-k cap the context);
-        sparse layers add the indexer scoring every token; linear layers update their state
-        (``linear_attention_flops_per_token``). MLA is counted in its plain (non-absorbed)
-        form: heads * (nope + rope) for scores, heads * v_head_dim for values.
+        sparse layers add the indexer scoring every token; linear layers update their state.
+        MLA is counted in its plain (non-absorbed) form (``model_attention``).
         """
-        if context_tokens < 0:
-            raise ConfigError("context_tokens", context_tokens, "must be >= 0")
-        if self.mla is not None:
-            qk_dim = self.mla.qk_nope_head_dim + self.mla.qk_rope_head_dim
-            v_dim = self.mla.v_head_dim
-        else:
-            qk_dim = v_dim = self.head_dim
-        total = 0
-        for kind, n in self.layer_kind_counts().items():
-            if kind == "linear":
-                total += n * self.linear_attention_flops_per_token()
-                continue
-            attended = attended_tokens(kind, context_tokens, self.attention_window(kind))
-            per_layer = 2 * self.num_attention_heads * (qk_dim + v_dim) * attended
-            sparse = self.sparse_attention
-            if kind == "sparse" and sparse is not None:
-                per_layer += 2 * sparse.index_num_heads * sparse.index_head_dim * context_tokens
-            total += n * per_layer
-        return total
+        return attention_flops_per_token(self, context_tokens)
 
     def linear_attention_flops_per_token(self) -> int:
-        """Gated delta rule, recurrent form, per token and layer: decay, the k-projection of
-        the state, the rank-1 update and the query read-out, each one multiply-add over every
-        state element (Yang et al., arXiv:2412.06464, eq. 10): ``8 * dk * dv`` per value head."""
-        lin = self.linear_attention
-        if lin is None:
-            return 0
-        return 8 * lin.num_value_heads * lin.key_head_dim * lin.value_head_dim
+        """State-update FLOPs of one token in one linear-attention layer."""
+        return linear_attention_flops_per_token(self)
 
     def flops_per_token(self, context_tokens: int) -> int:
         """Forward FLOPs of one token attending to ``context_tokens`` tokens.
@@ -451,21 +419,3 @@ class ModelSpec:
     def summary(self) -> dict[str, Any]:
         """Plain dict of the spec and its derived figures (for JSON output)."""
         return spec_summary(self)
-
-
-def _mla_params(spec: ModelSpec, mla: MLASpec, *, weights_only: bool = False) -> int:
-    """One MLA block (modeling_deepseek.py): q_a/q_b or q_proj, kv_a, kv_b, o_proj, norms."""
-    h = spec.hidden_size
-    heads = spec.num_attention_heads
-    qk_dim = mla.qk_nope_head_dim + mla.qk_rope_head_dim
-    if mla.q_lora_rank is None:
-        q = h * heads * qk_dim
-    else:
-        q = h * mla.q_lora_rank + mla.q_lora_rank * heads * qk_dim
-    kv_a = h * (mla.kv_lora_rank + mla.qk_rope_head_dim)
-    kv_b = mla.kv_lora_rank * heads * (mla.qk_nope_head_dim + mla.v_head_dim)
-    out = heads * mla.v_head_dim * h
-    count = q + kv_a + kv_b + out
-    if not weights_only:  # q_a_layernorm and kv_a_layernorm
-        count += (mla.q_lora_rank or 0) + mla.kv_lora_rank
-    return count
