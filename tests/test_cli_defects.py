@@ -263,6 +263,25 @@ def test_help_at_80_columns_shows_long_names_whole() -> None:
     assert "--gpu-memory-utilization" in text and "path/to/file.py:Class" in text
 
 
+# ---- the quick start: --out says where the report is ------------------------------------
+def test_quick_start_out_names_the_html_report_on_the_plain_install(tmp_path: Path) -> None:
+    # The plain install: no pyarrow, no matplotlib (plotly is a core dependency).
+    code = (
+        "import sys\n"
+        "for m in ('pyarrow', 'pyarrow.parquet', 'matplotlib', 'matplotlib.pyplot'):\n"
+        "    sys.modules[m] = None\n"
+        "from servesim.cli import main\n"
+        f"main(['simulate', '--num-requests', '20', '--out', {str(tmp_path / 'out')!r}])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    report = tmp_path / "out" / "report.html"
+    assert last.startswith(f"HTML report: {report.resolve()}") and report.is_file()
+    assert (tmp_path / "out" / "requests.csv").is_file()
+    assert "skipped latency.png: matplotlib is not installed" in proc.stderr
+
+
 # ---- 9: validate from another directory --------------------------------------------------
 def test_validate_without_data_says_where_it_looked(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
@@ -278,7 +297,11 @@ def test_readme_links_stay_inside_the_repository() -> None:
     import re
 
     text = (REPO / "README.md").read_text(encoding="utf-8")
-    for target in re.findall(r"\]\(([^)]+)\)", text):
+    targets = re.findall(r"\]\(([^)]+)\)", text)
+    # the project's own docs, not files outside the clone
+    for page in ("architecture", "commands", "metrics", "report", "fidelity"):
+        assert f"docs/{page}.md" in targets, page
+    for target in targets:
         if target.startswith(("http://", "https://", "#")):
             continue
         resolved = (REPO / target.split("#")[0]).resolve()
