@@ -50,6 +50,7 @@ class VirtualEngine(KVHandoffMixin):
         check_invariants: bool,
         admission_lag_steps: int = 0,
         output_latency_s: float = 0.0,
+        output_per_seq_s: float = 0.0,
     ) -> None:
         self.replica = replica
         self.index = index
@@ -62,6 +63,7 @@ class VirtualEngine(KVHandoffMixin):
         # vLLM V0's async output processing (see _output_lag)
         self.stamps_after_next_step = bool(getattr(scheduler, "async_output_processing", False))
         self.output_latency_s = output_latency_s
+        self.output_per_seq_s = output_per_seq_s  # EngineTiming.output_per_seq_s
         self.admission_lag_steps = admission_lag_steps
         # Requests that entered while steps they cannot join were already formed, as
         # (entry time, request), in entry order; only with admission_lag_steps > 0.
@@ -207,15 +209,22 @@ class VirtualEngine(KVHandoffMixin):
         if batch.decodes:
             self._decode_tick(batch.decodes, stamp)
         ready = state.ready
+        # Outputs handed to the front end ahead of the next first token (output_per_seq_s).
+        ahead = len(batch.decodes)
         for seq, chunk in batch.prefills:
             seq.num_computed += chunk
             if seq.prompt_keys and seq.can_register:
                 self._register(seq)
             if seq.num_computed >= seq.prefill_target:
                 del state.prefilling[seq]
+                ahead += 1
+                first = seq.num_emitted == 0
                 self._emit(seq, stamp)
+                if first and self.output_per_seq_s:
+                    # Only the client's first-token time waits; gaps count from the step.
+                    seq.first_token_s = stamp + ahead * self.output_per_seq_s
                 if seq.num_emitted >= seq.num_output_tokens:
-                    self._finish(seq, stamp)
+                    self._finish(seq, max(stamp, seq.first_token_s))
                 elif self.replica.on_prefilled is not None:
                     self._hand_off(seq, now)
                 else:
@@ -454,9 +463,14 @@ def write_request(
     row = seq.row
     cols.column("first_scheduled_s")[row] = seq.first_scheduled_s
     cols.column("first_token_s")[row] = seq.first_token_s
+    first_s = seq.first_token_s
+    # A stream reaches the client in order: its end is never before its first token, which
+    # the front end may deliver after later steps have ended (EngineTiming.output_per_seq_s).
+    if completion_s < first_s:
+        completion_s = first_s
     cols.column("completion_s")[row] = completion_s
     cols.column("num_emitted_tokens")[row] = seq.num_emitted
-    gaps_s = seq.last_token_s - seq.first_token_s if seq.num_emitted > 1 else 0.0
+    gaps_s = max(seq.last_token_s - first_s, 0.0) if seq.num_emitted > 1 else 0.0
     cols.column("sum_tbt_s")[row] = gaps_s
     cols.column("max_tbt_s")[row] = seq.max_gap_s
     cols.column("num_preemptions")[row] = seq.num_preemptions

@@ -114,11 +114,20 @@ class EngineTiming:
         output_latency_s: time from the end of the step that produced a token to the client
             receiving it (engine -> API server hand-off, detokenisation, streaming); adds to
             TTFT and E2E alike, not to the gaps between tokens.
+        output_per_seq_s: front-end time per output in a step, charged to first tokens only.
+            The engine hands a step's outputs to the front end as one list, running requests
+            first and the newly prefilled ones last, and the front end detokenises and streams
+            them in that order; so a first token waits for every output ahead of it (``k``-th
+            new request after ``d`` decodes: ``(d + k) * output_per_seq_s``). A running
+            request's place in that order changes slowly (it moves forward as older requests
+            finish), so the wait is nearly constant along its stream and drops out of its
+            token gaps; by its last token it is near the front, so E2E is not charged.
     """
 
     admission_lag_steps: int = 0
     frontend_latency_s: float = 0.0
     output_latency_s: float = 0.0
+    output_per_seq_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +151,10 @@ class EngineProfile:
         cuda_graphs_with_prefill: graphs also cover steps with prefill (piecewise capture).
         overlap: what CPU work the engine hides under GPU time, in words.
         launcher: writes and parses its launch line.
-        admission_lag_steps, frontend_latency_s, output_latency_s: the engine's
-            ``EngineTiming`` (``timing``): steps formed ahead, time before a request enters
-            the engine loop, time before a finished step's tokens reach the client.
+        admission_lag_steps, frontend_latency_s, output_latency_s, output_per_seq_s: the
+            engine's ``EngineTiming`` (``timing``): steps formed ahead, time before a request
+            enters the engine loop, time before a finished step's tokens reach the client, and
+            the front end's time per output ahead of a first token.
     """
 
     name: str
@@ -164,12 +174,16 @@ class EngineProfile:
     admission_lag_steps: int = 0
     frontend_latency_s: float = 0.0
     output_latency_s: float = 0.0
+    output_per_seq_s: float = 0.0
 
     @property
     def timing(self) -> EngineTiming:
         """Request entry and token delivery timing (``EngineTiming``)."""
         return EngineTiming(
-            self.admission_lag_steps, self.frontend_latency_s, self.output_latency_s
+            self.admission_lag_steps,
+            self.frontend_latency_s,
+            self.output_latency_s,
+            self.output_per_seq_s,
         )
 
     def settings_line(self, scheduler: Any, cache: Any) -> str:
@@ -198,6 +212,11 @@ class EngineProfile:
             parts.append(
                 f"front end {self.frontend_latency_s * 1e3:g} ms in, "
                 f"{self.output_latency_s * 1e3:g} ms out"
+                + (
+                    f" + {self.output_per_seq_s * 1e6:g} us per output ahead of a first token"
+                    if self.output_per_seq_s
+                    else ""
+                )
             )
         return ", ".join(parts)
 

@@ -22,7 +22,11 @@ from servesim.engine.profiles.base import (
     LaunchSettings,
     flag_values,
 )
-from servesim.engine.profiles.vllm import V1_FRONTEND_IN_S, V1_FRONTEND_OUT_S
+from servesim.engine.profiles.vllm import (
+    V1_FRONTEND_IN_S,
+    V1_FRONTEND_OUT_S,
+    V1_FRONTEND_PER_OUTPUT_S,
+)
 
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 
@@ -111,5 +115,6 @@ SGLANG = ENGINES.register("sglang")(
         # talking to the scheduler over ZMQ as in vLLM V1); not fitted to SGLang runs.
         frontend_latency_s=V1_FRONTEND_IN_S,
         output_latency_s=V1_FRONTEND_OUT_S,
+        output_per_seq_s=V1_FRONTEND_PER_OUTPUT_S,
     )
 )

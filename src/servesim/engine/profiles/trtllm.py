@@ -22,7 +22,11 @@ from servesim.engine.profiles.base import (
     LaunchSettings,
     flag_values,
 )
-from servesim.engine.profiles.vllm import V1_FRONTEND_IN_S, V1_FRONTEND_OUT_S
+from servesim.engine.profiles.vllm import (
+    V1_FRONTEND_IN_S,
+    V1_FRONTEND_OUT_S,
+    V1_FRONTEND_PER_OUTPUT_S,
+)
 
 
 class TRTLLMLauncher(Launcher):
@@ -91,5 +95,6 @@ TRTLLM = ENGINES.register("trtllm")(
         # own process as well); not fitted to TensorRT-LLM runs.
         frontend_latency_s=V1_FRONTEND_IN_S,
         output_latency_s=V1_FRONTEND_OUT_S,
+        output_per_seq_s=V1_FRONTEND_PER_OUTPUT_S,
     )
 )
