@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 import yaml
@@ -20,8 +20,13 @@ import yaml
 from servesim.api import capacity, plan, plan_config, slo_criterion
 from servesim.cli import options as opts
 from servesim.cli.common import console, print_json
-from servesim.cli.plan_render import render_capacity, render_mix, render_report, render_stored
-from servesim.cli.progress import progress_bar
+from servesim.cli.plan_render import (
+    render_capacity,
+    render_mix,
+    render_report,
+    render_stored,
+    run_with_progress,
+)
 from servesim.cli.simulate import build_config, config_flags
 from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
@@ -31,7 +36,7 @@ from servesim.planner.executors import Executor, make_executor
 from servesim.planner.mix import mix_candidates, plan_mix
 from servesim.planner.rank import OBJECTIVE_HELP, TARGET_OBJECTIVES, check_objective
 from servesim.planner.scenario import DEFAULT_REQUESTS_PER_REPLICA, Scenario, SLOCriterion
-from servesim.planner.search import SearchOptions, SearchProgress, SearchReport
+from servesim.planner.search import SearchOptions, SearchReport
 from servesim.planner.space import SearchSpace, parse_gpus, parse_ints, scheduler_grid
 from servesim.planner.store import PlanStore
 
@@ -60,26 +65,6 @@ def _executor(inline: bool, workers: int | None, use_ray: bool, address: str | N
     if use_ray or address is not None:
         return make_executor("ray", num_workers=workers, ray_address=address)
     return make_executor("inline" if inline else "process", num_workers=workers)
-
-
-def _run_with_progress(run: Any, quiet: bool) -> SearchReport:
-    if quiet:
-        return run(None)
-    counter = "{task.completed:.0f}/{task.total} plans {task.description}"
-    with progress_bar("planning", counter) as bar:
-        task = bar.add_task("", total=0)
-
-        def on_progress(p: SearchProgress) -> None:
-            best = p.best.plan.label() if p.best is not None else "-"
-            bar.update(
-                task,
-                total=p.num_plans,
-                completed=p.num_done,
-                description=f"(pruned {p.num_pruned}, infeasible {p.num_infeasible}, "
-                f"failed {p.num_failed}) best: {best}",
-            )
-
-        return run(on_progress)
 
 
 def _scenario(cfg: SimConfig, criterion: SLOCriterion, requests_per_replica: int) -> Scenario:
@@ -303,11 +288,13 @@ def plan_cmd(
     profile = resolve_engine(engine_name)
     console.print(f"engine: {profile.name} ({profile.version})", markup=False, highlight=False)
     try:
-        report = _run_with_progress(
+        report = run_with_progress(
             lambda cb: plan(
                 scenario, space, options=options, executor=executor, store=store, on_progress=cb
             ),
-            quiet,
+            options.objective,
+            quiet=quiet,
+            store=store,
         )
         render_report(report, scenario, options, top, executor.name)
         if report.ranked:

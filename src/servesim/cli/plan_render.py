@@ -1,17 +1,39 @@
-"""Rich rendering of the planner's results for ``capacity``, ``plan`` and ``plan show``."""
+"""Rich rendering of the planner's results for ``capacity``, ``plan`` and ``plan show``.
+
+``plan``'s live view (``run_with_progress``): a progress bar with ETA, counts, and the best
+plan so far. The bar counts the plans the pre-filter left for simulation (infeasible and
+bound-pruned ones are decided at once and shown as counts), so its ETA follows the simulation
+work. Each time the best plan changes a line is printed above the bar, so the best-so-far
+stays on screen. All of it goes to stderr (stdout stays the tables). Ctrl-C stops the search:
+results already stored stay in ``--store`` (each is committed as it completes), and the same
+command resumes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from servesim.api import CapacityReport
-from servesim.cli.common import console
+from servesim.cli.common import console, err_console
 from servesim.core.errors import ConfigError
+from servesim.planner.evaluate import PlanResult
 from servesim.planner.mix import MixReport
 from servesim.planner.present import mix_rows, plan_rows, status_rows
 from servesim.planner.rank import pareto_front, rank
 from servesim.planner.scenario import Scenario
-from servesim.planner.search import SearchOptions, SearchReport
+from servesim.planner.search import SearchOptions, SearchProgress, SearchReport
 from servesim.planner.store import PlanStore
 
 
@@ -135,3 +157,89 @@ def render_stored(db: PlanStore, search: str | None, top: int) -> None:
     console.print(_table("Ranked", plan_rows(rank(results, objective), objective, True, top)))
     console.print(_table("Pareto front", plan_rows(pareto_front(results), objective, False)))
     console.print(_table("Not simulated / failed", status_rows(results, top)))
+
+
+RunFn = Callable[[Callable[[SearchProgress], None] | None], SearchReport]
+# Exit status of a search stopped by Ctrl-C (128 + SIGINT, the shell's convention).
+INTERRUPTED_EXIT = 130
+
+
+def best_text(best: PlanResult | None, objective: str) -> str:
+    """The best plan so far and its figure under ``objective``."""
+    if best is None:
+        return "none yet"
+    if objective == "goodput_per_dollar":
+        figure = f"{best.capacity_per_s:.3g} req/s, {best.capacity_per_dollar_hour:.3g} per $/h"
+    elif objective == "energy_per_token":
+        figure = f"{best.metrics.get('energy_per_output_token_j', float('nan')):.3g} J/token"
+    elif objective == "latency":
+        figure = f"p99 TTFT {best.metrics.get('ttft_p99_s', float('nan')):.3g} s"
+    else:
+        figure = f"${best.price_per_hour_usd:,.2f}/h"
+    return f"{best.plan.label()} ({figure})"
+
+
+def counts_text(p: SearchProgress) -> str:
+    """``pruned N, infeasible M, failed K, simulated S`` of ``num_plans``."""
+    return (
+        f"of {p.num_plans}: pruned {p.num_pruned}, infeasible {p.num_infeasible}, "
+        f"failed {p.num_failed}, simulated {p.num_simulated}"
+    )
+
+
+def run_with_progress(
+    run: RunFn, objective: str, *, quiet: bool = False, store: Path | None = None
+) -> SearchReport:
+    """Run ``run(on_progress)`` under the live view (none when ``quiet``)."""
+    if quiet:
+        return _interruptible(lambda: run(None), None, objective, store)
+    columns = (
+        TextColumn("planning"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("to simulate {task.description}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    state: dict[str, SearchProgress] = {}
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("", total=None)
+
+        def on_progress(p: SearchProgress) -> None:
+            before = state.get("last")
+            state["last"] = p
+            if p.best is not None and (before is None or before.best is not p.best):
+                bar.console.print(
+                    f"best so far: {best_text(p.best, objective)}", markup=False, highlight=False
+                )
+            bar.update(
+                task,
+                total=p.num_to_evaluate or None,
+                completed=p.num_evaluated,
+                description=counts_text(p),
+            )
+
+        return _interruptible(lambda: run(on_progress), state, objective, store)
+
+
+def _interruptible(
+    go: Callable[[], SearchReport],
+    state: dict[str, SearchProgress] | None,
+    objective: str,
+    store: Path | None,
+) -> SearchReport:
+    try:
+        return go()
+    except KeyboardInterrupt:
+        last = (state or {}).get("last")
+        if last is not None:
+            err_console.print(f"interrupted: {counts_text(last)}", markup=False)
+            err_console.print(f"best so far: {best_text(last.best, objective)}", markup=False)
+        where = (
+            f"results so far are in {store}; the same command resumes"
+            if store is not None
+            else "nothing kept (use --store FILE to resume a search)"
+        )
+        err_console.print(f"interrupted: {where}", markup=False)
+        raise typer.Exit(INTERRUPTED_EXIT) from None

@@ -32,6 +32,7 @@ from servesim.planner.evaluate import (
 )
 from servesim.planner.executors import Executor, InProcessExecutor
 from servesim.planner.rank import TARGET_OBJECTIVES, check_objective, pareto_front, rank
+from servesim.planner.reasons import reason_counts
 from servesim.planner.scenario import Scenario
 from servesim.planner.space import PlanSpec, SearchSpace, enumerate_plans
 from servesim.planner.store import PlanStore
@@ -72,7 +73,19 @@ class SearchOptions:
 
 @dataclass(frozen=True, slots=True)
 class SearchProgress:
-    """Counts for a progress bar."""
+    """Counts for a progress bar.
+
+    Attributes:
+        num_plans: plans in the space.
+        num_done: plans with a result (any status).
+        num_pruned: plans pruned (by a bound, or dominated after a probe).
+        num_infeasible: plans that cannot run.
+        num_failed: plans whose evaluation raised.
+        best: the best plan so far (None before the first usable one).
+        num_to_evaluate: plans the pre-filter left for simulation (the bar's total).
+        num_evaluated: of those, plans with a result (simulated, resumed or dominated).
+        num_simulated: plans simulated in this run.
+    """
 
     num_plans: int
     num_done: int
@@ -80,6 +93,9 @@ class SearchProgress:
     num_infeasible: int
     num_failed: int
     best: PlanResult | None
+    num_to_evaluate: int = 0
+    num_evaluated: int = 0
+    num_simulated: int = 0
 
 
 @dataclass(slots=True)
@@ -132,28 +148,6 @@ def search_inputs(scenario: Scenario, options: SearchOptions, perf: PerfModel) -
     }
 
 
-def _category(reason: str) -> str:
-    """A short bucket for a prune/infeasible reason (for "pruned N: why")."""
-    for needle, name in (
-        ("needs weights", "weights do not fit"),
-        ("ep=", "ep does not divide the experts or tp"),
-        ("KV cache holds", "KV cache below p99 prompt"),
-        ("no tensor peak", "dtype unsupported by GPU"),
-        ("must divide", "tp/pp does not divide the model"),
-        ("does not divide", "tp/pp does not divide the model"),
-        ("neither divides", "tp/pp does not divide the model"),
-        ("pipeline virtual engines", "KV blocks below one per pipeline stage"),
-        ("exceeds the", "tp/pp does not divide the model"),
-        ("TTFT >=", "p99 TTFT lower bound over target"),
-        ("TPOT >=", "TPOT lower bound over target"),
-        ("below the target rate", "throughput bound below target rate"),
-        ("dominated", "dominated (bound below a simulated plan)"),
-    ):
-        if needle in reason:
-            return name
-    return reason.split(":")[0][:60]
-
-
 class _Search:
     def __init__(
         self,
@@ -174,6 +168,9 @@ class _Search:
         self.cached = {r.plan.key(): r for r in store.results(self.hash)} if store else {}
         self.results: dict[str, PlanResult] = {}
         self.num_plans = 0
+        self.num_prefiltered = 0  # results the pre-filter decided (no simulation)
+        self.num_to_evaluate = 0
+        self.is_prefiltered = False
         self.num_simulated = 0
         self.simulated_keys: list[str] = []
         self.num_resumed = 0
@@ -186,7 +183,8 @@ class _Search:
         if result.status == OK and result.capacity_per_s > 0:
             ranked = rank([r for r in (self.best, result) if r is not None], *self._objective())
             self.best = ranked[0]
-        self.progress()
+        if self.is_prefiltered:  # pre-filter results are reported at once, when all are in
+            self.progress()
 
     def progress(self) -> None:
         if self.on_progress is None:
@@ -200,6 +198,9 @@ class _Search:
                 num_infeasible=statuses.count(INFEASIBLE),
                 num_failed=statuses.count("failed"),
                 best=self.best,
+                num_to_evaluate=self.num_to_evaluate,
+                num_evaluated=len(statuses) - self.num_prefiltered,
+                num_simulated=self.num_simulated,
             )
         )
 
@@ -335,6 +336,10 @@ def run_search(
         else:
             search.record(PlanResult(plan, est.status, est.reason, metrics=_bound(est)), write=True)
     survivors.sort(key=lambda e: (*_order_key(e, options), e.plan.key()))
+    search.num_prefiltered = len(search.results)
+    search.num_to_evaluate = len(survivors)
+    search.is_prefiltered = True
+    search.progress()
     _run_waves(search, survivors, options.wave_size)
     results = [search.results[p.key()] for p in plans]
     return SearchReport(
@@ -343,7 +348,7 @@ def run_search(
         pareto=pareto_front(results),
         num_simulated=search.num_simulated,
         num_resumed=search.num_resumed,
-        prune_reasons=_reasons(results),
+        prune_reasons=reason_counts(results),
         search_hash=search.hash,
         simulated_keys=tuple(search.simulated_keys),
     )
@@ -382,12 +387,3 @@ def _bound(est: Estimate) -> dict[str, Any]:
         f"bound_{k}": (None if isinstance(v, float) and math.isnan(v) else v)
         for k, v in est.to_dict().items()
     }
-
-
-def _reasons(results: Sequence[PlanResult]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r in results:
-        if r.status in (PRUNED, INFEASIBLE):
-            key = f"{r.status}: {_category(r.reason)}"
-            counts[key] = counts.get(key, 0) + 1
-    return dict(sorted(counts.items()))
