@@ -8,7 +8,7 @@ import pytest
 
 from servesim.cli import main
 
-SMALL_RUN = ["simulate", "--num-requests", "40", "--rate", "8", "--seed", "3"]
+SMALL_RUN = ["simulate", "--num-requests", "40", "--rate", "8", "--seed", "3", "--replicas", "2"]
 
 
 def run_cli(argv: list[str]) -> int:

@@ -36,9 +36,9 @@ def test_report_renders_in_headless_chromium(out_dir: Path, tmp_path: Path) -> N
     assert values["has_plotly"] is True
     assert values["num_charts"] == NUM_CHARTS
     assert values["num_svgs"] >= NUM_CHARTS  # plotly draws each chart as SVG layers
-    # latency CDF 4 + scatter 2 + throughput 3 + replica timelines 4 + replicas up 2
-    assert values["num_traces"] == 15
-    assert values["num_points"] > 15
+    # latency CDF 4 + scatter 2 + throughput 3 + replica timelines 4 x 2 replicas + replicas up 2
+    assert values["num_traces"] == 19
+    assert values["num_points"] > 19
     data = screenshot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000
     print(f"screenshot: {screenshot}")
