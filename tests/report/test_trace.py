@@ -89,3 +89,12 @@ def test_a_preempted_request_says_so() -> None:
     assert sum(e["args"]["num_preempted"] for e in events if e["ph"] == "X" and "args" in e) == (
         result.summary.num_preemptions
     )
+
+
+def test_the_same_run_gives_the_same_trace_bytes(tmp_path: Path) -> None:
+    from servesim.report.trace import write_chrome_trace
+
+    config = {"num_requests": 15, "seed": 5}
+    a = write_chrome_trace(simulate(config).records, tmp_path / "a.json").read_bytes()
+    b = write_chrome_trace(simulate(config).records, tmp_path / "b.json").read_bytes()
+    assert a == b
