@@ -33,6 +33,7 @@ from servesim.cluster.stats import ClusterStats
 from servesim.cluster.transfer import kv_transfer_bytes, kv_transfer_s
 from servesim.core.events import EventLoop
 from servesim.core.rng import RandomStreams
+from servesim.engine.contracts import check_route
 from servesim.engine.records import RejectReason, SimulationRecords, TokenGapSamples
 from servesim.engine.replica import Replica
 from servesim.engine.sequence import Seq, SeqStatus
@@ -113,11 +114,13 @@ class Cluster:
         self.decode = self._members(("decode",))
         cfg = deployment.config
         self.router = self._router(cfg.router.kind, cfg.router.options, self.entry, "router")
+        self.router_name = f"router {cfg.router.kind}"  # as contract errors name it
         self.decode_router: Router | None = None
         if self.decode:
             opts = cfg.decode_router.options
             kind = cfg.decode_router.kind
             self.decode_router = self._router(kind, opts, self.decode, "decode-router")
+            self.decode_router_name = f"decode router {kind}"
 
     def _members(self, roles: tuple[str, ...]) -> list[int]:
         pools = self.deployment.pools
@@ -145,7 +148,8 @@ class Cluster:
     def dispatch(self, request: Request, views: Sequence[ReplicaView]) -> int:
         """Entry routing over the routable replicas of the entry pools."""
         members = self.routable(self.entry)
-        return members[self.router.route(request, _Subset(views, members))]
+        index = self.router.route(request, _Subset(views, members))
+        return members[check_route(self.router_name, index, len(members), self.loop.now)]
 
     def start(self, handle: EngineHandle) -> None:
         """Wire the hooks once the engine has built the replicas."""
@@ -242,7 +246,8 @@ class Cluster:
         assert self.decode_router is not None
         members = self.routable(self.decode)
         views = _ReplicaViews(self.replicas, replica_view)
-        target = members[self.decode_router.route(seq.request, _Subset(views, members))]
+        index = self.decode_router.route(seq.request, _Subset(views, members))
+        target = members[check_route(self.decode_router_name, index, len(members), now)]
         replica = self.replicas[target]
         source = self.records.requests.column("replica_id")[seq.row]
         self.records.requests.column("decode_replica_id")[seq.row] = target

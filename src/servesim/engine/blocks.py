@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from servesim.engine.contracts import KVCapacityError
+
 _MASK = (1 << 64) - 1
 
 
@@ -131,6 +133,8 @@ class KVBlockManager:
         """Hand out ``num`` private blocks, evicting LRU cached blocks when free ones run out."""
         if num <= 0:
             return
+        if num > self.num_free + len(self._evictable):
+            raise KVCapacityError(num, self.num_free + len(self._evictable))
         take = min(num, self.num_free)
         self.num_free -= take
         for _ in range(num - take):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from servesim.core.errors import ConfigError
 from servesim.core.events import EventLoop
 from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
+from servesim.engine.contracts import check_route
 from servesim.engine.profiles.base import EngineTiming
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.engine.replica import Replica
@@ -213,9 +214,7 @@ class _Driver:
             self._rr += 1
             return index
         index = self.dispatch(request, _Views(self.replicas))
-        if not (isinstance(index, int) and 0 <= index < n):
-            raise ConfigError("dispatch", index, f"must return a replica index in [0, {n})")
-        return index
+        return check_route("dispatch", index, n, self.loop.now)
 
     def _append_row(self, request: Request, replica_id: int) -> int:
         slo = self.slo_index.get(request.slo_class)

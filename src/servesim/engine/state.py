@@ -49,6 +49,8 @@ class ReplicaState:
         self.num_swap_in_blocks = 0  # swaps decided in the current scheduling step
         self.num_swap_out_blocks = 0
         self.num_preempted_this_step = 0
+        # decode blocks handed out in the current scheduling step (the decode-kv contract)
+        self.num_decode_blocks_granted = 0
         # KV of sequences handed to another replica (disaggregated prefill), kept allocated
         # until the destination has it: seq -> (private blocks, prefix-cache block keys).
         self.held: dict[Seq, tuple[int, list[int]]] = {}
@@ -155,16 +157,20 @@ class ReplicaState:
     def allocate_decode_all(self) -> None:
         """Allocate the blocks a decode step of every decoding sequence needs (caller checked
         ``decode_blocks_needed() <= blocks.num_available``)."""
-        self.blocks.allocate(self.group.num_blocks_needed())
+        need = self.group.num_blocks_needed()
+        self.blocks.allocate(need)
         for seq in self.ready:
             if self.needs_block(seq):
                 self.blocks.allocate(1)
                 seq.num_private += 1
+                need += 1
+        self.num_decode_blocks_granted += need
 
     def allocate_decode(self, seq: Seq) -> None:
         """Allocate the block one decoding sequence's next step needs, if any."""
         if self.needs_block(seq):
             self.blocks.allocate(1)
+            self.num_decode_blocks_granted += 1
             if seq not in self.group.members:
                 seq.num_private += 1
 

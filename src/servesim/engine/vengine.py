@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from servesim.core.errors import ServesimError
 from servesim.engine.batch import Batch
+from servesim.engine.contracts import ContractError, KVCapacityError, check_batch, scheduler_name
 from servesim.engine.handoff import KVHandoffMixin
 from servesim.engine.records import SimulationRecords
 from servesim.engine.schedulers.base import ReplicaScheduler
@@ -59,7 +59,7 @@ class VirtualEngine(KVHandoffMixin):
         self.clock_limit = clock_limit  # earliest external event (next arrival, stop time)
         self.skip_ahead = skip_ahead and getattr(scheduler, "supports_skip", False)
         self.check_invariants = check_invariants
-        self.is_trusted = type(scheduler).__module__.startswith("servesim.")
+        self.policy_name = scheduler_name(scheduler)  # as contract errors name it
         # vLLM V0's async output processing (see _output_lag)
         self.stamps_after_next_step = bool(getattr(scheduler, "async_output_processing", False))
         self.output_latency_s = output_latency_s
@@ -106,7 +106,7 @@ class VirtualEngine(KVHandoffMixin):
         """Form and launch the next batch, or go idle."""
         state = self.state
         state.num_swap_in_blocks = state.num_swap_out_blocks = 0
-        state.num_preempted_this_step = 0
+        state.num_preempted_this_step = state.num_decode_blocks_granted = 0
         if self.outgoing:
             self._release_outgoing(now)
         if self.incoming:
@@ -115,11 +115,11 @@ class VirtualEngine(KVHandoffMixin):
             # Scheduling k steps ahead: the step formed now was formed, in the engine, when
             # the oldest of the last k steps was launched.
             self._admit_arrivals(self.step_starts[0] if self.step_starts else now)
-        batch = self.scheduler.schedule(now, state)
+        batch = self._schedule(now)
         if batch is None and self.arrivals:
             # Nothing formed ahead: the idle engine loop takes the new requests now.
             self._admit_arrivals(now)
-            batch = self.scheduler.schedule(now, state)
+            batch = self._schedule(now)
         if batch is None:
             self.busy = False
             self.step_starts.clear()
@@ -129,8 +129,6 @@ class VirtualEngine(KVHandoffMixin):
         self.busy = True
         if self.admission_lag_steps:
             self.step_starts.append(now)
-        if not self.is_trusted:
-            self._validate(batch)
         batch.start_s = now
         batch.num_queued = self.scheduler.num_queued(state) + len(state.swapped)
         batch.num_kv_blocks_used = state.blocks.num_used
@@ -156,6 +154,18 @@ class VirtualEngine(KVHandoffMixin):
         ):
             end, times = self._skip(batch, now, end, times)
         self.loop.schedule(end, self._complete, batch, times, priority=1)
+
+    def _schedule(self, now: float) -> Batch | None:
+        """The scheduler's next batch, checked against the engine's contracts."""
+        state = self.state
+        try:
+            batch = self.scheduler.schedule(now, state)
+        except KVCapacityError as exc:
+            raise ContractError(self.policy_name, "kv-capacity", str(exc), now) from None
+        check_batch(
+            self.policy_name, self.scheduler, batch, state, now, state.num_decode_blocks_granted
+        )
+        return batch
 
     def perf(self, shape: BatchShape) -> StageTimes:
         """Iteration time of ``shape`` (memoised by shape)."""
@@ -407,22 +417,6 @@ class VirtualEngine(KVHandoffMixin):
             host_s=times.overhead_s,
             num_preempted=self.state.num_preempted_this_step,
         )
-
-    def _validate(self, batch: Batch) -> None:
-        """Check a user scheduler's batch against the state (engine invariants)."""
-        state = self.state
-        name = type(self.scheduler).__name__
-        seen: set[int] = set()
-        for seq in batch.decodes:
-            if id(seq) in seen or seq not in state.running or seq in state.prefilling:
-                raise ServesimError(f"scheduler {name}: {seq} is not a decoding sequence")
-            seen.add(id(seq))
-        for seq, chunk in batch.prefills:
-            if seq not in state.prefilling or not 0 < chunk <= seq.num_prefill_remaining:
-                raise ServesimError(f"scheduler {name}: bad prefill chunk {chunk} for {seq}")
-            blocks_needed = -(-(seq.num_computed + chunk) // state.block_size)
-            if seq.num_blocks < blocks_needed:
-                raise ServesimError(f"scheduler {name}: {seq} has no KV blocks for its chunk")
 
 
 class _Segment:
