@@ -53,6 +53,12 @@ class ScenarioConfig(_Strict):
         description="Simulated stop time in the full mode; requests unfinished then are "
         "scored at the worst latency (scaled with the request count in the fast mode).",
     )
+    seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="This scenario's seeds (None: the suite's). A trace replay draws nothing "
+        "at random, so it runs one seed: repeating it would count one result several times.",
+    )
 
 
 class SuiteConfig(_Strict):
@@ -120,12 +126,12 @@ def suite_runs(
     suite: SuiteConfig, *, fast: bool = False, seeds: list[int] | None = None
 ) -> list[Run]:
     """Every (scenario, seed) of ``suite``, in a fixed order, fast mode scaled down."""
-    chosen = list(seeds) if seeds is not None else list(suite.seeds)
-    if fast and seeds is None:
-        chosen = chosen[: suite.fast.num_seeds]
     data = shared_data_dir()
     runs = []
     for scenario in suite.scenarios:
+        chosen = list(seeds) if seeds is not None else list(scenario.seeds or suite.seeds)
+        if fast and seeds is None:
+            chosen = chosen[: suite.fast.num_seeds]
         num, stop_s = scenario.num_requests, scenario.max_time_s
         if fast:
             num = min(num, max(suite.fast.min_requests, round(num * suite.fast.fraction)))
