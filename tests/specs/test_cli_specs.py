@@ -106,3 +106,13 @@ def test_hf_id_and_named_formats_in_a_config() -> None:
         hw = HardwareConfig(gpu="h100-sxm", dtype=name)
         assert (hw.weight_dtype(), hw.activation_dtype()) == (dtype, act)
     assert HardwareConfig(gpu="h100-sxm", dtype="mxfp4").weight_dtype() is DType.MXFP4
+
+
+def test_simulate_by_hf_id_equals_by_catalog_name() -> None:
+    from servesim.api import simulate
+
+    def run(model: str) -> dict:  # type: ignore[type-arg]
+        cfg = {"model": model, "num_requests": 8, "seed": 3, "hardware": {"gpu": "l4"}}
+        return simulate(cfg).summary.ttft.to_dict()
+
+    assert run("meta-llama/Llama-3.2-1B") == run("llama-3.2-1b")
