@@ -301,3 +301,23 @@ def test_issue15_hf_id_of_llama_32() -> None:
     assert resolve_model("hf.co/meta-llama/Llama-3.2-3B-Instruct/tree/main").name == (
         "llama-3.2-3b"
     )
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_cache_and_attention_grow_with_context_up_to_their_bounds(name: str) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    spec = _spec(name)
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.integers(0, 500_000), st.integers(0, 500_000))
+    def check(a: int, b: int) -> None:
+        lo, hi = sorted((a, b))
+        assert spec.kv_bytes_for_context(lo) <= spec.kv_bytes_for_context(hi)
+        assert spec.attention_flops_per_token(lo) <= spec.attention_flops_per_token(hi)
+        # never more than every layer keeping every token, plus the fixed state
+        bound = hi * spec.kv_bytes_per_token() + spec.state_bytes_per_sequence()
+        assert spec.kv_bytes_for_context(hi) <= bound
+
+    check()
