@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-from scipy.special import ndtr
 
 from servesim.core.errors import ConfigError
 from servesim.core.registry import Registry
@@ -288,6 +287,8 @@ class GaussianCopulaLengths:
         self.prompt, self.output, self.rho = prompt, output, float(rho)
 
     def sample(self, rng: np.random.Generator, num: int) -> tuple[np.ndarray, np.ndarray]:
+        from scipy.special import ndtr  # lazily: scipy.special costs ~0.3 s to import
+
         z = rng.standard_normal((2, num))
         z2 = self.rho * z[0] + math.sqrt(1.0 - self.rho * self.rho) * z[1]
         return self.prompt.from_uniform(ndtr(z[0])), self.output.from_uniform(ndtr(z2))

@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import ndtri
-from scipy.stats import rankdata
 
 from servesim.core.errors import UnknownNameError
 from servesim.workload.arrivals import ArrivalProcess, GammaArrivals, PoissonArrivals
@@ -72,6 +70,9 @@ def fit_lengths(prompt: np.ndarray, output: np.ndarray) -> dict[str, Any]:
 
     Returns a JSON-ready dict: ``probs``, ``prompt_values``, ``output_values``, ``rho``.
     """
+    from scipy.special import ndtri  # lazily: scipy costs ~0.8 s to import
+    from scipy.stats import rankdata
+
     probs = np.asarray(TABLE_PROBS)
     n = len(prompt)
     # Normal scores of mid-ranks (ties averaged): the Gaussian-copula correlation estimate.
