@@ -26,6 +26,7 @@ def test_capacity_maps_its_deployment_flags() -> None:
     assert mapped == {
         "model", "gpu", "tp", "pp", "dtype", "kv_dtype", "replicas", "disagg",
         "max_num_seqs", "max_num_batched_tokens", "chunked_prefill", "num_requests", "seed",
+        "router", "chunk_size", "engine",
     }  # fmt: skip
 
 

@@ -17,17 +17,18 @@ from typing import Annotated
 import typer
 import yaml
 
-from servesim.api import capacity, plan, plan_config, slo_criterion
+from servesim.api import plan, plan_config, slo_criterion
 from servesim.cli import options as opts
-from servesim.cli.common import console, print_json
+from servesim.cli.capacity import capacity_cmd, check_positive, check_tol, criterion_from_flags
+from servesim.cli.common import console
 from servesim.cli.plan_render import (
-    render_capacity,
+    refuse_if_nothing_fits,
     render_mix,
     render_report,
     render_stored,
     run_with_progress,
 )
-from servesim.cli.simulate import build_config, config_flags
+from servesim.cli.simulate import build_config
 from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
 from servesim.engine.profiles import AUTO, resolve_engine
@@ -51,14 +52,6 @@ DEFAULT_OBJECTIVE = "goodput_per_dollar"
 _PLAN_HELP = "Search deployments for the best one within an SLO.\n\n\b\nObjectives:\n" + "\n".join(
     f"  {name}: {text}" for name, text in OBJECTIVE_HELP.items()
 )
-
-
-def _criterion(ttft: float | None, tpot: float | None, attainment: float | None) -> SLOCriterion:
-    if ttft is None and tpot is None and attainment is None:
-        raise ConfigError("--slo-ttft-p99", None, "give at least one SLO target")
-    if attainment is not None and not 0 < attainment <= 1:
-        raise ConfigError("--min-attainment", attainment, "must be in (0, 1]")
-    return SLOCriterion(ttft_p99_s=ttft, tpot_p99_s=tpot, min_attainment=attainment)
 
 
 def _executor(inline: bool, workers: int | None, use_ray: bool, address: str | None) -> Executor:
@@ -88,60 +81,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(plan_app, name="plan")
 
 
-def capacity_cmd(
-    config: Annotated[Path | None, opts.config(_D)] = None,
-    model: Annotated[str | None, opts.model(_D)] = None,
-    gpu: Annotated[str | None, opts.gpu(_D)] = None,
-    tp: Annotated[int | None, opts.tp(_D)] = None,
-    pp: Annotated[int | None, opts.pp(_D)] = None,
-    dtype: Annotated[str | None, opts.dtype(_D)] = None,
-    kv_dtype: Annotated[str | None, opts.kv_dtype(_D)] = None,
-    replicas: Annotated[int | None, opts.replicas(_D)] = None,
-    disagg: Annotated[str | None, opts.disagg(_D)] = None,
-    max_num_seqs: Annotated[int | None, opts.max_num_seqs(_D)] = None,
-    max_num_batched_tokens: Annotated[int | None, opts.max_num_batched_tokens(_D)] = None,
-    chunked_prefill: Annotated[bool | None, opts.chunked_prefill(_D)] = None,
-    workload: Annotated[str | None, opts.workload(_D)] = None,
-    num_requests: Annotated[int | None, opts.num_requests(_PROBE_REQUESTS, _D)] = None,
-    seed: Annotated[int | None, opts.seed(_D)] = None,
-    slo_ttft_p99: Annotated[float | None, opts.slo_ttft_p99(_L)] = None,
-    slo_tpot_p99: Annotated[float | None, opts.slo_tpot_p99(_L)] = None,
-    min_attainment: Annotated[float | None, opts.min_attainment(_L)] = None,
-    start_rate: Annotated[
-        float | None, opts.option("--start-rate", "First rate probed.", _X)
-    ] = None,
-    tol: Annotated[float, opts.tol(_X)] = 0.05,
-    calibration: Annotated[str | None, opts.calibration(_D)] = None,
-    as_json: Annotated[bool, opts.as_json("Print JSON.")] = False,
-) -> None:
-    """Highest arrival rate at which one deployment holds the SLO (bracketing + bisection)."""
-    opts.apply_calibration(calibration)
-    flags = config_flags(locals())
-    wl = {"preset": workload, "arrival": None, "rate": None, "cv": None}
-    cfg = build_config(config, flags, {**wl, "trace": None, "trace_format": None})
-    criterion = slo_criterion(
-        cfg, ttft_p99_s=slo_ttft_p99, tpot_p99_s=slo_tpot_p99, min_attainment=min_attainment
-    )
-    if criterion.ttft_p99_s is None and criterion.tpot_p99_s is None and min_attainment is None:
-        raise ConfigError("--slo-ttft-p99", None, "give an SLO target (or slo: in the config)")
-    report = capacity(cfg, criterion, start_rate_per_s=start_rate, rel_tol=tol)
-    if as_json:
-        print_json(
-            {
-                "rate_per_s": report.rate_per_s,
-                "rate_per_gpu": report.rate_per_gpu,
-                "rate_per_dollar_hour": report.rate_per_dollar_hour,
-                "limiting": report.limiting,
-                "probes": [
-                    {"rate_per_s": p.rate_per_s, "holds": p.holds, "limiting": p.limiting}
-                    for p in report.search.probes
-                ],
-            }
-        )
-        return
-    render_capacity(report)
-
-
 def plan_cmd(
     ctx: typer.Context,
     config: Annotated[Path | None, opts.config(_D, _PLAN_CONFIG)] = None,
@@ -151,6 +90,10 @@ def plan_cmd(
         opts.option("--gpus", "GPU types and counts available, e.g. h100-sxm:8,a100-80gb:8.", _D),
     ] = "h100-sxm:8",
     workload: Annotated[str | None, opts.workload(_D)] = None,
+    trace: Annotated[Path | None, opts.option("--trace", "Replay a trace file.", _D)] = None,
+    trace_format: Annotated[
+        str | None, opts.option("--trace-format", "Trace format (default: detect).", _D)
+    ] = None,
     seed: Annotated[int | None, opts.seed(_D)] = None,
     engine: Annotated[str | None, opts.engine(_D)] = None,
     slo_ttft_p99: Annotated[float | None, opts.slo_ttft_p99(_L)] = None,
@@ -242,15 +185,21 @@ def plan_cmd(
     if ctx.invoked_subcommand is not None:
         return
     opts.apply_calibration(calibration)
+    for flag, value in (("--max-gpus", max_gpus), ("--workers", workers), ("--top", top)):
+        check_positive(flag, value, integer=True)
+    check_positive("--requests-per-replica", requests_per_replica, integer=True)
+    check_positive("--max-replicas", max_replicas, integer=True)
+    check_positive("--budget", budget)
+    check_tol(tol)
     # The engine's cache defaults (prefix caching, memory fraction) reach the scenario.
     flags = {"model": model, "seed": seed, "hardware.engine": engine}
     wl = {"preset": workload, "arrival": None, "rate": None, "cv": None}
-    cfg = build_config(config, flags, {**wl, "trace": None, "trace_format": None})
+    cfg = build_config(config, flags, {**wl, "trace": trace, "trace_format": trace_format})
     engine_name = cfg.hardware.engine
     criterion = slo_criterion(
         cfg, ttft_p99_s=slo_ttft_p99, tpot_p99_s=slo_tpot_p99, min_attainment=min_attainment
     )
-    criterion = _criterion(criterion.ttft_p99_s, criterion.tpot_p99_s, min_attainment)
+    criterion = criterion_from_flags(criterion.ttft_p99_s, criterion.tpot_p99_s, min_attainment)
     scenario = _scenario(cfg, criterion, requests_per_replica)
     chunk = {
         "auto": (None,),
@@ -297,6 +246,7 @@ def plan_cmd(
             store=store,
         )
         render_report(report, scenario, options, top, executor.name)
+        refuse_if_nothing_fits(report)
         if report.ranked:
             _winner(scenario, report, out, engine_name)
         if mix:
@@ -374,7 +324,7 @@ def show_cmd(
     """Show the plans stored in a DuckDB results file."""
     if not path.is_file():
         raise ConfigError("store", str(path), "file not found")
-    db = PlanStore(path)
+    db = PlanStore(path, read_only=True)
     try:
         render_stored(db, search, top)
     finally:

@@ -27,7 +27,7 @@ from rich.table import Table
 
 from servesim.api import CapacityReport
 from servesim.cli.common import console, err_console
-from servesim.core.errors import ConfigError
+from servesim.core.errors import ConfigError, InfeasibleError
 from servesim.planner.evaluate import PlanResult
 from servesim.planner.mix import MixReport
 from servesim.planner.present import mix_rows, plan_rows, status_rows
@@ -119,6 +119,20 @@ def render_report(
             "Pareto front ($/h per req/s, p99 TTFT, J/token; all minimised)",
             plan_rows(report.pareto, options.objective, False),
         )
+    )
+
+
+def refuse_if_nothing_fits(report: SearchReport) -> None:
+    """Raise ``InfeasibleError`` (exit 2) when no plan of the search can run at all; a search
+    with some runnable plans carries on (its infeasible ones are listed with their reasons)."""
+    infeasible = [r for r in report.results if r.status == "infeasible"]
+    if not report.results or len(infeasible) < len(report.results):
+        return
+    reasons = "; ".join(f"{n} {why}" for why, n in report.prune_reasons.items())
+    first = infeasible[0]
+    raise InfeasibleError(
+        f"no plan of the {len(infeasible)} can run ({reasons}); e.g. {first.plan.label()}: "
+        f"{first.reason}"
     )
 
 

@@ -73,26 +73,41 @@ class SearchSpace:
 
 
 def parse_gpus(text: str) -> tuple[tuple[str, int], ...]:
-    """Parse ``h100-sxm:8,a100-80gb:4`` into ``(("h100-sxm", 8), ("a100-80gb", 4))``."""
+    """Parse ``h100-sxm:8,a100-80gb:4`` into ``(("h100-sxm", 8), ("a100-80gb", 4))``.
+
+    Every type needs its count (no silent "1"), at least 1, and each type is named once.
+    """
     out: list[tuple[str, int]] = []
     for item in (p.strip() for p in text.split(",") if p.strip()):
         name, _, count = item.partition(":")
         try:
-            num = int(count) if count else 1
+            num = int(count)
         except ValueError:
             raise ConfigError("gpus", item, "expected NAME:COUNT, e.g. h100-sxm:8") from None
-        out.append((get_gpu(name).name, num))
+        if num < 1:
+            raise ConfigError("gpus", item, "the count must be >= 1")
+        gpu = get_gpu(name).name
+        if any(gpu == seen for seen, _ in out):
+            raise ConfigError("gpus", text, f"{gpu} is listed twice; give its total count once")
+        out.append((gpu, num))
     if not out:
         raise ConfigError("gpus", text, "expected NAME:COUNT[,NAME:COUNT...]")
     return tuple(out)
 
 
-def parse_ints(text: str, name: str) -> tuple[int, ...]:
-    """Parse ``1,2,4,8`` (a CLI list) into integers; ``name`` is the flag for errors."""
+def parse_ints(text: str, name: str, minimum: int = 1) -> tuple[int, ...]:
+    """Parse ``1,2,4,8`` (a CLI list) into distinct integers >= ``minimum``; ``name`` is the
+    flag for errors."""
     try:
-        return tuple(int(x) for x in text.split(",") if x.strip())
+        values = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise ConfigError(name, text, "expected comma-separated integers, e.g. 1,2,4,8") from None
+    if not values:
+        raise ConfigError(name, text, "give at least one value")
+    low = [v for v in values if v < minimum]
+    if low:
+        raise ConfigError(name, text, f"every value must be >= {minimum} (got {low[0]})")
+    return tuple(dict.fromkeys(values))
 
 
 def divides_model(model: ModelSpec, tp: int, pp: int, ep: int = 1) -> str | None:

@@ -42,27 +42,83 @@ def inputs_hash(inputs: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-class PlanStore:
-    """A DuckDB file holding plan results of one or more searches."""
+# A DuckDB database file carries this magic after its 8-byte checksum.
+DUCKDB_MAGIC = b"DUCK"
+_MAGIC_AT = 8
+_TABLES = frozenset({"searches", "plans"})
 
-    def __init__(self, path: str | Path) -> None:
+
+def _what_file(path: Path) -> str | None:
+    """None when ``path`` is absent, empty or a DuckDB file; else what it looks like."""
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+        return None
+    if not path.is_file():
+        return "not a regular file"
+    with path.open("rb") as f:
+        head = f.read(64)
+    if head[_MAGIC_AT : _MAGIC_AT + len(DUCKDB_MAGIC)] == DUCKDB_MAGIC:
+        return None
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "a binary file that is not a DuckDB database"
+    kind = "CSV/text" if "," in text else "text"
+    return f"a {kind} file, not a DuckDB database (first bytes {text[:24]!r})"
+
+
+class PlanStore:
+    """A DuckDB file holding plan results of one or more searches.
+
+    The file must be absent (it is created), empty, or a DuckDB database that is a servesim
+    store (or has no tables yet): anything else is refused with what it is, so results are
+    never written where they cannot be read back. ``read_only`` (``plan show``) never
+    creates or changes the file.
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         try:
             import duckdb
         except ImportError:  # a core dependency; say so if an install lacks it
             raise ConfigError("store", str(path), "needs duckdb (pip install duckdb)") from None
         self.path = Path(path)
+        what = _what_file(self.path)
+        if what is not None:
+            raise ConfigError("store", str(path), f"not a servesim store: {what}")
+        if read_only and not self.path.is_file():
+            raise ConfigError("store", str(path), "file not found")
         try:
-            self._con = duckdb.connect(str(self.path))
-        except duckdb.IOException as exc:  # DuckDB allows one writing process per file
-            first = str(exc).splitlines()[0]
+            self._con = duckdb.connect(str(self.path), read_only=read_only)
+            tables = {r[0] for r in self._con.execute("SHOW TABLES").fetchall()}
+        except duckdb.Error as exc:  # locked by another process, truncated, damaged
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise ConfigError("store", str(path), f"cannot open it: {first}") from None
-        for statement in _SCHEMA:
-            self._con.execute(statement)
+        if tables and not _TABLES.issubset(tables):
+            self._con.close()
+            shown = ", ".join(sorted(tables)[:5])
+            raise ConfigError(
+                "store", str(path), f"not a servesim store: a DuckDB database with tables {shown}"
+            )
+        self._has_tables = bool(tables)
+        if not read_only:
+            for statement in _SCHEMA:
+                self._query(statement)
+            self._has_tables = True
+
+    def _query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one statement; a DuckDB failure (a damaged file) is one line naming the file."""
+        import duckdb
+
+        try:
+            cursor = self._con.execute(sql, params or [])
+            return cursor.fetchall() if cursor.description is not None else []
+        except duckdb.Error as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError("store", str(self.path), f"damaged or unreadable: {first}") from None
 
     def begin_search(self, inputs: dict[str, Any]) -> str:
         """Register a search's inputs; returns its hash."""
         digest = inputs_hash(inputs)
-        self._con.execute(
+        self._query(
             "INSERT INTO searches VALUES (?, ?) ON CONFLICT DO NOTHING",
             [digest, json.dumps(inputs, sort_keys=True, default=str)],
         )
@@ -70,7 +126,7 @@ class PlanStore:
 
     def put(self, search_hash: str, result: PlanResult) -> None:
         """Write (or replace) one plan's result; committed immediately."""
-        self._con.execute(
+        self._query(
             "INSERT OR REPLACE INTO plans VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 search_hash,
@@ -94,11 +150,11 @@ class PlanStore:
             search_hash = self.default_search()
             if search_hash is None:
                 return []
-        rows = self._con.execute(
+        rows = self._query(
             "SELECT plan_json, status, reason, capacity_per_s, limiting, num_probes, "
             "metrics_json, wall_s FROM plans WHERE search_hash = ? ORDER BY plan_key",
             [search_hash],
-        ).fetchall()
+        )
         return [
             PlanResult(
                 plan=PlanSpec.from_dict(json.loads(r[0])),
@@ -115,10 +171,12 @@ class PlanStore:
 
     def searches(self) -> list[tuple[str, dict[str, Any], int]]:
         """(hash, inputs, number of plans stored) for every search in the file."""
-        rows = self._con.execute(
+        if not self._has_tables:  # an empty DuckDB file opened read-only
+            return []
+        rows = self._query(
             "SELECT s.search_hash, s.inputs_json, count(p.plan_key) FROM searches s "
             "LEFT JOIN plans p USING (search_hash) GROUP BY ALL ORDER BY s.search_hash"
-        ).fetchall()
+        )
         return [(r[0], json.loads(r[1]), int(r[2])) for r in rows]
 
     def default_search(self) -> str | None:

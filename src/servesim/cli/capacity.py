@@ -1,0 +1,126 @@
+"""``servesim capacity``, and the checks of the SLO and search flags it shares with ``plan``.
+
+``capacity`` finds the highest rate one deployment sustains within an SLO; it takes the same
+deployment, scheduler, router and workload (preset or trace) flags as ``simulate``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+from servesim.api import capacity, slo_criterion
+from servesim.cli import options as opts
+from servesim.cli.common import print_json
+from servesim.cli.overrides import scheduler_overrides
+from servesim.cli.plan_render import render_capacity
+from servesim.cli.simulate import build_config, config_flags
+from servesim.core.errors import ConfigError
+from servesim.planner.scenario import SLOCriterion
+
+_D = "Deployment"
+_W = "Workload"
+_L = "SLO"
+_X = "Execution"
+_PROBE_REQUESTS = "Requests per probe (default 1000)."
+
+
+def check_positive(flag: str, value: float | None, *, integer: bool = False) -> None:
+    """Refuse a given ``value`` that is not a finite number > 0 (an integer >= 1)."""
+    if value is None:
+        return
+    if integer and not value >= 1:
+        raise ConfigError(flag, value, "must be an integer >= 1")
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(flag, value, "must be a finite number > 0")
+
+
+def check_tol(tol: float) -> None:
+    """The capacity search's relative tolerance lies strictly between 0 and 1."""
+    if not 0 < tol < 1:
+        raise ConfigError("--tol", tol, "must be in (0, 1), e.g. 0.05")
+
+
+def criterion_from_flags(
+    ttft: float | None, tpot: float | None, attainment: float | None
+) -> SLOCriterion:
+    """The SLO to hold: at least one target, each a finite time > 0, attainment in (0, 1]."""
+    if ttft is None and tpot is None and attainment is None:
+        raise ConfigError("--slo-ttft-p99", None, "give at least one SLO target")
+    check_positive("--slo-ttft-p99", ttft)
+    check_positive("--slo-tpot-p99", tpot)
+    if attainment is not None and not 0 < attainment <= 1:
+        raise ConfigError("--min-attainment", attainment, "must be in (0, 1]")
+    return SLOCriterion(ttft_p99_s=ttft, tpot_p99_s=tpot, min_attainment=attainment)
+
+
+def capacity_cmd(
+    config: Annotated[Path | None, opts.config(_D)] = None,
+    model: Annotated[str | None, opts.model(_D)] = None,
+    gpu: Annotated[str | None, opts.gpu(_D)] = None,
+    tp: Annotated[int | None, opts.tp(_D)] = None,
+    pp: Annotated[int | None, opts.pp(_D)] = None,
+    dtype: Annotated[str | None, opts.dtype(_D)] = None,
+    kv_dtype: Annotated[str | None, opts.kv_dtype(_D)] = None,
+    replicas: Annotated[int | None, opts.replicas(_D)] = None,
+    disagg: Annotated[str | None, opts.disagg(_D)] = None,
+    max_num_seqs: Annotated[int | None, opts.max_num_seqs(_D)] = None,
+    max_num_batched_tokens: Annotated[int | None, opts.max_num_batched_tokens(_D)] = None,
+    chunked_prefill: Annotated[bool | None, opts.chunked_prefill(_D)] = None,
+    scheduler: Annotated[str | None, opts.scheduler(_D)] = None,
+    chunk_size: Annotated[int | None, opts.chunk_size(_D)] = None,
+    router: Annotated[str | None, opts.router(_D)] = None,
+    engine: Annotated[str | None, opts.engine(_D)] = None,
+    workload: Annotated[str | None, opts.workload(_W)] = None,
+    trace: Annotated[Path | None, opts.option("--trace", "Replay a trace file.", _W)] = None,
+    trace_format: Annotated[
+        str | None, opts.option("--trace-format", "Trace format (default: detect).", _W)
+    ] = None,
+    num_requests: Annotated[int | None, opts.num_requests(_PROBE_REQUESTS, _D)] = None,
+    seed: Annotated[int | None, opts.seed(_D)] = None,
+    slo_ttft_p99: Annotated[float | None, opts.slo_ttft_p99(_L)] = None,
+    slo_tpot_p99: Annotated[float | None, opts.slo_tpot_p99(_L)] = None,
+    min_attainment: Annotated[float | None, opts.min_attainment(_L)] = None,
+    start_rate: Annotated[
+        float | None, opts.option("--start-rate", "First rate probed.", _X)
+    ] = None,
+    tol: Annotated[float, opts.tol(_X)] = 0.05,
+    calibration: Annotated[str | None, opts.calibration(_D)] = None,
+    as_json: Annotated[bool, opts.as_json("Print JSON.")] = False,
+) -> None:
+    """Highest arrival rate at which one deployment holds the SLO (bracketing + bisection)."""
+    opts.apply_calibration(calibration)
+    check_positive("--start-rate", start_rate)
+    check_tol(tol)
+    flags = config_flags(locals()) | scheduler_overrides(scheduler)
+    wl = {"preset": workload, "arrival": None, "rate": None, "cv": None}
+    cfg = build_config(config, flags, {**wl, "trace": trace, "trace_format": trace_format})
+    given = slo_criterion(
+        cfg, ttft_p99_s=slo_ttft_p99, tpot_p99_s=slo_tpot_p99, min_attainment=min_attainment
+    )
+    if given.ttft_p99_s is None and given.tpot_p99_s is None and min_attainment is None:
+        raise ConfigError("--slo-ttft-p99", None, "give an SLO target (or slo: in the config)")
+    criterion = criterion_from_flags(given.ttft_p99_s, given.tpot_p99_s, min_attainment)
+    report = capacity(cfg, criterion, start_rate_per_s=start_rate, rel_tol=tol)
+    if as_json:
+        print_json(
+            {
+                "rate_per_s": report.rate_per_s,
+                "rate_per_gpu": report.rate_per_gpu,
+                "rate_per_dollar_hour": report.rate_per_dollar_hour,
+                "limiting": report.limiting,
+                "probes": [
+                    {
+                        "rate_per_s": p.rate_per_s,
+                        "holds": p.holds,
+                        "limiting": p.limiting,
+                        # value / target of the limiting metric, as the table shows it
+                        "ratio": p.ratio if math.isfinite(p.ratio) else None,
+                    }
+                    for p in report.search.probes
+                ],
+            }
+        )
+        return
+    render_capacity(report)
