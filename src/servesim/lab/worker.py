@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from servesim.api import simulate
 from servesim.core.errors import ServesimError
+from servesim.engine.contracts import ContractError
 from servesim.lab import guard
 from servesim.lab.diagnostics import diagnose
 from servesim.lab.objectives import run_metrics
@@ -126,9 +127,12 @@ def run_task(task: Task) -> RunResult:
     return _in_child(task)
 
 
-def _failure(task: Task, category: str, message: str) -> RunResult:
+def _failure(
+    task: Task, category: str, message: str, sim_time_s: float | None = None
+) -> RunResult:
     run = task.run
-    fail = Failure(category, message, run.scenario, run.seed, guard.STATE.sim_time_s)
+    now = guard.STATE.sim_time_s if sim_time_s is None else sim_time_s
+    fail = Failure(category, message, run.scenario, run.seed, now)
     return RunResult(run.scenario, run.seed, failure=fail)
 
 
@@ -144,6 +148,8 @@ def _evaluate(task: Task) -> RunResult:
             diag = diagnose(result) if task.with_diagnostics else None
     except guard.PolicyFailure as exc:
         return _failure(task, exc.category, exc.message)
+    except ContractError as exc:  # the engine's checks of what a hook returned
+        return _failure(task, "contract", f"{exc.rule}: {exc.detail}", exc.now_s)
     except guard.EvaluationTimeout:
         where = f" in hook {guard.STATE.hook}" if guard.STATE.hook else ""
         return _failure(task, "timeout", f"wall-clock limit of {task.limits.wall_s:g} s{where}")
