@@ -10,8 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from servesim.cli import app, main
+from servesim.cli.plan_render import slo_label, workload_label
 from servesim.core.errors import ConfigError, InfeasibleError
+from servesim.planner.scenario import Scenario, SLOCriterion
 from servesim.planner.store import PlanStore
+from servesim.workload.config import WorkloadConfig
 
 runner = CliRunner()
 PLAN = ["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm:1", "--tp", "1", "--pp", "1"]
@@ -126,3 +129,12 @@ def test_capacity_takes_scheduler_router_and_trace_flags(tmp_path: Path) -> None
     assert res.exit_code == 0, res.output
     probes = json.loads(res.output)["probes"]
     assert probes and all("ratio" in p for p in probes)  # the ratios the table shows
+
+
+def test_plan_header_names_a_trace_workload_and_only_the_targets_given(tmp_path: Path) -> None:
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"arrival_time_s": 0, "prompt_tokens": 5, "output_tokens": 2}\n')
+    workload = WorkloadConfig.model_validate({"trace": {"path": str(trace)}})
+    scenario = Scenario("llama-3.1-8b", workload, SLOCriterion(ttft_p99_s=2.0))
+    assert workload_label(scenario) == "trace t.jsonl"  # was "on None"
+    assert slo_label(scenario) == "p99 TTFT 2 s"  # was "p99 TPOT None s"
