@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Sequence
 
@@ -96,3 +98,19 @@ class OutOfRangeRouter:
 
 class NotAPolicy:
     """Neither a scheduler nor a router."""
+
+
+class Deaf(Fcfs):
+    """Blocks SIGALRM, then hangs: only the parent's kill can stop it."""
+
+    def schedule(self, now: float, state: ReplicaState) -> Batch | None:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+        time.sleep(600)
+        return super().schedule(now, state)
+
+
+class Exiter(Fcfs):
+    """Ends its process abruptly."""
+
+    def schedule(self, now: float, state: ReplicaState) -> Batch | None:
+        os._exit(3)

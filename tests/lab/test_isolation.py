@@ -12,13 +12,13 @@ from servesim.lab import Limits, evaluate
 
 def test_a_sleeping_policy_times_out_and_the_next_evaluation_runs(tiny: str, pol: str) -> None:
     start = time.monotonic()
-    score = evaluate(pol + "Sleeper", tiny, seeds=[0], limits=Limits(wall_s=1.0))
-    assert time.monotonic() - start < 10  # two runs, each stopped at ~1 s
+    score = evaluate(pol + "Sleeper", tiny, seeds=[0], limits=Limits(wall_s=2.0))
+    assert time.monotonic() - start < 15  # two runs, each stopped at ~2 s
     assert score.value is None and not score.is_valid
     assert {f.category for f in score.failures} == {"timeout"}
     first = score.failures[0]
     assert first.scenario == "chat-small" and first.seed == 0
-    assert "wall-clock limit of 1 s in hook schedule" in first.message
+    assert "wall-clock limit of 2 s in hook schedule" in first.message
     assert first.sim_time_s > 0
     after = evaluate(pol + "Fcfs", tiny, seeds=[0])
     assert after.is_valid and after.value is not None and after.value > 0
@@ -71,3 +71,18 @@ def test_a_bad_policy_reference_is_a_config_error(tiny: str, pol: str, bad: str)
 
     with pytest.raises(ConfigError):
         evaluate(pol + bad, tiny, seeds=[0])
+
+
+def test_a_policy_deaf_to_the_alarm_is_killed_by_the_parent(tiny: str, pol: str) -> None:
+    start = time.monotonic()
+    # 3 s: room for the set-up on a loaded machine, so the hang is what the limit meets
+    score = evaluate(pol + "Deaf", tiny, seeds=[0], limits=Limits(wall_s=3.0))
+    assert time.monotonic() - start < 25  # two runs, each killed 2 s after its limit
+    assert [(f.category, f.message) for f in score.failures] == [
+        ("timeout", "killed after the 3 s limit")
+    ] * 2
+
+
+def test_a_policy_that_exits_its_worker_is_an_error(tiny: str, pol: str) -> None:
+    failure = evaluate(pol + "Exiter", tiny, seeds=[0]).failures[0]
+    assert failure.category == "error" and failure.message.startswith("worker died (status")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 from rich.table import Table
 
@@ -72,8 +70,6 @@ def _print_comparison(c: Comparison) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add ``servesim evaluate`` and ``servesim compare``."""
-
-    common: dict[str, Any] = {}
 
     @app.command("evaluate")
     def evaluate_cmd(
@@ -153,5 +149,3 @@ def register(app: typer.Typer) -> None:
             print_json(result.to_dict())
         else:
             _print_comparison(result)
-
-    del common
