@@ -124,3 +124,53 @@ SchedulerConfig = Annotated[
     | CustomSchedulerConfig,
     Field(discriminator="kind"),
 ]
+
+
+class SpeculativeConfig(_Config):
+    """Speculative decoding: a draft proposes ``num_speculative_tokens`` tokens per decode
+    step and the target verifies them (plus one bonus position) in the same step
+    (``servesim.engine.speculative``)."""
+
+    method: Literal["eagle", "mtp", "draft"] = Field(
+        "eagle",
+        description="eagle: an EAGLE-style one-layer head on the target's hidden states; "
+        "mtp: DeepSeek's multi-token-prediction module (one layer); draft: a separate small "
+        "model (``draft_model``).",
+    )
+    num_speculative_tokens: int = Field(
+        3, ge=1, le=15, description="Draft tokens per step k (vLLM num_speculative_tokens)."
+    )
+    acceptance_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Per-position acceptance rate alpha (None: the method's published default).",
+    )
+    acceptance: Literal["sampled", "expected"] = Field(
+        "sampled",
+        description="sampled: accepted tokens per sequence and step drawn from ``seed``; "
+        "expected: the mean (1 - alpha^(k+1)) / (1 - alpha) per step, with the fraction "
+        "carried to the next step (no randomness).",
+    )
+    draft_model: str | None = Field(
+        None, description="Catalog name, HF id or config path of the draft (method draft)."
+    )
+    seed: int = Field(0, ge=0, description="Seed of the acceptance draws (sampled mode).")
+
+
+class LoRAConfig(_Config):
+    """Multi-LoRA serving (S-LoRA / Punica): adapters in a GPU cache backed by host memory
+    (``servesim.engine.lora``)."""
+
+    rank: int = Field(16, ge=1, le=1024, description="LoRA rank r of every adapter.")
+    target_modules: tuple[str, ...] = Field(
+        ("q_proj", "k_proj", "v_proj", "o_proj"),
+        description="Projections carrying adapters: q_proj k_proj v_proj o_proj gate_proj "
+        "up_proj down_proj (vLLM/PEFT names).",
+    )
+    max_loras: int = Field(
+        8, ge=1, description="GPU adapter slots (vLLM --max-loras; default 8 here)."
+    )
+    rank_by_adapter: dict[str, int] = Field(
+        default_factory=dict, description="Per-adapter rank overrides (adapter id -> rank)."
+    )

@@ -103,7 +103,8 @@ def check_batch(
             f"batch of {num_seqs:,} sequences exceeds max_num_seqs {scheduler.max_num_seqs:,}",
             now,
         )
-    num_tokens = len(decodes) + sum(n for _, n in prefills)
+    # a speculative decode verifies k + 1 positions, all of them against the budget
+    num_tokens = len(decodes) * scheduler.num_tokens_per_decode + sum(n for _, n in prefills)
     if scheduler.is_chunked and num_tokens > scheduler.token_budget:
         raise ContractError(
             name,

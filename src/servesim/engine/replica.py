@@ -21,6 +21,7 @@ from servesim.engine.records import RejectReason, ReplicaInfo, SimulationRecords
 from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
 from servesim.engine.schedulers.vllm import prefix_caching_default
 from servesim.engine.sequence import Seq
+from servesim.engine.speculative import Speculator, num_kv_blocks_with_draft
 from servesim.engine.state import ReplicaState
 from servesim.engine.vengine import VirtualEngine
 from servesim.perf.types import PerfModel, ReplicaPlan
@@ -90,6 +91,21 @@ class Replica:
             max_num_batched_tokens=budget,
         )
         self.num_kv_blocks = cache.num_kv_blocks or mem.num_kv_blocks
+        self.speculator: Speculator | None = None
+        if setup.speculative is not None:
+            self.speculator = Speculator(setup.speculative, plan, cache.block_size)
+            for scheduler in schedulers:
+                scheduler.num_tokens_per_decode = setup.speculative.num_speculative_tokens + 1
+            if not cache.num_kv_blocks:
+                draft_mem = perf.memory_plan(
+                    self.speculator.draft,
+                    block_size_tokens=cache.block_size,
+                    gpu_memory_utilization=cache.gpu_memory_utilization,
+                    max_num_batched_tokens=budget,
+                )
+                self.num_kv_blocks = num_kv_blocks_with_draft(
+                    self.speculator, plan, mem, draft_mem, setup.speculative
+                )
         if self.num_kv_blocks < pp:
             raise InfeasibleError(
                 f"replica {replica_id}: {self.num_kv_blocks} KV blocks leave none for "
@@ -150,12 +166,14 @@ class Replica:
             enable_prefix_caching=self.prefix_caching,
             num_swap_blocks=num_swap_blocks,
         )
-        return ReplicaState(
+        state = ReplicaState(
             blocks,
             self.records.token_gaps,
             self.records.count,
             preemption_mode=cache.preemption_mode,
         )
+        state.speculator = self.speculator
+        return state
 
     def _info(self, setup: ReplicaSetup) -> ReplicaInfo:
         plan, gpu = self.plan, self.plan.gpu

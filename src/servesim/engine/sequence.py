@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import math
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 from servesim.workload.request import Request
+
+if TYPE_CHECKING:
+    from numpy.random import Generator
 
 
 class SeqStatus(IntEnum):
@@ -53,6 +57,8 @@ class Seq:
         "request",
         "row",
         "sid",
+        "spec_credit",
+        "spec_rng",
         "status",
         "tick_base",
         "version",
@@ -83,6 +89,10 @@ class Seq:
         self.join_tick = 0
         self.gkey = 0
         self.version = 0  # bumped on leaving the group (invalidates lazy heap entries)
+        # speculative decoding (engine.speculative): the fraction of a token carried to the
+        # next step (expected mode) and the request's own acceptance stream (sampled mode)
+        self.spec_credit = 0.0
+        self.spec_rng: Generator | None = None
 
     @property
     def num_prefill_remaining(self) -> int:

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 
 from servesim.core.errors import ConfigError
 from servesim.core.events import EventLoop
-from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
+from servesim.engine.config import (
+    CacheConfig,
+    LoRAConfig,
+    SchedulerConfig,
+    SpeculativeConfig,
+    VLLMSchedulerConfig,
+)
 from servesim.engine.contracts import check_route
 from servesim.engine.profiles.base import EngineTiming
 from servesim.engine.records import RejectReason, SimulationRecords
@@ -44,6 +50,8 @@ class ReplicaSetup:
         timing: the engine's request entry and token delivery timing (its profile's
             ``EngineTiming``: steps scheduled ahead, front-end latency in and out); the
             default, all zero, is vLLM 0.6's loop.
+        speculative: speculative decoding (None: off; ``engine.speculative``).
+        lora: multi-LoRA serving (None: requests' adapter ids are ignored; ``engine.lora``).
     """
 
     plan: ReplicaPlan
@@ -53,6 +61,8 @@ class ReplicaSetup:
     role: str = "unified"
     receives_kv: bool = False
     timing: EngineTiming = field(default_factory=EngineTiming)
+    speculative: SpeculativeConfig | None = None
+    lora: LoRAConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)

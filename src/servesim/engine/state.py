@@ -13,6 +13,7 @@ from servesim.engine.blocks import KVBlockManager, prompt_block_keys
 from servesim.engine.group import DecodeGroup
 from servesim.engine.records import TokenGapSamples
 from servesim.engine.sequence import Seq, SeqStatus
+from servesim.engine.speculative import Speculator
 
 
 class ReplicaState:
@@ -54,6 +55,9 @@ class ReplicaState:
         # KV of sequences handed to another replica (disaggregated prefill), kept allocated
         # until the destination has it: seq -> (private blocks, prefix-cache block keys).
         self.held: dict[Seq, tuple[int, list[int]]] = {}
+        # Speculative decoding (None: off). Its decodes never join ``group`` (each keeps a
+        # varying number of tokens per step), so they stay in ``ready`` with exact counts.
+        self.speculator: Speculator | None = None
 
     # ---- queries -------------------------------------------------------------------------
     @property
@@ -86,6 +90,11 @@ class ReplicaState:
         """True when a decoding sequence's next step starts a new KV block."""
         if seq in self.group.members:
             return self.group.needs_block(seq)
+        if self.speculator is not None:
+            # the verify pass writes K and V at every verified position (lookahead slots)
+            q = self.speculator.num_verify(seq, seq.num_emitted)
+            kv = seq.num_prompt_tokens + seq.num_emitted - 1 + q
+            return -(-kv // self.block_size) > seq.num_blocks
         return (seq.num_prompt_tokens + seq.num_emitted - 1) % self.block_size == 0
 
     def decode_blocks_needed(self) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from servesim.engine.batch import Batch
@@ -57,7 +58,10 @@ class VirtualEngine(KVHandoffMixin):
         self.scheduler = scheduler
         self.state = state
         self.clock_limit = clock_limit  # earliest external event (next arrival, stop time)
-        self.skip_ahead = skip_ahead and getattr(scheduler, "supports_skip", False)
+        # Speculative decodes keep a varying number of tokens per step: stepped one at a time.
+        self.skip_ahead = (
+            skip_ahead and getattr(scheduler, "supports_skip", False) and state.speculator is None
+        )
         self.check_invariants = check_invariants
         self.policy_name = scheduler_name(scheduler)  # as contract errors name it
         # vLLM V0's async output processing (see _output_lag)
@@ -132,7 +136,7 @@ class VirtualEngine(KVHandoffMixin):
         batch.start_s = now
         batch.num_queued = self.scheduler.num_queued(state) + len(state.swapped)
         batch.num_kv_blocks_used = state.blocks.num_used
-        times = self.perf(self._shape(batch))
+        times = self._spec_times(batch) if state.speculator else self.perf(self._shape(batch))
         replica = self.replica
         num_swap = batch.num_swap_in_blocks + batch.num_swap_out_blocks
         swap_s = 0.0
@@ -217,7 +221,10 @@ class VirtualEngine(KVHandoffMixin):
         state = self.state
         stamp = now + self._output_lag(times)
         if batch.decodes:
-            self._decode_tick(batch.decodes, stamp)
+            if state.speculator is None:
+                self._decode_tick(batch.decodes, stamp)
+            else:
+                self._spec_tick(batch.decodes, stamp)
         ready = state.ready
         # Outputs handed to the front end ahead of the next first token (output_per_seq_s).
         ahead = len(batch.decodes)
@@ -286,6 +293,34 @@ class VirtualEngine(KVHandoffMixin):
                 self._finish(seq, now)
             else:
                 group.join(seq)
+
+    def _spec_times(self, batch: Batch) -> StageTimes:
+        """A speculative step's time: the target's verify pass (the prefill chunks plus
+        ``k + 1`` positions per decode) and the draft's passes (``engine.speculative``)."""
+        spec = self.state.speculator
+        assert spec is not None
+        plain = self._shape(batch)  # its decode fields are what the draft passes read
+        prefill = replace(
+            plain, num_decode_seqs=0, decode_context_tokens=0, max_decode_context_tokens=0
+        )
+        decodes = (
+            (s.num_prompt_tokens + s.num_emitted, spec.num_verify(s, s.num_emitted))
+            for s in batch.decodes
+        )
+        times = self.perf(spec.verify_shape(prefill, decodes))
+        return spec.with_draft(times, prefill, plain, self.replica.perf.iteration_time)
+
+    def _spec_tick(self, decodes: list[Seq], now: float) -> None:
+        """Each speculative decode keeps its accepted drafts plus one token, all streamed
+        at the step's end (one inter-token gap per step, as a client receives them)."""
+        spec = self.state.speculator
+        assert spec is not None
+        for seq in decodes:
+            kept = spec.num_kept(seq, spec.num_verify(seq, seq.num_emitted))
+            self._emit(seq, now)
+            seq.num_emitted += kept - 1
+            if seq.num_emitted >= seq.num_output_tokens:
+                self._finish(seq, now)
 
     def _skip(
         self, batch: Batch, now: float, end: float, times: StageTimes

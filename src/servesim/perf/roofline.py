@@ -142,7 +142,7 @@ class RooflinePerfModel:
             part = entry.by_tokens[tokens] = _sum_ops(
                 graph.token_ops(tokens), plan.pp, entry.energy
             )
-        sampling = batch.num_prefill_seqs + batch.num_decode_seqs
+        sampling = batch.num_prefill_seqs + batch.num_decode_seqs + batch.num_extra_logits
         head = entry.by_sampling.get(sampling)
         if head is None:
             head = entry.by_sampling[sampling] = _sum_ops(
@@ -206,7 +206,9 @@ class RooflinePerfModel:
         entry = self._cache(plan)
         graph = entry.graph
         ops = list(graph.token_ops(batch.num_tokens)) if not batch.is_empty else []
-        ops.extend(graph.head_ops(batch.num_prefill_seqs + batch.num_decode_seqs))
+        ops.extend(
+            graph.head_ops(batch.num_prefill_seqs + batch.num_decode_seqs + batch.num_extra_logits)
+        )
         if graph.shapes.is_mla:
             ops.extend(graph.extra_mla_decode(batch))
         pre, dec = graph.attention(batch)

@@ -32,6 +32,8 @@ class BatchShape:
         decode_context_tokens: sum over decode sequences of the context they attend to
             (tokens whose K and V are read this step, the new token included).
         max_decode_context_tokens: the longest decode context.
+        num_extra_logits: positions beyond one per sequence whose logits the LM head
+            computes (speculative decoding's verify positions; 0 otherwise).
     """
 
     num_prefill_seqs: int = 0
@@ -42,6 +44,7 @@ class BatchShape:
     num_decode_seqs: int = 0
     decode_context_tokens: int = 0
     max_decode_context_tokens: int = 0
+    num_extra_logits: int = 0
 
     @property
     def num_tokens(self) -> int:

@@ -53,6 +53,9 @@ class ReplicaScheduler(ABC):
     #: scheduler must then decode all the others). Built-ins opt in; a user scheduler is
     #: stepped one iteration at a time unless it sets this.
     supports_skip: bool = False
+    #: token-budget cost of one decode entry: 1, or k + 1 under speculative decoding (the
+    #: verify pass computes k + 1 positions); set by the replica, checked by the engine
+    num_tokens_per_decode: int = 1
 
     def __init__(self, config: Any, *, max_model_len: int) -> None:
         self.config = config
@@ -122,10 +125,11 @@ class ReplicaScheduler(ABC):
     def decode_step(self, state: ReplicaState, budget: int) -> list[Seq]:
         """Allocate and return the decode entries (all decoding sequences, or the first
         ``budget`` of them when the token budget is smaller)."""
-        if state.num_decoding <= budget:
+        per = self.num_tokens_per_decode
+        if state.num_decoding * per <= budget:
             state.allocate_decode_all()
             return state.decoding()
-        decodes = state.decoding()[: max(budget, 0)]
+        decodes = state.decoding()[: max(budget // per, 0)]
         for seq in decodes:
             state.allocate_decode(seq)
         return decodes
@@ -157,7 +161,7 @@ class ReplicaScheduler(ABC):
             state.swap_in(seq)
             state.allocate_decode(seq)
             decodes.append(seq)
-            budget -= 1
+            budget -= self.num_tokens_per_decode
         return budget
 
     def admit_waiting(
@@ -208,7 +212,7 @@ class ReplicaScheduler(ABC):
         prompts, all under one token budget (vLLM chunked prefill, Sarathi-Serve, vLLM V1)."""
         preempted = self.preempt_for_decode(state)
         decodes = self.decode_step(state, self.token_budget)
-        budget = self.token_budget - len(decodes)
+        budget = self.token_budget - len(decodes) * self.num_tokens_per_decode
         prefills: list[tuple[Seq, int]] = []
         budget = self.continue_prefills(state, budget, prefills)
         if allow_swap and not preempted:

@@ -78,7 +78,7 @@ class OrcaScheduler(_ReservingScheduler):
 
     def schedule(self, now: float, state: ReplicaState) -> Batch | None:
         """All decodes plus newly admitted whole prompts."""
-        decodes = self.decode_step(state, state.num_decoding)
+        decodes = self.decode_step(state, state.num_decoding * self.num_tokens_per_decode)
         prefills: list[tuple[Seq, int]] = []
         self.admit_waiting(now, state, self.token_budget, prefills)
         return self.make_batch(state, prefills, decodes)
@@ -105,4 +105,5 @@ class StaticScheduler(_ReservingScheduler):
             prefills: list[tuple[Seq, int]] = []
             self.admit_waiting(now, state, self.token_budget, prefills)
             return self.make_batch(state, prefills, [])
-        return self.make_batch(state, [], self.decode_step(state, state.num_decoding))
+        decodes = self.decode_step(state, state.num_decoding * self.num_tokens_per_decode)
+        return self.make_batch(state, [], decodes)

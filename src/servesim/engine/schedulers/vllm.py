@@ -96,7 +96,7 @@ class VLLMScheduler(ReplicaScheduler):
         else:
             self.admission_blocked = False
         preempted = self.preempt_for_decode(state)
-        decodes = self.decode_step(state, state.num_decoding)
+        decodes = self.decode_step(state, state.num_decoding * self.num_tokens_per_decode)
         if not preempted:
             self.swap_in_waiting(state, self.max_num_seqs, decodes)
         return self.make_batch(state, prefills, decodes)

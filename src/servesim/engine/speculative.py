@@ -1,0 +1,214 @@
+"""Speculative decoding: what a step verifies, how many tokens it keeps, what drafting costs.
+
+A draft (an EAGLE-style head, DeepSeek's MTP module or a separate small model) proposes ``k``
+tokens per decoding sequence; the target then runs one forward pass over ``k + 1`` positions
+per sequence (the last emitted token and the ``k`` drafts) and keeps the longest accepted
+prefix plus one token of its own (the correction, or the bonus token when all ``k`` pass).
+With a per-position acceptance rate ``alpha`` a step emits on average
+``(1 - alpha^(k+1)) / (1 - alpha)`` tokens (Leviathan et al. 2023, eq. 1).
+
+Modelling choices (and why):
+
+- The verify pass is priced as a prefill chunk of ``k + 1`` tokens over the sequence's cached
+  context: vLLM V1 and SGLang run it through the same varlen attention kernel as chunked
+  prefill, its GEMMs see ``k + 1`` tokens per sequence, and the LM head computes logits at all
+  ``k + 1`` positions (``BatchShape.num_extra_logits``).
+- Drafting is ``k`` forward passes of the draft over the decoding sequences (EAGLE and MTP
+  chain drafting reuse their one-layer module ``k`` times; a draft model runs ``k`` decode
+  steps); the first pass also covers the batch's prefill tokens, which the draft must see.
+  Draft passes run on the GPU in the same step (CUDA graphs), so they add stage time, not host
+  time.
+- Verification writes KV for all ``k + 1`` positions, so a step needs blocks for them (vLLM's
+  lookahead slots); KV then grows by the tokens kept. Rejected slots stay allocated and are
+  reused by the next step. The lookahead is capped at the tokens a request still needs, so
+  its peak KV is that of plain decoding.
+- Accepted tokens are drawn per request from its own stream (``seed`` and the request id), so
+  a request's acceptances do not depend on what it was batched with; ``expected`` mode emits
+  the mean instead, carrying the fraction to the next step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from servesim.core.errors import ConfigError
+from servesim.engine.config import SpeculativeConfig
+from servesim.engine.sequence import Seq
+from servesim.perf.types import BatchShape, MemoryPlan, ReplicaPlan, StageTimes
+from servesim.specs.dtypes import weight_bytes_per_param
+
+# Published per-position acceptance rates (defaults when the config leaves alpha unset):
+# - eagle: EAGLE (Li et al., ICML 2024, table 7) reports 0-alpha of 0.74-0.79 for chain
+#   drafting on MT-bench with LLaMA2-chat 7B-70B and Vicuna; we take 0.75.
+# - mtp: DeepSeek-V3 technical report (sec. 5.4.3): "the acceptance rate of the second token
+#   prediction ranges between 85% and 90%"; we take the low end, 0.85.
+# - draft: Leviathan et al. 2023 (table 3) measure alpha 0.5-0.8 for small drafts of T5-XXL
+#   and LaMDA depending on task; we take 0.6.
+DEFAULT_ACCEPTANCE = {"eagle": 0.75, "mtp": 0.85, "draft": 0.6}
+
+
+def expected_tokens_per_step(alpha: float, num_verify: int) -> float:
+    """Mean tokens one step keeps when it verifies ``num_verify`` positions (``k + 1``):
+    ``sum_{i<num_verify} alpha^i = (1 - alpha^num_verify) / (1 - alpha)``."""
+    if alpha >= 1.0:
+        return float(num_verify)
+    return (1.0 - alpha**num_verify) / (1.0 - alpha)
+
+
+def draft_plan(plan: ReplicaPlan, config: SpeculativeConfig) -> ReplicaPlan:
+    """The plan the draft passes run on: the target's first layer (with its embedding and LM
+    head) for a head (EAGLE, MTP), or the draft model on the target's GPUs and formats."""
+    model = plan.model
+    if config.method == "draft":
+        if not config.draft_model:
+            raise ConfigError("speculative.draft_model", None, "method draft needs a model")
+        from servesim.specs.catalog.models import resolve_model
+
+        draft = resolve_model(config.draft_model)
+        if draft.vocab_size != model.vocab_size:
+            raise ConfigError(
+                "speculative.draft_model",
+                config.draft_model,
+                f"vocabulary {draft.vocab_size:,} differs from the target's {model.vocab_size:,}",
+            )
+        return dataclasses.replace(plan, model=draft)
+    layers = model.layer_types[:1]
+    head = dataclasses.replace(
+        model, name=f"{model.name}-{config.method}-head", num_layers=1, layer_types=layers
+    )
+    return dataclasses.replace(plan, model=head)
+
+
+class Speculator:
+    """One replica's speculation: verify shapes, kept tokens and draft cost."""
+
+    def __init__(self, config: SpeculativeConfig, plan: ReplicaPlan, block_size: int) -> None:
+        k = config.num_speculative_tokens
+        if k + 1 > block_size:
+            raise ConfigError(
+                "speculative.num_speculative_tokens",
+                k,
+                f"k + 1 must fit in one KV block ({block_size} tokens)",
+            )
+        if plan.pp > 1:
+            # vLLM rejects speculative decoding with pipeline parallelism, and so do we.
+            raise ConfigError("speculative", config.method, "needs pp = 1")
+        alpha = config.acceptance_rate
+        self.alpha = DEFAULT_ACCEPTANCE[config.method] if alpha is None else alpha
+        self.num_speculative_tokens = k
+        self.is_sampled = config.acceptance == "sampled"
+        self.seed = config.seed
+        self.draft = draft_plan(plan, config)
+        self._draft_cache: dict[BatchShape, StageTimes] = {}
+
+    def num_verify(self, seq: Seq, num_emitted: int) -> int:
+        """Positions the target verifies for ``seq`` this step: ``k + 1``, capped at the
+        tokens the request still needs."""
+        return min(self.num_speculative_tokens + 1, seq.num_output_tokens - num_emitted)
+
+    def num_kept(self, seq: Seq, num_verify: int) -> int:
+        """Tokens ``seq`` keeps from a step that verified ``num_verify`` positions (>= 1)."""
+        if num_verify <= 1:
+            return 1
+        if not self.is_sampled:
+            credit = seq.spec_credit + expected_tokens_per_step(self.alpha, num_verify)
+            kept = min(int(credit + 1e-9), num_verify)
+            seq.spec_credit = credit - kept
+            return kept
+        if self.alpha >= 1.0:
+            return num_verify
+        if self.alpha <= 0.0:
+            return 1
+        rng = seq.spec_rng
+        if rng is None:
+            rng = seq.spec_rng = np.random.default_rng(
+                np.random.SeedSequence(self.seed, spawn_key=(seq.sid,))
+            )
+        # leading accepted drafts: successes before the first rejection, at most num_verify - 1
+        accepted = int(rng.geometric(1.0 - self.alpha)) - 1
+        return 1 + min(accepted, num_verify - 1)
+
+    @staticmethod
+    def verify_shape(base: BatchShape, decodes: Iterable[tuple[int, int]]) -> BatchShape:
+        """``base`` (the batch's prefill chunks) plus one verify chunk per decode, given as
+        (context the plain decode would read, positions verified)."""
+        num = tokens = cxk = csq = longest = 0
+        for context, q in decodes:
+            num += 1
+            tokens += q
+            cxk += q * (context - 1)  # the chunk attends over the cached tokens before it
+            csq += q * q
+            longest = max(longest, q)
+        return dataclasses.replace(
+            base,
+            num_prefill_seqs=base.num_prefill_seqs + num,
+            num_prefill_tokens=base.num_prefill_tokens + tokens,
+            prefill_chunk_x_context=base.prefill_chunk_x_context + cxk,
+            prefill_chunk_sq=base.prefill_chunk_sq + csq,
+            max_prefill_chunk_tokens=max(base.max_prefill_chunk_tokens, longest),
+            num_extra_logits=tokens - num,
+        )
+
+    def with_draft(
+        self,
+        times: StageTimes,
+        prefill: BatchShape,
+        decode: BatchShape,
+        perf: Callable[[ReplicaPlan, BatchShape], StageTimes],
+    ) -> StageTimes:
+        """``times`` (the verify pass) plus the ``k`` draft passes: the first over the
+        prefill chunks and the decodes, the others over the decodes, one token further on."""
+        n = decode.num_decode_seqs
+        stage = flops = nbytes = joules = 0.0
+        for i in range(self.num_speculative_tokens if n else 1):
+            shape = dataclasses.replace(
+                prefill if i == 0 else BatchShape(),
+                num_decode_seqs=n,
+                decode_context_tokens=decode.decode_context_tokens + i * n,
+                max_decode_context_tokens=decode.max_decode_context_tokens + i if n else 0,
+            )
+            if shape.is_empty:
+                continue
+            part = self._draft_cache.get(shape)
+            if part is None:
+                part = self._draft_cache[shape] = perf(self.draft, shape)
+                if len(self._draft_cache) > 65_536:
+                    self._draft_cache.clear()
+            stage += sum(part.stage_s)
+            flops += part.flops
+            nbytes += part.hbm_bytes
+            joules += part.energy_j
+        return StageTimes(
+            stage_s=(times.stage_s[0] + stage, *times.stage_s[1:]),
+            overhead_s=times.overhead_s,
+            flops=times.flops + flops,
+            hbm_bytes=times.hbm_bytes + nbytes,
+            energy_j=times.energy_j + joules,
+        )
+
+
+def num_kv_blocks_with_draft(
+    speculator: Speculator,
+    plan: ReplicaPlan,
+    target: MemoryPlan,
+    draft: MemoryPlan,
+    config: SpeculativeConfig,
+) -> int:
+    """KV blocks left once the draft's weights and its own KV are on the GPU.
+
+    ``target`` and ``draft`` are the memory plans of the target and of ``speculator.draft``.
+    A head (EAGLE, MTP) shares the target's embedding and LM head, so only its layer's
+    weights are added; a draft model brings all of its weights. Every token then holds KV
+    in both models (the head's one layer, or every layer of the draft model)."""
+    if config.method == "draft":
+        draft_weight = float(draft.weight_bytes)
+    else:
+        per_param = weight_bytes_per_param(plan.weight_dtype)
+        draft_weight = speculator.draft.model.layer_params(0) * per_param / max(plan.tp, 1)
+    block = target.block_size_tokens
+    kv_bytes = target.num_kv_blocks * block * target.kv_bytes_per_token - draft_weight
+    per_block = block * (target.kv_bytes_per_token + draft.kv_bytes_per_token)
+    return max(int(kv_bytes // per_block), 0)
