@@ -63,10 +63,6 @@ class EventLoop:
         """Events still queued (cancelled ones included until popped)."""
         return len(self._heap)
 
-    def peek_time(self) -> float:
-        """Time of the next queued event (``inf`` when none)."""
-        return self._heap[0][0] if self._heap else math.inf
-
     def run(self, until_s: float = math.inf) -> None:
         """Process events in order until none is left, ``stop()`` is called, or the next event
         is later than ``until_s`` (then ``now`` becomes ``until_s``)."""

@@ -55,20 +55,3 @@ def decode_attention_eff(curve: AttentionCurve, mean_context_tokens: float) -> f
     return (
         curve.decode_mem_eff * mean_context_tokens / (mean_context_tokens + curve.decode_ctx_half)
     )
-
-
-def roofline_time_s(
-    flops: float,
-    num_bytes: float,
-    peak_flops_per_s: float,
-    compute_eff: float,
-    hbm_bytes_per_s: float,
-    mem_eff: float,
-    launch_s: float,
-) -> tuple[float, str]:
-    """Plain roofline: launch + max(compute, memory); also returns which bound won."""
-    t_c = flops / (peak_flops_per_s * compute_eff) if flops else 0.0
-    t_m = num_bytes / (hbm_bytes_per_s * mem_eff) if num_bytes else 0.0
-    if t_c >= t_m:
-        return launch_s + t_c, "compute"
-    return launch_s + t_m, "memory"

@@ -158,11 +158,6 @@ class ModelSpec:
 
     # ---- layout -------------------------------------------------------------------------
 
-    @property
-    def is_moe(self) -> bool:
-        """True when at least one layer routes tokens to experts."""
-        return self.moe is not None and bool(self.moe.moe_layer_indices)
-
     def is_moe_layer(self, layer: int) -> bool:
         """True when layer ``layer`` (0-based) has a mixture-of-experts FFN."""
         if not 0 <= layer < self.num_layers:
