@@ -25,13 +25,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from servesim.cluster.deployment import DeploymentError, pool_plan
+from servesim.cluster.config import PoolConfig
+from servesim.cluster.deployment import DeploymentError, pool_engine, pool_plan
 from servesim.core.errors import ServesimError
 from servesim.engine.replica import memory_token_budget
 from servesim.perf.memory import check_plan
 from servesim.perf.types import BatchShape, MemoryPlan, PerfModel, ReplicaPlan
 from servesim.planner.scenario import Scenario, WorkloadShape, pool_config
 from servesim.planner.space import PlanSpec
+from servesim.specs.catalog import resolve_model
 
 # vLLM's default token budget when chunked prefill is on (V0 512, V1 2048/8192); for the
 # prefill-throughput bound a large batch is the optimistic choice.
@@ -87,7 +89,9 @@ class Prefilter:
         self.scenario = scenario
         self.perf = perf
         self.shape = shape
-        self._replicas: dict[tuple[object, ...], tuple[ReplicaPlan, MemoryPlan] | str] = {}
+        self._settings: dict[tuple[object, ...], tuple[PoolConfig, str, int] | str] = {}
+        self._rplans: dict[tuple[object, ...], ReplicaPlan | str] = {}
+        self._memory: dict[tuple[object, ...], MemoryPlan | str] = {}
         self._steps: dict[tuple[object, ...], float] = {}
 
     def estimate(self, plan: PlanSpec) -> Estimate:
@@ -119,25 +123,42 @@ class Prefilter:
     def _replica(self, phase: PlanSpec) -> tuple[ReplicaPlan, MemoryPlan] | str:
         """The replica plan and memory plan of one pool, built as the simulator builds them
         (``cluster.pool_plan`` with the engine profile's host model and kernel stack; the
-        memory plan at the scheduler's real token budget), or why it cannot run."""
-        key = (
-            phase.gpu,
-            phase.tp,
-            phase.pp,
-            phase.ep,
-            phase.dtype,
-            phase.kv_dtype,
-            phase.scheduler,
-        )
-        found = self._replicas.get(key)
-        if found is None:
-            found = self._build_replica(replace(phase, replicas=1, router="round_robin"))
-            self._replicas[key] = found
-        return found
+        memory plan at the scheduler's real token budget), or why it cannot run.
 
-    def _build_replica(self, phase: PlanSpec) -> tuple[ReplicaPlan, MemoryPlan] | str:
+        Memoised in three layers so a large space stays fast: the pool's engine and budget
+        per (hardware, scheduler); the replica plan per (hardware, engine); the memory plan
+        per (hardware, engine, budget)."""
+        hw = (phase.gpu, phase.tp, phase.pp, phase.ep, phase.dtype, phase.kv_dtype)
+        setting = self._settings.get((hw, phase.scheduler))
+        if setting is None:
+            setting = self._setting(replace(phase, replicas=1, router="round_robin"))
+            self._settings[(hw, phase.scheduler)] = setting
+        if isinstance(setting, str):
+            return setting
+        pool, engine, budget = setting
+        rplan = self._rplans.get((hw, engine))
+        if rplan is None:
+            rplan = self._rplans[(hw, engine)] = self._replica_plan(pool)
+        if isinstance(rplan, str):
+            return rplan
+        mem = self._memory.get((hw, engine, budget))
+        if mem is None:
+            mem = self._memory[(hw, engine, budget)] = self._memory_plan(pool, rplan, budget)
+        return mem if isinstance(mem, str) else (rplan, mem)
+
+    def _setting(self, phase: PlanSpec) -> tuple[PoolConfig, str, int] | str:
+        """The pool's config, engine profile name and the token budget its scheduler runs."""
         try:
             pool = pool_config(self.scenario, phase)
+            engine = pool_engine(pool).name
+            model = resolve_model(pool.model or self.scenario.model)
+            budget = memory_token_budget(pool.scheduler, max_model_len=model.max_context_tokens)
+        except ServesimError as exc:
+            return str(exc)
+        return pool, engine, budget
+
+    def _replica_plan(self, pool: PoolConfig) -> ReplicaPlan | str:
+        try:
             rplan = pool_plan(pool, self.scenario.model)
             # vLLM's parallelism checks (tp/pp/ep dividing the model), whatever perf model.
             check_plan(rplan)
@@ -145,7 +166,9 @@ class Prefilter:
             return "; ".join(p.removeprefix("pool 'default': ") for p in exc.problems)
         except ServesimError as exc:
             return str(exc)
-        budget = memory_token_budget(pool.scheduler, max_model_len=rplan.model.max_context_tokens)
+        return rplan
+
+    def _memory_plan(self, pool: PoolConfig, rplan: ReplicaPlan, budget: int) -> MemoryPlan | str:
         try:
             mem = self.perf.memory_plan(
                 rplan,
@@ -162,10 +185,11 @@ class Prefilter:
                 f"(weights {mem.weight_bytes / 2**30:.2f} GiB of {mem.usable_bytes / 2**30:.2f} "
                 "GiB usable per GPU)"
             )
-        return rplan, mem
+        return mem
 
     def _step(self, rplan: ReplicaPlan, plan: PlanSpec, batch: BatchShape, total: bool) -> float:
-        key = (plan.gpu, plan.tp, plan.pp, plan.ep, plan.dtype, plan.kv_dtype, batch, total)
+        hw = (plan.gpu, plan.tp, plan.pp, plan.ep, plan.dtype, plan.kv_dtype)
+        key = (*hw, rplan.host_profile, rplan.kernel_stack, batch, total)
         value = self._steps.get(key)
         if value is None:
             times = self.perf.iteration_time(rplan, batch)
