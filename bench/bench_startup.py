@@ -1,0 +1,88 @@
+"""Whole-process and in-process cost of short commands: what a user (or a search loop that
+starts a process per evaluation) pays before and around the simulation itself.
+
+Figures are CPU seconds (user + system) of each child process, median of ``--repeat`` runs:
+
+- ``servesim --help`` (start-up alone; issue target <= 0.5 CPU-s);
+- ``servesim gpus --json`` (one light command);
+- the Vidur reference scenario as a whole process and in-process: Vidur's README example,
+  Llama-3-8B on one A100 (servesim's llama-3.1-8b: the same layers), 512 synthetic requests
+  with Splitwise conversation lengths (servesim's ``azure-conv`` preset: the Azure 2023
+  conversation trace Splitwise published) at Poisson 6.45 req/s, Sarathi scheduler with
+  512-token chunks and a 512-sequence cap. Issue targets: <= 0.6 s whole process, <= 0.1 s
+  in-process.
+
+    python bench/bench_startup.py [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+VIDUR_FLAGS = [
+    "--model", "llama-3.1-8b", "--gpu", "a100-80gb",
+    "--workload", "azure-conv", "--rate", "6.45", "--num-requests", "512",
+    "--scheduler", "sarathi", "--chunk-size", "512", "--max-num-seqs", "512",
+    "--seed", "0",
+]  # fmt: skip
+
+
+def _child_cpu_s(argv: list[str]) -> float:
+    """CPU seconds (user + system) one child process spends running ``argv``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=os.environ.copy())
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _in_process_s(repeat: int) -> list[float]:
+    """CPU seconds of the Vidur scenario through ``servesim.api.simulate`` in this process,
+    after one warm-up run (imports and memos paid once)."""
+    from servesim.api import simulate
+    from servesim.config import SimConfig
+
+    cfg = SimConfig.from_dict(
+        {
+            "model": "llama-3.1-8b",
+            "hardware": {"gpu": "a100-80gb"},
+            "scheduler": {"kind": "sarathi", "chunk_size": 512, "max_num_seqs": 512},
+            "workload": {"preset": "azure-conv", "rate_per_s": 6.45, "num_requests": 512},
+            "seed": 0,
+        }
+    )
+    simulate(cfg)
+    out = []
+    for _ in range(repeat):
+        start = time.process_time()
+        simulate(cfg)
+        out.append(time.process_time() - start)
+    return out
+
+
+def main() -> None:
+    """Print the median CPU seconds of each case."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    cli = [sys.executable, "-m", "servesim.cli"]
+    cases = {
+        "servesim --help": [*cli, "--help"],
+        "servesim gpus --json": [*cli, "gpus", "--json"],
+        "vidur scenario (whole process)": [*cli, "simulate", *VIDUR_FLAGS],
+    }
+    for name, argv in cases.items():
+        runs = [_child_cpu_s(argv) for _ in range(args.repeat)]
+        print(f"{name:34s} {statistics.median(runs):6.2f} CPU-s  (min {min(runs):.2f})")
+    runs = _in_process_s(args.repeat)
+    print(f"{'vidur scenario (in-process)':34s} {statistics.median(runs):6.2f} CPU-s  "
+          f"(min {min(runs):.2f})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
