@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +199,8 @@ def simulate(
         perf = _with_expert_offload(perf, cfg)
     # Every simulation is a deployment; ``replicas`` x ``hardware`` is its one-pool case.
     deployment = build_deployment(cfg.effective_deployment(), cfg.model, perf)
+    if cfg.speculative is not None or cfg.lora is not None:
+        deployment = replace(deployment, speculative=cfg.speculative, lora=cfg.lora)
     workload_config = cfg.effective_workload()
     workload = workload_config.build(RandomStreams(cfg.seed))
     client = workload_config.client

@@ -124,6 +124,7 @@ def test_verify_shape_hand_computed() -> None:
     assert shape.prefill_chunk_x_context == 236
     assert shape.prefill_chunk_sq == 10_000 + 16 + 4
     assert shape.num_extra_logits == 4  # 3 + 1 logits beyond one per sequence
+    assert shape.num_verify_seqs == 2
     assert shape.num_decode_seqs == 0
     # one verified position is exactly a plain decode's attention: c*0 + 1*(1+1)/2 + (c-1)
     one = Speculator.verify_shape(BatchShape(), [(50, 1)])
@@ -243,3 +244,26 @@ def test_skip_ahead_flag_is_exact_under_speculation(
     slow = run(requests, LayerPerf(), replica, skip_ahead=False)
     _assert_same(fast, slow)
     assert not fast.counters.get("num_skipped_iterations", 0)
+
+
+def test_roofline_prices_every_verified_logit_and_replays_graphs() -> None:
+    from servesim.perf.roofline import RooflinePerfModel
+
+    perf = RooflinePerfModel()
+    target = plan()
+    decodes = [(1000, 4)] * 32
+    shape = Speculator.verify_shape(BatchShape(), decodes)
+    full = perf.iteration_time(target, shape)
+    # the LM head over 32 x 4 positions costs more than over 32
+    one_logit = perf.iteration_time(target, dataclasses.replace(shape, num_extra_logits=0))
+    assert sum(full.stage_s) > sum(one_logit.stage_s)
+    # as prompt chunks the step would run eagerly (kernel launches bound it) and its host
+    # work would be per prompt; as verify passes it replays graphs with per-decode host work
+    eager = perf.iteration_time(target, dataclasses.replace(shape, num_verify_seqs=0))
+    assert full.stage_s[0] < eager.stage_s[0]
+    assert full.overhead_s != eager.overhead_s
+    # features off: a plain decode shape is priced as before
+    plain = BatchShape(
+        num_decode_seqs=32, decode_context_tokens=32_000, max_decode_context_tokens=1000
+    )
+    assert perf.iteration_time(target, plain) == RooflinePerfModel().iteration_time(target, plain)

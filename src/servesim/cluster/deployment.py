@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from servesim.cluster.config import AutoscaleConfig, DeploymentConfig, PoolConfig
 from servesim.cluster.moe import max_redundant_experts, with_eplb
 from servesim.core.errors import ServesimError
-from servesim.engine.config import CacheConfig, SchedulerConfig
+from servesim.engine.config import CacheConfig, LoRAConfig, SchedulerConfig, SpeculativeConfig
 from servesim.engine.profiles import AUTO, EngineProfile, resolve_engine
 from servesim.engine.replica import memory_token_budget
 from servesim.engine.simulation import ReplicaSetup
@@ -74,6 +74,8 @@ class Deployment:
     pools: tuple[Pool, ...]
     nodes: tuple[NodeSpec, ...]
     config: DeploymentConfig
+    speculative: SpeculativeConfig | None = None  # every replica's (SimConfig.speculative)
+    lora: LoRAConfig | None = None  # every replica's (SimConfig.lora)
 
     @property
     def num_gpus(self) -> int:
@@ -97,6 +99,8 @@ class Deployment:
                 role=p.role,
                 receives_kv=p.role == "decode" or (migrating and p.role != "prefill"),
                 timing=p.engine.timing,
+                speculative=self.speculative,
+                lora=self.lora,
             )
             for p in self.pools
             for _ in range(p.num_replicas)

@@ -262,3 +262,36 @@ class SLOAwareRouter:
             return (v.num_queued_prompt_tokens + prompt) / self._rates[i] + busy
 
         return min(range(len(views)), key=predicted)
+
+
+@ROUTERS.register("adapter_affinity")
+class AdapterAffinityRouter:
+    """Sends a LoRA request to a replica holding its adapter in GPU slots (no copy over the
+    host link, no slot taken from others), the least loaded of them, unless that one has
+    more than ``max_extra_requests`` requests beyond the least loaded replica; requests
+    without an adapter (or whose adapter no replica holds) go to the least loaded replica.
+    The affinity-with-a-load-cap rule of adapter-aware routers (dLoRA, S-LoRA's cluster mode).
+
+    Args:
+        max_extra_requests: queued + running requests a holder may have beyond the least
+            loaded replica before affinity gives way to load.
+    """
+
+    def __init__(self, max_extra_requests: int = 8) -> None:
+        if max_extra_requests < 0:
+            raise ConfigError("router.options.max_extra_requests", max_extra_requests, ">= 0")
+        self.max_extra_requests = max_extra_requests
+
+    def route(self, request: Request, views: Sequence[ReplicaView]) -> int:
+        """A holder of the request's adapter, else the least loaded replica."""
+        seen = [views[i] for i in range(len(views))]
+        loads = [v.num_queued + v.num_running for v in seen]
+        best = min(range(len(seen)), key=lambda i: (loads[i], i))
+        adapter = request.adapter_id
+        if adapter is None:
+            return best
+        holders = [i for i, v in enumerate(seen) if adapter in v.adapters]
+        if not holders:
+            return best
+        holder = min(holders, key=lambda i: (loads[i], i))
+        return holder if loads[holder] - loads[best] <= self.max_extra_requests else best

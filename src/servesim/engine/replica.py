@@ -17,6 +17,7 @@ from servesim.core.errors import ConfigError, InfeasibleError
 from servesim.core.events import EventLoop
 from servesim.engine.blocks import KVBlockManager
 from servesim.engine.config import CacheConfig
+from servesim.engine.lora import AdapterCache
 from servesim.engine.records import RejectReason, ReplicaInfo, SimulationRecords
 from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
 from servesim.engine.schedulers.vllm import prefix_caching_default
@@ -106,13 +107,20 @@ class Replica:
                 self.num_kv_blocks = num_kv_blocks_with_draft(
                     self.speculator, plan, mem, draft_mem, setup.speculative
                 )
+        block_bytes = cache.block_size * mem.kv_bytes_per_token  # per GPU
+        self.adapters: AdapterCache | None = None
+        if setup.lora is not None:
+            self.adapters = AdapterCache(setup.lora, plan)
+            if not cache.num_kv_blocks and block_bytes:
+                # vLLM reserves max_loras slots of the largest rank out of the KV pool
+                slot_blocks = math.ceil(self.adapters.slot_bytes_per_gpu() / block_bytes)
+                self.num_kv_blocks = max(self.num_kv_blocks - slot_blocks, 0)
         if self.num_kv_blocks < pp:
             raise InfeasibleError(
                 f"replica {replica_id}: {self.num_kv_blocks} KV blocks leave none for "
                 f"{pp} pipeline virtual engines (weights {mem.weight_bytes} B of "
                 f"{mem.usable_bytes} B usable per GPU)"
             )
-        block_bytes = cache.block_size * mem.kv_bytes_per_token  # per GPU
         host_bw = plan.gpu.host_link.bandwidth_bytes_per_s
         # Every GPU copies its own KV slice over its own host link, in parallel.
         self.swap_s_per_block = block_bytes / host_bw if host_bw > 0 else 0.0
@@ -173,6 +181,7 @@ class Replica:
             preemption_mode=cache.preemption_mode,
         )
         state.speculator = self.speculator
+        state.adapters = self.adapters
         return state
 
     def _info(self, setup: ReplicaSetup) -> ReplicaInfo:

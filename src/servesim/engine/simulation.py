@@ -77,6 +77,7 @@ class ReplicaView:
         outstanding_tokens: prompt + output tokens of the requests it holds, unfinished.
         num_queued_prompt_tokens: prompt tokens not yet computed of the requests queued or
             mid-prefill (what a real router learns from the engine's metrics endpoint).
+        adapters: LoRA adapters in the replica's GPU slots (empty without multi-LoRA).
     """
 
     replica_id: int
@@ -85,6 +86,7 @@ class ReplicaView:
     kv_usage: float
     outstanding_tokens: int
     num_queued_prompt_tokens: int = 0
+    adapters: frozenset[str] = frozenset()
 
 
 Dispatch = Callable[[Request, Sequence[ReplicaView]], int]
@@ -114,6 +116,7 @@ def replica_view(replica: Replica) -> ReplicaView:
         kv_usage=used / replica.num_kv_blocks,
         outstanding_tokens=replica.outstanding_tokens,
         num_queued_prompt_tokens=pending,
+        adapters=replica.adapters.resident() if replica.adapters is not None else frozenset(),
     )
 
 

@@ -150,6 +150,7 @@ class Speculator:
             prefill_chunk_sq=base.prefill_chunk_sq + csq,
             max_prefill_chunk_tokens=max(base.max_prefill_chunk_tokens, longest),
             num_extra_logits=tokens - num,
+            num_verify_seqs=num,
         )
 
     def with_draft(

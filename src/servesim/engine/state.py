@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from servesim.engine.blocks import KVBlockManager, prompt_block_keys
 from servesim.engine.group import DecodeGroup
+from servesim.engine.lora import AdapterCache
 from servesim.engine.records import TokenGapSamples
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.speculative import Speculator
@@ -58,6 +59,10 @@ class ReplicaState:
         # Speculative decoding (None: off). Its decodes never join ``group`` (each keeps a
         # varying number of tokens per step), so they stay in ``ready`` with exact counts.
         self.speculator: Speculator | None = None
+        # Multi-LoRA GPU slots (None: adapter ids ignored) and the adapter each admitted
+        # sequence pins there.
+        self.adapters: AdapterCache | None = None
+        self.pinned: dict[Seq, str] = {}
 
     # ---- queries -------------------------------------------------------------------------
     @property
@@ -147,6 +152,8 @@ class ReplicaState:
             self.blocks.acquire(keys)
             seq.block_keys = list(keys)
         hit_tokens = hit_blocks * self.block_size
+        if self.adapters is not None:
+            self._pin(seq)
         seq.num_hit_tokens += hit_tokens
         seq.num_computed = hit_tokens
         seq.status = SeqStatus.PREFILL
@@ -184,8 +191,22 @@ class ReplicaState:
                 seq.num_private += 1
 
     # ---- leaving the GPU -----------------------------------------------------------------
+    def can_pin(self, seq: Seq) -> bool:
+        """True when ``seq``'s adapter (if any) is in a GPU slot or can be loaded into one."""
+        return self.adapters is None or self.adapters.can_acquire(seq.request.adapter_id)
+
+    def _pin(self, seq: Seq) -> None:
+        adapter = seq.request.adapter_id
+        if adapter is not None and self.adapters is not None:
+            self.adapters.acquire(adapter)
+            self.pinned[seq] = adapter
+
     def _detach(self, seq: Seq) -> None:
         """Take ``seq`` off the GPU bookkeeping (blocks untouched)."""
+        if self.pinned:
+            adapter = self.pinned.pop(seq, None)
+            if adapter is not None and self.adapters is not None:
+                self.adapters.release(adapter)
         if seq in self.group.members:
             self.group.leave(seq)
         self.ready.pop(seq, None)
@@ -262,7 +283,7 @@ class ReplicaState:
         """True when the swapped sequence's blocks (and the next step's) fit above the
         watermark (vLLM's ``can_swap_in``)."""
         need = seq.num_swapped_blocks + self.needs_block(seq)
-        return self.blocks.can_allocate(need, keep_watermark=True)
+        return self.blocks.can_allocate(need, keep_watermark=True) and self.can_pin(seq)
 
     def swap_in(self, seq: Seq) -> None:
         """Bring a swapped sequence (already removed from ``swapped``) back to the GPU."""
@@ -272,6 +293,8 @@ class ReplicaState:
         seq.num_private = num
         seq.num_swapped_blocks = 0
         seq.status = SeqStatus.DECODING
+        if self.adapters is not None:
+            self._pin(seq)
         self.running[seq] = None
         self.ready[seq] = None
         self.num_swap_in_blocks += num

@@ -58,9 +58,13 @@ class VirtualEngine(KVHandoffMixin):
         self.scheduler = scheduler
         self.state = state
         self.clock_limit = clock_limit  # earliest external event (next arrival, stop time)
-        # Speculative decodes keep a varying number of tokens per step: stepped one at a time.
+        # Speculative decodes keep a varying number of tokens per step, and LoRA steps cost
+        # what their adapters do: both are stepped one iteration at a time.
         self.skip_ahead = (
-            skip_ahead and getattr(scheduler, "supports_skip", False) and state.speculator is None
+            skip_ahead
+            and getattr(scheduler, "supports_skip", False)
+            and state.speculator is None
+            and state.adapters is None
         )
         self.check_invariants = check_invariants
         self.policy_name = scheduler_name(scheduler)  # as contract errors name it
@@ -145,6 +149,9 @@ class VirtualEngine(KVHandoffMixin):
             per_block = replica.swap_bytes_per_block
             self.records.count("swap_in_bytes", int(batch.num_swap_in_blocks * per_block))
             self.records.count("swap_out_bytes", int(batch.num_swap_out_blocks * per_block))
+        if state.adapters is not None:
+            times, load_s = self._with_lora(batch, times)
+            swap_s += load_s
         end = replica.reserve(now, times.stage_s, times.overhead_s + swap_s)
         if (
             self.skip_ahead
@@ -309,6 +316,28 @@ class VirtualEngine(KVHandoffMixin):
         )
         times = self.perf(spec.verify_shape(prefill, decodes))
         return spec.with_draft(times, prefill, plain, self.replica.perf.iteration_time)
+
+    def _with_lora(self, batch: Batch, times: StageTimes) -> tuple[StageTimes, float]:
+        """``times`` plus the batched-LoRA kernels (split over the stages like the layers),
+        and the host -> GPU copy time of the adapters this step loaded."""
+        adapters = self.state.adapters
+        assert adapters is not None
+        per = self.scheduler.num_tokens_per_decode
+        entries = [*batch.prefills, *((seq, per) for seq in batch.decodes)]
+        cost = adapters.batch_cost(entries)
+        num_loads, num_bytes = adapters.take_step_loads()
+        if num_loads:
+            self.records.count("lora_loads", num_loads)
+            self.records.count("lora_load_bytes", num_bytes)
+        if cost.time_s:
+            share = cost.time_s / len(times.stage_s)
+            times = replace(
+                times,
+                stage_s=tuple(t + share for t in times.stage_s),
+                flops=times.flops + cost.flops,
+                hbm_bytes=times.hbm_bytes + cost.hbm_bytes,
+            )
+        return times, adapters.load_time_s(num_bytes, num_loads)
 
     def _spec_tick(self, decodes: list[Seq], now: float) -> None:
         """Each speculative decode keeps its accepted drafts plus one token, all streamed

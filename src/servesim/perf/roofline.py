@@ -182,13 +182,15 @@ class RooflinePerfModel:
                 )
         kernel_s = sum(stage_s)
         host = entry.host
-        if not (plan.use_cuda_graphs and host.replays_graph(tokens, batch.num_prefill_seqs)):
+        # speculative verify chunks are decode steps to the engine (graphs, host work)
+        num_prefills = batch.num_prefill_seqs - batch.num_verify_seqs
+        if not (plan.use_cuda_graphs and host.replays_graph(tokens, num_prefills)):
             # eager mode: the CPU must launch every kernel; the GPU waits when it is faster
             stage_s = [max(t, k * host.launch_s) for t, k in zip(stage_s, kernels, strict=True)]
         # CPU work of the step; an engine that overlaps it with the GPU (V1 async scheduling,
         # SGLang's overlap scheduler) hides it under the slowest stage (servesim.perf.host)
         overhead = host.host_time_s(
-            batch.num_decode_seqs, batch.num_prefill_seqs, tokens, gpu_s=max(stage_s)
+            batch.num_decode_seqs + batch.num_verify_seqs, num_prefills, tokens, gpu_s=max(stage_s)
         )
         # GPUs wait, clocked up, through launch waits (their stage) and host time (all stages)
         joules += entry.energy.idle_j(sum(stage_s) - kernel_s + overhead * plan.pp)

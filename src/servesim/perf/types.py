@@ -34,6 +34,8 @@ class BatchShape:
         max_decode_context_tokens: the longest decode context.
         num_extra_logits: positions beyond one per sequence whose logits the LM head
             computes (speculative decoding's verify positions; 0 otherwise).
+        num_verify_seqs: the prefill chunks that are speculative verify passes of decoding
+            sequences (decode steps for CUDA graphs and host time; 0 otherwise).
     """
 
     num_prefill_seqs: int = 0
@@ -45,6 +47,7 @@ class BatchShape:
     decode_context_tokens: int = 0
     max_decode_context_tokens: int = 0
     num_extra_logits: int = 0
+    num_verify_seqs: int = 0
 
     @property
     def num_tokens(self) -> int:

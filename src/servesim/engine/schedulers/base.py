@@ -175,6 +175,7 @@ class ReplicaScheduler(ABC):
         the budget left. Non-chunked schedulers admit whole prompts only (the first prompt of
         a step may exceed the budget: a recompute of prompt + generated tokens must run)."""
         self.admission_blocked = False
+        skipped: list[Seq] = []
         while budget > 0:
             seq = self.peek_waiting(state)
             if seq is None:
@@ -182,6 +183,10 @@ class ReplicaScheduler(ABC):
             if len(state.running) >= self.max_num_seqs:
                 self.admission_blocked = True
                 break
+            if state.adapters is not None and not state.can_pin(seq):
+                # vLLM: a request whose LoRA finds no free slot waits; those behind it go on
+                skipped.append(self.pop_waiting(state))
+                continue
             hit_tokens, _ = state.admission_cost(seq, 0)
             remaining = seq.prefill_target - hit_tokens
             if self.is_chunked:
@@ -199,6 +204,10 @@ class ReplicaScheduler(ABC):
             state.allocate_chunk(seq, chunk)
             prefills.append((seq, chunk))
             budget -= chunk
+        if skipped:
+            # back at the head in their order (a policy queue takes them back on its drain)
+            state.waiting.extendleft(reversed(skipped))
+            self.admission_blocked = True
         return budget
 
     def fits(self, state: ReplicaState, seq: Seq, num_blocks: int) -> bool:
