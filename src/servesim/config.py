@@ -34,7 +34,13 @@ from servesim.cluster.config import (
     check_kernel_stack,
 )
 from servesim.core.errors import ConfigError, ServesimError
-from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
+from servesim.engine.config import (
+    CacheConfig,
+    LoRAConfig,
+    SchedulerConfig,
+    SpeculativeConfig,
+    VLLMSchedulerConfig,
+)
 from servesim.metrics.slo import DEFAULT_ATTAINMENT_TARGET, SLOSpec, SLOTargets
 from servesim.specs.catalog import get_gpu, resolve_model
 from servesim.specs.dtypes import DType, serving_formats
@@ -236,6 +242,12 @@ class SimConfig(BaseModel):
     )
     deployment: DeploymentConfig | None = Field(
         None, description="Replica pools, router, cluster (None: `replicas` x `hardware`)."
+    )
+    speculative: SpeculativeConfig | None = Field(
+        None, description="Speculative decoding on every replica (None: off)."
+    )
+    lora: LoRAConfig | None = Field(
+        None, description="Multi-LoRA serving on every replica (None: adapter ids ignored)."
     )
 
     @model_validator(mode="before")
