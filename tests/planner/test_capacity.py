@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ConstantPerf, fixed_workload
-from servesim.planner.capacity import Probe, capacity_search
+from servesim.planner.capacity import MAX_SEARCH_RATE_PER_S, Probe, capacity_search
 from servesim.planner.evaluate import OK, PlanTask, evaluate_plan
 from servesim.planner.scenario import Scenario, SLOCriterion
 from servesim.planner.space import PlanSpec, SchedulerVariant
@@ -95,3 +95,8 @@ def test_md1_queue_threshold_on_the_engine() -> None:
     assert result.limiting == "ttft_mean"
     # And the capacity is far from the naive "utilisation < 1" answer of 1 req/s.
     assert result.capacity_per_s < 0.8
+
+
+def test_search_that_always_holds_stops_at_the_rate_cap() -> None:
+    found = capacity_search(lambda r: Probe(r, True, "none", 0.0), start_rate_per_s=1.0)
+    assert found.rate_per_s == MAX_SEARCH_RATE_PER_S and found.num_probes < 24

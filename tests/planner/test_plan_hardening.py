@@ -125,7 +125,7 @@ def test_capacity_takes_scheduler_router_and_trace_flags(tmp_path: Path) -> None
     assert plain.exit_code == 0, plain.output  # a scheduler flag without --scheduler
     flags = ["--scheduler", "sarathi", "--chunk-size", "256", "--replicas", "2"]
     flags += ["--router", "least-outstanding-requests", "--trace", str(trace), "--json"]
-    res = runner.invoke(app, [*base, *flags])
+    res = runner.invoke(app, [*base, *flags, "--slo-ttft-p99", "0.05"])
     assert res.exit_code == 0, res.output
     probes = json.loads(res.output)["probes"]
     assert probes and all("ratio" in p for p in probes)  # the ratios the table shows

@@ -21,6 +21,9 @@ DEFAULT_REL_TOL = 0.05
 # Geometric step while bracketing.
 GROWTH = 2.0
 DEFAULT_MAX_PROBES = 24
+# No deployment serves this many requests per second; a search that still holds here stops
+# (and reports this rate as a lower bound) instead of probing absurd rates.
+MAX_SEARCH_RATE_PER_S = 1e5
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ def capacity_search(
     if not start_rate_per_s > 0:
         raise ValueError(f"start_rate_per_s must be > 0, got {start_rate_per_s}")
     floor = min_rate_per_s if min_rate_per_s is not None else start_rate_per_s / 1000.0
+    max_rate_per_s = min(max_rate_per_s, MAX_SEARCH_RATE_PER_S)
     probes: list[Probe] = []
     lo: Probe | None = None
     hi: Probe | None = None
