@@ -53,3 +53,18 @@ def test_bootstrap_is_deterministic_and_brackets_the_mean() -> None:
 def test_a_failed_policy_gives_no_comparison(tiny: str, pol: str) -> None:
     result = compare(pol + "Fcfs", pol + "Raiser", tiny, seeds=[0])
     assert result.verdict.startswith("Raiser failed 2 run(s) (error: schedule raised ValueError")
+
+
+def test_a_lower_is_better_metric_is_shown_in_its_own_direction(tiny: str, pol: str) -> None:
+    goal = parse_objective("p99_ttft")
+    a = evaluate(pol + "Fcfs", tiny, goal, isolate=False)
+    b = evaluate(pol + "DropHalf", tiny, goal, isolate=False)
+    c = paired(a, b, goal)
+    ttft_a = np.array([r.metrics["p99_ttft_s"] for r in a.runs if r.metrics])
+    ttft_b = np.array([r.metrics["p99_ttft_s"] for r in b.runs if r.metrics])
+    # the headline is the geometric-mean ratio of B's p99 TTFT to A's, minus one: positive,
+    # since DropHalf's starved requests sit at the stop time
+    expected = float(np.exp(np.mean(np.log(ttft_b / ttft_a)))) - 1
+    assert c.to_dict()["relative_change"] == pytest.approx(expected)
+    assert expected > 0 and c.ci_high < 0  # ... and worse: a negative utility effect
+    assert c.verdict.startswith("Fcfs better than DropHalf on 2/2 scenarios; p99_ttft_s +")

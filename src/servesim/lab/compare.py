@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from servesim.lab.evaluate import PolicyLike, Score, evaluate_many
-from servesim.lab.objectives import Objective, parse_objective
+from servesim.lab.objectives import METRICS, Objective, parse_objective
 from servesim.lab.suites import SuiteConfig
 from servesim.lab.worker import Limits
 from servesim.planner.executors import Executor
@@ -43,6 +43,8 @@ class Comparison:
         ci_high: upper end.
         scenario_effects: mean effect per scenario.
         verdict: one plain line.
+        direction: +1, or -1 for a one-metric objective where lower is better (the verdict
+            then shows the metric's own relative change).
     """
 
     a: Score
@@ -54,6 +56,7 @@ class Comparison:
     ci_high: float
     scenario_effects: tuple[tuple[str, float], ...]
     verdict: str
+    direction: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (deterministic)."""
@@ -63,7 +66,7 @@ class Comparison:
             "objective": self.objective,
             "mean_effect": _finite(self.mean_effect),
             "ci": [_finite(self.ci_low), _finite(self.ci_high)],
-            "relative_change": _finite(math.expm1(self.mean_effect)),
+            "relative_change": _finite(math.expm1(self.direction * self.mean_effect)),
             "scenario_effects": dict(self.scenario_effects),
             "pairs": [{"scenario": s, "seed": k, "effect": e} for s, k, e in self.effects],
             "verdict": self.verdict,
@@ -132,6 +135,7 @@ def paired(a: Score, b: Score, objective: Objective) -> Comparison:
         ci_high=high,
         scenario_effects=scenario_effects,
         verdict="",
+        direction=METRICS[objective.weights[0][0]][0] if objective.is_single else 1,
     )
     return _with_verdict(comparison)
 
@@ -156,6 +160,15 @@ def _with_verdict(c: Comparison) -> Comparison:
     return replace(c, verdict=verdict_line(c))
 
 
+def _figure(c: Comparison) -> str:
+    """B's change relative to A, in the metric's own direction for a one-metric objective
+    (``p99_ttft_s -30.0%``: B's p99 TTFT is 30% lower), else the utility's
+    (``exp(effect) - 1``)."""
+    sign = c.direction
+    low, high = sorted((math.expm1(sign * c.ci_low), math.expm1(sign * c.ci_high)))
+    return f"{c.objective} {math.expm1(sign * c.mean_effect):+.1%} [{low:+.1%}, {high:+.1%}]"
+
+
 def verdict_line(c: Comparison) -> str:
     """``B better than A on 6/7 scenarios; goodput_per_s +12.0% [+8.0%, +15.0%]``."""
     for score in (c.a, c.b):
@@ -173,10 +186,7 @@ def verdict_line(c: Comparison) -> str:
     num = len(c.scenario_effects)
     wins_b = sum(1 for _, e in c.scenario_effects if e > 0)
     wins_a = sum(1 for _, e in c.scenario_effects if e < 0)
-    figure = (
-        f"{c.objective} {math.expm1(c.mean_effect):+.1%} "
-        f"[{math.expm1(c.ci_low):+.1%}, {math.expm1(c.ci_high):+.1%}]"
-    )
+    figure = _figure(c)
     if all(e == 0.0 for _, _, e in c.effects):
         return f"no difference: identical figures on all {len(c.effects)} runs; {figure}"
     if c.ci_low > 0:

@@ -127,9 +127,7 @@ def run_task(task: Task) -> RunResult:
     return _in_child(task)
 
 
-def _failure(
-    task: Task, category: str, message: str, sim_time_s: float | None = None
-) -> RunResult:
+def _failure(task: Task, category: str, message: str, sim_time_s: float | None = None) -> RunResult:
     run = task.run
     now = guard.STATE.sim_time_s if sim_time_s is None else sim_time_s
     fail = Failure(category, message, run.scenario, run.seed, now)
