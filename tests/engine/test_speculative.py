@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from servesim.core.errors import ConfigError
 from servesim.engine import SarathiSchedulerConfig, VLLMSchedulerConfig
@@ -138,8 +139,10 @@ def test_head_is_one_layer_and_draft_model_checks_vocab() -> None:
     assert small.model.name != plan().model.name
     with pytest.raises(ConfigError):
         draft_plan(plan(), SpeculativeConfig(method="draft", draft_model="mistral-7b"))
-    with pytest.raises(ConfigError):
-        draft_plan(plan(), SpeculativeConfig(method="draft"))
+    with pytest.raises(ValidationError):
+        SpeculativeConfig(method="draft")
+    with pytest.raises(ValidationError):
+        SpeculativeConfig(method="eagle", draft_model="llama-3.2-1b")
 
 
 def test_kv_blocks_with_draft_hand_computed() -> None:

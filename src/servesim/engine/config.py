@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Config(BaseModel):
@@ -157,19 +157,30 @@ class SpeculativeConfig(_Config):
     )
     seed: int = Field(0, ge=0, description="Seed of the acceptance draws (sampled mode).")
 
+    @model_validator(mode="after")
+    def _draft_model_iff_draft(self) -> SpeculativeConfig:
+        if (self.method == "draft") != (self.draft_model is not None):
+            raise ValueError("draft_model is needed by method draft, and only by it")
+        return self
+
 
 class LoRAConfig(_Config):
     """Multi-LoRA serving (S-LoRA / Punica): adapters in a GPU cache backed by host memory
     (``servesim.engine.lora``)."""
 
     rank: int = Field(16, ge=1, le=1024, description="LoRA rank r of every adapter.")
-    target_modules: tuple[str, ...] = Field(
+    target_modules: tuple[
+        Literal["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], ...
+    ] = Field(
         ("q_proj", "k_proj", "v_proj", "o_proj"),
         description="Projections carrying adapters: q_proj k_proj v_proj o_proj gate_proj "
         "up_proj down_proj (vLLM/PEFT names).",
     )
     max_loras: int = Field(
-        8, ge=1, description="GPU adapter slots (vLLM --max-loras; default 8 here)."
+        8,
+        ge=1,
+        description="GPU adapter slots (vLLM --max-loras, whose default is 1; 8 here so a "
+        "mix of adapters can batch).",
     )
     rank_by_adapter: dict[str, int] = Field(
         default_factory=dict, description="Per-adapter rank overrides (adapter id -> rank)."
