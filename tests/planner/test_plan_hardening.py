@@ -138,3 +138,13 @@ def test_plan_header_names_a_trace_workload_and_only_the_targets_given(tmp_path:
     scenario = Scenario("llama-3.1-8b", workload, SLOCriterion(ttft_p99_s=2.0))
     assert workload_label(scenario) == "trace t.jsonl"  # was "on None"
     assert slo_label(scenario) == "p99 TTFT 2 s"  # was "p99 TPOT None s"
+
+
+def test_plan_lists_plans_left_out_with_their_reasons() -> None:
+    args = ["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm:2", "--tp", "1", "--pp", "1"]
+    args += ["--slo-ttft-p99", "1", "--target-rate", "500", "--inline", "--quiet"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "Not ranked" in text and "below the target rate" in text
+    assert "no plan holds the SLO at 500 req/s" in text

@@ -110,8 +110,12 @@ def render_report(
     )
     for reason, n in report.prune_reasons.items():
         console.print(f"  {n:4d} {reason}", markup=False, highlight=False)
+    left_out = status_rows(report.results, top)
+    if left_out[1]:
+        console.print(_table("Not ranked (infeasible, pruned, missing the SLO)", left_out))
     if not report.ranked:
-        console.print("no plan holds the SLO at any rate")
+        where = f"at {at:g} req/s" if at is not None else "at any rate"
+        console.print(f"no plan holds the SLO {where}")
         return
     console.print(_table("Top plans", plan_rows(report.ranked, options.objective, True, top)))
     console.print(

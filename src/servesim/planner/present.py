@@ -67,8 +67,15 @@ def plan_rows(
 
 
 def status_rows(results: Sequence[PlanResult], limit: int) -> Rows:
-    """Plans that were not simulated to a capacity, with their reasons."""
-    rows = [[r.plan.label(), r.status, r.reason] for r in results if r.status != "ok"][:limit]
+    """Plans left out of the ranking, with their reasons: infeasible, pruned, failed, and
+    (``--target-rate``) simulated plans that miss the SLO at the target."""
+    left_out = [r for r in results if r.status != "ok" or (r.reason and r.capacity_per_s <= 0)]
+    rows = [
+        [r.plan.label(), r.status if r.status != "ok" else "misses", r.reason]
+        for r in left_out[:limit]
+    ]
+    if len(left_out) > limit:
+        rows.append([f"... {len(left_out) - limit} more (plan show STORE --top N)", "", ""])
     return ["plan", "status", "reason"], rows
 
 
