@@ -25,7 +25,7 @@ from servesim.engine.sequence import Seq
 from servesim.engine.speculative import Speculator, num_kv_blocks_with_draft
 from servesim.engine.state import ReplicaState
 from servesim.engine.vengine import VirtualEngine
-from servesim.perf.types import PerfModel, ReplicaPlan
+from servesim.perf.types import MemoryPlan, PerfModel, ReplicaPlan
 
 if TYPE_CHECKING:
     from servesim.engine.profiles.base import EngineTiming
@@ -92,29 +92,10 @@ class Replica:
             max_num_batched_tokens=budget,
         )
         self.num_kv_blocks = cache.num_kv_blocks or mem.num_kv_blocks
-        self.speculator: Speculator | None = None
-        if setup.speculative is not None:
-            self.speculator = Speculator(setup.speculative, plan, cache.block_size)
-            for scheduler in schedulers:
-                scheduler.num_tokens_per_decode = setup.speculative.num_speculative_tokens + 1
-            if not cache.num_kv_blocks:
-                draft_mem = perf.memory_plan(
-                    self.speculator.draft,
-                    block_size_tokens=cache.block_size,
-                    gpu_memory_utilization=cache.gpu_memory_utilization,
-                    max_num_batched_tokens=budget,
-                )
-                self.num_kv_blocks = num_kv_blocks_with_draft(
-                    self.speculator, plan, mem, draft_mem, setup.speculative
-                )
         block_bytes = cache.block_size * mem.kv_bytes_per_token  # per GPU
+        self.speculator: Speculator | None = None
         self.adapters: AdapterCache | None = None
-        if setup.lora is not None:
-            self.adapters = AdapterCache(setup.lora, plan)
-            if not cache.num_kv_blocks and block_bytes:
-                # vLLM reserves max_loras slots of the largest rank out of the KV pool
-                slot_blocks = math.ceil(self.adapters.slot_bytes_per_gpu() / block_bytes)
-                self.num_kv_blocks = max(self.num_kv_blocks - slot_blocks, 0)
+        self._add_features(setup, schedulers, perf, mem, budget)
         if self.num_kv_blocks < pp:
             raise InfeasibleError(
                 f"replica {replica_id}: {self.num_kv_blocks} KV blocks leave none for "
@@ -164,6 +145,39 @@ class Replica:
             for i, scheduler in enumerate(schedulers)
         ]
         records.replicas.append(self._info(setup))
+
+    def _add_features(
+        self,
+        setup: ReplicaSetup,
+        schedulers: list[ReplicaScheduler],
+        perf: PerfModel,
+        mem: MemoryPlan,
+        budget: int,
+    ) -> None:
+        """Speculative decoding and multi-LoRA: their state, the schedulers' decode cost and
+        the KV blocks their weights take (unless the cache config fixes the count)."""
+        cache, plan = setup.cache, self.plan
+        if setup.speculative is not None:
+            self.speculator = Speculator(setup.speculative, plan, cache.block_size)
+            for scheduler in schedulers:
+                scheduler.num_tokens_per_decode = setup.speculative.num_speculative_tokens + 1
+            if not cache.num_kv_blocks:
+                draft_mem = perf.memory_plan(
+                    self.speculator.draft,
+                    block_size_tokens=cache.block_size,
+                    gpu_memory_utilization=cache.gpu_memory_utilization,
+                    max_num_batched_tokens=budget,
+                )
+                self.num_kv_blocks = num_kv_blocks_with_draft(
+                    self.speculator, plan, mem, draft_mem, setup.speculative
+                )
+        block_bytes = cache.block_size * mem.kv_bytes_per_token  # per GPU
+        if setup.lora is not None:
+            self.adapters = AdapterCache(setup.lora, plan)
+            if not cache.num_kv_blocks and block_bytes:
+                # vLLM reserves max_loras slots of the largest rank out of the KV pool
+                slot_blocks = math.ceil(self.adapters.slot_bytes_per_gpu() / block_bytes)
+                self.num_kv_blocks = max(self.num_kv_blocks - slot_blocks, 0)
 
     def _state(self, cache: CacheConfig, num_swap_blocks: int, pp: int) -> ReplicaState:
         """One virtual engine's queues and its 1/pp share of the KV blocks (vLLM)."""

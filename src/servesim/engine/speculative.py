@@ -38,6 +38,7 @@ from servesim.core.errors import ConfigError
 from servesim.engine.config import SpeculativeConfig
 from servesim.engine.sequence import Seq
 from servesim.perf.types import BatchShape, MemoryPlan, ReplicaPlan, StageTimes
+from servesim.specs.catalog.models import resolve_model
 from servesim.specs.dtypes import weight_bytes_per_param
 
 # Published per-position acceptance rates (defaults when the config leaves alpha unset):
@@ -65,8 +66,6 @@ def draft_plan(plan: ReplicaPlan, config: SpeculativeConfig) -> ReplicaPlan:
     if config.method == "draft":
         if not config.draft_model:
             raise ConfigError("speculative.draft_model", None, "method draft needs a model")
-        from servesim.specs.catalog.models import resolve_model
-
         draft = resolve_model(config.draft_model)
         if draft.vocab_size != model.vocab_size:
             raise ConfigError(
