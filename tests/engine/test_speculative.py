@@ -270,3 +270,18 @@ def test_roofline_prices_every_verified_logit_and_replays_graphs() -> None:
         num_decode_seqs=32, decode_context_tokens=32_000, max_decode_context_tokens=1000
     )
     assert perf.iteration_time(target, plain) == RooflinePerfModel().iteration_time(target, plain)
+
+
+def test_sampled_run_keeps_the_expected_tokens_per_step() -> None:
+    # one request, 3,001 tokens: 3,000 after the first at 2.952 per step -> ~1,016 steps
+    spec = SpeculativeConfig(acceptance_rate=0.8, seed=7)
+    recs = run([req(0, 0.0, 32, 3001)], LayerPerf(), _setup(spec, num_kv_blocks=4000))
+    assert_all_served(recs)
+    num_decode_steps = len(recs.iterations.view()["start_s"]) - 1
+    assert num_decode_steps == pytest.approx(3000 / 2.952, rel=0.03)
+    # ITL is one gap per step, TPOT the time per token: TPOT x tokens per step = ITL
+    cols = rows(recs)
+    tpot = cols["sum_tbt_s"][0] / 3000
+    gaps, weights = recs.token_gaps.arrays()
+    assert int(weights.sum()) == num_decode_steps
+    assert tpot * 3000 / num_decode_steps == pytest.approx(np.average(gaps, weights=weights))
