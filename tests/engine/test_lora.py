@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from servesim.cluster.routers import AdapterAffinityRouter
-from servesim.core.errors import ConfigError
+from servesim.core.errors import ConfigError, ServesimError
 from servesim.engine import VLLMSchedulerConfig
 from servesim.engine.config import LoRAConfig
 from servesim.engine.lora import AdapterCache
@@ -60,6 +60,8 @@ def test_slots_are_lru_over_unpinned_adapters() -> None:
     assert cache.take_step_loads() == (0, 0)
     cache.acquire("b")  # resident: no load
     assert cache.num_loads == 3
+    with pytest.raises(ServesimError, match="can_pin"):
+        cache.acquire("d")  # b and c pinned: a scheduler that did not check
 
 
 def test_sgmv_cost_hand_computed() -> None:

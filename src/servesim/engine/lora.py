@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from servesim.core.errors import ServesimError
 from servesim.engine.config import LoRAConfig
 from servesim.engine.sequence import Seq
 from servesim.perf.lora import LoRACost, adapter_bytes, peak_16bit_flops, sgmv_cost
@@ -82,7 +83,13 @@ class AdapterCache:
             slots.move_to_end(adapter)
             return
         if len(slots) >= self.num_slots:
-            victim = next(a for a, n in slots.items() if n == 0)
+            victim = next((a for a, n in slots.items() if n == 0), None)
+            if victim is None:
+                raise ServesimError(
+                    f"LoRA adapter {adapter!r} admitted with all {self.num_slots} GPU slots "
+                    "pinned by running requests (a scheduler must check state.can_pin(seq) "
+                    "before state.admit)"
+                )
             del slots[victim]
         slots[adapter] = 1
         num_bytes = self.bytes_of(adapter)
