@@ -96,3 +96,13 @@ def test_cli_target_rate_defaults_to_cost_and_rejects_bad_rates() -> None:
         assert isinstance(res.exception, ConfigError) and "--target-rate" in str(res.exception)
     no_rate = CliRunner().invoke(app, [*args, "--objective", "latency"])
     assert isinstance(no_rate.exception, ConfigError) and "target rate" in str(no_rate.exception)
+
+
+@pytest.mark.parametrize("objective", TARGET_OBJECTIVES)
+def test_every_target_objective_prunes_plans_whose_bound_misses_the_rate(objective: str) -> None:
+    scenario = small_scenario(ttft_p99_s=1.0)
+    space = SearchSpace(gpus=(("h100-sxm", 1),), tp_options=(1,), pp_options=(1,))
+    options = SearchOptions(objective=objective, target_rate_per_s=1000.0)
+    report = run_search(scenario, space, options=options)
+    assert report.num_simulated == 0
+    assert all("below the target rate" in r.reason for r in report.results)

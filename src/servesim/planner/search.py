@@ -323,12 +323,8 @@ def run_search(
     for plan in plans:
         est = prefilter.estimate(plan)
         target = options.target_rate_per_s
-        if (
-            est.status == OK
-            and options.objective == "cost_at_rate"
-            and target is not None
-            and est.rate_upper_per_s < target
-        ):
+        # Every target-rate objective needs the plan to serve the rate: its bound must.
+        if est.status == OK and at_target(options) and est.rate_upper_per_s < (target or 0.0):
             reason = f"throughput bound {est.rate_upper_per_s:.3g} req/s below the target rate"
             est = Estimate(plan, PRUNED, reason, **_est_fields(est))
         if est.status == OK:
