@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +47,24 @@ def test_bad_policies_are_refused(pol: str) -> None:
         resolve_policy({"router": pol + "Fcfs"})
     with pytest.raises(ConfigError, match="top level"):
         resolve_policy(type("Local", (policies.Fcfs,), {}))
+
+
+def test_a_policy_file_is_imported_in_a_child_not_in_the_caller(tmp_path: Path) -> None:
+    import servesim.lab.objectives as objectives
+
+    original = objectives.run_metrics
+    patcher = tmp_path / "patcher.py"
+    patcher.write_text(
+        "import servesim.lab.objectives as o\n"
+        "o.run_metrics = lambda result: {}  # a cheat: every later evaluation would see it\n"
+        "from servesim.engine.schedulers import ReplicaScheduler\n"
+        "class Patcher(ReplicaScheduler):\n"
+        "    def schedule(self, now, state):\n"
+        "        return None\n"
+    )
+    assert resolve_policy(f"{patcher}:Patcher").name == "Patcher"
+    assert objectives.run_metrics is original
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('no import for you')\n")
+    with pytest.raises(ConfigError, match=r"raised RuntimeError while loading.*no import for you"):
+        resolve_policy(f"{broken}:Anything")

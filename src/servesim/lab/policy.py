@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,8 +29,12 @@ from servesim.cluster.routers import ROUTERS
 from servesim.core.errors import ConfigError, UnknownNameError
 from servesim.core.registry import load_from_path
 from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
+from servesim.lab.forking import call_forked
 
 POLICY_KEYS = ("scheduler", "router", "cache")
+
+# Importing a policy file (to see what it is) must not take long: it runs again in every run.
+_IMPORT_WALL_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +83,10 @@ def _from_string(spec: str) -> Policy:
         path_str, _, _ = spec.rpartition(":")
         # An absolute path: workers may run in another directory.
         absolute = f"{Path(path_str).resolve()}:{spec.rpartition(':')[2]}"
-        cls = load_from_path(spec, "policy")
-        if not isinstance(cls, type):
-            raise ConfigError("policy", spec, "must name a class")
-        return _from_class(cls, absolute)
+        role, name, problem = _classify_isolated(absolute)
+        if problem:
+            raise ConfigError("policy", spec, problem)
+        return _from_role(role, name, absolute)
     if spec in SCHEDULERS:
         return _make(spec.lower(), {"scheduler": {"kind": spec.lower()}})
     if spec in ROUTERS:
@@ -104,13 +109,51 @@ def _class_spec(cls: type) -> str:
 
 
 def _from_class(cls: type, spec: str) -> Policy:
+    return _from_role(_role(cls), cls.__name__, spec)
+
+
+def _role(cls: type) -> str:
     if issubclass(cls, ReplicaScheduler):
-        return _make(cls.__name__, {"scheduler": {"kind": "custom", "path": spec}})
+        return "scheduler"
     if callable(getattr(cls, "route", None)):
-        return _make(cls.__name__, {"router": spec})
+        return "router"
     raise ConfigError(
-        "policy", spec, "is neither a ReplicaScheduler subclass nor a router (no route method)"
+        "policy",
+        cls.__name__,
+        "is neither a ReplicaScheduler subclass nor a router (no route method)",
     )
+
+
+def _from_role(role: str, name: str, spec: str) -> Policy:
+    if role == "scheduler":
+        return _make(name, {"scheduler": {"kind": "custom", "path": spec}})
+    return _make(name, {"router": spec})
+
+
+def _classify(spec: str) -> tuple[str, str, str]:
+    """``(role, class name, "")``, or ``("", "", problem)``: load ``spec`` and look at it."""
+    try:
+        cls = load_from_path(spec, "policy")
+        if not isinstance(cls, type):
+            return "", "", "must name a class"
+        return _role(cls), cls.__name__, ""
+    except ConfigError as exc:
+        return "", "", exc.constraint
+    except Exception as exc:  # the user's module failed to import: say how
+        return "", "", f"cannot be loaded: {type(exc).__name__}: {exc}"
+
+
+def _classify_isolated(spec: str) -> tuple[str, str, str]:
+    """``_classify`` in a forked child, so the parent never runs the policy's module code
+    (its top level could hang, or patch servesim for every later evaluation)."""
+    if not hasattr(os, "fork"):
+        return _classify(spec)
+    outcome = call_forked(_classify, spec, wall_s=_IMPORT_WALL_S)
+    if outcome.timed_out:
+        return "", "", f"importing it took over {_IMPORT_WALL_S:g} s"
+    if not outcome.has_value:
+        return "", "", f"cannot be loaded: {outcome.error or 'its process died'}"
+    return outcome.value  # type: ignore[no-any-return]
 
 
 def _from_mapping(mapping: Mapping[str, Any]) -> Policy:

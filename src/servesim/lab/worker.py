@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import resource
-import select
 import signal
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +30,7 @@ from servesim.core.errors import ServesimError
 from servesim.engine.contracts import ContractError
 from servesim.lab import guard
 from servesim.lab.diagnostics import diagnose
+from servesim.lab.forking import call_forked
 from servesim.lab.objectives import run_metrics
 from servesim.lab.policy import Policy
 from servesim.lab.suites import Run, apply_policy
@@ -193,48 +191,21 @@ def _limit_memory(extra_bytes: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
+def _limited_evaluate(task: Task) -> RunResult:
+    """In the child: the memory limit, then the run."""
+    _limit_memory(task.limits.memory_bytes)
+    return _evaluate(task)
+
+
 def _in_child(task: Task) -> RunResult:
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        os.close(read_fd)
-        code = 0
-        try:
-            _limit_memory(task.limits.memory_bytes)
-            payload = pickle.dumps(_evaluate(task))
-        except BaseException as exc:  # everything must reach the parent as a result
-            payload = pickle.dumps(_failure(task, "error", f"{type(exc).__name__}: {exc}"))
-            code = 1
-        with os.fdopen(write_fd, "wb") as pipe:
-            pipe.write(payload)
-        os._exit(code)
-    os.close(write_fd)
-    payload, timed_out = _read(read_fd, task.limits.wall_s + _KILL_GRACE_S)
-    if timed_out:
-        os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    if timed_out:
-        return _failure(task, "timeout", f"killed after the {task.limits.wall_s:g} s limit")
-    if payload:
-        return pickle.loads(payload)  # type: ignore[no-any-return]
-    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+    wall_s = task.limits.wall_s
+    outcome = call_forked(_limited_evaluate, task, wall_s=wall_s + _KILL_GRACE_S)
+    if outcome.timed_out:
+        return _failure(task, "timeout", f"killed after the {wall_s:g} s limit")
+    if outcome.has_value:
+        return outcome.value  # type: ignore[no-any-return]
+    if outcome.error:
+        return _failure(task, "error", outcome.error)
+    if outcome.killed_by_sigkill:
         return _failure(task, "memory", "worker killed (out of memory)")
-    return _failure(task, "error", f"worker died (status {status})")
-
-
-def _read(fd: int, timeout_s: float) -> tuple[bytes, bool]:
-    """Everything the child writes before it closes the pipe, or (partial, True) on timeout."""
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + timeout_s
-    with os.fdopen(fd, "rb", buffering=0) as pipe:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return b"".join(chunks), True
-            ready, _, _ = select.select([pipe], [], [], left)
-            if not ready:
-                continue
-            chunk = pipe.read(1 << 16)
-            if not chunk:
-                return b"".join(chunks), False
-            chunks.append(chunk)
+    return _failure(task, "error", f"worker died (status {outcome.status})")
