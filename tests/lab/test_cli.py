@@ -52,3 +52,10 @@ def test_evaluate_and_compare_are_exported_from_the_package_root() -> None:
     from servesim import lab
 
     assert servesim.evaluate is lab.evaluate and servesim.compare is lab.compare
+
+
+def test_evaluate_renders_diagnostics(tiny: str) -> None:
+    args = ["evaluate", "priority", "--suite", tiny, "--seeds", "0", "--diagnostics"]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "diagnostics per run" in out.output and "chat-small/0" in out.output

@@ -50,8 +50,30 @@ def _scenario_table(score: Score) -> Table:
     return table
 
 
+def _diagnostics_table(score: Score) -> Table:
+    table = Table(title="diagnostics per run")
+    for name in ("run", "overtakes", "prio inversions", "HOL blocked", "preempt", "rejected"):
+        table.add_column(name, justify="left" if name == "run" else "right")
+    for run in score.runs:
+        d = run.diagnostics
+        if d is None:
+            continue
+        hol = d["head_of_line"]
+        table.add_row(
+            f"{run.scenario}/{run.seed}",
+            str(d["fcfs_overtakes"]),
+            str(d["priority_inversions"]),
+            f"{hol['num_blocked']} (+{hol['mean_excess_wait_s']:.2f} s)",
+            str(d["num_preemptions"]),
+            ", ".join(f"{k} {v}" for k, v in d["rejected"].items()) or "0",
+        )
+    return table
+
+
 def _print_score(score: Score) -> None:
     console.print(_scenario_table(score))
+    if any(r.diagnostics is not None for r in score.runs):
+        console.print(_diagnostics_table(score))
     for failure in score.failures:
         console.print(f"failed: {failure.line()}", markup=False, highlight=False)
     for note in score.skipped():
