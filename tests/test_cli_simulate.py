@@ -31,8 +31,8 @@ def _exit_code(argv: list[str]) -> int:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["simulate", "--tp", "0"], "error: hardware.tp=0: Input should be greater than or equal"),
-        (["simulate", "--rate", "-2"], "error: workload.rate_per_s=-2.0: Input should be greater"),
+        (["simulate", "--tp", "0"], "error: --tp=0: must be >= 1 and <= 64"),
+        (["simulate", "--rate", "-2"], "error: --rate=-2.0: must be >= 1e-06"),
         (["simulate", "--gpu", "h100-smx"], "error: hardware.gpu='h100-smx'"),
         (["simulate", "--scheduler", "fifo"], "error: scheduler="),
         (["simulate", "--config", "missing.yaml"], "error: config='missing.yaml': file not found"),

@@ -62,13 +62,13 @@ def test_top_level_typo() -> None:
 @pytest.mark.parametrize(
     ("data", "prefix", "words"),
     [
-        ({"hardware": {"tp": 0}}, "hardware.tp=0", "greater than or equal to 1"),
-        ({"workload": {"rate_per_s": -1.0}}, "workload.rate_per_s=-1.0", "greater than 0"),
-        ({"seed": -3}, "seed=-3", "greater than or equal to 0"),
+        ({"hardware": {"tp": 0}}, "hardware.tp=0", ">= 1"),
+        ({"workload": {"rate_per_s": -1.0}}, "workload.rate_per_s=-1.0", ">= 1e-06"),
+        ({"seed": -3}, "seed=-3", ">= 0"),
         (
             {"hardware": {"gpu_memory_utilization": 1.5}},
             "hardware.gpu_memory_utilization=1.5",
-            "less than or equal to 1",
+            "<= 1",
         ),
         (
             {"scheduler": {"kind": "vllm", "max_num_seqs": 0}},

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    field_validator,
+    model_validator,
+)
 
 from servesim.cluster.config import (
     DeploymentConfig,
@@ -32,6 +39,17 @@ from servesim.cluster.config import (
     check_engine,
     check_host_overhead,
     check_kernel_stack,
+)
+from servesim.core.domains import (
+    DurationS,
+    Fraction,
+    NumExperts,
+    NumRequests,
+    ParallelDegree,
+    Replicas,
+    Seed,
+    SloS,
+    refuse_bool_coercion,
 )
 from servesim.core.errors import ConfigError, ServesimError
 from servesim.engine.config import (
@@ -70,8 +88,8 @@ class HardwareConfig(BaseModel):
     model_config = _STRICT
 
     gpu: str = Field(DEFAULT_GPU, description="GPU catalog name (`servesim gpus`).")
-    tp: int = Field(1, ge=1, le=64, description="Tensor-parallel degree (GPUs per stage).")
-    pp: int = Field(1, ge=1, le=64, description="Pipeline-parallel degree (stages).")
+    tp: ParallelDegree = Field(1, description="Tensor-parallel degree (GPUs per stage).")
+    pp: ParallelDegree = Field(1, description="Pipeline-parallel degree (stages).")
     dtype: str = Field(
         "bf16",
         description="Weight format: bf16/fp16; fp8 (W8A8, GEMMs in fp8), fp8-block, w4a8 "
@@ -79,10 +97,8 @@ class HardwareConfig(BaseModel):
         "A checkpoint's quantization_config keeps its own formats (servesim models NAME).",
     )
     kv_dtype: str | None = Field(None, description="KV-cache format (default: bf16/fp16 as dtype).")
-    gpu_memory_utilization: float | None = Field(
+    gpu_memory_utilization: Fraction | None = Field(
         None,
-        gt=0.0,
-        le=1.0,
         description="Fraction of GPU memory the engine may use (None: cache's, vLLM's 0.9).",
     )
     cuda_graphs: bool = Field(True, description="Decode replays CUDA graphs (vLLM default).")
@@ -109,9 +125,8 @@ class HardwareConfig(BaseModel):
         "FlashAttention 2), vllm-0.24 (FlashAttention 3, cutlass fp8), sglang-0.5; auto: "
         "vllm-0.24 for the vllm-v1 host profile, vllm-0.6 otherwise.",
     )
-    offload_cached_experts: int | None = Field(
+    offload_cached_experts: NumExperts | None = Field(
         None,
-        ge=1,
         description="MoE expert offloading: keep this many experts per MoE layer in GPU memory "
         "and the rest in host memory, fetched over the host link on a miss (None: all on GPU).",
     )
@@ -168,8 +183,8 @@ class SLOClassConfig(BaseModel):
 
     model_config = _STRICT
 
-    ttft_s: float | None = Field(None, gt=0, description="TTFT target in seconds.")
-    tpot_s: float | None = Field(None, gt=0, description="TPOT target in seconds.")
+    ttft_s: SloS | None = Field(None, description="TTFT target in seconds.")
+    tpot_s: SloS | None = Field(None, description="TPOT target in seconds.")
 
 
 class SLOConfig(BaseModel):
@@ -177,12 +192,10 @@ class SLOConfig(BaseModel):
 
     model_config = _STRICT
 
-    ttft_s: float | None = Field(None, gt=0, description="TTFT target in seconds.")
-    tpot_s: float | None = Field(None, gt=0, description="TPOT target in seconds.")
-    attainment_target: float = Field(
+    ttft_s: SloS | None = Field(None, description="TTFT target in seconds.")
+    tpot_s: SloS | None = Field(None, description="TPOT target in seconds.")
+    attainment_target: Fraction = Field(
         DEFAULT_ATTAINMENT_TARGET,
-        gt=0,
-        le=1,
         description="Fraction of requests that must meet the SLO (DistServe uses 0.9).",
     )
     classes: dict[str, SLOClassConfig] = Field(
@@ -216,22 +229,20 @@ class SimConfig(BaseModel):
     cache: CacheConfig = Field(default_factory=CacheConfig, description="Paged KV cache.")
     workload: WorkloadConfig = Field(default_factory=_default_workload)
     slo: SLOConfig | None = Field(None, description="Latency targets (None: no SLO figures).")
-    seed: int = Field(0, ge=0, description="Root seed of every random stream.")
-    num_requests: int | None = Field(
-        None, ge=1, description="Requests to simulate (overrides workload.num_requests)."
+    seed: Seed = Field(0, description="Root seed of every random stream.")
+    num_requests: NumRequests | None = Field(
+        None, description="Requests to simulate (overrides workload.num_requests)."
     )
-    duration_s: float | None = Field(
+    duration_s: DurationS | None = Field(
         None,
-        gt=0,
         description="Arrivals stop at this time (overrides workload.duration_s); requests "
         "already in the system still run to completion.",
     )
-    max_time_s: float | None = Field(
+    max_time_s: DurationS | None = Field(
         None,
-        gt=0,
         description="Hard stop of the simulated clock; unfinished requests are reported.",
     )
-    replicas: int = Field(1, ge=1, le=4096, description="Identical replicas (one pool).")
+    replicas: Replicas = Field(1, description="Identical replicas (one pool).")
     router: str | None = Field(
         None, description="Router name or file.py:Class (None: round_robin / the deployment's)."
     )
@@ -249,6 +260,15 @@ class SimConfig(BaseModel):
     lora: LoRAConfig | None = Field(
         None, description="Multi-LoRA serving on every replica (None: adapter ids ignored)."
     )
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _no_boolean_numbers(cls, data: Any, handler: ModelWrapValidatorHandler[SimConfig]) -> Any:
+        """``hardware: {tp: true}`` is refused, in every nested model (not read as tp=1)."""
+        cfg = handler(data)
+        if isinstance(data, Mapping):
+            refuse_bool_coercion(data, cfg.model_dump())
+        return cfg
 
     @model_validator(mode="before")
     @classmethod
@@ -387,11 +407,23 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not file.is_file():
         raise ConfigError("config", str(path), "file not found")
     try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            "config", str(path), f"not a YAML text file (byte {exc.start} is not UTF-8)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError("config", str(path), f"cannot be read: {exc.strerror}") from None
+    if "\x00" in text:
+        raise ConfigError("config", str(path), "not a YAML text file (it holds NUL bytes)")
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError("config", str(path), f"not valid YAML{where}") from None
+    except (ValueError, RecursionError) as exc:  # e.g. a date like 2024-13-45
+        raise ConfigError("config", str(path), f"not valid YAML: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

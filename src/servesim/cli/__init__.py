@@ -7,9 +7,12 @@ Each area registers its commands from its own module (``cli/specs.py``, ``cli/wo
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
 from pydantic import ValidationError
+from typer import Abort
+from typer.exceptions import TyperException
 
 from servesim.cli import calibrate as calibrate_cmds
 from servesim.cli import lab as lab_cmds
@@ -20,8 +23,16 @@ from servesim.cli import simulate as simulate_cmds
 from servesim.cli import specs as specs_cmds
 from servesim.cli import validate as validate_cmds
 from servesim.cli import workload as workload_cmds
-from servesim.cli.common import err_console, format_validation_error, help_markup_mode
+from servesim.cli.common import (
+    err_console,
+    format_validation_error,
+    help_markup_mode,
+    one_line,
+    os_error_line,
+    usage_line,
+)
 from servesim.core.errors import ServesimError
+from servesim.core.registry import plugin_failure
 
 app = typer.Typer(
     name="servesim",
@@ -55,15 +66,31 @@ for _module in (
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script.
 
-    Typer/click handle usage errors themselves (exit 2); errors raised by the model for bad
-    input are caught here and printed as one line each, also with exit code 2.
+    Every refusal is one line on stderr and exit code 2, never a traceback: usage errors
+    (an unknown flag, ``--rate abc``), ``ServesimError`` (multi-line messages joined), a
+    pydantic ``ValidationError`` (all its problems on one line), an ``OSError`` of a file the
+    user named, and an exception raised inside a user plug-in (file, class, line).
     """
     try:
-        app(args=argv, prog_name="servesim")
+        code = app(args=argv, prog_name="servesim", standalone_mode=False)
+    except TyperException as exc:  # click's usage errors (typer's vendored click)
+        _fail(usage_line(exc), int(getattr(exc, "exit_code", 2)) or 2)
+    except Abort:
+        _fail("aborted", 1)
     except ServesimError as exc:
-        err_console.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(one_line(str(exc)))
     except ValidationError as exc:
-        for line in format_validation_error(exc):
-            err_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail("; ".join(format_validation_error(exc)))
+    except OSError as exc:
+        _fail(os_error_line(exc))
+    except Exception as exc:
+        line = plugin_failure(exc)
+        if line is None:
+            raise  # a servesim bug: the traceback is what its report needs
+        _fail(line)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(line: str, code: int = 2) -> NoReturn:
+    err_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(code)

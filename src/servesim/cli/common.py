@@ -30,12 +30,42 @@ def help_markup_mode() -> str | None:
 
 
 def format_validation_error(exc: ValidationError) -> Iterator[str]:
-    """One line per problem: ``field.path=value: constraint``."""
+    """One item per problem: ``field.path=value: constraint`` (no line breaks)."""
     for problem in exc.errors():
         path = ".".join(str(p) for p in problem["loc"]) or "<root>"
         value = problem.get("input")
         shown = repr(value) if not isinstance(value, dict) else "{...}"
-        yield f"{path}={shown}: {problem['msg']}"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        message = one_line(str(problem["msg"]).removeprefix("Value error, "))
+        yield f"{path}={shown}: {message}"
+
+
+def one_line(message: str) -> str:
+    """A message on one line: ``"a:\n  b\n  c"`` -> ``"a: b; c"`` (the CLI's error form)."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if not lines:
+        return message.strip()
+    out = lines[0]
+    for line in lines[1:]:
+        out += (" " if out.endswith(":") else "; ") + line
+    return out
+
+
+def usage_line(exc: Exception) -> str:
+    """A click usage error (``--rate abc``, an unknown flag) as one line, with where help is."""
+    format_message = getattr(exc, "format_message", None)
+    message = one_line(format_message() if callable(format_message) else str(exc))
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None)
+    return f"{message} (see {command} --help)" if command else message
+
+
+def os_error_line(exc: OSError) -> str:
+    """``cannot write /proc/x: No such file or directory`` from an ``OSError``."""
+    name = exc.filename if exc.filename is not None else ""
+    reason = exc.strerror or type(exc).__name__
+    return f"{name}: {reason}" if name else one_line(str(exc) or reason)
 
 
 def print_json(data: Any) -> None:

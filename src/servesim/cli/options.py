@@ -9,9 +9,13 @@ once; the caller picks the help panel and puts the type and default in its own s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import typer
+
+from servesim.core import domains as dom
+from servesim.core.domains import Domain
 
 CONFIG_HELP = "YAML config; flags override it."
 
@@ -64,12 +68,14 @@ def gpu(panel: str | None = None, show_default: bool = False) -> Any:
 
 def tp(panel: str | None = None, show_default: bool = False) -> Any:
     """``--tp``: one tensor-parallel degree."""
-    return option("--tp", "Tensor-parallel degree.", panel, show_default)
+    return option("--tp", dom.PARALLEL_DEGREE.help("Tensor-parallel degree."), panel, show_default)
 
 
 def pp(panel: str | None = None, show_default: bool = False) -> Any:
     """``--pp``: one pipeline-parallel degree."""
-    return option("--pp", "Pipeline-parallel degree.", panel, show_default)
+    return option(
+        "--pp", dom.PARALLEL_DEGREE.help("Pipeline-parallel degree."), panel, show_default
+    )
 
 
 def dtype(panel: str | None = None, show_default: bool = False) -> Any:
@@ -85,7 +91,10 @@ def kv_dtype(panel: str | None = None, show_default: bool = False) -> Any:
 def gpu_memory_utilization(panel: str | None = None, show_default: bool = False) -> Any:
     """``--gpu-memory-utilization``: vLLM's fraction of GPU memory."""
     return option(
-        "--gpu-memory-utilization", "Fraction of GPU memory to use (0.9).", panel, show_default
+        "--gpu-memory-utilization",
+        dom.FRACTION.help("Fraction of GPU memory to use (0.9)."),
+        panel,
+        show_default,
     )
 
 
@@ -96,7 +105,11 @@ def cuda_graphs(panel: str | None = None, show_default: bool = False) -> Any:
 
 def replicas(panel: str | None = None) -> Any:
     """``--replicas``: identical replicas of one deployment."""
-    return option("--replicas", "Identical replicas, spread by the router (--router).", panel)
+    return option(
+        "--replicas",
+        dom.REPLICAS.help("Identical replicas, spread by the router (--router)."),
+        panel,
+    )
 
 
 ROUTER_NAMES = (
@@ -125,13 +138,18 @@ def scheduler(panel: str | None = None) -> Any:
 
 def chunk_size(panel: str | None = None) -> Any:
     """``--chunk-size``: the chunk of the chunking schedulers."""
-    return option("--chunk-size", "Chunk size (sarathi, priority, fair).", panel)
+    return option(
+        "--chunk-size", dom.BATCH_TOKENS.help("Chunk size (sarathi, priority, fair)."), panel
+    )
 
 
 def duration_s(panel: str | None = None) -> Any:
     """``--duration-s`` (old spelling ``--duration``): arrivals stop at this time."""
     return option(
-        "--duration-s", "Stop arrivals after this many seconds.", panel, aliases=("--duration",)
+        "--duration-s",
+        dom.DURATION_S.help("Stop arrivals after this many seconds."),
+        panel,
+        aliases=("--duration",),
     )
 
 
@@ -153,19 +171,23 @@ def output_lengths(panel: str | None = None) -> Any:
 
 def rate_scale(panel: str | None = None) -> Any:
     """``--rate-scale``: a trace's arrivals sped up by this factor."""
-    return option("--rate-scale", "Trace: speed up arrivals by this factor.", panel)
+    return option(
+        "--rate-scale", dom.RATE_SCALE.help("Trace: speed up arrivals by this factor."), panel
+    )
 
 
 def turns(panel: str | None = None) -> Any:
     """``--turns``: multi-turn sessions with this mean number of turns."""
     return option(
-        "--turns", "Multi-turn: mean turns per session (arrivals = session starts).", panel
+        "--turns",
+        dom.MEAN_TURNS.help("Multi-turn: mean turns per session (arrivals = session starts)."),
+        panel,
     )
 
 
 def group_size(panel: str | None = None) -> Any:
     """``--group-size``: parallel samples per prompt."""
-    return option("--group-size", "Parallel samples per prompt (n).", panel)
+    return option("--group-size", dom.GROUP_SIZE.help("Parallel samples per prompt (n)."), panel)
 
 
 def disagg(panel: str | None = None) -> Any:
@@ -175,14 +197,14 @@ def disagg(panel: str | None = None) -> Any:
 
 def max_num_seqs(panel: str | None = None) -> Any:
     """``--max-num-seqs``: one batch-size cap."""
-    return option("--max-num-seqs", "Sequences per batch.", panel)
+    return option("--max-num-seqs", dom.MAX_NUM_SEQS.help("Sequences per batch."), panel)
 
 
 def max_num_batched_tokens(
     panel: str | None = None, show_default: bool = False, help_text: str = ""
 ) -> Any:
     """``--max-num-batched-tokens``: one per-iteration token budget."""
-    text = help_text or "Token budget per iteration."
+    text = dom.BATCH_TOKENS.help(help_text or "Token budget per iteration.")
     return option("--max-num-batched-tokens", text, panel, show_default)
 
 
@@ -193,12 +215,12 @@ def chunked_prefill(panel: str | None = None) -> Any:
 
 def num_requests(help_text: str, panel: str | None = None) -> Any:
     """``--num-requests``: how many requests one run simulates (help says which run)."""
-    return option("--num-requests", help_text, panel)
+    return option("--num-requests", dom.NUM_REQUESTS.help(help_text), panel)
 
 
 def seed(panel: str | None = None) -> Any:
     """``--seed``: the random seed of every stream."""
-    return option("--seed", "Random seed.", panel)
+    return option("--seed", dom.SEED.help("Random seed."), panel)
 
 
 def workload(panel: str | None = None) -> Any:
@@ -213,17 +235,19 @@ def workload(panel: str | None = None) -> Any:
 
 def slo_ttft_p99(panel: str | None = None) -> Any:
     """``--slo-ttft-p99``: the p99 TTFT target."""
-    return option("--slo-ttft-p99", "p99 TTFT target, s.", panel)
+    return option("--slo-ttft-p99", dom.SLO_S.help("p99 TTFT target."), panel)
 
 
 def slo_tpot_p99(panel: str | None = None) -> Any:
     """``--slo-tpot-p99``: the p99 TPOT target."""
-    return option("--slo-tpot-p99", "p99 TPOT target, s.", panel)
+    return option("--slo-tpot-p99", dom.SLO_S.help("p99 TPOT target."), panel)
 
 
 def min_attainment(panel: str | None = None) -> Any:
     """``--min-attainment``: the share of requests that must meet the SLO."""
-    return option("--min-attainment", "Fraction of requests within SLO, e.g. 0.9.", panel)
+    return option(
+        "--min-attainment", dom.FRACTION.help("Fraction of requests within SLO, e.g. 0.9."), panel
+    )
 
 
 def tol(panel: str | None = None) -> Any:
@@ -251,3 +275,52 @@ def apply_calibration(path: str | None) -> None:
         from servesim.perf.calibration import use_calibration_file
 
         use_calibration_file(path)
+
+
+# The domain of every numeric flag of simulate, workload describe/generate and perf, by
+# parameter name: checked before any work starts (``check_flags``), and the same objects type
+# the config fields the flags set (``servesim.config``, ``servesim.workload``).
+FLAG_DOMAINS: dict[str, Domain] = {
+    "tp": dom.PARALLEL_DEGREE,
+    "pp": dom.PARALLEL_DEGREE,
+    "ep": dom.EXPERT_PARALLEL,
+    "gpu_memory_utilization": dom.FRACTION,
+    "offload_cached_experts": dom.NUM_EXPERTS,
+    "replicas": dom.REPLICAS,
+    "max_num_seqs": dom.MAX_NUM_SEQS,
+    "max_num_batched_tokens": dom.BATCH_TOKENS,
+    "chunk_size": dom.BATCH_TOKENS,
+    "block_size": dom.BLOCK_SIZE,
+    "rate": dom.RATE_PER_S,
+    "cv": dom.CV,
+    "rate_scale": dom.RATE_SCALE,
+    "turns": dom.MEAN_TURNS,
+    "group_size": dom.GROUP_SIZE,
+    "num_requests": dom.NUM_REQUESTS,
+    "duration_s": dom.DURATION_S,
+    "seed": dom.SEED,
+    "slo_ttft_p99": dom.SLO_S,
+    "slo_tpot_p99": dom.SLO_S,
+    "slo_ttft": dom.SLO_S,
+    "slo_tpot": dom.SLO_S,
+    "min_attainment": dom.FRACTION,
+    "burstiness": dom.BURSTINESS,
+    "max_concurrency": dom.MAX_CONCURRENCY,
+    "num_warmups": dom.NUM_WARMUPS,
+    "input_len": dom.TOKENS_OR_ZERO,
+    "output_len": dom.TOKENS,
+    "prefix_len": dom.TOKENS_OR_ZERO,
+    "max_context_tokens": dom.TOKENS,
+}
+
+
+def flag_name(param: str) -> str:
+    """``max_num_seqs`` -> ``--max-num-seqs`` (how the user typed it)."""
+    return "--" + param.replace("_", "-")
+
+
+def check_flags(params: Mapping[str, Any]) -> None:
+    """Refuse any numeric flag outside its domain, naming the flag, the value and the rule."""
+    for name, domain in FLAG_DOMAINS.items():
+        if params.get(name) is not None:
+            domain.check(flag_name(name), params[name])

@@ -13,6 +13,7 @@ from rich.table import Table
 from servesim.cli import options as opts
 from servesim.cli import perf_op as op_cli
 from servesim.cli.common import console, err_console, print_json
+from servesim.core import domains as dom
 from servesim.core.errors import ConfigError
 from servesim.perf.calibration import load_calibration
 from servesim.perf.host import resolve_host_profile
@@ -33,6 +34,11 @@ BATCH_HELP = (
 
 def parse_batch(text: str) -> BatchShape:
     """Parse ``"prefill=1x2048,decode=64x1500"`` into a ``BatchShape``."""
+    return BatchShape.from_lists(*parse_batch_items(text))
+
+
+def parse_batch_items(text: str) -> tuple[list[tuple[int, int]], list[int]]:
+    """``--batch`` as (prefill (chunk, cached context) items, decode contexts)."""
     prefill: list[tuple[int, int]] = []
     decode: list[int] = []
     for raw in text.split(","):
@@ -43,6 +49,8 @@ def parse_batch(text: str) -> BatchShape:
                 "batch", raw, "expected prefill=NxCHUNK[+CONTEXT] or decode=NxCONTEXT"
             )
         kind, count, size, extra = match.groups()
+        if int(count) < 1 or int(size) < 1:
+            raise ConfigError("--batch", raw.strip(), "N and the token count must be >= 1")
         if kind == "prefill":
             prefill.extend([(int(size), int(extra or 0))] * int(count))
         else:
@@ -51,7 +59,32 @@ def parse_batch(text: str) -> BatchShape:
                     "batch", raw, "decode items take no +CONTEXT (use decode=NxCONTEXT)"
                 )
             decode.extend([int(size)] * int(count))
-    return BatchShape.from_lists(prefill, decode)
+    return prefill, decode
+
+
+def check_batch_fits(text: str, max_context_tokens: int, memory: dict[str, Any]) -> None:
+    """Refuse a batch no replica could hold: a sequence beyond the model's context window, or
+    more KV blocks than the memory plan has."""
+    prefill, decode = parse_batch_items(text)
+    contexts = [chunk + cached for chunk, cached in prefill] + decode
+    longest = max(contexts, default=0)
+    if longest > max_context_tokens:
+        raise ConfigError(
+            "--batch",
+            text,
+            f"a sequence of {longest:,} tokens exceeds the model's {max_context_tokens:,}-token "
+            "context window",
+        )
+    block = int(memory["block_size_tokens"])
+    # a decode step writes one more token after the CONTEXT it attends
+    needed = sum(-(-n // block) for n in contexts) + sum(1 for n in decode if n % block == 0)
+    if needed > memory["num_kv_blocks"]:
+        raise ConfigError(
+            "--batch",
+            text,
+            f"needs {needed * block:,} KV tokens ({needed:,} blocks) but the memory plan holds "
+            f"{memory['max_kv_tokens']:,}",
+        )
 
 
 def _activation_dtype(weights: DType, gpu_peaks: dict[DType, float], given: str | None) -> DType:
@@ -114,7 +147,9 @@ def perf_command(
     max_num_batched_tokens: Annotated[
         int, opts.max_num_batched_tokens(show_default=True, help_text=_TOKEN_BUDGET)
     ] = 8192,
-    block_size: Annotated[int, typer.Option(help="KV block size in tokens.")] = 16,
+    block_size: Annotated[
+        int, typer.Option(help=dom.BLOCK_SIZE.help("KV block size in tokens."))
+    ] = 16,
     cuda_graphs: Annotated[bool, opts.cuda_graphs(show_default=True)] = True,
     host_overhead: Annotated[
         str,
@@ -169,6 +204,7 @@ def perf_command(
         return
     if model is None:
         raise ConfigError("--model", None, "is required (or give --op to price one operator)")
+    opts.check_flags(dict(locals()))
     gpu_spec = get_gpu(gpu)
     weights = DType.parse(dtype)
     plan = ReplicaPlan(
@@ -199,6 +235,7 @@ def perf_command(
         )
     )
     memory["max_kv_tokens"] = memory["num_kv_blocks"] * memory["block_size_tokens"]
+    check_batch_fits(batch, plan.model.max_context_tokens, memory)
     calibrated = perf.is_calibrated(plan)
     if as_json:
         print_json(

@@ -7,6 +7,7 @@ defaults). ``--config file.yaml`` loads a config; every flag given overrides the
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,6 +29,7 @@ from servesim.cli.progress import progress_bar
 from servesim.cli.report import check_outputs, write_files
 from servesim.cli.simulate_render import render
 from servesim.config import SimConfig, load_yaml
+from servesim.core import domains as dom
 from servesim.core.errors import ConfigError
 
 _W = "Workload"
@@ -103,6 +105,18 @@ def build_config(
     overrides.update(client_overrides(**(client or {})))
     base_dir = config.parent if config is not None else None
     return SimConfig.from_dict(raw, overrides, base_dir=base_dir)
+
+
+def make_out_folder(out: Path | None) -> None:
+    """Create ``--out`` before the run, so an unwritable place costs no simulation."""
+    if out is None:
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("--out", str(out), f"cannot be created: {exc.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError("--out", str(out), "is not writable")
 
 
 def _deployment_file(path: Path | None) -> dict[str, Any] | None:
@@ -225,8 +239,12 @@ def simulate_cmd(
     arrival: Annotated[
         str | None, opts.option("--arrival", "poisson, gamma or constant.", _W)
     ] = None,
-    rate: Annotated[float | None, opts.option("--rate", "Mean arrival rate, req/s.", _W)] = None,
-    cv: Annotated[float | None, opts.option("--cv", "Inter-arrival CV (gamma).", _W)] = None,
+    rate: Annotated[
+        float | None, opts.option("--rate", dom.RATE_PER_S.help("Mean arrival rate."), _W)
+    ] = None,
+    cv: Annotated[
+        float | None, opts.option("--cv", dom.CV.help("Inter-arrival CV (gamma)."), _W)
+    ] = None,
     trace: Annotated[Path | None, opts.option("--trace", "Replay a trace file.", _W)] = None,
     trace_format: Annotated[
         str | None, opts.option("--trace-format", "Trace format (default: detect).", _W)
@@ -341,13 +359,25 @@ def simulate_cmd(
     With --out DIR it also writes DIR/report.html, a self-contained page of charts.
     """
     params = dict(locals())
+    opts.check_flags(params)
     if json_format not in ("servesim", "vllm-bench"):
         raise ConfigError("--json-format", json_format, "must be servesim or vllm-bench")
+    if trace is not None and preset is not None:
+        raise ConfigError(
+            "--workload", preset, "and --trace both given: a trace replays its own requests"
+        )
     # Every writer is checked before the run, so a missing package does not cost a run.
     outputs = check_outputs(out, out_format, trace_out)
+    make_out_folder(out)
     opts.apply_calibration(calibration)
     cfg = build_config(config, _flags(params), _workload_flags(params), _client_flags(params))
     result = _run(cfg, progress)
+    if result.records.requests.size == 0:
+        raise ConfigError(
+            "--duration-s" if cfg.duration_s is not None else "workload",
+            cfg.duration_s,
+            "no request arrived before the end of arrivals: nothing was simulated",
+        )
     if as_json and json_format == "vllm-bench":
         print(json.dumps(result.to_vllm_bench(), indent=2, sort_keys=True))
     elif as_json:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import typing
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import yaml
 from rich.table import Table
 
 from servesim.cli.common import console, print_json
+from servesim.cli.options import check_flags
 from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
 from servesim.workload import Trace, Workload, WorkloadConfig, describe, get_preset, preset_names
@@ -124,6 +126,7 @@ def _lengths_fields(o: dict[str, Any]) -> dict[str, Any]:
 
 def _config(o: dict[str, Any]) -> WorkloadConfig:
     """A ``WorkloadConfig`` from the describe command's options (a config file first)."""
+    check_flags(o)
     fields: dict[str, Any] = {}
     if o["config"] is not None:
         fields = _read_config_file(o["config"])
@@ -160,6 +163,17 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError("--config", str(path), "must hold a mapping of WorkloadConfig fields")
     return data.get("workload", data) if isinstance(data.get("workload"), dict) else data
+
+
+def check_out_file(out: Path) -> None:
+    """``--out`` names a file in a writable folder (checked before any request is made)."""
+    if out.is_dir():
+        raise ConfigError("--out", str(out), "is a folder; give a file name")
+    folder = out.parent
+    if not folder.is_dir():
+        raise ConfigError("--out", str(out), f"folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ConfigError("--out", str(out), f"folder {folder} is not writable")
 
 
 def _stats_table(stats: WorkloadStats) -> Table:
@@ -256,7 +270,11 @@ def describe_cmd(
 def generate_cmd(out: Path, **options: Any) -> None:
     """Write a workload's requests to a servesim JSONL file (read back by load_trace)."""
     workload = _config(options).build(RandomStreams(options["seed"]))
-    count = write_requests(workload, out)
+    check_out_file(out)
+    try:
+        count = write_requests(workload, out)
+    except OSError as exc:
+        raise ConfigError("--out", str(out), f"cannot be written: {exc.strerror}") from None
     if options["as_json"]:
         print_json({"path": str(out), "num_requests": count, "name": workload.name})
         return

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from servesim.core.domains import Cv, RatePerS, RateScale
 from servesim.core.errors import ConfigError
 from servesim.workload.arrivals import (
     ArrivalProcess,
@@ -27,7 +28,7 @@ class PoissonConfig(StrictConfig):
     """Poisson arrivals (exponential gaps, CV 1)."""
 
     kind: Literal["poisson"] = "poisson"
-    rate_per_s: float = Field(gt=0, description="Mean arrival rate (requests per second).")
+    rate_per_s: RatePerS = Field(description="Mean arrival rate (requests per second).")
 
     def build(self) -> ArrivalProcess:
         return PoissonArrivals(self.rate_per_s)
@@ -37,8 +38,8 @@ class GammaConfig(StrictConfig):
     """Gamma renewal arrivals: burstiness set by the inter-arrival CV (1 = Poisson)."""
 
     kind: Literal["gamma"] = "gamma"
-    rate_per_s: float = Field(gt=0, description="Mean arrival rate (requests per second).")
-    cv: float = Field(gt=0, description="Coefficient of variation of inter-arrival gaps.")
+    rate_per_s: RatePerS = Field(description="Mean arrival rate (requests per second).")
+    cv: Cv = Field(description="Coefficient of variation of inter-arrival gaps.")
 
     def build(self) -> ArrivalProcess:
         return GammaArrivals(self.rate_per_s, self.cv)
@@ -48,7 +49,7 @@ class ConstantConfig(StrictConfig):
     """Evenly spaced arrivals."""
 
     kind: Literal["constant"] = "constant"
-    rate_per_s: float = Field(gt=0, description="Arrivals per second, exactly 1/rate apart.")
+    rate_per_s: RatePerS = Field(description="Arrivals per second, exactly 1/rate apart.")
 
     def build(self) -> ArrivalProcess:
         return ConstantArrivals(self.rate_per_s)
@@ -67,7 +68,7 @@ class OnOffConfig(StrictConfig):
     """Bursts: Poisson at ``rate_on_per_s`` during exponential ON periods, then OFF periods."""
 
     kind: Literal["onoff"] = "onoff"
-    rate_on_per_s: float = Field(gt=0, description="Arrival rate while ON.")
+    rate_on_per_s: RatePerS = Field(description="Arrival rate while ON.")
     mean_on_s: float = Field(gt=0, description="Mean ON period (seconds).")
     mean_off_s: float = Field(gt=0, description="Mean OFF period (seconds).")
     rate_off_per_s: float = Field(0.0, ge=0, description="Arrival rate while OFF.")
@@ -103,7 +104,7 @@ class TraceArrivalConfig(StrictConfig):
     kind: Literal["trace"] = "trace"
     path: Path = Field(description="Trace file with arrival times.")
     format: str | None = Field(None, description="Trace format (None: detect).")
-    rate_scale: float = Field(1.0, gt=0, description="Divide arrival times by this factor.")
+    rate_scale: RateScale = Field(1.0, description="Divide arrival times by this factor.")
     skip_bad_rows: bool = Field(False, description="Skip and count malformed rows.")
 
     def build(self) -> ArrivalProcess:
@@ -122,7 +123,7 @@ class TraceRateConfig(StrictConfig):
     path: Path = Field(description="Trace file with arrival times.")
     format: str | None = Field(None, description="Trace format (None: detect).")
     bin_s: float = Field(60.0, gt=0, description="Rate bin width (seconds).")
-    rate_scale: float = Field(1.0, gt=0, description="Multiply every bin's rate by this.")
+    rate_scale: RateScale = Field(1.0, description="Multiply every bin's rate by this.")
     periodic: bool = Field(False, description="Repeat the shape instead of stopping.")
 
     def build(self) -> ArrivalProcess:

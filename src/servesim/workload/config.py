@@ -15,6 +15,18 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from servesim.core.domains import (
+    DurationS,
+    GroupSize,
+    MaxConcurrency,
+    MeanTurns,
+    NumRequests,
+    NumWarmups,
+    RatePerS,
+    RateScale,
+    Tokens,
+    TokensOrZero,
+)
 from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
 from servesim.workload.arrival_config import (
@@ -52,7 +64,7 @@ class TraceConfig(StrictConfig):
     arrival_unit: str = Field("s", description="Generic formats: s, ms, us, ns or datetime.")
     block_size: int = Field(0, ge=0, description="Generic formats: tokens per hash block.")
     skip_bad_rows: bool = Field(False, description="Skip and count malformed rows.")
-    rate_scale: float = Field(1.0, gt=0, description="Divide arrival times by this factor.")
+    rate_scale: RateScale = Field(1.0, description="Divide arrival times by this factor.")
     start_s: float | None = Field(None, ge=0, description="Window start (s from first row).")
     end_s: float | None = Field(None, gt=0, description="Window end (s from first row).")
     max_context_tokens: int | None = Field(None, ge=2, description="Context limit.")
@@ -87,7 +99,7 @@ class TraceConfig(StrictConfig):
 class SessionConfig(StrictConfig):
     """Multi-turn conversations: each turn's prompt holds the whole conversation so far."""
 
-    mean_turns: float = Field(4.0, ge=1, description="Mean turns per session (geometric).")
+    mean_turns: MeanTurns = Field(4.0, description="Mean turns per session (geometric).")
     fixed_turns: bool = Field(False, description="Every session has round(mean_turns) turns.")
     mean_think_time_s: float = Field(
         10.0, ge=0, description="Mean (exponential) gap between a turn's arrival and the next's."
@@ -96,8 +108,8 @@ class SessionConfig(StrictConfig):
     max_context_tokens: int = Field(
         32768, ge=2, description="A session ends before a turn would exceed this context."
     )
-    system_prompt_tokens: int = Field(
-        0, ge=0, description="System prompt opening every session (shared blocks)."
+    system_prompt_tokens: TokensOrZero = Field(
+        0, description="System prompt opening every session (shared blocks)."
     )
     followup: LengthDist | None = Field(
         None, description="New-input length of turns 2+ (None: the first turn's lengths)."
@@ -107,7 +119,7 @@ class SessionConfig(StrictConfig):
 class GroupConfig(StrictConfig):
     """Parallel sampling: ``group_size`` samples of one prompt arrive together."""
 
-    group_size: int = Field(2, ge=1, description="Samples per group (n).")
+    group_size: GroupSize = Field(2, description="Samples per group (n).")
     group_fraction: float = Field(1.0, ge=0, le=1, description="Fraction of prompts grouped.")
 
 
@@ -149,11 +161,11 @@ class ClientConfig(StrictConfig):
     ``--burstiness b``: ``gamma`` with ``cv = 1/sqrt(b)``); this adds the rest.
     """
 
-    max_concurrency: int | None = Field(
-        None, ge=1, description="At most this many requests in flight (--max-concurrency)."
+    max_concurrency: MaxConcurrency | None = Field(
+        None, description="At most this many requests in flight (--max-concurrency)."
     )
-    num_warmups: int = Field(
-        0, ge=0, description="Warm-up copies of the first request, excluded from metrics."
+    num_warmups: NumWarmups = Field(
+        0, description="Warm-up copies of the first request, excluded from metrics."
     )
     session_turns: Literal["closed", "open"] = Field(
         "closed",
@@ -192,9 +204,9 @@ class SharedPrefixConfig(StrictConfig):
 
     num_groups: int = Field(10, ge=1, description="Groups, each with its own system prompt.")
     prompts_per_group: int = Field(10, ge=1, description="Prompts (questions) per group.")
-    system_prompt_tokens: int = Field(100, ge=0, description="Tokens of each system prompt.")
-    question_tokens: int = Field(466, ge=0, description="Tokens of each question.")
-    output_tokens: int = Field(247, ge=1, description="Output tokens per request.")
+    system_prompt_tokens: TokensOrZero = Field(100, description="Tokens of each system prompt.")
+    question_tokens: TokensOrZero = Field(466, description="Tokens of each question.")
+    output_tokens: Tokens = Field(247, description="Output tokens per request.")
     block_size: int = Field(16, ge=1, description="Tokens per prefix block (vLLM default 16).")
 
     def options(self) -> SharedPrefixOptions:
@@ -222,21 +234,20 @@ class WorkloadConfig(StrictConfig):
     arrival: ArrivalConfig | None = Field(None, description="Arrival process.")
     lengths: LengthsConfig | None = Field(None, description="Prompt/output length distribution.")
     trace: TraceConfig | None = Field(None, description="Replay a trace file.")
-    rate_per_s: float | None = Field(
+    rate_per_s: RatePerS | None = Field(
         None,
-        gt=0,
         description="Mean rate: overrides a preset's default rate, rescales a timed trace to "
         "it, or replays a length-only trace as Poisson at it.",
     )
-    num_requests: int | None = Field(None, ge=1, description="Stop after this many requests.")
-    duration_s: float | None = Field(None, gt=0, description="Stop at this arrival time (s).")
+    num_requests: NumRequests | None = Field(None, description="Stop after this many requests.")
+    duration_s: DurationS | None = Field(None, description="Stop at this arrival time (s).")
     sessions: SessionConfig | None = Field(None, description="Multi-turn sessions.")
     groups: GroupConfig | None = Field(None, description="Parallel-sampling groups.")
     prefix_block_size: int = Field(
         0, ge=0, description="Give synthetic requests prefix-block ids of this size (0: none)."
     )
-    shared_prefix_tokens: int = Field(
-        0, ge=0, description="Leading tokens shared by all synthetic requests (system prompt)."
+    shared_prefix_tokens: TokensOrZero = Field(
+        0, description="Leading tokens shared by all synthetic requests (system prompt)."
     )
     tags: TagsConfig | None = Field(None, description="SLO classes, tenants, LoRA adapters.")
     shared_prefix: SharedPrefixConfig | None = Field(

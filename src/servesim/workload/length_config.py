@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter, model_validator
 
+from servesim.core.domains import TokenFigure, Tokens, TokensOrZero
 from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
 from servesim.workload.config_base import StrictConfig
@@ -33,7 +34,7 @@ class FixedDist(StrictConfig):
     """Always ``tokens``."""
 
     kind: Literal["fixed"] = "fixed"
-    tokens: int = Field(ge=1, description="Token count of every request.")
+    tokens: Tokens = Field(description="Token count of every request.")
 
     def build(self) -> LengthDistribution:
         return FixedLength(self.tokens)
@@ -43,8 +44,8 @@ class UniformDist(StrictConfig):
     """Uniform integers on [min_tokens, max_tokens]."""
 
     kind: Literal["uniform"] = "uniform"
-    min_tokens: int = Field(ge=1, description="Smallest value.")
-    max_tokens: int = Field(ge=1, description="Largest value (inclusive).")
+    min_tokens: Tokens = Field(description="Smallest value.")
+    max_tokens: Tokens = Field(description="Largest value (inclusive).")
 
     def build(self) -> LengthDistribution:
         return UniformLength(self.min_tokens, self.max_tokens)
@@ -56,8 +57,8 @@ class NormalDist(StrictConfig):
     kind: Literal["normal"] = "normal"
     mean: float = Field(description="Mean tokens.")
     std: float = Field(ge=0, description="Standard deviation (tokens).")
-    min_tokens: int = Field(1, ge=1, description="Lower bound (resampled below).")
-    max_tokens: int = Field(_MAX, ge=1, description="Upper bound (resampled above).")
+    min_tokens: Tokens = Field(1, description="Lower bound (resampled below).")
+    max_tokens: Tokens = Field(_MAX, description="Upper bound (resampled above).")
 
     def build(self) -> LengthDistribution:
         return NormalLength(self.mean, self.std, self.min_tokens, self.max_tokens)
@@ -67,10 +68,10 @@ class LogNormalDist(StrictConfig):
     """Log-normal with a median and log-space sigma, truncated by resampling."""
 
     kind: Literal["lognormal"] = "lognormal"
-    median_tokens: float = Field(gt=0, description="Median tokens (exp of the log mean).")
+    median_tokens: TokenFigure = Field(description="Median tokens (exp of the log mean).")
     sigma: float = Field(ge=0, description="Standard deviation of log(tokens).")
-    min_tokens: int = Field(1, ge=1, description="Lower bound (resampled below).")
-    max_tokens: int = Field(_MAX, ge=1, description="Upper bound (resampled above).")
+    min_tokens: Tokens = Field(1, description="Lower bound (resampled below).")
+    max_tokens: Tokens = Field(_MAX, description="Upper bound (resampled above).")
 
     def build(self) -> LengthDistribution:
         return LogNormalLength(self.median_tokens, self.sigma, self.min_tokens, self.max_tokens)
@@ -81,8 +82,8 @@ class ZipfDist(StrictConfig):
 
     kind: Literal["zipf"] = "zipf"
     a: float = Field(gt=0, description="Exponent: P(min + k - 1) ∝ k^-a.")
-    min_tokens: int = Field(1, ge=1, description="Smallest (most likely) value.")
-    max_tokens: int = Field(8192, ge=1, description="Largest value.")
+    min_tokens: Tokens = Field(1, description="Smallest (most likely) value.")
+    max_tokens: Tokens = Field(8192, description="Largest value.")
 
     def build(self) -> LengthDistribution:
         return ZipfLength(self.a, self.min_tokens, self.max_tokens)
@@ -133,9 +134,9 @@ class JointLogNormalConfig(StrictConfig):
     """Bivariate log-normal (correlated logs), each side truncated by resampling."""
 
     kind: Literal["joint_lognormal"] = "joint_lognormal"
-    prompt_median: float = Field(gt=0, description="Median prompt tokens.")
+    prompt_median: TokenFigure = Field(description="Median prompt tokens.")
     prompt_sigma: float = Field(ge=0, description="Std of log(prompt tokens).")
-    output_median: float = Field(gt=0, description="Median output tokens.")
+    output_median: TokenFigure = Field(description="Median output tokens.")
     output_sigma: float = Field(ge=0, description="Std of log(output tokens).")
     rho: float = Field(0.0, gt=-1, lt=1, description="Correlation of the logs.")
     prompt_range: tuple[int, int] = Field((1, _MAX), description="Prompt [min, max].")
@@ -186,13 +187,13 @@ class RandomLengthsConfig(StrictConfig):
     """vllm bench serve's ``random`` dataset (``--random-input-len`` etc., same defaults)."""
 
     kind: Literal["random"] = "random"
-    input_len: int = Field(1024, ge=0, description="Mean input tokens (after the prefix).")
-    output_len: int = Field(128, ge=1, description="Mean output tokens.")
+    input_len: TokensOrZero = Field(1024, description="Mean input tokens (after the prefix).")
+    output_len: Tokens = Field(128, description="Mean output tokens.")
     range_ratio: float = Field(
         0.0, ge=0, lt=1, description="Lengths uniform on len x [1 - ratio, 1 + ratio]."
     )
-    prefix_len: int = Field(
-        0, ge=0, description="Tokens of one fixed prefix opening every prompt (shared blocks)."
+    prefix_len: TokensOrZero = Field(
+        0, description="Tokens of one fixed prefix opening every prompt (shared blocks)."
     )
 
     def build(self, streams: RandomStreams) -> LengthSampler:

@@ -10,10 +10,12 @@ the rows into columns.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from servesim.core.errors import TraceError
 from servesim.workload.trace_formats import (
@@ -35,18 +37,53 @@ class RowError(Exception):
         self.kind = kind or problem.split(":")[0]
 
 
+# Leading bytes of compressed files: gzip is read as is; the others are named in the error.
+_GZIP_MAGIC = b"\x1f\x8b"
+_OTHER_COMPRESSION = {
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"PK\x03\x04": "zip",
+}
+
+
+def open_trace_bytes(path: Path) -> IO[bytes]:
+    """The file's bytes, gunzipped when it is gzip-compressed (by content, not by name).
+
+    Raises:
+        TraceError: another compression (bzip2, xz, zstd, zip), named so the user can
+            decompress it first.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(6)
+    if head.startswith(_GZIP_MAGIC):
+        return gzip.open(path, "rb")
+    for magic, name in _OTHER_COMPRESSION.items():
+        if head.startswith(magic):
+            raise TraceError(
+                path, None, None, f"{name}-compressed: decompress it first (plain or gzip only)"
+            )
+    return path.open("rb")
+
+
 def _decoded_lines(path: Path, bad_lines: set[int] | None = None) -> Iterator[tuple[int, str]]:
     """(line number, text); an undecodable line is replaced by an empty one and its number
-    added to ``bad_lines`` (or, without that set, raises ``TraceError``)."""
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                yield number, raw.decode("utf-8")
-            except UnicodeDecodeError:
-                if bad_lines is None:
-                    raise TraceError(path, number, None, "not valid UTF-8 text") from None
-                bad_lines.add(number)
-                yield number, "\n"
+    added to ``bad_lines`` (or, without that set, raises ``TraceError``). A UTF-8 byte-order
+    mark opening the file is dropped (CSV and JSONL alike)."""
+    with open_trace_bytes(path) as handle:
+        try:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    if bad_lines is None:
+                        raise TraceError(path, number, None, "not valid UTF-8 text") from None
+                    bad_lines.add(number)
+                    yield number, "\n"
+                    continue
+                yield number, text.removeprefix("\ufeff") if number == 1 else text
+        except (OSError, EOFError, zlib.error) as exc:  # a truncated or corrupt gzip stream
+            raise TraceError(path, None, None, f"corrupt gzip data: {exc}") from None
 
 
 Row = dict[str, Any] | RowError
@@ -152,14 +189,19 @@ def first_json_keys(path: Path, max_lines: int = 20) -> list[str]:
 
 
 def file_type_of(path: Path) -> str:
-    suffix = path.suffix.lower()
+    """``"jsonl"`` or ``"csv"``, by suffix (``.gz`` looked through), else by content."""
+    name = path.name.lower().removesuffix(".gz")
+    suffix = Path(name).suffix
     if suffix in (".jsonl", ".json", ".ndjson"):
         return "jsonl"
     if suffix in (".csv", ".txt"):
         return "csv"
     # No telling suffix: look at the first non-blank byte.
-    with path.open("rb") as handle:
-        head = handle.read(4096).lstrip()
+    with open_trace_bytes(path) as handle:
+        try:
+            head = handle.read(4096).removeprefix(b"\xef\xbb\xbf").lstrip()
+        except (OSError, EOFError, zlib.error) as exc:
+            raise TraceError(path, None, None, f"corrupt gzip data: {exc}") from None
     return "jsonl" if head.startswith(b"{") else "csv"
 
 

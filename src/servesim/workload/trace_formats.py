@@ -46,6 +46,10 @@ class TraceFormat:
         has_request_fields: the servesim format: optional ``Request`` fields per row (session,
             group, prefix blocks with their ``prefix_block_size``, priority, class, user,
             adapter).
+        id_column: a request-id column; a repeated id is a malformed row.
+        optional_columns: the other columns a row may have; any column outside these and
+            the ones above is an error (a misspelt optional field is never ignored). None:
+            other columns are allowed (CSV exports whose extra columns vary).
     """
 
     name: str
@@ -59,6 +63,16 @@ class TraceFormat:
     zero_output_is_failure: bool = False
     session_column: str | None = None
     has_request_fields: bool = False
+    id_column: str | None = None
+    optional_columns: tuple[str, ...] | None = None
+
+    def known_columns(self) -> frozenset[str] | None:
+        """Every column a row may have (None: any)."""
+        if self.optional_columns is None:
+            return None
+        named = (self.arrival_column, self.prompt_column, self.output_column, self.hash_column,
+                 self.session_column, self.id_column)  # fmt: skip
+        return frozenset([c for c in named if c] + list(self.optional_columns))
 
     def required_columns(self) -> tuple[str, ...]:
         """Columns that must be present in every row."""
@@ -69,6 +83,16 @@ class TraceFormat:
             cols.append(self.hash_column)
         return tuple(cols)
 
+
+# The servesim format's optional ``Request`` fields (``servesim.workload.native``).
+SERVESIM_OPTIONAL_COLUMNS = (
+    "prefix_block_size",
+    "group_id",
+    "priority",
+    "slo_class",
+    "adapter_id",
+    "user_id",
+)
 
 FORMATS: dict[str, TraceFormat] = {
     f.name: f
@@ -85,8 +109,18 @@ FORMATS: dict[str, TraceFormat] = {
             "ms",
             hash_column="hash_ids",
             block_size=512,
+            optional_columns=(),
         ),
-        TraceFormat("apex", "jsonl", "ContextTokens", "GeneratedTokens", "StartTimeOffset", "ns"),
+        TraceFormat(
+            "apex",
+            "jsonl",
+            "ContextTokens",
+            "GeneratedTokens",
+            "StartTimeOffset",
+            "ns",
+            id_column="RequestID",
+            optional_columns=("TotalTokens",),
+        ),
         TraceFormat(
             "burstgpt",
             "csv",
@@ -96,7 +130,15 @@ FORMATS: dict[str, TraceFormat] = {
             "s",
             zero_output_is_failure=True,
         ),
-        TraceFormat("served", "jsonl", "prompt_tokens", "output_tokens", "arrival_time_s", "s"),
+        TraceFormat(
+            "served",
+            "jsonl",
+            "prompt_tokens",
+            "output_tokens",
+            "arrival_time_s",
+            "s",
+            id_column="request_id",
+        ),
         TraceFormat(
             "servesim",
             "jsonl",
@@ -107,6 +149,8 @@ FORMATS: dict[str, TraceFormat] = {
             hash_column="prefix_block_hashes",
             session_column="session_id",
             has_request_fields=True,
+            id_column="request_id",
+            optional_columns=SERVESIM_OPTIONAL_COLUMNS,
         ),
     )
 }

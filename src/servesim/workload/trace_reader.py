@@ -10,6 +10,8 @@ re-exported here.
 
 from __future__ import annotations
 
+import difflib
+import hashlib
 import math
 from array import array
 from collections import Counter
@@ -165,6 +167,34 @@ class RowParser:
         self.last_arrival = -math.inf
         self.block_size = fmt.block_size  # servesim format: from the rows
         self.request_fields: tuple[int, int, int, str, str | None] | None = None
+        self.known_columns = fmt.known_columns()
+        self._checked_keys: object = None  # the last key set found all known
+        # request id digest -> line of its first row (8-byte digests keep this compact)
+        self.id_lines: dict[bytes, int] = {}
+
+    def check_row(self, row: dict[str, Any], line: int) -> None:
+        """Refuse a row with an unknown column or a request id seen before."""
+        known = self.known_columns
+        if known is not None and row.keys() != self._checked_keys:
+            for key in row:
+                if key not in known:
+                    close = difflib.get_close_matches(key, sorted(known), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise RowError(
+                        key,
+                        f"unknown field {key!r}{hint} (fields: {', '.join(sorted(known))})",
+                        "unknown field",
+                    )
+            self._checked_keys = row.keys()
+        column = self.fmt.id_column
+        if column and row.get(column) is not None:
+            value = row[column]
+            digest = hashlib.blake2b(repr(value).encode(), digest_size=8).digest()
+            first = self.id_lines.setdefault(digest, line)
+            if first != line:
+                raise RowError(
+                    column, f"duplicate id {value!r} (first at line {first})", "duplicate id"
+                )
 
     def _get(self, row: dict[str, Any], column: str) -> Any:
         if column not in row or row[column] is None:

@@ -279,6 +279,7 @@ def _read(path: Path, fmt: TraceFormat, opts: TraceOptions) -> tuple[TraceColumn
         try:
             if isinstance(row, RowError):
                 raise row
+            parser.check_row(row, line)
             t, prompt, output, hashes, session = parser.parse(row)
         except RowError as exc:
             if not opts.skip_bad_rows:
