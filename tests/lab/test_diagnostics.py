@@ -8,7 +8,7 @@ import numpy as np
 import yaml
 
 from servesim.lab import evaluate
-from servesim.lab.diagnostics import count_overtakes, head_of_line
+from servesim.lab.diagnostics import count_overtakes, head_of_line, router_regret
 
 
 def test_overtakes_and_priority_inversions_are_counted_pairwise() -> None:
@@ -62,3 +62,26 @@ def test_a_priority_scheduler_overtakes_without_inverting(tmp_path: Path, tiny: 
         prio["breakdown"]["priority=1"]["ttft_p99_s"]
         < fcfs["breakdown"]["priority=1"]["ttft_p99_s"]
     )
+
+
+def test_router_regret_is_summarised_per_decision() -> None:
+    assert router_regret([0, 0, 30, 10]) == {
+        "num_decisions": 4,
+        "regretful_fraction": 0.5,
+        "mean_tokens": 10.0,
+        "max_tokens": 30.0,
+    }
+    assert router_regret([]) is None
+
+
+def test_a_router_that_ignores_queues_has_regret_and_a_scheduler_none(tiny: str, pol: str) -> None:
+    score = evaluate(pol + "FirstReplicaRouter", tiny, seeds=[0], diagnostics=True)
+    routed = next(r for r in score.runs if r.scenario == "routed").diagnostics
+    assert routed is not None and routed["router_regret"]["num_decisions"] == 60
+    assert routed["router_regret"]["mean_tokens"] > 0  # replica 1 sat idle while 0 queued
+    balanced = evaluate("least_outstanding_tokens", tiny, seeds=[0], diagnostics=True)
+    other = next(r for r in balanced.runs if r.scenario == "routed").diagnostics
+    assert other is not None
+    assert other["router_regret"]["mean_tokens"] < routed["router_regret"]["mean_tokens"]
+    scheduler_only = evaluate("vllm", tiny, seeds=[0], diagnostics=True).runs[1].diagnostics
+    assert scheduler_only is not None and scheduler_only["router_regret"] is None

@@ -8,6 +8,11 @@
 - ``head_of_line``: short requests (prompt <= median) that waited more than twice the median
   queueing delay while a long prompt (>= the 90th percentile) was first scheduled during their
   wait: how often long prompts held short ones back, and the extra wait they saw.
+- ``router_regret`` (when the policy routes): for each decision, the prompt tokens queued
+  ahead of the request on the chosen replica minus the fewest on any candidate at that
+  instant. It is myopic (it ignores decode load, prefix-cache hits and what came next: the
+  full counterfactual, re-simulating each alternative, is not computed), so a cache-affine
+  router pays it knowingly; it shows how often and by how much a router ignored queued work.
 - ``rejected``: counts by reason; ``num_preemptions``; ``prefix_cache_hit_rate``.
 """
 
@@ -19,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from servesim.api import Result
+from servesim.lab import guard
 from servesim.lab.objectives import slo_met
 
 # Pairwise counts are O(n^2) in memory per block of rows; 512 rows x n columns of booleans.
@@ -44,6 +50,20 @@ def diagnose(result: Result) -> dict[str, Any]:
         "rejected": dict(sorted(rejected.items())),
         "num_preemptions": int(cols["num_preemptions"].sum()),
         "prefix_cache_hit_rate": result.summary.prefix_cache_hit_rate,
+        "router_regret": router_regret(guard.STATE.route_regrets),
+    }
+
+
+def router_regret(regrets: list[int]) -> dict[str, float] | None:
+    """Summary of per-decision regrets (None when the policy made no routing decision)."""
+    if not regrets:
+        return None
+    values = np.asarray(regrets, dtype=np.float64)
+    return {
+        "num_decisions": int(values.size),
+        "regretful_fraction": float((values > 0).mean()),
+        "mean_tokens": float(values.mean()),
+        "max_tokens": float(values.max()),
     }
 
 

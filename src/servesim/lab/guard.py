@@ -17,7 +17,7 @@ import time
 import traceback
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,11 +56,15 @@ class GuardState:
         hook_limit_s: most wall seconds one hook call may take (None: no limit).
         sim_time_s: the latest simulated time a hook saw (reported on failure).
         hook: the hook running now ("" outside policy code).
+        route_regrets: per routing decision of the policy's router, the prompt tokens queued
+            ahead of the request on the chosen replica minus the fewest on any candidate
+            (``diagnostics.router_regret``).
     """
 
     hook_limit_s: float | None = None
     sim_time_s: float = 0.0
     hook: str = ""
+    route_regrets: list[int] = field(default_factory=list)
 
 
 STATE = GuardState()
@@ -73,6 +77,7 @@ def reset(hook_limit_s: float | None) -> None:
     STATE.hook_limit_s = hook_limit_s
     STATE.sim_time_s = 0.0
     STATE.hook = ""
+    STATE.route_regrets = []
 
 
 def call_hook(hook: str, sim_time_s: float | None, fn: Callable[..., Any], *args: Any) -> Any:
@@ -106,13 +111,14 @@ def _raised_by_engine(exc: Exception) -> bool:
 
 
 def guard_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """``overrides`` with user scheduler/router classes replaced by their guarded names."""
+    """``overrides`` with user scheduler classes and every router (built-in ones too, for the
+    regret diagnostics) replaced by their guarded names."""
     out = dict(overrides)
     scheduler = out.get("scheduler")
     if isinstance(scheduler, Mapping) and scheduler.get("kind") == "custom":
         out["scheduler"] = {**scheduler, "path": _guarded_name(str(scheduler["path"]), "s")}
     router = out.get("router")
-    if isinstance(router, str) and ".py:" in router:
+    if isinstance(router, str):
         out["router"] = _guarded_name(router, "r")
     return out
 
@@ -122,7 +128,7 @@ def _guarded_name(spec: str, role: str) -> str:
     digest = zlib.crc32(spec.encode() + (path.read_bytes() if path.is_file() else b""))
     name = f"lab-guard-{role}{digest:08x}"
     if name not in _GUARDED:
-        cls = load_from_path(spec, "policy")
+        cls = ROUTERS.get(spec) if role == "r" else load_from_path(spec, "policy")
         if not isinstance(cls, type):
             raise ConfigError("policy", spec, "must name a class")
         if role == "s":
@@ -159,6 +165,10 @@ def _guard_router(cls: type) -> type:
     original = cls.route
 
     def route(self: Any, request: Any, views: Sequence[Any]) -> Any:
-        return call_hook("route", request.arrival_s, original, self, request, views)
+        index = call_hook("route", request.arrival_s, original, self, request, views)
+        if type(index) is int and 0 <= index < len(views):  # else the engine's check reports
+            queued = [v.num_queued_prompt_tokens for v in views]
+            STATE.route_regrets.append(queued[index] - min(queued))
+        return index
 
     return type(f"Guarded{cls.__name__}", (cls,), {"route": route})
