@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from servesim.lab import compare, evaluate, parse_objective
 from servesim.lab.compare import bootstrap_mean, paired
@@ -68,3 +70,37 @@ def test_a_lower_is_better_metric_is_shown_in_its_own_direction(tiny: str, pol: 
     assert c.to_dict()["relative_change"] == pytest.approx(expected)
     assert expected > 0 and c.ci_high < 0  # ... and worse: a negative utility effect
     assert c.verdict.startswith("Fcfs better than DropHalf on 2/2 scenarios; p99_ttft_s +")
+
+
+@given(
+    st.lists(st.floats(-2.0, 2.0, allow_nan=False), min_size=2, max_size=30),
+)
+def test_the_bootstrap_interval_brackets_the_mean_and_flips_with_the_sign(
+    values: list[float],
+) -> None:
+    data = np.array(values)
+    mean, low, high = bootstrap_mean(data)
+    assert low - 1e-12 <= mean <= high + 1e-12
+    neg_mean, neg_low, neg_high = bootstrap_mean(-data)
+    assert neg_mean == pytest.approx(-mean)
+    assert (neg_low, neg_high) == pytest.approx((-high, -low), abs=1e-9)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["goodput_per_s", "p99_ttft_s", "cost_per_mtok_usd"]),
+        st.floats(0.01, 100.0),
+        min_size=3,
+        max_size=3,
+    ),
+    st.dictionaries(
+        st.sampled_from(["goodput_per_s", "p99_ttft_s", "cost_per_mtok_usd"]),
+        st.floats(0.01, 100.0),
+        min_size=3,
+        max_size=3,
+    ),
+)
+def test_effects_are_antisymmetric(a: dict[str, float], b: dict[str, float]) -> None:
+    goal = parse_objective("goodput:1,p99_ttft:0.5,cost:0.25")
+    assert goal.delta(a, b) == pytest.approx(-goal.delta(b, a))
+    assert goal.delta(a, a) == 0.0
