@@ -148,3 +148,21 @@ def test_plan_lists_plans_left_out_with_their_reasons() -> None:
     text = " ".join(res.output.split())
     assert "Not ranked" in text and "below the target rate" in text
     assert "no plan holds the SLO at 500 req/s" in text
+
+
+def test_tp_that_divides_nothing_exits_2() -> None:
+    args = ["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm:4", "--tp", "3", "--pp", "1"]
+    message = _refused([*args, "--slo-ttft-p99", "1", "--inline", "--quiet"], InfeasibleError)
+    assert "tp=3 does not divide the 32 attention heads" in message
+
+
+def test_requests_per_replica_is_what_a_probe_sends(tmp_path: Path) -> None:
+    store = tmp_path / "s.duckdb"
+    res = runner.invoke(app, [*PLAN, "--store", str(store)])  # 40 requests per replica
+    assert res.exit_code == 0, res.output
+    db = PlanStore(store, read_only=True)
+    try:
+        inputs = db.searches()[0][1]
+    finally:
+        db.close()
+    assert inputs["requests_per_replica"] == inputs["min_requests"] == 40  # not floored to 200

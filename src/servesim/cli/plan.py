@@ -36,7 +36,12 @@ from servesim.planner.deploy import launch_command, sim_config_dict
 from servesim.planner.executors import Executor, make_executor
 from servesim.planner.mix import mix_candidates, plan_mix
 from servesim.planner.rank import OBJECTIVE_HELP, TARGET_OBJECTIVES, check_objective
-from servesim.planner.scenario import DEFAULT_REQUESTS_PER_REPLICA, Scenario, SLOCriterion
+from servesim.planner.scenario import (
+    DEFAULT_MIN_REQUESTS,
+    DEFAULT_REQUESTS_PER_REPLICA,
+    Scenario,
+    SLOCriterion,
+)
 from servesim.planner.search import SearchOptions, SearchReport
 from servesim.planner.space import SearchSpace, parse_gpus, parse_ints, scheduler_grid
 from servesim.planner.store import PlanStore
@@ -68,6 +73,8 @@ def _scenario(cfg: SimConfig, criterion: SLOCriterion, requests_per_replica: int
         cache=cfg.effective_cache(),
         seed=cfg.seed,
         requests_per_replica=requests_per_replica,
+        # A count the user asks for is what a probe sends (the floor only guards the default).
+        min_requests=min(DEFAULT_MIN_REQUESTS, requests_per_replica),
         engine=cfg.hardware.engine,
     )
 

@@ -37,6 +37,8 @@ from servesim.workload.config import WorkloadConfig
 # 3.73 req/s, 300 gave 2.87, 1,000 gave 2.63, 3,000 gave 2.52. 1,000 is within ~5% of the
 # long-run figure at a few seconds per 70B capacity search.
 DEFAULT_REQUESTS_PER_REPLICA = 1000
+# Floor on requests per probe: a p99 over fewer than 200 requests rests on one or two of them.
+DEFAULT_MIN_REQUESTS = 200
 # Requests sampled to describe the workload's size distribution for the analytical bounds.
 NUM_SHAPE_SAMPLES = 2000
 
@@ -143,7 +145,7 @@ class Scenario:
     cache: CacheConfig = field(default_factory=CacheConfig)
     seed: int = 0
     requests_per_replica: int = DEFAULT_REQUESTS_PER_REPLICA
-    min_requests: int = 200
+    min_requests: int = DEFAULT_MIN_REQUESTS
     engine: str = "auto"
 
     def num_requests(self, plan: PlanSpec) -> int:
