@@ -106,3 +106,24 @@ def test_every_target_objective_prunes_plans_whose_bound_misses_the_rate(objecti
     report = run_search(scenario, space, options=options)
     assert report.num_simulated == 0
     assert all("below the target rate" in r.reason for r in report.results)
+
+
+def test_cost_bisection_over_replicas_finds_the_price_order_winner_with_fewer_probes() -> None:
+    scenario = replace(small_scenario(ttft_p99_s=1.0, tpot_p99_s=0.05), requests_per_replica=60)
+    space = SearchSpace(gpus=(("h100-sxm", 6), ("a100-80gb", 6)), tp_options=(1,), pp_options=(1,))
+    rate = 8.0
+    every = run_search(
+        scenario,
+        space,
+        options=SearchOptions(objective="cost_at_rate", target_rate_per_s=rate, exhaustive=True),
+    )
+    fast = run_search(
+        scenario, space, options=SearchOptions(objective="cost_at_rate", target_rate_per_s=rate)
+    )
+    assert every.ranked and fast.ranked[0].plan == every.ranked[0].plan
+    assert fast.num_simulated < every.num_simulated
+    # Plans skipped by the bisection say why.
+    skipped = [r for r in fast.results if r.status == "pruned" and "dominated" in r.reason]
+    assert skipped and all(
+        "fewer replicas than" in r.reason or "dearer than" in r.reason for r in skipped
+    )

@@ -31,6 +31,7 @@ from servesim.planner.evaluate import (
     evaluate_plan,
 )
 from servesim.planner.executors import Executor, InProcessExecutor
+from servesim.planner.families import bisect_families
 from servesim.planner.rank import TARGET_OBJECTIVES, check_objective, pareto_front, rank
 from servesim.planner.reasons import reason_counts
 from servesim.planner.scenario import Scenario
@@ -231,6 +232,10 @@ class _Search:
                 )
         return None
 
+    def prune(self, est: Estimate, why: str) -> None:
+        """Record ``est``'s plan as pruned (dominated) without simulating it."""
+        self.record(PlanResult(est.plan, PRUNED, why, metrics=_bound(est)), write=True)
+
     def need(self, est: Estimate) -> tuple[float | None, str]:
         """The rate ``est``'s plan must hold to be of use, and why (None: no such rate yet)."""
         opts = self.options
@@ -336,7 +341,10 @@ def run_search(
     search.num_to_evaluate = len(survivors)
     search.is_prefiltered = True
     search.progress()
-    _run_waves(search, survivors, options.wave_size)
+    if options.objective == "cost_at_rate" and at_target(options) and not options.exhaustive:
+        bisect_families(search, survivors, options.wave_size, search.prune)
+    else:
+        _run_waves(search, survivors, options.wave_size)
     results = [search.results[p.key()] for p in plans]
     return SearchReport(
         results=results,
@@ -363,7 +371,7 @@ def _run_waves(search: _Search, survivors: list[Estimate], wave_size: int) -> No
             if why is None:
                 wave.append(est)
             else:
-                search.record(PlanResult(est.plan, PRUNED, why, metrics=_bound(est)), write=True)
+                search.prune(est, why)
         if wave:
             search.run_wave(wave)
 
