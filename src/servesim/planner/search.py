@@ -4,10 +4,15 @@
 2. The analytical ``Prefilter`` marks plans *infeasible* (memory, unsupported dtype) or
    *pruned* (a latency lower bound above its target; for ``cost_at_rate``, a throughput bound
    below the target rate).
-3. Survivors are ordered by their bound on the objective and evaluated (capacity search) in
-   fixed-size waves. Between waves, a plan whose *bound* cannot beat the best *simulated*
-   plan is pruned as dominated (branch and bound). Waves have a fixed size, independent of
-   the executor, so the same plans are simulated whichever executor runs them.
+3. Survivors are ordered by their bound on the objective and evaluated in fixed-size waves
+   (the first holds the most promising plan alone): a capacity search per plan, or with
+   ``--target-rate`` one probe at the rate. Between waves, a plan whose *bound* cannot beat
+   the best *simulated* plan is pruned as dominated (branch and bound), and every plan's
+   first probe is at the rate it needs to beat the best per dollar: failing there prunes it
+   after that probe. ``cost_at_rate`` bisects replica counts per family instead
+   (``planner.families``). Probes stop once their p99 target is certainly lost
+   (``planner.probe``). Waves have a fixed size, independent of the executor, so the same
+   plans are simulated whichever executor runs them.
 4. Every result goes to the store as it completes; a re-run reuses stored results.
 """
 
