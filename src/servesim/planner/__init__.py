@@ -5,12 +5,17 @@ Modules (imports flow down this list):
 - ``plan``: ``PlanSpec`` (one candidate deployment) and ``SchedulerVariant``.
 - ``space``: ``SearchSpace``, ``enumerate_plans``, parsing of the search flags.
 - ``scenario``: ``Scenario`` (model, workload, SLO criterion, seed), ``simulate_plan``.
-- ``capacity``: ``capacity_search(probe, ...)``: bracketing + bisection over a rate.
-- ``analytic``: ``Prefilter``: memory feasibility and steady-state bounds, no simulation.
+- ``capacity``: ``capacity_search(probe, ...)``: bracketing + bisection over a rate, first
+  at the rate the caller needs.
+- ``probe``: ``ViolationWatch``: a probe stops once its p99 target is certainly lost.
+- ``analytic``: ``Prefilter``: feasibility as the simulator builds the replica, and
+  steady-state bounds, no simulation.
 - ``evaluate``: ``evaluate_plan(PlanTask) -> PlanResult`` (the unit the executors run).
 - ``executors``: in-process, local process pool, Ray.
 - ``store``: ``PlanStore``: results in DuckDB, written as they finish; resumable.
 - ``rank``: objectives, Pareto fronts, "why it wins".
+- ``reasons``: short categories of prune/infeasible reasons.
+- ``families``: ``cost_at_rate``'s bisection over replica counts.
 - ``search``: ``run_search(scenario, space, ...) -> SearchReport``.
 - ``melange`` / ``mix``: the Mélange GPU-mix integer program and its inputs.
 - ``deploy``: the winner as a SimConfig mapping and ``vllm serve`` flags.
