@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from servesim.lab import compare, evaluate, parse_objective
 from servesim.lab.compare import bootstrap_mean, paired
+from servesim.lab.evaluate import scenario_mean
 
 
 def test_compare_of_a_policy_with_itself_reports_no_difference(tiny: str, pol: str) -> None:
@@ -104,3 +105,12 @@ def test_effects_are_antisymmetric(a: dict[str, float], b: dict[str, float]) -> 
     goal = parse_objective("goodput:1,p99_ttft:0.5,cost:0.25")
     assert goal.delta(a, b) == pytest.approx(-goal.delta(b, a))
     assert goal.delta(a, a) == 0.0
+
+
+def test_every_scenario_counts_once_however_many_seeds_it_runs() -> None:
+    assert scenario_mean([("x", 1.0), ("x", 3.0), ("y", 10.0)]) == 6.0
+    strata = np.array(["x", "x", "y"], dtype=object)
+    mean, low, high = bootstrap_mean(np.array([1.0, 3.0, 10.0]), strata)
+    assert mean == 6.0
+    # only x's seeds vary: its resampled mean lies in [1, 3], so the headline in [5.5, 6.5]
+    assert 5.5 <= low <= mean <= high <= 6.5

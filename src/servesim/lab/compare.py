@@ -3,9 +3,9 @@
 Both policies run the same (scenario, seed) runs, so each pair differs only by the policy. The
 effect of one pair is the objective's utility difference, ``sum(w * direction * ln(b / a))``
 (for one metric: the log of B's figure relative to A's, sign-adjusted so > 0 means B is
-better); the headline is its mean over pairs, shown as a percentage ``exp(mean) - 1`` with a
-95% bootstrap confidence interval (pairs resampled with a fixed seed: deterministic). A
-scenario counts as a win for B when its mean effect over seeds is above zero.
+better). The headline is its mean over seeds, then over scenarios (each scenario counts once),
+with a 95% stratified bootstrap interval (seeds resampled within each scenario, with a fixed
+seed: deterministic). A scenario counts as a win for B when its mean effect is above zero.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class Comparison:
         b: B's score.
         objective: the objective's name.
         effects: per (scenario, seed) pair, B's utility minus A's (> 0: B better).
-        mean_effect: mean of ``effects`` (nan when no pair has figures for both).
+        mean_effect: mean of ``effects`` over seeds, then scenarios (nan without pairs).
         ci_low: lower end of the 95% bootstrap interval of ``mean_effect``.
         ci_high: upper end.
         scenario_effects: mean effect per scenario.
@@ -120,7 +120,8 @@ def paired(a: Score, b: Score, objective: Objective) -> Comparison:
             continue
         effects.append((run.scenario, run.seed, objective.delta(run.metrics, other.metrics)))
     values = np.array([e for _, _, e in effects], dtype=np.float64)
-    mean, low, high = bootstrap_mean(values)
+    strata = np.array([s for s, _, _ in effects], dtype=object)
+    mean, low, high = bootstrap_mean(values, strata)
     by_scenario: dict[str, list[float]] = {}
     for scenario, _, effect in effects:
         by_scenario.setdefault(scenario, []).append(effect)
@@ -140,17 +141,25 @@ def paired(a: Score, b: Score, objective: Objective) -> Comparison:
     return _with_verdict(comparison)
 
 
-def bootstrap_mean(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean and its percentile-bootstrap interval (deterministic; a point when n <= 1 or all
-    values are equal)."""
+def bootstrap_mean(
+    values: np.ndarray, strata: np.ndarray | None = None
+) -> tuple[float, float, float]:
+    """The mean over strata (scenarios) of each stratum's mean, and its percentile-bootstrap
+    interval: seeds are resampled within each scenario (a stratified bootstrap), so every
+    scenario counts once. Deterministic; a point when nothing varies."""
     if values.size == 0:
         return math.nan, math.nan, math.nan
-    mean = float(values.mean())
-    if values.size == 1 or np.all(values == values[0]):
+    labels = np.zeros(values.size, dtype=np.int64) if strata is None else strata
+    groups = [values[labels == label] for label in dict.fromkeys(labels.tolist())]
+    mean = float(np.mean([g.mean() for g in groups]))
+    if all(np.all(g == g[0]) for g in groups):
         return mean, mean, mean
     rng = np.random.default_rng(_BOOTSTRAP_SEED)
-    picks = rng.integers(0, values.size, size=(NUM_BOOTSTRAP, values.size))
-    means = values[picks].mean(axis=1)
+    means = np.zeros(NUM_BOOTSTRAP)
+    for group in groups:
+        picks = rng.integers(0, group.size, size=(NUM_BOOTSTRAP, group.size))
+        means += group[picks].mean(axis=1)
+    means /= len(groups)
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
     return mean, float(low), float(high)

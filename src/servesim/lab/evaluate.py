@@ -39,9 +39,9 @@ class Score:
         suite_version: its version (scores of different versions do not compare).
         objective: the objective's name (``Objective.name``).
         is_fast: screening mode (fewer requests and seeds).
-        value: the objective over the suite: for one metric, the geometric mean over runs
-            in the metric's unit; for a weighted objective, the mean utility. None if a run
-            failed.
+        value: the objective over the suite: for one metric, its geometric mean in its own
+            unit (over seeds, then over scenarios: each scenario counts once); for a weighted
+            objective, the utility averaged the same way. None if a run failed.
         utility: higher is better; -inf if a run failed (for ranking).
         baseline_value: the suite's reference policy's ``value`` (recorded baselines, full
             mode only; None when not recorded).
@@ -237,13 +237,13 @@ def make_score(
 ) -> Score:
     """Aggregate runs into a ``Score`` (see ``Score.value``); ``with_baseline`` looks up the
     reference policy's value over the same (scenario, seed) runs."""
-    figures = [r.metrics for r in runs if r.metrics is not None]
+    figures = [(r.scenario, r.metrics) for r in runs if r.metrics is not None]
     failed = any(r.failure is not None for r in runs)
     value: float | None = None
     utility = -math.inf
     keys = {(r.scenario, r.seed) for r in runs if not r.skip_reason}
     if figures and not failed:
-        utility = float(np.mean([objective.utility(m) for m in figures]))
+        utility = scenario_mean([(s, objective.utility(m)) for s, m in figures])
         value = aggregate_value(objective, figures)
     return Score(
         policy=name,
@@ -258,13 +258,25 @@ def make_score(
     )
 
 
-def aggregate_value(objective: Objective, figures: Sequence[Mapping[str, float]]) -> float:
-    """One metric: geometric mean of it over runs; weighted: the mean utility."""
+def scenario_mean(values: Sequence[tuple[str, float]]) -> float:
+    """Mean over scenarios of each scenario's mean over its seeds: every scenario counts
+    once, however many seeds it runs (a trace replay runs one)."""
+    by_scenario: dict[str, list[float]] = {}
+    for scenario, value in values:
+        by_scenario.setdefault(scenario, []).append(value)
+    return float(np.mean([np.mean(v) for v in by_scenario.values()]))
+
+
+def aggregate_value(
+    objective: Objective, figures: Sequence[tuple[str, Mapping[str, float]]]
+) -> float:
+    """One metric: its geometric mean (over seeds, then over scenarios, each scenario
+    counting once); weighted: the utility averaged the same way."""
     if objective.is_single:
         metric = objective.weights[0][0]
-        logs = [math.log(max(m[metric], 1e-9)) for m in figures]
-        return float(math.exp(float(np.mean(logs))))
-    return float(np.mean([objective.utility(m) for m in figures]))
+        logs = [(s, math.log(max(m[metric], 1e-9))) for s, m in figures]
+        return float(math.exp(scenario_mean(logs)))
+    return scenario_mean([(s, objective.utility(m)) for s, m in figures])
 
 
 def load_baselines() -> dict[str, Any]:
@@ -285,7 +297,11 @@ def baseline_value(
     if not entry or entry.get("version") != suite.version or not keys:
         return None
     runs = entry["policies"].get(suite.baselines[0], {}).get("runs", [])
-    figures = [r["metrics"] for r in runs if (r["scenario"], r["seed"]) in keys and "metrics" in r]
+    figures = [
+        (r["scenario"], r["metrics"])
+        for r in runs
+        if (r["scenario"], r["seed"]) in keys and "metrics" in r
+    ]
     if len(figures) != len(keys):
         return None
     return aggregate_value(objective, figures)
