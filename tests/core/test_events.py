@@ -87,3 +87,15 @@ def test_time_never_goes_backwards(events: list[tuple[float, int]]) -> None:
     loop.run()
     assert seen == sorted(seen)
     assert len(seen) == len(events)
+
+
+def test_named_priorities_run_arrivals_then_step_ends_then_starts_then_control() -> None:
+    from servesim.core.events import EventPriority
+
+    loop = EventLoop()
+    seen: list[str] = []
+    for name in ("CONTROL", "STEP_START", "STEP_END", "ARRIVAL"):
+        loop.schedule(1.0, seen.append, name, priority=EventPriority[name])
+    loop.run()
+    assert seen == ["ARRIVAL", "STEP_END", "STEP_START", "CONTROL"]
+    assert [int(p) for p in EventPriority] == [0, 1, 2, 3]

@@ -15,6 +15,7 @@ import math
 from typing import TYPE_CHECKING
 
 from servesim.cluster.config import AutoscaleConfig
+from servesim.core.events import EventPriority
 from servesim.engine.simulation import replica_view
 
 if TYPE_CHECKING:
@@ -48,7 +49,9 @@ class Autoscaler:
     def start(self) -> None:
         """Schedule the first policy round of each autoscaled pool."""
         for k, (config, _) in enumerate(self.pools):
-            self.cluster.loop.schedule(config.interval_s, self._round, k, priority=3)
+            self.cluster.loop.schedule(
+                config.interval_s, self._round, k, priority=EventPriority.CONTROL
+            )
 
     def _signal(self, config: AutoscaleConfig, members: list[int]) -> float:
         up = [i for i in members if self.cluster.is_routable[i]]
@@ -82,7 +85,9 @@ class Autoscaler:
                 cluster.stats.scale_events.append((now, victim, "drain"))
                 self._stop_drained(members, now)
         if cluster.is_active():
-            cluster.loop.schedule(now + config.interval_s, self._round, k, priority=3)
+            cluster.loop.schedule(
+                now + config.interval_s, self._round, k, priority=EventPriority.CONTROL
+            )
 
     def _scale_up(self, config: AutoscaleConfig, index: int, now: float) -> None:
         cluster = self.cluster

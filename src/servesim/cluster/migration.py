@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from servesim.cluster.transfer import kv_transfer_bytes, kv_transfer_s
+from servesim.core.events import EventPriority
 from servesim.engine.replica import Replica
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.simulation import replica_view
@@ -43,7 +44,9 @@ class Migrator:
     def start(self) -> None:
         """Schedule the first balancing round."""
         if self.pools:
-            self.cluster.loop.schedule(self.config.interval_s, self._round, priority=3)
+            self.cluster.loop.schedule(
+                self.config.interval_s, self._round, priority=EventPriority.CONTROL
+            )
 
     def _round(self) -> None:
         cluster = self.cluster
@@ -60,7 +63,9 @@ class Migrator:
             for seq in self._candidates(cluster.replicas[src])[: self.config.max_per_round]:
                 self._begin(seq, src, dst, now)
         if cluster.is_active():
-            cluster.loop.schedule(now + self.config.interval_s, self._round, priority=3)
+            cluster.loop.schedule(
+                now + self.config.interval_s, self._round, priority=EventPriority.CONTROL
+            )
 
     def _candidates(self, replica: Replica) -> list[Seq]:
         """Decoding requests not already moving, most recently admitted first."""
@@ -86,7 +91,14 @@ class Migrator:
         seconds = kv_transfer_s(num_bytes, link, streams)
         self.moving[seq] = None
         cluster.loop.schedule(
-            now + seconds, self._stop, seq, src, dst, num_tokens, num_bytes, priority=0
+            now + seconds,
+            self._stop,
+            seq,
+            src,
+            dst,
+            num_tokens,
+            num_bytes,
+            priority=EventPriority.ARRIVAL,
         )
 
     def _stop(self, seq: Seq, src: int, dst: int, num_copied: int, num_bytes: int) -> None:

@@ -31,7 +31,7 @@ from servesim.cluster.migration import Migrator
 from servesim.cluster.routers import Router, RouterContext, make_router
 from servesim.cluster.stats import ClusterStats
 from servesim.cluster.transfer import kv_transfer_bytes, kv_transfer_s
-from servesim.core.events import EventLoop
+from servesim.core.events import EventLoop, EventPriority
 from servesim.core.rng import RandomStreams
 from servesim.engine.contracts import check_route
 from servesim.engine.records import RejectReason, SimulationRecords, TokenGapSamples
@@ -183,7 +183,7 @@ class Cluster:
     def _wake_at(self, t: float) -> None:
         if t not in self.wakeups:
             self.wakeups.add(t)
-            self.loop.schedule(t, self._client_poll, t, priority=0)
+            self.loop.schedule(t, self._client_poll, t, priority=EventPriority.ARRIVAL)
 
     def _client_poll(self, t: float) -> None:
         """Send what the client releases now; wake again when it next has something."""
@@ -211,7 +211,9 @@ class Cluster:
             del self.client_seqs[seq]
             t = float(completion[seq.row])
             t = t if t >= now else now  # NaN (rejected) or already past: now
-            self.loop.schedule(t, self._client_notify, seq.request.request_id, priority=0)
+            self.loop.schedule(
+                t, self._client_notify, seq.request.request_id, priority=EventPriority.ARRIVAL
+            )
 
     def _client_notify(self, request_id: int) -> None:
         assert self.client is not None
@@ -279,7 +281,7 @@ class Cluster:
         # The source keeps the KV until the transfer ends (with layer-wise overlap, ``now +
         # seconds`` is already after the prefill) and the decode replica has room for it.
         self.sources[seq] = self.replicas[source]
-        self.loop.schedule(now + seconds, self.arrive, seq, replica, priority=0)
+        self.loop.schedule(now + seconds, self.arrive, seq, replica, priority=EventPriority.ARRIVAL)
 
     def arrive(self, seq: Seq, replica: Replica) -> None:
         """A transferred request's KV has reached ``replica``."""

@@ -10,9 +10,23 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable
+from enum import IntEnum
 from typing import Any
 
 Callback = Callable[..., None]
+
+
+class EventPriority(IntEnum):
+    """Order of events at the same instant (lower first)."""
+
+    #: something lands: a request, a finished KV transfer or migration, a client's send
+    ARRIVAL = 0
+    #: an iteration ends and its results are applied ...
+    STEP_END = 1
+    #: ... before the next iteration is formed, so it sees every arrival of that instant
+    STEP_START = 2
+    #: autoscaler and migrator rounds, on the settled state of the instant
+    CONTROL = 3
 
 
 class EventLoop:
@@ -37,7 +51,9 @@ class EventLoop:
         self._cancelled: set[int] = set()
         self._stopped = False
 
-    def schedule(self, time_s: float, callback: Callback, *args: Any, priority: int = 0) -> int:
+    def schedule(
+        self, time_s: float, callback: Callback, *args: Any, priority: int = EventPriority.ARRIVAL
+    ) -> int:
         """Run ``callback(*args)`` at ``time_s``; returns a handle for ``cancel``.
 
         Raises:

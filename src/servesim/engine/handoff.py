@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from servesim.core.events import EventPriority
 from servesim.engine.schedulers.base import ReplicaScheduler
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.state import ReplicaState
@@ -69,7 +70,7 @@ class KVHandoffMixin:
             self.state.check()
         if not self.busy and (self.scheduler.num_queued(self.state) or self.state.running):
             self.busy = True
-            self.loop.schedule(now, self.start, now, priority=2)
+            self.loop.schedule(now, self.start, now, priority=EventPriority.STEP_START)
 
     def admits_at_next_step(self, seq: Seq) -> bool:
         """True when ``seq``, arriving in ``incoming`` now, is sure to be admitted at the next

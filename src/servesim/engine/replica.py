@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from servesim.core.errors import ConfigError, InfeasibleError
-from servesim.core.events import EventLoop
+from servesim.core.events import EventLoop, EventPriority
 from servesim.engine.blocks import KVBlockManager
 from servesim.engine.config import CacheConfig
 from servesim.engine.lora import AdapterCache
@@ -226,7 +226,7 @@ class Replica:
             return
         entry_s = now + self.frontend_latency_s
         self.entering.append((entry_s, seq))
-        self.loop.schedule(entry_s, self._on_entry, priority=0)
+        self.loop.schedule(entry_s, self._on_entry, priority=EventPriority.ARRIVAL)
 
     def _on_entry(self) -> None:
         entry_s, seq = self.entering.popleft()
@@ -264,7 +264,7 @@ class Replica:
         engine.incoming.append(seq)
         if not engine.busy:
             engine.busy = True
-            self.loop.schedule(now, engine.start, now, priority=2)
+            self.loop.schedule(now, engine.start, now, priority=EventPriority.STEP_START)
 
     def release_kv(self, seq: Seq, now: float) -> None:
         """Free the KV this (prefill) replica kept for ``seq`` after handing it off."""

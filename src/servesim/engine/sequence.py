@@ -111,10 +111,5 @@ class Seq:
         """KV blocks held on the GPU (valid when not a group member)."""
         return self.num_private + len(self.block_keys)
 
-    @property
-    def is_finished(self) -> bool:
-        """True once every requested token has been emitted."""
-        return self.num_emitted >= self.num_output_tokens
-
     def __repr__(self) -> str:
         return f"Seq({self.sid}, {self.status.name}, emitted={self.num_emitted})"

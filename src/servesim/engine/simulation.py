@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from servesim.core.errors import ConfigError
-from servesim.core.events import EventLoop
+from servesim.core.events import EventLoop, EventPriority
 from servesim.engine.config import (
     CacheConfig,
     LoRAConfig,
@@ -199,7 +199,9 @@ class _Driver:
         self._last_arrival_s = request.arrival_s
         self.next_arrival_s = request.arrival_s
         if request.arrival_s <= self.stop_s:
-            self.loop.schedule(request.arrival_s, self.arrive, request, priority=0)
+            self.loop.schedule(
+                request.arrival_s, self.arrive, request, priority=EventPriority.ARRIVAL
+            )
         else:
             self.next_arrival_s = math.inf
 

@@ -70,11 +70,6 @@ class ReplicaState:
         """Sequences generating tokens on the GPU."""
         return len(self.group.members) + len(self.ready)
 
-    @property
-    def num_unfinished(self) -> int:
-        """Sequences queued, running or swapped."""
-        return len(self.waiting) + len(self.running) + len(self.swapped)
-
     def decoding(self) -> list[Seq]:
         """Every decoding sequence (group members first, in join order)."""
         if self.ready:

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from servesim.core.events import EventPriority
 from servesim.engine.batch import Batch
 from servesim.engine.contracts import ContractError, KVCapacityError, check_batch, scheduler_name
 from servesim.engine.features import StepFeaturesMixin
@@ -101,7 +102,7 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
             self.state.waiting.append(seq)
         if not self.busy:
             self.busy = True
-            self.loop.schedule(now, self.start, now, priority=2)
+            self.loop.schedule(now, self.start, now, priority=EventPriority.STEP_START)
 
     def _admit_arrivals(self, cutoff_s: float) -> None:
         """Queue for scheduling the requests that entered by ``cutoff_s``."""
@@ -164,7 +165,7 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
             and self.scheduler.can_skip(state)
         ):
             end, times = self._skip(batch, now, end, times)
-        self.loop.schedule(end, self._complete, batch, times, priority=1)
+        self.loop.schedule(end, self._complete, batch, times, priority=EventPriority.STEP_END)
 
     def _schedule(self, now: float) -> Batch | None:
         """The scheduler's next batch, checked against the engine's contracts."""
