@@ -27,7 +27,7 @@ from servesim.core.errors import ConfigError
 from servesim.planner.evaluate import OK, PlanResult
 
 OBJECTIVE_HELP = {
-    "goodput_per_dollar": "most req/s within SLO per $/h, at each plan's capacity (no target)",
+    "goodput_per_dollar": "max req/s within SLO per $/h at capacity (no target)",
     "cost_at_rate": "cheapest $/h that holds the SLO at --target-rate",
     "energy_per_token": "least J per output token at --target-rate, within SLO",
     "latency": "lowest p99 TTFT (then TPOT) at --target-rate, within SLO",
