@@ -80,6 +80,26 @@ PLUGINS = {
                     batch.decodes, batch.prefills = [prefills[0][0]], prefills[1:]
                 return batch
         """,
+    "state-mutation": """
+        class Dropper(ReplicaScheduler):
+            def schedule(self, now, state):
+                decodes = self.decode_step(state, self.token_budget)
+                prefills = []
+                self.admit_waiting(now, state, self.token_budget - len(decodes), prefills)
+                if decodes:
+                    del state.running[decodes[-1]]  # drops a request behind the state's back
+                    decodes = decodes[:-1]
+                return self.make_batch(state, prefills, decodes)
+        """,
+    "kv-accounting": """
+        class Forger(ReplicaScheduler):
+            def schedule(self, now, state):
+                state.blocks.num_free += 5  # mints blocks
+                decodes = self.decode_step(state, self.token_budget)
+                prefills = []
+                self.admit_waiting(now, state, self.token_budget - len(decodes), prefills)
+                return self.make_batch(state, prefills, decodes)
+        """,
 }
 EXPECTED = {
     "token-budget": "batch of 200 tokens exceeds the token budget 128",
@@ -89,6 +109,8 @@ EXPECTED = {
     "kv-capacity": "asked for 1,001 KV blocks with 1,000 available",
     "batch-type": "schedule returned 42, not a Batch or None",
     "decode-state": "is not a decoding sequence",
+    "state-mutation": "running != ",
+    "kv-accounting": "KV pool books broken: 996 free + 9 used + 0 cached != 1,000 blocks",
 }
 
 

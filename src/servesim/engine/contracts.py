@@ -35,6 +35,8 @@ RULES = (
     "decode-kv",
     "prefill-kv",
     "kv-capacity",
+    "kv-accounting",
+    "state-mutation",
     "router-index",
 )
 
@@ -186,6 +188,31 @@ def _check_prefills(name: str, batch: Batch, state: ReplicaState, now: float) ->
                 f"{seq} holds {seq.num_blocks:,} KV blocks, its chunk needs {blocks_needed:,}",
                 now,
             )
+
+
+def check_state(name: str, state: ReplicaState, now: float) -> None:
+    """Raise ``ContractError`` if a policy changed the state's books other than through its
+    methods (O(1) identities, checked after every ``schedule``): every KV block is free, used
+    or cached, and every running sequence is prefilling or decoding."""
+    blocks = state.blocks
+    free, used, cached = blocks.num_free, blocks.num_used, blocks.num_evictable
+    if free < 0 or used < 0 or free + used + cached != blocks.num_blocks:
+        raise ContractError(
+            name,
+            "kv-accounting",
+            f"KV pool books broken: {free:,} free + {used:,} used + {cached:,} cached != "
+            f"{blocks.num_blocks:,} blocks (allocate and free only through the state)",
+            now,
+        )
+    running, prefilling, decoding = len(state.running), len(state.prefilling), state.num_decoding
+    if running != prefilling + decoding:
+        raise ContractError(
+            name,
+            "state-mutation",
+            f"{running:,} running != {prefilling:,} prefilling + {decoding:,} decoding "
+            "(move sequences only through the state's methods)",
+            now,
+        )
 
 
 def check_route(name: str, index: object, num_choices: int, now: float) -> int:

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING
 
 from servesim.core.events import EventPriority
 from servesim.engine.batch import Batch
-from servesim.engine.contracts import ContractError, KVCapacityError, check_batch, scheduler_name
+from servesim.engine.contracts import (
+    ContractError,
+    KVCapacityError,
+    check_batch,
+    check_state,
+    scheduler_name,
+)
 from servesim.engine.features import StepFeaturesMixin
 from servesim.engine.handoff import KVHandoffMixin
 from servesim.engine.records import SimulationRecords
@@ -177,6 +183,7 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         check_batch(
             self.policy_name, self.scheduler, batch, state, now, state.num_decode_blocks_granted
         )
+        check_state(self.policy_name, state, now)
         return batch
 
     def perf(self, shape: BatchShape) -> StageTimes:
