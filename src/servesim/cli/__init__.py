@@ -1,32 +1,25 @@
 """The ``servesim`` command line: thin wrappers that parse, call the Python API and render.
 
 Each area registers its commands from its own module (``cli/specs.py``, ``cli/workload.py``,
-...). ``main`` turns every user error into one line on stderr and exit code 2, no traceback.
+...); ``main`` imports only the module of the command it runs (``cli/lazy.py``), so start-up
+does not pay for the planner, the policy lab or the simulator to print ``--help``. ``app`` is
+the whole command line, built on first use (tests, embedding). ``main`` turns every user error
+into one line on stderr and exit code 2, no traceback.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
-import typer
 from pydantic import ValidationError
 from typer import Abort
 from typer.exceptions import TyperException
 
-from servesim.cli import calibrate as calibrate_cmds
-from servesim.cli import lab as lab_cmds
-from servesim.cli import perf as perf_cmds
-from servesim.cli import plan as plan_cmds
-from servesim.cli import report as report_cmds
-from servesim.cli import simulate as simulate_cmds
-from servesim.cli import specs as specs_cmds
-from servesim.cli import validate as validate_cmds
-from servesim.cli import workload as workload_cmds
+from servesim.cli import lazy
 from servesim.cli.common import (
     err_console,
     format_validation_error,
-    help_markup_mode,
     one_line,
     os_error_line,
     usage_line,
@@ -34,33 +27,14 @@ from servesim.cli.common import (
 from servesim.core.errors import ServesimError
 from servesim.core.registry import plugin_failure
 
-app = typer.Typer(
-    name="servesim",
-    help="Simulate LLM serving deployments and find the best one before paying for GPUs.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=help_markup_mode(),
-)
 
-
-@app.callback()
-def _root() -> None:
-    """Simulate LLM serving deployments and find the best one before paying for GPUs."""
-
-
-for _module in (
-    specs_cmds,
-    workload_cmds,
-    perf_cmds,
-    calibrate_cmds,
-    simulate_cmds,
-    validate_cmds,
-    plan_cmds,
-    report_cmds,
-    lab_cmds,
-):
-    _module.register(app)
+def __getattr__(name: str) -> Any:
+    """``servesim.cli.app``: every command registered (built once, on first access)."""
+    if name == "app":
+        app = lazy.register(lazy.new_app(), lazy.MODULES)
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,8 +45,13 @@ def main(argv: list[str] | None = None) -> None:
     pydantic ``ValidationError`` (all its problems on one line), an ``OSError`` of a file the
     user named, and an exception raised inside a user plug-in (file, class, line).
     """
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        code = app(args=argv, prog_name="servesim", standalone_mode=False)
+        app = lazy.app_for(args)
+        if app is None:
+            lazy.print_root_help()
+            sys.exit(0 if args else 2)  # a bare ``servesim`` is a usage error, as before
+        code = app(args=args, prog_name="servesim", standalone_mode=False)
     except TyperException as exc:  # click's usage errors (typer's vendored click)
         _fail(usage_line(exc), int(getattr(exc, "exit_code", 2)) or 2)
     except Abort:
