@@ -205,7 +205,7 @@ BURSTINESS = Domain(low=0, low_open=True, high=1000)
 MEAN_TURNS = Domain(low=1, high=10_000, why_high="turns per conversation")
 GROUP_SIZE = Domain(integer=True, low=1, high=1024, why_high="samples per prompt")
 MAX_CONCURRENCY = Domain(integer=True, low=1, high=100_000_000)
-NUM_WARMUPS = Domain(integer=True, low=0, high=100_000_000)
+NUM_WARMUPS = Domain(integer=True, low=0, high=1_000_000, why_high="warm-ups only delay the run")
 NUM_EXPERTS = Domain(integer=True, low=1, high=100_000)
 
 # Field types for the pydantic config models (``tp: ParallelDegree = Field(1, ...)``).

@@ -25,7 +25,7 @@ from servesim.core.rng import RandomStreams
 from servesim.workload.arrivals import ArrivalProcess
 from servesim.workload.lengths import LengthDistribution, LengthSampler
 from servesim.workload.request import Request
-from servesim.workload.workload import BlockIds, Workload
+from servesim.workload.workload import BlockIds, Workload, check_run_length
 
 _SESSION_CHUNK = 1024
 # A session whose first turn does not fit the context has no requests; this many in a row
@@ -106,6 +106,7 @@ class SessionWorkload(Workload):
     ) -> None:
         if num_requests is None and duration_s is None:
             raise ConfigError("num_requests", None, "give num_requests or duration_s")
+        check_run_length(arrivals, num_requests, duration_s)
         if options.mean_turns < 1:
             raise ConfigError("mean_turns", options.mean_turns, "must be >= 1")
         if options.block_size < 1:

@@ -23,7 +23,7 @@ from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
 from servesim.workload.arrivals import ArrivalProcess
 from servesim.workload.request import Request
-from servesim.workload.workload import BlockIds, Workload
+from servesim.workload.workload import BlockIds, Workload, check_run_length
 
 # vLLM's default KV block size: the prefix cache matches in blocks of this many tokens.
 DEFAULT_BLOCK_SIZE = 16
@@ -133,6 +133,7 @@ class SharedPrefixStream(Workload):
     ) -> None:
         if num_requests is None and duration_s is None:
             raise ConfigError("num_requests", None, "give num_requests or duration_s")
+        check_run_length(arrivals, num_requests, duration_s)
         self.options, self.arrivals, self.streams = options, arrivals, streams
         self.num_requests, self.duration_s = num_requests, duration_s
         self._prompts = prompt_block_ids(options)

@@ -8,11 +8,13 @@ the seed). Request ids are 0..n-1 in arrival order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from servesim.core.domains import NUM_REQUESTS
 from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
 from servesim.workload.arrivals import DEFAULT_CHUNK, ArrivalProcess
@@ -112,6 +114,28 @@ def prompt_block_ids(
     return ids.shared[:num_shared] + ids.fresh(num_blocks - num_shared)
 
 
+def check_run_length(
+    arrivals: ArrivalProcess, num_requests: int | None, duration_s: float | None
+) -> None:
+    """Refuse a duration whose expected arrivals a run could not finish (no request cap).
+
+    ``--duration-s 1e8`` at 2.5 req/s is 2.5e8 requests: days of simulation, refused before
+    any work with the estimate, rather than a run that never ends.
+    """
+    if num_requests is not None or duration_s is None:
+        return
+    rate = arrivals.mean_rate_per_s
+    expected = rate * duration_s
+    limit = NUM_REQUESTS.high or math.inf
+    if expected > limit:
+        raise ConfigError(
+            "duration_s",
+            duration_s,
+            f"at {rate:g} req/s that is ~{expected:.3g} requests, over the {limit:.0e} a run "
+            "can simulate (give num_requests or a shorter duration)",
+        )
+
+
 class SyntheticWorkload(Workload):
     """Arrival process x length sampler, optionally with parallel-sampling groups.
 
@@ -136,6 +160,7 @@ class SyntheticWorkload(Workload):
             raise ConfigError("num_requests", None, "give num_requests or duration_s")
         if num_requests is not None and num_requests < 0:
             raise ConfigError("num_requests", num_requests, "must be >= 0")
+        check_run_length(arrivals, num_requests, duration_s)
         self.arrivals, self.lengths, self.streams = arrivals, lengths, streams
         self.num_requests, self.duration_s = num_requests, duration_s
         self.groups = groups or GroupOptions()
