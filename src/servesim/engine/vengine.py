@@ -75,6 +75,11 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         )
         self.check_invariants = check_invariants
         self.policy_name = scheduler_name(scheduler)  # as contract errors name it
+        # a user policy's decodes are checked one by one (contracts.check_batch's scan)
+        self.scan_batches = check_invariants or not (
+            type(scheduler).__module__.startswith("servesim.engine.")
+            and getattr(scheduler.config, "kind", "") != "custom"
+        )
         # vLLM V0's async output processing (see _output_lag)
         self.stamps_after_next_step = bool(getattr(scheduler, "async_output_processing", False))
         self.output_latency_s = output_latency_s
@@ -181,7 +186,13 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         except KVCapacityError as exc:
             raise ContractError(self.policy_name, "kv-capacity", str(exc), now) from None
         check_batch(
-            self.policy_name, self.scheduler, batch, state, now, state.num_decode_blocks_granted
+            self.policy_name,
+            self.scheduler,
+            batch,
+            state,
+            now,
+            state.num_decode_blocks_granted,
+            self.scan_batches,
         )
         check_state(self.policy_name, state, now)
         return batch
