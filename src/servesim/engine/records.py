@@ -57,9 +57,75 @@ class _Columns:
         """The full backing array of ``name`` (write through it by row index)."""
         return self._data[name]
 
-    def view(self) -> dict[str, np.ndarray]:
-        """Filled prefix of every column (copies, safe to keep)."""
-        return {k: v[: self.size].copy() for k, v in self._data.items()}
+    def view(self, copy: bool = True) -> dict[str, np.ndarray]:
+        """Filled prefix of every column: copies, safe to keep; with ``copy=False`` views of
+        the backing arrays, valid only until the next append (summaries of a finished run)."""
+        return {k: v[: self.size].copy() if copy else v[: self.size] for k, v in self._data.items()}
+
+
+class _ChunkedColumns:
+    """Append-only columns stored in fixed-size chunks, for tables of millions of rows.
+
+    Growing never copies what is there (doubling a 7M-row table would briefly hold it three
+    times) and the unused slack is under one chunk. Same interface as ``_Columns``;
+    ``column()`` first joins the chunks into one array, so writes through it persist.
+    """
+
+    def __init__(self, dtypes: dict[str, np.dtype | type], chunk_rows: int = 1 << 16) -> None:
+        self._dtypes = {k: np.dtype(v) for k, v in dtypes.items()}
+        self._chunk_rows = chunk_rows
+        self._chunks: list[dict[str, np.ndarray]] = []
+        self._offset = 0  # rows in the chunks before the last one
+        self.size = 0
+
+    def _new_chunk(self, rows: int) -> dict[str, np.ndarray]:
+        chunk = {k: np.empty(rows, dtype=dt) for k, dt in self._dtypes.items()}
+        self._chunks.append(chunk)
+        return chunk
+
+    def append_row(self, **values: float | int) -> int:
+        """Append one row; returns its index. Missing columns must not exist."""
+        i = self.size
+        last = self._chunks[-1] if self._chunks else None
+        if last is None or i - self._offset >= len(next(iter(last.values()))):
+            if last is not None:
+                self._offset = i
+            last = self._new_chunk(self._chunk_rows)
+        j = i - self._offset
+        for k, v in values.items():
+            last[k][j] = v
+        self.size += 1
+        return i
+
+    def _filled(self) -> list[dict[str, np.ndarray]]:
+        """Each chunk cut to its filled rows."""
+        out = []
+        for index, chunk in enumerate(self._chunks):
+            if index < len(self._chunks) - 1:
+                out.append(chunk)
+            else:
+                out.append({k: v[: self.size - self._offset] for k, v in chunk.items()})
+        return out
+
+    def view(self, copy: bool = True) -> dict[str, np.ndarray]:
+        """Filled rows of every column as one array each (a new array unless one chunk holds
+        everything and ``copy`` is False)."""
+        filled = self._filled()
+        if not filled:
+            return {k: np.empty(0, dtype=dt) for k, dt in self._dtypes.items()}
+        if len(filled) == 1:
+            return {k: v.copy() if copy else v for k, v in filled[0].items()}
+        return {k: np.concatenate([c[k] for c in filled]) for k in self._dtypes}
+
+    def column(self, name: str) -> np.ndarray:
+        """The full array of ``name`` (write through it by row index): joins the chunks."""
+        if len(self._chunks) != 1:
+            joined = self.view()
+            self._chunks = [joined] if self.size else []
+            self._offset = 0
+        if not self._chunks:
+            self._new_chunk(self._chunk_rows)
+        return self._chunks[0][name]
 
 
 REQUEST_COLUMNS: dict[str, type] = {
@@ -118,12 +184,12 @@ class TokenGapSamples:
             self.values_s.append(gap_s)
             self.weights.append(weight)
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(values, weights) as numpy arrays."""
-        return (
-            np.frombuffer(self.values_s, dtype=np.float64).copy(),
-            np.frombuffer(self.weights, dtype=np.int64).copy(),
-        )
+    def arrays(self, copy: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(values, weights) as numpy arrays; ``copy=False``: read-only views, valid only
+        while nothing is added (summaries of a finished run)."""
+        values = np.frombuffer(self.values_s, dtype=np.float64)
+        weights = np.frombuffer(self.weights, dtype=np.int64)
+        return (values.copy(), weights.copy()) if copy else (values, weights)
 
 
 @dataclass(slots=True)
@@ -159,7 +225,7 @@ class SimulationRecords:
     """
 
     requests: _Columns = field(default_factory=lambda: _Columns(REQUEST_COLUMNS))
-    iterations: _Columns = field(default_factory=lambda: _Columns(ITERATION_COLUMNS))
+    iterations: _ChunkedColumns = field(default_factory=lambda: _ChunkedColumns(ITERATION_COLUMNS))
     token_gaps: TokenGapSamples = field(default_factory=TokenGapSamples)
     replicas: list[ReplicaInfo] = field(default_factory=list)
     slo_classes: list[str] = field(default_factory=lambda: ["default"])

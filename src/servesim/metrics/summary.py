@@ -264,8 +264,10 @@ def summarize(
 ) -> Summary:
     """Turn a run's records into its summary (definitions in the module docstring);
     ``engines`` (``engine_lines(deployment)``) says which engine each pool ran."""
-    req = records.requests.view()
-    it = records.iterations.view()
+    # Views, not copies: a long run's tables are the largest thing in memory, and nothing here
+    # writes into them.
+    req = records.requests.view(copy=False)
+    it = records.iterations.view(copy=False)
     completed = (req["reject_reason"] == RejectReason.NONE) & np.isfinite(req["completion_s"])
     start_s, end_s = _window(req, completed, records.end_s)
     duration = end_s - start_s
@@ -293,7 +295,7 @@ def summarize(
         offered_rate_per_s=_offered_rate(req["arrival_s"]),
         ttft=latency_stats(ttft[completed]),
         tpot=latency_stats(tpot_slo[multi]),
-        itl=weighted_latency_stats(*records.token_gaps.arrays()),
+        itl=weighted_latency_stats(*records.token_gaps.arrays(copy=False)),
         e2e=latency_stats(e2e[completed]),
         queueing=latency_stats((req["first_scheduled_s"] - req["arrival_s"])[completed]),
         slo=slo_result,
