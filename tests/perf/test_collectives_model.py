@@ -31,8 +31,9 @@ def _gpu(bandwidth_bytes_per_s: float, latency_s: float):
                                                               latency_s))
 
 
-def _fit(segments, edges=(), n=8, collective="all_reduce", ref_latency_s=3e-6):
-    return CollectiveFit(collective, "nccl", n, tuple(Segment(*s) for s in segments),
+def _fit(segments, edges=(), n=8, collective="all_reduce", ref_latency_s=3e-6,
+         implementation="nccl"):
+    return CollectiveFit(collective, implementation, n, tuple(Segment(*s) for s in segments),
                          tuple(edges), ref_latency_s)
 
 
@@ -50,9 +51,24 @@ def test_single_regime_is_alpha_plus_bus_bytes_over_busbw():
     assert collective_s(fit, gpu, 0.0) == 0.0
 
 
+def test_nccl_takes_the_cheaper_regime_between_measured_sizes():
+    gpu = _gpu(400e9, 3e-6)
+    # LL-like line (5 us + 8x the link time) and Simple-like (15 us + 1x) cross where
+    # 5e-6 + 1.75 b 8 / 400e9 = 15e-6 + 1.75 b / 400e9  ->  b = 10e-6 x 400e9 / (7 x 1.75)
+    fit = _fit([(5e-6, 8.0), (15e-6, 1.0)], edges=[(1e5, 1e7)])
+    cross = 10e-6 * 400e9 / (7 * 1.75)
+    ll = 5e-6 + 1.75 * 1e5 * 8 / 400e9
+    assert collective_s(fit, gpu, 1e5) == pytest.approx(ll)  # a measured size: its own regime
+    below, above = 0.5 * cross, 2.0 * cross
+    assert collective_s(fit, gpu, below) == pytest.approx(5e-6 + 1.75 * below * 8 / 400e9)
+    assert collective_s(fit, gpu, above) == pytest.approx(15e-6 + 1.75 * above / 400e9)
+    assert collective_s(fit, gpu, cross) == pytest.approx(15e-6 + 10e-6 / 7)  # both lines
+
+
 def test_latency_floor_then_bandwidth_regime_and_log_blend_between_measured_sizes():
     gpu = _gpu(400e9, 3e-6)
-    fit = _fit([(20e-6, 0.0), (1e-6, 2.0)], edges=[(1e6, 4e6)])
+    # custom all-reduce: fixed byte thresholds, unknown between measured sizes -> blend
+    fit = _fit([(20e-6, 0.0), (1e-6, 2.0)], edges=[(1e6, 4e6)], implementation="custom_eager")
     assert collective_s(fit, gpu, 5e5) == pytest.approx(20e-6)  # eager host floor
     big = 1e-6 + 1.75 * 8e6 * 2.0 / 400e9
     assert collective_s(fit, gpu, 8e6) == pytest.approx(big)

@@ -77,20 +77,25 @@ MIN_SHAPES = 3
 SMALL_TOKENS = 256
 #: Budget of least-squares evaluations per solve (converged fits take 10-25).
 MAX_EVALS = 60
-# correction grid axes (log2): tokens, pairs per touched expert, load imbalance
+# correction grid axes (log2): tokens, pairs per touched expert, rank load imbalance, expert
+# concentration (busiest expert over the mean: 1 balanced, 3-10 under the collector's power law)
 GRID_AXES = (
     (0.0, 2.0, 4.0, 6.0, 8.0, 11.0, 14.0),
     (0.0, 3.0, 6.0, 9.0, 12.0),
     (-1.0, 0.0, 1.0, 2.0),
+    (0.0, 1.0, 2.0, 4.0),
 )
 # parameter vector: log fixed_s, log stream_h, log stream_i, logit mem, logit comp,
-# log (p - 1), log expert_s, logit misalign_eff, log misalign_floor, log hot_weight
-_X0 = np.array(
-    [np.log(30e-6), np.log(4.0), np.log(4.0), 1.5, 0.0, 0.0, np.log(1e-7), 0.0, np.log(200.0), -2.0]
+# log (p - 1), log expert_s, logit misalign_eff, log misalign_floor, log hot_weight,
+# log stream_global (0: the whole batch, the fused kernels' default; free for borrowed formats)
+_X0 = np.concatenate(
+    [np.log([30e-6, 4.0, 4.0]), [1.5, 0.0, 0.0, np.log(1e-7), 0.0, np.log(200.0), -2.0, 0.0]]
 )
-_LOWER = np.array([np.log(1e-6), -12.0, -12.0, -4.0, -5.0, -4.0, np.log(1e-9), -4.0, 0.0, -9.0])
+_LOWER = np.array(
+    [np.log(1e-6), -12.0, -12.0, -4.0, -5.0, -4.0, np.log(1e-9), -4.0, 0.0, -9.0, -8.0]
+)
 _UPPER = np.array(
-    [np.log(1e-3), 6.0, 6.0, 6.0, 4.0, 3.0, np.log(1e-5), 6.0, np.log(2048.0), np.log(64.0)]
+    [np.log(1e-3), 6.0, 6.0, 6.0, 4.0, 3.0, np.log(1e-5), 6.0, np.log(2048.0), np.log(64.0), 0.0]
 )
 
 
@@ -186,6 +191,7 @@ def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
         misalign_eff=float(logistic[7]),
         misalign_floor=float(np.exp(x[8])),
         hot_weight=float(np.exp(x[9])),
+        stream_global=1.0 if x[10] > -1e-6 else float(np.exp(x[10])),
     )
 
 
@@ -194,6 +200,9 @@ def _formula(fit: MoELayerFit, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     bandwidth = gpu.hbm_bandwidth_bytes_per_s
     peak = gpu.peak_flops(fit.compute_dtype)
     pairs = rows["num_tokens"] * rows["topk"]
+    if fit.stream_global < 1.0:
+        own = rows["assignments"]
+        pairs = own + fit.stream_global * np.maximum(pairs - own, 0.0)
     stream = pairs * (fit.stream_hidden * rows["hidden"] + fit.stream_inter * rows["inter"])
     inter = rows["inter"]
     width = np.where(
@@ -227,7 +236,8 @@ def _grid_coords(rows: Rows) -> np.ndarray:
     per_expert = np.maximum(rows["assignments"] / np.maximum(rows["experts_touched"], 1.0), 1.0)
     pairs = np.maximum(rows["num_tokens"] * rows["topk"], 1.0)
     imbalance = np.maximum(rows["assignments"] * rows["ep"] / pairs, 0.125)
-    return np.stack([rows["num_tokens"], per_expert, imbalance], axis=1)
+    concentration = np.maximum(rows["max_expert"] / per_expert, 1.0)
+    return np.stack([rows["num_tokens"], per_expert, imbalance, concentration], axis=1)
 
 
 def _grid_factors(grid: LogGrid, coords: np.ndarray) -> np.ndarray:
@@ -278,7 +288,7 @@ def _solve(rows: Rows, gpu: GPUSpec, base: MoELayerFit, free: np.ndarray, x0: np
     return _unpack(x, base), float(result.cost)
 
 
-def _free_mask(rows: Rows, names: tuple[int, ...] = tuple(range(len(_X0)))) -> np.ndarray:
+def _free_mask(rows: Rows, names: tuple[int, ...] = tuple(range(len(_X0) - 1))) -> np.ndarray:
     free = np.zeros(len(_X0), dtype=bool)
     free[list(names)] = True
     if not (rows["inter"] % ALIGN_ELEMS != 0).any():
@@ -331,6 +341,7 @@ def _pack(fit: MoELayerFit) -> np.ndarray:
             _logit(fit.misalign_eff),
             np.log(max(fit.misalign_floor, 1.0)),
             np.log(max(fit.hot_weight, 1e-6)),
+            np.log(max(fit.stream_global, 1e-6)),
         ]
     )
     return np.clip(x, _LOWER + 1e-9, _UPPER - 1e-9)
@@ -338,9 +349,11 @@ def _pack(fit: MoELayerFit) -> np.ndarray:
 
 def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> MoELayerFit:
     """A format with too few shapes: the donor's (bf16's) streaming, tile, overlap, per-expert
-    and busiest-expert terms, with its own fixed cost and weight-read and math efficiencies
-    (what a weight format changes). The width-alignment penalty is not borrowed: these
-    kernels (vLLM's gpt-oss mxfp4, Marlin) pad widths themselves. No correction grid."""
+    and busiest-expert terms, with its own fixed cost, weight-read and math efficiencies (what
+    a weight format changes) and the share of other ranks' pairs its kernel streams (a
+    different kernel: vLLM's gpt-oss MXFP4 Triton kernel gathers only the rank's pairs). The
+    width-alignment penalty is not borrowed: these kernels (vLLM's gpt-oss mxfp4, Marlin) pad
+    widths themselves. No correction grid."""
     base = replace(
         donor,
         weight_bytes=weight_bytes_of(label),
@@ -351,7 +364,11 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
     )
     free = np.zeros(len(_X0), dtype=bool)
     free[[0, 3, 4]] = True
-    fitted, _ = _solve(rows, gpu, base, free, _pack(base))
+    free[10] = bool((rows["ep"] > 1).any())  # only EP rows tell the streaming scope
+    x0 = _pack(base)
+    if free[10]:
+        x0[10] = np.log(0.5)  # inside the bounds: at 0 the scope is pinned to 1 (no gradient)
+    fitted, _ = _solve(rows, gpu, base, free, x0)
     return replace(
         fitted,
         tile_rows=donor.tile_rows,
@@ -392,6 +409,7 @@ def predict(params: dict, gpu: GPUSpec, rows: Rows) -> np.ndarray:
         sub = take(rows, mask)
         times = _formula(layer, gpu, sub)
         if layer.correction is not None:
-            times = times * _grid_factors(layer.correction, _grid_coords(sub))
+            coords = _grid_coords(sub)[:, : len(layer.correction.axes)]
+            times = times * _grid_factors(layer.correction, coords)
         out[mask] = times
     return out

@@ -8,7 +8,10 @@ on aiconfigurator's ``moe_perf`` tables) adds these mechanisms seen in those tab
 * streaming of every token-expert pair of the WHOLE batch, local expert or not: the fused
   kernels sort, scatter and gather all ``num_tokens * topk`` pairs and write their (zero)
   outputs before the combine, so this cost does not shrink with EP (H100 bf16, 16384 tokens,
-  EP 128: 1.96 ms for 4 local experts whose weights take 30 us to read);
+  EP 128: 1.96 ms for 4 local experts whose weights take 30 us to read). Kernels that route
+  inside and gather only the rank's own pairs (vLLM's gpt-oss MXFP4 Triton kernel: H100,
+  16384 tokens, EP 128, 204 us against 3.2 ms at EP 1) stream a fraction ``stream_global``
+  of the other ranks' pairs (1 for the fused bf16/fp8 kernels);
 * the weights of every touched local expert are read once (``experts_touched``): few tokens
   touch many experts, each with a sliver of work, so decode is memory-bound; plus a small
   per-touched-expert cost (problem setup of the grouped GEMM: ~1.7 us per expert for
@@ -63,6 +66,8 @@ class MoELayerFit:
         compute_eff: fraction of the data-sheet peak reached by the grouped GEMMs.
         tile_rows: M tile each touched expert's rows are padded to.
         overlap_p: p-norm exponent combining weight reads and math (1: serial).
+        stream_global: fraction of the other EP ranks' pairs the kernel streams (1: the
+            whole batch, as vLLM's and SGLang's fused kernels do; 0: only the rank's own).
         correction: optional log-grid correction over ``correction_coords``, or None.
     """
 
@@ -80,6 +85,7 @@ class MoELayerFit:
     misalign_floor: float = 0.0
     hot_weight: float = 0.0
     tile_min: float = 0.0
+    stream_global: float = 1.0
     correction: LogGrid | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +107,7 @@ class MoELayerFit:
             "misalign_floor",
             "hot_weight",
             "tile_min",
+            "stream_global",
         ):
             out[name] = float(f"{getattr(self, name):.6g}")
         out["correction"] = self.correction.to_dict() if self.correction else None
@@ -124,8 +131,16 @@ class MoELayerFit:
             misalign_floor=float(data.get("misalign_floor", 0.0)),
             hot_weight=float(data.get("hot_weight", 0.0)),
             tile_min=float(data.get("tile_min", 0.0)),
+            stream_global=float(data.get("stream_global", 1.0)),
             correction=optional_grid(data.get("correction")),
         )
+
+
+def streamed_pairs(fit: MoELayerFit, batch_pairs: float, assignments: float) -> float:
+    """Token-expert pairs the rank streams: its own, plus ``stream_global`` of the others'."""
+    if fit.stream_global >= 1.0:
+        return batch_pairs
+    return assignments + fit.stream_global * max(batch_pairs - assignments, 0.0)
 
 
 def padded_rows(assignments: float, experts_touched: float, tile_rows: float) -> float:
@@ -228,7 +243,7 @@ def moe_layer_s(
         return 0.0
     bandwidth = gpu.hbm_bandwidth_bytes_per_s
     peak = gpu.peak_flops(DType.parse(fit.compute_dtype))
-    pairs = num_tokens * topk
+    pairs = streamed_pairs(fit, num_tokens * topk, assignments)
     stream_s = pairs * (fit.stream_hidden * hidden + fit.stream_inter * inter) / bandwidth
     matrix_elems = float(num_matrices * hidden * body_width(fit, inter))
     read_s = experts_touched * matrix_elems * fit.weight_bytes / (bandwidth * fit.mem_eff)
@@ -248,22 +263,35 @@ def moe_layer_s(
     body_s = (read_s**p + math_s**p) ** (1.0 / p) if read_s + math_s > 0 else 0.0
     total = fit.fixed_s + stream_s + fit.expert_s * experts_touched + body_s
     if fit.correction is not None:
-        total *= fit.correction.factor(
-            *correction_coords(num_tokens, topk, ep, assignments, experts_touched)
-        )
+        coords = correction_coords(num_tokens, topk, ep, assignments, experts_touched, max_pairs)
+        total *= fit.correction.factor(*coords[: len(fit.correction.axes)])
     del num_experts  # the loads already encode the EP split; kept for a stable signature
     return total
 
 
 def correction_coords(
-    num_tokens: float, topk: int, ep: int, assignments: float, experts_touched: float
-) -> tuple[float, float, float]:
-    """Grid coordinates: tokens, pairs per touched expert, and the rank's load imbalance
-    (its pairs over an even share ``tokens * topk / ep``, at least 1/8); kernel configs are
-    chosen by token count, and skewed routing leaves some experts' tiles nearly empty."""
+    num_tokens: float,
+    topk: int,
+    ep: int,
+    assignments: float,
+    experts_touched: float,
+    max_pairs: float,
+) -> tuple[float, float, float, float]:
+    """Grid coordinates: tokens, pairs per touched expert, the rank's load imbalance (its
+    pairs over an even share ``tokens * topk / ep``, at least 1/8), and the expert-level
+    concentration (the busiest local expert's pairs over the mean per touched expert, at
+    least 1).
+
+    Kernel configs are chosen by token count; skewed routing leaves some experts' tiles nearly
+    empty; and at EP 1 the rank imbalance is 1 for any routing, so only the concentration
+    tells an even split from a hot expert (H100 vLLM fp8, balanced vs power-law routing at the
+    same tokens: up to 1.5x apart where the opmodel's rows are equal). Grids fitted before the
+    fourth axis existed read the first three.
+    """
     per_expert = max(assignments / max(experts_touched, 1.0), 1.0)
     imbalance = max(assignments * ep / max(num_tokens * topk, 1.0), 0.125)
-    return num_tokens, per_expert, imbalance
+    concentration = max(max_pairs / per_expert, 1.0)
+    return num_tokens, per_expert, imbalance, concentration
 
 
 def weight_bytes_of(dtype_label: str) -> float:
