@@ -10,12 +10,14 @@ import math
 from pathlib import Path
 from typing import Annotated
 
-from servesim.api import capacity, slo_criterion
+from servesim.api import CapacityReport, capacity, slo_criterion
 from servesim.cli import options as opts
 from servesim.cli.common import print_json
 from servesim.cli.overrides import scheduler_overrides
 from servesim.cli.plan_render import render_capacity
+from servesim.cli.report import check_report_file, note_report
 from servesim.cli.simulate import build_config, config_flags
+from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
 from servesim.planner.scenario import SLOCriterion
 
@@ -88,11 +90,16 @@ def capacity_cmd(
     tol: Annotated[float, opts.tol(_X)] = 0.05,
     calibration: Annotated[str | None, opts.calibration(_D)] = None,
     as_json: Annotated[bool, opts.as_json("Print JSON.")] = False,
+    report_file: Annotated[
+        Path | None,
+        opts.option("--report", "Write the search's HTML page here (opens offline).", _X),
+    ] = None,
 ) -> None:
     """Highest arrival rate at which one deployment holds the SLO (bracketing + bisection)."""
     opts.apply_calibration(calibration)
     check_positive("--start-rate", start_rate)
     check_tol(tol)
+    check_report_file(report_file)
     flags = config_flags(locals()) | scheduler_overrides(scheduler)
     wl = {"preset": workload, "arrival": None, "rate": None, "cv": None}
     cfg = build_config(config, flags, {**wl, "trace": trace, "trace_format": trace_format})
@@ -122,5 +129,23 @@ def capacity_cmd(
                 ],
             }
         )
-        return
-    render_capacity(report)
+    else:
+        render_capacity(report)
+    if report_file is not None:
+        _write_report(report, criterion, cfg, report_file)
+
+
+def _write_report(
+    report: CapacityReport, criterion: SLOCriterion, cfg: SimConfig, path: Path
+) -> None:
+    """The HTML page of the search; what ran is the run at the capacity when one held."""
+    from servesim.cli.simulate_render import settings_rows
+    from servesim.report.capacity_html import render_capacity_html
+    from servesim.report.pages import write_page
+
+    if report.result is not None:
+        settings = settings_rows(report.result)
+    else:  # no rate held: the config is all there is to show
+        hw = cfg.hardware
+        settings = [("model", cfg.model), ("hardware", f"{hw.gpu} tp {hw.tp} pp {hw.pp}")]
+    note_report(write_page(render_capacity_html(report, criterion, settings), path))

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
 from servesim.cli.common import console, print_json
+from servesim.cli.report import check_report_file, note_report
 from servesim.core.errors import ConfigError
 from servesim.lab import Comparison, Limits, Score, compare, evaluate, load_suite, suite_names
 
@@ -90,6 +93,13 @@ def _print_comparison(c: Comparison) -> None:
     console.print(c.verdict, markup=False, highlight=False)
 
 
+def _write_report(result: Comparison, path: Path) -> None:
+    from servesim.report.compare_html import render_compare_html
+    from servesim.report.pages import write_page
+
+    note_report(write_page(render_compare_html(result), path))
+
+
 def register(app: typer.Typer) -> None:
     """Add ``servesim evaluate`` and ``servesim compare``."""
 
@@ -154,8 +164,12 @@ def register(app: typer.Typer) -> None:
         memory_mb: int = typer.Option(4096, "--memory-mb", help="Memory per run (0: none)."),
         hook_ms: float = typer.Option(20.0, "--hook-ms", help="CPU ms per hook call (0: none)."),
         as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+        report_file: Path = typer.Option(
+            None, "--report", help="Write the side-by-side HTML page here (opens offline)."
+        ),
     ) -> None:
         """Paired A/B of two policies on the same runs, with a confidence interval."""
+        check_report_file(report_file)
         result = compare(
             a,
             b,
@@ -171,3 +185,5 @@ def register(app: typer.Typer) -> None:
             print_json(result.to_dict())
         else:
             _print_comparison(result)
+        if report_file is not None:
+            _write_report(result, report_file)

@@ -27,7 +27,10 @@ from servesim.cli.plan_render import (
     render_report,
     render_stored,
     run_with_progress,
+    slo_label,
+    workload_label,
 )
+from servesim.cli.report import check_report_file, note_report
 from servesim.cli.simulate import build_config
 from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
@@ -186,6 +189,10 @@ def plan_cmd(
     top: Annotated[int, opts.option("--top", "Plans shown (10).", _X)] = 10,
     out: Annotated[Path | None, opts.option("--out", "Write the winner's YAML here.", _X)] = None,
     quiet: Annotated[bool, opts.option("--quiet", "No progress bar.", _X)] = False,
+    report_file: Annotated[
+        Path | None,
+        opts.option("--report", "Write the fronts, winner and left-outs as HTML here.", _X),
+    ] = None,
     calibration: Annotated[str | None, opts.calibration(_X)] = None,
 ) -> None:
     """Search deployments; print the ranked plans, the Pareto front and the winner's config."""
@@ -198,6 +205,7 @@ def plan_cmd(
     check_positive("--max-replicas", max_replicas, integer=True)
     check_positive("--budget", budget)
     check_tol(tol)
+    check_report_file(report_file)
     # The engine's cache defaults (prefix caching, memory fraction) reach the scenario.
     flags = {"model": model, "seed": seed, "hardware.engine": engine}
     wl = {"preset": workload, "arrival": None, "rate": None, "cv": None}
@@ -253,6 +261,8 @@ def plan_cmd(
             store=store,
         )
         render_report(report, scenario, options, top, executor.name)
+        if report_file is not None:  # written before a refusal: its left-out table says why
+            _write_report(report, scenario, options, gpus, report_file)
         refuse_if_nothing_fits(report)
         if report.ranked:
             _winner(scenario, report, out, engine_name)
@@ -296,6 +306,24 @@ def _winner(scenario: Scenario, report: SearchReport, out: Path | None, engine: 
     console.print(
         launch_command(scenario, best.plan, engine), markup=False, highlight=False, soft_wrap=True
     )
+
+
+def _write_report(
+    report: SearchReport, scenario: Scenario, options: SearchOptions, gpus: str, path: Path
+) -> None:
+    """The search's HTML page (``servesim.report.plan_html``)."""
+    from servesim.report.pages import write_page
+    from servesim.report.plan_html import render_plan_html
+
+    at = options.target_rate_per_s
+    settings = [
+        ("model", scenario.model),
+        ("workload", workload_label(scenario)),
+        ("SLO", slo_label(scenario)),
+        ("objective", options.objective + (f" at {at:g} req/s" if at is not None else "")),
+        ("GPUs available", gpus),
+    ]
+    note_report(write_page(render_plan_html(report, options, settings), path))
 
 
 def _mix(

@@ -73,6 +73,26 @@ def check_outputs(out: Path | None, table_format: str, trace_out: Path | None) -
     return Outputs(out, resolved, _has_plotly(), trace_out)
 
 
+def check_report_file(path: Path | None, flag: str = "--report") -> None:
+    """Before a search: the page ``path`` can be written (its folder, plotly); None: no page."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ConfigError(flag, str(path), "is a folder; give a file name, e.g. report.html")
+    _check_folder(path.parent, flag)
+    if not _has_plotly():
+        raise ServesimError(f"{flag} needs plotly: pip install plotly (a servesim dependency)")
+
+
+def note_report(path: Path) -> None:
+    """Tell the user (stderr) where the page is."""
+    err_console.print(
+        f"HTML report: {path.resolve()} (open it in a browser; works offline)",
+        markup=False,
+        highlight=False,
+    )
+
+
 def write_files(result: Result, outputs: Outputs) -> list[str]:
     """Write the run's files; one note per file, the report's location last."""
     notes: list[str] = []
