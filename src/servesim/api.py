@@ -199,8 +199,10 @@ def simulate(
         perf = _with_expert_offload(perf, cfg)
     # Every simulation is a deployment; ``replicas`` x ``hardware`` is its one-pool case.
     deployment = build_deployment(cfg.effective_deployment(), cfg.model, perf)
-    if cfg.speculative is not None or cfg.lora is not None:
-        deployment = replace(deployment, speculative=cfg.speculative, lora=cfg.lora)
+    if cfg.speculative is not None or cfg.lora is not None or cfg.hybrid is not None:
+        deployment = replace(
+            deployment, speculative=cfg.speculative, lora=cfg.lora, hybrid=cfg.hybrid
+        )
     workload_config = cfg.effective_workload()
     workload = workload_config.build(RandomStreams(cfg.seed))
     client = workload_config.client

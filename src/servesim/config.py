@@ -54,6 +54,7 @@ from servesim.core.domains import (
 from servesim.core.errors import ConfigError, ServesimError
 from servesim.engine.config import (
     CacheConfig,
+    HybridConfig,
     LoRAConfig,
     SchedulerConfig,
     SpeculativeConfig,
@@ -259,6 +260,9 @@ class SimConfig(BaseModel):
     )
     lora: LoRAConfig | None = Field(
         None, description="Multi-LoRA serving on every replica (None: adapter ids ignored)."
+    )
+    hybrid: HybridConfig | None = Field(
+        None, description="CPU-GPU hybrid execution on every replica (None: GPU only)."
     )
 
     @model_validator(mode="wrap")

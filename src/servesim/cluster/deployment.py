@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from servesim.cluster.config import AutoscaleConfig, DeploymentConfig, PoolConfig
 from servesim.cluster.moe import max_redundant_experts, with_eplb
 from servesim.core.errors import ServesimError
-from servesim.engine.config import CacheConfig, LoRAConfig, SchedulerConfig, SpeculativeConfig
+from servesim.engine.config import (
+    CacheConfig,
+    HybridConfig,
+    LoRAConfig,
+    SchedulerConfig,
+    SpeculativeConfig,
+)
 from servesim.engine.profiles import AUTO, EngineProfile, resolve_engine
 from servesim.engine.replica import memory_token_budget
 from servesim.engine.simulation import ReplicaSetup
@@ -76,6 +82,7 @@ class Deployment:
     config: DeploymentConfig
     speculative: SpeculativeConfig | None = None  # every replica's (SimConfig.speculative)
     lora: LoRAConfig | None = None  # every replica's (SimConfig.lora)
+    hybrid: HybridConfig | None = None  # every replica's (SimConfig.hybrid)
 
     @property
     def num_gpus(self) -> int:
@@ -101,6 +108,7 @@ class Deployment:
                 timing=p.engine.timing,
                 speculative=self.speculative,
                 lora=self.lora,
+                hybrid=self.hybrid,
             )
             for p in self.pools
             for _ in range(p.num_replicas)

@@ -185,3 +185,40 @@ class LoRAConfig(_Config):
     rank_by_adapter: dict[str, int] = Field(
         default_factory=dict, description="Per-adapter rank overrides (adapter id -> rank)."
     )
+
+
+class HybridConfig(_Config):
+    """CPU-GPU hybrid execution (APEX / NEO / FastDecode): the KV of some decoding sequences
+    lives in host memory and their decode attention runs on the host CPU, overlapped with the
+    GPU's work on the others (``servesim.engine.hybrid``). Single-GPU replicas only."""
+
+    cpu: str = Field(
+        "xeon-8259cl",
+        description="Host CPU (``specs/catalog/cpus.yaml``; default: the AWS g4dn T4 host).",
+    )
+    num_sockets: int = Field(1, ge=1, le=8, description="Host CPU sockets serving attention.")
+    host_kv_bytes: int = Field(
+        32 * 2**30,
+        ge=0,
+        description="Host memory given to the KV cache; the replica's KV pool grows by it.",
+    )
+    policy: Literal["apex", "fixed"] = Field(
+        "apex",
+        description="apex: offload decodes to the CPU while its part stays under the GPU's "
+        "(APEX's overlap rule); fixed: a fixed fraction of the decodes (a simple baseline). "
+        "Both offload at least what the GPU's KV memory cannot hold.",
+    )
+    cpu_fraction: float = Field(
+        0.5, ge=0, le=1, description="Fraction of decodes on the CPU under policy fixed."
+    )
+    bandwidth_efficiency: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Fraction of the CPU's theoretical DRAM bandwidth its decode attention "
+        "reaches (assumption: STREAM triad reaches ~70-80% of peak on server CPUs, and "
+        "paged attention kernels on the host some two thirds of STREAM).",
+    )
+    flop_efficiency: float = Field(
+        0.5, gt=0, le=1, description="Fraction of the CPU's fp32 peak its attention reaches."
+    )

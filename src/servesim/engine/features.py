@@ -1,5 +1,6 @@
 """``StepFeaturesMixin``: the parts of ``VirtualEngine``'s step that speculative decoding and
-multi-LoRA change (the step's time, what its decodes emit), kept out of the plain loop.
+multi-LoRA change (the step's time, what its decodes emit), kept out of the plain loop, and
+the time of a CPU-GPU hybrid step (``engine.hybrid``).
 
 Speculation (``engine.speculative``): the step is the target's verify pass plus the draft's
 passes, and each decode keeps its accepted drafts plus one token. LoRA (``engine.lora``): the
@@ -87,3 +88,16 @@ class StepFeaturesMixin:
         )
         times = self.perf(spec.verify_shape(prefill, decodes))
         return spec.with_draft(times, prefill, plain, self.replica.perf.iteration_time)
+
+    def _hybrid_times(self, batch: Batch) -> StageTimes:
+        """A hybrid step's time: the GPU's part and the CPU's decode attention overlapped,
+        plus the host-link copies (``engine.hybrid``); counts the CPU-attended decodes."""
+        state = self.state
+        hybrid = state.hybrid
+        assert hybrid is not None
+        contexts = [state.context(seq) for seq in batch.decodes]
+        step = hybrid.step(self._shape(batch), contexts, state.blocks.num_used, self.perf)
+        if step.num_cpu_decodes:
+            self.records.count("hybrid_cpu_decodes", step.num_cpu_decodes)
+            self.records.count("hybrid_cpu_steps", 1)
+        return step.times

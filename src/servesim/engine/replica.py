@@ -17,6 +17,7 @@ from servesim.core.errors import ConfigError, InfeasibleError
 from servesim.core.events import EventLoop, EventPriority
 from servesim.engine.blocks import KVBlockManager
 from servesim.engine.config import CacheConfig
+from servesim.engine.hybrid import HybridExecutor
 from servesim.engine.lora import AdapterCache
 from servesim.engine.records import RejectReason, ReplicaInfo, SimulationRecords
 from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
@@ -95,6 +96,7 @@ class Replica:
         block_bytes = cache.block_size * mem.kv_bytes_per_token  # per GPU
         self.speculator: Speculator | None = None
         self.adapters: AdapterCache | None = None
+        self.hybrid: HybridExecutor | None = None
         self._add_features(setup, schedulers, perf, mem, budget)
         if self.num_kv_blocks < pp:
             raise InfeasibleError(
@@ -178,6 +180,24 @@ class Replica:
                 # vLLM reserves max_loras slots of the largest rank out of the KV pool
                 slot_blocks = math.ceil(self.adapters.slot_bytes_per_gpu() / block_bytes)
                 self.num_kv_blocks = max(self.num_kv_blocks - slot_blocks, 0)
+        if setup.hybrid is not None:
+            self._add_hybrid(setup, block_bytes)
+
+    def _add_hybrid(self, setup: ReplicaSetup, block_bytes: int) -> None:
+        """CPU-GPU hybrid: the KV pool grows by the host blocks; the GPU's share is what
+        the executor keeps GPU-resident each step."""
+        assert setup.hybrid is not None
+        if setup.speculative is not None:
+            raise ConfigError(
+                "hybrid",
+                "with speculative",
+                "hybrid and speculative decoding together are not modelled",
+            )
+        if self.plan.pp > 1:
+            raise ConfigError("hybrid", f"pp={self.plan.pp}", "needs one pipeline stage")
+        self.hybrid = HybridExecutor(setup.hybrid, self.plan, setup.cache.block_size)
+        self.hybrid.num_gpu_blocks = self.num_kv_blocks
+        self.num_kv_blocks += self.hybrid.num_host_blocks(block_bytes)
 
     def _state(self, cache: CacheConfig, num_swap_blocks: int, pp: int) -> ReplicaState:
         """One virtual engine's queues and its 1/pp share of the KV blocks (vLLM)."""
@@ -196,6 +216,7 @@ class Replica:
         )
         state.speculator = self.speculator
         state.adapters = self.adapters
+        state.hybrid = self.hybrid
         return state
 
     def _info(self, setup: ReplicaSetup) -> ReplicaInfo:

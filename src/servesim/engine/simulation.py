@@ -16,6 +16,7 @@ from servesim.core.errors import ConfigError
 from servesim.core.events import EventLoop, EventPriority
 from servesim.engine.config import (
     CacheConfig,
+    HybridConfig,
     LoRAConfig,
     SchedulerConfig,
     SpeculativeConfig,
@@ -52,6 +53,7 @@ class ReplicaSetup:
             default, all zero, is vLLM 0.6's loop.
         speculative: speculative decoding (None: off; ``engine.speculative``).
         lora: multi-LoRA serving (None: requests' adapter ids are ignored; ``engine.lora``).
+        hybrid: CPU-GPU hybrid execution (None: GPU only; ``engine.hybrid``).
     """
 
     plan: ReplicaPlan
@@ -63,6 +65,7 @@ class ReplicaSetup:
     timing: EngineTiming = field(default_factory=EngineTiming)
     speculative: SpeculativeConfig | None = None
     lora: LoRAConfig | None = None
+    hybrid: HybridConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)

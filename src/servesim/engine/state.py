@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from servesim.engine.blocks import KVBlockManager, prompt_block_keys
 from servesim.engine.group import DecodeGroup
+from servesim.engine.hybrid import HybridExecutor
 from servesim.engine.lora import AdapterCache
 from servesim.engine.records import TokenGapSamples
 from servesim.engine.sequence import Seq, SeqStatus
@@ -63,6 +64,8 @@ class ReplicaState:
         # sequence pins there.
         self.adapters: AdapterCache | None = None
         self.pinned: dict[Seq, str] = {}
+        # CPU-GPU hybrid execution (None: off): splits each step's decodes with the host CPU.
+        self.hybrid: HybridExecutor | None = None
 
     # ---- queries -------------------------------------------------------------------------
     @property

@@ -72,6 +72,7 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
             and getattr(scheduler, "supports_skip", False)
             and state.speculator is None
             and state.adapters is None
+            and state.hybrid is None  # its split may change every step
         )
         self.check_invariants = check_invariants
         self.policy_name = scheduler_name(scheduler)  # as contract errors name it
@@ -152,7 +153,12 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         batch.start_s = now
         batch.num_queued = self.scheduler.num_queued(state) + len(state.swapped)
         batch.num_kv_blocks_used = state.blocks.num_used
-        times = self._spec_times(batch) if state.speculator else self.perf(self._shape(batch))
+        if state.speculator:
+            times = self._spec_times(batch)
+        elif state.hybrid is not None:
+            times = self._hybrid_times(batch)
+        else:
+            times = self.perf(self._shape(batch))
         replica = self.replica
         num_swap = batch.num_swap_in_blocks + batch.num_swap_out_blocks
         swap_s = 0.0

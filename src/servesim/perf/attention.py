@@ -96,7 +96,8 @@ def decode_attention(
 ) -> AttnCost:
     """One layer's decode attention: every decode sequence reads its whole (windowed) KV."""
     seqs = batch.num_decode_seqs
-    if seqs == 0:
+    # no keys: a hybrid step whose host CPU attends every decode (engine.hybrid)
+    if seqs == 0 or batch.decode_context_tokens == 0:
         return ZERO
     context = float(batch.decode_context_tokens)
     if window is not None and batch.max_decode_context_tokens > window:

@@ -1,0 +1,194 @@
+"""CPU-GPU hybrid execution: the split of each iteration's decodes between GPU and host CPU.
+
+On memory-constrained GPUs (T4, A10, L4) the weights leave little room for KV, so GPU-only
+serving runs small batches of a weight-bandwidth-bound decode. Hybrid engines (APEX, Fan et
+al. 2025; NEO, Jiang et al. 2025; FastDecode) keep the KV of some sequences in host memory
+and run their decode attention on the CPU, overlapped with the GPU's work:
+
+- the KV pool is the GPU's blocks plus ``HybridConfig.host_kv_bytes`` of host blocks; each
+  iteration the CPU attends at least the decodes whose KV the GPU cannot hold;
+- the GPU runs every layer's GEMMs for all sequences and the attention of its own decodes
+  (the perf model prices that shape: the CPU decodes' contexts leave its attention);
+- the CPU reads its decodes' KV at its effective bandwidth (``servesim.perf.cpu``);
+- per layer, the CPU decodes' q/k/v go to the host and their attention output comes back
+  over the GPU's host link.
+
+With the two sub-batches pipelined (APEX's and NEO's asymmetric pipelining), an iteration
+takes ``max(GPU part, CPU part) + host-link transfers``. A policy picks how many decodes the
+CPU attends: ``apex`` the most for which the CPU part stays under the GPU part (APEX's
+overlap rule), ``fixed`` a fraction of them. The CPU takes decodes from the end of the
+batch's decode list (the latest to start decoding), so the set moves little between steps;
+moving a sequence's KV between host and GPU is not charged (a stated simplification).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from servesim.core.errors import ConfigError
+from servesim.engine.config import HybridConfig
+from servesim.perf.cpu import cpu_decode_attention, host_link_transfer_s
+from servesim.perf.types import BatchShape, ReplicaPlan, StageTimes
+from servesim.specs.catalog.cpus import get_cpu
+
+
+@dataclass(frozen=True, slots=True)
+class HybridStep:
+    """One iteration's split and its parts.
+
+    Attributes:
+        num_cpu_decodes: decodes whose attention the CPU ran.
+        gpu: the GPU's part (its stage time excludes the CPU decodes' attention).
+        cpu_s: the CPU's attention time.
+        transfer_s: the q/k/v and output copies over the host link, all layers.
+        times: the iteration as the engine books it.
+    """
+
+    num_cpu_decodes: int
+    gpu: StageTimes
+    cpu_s: float
+    transfer_s: float
+    times: StageTimes
+
+
+class HybridExecutor:
+    """Prices hybrid iterations of one single-GPU replica and picks their split."""
+
+    def __init__(self, config: HybridConfig, plan: ReplicaPlan, block_size: int) -> None:
+        if plan.num_gpus != 1:
+            raise ConfigError(
+                "hybrid", f"{plan.num_gpus} GPUs", "hybrid execution models single-GPU replicas"
+            )
+        self.config = config
+        self.plan = plan
+        self.cpu = get_cpu(config.cpu)
+        self.block_size = block_size
+        self.num_gpu_blocks = 0  # set by the replica once its GPU pool is known
+
+    def num_host_blocks(self, block_bytes: int) -> int:
+        """KV blocks the host memory given to KV holds."""
+        return int(self.config.host_kv_bytes // block_bytes) if block_bytes > 0 else 0
+
+    def cpu_s(self, context_tokens: int) -> float:
+        """The CPU's decode-attention time over ``context_tokens`` keys (all its sockets)."""
+        cfg = self.config
+        cost = cpu_decode_attention(
+            self.cpu,
+            self.plan.model,
+            self.plan.kv_dtype,
+            context_tokens,
+            bandwidth_efficiency=cfg.bandwidth_efficiency,
+            flop_efficiency=cfg.flop_efficiency,
+        )
+        return cost.time_s / cfg.num_sockets
+
+    def transfer_s(self, num_cpu_decodes: int) -> float:
+        """Host-link time of the CPU decodes' per-layer activations."""
+        plan = self.plan
+        return host_link_transfer_s(
+            plan.model, plan.activation_dtype, num_cpu_decodes, plan.gpu.host_link
+        )
+
+    def step(
+        self,
+        shape: BatchShape,
+        contexts: Sequence[int],
+        num_used_blocks: int,
+        perf: Callable[[BatchShape], StageTimes],
+    ) -> HybridStep:
+        """The split and time of an iteration of ``shape`` whose decodes attend ``contexts``
+        (in the batch's decode order), with ``num_used_blocks`` of the pool in use."""
+        split = _Split(contexts, self.block_size, shape, perf)
+        n_min = split.min_cpu(num_used_blocks - self.num_gpu_blocks)
+        n = max(n_min, self._policy_n(split, n_min))
+        gpu = split.gpu(n)
+        cpu_s = self.cpu_s(split.cpu_context(n))
+        transfer_s = self.transfer_s(n)
+        if n == 0:
+            return HybridStep(0, gpu, 0.0, 0.0, gpu)
+        stage_s = max(gpu.stage_s[0], cpu_s) + transfer_s
+        return HybridStep(n, gpu, cpu_s, transfer_s, replace(gpu, stage_s=(stage_s,)))
+
+    def _policy_n(self, split: _Split, n_min: int) -> int:
+        num = len(split.contexts)
+        if self.config.policy == "fixed":
+            return math.floor(self.config.cpu_fraction * num)
+        # apex: the CPU part grows and the GPU part shrinks with n; the largest n whose CPU
+        # part still fits under the GPU part (binary search: O(log n) perf calls).
+        lo, hi = n_min, num
+        if not self._fits(split, lo):
+            return n_min
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._fits(split, mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def _fits(self, split: _Split, n: int) -> bool:
+        return self.cpu_s(split.cpu_context(n)) <= split.gpu(n).stage_s[0]
+
+
+class _Split:
+    """Prefix/suffix aggregates of one batch's decode contexts (the CPU takes a suffix)."""
+
+    __slots__ = (
+        "block_size",
+        "contexts",
+        "perf",
+        "prefix_max",
+        "shape",
+        "suffix_blocks",
+        "suffix_ctx",
+    )
+
+    def __init__(
+        self,
+        contexts: Sequence[int],
+        block_size: int,
+        shape: BatchShape,
+        perf: Callable[[BatchShape], StageTimes],
+    ) -> None:
+        self.contexts = contexts
+        self.block_size = block_size
+        self.shape = shape
+        self.perf = perf
+        num = len(contexts)
+        # suffix_*[n]: the last n decodes; prefix_max[k]: the longest of the first k
+        self.suffix_ctx = [0] * (num + 1)
+        self.suffix_blocks = [0] * (num + 1)
+        for n in range(1, num + 1):
+            ctx = contexts[num - n]
+            self.suffix_ctx[n] = self.suffix_ctx[n - 1] + ctx
+            self.suffix_blocks[n] = self.suffix_blocks[n - 1] + -(-ctx // block_size)
+        self.prefix_max = [0] * (num + 1)
+        for k in range(1, num + 1):
+            self.prefix_max[k] = max(self.prefix_max[k - 1], contexts[k - 1])
+
+    def min_cpu(self, num_excess_blocks: int) -> int:
+        """Fewest decodes (from the end) whose blocks cover the GPU's excess (all of them
+        when even that falls short: prefill KV over the GPU's share is not modelled)."""
+        if num_excess_blocks <= 0:
+            return 0
+        for n, blocks in enumerate(self.suffix_blocks):
+            if blocks >= num_excess_blocks:
+                return n
+        return len(self.contexts)
+
+    def cpu_context(self, n: int) -> int:
+        """Keys the CPU attends when it takes the last ``n`` decodes."""
+        return self.suffix_ctx[n]
+
+    def gpu(self, n: int) -> StageTimes:
+        """The GPU's part: every token through the GEMMs, attention for the first decodes."""
+        if n == 0:
+            return self.perf(self.shape)
+        shape = replace(
+            self.shape,
+            decode_context_tokens=self.shape.decode_context_tokens - self.suffix_ctx[n],
+            max_decode_context_tokens=self.prefix_max[len(self.contexts) - n],
+        )
+        return self.perf(shape)
