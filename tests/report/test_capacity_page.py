@@ -99,6 +99,10 @@ def test_capacity_command_writes_the_page(
     table = text.split('id="probes"', 1)[1].split("</table>", 1)[0]
     assert table.count("<tr>") == 1 + len(found["probes"])
     assert f"<th>capacity</th><td>{found['rate_per_s']:.4g} req/s</td>" in text
+    # the SLO targets reach each probe as per-request ones: goodput <= offered rate
+    for row in table.split("<tr>")[2:]:
+        cells = re.findall(r"<td[^>]*>([^<]*)</td>", row)
+        assert 0 < float(cells[7]) <= float(cells[1]) * 1.0001, cells
     again = tmp_path / "again.html"
     assert run_cli([*CAPACITY_RUN, "--report", str(again)]) == 0
     assert again.read_bytes() == page.read_bytes()

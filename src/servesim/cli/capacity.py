@@ -17,7 +17,7 @@ from servesim.cli.overrides import scheduler_overrides
 from servesim.cli.plan_render import render_capacity
 from servesim.cli.report import check_report_file, note_report
 from servesim.cli.simulate import build_config, config_flags
-from servesim.config import SimConfig
+from servesim.config import SimConfig, SLOConfig
 from servesim.core.errors import ConfigError
 from servesim.planner.scenario import SLOCriterion
 
@@ -109,6 +109,9 @@ def capacity_cmd(
     if given.ttft_p99_s is None and given.tpot_p99_s is None and min_attainment is None:
         raise ConfigError("--slo-ttft-p99", None, "give an SLO target (or slo: in the config)")
     criterion = criterion_from_flags(given.ttft_p99_s, given.tpot_p99_s, min_attainment)
+    if cfg.slo is None:  # the targets as per-request ones too: each probe's goodput, attainment
+        slo = SLOConfig(ttft_s=criterion.ttft_p99_s, tpot_s=criterion.tpot_p99_s)
+        cfg = cfg.model_copy(update={"slo": slo})
     report = capacity(cfg, criterion, start_rate_per_s=start_rate, rel_tol=tol)
     if as_json:
         print_json(
