@@ -108,8 +108,10 @@ class _ChunkedColumns:
         return out
 
     def view(self, copy: bool = True) -> dict[str, np.ndarray]:
-        """Filled rows of every column as one array each (a new array unless one chunk holds
-        everything and ``copy`` is False)."""
+        """Filled rows of every column as one array each: new arrays, or with ``copy=False``
+        views of the storage after joining the chunks in place (valid until the next append)."""
+        if not copy:
+            self._join()
         filled = self._filled()
         if not filled:
             return {k: np.empty(0, dtype=dt) for k, dt in self._dtypes.items()}
@@ -117,12 +119,24 @@ class _ChunkedColumns:
             return {k: v.copy() if copy else v for k, v in filled[0].items()}
         return {k: np.concatenate([c[k] for c in filled]) for k in self._dtypes}
 
+    def _join(self) -> None:
+        """Make the chunks one exact-size chunk, a column at a time, freeing each column's
+        chunks as it goes: joining costs one column of extra memory, not the whole table."""
+        if len(self._chunks) <= 1:
+            return
+        filled = self._filled()
+        joined: dict[str, np.ndarray] = {}
+        for name in self._dtypes:
+            joined[name] = np.concatenate([c[name] for c in filled])
+            for chunk, part in zip(self._chunks, filled, strict=True):
+                chunk.pop(name, None)  # ``part`` is the chunk itself or a cut of it
+                part.pop(name, None)
+        self._chunks = [joined]
+        self._offset = 0
+
     def column(self, name: str) -> np.ndarray:
         """The full array of ``name`` (write through it by row index): joins the chunks."""
-        if len(self._chunks) != 1:
-            joined = self.view()
-            self._chunks = [joined] if self.size else []
-            self._offset = 0
+        self._join()
         if not self._chunks:
             self._new_chunk(self._chunk_rows)
         return self._chunks[0][name]
