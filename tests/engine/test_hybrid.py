@@ -160,3 +160,36 @@ def test_hybrid_serves_more_under_memory_pressure() -> None:
     assert end_hybrid < 0.7 * end_gpu
     assert hybrid.counters["hybrid_cpu_decodes"] > 0
     assert "hybrid_cpu_decodes" not in gpu_only.counters
+
+
+def test_overlap_admission_hand_computed() -> None:
+    # a 16-token block of host KV costs the CPU 16 x 512 KiB / 70.4 GB/s = 0.119 ms: a 50 ms
+    # GPU decode part hides 419 host blocks, not 420
+    ex = _executor(num_gpu_blocks=100)
+    ex.last_decode_gpu_s = 0.05
+    assert ex.cpu_s_per_block == pytest.approx(16 * KV_BYTES_PER_TOKEN / CPU_BYTES_PER_S)
+    assert ex.can_admit(100 + 419, num_running=3)
+    assert not ex.can_admit(100 + 420, num_running=3)
+    assert ex.can_admit(100 + 420, num_running=0)  # an idle engine always takes one
+    assert _executor(num_gpu_blocks=100, admission="memory").can_admit(10**6, num_running=3)
+
+
+def test_step_records_the_gpu_decode_part_without_prefills() -> None:
+    ex = _executor(policy="fixed", cpu_fraction=0.0)
+    shape = BatchShape.from_lists(prefill=[(512, 0)], decode_contexts=[1000, 1000])
+    ex.step(shape, [1000, 1000], 0, lambda s: StageTimes(stage_s=(0.01 + 1e-4 * s.num_tokens,)))
+    assert ex.last_decode_gpu_s == pytest.approx(0.01 + 1e-4 * 2)
+
+
+def test_overlap_admission_keeps_the_cpu_hidden() -> None:
+    perf = LinearPerf(a=0.04, b=1e-5, c=1e-8, num_kv_blocks=200)
+    perf.kv_bytes_per_token = KV_BYTES_PER_TOKEN
+    reqs = poisson_requests(40, 20.0, 200, 600, seed=2)
+    by_memory = run(reqs, perf, _setup(HybridConfig(host_kv_bytes=8 * 2**30, admission="memory")))
+    overlap = run(reqs, perf, _setup(HybridConfig(host_kv_bytes=8 * 2**30)))
+    batch = {k: r.iterations.view()["num_decode_seqs"].max() for k, r in
+             (("memory", by_memory), ("overlap", overlap))}  # fmt: skip
+    assert batch["overlap"] < batch["memory"]
+    gap = {k: float(np.mean(rows(r)["max_tbt_s"])) for k, r in
+           (("memory", by_memory), ("overlap", overlap))}  # fmt: skip
+    assert gap["overlap"] < gap["memory"]

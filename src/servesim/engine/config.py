@@ -211,6 +211,12 @@ class HybridConfig(_Config):
     cpu_fraction: float = Field(
         0.5, ge=0, le=1, description="Fraction of decodes on the CPU under policy fixed."
     )
+    admission: Literal["overlap", "memory"] = Field(
+        "overlap",
+        description="overlap: admit a request only while the KV held in host memory after it "
+        "can be attended by the CPU within the GPU's last decode part (APEX keeps the CPU's "
+        "work hidden); memory: admit while GPU + host blocks last.",
+    )
     bandwidth_efficiency: float = Field(
         0.5,
         gt=0,

@@ -66,6 +66,26 @@ class HybridExecutor:
         self.cpu = get_cpu(config.cpu)
         self.block_size = block_size
         self.num_gpu_blocks = 0  # set by the replica once its GPU pool is known
+        # The GPU's decode-only part of the last step with decodes (its prefill chunks
+        # left out): how long the CPU may work on host KV unseen (admission "overlap").
+        self.last_decode_gpu_s = 0.0
+        kv_bytes_per_block = block_size * plan.model.kv_bytes_per_token(plan.kv_dtype)
+        self.cpu_s_per_block = self._cpu_s_per_block(kv_bytes_per_block)
+
+    def _cpu_s_per_block(self, kv_bytes_per_block: float) -> float:
+        """CPU attention seconds per KV block (bandwidth term; the FLOP term is far below)."""
+        cfg = self.config
+        bandwidth = self.cpu.memory_bandwidth_bytes_per_s * cfg.bandwidth_efficiency
+        return kv_bytes_per_block / (bandwidth * cfg.num_sockets)
+
+    def can_admit(self, num_used_blocks_after: int, num_running: int) -> bool:
+        """Admission ``overlap``: True while the blocks beyond the GPU's, after admitting,
+        are ones the CPU attends within the GPU's last decode part (always True under
+        ``memory``, and for a first request so an idle engine never stalls)."""
+        if self.config.admission == "memory" or num_running == 0:
+            return True
+        num_host = num_used_blocks_after - self.num_gpu_blocks
+        return num_host <= 0 or num_host * self.cpu_s_per_block <= self.last_decode_gpu_s
 
     def num_host_blocks(self, block_bytes: int) -> int:
         """KV blocks the host memory given to KV holds."""
@@ -104,6 +124,8 @@ class HybridExecutor:
         n_min = split.min_cpu(num_used_blocks - self.num_gpu_blocks)
         n = max(n_min, self._policy_n(split, n_min))
         gpu = split.gpu(n)
+        if contexts:
+            self.last_decode_gpu_s = split.gpu(n, decode_only=True).stage_s[0]
         cpu_s = self.cpu_s(split.cpu_context(n))
         transfer_s = self.transfer_s(n)
         if n == 0:
@@ -182,13 +204,23 @@ class _Split:
         """Keys the CPU attends when it takes the last ``n`` decodes."""
         return self.suffix_ctx[n]
 
-    def gpu(self, n: int) -> StageTimes:
-        """The GPU's part: every token through the GEMMs, attention for the first decodes."""
+    def gpu(self, n: int, *, decode_only: bool = False) -> StageTimes:
+        """The GPU's part: every token through the GEMMs, attention for the first decodes
+        (``decode_only``: without the step's prefill chunks)."""
+        shape = (
+            BatchShape(
+                num_decode_seqs=self.shape.num_decode_seqs,
+                decode_context_tokens=self.shape.decode_context_tokens,
+                max_decode_context_tokens=self.shape.max_decode_context_tokens,
+            )
+            if decode_only
+            else self.shape
+        )
         if n == 0:
-            return self.perf(self.shape)
+            return self.perf(shape)
         shape = replace(
-            self.shape,
-            decode_context_tokens=self.shape.decode_context_tokens - self.suffix_ctx[n],
+            shape,
+            decode_context_tokens=shape.decode_context_tokens - self.suffix_ctx[n],
             max_decode_context_tokens=self.prefix_max[len(self.contexts) - n],
         )
         return self.perf(shape)

@@ -211,8 +211,14 @@ class ReplicaScheduler(ABC):
         return budget
 
     def fits(self, state: ReplicaState, seq: Seq, num_blocks: int) -> bool:
-        """True when admitting ``seq`` with ``num_blocks`` new blocks is allowed."""
-        return state.blocks.can_allocate(num_blocks, keep_watermark=self.keep_watermark)
+        """True when admitting ``seq`` with ``num_blocks`` new blocks is allowed (and, under
+        CPU-GPU hybrid execution, when the host CPU can take the KV beyond the GPU's)."""
+        if not state.blocks.can_allocate(num_blocks, keep_watermark=self.keep_watermark):
+            return False
+        hybrid = state.hybrid
+        return hybrid is None or hybrid.can_admit(
+            state.blocks.num_used + num_blocks, len(state.running)
+        )
 
     def decodes_first(
         self, now: float, state: ReplicaState, *, allow_swap: bool, admit_after_preempt: bool
