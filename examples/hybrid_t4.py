@@ -10,7 +10,8 @@ Setup (stated, not tuned per point):
   T4 host socket (Xeon Platinum 8259CL, 24 cores, 140.8 GB/s theoretical); A10 (24 GB) with
   Llama-3.1-8B in bf16, host CPU the AWS g5 host (EPYC 7R32, 204.8 GB/s). vLLM 0.6 engine
   defaults (gpu_memory_utilization 0.9, max_num_seqs 256), ``hybrid.host_kv_bytes`` 32 GiB,
-  host attention at 50% of theoretical bandwidth (``HybridConfig.bandwidth_efficiency``).
+  host attention at 50% of theoretical bandwidth (``HybridConfig.bandwidth_efficiency``),
+  admission ``overlap`` (requests wait while the host KV exceeds what the CPU hides).
 - Workload: long outputs, prompts 256 tokens and outputs 1,024 (T4) / prompts 512 and
   outputs 2,048 (A10), Poisson arrivals, 200 requests, seed 0.
 - Systems: GPU-only; hybrid with the ``fixed`` baseline (half the decodes on the CPU, plus
@@ -20,7 +21,7 @@ Setup (stated, not tuned per point):
   attended by the CPU; then, at equal latency, each system's best throughput among the rates
   whose mean TPOT stays within the target.
 
-Run: ``python examples/hybrid_t4.py`` (about 2 CPU-minutes).
+Run: ``python examples/hybrid_t4.py`` (about 1.5 CPU-minutes).
 """
 
 from __future__ import annotations

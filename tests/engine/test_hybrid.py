@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from servesim.core.errors import ConfigError
 from servesim.engine import CacheConfig, ReplicaSetup, VLLMSchedulerConfig
@@ -193,3 +195,28 @@ def test_overlap_admission_keeps_the_cpu_hidden() -> None:
     gap = {k: float(np.mean(rows(r)["max_tbt_s"])) for k, r in
            (("memory", by_memory), ("overlap", overlap))}  # fmt: skip
     assert gap["overlap"] < gap["memory"]
+
+
+@given(
+    contexts=st.lists(st.integers(1, 4000), min_size=1, max_size=24),
+    num_excess=st.integers(-50, 400),
+    a=st.floats(1e-4, 0.2),
+    policy=st.sampled_from(["apex", "fixed"]),
+    fraction=st.floats(0.0, 1.0),
+)
+@settings(max_examples=60, deadline=None)
+def test_split_properties(
+    contexts: list[int], num_excess: int, a: float, policy: str, fraction: float
+) -> None:
+    ex = _executor(num_gpu_blocks=100, policy=policy, cpu_fraction=fraction)
+    step = ex.step(_shape(contexts), contexts, 100 + num_excess, _gpu(a, 1e-6))
+    n = step.num_cpu_decodes
+    assert 0 <= n <= len(contexts)
+    host_blocks = sum(-(-c // 16) for c in contexts[len(contexts) - n :])
+    if n < len(contexts):  # the CPU holds what the GPU cannot, unless every decode is there
+        assert host_blocks >= num_excess
+    expected = max(step.gpu.stage_s[0], step.cpu_s) + step.transfer_s
+    assert step.times.stage_s[0] == pytest.approx(expected, rel=1e-12)
+    if policy == "apex" and n and host_blocks - -(-contexts[len(contexts) - n] // 16) >= num_excess:
+        # offloaded beyond the memory minimum: only while hidden under the GPU part
+        assert step.cpu_s <= step.gpu.stage_s[0]
