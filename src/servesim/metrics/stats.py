@@ -98,7 +98,8 @@ def weighted_latency_stats(values: np.ndarray, weights: np.ndarray) -> LatencySt
     v = np.asarray(values, dtype=np.float64)
     w = np.asarray(weights, dtype=np.int64)
     keep = w > 0
-    v, w = v[keep], w[keep]
+    if not keep.all():  # samples are recorded with positive weights: usually no copy needed
+        v, w = v[keep], w[keep]
     if v.size == 0:
         return LatencyStats(count=0)
     order = np.argsort(v, kind="stable")
