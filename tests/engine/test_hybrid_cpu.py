@@ -3,11 +3,14 @@ host-link costs (``perf.cpu``), and ``hybrid:`` reaching replicas through ``simu
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pydantic
 import pytest
 
 from servesim.api import simulate
-from servesim.core.errors import ServesimError, UnknownNameError
+from servesim.cli import main
+from servesim.core.errors import UnknownNameError
 from servesim.perf.cpu import cpu_decode_attention, host_link_transfer_s
 from servesim.specs import get_gpu, resolve_model
 from servesim.specs.catalog.cpus import cpu_names, get_cpu
@@ -97,5 +100,35 @@ def test_simulate_reads_the_hybrid_section_and_serves_more_on_a_t4() -> None:
 def test_bad_hybrid_sections_are_refused() -> None:
     with pytest.raises(pydantic.ValidationError):
         simulate(_config({"policy": "greedy"}))
-    with pytest.raises(ServesimError, match="unknown cpu"):
+    with pytest.raises(pydantic.ValidationError, match="unknown cpu 'pentium'"):
         simulate(_config({"cpu": "pentium"}))
+
+
+_YAML = """model: llama-2-7b
+hardware: {gpu: t4, dtype: fp16}
+workload:
+  arrival: {kind: poisson, rate_per_s: 0.5}
+  lengths: {kind: independent, prompt: {kind: fixed, tokens: 64}, output: {kind: fixed, tokens: 32}}
+num_requests: 4
+hybrid: {cpu: CPU, host_kv_bytes: 1073741824}
+"""
+
+
+def _cli(argv: list[str]) -> int:
+    try:
+        main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_cli_reads_the_hybrid_section(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "sim.yaml"
+    path.write_text(_YAML.replace("CPU", "t4-host"))
+    assert _cli(["simulate", "--config", str(path)]) == 0
+    assert "4 completed of 4" in capsys.readouterr().out
+    path.write_text(_YAML.replace("CPU", "pentium"))
+    assert _cli(["simulate", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown cpu 'pentium'" in err
+    assert len(err.strip().splitlines()) == 1

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from servesim.core.errors import ServesimError
+from servesim.specs.catalog.cpus import get_cpu
 
 
 class _Config(BaseModel):
@@ -228,3 +231,12 @@ class HybridConfig(_Config):
     flop_efficiency: float = Field(
         0.5, gt=0, le=1, description="Fraction of the CPU's fp32 peak its attention reaches."
     )
+
+    @field_validator("cpu")
+    @classmethod
+    def _known_cpu(cls, value: str) -> str:
+        try:
+            get_cpu(value)
+        except ServesimError as exc:
+            raise ValueError(str(exc)) from None
+        return value
