@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from servesim.api import CapacityReport
+from servesim.cli.capacity_page import capacity_figure, probe_rows, render_capacity_html
 from servesim.planner.capacity import CapacityResult, Probe
 from servesim.planner.scenario import SLOCriterion
 from servesim.report import pages
-from servesim.report.capacity_html import capacity_figure, probe_rows, render_capacity_html
 from tests.report.conftest import CAPACITY_RUN, run_cli
 
 CRITERION = SLOCriterion(ttft_p99_s=0.5, tpot_p99_s=0.05)

@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from servesim.lab import Comparison
-from servesim.lab.evaluate import Score
-from servesim.lab.objectives import METRICS
-from servesim.lab.worker import RunResult
-from servesim.report.compare_html import (
+from servesim.cli.compare_page import (
     comparison_rows,
     effects_figure,
     metrics_figure,
     render_compare_html,
     scenario_intervals,
 )
+from servesim.lab import Comparison
+from servesim.lab.evaluate import Score
+from servesim.lab.objectives import METRICS
+from servesim.lab.worker import RunResult
 from tests.report.conftest import COMPARE_RUN, run_cli
 
 

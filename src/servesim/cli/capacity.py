@@ -142,8 +142,8 @@ def _write_report(
     report: CapacityReport, criterion: SLOCriterion, cfg: SimConfig, path: Path
 ) -> None:
     """The HTML page of the search; what ran is the run at the capacity when one held."""
+    from servesim.cli.capacity_page import render_capacity_html
     from servesim.cli.simulate_render import settings_rows
-    from servesim.report.capacity_html import render_capacity_html
     from servesim.report.pages import write_page
 
     if report.result is not None:

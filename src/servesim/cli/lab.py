@@ -94,7 +94,7 @@ def _print_comparison(c: Comparison) -> None:
 
 
 def _write_report(result: Comparison, path: Path) -> None:
-    from servesim.report.compare_html import render_compare_html
+    from servesim.cli.compare_page import render_compare_html
     from servesim.report.pages import write_page
 
     note_report(write_page(render_compare_html(result), path))

@@ -1,4 +1,5 @@
-"""The page of ``servesim capacity --report FILE``: latency against offered rate.
+"""The page of ``servesim capacity --report FILE``: latency against offered rate (here, beside
+the command, because it presents ``servesim.api.CapacityReport``, above the report layer).
 
 Three charts share the offered-rate axis: p99 TTFT and p99 TPOT with their SLO targets as
 horizontal lines, and goodput (requests/s meeting every target) beside the offered rate. Each
