@@ -7,13 +7,15 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from conftest import small_scenario
-from servesim.planner.executors import LocalPoolExecutor, make_executor
+from servesim.planner.executors import LocalPoolExecutor
 from servesim.planner.search import SearchOptions, run_search
 from servesim.planner.space import SearchSpace
 
@@ -35,13 +37,11 @@ def _ray(*args: str) -> None:
 
 
 @pytest.fixture
-def ray_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def ray_cluster() -> Iterator[str]:
     """``ray start --head`` plus one worker node (one CPU each), on 127.0.0.1."""
     pytest.importorskip("ray", reason="ray is not installed (pip install 'servesim[ray]')")
     if shutil.which("ray") is None:
         pytest.skip("the ray command is not on PATH")
-    for key, value in RAY_ENV.items():
-        monkeypatch.setenv(key, value)
     address = f"127.0.0.1:{_free_port()}"
     common = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     try:
@@ -52,38 +52,63 @@ def ray_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         _ray("stop", "--force")
 
 
+_CHILD = """
+import sys, time
+sys.path[:0] = {paths!r}
+from conftest import small_scenario
+from servesim.planner.executors import make_executor
+from servesim.planner.search import SearchOptions, run_search
+from test_plan_ray_cluster import SPACE, outcomes
+import ray
+executor = make_executor("ray", ray_address={address!r})
+try:
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    start = time.perf_counter()
+    report = run_search(
+        small_scenario(ttft_p99_s=1.0, tpot_p99_s=0.05), SPACE, options=SearchOptions(),
+        executor=executor,
+    )
+    print("SECONDS", time.perf_counter() - start)
+    print("NODES", len(nodes))
+    print("OUTCOMES", repr(outcomes(report)))
+finally:
+    executor.close()
+"""
+
+
+def outcomes(report: object) -> list[tuple[object, ...]]:
+    """What must not depend on the executor: each plan's status, reason, capacity, metrics."""
+    return [
+        (r.plan.key(), r.status, r.reason, r.capacity_per_s, r.metrics)
+        for r in report.results  # type: ignore[attr-defined]
+    ]
+
+
 @pytest.mark.slow
 def test_ray_cluster_gives_the_process_pools_results(ray_cluster: str) -> None:
-    import ray
-
+    # The Ray client runs in a child process: Ray keeps its auth settings per process, and
+    # this test's throwaway cluster must not leak them into other tests' local Ray.
     scenario = small_scenario(ttft_p99_s=1.0, tpot_p99_s=0.05)
-    options = SearchOptions()
     pool = LocalPoolExecutor(2)
     start = time.perf_counter()
     try:
-        pooled = run_search(scenario, SPACE, options=options, executor=pool)
+        pooled = run_search(scenario, SPACE, options=SearchOptions(), executor=pool)
     finally:
         pool.close()
     pool_s = time.perf_counter() - start
-    executor = make_executor("ray", ray_address=ray_cluster)
-    try:
-        nodes = [n for n in ray.nodes() if n["Alive"]]
-        assert len(nodes) == 2, nodes  # head and worker: a multi-node cluster
-        start = time.perf_counter()
-        on_ray = run_search(scenario, SPACE, options=options, executor=executor)
-        ray_s = time.perf_counter() - start
-    finally:
-        executor.close()
-
-    def outcomes(report: object) -> list[tuple[object, ...]]:
-        return [
-            (r.plan.key(), r.status, r.reason, r.capacity_per_s, r.metrics)
-            for r in report.results  # type: ignore[attr-defined]
-        ]
-
-    assert outcomes(on_ray) == outcomes(pooled)
+    here = str(Path(__file__).parent)
+    code = _CHILD.format(paths=[here, str(Path(here).parents[1])], address=ray_cluster)
+    env = {**os.environ, **RAY_ENV}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in out.stdout.splitlines()
+             if line.split(" ", 1)[0] in ("SECONDS", "NODES", "OUTCOMES")}  # fmt: skip
+    assert lines["NODES"] == "2"  # head and worker: a multi-node cluster
+    assert lines["OUTCOMES"] == repr(outcomes(pooled))
     assert pooled.num_simulated > 1
     print(
         f"\n{len(pooled.results)} plans: process pool {pool_s:.1f} s, "
-        f"ray (2 nodes x 1 CPU) {ray_s:.1f} s"
+        f"ray (2 nodes x 1 CPU) {float(lines['SECONDS']):.1f} s"
     )
