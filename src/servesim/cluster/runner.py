@@ -36,6 +36,7 @@ from servesim.core.rng import RandomStreams
 from servesim.engine.contracts import check_route
 from servesim.engine.records import RejectReason, SimulationRecords, TokenGapSamples
 from servesim.engine.replica import Replica
+from servesim.engine.rows import write_request
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.simulation import (
     EngineHandle,
@@ -45,7 +46,6 @@ from servesim.engine.simulation import (
     replica_view,
     run_simulation,
 )
-from servesim.engine.vengine import write_request
 from servesim.perf.types import PerfModel
 from servesim.workload.clients import BenchmarkClient, ClientOptions
 from servesim.workload.request import Request

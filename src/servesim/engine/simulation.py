@@ -26,8 +26,8 @@ from servesim.engine.contracts import check_route
 from servesim.engine.profiles.base import EngineTiming
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.engine.replica import Replica
+from servesim.engine.rows import write_request
 from servesim.engine.sequence import Seq
-from servesim.engine.vengine import write_request
 from servesim.perf.types import PerfModel, ReplicaPlan
 from servesim.workload.request import Request
 

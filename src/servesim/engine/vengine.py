@@ -31,7 +31,7 @@ from servesim.engine.contracts import (
 )
 from servesim.engine.features import StepFeaturesMixin
 from servesim.engine.handoff import KVHandoffMixin
-from servesim.engine.records import SimulationRecords
+from servesim.engine.rows import DecodeRun, append_batch_row, append_run_row, write_request
 from servesim.engine.schedulers.base import ReplicaScheduler
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.state import ReplicaState
@@ -344,7 +344,7 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         through_finishes = not (
             state.swapped or state.prefilling or self.scheduler.num_queued(state)
         )
-        segment = _Segment(now, len(group.members), batch.num_queued)
+        segment = DecodeRun(now, len(group.members), batch.num_queued)
         start = now
         while end < limit:
             nxt = group.tick + 1
@@ -363,7 +363,7 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
                 self._finish(seq, stamp)
             if done:
                 self._flush(segment, end)
-                segment = _Segment(end, len(group.members), batch.num_queued)
+                segment = DecodeRun(end, len(group.members), batch.num_queued)
             if self.check_invariants:
                 state.check()
             blocks.allocate(need)
@@ -384,27 +384,14 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         batch.num_kv_blocks_used = blocks.num_used
         return end, times
 
-    def _flush(self, segment: _Segment, end_s: float) -> None:
+    def _flush(self, segment: DecodeRun, end_s: float) -> None:
         """Record a run of identical decode iterations as one row (``repeat`` = its length)."""
         if not segment.num_ticks:
             return
         self.scheduler.on_decode_ticks(self.state, segment.num_ticks)
         self.records.count("num_skipped_iterations", segment.num_ticks)
-        self.records.iterations.append_row(
-            replica_id=self.replica.replica_id,
-            start_s=segment.start_s,
-            duration_s=end_s - segment.start_s,
-            num_prefill_tokens=0,
-            num_decode_seqs=segment.num_seqs,
-            num_seqs=segment.num_seqs,
-            num_kv_blocks_used=self.state.blocks.num_used,
-            num_queued=segment.num_queued,
-            flops=segment.flops,
-            hbm_bytes=segment.hbm_bytes,
-            energy_j=segment.energy_j,
-            repeat=segment.num_ticks,
-            host_s=segment.host_s,
-            num_preempted=0,  # a skipped-ahead run has no preemptions (nothing can change)
+        append_run_row(
+            self.records, self.replica.replica_id, segment, end_s, self.state.blocks.num_used
         )
 
     # ---- per-request bookkeeping ---------------------------------------------------------
@@ -440,72 +427,11 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         self.on_done()
 
     def _record(self, batch: Batch, times: StageTimes, duration_s: float) -> None:
-        self.records.iterations.append_row(
-            replica_id=self.replica.replica_id,
-            start_s=batch.start_s,
-            duration_s=duration_s,
-            num_prefill_tokens=batch.num_prefill_tokens,
-            num_decode_seqs=len(batch.decodes),
-            num_seqs=len(batch.prefills) + len(batch.decodes),
-            num_kv_blocks_used=batch.num_kv_blocks_used,
-            num_queued=batch.num_queued,
-            flops=times.flops,
-            hbm_bytes=times.hbm_bytes,
-            energy_j=times.energy_j,
-            repeat=1,
-            host_s=times.overhead_s,
-            num_preempted=self.state.num_preempted_this_step,
+        append_batch_row(
+            self.records,
+            self.replica.replica_id,
+            batch,
+            times,
+            duration_s,
+            self.state.num_preempted_this_step,
         )
-
-
-class _Segment:
-    """Accumulates a run of decode iterations with the same sequences."""
-
-    __slots__ = (
-        "energy_j",
-        "flops",
-        "hbm_bytes",
-        "host_s",
-        "num_queued",
-        "num_seqs",
-        "num_ticks",
-        "start_s",
-    )
-
-    def __init__(self, start_s: float, num_seqs: int, num_queued: int) -> None:
-        self.start_s = start_s
-        self.num_seqs = num_seqs
-        self.num_queued = num_queued
-        self.num_ticks = 0
-        self.flops = self.hbm_bytes = self.energy_j = self.host_s = 0.0
-
-    def add(self, times: StageTimes) -> None:
-        """One more iteration."""
-        self.num_ticks += 1
-        self.flops += times.flops
-        self.hbm_bytes += times.hbm_bytes
-        self.energy_j += times.energy_j
-        self.host_s += times.overhead_s
-
-
-def write_request(
-    records: SimulationRecords, seq: Seq, *, completion_s: float, reason: int = 0
-) -> None:
-    """Write a request's final figures into its row of ``records.requests``."""
-    cols = records.requests
-    row = seq.row
-    cols.column("first_scheduled_s")[row] = seq.first_scheduled_s
-    cols.column("first_token_s")[row] = seq.first_token_s
-    first_s = seq.first_token_s
-    # A stream reaches the client in order: its end is never before its first token, which
-    # the front end may deliver after later steps have ended (EngineTiming.output_per_seq_s).
-    if completion_s < first_s:
-        completion_s = first_s
-    cols.column("completion_s")[row] = completion_s
-    cols.column("num_emitted_tokens")[row] = seq.num_emitted
-    gaps_s = max(seq.last_token_s - first_s, 0.0) if seq.num_emitted > 1 else 0.0
-    cols.column("sum_tbt_s")[row] = gaps_s
-    cols.column("max_tbt_s")[row] = seq.max_gap_s
-    cols.column("num_preemptions")[row] = seq.num_preemptions
-    cols.column("num_prefix_hit_tokens")[row] = seq.num_hit_tokens
-    cols.column("reject_reason")[row] = reason
