@@ -180,7 +180,7 @@ def blis_replay(shared_data: Path) -> list[StageComparison]:
 
 
 # Issue 10's target: MAPE <= 10% for mean TTFT, TPOT and E2E over the 20 stages measured as not
-# overloaded, 24/24 overloads agreeing. Measured 2026-12: TTFT 6.7%, TPOT 4.6%, E2E 4.6%, 24/24
+# overloaded, 24/24 overloads agreeing. Measured 2026-12: TTFT 6.6%, TPOT 5.1%, E2E 5.0%, 24/24
 # (before the front end's per-output wait, EngineTiming.output_per_seq_s: TTFT 11.8%; before
 # the vllm-0.24 kernel tables: TTFT 7,450%, TPOT 12.5%, E2E 106%, 23/24).
 @pytest.mark.slow
