@@ -37,7 +37,7 @@ from servesim.engine.contracts import check_route
 from servesim.engine.records import RejectReason, SimulationRecords, TokenGapSamples
 from servesim.engine.replica import Replica
 from servesim.engine.rows import write_request
-from servesim.engine.sequence import Seq, SeqStatus
+from servesim.engine.sequence import Seq
 from servesim.engine.simulation import (
     EngineHandle,
     ReplicaView,
@@ -173,10 +173,10 @@ class Cluster:
         return not self.is_exhausted or bool(self.in_flight) or any(r.alive for r in self.replicas)
 
     # ---- benchmark client ----------------------------------------------------------------
-    def _completion_hook(self, on_done: Callable[[], None]) -> Callable[[], None]:
-        def done() -> None:
-            on_done()
-            self._client_done()
+    def _completion_hook(self, on_done: Callable[[Seq], None]) -> Callable[[Seq], None]:
+        def done(seq: Seq) -> None:
+            on_done(seq)
+            self._client_done(seq)
 
         return done
 
@@ -200,20 +200,18 @@ class Cluster:
             self._wake_at(max(wake, self.loop.now))
         self.is_exhausted = not self.client.has_unsent
 
-    def _client_done(self) -> None:
-        """Some request left the engine: each of the client's own that finished reaches the
-        client at its completion time (which output processing may put after ``now``)."""
-        cols = self.records.requests
-        completion = cols.column("completion_s")
-        reason = cols.column("reject_reason")
+    def _client_done(self, seq: Seq) -> None:
+        """``seq`` left the engine (finished or rejected): if the client sent it, it reaches
+        the client at its completion time (which output processing may put after ``now``)."""
+        if seq not in self.client_seqs:
+            return
+        del self.client_seqs[seq]
         now = self.loop.now
-        for seq in [s for s in self.client_seqs if s.status == SeqStatus.FINISHED or reason[s.row]]:
-            del self.client_seqs[seq]
-            t = float(completion[seq.row])
-            t = t if t >= now else now  # NaN (rejected) or already past: now
-            self.loop.schedule(
-                t, self._client_notify, seq.request.request_id, priority=EventPriority.ARRIVAL
-            )
+        t = float(self.records.requests.column("completion_s")[seq.row])
+        t = t if t >= now else now  # NaN (rejected) or already past: now
+        self.loop.schedule(
+            t, self._client_notify, seq.request.request_id, priority=EventPriority.ARRIVAL
+        )
 
     def _client_notify(self, request_id: int) -> None:
         assert self.client is not None
@@ -238,7 +236,7 @@ class Cluster:
         if reason:
             self.records.count(f"num_rejected_{RejectReason(reason).name.lower()}")
             write_request(self.records, seq, completion_s=math.nan, reason=reason)
-            replica.engines[0].on_done()
+            replica.engines[0].on_done(seq)
             return
         replica.submit(seq, now)
 
@@ -258,7 +256,7 @@ class Cluster:
             self.replicas[source].release_kv(seq, now)
             self.records.count(f"num_rejected_{RejectReason(reason).name.lower()}")
             write_request(self.records, seq, completion_s=math.nan, reason=reason)
-            replica.engines[0].on_done()
+            replica.engines[0].on_done(seq)
             return
         plan = self.plans[source]
         num_bytes = kv_transfer_bytes(plan, seq.num_prompt_tokens + seq.num_emitted - 1)

@@ -179,8 +179,8 @@ class _Driver:
         """Earliest time an external event can touch a replica."""
         return min(self.next_arrival_s, self.stop_s)
 
-    def done(self) -> None:
-        """A request finished or was rejected."""
+    def done(self, seq: Seq | None = None) -> None:
+        """A request (``seq``) finished or was rejected."""
         self.num_done += 1
         if self.on_progress is not None and self.num_done % 1000 == 0:
             self.on_progress(self.num_done, self.num_arrived)

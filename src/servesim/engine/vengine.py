@@ -95,7 +95,8 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         self.busy = False
         self.loop = replica.loop
         self.records = replica.records
-        self.on_done: Callable[[], None] = lambda: None
+        # called with each request that leaves (finished) this engine
+        self.on_done: Callable[[Seq], None] = lambda seq: None
         self._init_handoff()
 
     def num_unfinished(self) -> int:
@@ -424,7 +425,7 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         self.scheduler.on_finish(seq)
         self.replica.forget(seq)
         write_request(self.records, seq, completion_s=now)
-        self.on_done()
+        self.on_done(seq)
 
     def _record(self, batch: Batch, times: StageTimes, duration_s: float) -> None:
         append_batch_row(
