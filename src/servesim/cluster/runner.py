@@ -23,10 +23,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from servesim.cluster.autoscale import Autoscaler
 from servesim.cluster.deployment import Deployment
+from servesim.cluster.measure import without_warmups
 from servesim.cluster.migration import Migrator
 from servesim.cluster.routers import Router, RouterContext, make_router
 from servesim.cluster.stats import ClusterStats
@@ -34,7 +33,7 @@ from servesim.cluster.transfer import kv_transfer_bytes, kv_transfer_s
 from servesim.core.events import EventLoop, EventPriority
 from servesim.core.rng import RandomStreams
 from servesim.engine.contracts import check_route
-from servesim.engine.records import RejectReason, SimulationRecords, TokenGapSamples
+from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.engine.replica import Replica
 from servesim.engine.rows import write_request
 from servesim.engine.sequence import Seq
@@ -326,37 +325,6 @@ def _append_request_row(records: SimulationRecords, request: Request, replica_id
         records.slo_classes.append(request.slo_class)
     index = records.slo_classes.index(request.slo_class)
     return append_request_row(records, request, replica_id, index)
-
-
-def without_warmups(
-    records: SimulationRecords, num_warmup_rows: int, start_s: float, first_gap: int
-) -> SimulationRecords:
-    """``records`` less the first ``num_warmup_rows`` requests, the iterations that started
-    before ``start_s`` and the token gaps before sample ``first_gap`` (warm-ups run alone,
-    before the measured requests). Counter ``num_warmup_requests`` says how many were cut."""
-    out = SimulationRecords(
-        replicas=records.replicas,
-        slo_classes=list(records.slo_classes),
-        end_s=records.end_s,
-        counters=dict(records.counters),
-    )
-    out.count("num_warmup_requests", num_warmup_rows)
-    req = records.requests.view()
-    _copy_rows(req, np.arange(num_warmup_rows, records.requests.size), out.requests)
-    it = records.iterations.view()
-    _copy_rows(it, np.flatnonzero(it["start_s"] >= start_s), out.iterations)
-    values, weights = records.token_gaps.arrays()
-    out.token_gaps = TokenGapSamples()
-    out.token_gaps.values_s.extend(values[first_gap:].tolist())
-    out.token_gaps.weights.extend(weights[first_gap:].tolist())
-    return out
-
-
-def _copy_rows(src: dict[str, np.ndarray], rows: np.ndarray, dst: Any) -> None:
-    for _ in range(rows.size):
-        dst.append_row()
-    for name, values in src.items():
-        dst.column(name)[: rows.size] = values[rows]
 
 
 def run_cluster(
