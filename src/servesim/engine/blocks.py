@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from servesim.core.errors import ConfigError
 from servesim.engine.contracts import KVCapacityError
 
 _MASK = (1 << 64) - 1
@@ -80,7 +81,10 @@ class KVBlockManager:
         watermark: float = 0.01,
         enable_prefix_caching: bool = False,
         num_swap_blocks: int = 0,
+        eviction: str = "lru",
     ) -> None:
+        if eviction != "lru":
+            raise ConfigError("cache.eviction", repr(eviction), "the built-in policy is 'lru'")
         self.num_blocks = num_blocks
         self.block_size = block_size
         # vLLM: watermark_blocks = int(watermark * num_gpu_blocks), kept free on admission.

@@ -43,6 +43,11 @@ class CacheConfig(_Config):
     num_kv_blocks: int | None = Field(
         None, ge=1, description="Override the perf model's block count (tests, what-ifs)."
     )
+    eviction: str = Field(
+        "lru",
+        description="Which cached prefix block to evict when blocks run out: a built-in policy "
+        "name or a plug-in path file.py:Class (engine/blocks.py).",
+    )
 
 
 class _SchedulerBase(_Config):

@@ -207,6 +207,7 @@ class Replica:
             watermark=cache.watermark,
             enable_prefix_caching=self.prefix_caching,
             num_swap_blocks=num_swap_blocks,
+            eviction=cache.eviction,
         )
         state = ReplicaState(
             blocks,
