@@ -184,3 +184,40 @@ def test_without_a_checkpoint_quantization_every_group_follows_the_plan() -> Non
     fmts = module_formats(None, DType.INT4)
     assert {f.dtype for f in fmts.values()} == {DType.INT4}
     assert not any(f.is_checkpoint for f in fmts.values())
+
+
+@pytest.mark.parametrize(
+    ("weights", "architecture", "activation"),
+    [
+        (DType.FP8, "hopper", DType.FP8),
+        (DType.FP8, "ada", DType.FP8),
+        # Ampere has no FP8 tensor cores: vLLM runs fp8 checkpoints weight-only (Marlin).
+        (DType.FP8, "ampere", DType.BF16),
+        (DType.W4A8, "ampere", DType.BF16),
+        (DType.INT4, "hopper", DType.BF16),
+        (DType.BF16, "ampere", DType.BF16),
+    ],
+)
+def test_serving_formats_follow_the_architecture(
+    weights: DType, architecture: str, activation: DType
+) -> None:
+    _, act, kv = serving_formats(weights, architecture=architecture)
+    assert act == activation
+    assert kv == DType.BF16
+
+
+def test_perf_and_simulate_price_fp8_on_a100_with_the_same_formats() -> None:
+    """One formats rule: ``perf``'s plan and the simulator's plan agree (fp8 on A100 ran weight-only
+    in ``perf`` while ``simulate`` refused it for want of an FP8 tensor peak)."""
+    from servesim.cli.perf import _activation_dtype
+    from servesim.cluster.config import PoolConfig
+    from servesim.cluster.deployment import pool_plan
+    from servesim.specs.catalog import get_gpu
+
+    for gpu in ("a100-80gb", "h100-sxm"):
+        plan = pool_plan(PoolConfig(gpu=gpu, dtype="fp8"), "llama-3.1-8b")
+        arch = get_gpu(gpu).architecture
+        assert plan.activation_dtype == _activation_dtype(DType.FP8, arch, None)
+    assert pool_plan(PoolConfig(gpu="a100-80gb", dtype="fp8"), "llama-3.1-8b").activation_dtype == (
+        DType.BF16
+    )

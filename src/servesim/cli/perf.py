@@ -21,7 +21,7 @@ from servesim.perf.roofline import RooflinePerfModel
 from servesim.perf.stacks import resolve_kernel_stack
 from servesim.perf.types import BatchShape, OpCost, ReplicaPlan
 from servesim.specs.catalog import get_gpu, resolve_model
-from servesim.specs.dtypes import DType
+from servesim.specs.dtypes import DType, serving_formats
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print deterministic JSON instead.")]
 _TOKEN_BUDGET = "Token budget per iteration (sizes the activation reserve)."
@@ -87,13 +87,10 @@ def check_batch_fits(text: str, max_context_tokens: int, memory: dict[str, Any])
         )
 
 
-def _activation_dtype(weights: DType, gpu_peaks: dict[DType, float], given: str | None) -> DType:
+def _activation_dtype(weights: DType, architecture: str, given: str | None) -> DType:
     if given is not None:
         return DType.parse(given)
-    # vLLM's fp8 is W8A8 where the GPU has FP8 tensor cores, weight-only (Marlin) elsewhere
-    if weights == DType.FP8 and DType.FP8 in gpu_peaks:
-        return DType.FP8
-    return DType.BF16
+    return serving_formats(weights, architecture=architecture)[1]
 
 
 def _ops_table(ops: list[OpCost], total_s: float) -> Table:
@@ -214,9 +211,7 @@ def perf_command(
         pp=pp,
         ep=ep,
         weight_dtype=weights,
-        activation_dtype=_activation_dtype(
-            weights, dict(gpu_spec.peak_flops_per_s), activation_dtype
-        ),
+        activation_dtype=_activation_dtype(weights, gpu_spec.architecture, activation_dtype),
         kv_dtype=DType.parse(kv_dtype),
         use_cuda_graphs=cuda_graphs,
         host_profile=resolve_host_profile(host_overhead),

@@ -145,7 +145,7 @@ def _plan(pool: PoolConfig, model_name: str, problems: list[str]) -> ReplicaPlan
     except ServesimError as exc:
         problems.append(f"{where}: {exc}")
         return None
-    weights, act, kv = serving_formats(weights, kv)
+    weights, act, kv = serving_formats(weights, kv, gpu.architecture)
     engine = pool_engine(pool)
     host_profile = resolve_host_profile(pool.host_overhead, engine_host_profile=engine.host_profile)
     plan = ReplicaPlan(

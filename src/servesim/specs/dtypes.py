@@ -256,19 +256,25 @@ _ALIASES = {
 }
 
 
-def serving_formats(weights: DType, kv: DType | None = None) -> tuple[DType, DType, DType]:
+def serving_formats(
+    weights: DType, kv: DType | None = None, architecture: str | None = None
+) -> tuple[DType, DType, DType]:
     """(weight, activation, KV) formats a vLLM-style engine uses for a weight format.
 
     GEMMs compute in the format's activation format (fp8 for FP8 W8A8, fp8-block and W4A8,
     the 16-bit format for weight-only int8/int4/fp4/mxfp4); the KV cache follows the
     activations unless given (vLLM's ``auto``), except that FP8 checkpoints keep a bf16 cache
-    unless ``--kv-cache-dtype fp8`` is asked for.
+    unless ``--kv-cache-dtype fp8`` is asked for. On an ``architecture`` without tensor cores
+    for the format (fp8 on Ampere), vLLM runs it weight-only (Marlin: dequantise in the GEMM),
+    so the GEMMs compute in bf16; this one rule serves ``simulate``, ``perf`` and the planner.
     """
     if weights in (DType.FP16, DType.FP32):
         act = weights
     else:
-        act = FORMATS[weights].activation
-        act = act if act == DType.FP8 else DType.BF16
+        spec = FORMATS[weights]
+        act = spec.activation if spec.activation == DType.FP8 else DType.BF16
+        if architecture is not None and not spec.is_native(architecture):
+            act = DType.BF16
     if kv is None:
         kv = DType.BF16 if act == DType.FP8 else act
     return weights, act, kv
