@@ -120,6 +120,12 @@ class Prefilter:
             pools.append((phase, rplan, mem.max_kv_tokens))
         return self._bounds(plan, pools[0][:2], pools[-1])
 
+    def replica_plan(self, plan: PlanSpec, role: str = "unified") -> ReplicaPlan | str:
+        """The ``ReplicaPlan`` one replica of ``plan``'s ``role`` pool runs in the pre-filter
+        (``cluster.pool_plan``, the simulator's own builder), or why it cannot run."""
+        built = self._replica(plan.phase(role))
+        return built if isinstance(built, str) else built[0]
+
     def _replica(self, phase: PlanSpec) -> tuple[ReplicaPlan, MemoryPlan] | str:
         """The replica plan and memory plan of one pool, built as the simulator builds them
         (``cluster.pool_plan`` with the engine profile's host model and kernel stack; the

@@ -18,10 +18,12 @@ from servesim.specs.catalog import resolve_model
 
 
 def sim_config_dict(
-    scenario: Scenario, plan: PlanSpec, rate_per_s: float | None, engine: str = AUTO
+    scenario: Scenario, plan: PlanSpec, rate_per_s: float | None, engine: str | None = None
 ) -> dict[str, Any]:
     """A ``SimConfig``-shaped mapping: ``plan`` serving ``scenario`` at ``rate_per_s`` on
-    ``engine`` (a profile name; ``auto``: left out, the scheduler decides)."""
+    ``engine`` (a profile name; None: the scenario's, so the config runs the engine the plan
+    was evaluated on; ``auto``: left out, the scheduler decides)."""
+    engine = scenario.engine if engine is None else engine
     hardware: dict[str, Any] = {
         "gpu": plan.gpu,
         "tp": plan.tp,
