@@ -34,6 +34,12 @@ class CacheConfig(_Config):
     preemption_mode: Literal["recompute", "swap"] = Field(
         "recompute", description="On KV exhaustion: drop and recompute (vLLM default) or swap."
     )
+    preemption_choice: Literal["fixed", "cheaper"] = Field(
+        "fixed",
+        description="Per preempted request: 'fixed' applies preemption_mode to all (vLLM); "
+        "'cheaper' swaps when copying its KV over the host link out and back takes less than "
+        "recomputing it, else recomputes (engine/preemption.py).",
+    )
     swap_space_bytes: int = Field(
         4 * 2**30, ge=0, description="Host memory per GPU for swapped KV (vLLM default 4 GiB)."
     )
