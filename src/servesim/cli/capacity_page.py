@@ -9,10 +9,12 @@ found is the dashed vertical line. A table lists every probe in the order the se
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 from servesim.api import CapacityReport
-from servesim.planner.capacity import Probe
+from servesim.planner.capacity import CapacityResult, Probe
 from servesim.planner.scenario import SLOCriterion
 from servesim.report import pages
 
@@ -158,3 +160,80 @@ def render_capacity_html(
             ("Probes (in search order)", pages.table(PROBE_HEADERS, probe_rows(report), "probes")),
         ],
     )
+
+
+# --- The result file: what the page is drawn from, so `servesim report` can redraw it -----
+
+
+def _probe_dict(p: Probe) -> dict[str, Any]:
+    return {
+        "rate_per_s": p.rate_per_s,
+        "holds": p.holds,
+        "limiting": p.limiting,
+        "ratio": p.ratio,
+        "metrics": dict(p.metrics),
+    }
+
+
+def capacity_to_dict(
+    report: CapacityReport, criterion: SLOCriterion, settings: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """The page's inputs as JSON-able data (the simulation at the capacity is left out: the
+    page shows it only through ``settings``)."""
+    found = report.search
+    best = next((i for i, p in enumerate(found.probes) if p is found.best), None)
+    return {
+        "settings": [[k, v] for k, v in settings],
+        "criterion": dataclasses.asdict(criterion),
+        "rate_per_s": report.rate_per_s,
+        "rate_per_gpu": report.rate_per_gpu,
+        "rate_per_dollar_hour": report.rate_per_dollar_hour,
+        "limiting": report.limiting,
+        "search": {
+            "rate_per_s": found.rate_per_s,
+            "upper_rate_per_s": found.upper_rate_per_s,
+            "limiting": found.limiting,
+            "best": best,
+            "below_need": found.below_need,
+            "probes": [_probe_dict(p) for p in found.probes],
+        },
+    }
+
+
+def capacity_from_dict(
+    data: dict[str, Any],
+) -> tuple[CapacityReport, SLOCriterion, list[tuple[str, str]]]:
+    """Inverse of ``capacity_to_dict`` (``result`` is None)."""
+    s = data["search"]
+    probes = tuple(
+        Probe(p["rate_per_s"], p["holds"], p["limiting"], p["ratio"], p["metrics"])
+        for p in s["probes"]
+    )
+    best = probes[s["best"]] if s["best"] is not None else None
+    search = CapacityResult(
+        s["rate_per_s"], s["upper_rate_per_s"], s["limiting"], best, probes, s["below_need"]
+    )
+    report = CapacityReport(
+        rate_per_s=data["rate_per_s"],
+        rate_per_gpu=data["rate_per_gpu"],
+        rate_per_dollar_hour=data["rate_per_dollar_hour"],
+        limiting=data["limiting"],
+        search=search,
+        result=None,
+    )
+    settings = [(str(k), str(v)) for k, v in data["settings"]]
+    return report, SLOCriterion(**data["criterion"]), settings
+
+
+def render_capacity_data(data: dict[str, Any]) -> str:
+    """The capacity page from its result data (``servesim report``)."""
+    return render_capacity_html(*capacity_from_dict(data))
+
+
+def write_capacity_page(
+    report: CapacityReport, criterion: SLOCriterion, settings: list[tuple[str, str]], path: Path
+) -> Path:
+    """Write the page at ``path`` and its result file beside it (``pages.result_path``), the
+    page drawn from the data as it reads back, so ``servesim report`` redraws the same bytes."""
+    data = pages.round_trip(capacity_to_dict(report, criterion, settings))
+    return pages.write_result("capacity", data, render_capacity_data(data), path)

@@ -9,13 +9,17 @@ same numbers, plus each scenario's relative change in the objective's own direct
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from servesim.lab import Comparison
 from servesim.lab.compare import bootstrap_mean
+from servesim.lab.evaluate import Score
+from servesim.lab.worker import Failure, RunResult
 from servesim.report import pages
 
 CHART_IDS = ("compare-effects", "compare-metrics")
@@ -155,3 +159,76 @@ def render_compare_html(c: Comparison) -> str:
         "two policies on the same runs (same scenarios and seeds); all times simulated.",
         [("What was compared", pages.pairs(what)), ("Charts", charts), ("Per scenario", table)],
     )
+
+
+# --- The result file: what the page is drawn from, so `servesim report` can redraw it -----
+
+
+def _score_dict(s: Score) -> dict[str, Any]:
+    runs = []
+    for r in s.runs:
+        failure = dataclasses.asdict(r.failure) if r.failure is not None else None
+        metrics = dict(r.metrics) if r.metrics is not None else None
+        run = {"scenario": r.scenario, "seed": r.seed, "metrics": metrics, "failure": failure}
+        runs.append(run | {"skip_reason": r.skip_reason})
+    fields = ("policy", "suite", "suite_version", "objective", "is_fast", "value", "utility")
+    return {**{f: getattr(s, f) for f in fields}, "baseline_value": s.baseline_value, "runs": runs}
+
+
+def _score(d: dict[str, Any]) -> Score:
+    runs = tuple(
+        RunResult(
+            r["scenario"],
+            r["seed"],
+            r["metrics"],
+            Failure(**r["failure"]) if r["failure"] is not None else None,
+            r["skip_reason"],
+        )
+        for r in d["runs"]
+    )
+    fields = {k: v for k, v in d.items() if k != "runs"}
+    return Score(**fields, runs=runs)
+
+
+def comparison_to_dict(c: Comparison) -> dict[str, Any]:
+    """The page's inputs as JSON-able data (runs' diagnostics are left out: not drawn)."""
+    return {
+        "a": _score_dict(c.a),
+        "b": _score_dict(c.b),
+        "objective": c.objective,
+        "effects": [list(e) for e in c.effects],
+        "mean_effect": c.mean_effect,
+        "ci_low": c.ci_low,
+        "ci_high": c.ci_high,
+        "scenario_effects": [list(e) for e in c.scenario_effects],
+        "verdict": c.verdict,
+        "direction": c.direction,
+    }
+
+
+def comparison_from_dict(data: dict[str, Any]) -> Comparison:
+    """Inverse of ``comparison_to_dict``."""
+    return Comparison(
+        a=_score(data["a"]),
+        b=_score(data["b"]),
+        objective=data["objective"],
+        effects=tuple((str(s), int(k), float(e)) for s, k, e in data["effects"]),
+        mean_effect=float(data["mean_effect"]),
+        ci_low=float(data["ci_low"]),
+        ci_high=float(data["ci_high"]),
+        scenario_effects=tuple((str(s), float(e)) for s, e in data["scenario_effects"]),
+        verdict=data["verdict"],
+        direction=int(data["direction"]),
+    )
+
+
+def render_compare_data(data: dict[str, Any]) -> str:
+    """The comparison page from its result data (``servesim report``)."""
+    return render_compare_html(comparison_from_dict(data))
+
+
+def write_compare_page(c: Comparison, path: Path) -> Path:
+    """Write the page at ``path`` and its result file beside it (``pages.result_path``), the
+    page drawn from the data as it reads back, so ``servesim report`` redraws the same bytes."""
+    data = pages.round_trip(comparison_to_dict(c))
+    return pages.write_result("compare", data, render_compare_data(data), path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,10 +22,15 @@ from servesim.cli.simulate_render import settings_rows
 from servesim.core.errors import ConfigError, ServesimError
 from servesim.report.html import REPORT_FILE, write_html_report, write_settings
 from servesim.report.outputs import resolve_table_format
-from servesim.report.run_data import write_run_data
+from servesim.report.pages import find_results, read_result, result_kind, write_page
+from servesim.report.run_data import SUMMARY_FILE, write_run_data
 from servesim.report.trace import write_chrome_trace
 
 PERFETTO_URL = "https://ui.perfetto.dev"
+_OUT_HELP = (
+    f"Write the page here (default: FOLDER/{REPORT_FILE}, or the page name the result file "
+    "records)."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,20 +118,68 @@ def write_files(result: Result, outputs: Outputs) -> list[str]:
     return notes
 
 
+def _render_result(kind: str, data: dict[str, Any]) -> str:
+    """The page of one result file (the page modules load lazily: plotly, the planner)."""
+    if kind == "capacity":
+        from servesim.cli.capacity_page import render_capacity_data
+
+        return render_capacity_data(data)
+    if kind == "plan":
+        from servesim.report.plan_html import render_plan_data
+
+        return render_plan_data(data)
+    from servesim.cli.compare_page import render_compare_data
+
+    return render_compare_data(data)
+
+
+def rebuild_result(path: Path, out: Path | None = None) -> Path:
+    """Redraw the page of the result file ``path`` (default: the page name it records, beside
+    it); the same bytes as the page its command wrote."""
+    kind, page_name, data = read_result(path)
+    target = out if out is not None else path.parent / page_name
+    return write_page(_render_result(kind, data), target)
+
+
+def rebuild_folder(folder: Path, out: Path | None = None) -> list[Path]:
+    """Redraw every page of ``folder``: a ``simulate --out`` run (``summary.json``) and each
+    ``capacity``/``plan``/``compare --report`` result file; ``out`` only for a single page."""
+    if not folder.is_dir():
+        if folder.is_file() and result_kind(folder):
+            return [rebuild_result(folder, out)]
+        raise ConfigError("FOLDER", str(folder), "is not a folder (nor a result .json file)")
+    results = find_results(folder)
+    is_run = (folder / SUMMARY_FILE).is_file()
+    if not results and not is_run:
+        raise ServesimError(
+            f"{folder}: no {SUMMARY_FILE} (simulate --out) and no result file (the .json "
+            "capacity, plan or compare --report writes beside its page)"
+        )
+    if out is not None and len(results) + is_run > 1:
+        raise ConfigError("--out", str(out), f"{folder} holds several pages; drop --out")
+    written = [write_html_report(folder, out)] if is_run else []
+    return written + [rebuild_result(path, out) for path in results]
+
+
 def report_cmd(
     folder: Annotated[
-        Path, typer.Argument(help="A `servesim simulate --out` folder.", show_default=False)
+        Path,
+        typer.Argument(
+            help="A `simulate --out` folder, or the folder (or .json) of a capacity, plan or "
+            "compare --report page.",
+            show_default=False,
+        ),
     ],
     out: Annotated[
         Path | None,
-        opts.option("--out", f"Write the page here (default: FOLDER/{REPORT_FILE})."),
+        opts.option("--out", _OUT_HELP),
     ] = None,
 ) -> None:
-    """Write the self-contained HTML report of a `simulate --out` folder (opens offline)."""
+    """Rebuild the self-contained HTML page of a result folder (opens offline)."""
     if not _has_plotly():
         raise ServesimError("the HTML report needs plotly: pip install plotly")
-    path = write_html_report(folder, out)
-    err_console.print(f"HTML report: {path.resolve()}", markup=False, highlight=False)
+    for path in rebuild_folder(folder, out):
+        err_console.print(f"HTML report: {path.resolve()}", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

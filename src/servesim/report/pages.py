@@ -9,7 +9,9 @@ random ids, so the same inputs give byte-identical pages.
 from __future__ import annotations
 
 import html
+import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -118,3 +120,74 @@ def write_page(text: str, path: str | Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
     return target
+
+
+# --- Result files: the data beside a page, so ``servesim report`` can rebuild it ----------
+
+RESULT_KEY = "servesim_result"  # first key of every result file: which page it rebuilds
+RESULT_FORMAT_VERSION = 1
+RESULT_KINDS = ("capacity", "plan", "compare")
+_KIND_PATTERN = re.compile(rf'"{RESULT_KEY}"\s*:\s*"([a-z_]+)"')
+
+
+def result_path(page_path: str | Path) -> Path:
+    """The result file beside ``page_path``: same stem, ``.json`` (``cap.html`` -> ``cap.json``)."""
+    target = Path(page_path)
+    data = target.with_suffix(".json")
+    return data if data != target else target.with_name(target.name + ".data.json")
+
+
+def write_result(kind: str, data: dict[str, Any], text: str, page_path: str | Path) -> Path:
+    """Write the page ``text`` at ``page_path`` and ``data`` beside it (``result_path``).
+
+    The file is ``{"servesim_result": KIND, "format_version": 1, "page": NAME, "data": DATA}``
+    (Python's JSON: a non-finite float is written as NaN/Infinity, as the plan store does).
+    Returns the page's path.
+    """
+    page_file = write_page(text, page_path)
+    doc = {
+        RESULT_KEY: kind,
+        "format_version": RESULT_FORMAT_VERSION,
+        "page": page_file.name,
+        "data": data,
+    }
+    result_path(page_file).write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    return page_file
+
+
+def result_kind(path: str | Path) -> str | None:
+    """The kind of the result file at ``path`` (None: not one). Reads only its head, so a big
+    JSON beside it (a Chrome trace) is not parsed."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        match = _KIND_PATTERN.search(handle.read(200))
+    return match.group(1) if match and match.group(1) in RESULT_KINDS else None
+
+
+def find_results(folder: str | Path) -> list[Path]:
+    """The result files in ``folder`` (not its subfolders), sorted by name."""
+    return [p for p in sorted(Path(folder).glob("*.json")) if p.is_file() and result_kind(p)]
+
+
+def read_result(path: str | Path) -> tuple[str, str, dict[str, Any]]:
+    """``(kind, page file name, data)`` of a result file (``write_result``)."""
+    from servesim.core.errors import ServesimError
+
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ServesimError(f"{path}: not a readable result file ({exc})") from None
+    version = doc.get("format_version") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or doc.get(RESULT_KEY) not in RESULT_KINDS:
+        raise ServesimError(f"{path}: not a servesim result file (no {RESULT_KEY} key)")
+    if version != RESULT_FORMAT_VERSION:
+        raise ServesimError(
+            f"{path}: result format {version}, this servesim reads {RESULT_FORMAT_VERSION}"
+        )
+    return str(doc[RESULT_KEY]), str(doc["page"]), dict(doc["data"])
+
+
+def round_trip(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as it reads back from its result file (lists for tuples, float keys...):
+    pages are drawn from this, so the first page and a rebuilt one are the same bytes."""
+    loaded: dict[str, Any] = json.loads(json.dumps(data))
+    return loaded

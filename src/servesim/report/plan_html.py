@@ -15,10 +15,13 @@ ranked plans with the planner's reasons, and every infeasible, pruned or failed 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from servesim.planner.evaluate import PlanResult
+from servesim.planner.plan import PlanSpec
 from servesim.planner.present import plan_rows, status_rows
 from servesim.planner.rank import why_wins
 from servesim.planner.search import SearchOptions, SearchReport
@@ -231,3 +234,101 @@ def render_plan_html(
             ("Not ranked: infeasible, pruned, failed, missing the SLO", left),
         ],
     )
+
+
+# --- The result file: what the page is drawn from, so `servesim report` can redraw it -----
+
+
+def _result_dict(r: PlanResult) -> dict[str, Any]:
+    return {
+        "plan": r.plan.to_dict(),
+        "status": r.status,
+        "reason": r.reason,
+        "capacity_per_s": r.capacity_per_s,
+        "limiting": r.limiting,
+        "num_probes": r.num_probes,
+        "metrics": dict(r.metrics),
+        "wall_s": r.wall_s,
+    }
+
+
+def _positions(results: Sequence[PlanResult], chosen: Sequence[PlanResult]) -> list[int]:
+    """Where each of ``chosen`` is in ``results`` (the same object, else the same plan)."""
+    by_key = {r.plan.key(): i for i, r in reversed(list(enumerate(results)))}
+    by_id = {id(r): i for i, r in enumerate(results)}
+    return [by_id.get(id(r), by_key.get(r.plan.key(), -1)) for r in chosen]
+
+
+def plan_to_dict(
+    report: SearchReport, options: SearchOptions, settings: list[tuple[str, str]], top: int = 50
+) -> dict[str, Any]:
+    """The page's inputs as JSON-able data: every result once, the ranking and the front as
+    positions in it (a ranked plan missing from ``results`` is added at the end)."""
+    results = list(report.results)
+    for r in (*report.ranked, *report.pareto):
+        if _positions(results, [r]) == [-1]:
+            results.append(r)
+    return {
+        "settings": [[k, v] for k, v in settings],
+        "options": dataclasses.asdict(options),
+        "top": top,
+        "results": [_result_dict(r) for r in results],
+        "ranked": _positions(results, report.ranked),
+        "pareto": _positions(results, report.pareto),
+        "num_in_report": len(report.results),
+        "num_simulated": report.num_simulated,
+        "num_resumed": report.num_resumed,
+        "prune_reasons": dict(report.prune_reasons),
+        "search_hash": report.search_hash,
+        "simulated_keys": list(report.simulated_keys),
+    }
+
+
+def plan_from_dict(
+    data: dict[str, Any],
+) -> tuple[SearchReport, SearchOptions, list[tuple[str, str]], int]:
+    """Inverse of ``plan_to_dict``: ``(report, options, settings, top)``."""
+    results = [
+        PlanResult(
+            plan=PlanSpec.from_dict(r["plan"]),
+            status=r["status"],
+            reason=r["reason"],
+            capacity_per_s=r["capacity_per_s"],
+            limiting=r["limiting"],
+            num_probes=r["num_probes"],
+            metrics=r["metrics"],
+            wall_s=r["wall_s"],
+        )
+        for r in data["results"]
+    ]
+    report = SearchReport(
+        results=results[: data["num_in_report"]],
+        ranked=[results[i] for i in data["ranked"]],
+        pareto=[results[i] for i in data["pareto"]],
+        num_simulated=data["num_simulated"],
+        num_resumed=data["num_resumed"],
+        prune_reasons=dict(data["prune_reasons"]),
+        search_hash=data["search_hash"],
+        simulated_keys=tuple(data["simulated_keys"]),
+    )
+    settings = [(str(k), str(v)) for k, v in data["settings"]]
+    return report, SearchOptions(**data["options"]), settings, int(data["top"])
+
+
+def render_plan_data(data: dict[str, Any]) -> str:
+    """The plan page from its result data (``servesim report``)."""
+    report, options, settings, top = plan_from_dict(data)
+    return render_plan_html(report, options, settings, top)
+
+
+def write_plan_page(
+    report: SearchReport,
+    options: SearchOptions,
+    settings: list[tuple[str, str]],
+    path: str | Path,
+    top: int = 50,
+) -> Path:
+    """Write the page at ``path`` and its result file beside it (``pages.result_path``), the
+    page drawn from the data as it reads back, so ``servesim report`` redraws the same bytes."""
+    data = pages.round_trip(plan_to_dict(report, options, settings, top))
+    return pages.write_result("plan", data, render_plan_data(data), path)
