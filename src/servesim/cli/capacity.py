@@ -142,13 +142,12 @@ def _write_report(
     report: CapacityReport, criterion: SLOCriterion, cfg: SimConfig, path: Path
 ) -> None:
     """The HTML page of the search; what ran is the run at the capacity when one held."""
-    from servesim.cli.capacity_page import render_capacity_html
+    from servesim.cli.capacity_page import write_capacity_page
     from servesim.cli.simulate_render import settings_rows
-    from servesim.report.pages import write_page
 
     if report.result is not None:
         settings = settings_rows(report.result)
     else:  # no rate held: the config is all there is to show
         hw = cfg.hardware
         settings = [("model", cfg.model), ("hardware", f"{hw.gpu} tp {hw.tp} pp {hw.pp}")]
-    note_report(write_page(render_capacity_html(report, criterion, settings), path))
+    note_report(write_capacity_page(report, criterion, settings, path))
