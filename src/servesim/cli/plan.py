@@ -312,8 +312,7 @@ def _write_report(
     report: SearchReport, scenario: Scenario, options: SearchOptions, gpus: str, path: Path
 ) -> None:
     """The search's HTML page (``servesim.report.plan_html``)."""
-    from servesim.report.pages import write_page
-    from servesim.report.plan_html import render_plan_html
+    from servesim.report.plan_html import write_plan_page
 
     at = options.target_rate_per_s
     settings = [
@@ -323,7 +322,7 @@ def _write_report(
         ("objective", options.objective + (f" at {at:g} req/s" if at is not None else "")),
         ("GPUs available", gpus),
     ]
-    note_report(write_page(render_plan_html(report, options, settings), path))
+    note_report(write_plan_page(report, options, settings, path))
 
 
 def _mix(
