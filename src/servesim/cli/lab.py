@@ -94,10 +94,9 @@ def _print_comparison(c: Comparison) -> None:
 
 
 def _write_report(result: Comparison, path: Path) -> None:
-    from servesim.cli.compare_page import render_compare_html
-    from servesim.report.pages import write_page
+    from servesim.cli.compare_page import write_compare_page
 
-    note_report(write_page(render_compare_html(result), path))
+    note_report(write_compare_page(result, path))
 
 
 def register(app: typer.Typer) -> None:
