@@ -30,7 +30,7 @@ from servesim.api import simulate
 from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
 from servesim.perf.types import PerfModel
-from servesim.validate.apex import read_csv
+from servesim.validate.apex_data import read_csv
 from servesim.workload.native import write_requests
 from servesim.workload.shared_prefix import SharedPrefixOptions, SharedPrefixWorkload
 
