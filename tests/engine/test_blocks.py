@@ -1,11 +1,16 @@
-"""KV block manager: counts, prefix-cache keys, ref-counting and LRU eviction."""
+"""KV block manager: counts, prefix-cache keys, ref-counting and eviction policies."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from servesim.core.errors import ConfigError, UnknownNameError
 from servesim.engine.blocks import KVBlockManager, mix64, prompt_block_keys
+from servesim.engine.contracts import ContractError
 
 
 def test_watermark_and_allocation() -> None:
@@ -78,3 +83,130 @@ def test_invariant_under_random_operations(ops: list[tuple[int, int]]) -> None:
             blocks.deref([held.pop()])
         blocks.check()
         assert blocks.num_private == private
+
+
+# ---- eviction policies -----------------------------------------------------------------
+
+
+def _cache(blocks: KVBlockManager, keys: list[int]) -> None:
+    """One sequence computes ``keys`` (private blocks turned cached) and leaves."""
+    blocks.allocate(len(keys))
+    for key in keys:
+        assert blocks.register(key)
+    blocks.deref(keys)
+
+
+def test_lfu_keeps_a_shared_block_over_newer_one_off_blocks() -> None:
+    blocks = KVBlockManager(3, 16, watermark=0.0, enable_prefix_caching=True, eviction="lfu")
+    _cache(blocks, [1])  # a system-prompt block...
+    for _ in range(2):  # ...that two more requests hit
+        blocks.acquire([1])
+        blocks.deref([1])
+    _cache(blocks, [2, 3])  # a newer one-off prompt
+    blocks.allocate(1)  # LRU would drop 1 (oldest); LFU drops 3 (1 use, the deeper of 2 and 3)
+    assert blocks.count_hits([1], 1) == 1
+    assert blocks.count_hits([2], 1) == 1 and blocks.count_hits([3], 1) == 0
+    blocks.check()
+
+
+def test_lfu_ages_out_a_block_that_stopped_being_used() -> None:
+    blocks = KVBlockManager(2, 16, watermark=0.0, enable_prefix_caching=True, eviction="lfu")
+    _cache(blocks, [1])
+    blocks.acquire([1])
+    blocks.deref([1])  # block 1: priority 0 + 2 uses = 2
+    key = 100
+    evicted_one = False
+    for _ in range(3):  # each one-off block enters at age + 1; the age climbs with evictions
+        blocks.allocate(1)
+        key += 1
+        assert blocks.register(key)
+        blocks.deref([key])
+        evicted_one = evicted_one or blocks.count_hits([1], 1) == 0
+    assert evicted_one  # plain LFU would keep block 1 forever
+    blocks.check()
+
+
+def test_lru_default_evicts_oldest_first() -> None:
+    blocks = KVBlockManager(3, 16, watermark=0.0, enable_prefix_caching=True)
+    assert blocks.eviction == "lru"
+    _cache(blocks, [1])
+    for _ in range(2):
+        blocks.acquire([1])
+        blocks.deref([1])
+    _cache(blocks, [2, 3])  # released tail first: 3 then 2
+    blocks.allocate(2)
+    assert blocks.count_hits([1], 1) == 0 and blocks.count_hits([3], 1) == 0
+    assert blocks.count_hits([2], 1) == 1
+
+
+@given(
+    st.sampled_from(["lru", "lfu"]),
+    st.lists(st.tuples(st.integers(0, 4), st.integers(1, 6)), max_size=80),
+)
+def test_every_policy_keeps_the_books(eviction: str, ops: list[tuple[int, int]]) -> None:
+    """Any sequence of allocate / register / acquire / deref keeps the invariant, and every
+    evicted key was evictable (the manager checks each choice)."""
+    blocks = KVBlockManager(12, 4, watermark=0.0, enable_prefix_caching=True, eviction=eviction)
+    held: list[int] = []
+    next_key = 0
+    for op, n in ops:
+        if op == 0 and blocks.can_allocate(n):
+            blocks.allocate(n)
+            for _ in range(n):
+                next_key += 1
+                assert blocks.register(next_key)
+                held.append(next_key)
+        elif op in (1, 2) and held:
+            blocks.deref([held.pop(0 if op == 1 else -1)])
+        elif op == 3:
+            cached = [k for k in range(1, next_key + 1) if blocks.count_hits([k], 1)]
+            if cached:
+                key = cached[n % len(cached)]
+                blocks.acquire([key])
+                held.append(key)
+        blocks.check()
+        assert blocks.num_private == 0
+
+
+_MRU = """
+class MostRecent:
+    def __init__(self):
+        self.stack = []
+    def add(self, key, depth):
+        self.stack.append(key)
+    def reuse(self, key, was_evictable):
+        if was_evictable:
+            self.stack.remove(key)
+    def evict(self):
+        return self.stack.pop()
+
+class Cheat(MostRecent):
+    def evict(self):
+        return 12345  # not an evictable block
+
+class NoEvict:
+    def add(self, key, depth): pass
+    def reuse(self, key, was_evictable): pass
+"""
+
+
+def test_a_user_policy_loads_by_path_and_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "evict.py"
+    path.write_text(_MRU)
+    blocks = KVBlockManager(
+        3, 16, watermark=0.0, enable_prefix_caching=True, eviction=f"{path}:MostRecent"
+    )
+    _cache(blocks, [1, 2])  # released 2 then 1: 1 is the most recent
+    blocks.allocate(2)
+    assert blocks.count_hits([1], 1) == 0 and blocks.count_hits([2], 1) == 1
+    cheat = KVBlockManager(
+        2, 16, watermark=0.0, enable_prefix_caching=True, eviction=f"{path}:Cheat"
+    )
+    _cache(cheat, [1])
+    with pytest.raises(ContractError, match="evict returned 12345") as err:
+        cheat.allocate(2)
+    assert err.value.rule == "eviction-key"
+    with pytest.raises(ConfigError, match="has no evict method"):
+        KVBlockManager(2, 16, eviction=f"{path}:NoEvict")
+    with pytest.raises(UnknownNameError, match="lfu"):
+        KVBlockManager(2, 16, eviction="fifo")

@@ -3,8 +3,11 @@
 Blocks a sequence owns alone (partial prompt blocks, decode blocks) are counted, not named;
 only full prompt blocks that may be shared carry identity, as a 64-bit key chained over the
 prompt's prefix-block ids (vLLM hashes a block by its tokens and its parent block's hash).
-Shared blocks are ref-counted; cached blocks nobody references stay resident and are evicted
-least-recently-used first when a new block is needed (vLLM's prefix-cache evictor).
+Shared blocks are ref-counted; cached blocks nobody references stay resident and, when a new
+block is needed, an ``EvictionPolicy`` picks which of them to drop: ``lru`` (the default,
+vLLM's prefix-cache evictor) or ``lfu`` (least frequently used with dynamic aging), or a user's
+class named ``path/to/file.py:ClassName`` (``cache.eviction``). The manager keeps the counts;
+the policy only orders the evictable keys.
 
 Invariant (``check``): free + used + cached_evictable == total, where ``used`` counts private
 blocks and referenced cached blocks once each.
@@ -12,10 +15,13 @@ blocks and referenced cached blocks once each.
 
 from __future__ import annotations
 
+import heapq
 from collections import OrderedDict
+from typing import Protocol
 
 from servesim.core.errors import ConfigError
-from servesim.engine.contracts import KVCapacityError
+from servesim.core.registry import Registry
+from servesim.engine.contracts import ContractError, KVCapacityError
 
 _MASK = (1 << 64) - 1
 
@@ -55,16 +61,134 @@ def prompt_block_keys(
     return keys
 
 
+class EvictionPolicy(Protocol):
+    """Orders the cached prefix blocks that no sequence references (the evictable ones).
+
+    The block manager calls ``add`` when a cached block loses its last reference, ``reuse``
+    when a request references a cached block (``was_evictable``: it was unreferenced, so it
+    leaves the evictable set), and ``evict`` when it needs a block: the policy removes one
+    evictable key from its books and returns it (the manager checks it is evictable).
+    Built with no arguments, one instance per block manager.
+    """
+
+    def add(self, key: int, depth: int) -> None:
+        """``key`` became evictable; ``depth``: its block's position in the prompt (0: first)."""
+        ...
+
+    def reuse(self, key: int, was_evictable: bool) -> None:
+        """A request referenced cached block ``key`` (a prefix hit)."""
+        ...
+
+    def evict(self) -> int:
+        """Remove and return the evictable key to drop."""
+        ...
+
+
+EVICTION_POLICIES: Registry[type[EvictionPolicy]] = Registry("eviction policy")
+
+
+@EVICTION_POLICIES.register("lru")
+class LRUEviction:
+    """Least recently used first (vLLM's evictor): the block unreferenced longest ago goes.
+
+    A prompt's blocks are released tail first (``deref``), so among blocks freed together the
+    deepest goes first and the shared head of a prefix stays.
+    """
+
+    __slots__ = ("_order",)
+
+    def __init__(self) -> None:
+        self._order: OrderedDict[int, None] = OrderedDict()
+
+    def add(self, key: int, depth: int) -> None:
+        """Newest at the end."""
+        self._order[key] = None
+
+    def reuse(self, key: int, was_evictable: bool) -> None:
+        """Referenced again: no longer a candidate."""
+        if was_evictable:
+            del self._order[key]
+
+    def evict(self) -> int:
+        """The oldest."""
+        return self._order.popitem(last=False)[0]
+
+
+@EVICTION_POLICIES.register("lfu")
+class LFUEviction:
+    """Least frequently used with dynamic aging (LFU-DA, Arlitt et al., 2000).
+
+    A block's priority is ``age + uses`` at the time it became evictable, where ``uses``
+    counts the requests that referenced it while cached and ``age`` is the priority of the
+    last block evicted. Blocks shared by many requests (a system prompt) outlive one-off
+    prompt tails even when those are newer; aging lets once-hot blocks that stopped being
+    used go eventually (plain LFU would keep them forever). Ties: the deeper block first
+    (a prefix's tail before its head), then the one evictable longest.
+    """
+
+    __slots__ = ("_age", "_counter", "_entry", "_heap", "_uses")
+
+    def __init__(self) -> None:
+        self._uses: dict[int, int] = {}  # key -> requests that referenced it, while cached
+        self._heap: list[tuple[int, int, int, int]] = []  # (priority, -depth, order, key)
+        self._entry: dict[int, int] = {}  # evictable key -> order of its live heap entry
+        self._age = 0
+        self._counter = 0
+
+    def add(self, key: int, depth: int) -> None:
+        """Queue ``key`` at ``age + uses`` (its creator counts as the first use)."""
+        uses = self._uses.setdefault(key, 1)
+        self._counter += 1
+        self._entry[key] = self._counter
+        heapq.heappush(self._heap, (self._age + uses, -depth, self._counter, key))
+
+    def reuse(self, key: int, was_evictable: bool) -> None:
+        """One more use; an evictable block leaves the queue (its entry goes stale)."""
+        self._uses[key] = self._uses.get(key, 1) + 1
+        if was_evictable:
+            del self._entry[key]
+
+    def evict(self) -> int:
+        """The live entry of lowest priority; the age rises to it."""
+        heap = self._heap
+        while True:
+            priority, _, order, key = heapq.heappop(heap)
+            if self._entry.get(key) == order:
+                del self._entry[key]
+                del self._uses[key]
+                self._age = priority
+                return key
+
+
+def make_eviction(name: str) -> EvictionPolicy:
+    """The eviction policy ``name`` (a registry name or ``path/to/file.py:ClassName``)."""
+    cls = EVICTION_POLICIES.get(name)
+    try:
+        policy = cls()
+    except TypeError as exc:
+        raise ConfigError(
+            "cache.eviction", name, f"cannot be built with no arguments: {exc}"
+        ) from None
+    for hook in ("add", "reuse", "evict"):
+        if not callable(getattr(policy, hook, None)):
+            raise ConfigError("cache.eviction", name, f"has no {hook} method (EvictionPolicy)")
+    return policy
+
+
 class KVBlockManager:
     """Counts of free, private, shared-cached and evictable KV blocks, plus host swap space."""
 
     __slots__ = (
-        "_evictable",
+        "_add",
+        "_evict",
         "_refs",
+        "_reuse",
         "block_size",
         "enable_prefix_caching",
+        "eviction",
         "num_blocks",
         "num_cached_in_use",
+        "num_evictable",
         "num_evictions",
         "num_free",
         "num_private",
@@ -83,8 +207,6 @@ class KVBlockManager:
         num_swap_blocks: int = 0,
         eviction: str = "lru",
     ) -> None:
-        if eviction != "lru":
-            raise ConfigError("cache.eviction", repr(eviction), "the built-in policy is 'lru'")
         self.num_blocks = num_blocks
         self.block_size = block_size
         # vLLM: watermark_blocks = int(watermark * num_gpu_blocks), kept free on admission.
@@ -94,8 +216,14 @@ class KVBlockManager:
         self.num_private = 0
         self.num_cached_in_use = 0
         self.num_evictions = 0
-        self._refs: dict[int, int] = {}
-        self._evictable: OrderedDict[int, None] = OrderedDict()
+        self._refs: dict[int, int] = {}  # cached key -> references (0: evictable)
+        self.num_evictable = 0  # cached blocks no sequence references (for future hits)
+        self.eviction = eviction
+        policy = make_eviction(eviction)
+        # bound once: these run per cached block on the hot path
+        self._add = policy.add
+        self._reuse = policy.reuse
+        self._evict = policy.evict
         self.num_swap_blocks = num_swap_blocks
         self.num_swap_used = 0
 
@@ -103,17 +231,12 @@ class KVBlockManager:
     @property
     def num_available(self) -> int:
         """Blocks that can be handed out now (free, or cached and unreferenced)."""
-        return self.num_free + len(self._evictable)
+        return self.num_free + self.num_evictable
 
     @property
     def num_used(self) -> int:
         """Blocks referenced by some sequence."""
         return self.num_private + self.num_cached_in_use
-
-    @property
-    def num_evictable(self) -> int:
-        """Cached blocks no sequence references (kept for future prefix hits)."""
-        return len(self._evictable)
 
     def can_allocate(self, num: int, *, keep_watermark: bool = False) -> bool:
         """True when ``num`` more blocks fit (leaving the watermark free if asked)."""
@@ -123,30 +246,44 @@ class KVBlockManager:
     def check(self) -> None:
         """Assert the accounting invariant."""
         assert self.num_free >= 0 and self.num_private >= 0 and self.num_cached_in_use >= 0
-        assert self.num_free + self.num_used + len(self._evictable) == self.num_blocks, (
+        assert self.num_free + self.num_used + self.num_evictable == self.num_blocks, (
             self.num_free,
             self.num_private,
             self.num_cached_in_use,
-            len(self._evictable),
+            self.num_evictable,
             self.num_blocks,
         )
         assert 0 <= self.num_swap_used <= self.num_swap_blocks
 
     # ---- private blocks ------------------------------------------------------------------
     def allocate(self, num: int) -> None:
-        """Hand out ``num`` private blocks, evicting LRU cached blocks when free ones run out."""
+        """Hand out ``num`` private blocks, evicting cached blocks (the policy's choice) when
+        free ones run out."""
         if num <= 0:
             return
-        if num > self.num_free + len(self._evictable):
-            raise KVCapacityError(num, self.num_free + len(self._evictable))
+        if num > self.num_free + self.num_evictable:
+            raise KVCapacityError(num, self.num_free + self.num_evictable)
         take = min(num, self.num_free)
         self.num_free -= take
-        for _ in range(num - take):
-            key, _ = self._evictable.popitem(last=False)
-            del self._refs[key]
-            self.num_evictions += 1
+        if num > take:
+            self._evict_blocks(num - take)
         self.num_private += num
         assert self.num_free >= 0
+
+    def _evict_blocks(self, num: int) -> None:
+        refs = self._refs
+        for _ in range(num):
+            key = self._evict()
+            if refs.get(key) != 0:  # a policy may only drop what nobody references
+                raise ContractError(
+                    f"eviction {self.eviction}",
+                    "eviction-key",
+                    f"evict returned {key!r}, which is not an evictable cached block",
+                    float("nan"),
+                )
+            del refs[key]
+        self.num_evictable -= num
+        self.num_evictions += num
 
     def release(self, num: int) -> None:
         """Return ``num`` private blocks to the free pool."""
@@ -169,11 +306,13 @@ class KVBlockManager:
     def acquire(self, keys: list[int]) -> None:
         """Reference cached blocks ``keys`` (all present)."""
         refs = self._refs
+        reuse = self._reuse
         for key in keys:
             count = refs[key]
             if count == 0:
-                del self._evictable[key]
+                self.num_evictable -= 1
                 self.num_cached_in_use += 1
+            reuse(key, count == 0)
             refs[key] = count + 1
 
     def num_reactivations(self, keys: list[int]) -> int:
@@ -198,9 +337,12 @@ class KVBlockManager:
         the shared head of a prefix is the most likely to be hit again).
         """
         refs = self._refs
-        for key in reversed(keys):
+        add = self._add
+        for depth in range(len(keys) - 1, -1, -1):
+            key = keys[depth]
             count = refs[key] - 1
             refs[key] = count
             if count == 0:
-                self._evictable[key] = None
+                add(key, depth)
+                self.num_evictable += 1
                 self.num_cached_in_use -= 1
