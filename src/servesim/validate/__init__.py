@@ -4,8 +4,8 @@ Two datasets under ``../shared/data/validation`` (never copied into the package;
 passes the data folder):
 
 - ``apex_vllm_llama70b`` (``validate_apex``, modules ``apex`` and ``apex_data``): vLLM 0.6
-  Llama-3.1-70B on 8x H100, every plan (8TP, 4TP, 2TP and the data-parallel 2DP4TP, 4DP2TP) replayed on the traces
-  it served.
+  Llama-3.1-70B on 8x H100, every plan (8TP, 4TP, 2TP and the data-parallel 2DP4TP, 4DP2TP)
+  replayed on the traces it served.
 - ``blis_vllm_v1_h100`` (``validate_blis``, module ``blis``): vLLM V1 on H100, four models,
   constant-rate shared-prefix stages.
 """
