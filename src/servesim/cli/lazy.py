@@ -53,7 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("plan", "Search deployments for the best one within an SLO."),
     "report": (
         "report",
-        "Write the self-contained HTML report of a `simulate --out` folder (opens offline).",
+        "Rebuild the self-contained HTML page of a result folder (opens offline).",
     ),
     "evaluate": ("lab", "Score a policy on a standard suite (each run isolated, with limits)."),
     "compare": ("lab", "Paired A/B of two policies on the same runs, with a confidence interval."),
