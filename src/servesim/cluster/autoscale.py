@@ -1,25 +1,33 @@
-"""Autoscaling (first version): pools scale between ``min_replicas`` and ``replicas`` on a
-threshold policy, with a cold start, and only up-time is paid for.
+"""Autoscaling: pools scale between ``min_replicas`` and ``replicas`` under a scaling policy
+(``cluster/scaling.py``: ``threshold`` by default), with a cold start, and only up-time is paid.
 
-Every ``interval_s`` the policy reads the pool's signal over its up replicas (mean queued
-requests, or mean KV usage). Above ``scale_up_threshold`` one stopped replica starts: it is
+Every ``interval_s`` the pool's policy sees a ``PoolState`` (its up replicas' views, how many
+are starting, stopped, draining) and says +1, 0 or -1. On +1 one stopped replica starts: it is
 paid from that moment and takes requests after the cold start (its weight bytes per GPU over
 the storage bandwidth, plus ``startup_s``; as in Kubernetes/KServe model serving, where pulling
-weights dominates). Below ``scale_down_threshold`` the least loaded up replica drains: it takes
-no new requests and stops, ending its up-time, once empty.
+weights dominates). On -1 the least loaded up replica drains: it takes no new requests and
+stops, ending its up-time, once empty.
+
+The autoscaler reads and writes the cluster only through a ``LiveCluster`` (routable flags,
+views, outstanding tokens, emptiness, the event loop) and reports to ``ClusterStats``.
 """
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from servesim.cluster.config import AutoscaleConfig
+from servesim.cluster.live import LiveCluster
+from servesim.cluster.scaling import (
+    SCALE_DOWN,
+    SCALE_UP,
+    PoolState,
+    ScalingPolicy,
+    check_decision,
+    make_scaling_policy,
+)
+from servesim.cluster.stats import ClusterStats
 from servesim.core.events import EventPriority
-from servesim.engine.simulation import replica_view
-
-if TYPE_CHECKING:
-    from servesim.cluster.runner import Cluster
 
 
 def cold_start_s(weight_bytes: float, config: AutoscaleConfig) -> float:
@@ -28,88 +36,101 @@ def cold_start_s(weight_bytes: float, config: AutoscaleConfig) -> float:
 
 
 class Autoscaler:
-    """Scales the autoscaled pools of a ``Cluster`` and keeps every replica's up intervals."""
+    """Scales the autoscaled pools and keeps every replica's up intervals.
 
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        n = len(cluster.pool_of)
+    Args:
+        pools: ``(config, member replica indices)`` of each autoscaled pool.
+        weight_bytes_per_gpu: each replica's weight bytes per GPU (its cold start).
+        live: the running cluster (routable flags, views, events).
+        stats: where scale events and counts go.
+    """
+
+    def __init__(
+        self,
+        pools: Sequence[tuple[AutoscaleConfig, list[int]]],
+        weight_bytes_per_gpu: Sequence[float],
+        live: LiveCluster,
+        stats: ClusterStats,
+    ) -> None:
+        self.live = live
+        self.stats = stats
+        self.weight_bytes_per_gpu = list(weight_bytes_per_gpu)
+        n = live.num_replicas
         self.up_since: list[float | None] = [0.0] * n  # None: stopped
         self.up_s = [0.0] * n
         self.is_draining = [False] * n
-        self.pools: list[tuple[AutoscaleConfig, list[int]]] = []
-        for p, pool in enumerate(cluster.deployment.pools):
-            if pool.autoscale is None:
-                continue
-            members = [i for i, q in enumerate(cluster.pool_of) if q == p]
-            self.pools.append((pool.autoscale, members))
-            for i in members[pool.autoscale.min_replicas :]:
+        self.pools = [(config, list(members)) for config, members in pools]
+        self.policies: list[ScalingPolicy] = [make_scaling_policy(c) for c, _ in self.pools]
+        for config, members in self.pools:
+            for i in members[config.min_replicas :]:
                 self.up_since[i] = None
-                cluster.is_routable[i] = False
+                live.set_routable(i, False)
 
     def start(self) -> None:
         """Schedule the first policy round of each autoscaled pool."""
         for k, (config, _) in enumerate(self.pools):
-            self.cluster.loop.schedule(
-                config.interval_s, self._round, k, priority=EventPriority.CONTROL
-            )
+            self.live.schedule(config.interval_s, self._round, k, priority=EventPriority.CONTROL)
 
-    def _signal(self, config: AutoscaleConfig, members: list[int]) -> float:
-        up = [i for i in members if self.cluster.is_routable[i]]
-        if not up:
-            return math.inf
-        views = [replica_view(self.cluster.replicas[i]) for i in up]
-        if config.metric == "kv_usage":
-            return sum(v.kv_usage for v in views) / len(views)
-        return sum(v.num_queued for v in views) / len(views)
+    def pool_state(self, k: int) -> PoolState:
+        """What pool ``k``'s policy sees now."""
+        config, members = self.pools[k]
+        live = self.live
+        up = live.routable(members)
+        num_starting = sum(
+            1
+            for i in members
+            if self.up_since[i] is not None and not live.is_routable(i) and not self.is_draining[i]
+        )
+        return PoolState(
+            now_s=live.now,
+            views=tuple(live.views(up)),
+            num_starting=num_starting,
+            num_stopped=sum(1 for i in members if self.up_since[i] is None),
+            num_draining=sum(1 for i in members if self.is_draining[i]),
+            min_replicas=config.min_replicas,
+            max_replicas=len(members),
+        )
 
     def _round(self, k: int) -> None:
         config, members = self.pools[k]
-        cluster = self.cluster
-        now = cluster.loop.now
+        live = self.live
+        now = live.now
         self._stop_drained(members, now)
-        signal = self._signal(config, members)
-        starting = any(
-            self.up_since[i] is not None and not cluster.is_routable[i] and not self.is_draining[i]
-            for i in members
-        )
+        decision = self.policies[k].decide(self.pool_state(k))
+        decision = check_decision(config.policy, decision, now)
         stopped = [i for i in members if self.up_since[i] is None]
-        if signal > config.scale_up_threshold and stopped and not starting:
+        up = live.routable(members)
+        if decision == SCALE_UP and stopped:
             self._scale_up(config, stopped[0], now)
-        elif signal < config.scale_down_threshold:
-            up = [i for i in members if cluster.is_routable[i]]
-            if len(up) > config.min_replicas:
-                victim = min(up, key=lambda i: cluster.replicas[i].outstanding_tokens)
-                cluster.is_routable[victim] = False
-                self.is_draining[victim] = True
-                cluster.stats.num_scale_downs += 1
-                cluster.stats.scale_events.append((now, victim, "drain"))
-                self._stop_drained(members, now)
-        if cluster.is_active():
-            cluster.loop.schedule(
-                now + config.interval_s, self._round, k, priority=EventPriority.CONTROL
-            )
+        elif decision == SCALE_DOWN and len(up) > config.min_replicas:
+            victim = min(up, key=live.outstanding_tokens)
+            live.set_routable(victim, False)
+            self.is_draining[victim] = True
+            self.stats.num_scale_downs += 1
+            self.stats.scale_events.append((now, victim, "drain"))
+            self._stop_drained(members, now)
+        if live.is_active():
+            live.schedule(now + config.interval_s, self._round, k, priority=EventPriority.CONTROL)
 
     def _scale_up(self, config: AutoscaleConfig, index: int, now: float) -> None:
-        cluster = self.cluster
-        plan = cluster.plans[index]
-        weight_bytes = plan.model.weight_bytes(plan.weight_dtype) / plan.num_gpus
         self.up_since[index] = now
-        cluster.stats.num_scale_ups += 1
-        cluster.stats.scale_events.append((now, index, "start"))
-        cluster.loop.schedule(now + cold_start_s(weight_bytes, config), self._ready, index)
+        self.stats.num_scale_ups += 1
+        self.stats.scale_events.append((now, index, "start"))
+        cold_s = cold_start_s(self.weight_bytes_per_gpu[index], config)
+        self.live.schedule(now + cold_s, self._ready, index)
 
     def _ready(self, index: int) -> None:
-        self.cluster.is_routable[index] = True
-        self.cluster.stats.scale_events.append((self.cluster.loop.now, index, "ready"))
+        self.live.set_routable(index, True)
+        self.stats.scale_events.append((self.live.now, index, "ready"))
 
     def _stop_drained(self, members: list[int], now: float) -> None:
         for i in members:
             since = self.up_since[i]
-            if self.is_draining[i] and since is not None and not self.cluster.replicas[i].alive:
+            if self.is_draining[i] and since is not None and self.live.is_empty(i):
                 self.up_s[i] += now - since
                 self.up_since[i] = None
                 self.is_draining[i] = False
-                self.cluster.stats.scale_events.append((now, i, "stop"))
+                self.stats.scale_events.append((now, i, "stop"))
 
     def uptimes(self, end_s: float) -> list[float]:
         """Seconds each replica was up by ``end_s``."""

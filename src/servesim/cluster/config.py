@@ -57,6 +57,13 @@ class AutoscaleConfig(BaseModel):
     # start-up (container, CUDA context, graph capture). 2 GB/s is a local NVMe SSD.
     storage_bandwidth_bytes_per_s: float = Field(2e9, gt=0, description="Weight load rate.")
     startup_s: float = Field(30.0, ge=0, description="Fixed start-up time of a new replica.")
+    policy: str = Field(
+        "threshold",
+        description="Scaling policy (cluster/scaling.py: threshold, target) or file.py:Class.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the policy's constructor."
+    )
 
 
 class PoolConfig(BaseModel):
@@ -94,6 +101,11 @@ class PoolConfig(BaseModel):
     expert_popularity: tuple[float, ...] = Field((), description="MoE per-expert frequencies.")
     eplb_redundant_experts: int = Field(
         0, ge=0, description="EPLB: extra copies of hot experts per MoE layer (multiple of ep)."
+    )
+    expert_placement: str = Field(
+        "eplb",
+        description="MoE expert placement (cluster/placement.py: eplb, greedy) or file.py:Class; "
+        "eplb places only with eplb_redundant_experts > 0 (else contiguous).",
     )
     scheduler: SchedulerConfig = Field(default_factory=VLLMSchedulerConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
@@ -206,6 +218,21 @@ class MigrationConfig(BaseModel):
     max_per_round: int = Field(1, ge=1, description="Migrations started per look and pool.")
 
 
+class AdmissionConfig(BaseModel):
+    """Admission control at the cluster entry: accept or reject each arriving request."""
+
+    model_config = _STRICT
+
+    kind: str = Field(
+        "accept_all",
+        description="Admission policy (cluster/admission.py: accept_all, token_bucket, "
+        "slo_ttft) or file.py:Class.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Keyword arguments of the policy's constructor."
+    )
+
+
 class DeploymentConfig(BaseModel):
     """Replica pools behind a router, placed on a cluster."""
 
@@ -222,3 +249,6 @@ class DeploymentConfig(BaseModel):
     )
     transfer: TransferConfig = Field(default_factory=TransferConfig)
     migration: MigrationConfig | None = Field(None, description="Live migration (None: off).")
+    admission: AdmissionConfig = Field(
+        default_factory=AdmissionConfig, description="Admission control (default: accept all)."
+    )

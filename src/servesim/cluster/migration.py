@@ -13,84 +13,77 @@ then it resumes on the target, which admits it when it has the KV blocks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
 
-from servesim.cluster.transfer import kv_transfer_bytes, kv_transfer_s
+from servesim.cluster.config import MigrationConfig
+from servesim.cluster.live import LiveCluster
+from servesim.cluster.stats import ClusterStats
 from servesim.core.events import EventPriority
-from servesim.engine.replica import Replica
-from servesim.engine.sequence import Seq, SeqStatus
-from servesim.engine.simulation import replica_view
-from servesim.specs.gpu import LinkSpec
+from servesim.engine.sequence import Seq
 
-if TYPE_CHECKING:
-    from servesim.cluster.runner import Cluster
+#: ``copy_s(src, dst, num_tokens) -> (bytes, seconds)`` of copying that much KV between them
+CopyCost = Callable[[int, int, int], tuple[int, float]]
 
 
 class Migrator:
-    """Periodically moves decoding requests from the fullest to the emptiest replica."""
+    """Periodically moves decoding requests from the fullest to the emptiest replica.
 
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        config = cluster.deployment.config.migration
-        assert config is not None
+    Args:
+        config: the balancer's knobs.
+        pools: member replica indices of each pool that decodes (two or more replicas).
+        live: the running cluster (routable flags, views, decoding requests, transfers).
+        stats: where migration counts and bytes go.
+        copy_cost: bytes and seconds of a KV copy between two replicas.
+    """
+
+    def __init__(
+        self,
+        config: MigrationConfig,
+        pools: Sequence[list[int]],
+        live: LiveCluster,
+        stats: ClusterStats,
+        copy_cost: CopyCost,
+    ) -> None:
         self.config = config
-        self.pools: list[list[int]] = []
-        for p, pool in enumerate(cluster.deployment.pools):
-            members = [i for i, q in enumerate(cluster.pool_of) if q == p]
-            if pool.role != "prefill" and len(members) > 1:
-                self.pools.append(members)
+        self.pools = [list(members) for members in pools]
+        self.live = live
+        self.stats = stats
+        self.copy_cost = copy_cost
         self.moving: dict[Seq, None] = {}
 
     def start(self) -> None:
         """Schedule the first balancing round."""
         if self.pools:
-            self.cluster.loop.schedule(
-                self.config.interval_s, self._round, priority=EventPriority.CONTROL
-            )
+            self.live.schedule(self.config.interval_s, self._round, priority=EventPriority.CONTROL)
 
     def _round(self) -> None:
-        cluster = self.cluster
-        now = cluster.loop.now
+        live = self.live
+        now = live.now
         for members in self.pools:
-            up = [i for i in members if cluster.is_routable[i]]
+            up = live.routable(members)
             if len(up) < 2:
                 continue
-            usage = {i: replica_view(cluster.replicas[i]).kv_usage for i in up}
+            usage = {i: live.view(i).kv_usage for i in up}
             src = max(up, key=lambda i: (usage[i], -i))
             dst = min(up, key=lambda i: (usage[i], i))
             if usage[src] - usage[dst] <= self.config.kv_usage_gap:
                 continue
-            for seq in self._candidates(cluster.replicas[src])[: self.config.max_per_round]:
+            for seq in self._candidates(src)[: self.config.max_per_round]:
                 self._begin(seq, src, dst, now)
-        if cluster.is_active():
-            cluster.loop.schedule(
-                now + self.config.interval_s, self._round, priority=EventPriority.CONTROL
-            )
+        if live.is_active():
+            live.schedule(now + self.config.interval_s, self._round, priority=EventPriority.CONTROL)
 
-    def _candidates(self, replica: Replica) -> list[Seq]:
+    def _candidates(self, src: int) -> list[Seq]:
         """Decoding requests not already moving, most recently admitted first."""
-        out: list[Seq] = []
-        for engine in replica.engines:
-            for seq in reversed(engine.state.running):
-                if seq.status == SeqStatus.DECODING and seq not in self.moving:
-                    out.append(seq)
-        return out
-
-    def _link(self, src: int, dst: int) -> tuple[LinkSpec, int]:
-        cluster = self.cluster
-        link = cluster.deployment.link_between(cluster.node_of[src], cluster.node_of[dst])
-        return link, min(cluster.plans[src].num_gpus, cluster.plans[dst].num_gpus)
+        return [seq for seq in self.live.decoding(src) if seq not in self.moving]
 
     def _begin(self, seq: Seq, src: int, dst: int, now: float) -> None:
         """Stage 1: copy the KV present now while the request keeps decoding on ``src``."""
-        cluster = self.cluster
-        state = next(e.state for e in cluster.replicas[src].engines if seq in e.state.running)
-        num_tokens = seq.num_prompt_tokens + state.emitted(seq) - 1
-        link, streams = self._link(src, dst)
-        num_bytes = kv_transfer_bytes(cluster.plans[src], num_tokens)
-        seconds = kv_transfer_s(num_bytes, link, streams)
+        num_tokens = self.live.num_kv_tokens(src, seq)
+        assert num_tokens is not None  # a candidate is running on src
+        num_bytes, seconds = self.copy_cost(src, dst, num_tokens)
         self.moving[seq] = None
-        cluster.loop.schedule(
+        self.live.schedule(
             now + seconds,
             self._stop,
             seq,
@@ -103,16 +96,12 @@ class Migrator:
 
     def _stop(self, seq: Seq, src: int, dst: int, num_copied: int, num_bytes: int) -> None:
         """Stage 2: take the request off ``src`` at its next iteration boundary."""
-        cluster = self.cluster
-        for engine in cluster.replicas[src].engines:
-            if seq in engine.state.running:
 
-                def done(released: Seq | None, now: float) -> None:
-                    self._finish(released, seq, src, dst, num_copied, num_bytes, now)
+        def done(released: Seq | None, now: float) -> None:
+            self._finish(released, seq, src, dst, num_copied, num_bytes, now)
 
-                engine.outgoing[seq] = done
-                return
-        del self.moving[seq]  # finished or preempted while the copy ran: nothing to move
+        if not self.live.detach(src, seq, done):
+            del self.moving[seq]  # finished or preempted while the copy ran: nothing to move
 
     def _finish(
         self,
@@ -125,17 +114,13 @@ class Migrator:
         now: float,
     ) -> None:
         """Stop-and-copy the tokens generated during stage 1, then resume on ``dst``."""
-        cluster = self.cluster
         del self.moving[seq]
         if released is None:
-            cluster.records.count("num_migrations_aborted")
+            self.live.count("num_migrations_aborted")
             return
         num_tokens = seq.num_prompt_tokens + seq.num_emitted - 1
-        link, streams = self._link(src, dst)
-        delta = kv_transfer_bytes(cluster.plans[src], max(num_tokens - num_copied, 0))
-        downtime = kv_transfer_s(delta, link, streams)
-        cluster.stats.num_migrations += 1
-        cluster.stats.migration_bytes += num_bytes + delta
-        cluster.records.count("num_migrations")
-        cluster.in_flight[seq] = None
-        cluster.loop.schedule(now + downtime, cluster.arrive, seq, cluster.replicas[dst])
+        delta, downtime = self.copy_cost(src, dst, max(num_tokens - num_copied, 0))
+        self.stats.num_migrations += 1
+        self.stats.migration_bytes += num_bytes + delta
+        self.live.count("num_migrations")
+        self.live.send(seq, dst, now + downtime)

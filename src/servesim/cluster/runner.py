@@ -25,6 +25,7 @@ from typing import Any
 
 from servesim.cluster.autoscale import Autoscaler
 from servesim.cluster.deployment import Deployment
+from servesim.cluster.live import LiveCluster
 from servesim.cluster.measure import without_warmups
 from servesim.cluster.migration import Migrator
 from servesim.cluster.routers import Router, RouterContext, make_router
@@ -105,10 +106,9 @@ class Cluster:
         self.client_seqs: dict[Seq, None] = {}  # sent by the client, not yet done
         self.wakeups: set[float] = set()
         self.first_measured_gap = 0  # token-gap samples before it belong to warm-ups
-        n = len(self.pool_of)
-        self.is_routable = [True] * n
-        self.autoscaler = Autoscaler(self)
-        self.migrator = Migrator(self) if deployment.config.migration is not None else None
+        self.live = LiveCluster(len(self.pool_of), self.is_active, self._send_kv)
+        self.autoscaler = self._autoscaler()
+        self.migrator = self._migrator()
         self.entry = self._members(("unified", "prefill"))
         self.decode = self._members(("decode",))
         cfg = deployment.config
@@ -120,6 +120,37 @@ class Cluster:
             kind = cfg.decode_router.kind
             self.decode_router = self._router(kind, opts, self.decode, "decode-router")
             self.decode_router_name = f"decode router {kind}"
+
+    def _autoscaler(self) -> Autoscaler:
+        pools = []
+        for p, pool in enumerate(self.deployment.pools):
+            if pool.autoscale is not None:
+                pools.append((pool.autoscale, [i for i, q in enumerate(self.pool_of) if q == p]))
+        weights = [p.model.weight_bytes(p.weight_dtype) / p.num_gpus for p in self.plans]
+        return Autoscaler(pools, weights, self.live, self.stats)
+
+    def _migrator(self) -> Migrator | None:
+        config = self.deployment.config.migration
+        if config is None:
+            return None
+        pools = []
+        for p, pool in enumerate(self.deployment.pools):
+            members = [i for i, q in enumerate(self.pool_of) if q == p]
+            if pool.role != "prefill" and len(members) > 1:
+                pools.append(members)
+        return Migrator(config, pools, self.live, self.stats, self._copy_cost)
+
+    def _copy_cost(self, src: int, dst: int, num_tokens: int) -> tuple[int, float]:
+        """Bytes and seconds of copying ``num_tokens`` of KV from ``src`` to ``dst``."""
+        link = self.deployment.link_between(self.node_of[src], self.node_of[dst])
+        streams = min(self.plans[src].num_gpus, self.plans[dst].num_gpus)
+        num_bytes = kv_transfer_bytes(self.plans[src], num_tokens)
+        return num_bytes, kv_transfer_s(num_bytes, link, streams)
+
+    def _send_kv(self, seq: Seq, target: int, at_s: float) -> None:
+        """A migrated request's KV reaches ``target`` at ``at_s``."""
+        self.in_flight[seq] = None
+        self.loop.schedule(at_s, self.arrive, seq, self.replicas[target])
 
     def _members(self, roles: tuple[str, ...]) -> list[int]:
         pools = self.deployment.pools
@@ -142,7 +173,7 @@ class Cluster:
 
     def routable(self, members: list[int]) -> list[int]:
         """The members the router may send new work to now."""
-        return [i for i in members if self.is_routable[i]]
+        return self.live.routable(members)
 
     def dispatch(self, request: Request, views: Sequence[ReplicaView]) -> int:
         """Entry routing over the routable replicas of the entry pools."""
@@ -155,6 +186,7 @@ class Cluster:
         self.replicas = handle.replicas
         self.records = handle.records
         self.loop = handle.loop
+        self.live.bind(handle.loop, handle.replicas, handle.records)
         for i in self.entry:
             if self.deployment.pools[self.pool_of[i]].role == "prefill":
                 self.replicas[i].on_prefilled = self._handoff
