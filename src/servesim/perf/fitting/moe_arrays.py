@@ -1,0 +1,81 @@
+"""Vectorised mirror of ``opmodels.moe_layer.moe_layer_s`` over table rows (for fitting and
+scoring): the same arithmetic with the rows' exact padding and busiest expert, tested equal to the
+runtime function (``tests/perf/test_moe_routing_terms.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from servesim.perf.fitting.heldout import Rows
+from servesim.perf.fitting.moe_loads import TILES
+from servesim.perf.opmodels.grid import LogGrid
+from servesim.perf.opmodels.moe_layer import ALIGN_ELEMS, MoELayerFit
+from servesim.specs.gpu import GPUSpec
+
+
+def formula(fit: MoELayerFit, gpu: GPUSpec, rows: Rows) -> np.ndarray:
+    """Vectorised ``moe_layer_s`` with the rows' exact padding (same arithmetic)."""
+    bandwidth = gpu.hbm_bandwidth_bytes_per_s
+    peak = gpu.peak_flops(fit.compute_dtype)
+    pairs = rows["num_tokens"] * rows["topk"]
+    if fit.stream_global < 1.0:
+        own = rows["assignments"]
+        pairs = own + fit.stream_global * np.maximum(pairs - own, 0.0)
+    stream = pairs * (fit.stream_hidden * rows["hidden"] + fit.stream_inter * rows["inter"])
+    inter = rows["inter"]
+    width = np.where(
+        inter % ALIGN_ELEMS != 0, np.maximum(fit.misalign_floor, inter / fit.misalign_eff), inter
+    )
+    elems = rows["num_matrices"] * rows["hidden"] * width
+    touched = rows["experts_touched"]
+    read = touched * elems * fit.weight_bytes / (bandwidth * fit.mem_eff)
+    work = padded_column(fit, rows) + fit.hot_weight * rows["max_expert"]
+    math_s = 2.0 * work * elems / (peak * fit.compute_eff)
+    p = fit.overlap_p
+    body = (read**p + math_s**p) ** (1.0 / p)
+    return fit.fixed_s + stream / bandwidth + fit.expert_s * touched + body
+
+
+def padded_column(fit: MoELayerFit, rows: Rows) -> np.ndarray:
+    """Vectorised ``tile_for`` and the rows' exact padding at that tile."""
+    if fit.tile_min <= 0.0:
+        return rows[f"padded_{int(fit.tile_rows)}"]
+    mean = rows["assignments"] / np.maximum(rows["experts_touched"], 1.0)
+    cover = 2.0 ** np.ceil(np.log2(np.maximum(mean, 1.0)))
+    tile = np.minimum(fit.tile_rows, np.maximum(fit.tile_min, cover))
+    out = np.zeros(tile.shape)
+    for candidate in TILES:
+        out = np.where(tile == candidate, rows[f"padded_{candidate}"], out)
+    return out
+
+
+def grid_coords(rows: Rows) -> np.ndarray:
+    """Vectorised ``correction_coords``."""
+    per_expert = np.maximum(rows["assignments"] / np.maximum(rows["experts_touched"], 1.0), 1.0)
+    pairs = np.maximum(rows["num_tokens"] * rows["topk"], 1.0)
+    imbalance = np.maximum(rows["assignments"] * rows["ep"] / pairs, 0.125)
+    concentration = np.maximum(rows["max_expert"] / per_expert, 1.0)
+    return np.stack([rows["num_tokens"], per_expert, imbalance, concentration], axis=1)
+
+
+def grid_factors(grid: LogGrid, coords: np.ndarray) -> np.ndarray:
+    """Vectorised ``LogGrid.factor`` (same multilinear interpolation, edge values held)."""
+    total = np.zeros(coords.shape[0])
+    lows, weights = [], []
+    for d, axis in enumerate(grid.axes):
+        a = np.asarray(axis)
+        x = np.clip(np.log2(coords[:, d]), a[0], a[-1])
+        lo = np.clip(np.searchsorted(a, x, side="right") - 1, 0, len(a) - 2)
+        lows.append(lo)
+        weights.append((x - a[lo]) / (a[lo + 1] - a[lo]))
+    values = np.asarray(grid.values)
+    strides = [int(np.prod([len(a) for a in grid.axes[d + 1 :]])) for d in range(len(grid.axes))]
+    for mask in range(1 << len(grid.axes)):
+        weight = np.ones_like(total)
+        index = np.zeros(total.shape, dtype=int)
+        for d in range(len(grid.axes)):
+            upper = (mask >> d) & 1
+            weight = weight * (weights[d] if upper else 1.0 - weights[d])
+            index = index + (lows[d] + upper) * strides[d]
+        total += weight * values[index]
+    return np.exp(total)
