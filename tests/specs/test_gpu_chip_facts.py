@@ -130,3 +130,36 @@ def test_chip_fact_without_source_names_the_gpu() -> None:
     del entry["sources"]["num_sms"]
     with pytest.raises(ValueError, match="h100-sxm has no source for num_sms"):
         _build("h100-sxm", entry, links)
+
+
+def test_l4_figures() -> None:
+    gpu = get_gpu("l4")
+    # L4 data sheet, sparse figures halved: BF16 242, FP8 485, INT8 485, TF32 120 (sparse).
+    assert gpu.peak_flops(DType.BF16) == 121 * TERA
+    assert gpu.peak_flops(DType.FP8) == 242.5 * TERA
+    assert gpu.peak_flops(DType.INT8) == 242.5 * TERA
+    assert gpu.peak_flops(DType.FP32) == 60 * TERA  # the TF32 tensor rate
+    assert gpu.memory_bytes == 24 * 2**30 and gpu.hbm_bandwidth_bytes_per_s == 300e9
+    assert (gpu.tdp_w, gpu.num_sms, gpu.l2_cache_bytes) == (72, 58, 48 * MIB)
+
+
+# The figures of the GPUs added for issue 13, each re-read in a public source (2026-12).
+CHECKED = ("b300", "gb200", "mi355x", "t4", "a10", "l4")
+CHECKED_FIELDS = ("memory_bytes", "hbm_bandwidth_bytes_per_s", "peak_flops_per_s.fp16", "tdp_w")
+
+
+@pytest.mark.parametrize("name", CHECKED)
+def test_checked_figures_record_their_check(name: str) -> None:
+    gpu = get_gpu(name)
+    for field in CHECKED_FIELDS:
+        assert "checked" in gpu.sources[field].lower(), (name, field)
+    # GB200's SM count is an assumption (B200 silicon), recorded as such, not a checked figure
+    assert "checked" in gpu.sources["num_sms"].lower() or name == "gb200", name
+
+
+def test_b300_memory_source_states_the_conflicting_totals() -> None:
+    # The old text derived 270 GB from "2.1 TB / 8" (which is 262.5): the source now names
+    # both published totals and where the usable 270 GB comes from.
+    text = get_gpu("b300").sources["memory_bytes"]
+    assert "2.1 TB" in text and "2.3 TB" in text and "270 GB" in text
+    assert "2.1 TB total HBM3E per 8-GPU board -> ~270 GB" not in text
