@@ -4,6 +4,10 @@ Each page is one self-contained HTML file, laid out like the ``simulate`` report
 (``servesim.report.html``): plotly's JavaScript embedded once in the head, every chart a
 ``div`` with a fixed element id, tables of plain text. Nothing depends on the clock or on
 random ids, so the same inputs give byte-identical pages.
+
+Each page has a result file beside it (``write_result``): the page's inputs as JSON, from
+which ``servesim report`` redraws the same bytes (the page is drawn from the data as it
+reads back, ``round_trip``).
 """
 
 from __future__ import annotations
