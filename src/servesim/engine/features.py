@@ -1,103 +1,115 @@
-"""``StepFeaturesMixin``: the parts of ``VirtualEngine``'s step that speculative decoding and
-multi-LoRA change (the step's time, what its decodes emit), kept out of the plain loop, and
-the time of a CPU-GPU hybrid step (``engine.hybrid``).
+"""What one step costs: its batch shape, and the parts speculative decoding, multi-LoRA and
+CPU-GPU hybrid execution change, kept out of the plain engine loop.
 
 Speculation (``engine.speculative``): the step is the target's verify pass plus the draft's
-passes, and each decode keeps its accepted drafts plus one token. LoRA (``engine.lora``): the
-step adds the batched-LoRA kernels and the copy of any adapter it loaded.
+passes. LoRA (``engine.lora``): the step adds the batched-LoRA kernels and the copy of any
+adapter it loaded. Hybrid (``engine.hybrid``): the GPU's part and the CPU's decode attention
+overlapped. Every function reads the state, never changes its books.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from servesim.engine.batch import Batch
-from servesim.engine.sequence import Seq
-from servesim.perf.types import BatchShape, StageTimes
+from servesim.engine.lora import AdapterCache
+from servesim.engine.speculative import Speculator
+from servesim.engine.state import ReplicaState
+from servesim.perf.types import BatchShape, PerfModel, StageTimes
 
-if TYPE_CHECKING:
-    from servesim.engine.records import SimulationRecords
-    from servesim.engine.replica import Replica
-    from servesim.engine.schedulers.base import ReplicaScheduler
-    from servesim.engine.state import ReplicaState
+Price = Callable[[BatchShape], StageTimes]
+Count = Callable[[str, int], None]
 
 
-class StepFeaturesMixin:
-    """Speculative and LoRA step parts of ``VirtualEngine`` (which provides the attributes
-    and methods declared below)."""
+def batch_shape(batch: Batch, state: ReplicaState) -> BatchShape:
+    """The shape the perf model prices for ``batch`` (read off the state's aggregates when
+    the batch decodes every decoding sequence)."""
+    num_p = p_tok = cxk = csq = maxc = 0
+    for seq, chunk in batch.prefills:
+        num_p += 1
+        p_tok += chunk
+        cxk += chunk * seq.num_computed
+        csq += chunk * chunk
+        maxc = max(maxc, chunk)
+    decodes = batch.decodes
+    ctx_sum = max_ctx = 0
+    if decodes:
+        if len(decodes) == state.num_decoding:
+            group = state.group
+            ctx_sum = group.ctx_sum
+            max_ctx = group.max_context() if group.members else 0
+            for seq in state.ready:
+                ctx = seq.num_prompt_tokens + seq.num_emitted
+                ctx_sum += ctx
+                max_ctx = max(max_ctx, ctx)
+        else:
+            contexts = [state.context(seq) for seq in decodes]
+            ctx_sum, max_ctx = sum(contexts), max(contexts)
+    return BatchShape(
+        num_prefill_seqs=num_p,
+        num_prefill_tokens=p_tok,
+        prefill_chunk_x_context=cxk,
+        prefill_chunk_sq=csq,
+        max_prefill_chunk_tokens=maxc,
+        num_decode_seqs=len(decodes),
+        decode_context_tokens=ctx_sum,
+        max_decode_context_tokens=max_ctx,
+    )
 
-    state: ReplicaState
-    scheduler: ReplicaScheduler
-    replica: Replica
-    records: SimulationRecords
 
-    if TYPE_CHECKING:
-
-        def perf(self, shape: BatchShape) -> StageTimes: ...
-        def _shape(self, batch: Batch) -> BatchShape: ...
-        def _emit(self, seq: Seq, now: float) -> None: ...
-        def _finish(self, seq: Seq, now: float) -> None: ...
-
-    def _with_lora(self, batch: Batch, times: StageTimes) -> tuple[StageTimes, float]:
-        """``times`` plus the batched-LoRA kernels (split over the stages like the layers),
-        and the host -> GPU copy time of the adapters this step loaded."""
-        adapters = self.state.adapters
-        assert adapters is not None
-        per = self.scheduler.num_tokens_per_decode
-        entries = [*batch.prefills, *((seq, per) for seq in batch.decodes)]
-        cost = adapters.batch_cost(entries)
-        num_loads, num_bytes = adapters.take_step_loads()
-        if num_loads:
-            self.records.count("lora_loads", num_loads)
-            self.records.count("lora_load_bytes", num_bytes)
-        if cost.time_s:
-            share = cost.time_s / len(times.stage_s)
-            times = replace(
-                times,
-                stage_s=tuple(t + share for t in times.stage_s),
-                flops=times.flops + cost.flops,
-                hbm_bytes=times.hbm_bytes + cost.hbm_bytes,
-            )
-        return times, adapters.load_time_s(num_bytes, num_loads)
-
-    def _spec_tick(self, decodes: list[Seq], now: float) -> None:
-        """Each speculative decode keeps its accepted drafts plus one token, all streamed
-        at the step's end (one inter-token gap per step, as a client receives them)."""
-        spec = self.state.speculator
-        assert spec is not None
-        for seq in decodes:
-            kept = spec.num_kept(seq, spec.num_verify(seq, seq.num_emitted))
-            self._emit(seq, now)
-            seq.num_emitted += kept - 1
-            if seq.num_emitted >= seq.num_output_tokens:
-                self._finish(seq, now)
-
-    def _spec_times(self, batch: Batch) -> StageTimes:
-        """A speculative step's time: the target's verify pass (the prefill chunks plus
-        ``k + 1`` positions per decode) and the draft's passes (``engine.speculative``)."""
-        spec = self.state.speculator
-        assert spec is not None
-        plain = self._shape(batch)  # its decode fields are what the draft passes read
-        prefill = replace(
-            plain, num_decode_seqs=0, decode_context_tokens=0, max_decode_context_tokens=0
+def lora_times(
+    adapters: AdapterCache,
+    batch: Batch,
+    times: StageTimes,
+    num_tokens_per_decode: int,
+    count: Count,
+) -> tuple[StageTimes, float]:
+    """``times`` plus the batched-LoRA kernels (split over the stages like the layers),
+    and the host -> GPU copy time of the adapters this step loaded."""
+    per = num_tokens_per_decode
+    entries = [*batch.prefills, *((seq, per) for seq in batch.decodes)]
+    cost = adapters.batch_cost(entries)
+    num_loads, num_bytes = adapters.take_step_loads()
+    if num_loads:
+        count("lora_loads", num_loads)
+        count("lora_load_bytes", num_bytes)
+    if cost.time_s:
+        share = cost.time_s / len(times.stage_s)
+        times = replace(
+            times,
+            stage_s=tuple(t + share for t in times.stage_s),
+            flops=times.flops + cost.flops,
+            hbm_bytes=times.hbm_bytes + cost.hbm_bytes,
         )
-        decodes = (
-            (s.num_prompt_tokens + s.num_emitted, spec.num_verify(s, s.num_emitted))
-            for s in batch.decodes
-        )
-        times = self.perf(spec.verify_shape(prefill, decodes))
-        return spec.with_draft(times, prefill, plain, self.replica.perf.iteration_time)
+    return times, adapters.load_time_s(num_bytes, num_loads)
 
-    def _hybrid_times(self, batch: Batch) -> StageTimes:
-        """A hybrid step's time: the GPU's part and the CPU's decode attention overlapped,
-        plus the host-link copies (``engine.hybrid``); counts the CPU-attended decodes."""
-        state = self.state
-        hybrid = state.hybrid
-        assert hybrid is not None
-        contexts = [state.context(seq) for seq in batch.decodes]
-        step = hybrid.step(self._shape(batch), contexts, state.blocks.num_used, self.perf)
-        if step.num_cpu_decodes:
-            self.records.count("hybrid_cpu_decodes", step.num_cpu_decodes)
-            self.records.count("hybrid_cpu_steps", 1)
-        return step.times
+
+def spec_times(
+    spec: Speculator, batch: Batch, state: ReplicaState, price: Price, perf: PerfModel
+) -> StageTimes:
+    """A speculative step's time: the target's verify pass (the prefill chunks plus
+    ``k + 1`` positions per decode) and the draft's passes (``engine.speculative``)."""
+    plain = batch_shape(batch, state)  # its decode fields are what the draft passes read
+    prefill = replace(
+        plain, num_decode_seqs=0, decode_context_tokens=0, max_decode_context_tokens=0
+    )
+    decodes = (
+        (s.num_prompt_tokens + s.num_emitted, spec.num_verify(s, s.num_emitted))
+        for s in batch.decodes
+    )
+    times = price(spec.verify_shape(prefill, decodes))
+    return spec.with_draft(times, prefill, plain, perf.iteration_time)
+
+
+def hybrid_times(batch: Batch, state: ReplicaState, price: Price, count: Count) -> StageTimes:
+    """A hybrid step's time: the GPU's part and the CPU's decode attention overlapped,
+    plus the host-link copies (``engine.hybrid``); counts the CPU-attended decodes."""
+    hybrid = state.hybrid
+    assert hybrid is not None
+    contexts = [state.context(seq) for seq in batch.decodes]
+    step = hybrid.step(batch_shape(batch, state), contexts, state.blocks.num_used, price)
+    if step.num_cpu_decodes:
+        count("hybrid_cpu_decodes", step.num_cpu_decodes)
+        count("hybrid_cpu_steps", 1)
+    return step.times

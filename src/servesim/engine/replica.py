@@ -23,14 +23,15 @@ from servesim.engine.records import RejectReason, ReplicaInfo, SimulationRecords
 from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
 from servesim.engine.schedulers.vllm import prefix_caching_default
 from servesim.engine.sequence import Seq
+from servesim.engine.setup import ReplicaSetup
 from servesim.engine.speculative import Speculator, num_kv_blocks_with_draft
 from servesim.engine.state import ReplicaState
-from servesim.engine.vengine import VirtualEngine
+from servesim.engine.timeline import BatchPricer, StageTimeline, SwapLink
+from servesim.engine.vengine import EngineLinks, VirtualEngine
 from servesim.perf.types import MemoryPlan, PerfModel, ReplicaPlan
 
 if TYPE_CHECKING:
     from servesim.engine.profiles.base import EngineTiming
-    from servesim.engine.simulation import ReplicaSetup
 
 logger = logging.getLogger(__name__)
 
@@ -68,85 +69,114 @@ class Replica:
         check_invariants: bool = False,
     ) -> None:
         plan: ReplicaPlan = setup.plan
-        cache: CacheConfig = setup.cache
         self.replica_id = replica_id
         self.plan = plan
         self.perf = perf
         self.records = records
         self.loop = loop
         self.max_model_len = plan.model.max_context_tokens
-        self.block_size = cache.block_size
+        self.block_size = setup.cache.block_size
+        caching = setup.cache.enable_prefix_caching
         self.prefix_caching = (
-            cache.enable_prefix_caching
-            if cache.enable_prefix_caching is not None
-            else prefix_caching_default(setup.scheduler)
+            prefix_caching_default(setup.scheduler) if caching is None else caching
         )
-        pp = max(plan.pp, 1)
-        schedulers = [
-            make_scheduler(setup.scheduler, max_model_len=self.max_model_len) for _ in range(pp)
-        ]
-        budget = memory_token_budget(setup.scheduler, max_model_len=self.max_model_len)
-        mem = perf.memory_plan(
-            plan,
-            block_size_tokens=cache.block_size,
-            gpu_memory_utilization=cache.gpu_memory_utilization,
-            max_num_batched_tokens=budget,
-        )
-        self.num_kv_blocks = cache.num_kv_blocks or mem.num_kv_blocks
-        block_bytes = cache.block_size * mem.kv_bytes_per_token  # per GPU
-        self.speculator: Speculator | None = None
-        self.adapters: AdapterCache | None = None
-        self.hybrid: HybridExecutor | None = None
-        self._add_features(setup, schedulers, perf, mem, budget)
-        if self.num_kv_blocks < pp:
-            raise InfeasibleError(
-                f"replica {replica_id}: {self.num_kv_blocks} KV blocks leave none for "
-                f"{pp} pipeline virtual engines (weights {mem.weight_bytes} B of "
-                f"{mem.usable_bytes} B usable per GPU)"
-            )
-        host_bw = plan.gpu.host_link.bandwidth_bytes_per_s
-        # Every GPU copies its own KV slice over its own host link, in parallel.
-        self.swap_s_per_block = block_bytes / host_bw if host_bw > 0 else 0.0
-        self.swap_latency_s = plan.gpu.host_link.latency_s
-        self.swap_bytes_per_block = block_bytes * plan.num_gpus
-        num_swap_blocks = int(cache.swap_space_bytes // block_bytes) if block_bytes else 0
-        self.stage_free_s = [0.0] * pp
-        self.outstanding_tokens = 0
         self.role = setup.role
-        # Set by a cluster layer on prefill-role replicas: called with (seq, now) when a prompt
-        # and its first token are done; the sequence has left this replica.
-        self.on_prefilled: Callable[[Seq, float], None] | None = None
+        self.outstanding_tokens = 0
         self.alive: dict[Seq, None] = {}
-        self.perf_cache: dict[object, object] = {}
+        self._on_prefilled: Callable[[Seq, float], None] | None = None
         timing = _checked_timing(setup)
         self.frontend_latency_s = timing.frontend_latency_s
         # Requests past the server's front end but not yet in an engine loop, as (entry
         # time, request); one latency for all, so they enter in arrival order.
         self.entering: deque[tuple[float, Seq]] = deque()
         self._external_limit = clock_limits
+        pp = max(plan.pp, 1)
+        schedulers = [
+            make_scheduler(setup.scheduler, max_model_len=self.max_model_len) for _ in range(pp)
+        ]
+        block_bytes = self._size_kv(setup, schedulers)
+        links = self._links(block_bytes, pp)
+        num_swap_blocks = int(setup.cache.swap_space_bytes // block_bytes) if block_bytes else 0
         self.engines = [
             VirtualEngine(
-                self,
                 i,
                 scheduler,
-                self._state(cache, num_swap_blocks // pp, pp),
-                self._clock_limit if timing.frontend_latency_s else clock_limits,
-                # A replica receiving KV from elsewhere steps one iteration at a time, since
-                # an arrival it cannot foresee may join any iteration.
-                # A prefill replica's held KV is freed by transfer ends it cannot foresee
-                # either (it never decodes, so this costs nothing).
-                skip_ahead=skip_ahead
-                and pp == 1
-                and not setup.receives_kv
-                and setup.role != "prefill",
+                self._state(setup.cache, scheduler, num_swap_blocks // pp, pp),
+                links,
+                skip_ahead=skip_ahead and self._can_skip(setup),
                 check_invariants=check_invariants,
-                admission_lag_steps=timing.admission_lag_steps,
-                output_latency_s=timing.output_latency_s,
-                output_per_seq_s=timing.output_per_seq_s,
+                timing=timing,
             )
             for i, scheduler in enumerate(schedulers)
         ]
         records.replicas.append(self._info(setup))
+
+    def _size_kv(self, setup: ReplicaSetup, schedulers: list[ReplicaScheduler]) -> float:
+        """Set the KV pool size (features included); returns the bytes of one KV block on
+        one GPU."""
+        plan, cache = self.plan, setup.cache
+        budget = memory_token_budget(setup.scheduler, max_model_len=self.max_model_len)
+        mem = self.perf.memory_plan(
+            plan,
+            block_size_tokens=cache.block_size,
+            gpu_memory_utilization=cache.gpu_memory_utilization,
+            max_num_batched_tokens=budget,
+        )
+        self.num_kv_blocks = cache.num_kv_blocks or mem.num_kv_blocks
+        self.speculator: Speculator | None = None
+        self.adapters: AdapterCache | None = None
+        self.hybrid: HybridExecutor | None = None
+        self._add_features(setup, schedulers, self.perf, mem, budget)
+        pp = max(plan.pp, 1)
+        if self.num_kv_blocks < pp:
+            raise InfeasibleError(
+                f"replica {self.replica_id}: {self.num_kv_blocks} KV blocks leave none for "
+                f"{pp} pipeline virtual engines (weights {mem.weight_bytes} B of "
+                f"{mem.usable_bytes} B usable per GPU)"
+            )
+        return cache.block_size * mem.kv_bytes_per_token  # per GPU
+
+    def _links(self, block_bytes: float, pp: int) -> EngineLinks:
+        """The narrow pieces every virtual engine of this replica shares."""
+        link = self.plan.gpu.host_link
+        host_bw = link.bandwidth_bytes_per_s
+        swap = SwapLink(
+            # Every GPU copies its own KV slice over its own host link, in parallel.
+            s_per_block=block_bytes / host_bw if host_bw > 0 else 0.0,
+            latency_s=link.latency_s,
+            bytes_per_block=block_bytes * self.plan.num_gpus,
+        )
+        return EngineLinks(
+            loop=self.loop,
+            records=self.records,
+            replica_id=self.replica_id,
+            timeline=StageTimeline(pp),
+            price=BatchPricer(self.perf, self.plan),
+            swap=swap,
+            clock_limit=self._clock_limit if self.frontend_latency_s else self._external_limit,
+            on_leave=self.forget,
+        )
+
+    def _can_skip(self, setup: ReplicaSetup) -> bool:
+        """Whether this replica's engines may skip ahead (see ``VirtualEngine._skip``)."""
+        # A replica receiving KV from elsewhere steps one iteration at a time, since an
+        # arrival it cannot foresee may join any iteration. A prefill replica's held KV is
+        # freed by transfer ends it cannot foresee either (it never decodes, so this costs
+        # nothing). Pipeline stages share one timeline, so a run on one engine would book
+        # stages the others need.
+        return max(self.plan.pp, 1) == 1 and not setup.receives_kv and setup.role != "prefill"
+
+    @property
+    def on_prefilled(self) -> Callable[[Seq, float], None] | None:
+        """Set by a cluster layer on prefill-role replicas: called with (seq, now) when a
+        prompt and its first token are done; the sequence has left this replica."""
+        return self._on_prefilled
+
+    @on_prefilled.setter
+    def on_prefilled(self, callback: Callable[[Seq, float], None] | None) -> None:
+        self._on_prefilled = callback
+        for engine in self.engines:
+            engine.on_prefilled = callback
 
     def _add_features(
         self,
@@ -199,7 +229,9 @@ class Replica:
         self.hybrid.num_gpu_blocks = self.num_kv_blocks
         self.num_kv_blocks += self.hybrid.num_host_blocks(block_bytes)
 
-    def _state(self, cache: CacheConfig, num_swap_blocks: int, pp: int) -> ReplicaState:
+    def _state(
+        self, cache: CacheConfig, scheduler: ReplicaScheduler, num_swap_blocks: int, pp: int
+    ) -> ReplicaState:
         """One virtual engine's queues and its 1/pp share of the KV blocks (vLLM)."""
         blocks = KVBlockManager(
             self.num_kv_blocks // pp,
@@ -277,16 +309,7 @@ class Replica:
         engine = min(self.engines, key=lambda e: e.num_unfinished())
         self.alive[seq] = None
         self.outstanding_tokens += seq.num_prompt_tokens + seq.num_output_tokens
-        promised = engine.admits_at_next_step(seq)
-        if on_admitted is not None:
-            if promised:
-                on_admitted(now)
-            else:
-                engine.on_admitted[seq] = on_admitted
-        engine.incoming.append(seq)
-        if not engine.busy:
-            engine.busy = True
-            self.loop.schedule(now, engine.start, now, priority=EventPriority.STEP_START)
+        engine.receive(seq, now, on_admitted)
 
     def release_kv(self, seq: Seq, now: float) -> None:
         """Free the KV this (prefill) replica kept for ``seq`` after handing it off."""
@@ -300,26 +323,6 @@ class Replica:
         """A request left the replica (finished)."""
         del self.alive[seq]
         self.outstanding_tokens -= seq.num_prompt_tokens + seq.num_output_tokens
-
-    # ---- stage timeline ------------------------------------------------------------------
-    def reserve(self, now: float, stage_s: tuple[float, ...], overhead_s: float) -> float:
-        """Book the stages for a micro-batch formed at ``now``; returns when it completes.
-
-        The host-side overhead (and any swap copy) delays the first stage; stage ``s`` starts
-        when the micro-batch left stage ``s-1`` and the stage is free (FIFO).
-        """
-        free = self.stage_free_s
-        if len(free) == 1:
-            end = now + (overhead_s + stage_s[0])
-            free[0] = end
-            return end
-        t = now
-        for s, dur in enumerate(stage_s):
-            if s == 0:
-                dur += overhead_s
-            t = max(t, free[s]) + dur
-            free[s] = t
-        return t
 
     # ---- rejection -----------------------------------------------------------------------
     def reject_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> int:

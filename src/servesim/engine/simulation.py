@@ -10,62 +10,22 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from servesim.core.errors import ConfigError
 from servesim.core.events import EventLoop, EventPriority
-from servesim.engine.config import (
-    CacheConfig,
-    HybridConfig,
-    LoRAConfig,
-    SchedulerConfig,
-    SpeculativeConfig,
-    VLLMSchedulerConfig,
-)
 from servesim.engine.contracts import check_route
-from servesim.engine.profiles.base import EngineTiming
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.engine.replica import Replica
 from servesim.engine.rows import write_request
 from servesim.engine.sequence import Seq
-from servesim.perf.types import PerfModel, ReplicaPlan
+from servesim.engine.setup import ReplicaSetup
+from servesim.perf.types import PerfModel
 from servesim.workload.request import Request
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True, slots=True)
-class ReplicaSetup:
-    """How one replica is deployed.
-
-    Attributes:
-        plan: model, GPU, parallelism and formats.
-        scheduler: the replica scheduler's config (``kind`` picks it).
-        cache: the paged KV cache's config.
-        pool: name of the replica pool (heterogeneous deployments).
-        role: ``unified``; ``prefill`` (hands each request to ``Replica.on_prefilled`` after
-            its first token) or ``decode`` (receives them via ``Replica.receive``) when a
-            cluster layer disaggregates.
-        receives_kv: the replica may be given sequences computed elsewhere (``decode`` role,
-            migration targets); it then steps one iteration at a time.
-        timing: the engine's request entry and token delivery timing (its profile's
-            ``EngineTiming``: steps scheduled ahead, front-end latency in and out); the
-            default, all zero, is vLLM 0.6's loop.
-        speculative: speculative decoding (None: off; ``engine.speculative``).
-        lora: multi-LoRA serving (None: requests' adapter ids are ignored; ``engine.lora``).
-        hybrid: CPU-GPU hybrid execution (None: GPU only; ``engine.hybrid``).
-    """
-
-    plan: ReplicaPlan
-    scheduler: SchedulerConfig = field(default_factory=VLLMSchedulerConfig)
-    cache: CacheConfig = field(default_factory=CacheConfig)
-    pool: str = "default"
-    role: str = "unified"
-    receives_kv: bool = False
-    timing: EngineTiming = field(default_factory=EngineTiming)
-    speculative: SpeculativeConfig | None = None
-    lora: LoRAConfig | None = None
-    hybrid: HybridConfig | None = None
+__all__ = ["Dispatch", "EngineHandle", "ReplicaSetup", "ReplicaView", "StopWhen", "run_simulation"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,8 @@
 """``ReplicaState``: the queues and KV memory one scheduler works on, with the operations a
-scheduler may apply (admit, allocate, preempt, swap). Schedulers decide; these methods keep
-the accounting right. They never read a clock nor compute durations.
+scheduler may apply (admit, allocate, preempt, swap) and the one that brings the books up to
+date once a batch has run (``apply``). Schedulers decide; these methods keep the accounting
+right: no other object edits a sequence's tokens or KV (``num_computed``, ``num_emitted``,
+``num_private``, ``block_keys``). They never read a clock nor compute durations.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 
+from servesim.engine.batch import Batch
 from servesim.engine.blocks import KVBlockManager, prompt_block_keys
 from servesim.engine.group import DecodeGroup
 from servesim.engine.hybrid import HybridExecutor
@@ -16,6 +19,9 @@ from servesim.engine.lora import AdapterCache
 from servesim.engine.records import TokenGapSamples
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.speculative import Speculator
+
+#: ``leave(seq, completion_s)``: a finished sequence has left the books (its blocks are free)
+Leave = Callable[[Seq, float], None]
 
 
 class ReplicaState:
@@ -47,6 +53,7 @@ class ReplicaState:
         self.prefilling: dict[Seq, None] = {}
         self.ready: dict[Seq, None] = {}
         self.swapped: deque[Seq] = deque()
+        self.samples = samples  # inter-token gaps of sequences outside the group
         self.group = DecodeGroup(blocks.block_size, samples)
         self.count = count
         self.num_swap_in_blocks = 0  # swaps decided in the current scheduling step
@@ -188,6 +195,158 @@ class ReplicaState:
             if seq not in self.group.members:
                 seq.num_private += 1
 
+    # ---- applying a batch that ran -------------------------------------------------------
+    def begin_step(self) -> None:
+        """Zero the per-step counters before a scheduling step."""
+        self.num_swap_in_blocks = self.num_swap_out_blocks = 0
+        self.num_preempted_this_step = self.num_decode_blocks_granted = 0
+
+    def apply(
+        self,
+        batch: Batch,
+        now: float,
+        stamp: float,
+        leave: Leave,
+        hand_off: Callable[[Seq, float], None] | None = None,
+        first_token_spacing_s: float = 0.0,
+    ) -> None:
+        """Bring the books up to date once ``batch`` has run (it ended at ``now``; its tokens
+        are stamped ``stamp``): each decode emits; each prefill chunk is computed (its full
+        prompt blocks cached); a completed prompt emits its next token and then finishes,
+        is handed off (``hand_off(seq, now)``, its KV held here) or decodes.
+
+        A finishing sequence leaves the books, then ``leave(seq, completion_s)`` runs, one
+        sequence at a time in batch order. ``first_token_spacing_s``: the front end hands
+        out one output per sequence ahead of a first token (``EngineTiming.output_per_seq_s``).
+        """
+        if batch.decodes:
+            if self.speculator is None:
+                self._decode_tick(batch.decodes, stamp, leave)
+            else:
+                self._spec_tick(batch.decodes, stamp, leave)
+        ahead = len(batch.decodes)  # outputs handed to the front end before this one
+        for seq, chunk in batch.prefills:
+            seq.num_computed += chunk
+            if seq.prompt_keys and seq.can_register:
+                self._register(seq)
+            if seq.num_computed < seq.prefill_target:
+                continue
+            del self.prefilling[seq]
+            ahead += 1
+            first = seq.num_emitted == 0
+            self._emit(seq, stamp)
+            if first and first_token_spacing_s:
+                # Only the client's first-token time waits; gaps count from the step.
+                seq.first_token_s = stamp + ahead * first_token_spacing_s
+            if seq.num_emitted >= seq.num_output_tokens:
+                self._leave(seq, max(stamp, seq.first_token_s), leave)
+            elif hand_off is not None:
+                self.hold(seq)
+                hand_off(seq, now)
+            else:
+                seq.status = SeqStatus.DECODING
+                self.ready[seq] = None
+
+    def _leave(self, seq: Seq, completion_s: float, leave: Leave) -> None:
+        self.finish(seq)
+        leave(seq, completion_s)
+
+    def _decode_tick(self, decodes: list[Seq], stamp: float, leave: Leave) -> None:
+        group = self.group
+        if len(decodes) == self.num_decoding:
+            joiners = list(self.ready) if self.ready else []
+        else:
+            chosen = set(decodes)
+            for seq in [s for s in group.members if s not in chosen]:
+                group.leave(seq)  # skipped this tick: its next gap is its own
+                self.ready[seq] = None
+            joiners = [s for s in decodes if s not in group.members]
+        for seq in group.advance(stamp):
+            self._leave(seq, stamp, leave)
+        for seq in joiners:
+            del self.ready[seq]
+            self._emit(seq, stamp)
+            if seq.num_emitted >= seq.num_output_tokens:
+                self._leave(seq, stamp, leave)
+            else:
+                group.join(seq)
+
+    def _spec_tick(self, decodes: list[Seq], stamp: float, leave: Leave) -> None:
+        """Each speculative decode keeps its accepted drafts plus one token, all streamed
+        at the step's end (one inter-token gap per step, as a client receives them)."""
+        spec = self.speculator
+        assert spec is not None
+        for seq in decodes:
+            kept = spec.num_kept(seq, spec.num_verify(seq, seq.num_emitted))
+            self._emit(seq, stamp)
+            seq.num_emitted += kept - 1
+            if seq.num_emitted >= seq.num_output_tokens:
+                self._leave(seq, stamp, leave)
+
+    def apply_decode_tick(self, stamp: float, leave: Leave) -> bool:
+        """Every group member emits one token at ``stamp`` (a decode-only iteration the engine
+        advanced without a scheduling step); True when some finished (and left)."""
+        done = self.group.advance(stamp)
+        for seq in done:
+            self._leave(seq, stamp, leave)
+        return bool(done)
+
+    def grant_tick_blocks(self, num_blocks: int) -> None:
+        """Allocate the blocks the group's next decode-only iteration needs."""
+        self.blocks.allocate(num_blocks)
+
+    def _register(self, seq: Seq) -> None:
+        """Cache the prompt blocks the last chunk completed (prefix caching)."""
+        keys = seq.prompt_keys
+        assert keys is not None
+        full = min(seq.num_computed // self.block_size, len(keys))
+        blocks = self.blocks
+        for j in range(len(seq.block_keys), full):
+            if not blocks.register(keys[j]):
+                seq.can_register = False
+                return
+            seq.block_keys.append(keys[j])
+            seq.num_private -= 1
+
+    def _emit(self, seq: Seq, now: float) -> None:
+        if seq.num_emitted == 0:
+            seq.first_token_s = now
+        else:
+            gap = now - seq.last_token_s
+            if gap > seq.max_gap_s:
+                seq.max_gap_s = gap
+            self.samples.add(gap, 1)
+        seq.num_emitted += 1
+        seq.last_token_s = now
+
+    # ---- KV computed elsewhere -----------------------------------------------------------
+    def received_blocks(self, seq: Seq) -> int:
+        """Blocks the KV of a sequence arriving from elsewhere (prompt + emitted) takes."""
+        kv_tokens = seq.num_prompt_tokens + seq.num_emitted - 1
+        return -(-kv_tokens // self.block_size)
+
+    def admit_received(self, seq: Seq, num_blocks: int, now: float) -> None:
+        """Put a sequence whose prompt KV arrived from elsewhere on the GPU as decoding,
+        allocating its ``num_blocks`` (``received_blocks``; the caller checked they fit)."""
+        self.blocks.allocate(num_blocks)
+        seq.num_private = num_blocks
+        seq.block_keys = []
+        seq.num_computed = seq.prefill_target
+        seq.status = SeqStatus.DECODING
+        if math.isnan(seq.first_scheduled_s):
+            seq.first_scheduled_s = now
+        if math.isnan(seq.first_token_s):
+            # The user's stream starts at the decode replica (vLLM/Dynamo disaggregation).
+            seq.first_token_s = seq.last_token_s = now
+        self.running[seq] = None
+        self.ready[seq] = None
+
+    def take_off(self, seq: Seq) -> None:
+        """Free a decoding sequence that moves to another replica (live migration): it
+        leaves the group (its counters written back) and waits for its new home."""
+        self.finish(seq)
+        seq.status = SeqStatus.WAITING
+
     # ---- leaving the GPU -----------------------------------------------------------------
     def can_pin(self, seq: Seq) -> bool:
         """True when ``seq``'s adapter (if any) is in a GPU slot or can be loaded into one."""
@@ -232,7 +391,7 @@ class ReplicaState:
         self.held[seq] = (seq.num_private, seq.block_keys)
         seq.num_private = 0
         seq.block_keys = []
-        seq.status = SeqStatus.FINISHED
+        seq.status = SeqStatus.WAITING  # for its destination
 
     def release_held(self, seq: Seq) -> None:
         """Free the blocks ``hold`` kept for ``seq`` (its transfer is over)."""

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
-from servesim.core.events import EventPriority
+from servesim.core.events import EventLoop, EventPriority
 from servesim.engine.batch import Batch
 from servesim.engine.contracts import (
     ContractError,
@@ -29,50 +29,75 @@ from servesim.engine.contracts import (
     check_state,
     scheduler_name,
 )
-from servesim.engine.features import StepFeaturesMixin
-from servesim.engine.handoff import KVHandoffMixin
+from servesim.engine.features import batch_shape, hybrid_times, lora_times, spec_times
+from servesim.engine.handoff import KVInbox
+from servesim.engine.profiles.base import EngineTiming
+from servesim.engine.records import SimulationRecords
 from servesim.engine.rows import DecodeRun, append_batch_row, append_run_row, write_request
 from servesim.engine.schedulers.base import ReplicaScheduler
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.state import ReplicaState
+from servesim.engine.timeline import BatchPricer, StageTimeline, SwapLink
 from servesim.perf.types import BatchShape, StageTimes
 
-if TYPE_CHECKING:
-    from servesim.engine.replica import Replica
 
-_PERF_CACHE_LIMIT = 65_536
+@dataclass(frozen=True, slots=True)
+class EngineLinks:
+    """What a replica hands each of its virtual engines (the narrow pieces, never itself).
+
+    Attributes:
+        loop: the shared event loop the engine schedules its steps on.
+        records: where batches and finished requests are written.
+        replica_id: the replica's index, as records name it.
+        timeline: the replica's pipeline stages (shared by its virtual engines).
+        price: iteration time of a batch shape on the replica's plan (memoised).
+        swap: the cost of copying KV blocks over the host link.
+        clock_limit: earliest external event (next arrival, stop time) a skip must not pass.
+        on_leave: called with each request that leaves the replica from this engine.
+    """
+
+    loop: EventLoop
+    records: SimulationRecords
+    replica_id: int
+    timeline: StageTimeline
+    price: BatchPricer
+    swap: SwapLink
+    clock_limit: Callable[[], float]
+    on_leave: Callable[[Seq], None]
 
 
-class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
-    """Runs one scheduler's batches on its replica's stages."""
+class VirtualEngine:
+    """Runs one scheduler's batches on its replica's stages: ``schedule`` decides, the
+    engine prices and books the batch, ``ReplicaState.apply`` keeps the books at its end."""
 
     def __init__(
         self,
-        replica: Replica,
         index: int,
         scheduler: ReplicaScheduler,
         state: ReplicaState,
-        clock_limit: Callable[[], float],
+        links: EngineLinks,
         *,
         skip_ahead: bool,
         check_invariants: bool,
-        admission_lag_steps: int = 0,
-        output_latency_s: float = 0.0,
-        output_per_seq_s: float = 0.0,
+        timing: EngineTiming | None = None,
     ) -> None:
-        self.replica = replica
+        timing = timing or EngineTiming()
         self.index = index
         self.scheduler = scheduler
         self.state = state
-        self.clock_limit = clock_limit  # earliest external event (next arrival, stop time)
-        # Speculative decodes keep a varying number of tokens per step, and LoRA steps cost
-        # what their adapters do: both are stepped one iteration at a time.
+        self.links = links
+        self.loop = links.loop
+        self.records = links.records
+        self.price = links.price
+        # Speculative decodes keep a varying number of tokens per step, LoRA steps cost
+        # what their adapters do, a hybrid split may change every step: all are stepped
+        # one iteration at a time.
         self.skip_ahead = (
             skip_ahead
-            and getattr(scheduler, "supports_skip", False)
+            and scheduler.supports_skip
             and state.speculator is None
             and state.adapters is None
-            and state.hybrid is None  # its split may change every step
+            and state.hybrid is None
         )
         self.check_invariants = check_invariants
         self.policy_name = scheduler_name(scheduler)  # as contract errors name it
@@ -82,29 +107,40 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
             and getattr(scheduler.config, "kind", "") != "custom"
         )
         # vLLM V0's async output processing (see _output_lag)
-        self.stamps_after_next_step = bool(getattr(scheduler, "async_output_processing", False))
-        self.output_latency_s = output_latency_s
-        self.output_per_seq_s = output_per_seq_s  # EngineTiming.output_per_seq_s
-        self.admission_lag_steps = admission_lag_steps
+        self.stamps_after_next_step = scheduler.async_output_processing
+        self.output_latency_s = timing.output_latency_s
+        self.output_per_seq_s = timing.output_per_seq_s  # EngineTiming.output_per_seq_s
+        self.admission_lag_steps = timing.admission_lag_steps
         # Requests that entered while steps they cannot join were already formed, as
         # (entry time, request), in entry order; only with admission_lag_steps > 0.
         self.arrivals: deque[tuple[float, Seq]] = deque()
         # Start times of the last admission_lag_steps steps launched (empty when idle): the
         # oldest is when the step now being formed was formed in the engine.
-        self.step_starts: deque[float] = deque(maxlen=max(admission_lag_steps, 1))
+        self.step_starts: deque[float] = deque(maxlen=max(self.admission_lag_steps, 1))
         self.busy = False
-        self.loop = replica.loop
-        self.records = replica.records
+        # Sequences whose KV was computed elsewhere, admitted before each step.
+        self.inbox = KVInbox(state, scheduler.max_num_seqs)
+        # Decoding sequences to take off this engine at the next iteration boundary (live
+        # migration), each with the callback that gets it once its KV is released here.
+        self.outgoing: dict[Seq, Callable[[Seq | None, float], None]] = {}
+        # Set on prefill-role replicas: called with (seq, now) once a prompt and its first
+        # token are done; the sequence has left, its KV held until ``release_held``.
+        self.on_prefilled: Callable[[Seq, float], None] | None = None
         # called with each request that leaves (finished) this engine
         self.on_done: Callable[[Seq], None] = lambda seq: None
-        self._init_handoff()
+
+    @property
+    def incoming(self) -> deque[Seq]:
+        """Arrived sequences (KV computed elsewhere) not yet admitted."""
+        return self.inbox.queue
 
     def num_unfinished(self) -> int:
         """Requests queued, running or swapped here."""
         state = self.state
-        queued = self.scheduler.num_queued(state) + len(self.incoming) + len(self.arrivals)
+        queued = self.scheduler.num_queued(state) + len(self.inbox) + len(self.arrivals)
         return len(state.running) + len(state.swapped) + queued
 
+    # ---- requests in ---------------------------------------------------------------------
     def add_request(self, seq: Seq, now: float) -> None:
         """A request enters the engine loop at ``now`` (queued for the first step it can
         join; an idle engine starts after every event at this instant, so simultaneous
@@ -113,6 +149,30 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
             self.arrivals.append((now, seq))
         else:
             self.state.waiting.append(seq)
+        self._wake(now)
+
+    def receive(
+        self, seq: Seq, now: float, on_admitted: Callable[[float], None] | None = None
+    ) -> None:
+        """A sequence whose KV was computed elsewhere arrives (``KVInbox.receive``)."""
+        self.inbox.receive(seq, now, on_admitted)
+        self._wake(now)
+
+    def admits_at_next_step(self, seq: Seq) -> bool:
+        """True (and promised) when ``seq`` arriving now is sure to be admitted at the next
+        step (``KVInbox.promise``)."""
+        return self.inbox.promise(seq)
+
+    def release_held(self, seq: Seq, now: float) -> None:
+        """Free the KV held for ``seq`` after its hand-off; an idle engine wakes up, since
+        the freed blocks may admit a queued prompt."""
+        self.state.release_held(seq)
+        if self.check_invariants:
+            self.state.check()
+        if self.scheduler.num_queued(self.state) or self.state.running:
+            self._wake(now)
+
+    def _wake(self, now: float) -> None:
         if not self.busy:
             self.busy = True
             self.loop.schedule(now, self.start, now, priority=EventPriority.STEP_START)
@@ -123,16 +183,36 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         while arrivals and arrivals[0][0] <= cutoff_s:
             waiting.append(arrivals.popleft()[1])
 
-    # ---- one iteration -------------------------------------------------------------------
+    # ---- one iteration: schedule, time, complete -----------------------------------------
     def start(self, now: float) -> None:
         """Form and launch the next batch, or go idle."""
+        batch = self._next_batch(now)
+        if batch is None:
+            self.busy = False
+            self.step_starts.clear()
+            if self.check_invariants:
+                self.state.check()
+            return
+        self.busy = True
+        if self.admission_lag_steps:
+            self.step_starts.append(now)
         state = self.state
-        state.num_swap_in_blocks = state.num_swap_out_blocks = 0
-        state.num_preempted_this_step = state.num_decode_blocks_granted = 0
+        batch.start_s = now
+        batch.num_queued = self.scheduler.num_queued(state) + len(state.swapped)
+        batch.num_kv_blocks_used = state.blocks.num_used
+        times, host_s = self._times(batch)
+        end = self.links.timeline.reserve(now, times.stage_s, times.overhead_s + host_s)
+        if self.skip_ahead and self._can_skip(batch):
+            end, times = self._skip(batch, now, end, times)
+        self.loop.schedule(end, self._complete, batch, times, priority=EventPriority.STEP_END)
+
+    def _next_batch(self, now: float) -> Batch | None:
+        """Take what entered, then ask the scheduler for the next batch."""
+        self.state.begin_step()
         if self.outgoing:
             self._release_outgoing(now)
-        if self.incoming:
-            self._admit_incoming(now)
+        if self.inbox.queue:
+            self.inbox.admit(now)
         if self.arrivals:
             # Scheduling k steps ahead: the step formed now was formed, in the engine, when
             # the oldest of the last k steps was launched.
@@ -142,48 +222,7 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
             # Nothing formed ahead: the idle engine loop takes the new requests now.
             self._admit_arrivals(now)
             batch = self._schedule(now)
-        if batch is None:
-            self.busy = False
-            self.step_starts.clear()
-            if self.check_invariants:
-                state.check()
-            return
-        self.busy = True
-        if self.admission_lag_steps:
-            self.step_starts.append(now)
-        batch.start_s = now
-        batch.num_queued = self.scheduler.num_queued(state) + len(state.swapped)
-        batch.num_kv_blocks_used = state.blocks.num_used
-        if state.speculator:
-            times = self._spec_times(batch)
-        elif state.hybrid is not None:
-            times = self._hybrid_times(batch)
-        else:
-            times = self.perf(self._shape(batch))
-        replica = self.replica
-        num_swap = batch.num_swap_in_blocks + batch.num_swap_out_blocks
-        swap_s = 0.0
-        if num_swap:
-            swap_s = num_swap * replica.swap_s_per_block + replica.swap_latency_s
-            per_block = replica.swap_bytes_per_block
-            self.records.count("swap_in_bytes", int(batch.num_swap_in_blocks * per_block))
-            self.records.count("swap_out_bytes", int(batch.num_swap_out_blocks * per_block))
-        if state.adapters is not None:
-            times, load_s = self._with_lora(batch, times)
-            swap_s += load_s
-        end = replica.reserve(now, times.stage_s, times.overhead_s + swap_s)
-        if (
-            self.skip_ahead
-            and not batch.prefills
-            and not num_swap
-            and not state.ready
-            and not self.arrivals  # they join a later step: step to it
-            and not state.num_preempted_this_step  # freed blocks may admit a queued request
-            and len(batch.decodes) == len(state.group.members)
-            and self.scheduler.can_skip(state)
-        ):
-            end, times = self._skip(batch, now, end, times)
-        self.loop.schedule(end, self._complete, batch, times, priority=EventPriority.STEP_END)
+        return batch
 
     def _schedule(self, now: float) -> Batch | None:
         """The scheduler's next batch, checked against the engine's contracts."""
@@ -204,82 +243,48 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         check_state(self.policy_name, state, now)
         return batch
 
-    def perf(self, shape: BatchShape) -> StageTimes:
-        """Iteration time of ``shape`` (memoised by shape)."""
-        cache = self.replica.perf_cache
-        times = cache.get(shape)
-        if times is None:
-            times = self.replica.perf.iteration_time(self.replica.plan, shape)
-            if len(cache) >= _PERF_CACHE_LIMIT:
-                cache.clear()
-            cache[shape] = times
-        return times  # type: ignore[return-value]
+    def _times(self, batch: Batch) -> tuple[StageTimes, float]:
+        """The batch's stage times and the host-side time it adds (swap and LoRA copies)."""
+        state = self.state
+        count = self.records.count
+        if state.speculator:
+            times = spec_times(state.speculator, batch, state, self.price, self.price.perf)
+        elif state.hybrid is not None:
+            times = hybrid_times(batch, state, self.price, count)
+        else:
+            times = self.price(batch_shape(batch, state))
+        num_swap = batch.num_swap_in_blocks + batch.num_swap_out_blocks
+        swap = self.links.swap
+        host_s = swap.time_s(num_swap)
+        if num_swap:
+            count("swap_in_bytes", int(batch.num_swap_in_blocks * swap.bytes_per_block))
+            count("swap_out_bytes", int(batch.num_swap_out_blocks * swap.bytes_per_block))
+        if state.adapters is not None:
+            per = self.scheduler.num_tokens_per_decode
+            times, load_s = lora_times(state.adapters, batch, times, per, count)
+            host_s += load_s
+        return times, host_s
 
-    def _shape(self, batch: Batch) -> BatchShape:
-        num_p = p_tok = cxk = csq = maxc = 0
-        for seq, chunk in batch.prefills:
-            num_p += 1
-            p_tok += chunk
-            cxk += chunk * seq.num_computed
-            csq += chunk * chunk
-            maxc = max(maxc, chunk)
-        decodes = batch.decodes
-        ctx_sum = max_ctx = 0
-        if decodes:
-            state = self.state
-            if len(decodes) == state.num_decoding:
-                group = state.group
-                ctx_sum = group.ctx_sum
-                max_ctx = group.max_context() if group.members else 0
-                for seq in state.ready:
-                    ctx = seq.num_prompt_tokens + seq.num_emitted
-                    ctx_sum += ctx
-                    max_ctx = max(max_ctx, ctx)
-            else:
-                contexts = [state.context(seq) for seq in decodes]
-                ctx_sum, max_ctx = sum(contexts), max(contexts)
-        return BatchShape(
-            num_prefill_seqs=num_p,
-            num_prefill_tokens=p_tok,
-            prefill_chunk_x_context=cxk,
-            prefill_chunk_sq=csq,
-            max_prefill_chunk_tokens=maxc,
-            num_decode_seqs=len(decodes),
-            decode_context_tokens=ctx_sum,
-            max_decode_context_tokens=max_ctx,
+    def _can_skip(self, batch: Batch) -> bool:
+        """True when the batch starts a run of decode-only iterations nothing can change."""
+        state = self.state
+        return (
+            not batch.prefills
+            and not (batch.num_swap_in_blocks or batch.num_swap_out_blocks)
+            and not state.ready
+            and not self.arrivals  # they join a later step: step to it
+            and not state.num_preempted_this_step  # freed blocks may admit a queued request
+            and len(batch.decodes) == len(state.group.members)
+            and self.scheduler.can_skip(state)
         )
 
     def _complete(self, batch: Batch, times: StageTimes) -> None:
+        """The batch has run: the state applies it, the scheduler hears of it, next step."""
         now = self.loop.now
         state = self.state
+        hand_off = self._hand_off if self.on_prefilled is not None else None
         stamp = now + self._output_lag(times)
-        if batch.decodes:
-            if state.speculator is None:
-                self._decode_tick(batch.decodes, stamp)
-            else:
-                self._spec_tick(batch.decodes, stamp)
-        ready = state.ready
-        # Outputs handed to the front end ahead of the next first token (output_per_seq_s).
-        ahead = len(batch.decodes)
-        for seq, chunk in batch.prefills:
-            seq.num_computed += chunk
-            if seq.prompt_keys and seq.can_register:
-                self._register(seq)
-            if seq.num_computed >= seq.prefill_target:
-                del state.prefilling[seq]
-                ahead += 1
-                first = seq.num_emitted == 0
-                self._emit(seq, stamp)
-                if first and self.output_per_seq_s:
-                    # Only the client's first-token time waits; gaps count from the step.
-                    seq.first_token_s = stamp + ahead * self.output_per_seq_s
-                if seq.num_emitted >= seq.num_output_tokens:
-                    self._finish(seq, max(stamp, seq.first_token_s))
-                elif self.replica.on_prefilled is not None:
-                    self._hand_off(seq, now)
-                else:
-                    seq.status = SeqStatus.DECODING
-                    ready[seq] = None
+        state.apply(batch, now, stamp, self._left, hand_off, self.output_per_seq_s)
         self._record(batch, times, now - batch.start_s)
         self.scheduler.on_batch_done(batch, now)
         if self.check_invariants:
@@ -306,27 +311,6 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         lag = times.overhead_s if self.stamps_after_next_step else 0.0
         return lag + self.output_latency_s if self.output_latency_s else lag
 
-    def _decode_tick(self, decodes: list[Seq], now: float) -> None:
-        state = self.state
-        group = state.group
-        if len(decodes) == state.num_decoding:
-            joiners = list(state.ready) if state.ready else []
-        else:
-            chosen = set(decodes)
-            for seq in [s for s in group.members if s not in chosen]:
-                group.leave(seq)  # skipped this tick: its next gap is its own
-                state.ready[seq] = None
-            joiners = [s for s in decodes if s not in group.members]
-        for seq in group.advance(now):
-            self._finish(seq, now)
-        for seq in joiners:
-            del state.ready[seq]
-            self._emit(seq, now)
-            if seq.num_emitted >= seq.num_output_tokens:
-                self._finish(seq, now)
-            else:
-                group.join(seq)
-
     def _skip(
         self, batch: Batch, now: float, end: float, times: StageTimes
     ) -> tuple[float, StageTimes]:
@@ -340,7 +324,7 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         state = self.state
         group = state.group
         blocks = state.blocks
-        limit = self.clock_limit()
+        limit = self.links.clock_limit()
         # (a prefill stalled for blocks would resume once a finish frees some)
         through_finishes = not (
             state.swapped or state.prefilling or self.scheduler.num_queued(state)
@@ -357,17 +341,13 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
             if need > blocks.num_available:
                 break
             stamp = end + self._output_lag(times)
-            done = group.advance(stamp)
-            assert len(done) == len(finishers)
             segment.add(times)
-            for seq in done:
-                self._finish(seq, stamp)
-            if done:
+            if state.apply_decode_tick(stamp, self._left):
                 self._flush(segment, end)
                 segment = DecodeRun(end, len(group.members), batch.num_queued)
             if self.check_invariants:
                 state.check()
-            blocks.allocate(need)
+            state.grant_tick_blocks(need)
             start = end
             if self.admission_lag_steps:
                 self.step_starts.append(start)
@@ -376,8 +356,8 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
                 decode_context_tokens=group.ctx_sum,
                 max_decode_context_tokens=group.max_context(),
             )
-            times = self.perf(shape)
-            end = self.replica.reserve(start, times.stage_s, times.overhead_s)
+            times = self.price(shape)
+            end = self.links.timeline.reserve(start, times.stage_s, times.overhead_s)
         self._flush(segment, start)
         if len(batch.decodes) != len(group.members):
             batch.decodes = list(group.members)
@@ -392,45 +372,43 @@ class VirtualEngine(KVHandoffMixin, StepFeaturesMixin):
         self.scheduler.on_decode_ticks(self.state, segment.num_ticks)
         self.records.count("num_skipped_iterations", segment.num_ticks)
         append_run_row(
-            self.records, self.replica.replica_id, segment, end_s, self.state.blocks.num_used
+            self.records, self.links.replica_id, segment, end_s, self.state.blocks.num_used
         )
 
-    # ---- per-request bookkeeping ---------------------------------------------------------
-    def _register(self, seq: Seq) -> None:
-        """Cache the prompt blocks the last chunk completed (prefix caching)."""
-        keys = seq.prompt_keys
-        assert keys is not None
-        full = min(seq.num_computed // self.state.block_size, len(keys))
-        blocks = self.state.blocks
-        for j in range(len(seq.block_keys), full):
-            if not blocks.register(keys[j]):
-                seq.can_register = False
-                return
-            seq.block_keys.append(keys[j])
-            seq.num_private -= 1
-
-    def _emit(self, seq: Seq, now: float) -> None:
-        if seq.num_emitted == 0:
-            seq.first_token_s = now
-        else:
-            gap = now - seq.last_token_s
-            if gap > seq.max_gap_s:
-                seq.max_gap_s = gap
-            self.records.token_gaps.add(gap, 1)
-        seq.num_emitted += 1
-        seq.last_token_s = now
-
-    def _finish(self, seq: Seq, now: float) -> None:
-        self.state.finish(seq)
+    # ---- requests out -------------------------------------------------------------------
+    def _left(self, seq: Seq, completion_s: float) -> None:
+        """A finished request has left the state's books: tell the others, write its row."""
         self.scheduler.on_finish(seq)
-        self.replica.forget(seq)
-        write_request(self.records, seq, completion_s=now)
+        self.links.on_leave(seq)
+        write_request(self.records, seq, completion_s=completion_s)
         self.on_done(seq)
+
+    def _hand_off(self, seq: Seq, now: float) -> None:
+        """A prefill-role replica is done with ``seq`` (prompt + first token, its KV held by
+        the state): give it to ``on_prefilled`` (the cluster's KV transfer)."""
+        self.scheduler.on_finish(seq)
+        self.links.on_leave(seq)
+        callback = self.on_prefilled
+        assert callback is not None
+        callback(seq, now)
+
+    def _release_outgoing(self, now: float) -> None:
+        """Take the sequences marked for migration off this engine (still decoding here:
+        released; otherwise, e.g. preempted or finished meanwhile, the callback gets None)."""
+        outgoing, self.outgoing = self.outgoing, {}
+        for seq, callback in outgoing.items():
+            if seq.status != SeqStatus.DECODING or seq not in self.state.running:
+                callback(None, now)
+                continue
+            self.state.take_off(seq)  # leaves the decode group (writes back its counters)
+            self.scheduler.on_finish(seq)
+            self.links.on_leave(seq)
+            callback(seq, now)
 
     def _record(self, batch: Batch, times: StageTimes, duration_s: float) -> None:
         append_batch_row(
             self.records,
-            self.replica.replica_id,
+            self.links.replica_id,
             batch,
             times,
             duration_s,
