@@ -1,0 +1,328 @@
+"""The cost-model fast path: exact iteration prices for the common plan shapes.
+
+The engine asks for one price per iteration (70,000 in ``bench/bench_engine.py``), and no two
+batch shapes repeat (the decode context grows every step), so memos on the whole shape never
+hit. What does repeat is everything but a few aggregates: per plan, the token-only and
+head-only parts are summed once per token count (``PlanCost``), and the attention and host
+terms are a few float operations on the batch aggregates. ``FastCost`` performs exactly the
+floating-point operations of ``PlanCost.general``, in the same order and on the same operands,
+with every per-plan constant and lookup hoisted out of the call: its answers are bit-identical
+(``tests/perf/test_fast_path.py`` compares both paths op for op and whole runs byte for byte).
+
+It covers plans with a single attention kind (full, or sliding windows) and no MLA: the
+closed-form attention inlined, or the kernel stack's measured attention tables called as the
+general path calls them. Other plans (MLA, mixed or linear layer kinds, DeepSeek sparse
+attention) take ``PlanCost.general``.
+"""
+
+from __future__ import annotations
+
+from servesim.perf.attention import DECODE_COMPUTE_EFF, PREFILL_MEM_EFF
+from servesim.perf.plan_cost import PlanCost
+from servesim.perf.types import BatchShape, StageTimes
+
+_SAMPLING_BITS = 32  # the combined memo key: tokens << 32 | sampling sequences
+
+
+class FastCost:
+    """Per-plan constants of the fast path; call it with a ``BatchShape``."""
+
+    __slots__ = (
+        "bases",
+        "cost",
+        "decode",
+        "decode_w",
+        "fitted",
+        "hbm_bw",
+        "host",
+        "idle_w",
+        "kv_bytes",
+        "launch_s",
+        "layer_counts",
+        "max_graph_tokens",
+        "num_layers",
+        "peak16",
+        "pp",
+        "prefill",
+        "prefill_w",
+        "shapes",
+        "tdp_w",
+        "tp",
+        "use_graphs",
+        "window",
+        "zero",
+    )
+
+    def __init__(self, cost: PlanCost) -> None:
+        graph, plan, host = cost.graph, cost.plan, cost.host
+        self.cost = cost
+        self.host = host
+        self.pp, self.tp = plan.pp, plan.tp
+        self.num_layers = plan.model.num_layers
+        self.layer_counts = tuple(len(layers) for layers in graph.stages)
+        (kind,) = graph.kind_counts
+        window = graph.model.attention_window(kind)
+        kernels = graph.kernels
+        curve = kernels.legacy.attention
+        s = graph.shapes
+        kv_width = 2 * s.num_kv_heads * s.head_dim
+        self.prefill = _PrefillConsts(
+            s.num_q_heads, s.head_dim, kv_width, graph.kv_bytes, window, kernels.peak16,
+            kernels.bw * PREFILL_MEM_EFF, curve.prefill_e_max, curve.prefill_len_half,
+            curve.launch_s,
+        )  # fmt: skip
+        # plans whose kernel stack has measured attention tables call the kernel set
+        self.fitted = kernels.attention_s if "attention" in kernels.sources else None
+        self.shapes, self.window, self.kv_bytes = s, window, graph.kv_bytes
+        self.decode = _DecodeConsts(
+            s.num_q_heads, s.head_dim, s.num_kv_heads, graph.kv_bytes, window,
+            kernels.peak16 * DECODE_COMPUTE_EFF, kernels.bw, curve.decode_mem_eff,
+            curve.decode_ctx_half, curve.launch_s,
+        )  # fmt: skip
+        # replays_graph and launch_s of the host profile, hoisted
+        self.use_graphs = (plan.use_cuda_graphs, host.graphs_with_prefill)
+        self.max_graph_tokens = host.max_graph_tokens
+        self.launch_s = host.launch_s
+        energy = cost.energy
+        self.idle_w = energy.idle_power_w
+        # OpEnergy's attention power curves and limits, for _attention_j
+        self.prefill_w = energy.curves["attention_prefill"]
+        self.decode_w = energy.curves["attention_decode"]
+        self.peak16, self.hbm_bw = energy.peak16, energy.gpu.hbm_bandwidth_bytes_per_s
+        self.tdp_w = energy.gpu.tdp_w
+        self.zero = StageTimes(stage_s=(0.0,) * plan.pp)
+        # (tokens, sampling) -> token part + head part, summed as PlanCost.general sums them
+        self.bases: dict[int, tuple[tuple[float, ...], tuple[int, ...], float, float, float]] = {}
+
+    @staticmethod
+    def covers(cost: PlanCost) -> bool:
+        """True when ``cost``'s plan has the shape this fast path prices."""
+        graph = cost.graph
+        kinds = graph.kind_counts
+        if graph.shapes.is_mla or len(kinds) != 1:
+            return False
+        (kind,) = kinds
+        return kind != "linear" and not (
+            kind == "sparse" and graph.model.sparse_attention is not None
+        )
+
+    def _base(
+        self, tokens: int, sampling: int
+    ) -> tuple[tuple[float, ...], tuple[int, ...], float, float, float]:
+        part = self.cost.token_part(tokens)
+        head = self.cost.head_part(sampling)
+        base = (
+            tuple(a + b for a, b in zip(part.stage_s, head.stage_s, strict=True)),
+            tuple(a + b for a, b in zip(part.kernels, head.kernels, strict=True)),
+            part.flops + head.flops,
+            part.num_bytes + head.num_bytes,
+            part.energy_j + head.energy_j,
+        )
+        self.bases[tokens << _SAMPLING_BITS | sampling] = base
+        return base
+
+    def __call__(self, batch: BatchShape) -> StageTimes:
+        """The price of one iteration of ``batch`` (identical to ``PlanCost.general``)."""
+        num_p = batch.num_prefill_tokens
+        num_d = batch.num_decode_seqs
+        tokens = num_p + num_d
+        if tokens == 0:
+            return self.zero
+        sampling = batch.num_prefill_seqs + num_d + batch.num_extra_logits
+        base = self.bases.get(tokens << _SAMPLING_BITS | sampling)
+        if base is None:
+            base = self._base(tokens, sampling)
+        stage_s, kernels, flops, nbytes, joules = base
+        if self.fitted is None:
+            pre_f, pre_b, pre_t = self.prefill.cost(batch) if num_p else (0.0, 0.0, 0.0)
+            dec_f, dec_b, dec_t = self.decode.cost(batch) if num_d else (0.0, 0.0, 0.0)
+        else:  # measured attention tables: the kernel set's own call, as the general path
+            pre, dec = self.fitted(self.shapes, batch, self.window, self.kv_bytes)
+            pre_f, pre_b, pre_t = pre.flops, pre.num_bytes, pre.time_s
+            dec_f, dec_b, dec_t = dec.flops, dec.num_bytes, dec.time_s
+        per_layer_s = pre_t + dec_t
+        num_calls = (pre_t > 0) + (dec_t > 0)
+        num_layers = self.num_layers
+        flops += (pre_f + dec_f) * num_layers
+        nbytes += (pre_b + dec_b) * num_layers
+        if pre_t > 0:
+            joules += num_layers * self._attention_j(self.prefill_w, pre_f, pre_b, pre_t)
+        if dec_t > 0:
+            joules += num_layers * self._attention_j(self.decode_w, dec_f, dec_b, dec_t)
+        if self.pp == 1:
+            (n,) = self.layer_counts
+            t = stage_s[0] + per_layer_s * n
+            return self._one_stage(
+                batch, tokens, t, kernels[0] + num_calls * n, flops, nbytes, joules
+            )
+        counts = self.layer_counts
+        times = [t + per_layer_s * n for t, n in zip(stage_s, counts, strict=True)]
+        launches = [k + num_calls * n for k, n in zip(kernels, counts, strict=True)]
+        return self._stages(batch, tokens, times, launches, flops, nbytes, joules)
+
+    def _attention_j(
+        self, curve: tuple[float, ...], flops: float, num_bytes: float, time_s: float
+    ) -> float:
+        """``OpEnergy.kernel_j`` of one attention kernel (count 1, 16-bit peak), inlined."""
+        static_w, c_w, c_exp, m_w, m_exp, gap_s = curve
+        u_c = flops / (time_s * self.peak16) if flops else 0.0
+        u_m = num_bytes / (time_s * self.hbm_bw)
+        u_c = min(1.0, max(0.0, u_c))
+        u_m = min(1.0, max(0.0, u_m))
+        busy_w = min(self.tdp_w, static_w + c_w * u_c**c_exp + m_w * u_m**m_exp)
+        if gap_s <= 0.0:
+            return busy_w * time_s
+        return (static_w + (busy_w - static_w) * time_s / (time_s + gap_s)) * time_s
+
+    def _replays_graph(self, batch: BatchShape, tokens: int) -> bool:
+        use_graphs, graphs_with_prefill = self.use_graphs
+        return (
+            use_graphs
+            and (graphs_with_prefill or not batch.num_prefill_seqs - batch.num_verify_seqs)
+            and tokens <= self.max_graph_tokens
+        )
+
+    def _one_stage(
+        self,
+        batch: BatchShape,
+        tokens: int,
+        stage_s: float,
+        kernels: int,
+        flops: float,
+        nbytes: float,
+        joules: float,
+    ) -> StageTimes:
+        """``PlanCost._finish`` for one stage: a float where it sums and maxes a 1-list."""
+        kernel_s = stage_s
+        if not self._replays_graph(batch, tokens):
+            stage_s = max(stage_s, kernels * self.launch_s)
+        overhead = self.host.host_time_s(
+            batch.num_decode_seqs + batch.num_verify_seqs,
+            batch.num_prefill_seqs - batch.num_verify_seqs,
+            tokens,
+            gpu_s=stage_s,
+        )
+        joules += self.idle_w * max(stage_s - kernel_s + overhead, 0.0)  # pp = 1
+        tp = self.tp
+        return StageTimes((stage_s,), overhead, flops * tp, nbytes * tp, joules * tp)
+
+    def _stages(
+        self,
+        batch: BatchShape,
+        tokens: int,
+        stage_s: list[float],
+        kernels: list[int],
+        flops: float,
+        nbytes: float,
+        joules: float,
+    ) -> StageTimes:
+        """``PlanCost._finish`` with the host profile's graph rule hoisted (same operations)."""
+        kernel_s = sum(stage_s)
+        if not self._replays_graph(batch, tokens):
+            launch_s = self.launch_s
+            stage_s = [max(t, k * launch_s) for t, k in zip(stage_s, kernels, strict=True)]
+        overhead = self.host.host_time_s(
+            batch.num_decode_seqs + batch.num_verify_seqs,
+            batch.num_prefill_seqs - batch.num_verify_seqs,
+            tokens,
+            gpu_s=max(stage_s),
+        )
+        joules += self.idle_w * max(sum(stage_s) - kernel_s + overhead * self.pp, 0.0)
+        tp = self.tp
+        return StageTimes(tuple(stage_s), overhead, flops * tp, nbytes * tp, joules * tp)
+
+
+class _PrefillConsts:
+    """``attention.prefill_attention`` for one plan, its constants hoisted."""
+
+    __slots__ = (
+        "bw_eff", "e_max", "head_dim", "heads", "kv_bytes", "kv_width", "launch_s",
+        "len_half", "peak", "q_width", "window",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        heads: int,
+        head_dim: int,
+        kv_width: int,
+        kv_bytes: float,
+        window: int | None,
+        peak: float,
+        bw_eff: float,
+        e_max: float,
+        len_half: float,
+        launch_s: float,
+    ) -> None:
+        self.heads, self.head_dim, self.kv_width = heads, head_dim, kv_width
+        self.q_width = 2 * heads * head_dim + kv_width
+        self.kv_bytes, self.window, self.peak, self.bw_eff = kv_bytes, window, peak, bw_eff
+        self.e_max, self.len_half, self.launch_s = e_max, len_half, launch_s
+
+    def cost(self, batch: BatchShape) -> tuple[float, float, float]:
+        """(FLOPs, bytes, time) of one layer's prefill attention (prefill tokens > 0)."""
+        tokens = batch.num_prefill_tokens
+        cxk = batch.prefill_chunk_x_context
+        pairs = cxk + (batch.prefill_chunk_sq + tokens) / 2.0
+        window = self.window
+        if window is not None:
+            pairs = min(pairs, float(tokens) * window)
+        flops = 4.0 * pairs * self.heads * self.head_dim
+        mean_chunk = tokens / max(1, batch.num_prefill_seqs)
+        cached = cxk / mean_chunk
+        num_bytes = tokens * self.q_width * 2.0 + cached * self.kv_width * self.kv_bytes
+        x = 2.0 * pairs / tokens
+        eff = self.e_max * x / (x + self.len_half)
+        t_c = flops / (self.peak * eff)
+        t_m = num_bytes / self.bw_eff
+        return flops, num_bytes, self.launch_s + (t_c if t_c >= t_m else t_m)
+
+
+class _DecodeConsts:
+    """``attention.decode_attention`` for one plan, its constants hoisted."""
+
+    __slots__ = (
+        "bw", "ctx_half", "head_dim", "heads", "kv_bytes", "kv_heads", "launch_s",
+        "mem_eff", "peak_eff", "window",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        heads: int,
+        head_dim: int,
+        kv_heads: int,
+        kv_bytes: float,
+        window: int | None,
+        peak_eff: float,
+        bw: float,
+        mem_eff: float,
+        ctx_half: float,
+        launch_s: float,
+    ) -> None:
+        self.heads, self.head_dim, self.kv_heads, self.kv_bytes = (
+            heads,
+            head_dim,
+            kv_heads,
+            kv_bytes,
+        )
+        self.window, self.peak_eff, self.bw = window, peak_eff, bw
+        self.mem_eff, self.ctx_half, self.launch_s = mem_eff, ctx_half, launch_s
+
+    def cost(self, batch: BatchShape) -> tuple[float, float, float]:
+        """(FLOPs, bytes, time) of one layer's decode attention (decode sequences > 0)."""
+        if batch.decode_context_tokens == 0:  # a hybrid step whose host CPU attends them all
+            return 0.0, 0.0, 0.0
+        seqs = batch.num_decode_seqs
+        context = float(batch.decode_context_tokens)
+        window = self.window
+        if window is not None and batch.max_decode_context_tokens > window:
+            context = min(context, float(seqs) * window)
+        heads, head_dim = self.heads, self.head_dim
+        flops = 4.0 * context * heads * head_dim
+        kv_read = context * 2 * self.kv_heads * head_dim * self.kv_bytes
+        q_bytes = seqs * heads * head_dim * 2 * 2.0
+        mean = context / seqs
+        eff = self.mem_eff * mean / (mean + self.ctx_half)
+        t_c = flops / self.peak_eff
+        num_bytes = kv_read + q_bytes
+        t_m = num_bytes / (self.bw * eff)
+        return flops, num_bytes, self.launch_s + (t_c if t_c >= t_m else t_m)
