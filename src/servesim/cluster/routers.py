@@ -248,20 +248,24 @@ class SLOAwareRouter:
             self._rates.append(n / max(t.total_s, 1e-9))
             self._decode_s.append(context.perf.iteration_time(plan, decode).total_s)
 
-    def route(self, request: Request, views: Sequence[ReplicaView]) -> int:
-        """Replica with the smallest predicted time to first token."""
+    def predicted_ttft_s(self, request: Request, views: Sequence[ReplicaView]) -> list[float]:
+        """Each replica's predicted time to first token for ``request``."""
         if not self._rates:
             raise ConfigError("router", "slo_aware", "needs bind(context) before routing")
         prompt = request.num_prompt_tokens
-
-        def predicted(i: int) -> float:
+        out = []
+        for i in range(len(views)):
             v = views[i]
             # queued requests also wait for KV memory / batch slots: each costs at least one
             # decode step of the running batch before it is admitted (vLLM admits per step)
             busy = self._decode_s[i] * (1 + v.num_queued) if v.num_running else 0.0
-            return (v.num_queued_prompt_tokens + prompt) / self._rates[i] + busy
+            out.append((v.num_queued_prompt_tokens + prompt) / self._rates[i] + busy)
+        return out
 
-        return min(range(len(views)), key=predicted)
+    def route(self, request: Request, views: Sequence[ReplicaView]) -> int:
+        """Replica with the smallest predicted time to first token (the first on ties)."""
+        predicted = self.predicted_ttft_s(request, views)
+        return min(range(len(predicted)), key=predicted.__getitem__)
 
 
 @ROUTERS.register("adapter_affinity")

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from servesim.cluster.admission import REJECT_REASON, OpenLoopSender, check_admit, entry_admission
 from servesim.cluster.autoscale import Autoscaler
 from servesim.cluster.deployment import Deployment
 from servesim.cluster.live import LiveCluster
@@ -31,6 +32,7 @@ from servesim.cluster.migration import Migrator
 from servesim.cluster.routers import Router, RouterContext, make_router
 from servesim.cluster.stats import ClusterStats
 from servesim.cluster.transfer import kv_transfer_bytes, kv_transfer_s
+from servesim.cluster.views import ReplicaViews, Subset, append_row
 from servesim.core.events import EventLoop, EventPriority
 from servesim.core.rng import RandomStreams
 from servesim.engine.contracts import check_route
@@ -42,7 +44,6 @@ from servesim.engine.simulation import (
     EngineHandle,
     ReplicaView,
     StopWhen,
-    append_request_row,
     replica_view,
     run_simulation,
 )
@@ -57,32 +58,6 @@ class ClusterRun:
 
     records: SimulationRecords
     stats: ClusterStats
-
-
-class _Subset(Sequence[ReplicaView]):
-    """The views of some replicas, in a given order (built on access)."""
-
-    def __init__(self, views: Sequence[ReplicaView], indices: list[int]) -> None:
-        self._views = views
-        self._indices = indices
-
-    def __len__(self) -> int:
-        return len(self._indices)
-
-    def __getitem__(self, i: int) -> ReplicaView:  # type: ignore[override]
-        return self._views[self._indices[i]]
-
-
-class _ReplicaViews(Sequence[ReplicaView]):
-    def __init__(self, replicas: list[Replica], view: Callable[[Replica], ReplicaView]) -> None:
-        self._replicas = replicas
-        self._view = view
-
-    def __len__(self) -> int:
-        return len(self._replicas)
-
-    def __getitem__(self, i: int) -> ReplicaView:  # type: ignore[override]
-        return self._view(self._replicas[i])
 
 
 class Cluster:
@@ -102,7 +77,7 @@ class Cluster:
         self.in_flight: dict[Seq, None] = {}
         self.sources: dict[Seq, Replica] = {}  # prefill replica holding an in-flight KV
         self.is_exhausted = False
-        self.client: BenchmarkClient | None = None
+        self.client: BenchmarkClient | OpenLoopSender | None = None
         self.client_seqs: dict[Seq, None] = {}  # sent by the client, not yet done
         self.wakeups: set[float] = set()
         self.first_measured_gap = 0  # token-gap samples before it belong to warm-ups
@@ -120,12 +95,22 @@ class Cluster:
             kind = cfg.decode_router.kind
             self.decode_router = self._router(kind, opts, self.decode, "decode-router")
             self.decode_router_name = f"decode router {kind}"
+        self.admission_name = f"admission {cfg.admission.kind}"
+        plans = tuple(self.plans[i] for i in self.entry)
+        context = RouterContext(plans, perf, streams.generator("admission"))
+        self.admission = entry_admission(cfg.admission, context)
+        if self.admission is not None:
+            self.stats.admission = cfg.admission.kind
+
+    def _pool_members(self, p: int) -> list[int]:
+        return [i for i, q in enumerate(self.pool_of) if q == p]
 
     def _autoscaler(self) -> Autoscaler:
-        pools = []
-        for p, pool in enumerate(self.deployment.pools):
-            if pool.autoscale is not None:
-                pools.append((pool.autoscale, [i for i, q in enumerate(self.pool_of) if q == p]))
+        pools = [
+            (pool.autoscale, self._pool_members(p))
+            for p, pool in enumerate(self.deployment.pools)
+            if pool.autoscale is not None
+        ]
         weights = [p.model.weight_bytes(p.weight_dtype) / p.num_gpus for p in self.plans]
         return Autoscaler(pools, weights, self.live, self.stats)
 
@@ -133,11 +118,12 @@ class Cluster:
         config = self.deployment.config.migration
         if config is None:
             return None
-        pools = []
-        for p, pool in enumerate(self.deployment.pools):
-            members = [i for i, q in enumerate(self.pool_of) if q == p]
-            if pool.role != "prefill" and len(members) > 1:
-                pools.append(members)
+        members = [self._pool_members(p) for p in range(len(self.deployment.pools))]
+        pools = [
+            m
+            for m, pool in zip(members, self.deployment.pools, strict=True)
+            if pool.role != "prefill" and len(m) > 1
+        ]
         return Migrator(config, pools, self.live, self.stats, self._copy_cost)
 
     def _copy_cost(self, src: int, dst: int, num_tokens: int) -> tuple[int, float]:
@@ -178,7 +164,7 @@ class Cluster:
     def dispatch(self, request: Request, views: Sequence[ReplicaView]) -> int:
         """Entry routing over the routable replicas of the entry pools."""
         members = self.routable(self.entry)
-        index = self.router.route(request, _Subset(views, members))
+        index = self.router.route(request, Subset(views, members))
         return members[check_route(self.router_name, index, len(members), self.loop.now)]
 
     def start(self, handle: EngineHandle) -> None:
@@ -193,10 +179,11 @@ class Cluster:
         self.autoscaler.start()
         if self.migrator is not None:
             self.migrator.start()
-        if self.client is not None:
+        if isinstance(self.client, BenchmarkClient):
             for replica in self.replicas:
                 for engine in replica.engines:
                     engine.on_done = self._completion_hook(engine.on_done)
+        if self.client is not None:
             self._wake_at(0.0)
 
     def is_active(self) -> bool:
@@ -257,12 +244,16 @@ class Cluster:
         """A client request reaches the entry router (the engine driver's arrival, for sends
         the client times itself)."""
         now = self.loop.now
-        views = _ReplicaViews(self.replicas, replica_view)
+        views = ReplicaViews(self.replicas, replica_view)
+        if self.admission is not None and not self._admits(request, views, now):
+            self._refuse(request)
+            return
         index = self.dispatch(request, views)
         replica = self.replicas[index]
-        row = _append_request_row(self.records, request, index)
+        row = append_row(self.records, request, index)
         seq = Seq(request, row)
-        self.client_seqs[seq] = None
+        if isinstance(self.client, BenchmarkClient):
+            self.client_seqs[seq] = None
         reason = replica.reject_reason(request.num_prompt_tokens, request.num_output_tokens)
         if reason:
             self.records.count(f"num_rejected_{RejectReason(reason).name.lower()}")
@@ -271,13 +262,30 @@ class Cluster:
             return
         replica.submit(seq, now)
 
+    def _admits(self, request: Request, views: Sequence[ReplicaView], now: float) -> bool:
+        assert self.admission is not None
+        subset = Subset(views, self.routable(self.entry))
+        return check_admit(self.admission_name, self.admission.admit(request, subset, now), now)
+
+    def _refuse(self, request: Request) -> None:
+        """Admission control turned ``request`` away: a row with no replica work (on the
+        first entry replica), completion NaN."""
+        first = self.entry[0]
+        seq = Seq(request, append_row(self.records, request, first))
+        if isinstance(self.client, BenchmarkClient):
+            self.client_seqs[seq] = None
+        self.records.count("num_rejected_by_admission")
+        self.stats.num_admission_rejected += 1
+        write_request(self.records, seq, completion_s=math.nan, reason=REJECT_REASON)
+        self.replicas[first].engines[0].on_done(seq)
+
     # ---- disaggregation ------------------------------------------------------------------
     def _handoff(self, seq: Seq, now: float) -> None:
         """A prefill replica finished ``seq``'s prompt: send its KV to a decode replica."""
         assert self.decode_router is not None
         members = self.routable(self.decode)
-        views = _ReplicaViews(self.replicas, replica_view)
-        index = self.decode_router.route(seq.request, _Subset(views, members))
+        views = ReplicaViews(self.replicas, replica_view)
+        index = self.decode_router.route(seq.request, Subset(views, members))
         target = members[check_route(self.decode_router_name, index, len(members), now)]
         replica = self.replicas[target]
         source = self.records.requests.column("replica_id")[seq.row]
@@ -351,14 +359,6 @@ class Cluster:
         return out
 
 
-def _append_request_row(records: SimulationRecords, request: Request, replica_id: int) -> int:
-    """The request's row, as the engine driver writes it on arrival."""
-    if request.slo_class not in records.slo_classes:
-        records.slo_classes.append(request.slo_class)
-    index = records.slo_classes.index(request.slo_class)
-    return append_request_row(records, request, replica_id, index)
-
-
 def run_cluster(
     requests: Iterable[Request],
     deployment: Deployment,
@@ -389,6 +389,9 @@ def run_cluster(
     if client is not None:
         cluster.client = BenchmarkClient(requests, client)
         requests = ()
+    elif cluster.admission is not None:  # the gate sits where the cluster sends requests
+        cluster.client = OpenLoopSender(requests)
+        requests = ()
     run_simulation(
         cluster.requests(requests),
         deployment.setups(),
@@ -396,7 +399,7 @@ def run_cluster(
         dispatch=cluster.dispatch,
         duration_s=duration_s,
         on_progress=on_progress,
-        skip_ahead=client is None,
+        skip_ahead=cluster.client is None,
         check_invariants=check_invariants,
         on_start=cluster.start,
         stop_when=stop_when,

@@ -31,6 +31,8 @@ class ClusterStats:
         num_scale_downs: replicas it stopped.
         scale_events: ``(time_s, replica, event)`` with event ``start`` (paid from here),
             ``ready`` (takes requests: cold start over), ``drain`` or ``stop``.
+        admission: the admission policy's kind ("" without admission control).
+        num_admission_rejected: requests it turned away.
     """
 
     num_gpus: int = 0
@@ -45,6 +47,8 @@ class ClusterStats:
     num_scale_ups: int = 0
     num_scale_downs: int = 0
     scale_events: list[tuple[float, int, str]] = field(default_factory=list)
+    admission: str = ""
+    num_admission_rejected: int = 0
 
     def set_uptime(self, records: SimulationRecords, up_s: list[float]) -> None:
         """Record per-replica up-time and derive GPU-hours and cost from it."""
@@ -77,7 +81,7 @@ class ClusterStats:
 
     def to_dict(self, records: SimulationRecords) -> dict[str, object]:
         """Plain figures for ``summary.json``."""
-        return {
+        out: dict[str, object] = {
             "num_gpus": self.num_gpus,
             "gpu_hours": self.gpu_hours,
             "cost_usd": self.cost_usd,
@@ -88,3 +92,9 @@ class ClusterStats:
             "num_scale_ups": self.num_scale_ups,
             "num_scale_downs": self.num_scale_downs,
         }
+        if self.admission:  # only with admission control: default summaries are unchanged
+            out["admission"] = {
+                "policy": self.admission,
+                "num_rejected": self.num_admission_rejected,
+            }
+        return out
