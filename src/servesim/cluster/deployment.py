@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from servesim.cluster.config import AutoscaleConfig, DeploymentConfig, PoolConfig
-from servesim.cluster.moe import max_redundant_experts, with_eplb
+from servesim.cluster.moe import max_redundant_experts
+from servesim.cluster.placement import placed_plan
 from servesim.core.errors import ServesimError
 from servesim.engine.config import (
     CacheConfig,
@@ -135,7 +136,9 @@ class Deployment:
         )
 
 
-def _plan(pool: PoolConfig, model_name: str, problems: list[str]) -> ReplicaPlan | None:
+def _plan(
+    pool: PoolConfig, model_name: str, problems: list[str], perf: PerfModel | None = None
+) -> ReplicaPlan | None:
     where = f"pool {pool.name!r}"
     try:
         model = resolve_model(pool.model or model_name)
@@ -174,8 +177,7 @@ def _plan(pool: PoolConfig, model_name: str, problems: list[str]) -> ReplicaPlan
         return None
     try:
         check_plan(plan)
-        if pool.eplb_redundant_experts:
-            plan = with_eplb(plan, pool.eplb_redundant_experts)
+        plan = placed_plan(plan, pool.expert_placement, pool.eplb_redundant_experts, perf)
     except ServesimError as exc:
         problems.append(f"{where}: {exc}")
         return None
@@ -276,7 +278,7 @@ def build_deployment(cfg: DeploymentConfig, model: str, perf: PerfModel) -> Depl
     _check_roles(cfg, problems)
     plans: list[ReplicaPlan | None] = []
     for pool in cfg.pools:
-        plan = _plan(pool, model, problems)
+        plan = _plan(pool, model, problems, perf)
         if plan is not None:
             _check_memory(pool, plan, perf, problems)
         plans.append(plan)

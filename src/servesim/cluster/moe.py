@@ -42,8 +42,8 @@ def device_loads(freq: np.ndarray, ep: int) -> np.ndarray:
     return freq.reshape(ep, -1).sum(axis=1)
 
 
-def eplb_slots(freq: np.ndarray, ep: int, num_redundant: int) -> list[list[float]]:
-    """EPLB: per-device lists of slot loads after replicating the hottest experts.
+def eplb_devices(freq: np.ndarray, ep: int, num_redundant: int) -> list[list[int]]:
+    """EPLB: the experts (ids, a replicated one several times) on each of ``ep`` devices.
 
     Each of ``num_redundant`` extra copies goes to the expert with the largest load per copy;
     slots are then packed heaviest-first onto the least loaded device with a free slot
@@ -63,29 +63,53 @@ def eplb_slots(freq: np.ndarray, ep: int, num_redundant: int) -> list[list[float
     )
     per_device = (e + num_redundant) // ep
     heap = [(0.0, d) for d in range(ep)]
-    devices: list[list[float]] = [[] for _ in range(ep)]
-    full: list[tuple[float, int]] = []
-    for load, _ in slots:
+    devices: list[list[int]] = [[] for _ in range(ep)]
+    for load, x in slots:
         total, d = heapq.heappop(heap)
-        devices[d].append(load)
+        devices[d].append(x)
         if len(devices[d]) < per_device:
             heapq.heappush(heap, (total + load, d))
-        else:
-            full.append((total + load, d))
     return devices
 
 
+def slot_loads(freq: np.ndarray, devices: list[list[int]]) -> list[list[float]]:
+    """Per-device lists of slot loads: each copy of an expert takes an equal share of its
+    tokens (``freq[x] / copies of x``)."""
+    copies = np.zeros(len(freq), dtype=int)
+    for experts in devices:
+        for x in experts:
+            copies[x] += 1
+    return [[float(freq[x] / copies[x]) for x in experts] for experts in devices]
+
+
+def eplb_slots(freq: np.ndarray, ep: int, num_redundant: int) -> list[list[float]]:
+    """EPLB: per-device lists of slot loads after replicating the hottest experts
+    (``eplb_devices`` priced by ``slot_loads``)."""
+    return slot_loads(freq, eplb_devices(freq, ep, num_redundant))
+
+
 def eplb_popularity(freq: np.ndarray, ep: int, num_redundant: int) -> tuple[float, ...]:
-    """An ``expert_popularity`` vector that prices the EPLB placement in the perf model:
-    device d's contiguous block of ``E/ep`` entries sums to its balanced load (extra slots of
-    a device are merged into its last entry, keeping the sum and the busiest device)."""
-    devices = eplb_slots(freq, ep, num_redundant)
+    """An ``expert_popularity`` vector that prices the EPLB placement in the perf model
+    (``placement_popularity`` of ``eplb_devices``)."""
+    return placement_popularity(freq, eplb_devices(freq, ep, num_redundant))
+
+
+def placement_popularity(
+    freq: np.ndarray, devices: list[list[int]], *, keep_if_worse: bool = True
+) -> tuple[float, ...]:
+    """An ``expert_popularity`` vector that prices a placement in the perf model: device d's
+    contiguous block of ``E/ep`` entries sums to its load (extra slots of a device are merged
+    into its last entry, keeping the sum and the busiest device). A placement whose busiest
+    device is no lighter than contiguous placement's is not used: the routing stays as it is
+    (a deployer would keep the contiguous layout; greedy packing is a heuristic) unless
+    ``keep_if_worse`` is False (pricing a placement as it is)."""
+    loads = slot_loads(freq, devices)
+    ep = len(devices)
     width = len(freq) // ep
-    if max(map(sum, devices)) >= device_loads(freq, ep).max():
-        # greedy packing is a heuristic: keep the current placement when it is not better
+    if keep_if_worse and max(map(sum, loads)) >= device_loads(freq, ep).max():
         return tuple(float(x) for x in freq)
     out: list[float] = []
-    for slots in devices:
+    for slots in loads:
         block = sorted(slots, reverse=True)
         head, tail = block[: width - 1], block[width - 1 :]
         out.extend([*head, float(sum(tail))])
