@@ -197,7 +197,8 @@ def test_speculation_cuts_tpot_when_steps_are_latency_bound() -> None:
     requests = poisson_requests(40, 5.0, (16, 200), (50, 150), seed=4)
     perf = LayerPerf(a=STEP_S, b=1e-5, c=0.0)
     plain = rows(run(requests, perf, _setup(None, num_kv_blocks=4000)))
-    fast = rows(run(requests, perf, _setup(SpeculativeConfig(), num_kv_blocks=4000)))
+    spec = SpeculativeConfig(acceptance_rate=0.75)
+    fast = rows(run(requests, perf, _setup(spec, num_kv_blocks=4000)))
     tpot = (plain["sum_tbt_s"] / (plain["num_emitted_tokens"] - 1)).mean()
     spec_tpot = (fast["sum_tbt_s"] / (fast["num_emitted_tokens"] - 1)).mean()
     # alpha 0.75, k 3: 2.73 tokens per step at ~1.1x the step time
@@ -285,3 +286,21 @@ def test_sampled_run_keeps_the_expected_tokens_per_step() -> None:
     gaps, weights = recs.token_gaps.arrays()
     assert int(weights.sum()) == num_decode_steps
     assert tpot * 3000 / num_decode_steps == pytest.approx(np.average(gaps, weights=weights))
+
+
+@pytest.mark.parametrize(
+    ("method", "num_drafts", "published_length"),
+    [
+        # vLLM PR #16035: EAGLE-1 head on Llama-3-8B-Instruct, MT-bench, k=2: 1.89 tokens per step.
+        ("eagle", 2, 1.89),
+        # vLLM PR #17504: EAGLE-3 head on Llama-3.1-8B-Instruct, MT-bench, k=7: 3.53.
+        ("eagle3", 7, 3.53),
+    ],
+)
+def test_default_acceptance_reproduces_the_published_mean_length(
+    method: str, num_drafts: int, published_length: float
+) -> None:
+    alpha = DEFAULT_ACCEPTANCE[method]
+    assert expected_tokens_per_step(alpha, num_drafts + 1) == pytest.approx(
+        published_length, rel=0.02
+    )

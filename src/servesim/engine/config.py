@@ -145,9 +145,10 @@ class SpeculativeConfig(_Config):
     step and the target verifies them (plus one bonus position) in the same step
     (``servesim.engine.speculative``)."""
 
-    method: Literal["eagle", "mtp", "draft"] = Field(
+    method: Literal["eagle", "eagle3", "mtp", "draft"] = Field(
         "eagle",
         description="eagle: an EAGLE-style one-layer head on the target's hidden states; "
+        "eagle3: the EAGLE-3 head (one layer, as eagle; a higher published acceptance); "
         "mtp: DeepSeek's multi-token-prediction module (one layer); draft: a separate small "
         "model (``draft_model``).",
     )

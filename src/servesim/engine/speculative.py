@@ -41,14 +41,23 @@ from servesim.perf.types import BatchShape, MemoryPlan, ReplicaPlan, StageTimes
 from servesim.specs.catalog.models import resolve_model
 from servesim.specs.dtypes import weight_bytes_per_param
 
-# Published per-position acceptance rates (defaults when the config leaves alpha unset):
-# - eagle: EAGLE (Li et al., ICML 2024, table 7) reports 0-alpha of 0.74-0.79 for chain
-#   drafting on MT-bench with LLaMA2-chat 7B-70B and Vicuna; we take 0.75.
-# - mtp: DeepSeek-V3 technical report (sec. 5.4.3): "the acceptance rate of the second token
-#   prediction ranges between 85% and 90%"; we take the low end, 0.85.
+# Published per-position acceptance rates (defaults when the config leaves alpha unset). A
+# constant alpha reproduces a measured mean acceptance length L at k drafts by solving
+# (1 - alpha^(k+1)) / (1 - alpha) = L; measured per-position rates fall with position, so a
+# constant rate matches the mean only.
+# - eagle: vLLM's own measurement of an EAGLE-1 head on Llama-3-8B-Instruct, MT-bench (vLLM PR
+#   #16035): mean acceptance length 1.89 at k=2 and 2.08 at k=4, i.e. alpha 0.57 and 0.53; we
+#   take 0.57 (we model vLLM serving; the EAGLE paper's own implementation reports higher
+#   rates on LLaMA2-chat, ICML 2024 table 7).
+# - eagle3: vLLM issue #26191 / PR #17504, Llama-3.1-8B-Instruct with the EAGLE-3 head
+#   (yuhuili/EAGLE3-LLaMA3.1-Instruct-8B), MT-bench, temperature 0, k=7: mean acceptance
+#   length 3.53 (12,208 accepted of 4,816 drafts), i.e. alpha 0.744; we take 0.74.
+# - mtp: DeepSeek-V3 technical report (arXiv:2412.19437, sec. 5.4.3): "the acceptance rate of
+#   the second token prediction ranges between 85% and 90%"; we take the low end, 0.85. It
+#   publishes one MTP module (k=1): longer chains extrapolate.
 # - draft: Leviathan et al. 2023 (table 3) measure alpha 0.5-0.8 for small drafts of T5-XXL
 #   and LaMDA depending on task; we take 0.6.
-DEFAULT_ACCEPTANCE = {"eagle": 0.75, "mtp": 0.85, "draft": 0.6}
+DEFAULT_ACCEPTANCE = {"eagle": 0.57, "eagle3": 0.74, "mtp": 0.85, "draft": 0.6}
 
 
 def expected_tokens_per_step(alpha: float, num_verify: int) -> float:
