@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,16 +31,14 @@ from servesim.metrics import Summary, summarize
 from servesim.metrics.summary import engine_lines
 from servesim.perf import RooflinePerfModel
 from servesim.perf.types import PerfModel, ReplicaPlan
-from servesim.planner.capacity import CapacityResult, Probe, capacity_search
-from servesim.planner.deploy import sim_config_dict
-from servesim.planner.evaluate import probe_metrics
-from servesim.planner.executors import Executor
-from servesim.planner.scenario import Scenario, SLOCriterion
-from servesim.planner.search import SearchOptions, SearchProgress, SearchReport, run_search
-from servesim.planner.space import PlanSpec, SearchSpace
-from servesim.planner.store import PlanStore
-from servesim.report.outputs import vllm_bench_result, write_run_outputs
 from servesim.specs.catalog import resolve_model
+
+if TYPE_CHECKING:  # the planner and the output writers load on first use (start-up time)
+    from servesim.planner.capacity import CapacityResult, Probe
+    from servesim.planner.executors import Executor
+    from servesim.planner.scenario import Scenario, SLOCriterion
+    from servesim.planner.search import SearchOptions, SearchProgress, SearchReport
+    from servesim.planner.space import PlanSpec, SearchSpace
 
 # Called with (requests done, requests arrived) as the run advances.
 ProgressCallback = Callable[[int, int], None]
@@ -149,6 +147,8 @@ class Result:
             burstiness = 1.0 / (cv * cv)
         elif wl.rate_per_s is not None:
             rate = wl.rate_per_s
+        from servesim.report.outputs import vllm_bench_result
+
         return vllm_bench_result(
             self.summary,
             self.records.requests.view(),
@@ -261,6 +261,8 @@ def write_outputs(
     Returns one line per file written or skipped, for the caller to show
     (``servesim.report.outputs`` does the writing).
     """
+    from servesim.report.outputs import write_run_outputs
+
     return write_run_outputs(
         out_dir,
         summary_json=result.to_json(),
@@ -301,6 +303,8 @@ def slo_criterion(
     min_attainment: float | None = None,
 ) -> SLOCriterion:
     """The capacity criterion: explicit p99 targets, else the config's SLO targets as p99s."""
+    from servesim.planner.scenario import SLOCriterion
+
     slo = config.slo
     return SLOCriterion(
         ttft_p99_s=ttft_p99_s if ttft_p99_s is not None else (slo.ttft_s if slo else None),
@@ -323,6 +327,10 @@ def capacity(
     stops at the expected last arrival plus the criterion's drain margin (overload shows as
     unfinished requests and fails).
     """
+    from servesim.planner.capacity import Probe, capacity_search
+    from servesim.planner.evaluate import probe_metrics
+    from servesim.planner.scenario import Scenario
+
     cfg = load_config(config)
     perf = perf if perf is not None else RooflinePerfModel()
     workload = cfg.effective_workload()
@@ -361,6 +369,8 @@ def capacity(
 
 def plan_config(scenario: Scenario, plan: PlanSpec, rate_per_s: float | None) -> SimConfig:
     """The validated ``SimConfig`` of a planner result (what ``--config`` accepts)."""
+    from servesim.planner.deploy import sim_config_dict
+
     return SimConfig.from_dict(sim_config_dict(scenario, plan, rate_per_s))
 
 
@@ -375,6 +385,9 @@ def plan(
     on_progress: Callable[[SearchProgress], None] | None = None,
 ) -> SearchReport:
     """Deployment search (``servesim.planner.search.run_search``), optionally stored/resumed."""
+    from servesim.planner.search import run_search
+    from servesim.planner.store import PlanStore
+
     db = PlanStore(store) if store is not None else None
     try:
         return run_search(
