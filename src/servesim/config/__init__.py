@@ -2,7 +2,9 @@
 
 This is the pydantic boundary: every value a user types is checked here, with the field path in
 the error, and unknown keys are errors (a typo never silently falls back to a default). The
-defaults describe the built-in scenario ``servesim simulate`` runs with no arguments.
+defaults describe the built-in scenario ``servesim simulate`` runs with no arguments. The
+``hardware:`` and ``slo:`` sections live in ``servesim.config.sections``, file reading and raw
+mapping edits in ``servesim.config.loading``; the names are importable from here.
 
 Example YAML::
 
@@ -24,7 +26,6 @@ from typing import Any
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ModelWrapValidatorHandler,
     field_validator,
@@ -36,22 +37,19 @@ from servesim.cluster.config import (
     PoolConfig,
     RouterConfig,
     apply_engine_defaults,
-    check_engine,
-    check_host_overhead,
-    check_kernel_stack,
 )
-from servesim.core.domains import (
-    DurationS,
-    Fraction,
-    NumExperts,
-    NumRequests,
-    ParallelDegree,
-    Replicas,
-    Seed,
-    SloS,
-    refuse_bool_coercion,
+from servesim.config.loading import deep_copy, load_yaml, rebase_model_path, set_dotted
+from servesim.config.sections import (
+    DEFAULT_GPU,
+    DEFAULT_MODEL,
+    DEFAULT_RATE_PER_S,
+    STRICT,
+    HardwareConfig,
+    SLOClassConfig,
+    SLOConfig,
 )
-from servesim.core.errors import ConfigError, ServesimError
+from servesim.core.domains import DurationS, NumRequests, Replicas, Seed, refuse_bool_coercion
+from servesim.core.errors import ServesimError
 from servesim.engine.config import (
     CacheConfig,
     HybridConfig,
@@ -60,165 +58,30 @@ from servesim.engine.config import (
     SpeculativeConfig,
     VLLMSchedulerConfig,
 )
-from servesim.metrics.slo import DEFAULT_ATTAINMENT_TARGET, SLOSpec, SLOTargets
-from servesim.specs.catalog import get_gpu, resolve_model
-from servesim.specs.dtypes import DType, serving_formats
+from servesim.specs.catalog import resolve_model
 from servesim.workload.config import WorkloadConfig
 
-_STRICT = ConfigDict(extra="forbid", validate_assignment=True)
-
-# The default scenario: Llama-3.1-8B on one H100 SXM at bf16 (the most common open-model
-# serving setup), vLLM's scheduler and defaults, ShareGPT-like chat traffic.
-DEFAULT_MODEL = "llama-3.1-8b"
-DEFAULT_GPU = "h100-sxm"
-# The sharegpt-vidur preset (formerly `sharegpt`, now a deprecated alias: Sarathi-Serve's
-# 8k-filtered ShareGPT conversations, median prompt 1,723 tokens, median output 415)
-# saturates this deployment at ~3 req/s in servesim once vLLM 0.6's host costs are charged
-# (bench/bench_engine.py: queues grow at 3 req/s). 2.5 req/s is ~80% of that: KV cache ~17%
-# full on average, p50 TTFT ~0.27 s, p99 ~1.2 s (`servesim simulate`).
-DEFAULT_RATE_PER_S = 2.5
+__all__ = [
+    "DEFAULT_GPU",
+    "DEFAULT_MODEL",
+    "DEFAULT_RATE_PER_S",
+    "HardwareConfig",
+    "SLOClassConfig",
+    "SLOConfig",
+    "SimConfig",
+    "load_yaml",
+    "set_dotted",
+]
 
 
 def _default_workload() -> WorkloadConfig:
     return WorkloadConfig(preset="sharegpt-vidur", rate_per_s=DEFAULT_RATE_PER_S)
 
 
-class HardwareConfig(BaseModel):
-    """What one replica runs on and in which formats."""
-
-    model_config = _STRICT
-
-    gpu: str = Field(DEFAULT_GPU, description="GPU catalog name (`servesim gpus`).")
-    tp: ParallelDegree = Field(1, description="Tensor-parallel degree (GPUs per stage).")
-    pp: ParallelDegree = Field(1, description="Pipeline-parallel degree (stages).")
-    dtype: str = Field(
-        "bf16",
-        description="Weight format: bf16/fp16; fp8 (W8A8, GEMMs in fp8), fp8-block, w4a8 "
-        "(GEMMs in fp8); int8, int4 (awq/gptq), fp4 (nvfp4), mxfp4 (weight-only, GEMMs in bf16). "
-        "A checkpoint's quantization_config keeps its own formats (servesim models NAME).",
-    )
-    kv_dtype: str | None = Field(None, description="KV-cache format (default: bf16/fp16 as dtype).")
-    gpu_memory_utilization: Fraction | None = Field(
-        None,
-        description="Fraction of GPU memory the engine may use (None: cache's, vLLM's 0.9).",
-    )
-    cuda_graphs: bool = Field(True, description="Decode replays CUDA graphs (vLLM default).")
-    custom_all_reduce: bool = Field(
-        True,
-        description="vLLM's custom all-reduce for small TP messages on NVLink "
-        "(vLLM default; false = --disable-custom-all-reduce, NCCL only).",
-    )
-    engine: str = Field(
-        "auto",
-        description="Serving engine profile: vllm-0.6, vllm-v1, vllm-v1-async, sglang, trtllm "
-        "(its scheduler defaults, host time and kernel stack; `servesim.engine.profiles`); "
-        "auto: vllm-v1 for a vLLM v1 scheduler, vllm-0.6 otherwise.",
-    )
-    host_overhead: str = Field(
-        "auto",
-        description="Host (CPU) time profile per step, overriding the engine's: vllm-v0 (vLLM "
-        "0.6), vllm-v0-multistep, vllm-v1, vllm-v1-async, sglang, trtllm, none (GPU time "
-        "only); auto: the engine's.",
-    )
-    kernel_stack: str = Field(
-        "auto",
-        description="Kernel stack whose measured tables price each operator: vllm-0.6 (cuBLAS, "
-        "FlashAttention 2), vllm-0.24 (FlashAttention 3, cutlass fp8), sglang-0.5; auto: "
-        "vllm-0.24 for the vllm-v1 host profile, vllm-0.6 otherwise.",
-    )
-    offload_cached_experts: NumExperts | None = Field(
-        None,
-        description="MoE expert offloading: keep this many experts per MoE layer in GPU memory "
-        "and the rest in host memory, fetched over the host link on a miss (None: all on GPU).",
-    )
-
-    @field_validator("engine")
-    @classmethod
-    def _known_engine(cls, value: str) -> str:
-        return check_engine(value)
-
-    @field_validator("host_overhead")
-    @classmethod
-    def _known_host(cls, value: str) -> str:
-        return check_host_overhead(value)
-
-    @field_validator("kernel_stack")
-    @classmethod
-    def _known_stack(cls, value: str) -> str:
-        return check_kernel_stack(value)
-
-    @field_validator("gpu")
-    @classmethod
-    def _known_gpu(cls, value: str) -> str:
-        try:
-            return get_gpu(value).name
-        except ServesimError as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("dtype", "kv_dtype")
-    @classmethod
-    def _known_dtype(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            return DType.parse(value).value
-        except ServesimError as exc:
-            raise ValueError(str(exc)) from None
-
-    def weight_dtype(self) -> DType:
-        """Storage format of the weights."""
-        return DType(self.dtype)
-
-    def activation_dtype(self) -> DType:
-        """Format the GEMMs compute in: fp8 for W8A8 fp8, else the 16-bit format."""
-        return serving_formats(self.weight_dtype())[1]
-
-    def kv_cache_dtype(self) -> DType:
-        """KV-cache format: explicit, else the activation format (vLLM's ``auto``)."""
-        kv = DType(self.kv_dtype) if self.kv_dtype is not None else None
-        return serving_formats(self.weight_dtype(), kv)[2]
-
-
-class SLOClassConfig(BaseModel):
-    """Targets for one SLO class; a missing target falls back to the default one."""
-
-    model_config = _STRICT
-
-    ttft_s: SloS | None = Field(None, description="TTFT target in seconds.")
-    tpot_s: SloS | None = Field(None, description="TPOT target in seconds.")
-
-
-class SLOConfig(BaseModel):
-    """Latency targets for attainment and goodput (DistServe; vllm bench --goodput)."""
-
-    model_config = _STRICT
-
-    ttft_s: SloS | None = Field(None, description="TTFT target in seconds.")
-    tpot_s: SloS | None = Field(None, description="TPOT target in seconds.")
-    attainment_target: Fraction = Field(
-        DEFAULT_ATTAINMENT_TARGET,
-        description="Fraction of requests that must meet the SLO (DistServe uses 0.9).",
-    )
-    classes: dict[str, SLOClassConfig] = Field(
-        default_factory=dict, description="Per-class overrides, keyed by Request.slo_class."
-    )
-
-    def to_spec(self) -> SLOSpec:
-        """The metrics-layer form (classes sorted by name, for determinism)."""
-        return SLOSpec(
-            ttft_s=self.ttft_s,
-            tpot_s=self.tpot_s,
-            attainment_target=self.attainment_target,
-            classes=tuple(
-                (name, SLOTargets(c.ttft_s, c.tpot_s)) for name, c in sorted(self.classes.items())
-            ),
-        )
-
-
 class SimConfig(BaseModel):
     """One simulation: model, hardware, serving policy, workload, SLO and run length."""
 
-    model_config = _STRICT
+    model_config = STRICT
 
     model: str = Field(
         DEFAULT_MODEL, description="Catalog name, HF repo id, or path to a config.json or its dir."
@@ -389,9 +252,9 @@ class SimConfig(BaseModel):
             overrides: ``{"dotted.path": value}``; they replace what ``data`` says.
             base_dir: directory that relative model paths in ``data`` are relative to.
         """
-        raw = _deep_copy(data)
+        raw = deep_copy(data)
         if base_dir is not None:
-            _rebase_model_path(raw, base_dir)
+            rebase_model_path(raw, base_dir)
         for dotted, value in (overrides or {}).items():
             set_dotted(raw, dotted, value)
         return cls.model_validate(raw)
@@ -403,64 +266,3 @@ class SimConfig(BaseModel):
     def to_yaml(self) -> str:
         """The full config as YAML (every default spelled out)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; a missing file or a non-mapping is a ``ConfigError``."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError("config", str(path), "file not found")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            "config", str(path), f"not a YAML text file (byte {exc.start} is not UTF-8)"
-        ) from None
-    except OSError as exc:
-        raise ConfigError("config", str(path), f"cannot be read: {exc.strerror}") from None
-    if "\x00" in text:
-        raise ConfigError("config", str(path), "not a YAML text file (it holds NUL bytes)")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError("config", str(path), f"not valid YAML{where}") from None
-    except (ValueError, RecursionError) as exc:  # e.g. a date like 2024-13-45
-        raise ConfigError("config", str(path), f"not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError("config", str(path), "the top level must be a mapping of keys")
-    return data
-
-
-def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    """``data["a"]["b"] = value`` for ``dotted == "a.b"``, creating mappings on the way."""
-    *parents, leaf = dotted.split(".")
-    node = data
-    for key in parents:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = {}
-            node[key] = child
-        node = child
-    node[leaf] = value
-
-
-def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
-
-
-def _rebase_model_path(raw: dict[str, Any], base_dir: Path) -> None:
-    """A relative model path in a YAML file is relative to that file, not to the cwd."""
-    model = raw.get("model")
-    if isinstance(model, str) and not Path(model).is_absolute():
-        candidate = base_dir / model
-        if candidate.exists():
-            raw["model"] = str(candidate)
-    workload = raw.get("workload")
-    if isinstance(workload, dict) and isinstance(workload.get("trace"), str):
-        trace = Path(workload["trace"])
-        if not trace.is_absolute() and (base_dir / trace).exists():
-            workload["trace"] = str(base_dir / trace)
