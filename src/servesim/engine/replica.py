@@ -19,6 +19,12 @@ from servesim.engine.blocks import KVBlockManager
 from servesim.engine.config import CacheConfig
 from servesim.engine.hybrid import HybridExecutor
 from servesim.engine.lora import AdapterCache
+from servesim.engine.preemption import (
+    CheaperPreemption,
+    FixedPreemption,
+    PreemptionChoice,
+    prefill_seconds,
+)
 from servesim.engine.records import RejectReason, ReplicaInfo, SimulationRecords
 from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
 from servesim.engine.schedulers.vllm import prefix_caching_default
@@ -101,7 +107,12 @@ class Replica:
             VirtualEngine(
                 i,
                 scheduler,
-                self._state(setup.cache, scheduler, num_swap_blocks // pp, pp),
+                self._state(
+                    setup.cache,
+                    _preemption(setup.cache, scheduler, links),
+                    num_swap_blocks // pp,
+                    pp,
+                ),
                 links,
                 skip_ahead=skip_ahead and self._can_skip(setup),
                 check_invariants=check_invariants,
@@ -230,7 +241,7 @@ class Replica:
         self.num_kv_blocks += self.hybrid.num_host_blocks(block_bytes)
 
     def _state(
-        self, cache: CacheConfig, scheduler: ReplicaScheduler, num_swap_blocks: int, pp: int
+        self, cache: CacheConfig, preemption: PreemptionChoice, num_swap_blocks: int, pp: int
     ) -> ReplicaState:
         """One virtual engine's queues and its 1/pp share of the KV blocks (vLLM)."""
         blocks = KVBlockManager(
@@ -242,10 +253,7 @@ class Replica:
             eviction=cache.eviction,
         )
         state = ReplicaState(
-            blocks,
-            self.records.token_gaps,
-            self.records.count,
-            preemption_mode=cache.preemption_mode,
+            blocks, self.records.token_gaps, self.records.count, preemption=preemption
         )
         state.speculator = self.speculator
         state.adapters = self.adapters
@@ -342,6 +350,18 @@ class Replica:
         if not scheduler.is_chunked and num_prompt_tokens > scheduler.token_budget:
             return RejectReason.PROMPT_EXCEEDS_BATCH_TOKENS
         return RejectReason.NONE
+
+
+def _preemption(
+    cache: CacheConfig, scheduler: ReplicaScheduler, links: EngineLinks
+) -> PreemptionChoice:
+    """Swap or recompute per preempted sequence: the scheduler's own mode if it declares one,
+    else the cache config's choice (engine/preemption.py)."""
+    if scheduler.preemption_mode is not None:
+        return FixedPreemption(scheduler.preemption_mode)
+    if cache.preemption_choice == "cheaper":
+        return CheaperPreemption(links.swap, prefill_seconds(links.price))
+    return FixedPreemption(cache.preemption_mode)
 
 
 def _checked_timing(setup: ReplicaSetup) -> EngineTiming:

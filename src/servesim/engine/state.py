@@ -16,6 +16,7 @@ from servesim.engine.blocks import KVBlockManager, prompt_block_keys
 from servesim.engine.group import DecodeGroup
 from servesim.engine.hybrid import HybridExecutor
 from servesim.engine.lora import AdapterCache
+from servesim.engine.preemption import FixedPreemption, PreemptionChoice
 from servesim.engine.records import TokenGapSamples
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.speculative import Speculator
@@ -44,10 +45,12 @@ class ReplicaState:
         count: Callable[[str, int], None],
         *,
         preemption_mode: str = "recompute",
+        preemption: PreemptionChoice | None = None,
     ) -> None:
         self.blocks = blocks
         self.block_size = blocks.block_size
-        self.preemption_mode = preemption_mode
+        # swap or recompute, per preempted sequence (engine/preemption.py)
+        self.preemption = preemption or FixedPreemption(preemption_mode)
         self.waiting: deque[Seq] = deque()
         self.running: dict[Seq, None] = {}
         self.prefilling: dict[Seq, None] = {}
@@ -402,14 +405,15 @@ class ReplicaState:
     def preempt(self, seq: Seq, mode: str | None = None) -> None:
         """Preempt a running sequence: ``recompute`` frees its KV and re-queues it at the front
         of ``waiting``; ``swap`` moves its KV to host memory (vLLM falls back to recompute for
-        sequences still in prefill; we also do when swap space is full)."""
-        mode = mode or self.preemption_mode
+        sequences still in prefill; we also do when swap space is full). ``mode`` None: the
+        state's ``preemption`` policy picks it for this sequence."""
         was_decoding = seq in self.group.members or seq in self.ready
         self._detach(seq)
         seq.num_preemptions += 1
         self.num_preempted_this_step += 1
         self.count("num_preemptions", 1)
         num_blocks = seq.num_blocks
+        mode = mode or self.preemption.choose(seq, num_blocks)
         blocks = self.blocks
         if (
             mode == "swap"

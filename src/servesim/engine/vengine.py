@@ -102,10 +102,7 @@ class VirtualEngine:
         self.check_invariants = check_invariants
         self.policy_name = scheduler_name(scheduler)  # as contract errors name it
         # a user policy's decodes are checked one by one (contracts.check_batch's scan)
-        self.scan_batches = check_invariants or not (
-            type(scheduler).__module__.startswith("servesim.engine.")
-            and getattr(scheduler.config, "kind", "") != "custom"
-        )
+        self.scan_batches = check_invariants or not scheduler.is_builtin
         # vLLM V0's async output processing (see _output_lag)
         self.stamps_after_next_step = scheduler.async_output_processing
         self.output_latency_s = timing.output_latency_s

@@ -21,7 +21,7 @@ A user scheduler is a subclass in a plain file, loaded with ``kind: custom`` and
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 from servesim.core.registry import Registry
 from servesim.engine.batch import Batch
@@ -46,8 +46,18 @@ class ReplicaScheduler(ABC):
             finishes, so a run of decode-only iterations may be advanced at once).
     """
 
+    # ---- the contract, declared once per class (or set once in ``__init__``) ----------
+    #: prompts may be split across iterations (the token budget is then enforced)
     is_chunked: bool = True
+    #: admissions leave the block manager's watermark free (vLLM V0; V1 does not)
     keep_watermark: bool = True
+    #: the preemption mode this scheduler always uses (vLLM V1: ``"recompute"``); None lets
+    #: the cache config choose (``preemption_mode``, ``preemption_choice``)
+    preemption_mode: str | None = None
+    #: servesim's own schedulers, whose decodes are the state's ``decoding()`` list, so the
+    #: engine's per-decode scan is skipped for them; set by ``builtin=True`` in the class
+    #: statement and never inherited (a user subclass of a built-in is checked in full)
+    is_builtin: ClassVar[bool] = False
     #: the engine may advance decode-only runs without calling ``schedule`` when ``can_skip``
     #: says so, and, when nothing is queued, swapped or mid-prefill, through finishes (the
     #: scheduler must then decode all the others). Built-ins opt in; a user scheduler is
@@ -59,6 +69,10 @@ class ReplicaScheduler(ABC):
     #: token-budget cost of one decode entry: 1, or k + 1 under speculative decoding (the
     #: verify pass computes k + 1 positions); set by the replica, checked by the engine
     num_tokens_per_decode: int = 1
+
+    def __init_subclass__(cls, *, builtin: bool = False, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.is_builtin = builtin
 
     def __init__(self, config: Any, *, max_model_len: int) -> None:
         self.config = config

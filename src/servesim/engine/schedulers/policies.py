@@ -14,7 +14,7 @@ from servesim.engine.state import ReplicaState
 
 
 @SCHEDULERS.register("priority")
-class PriorityScheduler(ReplicaScheduler):
+class PriorityScheduler(ReplicaScheduler, builtin=True):
     """Preemptive priority (larger ``Request.priority`` first, then arrival order), as vLLM's
     ``--scheduling-policy priority``: when the most urgent queued request cannot be admitted
     (no sequence slot or KV blocks) and a less urgent one runs, the least urgent running
@@ -96,7 +96,7 @@ class PriorityScheduler(ReplicaScheduler):
 
 
 @SCHEDULERS.register("fair")
-class FairScheduler(ReplicaScheduler):
+class FairScheduler(ReplicaScheduler, builtin=True):
     """Virtual Token Counter (Sheng et al., "Fairness in Serving LLMs", OSDI 2024): each user
     has a counter of service received, ``input_weight`` per prompt token computed plus
     ``output_weight`` per token generated; the next admission goes to the queued user with

@@ -53,7 +53,7 @@ class _ReservingScheduler(ReplicaScheduler):
 
 
 @SCHEDULERS.register("orca")
-class OrcaScheduler(_ReservingScheduler):
+class OrcaScheduler(_ReservingScheduler, builtin=True):
     """Orca: iteration-level scheduling with selective batching: each iteration runs every
     running decode plus whole prompts of newly admitted requests (FCFS while
     ``max_num_seqs`` and the reservations allow). ``reserve="request"`` reserves prompt +
@@ -85,7 +85,7 @@ class OrcaScheduler(_ReservingScheduler):
 
 
 @SCHEDULERS.register("static")
-class StaticScheduler(_ReservingScheduler):
+class StaticScheduler(_ReservingScheduler, builtin=True):
     """Request-level batching (FasterTransformer-style): when the replica is empty, up to
     ``max_num_seqs`` queued requests (FCFS, whose reservations fit) are prefilled together,
     then the batch decodes until its last request finishes; arrivals wait meanwhile.

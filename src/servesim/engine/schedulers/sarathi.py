@@ -9,7 +9,7 @@ from servesim.engine.state import ReplicaState
 
 
 @SCHEDULERS.register("sarathi")
-class SarathiScheduler(ReplicaScheduler):
+class SarathiScheduler(ReplicaScheduler, builtin=True):
     """Sarathi-Serve: every iteration first takes all running decodes, then fills the rest of
     the token budget (``chunk_size``) with prefill chunks, ongoing prefills before new ones,
     so a long prompt never pauses decodes ("stall-free batching").

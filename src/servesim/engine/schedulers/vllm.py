@@ -28,7 +28,7 @@ def prefix_caching_default(config: object) -> bool:
 
 
 @SCHEDULERS.register("vllm")
-class VLLMScheduler(ReplicaScheduler):
+class VLLMScheduler(ReplicaScheduler, builtin=True):
     """vLLM's continuous-batching scheduler.
 
     ``version="v0"`` models ``vllm/core/scheduler.py`` of vLLM 0.6.0 (our validation data):
@@ -65,8 +65,11 @@ class VLLMScheduler(ReplicaScheduler):
         # V0 (0.6) processes step N's output inside step N+1 (vLLM RFC #6913); V1 moves
         # output processing to the front-end process, off the step.
         self.async_output_processing = not self.is_v1 and not config.disable_async_output_proc
-        # vLLM V1's KV cache manager admits without a watermark.
+        # vLLM V1's KV cache manager admits without a watermark, and preempts by
+        # recompute only.
         self.keep_watermark = not self.is_v1
+        if self.is_v1:
+            self.preemption_mode = "recompute"
         super().__init__(config, max_model_len=max_model_len)
 
     def default_budget(self) -> int:
@@ -81,7 +84,6 @@ class VLLMScheduler(ReplicaScheduler):
     def schedule(self, now: float, state: ReplicaState) -> Batch | None:
         """One vLLM scheduling step."""
         if self.is_v1:
-            state.preemption_mode = "recompute"
             return self.decodes_first(now, state, allow_swap=False, admit_after_preempt=False)
         if self.is_chunked:
             return self.decodes_first(now, state, allow_swap=True, admit_after_preempt=True)
