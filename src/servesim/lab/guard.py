@@ -22,16 +22,28 @@ from pathlib import Path
 from typing import Any
 
 import servesim
+from servesim.cluster.admission import ADMISSION_POLICIES
+from servesim.cluster.placement import PLACEMENTS
 from servesim.cluster.routers import ROUTERS
+from servesim.cluster.scaling import SCALING_POLICIES
 from servesim.core.errors import ConfigError, ServesimError
-from servesim.core.registry import load_from_path
+from servesim.core.registry import Registry, load_from_path
 from servesim.engine.batch import Batch
+from servesim.engine.blocks import EVICTION_POLICIES
 from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
 
 #: Failure categories of an evaluation (``Failure.category``).
 CATEGORIES = ("timeout", "memory", "error", "contract")
 
 _SCHEDULER_HOOKS = ("on_batch_done", "on_finish", "on_decode_ticks", "can_skip", "num_queued")
+
+# the other plug-in kinds: override key -> (field naming the class, registry, hooks)
+_PLUGINS: dict[str, tuple[str, Registry[Any], tuple[str, ...]]] = {
+    "admission": ("kind", ADMISSION_POLICIES, ("admit",)),
+    "eviction": ("", EVICTION_POLICIES, ("add", "reuse", "evict")),
+    "autoscale": ("policy", SCALING_POLICIES, ("decide",)),
+    "placement": ("", PLACEMENTS, ("place",)),
+}
 
 
 class PolicyFailure(Exception):
@@ -120,7 +132,32 @@ def guard_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
     router = out.get("router")
     if isinstance(router, str):
         out["router"] = _guarded_name(router, "r")
+    for key, (field_name, registry, hooks) in _PLUGINS.items():
+        value = out.get(key)
+        spec = value.get(field_name) if isinstance(value, Mapping) else value
+        if isinstance(spec, str) and ":" in spec and spec.split(":", 1)[0].endswith(".py"):
+            name = _guarded_plugin(key, spec, registry, hooks)
+            out[key] = {**value, field_name: name} if isinstance(value, Mapping) else name
     return out
+
+
+def _guarded_plugin(key: str, spec: str, registry: Registry[Any], hooks: tuple[str, ...]) -> str:
+    """A user plug-in class whose ``hooks`` run under ``call_hook``, registered in
+    ``registry`` under a content-addressed name."""
+    path = Path(spec.rpartition(":")[0])
+    digest = zlib.crc32(spec.encode() + (path.read_bytes() if path.is_file() else b""))
+    name = f"lab-guard-{key}-{digest:08x}"
+    if name not in _GUARDED:
+        cls = load_from_path(spec, "policy")
+        if not isinstance(cls, type):
+            raise ConfigError("policy", spec, "must name a class")
+        namespace = {
+            h: _timed(h, getattr(cls, h)) for h in hooks if callable(getattr(cls, h, None))
+        }
+        guarded = type(f"Guarded{cls.__name__}", (cls,), namespace)
+        registry.register(name)(guarded)
+        _GUARDED[name] = guarded
+    return name
 
 
 def _guarded_name(spec: str, role: str) -> str:

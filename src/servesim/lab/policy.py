@@ -8,7 +8,14 @@ A policy may be given as
 - a registry name of a built-in scheduler (``vllm``, ``sarathi``...) or router;
 - a mapping with the keys ``scheduler`` (a scheduler config: ``{"kind": "sarathi",
   "chunk_size": 256}``, or ``{"kind": "custom", "path": "f.py:C", "options": {...}}``),
-  ``router`` (a name or ``file.py:Class``), ``cache`` (KV-cache fields) and ``name``.
+  ``router`` (a name or ``file.py:Class``), ``cache`` (KV-cache fields), ``admission``
+  (a name, ``file.py:Class`` or ``{"kind": ..., "options": {...}}``), ``eviction`` (a
+  prefix-cache eviction policy), ``autoscale`` (a scaling policy: a name, path or
+  ``{"policy": ..., "options": {...}}``), ``placement`` (a MoE expert placement) and ``name``.
+
+A file's class is told apart by what it defines: a ``ReplicaScheduler`` subclass, ``route``
+(router), ``admit`` (admission), ``evict`` (eviction), ``decide`` (autoscaling) or ``place``
+(expert placement).
 
 Every form becomes the same plain, picklable ``Policy``, so built-in and user policies go
 through one code path (the workers' guard, ``servesim.lab.guard``).
@@ -25,13 +32,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from servesim.cluster.admission import ADMISSION_POLICIES
+from servesim.cluster.placement import PLACEMENTS
 from servesim.cluster.routers import ROUTERS
+from servesim.cluster.scaling import SCALING_POLICIES
 from servesim.core.errors import ConfigError, UnknownNameError
-from servesim.core.registry import load_from_path
+from servesim.core.registry import Registry, load_from_path
+from servesim.engine.blocks import EVICTION_POLICIES
 from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
 from servesim.lab.forking import call_forked
 
-POLICY_KEYS = ("scheduler", "router", "cache")
+POLICY_KEYS = ("scheduler", "router", "cache", "admission", "eviction", "autoscale", "placement")
+
+#: the plug-in kinds beyond schedulers and routers: (key, method that marks the class, registry)
+PLUGIN_KINDS: tuple[tuple[str, str, Registry[Any]], ...] = (
+    ("admission", "admit", ADMISSION_POLICIES),
+    ("eviction", "evict", EVICTION_POLICIES),
+    ("autoscale", "decide", SCALING_POLICIES),
+    ("placement", "place", PLACEMENTS),
+)
 
 # Importing a policy file (to see what it is) must not take long: it runs again in every run.
 _IMPORT_WALL_S = 30.0
@@ -91,7 +110,13 @@ def _from_string(spec: str) -> Policy:
         return _make(spec.lower(), {"scheduler": {"kind": spec.lower()}})
     if spec in ROUTERS:
         return _make(spec.lower(), {"router": spec.lower()})
-    raise UnknownNameError("policy", spec, [*SCHEDULERS.names(), *ROUTERS.names()])
+    for role, _, registry in PLUGIN_KINDS:
+        if spec in registry:
+            return _from_role(role, spec.lower(), spec.lower())
+    names = [*SCHEDULERS.names(), *ROUTERS.names()]
+    for _, _, registry in PLUGIN_KINDS:
+        names += registry.names()
+    raise UnknownNameError("policy", spec, names)
 
 
 def _class_spec(cls: type) -> str:
@@ -117,17 +142,25 @@ def _role(cls: type) -> str:
         return "scheduler"
     if callable(getattr(cls, "route", None)):
         return "router"
+    for role, method, _ in PLUGIN_KINDS:
+        if callable(getattr(cls, method, None)):
+            return role
     raise ConfigError(
         "policy",
         cls.__name__,
-        "is neither a ReplicaScheduler subclass nor a router (no route method)",
+        "is neither a ReplicaScheduler subclass nor a router (no route method), nor a "
+        "plug-in with admit, evict, decide or place",
     )
 
 
 def _from_role(role: str, name: str, spec: str) -> Policy:
     if role == "scheduler":
         return _make(name, {"scheduler": {"kind": "custom", "path": spec}})
-    return _make(name, {"router": spec})
+    if role == "admission":
+        return _make(name, {"admission": {"kind": spec}})
+    if role == "autoscale":
+        return _make(name, {"autoscale": {"policy": spec}})
+    return _make(name, {role: spec})
 
 
 def _classify(spec: str) -> tuple[str, str, str]:
@@ -183,10 +216,35 @@ def _from_mapping(mapping: Mapping[str, Any]) -> Policy:
         overrides["router"] = routed
     if mapping.get("cache") is not None:
         overrides["cache"] = dict(mapping["cache"])
+    for role, _, _ in PLUGIN_KINDS:
+        if mapping.get(role) is not None:
+            overrides[role] = _plugin_override(role, mapping[role])
     if not overrides:
         raise ConfigError("policy", dict(mapping), f"sets none of {', '.join(POLICY_KEYS)}")
     name = mapping.get("name") or _default_name(overrides)
     return _make(str(name), overrides)
+
+
+def _plugin_override(role: str, value: Any) -> Any:
+    """The override of a plug-in key: a name or path (checked to be that kind), or for
+    ``admission`` / ``autoscale`` a mapping with the name and its ``options``."""
+    field = "policy" if role == "autoscale" else "kind"
+    if isinstance(value, Mapping) and role in ("admission", "autoscale"):
+        unknown = sorted(set(value) - {field, "options"})
+        if unknown or not isinstance(value.get(field), str):
+            raise ConfigError(
+                f"policy.{role}", dict(value), f"needs {field!r} and optional options"
+            )
+        named = _plugin_override(role, value[field])
+        return {**named, "options": dict(value.get("options") or {})}
+    if not isinstance(value, str):
+        raise ConfigError(f"policy.{role}", value, "must be a name or file.py:Class")
+    resolved = _from_string(value).overrides.get(role)
+    if resolved is None:
+        raise ConfigError(
+            f"policy.{role}", value, f"is not a{'n' * (role[0] in 'ae')} {role} policy"
+        )
+    return resolved
 
 
 def _default_name(overrides: Mapping[str, Any]) -> str:
@@ -198,4 +256,10 @@ def _default_name(overrides: Mapping[str, Any]) -> str:
         parts.append(path.rpartition(":")[2] if kind == "custom" else kind)
     if overrides.get("router") is not None:
         parts.append(str(overrides["router"]).rpartition(":")[2])
+    for role, _, _ in PLUGIN_KINDS:
+        value = overrides.get(role)
+        if isinstance(value, Mapping):
+            value = value.get("policy" if role == "autoscale" else "kind")
+        if value is not None:
+            parts.append(str(value).rpartition(":")[2])
     return "+".join(parts) or "policy"

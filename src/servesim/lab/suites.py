@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from servesim.config import SimConfig
 from servesim.core.errors import ConfigError, UnknownNameError
 from servesim.core.paths import shared_data_dir
 
@@ -168,18 +169,51 @@ def _paths(node: Any) -> list[str]:
 
 
 def apply_policy(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A scenario config with a policy's scheduler / router / cache applied.
+    """A scenario config with a policy's overrides applied.
 
-    In a ``deployment`` every pool gets the scheduler and cache fields; the router shorthand
-    applies to the deployment's entry router either way (``SimConfig.effective_deployment``).
+    In a ``deployment`` every pool gets the scheduler and cache fields (``eviction`` is the
+    cache's), the expert ``placement`` and the ``autoscale`` policy (pools that autoscale;
+    a suite with none refuses it); the router shorthand applies to the deployment's entry
+    router either way (``SimConfig.effective_deployment``). ``admission`` is the deployment's:
+    a scenario given as ``replicas`` x ``hardware`` is rewritten as its deployment first.
     """
     out = copy.deepcopy(dict(config))
+    if ("admission" in overrides or "placement" in overrides) and "deployment" not in out:
+        out = _as_deployment(out)
     targets = out["deployment"]["pools"] if "deployment" in out else [out]
     for target in targets:
         if "scheduler" in overrides:
             target["scheduler"] = copy.deepcopy(overrides["scheduler"])
         if "cache" in overrides:
             target["cache"] = {**target.get("cache", {}), **overrides["cache"]}
+        if "eviction" in overrides:
+            target["cache"] = {**target.get("cache", {}), "eviction": overrides["eviction"]}
+        if "placement" in overrides:
+            target["expert_placement"] = overrides["placement"]
+    if "autoscale" in overrides:
+        _apply_autoscale(targets, overrides["autoscale"])
+    if "admission" in overrides:
+        out["deployment"]["admission"] = copy.deepcopy(overrides["admission"])
     if "router" in overrides:
         out["router"] = overrides["router"]
     return out
+
+
+def _apply_autoscale(targets: list[dict[str, Any]], policy: Mapping[str, Any]) -> None:
+    scaled = [t for t in targets if t.get("autoscale")]
+    if not scaled:
+        raise ConfigError("policy.autoscale", dict(policy), "no pool of this scenario autoscales")
+    for target in scaled:
+        target["autoscale"] = {**target["autoscale"], **copy.deepcopy(dict(policy))}
+
+
+def _as_deployment(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with its pools spelled out as a ``deployment`` (same simulation)."""
+    deployment = SimConfig.from_dict(config).effective_deployment().model_dump(mode="json")
+    out = {k: v for k, v in config.items() if k not in _POOL_KEYS}
+    out["deployment"] = deployment
+    return out
+
+
+# the top-level keys a deployment replaces (``hardware`` stays: offloading reads it)
+_POOL_KEYS = ("replicas", "disagg", "router", "scheduler", "cache")
