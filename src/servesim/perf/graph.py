@@ -1,7 +1,8 @@
 """The op graph of one replica plan: per-stage op costs as a function of the batch.
 
-``PlanGraph`` is built once per ``ReplicaPlan``. Its ops split by what they depend on, so the
-perf model can cache the expensive part by a small key:
+``PlanGraph`` is built once per ``ReplicaPlan`` on ``graph_ops.OpPricer`` (the primitive op
+prices; the MoE block is in ``graph_moe``). Its ops split by what they depend on, so the perf
+model can cache the expensive part by a small key:
 - ``token_ops(T)``: GEMMs, norms, MoE, collectives, PP sends — depend only on the token count;
 - ``head_ops(S)``: LM head and sampling — only on the number of sampling sequences;
 - ``attention(batch)``: closed-form arithmetic on the batch aggregates (cheap, not cached).
@@ -11,134 +12,37 @@ from __future__ import annotations
 
 from servesim.perf.attention import AttnCost
 from servesim.perf.calibration import Calibration
-from servesim.perf.graph_kinds import GroupKernels, group_kernels, linear_attention, weighted
-from servesim.perf.kernel_set import GemmShape, KernelSet, MoeShape, gemm_label
-from servesim.perf.kernels import elementwise_time_s, gemm_compute_eff
-from servesim.perf.moe import busiest_device, expert_frequencies
+from servesim.perf.graph_kinds import linear_attention, weighted
+from servesim.perf.graph_moe import moe_mlp
+from servesim.perf.graph_ops import ACT_BYTES, OpPricer
+from servesim.perf.moe import expert_frequencies
 from servesim.perf.shapes import (
     attention_shapes,
     is_moe_layer,
     kv_elements_per_token_layer,
     layer_shapes,
-    stage_layer_ranges,
 )
 from servesim.perf.types import BatchShape, OpCost, ReplicaPlan
-from servesim.specs.dtypes import DType
-from servesim.specs.quant import MODULE_GROUPS, module_formats
 
-ACT_BYTES = 2.0  # activations stay 16-bit between kernels (bf16/fp16), also under FP8 GEMMs
 INDEXER_KEY_BYTES = 1.0  # DeepSeek-V3.2's indexer keys and queries run in fp8
 
 
-class PlanGraph:
+class PlanGraph(OpPricer):
     """Op costs of one replica plan (per GPU of each pipeline stage)."""
 
     def __init__(self, plan: ReplicaPlan, calibration: Calibration) -> None:
-        self.plan = plan
-        self.model = plan.model
-        self.cal = calibration.for_gpu(plan.gpu.name)
-        self.calibration = calibration
-        self.kernels = KernelSet(calibration, plan.kernel_stack, plan.gpu)
-        self.is_calibrated = self.kernels.is_calibrated
-        self.gemm_label = gemm_label(plan.weight_dtype, plan.activation_dtype)
-        self.gpu_name = plan.gpu.name
-        peaks = plan.gpu.peak_flops_per_s
-        self.peak = peaks.get(plan.activation_dtype) or peaks.get(DType.BF16) or peaks[DType.FP16]
-        self.peak16 = peaks.get(DType.BF16) or peaks.get(DType.FP16) or self.peak
-        self.bw = plan.gpu.hbm_bandwidth_bytes_per_s
-        self.w_bytes = plan.weight_dtype.num_bytes
-        self.in_bytes = min(ACT_BYTES, plan.activation_dtype.num_bytes)
-        self.kv_bytes = plan.kv_dtype.num_bytes
-        self.shapes = layer_shapes(self.model, plan.tp)
-        self.tp_link = plan.tp_link or plan.gpu.intra_node_link
-        self.pp_link = plan.pp_link or plan.gpu.intra_node_link
-        self.stages = stage_layer_ranges(self.model.num_layers, plan.pp)
-        self.num_moe = [sum(is_moe_layer(self.model, i) for i in r) for r in self.stages]
+        super().__init__(plan, calibration)
+        model = self.model
+        self.shapes = layer_shapes(model, plan.tp)
+        self.num_moe = [sum(is_moe_layer(model, i) for i in r) for r in self.stages]
         self.freq = None
-        if self.model.moe is not None:
-            moe = self.model.moe
-            self.freq = expert_frequencies(moe, plan.expert_popularity, plan.expert_zipf_exponent)
-        self.kv_elems = kv_elements_per_token_layer(self.model, plan.tp)
-        self.any_uncalibrated_comm = False
-        formats = module_formats(self.model.quantization, plan.weight_dtype)
-        plain = GroupKernels(self.w_bytes, self.in_bytes, None, None, self.peak)
-        self.groups = {
-            g: group_kernels(plan, formats[g], plain, self.peak16) for g in MODULE_GROUPS
-        }
-        self.num_linear = [
-            sum(self.model.layer_kind(i) == "linear" for i in r) for r in self.stages
-        ]
-        self.kind_counts = self.model.layer_kind_counts()
-
-    # ---- primitives -------------------------------------------------------------------
-    def scope(self, stage: int, count: int = 0) -> str:
-        """Human-readable location: the stage's layers for per-layer ops, else the stage."""
-        r = self.stages[stage]
-        if count < len(r) // 2 or count == 1:
-            return f"stage{stage}"
-        return f"stage{stage} layers {r.start}-{r.stop - 1}"
-
-    def gemm(
-        self,
-        name: str,
-        stage: int,
-        count: int,
-        m: float,
-        k: int,
-        n: int,
-        *,
-        quantised: bool = True,
-        group: str = "attention",
-    ) -> OpCost:
-        """A GEMM of m tokens by a k x n weight of module ``group`` (16-bit when not
-        ``quantised``)."""
-        g = self.groups[group]
-        w = g.weight_bytes if quantised else ACT_BYTES
-        in_bytes = g.in_bytes if quantised else ACT_BYTES
-        flops = 2.0 * m * k * n
-        nbytes = k * n * w + m * k * in_bytes + m * n * ACT_BYTES
-        label = g.gemm_label if quantised else "bf16"
-        peak = g.peak_flops_per_s if quantised else self.peak16
-        t = self.kernels.gemm_s(GemmShape(m, n, k, label, w, in_bytes), peak)
-        t_c = flops / (peak * gemm_compute_eff(self.cal.gemm, m, k, n))
-        bound = "compute" if t_c >= nbytes / (self.bw * self.cal.gemm.mem_eff) else "memory"
-        return OpCost(
-            name,
-            self.scope(stage, count),
-            count,
-            flops * count,
-            nbytes * count,
-            bound,
-            t * count,
-            stage,
-        )
-
-    def elementwise(self, name: str, cls: str, stage: int, count: int, nbytes: float) -> OpCost:
-        """A memory-bound kernel of op class ``cls`` (norm, rope, activation, add, embedding)."""
-        curve = self.cal.elementwise.get(cls) or self.calibration.default_gpu.elementwise[cls]
-        t = elementwise_time_s(curve, nbytes, self.bw)
-        return OpCost(
-            name, self.scope(stage, count), count, 0.0, nbytes * count, "memory", t * count, stage
-        )
-
-    def comm(
-        self,
-        name: str,
-        collective: str,
-        stage: int,
-        count: int,
-        n: int,
-        nbytes: float,
-        pp: bool = False,
-    ) -> OpCost:
-        """A collective over ``n`` GPUs of the TP group (or a PP send when ``pp``)."""
-        link = self.pp_link if pp else self.tp_link
-        custom = collective == "all_reduce" and not pp and self.plan.custom_all_reduce
-        t, ok = self.kernels.collective_s(link, collective, n, nbytes, custom)
-        self.any_uncalibrated_comm |= not ok
-        return OpCost(
-            name, self.scope(stage, count), count, 0.0, nbytes * count, "comm", t * count, stage
-        )
+        if model.moe is not None:
+            self.freq = expert_frequencies(
+                model.moe, plan.expert_popularity, plan.expert_zipf_exponent
+            )
+        self.kv_elems = kv_elements_per_token_layer(model, plan.tp)
+        self.num_linear = [sum(model.layer_kind(i) == "linear" for i in r) for r in self.stages]
+        self.kind_counts = model.layer_kind_counts()
 
     # ---- token-dependent ops ------------------------------------------------------------
     def token_ops(self, tokens: int) -> list[OpCost]:
@@ -165,7 +69,8 @@ class PlanGraph:
             if dense:
                 ops.extend(self._dense_mlp(stage, dense, tokens))
             if self.num_moe[stage]:
-                ops.extend(self._moe_mlp(stage, self.num_moe[stage], tokens))
+                assert self.freq is not None  # set for every model with experts
+                ops.extend(moe_mlp(self, self.freq, stage, self.num_moe[stage], tokens))
             if stage < self.plan.pp - 1:
                 # vLLM sends hidden states and the residual to the next stage
                 ops.append(
@@ -277,91 +182,6 @@ class PlanGraph:
                 "all_reduce_mlp", "all_reduce", stage, count, self.plan.tp, tokens * h * ACT_BYTES
             ),
         ]
-
-    def _moe_mlp(self, stage: int, count: int, tokens: int) -> list[OpCost]:
-        moe = self.model.moe
-        assert moe is not None and self.freq is not None  # only called for MoE layers
-        h = self.model.hidden_size
-        tp, ep = self.plan.tp, self.plan.ep
-        ffn = moe.expert_ffn_size // (tp // ep)
-        mats = 3 if self.model.is_gated_mlp else 2
-        ops = [self.gemm("moe_router", stage, count, tokens, h, moe.num_experts, quantised=False)]
-        load = busiest_device(self.freq, tokens, moe.num_experts_per_token, ep)
-        if load.assignments > 0:
-            ops.append(
-                self._experts(
-                    stage, count, tokens, load.assignments, load.experts_touched, h, ffn, mats
-                )
-            )
-        if moe.num_shared_experts:
-            width = moe.num_shared_experts * moe.shared_expert_ffn_size // tp
-            up = width * (mats - 1)
-            ops.append(
-                self.gemm("shared_up_gate", stage, count, tokens, h, up, group="shared_experts")
-            )
-            ops.append(
-                self.gemm("shared_down", stage, count, tokens, width, h, group="shared_experts")
-            )
-        if ep == 1:
-            ops.append(
-                self.comm("all_reduce_moe", "all_reduce", stage, count, tp, tokens * h * ACT_BYTES)
-            )
-        else:
-            a2a = tokens * moe.num_experts_per_token * h * ACT_BYTES / ep
-            ops.append(self.comm("ep_dispatch", "all_to_all", stage, count, ep, a2a))
-            ops.append(self.comm("ep_combine", "all_to_all", stage, count, ep, a2a))
-            ops.append(
-                self.comm("ep_all_gather", "all_gather", stage, count, ep, tokens * h * ACT_BYTES)
-            )
-        return ops
-
-    def _experts(
-        self,
-        stage: int,
-        count: int,
-        tokens: int,
-        pairs: float,
-        touched: float,
-        h: int,
-        ffn: int,
-        mats: int,
-    ) -> OpCost:
-        """Grouped expert GEMMs on the busiest device: FLOPs of its token-expert pairs, bytes
-        of the experts it touches, efficiency of the per-expert token count."""
-        g = self.groups["experts"]
-        flops = 2.0 * pairs * mats * h * ffn
-        weights = touched * mats * h * ffn * g.weight_bytes
-        acts = pairs * (2 * h + (mats - 1) * ffn + ffn) * ACT_BYTES
-        per_expert = max(1.0, pairs / max(touched, 1.0))
-        curve = self.cal.gemm
-        t_c = flops / (g.peak_flops_per_s * gemm_compute_eff(curve, per_expert, h, ffn))
-        bound = "compute" if t_c >= (weights + acts) / (self.bw * curve.mem_eff) else "memory"
-        moe = self.model.moe
-        assert moe is not None  # only called for MoE layers
-        shape = MoeShape(
-            num_tokens=int(tokens),
-            hidden=h,
-            inter=ffn,
-            topk=moe.num_experts_per_token,
-            num_experts=moe.num_experts,
-            ep=self.plan.ep,
-            assignments=pairs,
-            experts_touched=touched,
-            num_matrices=mats,
-            label=g.moe_label,
-            weight_bytes=g.weight_bytes,
-        )
-        t = self.kernels.moe_experts_s(shape, g.peak_flops_per_s)
-        return OpCost(
-            "moe_experts",
-            self.scope(stage, count),
-            count,
-            flops * count,
-            (weights + acts) * count,
-            bound,
-            t * count,
-            stage,
-        )
 
     # ---- sampling-dependent and attention ops -------------------------------------------------
     def head_ops(self, num_sampling: int) -> list[OpCost]:
