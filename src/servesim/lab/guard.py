@@ -8,6 +8,10 @@ The guarded class is registered under a content-addressed name (``lab-guard-<crc
 scheduler or router registry, which is how the engine's ``kind: custom`` / ``router:``
 lookups find it, so the engine needs no special case.
 
+User plug-ins of the other kinds (admission ``admit``, eviction ``add``/``reuse``/``evict``,
+autoscaling ``decide``, expert placement ``place``) are guarded the same way in their own
+registries.
+
 Built-in policies chosen by ``kind`` run unguarded: they are the reference, not the suspect.
 """
 
