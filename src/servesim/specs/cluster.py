@@ -21,6 +21,9 @@ from servesim.core.errors import ConfigError, UnknownNameError
 from servesim.specs.catalog.gpus import get_gpu
 from servesim.specs.gpu import GPUSpec, LinkSpec
 
+# libyaml's parser where installed (the same safe constructor, ~6x faster at start-up)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 NETWORKS_FILE = Path(__file__).resolve().parent / "catalog" / "networks.yaml"
 
 #: ``nvlink-all-to-all``: NVSwitch (or AMD Infinity Fabric full mesh), every GPU at full link
@@ -48,7 +51,7 @@ class NetworkSpec:
 
 @lru_cache(maxsize=1)
 def _networks_file() -> dict[str, Any]:
-    return dict(yaml.safe_load(NETWORKS_FILE.read_text(encoding="utf-8")))
+    return dict(yaml.load(NETWORKS_FILE.read_text(encoding="utf-8"), Loader=_LOADER))
 
 
 @lru_cache(maxsize=1)

@@ -12,6 +12,9 @@ from servesim.core.errors import UnknownNameError
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec, LinkSpec
 
+# libyaml's parser where installed (the same safe constructor, ~6x faster at start-up)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 GPUS_FILE = Path(__file__).resolve().parent / "gpus.yaml"
 
 #: YAML key -> GPUSpec field, for the numbers that must each carry a source.
@@ -96,7 +99,7 @@ def _build(name: str, entry: dict[str, Any], links: dict[str, Any]) -> GPUSpec:
 @lru_cache(maxsize=1)
 def _catalog() -> tuple[dict[str, GPUSpec], dict[str, str], dict[str, tuple[LinkSpec, str]]]:
     """(name -> spec, alias -> name, link name -> (link, source)), loaded once."""
-    data = yaml.safe_load(GPUS_FILE.read_text(encoding="utf-8"))
+    data = yaml.load(GPUS_FILE.read_text(encoding="utf-8"), Loader=_LOADER)
     links = {name: _link(data["links"], name) for name in data["links"]}
     specs: dict[str, GPUSpec] = {}
     aliases: dict[str, str] = {}

@@ -16,6 +16,9 @@ import yaml
 from servesim.core.errors import ConfigError, UnknownNameError
 from servesim.specs.model import ModelSpec
 
+# libyaml's parser where installed (the same safe constructor, ~6x faster at start-up)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 #: Ways users write a Hugging Face repo: ``https://huggingface.co/org/name``, ``hf.co/...``.
 _HF_PREFIXES = ("https://huggingface.co/", "http://huggingface.co/", "huggingface.co/", "hf.co/")
@@ -27,7 +30,7 @@ def _catalog() -> tuple[dict[str, ModelSpec], dict[str, str]]:
     specs: dict[str, ModelSpec] = {}
     aliases: dict[str, str] = {}
     for path in sorted(MODELS_DIR.glob("*.yaml")):
-        entry = yaml.safe_load(path.read_text(encoding="utf-8"))
+        entry = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
         name = str(entry["name"]).lower()
         source = str(entry["source"])
         specs[name] = ModelSpec.from_hf_config(entry["config"], name=name, source=source)
