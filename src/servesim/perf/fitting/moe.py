@@ -38,6 +38,12 @@ from servesim.perf.fitting.heldout import (
 from servesim.perf.fitting.moe_arrays import formula as _formula
 from servesim.perf.fitting.moe_arrays import grid_coords as _grid_coords
 from servesim.perf.fitting.moe_arrays import grid_factors as _grid_factors
+from servesim.perf.fitting.moe_kernels import (
+    PORTABLE,
+    portable_kernels,
+    primary_kernels,
+    with_kernels,
+)
 from servesim.perf.fitting.moe_loads import TILES, collector_load
 from servesim.perf.fitting.tables import find_tables, read_columns, select
 from servesim.perf.opmodels.moe_layer import (
@@ -45,6 +51,7 @@ from servesim.perf.opmodels.moe_layer import (
     NUM_MATRICES,
     MoELayerFit,
     compute_dtype_of,
+    for_gpu,
     weight_bytes_of,
 )
 from servesim.specs.gpu import GPUSpec
@@ -111,16 +118,6 @@ _UPPER = np.array(
 )
 
 
-def _primary_kernels(cols: dict[str, np.ndarray]) -> dict[str, str]:
-    """Per table dtype, the kernel with most rows (ties by name): the stack's default path."""
-    out: dict[str, str] = {}
-    for dtype in sorted(set(cols["moe_dtype"])):
-        sources = cols["kernel_source"][cols["moe_dtype"] == dtype]
-        names, counts = np.unique(sources.astype(str), return_counts=True)
-        out[str(dtype)] = str(names[np.lexsort((names, -counts))[0]])
-    return out
-
-
 def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows | None:
     """The stack's MoE rows (default kernel per format) with the measured rank's loads."""
     refs = select(
@@ -129,14 +126,13 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
     if not refs:
         return None
     cols = read_columns(refs[0])
-    primary = _primary_kernels(cols)
-    keep = np.array(
-        [
-            d in DTYPE_LABELS and primary[d] == k
-            for d, k in zip(cols["moe_dtype"], cols["kernel_source"], strict=True)
-        ]
-    )
+    primary = primary_kernels(cols)
+    portable = portable_kernels(cols, primary)
+    pairs = list(zip(cols["moe_dtype"], cols["kernel_source"], strict=True))
+    is_portable = np.array([d in portable and portable[d] == k for d, k in pairs], dtype=bool)
+    keep = np.array([d in DTYPE_LABELS and primary[d] == k for d, k in pairs]) | is_portable
     cols = {k: v[keep] for k, v in cols.items()}
+    is_portable = is_portable[keep]
     n = int(keep.sum())
     tokens = cols["num_tokens"].astype(np.int64)
     experts = cols["num_experts"].astype(np.int64)
@@ -157,6 +153,7 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
         ]
     ).reshape(n, 3 + len(TILES))
     dtype = np.array([DTYPE_LABELS[d] for d in cols["moe_dtype"]], dtype=object)
+    dtype[is_portable] = dtype[is_portable] + PORTABLE
     skew = np.where(alpha == 0.0, "balanced", "skewed")
     size = np.where(tokens <= SMALL_TOKENS, f"tokens<={SMALL_TOKENS}", f"tokens>{SMALL_TOKENS}")
     rows: Rows = {
@@ -169,6 +166,7 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
             dtype=object,
         ),
         "op": np.full(n, "moe", dtype=object),
+        "kernel": cols["kernel_source"].astype(str).astype(object),
         "dtype": dtype,
         "regime": np.array([f"{a}/{b}" for a, b in zip(size, skew, strict=True)], dtype=object),
         "num_tokens": tokens.astype(float),
@@ -255,7 +253,8 @@ def _x0_for(rows: Rows) -> np.ndarray:
 def fit_dtype(rows: Rows, gpu: GPUSpec, label: str) -> MoELayerFit:
     """Mechanism parameters: the M tile range chosen on every 8th row, refitted on all rows
     from that start; then the log-grid correction."""
-    wbytes, cdtype = weight_bytes_of(label), compute_dtype_of(label, gpu)
+    base_label = label.removesuffix(PORTABLE)
+    wbytes, cdtype = weight_bytes_of(base_label), compute_dtype_of(base_label, gpu)
     sub = take(rows, np.arange(rows["latency_s"].size) % 8 == 0)
     free, x0 = _free_mask(rows), _x0_for(rows)
     best: tuple[float, MoELayerFit] | None = None
@@ -304,8 +303,8 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
     widths themselves. No correction grid."""
     base = replace(
         donor,
-        weight_bytes=weight_bytes_of(label),
-        compute_dtype=compute_dtype_of(label, gpu),
+        weight_bytes=weight_bytes_of(label.removesuffix(PORTABLE)),
+        compute_dtype=compute_dtype_of(label.removesuffix(PORTABLE), gpu),
         misalign_eff=1.0,
         misalign_floor=0.0,
         correction=None,
@@ -331,7 +330,9 @@ def _logit(p: float) -> float:
 
 
 def fit(rows: Rows, gpu: GPUSpec) -> dict:
-    """JSON-ready ``{dtype label: MoELayerFit dict}`` for one (GPU, kernel stack)."""
+    """JSON-ready ``{dtype label: MoELayerFit dict}`` for one (GPU, kernel stack); each fit names
+    its GPU and kernel, and an arch-bound kernel's fit nests its format's portable one
+    (``moe_kernels.with_kernels``)."""
     fits: dict[str, MoELayerFit] = {}
     labels = sorted(set(rows["dtype"]))
     shapes = {d: len(set(rows["shape_key"][rows["dtype"] == d])) for d in labels}
@@ -342,18 +343,23 @@ def fit(rows: Rows, gpu: GPUSpec) -> dict:
     for label in labels:
         if label not in fits and donor is not None:
             fits[label] = _fit_borrowed(take(rows, rows["dtype"] == label), gpu, label, donor)
-    return {label: fits[label].to_dict() for label in sorted(fits)}
+    fits = with_kernels(fits, rows, gpu)
+    return {label: fits[label].to_dict() for label in sorted(fits) if PORTABLE not in label}
 
 
 def predict(params: dict, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     """Seconds per row: the numpy mirror of ``moe_layer_s`` with the rows' exact padding
     (tested equal to the runtime function); formats absent from ``params``: NaN."""
     out = np.full(rows["latency_s"].shape, np.nan)
-    for label, data in params.items():
+    layers = {label: MoELayerFit.from_dict(data) for label, data in params.items()}
+    for label, layer in list(layers.items()):
+        if layer.portable is not None:
+            layers.setdefault(label + PORTABLE, layer.portable)
+    for label, layer in layers.items():
         mask = rows["dtype"] == label
         if not mask.any():
             continue
-        layer = MoELayerFit.from_dict(data)
+        layer = for_gpu(layer, gpu)
         sub = take(rows, mask)
         times = _formula(layer, gpu, sub)
         if layer.correction is not None:

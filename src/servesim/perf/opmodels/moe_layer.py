@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from servesim.perf.opmodels.grid import LogGrid, optional_grid
@@ -69,6 +69,12 @@ class MoELayerFit:
         stream_global: fraction of the other EP ranks' pairs the kernel streams (1: the
             whole batch, as vLLM's and SGLang's fused kernels do; 0: only the rank's own).
         correction: optional log-grid correction over ``correction_coords``, or None.
+        fit_gpu: catalog name of the GPU the fit was measured on ("" : unknown, no transfer).
+        kernel: the measured kernel (the table's ``kernel_source``).
+        archs: architectures the kernel runs on (empty: any; FlashInfer's CUTLASS grouped GEMM
+            and the triton_kernels MXFP4 path need Hopper or newer).
+        portable: the same format measured with a kernel that runs everywhere (vLLM's Triton
+            fused MoE, Marlin), used on architectures outside ``archs``; or None.
     """
 
     weight_bytes: float
@@ -87,6 +93,10 @@ class MoELayerFit:
     tile_min: float = 0.0
     stream_global: float = 1.0
     correction: LogGrid | None = None
+    fit_gpu: str = ""
+    kernel: str = ""
+    archs: tuple[str, ...] = ()
+    portable: MoELayerFit | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (6 significant digits: byte-identical refits)."""
@@ -111,6 +121,10 @@ class MoELayerFit:
         ):
             out[name] = float(f"{getattr(self, name):.6g}")
         out["correction"] = self.correction.to_dict() if self.correction else None
+        out["fit_gpu"] = self.fit_gpu
+        out["kernel"] = self.kernel
+        out["archs"] = list(self.archs)
+        out["portable"] = self.portable.to_dict() if self.portable is not None else None
         return out
 
     @classmethod
@@ -133,7 +147,54 @@ class MoELayerFit:
             tile_min=float(data.get("tile_min", 0.0)),
             stream_global=float(data.get("stream_global", 1.0)),
             correction=optional_grid(data.get("correction")),
+            fit_gpu=str(data.get("fit_gpu", "")),
+            kernel=str(data.get("kernel", "")),
+            archs=tuple(str(a) for a in data.get("archs", ())),
+            portable=cls.from_dict(data["portable"]) if data.get("portable") else None,
         )
+
+
+def for_gpu(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
+    """The fit that prices ``gpu``: ``fit`` itself on the GPU it was measured on, else carried
+    over by stated rules (``_carried_over``)."""
+    if not fit.fit_gpu or fit.fit_gpu == gpu.name:
+        return fit
+    key = (id(fit), gpu.name)
+    hit = _CARRIED.get(key)
+    if hit is None or hit[0] is not fit:  # ids are reused once a fit is collected
+        hit = (fit, _carried_over(fit, gpu))
+        if len(_CARRIED) >= 256:
+            _CARRIED.clear()
+        _CARRIED[key] = hit
+    return hit[1]
+
+
+#: (id(fit), target GPU) -> (fit, carried-over fit): ``moe_layer_s`` runs per priced batch
+_CARRIED: dict[tuple[int, str], tuple[MoELayerFit, MoELayerFit]] = {}
+
+
+def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
+    """``fit`` moved to another GPU, each rule a mechanism (none fitted to the target):
+
+    * kernel availability: a kernel bound to newer architectures (FlashInfer CUTLASS, the
+      triton_kernels MXFP4 path) is not what vLLM runs on an older one; the format's portable
+      kernel measured on the same GPU (Triton fused MoE, Marlin) stands in. Evidence: on L40S
+      vLLM runs Triton for fp8 / fp8_block and Marlin for MXFP4, and H100's CUTLASS per-tensor
+      fp8 fit, 2.5x slower than bf16 there, priced L40S fp8 at +240% (median).
+    * memory-bound terms (streaming, weight reads) and the grouped-GEMM math stay fractions of
+      the target's data-sheet bandwidth and peak (the opmodel's units), at the compute dtype the
+      target has (bf16 where it lacks fp8).
+    * the fixed cost stays in seconds: it is launch-bound, not clock-bound. Evidence: the
+      smallest one-token layer (hidden 2048, 128 experts, top 8, bf16 Triton) floors at 23 us on
+      H100, 20 us on L40S and 24 us on A100, where SM-clock scaling from H100 would give 18 and
+      33 us.
+    """
+    if fit.archs and gpu.architecture not in fit.archs and fit.portable is not None:
+        fit = fit.portable
+    compute = fit.compute_dtype
+    if DType.parse(compute) not in gpu.peak_flops_per_s:
+        compute = "bf16"
+    return replace(fit, compute_dtype=compute, fit_gpu=gpu.name, portable=None)
 
 
 def streamed_pairs(fit: MoELayerFit, batch_pairs: float, assignments: float) -> float:
@@ -241,6 +302,7 @@ def moe_layer_s(
     """
     if num_tokens <= 0:
         return 0.0
+    fit = for_gpu(fit, gpu)
     bandwidth = gpu.hbm_bandwidth_bytes_per_s
     peak = gpu.peak_flops(DType.parse(fit.compute_dtype))
     pairs = streamed_pairs(fit, num_tokens * topk, assignments)
