@@ -21,7 +21,7 @@ from servesim.cli.common import err_console
 from servesim.cli.simulate_render import settings_rows
 from servesim.core.errors import ConfigError, ServesimError
 from servesim.report.html import REPORT_FILE, write_html_report, write_settings
-from servesim.report.outputs import resolve_table_format
+from servesim.report.outputs import TABLE_FORMATS, resolve_table_format
 from servesim.report.pages import find_results, read_result, result_kind, write_page
 from servesim.report.run_data import SUMMARY_FILE, write_run_data
 from servesim.report.trace import write_chrome_trace
@@ -68,14 +68,18 @@ def _check_folder(path: Path, flag: str) -> None:
 
 def check_outputs(out: Path | None, table_format: str, trace_out: Path | None) -> Outputs:
     """Resolve and check every writer before the run (module docstring)."""
-    resolved = resolve_table_format(table_format)
+    # without --out no table or page is written: pyarrow and plotly stay unimported (start-up)
+    if out is None and table_format in TABLE_FORMATS:
+        resolved = table_format
+    else:
+        resolved = resolve_table_format(table_format)
     if out is not None:
         _check_folder(out, "--out")
     if trace_out is not None:
         if trace_out.is_dir():
             raise ConfigError("--trace-out", str(trace_out), "is a folder; give a file name")
         _check_folder(trace_out.parent, "--trace-out")
-    return Outputs(out, resolved, _has_plotly(), trace_out)
+    return Outputs(out, resolved, out is not None and _has_plotly(), trace_out)
 
 
 def check_report_file(path: Path | None, flag: str = "--report") -> None:
