@@ -9,6 +9,10 @@ Run: ``python bench/bench_planner.py [--quick] [--target] [--exhaustive] [--pool
 - ``--target``: "20 req/s of Llama-3.1-70B at p99 TTFT under 2 s on up to 64 H100s"
   (``--objective cost_at_rate --target-rate 20 --gpus h100-sxm:64 --tp 4,8``);
 - ``--exhaustive``: every feasible plan of the README space simulated (plans/s).
+- ``--thousand [--sample K]``: a space of >= 1,000 feasible plans (five models on H100, A100
+  and L40S, up to 8 of each, tp 1-8, pp 1-2, four scheduler variants), each fully simulated
+  at half its analytical throughput bound (one full-length probe, the ``--target-rate``
+  unit); ``--sample K`` simulates every K-th plan only and extrapolates (said in the output).
 
 ``--pool`` runs the searches on the local process pool (one worker per core) instead of in
 this process; CPU seconds then include the workers'.
@@ -23,6 +27,7 @@ import time
 
 from servesim.perf import RooflinePerfModel
 from servesim.planner.analytic import Prefilter
+from servesim.planner.evaluate import PlanTask, evaluate_plan
 from servesim.planner.executors import Executor, InProcessExecutor, LocalPoolExecutor
 from servesim.planner.scenario import Scenario, SLOCriterion
 from servesim.planner.search import SearchOptions, SearchReport, run_search
@@ -62,6 +67,60 @@ def bench_prefilter() -> None:
     print(f"  outcome: {statuses}")
 
 
+THOUSAND_MODELS = ("llama-3.1-8b", "mistral-7b", "qwen2.5-7b", "qwen2.5-32b", "llama-3.1-70b")
+THOUSAND_SPACE = SearchSpace(
+    gpus=(("h100-sxm", 8), ("a100-80gb", 8), ("l40s", 8)),
+    tp_options=(1, 2, 4, 8),
+    pp_options=(1, 2),
+    schedulers=scheduler_grid((64, 256), (None, 2048), (None, True)),
+)
+
+
+def thousand_tasks() -> list[PlanTask]:
+    """One fixed-rate task per feasible plan of the five models' spaces (pre-filter ``ok``)."""
+    tasks = []
+    for model in THOUSAND_MODELS:
+        scenario = Scenario(model, criterion=SLOCriterion(ttft_p99_s=2.0, tpot_p99_s=0.1))
+        pre = Prefilter(scenario, RooflinePerfModel(), scenario.shape())
+        for plan in enumerate_plans(THOUSAND_SPACE, resolve_model(model)):
+            est = pre.estimate(plan)
+            if est.status != "ok":
+                continue
+            rate = 0.5 * est.rate_upper_per_s
+            tasks.append(PlanTask(scenario, plan, rate, need_rate_per_s=rate, at_target=True))
+    return tasks
+
+
+def bench_thousand(sample: int, pool: bool) -> None:
+    """Simulate every ``sample``-th plan of ``thousand_tasks`` and extrapolate to all."""
+    wall0 = time.perf_counter()
+    tasks = thousand_tasks()
+    build_s = time.perf_counter() - wall0
+    chosen = tasks[::sample]
+    executor: Executor = LocalPoolExecutor() if pool else InProcessExecutor()
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    statuses: dict[str, int] = {}
+    try:
+        for _, result in executor.run(evaluate_plan, chosen):
+            key = result.status if result.capacity_per_s > 0 else f"{result.status} (missed)"
+            statuses[key] = statuses.get(key, 0) + 1
+    finally:
+        executor.close()
+    cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - wall0
+    print(
+        f"thousand: {len(tasks):,} feasible plans ({build_s:.1f} s to build and pre-filter); "
+        f"simulated {len(chosen):,} ({executor.name}) in {cpu:.1f} CPU-s, {wall:.1f} s wall = "
+        f"{len(chosen) / wall:.2f} plans/s, {cpu / len(chosen):.2f} CPU-s per plan; {statuses}"
+    )
+    if sample > 1:
+        cores = os.cpu_count() or 1
+        print(
+            f"  extrapolated (every {sample}th plan simulated): all {len(tasks):,} plans "
+            f"~{cpu / len(chosen) * len(tasks):,.0f} CPU-s, "
+            f"~{cpu / len(chosen) * len(tasks) / cores / 60:.1f} min on {cores} cores"
+        )
+
+
 def timed_search(
     name: str, scenario: Scenario, space: SearchSpace, options: SearchOptions, pool: bool
 ) -> SearchReport:
@@ -89,16 +148,26 @@ def main() -> None:
     parser.add_argument("--target", action="store_true", help="also the 64-H100 question")
     parser.add_argument("--exhaustive", action="store_true", help="also simulate every plan")
     parser.add_argument("--pool", action="store_true", help=f"process pool ({os.cpu_count()})")
+    parser.add_argument("--no-bracketing", action="store_true", help="full-length probes only")
+    parser.add_argument("--thousand", action="store_true", help="only the 1,000-plan bench")
+    parser.add_argument("--sample", type=int, default=1, help="--thousand: every K-th plan")
     args = parser.parse_args()
+    if args.thousand:
+        bench_thousand(max(1, args.sample), args.pool)
+        return
     bench_prefilter()
     if args.quick:
         return
-    timed_search("README plan example", SCENARIO, README_SPACE, SearchOptions(), args.pool)
+    bracketing = not args.no_bracketing
+    options = SearchOptions(bracketing=bracketing)
+    timed_search("README plan example", SCENARIO, README_SPACE, options, args.pool)
     if args.target:
-        options = SearchOptions(objective="cost_at_rate", target_rate_per_s=20.0)
+        options = SearchOptions(
+            objective="cost_at_rate", target_rate_per_s=20.0, bracketing=bracketing
+        )
         timed_search("20 req/s on <= 64 H100", TARGET_SCENARIO, TARGET_SPACE, options, args.pool)
     if args.exhaustive:
-        options = SearchOptions(exhaustive=True)
+        options = SearchOptions(exhaustive=True, bracketing=bracketing)
         timed_search("exhaustive README space", SCENARIO, README_SPACE, options, args.pool)
 
 

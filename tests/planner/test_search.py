@@ -53,8 +53,12 @@ def test_infeasible_plans_are_recorded_with_reasons(tmp_path) -> None:
     assert weights.status == "infeasible" and "needs weights" in weights.reason
     heads = pre.estimate(PlanSpec("h100-sxm", tp=3))
     assert heads.status == "infeasible" and "does not divide the 64 attention heads" in heads.reason
-    fp8 = pre.estimate(PlanSpec("a100-80gb", tp=8, dtype="fp8"))
-    assert fp8.status == "infeasible" and "fp8" in fp8.reason
+    # fp8 on a GPU without FP8 tensor cores runs weight-only (vLLM's Marlin), as simulate
+    # runs it (one formats rule, specs.dtypes.serving_formats): feasible, GEMMs in bf16.
+    fp8 = PlanSpec("a100-80gb", tp=8, dtype="fp8")
+    assert pre.estimate(fp8).status == "ok"
+    rplan = pre.replica_plan(fp8)
+    assert not isinstance(rplan, str) and rplan.activation_dtype.value == "bf16"
     # In a search they land in the store with status and reason.
     space = SearchSpace(gpus=(("a100-80gb", 2),), tp_options=(1,), pp_options=(1,))
     store = PlanStore(tmp_path / "plan.duckdb")

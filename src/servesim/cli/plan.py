@@ -164,6 +164,28 @@ def plan_cmd(
             _S,
         ),
     ] = False,
+    per_phase_knobs: Annotated[
+        bool,
+        opts.option(
+            "--per-phase-knobs",
+            "Disaggregated plans: the prefill pool also takes its own PP, dtype and scheduler "
+            "knobs (of --pp, --dtypes and the scheduler flags).",
+            _S,
+        ),
+    ] = False,
+    placements: Annotated[
+        str,
+        opts.option(
+            "--placements",
+            "Disaggregated replica placements: pack (pools share servers and NVLink where "
+            "they fit), spread (one server per replica: KV crosses the network), or both.",
+            _S,
+        ),
+    ] = "pack",
+    networks: Annotated[
+        str,
+        opts.option("--networks", "Inter-node networks to try for disaggregated plans (auto).", _S),
+    ] = "auto",
     routers: Annotated[
         str, opts.option("--routers", "Routers to try with >1 replica (round_robin).", _S)
     ] = "round_robin",
@@ -173,6 +195,15 @@ def plan_cmd(
     tol: Annotated[float, opts.tol(_X)] = 0.05,
     exhaustive: Annotated[
         bool, opts.option("--exhaustive", "Simulate every feasible plan (no bound pruning).", _X)
+    ] = False,
+    no_bracketing: Annotated[
+        bool,
+        opts.option(
+            "--no-bracketing",
+            "Full-length probes only (default: short probes bracket each capacity first; "
+            "capacities move within --tol).",
+            _X,
+        ),
     ] = False,
     workers: Annotated[
         int | None, opts.option("--workers", "Worker processes (all cores).", _X)
@@ -246,8 +277,15 @@ def plan_cmd(
         per_phase=not same_hardware_pools,
         ep_options=parse_ints(ep, "--ep"),
         routers=tuple(r.strip() for r in routers.split(",") if r.strip()),
+        per_phase_knobs=per_phase_knobs,
+        placements=tuple(p.strip() for p in placements.split(",") if p.strip()),
+        networks=tuple(
+            None if n.strip() == "auto" else n.strip() for n in networks.split(",") if n.strip()
+        ),
     )
-    options = search_options(objective, target_rate, tol, exhaustive, mix)
+    options = search_options(
+        objective, target_rate, tol, exhaustive, mix, bracketing=not no_bracketing
+    )
     executor = _executor(inline, workers, use_ray, ray_address)
     profile = resolve_engine(engine_name)
     console.print(f"engine: {profile.name} ({profile.version})", markup=False, highlight=False)
@@ -273,7 +311,13 @@ def plan_cmd(
 
 
 def search_options(
-    objective: str | None, target_rate: float | None, tol: float, exhaustive: bool, mix: bool
+    objective: str | None,
+    target_rate: float | None,
+    tol: float,
+    exhaustive: bool,
+    mix: bool,
+    *,
+    bracketing: bool = True,
 ) -> SearchOptions:
     """The search's objective: ``cost_at_rate`` when a target rate is given, else
     ``goodput_per_dollar``; ``--mix`` alone searches capacities (its slices need them)."""
@@ -284,7 +328,11 @@ def search_options(
     rate = target_rate if objective in TARGET_OBJECTIVES else None
     check_objective(objective, rate)
     return SearchOptions(
-        objective=objective, target_rate_per_s=rate, rel_tol=tol, exhaustive=exhaustive
+        objective=objective,
+        target_rate_per_s=rate,
+        rel_tol=tol,
+        exhaustive=exhaustive,
+        bracketing=bracketing,
     )
 
 

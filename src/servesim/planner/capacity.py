@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 # Relative width of the final bracket: 5% is finer than the run-to-run noise of a p99 over a
@@ -24,6 +24,10 @@ DEFAULT_MAX_PROBES = 24
 # No deployment serves this many requests per second; a search that still holds here stops
 # (and reports this rate as a lower bound) instead of probing absurd rates.
 MAX_SEARCH_RATE_PER_S = 1e5
+# Width the short probes of ``bracketed_capacity_search`` narrow the capacity to: coarse on
+# purpose, since a short run overstates capacity (``scenario.DEFAULT_REQUESTS_PER_REPLICA``)
+# and the full-length probes correct the estimate anyway.
+SHORT_REL_TOL = 0.15
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,8 @@ class CapacityResult:
         probes: every probe, in the order run.
         below_need: the search stopped at its first probe, which failed at the rate the
             caller needed (``need_rate_per_s``): the capacity is below it.
+        short_probes: the cheap bracketing probes (``bracketed_capacity_search``), in order;
+            the capacity rests on ``probes`` (full length) only.
     """
 
     rate_per_s: float
@@ -68,10 +74,11 @@ class CapacityResult:
     best: Probe | None
     probes: tuple[Probe, ...]
     below_need: bool = False
+    short_probes: tuple[Probe, ...] = ()
 
     @property
     def num_probes(self) -> int:
-        """Simulations run."""
+        """Full-length simulations run."""
         return len(self.probes)
 
 
@@ -133,7 +140,18 @@ def capacity_search(
             rate /= GROWTH
             if rate < floor:
                 break
-    # Bisect (geometric midpoint: rates span orders of magnitude).
+    return _bisect(probe, lo, hi, probes, rel_tol, max_probes)
+
+
+def _bisect(
+    probe: ProbeFn,
+    lo: Probe | None,
+    hi: Probe | None,
+    probes: list[Probe],
+    rel_tol: float,
+    max_probes: int,
+) -> CapacityResult:
+    """Bisect a bracket (geometric midpoint: rates span orders of magnitude) to ``rel_tol``."""
     while lo is not None and hi is not None and len(probes) < max_probes:
         if (hi.rate_per_s - lo.rate_per_s) / hi.rate_per_s <= rel_tol:
             break
@@ -154,3 +172,109 @@ def _result(lo: Probe | None, hi: Probe | None, probes: list[Probe]) -> Capacity
         best=lo,
         probes=tuple(probes),
     )
+
+
+def bracketed_capacity_search(
+    probe: ProbeFn,
+    short_probe: ProbeFn,
+    *,
+    start_rate_per_s: float,
+    max_rate_per_s: float = math.inf,
+    rel_tol: float = DEFAULT_REL_TOL,
+    max_probes: int = DEFAULT_MAX_PROBES,
+    need_rate_per_s: float | None = None,
+    short_rel_tol: float = SHORT_REL_TOL,
+) -> CapacityResult:
+    """``capacity_search`` with cheap bracketing: short probes first, full-length ones last.
+
+    ``short_probe`` (a run with few requests, a fraction of the cost) finds the capacity to
+    within ``short_rel_tol``; full-length probes then start at that estimate with a step of
+    ``rel_tol``, doubling the step's exponent while they keep moving the same way (galloping),
+    and bisect the bracket they find to ``rel_tol``. The capacity rests on full-length probes
+    only, so with a monotone hold/fail threshold it is within ``rel_tol`` of the plain
+    search's (both bracket the same threshold); a good estimate costs two full probes instead
+    of the plain search's geometric bracketing. The need probe (``need_rate_per_s``) is full
+    length, so a plan pruned there is pruned exactly as by ``capacity_search``.
+    """
+    if not start_rate_per_s > 0:
+        raise ValueError(f"start_rate_per_s must be > 0, got {start_rate_per_s}")
+    max_rate_per_s = min(max_rate_per_s, MAX_SEARCH_RATE_PER_S)
+    floor = start_rate_per_s / 1000.0
+    probes: list[Probe] = []
+    held: Probe | None = None
+    start = min(start_rate_per_s, max_rate_per_s)
+    if need_rate_per_s is not None and need_rate_per_s > 0:
+        first = probe(min(need_rate_per_s, max_rate_per_s))
+        probes.append(first)
+        if not first.holds:
+            return CapacityResult(0.0, first.rate_per_s, first.limiting, None, (first,), True)
+        held = first
+        if first.rate_per_s >= max_rate_per_s:
+            return _result(held, None, probes)
+        start = min(max(start_rate_per_s, first.rate_per_s * GROWTH), max_rate_per_s)
+    rough = capacity_search(
+        short_probe,
+        start_rate_per_s=start,
+        max_rate_per_s=max_rate_per_s,
+        min_rate_per_s=held.rate_per_s if held is not None else floor,
+        rel_tol=short_rel_tol,
+        max_probes=max_probes,
+    )
+    if rough.best is None and held is None:
+        # Short probes held nowhere: no estimate to start from; the plain search decides.
+        full = capacity_search(
+            probe,
+            start_rate_per_s=start_rate_per_s,
+            max_rate_per_s=max_rate_per_s,
+            rel_tol=rel_tol,
+            max_probes=max_probes,
+        )
+        return replace(full, short_probes=rough.probes)
+    guess = rough.rate_per_s if rough.best is not None else 0.0
+    found = _gallop(probe, guess, held, probes, floor, max_rate_per_s, rel_tol, max_probes)
+    return replace(found, short_probes=rough.probes)
+
+
+def _gallop(
+    probe: ProbeFn,
+    guess: float,
+    held: Probe | None,
+    probes: list[Probe],
+    floor: float,
+    max_rate_per_s: float,
+    rel_tol: float,
+    max_probes: int,
+) -> CapacityResult:
+    """Full-length probes from ``guess``: steps of ``rel_tol`` whose exponent doubles while
+    the probes keep moving one way, until one holds and one fails; then bisection. ``held``
+    is a full probe known to hold: the search never goes below it."""
+    base = 1.0 / (1.0 - 0.99 * rel_tol)  # one step brackets within rel_tol (float margin)
+    lo: Probe | None = None
+    hi: Probe | None = None
+    rate = min(guess, max_rate_per_s)
+    if held is not None and rate <= held.rate_per_s:
+        lo, rate = held, min(held.rate_per_s * base, max_rate_per_s)
+    exponent, direction = 1.0, 0
+    while len(probes) < max_probes:
+        p = probe(rate)
+        probes.append(p)
+        if p.holds:
+            lo = p
+            if hi is not None or rate >= max_rate_per_s:
+                break
+            exponent = exponent * 2 if direction > 0 else 1.0
+            direction = 1
+            rate = min(rate * base**exponent, max_rate_per_s)
+            continue
+        hi = p
+        if lo is not None:
+            break
+        exponent = exponent * 2 if direction < 0 else 1.0
+        direction = -1
+        rate /= base**exponent
+        if held is not None and rate <= held.rate_per_s:
+            lo = held
+            break
+        if rate < floor:
+            break
+    return _bisect(probe, lo, hi, probes, rel_tol, max_probes)

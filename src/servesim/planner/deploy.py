@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from servesim.engine.profiles import AUTO, LaunchSettings, resolve_engine
-from servesim.planner.scenario import Scenario, plan_roles, pool_fields
+from servesim.planner.scenario import Scenario, node_groups, plan_roles, pool_fields
 from servesim.planner.space import PlanSpec
 from servesim.specs.catalog import resolve_model
 
@@ -55,9 +55,9 @@ def sim_config_dict(
         "seed": scenario.seed,
         "num_requests": scenario.num_requests(plan),
     }
-    if plan.per_phase or plan.ep > 1:
-        # Pools with their own hardware (or EP, which ``hardware:`` has no field for) need
-        # the full ``deployment:`` form; the shorthands below give every pool ``hardware``.
+    if plan.per_phase or plan.ep > 1 or node_groups(plan) is not None:
+        # Pools with their own hardware (or EP or servers, which ``hardware:`` has no field
+        # for) need the full ``deployment:`` form; the shorthands give every pool ``hardware``.
         del out["hardware"], out["scheduler"]
         out["deployment"] = _deployment_dict(scenario, plan, engine)
         return out
@@ -83,7 +83,11 @@ def _deployment_dict(scenario: Scenario, plan: PlanSpec, engine: str) -> dict[st
         if pool["ep"] == 1:
             del pool["ep"]
         pools.append(pool)
-    return {"pools": pools, "router": {"kind": plan.router}}
+    out: dict[str, Any] = {"pools": pools, "router": {"kind": plan.router}}
+    nodes = node_groups(plan)
+    if nodes is not None:
+        out["nodes"] = [n.model_dump(mode="json", exclude_none=True) for n in nodes]
+    return out
 
 
 def launch_settings(

@@ -21,6 +21,8 @@ from servesim.planner.capacity import (
     DEFAULT_MAX_PROBES,
     CapacityResult,
     Probe,
+    ProbeFn,
+    bracketed_capacity_search,
     capacity_search,
 )
 from servesim.planner.probe import ViolationWatch
@@ -56,6 +58,8 @@ class PlanTask:
             probe, its figures are the plan's, and its capacity is "at least the target".
         early_stop: end a probe as soon as its p99 targets are certainly lost
             (``servesim.planner.probe``; the pass/fail outcome is unchanged).
+        bracketing: short probes bracket the capacity before full-length ones
+            (``capacity.bracketed_capacity_search``; the capacity moves within ``rel_tol``).
     """
 
     scenario: Scenario
@@ -69,6 +73,7 @@ class PlanTask:
     need_reason: str = ""
     at_target: bool = False
     early_stop: bool = True
+    bracketing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +149,15 @@ def probe_metrics(summary: Summary) -> dict[str, Any]:
     }
 
 
-def make_probe(task: PlanTask, perf: PerfModel) -> Any:
-    """The probe function of ``task``'s capacity search."""
+def make_probe(task: PlanTask, perf: PerfModel, num_requests: int | None = None) -> ProbeFn:
+    """The probe function of ``task``'s capacity search; ``num_requests`` shortens each run
+    (cheap bracketing probes; None: the scenario's full probe length)."""
     scenario = task.scenario
     shape_max_out = scenario.shape().max_output_tokens
+    num = num_requests if num_requests is not None else scenario.num_requests(task.plan)
 
     def probe(rate_per_s: float) -> Probe:
-        watch = ViolationWatch(scenario.criterion, scenario.num_requests(task.plan))
+        watch = ViolationWatch(scenario.criterion, num)
         use_watch = task.early_stop and watch.is_active
         summary = simulate_plan(
             scenario,
@@ -158,6 +165,7 @@ def make_probe(task: PlanTask, perf: PerfModel) -> Any:
             rate_per_s,
             perf,
             max_output_tokens=shape_max_out,
+            num_requests=num,
             stop_when=watch if use_watch else None,
         )
         holds, limiting, ratio = scenario.criterion.check(summary)
@@ -178,14 +186,7 @@ def evaluate_plan(task: PlanTask) -> PlanResult:
     started = time.perf_counter()
     perf = task.perf if task.perf is not None else default_perf_model()
     try:
-        found = capacity_search(
-            make_probe(task, perf),
-            start_rate_per_s=task.start_rate_per_s,
-            max_rate_per_s=task.max_rate_per_s,
-            rel_tol=task.rel_tol,
-            max_probes=1 if task.at_target else DEFAULT_MAX_PROBES,
-            need_rate_per_s=task.need_rate_per_s,
-        )
+        found = _search(task, perf)
     except ServesimError as exc:
         return PlanResult(task.plan, INFEASIBLE, str(exc), wall_s=time.perf_counter() - started)
     except Exception as exc:  # a bug or a user plug-in's error: record it, keep searching
@@ -195,9 +196,29 @@ def evaluate_plan(task: PlanTask) -> PlanResult:
     return _result(task, found, time.perf_counter() - started)
 
 
+def _search(task: PlanTask, perf: PerfModel) -> CapacityResult:
+    """The capacity search of ``task``: with cheap bracketing when asked and worth it."""
+    scenario = task.scenario
+    short = scenario.short_num_requests(task.plan)
+    kwargs: dict[str, Any] = {
+        "start_rate_per_s": task.start_rate_per_s,
+        "max_rate_per_s": task.max_rate_per_s,
+        "rel_tol": task.rel_tol,
+        "max_probes": 1 if task.at_target else DEFAULT_MAX_PROBES,
+        "need_rate_per_s": task.need_rate_per_s,
+    }
+    if task.bracketing and not task.at_target and short is not None:
+        return bracketed_capacity_search(
+            make_probe(task, perf), make_probe(task, perf, short), **kwargs
+        )
+    return capacity_search(make_probe(task, perf), **kwargs)
+
+
 def _result(task: PlanTask, found: CapacityResult, wall_s: float) -> PlanResult:
     metrics = dict(found.best.metrics) if found.best is not None else {}
     metrics["gpu_tdp_w"] = get_gpu(task.plan.gpu).tdp_w
+    if found.short_probes:
+        metrics["num_short_probes"] = len(found.short_probes)
     metrics.update(task.bounds)
     status, reason = OK, ""
     if found.below_need:

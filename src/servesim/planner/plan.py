@@ -15,6 +15,9 @@ from typing import Any
 from servesim.core.errors import ConfigError
 from servesim.specs.catalog import get_gpu
 
+# Replica placements of disaggregated plans (``PlanSpec.placement``).
+PLACEMENTS = ("pack", "spread")
+
 
 @dataclass(frozen=True, slots=True)
 class SchedulerVariant:
@@ -65,7 +68,16 @@ class PlanSpec:
         ep: expert-parallel degree of MoE layers (1: experts split by TP), every pool.
         prefill_gpu: the prefill pool's GPU type (None: ``gpu``; disaggregated only).
         prefill_tp: the prefill pool's TP degree (None: ``tp``; disaggregated only).
-            Both pools share ``pp``, the formats and the scheduler knobs.
+        prefill_pp: the prefill pool's PP degree (None: ``pp``; disaggregated only).
+        prefill_dtype: the prefill pool's weight format (None: ``dtype``).
+        prefill_scheduler: the prefill pool's scheduler knobs (None: ``scheduler``); the KV
+            format is shared (the decode pool receives the prefill pool's KV as it is).
+        placement: where a disaggregated plan's replicas sit (``PLACEMENTS``): ``pack``
+            fills each server before the next, so pools that fit share a server and hand KV
+            over NVLink; ``spread`` gives every replica its own server, so every handoff
+            crosses the inter-node network.
+        network: the inter-node network of the plan's servers (``specs.cluster`` name; None:
+            the usual one for the GPU).
     """
 
     gpu: str
@@ -81,12 +93,23 @@ class PlanSpec:
     ep: int = 1
     prefill_gpu: str | None = None
     prefill_tp: int | None = None
+    prefill_pp: int | None = None
+    prefill_dtype: str | None = None
+    prefill_scheduler: SchedulerVariant | None = None
+    placement: str = "pack"
+    network: str | None = None
 
     def __post_init__(self) -> None:
-        if self.mode != "disaggregated" and (
-            self.prefill_gpu is not None or self.prefill_tp is not None
-        ):
-            raise ConfigError("prefill_gpu", self.prefill_gpu, "only disaggregated plans have one")
+        if self.mode != "disaggregated":
+            for name in ("prefill_gpu", "prefill_tp", "prefill_pp", "prefill_dtype"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(
+                        name, getattr(self, name), "only disaggregated plans have one"
+                    )
+            if self.prefill_scheduler is not None:
+                raise ConfigError("prefill_scheduler", "", "only disaggregated plans have one")
+        if self.placement not in PLACEMENTS:
+            raise ConfigError("placement", self.placement, f"must be one of {PLACEMENTS}")
 
     @property
     def num_replicas(self) -> int:
@@ -109,19 +132,28 @@ class PlanSpec:
         return self.prefill_tp or self.tp
 
     @property
+    def prefill_pool_pp(self) -> int:
+        """PP degree of the prefill pool (``pp`` unless it has its own)."""
+        return self.prefill_pp or self.pp
+
+    @property
     def per_phase(self) -> bool:
-        """True when the prefill pool's hardware differs from the decode pool's."""
-        return (self.prefill_pool_gpu, self.prefill_pool_tp) != (self.gpu, self.tp)
+        """True when the prefill pool differs from the decode pool (hardware, PP, weight
+        format or scheduler knobs)."""
+        return (self.prefill_pool_gpu, self.prefill_pool_tp) != (self.gpu, self.tp) or (
+            (self.prefill_pp, self.prefill_dtype, self.prefill_scheduler) != (None, None, None)
+        )
 
     @property
     def num_gpus(self) -> int:
         """GPUs the whole deployment uses."""
-        return self.pp * (self.tp * self.replicas + self.prefill_pool_tp * self.prefill_replicas)
+        prefill = self.prefill_pool_pp * self.prefill_pool_tp * self.prefill_replicas
+        return self.pp * self.tp * self.replicas + prefill
 
     def gpus_by_type(self) -> dict[str, int]:
         """GPUs of each type the deployment uses."""
         out = {self.gpu: self.tp * self.pp * self.replicas}
-        prefill = self.prefill_pool_tp * self.pp * self.prefill_replicas
+        prefill = self.prefill_pool_tp * self.prefill_pool_pp * self.prefill_replicas
         if prefill:
             out[self.prefill_pool_gpu] = out.get(self.prefill_pool_gpu, 0) + prefill
         return out
@@ -142,19 +174,28 @@ class PlanSpec:
         Its hardware, formats and scheduler are the pool's and ``replicas`` its replica
         count; the analytical pre-filter and the deployment builder work per pool with it.
         """
+        own: dict[str, Any] = {}
         if role == "prefill":
-            gpu, tp, replicas = self.prefill_pool_gpu, self.prefill_pool_tp, self.prefill_replicas
-        else:
-            gpu, tp, replicas = self.gpu, self.tp, self.replicas
+            own = {
+                "gpu": self.prefill_pool_gpu,
+                "tp": self.prefill_pool_tp,
+                "pp": self.prefill_pool_pp,
+                "dtype": self.prefill_dtype or self.dtype,
+                "scheduler": self.prefill_scheduler or self.scheduler,
+                "replicas": self.prefill_replicas,
+            }
         return replace(
             self,
-            gpu=gpu,
-            tp=tp,
-            replicas=replicas,
+            **own,
             mode="colocated",
             prefill_replicas=0,
             prefill_gpu=None,
             prefill_tp=None,
+            prefill_pp=None,
+            prefill_dtype=None,
+            prefill_scheduler=None,
+            placement="pack",
+            network=None,
         )
 
     def key(self) -> str:
@@ -177,7 +218,29 @@ class PlanSpec:
         ]
         if self.router != "round_robin":
             parts.append(self.router)
+        parts.extend(self._extra_key_parts())
         return "/".join(parts)
+
+    def _extra_key_parts(self) -> list[str]:
+        """Key parts of the per-phase knobs and placement (absent at their defaults, so the
+        keys of plans without them, e.g. in an older store, are unchanged)."""
+        parts = []
+        if self.prefill_pp is not None:
+            parts.append(f"pre-pp{self.prefill_pp}")
+        if self.prefill_dtype is not None:
+            parts.append(f"pre-{self.prefill_dtype}")
+        if self.prefill_scheduler is not None:
+            p = self.prefill_scheduler
+            chunk = {True: "chunked", False: "whole", None: "chunk-auto"}
+            parts.append(
+                f"pre-{p.kind}-seqs{p.max_num_seqs}-mbt{p.max_num_batched_tokens or 'default'}"
+                f"-{chunk[p.enable_chunked_prefill]}"
+            )
+        if self.placement != "pack":
+            parts.append(self.placement)
+        if self.network is not None:
+            parts.append(f"net-{self.network}")
+        return parts
 
     def label(self) -> str:
         """A short label for tables."""
@@ -185,7 +248,7 @@ class PlanSpec:
         if self.mode == "disaggregated" and self.per_phase:
             text = (
                 f"{self.prefill_replicas}P {self.prefill_pool_gpu} tp{self.prefill_pool_tp}"
-                f" : {self.replicas}D {self.gpu} tp{self.tp}"
+                f"{self._prefill_label()} : {self.replicas}D {self.gpu} tp{self.tp}"
             )
         elif self.mode == "disaggregated":
             text = f"{self.prefill_replicas}P:{self.replicas}D {self.gpu} tp{self.tp}"
@@ -194,11 +257,19 @@ class PlanSpec:
         text += f" pp{self.pp}" if self.pp > 1 else ""
         text += f" ep{self.ep}" if self.ep > 1 else ""
         text += f" {self.dtype}" + (f"/kv-{self.kv_dtype}" if self.kv_dtype else "")
-        text += f" {s.kind} seqs={s.max_num_seqs}"
-        if s.max_num_batched_tokens is not None:
-            text += f" mbt={s.max_num_batched_tokens}"
-        text += {True: " chunked", False: " no-chunk", None: ""}[s.enable_chunked_prefill]
+        text += f" {s.kind} seqs={s.max_num_seqs}" + _scheduler_label(s)
+        text += f" {self.placement}" if self.placement != "pack" else ""
+        text += f" {self.network}" if self.network is not None else ""
         return text + (f" {self.router}" if self.router != "round_robin" else "")
+
+    def _prefill_label(self) -> str:
+        """The prefill pool's own PP, format and scheduler knobs (what differs)."""
+        text = f" pp{self.prefill_pp}" if self.prefill_pp is not None else ""
+        text += f" {self.prefill_dtype}" if self.prefill_dtype is not None else ""
+        p = self.prefill_scheduler
+        if p is not None:
+            text += f" seqs={p.max_num_seqs}" + _scheduler_label(p)
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able mapping (stored with the result)."""
@@ -209,4 +280,11 @@ class PlanSpec:
         """Inverse of ``to_dict``."""
         values = dict(data)
         values["scheduler"] = SchedulerVariant(**values.get("scheduler", {}))
+        if values.get("prefill_scheduler") is not None:
+            values["prefill_scheduler"] = SchedulerVariant(**values["prefill_scheduler"])
         return cls(**values)
+
+
+def _scheduler_label(s: SchedulerVariant) -> str:
+    text = f" mbt={s.max_num_batched_tokens}" if s.max_num_batched_tokens is not None else ""
+    return text + {True: " chunked", False: " no-chunk", None: ""}[s.enable_chunked_prefill]

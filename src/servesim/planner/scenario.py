@@ -17,6 +17,7 @@ import numpy as np
 
 from servesim.cluster import (
     DeploymentConfig,
+    NodeGroupConfig,
     PoolConfig,
     RouterConfig,
     build_deployment,
@@ -29,6 +30,8 @@ from servesim.metrics import Summary, summarize
 from servesim.metrics.slo import SLOSpec
 from servesim.perf.types import PerfModel
 from servesim.planner.space import PlanSpec
+from servesim.specs.catalog import get_gpu
+from servesim.specs.cluster import default_node
 from servesim.workload.config import WorkloadConfig
 
 # Requests per replica in one capacity probe. A short run overstates capacity: near
@@ -39,6 +42,11 @@ from servesim.workload.config import WorkloadConfig
 DEFAULT_REQUESTS_PER_REPLICA = 1000
 # Floor on requests per probe: a p99 over fewer than 200 requests rests on one or two of them.
 DEFAULT_MIN_REQUESTS = 200
+# Cheap bracketing probes (``capacity.bracketed_capacity_search``) send this fraction of a
+# full probe's requests, at least ``SHORT_MIN_REQUESTS``; when that is over half a full probe
+# there is nothing to save and the plain search runs.
+SHORT_FRACTION = 0.4
+SHORT_MIN_REQUESTS = 200
 # Requests sampled to describe the workload's size distribution for the analytical bounds.
 NUM_SHAPE_SAMPLES = 2000
 
@@ -152,6 +160,12 @@ class Scenario:
         """Requests in one probe of ``plan``."""
         return max(self.min_requests, self.requests_per_replica * plan.num_replicas)
 
+    def short_num_requests(self, plan: PlanSpec) -> int | None:
+        """Requests in one cheap bracketing probe of ``plan`` (None: not worth it)."""
+        full = self.num_requests(plan)
+        short = max(SHORT_MIN_REQUESTS, round(full * SHORT_FRACTION))
+        return short if 2 * short <= full else None
+
     def shape(self) -> WorkloadShape:
         """Request-size statistics from a sample of the workload (seeded)."""
         sample = self.workload.with_rate(1.0).model_copy(update={"num_requests": NUM_SHAPE_SAMPLES})
@@ -198,9 +212,45 @@ def pool_config(scenario: Scenario, plan: PlanSpec, role: str = "unified") -> Po
 
 def deployment_config(scenario: Scenario, plan: PlanSpec) -> DeploymentConfig:
     """The cluster deployment of ``plan``: one unified pool, or prefill + decode pools, each
-    with its own hardware (``PlanSpec.phase``)."""
+    with its own hardware (``PlanSpec.phase``), on the servers its placement names."""
     pools = [pool_config(scenario, plan, role) for role in plan_roles(plan)]
-    return DeploymentConfig(pools=pools, router=RouterConfig(kind=plan.router))
+    return DeploymentConfig(
+        pools=pools, router=RouterConfig(kind=plan.router), nodes=node_groups(plan)
+    )
+
+
+def node_groups(plan: PlanSpec) -> list[NodeGroupConfig] | None:
+    """The servers ``plan`` is placed on (None: the deployment's default, packed servers).
+
+    ``pack`` with a network: the usual servers of each GPU type, as many as the GPUs need,
+    on that network (the deployment fills one before the next, so pools that fit share one
+    and hand KV over NVLink). ``spread``: one server per replica, sized to it (at most the
+    usual server), pools in order, so every prefill-to-decode handoff crosses the network.
+    """
+    if plan.placement == "pack" and plan.network is None:
+        return None
+    if plan.placement == "pack":
+        return [
+            NodeGroupConfig(gpu=gpu, count=-(-num // _server_gpus(gpu)), network=plan.network)
+            for gpu, num in plan.gpus_by_type().items()
+        ]
+    groups = []
+    for role in plan_roles(plan):
+        phase = plan.phase(role)
+        size, server = phase.gpus_per_replica, _server_gpus(phase.gpu)
+        groups.append(
+            NodeGroupConfig(
+                gpu=phase.gpu,
+                count=phase.replicas * -(-size // server),
+                gpus_per_node=min(size, server),
+                network=plan.network,
+            )
+        )
+    return groups
+
+
+def _server_gpus(gpu: str) -> int:
+    return default_node(get_gpu(gpu)).num_gpus
 
 
 def simulate_plan(

@@ -52,7 +52,8 @@ DEFAULT_WAVE_SIZE = 8
 # The capacity search never probes above this multiple of the analytical bound.
 BOUND_SLACK = 1.5
 # 2: feasibility from the engine's real settings, early-stopped probes, "need" probes.
-PLANNER_VERSION = 2
+# 3: cheap bracketing probes; per-phase knobs and placement in plan keys.
+PLANNER_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +68,8 @@ class SearchOptions:
         exhaustive: simulate every survivor of the pre-filter (no branch and bound, and
             every plan's full capacity search).
         early_stop: end a probe once its p99 targets are certainly lost (same outcome).
+        bracketing: short probes bracket each capacity before full-length ones
+            (``capacity.bracketed_capacity_search``; capacities move within ``rel_tol``).
     """
 
     objective: str = "goodput_per_dollar"
@@ -75,6 +78,7 @@ class SearchOptions:
     wave_size: int = DEFAULT_WAVE_SIZE
     exhaustive: bool = False
     early_stop: bool = True
+    bracketing: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +154,7 @@ def search_inputs(scenario: Scenario, options: SearchOptions, perf: PerfModel) -
         "engine": scenario.engine,
         "target_rate_per_s": options.target_rate_per_s if at_target(options) else None,
         "early_stop": options.early_stop,
+        "bracketing": options.bracketing,
         "perf": type(perf).__name__,
     }
 
@@ -271,6 +276,7 @@ class _Search:
             need_reason=why,
             at_target=at_target(self.options),
             early_stop=self.options.early_stop,
+            bracketing=self.options.bracketing,
         )
 
     def run_wave(self, wave: Sequence[Estimate]) -> None:

@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 
 from servesim.cluster import ROUTERS
 from servesim.core.errors import ConfigError, UnknownNameError
-from servesim.planner.plan import PlanSpec, SchedulerVariant
+from servesim.planner.plan import PLACEMENTS, PlanSpec, SchedulerVariant
 from servesim.specs.catalog import get_gpu
+from servesim.specs.cluster import default_node, get_network
 from servesim.specs.model import ModelSpec
 
 
@@ -43,6 +44,15 @@ class SearchSpace:
         ep_options: expert-parallel degrees tried for MoE models (those within a replica's
             GPUs; ep=1 only for dense models). Degrees that vLLM refuses (not dividing the
             experts or tp) are listed once and recorded infeasible with the reason.
+        per_phase_knobs: with ``disaggregated`` and ``per_phase``, the prefill pool also
+            takes its own PP degree (of ``pp_options``), weight format (of ``dtypes``) and
+            scheduler variant (of ``schedulers``); False: those are shared by both pools.
+        placements: replica placements tried for disaggregated plans (``plan.PLACEMENTS``:
+            ``pack`` shares servers and NVLink where pools fit, ``spread`` puts every
+            replica on its own server so handoffs cross the network); ``spread`` is tried
+            only when every replica fits one server.
+        networks: inter-node networks tried for disaggregated plans (``specs.cluster``
+            names; None: the GPU's usual one).
     """
 
     gpus: tuple[tuple[str, int], ...]
@@ -58,12 +68,23 @@ class SearchSpace:
     routers: tuple[str, ...] = ("round_robin",)
     per_phase: bool = True
     ep_options: tuple[int, ...] = (1, 2, 4, 8)
+    per_phase_knobs: bool = False
+    placements: tuple[str, ...] = ("pack",)
+    networks: tuple[str | None, ...] = (None,)
 
     def __post_init__(self) -> None:
         known = ROUTERS.names()
         for router in self.routers:
             if router not in known:
                 raise UnknownNameError("router", router, known)
+        for placement in self.placements:
+            if placement not in PLACEMENTS:
+                raise UnknownNameError("placement", placement, list(PLACEMENTS))
+        for network in self.networks:
+            if network is not None:
+                get_network(network)  # unknown names fail here, listing the known ones
+        if not self.placements or not self.networks:
+            raise ConfigError("placements", "", "give at least one placement and network")
         if not self.gpus:
             raise ConfigError("gpus", "", "give at least one GPU type, e.g. h100-sxm:8")
         for name, count in self.gpus:
@@ -195,21 +216,24 @@ def _prefill_hardware(space: SearchSpace, model: ModelSpec, base: PlanSpec) -> l
     """Disaggregated plans (one replica per pool) for every prefill GPU type and TP."""
     if not space.per_phase:
         return [replace(base, mode="disaggregated", prefill_replicas=1)]
+    pps = space.pp_options if space.per_phase_knobs else (base.pp,)
     out = []
     for gpu, available in space.gpus:
         for tp in space.tp_options:
-            if tp * base.pp > available or divides_model(model, tp, base.pp, base.ep):
-                continue
-            same = (gpu, tp) == (base.gpu, base.tp)
-            out.append(
-                replace(
-                    base,
-                    mode="disaggregated",
-                    prefill_replicas=1,
-                    prefill_gpu=None if same else gpu,
-                    prefill_tp=None if same else tp,
+            for pp in pps:
+                if tp * pp > available or divides_model(model, tp, pp, base.ep):
+                    continue
+                same = (gpu, tp) == (base.gpu, base.tp)
+                out.append(
+                    replace(
+                        base,
+                        mode="disaggregated",
+                        prefill_replicas=1,
+                        prefill_gpu=None if same else gpu,
+                        prefill_tp=None if same else tp,
+                        prefill_pp=None if pp == base.pp else pp,
+                    )
                 )
-            )
     return out
 
 
@@ -254,8 +278,37 @@ def _variants(space: SearchSpace, plan: PlanSpec) -> Iterator[PlanSpec]:
         for kv_dtype in space.kv_dtypes:
             for sched in space.schedulers:
                 for router in routers:
-                    yield replace(
+                    one = replace(
                         plan, dtype=dtype, kv_dtype=kv_dtype, scheduler=sched, router=router
+                    )
+                    if plan.mode == "disaggregated":
+                        yield from _pool_variants(space, one)
+                    else:
+                        yield one
+
+
+def _pool_variants(space: SearchSpace, plan: PlanSpec) -> Iterator[PlanSpec]:
+    """A disaggregated plan's prefill formats and knobs (when searched), then placements and
+    networks; a prefill value equal to the decode pool's is written None (one key per plan)."""
+    knobs = space.per_phase_knobs and space.per_phase
+    dtypes = space.dtypes if knobs else (plan.dtype,)
+    schedulers = space.schedulers if knobs else (plan.scheduler,)
+    fits_a_server = "spread" in space.placements and all(
+        plan.phase(role).gpus_per_replica <= default_node(get_gpu(plan.phase(role).gpu)).num_gpus
+        for role in ("prefill", "decode")
+    )
+    for dtype in dtypes:
+        for sched in schedulers:
+            for placement in space.placements:
+                if placement == "spread" and not fits_a_server:
+                    continue
+                for network in space.networks:
+                    yield replace(
+                        plan,
+                        prefill_dtype=None if dtype == plan.dtype else dtype,
+                        prefill_scheduler=None if sched == plan.scheduler else sched,
+                        placement=placement,
+                        network=network,
                     )
 
 
