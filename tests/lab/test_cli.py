@@ -59,3 +59,24 @@ def test_evaluate_renders_diagnostics(tiny: str) -> None:
     out = runner.invoke(app, args)
     assert out.exit_code == 0, out.output
     assert "diagnostics per run" in out.output and "chat-small/0" in out.output
+
+
+def test_a_json_mapping_policy_and_counterfactual_regret(tiny: str, pol: str) -> None:
+    policy = json.dumps({"admission": {"kind": "token_bucket", "options": {"rate_per_s": 0.5}}})
+    out = runner.invoke(app, ["evaluate", policy, "--suite", tiny, "--seeds", "0", "--json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert data["policy"] == "token_bucket"
+    assert all(m["completed_fraction"] < 0.5 for m in data["per_scenario"].values())
+    args = ["evaluate", pol + "FirstReplicaRouter", "--suite", tiny, "--seeds", "0"]
+    out = runner.invoke(app, [*args, "--counterfactual", "2"])
+    assert out.exit_code == 0, out.output
+    assert "route regret s" in out.output and "(2 decisions)" in out.output
+
+
+def test_a_bad_json_policy_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "{admission: 1}", "--suite", "chat", "--fast"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: policy=") and "is not valid JSON" in err and "\n" not in err

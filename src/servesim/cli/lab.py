@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -17,6 +19,25 @@ _OBJECTIVE_HELP = (
     "goodput | attainment | p99_ttft | p99_tpot | throughput | cost | energy | fairness, "
     "or weighted: goodput:1,p99_ttft:0.5."
 )
+
+
+_POLICY_HELP = (
+    "file.py:Class, a built-in name, or a JSON mapping such as "
+    '\'{"admission": {"kind": "token_bucket", "options": {"rate_per_s": 4}}}\'.'
+)
+
+
+def _policy(text: str) -> Any:
+    """A policy argument: a JSON mapping when it starts with ``{``, else the text itself."""
+    if not text.lstrip().startswith("{"):
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("policy", text, f"is not valid JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise ConfigError("policy", text, "must be a JSON object")
+    return value
 
 
 def _seeds(text: str | None) -> list[int] | None:
@@ -55,7 +76,8 @@ def _scenario_table(score: Score) -> Table:
 
 def _diagnostics_table(score: Score) -> Table:
     table = Table(title="diagnostics per run")
-    for name in ("run", "overtakes", "prio inversions", "HOL blocked", "preempt", "rejected"):
+    names = ("run", "overtakes", "prio inversions", "HOL blocked", "preempt", "rejected")
+    for name in (*names, "route regret s"):
         table.add_column(name, justify="left" if name == "run" else "right")
     for run in score.runs:
         d = run.diagnostics
@@ -69,8 +91,16 @@ def _diagnostics_table(score: Score) -> Table:
             f"{hol['num_blocked']} (+{hol['mean_excess_wait_s']:.2f} s)",
             str(d["num_preemptions"]),
             ", ".join(f"{k} {v}" for k, v in d["rejected"].items()) or "0",
+            _regret_cell(d.get("router_counterfactual")),
         )
     return table
+
+
+def _regret_cell(cf: Any) -> str:
+    """Mean counterfactual TTFT regret over the decisions re-simulated ("-" when none)."""
+    if not cf:
+        return "-"
+    return f"{cf['mean_ttft_regret_s']:.3f} ({cf['num_decisions']} decisions)"
 
 
 def _print_score(score: Score) -> None:
@@ -104,7 +134,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("evaluate")
     def evaluate_cmd(
-        policy: str = typer.Argument(None, help="file.py:Class, or a built-in scheduler/router."),
+        policy: str = typer.Argument(None, help=_POLICY_HELP),
         suite: str = typer.Option("chat", "--suite", help=_SUITE_HELP),
         objective: str = typer.Option("goodput", "--objective", help=_OBJECTIVE_HELP),
         fast: bool = typer.Option(False, "--fast", help="Screening mode: fewer requests, 1 seed."),
@@ -115,6 +145,13 @@ def register(app: typer.Typer) -> None:
         memory_mb: int = typer.Option(4096, "--memory-mb", help="Memory per run (0: none)."),
         hook_ms: float = typer.Option(20.0, "--hook-ms", help="CPU ms per hook call (0: none)."),
         diagnostics: bool = typer.Option(False, "--diagnostics", help="Per-run diagnostics."),
+        counterfactual: int = typer.Option(
+            0,
+            "--counterfactual",
+            min=0,
+            help="With --diagnostics: routing decisions per run re-simulated with each "
+            "alternative replica (counterfactual regret).",
+        ),
         list_suites: bool = typer.Option(False, "--list-suites", help="List suites and exit."),
         as_json: bool = typer.Option(False, "--json", help="Print the score as JSON."),
     ) -> None:
@@ -132,7 +169,7 @@ def register(app: typer.Typer) -> None:
         if policy is None:
             raise ConfigError("policy", None, "give a policy (file.py:Class or a built-in name)")
         score = evaluate(
-            policy,
+            _policy(policy),
             suite,
             objective,
             fast=fast,
@@ -140,7 +177,8 @@ def register(app: typer.Typer) -> None:
             executor=executor,
             num_workers=workers,
             limits=_limits(wall_s, memory_mb, hook_ms),
-            diagnostics=diagnostics,
+            diagnostics=diagnostics or counterfactual > 0,
+            counterfactual=counterfactual,
         )
         if as_json:
             print_json(score.to_dict())
@@ -151,8 +189,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command("compare")
     def compare_cmd(
-        a: str = typer.Argument(..., help="Policy A (the reference)."),
-        b: str = typer.Argument(..., help="Policy B (the candidate)."),
+        a: str = typer.Argument(..., help="Policy A (the reference): " + _POLICY_HELP),
+        b: str = typer.Argument(..., help="Policy B (the candidate), as A."),
         suite: str = typer.Option("chat", "--suite", help=_SUITE_HELP),
         objective: str = typer.Option("goodput", "--objective", help=_OBJECTIVE_HELP),
         fast: bool = typer.Option(False, "--fast", help="Screening mode: fewer requests, 1 seed."),
@@ -170,8 +208,8 @@ def register(app: typer.Typer) -> None:
         """Paired A/B of two policies on the same runs, with a confidence interval."""
         check_report_file(report_file)
         result = compare(
-            a,
-            b,
+            _policy(a),
+            _policy(b),
             suite,
             objective,
             fast=fast,

@@ -149,6 +149,7 @@ def evaluate(
     limits: Limits | None = None,
     isolate: bool = True,
     diagnostics: bool = False,
+    counterfactual: int = 0,
 ) -> Score:
     """Evaluate ``policy`` on every scenario and seed of ``suite``.
 
@@ -166,6 +167,9 @@ def evaluate(
         isolate: run each task in a forked child (limits on wall clock and memory); False runs
             in the executor's process (faster to debug; hook limits still apply).
         diagnostics: attach ``servesim.lab.diagnostics`` to each run.
+        counterfactual: with diagnostics, re-simulate this many routing decisions per run
+            with each alternative replica (``servesim.lab.counterfactual``; each costs one
+            run per alternative, inside the run's wall-clock limit).
     """
     return evaluate_many(
         [policy],
@@ -178,6 +182,7 @@ def evaluate(
         limits=limits,
         isolate=isolate,
         diagnostics=diagnostics,
+        counterfactual=counterfactual,
     )[0]
 
 
@@ -193,6 +198,7 @@ def evaluate_many(
     limits: Limits | None = None,
     isolate: bool = True,
     diagnostics: bool = False,
+    counterfactual: int = 0,
 ) -> list[Score]:
     """``evaluate`` for several policies in one executor pass (same arguments)."""
     config = load_suite(suite)
@@ -200,7 +206,14 @@ def evaluate_many(
     resolved = [resolve_policy(p) for p in policies]
     runs = suite_runs(config, fast=fast, seeds=list(seeds) if seeds is not None else None)
     tasks = [
-        Task(p, run, limits or Limits(), isolate=isolate, with_diagnostics=diagnostics)
+        Task(
+            p,
+            run,
+            limits or Limits(),
+            isolate=isolate,
+            with_diagnostics=diagnostics,
+            num_counterfactual=counterfactual,
+        )
         for p in resolved
         for run in runs
     ]

@@ -75,12 +75,17 @@ class GuardState:
         route_regrets: per routing decision of the policy's router, the prompt tokens queued
             ahead of the request on the chosen replica minus the fewest on any candidate
             (``diagnostics.router_regret``).
+        route_log: per routing decision: (request id, position taken, candidates).
+        forced_routes: decision number -> position to take instead of the router's answer
+            (the counterfactual re-simulations, ``servesim.lab.counterfactual``).
     """
 
     hook_limit_s: float | None = None
     sim_time_s: float = 0.0
     hook: str = ""
     route_regrets: list[int] = field(default_factory=list)
+    route_log: list[tuple[int, int, int]] = field(default_factory=list)
+    forced_routes: dict[int, int] = field(default_factory=dict)
 
 
 STATE = GuardState()
@@ -94,6 +99,8 @@ def reset(hook_limit_s: float | None) -> None:
     STATE.sim_time_s = 0.0
     STATE.hook = ""
     STATE.route_regrets = []
+    STATE.route_log = []
+    STATE.forced_routes = {}
 
 
 def call_hook(hook: str, sim_time_s: float | None, fn: Callable[..., Any], *args: Any) -> Any:
@@ -210,6 +217,8 @@ def _guard_router(cls: type) -> type:
         if type(index) is int and 0 <= index < len(views):  # else the engine's check reports
             queued = [v.num_queued_prompt_tokens for v in views]
             STATE.route_regrets.append(queued[index] - min(queued))
+            index = STATE.forced_routes.get(len(STATE.route_log), index)
+            STATE.route_log.append((request.request_id, index, len(views)))
         return index
 
     return type(f"Guarded{cls.__name__}", (cls,), {"route": route})

@@ -29,6 +29,7 @@ from servesim.api import simulate
 from servesim.core.errors import ServesimError
 from servesim.engine.contracts import ContractError
 from servesim.lab import guard
+from servesim.lab.counterfactual import counterfactual_regret
 from servesim.lab.diagnostics import diagnose
 from servesim.lab.forking import call_forked
 from servesim.lab.objectives import run_metrics
@@ -114,6 +115,7 @@ class Task:
     limits: Limits
     isolate: bool = True
     with_diagnostics: bool = False
+    num_counterfactual: int = 0
 
 
 def run_task(task: Task) -> RunResult:
@@ -142,6 +144,8 @@ def _evaluate(task: Task) -> RunResult:
             result = simulate(config)
             metrics = run_metrics(result)
             diag = diagnose(result) if task.with_diagnostics else None
+            if diag is not None and task.num_counterfactual:
+                diag["router_counterfactual"] = _counterfactual(config, result, task)
     except guard.PolicyFailure as exc:
         return _failure(task, exc.category, exc.message)
     except ContractError as exc:  # the engine's checks of what a hook returned
@@ -158,6 +162,21 @@ def _evaluate(task: Task) -> RunResult:
         return _failure(task, "contract", f"engine failed: {type(exc).__name__}: {exc}")
     run = task.run
     return RunResult(run.scenario, run.seed, metrics=metrics, diagnostics=diag)
+
+
+def _counterfactual(config: Mapping[str, Any], result: Any, task: Task) -> Any:
+    """``counterfactual.counterfactual_regret`` of this run (same config, same seed)."""
+    log = list(guard.STATE.route_log)
+
+    def rerun(forced: dict[int, int]) -> Any:
+        guard.STATE.forced_routes = forced
+        guard.STATE.route_log = []
+        try:
+            return simulate(config)
+        finally:
+            guard.STATE.forced_routes = {}
+
+    return counterfactual_regret(result, log, rerun, task.num_counterfactual)
 
 
 @contextmanager
