@@ -1,7 +1,11 @@
 """Whole-process and in-process cost of short commands: what a user (or a search loop that
 starts a process per evaluation) pays before and around the simulation itself.
 
-Figures are CPU seconds (user + system) of each child process, median of ``--repeat`` runs:
+Figures are CPU seconds (user + system) of each child process, median of ``--repeat`` runs,
+in two columns: as this environment runs Python (``PYTHONDONTWRITEBYTECODE=1`` here: every
+module compiled from source at each start) and with bytecode cached (what an installed
+package runs: ``pip install`` writes the ``.pyc`` files; here a throwaway
+``PYTHONPYCACHEPREFIX`` filled by one warm-up run):
 
 - ``servesim --help`` (start-up alone; issue target <= 0.5 CPU-s);
 - ``servesim gpus --json`` (one light command);
@@ -23,6 +27,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 VIDUR_FLAGS = [
@@ -33,12 +38,20 @@ VIDUR_FLAGS = [
 ]  # fmt: skip
 
 
-def _child_cpu_s(argv: list[str]) -> float:
+def _child_cpu_s(argv: list[str], env: dict[str, str]) -> float:
     """CPU seconds (user + system) one child process spends running ``argv``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=os.environ.copy())
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env=env)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _cached_bytecode_env(folder: str) -> dict[str, str]:
+    """The environment with bytecode written to (and read from) ``folder``."""
+    env = os.environ.copy()
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = folder
+    return env
 
 
 def _in_process_s(repeat: int) -> list[float]:
@@ -76,9 +89,17 @@ def main() -> None:
         "servesim gpus --json": [*cli, "gpus", "--json"],
         "vidur scenario (whole process)": [*cli, "simulate", *VIDUR_FLAGS],
     }
-    for name, argv in cases.items():
-        runs = [_child_cpu_s(argv) for _ in range(args.repeat)]
-        print(f"{name:34s} {statistics.median(runs):6.2f} CPU-s  (min {min(runs):.2f})")
+    print(f"{'':34s} {'as run here':>17s}   {'bytecode cached':>15s}")
+    with tempfile.TemporaryDirectory() as pycache:
+        cached = _cached_bytecode_env(pycache)
+        for name, argv in cases.items():
+            plain = [_child_cpu_s(argv, os.environ.copy()) for _ in range(args.repeat)]
+            _child_cpu_s(argv, cached)  # writes the bytecode
+            warm = [_child_cpu_s(argv, cached) for _ in range(args.repeat)]
+            print(
+                f"{name:34s} {statistics.median(plain):6.2f} (min {min(plain):.2f})   "
+                f"{statistics.median(warm):6.2f} (min {min(warm):.2f})  CPU-s"
+            )
     runs = _in_process_s(args.repeat)
     print(f"{'vidur scenario (in-process)':34s} {statistics.median(runs):6.2f} CPU-s  "
           f"(min {min(runs):.2f})")  # fmt: skip
