@@ -125,14 +125,22 @@ def check_batch(
     if scan:
         _check_decodes(name, batch, state, now, decode_blocks_granted)
     elif decodes:
-        need = (
-            state.decode_blocks_needed()
-            if len(decodes) == state.num_decoding
-            else sum(map(state.needs_block, decodes))
-        )
-        if decode_blocks_granted < need:
-            _decode_kv_error(name, need, decode_blocks_granted, now)
+        _check_decode_blocks(name, batch, state, now, decode_blocks_granted)
     _check_prefills(name, batch, state, now)
+
+
+def _check_decode_blocks(
+    name: str, batch: Batch, state: ReplicaState, now: float, granted: int
+) -> None:
+    """The decode-kv rule alone (a built-in's decodes are the state's own list)."""
+    decodes = batch.decodes
+    need = (
+        state.decode_blocks_needed()
+        if len(decodes) == state.num_decoding
+        else sum(map(state.needs_block, decodes))
+    )
+    if granted < need:
+        _decode_kv_error(name, need, granted, now)
 
 
 def _check_decodes(

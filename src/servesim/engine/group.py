@@ -132,6 +132,17 @@ class DecodeGroup:
             heapq.heappop(heap)
         return heap[0][0] if heap else math.inf
 
+    def next_tick_blocks(self, through_finishes: bool) -> int | None:
+        """New KV blocks the next tick needs once its finishers left (skip-ahead), or None
+        when a finish in it must end a run of skipped ticks: any finish unless
+        ``through_finishes``, and always the finish of every member."""
+        nxt = self.tick + 1
+        finishers = self.finishing(nxt) if self.next_finish_tick() <= nxt else []
+        if finishers and (not through_finishes or len(finishers) >= len(self.members)):
+            return None
+        need = self.num_blocks_needed(1)
+        return need - sum(1 for s in finishers if (s.gkey + nxt - 1) % self.block_size == 0)
+
     def finishing(self, tick: int) -> list[Seq]:
         """Members whose last token comes at the tick that brings the count to ``tick``
         (a walk of the heap's nodes <= tick, so O(answer + stale entries))."""

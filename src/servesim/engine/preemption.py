@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
+from servesim.engine.config import CacheConfig
+from servesim.engine.links import EngineLinks
 from servesim.engine.sequence import Seq
 from servesim.engine.timeline import SwapLink
 from servesim.perf.types import BatchShape, StageTimes
@@ -82,3 +84,15 @@ def prefill_seconds(price: Callable[[BatchShape], StageTimes]) -> Callable[[int]
         return sum(price(shape).stage_s)
 
     return recompute_s
+
+
+def preemption_for(
+    cache: CacheConfig, scheduler_mode: str | None, links: EngineLinks
+) -> PreemptionChoice:
+    """The policy of one engine: the scheduler's own mode if it declares one (vLLM V1
+    recomputes), else the cache config's ``preemption_choice``."""
+    if scheduler_mode is not None:
+        return FixedPreemption(scheduler_mode)
+    if cache.preemption_choice == "cheaper":
+        return CheaperPreemption(links.swap, prefill_seconds(links.price))
+    return FixedPreemption(cache.preemption_mode)

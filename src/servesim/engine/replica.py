@@ -18,13 +18,9 @@ from servesim.core.events import EventLoop, EventPriority
 from servesim.engine.blocks import KVBlockManager
 from servesim.engine.config import CacheConfig
 from servesim.engine.hybrid import HybridExecutor
+from servesim.engine.links import EngineLinks
 from servesim.engine.lora import AdapterCache
-from servesim.engine.preemption import (
-    CheaperPreemption,
-    FixedPreemption,
-    PreemptionChoice,
-    prefill_seconds,
-)
+from servesim.engine.preemption import PreemptionChoice, preemption_for
 from servesim.engine.records import RejectReason, ReplicaInfo, SimulationRecords
 from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
 from servesim.engine.schedulers.vllm import prefix_caching_default
@@ -33,7 +29,7 @@ from servesim.engine.setup import ReplicaSetup
 from servesim.engine.speculative import Speculator, num_kv_blocks_with_draft
 from servesim.engine.state import ReplicaState
 from servesim.engine.timeline import BatchPricer, StageTimeline, SwapLink
-from servesim.engine.vengine import EngineLinks, VirtualEngine
+from servesim.engine.vengine import VirtualEngine
 from servesim.perf.types import MemoryPlan, PerfModel, ReplicaPlan
 
 if TYPE_CHECKING:
@@ -101,26 +97,47 @@ class Replica:
             make_scheduler(setup.scheduler, max_model_len=self.max_model_len) for _ in range(pp)
         ]
         block_bytes = self._size_kv(setup, schedulers)
+        self.engines = self._engines(
+            setup,
+            schedulers,
+            block_bytes,
+            timing,
+            skip_ahead=skip_ahead and self._can_skip(setup),
+            check_invariants=check_invariants,
+        )
+        records.replicas.append(self._info(setup))
+
+    def _engines(
+        self,
+        setup: ReplicaSetup,
+        schedulers: list[ReplicaScheduler],
+        block_bytes: float,
+        timing: EngineTiming,
+        *,
+        skip_ahead: bool,
+        check_invariants: bool,
+    ) -> list[VirtualEngine]:
+        """One virtual engine per pipeline stage, each with its share of the KV blocks."""
+        pp = len(schedulers)
         links = self._links(block_bytes, pp)
         num_swap_blocks = int(setup.cache.swap_space_bytes // block_bytes) if block_bytes else 0
-        self.engines = [
+        return [
             VirtualEngine(
                 i,
                 scheduler,
                 self._state(
                     setup.cache,
-                    _preemption(setup.cache, scheduler, links),
+                    preemption_for(setup.cache, scheduler.preemption_mode, links),
                     num_swap_blocks // pp,
                     pp,
                 ),
                 links,
-                skip_ahead=skip_ahead and self._can_skip(setup),
+                skip_ahead=skip_ahead,
                 check_invariants=check_invariants,
                 timing=timing,
             )
             for i, scheduler in enumerate(schedulers)
         ]
-        records.replicas.append(self._info(setup))
 
     def _size_kv(self, setup: ReplicaSetup, schedulers: list[ReplicaScheduler]) -> float:
         """Set the KV pool size (features included); returns the bytes of one KV block on
@@ -350,18 +367,6 @@ class Replica:
         if not scheduler.is_chunked and num_prompt_tokens > scheduler.token_budget:
             return RejectReason.PROMPT_EXCEEDS_BATCH_TOKENS
         return RejectReason.NONE
-
-
-def _preemption(
-    cache: CacheConfig, scheduler: ReplicaScheduler, links: EngineLinks
-) -> PreemptionChoice:
-    """Swap or recompute per preempted sequence: the scheduler's own mode if it declares one,
-    else the cache config's choice (engine/preemption.py)."""
-    if scheduler.preemption_mode is not None:
-        return FixedPreemption(scheduler.preemption_mode)
-    if cache.preemption_choice == "cheaper":
-        return CheaperPreemption(links.swap, prefill_seconds(links.price))
-    return FixedPreemption(cache.preemption_mode)
 
 
 def _checked_timing(setup: ReplicaSetup) -> EngineTiming:

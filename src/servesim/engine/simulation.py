@@ -258,19 +258,11 @@ def run_simulation(
     records = SimulationRecords()
     loop = EventLoop()
     stop_s = math.inf if duration_s is None else float(duration_s)
+    options = {"skip_ahead": skip_ahead, "check_invariants": check_invariants}
     built: list[Replica] = []
     driver = _Driver(requests, built, records, loop, dispatch, on_progress, stop_s, stop_when)
     for i, setup in enumerate(replicas):
-        replica = Replica(
-            i,
-            setup,
-            perf,
-            records,
-            loop,
-            driver.limit,
-            skip_ahead=skip_ahead,
-            check_invariants=check_invariants,
-        )
+        replica = Replica(i, setup, perf, records, loop, driver.limit, **options)
         for engine in replica.engines:
             engine.on_done = driver.done
         built.append(replica)

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from servesim.core.events import EventLoop, EventPriority
+from servesim.core.events import EventPriority
 from servesim.engine.batch import Batch
 from servesim.engine.contracts import (
     ContractError,
@@ -31,39 +30,13 @@ from servesim.engine.contracts import (
 )
 from servesim.engine.features import batch_shape, hybrid_times, lora_times, spec_times
 from servesim.engine.handoff import KVInbox
+from servesim.engine.links import EngineLinks
 from servesim.engine.profiles.base import EngineTiming
-from servesim.engine.records import SimulationRecords
 from servesim.engine.rows import DecodeRun, append_batch_row, append_run_row, write_request
 from servesim.engine.schedulers.base import ReplicaScheduler
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.state import ReplicaState
-from servesim.engine.timeline import BatchPricer, StageTimeline, SwapLink
 from servesim.perf.types import BatchShape, StageTimes
-
-
-@dataclass(frozen=True, slots=True)
-class EngineLinks:
-    """What a replica hands each of its virtual engines (the narrow pieces, never itself).
-
-    Attributes:
-        loop: the shared event loop the engine schedules its steps on.
-        records: where batches and finished requests are written.
-        replica_id: the replica's index, as records name it.
-        timeline: the replica's pipeline stages (shared by its virtual engines).
-        price: iteration time of a batch shape on the replica's plan (memoised).
-        swap: the cost of copying KV blocks over the host link.
-        clock_limit: earliest external event (next arrival, stop time) a skip must not pass.
-        on_leave: called with each request that leaves the replica from this engine.
-    """
-
-    loop: EventLoop
-    records: SimulationRecords
-    replica_id: int
-    timeline: StageTimeline
-    price: BatchPricer
-    swap: SwapLink
-    clock_limit: Callable[[], float]
-    on_leave: Callable[[Seq], None]
 
 
 class VirtualEngine:
@@ -92,13 +65,8 @@ class VirtualEngine:
         # Speculative decodes keep a varying number of tokens per step, LoRA steps cost
         # what their adapters do, a hybrid split may change every step: all are stepped
         # one iteration at a time.
-        self.skip_ahead = (
-            skip_ahead
-            and scheduler.supports_skip
-            and state.speculator is None
-            and state.adapters is None
-            and state.hybrid is None
-        )
+        plain = state.speculator is None and state.adapters is None and state.hybrid is None
+        self.skip_ahead = skip_ahead and scheduler.supports_skip and plain
         self.check_invariants = check_invariants
         self.policy_name = scheduler_name(scheduler)  # as contract errors name it
         # a user policy's decodes are checked one by one (contracts.check_batch's scan)
@@ -329,13 +297,8 @@ class VirtualEngine:
         segment = DecodeRun(now, len(group.members), batch.num_queued)
         start = now
         while end < limit:
-            nxt = group.tick + 1
-            finishers = group.finishing(nxt) if group.next_finish_tick() <= nxt else []
-            if finishers and (not through_finishes or len(finishers) >= len(group.members)):
-                break
-            need = group.num_blocks_needed(1)
-            need -= sum(1 for s in finishers if (s.gkey + nxt - 1) % group.block_size == 0)
-            if need > blocks.num_available:
+            need = group.next_tick_blocks(through_finishes)
+            if need is None or need > blocks.num_available:
                 break
             stamp = end + self._output_lag(times)
             segment.add(times)
