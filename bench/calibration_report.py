@@ -15,7 +15,7 @@ import time
 
 from rich.console import Console
 
-from servesim.cli.calibrate import kernel_table
+from servesim.cli.calibrate import kernel_table, transfer_table
 from servesim.perf.calibrate import build_document
 from servesim.perf.calibrate_data import require_data_dir
 from servesim.perf.calibration import CALIBRATION_PATH
@@ -70,6 +70,11 @@ def main() -> None:
         kernel_table(report.get("heldout", []), "Held-out shapes: fitted vs legacy", True)
     )
     console.print(kernel_table(report.get("leave_one_gpu_out", []), "Leave one GPU out", False))
+    console.print(
+        transfer_table(
+            report.get("leave_one_gpu_out_summary", []), str(report.get("transfer_rules", ""))
+        )
+    )
     console.print(kernel_table(report.get("power_heldout", []), "Board power (W)", False))
     print("\nLegacy stack (vllm-0.6): held-out-model MAPE % by op class (Vidur tables)")
     for gpu, entry in sorted(document["gpus"].items()):

@@ -46,6 +46,32 @@ def kernel_table(rows: list[dict[str, Any]], title: str, with_before: bool) -> T
     return table
 
 
+def transfer_table(rows: list[dict[str, Any]], rules: str = "") -> Table:
+    """Leave one GPU out per (stack, GPU, family part): the data-sheet rule before, the
+    transfer rules after (donor, MAPE %, median signed %)."""
+    table = Table(title="Leave one GPU out, per family (before: nearest GPU's fit unchanged)")
+    for head in ("stack", "gpu", "family", "n", "before from", "MAPE", "median"):
+        table.add_column(head, justify="right" if head in ("n", "MAPE", "median") else "left")
+    for head in ("after from", "MAPE ", "median "):
+        table.add_column(head, justify="left" if head == "after from" else "right")
+    for r in rows:
+        table.add_row(
+            r["stack"],
+            r["gpu"],
+            r["part"],
+            str(r["n"]),
+            str(r.get("before_source", "-")),
+            _pct(r.get("before_mape")),
+            _pct(r.get("before_median_signed")),
+            r["source"],
+            _pct(r["mape"]),
+            _pct(r["median_signed"]),
+        )
+    if rules:
+        table.caption = f"rules: {rules}"
+    return table
+
+
 def calibration_command(
     refit: Annotated[
         bool,
@@ -84,6 +110,9 @@ def calibration_command(
     if transfer:
         title = "Leave one GPU out: its own tables removed, the borrowing rule's GPU predicts it"
         console.print(kernel_table(transfer, title, with_before=False))
+    summary = report.get("leave_one_gpu_out_summary", [])
+    if summary:
+        console.print(transfer_table(summary, str(report.get("transfer_rules", ""))))
     power = report.get("power_heldout", [])
     if power:
         console.print(kernel_table(power, "Board power (W), held-out shapes", with_before=False))

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from servesim.core.errors import ConfigError
+from servesim.perf.opmodels.transfer import describe_rules
 from servesim.perf.stacks import TABLE_GPUS, get_stack
 from servesim.specs.catalog import get_gpu
 
@@ -38,6 +39,8 @@ def kernel_sections(
         "kernel_report": {
             "heldout": fitted.heldout,
             "leave_one_gpu_out": fitted.transfer,
+            "leave_one_gpu_out_summary": fitted.transfer_summary,
+            "transfer_rules": describe_rules(),
             "power_heldout": power_report,
         },
     }

@@ -31,6 +31,7 @@ from servesim.specs.catalog import get_gpu
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
 from servesim.specs.model import MoESpec
+from servesim.specs.quant import FORMATS
 
 OPS: tuple[str, ...] = (
     "gemm",
@@ -135,12 +136,17 @@ def _gemm(kernels: KernelSet, gpu: GPUSpec, op: str, dtype: str, shape: dict[str
     if dtype == "fp8_block":
         label, weight, act = "fp8_block", DType.FP8, DType.FP8
     else:
+        # the format's kernel and activations, as the op graph runs it (W4A8: the fp8 kernel
+        # with int4-packed weights; weight-only formats: the legacy roofline)
         weight = DType.parse(dtype)
-        act = DType.FP8 if weight == DType.FP8 and gpu.supports(DType.FP8) else DType.BF16
-        label = gemm_label(weight, act)
+        spec = weight.spec
+        has_fp8 = gpu.supports(DType.FP8)
+        act = DType.FP8 if spec.activation == DType.FP8 and has_fp8 else DType.BF16
+        label = gemm_label(spec.kernel_dtype if has_fp8 else weight, act)
     peak = gpu.peak_flops_per_s.get(act) or gpu.peak_flops(DType.BF16)
     in_bytes = min(2.0, act.num_bytes)
-    return kernels.gemm_s(GemmShape(m, n, k, label, weight.num_bytes, in_bytes), peak)
+    weight_bytes = FORMATS[weight].bytes_per_weight if weight == DType.W4A8 else weight.num_bytes
+    return kernels.gemm_s(GemmShape(m, n, k, label, weight_bytes, in_bytes), peak)
 
 
 def _attention(

@@ -3,8 +3,9 @@
 Per family (``gemm``, ``attention``, ``moe``, ``collectives``) the answer is, in order:
 1. **measured**: the stack has a fit measured on this very GPU;
 2. **stand-in**: a stack it names as its stand-in has one (e.g. SGLang on A100 uses vLLM's);
-3. **borrowed**: the nearest calibrated GPU's fit (``stacks.nearest_calibrated``) applied to
-   this GPU's data-sheet peaks and bandwidth, flagged uncalibrated;
+3. **borrowed**: a calibrated GPU's fit, chosen and carried over by the stated rules of
+   ``opmodels.transfer`` (donor by architecture trait; clock, SM and link rules) and applied
+   to this GPU's data sheet, flagged uncalibrated;
 4. nothing: the legacy formula (``vllm-0.6`` curves or documented defaults) prices it.
 """
 
@@ -14,8 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from servesim.core.errors import UnknownNameError
 from servesim.perf.calibration import Calibration
-from servesim.perf.stacks import LEGACY_STACK, get_stack, nearest_calibrated
+from servesim.perf.opmodels.transfer import borrow
+from servesim.perf.stacks import LEGACY_STACK, get_stack
+from servesim.specs.catalog import get_gpu
 from servesim.specs.gpu import GPUSpec
 
 FAMILIES: tuple[str, ...] = ("gemm", "attention", "moe", "collectives")
@@ -73,18 +77,30 @@ def resolve_family(
                 return FamilySource(family, name, key, how, entry[family], _source(entry, family))
     for name in chain:
         entries = calibration.kernel_stacks.get(name, {})
-        candidates = {
-            k: (str(e.get("architecture", "")), float(e.get("hbm_bytes_per_s", 0.0)))
-            for k, e in entries.items()
-            if family in e and float(e.get("hbm_bytes_per_s", 0.0)) > 0
-        }
-        key = nearest_calibrated(gpu.architecture, gpu.hbm_bandwidth_bytes_per_s, candidates)
-        if key is not None:
-            entry = entries[key]
+        donors = _donors(entries, family)
+        found = borrow(family, gpu, donors) if donors else None
+        if found is not None:
+            entry = entries[found.donors.get("prefill", found.donor)]
             return FamilySource(
-                family, name, key, "borrowed", entry[family], _source(entry, family)
+                family, name, found.donor, "borrowed", found.params, _source(entry, family)
             )
     return None
+
+
+def _donors(
+    entries: Mapping[str, Mapping[str, Any]], family: str
+) -> dict[str, tuple[GPUSpec, Mapping[str, Any]]]:
+    """Calibration key -> (catalog spec, params) of the entries that fit ``family``."""
+    out = {}
+    for key, entry in entries.items():
+        if family not in entry or float(entry.get("hbm_bytes_per_s", 0.0)) <= 0:
+            continue
+        try:
+            spec = get_gpu(str(entry.get("catalog_gpu", key)))
+        except UnknownNameError:
+            continue  # a user's entry for a GPU this catalog does not know cannot donate
+        out[key] = (spec, entry[family])
+    return out
 
 
 def _source(entry: Mapping[str, Any], family: str) -> str:

@@ -6,8 +6,9 @@ rows, fits its parameters on all of them (the shipped figures), and is scored tw
 never saw:
 - **held-out shapes**: 4 shape-wise folds (a whole weight shape, head configuration, MoE model
   shape or message size out at a time), per (GPU, stack, op, dtype, regime);
-- **leave one GPU out**: the GPU's own tables removed, the fit of the GPU the borrowing rule
-  (``stacks.nearest_calibrated``) picks applied to its data sheet.
+- **leave one GPU out**: the GPU's own tables removed, the others' fits carried to it by the
+  transfer rules (``opmodels.transfer``: donor by trait, clock / SM / link rules), beside the
+  data-sheet-only rule they replaced (nearest GPU, fit unchanged).
 The same code fits a user's own tables (``servesim calibrate --tables DIR``).
 """
 
@@ -22,8 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from servesim.perf.fitting.heldout import Rows, crossval_predictions, group_report
+from servesim.perf.fitting.heldout import (
+    Rows,
+    crossval_predictions,
+    error_stats,
+    group_report,
+)
 from servesim.perf.fitting.tables import TableRef, find_tables, select
+from servesim.perf.opmodels.transfer import Borrowed, borrow
 from servesim.perf.stacks import STACKS, TABLE_GPUS, nearest_calibrated
 from servesim.specs.catalog import get_gpu
 from servesim.specs.gpu import GPUSpec
@@ -54,6 +61,7 @@ class StackFit:
     kernel_stacks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     heldout: list[dict[str, Any]] = field(default_factory=list)
     transfer: list[dict[str, Any]] = field(default_factory=list)
+    transfer_summary: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _version_key(version: str) -> tuple[int, ...]:
@@ -165,7 +173,7 @@ def fit_kernel_stacks(
                 entries[key] = entry
         out.kernel_stacks[stack] = entries
     if heldout:
-        out.transfer = _transfer_rows(out.kernel_stacks, all_parts, gpu_map)
+        out.transfer, out.transfer_summary = _transfer_rows(out.kernel_stacks, all_parts, gpu_map)
     return out
 
 
@@ -222,31 +230,88 @@ def _transfer_rows(
     kernel_stacks: dict[str, dict[str, dict[str, Any]]],
     all_parts: dict[tuple[str, str, str], list[_Part]],
     gpu_map: dict[str, tuple[str, str]],
-) -> list[dict[str, Any]]:
-    """Each calibrated GPU predicted from the GPU the borrowing rule picks among the others."""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Each calibrated GPU predicted from the others by the transfer rules.
+
+    Returns the per (op, dtype, regime) rows of the rules (``opmodels.transfer``) and a
+    summary per (stack, target, family part) beside the data-sheet-only rule they replaced
+    (nearest GPU by ``stacks.nearest_calibrated``, its fit applied unchanged: ``before``).
+    """
     catalog_of = {key: catalog for catalog, key in gpu_map.values()}
     rows: list[dict[str, Any]] = []
+    summary: list[dict[str, Any]] = []
     for (stack, target, family), parts in sorted(all_parts.items()):
         entries = kernel_stacks.get(stack, {})
-        others = {
-            k: (str(e["architecture"]), float(e["hbm_bytes_per_s"]))
-            for k, e in entries.items()
-            if k != target and family in e
-        }
         gpu = get_gpu(catalog_of[target])
-        source = nearest_calibrated(gpu.architecture, gpu.hbm_bandwidth_bytes_per_s, others)
-        if source is None:
+        donors = {
+            k: (get_gpu(catalog_of[k]), e[family])
+            for k, e in entries.items()
+            if k != target and family in e and k in catalog_of
+        }
+        found = borrow(family, gpu, donors) if donors else None
+        if found is None:
             continue
-        params = entries[source][family]
-        for part in parts:
-            if part.name and part.name not in params:
-                continue
-            pred = _predict_part(family, params, part, gpu)
-            keep = _scored(family, part.rows) & np.isfinite(pred)
-            scored = {k: v[keep] for k, v in part.rows.items()}
+        others = {
+            k: (spec.architecture, spec.hbm_bandwidth_bytes_per_s)
+            for k, (spec, _) in donors.items()
+        }
+        old = nearest_calibrated(gpu.architecture, gpu.hbm_bandwidth_bytes_per_s, others)
+        after = _transfer_predictions(family, found.params, parts, gpu)
+        for pred, scored in after:
             rows.extend(
                 group_report(
-                    pred[keep], scored, stack=stack, gpu=target, source=source, family=family
+                    pred, scored, stack=stack, gpu=target, source=found.donor, family=family
                 )
             )
-    return rows
+        before = _transfer_predictions(family, donors[old][1], parts, gpu) if old else []
+        summary.extend(_summary_rows(stack, target, family, found, old, before, after))
+    return rows, summary
+
+
+def _transfer_predictions(
+    family: str, params: dict[str, Any], parts: list[_Part], gpu: GPUSpec
+) -> list[tuple[np.ndarray, Rows]]:
+    """(prediction, rows) of the scored rows of each part ``params`` can price."""
+    out = []
+    for part in parts:
+        if part.name and part.name not in params:
+            continue
+        pred = _predict_part(family, params, part, gpu)
+        keep = _scored(family, part.rows) & np.isfinite(pred)
+        out.append((pred[keep], {k: v[keep] for k, v in part.rows.items()}))
+    return out
+
+
+def _summary_rows(
+    stack: str,
+    target: str,
+    family: str,
+    found: Borrowed,
+    old: str | None,
+    before: list[tuple[np.ndarray, Rows]],
+    after: list[tuple[np.ndarray, Rows]],
+) -> list[dict[str, Any]]:
+    """One row per family part (attention: prefill and decode apart), before and after."""
+
+    def split(results: list[tuple[np.ndarray, Rows]]) -> dict[str, tuple]:
+        if not results:
+            return {}
+        pred = np.concatenate([p for p, _ in results])
+        ops = np.concatenate([r["op"] for _, r in results])
+        actual = np.concatenate([r["latency_s"] for _, r in results])
+        if family != "attention":
+            return {family: (pred, actual)}
+        return {op: (pred[ops == op], actual[ops == op]) for op in sorted(set(ops))}
+
+    old_parts, new_parts = split(before), split(after)
+    out = []
+    for part, (pred, actual) in new_parts.items():
+        donor = found.donors.get(part.split("_")[0], found.donor)
+        row: dict[str, Any] = {"stack": stack, "gpu": target, "part": part, "source": donor}
+        row.update(error_stats(pred, actual).to_dict())
+        if part in old_parts and old is not None:
+            stats = error_stats(*old_parts[part]).to_dict()
+            row.update(before_source=old, before_mape=stats["mape"])
+            row["before_median_signed"] = stats["median_signed"]
+        out.append(row)
+    return out

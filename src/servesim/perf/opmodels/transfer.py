@@ -1,0 +1,271 @@
+"""How a calibrated GPU's kernel fits price a GPU without tables: the donor and the stated rules.
+
+A GPU without measured tables borrows one calibrated GPU's fitted parameters per operator
+family, and the opmodels apply them to its own data sheet (peaks, bandwidth, SMs, L2, link).
+Leaving one calibrated GPU out and predicting it this way (``servesim calibration``) measures
+every rule below; none is a factor fitted to the GPU it predicts.
+
+**Donor per family** (``choose_donor``), by the architecture trait the family's kernels depend on:
+
+* attention: a GPU running the same attention kernel generation (FlashAttention 2 on Ampere and
+  Ada, FlashAttention 3 on Hopper). Evidence: the fitted per-CTA fixed cost of FA2 is the same
+  on A100 and L40S (0.401 / 0.405 tile visits) and a quarter of it under FA3 (0.11 on H100/H200).
+* collectives: a GPU on the same link class (NVLink vs PCIe), else the nearest.
+* GEMM and MoE: the nearest rule of ``stacks.nearest_calibrated`` (same architecture, nearest
+  bandwidth; else release years + log2 bandwidth ratio).
+
+**Adaptation** (``adapt_params``), each rule a mechanism:
+
+* SM clock (``clock_ratio``): latency-bound fixed costs are a number of clock cycles, so they
+  scale with donor clock / target clock: the GEMM per-call floor and memory latency, the
+  attention launch floors, the prefill per-CTA fixed cost (held in tile-visit units, so it is
+  also rescaled by the per-SM tensor peak), the collectives' fixed cost alpha (protocol flag
+  exchange and launch, beside the link latency ratio the opmodel applies). Evidence: the decode
+  attention floor is 16.0 us on A100 (1410 MHz), 11.9 us on H100 (1980 MHz), 8.8 us on L40S
+  (2520 MHz), within 6% of the clock ratio; NCCL small messages on A100 are 1.4x H100's.
+* collective regimes far below the link (NCCL's LL protocol for small messages) are bound by
+  the protocol, not the link: each regime keeps the donor's absolute bus bandwidth (clock
+  scaled), capped by the target link at the donor's bulk-regime efficiency. A PCIe target
+  would otherwise price a 64 KB all-reduce 14x slower than NVLink's, where it is ~2x.
+* PCIe groups larger than a pair: the ring leaves the PCIe switch and crosses the host's root
+  complex; its bulk bus bandwidth is capped at ``PCIE_HOST_RING_LINK_OVER_BUS`` (measured on
+  the only other PCIe server in the data, APEX+ V100-PCIE at 4 GPUs).
+
+MoE parameters pass unchanged (the MoE transfer is owned with the MoE model).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from servesim.perf.opmodels.attention_fit import gpu_sms_l2
+from servesim.perf.stacks import nearest_calibrated
+from servesim.specs.dtypes import DType
+from servesim.specs.gpu import GPUSpec
+
+#: Maximum boost clock (MHz) of the SMs, from the vendors' data sheets / whitepapers. A GPU not
+#: listed gets no clock rule (ratio 1).
+BOOST_CLOCK_MHZ: dict[str, float] = {
+    "a100-40gb": 1410.0,  # NVIDIA A100 Tensor Core GPU Architecture whitepaper, Table 1
+    "a100-80gb": 1410.0,  # same GA100 SXM4 part
+    "a100-pcie-80gb": 1410.0,  # same GA100 (A100 whitepaper Table 1: PCIe boost 1410 MHz)
+    "h100-sxm": 1980.0,  # NVIDIA H100 SXM5 max boost clock (H100 product brief)
+    "h100-pcie": 1755.0,  # NVIDIA H100 PCIe product brief, max boost
+    "h200": 1980.0,  # the H100 SXM5 GH100 with HBM3e (same clocks)
+    "gh200": 1980.0,  # Grace Hopper superchip: the H100 SXM5 GPU configuration
+    "l40s": 2520.0,  # NVIDIA L40S product brief, max boost clock
+    "l4": 2040.0,  # NVIDIA L4 product brief, max boost clock
+    "a40": 1740.0,  # NVIDIA A40 product brief, max boost clock
+    "a10": 1695.0,  # NVIDIA A10 product brief, max boost clock
+}
+#: Attention kernel generation per architecture (vLLM / SGLang pick FlashAttention 3 only on
+#: Hopper, FlashAttention 2 on Ampere and Ada).
+ATTENTION_KERNEL: dict[str, str] = {"ampere": "fa2", "ada": "fa2", "hopper": "fa3"}
+#: link_over_bus of a host-routed PCIe ring (groups > 2 on PCIe): APEX+ V100-PCIE-16GB all-reduce
+#: at 4 GPUs, bulk line 3.0 GB/s algorithm bandwidth = 4.5 GB/s bus bandwidth on a 15.75 GB/s
+#: PCIe 3 link (``collectives`` section of the shipped calibration; a test recomputes it).
+PCIE_HOST_RING_LINK_OVER_BUS = 3.5
+
+FAMILIES_WITH_RULES = ("gemm", "attention", "collectives")
+
+
+def sm_clock_hz(gpu: GPUSpec) -> float | None:
+    """The GPU's data-sheet max boost clock in Hz (None when not listed)."""
+    mhz = BOOST_CLOCK_MHZ.get(gpu.name)
+    return mhz * 1e6 if mhz else None
+
+
+def clock_ratio(source: GPUSpec, target: GPUSpec) -> float:
+    """Donor clock / target clock: the factor on a fixed cost in cycles (1 if either unknown)."""
+    a, b = sm_clock_hz(source), sm_clock_hz(target)
+    return a / b if a and b else 1.0
+
+
+def attention_kernel(gpu: GPUSpec) -> str:
+    """``fa2`` / ``fa3`` for the GPU's architecture ("" when not known)."""
+    return ATTENTION_KERNEL.get(gpu.architecture, "")
+
+
+def link_class(gpu: GPUSpec) -> str:
+    """``pcie`` when GPUs of a node talk over PCIe, else ``nvlink`` (or the link's name)."""
+    name = gpu.intra_node_link.name
+    if name.startswith("pcie"):
+        return "pcie"
+    return "nvlink" if name.startswith("nvlink") else name
+
+
+#: (sub-)family -> the trait a donor should share with the target. Prefill attention is where
+#: the kernel generation shows (per-CTA cost, tiles); decode attention is a KV stream plus
+#: per-row work, which the clock / SM rules carry from the nearest GPU.
+DONOR_TRAITS = {"prefill_attention": attention_kernel, "collectives": link_class}
+
+
+def choose_donor(family: str, target: GPUSpec, candidates: Mapping[str, GPUSpec]) -> str | None:
+    """The calibration key whose fit of ``family`` prices ``target`` (None: no donor).
+
+    ``family`` is an operator family or ``prefill_attention`` / ``decode_attention``.
+    Candidates sharing the family's trait (``DONOR_TRAITS``) come first; among them, and
+    otherwise, ``stacks.nearest_calibrated``'s rule.
+    """
+    trait = DONOR_TRAITS.get(family)
+    pool = dict(candidates)
+    if trait is not None and trait(target):
+        same = {k: g for k, g in candidates.items() if trait(g) == trait(target)}
+        pool = same or pool
+    specs = {k: (g.architecture, g.hbm_bandwidth_bytes_per_s) for k, g in pool.items()}
+    return nearest_calibrated(target.architecture, target.hbm_bandwidth_bytes_per_s, specs)
+
+
+@dataclass(frozen=True, slots=True)
+class Borrowed:
+    """A family's parameters carried to a GPU without tables.
+
+    Attributes:
+        params: JSON-ready parameters, the rules applied (priced on the target's data sheet).
+        donor: the calibration key of the donor, or ``"<prefill>+<decode>"`` for attention when
+            its phases come from two GPUs.
+        donors: part -> calibration key (``prefill`` / ``decode`` for attention, else the family).
+    """
+
+    params: dict[str, Any]
+    donor: str
+    donors: dict[str, str] = field(default_factory=dict)
+
+
+def borrow(
+    family: str, target: GPUSpec, donors: Mapping[str, tuple[GPUSpec, Mapping[str, Any]]]
+) -> Borrowed | None:
+    """``family``'s parameters for ``target`` from the calibrated ``donors`` (key -> (spec,
+    params)) by the donor rule and ``adapt_params`` (None: no donor qualifies)."""
+    specs = {key: spec for key, (spec, _) in donors.items()}
+    if family != "attention":
+        key = choose_donor(family, target, specs)
+        if key is None:
+            return None
+        spec, params = donors[key]
+        return Borrowed(adapt_params(family, params, spec, target), key, {family: key})
+    chosen: dict[str, str] = {}
+    out: dict[str, Any] = {}
+    for phase in ("prefill", "decode"):
+        pool = {k: g for k, g in specs.items() if donors[k][1].get(phase)}
+        key = choose_donor(f"{phase}_attention", target, pool)
+        if key is None:
+            continue
+        spec, params = donors[key]
+        out[phase] = adapt_params(family, {phase: params[phase]}, spec, target)[phase]
+        chosen[phase] = key
+    if "prefill" not in out or "decode" not in out:
+        return None
+    keys = sorted(set(chosen.values()), key=list(chosen.values()).index)
+    return Borrowed(out, "+".join(keys), chosen)
+
+
+def adapt_params(
+    family: str, params: Mapping[str, Any], source: GPUSpec, target: GPUSpec
+) -> dict[str, Any]:
+    """``params`` (fitted on ``source``) with the stated rules applied for ``target``.
+
+    Returns a new JSON-ready dict; ``params`` is not changed. Same GPU or a family without
+    rules (MoE): an unchanged copy.
+    """
+    out = copy.deepcopy(dict(params))
+    if source.name == target.name or family not in FAMILIES_WITH_RULES:
+        return out
+    if family == "gemm":
+        _adapt_gemm(out, source, target)
+    elif family == "attention":
+        _adapt_attention(out, source, target)
+    else:
+        _adapt_collectives(out, source, target)
+    return out
+
+
+def _adapt_gemm(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -> None:
+    clock = clock_ratio(source, target)
+    issue = _issue_ratio(source, target)
+    for fit in params.values():
+        fit["floor_s"] *= clock
+        fit["mem_latency_s"] *= clock
+        fit["kloop_s"] *= clock
+        fit["row_s"] *= issue
+        if fit.get("quant"):
+            fit["quant"]["floor_s"] *= clock
+            fit["quant"]["k_s"] *= clock
+            fit["quant"]["row_s"] *= issue
+
+
+def _per_sm_peak(gpu: GPUSpec) -> float:
+    return gpu.peak_flops(DType.BF16) / gpu_sms_l2(gpu)[0]
+
+
+def _issue_ratio(source: GPUSpec, target: GPUSpec) -> float:
+    """Donor / target SMs x clock: the factor on per-row work that runs on the SMs' CUDA cores
+    (loads, reductions, epilogues), whatever the tensor peak."""
+    return clock_ratio(source, target) * gpu_sms_l2(source)[0] / gpu_sms_l2(target)[0]
+
+
+def _adapt_attention(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -> None:
+    clock = clock_ratio(source, target)
+    # per-CTA fixed cost in tile visits: cycles -> time at the target clock -> target tiles
+    tiles = clock * _per_sm_peak(target) / _per_sm_peak(source)
+    # per-row decode work in flop-equivalents of the bf16 peak: SM issue -> target flops
+    rows = _issue_ratio(source, target) * target.peak_flops(DType.BF16)
+    rows /= source.peak_flops(DType.BF16)
+    for phase in ("prefill", "decode"):
+        for fit in params.get(phase, {}).values():
+            fit["floor_s"] *= clock
+            if phase == "prefill":
+                fit["fix_tiles"] *= tiles
+            else:
+                fit["row_flops"] *= rows
+                fit["kv_row_flops"] *= rows
+
+
+def _adapt_collectives(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -> None:
+    clock = clock_ratio(source, target)
+    link_ratio = target.intra_node_link.bandwidth_bytes_per_s
+    link_ratio /= source.intra_node_link.bandwidth_bytes_per_s
+    is_pcie = link_class(target) == "pcie"
+    # a PCIe donor's regimes are bound by its host path, not by a protocol: scale with the link
+    keeps_bus_bw = link_class(source) != "pcie"
+    for part in params.values():
+        if not isinstance(part, dict) or "fits" not in part:
+            continue
+        for fit in part["fits"]:
+            host_ring = is_pcie and int(fit["num_gpus"]) > 2
+            _adapt_segments(fit["segments"], clock, link_ratio, keeps_bus_bw, host_ring)
+
+
+def _adapt_segments(
+    segments: list[list[float]], clock: float, link_ratio: float, keeps_bus_bw: bool, host: bool
+) -> None:
+    """Carry one fit's regimes ``[alpha_s, link_over_bus]`` (in place).
+
+    ``link_over_bus`` is relative to the link (the opmodel divides by the target's), so a
+    regime kept at the donor's absolute bus bandwidth gets ``link_ratio * clock`` times it.
+    """
+    bulk = segments[-1][1] if segments[-1][1] > 0 else 1.0
+    cap = max(bulk, PCIE_HOST_RING_LINK_OVER_BUS) if host else bulk
+    for seg in segments:
+        seg[0] *= clock
+        if seg[1] <= 0:
+            continue
+        if keeps_bus_bw and seg[1] >= bulk:
+            # protocol-bound (slower than the bulk regime): the donor's bus bandwidth at the
+            # target's clock, unless the target's link at the bulk efficiency is slower
+            seg[1] = max(seg[1] * link_ratio * clock, cap)
+        else:
+            seg[1] = max(seg[1], cap) if host else seg[1]
+
+
+def describe_rules() -> str:
+    """One line naming the rules (stored beside the leave-one-GPU-out report)."""
+    return (
+        "donor by trait (attention kernel generation, link class; else nearest architecture "
+        "and bandwidth); fixed costs x SM clock ratio; collective regimes keep the donor's bus "
+        "bandwidth capped by the target link; PCIe groups > 2 at a host-routed ring's "
+        f"link/bus {PCIE_HOST_RING_LINK_OVER_BUS:g}"
+    )
