@@ -38,6 +38,7 @@ from servesim.cluster.config import (
     RouterConfig,
     apply_engine_defaults,
 )
+from servesim.config.kebab import snake_case_keys
 from servesim.config.loading import deep_copy, load_yaml, rebase_model_path, set_dotted
 from servesim.config.sections import (
     DEFAULT_GPU,
@@ -248,11 +249,13 @@ class SimConfig(BaseModel):
         """Validate ``data`` after applying dotted-path ``overrides``.
 
         Args:
-            data: the raw mapping (as in the YAML file).
+            data: the raw mapping (as in the YAML file); keys may be kebab-case
+                (``max-num-seqs``) as well as snake_case (``servesim.config.kebab``).
             overrides: ``{"dotted.path": value}``; they replace what ``data`` says.
             base_dir: directory that relative model paths in ``data`` are relative to.
         """
-        raw = deep_copy(data)
+        # kebab-case keys as the CLI spells them (max-num-seqs), before the snake_case overrides
+        raw = snake_case_keys(deep_copy(data), cls)
         if base_dir is not None:
             rebase_model_path(raw, base_dir)
         for dotted, value in (overrides or {}).items():
