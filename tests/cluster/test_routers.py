@@ -140,3 +140,17 @@ def test_user_router_by_path(tmp_path: Path) -> None:
 def test_unknown_router_suggests_names() -> None:
     with pytest.raises(UnknownNameError, match="did you mean round_robin"):
         make_router("round_robbin", {}, context(1))
+
+
+def test_slo_aware_reads_each_views_own_replica_when_some_are_not_routable() -> None:
+    slow = ReplicaPlan(model=resolve_model("llama-3.1-8b"), gpu=get_gpu("a100-80gb"))
+    perf = RooflinePerfModel()
+    rng = np.random.default_rng(1)
+    # entry replicas 4 (A100) and 7 (H100); only 7 is routable, so it is the views' position 0
+    router = make_router("slo_aware", {}, RouterContext((slow, PLAN), perf, rng, (4, 7)))
+    alone = make_router("slo_aware", {}, RouterContext((PLAN,), perf, rng))
+    backlog = [ReplicaView(7, 2, 3, 0.5, 900, 4000)]
+    predicted = router.predicted_ttft_s(REQ, backlog)  # type: ignore[attr-defined]
+    assert predicted == alone.predicted_ttft_s(REQ, [view(0, 2, 3, 0.5, 900, 4000)])  # type: ignore[attr-defined]
+    both = [ReplicaView(4, 0, 0, 0.0, 0, 4000), ReplicaView(7, 0, 0, 0.0, 0, 4000)]
+    assert router.route(REQ, both) == 1  # the same backlog drains faster on the H100

@@ -38,14 +38,18 @@ class RouterContext:
     """Static facts a router may use: the pool's plans, the perf model, its random stream.
 
     Attributes:
-        plans: the plan of each candidate replica (same order as the views).
+        plans: the plan of each candidate replica (the views' order when all are routable).
         perf: the cost model (SLO-aware routing predicts prefill time with it).
         rng: this router's own random generator.
+        replica_ids: the ``replica_id`` of each plan's replica (empty: ``0..len(plans)-1``),
+            so a router can find a view's plan when some candidates are not routable
+            (autoscaling) and the views are a subset.
     """
 
     plans: tuple[ReplicaPlan, ...]
     perf: PerfModel
     rng: np.random.Generator
+    replica_ids: tuple[int, ...] = ()
 
 
 ROUTERS: Registry[type[Any]] = Registry("router")
@@ -237,9 +241,12 @@ class SLOAwareRouter:
         self.probe_tokens = probe_tokens
         self._rates: list[float] = []
         self._decode_s: list[float] = []
+        self._position: dict[int, int] = {}  # replica_id -> index into the rates
 
     def bind(self, context: RouterContext) -> None:
         """Measure each replica's prefill rate and decode step once, with the perf model."""
+        ids = context.replica_ids or tuple(range(len(context.plans)))
+        self._position = {rid: k for k, rid in enumerate(ids)}
         for plan in context.plans:
             n = self.probe_tokens
             prefill = BatchShape.from_lists(prefill=[(n, 0)])
@@ -256,10 +263,11 @@ class SLOAwareRouter:
         out = []
         for i in range(len(views)):
             v = views[i]
+            k = self._position.get(v.replica_id, i)  # the view's own replica's figures
             # queued requests also wait for KV memory / batch slots: each costs at least one
             # decode step of the running batch before it is admitted (vLLM admits per step)
-            busy = self._decode_s[i] * (1 + v.num_queued) if v.num_running else 0.0
-            out.append((v.num_queued_prompt_tokens + prompt) / self._rates[i] + busy)
+            busy = self._decode_s[k] * (1 + v.num_queued) if v.num_running else 0.0
+            out.append((v.num_queued_prompt_tokens + prompt) / self._rates[k] + busy)
         return out
 
     def route(self, request: Request, views: Sequence[ReplicaView]) -> int:

@@ -97,7 +97,7 @@ class Cluster:
             self.decode_router_name = f"decode router {kind}"
         self.admission_name = f"admission {cfg.admission.kind}"
         plans = tuple(self.plans[i] for i in self.entry)
-        context = RouterContext(plans, perf, streams.generator("admission"))
+        context = RouterContext(plans, perf, streams.generator("admission"), tuple(self.entry))
         self.admission = entry_admission(cfg.admission, context)
         if self.admission is not None:
             self.stats.admission = cfg.admission.kind
@@ -147,6 +147,7 @@ class Cluster:
             plans=tuple(self.plans[i] for i in members),
             perf=self.perf,
             rng=self.streams.generator(name),
+            replica_ids=tuple(members),
         )
         return make_router(kind, dict(options), context)
 
