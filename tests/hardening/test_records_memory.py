@@ -62,7 +62,7 @@ def test_a_run_spanning_several_chunks_gives_the_same_summary_as_one_chunk(
     config = {"num_requests": 60, "seed": 3}
     one_chunk = simulate(config)
     # the same run with tiny chunks: many joins, the same rows and figures
-    monkeypatch.setattr(_ChunkedColumns.__init__, "__defaults__", (4,))
+    monkeypatch.setattr(_ChunkedColumns.__init__, "__defaults__", (4, None))
     many_chunks = simulate(config)
     assert many_chunks.records.iterations.size > 4 * 10  # over ten chunks, joined by summarize
     assert many_chunks.to_json() == one_chunk.to_json()

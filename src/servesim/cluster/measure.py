@@ -2,16 +2,21 @@
 
 The warm-ups run alone before the measured requests, so they are the first request rows, the
 iterations that started before the measured start and the token-gap samples before the first
-measured one.
+measured one. Tables that spilled to disk (long runs) are cut a chunk at a time into new
+spilled tables, so the cut never holds a whole table in memory.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
 
-from servesim.engine.records import SimulationRecords, TokenGapSamples
+from servesim.engine.columns import RequestTable, _ChunkedColumns
+from servesim.engine.records import ITERATION_COLUMNS, REQUEST_COLUMNS, SimulationRecords
+
+Chunk = dict[str, np.ndarray]
 
 
 def without_warmups(
@@ -27,15 +32,34 @@ def without_warmups(
         counters=dict(records.counters),
     )
     out.count("num_warmup_requests", num_warmup_rows)
-    req = records.requests.view()
-    _copy_rows(req, np.arange(num_warmup_rows, records.requests.size), out.requests)
-    it = records.iterations.view()
-    _copy_rows(it, np.flatnonzero(it["start_s"] >= start_s), out.iterations)
-    values, weights = records.token_gaps.arrays()
-    out.token_gaps = TokenGapSamples()
-    out.token_gaps.values_s.extend(values[first_gap:].tolist())
-    out.token_gaps.weights.extend(weights[first_gap:].tolist())
+    if records.requests.is_spilled:
+        rows = _after_row(records.requests.chunks(), num_warmup_rows)
+        out.requests = RequestTable.from_chunks(REQUEST_COLUMNS, rows)
+    else:
+        req = records.requests.view()
+        _copy_rows(req, np.arange(num_warmup_rows, records.requests.size), out.requests)
+    if records.iterations.is_spilled:
+        kept = (
+            {k: v[c["start_s"] >= start_s] for k, v in c.items()}
+            for c in records.iterations.chunks()
+        )
+        out.iterations = _ChunkedColumns.from_chunks(ITERATION_COLUMNS, kept)
+    else:
+        it = records.iterations.view()
+        _copy_rows(it, np.flatnonzero(it["start_s"] >= start_s), out.iterations)
+    out.token_gaps = records.token_gaps.tail(first_gap)
     return out
+
+
+def _after_row(chunks: Iterable[Chunk], first: int) -> Iterator[Chunk]:
+    """The rows from index ``first`` on, chunk by chunk."""
+    start = 0
+    for chunk in chunks:
+        size = len(next(iter(chunk.values())))
+        lo = max(first - start, 0)
+        if lo < size:
+            yield {k: v[lo:] for k, v in chunk.items()}
+        start += size
 
 
 def _copy_rows(src: dict[str, np.ndarray], rows: np.ndarray, dst: Any) -> None:

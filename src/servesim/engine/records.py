@@ -10,10 +10,18 @@ iteration, that is one sample of weight ``n``.
 from __future__ import annotations
 
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 
 import numpy as np
+
+from servesim.engine.columns import (  # noqa: F401  (_Columns: tests and older callers)
+    RequestTable,
+    _ChunkedColumns,
+    _Columns,
+)
+from servesim.engine.spill import ChunkStore
 
 
 class RejectReason(IntEnum):
@@ -24,122 +32,6 @@ class RejectReason(IntEnum):
     EXCEEDS_KV_CAPACITY = 2  # the request alone needs more KV blocks than the replica has
     NOT_FINISHED = 3  # still running or queued when the simulation stopped (duration limit)
     PROMPT_EXCEEDS_BATCH_TOKENS = 4  # prefill-first without chunking: prompt > token budget
-
-
-class _Columns:
-    """Growable numpy columns (amortised doubling); ``view()`` returns the filled prefix."""
-
-    def __init__(self, dtypes: dict[str, np.dtype | type], capacity: int = 1024) -> None:
-        self._dtypes = {k: np.dtype(v) for k, v in dtypes.items()}
-        self._data = {k: np.empty(capacity, dtype=dt) for k, dt in self._dtypes.items()}
-        self.size = 0
-
-    def _grow(self, need: int) -> None:
-        cap = len(next(iter(self._data.values())))
-        if need <= cap:
-            return
-        new_cap = max(need, cap * 2)
-        for k, arr in self._data.items():
-            grown = np.empty(new_cap, dtype=arr.dtype)
-            grown[: self.size] = arr[: self.size]
-            self._data[k] = grown
-
-    def append_row(self, **values: float | int) -> int:
-        """Append one row; returns its index. Missing columns must not exist."""
-        self._grow(self.size + 1)
-        i = self.size
-        for k, v in values.items():
-            self._data[k][i] = v
-        self.size += 1
-        return i
-
-    def column(self, name: str) -> np.ndarray:
-        """The full backing array of ``name`` (write through it by row index)."""
-        return self._data[name]
-
-    def view(self, copy: bool = True) -> dict[str, np.ndarray]:
-        """Filled prefix of every column: copies, safe to keep; with ``copy=False`` views of
-        the backing arrays, valid only until the next append (summaries of a finished run)."""
-        return {k: v[: self.size].copy() if copy else v[: self.size] for k, v in self._data.items()}
-
-
-class _ChunkedColumns:
-    """Append-only columns stored in fixed-size chunks, for tables of millions of rows.
-
-    Growing never copies what is there (doubling a 7M-row table would briefly hold it three
-    times) and the unused slack is under one chunk. Same interface as ``_Columns``;
-    ``column()`` first joins the chunks into one array, so writes through it persist.
-    """
-
-    def __init__(self, dtypes: dict[str, np.dtype | type], chunk_rows: int = 1 << 16) -> None:
-        self._dtypes = {k: np.dtype(v) for k, v in dtypes.items()}
-        self._chunk_rows = chunk_rows
-        self._chunks: list[dict[str, np.ndarray]] = []
-        self._offset = 0  # rows in the chunks before the last one
-        self.size = 0
-
-    def _new_chunk(self, rows: int) -> dict[str, np.ndarray]:
-        chunk = {k: np.empty(rows, dtype=dt) for k, dt in self._dtypes.items()}
-        self._chunks.append(chunk)
-        return chunk
-
-    def append_row(self, **values: float | int) -> int:
-        """Append one row; returns its index. Missing columns must not exist."""
-        i = self.size
-        last = self._chunks[-1] if self._chunks else None
-        if last is None or i - self._offset >= len(next(iter(last.values()))):
-            if last is not None:
-                self._offset = i
-            last = self._new_chunk(self._chunk_rows)
-        j = i - self._offset
-        for k, v in values.items():
-            last[k][j] = v
-        self.size += 1
-        return i
-
-    def _filled(self) -> list[dict[str, np.ndarray]]:
-        """Each chunk cut to its filled rows."""
-        out = []
-        for index, chunk in enumerate(self._chunks):
-            if index < len(self._chunks) - 1:
-                out.append(chunk)
-            else:
-                out.append({k: v[: self.size - self._offset] for k, v in chunk.items()})
-        return out
-
-    def view(self, copy: bool = True) -> dict[str, np.ndarray]:
-        """Filled rows of every column as one array each: new arrays, or with ``copy=False``
-        views of the storage after joining the chunks in place (valid until the next append)."""
-        if not copy:
-            self._join()
-        filled = self._filled()
-        if not filled:
-            return {k: np.empty(0, dtype=dt) for k, dt in self._dtypes.items()}
-        if len(filled) == 1:
-            return {k: v.copy() if copy else v for k, v in filled[0].items()}
-        return {k: np.concatenate([c[k] for c in filled]) for k in self._dtypes}
-
-    def _join(self) -> None:
-        """Make the chunks one exact-size chunk, a column at a time, freeing each column's
-        chunks as it goes: joining costs one column of extra memory, not the whole table."""
-        if len(self._chunks) <= 1:
-            return
-        filled = self._filled()
-        joined: dict[str, np.ndarray] = {}
-        for name in self._dtypes:
-            joined[name] = np.concatenate([c[name] for c in filled])
-            for chunk, part in zip(self._chunks, filled, strict=True):
-                chunk.pop(name, None)  # ``part`` is the chunk itself or a cut of it
-                part.pop(name, None)
-        self._chunks = [joined]
-        self._offset = 0
-
-    def column(self, name: str) -> np.ndarray:
-        """The full array of ``name`` (write through it by row index): joins the chunks."""
-        self._join()
-        if not self._chunks:
-            self._new_chunk(self._chunk_rows)
-        return self._chunks[0][name]
 
 
 REQUEST_COLUMNS: dict[str, type] = {
@@ -182,28 +74,145 @@ ITERATION_COLUMNS: dict[str, type] = {
 }
 
 
-@dataclass(slots=True)
+# Token-gap samples kept in memory before they go to disk in chunks (16 bytes a sample: 16 MB).
+TOKEN_GAP_BUDGET = 1 << 20
+
+_GAP_DTYPES = {"value_s": np.dtype(np.float64), "weight": np.dtype(np.int64)}
+
+
 class TokenGapSamples:
     """Weighted samples of inter-token gaps (TBT/ITL), exact and compact.
 
-    Stored in typed arrays (8 bytes a value) so a million-request run stays small.
+    Stored in typed arrays (8 bytes a value). Past ``budget`` samples in memory the buffer
+    moves to disk as one chunk (``servesim.engine.spill``) and starts again, so a long run
+    holds at most ``budget`` samples; ``chunks()`` reads them all back in order. Samples keep
+    their index either way (``num_samples``; ``len(values_s)`` says the same), so the warm-up
+    cut (``tail``) stays exact.
     """
 
-    values_s: array = field(default_factory=lambda: array("d"))
-    weights: array = field(default_factory=lambda: array("q"))
+    __slots__ = ("_budget", "_store", "_values", "_weights")
+
+    def __init__(self, budget: int | None = None) -> None:
+        self._values = array("d")
+        self._weights = array("q")
+        self._budget = TOKEN_GAP_BUDGET if budget is None else budget
+        self._store: ChunkStore | None = None
 
     def add(self, gap_s: float, weight: int = 1) -> None:
         """Record ``weight`` tokens that each followed their previous token by ``gap_s``."""
         if weight > 0:
-            self.values_s.append(gap_s)
-            self.weights.append(weight)
+            self._values.append(gap_s)
+            self._weights.append(weight)
+            if len(self._values) >= self._budget:
+                self._spill()
+
+    def _spill(self) -> None:
+        if self._store is None:
+            self._store = ChunkStore(_GAP_DTYPES)
+        self._store.append(self._buffer_arrays(copy=True))
+        self._values, self._weights = array("d"), array("q")
+
+    def _buffer_arrays(self, copy: bool) -> dict[str, np.ndarray]:
+        values = np.frombuffer(self._values, dtype=np.float64)
+        weights = np.frombuffer(self._weights, dtype=np.int64)
+        if copy:
+            values, weights = values.copy(), weights.copy()
+        return {"value_s": values, "weight": weights}
+
+    @property
+    def is_spilled(self) -> bool:
+        """Whether some samples live on disk (read them with ``chunks()``)."""
+        return self._store is not None
+
+    @property
+    def num_samples(self) -> int:
+        """Samples recorded so far (the index the next one gets)."""
+        on_disk = self._store.num_rows if self._store is not None else 0
+        return on_disk + len(self._values)
+
+    @property
+    def values_s(self) -> array | _SampleCount:
+        """The sample values while all are in memory; once some are on disk, an object whose
+        ``len()`` is still ``num_samples`` (what callers take as the next sample's index)."""
+        if self._store is None:
+            return self._values
+        return _SampleCount(self.num_samples)
+
+    @property
+    def weights(self) -> array:
+        """The weights of the samples in memory."""
+        return self._weights
+
+    def chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(values, weights) a chunk at a time, in sample order (disk chunks read back).
+        The last chunk is a read-only view, valid while nothing is added."""
+        if self._store is not None:
+            for chunk in self._store:
+                yield chunk["value_s"], chunk["weight"]
+        if len(self._values):
+            buffer = self._buffer_arrays(copy=False)
+            yield buffer["value_s"], buffer["weight"]
 
     def arrays(self, copy: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(values, weights) as numpy arrays; ``copy=False``: read-only views, valid only
-        while nothing is added (summaries of a finished run)."""
-        values = np.frombuffer(self.values_s, dtype=np.float64)
-        weights = np.frombuffer(self.weights, dtype=np.int64)
-        return (values.copy(), weights.copy()) if copy else (values, weights)
+        while nothing is added (summaries of a finished run). Spilled samples are read back
+        whole (new arrays)."""
+        if self._store is None:
+            buffer = self._buffer_arrays(copy)
+            return buffer["value_s"], buffer["weight"]
+        parts = list(self.chunks())
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    def __eq__(self, other: object) -> bool:
+        """Same samples, in the same order (wherever they are kept)."""
+        if not isinstance(other, TokenGapSamples):
+            return NotImplemented
+        mine, theirs = self.arrays(), other.arrays()
+        return all(a.tobytes() == b.tobytes() for a, b in zip(mine, theirs, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  (mutable)
+
+    def __repr__(self) -> str:
+        return f"TokenGapSamples(num_samples={self.num_samples}, is_spilled={self.is_spilled})"
+
+    def tail(self, first: int) -> TokenGapSamples:
+        """A new set of the samples from index ``first`` on (in memory while they fit)."""
+        out = TokenGapSamples(self._budget)
+        start = 0
+        for values, weights in self.chunks():
+            end = start + values.size
+            lo = max(first - start, 0)
+            if lo < values.size:
+                out._extend(values[lo:], weights[lo:])
+            start = end
+        return out
+
+    def _extend(self, values: np.ndarray, weights: np.ndarray) -> None:
+        room = self._budget - len(self._values)
+        while values.size:
+            self._values.extend(values[:room].tolist())
+            self._weights.extend(weights[:room].tolist())
+            values, weights = values[room:], weights[room:]
+            if len(self._values) >= self._budget:
+                self._spill()
+            room = self._budget
+
+
+class _SampleCount:
+    """Stands for a sample array that is partly on disk: only its length is known here."""
+
+    __slots__ = ("_n",)
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+
+def _request_left(chunk: dict[str, np.ndarray]) -> np.ndarray:
+    """Rows whose request left (completed, or rejected for a reason): final from now on."""
+    return np.isfinite(chunk["completion_s"]) | (chunk["reject_reason"] != RejectReason.NONE)
 
 
 @dataclass(slots=True)
@@ -238,7 +247,9 @@ class SimulationRecords:
         counters: named integer counters (preemptions, swaps, prefix-cache lookups/hits, ...).
     """
 
-    requests: _Columns = field(default_factory=lambda: _Columns(REQUEST_COLUMNS))
+    requests: RequestTable = field(
+        default_factory=lambda: RequestTable(REQUEST_COLUMNS, is_finished=_request_left)
+    )
     iterations: _ChunkedColumns = field(default_factory=lambda: _ChunkedColumns(ITERATION_COLUMNS))
     token_gaps: TokenGapSamples = field(default_factory=TokenGapSamples)
     replicas: list[ReplicaInfo] = field(default_factory=list)

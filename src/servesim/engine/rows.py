@@ -92,20 +92,20 @@ def write_request(
     records: SimulationRecords, seq: Seq, *, completion_s: float, reason: int = 0
 ) -> None:
     """Write a request's final figures into its row of ``records.requests``."""
-    cols = records.requests
-    row = seq.row
-    cols.column("first_scheduled_s")[row] = seq.first_scheduled_s
-    cols.column("first_token_s")[row] = seq.first_token_s
+    # The row's arrays and index (a long run's table keeps in-flight rows in chunks).
+    cols, row = records.requests.locate(seq.row)
+    cols["first_scheduled_s"][row] = seq.first_scheduled_s
+    cols["first_token_s"][row] = seq.first_token_s
     first_s = seq.first_token_s
     # A stream reaches the client in order: its end is never before its first token, which
     # the front end may deliver after later steps have ended (EngineTiming.output_per_seq_s).
     if completion_s < first_s:
         completion_s = first_s
-    cols.column("completion_s")[row] = completion_s
-    cols.column("num_emitted_tokens")[row] = seq.num_emitted
+    cols["completion_s"][row] = completion_s
+    cols["num_emitted_tokens"][row] = seq.num_emitted
     gaps_s = max(seq.last_token_s - first_s, 0.0) if seq.num_emitted > 1 else 0.0
-    cols.column("sum_tbt_s")[row] = gaps_s
-    cols.column("max_tbt_s")[row] = seq.max_gap_s
-    cols.column("num_preemptions")[row] = seq.num_preemptions
-    cols.column("num_prefix_hit_tokens")[row] = seq.num_hit_tokens
-    cols.column("reject_reason")[row] = reason
+    cols["sum_tbt_s"][row] = gaps_s
+    cols["max_tbt_s"][row] = seq.max_gap_s
+    cols["num_preemptions"][row] = seq.num_preemptions
+    cols["num_prefix_hit_tokens"][row] = seq.num_hit_tokens
+    cols["reject_reason"][row] = reason

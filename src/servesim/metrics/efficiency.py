@@ -80,17 +80,44 @@ def compute_efficiency(
         num_output_tokens: output tokens of completed requests.
     """
     rid = iterations["replica_id"]
-    flops = iterations["flops"]
-    nbytes = iterations["hbm_bytes"]
+    energy_rows = {
+        r.replica_id: float(np.sum(iterations["energy_j"][rid == r.replica_id])) for r in replicas
+    }
+    return efficiency_from_totals(
+        float(iterations["flops"].sum()),
+        float(iterations["hbm_bytes"].sum()),
+        energy_rows,
+        replicas,
+        busy_s,
+        makespan_s,
+        num_output_tokens,
+    )
+
+
+def efficiency_from_totals(
+    flops: float,
+    hbm_bytes: float,
+    energy_rows_j: dict[int, float],
+    replicas: list[ReplicaInfo],
+    busy_s: dict[int, float],
+    makespan_s: float,
+    num_output_tokens: int,
+) -> Efficiency:
+    """``compute_efficiency`` from the iteration totals (a long run streams them).
+
+    Args:
+        flops: FLOPs of every iteration row.
+        hbm_bytes: HBM bytes of every iteration row.
+        energy_rows_j: per replica id, the energy of its iteration rows.
+        replicas, busy_s, makespan_s, num_output_tokens: as ``compute_efficiency``.
+    """
     cap_flops = cap_bytes = energy = 0.0
     num_gpus = sum(r.num_gpus for r in replicas)
     for r in replicas:
-        mask = rid == r.replica_id
         cap_flops += r.peak_flops_per_s * r.num_gpus * busy_s[r.replica_id]
         cap_bytes += r.hbm_bandwidth_bytes_per_s * r.num_gpus * busy_s[r.replica_id]
-        energy += replica_energy_j(
-            r, iterations["energy_j"][mask], busy_s[r.replica_id], makespan_s
-        )
+        idle = r.idle_w * r.num_gpus * max(0.0, makespan_s - busy_s[r.replica_id])
+        energy += idle + energy_rows_j[r.replica_id]
     gpu_hours = num_gpus * makespan_s / SECONDS_PER_HOUR
     cost = sum(r.num_gpus * r.price_per_gpu_hour_usd for r in replicas) * makespan_s
     cost /= SECONDS_PER_HOUR
@@ -98,8 +125,8 @@ def compute_efficiency(
     return Efficiency(
         num_gpus=num_gpus,
         busy_fraction=busy_gpu_s / (num_gpus * makespan_s) if num_gpus and makespan_s else 0.0,
-        mfu=float(flops.sum()) / cap_flops if cap_flops > 0 else None,
-        mbu=float(nbytes.sum()) / cap_bytes if cap_bytes > 0 else None,
+        mfu=flops / cap_flops if cap_flops > 0 else None,
+        mbu=hbm_bytes / cap_bytes if cap_bytes > 0 else None,
         gpu_hours=gpu_hours,
         cost_usd=cost,
         cost_per_million_output_tokens_usd=(

@@ -134,8 +134,18 @@ def meets_targets(
 def _attainment(
     name: str, targets: SLOTargets | None, met: np.ndarray, duration_s: float, goal: float
 ) -> ClassAttainment:
-    num = int(met.size)
-    num_met = int(met.sum())
+    return attainment_from_counts(name, targets, int(met.size), int(met.sum()), duration_s, goal)
+
+
+def attainment_from_counts(
+    name: str,
+    targets: SLOTargets | None,
+    num: int,
+    num_met: int,
+    duration_s: float,
+    goal: float,
+) -> ClassAttainment:
+    """A class's outcome from its request and met counts (a long run streams the counts)."""
     attainment = num_met / num if num else None
     return ClassAttainment(
         slo_class=name,

@@ -34,6 +34,13 @@ from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.metrics.efficiency import Efficiency, compute_efficiency
 from servesim.metrics.slo import SLOResult, SLOSpec, evaluate_slo
 from servesim.metrics.stats import LatencyStats, latency_stats, weighted_latency_stats
+from servesim.metrics.streaming import (
+    IterationPass,
+    RequestPass,
+    fold,
+    gap_stats,
+    request_latencies,
+)
 from servesim.metrics.timeseries import (
     TimeSeriesStats,
     busy_time_by_replica,
@@ -176,21 +183,6 @@ def _offered_rate(arrival_s: np.ndarray) -> float | None:
     return (arrival_s.size - 1) / span if span > 0 else None
 
 
-def _request_latencies(
-    req: dict[str, np.ndarray], completed: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(TTFT, E2E, TPOT-for-SLO) for every request; NaN where not completed."""
-    nan = np.full(completed.shape, np.nan)
-    ttft = np.where(completed, req["first_token_s"] - req["arrival_s"], nan)
-    e2e = np.where(completed, req["completion_s"] - req["arrival_s"], nan)
-    out = req["num_output_tokens"]
-    # vllm: TPOT = (latency - ttft) / (output_len - 1); 0 for one-token outputs in goodput.
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(out > 1, (e2e - ttft) / np.maximum(out - 1, 1), 0.0)
-    tpot = np.where(completed, tpot, nan)
-    return ttft, e2e, tpot
-
-
 def _over_time(
     records: SimulationRecords, it: dict[str, np.ndarray], window: tuple[float, float]
 ) -> tuple[TimeSeriesStats, TimeSeriesStats, dict[int, float]]:
@@ -263,18 +255,55 @@ def summarize(
     engines: Iterable[EngineLine] = (),
 ) -> Summary:
     """Turn a run's records into its summary (definitions in the module docstring);
-    ``engines`` (``engine_lines(deployment)``) says which engine each pool ran."""
-    # Views, not copies: a long run's tables are the largest thing in memory, and nothing here
-    # writes into them.
+    ``engines`` (``engine_lines(deployment)``) says which engine each pool ran.
+
+    A table that spilled to disk (a long run) is read a chunk at a time with streaming
+    aggregates and sketches (``servesim.metrics.streaming``: percentiles within relative
+    error ``sketch.DEFAULT_RELATIVE_ACCURACY``); tables in memory give exact figures.
+    """
+    if records.requests.is_spilled:
+        figures = _chunked_request_figures(records, slo)
+    else:
+        figures = _request_figures(records, slo)
+    start_s, end_s = figures["start_s"], figures["end_s"]
+    duration = end_s - start_s
+    num_out = int(figures["total_output_tokens"])
+    if records.iterations.is_spilled:
+        iterations = IterationPass(records.replicas, (start_s, end_s))
+        fold(records.iterations.chunks(), iterations)
+        iterations.finish()
+        kv, batch = iterations.over_time()
+        efficiency = iterations.efficiency(duration, num_out)
+    else:
+        # Views, not copies: a long run's tables are the largest thing in memory, and nothing
+        # here writes into them.
+        it = records.iterations.view(copy=False)
+        kv, batch, busy = _over_time(records, it, (start_s, end_s))
+        efficiency = compute_efficiency(it, records.replicas, busy, duration, num_out)
+    if records.token_gaps.is_spilled:
+        itl = gap_stats(records.token_gaps.chunks())
+    else:
+        itl = weighted_latency_stats(*records.token_gaps.arrays(copy=False))
+    return Summary(
+        itl=itl,
+        kv_utilization=kv,
+        batch_size=batch,
+        efficiency=efficiency,
+        num_replicas=len(records.replicas),
+        counters=dict(records.counters),
+        engines=tuple(engines),
+        **figures,
+    )
+
+
+def _request_figures(records: SimulationRecords, slo: SLOSpec | None) -> dict[str, Any]:
+    """The request table's summary fields, from the table in memory (exact)."""
     req = records.requests.view(copy=False)
-    it = records.iterations.view(copy=False)
     completed = (req["reject_reason"] == RejectReason.NONE) & np.isfinite(req["completion_s"])
     start_s, end_s = _window(req, completed, records.end_s)
     duration = end_s - start_s
-    ttft, e2e, tpot_slo = _request_latencies(req, completed)
+    ttft, e2e, tpot_slo = request_latencies(req, completed)
     multi = completed & (req["num_output_tokens"] > 1)
-    kv, batch, busy = _over_time(records, it, (start_s, end_s))
-    throughput = _throughput(req, completed, duration)
     slo_result = None
     if slo is not None:
         slo_result = evaluate_slo(
@@ -286,25 +315,53 @@ def summarize(
             class_names=records.slo_classes,
             duration_s=duration,
         )
-    num_out = int(throughput["total_output_tokens"])
-    return Summary(
-        num_requests=int(completed.size),
-        start_s=start_s,
-        end_s=end_s,
-        duration_s=duration,
-        offered_rate_per_s=_offered_rate(req["arrival_s"]),
-        ttft=latency_stats(ttft[completed]),
-        tpot=latency_stats(tpot_slo[multi]),
-        itl=weighted_latency_stats(*records.token_gaps.arrays(copy=False)),
-        e2e=latency_stats(e2e[completed]),
-        queueing=latency_stats((req["first_scheduled_s"] - req["arrival_s"])[completed]),
-        slo=slo_result,
-        kv_utilization=kv,
-        batch_size=batch,
-        efficiency=compute_efficiency(it, records.replicas, busy, duration, num_out),
-        num_replicas=len(records.replicas),
-        counters=dict(records.counters),
-        engines=tuple(engines),
-        **throughput,  # type: ignore[arg-type]
-        **_cache_and_rejections(req),  # type: ignore[arg-type]
-    )
+    return {
+        "num_requests": int(completed.size),
+        "start_s": start_s,
+        "end_s": end_s,
+        "duration_s": duration,
+        "offered_rate_per_s": _offered_rate(req["arrival_s"]),
+        "ttft": latency_stats(ttft[completed]),
+        "tpot": latency_stats(tpot_slo[multi]),
+        "e2e": latency_stats(e2e[completed]),
+        "queueing": latency_stats((req["first_scheduled_s"] - req["arrival_s"])[completed]),
+        "slo": slo_result,
+        **_throughput(req, completed, duration),
+        **_cache_and_rejections(req),
+    }
+
+
+def _chunked_request_figures(records: SimulationRecords, slo: SLOSpec | None) -> dict[str, Any]:
+    """The request table's summary fields, streamed over its chunks (a spilled table)."""
+    rows = RequestPass(slo, list(records.slo_classes))
+    fold(records.requests.chunks(), rows)
+    start_s, end_s = rows.window(records.end_s)
+    duration = end_s - start_s
+
+    def rate(x: float) -> float:
+        return x / duration if duration > 0 else 0.0
+
+    num_in, num_out, num_done = rows.num_input_tokens, rows.num_output_tokens, rows.num_completed
+    return {
+        "num_requests": rows.num_requests,
+        "start_s": start_s,
+        "end_s": end_s,
+        "duration_s": duration,
+        "offered_rate_per_s": rows.offered_rate(),
+        **rows.latencies(),
+        "slo": rows.slo_result(duration),
+        "num_completed": num_done,
+        "total_input_tokens": num_in,
+        "total_output_tokens": num_out,
+        "request_throughput_per_s": rate(num_done),
+        "input_throughput_tokens_per_s": rate(num_in),
+        "output_throughput_tokens_per_s": rate(num_out),
+        "total_throughput_tokens_per_s": rate(num_in + num_out),
+        "rejected_by_reason": {
+            r.name.lower(): rows.rejected.get(r, 0) for r in RejectReason if r != RejectReason.NONE
+        },
+        "num_preemptions": rows.num_preemptions,
+        "prefix_cache_hit_rate": (
+            rows.num_hit_tokens / rows.num_prompt_scheduled if rows.num_prompt_scheduled else None
+        ),
+    }

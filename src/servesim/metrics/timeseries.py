@@ -103,6 +103,16 @@ def time_weighted(
         return TimeSeriesStats(mean=0.0, max=peak)
     edges = np.linspace(t0, t1, num_points + 1)
     g = integral_at(edges, a, b, v.astype(np.float64))
+    return series_from_integrals(edges, g, scale, peak)
+
+
+def series_from_integrals(
+    edges: np.ndarray, g: np.ndarray, scale: float, peak: float
+) -> TimeSeriesStats:
+    """Mean and per-bin series from ``G`` (``integral_at``) at the bin ``edges`` of the window
+    (``edges[0]``, ``edges[-1]``): what ``time_weighted`` reports, for integrals summed over
+    chunks of rows too."""
+    span = edges[-1] - edges[0]
     # Values are non-negative; clamp the cumulative sums' rounding (~1e-16 relative) at 0.
     per_bin = np.maximum(0.0, np.diff(g) / (np.diff(edges) * scale))
     mean = max(0.0, float((g[-1] - g[0]) / (span * scale)))
