@@ -50,7 +50,16 @@ NOT_COVERED = {
 
 def _bits(times: StageTimes) -> str:
     """Every float of the answer, round-trip exact (repr), -0.0 and 0.0 apart."""
-    return repr((times.stage_s, times.overhead_s, times.flops, times.hbm_bytes, times.energy_j))
+    return repr(
+        (
+            times.stage_s,
+            times.overhead_s,
+            times.flops,
+            times.hbm_bytes,
+            times.energy_j,
+            times.comm_s,
+        )
+    )
 
 
 @st.composite
@@ -172,3 +181,17 @@ def test_memo_tables_grow_with_token_counts_not_with_shapes() -> None:
     fast = perf._entry(plan)[2]
     assert isinstance(fast, FastCost)
     assert len(fast.bases) == len(perf._cache(plan).by_tokens) == 7
+
+
+@pytest.mark.parametrize("name", ["dense-tp1", "dense-tp2", "dense-pp2", "moe-ep2"])
+def test_comm_time_is_the_collectives_of_explain(name: str) -> None:
+    plan = COVERED[name]
+    batch = BatchShape.from_lists([(300, 700)], [50, 2000] * 8)
+    times = FAST.iteration_time(plan, batch)
+    collectives = [op for op in FAST.explain(plan, batch) if op.bound == "comm"]
+    assert times.comm_s == pytest.approx(sum(op.time_s for op in collectives), rel=1e-12)
+    assert 0.0 <= times.comm_s < sum(times.stage_s)
+    if plan.tp * plan.pp * plan.ep > 1:  # a lone GPU has nothing to exchange
+        assert times.comm_s > 0.0
+    if plan.pp > 1:
+        assert any(op.name == "pp_send" for op in collectives)

@@ -98,3 +98,57 @@ def test_the_same_run_gives_the_same_trace_bytes(tmp_path: Path) -> None:
     a = write_chrome_trace(simulate(config).records, tmp_path / "a.json").read_bytes()
     b = write_chrome_trace(simulate(config).records, tmp_path / "b.json").read_bytes()
     assert a == b
+
+
+class _Rows:
+    """Just enough of ``SimulationRecords`` for ``iteration_events``: the iteration columns."""
+
+    def __init__(self, columns: dict[str, np.ndarray]) -> None:
+        self.iterations = self
+        self._columns = columns
+
+    def view(self) -> dict[str, np.ndarray]:
+        return self._columns
+
+
+def _rows(**extra: list[float]) -> _Rows:
+    base: dict[str, list[Any]] = {
+        "replica_id": [0, 0],
+        "start_s": [0.0, 0.010],
+        "duration_s": [0.010, 0.030],
+        "host_s": [0.002, 0.0],
+        "repeat": [1, 3],
+        "num_prefill_tokens": [512, 0],
+        "num_decode_seqs": [4, 8],
+        "num_seqs": [5, 8],
+        "num_queued": [0, 0],
+        "num_kv_blocks_used": [40, 44],
+        "energy_j": [1.0, 2.0],
+        **extra,
+    }
+    return _Rows({k: np.asarray(v) for k, v in base.items()})
+
+
+def test_comm_slice_closes_the_gpu_time_of_one_iteration() -> None:
+    from servesim.report.trace import iteration_events
+
+    events = iteration_events(_rows(comm_s=[0.003, 0.006]))
+    comm = [e for e in events if e.get("name") == "comm"]
+    assert len(comm) == 1  # the x3 run of decode iterations has no children
+    (slice_,) = comm
+    assert slice_["ts"] == pytest.approx(7000.0) and slice_["dur"] == pytest.approx(3000.0)
+    gpu = next(e for e in events if e.get("name") == "gpu")
+    assert gpu["ts"] <= slice_["ts"] and slice_["ts"] + slice_["dur"] == pytest.approx(
+        gpu["ts"] + gpu["dur"]
+    )
+    parents = [e for e in events if e["ph"] == "X" and "args" in e]
+    assert [p["args"]["comm_ms"] for p in parents] == [3.0, 6.0]
+
+
+def test_no_comm_slice_without_collectives_or_the_column() -> None:
+    from servesim.report.trace import iteration_events
+
+    assert not [e for e in iteration_events(_rows()) if e.get("name") == "comm"]
+    events = iteration_events(_rows(comm_s=[0.0, 0.0]))
+    assert not [e for e in events if e.get("name") == "comm"]
+    assert all("comm_ms" not in e.get("args", {}) for e in iteration_events(_rows()))

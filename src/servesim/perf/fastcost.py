@@ -22,6 +22,8 @@ from servesim.perf.plan_cost import PlanCost
 from servesim.perf.types import BatchShape, StageTimes
 
 _SAMPLING_BITS = 32  # the combined memo key: tokens << 32 | sampling sequences
+# token part + head part: stage times, kernel counts, FLOPs, bytes, energy, collective time
+_Base = tuple[tuple[float, ...], tuple[int, ...], float, float, float, float]
 
 
 class FastCost:
@@ -92,7 +94,9 @@ class FastCost:
         self.tdp_w = energy.gpu.tdp_w
         self.zero = StageTimes(stage_s=(0.0,) * plan.pp)
         # (tokens, sampling) -> token part + head part, summed as PlanCost.general sums them
-        self.bases: dict[int, tuple[tuple[float, ...], tuple[int, ...], float, float, float]] = {}
+        self.bases: dict[
+            int, tuple[tuple[float, ...], tuple[int, ...], float, float, float, float]
+        ] = {}
 
     @staticmethod
     def covers(cost: PlanCost) -> bool:
@@ -106,9 +110,7 @@ class FastCost:
             kind == "sparse" and graph.model.sparse_attention is not None
         )
 
-    def _base(
-        self, tokens: int, sampling: int
-    ) -> tuple[tuple[float, ...], tuple[int, ...], float, float, float]:
+    def _base(self, tokens: int, sampling: int) -> _Base:
         part = self.cost.token_part(tokens)
         head = self.cost.head_part(sampling)
         base = (
@@ -117,6 +119,7 @@ class FastCost:
             part.flops + head.flops,
             part.num_bytes + head.num_bytes,
             part.energy_j + head.energy_j,
+            part.comm_s + head.comm_s,
         )
         self.bases[tokens << _SAMPLING_BITS | sampling] = base
         return base
@@ -132,7 +135,7 @@ class FastCost:
         base = self.bases.get(tokens << _SAMPLING_BITS | sampling)
         if base is None:
             base = self._base(tokens, sampling)
-        stage_s, kernels, flops, nbytes, joules = base
+        stage_s, kernels, flops, nbytes, joules, comm_s = base
         if self.fitted is None:
             pre_f, pre_b, pre_t = self.prefill.cost(batch) if num_p else (0.0, 0.0, 0.0)
             dec_f, dec_b, dec_t = self.decode.cost(batch) if num_d else (0.0, 0.0, 0.0)
@@ -152,13 +155,12 @@ class FastCost:
         if self.pp == 1:
             (n,) = self.layer_counts
             t = stage_s[0] + per_layer_s * n
-            return self._one_stage(
-                batch, tokens, t, kernels[0] + num_calls * n, flops, nbytes, joules
-            )
+            launches = kernels[0] + num_calls * n
+            return self._one_stage(batch, tokens, t, launches, flops, nbytes, joules, comm_s)
         counts = self.layer_counts
         times = [t + per_layer_s * n for t, n in zip(stage_s, counts, strict=True)]
         launches = [k + num_calls * n for k, n in zip(kernels, counts, strict=True)]
-        return self._stages(batch, tokens, times, launches, flops, nbytes, joules)
+        return self._stages(batch, tokens, times, launches, flops, nbytes, joules, comm_s)
 
     def _attention_j(
         self, curve: tuple[float, ...], flops: float, num_bytes: float, time_s: float
@@ -191,6 +193,7 @@ class FastCost:
         flops: float,
         nbytes: float,
         joules: float,
+        comm_s: float,
     ) -> StageTimes:
         """``PlanCost._finish`` for one stage: a float where it sums and maxes a 1-list."""
         kernel_s = stage_s
@@ -204,7 +207,7 @@ class FastCost:
         )
         joules += self.idle_w * max(stage_s - kernel_s + overhead, 0.0)  # pp = 1
         tp = self.tp
-        return StageTimes((stage_s,), overhead, flops * tp, nbytes * tp, joules * tp)
+        return StageTimes((stage_s,), overhead, flops * tp, nbytes * tp, joules * tp, comm_s)
 
     def _stages(
         self,
@@ -215,6 +218,7 @@ class FastCost:
         flops: float,
         nbytes: float,
         joules: float,
+        comm_s: float,
     ) -> StageTimes:
         """``PlanCost._finish`` with the host profile's graph rule hoisted (same operations)."""
         kernel_s = sum(stage_s)
@@ -229,7 +233,7 @@ class FastCost:
         )
         joules += self.idle_w * max(sum(stage_s) - kernel_s + overhead * self.pp, 0.0)
         tp = self.tp
-        return StageTimes(tuple(stage_s), overhead, flops * tp, nbytes * tp, joules * tp)
+        return StageTimes(tuple(stage_s), overhead, flops * tp, nbytes * tp, joules * tp, comm_s)
 
 
 class _PrefillConsts:

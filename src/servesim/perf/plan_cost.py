@@ -27,13 +27,14 @@ class StagePart:
     flops: float  # per GPU summed over stages (x tp later)
     num_bytes: float
     energy_j: float  # per GPU summed over stages (x tp later)
+    comm_s: float = 0.0  # time of the collectives among the ops, summed over stages
 
 
 def sum_ops(ops: list[OpCost], num_stages: int, energy: OpEnergy) -> StagePart:
     """Per-stage time and kernel count, and total FLOPs, HBM bytes and energy of ``ops``."""
     times = [0.0] * num_stages
     kernels = [0] * num_stages
-    flops = nbytes = joules = 0.0
+    flops = nbytes = joules = comm_s = 0.0
     for op in ops:
         times[op.stage] += op.time_s
         kernels[op.stage] += op.count
@@ -41,7 +42,9 @@ def sum_ops(ops: list[OpCost], num_stages: int, energy: OpEnergy) -> StagePart:
         joules += energy.op_j(op)
         if op.bound != "comm":
             nbytes += op.num_bytes
-    return StagePart(tuple(times), tuple(kernels), flops, nbytes, joules)
+        else:
+            comm_s += op.time_s
+    return StagePart(tuple(times), tuple(kernels), flops, nbytes, joules, comm_s)
 
 
 class PlanCost:
@@ -104,6 +107,7 @@ class PlanCost:
         flops = part.flops + head.flops
         nbytes = part.num_bytes + head.num_bytes
         joules = part.energy_j + head.energy_j
+        comm_s = part.comm_s + head.comm_s  # MLA's extra GEMMs and attention: no collectives
         if graph.shapes.is_mla:
             extra = self._mla_part(batch)
             stage_s = [a + b for a, b in zip(stage_s, extra.stage_s, strict=True)]
@@ -126,7 +130,7 @@ class PlanCost:
                 joules += num_layers * energy.kernel_j(
                     op_class, cost.flops, cost.num_bytes, cost.time_s, 1, energy.peak16
                 )
-        return self._finish(batch, tokens, stage_s, kernels, flops, nbytes, joules)
+        return self._finish(batch, tokens, stage_s, kernels, flops, nbytes, joules, comm_s)
 
     def _finish(
         self,
@@ -137,6 +141,7 @@ class PlanCost:
         flops: float,
         nbytes: float,
         joules: float,
+        comm_s: float,
     ) -> StageTimes:
         """Launch waits, host time and idle energy on top of the kernels' stage times."""
         plan, host = self.plan, self.host
@@ -160,4 +165,5 @@ class PlanCost:
             flops=flops * plan.tp,
             hbm_bytes=nbytes * plan.tp,
             energy_j=joules * plan.tp,
+            comm_s=comm_s,
         )

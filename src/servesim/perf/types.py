@@ -151,6 +151,9 @@ class StageTimes:
         hbm_bytes: bytes moved to/from device memory, all GPUs together.
         energy_j: GPU energy of the iteration, all GPUs together (``servesim.perf.energy``:
             each op at the measured power of its own utilisation, host time at static power).
+        comm_s: the part of ``stage_s`` spent in collectives (TP all-reduces, EP all-to-alls,
+            the logits gather, PP sends), summed over stages: what the iteration's trace
+            shows as communication (ops whose bound is ``comm``).
     """
 
     stage_s: tuple[float, ...]
@@ -158,6 +161,7 @@ class StageTimes:
     flops: float = 0.0
     hbm_bytes: float = 0.0
     energy_j: float = 0.0
+    comm_s: float = 0.0
 
     @property
     def total_s(self) -> float:

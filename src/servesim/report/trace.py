@@ -5,10 +5,12 @@ Open the file in https://ui.perfetto.dev or chrome://tracing. Layout:
 - one process per replica (``pid`` = replica id + 1, named by pool and GPU). Its thread 1
   holds the iterations as complete slices (``ph: X``) named by batch composition
   (``prefill 2 + decode 30``), with tokens, queue length, KV blocks, preemptions and the
-  duration split into GPU time (the pipeline stages: compute and collectives together, as the
-  cost model prices them per stage) and host time (``host_s``); a run of identical decode
+  duration split into GPU time (the pipeline stages, collectives included) and host time
+  (``host_s``); a run of identical decode
   iterations advanced at once is one slice with ``repeat`` > 1. Child slices ``host`` and
-  ``gpu`` show the split where the row is one iteration.
+  ``gpu`` show the split where the row is one iteration, and ``comm`` the time of its
+  collectives (TP all-reduces, EP all-to-alls, PP sends; ``comm_ms``), summed and drawn at the
+  end of the GPU time, where the records carry ``comm_s``.
 - counters (``ph: C``) per replica: requests queued, sequences in the batch, KV blocks used.
 - each request as an async span (``ph: b/e``, ``cat: request``, ``id``: request id) on the
   replica that took it, with nested phases ``queued`` (arrival to first scheduled),
@@ -71,6 +73,7 @@ def iteration_events(records: SimulationRecords) -> list[dict[str, Any]]:
     it = records.iterations.view()
     host = it.get("host_s", np.zeros_like(it["start_s"]))
     preempted = it.get("num_preempted", np.zeros_like(it["repeat"]))
+    comm = it.get("comm_s")  # collective time (StageTimes.comm_s), where the records keep it
     events: list[dict[str, Any]] = []
     for i in range(len(it["start_s"])):
         pid = int(it["replica_id"][i]) + 1
@@ -96,14 +99,34 @@ def iteration_events(records: SimulationRecords) -> list[dict[str, Any]]:
         base = {"pid": pid, "tid": _ITER_TID, "cat": "iteration"}
         events.append({**base, "ph": "X", "name": name, "ts": _us(start), "dur": _us(dur),
                        "args": args})  # fmt: skip
-        if repeat == 1 and 0.0 < host_s <= dur:
-            # The host prepares the step before the GPU runs it (scheduling, input prep).
-            events.append({**base, "ph": "X", "name": "host", "ts": _us(start), "dur": _us(host_s)})
-            events.append({**base, "ph": "X", "name": "gpu", "ts": _us(start + host_s),
-                           "dur": _us(dur - host_s)})  # fmt: skip
+        if comm is not None:
+            args["comm_ms"] = round(float(comm[i]) * 1e3, 6)
+        if repeat == 1:
+            comm_s = float(comm[i]) if comm is not None else 0.0
+            events += _iteration_children(base, start, dur, host_s, comm_s)
         events.append({"ph": "C", "pid": pid, "name": "replica", "ts": _us(start),
                        "args": {"queued": args["num_queued"], "batch": args["num_seqs"],
                                 "kv_blocks": args["num_kv_blocks_used"]}})  # fmt: skip
+    return events
+
+
+def _iteration_children(
+    base: dict[str, Any], start: float, dur: float, host_s: float, comm_s: float
+) -> list[dict[str, Any]]:
+    """``host`` then ``gpu`` slices of one iteration, and ``comm`` closing its GPU time."""
+    events: list[dict[str, Any]] = []
+    gpu_start = start
+    if 0.0 < host_s <= dur:
+        # The host prepares the step before the GPU runs it (scheduling, input prep).
+        events.append({**base, "ph": "X", "name": "host", "ts": _us(start), "dur": _us(host_s)})
+        events.append({**base, "ph": "X", "name": "gpu", "ts": _us(start + host_s),
+                       "dur": _us(dur - host_s)})  # fmt: skip
+        gpu_start = start + host_s
+    if 0.0 < comm_s <= start + dur - gpu_start:
+        # The collectives' total, drawn as one slice at the end of the GPU time: the cost model
+        # prices them per stage (StageTimes.comm_s), not their order among the kernels.
+        events.append({**base, "ph": "X", "name": "comm", "ts": _us(start + dur - comm_s),
+                       "dur": _us(comm_s)})  # fmt: skip
     return events
 
 
