@@ -55,6 +55,7 @@ def test_rejected_requests_have_rows_and_count_as_unserved() -> None:
     assert (cols["reject_reason"][~rejected] == 0).all()  # the admitted all completed
     assert run.records.counters["num_rejected_by_admission"] == 30
     assert run.stats.num_admission_rejected == 30
+    assert run.stats.admission_rows == [i for i in range(40) if i % 4]
     assert run.stats.to_dict(run.records)["admission"] == {
         "policy": "token_bucket",
         "num_rejected": 30,
@@ -116,14 +117,15 @@ def test_user_policy_by_path_and_the_result_contract(tmp_path: Path) -> None:
 
 def test_admission_with_a_closed_loop_client() -> None:
     reqs = _steady(24)
-    opts = ClientOptions(max_concurrency=4)
+    opts = ClientOptions(max_concurrency=4, num_warmups=3)
     run = _run(
         {"kind": "token_bucket", "options": {"rate_per_s": 4.0, "burst": 2}}, reqs, client=opts
     )
     cols = run.records.requests.view()
-    assert len(cols["arrival_s"]) == 24  # every request got a row
+    assert len(cols["arrival_s"]) == 24  # every measured request got a row (warm-ups cut)
     assert 0 < run.stats.num_admission_rejected < 24
-    assert run.stats.num_admission_rejected == int((cols["reject_reason"] != 0).sum())
+    refused = np.flatnonzero(cols["reject_reason"] != 0).tolist()
+    assert run.stats.admission_rows == refused  # rows counted after the warm-up cut
 
 
 def test_admission_through_the_api_scores_rejections_as_unserved() -> None:

@@ -85,3 +85,16 @@ def test_a_router_that_ignores_queues_has_regret_and_a_scheduler_none(tiny: str,
     assert other["router_regret"]["mean_tokens"] < routed["router_regret"]["mean_tokens"]
     scheduler_only = evaluate("vllm", tiny, seeds=[0], diagnostics=True).runs[1].diagnostics
     assert scheduler_only is not None and scheduler_only["router_regret"] is None
+
+
+def test_requests_refused_at_the_entry_are_labelled_and_never_overtaken(tiny: str) -> None:
+    policy = {"admission": {"kind": "token_bucket", "options": {"rate_per_s": 1.0}}}
+    score = evaluate(policy, tiny, seeds=[0], diagnostics=True)
+    assert score.is_valid, score.line()
+    plain = evaluate("vllm", tiny, seeds=[0], diagnostics=True)
+    for run, base in zip(score.runs, plain.runs, strict=True):
+        d, b = run.diagnostics, base.diagnostics
+        assert d is not None and b is not None
+        assert d["rejected"].get("admission", 0) > 0 and "not_finished" not in d["rejected"]
+        # refused requests never waited: no overtakes counted against them
+        assert d["fcfs_overtakes"] <= b["fcfs_overtakes"]

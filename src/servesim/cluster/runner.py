@@ -277,6 +277,7 @@ class Cluster:
             self.client_seqs[seq] = None
         self.records.count("num_rejected_by_admission")
         self.stats.num_admission_rejected += 1
+        self.stats.admission_rows.append(seq.row)
         write_request(self.records, seq, completion_s=math.nan, reason=REJECT_REASON)
         self.replicas[first].engines[0].on_done(seq)
 
@@ -357,6 +358,8 @@ class Cluster:
         stats.transfer_rows = [stats.transfer_rows[i] - num_warm for i in keep]
         stats.transfer_s = [stats.transfer_s[i] for i in keep]
         stats.transfer_bytes = [stats.transfer_bytes[i] for i in keep]
+        stats.admission_rows = [r - num_warm for r in stats.admission_rows if r >= num_warm]
+        stats.num_admission_rejected = len(stats.admission_rows)
         return out
 
 

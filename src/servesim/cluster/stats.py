@@ -33,6 +33,8 @@ class ClusterStats:
             ``ready`` (takes requests: cold start over), ``drain`` or ``stop``.
         admission: the admission policy's kind ("" without admission control).
         num_admission_rejected: requests it turned away.
+        admission_rows: their request rows (their reason in the records is ``not_finished``,
+            like a request still queued at the stop; these rows tell them apart).
     """
 
     num_gpus: int = 0
@@ -49,6 +51,7 @@ class ClusterStats:
     scale_events: list[tuple[float, int, str]] = field(default_factory=list)
     admission: str = ""
     num_admission_rejected: int = 0
+    admission_rows: list[int] = field(default_factory=list)
 
     def set_uptime(self, records: SimulationRecords, up_s: list[float]) -> None:
         """Record per-replica up-time and derive GPU-hours and cost from it."""

@@ -10,10 +10,12 @@
   wait: how often long prompts held short ones back, and the extra wait they saw.
 - ``router_regret`` (when the policy routes): for each decision, the prompt tokens queued
   ahead of the request on the chosen replica minus the fewest on any candidate at that
-  instant. It is myopic (it ignores decode load, prefix-cache hits and what came next: the
-  full counterfactual, re-simulating each alternative, is not computed), so a cache-affine
+  instant. It is myopic (it ignores decode load, prefix-cache hits and what came next; the
+  counterfactual one, ``servesim.lab.counterfactual``, re-simulates), so a cache-affine
   router pays it knowingly; it shows how often and by how much a router ignored queued work.
-- ``rejected``: counts by reason; ``num_preemptions``; ``prefix_cache_hit_rate``.
+- ``rejected``: counts by reason (``admission``: refused at the cluster entry);
+  ``num_preemptions``; ``prefix_cache_hit_rate``. Requests refused at the entry never
+  queued, so the overtake and head-of-line counts leave them out.
 """
 
 from __future__ import annotations
@@ -36,17 +38,24 @@ def diagnose(result: Result) -> dict[str, Any]:
     cols = result.requests_columns()
     done = cols["reject_reason"] == "none"
     met = slo_met(cols, done, result.config)
-    arrival = cols["arrival_s"]
-    scheduled = cols["first_scheduled_s"]
-    priority = cols["priority"].astype(np.int64)
+    reasons = cols["reject_reason"].copy()
+    waited = np.ones(done.shape, dtype=bool)  # queued at some point (not refused at the entry)
+    if result.cluster is not None and result.cluster.admission_rows:
+        refused = np.asarray(result.cluster.admission_rows, dtype=np.int64)
+        reasons[refused] = "admission"
+        waited[refused] = False
+    queued = {k: v[waited] for k, v in cols.items()}
+    arrival = queued["arrival_s"]
+    scheduled = queued["first_scheduled_s"]
+    priority = queued["priority"].astype(np.int64)
     rejected: dict[str, int] = {}
-    for reason in cols["reject_reason"][~done].tolist():
+    for reason in reasons[~done].tolist():
         rejected[reason] = rejected.get(reason, 0) + 1
     return {
         "breakdown": breakdown(cols, done, met),
         "priority_inversions": count_overtakes(arrival, scheduled, priority),
         "fcfs_overtakes": count_overtakes(arrival, scheduled),
-        "head_of_line": head_of_line(cols),
+        "head_of_line": head_of_line(queued),
         "rejected": dict(sorted(rejected.items())),
         "num_preemptions": int(cols["num_preemptions"].sum()),
         "prefix_cache_hit_rate": result.summary.prefix_cache_hit_rate,
