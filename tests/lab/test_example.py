@@ -39,3 +39,16 @@ def test_candidates_are_reproducible_policy_mappings() -> None:
     again = [module.candidate(np.random.default_rng(0), i) for i in range(3)]  # type: ignore[attr-defined]
     assert first == again
     assert first[0]["scheduler"]["path"] == f"{EXAMPLE}:KnobScheduler"
+
+
+def test_the_admission_example_runs_every_candidate(tiny: str, capsys: object) -> None:
+    path = EXAMPLE.with_name("admission_shedding.py")
+    spec = importlib.util.spec_from_file_location("admission_example", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(tiny)  # type: ignore[attr-defined]
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    for candidate in module.CANDIDATES:  # type: ignore[attr-defined]
+        assert f"{candidate['name']:30} chat-small" in out
+    assert "best: " in out
