@@ -6,7 +6,7 @@ Modules (imports flow down this list):
 - ``space``: ``SearchSpace``, ``enumerate_plans``, parsing of the search flags.
 - ``scenario``: ``Scenario`` (model, workload, SLO criterion, seed), ``simulate_plan``.
 - ``capacity``: ``capacity_search(probe, ...)``: bracketing + bisection over a rate, first
-  at the rate the caller needs.
+  at the rate the caller needs; ``bracketed_capacity_search``: short probes bracket first.
 - ``probe``: ``ViolationWatch``: a probe stops once its p99 target is certainly lost.
 - ``analytic``: ``Prefilter``: feasibility as the simulator builds the replica, and
   steady-state bounds, no simulation.

@@ -105,7 +105,8 @@ class Prefilter:
         pools: list[tuple[PlanSpec, ReplicaPlan, int]] = []
         for role in roles:
             phase = plan.phase(role)
-            where = f"{role} pool ({phase.gpu} tp={phase.tp}): " if plan.per_phase else ""
+            pp = f" pp={phase.pp}" if phase.pp > 1 else ""
+            where = f"{role} pool ({phase.gpu} tp={phase.tp}{pp}): " if plan.per_phase else ""
             built = self._replica(phase)
             if isinstance(built, str):
                 return Estimate(plan, "infeasible", where + built)

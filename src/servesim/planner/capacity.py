@@ -6,6 +6,11 @@ guess, then bisects until the bracket is within a relative tolerance. Each probe
 simulation; the probe function is injected so the same search runs on the engine, on a test's
 synthetic model, or on anything else (DistServe, OSDI'24, searches its "max rate within SLO
 attainment" the same way).
+
+``bracketed_capacity_search`` adds cheap bracketing: short runs (a fraction of the requests)
+estimate the capacity first, and full-length probes start from that estimate, so a good
+estimate leaves two full probes to confirm it; the result rests on full-length probes only
+and stays within ``rel_tol`` of the plain search's (``tests/planner/test_bracketing.py``).
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@
    first probe is at the rate it needs to beat the best per dollar: failing there prunes it
    after that probe. ``cost_at_rate`` bisects replica counts per family instead
    (``planner.families``). Probes stop once their p99 target is certainly lost
-   (``planner.probe``). Waves have a fixed size, independent of the executor, so the same
-   plans are simulated whichever executor runs them.
+   (``planner.probe``); short probes bracket each capacity before full-length ones
+   (``capacity.bracketed_capacity_search``). Waves have a fixed size, independent of the
+   executor, so the same plans are simulated whichever executor runs them.
 4. Every result goes to the store as it completes; a re-run reuses stored results.
 """
 
