@@ -125,6 +125,7 @@ def test_equal_plans_share_cache(perf: RooflinePerfModel) -> None:
     a = ReplicaPlan(llama31_8b(), h100(), tp=2)
     b = ReplicaPlan(llama31_8b(), h100(), tp=2)
     assert a is not b and perf._cache(a) is perf._cache(b)  # one graph and memo tables
+    assert perf._entry(a)[2] is perf._entry(b)[2]  # and one fast path with its memo
     assert perf.iteration_time(a, DECODE) == perf.iteration_time(b, DECODE)
 
 

@@ -35,19 +35,23 @@ class RooflinePerfModel:
     def __init__(self, calibration: Calibration | None = None, *, fast_path: bool = True) -> None:
         self.calibration = calibration if calibration is not None else load_calibration()
         self.fast_path = fast_path
-        self._plans: dict[int, _Entry] = {}
+        self._plans: dict[int, _Entry] = {}  # by id(plan): the lookup of every call
+        self._distinct: list[_Entry] = []  # one per distinct plan (compared by value)
 
     # ---- plan handling --------------------------------------------------------------------
     def _entry(self, plan: ReplicaPlan) -> _Entry:
         found = self._plans.get(id(plan))
         if found is not None and found[0] is plan:
             return found
-        cost = next((e[1] for e in self._plans.values() if e[0] == plan), None)
-        if cost is None:  # an equal plan built elsewhere shares the cost tables
+        # an equal plan built elsewhere (each simulation builds its own) shares the tables
+        same = next((e for e in self._distinct if e[0] == plan), None)
+        if same is None:
             cost = PlanCost(plan, self.calibration)
-        price = FastCost(cost) if self.fast_path and FastCost.covers(cost) else cost.general
+            fast = self.fast_path and FastCost.covers(cost)
+            same = (plan, cost, FastCost(cost) if fast else cost.general)
+            self._distinct.append(same)
         # the plan is kept alive beside its entry, so its id cannot be reused by another
-        found = self._plans[id(plan)] = (plan, cost, price)
+        found = self._plans[id(plan)] = (plan, same[1], same[2])
         return found
 
     def _cache(self, plan: ReplicaPlan) -> PlanCost:
