@@ -195,3 +195,15 @@ def test_comm_time_is_the_collectives_of_explain(name: str) -> None:
         assert times.comm_s > 0.0
     if plan.pp > 1:
         assert any(op.name == "pp_send" for op in collectives)
+
+
+def test_memo_bound_clears_without_changing_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import servesim.perf.fastcost as fastcost
+
+    monkeypatch.setattr(fastcost, "_MAX_BASES", 3)
+    perf = RooflinePerfModel()
+    plan = _plan()
+    shapes = [BatchShape.from_lists([], [100] * n) for n in range(1, 10)]
+    answers = [_bits(perf.iteration_time(plan, s)) for s in shapes]
+    assert len(perf._entry(plan)[2].bases) <= 3
+    assert answers == [_bits(GENERAL.iteration_time(plan, s)) for s in shapes]

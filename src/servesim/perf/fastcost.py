@@ -22,6 +22,7 @@ from servesim.perf.plan_cost import PlanCost
 from servesim.perf.types import BatchShape, StageTimes
 
 _SAMPLING_BITS = 32  # the combined memo key: tokens << 32 | sampling sequences
+_MAX_BASES = 200_000  # ~40 MB of memo entries at most
 # token part + head part: stage times, kernel counts, FLOPs, bytes, energy, collective time
 _Base = tuple[tuple[float, ...], tuple[int, ...], float, float, float, float]
 
@@ -121,6 +122,8 @@ class FastCost:
             part.energy_j + head.energy_j,
             part.comm_s + head.comm_s,
         )
+        if len(self.bases) >= _MAX_BASES:  # a bound for pathological runs (1,668 in bench_engine)
+            self.bases.clear()
         self.bases[tokens << _SAMPLING_BITS | sampling] = base
         return base
 
