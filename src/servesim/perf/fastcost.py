@@ -22,7 +22,7 @@ from servesim.perf.plan_cost import PlanCost
 from servesim.perf.types import BatchShape, StageTimes
 
 _SAMPLING_BITS = 32  # the combined memo key: tokens << 32 | sampling sequences
-_MAX_BASES = 200_000  # ~40 MB of memo entries at most
+_MAX_BASES = 200_000  # ~70 MB of memo entries at most (~350 bytes each)
 # token part + head part: stage times, kernel counts, FLOPs, bytes, energy, collective time
 _Base = tuple[tuple[float, ...], tuple[int, ...], float, float, float, float]
 
