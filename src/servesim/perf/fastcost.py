@@ -95,9 +95,7 @@ class FastCost:
         self.tdp_w = energy.gpu.tdp_w
         self.zero = StageTimes(stage_s=(0.0,) * plan.pp)
         # (tokens, sampling) -> token part + head part, summed as PlanCost.general sums them
-        self.bases: dict[
-            int, tuple[tuple[float, ...], tuple[int, ...], float, float, float, float]
-        ] = {}
+        self.bases: dict[int, _Base] = {}
 
     @staticmethod
     def covers(cost: PlanCost) -> bool:
