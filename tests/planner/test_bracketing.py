@@ -15,8 +15,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import small_scenario
+from servesim.perf import default_perf_model
 from servesim.planner.capacity import Probe, bracketed_capacity_search, capacity_search
 from servesim.planner.evaluate import PlanTask, evaluate_plan
+from servesim.planner.search import SearchOptions, search_inputs
 from servesim.planner.space import PlanSpec
 
 # Relative difference allowed between bracketed and plain capacity on the engine.
@@ -144,3 +146,15 @@ def test_bracketed_capacity_matches_the_plain_search_on_the_engine(plan: PlanSpe
     assert plain.status == fast.status == "ok"
     assert fast.metrics["num_short_probes"] > 0 and "num_short_probes" not in plain.metrics
     assert fast.capacity_per_s == pytest.approx(plain.capacity_per_s, rel=BRACKETING_TOLERANCE)
+
+
+def test_bracketing_is_on_by_default_part_of_the_store_key_and_skipped_when_short() -> None:
+    scenario = small_scenario(ttft_p99_s=1.0)
+    perf = default_perf_model()
+    on, off = SearchOptions(), SearchOptions(bracketing=False)
+    assert on.bracketing  # the default
+    assert search_inputs(scenario, on, perf) != search_inputs(scenario, off, perf)
+    # Too few requests per probe to shorten: the plain search runs (80 < 2 x 200).
+    assert scenario.short_num_requests(PlanSpec("h100-sxm")) is None
+    longer = replace(scenario, requests_per_replica=1000, min_requests=200)
+    assert longer.short_num_requests(PlanSpec("h100-sxm", replicas=2)) == 800
