@@ -4,9 +4,10 @@ A worker replaces a policy's user class by a guarded subclass before the simulat
 each hook call (``schedule``, ``on_batch_done``, ``route``...) is timed, the simulated time it
 saw is noted, and anything it raises becomes a ``PolicyFailure`` naming the hook. What a hook
 returns is checked by the engine itself, for every policy (``servesim.engine.contracts``).
-The guarded class is registered under a content-addressed name (``lab-guard-<crc>``) in the
-scheduler or router registry, which is how the engine's ``kind: custom`` / ``router:``
-lookups find it, so the engine needs no special case.
+The guarded class is registered under a content-addressed name (``lab_guard_<crc>``, in
+snake_case as config files spell registry names) in the scheduler or router registry, which
+is how the engine's ``kind: custom`` / ``router:`` lookups find it, so the engine needs no
+special case.
 
 User plug-ins of the other kinds (admission ``admit``, eviction ``add``/``reuse``/``evict``,
 autoscaling ``decide``, expert placement ``place``) are guarded the same way in their own
@@ -157,7 +158,7 @@ def _guarded_plugin(key: str, spec: str, registry: Registry[Any], hooks: tuple[s
     ``registry`` under a content-addressed name."""
     path = Path(spec.rpartition(":")[0])
     digest = zlib.crc32(spec.encode() + (path.read_bytes() if path.is_file() else b""))
-    name = f"lab-guard-{key}-{digest:08x}"
+    name = f"lab_guard_{key}_{digest:08x}"
     if name not in _GUARDED:
         cls = load_from_path(spec, "policy")
         if not isinstance(cls, type):
@@ -174,7 +175,7 @@ def _guarded_plugin(key: str, spec: str, registry: Registry[Any], hooks: tuple[s
 def _guarded_name(spec: str, role: str) -> str:
     path = Path(spec.rpartition(":")[0])
     digest = zlib.crc32(spec.encode() + (path.read_bytes() if path.is_file() else b""))
-    name = f"lab-guard-{role}{digest:08x}"
+    name = f"lab_guard_{role}{digest:08x}"
     if name not in _GUARDED:
         cls = ROUTERS.get(spec) if role == "r" else load_from_path(spec, "policy")
         if not isinstance(cls, type):
