@@ -5,6 +5,7 @@ within the sketch's bound otherwise); the warm-up cut stays exact."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ import servesim.metrics.sketch as sketch
 from servesim.api import simulate
 from servesim.engine.columns import RequestTable, _Columns
 from servesim.engine.records import TokenGapSamples
+from servesim.report.outputs import request_chunks, write_run_outputs
+from servesim.report.run_data import load_run, write_run_data
 
 DTYPES = {"completion_s": np.float64, "reject_reason": np.int8, "x": np.int64}
 
@@ -150,3 +153,40 @@ def test_above_the_sketch_budget_percentiles_keep_the_bound(
             exact = getattr(p, q)
             assert abs(getattr(s, q) - exact) <= alpha * exact * (1 + 1e-12), (name, q)
     assert spilled.slo == plain.slo  # counts stream exactly
+
+
+@pytest.mark.parametrize("table_format", ["csv", "parquet"])
+def test_a_spilled_run_written_with_out_has_every_row_on_disk(
+    table_format: str, tiny_budgets: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    if table_format == "parquet":
+        pytest.importorskip("pyarrow")
+    spilled = simulate(CONFIG)
+    rec = spilled.records
+    assert rec.requests.is_spilled and rec.iterations.is_spilled
+    write_run_outputs(
+        tmp_path,
+        summary_json=spilled.to_json(),
+        columns=spilled.requests_columns,
+        table=spilled.requests_table,
+        kv_utilization=spilled.summary.kv_utilization,
+        table_format=table_format,
+        chunks=lambda: request_chunks(rec.requests.chunks(), rec.slo_classes),
+        num_rows=rec.requests.size,
+    )
+    write_run_data(tmp_path, rec, spilled.cluster, table_format)
+    monkeypatch.undo()
+    plain = simulate(CONFIG)
+    run = load_run(tmp_path)
+    want = plain.requests_columns()
+    assert (
+        set(run.requests) == set(want) and run.requests["request_id"].size == CONFIG["num_requests"]
+    )
+    for name, col in want.items():
+        if col.dtype == object:
+            assert run.requests[name].tolist() == col.tolist(), name
+        else:
+            np.testing.assert_array_equal(run.requests[name].astype(float), col.astype(float))
+    it = plain.records.iterations.view()
+    for name, col in it.items():
+        np.testing.assert_array_equal(run.iterations[name].astype(float), col.astype(float))

@@ -17,7 +17,7 @@ series) so it sits below ``servesim.api``; ``servesim.api.write_outputs`` passes
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from servesim.core.errors import ConfigError
 from servesim.engine.records import RejectReason
 from servesim.metrics import Summary, TimeSeriesStats
 from servesim.metrics.stats import LatencyStats
-from servesim.report.run_data import write_csv
+from servesim.report.run_data import write_csv, write_table_chunks
 
 # vllm bench serve's default --metric-percentiles is "99"; servesim also has 90 and 95.
 _PERCENTILES = {"p90": "p90_s", "p95": "p95_s", "p99": "p99_s"}
@@ -131,6 +131,59 @@ def resolve_table_format(table_format: str) -> str:
     return table_format
 
 
+# Requests drawn in the latency CDFs of a long run (every k-th row): a smooth curve, bounded.
+MAX_PLOT_POINTS = 100_000
+
+
+def derived_request_columns(
+    cols: dict[str, np.ndarray], slo_classes: list[str]
+) -> dict[str, np.ndarray]:
+    """The per-request table as written: the engine's columns plus ``ttft_s``, ``tpot_s``
+    (more than one output token), ``e2e_s``, ``queueing_s`` (NaN where they do not apply),
+    ``slo_class`` and ``reject_reason`` as names. Works on any chunk of rows."""
+    cols = dict(cols)
+    done = cols["reject_reason"] == RejectReason.NONE
+    nan = np.full(done.shape, np.nan)
+    ttft = np.where(done, cols["first_token_s"] - cols["arrival_s"], nan)
+    e2e = np.where(done, cols["completion_s"] - cols["arrival_s"], nan)
+    out = cols["num_output_tokens"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(done & (out > 1), (e2e - ttft) / np.maximum(out - 1, 1), nan)
+    cols["ttft_s"] = ttft
+    cols["tpot_s"] = tpot
+    cols["e2e_s"] = e2e
+    cols["queueing_s"] = cols["first_scheduled_s"] - cols["arrival_s"]
+    classes = np.asarray(slo_classes, dtype=object)
+    cols["slo_class"] = classes[cols.pop("slo_class_index")]
+    names = np.empty(max(RejectReason) + 1, dtype=object)
+    for reason in RejectReason:
+        names[reason] = reason.name.lower()
+    cols["reject_reason"] = names[cols["reject_reason"].astype(np.int64)]
+    return cols
+
+
+def request_chunks(
+    chunks: Iterable[dict[str, np.ndarray]], slo_classes: list[str]
+) -> Iterator[dict[str, np.ndarray]]:
+    """``derived_request_columns`` of each chunk of a request table (``RequestTable.chunks``)."""
+    for chunk in chunks:
+        yield derived_request_columns(chunk, slo_classes)
+
+
+def _plot_sample(chunks: Iterable[dict[str, np.ndarray]], num_rows: int) -> dict[str, np.ndarray]:
+    """Every k-th row's latencies (k fixed by ``num_rows``), for a bounded CDF plot."""
+    stride = max(1, -(-num_rows // MAX_PLOT_POINTS))
+    parts: dict[str, list[np.ndarray]] = {"ttft_s": [], "tpot_s": [], "e2e_s": []}
+    start = 0
+    for chunk in chunks:
+        size = len(chunk["ttft_s"])
+        first = (-start) % stride
+        for name, values in parts.items():
+            values.append(chunk[name][first::stride])
+        start += size
+    return {k: np.concatenate(v) if v else np.empty(0) for k, v in parts.items()}
+
+
 def write_run_outputs(
     out_dir: str | Path,
     *,
@@ -140,6 +193,8 @@ def write_run_outputs(
     table: Callable[[], Any],
     kv_utilization: TimeSeriesStats,
     table_format: str = "auto",
+    chunks: Callable[[], Iterable[dict[str, np.ndarray]]] | None = None,
+    num_rows: int = 0,
 ) -> list[str]:
     """Write ``summary.json``, ``vllm_bench.json`` (when given), ``requests.parquet`` (or
     ``.csv``) and ``latency.png``.
@@ -149,6 +204,10 @@ def write_run_outputs(
     and ``table`` build the per-request columns / ``pyarrow.Table`` when needed. The plot
     needs matplotlib; without it that file is skipped and a note says so. Returns one line
     per file written or skipped, for the caller to show.
+
+    ``chunks`` (with ``num_rows``), when given, yields the written table a chunk at a time
+    (``request_chunks`` of a spilled ``RequestTable``): the table is then streamed to disk
+    and the plot drawn from a fixed-size sample, so a long run is never whole in memory.
     """
     table_format = resolve_table_format(table_format)
     out = Path(out_dir)
@@ -158,6 +217,12 @@ def write_run_outputs(
     if vllm_bench_json is not None:
         (out / "vllm_bench.json").write_text(vllm_bench_json, encoding="utf-8")
         notes.append(f"wrote {out / 'vllm_bench.json'}")
+    if chunks is not None:
+        path = write_table_chunks(chunks(), out / "requests", table_format)
+        notes.append(f"wrote {path}")
+        sample = _plot_sample(chunks(), num_rows)
+        notes.append(write_latency_plot(sample, kv_utilization, out / "latency.png"))
+        return notes
     if table_format == "csv":
         write_csv(columns(), out / "requests.csv")
         notes.append(f"wrote {out / 'requests.csv'}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,15 +96,60 @@ def write_csv(columns: dict[str, np.ndarray], path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(names)
-        for row in zip(*(columns[n].tolist() for n in names), strict=True):
-            writer.writerow(["" if isinstance(v, float) and v != v else v for v in row])
+        _write_csv_rows(writer, columns, names)
+
+
+def _write_csv_rows(writer: Any, columns: dict[str, np.ndarray], names: list[str]) -> None:
+    for row in zip(*(columns[n].tolist() for n in names), strict=True):
+        writer.writerow(["" if isinstance(v, float) and v != v else v for v in row])
+
+
+def write_table_chunks(
+    chunks: Iterable[dict[str, np.ndarray]], path_stem: Path, table_format: str
+) -> Path:
+    """Write a table given a chunk at a time (one parquet row group or a run of CSV rows
+    per chunk), so a table that spilled to disk is never whole in memory; returns the path.
+    Same columns and values as ``write_table`` of the joined chunks."""
+    if table_format == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path = path_stem.with_suffix(".parquet")
+        writer = None
+        try:
+            for chunk in chunks:
+                table = pa.table(
+                    {k: pa.array(v.tolist() if v.dtype == object else v) for k, v in chunk.items()}
+                )
+                if writer is None:
+                    writer = pq.ParquetWriter(path, table.schema)
+                writer.write_table(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        return path
+    path = path_stem.with_suffix(".csv")
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer_csv = csv.writer(handle)
+        names: list[str] | None = None
+        for chunk in chunks:
+            if names is None:
+                names = list(chunk)
+                writer_csv.writerow(names)
+            _write_csv_rows(writer_csv, chunk, names)
+    return path
 
 
 def write_run_data(
     out_dir: Path, records: SimulationRecords, cluster: ClusterStats | None, table_format: str
 ) -> list[str]:
-    """Write the iteration log and ``replicas.json``; one note per file written."""
-    path = write_table(records.iterations.view(), out_dir / "iterations", table_format)
+    """Write the iteration log and ``replicas.json``; one note per file written. A log that
+    spilled to disk (a long run) is written a chunk at a time."""
+    stem = out_dir / "iterations"
+    if records.iterations.is_spilled:
+        path = write_table_chunks(records.iterations.chunks(), stem, table_format)
+    else:
+        path = write_table(records.iterations.view(), stem, table_format)
     doc = replicas_document(records, cluster)
     replicas = out_dir / REPLICAS_FILE
     replicas.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
