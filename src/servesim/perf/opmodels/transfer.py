@@ -7,26 +7,33 @@ every rule below; none is a factor fitted to the GPU it predicts.
 
 **Donor per family** (``choose_donor``), by the architecture trait the family's kernels depend on:
 
-* attention: a GPU running the same attention kernel generation (FlashAttention 2 on Ampere and
-  Ada, FlashAttention 3 on Hopper). Evidence: the fitted per-CTA fixed cost of FA2 is the same
-  on A100 and L40S (0.401 / 0.405 tile visits) and a quarter of it under FA3 (0.11 on H100/H200).
+* prefill attention: a GPU running the same attention kernel generation (FlashAttention 2 on
+  Ampere and Ada, FlashAttention 3 on Hopper). Evidence: the fitted per-CTA fixed cost of FA2
+  is the same on A100 and L40S (0.401 / 0.405 tile visits) and a quarter of it under FA3
+  (0.11 on H100/H200). Leaving L40S out: 94% -> 43% MAPE.
+* decode attention (a KV stream plus per-row work, carried by the clock / SM rules) and GEMM
+  and MoE: the nearest rule of ``stacks.nearest_calibrated`` (same architecture, nearest
+  bandwidth; else release years + log2 bandwidth ratio). Attention may so come from two GPUs.
 * collectives: a GPU on the same link class (NVLink vs PCIe), else the nearest.
-* GEMM and MoE: the nearest rule of ``stacks.nearest_calibrated`` (same architecture, nearest
-  bandwidth; else release years + log2 bandwidth ratio).
 
 **Adaptation** (``adapt_params``), each rule a mechanism:
 
-* SM clock (``clock_ratio``): latency-bound fixed costs are a number of clock cycles, so they
-  scale with donor clock / target clock: the GEMM per-call floor and memory latency, the
-  attention launch floors, the prefill per-CTA fixed cost (held in tile-visit units, so it is
-  also rescaled by the per-SM tensor peak), the collectives' fixed cost alpha (protocol flag
-  exchange and launch, beside the link latency ratio the opmodel applies). Evidence: the decode
-  attention floor is 16.0 us on A100 (1410 MHz), 11.9 us on H100 (1980 MHz), 8.8 us on L40S
-  (2520 MHz), within 6% of the clock ratio; NCCL small messages on A100 are 1.4x H100's.
-* collective regimes far below the link (NCCL's LL protocol for small messages) are bound by
-  the protocol, not the link: each regime keeps the donor's absolute bus bandwidth (clock
-  scaled), capped by the target link at the donor's bulk-regime efficiency. A PCIe target
-  would otherwise price a 64 KB all-reduce 14x slower than NVLink's, where it is ~2x.
+* SM clock (``clock_ratio``, data-sheet boost clocks): latency-bound fixed costs are a number
+  of clock cycles, so they scale with donor clock / target clock: the GEMM per-call floor,
+  memory latency and serial K loop, the attention launch floors, the prefill per-CTA fixed
+  cost (held in tile-visit units, so also rescaled by the per-SM tensor peak), the
+  collectives' fixed cost alpha (flag exchange and launch, beside the link latency ratio the
+  opmodel applies). Evidence: the decode attention floor is 16.0 us on A100 (1410 MHz),
+  11.9 us on H100 (1980 MHz), 8.8 us on L40S (2520 MHz), within 6% of the clock ratio; NCCL
+  small messages on A100 take 1.4x H100's.
+* per-row work (decode attention's Q load / split combine, GEMM epilogues per token) runs on
+  the SMs' CUDA cores, not the tensor cores: it scales with SMs x clock, not with the tensor
+  peak it is expressed in. Evidence: A100 decode at 256+ sequences was priced +87% slow from
+  H100 (tensor peak ratio 3.2 against SMs x clock 1.7).
+* collective regimes slower than the bulk one (NCCL's LL protocol for small messages) are
+  bound by the protocol, not the link: they keep the donor's absolute bus bandwidth (clock
+  scaled), capped by the target link at the donor's bulk efficiency. A PCIe target would
+  otherwise price a 64 KB all-reduce 14x slower than NVLink's, where it is ~2x.
 * PCIe groups larger than a pair: the ring leaves the PCIe switch and crosses the host's root
   complex; its bulk bus bandwidth is capped at ``PCIE_HOST_RING_LINK_OVER_BUS`` (measured on
   the only other PCIe server in the data, APEX+ V100-PCIE at 4 GPUs).
@@ -264,8 +271,9 @@ def _adapt_segments(
 def describe_rules() -> str:
     """One line naming the rules (stored beside the leave-one-GPU-out report)."""
     return (
-        "donor by trait (attention kernel generation, link class; else nearest architecture "
-        "and bandwidth); fixed costs x SM clock ratio; collective regimes keep the donor's bus "
-        "bandwidth capped by the target link; PCIe groups > 2 at a host-routed ring's "
-        f"link/bus {PCIE_HOST_RING_LINK_OVER_BUS:g}"
+        "donor by trait (prefill attention: kernel generation; collectives: link class; else "
+        "nearest architecture and bandwidth); fixed costs x SM clock ratio; per-row work x "
+        "SMs x clock; collective protocol regimes keep the donor's bus bandwidth, capped by the "
+        "target link; PCIe groups > 2 at a host-routed ring's link/bus "
+        f"{PCIE_HOST_RING_LINK_OVER_BUS:g}"
     )
