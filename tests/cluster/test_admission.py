@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from servesim.api import simulate
 from servesim.cluster import DeploymentConfig, build_deployment, run_cluster
@@ -146,3 +148,21 @@ def test_admission_through_the_api_scores_rejections_as_unserved() -> None:
     cols = result.requests_columns()
     done = float((cols["reject_reason"] == "none").mean())
     assert metrics["completed_fraction"] == pytest.approx(done) and done < 0.6
+
+
+@given(
+    st.lists(st.floats(0.0, 0.5), min_size=1, max_size=80),
+    st.floats(0.5, 20.0),
+    st.integers(1, 10),
+)
+def test_a_token_bucket_never_admits_beyond_rate_times_time_plus_burst(
+    gaps: list[float], rate: float, burst: int
+) -> None:
+    bucket = TokenBucket(rate_per_s=rate, burst=burst)
+    now, admitted = 0.0, 0
+    for i, gap in enumerate(gaps):
+        now += gap
+        admitted += bucket.admit(Request(i, now, 10, 1), (), now)
+        assert admitted <= burst + rate * now + 1e-9
+    # and it is work-conserving: a full bucket admits the next request
+    assert TokenBucket(rate_per_s=rate, burst=burst).admit(Request(0, now, 10, 1), (), now)
