@@ -113,6 +113,17 @@ def _print_score(score: Score) -> None:
         console.print(f"skipped: {note}", markup=False, highlight=False)
 
 
+def _print_suites() -> None:
+    for name in suite_names():
+        s = load_suite(name)
+        console.print(
+            f"{name} v{s.version}: {len(s.scenarios)} scenarios x {len(s.seeds)} "
+            f"seeds; baselines {', '.join(s.baselines)}",
+            markup=False,
+            highlight=False,
+        )
+
+
 def _print_comparison(c: Comparison) -> None:
     table = Table(title=f"{c.b.policy} vs {c.a.policy} on {c.a.suite} ({c.objective})")
     for name in ("scenario", "effect (B vs A)"):
@@ -157,14 +168,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Score a policy on a standard suite (each run isolated, with limits)."""
         if list_suites:
-            for name in suite_names():
-                s = load_suite(name)
-                console.print(
-                    f"{name} v{s.version}: {len(s.scenarios)} scenarios x {len(s.seeds)} "
-                    f"seeds; baselines {', '.join(s.baselines)}",
-                    markup=False,
-                    highlight=False,
-                )
+            _print_suites()
             return
         if policy is None:
             raise ConfigError("policy", None, "give a policy (file.py:Class or a built-in name)")
