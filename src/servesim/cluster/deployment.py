@@ -119,6 +119,13 @@ class Deployment:
         """Pool index of each replica (global replica order)."""
         return [i for i, p in enumerate(self.pools) for _ in range(p.num_replicas)]
 
+    def pool_members(self) -> list[list[int]]:
+        """Replica indices of each pool (global replica order)."""
+        out: list[list[int]] = [[] for _ in self.pools]
+        for i, p in enumerate(self.replica_pools()):
+            out[p].append(i)
+        return out
+
     def replica_nodes(self) -> list[int]:
         """Node index of each replica (global replica order)."""
         return [n for p in self.pools for n in p.nodes]

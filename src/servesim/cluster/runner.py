@@ -102,28 +102,18 @@ class Cluster:
         if self.admission is not None:
             self.stats.admission = cfg.admission.kind
 
-    def _pool_members(self, p: int) -> list[int]:
-        return [i for i, q in enumerate(self.pool_of) if q == p]
-
     def _autoscaler(self) -> Autoscaler:
-        pools = [
-            (pool.autoscale, self._pool_members(p))
-            for p, pool in enumerate(self.deployment.pools)
-            if pool.autoscale is not None
-        ]
+        members = zip(self.deployment.pools, self.deployment.pool_members(), strict=True)
+        scaled = [(p.autoscale, m) for p, m in members if p.autoscale is not None]
         weights = [p.model.weight_bytes(p.weight_dtype) / p.num_gpus for p in self.plans]
-        return Autoscaler(pools, weights, self.live, self.stats)
+        return Autoscaler(scaled, weights, self.live, self.stats)
 
     def _migrator(self) -> Migrator | None:
         config = self.deployment.config.migration
         if config is None:
             return None
-        members = [self._pool_members(p) for p in range(len(self.deployment.pools))]
-        pools = [
-            m
-            for m, pool in zip(members, self.deployment.pools, strict=True)
-            if pool.role != "prefill" and len(m) > 1
-        ]
+        members = zip(self.deployment.pools, self.deployment.pool_members(), strict=True)
+        pools = [m for p, m in members if p.role != "prefill" and len(m) > 1]
         return Migrator(config, pools, self.live, self.stats, self._copy_cost)
 
     def _copy_cost(self, src: int, dst: int, num_tokens: int) -> tuple[int, float]:
