@@ -193,7 +193,7 @@ class VirtualEngine:
         """The scheduler's next batch, checked against the engine's contracts."""
         state = self.state
         try:
-            batch = self.scheduler.schedule(now, state)
+            batch = self.scheduler.step(now, state)
         except KVCapacityError as exc:
             raise ContractError(self.policy_name, "kv-capacity", str(exc), now) from None
         check_batch(
@@ -251,7 +251,7 @@ class VirtualEngine:
         stamp = now + self._output_lag(times)
         state.apply(batch, now, stamp, self._left, hand_off, self.output_per_seq_s)
         self._record(batch, times, now - batch.start_s)
-        self.scheduler.on_batch_done(batch, now)
+        self.scheduler.notify_batch_done(batch, now)
         if self.check_invariants:
             state.check()  # full recount (tests)
         else:
@@ -338,7 +338,7 @@ class VirtualEngine:
     # ---- requests out -------------------------------------------------------------------
     def _left(self, seq: Seq, completion_s: float) -> None:
         """A finished request has left the state's books: tell the others, write its row."""
-        self.scheduler.on_finish(seq)
+        self.scheduler.notify_finish(seq)
         self.links.on_leave(seq)
         write_request(self.records, seq, completion_s=completion_s)
         self.on_done(seq)
@@ -346,7 +346,7 @@ class VirtualEngine:
     def _hand_off(self, seq: Seq, now: float) -> None:
         """A prefill-role replica is done with ``seq`` (prompt + first token, its KV held by
         the state): give it to ``on_prefilled`` (the cluster's KV transfer)."""
-        self.scheduler.on_finish(seq)
+        self.scheduler.notify_finish(seq)
         self.links.on_leave(seq)
         callback = self.on_prefilled
         assert callback is not None
@@ -361,7 +361,7 @@ class VirtualEngine:
                 callback(None, now)
                 continue
             self.state.take_off(seq)  # leaves the decode group (writes back its counters)
-            self.scheduler.on_finish(seq)
+            self.scheduler.notify_finish(seq)
             self.links.on_leave(seq)
             callback(seq, now)
 

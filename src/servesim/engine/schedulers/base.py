@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 from servesim.core.registry import Registry
 from servesim.engine.batch import Batch
+from servesim.engine.schedulers.queues import RequestQueue
 from servesim.engine.sequence import Seq
 from servesim.engine.state import ReplicaState
 
@@ -81,6 +82,11 @@ class ReplicaScheduler(ABC):
         budget = getattr(config, "max_num_batched_tokens", None)
         self.token_budget: int = budget if budget is not None else self.default_budget()
         self.admission_blocked = False
+        self.queue = self.make_queue()
+
+    def make_queue(self) -> RequestQueue:
+        """The admission order (``schedulers/queues.py``): FCFS unless overridden."""
+        return RequestQueue()
 
     def default_budget(self) -> int:
         """Token budget when the config leaves it unset."""
@@ -91,6 +97,26 @@ class ReplicaScheduler(ABC):
     def schedule(self, now: float, state: ReplicaState) -> Batch | None:
         """Form the next batch (or None when there is nothing to run)."""
 
+    # ---- what the engine calls ----------------------------------------------------------
+    def step(self, now: float, state: ReplicaState) -> Batch | None:
+        """One scheduling step: the queue takes what entered, ``schedule`` decides, and the
+        queue takes what the step preempted."""
+        self.queue.absorb(state.waiting)
+        batch = self.schedule(now, state)
+        self.queue.absorb(state.waiting)
+        return batch
+
+    def notify_batch_done(self, batch: Batch, now: float) -> None:
+        """A batch ran: the queue, then ``on_batch_done``."""
+        self.queue.on_batch_done(batch)
+        self.on_batch_done(batch, now)
+
+    def notify_finish(self, seq: Seq) -> None:
+        """A sequence left (finished, handed off, migrated): the queue, then ``on_finish``."""
+        self.queue.on_finish(seq)
+        self.on_finish(seq)
+
+    # ---- hooks a subclass may override ---------------------------------------------------
     def on_batch_done(self, batch: Batch, now: float) -> None:
         """Called after the engine has applied the batch's results (tokens, finishes)."""
         return
@@ -110,21 +136,21 @@ class ReplicaScheduler(ABC):
         return not state.swapped and (not self.num_queued(state) or self.admission_blocked)
 
     def num_queued(self, state: ReplicaState) -> int:
-        """Requests waiting for admission (subclasses with their own queues override)."""
-        return len(state.waiting)
+        """Requests waiting for admission."""
+        return self.queue.num_queued(state.waiting)
 
     def max_kv_tokens(self, num_prompt_tokens: int, num_output_tokens: int) -> int:
         """KV tokens a request needs at its peak (used to reject requests that never fit)."""
         return num_prompt_tokens + num_output_tokens - 1
 
-    # ---- queue hooks (FCFS by default) ---------------------------------------------------
+    # ---- the queue -----------------------------------------------------------------------
     def peek_waiting(self, state: ReplicaState) -> Seq | None:
-        """The next sequence to admit."""
-        return state.waiting[0] if state.waiting else None
+        """The next sequence to admit (the queue's head)."""
+        return self.queue.peek(state.waiting)
 
     def pop_waiting(self, state: ReplicaState) -> Seq:
         """Remove the sequence ``peek_waiting`` returned."""
-        return state.waiting.popleft()
+        return self.queue.pop(state.waiting)
 
     def pick_victim(self, state: ReplicaState) -> Seq:
         """The running sequence to preempt first: vLLM takes the most recently admitted."""
