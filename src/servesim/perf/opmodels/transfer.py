@@ -204,8 +204,11 @@ def _adapt_gemm(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -> Non
             fit["quant"]["row_s"] *= issue
 
 
-def _per_sm_peak(gpu: GPUSpec) -> float:
-    return gpu.peak_flops(DType.BF16) / gpu_sms_l2(gpu)[0]
+def _tensor_peak(gpu: GPUSpec) -> float:
+    """The 16-bit tensor peak the attention opmodel expresses its costs in (fp16 on a GPU
+    without bf16, such as Turing; 0 when neither: the rules then leave those costs alone)."""
+    peaks = gpu.peak_flops_per_s
+    return float(peaks.get(DType.BF16) or peaks.get(DType.FP16) or 0.0)
 
 
 def _issue_ratio(source: GPUSpec, target: GPUSpec) -> float:
@@ -216,11 +219,12 @@ def _issue_ratio(source: GPUSpec, target: GPUSpec) -> float:
 
 def _adapt_attention(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -> None:
     clock = clock_ratio(source, target)
+    peaks = _tensor_peak(source), _tensor_peak(target)
+    scale = peaks[1] / peaks[0] if min(peaks) > 0 else 1.0
     # per-CTA fixed cost in tile visits: cycles -> time at the target clock -> target tiles
-    tiles = clock * _per_sm_peak(target) / _per_sm_peak(source)
+    tiles = clock * scale * gpu_sms_l2(source)[0] / gpu_sms_l2(target)[0]
     # per-row decode work in flop-equivalents of the bf16 peak: SM issue -> target flops
-    rows = _issue_ratio(source, target) * target.peak_flops(DType.BF16)
-    rows /= source.peak_flops(DType.BF16)
+    rows = _issue_ratio(source, target) * scale
     for phase in ("prefill", "decode"):
         for fit in params.get(phase, {}).values():
             fit["floor_s"] *= clock
