@@ -152,3 +152,22 @@ def test_no_comm_slice_without_collectives_or_the_column() -> None:
     events = iteration_events(_rows(comm_s=[0.0, 0.0]))
     assert not [e for e in events if e.get("name") == "comm"]
     assert all("comm_ms" not in e.get("args", {}) for e in iteration_events(_rows()))
+
+
+def test_tensor_parallel_run_draws_its_collectives() -> None:
+    result = simulate(
+        {
+            "model": "llama-3.1-8b",
+            "hardware": {"gpu": "h100-sxm", "tp": 2},
+            "workload": {"preset": "sharegpt-vidur", "rate_per_s": 4.0, "num_requests": 20},
+            "seed": 1,
+        }
+    )
+    rows = result.records.iterations.view()
+    assert (rows["comm_s"] > 0).all() and (rows["comm_s"] < rows["duration_s"]).all()
+    events = chrome_trace(result.records)["traceEvents"]
+    comm = [e for e in events if e.get("name") == "comm"]
+    single = rows["repeat"] == 1
+    assert len(comm) == int(single.sum())
+    expected = sorted(round(float(c) * 1e6, 3) for c in rows["comm_s"][single])
+    assert sorted(e["dur"] for e in comm) == pytest.approx(expected)

@@ -70,6 +70,7 @@ ITERATION_COLUMNS: dict[str, type] = {
     "energy_j": np.float64,  # GPU energy of the row, all GPUs of the replica
     "repeat": np.int64,  # >1 when decode-only iterations were advanced together
     "host_s": np.float64,  # host (CPU) time of the row no GPU stage overlaps (StageTimes)
+    "comm_s": np.float64,  # of the GPU time, collectives (StageTimes.comm_s; the trace's comm)
     "num_preempted": np.int64,  # sequences preempted while this batch was formed
 }
 

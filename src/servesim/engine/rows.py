@@ -13,6 +13,7 @@ class DecodeRun:
     """Accumulates a run of decode iterations with the same sequences."""
 
     __slots__ = (
+        "comm_s",
         "energy_j",
         "flops",
         "hbm_bytes",
@@ -28,7 +29,7 @@ class DecodeRun:
         self.num_seqs = num_seqs
         self.num_queued = num_queued
         self.num_ticks = 0
-        self.flops = self.hbm_bytes = self.energy_j = self.host_s = 0.0
+        self.flops = self.hbm_bytes = self.energy_j = self.host_s = self.comm_s = 0.0
 
     def add(self, times: StageTimes) -> None:
         """One more iteration."""
@@ -37,6 +38,7 @@ class DecodeRun:
         self.hbm_bytes += times.hbm_bytes
         self.energy_j += times.energy_j
         self.host_s += times.overhead_s
+        self.comm_s += times.comm_s
 
 
 def append_run_row(
@@ -57,6 +59,7 @@ def append_run_row(
         energy_j=run.energy_j,
         repeat=run.num_ticks,
         host_s=run.host_s,
+        comm_s=run.comm_s,
         num_preempted=0,  # a skipped-ahead run has no preemptions (nothing can change)
     )
 
@@ -84,6 +87,7 @@ def append_batch_row(
         energy_j=times.energy_j,
         repeat=1,
         host_s=times.overhead_s,
+        comm_s=times.comm_s,
         num_preempted=num_preempted,
     )
 

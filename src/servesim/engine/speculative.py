@@ -196,6 +196,7 @@ class Speculator:
             flops=times.flops + flops,
             hbm_bytes=times.hbm_bytes + nbytes,
             energy_j=times.energy_j + joules,
+            comm_s=times.comm_s,  # the target's collectives (a draft step's are not split out)
         )
 
 
