@@ -206,3 +206,50 @@ def test_w4a8_reads_int4_weights_through_the_fp8_kernel() -> None:
     assert fp8 == pytest.approx(hand(1.0))
     assert w4a8 == pytest.approx(hand(0.515625))
     assert GemmFit.from_dict(_GEMM).weight_bytes == 1.0  # the fp8 fit itself is unchanged
+
+
+def test_leave_one_gpu_out_summary_scores_both_rules() -> None:
+    """The stored LOGO summary: the old rule (nearest fit unchanged) beside the new one."""
+    import numpy as np
+
+    from servesim.perf.fitting.build import _Part, _transfer_rows
+
+    flat = {
+        "collective": "all_reduce",
+        "implementation": "nccl",
+        "num_gpus": 2,
+        "segments": [[10e-6, 0.0]],
+        "edges_bytes": [],
+        "ref_link_latency_s": 3e-6,
+    }
+    stacks = {
+        "vllm-0.24": {
+            "h100": {"collectives": {"nccl": {"fits": [flat]}}},
+            "a100": {"collectives": {"nccl": {"fits": [flat]}}},
+        }
+    }
+    measured = 10e-6 * 1980 / 1410  # the same protocol, at the A100's clock
+    rows = {
+        "latency_s": np.array([measured, measured]),
+        "num_bytes": np.array([1e3, 2e3]),
+        "num_gpus": np.array([2, 2]),
+        "collective": np.array(["all_reduce"] * 2, dtype=object),
+        "implementation": np.array(["nccl"] * 2, dtype=object),
+        "op": np.array(["nccl_all_reduce"] * 2, dtype=object),
+        "dtype": np.array(["half"] * 2, dtype=object),
+        "regime": np.array(["<64KB"] * 2, dtype=object),
+        "shape_key": np.array(["1", "2"], dtype=object),
+    }
+    parts = {("vllm-0.24", "a100", "collectives"): [_Part("nccl", "nccl", "2", rows)]}
+    gpu_map = {"h100_sxm": ("h100-sxm", "h100"), "a100_sxm": ("a100-80gb", "a100")}
+    detail, summary = _transfer_rows(stacks, parts, gpu_map)
+    assert len(summary) == 1 and detail[0]["source"] == "h100"
+    row = summary[0]
+    assert (row["gpu"], row["part"], row["source"], row["before_source"]) == (
+        "a100",
+        "collectives",
+        "h100",
+        "h100",
+    )
+    assert row["mape"] == pytest.approx(0.0, abs=0.01)
+    assert row["before_mape"] == pytest.approx(100 * (1 - 1410 / 1980), abs=0.01)
