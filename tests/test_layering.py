@@ -175,3 +175,28 @@ def test_no_import_cycle_between_modules() -> None:
     for name, targets in graph.items():
         targets.discard(name)
     assert _cycles(graph) == [], "import cycles (module-level imports)"
+
+
+# The engine's parts are handed narrow pieces by their owner (engine/links.py), never the
+# owner itself: none of them may import the replica or the simulation, not even for types.
+_ENGINE_PARTS = (
+    "vengine",
+    "handoff",
+    "state",
+    "view",
+    "features",
+    "timeline",
+    "links",
+    "preemption",
+    "group",
+    "batch",
+    "sequence",
+)
+_ENGINE_OWNERS = {"servesim.engine.replica", "servesim.engine.simulation"}
+
+
+@pytest.mark.parametrize("part", _ENGINE_PARTS)
+def test_engine_parts_never_import_their_owners(part: str) -> None:
+    path = SRC / "engine" / f"{part}.py"
+    imported = {module for _, module in _imported_servesim_modules(path)}
+    assert not imported & _ENGINE_OWNERS, f"engine/{part}.py imports {imported & _ENGINE_OWNERS}"

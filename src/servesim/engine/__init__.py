@@ -24,7 +24,8 @@ from servesim.engine.records import (
 )
 from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
 from servesim.engine.sequence import Seq, SeqStatus
-from servesim.engine.simulation import Dispatch, ReplicaSetup, ReplicaView, run_simulation
+from servesim.engine.setup import ReplicaSetup
+from servesim.engine.simulation import Dispatch, ReplicaView, run_simulation
 from servesim.engine.state import ReplicaState
 
 __all__ = [
