@@ -4,7 +4,9 @@ within the sketch's bound otherwise); the warm-up cut stays exact."""
 
 from __future__ import annotations
 
+import gc
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -190,3 +192,16 @@ def test_a_spilled_run_written_with_out_has_every_row_on_disk(
     it = plain.records.iterations.view()
     for name, col in it.items():
         np.testing.assert_array_equal(run.iterations[name].astype(float), col.astype(float))
+
+
+def test_a_pickled_spilled_table_outlives_the_original() -> None:
+    gaps = TokenGapSamples(budget=3)
+    for k in range(8):
+        gaps.add(0.25 * k, k + 1)
+    assert gaps.is_spilled
+    want = [a.tolist() for a in gaps.arrays()]
+    data = pickle.dumps(gaps)
+    del gaps
+    gc.collect()  # the original's spill folder is removed with it
+    copy = pickle.loads(data)
+    assert [a.tolist() for a in copy.arrays()] == want and len(copy.values_s) == 8

@@ -5,6 +5,12 @@ Per-token timings are kept as streaming aggregates per request (sum and max of g
 global list of weighted gap samples (``TokenGapSamples``), so the TBT distribution over all
 tokens is exact without storing every token: when ``n`` requests all see the same gap in one
 iteration, that is one sample of weight ``n``.
+
+Memory is bounded for any run length: past fixed budgets (``columns.REQUEST_BUDGET_ROWS``,
+``columns.ITERATION_BUDGET_ROWS``, ``TOKEN_GAP_BUDGET``) finished request chunks, full
+iteration chunks and token-gap buffers move to disk (``servesim.engine.spill``); each table's
+``is_spilled`` says so and ``chunks()`` reads it back a chunk at a time. Small runs never
+spill, so their records (and summaries) are exactly what they always were.
 """
 
 from __future__ import annotations

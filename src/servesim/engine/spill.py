@@ -85,6 +85,18 @@ class ChunkStore:
         np.save(path, table, allow_pickle=False)
         return path
 
+    def __getstate__(self) -> dict[str, object]:
+        # A copy in another process must not point at files this one deletes: it carries
+        # the chunks' data (and spills again only if it grows).
+        chunks = [dict(self.load(i)) for i in range(len(self._chunks))]
+        return {"dtypes": self._dtypes, "chunks": chunks, "sizes": list(self._sizes)}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self._dtypes = state["dtypes"]  # type: ignore[assignment]
+        self._chunks = state["chunks"]  # type: ignore[assignment]
+        self._sizes = state["sizes"]  # type: ignore[assignment]
+        self._dir = SpillDir()
+
     def load(self, index: int) -> Chunk:
         """Chunk ``index`` as arrays (read from disk when it was spilled)."""
         item = self._chunks[index]
