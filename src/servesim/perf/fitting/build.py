@@ -177,6 +177,27 @@ def fit_kernel_stacks(
     return out
 
 
+def transfer_report(
+    root: Path,
+    kernel_stacks: dict[str, dict[str, dict[str, Any]]],
+    families: tuple[str, ...] = tuple(FAMILY_MODULES),
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Leave-one-GPU-out of already fitted ``kernel_stacks`` (e.g. the shipped ones) against the
+    tables under ``root``: what ``fit_kernel_stacks`` stores, without refitting (a donor's fit
+    is its all-rows fit either way). Returns (rows per op/dtype/regime, summary per family)."""
+    refs = find_tables(root)
+    all_parts: dict[tuple[str, str, str], list[_Part]] = {}
+    for stack, info in STACKS.items():
+        for gpu_folder, (fw, ver) in info.tables.items():
+            key = TABLE_GPUS[gpu_folder][1]
+            for family in families:
+                if family in kernel_stacks.get(stack, {}).get(key, {}):
+                    parts = _parts(refs, root, family, gpu_folder, fw, ver)
+                    if parts:
+                        all_parts[(stack, key, family)] = parts
+    return _transfer_rows(kernel_stacks, all_parts, TABLE_GPUS)
+
+
 def _scored(family: str, rows: Rows) -> np.ndarray:
     """Rows that measure the GPU: eager-timed fp8_block GEMM rows near their kernel's launch
     floor time the host, not the kernel (``fitting.gemm.eager_mask``), and are not scored."""
