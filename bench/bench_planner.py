@@ -13,7 +13,8 @@ Run: ``python bench/bench_planner.py [--quick] [--target] [--exhaustive] [--pool
 - ``--thousand [--sample K]``: a space of >= 1,000 feasible plans (five models on H100, A100
   and L40S, up to 8 of each, tp 1-8, pp 1-2, four scheduler variants), each fully simulated
   at half its analytical throughput bound (one full-length probe, the ``--target-rate``
-  unit); ``--sample K`` simulates every K-th plan only and extrapolates (said in the output).
+  unit); ``--sample K`` simulates every K-th plan only and extrapolates (said in the output);
+  ``--requests-per-replica N`` shortens every probe (default: the planner's 1,000).
 
 ``--pool`` runs the searches on the local process pool (one worker per core) instead of in
 this process; CPU seconds then include the workers'.
@@ -30,7 +31,7 @@ from servesim.perf import RooflinePerfModel
 from servesim.planner.analytic import Prefilter
 from servesim.planner.evaluate import PlanTask, evaluate_plan
 from servesim.planner.executors import Executor, InProcessExecutor, LocalPoolExecutor
-from servesim.planner.scenario import Scenario, SLOCriterion
+from servesim.planner.scenario import DEFAULT_REQUESTS_PER_REPLICA, Scenario, SLOCriterion
 from servesim.planner.search import SearchOptions, SearchReport, run_search
 from servesim.planner.space import SearchSpace, enumerate_plans, scheduler_grid
 from servesim.specs.catalog import resolve_model
@@ -96,11 +97,12 @@ THOUSAND_SPACE = SearchSpace(
 )
 
 
-def thousand_tasks() -> list[PlanTask]:
+def thousand_tasks(requests_per_replica: int = DEFAULT_REQUESTS_PER_REPLICA) -> list[PlanTask]:
     """One fixed-rate task per feasible plan of the five models' spaces (pre-filter ``ok``)."""
     tasks = []
+    criterion = SLOCriterion(ttft_p99_s=2.0, tpot_p99_s=0.1)
     for model in THOUSAND_MODELS:
-        scenario = Scenario(model, criterion=SLOCriterion(ttft_p99_s=2.0, tpot_p99_s=0.1))
+        scenario = Scenario(model, criterion=criterion, requests_per_replica=requests_per_replica)
         pre = Prefilter(scenario, RooflinePerfModel(), scenario.shape())
         for plan in enumerate_plans(THOUSAND_SPACE, resolve_model(model)):
             est = pre.estimate(plan)
@@ -111,10 +113,10 @@ def thousand_tasks() -> list[PlanTask]:
     return tasks
 
 
-def bench_thousand(sample: int, pool: bool) -> None:
+def bench_thousand(sample: int, pool: bool, requests_per_replica: int) -> None:
     """Simulate every ``sample``-th plan of ``thousand_tasks`` and extrapolate to all."""
     wall0 = time.perf_counter()
-    tasks = thousand_tasks()
+    tasks = thousand_tasks(requests_per_replica)
     build_s = time.perf_counter() - wall0
     chosen = tasks[::sample]
     executor: Executor = LocalPoolExecutor() if pool else InProcessExecutor()
@@ -127,8 +129,10 @@ def bench_thousand(sample: int, pool: bool) -> None:
     finally:
         executor.close()
     cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - wall0
+    num_requests = sum(t.scenario.num_requests(t.plan) for t in chosen)
     print(
-        f"thousand: {len(tasks):,} feasible plans ({build_s:.1f} s to build and pre-filter); "
+        f"thousand ({requests_per_replica} requests per replica, {num_requests:,} simulated "
+        f"in all): {len(tasks):,} feasible plans ({build_s:.1f} s to build and pre-filter); "
         f"simulated {len(chosen):,} ({executor.name}) in {cpu:.1f} CPU-s, {wall:.1f} s wall = "
         f"{len(chosen) / wall:.2f} plans/s, {cpu / len(chosen):.2f} CPU-s per plan; {statuses}"
     )
@@ -171,9 +175,15 @@ def main() -> None:
     parser.add_argument("--no-bracketing", action="store_true", help="full-length probes only")
     parser.add_argument("--thousand", action="store_true", help="only the 1,000-plan bench")
     parser.add_argument("--sample", type=int, default=1, help="--thousand: every K-th plan")
+    parser.add_argument(
+        "--requests-per-replica",
+        type=int,
+        default=DEFAULT_REQUESTS_PER_REPLICA,
+        help="--thousand: probe length per replica",
+    )
     args = parser.parse_args()
     if args.thousand:
-        bench_thousand(max(1, args.sample), args.pool)
+        bench_thousand(max(1, args.sample), args.pool, args.requests_per_replica)
         return
     bench_prefilter("colocated", PREFILTER_SPACE)
     bench_prefilter("disaggregated, per-pool knobs and placement", POOLS_SPACE)
