@@ -10,12 +10,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servesim.engine.records import ITERATION_COLUMNS, SimulationRecords
+from servesim.engine.columns import RequestTable
+from servesim.engine.records import (
+    ITERATION_COLUMNS,
+    REQUEST_COLUMNS,
+    RejectReason,
+    SimulationRecords,
+    _request_left,
+)
+from servesim.metrics import SLOSpec, SLOTargets, summarize
 from servesim.metrics.efficiency import compute_efficiency
 from servesim.metrics.streaming import IterationPass
 from servesim.metrics.summary import _over_time
 from servesim.metrics.timeseries import iteration_spans
-from tests.metrics.factories import add_iteration, replica
+from tests.metrics.factories import add_iteration, add_request, replica
 
 # (replica, gap before the row, duration, sequences, KV blocks); integers keep sums exact.
 rows = st.lists(
@@ -82,3 +90,51 @@ def test_an_empty_log_streams_to_zero_series() -> None:
     stream.finish()
     kv, batch = stream.over_time()
     assert (kv.mean, kv.max, batch.mean, batch.series) == (0.0, 0.0, 0.0, ())
+
+
+requests = st.lists(
+    st.tuples(
+        st.integers(0, 100),  # arrival
+        st.integers(0, 5),  # queueing
+        st.integers(0, 50),  # prefill + decode
+        st.integers(1, 50),  # output tokens
+        st.sampled_from([0, 0, 0, 2, 3]),  # reject reason (3: not finished)
+        st.integers(0, 2),  # SLO class
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(requests, st.integers(1, 7), st.integers(1, 9))
+def test_a_chunked_request_table_summarises_exactly_like_the_plain_one(
+    spec: list[tuple[int, int, int, int, int, int]], budget: int, chunk: int
+) -> None:
+    slo = SLOSpec(ttft_s=3.0, tpot_s=0.5, classes=(("b", SLOTargets(ttft_s=1.0)),))
+    out = []
+    chunked_table = RequestTable(
+        REQUEST_COLUMNS, budget_rows=budget, chunk_rows=chunk, is_finished=_request_left
+    )
+    for table in (None, chunked_table):
+        rec = SimulationRecords(replicas=[replica(0)], slo_classes=["a", "b", "c"], end_s=200.0)
+        if table is not None:
+            rec.requests = table
+        for arrival, queue, run, num_out, reason, cls in sorted(spec):
+            if reason:
+                why = RejectReason(reason)
+                add_request(rec, arrival=arrival, out=num_out, reason=why, slo_class_index=cls)
+                continue
+            first = arrival + queue + 1
+            add_request(
+                rec,
+                arrival=arrival,
+                scheduled=arrival + queue,
+                first=first,
+                done=first + run,
+                out=num_out,
+                slo_class_index=cls,
+            )
+        out.append(summarize(rec, slo))
+    plain, chunked = out
+    assert chunked.to_dict() == plain.to_dict()
