@@ -349,6 +349,21 @@ class Replica:
         del self.alive[seq]
         self.outstanding_tokens -= seq.num_prompt_tokens + seq.num_output_tokens
 
+    # ---- what the cluster layer asks (live migration) -------------------------------------
+    def decoding(self) -> list[Seq]:
+        """Requests decoding here, most recently admitted first (engine by engine)."""
+        return [seq for engine in self.engines for seq in engine.decoding_newest_first()]
+
+    def num_kv_tokens(self, seq: Seq) -> int | None:
+        """Tokens of KV ``seq`` holds here (None: not running here)."""
+        counts = (engine.num_kv_tokens(seq) for engine in self.engines)
+        return next((n for n in counts if n is not None), None)
+
+    def detach(self, seq: Seq, done: Callable[[Seq | None, float], None]) -> bool:
+        """Take ``seq`` off at its engine's next iteration boundary, then ``done(seq, t)``
+        (``done(None, t)`` if it finished or was preempted first); False if not running."""
+        return any(engine.detach(seq, done) for engine in self.engines)
+
     # ---- rejection -----------------------------------------------------------------------
     def reject_reason(self, num_prompt_tokens: int, num_output_tokens: int) -> int:
         """Why this replica can never serve such a request (0 when it can)."""

@@ -137,6 +137,24 @@ class VirtualEngine:
         if self.scheduler.num_queued(self.state) or self.state.running:
             self._wake(now)
 
+    def decoding_newest_first(self) -> list[Seq]:
+        """Decoding requests here, most recently admitted first (migration candidates)."""
+        return [s for s in reversed(self.state.running) if s.status == SeqStatus.DECODING]
+
+    def num_kv_tokens(self, seq: Seq) -> int | None:
+        """Tokens of KV a running ``seq`` holds here (None: not running here)."""
+        if seq not in self.state.running:
+            return None
+        return seq.num_prompt_tokens + self.state.emitted(seq) - 1
+
+    def detach(self, seq: Seq, done: Callable[[Seq | None, float], None]) -> bool:
+        """Mark a running ``seq`` to leave at the next iteration boundary (live migration);
+        False when it is not running here."""
+        if seq not in self.state.running:
+            return False
+        self.outgoing[seq] = done
+        return True
+
     def _wake(self, now: float) -> None:
         if not self.busy:
             self.busy = True
