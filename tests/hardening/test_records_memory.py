@@ -17,19 +17,34 @@ DTYPES = {"a": np.int64, "b": np.float64}
 @given(
     rows=st.lists(st.tuples(st.integers(-5, 5), st.floats(-1e3, 1e3)), max_size=40),
     chunk_rows=st.integers(1, 7),
+    budget_rows=st.sampled_from([0, 3, 10, None]),  # None: the default (never reached here)
 )
 def test_chunked_columns_hold_the_same_rows_as_plain_columns(
-    rows: list[tuple[int, float]], chunk_rows: int
+    rows: list[tuple[int, float]], chunk_rows: int, budget_rows: int | None
 ) -> None:
-    plain, chunked = _Columns(DTYPES, capacity=1), _ChunkedColumns(DTYPES, chunk_rows)
+    plain = _Columns(DTYPES, capacity=1)
+    chunked = _ChunkedColumns(DTYPES, chunk_rows, budget_rows=budget_rows)
     for a, b in rows:
         assert plain.append_row(a=a, b=b) == chunked.append_row(a=a, b=b)
     assert chunked.size == plain.size == len(rows)
+    # spilled once a chunk starts at a row past the budget
+    chunk_starts = range(chunk_rows, len(rows), chunk_rows)
+    budget = 1 << 62 if budget_rows is None else budget_rows
+    assert chunked.is_spilled == any(i >= budget for i in chunk_starts)
+    want = plain.view()
+    streamed = list(chunked.chunks())
+    for name in DTYPES:
+        joined = np.concatenate([c[name] for c in streamed]) if streamed else np.empty(0)
+        np.testing.assert_array_equal(joined, want[name])
     for copy in (True, False):
-        got, want = chunked.view(copy=copy), plain.view()
+        got = chunked.view(copy=copy)
         for name in DTYPES:
             assert got[name].dtype == want[name].dtype
             np.testing.assert_array_equal(got[name], want[name])
+    if rows:  # column() brings a spilled table back into memory; writes persist
+        chunked.column("a")[: len(rows)] = 9
+        chunked.append_row(a=1, b=0.0)
+        assert chunked.view()["a"].tolist() == [9] * len(rows) + [1]
 
 
 def test_chunked_column_writes_persist_and_appends_continue() -> None:
