@@ -127,7 +127,7 @@ def test_short_probes_that_never_hold_fall_back_to_the_plain_search() -> None:
 
 
 PLANS = [
-    PlanSpec("h100-sxm", tp=1),
+    PlanSpec("h100-sxm", tp=1, replicas=2),
     PlanSpec("a100-80gb", tp=1, replicas=2),
 ]
 
@@ -136,8 +136,8 @@ PLANS = [
 @pytest.mark.parametrize("plan", PLANS, ids=lambda p: p.label())
 def test_bracketed_capacity_matches_the_plain_search_on_the_engine(plan: PlanSpec) -> None:
     scenario = replace(
-        small_scenario(ttft_p99_s=1.0, tpot_p99_s=0.05), requests_per_replica=600, min_requests=200
-    )
+        small_scenario(ttft_p99_s=1.0, tpot_p99_s=0.05), requests_per_replica=700, min_requests=200
+    )  # 1,400 requests per probe, 560 per short probe
     results = {}
     for bracketing in (False, True):
         task = PlanTask(scenario, plan, start_rate_per_s=4.0, bracketing=bracketing)
@@ -154,7 +154,8 @@ def test_bracketing_is_on_by_default_part_of_the_store_key_and_skipped_when_shor
     on, off = SearchOptions(), SearchOptions(bracketing=False)
     assert on.bracketing  # the default
     assert search_inputs(scenario, on, perf) != search_inputs(scenario, off, perf)
-    # Too few requests per probe to shorten: the plain search runs (80 < 2 x 200).
+    # Too few requests per probe to shorten (40% under 500): the plain search runs.
     assert scenario.short_num_requests(PlanSpec("h100-sxm")) is None
     longer = replace(scenario, requests_per_replica=1000, min_requests=200)
+    assert longer.short_num_requests(PlanSpec("h100-sxm")) is None  # 400 requests
     assert longer.short_num_requests(PlanSpec("h100-sxm", replicas=2)) == 800
