@@ -27,9 +27,10 @@ def _plan(model: str = "llama-3.1-8b", gpu: str = "h100-sxm", **kw: Any) -> Repl
     return ReplicaPlan(model=resolve_model(model), gpu=get_gpu(gpu), **kw)
 
 
-# plans the fast path covers: dense TP1/TP2/PP2 (PP3: an uneven split), MoE with EP, a sliding
-# window, fp8 KV, eager mode, overlapped host time, measured attention tables, another GPU
-COVERED = {
+# dense TP1/TP2/PP2 (PP3: an uneven split), MoE with EP, a sliding window, fp8 KV, eager mode,
+# overlapped host time, measured attention tables, another GPU: the inlined closed form or the
+# kernel stack's tables; MLA, linear layers, mixed kinds, sparse attention: the graph's own
+PLANS = {
     "dense-tp1": _plan(),
     "dense-tp2": _plan(tp=2),
     "dense-pp2": _plan(pp=2),
@@ -39,13 +40,13 @@ COVERED = {
     "sliding": _plan("mistral-7b", kv_dtype=DType.FP8),
     "v1-host-fitted-attention": _plan(host_profile="vllm-v1", kernel_stack="vllm-0.24"),
     "a100": _plan(gpu="a100-80gb"),
-}
-# plans it leaves to the general path
-NOT_COVERED = {
     "mla": _plan("deepseek-v3", gpu="h200", tp=8, weight_dtype=DType.FP8),
+    "mla-sparse-pp2": _plan("deepseek-v3.2", gpu="h200", tp=8, pp=2, weight_dtype=DType.FP8),
     "linear-layers": _plan("qwen3-next-80b-a3b", gpu="h200", tp=2),
-    "mixed-kinds": _plan("gpt-oss-20b"),
+    "mixed-kinds-fitted": _plan("gpt-oss-20b", kernel_stack="vllm-0.24"),
 }
+CLOSED_FORM = {"dense-tp1", "dense-tp2", "dense-pp2", "dense-pp3-eager", "moe-ep2", "moe-zipf",
+               "sliding", "a100"}  # fmt: skip
 
 
 def _bits(times: StageTimes) -> str:
@@ -81,21 +82,17 @@ def batches(draw: st.DrawFn) -> BatchShape:
     )
 
 
-@pytest.mark.parametrize("name", sorted(COVERED))
-def test_covered_plans_take_the_fast_path(name: str) -> None:
-    assert FAST.uses_fast_path(COVERED[name])
-    assert not GENERAL.uses_fast_path(COVERED[name])
-
-
-@pytest.mark.parametrize("name", sorted(NOT_COVERED))
-def test_other_plans_take_the_general_path(name: str) -> None:
-    assert not FAST.uses_fast_path(NOT_COVERED[name])
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_every_plan_takes_the_fast_path_unless_turned_off(name: str) -> None:
+    fast = FAST._entry(PLANS[name])[2]
+    assert isinstance(fast, FastCost) and not GENERAL.uses_fast_path(PLANS[name])
+    assert (fast.attention is None) == (name in CLOSED_FORM)  # the inlined closed form
 
 
 @settings(max_examples=150, deadline=None, derandomize=True)
-@given(batch=batches(), name=st.sampled_from(sorted(COVERED)))
+@given(batch=batches(), name=st.sampled_from(sorted(PLANS)))
 def test_fast_path_is_bit_identical_to_the_general_path(batch: BatchShape, name: str) -> None:
-    plan = COVERED[name]
+    plan = PLANS[name]
     assert _bits(FAST.iteration_time(plan, batch)) == _bits(GENERAL.iteration_time(plan, batch))
 
 
@@ -109,7 +106,7 @@ def test_edge_shapes_are_bit_identical() -> None:
         BatchShape.from_lists([(8192, 0)], [5000] * 64),
         BatchShape.from_lists([(4000, 9000)], [40_000]),  # beyond mistral's window
     ]
-    for plan in COVERED.values():
+    for plan in PLANS.values():
         for batch in edges:
             fast, general = FAST.iteration_time(plan, batch), GENERAL.iteration_time(plan, batch)
             assert _bits(fast) == _bits(general), (plan, batch)
@@ -185,7 +182,7 @@ def test_memo_tables_grow_with_token_counts_not_with_shapes() -> None:
 
 @pytest.mark.parametrize("name", ["dense-tp1", "dense-tp2", "dense-pp2", "moe-ep2"])
 def test_comm_time_is_the_collectives_of_explain(name: str) -> None:
-    plan = COVERED[name]
+    plan = PLANS[name]
     batch = BatchShape.from_lists([(300, 700)], [50, 2000] * 8)
     times = FAST.iteration_time(plan, batch)
     collectives = [op for op in FAST.explain(plan, batch) if op.bound == "comm"]

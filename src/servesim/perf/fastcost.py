@@ -9,10 +9,10 @@ floating-point operations of ``PlanCost.general``, in the same order and on the 
 with every per-plan constant and lookup hoisted out of the call: its answers are bit-identical
 (``tests/perf/test_fast_path.py`` compares both paths op for op and whole runs byte for byte).
 
-It covers plans with a single attention kind (full, or sliding windows) and no MLA: the
-closed-form attention inlined, or the kernel stack's measured attention tables called as the
-general path calls them. Other plans (MLA, mixed or linear layer kinds, DeepSeek sparse
-attention) take ``PlanCost.general``.
+Every plan has a fast path. The closed-form attention of a single layer kind (full, or
+sliding windows; no MLA, no measured attention tables) is inlined; any other plan (measured
+tables, mixed or linear layer kinds, DeepSeek's sparse attention, MLA) asks ``PlanGraph``
+for its attention as the general path does, and MLA adds its extra GEMMs (``PlanCost``).
 """
 
 from __future__ import annotations
@@ -31,28 +31,26 @@ class FastCost:
     """Per-plan constants of the fast path; call it with a ``BatchShape``."""
 
     __slots__ = (
+        "attention",
         "bases",
         "cost",
         "decode",
         "decode_w",
-        "fitted",
         "hbm_bw",
         "host",
         "idle_w",
-        "kv_bytes",
         "launch_s",
         "layer_counts",
         "max_graph_tokens",
+        "mla_part",
         "num_layers",
         "peak16",
         "pp",
         "prefill",
         "prefill_w",
-        "shapes",
         "tdp_w",
         "tp",
         "use_graphs",
-        "window",
         "zero",
     )
 
@@ -63,7 +61,7 @@ class FastCost:
         self.pp, self.tp = plan.pp, plan.tp
         self.num_layers = plan.model.num_layers
         self.layer_counts = tuple(len(layers) for layers in graph.stages)
-        (kind,) = graph.kind_counts
+        kind = next(iter(graph.kind_counts))
         window = graph.model.attention_window(kind)
         kernels = graph.kernels
         curve = kernels.legacy.attention
@@ -74,9 +72,9 @@ class FastCost:
             kernels.bw * PREFILL_MEM_EFF, curve.prefill_e_max, curve.prefill_len_half,
             curve.launch_s,
         )  # fmt: skip
-        # plans whose kernel stack has measured attention tables call the kernel set
-        self.fitted = kernels.attention_s if "attention" in kernels.sources else None
-        self.shapes, self.window, self.kv_bytes = s, window, graph.kv_bytes
+        # the plan graph's own attention where the closed form below does not apply
+        self.attention = None if self._is_closed_form(cost) else graph.attention
+        self.mla_part = cost.mla_part if s.is_mla else None
         self.decode = _DecodeConsts(
             s.num_q_heads, s.head_dim, s.num_kv_heads, graph.kv_bytes, window,
             kernels.peak16 * DECODE_COMPUTE_EFF, kernels.bw, curve.decode_mem_eff,
@@ -98,11 +96,11 @@ class FastCost:
         self.bases: dict[int, _Base] = {}
 
     @staticmethod
-    def covers(cost: PlanCost) -> bool:
-        """True when ``cost``'s plan has the shape this fast path prices."""
+    def _is_closed_form(cost: PlanCost) -> bool:
+        """True when the plan's attention is the inlined closed form (one kind, no tables)."""
         graph = cost.graph
         kinds = graph.kind_counts
-        if graph.shapes.is_mla or len(kinds) != 1:
+        if graph.shapes.is_mla or len(kinds) != 1 or "attention" in graph.kernels.sources:
             return False
         (kind,) = kinds
         return kind != "linear" and not (
@@ -137,11 +135,17 @@ class FastCost:
         if base is None:
             base = self._base(tokens, sampling)
         stage_s, kernels, flops, nbytes, joules, comm_s = base
-        if self.fitted is None:
+        if self.mla_part is not None:  # MLA's extra GEMMs come before attention, as in general
+            extra = self.mla_part(batch)
+            stage_s = tuple(a + b for a, b in zip(stage_s, extra.stage_s, strict=True))
+            flops += extra.flops
+            nbytes += extra.num_bytes
+            joules += extra.energy_j
+        if self.attention is None:
             pre_f, pre_b, pre_t = self.prefill.cost(batch) if num_p else (0.0, 0.0, 0.0)
             dec_f, dec_b, dec_t = self.decode.cost(batch) if num_d else (0.0, 0.0, 0.0)
-        else:  # measured attention tables: the kernel set's own call, as the general path
-            pre, dec = self.fitted(self.shapes, batch, self.window, self.kv_bytes)
+        else:
+            pre, dec = self.attention(batch)
             pre_f, pre_b, pre_t = pre.flops, pre.num_bytes, pre.time_s
             dec_f, dec_b, dec_t = dec.flops, dec.num_bytes, dec.time_s
         per_layer_s = pre_t + dec_t

@@ -84,7 +84,8 @@ class PlanCost:
             head = self.by_sampling[num_sampling] = sum_ops(ops, self.plan.pp, self.energy)
         return head
 
-    def _mla_part(self, batch: BatchShape) -> StagePart:
+    def mla_part(self, batch: BatchShape) -> StagePart:
+        """MLA's absorbed-weight and kv_b GEMMs of ``batch`` (by decode seqs, prefill tokens)."""
         key = (batch.num_decode_seqs, batch.num_prefill_tokens)
         extra = self.mla.get(key)
         if extra is None:
@@ -109,7 +110,7 @@ class PlanCost:
         joules = part.energy_j + head.energy_j
         comm_s = part.comm_s + head.comm_s  # MLA's extra GEMMs and attention: no collectives
         if graph.shapes.is_mla:
-            extra = self._mla_part(batch)
+            extra = self.mla_part(batch)
             stage_s = [a + b for a, b in zip(stage_s, extra.stage_s, strict=True)]
             flops += extra.flops
             nbytes += extra.num_bytes

@@ -2,10 +2,11 @@
 
 The engine calls ``iteration_time`` once per iteration, hundreds of thousands of times per run.
 Per plan, a ``PlanCost`` (graph, memo tables by token count and by sampling sequences) is built
-once, keyed by object identity (the plan kept alive beside it). Common plan shapes are priced
-by ``FastCost`` (the same float operations with the per-plan work hoisted; bit-identical),
-others by ``PlanCost.general``. No memo on the whole ``BatchShape``: shapes almost never repeat
-(0 hits in 70,000 calls of ``bench/bench_engine.py``) and hashing them cost more than it saved.
+once, keyed by object identity (the plan kept alive beside it). Iterations are priced by
+``FastCost`` (the same float operations with the per-plan work hoisted; bit-identical to
+``PlanCost.general``, the reference path). No memo on the whole ``BatchShape``: shapes almost
+never repeat (0 hits in 70,000 calls of ``bench/bench_engine.py``) and hashing them cost more
+than it saved.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ class RooflinePerfModel:
 
     Args:
         calibration: fitted curves; the packaged ``calibration.json`` by default.
-        fast_path: price the common plan shapes with ``FastCost`` (bit-identical to the
-            general path); False sends every plan through ``PlanCost.general``, the reference
-            the fast path is tested against.
+        fast_path: price iterations with ``FastCost`` (bit-identical to the general path);
+            False sends every plan through ``PlanCost.general``, the reference the fast path
+            is tested against.
     """
 
     def __init__(self, calibration: Calibration | None = None, *, fast_path: bool = True) -> None:
@@ -47,8 +48,7 @@ class RooflinePerfModel:
         same = next((e for e in self._distinct if e[0] == plan), None)
         if same is None:
             cost = PlanCost(plan, self.calibration)
-            fast = self.fast_path and FastCost.covers(cost)
-            same = (plan, cost, FastCost(cost) if fast else cost.general)
+            same = (plan, cost, FastCost(cost) if self.fast_path else cost.general)
             self._distinct.append(same)
         # the plan is kept alive beside its entry, so its id cannot be reused by another
         found = self._plans[id(plan)] = (plan, same[1], same[2])
