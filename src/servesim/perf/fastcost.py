@@ -18,6 +18,7 @@ for its attention as the general path does, and MLA adds its extra GEMMs (``Plan
 from __future__ import annotations
 
 from servesim.perf.attention import DECODE_COMPUTE_EFF, PREFILL_MEM_EFF
+from servesim.perf.graph import PlanGraph
 from servesim.perf.plan_cost import PlanCost
 from servesim.perf.types import BatchShape, StageTimes
 
@@ -61,25 +62,10 @@ class FastCost:
         self.pp, self.tp = plan.pp, plan.tp
         self.num_layers = plan.model.num_layers
         self.layer_counts = tuple(len(layers) for layers in graph.stages)
-        kind = next(iter(graph.kind_counts))
-        window = graph.model.attention_window(kind)
-        kernels = graph.kernels
-        curve = kernels.legacy.attention
-        s = graph.shapes
-        kv_width = 2 * s.num_kv_heads * s.head_dim
-        self.prefill = _PrefillConsts(
-            s.num_q_heads, s.head_dim, kv_width, graph.kv_bytes, window, kernels.peak16,
-            kernels.bw * PREFILL_MEM_EFF, curve.prefill_e_max, curve.prefill_len_half,
-            curve.launch_s,
-        )  # fmt: skip
-        # the plan graph's own attention where the closed form below does not apply
+        # one layer kind's closed-form attention inlined, else the plan graph's own attention
         self.attention = None if self._is_closed_form(cost) else graph.attention
-        self.mla_part = cost.mla_part if s.is_mla else None
-        self.decode = _DecodeConsts(
-            s.num_q_heads, s.head_dim, s.num_kv_heads, graph.kv_bytes, window,
-            kernels.peak16 * DECODE_COMPUTE_EFF, kernels.bw, curve.decode_mem_eff,
-            curve.decode_ctx_half, curve.launch_s,
-        )  # fmt: skip
+        self.prefill, self.decode = _closed_form(graph)
+        self.mla_part = cost.mla_part if graph.shapes.is_mla else None
         # replays_graph and launch_s of the host profile, hoisted
         self.use_graphs = (plan.use_cuda_graphs, host.graphs_with_prefill)
         self.max_graph_tokens = host.max_graph_tokens
@@ -239,6 +225,27 @@ class FastCost:
         joules += self.idle_w * max(sum(stage_s) - kernel_s + overhead * self.pp, 0.0)
         tp = self.tp
         return StageTimes(tuple(stage_s), overhead, flops * tp, nbytes * tp, joules * tp, comm_s)
+
+
+def _closed_form(graph: PlanGraph) -> tuple[_PrefillConsts, _DecodeConsts]:
+    """The constants of ``attention.prefill_attention`` and ``decode_attention`` for the plan's
+    (first) layer kind: what ``FastCost`` inlines when the plan's attention is that form."""
+    window = graph.model.attention_window(next(iter(graph.kind_counts)))
+    kernels = graph.kernels
+    curve = kernels.legacy.attention
+    s = graph.shapes
+    kv_width = 2 * s.num_kv_heads * s.head_dim
+    prefill = _PrefillConsts(
+        s.num_q_heads, s.head_dim, kv_width, graph.kv_bytes, window, kernels.peak16,
+        kernels.bw * PREFILL_MEM_EFF, curve.prefill_e_max, curve.prefill_len_half,
+        curve.launch_s,
+    )  # fmt: skip
+    decode = _DecodeConsts(
+        s.num_q_heads, s.head_dim, s.num_kv_heads, graph.kv_bytes, window,
+        kernels.peak16 * DECODE_COMPUTE_EFF, kernels.bw, curve.decode_mem_eff,
+        curve.decode_ctx_half, curve.launch_s,
+    )  # fmt: skip
+    return prefill, decode
 
 
 class _PrefillConsts:
