@@ -74,6 +74,7 @@ def compare(bounded: dict, exact: dict) -> str:
     if json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True):
         return "summary identical to the exact run (byte for byte)"
     worst = {"percentile": 0.0, "other": 0.0}
+    where = {"percentile": "-", "other": "-"}
     for key, want in b.items():
         got = a.get(key)
         if got == want:
@@ -82,10 +83,12 @@ def compare(bounded: dict, exact: dict) -> str:
             return f"summary differs at {key}: {got!r} vs {want!r}"
         is_percentile = key.rsplit(".", 1)[-1] in ("p50_s", "p90_s", "p95_s", "p99_s")
         kind = "percentile" if is_percentile else "other"
-        worst[kind] = max(worst[kind], abs(got - want) / abs(want))
+        rel = abs(got - want) / abs(want)
+        if rel > worst[kind]:
+            worst[kind], where[kind] = rel, key
     return (
-        f"vs exact run: percentiles within {worst['percentile']:.2e} relative, "
-        f"other figures within {worst['other']:.2e}"
+        f"vs exact run: percentiles within {worst['percentile']:.2e} relative "
+        f"({where['percentile']}), other figures within {worst['other']:.2e} ({where['other']})"
     )
 
 
