@@ -127,6 +127,16 @@ def router(panel: str | None = None) -> Any:
     )
 
 
+def admission(panel: str | None = None) -> Any:
+    """``--admission``: the cluster's admission policy, with its options."""
+    return option(
+        "--admission",
+        "Admission control: accept-all, token-bucket:rate-per-s=R,burst=B, slo-ttft:ttft-s=S, "
+        "or file.py:Class[:key=value,...] (default accept-all).",
+        panel,
+    )
+
+
 def scheduler(panel: str | None = None) -> Any:
     """``--scheduler``: a built-in replica scheduler or a plug-in class."""
     return option(

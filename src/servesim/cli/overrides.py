@@ -49,6 +49,35 @@ def router_override(router: str | None) -> str | None:
     return None if router is None else registry_name(router)
 
 
+def admission_override(spec: str | None) -> dict[str, Any] | None:
+    """``--admission NAME[:key=value,...]`` (or ``file.py:Class[:key=value,...]``): the
+    ``admission`` mapping, its option values read as YAML scalars (``rate=2.5`` is a float)."""
+    if spec is None:
+        return None
+    import yaml
+
+    parts = spec.split(":")
+    cut = 2 if parts[0].strip().endswith(".py") and len(parts) > 1 else 1
+    kind = ":".join(parts[:cut]).strip()
+    rest = ":".join(parts[cut:])
+    options: dict[str, Any] = {}
+    for pair in filter(None, (p.strip() for p in rest.split(","))):
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(
+                "--admission",
+                spec,
+                f"option {pair!r} is not key=value (e.g. token-bucket:rate-per-s=5)",
+            )
+        name = key.strip().replace("-", "_")
+        if name in options:
+            raise ConfigError("--admission", spec, f"option {name!r} given twice")
+        options[name] = yaml.safe_load(value.strip())
+    if not kind:
+        raise ConfigError("--admission", spec, "names no policy (e.g. token-bucket:rate-per-s=5)")
+    return {"kind": registry_name(kind), "options": options}
+
+
 def fill_scheduler_kind(
     raw: dict[str, Any], overrides: dict[str, Any], default_kind: str
 ) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from servesim.api import Result, simulate
 from servesim.cli import options as opts
 from servesim.cli.common import err_console
 from servesim.cli.overrides import (
+    admission_override,
     client_overrides,
     fill_scheduler_kind,
     router_override,
@@ -57,6 +58,7 @@ FLAG_TO_CONFIG_PATH = {
     "replicas": "replicas",
     "disagg": "disagg",
     "router": "router",
+    "admission": "admission",
     "max_num_seqs": "scheduler.max_num_seqs",
     "max_num_batched_tokens": "scheduler.max_num_batched_tokens",
     "chunked_prefill": "scheduler.enable_chunked_prefill",
@@ -93,6 +95,8 @@ def build_config(
     overrides = {k: v for k, v in flags.items() if v is not None}
     if "router" in overrides:
         overrides["router"] = router_override(overrides["router"])
+    if "admission" in overrides:
+        overrides["admission"] = admission_override(overrides["admission"])
     overrides = fill_scheduler_kind(raw, overrides, DEFAULT_SCHEDULER_KIND)
     if overrides.get("scheduler.kind") == "vllm" and "scheduler.chunk_size" in overrides:
         raise ConfigError(
@@ -226,6 +230,7 @@ def simulate_cmd(
     ] = None,
     disagg: Annotated[str | None, opts.disagg(_H)] = None,
     router: Annotated[str | None, opts.router(_H)] = None,
+    admission: Annotated[str | None, opts.admission(_H)] = None,
     scheduler: Annotated[str | None, opts.scheduler(_S)] = None,
     max_num_seqs: Annotated[int | None, opts.max_num_seqs(_S)] = None,
     max_num_batched_tokens: Annotated[int | None, opts.max_num_batched_tokens(_S)] = None,

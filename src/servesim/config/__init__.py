@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from servesim.cluster.config import (
+    AdmissionConfig,
     DeploymentConfig,
     PoolConfig,
     RouterConfig,
@@ -111,6 +112,10 @@ class SimConfig(BaseModel):
     router: str | None = Field(
         None, description="Router name or file.py:Class (None: round_robin / the deployment's)."
     )
+    admission: AdmissionConfig | None = Field(
+        None,
+        description="Admission control at the cluster entry (None: accept all / the deployment's).",
+    )
     disagg: str | None = Field(
         None,
         pattern=r"^\s*[1-9][0-9]*\s*[Pp]\s*:\s*[1-9][0-9]*\s*[Dd]\s*$",
@@ -182,10 +187,10 @@ class SimConfig(BaseModel):
         """The deployment: as given, else ``disagg`` (two pools) or ``replicas`` x
         ``hardware`` (one unified pool), with the ``router`` shorthand applied."""
         router = RouterConfig(kind=self.router) if self.router is not None else None
+        update: dict[str, Any] = {"router": router, "admission": self.admission}
+        update = {k: v for k, v in update.items() if v is not None}
         if self.deployment is not None:
-            if router is None:
-                return self.deployment
-            return self.deployment.model_copy(update={"router": router})
+            return self.deployment.model_copy(update=update) if update else self.deployment
         hw = self.hardware
         base: dict[str, Any] = {
             "gpu": hw.gpu,
@@ -209,7 +214,7 @@ class SimConfig(BaseModel):
             ]
         else:
             pools = [PoolConfig(name="default", replicas=self.replicas, **base)]
-        return DeploymentConfig(pools=pools, router=router or RouterConfig())
+        return DeploymentConfig(pools=pools, **{"router": RouterConfig(), **update})
 
     def effective_workload(self) -> WorkloadConfig:
         """The workload with the top-level ``num_requests`` / ``duration_s`` applied."""
