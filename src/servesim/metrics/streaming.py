@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from servesim.engine.records import RejectReason, ReplicaInfo
+from servesim.metrics.binned import SegmentCarry
 from servesim.metrics.efficiency import Efficiency, efficiency_from_totals
 from servesim.metrics.sketch import LatencySketch
 from servesim.metrics.slo import SLOResult, SLOSpec, attainment_from_counts, meets_targets
@@ -36,6 +37,7 @@ from servesim.metrics.timeseries import (
 )
 
 Chunk = dict[str, np.ndarray]
+_STATE = ("num_kv_blocks_used", "num_seqs")  # the state columns the summary integrates
 
 
 def request_latencies(
@@ -165,17 +167,6 @@ class RequestPass:
         }
 
 
-@dataclass(slots=True)
-class _Held:
-    """Rows not yet folded in: each replica's last row (its segment end awaits the next)."""
-
-    rid: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    start: np.ndarray = field(default_factory=lambda: np.empty(0))
-    end: np.ndarray = field(default_factory=lambda: np.empty(0))
-    used: np.ndarray = field(default_factory=lambda: np.empty(0))
-    seqs: np.ndarray = field(default_factory=lambda: np.empty(0))
-
-
 class IterationPass:
     """Streaming KV/batch time series, busy time and efficiency totals of the iteration log.
 
@@ -206,7 +197,7 @@ class IterationPass:
         self.num_rows = 0
         self.flops = self.hbm_bytes = 0.0
         self.energy_j = {rid: 0.0 for rid in ids}
-        self._held = _Held()
+        self._carry = SegmentCarry()
 
     def add(self, it: Chunk) -> None:
         """Fold one chunk of iteration rows in (chunks in row order)."""
@@ -225,7 +216,8 @@ class IterationPass:
         for r in self.energy_j:
             self.energy_j[r] += float(it["energy_j"][rid == r].sum())
         self._add_busy(rid, start, end)
-        self._add_segments(rid, start, end, used, seqs)
+        state = {k: it[k] for k in ("replica_id", "start_s", "duration_s", *_STATE)}
+        self._integrate(self._carry.feed(state))
 
     def _add_busy(self, rid: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
         for r in self.busy:
@@ -240,33 +232,17 @@ class IterationPass:
             self.busy[r] += float(np.maximum(0.0, en - np.maximum(st, reach)).sum())
             self._reach[r] = max(self._reach[r], float(en.max()))
 
-    def _add_segments(self, rid: np.ndarray, *cols: np.ndarray) -> None:
-        held = self._held
-        rid = np.concatenate((held.rid, rid))
-        start, end, used, seqs = (
-            np.concatenate((h, c))
-            for h, c in zip((held.start, held.end, held.used, held.seqs), cols, strict=True)
-        )
-        order = np.lexsort((start, rid))
-        rid, start, end, used, seqs = (a[order] for a in (rid, start, end, used, seqs))
-        is_last = np.ones(rid.size, dtype=bool)
-        is_last[:-1] = rid[:-1] != rid[1:]
-        seg_end = end.copy()
-        seg_end[:-1] = np.where(is_last[:-1], end[:-1], np.minimum(end[:-1], start[1:]))
-        done = ~is_last
-        self._integrate(start[done], seg_end[done], used[done], seqs[done])
-        self._held = _Held(rid[is_last], start[is_last], end[is_last], used[is_last], seqs[is_last])
-
-    def _integrate(self, a: np.ndarray, b: np.ndarray, used: np.ndarray, seqs: np.ndarray) -> None:
-        if a.size:
-            self.g_used += integral_at(self.edges, a, b, used)
-            self.g_seqs += integral_at(self.edges, a, b, seqs)
+    def _integrate(self, seg: Chunk) -> None:
+        if seg["start_s"].size:
+            a, b = seg["start_s"], seg["seg_end_s"]
+            self.g_used += integral_at(self.edges, a, b, seg["num_kv_blocks_used"].astype(float))
+            self.g_seqs += integral_at(self.edges, a, b, seg["num_seqs"].astype(float))
 
     def finish(self) -> None:
         """Fold in the held rows: each replica's last segment ends with its own iteration."""
-        held = self._held
-        self._integrate(held.start, held.end, held.used, held.seqs)
-        self._held = _Held()
+        held = self._carry.flush()
+        if held is not None:
+            self._integrate(held)
 
     def over_time(self) -> tuple[TimeSeriesStats, TimeSeriesStats]:
         """KV utilisation and batch size (``summary._over_time``'s figures)."""
