@@ -188,6 +188,7 @@ _ENGINE_PARTS = (
     "timeline",
     "links",
     "preemption",
+    "skip",
     "group",
     "batch",
     "sequence",

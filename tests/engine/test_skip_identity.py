@@ -1,6 +1,7 @@
 """Skip-ahead is exact: per-request results with skip-ahead on and off are identical bit for
 bit on a fixed set of scenarios (every scheduler kind, swap and recompute preemption, prefix
-caching, pipeline parallelism, engine timing, multi-LoRA, two replicas behind a router)."""
+caching, pipeline parallelism (whose engines skip together), engine timing, multi-LoRA, two
+replicas behind a router)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,12 @@ SCENARIOS: dict[str, tuple[Callable[[], list[Request]], list[ReplicaSetup]]] = {
     ),
     "fair": (lambda: _requests(**_USERS), [setup(FairSchedulerConfig())]),
     "pp2": (_requests, [setup(pp=2)]),
+    "pp3-sarathi-swap": (
+        _requests,
+        [setup(SarathiSchedulerConfig(chunk_size=256), pp=3, preemption_mode="swap")],
+    ),
+    "pp4-v1-timing": (_requests, [dataclasses.replace(setup(_V1, pp=4), timing=_TIMING)]),
+    "pp2-orca-two-replicas": (_requests, [setup(OrcaSchedulerConfig(), pp=2)] * 2),
     "engine-timing": (_requests, [dataclasses.replace(setup(_V1), timing=_TIMING)]),
     "lora": (
         lambda: _requests(adapter_id=lambda g, r: f"a{int(g.integers(0, 5))}"),
@@ -120,6 +127,8 @@ def test_skip_ahead_on_and_off_give_identical_requests(name: str) -> None:
     assert count == {k: v for k, v in slow.counters.items() if k != "num_skipped_iterations"}
 
 
-def test_skip_ahead_skips_somewhere() -> None:
-    # guards the test above against a skip-ahead that never engages
-    assert _run("vllm-v0", True).counters["num_skipped_iterations"] > 0
+@pytest.mark.parametrize("name", ["vllm-v0", "pp2", "pp4-v1-timing"])
+def test_skip_ahead_skips(name: str) -> None:
+    # guards the test above against a skip-ahead that never engages (pipeline-parallel
+    # replicas included: their engines skip together, engine/skip.py)
+    assert _run(name, True).counters["num_skipped_iterations"] > 0

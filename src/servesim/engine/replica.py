@@ -26,6 +26,7 @@ from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
 from servesim.engine.schedulers.vllm import prefix_caching_default
 from servesim.engine.sequence import Seq
 from servesim.engine.setup import ReplicaSetup
+from servesim.engine.skip import PipelineSkip
 from servesim.engine.speculative import Speculator, num_kv_blocks_with_draft
 from servesim.engine.state import ReplicaState
 from servesim.engine.timeline import BatchPricer, StageTimeline, SwapLink
@@ -86,7 +87,7 @@ class Replica:
         self.outstanding_tokens = 0
         self.alive: dict[Seq, None] = {}
         self._on_prefilled: Callable[[Seq, float], None] | None = None
-        timing = _checked_timing(setup)
+        timing = setup.timing.checked()
         self.frontend_latency_s = timing.frontend_latency_s
         # Requests past the server's front end but not yet in an engine loop, as (entry
         # time, request); one latency for all, so they enter in arrival order.
@@ -121,7 +122,7 @@ class Replica:
         pp = len(schedulers)
         links = self._links(block_bytes, pp)
         num_swap_blocks = int(setup.cache.swap_space_bytes // block_bytes) if block_bytes else 0
-        return [
+        engines = [
             VirtualEngine(
                 i,
                 scheduler,
@@ -138,6 +139,11 @@ class Replica:
             )
             for i, scheduler in enumerate(schedulers)
         ]
+        if pp > 1:
+            joint = PipelineSkip(engines)
+            for engine in engines:
+                engine.pipeline = joint
+        return engines
 
     def _size_kv(self, setup: ReplicaSetup, schedulers: list[ReplicaScheduler]) -> float:
         """Set the KV pool size (features included); returns the bytes of one KV block on
@@ -190,14 +196,14 @@ class Replica:
         # A replica receiving KV from elsewhere steps one iteration at a time, since an
         # arrival it cannot foresee may join any iteration. A prefill replica's held KV is
         # freed by transfer ends it cannot foresee either (it never decodes, so this costs
-        # nothing). Pipeline stages share one timeline, so a run on one engine would book
-        # stages the others need.
-        return max(self.plan.pp, 1) == 1 and not setup.receives_kv and setup.role != "prefill"
+        # nothing). Pipeline engines share one timeline: they skip together
+        # (engine/skip.py).
+        return not setup.receives_kv and setup.role != "prefill"
 
     @property
     def on_prefilled(self) -> Callable[[Seq, float], None] | None:
-        """Set by a cluster layer on prefill-role replicas: called with (seq, now) when a
-        prompt and its first token are done; the sequence has left this replica."""
+        """Set by a cluster layer on prefill-role replicas: called with (seq, now) once a
+        prompt and its first token are done (the sequence has left this replica)."""
         return self._on_prefilled
 
     @on_prefilled.setter
@@ -382,18 +388,3 @@ class Replica:
         if not scheduler.is_chunked and num_prompt_tokens > scheduler.token_budget:
             return RejectReason.PROMPT_EXCEEDS_BATCH_TOKENS
         return RejectReason.NONE
-
-
-def _checked_timing(setup: ReplicaSetup) -> EngineTiming:
-    timing = setup.timing
-    if timing.admission_lag_steps < 0:
-        raise ConfigError("admission_lag_steps", timing.admission_lag_steps, "must be >= 0")
-    latencies = {
-        "frontend_latency_s": timing.frontend_latency_s,
-        "output_latency_s": timing.output_latency_s,
-        "output_per_seq_s": timing.output_per_seq_s,
-    }
-    for name, value in latencies.items():
-        if not value >= 0:
-            raise ConfigError(name, value, "must be >= 0")
-    return timing

@@ -3,15 +3,12 @@
 Tokens are emitted at the end of an iteration: the first when the iteration that completes the
 prompt ends (recorded one host overhead later when the scheduler models vLLM V0's async output
 processing, and the engine's output latency later for a front end that streams them, see
-``VirtualEngine._output_lag``). An engine that schedules ``k`` steps ahead (vLLM V1 async
+``VirtualEngine.output_lag``). An engine that schedules ``k`` steps ahead (vLLM V1 async
 scheduling, SGLang's and TensorRT-LLM's overlap schedulers: ``admission_lag_steps``) forms
 step N+1 while step N runs, so a request entering during step N first joins step N+1+k; the
 engine keeps such requests in ``arrivals`` until the step they can join is formed (an idle
-engine takes them at once). When a scheduler says its decision is stable
-(``can_skip``), a run of decode-only iterations is advanced inside one event, iteration by
-iteration with the perf model queried for each shape, up to the first one that an arrival, the
-duration limit, a finish or a missing KV block could change, so results equal those of
-stepping one event at a time.
+engine takes them at once). Decode-only runs that nothing can change are advanced inside one
+event (skip-ahead, engine/skip.py), with results equal to stepping one event at a time.
 """
 
 from __future__ import annotations
@@ -35,8 +32,9 @@ from servesim.engine.profiles.base import EngineTiming
 from servesim.engine.rows import DecodeRun, append_batch_row, append_run_row, write_request
 from servesim.engine.schedulers.base import ReplicaScheduler
 from servesim.engine.sequence import Seq, SeqStatus
+from servesim.engine.skip import PipelineSkip, skip_alone
 from servesim.engine.state import ReplicaState
-from servesim.perf.types import BatchShape, StageTimes
+from servesim.perf.types import StageTimes
 
 
 class VirtualEngine:
@@ -55,13 +53,8 @@ class VirtualEngine:
         timing: EngineTiming | None = None,
     ) -> None:
         timing = timing or EngineTiming()
-        self.index = index
-        self.scheduler = scheduler
-        self.state = state
-        self.links = links
-        self.loop = links.loop
-        self.records = links.records
-        self.price = links.price
+        self.index, self.scheduler, self.state, self.links = index, scheduler, state, links
+        self.loop, self.records, self.price = links.loop, links.records, links.price
         # Speculative decodes keep a varying number of tokens per step, LoRA steps cost
         # what their adapters do, a hybrid split may change every step: all are stepped
         # one iteration at a time.
@@ -71,7 +64,7 @@ class VirtualEngine:
         self.policy_name = scheduler_name(scheduler)  # as contract errors name it
         # a user policy's decodes are checked one by one (contracts.check_batch's scan)
         self.scan_batches = check_invariants or not scheduler.is_builtin
-        # vLLM V0's async output processing (see _output_lag)
+        # vLLM V0's async output processing (see output_lag)
         self.stamps_after_next_step = scheduler.async_output_processing
         self.output_latency_s = timing.output_latency_s
         self.output_per_seq_s = timing.output_per_seq_s  # EngineTiming.output_per_seq_s
@@ -91,6 +84,10 @@ class VirtualEngine:
         # Set on prefill-role replicas: called with (seq, now) once a prompt and its first
         # token are done; the sequence has left, its KV held until ``release_held``.
         self.on_prefilled: Callable[[Seq, float], None] | None = None
+        # The step in flight (event handle, batch, times, end) and, on a pipeline-parallel
+        # replica, the joint skip-ahead of its engines (engine/skip.py).
+        self.in_flight: tuple[int, Batch, StageTimes, float] | None = None
+        self.pipeline: PipelineSkip | None = None
         # called with each request that leaves (finished) this engine
         self.on_done: Callable[[Seq], None] = lambda seq: None
 
@@ -185,9 +182,20 @@ class VirtualEngine:
         batch.num_kv_blocks_used = state.blocks.num_used
         times, host_s = self._times(batch)
         end = self.links.timeline.reserve(now, times.stage_s, times.overhead_s + host_s)
-        if self.skip_ahead and self._can_skip(batch):
-            end, times = self._skip(batch, now, end, times)
-        self.loop.schedule(end, self._complete, batch, times, priority=EventPriority.STEP_END)
+        if not (self.skip_ahead and self.can_skip(batch)):
+            self.launch(batch, times, end)
+        elif self.pipeline is None:
+            skip_alone(self, batch, times, end)
+        else:  # pp > 1: the engines skip together
+            self.launch(batch, times, end)
+            self.pipeline.try_skip()
+
+    def launch(self, batch: Batch, times: StageTimes, end: float) -> None:
+        """Schedule the completion of ``batch`` (booked to end at ``end``)."""
+        handle = self.loop.schedule(
+            end, self._complete, batch, times, priority=EventPriority.STEP_END
+        )
+        self.in_flight = (handle, batch, times, end)
 
     def _next_batch(self, now: float) -> Batch | None:
         """Take what entered, then ask the scheduler for the next batch."""
@@ -248,7 +256,7 @@ class VirtualEngine:
             host_s += load_s
         return times, host_s
 
-    def _can_skip(self, batch: Batch) -> bool:
+    def can_skip(self, batch: Batch) -> bool:
         """True when the batch starts a run of decode-only iterations nothing can change."""
         state = self.state
         return (
@@ -263,11 +271,12 @@ class VirtualEngine:
 
     def _complete(self, batch: Batch, times: StageTimes) -> None:
         """The batch has run: the state applies it, the scheduler hears of it, next step."""
+        self.in_flight = None
         now = self.loop.now
         state = self.state
         hand_off = self._hand_off if self.on_prefilled is not None else None
-        stamp = now + self._output_lag(times)
-        state.apply(batch, now, stamp, self._left, hand_off, self.output_per_seq_s)
+        stamp = now + self.output_lag(times)
+        state.apply(batch, now, stamp, self.left, hand_off, self.output_per_seq_s)
         self._record(batch, times, now - batch.start_s)
         self.scheduler.notify_batch_done(batch, now)
         if self.check_invariants:
@@ -276,7 +285,7 @@ class VirtualEngine:
             state.blocks.check()  # O(1): free + used + cached-evictable == total
         self.start(now)
 
-    def _output_lag(self, times: StageTimes) -> float:
+    def output_lag(self, times: StageTimes) -> float:
         """Delay between an iteration's end and the time its tokens are recorded.
 
         vLLM 0.6 (V0) with async output processing (on by default with CUDA graphs, no PP)
@@ -294,56 +303,7 @@ class VirtualEngine:
         lag = times.overhead_s if self.stamps_after_next_step else 0.0
         return lag + self.output_latency_s if self.output_latency_s else lag
 
-    def _skip(
-        self, batch: Batch, now: float, end: float, times: StageTimes
-    ) -> tuple[float, StageTimes]:
-        """Complete decode-only iterations in place while nothing can change the schedule;
-        returns the end and times of the iteration left in flight.
-
-        With nothing queued or stalled, a finish only shrinks the decode set (every built-in
-        scheduler then decodes the rest), so the run goes on through finishes; otherwise a
-        finish, like a missing block or the next arrival, ends the run.
-        """
-        state = self.state
-        group = state.group
-        blocks = state.blocks
-        limit = self.links.clock_limit()
-        # (a prefill stalled for blocks would resume once a finish frees some)
-        through_finishes = not (
-            state.swapped or state.prefilling or self.scheduler.num_queued(state)
-        )
-        segment = DecodeRun(now, len(group.members), batch.num_queued)
-        start = now
-        while end < limit:
-            need = group.next_tick_blocks(through_finishes)
-            if need is None or need > blocks.num_available:
-                break
-            stamp = end + self._output_lag(times)
-            segment.add(times)
-            if state.apply_decode_tick(stamp, self._left):
-                self._flush(segment, end)
-                segment = DecodeRun(end, len(group.members), batch.num_queued)
-            if self.check_invariants:
-                state.check()
-            state.grant_tick_blocks(need)
-            start = end
-            if self.admission_lag_steps:
-                self.step_starts.append(start)
-            shape = BatchShape(
-                num_decode_seqs=len(group.members),
-                decode_context_tokens=group.ctx_sum,
-                max_decode_context_tokens=group.max_context(),
-            )
-            times = self.price(shape)
-            end = self.links.timeline.reserve(start, times.stage_s, times.overhead_s)
-        self._flush(segment, start)
-        if len(batch.decodes) != len(group.members):
-            batch.decodes = list(group.members)
-        batch.start_s = start
-        batch.num_kv_blocks_used = blocks.num_used
-        return end, times
-
-    def _flush(self, segment: DecodeRun, end_s: float) -> None:
+    def flush(self, segment: DecodeRun, end_s: float) -> None:
         """Record a run of identical decode iterations as one row (``repeat`` = its length)."""
         if not segment.num_ticks:
             return
@@ -354,7 +314,7 @@ class VirtualEngine:
         )
 
     # ---- requests out -------------------------------------------------------------------
-    def _left(self, seq: Seq, completion_s: float) -> None:
+    def left(self, seq: Seq, completion_s: float) -> None:
         """A finished request has left the state's books: tell the others, write its row."""
         self.scheduler.notify_finish(seq)
         self.links.on_leave(seq)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from servesim.core.errors import ConfigError
 from servesim.core.registry import Registry
 
 # Device memory above which vLLM >= 0.8 and SGLang pick their "large GPU" defaults (H100,
@@ -128,6 +129,20 @@ class EngineTiming:
     frontend_latency_s: float = 0.0
     output_latency_s: float = 0.0
     output_per_seq_s: float = 0.0
+
+    def checked(self) -> EngineTiming:
+        """This timing, after a ``ConfigError`` for a negative lag or latency."""
+        if self.admission_lag_steps < 0:
+            raise ConfigError("admission_lag_steps", self.admission_lag_steps, "must be >= 0")
+        latencies = {
+            "frontend_latency_s": self.frontend_latency_s,
+            "output_latency_s": self.output_latency_s,
+            "output_per_seq_s": self.output_per_seq_s,
+        }
+        for name, value in latencies.items():
+            if not value >= 0:
+                raise ConfigError(name, value, "must be >= 0")
+        return self
 
 
 @dataclass(frozen=True, slots=True)

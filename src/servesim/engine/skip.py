@@ -1,0 +1,145 @@
+"""Skip-ahead: runs of decode-only steps that nothing can change, advanced inside one event.
+
+When a scheduler says its decision is stable (``can_skip``), a run of decode-only iterations
+is advanced iteration by iteration with the perf model queried for each shape, up to the
+first one that an external event (the next arrival, the duration limit), a finish or a
+missing KV block could change, so results equal those of stepping one event at a time.
+With nothing queued or stalled, a finish only shrinks the decode set (every built-in
+scheduler then decodes the rest), so the run goes on through finishes; otherwise a finish
+ends it. One engine skips alone (``skip_alone``).
+
+Pipeline-parallel replicas: a replica with ``pp`` stages runs ``pp`` virtual engines that
+book one shared stage timeline
+in the order their steps start, so one engine cannot run ahead alone (its bookings would
+come before the others' and change every later time). When every engine of the replica has
+a decode-only step in flight that nothing can change (``VirtualEngine.can_skip``), the
+engines' step ends are replayed here in the event loop's own order -- by time, then by the
+order they were scheduled -- each completing its tick and booking its next step on the
+timeline, exactly as stepping one event at a time would, until the next external event,
+a finish that must end a run, or a missing KV block. The steps then in flight go back to
+the event loop in their order. Results are identical to stepping
+(``tests/engine/test_skip_identity.py``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from typing import TYPE_CHECKING
+
+from servesim.engine.batch import Batch
+from servesim.engine.rows import DecodeRun
+from servesim.perf.types import BatchShape, StageTimes
+
+if TYPE_CHECKING:
+    from servesim.engine.vengine import VirtualEngine
+
+
+class PipelineSkip:
+    """The joint skip-ahead of one replica's pipeline virtual engines (its siblings, not
+    its owner)."""
+
+    __slots__ = ("engines",)
+
+    def __init__(self, engines: list[VirtualEngine]) -> None:
+        self.engines = engines
+
+    def try_skip(self) -> None:
+        """Replay the engines' decode-only steps while all of them can skip."""
+        engines = self.engines
+        for engine in engines:
+            flight = engine.in_flight
+            if flight is None or not (engine.skip_ahead and engine.can_skip(flight[1])):
+                return
+        loop = engines[0].loop
+        limit = engines[0].links.clock_limit()
+        heap: list[tuple[float, int, int]] = []
+        runs: list[_Run] = []
+        for i, engine in enumerate(engines):
+            handle, batch, times, end = engine.in_flight  # type: ignore[misc]
+            loop.cancel(handle)
+            heap.append((end, handle, i))
+            runs.append(_Run(engine, batch, times))
+        heapq.heapify(heap)
+        order = max(h for _, h, _ in heap) + 1
+        while heap and heap[0][0] < limit:
+            end, _, i = heap[0]
+            run = runs[i]
+            new_end = run.tick(end)
+            if new_end is None:
+                break
+            heapq.heapreplace(heap, (new_end, order, i))
+            order += 1
+        for end, _, i in sorted(heap, key=lambda entry: entry[1]):
+            runs[i].relaunch(end)
+
+
+def skip_alone(engine: VirtualEngine, batch: Batch, times: StageTimes, end: float) -> None:
+    """Advance ``engine``'s decode-only run from ``batch`` (booked to end at ``end``), then
+    launch the step left in flight."""
+    limit = engine.links.clock_limit()
+    run = _Run(engine, batch, times)
+    while end < limit:
+        new_end = run.tick(end)
+        if new_end is None:
+            break
+        end = new_end
+    run.relaunch(end)
+
+
+class _Run:
+    """One engine's run of skipped steps: its current segment and step in flight."""
+
+    __slots__ = ("batch", "engine", "segment", "start", "through_finishes", "times")
+
+    def __init__(self, engine: VirtualEngine, batch: Batch, times: StageTimes) -> None:
+        state = engine.state
+        self.engine = engine
+        self.batch = batch
+        self.start = batch.start_s
+        self.times = times
+        # (a prefill stalled for blocks would resume once a finish frees some)
+        self.through_finishes = not (
+            state.swapped or state.prefilling or engine.scheduler.num_queued(state)
+        )
+        self.segment = DecodeRun(self.start, len(state.group.members), batch.num_queued)
+
+    def tick(self, end: float) -> float | None:
+        """Complete the step in flight (it ends at ``end``) and book the next; its end, or
+        None when this step must complete through the event loop instead."""
+        engine = self.engine
+        state = engine.state
+        group = state.group
+        need = group.next_tick_blocks(self.through_finishes)
+        if need is None or need > state.blocks.num_available:
+            return None
+        times = self.times
+        stamp = end + engine.output_lag(times)
+        self.segment.add(times)
+        if state.apply_decode_tick(stamp, engine.left):
+            engine.flush(self.segment, end)
+            self.segment = DecodeRun(end, len(group.members), self.batch.num_queued)
+        if engine.check_invariants:
+            state.check()
+        state.grant_tick_blocks(need)
+        self.start = end
+        if engine.admission_lag_steps:
+            engine.step_starts.append(end)
+        shape = BatchShape(
+            num_decode_seqs=len(group.members),
+            decode_context_tokens=group.ctx_sum,
+            max_decode_context_tokens=group.max_context(),
+        )
+        self.times = times = engine.price(shape)
+        return engine.links.timeline.reserve(end, times.stage_s, times.overhead_s)
+
+    def relaunch(self, end: float) -> None:
+        """Give the step now in flight (ending at ``end``) back to the event loop."""
+        engine = self.engine
+        state = engine.state
+        engine.flush(self.segment, self.start)
+        batch = self.batch
+        if len(batch.decodes) != len(state.group.members):
+            batch.decodes = list(state.group.members)
+        batch.start_s = self.start
+        batch.num_kv_blocks_used = state.blocks.num_used
+        engine.launch(batch, self.times, end)
