@@ -65,7 +65,7 @@ class ReplicaScheduler(ABC):
     #: stepped one iteration at a time unless it sets this.
     supports_skip: bool = False
     #: tokens of step N are processed (stamped) inside step N+1, one host overhead later
-    #: (vLLM V0's async output processing, RFC #6913); see ``VirtualEngine._output_lag``
+    #: (vLLM V0's async output processing, RFC #6913); see ``VirtualEngine.output_lag``
     async_output_processing: bool = False
     #: token-budget cost of one decode entry: 1, or k + 1 under speculative decoding (the
     #: verify pass computes k + 1 positions); set by the replica, checked by the engine
