@@ -16,8 +16,9 @@ so ``servesim report DIR`` works on the plain install (CSV) and with pyarrow (pa
 from __future__ import annotations
 
 import csv
+import itertools
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,9 +28,16 @@ import numpy as np
 from servesim.cluster.stats import ClusterStats
 from servesim.core.errors import ServesimError
 from servesim.engine.records import SimulationRecords
+from servesim.metrics.binned import COUNT_COLUMNS, STATE_COLUMNS, BinnedSeries
 
 SUMMARY_FILE = "summary.json"
 REPLICAS_FILE = "replicas.json"
+# An iteration log larger than this (rows in parquet, bytes in CSV) is read a chunk at a time
+# into fixed-budget time bins (``metrics.binned``) instead of whole (~120 bytes a row loaded).
+LOAD_BUDGET_ROWS = 1 << 19
+LOAD_BUDGET_CSV_BYTES = 64 << 20
+_READ_CHUNK_ROWS = 1 << 16
+_BINNED_COLUMNS = ("replica_id", "start_s", "duration_s", *STATE_COLUMNS, *COUNT_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,9 @@ class RunData:
         replicas: one mapping per replica (``ReplicaInfo`` fields plus ``initially_up``).
         scale_events: ``(time_s, replica, event)`` of the autoscaler.
         end_s: simulated time when the run stopped.
+        iterations_bin_s: 0 when ``iterations`` is the whole log; else the log was too long to
+            load and ``iterations`` holds its fixed-width time bins of this width
+            (``BinnedSeries.rows``: time-weighted means, counts summed).
     """
 
     summary: dict[str, Any]
@@ -51,6 +62,7 @@ class RunData:
     replicas: list[dict[str, Any]] = field(default_factory=list)
     scale_events: list[tuple[float, int, str]] = field(default_factory=list)
     end_s: float = 0.0
+    iterations_bin_s: float = 0.0
 
 
 def replicas_document(records: SimulationRecords, cluster: ClusterStats | None) -> dict[str, Any]:
@@ -211,7 +223,12 @@ def load_run(out_dir: str | Path) -> RunData:
         raise ServesimError(f"{folder}: no {SUMMARY_FILE} (is it a simulate --out folder?)")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     requests = _read_table(folder, "requests", required=True)
-    iterations = _read_table(folder, "iterations", required=False)
+    binned = _binned_iterations(folder)
+    bin_s = 0.0
+    if binned is None:
+        iterations = _read_table(folder, "iterations", required=False)
+    else:
+        iterations, bin_s = binned.rows(), binned.width_s
     replicas_path = folder / REPLICAS_FILE
     doc: dict[str, Any] = {}
     if replicas_path.is_file():
@@ -223,4 +240,53 @@ def load_run(out_dir: str | Path) -> RunData:
         replicas=list(doc.get("replicas", [])),
         scale_events=[(float(t), int(r), str(e)) for t, r, e in doc.get("scale_events", [])],
         end_s=float(doc.get("end_s", summary.get("summary", {}).get("end_s", 0.0))),
+        iterations_bin_s=bin_s,
     )
+
+
+def _binned_iterations(folder: Path) -> BinnedSeries | None:
+    """The iteration log in time bins when it is over the load budget (else None)."""
+    chunks = _large_table_chunks(folder / "iterations.parquet", folder / "iterations.csv")
+    if chunks is None:
+        return None
+    binned = BinnedSeries()
+    for chunk in chunks:
+        size = chunk["start_s"].size
+        for name in COUNT_COLUMNS:  # absent from folders written before the column was
+            chunk.setdefault(name, np.zeros(size))
+        binned.add(chunk)
+    binned.finish()
+    return binned
+
+
+def _large_table_chunks(parquet: Path, text: Path) -> Iterator[dict[str, np.ndarray]] | None:
+    """Chunks of the binned columns of a table over the load budget, or None."""
+    if parquet.is_file():
+        try:
+            import pyarrow.parquet as pq
+        except ImportError:
+            pass
+        else:
+            handle = pq.ParquetFile(parquet)
+            if handle.metadata.num_rows <= LOAD_BUDGET_ROWS:
+                return None
+            names = [n for n in _BINNED_COLUMNS if n in handle.schema_arrow.names]
+            return (
+                {n: batch.column(n).to_numpy(zero_copy_only=False) for n in names}
+                for batch in handle.iter_batches(batch_size=_READ_CHUNK_ROWS, columns=names)
+            )
+    if text.is_file() and text.stat().st_size > LOAD_BUDGET_CSV_BYTES:
+        return _csv_chunks(text)
+    return None
+
+
+def _csv_chunks(path: Path) -> Iterator[dict[str, np.ndarray]]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        index = {n: header.index(n) for n in _BINNED_COLUMNS if n in header}
+        while rows := list(itertools.islice(reader, _READ_CHUNK_ROWS)):
+            yield {
+                n: np.array([float(r[j]) if r[j] != "" else np.nan for r in rows])
+                for n, j in index.items()
+            }
