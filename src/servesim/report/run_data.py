@@ -10,7 +10,9 @@
   events, so "replicas up" can be drawn.
 
 ``load_run(DIR)`` reads a directory back into a ``RunData`` whichever table format it holds,
-so ``servesim report DIR`` works on the plain install (CSV) and with pyarrow (parquet).
+so ``servesim report DIR`` works on the plain install (CSV) and with pyarrow (parquet). A long
+run's iteration log is written a chunk at a time and, past ``LOAD_BUDGET_ROWS``, read back
+into fixed-budget time bins (``servesim.metrics.binned``), so neither side holds it whole.
 """
 
 from __future__ import annotations
