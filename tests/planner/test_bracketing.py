@@ -146,6 +146,9 @@ def test_bracketed_capacity_matches_the_plain_search_on_the_engine(plan: PlanSpe
     assert plain.status == fast.status == "ok"
     assert fast.metrics["num_short_probes"] > 0 and "num_short_probes" not in plain.metrics
     assert fast.capacity_per_s == pytest.approx(plain.capacity_per_s, rel=BRACKETING_TOLERANCE)
+    # After a full need probe held, the search goes on with full probes (it is cheaper).
+    need = PlanTask(scenario, plan, 4.0, need_rate_per_s=plain.capacity_per_s / 2, bracketing=True)
+    assert "num_short_probes" not in evaluate_plan(need).metrics
 
 
 def test_bracketing_is_on_by_default_part_of_the_store_key_and_skipped_when_short() -> None:

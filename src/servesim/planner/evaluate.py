@@ -207,7 +207,11 @@ def _search(task: PlanTask, perf: PerfModel) -> CapacityResult:
         "max_probes": 1 if task.at_target else DEFAULT_MAX_PROBES,
         "need_rate_per_s": task.need_rate_per_s,
     }
-    if task.bracketing and not task.at_target and short is not None:
+    # After a full need probe has held, the plain search already starts from a full anchor;
+    # short probes then cost more than they save (README example: +10% CPU), so they are
+    # used for plans searched from scratch (the first plan, --exhaustive, capacity).
+    fresh = task.need_rate_per_s is None and not task.at_target
+    if task.bracketing and fresh and short is not None:
         return bracketed_capacity_search(
             make_probe(task, perf), make_probe(task, perf, short), **kwargs
         )
