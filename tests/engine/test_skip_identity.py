@@ -132,3 +132,34 @@ def test_skip_ahead_skips(name: str) -> None:
     # guards the test above against a skip-ahead that never engages (pipeline-parallel
     # replicas included: their engines skip together, engine/skip.py)
     assert _run(name, True).counters["num_skipped_iterations"] > 0
+
+
+@pytest.mark.parametrize("pp", [2, 4])
+def test_pipeline_skip_stops_where_stop_when_stops(pp: int) -> None:
+    # a run cut short by stop_when finishes the same requests with skip-ahead on and off
+    requests = poisson_requests(300, 3.0, (50, 1500), (10, 400), 1)
+
+    def after(num: int):  # type: ignore[no-untyped-def]
+        calls = [0]
+
+        def stop(now: float, records: SimulationRecords) -> bool:
+            calls[0] += 1
+            return calls[0] >= num
+
+        return stop
+
+    runs = [
+        run_simulation(
+            requests,
+            [setup(_V1, pp=pp, num_kv_blocks=3000)],
+            LinearPerf(num_kv_blocks=3000),
+            stop_when=after(60),
+            skip_ahead=skip,
+        )
+        for skip in (True, False)
+    ]
+    a, b = (r.requests.view() for r in runs)
+    assert int((a["reject_reason"] == 0).sum()) == 60
+    for key in a:
+        assert a[key].tobytes() == b[key].tobytes(), key
+    assert runs[0].counters["num_skipped_iterations"] > 0

@@ -145,6 +145,8 @@ class _Driver:
         if self.on_progress is not None and self.num_done % 1000 == 0:
             self.on_progress(self.num_done, self.num_arrived)
         if self.stop_when is not None and self.stop_when(self.loop.now, self.records):
+            # nothing happens after this instant (a joint skip-ahead in progress ends here)
+            self.stop_s = self.loop.now
             self.loop.stop()
 
     def feed(self) -> None:

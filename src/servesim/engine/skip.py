@@ -64,11 +64,15 @@ class PipelineSkip:
         while heap and heap[0][0] < limit:
             end, _, i = heap[0]
             run = runs[i]
+            num_done = run.num_finished
             new_end = run.tick(end)
             if new_end is None:
                 break
             heapq.heapreplace(heap, (new_end, order, i))
             order += 1
+            if run.num_finished != num_done:
+                # a finish may have stopped the run (``stop_when``): nothing after it then
+                limit = min(limit, engines[0].links.clock_limit())
         for end, _, i in sorted(heap, key=lambda entry: entry[1]):
             runs[i].relaunch(end)
 
@@ -89,12 +93,13 @@ def skip_alone(engine: VirtualEngine, batch: Batch, times: StageTimes, end: floa
 class _Run:
     """One engine's run of skipped steps: its current segment and step in flight."""
 
-    __slots__ = ("batch", "engine", "segment", "start", "through_finishes", "times")
+    __slots__ = ("batch", "engine", "num_finished", "segment", "start", "through_finishes", "times")
 
     def __init__(self, engine: VirtualEngine, batch: Batch, times: StageTimes) -> None:
         state = engine.state
         self.engine = engine
         self.batch = batch
+        self.num_finished = 0
         self.start = batch.start_s
         self.times = times
         # (a prefill stalled for blocks would resume once a finish frees some)
@@ -116,6 +121,7 @@ class _Run:
         stamp = end + engine.output_lag(times)
         self.segment.add(times)
         if state.apply_decode_tick(stamp, engine.left):
+            self.num_finished += 1
             engine.flush(self.segment, end)
             self.segment = DecodeRun(end, len(group.members), self.batch.num_queued)
         if engine.check_invariants:
