@@ -67,6 +67,7 @@ def test_a_row_on_disk_cannot_be_written() -> None:
         table.append_row(completion_s=float(i), reject_reason=0, x=i)
     assert table._store is not None and table._store.num_rows == 4  # two chunks retired
     assert table.column("x")[1] == 1  # still readable, from disk
+    np.testing.assert_array_equal(np.asarray(table.column("x")), np.arange(5))
     with pytest.raises(IndexError, match="on disk"):
         table.column("x")[1] = 7
 

@@ -350,6 +350,10 @@ class _RowColumn:
     def __len__(self) -> int:
         return self._table.size
 
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        values = self._table.read(self._name, np.arange(self._table.size))
+        return values if dtype is None else values.astype(dtype)
+
     def __getitem__(self, key: Any) -> Any:
         if isinstance(key, (int, np.integer)):
             return self._table.read(self._name, np.asarray([key]))[0]
