@@ -118,3 +118,6 @@ def test_bad_accuracy_and_empty_sketches_are_refused() -> None:
     with pytest.raises(ValueError, match="empty"):
         LatencySketch().percentile(50)
     assert LatencySketch().stats().count == 0
+    ignored = LatencySketch(exact_budget=0)
+    ignored.add(np.array([1.0, np.inf, np.nan]))
+    assert ignored.count == 1 and ignored.percentile(99) == 1.0

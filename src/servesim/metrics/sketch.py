@@ -146,7 +146,8 @@ class LatencySketch:
         return self._raw_v is not None
 
     def add(self, values: np.ndarray, weights: np.ndarray | None = None) -> None:
-        """Add samples (finite values); ``weights``: positive integer multiplicities."""
+        """Add samples; ``weights``: positive integer multiplicities. Non-finite values are
+        ignored (they would have no bucket)."""
         v = np.asarray(values, dtype=np.float64)
         if weights is None:
             w = np.ones(v.size, dtype=np.int64)
@@ -156,6 +157,9 @@ class LatencySketch:
             keep = w > 0
             if not keep.all():
                 v, w = v[keep], w[keep]
+        finite = np.isfinite(v)
+        if not finite.all():  # never bucket inf/NaN (completed requests have finite times)
+            v, w = v[finite], w[finite]
         if v.size == 0:
             return
         self._update_moments(v, w)
