@@ -50,8 +50,16 @@ class PipelineSkip:
             flight = engine.in_flight
             if flight is None or not (engine.skip_ahead and engine.can_skip(flight[1])):
                 return
-        loop = engines[0].loop
         limit = engines[0].links.clock_limit()
+        flights = [engine.in_flight for engine in engines]
+        end, _, first = min((f[3], f[0], i) for i, f in enumerate(flights) if f is not None)
+        if not end < limit or _next_need(engines[first], _through_finishes(engines[first])) is None:
+            return  # nothing to replay: the steps in flight stay as scheduled
+        self._replay(limit)
+
+    def _replay(self, limit: float) -> None:
+        engines = self.engines
+        loop = engines[0].loop
         heap: list[tuple[float, int, int]] = []
         runs: list[_Run] = []
         for i, engine in enumerate(engines):
@@ -77,6 +85,22 @@ class PipelineSkip:
             runs[i].relaunch(end)
 
 
+def _through_finishes(engine: VirtualEngine) -> bool:
+    """Whether a run may go on through finishes: nothing is queued, swapped or stalled (a
+    prefill stalled for blocks would resume once a finish frees some)."""
+    state = engine.state
+    return not (state.swapped or state.prefilling or engine.scheduler.num_queued(state))
+
+
+def _next_need(engine: VirtualEngine, through_finishes: bool) -> int | None:
+    """Blocks the engine's next skipped tick needs, or None when it cannot be skipped."""
+    state = engine.state
+    need = state.group.next_tick_blocks(through_finishes)
+    if need is None or need > state.blocks.num_available:
+        return None
+    return need
+
+
 def skip_alone(engine: VirtualEngine, batch: Batch, times: StageTimes, end: float) -> None:
     """Advance ``engine``'s decode-only run from ``batch`` (booked to end at ``end``), then
     launch the step left in flight."""
@@ -93,7 +117,15 @@ def skip_alone(engine: VirtualEngine, batch: Batch, times: StageTimes, end: floa
 class _Run:
     """One engine's run of skipped steps: its current segment and step in flight."""
 
-    __slots__ = ("batch", "engine", "num_finished", "segment", "start", "through_finishes", "times")
+    __slots__ = (
+        "batch",
+        "engine",
+        "num_finished",
+        "segment",
+        "start",
+        "through_finishes",
+        "times",
+    )
 
     def __init__(self, engine: VirtualEngine, batch: Batch, times: StageTimes) -> None:
         state = engine.state
@@ -102,10 +134,7 @@ class _Run:
         self.num_finished = 0
         self.start = batch.start_s
         self.times = times
-        # (a prefill stalled for blocks would resume once a finish frees some)
-        self.through_finishes = not (
-            state.swapped or state.prefilling or engine.scheduler.num_queued(state)
-        )
+        self.through_finishes = _through_finishes(engine)
         self.segment = DecodeRun(self.start, len(state.group.members), batch.num_queued)
 
     def tick(self, end: float) -> float | None:
@@ -114,8 +143,8 @@ class _Run:
         engine = self.engine
         state = engine.state
         group = state.group
-        need = group.next_tick_blocks(self.through_finishes)
-        if need is None or need > state.blocks.num_available:
+        need = _next_need(engine, self.through_finishes)
+        if need is None:
             return None
         times = self.times
         stamp = end + engine.output_lag(times)
