@@ -45,6 +45,12 @@ class ReplicaScheduler(ABC):
         admission_blocked: set by ``admit_waiting`` when the queue head could not be admitted
             for lack of sequence slots or KV blocks (both only improve when a request
             finishes, so a run of decode-only iterations may be advanced at once).
+        queue: the admission order, a ``RequestQueue`` from ``make_queue`` (FCFS by
+            default; ``PriorityQueue``, ``FairQueue`` or a subclass of your own).
+
+    The engine calls ``step`` (the queue absorbs new and preempted requests around
+    ``schedule``), ``notify_batch_done`` and ``notify_finish`` (the queue first, then the
+    ``on_*`` hook); override the hooks, not these.
     """
 
     # ---- the contract, declared once per class (or set once in ``__init__``) ----------
