@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import servesim.report.run_data as run_data
-from servesim.api import simulate
+from servesim.api import simulate, write_outputs
 from servesim.metrics.binned import STATE_COLUMNS, BinnedSeries
 from servesim.metrics.timeseries import iteration_spans
+from servesim.report.html import render_html
 from servesim.report.run_data import load_run, write_run_data
 
 # (replica, gap before the row, duration, queued, seqs, blocks, preempted): integer times and
@@ -38,7 +39,11 @@ def _log(spec: list[tuple[int, ...]]) -> dict[str, np.ndarray]:
         values = (rid, start, duration, queued, seqs, blocks, preempted)
         for name, value in zip(cols, values, strict=True):
             cols[name].append(float(value))
-    return {k: np.asarray(v) for k, v in cols.items()}
+    log = {k: np.asarray(v) for k, v in cols.items()}
+    log["num_prefill_tokens"] = log["num_kv_blocks_used"] * 3
+    log["num_decode_seqs"] = log["num_seqs"]
+    log["repeat"] = 1 + log["num_queued"] % 2
+    return log
 
 
 @settings(max_examples=150, deadline=None)
@@ -63,6 +68,14 @@ def test_bins_keep_every_total_exactly(
         assert sum(float(t[name].sum()) for t in binned.integrals.values()) == want
         assert float(np.dot(out[name], out["duration_s"])) == pytest.approx(want, rel=1e-12)
     assert float(out["num_preempted"].sum()) == float(log["num_preempted"].sum())
+    # tokens spread over their rows' durations: every token lands in some bin
+    prefill, decode = (
+        log["num_prefill_tokens"].sum(),
+        (log["num_decode_seqs"] * log["repeat"]).sum(),
+    )
+    assert float(out["num_prefill_tokens"].sum()) == pytest.approx(prefill, rel=1e-12, abs=1e-9)
+    assert float(out["num_decode_seqs"].sum()) == pytest.approx(decode, rel=1e-12, abs=1e-9)
+    assert set(out["repeat"].tolist()) <= {1.0}
 
 
 def test_a_log_over_the_load_budget_reads_back_as_bins(
@@ -70,8 +83,7 @@ def test_a_log_over_the_load_budget_reads_back_as_bins(
 ) -> None:
     result = simulate({"num_requests": 60, "seed": 4})
     rec = result.records
-    (tmp_path / "summary.json").write_text(result.to_json(), encoding="utf-8")
-    (tmp_path / "requests.csv").write_text("request_id\n0\n", encoding="utf-8")
+    write_outputs(result, tmp_path, table_format="csv")
     write_run_data(tmp_path, rec, result.cluster, "csv")
     full = load_run(tmp_path)
     assert full.iterations_bin_s == 0.0 and full.iterations["start_s"].size == rec.iterations.size
@@ -86,3 +98,6 @@ def test_a_log_over_the_load_budget_reads_back_as_bins(
     for name in STATE_COLUMNS:
         want = float(np.dot(it[name], lengths))
         assert float(np.dot(got[name], got["duration_s"])) == pytest.approx(want, rel=1e-9)
+    assert got["num_prefill_tokens"].sum() == pytest.approx(it["num_prefill_tokens"].sum())
+    pytest.importorskip("plotly")
+    assert "Replicas over time" in render_html(small)  # the report draws bins like a log

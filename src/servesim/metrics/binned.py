@@ -3,14 +3,15 @@
 A million-request run has ~7M iteration rows; plots of queue length, batch size and KV use
 over time need far fewer points. ``BinnedSeries`` keeps, per replica and bin, the time
 integral of each state column (its step function, ``timeseries.iteration_spans``) and the sum
-of each count column (by row start). Bins have width ``w`` from t = 0; when a segment reaches
+of each count column (by row start) and the token counts spread over each row's duration
+(``SPREAD_COLUMNS``). Bins have width ``w`` from t = 0; when a segment reaches
 past the last bin, adjacent bins merge in pairs and ``w`` doubles, so memory is
 O(``num_bins``) however long the run, and merging loses nothing: **totals are exact** (every
 segment's value x length lands in the bins, up to float summation order).
 
 ``rows()`` gives the bins back as iteration-like rows (``start_s``, ``duration_s``, the
-time-weighted mean of each state column, the count sums), so code that draws the log draws
-the downsampled one unchanged.
+time-weighted mean of each state column, the count and token sums with ``repeat`` 1), so
+code that draws the log draws the downsampled one unchanged.
 """
 
 from __future__ import annotations
@@ -26,6 +27,20 @@ Chunk = dict[str, np.ndarray]
 DEFAULT_NUM_BINS = 4096
 STATE_COLUMNS = ("num_queued", "num_seqs", "num_kv_blocks_used")
 COUNT_COLUMNS = ("num_preempted",)
+# Token counts spread evenly over their row's own duration (the report's tokens/s): binned as
+# the integral of tokens / duration, so each bin holds the tokens that fell in it.
+SPREAD_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")
+# The columns ``add`` reads (``num_decode_tokens`` is derived: decode seqs x repeat).
+INPUT_COLUMNS = (
+    "replica_id",
+    "start_s",
+    "duration_s",
+    *STATE_COLUMNS,
+    *COUNT_COLUMNS,
+    "num_prefill_tokens",
+    "num_decode_seqs",
+    "repeat",
+)
 
 
 class SegmentCarry:
@@ -84,6 +99,7 @@ class BinnedSeries:
         self.width_s = width_s
         self.integrals: dict[int, dict[str, np.ndarray]] = {}
         self.counts: dict[int, dict[str, np.ndarray]] = {}
+        self.tokens: dict[int, dict[str, np.ndarray]] = {}
         self.last_end_s = 0.0  # latest row end (start + duration)
         self._carry = SegmentCarry()
 
@@ -91,8 +107,28 @@ class BinnedSeries:
         """Fold in one chunk of iteration rows (chunks in row order)."""
         if it["start_s"].size == 0:
             return
-        self.last_end_s = max(self.last_end_s, float((it["start_s"] + it["duration_s"]).max()))
+        end = it["start_s"] + it["duration_s"]
+        self.last_end_s = max(self.last_end_s, float(end.max()))
+        while self.last_end_s > self.num_bins * self.width_s:
+            self._merge()
+        self._add_tokens(it)
         self._add_segments(self._carry.feed(it))
+
+    def _add_tokens(self, it: Chunk) -> None:
+        edges = np.arange(self.num_bins + 1) * self.width_s
+        duration = np.maximum(it["duration_s"].astype(np.float64), 1e-12)
+        a = it["start_s"].astype(np.float64)
+        b = a + duration
+        decode = it["num_decode_seqs"].astype(np.float64) * it["repeat"]
+        spread = {"num_prefill_tokens": it["num_prefill_tokens"].astype(np.float64)}
+        spread["num_decode_tokens"] = decode
+        rid = it["replica_id"].astype(np.int64)
+        for r in np.unique(rid):
+            mask = rid == r
+            tokens = self.tokens.setdefault(int(r), self._zeros(SPREAD_COLUMNS))
+            for name in SPREAD_COLUMNS:
+                rate = spread[name][mask] / duration[mask]
+                tokens[name] += np.diff(integral_at(edges, a[mask], b[mask], rate))
 
     def finish(self) -> None:
         """Fold in the rows still held (call once, after the last chunk)."""
@@ -125,7 +161,8 @@ class BinnedSeries:
 
     def _merge(self) -> None:
         """Adjacent bins in pairs: the width doubles, the totals stay."""
-        for table in (*self.integrals.values(), *self.counts.values()):
+        tables = (*self.integrals.values(), *self.counts.values(), *self.tokens.values())
+        for table in tables:
             for name, values in table.items():
                 merged = values.reshape(-1, 2).sum(axis=1)
                 table[name] = np.concatenate((merged, np.zeros(self.num_bins - merged.size)))
@@ -137,8 +174,9 @@ class BinnedSeries:
         num_used = min(self.num_bins, max(1, math.ceil(self.last_end_s / self.width_s)))
         starts = np.arange(num_used) * self.width_s
         durations = np.minimum(self.width_s, self.last_end_s - starts)
+        names = ("replica_id", "start_s", "duration_s", *STATE_COLUMNS, *COUNT_COLUMNS)
         out: dict[str, list[np.ndarray]] = {
-            k: [] for k in ("replica_id", "start_s", "duration_s", *STATE_COLUMNS, *COUNT_COLUMNS)
+            k: [] for k in (*names, "num_prefill_tokens", "num_decode_seqs", "repeat")
         }
         for r in sorted(self.integrals):
             out["replica_id"].append(np.full(num_used, r, dtype=np.int64))
@@ -148,4 +186,7 @@ class BinnedSeries:
                 out[name].append(self.integrals[r][name][:num_used] / durations)
             for name in COUNT_COLUMNS:
                 out[name].append(self.counts[r][name][:num_used])
+            out["num_prefill_tokens"].append(self.tokens[r]["num_prefill_tokens"][:num_used])
+            out["num_decode_seqs"].append(self.tokens[r]["num_decode_tokens"][:num_used])
+            out["repeat"].append(np.ones(num_used))
         return {k: np.concatenate(v) if v else np.empty(0) for k, v in out.items()}

@@ -30,7 +30,7 @@ import numpy as np
 from servesim.cluster.stats import ClusterStats
 from servesim.core.errors import ServesimError
 from servesim.engine.records import SimulationRecords
-from servesim.metrics.binned import COUNT_COLUMNS, STATE_COLUMNS, BinnedSeries
+from servesim.metrics.binned import COUNT_COLUMNS, INPUT_COLUMNS, BinnedSeries
 
 SUMMARY_FILE = "summary.json"
 REPLICAS_FILE = "replicas.json"
@@ -39,7 +39,7 @@ REPLICAS_FILE = "replicas.json"
 LOAD_BUDGET_ROWS = 1 << 19
 LOAD_BUDGET_CSV_BYTES = 64 << 20
 _READ_CHUNK_ROWS = 1 << 16
-_BINNED_COLUMNS = ("replica_id", "start_s", "duration_s", *STATE_COLUMNS, *COUNT_COLUMNS)
+_BINNED_COLUMNS = INPUT_COLUMNS
 
 
 @dataclass(frozen=True, slots=True)
