@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from servesim.core.errors import ConfigError
 from servesim.engine import VLLMSchedulerConfig
 from servesim.engine.profiles import EngineTiming, get_engine
-from servesim.engine.simulation import ReplicaSetup
+from servesim.engine.setup import ReplicaSetup
 from tests.engine.fakes import LinearPerf, assert_all_served, poisson_requests, req, rows, run
 from tests.engine.fakes import setup as make_setup
 from tests.engine.test_invariants import _assert_same

@@ -12,7 +12,8 @@ from servesim.core.errors import ConfigError, ServesimError
 from servesim.engine import VLLMSchedulerConfig
 from servesim.engine.config import LoRAConfig
 from servesim.engine.lora import AdapterCache
-from servesim.engine.simulation import ReplicaSetup, ReplicaView
+from servesim.engine.setup import ReplicaSetup
+from servesim.engine.simulation import ReplicaView
 from servesim.perf.lora import adapter_bytes, module_dims, sgmv_cost
 from tests.engine.fakes import LinearPerf, assert_all_served, plan, req, rows, run
 from tests.engine.fakes import setup as make_setup

@@ -14,7 +14,7 @@ from servesim.core.errors import ConfigError
 from servesim.engine import SarathiSchedulerConfig, VLLMSchedulerConfig
 from servesim.engine.config import SpeculativeConfig
 from servesim.engine.sequence import Seq
-from servesim.engine.simulation import ReplicaSetup
+from servesim.engine.setup import ReplicaSetup
 from servesim.engine.speculative import (
     DEFAULT_ACCEPTANCE,
     Speculator,

@@ -23,7 +23,7 @@ from servesim.engine.config import (
 )
 from servesim.engine.profiles import AUTO, EngineProfile, resolve_engine
 from servesim.engine.replica import memory_token_budget
-from servesim.engine.simulation import ReplicaSetup
+from servesim.engine.setup import ReplicaSetup
 from servesim.perf.host import resolve_host_profile
 from servesim.perf.memory import check_plan
 from servesim.perf.stacks import resolve_kernel_stack

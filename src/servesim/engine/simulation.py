@@ -25,7 +25,7 @@ from servesim.workload.request import Request
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Dispatch", "EngineHandle", "ReplicaSetup", "ReplicaView", "StopWhen", "run_simulation"]
+__all__ = ["Dispatch", "EngineHandle", "ReplicaView", "StopWhen", "run_simulation"]
 
 
 @dataclass(frozen=True, slots=True)
