@@ -7,9 +7,8 @@ of state they write (which replicas take new requests) and answers the few quest
 requests) and the few actions they take (schedule a round, take a request off a replica at its
 next iteration boundary, send a request's KV to another replica).
 
-The three methods marked *engine reach* are the only place the cluster layer looks inside a
-replica's virtual engines; they are what ``Replica`` methods would answer once the engine
-offers them, and nothing else in ``cluster/`` needs to change then.
+Questions about a replica's requests go to ``Replica`` methods (``decoding``,
+``num_kv_tokens``, ``detach``): nothing in ``cluster/`` looks inside a replica's virtual engines.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Any
 from servesim.core.events import EventLoop, EventPriority
 from servesim.engine.records import SimulationRecords
 from servesim.engine.replica import Replica
-from servesim.engine.sequence import Seq, SeqStatus
+from servesim.engine.sequence import Seq
 from servesim.engine.simulation import ReplicaView, replica_view
 
 #: ``done(released, now)``: a request taken off its replica (None: it left first)
@@ -111,32 +110,19 @@ class LiveCluster:
         """Replica ``index`` holds no request."""
         return not self._replicas[index].alive
 
-    # ---- engine reach (what Replica methods would answer) --------------------------------
+    # ---- the replica's own answers --------------------------------------------------------
     def decoding(self, index: int) -> list[Seq]:
         """Requests decoding on replica ``index``, most recently admitted first."""
-        out: list[Seq] = []
-        for engine in self._replicas[index].engines:
-            for seq in reversed(engine.state.running):
-                if seq.status == SeqStatus.DECODING:
-                    out.append(seq)
-        return out
+        return self._replicas[index].decoding()
 
     def num_kv_tokens(self, index: int, seq: Seq) -> int | None:
         """Tokens of KV ``seq`` holds on replica ``index`` (None: not running there)."""
-        for engine in self._replicas[index].engines:
-            state = engine.state
-            if seq in state.running:
-                return seq.num_prompt_tokens + state.emitted(seq) - 1
-        return None
+        return self._replicas[index].num_kv_tokens(seq)
 
     def detach(self, index: int, seq: Seq, done: Detached) -> bool:
         """Take ``seq`` off replica ``index`` at its next iteration boundary, then call
         ``done`` (with None if it finished first); False if it is not running there."""
-        for engine in self._replicas[index].engines:
-            if seq in engine.state.running:
-                engine.outgoing[seq] = done
-                return True
-        return False
+        return self._replicas[index].detach(seq, done)
 
     # ---- acting --------------------------------------------------------------------------
     def send(self, seq: Seq, target: int, at_s: float) -> None:
