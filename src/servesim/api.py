@@ -261,8 +261,17 @@ def write_outputs(
     Returns one line per file written or skipped, for the caller to show
     (``servesim.report.outputs`` does the writing).
     """
-    from servesim.report.outputs import write_run_outputs
+    from servesim.report.outputs import request_chunks, write_run_outputs
 
+    requests = result.records.requests
+    stream: dict[str, Any] = {}
+    if requests.is_spilled:
+        # A long run's request table lives mostly on disk: stream it out a chunk at a time.
+        classes = result.records.slo_classes
+        stream = {
+            "chunks": lambda: request_chunks(requests.chunks(), classes),
+            "num_rows": requests.size,
+        }
     return write_run_outputs(
         out_dir,
         summary_json=result.to_json(),
@@ -271,6 +280,7 @@ def write_outputs(
         table=result.requests_table,
         kv_utilization=result.summary.kv_utilization,
         table_format=table_format,
+        **stream,
     )
 
 

@@ -206,3 +206,26 @@ def test_a_pickled_spilled_table_outlives_the_original() -> None:
     gc.collect()  # the original's spill folder is removed with it
     copy = pickle.loads(data)
     assert [a.tolist() for a in copy.arrays()] == want and len(copy.values_s) == 8
+
+
+def test_write_outputs_streams_a_spilled_run(
+    tiny_budgets: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``api.write_outputs`` hands a spilled request table over chunk by chunk (the whole-table
+    builder is never called) and writes the same rows as an in-memory run."""
+    from servesim.api import Result, write_outputs
+
+    spilled = simulate(CONFIG)
+    assert spilled.records.requests.is_spilled
+
+    def whole_table(self: Result) -> dict[str, np.ndarray]:
+        raise AssertionError("the whole request table was built")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Result, "requests_columns", whole_table)
+        write_outputs(spilled, tmp_path / "spilled", table_format="csv")
+    monkeypatch.undo()
+    write_outputs(simulate(CONFIG), tmp_path / "plain", table_format="csv")
+    got = (tmp_path / "spilled" / "requests.csv").read_text()
+    assert got == (tmp_path / "plain" / "requests.csv").read_text()
+    assert got.count("\n") == CONFIG["num_requests"] + 1
