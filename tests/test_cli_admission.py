@@ -63,7 +63,8 @@ def test_token_bucket_refuses_what_the_bucket_cannot_hold() -> None:
     plain = _run()["summary"]
     gated = _run("--admission", "token-bucket:rate-per-s=2,burst=4")["summary"]
     assert plain["rejected_by_reason"]["not_finished"] == 0
-    refused = sum(gated["rejected_by_reason"].values())
+    refused = gated["rejected_by_reason"]["rejected_by_admission"]
+    assert refused == sum(gated["rejected_by_reason"].values())
     # 120 Poisson arrivals at 8/s span ~15 s: the bucket admits at most 4 + 2 x 15 ~ 34 of them.
     assert 120 - 4 - 2 * 20 <= refused <= 120 - 4, refused
     assert _run("--admission", "accept-all")["summary"] == plain

@@ -42,11 +42,9 @@ from servesim.engine.records import RejectReason
 from servesim.engine.simulation import ReplicaView
 from servesim.workload.request import Request
 
-#: The row reason of a request refused at the entry. The records have no reason of their own
-#: for it yet (a new ``RejectReason`` member adds a key to every summary, so the golden
-#: summary changes: the records' owner's call); "did not finish" is what it is, and the
-#: counters above tell it apart from a run cut short.
-REJECT_REASON = RejectReason.NOT_FINISHED
+#: The row reason of a request refused at the entry: its own, so a refused request is never
+#: mistaken for one a run cut short left unfinished.
+REJECT_REASON = RejectReason.REJECTED_BY_ADMISSION
 
 
 class AdmissionPolicy(Protocol):

@@ -33,8 +33,7 @@ class ClusterStats:
             ``ready`` (takes requests: cold start over), ``drain`` or ``stop``.
         admission: the admission policy's kind ("" without admission control).
         num_admission_rejected: requests it turned away.
-        admission_rows: their request rows (their reason in the records is ``not_finished``,
-            like a request still queued at the stop; these rows tell them apart).
+        admission_rows: their request rows (reason ``rejected_by_admission`` in the records).
     """
 
     num_gpus: int = 0

@@ -38,6 +38,7 @@ class RejectReason(IntEnum):
     EXCEEDS_KV_CAPACITY = 2  # the request alone needs more KV blocks than the replica has
     NOT_FINISHED = 3  # still running or queued when the simulation stopped (duration limit)
     PROMPT_EXCEEDS_BATCH_TOKENS = 4  # prefill-first without chunking: prompt > token budget
+    REJECTED_BY_ADMISSION = 5  # refused at the cluster entry by the admission policy
 
 
 REQUEST_COLUMNS: dict[str, type] = {
