@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--target", action="store_true", help="also the 64-H100 question")
     parser.add_argument("--exhaustive", action="store_true", help="also simulate every plan")
     parser.add_argument("--pool", action="store_true", help=f"process pool ({os.cpu_count()})")
-    parser.add_argument("--no-bracketing", action="store_true", help="full-length probes only")
+    parser.add_argument("--bracketing", action="store_true", help="short bracketing probes")
     parser.add_argument("--thousand", action="store_true", help="only the 1,000-plan bench")
     parser.add_argument("--sample", type=int, default=1, help="--thousand: every K-th plan")
     parser.add_argument(
@@ -189,7 +189,7 @@ def main() -> None:
     bench_prefilter("disaggregated, per-pool knobs and placement", POOLS_SPACE)
     if args.quick:
         return
-    bracketing = not args.no_bracketing
+    bracketing = args.bracketing
     options = SearchOptions(bracketing=bracketing)
     timed_search("README plan example", SCENARIO, README_SPACE, options, args.pool)
     if args.target:

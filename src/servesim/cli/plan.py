@@ -196,12 +196,12 @@ def plan_cmd(
     exhaustive: Annotated[
         bool, opts.option("--exhaustive", "Simulate every feasible plan (no bound pruning).", _X)
     ] = False,
-    no_bracketing: Annotated[
+    bracketing: Annotated[
         bool,
         opts.option(
-            "--no-bracketing",
-            "Full-length probes only (default: short probes bracket each capacity first; "
-            "capacities move within --tol).",
+            "--bracketing",
+            "Short probes bracket each capacity searched from scratch before full-length "
+            "ones (capacities move within --tol; saves CPU on some multi-replica plans only).",
             _X,
         ),
     ] = False,
@@ -283,9 +283,7 @@ def plan_cmd(
             None if n.strip() == "auto" else n.strip() for n in networks.split(",") if n.strip()
         ),
     )
-    options = search_options(
-        objective, target_rate, tol, exhaustive, mix, bracketing=not no_bracketing
-    )
+    options = search_options(objective, target_rate, tol, exhaustive, mix, bracketing=bracketing)
     executor = _executor(inline, workers, use_ray, ray_address)
     profile = resolve_engine(engine_name)
     console.print(f"engine: {profile.name} ({profile.version})", markup=False, highlight=False)
@@ -317,7 +315,7 @@ def search_options(
     exhaustive: bool,
     mix: bool,
     *,
-    bracketing: bool = True,
+    bracketing: bool = False,
 ) -> SearchOptions:
     """The search's objective: ``cost_at_rate`` when a target rate is given, else
     ``goodput_per_dollar``; ``--mix`` alone searches capacities (its slices need them)."""
