@@ -26,7 +26,7 @@ from servesim.cluster.moe import ExpertOffloadPerf
 from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
-from servesim.engine.records import RejectReason, SimulationRecords
+from servesim.engine.records import SimulationRecords
 from servesim.metrics import Summary, summarize
 from servesim.metrics.summary import engine_lines
 from servesim.perf import RooflinePerfModel
@@ -76,25 +76,9 @@ class Result:
         more than one output token), ``e2e_s``, ``queueing_s``; ``slo_class`` and
         ``reject_reason`` as names.
         """
-        cols = self.records.requests.view()
-        done = cols["reject_reason"] == RejectReason.NONE
-        nan = np.full(done.shape, np.nan)
-        ttft = np.where(done, cols["first_token_s"] - cols["arrival_s"], nan)
-        e2e = np.where(done, cols["completion_s"] - cols["arrival_s"], nan)
-        out = cols["num_output_tokens"]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            tpot = np.where(done & (out > 1), (e2e - ttft) / np.maximum(out - 1, 1), nan)
-        cols["ttft_s"] = ttft
-        cols["tpot_s"] = tpot
-        cols["e2e_s"] = e2e
-        cols["queueing_s"] = cols["first_scheduled_s"] - cols["arrival_s"]
-        classes = np.asarray(self.records.slo_classes, dtype=object)
-        cols["slo_class"] = classes[cols.pop("slo_class_index")]
-        names = np.empty(max(RejectReason) + 1, dtype=object)
-        for reason in RejectReason:
-            names[reason] = reason.name.lower()
-        cols["reject_reason"] = names[cols["reject_reason"].astype(np.int64)]
-        return cols
+        from servesim.report.outputs import derived_request_columns
+
+        return derived_request_columns(self.records.requests.view(), self.records.slo_classes)
 
     def requests_table(self) -> Any:
         """Per-request columns as a ``pyarrow.Table`` (``.to_pandas()`` for a DataFrame).
