@@ -12,8 +12,8 @@
    after that probe. ``cost_at_rate`` bisects replica counts per family instead
    (``planner.families``). Probes stop once their p99 target is certainly lost
    (``planner.probe``); with ``bracketing``, short probes bracket a capacity before
-   full-length ones (``capacity.bracketed_capacity_search``). Waves have a fixed size, independent of the
-   executor, so the same plans are simulated whichever executor runs them.
+   full-length ones (``capacity.bracketed_capacity_search``). Waves have a fixed size,
+   independent of the executor, so the same plans are simulated whichever executor runs them.
 4. Every result goes to the store as it completes; a re-run reuses stored results.
 """
 
