@@ -27,14 +27,22 @@ H100 = get_gpu("h100-sxm")
 
 
 def _gpu(bandwidth_bytes_per_s: float, latency_s: float):
-    return dataclasses.replace(H100, intra_node_link=LinkSpec("test", bandwidth_bytes_per_s,
-                                                              latency_s))
+    return dataclasses.replace(
+        H100, intra_node_link=LinkSpec("test", bandwidth_bytes_per_s, latency_s)
+    )
 
 
-def _fit(segments, edges=(), n=8, collective="all_reduce", ref_latency_s=3e-6,
-         implementation="nccl"):
-    return CollectiveFit(collective, implementation, n, tuple(Segment(*s) for s in segments),
-                         tuple(edges), ref_latency_s)
+def _fit(
+    segments, edges=(), n=8, collective="all_reduce", ref_latency_s=3e-6, implementation="nccl"
+):
+    return CollectiveFit(
+        collective,
+        implementation,
+        n,
+        tuple(Segment(*s) for s in segments),
+        tuple(edges),
+        ref_latency_s,
+    )
 
 
 def test_volume_factors_follow_nccl_tests_bus_bandwidth():
@@ -96,7 +104,8 @@ def test_unmeasured_group_size_interpolates_log_time_in_log2_n():
     bw_fits = [_fit([(0.0, 1.0)], n=8)]
     ratio = volume_factor("all_reduce", 16) / volume_factor("all_reduce", 8)
     assert group_collective_s(bw_fits, gpu, 16, 1e6) == pytest.approx(
-        ratio * collective_s(bw_fits[0], gpu, 1e6))
+        ratio * collective_s(bw_fits[0], gpu, 1e6)
+    )
 
 
 def test_round_trip_through_dict():
@@ -134,8 +143,7 @@ def test_fit_recovers_two_regimes_and_is_deterministic():
     assert a2 == pytest.approx(25e-6, rel=1e-3) and r2 == pytest.approx(link / 300e9, rel=1e-3)
     pred = fitting.predict(params, H100, rows)
     assert np.allclose(pred, rows["latency_s"], rtol=1e-3)
-    assert json.dumps(params, sort_keys=True) == json.dumps(fitting.fit(rows, H100),
-                                                            sort_keys=True)
+    assert json.dumps(params, sort_keys=True) == json.dumps(fitting.fit(rows, H100), sort_keys=True)
 
 
 def _root():

@@ -118,8 +118,7 @@ def check_batch(
         raise ContractError(
             name,
             "token-budget",
-            f"batch of {num_tokens:,} tokens exceeds the token budget "
-            f"{scheduler.token_budget:,}",
+            f"batch of {num_tokens:,} tokens exceeds the token budget {scheduler.token_budget:,}",
             now,
         )
     if scan:
@@ -143,9 +142,7 @@ def _check_decode_blocks(
         _decode_kv_error(name, need, granted, now)
 
 
-def _check_decodes(
-    name: str, batch: Batch, state: ReplicaState, now: float, granted: int
-) -> None:
+def _check_decodes(name: str, batch: Batch, state: ReplicaState, now: float, granted: int) -> None:
     decodes = batch.decodes
     if not decodes:
         return
