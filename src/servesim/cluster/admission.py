@@ -127,17 +127,15 @@ class SLOTTFTAdmission:
 
 def make_admission(config: AdmissionConfig, context: RouterContext) -> AdmissionPolicy:
     """Build the policy ``config.kind`` names (or loads) with its options, bound to ``context``."""
-    cls = ADMISSION_POLICIES.get(config.kind)
-    try:
-        policy = cls(**config.options)
-    except TypeError as exc:
-        raise ConfigError("admission.options", config.options, f"{config.kind}: {exc}") from None
-    bind = getattr(policy, "bind", None)
-    if callable(bind):
-        bind(context)
-    if not callable(getattr(policy, "admit", None)):
-        raise ConfigError("admission", config.kind, "has no admit(request, views, now_s) method")
-    return policy  # type: ignore[no-any-return]
+    policy: AdmissionPolicy = ADMISSION_POLICIES.build(
+        config.kind,
+        config.options,
+        field="admission",
+        method="admit",
+        signature="request, views, now_s",
+        context=context,
+    )
+    return policy
 
 
 def entry_admission(config: AdmissionConfig, context: RouterContext) -> AdmissionPolicy | None:

@@ -147,17 +147,15 @@ class TargetPolicy:
 
 def make_scaling_policy(config: AutoscaleConfig) -> ScalingPolicy:
     """The pool's policy: ``config.policy`` built with ``config.options``, bound to ``config``."""
-    cls = SCALING_POLICIES.get(config.policy)
-    try:
-        policy = cls(**config.options)
-    except TypeError as exc:
-        raise ConfigError("autoscale.options", config.options, f"{config.policy}: {exc}") from None
-    bind = getattr(policy, "bind", None)
-    if callable(bind):
-        bind(config)
-    if not callable(getattr(policy, "decide", None)):
-        raise ConfigError("autoscale.policy", config.policy, "has no decide(pool) method")
-    return policy  # type: ignore[no-any-return]
+    policy: ScalingPolicy = SCALING_POLICIES.build(
+        config.policy,
+        config.options,
+        field="autoscale",
+        method="decide",
+        signature="pool",
+        context=config,
+    )
+    return policy
 
 
 def check_decision(name: str, decision: object, now_s: float) -> int:

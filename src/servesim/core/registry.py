@@ -13,7 +13,7 @@ from abc import ABC
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from servesim.core.errors import ConfigError, UnknownNameError
 
@@ -68,6 +68,32 @@ class Registry(Generic[T]):
             if c not in _NOT_A_CONTRACT and all(issubclass(o, c) for o in classes)  # type: ignore[arg-type]
         ]
         return shared[0] if shared else None
+
+    def build(
+        self,
+        name: str,
+        options: dict[str, Any],
+        *,
+        field: str,
+        method: str,
+        signature: str,
+        context: object = None,
+    ) -> Any:
+        """An instance of the policy ``name`` (registry name or ``file.py:Class``) built with
+        ``options``, bound to ``context`` when it has a ``bind`` method, and checked to have
+        ``method``. Wrong options and a missing method are one-line ``ConfigError``s naming
+        ``field`` (the config path the user wrote)."""
+        cls: Any = self.get(name)
+        try:
+            policy = cls(**options)
+        except TypeError as exc:
+            raise ConfigError(f"{field}.options", options, f"{name}: {exc}") from None
+        bind = getattr(policy, "bind", None)
+        if callable(bind):
+            bind(context)
+        if not callable(getattr(policy, method, None)):
+            raise ConfigError(field, name, f"has no {method}({signature}) method")
+        return policy
 
     def names(self) -> list[str]:
         """Registered names, sorted."""
