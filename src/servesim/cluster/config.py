@@ -16,9 +16,9 @@ decides the link a KV transfer crosses: NVLink inside a node, the network betwee
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from servesim.core.errors import ServesimError
 from servesim.engine.config import CacheConfig, SchedulerConfig, VLLMSchedulerConfig
@@ -28,6 +28,37 @@ from servesim.perf.stacks import KERNEL_STACK_CHOICES
 from servesim.specs.catalog import get_gpu
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_engine(value: str) -> str:
+    """``value`` if it is ``auto`` or a registered engine profile."""
+    if value != AUTO and value not in engine_names():
+        raise ValueError(f"unknown engine {value!r}; valid: {', '.join([AUTO, *engine_names()])}")
+    return value
+
+
+def check_kernel_stack(value: str) -> str:
+    """``value`` if it is ``auto`` or a registered kernel stack (``servesim.perf.stacks``)."""
+    if value not in KERNEL_STACK_CHOICES:
+        raise ValueError(
+            f"unknown kernel stack {value!r}; valid: {', '.join(KERNEL_STACK_CHOICES)}"
+        )
+    return value
+
+
+def check_host_overhead(value: str) -> str:
+    """``value`` if it is a host-overhead choice."""
+    if value not in HOST_OVERHEAD_CHOICES:
+        raise ValueError(
+            f"unknown host overhead {value!r}; valid: {', '.join(HOST_OVERHEAD_CHOICES)}"
+        )
+    return value
+
+
+# The three names every pool and the top-level hardware section take, checked where declared.
+EngineName = Annotated[str, AfterValidator(check_engine)]
+HostOverheadName = Annotated[str, AfterValidator(check_host_overhead)]
+KernelStackName = Annotated[str, AfterValidator(check_kernel_stack)]
 
 
 class RouterConfig(BaseModel):
@@ -85,16 +116,16 @@ class PoolConfig(BaseModel):
     kv_dtype: str | None = Field(None, description="KV format (None: as the activations).")
     cuda_graphs: bool = Field(True, description="Decode replays CUDA graphs.")
     custom_all_reduce: bool = Field(True, description="vLLM custom all-reduce on NVLink.")
-    engine: str = Field(
+    engine: EngineName = Field(
         AUTO,
         description="Serving engine profile (servesim.engine.profiles: vllm-0.6, vllm-v1, "
         "vllm-v1-async, sglang, trtllm): its scheduler defaults, host time and kernel stack; "
         "auto: vllm-v1 for a vLLM v1 scheduler, vllm-0.6 otherwise.",
     )
-    host_overhead: str = Field(
+    host_overhead: HostOverheadName = Field(
         AUTO, description="Host (CPU) time profile (override); auto: the engine's."
     )
-    kernel_stack: str = Field(
+    kernel_stack: KernelStackName = Field(
         "auto", description="Kernel stack (servesim.perf.stacks); auto: the host profile's."
     )
     expert_zipf_exponent: float = Field(0.0, ge=0, description="MoE routing skew (Zipf).")
@@ -116,46 +147,6 @@ class PoolConfig(BaseModel):
     def _engine_defaults(cls, data: Any) -> Any:
         """An explicit engine fills the scheduler and cache fields the user left unset."""
         return apply_engine_defaults(data)
-
-    @field_validator("engine")
-    @classmethod
-    def _known_engine(cls, value: str) -> str:
-        return check_engine(value)
-
-    @field_validator("host_overhead")
-    @classmethod
-    def _known_host(cls, value: str) -> str:
-        return check_host_overhead(value)
-
-    @field_validator("kernel_stack")
-    @classmethod
-    def _known_stack(cls, value: str) -> str:
-        return check_kernel_stack(value)
-
-
-def check_engine(value: str) -> str:
-    """``value`` if it is ``auto`` or a registered engine profile."""
-    if value != AUTO and value not in engine_names():
-        raise ValueError(f"unknown engine {value!r}; valid: {', '.join([AUTO, *engine_names()])}")
-    return value
-
-
-def check_kernel_stack(value: str) -> str:
-    """``value`` if it is ``auto`` or a registered kernel stack (``servesim.perf.stacks``)."""
-    if value not in KERNEL_STACK_CHOICES:
-        raise ValueError(
-            f"unknown kernel stack {value!r}; valid: {', '.join(KERNEL_STACK_CHOICES)}"
-        )
-    return value
-
-
-def check_host_overhead(value: str) -> str:
-    """``value`` if it is a host-overhead choice."""
-    if value not in HOST_OVERHEAD_CHOICES:
-        raise ValueError(
-            f"unknown host overhead {value!r}; valid: {', '.join(HOST_OVERHEAD_CHOICES)}"
-        )
-    return value
 
 
 def apply_engine_defaults(data: Any) -> Any:

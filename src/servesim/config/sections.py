@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from servesim.cluster.config import check_engine, check_host_overhead, check_kernel_stack
+from servesim.cluster.config import EngineName, HostOverheadName, KernelStackName
 from servesim.core.domains import Fraction, NumExperts, ParallelDegree, SloS
 from servesim.core.errors import ServesimError
 from servesim.metrics.slo import DEFAULT_ATTAINMENT_TARGET, SLOSpec, SLOTargets
@@ -51,19 +51,19 @@ class HardwareConfig(BaseModel):
         description="vLLM's custom all-reduce for small TP messages on NVLink "
         "(vLLM default; false = --disable-custom-all-reduce, NCCL only).",
     )
-    engine: str = Field(
+    engine: EngineName = Field(
         "auto",
         description="Serving engine profile: vllm-0.6, vllm-v1, vllm-v1-async, sglang, trtllm "
         "(its scheduler defaults, host time and kernel stack; `servesim.engine.profiles`); "
         "auto: vllm-v1 for a vLLM v1 scheduler, vllm-0.6 otherwise.",
     )
-    host_overhead: str = Field(
+    host_overhead: HostOverheadName = Field(
         "auto",
         description="Host (CPU) time profile per step, overriding the engine's: vllm-v0 (vLLM "
         "0.6), vllm-v0-multistep, vllm-v1, vllm-v1-async, sglang, trtllm, none (GPU time "
         "only); auto: the engine's.",
     )
-    kernel_stack: str = Field(
+    kernel_stack: KernelStackName = Field(
         "auto",
         description="Kernel stack whose measured tables price each operator: vllm-0.6 (cuBLAS, "
         "FlashAttention 2), vllm-0.24 (FlashAttention 3, cutlass fp8), sglang-0.5; auto: "
@@ -74,21 +74,6 @@ class HardwareConfig(BaseModel):
         description="MoE expert offloading: keep this many experts per MoE layer in GPU memory "
         "and the rest in host memory, fetched over the host link on a miss (None: all on GPU).",
     )
-
-    @field_validator("engine")
-    @classmethod
-    def _known_engine(cls, value: str) -> str:
-        return check_engine(value)
-
-    @field_validator("host_overhead")
-    @classmethod
-    def _known_host(cls, value: str) -> str:
-        return check_host_overhead(value)
-
-    @field_validator("kernel_stack")
-    @classmethod
-    def _known_stack(cls, value: str) -> str:
-        return check_kernel_stack(value)
 
     @field_validator("gpu")
     @classmethod
