@@ -57,17 +57,10 @@ ROUTERS: Registry[type[Any]] = Registry("router")
 
 def make_router(kind: str, options: dict[str, Any], context: RouterContext) -> Router:
     """Build the router ``kind`` names (or loads) with ``options``, bound to ``context``."""
-    cls = ROUTERS.get(kind)
-    try:
-        router = cls(**options)
-    except TypeError as exc:
-        raise ConfigError("router.options", options, f"{kind}: {exc}") from None
-    bind = getattr(router, "bind", None)
-    if callable(bind):
-        bind(context)
-    if not callable(getattr(router, "route", None)):
-        raise ConfigError("router", kind, "has no route(request, views) method")
-    return router  # type: ignore[no-any-return]
+    router: Router = ROUTERS.build(
+        kind, options, field="router", method="route", signature="request, views", context=context
+    )
+    return router
 
 
 def _argmin(views: Sequence[ReplicaView], key: Any) -> int:
