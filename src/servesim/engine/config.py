@@ -52,7 +52,7 @@ class CacheConfig(_Config):
     eviction: str = Field(
         "lru",
         description="Which cached prefix block to evict when blocks run out: a built-in policy "
-        "name or a plug-in path file.py:Class (engine/blocks.py).",
+        "name or a plug-in path file.py:Class (engine/eviction.py).",
     )
 
 

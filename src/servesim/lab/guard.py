@@ -34,7 +34,7 @@ from servesim.cluster.scaling import SCALING_POLICIES
 from servesim.core.errors import ConfigError, ServesimError
 from servesim.core.registry import Registry, load_from_path
 from servesim.engine.batch import Batch
-from servesim.engine.blocks import EVICTION_POLICIES
+from servesim.engine.eviction import EVICTION_POLICIES
 from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
 
 #: Failure categories of an evaluation (``Failure.category``).

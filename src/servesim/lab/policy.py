@@ -38,7 +38,7 @@ from servesim.cluster.routers import ROUTERS
 from servesim.cluster.scaling import SCALING_POLICIES
 from servesim.core.errors import ConfigError, UnknownNameError
 from servesim.core.registry import Registry, load_from_path
-from servesim.engine.blocks import EVICTION_POLICIES
+from servesim.engine.eviction import EVICTION_POLICIES
 from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
 from servesim.lab.forking import call_forked
 
