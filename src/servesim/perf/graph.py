@@ -69,8 +69,7 @@ class PlanGraph(OpPricer):
             if dense:
                 ops.extend(self._dense_mlp(stage, dense, tokens))
             if self.num_moe[stage]:
-                assert self.freq is not None  # set for every model with experts
-                ops.extend(moe_mlp(self, self.freq, stage, self.num_moe[stage], tokens))
+                ops.extend(self.moe_block(stage, self.num_moe[stage], tokens))
             if stage < self.plan.pp - 1:
                 # vLLM sends hidden states and the residual to the next stage
                 ops.append(
@@ -81,6 +80,13 @@ class PlanGraph(OpPricer):
             else:
                 ops.append(self.elementwise("final_norm", "norm", stage, 1, 4.0 * tokens * h))
         return ops
+
+    def moe_block(self, stage: int, count: int, tokens: int) -> list[OpCost]:
+        """The MoE FFN of ``count`` layers of ``stage`` (``graph_moe.moe_mlp``); a
+        data-parallel-attention rank prices its routed experts with its group instead
+        (``servesim.perf.dp_cost``)."""
+        assert self.freq is not None  # set for every model with experts
+        return moe_mlp(self, self.freq, stage, count, tokens)
 
     def _attention_block(self, stage: int, count: int, tokens: int) -> list[OpCost]:
         s = self.shapes

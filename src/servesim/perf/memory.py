@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from servesim.core.errors import ConfigError, InfeasibleError
 from servesim.perf.shapes import (
+    ffn_group_params,
     is_moe_layer,
     kv_bytes_per_token_layer,
     kv_elements_per_token_layer,
@@ -94,6 +95,32 @@ def _check_ep(plan: ReplicaPlan) -> None:
         )
 
 
+def check_dp_attention(plan: ReplicaPlan, dp: int) -> None:
+    """Raise ``ConfigError`` unless ``dp`` ranks of ``plan`` (its TP group each) can share
+    their experts as vLLM's ``--data-parallel-size dp --enable-expert-parallel`` does: an
+    MoE model, one pipeline stage, and EP = tp x dp dividing the experts."""
+    if dp < 1:
+        raise ConfigError("dp_attention", dp, "must be >= 1")
+    if dp == 1:
+        return
+    moe, name = plan.model.moe, plan.model.name
+    if moe is None:
+        raise ConfigError(
+            "dp_attention", dp, f"{name} has no experts (data-parallel copies: use replicas)"
+        )
+    if plan.pp != 1:
+        raise ConfigError("dp_attention", dp, f"needs pp=1 ranks (got pp={plan.pp})")
+    if plan.ep != 1:
+        raise ConfigError("ep", plan.ep, f"must be 1 in a rank of dp_attention={dp}")
+    ep = plan.tp * dp
+    if moe.num_experts % ep:
+        raise ConfigError(
+            "dp_attention",
+            dp,
+            f"EP = tp x dp_attention = {ep} must divide the {moe.num_experts} experts of {name}",
+        )
+
+
 def _activation_bytes(plan: ReplicaPlan, max_num_batched_tokens: int) -> int:
     """Peak activations of the profiling pass on one GPU (16-bit tensors alive at once)."""
     m = plan.model
@@ -106,18 +133,48 @@ def _activation_bytes(plan: ReplicaPlan, max_num_batched_tokens: int) -> int:
     return int(max_num_batched_tokens * per_token * 2 + logits)
 
 
-def stage_weight_bytes(plan: ReplicaPlan, stage: int) -> int:
-    """Weight bytes of one GPU of pipeline stage ``stage``."""
+def stage_weight_bytes(plan: ReplicaPlan, stage: int, expert_ep: int = 0) -> int:
+    """Weight bytes of one GPU of pipeline stage ``stage``.
+
+    ``expert_ep`` > ``plan.tp``: a data-parallel-attention rank whose routed experts are
+    spread, whole, over ``expert_ep`` GPUs (``wide_ep_params``); 0: the plan's own EP.
+    """
     layers = stage_layer_ranges(plan.model.num_layers, plan.pp)[stage]
     params = stage_params(plan.model, plan.tp, plan.ep, layers, plan.pp, stage)
+    by_group, other = dict(params.linear_by_group), params.other_params
+    if expert_ep > plan.tp:
+        other += wide_ep_params(plan, layers, expert_ep, by_group)
     formats = module_formats(plan.model.quantization, plan.weight_dtype)
     by_bytes: dict[float, int] = {}  # groups of one format summed first: exact for one format
-    for group, count in params.linear_by_group.items():
+    for group, count in by_group.items():
         w = formats[group].bytes_per_weight
         by_bytes[w] = by_bytes.get(w, 0) + count
     linear = sum(count * w for w, count in by_bytes.items())
     # embeddings, LM head, norms and routers stay 16-bit in vLLM's quantised checkpoints
-    return int(linear + params.other_params * 2)
+    return int(linear + other * 2)
+
+
+def wide_ep_params(
+    plan: ReplicaPlan, layers: range, expert_ep: int, by_group: dict[str, int]
+) -> int:
+    """Move one GPU's routed experts from the plan's TP/EP split to ``expert_ep`` GPUs each
+    holding ``E / expert_ep`` whole experts (vLLM's ``--enable-expert-parallel`` with data
+    parallelism: EP size = TP x DP, expert weights not split by TP; FusedMoE's
+    ``use_ep`` path). Updates ``by_group["experts"]``; returns the change of 16-bit params
+    (gpt-oss's per-expert biases)."""
+    m = plan.model
+    moe = m.moe
+    assert moe is not None  # checked by check_dp_attention
+    num_moe = sum(is_moe_layer(m, i) for i in layers)
+    here = ffn_group_params(m, plan.tp, plan.ep, True)["experts"]
+    wide = ffn_group_params(m, expert_ep, expert_ep, True)["experts"]
+    by_group["experts"] += num_moe * (wide - here)
+    if not moe.has_expert_bias:
+        return 0
+    ffn = moe.expert_ffn_size
+    bias_here = moe.num_experts // plan.ep * (2 * (ffn // (plan.tp // plan.ep)) + m.hidden_size)
+    bias_wide = moe.num_experts // expert_ep * (2 * ffn + m.hidden_size)
+    return num_moe * (bias_wide - bias_here)
 
 
 def _is_per_sequence(plan: ReplicaPlan, kind: str) -> bool:
@@ -177,8 +234,10 @@ def plan_memory(
     block_size_tokens: int = 16,
     gpu_memory_utilization: float = 0.9,
     max_num_batched_tokens: int = 8192,
+    expert_ep: int = 0,
 ) -> MemoryPlan:
-    """The binding stage's memory plan; raises ``InfeasibleError`` when it cannot work."""
+    """The binding stage's memory plan; raises ``InfeasibleError`` when it cannot work
+    (``expert_ep``: see ``stage_weight_bytes``)."""
     if not 0.0 < gpu_memory_utilization <= 1.0:
         raise ConfigError("gpu_memory_utilization", gpu_memory_utilization, "must be in (0, 1]")
     if block_size_tokens < 1:
@@ -191,7 +250,7 @@ def plan_memory(
     overhead = CUDA_CONTEXT_BYTES + (NCCL_BUFFER_BYTES if plan.num_gpus > 1 else 0)
     best: MemoryPlan | None = None
     for stage in range(plan.pp):
-        weights = stage_weight_bytes(plan, stage)
+        weights = stage_weight_bytes(plan, stage, expert_ep)
         # vLLM's state cache for linear-attention layers (and, here, short windows) holds one
         # slot per schedulable sequence: reserved for the default max_num_seqs, with overheads
         state = int(PROFILE_NUM_SEQS * sequence_state_bytes(plan, stage, block_size_tokens))
