@@ -112,6 +112,15 @@ class PoolConfig(BaseModel):
     tp: int = Field(1, ge=1, le=64, description="Tensor-parallel degree.")
     pp: int = Field(1, ge=1, le=64, description="Pipeline-parallel degree.")
     ep: int = Field(1, ge=1, le=1024, description="Expert-parallel degree (MoE).")
+    dp_attention: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="Data-parallel attention ranks per replica (vLLM --data-parallel-size "
+        "with --enable-expert-parallel, SGLang --enable-dp-attention): each replica is this "
+        "many lockstep ranks of tp GPUs with their own queues and KV cache, sharing the "
+        "experts over tp x dp_attention GPUs (ep: 1 or tp x dp_attention); MoE models only.",
+    )
     dtype: str = Field("bf16", description="Weight format.")
     kv_dtype: str | None = Field(None, description="KV format (None: as the activations).")
     cuda_graphs: bool = Field(True, description="Decode replays CUDA graphs.")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from servesim.cluster.config import AutoscaleConfig, DeploymentConfig, PoolConfig
 from servesim.cluster.moe import max_redundant_experts
+from servesim.cluster.nodes import cluster_nodes, num_ranks, place_replicas
 from servesim.cluster.placement import placed_plan
 from servesim.core.errors import ServesimError
 from servesim.engine.config import (
@@ -21,15 +22,16 @@ from servesim.engine.config import (
     SchedulerConfig,
     SpeculativeConfig,
 )
+from servesim.engine.dp_group import rank_memory_plan
 from servesim.engine.profiles import AUTO, EngineProfile, resolve_engine
 from servesim.engine.replica import memory_token_budget
 from servesim.engine.setup import ReplicaSetup
 from servesim.perf.host import resolve_host_profile
-from servesim.perf.memory import check_plan
+from servesim.perf.memory import check_dp_attention, check_plan
 from servesim.perf.stacks import resolve_kernel_stack
 from servesim.perf.types import PerfModel, ReplicaPlan
 from servesim.specs.catalog import get_gpu, resolve_model
-from servesim.specs.cluster import NodeSpec, default_node
+from servesim.specs.cluster import NodeSpec
 from servesim.specs.dtypes import DType, serving_formats
 from servesim.specs.gpu import LinkSpec
 
@@ -56,6 +58,8 @@ class Pool:
         autoscale: the scaling policy, or None for a fixed pool.
         nodes: index (into ``Deployment.nodes``) of the node holding each replica's first GPU.
         engine: the serving engine profile its replicas run (``pool_engine``).
+        dp_attention: ranks per data-parallel-attention group (1: none); ``num_replicas``
+            then counts ranks (each a replica of ``plan``), consecutive ranks forming a group.
     """
 
     name: str
@@ -67,6 +71,7 @@ class Pool:
     autoscale: AutoscaleConfig | None
     nodes: tuple[int, ...]
     engine: EngineProfile = field(default_factory=lambda: resolve_engine(AUTO))
+    dp_attention: int = 1
 
     @property
     def num_gpus(self) -> int:
@@ -114,6 +119,17 @@ class Deployment:
             for p in self.pools
             for _ in range(p.num_replicas)
         ]
+
+    def dp_groups(self) -> list[tuple[int, int]]:
+        """Data-parallel-attention groups as (first replica, ranks), global replica order."""
+        out: list[tuple[int, int]] = []
+        first = 0
+        for p in self.pools:
+            if p.dp_attention > 1:
+                ranks = range(first, first + p.num_replicas, p.dp_attention)
+                out.extend((i, p.dp_attention) for i in ranks)
+            first += p.num_replicas
+        return out
 
     def replica_pools(self) -> list[int]:
         """Pool index of each replica (global replica order)."""
@@ -163,7 +179,7 @@ def _plan(
         gpu=gpu,
         tp=pool.tp,
         pp=pool.pp,
-        ep=pool.ep,
+        ep=pool.ep if pool.dp_attention == 1 else 1,  # a rank's experts: DPGroupCost's
         weight_dtype=weights,
         activation_dtype=act,
         kv_dtype=kv,
@@ -184,6 +200,7 @@ def _plan(
         return None
     try:
         check_plan(plan)
+        check_dp_attention(plan, pool.dp_attention)
         plan = placed_plan(plan, pool.expert_placement, pool.eplb_redundant_experts, perf)
     except ServesimError as exc:
         problems.append(f"{where}: {exc}")
@@ -219,7 +236,9 @@ def _check_parallelism(pool: PoolConfig, plan: ReplicaPlan, problems: list[str])
         )
     if pool.pp > m.num_layers:
         problems.append(f"{where}: pp={pool.pp} exceeds the {m.num_layers} layers of {m.name}")
-    if pool.ep > 1:
+    if pool.dp_attention > 1:
+        _check_dp_pool(pool, problems)
+    elif pool.ep > 1:
         if m.moe is None:
             problems.append(f"{where}: ep={pool.ep} but {m.name} has no experts (use ep=1)")
         elif pool.ep > m.moe.num_experts:
@@ -228,18 +247,39 @@ def _check_parallelism(pool: PoolConfig, plan: ReplicaPlan, problems: list[str])
             )
 
 
+def _check_dp_pool(pool: PoolConfig, problems: list[str]) -> None:
+    """What a data-parallel-attention pool cannot combine with (one line each)."""
+    where, dp = f"pool {pool.name!r}", pool.dp_attention
+    ep = pool.tp * dp
+    if pool.ep not in (1, ep):
+        problems.append(
+            f"{where}: ep={pool.ep} must be tp x dp_attention = {ep} (vLLM's EP = TP x DP) or 1"
+        )
+    unsupported = (
+        ("role", pool.role != "unified", f"role={pool.role}"),
+        ("autoscale", pool.autoscale is not None, "autoscale"),
+        ("eplb", pool.eplb_redundant_experts > 0, "eplb_redundant_experts"),
+    )
+    for _, bad, what in unsupported:
+        if bad:
+            problems.append(f"{where}: dp_attention={dp} with {what} is not modelled")
+
+
 def _check_memory(
     pool: PoolConfig, plan: ReplicaPlan, perf: PerfModel, problems: list[str]
 ) -> None:
     # The budget the replica's scheduler runs (engine defaults included), as the replica does.
     budget = memory_token_budget(pool.scheduler, max_model_len=plan.model.max_context_tokens)
     try:
-        mem = perf.memory_plan(
-            plan,
-            block_size_tokens=pool.cache.block_size,
-            gpu_memory_utilization=pool.cache.gpu_memory_utilization,
-            max_num_batched_tokens=budget,
-        )
+        if pool.dp_attention > 1:
+            mem = rank_memory_plan(plan, pool.dp_attention, pool.cache, budget)
+        else:
+            mem = perf.memory_plan(
+                plan,
+                block_size_tokens=pool.cache.block_size,
+                gpu_memory_utilization=pool.cache.gpu_memory_utilization,
+                max_num_batched_tokens=budget,
+            )
     except ServesimError as exc:
         problems.append(f"pool {pool.name!r} ({plan.gpu.name} tp={plan.tp} pp={plan.pp}): {exc}")
         return
@@ -283,14 +323,16 @@ def build_deployment(cfg: DeploymentConfig, model: str, perf: PerfModel) -> Depl
     """
     problems: list[str] = []
     _check_roles(cfg, problems)
+    if cfg.migration is not None and any(p.dp_attention > 1 for p in cfg.pools):
+        problems.append("migration with dp_attention pools is not modelled")
     plans: list[ReplicaPlan | None] = []
     for pool in cfg.pools:
         plan = _plan(pool, model, problems, perf)
         if plan is not None:
             _check_memory(pool, plan, perf, problems)
         plans.append(plan)
-    nodes = _nodes(cfg, plans, problems)
-    placement = _place(cfg, plans, nodes, problems) if nodes is not None else None
+    nodes = cluster_nodes(cfg, plans, problems)
+    placement = place_replicas(cfg, plans, nodes, problems) if nodes is not None else None
     if problems or placement is None:
         raise DeploymentError(problems)
     pools = tuple(
@@ -300,90 +342,13 @@ def build_deployment(cfg: DeploymentConfig, model: str, perf: PerfModel) -> Depl
             plan=plan,
             scheduler=pc.scheduler,
             cache=pc.cache,
-            num_replicas=pc.replicas,
+            num_replicas=num_ranks(pc),
             autoscale=pc.autoscale,
             nodes=tuple(where),
             engine=pool_engine(pc),
+            dp_attention=pc.dp_attention,
         )
         for pc, plan, where in zip(cfg.pools, plans, placement, strict=True)
         if plan is not None
     )
     return Deployment(pools=pools, nodes=tuple(nodes or ()), config=cfg)
-
-
-def _nodes(
-    cfg: DeploymentConfig, plans: list[ReplicaPlan | None], problems: list[str]
-) -> list[NodeSpec] | None:
-    """The cluster's nodes: as configured, or enough default servers per GPU type."""
-    nodes: list[NodeSpec] = []
-    if cfg.nodes is not None:
-        for group in cfg.nodes:
-            try:
-                gpu = get_gpu(group.gpu)
-                node = default_node(gpu, group.network)
-                if group.gpus_per_node is not None:
-                    node = NodeSpec(gpu, group.gpus_per_node, node.topology, node.network)
-            except ServesimError as exc:
-                problems.append(f"nodes: {exc}")
-                return None
-            nodes.extend([node] * group.count)
-        return nodes
-    demand: dict[str, int] = {}
-    specs: dict[str, NodeSpec] = {}
-    for pool, plan in zip(cfg.pools, plans, strict=True):
-        if plan is not None:
-            demand[plan.gpu.name] = demand.get(plan.gpu.name, 0) + pool.replicas * plan.num_gpus
-            specs.setdefault(plan.gpu.name, default_node(plan.gpu))
-    for name, need in demand.items():
-        node = specs[name]
-        nodes.extend([node] * -(-need // node.num_gpus))
-    return nodes
-
-
-def _place(
-    cfg: DeploymentConfig,
-    plans: list[ReplicaPlan | None],
-    nodes: list[NodeSpec],
-    problems: list[str],
-) -> list[list[int]] | None:
-    """First-fit placement of every replica's GPUs (a replica larger than a node takes whole
-    consecutive nodes); reports GPU types whose demand exceeds the cluster."""
-    free = [n.num_gpus for n in nodes]
-    out: list[list[int]] = []
-    short: dict[str, int] = {}
-    for pool, plan in zip(cfg.pools, plans, strict=True):
-        where: list[int] = []
-        if plan is None:
-            out.append(where)
-            continue
-        need = plan.num_gpus
-        for _ in range(pool.replicas):
-            index = _fit(nodes, free, plan.gpu.name, need)
-            if index is None:
-                short[plan.gpu.name] = short.get(plan.gpu.name, 0) + need
-            else:
-                where.append(index)
-        out.append(where)
-    for name, missing in short.items():
-        have = sum(n.num_gpus for n in nodes if n.gpu.name == name)
-        problems.append(
-            f"the pools need {missing} more {name} GPUs than fit on the cluster's {have} "
-            f"(of {len(nodes)} nodes)"
-        )
-    return None if short else out
-
-
-def _fit(nodes: list[NodeSpec], free: list[int], gpu: str, need: int) -> int | None:
-    for i, node in enumerate(nodes):
-        if node.gpu.name == gpu and need <= node.num_gpus and free[i] >= need:
-            free[i] -= need
-            return i
-    span = -(-need // nodes[0].num_gpus) if nodes else 0
-    for i in range(len(nodes) - span + 1):
-        group = range(i, i + span)
-        is_free = all(nodes[j].gpu.name == gpu and free[j] == nodes[j].num_gpus for j in group)
-        if is_free and sum(nodes[j].num_gpus for j in group) >= need:
-            for j in group:
-                free[j] = 0
-            return i
-    return None

@@ -112,6 +112,17 @@ class LeastOutstandingRequestsRouter:
         return _argmin(views, lambda v: v.num_queued + v.num_running)
 
 
+@ROUTERS.register("dp_least_loaded")
+class DPLeastLoadedRouter:
+    """vLLM's data-parallel load balancing (``DPLBAsyncMPClient.get_core_engine_for_request``
+    in ``vllm/v1/engine/core_client.py``): the rank with the lowest ``4 x waiting +
+    running``, ties to the lowest index; for the ranks of a ``dp_attention`` pool."""
+
+    def route(self, request: Request, views: Sequence[ReplicaView]) -> int:
+        """Rank with the lowest vLLM load score."""
+        return _argmin(views, lambda v: 4 * v.num_queued + v.num_running)
+
+
 @ROUTERS.register("least_outstanding_tokens")
 class LeastOutstandingTokensRouter:
     """Fewest prompt + output tokens of unfinished requests."""

@@ -25,6 +25,7 @@ from typing import Any
 
 from servesim.cluster.admission import REJECT_REASON, OpenLoopSender, check_admit, entry_admission
 from servesim.cluster.autoscale import Autoscaler
+from servesim.cluster.client_hooks import ClientHooks
 from servesim.cluster.deployment import Deployment
 from servesim.cluster.live import LiveCluster
 from servesim.cluster.measure import without_warmups
@@ -60,7 +61,7 @@ class ClusterRun:
     stats: ClusterStats
 
 
-class Cluster:
+class Cluster(ClientHooks):
     """Live state of a deployment during a run (routable replicas, transfers in flight)."""
 
     def __init__(self, deployment: Deployment, perf: PerfModel, streams: RandomStreams) -> None:
@@ -180,56 +181,6 @@ class Cluster:
     def is_active(self) -> bool:
         """True while requests may still arrive or are inside the cluster."""
         return not self.is_exhausted or bool(self.in_flight) or any(r.alive for r in self.replicas)
-
-    # ---- benchmark client ----------------------------------------------------------------
-    def _completion_hook(self, on_done: Callable[[Seq], None]) -> Callable[[Seq], None]:
-        def done(seq: Seq) -> None:
-            on_done(seq)
-            self._client_done(seq)
-
-        return done
-
-    def _wake_at(self, t: float) -> None:
-        if t not in self.wakeups:
-            self.wakeups.add(t)
-            self.loop.schedule(t, self._client_poll, t, priority=EventPriority.ARRIVAL)
-
-    def _client_poll(self, t: float) -> None:
-        """Send what the client releases now; wake again when it next has something."""
-        assert self.client is not None
-        self.wakeups.discard(t)
-        for request in self.client.poll(self.loop.now):
-            self._send(request)
-        self._schedule_client()
-
-    def _schedule_client(self) -> None:
-        assert self.client is not None
-        wake = self.client.next_wakeup()
-        if wake is not None:
-            self._wake_at(max(wake, self.loop.now))
-        self.is_exhausted = not self.client.has_unsent
-
-    def _client_done(self, seq: Seq) -> None:
-        """``seq`` left the engine (finished or rejected): if the client sent it, it reaches
-        the client at its completion time (which output processing may put after ``now``)."""
-        if seq not in self.client_seqs:
-            return
-        del self.client_seqs[seq]
-        now = self.loop.now
-        t = float(self.records.requests.column("completion_s")[seq.row])
-        t = t if t >= now else now  # NaN (rejected) or already past: now
-        self.loop.schedule(
-            t, self._client_notify, seq.request.request_id, priority=EventPriority.ARRIVAL
-        )
-
-    def _client_notify(self, request_id: int) -> None:
-        assert self.client is not None
-        client = self.client
-        was_warming = client.main_start_s is None
-        client.on_done(request_id, self.loop.now)
-        if was_warming and client.main_start_s is not None:
-            self.first_measured_gap = len(self.records.token_gaps.values_s)
-        self._schedule_client()
 
     def _send(self, request: Request) -> None:
         """A client request reaches the entry router (the engine driver's arrival, for sends
@@ -397,6 +348,7 @@ def run_cluster(
         check_invariants=check_invariants,
         on_start=cluster.start,
         stop_when=stop_when,
+        dp_groups=deployment.dp_groups(),
     )
     cluster.finalise()
     return ClusterRun(records=cluster.measured(), stats=cluster.stats)

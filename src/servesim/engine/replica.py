@@ -17,6 +17,7 @@ from servesim.core.errors import ConfigError, InfeasibleError
 from servesim.core.events import EventLoop, EventPriority
 from servesim.engine.blocks import KVBlockManager
 from servesim.engine.config import CacheConfig
+from servesim.engine.dp_group import check_rank, rank_memory_plan
 from servesim.engine.hybrid import HybridExecutor
 from servesim.engine.links import EngineLinks
 from servesim.engine.lora import AdapterCache
@@ -31,10 +32,12 @@ from servesim.engine.speculative import Speculator, num_kv_blocks_with_draft
 from servesim.engine.state import ReplicaState
 from servesim.engine.timeline import BatchPricer, StageTimeline, SwapLink
 from servesim.engine.vengine import VirtualEngine
+from servesim.perf.kv_groups import kv_layout
 from servesim.perf.types import MemoryPlan, PerfModel, ReplicaPlan
 
 if TYPE_CHECKING:
     from servesim.engine.profiles.base import EngineTiming
+    from servesim.perf.dp_cost import DPGroupCost
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +73,14 @@ class Replica:
         *,
         skip_ahead: bool = True,
         check_invariants: bool = False,
+        dp_cost: DPGroupCost | None = None,
     ) -> None:
         plan: ReplicaPlan = setup.plan
+        # A data-parallel-attention rank (engine/dp_group.py): priced for its own part, its
+        # memory holding E / (tp x dp) whole experts per GPU, stepped with its group.
+        self.dp_cost = dp_cost
+        if dp_cost is not None:
+            check_rank(replica_id, setup)
         self.replica_id = replica_id
         self.plan = plan
         self.perf = perf
@@ -103,7 +112,7 @@ class Replica:
             schedulers,
             block_bytes,
             timing,
-            skip_ahead=skip_ahead and self._can_skip(setup),
+            skip_ahead=skip_ahead and self._can_skip(setup) and dp_cost is None,
             check_invariants=check_invariants,
         )
         records.replicas.append(self._info(setup))
@@ -150,12 +159,15 @@ class Replica:
         one GPU."""
         plan, cache = self.plan, setup.cache
         budget = memory_token_budget(setup.scheduler, max_model_len=self.max_model_len)
-        mem = self.perf.memory_plan(
-            plan,
-            block_size_tokens=cache.block_size,
-            gpu_memory_utilization=cache.gpu_memory_utilization,
-            max_num_batched_tokens=budget,
-        )
+        if self.dp_cost is not None:
+            mem = rank_memory_plan(plan, self.dp_cost.dp, cache, budget)
+        else:
+            mem = self.perf.memory_plan(
+                plan,
+                block_size_tokens=cache.block_size,
+                gpu_memory_utilization=cache.gpu_memory_utilization,
+                max_num_batched_tokens=budget,
+            )
         self.num_kv_blocks = cache.num_kv_blocks or mem.num_kv_blocks
         self.speculator: Speculator | None = None
         self.adapters: AdapterCache | None = None
@@ -185,7 +197,7 @@ class Replica:
             records=self.records,
             replica_id=self.replica_id,
             timeline=StageTimeline(pp),
-            price=BatchPricer(self.perf, self.plan),
+            price=BatchPricer(self.perf if self.dp_cost is None else self.dp_cost, self.plan),
             swap=swap,
             clock_limit=self._clock_limit if self.frontend_latency_s else self._external_limit,
             on_leave=self.forget,
@@ -274,6 +286,7 @@ class Replica:
             enable_prefix_caching=self.prefix_caching,
             num_swap_blocks=num_swap_blocks,
             eviction=cache.eviction,
+            layout=kv_layout(self.plan, cache.block_size),
         )
         state = ReplicaState(
             blocks, self.records.token_gaps, self.records.count, preemption=preemption
@@ -383,7 +396,8 @@ class Replica:
         kv_tokens = scheduler.max_kv_tokens(num_prompt_tokens, num_out)
         reserve = blocks.num_watermark_blocks if scheduler.keep_watermark else 0
         usable = blocks.num_blocks - reserve
-        if math.ceil(kv_tokens / self.block_size) > usable:
+        step = min(num_prompt_tokens, scheduler.token_budget)
+        if blocks.layout.peak_pages(kv_tokens, step) > usable:
             return RejectReason.EXCEEDS_KV_CAPACITY
         if not scheduler.is_chunked and num_prompt_tokens > scheduler.token_budget:
             return RejectReason.PROMPT_EXCEEDS_BATCH_TOKENS

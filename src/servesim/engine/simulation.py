@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from servesim.core.errors import ConfigError
 from servesim.core.events import EventLoop, EventPriority
 from servesim.engine.contracts import check_route
+from servesim.engine.dp_group import DPGroup
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.engine.replica import Replica
 from servesim.engine.rows import write_request
 from servesim.engine.sequence import Seq
 from servesim.engine.setup import ReplicaSetup
+from servesim.perf.dp_cost import DPGroupCost
 from servesim.perf.types import PerfModel
 from servesim.workload.request import Request
 
@@ -232,6 +234,7 @@ def run_simulation(
     check_invariants: bool = False,
     on_start: Callable[[EngineHandle], None] | None = None,
     stop_when: StopWhen | None = None,
+    dp_groups: Sequence[tuple[int, int]] = (),
 ) -> SimulationRecords:
     """Simulate serving ``requests`` (sorted by arrival) on ``replicas``.
 
@@ -249,6 +252,9 @@ def run_simulation(
         stop_when: called with (now, records) after each request finishes; True ends the run
             there (requests still inside become ``NOT_FINISHED``), e.g. a capacity probe whose
             SLO is already lost.
+        dp_groups: data-parallel-attention groups as (first replica, ranks): replicas
+            ``first .. first + ranks - 1`` (one plan, pp = 1) step in lockstep and share
+            their experts (``engine.dp_group``).
 
     Returns:
         The columnar records of the run.
@@ -263,11 +269,17 @@ def run_simulation(
     options = {"skip_ahead": skip_ahead, "check_invariants": check_invariants}
     built: list[Replica] = []
     driver = _Driver(requests, built, records, loop, dispatch, on_progress, stop_s, stop_when)
+    rank_costs = group_costs(replicas, dp_groups, perf)
     for i, setup in enumerate(replicas):
-        replica = Replica(i, setup, perf, records, loop, driver.limit, **options)
+        replica = Replica(
+            i, setup, perf, records, loop, driver.limit, dp_cost=rank_costs.get(i), **options
+        )
         for engine in replica.engines:
             engine.on_done = driver.done
         built.append(replica)
+    for first, num_ranks in dp_groups:
+        ranks = built[first : first + num_ranks]
+        DPGroup([r.engines[0] for r in ranks], rank_costs[first], loop)
     if on_start is not None:
         on_start(EngineHandle(loop, built, records))
     driver.feed()
@@ -276,6 +288,36 @@ def run_simulation(
         logger.warning("simulation ended with requests still queued (no progress possible)")
     driver.finalise()
     return records
+
+
+def group_costs(
+    replicas: Sequence[ReplicaSetup], dp_groups: Sequence[tuple[int, int]], perf: PerfModel
+) -> dict[int, DPGroupCost]:
+    """The ``DPGroupCost`` of every replica in a data-parallel-attention group (one per
+    distinct plan and size, shared by its groups: one set of memo tables)."""
+    if not dp_groups:
+        return {}
+    calibration = getattr(perf, "calibration", None)
+    if calibration is None:  # a plugged-in PerfModel prices whole iterations only
+        raise ConfigError(
+            "dp_attention", len(dp_groups), "needs the roofline perf model (MoE priced apart)"
+        )
+    fast = bool(getattr(perf, "fast_path", True))
+    shared: list[DPGroupCost] = []
+    out: dict[int, DPGroupCost] = {}
+    for first, num_ranks in dp_groups:
+        if first < 0 or first + num_ranks > len(replicas) or num_ranks < 2:
+            raise ConfigError("dp_groups", (first, num_ranks), f"outside {len(replicas)} replicas")
+        plan = replicas[first].plan
+        if any(replicas[i].plan != plan for i in range(first, first + num_ranks)):
+            raise ConfigError("dp_groups", (first, num_ranks), "ranks must share one plan")
+        cost = next((c for c in shared if c.plan == plan and c.dp == num_ranks), None)
+        if cost is None:
+            cost = DPGroupCost(plan, num_ranks, calibration, fast_path=fast)
+            shared.append(cost)
+        for i in range(first, first + num_ranks):
+            out[i] = cost
+    return out
 
 
 def append_request_row(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from servesim.core.events import EventPriority
 from servesim.engine.batch import Batch
@@ -35,6 +36,9 @@ from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.skip import PipelineSkip, skip_alone
 from servesim.engine.state import ReplicaState
 from servesim.perf.types import StageTimes
+
+if TYPE_CHECKING:
+    from servesim.engine.dp_group import DPGroup
 
 
 class VirtualEngine:
@@ -88,6 +92,9 @@ class VirtualEngine:
         # replica, the joint skip-ahead of its engines (engine/skip.py).
         self.in_flight: tuple[int, Batch, StageTimes, float] | None = None
         self.pipeline: PipelineSkip | None = None
+        # A data-parallel-attention rank steps in lockstep with its group (engine/dp_group.py):
+        # the group starts and completes its steps.
+        self.group: DPGroup | None = None
         # called with each request that leaves (finished) this engine
         self.on_done: Callable[[Seq], None] = lambda seq: None
 
@@ -153,7 +160,9 @@ class VirtualEngine:
         return True
 
     def _wake(self, now: float) -> None:
-        if not self.busy:
+        if self.group is not None:
+            self.group.wake(now)
+        elif not self.busy:
             self.busy = True
             self.loop.schedule(now, self.start, now, priority=EventPriority.STEP_START)
 
@@ -166,21 +175,10 @@ class VirtualEngine:
     # ---- one iteration: schedule, time, complete -----------------------------------------
     def start(self, now: float) -> None:
         """Form and launch the next batch, or go idle."""
-        batch = self._next_batch(now)
+        batch = self.form(now)
         if batch is None:
-            self.busy = False
-            self.step_starts.clear()
-            if self.check_invariants:
-                self.state.check()
             return
-        self.busy = True
-        if self.admission_lag_steps:
-            self.step_starts.append(now)
-        state = self.state
-        batch.start_s = now
-        batch.num_queued = self.scheduler.num_queued(state) + len(state.swapped)
-        batch.num_kv_blocks_used = state.blocks.num_used
-        times, host_s = self._times(batch)
+        times, host_s = self.times(batch)
         end = self.links.timeline.reserve(now, times.stage_s, times.overhead_s + host_s)
         if not (self.skip_ahead and self.can_skip(batch)):
             self.launch(batch, times, end)
@@ -189,6 +187,24 @@ class VirtualEngine:
         else:  # pp > 1: the engines skip together
             self.launch(batch, times, end)
             self.pipeline.try_skip()
+
+    def form(self, now: float) -> Batch | None:
+        """The next batch, stamped as starting at ``now``; None when the engine goes idle."""
+        batch = self._next_batch(now)
+        if batch is None:
+            self.busy = False
+            self.step_starts.clear()
+            if self.check_invariants:
+                self.state.check()
+            return None
+        self.busy = True
+        if self.admission_lag_steps:
+            self.step_starts.append(now)
+        state = self.state
+        batch.start_s = now
+        batch.num_queued = self.scheduler.num_queued(state) + len(state.swapped)
+        batch.num_kv_blocks_used = state.blocks.num_used
+        return batch
 
     def launch(self, batch: Batch, times: StageTimes, end: float) -> None:
         """Schedule the completion of ``batch`` (booked to end at ``end``)."""
@@ -234,7 +250,7 @@ class VirtualEngine:
         check_state(self.policy_name, state, now)
         return batch
 
-    def _times(self, batch: Batch) -> tuple[StageTimes, float]:
+    def times(self, batch: Batch) -> tuple[StageTimes, float]:
         """The batch's stage times and the host-side time it adds (swap and LoRA copies)."""
         state = self.state
         count = self.records.count
@@ -272,6 +288,11 @@ class VirtualEngine:
     def _complete(self, batch: Batch, times: StageTimes) -> None:
         """The batch has run: the state applies it, the scheduler hears of it, next step."""
         self.in_flight = None
+        self.finish(batch, times)
+        self.start(self.loop.now)
+
+    def finish(self, batch: Batch, times: StageTimes) -> None:
+        """Book the end of ``batch`` now: the state applies it, the scheduler hears of it."""
         now = self.loop.now
         state = self.state
         hand_off = self._hand_off if self.on_prefilled is not None else None
@@ -283,7 +304,6 @@ class VirtualEngine:
             state.check()  # full recount (tests)
         else:
             state.blocks.check()  # O(1): free + used + cached-evictable == total
-        self.start(now)
 
     def output_lag(self, times: StageTimes) -> float:
         """Delay between an iteration's end and the time its tokens are recorded.

@@ -56,12 +56,15 @@ class PlanCost:
 
     __slots__ = ("by_sampling", "by_tokens", "energy", "graph", "host", "mla", "plan")
 
-    def __init__(self, plan: ReplicaPlan, calibration: Calibration) -> None:
+    def __init__(
+        self, plan: ReplicaPlan, calibration: Calibration, graph: PlanGraph | None = None
+    ) -> None:
         check_plan(plan)
         self.plan = plan
         # which CUDA graphs the engine replays and its per-step CPU time (servesim.perf.host)
         self.host = calibration.host_profile(plan.host_profile)
-        self.graph = PlanGraph(plan, calibration)
+        # a subclass's graph may price some ops elsewhere (perf/dp_cost.py: a DP rank's MoE)
+        self.graph = graph if graph is not None else PlanGraph(plan, calibration)
         fit = power_fit_for(calibration, plan.gpu)
         self.energy = OpEnergy(fit, plan.gpu, self.graph.peak, self.graph.peak16)
         self.by_tokens: dict[int, StagePart] = {}

@@ -1,0 +1,108 @@
+"""Iteration prices of a data-parallel-attention group: D ranks sharing their experts.
+
+vLLM's ``--data-parallel-size D --enable-expert-parallel`` (SGLang's ``--enable-dp-attention``,
+"wide EP") runs D engine ranks, each with its own scheduler and KV cache, attention and dense
+layers sharded TP=t inside the rank, while every MoE layer's routed experts are spread whole
+over all t x D GPUs (EP = TP x DP; each GPU holds E / (tD) experts). Every MoE layer is a
+collective over all ranks: each rank's tokens are dispatched by all-to-all to the GPUs holding
+their experts and combined back (vLLM ``FusedMoE`` with the all2all managers of
+``vllm/distributed/device_communicators/all2all.py``; DeepEP/pplx kernels).
+
+So one group iteration costs the slowest rank's own work plus the expert work of all ranks'
+tokens together. Two prices:
+
+- ``DPGroupCost.iteration_time(rank_plan, shape)``: a rank's own part: everything the plain
+  op graph prices except the routed experts (attention, dense layers, router, shared experts,
+  the TP all-reduces inside the rank, LM head, host time), via ``RankGraph``;
+- ``DPGroupCost.experts(tokens)``: the routed experts on the busiest of the tD GPUs for the
+  group's summed tokens, with the dispatch and combine all-to-alls over tD GPUs: the existing
+  ``graph_moe.moe_mlp`` block priced on the expert view of the plan (tp = ep = tD).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from servesim.perf.calibration import Calibration
+from servesim.perf.fastcost import FastCost
+from servesim.perf.graph import PlanGraph
+from servesim.perf.graph_moe import moe_mlp
+from servesim.perf.graph_ops import OpPricer
+from servesim.perf.memory import check_dp_attention
+from servesim.perf.moe import expert_frequencies
+from servesim.perf.plan_cost import PlanCost, StagePart, sum_ops
+from servesim.perf.shapes import is_moe_layer
+from servesim.perf.types import BatchShape, OpCost, ReplicaPlan, StageTimes
+
+# The ops of ``moe_mlp`` that the group runs together: the routed experts and the
+# dispatch/combine all-to-alls. Router and shared experts stay in each rank (vLLM computes
+# them on the rank's own tokens, shared experts TP-sharded inside the rank).
+GROUP_MOE_OPS = frozenset({"moe_experts", "ep_dispatch", "ep_combine"})
+_EXPERTS_MEMO_LIMIT = 65_536
+
+
+class RankGraph(PlanGraph):
+    """A data-parallel-attention rank's op graph: its MoE block without the routed experts
+    (the group prices those once for all ranks' tokens)."""
+
+    def moe_block(self, stage: int, count: int, tokens: int) -> list[OpCost]:
+        """Router, shared experts and the rank's TP all-reduce of the MoE output."""
+        return [op for op in super().moe_block(stage, count, tokens) if op.name != "moe_experts"]
+
+
+class DPGroupCost:
+    """Prices of one data-parallel-attention group of ``dp`` ranks running ``plan`` each.
+
+    Args:
+        plan: one rank's plan (tp = the rank's TP, pp = 1, ep = 1).
+        dp: ranks in the group (EP = plan.tp x dp).
+        calibration: the roofline perf model's calibration.
+        fast_path: price the ranks with ``FastCost`` (bit-identical to the general path).
+    """
+
+    def __init__(
+        self, plan: ReplicaPlan, dp: int, calibration: Calibration, *, fast_path: bool = True
+    ) -> None:
+        check_dp_attention(plan, dp)
+        self.plan, self.dp = plan, dp
+        self.ep = plan.tp * dp
+        self.rank_cost = PlanCost(plan, calibration, RankGraph(plan, calibration))
+        self._rank: Callable[[BatchShape], StageTimes] = (
+            FastCost(self.rank_cost) if fast_path else self.rank_cost.general
+        )
+        # The expert view: experts whole (tp // ep = 1) over tD GPUs, on the rank's link.
+        self.expert_view = OpPricer(replace(plan, tp=self.ep, ep=self.ep), calibration)
+        moe = plan.model.moe
+        assert moe is not None  # check_dp_attention
+        self.freq: np.ndarray = expert_frequencies(
+            moe, plan.expert_popularity, plan.expert_zipf_exponent
+        )
+        self.num_moe_layers = sum(is_moe_layer(plan.model, i) for i in range(plan.model.num_layers))
+        self._experts: dict[int, StagePart] = {}
+
+    def iteration_time(self, plan: ReplicaPlan, batch: BatchShape) -> StageTimes:
+        """A rank's own part of an iteration of ``batch`` (``plan`` must be the rank's)."""
+        if plan != self.plan:
+            raise ValueError(f"DPGroupCost prices {self.plan.model.name} ranks only")
+        return self._rank(batch)
+
+    def experts(self, tokens: int) -> StagePart:
+        """The group's shared MoE work for ``tokens`` tokens of all ranks together: time on
+        one GPU (the busiest), FLOPs, bytes and energy per GPU, all MoE layers."""
+        part = self._experts.get(tokens)
+        if part is None:
+            ops: list[OpCost] = []
+            if tokens > 0:
+                block = moe_mlp(self.expert_view, self.freq, 0, self.num_moe_layers, tokens)
+                ops = [op for op in block if op.name in GROUP_MOE_OPS]
+            if len(self._experts) >= _EXPERTS_MEMO_LIMIT:
+                self._experts.clear()
+            part = self._experts[tokens] = sum_ops(ops, 1, self.rank_cost.energy)
+        return part
+
+    def idle_j(self, seconds: float) -> float:
+        """Energy of one rank's GPUs waiting ``seconds`` for the others (clocked up)."""
+        return self.rank_cost.energy.idle_j(seconds) * self.plan.tp

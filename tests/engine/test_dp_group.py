@@ -1,0 +1,130 @@
+"""Data-parallel attention with experts shared over the ranks (engine/dp_group.py,
+perf/dp_cost.py): lockstep steps, the MoE priced for the summed tokens, per-GPU expert
+weights, and the checks of a DP-attention plan."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from servesim.core.errors import ConfigError
+from servesim.engine.dp_group import DUMMY_SHAPE
+from servesim.engine.setup import ReplicaSetup
+from servesim.engine.simulation import ReplicaView, run_simulation
+from servesim.perf.dp_cost import DPGroupCost
+from servesim.perf.memory import check_dp_attention, stage_weight_bytes
+from servesim.perf.roofline import RooflinePerfModel
+from servesim.perf.types import BatchShape, ReplicaPlan
+from servesim.specs.catalog import get_gpu, resolve_model
+from servesim.workload.request import Request
+
+PERF = RooflinePerfModel()
+MOE = resolve_model("qwen3-30b-a3b")  # 128 experts, 48 MoE layers, h 2048, expert FFN 768
+RANK = ReplicaPlan(model=MOE, gpu=get_gpu("h100-sxm"), tp=1)
+
+
+def _prefill(tokens: int) -> BatchShape:
+    return BatchShape.from_lists(prefill=[(tokens, 0)])
+
+
+def _own_s(cost: DPGroupCost, shape: BatchShape) -> float:
+    times = cost.iteration_time(RANK, shape)
+    return times.overhead_s + times.stage_s[0]
+
+
+def _run(requests: list[Request], ranks: Sequence[int], dp: int = 2):
+    """Requests routed to the given ranks of one dp-rank group."""
+    route = dict(zip((r.request_id for r in requests), ranks, strict=True))
+
+    def dispatch(request: Request, views: Sequence[ReplicaView]) -> int:
+        return route[request.request_id]
+
+    setups = [ReplicaSetup(plan=RANK)] * dp
+    return run_simulation(
+        requests, setups, PERF, dispatch=dispatch, dp_groups=[(0, dp)], check_invariants=True
+    )
+
+
+def test_idle_rank_steps_with_the_busy_rank() -> None:
+    # rank 0 prefills 100 tokens from t=0; rank 1 is idle (a dummy step) and gets a request
+    # mid-step: it joins the group's next step, which starts when rank 0's first step ends
+    recs = _run([Request(0, 0.0, 100, 3), Request(1, 0.001, 40, 2)], ranks=[0, 1])
+    cost = DPGroupCost(RANK, 2, PERF.calibration)
+    span = max(_own_s(cost, _prefill(100)), _own_s(cost, DUMMY_SHAPE))
+    span += cost.experts(100 + DUMMY_SHAPE.num_tokens).stage_s[0]
+    it = recs.iterations.view()
+    first = it["duration_s"][0]
+    assert it["replica_id"][0] == 0
+    assert first == pytest.approx(span, rel=1e-12)
+    scheduled = recs.requests.column("first_scheduled_s")
+    assert scheduled[1] == pytest.approx(span, rel=1e-12)
+    # from then on both ranks start and end every step together
+    starts = it["start_s"][1:3]
+    durations = it["duration_s"][1:3]
+    assert sorted(it["replica_id"][1:3]) == [0, 1]
+    assert starts[0] == starts[1] and durations[0] == durations[1]
+
+
+def test_moe_time_is_priced_for_the_summed_tokens() -> None:
+    recs = _run([Request(0, 0.0, 100, 2), Request(1, 0.0, 60, 2)], ranks=[0, 1])
+    cost = DPGroupCost(RANK, 2, PERF.calibration)
+    own = max(_own_s(cost, _prefill(100)), _own_s(cost, _prefill(60)))
+    span = own + cost.experts(160).stage_s[0]
+    durations = recs.iterations.view()["duration_s"][:2]
+    assert durations[0] == durations[1] == pytest.approx(span, rel=1e-12)
+    # the shared experts are not the sum of two separate expert steps (weights read once)
+    assert cost.experts(160).stage_s[0] < cost.experts(100).stage_s[0] + cost.experts(60).stage_s[0]
+
+
+def test_group_goes_idle_when_no_rank_has_work() -> None:
+    recs = _run([Request(0, 0.0, 20, 2), Request(1, 5.0, 20, 2)], ranks=[0, 1])
+    starts = recs.iterations.view()["start_s"]
+    # two steps per request (prefill + one decode), no dummy steps recorded, none in between
+    assert len(starts) == 4
+    assert starts[2] == 5.0
+    completion = recs.requests.column("completion_s")
+    assert np.all(np.isfinite(completion))
+
+
+def test_rank_price_leaves_out_only_the_routed_experts() -> None:
+    cost = DPGroupCost(RANK, 8, PERF.calibration)
+    shape = BatchShape(
+        num_decode_seqs=32, decode_context_tokens=32_000, max_decode_context_tokens=1_000
+    )
+    rank_ops = {op.name for op in cost.rank_cost.graph.token_ops(32)}
+    full_ops = {op.name for op in PERF._cache(RANK).graph.token_ops(32)}
+    assert full_ops - rank_ops == {"moe_experts"}
+    # fast and general paths agree bit for bit on the rank's graph
+    general = DPGroupCost(RANK, 8, PERF.calibration, fast_path=False)
+    assert cost.iteration_time(RANK, shape) == general.iteration_time(RANK, shape)
+    assert cost.iteration_time(RANK, shape).stage_s[0] < PERF.iteration_time(RANK, shape).stage_s[0]
+
+
+def test_expert_weights_per_gpu_shrink_by_tp_x_dp() -> None:
+    # tp=1 holds all 128 experts; with dp_attention=8 (EP 8) a GPU holds 16 whole experts
+    full = stage_weight_bytes(RANK, 0)
+    wide = stage_weight_bytes(RANK, 0, expert_ep=8)
+    per_expert = 3 * 2048 * 768 * 2  # gate, up, down in bf16
+    assert full - wide == 48 * (128 - 16) * per_expert
+    # the same expert bytes per GPU as TP8 x EP8 (experts whole there too)
+    tp2 = ReplicaPlan(model=MOE, gpu=RANK.gpu, tp=2)
+    assert (
+        stage_weight_bytes(tp2, 0, expert_ep=16)
+        == stage_weight_bytes(tp2, 0) - 48 * (64 - 8) * per_expert
+    )
+
+
+@pytest.mark.parametrize(
+    ("plan", "dp", "message"),
+    [
+        (ReplicaPlan(model=resolve_model("llama-3.1-8b"), gpu=RANK.gpu), 2, "has no experts"),
+        (ReplicaPlan(model=MOE, gpu=RANK.gpu, pp=2), 2, "needs pp=1"),
+        (ReplicaPlan(model=MOE, gpu=RANK.gpu, tp=2), 3, "EP = tp x dp_attention = 6"),
+        (ReplicaPlan(model=MOE, gpu=RANK.gpu), 0, "must be >= 1"),
+    ],
+)
+def test_check_dp_attention_names_value_and_limit(plan: ReplicaPlan, dp: int, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_dp_attention(plan, dp)
