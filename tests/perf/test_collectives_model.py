@@ -171,3 +171,32 @@ def test_h100_fit_transfers_to_h200():
         pytest.skip("H200 comm table absent")
     pred = fitting.predict(fitting.fit(src, H100), get_gpu("h200-sxm"), dst)
     assert error_stats(pred, dst["latency_s"]).mape <= 20.0
+
+
+def test_int8_all_reduce_is_its_own_implementation_byte_only_collectives_are_not():
+    # NCCL's NVLS (in-switch reduction) has no 8-bit types, and a reduction costs per element
+    assert fitting.nccl_implementation("all_reduce", 1) == "nccl_int8"
+    assert fitting.nccl_implementation("all_reduce", 2) == "nccl"
+    assert fitting.nccl_implementation("all_gather", 1) == "nccl"
+    assert fitting.nccl_implementation("all_to_all", 1) == "nccl"
+
+
+def test_int8_nccl_fit_takes_the_cheaper_regime_like_nccl():
+    gpu = _gpu(400e9, 3e-6)
+    fit = _fit([(5e-6, 8.0), (15e-6, 1.0)], edges=[(1e5, 1e7)], implementation="nccl_int8")
+    # above the lines' crossing (b = 10e-6 x 400e9 / (7 x 1.75) = 326.5 KB) the Simple line
+    # prices it, not a log blend of the two
+    assert collective_s(fit, gpu, 2e6) == pytest.approx(15e-6 + 1.75 * 2e6 / 400e9)
+
+
+def test_int8_and_half_all_reduce_rows_are_fitted_apart_on_h100():
+    rows = fitting.load_rows(_root(), "h100_sxm", "nccl", "2.29.2")
+    keys = {(f["collective"], f["implementation"]) for f in fitting.fit(rows, H100)["fits"]}
+    assert ("all_reduce", "nccl_int8") in keys and ("all_reduce", "nccl") in keys
+    assert ("all_gather", "nccl_int8") not in keys
+    # 8 GPUs, 512 MB: half runs NVLS (445 GB/s bus bandwidth), int8 the ring (351 GB/s)
+    m = (rows["collective"] == "all_reduce") & (rows["num_gpus"] == 8)
+    m &= rows["num_bytes"] == 512 * 1024**2
+    half = rows["latency_s"][m & (rows["dtype"] == "half")][0]
+    int8 = rows["latency_s"][m & (rows["dtype"] == "int8")][0]
+    assert int8 / half == pytest.approx(445.0 / 351.0, rel=0.02)

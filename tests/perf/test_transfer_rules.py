@@ -253,3 +253,30 @@ def test_leave_one_gpu_out_summary_scores_both_rules() -> None:
     )
     assert row["mape"] == pytest.approx(0.0, abs=0.01)
     assert row["before_mape"] == pytest.approx(100 * (1 - 1410 / 1980), abs=0.01)
+
+
+def test_pcie_prices_a_custom_all_reduce_beyond_two_gpus_as_nccl() -> None:
+    # vLLM disables its custom all-reduce above 2 PCIe-only GPUs and runs NCCL
+    custom = [
+        {
+            "collective": "all_reduce",
+            "implementation": impl,
+            "num_gpus": n,
+            "segments": [[4e-6, 2.0]],
+            "edges_bytes": [],
+            "ref_link_latency_s": 3e-6,
+        }
+        for impl in ("custom_graph", "custom_eager")
+        for n in (2, 4)
+    ]
+    params = {"custom": {"fits": custom}, "nccl": _collectives(4)["nccl"]}
+    out = adapt_params("collectives", params, H100, L40S)
+    fits = {(f["implementation"], f["num_gpus"]): f for f in out["custom"]["fits"]}
+    nccl = out["nccl"]["fits"][0]
+    assert fits[("custom_graph", 4)]["segments"] == nccl["segments"]
+    assert fits[("custom_graph", 4)]["edges_bytes"] == nccl["edges_bytes"]
+    # two GPUs keep the custom kernel (P2P), eager keeps its host floor: 4 us x 1980/2520
+    for key in (("custom_graph", 2), ("custom_eager", 4)):
+        assert fits[key]["segments"][0][0] == pytest.approx(4e-6 * 1980 / 2520)
+    on_nvlink = adapt_params("collectives", params, H100, A100)["custom"]["fits"]
+    assert on_nvlink[1]["segments"] == [[4e-6 * 1980 / 1410, 2.0]]  # NVLink: custom kernel kept

@@ -4,8 +4,10 @@ Tables: ``<gpu>/comm/{vllm,sglang}/<ver>/custom_allreduce_perf.parquet`` (bf16 a
 graph-captured and eager) and ``<gpu>/comm/nccl/<ver>/nccl_perf.parquet`` (nccl-tests, half
 and int8). ``message_size`` is in elements; nccl-tests' "size" (the collector's ``-b``) is bytes
 = elements x element size, which is servesim's ``num_bytes`` convention (all-gather output,
-reduce-scatter input, all-to-all send buffer of one GPU). The int8 rows line up with the half
-rows at equal bytes (checked on every GPU), so one fit per (collective, group size) covers both.
+reduce-scatter input, all-to-all send buffer of one GPU). The int8 rows of all-gather and
+all-to-all line up with the half rows at equal bytes (checked on every GPU), so one fit per
+(collective, group size) covers both; reductions are fitted per element width
+(``nccl_implementation``).
 
 Per (collective, implementation, num_gpus) the measured curve is cut into at most
 ``MAX_SEGMENTS`` regimes by dynamic programming (each regime an alpha-beta line fitted for
@@ -51,6 +53,7 @@ _NCCL_OPS = {
     "reduce_scatter": "reduce_scatter",
     "alltoall": "all_to_all",
 }
+REDUCTIONS = ("all_reduce",)  # see nccl_implementation
 _ELEMENT_BYTES = {"bfloat16": 2, "float16": 2, "half": 2, "int8": 1, "float32": 4}
 _DTYPE_LABEL = {"bfloat16": "bf16", "half": "half", "int8": "int8", "float32": "fp32"}
 GPU_FOLDERS = {
@@ -59,6 +62,24 @@ GPU_FOLDERS = {
     "a100_sxm": "a100-80gb",
     "l40s": "l40s",
 }
+
+
+def nccl_implementation(collective: str, element_bytes: float) -> str:
+    """``nccl``, or ``nccl_int8`` for an 8-bit reduction (fitted apart from the 16-bit one).
+
+    A reduction's cost is per element, not per byte, and NCCL's NVLink SharP algorithm (NVLS,
+    in-switch reduction on Hopper NVSwitch) has no 8-bit types: ``ncclNvlsSupported`` in NCCL's
+    src/include/device.h admits only 16/32/64-bit types, so an int8 all-reduce runs the ring
+    (H100 nccl-tests at 8 GPUs, 512 MB: half 445 GB/s bus bandwidth through NVLS, int8 351;
+    at 2 and 4 GPUs int8 is 3-10% slower than half at equal bytes). All-gather and all-to-all
+    move bytes only: there int8 and half rows coincide and share one fit. Reduce-scatter
+    shows no NVLS gap (8 GPUs, 512 MB: half 336, int8 328 GB/s) and its int8 rows sit within
+    the held-out noise of the shared fit (fitted apart, its 64KB-1MB rows lose more from the
+    halved sample than the int8 rows gain), so it keeps one fit.
+    """
+    if element_bytes == 1 and collective in REDUCTIONS:
+        return "nccl_int8"
+    return "nccl"
 
 
 def size_regime(num_bytes: float) -> str:
@@ -78,7 +99,10 @@ def _rows_from_columns(cols: dict[str, np.ndarray], is_nccl: bool) -> Rows:
     num_bytes = cols["message_size"].astype(float) * elem_bytes
     if is_nccl:
         collective = np.array([_NCCL_OPS[str(o)] for o in cols["op_name"]], dtype=object)
-        impl = np.array(["nccl"] * len(num_bytes), dtype=object)
+        impl = np.array(
+            [nccl_implementation(c, b) for c, b in zip(collective, elem_bytes, strict=True)],
+            dtype=object,
+        )
         op = np.array([f"nccl_{c}" for c in collective], dtype=object)
     else:
         collective = np.array(["all_reduce"] * len(num_bytes), dtype=object)

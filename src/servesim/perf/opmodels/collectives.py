@@ -40,7 +40,9 @@ from typing import Any
 
 from servesim.specs.gpu import GPUSpec
 
-IMPLEMENTATIONS = ("custom_graph", "custom_eager", "nccl")
+# ``nccl_int8``: an 8-bit NCCL reduction (no NVLS, per-element reduce cost; the runtime's
+# activations are 16-bit, so it prices ``nccl``; the int8 tables are fitted and scored apart)
+IMPLEMENTATIONS = ("custom_graph", "custom_eager", "nccl", "nccl_int8")
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
 
 
@@ -74,7 +76,7 @@ class CollectiveFit:
 
     Attributes:
         collective: ``all_reduce``, ``all_gather``, ``reduce_scatter`` or ``all_to_all``.
-        implementation: ``custom_graph``, ``custom_eager`` or ``nccl``.
+        implementation: ``custom_graph``, ``custom_eager``, ``nccl`` or ``nccl_int8``.
         num_gpus: group size measured.
         segments: regimes in ascending message size.
         edges_bytes: per pair of adjacent regimes, (last size of the lower, first size of the
@@ -134,7 +136,7 @@ def collective_s(fit: CollectiveFit, gpu: GPUSpec, num_bytes: float) -> float:
         if num_bytes <= lo:
             return line(k)
         if num_bytes < hi:
-            if fit.implementation == "nccl":
+            if fit.implementation.startswith("nccl"):
                 # NCCL's tuner picks, per call, the algorithm/protocol its cost model prices
                 # lowest: the switch sits where the two regimes' lines cross
                 return min(line(k), line(k + 1))

@@ -248,6 +248,33 @@ def _adapt_collectives(params: dict[str, Any], source: GPUSpec, target: GPUSpec)
         for fit in part["fits"]:
             host_ring = is_pcie and int(fit["num_gpus"]) > 2
             _adapt_segments(fit["segments"], clock, link_ratio, keeps_bus_bw, host_ring)
+    if is_pcie and keeps_bus_bw:
+        _pcie_custom_fallback(params)
+
+
+def _pcie_custom_fallback(params: dict[str, Any]) -> None:
+    """On PCIe, price a graph-captured custom all-reduce of more than 2 GPUs as NCCL (in place).
+
+    vLLM turns its custom all-reduce off for more than two GPUs without full NVLink and runs
+    PyNccl instead (vllm/distributed/device_communicators/custom_all_reduce.py: "Custom
+    allreduce is disabled because it's not supported on more than two PCIe-only GPUs"), so an
+    NVLink donor's one-shot / two-shot kernel fits do not apply there; its NCCL all-reduce fit
+    (already carried to the target) does. Two GPUs keep the custom kernel (P2P over PCIe).
+    The eager variant keeps its fit: its time is the host launch floor, not the kernel.
+    """
+    custom, nccl = params.get("custom"), params.get("nccl")
+    if not isinstance(custom, dict) or not isinstance(nccl, dict):
+        return
+    ring = {
+        int(f["num_gpus"]): f
+        for f in nccl.get("fits", [])
+        if f["collective"] == "all_reduce" and f["implementation"] == "nccl"
+    }
+    for fit in custom.get("fits", []):
+        n = int(fit["num_gpus"])
+        if fit["implementation"] == "custom_graph" and n > 2 and n in ring:
+            fit.update(copy.deepcopy({k: ring[n][k] for k in ("segments", "edges_bytes")}))
+            fit["ref_link_latency_s"] = ring[n]["ref_link_latency_s"]
 
 
 def _adapt_segments(
