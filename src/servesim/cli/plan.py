@@ -138,6 +138,10 @@ def plan_cmd(
     ep: Annotated[
         str, opts.option("--ep", "EP degrees to try for MoE models (1,2,4,8).", _S)
     ] = "1,2,4,8",
+    dp_attention: Annotated[
+        str,
+        opts.option("--dp-attention", "DP-attention ranks to try, MoE (1: none; e.g. 1,8).", _S),
+    ] = "1",
     max_replicas: Annotated[int | None, opts.option("--max-replicas", "Replica cap.", _S)] = None,
     dtypes: Annotated[str, opts.option("--dtypes", "Weight formats (bf16).", _S)] = "bf16",
     kv_dtypes: Annotated[str, opts.option("--kv-dtypes", "KV formats (auto).", _S)] = "auto",
@@ -276,6 +280,7 @@ def plan_cmd(
         disaggregated=disagg,
         per_phase=not same_hardware_pools,
         ep_options=parse_ints(ep, "--ep"),
+        dp_attention_options=parse_ints(dp_attention, "--dp-attention"),
         routers=tuple(r.strip() for r in routers.split(",") if r.strip()),
         per_phase_knobs=per_phase_knobs,
         placements=tuple(p.strip() for p in placements.split(",") if p.strip()),

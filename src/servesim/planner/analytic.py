@@ -27,13 +27,21 @@ from dataclasses import dataclass, replace
 
 from servesim.cluster.config import PoolConfig
 from servesim.cluster.deployment import DeploymentError, pool_engine, pool_plan
-from servesim.core.errors import ServesimError
+from servesim.core.errors import ConfigError, ServesimError
+from servesim.engine.dp_group import rank_memory_plan
 from servesim.engine.replica import memory_token_budget
+from servesim.perf.dp_cost import DPGroupCost
 from servesim.perf.memory import check_plan
 from servesim.perf.types import BatchShape, MemoryPlan, PerfModel, ReplicaPlan
 from servesim.planner.scenario import Scenario, WorkloadShape, pool_config
 from servesim.planner.space import PlanSpec
 from servesim.specs.catalog import resolve_model
+
+
+def _hardware(plan: PlanSpec) -> tuple[object, ...]:
+    """What a pool's replica plan and memory depend on (the memo key)."""
+    return (plan.gpu, plan.tp, plan.pp, plan.ep, plan.dtype, plan.kv_dtype, plan.dp_attention)
+
 
 # vLLM's default token budget when chunked prefill is on (V0 512, V1 2048/8192); for the
 # prefill-throughput bound a large batch is the optimistic choice.
@@ -93,6 +101,7 @@ class Prefilter:
         self._rplans: dict[tuple[object, ...], ReplicaPlan | str] = {}
         self._memory: dict[tuple[object, ...], MemoryPlan | str] = {}
         self._steps: dict[tuple[object, ...], float] = {}
+        self._dp_costs: dict[tuple[int, int], tuple[ReplicaPlan, DPGroupCost]] = {}
 
     def estimate(self, plan: PlanSpec) -> Estimate:
         """The analytical estimate of ``plan`` (never raises for a bad plan: records it).
@@ -135,7 +144,7 @@ class Prefilter:
         Memoised in three layers so a large space stays fast: the pool's engine and budget
         per (hardware, scheduler); the replica plan per (hardware, engine); the memory plan
         per (hardware, engine, budget)."""
-        hw = (phase.gpu, phase.tp, phase.pp, phase.ep, phase.dtype, phase.kv_dtype)
+        hw = _hardware(phase)
         setting = self._settings.get((hw, phase.scheduler))
         if setting is None:
             setting = self._setting(replace(phase, replicas=1, router="round_robin"))
@@ -177,12 +186,15 @@ class Prefilter:
 
     def _memory_plan(self, pool: PoolConfig, rplan: ReplicaPlan, budget: int) -> MemoryPlan | str:
         try:
-            mem = self.perf.memory_plan(
-                rplan,
-                block_size_tokens=pool.cache.block_size,
-                gpu_memory_utilization=pool.cache.gpu_memory_utilization,
-                max_num_batched_tokens=budget,
-            )
+            if pool.dp_attention > 1:  # a rank's GPU: E / (tp x dp) whole experts
+                mem = rank_memory_plan(rplan, pool.dp_attention, pool.cache, budget)
+            else:
+                mem = self.perf.memory_plan(
+                    rplan,
+                    block_size_tokens=pool.cache.block_size,
+                    gpu_memory_utilization=pool.cache.gpu_memory_utilization,
+                    max_num_batched_tokens=budget,
+                )
         except ServesimError as exc:
             return f"{exc} (activations for the scheduler's {budget}-token step)"
         num_blocks = pool.cache.num_kv_blocks or mem.num_kv_blocks
@@ -195,14 +207,30 @@ class Prefilter:
         return mem
 
     def _step(self, rplan: ReplicaPlan, plan: PlanSpec, batch: BatchShape, total: bool) -> float:
-        hw = (plan.gpu, plan.tp, plan.pp, plan.ep, plan.dtype, plan.kv_dtype)
+        hw = _hardware(plan)
         key = (*hw, rplan.host_profile, rplan.kernel_stack, batch, total)
         value = self._steps.get(key)
         if value is None:
-            times = self.perf.iteration_time(rplan, batch)
-            value = times.total_s if total else times.bottleneck_s
+            if plan.dp_attention > 1:
+                value = self._group_step(rplan, plan.dp_attention, batch)
+            else:
+                times = self.perf.iteration_time(rplan, batch)
+                value = times.total_s if total else times.bottleneck_s
             self._steps[key] = value
         return value
+
+    def _group_step(self, rplan: ReplicaPlan, dp: int, batch: BatchShape) -> float:
+        """A DP-attention step with every rank running ``batch``: one rank's own time plus
+        the experts for ``dp`` times its tokens (``engine.dp_group``)."""
+        found = self._dp_costs.get((id(rplan), dp))  # rplans are memoised: ids are stable
+        if found is None or found[0] is not rplan:
+            calibration = getattr(self.perf, "calibration", None)
+            if calibration is None:
+                raise ConfigError("dp_attention", dp, "needs the roofline perf model")
+            found = self._dp_costs[(id(rplan), dp)] = (rplan, DPGroupCost(rplan, dp, calibration))
+        cost = found[1]
+        own = cost.iteration_time(rplan, batch)
+        return own.total_s + cost.experts(dp * batch.num_tokens).stage_s[0]
 
     def _decode(self, rplan: ReplicaPlan, plan: PlanSpec, num_seqs: int, total: bool) -> float:
         ctx = int(self.shape.mean_prompt_tokens + self.shape.mean_output_tokens / 2)
@@ -243,8 +271,8 @@ class Prefilter:
         if plan.mode == "disaggregated":
             # Each pool caps the throughput on its own (DistServe's per-phase goodput).
             rate = min(plan.prefill_replicas / prefill_s, plan.replicas / decode_s)
-        else:
-            rate = plan.replicas / (prefill_s + decode_s)
+        else:  # each rank of a DP-attention group serves its own requests
+            rate = plan.replicas * plan.dp_attention / (prefill_s + decode_s)
         return Estimate(plan, "ok", "", max_kv_tokens, batch, rate_upper_per_s=rate, **base)
 
     def _largest_batch_within(

@@ -55,7 +55,7 @@ def sim_config_dict(
         "seed": scenario.seed,
         "num_requests": scenario.num_requests(plan),
     }
-    if plan.per_phase or plan.ep > 1 or node_groups(plan) is not None:
+    if plan.per_phase or plan.ep > 1 or plan.dp_attention > 1 or node_groups(plan) is not None:
         # Pools with their own hardware (or EP or servers, which ``hardware:`` has no field
         # for) need the full ``deployment:`` form; the shorthands give every pool ``hardware``.
         del out["hardware"], out["scheduler"]
@@ -150,6 +150,12 @@ def launch_command(scenario: Scenario, plan: PlanSpec, engine: str = AUTO) -> st
             )
         return "\n".join(lines)
     text = line("decode")
+    if plan.dp_attention > 1:  # LaunchSettings has no DP size: say it beside the line
+        text += (
+            f"; add --data-parallel-size {plan.dp_attention} (vLLM; SGLang: --dp-size "
+            f"{plan.dp_attention} --enable-dp-attention): {plan.dp_attention} ranks of "
+            f"tp={plan.tp}, experts over EP={plan.tp * plan.dp_attention}"
+        )
     if plan.mode == "disaggregated":
         text += (
             f"; {plan.prefill_replicas} prefill + {plan.replicas} decode instances, "

@@ -78,6 +78,9 @@ class PlanSpec:
             crosses the inter-node network.
         network: the inter-node network of the plan's servers (``specs.cluster`` name; None:
             the usual one for the GPU).
+        dp_attention: data-parallel-attention ranks per replica (colocated MoE plans; 1:
+            none): each replica is ``dp_attention`` lockstep ranks of ``tp`` GPUs sharing the
+            experts over ``ep = tp x dp_attention`` GPUs (``engine.dp_group``).
     """
 
     gpu: str
@@ -98,6 +101,7 @@ class PlanSpec:
     prefill_scheduler: SchedulerVariant | None = None
     placement: str = "pack"
     network: str | None = None
+    dp_attention: int = 1
 
     def __post_init__(self) -> None:
         if self.mode != "disaggregated":
@@ -108,6 +112,8 @@ class PlanSpec:
                     )
             if self.prefill_scheduler is not None:
                 raise ConfigError("prefill_scheduler", "", "only disaggregated plans have one")
+        if self.dp_attention > 1 and (self.mode != "colocated" or self.pp != 1):
+            raise ConfigError("dp_attention", self.dp_attention, "needs a colocated plan with pp=1")
         if self.placement not in PLACEMENTS:
             raise ConfigError("placement", self.placement, f"must be one of {PLACEMENTS}")
 
@@ -118,8 +124,8 @@ class PlanSpec:
 
     @property
     def gpus_per_replica(self) -> int:
-        """GPUs one (decode or unified) replica uses."""
-        return self.tp * self.pp
+        """GPUs one (decode or unified) replica uses (all ranks of a DP-attention group)."""
+        return self.tp * self.pp * self.dp_attention
 
     @property
     def prefill_pool_gpu(self) -> str:
@@ -148,11 +154,11 @@ class PlanSpec:
     def num_gpus(self) -> int:
         """GPUs the whole deployment uses."""
         prefill = self.prefill_pool_pp * self.prefill_pool_tp * self.prefill_replicas
-        return self.pp * self.tp * self.replicas + prefill
+        return self.gpus_per_replica * self.replicas + prefill
 
     def gpus_by_type(self) -> dict[str, int]:
         """GPUs of each type the deployment uses."""
-        out = {self.gpu: self.tp * self.pp * self.replicas}
+        out = {self.gpu: self.gpus_per_replica * self.replicas}
         prefill = self.prefill_pool_tp * self.prefill_pool_pp * self.prefill_replicas
         if prefill:
             out[self.prefill_pool_gpu] = out.get(self.prefill_pool_gpu, 0) + prefill
@@ -240,6 +246,8 @@ class PlanSpec:
             parts.append(self.placement)
         if self.network is not None:
             parts.append(f"net-{self.network}")
+        if self.dp_attention > 1:
+            parts.append(f"dp{self.dp_attention}")
         return parts
 
     def label(self) -> str:
@@ -255,6 +263,7 @@ class PlanSpec:
         else:
             text = f"{self.replicas}x {self.gpu} tp{self.tp}"
         text += f" pp{self.pp}" if self.pp > 1 else ""
+        text += f" dp{self.dp_attention}" if self.dp_attention > 1 else ""
         text += f" ep{self.ep}" if self.ep > 1 else ""
         text += f" {self.dtype}" + (f"/kv-{self.kv_dtype}" if self.kv_dtype else "")
         text += f" {s.kind} seqs={s.max_num_seqs}" + _scheduler_label(s)

@@ -198,6 +198,7 @@ def pool_fields(scenario: Scenario, plan: PlanSpec, role: str) -> dict[str, Any]
         "scheduler": phase.scheduler.to_dict(),
         "cache": scenario.cache,
         "engine": scenario.engine,
+        **({"dp_attention": phase.dp_attention} if phase.dp_attention > 1 else {}),
     }
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from servesim.perf import default_perf_model
@@ -38,6 +38,7 @@ from servesim.planner.evaluate import (
 )
 from servesim.planner.executors import Executor, InProcessExecutor
 from servesim.planner.families import bisect_families
+from servesim.planner.outcome import SearchProgress, SearchReport
 from servesim.planner.rank import TARGET_OBJECTIVES, check_objective, pareto_front, rank
 from servesim.planner.reasons import reason_counts
 from servesim.planner.scenario import Scenario
@@ -82,62 +83,6 @@ class SearchOptions:
     exhaustive: bool = False
     early_stop: bool = True
     bracketing: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class SearchProgress:
-    """Counts for a progress bar.
-
-    Attributes:
-        num_plans: plans in the space.
-        num_done: plans with a result (any status).
-        num_pruned: plans pruned (by a bound, or dominated after a probe).
-        num_infeasible: plans that cannot run.
-        num_failed: plans whose evaluation raised.
-        best: the best plan so far (None before the first usable one).
-        num_to_evaluate: plans the pre-filter left for simulation (the bar's total).
-        num_evaluated: of those, plans with a result (simulated, resumed or dominated).
-        num_simulated: plans simulated in this run.
-    """
-
-    num_plans: int
-    num_done: int
-    num_pruned: int
-    num_infeasible: int
-    num_failed: int
-    best: PlanResult | None
-    num_to_evaluate: int = 0
-    num_evaluated: int = 0
-    num_simulated: int = 0
-
-
-@dataclass(slots=True)
-class SearchReport:
-    """What a search found.
-
-    Attributes:
-        results: every plan's result (ok, infeasible, pruned, failed), in enumeration order.
-        ranked: usable plans, best first.
-        pareto: the Pareto front (cost per capacity, p99 TTFT, energy per token).
-        num_simulated: plans evaluated by simulation in this run (not taken from the store).
-        num_resumed: plans whose results came from the store.
-        prune_reasons: count of pruned/infeasible plans per reason category.
-        search_hash: the store key of this search's inputs.
-        simulated_keys: plan keys evaluated by simulation in this run, in completion order.
-    """
-
-    results: list[PlanResult]
-    ranked: list[PlanResult]
-    pareto: list[PlanResult]
-    num_simulated: int = 0
-    num_resumed: int = 0
-    prune_reasons: dict[str, int] = field(default_factory=dict)
-    search_hash: str = ""
-    simulated_keys: tuple[str, ...] = ()
-
-    def count(self, status: str) -> int:
-        """Plans with ``status``."""
-        return sum(1 for r in self.results if r.status == status)
 
 
 def search_inputs(scenario: Scenario, options: SearchOptions, perf: PerfModel) -> dict[str, Any]:

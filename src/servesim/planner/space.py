@@ -53,6 +53,10 @@ class SearchSpace:
             only when every replica fits one server.
         networks: inter-node networks tried for disaggregated plans (``specs.cluster``
             names; None: the GPU's usual one).
+        dp_attention_options: data-parallel-attention group sizes tried for MoE models
+            (colocated, pp=1, EP = tp x size across the ranks, vLLM's
+            ``--data-parallel-size`` with ``--enable-expert-parallel``; 1: none). Sizes whose
+            EP does not divide the experts are listed once and recorded infeasible.
     """
 
     gpus: tuple[tuple[str, int], ...]
@@ -71,6 +75,7 @@ class SearchSpace:
     per_phase_knobs: bool = False
     placements: tuple[str, ...] = ("pack",)
     networks: tuple[str | None, ...] = (None,)
+    dp_attention_options: tuple[int, ...] = (1,)
 
     def __post_init__(self) -> None:
         known = ROUTERS.names()
@@ -131,8 +136,9 @@ def parse_ints(text: str, name: str, minimum: int = 1) -> tuple[int, ...]:
     return tuple(dict.fromkeys(values))
 
 
-def divides_model(model: ModelSpec, tp: int, pp: int, ep: int = 1) -> str | None:
-    """Why ``tp``/``pp``/``ep`` cannot split ``model`` (vLLM's checks), or None when they can."""
+def divides_model(model: ModelSpec, tp: int, pp: int, ep: int = 1, dp: int = 1) -> str | None:
+    """Why ``tp``/``pp``/``ep`` (and ``dp`` DP-attention ranks) cannot split ``model``
+    (vLLM's checks), or None when they can."""
     if model.num_attention_heads % tp:
         return f"tp={tp} does not divide the {model.num_attention_heads} attention heads"
     kv = model.num_kv_heads
@@ -142,7 +148,10 @@ def divides_model(model: ModelSpec, tp: int, pp: int, ep: int = 1) -> str | None
         return f"tp={tp} does not divide the FFN size {model.ffn_size}"
     if pp > model.num_layers:
         return f"pp={pp} exceeds the {model.num_layers} layers"
-    if ep > 1 and (model.moe is None or model.moe.num_experts % ep or tp % ep):
+    if dp > 1:
+        if model.moe is None or model.moe.num_experts % (tp * dp) or pp != 1:
+            return f"dp_attention={dp}: EP = tp x dp = {tp * dp} must divide the experts (pp=1)"
+    elif ep > 1 and (model.moe is None or model.moe.num_experts % ep or tp % ep):
         return f"ep={ep} must divide the experts and tp={tp}"
     return None
 
@@ -193,6 +202,21 @@ def enumerate_plans(
                     yield from _colocated(space, model, base, available)
                     if space.disaggregated and divides_model(model, tp, pp, ep) is None:
                         yield from _disaggregated(space, model, base, holds_model)
+            yield from _dp_attention(space, model, gpu, tp, available)
+
+
+def _dp_attention(
+    space: SearchSpace, model: ModelSpec, gpu: str, tp: int, available: int
+) -> Iterator[PlanSpec]:
+    """DP-attention plans of ``tp``-GPU ranks (MoE models, pp=1), vLLM's DP load balancer
+    routing over the ranks."""
+    if model.moe is None:
+        return
+    ranks = replace(space, routers=("dp_least_loaded",))
+    for dp in space.dp_attention_options:
+        if dp > 1 and tp * dp <= available:
+            base = PlanSpec(gpu, tp, 1, ep=tp * dp, dp_attention=dp, router="dp_least_loaded")
+            yield from _colocated(ranks, model, base, available)
 
 
 def _within_price(space: SearchSpace, plan: PlanSpec) -> bool:
@@ -204,7 +228,7 @@ def _colocated(
     space: SearchSpace, model: ModelSpec, base: PlanSpec, available: int
 ) -> Iterator[PlanSpec]:
     limit = _replica_limit(space, available, base.gpus_per_replica)
-    if divides_model(model, base.tp, base.pp, base.ep) is not None:
+    if divides_model(model, base.tp, base.pp, base.ep, base.dp_attention) is not None:
         limit = min(limit, 1)
     for replicas in range(1, limit + 1):
         plan = replace(base, replicas=replicas)
