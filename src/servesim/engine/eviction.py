@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
+from operator import itemgetter
 from typing import Protocol
 
 from servesim.core.errors import ConfigError
 from servesim.core.registry import Registry
+
+_DEPTH = itemgetter(0)  # sort key of an LFU entry (depth, key)
 
 
 class EvictionPolicy(Protocol):
@@ -79,23 +82,36 @@ class LFUEviction:
     prompt tails even when those are newer; aging lets once-hot blocks that stopped being
     used go eventually (plain LFU would keep them forever). Ties: the deeper block first
     (a prefix's tail before its head), then the one evictable longest.
+
+    One unsorted list per priority level, sorted once when it becomes the lowest level, not
+    a heap entry per block: a new block's priority is at least ``age + 1`` and ``age`` is the
+    level being drained, so a level never grows once eviction from it has begun. ``add`` is
+    an append, ``evict`` a list pop; a heap orders only the (few) levels. A key that left
+    the evictable set (``reuse``) stays in its list as a stale entry, recognised by identity
+    and skipped. The order is exactly that of a heap of ``(priority, -depth, insertion
+    order)`` (``tests/engine/test_eviction.py`` checks it against that heap).
     """
 
-    __slots__ = ("_age", "_counter", "_entry", "_heap", "_uses")
+    __slots__ = ("_age", "_draining", "_entry", "_levels", "_priorities", "_uses")
 
     def __init__(self) -> None:
         self._uses: dict[int, int] = {}  # key -> requests that referenced it, while cached
-        self._heap: list[tuple[int, int, int, int]] = []  # (priority, -depth, order, key)
-        self._entry: dict[int, int] = {}  # evictable key -> order of its live heap entry
+        self._entry: dict[int, tuple[int, int]] = {}  # evictable key -> its live entry
+        # priority -> (depth, key) entries in insertion order (stale ones included)
+        self._levels: dict[int, list[tuple[int, int]]] = {}
+        self._priorities: list[int] = []  # heap of the keys of ``_levels``
+        self._draining: list[tuple[int, int]] = []  # the lowest level, sorted: next at the end
         self._age = 0
-        self._counter = 0
 
     def add(self, key: int, depth: int) -> None:
         """Queue ``key`` at ``age + uses`` (its creator counts as the first use)."""
-        uses = self._uses.setdefault(key, 1)
-        self._counter += 1
-        self._entry[key] = self._counter
-        heapq.heappush(self._heap, (self._age + uses, -depth, self._counter, key))
+        priority = self._age + self._uses.setdefault(key, 1)
+        entry = self._entry[key] = (depth, key)
+        level = self._levels.get(priority)
+        if level is None:
+            level = self._levels[priority] = []
+            heapq.heappush(self._priorities, priority)
+        level.append(entry)
 
     def reuse(self, key: int, was_evictable: bool) -> None:
         """One more use; an evictable block leaves the queue (its entry goes stale)."""
@@ -104,15 +120,24 @@ class LFUEviction:
             del self._entry[key]
 
     def evict(self) -> int:
-        """The live entry of lowest priority; the age rises to it."""
-        heap = self._heap
+        """The live entry of lowest priority, deepest, oldest; the age rises to it."""
+        draining = self._draining
+        live = self._entry
         while True:
-            priority, _, order, key = heapq.heappop(heap)
-            if self._entry.get(key) == order:
-                del self._entry[key]
-                del self._uses[key]
-                self._age = priority
-                return key
+            while draining:
+                entry = draining.pop()
+                key = entry[1]
+                if live.get(key) is entry:
+                    del live[key]
+                    del self._uses[key]
+                    return key
+            priority = heapq.heappop(self._priorities)
+            draining = self._draining = self._levels.pop(priority)
+            # oldest last among equal depths (a stable sort of the reversed list), so that
+            # pop() yields the deepest block, then the one queued first
+            draining.reverse()
+            draining.sort(key=_DEPTH)
+            self._age = priority
 
 
 def make_eviction(name: str) -> EvictionPolicy:
