@@ -9,28 +9,16 @@ into one line on stderr and exit code 2, no traceback.
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any, NoReturn
-
-from pydantic import ValidationError
-from typer import Abort
-from typer.exceptions import TyperException
-
-from servesim.cli import lazy
-from servesim.cli.common import (
-    err_console,
-    format_validation_error,
-    one_line,
-    os_error_line,
-    usage_line,
-)
-from servesim.core.errors import ServesimError
-from servesim.core.registry import plugin_failure
 
 
 def __getattr__(name: str) -> Any:
     """``servesim.cli.app``: every command registered (built once, on first access)."""
     if name == "app":
+        from servesim.cli import lazy
+
         app = lazy.register(lazy.new_app(), lazy.MODULES)
         globals()["app"] = app
         return app
@@ -46,12 +34,44 @@ def main(argv: list[str] | None = None) -> None:
     user named, and an exception raised inside a user plug-in (file, class, line).
     """
     args = list(sys.argv[1:] if argv is None else argv)
+    # Start-up (numpy, pydantic, typer, the command's modules) allocates only long-lived
+    # objects: hundreds of thousands of functions, classes and pydantic schemas, no garbage.
+    # The cyclic collector would traverse them all again at each full collection while they
+    # pile up (0.06-0.08 of the 0.7 CPU-s of bench/bench_startup.py's Vidur scenario), so it
+    # is off until the command's modules are loaded; then they are frozen (never traversed
+    # again) and it runs as usual for the command itself. Results never depend on it.
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        code = _run(args, gc_was_enabled)
+    finally:
+        gc.unfreeze()  # a caller in the same process (tests) gets its objects collectable again
+        if gc_was_enabled:
+            gc.enable()
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _run(args: list[str], gc_was_enabled: bool) -> Any:
+    """Run one command (``main`` turns what it returns into the exit code)."""
+    # Imported here, with the collector off (see ``main``): importing servesim.cli stays free.
+    from pydantic import ValidationError
+    from typer import Abort
+    from typer.exceptions import TyperException
+
+    from servesim.cli import lazy
+    from servesim.cli.common import format_validation_error, one_line, os_error_line, usage_line
+    from servesim.core.errors import ServesimError
+    from servesim.core.registry import plugin_failure
+
     try:
         app = lazy.app_for(args)
         if app is None:
             lazy.print_root_help()
-            sys.exit(0 if args else 2)  # a bare ``servesim`` is a usage error, as before
-        code = app(args=args, prog_name="servesim", standalone_mode=False)
+            return 0 if args else 2  # a bare ``servesim`` is a usage error, as before
+        gc.freeze()
+        if gc_was_enabled:
+            gc.enable()
+        return app(args=args, prog_name="servesim", standalone_mode=False)
     except TyperException as exc:  # click's usage errors (typer's vendored click)
         _fail(usage_line(exc), int(getattr(exc, "exit_code", 2)) or 2)
     except Abort:
@@ -67,9 +87,10 @@ def main(argv: list[str] | None = None) -> None:
         if line is None:
             raise  # a servesim bug: the traceback is what its report needs
         _fail(line)
-    sys.exit(code if isinstance(code, int) else 0)
 
 
 def _fail(line: str, code: int = 2) -> NoReturn:
+    from servesim.cli.common import err_console
+
     err_console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
     sys.exit(code)
