@@ -135,7 +135,7 @@ _LOGO_AFTER = {
     ("l40s", "gemm"): 26.5,
     ("l40s", "decode_attention"): 26.0,
     ("l40s", "prefill_attention"): 44.5,
-    ("l40s", "collectives"): 41.0,
+    ("l40s", "collectives"): 29.0,
 }
 
 

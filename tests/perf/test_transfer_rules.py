@@ -14,7 +14,7 @@ from servesim.perf.calibration import calibration_from_dict, load_calibration
 from servesim.perf.kernel_set import GemmShape, KernelSet
 from servesim.perf.opmodels.gemm import GemmFit
 from servesim.perf.opmodels.transfer import (
-    PCIE_HOST_RING_LINK_OVER_BUS,
+    PCIE_HOST_RING_BUS_BYTES_PER_S,
     adapt_params,
     borrow,
     choose_donor,
@@ -112,7 +112,11 @@ def test_collective_protocol_regime_keeps_its_bus_bandwidth_on_pcie() -> None:
 
 def test_pcie_groups_beyond_a_pair_are_capped_at_the_host_ring() -> None:
     out = adapt_params("collectives", _collectives(8), H100, L40S)["nccl"]["fits"][0]
-    assert out["segments"][1][1] == pytest.approx(PCIE_HOST_RING_LINK_OVER_BUS)
+    # the host path's 4.5 GB/s on L40S's 31.5 GB/s link: link_over_bus 7
+    assert out["segments"][1][1] == pytest.approx(31.5e9 / PCIE_HOST_RING_BUS_BYTES_PER_S)
+    assert out["segments"][1][1] == pytest.approx(7.0)
+    from_pcie = adapt_params("collectives", _collectives(8), L40S, get_gpu("l4"))
+    assert from_pcie["nccl"]["fits"][0]["segments"][1][1] == 1.5  # a PCIe donor's own ring
     same = adapt_params("collectives", _collectives(8), H100, H200)
     assert same == _collectives(8)  # same link and clock: nothing moves
 
@@ -128,8 +132,7 @@ def test_host_ring_constant_is_the_v100_pcie_measurement() -> None:
     if not rows:
         pytest.skip("the shipped calibration has no V100 PCIe all-reduce fit")
     algbw = max(b for _, b in rows[0]["lines"])
-    measured = 15.75e9 / (algbw * 2 * 3 / 4)
-    assert measured == pytest.approx(PCIE_HOST_RING_LINK_OVER_BUS, rel=0.05)
+    assert algbw * 2 * 3 / 4 == pytest.approx(PCIE_HOST_RING_BUS_BYTES_PER_S, rel=0.05)
 
 
 def test_donors_by_trait() -> None:

@@ -35,8 +35,10 @@ every rule below; none is a factor fitted to the GPU it predicts.
   scaled), capped by the target link at the donor's bulk efficiency. A PCIe target would
   otherwise price a 64 KB all-reduce 14x slower than NVLink's, where it is ~2x.
 * PCIe groups larger than a pair: the ring leaves the PCIe switch and crosses the host's root
-  complex; its bulk bus bandwidth is capped at ``PCIE_HOST_RING_LINK_OVER_BUS`` (measured on
-  the only other PCIe server in the data, APEX+ V100-PCIE at 4 GPUs).
+  complex; its bus bandwidth is capped at ``PCIE_HOST_RING_BUS_BYTES_PER_S`` (measured on
+  the only other PCIe server in the data, APEX+ V100-PCIE at 4 GPUs: 4.5 GB/s, 29% of its
+  link, so host-bound and carried absolute; L40S at 4 GPUs measures 4.7-5.1 GB/s), and vLLM's
+  custom all-reduce is off there (NCCL runs).
 
 MoE parameters pass unchanged (the MoE transfer is owned with the MoE model).
 """
@@ -71,10 +73,13 @@ BOOST_CLOCK_MHZ: dict[str, float] = {
 #: Attention kernel generation per architecture (vLLM / SGLang pick FlashAttention 3 only on
 #: Hopper, FlashAttention 2 on Ampere and Ada).
 ATTENTION_KERNEL: dict[str, str] = {"ampere": "fa2", "ada": "fa2", "hopper": "fa3"}
-#: link_over_bus of a host-routed PCIe ring (groups > 2 on PCIe): APEX+ V100-PCIE-16GB all-reduce
-#: at 4 GPUs, bulk line 3.0 GB/s algorithm bandwidth = 4.5 GB/s bus bandwidth on a 15.75 GB/s
-#: PCIe 3 link (``collectives`` section of the shipped calibration; a test recomputes it).
-PCIE_HOST_RING_LINK_OVER_BUS = 3.5
+#: Bus bandwidth (bytes/s) of a host-routed PCIe ring (groups > 2 on PCIe): APEX+ V100-PCIE-16GB
+#: all-reduce at 4 GPUs, bulk line 3.0 GB/s algorithm bandwidth = 4.5 GB/s bus bandwidth
+#: (``collectives`` section of the shipped calibration; a test recomputes it), and its
+#: all-gather / reduce-scatter / all-to-all 4.1-4.6 GB/s. That is 29% of the V100's 15.75 GB/s
+#: PCIe 3 link: the host path (root complex forwarding, staging copies) binds, not the GPU's
+#: link, so the rate is carried as an absolute one, not as a fraction of the target's link.
+PCIE_HOST_RING_BUS_BYTES_PER_S = 4.5e9
 
 FAMILIES_WITH_RULES = ("gemm", "attention", "collectives")
 
@@ -242,12 +247,17 @@ def _adapt_collectives(params: dict[str, Any], source: GPUSpec, target: GPUSpec)
     is_pcie = link_class(target) == "pcie"
     # a PCIe donor's regimes are bound by its host path, not by a protocol: scale with the link
     keeps_bus_bw = link_class(source) != "pcie"
+    # an NVLink donor's fits carried to a PCIe ring of more than 2 GPUs: the host path's rate
+    # (a PCIe donor's own fits at those sizes already measure one)
+    host = target.intra_node_link.bandwidth_bytes_per_s / PCIE_HOST_RING_BUS_BYTES_PER_S
     for part in params.values():
         if not isinstance(part, dict) or "fits" not in part:
             continue
         for fit in part["fits"]:
-            host_ring = is_pcie and int(fit["num_gpus"]) > 2
-            _adapt_segments(fit["segments"], clock, link_ratio, keeps_bus_bw, host_ring)
+            host_ring = is_pcie and keeps_bus_bw and int(fit["num_gpus"]) > 2
+            _adapt_segments(
+                fit["segments"], clock, link_ratio, keeps_bus_bw, host if host_ring else 0.0
+            )
     if is_pcie and keeps_bus_bw:
         _pcie_custom_fallback(params)
 
@@ -278,15 +288,16 @@ def _pcie_custom_fallback(params: dict[str, Any]) -> None:
 
 
 def _adapt_segments(
-    segments: list[list[float]], clock: float, link_ratio: float, keeps_bus_bw: bool, host: bool
+    segments: list[list[float]], clock: float, link_ratio: float, keeps_bus_bw: bool, host: float
 ) -> None:
     """Carry one fit's regimes ``[alpha_s, link_over_bus]`` (in place).
 
     ``link_over_bus`` is relative to the link (the opmodel divides by the target's), so a
     regime kept at the donor's absolute bus bandwidth gets ``link_ratio * clock`` times it.
+    ``host`` > 0: the target's ``link_over_bus`` at the host-routed ring's rate, a floor.
     """
     bulk = segments[-1][1] if segments[-1][1] > 0 else 1.0
-    cap = max(bulk, PCIE_HOST_RING_LINK_OVER_BUS) if host else bulk
+    cap = max(bulk, host) if host else bulk
     for seg in segments:
         seg[0] *= clock
         if seg[1] <= 0:
@@ -305,6 +316,7 @@ def describe_rules() -> str:
         "donor by trait (prefill attention: kernel generation; collectives: link class; else "
         "nearest architecture and bandwidth); fixed costs x SM clock ratio; per-row work x "
         "SMs x clock; collective protocol regimes keep the donor's bus bandwidth, capped by the "
-        "target link; PCIe groups > 2 at a host-routed ring's link/bus "
-        f"{PCIE_HOST_RING_LINK_OVER_BUS:g}"
+        "target link; PCIe groups > 2 at a host-routed ring's "
+        f"{PCIE_HOST_RING_BUS_BYTES_PER_S / 1e9:g} GB/s bus bandwidth; custom all-reduce of "
+        "> 2 PCIe GPUs priced as NCCL"
     )
