@@ -8,6 +8,8 @@ from dataclasses import replace
 from servesim.cluster import build_deployment
 from servesim.engine.dp_group import rank_memory_plan
 from servesim.perf import default_perf_model
+from servesim.perf.dp_cost import DPGroupCost
+from servesim.perf.types import BatchShape
 from servesim.planner.analytic import Prefilter
 from servesim.planner.scenario import Scenario, SLOCriterion, deployment_config, pool_config
 from servesim.planner.space import PlanSpec, SearchSpace, divides_model, enumerate_plans
@@ -56,6 +58,11 @@ def test_prefilter_sizes_a_rank_with_its_share_of_the_experts() -> None:
     # a tp=1 replica holding all 128 experts has far less KV room than a DP-attention rank
     single = pre.estimate(PlanSpec("h100-sxm", tp=1))
     assert single.max_kv_tokens < est.max_kv_tokens
+    # latency bounds: the prompt alone on its rank, the 7 others on one-token dummy steps
+    cost = DPGroupCost(rplan, 8, default_perf_model().calibration)
+    p99 = max(1, int(SCENARIO.shape().p99_prompt_tokens))
+    own = cost.iteration_time(rplan, BatchShape.from_lists([(p99, 0)])).total_s
+    assert est.ttft_p99_lower_s == own + cost.experts(p99 + 7).stage_s[0]
     bad = pre.estimate(PlanSpec("h100-sxm", tp=1, ep=6, dp_attention=6))
     assert bad.status == "infeasible" and "EP = tp x dp_attention = 6" in bad.reason
 

@@ -27,8 +27,8 @@ from dataclasses import dataclass, replace
 
 from servesim.cluster.config import PoolConfig
 from servesim.cluster.deployment import DeploymentError, pool_engine, pool_plan
-from servesim.core.errors import ConfigError, ServesimError
-from servesim.engine.dp_group import rank_memory_plan
+from servesim.core.errors import ServesimError
+from servesim.engine.dp_group import DUMMY_SHAPE, rank_memory_plan
 from servesim.engine.replica import memory_token_budget
 from servesim.perf.dp_cost import DPGroupCost
 from servesim.perf.memory import check_plan
@@ -185,6 +185,8 @@ class Prefilter:
         return rplan
 
     def _memory_plan(self, pool: PoolConfig, rplan: ReplicaPlan, budget: int) -> MemoryPlan | str:
+        if pool.dp_attention > 1 and getattr(self.perf, "calibration", None) is None:
+            return "dp_attention needs the roofline perf model (MoE priced apart)"
         try:
             if pool.dp_attention > 1:  # a rank's GPU: E / (tp x dp) whole experts
                 mem = rank_memory_plan(rplan, pool.dp_attention, pool.cache, budget)
@@ -206,40 +208,53 @@ class Prefilter:
             )
         return mem
 
-    def _step(self, rplan: ReplicaPlan, plan: PlanSpec, batch: BatchShape, total: bool) -> float:
+    def _step(
+        self,
+        rplan: ReplicaPlan,
+        plan: PlanSpec,
+        batch: BatchShape,
+        total: bool,
+        alone: bool = False,
+    ) -> float:
+        """One step of ``batch`` on a replica (``total``: through every stage, else the
+        slowest stage); a DP-attention rank's with the other ranks idle when ``alone``
+        (latency bounds), else with every rank running ``batch`` (throughput bounds)."""
         hw = _hardware(plan)
-        key = (*hw, rplan.host_profile, rplan.kernel_stack, batch, total)
+        key = (*hw, rplan.host_profile, rplan.kernel_stack, batch, total, alone)
         value = self._steps.get(key)
         if value is None:
             if plan.dp_attention > 1:
-                value = self._group_step(rplan, plan.dp_attention, batch)
+                value = self._group_step(rplan, plan.dp_attention, batch, alone)
             else:
                 times = self.perf.iteration_time(rplan, batch)
                 value = times.total_s if total else times.bottleneck_s
             self._steps[key] = value
         return value
 
-    def _group_step(self, rplan: ReplicaPlan, dp: int, batch: BatchShape) -> float:
-        """A DP-attention step with every rank running ``batch``: one rank's own time plus
-        the experts for ``dp`` times its tokens (``engine.dp_group``)."""
+    def _group_step(self, rplan: ReplicaPlan, dp: int, batch: BatchShape, alone: bool) -> float:
+        """A DP-attention group step (``engine.dp_group``): one rank's own time plus the
+        experts for its tokens and the others' (the same batch each, or one-token dummy
+        steps when ``alone``)."""
         found = self._dp_costs.get((id(rplan), dp))  # rplans are memoised: ids are stable
         if found is None or found[0] is not rplan:
             calibration = getattr(self.perf, "calibration", None)
-            if calibration is None:
-                raise ConfigError("dp_attention", dp, "needs the roofline perf model")
+            assert calibration is not None  # _memory_plan refused the plan otherwise
             found = self._dp_costs[(id(rplan), dp)] = (rplan, DPGroupCost(rplan, dp, calibration))
         cost = found[1]
         own = cost.iteration_time(rplan, batch)
-        return own.total_s + cost.experts(dp * batch.num_tokens).stage_s[0]
+        others = (dp - 1) * (DUMMY_SHAPE.num_tokens if alone else batch.num_tokens)
+        return own.total_s + cost.experts(batch.num_tokens + others).stage_s[0]
 
-    def _decode(self, rplan: ReplicaPlan, plan: PlanSpec, num_seqs: int, total: bool) -> float:
+    def _decode(
+        self, rplan: ReplicaPlan, plan: PlanSpec, num_seqs: int, total: bool, alone: bool = False
+    ) -> float:
         ctx = int(self.shape.mean_prompt_tokens + self.shape.mean_output_tokens / 2)
         batch = BatchShape(
             num_decode_seqs=num_seqs,
             decode_context_tokens=num_seqs * ctx,
             max_decode_context_tokens=ctx,
         )
-        return self._step(rplan, plan, batch, total)
+        return self._step(rplan, plan, batch, total, alone)
 
     def _bounds(
         self,
@@ -253,8 +268,9 @@ class Prefilter:
         p_phase, p_rplan = prefill
         d_phase, d_rplan, max_kv_tokens = decode
         p99_prompt = max(1, int(shape.p99_prompt_tokens))
-        ttft_low = self._step(p_rplan, p_phase, BatchShape.from_lists([(p99_prompt, 0)]), True)
-        tpot_low = self._decode(d_rplan, d_phase, 1, True)
+        prompt = BatchShape.from_lists([(p99_prompt, 0)])
+        ttft_low = self._step(p_rplan, p_phase, prompt, True, alone=True)
+        tpot_low = self._decode(d_rplan, d_phase, 1, True, alone=True)
         base = {"ttft_p99_lower_s": ttft_low, "tpot_lower_s": tpot_low}
         if crit.ttft_p99_s is not None and ttft_low > crit.ttft_p99_s:
             reason = f"p99 TTFT >= {ttft_low:.3g} s (prefill alone) > target {crit.ttft_p99_s} s"
@@ -283,7 +299,7 @@ class Prefilter:
         while lo < hi:
             mid = (lo + hi + 1) // 2
             # Each of the pp virtual engines holds 1/pp of the batch (vLLM's PP scheduling).
-            if self._decode(rplan, plan, max(1, mid // plan.pp), True) <= tpot_s:
+            if self._decode(rplan, plan, max(1, mid // plan.pp), True, alone=True) <= tpot_s:
                 lo = mid
             else:
                 hi = mid - 1
