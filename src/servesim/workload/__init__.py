@@ -19,14 +19,44 @@ summarises it. Examples::
     print(describe(mooncake).prefix_reuse_ratio, mooncake.num_capped_requests)
 """
 
-from servesim.workload.arrivals import ARRIVALS, ArrivalProcess
-from servesim.workload.config import WorkloadConfig
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# ``describe`` is also a submodule's name: bound here eagerly, so importing the submodule can
+# never shadow the function.
 from servesim.workload.describe import WorkloadStats, describe
-from servesim.workload.lengths import LENGTHS, LengthDistribution, LengthSampler
-from servesim.workload.presets import Preset, get_preset, preset_names
-from servesim.workload.request import Request
-from servesim.workload.traces import Trace, TraceOptions, load_trace
-from servesim.workload.workload import Workload
+
+# name -> module that defines it, imported on first use (PEP 562): ``servesim.engine`` needs
+# ``Request`` only, and a preset run never loads the trace readers.
+_LAZY = {
+    "ARRIVALS": "servesim.workload.arrivals",
+    "ArrivalProcess": "servesim.workload.arrivals",
+    "WorkloadConfig": "servesim.workload.config",
+    "LENGTHS": "servesim.workload.lengths",
+    "LengthDistribution": "servesim.workload.lengths",
+    "LengthSampler": "servesim.workload.lengths",
+    "Preset": "servesim.workload.presets",
+    "get_preset": "servesim.workload.presets",
+    "preset_names": "servesim.workload.presets",
+    "Request": "servesim.workload.request",
+    "Trace": "servesim.workload.traces",
+    "TraceOptions": "servesim.workload.traces",
+    "load_trace": "servesim.workload.traces",
+    "Workload": "servesim.workload.workload",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Resolve the public names lazily (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ARRIVALS",

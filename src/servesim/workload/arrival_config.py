@@ -21,7 +21,6 @@ from servesim.workload.arrivals import (
     TraceRateArrivals,
 )
 from servesim.workload.config_base import StrictConfig
-from servesim.workload.traces import load_trace
 
 
 class PoissonConfig(StrictConfig):
@@ -108,6 +107,8 @@ class TraceArrivalConfig(StrictConfig):
     skip_bad_rows: bool = Field(False, description="Skip and count malformed rows.")
 
     def build(self) -> ArrivalProcess:
+        from servesim.workload.traces import load_trace  # lazily: the trace readers
+
         trace = load_trace(
             self.path, self.format, rate_scale=self.rate_scale, skip_bad_rows=self.skip_bad_rows
         )
@@ -127,6 +128,8 @@ class TraceRateConfig(StrictConfig):
     periodic: bool = Field(False, description="Repeat the shape instead of stopping.")
 
     def build(self) -> ArrivalProcess:
+        from servesim.workload.traces import load_trace  # lazily: the trace readers
+
         trace = load_trace(self.path, self.format)
         if trace.arrival_s is None:
             raise ConfigError("arrival.path", str(self.path), "trace has no arrival times")

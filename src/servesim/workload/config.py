@@ -28,7 +28,7 @@ from servesim.workload.arrival_config import (
     TraceArrivalConfig,
     TraceRateConfig,
 )
-from servesim.workload.arrivals import ConstantArrivals, PoissonArrivals
+from servesim.workload.arrivals import ArrivalProcess, ConstantArrivals, PoissonArrivals
 from servesim.workload.config_base import StrictConfig
 from servesim.workload.config_parts import (
     ClientConfig,
@@ -40,11 +40,12 @@ from servesim.workload.config_parts import (
 )
 from servesim.workload.datasets import EOSStoppedLengths
 from servesim.workload.length_config import LengthsConfig, RandomLengthsConfig
+from servesim.workload.lengths import LengthSampler
 from servesim.workload.presets import get_preset
-from servesim.workload.sessions import SessionOptions, SessionWorkload
-from servesim.workload.shared_prefix import SharedPrefixStream
-from servesim.workload.tags import TaggedWorkload
 from servesim.workload.workload import GroupOptions, PrefixOptions, SyntheticWorkload, Workload
+
+# Sessions, tags, shared prefixes and traces are imported where a workload uses them, so a
+# plain preset run (``servesim simulate``) does not load (or, uncached, compile) them.
 
 DEFAULT_PRESET = "sharegpt-vidur"
 DEFAULT_NUM_REQUESTS = 1000
@@ -145,6 +146,8 @@ class WorkloadConfig(StrictConfig):
         """The lazy workload; ``streams`` supplies every random number (``workload.*``)."""
         workload = self._build_trace(streams) if self.trace is not None else self._build(streams)
         if self.tags is not None and self.tags.options().is_active:
+            from servesim.workload.tags import TaggedWorkload
+
             return TaggedWorkload(workload, self.tags.options(), streams)
         return workload
 
@@ -159,6 +162,8 @@ class WorkloadConfig(StrictConfig):
         num = self.num_requests
         if num is None and self.duration_s is None:
             num = DEFAULT_NUM_REQUESTS
+        from servesim.workload.shared_prefix import SharedPrefixStream
+
         workload = SharedPrefixStream(
             self.shared_prefix.options(), arrivals, streams, num, self.duration_s
         )
@@ -200,17 +205,7 @@ class WorkloadConfig(StrictConfig):
         if num is None and self.duration_s is None:
             num = DEFAULT_NUM_REQUESTS
         if self.sessions is not None:
-            s = self.sessions
-            options = SessionOptions(
-                s.mean_turns,
-                s.fixed_turns,
-                s.mean_think_time_s,
-                s.block_size,
-                s.max_context_tokens,
-                s.system_prompt_tokens,
-                s.followup.build() if s.followup is not None else None,
-            )
-            return SessionWorkload(arrivals, lengths, streams, options, num, self.duration_s, name)
+            return self._build_sessions(arrivals, lengths, streams, num, name)
         groups = (
             GroupOptions(self.groups.group_size, self.groups.group_fraction)
             if self.groups
@@ -223,6 +218,29 @@ class WorkloadConfig(StrictConfig):
         return SyntheticWorkload(
             arrivals, lengths, streams, num, self.duration_s, groups, prefix, name
         )
+
+    def _build_sessions(
+        self,
+        arrivals: ArrivalProcess,
+        lengths: LengthSampler,
+        streams: RandomStreams,
+        num: int | None,
+        name: str,
+    ) -> Workload:
+        from servesim.workload.sessions import SessionOptions, SessionWorkload
+
+        s = self.sessions
+        assert s is not None
+        options = SessionOptions(
+            s.mean_turns,
+            s.fixed_turns,
+            s.mean_think_time_s,
+            s.block_size,
+            s.max_context_tokens,
+            s.system_prompt_tokens,
+            s.followup.build() if s.followup is not None else None,
+        )
+        return SessionWorkload(arrivals, lengths, streams, options, num, self.duration_s, name)
 
     def _build_trace(self, streams: RandomStreams) -> Workload:
         assert self.trace is not None

@@ -7,7 +7,7 @@ returns the plain object the workload code takes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -23,9 +23,10 @@ from servesim.core.domains import (
 from servesim.workload.clients import ClientOptions
 from servesim.workload.config_base import StrictConfig
 from servesim.workload.length_config import LengthDist
-from servesim.workload.shared_prefix import SharedPrefixOptions
-from servesim.workload.tags import RequestClass, TagOptions
-from servesim.workload.traces import load_trace
+
+if TYPE_CHECKING:  # imported where used: a run without traces, tags or shared prefixes skips them
+    from servesim.workload.shared_prefix import SharedPrefixOptions
+    from servesim.workload.tags import TagOptions
 
 
 class TraceConfig(StrictConfig):
@@ -48,6 +49,8 @@ class TraceConfig(StrictConfig):
 
     def load(self, max_requests: int | None = None, end_s: float | None = None) -> Any:
         """Read the trace (a ``Trace``)."""
+        from servesim.workload.traces import load_trace
+
         extra: dict[str, Any] = {}
         if self.columns is not None:
             extra = {
@@ -118,6 +121,8 @@ class TagsConfig(StrictConfig):
 
     def options(self) -> TagOptions:
         """The plain options object."""
+        from servesim.workload.tags import RequestClass, TagOptions
+
         classes = tuple(RequestClass(c.name, c.weight, c.priority) for c in self.classes)
         return TagOptions(
             classes,
@@ -186,6 +191,8 @@ class SharedPrefixConfig(StrictConfig):
 
     def options(self) -> SharedPrefixOptions:
         """The plain options object."""
+        from servesim.workload.shared_prefix import SharedPrefixOptions
+
         return SharedPrefixOptions(
             self.num_groups,
             self.prompts_per_group,

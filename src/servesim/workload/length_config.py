@@ -25,7 +25,6 @@ from servesim.workload.lengths import (
     ZipfLength,
 )
 from servesim.workload.presets import get_preset
-from servesim.workload.traces import load_trace
 
 _MAX = 1 << 20
 
@@ -107,6 +106,8 @@ class EmpiricalDist(StrictConfig):
     def build(self) -> LengthDistribution:
         if self.values is not None:
             return EmpiricalLength(self.values)
+        from servesim.workload.traces import load_trace  # lazily: the trace readers
+
         trace = load_trace(self.trace, self.format)  # type: ignore[arg-type]
         return EmpiricalLength(
             trace.prompt_tokens if self.column == "prompt" else trace.output_tokens
@@ -164,6 +165,8 @@ class TraceLengthsConfig(StrictConfig):
     max_context_tokens: int | None = Field(None, ge=2, description="Cap rows to this context.")
 
     def build(self, streams: RandomStreams) -> LengthSampler:
+        from servesim.workload.traces import load_trace  # lazily: the trace readers
+
         trace = load_trace(
             self.path,
             self.format,
