@@ -1,9 +1,8 @@
 """Fit the GEMM opmodel (``servesim.perf.opmodels.gemm``) to aiconfigurator kernel tables.
 
-Rows are single GEMM calls (``gemm_perf.parquet``: ``gemm_dtype``, ``m``, ``n``, ``k``,
-``latency`` in ms) plus the activation quantisation kernels of the fp8 path (``quantize``
-tables: ``computescale_perf`` + ``scale_matrix_perf``, summed per ``(m, k)``: vLLM's
-computescale column is "dynamic minus static" quantisation, so the sum is the dynamic kernel).
+Rows (``fitting.gemm_rows``) are single GEMM calls (``gemm_perf.parquet``) plus the
+activation quantisation kernels of the fp8 path (``quantize`` tables, summed per ``(m, k)``
+into the dynamic kernel's time).
 
 Per kernel format (``bf16``, ``fp8``, ``fp8_block``) the mechanistic parameters are fitted by
 robust least squares on log time over a fixed subsample of the rows, the token-bucket tile
@@ -30,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -43,13 +41,21 @@ from servesim.perf.fitting.gemm_arrays import (
     quant_array,
     unpack_fit,
 )
-from servesim.perf.fitting.heldout import (
-    Rows,
-    concat,
-    fit_log_grid,
-    take,
+from servesim.perf.fitting.gemm_rows import (
+    DATASHEET_SMS_L2,
+    DTYPE_LABELS,
+    EAGER_FLOOR_S,
+    EAGER_MARGIN,
+    MIN_SHAPES,
+    SMALL_TOKENS,
+    STACKS,
+    eager_floor_s,
+    eager_mask,
+    load_rows,
+    row_floors,
+    with_datasheet,
 )
-from servesim.perf.fitting.tables import find_tables, read_columns, select
+from servesim.perf.fitting.heldout import Rows, fit_log_grid, take
 from servesim.perf.opmodels.gemm import (
     ELEMENT_BYTES,
     PEAK_DTYPE,
@@ -59,37 +65,27 @@ from servesim.perf.opmodels.gemm import (
 )
 from servesim.specs.gpu import GPUSpec
 
-#: Table format label -> report label (other formats of the tables are not fitted).
-DTYPE_LABELS = {"bfloat16": "bf16", "fp8": "fp8", "fp8_block": "fp8_block"}
-#: Stacks with a gemm table: (gpu folder, catalog GPU, framework, version).
-STACKS = (
-    ("h100_sxm", "h100-sxm", "vllm", "0.24.0"),
-    ("h100_sxm", "h100-sxm", "sglang", "0.5.14"),
-    ("h200_sxm", "h200", "vllm", "0.24.0"),
-    ("h200_sxm", "h200", "vllm", "0.22.0"),
-    ("h200_sxm", "h200", "sglang", "0.5.14"),
-    ("a100_sxm", "a100-80gb", "vllm", "0.14.0"),
-    ("l40s", "l40s", "vllm", "0.24.0"),
-)
-#: SMs and L2 per catalog GPU (NVIDIA architecture whitepapers / data sheets), used only when
-#: the catalog spec does not carry them: H100 SXM5 132 SMs 50 MB; H200 the same GH100
-#: configuration; A100 SXM4 108 SMs 40 MB; L40S 142 SMs 96 MB.
-DATASHEET_SMS_L2 = {
-    "h100-sxm": (132, 50 * 2**20),
-    "h200": (132, 50 * 2**20),
-    "a100-80gb": (108, 40 * 2**20),
-    "a100-40gb": (108, 40 * 2**20),
-    "l40s": (142, 96 * 2**20),
-}
-SMALL_TOKENS = 256
-#: A format needs this many (n, k) shapes to be fitted.
-MIN_SHAPES = 4
+# The family module's interface (``fitting.build``: ``fit``, ``predict``; ``eager_mask`` for
+# scoring; the report: ``load_rows``, ``STACKS``) stays importable from here.
+__all__ = [
+    "DATASHEET_SMS_L2",
+    "DEFAULT_QUANT",
+    "DTYPE_LABELS",
+    "GRID_AXES",
+    "SMALL_TOKENS",
+    "STACKS",
+    "eager_mask",
+    "fit",
+    "fit_block",
+    "fit_dtype",
+    "fit_quant",
+    "load_rows",
+    "predict",
+    "with_datasheet",
+]
+
 #: Rows per parametric fit (a fixed subsample: the fits stay a few seconds each).
 FIT_ROWS = 8000
-#: An fp8_block table is eager-timed when its small-shape floor exceeds this ...
-EAGER_FLOOR_S = 15e-6
-#: ... and is then fitted on rows at least this many times that floor.
-EAGER_MARGIN = 3.0
 #: Activation quantisation of a GPU without quantize tables (fitted on H100 vLLM 0.24.0).
 DEFAULT_QUANT = QuantFit(
     floor_s=2.47e-6,
@@ -129,103 +125,6 @@ _X0 = np.array(
     ]
 )
 _SCALE_PRIOR = 3.0  # weight of the pull of the bucket scales towards 1
-
-
-# ---- rows ---------------------------------------------------------------------------------
-def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows | None:
-    """GEMM rows of one stack plus the quantisation rows its fp8 path uses (None: no table)."""
-    refs = find_tables(root)
-    found = select(refs, gpu=gpu_folder, family="gemm", framework=framework, version=version)
-    found = [r for r in found if r.table == "gemm_perf"]
-    if not found:
-        return None
-    cols = read_columns(found[0])
-    keep = np.array([d in DTYPE_LABELS for d in cols["gemm_dtype"]])
-    m = cols["m"][keep].astype(float)
-    n = cols["n"][keep].astype(float)
-    k = cols["k"][keep].astype(float)
-    dtype = np.array([DTYPE_LABELS[d] for d in cols["gemm_dtype"][keep]], dtype=object)
-    rows: Rows = {
-        "latency_s": cols["latency"][keep].astype(float) * 1e-3,
-        "m": m,
-        "n": n,
-        "k": k,
-        "op": np.full(m.shape, "gemm", dtype=object),
-        "dtype": dtype,
-        "regime": _regimes(m),
-        "kernel": np.asarray(cols["kernel_source"][keep], dtype=object),
-        "shape_key": _shape_keys(n, k),
-    }
-    shapes = {d: len(set(zip(n[dtype == d], k[dtype == d], strict=True))) for d in set(dtype)}
-    rows = take(rows, np.array([shapes[d] >= MIN_SHAPES for d in dtype]))
-    rows = take(rows, rows["latency_s"] > 0)
-    if not any(d in ("fp8", "fp8_block") for d in set(rows["dtype"])):
-        return rows
-    fp8 = rows["latency_s"][rows["dtype"] == "fp8"]
-    gemm_floor = float(np.min(fp8)) if fp8.size else math.inf
-    quant = _quant_rows(refs, gpu_folder, framework, version, gemm_floor)
-    return concat([rows, quant]) if quant is not None else rows
-
-
-def _quant_rows(
-    refs: list, gpu: str, framework: str, version: str, gemm_floor: float
-) -> Rows | None:
-    """The quantisation rows of the stack, else of the same GPU's vLLM (see module doc)."""
-    candidates = [(framework, version)]
-    others = sorted(
-        {(r.framework, r.version) for r in select(refs, gpu=gpu, family="quantize")},
-        key=lambda fv: (fv[0] != "vllm", fv[0], [-int(p) for p in fv[1].split(".") if p.isdigit()]),
-    )
-    candidates += [fv for fv in others if fv not in candidates]
-    for fw, ver in candidates:
-        parts = select(refs, gpu=gpu, family="quantize", framework=fw, version=ver)
-        tables = {r.table: r for r in parts}
-        if "computescale_perf" not in tables or "scale_matrix_perf" not in tables:
-            continue
-        total: dict[tuple[float, float], float] = {}
-        for name in ("computescale_perf", "scale_matrix_perf"):
-            cols = read_columns(tables[name])
-            for a, b, t in zip(cols["m"], cols["k"], cols["latency"], strict=True):
-                total[(float(a), float(b))] = total.get((float(a), float(b)), 0.0) + float(t)
-        keys = sorted(total)
-        lat = np.array([total[x] for x in keys]) * 1e-3
-        if lat.min() > gemm_floor:  # slower than the whole fp8 GEMM: not what its rows hold
-            continue
-        m = np.array([a for a, _ in keys])
-        k = np.array([b for _, b in keys])
-        zeros = np.zeros_like(m)
-        return {
-            "latency_s": lat,
-            "m": m,
-            "n": zeros,
-            "k": k,
-            "op": np.full(m.shape, "quantize", dtype=object),
-            "dtype": np.full(m.shape, "fp8", dtype=object),
-            "regime": _regimes(m),
-            "kernel": np.full(m.shape, f"{fw} {ver} quantize", dtype=object),
-            "shape_key": _shape_keys(zeros, k),
-        }
-    return None
-
-
-def _regimes(m: np.ndarray) -> np.ndarray:
-    return np.where(m <= SMALL_TOKENS, f"m<={SMALL_TOKENS}", f"m>{SMALL_TOKENS}").astype(object)
-
-
-def _shape_keys(n: np.ndarray, k: np.ndarray) -> np.ndarray:
-    keys = np.empty(n.shape, dtype=object)
-    keys[:] = [(int(a), int(b)) for a, b in zip(n, k, strict=True)]
-    return keys
-
-
-def with_datasheet(gpu: GPUSpec) -> GPUSpec:
-    """``gpu`` with its SM count and L2 filled from ``DATASHEET_SMS_L2`` when it lacks them."""
-    if gpu.num_sms and gpu.l2_cache_bytes:
-        return gpu
-    sms, l2 = DATASHEET_SMS_L2.get(gpu.name, (0, 0))
-    return dataclasses.replace(
-        gpu, num_sms=gpu.num_sms or sms, l2_cache_bytes=gpu.l2_cache_bytes or l2
-    )
 
 
 # ---- fits -----------------------------------------------------------------------------------
@@ -336,23 +235,6 @@ def _with_grid(fit: GemmFit, rows: Rows, gpu: GPUSpec) -> GemmFit:
     return dataclasses.replace(fit, correction=correction, notes=fit.notes + "; log-grid (m, n, k)")
 
 
-def row_floors(rows: Rows) -> np.ndarray:
-    """Per row, the floor of its kernel: median latency of that kernel's rows with a small
-    weight (``n k <= 2**20``) and ``m <= 4096``, whose GPU work is a few microseconds."""
-    out = np.zeros(rows["latency_s"].shape)
-    for kernel in set(rows["kernel"]):
-        own = rows["kernel"] == kernel
-        small = own & (rows["n"] * rows["k"] <= 2**20) & (rows["m"] <= 4096)
-        pool = rows["latency_s"][small] if small.any() else rows["latency_s"][own]
-        out[own] = float(np.median(pool))
-    return out
-
-
-def eager_floor_s(rows: Rows) -> float:
-    """The table's typical kernel floor (median over its rows of their kernel's floor)."""
-    return float(np.median(row_floors(rows))) if rows["latency_s"].size else 0.0
-
-
 def fit_block(rows: Rows, gpu: GPUSpec, quant: QuantFit | None, base: GemmFit | None) -> GemmFit:
     """fp8_block: a plain fit when graph-timed; on eager tables, the rows well above the floor
     with the small-shape terms of ``base`` (see module doc)."""
@@ -451,20 +333,4 @@ def predict(params: dict, gpu: GPUSpec, rows: Rows) -> np.ndarray:
             continue
         t = gemm_time_s(f, gpu, float(m), int(n), int(k))
         out[i] = max(t, f.eager_floor_s)
-    return out
-
-
-# ---- scoring ---------------------------------------------------------------------------------
-def eager_mask(rows: Rows) -> np.ndarray:
-    """fp8_block rows of an eager-timed table within ``EAGER_MARGIN`` of their kernel's floor
-    (left out of the scores: the table times the host there, not the GPU)."""
-    out = np.zeros(rows["latency_s"].shape, dtype=bool)
-    block = (rows["op"] == "gemm") & (rows["dtype"] == "fp8_block")
-    if not block.any():
-        return out
-    part = take(rows, block)
-    floors = row_floors(part)
-    if np.median(floors) < EAGER_FLOOR_S:
-        return out
-    out[block] = part["latency_s"] < EAGER_MARGIN * floors
     return out
