@@ -21,16 +21,21 @@ from servesim.api import plan, plan_config, slo_criterion
 from servesim.cli import options as opts
 from servesim.cli.capacity import capacity_cmd, check_positive, check_tol, criterion_from_flags
 from servesim.cli.common import console
+from servesim.cli.plan_pages import (
+    begin_record,
+    finished_record,
+    plan_settings,
+    stopped_record,
+    write_report,
+)
 from servesim.cli.plan_render import (
     refuse_if_nothing_fits,
     render_mix,
     render_report,
     render_stored,
     run_with_progress,
-    slo_label,
-    workload_label,
 )
-from servesim.cli.report import check_report_file, note_report
+from servesim.cli.report import check_report_file
 from servesim.cli.simulate import build_config
 from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
@@ -292,6 +297,8 @@ def plan_cmd(
     executor = _executor(inline, workers, use_ray, ray_address)
     profile = resolve_engine(engine_name)
     console.print(f"engine: {profile.name} ({profile.version})", markup=False, highlight=False)
+    settings = plan_settings(scenario, options, gpus)
+    digest = begin_record(store, scenario, options, settings)
     try:
         report = run_with_progress(
             lambda cb: plan(
@@ -300,10 +307,12 @@ def plan_cmd(
             options.objective,
             quiet=quiet,
             store=store,
+            on_stop=lambda last: stopped_record(store, digest, options, settings, last),
         )
+        finished_record(store, report, options, settings)
         render_report(report, scenario, options, top, executor.name)
         if report_file is not None:  # written before a refusal: its left-out table says why
-            _write_report(report, scenario, options, gpus, report_file)
+            write_report(report, options, settings, report_file)
         refuse_if_nothing_fits(report)
         if report.ranked:
             _winner(scenario, report, out, engine_name)
@@ -357,23 +366,6 @@ def _winner(scenario: Scenario, report: SearchReport, out: Path | None, engine: 
     console.print(
         launch_command(scenario, best.plan, engine), markup=False, highlight=False, soft_wrap=True
     )
-
-
-def _write_report(
-    report: SearchReport, scenario: Scenario, options: SearchOptions, gpus: str, path: Path
-) -> None:
-    """The search's HTML page (``servesim.report.plan_html``)."""
-    from servesim.report.plan_html import write_plan_page
-
-    at = options.target_rate_per_s
-    settings = [
-        ("model", scenario.model),
-        ("workload", workload_label(scenario)),
-        ("SLO", slo_label(scenario)),
-        ("objective", options.objective + (f" at {at:g} req/s" if at is not None else "")),
-        ("GPUs available", gpus),
-    ]
-    note_report(write_plan_page(report, options, settings, path))
 
 
 def _mix(

@@ -63,31 +63,16 @@ def render_capacity(report: CapacityReport) -> None:
 
 def workload_label(scenario: Scenario) -> str:
     """The workload's name: its label, preset or trace file (never "None")."""
-    wl = scenario.workload
-    if wl.name:
-        return wl.name
-    if wl.preset:
-        return wl.preset
-    if wl.trace is not None:
-        return f"trace {wl.trace.path.name}"
-    return "a custom workload"
+    from servesim.report.plan_store import workload_text
+
+    return workload_text(scenario.workload)
 
 
 def slo_label(scenario: Scenario) -> str:
     """The targets given, e.g. ``p99 TTFT 2 s, p99 TPOT 0.1 s`` (unset ones left out)."""
-    crit = scenario.criterion
-    parts = [
-        f"{name} {value:g} s"
-        for name, value in (
-            ("p99 TTFT", crit.ttft_p99_s),
-            ("p99 TPOT", crit.tpot_p99_s),
-            ("mean TTFT", crit.ttft_mean_s),
-        )
-        if value is not None
-    ]
-    if crit.min_attainment is not None:
-        parts.append(f"attainment >= {crit.min_attainment:g}")
-    return ", ".join(parts) or "none"
+    from servesim.report.plan_store import slo_text
+
+    return slo_text(scenario.criterion)
 
 
 def render_report(
@@ -178,6 +163,7 @@ def render_stored(db: PlanStore, search: str | None, top: int) -> None:
 
 
 RunFn = Callable[[Callable[[SearchProgress], None] | None], SearchReport]
+StopFn = Callable[[SearchProgress | None], None]
 # Exit status of a search stopped by Ctrl-C (128 + SIGINT, the shell's convention).
 INTERRUPTED_EXIT = 130
 
@@ -206,11 +192,23 @@ def counts_text(p: SearchProgress) -> str:
 
 
 def run_with_progress(
-    run: RunFn, objective: str, *, quiet: bool = False, store: Path | None = None
+    run: RunFn,
+    objective: str,
+    *,
+    quiet: bool = False,
+    store: Path | None = None,
+    on_stop: StopFn | None = None,
 ) -> SearchReport:
-    """Run ``run(on_progress)`` under the live view (none when ``quiet``)."""
+    """Run ``run(on_progress)`` under the live view (none when ``quiet``); on Ctrl-C,
+    ``on_stop`` gets the last progress (None before the first) before the exit."""
     if quiet:
-        return _interruptible(lambda: run(None), None, objective, store)
+        quiet_state: dict[str, SearchProgress] = {}
+
+        def note(p: SearchProgress) -> None:  # no view; kept for on_stop's plan count
+            quiet_state["last"] = p
+
+        go = (lambda: run(note)) if on_stop is not None else (lambda: run(None))
+        return _interruptible(go, quiet_state, objective, store, on_stop, quiet=True)
     columns = (
         TextColumn("planning"),
         BarColumn(),
@@ -238,20 +236,25 @@ def run_with_progress(
                 description=counts_text(p),
             )
 
-        return _interruptible(lambda: run(on_progress), state, objective, store)
+        return _interruptible(lambda: run(on_progress), state, objective, store, on_stop)
 
 
 def _interruptible(
     go: Callable[[], SearchReport],
-    state: dict[str, SearchProgress] | None,
+    state: dict[str, SearchProgress],
     objective: str,
     store: Path | None,
+    on_stop: StopFn | None,
+    *,
+    quiet: bool = False,
 ) -> SearchReport:
     try:
         return go()
     except KeyboardInterrupt:
-        last = (state or {}).get("last")
-        if last is not None:
+        last = state.get("last")
+        if on_stop is not None:
+            on_stop(last)
+        if last is not None and not quiet:
             err_console.print(f"interrupted: {counts_text(last)}", markup=False)
             err_console.print(f"best so far: {best_text(last.best, objective)}", markup=False)
         where = (

@@ -28,8 +28,8 @@ from servesim.report.trace import write_chrome_trace
 
 PERFETTO_URL = "https://ui.perfetto.dev"
 _OUT_HELP = (
-    f"Write the page here (default: FOLDER/{REPORT_FILE}, or the page name the result file "
-    "records)."
+    f"Write the page here (default: FOLDER/{REPORT_FILE}, the page name the result file "
+    "records, or the store's name with .html)."
 )
 
 
@@ -145,13 +145,23 @@ def rebuild_result(path: Path, out: Path | None = None) -> Path:
     return write_page(_render_result(kind, data), target)
 
 
-def rebuild_folder(folder: Path, out: Path | None = None) -> list[Path]:
+def rebuild_folder(folder: Path, out: Path | None = None, search: str | None = None) -> list[Path]:
     """Redraw every page of ``folder``: a ``simulate --out`` run (``summary.json``) and each
-    ``capacity``/``plan``/``compare --report`` result file; ``out`` only for a single page."""
+    ``capacity``/``plan``/``compare --report`` result file; ``out`` only for a single page.
+    ``folder`` may also be one result file, or a ``plan --store`` file: the plan page of its
+    search ``search`` (a hash or its prefix; default: the one with the most plans)."""
+    from servesim.report.plan_store import is_store_file, write_store_page
+
+    if is_store_file(folder):
+        return [write_store_page(folder, out, search)]
+    if search is not None:
+        raise ConfigError("--search", search, f"only for a plan --store file, not {folder}")
     if not folder.is_dir():
         if folder.is_file() and result_kind(folder):
             return [rebuild_result(folder, out)]
-        raise ConfigError("FOLDER", str(folder), "is not a folder (nor a result .json file)")
+        raise ConfigError(
+            "FOLDER", str(folder), "is not a folder (nor a result .json or --store file)"
+        )
     results = find_results(folder)
     is_run = (folder / SUMMARY_FILE).is_file()
     if not results and not is_run:
@@ -169,8 +179,9 @@ def report_cmd(
     folder: Annotated[
         Path,
         typer.Argument(
-            help="A `simulate --out` folder, or the folder (or .json) of a capacity, plan or "
-            "compare --report page.",
+            help="A `simulate --out` folder, the folder (or .json) of a capacity, plan or "
+            "compare --report page, or a `plan --store` file (its search's plan page, "
+            "finished or not).",
             show_default=False,
         ),
     ],
@@ -178,11 +189,15 @@ def report_cmd(
         Path | None,
         opts.option("--out", _OUT_HELP),
     ] = None,
+    search: Annotated[
+        str | None,
+        opts.option("--search", "With a --store file: the search's hash or a prefix of it."),
+    ] = None,
 ) -> None:
     """Rebuild the self-contained HTML page of a result folder (opens offline)."""
     if not _has_plotly():
         raise ServesimError("the HTML report needs plotly: pip install plotly")
-    for path in rebuild_folder(folder, out):
+    for path in rebuild_folder(folder, out, search):
         err_console.print(f"HTML report: {path.resolve()}", markup=False, highlight=False)
 
 

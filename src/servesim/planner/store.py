@@ -7,11 +7,15 @@ Schema (plain SQL works on it)::
           reason VARCHAR, capacity_per_s DOUBLE, limiting VARCHAR, num_probes INTEGER,
           price_per_hour_usd DOUBLE, num_gpus INTEGER, metrics_json VARCHAR, wall_s DOUBLE,
           PRIMARY KEY (search_hash, plan_key))
+    pages(search_hash VARCHAR PRIMARY KEY, page_json VARCHAR)
 
 ``search_hash`` is the SHA-256 of the search's inputs (scenario and planner settings), so a
 re-run of the same search finds its finished plans and does not simulate them again, while a
 different search in the same file keeps its own rows. Each row is committed on its own
 (DuckDB auto-commit), so killing the process loses only the plans still being evaluated.
+``pages`` holds what a search's HTML page needs beyond its results (what was searched, the
+objective, the plans' order and count), so ``servesim report STORE`` can draw it from the
+store alone (``servesim.report.plan_store``); a store without it (an older file) still reads.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ _SCHEMA = (
         reason VARCHAR, capacity_per_s DOUBLE, limiting VARCHAR, num_probes INTEGER,
         price_per_hour_usd DOUBLE, num_gpus INTEGER, metrics_json VARCHAR, wall_s DOUBLE,
         PRIMARY KEY (search_hash, plan_key))""",
+    """CREATE TABLE IF NOT EXISTS pages (
+        search_hash VARCHAR PRIMARY KEY, page_json VARCHAR)""",
 )
 
 
@@ -99,6 +105,7 @@ class PlanStore:
                 "store", str(path), f"not a servesim store: a DuckDB database with tables {shown}"
             )
         self._has_tables = bool(tables)
+        self._has_pages = "pages" in tables or not read_only
         if not read_only:
             for statement in _SCHEMA:
                 self._query(statement)
@@ -168,6 +175,20 @@ class PlanStore:
             )
             for r in rows
         ]
+
+    def put_page(self, search_hash: str, page: dict[str, Any]) -> None:
+        """Write (or replace) what the page of search ``search_hash`` needs; committed."""
+        self._query(
+            "INSERT OR REPLACE INTO pages VALUES (?, ?)",
+            [search_hash, json.dumps(page, sort_keys=True, allow_nan=True)],
+        )
+
+    def page(self, search_hash: str) -> dict[str, Any] | None:
+        """What ``put_page`` wrote for ``search_hash`` (None: nothing, or an older store)."""
+        if not self._has_pages:
+            return None
+        rows = self._query("SELECT page_json FROM pages WHERE search_hash = ?", [search_hash])
+        return dict(json.loads(rows[0][0])) if rows else None
 
     def searches(self) -> list[tuple[str, dict[str, Any], int]]:
         """(hash, inputs, number of plans stored) for every search in the file."""

@@ -16,6 +16,7 @@ ranked plans with the planner's reasons, and every infeasible, pruned or failed 
 from __future__ import annotations
 
 import dataclasses
+import html
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -214,18 +215,26 @@ def _counts(report: SearchReport) -> str:
 
 
 def render_plan_html(
-    report: SearchReport, options: SearchOptions, settings: list[tuple[str, str]], top: int = 50
+    report: SearchReport,
+    options: SearchOptions,
+    settings: list[tuple[str, str]],
+    top: int = 50,
+    incomplete: str = "",
 ) -> str:
-    """The plan page; ``settings`` are ``(label, text)`` rows of what was searched."""
+    """The plan page; ``settings`` are ``(label, text)`` rows of what was searched;
+    ``incomplete``: a line saying which plans have no result (a page drawn from a partial
+    store, ``servesim.report.plan_store``), shown first."""
     objective = options.objective
     ranked_h, ranked_rows = plan_rows(report.ranked, objective, True, top)
     left_h, left_rows = status_rows(report.results, max(len(report.results), 1))
     charts = "".join(pages.chart(cid, fig) for cid, fig in plan_figures(report))
     left = pages.table(left_h, left_rows, "left-out") if left_rows else "<p>none</p>"
+    warning = [("Incomplete search", f'<p id="incomplete">{html.escape(incomplete)}</p>')]
     return pages.page(
         "servesim plan report",
         f"deployments searched for the objective {objective}; all times simulated.",
         [
+            *(warning if incomplete else []),
             ("What was searched", pages.pairs(settings)),
             ("Winner", pages.pairs(_winner_rows(report, objective))),
             ("Pareto fronts", charts),
@@ -318,7 +327,7 @@ def plan_from_dict(
 def render_plan_data(data: dict[str, Any]) -> str:
     """The plan page from its result data (``servesim report``)."""
     report, options, settings, top = plan_from_dict(data)
-    return render_plan_html(report, options, settings, top)
+    return render_plan_html(report, options, settings, top, str(data.get("incomplete", "")))
 
 
 def write_plan_page(
