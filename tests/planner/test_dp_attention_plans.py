@@ -67,6 +67,12 @@ def test_prefilter_sizes_a_rank_with_its_share_of_the_experts() -> None:
     assert bad.status == "infeasible" and "EP = tp x dp_attention = 6" in bad.reason
 
 
+def test_a_dp_probe_sends_requests_per_rank() -> None:
+    scenario = Scenario("qwen3-30b-a3b", requests_per_replica=300, min_requests=200)
+    assert scenario.num_requests(DP8) == 8 * 300
+    assert scenario.num_requests(PlanSpec("h100-sxm", tp=8)) == 300
+
+
 def test_a_dp_plan_becomes_one_group_of_eight_ranks() -> None:
     dep = build_deployment(deployment_config(SCENARIO, DP8), SCENARIO.model, default_perf_model())
     assert dep.dp_groups() == [(0, 8)] and dep.num_gpus == 8 == DP8.num_gpus

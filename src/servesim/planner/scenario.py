@@ -160,8 +160,9 @@ class Scenario:
     engine: str = "auto"
 
     def num_requests(self, plan: PlanSpec) -> int:
-        """Requests in one probe of ``plan``."""
-        return max(self.min_requests, self.requests_per_replica * plan.num_replicas)
+        """Requests in one probe of ``plan`` (per engine replica: each DP-attention rank)."""
+        engines = plan.replicas * plan.dp_attention + plan.prefill_replicas
+        return max(self.min_requests, self.requests_per_replica * engines)
 
     def short_num_requests(self, plan: PlanSpec) -> int | None:
         """Requests in one cheap bracketing probe of ``plan`` (None: not worth it)."""
