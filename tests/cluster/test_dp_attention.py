@@ -27,7 +27,7 @@ def test_a_dp_pool_runs_tp_x_dp_gpus_per_replica_as_ranks() -> None:
     dep = build([{"name": "dp", "replicas": 2, "dp_attention": 4, "tp": 1, "ep": 4}])
     pool = dep.pools[0]
     assert pool.num_replicas == 8 and dep.num_gpus == 8 and pool.plan.ep == 1
-    assert dep.dp_groups() == [(0, 4), (4, 4)]
+    assert dep.dp_groups() == [(0, 4, "allgather_reducescatter"), (4, 4, "allgather_reducescatter")]
     assert len(dep.setups()) == 8
 
 
@@ -86,3 +86,15 @@ def test_cluster_ranks_step_in_lockstep() -> None:
     assert len(set(it["replica_id"])) == 4  # the router spread the requests over the ranks
     again = run_cluster(requests, dep, PERF, seed=0).records.iterations.view()
     assert np.array_equal(again["duration_s"], it["duration_s"])  # deterministic
+
+
+def test_the_pool_s_all2all_backend_prices_the_group() -> None:
+    requests = [Request(i, 0.0, 300, 4) for i in range(4)]
+    durations = []
+    for backend in ("allgather_reducescatter", "deepep_low_latency"):
+        pool = {"dp_attention": 4, "tp": 1, "all2all_backend": backend}
+        dep = build([pool], router={"kind": "dp_least_loaded"})
+        assert dep.dp_groups() == [(0, 4, backend)]
+        run = run_cluster(requests, dep, PERF, seed=0)
+        durations.append(run.records.iterations.view()["duration_s"][0])
+    assert durations[0] != durations[1]

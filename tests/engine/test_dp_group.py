@@ -43,7 +43,12 @@ def _run(requests: list[Request], ranks: Sequence[int], dp: int = 2):
 
     setups = [ReplicaSetup(plan=RANK)] * dp
     return run_simulation(
-        requests, setups, PERF, dispatch=dispatch, dp_groups=[(0, dp)], check_invariants=True
+        requests,
+        setups,
+        PERF,
+        dispatch=dispatch,
+        dp_groups=[(0, dp, "allgather_reducescatter")],
+        check_invariants=True,
     )
 
 
@@ -128,3 +133,24 @@ def test_expert_weights_per_gpu_shrink_by_tp_x_dp() -> None:
 def test_check_dp_attention_names_value_and_limit(plan: ReplicaPlan, dp: int, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         check_dp_attention(plan, dp)
+
+
+def test_all2all_backends_move_the_tokens_as_vllm_does() -> None:
+    # vLLM's default gathers every rank's hidden states to every GPU and reduce-scatters the
+    # outputs (T x hidden x 2 bytes each way); deepep/pplx all-to-all the token-expert pairs
+    gather = DPGroupCost(RANK, 8, PERF.calibration)
+    deepep = DPGroupCost(RANK, 8, PERF.calibration, all2all="deepep_high_throughput")
+    view, tokens = gather.expert_view, 256
+    nbytes = tokens * 2048 * 2.0
+    comm = [
+        view.comm("g", "all_gather", 0, 48, 8, nbytes),
+        view.comm("rs", "reduce_scatter", 0, 48, 8, nbytes),
+    ]
+    assert gather.experts(tokens).comm_s == comm[0].time_s + comm[1].time_s
+    experts_s = gather.experts(tokens).stage_s[0] - gather.experts(tokens).comm_s
+    assert deepep.experts(tokens).stage_s[0] - deepep.experts(tokens).comm_s == pytest.approx(
+        experts_s, rel=1e-12
+    )
+    assert deepep.experts(tokens).comm_s != gather.experts(tokens).comm_s
+    with pytest.raises(ConfigError, match="all2all_backend"):
+        DPGroupCost(RANK, 8, PERF.calibration, all2all="nccl")

@@ -121,6 +121,14 @@ class PoolConfig(BaseModel):
         "many lockstep ranks of tp GPUs with their own queues and KV cache, sharing the "
         "experts over tp x dp_attention GPUs (ep: 1 or tp x dp_attention); MoE models only.",
     )
+    all2all_backend: Literal[
+        "allgather_reducescatter", "naive", "deepep_high_throughput", "deepep_low_latency", "pplx"
+    ] = Field(
+        "allgather_reducescatter",
+        description="dp_attention: how tokens reach the experts (vLLM's VLLM_ALL2ALL_BACKEND; "
+        "its default gathers every rank's tokens to every GPU, deepep/pplx send each GPU only "
+        "its token-expert pairs).",
+    )
     dtype: str = Field("bf16", description="Weight format.")
     kv_dtype: str | None = Field(None, description="KV format (None: as the activations).")
     cuda_graphs: bool = Field(True, description="Decode replays CUDA graphs.")

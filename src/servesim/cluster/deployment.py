@@ -72,6 +72,7 @@ class Pool:
     nodes: tuple[int, ...]
     engine: EngineProfile = field(default_factory=lambda: resolve_engine(AUTO))
     dp_attention: int = 1
+    all2all_backend: str = "allgather_reducescatter"
 
     @property
     def num_gpus(self) -> int:
@@ -120,14 +121,15 @@ class Deployment:
             for _ in range(p.num_replicas)
         ]
 
-    def dp_groups(self) -> list[tuple[int, int]]:
-        """Data-parallel-attention groups as (first replica, ranks), global replica order."""
-        out: list[tuple[int, int]] = []
+    def dp_groups(self) -> list[tuple[int, int, str]]:
+        """Data-parallel-attention groups as (first replica, ranks, all2all backend), global
+        replica order."""
+        out: list[tuple[int, int, str]] = []
         first = 0
         for p in self.pools:
             if p.dp_attention > 1:
                 ranks = range(first, first + p.num_replicas, p.dp_attention)
-                out.extend((i, p.dp_attention) for i in ranks)
+                out.extend((i, p.dp_attention, p.all2all_backend) for i in ranks)
             first += p.num_replicas
         return out
 
@@ -347,6 +349,7 @@ def build_deployment(cfg: DeploymentConfig, model: str, perf: PerfModel) -> Depl
             nodes=tuple(where),
             engine=pool_engine(pc),
             dp_attention=pc.dp_attention,
+            all2all_backend=pc.all2all_backend,
         )
         for pc, plan, where in zip(cfg.pools, plans, placement, strict=True)
         if plan is not None

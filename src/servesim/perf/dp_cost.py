@@ -9,14 +9,19 @@ their experts and combined back (vLLM ``FusedMoE`` with the all2all managers of
 ``vllm/distributed/device_communicators/all2all.py``; DeepEP/pplx kernels).
 
 So one group iteration costs the slowest rank's own work plus the expert work of all ranks'
-tokens together. Two prices:
+tokens together. How the tokens reach the experts is vLLM's ``VLLM_ALL2ALL_BACKEND``:
+``allgather_reducescatter`` (vLLM's default, ``vllm/envs.py``) all-gathers every rank's
+hidden states to every GPU, runs the fused MoE there over all tokens with the GPU's local
+experts, and reduce-scatters the outputs back; ``all_to_all`` (``deepep_high_throughput``,
+``deepep_low_latency``, ``pplx``) sends each GPU only the token-expert pairs it computes.
+Two prices:
 
 - ``DPGroupCost.iteration_time(rank_plan, shape)``: a rank's own part: everything the plain
   op graph prices except the routed experts (attention, dense layers, router, shared experts,
   the TP all-reduces inside the rank, LM head, host time), via ``RankGraph``;
 - ``DPGroupCost.experts(tokens)``: the routed experts on the busiest of the tD GPUs for the
-  group's summed tokens, with the dispatch and combine all-to-alls over tD GPUs: the existing
-  ``graph_moe.moe_mlp`` block priced on the expert view of the plan (tp = ep = tD).
+  group's summed tokens (the existing ``graph_moe.moe_mlp`` block priced on the expert view
+  of the plan, tp = ep = tD), with the backend's dispatch and combine over tD GPUs.
 """
 
 from __future__ import annotations
@@ -26,21 +31,33 @@ from dataclasses import replace
 
 import numpy as np
 
+from servesim.core.errors import ConfigError
 from servesim.perf.calibration import Calibration
 from servesim.perf.fastcost import FastCost
 from servesim.perf.graph import PlanGraph
 from servesim.perf.graph_moe import moe_mlp
-from servesim.perf.graph_ops import OpPricer
+from servesim.perf.graph_ops import ACT_BYTES, OpPricer
 from servesim.perf.memory import check_dp_attention
 from servesim.perf.moe import expert_frequencies
 from servesim.perf.plan_cost import PlanCost, StagePart, sum_ops
 from servesim.perf.shapes import is_moe_layer
 from servesim.perf.types import BatchShape, OpCost, ReplicaPlan, StageTimes
 
-# The ops of ``moe_mlp`` that the group runs together: the routed experts and the
-# dispatch/combine all-to-alls. Router and shared experts stay in each rank (vLLM computes
-# them on the rank's own tokens, shared experts TP-sharded inside the rank).
-GROUP_MOE_OPS = frozenset({"moe_experts", "ep_dispatch", "ep_combine"})
+# The ops of ``moe_mlp`` that the group runs together: the routed experts and, with an
+# all-to-all backend, the dispatch/combine all-to-alls. Router and shared experts stay in each
+# rank (vLLM computes them on the rank's own tokens, shared experts TP-sharded in the rank).
+GROUP_MOE_OPS = {
+    "allgather_reducescatter": frozenset({"moe_experts"}),
+    "all_to_all": frozenset({"moe_experts", "ep_dispatch", "ep_combine"}),
+}
+# vLLM's VLLM_ALL2ALL_BACKEND choices and how each moves the tokens
+ALL2ALL_BACKENDS = {
+    "allgather_reducescatter": "allgather_reducescatter",
+    "naive": "allgather_reducescatter",  # broadcasts + all-reduce: the same bytes, gathered
+    "deepep_high_throughput": "all_to_all",
+    "deepep_low_latency": "all_to_all",
+    "pplx": "all_to_all",
+}
 _EXPERTS_MEMO_LIMIT = 65_536
 
 
@@ -61,13 +78,23 @@ class DPGroupCost:
         dp: ranks in the group (EP = plan.tp x dp).
         calibration: the roofline perf model's calibration.
         fast_path: price the ranks with ``FastCost`` (bit-identical to the general path).
+        all2all: vLLM's all2all backend (``ALL2ALL_BACKENDS``; module docstring).
     """
 
     def __init__(
-        self, plan: ReplicaPlan, dp: int, calibration: Calibration, *, fast_path: bool = True
+        self,
+        plan: ReplicaPlan,
+        dp: int,
+        calibration: Calibration,
+        *,
+        fast_path: bool = True,
+        all2all: str = "allgather_reducescatter",
     ) -> None:
         check_dp_attention(plan, dp)
-        self.plan, self.dp = plan, dp
+        if all2all not in ALL2ALL_BACKENDS:
+            known = ", ".join(ALL2ALL_BACKENDS)
+            raise ConfigError("all2all_backend", all2all, f"must be one of {known}")
+        self.plan, self.dp, self.all2all = plan, dp, ALL2ALL_BACKENDS[all2all]
         self.ep = plan.tp * dp
         self.rank_cost = PlanCost(plan, calibration, RankGraph(plan, calibration))
         self._rank: Callable[[BatchShape], StageTimes] = (
@@ -96,8 +123,16 @@ class DPGroupCost:
         if part is None:
             ops: list[OpCost] = []
             if tokens > 0:
-                block = moe_mlp(self.expert_view, self.freq, 0, self.num_moe_layers, tokens)
-                ops = [op for op in block if op.name in GROUP_MOE_OPS]
+                view, count = self.expert_view, self.num_moe_layers
+                block = moe_mlp(view, self.freq, 0, count, tokens)
+                ops = [op for op in block if op.name in GROUP_MOE_OPS[self.all2all]]
+                if self.all2all == "allgather_reducescatter":
+                    # every GPU gathers all ranks' hidden states, then scatters the sums back
+                    nbytes = tokens * self.plan.model.hidden_size * ACT_BYTES
+                    ops.append(view.comm("dp_all_gather", "all_gather", 0, count, self.ep, nbytes))
+                    ops.append(
+                        view.comm("dp_reduce_scatter", "reduce_scatter", 0, count, self.ep, nbytes)
+                    )
             if len(self._experts) >= _EXPERTS_MEMO_LIMIT:
                 self._experts.clear()
             part = self._experts[tokens] = sum_ops(ops, 1, self.rank_cost.energy)
