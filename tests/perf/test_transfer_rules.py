@@ -283,3 +283,36 @@ def test_pcie_prices_a_custom_all_reduce_beyond_two_gpus_as_nccl() -> None:
         assert fits[key]["segments"][0][0] == pytest.approx(4e-6 * 1980 / 2520)
     on_nvlink = adapt_params("collectives", params, H100, A100)["custom"]["fits"]
     assert on_nvlink[1]["segments"] == [[4e-6 * 1980 / 1410, 2.0]]  # NVLink: custom kernel kept
+
+
+def _all_reduce(impl: str, n: int, bulk: float) -> dict:
+    return {
+        "collective": "all_reduce",
+        "implementation": impl,
+        "num_gpus": n,
+        "segments": [[6e-6, 30.0], [20e-6, bulk]],
+        "edges_bytes": [[6.4e4, 1.3e5]],
+        "ref_link_latency_s": 3e-6,
+    }
+
+
+def test_a_target_without_nvls_gets_the_donors_ring_bulk_regime() -> None:
+    # 8 GPUs: half bulk at link/bus 1.0 (NVLS), int8 ring at 1.3 (30% slower: NVLS);
+    # 4 GPUs: half 1.25 against int8 1.3 (4% < NVLS_MIN_GAIN 1.1): no NVLS, kept
+    fits = [
+        _all_reduce("nccl", 8, 1.0),
+        _all_reduce("nccl_int8", 8, 1.3),
+        _all_reduce("nccl", 4, 1.25),
+        _all_reduce("nccl_int8", 4, 1.3),
+    ]
+    out = adapt_params("collectives", {"nccl": {"fits": fits}}, H100, A100)["nccl"]["fits"]
+    clock = 1980 / 1410
+    # bulk: the donor's efficiency on the A100 link (link ratio x clock = 0.94 < 1 keeps it)
+    assert out[0]["segments"][1] == pytest.approx([20e-6 * clock, 1.3])
+    assert out[2]["segments"][1] == pytest.approx([20e-6 * clock, 1.25])
+    assert out[0]["segments"][0][0] == pytest.approx(6e-6 * clock)  # smaller regimes kept
+    from servesim.perf.opmodels.transfer import has_nvls
+
+    assert has_nvls(H100) and has_nvls(H200) and not has_nvls(A100) and not has_nvls(L40S)
+    same = adapt_params("collectives", {"nccl": {"fits": fits}}, H100, H200)
+    assert same["nccl"]["fits"][0]["segments"][1] == [20e-6, 1.0]  # NVLS on both: kept

@@ -39,6 +39,9 @@ every rule below; none is a factor fitted to the GPU it predicts.
   the only other PCIe server in the data, APEX+ V100-PCIE at 4 GPUs: 4.5 GB/s, 29% of its
   link, so host-bound and carried absolute; L40S at 4 GPUs measures 4.7-5.1 GB/s), and vLLM's
   custom all-reduce is off there (NCCL runs).
+* NVLS (NVLink SHARP, Hopper+ on NVSwitch) has no 8-bit types, so a donor's int8 all-reduce
+  fit is its ring: a target without NVLS (A100) gets that ring's bulk regime where the donor's
+  16-bit one ran NVLS (A100 from H100, all-reduce >= 16 MB: 14.0 -> 9.7% MAPE).
 
 MoE parameters pass unchanged (the MoE transfer is owned with the MoE model).
 """
@@ -240,7 +243,56 @@ def _adapt_attention(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -
                 fit["kv_row_flops"] *= rows
 
 
+#: Architectures whose NVSwitch systems run NCCL's NVLS algorithm (NVLink SHARP, in-switch
+#: reduction): NCCL builds its NVLS kernels for sm_90 and newer only (src/device/generate.py,
+#: ``arch = max(arch, 900)`` for every NVLS function).
+NVLS_ARCHITECTURES = ("hopper", "blackwell")
+#: Bulk bus-bandwidth gain over the int8 ring above which a 16-bit all-reduce regime is NVLS: an
+#: int8 reduction costs a few % more per byte where no NVLS runs (H100 reduce-scatter, which
+#: NCCL runs as a ring here, int8 / half at 512 MB: 2-7%), NVLS gains 27% (8 GPUs: 445 / 351).
+NVLS_MIN_GAIN = 1.1
+
+
+def has_nvls(gpu: GPUSpec) -> bool:
+    """Whether NCCL can run NVLS on ``gpu``'s node (Hopper or newer on NVSwitch, no bridge)."""
+    name = gpu.intra_node_link.name
+    return (
+        gpu.architecture in NVLS_ARCHITECTURES
+        and link_class(gpu) == "nvlink"
+        and ("bridge" not in name)
+    )
+
+
+def _ring_for_nvls(params: dict[str, Any]) -> None:
+    """Give a 16-bit all-reduce the donor's int8 (ring) bulk regime where the donor ran NVLS.
+
+    NVLS has no 8-bit types (``ncclNvlsSupported``), so the donor's int8 all-reduce bulk regime
+    is its ring at the same group size; a target without NVLS runs that ring for 16-bit data
+    too. Only the bulk regime is NVLS's (H100, 8 GPUs: the 16-bit fit's 454 GB/s above 8 MB
+    against the ring's 349; below, the 16-bit regimes run at or under the int8 ones), so the
+    smaller regimes are kept. A group whose 16-bit bulk regime does not beat the ring by
+    ``NVLS_MIN_GAIN`` keeps its fit.
+    """
+    nccl = params.get("nccl")
+    if not isinstance(nccl, dict):
+        return
+    fits = nccl.get("fits", [])
+    ring = {
+        int(f["num_gpus"]): f
+        for f in fits
+        if f["collective"] == "all_reduce" and f["implementation"] == "nccl_int8"
+    }
+    for fit in fits:
+        other = ring.get(int(fit["num_gpus"]))
+        if fit["collective"] != "all_reduce" or fit["implementation"] != "nccl" or not other:
+            continue
+        if fit["segments"][-1][1] * NVLS_MIN_GAIN < other["segments"][-1][1]:
+            fit["segments"][-1] = list(other["segments"][-1])
+
+
 def _adapt_collectives(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -> None:
+    if has_nvls(source) and not has_nvls(target):
+        _ring_for_nvls(params)
     clock = clock_ratio(source, target)
     link_ratio = target.intra_node_link.bandwidth_bytes_per_s
     link_ratio /= source.intra_node_link.bandwidth_bytes_per_s
@@ -318,5 +370,5 @@ def describe_rules() -> str:
         "SMs x clock; collective protocol regimes keep the donor's bus bandwidth, capped by the "
         "target link; PCIe groups > 2 at a host-routed ring's "
         f"{PCIE_HOST_RING_BUS_BYTES_PER_S / 1e9:g} GB/s bus bandwidth; custom all-reduce of "
-        "> 2 PCIe GPUs priced as NCCL"
+        "> 2 PCIe GPUs priced as NCCL; no NVLS on the target: the donor's ring bulk regime"
     )
