@@ -26,7 +26,6 @@ from servesim.cli.overrides import (
     workload_overrides,
 )
 from servesim.cli.overrides import scheduler_overrides as _scheduler_overrides
-from servesim.cli.progress import progress_bar
 from servesim.cli.report import check_outputs, write_files
 from servesim.cli.simulate_render import render
 from servesim.config import SimConfig, load_yaml
@@ -134,6 +133,8 @@ def _deployment_file(path: Path | None) -> dict[str, Any] | None:
 def _run(cfg: SimConfig, show_progress: bool) -> Result:
     if not show_progress:
         return simulate(cfg)
+    from servesim.cli.progress import progress_bar  # rich.progress only for --progress
+
     total = cfg.effective_workload().num_requests
     with progress_bar("simulating", "{task.completed:,.0f} requests done") as bar:
         task = bar.add_task("", total=total)
