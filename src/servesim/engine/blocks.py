@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from servesim.engine.contracts import ContractError, KVCapacityError
 from servesim.engine.eviction import make_eviction
+from servesim.perf.kv_layout import KVLayout
 
 _MASK = (1 << 64) - 1
 
@@ -67,6 +68,7 @@ class KVBlockManager:
         "block_size",
         "enable_prefix_caching",
         "eviction",
+        "layout",
         "num_blocks",
         "num_cached_in_use",
         "num_evictable",
@@ -87,9 +89,17 @@ class KVBlockManager:
         enable_prefix_caching: bool = False,
         num_swap_blocks: int = 0,
         eviction: str = "lru",
+        layout: KVLayout | None = None,
     ) -> None:
         self.num_blocks = num_blocks
         self.block_size = block_size
+        # Blocks are pages of the layout's KV cache groups (perf/kv_layout.py); a cached
+        # prompt block is one full-attention page. A model without a full-attention group
+        # (every layer windowed) caches no prefix here: vLLM's window groups hit only on
+        # the window's own cached pages, which this count does not track.
+        self.layout = layout or KVLayout(block_size)
+        if self.layout.num_full_groups == 0:
+            enable_prefix_caching = False
         # vLLM: watermark_blocks = int(watermark * num_gpu_blocks), kept free on admission.
         self.num_watermark_blocks = int(watermark * num_blocks)
         self.enable_prefix_caching = enable_prefix_caching

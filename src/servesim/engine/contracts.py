@@ -191,7 +191,7 @@ def _check_prefills(name: str, batch: Batch, state: ReplicaState, now: float) ->
         raise ContractError(name, "duplicate-sequence", "a sequence prefills twice", now)
     # (a decode is a decoding sequence, checked above, and so never also prefilling)
     prefilling = state.prefilling
-    block_size = state.block_size
+    layout = state.blocks.layout
     for seq, chunk in prefills:
         if seq not in prefilling:
             raise ContractError(name, "prefill-state", f"{seq} is not prefilling", now)
@@ -203,7 +203,7 @@ def _check_prefills(name: str, batch: Batch, state: ReplicaState, now: float) ->
                 f"prefill chunk {chunk!r} for {seq} is outside 1..{remaining:,}",
                 now,
             )
-        blocks_needed = -(-(seq.num_computed + chunk) // block_size)
+        blocks_needed = layout.step_pages(seq.num_computed, chunk)
         if seq.num_blocks < blocks_needed:
             raise ContractError(
                 name,

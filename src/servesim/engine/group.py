@@ -16,6 +16,60 @@ from bisect import bisect_left
 
 from servesim.engine.records import TokenGapSamples
 from servesim.engine.sequence import Seq, SeqStatus
+from servesim.perf.kv_layout import KVLayout, WindowGroups
+
+
+class _WindowFrees:
+    """When the members' pages of one bounded group type are freed, by residue class.
+
+    After the tick that brings the count to ``t`` a member has ``n = gkey + t - 1`` tokens.
+    A sliding window frees one page per group when ``n - window + 1`` reaches a multiple of
+    the block size, from the first whole block on (``t >= window + block - gkey``: members
+    below it wait in ``pending``); a chunk frees its ``chunk / block`` pages when ``n``
+    reaches a multiple of the chunk (every member's next boundary is past its first chunk).
+    """
+
+    __slots__ = ("counts", "pages", "pending", "period", "sliding", "tokens")
+
+    def __init__(self, window: WindowGroups, block_size: int) -> None:
+        self.sliding = window.kind == "sliding"
+        self.tokens = window.tokens
+        self.period = block_size if self.sliding else window.tokens
+        self.pages = window.num_groups * (1 if self.sliding else window.tokens // block_size)
+        self.counts = [0] * self.period
+        self.pending: list[tuple[int, int, int, Seq]] = []
+
+    def residue(self, seq: Seq) -> int:
+        """The tick residue at which ``seq`` frees pages."""
+        if self.sliding:
+            return (self.tokens - seq.gkey) % self.period
+        return (1 - seq.gkey) % self.period
+
+    def start_tick(self, seq: Seq, block_size: int) -> int:
+        """First tick count at which ``seq`` may free (0 for a chunk)."""
+        return self.tokens + block_size - seq.gkey if self.sliding else 0
+
+    def join(self, seq: Seq, tick: int, block_size: int) -> None:
+        """Count ``seq`` (or queue it until its first free can come)."""
+        start = self.start_tick(seq, block_size)
+        if start <= tick + 1:
+            self.counts[self.residue(seq)] += 1
+        else:
+            heapq.heappush(self.pending, (start, seq.sid, seq.version, seq))
+
+    def leave(self, seq: Seq, tick: int, block_size: int) -> None:
+        """Uncount ``seq`` if it was counted (its pending entry, if any, goes stale)."""
+        if self.start_tick(seq, block_size) <= max(seq.join_tick + 1, tick):
+            self.counts[self.residue(seq)] -= 1
+
+    def advance(self, tick: int, members: dict[Seq, None]) -> int:
+        """Pages freed after the tick that brought the count to ``tick``."""
+        pending = self.pending
+        while pending and pending[0][0] <= tick:
+            _, _, version, seq = heapq.heappop(pending)
+            if seq in members and version == seq.version:
+                self.counts[self.residue(seq)] += 1
+        return self.pages * self.counts[tick % self.period]
 
 
 class DecodeGroup:
@@ -30,20 +84,30 @@ class DecodeGroup:
     __slots__ = (
         "_finish_heap",
         "_max_heap",
+        "_pages",
         "_prune_at",
         "_stack_gaps",
         "_stack_ticks",
         "block_size",
         "ctx_sum",
+        "freed",
         "last_tick_end_s",
+        "layout",
         "members",
         "residue",
         "samples",
         "tick",
+        "windows",
     )
 
-    def __init__(self, block_size: int, samples: TokenGapSamples) -> None:
+    def __init__(
+        self, block_size: int, samples: TokenGapSamples, layout: KVLayout | None = None
+    ) -> None:
         self.block_size = block_size
+        self.layout = layout or KVLayout(block_size)
+        self._pages = self.layout.pages_per_row  # pages a new block of KV takes
+        self.windows = [_WindowFrees(w, block_size) for w in self.layout.windows]
+        self.freed = 0  # pages the windows freed after the last tick (perf/kv_layout.py)
         self.samples = samples
         self.members: dict[Seq, None] = {}  # insertion-ordered: deterministic iteration
         self.tick = 0
@@ -70,6 +134,8 @@ class DecodeGroup:
         self.ctx_sum += seq.gkey + tick
         self.residue[(1 - seq.gkey) % self.block_size] += 1
         heapq.heappush(self._max_heap, (-seq.gkey, seq.sid, seq.version, seq))
+        for window in self.windows:
+            window.join(seq, tick, self.block_size)
         finish_tick = seq.tick_base + seq.num_output_tokens
         heapq.heappush(self._finish_heap, (finish_tick, seq.sid, seq.version, seq))
 
@@ -85,9 +151,11 @@ class DecodeGroup:
             seq.max_gap_s = max(seq.max_gap_s, self._stack_gaps[i])
         seq.num_emitted = emitted
         kv_tokens = seq.num_prompt_tokens + emitted - 1
-        seq.num_private = -(-kv_tokens // self.block_size) - len(seq.block_keys)
+        seq.num_private = self.layout.pages(kv_tokens) - len(seq.block_keys)
         self.ctx_sum -= seq.gkey + tick
         self.residue[(1 - seq.gkey) % self.block_size] -= 1
+        for window in self.windows:
+            window.leave(seq, tick, self.block_size)
         seq.version += 1
         n = len(self.members)
         if len(self._max_heap) > 2 * n + 64:
@@ -108,13 +176,14 @@ class DecodeGroup:
         """Context a member reads in the next tick."""
         return seq.gkey + self.tick
 
-    def needs_block(self, seq: Seq) -> bool:
-        """True when a member's next decode step starts a new KV block."""
-        return (seq.gkey + self.tick - 1) % self.block_size == 0
+    def needs_block(self, seq: Seq) -> int:
+        """Pages a member's next decode step allocates (one per group when it starts a new
+        block of KV, else 0)."""
+        return self._pages if (seq.gkey + self.tick - 1) % self.block_size == 0 else 0
 
     def num_blocks_needed(self, ahead: int = 0) -> int:
         """New blocks the whole group needs for the tick starting at ``tick + ahead``."""
-        return self.residue[(self.tick + ahead) % self.block_size]
+        return self._pages * self.residue[(self.tick + ahead) % self.block_size]
 
     def max_context(self, ahead: int = 0) -> int:
         """Longest member context in the tick starting at ``tick + ahead`` (0 if empty)."""
@@ -141,7 +210,8 @@ class DecodeGroup:
         if finishers and (not through_finishes or len(finishers) >= len(self.members)):
             return None
         need = self.num_blocks_needed(1)
-        return need - sum(1 for s in finishers if (s.gkey + nxt - 1) % self.block_size == 0)
+        ending = sum(1 for s in finishers if (s.gkey + nxt - 1) % self.block_size == 0)
+        return need - self._pages * ending
 
     def finishing(self, tick: int) -> list[Seq]:
         """Members whose last token comes at the tick that brings the count to ``tick``
@@ -179,6 +249,8 @@ class DecodeGroup:
                 self._prune()
             self.ctx_sum += n
         self.last_tick_end_s = end_s
+        if self.windows:  # before the finishers leave: their write-back counts the frees
+            self.freed = sum(w.advance(self.tick, self.members) for w in self.windows)
         finished: list[Seq] = []
         if self.next_finish_tick() <= self.tick:
             heap = self._finish_heap
@@ -205,3 +277,9 @@ class DecodeGroup:
             assert s.status == SeqStatus.DECODING
             counts[(1 - s.gkey) % self.block_size] += 1
         assert counts == self.residue
+        for window in self.windows:
+            active = [0] * window.period
+            for s in self.members:
+                if window.start_tick(s, self.block_size) <= max(s.join_tick + 1, self.tick):
+                    active[window.residue(s)] += 1
+            assert active == window.counts

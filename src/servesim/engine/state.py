@@ -49,7 +49,9 @@ class ReplicaState(ReplicaStateView):
         self.ready: dict[Seq, None] = {}
         self.swapped: deque[Seq] = deque()
         self.samples = samples  # inter-token gaps of sequences outside the group
-        self.group = DecodeGroup(blocks.block_size, samples)
+        # KV cache groups (perf/kv_layout.py): windows free pages as their tokens age out
+        self.layout = blocks.layout
+        self.group = DecodeGroup(blocks.block_size, samples, blocks.layout)
         self.count = count
         self.num_swap_in_blocks = 0  # swaps decided in the current scheduling step
         self.num_swap_out_blocks = 0
@@ -108,19 +110,21 @@ class ReplicaState(ReplicaStateView):
         need = self.group.num_blocks_needed()
         self.blocks.allocate(need)
         for seq in self.ready:
-            if self.needs_block(seq):
-                self.blocks.allocate(1)
-                seq.num_private += 1
-                need += 1
+            pages = self.needs_block(seq)
+            if pages:
+                self.blocks.allocate(pages)
+                seq.num_private += pages
+                need += pages
         self.num_decode_blocks_granted += need
 
     def allocate_decode(self, seq: Seq) -> None:
         """Allocate the block one decoding sequence's next step needs, if any."""
-        if self.needs_block(seq):
-            self.blocks.allocate(1)
-            self.num_decode_blocks_granted += 1
+        pages = self.needs_block(seq)
+        if pages:
+            self.blocks.allocate(pages)
+            self.num_decode_blocks_granted += pages
             if seq not in self.group.members:
-                seq.num_private += 1
+                seq.num_private += pages
 
     # ---- applying a batch that ran -------------------------------------------------------
     def begin_step(self) -> None:
@@ -153,6 +157,8 @@ class ReplicaState(ReplicaStateView):
                 self._spec_tick(batch.decodes, stamp, leave)
         ahead = len(batch.decodes)  # outputs handed to the front end before this one
         for seq, chunk in batch.prefills:
+            if self.layout.windows:
+                self._trim(seq, seq.num_computed, chunk)
             seq.num_computed += chunk
             if seq.prompt_keys and seq.can_register:
                 self._register(seq)
@@ -188,10 +194,16 @@ class ReplicaState(ReplicaStateView):
                 group.leave(seq)  # skipped this tick: its next gap is its own
                 self.ready[seq] = None
             joiners = [s for s in decodes if s not in group.members]
-        for seq in group.advance(stamp):
+        done = group.advance(stamp)
+        if group.freed:
+            self.blocks.release(group.freed)
+        for seq in done:
             self._leave(seq, stamp, leave)
+        windows = self.layout.windows
         for seq in joiners:
             del self.ready[seq]
+            if windows:
+                self._trim(seq, seq.num_prompt_tokens + seq.num_emitted - 1, 1)
             self._emit(seq, stamp)
             if seq.num_emitted >= seq.num_output_tokens:
                 self._leave(seq, stamp, leave)
@@ -205,6 +217,8 @@ class ReplicaState(ReplicaStateView):
         assert spec is not None
         for seq in decodes:
             kept = spec.num_kept(seq, spec.num_verify(seq, seq.num_emitted))
+            if self.layout.windows:
+                self._trim(seq, seq.num_prompt_tokens + seq.num_emitted - 1, kept)
             self._emit(seq, stamp)
             seq.num_emitted += kept - 1
             if seq.num_emitted >= seq.num_output_tokens:
@@ -214,6 +228,8 @@ class ReplicaState(ReplicaStateView):
         """Every group member emits one token at ``stamp`` (a decode-only iteration the engine
         advanced without a scheduling step); True when some finished (and left)."""
         done = self.group.advance(stamp)
+        if self.group.freed:
+            self.blocks.release(self.group.freed)
         for seq in done:
             self._leave(seq, stamp, leave)
         return bool(done)
@@ -221,6 +237,14 @@ class ReplicaState(ReplicaStateView):
     def grant_tick_blocks(self, num_blocks: int) -> None:
         """Allocate the blocks the group's next decode-only iteration needs."""
         self.blocks.allocate(num_blocks)
+
+    def _trim(self, seq: Seq, num_computed: int, num_new: int) -> None:
+        """Free the window pages ``seq`` no longer needs once ``num_new`` tokens after
+        ``num_computed`` are booked (vLLM's ``remove_skipped_blocks``)."""
+        freed = self.layout.freed(num_computed, num_new)
+        if freed:
+            seq.num_private -= freed
+            self.blocks.release(freed)
 
     def _register(self, seq: Seq) -> None:
         """Cache the prompt blocks the last chunk completed (prefix caching)."""
@@ -250,7 +274,7 @@ class ReplicaState(ReplicaStateView):
     def received_blocks(self, seq: Seq) -> int:
         """Blocks the KV of a sequence arriving from elsewhere (prompt + emitted) takes."""
         kv_tokens = seq.num_prompt_tokens + seq.num_emitted - 1
-        return -(-kv_tokens // self.block_size)
+        return self.layout.pages(kv_tokens)
 
     def admit_received(self, seq: Seq, num_blocks: int, now: float) -> None:
         """Put a sequence whose prompt KV arrived from elsewhere on the GPU as decoding,

@@ -78,16 +78,19 @@ class ReplicaStateView:
             return self.group.context(seq)
         return seq.num_prompt_tokens + seq.num_emitted
 
-    def needs_block(self, seq: Seq) -> bool:
-        """True when a decoding sequence's next step starts a new KV block."""
+    def needs_block(self, seq: Seq) -> int:
+        """Blocks a decoding sequence's next step allocates (0 unless it starts a new block
+        of KV; then one per KV cache group, perf/kv_layout.py)."""
         if seq in self.group.members:
             return self.group.needs_block(seq)
         if self.speculator is not None:
             # the verify pass writes K and V at every verified position (lookahead slots)
             q = self.speculator.num_verify(seq, seq.num_emitted)
-            kv = seq.num_prompt_tokens + seq.num_emitted - 1 + q
-            return -(-kv // self.block_size) > seq.num_blocks
-        return (seq.num_prompt_tokens + seq.num_emitted - 1) % self.block_size == 0
+            kv = seq.num_prompt_tokens + seq.num_emitted - 1
+            return max(self.blocks.layout.step_pages(kv, q) - seq.num_blocks, 0)
+        if (seq.num_prompt_tokens + seq.num_emitted - 1) % self.block_size:
+            return 0
+        return self.blocks.layout.pages_per_row
 
     def decode_blocks_needed(self) -> int:
         """New blocks a decode step of every decoding sequence needs."""
@@ -101,7 +104,8 @@ class ReplicaStateView:
         now with a first chunk of ``num_tokens`` new tokens beyond its cache hits."""
         hit_blocks, taken = self._hits(seq)
         end = min(seq.prefill_target, hit_blocks * self.block_size + num_tokens)
-        new_blocks = -(-end // self.block_size) - hit_blocks
+        hit_tokens = hit_blocks * self.block_size
+        new_blocks = self.blocks.layout.step_pages(hit_tokens, end - hit_tokens) - hit_blocks
         return hit_blocks * self.block_size, new_blocks + taken
 
     def _hits(self, seq: Seq) -> tuple[int, int]:
@@ -122,7 +126,7 @@ class ReplicaStateView:
 
     def chunk_blocks(self, seq: Seq, num_tokens: int) -> int:
         """New blocks an admitted sequence needs to compute ``num_tokens`` more tokens."""
-        return -(-(seq.num_computed + num_tokens) // self.block_size) - seq.num_blocks
+        return self.blocks.layout.step_pages(seq.num_computed, num_tokens) - seq.num_blocks
 
     def can_pin(self, seq: Seq) -> bool:
         """True when ``seq``'s adapter (if any) is in a GPU slot or can be loaded into one."""
@@ -143,11 +147,11 @@ class ReplicaStateView:
         for seq in self.running:
             if seq in self.group.members:
                 kv = seq.num_prompt_tokens + self.group.emitted(seq) - 1
-                private += -(-kv // self.block_size) - len(seq.block_keys)
+                private += self.blocks.layout.pages(kv) - len(seq.block_keys)
             else:
                 assert seq.status in (SeqStatus.PREFILL, SeqStatus.DECODING)
                 private += seq.num_private
-                assert seq.num_blocks * self.block_size >= seq.num_kv_tokens
+                assert seq.num_blocks >= self.blocks.layout.pages(seq.num_kv_tokens)
         private += sum(num for num, _ in self.held.values())
         assert private == self.blocks.num_private, (private, self.blocks.num_private)
         assert len(self.running) == len(self.prefilling) + self.num_decoding

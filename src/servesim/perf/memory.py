@@ -9,6 +9,7 @@ it lives in the (1 - utilization) headroom and is reported there rather than sub
 from __future__ import annotations
 
 from servesim.core.errors import ConfigError, InfeasibleError
+from servesim.perf.kv_groups import has_window_groups, page_bytes_per_token
 from servesim.perf.shapes import (
     ffn_group_params,
     is_moe_layer,
@@ -20,7 +21,6 @@ from servesim.perf.shapes import (
     stage_params,
 )
 from servesim.perf.types import MemoryPlan, ReplicaPlan
-from servesim.specs.layers import GROWING_KINDS
 from servesim.specs.quant import module_formats
 
 GIB = 1024**3
@@ -32,11 +32,6 @@ NCCL_BUFFER_BYTES = int(0.25 * GIB)
 CUDA_GRAPH_BYTES = int(0.5 * GIB)
 # vLLM's default max_num_seqs: the profiling pass samples this many sequences.
 PROFILE_NUM_SEQS = 256
-# A sliding window this short against typical contexts (gpt-oss: 128 tokens) is held per
-# sequence, as vLLM's hybrid KV-cache manager frees the blocks that leave the window; longer
-# windows and chunks (Mistral 4096, Llama 4's 8192) are charged per token like full layers,
-# an upper bound the token-paged pool can express.
-SHORT_WINDOW_TOKENS = 1024
 
 
 def check_plan(plan: ReplicaPlan) -> None:
@@ -178,30 +173,25 @@ def wide_ep_params(
 
 
 def _is_per_sequence(plan: ReplicaPlan, kind: str) -> bool:
-    """True when a layer of ``kind`` holds a bounded cache per sequence (not per token).
-
-    Only models that mix kinds hold some layers per sequence; a model whose layers all slide
-    (Mistral) keeps the paged per-token accounting it always had.
-    """
-    m = plan.model
-    if not m.layer_types or kind in GROWING_KINDS:
-        return False
-    if kind == "linear":
-        return True
-    window = m.attention_window(kind)
-    return window is not None and window <= SHORT_WINDOW_TOKENS
+    """True when a layer of ``kind`` holds a bounded cache per sequence: linear-attention
+    state. Windowed and chunked layers hold pages of the shared pool (perf/kv_groups.py)."""
+    return bool(plan.model.layer_types) and kind == "linear"
 
 
-def kv_bytes_per_token(plan: ReplicaPlan, stage: int) -> float:
-    """KV bytes one token occupies on one GPU of ``stage`` (its layers, its KV heads).
+def kv_bytes_per_token(plan: ReplicaPlan, stage: int, block_size_tokens: int = 16) -> float:
+    """KV bytes one token occupies in one block on one GPU of ``stage`` (its KV heads).
 
-    Layers held per sequence (linear state, short windows) are left out: see
-    ``sequence_state_bytes``.
+    A model without windows: every attention layer of the stage (linear state is held per
+    sequence: ``sequence_state_bytes``). With windowed or chunked layers a block is a page
+    of one KV cache group (``kv_groups.page_bytes_per_token``); a sequence holds one page
+    per group and block of context, the windows' capped (perf/kv_layout.py).
     """
     m = plan.model
     layers = stage_layer_ranges(m.num_layers, plan.pp)[stage]
-    if not m.layer_types and m.sparse_attention is None:
+    if not m.layer_types and m.sparse_attention is None and m.sliding_window is None:
         return len(layers) * kv_elements_per_token_layer(m, plan.tp) * plan.kv_dtype.num_bytes
+    if has_window_groups(plan):
+        return page_bytes_per_token(plan, stage, block_size_tokens)
     total = 0.0
     for index in layers:
         kind = m.layer_kind(index)
@@ -210,21 +200,14 @@ def kv_bytes_per_token(plan: ReplicaPlan, stage: int) -> float:
     return total
 
 
-def sequence_state_bytes(plan: ReplicaPlan, stage: int, block_size_tokens: int = 16) -> float:
-    """Bytes one sequence holds on one GPU of ``stage`` whatever its length: linear-attention
-    state, and a short window's KV (the window plus one partly filled block)."""
+def sequence_state_bytes(plan: ReplicaPlan, stage: int) -> float:
+    """Bytes one sequence holds on one GPU of ``stage`` whatever its length: the
+    linear-attention state."""
     m = plan.model
     total = 0.0
     for index in stage_layer_ranges(m.num_layers, plan.pp)[stage]:
-        kind = m.layer_kind(index)
-        if not _is_per_sequence(plan, kind):
-            continue
-        if kind == "linear":
+        if _is_per_sequence(plan, m.layer_kind(index)):
             total += linear_state_bytes_per_layer(m, plan.tp)
-            continue
-        window = m.attention_window(kind) or 0
-        tokens = -(-window // block_size_tokens) * block_size_tokens + block_size_tokens
-        total += tokens * kv_bytes_per_token_layer(m, plan.tp, kind, plan.kv_dtype.num_bytes)
     return total
 
 
@@ -251,11 +234,11 @@ def plan_memory(
     best: MemoryPlan | None = None
     for stage in range(plan.pp):
         weights = stage_weight_bytes(plan, stage, expert_ep)
-        # vLLM's state cache for linear-attention layers (and, here, short windows) holds one
+        # vLLM's state cache for linear-attention layers holds one
         # slot per schedulable sequence: reserved for the default max_num_seqs, with overheads
-        state = int(PROFILE_NUM_SEQS * sequence_state_bytes(plan, stage, block_size_tokens))
+        state = int(PROFILE_NUM_SEQS * sequence_state_bytes(plan, stage))
         kv_cache = usable - weights - activation - overhead - state
-        per_token = kv_bytes_per_token(plan, stage)
+        per_token = kv_bytes_per_token(plan, stage, block_size_tokens)
         if kv_cache <= 0:
             raise InfeasibleError(
                 _breakdown(plan, stage, total, usable, weights, activation, overhead + state)

@@ -40,7 +40,7 @@ class _ReservingScheduler(ReplicaScheduler):
 
     def fits(self, state: ReplicaState, seq: Seq, num_blocks: int) -> bool:
         """Admit only when the whole reservation fits next to the others."""
-        need = -(-self.reservation_tokens(seq) // state.block_size)
+        need = state.blocks.layout.peak_pages(self.reservation_tokens(seq), seq.num_prompt_tokens)
         if self.num_reserved_blocks + need > state.blocks.num_blocks:
             return False
         self._reservations[seq] = need

@@ -1,0 +1,96 @@
+"""A model's KV cache groups as vLLM's hybrid KV-cache manager forms them, and their page.
+
+vllm/v1/core/kv_cache_utils.py ``_get_kv_cache_groups_uniform_page_size``: the attention
+layers are bucketed by type (full, a sliding window of W, a chunk of C); the group size is
+the smallest bucket (the largest when it is under 1.5 times the smallest: gpt-oss + EAGLE's
+13 full / 12 sliding); each bucket of n layers makes ``ceil(n / group size)`` groups, group i
+holding ``layers[i::num_groups]``. Every group's pages come from one pool; a page is
+``block_size`` tokens of as many layers as the largest group has on a GPU
+(``get_kv_cache_config_from_groups``: one tensor per position in a group, shared by the
+groups), so the pool holds ``kv_cache_bytes // page_bytes`` pages. A model of one growing
+type is one group of all its layers: a page is then the classic block of every layer.
+
+Linear-attention state stays outside the pool here (``memory.sequence_state_bytes``);
+sparse layers (DeepSeek-V3.2) grow like full ones.
+"""
+
+from __future__ import annotations
+
+from servesim.perf.kv_layout import KVLayout, WindowGroups
+from servesim.perf.shapes import kv_bytes_per_token_layer, stage_layer_ranges
+from servesim.perf.types import ReplicaPlan
+from servesim.specs.layers import GROWING_KINDS
+
+#: ``(kind, tokens)`` of a bucket; growing layers are ``("full", 0)``.
+TypeKey = tuple[str, int]
+
+
+def _buckets(plan: ReplicaPlan, block_size: int) -> dict[TypeKey, list[int]]:
+    """Attention layers by type, in layer order (linear layers left out)."""
+    m = plan.model
+    out: dict[TypeKey, list[int]] = {}
+    for index in range(m.num_layers):
+        kind = m.layer_kind(index)
+        if kind == "linear":
+            continue
+        if kind in GROWING_KINDS:
+            key: TypeKey = ("full", 0)
+        else:
+            tokens = m.attention_window(kind) or 0
+            # vLLM frees a chunk's pages whole; a chunk that is no multiple of the block is
+            # bounded here as a sliding window of its length (it never holds more).
+            if kind == "chunked" and tokens % block_size:
+                kind = "sliding"
+            key = (kind, tokens)
+        out.setdefault(key, []).append(index)
+    return out
+
+
+def has_window_groups(plan: ReplicaPlan) -> bool:
+    """True when some attention layer is windowed or chunked (the pool has window groups)."""
+    return any(kind in ("sliding", "chunked") for kind in plan.model.layer_kind_counts())
+
+
+def _group_size(buckets: dict[TypeKey, list[int]]) -> int:
+    sizes = [len(layers) for layers in buckets.values()]
+    smallest, largest = min(sizes), max(sizes)
+    return largest if largest < 1.5 * smallest else smallest
+
+
+def kv_layout(plan: ReplicaPlan, block_size: int) -> KVLayout:
+    """The replica's KV cache groups (``plain`` for a model without windows)."""
+    if not has_window_groups(plan):
+        return KVLayout(block_size)
+    buckets = _buckets(plan, block_size)
+    size = _group_size(buckets)
+    full = -(-len(buckets.get(("full", 0), [])) // size)
+    windows = tuple(
+        WindowGroups(kind, tokens, -(-len(layers) // size))
+        for (kind, tokens), layers in buckets.items()
+        if kind != "full"
+    )
+    return KVLayout(block_size, full, windows)
+
+
+def page_bytes_per_token(plan: ReplicaPlan, stage: int, block_size: int) -> float:
+    """Bytes one token takes in one page on one GPU of ``stage`` (the page is this times
+    ``block_size``): the largest group's layers on the stage, each at the stage's largest
+    per-layer KV (vLLM pads page sizes to one)."""
+    m = plan.model
+    buckets = _buckets(plan, block_size)
+    size = _group_size(buckets)
+    on_stage = set(stage_layer_ranges(m.num_layers, plan.pp)[stage])
+    most = 0
+    for layers in buckets.values():
+        num_groups = -(-len(layers) // size)
+        for i in range(num_groups):
+            most = max(most, sum(1 for j in layers[i::num_groups] if j in on_stage))
+    per_layer = max(
+        (
+            kv_bytes_per_token_layer(m, plan.tp, m.layer_kind(j), plan.kv_dtype.num_bytes)
+            for j in on_stage
+            if m.layer_kind(j) != "linear"
+        ),
+        default=0.0,
+    )
+    return most * per_layer

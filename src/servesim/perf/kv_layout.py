@@ -1,0 +1,113 @@
+"""``KVLayout``: how many pool blocks a sequence holds when its layers form KV cache groups.
+
+vLLM's hybrid KV-cache manager (vllm/v1/core/kv_cache_utils.py
+``_get_kv_cache_groups_uniform_page_size``, kv_cache_coordinator.py,
+single_type_kv_cache_manager.py) splits the attention layers into groups of equal size, one
+attention type per group, all drawing pages of one size from one shared block pool. Every
+group allocates a page per ``block_size`` tokens of new KV; what differs is what it frees
+before each step (``remove_skipped_blocks``):
+
+- a full-attention group frees nothing while the request runs;
+- a sliding-window group frees the blocks wholly before token ``n - window + 1``
+  (``SlidingWindowManager.get_num_skipped_tokens``: ``max(0, n - window + 1)``);
+- a chunked-local group frees the blocks before the current chunk
+  (``ChunkedLocalAttentionManager``: ``n // chunk * chunk``),
+
+with ``n`` the tokens computed so far. A model whose layers are all of one growing kind is one
+group (``plain``): a block is ``block_size`` tokens of every layer, as before.
+
+Here the frees are applied when a step's tokens are booked (vLLM applies them when the
+request is next scheduled; the count over a step is the same, they only become available to
+the requests scheduled before it a step earlier).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class WindowGroups:
+    """KV cache groups of one bounded attention type.
+
+    Attributes:
+        kind: ``sliding`` (the last ``tokens`` tokens) or ``chunked`` (the current chunk of
+            ``tokens`` tokens; a multiple of the block size).
+        tokens: the window or chunk length.
+        num_groups: groups of this type (each holds its own pages).
+    """
+
+    kind: str
+    tokens: int
+    num_groups: int
+
+    def skipped_tokens(self, num_computed: int) -> int:
+        """Tokens no later query of this type attends to once ``num_computed`` are done."""
+        if self.kind == "chunked":
+            return num_computed // self.tokens * self.tokens
+        return max(0, num_computed - self.tokens + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class KVLayout:
+    """Groups of a replica's KV pool; pages are counted in the pool's blocks.
+
+    Attributes:
+        block_size: tokens per page.
+        num_full_groups: groups whose pages grow with the whole context.
+        windows: groups of bounded types.
+    """
+
+    block_size: int
+    num_full_groups: int = 1
+    windows: tuple[WindowGroups, ...] = ()
+
+    @property
+    def plain(self) -> bool:
+        """One group of every layer: a block per ``block_size`` tokens (no window frees)."""
+        return not self.windows and self.num_full_groups == 1
+
+    @property
+    def pages_per_row(self) -> int:
+        """Pages every ``block_size`` tokens of new KV take (one per group)."""
+        return self.num_full_groups + sum(w.num_groups for w in self.windows)
+
+    def _skipped_pages(self, num_computed: int) -> int:
+        b = self.block_size
+        return sum(w.num_groups * (w.skipped_tokens(num_computed) // b) for w in self.windows)
+
+    def pages(self, num_tokens: int) -> int:
+        """Pages a sequence holds at rest with ``num_tokens`` tokens of KV computed."""
+        rows = -(-num_tokens // self.block_size)
+        if self.plain:
+            return rows
+        return self.pages_per_row * rows - self._skipped_pages(num_tokens)
+
+    def step_pages(self, num_computed: int, num_new: int) -> int:
+        """Pages held while a step computes ``num_new`` tokens after ``num_computed`` (the
+        new tokens' pages in every group; the windows' skipped pages freed first)."""
+        rows = -(-(num_computed + num_new) // self.block_size)
+        if self.plain:
+            return rows
+        return self.pages_per_row * rows - self._skipped_pages(num_computed)
+
+    def freed(self, num_computed: int, num_new: int) -> int:
+        """Pages the windows free once ``num_new`` more tokens are computed."""
+        if not self.windows:
+            return 0
+        return self._skipped_pages(num_computed + num_new) - self._skipped_pages(num_computed)
+
+    def peak_pages(self, num_tokens: int, step_tokens: int = 1) -> int:
+        """Most pages a sequence holds on its way to ``num_tokens`` tokens of KV, computed
+        in steps of at most ``step_tokens``: the full groups' pages, and each window at its
+        fullest while a step runs (a sliding window ``ceil((window - 1 + step) / block) + 1``
+        pages, a chunk ``ceil((chunk - 1 + step) / block)``), capped by the context."""
+        b = self.block_size
+        rows = -(-num_tokens // b)
+        if self.plain:
+            return rows
+        total = self.num_full_groups * rows
+        for w in self.windows:
+            cap = -(-(w.tokens - 1 + step_tokens) // b) + (w.kind == "sliding")
+            total += w.num_groups * min(rows, cap)
+        return total
