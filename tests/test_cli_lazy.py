@@ -3,11 +3,14 @@ none of them."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
+import pytest
 import typer
 
+from servesim.cli import main
 from servesim.cli.lazy import COMMANDS, MODULES, new_app, register
 
 
@@ -38,7 +41,7 @@ def _modules_loaded(args: list[str]) -> set[str]:
         f"    main({args!r})\n"
         "except SystemExit:\n"
         "    pass\n"
-        "loaded = sorted(m for m in sys.modules if m.startswith(('servesim', 'scipy')))\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('servesim', 'scipy', 'rich')))\n"
         "print('MODULES:', ' '.join(loaded))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -58,3 +61,52 @@ def test_a_command_loads_only_its_module() -> None:
     loaded = _modules_loaded(["gpus", "--json"])
     assert "servesim.cli.specs" in loaded
     assert not {"servesim.cli.plan", "servesim.cli.lab", "servesim.planner"} & loaded
+
+
+# The Vidur reference scenario of bench/bench_startup.py, shortened: a preset workload.
+_PRESET_RUN = ["simulate", "--model", "llama-3.1-8b", "--gpu", "a100-80gb", "--workload",
+               "azure-conv", "--rate", "6.45", "--num-requests", "8", "--seed", "0"]  # fmt: skip
+
+
+def test_a_preset_simulation_loads_no_optional_module() -> None:
+    # scipy (its ndtr: 0.15 CPU-s), the trace readers, sessions, tags and shared prefixes, the
+    # planner and rich.progress are for other workloads, flags and commands.
+    loaded = _modules_loaded(_PRESET_RUN)
+    assert "servesim.engine" in loaded  # it did simulate
+    assert not any(m.startswith("scipy") for m in loaded)
+    for optional in (
+        "servesim.workload.traces",
+        "servesim.workload.trace_reader",
+        "servesim.workload.sessions",
+        "servesim.workload.tags",
+        "servesim.workload.shared_prefix",
+        "servesim.planner",
+        "servesim.cli.progress",
+        "rich.progress",
+    ):
+        assert optional not in loaded, optional
+
+
+def test_importing_the_cli_package_loads_nothing_heavy() -> None:
+    # main() imports them itself, with the cyclic collector off (servesim/cli/__init__.py)
+    code = (
+        "import sys, servesim.cli\n"
+        "print(sorted(m for m in ('numpy', 'pydantic', 'typer', 'rich') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_main_leaves_the_collector_as_it_found_it() -> None:
+    assert gc.isenabled()
+    with pytest.raises(SystemExit):
+        main(["version"])
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0  # start-up objects frozen for the command only
+    gc.disable()
+    try:
+        with pytest.raises(SystemExit):
+            main(["version"])
+        assert not gc.isenabled()  # a caller's choice is kept
+    finally:
+        gc.enable()
