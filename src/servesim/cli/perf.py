@@ -17,6 +17,8 @@ from servesim.core import domains as dom
 from servesim.core.errors import ConfigError
 from servesim.perf.calibration import load_calibration
 from servesim.perf.host import resolve_host_profile
+from servesim.perf.kv_groups import batch_pages, kv_layout, window_memory_rows
+from servesim.perf.kv_layout import KVLayout
 from servesim.perf.roofline import RooflinePerfModel
 from servesim.perf.stacks import resolve_kernel_stack
 from servesim.perf.types import BatchShape, OpCost, ReplicaPlan
@@ -62,9 +64,11 @@ def parse_batch_items(text: str) -> tuple[list[tuple[int, int]], list[int]]:
     return prefill, decode
 
 
-def check_batch_fits(text: str, max_context_tokens: int, memory: dict[str, Any]) -> None:
+def check_batch_fits(
+    text: str, max_context_tokens: int, memory: dict[str, Any], layout: KVLayout | None = None
+) -> None:
     """Refuse a batch no replica could hold: a sequence beyond the model's context window, or
-    more KV blocks than the memory plan has."""
+    more KV blocks than the memory plan has (pages of ``layout``'s groups when given)."""
     prefill, decode = parse_batch_items(text)
     contexts = [chunk + cached for chunk, cached in prefill] + decode
     longest = max(contexts, default=0)
@@ -78,6 +82,8 @@ def check_batch_fits(text: str, max_context_tokens: int, memory: dict[str, Any])
     block = int(memory["block_size_tokens"])
     # a decode step writes one more token after the CONTEXT it attends
     needed = sum(-(-n // block) for n in contexts) + sum(1 for n in decode if n % block == 0)
+    if layout is not None and not layout.plain:
+        needed = batch_pages(layout, prefill, decode)
     if needed > memory["num_kv_blocks"]:
         raise ConfigError(
             "--batch",
@@ -119,6 +125,8 @@ def _memory_table(memory: dict[str, Any]) -> Table:
         shown = (
             f"{value / 1024**3:.2f} GiB"
             if key.endswith("_bytes") and key != "kv_bytes_per_token"
+            else str(value)
+            if isinstance(value, str)
             else f"{value:,}"
         )
         table.add_row(key, shown)
@@ -230,7 +238,11 @@ def perf_command(
         )
     )
     memory["max_kv_tokens"] = memory["num_kv_blocks"] * memory["block_size_tokens"]
-    check_batch_fits(batch, plan.model.max_context_tokens, memory)
+    layout = kv_layout(plan, block_size)
+    if not layout.plain:  # pages of several groups: what a longest sequence costs
+        ctx = plan.model.max_context_tokens
+        memory.update(window_memory_rows(layout, memory["num_kv_blocks"], ctx))
+    check_batch_fits(batch, plan.model.max_context_tokens, memory, layout)
     calibrated = perf.is_calibrated(plan)
     if as_json:
         print_json(

@@ -94,3 +94,28 @@ def page_bytes_per_token(plan: ReplicaPlan, stage: int, block_size: int) -> floa
         default=0.0,
     )
     return most * per_layer
+
+
+def describe(layout: KVLayout) -> str:
+    """The groups in words (``1 full + 3 chunked(8192)``)."""
+    parts = [f"{layout.num_full_groups} full"] if layout.num_full_groups else []
+    parts += [f"{w.num_groups} {w.kind}({w.tokens})" for w in layout.windows]
+    return " + ".join(parts)
+
+
+def batch_pages(layout: KVLayout, prefill: list[tuple[int, int]], decode: list[int]) -> int:
+    """Pages a batch holds while it runs: each prefill ``(chunk, cached)`` and each decode of
+    ``context`` tokens (it writes one more) at its step's count."""
+    need = sum(layout.step_pages(cached, chunk) for chunk, cached in prefill)
+    return need + sum(layout.step_pages(n, 1) for n in decode)
+
+
+def window_memory_rows(layout: KVLayout, num_pages: int, context_tokens: int) -> dict[str, object]:
+    """Report rows for a pool with window groups: the groups, the pages one sequence of
+    ``context_tokens`` holds at most, and how many such sequences the pool holds."""
+    peak = layout.peak_pages(context_tokens)
+    return {
+        "kv_cache_groups": describe(layout),
+        f"kv_pages_per_seq_at_{context_tokens}": peak,
+        f"max_seqs_at_{context_tokens}": num_pages // peak if peak else 0,
+    }
