@@ -11,8 +11,10 @@ Setup (stated, not tuned per deployment):
   least-outstanding-requests router in front;
   ``DP8 x TP1 EP8``: ``--data-parallel-size 8 --enable-expert-parallel``: eight lockstep
   ranks with their own schedulers and KV caches, 16 experts per GPU, vLLM's DP load
-  balancer (``dp_least_loaded``);
-  ``DP4 x TP2 EP8``: four such ranks of two GPUs each.
+  balancer (``dp_least_loaded``), tokens moved by vLLM's default all2all backend
+  (``allgather_reducescatter``); ``DP8 DeepEP``: the same with
+  ``VLLM_ALL2ALL_BACKEND=deepep_high_throughput`` (all-to-all of the token-expert pairs);
+  ``DP4 x TP2 EP8``: four ranks of two GPUs each.
 - Workload: the ``sharegpt-vllm-bench`` preset, Poisson arrivals at 10, 20, 40 and 80 req/s,
   600 requests per point, seed 0.
 
@@ -29,11 +31,13 @@ from servesim.core.errors import ServesimError
 RATES = (10.0, 20.0, 40.0, 80.0)
 NUM_REQUESTS = 600
 POOL = {"gpu": "h100-sxm", "engine": "vllm-v1"}
+DP8 = {"tp": 1, "ep": 8, "dp_attention": 8}
 DEPLOYMENTS: tuple[tuple[str, dict[str, Any], str], ...] = (
     ("TP8", {"tp": 8}, "round_robin"),
     ("TP8 EP8", {"tp": 8, "ep": 8}, "round_robin"),
     ("8 x TP1", {"tp": 1, "replicas": 8}, "least_outstanding_requests"),
-    ("DP8 x TP1 EP8", {"tp": 1, "ep": 8, "dp_attention": 8}, "dp_least_loaded"),
+    ("DP8 x TP1 EP8", DP8, "dp_least_loaded"),
+    ("DP8 DeepEP", {**DP8, "all2all_backend": "deepep_high_throughput"}, "dp_least_loaded"),
     ("DP4 x TP2 EP8", {"tp": 2, "ep": 8, "dp_attention": 4}, "dp_least_loaded"),
 )
 
