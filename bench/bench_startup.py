@@ -17,6 +17,11 @@ package runs: ``pip install`` writes the ``.pyc`` files; here a throwaway
   in-process.
 
     python bench/bench_startup.py [--repeat 5]
+    python bench/bench_startup.py --breakdown   # where the Vidur scenario's start-up goes
+
+``--breakdown`` runs the scenario once in a child and prints each package's own import CPU
+time (module bodies, children excluded; with ``PYTHONDONTWRITEBYTECODE`` this includes
+compiling them) and what is left for parsing, simulating and printing.
 """
 
 from __future__ import annotations
@@ -78,11 +83,77 @@ def _in_process_s(repeat: int) -> list[float]:
     return out
 
 
+# Run in a child by --breakdown: times every module's exec (children excluded) through a
+# meta-path finder that wraps the loaders, then runs ``servesim simulate`` as ``main`` would.
+_BREAKDOWN_CHILD = """
+import collections, importlib.abc, io, contextlib, sys, time
+own = collections.defaultdict(float)
+stack = []
+class Timed(importlib.abc.Loader):
+    def __init__(self, inner, name):
+        self.inner, self.name = inner, name
+    def __getattr__(self, attr):
+        return getattr(self.inner, attr)
+    def create_module(self, spec):
+        return self.inner.create_module(spec)
+    def exec_module(self, module):
+        start = time.process_time()
+        stack.append(0.0)
+        try:
+            self.inner.exec_module(module)
+        finally:
+            spent = time.process_time() - start
+            own[self.name] += spent - stack.pop()
+            if stack:
+                stack[-1] += spent
+class Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        for finder in sys.meta_path:
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+                    spec.loader = Timed(spec.loader, name)
+                return spec
+        return None
+sys.meta_path.insert(0, Finder())
+start = time.process_time()
+import servesim.cli
+try:
+    with contextlib.redirect_stdout(io.StringIO()):
+        servesim.cli.main(sys.argv[1:])
+except SystemExit:
+    pass
+total = time.process_time() - start
+by_package = collections.defaultdict(float)
+for name, spent in own.items():
+    parts = name.split(".")
+    by_package[".".join(parts[:2]) if parts[0] == "servesim" else parts[0]] += spent
+imports = sum(own.values())
+print(f"{'in-process total':28s} {total:6.3f} CPU-s  ({len(own)} modules imported)")
+print(f"{'imports':28s} {imports:6.3f}")
+for name, spent in sorted(by_package.items(), key=lambda kv: -kv[1])[:18]:
+    print(f"  {name:26s} {spent:6.3f}")
+print(f"{'parse, simulate, print':28s} {total - imports:6.3f}")
+"""
+
+
+def _breakdown() -> None:
+    """Print where the Vidur scenario's CPU time goes, by imported package (one child run)."""
+    argv = [sys.executable, "-c", _BREAKDOWN_CHILD, "simulate", *VIDUR_FLAGS]
+    subprocess.run(argv, check=True)
+
+
 def main() -> None:
     """Print the median CPU seconds of each case."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--breakdown", action="store_true", help="import CPU by package")
     args = parser.parse_args()
+    if args.breakdown:
+        _breakdown()
+        return
     cli = [sys.executable, "-m", "servesim.cli"]
     cases = {
         "servesim --help": [*cli, "--help"],
