@@ -182,7 +182,7 @@ def simulate(
     if cfg.hardware.offload_cached_experts is not None:
         perf = _with_expert_offload(perf, cfg)
     # Every simulation is a deployment; ``replicas`` x ``hardware`` is its one-pool case.
-    deployment = build_deployment(cfg.effective_deployment(), cfg.model, perf)
+    deployment = build_deployment(cfg.effective_deployment(), cfg.model, perf, cfg.speculative)
     if cfg.speculative is not None or cfg.lora is not None or cfg.hybrid is not None:
         deployment = replace(
             deployment, speculative=cfg.speculative, lora=cfg.lora, hybrid=cfg.hybrid

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from servesim.core.errors import ConfigError
+from servesim.core.errors import ConfigError, InfeasibleError
 from servesim.engine import SarathiSchedulerConfig, VLLMSchedulerConfig
 from servesim.engine.config import SpeculativeConfig
 from servesim.engine.sequence import Seq
@@ -151,9 +151,10 @@ def test_kv_blocks_with_draft_hand_computed() -> None:
     spec = Speculator(config, plan(), 16)
     target = perf.memory_plan(plan())
     draft = perf.memory_plan(spec.draft)  # 16 layers: half the weights and KV per token
-    blocks = num_kv_blocks_with_draft(spec, plan(), target, draft, config)
-    # (1000 * 16 * 128 KiB - 8 GiB) / (16 * (128 + 64) KiB) = (2000 MiB - 8192 MiB) < 0 -> 0
-    assert blocks == 0
+    # (1000 * 16 * 128 KiB - 8 GiB) / (16 * (128 + 64) KiB) = (2000 MiB - 8192 MiB) < 0: no
+    # block, refused with both models' weights named
+    with pytest.raises(InfeasibleError, match=r"target weights .* \+ draft weights 8\.00 GiB"):
+        num_kv_blocks_with_draft(spec, plan(), target, draft, config)
     big = LayerPerf(num_kv_blocks=10_000)
     target, draft = big.memory_plan(plan()), big.memory_plan(spec.draft)
     # (20000 MiB - 8192 MiB) / 3 MiB = 3936 blocks

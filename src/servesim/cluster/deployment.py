@@ -26,6 +26,7 @@ from servesim.engine.dp_group import rank_memory_plan
 from servesim.engine.profiles import AUTO, EngineProfile, resolve_engine
 from servesim.engine.replica import memory_token_budget
 from servesim.engine.setup import ReplicaSetup
+from servesim.engine.speculative import draft_memory_problem
 from servesim.perf.host import resolve_host_profile
 from servesim.perf.memory import check_dp_attention, check_plan
 from servesim.perf.stacks import resolve_kernel_stack
@@ -298,6 +299,27 @@ def _check_memory(
         )
 
 
+def _check_draft(
+    pool: PoolConfig,
+    plan: ReplicaPlan,
+    perf: PerfModel,
+    speculative: SpeculativeConfig,
+    problems: list[str],
+) -> None:
+    """The draft's weights and KV beside the target's (engine/speculative.py), as sized."""
+    budget = memory_token_budget(pool.scheduler, max_model_len=plan.model.max_context_tokens)
+    problem = draft_memory_problem(
+        plan,
+        speculative,
+        perf,
+        block_size_tokens=pool.cache.block_size,
+        gpu_memory_utilization=pool.cache.gpu_memory_utilization,
+        max_num_batched_tokens=budget,
+    )
+    if problem is not None:
+        problems.append(f"pool {pool.name!r}: {problem}")
+
+
 def _check_roles(cfg: DeploymentConfig, problems: list[str]) -> None:
     roles = [p.role for p in cfg.pools]
     names = [p.name for p in cfg.pools]
@@ -317,8 +339,14 @@ def _check_roles(cfg: DeploymentConfig, problems: list[str]) -> None:
             )
 
 
-def build_deployment(cfg: DeploymentConfig, model: str, perf: PerfModel) -> Deployment:
-    """Check ``cfg`` and build its plans and placement (``model``: the default model).
+def build_deployment(
+    cfg: DeploymentConfig,
+    model: str,
+    perf: PerfModel,
+    speculative: SpeculativeConfig | None = None,
+) -> Deployment:
+    """Check ``cfg`` and build its plans and placement (``model``: the default model;
+    ``speculative``: the replicas' speculation, whose draft must fit beside the target).
 
     Raises:
         DeploymentError: one line per problem found.
@@ -332,6 +360,8 @@ def build_deployment(cfg: DeploymentConfig, model: str, perf: PerfModel) -> Depl
         plan = _plan(pool, model, problems, perf)
         if plan is not None:
             _check_memory(pool, plan, perf, problems)
+            if speculative is not None and pool.cache.num_kv_blocks is None:
+                _check_draft(pool, plan, perf, speculative, problems)
         plans.append(plan)
     nodes = cluster_nodes(cfg, plans, problems)
     placement = place_replicas(cfg, plans, nodes, problems) if nodes is not None else None

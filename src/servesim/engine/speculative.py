@@ -34,10 +34,10 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from servesim.core.errors import ConfigError
+from servesim.core.errors import ConfigError, InfeasibleError, ServesimError
 from servesim.engine.config import SpeculativeConfig
 from servesim.engine.sequence import Seq
-from servesim.perf.types import BatchShape, MemoryPlan, ReplicaPlan, StageTimes
+from servesim.perf.types import BatchShape, MemoryPlan, PerfModel, ReplicaPlan, StageTimes
 from servesim.specs.catalog.models import resolve_model
 from servesim.specs.dtypes import weight_bytes_per_param
 
@@ -200,6 +200,17 @@ class Speculator:
         )
 
 
+def _draft_weight_bytes(
+    speculator: Speculator, plan: ReplicaPlan, draft: MemoryPlan, config: SpeculativeConfig
+) -> float:
+    """One GPU's share of the draft's weights: a draft model's all; a head (EAGLE, MTP)
+    shares the target's embedding and LM head, so only its layer's."""
+    if config.method == "draft":
+        return float(draft.weight_bytes)
+    per_param = weight_bytes_per_param(plan.weight_dtype)
+    return speculator.draft.model.layer_params(0) * per_param / max(plan.tp, 1)
+
+
 def num_kv_blocks_with_draft(
     speculator: Speculator,
     plan: ReplicaPlan,
@@ -210,15 +221,49 @@ def num_kv_blocks_with_draft(
     """KV blocks left once the draft's weights and its own KV are on the GPU.
 
     ``target`` and ``draft`` are the memory plans of the target and of ``speculator.draft``.
-    A head (EAGLE, MTP) shares the target's embedding and LM head, so only its layer's
-    weights are added; a draft model brings all of its weights. Every token then holds KV
-    in both models (the head's one layer, or every layer of the draft model)."""
-    if config.method == "draft":
-        draft_weight = float(draft.weight_bytes)
-    else:
-        per_param = weight_bytes_per_param(plan.weight_dtype)
-        draft_weight = speculator.draft.model.layer_params(0) * per_param / max(plan.tp, 1)
+    Every token then holds KV in both models (the head's one layer, or every layer of the
+    draft model). Raises ``InfeasibleError`` naming both models' weights when not one block
+    of both fits (vLLM loads the draft next to the target, then sizes the KV cache)."""
+    draft_weight = _draft_weight_bytes(speculator, plan, draft, config)
     block = target.block_size_tokens
     kv_bytes = target.num_kv_blocks * block * target.kv_bytes_per_token - draft_weight
     per_block = block * (target.kv_bytes_per_token + draft.kv_bytes_per_token)
-    return max(int(kv_bytes // per_block), 0)
+    blocks = max(int(kv_bytes // per_block), 0)
+    if blocks < max(plan.pp, 1):
+        raise InfeasibleError(_no_room(speculator, plan, target, draft_weight, per_block))
+    return blocks
+
+
+def _no_room(
+    speculator: Speculator,
+    plan: ReplicaPlan,
+    target: MemoryPlan,
+    draft_weight: float,
+    per_block: float,
+) -> str:
+    gib = 1024**3
+    left = target.num_kv_blocks * target.block_size_tokens * target.kv_bytes_per_token
+    return (
+        f"{plan.model.name} + draft {speculator.draft.model.name} on {plan.gpu.name} "
+        f"tp={plan.tp} pp={plan.pp}: target weights {target.weight_bytes / gib:.2f} GiB + "
+        f"draft weights {draft_weight / gib:.2f} GiB per GPU leave "
+        f"{(left - draft_weight) / gib:.2f} GiB of the {target.usable_bytes / gib:.2f} GiB "
+        f"usable for KV, under one {target.block_size_tokens}-token block of both models' "
+        f"KV ({per_block / 2**20:.2f} MiB)"
+    )
+
+
+def draft_memory_problem(
+    plan: ReplicaPlan, config: SpeculativeConfig, perf: PerfModel, **memory: int | float
+) -> str | None:
+    """Why ``plan`` cannot hold the target, the draft and one KV block of both (None when it
+    can): the deployment check's copy of the replica's sizing. ``memory``: the memory-plan
+    options (block size, utilization, batched-token budget)."""
+    try:
+        speculator = Speculator(config, plan, int(memory.get("block_size_tokens", 16)))
+        target = perf.memory_plan(plan, **memory)  # type: ignore[arg-type]
+        draft = perf.memory_plan(speculator.draft, **memory)  # type: ignore[arg-type]
+        num_kv_blocks_with_draft(speculator, plan, target, draft, config)
+    except ServesimError as exc:
+        return str(exc)
+    return None
