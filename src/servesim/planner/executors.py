@@ -71,7 +71,11 @@ class LocalPoolExecutor:
 
 
 class RayExecutor:
-    """Ray tasks on a local or remote cluster (``pip install 'servesim[ray]'``)."""
+    """Ray tasks on a local or remote cluster (``pip install 'servesim[ray]'``).
+
+    ``address``: the cluster's (default: ``RAY_ADDRESS``, else a new local instance for this
+    process, ``num_cpus`` CPUs, never another process's cluster found on the machine).
+    """
 
     name = "ray"
 
@@ -84,10 +88,16 @@ class RayExecutor:
             ) from None
         self._ray = ray
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": False}
-            if address is not None:
-                kwargs["address"] = address
-            elif num_cpus is not None:
+            # No address and no RAY_ADDRESS: a Ray instance of this process's own. Ray's
+            # ``address=None`` would also join the cluster last started on this machine
+            # (/tmp/ray/ray_current_cluster, ray.init's docs), e.g. another test run's.
+            address = address or os.environ.get("RAY_ADDRESS") or "local"
+            kwargs: dict[str, Any] = {
+                "address": address,
+                "ignore_reinit_error": True,
+                "log_to_driver": False,
+            }
+            if address == "local" and num_cpus is not None:
                 kwargs["num_cpus"] = num_cpus
             ray.init(**kwargs)
             self._owns = True
