@@ -37,11 +37,11 @@ from servesim.perf.fastcost import FastCost
 from servesim.perf.graph import PlanGraph
 from servesim.perf.graph_moe import moe_mlp
 from servesim.perf.graph_ops import ACT_BYTES, OpPricer
-from servesim.perf.memory import check_dp_attention
+from servesim.perf.memory import check_dp_attention, check_plan, plan_memory
 from servesim.perf.moe import expert_frequencies
 from servesim.perf.plan_cost import PlanCost, StagePart, sum_ops
 from servesim.perf.shapes import is_moe_layer
-from servesim.perf.types import BatchShape, OpCost, ReplicaPlan, StageTimes
+from servesim.perf.types import BatchShape, MemoryPlan, OpCost, ReplicaPlan, StageTimes
 
 # The ops of ``moe_mlp`` that the group runs together: the routed experts and, with an
 # all-to-all backend, the dispatch/combine all-to-alls. Router and shared experts stay in each
@@ -71,7 +71,8 @@ class RankGraph(PlanGraph):
 
 
 class DPGroupCost:
-    """Prices of one data-parallel-attention group of ``dp`` ranks running ``plan`` each.
+    """Prices of one data-parallel-attention group of ``dp`` ranks running ``plan`` each (a
+    ``PerfModel`` of the rank plan: its own part and its memory, plus ``experts``).
 
     Args:
         plan: one rank's plan (tp = the rank's TP, pp = 1, ep = 1).
@@ -115,6 +116,24 @@ class DPGroupCost:
         if plan != self.plan:
             raise ValueError(f"DPGroupCost prices {self.plan.model.name} ranks only")
         return self._rank(batch)
+
+    def memory_plan(
+        self,
+        plan: ReplicaPlan,
+        *,
+        block_size_tokens: int = 16,
+        gpu_memory_utilization: float = 0.9,
+        max_num_batched_tokens: int = 8192,
+    ) -> MemoryPlan:
+        """One rank GPU's memory: its layers at its TP, E / (tp x dp) whole experts."""
+        check_plan(plan)
+        return plan_memory(
+            plan,
+            block_size_tokens=block_size_tokens,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_num_batched_tokens=max_num_batched_tokens,
+            expert_ep=plan.tp * self.dp,
+        )
 
     def experts(self, tokens: int) -> StagePart:
         """The group's shared MoE work for ``tokens`` tokens of all ranks together: time on
