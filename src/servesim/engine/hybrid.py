@@ -30,6 +30,8 @@ from dataclasses import dataclass, replace
 from servesim.core.errors import ConfigError
 from servesim.engine.config import HybridConfig
 from servesim.perf.cpu import cpu_decode_attention, host_link_transfer_s
+from servesim.perf.kv_groups import kv_layout, page_bytes_per_token
+from servesim.perf.kv_layout import KVLayout
 from servesim.perf.types import BatchShape, ReplicaPlan, StageTimes
 from servesim.specs.catalog.cpus import get_cpu
 
@@ -69,7 +71,11 @@ class HybridExecutor:
         # The GPU's decode-only part of the last step with decodes (its prefill chunks
         # left out): how long the CPU may work on host KV unseen (admission "overlap").
         self.last_decode_gpu_s = 0.0
+        # pool blocks are pages of the KV cache groups (perf/kv_layout.py)
+        self.layout = kv_layout(plan, block_size)
         kv_bytes_per_block = block_size * plan.model.kv_bytes_per_token(plan.kv_dtype)
+        if not self.layout.plain:
+            kv_bytes_per_block = block_size * page_bytes_per_token(plan, 0, block_size)
         self.cpu_s_per_block = self._cpu_s_per_block(kv_bytes_per_block)
 
     def _cpu_s_per_block(self, kv_bytes_per_block: float) -> float:
@@ -120,7 +126,7 @@ class HybridExecutor:
     ) -> HybridStep:
         """The split and time of an iteration of ``shape`` whose decodes attend ``contexts``
         (in the batch's decode order), with ``num_used_blocks`` of the pool in use."""
-        split = _Split(contexts, self.block_size, shape, perf)
+        split = _Split(contexts, self.layout, shape, perf)
         n_min = split.min_cpu(num_used_blocks - self.num_gpu_blocks)
         n = max(n_min, self._policy_n(split, n_min))
         gpu = split.gpu(n)
@@ -158,7 +164,6 @@ class _Split:
     """Prefix/suffix aggregates of one batch's decode contexts (the CPU takes a suffix)."""
 
     __slots__ = (
-        "block_size",
         "contexts",
         "perf",
         "prefix_max",
@@ -170,12 +175,11 @@ class _Split:
     def __init__(
         self,
         contexts: Sequence[int],
-        block_size: int,
+        layout: KVLayout,
         shape: BatchShape,
         perf: Callable[[BatchShape], StageTimes],
     ) -> None:
         self.contexts = contexts
-        self.block_size = block_size
         self.shape = shape
         self.perf = perf
         num = len(contexts)
@@ -185,7 +189,7 @@ class _Split:
         for n in range(1, num + 1):
             ctx = contexts[num - n]
             self.suffix_ctx[n] = self.suffix_ctx[n - 1] + ctx
-            self.suffix_blocks[n] = self.suffix_blocks[n - 1] + -(-ctx // block_size)
+            self.suffix_blocks[n] = self.suffix_blocks[n - 1] + layout.pages(ctx)
         self.prefix_max = [0] * (num + 1)
         for k in range(1, num + 1):
             self.prefix_max[k] = max(self.prefix_max[k - 1], contexts[k - 1])
