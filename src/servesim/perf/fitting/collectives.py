@@ -65,17 +65,13 @@ GPU_FOLDERS = {
 
 
 def nccl_implementation(collective: str, element_bytes: float) -> str:
-    """``nccl``, or ``nccl_int8`` for an 8-bit reduction (fitted apart from the 16-bit one).
+    """``nccl``, or ``nccl_int8`` for an 8-bit all-reduce (fitted apart from the 16-bit one).
 
-    A reduction's cost is per element, not per byte, and NCCL's NVLink SharP algorithm (NVLS,
-    in-switch reduction on Hopper NVSwitch) has no 8-bit types: ``ncclNvlsSupported`` in NCCL's
-    src/include/device.h admits only 16/32/64-bit types, so an int8 all-reduce runs the ring
-    (H100 nccl-tests at 8 GPUs, 512 MB: half 445 GB/s bus bandwidth through NVLS, int8 351;
-    at 2 and 4 GPUs int8 is 3-10% slower than half at equal bytes). All-gather and all-to-all
-    move bytes only: there int8 and half rows coincide and share one fit. Reduce-scatter
-    shows no NVLS gap (8 GPUs, 512 MB: half 336, int8 328 GB/s) and its int8 rows sit within
-    the held-out noise of the shared fit (fitted apart, its 64KB-1MB rows lose more from the
-    halved sample than the int8 rows gain), so it keeps one fit.
+    NCCL's NVLS (in-switch reduction on Hopper NVSwitch) has no 8-bit types
+    (``ncclNvlsSupported``, NCCL src/include/device.h), so int8 runs the ring: H100, 8 GPUs,
+    512 MB: half 445 GB/s bus bandwidth, int8 351 (at 2-4 GPUs int8 is 3-10% slower: per-element
+    reduce). All-gather and all-to-all rows coincide at equal bytes; reduce-scatter shows no NVLS
+    gap (336 / 328 GB/s) and fitted apart loses more held-out accuracy than it gains: one fit.
     """
     if element_bytes == 1 and collective in REDUCTIONS:
         return "nccl_int8"
