@@ -23,7 +23,7 @@ the requests scheduled before it a step earlier).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,21 +56,21 @@ class KVLayout:
         block_size: tokens per page.
         num_full_groups: groups whose pages grow with the whole context.
         windows: groups of bounded types.
+        plain: one group of every layer: a block per ``block_size`` tokens, no window frees.
+        pages_per_row: pages every ``block_size`` tokens of new KV take (one per group).
     """
 
     block_size: int
     num_full_groups: int = 1
     windows: tuple[WindowGroups, ...] = ()
+    plain: bool = field(init=False)
+    pages_per_row: int = field(init=False)
 
-    @property
-    def plain(self) -> bool:
-        """One group of every layer: a block per ``block_size`` tokens (no window frees)."""
-        return not self.windows and self.num_full_groups == 1
-
-    @property
-    def pages_per_row(self) -> int:
-        """Pages every ``block_size`` tokens of new KV take (one per group)."""
-        return self.num_full_groups + sum(w.num_groups for w in self.windows)
+    def __post_init__(self) -> None:
+        # read on the engine's hot path: computed once
+        object.__setattr__(self, "plain", not self.windows and self.num_full_groups == 1)
+        pages = self.num_full_groups + sum(w.num_groups for w in self.windows)
+        object.__setattr__(self, "pages_per_row", pages)
 
     def _skipped_pages(self, num_computed: int) -> int:
         b = self.block_size
