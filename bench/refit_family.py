@@ -25,6 +25,7 @@ from servesim.perf.calibrate_stacks import write_calibration
 from servesim.perf.calibration import CALIBRATION_PATH
 from servesim.perf.fitting.build import FAMILY_MODULES, fit_kernel_stacks
 from servesim.perf.fitting.tables import aic_root
+from servesim.perf.opmodels.transfer import describe_rules
 from servesim.perf.stacks import STACKS, TABLE_GPUS
 
 
@@ -48,6 +49,7 @@ def merge_family(document: dict[str, Any], family: str, fitted: Any, heldout: bo
     if not heldout:
         return
     report = document["kernel_report"]
+    report["transfer_rules"] = describe_rules()  # rules text of the code that fitted this
     report["heldout"] = [r for r in report["heldout"] if r.get("family") != family]
     report["heldout"] += fitted.heldout
     report["leave_one_gpu_out"] = [
