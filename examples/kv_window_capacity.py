@@ -4,7 +4,7 @@ Before: layers with a window over 1,024 tokens (Mistral's 4,096, Llama 4's 8,192
 charged per token like full layers, and windows up to 1,024 tokens (gpt-oss's 128, Gemma-3's
 1,024) were reserved per sequence for vLLM's 256 default sequences. After: vLLM's hybrid
 KV-cache manager (perf/kv_layout.py, perf/kv_groups.py): the layers form groups of one type
-drawing pages from one pool; a sliding-window group holds ``ceil((window - 1) / 16) + 2``
+drawing pages from one pool; a sliding-window group holds ``ceil(window / 16) + 1``
 pages at most, a chunked group ``chunk / 16``, a full group one page per 16 tokens.
 
 Setup: bf16 weights and KV (gpt-oss-120b in its MXFP4 checkpoint), block 16, utilization 0.9,
