@@ -17,7 +17,7 @@ import time
 
 from rich.console import Console
 
-from servesim.cli.calibrate import kernel_table, transfer_table
+from servesim.cli.calibration_report import kernel_table, transfer_table
 from servesim.perf.calibrate import build_document
 from servesim.perf.calibrate_data import require_data_dir
 from servesim.perf.calibration import CALIBRATION_PATH
