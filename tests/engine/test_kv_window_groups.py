@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 
 from servesim.engine import CacheConfig, ReplicaSetup, VLLMSchedulerConfig
+from servesim.engine.config import SpeculativeConfig
 from servesim.perf.kv_groups import describe, kv_layout, page_bytes_per_token
 from servesim.perf.kv_layout import KVLayout, WindowGroups
 from servesim.perf.memory import plan_memory
@@ -82,28 +83,49 @@ def test_mistral_32k_sequences_that_fit_before_and_after() -> None:
     assert after == mem.num_kv_blocks // 257 and after >= 8 * before > 0
 
 
-def _windowed_setup(**cache: object) -> ReplicaSetup:
-    # a gpt-oss-like alternation with a 64-token window: one full and one sliding group
-    model = resolve_model("gpt-oss-20b")
-    model = dataclasses.replace(model, sliding_window=64)
+# short windows so that a few hundred tokens cross many of them
+SHORT_WINDOWS = {
+    "gpt-oss-20b": {"sliding_window": 64},  # 1 full + 1 sliding(64)
+    "llama-4-scout": {"attention_chunk_tokens": 64},  # 1 full + 3 chunked(64)
+    "mistral-7b": {"sliding_window": 64},  # 1 sliding(64), no full group
+}
+
+
+def _windowed_setup(name: str = "gpt-oss-20b", **cache: object) -> ReplicaSetup:
+    model = dataclasses.replace(resolve_model(name), **SHORT_WINDOWS[name])  # type: ignore[arg-type]
     return ReplicaSetup(
         plan=ReplicaPlan(model=model, gpu=get_gpu("h100-sxm")),
-        scheduler=VLLMSchedulerConfig(max_num_batched_tokens=96),
+        scheduler=VLLMSchedulerConfig(max_num_batched_tokens=96, enable_chunked_prefill=True),
         cache=CacheConfig(**cache),  # type: ignore[arg-type]
     )
 
 
+@pytest.mark.parametrize("name", sorted(SHORT_WINDOWS))
 @pytest.mark.parametrize("prefix", [False, True])
-def test_engine_books_balance_with_window_frees(prefix: bool) -> None:
+def test_engine_books_balance_with_window_frees(name: str, prefix: bool) -> None:
     """Every step recounts each sequence's pages from the layout (check_invariants): the
     group's per-tick frees, chunked prefills, preemptions and prefix hits all balance."""
     reqs = poisson_requests(60, 40.0, (20, 300), (5, 200), seed=3)
     if prefix:  # a shared 64-token head, four 16-token prefix blocks
         reqs = [dataclasses.replace(r, prefix_block_hashes=(1, 2, 3, 4)) for r in reqs]
         reqs = [dataclasses.replace(r, prefix_block_size=16) for r in reqs]
-    perf = LinearPerf(num_kv_blocks=120)
-    records = run(reqs, perf, _windowed_setup(enable_prefix_caching=prefix))
+    perf = LinearPerf(num_kv_blocks=160)
+    records = run(reqs, perf, _windowed_setup(name, enable_prefix_caching=prefix))
     assert_all_served(records)
+    assert records.counters["num_preemptions"] > 0  # the pool was tight: frees mattered
+    if prefix and name != "mistral-7b":
+        assert records.counters["prefix_cache_hit_tokens"] > 0
+
+
+def test_swap_preemption_and_speculation_balance_with_windows() -> None:
+    reqs = poisson_requests(40, 40.0, (20, 300), (5, 200), seed=4)
+    swap = _windowed_setup(preemption_mode="swap", swap_space_bytes=2**30)
+    assert_all_served(run(reqs, LinearPerf(num_kv_blocks=160), swap))
+    spec = dataclasses.replace(  # a fixed pool: the fake's memory plan has no room to size
+        _windowed_setup(num_kv_blocks=400),
+        speculative=SpeculativeConfig(method="eagle", num_speculative_tokens=3),
+    )
+    assert_all_served(run(reqs, LinearPerf(num_kv_blocks=400), spec))
 
 
 def test_window_pages_let_more_sequences_decode() -> None:

@@ -84,8 +84,16 @@ def draft_plan(plan: ReplicaPlan, config: SpeculativeConfig) -> ReplicaPlan:
             )
         return dataclasses.replace(plan, model=draft)
     layers = model.layer_types[:1]
+    moe = model.moe
+    if moe is not None:  # the head is the target's first layer: MoE only if that one is
+        moe = dataclasses.replace(moe, moe_layer_indices=tuple(moe.moe_layer_indices[:1]))
+        moe = moe if moe.moe_layer_indices == (0,) else None
     head = dataclasses.replace(
-        model, name=f"{model.name}-{config.method}-head", num_layers=1, layer_types=layers
+        model,
+        name=f"{model.name}-{config.method}-head",
+        num_layers=1,
+        layer_types=layers,
+        moe=moe,
     )
     return dataclasses.replace(plan, model=head)
 
