@@ -10,12 +10,15 @@ import pytest
 
 from servesim.engine import CacheConfig, ReplicaSetup, VLLMSchedulerConfig
 from servesim.engine.config import SpeculativeConfig
+from servesim.engine.group import DecodeGroup
+from servesim.engine.records import TokenGapSamples
+from servesim.engine.sequence import Seq, SeqStatus
 from servesim.perf.kv_groups import describe, kv_layout, page_bytes_per_token
 from servesim.perf.kv_layout import KVLayout, WindowGroups
 from servesim.perf.memory import plan_memory
 from servesim.perf.types import ReplicaPlan
 from servesim.specs import get_gpu, resolve_model
-from tests.engine.fakes import LinearPerf, assert_all_served, poisson_requests, run
+from tests.engine.fakes import LinearPerf, assert_all_served, poisson_requests, req, run
 
 MIX = KVLayout(16, 3, (WindowGroups("sliding", 4096, 1),))  # 3 full groups, 1 window group
 
@@ -140,3 +143,32 @@ def test_window_pages_let_more_sequences_decode() -> None:
     # the same memory: 400 pages of 12 layers are 200 blocks of all 24
     plain = run(reqs, LinearPerf(num_kv_blocks=200), full)
     assert windowed.counters["num_preemptions"] < plain.counters["num_preemptions"]
+
+
+@pytest.mark.parametrize(
+    "layout",
+    [
+        KVLayout(16, 1, (WindowGroups("sliding", 64, 1),)),
+        KVLayout(16, 1, (WindowGroups("sliding", 100, 2),)),  # a window off the block grid
+        KVLayout(16, 1, (WindowGroups("chunked", 64, 3),)),
+        KVLayout(16, 0, (WindowGroups("sliding", 48, 1), WindowGroups("chunked", 32, 1))),
+    ],
+)
+def test_group_frees_each_tick_as_the_layout_says(layout: KVLayout) -> None:
+    """The decode group's O(1) per-tick frees equal the layout's own count, member by
+    member, for members joining below and beyond the window and leaving midway."""
+    group = DecodeGroup(16, TokenGapSamples(), layout)
+    seqs = [Seq(req(i, 0.0, prompt, 400), i) for i, prompt in enumerate((5, 63, 64, 90, 200))]
+    for seq in seqs:
+        seq.num_emitted = 1
+        seq.status = SeqStatus.DECODING
+        group.join(seq)
+    for tick in range(1, 300):
+        if tick == 120:  # one member leaves and joins again (its entries go stale)
+            group.leave(seqs[2])
+            group.join(seqs[2])
+        kv_before = {s: s.num_prompt_tokens + group.emitted(s) - 1 for s in group.members}
+        group.advance(float(tick))
+        expected = sum(layout.freed(n, 1) for n in kv_before.values())
+        assert group.freed == expected, tick
+        group.check()
