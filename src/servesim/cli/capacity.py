@@ -16,7 +16,7 @@ from servesim.cli.common import print_json
 from servesim.cli.overrides import scheduler_overrides
 from servesim.cli.plan_render import render_capacity
 from servesim.cli.report import check_report_file, note_report
-from servesim.cli.simulate import build_config, config_flags
+from servesim.cli.simulate_config import build_config, config_flags
 from servesim.config import SimConfig, SLOConfig
 from servesim.core.errors import ConfigError
 from servesim.planner.scenario import SLOCriterion

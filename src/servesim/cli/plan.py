@@ -36,7 +36,7 @@ from servesim.cli.plan_render import (
     run_with_progress,
 )
 from servesim.cli.report import check_report_file
-from servesim.cli.simulate import build_config
+from servesim.cli.simulate_config import build_config
 from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
 from servesim.engine.profiles import AUTO, resolve_engine

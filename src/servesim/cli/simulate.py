@@ -7,8 +7,6 @@ defaults). ``--config file.yaml`` loads a config; every flag given overrides the
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -18,17 +16,20 @@ from servesim import __version__
 from servesim.api import Result, simulate
 from servesim.cli import options as opts
 from servesim.cli.common import err_console
-from servesim.cli.overrides import (
-    admission_override,
-    client_overrides,
-    fill_scheduler_kind,
-    router_override,
-    workload_overrides,
-)
 from servesim.cli.overrides import scheduler_overrides as _scheduler_overrides
 from servesim.cli.report import check_outputs, write_files
+from servesim.cli.simulate_config import (
+    FLAG_TO_CONFIG_PATH,  # noqa: F401  (imported from here: capacity, tests)
+    build_config,
+    client_flags,
+    config_flags,
+    deployment_file,
+    make_out_folder,
+    slo_overrides,
+    workload_flags,
+)
 from servesim.cli.simulate_render import render
-from servesim.config import SimConfig, load_yaml
+from servesim.config import SimConfig
 from servesim.core import domains as dom
 from servesim.core.errors import ConfigError
 
@@ -37,97 +38,6 @@ _S = "Scheduler"
 _H = "Hardware"
 _R = "Run"
 _C = "Client (vllm bench serve)"
-
-
-# The flags that each set one SimConfig field: CLI parameter name -> dotted config path.
-# ``simulate`` and ``capacity`` name these parameters alike, so both map them here.
-FLAG_TO_CONFIG_PATH = {
-    "model": "model",
-    "gpu": "hardware.gpu",
-    "tp": "hardware.tp",
-    "pp": "hardware.pp",
-    "dtype": "hardware.dtype",
-    "kv_dtype": "hardware.kv_dtype",
-    "gpu_memory_utilization": "hardware.gpu_memory_utilization",
-    "cuda_graphs": "hardware.cuda_graphs",
-    "host_overhead": "hardware.host_overhead",
-    "kernel_stack": "hardware.kernel_stack",
-    "engine": "hardware.engine",
-    "offload_cached_experts": "hardware.offload_cached_experts",
-    "replicas": "replicas",
-    "disagg": "disagg",
-    "router": "router",
-    "admission": "admission",
-    "max_num_seqs": "scheduler.max_num_seqs",
-    "max_num_batched_tokens": "scheduler.max_num_batched_tokens",
-    "chunked_prefill": "scheduler.enable_chunked_prefill",
-    "chunk_size": "scheduler.chunk_size",
-    "prefix_caching": "cache.enable_prefix_caching",
-    "num_requests": "num_requests",
-    "duration_s": "duration_s",
-    "seed": "seed",
-    "slo_ttft": "slo.ttft_s",
-    "slo_tpot": "slo.tpot_s",
-}
-
-
-# The scheduler a config without one runs (SimConfig's default), named when scheduler flags
-# are given without --scheduler.
-DEFAULT_SCHEDULER_KIND: str = SimConfig.model_fields["scheduler"].default_factory().kind  # type: ignore[misc,call-arg]
-# A p99 target means 99% of requests within it: the attainment goal --slo-*-p99 implies.
-P99_ATTAINMENT = 0.99
-
-
-def config_flags(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Dotted SimConfig overrides for a command's parameters named in ``FLAG_TO_CONFIG_PATH``."""
-    return {path: params[name] for name, path in FLAG_TO_CONFIG_PATH.items() if name in params}
-
-
-def build_config(
-    config: Path | None,
-    flags: dict[str, Any],
-    workload: dict[str, Any],
-    client: dict[str, Any] | None = None,
-) -> SimConfig:
-    """The YAML file (if any), then the flags that were given, validated together."""
-    raw = load_yaml(config) if config is not None else {}
-    overrides = {k: v for k, v in flags.items() if v is not None}
-    if "router" in overrides:
-        overrides["router"] = router_override(overrides["router"])
-    if "admission" in overrides:
-        overrides["admission"] = admission_override(overrides["admission"])
-    overrides = fill_scheduler_kind(raw, overrides, DEFAULT_SCHEDULER_KIND)
-    if overrides.get("scheduler.kind") == "vllm" and "scheduler.chunk_size" in overrides:
-        raise ConfigError(
-            "--chunk-size",
-            overrides["scheduler.chunk_size"],
-            "applies to sarathi, priority and fair (give --scheduler); vllm's chunk is "
-            "--max-num-batched-tokens",
-        )
-    overrides.update(workload_overrides(raw, **workload))
-    overrides.update(client_overrides(**(client or {})))
-    base_dir = config.parent if config is not None else None
-    return SimConfig.from_dict(raw, overrides, base_dir=base_dir)
-
-
-def make_out_folder(out: Path | None) -> None:
-    """Create ``--out`` before the run, so an unwritable place costs no simulation."""
-    if out is None:
-        return
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError("--out", str(out), f"cannot be created: {exc.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise ConfigError("--out", str(out), "is not writable")
-
-
-def _deployment_file(path: Path | None) -> dict[str, Any] | None:
-    """A deployment YAML: either the ``deployment:`` mapping itself or a file holding one."""
-    if path is None:
-        return None
-    raw = load_yaml(path)
-    return raw["deployment"] if isinstance(raw.get("deployment"), dict) else raw
 
 
 def _run(cfg: SimConfig, show_progress: bool) -> Result:
@@ -143,35 +53,6 @@ def _run(cfg: SimConfig, show_progress: bool) -> Result:
             bar.update(task, completed=num_done)
 
         return simulate(cfg, on_progress=on_progress)
-
-
-def slo_overrides(
-    *,
-    ttft_p99: float | None,
-    tpot_p99: float | None,
-    min_attainment: float | None,
-    old_ttft: float | None = None,
-    old_tpot: float | None = None,
-) -> dict[str, Any]:
-    """``--slo-ttft-p99/--slo-tpot-p99/--min-attainment``, as ``capacity`` and ``plan`` name them.
-
-    A p99 target is a per-request target that 99% of requests must meet (``--min-attainment``
-    changes the share). The old ``--slo-ttft/--slo-tpot`` keep their meaning (the SLO's
-    default attainment goal); giving both spellings of one target is an error.
-    """
-    for new, old, flag in ((ttft_p99, old_ttft, "ttft"), (tpot_p99, old_tpot, "tpot")):
-        if new is not None and old is not None:
-            raise ConfigError(f"--slo-{flag}", old, f"and --slo-{flag}-p99 both given: use one")
-    out: dict[str, Any] = {}
-    if ttft_p99 is not None:
-        out["slo.ttft_s"] = ttft_p99
-    if tpot_p99 is not None:
-        out["slo.tpot_s"] = tpot_p99
-    if min_attainment is not None:
-        out["slo.attainment_target"] = min_attainment
-    elif out:
-        out["slo.attainment_target"] = P99_ATTAINMENT
-    return out
 
 
 def _version() -> None:
@@ -376,7 +257,7 @@ def simulate_cmd(
     outputs = check_outputs(out, out_format, trace_out)
     make_out_folder(out)
     opts.apply_calibration(calibration)
-    cfg = build_config(config, _flags(params), _workload_flags(params), _client_flags(params))
+    cfg = build_config(config, _flags(params), workload_flags(params), client_flags(params))
     result = _run(cfg, progress)
     if result.records.requests.size == 0:
         raise ConfigError(
@@ -398,7 +279,7 @@ def _flags(params: dict[str, Any]) -> dict[str, Any]:
     """The config-field flags, the deployment file, the scheduler and the SLO."""
     return (
         config_flags(params)
-        | {"deployment": _deployment_file(params["deployment"])}
+        | {"deployment": deployment_file(params["deployment"])}
         | _scheduler_overrides(params["scheduler"])
         | slo_overrides(
             ttft_p99=params["slo_ttft_p99"],
@@ -408,18 +289,3 @@ def _flags(params: dict[str, Any]) -> dict[str, Any]:
             old_tpot=params["slo_tpot"],
         )
     )
-
-
-_WORKLOAD_PARAMS = ("preset", "arrival", "rate", "cv", "trace", "trace_format",
-                    "skip_bad_rows", "prompt_lengths", "output_lengths", "rate_scale", "turns",
-                    "group_size")  # fmt: skip
-_CLIENT_PARAMS = ("request_rate", "burstiness", "max_concurrency", "num_warmups", "dataset",
-                  "input_len", "output_len", "range_ratio", "prefix_len")  # fmt: skip
-
-
-def _workload_flags(params: dict[str, Any]) -> dict[str, Any]:
-    return {name: params[name] for name in _WORKLOAD_PARAMS}
-
-
-def _client_flags(params: dict[str, Any]) -> dict[str, Any]:
-    return {name: params[name] for name in _CLIENT_PARAMS}
