@@ -58,10 +58,12 @@ from servesim.perf.fitting.gemm_rows import (
 from servesim.perf.fitting.heldout import Rows, fit_log_grid, take
 from servesim.perf.opmodels.gemm import (
     ELEMENT_BYTES,
+    HOPPER_RESIDENCY,
     PEAK_DTYPE,
     GemmFit,
     QuantFit,
     gemm_time_s,
+    sm_residency,
 )
 from servesim.specs.gpu import GPUSpec
 
@@ -88,13 +90,13 @@ __all__ = [
 FIT_ROWS = 8000
 #: Activation quantisation of a GPU without quantize tables (fitted on H100 vLLM 0.24.0).
 DEFAULT_QUANT = QuantFit(
-    floor_s=2.47e-6,
-    k_s=1.749e-10,
-    bytes_per_elem=3.006,
-    row_s=1.199e-9,
-    overlap=2.585,
-    spill_bytes=4.467,
-    spill_k=40318.0,
+    floor_s=2.50443e-6,
+    k_s=1.78296e-10,
+    bytes_per_elem=2.89273,
+    row_s=1.62095e-9,
+    overlap=4.18797,
+    spill_bytes=4.22712,
+    spill_k=30496.0,
 )
 # correction grid axes (log2 of m, n, k): 11 x 9 x 9 = 891 values
 GRID_AXES = (
@@ -128,8 +130,9 @@ _SCALE_PRIOR = 3.0  # weight of the pull of the bucket scales towards 1
 
 
 # ---- fits -----------------------------------------------------------------------------------
-def fit_quant(rows: Rows, bw: float) -> QuantFit:
-    """The quantisation kernel's constants from its rows (``op == "quantize"``)."""
+def fit_quant(rows: Rows, bw: float, residency: tuple[int, int] = HOPPER_RESIDENCY) -> QuantFit:
+    """The quantisation kernel's constants from its rows (``op == "quantize"``), measured on
+    a GPU of ``bw`` B/s whose SMs hold ``residency`` = (threads, blocks)."""
     from scipy.optimize import least_squares
 
     m, k, t = rows["m"], rows["k"], rows["latency_s"]
@@ -146,7 +149,7 @@ def fit_quant(rows: Rows, bw: float) -> QuantFit:
         )
 
     def residual(x: np.ndarray) -> np.ndarray:
-        return np.log(quant_array(unpack(x), m, k, bw)) - np.log(t)
+        return np.log(quant_array(unpack(x), m, k, bw, residency)) - np.log(t)
 
     x0 = np.log([2e-6, 2e-10, 3.0, 1e-9, 1.0, 2.0, 8000.0])
     result = least_squares(residual, x0, loss="soft_l1", f_scale=0.05, max_nfev=2000)
@@ -284,7 +287,7 @@ def fit(rows: Rows, gpu: GPUSpec) -> dict:
     quant = None
     if labels & {"fp8", "fp8_block"}:
         quant = (
-            fit_quant(quant_rows, gpu.hbm_bandwidth_bytes_per_s)
+            fit_quant(quant_rows, gpu.hbm_bandwidth_bytes_per_s, sm_residency(gpu))
             if quant_rows["m"].size
             else DEFAULT_QUANT
         )
@@ -319,14 +322,14 @@ def predict(params: dict, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     gpu = with_datasheet(gpu)
     fits = {label: GemmFit.from_dict(p) for label, p in params.items()}
     quant = next((f.quant for f in fits.values() if f.quant is not None), None)
-    bw = gpu.hbm_bandwidth_bytes_per_s
+    bw, residency = gpu.hbm_bandwidth_bytes_per_s, sm_residency(gpu)
     out = np.full(rows["latency_s"].shape, np.nan)
     for i, (op, label, m, n, k) in enumerate(
         zip(rows["op"], rows["dtype"], rows["m"], rows["n"], rows["k"], strict=True)
     ):
         if op == "quantize":
             if quant is not None:
-                out[i] = quant.time_s(float(m), float(k), bw)
+                out[i] = quant.time_s(float(m), float(k), bw, residency)
             continue
         f = fits.get(label)
         if f is None or f.peak_dtype not in gpu.peak_flops_per_s:

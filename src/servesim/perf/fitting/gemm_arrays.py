@@ -11,7 +11,15 @@ import math
 
 import numpy as np
 
-from servesim.perf.opmodels.gemm import ELEMENT_BYTES, GemmFit, QuantFit
+from servesim.perf.opmodels.gemm import (
+    ELEMENT_BYTES,
+    HOPPER_RESIDENCY,
+    QUANT_BLOCK_THREADS,
+    REF_QUANT_BLOCKS,
+    GemmFit,
+    QuantFit,
+    sm_residency,
+)
 from servesim.specs.gpu import GPUSpec
 
 #: The L2 gain is bounded: Hopper's L2 serves ~2-3x its HBM bandwidth.
@@ -127,15 +135,23 @@ def formula_array(
     body = big * ((t_c / big) ** p + (t_mem / big) ** p + (t_k / big) ** p) ** (1.0 / p)
     t = fit.floor_s + scale * body + fit.row_s * m
     if fit.quant is not None:
-        t = t + quant_array(fit.quant, m, k, bw)
+        t = t + quant_array(fit.quant, m, k, bw, sm_residency(gpu))
     return t
 
 
-def quant_array(q: QuantFit, m: np.ndarray, k: np.ndarray, bw: float) -> np.ndarray:
+def quant_array(
+    q: QuantFit,
+    m: np.ndarray,
+    k: np.ndarray,
+    bw: float,
+    residency: tuple[int, int] = HOPPER_RESIDENCY,
+) -> np.ndarray:
     """``QuantFit.time_s`` on arrays."""
     a = q.k_s * k
     b = (q.bytes_per_elem + q.spill_bytes * k / (k + q.spill_k)) * m * k / bw
-    c = q.row_s * m
+    threads = np.minimum(np.maximum(np.floor(k), 1.0), QUANT_BLOCK_THREADS)
+    blocks = np.minimum(residency[1], residency[0] // threads)
+    c = q.row_s * m * REF_QUANT_BLOCKS / blocks
     big = np.maximum(np.maximum(a, b), c)
     return q.floor_s + big * (
         (a / big) ** q.overlap + (b / big) ** q.overlap + (c / big) ** q.overlap

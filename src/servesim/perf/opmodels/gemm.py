@@ -52,13 +52,53 @@ ELEMENT_BYTES: dict[str, tuple[float, float, float]] = {
 }
 
 
+#: Resident threads and blocks per SM by architecture (CUDA C++ Programming Guide, "Technical
+#: Specifications per Compute Capability": 8.0 and 9.0: 2048 threads, 32 blocks; 8.9 (Ada):
+#: 1536 and 24; 8.6 (GA10x: A10, A40): 1536 and 16; 7.5 (Turing): 1024 and 16; 10.0: 2048, 32).
+SM_RESIDENCY: dict[str, tuple[int, int]] = {
+    "hopper": (2048, 32),
+    "ampere": (2048, 32),
+    "ada": (1536, 24),
+    "turing": (1024, 16),
+    "blackwell": (2048, 32),
+}
+#: GA10x parts, whose architecture label is ampere but whose SMs are compute capability 8.6.
+SM_RESIDENCY_BY_GPU: dict[str, tuple[int, int]] = {
+    "a10": (1536, 16),
+    "a10g": (1536, 16),
+    "a40": (1536, 16),
+}
+HOPPER_RESIDENCY = SM_RESIDENCY["hopper"]
+#: vLLM's dynamic per-token quantisation launches one block of min(k, 256) threads per token
+#: (``csrc/quantization/w8a8/fp8/common.cu``, ``dynamic_per_token_scaled_fp8_quant``).
+QUANT_BLOCK_THREADS = 256
+
+
+def sm_residency(gpu: GPUSpec) -> tuple[int, int]:
+    """(threads, blocks) resident per SM on ``gpu`` (Hopper's when its architecture is unknown)."""
+    return SM_RESIDENCY_BY_GPU.get(gpu.name) or SM_RESIDENCY.get(gpu.architecture, HOPPER_RESIDENCY)
+
+
+def quant_blocks_per_sm(k: float, residency: tuple[int, int] = HOPPER_RESIDENCY) -> int:
+    """Token blocks of the quantisation kernel resident on one SM for rows of ``k`` elements."""
+    threads = min(max(int(k), 1), QUANT_BLOCK_THREADS)
+    return min(residency[1], residency[0] // threads)
+
+
+#: Blocks per SM at which ``QuantFit.row_s`` is stated: 256-thread blocks on a 2048-thread SM.
+REF_QUANT_BLOCKS = quant_blocks_per_sm(QUANT_BLOCK_THREADS)
+
+
 @dataclass(frozen=True, slots=True)
 class QuantFit:
     """The activation quantisation kernel ahead of an fp8 GEMM (bf16 in, fp8 + scale out).
 
-    time = floor + ||(k_s * k, bytes * m * k / bandwidth, row_s * m)||_p: one token's row is
-    reduced serially (a long row costs time even for one token), the elements stream through
-    HBM, and each row has a fixed cost. A row too long for the kernel's registers is read twice:
+    time = floor + ||(k_s * k, bytes * m * k / bandwidth, row_s * m * 8 / blocks(k))||_p: one
+    token's row is reduced serially (a long row costs time even for one token), the elements
+    stream through HBM, and each row costs a block's latency shared by the blocks resident on
+    an SM. vLLM gives each token one block of min(k, 256) threads, so short rows pack more
+    blocks per SM (``quant_blocks_per_sm``: on Hopper 8 at k >= 256, 16 at k = 128, 32 at
+    k <= 64) and cost less per row. A row too long for the kernel's registers is read twice:
     bytes = bytes_per_elem + spill_bytes * k / (k + spill_k).
 
     Attributes:
@@ -66,7 +106,7 @@ class QuantFit:
         k_s: seconds per element of one row (serial reduction over ``k``).
         bytes_per_elem: HBM bytes per activation element, in units of the data-sheet bandwidth
             (2 read + 1 written at full bandwidth would be 3).
-        row_s: seconds per row.
+        row_s: seconds per row at 8 resident blocks per SM (``REF_QUANT_BLOCKS``).
         overlap: p-norm exponent of the three terms.
         spill_bytes, spill_k: extra bytes per element of long rows, half reached at spill_k.
     """
@@ -79,12 +119,19 @@ class QuantFit:
     spill_bytes: float = 0.0
     spill_k: float = 1.0
 
-    def time_s(self, m: float, k: float, bandwidth: float) -> float:
-        """Seconds to quantise an ``m`` x ``k`` activation on a GPU of ``bandwidth`` B/s."""
+    def time_s(
+        self,
+        m: float,
+        k: float,
+        bandwidth: float,
+        residency: tuple[int, int] = HOPPER_RESIDENCY,
+    ) -> float:
+        """Seconds to quantise an ``m`` x ``k`` activation on a GPU of ``bandwidth`` B/s whose
+        SMs hold ``residency`` = (threads, blocks)."""
         p = self.overlap
         a = self.k_s * k
         b = (self.bytes_per_elem + self.spill_bytes * k / (k + self.spill_k)) * m * k / bandwidth
-        c = self.row_s * m
+        c = self.row_s * m * REF_QUANT_BLOCKS / quant_blocks_per_sm(k, residency)
         return self.floor_s + (a**p + b**p + c**p) ** (1.0 / p)
 
     def to_dict(self) -> dict[str, float]:
@@ -257,11 +304,20 @@ def gemm_time_s(fit: GemmFit, gpu: GPUSpec, m: float, n: int, k: int) -> float:
     peak = gpu.peak_flops_per_s.get(fit.peak_dtype)
     if not peak:
         raise ConfigError("dtype", fit.dtype, f"{gpu.name} has no {fit.peak_dtype.value} peak")
-    return _time(fit, peak, gpu.hbm_bandwidth_bytes_per_s, gpu.num_sms, gpu.l2_cache_bytes, m, n, k)
+    bw, res = gpu.hbm_bandwidth_bytes_per_s, sm_residency(gpu)
+    return _time(fit, peak, bw, gpu.num_sms, gpu.l2_cache_bytes, m, n, k, res)
 
 
 def _time(
-    fit: GemmFit, peak: float, bw: float, num_sms: int, l2_bytes: float, m: float, n: int, k: int
+    fit: GemmFit,
+    peak: float,
+    bw: float,
+    num_sms: int,
+    l2_bytes: float,
+    m: float,
+    n: int,
+    k: int,
+    residency: tuple[int, int] = HOPPER_RESIDENCY,
 ) -> float:
     """The formula of ``gemm_time_s`` on raw GPU figures (the fits call it per row)."""
     bounds, tiles, grid = fit._fast
@@ -288,7 +344,7 @@ def _time(
     body = (t_c**p + t_mem**p + t_k**p) ** (1.0 / p)
     t = fit.floor_s + scale * body + fit.row_s * m
     if fit.quant is not None:
-        t += fit.quant.time_s(m, k, bw)
+        t += fit.quant.time_s(m, k, bw, residency)
     if grid is not None:
         t *= grid.factor(m, n, k)
     return t
