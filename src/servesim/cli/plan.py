@@ -10,17 +10,16 @@ Mélange GPU mix for a target rate. ``plan show STORE`` prints a stored search.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 
-from servesim.api import plan, plan_config, slo_criterion
+from servesim.api import plan, slo_criterion
 from servesim.cli import options as opts
 from servesim.cli.capacity import capacity_cmd, check_positive, check_tol, criterion_from_flags
 from servesim.cli.common import console
+from servesim.cli.plan_output import print_mix, print_winner, show_cmd
 from servesim.cli.plan_pages import (
     begin_record,
     finished_record,
@@ -28,31 +27,18 @@ from servesim.cli.plan_pages import (
     stopped_record,
     write_report,
 )
-from servesim.cli.plan_render import (
-    refuse_if_nothing_fits,
-    render_mix,
-    render_report,
-    render_stored,
-    run_with_progress,
+from servesim.cli.plan_render import refuse_if_nothing_fits, render_report, run_with_progress
+from servesim.cli.plan_setup import (
+    plan_executor,
+    plan_scenario,
+    search_options,
+    search_space,
 )
 from servesim.cli.report import check_report_file
 from servesim.cli.simulate_config import build_config
-from servesim.config import SimConfig
-from servesim.core.errors import ConfigError
-from servesim.engine.profiles import AUTO, resolve_engine
-from servesim.planner.deploy import launch_command, sim_config_dict
-from servesim.planner.executors import Executor, make_executor
-from servesim.planner.mix import mix_candidates, plan_mix
-from servesim.planner.rank import OBJECTIVE_HELP, TARGET_OBJECTIVES, check_objective
-from servesim.planner.scenario import (
-    DEFAULT_MIN_REQUESTS,
-    DEFAULT_REQUESTS_PER_REPLICA,
-    Scenario,
-    SLOCriterion,
-)
-from servesim.planner.search import SearchOptions, SearchReport
-from servesim.planner.space import SearchSpace, parse_gpus, parse_ints, scheduler_grid
-from servesim.planner.store import PlanStore
+from servesim.engine.profiles import resolve_engine
+from servesim.planner.rank import OBJECTIVE_HELP
+from servesim.planner.scenario import DEFAULT_REQUESTS_PER_REPLICA
 
 _D = "Deployment"
 _L = "SLO"
@@ -60,31 +46,10 @@ _S = "Search space"
 _X = "Execution"
 _PROBE_REQUESTS = "Requests per probe (default 1000)."
 _PLAN_CONFIG = "Base SimConfig YAML (model, workload, cache, seed)."
-DEFAULT_OBJECTIVE = "goodput_per_dollar"
 # One line per objective (click keeps a paragraph after "\b" as written).
 _PLAN_HELP = "Search deployments for the best one within an SLO.\n\n\b\nObjectives:\n" + "\n".join(
     f"  {name}: {text}" for name, text in OBJECTIVE_HELP.items()
 )
-
-
-def _executor(inline: bool, workers: int | None, use_ray: bool, address: str | None) -> Executor:
-    if use_ray or address is not None:
-        return make_executor("ray", num_workers=workers, ray_address=address)
-    return make_executor("inline" if inline else "process", num_workers=workers)
-
-
-def _scenario(cfg: SimConfig, criterion: SLOCriterion, requests_per_replica: int) -> Scenario:
-    return Scenario(
-        model=cfg.model,
-        workload=cfg.effective_workload().model_copy(update={"num_requests": None}),
-        criterion=criterion,
-        cache=cfg.effective_cache(),
-        seed=cfg.seed,
-        requests_per_replica=requests_per_replica,
-        # A count the user asks for is what a probe sends (the floor only guards the default).
-        min_requests=min(DEFAULT_MIN_REQUESTS, requests_per_replica),
-        engine=cfg.hardware.engine,
-    )
 
 
 def register(app: typer.Typer) -> None:
@@ -255,46 +220,10 @@ def plan_cmd(
         cfg, ttft_p99_s=slo_ttft_p99, tpot_p99_s=slo_tpot_p99, min_attainment=min_attainment
     )
     criterion = criterion_from_flags(criterion.ttft_p99_s, criterion.tpot_p99_s, min_attainment)
-    scenario = _scenario(cfg, criterion, requests_per_replica)
-    chunk = {
-        "auto": (None,),
-        "off": (False,),
-        "on": (True,),
-        "both": (False, True),
-        "all": (None, False, True),
-    }.get(chunked_prefill)
-    if chunk is None:
-        raise ConfigError(
-            "--chunked-prefill", chunked_prefill, "must be auto, off, on, both or all"
-        )
-    kv = tuple(None if k == "auto" else k for k in kv_dtypes.split(",") if k.strip())
-    space = SearchSpace(
-        gpus=parse_gpus(gpus),
-        max_total_gpus=max_gpus,
-        max_price_per_hour_usd=budget,
-        tp_options=parse_ints(tp, "--tp"),
-        pp_options=parse_ints(pp, "--pp"),
-        max_replicas=max_replicas,
-        dtypes=tuple(d.strip() for d in dtypes.split(",") if d.strip()),
-        kv_dtypes=kv,
-        schedulers=scheduler_grid(
-            parse_ints(max_num_seqs, "--max-num-seqs"),
-            (None, *parse_ints(max_num_batched_tokens, "--max-num-batched-tokens")),
-            chunk,
-        ),
-        disaggregated=disagg,
-        per_phase=not same_hardware_pools,
-        ep_options=parse_ints(ep, "--ep"),
-        dp_attention_options=parse_ints(dp_attention, "--dp-attention"),
-        routers=tuple(r.strip() for r in routers.split(",") if r.strip()),
-        per_phase_knobs=per_phase_knobs,
-        placements=tuple(p.strip() for p in placements.split(",") if p.strip()),
-        networks=tuple(
-            None if n.strip() == "auto" else n.strip() for n in networks.split(",") if n.strip()
-        ),
-    )
+    scenario = plan_scenario(cfg, criterion, requests_per_replica)
+    space = search_space(dict(locals()))
     options = search_options(objective, target_rate, tol, exhaustive, mix, bracketing=bracketing)
-    executor = _executor(inline, workers, use_ray, ray_address)
+    executor = plan_executor(inline, workers, use_ray, ray_address)
     profile = resolve_engine(engine_name)
     console.print(f"engine: {profile.name} ({profile.version})", markup=False, highlight=False)
     settings = plan_settings(scenario, options, gpus)
@@ -315,94 +244,8 @@ def plan_cmd(
             write_report(report, options, settings, report_file)
         refuse_if_nothing_fits(report)
         if report.ranked:
-            _winner(scenario, report, out, engine_name)
+            print_winner(scenario, report, out, engine_name)
         if mix:
-            _mix(scenario, report, space, target_rate, executor)
+            print_mix(scenario, report, space, target_rate, executor)
     finally:
         executor.close()
-
-
-def search_options(
-    objective: str | None,
-    target_rate: float | None,
-    tol: float,
-    exhaustive: bool,
-    mix: bool,
-    *,
-    bracketing: bool = False,
-) -> SearchOptions:
-    """The search's objective: ``cost_at_rate`` when a target rate is given, else
-    ``goodput_per_dollar``; ``--mix`` alone searches capacities (its slices need them)."""
-    if target_rate is not None and not (math.isfinite(target_rate) and target_rate > 0):
-        raise ConfigError("--target-rate", target_rate, "must be a finite rate > 0 req/s")
-    if objective is None:
-        objective = "cost_at_rate" if target_rate is not None and not mix else DEFAULT_OBJECTIVE
-    rate = target_rate if objective in TARGET_OBJECTIVES else None
-    check_objective(objective, rate)
-    return SearchOptions(
-        objective=objective,
-        target_rate_per_s=rate,
-        rel_tol=tol,
-        exhaustive=exhaustive,
-        bracketing=bracketing,
-    )
-
-
-def _winner(scenario: Scenario, report: SearchReport, out: Path | None, engine: str) -> None:
-    best = report.ranked[0]
-    if engine == AUTO:
-        cfg = plan_config(scenario, best.plan, best.capacity_per_s)
-    else:  # plan_config with the engine named in the YAML
-        cfg = SimConfig.from_dict(sim_config_dict(scenario, best.plan, best.capacity_per_s, engine))
-    text = yaml.safe_dump(cfg.model_dump(mode="json", exclude_none=True), sort_keys=False)
-    if out is not None:
-        out.write_text(text, encoding="utf-8")
-        console.print(f"\nwinner's config written to {out} (servesim simulate --config {out})")
-    else:
-        console.print("\n[bold]Winner's config[/] (servesim simulate --config FILE):")
-        console.print(text, markup=False, highlight=False)
-    profile = resolve_engine(engine, best.plan.scheduler.kind)
-    console.print(f"[bold]Launch ({profile.name}, {profile.version}):[/]")
-    console.print(
-        launch_command(scenario, best.plan, engine), markup=False, highlight=False, soft_wrap=True
-    )
-
-
-def _mix(
-    scenario: Scenario,
-    report: SearchReport,
-    space: SearchSpace,
-    target_rate: float | None,
-    executor: Executor,
-) -> None:
-    if target_rate is None:
-        raise ConfigError("--target-rate", None, "--mix needs the rate to serve")
-    candidates = mix_candidates(report.ranked)
-    if not candidates:
-        console.print("no single-replica plan held the SLO: no GPU mix to choose")
-        return
-    mixed = plan_mix(
-        scenario,
-        candidates,
-        target_rate,
-        available=dict(space.gpus),
-        executor=executor,
-    )
-    render_mix(mixed)
-
-
-def show_cmd(
-    path: Annotated[Path, typer.Argument(help="A --store DuckDB file.")],
-    search: Annotated[
-        str | None, typer.Option("--search", help="Search hash (default: the largest).")
-    ] = None,
-    top: Annotated[int, typer.Option("--top", help="Plans shown.")] = 20,
-) -> None:
-    """Show the plans stored in a DuckDB results file."""
-    if not path.is_file():
-        raise ConfigError("store", str(path), "file not found")
-    db = PlanStore(path, read_only=True)
-    try:
-        render_stored(db, search, top)
-    finally:
-        db.close()

@@ -123,7 +123,7 @@ def _settings_from_inputs(inputs: dict[str, Any], objective: str) -> list[tuple[
 
 
 def _options_from_inputs(inputs: dict[str, Any]) -> SearchOptions:
-    """The plan CLI's default objective for these inputs (``cli.plan.search_options``)."""
+    """The plan CLI's default objective for these inputs (``cli.plan_setup.search_options``)."""
     target = inputs.get("target_rate_per_s")
     objective = "cost_at_rate" if target is not None else "goodput_per_dollar"
     return SearchOptions(
