@@ -236,7 +236,11 @@ def plan_cmd(
             options.objective,
             quiet=quiet,
             store=store,
-            on_stop=lambda last: stopped_record(store, digest, options, settings, last),
+            on_stop=(
+                (lambda last: stopped_record(store, digest, options, settings, last))
+                if store is not None
+                else None
+            ),
         )
         finished_record(store, report, options, settings)
         render_report(report, scenario, options, top, executor.name)

@@ -6,7 +6,8 @@ bound-pruned ones are decided at once and shown as counts), so its ETA follows t
 work. Each time the best plan changes a line is printed above the bar, so the best-so-far
 stays on screen. All of it goes to stderr (stdout stays the tables). Ctrl-C stops the search:
 results already stored stay in ``--store`` (each is committed as it completes), and the same
-command resumes.
+command resumes; ``on_stop`` lets ``plan`` record how many plans the search has, so that
+``servesim report STORE`` can say how many are missing (``cli/plan_pages.py``).
 """
 
 from __future__ import annotations
