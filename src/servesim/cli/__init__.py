@@ -54,14 +54,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(args: list[str], gc_was_enabled: bool) -> Any:
     """Run one command (``main`` turns what it returns into the exit code)."""
     # Imported here, with the collector off (see ``main``): importing servesim.cli stays free.
-    from pydantic import ValidationError
-    from typer import Abort
-    from typer.exceptions import TyperException
-
     from servesim.cli import lazy
-    from servesim.cli.common import format_validation_error, one_line, os_error_line, usage_line
-    from servesim.core.errors import ServesimError
-    from servesim.core.registry import plugin_failure
 
     try:
         app = lazy.app_for(args)
@@ -72,21 +65,39 @@ def _run(args: list[str], gc_was_enabled: bool) -> Any:
         if gc_was_enabled:
             gc.enable()
         return app(args=args, prog_name="servesim", standalone_mode=False)
-    except TyperException as exc:  # click's usage errors (typer's vendored click)
-        _fail(usage_line(exc), int(getattr(exc, "exit_code", 2)) or 2)
-    except Abort:
-        _fail("aborted", 1)
-    except ServesimError as exc:
-        _fail(one_line(str(exc)))
-    except ValidationError as exc:
-        _fail("; ".join(format_validation_error(exc)))
-    except OSError as exc:
-        _fail(os_error_line(exc))
     except Exception as exc:
-        line = plugin_failure(exc)
-        if line is None:
+        refusal = _refusal(exc)
+        if refusal is None:
             raise  # a servesim bug: the traceback is what its report needs
-        _fail(line)
+        _fail(*refusal)
+
+
+def _refusal(exc: Exception) -> tuple[str, int] | None:
+    """The one line and exit code a user error ends with; None for a servesim bug.
+
+    The error types are imported here, on the way out: ``servesim --help`` needs neither
+    pydantic nor numpy (``servesim.core`` imports it).
+    """
+    from pydantic import ValidationError
+    from typer import Abort
+    from typer.exceptions import TyperException
+
+    from servesim.cli.common import format_validation_error, one_line, os_error_line, usage_line
+    from servesim.core.errors import ServesimError
+    from servesim.core.registry import plugin_failure
+
+    if isinstance(exc, TyperException):  # click's usage errors (typer's vendored click)
+        return usage_line(exc), int(getattr(exc, "exit_code", 2)) or 2
+    if isinstance(exc, Abort):
+        return "aborted", 1
+    if isinstance(exc, ServesimError):
+        return one_line(str(exc)), 2
+    if isinstance(exc, ValidationError):
+        return "; ".join(format_validation_error(exc)), 2
+    if isinstance(exc, OSError):
+        return os_error_line(exc), 2
+    line = plugin_failure(exc)
+    return None if line is None else (line, 2)
 
 
 def _fail(line: str, code: int = 2) -> NoReturn:

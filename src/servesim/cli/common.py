@@ -6,10 +6,12 @@ import json
 import shutil
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
 from rich.console import Console
+
+if TYPE_CHECKING:  # only annotates here: servesim --help does not import pydantic
+    from pydantic import ValidationError
 
 # Piped output (CI logs, files) is not a terminal: rich would assume 80 columns and cut names;
 # give tables room instead.

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
-import typer
+if TYPE_CHECKING:  # imported by new_app: the root help (print_root_help) needs only rich
+    import typer
 
 APP_HELP = "Simulate LLM serving deployments and find the best one before paying for GPUs."
 
@@ -64,6 +66,8 @@ MODULES = tuple(dict.fromkeys(module for module, _ in COMMANDS.values()))
 
 def new_app() -> typer.Typer:
     """An empty root app with servesim's settings (commands are added by ``register``)."""
+    import typer
+
     from servesim.cli.common import help_markup_mode
 
     app = typer.Typer(
