@@ -27,6 +27,8 @@ REQUEST_BUDGET_ROWS = 1 << 17
 REQUEST_CHUNK_ROWS = 1 << 14
 # Iteration rows kept in memory before full chunks go to disk (about 110 bytes a row: 29 MB).
 ITERATION_BUDGET_ROWS = 1 << 18
+# Iteration rows buffered as tuples before they are written out a column at a time.
+_PENDING_ROWS = 4096
 
 
 class _Columns:
@@ -73,6 +75,10 @@ class _ChunkedColumns:
     times) and the unused slack is under one chunk. Same interface as ``_Columns``;
     ``column()`` first joins the chunks into one array, so writes through it persist. Once
     the table holds ``budget_rows`` rows, every full chunk is written to disk (``is_spilled``).
+
+    Rows are buffered as tuples (``append_values``) and written a column at a time, at most
+    ``_PENDING_ROWS`` at once (one numpy store per column, not one per value): every reader
+    writes the buffer out first, so what it sees is the same as row-by-row stores.
     """
 
     def __init__(
@@ -82,16 +88,19 @@ class _ChunkedColumns:
         budget_rows: int | None = None,
     ) -> None:
         self._dtypes = {k: np.dtype(v) for k, v in dtypes.items()}
+        self._names = tuple(self._dtypes)
         self._chunk_rows = chunk_rows
         self._budget_rows = ITERATION_BUDGET_ROWS if budget_rows is None else budget_rows
         self._chunks: list[dict[str, np.ndarray]] = []
         self._offset = 0  # rows in the chunks before the last one
         self._store: ChunkStore | None = None  # chunks on disk, before ``_chunks``
+        self._pending: list[tuple[float | int, ...]] = []  # rows not yet in the chunks
         self.size = 0
 
     @property
     def is_spilled(self) -> bool:
         """Whether some rows live on disk (read them with ``chunks()``)."""
+        self._flush()
         return self._store is not None
 
     def _new_chunk(self, rows: int) -> dict[str, np.ndarray]:
@@ -100,20 +109,47 @@ class _ChunkedColumns:
         return chunk
 
     def append_row(self, **values: float | int) -> int:
-        """Append one row; returns its index. Missing columns must not exist."""
+        """Append one row; returns its index. A column left out reads 0."""
+        unknown = values.keys() - self._dtypes.keys()
+        if unknown:
+            raise KeyError(f"no column {sorted(unknown)[0]!r} in the table")
         i = self.size
-        last = self._chunks[-1] if self._chunks else None
-        if last is None or i - self._offset >= len(next(iter(last.values()))):
-            if last is not None:
-                if i >= self._budget_rows:
-                    self._spill_full_chunks()
-                self._offset = i
-            last = self._new_chunk(self._chunk_rows)
-        j = i - self._offset
-        for k, v in values.items():
-            last[k][j] = v
-        self.size += 1
+        self.append_values(tuple(values.get(k, 0) for k in self._names))
         return i
+
+    def append_values(self, row: tuple[float | int, ...]) -> None:
+        """Append one row given as every column's value in the table's column order."""
+        pending = self._pending
+        pending.append(row)
+        self.size += 1
+        if len(pending) >= _PENDING_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the buffered rows into the chunks, a column slice at a time (starting new
+        chunks, and spilling full ones past the budget, exactly where row-by-row appends
+        would)."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        columns = list(zip(*pending, strict=True))
+        i = self.size - len(pending)  # the first buffered row's index
+        done = 0
+        while done < len(pending):
+            last = self._chunks[-1] if self._chunks else None
+            if last is None or i - self._offset >= len(next(iter(last.values()))):
+                if last is not None:
+                    if i >= self._budget_rows:
+                        self._spill_full_chunks()
+                    self._offset = i
+                last = self._new_chunk(self._chunk_rows)
+            j = i - self._offset
+            n = min(len(pending) - done, len(next(iter(last.values()))) - j)
+            for name, values in zip(self._names, columns, strict=True):
+                last[name][j : j + n] = np.array(values[done : done + n], dtype=self._dtypes[name])
+            done += n
+            i += n
 
     def _spill_full_chunks(self) -> None:
         """Every chunk in memory is full here: move them all to disk."""
@@ -125,6 +161,7 @@ class _ChunkedColumns:
 
     def _filled(self) -> list[dict[str, np.ndarray]]:
         """Each chunk in memory cut to its filled rows."""
+        self._flush()
         out = []
         for index, chunk in enumerate(self._chunks):
             if index < len(self._chunks) - 1:
@@ -135,6 +172,7 @@ class _ChunkedColumns:
 
     def chunks(self) -> Iterator[Chunk]:
         """The filled rows, a chunk at a time in row order (disk chunks read back)."""
+        self._flush()
         if self._store is not None:
             yield from self._store
         for chunk in self._filled():
@@ -145,6 +183,7 @@ class _ChunkedColumns:
         """Filled rows of every column as one array each: new arrays, or with ``copy=False``
         views of the storage after joining the chunks in place (valid until the next append).
         A spilled table is read back whole (new arrays either way)."""
+        self._flush()
         if self._store is not None:
             return concat_chunks(self.chunks(), self._dtypes)
         if not copy:
@@ -159,6 +198,7 @@ class _ChunkedColumns:
     def _join(self) -> None:
         """Make the chunks one exact-size chunk, a column at a time, freeing each column's
         chunks as it goes: joining costs one column of extra memory, not the whole table."""
+        self._flush()
         if len(self._chunks) <= 1:
             return
         filled = self._filled()
@@ -174,6 +214,7 @@ class _ChunkedColumns:
     def column(self, name: str) -> np.ndarray:
         """The full array of ``name`` (write through it by row index): joins the chunks. A
         spilled table is first read back into memory whole (and stays there)."""
+        self._flush()
         if self._store is not None:
             whole = self.view()
             self._store, self._chunks, self._offset = None, [whole], 0

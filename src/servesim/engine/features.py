@@ -22,16 +22,27 @@ Price = Callable[[BatchShape], StageTimes]
 Count = Callable[[str, int], None]
 
 
+#: ``BatchShape``'s first eight fields, in order (what ``batch_aggregates`` returns)
+Aggregates = tuple[int, int, int, int, int, int, int, int]
+
+
 def batch_shape(batch: Batch, state: ReplicaState) -> BatchShape:
     """The shape the perf model prices for ``batch`` (read off the state's aggregates when
     the batch decodes every decoding sequence)."""
+    return BatchShape(*batch_aggregates(batch, state))
+
+
+def batch_aggregates(batch: Batch, state: ReplicaState) -> Aggregates:
+    """``batch_shape``'s fields, in ``BatchShape`` order, without building it (the engine
+    hands them to ``FastCost.plain``)."""
     num_p = p_tok = cxk = csq = maxc = 0
     for seq, chunk in batch.prefills:
         num_p += 1
         p_tok += chunk
         cxk += chunk * seq.num_computed
         csq += chunk * chunk
-        maxc = max(maxc, chunk)
+        if chunk > maxc:  # max(maxc, chunk)
+            maxc = chunk
     decodes = batch.decodes
     ctx_sum = max_ctx = 0
     if decodes:
@@ -46,16 +57,7 @@ def batch_shape(batch: Batch, state: ReplicaState) -> BatchShape:
         else:
             contexts = [state.context(seq) for seq in decodes]
             ctx_sum, max_ctx = sum(contexts), max(contexts)
-    return BatchShape(
-        num_prefill_seqs=num_p,
-        num_prefill_tokens=p_tok,
-        prefill_chunk_x_context=cxk,
-        prefill_chunk_sq=csq,
-        max_prefill_chunk_tokens=maxc,
-        num_decode_seqs=len(decodes),
-        decode_context_tokens=ctx_sum,
-        max_decode_context_tokens=max_ctx,
-    )
+    return num_p, p_tok, cxk, csq, maxc, len(decodes), ctx_sum, max_ctx
 
 
 def lora_times(

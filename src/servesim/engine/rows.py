@@ -44,23 +44,27 @@ class DecodeRun:
 def append_run_row(
     records: SimulationRecords, replica_id: int, run: DecodeRun, end_s: float, kv_blocks_used: int
 ) -> None:
-    """One row for ``run``'s decode iterations (``repeat`` = how many), ending at ``end_s``."""
-    records.iterations.append_row(
-        replica_id=replica_id,
-        start_s=run.start_s,
-        duration_s=end_s - run.start_s,
-        num_prefill_tokens=0,
-        num_decode_seqs=run.num_seqs,
-        num_seqs=run.num_seqs,
-        num_kv_blocks_used=kv_blocks_used,
-        num_queued=run.num_queued,
-        flops=run.flops,
-        hbm_bytes=run.hbm_bytes,
-        energy_j=run.energy_j,
-        repeat=run.num_ticks,
-        host_s=run.host_s,
-        comm_s=run.comm_s,
-        num_preempted=0,  # a skipped-ahead run has no preemptions (nothing can change)
+    """One row for ``run``'s decode iterations (``repeat`` = how many), ending at ``end_s``;
+    a skipped-ahead run has no preemptions (nothing can change)."""
+    # the values in records.ITERATION_COLUMNS order (tests/engine/test_rows.py)
+    records.iterations.append_values(
+        (
+            replica_id,
+            run.start_s,
+            end_s - run.start_s,  # duration_s
+            0,  # num_prefill_tokens
+            run.num_seqs,  # num_decode_seqs
+            run.num_seqs,  # num_seqs
+            kv_blocks_used,
+            run.num_queued,
+            run.flops,
+            run.hbm_bytes,
+            run.energy_j,
+            run.num_ticks,  # repeat
+            run.host_s,
+            run.comm_s,
+            0,  # num_preempted
+        )
     )
 
 
@@ -73,22 +77,29 @@ def append_batch_row(
     num_preempted: int,
 ) -> None:
     """One row for one iteration."""
-    records.iterations.append_row(
-        replica_id=replica_id,
-        start_s=batch.start_s,
-        duration_s=duration_s,
-        num_prefill_tokens=batch.num_prefill_tokens,
-        num_decode_seqs=len(batch.decodes),
-        num_seqs=len(batch.prefills) + len(batch.decodes),
-        num_kv_blocks_used=batch.num_kv_blocks_used,
-        num_queued=batch.num_queued,
-        flops=times.flops,
-        hbm_bytes=times.hbm_bytes,
-        energy_j=times.energy_j,
-        repeat=1,
-        host_s=times.overhead_s,
-        comm_s=times.comm_s,
-        num_preempted=num_preempted,
+    prefills, num_decodes = batch.prefills, len(batch.decodes)
+    num_prefill_tokens = 0
+    for _, chunk in prefills:
+        num_prefill_tokens += chunk
+    # the values in records.ITERATION_COLUMNS order (tests/engine/test_rows.py)
+    records.iterations.append_values(
+        (
+            replica_id,
+            batch.start_s,
+            duration_s,
+            num_prefill_tokens,
+            num_decodes,
+            len(prefills) + num_decodes,  # num_seqs
+            batch.num_kv_blocks_used,
+            batch.num_queued,
+            times.flops,
+            times.hbm_bytes,
+            times.energy_j,
+            1,  # repeat
+            times.overhead_s,  # host_s
+            times.comm_s,
+            num_preempted,
+        )
     )
 
 

@@ -159,12 +159,18 @@ class _Run:
         self.start = end
         if engine.admission_lag_steps:
             engine.step_starts.append(end)
-        shape = BatchShape(
-            num_decode_seqs=len(group.members),
-            decode_context_tokens=group.ctx_sum,
-            max_decode_context_tokens=group.max_context(),
-        )
-        self.times = times = engine.price(shape)
+        num, ctx_sum, max_ctx = len(group.members), group.ctx_sum, group.max_context()
+        if engine.price_plain is not None:
+            times = engine.price_plain(0, 0, 0, 0, 0, num, ctx_sum, max_ctx)
+        else:
+            times = engine.price_shape(
+                BatchShape(
+                    num_decode_seqs=num,
+                    decode_context_tokens=ctx_sum,
+                    max_decode_context_tokens=max_ctx,
+                )
+            )
+        self.times = times
         return engine.links.timeline.reserve(end, times.stage_s, times.overhead_s)
 
     def relaunch(self, end: float) -> None:

@@ -7,8 +7,10 @@ replica itself): it prices a batch, books it on the stages and schedules its com
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from servesim.perf.fastcost import FastCost
 from servesim.perf.types import BatchShape, PerfModel, ReplicaPlan, StageTimes
 
 # Distinct batch shapes memoised per replica before the memo is dropped (bounded memory).
@@ -44,22 +46,37 @@ class StageTimeline:
 
 
 class BatchPricer:
-    """Iteration times of batch shapes on one replica plan, memoised by shape.
+    """Iteration times of batch shapes on one replica plan.
+
+    A cost model with a fast path for the plan (``RooflinePerfModel.pricer`` returning a
+    ``FastCost``) is called directly: shapes almost never repeat on it (the decode context
+    grows every step) and hashing one costs more than a hit saves. Any other model is
+    memoised by shape.
 
     Attributes:
         perf: the cost model (its ``iteration_time`` also prices other plans: a draft's).
         plan: the replica's plan every shape is priced on.
+        fn: what prices one shape (the fast path itself, or the memo): the engine's loop
+            calls it without going through ``__call__``.
     """
 
-    __slots__ = ("_cache", "perf", "plan")
+    __slots__ = ("_cache", "fn", "perf", "plan")
 
     def __init__(self, perf: PerfModel, plan: ReplicaPlan) -> None:
         self.perf = perf
         self.plan = plan
         self._cache: dict[BatchShape, StageTimes] = {}
+        pricer = getattr(perf, "pricer", None)
+        fast = pricer(plan) if callable(pricer) else None
+        self.fn: Callable[[BatchShape], StageTimes] = (
+            fast if isinstance(fast, FastCost) else self._memoised
+        )
 
     def __call__(self, shape: BatchShape) -> StageTimes:
         """Iteration time of ``shape`` on the replica's plan."""
+        return self.fn(shape)
+
+    def _memoised(self, shape: BatchShape) -> StageTimes:
         cache = self._cache
         times = cache.get(shape)
         if times is None:

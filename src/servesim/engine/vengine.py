@@ -26,7 +26,13 @@ from servesim.engine.contracts import (
     check_state,
     scheduler_name,
 )
-from servesim.engine.features import batch_shape, hybrid_times, lora_times, spec_times
+from servesim.engine.features import (
+    batch_aggregates,
+    batch_shape,
+    hybrid_times,
+    lora_times,
+    spec_times,
+)
 from servesim.engine.handoff import KVInbox
 from servesim.engine.links import EngineLinks
 from servesim.engine.profiles.base import EngineTiming
@@ -35,6 +41,7 @@ from servesim.engine.schedulers.base import ReplicaScheduler
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.skip import PipelineSkip, skip_alone
 from servesim.engine.state import ReplicaState
+from servesim.perf.fastcost import FastCost
 from servesim.perf.types import StageTimes
 
 if TYPE_CHECKING:
@@ -59,6 +66,10 @@ class VirtualEngine:
         timing = timing or EngineTiming()
         self.index, self.scheduler, self.state, self.links = index, scheduler, state, links
         self.loop, self.records, self.price = links.loop, links.records, links.price
+        self.price_shape = links.price.fn  # the pricer's own function (timeline.BatchPricer)
+        # a plain step's price from its aggregates, when the plan has FastCost.plain
+        fast = links.price.fn
+        self.price_plain = fast.plain if isinstance(fast, FastCost) and fast.simple else None
         # Speculative decodes keep a varying number of tokens per step, LoRA steps cost
         # what their adapters do, a hybrid split may change every step: all are stepped
         # one iteration at a time.
@@ -258,8 +269,10 @@ class VirtualEngine:
             times = spec_times(state.speculator, batch, state, self.price, self.price.perf)
         elif state.hybrid is not None:
             times = hybrid_times(batch, state, self.price, count)
+        elif self.price_plain is not None:
+            times = self.price_plain(*batch_aggregates(batch, state))
         else:
-            times = self.price(batch_shape(batch, state))
+            times = self.price_shape(batch_shape(batch, state))
         num_swap = batch.num_swap_in_blocks + batch.num_swap_out_blocks
         swap = self.links.swap
         host_s = swap.time_s(num_swap)

@@ -49,6 +49,7 @@ class FastCost:
         "pp",
         "prefill",
         "prefill_w",
+        "simple",
         "tdp_w",
         "tp",
         "use_graphs",
@@ -78,6 +79,8 @@ class FastCost:
         self.peak16, self.hbm_bw = energy.peak16, energy.gpu.hbm_bandwidth_bytes_per_s
         self.tdp_w = energy.gpu.tdp_w
         self.zero = StageTimes(stage_s=(0.0,) * plan.pp)
+        # the inlined closed form on one stage, no MLA: ``plain`` prices from aggregates
+        self.simple = self.attention is None and self.mla_part is None and plan.pp == 1
         # (tokens, sampling) -> token part + head part, summed as PlanCost.general sums them
         self.bases: dict[int, _Base] = {}
 
@@ -111,6 +114,17 @@ class FastCost:
 
     def __call__(self, batch: BatchShape) -> StageTimes:
         """The price of one iteration of ``batch`` (identical to ``PlanCost.general``)."""
+        if self.simple and not (batch.num_verify_seqs or batch.num_extra_logits):
+            return self.plain(
+                batch.num_prefill_seqs,
+                batch.num_prefill_tokens,
+                batch.prefill_chunk_x_context,
+                batch.prefill_chunk_sq,
+                batch.max_prefill_chunk_tokens,
+                batch.num_decode_seqs,
+                batch.decode_context_tokens,
+                batch.max_decode_context_tokens,
+            )
         num_p = batch.num_prefill_tokens
         num_d = batch.num_decode_seqs
         tokens = num_p + num_d
@@ -153,6 +167,62 @@ class FastCost:
         launches = [k + num_calls * n for k, n in zip(kernels, counts, strict=True)]
         return self._stages(batch, tokens, times, launches, flops, nbytes, joules, comm_s)
 
+    def plain(
+        self,
+        num_prefill_seqs: int,
+        num_prefill_tokens: int,
+        prefill_chunk_x_context: int,
+        prefill_chunk_sq: int,
+        max_prefill_chunk_tokens: int,
+        num_decode_seqs: int,
+        decode_context_tokens: int,
+        max_decode_context_tokens: int,
+    ) -> StageTimes:
+        """``__call__`` of the ``BatchShape`` with these fields (no verify passes, no extra
+        logits) on a ``simple`` plan, without building it: the same float operations, in the
+        same order (the engine's loop prices every step this way)."""
+        num_p, num_d, num_ps = num_prefill_tokens, num_decode_seqs, num_prefill_seqs
+        tokens = num_p + num_d
+        if tokens == 0:
+            return self.zero
+        sampling = num_ps + num_d + 0  # + num_extra_logits, as __call__ adds it
+        base = self.bases.get(tokens << _SAMPLING_BITS | sampling)
+        if base is None:
+            base = self._base(tokens, sampling)
+        stage_s, kernels, flops, nbytes, joules, comm_s = base
+        if num_p:
+            pre_f, pre_b, pre_t = self.prefill.of(
+                num_p, prefill_chunk_x_context, prefill_chunk_sq, num_ps
+            )
+        else:
+            pre_f, pre_b, pre_t = 0.0, 0.0, 0.0
+        if num_d:
+            dec_f, dec_b, dec_t = self.decode.of(
+                num_d, decode_context_tokens, max_decode_context_tokens
+            )
+        else:
+            dec_f, dec_b, dec_t = 0.0, 0.0, 0.0
+        num_layers = self.num_layers
+        flops += (pre_f + dec_f) * num_layers
+        nbytes += (pre_b + dec_b) * num_layers
+        if pre_t > 0:
+            joules += num_layers * self._attention_j(self.prefill_w, pre_f, pre_b, pre_t)
+        if dec_t > 0:
+            joules += num_layers * self._attention_j(self.decode_w, dec_f, dec_b, dec_t)
+        (n,) = self.layer_counts
+        kernel_s = stage_s[0] + (pre_t + dec_t) * n
+        launches = kernels[0] + ((pre_t > 0) + (dec_t > 0)) * n
+        # _one_stage with the batch's fields given (num_verify_seqs = 0)
+        use_graphs, graphs_with_prefill = self.use_graphs
+        if use_graphs and (graphs_with_prefill or not num_ps) and tokens <= self.max_graph_tokens:
+            t = kernel_s
+        else:
+            t = max(kernel_s, launches * self.launch_s)
+        overhead = self.host.host_time_s(num_d, num_ps, tokens, gpu_s=t)
+        joules += self.idle_w * max(t - kernel_s + overhead, 0.0)  # pp = 1
+        tp = self.tp
+        return StageTimes((t,), overhead, flops * tp, nbytes * tp, joules * tp, comm_s)
+
     def _attention_j(
         self, curve: tuple[float, ...], flops: float, num_bytes: float, time_s: float
     ) -> float:
@@ -160,9 +230,15 @@ class FastCost:
         static_w, c_w, c_exp, m_w, m_exp, gap_s = curve
         u_c = flops / (time_s * self.peak16) if flops else 0.0
         u_m = num_bytes / (time_s * self.hbm_bw)
-        u_c = min(1.0, max(0.0, u_c))
-        u_m = min(1.0, max(0.0, u_m))
-        busy_w = min(self.tdp_w, static_w + c_w * u_c**c_exp + m_w * u_m**m_exp)
+        # min(1.0, max(0.0, u)) without the calls: max(0.0, u) is u only when u > 0.0 (NaN
+        # and -0.0 give 0.0), min(1.0, v) is v only when v < 1.0 -- the same values
+        u_c = u_c if u_c > 0.0 else 0.0
+        u_c = u_c if u_c < 1.0 else 1.0
+        u_m = u_m if u_m > 0.0 else 0.0
+        u_m = u_m if u_m < 1.0 else 1.0
+        busy_w = static_w + c_w * u_c**c_exp + m_w * u_m**m_exp
+        tdp_w = self.tdp_w
+        busy_w = busy_w if busy_w < tdp_w else tdp_w  # min(tdp_w, busy_w)
         if gap_s <= 0.0:
             return busy_w * time_s
         return (static_w + (busy_w - static_w) * time_s / (time_s + gap_s)) * time_s
@@ -276,14 +352,21 @@ class _PrefillConsts:
 
     def cost(self, batch: BatchShape) -> tuple[float, float, float]:
         """(FLOPs, bytes, time) of one layer's prefill attention (prefill tokens > 0)."""
-        tokens = batch.num_prefill_tokens
-        cxk = batch.prefill_chunk_x_context
-        pairs = cxk + (batch.prefill_chunk_sq + tokens) / 2.0
+        return self.of(
+            batch.num_prefill_tokens,
+            batch.prefill_chunk_x_context,
+            batch.prefill_chunk_sq,
+            batch.num_prefill_seqs,
+        )
+
+    def of(self, tokens: int, cxk: int, chunk_sq: int, num_seqs: int) -> tuple[float, float, float]:
+        """``cost`` of a batch with these prefill aggregates."""
+        pairs = cxk + (chunk_sq + tokens) / 2.0
         window = self.window
         if window is not None:
             pairs = min(pairs, float(tokens) * window)
         flops = 4.0 * pairs * self.heads * self.head_dim
-        mean_chunk = tokens / max(1, batch.num_prefill_seqs)
+        mean_chunk = tokens / max(1, num_seqs)
         cached = cxk / mean_chunk
         num_bytes = tokens * self.q_width * 2.0 + cached * self.kv_width * self.kv_bytes
         x = 2.0 * pairs / tokens
@@ -325,12 +408,17 @@ class _DecodeConsts:
 
     def cost(self, batch: BatchShape) -> tuple[float, float, float]:
         """(FLOPs, bytes, time) of one layer's decode attention (decode sequences > 0)."""
-        if batch.decode_context_tokens == 0:  # a hybrid step whose host CPU attends them all
+        return self.of(
+            batch.num_decode_seqs, batch.decode_context_tokens, batch.max_decode_context_tokens
+        )
+
+    def of(self, seqs: int, context_tokens: int, max_context: int) -> tuple[float, float, float]:
+        """``cost`` of a batch with these decode aggregates."""
+        if context_tokens == 0:  # a hybrid step whose host CPU attends them all
             return 0.0, 0.0, 0.0
-        seqs = batch.num_decode_seqs
-        context = float(batch.decode_context_tokens)
+        context = float(context_tokens)
         window = self.window
-        if window is not None and batch.max_decode_context_tokens > window:
+        if window is not None and max_context > window:
             context = min(context, float(seqs) * window)
         heads, head_dim = self.heads, self.head_dim
         flops = 4.0 * context * heads * head_dim

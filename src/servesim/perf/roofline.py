@@ -69,6 +69,10 @@ class RooflinePerfModel:
         """True when ``plan``'s iterations are priced by ``FastCost``."""
         return isinstance(self._entry(plan)[2], FastCost)
 
+    def pricer(self, plan: ReplicaPlan) -> Callable[[BatchShape], StageTimes]:
+        """What ``iteration_time(plan, shape)`` calls, looked up once (the engine's loop)."""
+        return self._entry(plan)[2]
+
     # ---- the protocol -----------------------------------------------------------------------
     def iteration_time(self, plan: ReplicaPlan, batch: BatchShape) -> StageTimes:
         """Duration of one iteration of ``batch`` on a replica running ``plan``."""
