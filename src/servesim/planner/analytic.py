@@ -12,12 +12,14 @@ For each plan, from the perf model alone (no queueing):
   alone, so p99 TTFT >= prefill(p99 prompt); every decode step takes at least the batch-1
   step, so TPOT >= decode(1). A bound above its target *prunes* the plan.
 - **throughput upper bound**: decode batches are limited by KV memory (context ~ prompt +
-  output / 2 per sequence), by ``max_num_seqs``, and by the TPOT target (the largest batch
-  whose step still fits it); prefill runs at its best tokens/s in budget-sized batches. A
-  request then costs ``prefill_share + output x step(b) / b`` seconds of a replica, and with
-  pipeline parallelism the slowest stage sets the interval. This is optimistic by
-  construction (no interference, perfect packing), so it both caps the capacity search and
-  lets the search skip plans whose bound per dollar cannot beat a plan already simulated.
+  output / 2 per sequence; a windowed model's sequence holds the pages of its KV cache
+  groups, ``perf/kv_layout.py``, as the engine's pool counts them), by ``max_num_seqs``,
+  and by the TPOT target (the largest batch whose step still fits it); prefill runs at its
+  best tokens/s in budget-sized batches. A request then costs ``prefill_share + output x
+  step(b) / b`` seconds of a replica, and with pipeline parallelism the slowest stage sets
+  the interval. This is optimistic by construction (no interference, perfect packing), so
+  it both caps the capacity search and lets the search skip plans whose bound per dollar
+  cannot beat a plan already simulated.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from servesim.core.errors import ServesimError
 from servesim.engine.dp_group import DUMMY_SHAPE, rank_memory_plan
 from servesim.engine.replica import memory_token_budget
 from servesim.perf.dp_cost import DPGroupCost
+from servesim.perf.kv_groups import kv_layout
+from servesim.perf.kv_layout import KVLayout
 from servesim.perf.memory import check_plan
 from servesim.perf.types import BatchShape, MemoryPlan, PerfModel, ReplicaPlan
 from servesim.planner.scenario import Scenario, WorkloadShape, pool_config
@@ -57,7 +61,8 @@ class Estimate:
         status: ``ok`` (simulate it), ``infeasible`` (cannot run) or ``pruned`` (cannot meet
             the SLO by the bounds).
         reason: why it is infeasible or pruned ("" when ok).
-        max_kv_tokens: KV tokens one replica holds.
+        max_kv_tokens: KV tokens one replica holds (pool pages x block size: a windowed
+            model's sequence takes fewer pages than this suggests, see ``max_batch``).
         max_batch: decode batch the bound assumes (memory, max_num_seqs and TPOT limits).
         ttft_p99_lower_s: prefill time of the p99 prompt alone.
         tpot_lower_s: batch-1 decode step.
@@ -120,15 +125,33 @@ class Prefilter:
             if isinstance(built, str):
                 return Estimate(plan, "infeasible", where + built)
             rplan, mem = built
-            if mem.max_kv_tokens < self.shape.p99_prompt_tokens:
-                return Estimate(
-                    plan,
-                    "infeasible",
-                    f"{where}KV cache holds {mem.max_kv_tokens} tokens, less than the p99 "
-                    f"prompt ({self.shape.p99_prompt_tokens:.0f})",
-                )
-            pools.append((phase, rplan, mem.max_kv_tokens))
+            short = self._prompt_misfit(rplan, mem)
+            if short:
+                return Estimate(plan, "infeasible", where + short)
+            pools.append((phase, rplan, mem))
         return self._bounds(plan, pools[0][:2], pools[-1])
+
+    def _prompt_misfit(self, rplan: ReplicaPlan, mem: MemoryPlan) -> str:
+        """Why one replica's KV pool cannot hold the p99 prompt ("" when it can). A windowed
+        model's prompt takes its groups' pages at their fullest during a prefill step (the
+        engine's ``reject_reason``: ``KVLayout.peak_pages``)."""
+        p99 = self.shape.p99_prompt_tokens
+        layout = kv_layout(rplan, mem.block_size_tokens)
+        if layout.plain:
+            if mem.max_kv_tokens >= p99:
+                return ""
+            return (
+                f"KV cache holds {mem.max_kv_tokens} tokens, less than the p99 prompt ({p99:.0f})"
+            )
+        prompt = math.ceil(p99)
+        step = min(prompt, PREFILL_BOUND_TOKENS)
+        need = layout.peak_pages(prompt, step)
+        if need <= mem.num_kv_blocks:
+            return ""
+        return (
+            f"KV cache holds {mem.num_kv_blocks} pages, less than the {need} the p99 prompt "
+            f"({p99:.0f} tokens) takes in its KV cache groups"
+        )
 
     def replica_plan(self, plan: PlanSpec, role: str = "unified") -> ReplicaPlan | str:
         """The ``ReplicaPlan`` one replica of ``plan``'s ``role`` pool runs in the pre-filter
@@ -260,13 +283,14 @@ class Prefilter:
         self,
         plan: PlanSpec,
         prefill: tuple[PlanSpec, ReplicaPlan],
-        decode: tuple[PlanSpec, ReplicaPlan, int],
+        decode: tuple[PlanSpec, ReplicaPlan, MemoryPlan],
     ) -> Estimate:
         """Bounds from the prefill pool's (or unified) and the decode pool's hardware."""
         shape = self.shape
         crit = self.scenario.criterion
         p_phase, p_rplan = prefill
-        d_phase, d_rplan, max_kv_tokens = decode
+        d_phase, d_rplan, d_mem = decode
+        max_kv_tokens = d_mem.max_kv_tokens
         p99_prompt = max(1, int(shape.p99_prompt_tokens))
         prompt = BatchShape.from_lists([(p99_prompt, 0)])
         ttft_low = self._step(p_rplan, p_phase, prompt, True, alone=True)
@@ -279,7 +303,9 @@ class Prefilter:
             reason = f"TPOT >= {tpot_low:.3g} s (batch-1 decode) > target {crit.tpot_p99_s} s"
             return Estimate(plan, "pruned", reason, max_kv_tokens, **base)
         ctx = shape.mean_prompt_tokens + shape.mean_output_tokens / 2
-        batch = max(1, min(plan.scheduler.max_num_seqs, int(max_kv_tokens / ctx)))
+        layout = kv_layout(d_rplan, d_mem.block_size_tokens)
+        held = kv_batch_bound(layout, d_mem.num_kv_blocks, ctx)
+        batch = max(1, min(plan.scheduler.max_num_seqs, held))
         if crit.tpot_p99_s is not None:
             batch = self._largest_batch_within(d_rplan, d_phase, batch, crit.tpot_p99_s)
         prefill_s = self._prefill_seconds(p_rplan, p_phase)
@@ -319,3 +345,19 @@ class Prefilter:
         # With pp > 1 the pp virtual engines overlap: one micro-batch of ``per_engine``
         # sequences leaves the pipeline every bottleneck-stage interval.
         return self.shape.mean_output_tokens * step_s / per_engine
+
+
+def kv_batch_bound(layout: KVLayout, num_pages: int, context_tokens: float) -> int:
+    """Sequences of ``context_tokens`` tokens of KV a pool of ``num_pages`` pages holds.
+
+    A model without windows takes ``context / block_size`` blocks a sequence (the
+    fractional count: an optimistic bound, as before the KV cache groups). A windowed
+    model's sequence holds its full groups' pages of the whole context and each window
+    group's pages of the window alone (``KVLayout.pages``: vLLM's ``remove_skipped_blocks``
+    has freed the rest), so the pool holds ``num_pages // pages(context)`` of them.
+    """
+    if context_tokens <= 0:
+        return num_pages
+    if layout.plain:
+        return int(num_pages * layout.block_size / context_tokens)
+    return num_pages // max(1, layout.pages(math.ceil(context_tokens)))
