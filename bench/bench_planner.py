@@ -17,7 +17,10 @@ Run: ``python bench/bench_planner.py [--quick] [--target] [--exhaustive] [--pool
   ``--requests-per-replica N`` shortens every probe (default: the planner's 1,000).
 
 ``--pool`` runs the searches on the local process pool (one worker per core) instead of in
-this process; CPU seconds then include the workers'.
+this process; CPU seconds then include the workers'. ``--probe-stats`` (in-process only)
+times every probe and prints where they go: probes per plan, held / failed / stopped early,
+CPU per probe by outcome and by pipeline depth. ``--from-bound`` starts each capacity search
+at the analytical bound and gallops from it (``capacity.gallop_capacity_search``).
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ import argparse
 import os
 import resource
 import time
+from collections import defaultdict
+from typing import Any
 
 from servesim.perf import RooflinePerfModel
+from servesim.planner import evaluate as evaluate_module
 from servesim.planner.analytic import Prefilter
 from servesim.planner.evaluate import PlanTask, evaluate_plan
 from servesim.planner.executors import Executor, InProcessExecutor, LocalPoolExecutor
@@ -69,6 +75,46 @@ POOLS_SPACE = SearchSpace(
     placements=("pack", "spread"),
     networks=(None, "roce-200"),
 )
+
+
+class ProbeStats:
+    """Times every probe of this process (wraps ``evaluate.simulate_plan``; results unchanged)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, int, str, float]] = []  # plan key, pp, outcome, CPU-s
+        self._inner = evaluate_module.simulate_plan
+        evaluate_module.simulate_plan = self._timed  # type: ignore[assignment]
+
+    def _timed(self, scenario: Scenario, plan: Any, rate: float, perf: Any, **kw: Any) -> Any:
+        started = time.process_time()
+        summary = self._inner(scenario, plan, rate, perf, **kw)
+        watch = kw.get("stop_when")
+        if watch is not None and watch.stopped:
+            outcome = "stopped early"
+        else:
+            outcome = "held" if scenario.criterion.check(summary)[0] else "failed"
+        self.rows.append((plan.key(), plan.pp, outcome, time.process_time() - started))
+        return summary
+
+    def report(self) -> None:
+        """Print probes per plan and CPU per probe by outcome and by pipeline depth."""
+        per_plan: dict[str, int] = defaultdict(int)
+        groups: dict[str, list[float]] = defaultdict(list)
+        for key, pp, outcome, cpu in self.rows:
+            per_plan[key] += 1
+            groups[outcome].append(cpu)
+            groups[f"pp={pp}"].append(cpu)
+        counts = sorted(per_plan.values())
+        total = sum(r[3] for r in self.rows)
+        print(
+            f"  probes: {len(self.rows)} on {len(counts)} plans ({len(self.rows) / len(counts):.2f}"
+            f" per plan, max {counts[-1]}), {total:.1f} CPU-s in probes"
+        )
+        for name, cpus in sorted(groups.items()):
+            print(
+                f"    {name}: {len(cpus)} probes, {sum(cpus):.1f} CPU-s "
+                f"({sum(cpus) / total:.0%}), {sum(cpus) / len(cpus):.2f} CPU-s per probe"
+            )
 
 
 def bench_prefilter(name: str, space: SearchSpace) -> None:
@@ -141,7 +187,8 @@ def bench_thousand(sample: int, pool: bool, requests_per_replica: int) -> None:
         print(
             f"  extrapolated (every {sample}th plan simulated): all {len(tasks):,} plans "
             f"~{cpu / len(chosen) * len(tasks):,.0f} CPU-s, "
-            f"~{cpu / len(chosen) * len(tasks) / cores / 60:.1f} min on {cores} cores"
+            f"~{cpu / len(chosen) * len(tasks) / cores / 60:.1f} min on {cores} cores; "
+            f"1,000 plans ~{cpu / len(chosen) * 1000 / cores / 60:.1f} min"
         )
 
 
@@ -181,7 +228,19 @@ def main() -> None:
         default=DEFAULT_REQUESTS_PER_REPLICA,
         help="--thousand: probe length per replica",
     )
+    parser.add_argument("--probe-stats", action="store_true", help="time every probe")
+    parser.add_argument("--from-bound", action="store_true", help="searches start at the bound")
     args = parser.parse_args()
+    stats = ProbeStats() if args.probe_stats and not args.pool else None
+    try:
+        run_benches(args)
+    finally:
+        if stats is not None and stats.rows:
+            stats.report()
+
+
+def run_benches(args: argparse.Namespace) -> None:
+    """The benches ``args`` asks for."""
     if args.thousand:
         bench_thousand(max(1, args.sample), args.pool, args.requests_per_replica)
         return
@@ -189,16 +248,19 @@ def main() -> None:
     bench_prefilter("disaggregated, per-pool knobs and placement", POOLS_SPACE)
     if args.quick:
         return
-    bracketing = args.bracketing
-    options = SearchOptions(bracketing=bracketing)
+    bracketing, from_bound = args.bracketing, args.from_bound
+    options = SearchOptions(bracketing=bracketing, from_bound=from_bound)
     timed_search("README plan example", SCENARIO, README_SPACE, options, args.pool)
     if args.target:
         options = SearchOptions(
-            objective="cost_at_rate", target_rate_per_s=20.0, bracketing=bracketing
+            objective="cost_at_rate",
+            target_rate_per_s=20.0,
+            bracketing=bracketing,
+            from_bound=from_bound,
         )
         timed_search("20 req/s on <= 64 H100", TARGET_SCENARIO, TARGET_SPACE, options, args.pool)
     if args.exhaustive:
-        options = SearchOptions(exhaustive=True, bracketing=bracketing)
+        options = SearchOptions(exhaustive=True, bracketing=bracketing, from_bound=from_bound)
         timed_search("exhaustive README space", SCENARIO, README_SPACE, options, args.pool)
 
 

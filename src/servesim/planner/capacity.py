@@ -240,6 +240,43 @@ def bracketed_capacity_search(
     return replace(found, short_probes=rough.probes)
 
 
+def gallop_capacity_search(
+    probe: ProbeFn,
+    *,
+    guess_rate_per_s: float,
+    max_rate_per_s: float = math.inf,
+    rel_tol: float = DEFAULT_REL_TOL,
+    max_probes: int = DEFAULT_MAX_PROBES,
+    need_rate_per_s: float | None = None,
+) -> CapacityResult:
+    """``capacity_search`` started at a guess of the capacity itself (the analytical bound).
+
+    The first probe is at ``guess_rate_per_s`` (after the need probe, which prunes exactly as
+    in ``capacity_search``); then steps of ``rel_tol`` whose exponent doubles while the probes
+    keep moving one way (``_gallop``), and bisection to ``rel_tol``. With a monotone hold/fail
+    threshold the capacity is within ``rel_tol`` of ``capacity_search``'s (both bracket the
+    same threshold to that width); a guess within a few ``rel_tol`` of the capacity costs
+    three or four probes instead of the geometric bracketing from half the bound plus bisection.
+    """
+    if not guess_rate_per_s > 0:
+        raise ValueError(f"guess_rate_per_s must be > 0, got {guess_rate_per_s}")
+    max_rate_per_s = min(max_rate_per_s, MAX_SEARCH_RATE_PER_S)
+    probes: list[Probe] = []
+    held: Probe | None = None
+    if need_rate_per_s is not None and need_rate_per_s > 0:
+        first = probe(min(need_rate_per_s, max_rate_per_s))
+        probes.append(first)
+        if not first.holds:
+            return CapacityResult(0.0, first.rate_per_s, first.limiting, None, (first,), True)
+        held = first
+        if first.rate_per_s >= max_rate_per_s or max_probes <= 1:
+            return _result(held, None, probes)
+    floor = guess_rate_per_s / 1000.0
+    return _gallop(
+        probe, guess_rate_per_s, held, probes, floor, max_rate_per_s, rel_tol, max_probes
+    )
+
+
 def _gallop(
     probe: ProbeFn,
     guess: float,

@@ -24,6 +24,7 @@ from servesim.planner.capacity import (
     ProbeFn,
     bracketed_capacity_search,
     capacity_search,
+    gallop_capacity_search,
 )
 from servesim.planner.probe import ViolationWatch
 from servesim.planner.scenario import Scenario, simulate_plan
@@ -60,6 +61,9 @@ class PlanTask:
             (``servesim.planner.probe``; the pass/fail outcome is unchanged).
         bracketing: short probes bracket the capacity before full-length ones
             (``capacity.bracketed_capacity_search``; the capacity moves within ``rel_tol``).
+        from_bound: start the capacity search at the analytical bound (taken as twice
+            ``start_rate_per_s``, which the search sets to half the bound) and gallop from it
+            (``capacity.gallop_capacity_search``; the capacity moves within ``rel_tol``).
     """
 
     scenario: Scenario
@@ -74,6 +78,7 @@ class PlanTask:
     at_target: bool = False
     early_stop: bool = True
     bracketing: bool = False
+    from_bound: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +220,10 @@ def _search(task: PlanTask, perf: PerfModel) -> CapacityResult:
         return bracketed_capacity_search(
             make_probe(task, perf), make_probe(task, perf, short), **kwargs
         )
+    if task.from_bound and not task.at_target:
+        del kwargs["start_rate_per_s"]
+        guess = 2.0 * task.start_rate_per_s  # the search starts at half the bound
+        return gallop_capacity_search(make_probe(task, perf), guess_rate_per_s=guess, **kwargs)
     return capacity_search(make_probe(task, perf), **kwargs)
 
 

@@ -74,6 +74,8 @@ class SearchOptions:
             (``capacity.bracketed_capacity_search``; capacities move within ``rel_tol``).
             Off by default: measured, it saves CPU on some multi-replica plans and costs
             more on others (the exhaustive README space: 364 against 291 CPU-s).
+        from_bound: each capacity search starts at the plan's analytical bound and gallops
+            from it (``capacity.gallop_capacity_search``; capacities move within ``rel_tol``).
     """
 
     objective: str = "goodput_per_dollar"
@@ -83,6 +85,7 @@ class SearchOptions:
     exhaustive: bool = False
     early_stop: bool = True
     bracketing: bool = False
+    from_bound: bool = False
 
 
 def search_inputs(scenario: Scenario, options: SearchOptions, perf: PerfModel) -> dict[str, Any]:
@@ -103,6 +106,7 @@ def search_inputs(scenario: Scenario, options: SearchOptions, perf: PerfModel) -
         "target_rate_per_s": options.target_rate_per_s if at_target(options) else None,
         "early_stop": options.early_stop,
         "bracketing": options.bracketing,
+        "from_bound": options.from_bound,
         "perf": type(perf).__name__,
     }
 
@@ -225,6 +229,7 @@ class _Search:
             at_target=at_target(self.options),
             early_stop=self.options.early_stop,
             bracketing=self.options.bracketing,
+            from_bound=self.options.from_bound,
         )
 
     def run_wave(self, wave: Sequence[Estimate]) -> None:
