@@ -112,8 +112,8 @@ def check_batch(
         )
     # a speculative decode verifies k + 1 positions, all of them against the budget
     num_tokens = len(decodes) * scheduler.num_tokens_per_decode
-    if prefills:
-        num_tokens += sum(n for _, n in prefills)
+    for _, chunk in prefills:  # sum(n for _, n in prefills), without the generator
+        num_tokens += chunk
     if scheduler.is_chunked and num_tokens > scheduler.token_budget:
         raise ContractError(
             name,
@@ -125,7 +125,8 @@ def check_batch(
         _check_decodes(name, batch, state, now, decode_blocks_granted)
     elif decodes:
         _check_decode_blocks(name, batch, state, now, decode_blocks_granted)
-    _check_prefills(name, batch, state, now)
+    if prefills:
+        _check_prefills(name, batch, state, now)
 
 
 def _check_decode_blocks(

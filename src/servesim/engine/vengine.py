@@ -70,6 +70,7 @@ class VirtualEngine:
         # a plain step's price from its aggregates, when the plan has FastCost.plain
         fast = links.price.fn
         self.price_plain = fast.plain if isinstance(fast, FastCost) and fast.simple else None
+        self.reserve = links.timeline.reserve  # bound once: called every step
         # Speculative decodes keep a varying number of tokens per step, LoRA steps cost
         # what their adapters do, a hybrid split may change every step: all are stepped
         # one iteration at a time.
@@ -190,7 +191,7 @@ class VirtualEngine:
         if batch is None:
             return
         times, host_s = self.times(batch)
-        end = self.links.timeline.reserve(now, times.stage_s, times.overhead_s + host_s)
+        end = self.reserve(now, times.stage_s, times.overhead_s + host_s)
         if not (self.skip_ahead and self.can_skip(batch)):
             self.launch(batch, times, end)
         elif self.pipeline is None:
@@ -274,9 +275,10 @@ class VirtualEngine:
         else:
             times = self.price_shape(batch_shape(batch, state))
         num_swap = batch.num_swap_in_blocks + batch.num_swap_out_blocks
-        swap = self.links.swap
-        host_s = swap.time_s(num_swap)
+        host_s = 0.0  # SwapLink.time_s(0)
         if num_swap:
+            swap = self.links.swap
+            host_s = swap.time_s(num_swap)
             count("swap_in_bytes", int(batch.num_swap_in_blocks * swap.bytes_per_block))
             count("swap_out_bytes", int(batch.num_swap_out_blocks * swap.bytes_per_block))
         if state.adapters is not None:
@@ -309,9 +311,18 @@ class VirtualEngine:
         now = self.loop.now
         state = self.state
         hand_off = self._hand_off if self.on_prefilled is not None else None
-        stamp = now + self.output_lag(times)
+        # output_lag(times), inlined (every step)
+        lag = times.overhead_s if self.stamps_after_next_step else 0.0
+        stamp = now + (lag + self.output_latency_s if self.output_latency_s else lag)
         state.apply(batch, now, stamp, self.left, hand_off, self.output_per_seq_s)
-        self._record(batch, times, now - batch.start_s)
+        append_batch_row(
+            self.records,
+            self.links.replica_id,
+            batch,
+            times,
+            now - batch.start_s,
+            state.num_preempted_this_step,
+        )
         self.scheduler.notify_batch_done(batch, now)
         if self.check_invariants:
             state.check()  # full recount (tests)
@@ -375,13 +386,3 @@ class VirtualEngine:
             self.scheduler.notify_finish(seq)
             self.links.on_leave(seq)
             callback(seq, now)
-
-    def _record(self, batch: Batch, times: StageTimes, duration_s: float) -> None:
-        append_batch_row(
-            self.records,
-            self.links.replica_id,
-            batch,
-            times,
-            duration_s,
-            self.state.num_preempted_this_step,
-        )

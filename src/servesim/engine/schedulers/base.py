@@ -291,14 +291,12 @@ class ReplicaScheduler(ABC):
     def make_batch(
         state: ReplicaState, prefills: list[tuple[Seq, int]], decodes: list[Seq]
     ) -> Batch | None:
-        """Wrap the step's work (and any swaps decided in it) into a ``Batch``."""
-        batch = Batch(
-            prefills=prefills,
-            decodes=decodes,
-            num_swap_in_blocks=state.num_swap_in_blocks,
-            num_swap_out_blocks=state.num_swap_out_blocks,
-        )
-        return None if batch.is_empty else batch
+        """Wrap the step's work (and any swaps decided in it) into a ``Batch``; None when it
+        computes nothing and moves no KV (``Batch.is_empty``)."""
+        swap_in, swap_out = state.num_swap_in_blocks, state.num_swap_out_blocks
+        if not (prefills or decodes or swap_in or swap_out):
+            return None
+        return Batch(prefills, decodes, swap_in, swap_out)
 
 
 SCHEDULERS: Registry[type[ReplicaScheduler]] = Registry("scheduler")
