@@ -116,7 +116,7 @@ def test_engine_books_balance_with_window_frees(name: str, prefix: bool) -> None
     records = run(reqs, perf, _windowed_setup(name, enable_prefix_caching=prefix))
     assert_all_served(records)
     assert records.counters["num_preemptions"] > 0  # the pool was tight: frees mattered
-    if prefix and name != "mistral-7b":
+    if prefix:  # Mistral too: its window's last blocks before the hit point are cached
         assert records.counters["prefix_cache_hit_tokens"] > 0
 
 

@@ -78,6 +78,7 @@ class KVBlockManager:
         "num_swap_blocks",
         "num_swap_used",
         "num_watermark_blocks",
+        "window_blocks",
     )
 
     def __init__(
@@ -94,12 +95,20 @@ class KVBlockManager:
         self.num_blocks = num_blocks
         self.block_size = block_size
         # Blocks are pages of the layout's KV cache groups (perf/kv_layout.py); a cached
-        # prompt block is one full-attention page. A model without a full-attention group
-        # (every layer windowed) caches no prefix here: vLLM's window groups hit only on
-        # the window's own cached pages, which this count does not track.
-        self.layout = layout or KVLayout(block_size)
-        if self.layout.num_full_groups == 0:
-            enable_prefix_caching = False
+        # prompt block is one full-attention page. A model whose one group slides over
+        # every layer (Mistral-7B v0.1) caches its own pages: a hit then needs only the
+        # window's last blocks before the hit point (``window_blocks``, vLLM's
+        # ``SlidingWindowManager.find_longest_cache_hit``). Other layouts without a full
+        # group (several window groups, chunks) cache no prefix here.
+        self.layout = layout = layout or KVLayout(block_size)
+        self.window_blocks = 0
+        if layout.num_full_groups == 0:
+            window = layout.windows[0] if layout.pages_per_row == 1 else None
+            if window is not None and window.kind == "sliding" and enable_prefix_caching:
+                # cdiv(window - 1, block): the query token itself is in the window
+                self.window_blocks = -(-(window.tokens - 1) // block_size)
+            else:
+                enable_prefix_caching = False
         # vLLM: watermark_blocks = int(watermark * num_gpu_blocks), kept free on admission.
         self.num_watermark_blocks = int(watermark * num_blocks)
         self.enable_prefix_caching = enable_prefix_caching
@@ -183,9 +192,12 @@ class KVBlockManager:
 
     # ---- prefix cache --------------------------------------------------------------------
     def count_hits(self, keys: list[int], max_blocks: int) -> int:
-        """Leading blocks of ``keys`` (at most ``max_blocks``) present in the cache."""
+        """Leading blocks of ``keys`` (at most ``max_blocks``) present in the cache; for a
+        sliding-window pool (``window_blocks``), the prompt blocks a hit covers."""
         if not self.enable_prefix_caching:
             return 0
+        if self.window_blocks:
+            return self._window_hits(keys, max_blocks)
         refs = self._refs
         num = 0
         for key in keys[:max_blocks]:
@@ -193,6 +205,34 @@ class KVBlockManager:
                 break
             num += 1
         return num
+
+    def _window_hits(self, keys: list[int], max_blocks: int) -> int:
+        """The longest hit of a sliding-window pool (vLLM V1's
+        ``SlidingWindowManager.find_longest_cache_hit``): scanning from the last block
+        down, the first run of ``window_blocks`` cached blocks ends the hit (the blocks
+        before it lie outside the window: vLLM hands out null blocks for them); a shorter
+        run reaching block 0 is a hit of that run."""
+        refs = self._refs
+        run = 0
+        for i in range(min(max_blocks, len(keys)) - 1, -1, -1):
+            if keys[i] not in refs:
+                run = 0
+                continue
+            run += 1
+            if run >= self.window_blocks:
+                return i + run
+        return run
+
+    def hit_keys(self, keys: list[int], num_hits: int) -> list[int]:
+        """The cached blocks a hit of ``num_hits`` blocks references: all of them, or a
+        sliding-window pool's last ``window_blocks`` (those its window still reads)."""
+        if self.window_blocks:
+            return keys[max(0, num_hits - self.window_blocks) : num_hits]
+        return keys[:num_hits]
+
+    def hit_pages(self, num_hits: int) -> int:
+        """Pages a hit of ``num_hits`` blocks holds (``len(hit_keys(...))``)."""
+        return min(num_hits, self.window_blocks) if self.window_blocks else num_hits
 
     def acquire(self, keys: list[int]) -> None:
         """Reference cached blocks ``keys`` (all present)."""

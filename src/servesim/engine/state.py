@@ -17,6 +17,7 @@ from servesim.engine.group import DecodeGroup
 from servesim.engine.hybrid import HybridExecutor
 from servesim.engine.lora import AdapterCache
 from servesim.engine.preemption import FixedPreemption, PreemptionChoice
+from servesim.engine.prefix_books import book_window_chunk, register_blocks
 from servesim.engine.records import TokenGapSamples
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.speculative import Speculator
@@ -82,7 +83,7 @@ class ReplicaState(ReplicaStateView):
             self.count("prefix_cache_hit_tokens", hit_blocks * self.block_size)
         if hit_blocks:
             assert seq.prompt_keys is not None
-            keys = seq.prompt_keys[:hit_blocks]
+            keys = self.blocks.hit_keys(seq.prompt_keys, hit_blocks)
             self.blocks.acquire(keys)
             seq.block_keys = list(keys)
         hit_tokens = hit_blocks * self.block_size
@@ -157,11 +158,14 @@ class ReplicaState(ReplicaStateView):
                 self._spec_tick(batch.decodes, stamp, leave)
         ahead = len(batch.decodes)  # outputs handed to the front end before this one
         for seq, chunk in batch.prefills:
-            if self.layout.windows:
-                self._trim(seq, seq.num_computed, chunk)
-            seq.num_computed += chunk
-            if seq.prompt_keys and seq.can_register:
-                self._register(seq)
+            if self.blocks.window_blocks:  # a sliding-window pool caching its pages
+                book_window_chunk(self.blocks, seq, chunk)
+            else:
+                if self.layout.windows:
+                    self._trim(seq, seq.num_computed, chunk)
+                seq.num_computed += chunk
+                if seq.prompt_keys and seq.can_register:
+                    register_blocks(self.blocks, seq)
             if seq.num_computed < seq.prefill_target:
                 continue
             del self.prefilling[seq]
@@ -245,19 +249,6 @@ class ReplicaState(ReplicaStateView):
         if freed:
             seq.num_private -= freed
             self.blocks.release(freed)
-
-    def _register(self, seq: Seq) -> None:
-        """Cache the prompt blocks the last chunk completed (prefix caching)."""
-        keys = seq.prompt_keys
-        assert keys is not None
-        full = min(seq.num_computed // self.block_size, len(keys))
-        blocks = self.blocks
-        for j in range(len(seq.block_keys), full):
-            if not blocks.register(keys[j]):
-                seq.can_register = False
-                return
-            seq.block_keys.append(keys[j])
-            seq.num_private -= 1
 
     def _emit(self, seq: Seq, now: float) -> None:
         if seq.num_emitted == 0:

@@ -105,7 +105,8 @@ class ReplicaStateView:
         hit_blocks, taken = self._hits(seq)
         end = min(seq.prefill_target, hit_blocks * self.block_size + num_tokens)
         hit_tokens = hit_blocks * self.block_size
-        new_blocks = self.blocks.layout.step_pages(hit_tokens, end - hit_tokens) - hit_blocks
+        new_blocks = self.blocks.layout.step_pages(hit_tokens, end - hit_tokens)
+        new_blocks -= self.blocks.hit_pages(hit_blocks)
         return hit_blocks * self.block_size, new_blocks + taken
 
     def _hits(self, seq: Seq) -> tuple[int, int]:
@@ -122,7 +123,7 @@ class ReplicaStateView:
         # vLLM always computes at least the last prompt token, so a full hit stops one short.
         max_blocks = (seq.prefill_target - 1) // self.block_size
         hits = self.blocks.count_hits(seq.prompt_keys, max_blocks)
-        return hits, self.blocks.num_reactivations(seq.prompt_keys[:hits])
+        return hits, self.blocks.num_reactivations(self.blocks.hit_keys(seq.prompt_keys, hits))
 
     def chunk_blocks(self, seq: Seq, num_tokens: int) -> int:
         """New blocks an admitted sequence needs to compute ``num_tokens`` more tokens."""
