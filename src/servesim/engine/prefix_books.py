@@ -1,6 +1,12 @@
 """Booking a computed prefill chunk's prompt blocks into the prefix cache (``ReplicaState``'s
 helpers): caching the full blocks a chunk completed, and, for a pool whose one group slides
-over every layer, freeing the blocks its window left, the cached ones first."""
+over every layer, freeing the blocks its window left, the cached ones first.
+
+Once such a sequence decodes, its window's frees are counted as private pages (the decode
+group frees by residue class, O(1) a tick); the prompt blocks it still references then stay
+referenced until it leaves. The pool's available count is the same (a free page instead of
+an unreferenced cached one); only those blocks cannot be evicted meanwhile.
+"""
 
 from __future__ import annotations
 
