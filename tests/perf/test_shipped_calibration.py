@@ -23,8 +23,8 @@ HELDOUT = DOCUMENT.get("kernel_report", {}).get("heldout", [])
 _BOUNDS = {
     ("gemm", "bf16"): (8.0, 3.0),
     ("gemm", "fp8"): (11.0, 3.0),  # includes the activation-quantisation kernel's own rows
-    ("attention", "bf16"): (17.0, 8.0),
-    ("attention", "fp8"): (17.0, 8.5),
+    ("attention", "bf16"): (9.5, 4.0),
+    ("attention", "fp8"): (10.5, 3.5),
     ("collectives", "bf16"): (14.0, 5.0),
     ("collectives", "half"): (14.5, 5.0),
     ("collectives", "int8"): (10.0, 5.5),  # int8 all-reduce fitted apart (no NVLS for 8 bits)
@@ -134,7 +134,11 @@ _LOGO_AFTER = {
     ("a100", "prefill_attention"): 26.5,
     ("a100", "collectives"): 16.5,
     ("l40s", "gemm"): 26.5,
-    ("l40s", "decode_attention"): 26.0,
+    ("l40s", "decode_attention"): 24.0,
+    ("h100", "prefill_attention"): 9.0,  # same die: the prefill traffic keeps its rate
+    ("h200", "prefill_attention"): 9.5,
+    ("h100", "decode_attention"): 8.5,  # the fp8 KV cap carries between H100 and H200
+    ("h200", "decode_attention"): 8.5,
     ("l40s", "prefill_attention"): 44.5,
     ("l40s", "collectives"): 29.0,
 }

@@ -1,17 +1,12 @@
 """Fit the attention opmodel (``servesim.perf.opmodels.attention_fit``) to aiconfigurator tables.
 
-Kernel per (GPU, stack, KV dtype), as the engine picks it by default: vLLM's CUDA platform tries
-FLASH_ATTN first, then FLASHINFER (vllm/platforms/cuda.py ``_get_backend_priorities``); on
-Hopper vllm-flash-attn runs FA3 (``vllm_flash_attn_fa3``; 0.22.0 labels it
-``vllm_flash_attn``), on Ampere/Ada FA2, whose KV cache must be bf16/fp16, so an fp8 KV cache on
-L40S falls through to FlashInfer (``fiprefill`` / ``fidecode``). SGLang on Hopper defaults to
-fa3 (its triton rows are not used).
-
+The rows (which kernel per GPU and stack, report regimes) come from ``attention_rows``.
 Run ``python -m servesim.perf.fitting.attention`` for the held-out report.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -20,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from servesim.perf.fitting import heldout
+from servesim.perf.fitting.attention_rows import DEFAULT_KERNELS, GPU_OF_FOLDER, load_rows
 from servesim.perf.fitting.heldout import Rows
-from servesim.perf.fitting.tables import aic_root, find_tables, read_columns, select
+from servesim.perf.fitting.tables import aic_root
 from servesim.perf.opmodels.attention_fit import (
     _L2_STEEPNESS,
     TILE_M,
@@ -30,171 +26,37 @@ from servesim.perf.opmodels.attention_fit import (
     decode_attention_s,
     gpu_sms_l2,
     prefill_attention_s,
+    window_unpacks_gqa,
 )
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
 
-# (gpu folder, framework, version) -> kv dtype label -> (context kernel, generation kernel)
-DEFAULT_KERNELS: dict[tuple[str, str, str], dict[str, tuple[str, str]]] = {
-    ("h100_sxm", "vllm", "0.24.0"): {
-        "bf16": ("vllm_flash_attn_fa3", "vllm_flash_attn_fa3"),
-        "fp8": ("vllm_flash_attn_fa3", "vllm_flash_attn_fa3"),
-    },
-    ("h200_sxm", "vllm", "0.24.0"): {
-        "bf16": ("vllm_flash_attn_fa3", "vllm_flash_attn_fa3"),
-        "fp8": ("vllm_flash_attn_fa3", "vllm_flash_attn_fa3"),
-    },
-    ("h200_sxm", "vllm", "0.22.0"): {
-        "bf16": ("vllm_flash_attn", "vllm_flash_attn"),
-        "fp8": ("vllm_flash_attn", "vllm_flash_attn"),
-    },
-    ("h100_sxm", "sglang", "0.5.14"): {"bf16": ("fa3", "fa3"), "fp8": ("fa3", "fa3")},
-    ("h200_sxm", "sglang", "0.5.14"): {"bf16": ("fa3", "fa3"), "fp8": ("fa3", "fa3")},
-    ("a100_sxm", "vllm", "0.14.0"): {"bf16": ("vllm_flash_attn", "vllm_flash_attn")},
-    ("l40s", "vllm", "0.24.0"): {
-        "bf16": ("vllm_flash_attn_fa2", "vllm_flash_attn_fa2"),
-        "fp8": ("vllm_flashinfer_fiprefill", "vllm_flashinfer_fidecode"),
-    },
-}
-GPU_OF_FOLDER = {
-    "h100_sxm": "h100-sxm",
-    "h200_sxm": "h200-sxm",
-    "a100_sxm": "a100-80gb",
-    "l40s": "l40s",
-}
-_KV_LABEL = {"bfloat16": "bf16", "fp8": "fp8"}
 # least squares on at most this many rows per (op, dtype): the parameters are few, and the
 # grid correction afterwards sees every row
 _MAX_FIT_ROWS = 6000
 _MAX_GRID_ROWS = 12000
-# grid axes (log2): head_dim, GQA group, tokens per sequence (chunk or KV context), seqs x heads
+# Grid axes (log2): head_dim, GQA group, tokens per sequence (chunk or KV context), seqs x heads.
+# The head_dim axis has a point at every head size the measured kernels are built for: FA3
+# instantiates one kernel per head-size bucket (64, 96, 128, 192, 256; flash-attention
+# hopper/generate_kernels.py), each with its own tiles (hopper/tile_size.h), so the correction
+# steps from one kernel to the next instead of interpolating across them. Evidence: SGLang's
+# fa3 decode at head_dim 192 measures 1.25x its head_dim 256 time at equal shapes (H100 tables,
+# median of 1114 pairs), which no interpolation between 128 and 256 can give. 96 has no rows;
+# the smoothing fills it.
+_HEAD_DIM_AXIS = tuple(float(np.log2(d)) for d in (64, 96, 128, 192, 256, 512))
 _PREFILL_AXES = (
-    (6.0, 7.0, 8.0, 9.0),
+    _HEAD_DIM_AXIS,
     (0.0, 2.0, 4.0, 6.0),
     tuple(float(x) for x in range(0, 15, 2)),
     tuple(float(x) for x in range(0, 15, 3)),
 )
 _DECODE_AXES = (
-    (6.0, 7.0, 8.0, 9.0),
+    _HEAD_DIM_AXIS,
     (0.0, 2.0, 4.0, 6.0),
     tuple(float(x) for x in range(1, 18, 2)),
     tuple(float(x) for x in range(0, 15, 3)),
 )
 _GRID_RIDGE = 0.03
-
-
-def _windowed_pairs(isl: np.ndarray, window: np.ndarray) -> np.ndarray:
-    """Causal query-key pairs of one sequence of ``isl`` tokens: sum over i of min(i, window)."""
-    full = isl * (isl + 1) / 2.0
-    w = np.where(window > 0, window, isl).astype(float)
-    capped = w * (w + 1) / 2.0 + (isl - w) * w
-    return np.where(isl <= w, full, capped)
-
-
-def _base_columns(cols: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
-    window = cols["window_size"][mask] if "window_size" in cols else np.zeros(int(mask.sum()))
-    return {
-        "latency_s": cols["latency"][mask].astype(float) * 1e-3,
-        "num_q_heads": cols["num_heads"][mask].astype(float),
-        "num_kv_heads": cols["num_key_value_heads"][mask].astype(float),
-        "head_dim": cols["head_dim"][mask].astype(float),
-        "window": window.astype(float),
-        "num_seqs": cols["batch_size"][mask].astype(float),
-    }
-
-
-def _finish_rows(out: dict[str, np.ndarray], kv: np.ndarray, op: str, regime: np.ndarray) -> Rows:
-    n = out["latency_s"].size
-    out["kv_bytes"] = np.where(kv == "fp8", 1.0, 2.0)
-    out["dtype"] = kv.astype(object)
-    out["op"] = np.full(n, op, dtype=object)
-    out["regime"] = regime.astype(object)
-    keys = [
-        f"{int(a)}/{int(b)}/{int(c)}"
-        for a, b, c in zip(out["num_q_heads"], out["num_kv_heads"], out["head_dim"], strict=True)
-    ]
-    out["shape_key"] = np.asarray(keys, dtype=object)
-    return out
-
-
-def _kernel_mask(cols: dict[str, np.ndarray], kernels: dict[str, tuple[str, str]], which: int):
-    kv = np.asarray([_KV_LABEL.get(k, k) for k in cols["kv_cache_dtype"]], dtype=object)
-    mask = np.zeros(kv.size, dtype=bool)
-    for label, pair in kernels.items():
-        mask |= (kv == label) & (cols["kernel_source"] == pair[which])
-    return mask & (cols["latency"] > 0), kv
-
-
-def _prefill_rows(cols: dict[str, np.ndarray], kernels: dict[str, tuple[str, str]]) -> Rows:
-    mask, kv = _kernel_mask(cols, kernels, 0)
-    out = _base_columns(cols, mask)
-    isl = cols["isl"][mask].astype(float)
-    out["num_tokens"] = out["num_seqs"] * isl
-    out["num_pairs"] = out["num_seqs"] * _windowed_pairs(isl, out["window"])
-    out["cached_tokens"] = np.zeros(isl.size)
-    out["context_tokens"] = np.zeros(isl.size)
-    regime = np.where(isl <= 512, "isl<=512", np.where(isl >= 4096, "isl>=4096", "isl 513-4095"))
-    regime = np.where(out["window"] > 0, "window", regime)
-    return _finish_rows(out, kv[mask], "prefill_attention", regime)
-
-
-def _decode_rows(
-    cols: dict[str, np.ndarray], kernels: dict[str, tuple[str, str]], l2: float
-) -> Rows:
-    mask, kv = _kernel_mask(cols, kernels, 1)
-    out = _base_columns(cols, mask)
-    # the collector's KV length is the prompt (isl) plus the ``step`` tokens already generated
-    context = (cols["isl"][mask] + cols["step"][mask]).astype(float)
-    context = np.where(out["window"] > 0, np.minimum(context, out["window"]), context)
-    out["context_tokens"] = out["num_seqs"] * context
-    zeros = np.zeros(context.size)
-    out["num_tokens"], out["num_pairs"], out["cached_tokens"] = zeros, zeros, zeros
-    kv_bytes = np.where(kv[mask] == "fp8", 1.0, 2.0)
-    layer_kv = out["context_tokens"] * 2.0 * out["num_kv_heads"] * out["head_dim"] * kv_bytes
-    regime = np.where(layer_kv <= l2, "kv<=L2", "kv>L2")
-    regime = np.where(out["window"] > 0, "window", regime)
-    return _finish_rows(out, kv[mask], "decode_attention", regime)
-
-
-def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows | None:
-    """Prefill and decode rows of the engine's default kernels for one (GPU, stack), or None."""
-    kernels = DEFAULT_KERNELS.get((gpu_folder, framework, version))
-    refs = select(
-        find_tables(root), gpu=gpu_folder, family="attention", framework=framework, version=version
-    )
-    if not refs:
-        return None
-    if kernels is None:  # a user's own tables: the kernel each phase measured most
-        kernels = _most_measured_kernels(refs)
-    from servesim.specs.catalog.gpus import get_gpu
-
-    _, l2 = gpu_sms_l2(get_gpu(GPU_OF_FOLDER.get(gpu_folder, gpu_folder)))
-    parts = []
-    for ref in refs:
-        if ref.table == "context_attention_perf":
-            parts.append(_prefill_rows(read_columns(ref), kernels))
-        elif ref.table == "generation_attention_perf":
-            parts.append(_decode_rows(read_columns(ref), kernels, l2))
-    return heldout.concat(parts) if parts else None
-
-
-def _most_measured_kernels(refs: list) -> dict[str, tuple[str, str]]:
-    """Per KV dtype label, the (prefill, decode) kernel with the most graph-timed rows."""
-    best: dict[str, list[str]] = {}
-    for which, table in enumerate(("context_attention_perf", "generation_attention_perf")):
-        for ref in [r for r in refs if r.table == table]:
-            cols = read_columns(ref)
-            labels = [_KV_LABEL.get(k, k) for k in cols["kv_cache_dtype"]]
-            for label in sorted(set(labels)):
-                sources = [
-                    str(src)
-                    for src, lab in zip(cols["kernel_source"], labels, strict=True)
-                    if lab == label and not str(src).endswith("_eager")
-                ]
-                if sources:
-                    top = max(sorted(set(sources)), key=sources.count)
-                    best.setdefault(label, ["", ""])[which] = top
-    return {label: (pair[0], pair[1]) for label, pair in best.items() if all(pair)}
 
 
 def _subsample(n: int, limit: int = 0) -> np.ndarray:
@@ -205,10 +67,21 @@ def _subsample(n: int, limit: int = 0) -> np.ndarray:
     return np.linspace(0, n - 1, limit).round().astype(int)
 
 
-def _fit_one(rows: Rows, gpu: GPUSpec, is_prefill: bool) -> dict:
+def _fit_one(
+    rows: Rows, gpu: GPUSpec, is_prefill: bool, hbm_eff: float | None = None, unpacks: bool = False
+) -> dict:
+    """One (phase, dtype)'s parameters; ``hbm_eff`` given: decode with that HBM efficiency held
+    (the bf16 fit's) and the SM-side KV cap fitted in its place; ``unpacks``: the decode
+    kernel drops GQA packing under a sliding window (``window_unpacks_gqa``)."""
     from scipy.optimize import least_squares
 
     formula, unpack = (prefill_np, unpack_prefill) if is_prefill else (decode_np, unpack_decode)
+    if not is_prefill:
+        free = functools.partial(unpack_decode, hbm_eff=hbm_eff)
+
+        def unpack(x: np.ndarray) -> dict:
+            return {**free(x), "window_unpacks_gqa": unpacks}
+
     sub = heldout.take(rows, _subsample(rows["latency_s"].size))
     log_actual = np.log(sub["latency_s"])
 
@@ -221,29 +94,50 @@ def _fit_one(rows: Rows, gpu: GPUSpec, is_prefill: bool) -> dict:
     axes = _PREFILL_AXES if is_prefill else _DECODE_AXES
     grid_rows = heldout.take(rows, _subsample(rows["latency_s"].size, _MAX_GRID_ROWS))
     ratio = np.log(grid_rows["latency_s"] / formula(params, gpu, grid_rows))
-    coords = _grid_coords(grid_rows, is_prefill)
+    coords = _grid_coords(grid_rows, is_prefill, unpacks)
     grid = heldout.fit_log_grid(coords, ratio, axes, ridge=_GRID_RIDGE)
     return {**params, "grid": grid.to_dict()}
 
 
-def _grid_coords(rows: Rows, is_prefill: bool) -> np.ndarray:
+def _grid_coords(rows: Rows, is_prefill: bool, unpacks: bool = False) -> np.ndarray:
     seqs = rows["num_seqs"]
-    group = rows["num_q_heads"] / rows["num_kv_heads"]
     if is_prefill:
+        group = rows["num_q_heads"] / rows["num_kv_heads"]
         per_seq = np.maximum(rows["num_tokens"] / seqs, 1.0)
         return np.column_stack([rows["head_dim"], group, per_seq, seqs * rows["num_q_heads"]])
+    kv_heads = _decode_kv_heads(rows, unpacks)
     per_seq = np.maximum(rows["context_tokens"] / seqs, 1.0)
-    return np.column_stack([rows["head_dim"], group, per_seq, seqs * rows["num_kv_heads"]])
+    group = rows["num_q_heads"] / kv_heads
+    return np.column_stack([rows["head_dim"], group, per_seq, seqs * kv_heads])
+
+
+def _decode_kv_heads(rows: Rows, unpacks: bool) -> np.ndarray:
+    """KV heads as the decode kernel reads them: query heads for windowed rows of a kernel that
+    drops GQA packing under a window (FA2), else the model's."""
+    if not unpacks:
+        return rows["num_kv_heads"]
+    return np.where(rows["window"] > 0, rows["num_q_heads"], rows["num_kv_heads"])
 
 
 def fit(rows: Rows, gpu: GPUSpec) -> dict:
     """JSON-ready ``{"prefill": {dtype: params}, "decode": {dtype: params}}`` for one stack."""
     out: dict[str, dict] = {"prefill": {}, "decode": {}}
     for op, phase in (("prefill_attention", "prefill"), ("decode_attention", "decode")):
+        # bf16 before fp8: an fp8 decode fit takes the bf16 one's HBM efficiency
         for dtype in sorted(set(rows["dtype"][rows["op"] == op])):
             part = heldout.take(rows, (rows["op"] == op) & (rows["dtype"] == dtype))
-            out[phase][dtype] = _fit_one(part, gpu, phase == "prefill")
+            held = phase == "decode" and dtype == "fp8"
+            shared = out["decode"].get("bf16", {}).get("hbm_eff") if held else None
+            unpacks = _unpacks_gqa(part, gpu, dtype)
+            out[phase][dtype] = _fit_one(part, gpu, phase == "prefill", shared, unpacks)
     return AttentionFits.from_dict(out).to_dict()
+
+
+def _unpacks_gqa(rows: Rows, gpu: GPUSpec, dtype: str) -> bool:
+    """``window_unpacks_gqa`` for these rows: FlashAttention 2 on Ampere / Ada (not FlashInfer)."""
+    kernels = {str(k) for k in rows.get("kernel", np.asarray([], dtype=object))}
+    flashinfer = any("flashinfer" in k for k in kernels)
+    return window_unpacks_gqa(gpu.architecture, dtype == "fp8") and not flashinfer
 
 
 def predict(params: dict, gpu: GPUSpec, rows: Rows) -> np.ndarray:
@@ -301,11 +195,17 @@ def unpack_prefill(x: np.ndarray) -> dict[str, float]:
     }
 
 
-def unpack_decode(x: np.ndarray) -> dict[str, float]:
-    """Unconstrained least-squares variables -> decode parameters (sane ranges)."""
+def unpack_decode(x: np.ndarray, hbm_eff: float | None = None) -> dict[str, float]:
+    """Unconstrained least-squares variables -> decode parameters (sane ranges).
+
+    With ``hbm_eff`` given, ``x[1]`` is the SM-side KV cap (fp8 KV) instead of the HBM
+    efficiency; without it there is no cap.
+    """
+    held = hbm_eff is not None
     return {
         "floor_s": float(12e-6 * np.exp(x[0])),
-        "hbm_eff": float(0.3 + 0.7 * _sigmoid(x[1] + 1.0)),
+        "hbm_eff": float(hbm_eff) if held else float(0.3 + 0.7 * _sigmoid(x[1] + 1.0)),
+        "kv_bw_per_sm": float(20e9 * np.exp(x[1])) if held else 0.0,
         "l2_bw_per_sm": float(40e9 * np.exp(x[2])),
         "l2_frac": float(0.3 + 1.2 * _sigmoid(x[3])),
         "row_flops": float(200.0 * np.exp(x[4])),
@@ -356,12 +256,16 @@ def decode_np(params: dict[str, float], gpu: GPUSpec, rows: Rows) -> np.ndarray:
     context = np.where(
         window > 0, np.minimum(rows["context_tokens"], seqs * window), rows["context_tokens"]
     )
-    kv_read = context * 2.0 * rows["num_kv_heads"] * rows["head_dim"] * rows["kv_bytes"]
-    hbm_s = kv_read / (gpu.hbm_bandwidth_bytes_per_s * params["hbm_eff"])
+    kv_heads = _decode_kv_heads(rows, bool(params.get("window_unpacks_gqa", False)))
+    kv_read = context * 2.0 * kv_heads * rows["head_dim"] * rows["kv_bytes"]
+    rate = gpu.hbm_bandwidth_bytes_per_s * params["hbm_eff"]
+    if params.get("kv_bw_per_sm", 0.0) > 0.0:
+        rate = min(rate, num_sms * params["kv_bw_per_sm"])
+    hbm_s = kv_read / rate
     hit = 1.0 / (1.0 + (kv_read / (params["l2_frac"] * l2_bytes)) ** _L2_STEEPNESS)
     kv_s = hit * kv_read / (params["l2_bw_per_sm"] * num_sms) + (1.0 - hit) * hbm_s
     row_flops = rows["num_q_heads"] * params["row_flops"]
-    row_flops = row_flops + rows["num_kv_heads"] * params["kv_row_flops"]
+    row_flops = row_flops + kv_heads * params["kv_row_flops"]
     rows_s = seqs * rows["head_dim"] * row_flops / gpu.peak_flops(DType.BF16)
     return params["floor_s"] + _pnorm_np(kv_s, rows_s, params["overlap_p"])
 

@@ -16,7 +16,18 @@ Mechanisms (evidence: aiconfigurator tables, ``servesim.perf.fitting.attention``
   per head-dim element) dominates at large batch and short context. When one layer's KV fits
   in L2, back-to-back replays (how the tables were measured) read it at L2 bandwidth
   (``l2_bw_per_sm``); ``l2_warm=False`` turns that off for a serving step, where the other
-  layers' weights evict the KV between visits.
+  layers' weights evict the KV between visits. An fp8 KV cache adds work per KV byte on the
+  SMs (FA3 runs fp8 attention as fp8 WGMMA, which needs V transposed in shared memory: FA3
+  paper, Shah et al. 2024, sec. 3.3), so its stream is capped at ``kv_bw_per_sm`` per SM
+  whatever the HBM allows. Evidence: at KV > L2 the H100 / H200 time ratio (same die, 1.43x
+  HBM bandwidth) is 1.26 (vLLM) / 1.23 (SGLang) for bf16 but 1.04 / 1.10 for fp8. The HBM
+  efficiency is the memory system's, so the fp8 fit takes the bf16 one's ``hbm_eff``.
+  FlashAttention 2 (Ampere / Ada) packs a GQA group's query heads into one tile for decode
+  (``seqlenq_ngroups_swapped`` in flash-attention csrc/flash_attn/flash_api.cpp) only without a
+  sliding window; with one, every query head reads its KV head alone, as in MHA
+  (``window_unpacks_gqa``). Evidence: L40S FA2 decode with a 128-token window takes 2.2x
+  (<= 128 sequences) to 5.1x (more) the full-attention time at the same context, while its
+  FlashInfer fp8 path and H100's FA3 measure 1.00-1.02x.
 
 An optional ``LogGrid`` per phase corrects what the mechanism cannot know (kernel selection by
 head_dim, split heuristics). Parameters transfer to another GPU of the same architecture through
@@ -129,6 +140,8 @@ class DecodeAttentionFit:
         kv_row_flops: the same per (seq x KV head x head_dim): FA3 packs a GQA group into one
             CTA's rows, so part of the per-row cost is paid once per KV head.
         overlap_p: p-norm exponent joining the KV stream and the per-row cost.
+        kv_bw_per_sm: SM-side cap on the KV stream (bytes/s per SM); 0: none (bf16 KV).
+        window_unpacks_gqa: the kernel drops GQA packing under a sliding window (FA2).
         grid: optional correction over (head_dim, GQA group, KV tokens per sequence,
             seqs x KV heads).
     """
@@ -140,6 +153,8 @@ class DecodeAttentionFit:
     row_flops: float
     kv_row_flops: float
     overlap_p: float
+    kv_bw_per_sm: float = 0.0
+    window_unpacks_gqa: bool = False
     grid: LogGrid | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -147,11 +162,13 @@ class DecodeAttentionFit:
         out: dict[str, Any] = {
             "floor_s": float(f"{self.floor_s:.6g}"),
             "hbm_eff": float(f"{self.hbm_eff:.6g}"),
+            "kv_bw_per_sm": float(f"{self.kv_bw_per_sm:.6g}"),
             "l2_bw_per_sm": float(f"{self.l2_bw_per_sm:.6g}"),
             "l2_frac": float(f"{self.l2_frac:.6g}"),
             "row_flops": float(f"{self.row_flops:.6g}"),
             "kv_row_flops": float(f"{self.kv_row_flops:.6g}"),
             "overlap_p": float(f"{self.overlap_p:.6g}"),
+            "window_unpacks_gqa": self.window_unpacks_gqa,
         }
         if self.grid is not None:
             out["grid"] = self.grid.to_dict()
@@ -168,8 +185,25 @@ class DecodeAttentionFit:
             row_flops=float(data["row_flops"]),
             kv_row_flops=float(data["kv_row_flops"]),
             overlap_p=float(data["overlap_p"]),
+            kv_bw_per_sm=float(data.get("kv_bw_per_sm", 0.0)),
+            window_unpacks_gqa=bool(data.get("window_unpacks_gqa", False)),
             grid=optional_grid(data.get("grid")),
         )
+
+
+def window_unpacks_gqa(architecture: str, fp8_kv: bool) -> bool:
+    """Whether the engine's decode kernel on ``architecture`` drops GQA packing under a sliding
+    window: FlashAttention 2 (Ampere, Ada) does; an fp8 KV cache there runs FlashInfer (FA2
+    reads only 16-bit caches), which packs, as FA3 on Hopper does."""
+    return architecture in ("ampere", "ada") and not fp8_kv
+
+
+def kv_stream_bytes_per_s(fit: DecodeAttentionFit, gpu: GPUSpec, num_sms: int) -> float:
+    """The rate a KV larger than L2 streams at: HBM at ``hbm_eff``, capped on the SMs."""
+    rate = gpu.hbm_bandwidth_bytes_per_s * fit.hbm_eff
+    if fit.kv_bw_per_sm > 0.0:
+        rate = min(rate, num_sms * fit.kv_bw_per_sm)
+    return rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,8 +337,10 @@ def decode_attention_s(
     context = float(context_tokens)
     if window:
         context = min(context, float(num_seqs) * window)
+        if fit.window_unpacks_gqa:
+            num_kv_heads = num_q_heads  # each query head streams its KV head on its own
     kv_read = context * 2.0 * num_kv_heads * head_dim * kv_bytes
-    hbm_s = kv_read / (gpu.hbm_bandwidth_bytes_per_s * fit.hbm_eff)
+    hbm_s = kv_read / kv_stream_bytes_per_s(fit, gpu, num_sms)
     if l2_warm:
         hit = 1.0 / (1.0 + (kv_read / (fit.l2_frac * l2_bytes)) ** _L2_STEEPNESS)
         kv_s = hit * kv_read / (fit.l2_bw_per_sm * num_sms) + (1.0 - hit) * hbm_s

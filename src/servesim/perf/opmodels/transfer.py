@@ -30,6 +30,11 @@ every rule below; none is a factor fitted to the GPU it predicts.
   the SMs' CUDA cores, not the tensor cores: it scales with SMs x clock, not with the tensor
   peak it is expressed in. Evidence: A100 decode at 256+ sequences was priced +87% slow from
   H100 (tensor peak ratio 3.2 against SMs x clock 1.7).
+* attention between GPUs of one architecture (H100 / H200): the prefill's traffic term keeps
+  the donor's absolute rate (it is bound on the SMs: both measure the same prefill times for
+  1.43x the HBM bandwidth); an fp8 KV cache's SM-side cap on the decode stream is a rate per
+  SM cycle; whether decode drops GQA packing under a sliding window is the target's kernel's
+  (FlashAttention 2 on Ampere / Ada does; ``_adapt_attention``).
 * collective regimes slower than the bulk one (NCCL's LL protocol for small messages) are
   bound by the protocol, not the link: they keep the donor's absolute bus bandwidth (clock
   scaled), capped by the target link at the donor's bulk efficiency. A PCIe target would
@@ -53,7 +58,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from servesim.perf.opmodels.attention_fit import gpu_sms_l2
+from servesim.perf.opmodels.attention_fit import gpu_sms_l2, window_unpacks_gqa
 from servesim.perf.stacks import nearest_calibrated
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
@@ -233,14 +238,28 @@ def _adapt_attention(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -
     tiles = clock * scale * gpu_sms_l2(source)[0] / gpu_sms_l2(target)[0]
     # per-row decode work in flop-equivalents of the bf16 peak: SM issue -> target flops
     rows = _issue_ratio(source, target) * scale
+    # Same die (one architecture, e.g. H100 / H200): the prefill's Q/K/V/O traffic is bound on
+    # the SMs, not by HBM: the two measure within 2% in every prefill regime (median H100 /
+    # H200 time ratio 0.99-1.03, vLLM and SGLang tables) for 1.43x the HBM bandwidth. It keeps
+    # the donor's absolute rate (x SMs x clock), re-expressed as a fraction of the target's HBM.
+    # Across architectures no pair measures this; the fraction of HBM carries over unchanged.
+    same_die = source.architecture == target.architecture
+    hbm = source.hbm_bandwidth_bytes_per_s / target.hbm_bandwidth_bytes_per_s
+    traffic = hbm / _issue_ratio(source, target) if same_die else 1.0
     for phase in ("prefill", "decode"):
-        for fit in params.get(phase, {}).values():
+        for dtype, fit in params.get(phase, {}).items():
             fit["floor_s"] *= clock
             if phase == "prefill":
                 fit["fix_tiles"] *= tiles
+                fit["mem_eff"] = min(1.0, fit["mem_eff"] * traffic)
             else:
                 fit["row_flops"] *= rows
                 fit["kv_row_flops"] *= rows
+                # the fp8 KV cap is a rate per SM cycle (bytes/s per SM at the target clock)
+                if fit.get("kv_bw_per_sm"):
+                    fit["kv_bw_per_sm"] /= clock
+                # GQA packing under a window is the target's kernel's (FA2 drops it)
+                fit["window_unpacks_gqa"] = window_unpacks_gqa(target.architecture, dtype == "fp8")
 
 
 #: Architectures whose NVSwitch systems run NCCL's NVLS algorithm (NVLink SHARP, in-switch
