@@ -26,6 +26,7 @@ from servesim.specs.model_attention import (
     attention_flops_per_token,
     checkpoint_weight_bytes,
     linear_attention_flops_per_token,
+    matmul_params_per_token,
     mla_params,
 )
 from servesim.specs.model_checks import spec_summary, validate_spec
@@ -361,34 +362,10 @@ class ModelSpec:
         """KV-cache bytes one token occupies in one layer (pipeline stages hold a share)."""
         return self.kv_bytes_per_token(dtype) / self.num_layers
 
-    def _attention_gemm_params(self, kind: str) -> int:
-        h = self.hidden_size
-        if kind == "linear" and self.linear_attention is not None:
-            return self.linear_attention.gemm_params(h)
-        if self.mla is not None:
-            count = mla_params(self, self.mla, weights_only=True)
-            sparse = self.sparse_attention
-            if kind == "sparse" and sparse is not None:
-                count += sparse.params(h, self.mla.q_lora_rank or h) - 2 * sparse.index_head_dim
-            return count
-        gate = self.num_attention_heads * self.head_dim if self.has_attn_output_gate else 0
-        return 2 * h * self.head_dim * (self.num_attention_heads + self.num_kv_heads) + h * gate
-
     def matmul_params_per_token(self) -> int:
-        """Active weights that take part in a GEMM (no embedding lookup, norms or biases)."""
-        h = self.hidden_size
-        counts = self.layer_kind_counts()
-        attn = sum(n * self._attention_gemm_params(k) for k, n in counts.items())
-        num_mats = 3 if self.is_gated_mlp else 2
-        dense = num_mats * h * self.ffn_size
-        moe = 0
-        if self.moe is not None:
-            moe = h * self.moe.num_experts + 3 * h * (
-                self.moe.num_experts_per_token * self.moe.expert_ffn_size
-                + self.moe.num_shared_experts * self.moe.shared_expert_ffn_size
-            )
-        layers = attn + self.num_dense_layers * dense + self.num_moe_layers * moe
-        return layers + self.vocab_size * h  # the LM head is a GEMM even when tied
+        """Active weights that take part in a GEMM (no embedding lookup, norms or biases;
+        the LM head counts even when tied)."""
+        return matmul_params_per_token(self)
 
     def attention_flops_per_token(self, context_tokens: int) -> int:
         """FLOPs of q.k scores and the weighted sum of v for one token over its context.

@@ -1,5 +1,6 @@
 """Figures of a ``ModelSpec`` that depend on its layer kinds and formats: attention FLOPs per
-layer kind, the linear layers' state update, MLA block sizes and the checkpoint's bytes.
+layer kind, the linear layers' state update, the GEMM weights a token meets, MLA block sizes
+and the checkpoint's bytes.
 
 Kept apart from ``model.py`` (the dataclass and its parameter counts) so each file stays
 readable; every function takes the spec and reads only its fields and public methods.
@@ -91,3 +92,35 @@ def mla_params(spec: ModelSpec, mla: MLASpec, *, weights_only: bool = False) -> 
     if not weights_only:  # q_a_layernorm and kv_a_layernorm
         count += (mla.q_lora_rank or 0) + mla.kv_lora_rank
     return count
+
+
+def _attention_gemm_params(spec: ModelSpec, kind: str) -> int:
+    """Weights of one ``kind`` layer's attention projections (q, k, v, o; MLA's blocks)."""
+    h = spec.hidden_size
+    if kind == "linear" and spec.linear_attention is not None:
+        return spec.linear_attention.gemm_params(h)
+    if spec.mla is not None:
+        count = mla_params(spec, spec.mla, weights_only=True)
+        sparse = spec.sparse_attention
+        if kind == "sparse" and sparse is not None:
+            count += sparse.params(h, spec.mla.q_lora_rank or h) - 2 * sparse.index_head_dim
+        return count
+    gate = spec.num_attention_heads * spec.head_dim if spec.has_attn_output_gate else 0
+    return 2 * h * spec.head_dim * (spec.num_attention_heads + spec.num_kv_heads) + h * gate
+
+
+def matmul_params_per_token(spec: ModelSpec) -> int:
+    """Active weights that take part in a GEMM (no embedding lookup, norms or biases)."""
+    h = spec.hidden_size
+    counts = spec.layer_kind_counts()
+    attn = sum(n * _attention_gemm_params(spec, k) for k, n in counts.items())
+    num_mats = 3 if spec.is_gated_mlp else 2
+    dense = num_mats * h * spec.ffn_size
+    moe = 0
+    if spec.moe is not None:
+        moe = h * spec.moe.num_experts + 3 * h * (
+            spec.moe.num_experts_per_token * spec.moe.expert_ffn_size
+            + spec.moe.num_shared_experts * spec.moe.shared_expert_ffn_size
+        )
+    layers = attn + spec.num_dense_layers * dense + spec.num_moe_layers * moe
+    return layers + spec.vocab_size * h  # the LM head is a GEMM even when tied
