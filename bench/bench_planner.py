@@ -81,7 +81,7 @@ class ProbeStats:
     """Times every probe of this process (wraps ``evaluate.simulate_plan``; results unchanged)."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[str, int, str, float]] = []  # plan key, pp, outcome, CPU-s
+        self.rows: list[tuple[str, int, str, float]] = []  # model+plan, pp, outcome, CPU-s
         self._inner = evaluate_module.simulate_plan
         evaluate_module.simulate_plan = self._timed  # type: ignore[assignment]
 
@@ -93,7 +93,8 @@ class ProbeStats:
             outcome = "stopped early"
         else:
             outcome = "held" if scenario.criterion.check(summary)[0] else "failed"
-        self.rows.append((plan.key(), plan.pp, outcome, time.process_time() - started))
+        key = f"{scenario.model} {plan.key()}"  # plans of different models share a key
+        self.rows.append((key, plan.pp, outcome, time.process_time() - started))
         return summary
 
     def report(self) -> None:
