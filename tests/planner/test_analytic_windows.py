@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from servesim.api import simulate
 from servesim.perf import default_perf_model
 from servesim.perf.kv_layout import KVLayout, WindowGroups
@@ -73,3 +75,18 @@ def test_prefilter_bound_matches_simulated_max_batch() -> None:
     }
     measured = simulate(config).summary.batch_size.max
     assert bound - 1 <= measured <= bound + 1, (measured, bound)
+
+
+def test_p99_prompt_check_counts_the_window_pages_of_a_prefill_step() -> None:
+    # A 32,768-token prompt in 2,048-token steps: the window holds at most
+    # ceil((4096 - 1 + 2048) / 16) + 1 = 385 pages (tokens / block said 2,048).
+    scenario = Scenario("mistral-7b", criterion=SLOCriterion())
+    pre = Prefilter(scenario, default_perf_model(), WorkloadShape(32768, 2, 32768, 2))
+    plan = PlanSpec("h100-sxm", tp=1)
+    rplan = pre.replica_plan(plan)
+    assert not isinstance(rplan, str)
+    mem = default_perf_model().memory_plan(rplan, block_size_tokens=16)
+    assert MISTRAL.peak_pages(32768, 2048) == 385
+    assert pre._prompt_misfit(rplan, dataclasses.replace(mem, num_kv_blocks=385), 2048) == ""
+    short = pre._prompt_misfit(rplan, dataclasses.replace(mem, num_kv_blocks=384), 2048)
+    assert short.startswith("KV cache holds 384 pages, less than the 385")

@@ -116,7 +116,7 @@ class Prefilter:
         TPOT by the decode pool's.
         """
         roles = ("prefill", "decode") if plan.mode == "disaggregated" else ("unified",)
-        pools: list[tuple[PlanSpec, ReplicaPlan, int]] = []
+        pools: list[tuple[PlanSpec, ReplicaPlan, MemoryPlan]] = []
         for role in roles:
             phase = plan.phase(role)
             pp = f" pp={phase.pp}" if phase.pp > 1 else ""
@@ -125,16 +125,19 @@ class Prefilter:
             if isinstance(built, str):
                 return Estimate(plan, "infeasible", where + built)
             rplan, mem = built
-            short = self._prompt_misfit(rplan, mem)
+            setting = self._settings[(_hardware(phase), phase.scheduler)]
+            assert not isinstance(setting, str)  # _replica returned its reason otherwise
+            short = self._prompt_misfit(rplan, mem, setting[2])
             if short:
                 return Estimate(plan, "infeasible", where + short)
             pools.append((phase, rplan, mem))
         return self._bounds(plan, pools[0][:2], pools[-1])
 
-    def _prompt_misfit(self, rplan: ReplicaPlan, mem: MemoryPlan) -> str:
+    def _prompt_misfit(self, rplan: ReplicaPlan, mem: MemoryPlan, budget: int) -> str:
         """Why one replica's KV pool cannot hold the p99 prompt ("" when it can). A windowed
-        model's prompt takes its groups' pages at their fullest during a prefill step (the
-        engine's ``reject_reason``: ``KVLayout.peak_pages``)."""
+        model's prompt takes its groups' pages at their fullest during a prefill step of
+        the scheduler's ``budget`` tokens (the engine's ``reject_reason``:
+        ``KVLayout.peak_pages``)."""
         p99 = self.shape.p99_prompt_tokens
         layout = kv_layout(rplan, mem.block_size_tokens)
         if layout.plain:
@@ -144,7 +147,7 @@ class Prefilter:
                 f"KV cache holds {mem.max_kv_tokens} tokens, less than the p99 prompt ({p99:.0f})"
             )
         prompt = math.ceil(p99)
-        step = min(prompt, PREFILL_BOUND_TOKENS)
+        step = min(prompt, budget)
         need = layout.peak_pages(prompt, step)
         if need <= mem.num_kv_blocks:
             return ""
