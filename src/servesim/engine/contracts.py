@@ -136,7 +136,7 @@ def _check_decode_blocks(
     decodes = batch.decodes
     need = (
         state.decode_blocks_needed()
-        if len(decodes) == state.num_decoding
+        if len(decodes) == len(state.group.members) + len(state.ready)  # state.num_decoding
         else sum(map(state.needs_block, decodes))
     )
     if granted < need:
@@ -228,7 +228,8 @@ def check_state(name: str, state: ReplicaState, now: float) -> None:
             f"{blocks.num_blocks:,} blocks (allocate and free only through the state)",
             now,
         )
-    running, prefilling, decoding = len(state.running), len(state.prefilling), state.num_decoding
+    running, prefilling = len(state.running), len(state.prefilling)
+    decoding = len(state.group.members) + len(state.ready)  # state.num_decoding
     if running != prefilling + decoding:
         raise ContractError(
             name,

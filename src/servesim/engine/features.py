@@ -46,11 +46,11 @@ def batch_aggregates(batch: Batch, state: ReplicaState) -> Aggregates:
     decodes = batch.decodes
     ctx_sum = max_ctx = 0
     if decodes:
-        if len(decodes) == state.num_decoding:
-            group = state.group
+        group, ready = state.group, state.ready
+        if len(decodes) == len(group.members) + len(ready):  # state.num_decoding
             ctx_sum = group.ctx_sum
             max_ctx = group.max_context() if group.members else 0
-            for seq in state.ready:
+            for seq in ready:
                 ctx = seq.num_prompt_tokens + seq.num_emitted
                 ctx_sum += ctx
                 max_ctx = max(max_ctx, ctx)

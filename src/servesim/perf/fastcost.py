@@ -18,6 +18,7 @@ for its attention as the general path does, and MLA adds its extra GEMMs (``Plan
 from __future__ import annotations
 
 from servesim.perf.attention import DECODE_COMPUTE_EFF, PREFILL_MEM_EFF
+from servesim.perf.calibration import HostOverhead
 from servesim.perf.graph import PlanGraph
 from servesim.perf.plan_cost import PlanCost
 from servesim.perf.types import BatchShape, StageTimes
@@ -39,6 +40,7 @@ class FastCost:
         "decode_w",
         "hbm_bw",
         "host",
+        "host_cpu",
         "idle_w",
         "launch_s",
         "layer_counts",
@@ -79,6 +81,13 @@ class FastCost:
         self.peak16, self.hbm_bw = energy.peak16, energy.gpu.hbm_bandwidth_bytes_per_s
         self.tdp_w = energy.gpu.tdp_w
         self.zero = StageTimes(stage_s=(0.0,) * plan.pp)
+        # HostOverhead.cpu_time_s's constants, for plain's inlined host time (overlap "none")
+        self.host_cpu: tuple[float, float, float, float, float, int] | None = None
+        if type(host) is HostOverhead and host.overlap == "none":
+            self.host_cpu = (
+                *(host.base_s, host.per_seq_s, host.per_prefill_seq_s, host.per_token_s),
+                *(host.cpu_speed, host.num_scheduler_steps),
+            )
         # the inlined closed form on one stage, no MLA: ``plain`` prices from aggregates
         self.simple = self.attention is None and self.mla_part is None and plan.pp == 1
         # (tokens, sampling) -> token part + head part, summed as PlanCost.general sums them
@@ -217,9 +226,22 @@ class FastCost:
         if use_graphs and (graphs_with_prefill or not num_ps) and tokens <= self.max_graph_tokens:
             t = kernel_s
         else:
-            t = max(kernel_s, launches * self.launch_s)
-        overhead = self.host.host_time_s(num_d, num_ps, tokens, gpu_s=t)
-        joules += self.idle_w * max(t - kernel_s + overhead, 0.0)  # pp = 1
+            launch_s = launches * self.launch_s
+            t = launch_s if launch_s > kernel_s else kernel_s  # max(kernel_s, launch_s)
+        host_cpu = self.host_cpu
+        if host_cpu is None:
+            overhead = self.host.host_time_s(num_d, num_ps, tokens, gpu_s=t)
+        else:
+            # HostOverhead.host_time_s with overlap "none" (cpu_time_s + 0.0), inlined
+            base_s, per_seq_s, per_prefill_s, per_tok_s, speed, steps = host_cpu
+            cpu_s = base_s + per_seq_s * num_d + per_prefill_s * num_ps + per_tok_s * tokens
+            cpu_s = cpu_s / speed
+            if num_ps == 0 and steps > 1:
+                cpu_s = cpu_s / steps
+            overhead = cpu_s + 0.0
+        idle_s = t - kernel_s + overhead
+        idle_s = 0.0 if idle_s < 0.0 else idle_s  # max(idle_s, 0.0)
+        joules += self.idle_w * idle_s  # pp = 1
         tp = self.tp
         return StageTimes((t,), overhead, flops * tp, nbytes * tp, joules * tp, comm_s)
 
@@ -366,7 +388,7 @@ class _PrefillConsts:
         if window is not None:
             pairs = min(pairs, float(tokens) * window)
         flops = 4.0 * pairs * self.heads * self.head_dim
-        mean_chunk = tokens / max(1, num_seqs)
+        mean_chunk = tokens / (num_seqs if num_seqs > 1 else 1)  # max(1, num_seqs)
         cached = cxk / mean_chunk
         num_bytes = tokens * self.q_width * 2.0 + cached * self.kv_width * self.kv_bytes
         x = 2.0 * pairs / tokens

@@ -107,9 +107,12 @@ class ReplicaScheduler(ABC):
     def step(self, now: float, state: ReplicaState) -> Batch | None:
         """One scheduling step: the queue takes what entered, ``schedule`` decides, and the
         queue takes what the step preempted."""
-        self.queue.absorb(state.waiting)
+        queue = self.queue
+        if type(queue) is RequestQueue:  # FCFS absorbs nothing (RequestQueue.absorb)
+            return self.schedule(now, state)
+        queue.absorb(state.waiting)
         batch = self.schedule(now, state)
-        self.queue.absorb(state.waiting)
+        queue.absorb(state.waiting)
         return batch
 
     def notify_batch_done(self, batch: Batch, now: float) -> None:
@@ -166,7 +169,9 @@ class ReplicaScheduler(ABC):
     def preempt_for_decode(self, state: ReplicaState) -> bool:
         """Preempt victims until every decoding sequence's next block fits; True if any."""
         preempted = False
-        while state.num_decoding and state.decode_blocks_needed() > state.blocks.num_available:
+        blocks, members, ready = state.blocks, state.group.members, state.ready
+        # (len(members) + len(ready): state.num_decoding)
+        while (members or ready) and state.decode_blocks_needed() > blocks.num_available:
             state.preempt(self.pick_victim(state))
             preempted = True
         return preempted
