@@ -4,6 +4,7 @@ none of them."""
 from __future__ import annotations
 
 import gc
+import importlib
 import subprocess
 import sys
 
@@ -113,3 +114,50 @@ def test_main_leaves_the_collector_as_it_found_it() -> None:
         assert not gc.isenabled()  # a caller's choice is kept
     finally:
         gc.enable()
+
+
+def test_a_json_simulation_loads_no_writer_and_no_table() -> None:
+    # without --out/--trace-out the page, its charts and the trace writer stay unloaded
+    # (servesim/cli/report.py), and --json draws no rich table (5 + 3 ms)
+    loaded = _modules_loaded([*_PRESET_RUN, "--json"])
+    assert "servesim.cli.report" in loaded  # the flags were checked
+    for writer in (
+        "servesim.report.html",
+        "servesim.report.figures",
+        "servesim.report.pages",
+        "servesim.report.trace",
+        "servesim.cli.simulate_render",
+        "rich.table",
+    ):
+        assert writer not in loaded, writer
+
+
+def test_simulate_annotations_are_evaluated_once_at_import() -> None:
+    # typer evaluates string annotations twice per parse (servesim/cli/simulate.py): the
+    # module must not postpone them
+    from servesim.cli.simulate import simulate_cmd
+
+    hints = simulate_cmd.__annotations__
+    assert len(hints) > 50
+    assert not [name for name, hint in hints.items() if isinstance(hint, str)]
+
+
+@pytest.mark.parametrize("package", ["engine", "cluster", "perf", "specs", "metrics"])
+def test_a_package_loads_its_exports_on_first_use(package: str) -> None:
+    # importing one module of a package runs the package's __init__ first: it must import
+    # none of its modules (servesim/core/lazy.py), and every exported name still resolves
+    code = (
+        "import sys, importlib\n"
+        f"pkg = importlib.import_module('servesim.{package}')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(pkg.__name__ + '.')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    pkg = importlib.import_module(f"servesim.{package}")
+    for name in pkg.__all__:
+        value = getattr(pkg, name)
+        assert name in dir(pkg)
+        if hasattr(value, "__module__") and isinstance(value, type):
+            assert getattr(sys.modules[value.__module__], name) is value
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        _ = pkg.nope

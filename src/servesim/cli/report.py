@@ -5,32 +5,40 @@ pyarrow, CSV on the plain install), checks that the output folder can be made an
 plotly (the HTML report) imports, so a missing writer is reported before minutes of
 simulation rather than after. ``write_files`` then writes everything and returns one note
 per file, the last one saying where the HTML report is.
+
+Every ``simulate`` imports this module for ``check_outputs``; the writers (the HTML page and
+its charts, the trace, the page rebuilders) load only when a run writes files or ``servesim
+report`` runs (5 ms of start-up a plain run does not pay, bytecode cached).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from servesim.api import Result, write_outputs
 from servesim.cli import options as opts
 from servesim.cli.common import err_console
-from servesim.cli.simulate_render import settings_rows
 from servesim.core.errors import ConfigError, ServesimError
-from servesim.report.html import REPORT_FILE, write_html_report, write_settings
 from servesim.report.outputs import TABLE_FORMATS, resolve_table_format
-from servesim.report.pages import find_results, read_result, result_kind, write_page
-from servesim.report.run_data import SUMMARY_FILE, write_run_data
-from servesim.report.trace import write_chrome_trace
+
+if TYPE_CHECKING:
+    from servesim.api import Result
 
 PERFETTO_URL = "https://ui.perfetto.dev"
-_OUT_HELP = (
-    f"Write the page here (default: FOLDER/{REPORT_FILE}, the page name the result file "
-    "records, or the store's name with .html)."
-)
+
+
+def _out_help() -> str:
+    """``report --out``'s help (evaluated with the command's annotations, when typer reads
+    them: the page module loads only for ``servesim report``)."""
+    from servesim.report.html import REPORT_FILE
+
+    return (
+        f"Write the page here (default: FOLDER/{REPORT_FILE}, the page name the result file "
+        "records, or the store's name with .html)."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,11 +114,18 @@ def write_files(result: Result, outputs: Outputs) -> list[str]:
     """Write the run's files; one note per file, the report's location last."""
     notes: list[str] = []
     if outputs.trace_path is not None:
+        from servesim.report.trace import write_chrome_trace
+
         path = write_chrome_trace(result.records, outputs.trace_path)
         notes.append(f"wrote {path} (open it in {PERFETTO_URL} or chrome://tracing)")
     out = outputs.out_dir
     if out is None:
         return notes
+    from servesim.api import write_outputs
+    from servesim.cli.simulate_render import settings_rows
+    from servesim.report.html import REPORT_FILE, write_html_report, write_settings
+    from servesim.report.run_data import write_run_data
+
     notes += write_outputs(result, out, table_format=outputs.table_format)
     notes += write_run_data(out, result.records, result.cluster, outputs.table_format)
     write_settings(out, settings_rows(result))
@@ -140,6 +155,8 @@ def _render_result(kind: str, data: dict[str, Any]) -> str:
 def rebuild_result(path: Path, out: Path | None = None) -> Path:
     """Redraw the page of the result file ``path`` (default: the page name it records, beside
     it); the same bytes as the page its command wrote."""
+    from servesim.report.pages import read_result, write_page
+
     kind, page_name, data = read_result(path)
     target = out if out is not None else path.parent / page_name
     return write_page(_render_result(kind, data), target)
@@ -150,7 +167,10 @@ def rebuild_folder(folder: Path, out: Path | None = None, search: str | None = N
     ``capacity``/``plan``/``compare --report`` result file; ``out`` only for a single page.
     ``folder`` may also be one result file, or a ``plan --store`` file: the plan page of its
     search ``search`` (a hash or its prefix; default: the one with the most plans)."""
+    from servesim.report.html import write_html_report
+    from servesim.report.pages import find_results, result_kind
     from servesim.report.plan_store import is_store_file, write_store_page
+    from servesim.report.run_data import SUMMARY_FILE
 
     if is_store_file(folder):
         return [write_store_page(folder, out, search)]
@@ -187,7 +207,7 @@ def report_cmd(
     ],
     out: Annotated[
         Path | None,
-        opts.option("--out", _OUT_HELP),
+        opts.option("--out", _out_help()),
     ] = None,
     search: Annotated[
         str | None,
