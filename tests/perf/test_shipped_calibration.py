@@ -141,6 +141,10 @@ _LOGO_AFTER = {
     ("h200", "decode_attention"): 8.5,
     ("l40s", "prefill_attention"): 44.5,
     ("l40s", "collectives"): 29.0,
+    # MoE between the two Hopper GPUs: the streaming keeps the donor's absolute rate (median
+    # signed within 2% both ways; it was +5.8 / -2.5 with the bandwidth-fraction rule)
+    ("h100", "moe"): 13.8,
+    ("h200", "moe"): 13.5,
 }
 
 
@@ -155,6 +159,8 @@ def test_stored_leave_one_gpu_out_summary_meets_the_transfer_rules() -> None:
     for key, bound in _LOGO_AFTER.items():
         row = rows[key]
         assert row["mape"] <= bound, row
+    for gpu in ("h100", "h200"):
+        assert abs(rows[(gpu, "moe")]["median_signed"]) <= 2.5, rows[(gpu, "moe")]
     # the rules beat the data-sheet-only rule where architectures differ (summed over families)
     for gpu in ("a100", "l40s"):
         mine = [r for (g, _), r in rows.items() if g == gpu and r.get("before_mape") is not None]

@@ -93,6 +93,8 @@ GROUP_LIMITED_SHAPES: dict[tuple[int, int, int, int], tuple[int, int]] = {
 #: A format needs this many model shapes for the full fit; with fewer (vLLM's mxfp4 and int4
 #: tables hold one or two) it borrows the structure of the stack's bf16 fit (``_fit_borrowed``).
 MIN_SHAPES = 3
+#: SGLang's Triton fused MoE kernel (the tables' ``kernel_source``).
+SGLANG_TRITON = "sglang_fused_moe_triton"
 SMALL_TOKENS = 256
 #: Budget of least-squares evaluations per solve (converged fits take 10-25).
 MAX_EVALS = 60
@@ -106,15 +108,16 @@ GRID_AXES = (
 )
 # parameter vector: log fixed_s, log stream_h, log stream_i, logit mem, logit comp,
 # log (p - 1), log expert_s, logit misalign_eff, log misalign_floor, log hot_weight,
-# log stream_global (0: the whole batch, the fused kernels' default; free for borrowed formats)
+# log stream_global (0: the whole batch, the fused kernels' default; free for borrowed formats),
+# log traffic_eff (tile operand traffic rate over HBM bandwidth; only for default-config kernels)
 _X0 = np.concatenate(
-    [np.log([30e-6, 4.0, 4.0]), [1.5, 0.0, 0.0, np.log(1e-7), 0.0, np.log(200.0), -2.0, 0.0]]
+    [np.log([30e-6, 4.0, 4.0]), [1.5, 0.0, 0.0, np.log(1e-7), 0.0, np.log(200.0), -2.0, 0.0, 0.7]]
 )
 _LOWER = np.array(
-    [np.log(1e-6), -12.0, -12.0, -4.0, -5.0, -4.0, np.log(1e-9), -4.0, 0.0, -9.0, -8.0]
+    [np.log(1e-6), -12.0, -12.0, -4.0, -5.0, -4.0, np.log(1e-9), -4.0, 0.0, -9.0, -8.0, -2.0]
 )
 _UPPER = np.array(
-    [np.log(1e-3), 6.0, 6.0, 6.0, 4.0, 3.0, np.log(1e-5), 6.0, np.log(2048.0), np.log(64.0), 0.0]
+    [np.log(1e-3), 6.0, 6.0, 6.0, 4.0, 3.0, np.log(1e-5), 6.0, np.log(2048.0), np.log(64.0), 0.0, 4]
 )
 
 
@@ -189,6 +192,14 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
     return rows
 
 
+def _default_config_kernel(rows: Rows) -> bool:
+    """Whether the rows' kernel is SGLang's Triton fused MoE, which (with no tuned config file
+    for the rank's expert count and width) runs ``get_default_config``'s tiles, priced by
+    ``opmodels.moe_layer.tile_traffic_s``."""
+    kernels = rows.get("kernel")
+    return kernels is not None and bool(kernels.size) and all(k == SGLANG_TRITON for k in kernels)
+
+
 def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
     logistic = 1.0 / (1.0 + np.exp(-x))
     return MoELayerFit(
@@ -206,6 +217,7 @@ def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
         misalign_floor=float(np.exp(x[8])),
         hot_weight=float(np.exp(x[9])),
         stream_global=1.0 if x[10] > -1e-6 else float(np.exp(x[10])),
+        traffic_eff=float(np.exp(x[11])) if base.traffic_eff > 0.0 else 0.0,
     )
 
 
@@ -234,9 +246,10 @@ def _solve(rows: Rows, gpu: GPUSpec, base: MoELayerFit, free: np.ndarray, x0: np
     return _unpack(x, base), float(result.cost)
 
 
-def _free_mask(rows: Rows, names: tuple[int, ...] = tuple(range(len(_X0) - 1))) -> np.ndarray:
+def _free_mask(rows: Rows, names: tuple[int, ...] = tuple(range(10))) -> np.ndarray:
     free = np.zeros(len(_X0), dtype=bool)
     free[list(names)] = True
+    free[11] = _default_config_kernel(rows)
     if not (rows["inter"] % ALIGN_ELEMS != 0).any():
         free[7:9] = False  # no misaligned width to learn from: the factor stays 1
     return free
@@ -257,11 +270,12 @@ def fit_dtype(rows: Rows, gpu: GPUSpec, label: str) -> MoELayerFit:
     wbytes, cdtype = weight_bytes_of(base_label), compute_dtype_of(base_label, gpu)
     sub = take(rows, np.arange(rows["latency_s"].size) % 8 == 0)
     free, x0 = _free_mask(rows), _x0_for(rows)
+    traffic = 1.0 if free[11] else 0.0
     best: tuple[float, MoELayerFit] | None = None
     # fixed tiles, and the whole range grown with the pairs per expert (``tile_for``)
     for lo, hi in (*((t, t) for t in TILES), (TILES[0], TILES[-1])):
         base = MoELayerFit(wbytes, cdtype, 0.0, 0.0, 0.0, 1.0, 1.0, float(hi), 1.0)
-        base = replace(base, tile_min=0.0 if lo == hi else float(lo))
+        base = replace(base, tile_min=0.0 if lo == hi else float(lo), traffic_eff=traffic)
         fitted, cost = _solve(sub, gpu, base, free, x0)
         if best is None or cost < best[0] - 1e-9:
             best = (cost, fitted)
@@ -289,6 +303,7 @@ def _pack(fit: MoELayerFit) -> np.ndarray:
             np.log(max(fit.misalign_floor, 1.0)),
             np.log(max(fit.hot_weight, 1e-6)),
             np.log(max(fit.stream_global, 1e-6)),
+            np.log(fit.traffic_eff) if fit.traffic_eff > 0.0 else _X0[11],
         ]
     )
     return np.clip(x, _LOWER + 1e-9, _UPPER - 1e-9)
@@ -310,6 +325,7 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
         compute_dtype=compute_dtype_of(label.removesuffix(PORTABLE), gpu),
         misalign_eff=1.0,
         misalign_floor=0.0,
+        traffic_eff=donor.traffic_eff if _default_config_kernel(rows) else 0.0,
         correction=None,
     )
     free = np.zeros(len(_X0), dtype=bool)

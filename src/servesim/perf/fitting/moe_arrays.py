@@ -10,6 +10,7 @@ from servesim.perf.fitting.heldout import Rows
 from servesim.perf.fitting.moe_loads import TILES
 from servesim.perf.opmodels.grid import LogGrid
 from servesim.perf.opmodels.moe_layer import ALIGN_ELEMS, MoELayerFit
+from servesim.perf.opmodels.moe_tiles import ACT_BYTES
 from servesim.specs.gpu import GPUSpec
 
 
@@ -31,9 +32,34 @@ def formula(fit: MoELayerFit, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     read = touched * elems * fit.weight_bytes / (bandwidth * fit.mem_eff)
     work = padded_column(fit, rows) + fit.hot_weight * rows["max_expert"]
     math_s = 2.0 * work * elems / (peak * fit.compute_eff)
+    traffic = traffic_column(fit, rows, width) / bandwidth
     p = fit.overlap_p
-    body = (read**p + math_s**p) ** (1.0 / p)
+    body = (read**p + math_s**p + traffic**p) ** (1.0 / p)
     return fit.fixed_s + stream / bandwidth + fit.expert_s * touched + body
+
+
+def traffic_column(fit: MoELayerFit, rows: Rows, width: np.ndarray) -> np.ndarray:
+    """Vectorised ``default_tiles`` and ``tile_traffic_bytes`` over ``traffic_eff``, in bytes
+    (0 where the fit has no traffic term)."""
+    if fit.traffic_eff <= 0.0:
+        return np.zeros(rows["num_tokens"].shape)
+    tokens_in = (
+        rows["stream_pairs"] / rows["topk"] if "stream_pairs" in rows else rows["num_tokens"]
+    )
+    small = tokens_in <= rows["num_experts"] / rows["ep"]
+    if fit.compute_dtype == "fp8":
+        small = np.zeros(small.shape, dtype=bool)
+        big = (64, 128)
+    else:
+        big = (64, 64)
+    out = np.zeros(small.shape)
+    for mask, (block_m, block_n) in ((small, (16, 32)), (~small, big)):
+        per_k = block_m * ACT_BYTES + block_n * fit.weight_bytes
+        up = np.ceil((rows["num_matrices"] - 1) * width / block_n) * rows["hidden"]
+        down = np.ceil(rows["hidden"] / block_n) * width
+        moved = rows[f"padded_{block_m}"] / block_m * per_k * (up + down)
+        out = np.where(mask, moved, out)
+    return out / fit.traffic_eff
 
 
 def padded_column(fit: MoELayerFit, rows: Rows) -> np.ndarray:

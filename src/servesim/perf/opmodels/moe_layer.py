@@ -21,7 +21,9 @@ on aiconfigurator's ``moe_perf`` tables) adds these mechanisms seen in those tab
   padding when the caller knows the routing), plus a fitted multiple of the busiest expert's
   pairs (its tiles finish last), at a fitted fraction of the data-sheet peak;
 * per-rank widths that are not a multiple of 16 elements (Nemotron's 1856 / 8 = 232) lose the
-  tuned kernel and run as a wider, never-below-a-floor width (``body_width``).
+  tuned kernel and run as a wider, never-below-a-floor width (``body_width``);
+* SGLang's Triton kernel without a tuned config runs default tiles whose operand traffic bounds
+  the GEMMs (``moe_tiles.tile_traffic_bytes``, at a fitted multiple of the HBM bandwidth).
 
 Weight reads and the GEMM math overlap (a p-norm between a plain sum, p = 1, and perfect
 overlap, p -> inf); the fixed and streaming costs are serial. Rates are fractions of the
@@ -38,14 +40,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from servesim.perf.opmodels.grid import LogGrid, optional_grid
+from servesim.perf.opmodels.moe_tiles import (
+    default_tiles,
+    same_die_stream_ratio,
+    tile_traffic_bytes,
+)
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
 
 #: Gated expert MLP: gate, up and down matrices; a non-gated one (Nemotron-3's squared ReLU)
 #: has two.
 NUM_MATRICES = 3
-#: Activations move in bf16 between the grouped GEMMs.
-ACT_BYTES = 2.0
 #: Per-rank expert widths that are a multiple of this many elements run at full speed.
 ALIGN_ELEMS = 16
 
@@ -68,6 +73,9 @@ class MoELayerFit:
         overlap_p: p-norm exponent combining weight reads and math (1: serial).
         stream_global: fraction of the other EP ranks' pairs the kernel streams (1: the
             whole batch, as vLLM's and SGLang's fused kernels do; 0: only the rank's own).
+        traffic_eff: rate of the default-config tiles' operand traffic (``default_tiles``,
+            ``tile_traffic_bytes``) as a multiple of the HBM bandwidth; 0: no such term (kernels
+            other than SGLang's Triton fused MoE).
         correction: optional log-grid correction over ``correction_coords``, or None.
         fit_gpu: catalog name of the GPU the fit was measured on ("" : unknown, no transfer).
         kernel: the measured kernel (the table's ``kernel_source``).
@@ -92,6 +100,7 @@ class MoELayerFit:
     hot_weight: float = 0.0
     tile_min: float = 0.0
     stream_global: float = 1.0
+    traffic_eff: float = 0.0
     correction: LogGrid | None = None
     fit_gpu: str = ""
     kernel: str = ""
@@ -118,6 +127,7 @@ class MoELayerFit:
             "hot_weight",
             "tile_min",
             "stream_global",
+            "traffic_eff",
         ):
             out[name] = float(f"{getattr(self, name):.6g}")
         out["correction"] = self.correction.to_dict() if self.correction else None
@@ -146,6 +156,7 @@ class MoELayerFit:
             hot_weight=float(data.get("hot_weight", 0.0)),
             tile_min=float(data.get("tile_min", 0.0)),
             stream_global=float(data.get("stream_global", 1.0)),
+            traffic_eff=float(data.get("traffic_eff", 0.0)),
             correction=optional_grid(data.get("correction")),
             fit_gpu=str(data.get("fit_gpu", "")),
             kernel=str(data.get("kernel", "")),
@@ -194,7 +205,15 @@ def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
     compute = fit.compute_dtype
     if DType.parse(compute) not in gpu.peak_flops_per_s:
         compute = "bf16"
-    return replace(fit, compute_dtype=compute, fit_gpu=gpu.name, portable=None)
+    stream = same_die_stream_ratio(fit.fit_gpu, gpu)
+    return replace(
+        fit,
+        compute_dtype=compute,
+        fit_gpu=gpu.name,
+        portable=None,
+        stream_hidden=fit.stream_hidden * stream,
+        stream_inter=fit.stream_inter * stream,
+    )
 
 
 def streamed_pairs(fit: MoELayerFit, batch_pairs: float, assignments: float) -> float:
@@ -321,13 +340,24 @@ def moe_layer_s(
     # pairs, +0.16 at 16-64x): priced as extra rows
     rows = rows_padded + fit.hot_weight * max_pairs
     math_s = 2.0 * rows * matrix_elems / (peak * fit.compute_eff)
+    traffic_s = 0.0
+    if fit.traffic_eff > 0.0:
+        tiles = default_tiles(fit.compute_dtype, num_tokens, num_experts / max(ep, 1))
+        at_tile = (
+            padded_rows(assignments, experts_touched, tiles[0])
+            if padded is None
+            else (padded[tiles[0]])
+        )
+        width = body_width(fit, inter)
+        moved = tile_traffic_bytes(at_tile, tiles, hidden, width, fit.weight_bytes, num_matrices)
+        traffic_s = moved / (bandwidth * fit.traffic_eff)
     p = fit.overlap_p
-    body_s = (read_s**p + math_s**p) ** (1.0 / p) if read_s + math_s > 0 else 0.0
+    # weight reads, MMAs and tile operand loads overlap by the same p-norm
+    body_s = (read_s**p + math_s**p + traffic_s**p) ** (1.0 / p) if read_s + math_s > 0 else 0.0
     total = fit.fixed_s + stream_s + fit.expert_s * experts_touched + body_s
     if fit.correction is not None:
         coords = correction_coords(num_tokens, topk, ep, assignments, experts_touched, max_pairs)
         total *= fit.correction.factor(*coords[: len(fit.correction.axes)])
-    del num_experts  # the loads already encode the EP split; kept for a stable signature
     return total
 
 
