@@ -14,7 +14,8 @@ Run: ``python bench/bench_planner.py [--quick] [--target] [--exhaustive] [--pool
   and L40S, up to 8 of each, tp 1-8, pp 1-2, four scheduler variants), each fully simulated
   at half its analytical throughput bound (one full-length probe, the ``--target-rate``
   unit); ``--sample K`` simulates every K-th plan only and extrapolates (said in the output);
-  ``--requests-per-replica N`` shortens every probe (default: the planner's 1,000).
+  ``--requests-per-replica N`` shortens every probe (default: the planner's 1,000);
+  ``--capacity`` runs each plan's full capacity search instead (``--from-bound``: from the bound).
 
 ``--pool`` runs the searches on the local process pool (one worker per core) instead of in
 this process; CPU seconds then include the workers'. ``--probe-stats`` (in-process only)
@@ -38,7 +39,7 @@ from servesim.planner.analytic import Prefilter
 from servesim.planner.evaluate import PlanTask, evaluate_plan
 from servesim.planner.executors import Executor, InProcessExecutor, LocalPoolExecutor
 from servesim.planner.scenario import DEFAULT_REQUESTS_PER_REPLICA, Scenario, SLOCriterion
-from servesim.planner.search import SearchOptions, SearchReport, run_search
+from servesim.planner.search import BOUND_SLACK, SearchOptions, SearchReport, run_search
 from servesim.planner.space import SearchSpace, enumerate_plans, scheduler_grid
 from servesim.specs.catalog import resolve_model
 
@@ -144,8 +145,14 @@ THOUSAND_SPACE = SearchSpace(
 )
 
 
-def thousand_tasks(requests_per_replica: int = DEFAULT_REQUESTS_PER_REPLICA) -> list[PlanTask]:
-    """One fixed-rate task per feasible plan of the five models' spaces (pre-filter ``ok``)."""
+def thousand_tasks(
+    requests_per_replica: int = DEFAULT_REQUESTS_PER_REPLICA,
+    capacity: bool = False,
+    from_bound: bool = False,
+) -> list[PlanTask]:
+    """One task per feasible plan of the five models' spaces (pre-filter ``ok``): one probe at
+    half the bound, or with ``capacity`` a capacity search from scratch (as ``--exhaustive``
+    runs it: from half the bound, never above 1.5 x it; ``from_bound``: from the bound)."""
     tasks = []
     criterion = SLOCriterion(ttft_p99_s=2.0, tpot_p99_s=0.1)
     for model in THOUSAND_MODELS:
@@ -156,14 +163,18 @@ def thousand_tasks(requests_per_replica: int = DEFAULT_REQUESTS_PER_REPLICA) -> 
             if est.status != "ok":
                 continue
             rate = 0.5 * est.rate_upper_per_s
-            tasks.append(PlanTask(scenario, plan, rate, need_rate_per_s=rate, at_target=True))
+            if capacity:
+                upper = est.rate_upper_per_s * BOUND_SLACK
+                tasks.append(PlanTask(scenario, plan, rate, upper, from_bound=from_bound))
+            else:
+                tasks.append(PlanTask(scenario, plan, rate, need_rate_per_s=rate, at_target=True))
     return tasks
 
 
-def bench_thousand(sample: int, pool: bool, requests_per_replica: int) -> None:
+def bench_thousand(sample: int, pool: bool, requests_per_replica: int, **kinds: bool) -> None:
     """Simulate every ``sample``-th plan of ``thousand_tasks`` and extrapolate to all."""
     wall0 = time.perf_counter()
-    tasks = thousand_tasks(requests_per_replica)
+    tasks = thousand_tasks(requests_per_replica, **kinds)
     build_s = time.perf_counter() - wall0
     chosen = tasks[::sample]
     executor: Executor = LocalPoolExecutor() if pool else InProcessExecutor()
@@ -177,9 +188,11 @@ def bench_thousand(sample: int, pool: bool, requests_per_replica: int) -> None:
         executor.close()
     cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - wall0
     num_requests = sum(t.scenario.num_requests(t.plan) for t in chosen)
+    kind = ", ".join(k for k, on in kinds.items() if on) or "one probe"
     print(
-        f"thousand ({requests_per_replica} requests per replica, {num_requests:,} simulated "
-        f"in all): {len(tasks):,} feasible plans ({build_s:.1f} s to build and pre-filter); "
+        f"thousand ({kind}; {requests_per_replica} requests per replica, {num_requests:,} "
+        f"per round of probes): {len(tasks):,} feasible plans ({build_s:.1f} s to build and "
+        "pre-filter); "
         f"simulated {len(chosen):,} ({executor.name}) in {cpu:.1f} CPU-s, {wall:.1f} s wall = "
         f"{len(chosen) / wall:.2f} plans/s, {cpu / len(chosen):.2f} CPU-s per plan; {statuses}"
     )
@@ -229,6 +242,7 @@ def main() -> None:
         default=DEFAULT_REQUESTS_PER_REPLICA,
         help="--thousand: probe length per replica",
     )
+    parser.add_argument("--capacity", action="store_true", help="--thousand: full searches")
     parser.add_argument("--probe-stats", action="store_true", help="time every probe")
     parser.add_argument("--from-bound", action="store_true", help="searches start at the bound")
     args = parser.parse_args()
@@ -243,7 +257,8 @@ def main() -> None:
 def run_benches(args: argparse.Namespace) -> None:
     """The benches ``args`` asks for."""
     if args.thousand:
-        bench_thousand(max(1, args.sample), args.pool, args.requests_per_replica)
+        kinds = {"capacity": args.capacity, "from_bound": args.from_bound}
+        bench_thousand(max(1, args.sample), args.pool, args.requests_per_replica, **kinds)
         return
     bench_prefilter("colocated", PREFILTER_SPACE)
     bench_prefilter("disaggregated, per-pool knobs and placement", POOLS_SPACE)
