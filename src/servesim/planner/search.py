@@ -106,8 +106,9 @@ def search_inputs(scenario: Scenario, options: SearchOptions, perf: PerfModel) -
         "target_rate_per_s": options.target_rate_per_s if at_target(options) else None,
         "early_stop": options.early_stop,
         "bracketing": options.bracketing,
-        "from_bound": options.from_bound,
         "perf": type(perf).__name__,
+        # only when on: the default search's key (and stored results) stay as before
+        **({"from_bound": True} if options.from_bound else {}),
     }
 
 
