@@ -1,7 +1,7 @@
 """``EngineLinks``: what a replica hands each of its virtual engines.
 
 The narrow pieces an engine needs to run batches (the event loop, the records, the stage
-timeline, the memoised pricer, the swap link and a leave callback), never the replica
+timeline, the pricer, the swap link and a leave callback), never the replica
 itself, so the engine cannot reach into its owner.
 """
 
@@ -25,7 +25,7 @@ class EngineLinks:
         records: where batches and finished requests are written.
         replica_id: the replica's index, as records name it.
         timeline: the replica's pipeline stages (shared by its virtual engines).
-        price: iteration time of a batch shape on the replica's plan (memoised).
+        price: iteration time of a batch shape on the replica's plan (timeline.BatchPricer).
         swap: the cost of copying KV blocks over the host link.
         clock_limit: earliest external event (next arrival, stop time) a skip must not pass.
         on_leave: called with each request that leaves the replica from this engine.

@@ -89,9 +89,8 @@ class Replica:
         self.max_model_len = plan.model.max_context_tokens
         self.block_size = setup.cache.block_size
         caching = setup.cache.enable_prefix_caching
-        self.prefix_caching = (
-            prefix_caching_default(setup.scheduler) if caching is None else caching
-        )
+        default = prefix_caching_default(setup.scheduler)
+        self.prefix_caching = default if caching is None else caching
         self.role = setup.role
         self.outstanding_tokens = 0
         self.alive: dict[Seq, None] = {}
@@ -205,17 +204,15 @@ class Replica:
 
     def _can_skip(self, setup: ReplicaSetup) -> bool:
         """Whether this replica's engines may skip ahead (see ``VirtualEngine._skip``)."""
-        # A replica receiving KV from elsewhere steps one iteration at a time, since an
-        # arrival it cannot foresee may join any iteration. A prefill replica's held KV is
-        # freed by transfer ends it cannot foresee either (it never decodes, so this costs
-        # nothing). Pipeline engines share one timeline: they skip together
-        # (engine/skip.py).
+        # A replica receiving KV steps one iteration at a time (an arrival it cannot foresee
+        # may join any iteration); a prefill replica's held KV is freed by transfer ends it
+        # cannot foresee either (it never decodes: this costs nothing). Pipeline engines
+        # share one timeline: they skip together (engine/skip.py).
         return not setup.receives_kv and setup.role != "prefill"
 
     @property
     def on_prefilled(self) -> Callable[[Seq, float], None] | None:
-        """Set by a cluster layer on prefill-role replicas: called with (seq, now) once a
-        prompt and its first token are done (the sequence has left this replica)."""
+        """Called with (seq, now) once a prompt and its first token are done (prefill role)."""
         return self._on_prefilled
 
     @on_prefilled.setter
@@ -346,7 +343,6 @@ class Replica:
     ) -> None:
         """Accept a sequence whose prompt KV (and first token) arrives from elsewhere at
         ``now``; it decodes here once the least loaded virtual engine has blocks for it.
-
         ``on_admitted(t)`` is called once the KV has a home here: at ``now`` when the
         engine's next step is sure to admit it, else when it is admitted (the sender keeps
         its copy while the destination waits for memory: DistServe's back-pressure)."""

@@ -105,6 +105,11 @@ def skip_alone(engine: VirtualEngine, batch: Batch, times: StageTimes, end: floa
     """Advance ``engine``'s decode-only run from ``batch`` (booked to end at ``end``), then
     launch the step left in flight."""
     limit = engine.links.clock_limit()
+    if not end < limit:
+        # Nothing to skip (with many replicas, often: the next arrival anywhere is near):
+        # launch as ``_Run.relaunch`` would after no ticks (``form`` set the batch's fields).
+        engine.launch(batch, times, end)
+        return
     run = _Run(engine, batch, times)
     while end < limit:
         new_end = run.tick(end)

@@ -1,4 +1,4 @@
-"""When a replica's batches run: its pipeline-stage timeline, the memoised price of a batch
+"""When a replica's batches run: its pipeline-stage timeline, the price of a batch
 shape on its plan, and the cost of moving KV blocks over its host link.
 
 These are the narrow pieces a ``VirtualEngine`` is handed by its replica (instead of the
