@@ -192,7 +192,8 @@ class VirtualEngine:
             return
         times, host_s = self.times(batch)
         end = self.reserve(now, times.stage_s, times.overhead_s + host_s)
-        if not (self.skip_ahead and self.can_skip(batch)):
+        # (a step with prefills never skips: can_skip's first test, made without the call)
+        if not self.skip_ahead or batch.prefills or not self.can_skip(batch):
             self.launch(batch, times, end)
         elif self.pipeline is None:
             skip_alone(self, batch, times, end)
