@@ -50,7 +50,7 @@ def main() -> None:
     plan = ReplicaPlan(model=resolve_model(args.model), gpu=get_gpu(args.gpu))
     scheduler = VLLMSchedulerConfig() if args.scheduler == "vllm" else SarathiSchedulerConfig()
     perf = RooflinePerfModel()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     records = run_simulation(
         workload,
         [ReplicaSetup(plan=plan, scheduler=scheduler)],
@@ -58,6 +58,8 @@ def main() -> None:
         skip_ahead=not args.no_skip,
     )
     wall_s = time.perf_counter() - start
+    # CPU time of this process: the one-core cost even when the machine is shared
+    cpu_s = time.process_time() - cpu_start
     req = records.requests.view()
     it = records.iterations.view()
     done = req["reject_reason"] == 0
@@ -68,6 +70,7 @@ def main() -> None:
     print(f"requests            {args.requests} ({int(done.sum())} completed)")
     print(f"simulated time      {records.end_s:.1f} s at {args.rate} req/s")
     print(f"wall time           {wall_s:.2f} s")
+    print(f"CPU time            {cpu_s:.2f} s")
     print(f"requests per wall s {args.requests / wall_s:,.0f}")
     print(f"output tok per wall s {out_tokens / wall_s:,.0f}")
     print(f"iterations          {int(it['repeat'].sum())} in {len(it['repeat'])} rows")
