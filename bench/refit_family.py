@@ -9,6 +9,8 @@ independently). The read-modify-write holds a lock on the file, so two refits of
 families can run at the same time.
 
 Run: ``python bench/refit_family.py attention [--data ../shared/data] [--no-heldout]``.
+``power`` refits the ``power`` section and ``kernel_report.power_heldout`` only
+(``calibrate_stacks._power``, the same call a full refit makes).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from servesim.perf.calibrate_data import require_data_dir
-from servesim.perf.calibrate_stacks import write_calibration
+from servesim.perf.calibrate_stacks import _power, write_calibration
 from servesim.perf.calibration import CALIBRATION_PATH
 from servesim.perf.fitting.build import FAMILY_MODULES, fit_kernel_stacks
 from servesim.perf.fitting.tables import aic_root
@@ -86,26 +88,45 @@ def _full_refit_order(report: dict[str, Any]) -> None:
         report[key].sort(key=lambda r: (r["stack"], r["gpu"], family_of(r)))
 
 
+def merge_power(
+    document: dict[str, Any], power: dict[str, Any], report: list[dict[str, Any]], heldout: bool
+) -> None:
+    """Replace the ``power`` section (and its held-out rows when ``heldout``) of ``document``."""
+    document["power"] = power
+    if heldout:
+        document["kernel_report"]["power_heldout"] = report
+
+
+def _write(path: Path, update: Any) -> None:
+    """Read-modify-write ``path`` under an exclusive lock (other families refit in parallel)."""
+    with open(path, "r+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        document = json.loads(handle.read())
+        update(document)
+        write_calibration(document, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Refit the family named on the command line into the shipped calibration."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("family", choices=sorted(FAMILY_MODULES))
+    parser.add_argument("family", choices=sorted([*FAMILY_MODULES, "power"]))
     parser.add_argument("--data", default=None, help="shared data folder (holds profiling/)")
     parser.add_argument("--no-heldout", action="store_true", help="fit only, keep the reports")
     parser.add_argument("--out", type=Path, default=CALIBRATION_PATH, help="file to update")
     args = parser.parse_args(argv)
     root = aic_root(require_data_dir(args.data))
+    if args.family == "power":
+        power, report = _power(root, not args.no_heldout)
+        _write(args.out, lambda doc: merge_power(doc, power, report, not args.no_heldout))
+        print(f"updated power in {args.out}")
+        return 0
     fitted = fit_kernel_stacks(
         root,
         families=(args.family,),
         heldout=not args.no_heldout,
         progress=lambda line: print(f"fitting {line}", file=sys.stderr, flush=True),
     )
-    with open(args.out, "r+", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        document = json.loads(handle.read())
-        merge_family(document, args.family, fitted, heldout=not args.no_heldout)
-        write_calibration(document, args.out)
+    _write(args.out, lambda doc: merge_family(doc, args.family, fitted, not args.no_heldout))
     print(f"updated {args.family} in {args.out}")
     return 0
 
