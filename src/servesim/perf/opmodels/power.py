@@ -6,8 +6,9 @@ Mechanism (per operator class, and one pooled ``"any"`` curve for whole iteratio
     P = static_w + (P_busy - static_w) * kernel_s / (kernel_s + kernel_gap_s)
 
 - ``static_w``: the board's draw with clocks up and nothing useful done (leakage, HBM refresh,
-  fans/VRM). Measured H200 rows of tiny kernels sit at ~126-150 W, well above the 75 W
-  deep-idle figure of the data sheet: the GPU does not drop its clocks between replays.
+  fans/VRM). Measured H200 rows of tiny kernels sit at ~130-215 W depending on the board (the
+  collector ran 8 boards at once: ``fitting.power``), well above the catalog's 75 W deep-idle
+  estimate: the GPU does not drop its clocks between replays.
 - ``compute_w * u_c ** compute_exp``: tensor-core switching power; ``u_c`` = achieved FLOP/s /
   dense peak of the op's dtype. The exponent is fitted (power rises sub- or super-linearly
   with tensor activity, cf. POLCA, Patel et al. ASPLOS'24: prefill sits near TDP).
