@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from servesim.core.errors import ConfigError, UnknownNameError
-from servesim.perf.calibration.lazy_json import LazyObject, lazy_object
 
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
 # The profile of the engine the validation runs measured (vLLM 0.6, V0 engine).
@@ -262,11 +261,6 @@ def _gpu_from_dict(key: str, data: Mapping[str, Any]) -> GpuCalibration:
     )
 
 
-def _stacks(data: Mapping[str, Any]) -> Mapping[str, Any]:
-    # the packaged file's stacks stay a lazy view: a run parses only the stacks it prices with
-    return data if isinstance(data, LazyObject) else dict(data)
-
-
 def calibration_from_dict(data: Mapping[str, Any]) -> Calibration:
     """Build a ``Calibration`` from the parsed JSON document."""
     collectives = tuple(
@@ -288,7 +282,7 @@ def calibration_from_dict(data: Mapping[str, Any]) -> Calibration:
         host=HostOverhead(**data.get("host", {})),
         source=data.get("source", ""),
         host_profiles={k: HostOverhead(**v) for k, v in data.get("host_profiles", {}).items()},
-        kernel_stacks=_stacks(data.get("kernel_stacks", {})),
+        kernel_stacks=dict(data.get("kernel_stacks", {})),
         power=dict(data.get("power", {})),
     )
 
@@ -324,18 +318,12 @@ def _load(path: str | None) -> Calibration:
             raise ConfigError("calibration", str(path), "is not a file")
         return calibration_from_dict({})
     try:
-        text = target.read_text(encoding="utf-8")
-        # the shipped file (written by json.dumps) as a lazy view: a run reads ~40 of its
-        # ~650 KB (servesim/perf/calibration/lazy_json.py); a user's file is parsed whole, so
-        # a malformed one fails here
-        data: Any = lazy_object(text) if path is None else None
-        if data is None:
-            data = json.loads(text)
+        data = json.loads(target.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(
             "calibration", str(target), f"is not a calibration JSON file ({exc})"
         ) from None
-    if not isinstance(data, Mapping) or ("gpus" not in data and "kernel_stacks" not in data):
+    if not isinstance(data, dict) or ("gpus" not in data and "kernel_stacks" not in data):
         raise ConfigError("calibration", str(target), "holds no 'gpus' or 'kernel_stacks'")
     calibration = calibration_from_dict(data)
     return replace(calibration, path=str(target))
