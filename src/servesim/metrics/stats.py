@@ -64,26 +64,8 @@ def latency_stats(samples: np.ndarray) -> LatencyStats:
     x = np.asarray(samples, dtype=np.float64)
     if x.size == 0:
         return LatencyStats(count=0)
-    pct = _linear_percentiles(x)
+    pct = [float(v) for v in np.percentile(x, PERCENTILES)]
     return _stats(int(x.size), float(x.mean()), float(x.std()), float(x.min()), float(x.max()), pct)
-
-
-def _linear_percentiles(x: np.ndarray) -> list[float]:
-    """``np.percentile(x, PERCENTILES)`` step for step (numpy/lib/_function_base_impl.py,
-    ``_quantile``: index (n - 1) x q/100, neighbours from a partition, ``_lerp``), without
-    the ``np.unique`` inside it that imports numpy.ma (8 ms of every run's start-up)."""
-    if np.isnan(x).any():  # numpy's NaN rule: every percentile is NaN
-        return [float(v) for v in np.percentile(x, PERCENTILES)]
-    last = x.size - 1
-    indexes = [(last * (q / 100.0), math.floor(last * (q / 100.0))) for q in PERCENTILES]
-    kth = sorted(
-        {0, last, *(min(lo, last) for _, lo in indexes)} | {min(lo + 1, last) for _, lo in indexes}
-    )
-    part = np.partition(x, kth)
-    return [
-        _lerp(float(part[min(lo, last)]), float(part[min(lo + 1, last)]), h - lo)
-        for h, lo in indexes
-    ]
 
 
 def weighted_percentile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
