@@ -19,7 +19,11 @@ this term correlates with the power predicted for the row k earlier, rising to 0
 prefill attention (0.20 at k = 1) and staying at ~0.19 beyond, while the later rows correlate less
 than the earlier ones in every table (the reading looks back, not forward). A measured reading is
 therefore scored as ``own_share * P(own) + (1 - own_share) * P(previous case)``, ``own_share``
-fitted per curve; the runtime draws ``P`` itself (serving replays no one else's kernels).
+fitted per curve; the runtime draws ``P`` itself (serving replays no one else's kernels). The
+GEMM table, though in the case generator's order (one board ran it in sequence), shows no such
+carry-over: its fp8_block rows follow their bf16 twins (~570 W) and read ~190 W; a lag-1 blend
+fits fp8_block's share at 1.0 and lends bf16 a 0.6 "share" that is the neighbouring shape's
+physics, not its reading (a >= 1 s replay has ~10 readings of its own), so it keeps lag 8.
 
 Report: ``python -m servesim.perf.fitting.power`` (shape-wise 4-fold CV per op class).
 """
