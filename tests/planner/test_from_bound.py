@@ -5,7 +5,11 @@ of the plain search's (property test). On the engine a finite run's hold/fail is
 the rate only up to noise (measured at 300 requests per replica: Qwen2.5-7B on one H100 TP2-PP2
 fails at 6.389 req/s and holds at 6.391 and 6.074), so the engine check on a fixed set of
 plans allows twice ``rel_tol`` (``ENGINE_TOLERANCE``); measured there, the largest difference
-is 5.2% and the fewer probes cost 32% less CPU (60 against 52 probes).
+is 5.2% and the fewer probes cost 32% less CPU (60 against 52 probes). At full length (1,000
+requests per replica) on every 64th plan of ``bench_planner.py --thousand --capacity`` (24
+plans, 1 to 8 replicas, PP): 144 against 110 probes, 137 against 91 CPU-s, largest
+difference 5.2%. On the README example (branch and bound, loose 70B bounds) it costs more
+(22 against 19 probes, same winner), so it is opt-in.
 """
 
 from __future__ import annotations
