@@ -206,17 +206,12 @@ def bracketed_capacity_search(
     max_rate_per_s = min(max_rate_per_s, MAX_SEARCH_RATE_PER_S)
     floor = start_rate_per_s / 1000.0
     probes: list[Probe] = []
-    held: Probe | None = None
     start = min(start_rate_per_s, max_rate_per_s)
-    if need_rate_per_s is not None and need_rate_per_s > 0:
-        first = probe(min(need_rate_per_s, max_rate_per_s))
-        probes.append(first)
-        if not first.holds:
-            return CapacityResult(0.0, first.rate_per_s, first.limiting, None, (first,), True)
-        held = first
-        if first.rate_per_s >= max_rate_per_s:
-            return _result(held, None, probes)
-        start = min(max(start_rate_per_s, first.rate_per_s * GROWTH), max_rate_per_s)
+    done, held = _need_probe(probe, need_rate_per_s, max_rate_per_s, probes)
+    if done is not None:
+        return done
+    if held is not None:
+        start = min(max(start_rate_per_s, held.rate_per_s * GROWTH), max_rate_per_s)
     rough = capacity_search(
         short_probe,
         start_rate_per_s=start,
@@ -262,19 +257,38 @@ def gallop_capacity_search(
         raise ValueError(f"guess_rate_per_s must be > 0, got {guess_rate_per_s}")
     max_rate_per_s = min(max_rate_per_s, MAX_SEARCH_RATE_PER_S)
     probes: list[Probe] = []
-    held: Probe | None = None
-    if need_rate_per_s is not None and need_rate_per_s > 0:
-        first = probe(min(need_rate_per_s, max_rate_per_s))
-        probes.append(first)
-        if not first.holds:
-            return CapacityResult(0.0, first.rate_per_s, first.limiting, None, (first,), True)
-        held = first
-        if first.rate_per_s >= max_rate_per_s or max_probes <= 1:
-            return _result(held, None, probes)
+    done, held = _need_probe(probe, need_rate_per_s, max_rate_per_s, probes, stop_at=max_probes)
+    if done is not None:
+        return done
     floor = guess_rate_per_s / 1000.0
     return _gallop(
         probe, guess_rate_per_s, held, probes, floor, max_rate_per_s, rel_tol, max_probes
     )
+
+
+def _need_probe(
+    probe: ProbeFn,
+    need_rate_per_s: float | None,
+    max_rate_per_s: float,
+    probes: list[Probe],
+    *,
+    stop_at: int | None = None,
+) -> tuple[CapacityResult | None, Probe | None]:
+    """The need probe both searches start with (it prunes as in ``capacity_search``).
+
+    Returns (the search's result when the need probe decides it, the held need probe): a
+    failing probe prunes the plan; a held one at the rate cap, or with ``stop_at`` <= 1
+    probes allowed (None: no such limit), ends the search there. Appends the probe run to
+    ``probes``."""
+    if need_rate_per_s is None or not need_rate_per_s > 0:
+        return None, None
+    first = probe(min(need_rate_per_s, max_rate_per_s))
+    probes.append(first)
+    if not first.holds:
+        return CapacityResult(0.0, first.rate_per_s, first.limiting, None, (first,), True), None
+    if first.rate_per_s >= max_rate_per_s or (stop_at is not None and stop_at <= 1):
+        return _result(first, None, probes), first
+    return None, first
 
 
 def _gallop(
@@ -318,5 +332,7 @@ def _gallop(
             lo = held
             break
         if rate < floor:
-            break
+            if p.rate_per_s <= floor:
+                break
+            rate = floor  # the doubled step overshot the floor: the floor itself is probed
     return _bisect(probe, lo, hi, probes, rel_tol, max_probes)
