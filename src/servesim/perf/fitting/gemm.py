@@ -60,6 +60,7 @@ from servesim.perf.opmodels.gemm import (
     ELEMENT_BYTES,
     HOPPER_RESIDENCY,
     PEAK_DTYPE,
+    REF_L2_BYTES,
     GemmFit,
     QuantFit,
     gemm_time_s,
@@ -130,9 +131,14 @@ _SCALE_PRIOR = 3.0  # weight of the pull of the bucket scales towards 1
 
 
 # ---- fits -----------------------------------------------------------------------------------
-def fit_quant(rows: Rows, bw: float, residency: tuple[int, int] = HOPPER_RESIDENCY) -> QuantFit:
+def fit_quant(
+    rows: Rows,
+    bw: float,
+    residency: tuple[int, int] = HOPPER_RESIDENCY,
+    l2_bytes: float = REF_L2_BYTES,
+) -> QuantFit:
     """The quantisation kernel's constants from its rows (``op == "quantize"``), measured on
-    a GPU of ``bw`` B/s whose SMs hold ``residency`` = (threads, blocks)."""
+    a GPU of ``bw`` B/s whose SMs hold ``residency`` = (threads, blocks), ``l2_bytes`` of L2."""
     from scipy.optimize import least_squares
 
     m, k, t = rows["m"], rows["k"], rows["latency_s"]
@@ -146,12 +152,15 @@ def fit_quant(rows: Rows, bw: float, residency: tuple[int, int] = HOPPER_RESIDEN
             overlap=1.0 + math.exp(x[4]),
             spill_bytes=math.exp(x[5]),
             spill_k=math.exp(x[6]),
+            sm_elem_s=math.exp(x[7]),
+            l2_frac=math.exp(x[8]),
         )
 
     def residual(x: np.ndarray) -> np.ndarray:
-        return np.log(quant_array(unpack(x), m, k, bw, residency)) - np.log(t)
+        return np.log(quant_array(unpack(x), m, k, bw, residency, l2_bytes)) - np.log(t)
 
-    x0 = np.log([2e-6, 2e-10, 3.0, 1e-9, 1.0, 2.0, 8000.0])
+    # sm_elem_s start: H100 m = 1024, k = 8192 (8.4 M elements, L2-resident) takes ~10 us
+    x0 = np.log([2e-6, 2e-10, 3.0, 1e-9, 1.0, 2.0, 8000.0, 1.2e-12, 0.5])
     result = least_squares(residual, x0, loss="soft_l1", f_scale=0.05, max_nfev=2000)
     return unpack(result.x)
 
@@ -287,7 +296,12 @@ def fit(rows: Rows, gpu: GPUSpec) -> dict:
     quant = None
     if labels & {"fp8", "fp8_block"}:
         quant = (
-            fit_quant(quant_rows, gpu.hbm_bandwidth_bytes_per_s, sm_residency(gpu))
+            fit_quant(
+                quant_rows,
+                gpu.hbm_bandwidth_bytes_per_s,
+                sm_residency(gpu),
+                gpu.l2_cache_bytes or REF_L2_BYTES,
+            )
             if quant_rows["m"].size
             else DEFAULT_QUANT
         )
@@ -323,13 +337,14 @@ def predict(params: dict, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     fits = {label: GemmFit.from_dict(p) for label, p in params.items()}
     quant = next((f.quant for f in fits.values() if f.quant is not None), None)
     bw, residency = gpu.hbm_bandwidth_bytes_per_s, sm_residency(gpu)
+    l2 = gpu.l2_cache_bytes or REF_L2_BYTES
     out = np.full(rows["latency_s"].shape, np.nan)
     for i, (op, label, m, n, k) in enumerate(
         zip(rows["op"], rows["dtype"], rows["m"], rows["n"], rows["k"], strict=True)
     ):
         if op == "quantize":
             if quant is not None:
-                out[i] = quant.time_s(float(m), float(k), bw, residency)
+                out[i] = quant.time_s(float(m), float(k), bw, residency, l2)
             continue
         f = fits.get(label)
         if f is None or f.peak_dtype not in gpu.peak_flops_per_s:

@@ -15,6 +15,8 @@ from servesim.perf.opmodels.gemm import (
     ELEMENT_BYTES,
     HOPPER_RESIDENCY,
     QUANT_BLOCK_THREADS,
+    QUANT_WORKING_BYTES,
+    REF_L2_BYTES,
     REF_QUANT_BLOCKS,
     GemmFit,
     QuantFit,
@@ -135,7 +137,7 @@ def formula_array(
     body = big * ((t_c / big) ** p + (t_mem / big) ** p + (t_k / big) ** p) ** (1.0 / p)
     t = fit.floor_s + scale * body + fit.row_s * m
     if fit.quant is not None:
-        t = t + quant_array(fit.quant, m, k, bw, sm_residency(gpu))
+        t = t + quant_array(fit.quant, m, k, bw, sm_residency(gpu), l2)
     return t
 
 
@@ -145,14 +147,19 @@ def quant_array(
     k: np.ndarray,
     bw: float,
     residency: tuple[int, int] = HOPPER_RESIDENCY,
+    l2_bytes: float = REF_L2_BYTES,
 ) -> np.ndarray:
     """``QuantFit.time_s`` on arrays."""
     a = q.k_s * k
     b = (q.bytes_per_elem + q.spill_bytes * k / (k + q.spill_k)) * m * k / bw
+    if q.l2_frac > 0.0:
+        x4 = (QUANT_WORKING_BYTES * m * k / (q.l2_frac * l2_bytes)) ** 4
+        b = b * (x4 / (1.0 + x4))
     threads = np.minimum(np.maximum(np.floor(k), 1.0), QUANT_BLOCK_THREADS)
     blocks = np.minimum(residency[1], residency[0] // threads)
     c = q.row_s * m * REF_QUANT_BLOCKS / blocks
-    big = np.maximum(np.maximum(a, b), c)
-    return q.floor_s + big * (
-        (a / big) ** q.overlap + (b / big) ** q.overlap + (c / big) ** q.overlap
-    ) ** (1.0 / q.overlap)
+    e = q.sm_elem_s * m * k
+    big = np.maximum(np.maximum(np.maximum(a, b), c), e)
+    p = q.overlap
+    norm = (a / big) ** p + (b / big) ** p + (c / big) ** p + (e / big) ** p
+    return q.floor_s + big * norm ** (1.0 / p)

@@ -215,6 +215,10 @@ def _adapt_gemm(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -> Non
             fit["quant"]["floor_s"] *= clock
             fit["quant"]["k_s"] *= clock
             fit["quant"]["row_s"] *= issue
+            # L2-resident elements stream at the SMs' rate, not HBM's: fitted alone on H100 and
+            # on H200 (same SMs and clock, 1.43x the bandwidth) it lands at 8.85e-13 and
+            # 8.86e-13 s per element (vLLM 0.24 quantize tables), so it goes by SMs x clock
+            fit["quant"]["sm_elem_s"] = fit["quant"].get("sm_elem_s", 0.0) * issue
 
 
 def _tensor_peak(gpu: GPUSpec) -> float:
