@@ -330,26 +330,8 @@ def calibrate_host(
             raise ConfigError("run", i, f"measures none of {', '.join(FITTED_METRICS)}")
     before = {i: relative_errors(replay(i, base), m) for i, m in enumerate(measured)}
     two = fit_host(base, fitted_names(base, per_token=False), measured, replay)
-    fit, three_loss = two, None
-    if per_token == "on" or (per_token == "auto" and two.loss > PER_TOKEN_MIN_LOSS):
-        three = fit_host(
-            base, fitted_names(base, per_token=True), measured, replay, start=two.params
-        )
-        three_loss = three.loss
-        is_better = three.loss <= (1 - PER_TOKEN_MIN_GAIN) * two.loss
-        if per_token == "on" or (
-            is_better and "per_token_s" not in _undetermined(three, measured, replay)
-        ):
-            fit = three
-    names = tuple(fit.params)
-    loo: dict[int, Mapping[str, float]] = {}
-    loo_params: dict[int, Mapping[str, float]] = {}
-    if len(measured) > 1:
-        for i in range(len(measured)):
-            others = [r for r in range(len(measured)) if r != i]
-            held = fit_host(base, names, measured, replay, runs=others)
-            loo_params[i] = held.params
-            loo[i] = relative_errors(replay(i, held.host), measured[i])
+    fit, three_loss = _maybe_per_token(base, two, measured, replay, per_token)
+    loo, loo_params = _leave_each_out(base, tuple(fit.params), measured, replay)
     return HostCalibration(
         fit=fit,
         before=before,
@@ -359,6 +341,43 @@ def calibrate_host(
         per_token_loss=three_loss,
         two_param_loss=two.loss,
     )
+
+
+def _maybe_per_token(
+    base: HostOverhead,
+    two: HostFit,
+    measured: Sequence[Mapping[str, float]],
+    replay: Replay,
+    per_token: str,
+) -> tuple[HostFit, float | None]:
+    """The fit to keep, and the three-parameter loss when ``per_token_s`` was tried."""
+    if not (per_token == "on" or (per_token == "auto" and two.loss > PER_TOKEN_MIN_LOSS)):
+        return two, None
+    three = fit_host(base, fitted_names(base, per_token=True), measured, replay, start=two.params)
+    is_better = three.loss <= (1 - PER_TOKEN_MIN_GAIN) * two.loss
+    if per_token == "on" or (
+        is_better and "per_token_s" not in _undetermined(three, measured, replay)
+    ):
+        return three, three.loss
+    return two, three.loss
+
+
+def _leave_each_out(
+    base: HostOverhead,
+    names: tuple[str, ...],
+    measured: Sequence[Mapping[str, float]],
+    replay: Replay,
+) -> tuple[dict[int, Mapping[str, float]], dict[int, Mapping[str, float]]]:
+    """Per run: its errors under a fit of the other runs, and that fit's parameters."""
+    loo: dict[int, Mapping[str, float]] = {}
+    loo_params: dict[int, Mapping[str, float]] = {}
+    if len(measured) > 1:
+        for i in range(len(measured)):
+            others = [r for r in range(len(measured)) if r != i]
+            held = fit_host(base, names, measured, replay, runs=others)
+            loo_params[i] = held.params
+            loo[i] = relative_errors(replay(i, held.host), measured[i])
+    return loo, loo_params
 
 
 def host_entry(host: HostOverhead, source: str) -> dict[str, Any]:

@@ -135,15 +135,8 @@ def _head(raw: dict[str, Any], max_requests: int) -> dict[str, Any]:
     }
 
 
-def load_vllm_bench(path: str | Path, max_requests: int | None = None) -> VllmBenchRun:
-    """Read a ``vllm bench serve`` result JSON (module docstring).
-
-    Args:
-        path: the file.
-        max_requests: keep only the first this many requests (None: all); the measured
-            figures are then derived from their per-request lists alone.
-    """
-    p = Path(path)
+def _read_result(p: Path) -> dict[str, Any]:
+    """The result file's JSON object, checked to carry equal-length per-request lists."""
     try:
         raw = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
@@ -158,13 +151,26 @@ def load_vllm_bench(path: str | Path, max_requests: int | None = None) -> VllmBe
             "needs per-request input_lens and output_lens of equal length "
             "(run vllm bench serve with --save-result --save-detailed)",
         )
+    return raw
+
+
+def load_vllm_bench(path: str | Path, max_requests: int | None = None) -> VllmBenchRun:
+    """Read a ``vllm bench serve`` result JSON (module docstring).
+
+    Args:
+        path: the file.
+        max_requests: keep only the first this many requests (None: all); the measured
+            figures are then derived from their per-request lists alone.
+    """
+    p = Path(path)
+    raw = _read_result(p)
     if max_requests is not None and max_requests < 1:
         raise ConfigError("max_requests", max_requests, "must be >= 1")
     num_dropped = 0
-    if max_requests is not None and len(inputs) > max_requests:
-        num_dropped = len(inputs) - max_requests
+    if max_requests is not None and len(raw["input_lens"]) > max_requests:
+        num_dropped = len(raw["input_lens"]) - max_requests
         raw = _head(raw, max_requests)
-        inputs, outputs = raw["input_lens"], raw["output_lens"]
+    inputs, outputs = raw["input_lens"], raw["output_lens"]
     errors = raw.get("errors") or [""] * len(inputs)
     ok = [int(o) > 0 and not e for o, e in zip(outputs, errors, strict=False)]
     cap = raw.get("max_concurrency")
