@@ -11,7 +11,9 @@ from servesim.cluster.routers import DPLeastLoadedRouter
 from servesim.engine.dp_group import rank_memory_plan
 from servesim.engine.simulation import ReplicaView
 from servesim.perf import RooflinePerfModel
+from servesim.perf.dp_cost import GroupSpan
 from servesim.perf.memory import GIB
+from servesim.specs.gpu import LinkSpec
 from servesim.workload.request import Request
 
 PERF = RooflinePerfModel()
@@ -27,7 +29,10 @@ def test_a_dp_pool_runs_tp_x_dp_gpus_per_replica_as_ranks() -> None:
     dep = build([{"name": "dp", "replicas": 2, "dp_attention": 4, "tp": 1, "ep": 4}])
     pool = dep.pools[0]
     assert pool.num_replicas == 8 and dep.num_gpus == 8 and pool.plan.ep == 1
-    assert dep.dp_groups() == [(0, 4, "allgather_reducescatter"), (4, 4, "allgather_reducescatter")]
+    assert dep.dp_groups() == [
+        (0, 4, "allgather_reducescatter", None),
+        (4, 4, "allgather_reducescatter", None),
+    ]
     assert len(dep.setups()) == 8
 
 
@@ -94,7 +99,36 @@ def test_the_pool_s_all2all_backend_prices_the_group() -> None:
     for backend in ("allgather_reducescatter", "deepep_low_latency"):
         pool = {"dp_attention": 4, "tp": 1, "all2all_backend": backend}
         dep = build([pool], router={"kind": "dp_least_loaded"})
-        assert dep.dp_groups() == [(0, 4, backend)]
+        assert dep.dp_groups() == [(0, 4, backend, None)]
         run = run_cluster(requests, dep, PERF, seed=0)
         durations.append(run.records.iterations.view()["duration_s"][0])
     assert durations[0] != durations[1]
+
+
+def test_a_group_wider_than_a_server_spans_the_network_of_its_nodes() -> None:
+    # 16 ranks of tp=1 on 8-GPU H100 servers: two servers, 8 GPUs each, on their usual
+    # one-NIC-per-GPU InfiniBand NDR (50 GB/s, 5 us: specs/catalog/networks.yaml)
+    dep = build([{"dp_attention": 16, "tp": 1}])
+    ib = LinkSpec(name="ib-ndr-400", bandwidth_bytes_per_s=50e9, latency_s=5e-6)
+    assert dep.dp_groups() == [(0, 16, "allgather_reducescatter", GroupSpan(ib, 8))]
+    # RoCE servers of 6 GPUs: ranks 0-5 on the first, 6-7 on the second (2 GPUs there)
+    roce = build(
+        [{"dp_attention": 8, "tp": 1}],
+        nodes=[{"gpu": "h100-sxm", "count": 2, "gpus_per_node": 6, "network": "roce-200"}],
+    )
+    (group,) = roce.dp_groups()
+    assert group.span == GroupSpan(LinkSpec("roce-200", 25e9, 8e-6), 2)
+    # a server of 16 GPUs holds the whole group: NVLink, no span
+    big = build([{"dp_attention": 16, "tp": 1}], nodes=[{"gpu": "h100-sxm", "gpus_per_node": 16}])
+    assert big.dp_groups()[0].span is None
+
+
+def test_the_network_slows_the_group_step() -> None:
+    requests = [Request(i, 0.0, 300, 2) for i in range(16)]
+    durations = []
+    for nodes in ([{"gpu": "h100-sxm", "gpus_per_node": 16}], None):
+        extra = {"nodes": nodes} if nodes else {}
+        dep = build([{"dp_attention": 16, "tp": 1}], router={"kind": "dp_least_loaded"}, **extra)
+        run = run_cluster(requests, dep, PERF, seed=0)
+        durations.append(run.records.iterations.view()["duration_s"][0])
+    assert durations[1] > durations[0]

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 
 from servesim.core.errors import ConfigError
-from servesim.engine.dp_group import DUMMY_SHAPE
+from servesim.engine.dp_group import DUMMY_SHAPE, DPGroupSpec
 from servesim.engine.setup import ReplicaSetup
 from servesim.engine.simulation import ReplicaView, run_simulation
-from servesim.perf.dp_cost import DPGroupCost
+from servesim.perf.dp_cost import DPGroupCost, GroupSpan
 from servesim.perf.memory import check_dp_attention, stage_weight_bytes
 from servesim.perf.roofline import RooflinePerfModel
 from servesim.perf.types import BatchShape, ReplicaPlan
 from servesim.specs.catalog import get_gpu, resolve_model
+from servesim.specs.gpu import LinkSpec
 from servesim.workload.request import Request
 
 PERF = RooflinePerfModel()
@@ -47,7 +48,7 @@ def _run(requests: list[Request], ranks: Sequence[int], dp: int = 2):
         setups,
         PERF,
         dispatch=dispatch,
-        dp_groups=[(0, dp, "allgather_reducescatter")],
+        dp_groups=[DPGroupSpec(0, dp)],
         check_invariants=True,
     )
 
@@ -155,3 +156,34 @@ def test_all2all_backends_move_the_tokens_as_vllm_does() -> None:
     assert deepep.experts(tokens).comm_s != gather.experts(tokens).comm_s
     with pytest.raises(ConfigError, match="all2all_backend"):
         DPGroupCost(RANK, 8, PERF.calibration, all2all="nccl")
+
+
+# ib-ndr-400: one 400 Gb/s NIC per GPU = 50 GB/s, 5 us (specs/catalog/networks.yaml)
+IB = LinkSpec(name="ib-ndr-400", bandwidth_bytes_per_s=50e9, latency_s=5e-6)
+TWO_SERVERS = GroupSpan(network=IB, local_gpus=8)  # 16 ranks of tp=1, 8 on each server
+
+
+def test_a_group_over_two_servers_rings_its_tokens_over_the_network() -> None:
+    # all-gather and reduce-scatter of 100 tokens x 2048 x 2 B over 16 GPUs across the NICs
+    # (no H100 table on InfiniBand: the ring's alpha-beta), per layer each:
+    # 15 x 5 us + 15/16 x 409,600 B / 50 GB/s = 75 + 7.68 = 82.68 us; 48 layers, two of them
+    cost = DPGroupCost(RANK, 16, PERF.calibration, span=TWO_SERVERS)
+    assert cost.experts(100).comm_s == pytest.approx(48 * 2 * 82.68e-6, rel=1e-12)
+    one_server = DPGroupCost(RANK, 16, PERF.calibration)
+    assert one_server.experts(100).comm_s < cost.experts(100).comm_s / 4
+    # the experts' own work is where it was
+    compute = one_server.experts(100).stage_s[0] - one_server.experts(100).comm_s
+    assert cost.experts(100).stage_s[0] - cost.experts(100).comm_s == pytest.approx(compute)
+
+
+def test_deepep_over_two_servers_sends_the_off_node_half_through_the_nic() -> None:
+    # 4096 tokens x top-8 x 2048 x 2 B / 16 GPUs = 8,388,608 B per GPU per all-to-all; half
+    # of it (8 of the 16 GPUs are on the other server) crosses the NIC:
+    # 5 us + 4,194,304 B / 50 GB/s = 88.88608 us, longer than the NVLink half; x 48 layers x 2
+    cost = DPGroupCost(RANK, 16, PERF.calibration, all2all="deepep_low_latency", span=TWO_SERVERS)
+    off_s = 5e-6 + 4_194_304 / 50e9
+    on = cost.expert_view.comm("on", "all_to_all", 0, 1, 8, 8_388_608 * 8 / 16)
+    assert on.time_s < off_s
+    assert cost.experts(4096).comm_s == pytest.approx(48 * 2 * off_s, rel=1e-12)
+    with pytest.raises(ConfigError, match="local_gpus"):
+        DPGroupCost(RANK, 16, PERF.calibration, span=GroupSpan(network=IB, local_gpus=16))

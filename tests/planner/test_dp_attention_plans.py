@@ -75,7 +75,6 @@ def test_a_dp_probe_sends_requests_per_rank() -> None:
 
 def test_a_dp_plan_becomes_one_group_of_eight_ranks() -> None:
     dep = build_deployment(deployment_config(SCENARIO, DP8), SCENARIO.model, default_perf_model())
-    assert (
-        dep.dp_groups() == [(0, 8, "allgather_reducescatter")] and dep.num_gpus == 8 == DP8.num_gpus
-    )
+    assert dep.dp_groups() == [(0, 8, "allgather_reducescatter", None)]
+    assert dep.num_gpus == 8 == DP8.num_gpus
     assert dep.config.router.kind == "dp_least_loaded"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from servesim.cluster.config import AutoscaleConfig, DeploymentConfig, PoolConfig
 from servesim.cluster.moe import max_redundant_experts
-from servesim.cluster.nodes import cluster_nodes, num_ranks, place_replicas
+from servesim.cluster.nodes import cluster_nodes, group_span, num_ranks, place_replicas
 from servesim.cluster.placement import placed_plan
 from servesim.core.errors import ServesimError
 from servesim.engine.config import (
@@ -22,7 +22,7 @@ from servesim.engine.config import (
     SchedulerConfig,
     SpeculativeConfig,
 )
-from servesim.engine.dp_group import rank_memory_plan
+from servesim.engine.dp_group import DPGroupSpec, rank_memory_plan
 from servesim.engine.profiles import AUTO, EngineProfile, resolve_engine
 from servesim.engine.replica import memory_token_budget
 from servesim.engine.setup import ReplicaSetup
@@ -122,15 +122,17 @@ class Deployment:
             for _ in range(p.num_replicas)
         ]
 
-    def dp_groups(self) -> list[tuple[int, int, str]]:
-        """Data-parallel-attention groups as (first replica, ranks, all2all backend), global
-        replica order."""
-        out: list[tuple[int, int, str]] = []
+    def dp_groups(self) -> list[DPGroupSpec]:
+        """Data-parallel-attention groups (first replica, ranks, all2all backend, the servers
+        the group spans), global replica order."""
+        out: list[DPGroupSpec] = []
         first = 0
         for p in self.pools:
-            if p.dp_attention > 1:
-                ranks = range(first, first + p.num_replicas, p.dp_attention)
-                out.extend((i, p.dp_attention, p.all2all_backend) for i in ranks)
+            dp = p.dp_attention
+            if dp > 1:
+                for k in range(0, p.num_replicas, dp):
+                    span = group_span(list(self.nodes), list(p.nodes[k : k + dp]), p.plan.num_gpus)
+                    out.append(DPGroupSpec(first + k, dp, p.all2all_backend, span))
             first += p.num_replicas
         return out
 

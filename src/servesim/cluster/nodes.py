@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from servesim.cluster.config import DeploymentConfig, PoolConfig
 from servesim.core.errors import ServesimError
+from servesim.perf.dp_cost import GroupSpan
 from servesim.perf.types import ReplicaPlan
 from servesim.specs.catalog import get_gpu
 from servesim.specs.cluster import NodeSpec, default_node
+from servesim.specs.gpu import LinkSpec
 
 
 def cluster_nodes(
@@ -71,6 +73,27 @@ def place_replicas(
             f"(of {len(nodes)} nodes)"
         )
     return None if short else out
+
+
+def group_span(nodes: list[NodeSpec], rank_nodes: list[int], rank_gpus: int) -> GroupSpan | None:
+    """Where a DP-attention group's ranks sit (``rank_nodes``: the index into ``nodes`` of
+    each rank's first GPU; ``rank_gpus`` GPUs each): None when one server holds them all,
+    else the network between the servers and the fewest of the group's GPUs on one."""
+    here: dict[int, int] = {}
+    for first in rank_nodes:
+        size = nodes[first].num_gpus
+        # a rank wider than a server fills consecutive whole servers (``place_replicas``)
+        for j in range(first, first + -(-rank_gpus // size)):
+            here[j] = here.get(j, 0) + min(rank_gpus, size)
+    if len(here) < 2:
+        return None
+    links = [nodes[j].network_link() for j in here]
+    network = LinkSpec(
+        name=links[0].name,
+        bandwidth_bytes_per_s=min(link.bandwidth_bytes_per_s for link in links),
+        latency_s=max(link.latency_s for link in links),
+    )
+    return GroupSpan(network=network, local_gpus=min(here.values()))
 
 
 def num_ranks(pool: PoolConfig) -> int:

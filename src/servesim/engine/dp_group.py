@@ -25,6 +25,7 @@ rank's run of decodes is changed by what the other ranks do).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from servesim.core.errors import ConfigError
 from servesim.core.events import EventLoop, EventPriority
@@ -32,9 +33,26 @@ from servesim.engine.batch import Batch
 from servesim.engine.config import CacheConfig
 from servesim.engine.setup import ReplicaSetup
 from servesim.engine.vengine import VirtualEngine
-from servesim.perf.dp_cost import DPGroupCost
+from servesim.perf.dp_cost import DPGroupCost, GroupSpan
 from servesim.perf.memory import check_dp_attention, check_plan, plan_memory
 from servesim.perf.types import BatchShape, MemoryPlan, ReplicaPlan, StageTimes
+
+
+class DPGroupSpec(NamedTuple):
+    """One data-parallel-attention group of a simulation's replicas.
+
+    Attributes:
+        first: index of its first replica (rank 0); ranks are consecutive replicas.
+        num_ranks: ranks in the group (D).
+        all2all: vLLM's all2all backend (``perf.dp_cost.ALL2ALL_BACKENDS``).
+        span: the servers its GPUs spread over (None: one server, NVLink).
+    """
+
+    first: int
+    num_ranks: int
+    all2all: str = "allgather_reducescatter"
+    span: GroupSpan | None = None
+
 
 # vLLM's dummy batch: ``execute_dummy_batch`` runs the model on one token.
 DUMMY_SHAPE = BatchShape(num_decode_seqs=1, decode_context_tokens=1, max_decode_context_tokens=1)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from servesim.core.errors import ConfigError
 from servesim.core.events import EventLoop, EventPriority
 from servesim.engine.contracts import check_route
-from servesim.engine.dp_group import DPGroup
+from servesim.engine.dp_group import DPGroup, DPGroupSpec
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.engine.replica import Replica
 from servesim.engine.rows import write_request
@@ -234,7 +234,7 @@ def run_simulation(
     check_invariants: bool = False,
     on_start: Callable[[EngineHandle], None] | None = None,
     stop_when: StopWhen | None = None,
-    dp_groups: Sequence[tuple[int, int, str]] = (),
+    dp_groups: Sequence[DPGroupSpec] = (),
 ) -> SimulationRecords:
     """Simulate serving ``requests`` (sorted by arrival) on ``replicas``.
 
@@ -252,9 +252,10 @@ def run_simulation(
         stop_when: called with (now, records) after each request finishes; True ends the run
             there (requests still inside become ``NOT_FINISHED``), e.g. a capacity probe whose
             SLO is already lost.
-        dp_groups: data-parallel-attention groups as (first replica, ranks, vLLM all2all
-            backend): replicas ``first .. first + ranks - 1`` (one plan, pp = 1) step in
-            lockstep and share their experts (``engine.dp_group``, ``perf.dp_cost``).
+        dp_groups: data-parallel-attention groups (``DPGroupSpec``: first replica, ranks,
+            vLLM all2all backend, servers spanned): replicas ``first .. first + ranks - 1``
+            (one plan, pp = 1) step in lockstep and share their experts
+            (``engine.dp_group``, ``perf.dp_cost``).
 
     Returns:
         The columnar records of the run.
@@ -277,7 +278,7 @@ def run_simulation(
         for engine in replica.engines:
             engine.on_done = driver.done
         built.append(replica)
-    for first, num_ranks, _ in dp_groups:
+    for first, num_ranks, *_ in dp_groups:
         ranks = built[first : first + num_ranks]
         DPGroup([r.engines[0] for r in ranks], rank_costs[first], loop)
     if on_start is not None:
@@ -291,7 +292,7 @@ def run_simulation(
 
 
 def group_costs(
-    replicas: Sequence[ReplicaSetup], dp_groups: Sequence[tuple[int, int, str]], perf: PerfModel
+    replicas: Sequence[ReplicaSetup], dp_groups: Sequence[DPGroupSpec], perf: PerfModel
 ) -> dict[int, DPGroupCost]:
     """The ``DPGroupCost`` of every replica in a data-parallel-attention group (one per
     distinct plan and size, shared by its groups: one set of memo tables)."""
@@ -305,16 +306,19 @@ def group_costs(
     fast = bool(getattr(perf, "fast_path", True))
     shared: list[DPGroupCost] = []
     out: dict[int, DPGroupCost] = {}
-    for first, num_ranks, all2all in dp_groups:
+    for group in dp_groups:
+        first, num_ranks, all2all, span = DPGroupSpec(*group)  # plain tuples: one server
         if first < 0 or first + num_ranks > len(replicas) or num_ranks < 2:
             raise ConfigError("dp_groups", (first, num_ranks), f"outside {len(replicas)} replicas")
         plan = replicas[first].plan
         if any(replicas[i].plan != plan for i in range(first, first + num_ranks)):
             raise ConfigError("dp_groups", (first, num_ranks), "ranks must share one plan")
-        same = (plan, num_ranks, ALL2ALL_BACKENDS.get(all2all))
-        cost = next((c for c in shared if (c.plan, c.dp, c.all2all) == same), None)
+        same = (plan, num_ranks, ALL2ALL_BACKENDS.get(all2all), span)
+        cost = next((c for c in shared if (c.plan, c.dp, c.all2all, c.span) == same), None)
         if cost is None:
-            cost = DPGroupCost(plan, num_ranks, calibration, fast_path=fast, all2all=all2all)
+            cost = DPGroupCost(
+                plan, num_ranks, calibration, fast_path=fast, all2all=all2all, span=span
+            )
             shared.append(cost)
         for i in range(first, first + num_ranks):
             out[i] = cost

@@ -22,12 +22,22 @@ Two prices:
 - ``DPGroupCost.experts(tokens)``: the routed experts on the busiest of the tD GPUs for the
   group's summed tokens (the existing ``graph_moe.moe_mlp`` block priced on the expert view
   of the plan, tp = ep = tD), with the backend's dispatch and combine over tD GPUs.
+
+A group larger than a server (or split over servers by the placement) exchanges its tokens
+over the inter-node network (``GroupSpan``, from the cluster's nodes): the all-gather and
+reduce-scatter are rings through every GPU, so each step crosses a NIC and the bandwidth term
+is the NIC's (nccl-tests ``doc/PERFORMANCE.md``: inter-node bus bandwidth is bounded by the
+per-GPU network rate); an all-to-all (DeepEP, pplx) sends each GPU's off-node share, (tD -
+g) / tD of its buffer for g of the group's GPUs on its node, through its own NIC while the
+on-node share moves over NVLink, so it takes the longer of the two (DeepEP's internode
+kernels: RDMA to the peer node, NVLink forwarding inside it; its README reports the RDMA
+"bottleneck bandwidth" of a 400 Gb/s ConnectX-7 NIC, 43-58 GB/s, as the limit).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,6 +52,7 @@ from servesim.perf.moe import expert_frequencies
 from servesim.perf.plan_cost import PlanCost, StagePart, sum_ops
 from servesim.perf.shapes import is_moe_layer
 from servesim.perf.types import BatchShape, MemoryPlan, OpCost, ReplicaPlan, StageTimes
+from servesim.specs.gpu import LinkSpec
 
 # The ops of ``moe_mlp`` that the group runs together: the routed experts and, with an
 # all-to-all backend, the dispatch/combine all-to-alls. Router and shared experts stay in each
@@ -59,6 +70,21 @@ ALL2ALL_BACKENDS = {
     "pplx": "all_to_all",
 }
 _EXPERTS_MEMO_LIMIT = 65_536
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSpan:
+    """A DP-attention group's GPUs spread over servers (None in ``DPGroupCost``: one server).
+
+    Attributes:
+        network: the per-GPU share of the inter-node network between the servers
+            (``NodeSpec.network_link``; the slowest of the servers' when they differ).
+        local_gpus: the fewest of the group's GPUs on one server (its GPUs send the largest
+            off-node share of an all-to-all).
+    """
+
+    network: LinkSpec
+    local_gpus: int
 
 
 class RankGraph(PlanGraph):
@@ -80,6 +106,7 @@ class DPGroupCost:
         calibration: the roofline perf model's calibration.
         fast_path: price the ranks with ``FastCost`` (bit-identical to the general path).
         all2all: vLLM's all2all backend (``ALL2ALL_BACKENDS``; module docstring).
+        span: the servers the group's GPUs spread over (None: one server, NVLink).
     """
 
     def __init__(
@@ -90,6 +117,7 @@ class DPGroupCost:
         *,
         fast_path: bool = True,
         all2all: str = "allgather_reducescatter",
+        span: GroupSpan | None = None,
     ) -> None:
         check_dp_attention(plan, dp)
         if all2all not in ALL2ALL_BACKENDS:
@@ -97,12 +125,20 @@ class DPGroupCost:
             raise ConfigError("all2all_backend", all2all, f"must be one of {known}")
         self.plan, self.dp, self.all2all = plan, dp, ALL2ALL_BACKENDS[all2all]
         self.ep = plan.tp * dp
+        if span is not None and not 1 <= span.local_gpus < self.ep:
+            raise ConfigError("span.local_gpus", span.local_gpus, f"must be in [1, {self.ep})")
+        self.span = span
         self.rank_cost = PlanCost(plan, calibration, RankGraph(plan, calibration))
         self._rank: Callable[[BatchShape], StageTimes] = (
             FastCost(self.rank_cost) if fast_path else self.rank_cost.general
         )
         # The expert view: experts whole (tp // ep = 1) over tD GPUs, on the rank's link.
         self.expert_view = OpPricer(replace(plan, tp=self.ep, ep=self.ep), calibration)
+        # Rings across servers run at the network's rate (module docstring).
+        self.ring_view = self.expert_view
+        if span is not None:
+            ring_plan = replace(plan, tp=self.ep, ep=self.ep, tp_link=span.network)
+            self.ring_view = OpPricer(ring_plan, calibration)
         moe = plan.model.moe
         assert moe is not None  # check_dp_attention
         self.freq: np.ndarray = expert_frequencies(
@@ -148,14 +184,32 @@ class DPGroupCost:
                 if self.all2all == "allgather_reducescatter":
                     # every GPU gathers all ranks' hidden states, then scatters the sums back
                     nbytes = tokens * self.plan.model.hidden_size * ACT_BYTES
-                    ops.append(view.comm("dp_all_gather", "all_gather", 0, count, self.ep, nbytes))
+                    ring, ep = self.ring_view, self.ep
+                    ops.append(ring.comm("dp_all_gather", "all_gather", 0, count, ep, nbytes))
                     ops.append(
-                        view.comm("dp_reduce_scatter", "reduce_scatter", 0, count, self.ep, nbytes)
+                        ring.comm("dp_reduce_scatter", "reduce_scatter", 0, count, ep, nbytes)
                     )
+                elif self.span is not None:
+                    ops = [self._spread_all_to_all(op) for op in ops]
             if len(self._experts) >= _EXPERTS_MEMO_LIMIT:
                 self._experts.clear()
             part = self._experts[tokens] = sum_ops(ops, 1, self.rank_cost.energy)
         return part
+
+    def _spread_all_to_all(self, op: OpCost) -> OpCost:
+        """``op`` (a dispatch or combine priced on one server) across the group's servers:
+        the longer of the on-node share over NVLink and the off-node share over the NIC."""
+        if op.name not in ("ep_dispatch", "ep_combine"):
+            return op
+        span, n = self.span, self.ep
+        assert span is not None  # only called with a span
+        g = span.local_gpus
+        nbytes = op.num_bytes / op.count  # one GPU's send buffer, one layer
+        net = span.network
+        off_s = net.latency_s + (n - g) / n * nbytes / net.bandwidth_bytes_per_s
+        on = self.expert_view.comm(op.name, "all_to_all", 0, 1, g, nbytes * g / n)
+        time_s = max(off_s, on.time_s) * op.count
+        return replace(op, time_s=time_s)
 
     def idle_j(self, seconds: float) -> float:
         """Energy of one rank's GPUs waiting ``seconds`` for the others (clocked up)."""
