@@ -84,7 +84,9 @@ def test_native_vs_emulated_by_architecture() -> None:
     assert not DType.FP8.spec.is_native("ampere")  # A100 runs fp8 checkpoints weight-only
     assert DType.MXFP4.spec.is_native("blackwell")
     assert DType.MXFP4.spec.is_native("cdna4")
-    assert DType.FP4.spec.is_weight_only  # NVFP4 weights are served with bf16 activations
+    # NVFP4 is W4A4 on Blackwell only; nvfp4-a16 is its weight-only form (tests/specs/test_fp4.py)
+    assert DType.FP4.spec.is_native("blackwell") and not DType.FP4.spec.is_native("hopper")
+    assert DType.NVFP4_A16.spec.is_weight_only
     assert DType.INT4.spec.is_native("turing")  # weight-only: dequantised by design
     assert not DType.W4A8.spec.is_native("ampere")
 
@@ -141,7 +143,8 @@ def test_compressed_tensors_nvfp4_and_w4a8() -> None:
         "ignore": ["lm_head", "re:.*mlp.gate$"],
     }
     q = parse_quantization_config(nvfp4, "m")
-    assert q is not None and (q["dtype"], q["group_size"]) == (DType.FP4, 16)
+    # weights only: llm-compressor's NVFP4A16 (W4A4 NVFP4 adds fp4 input_activations)
+    assert q is not None and (q["dtype"], q["group_size"]) == (DType.NVFP4_A16, 16)
     assert q["unconverted_groups"] == frozenset()  # LM head and router are 16-bit anyway
     w4a8 = {
         "quant_method": "compressed-tensors",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from servesim.perf.attention import DECODE_COMPUTE_EFF, PREFILL_MEM_EFF, ZERO, AttnCost
 from servesim.perf.kernel_set import gemm_label, moe_label
 from servesim.perf.types import BatchShape, ReplicaPlan
-from servesim.specs.dtypes import DType
+from servesim.specs.dtypes import DType, gemm_activation
 from servesim.specs.layers import DELTANET_CHUNK_TOKENS, STATE_BYTES, LinearAttentionSpec
 from servesim.specs.quant import ModuleFormat
 
@@ -48,8 +48,7 @@ def group_kernels(
         w, in_bytes, peak = plain.weight_bytes, plain.in_bytes, plain.peak_flops_per_s
     else:
         kernel = fmt.dtype.spec.kernel_dtype
-        has_fp8 = DType.FP8 in plan.gpu.peak_flops_per_s
-        act = DType.FP8 if fmt.dtype.spec.activation == DType.FP8 and has_fp8 else DType.BF16
+        act = gemm_activation(fmt.dtype, plan.gpu.architecture, plan.gpu.peak_flops_per_s)
         w, in_bytes = fmt.bytes_per_weight, min(ACT_BYTES, act.num_bytes)
         peak = plan.gpu.peak_flops_per_s.get(act) or peak16
     label = gemm_label(kernel, act)

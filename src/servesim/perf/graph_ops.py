@@ -44,6 +44,8 @@ class OpPricer:
         self.groups = {
             g: group_kernels(plan, formats[g], plain, self.peak16) for g in MODULE_GROUPS
         }
+        # no fp4 tables exist: an NVFP4 W4A4 GEMM is derived from fp8 (opmodels/fp4.py)
+        self.is_calibrated &= all(g.gemm_label != "fp4" for g in self.groups.values())
 
     # ---- primitives -------------------------------------------------------------------
     def scope(self, stage: int, count: int = 0) -> str:

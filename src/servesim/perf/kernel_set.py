@@ -83,6 +83,8 @@ def gemm_label(weight: DType, activation: DType, quantised: bool = True) -> str 
         return "bf16"
     if activation == DType.FP8:
         return "fp8"  # vLLM's per-tensor W8A8 (cutlass scaled_mm with dynamic quantisation)
+    if activation == DType.FP4:
+        return "fp4"  # NVFP4 W4A4 (CUTLASS fp4 GEMM), derived from fp8: opmodels/fp4.py
     if weight in (DType.BF16, DType.FP16) and activation in (DType.BF16, DType.FP16):
         return "bf16"
     return None
@@ -298,9 +300,13 @@ LEGACY_NAME = "vllm-0.6"
 def _gemm_fits(source: FamilySource | None) -> dict[str, object]:
     if source is None:
         return {}
+    from servesim.perf.opmodels.fp4 import fp4_gemm_fit
     from servesim.perf.opmodels.gemm import GemmFit
 
-    return {label: GemmFit.from_dict(params) for label, params in source.params.items()}
+    fits = {label: GemmFit.from_dict(params) for label, params in source.params.items()}
+    if "fp8" in fits and "fp4" not in fits:
+        fits["fp4"] = fp4_gemm_fit(fits["fp8"])  # no fp4 tables: derived, uncalibrated
+    return fits
 
 
 def _attention_fits(source: FamilySource | None) -> object | None:

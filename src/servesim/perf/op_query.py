@@ -28,7 +28,7 @@ from servesim.perf.shapes import attention_shapes
 from servesim.perf.stacks import get_stack
 from servesim.perf.types import BatchShape
 from servesim.specs.catalog import get_gpu
-from servesim.specs.dtypes import DType
+from servesim.specs.dtypes import DType, gemm_activation
 from servesim.specs.gpu import GPUSpec
 from servesim.specs.model import MoESpec
 from servesim.specs.quant import FORMATS
@@ -141,7 +141,7 @@ def _gemm(kernels: KernelSet, gpu: GPUSpec, op: str, dtype: str, shape: dict[str
         weight = DType.parse(dtype)
         spec = weight.spec
         has_fp8 = gpu.supports(DType.FP8)
-        act = DType.FP8 if spec.activation == DType.FP8 and has_fp8 else DType.BF16
+        act = gemm_activation(weight, gpu.architecture, gpu.peak_flops_per_s)
         label = gemm_label(spec.kernel_dtype if has_fp8 else weight, act)
     peak = gpu.peak_flops_per_s.get(act) or gpu.peak_flops(DType.BF16)
     in_bytes = min(2.0, act.num_bytes)

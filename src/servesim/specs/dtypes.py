@@ -10,6 +10,7 @@ implements it.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from enum import Enum
 
@@ -28,6 +29,7 @@ class DType(str, Enum):
     INT4 = "int4"
     W4A8 = "w4a8"
     FP4 = "fp4"
+    NVFP4_A16 = "nvfp4-a16"
     MXFP4 = "mxfp4"
 
     @property
@@ -71,6 +73,8 @@ class FormatSpec:
             measured; the nearest measured format otherwise).
         description: one line on the layout.
         source: where the layout figures come from.
+        note: one line on how GPUs without ``native_architectures`` run it (empty: no
+            fallback to state).
     """
 
     name: str
@@ -82,6 +86,7 @@ class FormatSpec:
     kernel_dtype: DType
     description: str
     source: str
+    note: str = ""
 
     @property
     def bytes_per_weight(self) -> float:
@@ -115,11 +120,17 @@ class FormatSpec:
             "kernel_dtype": self.kernel_dtype.value,
             "description": self.description,
             "source": self.source,
+            "note": self.note,
         }
 
 
 _FP8_ARCHS = ("ada", "hopper", "blackwell", "cdna3", "cdna4")
 _FP4_ARCHS = ("blackwell", "cdna4")
+#: NVFP4's e4m3 block scales: Blackwell's fifth-generation tensor cores take them
+#: (block-scaled fp4 MMA); CDNA 4's fp4 matrix instructions take only the MX e8m0 scales
+#: (AMD CDNA 4 ISA, V_MFMA_SCALE_F32_*_F8F6F4), so NVFP4 is not native there.
+_NVFP4_ARCHS = ("blackwell",)
+_NVFP4 = "NVIDIA, Introducing NVFP4 for Efficient and Accurate Low-Precision Inference, 2025"
 _ALL_ARCHS = ("volta", "turing", "ampere", *_FP8_ARCHS)
 _OCP_MX = "OCP Microscaling Formats (MX) v1.0 spec, 2023, sec. 5 (E2M1 elements, E8M0 scale per 32)"
 
@@ -135,6 +146,7 @@ def _fmt(
     group_size: int = 0,
     scale_bytes: float = 0.0,
     kernel_dtype: DType | None = None,
+    note: str = "",
 ) -> FormatSpec:
     return FormatSpec(
         dtype.value,
@@ -146,6 +158,7 @@ def _fmt(
         kernel_dtype or dtype,
         description,
         source,
+        note,
     )
 
 
@@ -206,12 +219,28 @@ FORMATS: dict[DType, FormatSpec] = {
         _fmt(
             DType.FP4,
             0.5,
-            DType.BF16,
-            _FP4_ARCHS,
-            "NVFP4: e2m1 elements, one fp8 e4m3 scale per 16 (plus a per-tensor fp32 scale)",
-            "NVIDIA, Introducing NVFP4 for Efficient and Accurate Low-Precision Inference, 2025",
+            DType.FP4,
+            _NVFP4_ARCHS,
+            "NVFP4 W4A4: e2m1 weights and activations, one fp8 e4m3 scale per 16 (plus a "
+            "per-tensor fp32 scale); activations quantised to fp4 on the fly",
+            _NVFP4 + "; vLLM modelopt.py ModelOptNvFp4LinearMethod (quant_algo NVFP4: "
+            "'4-bit float weights AND 4-bit float activations', CUTLASS/FlashInfer fp4 GEMM)",
             group_size=16,
             scale_bytes=1.0,
+            note="without fp4 tensor cores (pre-Blackwell, CDNA) it runs weight-only, as "
+            "nvfp4-a16: vLLM's MarlinNvFp4LinearKernel dequantises to bf16 in the GEMM",
+        ),
+        _fmt(
+            DType.NVFP4_A16,
+            0.5,
+            DType.BF16,
+            _NVFP4_ARCHS,
+            "NVFP4 weight-only (W4A16): e2m1 weights, one fp8 e4m3 scale per 16; bf16 activations",
+            _NVFP4 + "; vLLM modelopt.py ModelOptNvFp4W4A16LinearMethod (quant_algo "
+            "W4A16_NVFP4, FP4 Marlin GEMM)",
+            group_size=16,
+            scale_bytes=1.0,
+            kernel_dtype=DType.FP4,  # the fp4 weight-only pricing (MoE: the w4a16 fp4 tables)
         ),
         _fmt(
             DType.MXFP4,
@@ -251,9 +280,39 @@ _ALIASES = {
     "w4a8-awq": "w4a8",
     "int4-fp8": "w4a8",
     "nvfp4": "fp4",
+    "w4a4": "fp4",
+    "nvfp4-w4a4": "fp4",
+    "w4a4-nvfp4": "fp4",
+    "nvfp4a16": "nvfp4-a16",
+    "w4a16-nvfp4": "nvfp4-a16",
+    "w4a16_nvfp4": "nvfp4-a16",
     "mx-fp4": "mxfp4",
     "mxfp4-e2m1": "mxfp4",
 }
+
+
+#: Formats GEMMs compute in below 16 bits; the KV cache stays 16-bit under them unless asked.
+QUANTISED_COMPUTE = (DType.FP8, DType.FP4)
+
+
+def gemm_activation(
+    weights: DType, architecture: str | None, peaks: Container[DType] | None = None
+) -> DType:
+    """The format a GEMM on ``weights`` computes in on a GPU of ``architecture`` whose
+    data-sheet peaks are keyed ``peaks`` (None: not checked).
+
+    fp8 formats (W8A8, fp8-block, W4A8) compute in fp8 where the GPU has an fp8 peak; NVFP4
+    (W4A4) computes in fp4 where the architecture has NVFP4 tensor cores and an fp4 peak,
+    and otherwise runs weight-only (``FormatSpec.note``); every other format computes in bf16.
+    """
+    spec = FORMATS[weights]
+    if spec.activation == DType.FP8 and (peaks is None or DType.FP8 in peaks):
+        return DType.FP8
+    has_fp4 = peaks is None or DType.FP4 in peaks
+    is_native = architecture is None or spec.is_native(architecture)
+    if spec.activation == DType.FP4 and has_fp4 and is_native:
+        return DType.FP4
+    return DType.BF16
 
 
 def serving_formats(
@@ -262,21 +321,22 @@ def serving_formats(
     """(weight, activation, KV) formats a vLLM-style engine uses for a weight format.
 
     GEMMs compute in the format's activation format (fp8 for FP8 W8A8, fp8-block and W4A8,
-    the 16-bit format for weight-only int8/int4/fp4/mxfp4); the KV cache follows the
-    activations unless given (vLLM's ``auto``), except that FP8 checkpoints keep a bf16 cache
-    unless ``--kv-cache-dtype fp8`` is asked for. On an ``architecture`` without tensor cores
-    for the format (fp8 on Ampere), vLLM runs it weight-only (Marlin: dequantise in the GEMM),
-    so the GEMMs compute in bf16; this one rule serves ``simulate``, ``perf`` and the planner.
+    fp4 for NVFP4 W4A4, the 16-bit format for weight-only int8/int4/nvfp4-a16/mxfp4); the KV
+    cache follows the activations unless given (vLLM's ``auto``), except that fp8 and fp4
+    checkpoints keep a bf16 cache unless ``--kv-cache-dtype`` asks for another. On an
+    ``architecture`` without tensor cores for the format (fp8 on Ampere, fp4 on Hopper),
+    vLLM runs it weight-only (Marlin: dequantise in the GEMM), so the GEMMs compute in bf16;
+    this one rule serves ``simulate``, ``perf`` and the planner.
     """
     if weights in (DType.FP16, DType.FP32):
         act = weights
     else:
         spec = FORMATS[weights]
-        act = spec.activation if spec.activation == DType.FP8 else DType.BF16
+        act = spec.activation if spec.activation in QUANTISED_COMPUTE else DType.BF16
         if architecture is not None and not spec.is_native(architecture):
             act = DType.BF16
     if kv is None:
-        kv = DType.BF16 if act == DType.FP8 else act
+        kv = DType.BF16 if act in QUANTISED_COMPUTE else act
     return weights, act, kv
 
 

@@ -78,6 +78,18 @@ def _check_required(cfg: Mapping[str, Any], model_type: str, extra: tuple[str, .
         raise ConfigError("config.json", model_type or None, problem)
 
 
+def with_hf_quant_config(
+    cfg: Mapping[str, Any], hf_quant: Mapping[str, Any] | None
+) -> Mapping[str, Any]:
+    """``cfg`` with a ModelOpt ``hf_quant_config.json`` as its ``quantization_config`` where
+    the config.json has none (ModelOpt exports before 0.2x wrote only that file; vLLM's
+    ``ModelOptQuantConfigBase.get_config_filenames`` reads it). A config.json that carries a
+    ``quantization_config`` keeps it (newer exports write both, the same scheme)."""
+    if hf_quant is None or cfg.get("quantization_config") is not None:
+        return cfg
+    return {**cfg, "quantization_config": {"quant_method": "modelopt", **hf_quant}}
+
+
 def parse_hf_config(cfg: Mapping[str, Any], name: str) -> dict[str, Any]:
     """Return ``ModelSpec`` keyword arguments; ``moe``/``mla`` values are dicts or None.
 

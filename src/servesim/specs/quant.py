@@ -18,7 +18,16 @@ from servesim.specs.dtypes import FORMATS, DType, weight_bytes_per_param
 
 #: Weight groups whose format can differ; embeddings, LM head, norms and routers stay 16-bit.
 MODULE_GROUPS = ("attention", "dense_mlp", "experts", "shared_experts")
-KNOWN_METHODS = ("mxfp4", "fp8", "fbgemm_fp8", "awq", "gptq", "compressed-tensors", "modelopt")
+KNOWN_METHODS = (
+    "mxfp4",
+    "fp8",
+    "fbgemm_fp8",
+    "awq",
+    "gptq",
+    "compressed-tensors",
+    "modelopt",
+    "modelopt_fp4",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +97,11 @@ def parse_quantization_config(cfg: Any, name: str) -> dict[str, Any] | None:
             method or None,
             f"is not modelled (known: {', '.join(KNOWN_METHODS)})",
         )
+    if method.startswith("modelopt"):
+        cfg = _modelopt_flat(cfg, name)
     if method == "compressed-tensors":
         dtype, group = _compressed_tensors(cfg, name)
-    elif method == "modelopt":
+    elif method.startswith("modelopt"):
         dtype, group = _modelopt(cfg, name)
     else:
         dtype, group = _simple(cfg, method, name)
@@ -146,7 +157,12 @@ def _compressed_tensors(cfg: Mapping[str, Any], name: str) -> tuple[DType, int]:
     bits, kind = weights.get("num_bits"), weights.get("type")
     group = int(weights.get("group_size") or 0)
     if kind == "float" and bits == 4:
-        return (DType.FP4 if group in (0, 16) else DType.MXFP4), group
+        if group not in (0, 16):
+            return DType.MXFP4, group
+        # llm-compressor's NVFP4 scheme quantises activations to fp4 too (W4A4); NVFP4A16
+        # leaves them 16-bit (no input_activations)
+        is_fp4_act = acts.get("type") == "float" and acts.get("num_bits") == 4
+        return (DType.FP4 if is_fp4_act else DType.NVFP4_A16), group
     if kind == "float" and bits == 8:
         return (DType.FP8_BLOCK if weights.get("strategy") == "block" else DType.FP8), 0
     if kind == "int" and bits == 4:
@@ -159,7 +175,28 @@ def _compressed_tensors(cfg: Mapping[str, Any], name: str) -> tuple[DType, int]:
     )
 
 
-_MODELOPT = {"FP8": DType.FP8, "NVFP4": DType.FP4, "W4A8_AWQ": DType.W4A8, "W4A16_AWQ": DType.INT4}
+#: ModelOpt ``quant_algo`` -> format (vLLM modelopt.py QUANT_ALGOS: NVFP4 is W4A4, W4A16_NVFP4
+#: weight-only; FP8_PER_CHANNEL_PER_TOKEN is W8A8 with per-channel weight scales).
+_MODELOPT = {
+    "FP8": DType.FP8,
+    "FP8_PER_CHANNEL_PER_TOKEN": DType.FP8,
+    "NVFP4": DType.FP4,
+    "W4A16_NVFP4": DType.NVFP4_A16,
+    "W4A8_AWQ": DType.W4A8,
+    "W4A16_AWQ": DType.INT4,
+}
+
+
+def _modelopt_flat(cfg: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """A ModelOpt config in one level: ``hf_quant_config.json`` nests its scheme under
+    ``quantization`` (``quant_algo``, ``group_size``, ``exclude_modules``); the config.json
+    form is flat with ``ignore`` (vLLM ``ModelOptQuantConfigBase.from_config`` reads both)."""
+    nested = cfg.get("quantization")
+    if nested is None:
+        return cfg
+    if not isinstance(nested, Mapping):
+        raise ConfigError(f"{name}.quantization_config.quantization", nested, "a JSON object")
+    return {**cfg, **nested}
 
 
 def _modelopt(cfg: Mapping[str, Any], name: str) -> tuple[DType, int]:

@@ -56,7 +56,12 @@ from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
 
 #: Kernel format label -> data-sheet peak it runs at.
-PEAK_DTYPE: dict[str, DType] = {"bf16": DType.BF16, "fp8": DType.FP8, "fp8_block": DType.FP8}
+PEAK_DTYPE: dict[str, DType] = {
+    "bf16": DType.BF16,
+    "fp8": DType.FP8,
+    "fp8_block": DType.FP8,
+    "fp4": DType.FP4,  # NVFP4 W4A4, derived from fp8 (opmodels/fp4.py), never fitted
+}
 #: Kernel format label -> (weight, input activation, output) bytes per element.
 ELEMENT_BYTES: dict[str, tuple[float, float, float]] = {
     "bf16": (2.0, 2.0, 2.0),

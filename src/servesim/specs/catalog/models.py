@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from servesim.core.errors import ConfigError, UnknownNameError
+from servesim.specs.hf_config import with_hf_quant_config
 from servesim.specs.model import ModelSpec
 
 # libyaml's parser where installed (the same safe constructor, ~6x faster at start-up)
@@ -95,6 +96,12 @@ def load_hf_config(path: str | Path, name: str | None = None) -> ModelSpec:
     if not isinstance(cfg, dict):
         raise ConfigError("model", str(file), "must hold a JSON object")
     label = name or str(cfg.get("_name_or_path") or "") or file.parent.name or file.stem
+    quant_file = file.parent / "hf_quant_config.json"  # ModelOpt's export (NVFP4, FP8)
+    if quant_file.is_file():
+        try:
+            cfg = dict(with_hf_quant_config(cfg, json.loads(quant_file.read_text("utf-8"))))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError("model", str(quant_file), f"is not valid JSON ({exc})") from None
     return ModelSpec.from_hf_config(cfg, name=label, source=str(file))
 
 
