@@ -112,6 +112,15 @@ def plan_cmd(
         str,
         opts.option("--dp-attention", "DP-attention ranks to try, MoE (1: none; e.g. 1,8).", _S),
     ] = "1",
+    all2all_backends: Annotated[
+        str,
+        opts.option(
+            "--all2all-backends",
+            "DP-attention token exchange to try (vLLM --all2all-backend: "
+            "allgather_reducescatter, naive, deepep_high_throughput, deepep_low_latency, pplx).",
+            _S,
+        ),
+    ] = "allgather_reducescatter",
     max_replicas: Annotated[int | None, opts.option("--max-replicas", "Replica cap.", _S)] = None,
     dtypes: Annotated[str, opts.option("--dtypes", "Weight formats (bf16).", _S)] = "bf16",
     kv_dtypes: Annotated[str, opts.option("--kv-dtypes", "KV formats (auto).", _S)] = "auto",

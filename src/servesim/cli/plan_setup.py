@@ -109,6 +109,7 @@ def search_space(flags: Mapping[str, Any]) -> SearchSpace:
         per_phase=not flags["same_hardware_pools"],
         ep_options=parse_ints(flags["ep"], "--ep"),
         dp_attention_options=parse_ints(flags["dp_attention"], "--dp-attention"),
+        all2all_backends=_names(flags["all2all_backends"]),
         routers=_names(flags["routers"]),
         per_phase_knobs=flags["per_phase_knobs"],
         placements=_names(flags["placements"]),

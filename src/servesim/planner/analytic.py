@@ -28,7 +28,12 @@ import math
 from dataclasses import dataclass, replace
 
 from servesim.cluster.config import PoolConfig
-from servesim.cluster.deployment import DeploymentError, pool_engine, pool_plan
+from servesim.cluster.deployment import (
+    DeploymentError,
+    build_deployment,
+    pool_engine,
+    pool_plan,
+)
 from servesim.core.errors import ServesimError
 from servesim.engine.dp_group import DUMMY_SHAPE, rank_memory_plan
 from servesim.engine.replica import memory_token_budget
@@ -37,14 +42,15 @@ from servesim.perf.kv_groups import kv_layout
 from servesim.perf.kv_layout import KVLayout
 from servesim.perf.memory import check_plan
 from servesim.perf.types import BatchShape, MemoryPlan, PerfModel, ReplicaPlan
-from servesim.planner.scenario import Scenario, WorkloadShape, pool_config
+from servesim.planner.scenario import Scenario, WorkloadShape, deployment_config, pool_config
 from servesim.planner.space import PlanSpec
 from servesim.specs.catalog import resolve_model
 
 
 def _hardware(plan: PlanSpec) -> tuple[object, ...]:
     """What a pool's replica plan and memory depend on (the memo key)."""
-    return (plan.gpu, plan.tp, plan.pp, plan.ep, plan.dtype, plan.kv_dtype, plan.dp_attention)
+    hardware = (plan.gpu, plan.tp, plan.pp, plan.ep, plan.dtype, plan.kv_dtype)
+    return (*hardware, plan.dp_attention, plan.all2all, plan.network)
 
 
 # vLLM's default token budget when chunked prefill is on (V0 512, V1 2048/8192); for the
@@ -106,7 +112,7 @@ class Prefilter:
         self._rplans: dict[tuple[object, ...], ReplicaPlan | str] = {}
         self._memory: dict[tuple[object, ...], MemoryPlan | str] = {}
         self._steps: dict[tuple[object, ...], float] = {}
-        self._dp_costs: dict[tuple[int, int], tuple[ReplicaPlan, DPGroupCost]] = {}
+        self._dp_costs: dict[tuple[object, ...], tuple[ReplicaPlan, DPGroupCost]] = {}
 
     def estimate(self, plan: PlanSpec) -> Estimate:
         """The analytical estimate of ``plan`` (never raises for a bad plan: records it).
@@ -250,22 +256,33 @@ class Prefilter:
         value = self._steps.get(key)
         if value is None:
             if plan.dp_attention > 1:
-                value = self._group_step(rplan, plan.dp_attention, batch, alone)
+                value = self._group_step(rplan, plan, batch, alone)
             else:
                 times = self.perf.iteration_time(rplan, batch)
                 value = times.total_s if total else times.bottleneck_s
             self._steps[key] = value
         return value
 
-    def _group_step(self, rplan: ReplicaPlan, dp: int, batch: BatchShape, alone: bool) -> float:
+    def _group_step(
+        self, rplan: ReplicaPlan, plan: PlanSpec, batch: BatchShape, alone: bool
+    ) -> float:
         """A DP-attention group step (``engine.dp_group``): one rank's own time plus the
         experts for its tokens and the others' (the same batch each, or one-token dummy
-        steps when ``alone``)."""
-        found = self._dp_costs.get((id(rplan), dp))  # rplans are memoised: ids are stable
+        steps when ``alone``), with the plan's all2all backend, on the servers the
+        deployment places one group on (``Deployment.dp_groups``)."""
+        dp = plan.dp_attention
+        key = (id(rplan), dp, plan.all2all, plan.network)  # rplans are memoised: stable ids
+        found = self._dp_costs.get(key)
         if found is None or found[0] is not rplan:
             calibration = getattr(self.perf, "calibration", None)
             assert calibration is not None  # _memory_plan refused the plan otherwise
-            found = self._dp_costs[(id(rplan), dp)] = (rplan, DPGroupCost(rplan, dp, calibration))
+            one = replace(plan, replicas=1)
+            deployment = build_deployment(
+                deployment_config(self.scenario, one), self.scenario.model, self.perf
+            )
+            span = deployment.dp_groups()[0].span
+            cost = DPGroupCost(rplan, dp, calibration, all2all=plan.all2all, span=span)
+            found = self._dp_costs[key] = (rplan, cost)
         cost = found[1]
         own = cost.iteration_time(rplan, batch)
         others = (dp - 1) * (DUMMY_SHAPE.num_tokens if alone else batch.num_tokens)

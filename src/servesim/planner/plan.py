@@ -17,6 +17,8 @@ from servesim.specs.catalog import get_gpu
 
 # Replica placements of disaggregated plans (``PlanSpec.placement``).
 PLACEMENTS = ("pack", "spread")
+# vLLM's default all2all backend (``vllm/envs.py`` VLLM_ALL2ALL_BACKEND; ``--all2all-backend``)
+DEFAULT_ALL2ALL = "allgather_reducescatter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,8 @@ class PlanSpec:
         dp_attention: data-parallel-attention ranks per replica (colocated MoE plans; 1:
             none): each replica is ``dp_attention`` lockstep ranks of ``tp`` GPUs sharing the
             experts over ``ep = tp x dp_attention`` GPUs (``engine.dp_group``).
+        all2all: how a DP-attention group's tokens reach the experts (vLLM's all2all
+            backend, ``perf.dp_cost.ALL2ALL_BACKENDS``; DP-attention plans only).
     """
 
     gpu: str
@@ -102,6 +106,7 @@ class PlanSpec:
     placement: str = "pack"
     network: str | None = None
     dp_attention: int = 1
+    all2all: str = DEFAULT_ALL2ALL
 
     def __post_init__(self) -> None:
         if self.mode != "disaggregated":
@@ -114,6 +119,8 @@ class PlanSpec:
                 raise ConfigError("prefill_scheduler", "", "only disaggregated plans have one")
         if self.dp_attention > 1 and (self.mode != "colocated" or self.pp != 1):
             raise ConfigError("dp_attention", self.dp_attention, "needs a colocated plan with pp=1")
+        if self.all2all != DEFAULT_ALL2ALL and self.dp_attention == 1:
+            raise ConfigError("all2all", self.all2all, "only DP-attention plans have one")
         if self.placement not in PLACEMENTS:
             raise ConfigError("placement", self.placement, f"must be one of {PLACEMENTS}")
 
@@ -201,7 +208,8 @@ class PlanSpec:
             prefill_dtype=None,
             prefill_scheduler=None,
             placement="pack",
-            network=None,
+            # a colocated plan's own servers (a DP-attention group wider than one server)
+            network=self.network if self.mode == "colocated" else None,
         )
 
     def key(self) -> str:
@@ -248,6 +256,8 @@ class PlanSpec:
             parts.append(f"net-{self.network}")
         if self.dp_attention > 1:
             parts.append(f"dp{self.dp_attention}")
+        if self.all2all != DEFAULT_ALL2ALL:
+            parts.append(f"a2a-{self.all2all}")
         return parts
 
     def label(self) -> str:
@@ -265,6 +275,7 @@ class PlanSpec:
         text += f" pp{self.pp}" if self.pp > 1 else ""
         text += f" dp{self.dp_attention}" if self.dp_attention > 1 else ""
         text += f" ep{self.ep}" if self.ep > 1 else ""
+        text += f" {self.all2all}" if self.all2all != DEFAULT_ALL2ALL else ""
         text += f" {self.dtype}" + (f"/kv-{self.kv_dtype}" if self.kv_dtype else "")
         text += f" {s.kind} seqs={s.max_num_seqs}" + _scheduler_label(s)
         text += f" {self.placement}" if self.placement != "pack" else ""

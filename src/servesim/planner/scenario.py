@@ -29,6 +29,7 @@ from servesim.engine.simulation import StopWhen
 from servesim.metrics import Summary, summarize
 from servesim.metrics.slo import SLOSpec
 from servesim.perf.types import PerfModel
+from servesim.planner.plan import DEFAULT_ALL2ALL
 from servesim.planner.space import PlanSpec
 from servesim.specs.catalog import get_gpu
 from servesim.specs.cluster import default_node
@@ -200,6 +201,7 @@ def pool_fields(scenario: Scenario, plan: PlanSpec, role: str) -> dict[str, Any]
         "cache": scenario.cache,
         "engine": scenario.engine,
         **({"dp_attention": phase.dp_attention} if phase.dp_attention > 1 else {}),
+        **({"all2all_backend": phase.all2all} if phase.all2all != DEFAULT_ALL2ALL else {}),
     }
 
 

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from itertools import product
 
 from servesim.cluster import ROUTERS
 from servesim.core.errors import ConfigError, UnknownNameError
-from servesim.planner.plan import PLACEMENTS, PlanSpec, SchedulerVariant
+from servesim.perf.dp_cost import ALL2ALL_BACKENDS
+from servesim.planner.plan import DEFAULT_ALL2ALL, PLACEMENTS, PlanSpec, SchedulerVariant
 from servesim.specs.catalog import get_gpu
 from servesim.specs.cluster import default_node, get_network
 from servesim.specs.model import ModelSpec
@@ -56,7 +58,10 @@ class SearchSpace:
         dp_attention_options: data-parallel-attention group sizes tried for MoE models
             (colocated, pp=1, EP = tp x size across the ranks, vLLM's
             ``--data-parallel-size`` with ``--enable-expert-parallel``; 1: none). Sizes whose
-            EP does not divide the experts are listed once and recorded infeasible.
+            EP does not divide the experts are listed once and recorded infeasible. A group
+            wider than one server is tried on each of ``networks``.
+        all2all_backends: how DP-attention plans move tokens to the experts (vLLM's
+            ``--all2all-backend`` values, ``perf.dp_cost.ALL2ALL_BACKENDS``); each is tried.
     """
 
     gpus: tuple[tuple[str, int], ...]
@@ -76,8 +81,14 @@ class SearchSpace:
     placements: tuple[str, ...] = ("pack",)
     networks: tuple[str | None, ...] = (None,)
     dp_attention_options: tuple[int, ...] = (1,)
+    all2all_backends: tuple[str, ...] = (DEFAULT_ALL2ALL,)
 
     def __post_init__(self) -> None:
+        for backend in self.all2all_backends:
+            if backend not in ALL2ALL_BACKENDS:
+                raise UnknownNameError("all2all backend", backend, list(ALL2ALL_BACKENDS))
+        if not self.all2all_backends:
+            raise ConfigError("all2all_backends", "", "give at least one backend")
         known = ROUTERS.names()
         for router in self.routers:
             if router not in known:
@@ -209,14 +220,21 @@ def _dp_attention(
     space: SearchSpace, model: ModelSpec, gpu: str, tp: int, available: int
 ) -> Iterator[PlanSpec]:
     """DP-attention plans of ``tp``-GPU ranks (MoE models, pp=1), vLLM's DP load balancer
-    routing over the ranks."""
+    routing over the ranks, for every all2all backend and, when a group is wider than one
+    server, every network between the servers."""
     if model.moe is None:
         return
     ranks = replace(space, routers=("dp_least_loaded",))
+    server = default_node(get_gpu(gpu)).num_gpus
     for dp in space.dp_attention_options:
         if dp > 1 and tp * dp <= available:
-            base = PlanSpec(gpu, tp, 1, ep=tp * dp, dp_attention=dp, router="dp_least_loaded")
-            yield from _colocated(ranks, model, base, available)
+            networks = space.networks if tp * dp > server else (None,)
+            for all2all, network in product(space.all2all_backends, networks):
+                base = PlanSpec(
+                    gpu, tp, 1, ep=tp * dp, dp_attention=dp, router="dp_least_loaded",
+                    all2all=all2all, network=network,
+                )  # fmt: skip
+                yield from _colocated(ranks, model, base, available)
 
 
 def _within_price(space: SearchSpace, plan: PlanSpec) -> bool:
