@@ -75,3 +75,46 @@ def test_plan_cli_takes_engine_and_prints_its_launch_line() -> None:
     assert "python -m sglang.launch_server" in result.output
     assert get_engine("sglang").version in result.output
     assert "engine: sglang" in result.output
+
+
+MOE_SCENARIO = Scenario(model="qwen3-30b-a3b")
+DP4 = PlanSpec(
+    "h100-sxm", tp=2, ep=8, dp_attention=4, router="dp_least_loaded", all2all="deepep_low_latency"
+)
+
+
+def test_a_dp_attention_plan_writes_each_engine_s_real_flags() -> None:
+    # vLLM >= 0.11: D ranks of tp GPUs, EP over all of them, the backend as a flag
+    argv = launch_args(MOE_SCENARIO, DP4, engine="vllm-v1-async")
+    flags = " ".join(argv)
+    assert "--tensor-parallel-size 2" in flags and "--data-parallel-size 4" in flags
+    assert "--enable-expert-parallel" in argv
+    assert "--all2all-backend deepep_low_latency" in flags
+    parsed = get_engine("vllm-v1-async").launcher.parse(argv)
+    assert (parsed.tp, parsed.dp_attention, parsed.ep) == (2, 4, 8)
+    assert parsed.all2all_backend == "deepep_low_latency"
+    # vLLM 0.8-0.10 read the backend from VLLM_ALL2ALL_BACKEND (vllm/envs.py)
+    line = launch_command(MOE_SCENARIO, DP4, "vllm-v1")
+    assert line.startswith("VLLM_ALL2ALL_BACKEND=deepep_low_latency vllm serve")
+    assert "--all2all-backend" not in line and "--data-parallel-size 4" in line
+    # SGLang: --tp is the whole group, attention TP = tp / dp-size
+    sgl = launch_args(MOE_SCENARIO, DP4, engine="sglang")
+    text = " ".join(sgl)
+    assert "--tp 8 " in text and "--dp-size 4 --enable-dp-attention" in text
+    assert "--ep-size 8" in text and "--moe-a2a-backend deepep --deepep-mode low_latency" in text
+    back = get_engine("sglang").launcher.parse(sgl)
+    assert (back.tp, back.dp_attention, back.ep, back.all2all_backend) == (
+        2,
+        4,
+        8,
+        "deepep_low_latency",
+    )
+    # vLLM 0.6 has no DP ranks: the line says which engine runs it
+    assert "needs vLLM >= 0.9" in launch_command(MOE_SCENARIO, DP4, "vllm-0.6")
+    assert "enable_attention_dp" in launch_command(MOE_SCENARIO, DP4, "trtllm")
+
+
+def test_a_plain_plan_writes_no_dp_flags() -> None:
+    for name in PROGRAMS:
+        flags = launch_args(SCENARIO, PLAN, engine=name)
+        assert not {"--data-parallel-size", "--dp-size", "--enable-dp-attention"} & set(flags)

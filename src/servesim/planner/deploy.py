@@ -118,7 +118,23 @@ def launch_settings(
         block_size=cache.block_size,
         ep=phase.ep,
         kv_dtype=phase.kv_dtype,
+        dp_attention=phase.dp_attention,
+        all2all_backend=phase.all2all,
     )
+
+
+def _dp_note(plan: PlanSpec, engine: str) -> str:
+    """What a DP-attention plan's line means, and where the engine cannot run it as written."""
+    dp, ep = plan.dp_attention, plan.tp * plan.dp_attention
+    text = f"; {dp} attention ranks of tp={plan.tp}, experts over EP={ep}"
+    if engine == "vllm-0.6":  # V0 has no DP ranks (DPEngineCoreProc is V1's, vLLM >= 0.9)
+        text += "; DP attention needs vLLM >= 0.9 (V1): plan with --engine vllm-v1"
+    elif engine == "trtllm":  # its DP attention is an LLM API option, not a flag
+        text += (
+            f"; TensorRT-LLM: --tp_size {ep} with enable_attention_dp: true in "
+            "--extra_llm_api_options (attention DP over all its ranks, each of tp=1)"
+        )
+    return text
 
 
 def launch_args(
@@ -150,12 +166,8 @@ def launch_command(scenario: Scenario, plan: PlanSpec, engine: str = AUTO) -> st
             )
         return "\n".join(lines)
     text = line("decode")
-    if plan.dp_attention > 1:  # LaunchSettings has no DP size: say it beside the line
-        text += (
-            f"; add --data-parallel-size {plan.dp_attention} (vLLM; SGLang: --dp-size "
-            f"{plan.dp_attention} --enable-dp-attention): {plan.dp_attention} ranks of "
-            f"tp={plan.tp}, experts over EP={plan.tp * plan.dp_attention}"
-        )
+    if plan.dp_attention > 1:
+        text += _dp_note(plan, profile.name)
     if plan.mode == "disaggregated":
         text += (
             f"; {plan.prefill_replicas} prefill + {plan.replicas} decode instances, "

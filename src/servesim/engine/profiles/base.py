@@ -44,6 +44,9 @@ class LaunchSettings:
         ep: expert-parallel degree of MoE layers (1: experts sharded like dense layers).
         kv_dtype: KV-cache format when it differs from the weights' (``fp8``; None: the
             engine's default).
+        dp_attention: data-parallel-attention ranks of ``tp`` GPUs each, sharing the experts
+            over ``tp x dp_attention`` GPUs (1: none).
+        all2all_backend: how those ranks' tokens reach the experts (vLLM's backend names).
     """
 
     model: str
@@ -58,6 +61,8 @@ class LaunchSettings:
     block_size: int = 16
     ep: int = 1
     kv_dtype: str | None = None
+    dp_attention: int = 1
+    all2all_backend: str = "allgather_reducescatter"
 
 
 # Weight-only formats come from a pre-quantised checkpoint (AWQ/GPTQ); the line names it.

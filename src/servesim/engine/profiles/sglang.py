@@ -29,6 +29,13 @@ from servesim.engine.profiles.vllm import (
 )
 
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
+# vLLM's all2all backends in SGLang 0.5's flags (server_args.py: --moe-a2a-backend,
+# --deepep-mode normal|low_latency); its default gathers the DP ranks' tokens (dp_gather) as
+# vLLM's allgather_reducescatter does; pplx has no SGLang 0.5 flag (the default is written)
+_A2A_FLAGS = {
+    "deepep_high_throughput": ["--moe-a2a-backend", "deepep", "--deepep-mode", "normal"],
+    "deepep_low_latency": ["--moe-a2a-backend", "deepep", "--deepep-mode", "low_latency"],
+}
 
 
 class SGLangLauncher(Launcher):
@@ -36,14 +43,20 @@ class SGLangLauncher(Launcher):
 
     def args(self, settings: LaunchSettings, version: str) -> list[str]:
         s = settings
-        args = ["python", "-m", "sglang.launch_server", "--model-path", s.model, "--tp", str(s.tp),
+        # with --enable-dp-attention --tp is the whole group (attention TP = tp / dp-size,
+        # sglang/srt/layers/dp_attention.py compute_dp_attention_world_info)
+        tp = s.tp * s.dp_attention
+        args = ["python", "-m", "sglang.launch_server", "--model-path", s.model, "--tp", str(tp),
                 "--max-running-requests", str(s.max_num_seqs),
                 "--mem-fraction-static", str(s.gpu_memory_utilization),
                 "--page-size", str(s.block_size)]  # fmt: skip
         if s.pp > 1:
             args += ["--pp-size", str(s.pp)]
+        if s.dp_attention > 1:
+            args += ["--dp-size", str(s.dp_attention), "--enable-dp-attention"]
         if s.ep > 1:
             args += ["--ep-size", str(s.ep)]
+        args += _A2A_FLAGS.get(s.all2all_backend, [])
         if s.max_num_batched_tokens is not None:
             args += ["--chunked-prefill-size", str(s.max_num_batched_tokens)]
         if s.dtype == "fp8":
@@ -67,9 +80,11 @@ class SGLangLauncher(Launcher):
             else dtypes.get(f.get("--dtype") or "", "bf16")
         )
         chunk = f.get("--chunked-prefill-size")
+        dp = int(f.get("--dp-size") or 1) if "--enable-dp-attention" in f else 1
+        a2a = [k for k, v in _A2A_FLAGS.items() if v and v[-1] == f.get("--deepep-mode")]
         return LaunchSettings(
             model=f["--model-path"] or "",
-            tp=int(f["--tp"] or 1),
+            tp=int(f["--tp"] or 1) // dp,
             pp=int(f.get("--pp-size") or 1),
             dtype=dtype,
             max_num_seqs=int(f["--max-running-requests"] or 1024),
@@ -80,6 +95,8 @@ class SGLangLauncher(Launcher):
             block_size=int(f["--page-size"] or 1),
             ep=int(f.get("--ep-size") or 1),
             kv_dtype="fp8" if f.get("--kv-cache-dtype") == "fp8_e4m3" else None,
+            dp_attention=dp,
+            all2all_backend=a2a[0] if a2a else "allgather_reducescatter",
         )
 
 

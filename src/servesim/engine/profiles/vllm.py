@@ -34,10 +34,17 @@ class VLLMLauncher(Launcher):
                 "--pipeline-parallel-size", str(s.pp), "--max-num-seqs", str(s.max_num_seqs),
                 "--gpu-memory-utilization", str(s.gpu_memory_utilization),
                 "--block-size", str(s.block_size)]  # fmt: skip
+        if s.dp_attention > 1:
+            # vLLM >= 0.9 (V1): D engine ranks of tp GPUs, experts over TP x DP GPUs
+            # (docs/serving/data_parallel_deployment.md)
+            args += ["--data-parallel-size", str(s.dp_attention)]
         if s.ep > 1:
             # vLLM has no separate EP size: --enable-expert-parallel spreads the experts over
             # the TP (x DP) ranks instead of sharding each expert.
             args.append("--enable-expert-parallel")
+        if s.all2all_backend != "allgather_reducescatter" and self.async_scheduling:
+            # the flag since vLLM 0.11 (PR #26732); earlier ones read the env var (command())
+            args += ["--all2all-backend", s.all2all_backend]
         if s.max_num_batched_tokens is not None:
             args += ["--max-num-batched-tokens", str(s.max_num_batched_tokens)]
         if not self.is_v1 and s.enable_chunked_prefill is not None:
@@ -58,6 +65,14 @@ class VLLMLauncher(Launcher):
             args.append("--async-scheduling")
         return args
 
+    def command(self, settings: LaunchSettings, version: str) -> str:
+        """The launch line; before vLLM 0.11 a non-default all2all backend is the
+        ``VLLM_ALL2ALL_BACKEND`` environment variable (``vllm/envs.py``)."""
+        line = super().command(settings, version)
+        if settings.all2all_backend != "allgather_reducescatter" and not self.async_scheduling:
+            line = f"VLLM_ALL2ALL_BACKEND={settings.all2all_backend} {line}"
+        return line
+
     def parse(self, argv: list[str]) -> LaunchSettings:
         words, f = flag_values(argv)
         dtypes = {v: k for k, v in _DTYPE_FLAGS.items()}
@@ -68,6 +83,7 @@ class VLLMLauncher(Launcher):
         )
         chunked = f.get("--enable-chunked-prefill")
         budget = f.get("--max-num-batched-tokens")
+        dp = int(f.get("--data-parallel-size") or 1)
         return LaunchSettings(
             model=words[2],
             tp=int(f["--tensor-parallel-size"] or 1),
@@ -85,8 +101,10 @@ class VLLMLauncher(Launcher):
             ),
             gpu_memory_utilization=float(f["--gpu-memory-utilization"] or 0.9),
             block_size=int(f["--block-size"] or 16),
-            ep=int(f["--tensor-parallel-size"] or 1) if "--enable-expert-parallel" in f else 1,
+            ep=int(f["--tensor-parallel-size"] or 1) * dp if "--enable-expert-parallel" in f else 1,
             kv_dtype="fp8" if f.get("--kv-cache-dtype") == "fp8" else None,
+            dp_attention=dp,
+            all2all_backend=f.get("--all2all-backend") or "allgather_reducescatter",
         )
 
 
