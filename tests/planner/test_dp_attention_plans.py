@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
+from servesim.cli import main
 from servesim.cluster import build_deployment
+from servesim.core.errors import ConfigError
 from servesim.engine.dp_group import rank_memory_plan
 from servesim.perf import default_perf_model
 from servesim.perf.dp_cost import DPGroupCost
@@ -34,9 +38,16 @@ def test_dp_plans_are_enumerated_only_when_asked_and_only_for_moe() -> None:
         (1, 8, 1, 8, "dp_least_loaded")
     ]
     assert dp[0].key().endswith("/dp_least_loaded/dp8")
+
+
+def test_a_split_of_a_dense_model_is_refused_citing_the_engines() -> None:
     dense = resolve_model("llama-3.1-8b")
-    spaced = replace(SPACE, dp_attention_options=(8,))
-    assert all(p.dp_attention == 1 for p in enumerate_plans(spaced, dense))
+    spaced = replace(SPACE, dp_attention_options=(1, 8))
+    with pytest.raises(ConfigError, match="dense: no engine splits attention and FFN") as err:
+        list(enumerate_plans(spaced, dense))
+    assert "vLLM's --data-parallel-size" in str(err.value) and "\n" not in str(err.value)
+    assert "SGLang's --enable-dp-attention" in str(err.value)
+    assert len(list(enumerate_plans(SPACE, dense))) > 0  # no split asked: planned as before
 
 
 def test_divides_model_names_the_dp_limit() -> None:
@@ -78,3 +89,12 @@ def test_a_dp_plan_becomes_one_group_of_eight_ranks() -> None:
     assert dep.dp_groups() == [(0, 8, "allgather_reducescatter", None)]
     assert dep.num_gpus == 8 == DP8.num_gpus
     assert dep.config.router.kind == "dp_least_loaded"
+
+
+def test_the_cli_refuses_a_dense_split_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm:8", "--slo-ttft-p99", "2"]
+    with pytest.raises(SystemExit) as stopped:
+        main([*args, "--dp-attention", "1,8", "--inline", "--quiet"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "no engine splits attention and FFN" in err and len(err.splitlines()) == 1

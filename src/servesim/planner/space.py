@@ -203,6 +203,9 @@ def enumerate_plans(
     GPU types as given, then tp, pp, ep, replicas, dtypes, schedulers; disaggregated plans
     follow their decode hardware's colocated plans (prefill hardware, then P:D splits).
     """
+    refusal = split_refusal(model, space.dp_attention_options)
+    if refusal is not None:
+        raise ConfigError("dp_attention", max(space.dp_attention_options), refusal)
     for gpu, available in space.gpus:
         for tp in space.tp_options:
             for pp in space.pp_options:
@@ -214,6 +217,25 @@ def enumerate_plans(
                     if space.disaggregated and divides_model(model, tp, pp, ep) is None:
                         yield from _disaggregated(space, model, base, holds_model)
             yield from _dp_attention(space, model, gpu, tp, available)
+
+
+def split_refusal(model: ModelSpec, dp_options: Sequence[int]) -> str | None:
+    """Why no engine runs ``model`` with attention and FFN split within a replica (DP
+    attention ranks), or None when the split is possible (a MoE model, or no split asked).
+
+    vLLM's ``--data-parallel-size`` of a dense model runs independent replicas (its DP
+    ranks synchronise only in MoE layers: docs/serving/data_parallel_deployment.md); SGLang's
+    ``--enable-dp-attention`` is written into MoE model files (DeepSeek-V2/V3, Qwen2/3-MoE:
+    sglang PR #6121) and its dense MLP options (``--moe-dense-tp-size``) are for the dense
+    layers of those models; TensorRT-LLM's ``enable_attention_dp`` is for DeepSeek-style MoE.
+    """
+    if model.moe is not None or all(dp <= 1 for dp in dp_options):
+        return None
+    return (
+        f"{model.name} is dense: no engine splits attention and FFN parallelism inside a "
+        "dense replica (vLLM's --data-parallel-size gives independent replicas, SGLang's "
+        "--enable-dp-attention is for MoE models only); use more replicas instead"
+    )
 
 
 def _dp_attention(
