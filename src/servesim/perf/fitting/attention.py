@@ -18,10 +18,9 @@ from servesim.perf.fitting import heldout
 from servesim.perf.fitting.attention_rows import DEFAULT_KERNELS, GPU_OF_FOLDER, load_rows
 from servesim.perf.fitting.heldout import Rows
 from servesim.perf.fitting.tables import aic_root
+from servesim.perf.opmodels import attention_tiles as tiles
 from servesim.perf.opmodels.attention_fit import (
     _L2_STEEPNESS,
-    TILE_M,
-    TILE_N,
     AttentionFits,
     decode_attention_s,
     gpu_sms_l2,
@@ -76,7 +75,9 @@ def _fit_one(
     from scipy.optimize import least_squares
 
     formula, unpack = (prefill_np, unpack_prefill) if is_prefill else (decode_np, unpack_decode)
-    if not is_prefill:
+    if is_prefill:
+        unpack = functools.partial(unpack_prefill, fa2=tiles.runs_fa2(gpu))
+    else:
         free = functools.partial(unpack_decode, hbm_eff=hbm_eff)
 
         def unpack(x: np.ndarray) -> dict:
@@ -184,12 +185,17 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def unpack_prefill(x: np.ndarray) -> dict[str, float]:
-    """Unconstrained least-squares variables -> prefill parameters (sane ranges)."""
+def unpack_prefill(x: np.ndarray, fa2: bool = False) -> dict[str, float]:
+    """Unconstrained least-squares variables -> prefill parameters (sane ranges).
+
+    ``fa2``: ``x[2]`` is the per-CTA fixed cost in seconds (``fix_s``) instead of tile visits.
+    """
+    fix = float(4.0 * np.exp(x[2]))
     return {
         "floor_s": float(12e-6 * np.exp(x[0])),
         "mma_eff": float(0.05 + 0.95 * _sigmoid(x[1] + 0.5)),
-        "fix_tiles": float(4.0 * np.exp(x[2])),
+        "fix_tiles": 0.0 if fa2 else fix,
+        "fix_s": fix * 1e-6 if fa2 else 0.0,
         "mem_eff": float(0.05 + 0.95 * _sigmoid(x[3])),
         "overlap_p": float(1.0 + 7.0 * _sigmoid(x[4])),
     }
@@ -219,27 +225,61 @@ def _pnorm_np(a: np.ndarray, b: np.ndarray, p: float) -> np.ndarray:
     return top * ((a / top) ** p + (b / top) ** p) ** (1.0 / p)
 
 
+def _tiles_np(gpu: GPUSpec, rows: Rows) -> tuple[np.ndarray, ...]:
+    """``attention_tiles.prefill_tiles`` per row: (query rows, keys, resident CTAs, pack)."""
+    head_dim = rows["head_dim"]
+    out = np.ones((4, head_dim.size))
+    for d in np.unique(head_dim):
+        out[:, head_dim == d] = np.asarray(tiles.prefill_tiles(gpu, float(d)), dtype=float)[:, None]
+    fp8 = rows["kv_bytes"] <= 1.0
+    if tiles.runs_fa2(gpu) and fp8.any():
+        # FlashInfer (fp8 KV on Ampere / Ada): the GQA group packed into square query tiles
+        pack = np.maximum(1.0, np.round(rows["num_q_heads"] / rows["num_kv_heads"]))
+        packed = rows["num_tokens"] / rows["num_seqs"] * pack
+        small = np.where(packed > 16, 64.0, 16.0)
+        tile_q = np.where((packed > 64) & (head_dim < 256), 128.0, small)
+        for i, value in enumerate((tile_q, tile_q, np.ones_like(pack), pack)):
+            out[i] = np.where(fp8, value, out[i])
+    return out[0], out[1], out[2], out[3]
+
+
+def _causal_visits_np(q_tiles: np.ndarray, ratio: np.ndarray, w_tiles: np.ndarray) -> np.ndarray:
+    """``attention_tiles.causal_tile_visits`` per row (``w_tiles`` >= every row's key tiles
+    when there is no window)."""
+
+    def upto(j: np.ndarray) -> np.ndarray:
+        whole, rest = np.floor_divide(j, ratio), np.mod(j, ratio)
+        return ratio * whole * (whole + 1) // 2 + rest * (whole + 1)
+
+    capped = np.minimum(q_tiles, w_tiles * ratio)
+    return upto(capped) + (q_tiles - capped) * w_tiles
+
+
 def prefill_np(params: dict[str, float], gpu: GPUSpec, rows: Rows) -> np.ndarray:
     """``prefill_attention_s`` over rows (no grid), vectorised."""
     num_sms, _ = gpu_sms_l2(gpu)
+    block_m, block_n, resident, pack = _tiles_np(gpu, rows)
+    ratio = block_n // block_m * pack
     seqs, window = rows["num_seqs"], rows["window"]
     chunk = rows["num_tokens"] / seqs
     cached = rows["cached_tokens"] / seqs
-    q_tiles = np.ceil(chunk / TILE_M)
+    q_tiles = np.ceil(chunk * pack / block_m)
     has_window = window > 0
-    w_tiles = np.where(has_window, np.ceil(window / TILE_N) + 1, q_tiles)
-    capped = w_tiles * (w_tiles + 1) // 2 + (q_tiles - w_tiles) * w_tiles
-    causal = np.where(q_tiles <= w_tiles, q_tiles * (q_tiles + 1) // 2, capped)
-    cache_tiles = np.ceil(np.where(has_window, np.minimum(cached, window), cached) / TILE_N)
-    visits = causal + q_tiles * cache_tiles
-    occupancy = np.minimum(1.0, chunk / TILE_M) * np.minimum(1.0, (chunk + cached) / TILE_N)
-    visits = np.maximum(visits * occupancy, rows["num_pairs"] / seqs / (TILE_M * TILE_N))
-    fix = params["fix_tiles"]
-    per_cta = fix + np.minimum(q_tiles, w_tiles) + cache_tiles
-    work = seqs * rows["num_q_heads"] * (visits + q_tiles * fix)
+    w_tiles = np.where(has_window, np.ceil((window + block_m / pack) / block_n), q_tiles + 1)
+    cache_tiles = np.ceil(np.where(has_window, np.minimum(cached, window), cached) / block_n)
+    visits = _causal_visits_np(q_tiles, ratio, w_tiles) + q_tiles * cache_tiles
+    occupancy = np.minimum(1.0, chunk * pack / block_m)
+    occupancy = occupancy * np.minimum(1.0, (chunk + cached) / block_n)
+    floor_visits = rows["num_pairs"] * pack / seqs / (block_m * block_n)
+    visits = np.maximum(visits * occupancy, floor_visits)
     peak = gpu.peak_flops(DType.BF16)
-    tile_s = 4.0 * TILE_M * TILE_N * rows["head_dim"] * num_sms / (peak * params["mma_eff"])
-    compute_s = tile_s * np.maximum(work / num_sms, per_cta * occupancy)
+    tile_s = 4.0 * block_m * block_n * rows["head_dim"] * num_sms / (peak * params["mma_eff"])
+    cta_fix_s = params["fix_tiles"] * tile_s + params.get("fix_s", 0.0)
+    chain = np.minimum(np.ceil(q_tiles / ratio), w_tiles) + cache_tiles
+    heads = seqs * rows["num_q_heads"] / pack
+    serial_s = heads * (q_tiles * cta_fix_s + visits * tile_s)
+    work_s = np.maximum(serial_s / resident, heads * visits * tile_s) / num_sms
+    compute_s = np.maximum(work_s, (cta_fix_s + chain * tile_s) * occupancy)
     num_bytes = 4.0 * rows["num_tokens"] * rows["num_q_heads"] * rows["head_dim"]
     kv_tokens = rows["num_tokens"] + rows["cached_tokens"]
     num_bytes = (

@@ -2,13 +2,16 @@
 
 Mechanisms (evidence: aiconfigurator tables, ``servesim.perf.fitting.attention``):
 
-* Prefill (FlashAttention-2/3, causal): one CTA per (sequence, query head, query tile of
-  ``TILE_M`` rows); a query tile visits the key tiles up to the diagonal (or inside the sliding
-  window). Each visit costs one tile of MMA at ``mma_eff`` of the SM's share of the tensor peak,
-  each CTA adds a fixed cost of ``fix_tiles`` tile-visits (Q load, softmax epilogue, O store):
-  this is why efficiency grows with sequence length (H100 FA3: ~7% of peak at isl 128, ~65% at
-  16k). The CTAs spread over ``num_sms``; when there are few, the last query tile's chain bounds
-  the time (critical path). Q/K/V/O traffic at ``mem_eff`` of HBM bandwidth overlaps with the
+* Prefill (FlashAttention-2/3, causal): one CTA per (sequence, query head, query tile); a
+  query tile visits the key tiles up to the diagonal (or inside the sliding window). Tiles and
+  CTAs resident per SM are the kernel's (``attention_tiles``: FA3 128 x 128, one per SM; FA2
+  64 x 64-256, one or two per SM by shared memory). Each visit costs one tile of MMA at
+  ``mma_eff`` of the SM's share of the tensor peak, each CTA adds a fixed cost (FA3:
+  ``fix_tiles`` tile-visits; FA2: ``fix_s`` seconds) for the Q load, softmax epilogue and O
+  store: this is why efficiency grows with sequence length (H100 FA3: ~7% of peak at isl 128,
+  ~65% at 16k). The CTAs spread over ``num_sms``, the resident ones sharing an SM's time, the
+  SM's MMA rate bounding their tile visits; when there are few, the last query tile's chain
+  bounds the time (critical path). Q/K/V/O traffic at ``mem_eff`` of HBM bandwidth overlaps with the
   MMA (p-norm), and a fixed launch floor ``floor_s`` sits under everything.
 * Decode (split-KV paged attention): reads every sequence's K and V once. Small batches sit on
   an 11-13 us floor (H100 FA3); large KV streams at ``hbm_eff`` (81-94% measured) of HBM
@@ -41,13 +44,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from servesim.perf.opmodels import attention_tiles as tiles
 from servesim.perf.opmodels.grid import LogGrid, optional_grid
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
 
-# FA2/FA3 forward tiles for head_dim 64-256 are 128 query rows x 64-176 keys; 128 x 128 is the
-# common hdim-128 Hopper tile (flash-attention hopper/tile_size.h). The fitted fix_tiles and
-# mma_eff absorb the per-head_dim differences.
+# FA3's hdim-128 Hopper tile (flash-attention hopper/tile_size.h); the fitted fix_tiles and
+# mma_eff absorb the other head sizes' tiles. FA2's tiles: ``attention_tiles.prefill_tiles``.
 TILE_M = 128
 TILE_N = 128
 # Data-sheet fallbacks while the catalog's SM / L2 fields are not filled in (0):
@@ -86,7 +89,9 @@ class PrefillAttentionFit:
     Attributes:
         floor_s: launch / graph-replay floor under every call.
         mma_eff: fraction of the per-SM tensor peak one full tile visit reaches.
-        fix_tiles: fixed cost per CTA (Q load, epilogue) in tile-visit units.
+        fix_tiles: fixed cost per CTA (Q load, epilogue) in tile-visit units (FA3).
+        fix_s: fixed cost per CTA in seconds (FA2: its split-KV kernel's per-CTA setup and
+            paged Q/K/V loads are latency, the same on A100 and L40S, ``attention_tiles``).
         mem_eff: fraction of HBM bandwidth the Q/K/V/O traffic reaches.
         overlap_p: p-norm exponent joining the MMA and memory times.
         grid: optional correction over (head_dim, GQA group, query tokens per sequence,
@@ -98,6 +103,7 @@ class PrefillAttentionFit:
     fix_tiles: float
     mem_eff: float
     overlap_p: float
+    fix_s: float = 0.0
     grid: LogGrid | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,6 +112,7 @@ class PrefillAttentionFit:
             "floor_s": float(f"{self.floor_s:.6g}"),
             "mma_eff": float(f"{self.mma_eff:.6g}"),
             "fix_tiles": float(f"{self.fix_tiles:.6g}"),
+            "fix_s": float(f"{self.fix_s:.6g}"),
             "mem_eff": float(f"{self.mem_eff:.6g}"),
             "overlap_p": float(f"{self.overlap_p:.6g}"),
         }
@@ -122,6 +129,7 @@ class PrefillAttentionFit:
             fix_tiles=float(data["fix_tiles"]),
             mem_eff=float(data["mem_eff"]),
             overlap_p=float(data["overlap_p"]),
+            fix_s=float(data.get("fix_s", 0.0)),
             grid=optional_grid(data.get("grid")),
         )
 
@@ -245,13 +253,9 @@ def _pick(fits: Mapping[str, Any], kv_bytes: float) -> Any:
 
 
 def causal_tile_visits(num_q_tiles: int, window_tiles: int | None) -> int:
-    """Key-tile visits of one sequence's query tiles under a causal (optionally sliding) mask.
-
-    Query tile j sees key tiles 0..j, or at most ``window_tiles`` of them with a window.
-    """
-    if window_tiles is None or num_q_tiles <= window_tiles:
-        return num_q_tiles * (num_q_tiles + 1) // 2
-    return window_tiles * (window_tiles + 1) // 2 + (num_q_tiles - window_tiles) * window_tiles
+    """Key-tile visits of one sequence's square query tiles under a causal (optionally
+    sliding) mask: query tile j sees key tiles 0..j, or at most ``window_tiles`` of them."""
+    return tiles.causal_tile_visits(num_q_tiles, 1, window_tiles)
 
 
 def prefill_attention_s(
@@ -284,25 +288,39 @@ def prefill_attention_s(
     num_sms, _ = gpu_sms_l2(gpu)
     chunk = num_tokens / num_seqs
     cached = cached_tokens / num_seqs
-    num_q_tiles = math.ceil(chunk / TILE_M)
-    window_tiles = None if not window else math.ceil(window / TILE_N) + 1
+    group = num_q_heads / num_kv_heads
+    block_m, block_n, resident, pack = tiles.prefill_tiles(
+        gpu, head_dim, kv_bytes <= 1.0, group, chunk
+    )
+    # a packed CTA holds ``pack`` query heads' rows of each token: ``pack`` x the rows, and
+    # query tile j (1-based) reaches token j * block_m / pack
+    ratio = block_n // block_m * pack
+    num_q_tiles = math.ceil(chunk * pack / block_m)
+    # a query tile's keys under a window span window + its tokens
+    window_tiles = None if not window else math.ceil((window + block_m / pack) / block_n)
     visible = cached if not window else min(cached, float(window))
-    cache_tiles = math.ceil(visible / TILE_N)
-    visits = causal_tile_visits(num_q_tiles, window_tiles) + num_q_tiles * cache_tiles
+    cache_tiles = math.ceil(visible / block_n)
+    visits = tiles.causal_tile_visits(num_q_tiles, ratio, window_tiles)
+    visits += num_q_tiles * cache_tiles
     # a chunk shorter than a tile fills it partly (FA pads rows and keys of the last tile)
-    occupancy = min(1.0, chunk / TILE_M) * min(1.0, (chunk + cached) / TILE_N)
-    visits = max(visits * occupancy, num_pairs / num_seqs / (TILE_M * TILE_N))
-    per_cta = fit.fix_tiles + min(num_q_tiles, window_tiles or num_q_tiles) + cache_tiles
-    work = num_seqs * num_q_heads * (visits + num_q_tiles * fit.fix_tiles)
-    tile_s = 4.0 * TILE_M * TILE_N * head_dim * num_sms / (gpu.peak_flops(DType.BF16) * fit.mma_eff)
-    compute_s = tile_s * max(work / num_sms, per_cta * occupancy)
+    occupancy = min(1.0, chunk * pack / block_m) * min(1.0, (chunk + cached) / block_n)
+    visits = max(visits * occupancy, num_pairs * pack / num_seqs / (block_m * block_n))
+    peak = gpu.peak_flops(DType.BF16)
+    tile_s = 4.0 * block_m * block_n * head_dim * num_sms / (peak * fit.mma_eff)
+    cta_fix_s = fit.fix_tiles * tile_s + fit.fix_s
+    chain = tiles.chain_key_tiles(num_q_tiles, ratio, window_tiles) + cache_tiles
+    heads = num_seqs * num_q_heads / pack
+    # every CTA's serial time (fixed cost, then its tile visits) is shared by the CTAs resident
+    # on an SM at once; the MMA rate of the SM bounds the tile visits whatever the residency
+    serial_s = heads * (num_q_tiles * cta_fix_s + visits * tile_s)
+    work_s = max(serial_s / resident, heads * visits * tile_s) / num_sms
+    compute_s = max(work_s, (cta_fix_s + chain * tile_s) * occupancy)
     kv_tokens = num_tokens + cached_tokens
     num_bytes = 4.0 * num_tokens * num_q_heads * head_dim
     num_bytes += kv_tokens * 2.0 * num_kv_heads * head_dim * kv_bytes
     memory_s = num_bytes / (gpu.hbm_bandwidth_bytes_per_s * fit.mem_eff)
     time_s = fit.floor_s + _pnorm(compute_s, memory_s, fit.overlap_p)
     if fit.grid is not None:
-        group = num_q_heads / num_kv_heads
         time_s *= fit.grid.factor(head_dim, group, max(chunk, 1.0), num_seqs * num_q_heads)
     return time_s
 

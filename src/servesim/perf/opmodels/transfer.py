@@ -30,11 +30,14 @@ every rule below; none is a factor fitted to the GPU it predicts.
   the SMs' CUDA cores, not the tensor cores: it scales with SMs x clock, not with the tensor
   peak it is expressed in. Evidence: A100 decode at 256+ sequences was priced +87% slow from
   H100 (tensor peak ratio 3.2 against SMs x clock 1.7).
-* attention between GPUs of one architecture (H100 / H200): the prefill's traffic term keeps
-  the donor's absolute rate (it is bound on the SMs: both measure the same prefill times for
-  1.43x the HBM bandwidth); an fp8 KV cache's SM-side cap on the decode stream is a rate per
-  SM cycle; whether decode drops GQA packing under a sliding window is the target's kernel's
-  (FlashAttention 2 on Ampere / Ada does; ``_adapt_attention``).
+* attention between GPUs of one kernel generation (H100 / H200 on FA3, A100 / L40S on FA2):
+  the prefill's traffic term keeps the donor's absolute rate per SM (it is bound on the SMs:
+  H100 and H200 measure the same prefill times for 1.43x the HBM bandwidth; A100 and L40S
+  the same rate per resident CTA); FA2's per-CTA fixed cost stays in seconds (3.2 / 3.6 us
+  fitted alone on A100 / L40S, ``attention_tiles``); an fp8 KV cache's SM-side cap on the
+  decode stream is a rate per SM cycle; whether decode drops GQA packing under a sliding
+  window is the target's kernel's (FlashAttention 2 on Ampere / Ada does;
+  ``_adapt_attention``).
 * collective regimes slower than the bulk one (NCCL's LL protocol for small messages) are
   bound by the protocol, not the link: they keep the donor's absolute bus bandwidth (clock
   scaled), capped by the target link at the donor's bulk efficiency. A PCIe target would
@@ -242,18 +245,24 @@ def _adapt_attention(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -
     tiles = clock * scale * gpu_sms_l2(source)[0] / gpu_sms_l2(target)[0]
     # per-row decode work in flop-equivalents of the bf16 peak: SM issue -> target flops
     rows = _issue_ratio(source, target) * scale
-    # Same die (one architecture, e.g. H100 / H200): the prefill's Q/K/V/O traffic is bound on
-    # the SMs, not by HBM: the two measure within 2% in every prefill regime (median H100 /
-    # H200 time ratio 0.99-1.03, vLLM and SGLang tables) for 1.43x the HBM bandwidth. It keeps
-    # the donor's absolute rate (x SMs x clock), re-expressed as a fraction of the target's HBM.
-    # Across architectures no pair measures this; the fraction of HBM carries over unchanged.
-    same_die = source.architecture == target.architecture
+    # One kernel generation (H100 / H200 on FA3, A100 / L40S on FA2): the prefill's Q/K/V/O
+    # traffic is bound on the SMs, not by HBM. H100 and H200 measure within 2% in every prefill
+    # regime (median time ratio 0.99-1.03, vLLM and SGLang tables) for 1.43x the HBM
+    # bandwidth; A100 and L40S reach the same rate per resident CTA (fitted alone: 4.8 GB/s
+    # per CTA on either, two CTAs per SM on A100, one on L40S: ``attention_tiles``) at 1.79x
+    # the clock, so it is latency in time, not cycles. It keeps the donor's absolute rate per
+    # SM (x SMs), re-expressed as a fraction of the target's HBM; the residency is the
+    # opmodel's. Across generations no pair measures it; the fraction of HBM carries over.
+    same_kernel = attention_kernel(source) == attention_kernel(target) != ""
     hbm = source.hbm_bandwidth_bytes_per_s / target.hbm_bandwidth_bytes_per_s
-    traffic = hbm / _issue_ratio(source, target) if same_die else 1.0
+    sms = gpu_sms_l2(target)[0] / gpu_sms_l2(source)[0]
+    traffic = hbm * sms if same_kernel else 1.0
     for phase in ("prefill", "decode"):
         for dtype, fit in params.get(phase, {}).items():
             fit["floor_s"] *= clock
             if phase == "prefill":
+                # FA2's per-CTA cost in seconds (``fix_s``) stays: fitted alone, 3.2 us on
+                # A100 and 3.6 us on L40S at 1.79x its clock (latency, not cycles)
                 fit["fix_tiles"] *= tiles
                 fit["mem_eff"] = min(1.0, fit["mem_eff"] * traffic)
             else:
@@ -313,26 +322,47 @@ def _ring_for_nvls(params: dict[str, Any]) -> None:
             fit["segments"][-1] = list(other["segments"][-1])
 
 
+def host_ring_bus_bytes_per_s(num_gpus: int, gpus_per_socket: int | None) -> float:
+    """Bus bandwidth (bytes/s) of a PCIe ring of ``num_gpus`` staged through host memory.
+
+    Within one socket: ``PCIE_HOST_RING_BUS_BYTES_PER_S``, each GPU on its own path to host
+    memory. A group larger than a socket (``gpus_per_socket``, ``cluster.PCIE_GPUS_PER_SOCKET``
+    on the default PCIe server) crosses the sockets: NCCL uses no P2P across a CPU host bridge
+    (``ncclTopoCheckP2p``: "By default don't use P2P across CPU Host Bridges", p2pLevel
+    PATH_PXB), so every cross-socket byte is staged in host memory and crosses the inter-socket
+    link, and that host path, one host path's rate per direction, is shared by the socket's
+    GPUs: the rate divided by the GPUs on the fuller socket. Evidence for the sharing (not fitted):
+    L40S all-to-all at 8 GPUs, 128-256 MB, moves 4 x 1/2 of the buffer across per direction at
+    4.6-4.7 GB/s summed, one host path's rate.
+    """
+    if gpus_per_socket is None or num_gpus <= gpus_per_socket:
+        return PCIE_HOST_RING_BUS_BYTES_PER_S
+    return PCIE_HOST_RING_BUS_BYTES_PER_S / min(gpus_per_socket, num_gpus)
+
+
 def _adapt_collectives(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -> None:
+    from servesim.specs.cluster import default_node
+
     if has_nvls(source) and not has_nvls(target):
         _ring_for_nvls(params)
     clock = clock_ratio(source, target)
-    link_ratio = target.intra_node_link.bandwidth_bytes_per_s
-    link_ratio /= source.intra_node_link.bandwidth_bytes_per_s
+    link_bw = target.intra_node_link.bandwidth_bytes_per_s
+    link_ratio = link_bw / source.intra_node_link.bandwidth_bytes_per_s
     is_pcie = link_class(target) == "pcie"
     # a PCIe donor's regimes are bound by its host path, not by a protocol: scale with the link
     keeps_bus_bw = link_class(source) != "pcie"
-    # an NVLink donor's fits carried to a PCIe ring of more than 2 GPUs: the host path's rate
-    # (a PCIe donor's own fits at those sizes already measure one)
-    host = target.intra_node_link.bandwidth_bytes_per_s / PCIE_HOST_RING_BUS_BYTES_PER_S
+    # an NVLink donor's fits carried to a PCIe ring of more than 2 GPUs: the host path's rate,
+    # shared across the sockets beyond one socket's GPUs (a PCIe donor's own fits at those
+    # sizes already measure one)
+    per_socket = default_node(target).gpus_per_socket if is_pcie else None
     for part in params.values():
         if not isinstance(part, dict) or "fits" not in part:
             continue
         for fit in part["fits"]:
-            host_ring = is_pcie and keeps_bus_bw and int(fit["num_gpus"]) > 2
-            _adapt_segments(
-                fit["segments"], clock, link_ratio, keeps_bus_bw, host if host_ring else 0.0
-            )
+            n = int(fit["num_gpus"])
+            host_ring = is_pcie and keeps_bus_bw and n > 2
+            host = link_bw / host_ring_bus_bytes_per_s(n, per_socket) if host_ring else 0.0
+            _adapt_segments(fit["segments"], clock, link_ratio, keeps_bus_bw, host)
     if is_pcie and keeps_bus_bw:
         _pcie_custom_fallback(params)
 
