@@ -126,10 +126,21 @@ def test_a_json_simulation_loads_no_writer_and_no_table() -> None:
         "servesim.report.figures",
         "servesim.report.pages",
         "servesim.report.trace",
+        "servesim.report.outputs",
+        "servesim.report.run_data",
         "servesim.cli.simulate_render",
         "rich.table",
     ):
         assert writer not in loaded, writer
+
+
+def test_the_cli_checks_the_table_formats_the_writers_accept() -> None:
+    # servesim/cli/report.py repeats the tuple so that a run without --out need not import
+    # the writers; a format added to one side only would be refused or accepted wrongly
+    from servesim.cli import report
+    from servesim.report import outputs
+
+    assert report.TABLE_FORMATS == outputs.TABLE_FORMATS
 
 
 def test_simulate_annotations_are_evaluated_once_at_import() -> None:

@@ -7,8 +7,9 @@ simulation rather than after. ``write_files`` then writes everything and returns
 per file, the last one saying where the HTML report is.
 
 Every ``simulate`` imports this module for ``check_outputs``; the writers (the HTML page and
-its charts, the trace, the page rebuilders) load only when a run writes files or ``servesim
-report`` runs (5 ms of start-up a plain run does not pay, bytecode cached).
+its charts, the trace, the page rebuilders, even ``report/outputs.py`` and its table writers)
+load only when a run writes files or ``servesim report`` runs (5 ms of start-up a plain run
+does not pay, bytecode cached; 560 more lines it does not compile when bytecode is off).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ import typer
 from servesim.cli import options as opts
 from servesim.cli.common import err_console
 from servesim.core.errors import ConfigError, ServesimError
-from servesim.report.outputs import TABLE_FORMATS, resolve_table_format
 
 if TYPE_CHECKING:
     from servesim.api import Result
 
 PERFETTO_URL = "https://ui.perfetto.dev"
+# ``report.outputs.TABLE_FORMATS``, repeated so that a run without --out need not import the
+# table writers to check --format (tests/test_cli_lazy.py keeps the two equal).
+TABLE_FORMATS = ("auto", "parquet", "csv")
 
 
 def _out_help() -> str:
@@ -80,6 +83,8 @@ def check_outputs(out: Path | None, table_format: str, trace_out: Path | None) -
     if out is None and table_format in TABLE_FORMATS:
         resolved = table_format
     else:
+        from servesim.report.outputs import resolve_table_format
+
         resolved = resolve_table_format(table_format)
     if out is not None:
         _check_folder(out, "--out")
