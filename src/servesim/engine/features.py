@@ -110,8 +110,11 @@ def hybrid_times(batch: Batch, state: ReplicaState, price: Price, count: Count) 
     hybrid = state.hybrid
     assert hybrid is not None
     contexts = [state.context(seq) for seq in batch.decodes]
-    step = hybrid.step(batch_shape(batch, state), contexts, state.blocks.num_used, price)
+    ids = [seq.sid for seq in batch.decodes]
+    step = hybrid.step(batch_shape(batch, state), contexts, state.blocks.num_used, price, ids)
     if step.num_cpu_decodes:
         count("hybrid_cpu_decodes", step.num_cpu_decodes)
         count("hybrid_cpu_steps", 1)
+    if step.num_moved:
+        count("hybrid_kv_moves", step.num_moved)
     return step.times

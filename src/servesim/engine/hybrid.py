@@ -14,22 +14,31 @@ and run their decode attention on the CPU, overlapped with the GPU's work:
   over the GPU's host link.
 
 With the two sub-batches pipelined (APEX's and NEO's asymmetric pipelining), an iteration
-takes ``max(GPU part, CPU part) + host-link transfers``. A policy picks how many decodes the
-CPU attends: ``apex`` the most for which the CPU part stays under the GPU part (APEX's
-overlap rule), ``fixed`` a fraction of them. The CPU takes decodes from the end of the
-batch's decode list (the latest to start decoding), so the set moves little between steps;
-moving a sequence's KV between host and GPU is not charged (a stated simplification).
+takes ``max(GPU part, CPU part) + host-link transfers + KV moves``. A policy picks how many
+decodes the CPU attends: ``apex`` the most for which the CPU part stays under the GPU part
+(APEX's overlap rule), ``fixed`` a fraction of them.
+
+Which decodes: the executor remembers whose KV is in host memory (by sequence id). The ones
+already there are taken first, longest KV first, then the GPU's from the end of the batch's
+decode list (the latest to start decoding, the shortest KV); when the CPU takes fewer than
+it holds, the shortest go back first. So a sequence changes side only when the count does,
+and the cheapest KV moves. A sequence that changes side moves its whole KV (its pool blocks)
+over the host link, one copy stream per direction (PCIe is full duplex; the catalog's
+bandwidth is per direction): ``max(bytes to host, bytes to GPU) / bandwidth + latency``,
+added to the step (not overlapped with its compute: an upper bound). A new decode whose
+prefill ran on the GPU pays its move to the host too. Prefill stays on the GPU: the hybrid
+APEX policy offloads decode attention only (docs PAPERS.md #55), so no prefill offload.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, replace
 
 from servesim.core.errors import ConfigError
 from servesim.engine.config import HybridConfig
-from servesim.perf.cpu import cpu_decode_attention, host_link_transfer_s
+from servesim.perf.cpu import cpu_decode_attention, host_link_transfer_s, kv_move_s
 from servesim.perf.kv_groups import kv_layout, page_bytes_per_token
 from servesim.perf.kv_layout import KVLayout
 from servesim.perf.types import BatchShape, ReplicaPlan, StageTimes
@@ -46,6 +55,8 @@ class HybridStep:
         cpu_s: the CPU's attention time.
         transfer_s: the q/k/v and output copies over the host link, all layers.
         times: the iteration as the engine books it.
+        num_moved: sequences whose KV crossed the host link because they changed side.
+        move_s: the time of those KV copies (part of ``times``).
     """
 
     num_cpu_decodes: int
@@ -53,6 +64,8 @@ class HybridStep:
     cpu_s: float
     transfer_s: float
     times: StageTimes
+    num_moved: int = 0
+    move_s: float = 0.0
 
 
 class HybridExecutor:
@@ -77,6 +90,9 @@ class HybridExecutor:
         if not self.layout.plain:
             kv_bytes_per_block = block_size * page_bytes_per_token(plan, 0, block_size)
         self.cpu_s_per_block = self._cpu_s_per_block(kv_bytes_per_block)
+        self.kv_bytes_per_block = kv_bytes_per_block
+        # ids of the sequences whose KV is in host memory after the last step with decodes
+        self.cpu_side: frozenset[Hashable] = frozenset()
 
     def _cpu_s_per_block(self, kv_bytes_per_block: float) -> float:
         """CPU attention seconds per KV block (bandwidth term; the FLOP term is far below)."""
@@ -123,21 +139,64 @@ class HybridExecutor:
         contexts: Sequence[int],
         num_used_blocks: int,
         perf: Callable[[BatchShape], StageTimes],
+        seq_ids: Sequence[Hashable] | None = None,
     ) -> HybridStep:
         """The split and time of an iteration of ``shape`` whose decodes attend ``contexts``
-        (in the batch's decode order), with ``num_used_blocks`` of the pool in use."""
-        split = _Split(contexts, self.layout, shape, perf)
+        (in the batch's decode order), with ``num_used_blocks`` of the pool in use.
+
+        ``seq_ids`` (the decodes' ids, in the same order) let the executor keep the CPU set
+        across steps and charge the KV of the sequences that change side; without them every
+        step splits afresh and moves are free (the split alone, as unit tests price it).
+        """
+        order = self._order(contexts, seq_ids)
+        ordered = [contexts[i] for i in order]
+        split = _Split(ordered, self.layout, shape, perf)
         n_min = split.min_cpu(num_used_blocks - self.num_gpu_blocks)
         n = max(n_min, self._policy_n(split, n_min))
         gpu = split.gpu(n)
         if contexts:
             self.last_decode_gpu_s = split.gpu(n, decode_only=True).stage_s[0]
+        num_moved, move_s = self._moves(order, ordered, seq_ids, n)
         cpu_s = self.cpu_s(split.cpu_context(n))
         transfer_s = self.transfer_s(n)
-        if n == 0:
+        if n == 0 and num_moved == 0:
             return HybridStep(0, gpu, 0.0, 0.0, gpu)
-        stage_s = max(gpu.stage_s[0], cpu_s) + transfer_s
-        return HybridStep(n, gpu, cpu_s, transfer_s, replace(gpu, stage_s=(stage_s,)))
+        stage_s = max(gpu.stage_s[0], cpu_s) + transfer_s + move_s
+        times = replace(gpu, stage_s=(stage_s,))
+        return HybridStep(n, gpu, cpu_s, transfer_s, times, num_moved, move_s)
+
+    def _order(self, contexts: Sequence[int], seq_ids: Sequence[Hashable] | None) -> list[int]:
+        """Decode indices with the host-resident ones last, shortest first (the CPU takes a
+        suffix: the longest host KV stays, the GPU's latest decodes join next)."""
+        if seq_ids is None or not self.cpu_side:
+            return list(range(len(contexts)))
+        on_cpu = [i for i, sid in enumerate(seq_ids) if sid in self.cpu_side]
+        if not on_cpu:
+            return list(range(len(contexts)))
+        on_gpu = [i for i, sid in enumerate(seq_ids) if sid not in self.cpu_side]
+        return on_gpu + sorted(on_cpu, key=lambda i: (contexts[i], i))
+
+    def _moves(
+        self,
+        order: Sequence[int],
+        ordered: Sequence[int],
+        seq_ids: Sequence[Hashable] | None,
+        n: int,
+    ) -> tuple[int, float]:
+        """(sequences moved, seconds) for the CPU taking the last ``n`` of ``order``; records
+        the new CPU set. A step without decodes changes no side."""
+        if seq_ids is None or not order:
+            return 0, 0.0
+        first_cpu = len(order) - n
+        moved = [0.0, 0.0]  # KV bytes to the GPU, to the host
+        num_moved = 0
+        for j, i in enumerate(order):
+            is_cpu = j >= first_cpu
+            if is_cpu != (seq_ids[i] in self.cpu_side):
+                moved[is_cpu] += self.layout.pages(ordered[j]) * self.kv_bytes_per_block
+                num_moved += 1
+        self.cpu_side = frozenset(seq_ids[i] for i in order[first_cpu:])
+        return num_moved, kv_move_s(moved[1], moved[0], self.plan.gpu.host_link)
 
     def _policy_n(self, split: _Split, n_min: int) -> int:
         num = len(split.contexts)

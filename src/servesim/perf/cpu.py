@@ -78,3 +78,18 @@ def host_link_transfer_s(
     per_layer = host_link_activation_bytes(model, act_dtype, num_seqs)
     bandwidth_s = per_layer / link.bandwidth_bytes_per_s if link.bandwidth_bytes_per_s else 0.0
     return model.num_layers * (bandwidth_s + 2 * link.latency_s)
+
+
+def kv_move_s(to_host_bytes: float, to_gpu_bytes: float, link: LinkSpec) -> float:
+    """Time to move KV between GPU and host memory over the host ``link`` in one step: one
+    copy stream per direction (PCIe is full duplex, and the catalog's bandwidth is per
+    direction), each paying the link's latency once for its batch of blocks; zero without
+    bytes. A sequence moved to the CPU pays its KV bytes / bandwidth (+ latency)."""
+    if link.bandwidth_bytes_per_s <= 0:
+        return 0.0
+    times = [
+        b / link.bandwidth_bytes_per_s + link.latency_s
+        for b in (to_host_bytes, to_gpu_bytes)
+        if b > 0
+    ]
+    return max(times, default=0.0)
