@@ -8,7 +8,7 @@ import pytest
 
 from servesim.cluster import DeploymentConfig, DeploymentError, build_deployment, run_cluster
 from servesim.cluster.routers import DPLeastLoadedRouter
-from servesim.engine.dp_group import rank_memory_plan
+from servesim.engine.dp_group import DPGroupSpec, rank_memory_plan
 from servesim.engine.simulation import ReplicaView
 from servesim.perf import RooflinePerfModel
 from servesim.perf.dp_cost import GroupSpan
@@ -29,10 +29,7 @@ def test_a_dp_pool_runs_tp_x_dp_gpus_per_replica_as_ranks() -> None:
     dep = build([{"name": "dp", "replicas": 2, "dp_attention": 4, "tp": 1, "ep": 4}])
     pool = dep.pools[0]
     assert pool.num_replicas == 8 and dep.num_gpus == 8 and pool.plan.ep == 1
-    assert dep.dp_groups() == [
-        (0, 4, "allgather_reducescatter", None),
-        (4, 4, "allgather_reducescatter", None),
-    ]
+    assert dep.dp_groups() == [DPGroupSpec(0, 4), DPGroupSpec(4, 4)]
     assert len(dep.setups()) == 8
 
 
@@ -99,7 +96,7 @@ def test_the_pool_s_all2all_backend_prices_the_group() -> None:
     for backend in ("allgather_reducescatter", "deepep_low_latency"):
         pool = {"dp_attention": 4, "tp": 1, "all2all_backend": backend}
         dep = build([pool], router={"kind": "dp_least_loaded"})
-        assert dep.dp_groups() == [(0, 4, backend, None)]
+        assert dep.dp_groups() == [DPGroupSpec(0, 4, backend)]
         run = run_cluster(requests, dep, PERF, seed=0)
         durations.append(run.records.iterations.view()["duration_s"][0])
     assert durations[0] != durations[1]
@@ -110,7 +107,7 @@ def test_a_group_wider_than_a_server_spans_the_network_of_its_nodes() -> None:
     # one-NIC-per-GPU InfiniBand NDR (50 GB/s, 5 us: specs/catalog/networks.yaml)
     dep = build([{"dp_attention": 16, "tp": 1}])
     ib = LinkSpec(name="ib-ndr-400", bandwidth_bytes_per_s=50e9, latency_s=5e-6)
-    assert dep.dp_groups() == [(0, 16, "allgather_reducescatter", GroupSpan(ib, 8))]
+    assert dep.dp_groups() == [DPGroupSpec(0, 16, span=GroupSpan(ib, 8))]
     # RoCE servers of 6 GPUs: ranks 0-5 on the first, 6-7 on the second (2 GPUs there)
     roce = build(
         [{"dp_attention": 8, "tp": 1}],
@@ -132,3 +129,29 @@ def test_the_network_slows_the_group_step() -> None:
         run = run_cluster(requests, dep, PERF, seed=0)
         durations.append(run.records.iterations.view()["duration_s"][0])
     assert durations[1] > durations[0]
+
+
+def test_the_dense_layers_run_where_the_engine_runs_them() -> None:
+    # auto: SGLang runs a DP group's dense MLP over the whole group, vLLM at the rank's tp
+    sglang = build([{"dp_attention": 4, "tp": 1, "engine": "sglang"}])
+    vllm = build([{"dp_attention": 4, "tp": 1, "engine": "vllm-v1"}])
+    assert sglang.pools[0].dense_mlp == "group" and sglang.dp_groups()[0].dense_mlp == "group"
+    assert vllm.pools[0].dense_mlp == "rank"
+    one = build([{"dp_attention": 4, "tp": 1, "engine": "sglang", "dense_mlp": "replicated"}])
+    assert one.dp_groups()[0].dense_mlp == "replicated"
+    with pytest.raises(DeploymentError) as err:
+        build(
+            [
+                {
+                    "name": "v",
+                    "dp_attention": 4,
+                    "tp": 1,
+                    "engine": "vllm-v1",
+                    "dense_mlp": "group",
+                },
+                {"name": "s", "dp_attention": 2, "tp": 2, "engine": "sglang", "dense_mlp": "rank"},
+            ]
+        )
+    problems = " | ".join(err.value.problems)
+    assert "pool 'v': dense_mlp=group is SGLang's" in problems
+    assert "pool 's': dense_mlp=rank at tp=2: SGLang's --moe-dense-tp-size takes 1" in problems

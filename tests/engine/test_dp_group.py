@@ -5,6 +5,7 @@ weights, and the checks of a DP-attention plan."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -187,3 +188,43 @@ def test_deepep_over_two_servers_sends_the_off_node_half_through_the_nic() -> No
     assert cost.experts(4096).comm_s == pytest.approx(48 * 2 * off_s, rel=1e-12)
     with pytest.raises(ConfigError, match="local_gpus"):
         DPGroupCost(RANK, 16, PERF.calibration, span=GroupSpan(network=IB, local_gpus=16))
+
+
+DSV3 = resolve_model("deepseek-v3")  # 3 dense layers of FFN 18432 before 58 MoE, h 7168
+DSV3_RANK = ReplicaPlan(model=DSV3, gpu=RANK.gpu, tp=1)
+
+
+def test_sglang_s_dense_layers_run_over_the_whole_group() -> None:
+    # dense_mlp="group": the rank drops its dense MLP; the group runs it at TP 8 on the 100
+    # gathered tokens: per GPU 2 x 100 x 7168 x (2 x 2304) (up+gate) + 2 x 100 x 2304 x 7168
+    # (down) FLOPs per layer, 3 layers
+    group = DPGroupCost(DSV3_RANK, 8, PERF.calibration, dense_mlp="group")
+    rank = DPGroupCost(DSV3_RANK, 8, PERF.calibration)
+    names = {op.name for op in group.rank_cost.graph.token_ops(100)}
+    assert not names & {"mlp_up_gate", "mlp_down", "all_reduce_mlp"}
+    assert {"mlp_up_gate", "mlp_down"} <= {op.name for op in rank.rank_cost.graph.token_ops(100)}
+    extra = group.experts(100).flops - rank.experts(100).flops
+    assert extra == pytest.approx(3 * 2 * 100 * 7168 * 2304 * 3, rel=1e-12)
+
+
+def test_moe_dense_tp_size_1_keeps_the_whole_mlp_on_each_gpu() -> None:
+    # replicated at tp=2: each GPU runs the whole FFN (no all-reduce) on ceil(101 / 2) = 51
+    # tokens: up+gate 2 x 51 x 7168 x 36864 FLOPs per layer, 3 layers
+    plan = replace(DSV3_RANK, tp=2)
+    cost = DPGroupCost(plan, 4, PERF.calibration, dense_mlp="replicated")
+    ops = {op.name: op for op in cost.rank_cost.graph.token_ops(101)}
+    assert "all_reduce_mlp" not in ops
+    assert ops["mlp_up_gate"].flops == 2 * 51 * 7168 * 36864 * 3
+    with pytest.raises(ConfigError, match="dense_mlp"):
+        DPGroupCost(plan, 4, PERF.calibration, dense_mlp="tp")
+
+
+def test_dense_weights_per_gpu_follow_the_mode() -> None:
+    # bf16, 3 dense layers x 3 matrices x 7168 x 18432: split 8 ways ("group") instead of
+    # the rank's 1, or whole ("replicated") instead of the rank's 2
+    dense = 3 * 3 * 7168 * 18432 * 2
+    wide = stage_weight_bytes(DSV3_RANK, 0, expert_ep=8)
+    assert wide - stage_weight_bytes(DSV3_RANK, 0, expert_ep=8, dense_tp=8) == dense * 7 // 8
+    tp2 = replace(DSV3_RANK, tp=2)
+    whole = stage_weight_bytes(tp2, 0, expert_ep=8, dense_tp=1)
+    assert whole - stage_weight_bytes(tp2, 0, expert_ep=8) == dense // 2

@@ -10,7 +10,7 @@ import pytest
 from servesim.cli import main
 from servesim.cluster import build_deployment
 from servesim.core.errors import ConfigError
-from servesim.engine.dp_group import rank_memory_plan
+from servesim.engine.dp_group import DPGroupSpec, rank_memory_plan
 from servesim.perf import default_perf_model
 from servesim.perf.dp_cost import DPGroupCost
 from servesim.perf.types import BatchShape
@@ -86,7 +86,7 @@ def test_a_dp_probe_sends_requests_per_rank() -> None:
 
 def test_a_dp_plan_becomes_one_group_of_eight_ranks() -> None:
     dep = build_deployment(deployment_config(SCENARIO, DP8), SCENARIO.model, default_perf_model())
-    assert dep.dp_groups() == [(0, 8, "allgather_reducescatter", None)]
+    assert dep.dp_groups() == [DPGroupSpec(0, 8)]
     assert dep.num_gpus == 8 == DP8.num_gpus
     assert dep.config.router.kind == "dp_least_loaded"
 

@@ -11,6 +11,7 @@ import pytest
 from servesim.cli import main
 from servesim.cluster import build_deployment
 from servesim.core.errors import ConfigError, UnknownNameError
+from servesim.engine.dp_group import DPGroupSpec
 from servesim.perf import default_perf_model
 from servesim.perf.dp_cost import DPGroupCost, GroupSpan
 from servesim.perf.types import BatchShape
@@ -67,7 +68,7 @@ def test_the_backend_reaches_the_pool_and_the_group() -> None:
     plan = _dp_plans(SPACE)[1]
     assert pool_config(SCENARIO, plan).all2all_backend == "deepep_low_latency"
     dep = build_deployment(deployment_config(SCENARIO, plan), SCENARIO.model, default_perf_model())
-    assert dep.dp_groups() == [(0, 8, "deepep_low_latency", None)]
+    assert dep.dp_groups() == [DPGroupSpec(0, 8, "deepep_low_latency")]
 
 
 def test_bad_backends_are_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:

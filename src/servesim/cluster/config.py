@@ -129,6 +129,13 @@ class PoolConfig(BaseModel):
         "its default gathers every rank's tokens to every GPU, deepep/pplx send each GPU only "
         "its token-expert pairs).",
     )
+    dense_mlp: Literal["auto", "rank", "group", "replicated"] = Field(
+        "auto",
+        description="dp_attention: where a MoE model's dense MLP layers run. rank: at the "
+        "rank's tp (vLLM); group: at tp x dp_attention on the gathered tokens (SGLang's "
+        "default); replicated: whole on every GPU (SGLang --moe-dense-tp-size 1); auto: the "
+        "engine's (SGLang: group, else rank).",
+    )
     dtype: str = Field("bf16", description="Weight format.")
     kv_dtype: str | None = Field(None, description="KV format (None: as the activations).")
     cuda_graphs: bool = Field(True, description="Decode replays CUDA graphs.")

@@ -74,6 +74,7 @@ class Pool:
     engine: EngineProfile = field(default_factory=lambda: resolve_engine(AUTO))
     dp_attention: int = 1
     all2all_backend: str = "allgather_reducescatter"
+    dense_mlp: str = "rank"
 
     @property
     def num_gpus(self) -> int:
@@ -132,7 +133,7 @@ class Deployment:
             if dp > 1:
                 for k in range(0, p.num_replicas, dp):
                     span = group_span(list(self.nodes), list(p.nodes[k : k + dp]), p.plan.num_gpus)
-                    out.append(DPGroupSpec(first + k, dp, p.all2all_backend, span))
+                    out.append(DPGroupSpec(first + k, dp, p.all2all_backend, span, p.dense_mlp))
             first += p.num_replicas
         return out
 
@@ -268,6 +269,26 @@ def _check_dp_pool(pool: PoolConfig, problems: list[str]) -> None:
     for _, bad, what in unsupported:
         if bad:
             problems.append(f"{where}: dp_attention={dp} with {what} is not modelled")
+    sglang = pool_engine(pool).engine == "sglang"
+    if pool.dense_mlp in ("group", "replicated") and not sglang:
+        problems.append(
+            f"{where}: dense_mlp={pool.dense_mlp} is SGLang's (vLLM runs a DP rank's dense "
+            "layers at the rank's tp): use engine sglang or dense_mlp rank"
+        )
+    if pool.dense_mlp == "rank" and sglang and pool.tp > 1:
+        problems.append(
+            f"{where}: dense_mlp=rank at tp={pool.tp}: SGLang's --moe-dense-tp-size takes 1 "
+            "or the whole group (server_args.py): use group or replicated"
+        )
+
+
+def pool_dense_mlp(pool: PoolConfig) -> str:
+    """Where a DP-attention pool's dense MLP layers run (``perf.dp_cost.DENSE_MLP_MODES``):
+    its ``dense_mlp``, or under ``auto`` its engine's (SGLang: the whole group, else the
+    rank)."""
+    if pool.dense_mlp != "auto":
+        return pool.dense_mlp
+    return "group" if pool_engine(pool).engine == "sglang" else "rank"
 
 
 def _check_memory(
@@ -277,7 +298,8 @@ def _check_memory(
     budget = memory_token_budget(pool.scheduler, max_model_len=plan.model.max_context_tokens)
     try:
         if pool.dp_attention > 1:
-            mem = rank_memory_plan(plan, pool.dp_attention, pool.cache, budget)
+            dense = pool_dense_mlp(pool)
+            mem = rank_memory_plan(plan, pool.dp_attention, pool.cache, budget, dense)
         else:
             mem = perf.memory_plan(
                 plan,
@@ -382,6 +404,7 @@ def build_deployment(
             engine=pool_engine(pc),
             dp_attention=pc.dp_attention,
             all2all_backend=pc.all2all_backend,
+            dense_mlp=pool_dense_mlp(pc),
         )
         for pc, plan, where in zip(cfg.pools, plans, placement, strict=True)
         if plan is not None

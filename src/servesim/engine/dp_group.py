@@ -33,7 +33,7 @@ from servesim.engine.batch import Batch
 from servesim.engine.config import CacheConfig
 from servesim.engine.setup import ReplicaSetup
 from servesim.engine.vengine import VirtualEngine
-from servesim.perf.dp_cost import DPGroupCost, GroupSpan
+from servesim.perf.dp_cost import DPGroupCost, GroupSpan, check_dense_mlp, dense_tp
 from servesim.perf.memory import check_dp_attention, check_plan, plan_memory
 from servesim.perf.types import BatchShape, MemoryPlan, ReplicaPlan, StageTimes
 
@@ -46,12 +46,14 @@ class DPGroupSpec(NamedTuple):
         num_ranks: ranks in the group (D).
         all2all: vLLM's all2all backend (``perf.dp_cost.ALL2ALL_BACKENDS``).
         span: the servers its GPUs spread over (None: one server, NVLink).
+        dense_mlp: where the model's dense MLP layers run (``perf.dp_cost.DENSE_MLP_MODES``).
     """
 
     first: int
     num_ranks: int
     all2all: str = "allgather_reducescatter"
     span: GroupSpan | None = None
+    dense_mlp: str = "rank"
 
 
 # vLLM's dummy batch: ``execute_dummy_batch`` runs the model on one token.
@@ -150,18 +152,25 @@ class DPGroup:
 
 
 def rank_memory_plan(
-    plan: ReplicaPlan, dp: int, cache: CacheConfig, max_num_batched_tokens: int
+    plan: ReplicaPlan,
+    dp: int,
+    cache: CacheConfig,
+    max_num_batched_tokens: int,
+    dense_mlp: str = "rank",
 ) -> MemoryPlan:
     """Memory of one GPU of a rank of a ``dp``-rank data-parallel-attention group: the
-    rank's own layers at its TP, E / (tp x dp) whole experts (``perf.memory``)."""
+    rank's own layers at its TP, E / (tp x dp) whole experts, the dense MLP layers split as
+    ``dense_mlp`` runs them (``perf.memory``, ``perf.dp_cost.dense_tp``)."""
     check_plan(plan)
     check_dp_attention(plan, dp)
+    check_dense_mlp(plan, dp, dense_mlp)
     return plan_memory(
         plan,
         block_size_tokens=cache.block_size,
         gpu_memory_utilization=cache.gpu_memory_utilization,
         max_num_batched_tokens=max_num_batched_tokens,
         expert_ep=plan.tp * dp,
+        dense_tp=dense_tp(plan, dp, dense_mlp),
     )
 
 

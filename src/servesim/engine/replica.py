@@ -159,7 +159,7 @@ class Replica:
         plan, cache = self.plan, setup.cache
         budget = memory_token_budget(setup.scheduler, max_model_len=self.max_model_len)
         if self.dp_cost is not None:
-            mem = rank_memory_plan(plan, self.dp_cost.dp, cache, budget)
+            mem = rank_memory_plan(plan, self.dp_cost.dp, cache, budget, self.dp_cost.dense_mlp)
         else:
             mem = self.perf.memory_plan(
                 plan,

@@ -307,17 +307,23 @@ def group_costs(
     shared: list[DPGroupCost] = []
     out: dict[int, DPGroupCost] = {}
     for group in dp_groups:
-        first, num_ranks, all2all, span = DPGroupSpec(*group)  # plain tuples: one server
+        first, num_ranks, all2all, span, dense = DPGroupSpec(*group)  # tuples: defaults
         if first < 0 or first + num_ranks > len(replicas) or num_ranks < 2:
             raise ConfigError("dp_groups", (first, num_ranks), f"outside {len(replicas)} replicas")
         plan = replicas[first].plan
         if any(replicas[i].plan != plan for i in range(first, first + num_ranks)):
             raise ConfigError("dp_groups", (first, num_ranks), "ranks must share one plan")
-        same = (plan, num_ranks, ALL2ALL_BACKENDS.get(all2all), span)
-        cost = next((c for c in shared if (c.plan, c.dp, c.all2all, c.span) == same), None)
+        same = (plan, num_ranks, ALL2ALL_BACKENDS.get(all2all), span, dense)
+        cost = next((c for c in shared if c.key == same), None)
         if cost is None:
             cost = DPGroupCost(
-                plan, num_ranks, calibration, fast_path=fast, all2all=all2all, span=span
+                plan,
+                num_ranks,
+                calibration,
+                fast_path=fast,
+                all2all=all2all,
+                span=span,
+                dense_mlp=dense,
             )
             shared.append(cost)
         for i in range(first, first + num_ranks):

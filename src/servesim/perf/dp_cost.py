@@ -70,6 +70,16 @@ ALL2ALL_BACKENDS = {
     "pplx": "all_to_all",
 }
 _EXPERTS_MEMO_LIMIT = 65_536
+# Where the dense MLP layers of a MoE model (DeepSeek-V3's first three) run in a group, and
+# how many ways their weights are split (``dense_tp``: 0 = the rank's TP):
+# - ``rank``: at the rank's TP on its own tokens (vLLM: DP ranks meet only in MoE layers,
+#   docs/serving/data_parallel_deployment.md);
+# - ``group``: at TP = tp x D on the group's gathered tokens (SGLang's default: the dense
+#   layer's ScatterMode.FULL in layers/communicator.py ``_compute_mlp_mode``, tokens moved by
+#   ``dp_gather``/``dp_scatter`` of layers/dp_attention.py);
+# - ``replicated``: whole on every GPU, each on its share of the rank's tokens (SGLang's
+#   ``--moe-dense-tp-size 1``: ScatterMode.SCATTERED, ``enable_moe_dense_fully_dp``).
+DENSE_MLP_MODES = ("rank", "group", "replicated")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +99,25 @@ class GroupSpan:
 
 class RankGraph(PlanGraph):
     """A data-parallel-attention rank's op graph: its MoE block without the routed experts
-    (the group prices those once for all ranks' tokens)."""
+    (the group prices those once for all ranks' tokens), its dense MLP layers where
+    ``dense_mlp`` runs them (``DENSE_MLP_MODES``)."""
+
+    def __init__(self, plan: ReplicaPlan, calibration: Calibration, dense_mlp: str = "rank"):
+        super().__init__(plan, calibration)
+        self.dense_mlp = dense_mlp
+        # --moe-dense-tp-size 1: the whole MLP on one GPU
+        self.solo = (
+            PlanGraph(replace(plan, tp=1), calibration) if dense_mlp == "replicated" else None
+        )
+
+    def _dense_mlp(self, stage: int, count: int, tokens: int) -> list[OpCost]:
+        """The rank's dense MLP layers: at its TP (``rank``), none (``group``: priced with
+        the group), or whole on each GPU for its 1/tp of the tokens, no reduction."""
+        if self.solo is not None:
+            share = -(-tokens // self.plan.tp)
+            ops = self.solo._dense_mlp(stage, count, share)
+            return [op for op in ops if op.bound != "comm"]
+        return [] if self.dense_mlp == "group" else super()._dense_mlp(stage, count, tokens)
 
     def moe_block(self, stage: int, count: int, tokens: int) -> list[OpCost]:
         """Router, shared experts and the rank's TP all-reduce of the MoE output."""
@@ -107,6 +135,7 @@ class DPGroupCost:
         fast_path: price the ranks with ``FastCost`` (bit-identical to the general path).
         all2all: vLLM's all2all backend (``ALL2ALL_BACKENDS``; module docstring).
         span: the servers the group's GPUs spread over (None: one server, NVLink).
+        dense_mlp: where the dense MLP layers of the model run (``DENSE_MLP_MODES``).
     """
 
     def __init__(
@@ -118,8 +147,10 @@ class DPGroupCost:
         fast_path: bool = True,
         all2all: str = "allgather_reducescatter",
         span: GroupSpan | None = None,
+        dense_mlp: str = "rank",
     ) -> None:
         check_dp_attention(plan, dp)
+        check_dense_mlp(plan, dp, dense_mlp)
         if all2all not in ALL2ALL_BACKENDS:
             known = ", ".join(ALL2ALL_BACKENDS)
             raise ConfigError("all2all_backend", all2all, f"must be one of {known}")
@@ -127,8 +158,9 @@ class DPGroupCost:
         self.ep = plan.tp * dp
         if span is not None and not 1 <= span.local_gpus < self.ep:
             raise ConfigError("span.local_gpus", span.local_gpus, f"must be in [1, {self.ep})")
-        self.span = span
-        self.rank_cost = PlanCost(plan, calibration, RankGraph(plan, calibration))
+        self.span, self.dense_mlp = span, dense_mlp
+        graph = RankGraph(plan, calibration, dense_mlp)
+        self.rank_cost = PlanCost(plan, calibration, graph)
         self._rank: Callable[[BatchShape], StageTimes] = (
             FastCost(self.rank_cost) if fast_path else self.rank_cost.general
         )
@@ -145,7 +177,13 @@ class DPGroupCost:
             moe, plan.expert_popularity, plan.expert_zipf_exponent
         )
         self.num_moe_layers = sum(is_moe_layer(plan.model, i) for i in range(plan.model.num_layers))
+        self.num_dense_layers = plan.model.num_layers - self.num_moe_layers
         self._experts: dict[int, StagePart] = {}
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """What the prices depend on: groups with equal keys share one cost and its memos."""
+        return (self.plan, self.dp, self.all2all, self.span, self.dense_mlp)
 
     def iteration_time(self, plan: ReplicaPlan, batch: BatchShape) -> StageTimes:
         """A rank's own part of an iteration of ``batch`` (``plan`` must be the rank's)."""
@@ -161,7 +199,8 @@ class DPGroupCost:
         gpu_memory_utilization: float = 0.9,
         max_num_batched_tokens: int = 8192,
     ) -> MemoryPlan:
-        """One rank GPU's memory: its layers at its TP, E / (tp x dp) whole experts."""
+        """One rank GPU's memory: its layers at its TP, E / (tp x dp) whole experts, the
+        dense MLP layers split as ``dense_mlp`` runs them."""
         check_plan(plan)
         return plan_memory(
             plan,
@@ -169,11 +208,13 @@ class DPGroupCost:
             gpu_memory_utilization=gpu_memory_utilization,
             max_num_batched_tokens=max_num_batched_tokens,
             expert_ep=plan.tp * self.dp,
+            dense_tp=dense_tp(plan, self.dp, self.dense_mlp),
         )
 
     def experts(self, tokens: int) -> StagePart:
-        """The group's shared MoE work for ``tokens`` tokens of all ranks together: time on
-        one GPU (the busiest), FLOPs, bytes and energy per GPU, all MoE layers."""
+        """The group's shared work for ``tokens`` tokens of all ranks together: time on one
+        GPU (the busiest), FLOPs, bytes and energy per GPU, all MoE layers (and the dense MLP
+        layers under ``dense_mlp="group"``)."""
         part = self._experts.get(tokens)
         if part is None:
             ops: list[OpCost] = []
@@ -191,10 +232,29 @@ class DPGroupCost:
                     )
                 elif self.span is not None:
                     ops = [self._spread_all_to_all(op) for op in ops]
+                if self.dense_mlp == "group" and self.num_dense_layers:
+                    ops.extend(self._group_dense(tokens))
             if len(self._experts) >= _EXPERTS_MEMO_LIMIT:
                 self._experts.clear()
             part = self._experts[tokens] = sum_ops(ops, 1, self.rank_cost.energy)
         return part
+
+    def _group_dense(self, tokens: int) -> list[OpCost]:
+        """The dense MLP layers at TP = tp x D on the group's gathered tokens: the gather to
+        every GPU, the two GEMMs on its 1/(tp x D) of the FFN, the reduce-scatter back."""
+        m, view, ring = self.plan.model, self.expert_view, self.ring_view
+        n, ep, h = self.num_dense_layers, self.ep, m.hidden_size
+        ffn = m.ffn_size // ep
+        up = ffn * (2 if m.is_gated_mlp else 1)
+        nbytes = tokens * h * ACT_BYTES
+        act_bytes = (6.0 if m.is_gated_mlp else 4.0) * tokens * ffn
+        return [
+            ring.comm("dense_all_gather", "all_gather", 0, n, ep, nbytes),
+            view.gemm("dense_up_gate", 0, n, tokens, h, up, group="dense_mlp"),
+            view.elementwise("dense_act", "activation", 0, n, act_bytes),
+            view.gemm("dense_down", 0, n, tokens, ffn, h, group="dense_mlp"),
+            ring.comm("dense_reduce_scatter", "reduce_scatter", 0, n, ep, nbytes),
+        ]
 
     def _spread_all_to_all(self, op: OpCost) -> OpCost:
         """``op`` (a dispatch or combine priced on one server) across the group's servers:
@@ -214,3 +274,19 @@ class DPGroupCost:
     def idle_j(self, seconds: float) -> float:
         """Energy of one rank's GPUs waiting ``seconds`` for the others (clocked up)."""
         return self.rank_cost.energy.idle_j(seconds) * self.plan.tp
+
+
+def check_dense_mlp(plan: ReplicaPlan, dp: int, dense_mlp: str) -> None:
+    """A dense-MLP mode the group can run (``DENSE_MLP_MODES``; ``group`` splits the FFN
+    tp x dp ways)."""
+    if dense_mlp not in DENSE_MLP_MODES:
+        raise ConfigError("dense_mlp", dense_mlp, f"must be one of {', '.join(DENSE_MLP_MODES)}")
+    m, ffn = plan.model, plan.model.ffn_size
+    has_dense = not all(is_moe_layer(m, i) for i in range(m.num_layers))
+    if dense_mlp == "group" and has_dense and ffn % (plan.tp * dp):
+        raise ConfigError("dense_mlp", dense_mlp, f"tp x dp = {plan.tp * dp} must divide {ffn}")
+
+
+def dense_tp(plan: ReplicaPlan, dp: int, dense_mlp: str) -> int:
+    """How many ways a rank GPU's dense MLP weights are split (0: the rank's TP)."""
+    return {"rank": 0, "group": plan.tp * dp, "replicated": 1}[dense_mlp]

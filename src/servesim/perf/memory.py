@@ -128,17 +128,22 @@ def _activation_bytes(plan: ReplicaPlan, max_num_batched_tokens: int) -> int:
     return int(max_num_batched_tokens * per_token * 2 + logits)
 
 
-def stage_weight_bytes(plan: ReplicaPlan, stage: int, expert_ep: int = 0) -> int:
+def stage_weight_bytes(plan: ReplicaPlan, stage: int, expert_ep: int = 0, dense_tp: int = 0) -> int:
     """Weight bytes of one GPU of pipeline stage ``stage``.
 
     ``expert_ep`` > ``plan.tp``: a data-parallel-attention rank whose routed experts are
     spread, whole, over ``expert_ep`` GPUs (``wide_ep_params``); 0: the plan's own EP.
+    ``dense_tp`` > 0: the dense MLP layers of a MoE model sharded ``dense_tp`` ways instead
+    of ``plan.tp`` (SGLang's DP attention: the whole group, or 1 with --moe-dense-tp-size 1).
     """
     layers = stage_layer_ranges(plan.model.num_layers, plan.pp)[stage]
     params = stage_params(plan.model, plan.tp, plan.ep, layers, plan.pp, stage)
     by_group, other = dict(params.linear_by_group), params.other_params
     if expert_ep > plan.tp:
         other += wide_ep_params(plan, layers, expert_ep, by_group)
+    if dense_tp and by_group.get("dense_mlp"):
+        ffn = plan.model.ffn_size
+        by_group["dense_mlp"] = by_group["dense_mlp"] // (ffn // plan.tp) * (ffn // dense_tp)
     formats = module_formats(plan.model.quantization, plan.weight_dtype)
     by_bytes: dict[float, int] = {}  # groups of one format summed first: exact for one format
     for group, count in by_group.items():
@@ -218,9 +223,10 @@ def plan_memory(
     gpu_memory_utilization: float = 0.9,
     max_num_batched_tokens: int = 8192,
     expert_ep: int = 0,
+    dense_tp: int = 0,
 ) -> MemoryPlan:
     """The binding stage's memory plan; raises ``InfeasibleError`` when it cannot work
-    (``expert_ep``: see ``stage_weight_bytes``)."""
+    (``expert_ep``, ``dense_tp``: see ``stage_weight_bytes``)."""
     if not 0.0 < gpu_memory_utilization <= 1.0:
         raise ConfigError("gpu_memory_utilization", gpu_memory_utilization, "must be in (0, 1]")
     if block_size_tokens < 1:
@@ -233,7 +239,7 @@ def plan_memory(
     overhead = CUDA_CONTEXT_BYTES + (NCCL_BUFFER_BYTES if plan.num_gpus > 1 else 0)
     best: MemoryPlan | None = None
     for stage in range(plan.pp):
-        weights = stage_weight_bytes(plan, stage, expert_ep)
+        weights = stage_weight_bytes(plan, stage, expert_ep, dense_tp)
         # vLLM's state cache for linear-attention layers holds one
         # slot per schedulable sequence: reserved for the default max_num_seqs, with overheads
         state = int(PROFILE_NUM_SEQS * sequence_state_bytes(plan, stage))

@@ -31,6 +31,7 @@ from servesim.cluster.config import PoolConfig
 from servesim.cluster.deployment import (
     DeploymentError,
     build_deployment,
+    pool_dense_mlp,
     pool_engine,
     pool_plan,
 )
@@ -221,7 +222,8 @@ class Prefilter:
             return "dp_attention needs the roofline perf model (MoE priced apart)"
         try:
             if pool.dp_attention > 1:  # a rank's GPU: E / (tp x dp) whole experts
-                mem = rank_memory_plan(rplan, pool.dp_attention, pool.cache, budget)
+                dense = pool_dense_mlp(pool)
+                mem = rank_memory_plan(rplan, pool.dp_attention, pool.cache, budget, dense)
             else:
                 mem = self.perf.memory_plan(
                     rplan,
@@ -280,8 +282,15 @@ class Prefilter:
             deployment = build_deployment(
                 deployment_config(self.scenario, one), self.scenario.model, self.perf
             )
-            span = deployment.dp_groups()[0].span
-            cost = DPGroupCost(rplan, dp, calibration, all2all=plan.all2all, span=span)
+            group = deployment.dp_groups()[0]
+            cost = DPGroupCost(
+                rplan,
+                dp,
+                calibration,
+                all2all=plan.all2all,
+                span=group.span,
+                dense_mlp=group.dense_mlp,
+            )
             found = self._dp_costs[key] = (rplan, cost)
         cost = found[1]
         own = cost.iteration_time(rplan, batch)
