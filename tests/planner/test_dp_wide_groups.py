@@ -16,6 +16,7 @@ from servesim.perf import default_perf_model
 from servesim.perf.dp_cost import DPGroupCost, GroupSpan
 from servesim.perf.types import BatchShape
 from servesim.planner.analytic import Prefilter
+from servesim.planner.deploy import launch_command
 from servesim.planner.scenario import Scenario, SLOCriterion, deployment_config, pool_config
 from servesim.planner.space import PlanSpec, SearchSpace, enumerate_plans
 from servesim.specs.catalog import resolve_model
@@ -103,3 +104,27 @@ def test_the_prefilter_prices_a_wide_group_on_its_servers_network() -> None:
         assert est.ttft_p99_lower_s == own + cost.experts(p99 + 15).stage_s[0]
         bounds[plan.network] = est.ttft_p99_lower_s
     assert bounds["roce-200"] > bounds[None]
+
+
+def test_the_dense_mlp_split_is_a_dimension_the_engine_must_run() -> None:
+    space = replace(
+        SPACE,
+        gpus=(("h100-sxm", 8),),
+        dp_attention_options=(8,),
+        all2all_backends=("allgather_reducescatter",),
+        dense_mlp_modes=("auto", "replicated"),
+    )
+    auto, one = _dp_plans(space)
+    assert (auto.dense_mlp, one.dense_mlp) == ("auto", "replicated")
+    assert one.key().endswith("/dp8/dense-replicated") and "dense" not in auto.key()
+    # vLLM runs a rank's dense layers at the rank's tp only: recorded infeasible, its reason
+    pre = Prefilter(SCENARIO, default_perf_model(), SCENARIO.shape())
+    est = pre.estimate(one)
+    assert est.status == "infeasible" and "dense_mlp=replicated is SGLang's" in est.reason
+    # on SGLang the plan runs, and its line says --moe-dense-tp-size 1
+    sglang = replace(SCENARIO, engine="sglang")
+    assert Prefilter(sglang, default_perf_model(), sglang.shape()).estimate(one).status == "ok"
+    assert "--moe-dense-tp-size 1" in launch_command(sglang, one, "sglang")
+    assert "--moe-dense-tp-size" not in launch_command(sglang, auto, "sglang")
+    with pytest.raises(UnknownNameError, match="dense MLP mode"):
+        replace(space, dense_mlp_modes=("tp",))

@@ -121,6 +121,15 @@ def plan_cmd(
             _S,
         ),
     ] = "allgather_reducescatter",
+    dense_mlp: Annotated[
+        str,
+        opts.option(
+            "--dense-mlp",
+            "DP-attention: where a MoE model's dense MLP layers run, to try (auto: the "
+            "engine's; rank: vLLM; group, replicated: SGLang's default, --moe-dense-tp-size 1).",
+            _S,
+        ),
+    ] = "auto",
     max_replicas: Annotated[int | None, opts.option("--max-replicas", "Replica cap.", _S)] = None,
     dtypes: Annotated[str, opts.option("--dtypes", "Weight formats (bf16).", _S)] = "bf16",
     kv_dtypes: Annotated[str, opts.option("--kv-dtypes", "KV formats (auto).", _S)] = "auto",

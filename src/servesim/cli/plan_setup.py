@@ -110,6 +110,7 @@ def search_space(flags: Mapping[str, Any]) -> SearchSpace:
         ep_options=parse_ints(flags["ep"], "--ep"),
         dp_attention_options=parse_ints(flags["dp_attention"], "--dp-attention"),
         all2all_backends=_names(flags["all2all_backends"]),
+        dense_mlp_modes=_names(flags["dense_mlp"]),
         routers=_names(flags["routers"]),
         per_phase_knobs=flags["per_phase_knobs"],
         placements=_names(flags["placements"]),

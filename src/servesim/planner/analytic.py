@@ -51,7 +51,7 @@ from servesim.specs.catalog import resolve_model
 def _hardware(plan: PlanSpec) -> tuple[object, ...]:
     """What a pool's replica plan and memory depend on (the memo key)."""
     hardware = (plan.gpu, plan.tp, plan.pp, plan.ep, plan.dtype, plan.kv_dtype)
-    return (*hardware, plan.dp_attention, plan.all2all, plan.network)
+    return (*hardware, plan.dp_attention, plan.all2all, plan.network, plan.dense_mlp)
 
 
 # vLLM's default token budget when chunked prefill is on (V0 512, V1 2048/8192); for the
@@ -273,7 +273,8 @@ class Prefilter:
         steps when ``alone``), with the plan's all2all backend, on the servers the
         deployment places one group on (``Deployment.dp_groups``)."""
         dp = plan.dp_attention
-        key = (id(rplan), dp, plan.all2all, plan.network)  # rplans are memoised: stable ids
+        # rplans are memoised: their ids are stable
+        key = (id(rplan), dp, plan.all2all, plan.network, plan.dense_mlp)
         found = self._dp_costs.get(key)
         if found is None or found[0] is not rplan:
             calibration = getattr(self.perf, "calibration", None)

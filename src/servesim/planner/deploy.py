@@ -120,6 +120,7 @@ def launch_settings(
         kv_dtype=phase.kv_dtype,
         dp_attention=phase.dp_attention,
         all2all_backend=phase.all2all,
+        dense_mlp=phase.dense_mlp,
     )
 
 

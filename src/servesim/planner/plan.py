@@ -85,6 +85,9 @@ class PlanSpec:
             experts over ``ep = tp x dp_attention`` GPUs (``engine.dp_group``).
         all2all: how a DP-attention group's tokens reach the experts (vLLM's all2all
             backend, ``perf.dp_cost.ALL2ALL_BACKENDS``; DP-attention plans only).
+        dense_mlp: where a DP-attention group runs the model's dense MLP layers (the
+            attention/FFN split inside a replica: ``cluster`` pool ``dense_mlp``; ``auto``:
+            the engine's).
     """
 
     gpu: str
@@ -107,6 +110,7 @@ class PlanSpec:
     network: str | None = None
     dp_attention: int = 1
     all2all: str = DEFAULT_ALL2ALL
+    dense_mlp: str = "auto"
 
     def __post_init__(self) -> None:
         if self.mode != "disaggregated":
@@ -121,6 +125,8 @@ class PlanSpec:
             raise ConfigError("dp_attention", self.dp_attention, "needs a colocated plan with pp=1")
         if self.all2all != DEFAULT_ALL2ALL and self.dp_attention == 1:
             raise ConfigError("all2all", self.all2all, "only DP-attention plans have one")
+        if self.dense_mlp != "auto" and self.dp_attention == 1:
+            raise ConfigError("dense_mlp", self.dense_mlp, "only DP-attention plans have one")
         if self.placement not in PLACEMENTS:
             raise ConfigError("placement", self.placement, f"must be one of {PLACEMENTS}")
 
@@ -258,6 +264,8 @@ class PlanSpec:
             parts.append(f"dp{self.dp_attention}")
         if self.all2all != DEFAULT_ALL2ALL:
             parts.append(f"a2a-{self.all2all}")
+        if self.dense_mlp != "auto":
+            parts.append(f"dense-{self.dense_mlp}")
         return parts
 
     def label(self) -> str:
@@ -276,6 +284,7 @@ class PlanSpec:
         text += f" dp{self.dp_attention}" if self.dp_attention > 1 else ""
         text += f" ep{self.ep}" if self.ep > 1 else ""
         text += f" {self.all2all}" if self.all2all != DEFAULT_ALL2ALL else ""
+        text += f" dense-{self.dense_mlp}" if self.dense_mlp != "auto" else ""
         text += f" {self.dtype}" + (f"/kv-{self.kv_dtype}" if self.kv_dtype else "")
         text += f" {s.kind} seqs={s.max_num_seqs}" + _scheduler_label(s)
         text += f" {self.placement}" if self.placement != "pack" else ""

@@ -202,6 +202,7 @@ def pool_fields(scenario: Scenario, plan: PlanSpec, role: str) -> dict[str, Any]
         "engine": scenario.engine,
         **({"dp_attention": phase.dp_attention} if phase.dp_attention > 1 else {}),
         **({"all2all_backend": phase.all2all} if phase.all2all != DEFAULT_ALL2ALL else {}),
+        **({"dense_mlp": phase.dense_mlp} if phase.dense_mlp != "auto" else {}),
     }
 
 

@@ -17,7 +17,7 @@ from itertools import product
 
 from servesim.cluster import ROUTERS
 from servesim.core.errors import ConfigError, UnknownNameError
-from servesim.perf.dp_cost import ALL2ALL_BACKENDS
+from servesim.perf.dp_cost import ALL2ALL_BACKENDS, DENSE_MLP_MODES
 from servesim.planner.plan import DEFAULT_ALL2ALL, PLACEMENTS, PlanSpec, SchedulerVariant
 from servesim.specs.catalog import get_gpu
 from servesim.specs.cluster import default_node, get_network
@@ -62,6 +62,8 @@ class SearchSpace:
             wider than one server is tried on each of ``networks``.
         all2all_backends: how DP-attention plans move tokens to the experts (vLLM's
             ``--all2all-backend`` values, ``perf.dp_cost.ALL2ALL_BACKENDS``); each is tried.
+        dense_mlp_modes: where DP-attention plans run a MoE model's dense MLP layers (the
+            pool's ``dense_mlp``); modes the engine cannot run are recorded infeasible.
     """
 
     gpus: tuple[tuple[str, int], ...]
@@ -82,8 +84,12 @@ class SearchSpace:
     networks: tuple[str | None, ...] = (None,)
     dp_attention_options: tuple[int, ...] = (1,)
     all2all_backends: tuple[str, ...] = (DEFAULT_ALL2ALL,)
+    dense_mlp_modes: tuple[str, ...] = ("auto",)
 
     def __post_init__(self) -> None:
+        for mode in self.dense_mlp_modes:
+            if mode not in ("auto", *DENSE_MLP_MODES):
+                raise UnknownNameError("dense MLP mode", mode, ["auto", *DENSE_MLP_MODES])
         for backend in self.all2all_backends:
             if backend not in ALL2ALL_BACKENDS:
                 raise UnknownNameError("all2all backend", backend, list(ALL2ALL_BACKENDS))
@@ -251,10 +257,11 @@ def _dp_attention(
     for dp in space.dp_attention_options:
         if dp > 1 and tp * dp <= available:
             networks = space.networks if tp * dp > server else (None,)
-            for all2all, network in product(space.all2all_backends, networks):
+            modes = product(space.all2all_backends, networks, space.dense_mlp_modes)
+            for all2all, network, dense in modes:
                 base = PlanSpec(
                     gpu, tp, 1, ep=tp * dp, dp_attention=dp, router="dp_least_loaded",
-                    all2all=all2all, network=network,
+                    all2all=all2all, network=network, dense_mlp=dense,
                 )  # fmt: skip
                 yield from _colocated(ranks, model, base, available)
 

@@ -47,6 +47,8 @@ class LaunchSettings:
         dp_attention: data-parallel-attention ranks of ``tp`` GPUs each, sharing the experts
             over ``tp x dp_attention`` GPUs (1: none).
         all2all_backend: how those ranks' tokens reach the experts (vLLM's backend names).
+        dense_mlp: where those ranks run a MoE model's dense MLP layers (``auto``: the
+            engine's; ``replicated``: SGLang's ``--moe-dense-tp-size 1``).
     """
 
     model: str
@@ -63,6 +65,7 @@ class LaunchSettings:
     kv_dtype: str | None = None
     dp_attention: int = 1
     all2all_backend: str = "allgather_reducescatter"
+    dense_mlp: str = "auto"
 
 
 # Weight-only formats come from a pre-quantised checkpoint (AWQ/GPTQ); the line names it.

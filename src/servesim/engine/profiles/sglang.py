@@ -57,6 +57,8 @@ class SGLangLauncher(Launcher):
         if s.ep > 1:
             args += ["--ep-size", str(s.ep)]
         args += _A2A_FLAGS.get(s.all2all_backend, [])
+        if s.dense_mlp == "replicated":  # the only value SGLang takes besides its default
+            args += ["--moe-dense-tp-size", "1"]
         if s.max_num_batched_tokens is not None:
             args += ["--chunked-prefill-size", str(s.max_num_batched_tokens)]
         if s.dtype == "fp8":
@@ -97,6 +99,7 @@ class SGLangLauncher(Launcher):
             kv_dtype="fp8" if f.get("--kv-cache-dtype") == "fp8_e4m3" else None,
             dp_attention=dp,
             all2all_backend=a2a[0] if a2a else "allgather_reducescatter",
+            dense_mlp="replicated" if f.get("--moe-dense-tp-size") == "1" else "auto",
         )
 
 
