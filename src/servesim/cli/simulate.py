@@ -4,13 +4,13 @@
 defaults). ``--config file.yaml`` loads a config; every flag given overrides the file.
 """
 
-# No ``from __future__ import annotations`` here: typer reads a command's annotations twice
-# per run (inspect.signature(eval_str=True) and get_type_hints, typer/utils.py), so ~60 string
-# annotations would be evaluated twice at each parse; evaluated once at import they cost
-# 4.5 ms instead of 12 ms per run (bytecode cached, tests/test_cli_lazy.py).
+# The options are a table (``cli/params.py``): typer reads a command's annotations twice per
+# run (inspect.signature(eval_str=True) and get_type_hints, typer/utils.py), and the table's
+# are objects built once at import, never strings, so each parse costs 4.5 ms instead of the
+# 12 ms of evaluating ~60 string annotations twice (bytecode cached, tests/test_cli_lazy.py).
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
@@ -19,6 +19,7 @@ from servesim.api import Result, simulate
 from servesim.cli import options as opts
 from servesim.cli.common import err_console
 from servesim.cli.overrides import scheduler_overrides as _scheduler_overrides
+from servesim.cli.params import Opt, with_options
 from servesim.cli.report import check_outputs, write_files
 from servesim.cli.simulate_config import (
     FLAG_TO_CONFIG_PATH,  # noqa: F401  (imported from here: capacity, tests)
@@ -67,17 +68,18 @@ def register(app: typer.Typer) -> None:
     app.command("simulate")(simulate_cmd)
 
 
-def simulate_cmd(
-    config: Annotated[Path | None, opts.config(_R)] = None,
-    model: Annotated[str | None, opts.model(_H)] = None,
-    gpu: Annotated[str | None, opts.gpu(_H)] = None,
-    tp: Annotated[int | None, opts.tp(_H)] = None,
-    pp: Annotated[int | None, opts.pp(_H)] = None,
-    dtype: Annotated[str | None, opts.dtype(_H)] = None,
-    kv_dtype: Annotated[str | None, opts.kv_dtype(_H)] = None,
-    gpu_memory_utilization: Annotated[float | None, opts.gpu_memory_utilization(_H)] = None,
-    cuda_graphs: Annotated[bool | None, opts.cuda_graphs(_H)] = None,
-    host_overhead: Annotated[
+SIMULATE_OPTIONS: tuple[Opt, ...] = (
+    Opt("config", Path | None, opts.config(_R)),
+    Opt("model", str | None, opts.model(_H)),
+    Opt("gpu", str | None, opts.gpu(_H)),
+    Opt("tp", int | None, opts.tp(_H)),
+    Opt("pp", int | None, opts.pp(_H)),
+    Opt("dtype", str | None, opts.dtype(_H)),
+    Opt("kv_dtype", str | None, opts.kv_dtype(_H)),
+    Opt("gpu_memory_utilization", float | None, opts.gpu_memory_utilization(_H)),
+    Opt("cuda_graphs", bool | None, opts.cuda_graphs(_H)),
+    Opt(
+        "host_overhead",
         str | None,
         opts.option(
             "--host-overhead",
@@ -85,9 +87,10 @@ def simulate_cmd(
             "vllm-v0-multistep, vllm-v1, none (GPU time only).",
             _H,
         ),
-    ] = None,
-    engine: Annotated[str | None, opts.engine(_H)] = None,
-    kernel_stack: Annotated[
+    ),
+    Opt("engine", str | None, opts.engine(_H)),
+    Opt(
+        "kernel_stack",
         str | None,
         opts.option(
             "--kernel-stack",
@@ -95,74 +98,80 @@ def simulate_cmd(
             "sglang-0.5.",
             _H,
         ),
-    ] = None,
-    offload_cached_experts: Annotated[
+    ),
+    Opt(
+        "offload_cached_experts",
         int | None,
         opts.option(
             "--offload-cached-experts",
             "MoE: experts per layer kept on the GPU; the rest live in host memory.",
             _H,
         ),
-    ] = None,
-    replicas: Annotated[int | None, opts.replicas(_H)] = None,
-    deployment: Annotated[
+    ),
+    Opt("replicas", int | None, opts.replicas(_H)),
+    Opt(
+        "deployment",
         Path | None,
         opts.option(
             "--deployment", "Deployment YAML (pools, router, nodes); replaces the hardware.", _H
         ),
-    ] = None,
-    disagg: Annotated[str | None, opts.disagg(_H)] = None,
-    router: Annotated[str | None, opts.router(_H)] = None,
-    admission: Annotated[str | None, opts.admission(_H)] = None,
-    scheduler: Annotated[str | None, opts.scheduler(_S)] = None,
-    max_num_seqs: Annotated[int | None, opts.max_num_seqs(_S)] = None,
-    max_num_batched_tokens: Annotated[int | None, opts.max_num_batched_tokens(_S)] = None,
-    chunked_prefill: Annotated[bool | None, opts.chunked_prefill(_S)] = None,
-    chunk_size: Annotated[int | None, opts.chunk_size(_S)] = None,
-    prefix_caching: Annotated[
+    ),
+    Opt("disagg", str | None, opts.disagg(_H)),
+    Opt("router", str | None, opts.router(_H)),
+    Opt("admission", str | None, opts.admission(_H)),
+    Opt("scheduler", str | None, opts.scheduler(_S)),
+    Opt("max_num_seqs", int | None, opts.max_num_seqs(_S)),
+    Opt("max_num_batched_tokens", int | None, opts.max_num_batched_tokens(_S)),
+    Opt("chunked_prefill", bool | None, opts.chunked_prefill(_S)),
+    Opt("chunk_size", int | None, opts.chunk_size(_S)),
+    Opt(
+        "prefix_caching",
         bool | None,
         opts.option("--enable-prefix-caching/--no-enable-prefix-caching", "Prefix caching.", _S),
-    ] = None,
-    preset: Annotated[str | None, opts.workload(_W)] = None,
-    arrival: Annotated[
-        str | None, opts.option("--arrival", "poisson, gamma or constant.", _W)
-    ] = None,
-    rate: Annotated[
-        float | None, opts.option("--rate", dom.RATE_PER_S.help("Mean arrival rate."), _W)
-    ] = None,
-    cv: Annotated[
-        float | None, opts.option("--cv", dom.CV.help("Inter-arrival CV (gamma)."), _W)
-    ] = None,
-    trace: Annotated[Path | None, opts.option("--trace", "Replay a trace file.", _W)] = None,
-    trace_format: Annotated[
-        str | None, opts.option("--trace-format", "Trace format (default: detect).", _W)
-    ] = None,
-    skip_bad_rows: Annotated[
+    ),
+    Opt("preset", str | None, opts.workload(_W)),
+    Opt("arrival", str | None, opts.option("--arrival", "poisson, gamma or constant.", _W)),
+    Opt("rate", float | None, opts.option("--rate", dom.RATE_PER_S.help("Mean arrival rate."), _W)),
+    Opt("cv", float | None, opts.option("--cv", dom.CV.help("Inter-arrival CV (gamma)."), _W)),
+    Opt("trace", Path | None, opts.option("--trace", "Replay a trace file.", _W)),
+    Opt(
+        "trace_format",
+        str | None,
+        opts.option("--trace-format", "Trace format (default: detect).", _W),
+    ),
+    Opt(
+        "skip_bad_rows",
         bool,
         typer.Option(
             "--skip-bad-rows",
             help="Skip malformed trace rows and count them (default: stop at the first).",
             rich_help_panel=_W,
         ),
-    ] = False,
-    rate_scale: Annotated[float | None, opts.rate_scale(_W)] = None,
-    prompt_lengths: Annotated[str | None, opts.prompt_lengths(_W)] = None,
-    output_lengths: Annotated[str | None, opts.output_lengths(_W)] = None,
-    turns: Annotated[float | None, opts.turns(_W)] = None,
-    group_size: Annotated[int | None, opts.group_size(_W)] = None,
-    num_requests: Annotated[int | None, opts.num_requests("Requests to simulate.", _R)] = None,
-    duration_s: Annotated[float | None, opts.duration_s(_R)] = None,
-    seed: Annotated[int | None, opts.seed(_R)] = None,
-    slo_ttft_p99: Annotated[float | None, opts.slo_ttft_p99(_R)] = None,
-    slo_tpot_p99: Annotated[float | None, opts.slo_tpot_p99(_R)] = None,
-    min_attainment: Annotated[float | None, opts.min_attainment(_R)] = None,
-    slo_ttft: Annotated[
-        float | None, opts.option("--slo-ttft", "TTFT target, s (goal 90%).", _R, hidden=True)
-    ] = None,
-    slo_tpot: Annotated[
-        float | None, opts.option("--slo-tpot", "TPOT target, s (goal 90%).", _R, hidden=True)
-    ] = None,
-    out: Annotated[
+        False,
+    ),
+    Opt("rate_scale", float | None, opts.rate_scale(_W)),
+    Opt("prompt_lengths", str | None, opts.prompt_lengths(_W)),
+    Opt("output_lengths", str | None, opts.output_lengths(_W)),
+    Opt("turns", float | None, opts.turns(_W)),
+    Opt("group_size", int | None, opts.group_size(_W)),
+    Opt("num_requests", int | None, opts.num_requests("Requests to simulate.", _R)),
+    Opt("duration_s", float | None, opts.duration_s(_R)),
+    Opt("seed", int | None, opts.seed(_R)),
+    Opt("slo_ttft_p99", float | None, opts.slo_ttft_p99(_R)),
+    Opt("slo_tpot_p99", float | None, opts.slo_tpot_p99(_R)),
+    Opt("min_attainment", float | None, opts.min_attainment(_R)),
+    Opt(
+        "slo_ttft",
+        float | None,
+        opts.option("--slo-ttft", "TTFT target, s (goal 90%).", _R, hidden=True),
+    ),
+    Opt(
+        "slo_tpot",
+        float | None,
+        opts.option("--slo-tpot", "TPOT target, s (goal 90%).", _R, hidden=True),
+    ),
+    Opt(
+        "out",
         Path | None,
         opts.option(
             "--out",
@@ -170,102 +179,126 @@ def simulate_cmd(
             "browser) and a plot here.",
             _R,
         ),
-    ] = None,
-    out_format: Annotated[
+    ),
+    Opt(
+        "out_format",
         str,
         typer.Option(
             "--format",
             help="Tables: auto (parquet with pyarrow, else csv), parquet or csv.",
             rich_help_panel=_R,
         ),
-    ] = "auto",
-    trace_out: Annotated[
+        "auto",
+    ),
+    Opt(
+        "trace_out",
         Path | None,
         opts.option(
             "--trace-out",
             "Write a Chrome/Perfetto trace (iterations, request phases) to this JSON file.",
             _R,
         ),
-    ] = None,
-    request_rate: Annotated[
+    ),
+    Opt(
+        "request_rate",
         str | None,
         opts.option(
             "--request-rate",
             "Pacing, req/s, or inf (all at once), as vllm bench serve; gamma gaps.",
             _C,
         ),
-    ] = None,
-    burstiness: Annotated[
+    ),
+    Opt(
+        "burstiness",
         float | None,
         opts.option("--burstiness", "Gamma shape of the pacing gaps (1: Poisson).", _C),
-    ] = None,
-    max_concurrency: Annotated[
+    ),
+    Opt(
+        "max_concurrency",
         int | None,
         opts.option("--max-concurrency", "At most this many requests in flight.", _C),
-    ] = None,
-    num_warmups: Annotated[
+    ),
+    Opt(
+        "num_warmups",
         int | None,
         opts.option("--num-warmups", "Warm-up requests, left out of the metrics.", _C),
-    ] = None,
-    dataset: Annotated[
+    ),
+    Opt(
+        "dataset",
         str | None,
         opts.option(
             "--dataset",
             "random, shared-prefix, or a preset (sharegpt-vllm-bench, sharegpt-vidur, ...).",
             _C,
         ),
-    ] = None,
-    input_len: Annotated[
-        int | None, opts.option("--input-len", "random: mean input tokens.", _C)
-    ] = None,
-    output_len: Annotated[
-        int | None, opts.option("--output-len", "random: mean output tokens.", _C)
-    ] = None,
-    range_ratio: Annotated[
-        float | None, opts.option("--range-ratio", "random: lengths len x [1 -/+ r].", _C)
-    ] = None,
-    prefix_len: Annotated[
-        int | None, opts.option("--prefix-len", "random: shared prefix tokens.", _C)
-    ] = None,
-    as_json: Annotated[bool, opts.as_json("Print summary JSON.", _R)] = False,
-    json_format: Annotated[
+    ),
+    Opt("input_len", int | None, opts.option("--input-len", "random: mean input tokens.", _C)),
+    Opt("output_len", int | None, opts.option("--output-len", "random: mean output tokens.", _C)),
+    Opt(
+        "range_ratio",
+        float | None,
+        opts.option("--range-ratio", "random: lengths len x [1 -/+ r].", _C),
+    ),
+    Opt("prefix_len", int | None, opts.option("--prefix-len", "random: shared prefix tokens.", _C)),
+    Opt("as_json", bool, opts.as_json("Print summary JSON.", _R), False),
+    Opt(
+        "json_format",
         str,
         typer.Option(
             "--json-format",
             help="--json schema: servesim | vllm-bench (vllm bench serve's result JSON).",
             rich_help_panel=_R,
         ),
-    ] = "servesim",
-    calibration: Annotated[str | None, opts.calibration(_H)] = None,
-    progress: Annotated[
-        bool, typer.Option("--progress", help="Show a progress bar.", rich_help_panel=_R)
-    ] = False,
-) -> None:
+        "servesim",
+    ),
+    Opt("calibration", str | None, opts.calibration(_H)),
+    Opt(
+        "progress",
+        bool,
+        typer.Option("--progress", help="Show a progress bar.", rich_help_panel=_R),
+        False,
+    ),
+)
+
+
+@with_options(*SIMULATE_OPTIONS)
+def simulate_cmd(**params: Any) -> None:
     """Simulate one deployment on one workload and print its summary.
 
     With no arguments: Llama-3.1-8B on one H100, vLLM's scheduler, ShareGPT-like traffic.
     With --out DIR it also writes DIR/report.html, a self-contained page of charts.
     """
-    params = dict(locals())
     opts.check_flags(params)
+    json_format = params["json_format"]
     if json_format not in ("servesim", "vllm-bench"):
         raise ConfigError("--json-format", json_format, "must be servesim or vllm-bench")
-    if trace is not None and preset is not None:
+    if params["trace"] is not None and params["preset"] is not None:
         raise ConfigError(
-            "--workload", preset, "and --trace both given: a trace replays its own requests"
+            "--workload",
+            params["preset"],
+            "and --trace both given: a trace replays its own requests",
         )
     # Every writer is checked before the run, so a missing package does not cost a run.
-    outputs = check_outputs(out, out_format, trace_out)
-    make_out_folder(out)
-    opts.apply_calibration(calibration)
-    cfg = build_config(config, _flags(params), workload_flags(params), client_flags(params))
-    result = _run(cfg, progress)
+    outputs = check_outputs(params["out"], params["out_format"], params["trace_out"])
+    make_out_folder(params["out"])
+    opts.apply_calibration(params["calibration"])
+    cfg = build_config(
+        params["config"], _flags(params), workload_flags(params), client_flags(params)
+    )
+    result = _run(cfg, params["progress"])
     if result.records.requests.size == 0:
         raise ConfigError(
             "--duration-s" if cfg.duration_s is not None else "workload",
             cfg.duration_s,
             "no request arrived before the end of arrivals: nothing was simulated",
         )
+    _print(result, params["as_json"], json_format)
+    for note in write_files(result, outputs):
+        err_console.print(note, markup=False, highlight=False, soft_wrap=True)
+
+
+def _print(result: Result, as_json: bool, json_format: str) -> None:
+    """The summary on stdout: JSON (servesim's or vllm bench serve's schema) or tables."""
     if as_json and json_format == "vllm-bench":
         print(json.dumps(result.to_vllm_bench(), indent=2, sort_keys=True))
     elif as_json:
@@ -274,8 +307,6 @@ def simulate_cmd(
         from servesim.cli.simulate_render import render  # rich.table: not for --json
 
         render(result)
-    for note in write_files(result, outputs):
-        err_console.print(note, markup=False, highlight=False, soft_wrap=True)
 
 
 def _flags(params: dict[str, Any]) -> dict[str, Any]:
