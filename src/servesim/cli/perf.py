@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -13,6 +13,7 @@ from rich.table import Table
 from servesim.cli import options as opts
 from servesim.cli import perf_op as op_cli
 from servesim.cli.common import console, err_console, print_json
+from servesim.cli.params import Opt, with_options
 from servesim.core import domains as dom
 from servesim.core.errors import ConfigError
 from servesim.perf.calibration import load_calibration
@@ -21,11 +22,10 @@ from servesim.perf.kv_groups import batch_pages, kv_layout, window_memory_rows
 from servesim.perf.kv_layout import KVLayout
 from servesim.perf.roofline import RooflinePerfModel
 from servesim.perf.stacks import resolve_kernel_stack
-from servesim.perf.types import BatchShape, OpCost, ReplicaPlan
+from servesim.perf.types import BatchShape, OpCost, ReplicaPlan, StageTimes
 from servesim.specs.catalog import get_gpu, resolve_model
 from servesim.specs.dtypes import DType, serving_formats
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print deterministic JSON instead.")]
 _TOKEN_BUDGET = "Token budget per iteration (sizes the activation reserve)."
 _ITEM = re.compile(r"^(prefill|decode)=(\d+)x(\d+)(?:\+(\d+))?$")
 BATCH_HELP = (
@@ -133,142 +133,83 @@ def _memory_table(memory: dict[str, Any]) -> Table:
     return table
 
 
-def perf_command(
-    model: Annotated[str | None, opts.model()] = None,
-    gpu: Annotated[str, opts.gpu(show_default=True)] = "h100-sxm",
-    batch: Annotated[str, typer.Option(help=BATCH_HELP)] = "prefill=1x2048,decode=64x1500",
-    tp: Annotated[int, opts.tp(show_default=True)] = 1,
-    pp: Annotated[int, opts.pp(show_default=True)] = 1,
-    ep: Annotated[int, typer.Option(help="Expert-parallel degree (MoE).")] = 1,
-    dtype: Annotated[str, opts.dtype(show_default=True)] = "bf16",
-    activation_dtype: Annotated[
+PERF_OPTIONS: tuple[Opt, ...] = (
+    Opt("model", str | None, opts.model()),
+    Opt("gpu", str, opts.gpu(show_default=True), "h100-sxm"),
+    Opt("batch", str, typer.Option(help=BATCH_HELP), "prefill=1x2048,decode=64x1500"),
+    Opt("tp", int, opts.tp(show_default=True), 1),
+    Opt("pp", int, opts.pp(show_default=True), 1),
+    Opt("ep", int, typer.Option(help="Expert-parallel degree (MoE)."), 1),
+    Opt("dtype", str, opts.dtype(show_default=True), "bf16"),
+    Opt(
+        "activation_dtype",
         str | None,
         typer.Option(
             help="GEMM compute dtype (default: fp8 for fp8 weights on FP8 GPUs, else bf16)."
         ),
-    ] = None,
-    kv_dtype: Annotated[str, opts.kv_dtype(show_default=True)] = "bf16",
-    gpu_memory_utilization: Annotated[float, opts.gpu_memory_utilization(show_default=True)] = 0.9,
-    max_num_batched_tokens: Annotated[
-        int, opts.max_num_batched_tokens(show_default=True, help_text=_TOKEN_BUDGET)
-    ] = 8192,
-    block_size: Annotated[
-        int, typer.Option(help=dom.BLOCK_SIZE.help("KV block size in tokens."))
-    ] = 16,
-    cuda_graphs: Annotated[bool, opts.cuda_graphs(show_default=True)] = True,
-    host_overhead: Annotated[
+    ),
+    Opt("kv_dtype", str, opts.kv_dtype(show_default=True), "bf16"),
+    Opt("gpu_memory_utilization", float, opts.gpu_memory_utilization(show_default=True), 0.9),
+    Opt(
+        "max_num_batched_tokens",
+        int,
+        opts.max_num_batched_tokens(show_default=True, help_text=_TOKEN_BUDGET),
+        8192,
+    ),
+    Opt("block_size", int, typer.Option(help=dom.BLOCK_SIZE.help("KV block size in tokens.")), 16),
+    Opt("cuda_graphs", bool, opts.cuda_graphs(show_default=True), True),
+    Opt(
+        "host_overhead",
         str,
         typer.Option(help="Host overhead profile: vllm-v0, vllm-v0-multistep, vllm-v1 or none."),
-    ] = "vllm-v0",
-    kernel_stack: Annotated[
+        "vllm-v0",
+    ),
+    Opt(
+        "kernel_stack",
         str,
         typer.Option(
             help="Kernel stack: auto (the host profile's), vllm-0.6, vllm-0.24, sglang-0.5."
         ),
-    ] = "auto",
-    calibration: Annotated[
-        str | None, typer.Option(help="Calibration JSON (servesim calibrate); default packaged.")
-    ] = None,
-    op: Annotated[str | None, typer.Option(help=op_cli.OP_HELP)] = None,
-    stack: op_cli.OpStack = "vllm-0.24",
-    m: op_cli.OpM = None,
-    n: op_cli.OpN = None,
-    k: op_cli.OpK = None,
-    seqs: op_cli.OpSeqs = None,
-    isl: op_cli.OpIsl = None,
-    context: op_cli.OpContext = None,
-    num_heads: op_cli.OpHeads = None,
-    num_kv_heads: op_cli.OpKvHeads = None,
-    head_dim: op_cli.OpHeadDim = None,
-    window: op_cli.OpWindow = None,
-    num_gpus: op_cli.OpGpus = None,
-    num_bytes: op_cli.OpBytes = None,
-    tokens: op_cli.OpTokens = None,
-    hidden: op_cli.OpHidden = None,
-    inter: op_cli.OpInter = None,
-    topk: op_cli.OpTopk = None,
-    experts: op_cli.OpExperts = None,
-    zipf: op_cli.OpZipf = None,
-    as_json: JsonOption = False,
-) -> None:
+        "auto",
+    ),
+    Opt(
+        "calibration",
+        str | None,
+        typer.Option(help="Calibration JSON (servesim calibrate); default packaged."),
+    ),
+    Opt("op", str | None, typer.Option(help=op_cli.OP_HELP)),
+    *op_cli.OP_OPTIONS,
+    Opt("as_json", bool, typer.Option("--json", help="Print deterministic JSON instead."), False),
+)
+
+
+@with_options(*PERF_OPTIONS)
+def perf_command(**params: Any) -> None:
     """Predict one iteration of a batch op by op (or, with --op, one operator's time).
 
     With --op the answer names the calibration and kernel stack that priced it.
     """
-    if op is not None:
-        values = {
-            "m": m, "n": n, "k": k, "seqs": seqs, "isl": isl, "context": context,
-            "num_heads": num_heads, "num_kv_heads": num_kv_heads, "head_dim": head_dim,
-            "window": window, "num_gpus": num_gpus, "num_bytes": num_bytes, "tokens": tokens,
-            "hidden": hidden, "inter": inter, "topk": topk, "experts": experts, "zipf": zipf,
-        }  # fmt: skip
+    if params["op"] is not None:
         op_cli.run_op_query(
-            gpu=gpu, op=op, stack=stack, dtype=dtype, kv_dtype=kv_dtype, ep=ep,
-            as_json=as_json, values=values, calibration=calibration,
-        )  # fmt: skip
+            values={name: params[name] for name in op_cli.SHAPE_OPTIONS},
+            **{key: params[key] for key in _OP_QUERY_KEYS},
+        )
         return
-    if model is None:
+    if params["model"] is None:
         raise ConfigError("--model", None, "is required (or give --op to price one operator)")
-    opts.check_flags(dict(locals()))
-    gpu_spec = get_gpu(gpu)
-    weights = DType.parse(dtype)
-    plan = ReplicaPlan(
-        model=resolve_model(model),
-        gpu=gpu_spec,
-        tp=tp,
-        pp=pp,
-        ep=ep,
-        weight_dtype=weights,
-        activation_dtype=_activation_dtype(weights, gpu_spec.architecture, activation_dtype),
-        kv_dtype=DType.parse(kv_dtype),
-        use_cuda_graphs=cuda_graphs,
-        host_profile=resolve_host_profile(host_overhead),
-        kernel_stack=resolve_kernel_stack(kernel_stack, resolve_host_profile(host_overhead)),
-    )
+    opts.check_flags(params)
+    plan = _replica_plan(params)
+    batch = params["batch"]
     shape = parse_batch(batch)
-    perf = RooflinePerfModel(load_calibration(calibration))
+    perf = RooflinePerfModel(load_calibration(params["calibration"]))
     times = perf.iteration_time(plan, shape)
     ops = perf.explain(plan, shape)
-    memory = asdict(
-        perf.memory_plan(
-            plan,
-            block_size_tokens=block_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_num_batched_tokens=max_num_batched_tokens,
-        )
+    memory = _memory_rows(perf, plan, params)
+    check_batch_fits(
+        batch, plan.model.max_context_tokens, memory, kv_layout(plan, params["block_size"])
     )
-    memory["max_kv_tokens"] = memory["num_kv_blocks"] * memory["block_size_tokens"]
-    layout = kv_layout(plan, block_size)
-    if not layout.plain:  # pages of several groups: what a longest sequence costs
-        ctx = plan.model.max_context_tokens
-        memory.update(window_memory_rows(layout, memory["num_kv_blocks"], ctx))
-    check_batch_fits(batch, plan.model.max_context_tokens, memory, layout)
-    calibrated = perf.is_calibrated(plan)
-    if as_json:
-        print_json(
-            {
-                "model": plan.model.name,
-                "gpu": plan.gpu.name,
-                "tp": tp,
-                "pp": pp,
-                "ep": ep,
-                "weight_dtype": plan.weight_dtype.value,
-                "activation_dtype": plan.activation_dtype.value,
-                "kv_dtype": plan.kv_dtype.value,
-                "batch": asdict(shape),
-                "calibrated": calibrated,
-                "host_profile": plan.host_profile,
-                "kernel_stack": plan.kernel_stack,
-                "kernels": graph_sources(perf, plan),
-                "total_s": times.total_s,
-                "stage_s": list(times.stage_s),
-                "overhead_s": times.overhead_s,
-                "flops": times.flops,
-                "hbm_bytes": times.hbm_bytes,
-                "ops": [asdict(op) for op in ops],
-                "memory": memory,
-            }
-        )
+    if params["as_json"]:
+        print_json(_as_json(perf, plan, shape, times, ops, memory))
         return
     console.print(_ops_table(ops, times.total_s))
     stages = ", ".join(f"{s * 1e3:.3f}" for s in times.stage_s)
@@ -277,12 +218,93 @@ def perf_command(
         f"(stages [{stages}] ms + host {times.overhead_s * 1e3:.3f} ms, "
         f"profile {plan.host_profile}, kernel stack {plan.kernel_stack})"
     )
-    if not calibrated:
+    if not perf.is_calibrated(plan):
         err_console.print(
             f"warning: {plan.gpu.name} has no measured kernel tables: "
             "UNCALIBRATED roofline with default efficiencies"
         )
     console.print(_memory_table(memory))
+
+
+# what ``perf --op`` passes on to ``run_op_query`` besides the shape
+_OP_QUERY_KEYS = ("gpu", "op", "stack", "dtype", "kv_dtype", "ep", "as_json", "calibration")
+
+
+def _replica_plan(params: dict[str, Any]) -> ReplicaPlan:
+    """The deployment the flags describe (one replica)."""
+    gpu_spec = get_gpu(params["gpu"])
+    weights = DType.parse(params["dtype"])
+    host_profile = resolve_host_profile(params["host_overhead"])
+    return ReplicaPlan(
+        model=resolve_model(params["model"]),
+        gpu=gpu_spec,
+        tp=params["tp"],
+        pp=params["pp"],
+        ep=params["ep"],
+        weight_dtype=weights,
+        activation_dtype=_activation_dtype(
+            weights, gpu_spec.architecture, params["activation_dtype"]
+        ),
+        kv_dtype=DType.parse(params["kv_dtype"]),
+        use_cuda_graphs=params["cuda_graphs"],
+        host_profile=host_profile,
+        kernel_stack=resolve_kernel_stack(params["kernel_stack"], host_profile),
+    )
+
+
+def _memory_rows(
+    perf: RooflinePerfModel, plan: ReplicaPlan, params: dict[str, Any]
+) -> dict[str, Any]:
+    """The memory plan's figures, with the KV tokens it holds (and, for models with several
+    KV groups, what a longest sequence costs)."""
+    block_size = params["block_size"]
+    memory = asdict(
+        perf.memory_plan(
+            plan,
+            block_size_tokens=block_size,
+            gpu_memory_utilization=params["gpu_memory_utilization"],
+            max_num_batched_tokens=params["max_num_batched_tokens"],
+        )
+    )
+    memory["max_kv_tokens"] = memory["num_kv_blocks"] * memory["block_size_tokens"]
+    layout = kv_layout(plan, block_size)
+    if not layout.plain:  # pages of several groups: what a longest sequence costs
+        ctx = plan.model.max_context_tokens
+        memory.update(window_memory_rows(layout, memory["num_kv_blocks"], ctx))
+    return memory
+
+
+def _as_json(
+    perf: RooflinePerfModel,
+    plan: ReplicaPlan,
+    shape: BatchShape,
+    times: StageTimes,
+    ops: list[OpCost],
+    memory: dict[str, Any],
+) -> dict[str, Any]:
+    """``perf --json``: the deployment, the batch, the times, each op and the memory plan."""
+    return {
+        "model": plan.model.name,
+        "gpu": plan.gpu.name,
+        "tp": plan.tp,
+        "pp": plan.pp,
+        "ep": plan.ep,
+        "weight_dtype": plan.weight_dtype.value,
+        "activation_dtype": plan.activation_dtype.value,
+        "kv_dtype": plan.kv_dtype.value,
+        "batch": asdict(shape),
+        "calibrated": perf.is_calibrated(plan),
+        "host_profile": plan.host_profile,
+        "kernel_stack": plan.kernel_stack,
+        "kernels": graph_sources(perf, plan),
+        "total_s": times.total_s,
+        "stage_s": list(times.stage_s),
+        "overhead_s": times.overhead_s,
+        "flops": times.flops,
+        "hbm_bytes": times.hbm_bytes,
+        "ops": [asdict(op) for op in ops],
+        "memory": memory,
+    }
 
 
 def graph_sources(perf: RooflinePerfModel, plan: ReplicaPlan) -> dict[str, str]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from servesim.cli.common import console, print_json
+from servesim.cli.params import Opt
 from servesim.perf.calibration import load_calibration
 from servesim.perf.op_query import OPS, op_time_s
 
@@ -18,30 +19,40 @@ def _opt(flag: str, text: str) -> Any:
     return typer.Option(flag, help=text, rich_help_panel=PANEL, show_default=False)
 
 
-# The shape options of ``perf --op``; each maps to a keyword of servesim.perf.op_time_s.
-OpM = Annotated[float | None, _opt("--m", "GEMM: tokens (rows of the activation).")]
-OpN = Annotated[int | None, _opt("--n", "GEMM: output features.")]
-OpK = Annotated[int | None, _opt("--k", "GEMM: input features.")]
-OpSeqs = Annotated[int | None, _opt("--seqs", "Attention: sequences in the batch.")]
-OpIsl = Annotated[int | None, _opt("--isl", "Prefill attention: new tokens per sequence.")]
-OpContext = Annotated[
-    int | None, _opt("--context", "Attention: cached tokens per sequence (decode: KV read).")
-]
-OpHeads = Annotated[int | None, _opt("--num-heads", "Attention: query heads per GPU.")]
-OpKvHeads = Annotated[int | None, _opt("--num-kv-heads", "Attention: KV heads per GPU.")]
-OpHeadDim = Annotated[int | None, _opt("--head-dim", "Attention: head dimension (128).")]
-OpWindow = Annotated[int | None, _opt("--window", "Attention: sliding window (0: full).")]
-OpGpus = Annotated[int | None, _opt("--num-gpus", "Collective: GPUs in the group.")]
-OpBytes = Annotated[float | None, _opt("--bytes", "Collective: bytes of the full tensor.")]
-OpTokens = Annotated[int | None, _opt("--tokens", "MoE: tokens entering the layer.")]
-OpHidden = Annotated[int | None, _opt("--hidden", "MoE: model width.")]
-OpInter = Annotated[int | None, _opt("--inter", "MoE: expert FFN width per rank.")]
-OpTopk = Annotated[int | None, _opt("--topk", "MoE: experts per token.")]
-OpExperts = Annotated[int | None, _opt("--experts", "MoE: routed experts.")]
-OpZipf = Annotated[float | None, _opt("--zipf", "MoE: routing skew (Zipf exponent, 0).")]
-OpStack = Annotated[
-    str, _opt("--stack", "Kernel stack: vllm-0.6, vllm-0.24 (default), sglang-0.5.")
-]
+# The shape options of ``perf --op`` (after ``--stack``); each is a keyword of
+# servesim.perf.op_time_s, under its own name unless ``_SHAPE_KEYWORD`` renames it.
+OP_OPTIONS: tuple[Opt, ...] = (
+    Opt(
+        "stack",
+        str,
+        _opt("--stack", "Kernel stack: vllm-0.6, vllm-0.24 (default), sglang-0.5."),
+        "vllm-0.24",
+    ),
+    Opt("m", float | None, _opt("--m", "GEMM: tokens (rows of the activation).")),
+    Opt("n", int | None, _opt("--n", "GEMM: output features.")),
+    Opt("k", int | None, _opt("--k", "GEMM: input features.")),
+    Opt("seqs", int | None, _opt("--seqs", "Attention: sequences in the batch.")),
+    Opt("isl", int | None, _opt("--isl", "Prefill attention: new tokens per sequence.")),
+    Opt(
+        "context",
+        int | None,
+        _opt("--context", "Attention: cached tokens per sequence (decode: KV read)."),
+    ),
+    Opt("num_heads", int | None, _opt("--num-heads", "Attention: query heads per GPU.")),
+    Opt("num_kv_heads", int | None, _opt("--num-kv-heads", "Attention: KV heads per GPU.")),
+    Opt("head_dim", int | None, _opt("--head-dim", "Attention: head dimension (128).")),
+    Opt("window", int | None, _opt("--window", "Attention: sliding window (0: full).")),
+    Opt("num_gpus", int | None, _opt("--num-gpus", "Collective: GPUs in the group.")),
+    Opt("num_bytes", float | None, _opt("--bytes", "Collective: bytes of the full tensor.")),
+    Opt("tokens", int | None, _opt("--tokens", "MoE: tokens entering the layer.")),
+    Opt("hidden", int | None, _opt("--hidden", "MoE: model width.")),
+    Opt("inter", int | None, _opt("--inter", "MoE: expert FFN width per rank.")),
+    Opt("topk", int | None, _opt("--topk", "MoE: experts per token.")),
+    Opt("experts", int | None, _opt("--experts", "MoE: routed experts.")),
+    Opt("zipf", float | None, _opt("--zipf", "MoE: routing skew (Zipf exponent, 0).")),
+)
+SHAPE_OPTIONS = tuple(opt.name for opt in OP_OPTIONS[1:])
+_SHAPE_KEYWORD = {"seqs": "batch", "tokens": "num_tokens", "experts": "num_experts"}
 
 
 def run_op_query(
@@ -56,28 +67,9 @@ def run_op_query(
     values: dict[str, Any],
     calibration: str | None = None,
 ) -> None:
-    """Price one op and print it (a table, or JSON with ``as_json``)."""
-    names = {
-        "m": "m",
-        "n": "n",
-        "k": "k",
-        "seqs": "batch",
-        "isl": "isl",
-        "context": "context",
-        "num_heads": "num_heads",
-        "num_kv_heads": "num_kv_heads",
-        "head_dim": "head_dim",
-        "window": "window",
-        "num_gpus": "num_gpus",
-        "num_bytes": "num_bytes",
-        "tokens": "num_tokens",
-        "hidden": "hidden",
-        "inter": "inter",
-        "topk": "topk",
-        "experts": "num_experts",
-        "zipf": "zipf",
-    }
-    shape = {names[k]: v for k, v in values.items() if v is not None}
+    """Price one op and print it (a table, or JSON with ``as_json``); ``values`` holds the
+    ``SHAPE_OPTIONS`` given (None: not given)."""
+    shape = {_SHAPE_KEYWORD.get(k, k): v for k, v in values.items() if v is not None}
     if op in ("prefill-attention", "decode-attention"):
         shape["kv_dtype"] = kv_dtype
     if op == "moe":
