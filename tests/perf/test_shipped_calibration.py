@@ -140,7 +140,7 @@ _LOGO_AFTER = {
     ("h100", "decode_attention"): 8.5,  # the fp8 KV cap carries between H100 and H200
     ("h200", "decode_attention"): 8.5,
     ("l40s", "prefill_attention"): 44.5,
-    ("l40s", "collectives"): 29.0,
+    ("l40s", "collectives"): 22.0,  # 8 GPUs cross the sockets (transfer.host_ring_bus_bytes_per_s)
     # MoE between the two Hopper GPUs: the streaming keeps the donor's absolute rate (median
     # signed within 2% both ways; it was +5.8 / -2.5 with the bandwidth-fraction rule)
     ("h100", "moe"): 13.8,

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from servesim.core.errors import ConfigError
 from servesim.perf.calibration import calibration_from_dict, load_calibration
 from servesim.perf.kernel_set import GemmShape, KernelSet
+from servesim.perf.opmodels.collectives import CollectiveFit, collective_s
 from servesim.perf.opmodels.gemm import GemmFit
 from servesim.perf.opmodels.transfer import (
     PCIE_HOST_RING_BUS_BYTES_PER_S,
@@ -19,9 +21,11 @@ from servesim.perf.opmodels.transfer import (
     borrow,
     choose_donor,
     clock_ratio,
+    host_ring_bus_bytes_per_s,
 )
 from servesim.perf.stack_resolve import resolve_family
 from servesim.specs.catalog import get_gpu
+from servesim.specs.cluster import NodeSpec, default_node, get_network
 from servesim.specs.dtypes import DType
 
 H100, A100, L40S, H200 = (get_gpu(n) for n in ("h100-sxm", "a100-80gb", "l40s", "h200-sxm"))
@@ -111,14 +115,37 @@ def test_collective_protocol_regime_keeps_its_bus_bandwidth_on_pcie() -> None:
 
 
 def test_pcie_groups_beyond_a_pair_are_capped_at_the_host_ring() -> None:
-    out = adapt_params("collectives", _collectives(8), H100, L40S)["nccl"]["fits"][0]
-    # the host path's 4.5 GB/s on L40S's 31.5 GB/s link: link_over_bus 7
+    out = adapt_params("collectives", _collectives(4), H100, L40S)["nccl"]["fits"][0]
+    # four GPUs stay on one socket: the host path's 4.5 GB/s on L40S's 31.5 GB/s link, 7
     assert out["segments"][1][1] == pytest.approx(31.5e9 / PCIE_HOST_RING_BUS_BYTES_PER_S)
     assert out["segments"][1][1] == pytest.approx(7.0)
     from_pcie = adapt_params("collectives", _collectives(8), L40S, get_gpu("l4"))
     assert from_pcie["nccl"]["fits"][0]["segments"][1][1] == 1.5  # a PCIe donor's own ring
     same = adapt_params("collectives", _collectives(8), H100, H200)
     assert same == _collectives(8)  # same link and clock: nothing moves
+
+
+def test_eight_pcie_gpus_cross_the_sockets_and_share_the_host_path() -> None:
+    # the default PCIe server holds 4 GPUs per socket: 8 cross, the socket's 4 share 4.5 GB/s
+    assert default_node(L40S).gpus_per_socket == 4
+    assert host_ring_bus_bytes_per_s(4, 4) == pytest.approx(4.5e9)
+    assert host_ring_bus_bytes_per_s(8, 4) == pytest.approx(1.125e9)
+    assert host_ring_bus_bytes_per_s(8, None) == pytest.approx(4.5e9)  # one socket
+    out = adapt_params("collectives", _collectives(8), H100, L40S)["nccl"]["fits"][0]
+    # 31.5 GB/s link / 1.125 GB/s = 28 for the bulk regime and as the protocol regime's floor
+    assert out["segments"][1][1] == pytest.approx(28.0)
+    assert out["segments"][0][1] == pytest.approx(28.0)  # 30 x 31.5/450 x 0.786 = 1.65 < 28
+    # a 256 MB all-reduce over 8 L40S: 2 x 7/8 x 256 MB / 1.125 GB/s = 398.2 ms, plus alpha
+    # 20 us x 1980/2520 (clock) x 5/3 (PCIe 4 / NVLink link latency) = 26.2 us
+    fit = CollectiveFit.from_dict(out)
+    t = collective_s(fit, L40S, 256e6)
+    alpha = 20e-6 * 1980 / 2520 * 5 / 3
+    assert t == pytest.approx(alpha + 2 * 7 / 8 * 256e6 / 1.125e9, rel=1e-9)
+
+
+def test_a_node_needs_a_positive_socket_size() -> None:
+    with pytest.raises(ConfigError, match="gpus_per_socket"):
+        NodeSpec(L40S, 8, "pcie", get_network("eth-100"), num_nics=1, gpus_per_socket=0)
 
 
 def test_host_ring_constant_is_the_v100_pcie_measurement() -> None:

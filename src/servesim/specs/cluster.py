@@ -30,6 +30,13 @@ NETWORKS_FILE = Path(__file__).resolve().parent / "catalog" / "networks.yaml"
 #: bandwidth to every other; ``nvlink-pairs``: PCIe cards joined two by two with NVLink
 #: bridges; ``pcie``: GPUs talk through the PCIe root complex / switch.
 TOPOLOGIES = ("nvlink-all-to-all", "nvlink-pairs", "pcie")
+#: GPUs per CPU socket in the default 8-card PCIe server: two sockets, four x16 cards each.
+#: A Xeon socket has 80 PCIe 5.0 lanes (Intel ARK, Xeon Platinum 8480+: "Max # of PCI Express
+#: Lanes 80"), so eight x16 cards (128 lanes) cannot hang off one socket; dual-socket 8-GPU
+#: servers split them 4 + 4 behind PCIe switches (e.g. Supermicro SYS-421GE-TNRT, dual root).
+#: The L40S tables agree: 2 GPUs 20 GB/s (P2P under one switch), 4 GPUs 5 GB/s (host memory
+#: within a socket), 8 GPUs 1.2-2.2 GB/s (across the sockets) bus bandwidth, NCCL 2.27.
+PCIE_GPUS_PER_SOCKET = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +99,9 @@ class NodeSpec:
         topology: one of ``TOPOLOGIES``.
         network: the inter-node fabric.
         num_nics: NICs per node; None means one per GPU (rail-optimised, as DGX/HGX nodes).
+        gpus_per_socket: on a ``pcie`` node, GPUs attached to one CPU socket's PCIe lanes
+            (a larger group's collectives cross the inter-socket link through host memory);
+            None: every GPU on one socket (or the GPUs do not talk through the host).
     """
 
     gpu: GPUSpec
@@ -99,6 +109,7 @@ class NodeSpec:
     topology: str
     network: NetworkSpec
     num_nics: int | None = None
+    gpus_per_socket: int | None = None
 
     def __post_init__(self) -> None:
         if self.num_gpus < 1:
@@ -111,6 +122,8 @@ class NodeSpec:
             )
         if self.num_nics is not None and self.num_nics < 1:
             raise ConfigError("node.num_nics", self.num_nics, "must be >= 1")
+        if self.gpus_per_socket is not None and self.gpus_per_socket < 1:
+            raise ConfigError("node.gpus_per_socket", self.gpus_per_socket, "must be >= 1")
 
     @property
     def nics(self) -> int:
@@ -241,7 +254,14 @@ def default_node(gpu: GPUSpec, network: NetworkSpec | str | None = None) -> Node
         # Keep the caller's spec object (a catalog GPU compares equal, a custom one may not).
         return NodeSpec(gpu, node.num_gpus, node.topology, node.network)
     if gpu.form_factor == "pcie":
-        return NodeSpec(gpu, 8, "pcie", network or get_network("eth-100"), num_nics=1)
+        return NodeSpec(
+            gpu,
+            8,
+            "pcie",
+            network or get_network("eth-100"),
+            num_nics=1,
+            gpus_per_socket=PCIE_GPUS_PER_SOCKET,
+        )
     if gpu.name == "gh200":
         return NodeSpec(gpu, 1, "nvlink-all-to-all", network or get_network("ib-ndr-400"))
     default_net = "ib-hdr-200" if gpu.name.startswith("a100") else "ib-ndr-400"

@@ -322,26 +322,47 @@ def _ring_for_nvls(params: dict[str, Any]) -> None:
             fit["segments"][-1] = list(other["segments"][-1])
 
 
+def host_ring_bus_bytes_per_s(num_gpus: int, gpus_per_socket: int | None) -> float:
+    """Bus bandwidth (bytes/s) of a PCIe ring of ``num_gpus`` staged through host memory.
+
+    Within one socket: ``PCIE_HOST_RING_BUS_BYTES_PER_S``, each GPU on its own path to host
+    memory. A group larger than a socket (``gpus_per_socket``, ``cluster.PCIE_GPUS_PER_SOCKET``
+    on the default PCIe server) crosses the sockets: NCCL uses no P2P across a CPU host bridge
+    (``ncclTopoCheckP2p``: "By default don't use P2P across CPU Host Bridges", p2pLevel
+    PATH_PXB), so every cross-socket byte is staged in host memory and crosses the inter-socket
+    link, and that host path, one host path's rate per direction, is shared by the socket's
+    GPUs: the rate divided by the GPUs on the fuller socket. Evidence for the sharing (not fitted):
+    L40S all-to-all at 8 GPUs, 128-256 MB, moves 4 x 1/2 of the buffer across per direction at
+    4.6-4.7 GB/s summed, one host path's rate.
+    """
+    if gpus_per_socket is None or num_gpus <= gpus_per_socket:
+        return PCIE_HOST_RING_BUS_BYTES_PER_S
+    return PCIE_HOST_RING_BUS_BYTES_PER_S / min(gpus_per_socket, num_gpus)
+
+
 def _adapt_collectives(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -> None:
+    from servesim.specs.cluster import default_node
+
     if has_nvls(source) and not has_nvls(target):
         _ring_for_nvls(params)
     clock = clock_ratio(source, target)
-    link_ratio = target.intra_node_link.bandwidth_bytes_per_s
-    link_ratio /= source.intra_node_link.bandwidth_bytes_per_s
+    link_bw = target.intra_node_link.bandwidth_bytes_per_s
+    link_ratio = link_bw / source.intra_node_link.bandwidth_bytes_per_s
     is_pcie = link_class(target) == "pcie"
     # a PCIe donor's regimes are bound by its host path, not by a protocol: scale with the link
     keeps_bus_bw = link_class(source) != "pcie"
-    # an NVLink donor's fits carried to a PCIe ring of more than 2 GPUs: the host path's rate
-    # (a PCIe donor's own fits at those sizes already measure one)
-    host = target.intra_node_link.bandwidth_bytes_per_s / PCIE_HOST_RING_BUS_BYTES_PER_S
+    # an NVLink donor's fits carried to a PCIe ring of more than 2 GPUs: the host path's rate,
+    # shared across the sockets beyond one socket's GPUs (a PCIe donor's own fits at those
+    # sizes already measure one)
+    per_socket = default_node(target).gpus_per_socket if is_pcie else None
     for part in params.values():
         if not isinstance(part, dict) or "fits" not in part:
             continue
         for fit in part["fits"]:
-            host_ring = is_pcie and keeps_bus_bw and int(fit["num_gpus"]) > 2
-            _adapt_segments(
-                fit["segments"], clock, link_ratio, keeps_bus_bw, host if host_ring else 0.0
-            )
+            n = int(fit["num_gpus"])
+            host_ring = is_pcie and keeps_bus_bw and n > 2
+            host = link_bw / host_ring_bus_bytes_per_s(n, per_socket) if host_ring else 0.0
+            _adapt_segments(fit["segments"], clock, link_ratio, keeps_bus_bw, host)
     if is_pcie and keeps_bus_bw:
         _pcie_custom_fallback(params)
 
