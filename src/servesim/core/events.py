@@ -14,6 +14,7 @@ from enum import IntEnum
 from typing import Any
 
 Callback = Callable[..., None]
+_INF = math.inf
 
 
 class EventPriority(IntEnum):
@@ -59,7 +60,8 @@ class EventLoop:
         Raises:
             ValueError: when ``time_s`` is before ``now`` or not finite.
         """
-        if not time_s >= self.now or math.isinf(time_s):
+        # now <= time_s < inf: a NaN, a time before now and +-inf all fail it (no call)
+        if not self.now <= time_s < _INF:
             raise ValueError(f"cannot schedule an event at {time_s!r} (now is {self.now!r})")
         handle = self._counter
         self._counter += 1

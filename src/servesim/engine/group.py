@@ -252,11 +252,14 @@ class DecodeGroup:
         if self.windows:  # before the finishers leave: their write-back counts the frees
             self.freed = sum(w.advance(self.tick, self.members) for w in self.windows)
         finished: list[Seq] = []
-        if self.next_finish_tick() <= self.tick:
-            heap = self._finish_heap
-            while heap and heap[0][0] <= self.tick:
+        heap, tick = self._finish_heap, self.tick
+        # (next_finish_tick() <= tick without the call: stale entries at the top are popped
+        # by the loop, or later; they never change which members finish when)
+        if heap and heap[0][0] <= tick:
+            members = self.members
+            while heap and heap[0][0] <= tick:
                 _, _, version, seq = heapq.heappop(heap)
-                if seq in self.members and version == seq.version:
+                if seq in members and version == seq.version:
                     self.leave(seq)
                     finished.append(seq)
         return finished

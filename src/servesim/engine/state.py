@@ -98,9 +98,11 @@ class ReplicaState(ReplicaStateView):
         self.prefilling[seq] = None
         return hit_tokens
 
-    def allocate_chunk(self, seq: Seq, num_tokens: int) -> None:
-        """Allocate the blocks for the next ``num_tokens`` prefill tokens of ``seq``."""
-        need = self.chunk_blocks(seq, num_tokens)
+    def allocate_chunk(self, seq: Seq, num_tokens: int, need: int | None = None) -> None:
+        """Allocate the blocks for the next ``num_tokens`` prefill tokens of ``seq`` (``need``:
+        ``chunk_blocks(seq, num_tokens)``, when the caller has it)."""
+        if need is None:
+            need = self.chunk_blocks(seq, num_tokens)
         if need > 0:
             self.blocks.allocate(need)
             seq.num_private += need
@@ -189,9 +191,9 @@ class ReplicaState(ReplicaStateView):
         leave(seq, completion_s)
 
     def _decode_tick(self, decodes: list[Seq], stamp: float, leave: Leave) -> None:
-        group = self.group
-        if len(decodes) == self.num_decoding:
-            joiners = list(self.ready) if self.ready else []
+        group, ready = self.group, self.ready
+        if len(decodes) == len(group.members) + len(ready):  # self.num_decoding
+            joiners = list(ready) if ready else []
         else:
             chosen = set(decodes)
             for seq in [s for s in group.members if s not in chosen]:

@@ -17,9 +17,8 @@ for its attention as the general path does, and MLA adds its extra GEMMs (``Plan
 
 from __future__ import annotations
 
-from servesim.perf.attention import DECODE_COMPUTE_EFF, PREFILL_MEM_EFF
 from servesim.perf.calibration import HostOverhead
-from servesim.perf.graph import PlanGraph
+from servesim.perf.fast_attention import closed_form
 from servesim.perf.plan_cost import PlanCost
 from servesim.perf.types import BatchShape, StageTimes
 
@@ -27,6 +26,17 @@ _SAMPLING_BITS = 32  # the combined memo key: tokens << 32 | sampling sequences
 _MAX_BASES = 200_000  # ~70 MB of memo entries at most (~350 bytes each)
 # token part + head part: stage times, kernel counts, FLOPs, bytes, energy, collective time
 _Base = tuple[tuple[float, ...], tuple[int, ...], float, float, float, float]
+
+# ``StageTimes(...)`` field by field through its slots: a frozen dataclass's ``__init__`` sets
+# each field with ``object.__setattr__`` by name, twice the cost of the slot descriptors (the
+# engine builds one per step); the object is the same (tests/perf/test_fast_path.py)
+_new_times = StageTimes.__new__
+_set_stage_s = StageTimes.__dict__["stage_s"].__set__
+_set_overhead_s = StageTimes.__dict__["overhead_s"].__set__
+_set_flops = StageTimes.__dict__["flops"].__set__
+_set_hbm_bytes = StageTimes.__dict__["hbm_bytes"].__set__
+_set_energy_j = StageTimes.__dict__["energy_j"].__set__
+_set_comm_s = StageTimes.__dict__["comm_s"].__set__
 
 
 class FastCost:
@@ -37,8 +47,6 @@ class FastCost:
         "bases",
         "cost",
         "decode",
-        "decode_w",
-        "hbm_bw",
         "host",
         "host_cpu",
         "idle_w",
@@ -47,12 +55,9 @@ class FastCost:
         "max_graph_tokens",
         "mla_part",
         "num_layers",
-        "peak16",
         "pp",
         "prefill",
-        "prefill_w",
         "simple",
-        "tdp_w",
         "tp",
         "use_graphs",
         "zero",
@@ -67,19 +72,13 @@ class FastCost:
         self.layer_counts = tuple(len(layers) for layers in graph.stages)
         # one layer kind's closed-form attention inlined, else the plan graph's own attention
         self.attention = None if self._is_closed_form(cost) else graph.attention
-        self.prefill, self.decode = _closed_form(graph)
+        self.prefill, self.decode = closed_form(graph, cost.energy)
         self.mla_part = cost.mla_part if graph.shapes.is_mla else None
         # replays_graph and launch_s of the host profile, hoisted
         self.use_graphs = (plan.use_cuda_graphs, host.graphs_with_prefill)
         self.max_graph_tokens = host.max_graph_tokens
         self.launch_s = host.launch_s
-        energy = cost.energy
-        self.idle_w = energy.idle_power_w
-        # OpEnergy's attention power curves and limits, for _attention_j
-        self.prefill_w = energy.curves["attention_prefill"]
-        self.decode_w = energy.curves["attention_decode"]
-        self.peak16, self.hbm_bw = energy.peak16, energy.gpu.hbm_bandwidth_bytes_per_s
-        self.tdp_w = energy.gpu.tdp_w
+        self.idle_w = cost.energy.idle_power_w
         self.zero = StageTimes(stage_s=(0.0,) * plan.pp)
         # HostOverhead.cpu_time_s's constants, for plain's inlined host time (overlap "none")
         self.host_cpu: tuple[float, float, float, float, float, int] | None = None
@@ -151,21 +150,24 @@ class FastCost:
             nbytes += extra.num_bytes
             joules += extra.energy_j
         if self.attention is None:
-            pre_f, pre_b, pre_t = self.prefill.cost(batch) if num_p else (0.0, 0.0, 0.0)
-            dec_f, dec_b, dec_t = self.decode.cost(batch) if num_d else (0.0, 0.0, 0.0)
-        else:
+            zero = (0.0, 0.0, 0.0, 0.0)
+            pre_f, pre_b, pre_t, pre_j = self.prefill.cost(batch) if num_p else zero
+            dec_f, dec_b, dec_t, dec_j = self.decode.cost(batch) if num_d else zero
+        else:  # the graph's attention, priced with its energy by the general path's rule
             pre, dec = self.attention(batch)
             pre_f, pre_b, pre_t = pre.flops, pre.num_bytes, pre.time_s
             dec_f, dec_b, dec_t = dec.flops, dec.num_bytes, dec.time_s
+            pre_j = _attention_j(self.prefill.energy, pre_f, pre_b, pre_t) if pre_t > 0 else 0.0
+            dec_j = _attention_j(self.decode.energy, dec_f, dec_b, dec_t) if dec_t > 0 else 0.0
         per_layer_s = pre_t + dec_t
         num_calls = (pre_t > 0) + (dec_t > 0)
         num_layers = self.num_layers
         flops += (pre_f + dec_f) * num_layers
         nbytes += (pre_b + dec_b) * num_layers
         if pre_t > 0:
-            joules += num_layers * self._attention_j(self.prefill_w, pre_f, pre_b, pre_t)
+            joules += num_layers * pre_j
         if dec_t > 0:
-            joules += num_layers * self._attention_j(self.decode_w, dec_f, dec_b, dec_t)
+            joules += num_layers * dec_j
         if self.pp == 1:
             (n,) = self.layer_counts
             t = stage_s[0] + per_layer_s * n
@@ -200,28 +202,44 @@ class FastCost:
             base = self._base(tokens, sampling)
         stage_s, kernels, flops, nbytes, joules, comm_s = base
         if num_p:
-            pre_f, pre_b, pre_t = self.prefill.of(
+            pre_f, pre_b, pre_t, pre_j = self.prefill.priced(
                 num_p, prefill_chunk_x_context, prefill_chunk_sq, num_ps
             )
         else:
-            pre_f, pre_b, pre_t = 0.0, 0.0, 0.0
+            pre_f, pre_b, pre_t, pre_j = 0.0, 0.0, 0.0, 0.0
         if num_d:
-            dec_f, dec_b, dec_t = self.decode.of(
+            dec_f, dec_b, dec_t, dec_j = self.decode.priced(
                 num_d, decode_context_tokens, max_decode_context_tokens
             )
         else:
-            dec_f, dec_b, dec_t = 0.0, 0.0, 0.0
+            dec_f, dec_b, dec_t, dec_j = 0.0, 0.0, 0.0, 0.0
         num_layers = self.num_layers
         flops += (pre_f + dec_f) * num_layers
         nbytes += (pre_b + dec_b) * num_layers
         if pre_t > 0:
-            joules += num_layers * self._attention_j(self.prefill_w, pre_f, pre_b, pre_t)
+            joules += num_layers * pre_j
         if dec_t > 0:
-            joules += num_layers * self._attention_j(self.decode_w, dec_f, dec_b, dec_t)
+            joules += num_layers * dec_j
         (n,) = self.layer_counts
         kernel_s = stage_s[0] + (pre_t + dec_t) * n
         launches = kernels[0] + ((pre_t > 0) + (dec_t > 0)) * n
-        # _one_stage with the batch's fields given (num_verify_seqs = 0)
+        return self._plain_stage(
+            num_ps, num_d, tokens, kernel_s, launches, flops, nbytes, joules, comm_s
+        )
+
+    def _plain_stage(
+        self,
+        num_ps: int,
+        num_d: int,
+        tokens: int,
+        kernel_s: float,
+        launches: int,
+        flops: float,
+        nbytes: float,
+        joules: float,
+        comm_s: float,
+    ) -> StageTimes:
+        """``_one_stage`` of ``plain``, with the batch's fields given (no verify passes)."""
         use_graphs, graphs_with_prefill = self.use_graphs
         if use_graphs and (graphs_with_prefill or not num_ps) and tokens <= self.max_graph_tokens:
             t = kernel_s
@@ -243,27 +261,15 @@ class FastCost:
         idle_s = 0.0 if idle_s < 0.0 else idle_s  # max(idle_s, 0.0)
         joules += self.idle_w * idle_s  # pp = 1
         tp = self.tp
-        return StageTimes((t,), overhead, flops * tp, nbytes * tp, joules * tp, comm_s)
-
-    def _attention_j(
-        self, curve: tuple[float, ...], flops: float, num_bytes: float, time_s: float
-    ) -> float:
-        """``OpEnergy.kernel_j`` of one attention kernel (count 1, 16-bit peak), inlined."""
-        static_w, c_w, c_exp, m_w, m_exp, gap_s = curve
-        u_c = flops / (time_s * self.peak16) if flops else 0.0
-        u_m = num_bytes / (time_s * self.hbm_bw)
-        # min(1.0, max(0.0, u)) without the calls: max(0.0, u) is u only when u > 0.0 (NaN
-        # and -0.0 give 0.0), min(1.0, v) is v only when v < 1.0 -- the same values
-        u_c = u_c if u_c > 0.0 else 0.0
-        u_c = u_c if u_c < 1.0 else 1.0
-        u_m = u_m if u_m > 0.0 else 0.0
-        u_m = u_m if u_m < 1.0 else 1.0
-        busy_w = static_w + c_w * u_c**c_exp + m_w * u_m**m_exp
-        tdp_w = self.tdp_w
-        busy_w = busy_w if busy_w < tdp_w else tdp_w  # min(tdp_w, busy_w)
-        if gap_s <= 0.0:
-            return busy_w * time_s
-        return (static_w + (busy_w - static_w) * time_s / (time_s + gap_s)) * time_s
+        # StageTimes((t,), overhead, flops * tp, nbytes * tp, joules * tp, comm_s)
+        times = _new_times(StageTimes)
+        _set_stage_s(times, (t,))
+        _set_overhead_s(times, overhead)
+        _set_flops(times, flops * tp)
+        _set_hbm_bytes(times, nbytes * tp)
+        _set_energy_j(times, joules * tp)
+        _set_comm_s(times, comm_s)
+        return times
 
     def _replays_graph(self, batch: BatchShape, tokens: int) -> bool:
         use_graphs, graphs_with_prefill = self.use_graphs
@@ -325,130 +331,18 @@ class FastCost:
         return StageTimes(tuple(stage_s), overhead, flops * tp, nbytes * tp, joules * tp, comm_s)
 
 
-def _closed_form(graph: PlanGraph) -> tuple[_PrefillConsts, _DecodeConsts]:
-    """The constants of ``attention.prefill_attention`` and ``decode_attention`` for the plan's
-    (first) layer kind: what ``FastCost`` inlines when the plan's attention is that form."""
-    window = graph.model.attention_window(next(iter(graph.kind_counts)))
-    kernels = graph.kernels
-    curve = kernels.legacy.attention
-    s = graph.shapes
-    kv_width = 2 * s.num_kv_heads * s.head_dim
-    prefill = _PrefillConsts(
-        s.num_q_heads, s.head_dim, kv_width, graph.kv_bytes, window, kernels.peak16,
-        kernels.bw * PREFILL_MEM_EFF, curve.prefill_e_max, curve.prefill_len_half,
-        curve.launch_s,
-    )  # fmt: skip
-    decode = _DecodeConsts(
-        s.num_q_heads, s.head_dim, s.num_kv_heads, graph.kv_bytes, window,
-        kernels.peak16 * DECODE_COMPUTE_EFF, kernels.bw, curve.decode_mem_eff,
-        curve.decode_ctx_half, curve.launch_s,
-    )  # fmt: skip
-    return prefill, decode
-
-
-class _PrefillConsts:
-    """``attention.prefill_attention`` for one plan, its constants hoisted."""
-
-    __slots__ = (
-        "bw_eff", "e_max", "head_dim", "heads", "kv_bytes", "kv_width", "launch_s",
-        "len_half", "peak", "q_width", "window",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        heads: int,
-        head_dim: int,
-        kv_width: int,
-        kv_bytes: float,
-        window: int | None,
-        peak: float,
-        bw_eff: float,
-        e_max: float,
-        len_half: float,
-        launch_s: float,
-    ) -> None:
-        self.heads, self.head_dim, self.kv_width = heads, head_dim, kv_width
-        self.q_width = 2 * heads * head_dim + kv_width
-        self.kv_bytes, self.window, self.peak, self.bw_eff = kv_bytes, window, peak, bw_eff
-        self.e_max, self.len_half, self.launch_s = e_max, len_half, launch_s
-
-    def cost(self, batch: BatchShape) -> tuple[float, float, float]:
-        """(FLOPs, bytes, time) of one layer's prefill attention (prefill tokens > 0)."""
-        return self.of(
-            batch.num_prefill_tokens,
-            batch.prefill_chunk_x_context,
-            batch.prefill_chunk_sq,
-            batch.num_prefill_seqs,
-        )
-
-    def of(self, tokens: int, cxk: int, chunk_sq: int, num_seqs: int) -> tuple[float, float, float]:
-        """``cost`` of a batch with these prefill aggregates."""
-        pairs = cxk + (chunk_sq + tokens) / 2.0
-        window = self.window
-        if window is not None:
-            pairs = min(pairs, float(tokens) * window)
-        flops = 4.0 * pairs * self.heads * self.head_dim
-        mean_chunk = tokens / (num_seqs if num_seqs > 1 else 1)  # max(1, num_seqs)
-        cached = cxk / mean_chunk
-        num_bytes = tokens * self.q_width * 2.0 + cached * self.kv_width * self.kv_bytes
-        x = 2.0 * pairs / tokens
-        eff = self.e_max * x / (x + self.len_half)
-        t_c = flops / (self.peak * eff)
-        t_m = num_bytes / self.bw_eff
-        return flops, num_bytes, self.launch_s + (t_c if t_c >= t_m else t_m)
-
-
-class _DecodeConsts:
-    """``attention.decode_attention`` for one plan, its constants hoisted."""
-
-    __slots__ = (
-        "bw", "ctx_half", "head_dim", "heads", "kv_bytes", "kv_heads", "launch_s",
-        "mem_eff", "peak_eff", "window",
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        heads: int,
-        head_dim: int,
-        kv_heads: int,
-        kv_bytes: float,
-        window: int | None,
-        peak_eff: float,
-        bw: float,
-        mem_eff: float,
-        ctx_half: float,
-        launch_s: float,
-    ) -> None:
-        self.heads, self.head_dim, self.kv_heads, self.kv_bytes = (
-            heads,
-            head_dim,
-            kv_heads,
-            kv_bytes,
-        )
-        self.window, self.peak_eff, self.bw = window, peak_eff, bw
-        self.mem_eff, self.ctx_half, self.launch_s = mem_eff, ctx_half, launch_s
-
-    def cost(self, batch: BatchShape) -> tuple[float, float, float]:
-        """(FLOPs, bytes, time) of one layer's decode attention (decode sequences > 0)."""
-        return self.of(
-            batch.num_decode_seqs, batch.decode_context_tokens, batch.max_decode_context_tokens
-        )
-
-    def of(self, seqs: int, context_tokens: int, max_context: int) -> tuple[float, float, float]:
-        """``cost`` of a batch with these decode aggregates."""
-        if context_tokens == 0:  # a hybrid step whose host CPU attends them all
-            return 0.0, 0.0, 0.0
-        context = float(context_tokens)
-        window = self.window
-        if window is not None and max_context > window:
-            context = min(context, float(seqs) * window)
-        heads, head_dim = self.heads, self.head_dim
-        flops = 4.0 * context * heads * head_dim
-        kv_read = context * 2 * self.kv_heads * head_dim * self.kv_bytes
-        q_bytes = seqs * heads * head_dim * 2 * 2.0
-        mean = context / seqs
-        eff = self.mem_eff * mean / (mean + self.ctx_half)
-        t_c = flops / self.peak_eff
-        num_bytes = kv_read + q_bytes
-        t_m = num_bytes / (self.bw * eff)
-        return flops, num_bytes, self.launch_s + (t_c if t_c >= t_m else t_m)
+def _attention_j(energy: tuple[float, ...], flops: float, num_bytes: float, time_s: float) -> float:
+    """``OpEnergy.kernel_j`` of one attention kernel (count 1, 16-bit peak) for a plan whose
+    attention the graph prices (``fast_attention`` inlines the same operations)."""
+    static_w, c_w, c_exp, m_w, m_exp, gap_s, peak16, hbm_bw, tdp_w = energy
+    u_c = flops / (time_s * peak16) if flops else 0.0
+    u_m = num_bytes / (time_s * hbm_bw)
+    u_c = u_c if u_c > 0.0 else 0.0  # min(1.0, max(0.0, u)), as in fast_attention
+    u_c = u_c if u_c < 1.0 else 1.0
+    u_m = u_m if u_m > 0.0 else 0.0
+    u_m = u_m if u_m < 1.0 else 1.0
+    busy_w = static_w + c_w * u_c**c_exp + m_w * u_m**m_exp
+    busy_w = busy_w if busy_w < tdp_w else tdp_w  # min(tdp_w, busy_w)
+    if gap_s <= 0.0:
+        return busy_w * time_s
+    return (static_w + (busy_w - static_w) * time_s / (time_s + gap_s)) * time_s

@@ -192,13 +192,16 @@ class ReplicaScheduler(ABC):
         self, state: ReplicaState, budget: int, prefills: list[tuple[Seq, int]]
     ) -> int:
         """Give running prefills their next chunks in admission order; returns the budget left."""
-        for seq in list(state.prefilling):
+        blocks = state.blocks
+        for seq in state.prefilling:  # (allocating a chunk leaves the dict as it is)
             if budget <= 0:
                 break
-            chunk = min(seq.num_prefill_remaining, budget)
-            if state.chunk_blocks(seq, chunk) > state.blocks.num_available:
+            remaining = seq.prefill_target - seq.num_computed  # seq.num_prefill_remaining
+            chunk = remaining if remaining < budget else budget  # min(remaining, budget)
+            need = state.chunk_blocks(seq, chunk)
+            if need > blocks.num_free + blocks.num_evictable:  # blocks.num_available
                 break
-            state.allocate_chunk(seq, chunk)
+            state.allocate_chunk(seq, chunk, need)
             prefills.append((seq, chunk))
             budget -= chunk
         return budget
