@@ -180,6 +180,26 @@ def group_collective_s(
     return math.exp((1.0 - w) * math.log(rescaled(n_lo)) + w * math.log(rescaled(n_hi)))
 
 
+def eager_copy_s(gpu: GPUSpec, num_bytes: float) -> float:
+    """GPU time an eager (not graph-captured) custom all-reduce adds: the input's copy.
+
+    Outside a CUDA graph vLLM's custom all-reduce cannot hand the kernel the caller's tensor
+    (its peers know only the buffers registered at start-up), so every call first copies the
+    input into the registered IPC buffer: ``cudaMemcpyAsync(reg_buffer, inp, input_size,
+    cudaMemcpyDeviceToDevice)`` (csrc/custom_all_reduce.cu ``all_reduce``; Python
+    ``custom_all_reduce``: "outside of cuda graph context, custom allreduce incurs a cost of
+    cudaMemcpy"). Nothing is registered per call (graph buffers are registered once, after
+    capture). The copy reads and writes ``num_bytes`` of HBM. Evidence: the fitted bulk
+    ``link_over_bus`` of the eager tables exceeds the graph tables' by 0.27 / 0.19 / 0.17 at
+    2 / 4 / 8 GPUs on H100 (2 bytes per HBM byte: 0.27 / 0.18 / 0.15) and 0.34 / 0.24 / 0.22 on
+    A100 (0.29 / 0.20 / 0.17). The rest of the eager time is the host's (Python, two launches),
+    which the host profile prices per kernel, not this model.
+    """
+    if num_bytes <= 0:
+        return 0.0
+    return 2.0 * num_bytes / gpu.hbm_bandwidth_bytes_per_s
+
+
 def fits_from_params(params: Mapping[str, Any]) -> dict[tuple[str, str, int], CollectiveFit]:
     """(collective, implementation, num_gpus) -> fit, from a fitting module's JSON params."""
     out = {}
