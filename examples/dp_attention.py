@@ -17,6 +17,11 @@ Setup (stated, not tuned per deployment):
   ``DP4 x TP2 EP8``: four ranks of two GPUs each.
 - Workload: the ``sharegpt-vllm-bench`` preset, Poisson arrivals at 10, 20, 40 and 80 req/s,
   600 requests per point, seed 0.
+- A wider group, ``DP16 x TP1 EP16`` (8 experts per GPU) at 80 and 160 req/s, placed three
+  ways: one 16-GPU NVLink domain (``gpus_per_node: 16``, a hypothetical H100 server: the
+  NVLink reference), and two 8-GPU servers on InfiniBand NDR (400 Gb/s per GPU) or on RoCE
+  200 GbE, the token exchange then crossing the network (``perf/dp_cost.py``,
+  ``GroupSpan``), with the default backend and with DeepEP low-latency.
 
 Run: ``python examples/dp_attention.py`` (about a minute of CPU).
 """
@@ -42,11 +47,26 @@ DEPLOYMENTS: tuple[tuple[str, dict[str, Any], str], ...] = (
 )
 
 
-def run(pool: dict[str, Any], router: str, rate: float) -> dict[str, float] | str:
+WIDE_RATES = (80.0, 160.0)
+DP16 = {"tp": 1, "ep": 16, "dp_attention": 16}
+SERVERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("1 x 16-GPU NVLink", {"gpu": "h100-sxm", "gpus_per_node": 16}),
+    ("2 x 8 on IB NDR", {"gpu": "h100-sxm", "count": 2, "network": "ib-ndr-400"}),
+    ("2 x 8 on RoCE 200", {"gpu": "h100-sxm", "count": 2, "network": "roce-200"}),
+)
+BACKENDS = ("allgather_reducescatter", "deepep_low_latency")
+
+
+def run(
+    pool: dict[str, Any], router: str, rate: float, nodes: dict[str, Any] | None = None
+) -> dict[str, float] | str:
     """One simulation's figures, or why the deployment cannot run."""
+    deployment: dict[str, Any] = {"router": {"kind": router}, "pools": [{**POOL, **pool}]}
+    if nodes is not None:
+        deployment["nodes"] = [nodes]
     config = {
         "model": "qwen3-30b-a3b",
-        "deployment": {"router": {"kind": router}, "pools": [{**POOL, **pool}]},
+        "deployment": deployment,
         "workload": {"preset": "sharegpt-vllm-bench", "rate_per_s": rate},
         "num_requests": NUM_REQUESTS,
         "seed": 0,
@@ -65,22 +85,39 @@ def run(pool: dict[str, Any], router: str, rate: float) -> dict[str, float] | st
     }
 
 
-def main() -> None:
-    """Print one row per deployment and rate."""
+def print_row(name: str, rate: float, row: dict[str, float] | str, width: int = 15) -> None:
+    """One table row (or why the deployment cannot run)."""
+    if isinstance(row, str):
+        print(f"{name:<{width}}{rate:>6.0f}  cannot run: {row}")
+        return
     print(
-        f"{'deployment':<15}{'rate':>6}{'TTFT p50':>10}{'TTFT p99':>10}{'TPOT p99':>10}"
+        f"{name:<{width}}{rate:>6.0f}{row['ttft_p50_ms']:>10.0f}{row['ttft_p99_ms']:>10.0f}"
+        f"{row['tpot_p99_ms']:>10.1f}{row['out_tok_s']:>11.0f}{row['j_per_tok']:>7.2f}"
+    )
+
+
+def header(width: int = 15) -> str:
+    """The tables' column titles."""
+    return (
+        f"{'deployment':<{width}}{'rate':>6}{'TTFT p50':>10}{'TTFT p99':>10}{'TPOT p99':>10}"
         f"{'out tok/s':>11}{'J/tok':>7}"
     )
+
+
+def main() -> None:
+    """Print one row per deployment and rate, then the DP16 group on three placements."""
+    print(header())
     for name, pool, router in DEPLOYMENTS:
         for rate in RATES:
-            row = run(pool, router, rate)
-            if isinstance(row, str):
-                print(f"{name:<15}{rate:>6.0f}  cannot run: {row}")
-                continue
-            print(
-                f"{name:<15}{rate:>6.0f}{row['ttft_p50_ms']:>10.0f}{row['ttft_p99_ms']:>10.0f}"
-                f"{row['tpot_p99_ms']:>10.1f}{row['out_tok_s']:>11.0f}{row['j_per_tok']:>7.2f}"
-            )
+            print_row(name, rate, run(pool, router, rate))
+    print()
+    print(header(40))
+    for servers, nodes in SERVERS:
+        for backend in BACKENDS:
+            pool = {**DP16, "all2all_backend": backend}
+            for rate in WIDE_RATES:
+                row = run(pool, "dp_least_loaded", rate, nodes)
+                print_row(f"DP16 {servers}, {backend}", rate, row, 40)
 
 
 if __name__ == "__main__":
