@@ -44,6 +44,13 @@ from servesim.specs.gpu import GPUSpec
 # activations are 16-bit, so it prices ``nccl``; the int8 tables are fitted and scored apart)
 IMPLEMENTATIONS = ("custom_graph", "custom_eager", "nccl", "nccl_int8")
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
+#: Bus bandwidth (bytes/s) of a host-routed PCIe ring (groups > 2 on PCIe): APEX+ V100-PCIE-16GB
+#: all-reduce at 4 GPUs, bulk line 3.0 GB/s algorithm bandwidth = 4.5 GB/s bus bandwidth
+#: (``collectives`` section of the shipped calibration; a test recomputes it), and its
+#: all-gather / reduce-scatter / all-to-all 4.1-4.6 GB/s. That is 29% of the V100's 15.75 GB/s
+#: PCIe 3 link: the host path (root complex forwarding, staging copies) binds, not the GPU's
+#: link, so the rate is carried as an absolute one, not as a fraction of the target's link.
+PCIE_HOST_RING_BUS_BYTES_PER_S = 4.5e9
 
 
 def volume_factor(collective: str, num_gpus: int) -> float:
@@ -207,3 +214,21 @@ def fits_from_params(params: Mapping[str, Any]) -> dict[tuple[str, str, int], Co
         fit = CollectiveFit.from_dict(entry)
         out[(fit.collective, fit.implementation, fit.num_gpus)] = fit
     return out
+
+
+def host_ring_bus_bytes_per_s(num_gpus: int, gpus_per_socket: int | None) -> float:
+    """Bus bandwidth (bytes/s) of a PCIe ring of ``num_gpus`` staged through host memory.
+
+    Within one socket: ``PCIE_HOST_RING_BUS_BYTES_PER_S``, each GPU on its own path to host
+    memory. A group larger than a socket (``gpus_per_socket``, ``cluster.PCIE_GPUS_PER_SOCKET``
+    on the default PCIe server) crosses the sockets: NCCL uses no P2P across a CPU host bridge
+    (``ncclTopoCheckP2p``: "By default don't use P2P across CPU Host Bridges", p2pLevel
+    PATH_PXB), so every cross-socket byte is staged in host memory and crosses the inter-socket
+    link, and that host path, one host path's rate per direction, is shared by the socket's
+    GPUs: the rate divided by the GPUs on the fuller socket. Evidence for the sharing (not fitted):
+    L40S all-to-all at 8 GPUs, 128-256 MB, moves 4 x 1/2 of the buffer across per direction at
+    4.6-4.7 GB/s summed, one host path's rate.
+    """
+    if gpus_per_socket is None or num_gpus <= gpus_per_socket:
+        return PCIE_HOST_RING_BUS_BYTES_PER_S
+    return PCIE_HOST_RING_BUS_BYTES_PER_S / min(gpus_per_socket, num_gpus)

@@ -46,7 +46,9 @@ every rule below; none is a factor fitted to the GPU it predicts.
   complex; its bus bandwidth is capped at ``PCIE_HOST_RING_BUS_BYTES_PER_S`` (measured on
   the only other PCIe server in the data, APEX+ V100-PCIE at 4 GPUs: 4.5 GB/s, 29% of its
   link, so host-bound and carried absolute; L40S at 4 GPUs measures 4.7-5.1 GB/s), and vLLM's
-  custom all-reduce is off there (NCCL runs).
+  custom all-reduce is off there (NCCL runs). A group larger than one socket's GPUs
+  (``cluster.PCIE_GPUS_PER_SOCKET`` on the default PCIe server) crosses the sockets through
+  host memory, and the socket's GPUs share that one host path (``host_ring_bus_bytes_per_s``).
 * NVLS (NVLink SHARP, Hopper+ on NVSwitch) has no 8-bit types, so a donor's int8 all-reduce
   fit is its ring: a target without NVLS (A100) gets that ring's bulk regime where the donor's
   16-bit one ran NVLS (A100 from H100, all-reduce >= 16 MB: 14.0 -> 9.7% MAPE).
@@ -62,6 +64,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from servesim.perf.opmodels.attention_fit import gpu_sms_l2, window_unpacks_gqa
+from servesim.perf.opmodels.collectives import (
+    PCIE_HOST_RING_BUS_BYTES_PER_S,
+    host_ring_bus_bytes_per_s,
+)
 from servesim.perf.stacks import nearest_calibrated
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
@@ -84,13 +90,6 @@ BOOST_CLOCK_MHZ: dict[str, float] = {
 #: Attention kernel generation per architecture (vLLM / SGLang pick FlashAttention 3 only on
 #: Hopper, FlashAttention 2 on Ampere and Ada).
 ATTENTION_KERNEL: dict[str, str] = {"ampere": "fa2", "ada": "fa2", "hopper": "fa3"}
-#: Bus bandwidth (bytes/s) of a host-routed PCIe ring (groups > 2 on PCIe): APEX+ V100-PCIE-16GB
-#: all-reduce at 4 GPUs, bulk line 3.0 GB/s algorithm bandwidth = 4.5 GB/s bus bandwidth
-#: (``collectives`` section of the shipped calibration; a test recomputes it), and its
-#: all-gather / reduce-scatter / all-to-all 4.1-4.6 GB/s. That is 29% of the V100's 15.75 GB/s
-#: PCIe 3 link: the host path (root complex forwarding, staging copies) binds, not the GPU's
-#: link, so the rate is carried as an absolute one, not as a fraction of the target's link.
-PCIE_HOST_RING_BUS_BYTES_PER_S = 4.5e9
 
 FAMILIES_WITH_RULES = ("gemm", "attention", "collectives")
 
@@ -322,24 +321,6 @@ def _ring_for_nvls(params: dict[str, Any]) -> None:
             fit["segments"][-1] = list(other["segments"][-1])
 
 
-def host_ring_bus_bytes_per_s(num_gpus: int, gpus_per_socket: int | None) -> float:
-    """Bus bandwidth (bytes/s) of a PCIe ring of ``num_gpus`` staged through host memory.
-
-    Within one socket: ``PCIE_HOST_RING_BUS_BYTES_PER_S``, each GPU on its own path to host
-    memory. A group larger than a socket (``gpus_per_socket``, ``cluster.PCIE_GPUS_PER_SOCKET``
-    on the default PCIe server) crosses the sockets: NCCL uses no P2P across a CPU host bridge
-    (``ncclTopoCheckP2p``: "By default don't use P2P across CPU Host Bridges", p2pLevel
-    PATH_PXB), so every cross-socket byte is staged in host memory and crosses the inter-socket
-    link, and that host path, one host path's rate per direction, is shared by the socket's
-    GPUs: the rate divided by the GPUs on the fuller socket. Evidence for the sharing (not fitted):
-    L40S all-to-all at 8 GPUs, 128-256 MB, moves 4 x 1/2 of the buffer across per direction at
-    4.6-4.7 GB/s summed, one host path's rate.
-    """
-    if gpus_per_socket is None or num_gpus <= gpus_per_socket:
-        return PCIE_HOST_RING_BUS_BYTES_PER_S
-    return PCIE_HOST_RING_BUS_BYTES_PER_S / min(gpus_per_socket, num_gpus)
-
-
 def _adapt_collectives(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -> None:
     from servesim.specs.cluster import default_node
 
@@ -422,6 +403,7 @@ def describe_rules() -> str:
         "nearest architecture and bandwidth); fixed costs x SM clock ratio; per-row work x "
         "SMs x clock; collective protocol regimes keep the donor's bus bandwidth, capped by the "
         "target link; PCIe groups > 2 at a host-routed ring's "
-        f"{PCIE_HOST_RING_BUS_BYTES_PER_S / 1e9:g} GB/s bus bandwidth; custom all-reduce of "
+        f"{PCIE_HOST_RING_BUS_BYTES_PER_S / 1e9:g} GB/s bus bandwidth, shared by a socket's GPUs "
+        "beyond one socket; custom all-reduce of "
         "> 2 PCIe GPUs priced as NCCL; no NVLS on the target: the donor's ring bulk regime"
     )
