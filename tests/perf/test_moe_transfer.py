@@ -2,7 +2,7 @@
 
 A Hopper fit of an arch-bound kernel (FlashInfer CUTLASS) prices an Ada or Ampere GPU through
 the portable kernel measured beside it; bandwidth- and peak-bound terms move with the target's
-data sheet; the fixed cost stays in seconds.
+data sheet; the fixed costs (the fused kernel's and the router's) move with the SM clock.
 """
 
 from __future__ import annotations
@@ -58,10 +58,11 @@ ELEMS = 3 * 4096 * 14336  # gate, up, down of one expert
 
 def test_small_token_layer_on_gpu_without_tables_streams_its_bytes() -> None:
     # L40S is Ada: the CUTLASS fit is replaced by the Triton one measured on the same H100;
-    # 1 token reads 2 experts' fp8 weights at 80% of L40S's 864 GB/s, and 32 padded rows of math
+    # 1 token reads 2 experts' fp8 weights at 80% of L40S's 864 GB/s, and 32 padded rows of math;
+    # the 20 us fixed cost at H100's 1980 MHz takes 20 x 1980 / 2520 = 15.71 us at L40S's clock
     reads = 2 * ELEMS * 1.0 / (864e9 * 0.8)
     math = 2.0 * 32 * ELEMS / (733e12 * 0.5)
-    expected = 20e-6 + reads + math
+    expected = 20e-6 * 1980 / 2520 + reads + math
     assert moe_layer_s(HOPPER_ONLY, L40S, **SHAPE) == pytest.approx(expected, rel=1e-9)
     # 2 x 176.2M bytes at 691 GB/s: the memory-bound term dominates
     assert reads == pytest.approx(509.7e-6, rel=1e-3)
@@ -76,7 +77,8 @@ def test_same_architecture_keeps_the_measured_kernel() -> None:
 
 def test_missing_fp8_peak_prices_math_at_bf16() -> None:
     moved = for_gpu(HOPPER_ONLY, A100)
-    assert moved.compute_dtype == "bf16" and moved.fixed_s == PORTABLE.fixed_s
+    assert moved.compute_dtype == "bf16"
+    assert moved.fixed_s == pytest.approx(20e-6 * 1980 / 1410)  # A100 boost 1410 MHz
     assert moved.fit_gpu == A100.name and for_gpu(moved, A100) is moved
 
 
@@ -107,3 +109,14 @@ def test_kernel_architectures() -> None:
     assert kernel_archs("vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic") == ()
     assert kernel_archs("vllm_fp8moe_triton_tritonexperts") == ()
     assert kernel_archs("vllm_compressedtensorswna16marlinmoe_marlin_marlinexperts") == ()
+
+
+def test_router_and_fixed_costs_scale_with_the_sm_clock() -> None:
+    # H100 (1980 MHz) -> A100 (1410 MHz): the fused kernel's 20 us and the router's 8 us are
+    # cycle counts, 28.09 and 11.23 us there; H100 -> H200 (same clock): unchanged
+    fit = replace(PORTABLE, router_fixed_s=8e-6)
+    a100 = for_gpu(fit, A100)
+    assert a100.fixed_s == pytest.approx(28.085e-6, rel=1e-4)
+    assert a100.router_fixed_s == pytest.approx(11.234e-6, rel=1e-4)
+    h200 = for_gpu(fit, H200)
+    assert (h200.fixed_s, h200.router_fixed_s) == (fit.fixed_s, fit.router_fixed_s)

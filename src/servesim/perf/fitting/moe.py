@@ -26,7 +26,6 @@ routing statistics live in ``moe_loads``.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
@@ -38,17 +37,21 @@ from servesim.perf.fitting.heldout import (
 from servesim.perf.fitting.moe_arrays import formula as _formula
 from servesim.perf.fitting.moe_arrays import grid_coords as _grid_coords
 from servesim.perf.fitting.moe_arrays import grid_factors as _grid_factors
+from servesim.perf.fitting.moe_collectors import (  # the loader and its constants, re-exported
+    DTYPE_LABELS,
+    GROUP_LIMITED_SHAPES,
+    NON_GATED_SHAPES,
+    SMALL_TOKENS,
+    load_rows,
+    measured_router_s,
+)
 from servesim.perf.fitting.moe_kernels import (
     PORTABLE,
-    portable_kernels,
-    primary_kernels,
     with_kernels,
 )
-from servesim.perf.fitting.moe_loads import TILES, collector_load
-from servesim.perf.fitting.tables import find_tables, read_columns, select
+from servesim.perf.fitting.moe_loads import TILES
 from servesim.perf.opmodels.moe_layer import (
     ALIGN_ELEMS,
-    NUM_MATRICES,
     MoELayerFit,
     compute_dtype_of,
     for_gpu,
@@ -56,14 +59,8 @@ from servesim.perf.opmodels.moe_layer import (
 )
 from servesim.specs.gpu import GPUSpec
 
-#: Table format label -> report label.
-DTYPE_LABELS = {
-    "bfloat16": "bf16",
-    "fp8": "fp8",
-    "fp8_block": "fp8_block",
-    "w4a16_mxfp4": "mxfp4",
-    "int4_wo": "int4",
-}
+__all__ = ["DTYPE_LABELS", "GROUP_LIMITED_SHAPES", "NON_GATED_SHAPES", "SMALL_TOKENS", "load_rows"]
+
 #: Stacks with a moe table: (gpu folder, catalog GPU, framework, version).
 STACKS = (
     ("h100_sxm", "h100-sxm", "vllm", "0.24.0"),
@@ -74,28 +71,11 @@ STACKS = (
     ("a100_sxm", "a100-80gb", "vllm", "0.14.0"),
     ("l40s", "l40s", "vllm", "0.24.0"),
 )
-#: Non-gated (squared-ReLU, two-matrix) experts: the Nemotron-3 shapes. Evidence: with three
-#: matrices these rows come out 0.40 in log time too slow (log 3/2) at every token count, and
-#: the one-token rows would need 4.1 TB/s on a 3.35 TB/s H100.
-NON_GATED_SHAPES = frozenset(
-    {(2688, 1856, 128, 6), (1024, 2688, 512, 22), (2048, 5120, 512, 22), (8192, 5120, 512, 22)}
-)
-#: Group-limited routing (``n_group``, ``topk_group`` of the model's router config) of the
-#: collected layers: DeepSeek-V3's 256 experts in 8 groups, 4 kept. The collector's logits go
-#: through grouped top-k there (``moe_loads.grouped_select``), which piles the balanced rows onto
-#: the measured rank. Evidence: with plain top-k loads these rows come out 2-4x slower than the
-#: formula above 256 tokens (H100 vLLM fp8_block, balanced: median -61%) under vLLM and SGLang
-#: alike, while every other 256-expert shape scores within 15%; with the grouped loads the time
-#: per pair matches the 384-expert layer of the same width.
-GROUP_LIMITED_SHAPES: dict[tuple[int, int, int, int], tuple[int, int]] = {
-    (7168, 2048, 256, 8): (8, 4),
-}
 #: A format needs this many model shapes for the full fit; with fewer (vLLM's mxfp4 and int4
 #: tables hold one or two) it borrows the structure of the stack's bf16 fit (``_fit_borrowed``).
 MIN_SHAPES = 3
 #: SGLang's Triton fused MoE kernel (the tables' ``kernel_source``).
 SGLANG_TRITON = "sglang_fused_moe_triton"
-SMALL_TOKENS = 256
 #: Budget of least-squares evaluations per solve (converged fits take 10-25).
 MAX_EVALS = 60
 # correction grid axes (log2): tokens, pairs per touched expert, rank load imbalance, expert
@@ -109,87 +89,33 @@ GRID_AXES = (
 # parameter vector: log fixed_s, log stream_h, log stream_i, logit mem, logit comp,
 # log (p - 1), log expert_s, logit misalign_eff, log misalign_floor, log hot_weight,
 # log stream_global (0: the whole batch, the fused kernels' default; free for borrowed formats),
-# log traffic_eff (tile operand traffic rate over HBM bandwidth; only for default-config kernels)
-_X0 = np.concatenate(
-    [np.log([30e-6, 4.0, 4.0]), [1.5, 0.0, 0.0, np.log(1e-7), 0.0, np.log(200.0), -2.0, 0.0, 0.7]]
+# log traffic_eff (tile operand traffic rate over HBM bandwidth; only for default-config kernels),
+# log router_fixed_s (free only where the table times the router in some rows: ``_free_mask``)
+_X0 = np.append(
+    [*np.log([30e-6, 4.0, 4.0]), 1.5, 0.0, 0.0, np.log(1e-7), 0.0, np.log(200.0), -2.0, 0.0, 0.7],
+    np.log(5e-6),
 )
-_LOWER = np.array(
-    [np.log(1e-6), -12.0, -12.0, -4.0, -5.0, -4.0, np.log(1e-9), -4.0, 0.0, -9.0, -8.0, -2.0]
+_LOWER = np.append(
+    [np.log(1e-6), -12.0, -12.0, -4.0, -5.0, -4.0, np.log(1e-9), -4.0, 0.0, -9.0, -8.0, -2.0],
+    np.log(1e-8),
 )
-_UPPER = np.array(
-    [np.log(1e-3), 6.0, 6.0, 6.0, 4.0, 3.0, np.log(1e-5), 6.0, np.log(2048.0), np.log(64.0), 0.0, 4]
+_UPPER = np.append(
+    [
+        np.log(1e-3),
+        6.0,
+        6.0,
+        6.0,
+        4.0,
+        3.0,
+        np.log(1e-5),
+        6.0,
+        np.log(2048.0),
+        np.log(64.0),
+        0.0,
+        4,
+    ],
+    np.log(1e-4),
 )
-
-
-def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows | None:
-    """The stack's MoE rows (default kernel per format) with the measured rank's loads."""
-    refs = select(
-        find_tables(root), gpu=gpu_folder, family="moe", framework=framework, version=version
-    )
-    if not refs:
-        return None
-    cols = read_columns(refs[0])
-    primary = primary_kernels(cols)
-    portable = portable_kernels(cols, primary)
-    pairs = list(zip(cols["moe_dtype"], cols["kernel_source"], strict=True))
-    is_portable = np.array([d in portable and portable[d] == k for d, k in pairs], dtype=bool)
-    keep = np.array([d in DTYPE_LABELS and primary[d] == k for d, k in pairs]) | is_portable
-    cols = {k: v[keep] for k, v in cols.items()}
-    is_portable = is_portable[keep]
-    n = int(keep.sum())
-    tokens = cols["num_tokens"].astype(np.int64)
-    experts = cols["num_experts"].astype(np.int64)
-    topk = cols["topk"].astype(np.int64)
-    ep = cols["moe_ep_size"].astype(np.int64)
-    hidden = cols["hidden_size"].astype(np.int64)
-    alpha = np.array(
-        [0.0 if d == "balanced" else float(d.split("_")[-1]) for d in cols["distribution"]]
-    )
-    groups = [
-        GROUP_LIMITED_SHAPES.get((int(h), int(i), int(e), int(k)), (1, 1))
-        for h, i, e, k in zip(hidden, cols["inter_size"], experts, topk, strict=True)
-    ]
-    loads = np.array(
-        [
-            collector_load(int(t), int(e), int(k), int(p), float(a), *g)
-            for t, e, k, p, a, g in zip(tokens, experts, topk, ep, alpha, groups, strict=True)
-        ]
-    ).reshape(n, 3 + len(TILES))
-    dtype = np.array([DTYPE_LABELS[d] for d in cols["moe_dtype"]], dtype=object)
-    dtype[is_portable] = dtype[is_portable] + PORTABLE
-    skew = np.where(alpha == 0.0, "balanced", "skewed")
-    size = np.where(tokens <= SMALL_TOKENS, f"tokens<={SMALL_TOKENS}", f"tokens>{SMALL_TOKENS}")
-    rows: Rows = {
-        "latency_s": cols["latency"].astype(float) * 1e-3,
-        "shape_key": np.array(
-            [
-                f"{h}/{i}/{e}/{k}"
-                for h, i, e, k in zip(hidden, cols["inter_size"], experts, topk, strict=True)
-            ],
-            dtype=object,
-        ),
-        "op": np.full(n, "moe", dtype=object),
-        "kernel": cols["kernel_source"].astype(str).astype(object),
-        "dtype": dtype,
-        "regime": np.array([f"{a}/{b}" for a, b in zip(size, skew, strict=True)], dtype=object),
-        "num_tokens": tokens.astype(float),
-        "hidden": hidden.astype(float),
-        "inter": (cols["inter_size"] // cols["moe_tp_size"]).astype(float),
-        "topk": topk.astype(float),
-        "num_experts": experts.astype(float),
-        "ep": ep.astype(float),
-        "assignments": loads[:, 0],
-        "experts_touched": loads[:, 1],
-        **{f"padded_{tile}": loads[:, 2 + i] for i, tile in enumerate(TILES)},
-        "max_expert": loads[:, -1],
-        "num_matrices": np.array(
-            [
-                2.0 if (h, i, e, k) in NON_GATED_SHAPES else float(NUM_MATRICES)
-                for h, i, e, k in zip(hidden, cols["inter_size"], experts, topk, strict=True)
-            ]
-        ),
-    }
-    return rows
 
 
 def _default_config_kernel(rows: Rows) -> bool:
@@ -218,6 +144,7 @@ def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
         hot_weight=float(np.exp(x[9])),
         stream_global=1.0 if x[10] > -1e-6 else float(np.exp(x[10])),
         traffic_eff=float(np.exp(x[11])) if base.traffic_eff > 0.0 else 0.0,
+        router_fixed_s=float(np.exp(x[12])) if x[12] > _LOWER[12] + 1e-6 else base.router_fixed_s,
     )
 
 
@@ -250,6 +177,10 @@ def _free_mask(rows: Rows, names: tuple[int, ...] = tuple(range(10))) -> np.ndar
     free = np.zeros(len(_X0), dtype=bool)
     free[list(names)] = True
     free[11] = _default_config_kernel(rows)
+    # the router's launches are told from the fused kernel's fixed cost only where some rows
+    # timed the router and others did not (SGLang: EP 1 against EP > 1)
+    timed = rows.get("router_timed")
+    free[12] = timed is not None and 0.0 < float(np.mean(timed)) < 1.0
     if not (rows["inter"] % ALIGN_ELEMS != 0).any():
         free[7:9] = False  # no misaligned width to learn from: the factor stays 1
     return free
@@ -257,6 +188,8 @@ def _free_mask(rows: Rows, names: tuple[int, ...] = tuple(range(10))) -> np.ndar
 
 def _x0_for(rows: Rows) -> np.ndarray:
     x0 = _X0.copy()
+    if not _free_mask(rows)[12]:
+        x0[12] = _LOWER[12]  # pinned at the bound: router_fixed_s 0 (held in fixed_s)
     if not (rows["inter"] % ALIGN_ELEMS != 0).any():
         x0[7] = _UPPER[7]  # logistic(6) ~ 1, floor 1: no penalty without misaligned rows
         x0[8] = _LOWER[8]
@@ -271,11 +204,17 @@ def fit_dtype(rows: Rows, gpu: GPUSpec, label: str) -> MoELayerFit:
     sub = take(rows, np.arange(rows["latency_s"].size) % 8 == 0)
     free, x0 = _free_mask(rows), _x0_for(rows)
     traffic = 1.0 if free[11] else 0.0
+    router = 0.0 if free[12] else measured_router_s(rows["kernel"], gpu)
     best: tuple[float, MoELayerFit] | None = None
     # fixed tiles, and the whole range grown with the pairs per expert (``tile_for``)
     for lo, hi in (*((t, t) for t in TILES), (TILES[0], TILES[-1])):
         base = MoELayerFit(wbytes, cdtype, 0.0, 0.0, 0.0, 1.0, 1.0, float(hi), 1.0)
-        base = replace(base, tile_min=0.0 if lo == hi else float(lo), traffic_eff=traffic)
+        base = replace(
+            base,
+            tile_min=0.0 if lo == hi else float(lo),
+            traffic_eff=traffic,
+            router_fixed_s=router,
+        )
         fitted, cost = _solve(sub, gpu, base, free, x0)
         if best is None or cost < best[0] - 1e-9:
             best = (cost, fitted)
@@ -304,6 +243,7 @@ def _pack(fit: MoELayerFit) -> np.ndarray:
             np.log(max(fit.hot_weight, 1e-6)),
             np.log(max(fit.stream_global, 1e-6)),
             np.log(fit.traffic_eff) if fit.traffic_eff > 0.0 else _X0[11],
+            np.log(fit.router_fixed_s) if fit.router_fixed_s > 0.0 else _LOWER[12],
         ]
     )
     return np.clip(x, _LOWER + 1e-9, _UPPER - 1e-9)

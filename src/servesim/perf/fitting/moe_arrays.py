@@ -35,7 +35,9 @@ def formula(fit: MoELayerFit, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     traffic = traffic_column(fit, rows, width) / bandwidth
     p = fit.overlap_p
     body = (read**p + math_s**p + traffic**p) ** (1.0 / p)
-    return fit.fixed_s + stream / bandwidth + fit.expert_s * touched + body
+    # the router's top-k, only where the collector timed it (``moe_collectors.router_timed``)
+    route = rows.get("router_timed", 1.0) * fit.router_fixed_s
+    return fit.fixed_s + route + stream / bandwidth + fit.expert_s * touched + body
 
 
 def traffic_column(fit: MoELayerFit, rows: Rows, width: np.ndarray) -> np.ndarray:

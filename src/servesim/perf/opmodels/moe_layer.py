@@ -3,8 +3,10 @@
 The formula (fitted per GPU, kernel stack and weight format by ``servesim.perf.fitting.moe``
 on aiconfigurator's ``moe_perf`` tables) adds these mechanisms seen in those tables:
 
-* a fixed cost per layer call (top-k, align/sort, several kernel launches inside one graph):
-  about 30 us on H100 even for one token;
+* the router's top-k over the whole batch's logits (``moe_router``), its own term charged at
+  every EP size (every rank routes every token), apart from
+* a fixed cost per layer call of the fused kernel (align/sort, several kernel launches inside
+  one graph): about 30 us on H100 even for one token;
 * streaming of every token-expert pair of the WHOLE batch, local expert or not: the fused
   kernels sort, scatter and gather all ``num_tokens * topk`` pairs and write their (zero)
   outputs before the combine, so this cost does not shrink with EP (H100 bf16, 16384 tokens,
@@ -40,13 +42,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from servesim.perf.opmodels.grid import LogGrid, optional_grid
-from servesim.perf.opmodels.moe_tiles import (
+from servesim.perf.opmodels.moe_router import expected_max_pairs, padded_rows, router_s
+from servesim.perf.opmodels.moe_tiles import (  # the format helpers, re-exported
+    compute_dtype_of,
     default_tiles,
     same_die_stream_ratio,
     tile_traffic_bytes,
+    weight_bytes_of,
 )
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
+
+__all__ = ["compute_dtype_of", "expected_max_pairs", "padded_rows", "weight_bytes_of"]
 
 #: Gated expert MLP: gate, up and down matrices; a non-gated one (Nemotron-3's squared ReLU)
 #: has two.
@@ -63,7 +70,9 @@ class MoELayerFit:
         weight_bytes: bytes per weight element including block scales (bf16 2, fp8 1,
             4-bit formats 0.5 plus their scales).
         compute_dtype: data-sheet peak the GEMM math runs at (``bf16`` or ``fp8``).
-        fixed_s: per-call cost independent of tokens (launches, top-k, sort).
+        fixed_s: per-call cost of the fused kernel independent of tokens (launches, sort); it
+            holds the router's launches too where the tables cannot tell them apart (every row
+            timed the router, or none did: ``router_fixed_s`` 0).
         stream_hidden: bytes moved per token-expert pair and hidden element, in units of the
             data-sheet bandwidth (permute, scatter, combine of the whole batch).
         stream_inter: same per pair and per-rank expert width element (intermediate caches).
@@ -76,6 +85,8 @@ class MoELayerFit:
         traffic_eff: rate of the default-config tiles' operand traffic (``default_tiles``,
             ``tile_traffic_bytes``) as a multiple of the HBM bandwidth; 0: no such term (kernels
             other than SGLang's Triton fused MoE).
+        router_fixed_s: launch cost (seconds) of the router's top-k kernels, fitted where a
+            table times the router in some rows only (SGLang: EP 1); see ``moe_router``.
         correction: optional log-grid correction over ``correction_coords``, or None.
         fit_gpu: catalog name of the GPU the fit was measured on ("" : unknown, no transfer).
         kernel: the measured kernel (the table's ``kernel_source``).
@@ -101,6 +112,7 @@ class MoELayerFit:
     tile_min: float = 0.0
     stream_global: float = 1.0
     traffic_eff: float = 0.0
+    router_fixed_s: float = 0.0
     correction: LogGrid | None = None
     fit_gpu: str = ""
     kernel: str = ""
@@ -128,6 +140,7 @@ class MoELayerFit:
             "tile_min",
             "stream_global",
             "traffic_eff",
+            "router_fixed_s",
         ):
             out[name] = float(f"{getattr(self, name):.6g}")
         out["correction"] = self.correction.to_dict() if self.correction else None
@@ -157,6 +170,7 @@ class MoELayerFit:
             tile_min=float(data.get("tile_min", 0.0)),
             stream_global=float(data.get("stream_global", 1.0)),
             traffic_eff=float(data.get("traffic_eff", 0.0)),
+            router_fixed_s=float(data.get("router_fixed_s", 0.0)),
             correction=optional_grid(data.get("correction")),
             fit_gpu=str(data.get("fit_gpu", "")),
             kernel=str(data.get("kernel", "")),
@@ -195,10 +209,14 @@ def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
     * memory-bound terms (streaming, weight reads) and the grouped-GEMM math stay fractions of
       the target's data-sheet bandwidth and peak (the opmodel's units), at the compute dtype the
       target has (bf16 where it lacks fp8).
-    * the fixed cost stays in seconds: it is launch-bound, not clock-bound. Evidence: the
-      smallest one-token layer (hidden 2048, 128 experts, top 8, bf16 Triton) floors at 23 us on
-      H100, 20 us on L40S and 24 us on A100, where SM-clock scaling from H100 would give 18 and
-      33 us.
+    * the fixed costs (the fused kernel's and the router's) are a number of SM clock cycles:
+      they scale with donor clock / target clock (``transfer.clock_ratio``), as the GEMM and
+      attention floors do. Evidence, one-token bf16 rows whose weights read in under 2 us at
+      the data-sheet bandwidth (so the floor is the fixed cost): H200 vLLM 0.22 (router outside
+      the timing) 25.2 us, H200 and H100 vLLM 0.24 (router inside) 33.4 us, L40S vLLM 0.24
+      26.6 us (p5) = 33.4 x 1980 / 2520 = 26.2; A100 vLLM 0.14 (router outside) one-expert
+      rows less their weight reads 28-33 us against 25.2 x 1980 / 1410 = 35. (The earlier
+      seconds rule rested on a 23 / 20 / 24 us "floor" whose rows read 8 experts' weights.)
     """
     if fit.archs and gpu.architecture not in fit.archs and fit.portable is not None:
         fit = fit.portable
@@ -206,6 +224,7 @@ def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
     if DType.parse(compute) not in gpu.peak_flops_per_s:
         compute = "bf16"
     stream = same_die_stream_ratio(fit.fit_gpu, gpu)
+    clock = _clock_ratio(fit.fit_gpu, gpu)
     return replace(
         fit,
         compute_dtype=compute,
@@ -213,7 +232,21 @@ def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
         portable=None,
         stream_hidden=fit.stream_hidden * stream,
         stream_inter=fit.stream_inter * stream,
+        fixed_s=fit.fixed_s * clock,
+        router_fixed_s=fit.router_fixed_s * clock,
     )
+
+
+def _clock_ratio(source_name: str, target: GPUSpec) -> float:
+    """``transfer.clock_ratio`` from the fit's GPU name (1 for a GPU outside the catalog)."""
+    from servesim.core.errors import UnknownNameError
+    from servesim.perf.opmodels.transfer import clock_ratio
+    from servesim.specs.catalog.gpus import get_gpu
+
+    try:
+        return clock_ratio(get_gpu(source_name), target)
+    except UnknownNameError:
+        return 1.0
 
 
 def streamed_pairs(fit: MoELayerFit, batch_pairs: float, assignments: float) -> float:
@@ -221,33 +254,6 @@ def streamed_pairs(fit: MoELayerFit, batch_pairs: float, assignments: float) -> 
     if fit.stream_global >= 1.0:
         return batch_pairs
     return assignments + fit.stream_global * max(batch_pairs - assignments, 0.0)
-
-
-def padded_rows(assignments: float, experts_touched: float, tile_rows: float) -> float:
-    """Expected rows the grouped GEMM computes under random routing: each touched expert's
-    pairs rounded up to the M tile.
-
-    A touched expert's pair count is taken as Poisson with mean ``m = assignments / touched``
-    (uniform routing of a serving batch: each expert's count is binomial) conditioned on at
-    least one pair, and ``E[ceil(X / tile)] = 1 + sum_j P(X > j tile)`` is summed with a normal
-    tail. Few pairs per expert still run one whole tile; many pairs spread over several tiles
-    average half a tile of padding; an exactly even split (the collector's balanced routing)
-    pads less, which is why the fit passes the tables' exact padded rows instead.
-    """
-    if experts_touched <= 0.0 or assignments <= 0.0:
-        return 0.0
-    mean = assignments / experts_touched
-    sigma = math.sqrt(mean)
-    if sigma >= tile_rows:  # smooth: the remainder is uniform over the tile
-        tiles = max(1.0, mean / tile_rows + 0.5)
-    else:
-        lo = max(1, math.floor((mean - 6.0 * sigma) / tile_rows))
-        hi = math.ceil((mean + 6.0 * sigma) / tile_rows)
-        tiles = float(lo)  # P(X > j tile) = 1 for j < lo
-        for j in range(lo, hi + 1):
-            z = (j * tile_rows + 0.5 - mean) / (sigma * math.sqrt(2.0))
-            tiles += 0.5 * math.erfc(z)
-    return experts_touched * tiles * tile_rows
 
 
 def tile_for(fit: MoELayerFit, pairs_per_expert: float) -> float:
@@ -258,16 +264,6 @@ def tile_for(fit: MoELayerFit, pairs_per_expert: float) -> float:
         return fit.tile_rows
     cover = 2.0 ** math.ceil(math.log2(max(pairs_per_expert, 1.0)))
     return min(fit.tile_rows, max(fit.tile_min, cover))
-
-
-def expected_max_pairs(assignments: float, experts_touched: float) -> float:
-    """Expected pairs of the rank's busiest expert under random routing: the mean plus the
-    Gaussian extreme ``sqrt(2 m ln n)`` over ``n`` touched experts (at most all pairs)."""
-    if experts_touched <= 0.0 or assignments <= 0.0:
-        return 0.0
-    mean = assignments / experts_touched
-    spread = math.sqrt(2.0 * mean * math.log(experts_touched)) if experts_touched > 1 else 0.0
-    return min(assignments, mean + spread)
 
 
 def body_width(fit: MoELayerFit, inter: float) -> float:
@@ -354,7 +350,9 @@ def moe_layer_s(
     p = fit.overlap_p
     # weight reads, MMAs and tile operand loads overlap by the same p-norm
     body_s = (read_s**p + math_s**p + traffic_s**p) ** (1.0 / p) if read_s + math_s > 0 else 0.0
-    total = fit.fixed_s + stream_s + fit.expert_s * experts_touched + body_s
+    # the router's top-k runs on every rank over the whole batch (``moe_router``), every EP size
+    route_s = router_s(fit.router_fixed_s, num_tokens)
+    total = fit.fixed_s + route_s + stream_s + fit.expert_s * experts_touched + body_s
     if fit.correction is not None:
         coords = correction_coords(num_tokens, topk, ep, assignments, experts_touched, max_pairs)
         total *= fit.correction.factor(*coords[: len(fit.correction.axes)])
@@ -384,26 +382,3 @@ def correction_coords(
     imbalance = max(assignments * ep / max(num_tokens * topk, 1.0), 0.125)
     concentration = max(max_pairs / per_expert, 1.0)
     return num_tokens, per_expert, imbalance, concentration
-
-
-def weight_bytes_of(dtype_label: str) -> float:
-    """Bytes per weight element of a table's format label, scales included.
-
-    fp8 block scales (one fp32 per 128x128) and int4 group scales (bf16 per 128) add <2%;
-    MXFP4 stores one e8m0 scale byte per 32 elements.
-    """
-    return {
-        "bf16": 2.0,
-        "fp8": 1.0,
-        "fp8_block": 1.0 + 4.0 / (128 * 128),
-        "mxfp4": 0.5 + 1.0 / 32,
-        "int4": 0.5 + 2.0 / 128,
-    }[dtype_label]
-
-
-def compute_dtype_of(dtype_label: str, gpu: GPUSpec) -> str:
-    """Peak the grouped GEMMs run at: fp8 math for fp8 formats where the GPU has it, else bf16
-    (4-bit weight-only kernels dequantise to bf16 before the MMA)."""
-    if dtype_label in ("fp8", "fp8_block") and DType.FP8 in gpu.peak_flops_per_s:
-        return "fp8"
-    return "bf16"

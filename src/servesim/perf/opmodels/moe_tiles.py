@@ -1,4 +1,5 @@
-"""SGLang's default fused-MoE tiles, their operand traffic, and the same-die streaming rule.
+"""SGLang's default fused-MoE tiles, their operand traffic, the same-die streaming rule, and
+the weight formats' bytes and compute dtype.
 
 Split from ``moe_layer`` (which prices the layer with them): the tiles SGLang's Triton fused MoE
 runs without a tuned config (``fused_moe_triton_config.get_default_config``), the bytes those
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
 
 #: Activations move in bf16 between the grouped GEMMs.
@@ -66,3 +68,26 @@ def same_die_stream_ratio(source_name: str, target: GPUSpec) -> float:
     if source.architecture != target.architecture:
         return 1.0
     return target.hbm_bandwidth_bytes_per_s / source.hbm_bandwidth_bytes_per_s
+
+
+def weight_bytes_of(dtype_label: str) -> float:
+    """Bytes per weight element of a table's format label, scales included.
+
+    fp8 block scales (one fp32 per 128x128) and int4 group scales (bf16 per 128) add <2%;
+    MXFP4 stores one e8m0 scale byte per 32 elements.
+    """
+    return {
+        "bf16": 2.0,
+        "fp8": 1.0,
+        "fp8_block": 1.0 + 4.0 / (128 * 128),
+        "mxfp4": 0.5 + 1.0 / 32,
+        "int4": 0.5 + 2.0 / 128,
+    }[dtype_label]
+
+
+def compute_dtype_of(dtype_label: str, gpu: GPUSpec) -> str:
+    """Peak the grouped GEMMs run at: fp8 math for fp8 formats where the GPU has it, else bf16
+    (4-bit weight-only kernels dequantise to bf16 before the MMA)."""
+    if dtype_label in ("fp8", "fp8_block") and DType.FP8 in gpu.peak_flops_per_s:
+        return "fp8"
+    return "bf16"
