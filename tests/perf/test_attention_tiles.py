@@ -135,3 +135,13 @@ def test_fa2_transfer_keeps_the_cta_cost_and_the_traffic_rate_per_sm() -> None:
     # 0.3 x 2039 GB/s over 108 SMs, on 142 SMs: 0.3 x 2039 x 142 / 108 = 804 GB/s of 864
     assert out["mem_eff"] == pytest.approx(0.3 * 2039 / 864 * 142 / 108)
     assert out["floor_s"] == pytest.approx(10e-6 * 1410 / 2520)  # launch floor in cycles
+
+
+def test_fa2_fit_holds_the_cta_cost_in_seconds_and_the_traffic_as_a_bound() -> None:
+    x = np.zeros(5)
+    fa2 = fitting.unpack_prefill(x, fa2=True)
+    assert fa2["fix_tiles"] == 0.0 and fa2["fix_s"] == pytest.approx(4e-6)
+    assert fa2["overlap_p"] == 8.0  # the CTAs' own loads are in their serial time
+    fa3 = fitting.unpack_prefill(x)
+    assert fa3["fix_tiles"] == pytest.approx(4.0) and fa3["fix_s"] == 0.0
+    assert fa3["overlap_p"] == pytest.approx(4.5)  # fitted: 1 + 7 x sigmoid(0)
