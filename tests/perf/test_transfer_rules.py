@@ -25,7 +25,7 @@ from servesim.perf.opmodels.transfer import (
 )
 from servesim.perf.stack_resolve import resolve_family
 from servesim.specs.catalog import get_gpu
-from servesim.specs.cluster import NodeSpec, default_node, get_network
+from servesim.specs.cluster import NodeSpec, default_node, get_network, get_node_preset
 from servesim.specs.dtypes import DType
 
 H100, A100, L40S, H200 = (get_gpu(n) for n in ("h100-sxm", "a100-80gb", "l40s", "h200-sxm"))
@@ -146,6 +146,9 @@ def test_eight_pcie_gpus_cross_the_sockets_and_share_the_host_path() -> None:
 def test_a_node_needs_a_positive_socket_size() -> None:
     with pytest.raises(ConfigError, match="gpus_per_socket"):
         NodeSpec(L40S, 8, "pcie", get_network("eth-100"), num_nics=1, gpus_per_socket=0)
+    # NVLink presets name no socket split (their collectives never touch the host)
+    assert get_node_preset("hgx-h100").gpus_per_socket is None
+    assert default_node(H100).gpus_per_socket is None
 
 
 def test_host_ring_constant_is_the_v100_pcie_measurement() -> None:

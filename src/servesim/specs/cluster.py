@@ -226,6 +226,7 @@ def get_node_preset(name: str, network: NetworkSpec | str | None = None) -> Node
         num_gpus=int(entry["num_gpus"]),
         topology=str(entry["topology"]),
         network=network or get_network(str(entry["network"])),
+        gpus_per_socket=entry.get("gpus_per_socket"),
     )
 
 
@@ -252,7 +253,9 @@ def default_node(gpu: GPUSpec, network: NetworkSpec | str | None = None) -> Node
     if preset is not None:
         node = get_node_preset(preset, network)
         # Keep the caller's spec object (a catalog GPU compares equal, a custom one may not).
-        return NodeSpec(gpu, node.num_gpus, node.topology, node.network)
+        return NodeSpec(
+            gpu, node.num_gpus, node.topology, node.network, gpus_per_socket=node.gpus_per_socket
+        )
     if gpu.form_factor == "pcie":
         return NodeSpec(
             gpu,
