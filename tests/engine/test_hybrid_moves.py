@@ -110,3 +110,43 @@ def test_the_two_directions_copy_at_once() -> None:
     )
     assert kv_move_s(0.0, to_gpu, link) == pytest.approx(to_gpu / PCIE3_BYTES_PER_S + 5e-6)
     assert kv_move_s(0.0, 0.0, link) == 0.0
+
+
+CPU_S_PER_TOKEN = KV_BYTES_PER_TOKEN / (140.8e9 * 0.5)  # g4dn host at 50%: 7.447 us
+
+
+def test_apex_sizes_the_host_set_against_the_decode_part() -> None:
+    # GPU part 10 ms + 0.1 ms a token: 61.6 ms with a 512-token prefill chunk, 10.4 ms without
+    ex = _executor(policy="apex")
+    shape = BatchShape.from_lists(prefill=[(512, 0)], decode_contexts=[1000] * 4)
+    step = ex.step(
+        shape,
+        [1000] * 4,
+        0,
+        lambda s: StageTimes(stage_s=(0.01 + 1e-4 * s.num_tokens,)),
+        [1, 2, 3, 4],
+    )
+    # one decode's CPU part, 7.4 ms, fits under 10.4 ms; two (14.9 ms) do not. Against the
+    # whole step all four (29.8 ms) would, and the next decode-only step would send three back
+    cpu_one_s = 1000 * CPU_S_PER_TOKEN
+    assert cpu_one_s == pytest.approx(7.447e-3, rel=1e-3)
+    assert step.num_cpu_decodes == 1 and ex.cpu_side == frozenset({4})
+
+
+def test_apex_keeps_the_host_set_until_its_overrun_pays_for_the_copy() -> None:
+    ex = _executor(policy="apex")  # GPU part a flat 50 ms
+    _step(ex, [3000, 3000], [1, 2])  # 2 x 22.3 ms of CPU fit under 50 ms: both to the host
+    assert ex.cpu_side == frozenset({1, 2})
+    step = _step(ex, [3400, 3400], [1, 2])  # 2 x 25.3 = 50.6 ms > 50: the rule says n = 1
+    per_decode_transfer = 32 * 4 * 4096 * 2 / PCIE3_BYTES_PER_S  # q, k, v, out per layer
+    overrun = (2 * 3400 * CPU_S_PER_TOKEN - 0.05) + per_decode_transfer  # 0.65 ms
+    back = -(-3400 // BLOCK) * BLOCK * KV_BYTES_PER_TOKEN / PCIE3_BYTES_PER_S + 5e-6  # 113 ms
+    assert overrun < back
+    assert (step.num_cpu_decodes, step.num_moved) == (2, 0)  # kept: renting is cheaper
+    assert ex.overrun_s == pytest.approx(overrun, rel=1e-9)
+    ex.overrun_s = back  # the rent paid so far reaches the copy: the next overrun shrinks
+    step = _step(ex, [3401, 3401], [1, 2])
+    assert (step.num_cpu_decodes, step.num_moved, ex.overrun_s) == (1, 1, 0.0)
+    assert step.move_s == pytest.approx(
+        -(-3401 // BLOCK) * BLOCK * KV_BYTES_PER_TOKEN / PCIE3_BYTES_PER_S + 5e-6, rel=1e-12
+    )

@@ -16,15 +16,17 @@ and run their decode attention on the CPU, overlapped with the GPU's work:
 With the two sub-batches pipelined (APEX's and NEO's asymmetric pipelining), an iteration
 takes ``max(GPU part, CPU part) + host-link transfers + KV moves``. A policy picks how many
 decodes the CPU attends: ``apex`` the most for which the CPU part stays under the GPU part
-(APEX's overlap rule), ``fixed`` a fraction of them.
+(APEX's overlap rule, against the GPU's decode part: the host set outlives the step, so
+a step's prefill chunks do not size it), ``fixed`` a fraction of them.
 
 Which decodes: the executor remembers whose KV is in host memory (by sequence id). The ones
 already there are taken first, longest KV first, then the GPU's from the end of the batch's
 decode list (the latest to start decoding, the shortest KV); when the CPU takes fewer than
-it holds, the shortest go back first. So a sequence changes side only when the count does,
-and the cheapest KV moves. A sequence that changes side moves its whole KV (its pool blocks)
-over the host link, one copy stream per direction (PCIe is full duplex; the catalog's
-bandwidth is per direction): ``max(bytes to host, bytes to GPU) / bandwidth + latency``,
+it holds, the shortest go back first, and under ``apex`` only once the CPU's overrun since
+it stopped fitting would pay for the copy (ski rental). So a sequence changes side only when
+the count does, and the cheapest KV moves. A sequence that changes side moves its whole KV
+(its pool blocks) over the host link, one copy stream per direction (PCIe is full duplex;
+the catalog's bandwidth is per direction): ``max(to host, to GPU) / bandwidth + latency``,
 added to the step (not overlapped with its compute: an upper bound). A new decode whose
 prefill ran on the GPU pays its move to the host too. Prefill stays on the GPU: the hybrid
 APEX policy offloads decode attention only (docs PAPERS.md #55), so no prefill offload.
@@ -93,6 +95,8 @@ class HybridExecutor:
         self.kv_bytes_per_block = kv_bytes_per_block
         # ids of the sequences whose KV is in host memory after the last step with decodes
         self.cpu_side: frozenset[Hashable] = frozenset()
+        # overrun paid since the host set stopped fitting under the GPU part (ski rental)
+        self.overrun_s = 0.0
 
     def _cpu_s_per_block(self, kv_bytes_per_block: float) -> float:
         """CPU attention seconds per KV block (bandwidth term; the FLOP term is far below)."""
@@ -148,11 +152,11 @@ class HybridExecutor:
         across steps and charge the KV of the sequences that change side; without them every
         step splits afresh and moves are free (the split alone, as unit tests price it).
         """
-        order = self._order(contexts, seq_ids)
+        order, num_resident = self._order(contexts, seq_ids)
         ordered = [contexts[i] for i in order]
         split = _Split(ordered, self.layout, shape, perf)
         n_min = split.min_cpu(num_used_blocks - self.num_gpu_blocks)
-        n = max(n_min, self._policy_n(split, n_min))
+        n = max(n_min, self._policy_n(split, n_min, num_resident))
         gpu = split.gpu(n)
         if contexts:
             self.last_decode_gpu_s = split.gpu(n, decode_only=True).stage_s[0]
@@ -165,16 +169,20 @@ class HybridExecutor:
         times = replace(gpu, stage_s=(stage_s,))
         return HybridStep(n, gpu, cpu_s, transfer_s, times, num_moved, move_s)
 
-    def _order(self, contexts: Sequence[int], seq_ids: Sequence[Hashable] | None) -> list[int]:
+    def _order(
+        self, contexts: Sequence[int], seq_ids: Sequence[Hashable] | None
+    ) -> tuple[list[int], int]:
         """Decode indices with the host-resident ones last, shortest first (the CPU takes a
-        suffix: the longest host KV stays, the GPU's latest decodes join next)."""
+        suffix: the longest host KV stays, the GPU's latest decodes join next), and how
+        many are host-resident."""
+        plain = list(range(len(contexts)))
         if seq_ids is None or not self.cpu_side:
-            return list(range(len(contexts)))
+            return plain, 0
         on_cpu = [i for i, sid in enumerate(seq_ids) if sid in self.cpu_side]
         if not on_cpu:
-            return list(range(len(contexts)))
+            return plain, 0
         on_gpu = [i for i, sid in enumerate(seq_ids) if sid not in self.cpu_side]
-        return on_gpu + sorted(on_cpu, key=lambda i: (contexts[i], i))
+        return on_gpu + sorted(on_cpu, key=lambda i: (contexts[i], i)), len(on_cpu)
 
     def _moves(
         self,
@@ -198,13 +206,21 @@ class HybridExecutor:
         self.cpu_side = frozenset(seq_ids[i] for i in order[first_cpu:])
         return num_moved, kv_move_s(moved[1], moved[0], self.plan.gpu.host_link)
 
-    def _policy_n(self, split: _Split, n_min: int) -> int:
+    def _policy_n(self, split: _Split, n_min: int, num_resident: int = 0) -> int:
         num = len(split.contexts)
         if self.config.policy == "fixed":
             return math.floor(self.config.cpu_fraction * num)
-        # apex: the CPU part grows and the GPU part shrinks with n; the largest n whose CPU
-        # part still fits under the GPU part (binary search: O(log n) perf calls).
-        lo, hi = n_min, num
+        n = self._apex_n(split, n_min)
+        if n < num_resident:
+            return self._keep_or_shrink(split, n, num_resident)
+        self.overrun_s = 0.0
+        return n
+
+    def _apex_n(self, split: _Split, n_min: int) -> int:
+        """APEX's overlap rule: the CPU part grows and the GPU part shrinks with n; the
+        largest n whose CPU part still fits under the GPU part (binary search: O(log n)
+        perf calls)."""
+        lo, hi = n_min, len(split.contexts)
         if not self._fits(split, lo):
             return n_min
         while lo < hi:
@@ -215,8 +231,31 @@ class HybridExecutor:
                 hi = mid - 1
         return lo
 
+    def _keep_or_shrink(self, split: _Split, n: int, num_resident: int) -> int:
+        """The overlap rule would send ``num_resident - n`` host KVs back to the GPU: a copy
+        paid once, against the CPU's overrun, paid every step the set is kept. Ski rental
+        (Karlin, Manasse, Rudolph & Sleator, 1988: the deterministic rule within 2x of the
+        best in hindsight): keep the host set until the overrun paid since it began would
+        reach the copy's time, then shrink (A10 example at 0.5 req/s: 677 -> 485 KV moves)."""
+        back_blocks = split.suffix_blocks[num_resident] - split.suffix_blocks[n]
+        link = self.plan.gpu.host_link
+        move_s = kv_move_s(0.0, back_blocks * self.kv_bytes_per_block, link)
+        overrun_s = self.overrun_s + self._step_s(split, num_resident) - self._step_s(split, n)
+        if overrun_s < move_s:
+            self.overrun_s = overrun_s
+            return num_resident
+        self.overrun_s = 0.0
+        return n
+
+    def _step_s(self, split: _Split, n: int) -> float:
+        """The step's time with the CPU on the last ``n`` decodes, before KV moves."""
+        cpu_s = self.cpu_s(split.cpu_context(n))
+        return max(split.gpu(n).stage_s[0], cpu_s) + self.transfer_s(n)
+
     def _fits(self, split: _Split, n: int) -> bool:
-        return self.cpu_s(split.cpu_context(n)) <= split.gpu(n).stage_s[0]
+        # against the GPU's decode part: the host set outlives this step, and a step's
+        # prefill chunks would size it for one step (it then shrinks back at a KV copy each)
+        return self.cpu_s(split.cpu_context(n)) <= split.gpu(n, decode_only=True).stage_s[0]
 
 
 class _Split:
