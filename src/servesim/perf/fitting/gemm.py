@@ -56,6 +56,7 @@ from servesim.perf.fitting.gemm_rows import (
     with_datasheet,
 )
 from servesim.perf.fitting.heldout import Rows, fit_log_grid, take
+from servesim.perf.opmodels.deepgemm import single_wave_config
 from servesim.perf.opmodels.gemm import (
     ELEMENT_BYTES,
     HOPPER_RESIDENCY,
@@ -215,7 +216,8 @@ def _fit_params(
 def fit_dtype(
     rows: Rows, gpu: GPUSpec, label: str, quant: QuantFit | None, grid: bool = True
 ) -> GemmFit:
-    """One kernel format: the mechanism on a subsample (best tile layout), then the grid."""
+    """One kernel format: the mechanism on a subsample (best tile layout), DeepGEMM's
+    single-wave scales when the table times DeepGEMM (``single_wave_scales``), then the grid."""
     gpu = with_datasheet(gpu)
     extra = {
         "quant": quant,
@@ -234,9 +236,48 @@ def fit_dtype(
     fit, _ = _fit_params(sub, gpu, label, layout, pack_fit(start), free, extra, max_nfev=2000)
     notes = f"{label}: mechanism on {sub['m'].size} of {rows['m'].size} rows, tiles {layout}"
     fit = dataclasses.replace(fit, notes=notes)
+    if is_deepgemm(rows):
+        scales = single_wave_scales(fit, rows, gpu)
+        notes += f"; DeepGEMM single-wave scales of {len(scales)} configurations"
+        fit = dataclasses.replace(fit, single_wave_scales=scales, notes=notes)
     if grid:
         fit = _with_grid(fit, rows, gpu)
     return fit
+
+
+def is_deepgemm(rows: Rows) -> bool:
+    """Every row times DeepGEMM's kernel (SGLang ``sglang_deepgemm_gemm_nt_f8f8bf16``)."""
+    kernels = rows["kernel"]
+    return bool(kernels.size) and all("deepgemm" in str(x).lower() for x in set(kernels))
+
+
+def single_wave_scales(
+    fit: GemmFit, rows: Rows, gpu: GPUSpec
+) -> tuple[tuple[int, int, float], ...]:
+    """Per DeepGEMM configuration that runs a shape in one wave, the median of measured over
+    formula time of the GEMM kernel (quantisation taken out) over its rows; configurations seen
+    in fewer than ``MIN_SHAPES`` weight shapes keep 1. SGLang's H100 and H200 tables: 128 x 192,
+    256 x 96 and 256 x 128 in one wave take 1.8-2.3x the formula, every other configuration
+    0.85-1.3x (``python -m servesim.perf.fitting.gemm_deepgemm``)."""
+    m, n, k, t = rows["m"], rows["n"], rows["k"], rows["latency_s"]
+    sms = gpu.num_sms or fit.ref_num_sms
+    base = formula_array(dataclasses.replace(fit, single_wave_scales=()), gpu, m, n, k)
+    quant = 0.0 * base
+    if fit.quant is not None:
+        l2 = gpu.l2_cache_bytes or fit.ref_l2_bytes
+        quant = quant_array(fit.quant, m, k, gpu.hbm_bandwidth_bytes_per_s, sm_residency(gpu), l2)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (a, b) in enumerate(zip(m, n, strict=True)):
+        cfg = single_wave_config(math.ceil(a), int(b), sms)
+        if cfg is not None and t[i] > quant[i]:
+            groups.setdefault(cfg, []).append(i)
+    out = []
+    for cfg, idx in sorted(groups.items()):
+        if len(set(rows["shape_key"][idx])) < MIN_SHAPES:
+            continue
+        ratio = (t[idx] - quant[idx]) / (base[idx] - quant[idx])
+        out.append((cfg[0], cfg[1], float(np.median(ratio))))
+    return tuple(out)
 
 
 def _with_grid(fit: GemmFit, rows: Rows, gpu: GPUSpec) -> GemmFit:

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from servesim.perf.opmodels.deepgemm import single_wave_config
 from servesim.perf.opmodels.gemm import (
     ELEMENT_BYTES,
     HOPPER_RESIDENCY,
@@ -136,9 +137,22 @@ def formula_array(
     big = np.maximum(np.maximum(t_c, t_mem), t_k)  # normalise: no overflow for large p
     body = big * ((t_c / big) ** p + (t_mem / big) ** p + (t_k / big) ** p) ** (1.0 / p)
     t = fit.floor_s + scale * body + fit.row_s * m
+    if fit.single_wave_scales:
+        t = t * single_wave_factors(fit, m, n, sms)
     if fit.quant is not None:
         t = t + quant_array(fit.quant, m, k, bw, sm_residency(gpu), l2)
     return t
+
+
+def single_wave_factors(fit: GemmFit, m: np.ndarray, n: np.ndarray, sms: int) -> np.ndarray:
+    """Per row, the fit's single-wave scale of its DeepGEMM configuration (1 where none)."""
+    scales = {(b[0], b[1]): b[2] for b in fit.single_wave_scales}
+    return np.array(
+        [
+            scales.get(single_wave_config(math.ceil(a), int(b), sms), 1.0)  # type: ignore[arg-type]
+            for a, b in zip(m, n, strict=True)
+        ]
+    )
 
 
 def quant_array(

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from servesim.core.errors import ConfigError
+from servesim.perf.opmodels.deepgemm import single_wave_config
 from servesim.perf.opmodels.grid import LogGrid, optional_grid
 from servesim.perf.opmodels.quantize import (  # noqa: F401  (names kept importable here)
     HOPPER_RESIDENCY,
@@ -94,6 +95,10 @@ class GemmFit:
         quant: the activation quantisation term (fp8 formats), or None.
         eager_floor_s: fp8_block tables timed WITHOUT CUDA graphs hide every kernel under
             this host-side floor; recorded for scoring against them, never added here.
+        single_wave_scales: ``(block_m, block_n, time scale)`` of a DeepGEMM kernel (fp8_block
+            of SGLang): a shape whose configuration, as DeepGEMM's heuristic picks it
+            (``opmodels.deepgemm``), runs in one wave takes that configuration's measured
+            scale on the GEMM kernel's time (not on the quantisation kernel's); empty: none.
         ref_num_sms, ref_l2_bytes: SMs and L2 of the GPU the fit was measured on, used for a
             GPU spec without those figures.
         correction: optional log-grid correction over (m, n, k), or None.
@@ -119,6 +124,7 @@ class GemmFit:
     buckets: tuple[tuple[float, int, int, float], ...]
     quant: QuantFit | None = None
     eager_floor_s: float = 0.0
+    single_wave_scales: tuple[tuple[int, int, float], ...] = ()
     ref_num_sms: int = 132
     ref_l2_bytes: float = 50 * 2**20
     correction: LogGrid | None = None
@@ -134,7 +140,8 @@ class GemmFit:
         bounds = tuple(b[0] for b in self.buckets[:-1])
         tiles = tuple((float(b[1]), float(b[2]), float(b[3])) for b in self.buckets)
         grid = _FastGrid(self.correction) if self.correction is not None else None
-        object.__setattr__(self, "_fast", (bounds, tiles, grid))
+        waves = {(int(b[0]), int(b[1])): float(b[2]) for b in self.single_wave_scales}
+        object.__setattr__(self, "_fast", (bounds, tiles, grid, waves))
 
     @property
     def peak_dtype(self) -> DType:
@@ -157,6 +164,7 @@ class GemmFit:
         ]
         out["quant"] = self.quant.to_dict() if self.quant is not None else None
         out["eager_floor_s"] = round_6g(self.eager_floor_s)
+        out["single_wave_scales"] = [[b[0], b[1], round_6g(b[2])] for b in self.single_wave_scales]
         out["ref_num_sms"] = int(self.ref_num_sms)
         out["ref_l2_bytes"] = float(self.ref_l2_bytes)
         out["correction"] = self.correction.to_dict() if self.correction is not None else None
@@ -180,6 +188,9 @@ class GemmFit:
             buckets=buckets,
             quant=QuantFit.from_dict(quant) if quant else None,
             eager_floor_s=float(data.get("eager_floor_s", 0.0)),
+            single_wave_scales=tuple(
+                (int(b[0]), int(b[1]), float(b[2])) for b in data.get("single_wave_scales") or ()
+            ),
             ref_num_sms=int(data.get("ref_num_sms", 132)),
             ref_l2_bytes=float(data.get("ref_l2_bytes", 50 * 2**20)),
             correction=optional_grid(data.get("correction")),
@@ -201,6 +212,32 @@ _FLOAT_FIELDS = (
     "overlap",
     "row_s",
 )
+
+
+#: Architectures whose cuBLAS bf16 GEMMs are persistent, tile-scheduled kernels that hide the
+#: idle tail of the last wave (CUTLASS 3 sm90 warp-specialized persistent / stream-K schedulers;
+#: the Hopper fits' wave_waste is 0.000-0.009 on H100 and H200, both stacks).
+TAIL_HIDING_ARCHS = frozenset({"hopper", "blackwell"})
+#: NVIDIA architectures whose cuBLAS bf16 GEMMs launch one CTA per output tile (mma.sync).
+PER_TILE_ARCHS = frozenset({"ampere", "ada", "turing"})
+
+
+def bf16_wave_waste(source_arch: str, target_arch: str) -> float | None:
+    """A bf16 fit's wave waste carried from a ``source_arch`` GPU to a ``target_arch`` one when
+    the tail rule changes it, else None (same kernel family, or a family the rule does not know:
+    an unknown or non-NVIDIA architecture).
+
+    cuBLAS on sm_80 / sm_89 launches one CTA per tile (mma.sync kernels, no persistent
+    scheduler), so the last wave's idle SMs are lost in full (1); a Hopper donor's ~0 would
+    price A100 and L40S large-m GEMMs fast. Leaving A100 out (bf16 m > 256): 12.5/-5.7 ->
+    12.1/+1.2; L40S 25.8/-11.9 -> 24.6/-7.5 (the own fits land at 0.18 / 0.24 with their own
+    tile layouts). The reverse (a pre-Hopper donor for a Hopper target) takes 0.
+    """
+    if source_arch in TAIL_HIDING_ARCHS and target_arch in PER_TILE_ARCHS:
+        return 1.0
+    if source_arch in PER_TILE_ARCHS and target_arch in TAIL_HIDING_ARCHS:
+        return 0.0
+    return None
 
 
 def gemm_time_s(fit: GemmFit, gpu: GPUSpec, m: float, n: int, k: int) -> float:
@@ -230,7 +267,7 @@ def _time(
     residency: tuple[int, int] = HOPPER_RESIDENCY,
 ) -> float:
     """The formula of ``gemm_time_s`` on raw GPU figures (the fits call it per row)."""
-    bounds, tiles, grid = fit._fast
+    bounds, tiles, grid, waves_scale = fit._fast
     sms = num_sms or fit.ref_num_sms
     l2 = l2_bytes or fit.ref_l2_bytes
     i = 0
@@ -253,6 +290,8 @@ def _time(
     p = fit.overlap
     body = (t_c**p + t_mem**p + t_k**p) ** (1.0 / p)
     t = fit.floor_s + scale * body + fit.row_s * m
+    if waves_scale:
+        t *= waves_scale.get(single_wave_config(math.ceil(m), n, sms), 1.0)  # type: ignore[arg-type]
     if fit.quant is not None:
         t += fit.quant.time_s(m, k, bw, residency, l2)
     if grid is not None:

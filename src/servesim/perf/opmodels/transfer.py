@@ -49,6 +49,9 @@ every rule below; none is a factor fitted to the GPU it predicts.
   custom all-reduce is off there (NCCL runs). A group larger than one socket's GPUs
   (``cluster.PCIE_GPUS_PER_SOCKET`` on the default PCIe server) crosses the sockets through
   host memory, and the socket's GPUs share that one host path (``host_ring_bus_bytes_per_s``).
+* GEMM wave tail (``opmodels.gemm.bf16_wave_waste``): Hopper's cuBLAS bf16 kernels are
+  persistent and hide the last wave's idle SMs; sm_80 / sm_89 cuBLAS launches a CTA per tile
+  and loses them, so a bf16 fit crossing that line takes the target family's wave waste.
 * NVLS (NVLink SHARP, Hopper+ on NVSwitch) has no 8-bit types, so a donor's int8 all-reduce
   fit is its ring: a target without NVLS (A100) gets that ring's bulk regime where the donor's
   16-bit one ran NVLS (A100 from H100, all-reduce >= 16 MB: 14.0 -> 9.7% MAPE).
@@ -73,6 +76,7 @@ from servesim.perf.opmodels.collectives_transfer import (  # noqa: F401 (re-expo
     host_ring_bus_bytes_per_s,
     link_class,
 )
+from servesim.perf.opmodels.gemm import bf16_wave_waste
 from servesim.perf.stacks import nearest_calibrated
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
@@ -211,6 +215,9 @@ def adapt_params(
 def _adapt_gemm(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -> None:
     clock = clock_ratio(source, target)
     issue = _issue_ratio(source, target)
+    waste = bf16_wave_waste(source.architecture, target.architecture)
+    if waste is not None and "bf16" in params:
+        params["bf16"]["wave_waste"] = waste
     for fit in params.values():
         fit["floor_s"] *= clock
         fit["mem_latency_s"] *= clock
