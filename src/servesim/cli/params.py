@@ -27,6 +27,9 @@ from typing import Annotated, Any, TypeVar
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
+#: ``Opt.default`` of a parameter without one (``ctx: typer.Context``, a required argument).
+REQUIRED: Any = inspect.Parameter.empty
+
 
 @dataclass(frozen=True, slots=True)
 class Opt:
@@ -35,8 +38,9 @@ class Opt:
     Attributes:
         name: the parameter name (the key of the dict the command receives).
         type: the value's type, as typer converts to it (``int | None``, ``Path``, ``bool``).
-        option: the ``typer.Option`` (or ``typer.Argument``): flag names, help, panel.
-        default: the value when the flag is not given.
+        option: the ``typer.Option`` (or ``typer.Argument``): flag names, help, panel; None
+            for a parameter typer fills itself (``Opt("ctx", typer.Context, None, REQUIRED)``).
+        default: the value when the flag is not given (``REQUIRED``: none).
     """
 
     name: str
@@ -63,7 +67,7 @@ def with_options(*table: Opt) -> Callable[[_F], _F]:
                 opt.name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=opt.default,
-                annotation=Annotated[opt.type, opt.option],
+                annotation=opt.type if opt.option is None else Annotated[opt.type, opt.option],
             )
             for opt in table
         ]
