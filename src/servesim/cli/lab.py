@@ -142,89 +142,91 @@ def _write_report(result: Comparison, path: Path) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add ``servesim evaluate`` and ``servesim compare``."""
+    app.command("evaluate")(evaluate_cmd)
+    app.command("compare")(compare_cmd)
 
-    @app.command("evaluate")
-    def evaluate_cmd(
-        policy: str = typer.Argument(None, help=_POLICY_HELP),
-        suite: str = typer.Option("chat", "--suite", help=_SUITE_HELP),
-        objective: str = typer.Option("goodput", "--objective", help=_OBJECTIVE_HELP),
-        fast: bool = typer.Option(False, "--fast", help="Screening mode: fewer requests, 1 seed."),
-        seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds (override)."),
-        executor: str = typer.Option("inline", "--executor", help="inline | process | ray."),
-        workers: int = typer.Option(None, "--workers", help="Workers of process / ray."),
-        wall_s: float = typer.Option(60.0, "--timeout-s", help="Wall-clock limit per run."),
-        memory_mb: int = typer.Option(4096, "--memory-mb", help="Memory per run (0: none)."),
-        hook_ms: float = typer.Option(20.0, "--hook-ms", help="CPU ms per hook call (0: none)."),
-        diagnostics: bool = typer.Option(False, "--diagnostics", help="Per-run diagnostics."),
-        counterfactual: int = typer.Option(
-            0,
-            "--counterfactual",
-            min=0,
-            help="With --diagnostics: routing decisions per run re-simulated with each "
-            "alternative replica (counterfactual regret).",
-        ),
-        list_suites: bool = typer.Option(False, "--list-suites", help="List suites and exit."),
-        as_json: bool = typer.Option(False, "--json", help="Print the score as JSON."),
-    ) -> None:
-        """Score a policy on a standard suite (each run isolated, with limits)."""
-        if list_suites:
-            _print_suites()
-            return
-        if policy is None:
-            raise ConfigError("policy", None, "give a policy (file.py:Class or a built-in name)")
-        score = evaluate(
-            _policy(policy),
-            suite,
-            objective,
-            fast=fast,
-            seeds=_seeds(seeds),
-            executor=executor,
-            num_workers=workers,
-            limits=_limits(wall_s, memory_mb, hook_ms),
-            diagnostics=diagnostics or counterfactual > 0,
-            counterfactual=counterfactual,
-        )
-        if as_json:
-            print_json(score.to_dict())
-        else:
-            _print_score(score)
-        if not score.is_valid:
-            raise typer.Exit(1)
 
-    @app.command("compare")
-    def compare_cmd(
-        a: str = typer.Argument(..., help="Policy A (the reference): " + _POLICY_HELP),
-        b: str = typer.Argument(..., help="Policy B (the candidate), as A."),
-        suite: str = typer.Option("chat", "--suite", help=_SUITE_HELP),
-        objective: str = typer.Option("goodput", "--objective", help=_OBJECTIVE_HELP),
-        fast: bool = typer.Option(False, "--fast", help="Screening mode: fewer requests, 1 seed."),
-        seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds (override)."),
-        executor: str = typer.Option("inline", "--executor", help="inline | process | ray."),
-        workers: int = typer.Option(None, "--workers", help="Workers of process / ray."),
-        wall_s: float = typer.Option(60.0, "--timeout-s", help="Wall-clock limit per run."),
-        memory_mb: int = typer.Option(4096, "--memory-mb", help="Memory per run (0: none)."),
-        hook_ms: float = typer.Option(20.0, "--hook-ms", help="CPU ms per hook call (0: none)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
-        report_file: Path = typer.Option(
-            None, "--report", help="Write the side-by-side HTML page here (opens offline)."
-        ),
-    ) -> None:
-        """Paired A/B of two policies on the same runs, with a confidence interval."""
-        check_report_file(report_file)
-        result = compare(
-            _policy(a),
-            _policy(b),
-            suite,
-            objective,
-            fast=fast,
-            seeds=_seeds(seeds),
-            executor=executor,
-            num_workers=workers,
-            limits=_limits(wall_s, memory_mb, hook_ms),
-        )
-        if as_json:
-            print_json(result.to_dict())
-        else:
-            _print_comparison(result)
-        if report_file is not None:
-            _write_report(result, report_file)
+def evaluate_cmd(
+    policy: str = typer.Argument(None, help=_POLICY_HELP),
+    suite: str = typer.Option("chat", "--suite", help=_SUITE_HELP),
+    objective: str = typer.Option("goodput", "--objective", help=_OBJECTIVE_HELP),
+    fast: bool = typer.Option(False, "--fast", help="Screening mode: fewer requests, 1 seed."),
+    seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds (override)."),
+    executor: str = typer.Option("inline", "--executor", help="inline | process | ray."),
+    workers: int = typer.Option(None, "--workers", help="Workers of process / ray."),
+    wall_s: float = typer.Option(60.0, "--timeout-s", help="Wall-clock limit per run."),
+    memory_mb: int = typer.Option(4096, "--memory-mb", help="Memory per run (0: none)."),
+    hook_ms: float = typer.Option(20.0, "--hook-ms", help="CPU ms per hook call (0: none)."),
+    diagnostics: bool = typer.Option(False, "--diagnostics", help="Per-run diagnostics."),
+    counterfactual: int = typer.Option(
+        0,
+        "--counterfactual",
+        min=0,
+        help="With --diagnostics: routing decisions per run re-simulated with each "
+        "alternative replica (counterfactual regret).",
+    ),
+    list_suites: bool = typer.Option(False, "--list-suites", help="List suites and exit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the score as JSON."),
+) -> None:
+    """Score a policy on a standard suite (each run isolated, with limits)."""
+    if list_suites:
+        _print_suites()
+        return
+    if policy is None:
+        raise ConfigError("policy", None, "give a policy (file.py:Class or a built-in name)")
+    score = evaluate(
+        _policy(policy),
+        suite,
+        objective,
+        fast=fast,
+        seeds=_seeds(seeds),
+        executor=executor,
+        num_workers=workers,
+        limits=_limits(wall_s, memory_mb, hook_ms),
+        diagnostics=diagnostics or counterfactual > 0,
+        counterfactual=counterfactual,
+    )
+    if as_json:
+        print_json(score.to_dict())
+    else:
+        _print_score(score)
+    if not score.is_valid:
+        raise typer.Exit(1)
+
+
+def compare_cmd(
+    a: str = typer.Argument(..., help="Policy A (the reference): " + _POLICY_HELP),
+    b: str = typer.Argument(..., help="Policy B (the candidate), as A."),
+    suite: str = typer.Option("chat", "--suite", help=_SUITE_HELP),
+    objective: str = typer.Option("goodput", "--objective", help=_OBJECTIVE_HELP),
+    fast: bool = typer.Option(False, "--fast", help="Screening mode: fewer requests, 1 seed."),
+    seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds (override)."),
+    executor: str = typer.Option("inline", "--executor", help="inline | process | ray."),
+    workers: int = typer.Option(None, "--workers", help="Workers of process / ray."),
+    wall_s: float = typer.Option(60.0, "--timeout-s", help="Wall-clock limit per run."),
+    memory_mb: int = typer.Option(4096, "--memory-mb", help="Memory per run (0: none)."),
+    hook_ms: float = typer.Option(20.0, "--hook-ms", help="CPU ms per hook call (0: none)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    report_file: Path = typer.Option(
+        None, "--report", help="Write the side-by-side HTML page here (opens offline)."
+    ),
+) -> None:
+    """Paired A/B of two policies on the same runs, with a confidence interval."""
+    check_report_file(report_file)
+    result = compare(
+        _policy(a),
+        _policy(b),
+        suite,
+        objective,
+        fast=fast,
+        seeds=_seeds(seeds),
+        executor=executor,
+        num_workers=workers,
+        limits=_limits(wall_s, memory_mb, hook_ms),
+    )
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        _print_comparison(result)
+    if report_file is not None:
+        _write_report(result, report_file)
