@@ -260,64 +260,72 @@ def _validate_vllm_bench(
 
 def register(app: typer.Typer) -> None:
     """Add ``servesim validate``."""
+    app.command("validate")(validate_cmd)
 
-    @app.command("validate")
-    def validate(
-        data: Path = typer.Option(
-            None,
-            "--data",
-            help="The shared data folder (default: $SERVESIM_SHARED_DATA or ../shared/data).",
-        ),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
-        dataset: str = typer.Option(
-            "all", "--dataset", help="all | apex (vLLM 0.6, Llama-3.1-70B) | blis (vLLM V1)."
-        ),
-        vllm_bench: Path = typer.Option(
-            None,
-            "--vllm-bench",
-            help="Replay your own vllm bench serve result JSON (--save-detailed) instead.",
-        ),
-        config: Path = typer.Option(
-            None, "--config", help="--vllm-bench: the deployment YAML (its workload is ignored)."
-        ),
-        model: str = typer.Option(None, "--model", help="--vllm-bench: the model served."),
-        gpu: str = typer.Option(None, "--gpu", help="--vllm-bench: the GPU."),
-        tp: int = typer.Option(None, "--tp", help="--vllm-bench: tensor parallelism."),
-    ) -> None:
-        """Replay measured vLLM runs (apex_vllm_llama70b, blis_vllm_v1_h100, or your own
-        vllm bench serve result with --vllm-bench); print predicted vs measured."""
-        if vllm_bench is not None:
-            comparison = _validate_vllm_bench(vllm_bench, config, model, gpu, tp)
-            if as_json:
-                print_json(_vllm_bench_json(comparison))
-            else:
-                console.print(_vllm_bench_table(comparison))
-            return
-        if dataset not in DATASETS:
-            raise ConfigError("--dataset", dataset, f"must be one of {', '.join(DATASETS)}")
-        data_dir = data or shared_data_dir()
-        if data_dir is None:
-            raise ServesimError(
-                "no shared data folder found ($SERVESIM_SHARED_DATA, ../shared/data beside this "
-                "directory or beside the checkout): give --data DIR"
-            )
-        if not data_dir.is_dir():
-            raise ConfigError("--data", str(data_dir), "is not a folder")
-        apex = blis = None
-        with console.status("replaying measured runs..."):
-            if dataset in ("all", "apex"):
-                apex = validate_apex(data_dir)
-            if dataset in ("all", "blis"):
-                blis = validate_blis(data_dir)
+
+def validate_cmd(
+    data: Path = typer.Option(
+        None,
+        "--data",
+        help="The shared data folder (default: $SERVESIM_SHARED_DATA or ../shared/data).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    dataset: str = typer.Option(
+        "all", "--dataset", help="all | apex (vLLM 0.6, Llama-3.1-70B) | blis (vLLM V1)."
+    ),
+    vllm_bench: Path = typer.Option(
+        None,
+        "--vllm-bench",
+        help="Replay your own vllm bench serve result JSON (--save-detailed) instead.",
+    ),
+    config: Path = typer.Option(
+        None, "--config", help="--vllm-bench: the deployment YAML (its workload is ignored)."
+    ),
+    model: str = typer.Option(None, "--model", help="--vllm-bench: the model served."),
+    gpu: str = typer.Option(None, "--gpu", help="--vllm-bench: the GPU."),
+    tp: int = typer.Option(None, "--tp", help="--vllm-bench: tensor parallelism."),
+) -> None:
+    """Replay measured vLLM runs (apex_vllm_llama70b, blis_vllm_v1_h100, or your own
+    vllm bench serve result with --vllm-bench); print predicted vs measured."""
+    if vllm_bench is not None:
+        comparison = _validate_vllm_bench(vllm_bench, config, model, gpu, tp)
         if as_json:
-            output: dict[str, object] = {}
-            if apex is not None:
-                output["apex"] = _apex_json(apex)
-            if blis is not None:
-                output["blis"] = _blis_json(blis)
-            print_json(output)
-            return
+            print_json(_vllm_bench_json(comparison))
+        else:
+            console.print(_vllm_bench_table(comparison))
+        return
+    if dataset not in DATASETS:
+        raise ConfigError("--dataset", dataset, f"must be one of {', '.join(DATASETS)}")
+    data_dir = data or shared_data_dir()
+    if data_dir is None:
+        raise ServesimError(
+            "no shared data folder found ($SERVESIM_SHARED_DATA, ../shared/data beside this "
+            "directory or beside the checkout): give --data DIR"
+        )
+    if not data_dir.is_dir():
+        raise ConfigError("--data", str(data_dir), "is not a folder")
+    apex = blis = None
+    with console.status("replaying measured runs..."):
+        if dataset in ("all", "apex"):
+            apex = validate_apex(data_dir)
+        if dataset in ("all", "blis"):
+            blis = validate_blis(data_dir)
+    _print_shared(apex, blis, as_json)
+
+
+def _print_shared(
+    apex: list[PlanComparison] | None, blis: list[StageComparison] | None, as_json: bool
+) -> None:
+    """The replays of the shared data's runs: JSON, or a table per data set."""
+    if as_json:
+        output: dict[str, object] = {}
         if apex is not None:
-            _print_apex(apex)
+            output["apex"] = _apex_json(apex)
         if blis is not None:
-            _print_blis(blis)
+            output["blis"] = _blis_json(blis)
+        print_json(output)
+        return
+    if apex is not None:
+        _print_apex(apex)
+    if blis is not None:
+        _print_blis(blis)
