@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from servesim.engine.spill import Chunk, ChunkStore, concat_chunks, gather
+from servesim.engine.spill import Chunk, ChunkStore, RowColumn, concat_chunks, gather
 
 # Rows a request table holds in memory before finished chunks go to disk (about 130 bytes a
 # row: 17 MB), and the chunk size after (2 MB; requests in flight span a few chunks).
@@ -89,6 +89,8 @@ class _ChunkedColumns:
     ) -> None:
         self._dtypes = {k: np.dtype(v) for k, v in dtypes.items()}
         self._names = tuple(self._dtypes)
+        # one row as one record: the buffered rows are converted in one numpy call
+        self._record = np.dtype([(k, dt) for k, dt in self._dtypes.items()])
         self._chunk_rows = chunk_rows
         self._budget_rows = ITERATION_BUDGET_ROWS if budget_rows is None else budget_rows
         self._chunks: list[dict[str, np.ndarray]] = []
@@ -133,7 +135,7 @@ class _ChunkedColumns:
         if not pending:
             return
         self._pending = []
-        columns = list(zip(*pending, strict=True))
+        columns = np.array(pending, dtype=self._record)  # each value cast as its column's
         i = self.size - len(pending)  # the first buffered row's index
         done = 0
         while done < len(pending):
@@ -146,8 +148,8 @@ class _ChunkedColumns:
                 last = self._new_chunk(self._chunk_rows)
             j = i - self._offset
             n = min(len(pending) - done, len(next(iter(last.values()))) - j)
-            for name, values in zip(self._names, columns, strict=True):
-                last[name][j : j + n] = np.array(values[done : done + n], dtype=self._dtypes[name])
+            for name in self._names:
+                last[name][j : j + n] = columns[name][done : done + n]
             done += n
             i += n
 
@@ -331,7 +333,7 @@ class RequestTable(_Columns):
         are chunked, an object indexed the same way (reads may come from disk)."""
         if self._store is None:
             return self._data[name]
-        return _RowColumn(self, name)
+        return RowColumn(self, name)
 
     def chunks(self) -> Iterator[Chunk]:
         """The rows, a chunk at a time in row order (disk chunks read back)."""
@@ -378,30 +380,3 @@ class RequestTable(_Columns):
         table._first_live = -1  # no live chunks: every row is on disk
         table._data = {k: np.empty(0, dtype=dt) for k, dt in table._dtypes.items()}
         return table
-
-
-class _RowColumn:
-    """One column of a chunked ``RequestTable``, indexed by global row like an array."""
-
-    __slots__ = ("_name", "_table")
-
-    def __init__(self, table: RequestTable, name: str) -> None:
-        self._table, self._name = table, name
-
-    def __len__(self) -> int:
-        return self._table.size
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        values = self._table.read(self._name, np.arange(self._table.size))
-        return values if dtype is None else values.astype(dtype)
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, (int, np.integer)):
-            return self._table.read(self._name, np.asarray([key]))[0]
-        if isinstance(key, slice):
-            key = np.arange(*key.indices(self._table.size))
-        return self._table.read(self._name, np.asarray(key))
-
-    def __setitem__(self, key: int, value: float | int) -> None:
-        chunk, j = self._table.locate(int(key))
-        chunk[self._name][j] = value

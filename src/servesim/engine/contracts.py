@@ -123,24 +123,16 @@ def check_batch(
         )
     if scan:
         _check_decodes(name, batch, state, now, decode_blocks_granted)
-    elif decodes:
-        _check_decode_blocks(name, batch, state, now, decode_blocks_granted)
+    elif decodes:  # the decode-kv rule alone (a built-in's decodes are the state's own list)
+        need = (
+            state.decode_blocks_needed()
+            if len(decodes) == len(state.group.members) + len(state.ready)  # num_decoding
+            else sum(map(state.needs_block, decodes))
+        )
+        if decode_blocks_granted < need:
+            _decode_kv_error(name, need, decode_blocks_granted, now)
     if prefills:
         _check_prefills(name, batch, state, now)
-
-
-def _check_decode_blocks(
-    name: str, batch: Batch, state: ReplicaState, now: float, granted: int
-) -> None:
-    """The decode-kv rule alone (a built-in's decodes are the state's own list)."""
-    decodes = batch.decodes
-    need = (
-        state.decode_blocks_needed()
-        if len(decodes) == len(state.group.members) + len(state.ready)  # state.num_decoding
-        else sum(map(state.needs_block, decodes))
-    )
-    if granted < need:
-        _decode_kv_error(name, need, granted, now)
 
 
 def _check_decodes(name: str, batch: Batch, state: ReplicaState, now: float, granted: int) -> None:
@@ -193,10 +185,12 @@ def _check_prefills(name: str, batch: Batch, state: ReplicaState, now: float) ->
     # (a decode is a decoding sequence, checked above, and so never also prefilling)
     prefilling = state.prefilling
     layout = state.blocks.layout
+    # layout.step_pages(computed, chunk) of a layout without windows: whole blocks
+    plain, block_size = layout.plain, layout.block_size
     for seq, chunk in prefills:
         if seq not in prefilling:
             raise ContractError(name, "prefill-state", f"{seq} is not prefilling", now)
-        remaining = seq.num_prefill_remaining
+        remaining = seq.prefill_target - seq.num_computed  # seq.num_prefill_remaining
         if not ((type(chunk) is int or _is_index(chunk)) and 0 < chunk <= remaining):
             raise ContractError(
                 name,
@@ -204,8 +198,11 @@ def _check_prefills(name: str, batch: Batch, state: ReplicaState, now: float) ->
                 f"prefill chunk {chunk!r} for {seq} is outside 1..{remaining:,}",
                 now,
             )
-        blocks_needed = layout.step_pages(seq.num_computed, chunk)
-        if seq.num_blocks < blocks_needed:
+        if plain:
+            blocks_needed = -(-(seq.num_computed + chunk) // block_size)
+        else:
+            blocks_needed = layout.step_pages(seq.num_computed, chunk)
+        if seq.num_private + len(seq.block_keys) < blocks_needed:  # seq.num_blocks
             raise ContractError(
                 name,
                 "prefill-kv",
@@ -219,7 +216,8 @@ def check_state(name: str, state: ReplicaState, now: float) -> None:
     methods (O(1) identities, checked after every ``schedule``): every KV block is free, used
     or cached, and every running sequence is prefilling or decoding."""
     blocks = state.blocks
-    free, used, cached = blocks.num_free, blocks.num_used, blocks.num_evictable
+    free, cached = blocks.num_free, blocks.num_evictable
+    used = blocks.num_private + blocks.num_cached_in_use  # blocks.num_used
     if free < 0 or used < 0 or free + used + cached != blocks.num_blocks:
         raise ContractError(
             name,

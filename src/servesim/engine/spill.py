@@ -16,8 +16,12 @@ import tempfile
 import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from servesim.engine.columns import RequestTable
 
 SPILL_DIR_ENV = "SERVESIM_SPILL_DIR"
 
@@ -136,3 +140,31 @@ def gather(store: ChunkStore, name: str, rows: np.ndarray) -> np.ndarray:
         mask = which == index
         out[mask] = store.load(int(index))[name][rows[mask] - bounds[index]]
     return out
+
+
+class RowColumn:
+    """One column of a chunked ``RequestTable`` (engine/columns.py), indexed by global row
+    like an array: reads gather from disk and memory, writes reach rows in memory."""
+
+    __slots__ = ("_name", "_table")
+
+    def __init__(self, table: RequestTable, name: str) -> None:
+        self._table, self._name = table, name
+
+    def __len__(self) -> int:
+        return self._table.size
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        values = self._table.read(self._name, np.arange(self._table.size))
+        return values if dtype is None else values.astype(dtype)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, (int, np.integer)):
+            return self._table.read(self._name, np.asarray([key]))[0]
+        if isinstance(key, slice):
+            key = np.arange(*key.indices(self._table.size))
+        return self._table.read(self._name, np.asarray(key))
+
+    def __setitem__(self, key: int, value: float | int) -> None:
+        chunk, j = self._table.locate(int(key))
+        chunk[self._name][j] = value

@@ -38,6 +38,7 @@ from servesim.engine.links import EngineLinks
 from servesim.engine.profiles.base import EngineTiming
 from servesim.engine.rows import DecodeRun, append_batch_row, append_run_row, write_request
 from servesim.engine.schedulers.base import ReplicaScheduler
+from servesim.engine.schedulers.queues import RequestQueue
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.skip import PipelineSkip, skip_alone
 from servesim.engine.state import ReplicaState
@@ -80,6 +81,14 @@ class VirtualEngine:
         self.policy_name = scheduler_name(scheduler)  # as contract errors name it
         # a user policy's decodes are checked one by one (contracts.check_batch's scan)
         self.scan_batches = check_invariants or not scheduler.is_builtin
+        # FCFS with the base class's hooks (declared on the class, so known here): the queue
+        # count is len(waiting) and a finished batch has no one to tell (same results)
+        kind, base = type(scheduler), ReplicaScheduler
+        fcfs = type(scheduler.queue) is RequestQueue
+        self.fcfs_count = fcfs and kind.num_queued is base.num_queued
+        hooks = kind.notify_batch_done, kind.on_batch_done
+        quiet = fcfs and hooks == (base.notify_batch_done, base.on_batch_done)
+        self.batch_done = None if quiet else scheduler.notify_batch_done
         # vLLM V0's async output processing (see output_lag)
         self.stamps_after_next_step = scheduler.async_output_processing
         self.output_latency_s = timing.output_latency_s
@@ -215,8 +224,10 @@ class VirtualEngine:
             self.step_starts.append(now)
         state = self.state
         batch.start_s = now
-        batch.num_queued = self.scheduler.num_queued(state) + len(state.swapped)
-        batch.num_kv_blocks_used = state.blocks.num_used
+        queued = len(state.waiting) if self.fcfs_count else self.scheduler.num_queued(state)
+        batch.num_queued = queued + len(state.swapped)
+        blocks = state.blocks
+        batch.num_kv_blocks_used = blocks.num_private + blocks.num_cached_in_use  # num_used
         return batch
 
     def launch(self, batch: Batch, times: StageTimes, end: float) -> None:
@@ -316,15 +327,10 @@ class VirtualEngine:
         lag = times.overhead_s if self.stamps_after_next_step else 0.0
         stamp = now + (lag + self.output_latency_s if self.output_latency_s else lag)
         state.apply(batch, now, stamp, self.left, hand_off, self.output_per_seq_s)
-        append_batch_row(
-            self.records,
-            self.links.replica_id,
-            batch,
-            times,
-            now - batch.start_s,
-            state.num_preempted_this_step,
-        )
-        self.scheduler.notify_batch_done(batch, now)
+        replica_id, num_preempted = self.links.replica_id, state.num_preempted_this_step
+        append_batch_row(self.records, replica_id, batch, times, now - batch.start_s, num_preempted)
+        if self.batch_done is not None:
+            self.batch_done(batch, now)
         if self.check_invariants:
             state.check()  # full recount (tests)
         else:
