@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
 import os
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from rich.table import Table
 
 from servesim.cli.common import console, print_json
 from servesim.cli.options import check_flags
+from servesim.cli.params import REQUIRED, Opt, with_options
 from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
 from servesim.workload import Trace, Workload, WorkloadConfig, describe, get_preset, preset_names
@@ -210,56 +209,97 @@ def _skipped_lines(workload: Workload) -> list[str]:
     return lines + [f"  e.g. {where}" for where in examples[:3]]
 
 
+# The workload options of ``describe`` and ``generate`` (which adds --out).
+WORKLOAD_OPTIONS: tuple[Opt, ...] = (
+    Opt(
+        "preset",
+        str | None,
+        typer.Option("--workload", "--preset", help="Workload preset (servesim workload list)."),
+    ),
+    Opt("trace", Path | None, typer.Option("--trace", help="Trace file (CSV or JSONL).")),
+    Opt("trace_format", str | None, typer.Option("--trace-format", help="Trace format name.")),
+    Opt(
+        "skip_bad_rows",
+        bool,
+        typer.Option("--skip-bad-rows", help="Skip and count bad rows."),
+        False,
+    ),
+    Opt(
+        "rate_scale",
+        float,
+        typer.Option("--rate-scale", help="Trace: speed up arrivals by x."),
+        1.0,
+    ),
+    Opt(
+        "max_context_tokens",
+        int | None,
+        typer.Option("--max-context-tokens", help="Trace: cap rows to this context (counted)."),
+    ),
+    Opt(
+        "arrival",
+        str | None,
+        typer.Option("--arrival", help="Arrival process: poisson, gamma or constant."),
+    ),
+    Opt(
+        "rate",
+        float | None,
+        typer.Option(
+            "--rate",
+            help="Mean rate (req/s): of --arrival; else overrides the preset's, rescales a timed "
+            "--trace, or replays a length-only one as Poisson.",
+        ),
+    ),
+    Opt("cv", float | None, typer.Option("--cv", help="Inter-arrival CV (gamma).")),
+    Opt(
+        "lengths",
+        str | None,
+        typer.Option(
+            "--lengths", help="A preset's lengths, or a trace file's rows (sampled jointly)."
+        ),
+    ),
+    Opt(
+        "prompt_lengths",
+        str | None,
+        typer.Option("--prompt-lengths", help="e.g. 512, uniform:min_tokens=10,max_tokens=100"),
+    ),
+    Opt(
+        "output_lengths",
+        str | None,
+        typer.Option("--output-lengths", help="e.g. lognormal:median_tokens=200,sigma=1"),
+    ),
+    Opt(
+        "turns",
+        float | None,
+        typer.Option(
+            "--turns", help="Multi-turn: mean turns per session (arrivals = session starts)."
+        ),
+    ),
+    Opt("group_size", int | None, typer.Option("--group-size", help="Parallel samples (n).")),
+    Opt("num_requests", int | None, typer.Option("--num-requests", help="Number of requests.")),
+    Opt(
+        "duration_s",
+        float | None,
+        typer.Option("--duration-s", "--duration", help="Stop arrivals at this time (s)."),
+    ),
+    Opt(
+        "config",
+        Path | None,
+        typer.Option(
+            "--config", help="YAML/JSON file of WorkloadConfig fields (options override it)."
+        ),
+    ),
+    Opt("seed", int, typer.Option("--seed", help="Random seed."), 0),
+    Opt("as_json", bool, typer.Option("--json", help="Print JSON instead of a table."), False),
+)
+
+
 @workload_app.command("describe")
-def describe_cmd(
-    preset: str | None = typer.Option(
-        None, "--workload", "--preset", help="Workload preset (servesim workload list)."
-    ),
-    trace: Path | None = typer.Option(None, "--trace", help="Trace file (CSV or JSONL)."),
-    trace_format: str | None = typer.Option(None, "--trace-format", help="Trace format name."),
-    skip_bad_rows: bool = typer.Option(False, "--skip-bad-rows", help="Skip and count bad rows."),
-    rate_scale: float = typer.Option(1.0, "--rate-scale", help="Trace: speed up arrivals by x."),
-    max_context_tokens: int | None = typer.Option(
-        None, "--max-context-tokens", help="Trace: cap rows to this context (counted)."
-    ),
-    arrival: str | None = typer.Option(
-        None, "--arrival", help="Arrival process: poisson, gamma or constant."
-    ),
-    rate: float | None = typer.Option(
-        None,
-        "--rate",
-        help="Mean rate (req/s): of --arrival; else overrides the preset's, rescales a timed "
-        "--trace, or replays a length-only one as Poisson.",
-    ),
-    cv: float | None = typer.Option(None, "--cv", help="Inter-arrival CV (gamma)."),
-    lengths: str | None = typer.Option(
-        None, "--lengths", help="A preset's lengths, or a trace file's rows (sampled jointly)."
-    ),
-    prompt_lengths: str | None = typer.Option(
-        None, "--prompt-lengths", help="e.g. 512, uniform:min_tokens=10,max_tokens=100"
-    ),
-    output_lengths: str | None = typer.Option(
-        None, "--output-lengths", help="e.g. lognormal:median_tokens=200,sigma=1"
-    ),
-    turns: float | None = typer.Option(
-        None, "--turns", help="Multi-turn: mean turns per session (arrivals = session starts)."
-    ),
-    group_size: int | None = typer.Option(None, "--group-size", help="Parallel samples (n)."),
-    num_requests: int | None = typer.Option(None, "--num-requests", help="Number of requests."),
-    duration_s: float | None = typer.Option(
-        None, "--duration-s", "--duration", help="Stop arrivals at this time (s)."
-    ),
-    config: Path | None = typer.Option(
-        None, "--config", help="YAML/JSON file of WorkloadConfig fields (options override it)."
-    ),
-    seed: int = typer.Option(0, "--seed", help="Random seed."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-) -> None:
+@with_options(*WORKLOAD_OPTIONS)
+def describe_cmd(**options: Any) -> None:
     """Describe a workload (default: the sharegpt-vidur preset, 1,000 requests, its rate)."""
-    options = dict(locals())
-    workload = _config(options).build(RandomStreams(seed))
+    workload = _config(options).build(RandomStreams(options["seed"]))
     stats = describe(workload)
-    if as_json:
+    if options["as_json"]:
         print_json(stats.to_dict())
         return
     console.print(_stats_table(stats))
@@ -267,6 +307,10 @@ def describe_cmd(
         console.print(line, markup=False, highlight=False)
 
 
+@with_options(
+    Opt("out", Path, typer.Option("--out", help="Output file (servesim JSONL)."), REQUIRED),
+    *WORKLOAD_OPTIONS,
+)
 def generate_cmd(out: Path, **options: Any) -> None:
     """Write a workload's requests to a servesim JSONL file (read back by load_trace)."""
     workload = _config(options).build(RandomStreams(options["seed"]))
@@ -281,22 +325,6 @@ def generate_cmd(out: Path, **options: Any) -> None:
     console.print(f"wrote {count:,} requests of {workload.name} to {out}", highlight=False)
 
 
-# ``generate`` takes the same workload options as ``describe``, plus --out (one definition).
-_HINTS = typing.get_type_hints(describe_cmd)
-generate_cmd.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-    [
-        inspect.Parameter(
-            "out",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(..., "--out", help="Output file (servesim JSONL)."),
-            annotation=Path,
-        ),
-        *(
-            p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=_HINTS[p.name])
-            for p in inspect.signature(describe_cmd).parameters.values()
-        ),
-    ]
-)
 workload_app.command("generate")(generate_cmd)
 
 
