@@ -60,11 +60,7 @@ def _ring_for_nvls(params: dict[str, Any]) -> None:
     }
     for fit in fits:
         other = ring.get(int(fit["num_gpus"]))
-        if (
-            fit["collective"] != "all_reduce"
-            or fit["implementation"] != "nccl"
-            or not other
-        ):
+        if fit["collective"] != "all_reduce" or fit["implementation"] != "nccl" or not other:
             continue
         if fit["segments"][-1][1] * NVLS_MIN_GAIN < other["segments"][-1][1]:
             fit["segments"][-1] = list(other["segments"][-1])
@@ -94,9 +90,7 @@ def adapt_collectives(
         for fit in part["fits"]:
             n = int(fit["num_gpus"])
             host_ring = is_pcie and keeps_bus_bw and n > 2
-            host = (
-                link_bw / host_ring_bus_bytes_per_s(n, per_socket) if host_ring else 0.0
-            )
+            host = link_bw / host_ring_bus_bytes_per_s(n, per_socket) if host_ring else 0.0
             _adapt_segments(fit["segments"], clock, link_ratio, keeps_bus_bw, host)
     if is_pcie and keeps_bus_bw:
         _pcie_custom_fallback(params)
@@ -123,9 +117,7 @@ def _pcie_custom_fallback(params: dict[str, Any]) -> None:
     for fit in custom.get("fits", []):
         n = int(fit["num_gpus"])
         if fit["implementation"] == "custom_graph" and n > 2 and n in ring:
-            fit.update(
-                copy.deepcopy({k: ring[n][k] for k in ("segments", "edges_bytes")})
-            )
+            fit.update(copy.deepcopy({k: ring[n][k] for k in ("segments", "edges_bytes")}))
             fit["ref_link_latency_s"] = ring[n]["ref_link_latency_s"]
 
 

@@ -126,9 +126,7 @@ def attention_kernel(gpu: GPUSpec) -> str:
 DONOR_TRAITS = {"prefill_attention": attention_kernel, "collectives": link_class}
 
 
-def choose_donor(
-    family: str, target: GPUSpec, candidates: Mapping[str, GPUSpec]
-) -> str | None:
+def choose_donor(family: str, target: GPUSpec, candidates: Mapping[str, GPUSpec]) -> str | None:
     """The calibration key whose fit of ``family`` prices ``target`` (None: no donor).
 
     ``family`` is an operator family or ``prefill_attention`` / ``decode_attention``.
@@ -141,9 +139,7 @@ def choose_donor(
         same = {k: g for k, g in candidates.items() if trait(g) == trait(target)}
         pool = same or pool
     specs = {k: (g.architecture, g.hbm_bandwidth_bytes_per_s) for k, g in pool.items()}
-    return nearest_calibrated(
-        target.architecture, target.hbm_bandwidth_bytes_per_s, specs
-    )
+    return nearest_calibrated(target.architecture, target.hbm_bandwidth_bytes_per_s, specs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,9 +277,7 @@ def _adapt_attention(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -
                 if fit.get("kv_bw_per_sm"):
                     fit["kv_bw_per_sm"] /= clock
                 # GQA packing under a window is the target's kernel's (FA2 drops it)
-                fit["window_unpacks_gqa"] = window_unpacks_gqa(
-                    target.architecture, dtype == "fp8"
-                )
+                fit["window_unpacks_gqa"] = window_unpacks_gqa(target.architecture, dtype == "fp8")
 
 
 def describe_rules() -> str:
