@@ -102,3 +102,10 @@ def test_heterogeneous_pools_sit_on_their_own_servers() -> None:
     link = dep.link_between(0, 1)  # H100 NDR 400G NIC vs A100 HDR 200G: the slower side
     assert link.bandwidth_bytes_per_s == dep.nodes[1].network_link().bandwidth_bytes_per_s
     assert [p.plan.gpu.name for p in dep.pools] == ["h100-sxm", "a100-80gb"]
+
+
+def test_a_resized_server_keeps_its_sockets_and_nics() -> None:
+    # an 8-slot PCIe server (4 GPUs per socket) configured with 6 GPUs keeps that split
+    dep = build([{"name": "a", "gpu": "l40s"}], nodes=[{"gpu": "l40s", "gpus_per_node": 6}])
+    node = dep.nodes[0]
+    assert node.num_gpus == 6 and node.gpus_per_socket == 4 and node.topology == "pcie"

@@ -3,6 +3,8 @@ servers per GPU type) and the first-fit placement of every replica's GPUs on the
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from servesim.cluster.config import DeploymentConfig, PoolConfig
 from servesim.core.errors import ServesimError
 from servesim.perf.dp_cost import GroupSpan
@@ -23,7 +25,8 @@ def cluster_nodes(
                 gpu = get_gpu(group.gpu)
                 node = default_node(gpu, group.network)
                 if group.gpus_per_node is not None:
-                    node = NodeSpec(gpu, group.gpus_per_node, node.topology, node.network)
+                    # keep the server's other traits (NICs, GPUs per socket) at the new size
+                    node = replace(node, num_gpus=group.gpus_per_node)
             except ServesimError as exc:
                 problems.append(f"nodes: {exc}")
                 return None
