@@ -117,19 +117,31 @@ def capacity_search(
     floor = min_rate_per_s if min_rate_per_s is not None else start_rate_per_s / 1000.0
     max_rate_per_s = min(max_rate_per_s, MAX_SEARCH_RATE_PER_S)
     probes: list[Probe] = []
-    lo: Probe | None = None
-    hi: Probe | None = None
     rate = min(start_rate_per_s, max_rate_per_s)
-    if need_rate_per_s is not None and need_rate_per_s > 0:
-        first = probe(min(need_rate_per_s, max_rate_per_s))
-        probes.append(first)
-        if not first.holds:
-            return CapacityResult(0.0, first.rate_per_s, first.limiting, None, (first,), True)
-        lo = first
-        rate = min(max(start_rate_per_s, first.rate_per_s * GROWTH), max_rate_per_s)
-        if first.rate_per_s >= max_rate_per_s or len(probes) >= max_probes:
-            return _result(lo, None, probes)
-    # Bracket: grow while holding, shrink while failing.
+    done, held = _need_probe(probe, need_rate_per_s, max_rate_per_s, probes, stop_at=max_probes)
+    if done is not None:
+        return done
+    if held is not None:
+        rate = min(max(start_rate_per_s, held.rate_per_s * GROWTH), max_rate_per_s)
+    lo, hi = _bracket(probe, rate, held, probes, floor, max_rate_per_s, max_probes)
+    return _bisect(probe, lo, hi, probes, rel_tol, max_probes)
+
+
+def _bracket(
+    probe: ProbeFn,
+    rate: float,
+    lo: Probe | None,
+    probes: list[Probe],
+    floor: float,
+    max_rate_per_s: float,
+    max_probes: int,
+) -> tuple[Probe | None, Probe | None]:
+    """Geometric bracketing from ``rate``: grow while holding, shrink while failing.
+
+    Returns (the last probe that held, the last that failed), either None when not found
+    before the cap, the floor or ``max_probes``; ``lo`` is a probe already known to hold.
+    Appends every probe run to ``probes``."""
+    hi: Probe | None = None
     while len(probes) < max_probes:
         p = probe(rate)
         probes.append(p)
@@ -145,7 +157,7 @@ def capacity_search(
             rate /= GROWTH
             if rate < floor:
                 break
-    return _bisect(probe, lo, hi, probes, rel_tol, max_probes)
+    return lo, hi
 
 
 def _bisect(
@@ -220,19 +232,37 @@ def bracketed_capacity_search(
         rel_tol=short_rel_tol,
         max_probes=max_probes,
     )
+    found = _full_search(
+        probe, rough, held, probes, start_rate_per_s, max_rate_per_s, rel_tol, max_probes
+    )
+    return replace(found, short_probes=rough.probes)
+
+
+def _full_search(
+    probe: ProbeFn,
+    rough: CapacityResult,
+    held: Probe | None,
+    probes: list[Probe],
+    start_rate_per_s: float,
+    max_rate_per_s: float,
+    rel_tol: float,
+    max_probes: int,
+) -> CapacityResult:
+    """The full-length probes of ``bracketed_capacity_search``, after the short ones found
+    ``rough``: galloping from its capacity (or from the held need probe ``held``), or the
+    plain search from ``start_rate_per_s`` when neither a short probe nor ``held`` held."""
     if rough.best is None and held is None:
         # Short probes held nowhere: no estimate to start from; the plain search decides.
-        full = capacity_search(
+        return capacity_search(
             probe,
             start_rate_per_s=start_rate_per_s,
             max_rate_per_s=max_rate_per_s,
             rel_tol=rel_tol,
             max_probes=max_probes,
         )
-        return replace(full, short_probes=rough.probes)
     guess = rough.rate_per_s if rough.best is not None else 0.0
-    found = _gallop(probe, guess, held, probes, floor, max_rate_per_s, rel_tol, max_probes)
-    return replace(found, short_probes=rough.probes)
+    floor = start_rate_per_s / 1000.0
+    return _gallop(probe, guess, held, probes, floor, max_rate_per_s, rel_tol, max_probes)
 
 
 def gallop_capacity_search(
