@@ -113,6 +113,31 @@ def solve_mix(
         for s in range(num_s):
             if cap[o, s] <= 0:
                 upper[num_o + o * num_s + s] = 0.0  # this type cannot serve the slice
+    constraints = _constraints(options, rates, cap, gpu_limits)
+    integrality = np.zeros(num_vars)
+    integrality[:num_o] = 1
+    found = milp(
+        cost,
+        constraints=constraints,
+        integrality=integrality,
+        bounds=Bounds(lower, upper),
+    )
+    if not found.success:
+        raise InfeasibleError(f"no GPU mix serves every request-size slice: {found.message}")
+    return _allocation(options, rates, cap, found.x)
+
+
+def _constraints(
+    options: Sequence[MixOption],
+    rates: np.ndarray,
+    cap: np.ndarray,
+    gpu_limits: dict[str, int] | None,
+) -> list[LinearConstraint]:
+    """The program's rows over ``[n_o, x_os]``: every slice fully served (``sum_o x_os = 1``),
+    each option's load within its instances (``sum_s lambda_s x_os / c_os - n_o <= 0``), and
+    the GPUs of each limited type within ``gpu_limits``."""
+    num_o, num_s = cap.shape
+    num_vars = num_o + num_o * num_s
     cover = np.zeros((num_s, num_vars))
     for s in range(num_s):
         cover[s, num_o + s :: num_s] = 1.0
@@ -128,17 +153,7 @@ def solve_mix(
         row[:num_o] = [o.num_gpus if o.gpu == gpu else 0 for o in options]
         if row.any():
             constraints.append(LinearConstraint(row[np.newaxis, :], -np.inf, limit))
-    integrality = np.zeros(num_vars)
-    integrality[:num_o] = 1
-    found = milp(
-        cost,
-        constraints=constraints,
-        integrality=integrality,
-        bounds=Bounds(lower, upper),
-    )
-    if not found.success:
-        raise InfeasibleError(f"no GPU mix serves every request-size slice: {found.message}")
-    return _allocation(options, rates, cap, found.x)
+    return constraints
 
 
 def _allocation(
