@@ -18,10 +18,11 @@ Setup (stated, not tuned per point):
   whatever the GPU cannot hold); hybrid with the ``apex`` policy (offload while the CPU's
   part stays under the GPU's); ``apex`` again with host attention at 15% of the bandwidth.
 - Figures per rate: output throughput, mean TPOT, p99 TTFT, mean batch, share of decodes
-  attended by the CPU; then, at equal latency, each system's best throughput among the rates
+  attended by the CPU, KV moves between GPU and host per request (each charged its KV bytes
+  over the host link); then, at equal latency, each system's best throughput among the rates
   whose mean TPOT stays within the target.
 
-Run: ``python examples/hybrid_t4.py`` (about 1.5 CPU-minutes).
+Run: ``python examples/hybrid_t4.py`` (about 2 CPU-minutes).
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def run(case: dict[str, Any], rate: float, system: tuple[str, float] | None) -> 
         "ttft_p99_s": s.ttft.p99_s or 0.0,
         "batch": s.batch_size.mean,
         "cpu_share": counters.get("hybrid_cpu_decodes", 0) / max(decode_steps, 1.0),
+        "moves": counters.get("hybrid_kv_moves", 0) / NUM_REQUESTS,
     }
 
 
@@ -103,7 +105,7 @@ def main() -> None:
         print(f"\n{name}: {case['model']}, prompts {case['prompt']}, outputs {case['output']}")
         print(
             f"{'rate':>5s} {'system':>10s} | {'tok/s':>6s} {'TPOT ms':>7s} "
-            f"{'TTFT99 s':>8s} {'batch':>5s} {'CPU share':>9s}"
+            f"{'TTFT99 s':>8s} {'batch':>5s} {'CPU share':>9s} {'moves':>5s}"
         )
         best = dict.fromkeys(SYSTEMS, 0.0)
         for rate in case["rates"]:
@@ -111,7 +113,8 @@ def main() -> None:
                 r = run(case, rate, system)
                 print(
                     f"{rate:5.2f} {label:>10s} | {r['tok_s']:6.1f} {r['tpot_ms']:7.1f} "
-                    f"{r['ttft_p99_s']:8.1f} {r['batch']:5.1f} {r['cpu_share']:9.2f}"
+                    f"{r['ttft_p99_s']:8.1f} {r['batch']:5.1f} {r['cpu_share']:9.2f} "
+                    f"{r['moves']:5.1f}"
                 )
                 if r["tpot_ms"] <= 1e3 * case["tpot_target_s"]:
                     best[label] = max(best[label], r["tok_s"])

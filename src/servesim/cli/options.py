@@ -80,7 +80,13 @@ def pp(panel: str | None = None, show_default: bool = False) -> Any:
 
 def dtype(panel: str | None = None, show_default: bool = False) -> Any:
     """``--dtype``: the weight format."""
-    return option("--dtype", "Weights: bf16, fp16, fp8, int8, int4.", panel, show_default)
+    return option(
+        "--dtype",
+        "Weights: bf16, fp16, fp8, fp8-block, int8, int4 (awq/gptq), w4a8, nvfp4 (W4A4 on "
+        "Blackwell), nvfp4-a16, mxfp4 (docs/formats.md).",
+        panel,
+        show_default,
+    )
 
 
 def kv_dtype(panel: str | None = None, show_default: bool = False) -> Any:

@@ -16,9 +16,10 @@ only what the format changes:
   kept as fp8's: the fp4 kernel's scales are per 16-element block, so the fp8 kernel's
   per-token reduction over the row likely overstates small-m rows (left as an upper bound).
 
-The result is uncalibrated: ``is_derived`` marks it, and ``KernelSet`` reports it so. As a
-sanity check only (never a fit), NVIDIA's NVFP4 blog and MLPerf Inference v4.1 put B200 FP4
-serving of Llama-2-70B at ~2.5x an H200 in FP8 per GPU (docs/cost-model.md, formats).
+The result is uncalibrated: ``is_derived`` marks it, and plans that run it are reported so
+(``PlanGraph.is_calibrated``). As a sanity check only, never a fit: NVIDIA's MLPerf Inference
+v4.1 blog (2024-08) puts Blackwell with FP4 at up to 4x an H100 per GPU on Llama 2 70B
+(TensorRT-LLM); docs/formats.md compares the simulated direction.
 """
 
 from __future__ import annotations
