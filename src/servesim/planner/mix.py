@@ -132,6 +132,25 @@ def plan_mix(
 
     perf_model = perf if perf is not None else default_perf_model()
     pieces = tuple(slices) if slices is not None else size_slices(scenario)
+    matrix = _capacity_matrix(scenario, candidates, pieces, executor, perf, perf_model)
+    options = tuple(_option(p, available) for p in candidates)
+    rates = [target_rate_per_s * piece.fraction for piece in pieces]
+    allocation = solve_mix(options, rates, matrix, available)
+    return MixReport(pieces, options, matrix, target_rate_per_s, allocation)
+
+
+def _capacity_matrix(
+    scenario: Scenario,
+    candidates: Sequence[PlanSpec],
+    pieces: Sequence[SizeSlice],
+    executor: Executor | None,
+    perf: PerfModel | None,
+    perf_model: PerfModel,
+) -> tuple[tuple[float, ...], ...]:
+    """``c_os``: the capacity of one replica of each candidate on each slice alone (req/s;
+    0.0 where the bound rules the slice out or the search finds no rate that holds).
+
+    ``perf_model`` prices the bounds; ``perf`` (None: the default) runs the searches."""
     tasks = []
     for plan in candidates:
         single = dataclasses.replace(plan, replicas=1)
@@ -151,13 +170,9 @@ def plan_mix(
     for ok, *_ in tasks:
         caps.append(results[k].capacity_per_s if ok and results[k].status == OK else 0.0)
         k += 1 if ok else 0
-    matrix = tuple(
+    return tuple(
         tuple(caps[i * len(pieces) : (i + 1) * len(pieces)]) for i in range(len(candidates))
     )
-    options = tuple(_option(p, available) for p in candidates)
-    rates = [target_rate_per_s * piece.fraction for piece in pieces]
-    allocation = solve_mix(options, rates, matrix, available)
-    return MixReport(pieces, options, matrix, target_rate_per_s, allocation)
 
 
 def _option(plan: PlanSpec, available: dict[str, int] | None) -> MixOption:
