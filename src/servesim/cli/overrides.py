@@ -133,6 +133,16 @@ def workload_overrides(
     if preset is not None:
         out["workload.preset"] = preset
         out["workload.trace"] = None
+    out.update(_trace_overrides(trace, trace_format, skip_bad_rows, rate_scale))
+    out.update(_arrival_overrides(current, arrival, rate, cv))
+    return out
+
+
+def _trace_overrides(
+    trace: Path | None, trace_format: str | None, skip_bad_rows: bool, rate_scale: float | None
+) -> dict[str, Any]:
+    """``--trace`` (replacing the preset and the rate), or the trace options of the file's."""
+    out: dict[str, Any] = {}
     if trace is not None:
         out["workload.trace"] = {
             "path": str(trace),
@@ -147,6 +157,15 @@ def workload_overrides(
             out["workload.trace.format"] = trace_format
         if skip_bad_rows:
             out["workload.trace.skip_bad_rows"] = True
+    return out
+
+
+def _arrival_overrides(
+    current: dict[str, Any], arrival: str | None, rate: float | None, cv: float | None
+) -> dict[str, Any]:
+    """``--arrival``/``--cv`` (a new process, keeping the file's rate and CV unless given) or
+    ``--rate`` alone (the file's process at a new rate)."""
+    out: dict[str, Any] = {}
     kind = arrival if arrival is not None else ("gamma" if cv is not None else None)
     if kind is not None:
         old = current.get("arrival") if isinstance(current.get("arrival"), dict) else {}
@@ -222,7 +241,15 @@ def client_overrides(
         "range_ratio": range_ratio,
         "prefix_len": prefix_len,
     }
-    given = {k: v for k, v in random_flags.items() if v is not None}
+    return out | _dataset_overrides(
+        dataset, {k: v for k, v in random_flags.items() if v is not None}
+    )
+
+
+def _dataset_overrides(dataset: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """``--dataset`` (random, shared-prefix or a preset); ``given``: the random dataset's
+    length flags given (any of them alone means ``--dataset random``)."""
+    out: dict[str, Any] = {}
     if dataset is None and given:
         dataset = "random"
     if dataset == "random":
