@@ -289,19 +289,7 @@ def run_search(
 
     plans = list(enumerate_plans(space, resolve_model(scenario.model), holds_model))
     search.num_plans = len(plans)
-    survivors: list[Estimate] = []
-    for plan in plans:
-        est = prefilter.estimate(plan)
-        target = options.target_rate_per_s
-        # Every target-rate objective needs the plan to serve the rate: its bound must.
-        if est.status == OK and at_target(options) and est.rate_upper_per_s < (target or 0.0):
-            reason = f"throughput bound {est.rate_upper_per_s:.3g} req/s below the target rate"
-            est = Estimate(plan, PRUNED, reason, **_est_fields(est))
-        if est.status == OK:
-            survivors.append(est)
-        else:
-            search.record(PlanResult(plan, est.status, est.reason, metrics=_bound(est)), write=True)
-    survivors.sort(key=lambda e: (*_order_key(e, options), e.plan.key()))
+    survivors = _prefilter(search, prefilter, plans, options)
     search.num_prefiltered = len(search.results)
     search.num_to_evaluate = len(survivors)
     search.is_prefiltered = True
@@ -321,6 +309,28 @@ def run_search(
         search_hash=search.hash,
         simulated_keys=tuple(search.simulated_keys),
     )
+
+
+def _prefilter(
+    search: _Search, prefilter: Prefilter, plans: Sequence[PlanSpec], options: SearchOptions
+) -> list[Estimate]:
+    """Step 2 (module docstring): record every plan the bounds decide (infeasible, pruned,
+    or for a target-rate objective a throughput bound below the rate) and return the
+    survivors, most promising first (bound on the objective, then plan key)."""
+    survivors: list[Estimate] = []
+    for plan in plans:
+        est = prefilter.estimate(plan)
+        target = options.target_rate_per_s
+        # Every target-rate objective needs the plan to serve the rate: its bound must.
+        if est.status == OK and at_target(options) and est.rate_upper_per_s < (target or 0.0):
+            reason = f"throughput bound {est.rate_upper_per_s:.3g} req/s below the target rate"
+            est = Estimate(plan, PRUNED, reason, **_est_fields(est))
+        if est.status == OK:
+            survivors.append(est)
+        else:
+            search.record(PlanResult(plan, est.status, est.reason, metrics=_bound(est)), write=True)
+    survivors.sort(key=lambda e: (*_order_key(e, options), e.plan.key()))
+    return survivors
 
 
 def _run_waves(search: _Search, survivors: list[Estimate], wave_size: int) -> None:
