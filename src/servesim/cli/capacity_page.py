@@ -33,58 +33,88 @@ def _metric(probe: Probe, name: str) -> float | None:
 
 def capacity_figure(report: CapacityReport, criterion: SLOCriterion) -> Any:
     """The three panels against offered rate (module docstring)."""
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=3, subplot_titles=[title for title, _, _ in PANELS])
     probes = sorted(report.search.probes, key=lambda p: p.rate_per_s)
+    for col, panel in enumerate(PANELS, start=1):
+        _add_panel(fig, col, panel, probes, report.rate_per_s, criterion)
+    return pages.layout(
+        fig, f"Latency and goodput against offered rate (capacity {report.rate_per_s:.4g} req/s)"
+    )
+
+
+def _add_panel(
+    fig: Any,
+    col: int,
+    panel: tuple[str, str, str | None],
+    probes: list[Probe],
+    capacity_per_s: float,
+    criterion: SLOCriterion,
+) -> None:
+    """One panel: the metric at each probe (blue holds, red fails), the SLO target or, for
+    goodput, the offered rate, and the capacity found."""
+    import plotly.graph_objects as go
+
+    title, metric, slo_attr = panel
     rates = [p.rate_per_s for p in probes]
     colours = [pages.BLUE if p.holds else pages.RED for p in probes]
-    for col, (title, metric, slo_attr) in enumerate(PANELS, start=1):
+    fig.add_trace(
+        go.Scatter(
+            x=rates,
+            y=[_metric(p, metric) for p in probes],
+            mode="lines+markers",
+            name=title,
+            line={"color": pages.GREY},
+            marker={"color": colours, "size": 9},
+            text=["holds" if p.holds else f"fails ({p.limiting})" for p in probes],
+            showlegend=False,
+        ),
+        row=1,
+        col=col,
+    )
+    _add_references(fig, col, slo_attr, rates, capacity_per_s, criterion)
+    fig.update_xaxes(title="offered rate (req/s)", row=1, col=col)
+
+
+def _add_references(
+    fig: Any,
+    col: int,
+    slo_attr: str | None,
+    rates: list[float],
+    capacity_per_s: float,
+    criterion: SLOCriterion,
+) -> None:
+    """A panel's reference lines: the SLO target (or the offered rate, which goodput can at
+    most equal) and the capacity found."""
+    import plotly.graph_objects as go
+
+    target = getattr(criterion, slo_attr) if slo_attr else None
+    if target is not None:
+        fig.add_hline(
+            y=target,
+            line={"color": pages.RED, "dash": "dot"},
+            row=1,
+            col=col,
+            annotation_text=f"SLO {target:g} s",
+            annotation_position="top left",
+        )
+    if slo_attr is None:  # goodput can at most equal the offered rate
         fig.add_trace(
             go.Scatter(
                 x=rates,
-                y=[_metric(p, metric) for p in probes],
-                mode="lines+markers",
-                name=title,
-                line={"color": pages.GREY},
-                marker={"color": colours, "size": 9},
-                text=["holds" if p.holds else f"fails ({p.limiting})" for p in probes],
-                showlegend=False,
+                y=rates,
+                mode="lines",
+                name="offered rate",
+                line={"color": pages.GREY, "dash": "dash"},
             ),
             row=1,
             col=col,
         )
-        target = getattr(criterion, slo_attr) if slo_attr else None
-        if target is not None:
-            fig.add_hline(
-                y=target,
-                line={"color": pages.RED, "dash": "dot"},
-                row=1,
-                col=col,
-                annotation_text=f"SLO {target:g} s",
-                annotation_position="top left",
-            )
-        if slo_attr is None:  # goodput can at most equal the offered rate
-            fig.add_trace(
-                go.Scatter(
-                    x=rates,
-                    y=rates,
-                    mode="lines",
-                    name="offered rate",
-                    line={"color": pages.GREY, "dash": "dash"},
-                ),
-                row=1,
-                col=col,
-            )
-        if report.rate_per_s > 0:
-            fig.add_vline(
-                x=report.rate_per_s, line={"color": pages.ORANGE, "dash": "dash"}, row=1, col=col
-            )
-        fig.update_xaxes(title="offered rate (req/s)", row=1, col=col)
-    return pages.layout(
-        fig, f"Latency and goodput against offered rate (capacity {report.rate_per_s:.4g} req/s)"
-    )
+    if capacity_per_s > 0:
+        fig.add_vline(
+            x=capacity_per_s, line={"color": pages.ORANGE, "dash": "dash"}, row=1, col=col
+        )
 
 
 def probe_rows(report: CapacityReport) -> list[list[str]]:
