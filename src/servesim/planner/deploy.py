@@ -12,7 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from servesim.engine.profiles import AUTO, LaunchSettings, resolve_engine
-from servesim.planner.scenario import Scenario, node_groups, plan_roles, pool_fields
+from servesim.planner.scenario import (
+    Scenario,
+    SLOCriterion,
+    node_groups,
+    plan_roles,
+    pool_fields,
+)
 from servesim.planner.space import PlanSpec
 from servesim.specs.catalog import resolve_model
 
@@ -24,34 +30,16 @@ def sim_config_dict(
     ``engine`` (a profile name; None: the scenario's, so the config runs the engine the plan
     was evaluated on; ``auto``: left out, the scheduler decides)."""
     engine = scenario.engine if engine is None else engine
-    hardware: dict[str, Any] = {
-        "gpu": plan.gpu,
-        "tp": plan.tp,
-        "pp": plan.pp,
-        "dtype": plan.dtype,
-    }
-    if engine != AUTO:
-        hardware["engine"] = engine
-    if plan.kv_dtype is not None:
-        hardware["kv_dtype"] = plan.kv_dtype
     workload = scenario.workload
     if rate_per_s is not None and rate_per_s > 0:
         workload = workload.with_rate(rate_per_s)
-    crit = scenario.criterion
-    slo: dict[str, Any] = {}
-    if crit.ttft_p99_s is not None:
-        slo["ttft_s"] = crit.ttft_p99_s
-    if crit.tpot_p99_s is not None:
-        slo["tpot_s"] = crit.tpot_p99_s
-    if crit.min_attainment is not None:
-        slo["attainment_target"] = crit.min_attainment
     out: dict[str, Any] = {
         "model": scenario.model,
-        "hardware": hardware,
+        "hardware": _hardware_dict(plan, engine),
         "scheduler": plan.scheduler.to_dict(),
         "cache": scenario.cache.model_dump(mode="json", exclude_unset=True),
         "workload": workload.model_dump(mode="json", exclude_none=True),
-        "slo": slo or None,
+        "slo": _slo_dict(scenario.criterion),
         "seed": scenario.seed,
         "num_requests": scenario.num_requests(plan),
     }
@@ -68,6 +56,34 @@ def sim_config_dict(
     else:
         out["replicas"] = plan.replicas
     return out
+
+
+def _hardware_dict(plan: PlanSpec, engine: str) -> dict[str, Any]:
+    """The ``hardware:`` shorthand of a plan whose pools share one hardware (``engine``
+    left out under ``auto``, ``kv_dtype`` only when the plan sets one)."""
+    hardware: dict[str, Any] = {
+        "gpu": plan.gpu,
+        "tp": plan.tp,
+        "pp": plan.pp,
+        "dtype": plan.dtype,
+    }
+    if engine != AUTO:
+        hardware["engine"] = engine
+    if plan.kv_dtype is not None:
+        hardware["kv_dtype"] = plan.kv_dtype
+    return hardware
+
+
+def _slo_dict(crit: SLOCriterion) -> dict[str, Any] | None:
+    """The ``slo:`` mapping of the search's criterion (None when it sets no target)."""
+    slo: dict[str, Any] = {}
+    if crit.ttft_p99_s is not None:
+        slo["ttft_s"] = crit.ttft_p99_s
+    if crit.tpot_p99_s is not None:
+        slo["tpot_s"] = crit.tpot_p99_s
+    if crit.min_attainment is not None:
+        slo["attainment_target"] = crit.min_attainment
+    return slo or None
 
 
 def _deployment_dict(scenario: Scenario, plan: PlanSpec, engine: str) -> dict[str, Any]:
