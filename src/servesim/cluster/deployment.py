@@ -11,9 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from servesim.cluster.config import AutoscaleConfig, DeploymentConfig, PoolConfig
-from servesim.cluster.moe import max_redundant_experts
 from servesim.cluster.nodes import cluster_nodes, group_span, num_ranks, place_replicas
 from servesim.cluster.placement import placed_plan
+
+# ``pool_engine`` and ``pool_dense_mlp`` are imported from here by their callers too.
+from servesim.cluster.pool_checks import (
+    check_draft,
+    check_memory,
+    check_parallelism,
+    check_roles,
+    pool_dense_mlp,
+    pool_engine,
+)
 from servesim.core.errors import ServesimError
 from servesim.engine.config import (
     CacheConfig,
@@ -22,11 +31,9 @@ from servesim.engine.config import (
     SchedulerConfig,
     SpeculativeConfig,
 )
-from servesim.engine.dp_group import DPGroupSpec, rank_memory_plan
+from servesim.engine.dp_group import DPGroupSpec
 from servesim.engine.profiles import AUTO, EngineProfile, resolve_engine
-from servesim.engine.replica import memory_token_budget
 from servesim.engine.setup import ReplicaSetup
-from servesim.engine.speculative import draft_memory_problem
 from servesim.perf.host import resolve_host_profile
 from servesim.perf.memory import check_dp_attention, check_plan
 from servesim.perf.stacks import resolve_kernel_stack
@@ -201,7 +208,7 @@ def _plan(
         ),
     )
     before = len(problems)
-    _check_parallelism(pool, plan, problems)
+    check_parallelism(pool, plan, problems)
     if len(problems) > before:
         return None
     try:
@@ -214,14 +221,6 @@ def _plan(
     return plan
 
 
-def pool_engine(pool: PoolConfig) -> EngineProfile:
-    """The engine profile a pool runs: its ``engine``, or under ``auto`` the one its
-    scheduler config implies (vLLM ``version: v1``: ``vllm-v1``; else ``vllm-0.6``)."""
-    return resolve_engine(
-        pool.engine, pool.scheduler.kind, getattr(pool.scheduler, "version", None)
-    )
-
-
 def pool_plan(pool: PoolConfig, model_name: str) -> ReplicaPlan:
     """The ``ReplicaPlan`` one replica of ``pool`` runs; raises ``DeploymentError`` listing
     every problem of the pool (memory is not checked here: that needs a perf model)."""
@@ -230,137 +229,6 @@ def pool_plan(pool: PoolConfig, model_name: str) -> ReplicaPlan:
     if plan is None:
         raise DeploymentError(problems)
     return plan
-
-
-def _check_parallelism(pool: PoolConfig, plan: ReplicaPlan, problems: list[str]) -> None:
-    """Every parallelism problem of a pool (``check_plan`` stops at the first)."""
-    m, where = plan.model, f"pool {pool.name!r}"
-    if m.num_attention_heads % pool.tp:
-        problems.append(
-            f"{where}: tp={pool.tp} does not divide the {m.num_attention_heads} attention "
-            f"heads of {m.name}"
-        )
-    if pool.pp > m.num_layers:
-        problems.append(f"{where}: pp={pool.pp} exceeds the {m.num_layers} layers of {m.name}")
-    if pool.dp_attention > 1:
-        _check_dp_pool(pool, problems)
-    elif pool.ep > 1:
-        if m.moe is None:
-            problems.append(f"{where}: ep={pool.ep} but {m.name} has no experts (use ep=1)")
-        elif pool.ep > m.moe.num_experts:
-            problems.append(
-                f"{where}: ep={pool.ep} exceeds the {m.moe.num_experts} experts of {m.name}"
-            )
-
-
-def _check_dp_pool(pool: PoolConfig, problems: list[str]) -> None:
-    """What a data-parallel-attention pool cannot combine with (one line each)."""
-    where, dp = f"pool {pool.name!r}", pool.dp_attention
-    ep = pool.tp * dp
-    if pool.ep not in (1, ep):
-        problems.append(
-            f"{where}: ep={pool.ep} must be tp x dp_attention = {ep} (vLLM's EP = TP x DP) or 1"
-        )
-    unsupported = (
-        ("role", pool.role != "unified", f"role={pool.role}"),
-        ("autoscale", pool.autoscale is not None, "autoscale"),
-        ("eplb", pool.eplb_redundant_experts > 0, "eplb_redundant_experts"),
-    )
-    for _, bad, what in unsupported:
-        if bad:
-            problems.append(f"{where}: dp_attention={dp} with {what} is not modelled")
-    sglang = pool_engine(pool).engine == "sglang"
-    if pool.dense_mlp in ("group", "replicated") and not sglang:
-        problems.append(
-            f"{where}: dense_mlp={pool.dense_mlp} is SGLang's (vLLM runs a DP rank's dense "
-            "layers at the rank's tp): use engine sglang or dense_mlp rank"
-        )
-    if pool.dense_mlp == "rank" and sglang and pool.tp > 1:
-        problems.append(
-            f"{where}: dense_mlp=rank at tp={pool.tp}: SGLang's --moe-dense-tp-size takes 1 "
-            "or the whole group (server_args.py): use group or replicated"
-        )
-
-
-def pool_dense_mlp(pool: PoolConfig) -> str:
-    """Where a DP-attention pool's dense MLP layers run (``perf.dp_cost.DENSE_MLP_MODES``):
-    its ``dense_mlp``, or under ``auto`` its engine's (SGLang: the whole group, else the
-    rank)."""
-    if pool.dense_mlp != "auto":
-        return pool.dense_mlp
-    return "group" if pool_engine(pool).engine == "sglang" else "rank"
-
-
-def _check_memory(
-    pool: PoolConfig, plan: ReplicaPlan, perf: PerfModel, problems: list[str]
-) -> None:
-    # The budget the replica's scheduler runs (engine defaults included), as the replica does.
-    budget = memory_token_budget(pool.scheduler, max_model_len=plan.model.max_context_tokens)
-    try:
-        if pool.dp_attention > 1:
-            dense = pool_dense_mlp(pool)
-            mem = rank_memory_plan(plan, pool.dp_attention, pool.cache, budget, dense)
-        else:
-            mem = perf.memory_plan(
-                plan,
-                block_size_tokens=pool.cache.block_size,
-                gpu_memory_utilization=pool.cache.gpu_memory_utilization,
-                max_num_batched_tokens=budget,
-            )
-    except ServesimError as exc:
-        problems.append(f"pool {pool.name!r} ({plan.gpu.name} tp={plan.tp} pp={plan.pp}): {exc}")
-        return
-    redundant = pool.eplb_redundant_experts
-    if redundant and redundant > max_redundant_experts(plan, mem.kv_cache_bytes):
-        problems.append(
-            f"pool {pool.name!r}: eplb_redundant_experts={redundant} do not fit in the "
-            f"{mem.kv_cache_bytes / 1e9:.1f} GB per GPU left after the weights"
-        )
-    if mem.num_kv_blocks < 1 and pool.cache.num_kv_blocks is None:
-        problems.append(
-            f"pool {pool.name!r}: weights {mem.weight_bytes / 1e9:.1f} GB per GPU leave no KV "
-            f"cache in {mem.usable_bytes / 1e9:.1f} GB usable on {plan.gpu.name}"
-        )
-
-
-def _check_draft(
-    pool: PoolConfig,
-    plan: ReplicaPlan,
-    perf: PerfModel,
-    speculative: SpeculativeConfig,
-    problems: list[str],
-) -> None:
-    """The draft's weights and KV beside the target's (engine/speculative.py), as sized."""
-    budget = memory_token_budget(pool.scheduler, max_model_len=plan.model.max_context_tokens)
-    problem = draft_memory_problem(
-        plan,
-        speculative,
-        perf,
-        block_size_tokens=pool.cache.block_size,
-        gpu_memory_utilization=pool.cache.gpu_memory_utilization,
-        max_num_batched_tokens=budget,
-    )
-    if problem is not None:
-        problems.append(f"pool {pool.name!r}: {problem}")
-
-
-def _check_roles(cfg: DeploymentConfig, problems: list[str]) -> None:
-    roles = [p.role for p in cfg.pools]
-    names = [p.name for p in cfg.pools]
-    for name in sorted({n for n in names if names.count(n) > 1}):
-        problems.append(f"pool name {name!r} is used by {names.count(name)} pools")
-    if "prefill" in roles and "decode" not in roles:
-        problems.append("a prefill pool needs a decode pool to hand its requests to")
-    if "decode" in roles and "prefill" not in roles:
-        problems.append("a decode pool needs a prefill pool to receive requests from")
-    if "decode" in roles and "unified" in roles:
-        problems.append("unified pools cannot be mixed with prefill/decode pools")
-    for p in cfg.pools:
-        if p.autoscale is not None and p.autoscale.min_replicas > p.replicas:
-            problems.append(
-                f"pool {p.name!r}: autoscale.min_replicas={p.autoscale.min_replicas} exceeds "
-                f"replicas={p.replicas} (the maximum)"
-            )
 
 
 def build_deployment(
@@ -376,16 +244,16 @@ def build_deployment(
         DeploymentError: one line per problem found.
     """
     problems: list[str] = []
-    _check_roles(cfg, problems)
+    check_roles(cfg, problems)
     if cfg.migration is not None and any(p.dp_attention > 1 for p in cfg.pools):
         problems.append("migration with dp_attention pools is not modelled")
     plans: list[ReplicaPlan | None] = []
     for pool in cfg.pools:
         plan = _plan(pool, model, problems, perf)
         if plan is not None:
-            _check_memory(pool, plan, perf, problems)
+            check_memory(pool, plan, perf, problems)
             if speculative is not None and pool.cache.num_kv_blocks is None:
-                _check_draft(pool, plan, perf, speculative, problems)
+                check_draft(pool, plan, perf, speculative, problems)
         plans.append(plan)
     nodes = cluster_nodes(cfg, plans, problems)
     placement = place_replicas(cfg, plans, nodes, problems) if nodes is not None else None
