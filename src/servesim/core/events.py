@@ -68,6 +68,16 @@ class EventLoop:
         heapq.heappush(self._heap, (time_s, priority, handle, callback, args))
         return handle
 
+    def push(self, time_s: float, priority: int, callback: Callback, args: tuple[Any, ...]) -> int:
+        """``schedule(time_s, callback, *args, priority=priority)`` with its arguments given
+        as they are stored (the engine's once-per-step call: no packing of keywords)."""
+        if not self.now <= time_s < _INF:
+            raise ValueError(f"cannot schedule an event at {time_s!r} (now is {self.now!r})")
+        handle = self._counter
+        self._counter = handle + 1
+        heapq.heappush(self._heap, (time_s, priority, handle, callback, args))
+        return handle
+
     def cancel(self, handle: int) -> None:
         """Drop a scheduled event (lazily: it is skipped when popped)."""
         self._cancelled.add(handle)

@@ -37,6 +37,7 @@ class _Columns:
     def __init__(self, dtypes: dict[str, np.dtype | type], capacity: int = 1024) -> None:
         self._dtypes = {k: np.dtype(v) for k, v in dtypes.items()}
         self._data = {k: np.empty(capacity, dtype=dt) for k, dt in self._dtypes.items()}
+        self._capacity = capacity  # the arrays' length
         self.size = 0
 
     def _grow(self, need: int) -> None:
@@ -48,14 +49,17 @@ class _Columns:
             grown = np.empty(new_cap, dtype=arr.dtype)
             grown[: self.size] = arr[: self.size]
             self._data[k] = grown
+        self._capacity = new_cap
 
     def append_row(self, **values: float | int) -> int:
         """Append one row; returns its index. Missing columns must not exist."""
-        self._grow(self.size + 1)
         i = self.size
+        if i >= self._capacity:
+            self._grow(i + 1)
+        data = self._data
         for k, v in values.items():
-            self._data[k][i] = v
-        self.size += 1
+            data[k][i] = v
+        self.size = i + 1
         return i
 
     def column(self, name: str) -> np.ndarray:

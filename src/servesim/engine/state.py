@@ -159,15 +159,16 @@ class ReplicaState(ReplicaStateView):
             else:
                 self._spec_tick(batch.decodes, stamp, leave)
         ahead = len(batch.decodes)  # outputs handed to the front end before this one
+        blocks, windows = self.blocks, self.layout.windows  # (fixed for the run)
         for seq, chunk in batch.prefills:
-            if self.blocks.window_blocks:  # a sliding-window pool caching its pages
-                book_window_chunk(self.blocks, seq, chunk)
+            if blocks.window_blocks:  # a sliding-window pool caching its pages
+                book_window_chunk(blocks, seq, chunk)
             else:
-                if self.layout.windows:
+                if windows:
                     self._trim(seq, seq.num_computed, chunk)
                 seq.num_computed += chunk
                 if seq.prompt_keys and seq.can_register:
-                    register_blocks(self.blocks, seq)
+                    register_blocks(blocks, seq)
             if seq.num_computed < seq.prefill_target:
                 continue
             del self.prefilling[seq]

@@ -232,9 +232,7 @@ class VirtualEngine:
 
     def launch(self, batch: Batch, times: StageTimes, end: float) -> None:
         """Schedule the completion of ``batch`` (booked to end at ``end``)."""
-        handle = self.loop.schedule(
-            end, self._complete, batch, times, priority=EventPriority.STEP_END
-        )
+        handle = self.loop.push(end, EventPriority.STEP_END, self._complete, (batch, times))
         self.in_flight = (handle, batch, times, end)
 
     def _next_batch(self, now: float) -> Batch | None:

@@ -170,8 +170,10 @@ class ReplicaScheduler(ABC):
         """Preempt victims until every decoding sequence's next block fits; True if any."""
         preempted = False
         blocks, members, ready = state.blocks, state.group.members, state.ready
-        # (len(members) + len(ready): state.num_decoding)
-        while (members or ready) and state.decode_blocks_needed() > blocks.num_available:
+        # (members or ready: state.num_decoding; num_free + num_evictable: num_available)
+        while (members or ready) and (
+            state.decode_blocks_needed() > blocks.num_free + blocks.num_evictable
+        ):
             state.preempt(self.pick_victim(state))
             preempted = True
         return preempted
@@ -180,7 +182,7 @@ class ReplicaScheduler(ABC):
         """Allocate and return the decode entries (all decoding sequences, or the first
         ``budget`` of them when the token budget is smaller)."""
         per = self.num_tokens_per_decode
-        if state.num_decoding * per <= budget:
+        if (len(state.group.members) + len(state.ready)) * per <= budget:  # num_decoding
             state.allocate_decode_all()
             return state.decoding()
         decodes = state.decoding()[: max(budget // per, 0)]
