@@ -80,10 +80,23 @@ def _validate_layer_types(spec: ModelSpec) -> None:
             raise ConfigError(where, kind, f"{kind} layers need their dimensions in the spec")
 
 
+_MOE_FIELDS = (
+    "num_experts",
+    "num_experts_per_token",
+    "expert_ffn_size",
+    "num_shared_experts",
+    "shared_expert_ffn_size",
+)
+_MLA_FIELDS = ("kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim")
+
+
+def _fields(part: Any, names: tuple[str, ...]) -> dict[str, Any] | None:
+    """``names`` of a spec part (MoE, MLA) as a dict, in that order; None without the part."""
+    return None if part is None else {name: getattr(part, name) for name in names}
+
+
 def spec_summary(spec: ModelSpec) -> dict[str, Any]:
     """Plain dict of the spec and its derived figures (for JSON output)."""
-    moe = spec.moe
-    mla = spec.mla
     quant = spec.quantization
     out: dict[str, Any] = {
         "name": spec.name,
@@ -104,24 +117,8 @@ def spec_summary(spec: ModelSpec) -> dict[str, Any]:
         "tied_embeddings": spec.tied_embeddings,
         "weight_bytes_bf16": spec.weight_bytes(DType.BF16),
         "kv_bytes_per_token_bf16": spec.kv_bytes_per_token(DType.BF16),
-        "moe": None
-        if moe is None
-        else {
-            "num_experts": moe.num_experts,
-            "num_experts_per_token": moe.num_experts_per_token,
-            "expert_ffn_size": moe.expert_ffn_size,
-            "num_shared_experts": moe.num_shared_experts,
-            "shared_expert_ffn_size": moe.shared_expert_ffn_size,
-        },
-        "mla": None
-        if mla is None
-        else {
-            "kv_lora_rank": mla.kv_lora_rank,
-            "q_lora_rank": mla.q_lora_rank,
-            "qk_rope_head_dim": mla.qk_rope_head_dim,
-            "qk_nope_head_dim": mla.qk_nope_head_dim,
-            "v_head_dim": mla.v_head_dim,
-        },
+        "moe": _fields(spec.moe, _MOE_FIELDS),
+        "mla": _fields(spec.mla, _MLA_FIELDS),
     }
     # Newer fields only where set, so the summaries of the older models stay as they were.
     if spec.layer_types:
