@@ -4,8 +4,9 @@ starts a process per evaluation) pays before and around the simulation itself.
 Figures are CPU seconds (user + system) of each child process, median of ``--repeat`` runs,
 in two columns: as this environment runs Python (``PYTHONDONTWRITEBYTECODE=1`` here: every
 module compiled from source at each start) and with bytecode cached (what an installed
-package runs: ``pip install`` writes the ``.pyc`` files; here a throwaway
-``PYTHONPYCACHEPREFIX`` filled by one warm-up run):
+package runs: ``pip install .``, the README's quick start, compiles every module at install,
+even with ``PYTHONDONTWRITEBYTECODE`` set; here a throwaway ``PYTHONPYCACHEPREFIX`` filled by
+one warm-up run). The first column minus the second is compiling servesim's ~25,000 lines.
 
 - ``servesim --help`` (start-up alone; issue target <= 0.5 CPU-s);
 - ``servesim gpus --json`` (one light command);
