@@ -58,12 +58,6 @@ def vllm_bench_result(
     max_concurrency: int | None,
 ) -> dict[str, Any]:
     """One run as ``vllm bench serve``'s result JSON (module docstring); deterministic."""
-    done = requests["reject_reason"] == RejectReason.NONE
-    done &= np.isfinite(requests["completion_s"])
-    arrival = requests["arrival_s"]
-    ttft = np.where(done, requests["first_token_s"] - arrival, 0.0)
-    latency = np.where(done, requests["completion_s"] - arrival, 0.0)
-    out_lens = np.where(done, requests["num_output_tokens"], 0)
     result: dict[str, Any] = {
         "backend": "servesim",
         "endpoint_type": "servesim",
@@ -83,12 +77,7 @@ def vllm_bench_result(
         "request_goodput": None,
         "output_throughput": summary.output_throughput_tokens_per_s,
         "total_token_throughput": summary.total_throughput_tokens_per_s,
-        "input_lens": requests["num_prompt_tokens"].tolist(),
-        "output_lens": out_lens.tolist(),
-        "ttfts": ttft.tolist(),
-        "latencies": latency.tolist(),
-        "start_times": arrival.tolist(),
-        "errors": ["" if ok else "servesim: not completed" for ok in done.tolist()],
+        **_per_request_lists(requests),
     }
     for name, stats in (
         ("ttft", summary.ttft),
@@ -98,6 +87,25 @@ def vllm_bench_result(
     ):
         result.update(_latency_keys(name, stats))
     return result
+
+
+def _per_request_lists(requests: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+    """The result's per-request lists, in request order: a request not completed (rejected,
+    or still running at the end) has 0 output tokens, TTFT and latency, and an error."""
+    done = requests["reject_reason"] == RejectReason.NONE
+    done &= np.isfinite(requests["completion_s"])
+    arrival = requests["arrival_s"]
+    ttft = np.where(done, requests["first_token_s"] - arrival, 0.0)
+    latency = np.where(done, requests["completion_s"] - arrival, 0.0)
+    out_lens = np.where(done, requests["num_output_tokens"], 0)
+    return {
+        "input_lens": requests["num_prompt_tokens"].tolist(),
+        "output_lens": out_lens.tolist(),
+        "ttfts": ttft.tolist(),
+        "latencies": latency.tolist(),
+        "start_times": arrival.tolist(),
+        "errors": ["" if ok else "servesim: not completed" for ok in done.tolist()],
+    }
 
 
 TABLE_FORMATS = ("auto", "parquet", "csv")
