@@ -8,12 +8,14 @@ from collections.abc import Callable
 
 import pytest
 
+from servesim.engine import CacheConfig, ReplicaSetup, VLLMSchedulerConfig
 from servesim.engine.config import HybridConfig
 from servesim.engine.hybrid import HybridExecutor
 from servesim.perf.cpu import kv_move_s
 from servesim.perf.types import BatchShape, ReplicaPlan, StageTimes
 from servesim.specs import get_gpu, resolve_model
 from servesim.specs.dtypes import DType
+from tests.engine.fakes import LinearPerf, poisson_requests, run
 
 # Llama-2-7B fp16 on a T4: K and V of 32 layers x 32 heads x 128 in fp16 per token; the T4's
 # host link is PCIe 3.0 x16 (15.75 GB/s per direction, 5 us per message, gpus.yaml)
@@ -150,3 +152,26 @@ def test_apex_keeps_the_host_set_until_its_overrun_pays_for_the_copy() -> None:
     assert step.move_s == pytest.approx(
         -(-3401 // BLOCK) * BLOCK * KV_BYTES_PER_TOKEN / PCIE3_BYTES_PER_S + 5e-6, rel=1e-12
     )
+
+
+def test_the_engine_charges_a_new_decode_its_copy_to_the_host() -> None:
+    # one request, prompt 64, every decode on the CPU: the prefill runs on the GPU, then the
+    # first decode step copies the KV's 5 blocks (65 tokens after the first output token)
+    plan = _executor().plan
+    setup = ReplicaSetup(
+        plan=plan,
+        scheduler=VLLMSchedulerConfig(),
+        cache=CacheConfig(),
+        hybrid=HybridConfig(policy="fixed", cpu_fraction=1.0),
+    )
+    perf = LinearPerf(a=0.02, b=1e-5, c=1e-8, num_kv_blocks=200)
+    perf.kv_bytes_per_token = KV_BYTES_PER_TOKEN
+    records = run(poisson_requests(1, 1.0, 64, 4), perf, setup)
+    steps = records.iterations.view()
+    assert list(steps["num_decode_seqs"]) == [0, 1, 1, 1]
+    move_s = 5 * BLOCK * KV_BYTES_PER_TOKEN / PCIE3_BYTES_PER_S + PCIE3_LATENCY_S  # 2.668 ms
+    # GPU part 20.01 ms (the CPU's 0.5 ms hidden) + q/k/v copies; the same in later steps
+    later = steps["duration_s"][2]
+    assert later == pytest.approx(0.02001 + 32 * (4 * 4096 * 2 / PCIE3_BYTES_PER_S + 1e-5))
+    assert steps["duration_s"][1] == pytest.approx(later + move_s, rel=1e-9)
+    assert records.counters["hybrid_kv_moves"] == 1
