@@ -239,39 +239,59 @@ def plan_memory(
     overhead = CUDA_CONTEXT_BYTES + (NCCL_BUFFER_BYTES if plan.num_gpus > 1 else 0)
     best: MemoryPlan | None = None
     for stage in range(plan.pp):
-        weights = stage_weight_bytes(plan, stage, expert_ep, dense_tp)
-        # vLLM's state cache for linear-attention layers holds one
-        # slot per schedulable sequence: reserved for the default max_num_seqs, with overheads
-        state = int(PROFILE_NUM_SEQS * sequence_state_bytes(plan, stage))
-        kv_cache = usable - weights - activation - overhead - state
-        per_token = kv_bytes_per_token(plan, stage, block_size_tokens)
-        if kv_cache <= 0:
-            raise InfeasibleError(
-                _breakdown(plan, stage, total, usable, weights, activation, overhead + state)
-            )
-        if per_token <= 0:
-            raise ConfigError("model", plan.model.name, "has no layer whose KV grows per token")
-        blocks = int(kv_cache // (per_token * block_size_tokens))
-        if blocks < 1:
-            raise InfeasibleError(
-                _breakdown(plan, stage, total, usable, weights, activation, overhead + state)
-                + f"; {kv_cache / GIB:.2f} GiB left holds no {block_size_tokens}-token KV block"
-            )
-        candidate = MemoryPlan(
-            total,
-            usable,
-            weights,
-            activation,
-            overhead + state,
-            kv_cache,
-            per_token,
-            block_size_tokens,
-            blocks,
+        candidate = _stage_memory(
+            plan, stage, usable, activation, overhead, block_size_tokens, expert_ep, dense_tp
         )
         if best is None or candidate.num_kv_blocks < best.num_kv_blocks:
             best = candidate
     assert best is not None
     return best
+
+
+def _stage_memory(
+    plan: ReplicaPlan,
+    stage: int,
+    usable: int,
+    activation: int,
+    overhead: int,
+    block_size_tokens: int,
+    expert_ep: int,
+    dense_tp: int,
+) -> MemoryPlan:
+    """One pipeline stage's memory plan: what ``usable`` bytes leave for the KV cache after
+    the stage's weights, the activation reserve, ``overhead`` and the linear-attention state;
+    raises ``InfeasibleError`` when that holds no KV block (``ConfigError`` when no layer's
+    KV grows per token)."""
+    total = plan.gpu.memory_bytes
+    weights = stage_weight_bytes(plan, stage, expert_ep, dense_tp)
+    # vLLM's state cache for linear-attention layers holds one
+    # slot per schedulable sequence: reserved for the default max_num_seqs, with overheads
+    state = int(PROFILE_NUM_SEQS * sequence_state_bytes(plan, stage))
+    kv_cache = usable - weights - activation - overhead - state
+    per_token = kv_bytes_per_token(plan, stage, block_size_tokens)
+    if kv_cache <= 0:
+        raise InfeasibleError(
+            _breakdown(plan, stage, total, usable, weights, activation, overhead + state)
+        )
+    if per_token <= 0:
+        raise ConfigError("model", plan.model.name, "has no layer whose KV grows per token")
+    blocks = int(kv_cache // (per_token * block_size_tokens))
+    if blocks < 1:
+        raise InfeasibleError(
+            _breakdown(plan, stage, total, usable, weights, activation, overhead + state)
+            + f"; {kv_cache / GIB:.2f} GiB left holds no {block_size_tokens}-token KV block"
+        )
+    return MemoryPlan(
+        total,
+        usable,
+        weights,
+        activation,
+        overhead + state,
+        kv_cache,
+        per_token,
+        block_size_tokens,
+        blocks,
+    )
 
 
 def _breakdown(
