@@ -146,7 +146,8 @@ class KVBlockManager:
     def check(self) -> None:
         """Assert the accounting invariant."""
         assert self.num_free >= 0 and self.num_private >= 0 and self.num_cached_in_use >= 0
-        assert self.num_free + self.num_used + self.num_evictable == self.num_blocks, (
+        used = self.num_private + self.num_cached_in_use  # num_used, without the call
+        assert self.num_free + used + self.num_evictable == self.num_blocks, (
             self.num_free,
             self.num_private,
             self.num_cached_in_use,
@@ -161,10 +162,11 @@ class KVBlockManager:
         free ones run out."""
         if num <= 0:
             return
-        if num > self.num_free + self.num_evictable:
-            raise KVCapacityError(num, self.num_free + self.num_evictable)
-        take = min(num, self.num_free)
-        self.num_free -= take
+        free = self.num_free
+        if num > free + self.num_evictable:
+            raise KVCapacityError(num, free + self.num_evictable)
+        take = num if num < free else free  # min(num, free)
+        self.num_free = free - take
         if num > take:
             self._evict_blocks(num - take)
         self.num_private += num
