@@ -148,3 +148,37 @@ def test_hf_quant_config_json_beside_config_json(tmp_path: Path) -> None:
     # a config.json with its own quantization_config keeps it
     own = {**LLAMA_TINY, "quantization_config": {"quant_method": "fp8"}}
     assert with_hf_quant_config(own, HF_QUANT_CONFIG) is own
+
+
+def test_mxfp4_w4a4_is_native_on_cdna4_and_blackwell() -> None:
+    assert DType.parse("w4a4-mxfp4") is DType.MXFP4_W4A4
+    assert DType.MXFP4_W4A4.spec.bytes_per_weight == 0.5 + 1 / 32  # e8m0 scale per 32
+    mi355x_peaks = (DType.BF16, DType.FP8, DType.FP4)
+    assert gemm_activation(DType.MXFP4_W4A4, "cdna4", mi355x_peaks) is DType.FP4
+    assert gemm_activation(DType.MXFP4_W4A4, "blackwell", B200_PEAKS) is DType.FP4
+    assert gemm_activation(DType.MXFP4_W4A4, "hopper", H100_PEAKS) is DType.BF16
+    assert gemm_activation(DType.MXFP4, "cdna4", mi355x_peaks) is DType.BF16  # gpt-oss: w4a16
+
+
+def _quark(inputs: dict | None) -> dict:
+    mx = {"dtype": "fp4", "qscheme": "per_group", "group_size": 32, "scale_format": "e8m0"}
+    return {
+        "quant_method": "quark",
+        "global_quant_config": {"weight": mx, "input_tensors": inputs, "output_tensors": None},
+        "exclude": ["lm_head", "model.layers.*.self_attn.*"],
+        "export": {"kv_cache_group": [], "pack_method": "reorder"},
+    }
+
+
+def test_quark_ocp_mx_configs() -> None:
+    # amd/*-MXFP4 checkpoints (Quark w_mxfp4_a_mxfp4): fp4 weights and inputs, per 32, e8m0
+    mx_inputs = {"dtype": "fp4", "qscheme": "per_group", "group_size": 32, "is_dynamic": True}
+    q = parse_quantization_config(_quark(mx_inputs), "m")
+    assert q is not None and (q["dtype"], q["group_size"]) == (DType.MXFP4_W4A4, 32)
+    assert q["unconverted_groups"] == frozenset({"attention"})
+    weight_only = parse_quantization_config(_quark(None), "m")
+    assert weight_only is not None and weight_only["dtype"] is DType.MXFP4
+    int8 = _quark(None)
+    int8["global_quant_config"]["weight"] = {"dtype": "int8", "qscheme": "per_tensor"}
+    with pytest.raises(ConfigError, match="global_quant_config"):
+        parse_quantization_config(int8, "m")

@@ -10,10 +10,10 @@ import pytest
 
 from servesim.perf.calibration import load_calibration
 from servesim.perf.graph import PlanGraph
-from servesim.perf.kernel_set import GemmShape, KernelSet
+from servesim.perf.kernel_set import FP4_LABELS, GemmShape, KernelSet
 from servesim.perf.kernels import gemm_time_s as legacy_gemm_time_s
 from servesim.perf.op_query import op_time_s
-from servesim.perf.opmodels.fp4 import fp4_gemm_fit, fp4_quant_fit, is_derived
+from servesim.perf.opmodels.fp4 import FP4_BYTES, fp4_gemm_fit, fp4_quant_fit, is_derived
 from servesim.perf.opmodels.gemm import GemmFit, QuantFit, gemm_time_s
 from servesim.perf.types import ReplicaPlan
 from servesim.specs.catalog import get_gpu
@@ -143,3 +143,21 @@ def test_modelopt_checkpoint_groups(gpu: str, label: str | None, act: DType, in_
         assert g.peak_flops_per_s == spec.peak_flops(act)
     if label == "fp4":
         assert not graph.is_calibrated  # derived from fp8: no fp4 tables anywhere
+
+
+def test_mxfp4_w4a4_on_mi355x_reads_its_own_bytes() -> None:
+    assert tuple(FP4_BYTES) == FP4_LABELS
+    mx = fp4_gemm_fit(_fp8_fit(), "mxfp4_w4a4")
+    assert (mx.weight_bytes, mx.act_bytes) == (0.53125, 0.53125)  # nibble + e8m0 per 32
+    mi355x = get_gpu("mi355x")  # fp4 10.07 PF dense, 8 TB/s, 256 CUs
+    m = n = k = 8192
+    compute_s = 2.0 * m * n * k / (mi355x.peak_flops(DType.FP4) * 0.8)
+    nbytes = k * n * 0.53125 * 2 + m * n * 2.0
+    memory_s = nbytes / (mi355x.hbm_bandwidth_bytes_per_s * 0.9)
+    # 64 x 64 tiles over 256 CUs: 16 whole waves
+    assert gemm_time_s(mx, mi355x, m, n, k) == pytest.approx(compute_s + memory_s, rel=1e-12)
+    shipped = op_time_s(mi355x, "gemm", dtype="mxfp4-w4a4", m=4096, n=8192, k=8192).time_s
+    fp8 = op_time_s(mi355x, "gemm", dtype="fp8", m=4096, n=8192, k=8192).time_s
+    nvfp4 = op_time_s(mi355x, "gemm", dtype="nvfp4", m=4096, n=8192, k=8192).time_s
+    mxfp4 = op_time_s(mi355x, "gemm", dtype="mxfp4", m=4096, n=8192, k=8192).time_s
+    assert shipped < fp8 < nvfp4 == mxfp4  # NVFP4 is weight-only on CDNA 4

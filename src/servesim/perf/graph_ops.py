@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from servesim.perf.calibration import Calibration
 from servesim.perf.graph_kinds import GroupKernels, group_kernels
-from servesim.perf.kernel_set import GemmShape, KernelSet, gemm_label
+from servesim.perf.kernel_set import FP4_LABELS, GemmShape, KernelSet, gemm_label
 from servesim.perf.kernels import elementwise_time_s, gemm_compute_eff
 from servesim.perf.shapes import stage_layer_ranges
 from servesim.perf.types import OpCost, ReplicaPlan
@@ -44,8 +44,8 @@ class OpPricer:
         self.groups = {
             g: group_kernels(plan, formats[g], plain, self.peak16) for g in MODULE_GROUPS
         }
-        # no fp4 tables exist: an NVFP4 W4A4 GEMM is derived from fp8 (opmodels/fp4.py)
-        self.is_calibrated &= all(g.gemm_label != "fp4" for g in self.groups.values())
+        # no fp4 tables exist: a W4A4 GEMM is derived from fp8 (opmodels/fp4.py)
+        self.is_calibrated &= all(g.gemm_label not in FP4_LABELS for g in self.groups.values())
 
     # ---- primitives -------------------------------------------------------------------
     def scope(self, stage: int, count: int = 0) -> str:

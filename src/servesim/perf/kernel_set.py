@@ -77,14 +77,18 @@ class MoeShape:
     weight_bytes: float = 2.0
 
 
+#: The W4A4 GEMM kernels, derived from fp8 (``opmodels/fp4.py``): no fp4 tables exist.
+FP4_LABELS = ("fp4", "mxfp4_w4a4")
+
+
 def gemm_label(weight: DType, activation: DType, quantised: bool = True) -> str | None:
     """The measured GEMM kernel a weight/activation format pair runs (None: no table)."""
     if not quantised:
         return "bf16"
     if activation == DType.FP8:
         return "fp8"  # vLLM's per-tensor W8A8 (cutlass scaled_mm with dynamic quantisation)
-    if activation == DType.FP4:
-        return "fp4"  # NVFP4 W4A4 (CUTLASS fp4 GEMM), derived from fp8: opmodels/fp4.py
+    if activation == DType.FP4:  # W4A4, derived from fp8: opmodels/fp4.py
+        return "mxfp4_w4a4" if weight == DType.MXFP4_W4A4 else "fp4"
     if weight in (DType.BF16, DType.FP16) and activation in (DType.BF16, DType.FP16):
         return "bf16"
     return None
@@ -300,13 +304,11 @@ LEGACY_NAME = "vllm-0.6"
 def _gemm_fits(source: FamilySource | None) -> dict[str, object]:
     if source is None:
         return {}
-    from servesim.perf.opmodels.fp4 import fp4_gemm_fit
+    from servesim.perf.opmodels.fp4 import fp4_gemm_fits
     from servesim.perf.opmodels.gemm import GemmFit
 
     fits = {label: GemmFit.from_dict(params) for label, params in source.params.items()}
-    if "fp8" in fits and "fp4" not in fits:
-        fits["fp4"] = fp4_gemm_fit(fits["fp8"])  # no fp4 tables: derived, uncalibrated
-    return fits
+    return fp4_gemm_fits(fits)  # no fp4 tables: the W4A4 kernels derived, uncalibrated
 
 
 def _attention_fits(source: FamilySource | None) -> object | None:
@@ -346,6 +348,6 @@ def moe_label(weight: DType, activation: DType) -> str | None:
         return "bf16"
     if weight == DType.INT4:
         return "int4"  # weight-only int4 (Marlin MoE)
-    if weight == DType.FP4:
-        return "mxfp4"
+    if weight in (DType.FP4, DType.MXFP4_W4A4):
+        return "mxfp4"  # the measured w4a16 fp4 MoE tables (no W4A4 MoE derivation yet)
     return None

@@ -31,6 +31,7 @@ class DType(str, Enum):
     FP4 = "fp4"
     NVFP4_A16 = "nvfp4-a16"
     MXFP4 = "mxfp4"
+    MXFP4_W4A4 = "mxfp4-w4a4"
 
     @property
     def num_bytes(self) -> float:
@@ -253,6 +254,20 @@ FORMATS: dict[DType, FormatSpec] = {
             scale_bytes=1.0,
             kernel_dtype=DType.FP4,  # measured MoE tables (w4a16_mxfp4) are keyed by fp4
         ),
+        _fmt(
+            DType.MXFP4_W4A4,
+            0.5,
+            DType.FP4,
+            _FP4_ARCHS,
+            "MXFP4 W4A4: e2m1 weights and activations, one e8m0 scale per 32; activations "
+            "quantised to MXFP4 on the fly (AMD Quark w_mxfp4_a_mxfp4)",
+            _OCP_MX + "; vLLM quark.py QuarkOCP_MX (weight and input_tensors fp4, per_group "
+            "32, e8m0); CDNA 4 and Blackwell run block-scaled MX fp4 on their matrix cores",
+            group_size=32,
+            scale_bytes=1.0,
+            note="without MX fp4 matrix cores it runs weight-only, as mxfp4 (vLLM's "
+            "QuarkOCP_MX emulates: weights dequantised to bf16)",
+        ),
     )
 }
 
@@ -288,6 +303,8 @@ _ALIASES = {
     "w4a16_nvfp4": "nvfp4-a16",
     "mx-fp4": "mxfp4",
     "mxfp4-e2m1": "mxfp4",
+    "w4a4-mxfp4": "mxfp4-w4a4",
+    "mxfp4-a4": "mxfp4-w4a4",
 }
 
 
@@ -301,9 +318,10 @@ def gemm_activation(
     """The format a GEMM on ``weights`` computes in on a GPU of ``architecture`` whose
     data-sheet peaks are keyed ``peaks`` (None: not checked).
 
-    fp8 formats (W8A8, fp8-block, W4A8) compute in fp8 where the GPU has an fp8 peak; NVFP4
-    (W4A4) computes in fp4 where the architecture has NVFP4 tensor cores and an fp4 peak,
-    and otherwise runs weight-only (``FormatSpec.note``); every other format computes in bf16.
+    fp8 formats (W8A8, fp8-block, W4A8) compute in fp8 where the GPU has an fp8 peak; the
+    W4A4 formats (NVFP4, MXFP4-W4A4) compute in fp4 where the architecture has tensor cores
+    for their scales (``native_architectures``) and an fp4 peak, and otherwise run
+    weight-only (``FormatSpec.note``); every other format computes in bf16.
     """
     spec = FORMATS[weights]
     if spec.activation == DType.FP8 and (peaks is None or DType.FP8 in peaks):

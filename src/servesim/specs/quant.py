@@ -27,6 +27,7 @@ KNOWN_METHODS = (
     "compressed-tensors",
     "modelopt",
     "modelopt_fp4",
+    "quark",
 )
 
 
@@ -103,11 +104,19 @@ def parse_quantization_config(cfg: Any, name: str) -> dict[str, Any] | None:
         dtype, group = _compressed_tensors(cfg, name)
     elif method.startswith("modelopt"):
         dtype, group = _modelopt(cfg, name)
+    elif method == "quark":
+        dtype, group = _quark(cfg, name)
     else:
         dtype, group = _simple(cfg, method, name)
     patterns = tuple(
         str(p)
-        for key in ("modules_to_not_convert", "ignore", "exclude_modules", "ignored_layers")
+        for key in (
+            "modules_to_not_convert",
+            "ignore",
+            "exclude_modules",
+            "ignored_layers",
+            "exclude",
+        )
         for p in (cfg.get(key) or ())
     )
     return {
@@ -208,6 +217,32 @@ def _modelopt(cfg: Mapping[str, Any], name: str) -> tuple[DType, int]:
         )
     dtype = _MODELOPT[algo]
     return dtype, int(cfg.get("group_size") or FORMATS[dtype].group_size)
+
+
+def _quark(cfg: Mapping[str, Any], name: str) -> tuple[DType, int]:
+    """AMD Quark: ``global_quant_config``'s ``weight`` and ``input_tensors`` specs. OCP MX fp4
+    weights (per_group 32, e8m0 scales; vLLM quark.py ``_is_w_ocp_mx_a_x``) with fp4 inputs
+    are MXFP4 W4A4, with 16-bit inputs weight-only MXFP4; fp8_e4m3 weights and inputs are
+    W8A8 fp8."""
+    spec = cfg.get("global_quant_config") or {}
+    weight = spec.get("weight") if isinstance(spec, Mapping) else None
+    if not isinstance(weight, Mapping):
+        raise ConfigError(
+            f"{name}.quantization_config.global_quant_config.weight", weight, "a spec"
+        )
+    inputs = spec.get("input_tensors")
+    in_dtype = inputs.get("dtype") if isinstance(inputs, Mapping) else None
+    w_dtype = weight.get("dtype")
+    is_mx = weight.get("qscheme") == "per_group" and weight.get("scale_format") == "e8m0"
+    if w_dtype == "fp4" and is_mx and int(weight.get("group_size") or 0) == 32:
+        return (DType.MXFP4_W4A4 if in_dtype == "fp4" else DType.MXFP4), 32
+    if w_dtype == "fp8_e4m3" and in_dtype == "fp8_e4m3":
+        return DType.FP8, 0
+    raise ConfigError(
+        f"{name}.quantization_config.global_quant_config",
+        f"weight {w_dtype}, input {in_dtype}",
+        "not modelled (known: OCP MX fp4 weights with fp4 or 16-bit inputs, fp8_e4m3 W8A8)",
+    )
 
 
 def module_groups_of(pattern: str) -> tuple[str, ...]:

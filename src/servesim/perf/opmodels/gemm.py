@@ -62,6 +62,7 @@ PEAK_DTYPE: dict[str, DType] = {
     "fp8": DType.FP8,
     "fp8_block": DType.FP8,
     "fp4": DType.FP4,  # NVFP4 W4A4, derived from fp8 (opmodels/fp4.py), never fitted
+    "mxfp4_w4a4": DType.FP4,  # MXFP4 W4A4, likewise
 }
 #: Kernel format label -> (weight, input activation, output) bytes per element.
 ELEMENT_BYTES: dict[str, tuple[float, float, float]] = {
