@@ -83,7 +83,8 @@ def dtype(panel: str | None = None, show_default: bool = False) -> Any:
     return option(
         "--dtype",
         "Weights: bf16, fp16, fp8, fp8-block, int8, int4 (awq/gptq), w4a8, nvfp4 (W4A4 on "
-        "Blackwell), nvfp4-a16, mxfp4 (docs/formats.md).",
+        "Blackwell), nvfp4-a16, mxfp4, mxfp4-w4a4 (W4A4 on CDNA 4 / Blackwell) "
+        "(docs/formats.md).",
         panel,
         show_default,
     )
