@@ -22,7 +22,9 @@ one warm-up run). The first column minus the second is compiling servesim's ~25,
 
 ``--breakdown`` runs the scenario once in a child and prints each package's own import CPU
 time (module bodies, children excluded; with ``PYTHONDONTWRITEBYTECODE`` this includes
-compiling them) and what is left for parsing, simulating and printing.
+compiling them), what is left for parsing, simulating and printing, and how much of it all
+creating dataclasses and pydantic model classes took (a pydantic model's class statement
+builds its validator; the first one also imports most of pydantic).
 """
 
 from __future__ import annotations
@@ -120,6 +122,21 @@ class Finder(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, Finder())
 start = time.process_time()
+import dataclasses
+import pydantic._internal._model_construction as pydantic_models
+classes = collections.Counter()
+def timed(kind, func):
+    def run(*args, **kwargs):
+        begin = time.process_time()
+        try:
+            return func(*args, **kwargs)
+        finally:
+            classes[kind + " CPU"] += time.process_time() - begin
+            classes[kind] += 1
+    return run
+dataclasses._process_class = timed("dataclasses", dataclasses._process_class)
+meta = pydantic_models.ModelMetaclass
+meta.__new__ = timed("pydantic models", meta.__new__)
 import servesim.cli
 try:
     with contextlib.redirect_stdout(io.StringIO()):
@@ -137,6 +154,9 @@ print(f"{'imports':28s} {imports:6.3f}")
 for name, spent in sorted(by_package.items(), key=lambda kv: -kv[1])[:18]:
     print(f"  {name:26s} {spent:6.3f}")
 print(f"{'parse, simulate, print':28s} {total - imports:6.3f}")
+print("creating classes (in the figures above)")
+for kind in ("dataclasses", "pydantic models"):
+    print(f"  {kind:26s} {classes[kind + ' CPU']:6.3f}  ({classes[kind]} classes)")
 """
 
 
