@@ -1,4 +1,4 @@
-"""Commands whose options are a table: ``simulate`` takes 60 options, ``plan`` 50.
+"""Commands whose options are a table: ``simulate`` takes 60 options, ``plan`` 48.
 
 typer reads a command's options from its signature (``inspect.signature``: each parameter's
 ``Annotated[type, typer.Option(...)]`` and default, in order). Written as a ``def``, such a
