@@ -1,5 +1,6 @@
-"""Iteration rows are written as tuples in ``ITERATION_COLUMNS`` order (engine/rows.py): each
-value must land in the column it names, and buffered rows read back as stored."""
+"""Iteration rows are written as tuples in ``ITERATION_COLUMNS`` order (engine/rows.py), and
+request rows in ``REQUEST_COLUMNS`` order (``append_request_row``): each value must land in the
+column it names, and buffered (or chunked) rows read back as stored."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from typing import Any
 import numpy as np
 
 from servesim.engine.batch import Batch
-from servesim.engine.records import ITERATION_COLUMNS, SimulationRecords
+from servesim.engine.columns import RequestTable
+from servesim.engine.records import ITERATION_COLUMNS, REQUEST_COLUMNS, SimulationRecords
 from servesim.engine.rows import DecodeRun, append_batch_row, append_run_row
+from servesim.engine.simulation import append_request_row
 from servesim.perf.types import StageTimes
+from servesim.workload.request import Request
 
 
 def _row(records: SimulationRecords, index: int) -> dict[str, Any]:
@@ -78,3 +82,44 @@ def test_buffered_rows_across_chunks_read_back_in_order() -> None:
     np.testing.assert_array_equal(view["repeat"], np.arange(10_000))
     np.testing.assert_array_equal(view["start_s"], np.arange(10_000) / 8)
     assert not view["num_preempted"].any()  # a column left out reads 0
+
+
+def test_a_request_row_puts_every_value_in_its_named_column() -> None:
+    records = SimulationRecords()
+    request = Request(41, 3.25, 900, 120, priority=2, user_id=7)
+    row = append_request_row(records, request, 5, 1)
+    view = records.requests.view()
+    got = {name: view[name][row].item() for name in REQUEST_COLUMNS}
+    nan_columns = {"first_scheduled_s", "first_token_s", "completion_s"}
+    assert all(np.isnan(got.pop(name)) for name in nan_columns)
+    assert got == {
+        "request_id": 41,
+        "replica_id": 5,
+        "arrival_s": 3.25,
+        "num_prompt_tokens": 900,
+        "num_output_tokens": 120,
+        "num_emitted_tokens": 0,
+        "sum_tbt_s": 0.0,
+        "max_tbt_s": 0.0,
+        "num_preemptions": 0,
+        "num_prefix_hit_tokens": 0,
+        "priority": 2,
+        "user_id": 7,
+        "slo_class_index": 1,
+        "reject_reason": 0,
+        "decode_replica_id": -1,
+    }
+
+
+def test_request_rows_past_the_memory_budget_go_the_chunked_way() -> None:
+    table = RequestTable(
+        REQUEST_COLUMNS, budget_rows=4, chunk_rows=2, is_finished=lambda c: c["reject_reason"] >= 0
+    )
+    rows = [_append_to(table, i) for i in range(9)]
+    assert rows == list(range(9)) and table.is_spilled
+    np.testing.assert_array_equal(table.view()["request_id"], np.arange(9) * 10)
+
+
+def _append_to(table: RequestTable, i: int) -> int:
+    records = SimulationRecords(requests=table)
+    return append_request_row(records, Request(10 * i, float(i), 100, 10), 0, 0)

@@ -289,6 +289,18 @@ class RequestTable(_Columns):
         self.size += 1
         return i
 
+    def append_values(self, row: tuple[float | int, ...]) -> int:
+        """``append_row`` with every column's value in the table's column order."""
+        i = self.size
+        if self._store is not None or (i + 1 >= self._budget_rows and self._is_finished):
+            return self.append_row(**dict(zip(self._dtypes, row, strict=True)))
+        if i >= self._capacity:
+            self._grow(i + 1)
+        for array, value in zip(self._data.values(), row, strict=True):  # column order
+            array[i] = value
+        self.size = i + 1
+        return i
+
     def _live_chunk(self, row: int) -> tuple[Chunk, int]:
         index, j = divmod(row, self._chunk_rows)
         chunk = self._live.get(index)

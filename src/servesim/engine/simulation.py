@@ -336,23 +336,26 @@ def append_request_row(
 ) -> int:
     """The request's row as written on arrival (times NaN until they happen); its index."""
     nan = math.nan
-    return records.requests.append_row(
-        request_id=request.request_id,
-        replica_id=replica_id,
-        arrival_s=request.arrival_s,
-        first_scheduled_s=nan,
-        first_token_s=nan,
-        completion_s=nan,
-        num_prompt_tokens=request.num_prompt_tokens,
-        num_output_tokens=request.num_output_tokens,
-        num_emitted_tokens=0,
-        sum_tbt_s=0.0,
-        max_tbt_s=0.0,
-        num_preemptions=0,
-        num_prefix_hit_tokens=0,
-        priority=request.priority,
-        user_id=request.user_id,
-        slo_class_index=slo_class_index,
-        reject_reason=0,
-        decode_replica_id=-1,
+    # the values in records.REQUEST_COLUMNS order (tests/engine/test_rows.py)
+    return records.requests.append_values(
+        (
+            request.request_id,
+            replica_id,
+            request.arrival_s,
+            nan,  # first_scheduled_s
+            nan,  # first_token_s
+            nan,  # completion_s
+            request.num_prompt_tokens,
+            request.num_output_tokens,
+            0,  # num_emitted_tokens
+            0.0,  # sum_tbt_s
+            0.0,  # max_tbt_s
+            0,  # num_preemptions
+            0,  # num_prefix_hit_tokens
+            request.priority,
+            request.user_id,
+            slo_class_index,
+            0,  # reject_reason
+            -1,  # decode_replica_id
+        )
     )
