@@ -131,7 +131,7 @@ def test_shipped_fit_is_what_the_tables_give() -> None:
 _LOGO_AFTER = {
     ("a100", "gemm"): 14.5,
     ("a100", "decode_attention"): 23.5,
-    ("a100", "prefill_attention"): 26.5,
+    ("a100", "prefill_attention"): 22.5,  # FA2 tiles / residency (attention_tiles)
     ("a100", "collectives"): 16.5,
     ("l40s", "gemm"): 26.5,
     ("l40s", "decode_attention"): 24.0,
@@ -139,7 +139,7 @@ _LOGO_AFTER = {
     ("h200", "prefill_attention"): 9.5,
     ("h100", "decode_attention"): 8.5,  # the fp8 KV cap carries between H100 and H200
     ("h200", "decode_attention"): 8.5,
-    ("l40s", "prefill_attention"): 44.5,
+    ("l40s", "prefill_attention"): 25.0,  # and FlashInfer's GQA packing (fp8 KV)
     ("l40s", "collectives"): 22.0,  # 8 GPUs cross the sockets (transfer.host_ring_bus_bytes_per_s)
     # MoE between the two Hopper GPUs: the streaming keeps the donor's absolute rate (median
     # signed within 2% both ways; it was +5.8 / -2.5 with the bandwidth-fraction rule)
