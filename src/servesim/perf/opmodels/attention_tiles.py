@@ -15,9 +15,8 @@ tile plus a K and a V tile, (kBlockM + 2 kBlockN) x head_dim x 2 bytes (kernel_t
 CTAs run at once: A100 (164 KB per SM) holds two below head_dim 256, Ada (L40S: 100 KB per
 SM) one. Evidence from the tables: per SM, the short-sequence traffic-bound rows reach
 7.3 GB/s on A100 and 3.6 on L40S (isl 64, >= 1024 heads x sequences; 2.0x), the long
-many-head rows 2.6 against 3.5 us per 64x128 tile visit per SM, and the per-CTA fixed cost,
-fitted on each GPU alone with this residency, is 3.2 us (A100) and 3.6 us (L40S) where
-without it the two disagree by 2.2x.
+many-head rows 2.6 against 3.5 us per 64x128 tile visit per SM (two CTAs sharing A100's SM,
+one alone on L40S's: the per-visit time of one CTA is about the same, 5.2 against 3.5 us).
 """
 
 from __future__ import annotations

@@ -33,8 +33,8 @@ every rule below; none is a factor fitted to the GPU it predicts.
 * attention between GPUs of one kernel generation (H100 / H200 on FA3, A100 / L40S on FA2):
   the prefill's traffic term keeps the donor's absolute rate per SM (it is bound on the SMs:
   H100 and H200 measure the same prefill times for 1.43x the HBM bandwidth; A100 and L40S
-  the same rate per resident CTA); FA2's per-CTA fixed cost stays in seconds (3.2 / 3.6 us
-  fitted alone on A100 / L40S, ``attention_tiles``); an fp8 KV cache's SM-side cap on the
+  the same rate per SM, 4.9 / 4.5 GB/s fitted alone); FA2's per-CTA fixed cost stays in
+  seconds (memory round trips, ``attention_tiles``); an fp8 KV cache's SM-side cap on the
   decode stream is a rate per SM cycle; whether decode drops GQA packing under a sliding
   window is the target's kernel's (FlashAttention 2 on Ampere / Ada does;
   ``_adapt_attention``).
@@ -253,11 +253,12 @@ def _adapt_attention(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -
     # One kernel generation (H100 / H200 on FA3, A100 / L40S on FA2): the prefill's Q/K/V/O
     # traffic is bound on the SMs, not by HBM. H100 and H200 measure within 2% in every prefill
     # regime (median time ratio 0.99-1.03, vLLM and SGLang tables) for 1.43x the HBM
-    # bandwidth; A100 and L40S reach the same rate per resident CTA (fitted alone: 4.8 GB/s
-    # per CTA on either, two CTAs per SM on A100, one on L40S: ``attention_tiles``) at 1.79x
-    # the clock, so it is latency in time, not cycles. It keeps the donor's absolute rate per
-    # SM (x SMs), re-expressed as a fraction of the target's HBM; the residency is the
-    # opmodel's. Across generations no pair measures it; the fraction of HBM carries over.
+    # bandwidth; A100 and L40S reach about the same rate per SM (fitted alone: 4.9 and
+    # 4.5 GB/s; ``attention_tiles``) at 1.79x the clock, so it is latency in time, not cycles
+    # (scaled by the clock as well, A100 from L40S goes 21 -> 38%). It keeps the donor's
+    # absolute rate per SM (x SMs), re-expressed as a fraction of the target's HBM; the
+    # residency is the opmodel's. Across generations no pair measures it; the fraction of HBM
+    # carries over.
     same_kernel = attention_kernel(source) == attention_kernel(target) != ""
     hbm = source.hbm_bandwidth_bytes_per_s / target.hbm_bandwidth_bytes_per_s
     sms = gpu_sms_l2(target)[0] / gpu_sms_l2(source)[0]
@@ -266,8 +267,8 @@ def _adapt_attention(params: dict[str, Any], source: GPUSpec, target: GPUSpec) -
         for dtype, fit in params.get(phase, {}).items():
             fit["floor_s"] *= clock
             if phase == "prefill":
-                # FA2's per-CTA cost in seconds (``fix_s``) stays: fitted alone, 3.2 us on
-                # A100 and 3.6 us on L40S at 1.79x its clock (latency, not cycles)
+                # FA2's per-CTA cost in seconds (``fix_s``) stays: the split-KV kernel's
+                # setup and paged Q/K/V loads are memory round trips, a time, not cycles
                 fit["fix_tiles"] *= tiles
                 fit["mem_eff"] = min(1.0, fit["mem_eff"] * traffic)
             else:
