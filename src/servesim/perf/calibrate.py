@@ -128,7 +128,7 @@ def _elementwise_classes(samples: Sequence[ComputeSample]) -> dict[str, list[Com
 
 
 def fit_compute_gpu(samples: Sequence[ComputeSample], gpu: str) -> tuple[dict, dict[str, float]]:
-    """Fit one GPU on train models; return (held-out MAPE per op class, the all-data fit)."""
+    """Fit one GPU on train models; return (the all-data fit, held-out MAPE per op class)."""
     peak, bw = REFERENCE_GPUS[gpu]
     gemm_all = [s for s in samples if s.op in GEMM_OPS and s.time_s > 0]
     train, test = _split(gemm_all)
@@ -240,6 +240,32 @@ def fit_collectives(data_dir: Path) -> list[dict]:
     return [chosen[k] for k in sorted(chosen)]
 
 
+def _gpu_entry(data_dir: Path, gpu: str) -> dict:
+    """One reference GPU's section: its GEMM and elementwise fits with their held-out MAPE
+    when vidur measured it, else the documented default efficiencies (``DEFAULT_GPU``)."""
+    peak, bw = REFERENCE_GPUS[gpu]
+    samples = read_vidur_compute(data_dir, gpu)
+    entry: dict = {
+        "ref_peak_flops_per_s": peak,
+        "ref_hbm_bytes_per_s": bw,
+        "attention": ATTENTION_DEFAULTS.get(gpu, DEFAULT_GPU["attention"]),
+    }
+    if samples:
+        final, heldout_mape = fit_compute_gpu(samples, gpu)
+        entry.update(final)
+        entry["calibrated"] = True
+        entry["heldout_mape"] = heldout_mape
+        entry["source"] = (
+            f"vidur data/profiling/compute/{gpu} (microsoft/vidur 7d47513, MIT); "
+            f"held-out models {', '.join(HELDOUT_MODELS)}"
+        )
+    else:
+        entry.update({k: v for k, v in DEFAULT_GPU.items() if k != "attention"})
+        entry["calibrated"] = False
+        entry["source"] = "no measured GEMM table: documented default efficiencies"
+    return entry
+
+
 def build_document(
     data_dir: Path,
     *,
@@ -255,33 +281,11 @@ def build_document(
         heldout: score held-out shapes and leave-one-GPU-out for the kernel stacks.
         progress: called with a line per fitted (stack, GPU, family).
     """
-    gpus: dict[str, dict] = {}
-    for gpu, (peak, bw) in REFERENCE_GPUS.items():
-        samples = read_vidur_compute(data_dir, gpu)
-        entry: dict = {
-            "ref_peak_flops_per_s": peak,
-            "ref_hbm_bytes_per_s": bw,
-            "attention": ATTENTION_DEFAULTS.get(gpu, DEFAULT_GPU["attention"]),
-        }
-        if samples:
-            final, heldout = fit_compute_gpu(samples, gpu)
-            entry.update(final)
-            entry["calibrated"] = True
-            entry["heldout_mape"] = heldout
-            entry["source"] = (
-                f"vidur data/profiling/compute/{gpu} (microsoft/vidur 7d47513, MIT); "
-                f"held-out models {', '.join(HELDOUT_MODELS)}"
-            )
-        else:
-            entry.update({k: v for k, v in DEFAULT_GPU.items() if k != "attention"})
-            entry["calibrated"] = False
-            entry["source"] = "no measured GEMM table: documented default efficiencies"
-        gpus[gpu] = entry
     document = {
         "version": 2,
         "source": "servesim.perf.calibrate over ../shared/data/profiling (vidur, apex_plus: MIT; "
         "aiconfigurator: Apache-2.0)",
-        "gpus": gpus,
+        "gpus": {gpu: _gpu_entry(data_dir, gpu) for gpu in REFERENCE_GPUS},
         "default_gpu": DEFAULT_GPU,
         "collectives": fit_collectives(data_dir),
         "host": HOST_OVERHEAD,
