@@ -145,6 +145,10 @@ _LOGO_AFTER = {
     # signed within 2% both ways; it was +5.8 / -2.5 with the bandwidth-fraction rule)
     ("h100", "moe"): 13.8,
     ("h200", "moe"): 13.5,
+    # MoE fixed costs (the fused kernel's and the router's) carried by the SM clock ratio
+    # (L40S 46.1 with fixed costs kept in seconds, A100 25.2)
+    ("a100", "moe"): 26.0,
+    ("l40s", "moe"): 44.0,
 }
 
 
