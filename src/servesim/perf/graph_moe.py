@@ -15,7 +15,12 @@ from servesim.perf.types import OpCost
 
 def moe_mlp(p: OpPricer, freq: np.ndarray, stage: int, count: int, tokens: int) -> list[OpCost]:
     """The MoE FFN of ``count`` layers: router, routed experts on the busiest device, shared
-    experts, and the all-reduce (EP 1) or the dispatch/combine all-to-alls (EP > 1)."""
+    experts, and the all-reduce (EP 1) or the dispatch/combine all-to-alls (EP > 1).
+
+    The router is two parts: its gate GEMM (``moe_router`` here) and its top-k, which
+    ``moe_experts`` prices (``opmodels.moe_router.router_s``, the same at every EP size: every
+    rank routes the whole batch, as vLLM's ``FusedMoE.forward`` and SGLang's ``select_experts``
+    do)."""
     moe = p.model.moe
     assert moe is not None  # only called for MoE layers
     h = p.model.hidden_size
