@@ -22,6 +22,9 @@ from servesim.engine.schedulers import (
 from servesim.engine.simulation import run_simulation
 from tests.engine.fakes import ConstantPerf, req, setup
 
+#: what the user scheduler of the hooks test records (its file imports this list)
+HOOK_CALLS: list[str] = []
+
 
 def test_only_servesims_own_classes_are_built_in() -> None:
     for cls in (
@@ -78,3 +81,29 @@ def test_preemption_mode_is_declared_once() -> None:
     assert records.counters["num_preemptions"] > 0
     assert "num_swap_outs" not in records.counters
     assert FixedPreemption("recompute").mode == "recompute"
+
+
+def test_a_user_schedulers_batch_and_queue_hooks_run_every_step(tmp_path: Path) -> None:
+    # the engine skips the hooks only for FCFS with the base class's (no-op) hooks
+    path = tmp_path / "hooks.py"
+    path.write_text(
+        "from servesim.engine import VLLMSchedulerConfig\n"
+        "from servesim.engine.schedulers import VLLMScheduler\n"
+        "from tests.engine.test_scheduler_contract import HOOK_CALLS\n"
+        "class Hooks(VLLMScheduler):\n"
+        "    def __init__(self, config, *, max_model_len):\n"
+        "        v1 = VLLMSchedulerConfig(version='v1', max_num_seqs=config.max_num_seqs)\n"
+        "        super().__init__(v1, max_model_len=max_model_len)\n"
+        "    def on_batch_done(self, batch, now):\n"
+        "        HOOK_CALLS.append('batch')\n"
+        "    def num_queued(self, state):\n"
+        "        HOOK_CALLS.append('queued')\n"
+        "        return super().num_queued(state)\n"
+    )
+    cfg = CustomSchedulerConfig(path=f"{path}:Hooks", max_num_seqs=8)
+    HOOK_CALLS.clear()
+    requests = [req(i, 0.01 * i, 300, 20) for i in range(12)]
+    records = run_simulation(requests, [setup(cfg)], ConstantPerf(), skip_ahead=False)
+    num_steps = len(records.iterations.view()["repeat"])
+    assert num_steps > 12 and HOOK_CALLS.count("batch") == num_steps  # once per step
+    assert HOOK_CALLS.count("queued") >= num_steps  # each batch's queue count asks it

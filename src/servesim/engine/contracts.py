@@ -21,6 +21,7 @@ from servesim.engine.batch import Batch
 
 if TYPE_CHECKING:
     from servesim.engine.schedulers.base import ReplicaScheduler
+    from servesim.engine.sequence import Seq
     from servesim.engine.state import ReplicaState
 
 #: rule names, as ``ContractError.rule`` reports them
@@ -123,16 +124,23 @@ def check_batch(
         )
     if scan:
         _check_decodes(name, batch, state, now, decode_blocks_granted)
-    elif decodes:  # the decode-kv rule alone (a built-in's decodes are the state's own list)
-        need = (
-            state.decode_blocks_needed()
-            if len(decodes) == len(state.group.members) + len(state.ready)  # num_decoding
-            else sum(map(state.needs_block, decodes))
-        )
-        if decode_blocks_granted < need:
-            _decode_kv_error(name, need, decode_blocks_granted, now)
+    elif decodes:
+        _check_decode_blocks(name, decodes, state, now, decode_blocks_granted)
     if prefills:
         _check_prefills(name, batch, state, now)
+
+
+def _check_decode_blocks(
+    name: str, decodes: list[Seq], state: ReplicaState, now: float, granted: int
+) -> None:
+    """The decode-kv rule alone (a built-in's decodes are the state's own list)."""
+    need = (
+        state.decode_blocks_needed()
+        if len(decodes) == len(state.group.members) + len(state.ready)  # state.num_decoding
+        else sum(map(state.needs_block, decodes))
+    )
+    if granted < need:
+        _decode_kv_error(name, need, granted, now)
 
 
 def _check_decodes(name: str, batch: Batch, state: ReplicaState, now: float, granted: int) -> None:

@@ -67,9 +67,9 @@ class VirtualEngine:
         timing = timing or EngineTiming()
         self.index, self.scheduler, self.state, self.links = index, scheduler, state, links
         self.loop, self.records, self.price = links.loop, links.records, links.price
-        self.price_shape = links.price.fn  # the pricer's own function (timeline.BatchPricer)
-        # a plain step's price from its aggregates, when the plan has FastCost.plain
-        fast = links.price.fn
+        # the pricer's own function (timeline.BatchPricer), and a plain step's price from its
+        # aggregates when the plan has FastCost.plain
+        fast = self.price_shape = links.price.fn
         self.price_plain = fast.plain if isinstance(fast, FastCost) and fast.simple else None
         self.reserve = links.timeline.reserve  # bound once: called every step
         # Speculative decodes keep a varying number of tokens per step, LoRA steps cost
@@ -81,14 +81,7 @@ class VirtualEngine:
         self.policy_name = scheduler_name(scheduler)  # as contract errors name it
         # a user policy's decodes are checked one by one (contracts.check_batch's scan)
         self.scan_batches = check_invariants or not scheduler.is_builtin
-        # FCFS with the base class's hooks (declared on the class, so known here): the queue
-        # count is len(waiting) and a finished batch has no one to tell (same results)
-        kind, base = type(scheduler), ReplicaScheduler
-        fcfs = type(scheduler.queue) is RequestQueue
-        self.fcfs_count = fcfs and kind.num_queued is base.num_queued
-        hooks = kind.notify_batch_done, kind.on_batch_done
-        quiet = fcfs and hooks == (base.notify_batch_done, base.on_batch_done)
-        self.batch_done = None if quiet else scheduler.notify_batch_done
+        self.fcfs_count, self.batch_done = _shortcuts(scheduler)
         # vLLM V0's async output processing (see output_lag)
         self.stamps_after_next_step = scheduler.async_output_processing
         self.output_latency_s = timing.output_latency_s
@@ -391,3 +384,15 @@ class VirtualEngine:
             self.scheduler.notify_finish(seq)
             self.links.on_leave(seq)
             callback(seq, now)
+
+
+def _shortcuts(scheduler: ReplicaScheduler) -> tuple[bool, Callable[[Batch, float], None] | None]:
+    """(queue count is ``len(waiting)``, the batch-done hook or None): an FCFS queue with the
+    base class's hooks (declared on the class, so known at construction) has nothing to count
+    and no one to tell when a batch ends, so the loop neither calls nor reads them."""
+    kind, base = type(scheduler), ReplicaScheduler
+    fcfs = type(scheduler.queue) is RequestQueue
+    hooks = kind.notify_batch_done, kind.on_batch_done
+    quiet = fcfs and hooks == (base.notify_batch_done, base.on_batch_done)
+    done = None if quiet else scheduler.notify_batch_done  # (bound: the instance's)
+    return fcfs and kind.num_queued is base.num_queued, done
