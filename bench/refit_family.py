@@ -9,8 +9,10 @@ independently). The read-modify-write holds a lock on the file, so two refits of
 families can run at the same time.
 
 Run: ``python bench/refit_family.py attention [--data ../shared/data] [--no-heldout]``.
-``power`` refits the ``power`` section and ``kernel_report.power_heldout`` only
-(``calibrate_stacks._power``, the same call a full refit makes).
+``mla`` (the MLA attention kernel, ``fitting.mla``: SGLang 0.5.14 H100/H200) refits like the
+other kernel families. ``power`` refits the ``power`` section and
+``kernel_report.power_heldout`` only (``calibrate_stacks._power``, the same call a full refit
+makes).
 """
 
 from __future__ import annotations

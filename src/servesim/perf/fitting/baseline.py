@@ -99,4 +99,18 @@ def _collective(kernels: KernelSet, gpu: GPUSpec, rows: Rows, i: int) -> float:
     return kernels.collective_s(gpu.intra_node_link, collective, n, num_bytes, custom)[0]
 
 
-_ROW = {"gemm": _gemm, "attention": _attention, "moe": _moe, "collectives": _collective}
+def _mla(kernels: KernelSet, gpu: GPUSpec, rows: Rows, i: int) -> float:
+    from servesim.perf.fitting.mla import mla_layer, row_batch
+
+    layer = mla_layer(int(rows["num_heads"][i]))
+    costs = kernels.attention_s(layer, row_batch(rows, i), None, float(rows["kv_bytes"][i]))
+    return costs[1 if rows["op"][i] == "mla_decode" else 0].time_s
+
+
+_ROW = {
+    "gemm": _gemm,
+    "attention": _attention,
+    "moe": _moe,
+    "collectives": _collective,
+    "mla": _mla,
+}

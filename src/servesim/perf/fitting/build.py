@@ -43,12 +43,14 @@ FAMILY_PARTS: dict[str, tuple[tuple[str, str, str | None], ...]] = {
     "attention": (("", "attention", None),),
     "moe": (("", "moe", None),),
     "collectives": (("custom", "comm", None), ("nccl", "comm", "nccl")),
+    "mla": (("", "mla", None),),
 }
 FAMILY_MODULES = {
     "gemm": "servesim.perf.fitting.gemm",
     "attention": "servesim.perf.fitting.attention",
     "moe": "servesim.perf.fitting.moe",
     "collectives": "servesim.perf.fitting.collectives",
+    "mla": "servesim.perf.fitting.mla",
 }
 
 Progress = Callable[[str], None]
