@@ -67,8 +67,7 @@ class VirtualEngine:
         timing = timing or EngineTiming()
         self.index, self.scheduler, self.state, self.links = index, scheduler, state, links
         self.loop, self.records, self.price = links.loop, links.records, links.price
-        # the pricer's own function (timeline.BatchPricer), and a plain step's price from its
-        # aggregates when the plan has FastCost.plain
+        # the pricer's own function (timeline.BatchPricer); FastCost.plain prices from aggregates
         fast = self.price_shape = links.price.fn
         self.price_plain = fast.plain if isinstance(fast, FastCost) and fast.simple else None
         self.reserve = links.timeline.reserve  # bound once: called every step
