@@ -21,6 +21,7 @@ from servesim.perf.opmodels.mla import (
     mla_decode_s,
     prefill_flops,
 )
+from servesim.perf.shapes import LayerShapes, layer_shapes
 from servesim.specs.catalog import get_gpu
 
 
@@ -105,3 +106,34 @@ def test_shipped_heldout_rows_meet_the_attention_target() -> None:
     }
     for r in rows:
         assert r["mape"] <= 10.0 and abs(r["median_signed"]) <= 5.0, r
+
+
+def _deepseek_tp8() -> LayerShapes:
+    from servesim.specs.catalog import resolve_model
+
+    return layer_shapes(resolve_model("deepseek-v3"), 8)
+
+
+def test_sglang_prices_mla_decode_from_its_fit_and_vllm_keeps_the_analytic_model() -> None:
+    from servesim.perf import attention as analytic
+    from servesim.perf.kernel_set import KernelSet
+    from servesim.perf.types import BatchShape
+
+    shapes = _deepseek_tp8()
+    assert shapes.is_mla and shapes.num_q_heads == 16  # 128 heads / TP 8
+    gpu = get_gpu("h200-sxm")
+    calibration = load_calibration()
+    batch = BatchShape(
+        num_decode_seqs=32, decode_context_tokens=32 * 4096, max_decode_context_tokens=4096
+    )
+    fit = MLAFits.from_dict(calibration.kernel_stacks["sglang-0.5"]["h200"]["mla"])
+    expected = mla_decode_s(
+        fit.get("decode", 2.0), gpu, num_seqs=32, context_tokens=32 * 4096, heads=16, kv_bytes=2.0
+    )
+    sglang = KernelSet(calibration, "sglang-0.5", gpu).attention_s(shapes, batch, None, 2.0)[1]
+    assert sglang.time_s == pytest.approx(expected)
+    vllm = KernelSet(calibration, "vllm-0.24", gpu)
+    args = (vllm.legacy.attention, None, 2.0, vllm.peak16, vllm.bw)
+    assert vllm.attention_s(shapes, batch, None, 2.0)[1].time_s == pytest.approx(
+        analytic.decode_attention(shapes, batch, *args).time_s
+    )

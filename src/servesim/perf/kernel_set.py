@@ -23,6 +23,7 @@ from servesim.specs.gpu import GPUSpec, LinkSpec
 
 if TYPE_CHECKING:
     from servesim.perf.opmodels.gemm import GemmFit
+    from servesim.perf.opmodels.mla import MLAFits
 
 ACT_BYTES = 2.0  # activations between kernels stay 16-bit
 
@@ -112,6 +113,10 @@ class KernelSet:
         self._attention = _attention_fits(self.sources.get("attention"))
         self._moe = _moe_fits(self.sources.get("moe"))
         self._collectives = _collective_fits(self.sources.get("collectives"))
+        # MLA attention: only this GPU's own measured kernel (SGLang's FA3 MLA tables); where
+        # there is none (vLLM's MLA tables are whole modules) the analytic model stays
+        mla = resolve_family(calibration, stack, gpu, "mla")
+        self._mla = _mla_fits(mla if mla is not None and mla.how == "measured" else None)
         peaks = gpu.peak_flops_per_s
         self.peak16 = peaks.get(DType.BF16) or peaks.get(DType.FP16) or 0.0
         self.bw = gpu.hbm_bandwidth_bytes_per_s
@@ -218,8 +223,10 @@ class KernelSet:
         args = (self.legacy.attention, window, kv_bytes, self.peak16, self.bw)
         pre = legacy_attention.prefill_attention(shapes, batch, *args)
         dec = legacy_attention.decode_attention(shapes, batch, *args)
+        if shapes.is_mla:
+            return self._mla_attention(shapes, batch, kv_bytes, pre, dec)
         fits = self._attention
-        if fits is None or shapes.is_mla:  # MLA has its own tables, not fitted yet
+        if fits is None:
             return pre, dec
         from servesim.perf.opmodels.attention_fit import decode_attention_s, prefill_attention_s
 
@@ -255,6 +262,28 @@ class KernelSet:
                 **heads,
             )
             dec = legacy_attention.AttnCost(dec.flops, dec.num_bytes, t, dec.bound)
+        return pre, dec
+
+    def _mla_attention(
+        self,
+        shapes: LayerShapes,
+        batch: BatchShape,
+        kv_bytes: float,
+        pre: legacy_attention.AttnCost,
+        dec: legacy_attention.AttnCost,
+    ) -> tuple[legacy_attention.AttnCost, legacy_attention.AttnCost]:
+        """MLA (prefill, decode) times from the fitted kernel (``opmodels.mla``) where this GPU's
+        stack measured it for this KV format; the analytic model's otherwise. FLOPs and bytes
+        stay the analytic model's (they count the same work)."""
+        if self._mla is None:
+            return pre, dec
+        from servesim.perf.opmodels.mla import mla_attention_times
+
+        t_pre, t_dec = mla_attention_times(self._mla, self.gpu, shapes, batch, kv_bytes)
+        if t_pre is not None:
+            pre = legacy_attention.AttnCost(pre.flops, pre.num_bytes, t_pre, pre.bound)
+        if t_dec is not None:
+            dec = legacy_attention.AttnCost(dec.flops, dec.num_bytes, t_dec, dec.bound)
         return pre, dec
 
     # ---- collectives --------------------------------------------------------------------
@@ -317,6 +346,14 @@ def _attention_fits(source: FamilySource | None) -> object | None:
     from servesim.perf.opmodels.attention_fit import AttentionFits
 
     return AttentionFits.from_dict(source.params)
+
+
+def _mla_fits(source: FamilySource | None) -> MLAFits | None:
+    if source is None:
+        return None
+    from servesim.perf.opmodels.mla import MLAFits
+
+    return MLAFits.from_dict(source.params)
 
 
 def _moe_fits(source: FamilySource | None) -> dict[str, object]:

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from servesim.perf.opmodels.grid import LogGrid
+from servesim.perf.shapes import LayerShapes
+from servesim.perf.types import BatchShape
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
 
@@ -134,3 +136,38 @@ def mla_prefill_s(
     flops = prefill_flops(pairs, heads, qk_dim, v_dim)
     base = fit.floor_s + _roofline(gpu, flops, prefill_bytes(num_tokens, heads, qk_dim, v_dim))
     return base * fit.grid.factor(num_seqs, num_tokens / num_seqs, heads)
+
+
+def mla_attention_times(
+    fits: MLAFits, gpu: GPUSpec, shapes: LayerShapes, batch: BatchShape, kv_bytes: float
+) -> tuple[float | None, float | None]:
+    """One layer's (prefill, decode) MLA seconds for ``batch`` from ``fits`` (None: that phase
+    has no work or its KV format was not measured, so the caller keeps its analytic time)."""
+    pre = dec = None
+    fit = fits.get("prefill", kv_bytes)
+    if fit is not None and batch.num_prefill_tokens:
+        pre = mla_prefill_s(
+            fit,
+            gpu,
+            num_seqs=batch.num_prefill_seqs,
+            num_tokens=batch.num_prefill_tokens,
+            # a chunk of c tokens over k cached ones: c*k + c(c+1)/2 causal pairs
+            pairs=batch.prefill_chunk_x_context
+            + (batch.prefill_chunk_sq + batch.num_prefill_tokens) / 2.0,
+            heads=shapes.num_q_heads,
+            qk_dim=shapes.qk_nope_dim + shapes.qk_rope_dim,
+            v_dim=shapes.v_head_dim,
+        )
+    fit = fits.get("decode", kv_bytes)
+    if fit is not None and batch.num_decode_seqs and batch.decode_context_tokens:
+        dec = mla_decode_s(
+            fit,
+            gpu,
+            num_seqs=batch.num_decode_seqs,
+            context_tokens=batch.decode_context_tokens,
+            heads=shapes.num_q_heads,
+            kv_bytes=kv_bytes,
+            kv_lora=shapes.kv_lora_rank,
+            rope=shapes.qk_rope_dim,
+        )
+    return pre, dec
