@@ -7,7 +7,7 @@ import pytest
 from servesim.api import simulate
 from servesim.core.errors import ServesimError
 from servesim.engine.config import VLLMSchedulerConfig
-from servesim.engine.replica import memory_token_budget
+from servesim.engine.scheduler_setup import memory_token_budget
 from servesim.perf import default_perf_model
 from servesim.planner.analytic import Prefilter
 from servesim.planner.scenario import Scenario, SLOCriterion

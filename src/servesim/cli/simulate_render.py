@@ -14,7 +14,7 @@ from servesim.api import Result
 from servesim.cli.common import console, err_console
 from servesim.cli.overrides import display_name
 from servesim.cluster.deployment import pool_engine
-from servesim.engine.replica import make_scheduler
+from servesim.engine.scheduler_setup import make_scheduler
 from servesim.engine.schedulers.vllm import LONG_CONTEXT_TOKENS
 from servesim.metrics.stats import LatencyStats
 from servesim.metrics.summary import EngineLine, engine_line

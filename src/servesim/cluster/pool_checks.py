@@ -13,7 +13,7 @@ from servesim.core.errors import ServesimError
 from servesim.engine.config import SpeculativeConfig
 from servesim.engine.dp_group import rank_memory_plan
 from servesim.engine.profiles import EngineProfile, resolve_engine
-from servesim.engine.replica import memory_token_budget
+from servesim.engine.scheduler_setup import memory_token_budget
 from servesim.engine.speculative import draft_memory_problem
 from servesim.perf.types import PerfModel, ReplicaPlan
 

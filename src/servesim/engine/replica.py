@@ -23,8 +23,8 @@ from servesim.engine.links import EngineLinks
 from servesim.engine.lora import AdapterCache
 from servesim.engine.preemption import PreemptionChoice, preemption_for
 from servesim.engine.records import RejectReason, ReplicaInfo, SimulationRecords
-from servesim.engine.schedulers import SCHEDULERS, ReplicaScheduler
-from servesim.engine.schedulers.vllm import prefix_caching_default
+from servesim.engine.scheduler_setup import make_scheduler, memory_token_budget, prefix_caching
+from servesim.engine.schedulers import ReplicaScheduler
 from servesim.engine.sequence import Seq
 from servesim.engine.setup import ReplicaSetup
 from servesim.engine.skip import PipelineSkip
@@ -40,23 +40,6 @@ if TYPE_CHECKING:
     from servesim.perf.dp_cost import DPGroupCost
 
 logger = logging.getLogger(__name__)
-
-
-def make_scheduler(config: object, *, max_model_len: int) -> ReplicaScheduler:
-    """Instantiate the scheduler a config names (``custom`` loads its ``path``)."""
-    kind = str(getattr(config, "kind", ""))
-    name = str(getattr(config, "path", "")) if kind == "custom" else kind
-    cls = SCHEDULERS.get(name)
-    return cls(config, max_model_len=max_model_len)
-
-
-def memory_token_budget(config: object, *, max_model_len: int) -> int:
-    """Tokens of the step the memory plan reserves activations for: the scheduler's own
-    budget (its engine's default when unset, e.g. 512 for vLLM 0.6 on a >32K-context model),
-    capped at vLLM's profiling run of ``max(max_model_len, 2048)`` tokens. One rule for the
-    replica, the deployment check and the planner."""
-    budget = make_scheduler(config, max_model_len=max_model_len).token_budget
-    return min(budget, max(max_model_len, 2048))
 
 
 class Replica:
@@ -88,9 +71,7 @@ class Replica:
         self.loop = loop
         self.max_model_len = plan.model.max_context_tokens
         self.block_size = setup.cache.block_size
-        caching = setup.cache.enable_prefix_caching
-        default = prefix_caching_default(setup.scheduler)
-        self.prefix_caching = default if caching is None else caching
+        self.prefix_caching = prefix_caching(setup)
         self.role = setup.role
         self.outstanding_tokens = 0
         self.alive: dict[Seq, None] = {}
@@ -101,17 +82,15 @@ class Replica:
         # time, request); one latency for all, so they enter in arrival order.
         self.entering: deque[tuple[float, Seq]] = deque()
         self._external_limit = clock_limits
-        pp = max(plan.pp, 1)
-        schedulers = [
-            make_scheduler(setup.scheduler, max_model_len=self.max_model_len) for _ in range(pp)
-        ]
+        schedulers = self._schedulers(setup, max(plan.pp, 1))
         block_bytes = self._size_kv(setup, schedulers)
+        can_skip = skip_ahead and self._can_skip(setup) and dp_cost is None
         self.engines = self._engines(
             setup,
             schedulers,
             block_bytes,
             timing,
-            skip_ahead=skip_ahead and self._can_skip(setup) and dp_cost is None,
+            skip_ahead=can_skip,
             check_invariants=check_invariants,
         )
         records.replicas.append(self._info(setup))
@@ -152,6 +131,12 @@ class Replica:
             for engine in engines:
                 engine.pipeline = joint
         return engines
+
+    def _schedulers(self, setup: ReplicaSetup, pp: int) -> list[ReplicaScheduler]:
+        """One scheduler per pipeline stage's virtual engine."""
+        return [
+            make_scheduler(setup.scheduler, max_model_len=self.max_model_len) for _ in range(pp)
+        ]
 
     def _size_kv(self, setup: ReplicaSetup, schedulers: list[ReplicaScheduler]) -> float:
         """Set the KV pool size (features included); returns the bytes of one KV block on

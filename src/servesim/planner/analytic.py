@@ -4,7 +4,7 @@ For each plan, from the perf model alone (no queueing):
 
 - **memory**: the replica is built by the simulator's own builder (``cluster.pool_plan``:
   the engine profile's host model and kernel stack) and its memory planned at the token
-  budget its scheduler really runs (``engine.replica.memory_token_budget``: e.g. 512 tokens
+  budget its scheduler really runs (``engine.scheduler_setup.memory_token_budget``: e.g. 512 tokens
   for vLLM 0.6 on a >32K-context model), so a plan is feasible here exactly when
   ``simulate`` builds it. A plan whose weights do not fit, or that vLLM would refuse (tp not
   dividing the heads, a dtype the GPU lacks), is *infeasible*, with the limit in numbers.
@@ -37,7 +37,7 @@ from servesim.cluster.deployment import (
 )
 from servesim.core.errors import ServesimError
 from servesim.engine.dp_group import DUMMY_SHAPE, rank_memory_plan
-from servesim.engine.replica import memory_token_budget
+from servesim.engine.scheduler_setup import memory_token_budget
 from servesim.perf.dp_cost import DPGroupCost
 from servesim.perf.kv_groups import kv_layout
 from servesim.perf.kv_layout import KVLayout
