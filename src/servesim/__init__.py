@@ -11,9 +11,24 @@ The public functions are loaded on first use, so importing a low-level module
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 from typing import Any
 
 __version__ = "0.1.0"
+
+# the opt-in compiled build (mypyc, build_backend/servesim_build.py): SERVESIM_PURE=1 runs the
+# .py sources even where compiled; a source checkout compiled in place falls back to them when a
+# compiled module is older than its edited source (servesim/_pure.py)
+_PACKAGE = Path(__file__).parent
+if os.environ.get("SERVESIM_PURE") == "1":
+    from servesim import _pure
+
+    _pure.install()
+elif "site-packages" not in _PACKAGE.parts and any(_PACKAGE.parent.glob("*__mypyc.*")):
+    from servesim import _pure
+
+    _pure.guard_stale(_PACKAGE)
 
 # name -> module that defines it (DESIGN.md: simulate, capacity, plan, validate, perf.explain).
 _PUBLIC = {

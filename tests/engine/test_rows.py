@@ -12,9 +12,11 @@ from servesim.engine.batch import Batch
 from servesim.engine.columns import RequestTable
 from servesim.engine.records import ITERATION_COLUMNS, REQUEST_COLUMNS, SimulationRecords
 from servesim.engine.rows import DecodeRun, append_batch_row, append_run_row
+from servesim.engine.sequence import Seq
 from servesim.engine.simulation import append_request_row
 from servesim.perf.types import StageTimes
 from servesim.workload.request import Request
+from tests.engine.fakes import req
 
 
 def _row(records: SimulationRecords, index: int) -> dict[str, Any]:
@@ -24,7 +26,9 @@ def _row(records: SimulationRecords, index: int) -> dict[str, Any]:
 
 def test_a_batch_row_puts_every_value_in_its_named_column() -> None:
     records = SimulationRecords()
-    batch = Batch(prefills=[(object(), 300), (object(), 45)], decodes=[object()] * 7)  # type: ignore[list-item]
+    # real sequences: a compiled Batch (mypyc) checks its element types
+    seqs = [Seq(req(i, 0.0, 10, 10), i) for i in range(3)]
+    batch = Batch(prefills=[(seqs[0], 300), (seqs[1], 45)], decodes=[seqs[2]] * 7)
     batch.start_s, batch.num_queued, batch.num_kv_blocks_used = 2.5, 4, 123
     times = StageTimes((0.02,), 0.003, 1e12, 2e10, 9.5, 0.001)
     append_batch_row(records, 3, batch, times, 0.0235, 2)

@@ -14,7 +14,7 @@ Below their budgets the tables behave exactly as before (same arrays, same figur
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ _PENDING_ROWS = 4096
 class _Columns:
     """Growable numpy columns (amortised doubling); ``view()`` returns the filled prefix."""
 
-    def __init__(self, dtypes: dict[str, np.dtype | type], capacity: int = 1024) -> None:
+    def __init__(self, dtypes: Mapping[str, np.dtype | type], capacity: int = 1024) -> None:
         self._dtypes = {k: np.dtype(v) for k, v in dtypes.items()}
         self._data = {k: np.empty(capacity, dtype=dt) for k, dt in self._dtypes.items()}
         self._capacity = capacity  # the arrays' length
@@ -87,7 +87,7 @@ class _ChunkedColumns:
 
     def __init__(
         self,
-        dtypes: dict[str, np.dtype | type],
+        dtypes: Mapping[str, np.dtype | type],
         chunk_rows: int = 1 << 16,
         budget_rows: int | None = None,
     ) -> None:
@@ -232,7 +232,7 @@ class _ChunkedColumns:
 
     @classmethod
     def from_chunks(
-        cls, dtypes: dict[str, np.dtype | type], chunks: Iterable[Chunk]
+        cls, dtypes: Mapping[str, np.dtype | type], chunks: Iterable[Chunk]
     ) -> _ChunkedColumns:
         """A spilled table holding ``chunks`` (rows in order), for tables cut from others."""
         table = cls(dtypes)
@@ -256,7 +256,7 @@ class RequestTable(_Columns):
 
     def __init__(
         self,
-        dtypes: dict[str, np.dtype | type],
+        dtypes: Mapping[str, np.dtype | type],
         capacity: int = 1024,
         budget_rows: int | None = None,
         chunk_rows: int | None = None,
@@ -385,7 +385,7 @@ class RequestTable(_Columns):
 
     @classmethod
     def from_chunks(
-        cls, dtypes: dict[str, np.dtype | type], chunks: Iterable[Chunk]
+        cls, dtypes: Mapping[str, np.dtype | type], chunks: Iterable[Chunk]
     ) -> RequestTable:
         """A finished, chunked table holding ``chunks`` (rows in order), all on disk."""
         table = cls(dtypes)

@@ -178,7 +178,8 @@ class TokenGapSamples:
         mine, theirs = self.arrays(), other.arrays()
         return all(a.tobytes() == b.tobytes() for a, b in zip(mine, theirs, strict=True))
 
-    __hash__ = None  # type: ignore[assignment]  (mutable)
+    # unhashable: mutable
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"TokenGapSamples(num_samples={self.num_samples}, is_spilled={self.is_spilled})"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from servesim.core.events import EventPriority
 from servesim.engine.batch import Batch
@@ -65,6 +65,7 @@ class VirtualEngine:
         timing: EngineTiming | None = None,
     ) -> None:
         timing = timing or EngineTiming()
+        scheduler.settle_contract()  # before any read of the contract (compiled build)
         self.index, self.scheduler, self.state, self.links = index, scheduler, state, links
         self.loop, self.records, self.price = links.loop, links.records, links.price
         # the pricer's own function (timeline.BatchPricer); FastCost.plain prices from aggregates
@@ -262,7 +263,7 @@ class VirtualEngine:
             self.scan_batches,
         )
         check_state(self.policy_name, state, now)
-        return batch
+        return cast("Batch | None", batch)  # check_batch has checked the type
 
     def times(self, batch: Batch) -> tuple[StageTimes, float]:
         """The batch's stage times and the host-side time it adds (swap and LoRA copies)."""

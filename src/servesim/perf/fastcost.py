@@ -171,8 +171,8 @@ class FastCost:
         if self.pp == 1:
             (n,) = self.layer_counts
             t = stage_s[0] + per_layer_s * n
-            launches = kernels[0] + num_calls * n
-            return self._one_stage(batch, tokens, t, launches, flops, nbytes, joules, comm_s)
+            launch = kernels[0] + num_calls * n
+            return self._one_stage(batch, tokens, t, launch, flops, nbytes, joules, comm_s)
         counts = self.layer_counts
         times = [t + per_layer_s * n for t, n in zip(stage_s, counts, strict=True)]
         launches = [k + num_calls * n for k, n in zip(kernels, counts, strict=True)]

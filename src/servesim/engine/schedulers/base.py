@@ -21,15 +21,29 @@ A user scheduler is a subclass in a plain file, loaded with ``kind: custom`` and
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+from servesim._mypyc import mypyc_attr
 from servesim.core.registry import Registry
 from servesim.engine.batch import Batch
 from servesim.engine.schedulers.queues import RequestQueue
 from servesim.engine.sequence import Seq
 from servesim.engine.state import ReplicaState
 
+#: the contract fields a subclass may declare in its class body (see ``settle_contract``)
+CONTRACT_ATTRIBUTES = (
+    "is_chunked",
+    "keep_watermark",
+    "preemption_mode",
+    "supports_skip",
+    "async_output_processing",
+    "num_tokens_per_decode",
+)
 
+
+# user schedulers are plain Python subclasses of this class (also when it is compiled)
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ReplicaScheduler(ABC):
     """Base class of replica schedulers (built-in and user-written).
 
@@ -79,7 +93,9 @@ class ReplicaScheduler(ABC):
 
     def __init_subclass__(cls, *, builtin: bool = False, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.is_builtin = builtin
+        # a compiled class cannot take a class keyword: it declares ``is_builtin = True``
+        # in its own body instead (``vars``: the class's own, so still never inherited)
+        cls.is_builtin = builtin or vars(cls).get("is_builtin") is True
 
     def __init__(self, config: Any, *, max_model_len: int) -> None:
         self.config = config
@@ -89,6 +105,22 @@ class ReplicaScheduler(ABC):
         self.token_budget: int = budget if budget is not None else self.default_budget()
         self.admission_blocked = False
         self.queue = self.make_queue()
+
+    def settle_contract(self) -> None:
+        """Store the contract as Python resolves it in this instance's own fields.
+
+        A plain-Python subclass may declare ``supports_skip = True`` (etc.) in its class
+        body; compiled code reads the base class's fields directly and would not see that
+        declaration, so the engine calls this once before it reads the contract (a no-op
+        in the pure-Python build).
+        """
+        seen = {name: getattr(self, name) for name in CONTRACT_ATTRIBUTES}
+        self.is_chunked = seen["is_chunked"]
+        self.keep_watermark = seen["keep_watermark"]
+        self.preemption_mode = seen["preemption_mode"]
+        self.supports_skip = seen["supports_skip"]
+        self.async_output_processing = seen["async_output_processing"]
+        self.num_tokens_per_decode = seen["num_tokens_per_decode"]
 
     def make_queue(self) -> RequestQueue:
         """The admission order (``schedulers/queues.py``): FCFS unless overridden."""
@@ -104,14 +136,18 @@ class ReplicaScheduler(ABC):
         """Form the next batch (or None when there is nothing to run)."""
 
     # ---- what the engine calls ----------------------------------------------------------
-    def step(self, now: float, state: ReplicaState) -> Batch | None:
+    def step(self, now: float, state: ReplicaState) -> object:
         """One scheduling step: the queue takes what entered, ``schedule`` decides, and the
-        queue takes what the step preempted."""
+        queue takes what the step preempted. Returns what ``schedule`` returned, unchecked
+        (the engine's ``check_batch`` names a wrong type as the policy's error)."""
+        # called as a plain callable: compiled code would otherwise check the declared
+        # return type itself and raise a bare TypeError before check_batch can
+        schedule: Callable[[float, ReplicaState], object] = self.schedule
         queue = self.queue
         if type(queue) is RequestQueue:  # FCFS absorbs nothing (RequestQueue.absorb)
-            return self.schedule(now, state)
+            return schedule(now, state)
         queue.absorb(state.waiting)
-        batch = self.schedule(now, state)
+        batch = schedule(now, state)
         queue.absorb(state.waiting)
         return batch
 

@@ -14,10 +14,12 @@ import heapq
 import math
 from collections import deque
 
+from servesim._mypyc import mypyc_attr
 from servesim.engine.batch import Batch
 from servesim.engine.sequence import Seq
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class RequestQueue:
     """First come, first served (vLLM's default): the state's ``waiting`` deque as it is.
 
@@ -50,6 +52,7 @@ class RequestQueue:
         return
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class PriorityQueue(RequestQueue):
     """Larger ``Request.priority`` first, then arrival time, then request id (vLLM's
     ``--scheduling-policy priority``)."""
@@ -78,6 +81,7 @@ class PriorityQueue(RequestQueue):
         return len(self._heap) + len(waiting)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class FairQueue(RequestQueue):
     """Virtual Token Counter (Sheng et al., "Fairness in Serving LLMs", OSDI 2024): each user
     has a counter of service received, ``input_weight`` per prompt token computed plus

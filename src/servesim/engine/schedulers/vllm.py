@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+from servesim._mypyc import mypyc_attr
 from servesim.engine.batch import Batch
 from servesim.engine.config import VLLMSchedulerConfig
 from servesim.engine.schedulers.base import SCHEDULERS, ReplicaScheduler
@@ -27,8 +30,8 @@ def prefix_caching_default(config: object) -> bool:
     return getattr(config, "kind", "") == "vllm" and getattr(config, "version", "") == "v1"
 
 
-@SCHEDULERS.register("vllm")
-class VLLMScheduler(ReplicaScheduler, builtin=True):
+@mypyc_attr(allow_interpreted_subclasses=True)
+class VLLMScheduler(ReplicaScheduler):
     """vLLM's continuous-batching scheduler.
 
     ``version="v0"`` models ``vllm/core/scheduler.py`` of vLLM 0.6.0 (our validation data):
@@ -58,6 +61,7 @@ class VLLMScheduler(ReplicaScheduler, builtin=True):
 
     config: VLLMSchedulerConfig
     supports_skip = True
+    is_builtin: ClassVar[bool] = True
 
     def __init__(self, config: VLLMSchedulerConfig, *, max_model_len: int) -> None:
         self.is_v1 = config.version == "v1"
@@ -102,3 +106,7 @@ class VLLMScheduler(ReplicaScheduler, builtin=True):
         if not preempted:
             self.swap_in_waiting(state, self.max_num_seqs, decodes)
         return self.make_batch(state, prefills, decodes)
+
+
+# registered after the class statement: a compiled class takes no other decorator
+SCHEDULERS.register("vllm")(VLLMScheduler)
