@@ -26,7 +26,14 @@ from servesim.workload.request import Request
 
 
 class Router(Protocol):
-    """Chooses a replica; returns an index into ``views``."""
+    """Chooses a replica; returns an index into ``views``.
+
+    A router whose choices depend only on the requests it has seen, in order (never on the
+    views), may declare the class attribute ``reads_state = False``: the cluster then routes
+    arrivals a few ahead of the clock and lets each replica skip ahead to its own next one
+    (``engine.skip.RoutedAhead``); results are those of routing on arrival. Undeclared means
+    it reads state.
+    """
 
     def route(self, request: Request, views: Sequence[ReplicaView]) -> int:
         """The position in ``views`` of the replica to send ``request`` to."""
@@ -77,6 +84,8 @@ def _argmin(views: Sequence[ReplicaView], key: Any) -> int:
 class RoundRobinRouter:
     """Cycles through the replicas (vLLM production stack's default)."""
 
+    reads_state = False  # the next replica follows from the count of requests alone
+
     def __init__(self) -> None:
         self._next = 0
 
@@ -90,6 +99,8 @@ class RoundRobinRouter:
 @ROUTERS.register("random")
 class RandomRouter:
     """Uniformly random replica (its own seeded stream)."""
+
+    reads_state = False  # one draw per request, in arrival order
 
     def __init__(self) -> None:
         self._rng = np.random.default_rng(0)

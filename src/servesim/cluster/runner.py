@@ -149,6 +149,20 @@ class Cluster(ClientHooks):
         if self.client is None:  # a client's sends end when it says so
             self.is_exhausted = True
 
+    def routes_ahead(self) -> bool:
+        """Whether arrivals may be routed ahead of the clock (``run_simulation``): the entry
+        router reads no state and no replica's work can come from or go to another (no
+        client, admission gate, autoscaling, migration or disaggregation)."""
+        pools = self.deployment.pools
+        return (
+            self.client is None
+            and not getattr(self.router, "reads_state", True)
+            and self.migrator is None
+            and not self.decode
+            and all(pools[self.pool_of[i]].role == "unified" for i in self.entry)
+            and all(p.autoscale is None for p in pools)
+        )
+
     def routable(self, members: list[int]) -> list[int]:
         """The members the router may send new work to now."""
         return self.live.routable(members)
@@ -349,6 +363,7 @@ def run_cluster(
         on_start=cluster.start,
         stop_when=stop_when,
         dp_groups=deployment.dp_groups(),
+        route_ahead=cluster.routes_ahead(),
     )
     cluster.finalise()
     return ClusterRun(records=cluster.measured(), stats=cluster.stats)

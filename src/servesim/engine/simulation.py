@@ -21,6 +21,7 @@ from servesim.engine.replica import Replica
 from servesim.engine.rows import write_request
 from servesim.engine.sequence import Seq
 from servesim.engine.setup import ReplicaSetup
+from servesim.engine.skip import RoutedAhead
 from servesim.perf.dp_cost import ALL2ALL_BACKENDS, DPGroupCost
 from servesim.perf.types import PerfModel
 from servesim.workload.request import Request
@@ -136,10 +137,20 @@ class _Driver:
         self.slo_index = {name: i for i, name in enumerate(records.slo_classes)}
         self._rr = 0
         self._last_arrival_s = 0.0
+        self._exhausted = False
+        self.ahead: RoutedAhead | None = None
 
     def limit(self) -> float:
         """Earliest time an external event can touch a replica."""
         return min(self.next_arrival_s, self.stop_s)
+
+    def limit_of(self, replica_id: int) -> Callable[[], float]:
+        """The clock limit of replica ``replica_id``: its own next arrival when routed
+        ahead, the next arrival anywhere otherwise."""
+        ahead = self.ahead
+        if ahead is None:
+            return self.limit
+        return lambda: min(ahead.limit(replica_id), self.stop_s)
 
     def done(self, seq: Seq | None = None) -> None:
         """A request (``seq``) finished or was rejected."""
@@ -153,10 +164,27 @@ class _Driver:
 
     def feed(self) -> None:
         """Schedule the next request's arrival (or note there is none)."""
-        request = next(self.requests, None)
+        if self.ahead is not None:
+            entry = self.ahead.pop()
+            request, index = entry if entry is not None else (None, -1)
+        else:
+            request, index = self._read(), -1
         if request is None:
             self.next_arrival_s = math.inf
             return
+        self.next_arrival_s = request.arrival_s
+        self.loop.schedule(
+            request.arrival_s, self.arrive, request, index, priority=EventPriority.ARRIVAL
+        )
+
+    def _read(self) -> Request | None:
+        """The next request from the stream, checked; None past the stop time or the end."""
+        if self._exhausted:
+            return None
+        request = next(self.requests, None)
+        if request is None:
+            self._exhausted = True
+            return None
         if not request.arrival_s >= self._last_arrival_s:
             raise ConfigError(
                 f"requests[{request.request_id}].arrival_s",
@@ -164,20 +192,20 @@ class _Driver:
                 f"arrivals must be sorted; previous was {self._last_arrival_s}",
             )
         self._last_arrival_s = request.arrival_s
-        self.next_arrival_s = request.arrival_s
-        if request.arrival_s <= self.stop_s:
-            self.loop.schedule(
-                request.arrival_s, self.arrive, request, priority=EventPriority.ARRIVAL
-            )
-        else:
-            self.next_arrival_s = math.inf
+        if request.arrival_s > self.stop_s:
+            self._exhausted = True  # later arrivals are not read
+            return None
+        return request
 
-    def arrive(self, request: Request) -> None:
-        """Record the request, dispatch it, and pull the next one."""
+    def arrive(self, request: Request, index: int) -> None:
+        """Record the request, dispatch it (unless routed ahead), and pull the next one."""
         now = self.loop.now
         self.feed()  # know the next arrival before any replica advances ahead
         self.num_arrived += 1
-        index = self._route(request)
+        if index < 0:
+            index = self._route(request)
+        else:
+            self.ahead.arrived(index)  # type: ignore[union-attr]
         replica = self.replicas[index]
         row = self._append_row(request, index)
         reason = replica.reject_reason(request.num_prompt_tokens, request.num_output_tokens)
@@ -235,6 +263,7 @@ def run_simulation(
     on_start: Callable[[EngineHandle], None] | None = None,
     stop_when: StopWhen | None = None,
     dp_groups: Sequence[DPGroupSpec] = (),
+    route_ahead: bool | None = None,
 ) -> SimulationRecords:
     """Simulate serving ``requests`` (sorted by arrival) on ``replicas``.
 
@@ -256,6 +285,10 @@ def run_simulation(
             vLLM all2all backend, servers spanned): replicas ``first .. first + ranks - 1``
             (one plan, pp = 1) step in lockstep and share their experts
             (``engine.dp_group``, ``perf.dp_cost``).
+        route_ahead: ``dispatch`` reads no replica state and ``on_start``'s hooks never move
+            work between replicas: route arrivals ahead so each replica skips to its own next
+            arrival (``engine.skip.RoutedAhead``; same results). None: only round robin with
+            no hooks.
 
     Returns:
         The columnar records of the run.
@@ -270,10 +303,15 @@ def run_simulation(
     options = {"skip_ahead": skip_ahead, "check_invariants": check_invariants}
     built: list[Replica] = []
     driver = _Driver(requests, built, records, loop, dispatch, on_progress, stop_s, stop_when)
+    if route_ahead is None:
+        route_ahead = dispatch is None and on_start is None
+    if route_ahead and skip_ahead and stop_when is None and not dp_groups:
+        driver.ahead = RoutedAhead(driver._read, driver._route, len(replicas))
     rank_costs = group_costs(replicas, dp_groups, perf)
     for i, setup in enumerate(replicas):
+        limit = driver.limit_of(i)
         replica = Replica(
-            i, setup, perf, records, loop, driver.limit, dp_cost=rank_costs.get(i), **options
+            i, setup, perf, records, loop, limit, dp_cost=rank_costs.get(i), **options
         )
         for engine in replica.engines:
             engine.on_done = driver.done
