@@ -305,7 +305,8 @@ def run_simulation(
     driver = _Driver(requests, built, records, loop, dispatch, on_progress, stop_s, stop_when)
     if route_ahead is None:
         route_ahead = dispatch is None and on_start is None
-    if route_ahead and skip_ahead and stop_when is None and not dp_groups:
+    # one replica: the next arrival anywhere is its own (the plain limit costs less)
+    if route_ahead and skip_ahead and len(replicas) > 1 and stop_when is None and not dp_groups:
         driver.ahead = RoutedAhead(driver._read, driver._route, len(replicas))
     rank_costs = group_costs(replicas, dp_groups, perf)
     for i, setup in enumerate(replicas):
