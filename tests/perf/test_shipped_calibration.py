@@ -129,11 +129,11 @@ def test_shipped_fit_is_what_the_tables_give() -> None:
 # Leave-one-GPU-out per family as released with the transfer rules (MAPE %, +1 of slack for a
 # refit of other families): the cross-architecture targets must not fall back to the old rule.
 _LOGO_AFTER = {
-    ("a100", "gemm"): 14.5,
+    ("a100", "gemm"): 13.7,  # the wave tail Hopper hides and sm_80 / sm_89 cuBLAS does not
     ("a100", "decode_attention"): 23.5,
     ("a100", "prefill_attention"): 22.5,  # FA2 tiles / residency (attention_tiles)
     ("a100", "collectives"): 16.5,
-    ("l40s", "gemm"): 26.5,
+    ("l40s", "gemm"): 25.7,
     ("l40s", "decode_attention"): 24.0,
     ("h100", "prefill_attention"): 9.0,  # same die: the prefill traffic keeps its rate
     ("h200", "prefill_attention"): 9.5,
