@@ -42,6 +42,28 @@ def closed_form(graph: PlanGraph, energy: OpEnergy) -> tuple[PrefillConsts, Deco
     return prefill, decode
 
 
+def kernel_joules(
+    energy: tuple[float, ...], flops: float, num_bytes: float, time_s: float
+) -> float:
+    """``OpEnergy.kernel_j`` of one kernel (count 1) from its hoisted constants ``energy``
+    (static, compute and memory watts and exponents, gap, peak, bandwidth, TDP), with the same
+    float operations in the same order."""
+    static_w, c_w, c_exp, m_w, m_exp, gap_s, peak16, hbm_bw, tdp_w = energy
+    u_c = flops / (time_s * peak16) if flops else 0.0
+    u_m = num_bytes / (time_s * hbm_bw)
+    # min(1.0, max(0.0, u)) without the calls: max(0.0, u) is u only when u > 0.0 (NaN and
+    # -0.0 give 0.0), min(1.0, v) is v only when v < 1.0 -- the same values
+    u_c = u_c if u_c > 0.0 else 0.0
+    u_c = u_c if u_c < 1.0 else 1.0
+    u_m = u_m if u_m > 0.0 else 0.0
+    u_m = u_m if u_m < 1.0 else 1.0
+    busy_w = static_w + c_w * u_c**c_exp + m_w * u_m**m_exp
+    busy_w = busy_w if busy_w < tdp_w else tdp_w  # min(tdp_w, busy_w)
+    if gap_s <= 0.0:
+        return busy_w * time_s
+    return (static_w + (busy_w - static_w) * time_s / (time_s + gap_s)) * time_s
+
+
 class PrefillConsts:
     """``attention.prefill_attention`` for one plan, its constants hoisted.
 
@@ -98,22 +120,7 @@ class PrefillConsts:
         t_c = flops / (self.peak * eff)
         t_m = num_bytes / self.bw_eff
         time_s = self.launch_s + (t_c if t_c >= t_m else t_m)
-        # OpEnergy.kernel_j (count 1) inlined, as in DecodeConsts.priced
-        static_w, c_w, c_exp, m_w, m_exp, gap_s, peak16, hbm_bw, tdp_w = self.energy
-        u_c = flops / (time_s * peak16) if flops else 0.0
-        u_m = num_bytes / (time_s * hbm_bw)
-        # min(1.0, max(0.0, u)) without the calls: max(0.0, u) is u only when u > 0.0 (NaN
-        # and -0.0 give 0.0), min(1.0, v) is v only when v < 1.0 -- the same values
-        u_c = u_c if u_c > 0.0 else 0.0
-        u_c = u_c if u_c < 1.0 else 1.0
-        u_m = u_m if u_m > 0.0 else 0.0
-        u_m = u_m if u_m < 1.0 else 1.0
-        busy_w = static_w + c_w * u_c**c_exp + m_w * u_m**m_exp
-        busy_w = busy_w if busy_w < tdp_w else tdp_w  # min(tdp_w, busy_w)
-        if gap_s <= 0.0:
-            return flops, num_bytes, time_s, busy_w * time_s
-        joules = (static_w + (busy_w - static_w) * time_s / (time_s + gap_s)) * time_s
-        return flops, num_bytes, time_s, joules
+        return flops, num_bytes, time_s, kernel_joules(self.energy, flops, num_bytes, time_s)
 
 
 class DecodeConsts:
@@ -174,17 +181,4 @@ class DecodeConsts:
         num_bytes = kv_read + q_bytes
         t_m = num_bytes / (self.bw * eff)
         time_s = self.launch_s + (t_c if t_c >= t_m else t_m)
-        # OpEnergy.kernel_j (count 1) inlined, as in PrefillConsts.priced
-        static_w, c_w, c_exp, m_w, m_exp, gap_s, peak16, hbm_bw, tdp_w = self.energy
-        u_c = flops / (time_s * peak16) if flops else 0.0
-        u_m = num_bytes / (time_s * hbm_bw)
-        u_c = u_c if u_c > 0.0 else 0.0
-        u_c = u_c if u_c < 1.0 else 1.0
-        u_m = u_m if u_m > 0.0 else 0.0
-        u_m = u_m if u_m < 1.0 else 1.0
-        busy_w = static_w + c_w * u_c**c_exp + m_w * u_m**m_exp
-        busy_w = busy_w if busy_w < tdp_w else tdp_w  # min(tdp_w, busy_w)
-        if gap_s <= 0.0:
-            return flops, num_bytes, time_s, busy_w * time_s
-        joules = (static_w + (busy_w - static_w) * time_s / (time_s + gap_s)) * time_s
-        return flops, num_bytes, time_s, joules
+        return flops, num_bytes, time_s, kernel_joules(self.energy, flops, num_bytes, time_s)
