@@ -18,7 +18,7 @@ for its attention as the general path does, and MLA adds its extra GEMMs (``Plan
 from __future__ import annotations
 
 from servesim.perf.calibration import HostOverhead
-from servesim.perf.fast_attention import closed_form
+from servesim.perf.fast_attention import closed_form, kernel_joules
 from servesim.perf.plan_cost import PlanCost
 from servesim.perf.types import BatchShape, StageTimes
 
@@ -157,8 +157,8 @@ class FastCost:
             pre, dec = self.attention(batch)
             pre_f, pre_b, pre_t = pre.flops, pre.num_bytes, pre.time_s
             dec_f, dec_b, dec_t = dec.flops, dec.num_bytes, dec.time_s
-            pre_j = _attention_j(self.prefill.energy, pre_f, pre_b, pre_t) if pre_t > 0 else 0.0
-            dec_j = _attention_j(self.decode.energy, dec_f, dec_b, dec_t) if dec_t > 0 else 0.0
+            pre_j = kernel_joules(self.prefill.energy, pre_f, pre_b, pre_t) if pre_t > 0 else 0.0
+            dec_j = kernel_joules(self.decode.energy, dec_f, dec_b, dec_t) if dec_t > 0 else 0.0
         per_layer_s = pre_t + dec_t
         num_calls = (pre_t > 0) + (dec_t > 0)
         num_layers = self.num_layers
@@ -329,20 +329,3 @@ class FastCost:
         joules += self.idle_w * max(sum(stage_s) - kernel_s + overhead * self.pp, 0.0)
         tp = self.tp
         return StageTimes(tuple(stage_s), overhead, flops * tp, nbytes * tp, joules * tp, comm_s)
-
-
-def _attention_j(energy: tuple[float, ...], flops: float, num_bytes: float, time_s: float) -> float:
-    """``OpEnergy.kernel_j`` of one attention kernel (count 1, 16-bit peak) for a plan whose
-    attention the graph prices (``fast_attention`` inlines the same operations)."""
-    static_w, c_w, c_exp, m_w, m_exp, gap_s, peak16, hbm_bw, tdp_w = energy
-    u_c = flops / (time_s * peak16) if flops else 0.0
-    u_m = num_bytes / (time_s * hbm_bw)
-    u_c = u_c if u_c > 0.0 else 0.0  # min(1.0, max(0.0, u)), as in fast_attention
-    u_c = u_c if u_c < 1.0 else 1.0
-    u_m = u_m if u_m > 0.0 else 0.0
-    u_m = u_m if u_m < 1.0 else 1.0
-    busy_w = static_w + c_w * u_c**c_exp + m_w * u_m**m_exp
-    busy_w = busy_w if busy_w < tdp_w else tdp_w  # min(tdp_w, busy_w)
-    if gap_s <= 0.0:
-        return busy_w * time_s
-    return (static_w + (busy_w - static_w) * time_s / (time_s + gap_s)) * time_s
