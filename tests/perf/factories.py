@@ -125,3 +125,21 @@ def deepseek_v3() -> ModelSpec:
             q_lora_rank=1536,
         ),
     )
+
+
+def toy_gpu(peak_flops_per_s: dict[DType, float] | None = None) -> GPUSpec:
+    """A toy GPU with round numbers for hand-computed op times: 2 TB/s HBM, 1 PFLOP/s bf16 and
+    2 PFLOP/s fp8 unless ``peak_flops_per_s`` says otherwise."""
+    link = LinkSpec(name="nvlink", bandwidth_bytes_per_s=450e9, latency_s=1e-6)
+    return GPUSpec(
+        name="toy",
+        vendor="nvidia",
+        memory_bytes=80 * 2**30,
+        hbm_bandwidth_bytes_per_s=2e12,
+        intra_node_link=link,
+        host_link=link,
+        tdp_w=700.0,
+        idle_w=100.0,
+        price_per_hour_usd=1.0,
+        peak_flops_per_s=peak_flops_per_s or {DType.BF16: 1e15, DType.FP8: 2e15},
+    )

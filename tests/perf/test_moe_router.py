@@ -21,21 +21,9 @@ from servesim.perf.opmodels.moe_layer import MoELayerFit, moe_layer_s
 from servesim.perf.opmodels.moe_router import router_s
 from servesim.specs.catalog import get_gpu
 from servesim.specs.dtypes import DType
-from servesim.specs.gpu import GPUSpec, LinkSpec
+from tests.perf.factories import toy_gpu
 
-_LINK = LinkSpec(name="nvlink", bandwidth_bytes_per_s=450e9, latency_s=1e-6)
-GPU = GPUSpec(
-    name="toy",
-    vendor="nvidia",
-    memory_bytes=80 * 2**30,
-    hbm_bandwidth_bytes_per_s=2e12,
-    intra_node_link=_LINK,
-    host_link=_LINK,
-    tdp_w=700.0,
-    idle_w=100.0,
-    price_per_hour_usd=1.0,
-    peak_flops_per_s={DType.BF16: 1e15},
-)
+GPU = toy_gpu({DType.BF16: 1e15})
 # no streaming, weights or math worth a nanosecond: the time is fixed + router
 BARE = MoELayerFit(
     weight_bytes=2.0,
