@@ -146,17 +146,29 @@ def register(app: typer.Typer) -> None:
     app.command("compare")(compare_cmd)
 
 
+# the options evaluate and compare share (typer reads each default's metadata per command)
+_SUITE = typer.Option("chat", "--suite", help=_SUITE_HELP)
+_OBJECTIVE = typer.Option("goodput", "--objective", help=_OBJECTIVE_HELP)
+_FAST = typer.Option(False, "--fast", help="Screening mode: fewer requests, 1 seed.")
+_SEEDS = typer.Option(None, "--seeds", help="Comma-separated seeds (override).")
+_EXECUTOR = typer.Option("inline", "--executor", help="inline | process | ray.")
+_WORKERS = typer.Option(None, "--workers", help="Workers of process / ray.")
+_WALL_S = typer.Option(60.0, "--timeout-s", help="Wall-clock limit per run.")
+_MEMORY_MB = typer.Option(4096, "--memory-mb", help="Memory per run (0: none).")
+_HOOK_MS = typer.Option(20.0, "--hook-ms", help="CPU ms per hook call (0: none).")
+
+
 def evaluate_cmd(
     policy: str = typer.Argument(None, help=_POLICY_HELP),
-    suite: str = typer.Option("chat", "--suite", help=_SUITE_HELP),
-    objective: str = typer.Option("goodput", "--objective", help=_OBJECTIVE_HELP),
-    fast: bool = typer.Option(False, "--fast", help="Screening mode: fewer requests, 1 seed."),
-    seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds (override)."),
-    executor: str = typer.Option("inline", "--executor", help="inline | process | ray."),
-    workers: int = typer.Option(None, "--workers", help="Workers of process / ray."),
-    wall_s: float = typer.Option(60.0, "--timeout-s", help="Wall-clock limit per run."),
-    memory_mb: int = typer.Option(4096, "--memory-mb", help="Memory per run (0: none)."),
-    hook_ms: float = typer.Option(20.0, "--hook-ms", help="CPU ms per hook call (0: none)."),
+    suite: str = _SUITE,
+    objective: str = _OBJECTIVE,
+    fast: bool = _FAST,
+    seeds: str = _SEEDS,
+    executor: str = _EXECUTOR,
+    workers: int = _WORKERS,
+    wall_s: float = _WALL_S,
+    memory_mb: int = _MEMORY_MB,
+    hook_ms: float = _HOOK_MS,
     diagnostics: bool = typer.Option(False, "--diagnostics", help="Per-run diagnostics."),
     counterfactual: int = typer.Option(
         0,
@@ -197,15 +209,15 @@ def evaluate_cmd(
 def compare_cmd(
     a: str = typer.Argument(..., help="Policy A (the reference): " + _POLICY_HELP),
     b: str = typer.Argument(..., help="Policy B (the candidate), as A."),
-    suite: str = typer.Option("chat", "--suite", help=_SUITE_HELP),
-    objective: str = typer.Option("goodput", "--objective", help=_OBJECTIVE_HELP),
-    fast: bool = typer.Option(False, "--fast", help="Screening mode: fewer requests, 1 seed."),
-    seeds: str = typer.Option(None, "--seeds", help="Comma-separated seeds (override)."),
-    executor: str = typer.Option("inline", "--executor", help="inline | process | ray."),
-    workers: int = typer.Option(None, "--workers", help="Workers of process / ray."),
-    wall_s: float = typer.Option(60.0, "--timeout-s", help="Wall-clock limit per run."),
-    memory_mb: int = typer.Option(4096, "--memory-mb", help="Memory per run (0: none)."),
-    hook_ms: float = typer.Option(20.0, "--hook-ms", help="CPU ms per hook call (0: none)."),
+    suite: str = _SUITE,
+    objective: str = _OBJECTIVE,
+    fast: bool = _FAST,
+    seeds: str = _SEEDS,
+    executor: str = _EXECUTOR,
+    workers: int = _WORKERS,
+    wall_s: float = _WALL_S,
+    memory_mb: int = _MEMORY_MB,
+    hook_ms: float = _HOOK_MS,
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
     report_file: Path = typer.Option(
         None, "--report", help="Write the side-by-side HTML page here (opens offline)."
