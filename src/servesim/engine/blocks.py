@@ -102,7 +102,12 @@ class KVBlockManager:
         # group (several window groups, chunks) cache no prefix here.
         self.layout = layout = layout or KVLayout(block_size)
         self.window_blocks = 0
-        if layout.num_full_groups == 0:
+        if layout.state_pages:
+            # vLLM v0.10 disables prefix caching for hybrid linear-attention models
+            # (MambaModelConfig.verify_and_update_config); its later opt-in mamba caching
+            # mode is not modelled.
+            enable_prefix_caching = False
+        elif layout.num_full_groups == 0:
             window = layout.windows[0] if layout.pages_per_row == 1 else None
             if window is not None and window.kind == "sliding" and enable_prefix_caching:
                 # cdiv(window - 1, block): the query token itself is in the window

@@ -10,14 +10,20 @@ holding ``layers[i::num_groups]``. Every group's pages come from one pool; a pag
 groups), so the pool holds ``kv_cache_bytes // page_bytes`` pages. A model of one growing
 type is one group of all its layers: a page is then the classic block of every layer.
 
-Linear-attention state stays outside the pool here (``memory.sequence_state_bytes``);
-sparse layers (DeepSeek-V3.2) grow like full ones.
+Linear-attention layers are a bucket too (vLLM V1's ``MambaSpec``, v0.10+): their groups hold
+one state per sequence in the same pool, a state taking ``state_pages_per_group`` pages
+(perf/kv_layout.py: vLLM pads the state and attention pages to one size). Sparse layers
+(DeepSeek-V3.2) grow like full ones.
 """
 
 from __future__ import annotations
 
 from servesim.perf.kv_layout import KVLayout, WindowGroups
-from servesim.perf.shapes import kv_bytes_per_token_layer, stage_layer_ranges
+from servesim.perf.shapes import (
+    kv_bytes_per_token_layer,
+    linear_state_bytes_per_layer,
+    stage_layer_ranges,
+)
 from servesim.perf.types import ReplicaPlan
 from servesim.specs.layers import GROWING_KINDS
 
@@ -26,15 +32,15 @@ TypeKey = tuple[str, int]
 
 
 def _buckets(plan: ReplicaPlan, block_size: int) -> dict[TypeKey, list[int]]:
-    """Attention layers by type, in layer order (linear layers left out)."""
+    """Layers by type, in layer order (linear-attention layers are ``("linear", 0)``)."""
     m = plan.model
     out: dict[TypeKey, list[int]] = {}
     for index in range(m.num_layers):
         kind = m.layer_kind(index)
         if kind == "linear":
-            continue
-        if kind in GROWING_KINDS:
-            key: TypeKey = ("full", 0)
+            key: TypeKey = ("linear", 0)
+        elif kind in GROWING_KINDS:
+            key = ("full", 0)
         else:
             tokens = m.attention_window(kind) or 0
             # vLLM frees a chunk's pages whole; a chunk that is no multiple of the block is
@@ -51,6 +57,28 @@ def has_window_groups(plan: ReplicaPlan) -> bool:
     return any(kind in ("sliding", "chunked") for kind in plan.model.layer_kind_counts())
 
 
+def has_state_groups(plan: ReplicaPlan) -> bool:
+    """True when some layer is linear attention (the pool has state groups)."""
+    return bool(plan.model.layer_types) and "linear" in plan.model.layer_kind_counts()
+
+
+def state_pages_per_group(plan: ReplicaPlan, block_size: int) -> int:
+    """Pool pages one linear-attention state takes: ``cdiv(state, block_size x attention
+    bytes per token)`` per layer (vLLM's ``verify_and_update_config`` raises the attention
+    block by this factor of its 16-token alignment; both sides are split by TP alike)."""
+    m = plan.model
+    attn = max(
+        (
+            kv_bytes_per_token_layer(m, plan.tp, m.layer_kind(j), plan.kv_dtype.num_bytes)
+            for j in range(m.num_layers)
+            if m.layer_kind(j) != "linear"
+        ),
+        default=0.0,
+    )
+    state = linear_state_bytes_per_layer(m, plan.tp)
+    return -int(-state // (block_size * attn)) if attn > 0 else 0
+
+
 def _group_size(buckets: dict[TypeKey, list[int]]) -> int:
     sizes = [len(layers) for layers in buckets.values()]
     smallest, largest = min(sizes), max(sizes)
@@ -59,7 +87,7 @@ def _group_size(buckets: dict[TypeKey, list[int]]) -> int:
 
 def kv_layout(plan: ReplicaPlan, block_size: int) -> KVLayout:
     """The replica's KV cache groups (``plain`` for a model without windows)."""
-    if not has_window_groups(plan):
+    if not has_window_groups(plan) and not has_state_groups(plan):
         return KVLayout(block_size)
     buckets = _buckets(plan, block_size)
     size = _group_size(buckets)
@@ -67,9 +95,11 @@ def kv_layout(plan: ReplicaPlan, block_size: int) -> KVLayout:
     windows = tuple(
         WindowGroups(kind, tokens, -(-len(layers) // size))
         for (kind, tokens), layers in buckets.items()
-        if kind != "full"
+        if kind not in ("full", "linear")
     )
-    return KVLayout(block_size, full, windows)
+    states = -(-len(buckets.get(("linear", 0), [])) // size)
+    per_state = state_pages_per_group(plan, block_size) if states else 0
+    return KVLayout(block_size, full, windows, states, per_state)
 
 
 def page_bytes_per_token(plan: ReplicaPlan, stage: int, block_size: int) -> float:
@@ -100,6 +130,8 @@ def describe(layout: KVLayout) -> str:
     """The groups in words (``1 full + 3 chunked(8192)``)."""
     parts = [f"{layout.num_full_groups} full"] if layout.num_full_groups else []
     parts += [f"{w.num_groups} {w.kind}({w.tokens})" for w in layout.windows]
+    if layout.num_state_groups:
+        parts.append(f"{layout.num_state_groups} state(x{layout.state_pages_per_group} pages)")
     return " + ".join(parts)
 
 

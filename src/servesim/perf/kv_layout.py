@@ -16,6 +16,16 @@ before each step (``remove_skipped_blocks``):
 with ``n`` the tokens computed so far. A model whose layers are all of one growing kind is one
 group (``plain``): a block is ``block_size`` tokens of every layer, as before.
 
+Linear-attention (gated DeltaNet, Mamba) layers are groups of their own in vLLM V1 (v0.10+,
+vllm/v1/kv_cache_interface.py ``MambaSpec``; single_type_kv_cache_manager.py ``MambaManager``):
+each request holds one state page per such group from admission to finish, whatever its
+length. vLLM raises the attention block size until one attention page holds as many bytes as
+one state (vllm/model_executor/models/config.py ``HybridAttentionMambaModelConfig.
+verify_and_update_config``: ``attn_block_size = 16 * cdiv(state_page, 16 * attn_page_1_token)``)
+and pads the state page to it; here the pool keeps its ``block_size`` pages and a state group
+takes ``state_pages_per_group`` of them (the same ``cdiv``: exact at vLLM's 16-token
+alignment; the full group's pages then round to ``block_size`` tokens, not to the raised block).
+
 Here the frees are applied when a step's tokens are booked (vLLM applies them when the
 request is next scheduled; the count over a step is the same, they only become available to
 the requests scheduled before it a step earlier).
@@ -57,20 +67,30 @@ class KVLayout:
         num_full_groups: groups whose pages grow with the whole context.
         windows: groups of bounded types.
         plain: one group of every layer: a block per ``block_size`` tokens, no window frees.
-        pages_per_row: pages every ``block_size`` tokens of new KV take (one per group).
+        num_state_groups: linear-attention groups (one state each per sequence).
+        state_pages_per_group: pool pages one state takes.
+        pages_per_row: pages every ``block_size`` tokens of new KV take (one per growing or
+            window group; state groups take none).
+        state_pages: pages a sequence's states hold from its first token to its finish.
     """
 
     block_size: int
     num_full_groups: int = 1
     windows: tuple[WindowGroups, ...] = ()
+    num_state_groups: int = 0
+    state_pages_per_group: int = 0
     plain: bool = field(init=False)
     pages_per_row: int = field(init=False)
+    state_pages: int = field(init=False)
 
     def __post_init__(self) -> None:
         # read on the engine's hot path: computed once
-        object.__setattr__(self, "plain", not self.windows and self.num_full_groups == 1)
+        state = self.num_state_groups * self.state_pages_per_group
+        plain = not self.windows and self.num_full_groups == 1 and not state
+        object.__setattr__(self, "plain", plain)
         pages = self.num_full_groups + sum(w.num_groups for w in self.windows)
         object.__setattr__(self, "pages_per_row", pages)
+        object.__setattr__(self, "state_pages", state)
 
     def _skipped_pages(self, num_computed: int) -> int:
         b = self.block_size
@@ -81,7 +101,8 @@ class KVLayout:
         rows = -(-num_tokens // self.block_size)
         if self.plain:
             return rows
-        return self.pages_per_row * rows - self._skipped_pages(num_tokens)
+        state = self.state_pages if rows else 0
+        return self.pages_per_row * rows - self._skipped_pages(num_tokens) + state
 
     def step_pages(self, num_computed: int, num_new: int) -> int:
         """Pages held while a step computes ``num_new`` tokens after ``num_computed`` (the
@@ -89,7 +110,8 @@ class KVLayout:
         rows = -(-(num_computed + num_new) // self.block_size)
         if self.plain:
             return rows
-        return self.pages_per_row * rows - self._skipped_pages(num_computed)
+        state = self.state_pages if rows else 0
+        return self.pages_per_row * rows - self._skipped_pages(num_computed) + state
 
     def freed(self, num_computed: int, num_new: int) -> int:
         """Pages the windows free once ``num_new`` more tokens are computed."""
@@ -101,12 +123,13 @@ class KVLayout:
         """Most pages a sequence holds on its way to ``num_tokens`` tokens of KV, computed
         in steps of at most ``step_tokens``: the full groups' pages, and each window at its
         fullest while a step runs (a sliding window ``ceil((window - 1 + step) / block) + 1``
-        pages, a chunk ``ceil((chunk - 1 + step) / block)``), capped by the context."""
+        pages, a chunk ``ceil((chunk - 1 + step) / block)``), capped by the context, and the
+        states' pages."""
         b = self.block_size
         rows = -(-num_tokens // b)
         if self.plain:
             return rows
-        total = self.num_full_groups * rows
+        total = self.num_full_groups * rows + (self.state_pages if rows else 0)
         for w in self.windows:
             cap = -(-(w.tokens - 1 + step_tokens) // b) + (w.kind == "sliding")
             total += w.num_groups * min(rows, cap)

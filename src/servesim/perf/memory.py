@@ -186,9 +186,9 @@ def _is_per_sequence(plan: ReplicaPlan, kind: str) -> bool:
 def kv_bytes_per_token(plan: ReplicaPlan, stage: int, block_size_tokens: int = 16) -> float:
     """KV bytes one token occupies in one block on one GPU of ``stage`` (its KV heads).
 
-    A model without windows: every attention layer of the stage (linear state is held per
-    sequence: ``sequence_state_bytes``). With windowed or chunked layers a block is a page
-    of one KV cache group (``kv_groups.page_bytes_per_token``); a sequence holds one page
+    A model without windows: every attention layer of the stage (linear state takes whole
+    pages per sequence: ``KVLayout.state_pages``). With windowed or chunked layers a block is
+    a page of one KV cache group (``kv_groups.page_bytes_per_token``); a sequence holds one page
     per group and block of context, the windows' capped (perf/kv_layout.py).
     """
     m = plan.model
@@ -207,7 +207,8 @@ def kv_bytes_per_token(plan: ReplicaPlan, stage: int, block_size_tokens: int = 1
 
 def sequence_state_bytes(plan: ReplicaPlan, stage: int) -> float:
     """Bytes one sequence holds on one GPU of ``stage`` whatever its length: the
-    linear-attention state."""
+    linear-attention state (unpadded; in the pool it takes ``kv_groups.state_pages_per_group``
+    pages per group)."""
     m = plan.model
     total = 0.0
     for index in stage_layer_ranges(m.num_layers, plan.pp)[stage]:
@@ -259,26 +260,24 @@ def _stage_memory(
     dense_tp: int,
 ) -> MemoryPlan:
     """One pipeline stage's memory plan: what ``usable`` bytes leave for the KV cache after
-    the stage's weights, the activation reserve, ``overhead`` and the linear-attention state;
+    the stage's weights, the activation reserve and ``overhead`` (linear-attention state is
+    held in the pool's pages: perf/kv_layout.py);
     raises ``InfeasibleError`` when that holds no KV block (``ConfigError`` when no layer's
     KV grows per token)."""
     total = plan.gpu.memory_bytes
     weights = stage_weight_bytes(plan, stage, expert_ep, dense_tp)
-    # vLLM's state cache for linear-attention layers holds one
-    # slot per schedulable sequence: reserved for the default max_num_seqs, with overheads
-    state = int(PROFILE_NUM_SEQS * sequence_state_bytes(plan, stage))
-    kv_cache = usable - weights - activation - overhead - state
+    # Linear-attention state lives in the pool (vLLM V1's MambaSpec groups, perf/kv_groups.py):
+    # each sequence takes its state pages at admission, nothing is set aside for it here.
+    kv_cache = usable - weights - activation - overhead
     per_token = kv_bytes_per_token(plan, stage, block_size_tokens)
     if kv_cache <= 0:
-        raise InfeasibleError(
-            _breakdown(plan, stage, total, usable, weights, activation, overhead + state)
-        )
+        raise InfeasibleError(_breakdown(plan, stage, total, usable, weights, activation, overhead))
     if per_token <= 0:
         raise ConfigError("model", plan.model.name, "has no layer whose KV grows per token")
     blocks = int(kv_cache // (per_token * block_size_tokens))
     if blocks < 1:
         raise InfeasibleError(
-            _breakdown(plan, stage, total, usable, weights, activation, overhead + state)
+            _breakdown(plan, stage, total, usable, weights, activation, overhead)
             + f"; {kv_cache / GIB:.2f} GiB left holds no {block_size_tokens}-token KV block"
         )
     return MemoryPlan(
@@ -286,7 +285,7 @@ def _stage_memory(
         usable,
         weights,
         activation,
-        overhead + state,
+        overhead,
         kv_cache,
         per_token,
         block_size_tokens,
