@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from servesim.perf.opmodels import attention_tiles as tiles
 from servesim.perf.opmodels.grid import LogGrid, optional_grid
@@ -258,6 +258,77 @@ def causal_tile_visits(num_q_tiles: int, window_tiles: int | None) -> int:
     return tiles.causal_tile_visits(num_q_tiles, 1, window_tiles)
 
 
+class PrefillTiling(NamedTuple):
+    """One average chunk's tiles: the kernel's tile and residency, and the key-tile visits."""
+
+    block_m: int  # query rows per tile
+    block_n: int  # keys per tile
+    resident: int  # CTAs resident per SM
+    pack: int  # query heads packed per CTA (FlashInfer's GQA packing), else 1
+    num_q_tiles: int  # query tiles of one (sequence, packed head group)
+    visits: float  # key-tile visits of those query tiles (occupancy-scaled, >= pairs floor)
+    chain: int  # key tiles of the longest CTA (the last query tile)
+    occupancy: float  # fill of a tile by a chunk shorter than one
+
+
+def prefill_tiling(
+    gpu: GPUSpec,
+    head_dim: int,
+    kv_bytes: float,
+    *,
+    chunk: float,
+    cached: float,
+    group: float,
+    num_pairs: float,
+    num_seqs: int,
+    window: int | None,
+) -> PrefillTiling:
+    """Tiles and causal key-tile visits of one average chunk of ``chunk`` query tokens after
+    ``cached`` context tokens (``num_seqs`` chunks of ``num_pairs`` query-key pairs in all)."""
+    block_m, block_n, resident, pack = tiles.prefill_tiles(
+        gpu, head_dim, kv_bytes <= 1.0, group, chunk
+    )
+    # a packed CTA holds ``pack`` query heads' rows of each token: ``pack`` x the rows, and
+    # query tile j (1-based) reaches token j * block_m / pack
+    ratio = block_n // block_m * pack
+    num_q_tiles = math.ceil(chunk * pack / block_m)
+    # a query tile's keys under a window span window + its tokens
+    window_tiles = None if not window else math.ceil((window + block_m / pack) / block_n)
+    visible = cached if not window else min(cached, float(window))
+    cache_tiles = math.ceil(visible / block_n)
+    visits = tiles.causal_tile_visits(num_q_tiles, ratio, window_tiles)
+    visits += num_q_tiles * cache_tiles
+    # a chunk shorter than a tile fills it partly (FA pads rows and keys of the last tile)
+    occupancy = min(1.0, chunk * pack / block_m) * min(1.0, (chunk + cached) / block_n)
+    floor = num_pairs * pack / num_seqs / (block_m * block_n)
+    chain = tiles.chain_key_tiles(num_q_tiles, ratio, window_tiles) + cache_tiles
+    return PrefillTiling(
+        block_m,
+        block_n,
+        resident,
+        pack,
+        num_q_tiles,
+        max(visits * occupancy, floor),
+        chain,
+        occupancy,
+    )
+
+
+def _prefill_compute_s(
+    fit: PrefillAttentionFit, gpu: GPUSpec, t: PrefillTiling, head_dim: int, heads: float
+) -> float:
+    """MMA-side seconds of ``heads`` CTA rows (sequences x packed head groups) of tiling ``t``."""
+    num_sms, _ = gpu_sms_l2(gpu)
+    peak = gpu.peak_flops(DType.BF16)
+    tile_s = 4.0 * t.block_m * t.block_n * head_dim * num_sms / (peak * fit.mma_eff)
+    cta_fix_s = fit.fix_tiles * tile_s + fit.fix_s
+    # every CTA's serial time (fixed cost, then its tile visits) is shared by the CTAs resident
+    # on an SM at once; the MMA rate of the SM bounds the tile visits whatever the residency
+    serial_s = heads * (t.num_q_tiles * cta_fix_s + t.visits * tile_s)
+    work_s = max(serial_s / t.resident, heads * t.visits * tile_s) / num_sms
+    return max(work_s, (cta_fix_s + t.chain * tile_s) * t.occupancy)
+
+
 def prefill_attention_s(
     fit: PrefillAttentionFit,
     gpu: GPUSpec,
@@ -285,36 +356,20 @@ def prefill_attention_s(
     """
     if num_tokens <= 0 or num_seqs <= 0:
         return 0.0
-    num_sms, _ = gpu_sms_l2(gpu)
     chunk = num_tokens / num_seqs
-    cached = cached_tokens / num_seqs
     group = num_q_heads / num_kv_heads
-    block_m, block_n, resident, pack = tiles.prefill_tiles(
-        gpu, head_dim, kv_bytes <= 1.0, group, chunk
+    t = prefill_tiling(
+        gpu,
+        head_dim,
+        kv_bytes,
+        chunk=chunk,
+        cached=cached_tokens / num_seqs,
+        group=group,
+        num_pairs=num_pairs,
+        num_seqs=num_seqs,
+        window=window,
     )
-    # a packed CTA holds ``pack`` query heads' rows of each token: ``pack`` x the rows, and
-    # query tile j (1-based) reaches token j * block_m / pack
-    ratio = block_n // block_m * pack
-    num_q_tiles = math.ceil(chunk * pack / block_m)
-    # a query tile's keys under a window span window + its tokens
-    window_tiles = None if not window else math.ceil((window + block_m / pack) / block_n)
-    visible = cached if not window else min(cached, float(window))
-    cache_tiles = math.ceil(visible / block_n)
-    visits = tiles.causal_tile_visits(num_q_tiles, ratio, window_tiles)
-    visits += num_q_tiles * cache_tiles
-    # a chunk shorter than a tile fills it partly (FA pads rows and keys of the last tile)
-    occupancy = min(1.0, chunk * pack / block_m) * min(1.0, (chunk + cached) / block_n)
-    visits = max(visits * occupancy, num_pairs * pack / num_seqs / (block_m * block_n))
-    peak = gpu.peak_flops(DType.BF16)
-    tile_s = 4.0 * block_m * block_n * head_dim * num_sms / (peak * fit.mma_eff)
-    cta_fix_s = fit.fix_tiles * tile_s + fit.fix_s
-    chain = tiles.chain_key_tiles(num_q_tiles, ratio, window_tiles) + cache_tiles
-    heads = num_seqs * num_q_heads / pack
-    # every CTA's serial time (fixed cost, then its tile visits) is shared by the CTAs resident
-    # on an SM at once; the MMA rate of the SM bounds the tile visits whatever the residency
-    serial_s = heads * (num_q_tiles * cta_fix_s + visits * tile_s)
-    work_s = max(serial_s / resident, heads * visits * tile_s) / num_sms
-    compute_s = max(work_s, (cta_fix_s + chain * tile_s) * occupancy)
+    compute_s = _prefill_compute_s(fit, gpu, t, head_dim, num_seqs * num_q_heads / t.pack)
     kv_tokens = num_tokens + cached_tokens
     num_bytes = 4.0 * num_tokens * num_q_heads * head_dim
     num_bytes += kv_tokens * 2.0 * num_kv_heads * head_dim * kv_bytes
