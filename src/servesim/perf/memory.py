@@ -16,7 +16,6 @@ from servesim.perf.shapes import (
     kv_bytes_per_token_layer,
     kv_elements_per_token_layer,
     layer_shapes,
-    linear_state_bytes_per_layer,
     stage_layer_ranges,
     stage_params,
 )
@@ -202,18 +201,6 @@ def kv_bytes_per_token(plan: ReplicaPlan, stage: int, block_size_tokens: int = 1
         kind = m.layer_kind(index)
         if not _is_per_sequence(plan, kind):
             total += kv_bytes_per_token_layer(m, plan.tp, kind, plan.kv_dtype.num_bytes)
-    return total
-
-
-def sequence_state_bytes(plan: ReplicaPlan, stage: int) -> float:
-    """Bytes one sequence holds on one GPU of ``stage`` whatever its length: the
-    linear-attention state (unpadded; in the pool it takes ``kv_groups.state_pages_per_group``
-    pages per group)."""
-    m = plan.model
-    total = 0.0
-    for index in stage_layer_ranges(m.num_layers, plan.pp)[stage]:
-        if _is_per_sequence(plan, m.layer_kind(index)):
-            total += linear_state_bytes_per_layer(m, plan.tp)
     return total
 
 
