@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -63,34 +64,21 @@ def holdout_folds(keys: Sequence[object], num_folds: int = 4) -> list[np.ndarray
     return [assignment == f for f in range(min(num_folds, len(unique)))]
 
 
-def fit_log_grid(
-    coords: np.ndarray,
-    log_ratio: np.ndarray,
-    axes: Sequence[Sequence[float]],
-    ridge: float = 0.05,
-) -> LogGrid:
-    """Least-squares multilinear grid through ``log_ratio`` at ``coords`` (raw values).
-
-    Args:
-        coords: (N, D) raw coordinates (> 0); log2 is taken here.
-        log_ratio: (N,) log(measured / formula).
-        axes: per axis, grid points in log2 units (ascending).
-        ridge: smoothing weight: pulls each grid value towards its neighbours (second
-            differences) and towards 0 where no data constrains it.
-    """
-    from scipy.sparse import coo_matrix, vstack
-    from scipy.sparse.linalg import lsqr
-
-    axes_t = tuple(tuple(float(x) for x in a) for a in axes)
-    shape = [len(a) for a in axes_t]
-    num_cells = int(np.prod(shape))
+def _strides(shape: Sequence[int]) -> np.ndarray:
+    """Row-major strides of a grid of ``shape`` (the flat cell index is sum(index * stride))."""
     strides = np.ones(len(shape), dtype=int)
     for d in range(len(shape) - 2, -1, -1):
         strides[d] = strides[d + 1] * shape[d + 1]
-    logc = np.log2(np.asarray(coords, dtype=float))
+    return strides
+
+
+def _cell_positions(
+    logc: np.ndarray, axes_t: tuple[tuple[float, ...], ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per point and axis, the lower grid index and the weight of the upper neighbour."""
     n = logc.shape[0]
-    lows = np.zeros((n, len(shape)), dtype=int)
-    ws = np.zeros((n, len(shape)))
+    lows = np.zeros((n, len(axes_t)), dtype=int)
+    ws = np.zeros((n, len(axes_t)))
     for d, axis in enumerate(axes_t):
         a = np.asarray(axis)
         if len(a) == 1:
@@ -99,6 +87,16 @@ def fit_log_grid(
         lo = np.clip(np.searchsorted(a, x, side="right") - 1, 0, len(a) - 2)
         lows[:, d] = lo
         ws[:, d] = (x - a[lo]) / (a[lo + 1] - a[lo])
+    return lows, ws
+
+
+def _data_matrix(
+    lows: np.ndarray, ws: np.ndarray, shape: Sequence[int], strides: np.ndarray
+) -> Any:
+    """(N, cells) sparse interpolation matrix: each point's weight on its 2^D corner cells."""
+    from scipy.sparse import coo_matrix
+
+    n = lows.shape[0]
     rows, cols, vals = [], [], []
     for mask in range(1 << len(shape)):
         weight = np.ones(n)
@@ -119,13 +117,19 @@ def fit_log_grid(
         rows.append(np.nonzero(keep)[0])
         cols.append(index[keep])
         vals.append(weight[keep])
-    a_data = coo_matrix(
+    num_cells = int(np.prod(shape))
+    return coo_matrix(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, num_cells)
     )
-    # smoothing: second differences along each axis, plus a weak pull to zero
+
+
+def _smoothing_matrix(shape: Sequence[int], strides: np.ndarray, scale: float) -> Any:
+    """Second differences along each axis, plus a weak pull of every cell to zero."""
+    from scipy.sparse import coo_matrix
+
+    num_cells = int(np.prod(shape))
     reg_rows, reg_cols, reg_vals = [], [], []
     r = 0
-    scale = ridge * np.sqrt(max(n, 1) / num_cells)
     for cell in range(num_cells):
         idx = np.unravel_index(cell, shape)
         for d in range(len(shape)):
@@ -139,9 +143,38 @@ def fit_log_grid(
         reg_cols.append(cell)
         reg_vals.append(0.1 * scale)
         r += 1
-    a_reg = coo_matrix((reg_vals, (reg_rows, reg_cols)), shape=(r, num_cells))
+    return coo_matrix((reg_vals, (reg_rows, reg_cols)), shape=(r, num_cells))
+
+
+def fit_log_grid(
+    coords: np.ndarray,
+    log_ratio: np.ndarray,
+    axes: Sequence[Sequence[float]],
+    ridge: float = 0.05,
+) -> LogGrid:
+    """Least-squares multilinear grid through ``log_ratio`` at ``coords`` (raw values).
+
+    Args:
+        coords: (N, D) raw coordinates (> 0); log2 is taken here.
+        log_ratio: (N,) log(measured / formula).
+        axes: per axis, grid points in log2 units (ascending).
+        ridge: smoothing weight: pulls each grid value towards its neighbours (second
+            differences) and towards 0 where no data constrains it.
+    """
+    from scipy.sparse import vstack
+    from scipy.sparse.linalg import lsqr
+
+    axes_t = tuple(tuple(float(x) for x in a) for a in axes)
+    shape = [len(a) for a in axes_t]
+    num_cells = int(np.prod(shape))
+    strides = _strides(shape)
+    logc = np.log2(np.asarray(coords, dtype=float))
+    n = logc.shape[0]
+    lows, ws = _cell_positions(logc, axes_t)
+    a_data = _data_matrix(lows, ws, shape, strides)
+    a_reg = _smoothing_matrix(shape, strides, ridge * np.sqrt(max(n, 1) / num_cells))
     matrix = vstack([a_data, a_reg]).tocsr()
-    rhs = np.concatenate([np.asarray(log_ratio, dtype=float), np.zeros(r)])
+    rhs = np.concatenate([np.asarray(log_ratio, dtype=float), np.zeros(a_reg.shape[0])])
     solution = lsqr(matrix, rhs, atol=1e-10, btol=1e-10, iter_lim=20000)[0]
     return LogGrid(axes=axes_t, values=tuple(float(v) for v in solution))
 
