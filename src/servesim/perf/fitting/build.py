@@ -120,6 +120,46 @@ def _predict_part(family: str, params: dict[str, Any], part: _Part, gpu: GPUSpec
     return _module(family).predict(own, gpu, part.rows)
 
 
+@dataclass
+class _FitRun:
+    """What one ``fit_kernel_stacks`` call shares across its (stack, GPU) entries."""
+
+    refs: list[TableRef]
+    root: Path
+    families: tuple[str, ...]
+    heldout: bool
+    progress: Progress | None
+    out: StackFit = field(default_factory=StackFit)
+    # (stack, calibration key, family) -> its fitted parts, for the leave-one-GPU-out pass
+    all_parts: dict[tuple[str, str, str], list[_Part]] = field(default_factory=dict)
+
+    def entry(
+        self, stack: str, gpu_folder: str, catalog: str, key: str, fw: str, ver: str
+    ) -> dict[str, Any]:
+        """``stack``'s calibration entry for one table GPU folder: every family with tables."""
+        gpu = get_gpu(catalog)
+        entry: dict[str, Any] = {
+            "catalog_gpu": gpu.name,
+            "architecture": gpu.architecture,
+            "hbm_bytes_per_s": gpu.hbm_bandwidth_bytes_per_s,
+            "sources": {},
+        }
+        for family in self.families:
+            if self.progress is not None:
+                self.progress(f"{stack} {key} {family}")
+            parts = _parts(self.refs, self.root, family, gpu_folder, fw, ver)
+            if not parts:
+                continue
+            self.all_parts[(stack, key, family)] = parts
+            entry[family] = _fit_parts(family, parts, gpu)
+            entry["sources"][family] = "; ".join(
+                f"aiconfigurator {gpu_folder} {p.framework} {p.version}" for p in parts
+            )
+            if self.heldout:
+                self.out.heldout.extend(_heldout_rows(family, parts, gpu, stack, key))
+        return entry
+
+
 def fit_kernel_stacks(
     root: Path,
     families: tuple[str, ...] = tuple(FAMILY_MODULES),
@@ -139,43 +179,26 @@ def fit_kernel_stacks(
         heldout: also score held-out shapes and leave-one-GPU-out (several refits each).
         progress: called with a line per (stack, GPU, family) as it starts.
     """
-    refs = find_tables(root)
+    run = _FitRun(find_tables(root), root, families, heldout, progress)
     gpu_map = gpu_map if gpu_map is not None else TABLE_GPUS
     if stacks is None:
         stacks = {name: dict(info.tables) for name, info in STACKS.items() if info.tables}
-    out = StackFit()
-    all_parts: dict[tuple[str, str, str], list[_Part]] = {}
+    out = run.out
     for stack, tables in stacks.items():
         entries: dict[str, dict[str, Any]] = {}
         for gpu_folder, (fw, ver) in tables.items():
             if gpu_folder not in gpu_map:
                 continue
             catalog, key = gpu_map[gpu_folder]
-            gpu = get_gpu(catalog)
-            entry: dict[str, Any] = {
-                "catalog_gpu": gpu.name,
-                "architecture": gpu.architecture,
-                "hbm_bytes_per_s": gpu.hbm_bandwidth_bytes_per_s,
-                "sources": {},
-            }
-            for family in families:
-                if progress is not None:
-                    progress(f"{stack} {key} {family}")
-                parts = _parts(refs, root, family, gpu_folder, fw, ver)
-                if not parts:
-                    continue
-                all_parts[(stack, key, family)] = parts
-                entry[family] = _fit_parts(family, parts, gpu)
-                entry["sources"][family] = "; ".join(
-                    f"aiconfigurator {gpu_folder} {p.framework} {p.version}" for p in parts
-                )
-                if heldout:
-                    out.heldout.extend(_heldout_rows(family, parts, gpu, stack, key))
+            entry = run.entry(stack, gpu_folder, catalog, key, fw, ver)
+            # more than the four fixed keys: at least one family had tables
             if len(entry) > 4:
                 entries[key] = entry
         out.kernel_stacks[stack] = entries
     if heldout:
-        out.transfer, out.transfer_summary = _transfer_rows(out.kernel_stacks, all_parts, gpu_map)
+        out.transfer, out.transfer_summary = _transfer_rows(
+            out.kernel_stacks, run.all_parts, gpu_map
+        )
     return out
 
 
