@@ -149,16 +149,7 @@ class FastCost:
             flops += extra.flops
             nbytes += extra.num_bytes
             joules += extra.energy_j
-        if self.attention is None:
-            zero = (0.0, 0.0, 0.0, 0.0)
-            pre_f, pre_b, pre_t, pre_j = self.prefill.cost(batch) if num_p else zero
-            dec_f, dec_b, dec_t, dec_j = self.decode.cost(batch) if num_d else zero
-        else:  # the graph's attention, priced with its energy by the general path's rule
-            pre, dec = self.attention(batch)
-            pre_f, pre_b, pre_t = pre.flops, pre.num_bytes, pre.time_s
-            dec_f, dec_b, dec_t = dec.flops, dec.num_bytes, dec.time_s
-            pre_j = kernel_joules(self.prefill.energy, pre_f, pre_b, pre_t) if pre_t > 0 else 0.0
-            dec_j = kernel_joules(self.decode.energy, dec_f, dec_b, dec_t) if dec_t > 0 else 0.0
+        pre_f, pre_b, pre_t, pre_j, dec_f, dec_b, dec_t, dec_j = self._attention_cost(batch)
         per_layer_s = pre_t + dec_t
         num_calls = (pre_t > 0) + (dec_t > 0)
         num_layers = self.num_layers
@@ -177,6 +168,29 @@ class FastCost:
         times = [t + per_layer_s * n for t, n in zip(stage_s, counts, strict=True)]
         launches = [k + num_calls * n for k, n in zip(kernels, counts, strict=True)]
         return self._stages(batch, tokens, times, launches, flops, nbytes, joules, comm_s)
+
+    def _attention_cost(
+        self, batch: BatchShape
+    ) -> tuple[float, float, float, float, float, float, float, float]:
+        """One layer's (FLOPs, bytes, time, energy) of prefill, then of decode, attention.
+
+        A fixed-length float tuple, so the mypyc build returns it unboxed (no per-call dict or
+        object): this runs once per non-``simple`` iteration.
+        """
+        if self.attention is None:
+            zero = (0.0, 0.0, 0.0, 0.0)
+            pre_f, pre_b, pre_t, pre_j = (
+                self.prefill.cost(batch) if batch.num_prefill_tokens else zero
+            )
+            dec_f, dec_b, dec_t, dec_j = self.decode.cost(batch) if batch.num_decode_seqs else zero
+            return pre_f, pre_b, pre_t, pre_j, dec_f, dec_b, dec_t, dec_j
+        # the graph's attention, priced with its energy by the general path's rule
+        pre, dec = self.attention(batch)
+        pre_f, pre_b, pre_t = pre.flops, pre.num_bytes, pre.time_s
+        dec_f, dec_b, dec_t = dec.flops, dec.num_bytes, dec.time_s
+        pre_j = kernel_joules(self.prefill.energy, pre_f, pre_b, pre_t) if pre_t > 0 else 0.0
+        dec_j = kernel_joules(self.decode.energy, dec_f, dec_b, dec_t) if dec_t > 0 else 0.0
+        return pre_f, pre_b, pre_t, pre_j, dec_f, dec_b, dec_t, dec_j
 
     def plain(
         self,
