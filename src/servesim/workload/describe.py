@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from array import array
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -70,6 +71,18 @@ def _length_stats(values: np.ndarray) -> LengthStats:
     return LengthStats(float(values.mean()), float(p50), float(p90), float(p99), int(values.max()))
 
 
+def _leading_hits(hashes: Sequence[int], seen_blocks: set[int]) -> int:
+    """Blocks of ``hashes`` a prefix cache holding ``seen_blocks`` would hit; then remember them.
+
+    A prefix cache matches leading blocks only: the count stops at the first unseen block.
+    """
+    run = 0
+    while run < len(hashes) and hashes[run] in seen_blocks:
+        run += 1
+    seen_blocks.update(hashes)
+    return run
+
+
 def describe(workload: Workload, max_requests: int | None = None) -> WorkloadStats:
     """Statistics of ``workload`` (reads it once, holding only numeric columns).
 
@@ -95,12 +108,7 @@ def describe(workload: Workload, max_requests: int | None = None) -> WorkloadSta
         hashes = request.prefix_block_hashes
         if hashes:
             num_blocks += len(hashes)
-            run = 0
-            # A prefix cache matches leading blocks only: stop at the first unseen block.
-            while run < len(hashes) and hashes[run] in seen_blocks:
-                run += 1
-            num_hits += run
-            seen_blocks.update(hashes)
+            num_hits += _leading_hits(hashes, seen_blocks)
     t = np.frombuffer(times, dtype=np.float64) if times else np.empty(0)
     gaps = np.diff(t)
     duration = float(t[-1] - t[0]) if t.size else 0.0
