@@ -91,46 +91,25 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
     )
     if not refs:
         return None
-    cols = read_columns(refs[0])
-    primary = primary_kernels(cols)
-    portable = portable_kernels(cols, primary)
-    pairs = list(zip(cols["moe_dtype"], cols["kernel_source"], strict=True))
-    is_portable = np.array([d in portable and portable[d] == k for d, k in pairs], dtype=bool)
-    keep = np.array([d in DTYPE_LABELS and primary[d] == k for d, k in pairs]) | is_portable
-    cols = {k: v[keep] for k, v in cols.items()}
-    is_portable = is_portable[keep]
-    n = int(keep.sum())
+    cols, is_portable = _kept_columns(read_columns(refs[0]))
+    n = len(is_portable)
     tokens = cols["num_tokens"].astype(np.int64)
     experts = cols["num_experts"].astype(np.int64)
     topk = cols["topk"].astype(np.int64)
     ep = cols["moe_ep_size"].astype(np.int64)
     hidden = cols["hidden_size"].astype(np.int64)
+    shapes = list(zip(hidden, cols["inter_size"], experts, topk, strict=True))
     alpha = np.array(
         [0.0 if d == "balanced" else float(d.split("_")[-1]) for d in cols["distribution"]]
     )
-    groups = [
-        GROUP_LIMITED_SHAPES.get((int(h), int(i), int(e), int(k)), (1, 1))
-        for h, i, e, k in zip(hidden, cols["inter_size"], experts, topk, strict=True)
-    ]
-    loads = np.array(
-        [
-            collector_load(int(t), int(e), int(k), int(p), float(a), *g)
-            for t, e, k, p, a, g in zip(tokens, experts, topk, ep, alpha, groups, strict=True)
-        ]
-    ).reshape(n, 3 + len(TILES))
+    loads = _loads(shapes, tokens, ep, alpha)
     dtype = np.array([DTYPE_LABELS[d] for d in cols["moe_dtype"]], dtype=object)
     dtype[is_portable] = dtype[is_portable] + PORTABLE
     skew = np.where(alpha == 0.0, "balanced", "skewed")
     size = np.where(tokens <= SMALL_TOKENS, f"tokens<={SMALL_TOKENS}", f"tokens>{SMALL_TOKENS}")
-    rows: Rows = {
+    return {
         "latency_s": cols["latency"].astype(float) * 1e-3,
-        "shape_key": np.array(
-            [
-                f"{h}/{i}/{e}/{k}"
-                for h, i, e, k in zip(hidden, cols["inter_size"], experts, topk, strict=True)
-            ],
-            dtype=object,
-        ),
+        "shape_key": np.array([f"{h}/{i}/{e}/{k}" for h, i, e, k in shapes], dtype=object),
         "op": np.full(n, "moe", dtype=object),
         "kernel": cols["kernel_source"].astype(str).astype(object),
         "dtype": dtype,
@@ -147,10 +126,36 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
         "max_expert": loads[:, -1],
         "router_timed": router_timed(framework, cols["kernel_source"].astype(str), ep),
         "num_matrices": np.array(
-            [
-                2.0 if (h, i, e, k) in NON_GATED_SHAPES else float(NUM_MATRICES)
-                for h, i, e, k in zip(hidden, cols["inter_size"], experts, topk, strict=True)
-            ]
+            [2.0 if s in NON_GATED_SHAPES else float(NUM_MATRICES) for s in shapes]
         ),
     }
-    return rows
+
+
+def _kept_columns(cols: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The rows of each format's default kernel and of its portable kernel (if any), and
+    which of the kept rows are the portable ones."""
+    primary = primary_kernels(cols)
+    portable = portable_kernels(cols, primary)
+    pairs = list(zip(cols["moe_dtype"], cols["kernel_source"], strict=True))
+    is_portable = np.array([d in portable and portable[d] == k for d, k in pairs], dtype=bool)
+    keep = np.array([d in DTYPE_LABELS and primary[d] == k for d, k in pairs]) | is_portable
+    return {k: v[keep] for k, v in cols.items()}, is_portable[keep]
+
+
+def _loads(
+    shapes: list[tuple[int, int, int, int]], tokens: np.ndarray, ep: np.ndarray, alpha: np.ndarray
+) -> np.ndarray:
+    """Per row: the measured rank's pairs, touched experts, padded rows per tile and busiest
+    expert's pairs, from the collector's routing (grouped top-k on group-limited shapes)."""
+    out = [
+        collector_load(
+            int(t),
+            int(e),
+            int(k),
+            int(p),
+            float(a),
+            *GROUP_LIMITED_SHAPES.get((int(h), int(i), int(e), int(k)), (1, 1)),
+        )
+        for (h, i, e, k), t, p, a in zip(shapes, tokens, ep, alpha, strict=True)
+    ]
+    return np.array(out).reshape(len(shapes), 3 + len(TILES))

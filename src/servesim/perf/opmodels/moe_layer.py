@@ -303,53 +303,24 @@ def moe_layer_s(
         num_tokens: tokens entering the layer (all of them are routed and permuted).
         hidden: model hidden size.
         inter: per-rank expert FFN width (``expert_ffn / moe_tp``).
-        topk: experts per token.
-        num_experts: routed experts of the model (all ranks).
-        ep: expert-parallel group size.
+        topk: experts per token; num_experts: routed experts (all ranks); ep: EP group size.
         assignments: expected token-expert pairs computed on the rank.
         experts_touched: expected distinct local experts whose weights the rank reads.
         num_matrices: expert weight matrices (3 gated, 2 non-gated).
-        padded: grouped-GEMM rows after per-expert padding to each candidate M tile when the
-            caller knows the routing exactly (the measured tables); None: ``padded_rows``
-            (random routing).
-        max_pairs: pairs of the rank's busiest expert when known exactly; None:
-            ``expected_max_pairs`` (random routing).
+        padded: rows after per-expert padding to each M tile, when the routing is known
+            exactly (the measured tables); None: ``padded_rows`` (random routing).
+        max_pairs: the rank's busiest expert's pairs, if known; None: ``expected_max_pairs``.
     """
     if num_tokens <= 0:
         return 0.0
     fit = for_gpu(fit, gpu)
-    bandwidth = gpu.hbm_bandwidth_bytes_per_s
-    peak = gpu.peak_flops(DType.parse(fit.compute_dtype))
     pairs = streamed_pairs(fit, num_tokens * topk, assignments)
-    stream_s = pairs * (fit.stream_hidden * hidden + fit.stream_inter * inter) / bandwidth
-    matrix_elems = float(num_matrices * hidden * body_width(fit, inter))
-    read_s = experts_touched * matrix_elems * fit.weight_bytes / (bandwidth * fit.mem_eff)
-    tile = tile_for(fit, assignments / max(experts_touched, 1.0))
-    if padded is None:
-        rows_padded = padded_rows(assignments, experts_touched, tile)
-    else:
-        rows_padded = padded[int(tile)]
+    per_pair = fit.stream_hidden * hidden + fit.stream_inter * inter
+    stream_s = pairs * per_pair / gpu.hbm_bandwidth_bytes_per_s
     if max_pairs is None:
         max_pairs = expected_max_pairs(assignments, experts_touched)
-    # the busiest expert's rows run on few CTAs at the end of the grouped GEMM (H100 vLLM fp8,
-    # > 256 tokens: log(measured / formula) -0.11 when the busiest expert holds < 2x the mean
-    # pairs, +0.16 at 16-64x): priced as extra rows
-    rows = rows_padded + fit.hot_weight * max_pairs
-    math_s = 2.0 * rows * matrix_elems / (peak * fit.compute_eff)
-    traffic_s = 0.0
-    if fit.traffic_eff > 0.0:
-        tiles = default_tiles(fit.compute_dtype, num_tokens, num_experts / max(ep, 1))
-        at_tile = (
-            padded_rows(assignments, experts_touched, tiles[0])
-            if padded is None
-            else (padded[tiles[0]])
-        )
-        width = body_width(fit, inter)
-        moved = tile_traffic_bytes(at_tile, tiles, hidden, width, fit.weight_bytes, num_matrices)
-        traffic_s = moved / (bandwidth * fit.traffic_eff)
-    p = fit.overlap_p
-    # weight reads, MMAs and tile operand loads overlap by the same p-norm
-    body_s = (read_s**p + math_s**p + traffic_s**p) ** (1.0 / p) if read_s + math_s > 0 else 0.0
+    shape = _Shape(num_tokens, hidden, inter, num_experts / max(ep, 1), num_matrices)
+    body_s = _body_s(fit, gpu, shape, assignments, experts_touched, padded, max_pairs)
     # the router's top-k runs on every rank over the whole batch (``moe_router``), every EP size
     route_s = router_s(fit.router_fixed_s, num_tokens)
     total = fit.fixed_s + route_s + stream_s + fit.expert_s * experts_touched + body_s
@@ -357,6 +328,61 @@ def moe_layer_s(
         coords = correction_coords(num_tokens, topk, ep, assignments, experts_touched, max_pairs)
         total *= fit.correction.factor(*coords[: len(fit.correction.axes)])
     return total
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The layer shape the grouped GEMMs see on one rank."""
+
+    num_tokens: float
+    hidden: int
+    inter: int
+    local_experts: float
+    num_matrices: int
+
+
+def _rows_at(
+    assignments: float, experts_touched: float, tile: float, padded: Mapping[int, float] | None
+) -> float:
+    """Grouped-GEMM rows after padding each expert's pairs to ``tile``: the exact count when
+    the caller knows the routing, else ``padded_rows`` (random routing)."""
+    if padded is None:
+        return padded_rows(assignments, experts_touched, tile)
+    return padded[int(tile)]
+
+
+def _body_s(
+    fit: MoELayerFit,
+    gpu: GPUSpec,
+    shape: _Shape,
+    assignments: float,
+    experts_touched: float,
+    padded: Mapping[int, float] | None,
+    max_pairs: float,
+) -> float:
+    """Seconds of the expert GEMMs: weight reads, MMAs and tile operand traffic, overlapped."""
+    bandwidth = gpu.hbm_bandwidth_bytes_per_s
+    peak = gpu.peak_flops(DType.parse(fit.compute_dtype))
+    width = body_width(fit, shape.inter)
+    matrix_elems = float(shape.num_matrices * shape.hidden * width)
+    read_s = experts_touched * matrix_elems * fit.weight_bytes / (bandwidth * fit.mem_eff)
+    tile = tile_for(fit, assignments / max(experts_touched, 1.0))
+    # the busiest expert's rows run on few CTAs at the end of the grouped GEMM (H100 vLLM fp8,
+    # > 256 tokens: log(measured / formula) -0.11 when the busiest expert holds < 2x the mean
+    # pairs, +0.16 at 16-64x): priced as extra rows
+    rows = _rows_at(assignments, experts_touched, tile, padded) + fit.hot_weight * max_pairs
+    math_s = 2.0 * rows * matrix_elems / (peak * fit.compute_eff)
+    traffic_s = 0.0
+    if fit.traffic_eff > 0.0:
+        tiles = default_tiles(fit.compute_dtype, shape.num_tokens, shape.local_experts)
+        at_tile = _rows_at(assignments, experts_touched, tiles[0], padded)
+        moved = tile_traffic_bytes(
+            at_tile, tiles, shape.hidden, width, fit.weight_bytes, shape.num_matrices
+        )
+        traffic_s = moved / (bandwidth * fit.traffic_eff)
+    p = fit.overlap_p
+    # weight reads, MMAs and tile operand loads overlap by the same p-norm
+    return (read_s**p + math_s**p + traffic_s**p) ** (1.0 / p) if read_s + math_s > 0 else 0.0
 
 
 def correction_coords(
