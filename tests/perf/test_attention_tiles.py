@@ -25,8 +25,12 @@ def test_fa2_tiles_and_residency_follow_the_shared_memory() -> None:
     assert tiles.prefill_tiles(A100, 64) == (64, 256, 2, 1)
     assert tiles.prefill_tiles(A100, 256) == (64, 64, 1, 1)
     assert tiles.prefill_tiles(L40S, 192) == (64, 64, 1, 1)
-    # FA3 on Hopper keeps the 128 x 128 tile, one CTA per SM, whatever the KV dtype
-    assert tiles.prefill_tiles(H100, 128, True, 8.0, 16.0) == (128, 128, 1, 1)
+    # FA3 on Hopper, paged KV without TMA (16-token pages): 128 x 128 for bf16, 128 x 160 for
+    # fp8 at head_dim 128 (tile_size.h), one CTA per SM, the GQA group always packed (PackGQA)
+    assert tiles.prefill_tiles(H100, 128, False, 8.0, 16.0) == (128, 128, 1, 8)
+    assert tiles.prefill_tiles(H100, 128, True, 8.0, 16.0) == (128, 160, 1, 8)
+    assert tiles.prefill_tiles(H100, 64, True, 1.0, 16.0) == (128, 128, 1, 1)
+    assert tiles.prefill_tiles(H100, 256, True, 4.0, 16.0) == (128, 128, 1, 4)
 
 
 def test_flashinfer_packs_the_gqa_group_into_the_query_tile() -> None:
@@ -38,14 +42,43 @@ def test_flashinfer_packs_the_gqa_group_into_the_query_tile() -> None:
 
 
 def test_causal_visits_with_key_tiles_wider_than_query_tiles() -> None:
-    # ratio 2: query tile j sees ceil(j / 2) key tiles: 1+1+2+2+3+3+4+4 = 20
-    assert tiles.causal_tile_visits(8, 2, None) == 20
-    assert tiles.causal_tile_visits(7, 2, None) == 16  # 1+1+2+2+3+3+4
+    # keys 2 x the rows: query tile j sees ceil(j / 2) key tiles: 1+1+2+2+3+3+4+4 = 20
+    assert tiles.causal_tile_visits(8, 1, 2, None) == 20
+    assert tiles.causal_tile_visits(7, 64, 128, None) == 16  # 1+1+2+2+3+3+4
     # at most 2 under a window: 1+1+2+2+2+2+2+2 = 14
-    assert tiles.causal_tile_visits(8, 2, 2) == 14
-    assert tiles.causal_tile_visits(8, 1, 3) == 6 + 5 * 3  # square tiles as before
-    assert tiles.chain_key_tiles(7, 2, None) == 4
-    assert tiles.chain_key_tiles(7, 2, 3) == 3
+    assert tiles.causal_tile_visits(8, 1, 2, 2) == 14
+    assert tiles.causal_tile_visits(8, 1, 1, 3) == 6 + 5 * 3  # square tiles as before
+    assert tiles.chain_key_tiles(7, 1, 2, None) == 4
+    assert tiles.chain_key_tiles(7, 1, 2, 3) == 3
+
+
+def test_causal_visits_with_fa3_fp8_tiles_not_a_whole_ratio() -> None:
+    # 128 rows x 160 keys: tile j reaches token 128 j -> ceil(128 j / 160) key tiles:
+    # 1, 2, 3, 4, 4 | 5, 6, 7, 8, 8
+    assert tiles.causal_tile_visits(5, 128, 160, None) == 14
+    assert tiles.causal_tile_visits(10, 128, 160, None) == 48
+    assert tiles.causal_tile_visits(5, 128, 160, 3) == 1 + 2 + 3 + 3 + 3
+    assert tiles.chain_key_tiles(5, 128, 160, None) == 4
+    assert tiles.chain_key_tiles(10, 128, 160, 6) == 6
+    # packed group of 8: tile j holds 16 tokens -> ceil(j / 10) key tiles of 160: 10 x 1 + 2 x 2
+    assert tiles.causal_tile_visits(12, 128, 160 * 8, None) == 14
+    # floor_sum(4, 3, 2, 1) = floor(1/3) + floor(3/3) + floor(5/3) + floor(7/3) = 0+1+1+2
+    assert tiles.floor_sum(4, 3, 2, 1) == 4
+    assert tiles.floor_sum(0, 5, 3, 2) == 0
+
+
+def test_causal_visits_numpy_twin_matches_the_closed_form() -> None:
+    q = np.array([0, 5, 10, 12, 7, 8], dtype=float)
+    rows = np.array([128, 128, 128, 128, 64, 16], dtype=float)
+    keys = np.array([160, 160, 160, 1280, 128, 128], dtype=float)
+    full = np.ceil(q * rows / keys)
+    window = np.array([full[0] + 1, 3, full[2] + 1, full[3] + 1, 2, full[5] + 1])
+    got = fitting._causal_visits_np(q, rows, keys, window)
+    want = [
+        tiles.causal_tile_visits(int(a), int(b), int(c), None if w > f else int(w))
+        for a, b, c, w, f in zip(q, rows, keys, window, full, strict=True)
+    ]
+    assert got.tolist() == want == [0, 12, 48, 14, 1 + 1 + 2 * 5, 8]
 
 
 def _prefill(fit: PrefillAttentionFit, gpu, heads: int, kv_heads: int, isl: int, fp8: bool):

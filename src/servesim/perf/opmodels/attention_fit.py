@@ -255,7 +255,7 @@ def _pick(fits: Mapping[str, Any], kv_bytes: float) -> Any:
 def causal_tile_visits(num_q_tiles: int, window_tiles: int | None) -> int:
     """Key-tile visits of one sequence's square query tiles under a causal (optionally
     sliding) mask: query tile j sees key tiles 0..j, or at most ``window_tiles`` of them."""
-    return tiles.causal_tile_visits(num_q_tiles, 1, window_tiles)
+    return tiles.causal_tile_visits(num_q_tiles, 1, 1, window_tiles)
 
 
 class PrefillTiling(NamedTuple):
@@ -289,19 +289,20 @@ def prefill_tiling(
         gpu, head_dim, kv_bytes <= 1.0, group, chunk
     )
     # a packed CTA holds ``pack`` query heads' rows of each token: ``pack`` x the rows, and
-    # query tile j (1-based) reaches token j * block_m / pack
-    ratio = block_n // block_m * pack
+    # query tile j (1-based) reaches token j * block_m / pack: j * block_m / (pack * block_n)
+    # key tiles
+    rows, keys = block_m, block_n * pack
     num_q_tiles = math.ceil(chunk * pack / block_m)
     # a query tile's keys under a window span window + its tokens
     window_tiles = None if not window else math.ceil((window + block_m / pack) / block_n)
     visible = cached if not window else min(cached, float(window))
     cache_tiles = math.ceil(visible / block_n)
-    visits = tiles.causal_tile_visits(num_q_tiles, ratio, window_tiles)
+    visits = tiles.causal_tile_visits(num_q_tiles, rows, keys, window_tiles)
     visits += num_q_tiles * cache_tiles
     # a chunk shorter than a tile fills it partly (FA pads rows and keys of the last tile)
     occupancy = min(1.0, chunk * pack / block_m) * min(1.0, (chunk + cached) / block_n)
     floor = num_pairs * pack / num_seqs / (block_m * block_n)
-    chain = tiles.chain_key_tiles(num_q_tiles, ratio, window_tiles) + cache_tiles
+    chain = tiles.chain_key_tiles(num_q_tiles, rows, keys, window_tiles) + cache_tiles
     return PrefillTiling(
         block_m,
         block_n,

@@ -1,8 +1,15 @@
 """Prefill attention tiles and CTA residency per GPU, from the kernels' launch code.
 
-FlashAttention 3 (Hopper): 128 query rows x 128 keys per tile at head_dim 128 (flash-attention
-hopper/tile_size.h), one warp-specialised CTA per SM; the fitted per-CTA cost absorbs the
-other head sizes' tiles. This is what the prefill model assumed for every GPU before.
+FlashAttention 3 (Hopper) as vLLM calls it: a paged KV cache of 16-token pages cannot be read
+by TMA (``get_pagedkv_tma`` needs ``page_size % kBlockN == 0``; flash-attention
+hopper/flash_api.cpp), so the paged-KV-non-TMA kernel runs, and it always packs the GQA group
+into the query rows ("Always enable PackGQA for Sm8x or PagedKVNonTMA", ``get_pack_gqa``): one
+CTA per (sequence, KV head, 128 packed rows). Tiles (hopper/tile_size.h,
+``tile_size_fwd_sm90``): 128 x 128 at head_dim 128 for bf16 (causal), 128 x 160 for fp8
+(``paged_kv_non_TMA ? 160 : 224``); the fitted per-CTA cost absorbs the other head sizes'
+tiles. One warp-specialised CTA per SM. Evidence (H100 vLLM fp8 prefill, 4-fold shape-held-out,
+before -> after packing + the 160-key tile): isl 513-4095 10.1 -> 9.3 %, window 10.1 -> 9.4 %;
+either alone does not help (10.2-10.3 %).
 
 FlashAttention 2 (Ampere, Ada) as vLLM calls it: vLLM passes a paged KV cache (a block table)
 to ``mha_varlen_fwd``, which then always runs the split-KV kernel (``run_mha_fwd(params,
@@ -62,6 +69,12 @@ def fa2_block_n(head_dim: float) -> int:
     return 128 if head_dim <= 128 else 64
 
 
+def fa3_block_n(head_dim: float, fp8_kv: bool) -> int:
+    """Keys per tile (kBlockN) of FA3's paged-KV-non-TMA kernel: 160 for an fp8 cache at
+    head_dim 97-128 (``tile_size_fwd_sm90``), else the 128 the fit was built on."""
+    return 160 if fp8_kv and 96 < head_dim <= 128 else 128
+
+
 def flashinfer_tile_q(packed_rows: float, head_dim: float) -> int:
     """FlashInfer's query tile (``FA2DetermineCtaTileQ``, include/flashinfer/utils.cuh) for an
     average of ``packed_rows`` query rows per (sequence, KV head): 128 above 64 rows (head_dim
@@ -77,17 +90,17 @@ def prefill_tiles(
     """(query rows, keys, resident CTAs per SM, query heads packed per CTA) of one prefill tile
     on ``gpu`` at ``head_dim``, for chunks of ``chunk`` tokens and a GQA ``group``.
 
-    FA3 (Hopper): 128 x 128, one CTA per SM, no packing. FA2 (Ampere, Ada): 64 x
-    ``fa2_block_n``, as many CTAs per SM as the shared memory holds (one or two). An fp8 KV
-    cache on Ampere / Ada runs FlashInfer (FA2 reads only 16-bit caches): it packs the GQA
-    group into the query rows (one CTA per sequence x KV head x ``flashinfer_tile_q`` packed
+    FA3 (Hopper): 128 x ``fa3_block_n``, one CTA per SM, the GQA group packed. FA2 (Ampere,
+    Ada): 64 x ``fa2_block_n``, as many CTAs per SM as the shared memory holds (one or two).
+    An fp8 KV cache on Ampere / Ada runs FlashInfer (FA2 reads only 16-bit caches): it packs
+    the GQA group into the query rows (one CTA per sequence x KV head x ``flashinfer_tile_q`` packed
     rows: ``packed_qo_len = qo_len * gqa_group_size`` in its scheduler.cuh). Its KV tile is
     not modelled (square tiles) and one CTA per SM is assumed. Evidence: L40S FlashInfer
     against FA2 at isl 16, head_dim 128 takes 0.43-0.62x the time at groups of 10-64 and
     1.3-1.8x at groups of 2-4 (packing fills the tile or leaves it a quarter full).
     """
     if not runs_fa2(gpu):
-        return 128, 128, 1, 1
+        return 128, fa3_block_n(head_dim, fp8_kv), 1, max(1, round(group))
     if fp8_kv:
         pack = max(1, round(group))
         tile_q = flashinfer_tile_q(chunk * pack, head_dim)
@@ -98,25 +111,46 @@ def prefill_tiles(
     return block_m, block_n, max(1, min(_MAX_CTAS_BY_REGISTERS, fits)), 1
 
 
-def chain_key_tiles(num_q_tiles: int, ratio: int, window_tiles: int | None) -> int:
+def floor_sum(n: int, m: int, a: int, b: int) -> int:
+    """sum_{i=0}^{n-1} floor((a i + b) / m) for n >= 0, m >= 1, a, b >= 0, in O(log m) steps
+    (the Euclid-like reduction: swap the roles of a and m after taking out whole quotients)."""
+    total = 0
+    while True:
+        if a >= m:
+            total += (n - 1) * n // 2 * (a // m)
+            a %= m
+        if b >= m:
+            total += n * (b // m)
+            b %= m
+        y_max = a * n + b
+        if y_max < m:
+            return total
+        n, b = divmod(y_max, m)
+        m, a = a, m
+
+
+def chain_key_tiles(num_q_tiles: int, rows: int, keys: int, window_tiles: int | None) -> int:
     """Key tiles the last query tile of a causal chunk visits (the longest CTA)."""
-    full = math.ceil(num_q_tiles / ratio)
+    full = -(-num_q_tiles * rows // keys)
     return full if window_tiles is None else min(full, window_tiles)
 
 
-def causal_tile_visits(num_q_tiles: int, ratio: int, window_tiles: int | None) -> int:
+def causal_tile_visits(num_q_tiles: int, rows: int, keys: int, window_tiles: int | None) -> int:
     """Key-tile visits of one sequence's query tiles under a causal (optionally sliding) mask.
 
-    Key tiles are ``ratio`` query tiles wide (kBlockN / kBlockM, a whole number for every
-    kernel here), so query tile j (1-based) sees ceil(j / ratio) key tiles, at most
-    ``window_tiles`` under a window. Closed form of sum_j min(ceil(j / ratio), window_tiles).
+    Query tile j (1-based) reaches token j x ``rows`` (its query tokens per tile: kBlockM over
+    the heads packed in it), so it sees ceil(j rows / keys) key tiles of ``keys`` tokens, at most
+    ``window_tiles`` under a window. FA3's fp8 tile (128 rows x 160 keys) makes the ratio not a
+    whole number. Closed form of sum_j min(ceil(j rows / keys), window_tiles) by ``floor_sum``.
     """
+    g = math.gcd(rows, keys)
+    a, m = rows // g, keys // g
 
-    def upto(j: int) -> int:  # sum of ceil(i / ratio) for i = 1..j
-        whole, rest = divmod(j, ratio)
-        return ratio * whole * (whole + 1) // 2 + rest * (whole + 1)
+    def upto(j: int) -> int:  # sum of ceil(i a / m) = floor((i a + m - 1) / m) for i = 1..j
+        return floor_sum(j, m, a, a + m - 1)
 
     if window_tiles is None:
         return upto(num_q_tiles)
-    capped = min(num_q_tiles, window_tiles * ratio)
+    # ceil(j a / m) <= w exactly for j <= w m / a
+    capped = min(num_q_tiles, window_tiles * m // a)
     return upto(capped) + (num_q_tiles - capped) * window_tiles
