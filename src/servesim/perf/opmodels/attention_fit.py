@@ -2,10 +2,11 @@
 
 Mechanisms (evidence: aiconfigurator tables, ``servesim.perf.fitting.attention``):
 
-* Prefill (FlashAttention-2/3, causal): one CTA per (sequence, query head, query tile); a
-  query tile visits the key tiles up to the diagonal (or inside the sliding window). Tiles and
-  CTAs resident per SM are the kernel's (``attention_tiles``: FA3 128 x 128, one per SM; FA2
-  64 x 64-256, one or two per SM by shared memory). Each visit costs one tile of MMA at
+* Prefill (FlashAttention-2/3, causal): one CTA per (sequence, query head or packed GQA group,
+  query tile); a query tile visits the key tiles up to the diagonal (or inside the sliding
+  window). Tiles and CTAs resident per SM are the kernel's (``attention_tiles``: FA3 128 x 128,
+  128 x 160 for fp8, GQA packed, one per SM; FA2 64 x 64-256, one or two per SM by shared
+  memory). Each visit costs one tile of MMA at
   ``mma_eff`` of the SM's share of the tensor peak, each CTA adds a fixed cost (FA3:
   ``fix_tiles`` tile-visits; FA2: ``fix_s`` seconds) for the Q load, softmax epilogue and O
   store: this is why efficiency grows with sequence length (H100 FA3: ~7% of peak at isl 128,
@@ -49,8 +50,9 @@ from servesim.perf.opmodels.grid import LogGrid, optional_grid
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
 
-# FA3's hdim-128 Hopper tile (flash-attention hopper/tile_size.h); the fitted fix_tiles and
-# mma_eff absorb the other head sizes' tiles. FA2's tiles: ``attention_tiles.prefill_tiles``.
+# FA3's bf16 hdim-128 Hopper tile (flash-attention hopper/tile_size.h); the fitted fix_tiles
+# and mma_eff absorb the other head sizes' tiles. Every kernel's tiles (fp8, FA2, FlashInfer):
+# ``attention_tiles.prefill_tiles``.
 TILE_M = 128
 TILE_N = 128
 # Data-sheet fallbacks while the catalog's SM / L2 fields are not filled in (0):
