@@ -38,8 +38,8 @@ FP4_BYTES: dict[str, float] = {
     "mxfp4_w4a4": FORMATS[DType.MXFP4_W4A4].bytes_per_weight,
 }
 NVFP4_BYTES = FP4_BYTES["fp4"]
-#: The quantisation kernel's HBM bytes per element: bf16 read, then fp8 written.
-FP8_QUANT_BYTES = 2.0 + 1.0
+#: The quantisation kernel's bytes per element: bf16 read, then fp8 written (format data).
+FP8_QUANT_BYTES = FORMATS[DType.BF16].bytes_per_weight + FORMATS[DType.FP8].bytes_per_weight
 DERIVED_NOTE = (
     "derived from the fp8 fit (same constants; fp4 bytes per weight and input, fp4 peak, "
     "quantisation bytes (2 + fp4 bytes) / 3 of fp8's); uncalibrated, no fp4 tables"
@@ -47,11 +47,16 @@ DERIVED_NOTE = (
 
 
 def fp4_quant_fit(fp8: QuantFit, fp4_bytes: float = NVFP4_BYTES) -> QuantFit:
-    """The fp4 activation quantisation kernel from the fp8 one: HBM bytes scaled by what it
-    writes (the other terms are the fp8 kernel's)."""
-    ratio = (2.0 + fp4_bytes) / FP8_QUANT_BYTES
+    """The fp4 activation quantisation kernel from the fp8 one: HBM bytes and the L2 working
+    set scaled by what it writes, bf16 read + ``fp4_bytes`` (NVFP4 2 + 0.5625 = 2.5625 B per
+    element, not fp8's 3); the other terms are the fp8 kernel's."""
+    working = FORMATS[DType.BF16].bytes_per_weight + fp4_bytes
+    ratio = working / FP8_QUANT_BYTES
     return replace(
-        fp8, bytes_per_elem=fp8.bytes_per_elem * ratio, spill_bytes=fp8.spill_bytes * ratio
+        fp8,
+        bytes_per_elem=fp8.bytes_per_elem * ratio,
+        spill_bytes=fp8.spill_bytes * ratio,
+        working_bytes=working,
     )
 
 

@@ -84,6 +84,9 @@ class QuantFit:
         spill_bytes, spill_k: extra bytes per element of long rows, half reached at spill_k.
         sm_elem_s: seconds per element streamed by the whole GPU's SMs (L2-resident data).
         l2_frac: fraction of the L2 size at which half of the working set reaches HBM (0: all).
+        working_bytes: bytes per element the kernel reads and writes, for the L2 working set
+            (2 bf16 read + 1 fp8 written = 3; an fp4 kernel writes its nibbles and block scales:
+            NVFP4 2 + 0.5625 = 2.5625, ``opmodels.fp4.fp4_quant_fit``).
     """
 
     floor_s: float
@@ -95,6 +98,7 @@ class QuantFit:
     spill_k: float = 1.0
     sm_elem_s: float = 0.0
     l2_frac: float = 0.0
+    working_bytes: float = QUANT_WORKING_BYTES
 
     def time_s(
         self,
@@ -110,15 +114,16 @@ class QuantFit:
         a = self.k_s * k
         b = (self.bytes_per_elem + self.spill_bytes * k / (k + self.spill_k)) * m * k / bandwidth
         if self.l2_frac > 0.0:
-            x4 = (QUANT_WORKING_BYTES * m * k / (self.l2_frac * l2_bytes)) ** 4
+            x4 = (self.working_bytes * m * k / (self.l2_frac * l2_bytes)) ** 4
             b *= x4 / (1.0 + x4)
         c = self.row_s * m * REF_QUANT_BLOCKS / quant_blocks_per_sm(k, residency)
         e = self.sm_elem_s * m * k
         return self.floor_s + (a**p + b**p + c**p + e**p) ** (1.0 / p)
 
     def to_dict(self) -> dict[str, float]:
-        """JSON-ready form."""
-        return {
+        """JSON-ready form (``working_bytes`` only where it is not fp8's 3, so stored fp8 fits
+        keep their bytes)."""
+        out = {
             "floor_s": round_6g(self.floor_s),
             "k_s": round_6g(self.k_s),
             "bytes_per_elem": round_6g(self.bytes_per_elem),
@@ -129,6 +134,9 @@ class QuantFit:
             "sm_elem_s": round_6g(self.sm_elem_s),
             "l2_frac": round_6g(self.l2_frac),
         }
+        if self.working_bytes != QUANT_WORKING_BYTES:
+            out["working_bytes"] = round_6g(self.working_bytes)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> QuantFit:
@@ -143,6 +151,7 @@ class QuantFit:
             spill_k=float(data.get("spill_k", 1.0)),
             sm_elem_s=float(data.get("sm_elem_s", 0.0)),
             l2_frac=float(data.get("l2_frac", 0.0)),
+            working_bytes=float(data.get("working_bytes", QUANT_WORKING_BYTES)),
         )
 
 
