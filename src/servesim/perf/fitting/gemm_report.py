@@ -53,6 +53,21 @@ def _report_rows(pred: np.ndarray, rows: Rows, **labels: str) -> list[dict]:
 LOGO_SOURCE = {"vllm": "h100_sxm vllm 0.24.0", "sglang": "h100_sxm sglang 0.5.14"}
 
 
+def _logo_rows(loaded: list[tuple[str, str, GPUSpec, Rows]], fits: dict[str, dict]) -> list[dict]:
+    """Leave-one-GPU-out rows: each non-H100 stack priced by its framework's H100 fit, with and
+    without the fitted correction grid."""
+    report: list[dict] = []
+    for tag, fw, gpu, rows in loaded:
+        source = LOGO_SOURCE.get(fw)
+        if source is None or source not in fits or tag.startswith("h100_sxm"):
+            continue
+        params = fits[source]
+        nogrid = {label: {**p, "correction": None} for label, p in params.items()}
+        for kind, p in ((f"from {source}", params), (f"from {source}, no grid", nogrid)):
+            report += _report_rows(predict(p, gpu, rows), rows, stack=tag, kind=kind)
+    return report
+
+
 def main(argv: list[str]) -> int:
     """Held-out report: ``python -m servesim.perf.fitting.gemm_report [--quick] [--out FILE]``.
 
@@ -91,14 +106,7 @@ def main(argv: list[str]) -> int:
             cv = crossval_predictions(sys.modules[__name__], rows, gpu)
             report += _report_rows(cv, rows, stack=tag, kind="held-out shapes (4-fold)")
         print(f"{tag}: {time.time() - t0:.0f} s", file=sys.stderr)
-    for tag, fw, gpu, rows in loaded:
-        source = LOGO_SOURCE.get(fw)
-        if source is None or source not in fits or tag.startswith("h100_sxm"):
-            continue
-        params = fits[source]
-        nogrid = {label: {**p, "correction": None} for label, p in params.items()}
-        for kind, p in ((f"from {source}", params), (f"from {source}, no grid", nogrid)):
-            report += _report_rows(predict(p, gpu, rows), rows, stack=tag, kind=kind)
+    report += _logo_rows(loaded, fits)
     for line in report:
         print(json.dumps(line))
     if out_path is not None:
