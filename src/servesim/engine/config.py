@@ -16,7 +16,8 @@ from servesim.specs.catalog.cpus import get_cpu
 
 
 class _Config(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # built on first use (servesim/config/sections.py: STRICT)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class CacheConfig(_Config):
