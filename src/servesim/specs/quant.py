@@ -41,6 +41,8 @@ class QuantSpec:
         group_size: weights per scale as the config gives it (0: per-tensor/per-channel).
         unconverted_groups: module groups kept unquantised (``MODULE_GROUPS`` names).
         modules_not_converted: the config's module patterns, verbatim.
+        group_formats: per-layer overrides, (group, format, group size): AMD Quark's
+            ``layer_quant_config`` gives layers matched by name their own spec.
     """
 
     quant_method: str
@@ -48,14 +50,20 @@ class QuantSpec:
     group_size: int
     unconverted_groups: frozenset[str] = frozenset()
     modules_not_converted: tuple[str, ...] = ()
+    group_formats: tuple[tuple[str, DType, int], ...] = ()
 
     @property
     def bytes_per_weight(self) -> float:
         """Bytes per quantised weight at this checkpoint's group size (scales included)."""
-        fmt = FORMATS[self.dtype]
-        if self.group_size == fmt.group_size or self.group_size <= 0 or fmt.scale_bytes == 0:
-            return fmt.bytes_per_weight
-        return fmt.element_bytes + fmt.scale_bytes / self.group_size
+        return grouped_bytes_per_weight(self.dtype, self.group_size)
+
+
+def grouped_bytes_per_weight(dtype: DType, group_size: int) -> float:
+    """Bytes per weight of ``dtype`` with one scale per ``group_size`` weights."""
+    fmt = FORMATS[dtype]
+    if group_size == fmt.group_size or group_size <= 0 or fmt.scale_bytes == 0:
+        return fmt.bytes_per_weight
+    return fmt.element_bytes + fmt.scale_bytes / group_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +85,10 @@ def module_formats(quant: QuantSpec | None, weight_dtype: DType) -> dict[str, Mo
     plain = ModuleFormat(weight_dtype, weight_bytes_per_param(weight_dtype), False)
     if quant is None:
         return dict.fromkeys(MODULE_GROUPS, plain)
-    packed = ModuleFormat(quant.dtype, quant.bytes_per_weight, True)
-    return {g: plain if g in quant.unconverted_groups else packed for g in MODULE_GROUPS}
+    out = dict.fromkeys(MODULE_GROUPS, ModuleFormat(quant.dtype, quant.bytes_per_weight, True))
+    for group, dtype, group_size in quant.group_formats:  # per-layer overrides
+        out[group] = ModuleFormat(dtype, grouped_bytes_per_weight(dtype, group_size), True)
+    return {g: plain if g in quant.unconverted_groups else f for g, f in out.items()}
 
 
 def parse_quantization_config(cfg: Any, name: str) -> dict[str, Any] | None:
@@ -105,7 +115,9 @@ def parse_quantization_config(cfg: Any, name: str) -> dict[str, Any] | None:
     elif method.startswith("modelopt"):
         dtype, group = _modelopt(cfg, name)
     elif method == "quark":
-        dtype, group = _quark(cfg, name)
+        dtype, group = _quark(
+            cfg.get("global_quant_config"), f"{name}.quantization_config.global_quant_config"
+        )
     else:
         dtype, group = _simple(cfg, method, name)
     patterns = tuple(
@@ -125,7 +137,22 @@ def parse_quantization_config(cfg: Any, name: str) -> dict[str, Any] | None:
         "group_size": group,
         "unconverted_groups": frozenset(g for p in patterns for g in module_groups_of(p)),
         "modules_not_converted": patterns,
+        "group_formats": _quark_layers(cfg, name) if method == "quark" else (),
     }
+
+
+def _quark_layers(cfg: Mapping[str, Any], name: str) -> tuple[tuple[str, DType, int], ...]:
+    """Quark's ``layer_quant_config``: {name pattern: spec like ``global_quant_config``} (vLLM
+    quark.py ``_find_matched_config`` matches a layer's name against these patterns first);
+    each pattern's module groups take its format."""
+    layers = cfg.get("layer_quant_config") or {}
+    if not isinstance(layers, Mapping):
+        raise ConfigError(f"{name}.quantization_config.layer_quant_config", layers, "an object")
+    out: list[tuple[str, DType, int]] = []
+    for pattern, spec in layers.items():
+        dtype, group = _quark(spec, f"{name}.quantization_config.layer_quant_config.{pattern}")
+        out += [(g, dtype, group) for g in module_groups_of(str(pattern))]
+    return tuple(out)
 
 
 def _simple(cfg: Mapping[str, Any], method: str, name: str) -> tuple[DType, int]:
@@ -219,17 +246,15 @@ def _modelopt(cfg: Mapping[str, Any], name: str) -> tuple[DType, int]:
     return dtype, int(cfg.get("group_size") or FORMATS[dtype].group_size)
 
 
-def _quark(cfg: Mapping[str, Any], name: str) -> tuple[DType, int]:
-    """AMD Quark: ``global_quant_config``'s ``weight`` and ``input_tensors`` specs. OCP MX fp4
+def _quark(spec: Any, name: str) -> tuple[DType, int]:
+    """AMD Quark: a quant spec's (``global_quant_config``'s, or one layer's) ``weight`` and
+    ``input_tensors``. OCP MX fp4
     weights (per_group 32, e8m0 scales; vLLM quark.py ``_is_w_ocp_mx_a_x``) with fp4 inputs
     are MXFP4 W4A4, with 16-bit inputs weight-only MXFP4; fp8_e4m3 weights and inputs are
     W8A8 fp8."""
-    spec = cfg.get("global_quant_config") or {}
     weight = spec.get("weight") if isinstance(spec, Mapping) else None
     if not isinstance(weight, Mapping):
-        raise ConfigError(
-            f"{name}.quantization_config.global_quant_config.weight", weight, "a spec"
-        )
+        raise ConfigError(f"{name}.weight", weight, "a spec")
     inputs = spec.get("input_tensors")
     in_dtype = inputs.get("dtype") if isinstance(inputs, Mapping) else None
     w_dtype = weight.get("dtype")
@@ -239,7 +264,7 @@ def _quark(cfg: Mapping[str, Any], name: str) -> tuple[DType, int]:
     if w_dtype == "fp8_e4m3" and in_dtype == "fp8_e4m3":
         return DType.FP8, 0
     raise ConfigError(
-        f"{name}.quantization_config.global_quant_config",
+        name,
         f"weight {w_dtype}, input {in_dtype}",
         "not modelled (known: OCP MX fp4 weights with fp4 or 16-bit inputs, fp8_e4m3 W8A8)",
     )
