@@ -42,7 +42,8 @@ def _modules_loaded(args: list[str]) -> set[str]:
         f"    main({args!r})\n"
         "except SystemExit:\n"
         "    pass\n"
-        "prefixes = ('servesim', 'scipy', 'rich', 'numpy', 'pydantic', 'typer')\n"
+        "prefixes = ('servesim', 'scipy', 'rich', 'numpy', 'pydantic', 'typer', 'pyarrow',\n"
+        "            'duckdb', 'plotly', 'matplotlib')\n"
         "loaded = sorted(m for m in sys.modules if m.startswith(prefixes))\n"
         "print('MODULES:', ' '.join(loaded))\n"
     )
@@ -85,10 +86,25 @@ def test_a_preset_simulation_loads_no_optional_module() -> None:
         "servesim.workload.tags",
         "servesim.workload.shared_prefix",
         "servesim.planner",
+        "servesim.lab",
         "servesim.cli.progress",
         "rich.progress",
     ):
         assert optional not in loaded, optional
+    # the table writers and chart libraries only --out and other commands need
+    assert not {m.split(".")[0] for m in loaded} & {"pyarrow", "duckdb", "plotly", "matplotlib"}
+
+
+def test_config_models_build_their_validators_on_first_use() -> None:
+    # defer_build (servesim/config/sections.py): a class statement builds no validator, so
+    # start-up pays only for the models a run validates (~0.09 CPU-s, issue 14)
+    from servesim.cluster.config import DeploymentConfig
+    from servesim.config import SimConfig
+    from servesim.engine.config import SarathiSchedulerConfig
+    from servesim.workload.config_base import StrictConfig
+
+    for model in (SimConfig, DeploymentConfig, SarathiSchedulerConfig, StrictConfig):
+        assert model.model_config.get("defer_build") is True, model.__name__
 
 
 def test_importing_the_cli_package_loads_nothing_heavy() -> None:

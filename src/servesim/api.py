@@ -21,7 +21,7 @@ import numpy as np
 
 from servesim import __version__
 from servesim.cluster import ClusterStats, build_deployment, run_cluster
-from servesim.cluster.deployment import pool_plan
+from servesim.cluster.deployment import Deployment, pool_plan
 from servesim.cluster.moe import ExpertOffloadPerf
 from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
@@ -181,12 +181,7 @@ def simulate(
     perf = perf if perf is not None else RooflinePerfModel()
     if cfg.hardware.offload_cached_experts is not None:
         perf = _with_expert_offload(perf, cfg)
-    # Every simulation is a deployment; ``replicas`` x ``hardware`` is its one-pool case.
-    deployment = build_deployment(cfg.effective_deployment(), cfg.model, perf, cfg.speculative)
-    if cfg.speculative is not None or cfg.lora is not None or cfg.hybrid is not None:
-        deployment = replace(
-            deployment, speculative=cfg.speculative, lora=cfg.lora, hybrid=cfg.hybrid
-        )
+    deployment = _deployment(cfg, perf)
     workload_config = cfg.effective_workload()
     workload = workload_config.build(RandomStreams(cfg.seed))
     client = workload_config.client
@@ -210,6 +205,17 @@ def simulate(
         cluster=run.stats,
         uncalibrated_gpus=_uncalibrated_gpus(perf, [pool.plan for pool in deployment.pools]),
     )
+
+
+def _deployment(cfg: SimConfig, perf: PerfModel) -> Deployment:
+    """``cfg``'s deployment with its speculative, LoRA and hybrid settings attached."""
+    # Every simulation is a deployment; ``replicas`` x ``hardware`` is its one-pool case.
+    deployment = build_deployment(cfg.effective_deployment(), cfg.model, perf, cfg.speculative)
+    if cfg.speculative is not None or cfg.lora is not None or cfg.hybrid is not None:
+        deployment = replace(
+            deployment, speculative=cfg.speculative, lora=cfg.lora, hybrid=cfg.hybrid
+        )
+    return deployment
 
 
 def _with_expert_offload(perf: PerfModel, cfg: SimConfig) -> PerfModel:
@@ -347,6 +353,12 @@ def capacity(
 
     start = start_rate_per_s or workload.rate_per_s or 1.0
     found = capacity_search(probe, start_rate_per_s=start, rel_tol=rel_tol)
+    return _capacity_report(found, results)
+
+
+def _capacity_report(found: CapacityResult, results: dict[float, Result]) -> CapacityReport:
+    """The report of a finished capacity search: the rate per GPU and per dollar-hour of its
+    best probe's deployment."""
     best = results.get(found.rate_per_s) if found.best is not None else None
     eff = best.summary.efficiency if best is not None else None
     gpus = eff.num_gpus if eff is not None else 0
