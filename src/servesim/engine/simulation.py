@@ -308,6 +308,31 @@ def run_simulation(
     # one replica: the next arrival anywhere is its own (the plain limit costs less)
     if route_ahead and skip_ahead and len(replicas) > 1 and stop_when is None and not dp_groups:
         driver.ahead = RoutedAhead(driver._read, driver._route, len(replicas))
+    _build_replicas(driver, replicas, perf, dp_groups, options)
+    if on_start is not None:
+        on_start(EngineHandle(loop, built, records))
+    driver.feed()
+    loop.run(until_s=stop_s)
+    if duration_s is None and any(r.alive for r in built):
+        logger.warning("simulation ended with requests still queued (no progress possible)")
+    driver.finalise()
+    return records
+
+
+def _build_replicas(
+    driver: _Driver,
+    replicas: Sequence[ReplicaSetup],
+    perf: PerfModel,
+    dp_groups: Sequence[DPGroupSpec],
+    options: dict[str, bool],
+) -> None:
+    """Build one ``Replica`` per setup into ``driver``'s list, then tie the DP groups.
+
+    The driver's list is filled in place: the driver already holds it for routing, so the
+    replicas must land in that same list, in index order.
+    """
+    built = driver.replicas
+    loop, records = driver.loop, driver.records
     rank_costs = group_costs(replicas, dp_groups, perf)
     for i, setup in enumerate(replicas):
         limit = driver.limit_of(i)
@@ -320,14 +345,6 @@ def run_simulation(
     for first, num_ranks, *_ in dp_groups:
         ranks = built[first : first + num_ranks]
         DPGroup([r.engines[0] for r in ranks], rank_costs[first], loop)
-    if on_start is not None:
-        on_start(EngineHandle(loop, built, records))
-    driver.feed()
-    loop.run(until_s=stop_s)
-    if duration_s is None and any(r.alive for r in built):
-        logger.warning("simulation ended with requests still queued (no progress possible)")
-    driver.finalise()
-    return records
 
 
 def group_costs(
