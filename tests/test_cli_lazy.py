@@ -95,18 +95,6 @@ def test_a_preset_simulation_loads_no_optional_module() -> None:
     assert not {m.split(".")[0] for m in loaded} & {"pyarrow", "duckdb", "plotly", "matplotlib"}
 
 
-def test_config_models_build_their_validators_on_first_use() -> None:
-    # defer_build (servesim/config/sections.py): a class statement builds no validator, so
-    # start-up pays only for the models a run validates (~0.09 CPU-s, issue 14)
-    from servesim.cluster.config import DeploymentConfig
-    from servesim.config import SimConfig
-    from servesim.engine.config import SarathiSchedulerConfig
-    from servesim.workload.config_base import StrictConfig
-
-    for model in (SimConfig, DeploymentConfig, SarathiSchedulerConfig, StrictConfig):
-        assert model.model_config.get("defer_build") is True, model.__name__
-
-
 def test_importing_the_cli_package_loads_nothing_heavy() -> None:
     # main() imports them itself, with the cyclic collector off (servesim/cli/__init__.py)
     code = (

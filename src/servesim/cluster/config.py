@@ -27,11 +27,7 @@ from servesim.perf.host import HOST_OVERHEAD_CHOICES
 from servesim.perf.stacks import KERNEL_STACK_CHOICES
 from servesim.specs.catalog import get_gpu
 
-# defer_build: a model's validator is built on its first use, not at class creation; the
-# simulate path validates few of these classes on their own (the nested ones are built into
-# their parent's validator), so start-up skips the rest (~0.09 CPU-s over all config
-# models, bench/bench_startup.py, issue 14); validation itself is unchanged.
-_STRICT = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+_STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
 def check_engine(value: str) -> str:

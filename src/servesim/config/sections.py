@@ -12,11 +12,7 @@ from servesim.metrics.slo import DEFAULT_ATTAINMENT_TARGET, SLOSpec, SLOTargets
 from servesim.specs.catalog import get_gpu
 from servesim.specs.dtypes import DType, serving_formats
 
-# defer_build: a model's validator is built on its first use, not at class creation; the
-# simulate path validates few of these classes on their own (the nested ones are built into
-# their parent's validator), so start-up skips the rest (~0.09 CPU-s over all config
-# models, bench/bench_startup.py, issue 14); validation itself is unchanged.
-STRICT = ConfigDict(extra="forbid", validate_assignment=True, defer_build=True)
+STRICT = ConfigDict(extra="forbid", validate_assignment=True)
 
 # The default scenario: Llama-3.1-8B on one H100 SXM at bf16 (the most common open-model
 # serving setup), vLLM's scheduler and defaults, ShareGPT-like chat traffic.

@@ -16,8 +16,7 @@ from servesim.specs.catalog.cpus import get_cpu
 
 
 class _Config(BaseModel):
-    # built on first use (servesim/config/sections.py: STRICT)
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class CacheConfig(_Config):

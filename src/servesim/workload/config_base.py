@@ -10,8 +10,7 @@ from pydantic import BaseModel, ConfigDict
 class StrictConfig(BaseModel):
     """Frozen, unknown keys are errors; a ``kind`` discriminator always counts as set."""
 
-    # built on first use (servesim/config/sections.py: STRICT)
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     def model_post_init(self, context: Any, /) -> None:
         # ``kind`` always counts as set, so ``model_dump(exclude_unset=True)`` (used to merge
