@@ -16,8 +16,6 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "servesim"
 
 # "path relative to src/servesim:function name" -> owner (issue 14; empty the list at the end)
 ALLOWED: dict[str, str] = {
-    "api.py:simulate": "H-startup",
-    "api.py:capacity": "H-startup",
     "engine/simulation.py:run_simulation": "H-engine",
     "engine/state.py:apply": "H-engine",
     "engine/vengine.py:__init__": "H-engine",
