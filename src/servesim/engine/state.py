@@ -171,21 +171,35 @@ class ReplicaState(ReplicaStateView):
                     register_blocks(blocks, seq)
             if seq.num_computed < seq.prefill_target:
                 continue
-            del self.prefilling[seq]
             ahead += 1
-            first = seq.num_emitted == 0
-            self._emit(seq, stamp)
-            if first and first_token_spacing_s:
-                # Only the client's first-token time waits; gaps count from the step.
-                seq.first_token_s = stamp + ahead * first_token_spacing_s
-            if seq.num_emitted >= seq.num_output_tokens:
-                self._leave(seq, max(stamp, seq.first_token_s), leave)
-            elif hand_off is not None:
-                self.hold(seq)
-                hand_off(seq, now)
-            else:
-                seq.status = SeqStatus.DECODING
-                self.ready[seq] = None
+            self._complete_prompt(seq, now, stamp, leave, hand_off, ahead * first_token_spacing_s)
+
+    def _complete_prompt(
+        self,
+        seq: Seq,
+        now: float,
+        stamp: float,
+        leave: Leave,
+        hand_off: Callable[[Seq, float], None] | None,
+        first_token_delay_s: float,
+    ) -> None:
+        """``seq``'s prompt is computed: emit its next token, then it finishes, is handed off
+        (its KV held here) or decodes. ``first_token_delay_s``: how long after ``stamp`` the
+        front end hands the client a first token (the outputs ahead of it in this step)."""
+        del self.prefilling[seq]
+        first = seq.num_emitted == 0
+        self._emit(seq, stamp)
+        if first and first_token_delay_s:
+            # Only the client's first-token time waits; gaps count from the step.
+            seq.first_token_s = stamp + first_token_delay_s
+        if seq.num_emitted >= seq.num_output_tokens:
+            self._leave(seq, max(stamp, seq.first_token_s), leave)
+        elif hand_off is not None:
+            self.hold(seq)
+            hand_off(seq, now)
+        else:
+            seq.status = SeqStatus.DECODING
+            self.ready[seq] = None
 
     def _leave(self, seq: Seq, completion_s: float, leave: Leave) -> None:
         self.finish(seq)
