@@ -93,9 +93,14 @@ class VirtualEngine:
         # Start times of the last admission_lag_steps steps launched (empty when idle): the
         # oldest is when the step now being formed was formed in the engine.
         self.step_starts: deque[float] = deque(maxlen=max(self.admission_lag_steps, 1))
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        """The state that changes while the run goes: busy flag, KV inbox and outbox,
+        the step in flight, pipeline and DP-group ties, the leave callback."""
         self.busy = False
         # Sequences whose KV was computed elsewhere, admitted before each step.
-        self.inbox = KVInbox(state, scheduler.max_num_seqs)
+        self.inbox = KVInbox(self.state, self.scheduler.max_num_seqs)
         # Decoding sequences to take off this engine at the next iteration boundary (live
         # migration), each with the callback that gets it once its KV is released here.
         self.outgoing: dict[Seq, Callable[[Seq | None, float], None]] = {}
