@@ -14,12 +14,10 @@ from pathlib import Path
 MAX_LINES = 50
 SRC = Path(__file__).resolve().parents[1] / "src" / "servesim"
 
-# "path relative to src/servesim:function name" -> owner (issue 14; empty the list at the end)
+# "path relative to src/servesim:function name" -> why it is still long (issue 14: the one
+# function left; the next seam is the driver and route-ahead set-up into ``_Driver``)
 ALLOWED: dict[str, str] = {
-    "engine/simulation.py:run_simulation": "H-engine",
-    "engine/state.py:apply": "H-engine",
-    "engine/vengine.py:__init__": "H-engine",
-    "perf/fitting/gemm_report.py:main": "H-gemm",
+    "engine/simulation.py:run_simulation": "67 lines: checks, driver, route-ahead, loop",
 }
 
 
