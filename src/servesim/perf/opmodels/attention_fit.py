@@ -40,10 +40,9 @@ its data-sheet peak, bandwidth, SM count and L2 size. Pure Python: nothing here 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from servesim.perf.opmodels import attention_tiles as tiles
 from servesim.perf.opmodels.grid import LogGrid, optional_grid
@@ -260,65 +259,8 @@ def causal_tile_visits(num_q_tiles: int, window_tiles: int | None) -> int:
     return tiles.causal_tile_visits(num_q_tiles, 1, 1, window_tiles)
 
 
-class PrefillTiling(NamedTuple):
-    """One average chunk's tiles: the kernel's tile and residency, and the key-tile visits."""
-
-    block_m: int  # query rows per tile
-    block_n: int  # keys per tile
-    resident: int  # CTAs resident per SM
-    pack: int  # query heads packed per CTA (FlashInfer's GQA packing), else 1
-    num_q_tiles: int  # query tiles of one (sequence, packed head group)
-    visits: float  # key-tile visits of those query tiles (occupancy-scaled, >= pairs floor)
-    chain: int  # key tiles of the longest CTA (the last query tile)
-    occupancy: float  # fill of a tile by a chunk shorter than one
-
-
-def prefill_tiling(
-    gpu: GPUSpec,
-    head_dim: int,
-    kv_bytes: float,
-    *,
-    chunk: float,
-    cached: float,
-    group: float,
-    num_pairs: float,
-    num_seqs: int,
-    window: int | None,
-) -> PrefillTiling:
-    """Tiles and causal key-tile visits of one average chunk of ``chunk`` query tokens after
-    ``cached`` context tokens (``num_seqs`` chunks of ``num_pairs`` query-key pairs in all)."""
-    block_m, block_n, resident, pack = tiles.prefill_tiles(
-        gpu, head_dim, kv_bytes <= 1.0, group, chunk
-    )
-    # a packed CTA holds ``pack`` query heads' rows of each token: ``pack`` x the rows, and
-    # query tile j (1-based) reaches token j * block_m / pack: j * block_m / (pack * block_n)
-    # key tiles
-    rows, keys = block_m, block_n * pack
-    num_q_tiles = math.ceil(chunk * pack / block_m)
-    # a query tile's keys under a window span window + its tokens
-    window_tiles = None if not window else math.ceil((window + block_m / pack) / block_n)
-    visible = cached if not window else min(cached, float(window))
-    cache_tiles = math.ceil(visible / block_n)
-    visits = tiles.causal_tile_visits(num_q_tiles, rows, keys, window_tiles)
-    visits += num_q_tiles * cache_tiles
-    # a chunk shorter than a tile fills it partly (FA pads rows and keys of the last tile)
-    occupancy = min(1.0, chunk * pack / block_m) * min(1.0, (chunk + cached) / block_n)
-    floor = num_pairs * pack / num_seqs / (block_m * block_n)
-    chain = tiles.chain_key_tiles(num_q_tiles, rows, keys, window_tiles) + cache_tiles
-    return PrefillTiling(
-        block_m,
-        block_n,
-        resident,
-        pack,
-        num_q_tiles,
-        max(visits * occupancy, floor),
-        chain,
-        occupancy,
-    )
-
-
 def _prefill_compute_s(
-    fit: PrefillAttentionFit, gpu: GPUSpec, t: PrefillTiling, head_dim: int, heads: float
+    fit: PrefillAttentionFit, gpu: GPUSpec, t: tiles.PrefillTiling, head_dim: int, heads: float
 ) -> float:
     """MMA-side seconds of ``heads`` CTA rows (sequences x packed head groups) of tiling ``t``."""
     num_sms, _ = gpu_sms_l2(gpu)
@@ -361,7 +303,7 @@ def prefill_attention_s(
         return 0.0
     chunk = num_tokens / num_seqs
     group = num_q_heads / num_kv_heads
-    t = prefill_tiling(
+    t = tiles.prefill_tiling(
         gpu,
         head_dim,
         kv_bytes,

@@ -29,6 +29,7 @@ one alone on L40S's: the per-visit time of one CTA is about the same, 5.2 agains
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from servesim.specs.gpu import GPUSpec
 
@@ -154,3 +155,58 @@ def causal_tile_visits(num_q_tiles: int, rows: int, keys: int, window_tiles: int
     # ceil(j a / m) <= w exactly for j <= w m / a
     capped = min(num_q_tiles, window_tiles * m // a)
     return upto(capped) + (num_q_tiles - capped) * window_tiles
+
+
+class PrefillTiling(NamedTuple):
+    """One average chunk's tiles: the kernel's tile and residency, and the key-tile visits."""
+
+    block_m: int  # query rows per tile
+    block_n: int  # keys per tile
+    resident: int  # CTAs resident per SM
+    pack: int  # query heads packed per CTA (FlashInfer's GQA packing), else 1
+    num_q_tiles: int  # query tiles of one (sequence, packed head group)
+    visits: float  # key-tile visits of those query tiles (occupancy-scaled, >= pairs floor)
+    chain: int  # key tiles of the longest CTA (the last query tile)
+    occupancy: float  # fill of a tile by a chunk shorter than one
+
+
+def prefill_tiling(
+    gpu: GPUSpec,
+    head_dim: int,
+    kv_bytes: float,
+    *,
+    chunk: float,
+    cached: float,
+    group: float,
+    num_pairs: float,
+    num_seqs: int,
+    window: int | None,
+) -> PrefillTiling:
+    """Tiles and causal key-tile visits of one average chunk of ``chunk`` query tokens after
+    ``cached`` context tokens (``num_seqs`` chunks of ``num_pairs`` query-key pairs in all)."""
+    block_m, block_n, resident, pack = prefill_tiles(gpu, head_dim, kv_bytes <= 1.0, group, chunk)
+    # a packed CTA holds ``pack`` query heads' rows of each token: ``pack`` x the rows, and
+    # query tile j (1-based) reaches token j * block_m / pack: j * block_m / (pack * block_n)
+    # key tiles
+    rows, keys = block_m, block_n * pack
+    num_q_tiles = math.ceil(chunk * pack / block_m)
+    # a query tile's keys under a window span window + its tokens
+    window_tiles = None if not window else math.ceil((window + block_m / pack) / block_n)
+    visible = cached if not window else min(cached, float(window))
+    cache_tiles = math.ceil(visible / block_n)
+    visits = causal_tile_visits(num_q_tiles, rows, keys, window_tiles)
+    visits += num_q_tiles * cache_tiles
+    # a chunk shorter than a tile fills it partly (FA pads rows and keys of the last tile)
+    occupancy = min(1.0, chunk * pack / block_m) * min(1.0, (chunk + cached) / block_n)
+    floor = num_pairs * pack / num_seqs / (block_m * block_n)
+    chain = chain_key_tiles(num_q_tiles, rows, keys, window_tiles) + cache_tiles
+    return PrefillTiling(
+        block_m,
+        block_n,
+        resident,
+        pack,
+        num_q_tiles,
+        max(visits * occupancy, floor),
+        chain,
+        occupancy,
+    )
