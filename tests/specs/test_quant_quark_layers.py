@@ -43,3 +43,20 @@ def test_exclude_wins_over_an_override_and_bad_layer_spec_names_the_pattern() ->
     bad = {**CONFIG, "layer_quant_config": {"*experts*": {"weight": {"dtype": "int8"}}}}
     with pytest.raises(ConfigError, match=r"layer_quant_config\.\*experts\*"):
         parse_quantization_config(bad, "m")
+
+
+def test_layer_type_overrides_are_checked_and_recorded_but_the_global_format_serves() -> None:
+    # vLLM's quark.py looks type(module) (a class) up among the JSON's string keys, so a
+    # "Linear" entry never matches: every layer not matched by name takes the global spec.
+    cfg = {**CONFIG, "layer_type_quant_config": {"Linear": {"weight": FP8, "input_tensors": FP8}}}
+    kw = parse_quantization_config(cfg, "m")
+    assert kw is not None
+    assert kw["unapplied_type_formats"] == (("Linear", DType.FP8, 0),)
+    fmts = module_formats(QuantSpec(**kw), DType.BF16)
+    assert fmts["dense_mlp"].dtype is DType.MXFP4_W4A4  # the global spec, not the type's fp8
+    assert fmts["attention"].dtype is DType.FP8  # the name override still wins
+    bad = {**CONFIG, "layer_type_quant_config": {"Linear": {"weight": {"dtype": "int8"}}}}
+    with pytest.raises(ConfigError, match=r"layer_type_quant_config\.Linear"):
+        parse_quantization_config(bad, "m")
+    with pytest.raises(ConfigError, match=r"layer_type_quant_config"):
+        parse_quantization_config({**CONFIG, "layer_type_quant_config": ["Linear"]}, "m")

@@ -43,6 +43,12 @@ class QuantSpec:
         modules_not_converted: the config's module patterns, verbatim.
         group_formats: per-layer overrides, (group, format, group size): AMD Quark's
             ``layer_quant_config`` gives layers matched by name their own spec.
+        unapplied_type_formats: Quark's ``layer_type_quant_config`` entries, (layer type,
+            format, group size), validated and recorded but not applied: vLLM's quark.py
+            ``_find_matched_config`` looks ``type(module)`` (a class) up among these keys,
+            which a JSON config can only spell as strings, so every such layer falls back
+            to ``global_quant_config`` when vLLM serves the checkpoint. Kept here so that
+            nothing the config says is dropped unseen.
     """
 
     quant_method: str
@@ -51,6 +57,7 @@ class QuantSpec:
     unconverted_groups: frozenset[str] = frozenset()
     modules_not_converted: tuple[str, ...] = ()
     group_formats: tuple[tuple[str, DType, int], ...] = ()
+    unapplied_type_formats: tuple[tuple[str, DType, int], ...] = ()
 
     @property
     def bytes_per_weight(self) -> float:
@@ -138,6 +145,7 @@ def parse_quantization_config(cfg: Any, name: str) -> dict[str, Any] | None:
         "unconverted_groups": frozenset(g for p in patterns for g in module_groups_of(p)),
         "modules_not_converted": patterns,
         "group_formats": _quark_layers(cfg, name) if method == "quark" else (),
+        "unapplied_type_formats": _quark_layer_types(cfg, name) if method == "quark" else (),
     }
 
 
@@ -153,6 +161,16 @@ def _quark_layers(cfg: Mapping[str, Any], name: str) -> tuple[tuple[str, DType, 
         dtype, group = _quark(spec, f"{name}.quantization_config.layer_quant_config.{pattern}")
         out += [(g, dtype, group) for g in module_groups_of(str(pattern))]
     return tuple(out)
+
+
+def _quark_layer_types(cfg: Mapping[str, Any], name: str) -> tuple[tuple[str, DType, int], ...]:
+    """Quark's ``layer_type_quant_config``: {layer type: spec}, each spec checked like
+    ``global_quant_config`` (see ``QuantSpec.unapplied_type_formats`` for why none applies)."""
+    key = f"{name}.quantization_config.layer_type_quant_config"
+    types = cfg.get("layer_type_quant_config") or {}
+    if not isinstance(types, Mapping):
+        raise ConfigError(key, types, "an object")
+    return tuple((str(t), *_quark(spec, f"{key}.{t}")) for t, spec in types.items())
 
 
 def _simple(cfg: Mapping[str, Any], method: str, name: str) -> tuple[DType, int]:
