@@ -9,6 +9,8 @@ independently). The read-modify-write holds a lock on the file, so two refits of
 families can run at the same time.
 
 Run: ``python bench/refit_family.py attention [--data ../shared/data] [--no-heldout]``.
+``--logo-only`` refits nothing: it recomputes the family's leave-one-GPU-out rows from the
+fits already stored (what changes when only ``opmodels.transfer``'s rules change; a minute).
 ``mla`` (the MLA attention kernel, ``fitting.mla``: SGLang 0.5.14 H100/H200) refits like the
 other kernel families. ``power`` refits the ``power`` section and
 ``kernel_report.power_heldout`` only (``calibrate_stacks._power``, the same call a full refit
@@ -27,7 +29,7 @@ from typing import Any
 from servesim.perf.calibrate_data import require_data_dir
 from servesim.perf.calibrate_stacks import _power, write_calibration
 from servesim.perf.calibration import CALIBRATION_PATH
-from servesim.perf.fitting.build import FAMILY_MODULES, fit_kernel_stacks
+from servesim.perf.fitting.build import FAMILY_MODULES, fit_kernel_stacks, transfer_report
 from servesim.perf.fitting.tables import aic_root
 from servesim.perf.opmodels.transfer import describe_rules
 from servesim.perf.stacks import STACKS, TABLE_GPUS
@@ -53,17 +55,39 @@ def merge_family(document: dict[str, Any], family: str, fitted: Any, heldout: bo
     if not heldout:
         return
     report = document["kernel_report"]
-    report["transfer_rules"] = describe_rules()  # rules text of the code that fitted this
     report["heldout"] = [r for r in report["heldout"] if r.get("family") != family]
     report["heldout"] += fitted.heldout
+    merge_logo(document, family, fitted.transfer, fitted.transfer_summary)
+
+
+def merge_logo(
+    document: dict[str, Any],
+    family: str,
+    rows: list[dict[str, Any]],
+    summary: list[dict[str, Any]],
+) -> None:
+    """Replace ``family``'s leave-one-GPU-out rows and summary of ``document`` (and the rules
+    text: that of the code that computed them), in the order a full refit writes them."""
+    report = document["kernel_report"]
+    report["transfer_rules"] = describe_rules()
     report["leave_one_gpu_out"] = [
         r for r in report["leave_one_gpu_out"] if r.get("family") != family
-    ] + fitted.transfer
+    ] + rows
     parts = _attention_parts(family)
     report["leave_one_gpu_out_summary"] = [
         r for r in report["leave_one_gpu_out_summary"] if r.get("part") not in parts
-    ] + fitted.transfer_summary
+    ] + summary
     _full_refit_order(report)
+
+
+def refresh_logo(document: dict[str, Any], family: str, root: Path) -> None:
+    """Recompute ``family``'s leave-one-GPU-out from the fits stored in ``document``.
+
+    A donor's fit is its all-rows fit in a full refit too, so when only the transfer rules
+    changed this stores what ``bench/refit_family.py FAMILY`` would, without refitting.
+    """
+    rows, summary = transfer_report(root, document["kernel_stacks"], (family,))
+    merge_logo(document, family, rows, summary)
 
 
 def _full_refit_order(report: dict[str, Any]) -> None:
@@ -115,8 +139,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="shared data folder (holds profiling/)")
     parser.add_argument("--no-heldout", action="store_true", help="fit only, keep the reports")
     parser.add_argument("--out", type=Path, default=CALIBRATION_PATH, help="file to update")
+    parser.add_argument(
+        "--logo-only",
+        action="store_true",
+        help="no fit: recompute the family's leave-one-GPU-out rows from the stored fits",
+    )
     args = parser.parse_args(argv)
     root = aic_root(require_data_dir(args.data))
+    if args.logo_only:
+        if args.family == "power":
+            parser.error("--logo-only: power has no leave-one-GPU-out rows")
+        _write(args.out, lambda doc: refresh_logo(doc, args.family, root))
+        print(f"updated {args.family} leave-one-GPU-out in {args.out}")
+        return 0
     if args.family == "power":
         power, report = _power(root, not args.no_heldout)
         _write(args.out, lambda doc: merge_power(doc, power, report, not args.no_heldout))
