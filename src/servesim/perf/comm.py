@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from servesim.perf.calibration import Calibration
-from servesim.specs.gpu import LinkSpec
+from servesim.specs.gpu import GPUSpec, LinkSpec
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
 
@@ -84,6 +84,35 @@ def collective_time_s(
 # PR introducing it, #2192, reports ~2x lower latency than NCCL for small messages).
 CUSTOM_AR_MAX_BYTES = 8 * 1024**2
 CUSTOM_AR_ALPHA_S = 6e-6
+
+
+#: Group sizes vLLM's and SGLang's custom all-reduce supports (``_SUPPORTED_WORLD_SIZES``).
+CUSTOM_AR_GROUP_SIZES = (2, 4, 6, 8)
+
+
+def custom_all_reduce_runs(link: LinkSpec, n: int, num_bytes: float) -> bool:
+    """True where the engine's custom all-reduce kernel (not NCCL) runs a TP all-reduce.
+
+    vLLM ``device_communicators/custom_all_reduce.py`` (SGLang's is adapted from it, same
+    rules): a supported group size, and ``should_custom_ar``: ``world_size == 2 or
+    fully_connected`` (more than two PCIe-only GPUs disable it) and ``inp_size < max_size``
+    (``max_size = 8192 * 1024``; SGLang ``_MAX_CAR_SIZE = 8192 * 1024``). Callers check that
+    the group is on one node (the class disables itself for a group that spans nodes).
+    """
+    if n not in CUSTOM_AR_GROUP_SIZES or not 0 < num_bytes < CUSTOM_AR_MAX_BYTES:
+        return False
+    return n == 2 or topology_of(link) == "nvswitch"
+
+
+def eager_all_reduce_copy_s(gpu: GPUSpec, link: LinkSpec, n: int, num_bytes: float) -> float:
+    """What an eager (not graph-captured) TP all-reduce adds to the kernel time: the custom
+    kernel's input copy (``opmodels.collectives.eager_copy_s``) where that kernel runs, on one
+    node's link (``custom_all_reduce_runs``); 0 where NCCL runs on the caller's tensor."""
+    if link.name != gpu.intra_node_link.name or not custom_all_reduce_runs(link, n, num_bytes):
+        return 0.0
+    from servesim.perf.opmodels.collectives import eager_copy_s
+
+    return eager_copy_s(gpu, num_bytes)
 
 
 def custom_all_reduce_time_s(link: LinkSpec, n: int, num_bytes: float) -> float | None:

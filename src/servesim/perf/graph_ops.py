@@ -39,6 +39,12 @@ class OpPricer:
         self.pp_link = plan.pp_link or plan.gpu.intra_node_link
         self.stages = stage_layer_ranges(self.model.num_layers, plan.pp)
         self.any_uncalibrated_comm = False
+        # steps up to the host profile's captured size replay a CUDA graph (perf/host); a TP
+        # all-reduce carries the step's hidden states (tokens x hidden, 16-bit), so a larger
+        # message is an eager step's, which copies its input (kernel_set.collective_s graph)
+        host = calibration.host_profile(plan.host_profile)
+        graph_tokens = host.max_graph_tokens if plan.use_cuda_graphs else 0
+        self.graph_all_reduce_bytes = graph_tokens * self.model.hidden_size * ACT_BYTES
         formats = module_formats(self.model.quantization, plan.weight_dtype)
         plain = GroupKernels(self.w_bytes, self.in_bytes, None, None, self.peak)
         self.groups = {
@@ -111,7 +117,8 @@ class OpPricer:
         """A collective over ``n`` GPUs of the TP group (or a PP send when ``pp``)."""
         link = self.pp_link if pp else self.tp_link
         custom = collective == "all_reduce" and not pp and self.plan.custom_all_reduce
-        t, ok = self.kernels.collective_s(link, collective, n, nbytes, custom)
+        graph = nbytes <= self.graph_all_reduce_bytes
+        t, ok = self.kernels.collective_s(link, collective, n, nbytes, custom, graph)
         self.any_uncalibrated_comm |= not ok
         return OpCost(
             name, self.scope(stage, count), count, 0.0, nbytes * count, "comm", t * count, stage

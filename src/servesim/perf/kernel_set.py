@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING
 
 from servesim.perf import attention as legacy_attention
 from servesim.perf.calibration import Calibration, GpuCalibration
-from servesim.perf.comm import collective_time_s, custom_all_reduce_time_s
+from servesim.perf.comm import (
+    collective_time_s,
+    custom_all_reduce_time_s,
+    eager_all_reduce_copy_s,
+)
 from servesim.perf.kernels import gemm_time_s as legacy_gemm_time_s
 from servesim.perf.shapes import LayerShapes
 from servesim.perf.stack_resolve import FamilySource, resolve_family
@@ -288,17 +292,34 @@ class KernelSet:
 
     # ---- collectives --------------------------------------------------------------------
     def collective_s(
-        self, link: LinkSpec, collective: str, n: int, num_bytes: float, custom_ar: bool
+        self,
+        link: LinkSpec,
+        collective: str,
+        n: int,
+        num_bytes: float,
+        custom_ar: bool,
+        graph: bool = True,
     ) -> tuple[float, bool]:
-        """Time of one collective over ``n`` GPUs and whether a measurement backs it."""
+        """Time of one collective over ``n`` GPUs and whether a measurement backs it.
+
+        ``graph``: the step replays a CUDA graph. Outside one (enforce-eager, or a step larger
+        than the captured sizes) a custom all-reduce first copies its input into the
+        registered IPC buffer (``opmodels.collectives.eager_copy_s``); the eager launch's host
+        time is the host profile's (``plan_cost``: launches per kernel), not added here.
+        """
         fitted = self._collective_fit(link, collective, n, num_bytes, custom_ar)
         if fitted is not None:
-            return fitted, True
-        t, ok = collective_time_s(self.calibration, self.gpu.name, link, collective, n, num_bytes)
-        if collective == "all_reduce" and custom_ar:
-            custom = custom_all_reduce_time_s(link, n, num_bytes)
-            if custom is not None:
-                t = min(t, custom)
+            t, ok = fitted, True
+        else:
+            t, ok = collective_time_s(
+                self.calibration, self.gpu.name, link, collective, n, num_bytes
+            )
+            if collective == "all_reduce" and custom_ar:
+                custom = custom_all_reduce_time_s(link, n, num_bytes)
+                if custom is not None:
+                    t = min(t, custom)
+        if not graph and collective == "all_reduce" and custom_ar:
+            t += eager_all_reduce_copy_s(self.gpu, link, n, num_bytes)
         return t, ok
 
     def _collective_fit(
