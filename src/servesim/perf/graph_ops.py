@@ -50,7 +50,8 @@ class OpPricer:
         self.groups = {
             g: group_kernels(plan, formats[g], plain, self.peak16) for g in MODULE_GROUPS
         }
-        # no fp4 tables exist: a W4A4 GEMM is derived from fp8 (opmodels/fp4.py)
+        # no fp4 tables exist: a W4A4 GEMM is derived from fp8 (opmodels/fp4.py), W4A4 experts
+        # from the w4a16 MoE fit (opmodels/moe_fp4.py); their groups' GEMM label is an fp4 one
         self.is_calibrated &= all(g.gemm_label not in FP4_LABELS for g in self.groups.values())
 
     # ---- primitives -------------------------------------------------------------------

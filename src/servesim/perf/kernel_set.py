@@ -380,9 +380,11 @@ def _mla_fits(source: FamilySource | None) -> MLAFits | None:
 def _moe_fits(source: FamilySource | None) -> dict[str, object]:
     if source is None:
         return {}
+    from servesim.perf.opmodels.moe_fp4 import fp4_moe_fits
     from servesim.perf.opmodels.moe_layer import MoELayerFit
 
-    return {label: MoELayerFit.from_dict(params) for label, params in source.params.items()}
+    fits = {label: MoELayerFit.from_dict(params) for label, params in source.params.items()}
+    return fp4_moe_fits(fits)  # no W4A4 MoE tables: derived, uncalibrated
 
 
 def _collective_fits(source: FamilySource | None) -> dict[tuple[str, str], list[object]]:
@@ -402,10 +404,12 @@ def moe_label(weight: DType, activation: DType) -> str | None:
     """The measured MoE kernel a weight/activation format pair runs (None: no table)."""
     if activation == DType.FP8:
         return "fp8"
+    if activation == DType.FP4:  # W4A4 experts, derived: opmodels/moe_fp4.py
+        return "mxfp4_w4a4" if weight == DType.MXFP4_W4A4 else "fp4"
     if weight in (DType.BF16, DType.FP16):
         return "bf16"
     if weight == DType.INT4:
         return "int4"  # weight-only int4 (Marlin MoE)
     if weight in (DType.FP4, DType.MXFP4_W4A4):
-        return "mxfp4"  # the measured w4a16 fp4 MoE tables (no W4A4 MoE derivation yet)
+        return "mxfp4"  # fp4 weights, 16-bit math: the measured w4a16 fp4 MoE tables
     return None

@@ -22,7 +22,7 @@ from typing import Any
 
 from servesim.core.errors import ConfigError, UnknownNameError
 from servesim.perf.calibration import Calibration, load_calibration
-from servesim.perf.kernel_set import GemmShape, KernelSet, MoeShape, gemm_label
+from servesim.perf.kernel_set import GemmShape, KernelSet, MoeShape, gemm_label, moe_label
 from servesim.perf.moe import busiest_device, expert_frequencies
 from servesim.perf.shapes import attention_shapes
 from servesim.perf.stacks import get_stack
@@ -189,8 +189,10 @@ def _moe(kernels: KernelSet, gpu: GPUSpec, op: str, dtype: str, shape: dict[str,
     zipf = float(_need(shape, "zipf", 0.0, minimum=0))
     spec = MoESpec(num_experts=experts, num_experts_per_token=topk, expert_ffn_size=inter)
     load = busiest_device(expert_frequencies(spec, (), zipf), tokens, topk, ep)
+    # the format's kernel, activations and packed bytes exactly as the op graph's expert group
+    # runs them (``graph_kinds.group_kernels``: a checkpoint in this format)
     weight = DType.parse(dtype)
-    act = DType.FP8 if weight == DType.FP8 and gpu.supports(DType.FP8) else DType.BF16
+    act = gemm_activation(weight, gpu.architecture, gpu.peak_flops_per_s)
     moe = MoeShape(
         num_tokens=tokens,
         hidden=hidden,
@@ -200,8 +202,8 @@ def _moe(kernels: KernelSet, gpu: GPUSpec, op: str, dtype: str, shape: dict[str,
         ep=ep,
         assignments=load.assignments,
         experts_touched=load.experts_touched,
-        label=gemm_label(weight, act),
-        weight_bytes=weight.num_bytes,
+        label=moe_label(weight.spec.kernel_dtype, act),
+        weight_bytes=FORMATS[weight].bytes_per_weight,
     )
     peak = gpu.peak_flops_per_s.get(act) or gpu.peak_flops(DType.BF16)
     return kernels.moe_experts_s(moe, peak)
