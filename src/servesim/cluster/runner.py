@@ -38,7 +38,7 @@ from servesim.core.events import EventLoop, EventPriority
 from servesim.core.rng import RandomStreams
 from servesim.engine.contracts import check_route
 from servesim.engine.records import RejectReason, SimulationRecords
-from servesim.engine.replica import Replica
+from servesim.engine.replica import Replica, kv_arrival_bound
 from servesim.engine.rows import write_request
 from servesim.engine.sequence import Seq
 from servesim.engine.simulation import (
@@ -48,6 +48,7 @@ from servesim.engine.simulation import (
     replica_view,
     run_simulation,
 )
+from servesim.engine.skip import KVArrivalBound
 from servesim.perf.types import PerfModel
 from servesim.workload.clients import BenchmarkClient, ClientOptions
 from servesim.workload.request import Request
@@ -81,6 +82,9 @@ class Cluster(ClientHooks):
         self.client: BenchmarkClient | OpenLoopSender | None = None
         self.client_seqs: dict[Seq, None] = {}  # sent by the client, not yet done
         self.wakeups: set[float] = set()
+        # decode replicas skip ahead up to this bound (``_bound_decode_skip``); None: they step
+        self.kv_bound: KVArrivalBound | None = None
+        self.decode_skip = True  # run_cluster: off with skip-ahead off or a stop_when
         self.first_measured_gap = 0  # token-gap samples before it belong to warm-ups
         self.live = LiveCluster(len(self.pool_of), self.is_active, self._send_kv)
         self.autoscaler = self._autoscaler()
@@ -127,6 +131,8 @@ class Cluster(ClientHooks):
     def _send_kv(self, seq: Seq, target: int, at_s: float) -> None:
         """A migrated request's KV reaches ``target`` at ``at_s``."""
         self.in_flight[seq] = None
+        if self.kv_bound is not None:
+            self.kv_bound.sent(at_s)
         self.loop.schedule(at_s, self.arrive, seq, self.replicas[target])
 
     def _members(self, roles: tuple[str, ...]) -> list[int]:
@@ -182,6 +188,7 @@ class Cluster(ClientHooks):
         for i in self.entry:
             if self.deployment.pools[self.pool_of[i]].role == "prefill":
                 self.replicas[i].on_prefilled = self._handoff
+        self._bound_decode_skip()
         self.autoscaler.start()
         if self.migrator is not None:
             self.migrator.start()
@@ -191,6 +198,25 @@ class Cluster(ClientHooks):
                     engine.on_done = self._completion_hook(engine.on_done)
         if self.client is not None:
             self._wake_at(0.0)
+
+    def _bound_decode_skip(self) -> None:
+        """Let the decode replicas skip ahead up to the earliest time KV can reach them
+        (``engine.skip.KVArrivalBound``) when nothing else reads or moves their work: no
+        client (whose sends follow finishes), autoscaler or migrator (their rounds read
+        replica state), DP groups (stepped by their group) or ``stop_when`` (it reads the
+        records after every finish)."""
+        pools = self.deployment.pools
+        alone = self.migrator is None and all(p.autoscale is None for p in pools)
+        if not (self.decode_skip and self.decode and self.client is None and alone):
+            return
+        if self.deployment.dp_groups():
+            return
+        roles = [pools[p].role for p in self.pool_of]
+        senders = [r for r, role in zip(self.replicas, roles, strict=True) if role == "prefill"]
+        receivers = [self.replicas[i] for i in self.decode]
+        self.kv_bound = kv_arrival_bound(self.loop, senders, receivers)
+        for replica in receivers:
+            replica.skip_until_kv(self.kv_bound)
 
     def is_active(self) -> bool:
         """True while requests may still arrive or are inside the cluster."""
@@ -275,11 +301,15 @@ class Cluster(ClientHooks):
         # The source keeps the KV until the transfer ends (with layer-wise overlap, ``now +
         # seconds`` is already after the prefill) and the decode replica has room for it.
         self.sources[seq] = self.replicas[source]
+        if self.kv_bound is not None:
+            self.kv_bound.sent(now + seconds)
         self.loop.schedule(now + seconds, self.arrive, seq, replica, priority=EventPriority.ARRIVAL)
 
     def arrive(self, seq: Seq, replica: Replica) -> None:
         """A transferred request's KV has reached ``replica``."""
         del self.in_flight[seq]
+        if self.kv_bound is not None:
+            self.kv_bound.arrived()
         source = self.sources.pop(seq, None)
         if source is None:  # a migration: its source freed the KV at the stop
             replica.receive(seq, self.loop.now)
@@ -329,6 +359,7 @@ def run_cluster(
     check_invariants: bool = False,
     client: ClientOptions | None = None,
     stop_when: StopWhen | None = None,
+    skip_ahead: bool = True,
 ) -> ClusterRun:
     """Simulate ``requests`` (sorted by arrival) on ``deployment``.
 
@@ -343,8 +374,10 @@ def run_cluster(
         client: send the requests as this benchmark client does (their arrival times are
             then its pacing); the returned records leave out its warm-up requests.
         stop_when: end the run early (``engine.run_simulation``).
+        skip_ahead: advance stable decode-only runs inside one event (exact; off for checks).
     """
     cluster = Cluster(deployment, perf, RandomStreams(seed).child("cluster"))
+    cluster.decode_skip = skip_ahead and stop_when is None
     if client is not None:
         cluster.client = BenchmarkClient(requests, client)
         requests = ()
@@ -358,7 +391,7 @@ def run_cluster(
         dispatch=cluster.dispatch,
         duration_s=duration_s,
         on_progress=on_progress,
-        skip_ahead=cluster.client is None,
+        skip_ahead=skip_ahead and cluster.client is None,
         check_invariants=check_invariants,
         on_start=cluster.start,
         stop_when=stop_when,

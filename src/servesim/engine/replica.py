@@ -27,7 +27,7 @@ from servesim.engine.scheduler_setup import make_scheduler, memory_token_budget,
 from servesim.engine.schedulers import ReplicaScheduler
 from servesim.engine.sequence import Seq
 from servesim.engine.setup import ReplicaSetup
-from servesim.engine.skip import PipelineSkip
+from servesim.engine.skip import KVArrivalBound, PipelineSkip
 from servesim.engine.speculative import Speculator, num_kv_blocks_with_draft
 from servesim.engine.state import ReplicaState
 from servesim.engine.timeline import BatchPricer, StageTimeline, SwapLink
@@ -85,14 +85,9 @@ class Replica:
         schedulers = self._schedulers(setup, max(plan.pp, 1))
         block_bytes = self._size_kv(setup, schedulers)
         can_skip = skip_ahead and self._can_skip(setup) and dp_cost is None
-        self.engines = self._engines(
-            setup,
-            schedulers,
-            block_bytes,
-            timing,
-            skip_ahead=can_skip,
-            check_invariants=check_invariants,
-        )
+        options = {"skip_ahead": can_skip, "check_invariants": check_invariants}
+        self.engines = self._engines(setup, schedulers, block_bytes, timing, **options)
+        self._hold_kv_skip(setup.receives_kv)
         records.replicas.append(self._info(setup))
 
     def _engines(
@@ -107,7 +102,7 @@ class Replica:
     ) -> list[VirtualEngine]:
         """One virtual engine per pipeline stage, each with its share of the KV blocks."""
         pp = len(schedulers)
-        links = self._links(block_bytes, pp)
+        links = self._links(block_bytes, pp, setup.receives_kv)
         num_swap_blocks = int(setup.cache.swap_space_bytes // block_bytes) if block_bytes else 0
         engines = [
             VirtualEngine(
@@ -166,7 +161,7 @@ class Replica:
             )
         return cache.block_size * mem.kv_bytes_per_token  # per GPU
 
-    def _links(self, block_bytes: float, pp: int) -> EngineLinks:
+    def _links(self, block_bytes: float, pp: int, receives_kv: bool) -> EngineLinks:
         """The narrow pieces every virtual engine of this replica shares."""
         link = self.plan.gpu.host_link
         host_bw = link.bandwidth_bytes_per_s
@@ -183,17 +178,39 @@ class Replica:
             timeline=StageTimeline(pp),
             price=BatchPricer(self.perf if self.dp_cost is None else self.dp_cost, self.plan),
             swap=swap,
-            clock_limit=self._clock_limit if self.frontend_latency_s else self._external_limit,
+            # (a replica receiving KV adds the time KV can next reach it: skip_until_kv)
+            clock_limit=self._clock_limit
+            if self.frontend_latency_s or receives_kv
+            else self._external_limit,
             on_leave=self.forget,
         )
 
     def _can_skip(self, setup: ReplicaSetup) -> bool:
         """Whether this replica's engines may skip ahead (see ``VirtualEngine._skip``)."""
-        # A replica receiving KV steps one iteration at a time (an arrival it cannot foresee
-        # may join any iteration); a prefill replica's held KV is freed by transfer ends it
-        # cannot foresee either (it never decodes: this costs nothing). Pipeline engines
-        # share one timeline: they skip together (engine/skip.py).
-        return not setup.receives_kv and setup.role != "prefill"
+        # A prefill replica's held KV is freed by transfer ends it cannot foresee (it never
+        # decodes: stepping costs nothing). A replica receiving KV skips only up to the time
+        # the cluster says KV can next reach it (``skip_until_kv``). Pipeline engines share
+        # one timeline: they skip together (engine/skip.py).
+        return setup.role != "prefill"
+
+    def _hold_kv_skip(self, receives_kv: bool) -> None:
+        """A replica receiving KV steps one iteration at a time (an arrival it cannot foresee
+        may join any iteration) until ``skip_until_kv`` bounds when KV can next reach it."""
+        self.receives_kv = receives_kv
+        self.kv_bound: Callable[[], float] | None = None
+        self._kv_skip = [engine.skip_ahead for engine in self.engines] if receives_kv else []
+        for engine in self.engines if receives_kv else ():
+            engine.skip_ahead = False
+
+    def skip_until_kv(self, bound: Callable[[], float]) -> None:
+        """Let this KV-receiving replica skip ahead (where its engines may) up to ``bound()``:
+        the earliest time new KV, or a router or a sender reading this replica's state, can
+        reach it (``engine.skip.KVArrivalBound``)."""
+        if not self.receives_kv:
+            raise ConfigError("skip_until_kv", self.replica_id, "the replica receives no KV")
+        self.kv_bound = bound
+        for engine, can_skip in zip(self.engines, self._kv_skip, strict=True):
+            engine.skip_ahead = can_skip
 
     @property
     def on_prefilled(self) -> Callable[[Seq, float], None] | None:
@@ -317,10 +334,16 @@ class Replica:
         engine.add_request(seq, now)
 
     def _clock_limit(self) -> float:
-        """Earliest external event: the next arrival, the stop time or the next entry."""
+        """Earliest external event: the next arrival, the stop time, the next entry or (on a
+        replica receiving KV) the earliest time KV can reach it."""
         limit = self._external_limit()
         if self.entering and self.entering[0][0] < limit:
-            return self.entering[0][0]
+            limit = self.entering[0][0]
+        bound = self.kv_bound
+        if bound is not None:
+            kv_s = bound()
+            if kv_s < limit:
+                return kv_s
         return limit
 
     def receive(
@@ -383,3 +406,16 @@ class Replica:
         if not scheduler.is_chunked and num_prompt_tokens > scheduler.token_budget:
             return RejectReason.PROMPT_EXCEEDS_BATCH_TOKENS
         return RejectReason.NONE
+
+
+def kv_arrival_bound(
+    loop: EventLoop, senders: list[Replica], receivers: list[Replica]
+) -> KVArrivalBound:
+    """The earliest time KV handed off by ``senders`` (prefill replicas) can reach one of
+    ``receivers`` (``engine.skip.KVArrivalBound``; give it to ``Replica.skip_until_kv``)."""
+    return KVArrivalBound(
+        loop,
+        [engine for replica in senders for engine in replica.engines],
+        [replica.entering for replica in senders],
+        [engine for replica in receivers for engine in replica.engines],
+    )

@@ -27,6 +27,18 @@ read and routed a few ahead of the clock, in arrival order, so each replica skip
 own next arrival instead of the next one anywhere (issue 14: at 64 replicas the global limit
 cut decode runs into ~2x the rows of one replica's). Routed in the same order, a stateless
 router picks the same replicas, so results are those of routing on arrival.
+
+Replicas receiving KV (disaggregated decode pools, ``KVArrivalBound``): new work reaches a
+decode replica only as a KV transfer's arrival, scheduled when a prefill replica hands a
+finished prompt off at the end of one of its steps, where the decode router may also read
+the decode replica's state. So a decode replica skips only up to the earliest of: the
+transfers already on their way (to any decode replica), the end of every prefill engine's
+step in flight (now, for one between steps), every prefill replica's next front-end entry,
+and the next step start of every decode engine with KV waiting for memory (admitting it
+frees the sender's copy, which may let a stalled prefill replica start). An idle prefill
+engine wakes only on one of these or on an arrival (already in the clock limit). Before that
+bound nothing can read or change the skipping replica, and steps ending at the bound are left
+to the event loop, so the order of events at every instant is that of stepping.
 """
 
 from __future__ import annotations
@@ -42,6 +54,8 @@ from servesim.engine.rows import DecodeRun
 from servesim.perf.types import BatchShape, StageTimes
 
 if TYPE_CHECKING:
+    from servesim.core.events import EventLoop
+    from servesim.engine.sequence import Seq
     from servesim.engine.vengine import VirtualEngine
     from servesim.workload.request import Request
 
@@ -101,6 +115,66 @@ class RoutedAhead:
             return math.inf
         # none routed here yet: an unread arrival (maybe here) comes no earlier than the last read
         return self.queue[-1][0].arrival_s
+
+
+class KVArrivalBound:
+    """The earliest time new KV, or a state-reading router, can reach a decode replica (the
+    skip-ahead limit of the replicas receiving KV; see the module docstring).
+
+    Args:
+        loop: the shared event loop (its ``now``).
+        senders: every virtual engine of the replicas that hand KV off (prefill replicas).
+        entering: each sender replica's front-end queue (``Replica.entering``).
+        receivers: every virtual engine of the replicas receiving KV.
+    """
+
+    __slots__ = ("arrivals", "entering", "loop", "receivers", "senders")
+
+    def __init__(
+        self,
+        loop: EventLoop,
+        senders: list[VirtualEngine],
+        entering: list[deque[tuple[float, Seq]]],
+        receivers: list[VirtualEngine],
+    ) -> None:
+        self.loop = loop
+        self.senders = senders
+        self.entering = [queue for queue in entering]
+        self.receivers = receivers
+        self.arrivals: list[float] = []  # heap: arrival times of the KV transfers in flight
+
+    def sent(self, at_s: float) -> None:
+        """A KV transfer was scheduled to arrive at ``at_s``."""
+        heapq.heappush(self.arrivals, at_s)
+
+    def arrived(self) -> None:
+        """The earliest KV transfer in flight arrived (events come in time order)."""
+        heapq.heappop(self.arrivals)
+
+    def __call__(self) -> float:
+        """Earliest time KV can reach, or a router read, a replica receiving KV."""
+        now = self.loop.now
+        limit = self.arrivals[0] if self.arrivals else math.inf
+        for engine in self.senders:
+            flight = engine.in_flight
+            if flight is not None:
+                if flight[3] < limit:
+                    limit = flight[3]
+            elif engine.busy:
+                return now  # its next step starts now (a hand-off may end it at once)
+        for queue in self.entering:
+            if queue and queue[0][0] < limit:
+                limit = queue[0][0]
+        for engine in self.receivers:
+            if not engine.inbox.queue:
+                continue
+            flight = engine.in_flight
+            if flight is not None:
+                if flight[3] < limit:
+                    limit = flight[3]
+            elif engine.busy:
+                return now
+        return limit
 
 
 class PipelineSkip:
