@@ -32,6 +32,7 @@ HOT_MODULES = (
     "servesim/engine/contracts.py",
     "servesim/engine/features.py",
     "servesim/engine/group.py",
+    "servesim/engine/outbox.py",
     "servesim/engine/rows.py",
     "servesim/engine/schedulers/base.py",
     "servesim/engine/schedulers/queues.py",

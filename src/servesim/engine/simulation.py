@@ -14,15 +14,15 @@ from dataclasses import dataclass
 
 from servesim.core.errors import ConfigError
 from servesim.core.events import EventLoop, EventPriority
+from servesim.engine.build import build_replicas
 from servesim.engine.contracts import check_route
-from servesim.engine.dp_group import DPGroup, DPGroupSpec
+from servesim.engine.dp_group import DPGroupSpec
 from servesim.engine.records import RejectReason, SimulationRecords
 from servesim.engine.replica import Replica
 from servesim.engine.rows import write_request
 from servesim.engine.sequence import Seq
 from servesim.engine.setup import ReplicaSetup
 from servesim.engine.skip import RoutedAhead
-from servesim.perf.dp_cost import ALL2ALL_BACKENDS, DPGroupCost
 from servesim.perf.types import PerfModel
 from servesim.workload.request import Request
 
@@ -110,23 +110,24 @@ class EngineHandle:
 
 
 class _Driver:
-    """Feeds arrivals, counts progress, and finalises the records."""
+    """Owns the run's loop and records: feeds arrivals, counts progress, runs the loop to
+    the stop time and finalises the records (``build_replicas`` fills ``replicas``)."""
 
     def __init__(
         self,
         requests: Iterable[Request],
-        replicas: list[Replica],
-        records: SimulationRecords,
-        loop: EventLoop,
         dispatch: Dispatch | None,
         on_progress: Callable[[int, int], None] | None,
-        stop_s: float,
+        duration_s: float | None,
         stop_when: StopWhen | None = None,
     ) -> None:
+        if duration_s is not None and not duration_s > 0:
+            raise ConfigError("duration_s", duration_s, "must be > 0")
+        stop_s = math.inf if duration_s is None else float(duration_s)
         self.requests: Iterator[Request] = iter(requests)
-        self.replicas = replicas
-        self.records = records
-        self.loop = loop
+        self.replicas: list[Replica] = []
+        self.records = SimulationRecords()
+        self.loop = EventLoop()
         self.dispatch = dispatch
         self.on_progress = on_progress
         self.stop_s = stop_s
@@ -134,11 +135,37 @@ class _Driver:
         self.next_arrival_s = math.inf
         self.num_arrived = 0
         self.num_done = 0
-        self.slo_index = {name: i for i, name in enumerate(records.slo_classes)}
+        self.slo_index = {name: i for i, name in enumerate(self.records.slo_classes)}
         self._rr = 0
         self._last_arrival_s = 0.0
         self._exhausted = False
         self.ahead: RoutedAhead | None = None
+
+    def route_ahead(self, num_replicas: int) -> None:
+        """Route each arrival when it is read, ahead of the clock, so each of the
+        ``num_replicas`` replicas skips to its own next arrival (``RoutedAhead``)."""
+        self.ahead = RoutedAhead(self._read, self._route, num_replicas)
+
+    def build(
+        self,
+        replicas: Sequence[ReplicaSetup],
+        perf: PerfModel,
+        dp_groups: Sequence[DPGroupSpec],
+        options: dict[str, bool],
+    ) -> None:
+        """Build the run's replicas into ``self.replicas`` (``build_replicas``), each with
+        its clock limit and this driver's ``done`` as its engines' leave callback."""
+        build_replicas(
+            into=self.replicas,
+            replicas=replicas,
+            perf=perf,
+            loop=self.loop,
+            records=self.records,
+            limit_of=self.limit_of,
+            on_done=self.done,
+            dp_groups=dp_groups,
+            options=options,
+        )
 
     def limit(self) -> float:
         """Earliest time an external event can touch a replica."""
@@ -233,6 +260,15 @@ class _Driver:
             self.records.slo_classes.append(request.slo_class)
         return append_request_row(self.records, request, replica_id, slo)
 
+    def run(self, warn_if_stuck: bool) -> None:
+        """Feed the first arrival, run the loop to the stop time, finalise the records;
+        ``warn_if_stuck``: no stop time was set, so requests left inside made no progress."""
+        self.feed()
+        self.loop.run(until_s=self.stop_s)
+        if warn_if_stuck and any(r.alive for r in self.replicas):
+            logger.warning("simulation ended with requests still queued (no progress possible)")
+        self.finalise()
+
     def finalise(self) -> None:
         """Mark requests still in a replica as NOT_FINISHED and add end-of-run counters."""
         records = self.records
@@ -265,126 +301,40 @@ def run_simulation(
     dp_groups: Sequence[DPGroupSpec] = (),
     route_ahead: bool | None = None,
 ) -> SimulationRecords:
-    """Simulate serving ``requests`` (sorted by arrival) on ``replicas``.
+    """Simulate serving ``requests`` (sorted by arrival) on ``replicas``: the run's records.
 
     Args:
         requests: consumed lazily, never materialised.
         replicas: one ``ReplicaSetup`` per replica.
         perf: iteration times and memory plans.
         dispatch: ``dispatch(request, views) -> replica index``; round robin when None.
-        duration_s: stop the clock here; requests still inside get ``NOT_FINISHED`` and later
-            arrivals are not read.
+        duration_s: stop the clock here (requests inside: ``NOT_FINISHED``; later ones unread).
         on_progress: called with (requests done, requests arrived) every 1000 and at the end.
         skip_ahead: advance stable decode-only runs inside one event (exact; off for checks).
         check_invariants: recount every accounting invariant after each step (slow; tests).
         on_start: called once the replicas exist, before the first arrival (cluster hooks).
         stop_when: called with (now, records) after each request finishes; True ends the run
-            there (requests still inside become ``NOT_FINISHED``), e.g. a capacity probe whose
-            SLO is already lost.
-        dp_groups: data-parallel-attention groups (``DPGroupSpec``: first replica, ranks,
-            vLLM all2all backend, servers spanned): replicas ``first .. first + ranks - 1``
-            (one plan, pp = 1) step in lockstep and share their experts
-            (``engine.dp_group``, ``perf.dp_cost``).
+            there (requests inside become ``NOT_FINISHED``), e.g. a lost capacity probe.
+        dp_groups: data-parallel-attention groups (``DPGroupSpec``: ranks of one plan, pp = 1)
+            stepping in lockstep, sharing their experts (``engine.dp_group``, ``perf.dp_cost``).
         route_ahead: ``dispatch`` reads no replica state and ``on_start``'s hooks never move
-            work between replicas: route arrivals ahead so each replica skips to its own next
-            arrival (``engine.skip.RoutedAhead``; same results). None: only round robin with
-            no hooks.
-
-    Returns:
-        The columnar records of the run.
+            work: each replica skips to its own next arrival (``engine.skip.RoutedAhead``;
+            same results). None: only round robin with no hooks.
     """
     if not replicas:
         raise ConfigError("replicas", [], "at least one replica is needed")
-    if duration_s is not None and not duration_s > 0:
-        raise ConfigError("duration_s", duration_s, "must be > 0")
-    records = SimulationRecords()
-    loop = EventLoop()
-    stop_s = math.inf if duration_s is None else float(duration_s)
-    options = {"skip_ahead": skip_ahead, "check_invariants": check_invariants}
-    built: list[Replica] = []
-    driver = _Driver(requests, built, records, loop, dispatch, on_progress, stop_s, stop_when)
+    driver = _Driver(requests, dispatch, on_progress, duration_s, stop_when)
     if route_ahead is None:
         route_ahead = dispatch is None and on_start is None
     # one replica: the next arrival anywhere is its own (the plain limit costs less)
     if route_ahead and skip_ahead and len(replicas) > 1 and stop_when is None and not dp_groups:
-        driver.ahead = RoutedAhead(driver._read, driver._route, len(replicas))
-    _build_replicas(driver, replicas, perf, dp_groups, options)
+        driver.route_ahead(len(replicas))
+    options = {"skip_ahead": skip_ahead, "check_invariants": check_invariants}
+    driver.build(replicas, perf, dp_groups, options)
     if on_start is not None:
-        on_start(EngineHandle(loop, built, records))
-    driver.feed()
-    loop.run(until_s=stop_s)
-    if duration_s is None and any(r.alive for r in built):
-        logger.warning("simulation ended with requests still queued (no progress possible)")
-    driver.finalise()
-    return records
-
-
-def _build_replicas(
-    driver: _Driver,
-    replicas: Sequence[ReplicaSetup],
-    perf: PerfModel,
-    dp_groups: Sequence[DPGroupSpec],
-    options: dict[str, bool],
-) -> None:
-    """Build one ``Replica`` per setup into ``driver``'s list, then tie the DP groups.
-
-    The driver's list is filled in place: the driver already holds it for routing, so the
-    replicas must land in that same list, in index order.
-    """
-    built = driver.replicas
-    loop, records = driver.loop, driver.records
-    rank_costs = group_costs(replicas, dp_groups, perf)
-    for i, setup in enumerate(replicas):
-        limit = driver.limit_of(i)
-        replica = Replica(
-            i, setup, perf, records, loop, limit, dp_cost=rank_costs.get(i), **options
-        )
-        for engine in replica.engines:
-            engine.on_done = driver.done
-        built.append(replica)
-    for first, num_ranks, *_ in dp_groups:
-        ranks = built[first : first + num_ranks]
-        DPGroup([r.engines[0] for r in ranks], rank_costs[first], loop)
-
-
-def group_costs(
-    replicas: Sequence[ReplicaSetup], dp_groups: Sequence[DPGroupSpec], perf: PerfModel
-) -> dict[int, DPGroupCost]:
-    """The ``DPGroupCost`` of every replica in a data-parallel-attention group (one per
-    distinct plan and size, shared by its groups: one set of memo tables)."""
-    if not dp_groups:
-        return {}
-    calibration = getattr(perf, "calibration", None)
-    if calibration is None:  # a plugged-in PerfModel prices whole iterations only
-        raise ConfigError(
-            "dp_attention", len(dp_groups), "needs the roofline perf model (MoE priced apart)"
-        )
-    fast = bool(getattr(perf, "fast_path", True))
-    shared: list[DPGroupCost] = []
-    out: dict[int, DPGroupCost] = {}
-    for group in dp_groups:
-        first, num_ranks, all2all, span, dense = DPGroupSpec(*group)  # tuples: defaults
-        if first < 0 or first + num_ranks > len(replicas) or num_ranks < 2:
-            raise ConfigError("dp_groups", (first, num_ranks), f"outside {len(replicas)} replicas")
-        plan = replicas[first].plan
-        if any(replicas[i].plan != plan for i in range(first, first + num_ranks)):
-            raise ConfigError("dp_groups", (first, num_ranks), "ranks must share one plan")
-        same = (plan, num_ranks, ALL2ALL_BACKENDS.get(all2all), span, dense)
-        cost = next((c for c in shared if c.key == same), None)
-        if cost is None:
-            cost = DPGroupCost(
-                plan,
-                num_ranks,
-                calibration,
-                fast_path=fast,
-                all2all=all2all,
-                span=span,
-                dense_mlp=dense,
-            )
-            shared.append(cost)
-        for i in range(first, first + num_ranks):
-            out[i] = cost
-    return out
+        on_start(EngineHandle(driver.loop, driver.replicas, driver.records))
+    driver.run(warn_if_stuck=duration_s is None)
+    return driver.records
 
 
 def append_request_row(

@@ -35,6 +35,7 @@ from servesim.engine.features import (
 )
 from servesim.engine.handoff import KVInbox
 from servesim.engine.links import EngineLinks
+from servesim.engine.outbox import Outbox, Released
 from servesim.engine.profiles.base import EngineTiming
 from servesim.engine.rows import DecodeRun, append_batch_row, append_run_row, write_request
 from servesim.engine.schedulers.base import ReplicaScheduler
@@ -101,9 +102,8 @@ class VirtualEngine:
         self.busy = False
         # Sequences whose KV was computed elsewhere, admitted before each step.
         self.inbox = KVInbox(self.state, self.scheduler.max_num_seqs)
-        # Decoding sequences to take off this engine at the next iteration boundary (live
-        # migration), each with the callback that gets it once its KV is released here.
-        self.outgoing: dict[Seq, Callable[[Seq | None, float], None]] = {}
+        # Decoding sequences to take off at the next iteration boundary (live migration).
+        self.outbox = Outbox(self.state, self.scheduler, self.links)
         # Set on prefill-role replicas: called with (seq, now) once a prompt and its first
         # token are done; the sequence has left, its KV held until ``release_held``.
         self.on_prefilled: Callable[[Seq, float], None] | None = None
@@ -170,13 +170,10 @@ class VirtualEngine:
             return None
         return seq.num_prompt_tokens + self.state.emitted(seq) - 1
 
-    def detach(self, seq: Seq, done: Callable[[Seq | None, float], None]) -> bool:
+    def detach(self, seq: Seq, done: Released) -> bool:
         """Mark a running ``seq`` to leave at the next iteration boundary (live migration);
-        False when it is not running here."""
-        if seq not in self.state.running:
-            return False
-        self.outgoing[seq] = done
-        return True
+        False when it is not running here (``Outbox.mark``)."""
+        return self.outbox.mark(seq, done)
 
     def _wake(self, now: float) -> None:
         if self.group is not None:
@@ -236,8 +233,8 @@ class VirtualEngine:
     def _next_batch(self, now: float) -> Batch | None:
         """Take what entered, then ask the scheduler for the next batch."""
         self.state.begin_step()
-        if self.outgoing:
-            self._release_outgoing(now)
+        if self.outbox.marked:
+            self.outbox.release(now)
         if self.inbox.queue:
             self.inbox.admit(now)
         if self.arrivals:
@@ -376,19 +373,6 @@ class VirtualEngine:
         callback = self.on_prefilled
         assert callback is not None
         callback(seq, now)
-
-    def _release_outgoing(self, now: float) -> None:
-        """Take the sequences marked for migration off this engine (still decoding here:
-        released; otherwise, e.g. preempted or finished meanwhile, the callback gets None)."""
-        outgoing, self.outgoing = self.outgoing, {}
-        for seq, callback in outgoing.items():
-            if seq.status != SeqStatus.DECODING or seq not in self.state.running:
-                callback(None, now)
-                continue
-            self.state.take_off(seq)  # leaves the decode group (writes back its counters)
-            self.scheduler.notify_finish(seq)
-            self.links.on_leave(seq)
-            callback(seq, now)
 
 
 def _shortcuts(scheduler: ReplicaScheduler) -> tuple[bool, Callable[[Batch, float], None] | None]:
