@@ -9,6 +9,11 @@ vLLM's prefix-cache evictor) or ``lfu`` (least frequently used with dynamic agin
 class named ``path/to/file.py:ClassName`` (``cache.eviction``). The manager keeps the counts;
 the policy only orders the evictable keys.
 
+A pool of full and sliding-window groups (gpt-oss) caches every group's pages: page ``g`` of
+prompt block ``j`` is keyed ``key_j ^ salt_g`` (vLLM keys a cached block by its hash and its
+group id, ``BlockHashWithGroupId``), so a window group's pages, freed as the window slides
+past them, are evicted on their own and can shorten a later hit (``count_hits``).
+
 Invariant (``check``): free + used + cached_evictable == total, where ``used`` counts private
 blocks and referenced cached blocks once each.
 """
@@ -28,6 +33,11 @@ def mix64(parent: int, value: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
     return z ^ (z >> 31)
+
+
+#: what a page of group ``g`` of a hybrid pool XORs into its block's key (group 0: the key
+#: itself, so a pool of one group keys its pages as before)
+_GROUP_SALTS = (0, *(mix64(0x6B76, g) for g in range(1, 257)))
 
 
 def prompt_block_keys(
@@ -68,6 +78,7 @@ class KVBlockManager:
         "block_size",
         "enable_prefix_caching",
         "eviction",
+        "full_salts",
         "layout",
         "num_blocks",
         "num_cached_in_use",
@@ -79,6 +90,8 @@ class KVBlockManager:
         "num_swap_used",
         "num_watermark_blocks",
         "window_blocks",
+        "window_run",
+        "window_salts",
     )
 
     def __init__(
@@ -102,6 +115,12 @@ class KVBlockManager:
         # group (several window groups, chunks) cache no prefix here.
         self.layout = layout = layout or KVLayout(block_size)
         self.window_blocks = 0
+        # Full + sliding-window pools (gpt-oss): every group's pages are cached, keyed apart
+        # (``hybrid_groups``); a hit needs the window's last ``window_run`` blocks before the
+        # hit point in the sliding groups. 0: one key per prompt block (plain pools).
+        self.window_run = 0
+        self.full_salts: tuple[int, ...] = (0,)
+        self.window_salts: tuple[int, ...] = ()
         if layout.state_pages:
             # vLLM v0.10 disables prefix caching for hybrid linear-attention models
             # (MambaModelConfig.verify_and_update_config); its later opt-in mamba caching
@@ -114,6 +133,8 @@ class KVBlockManager:
                 self.window_blocks = -(-(window.tokens - 1) // block_size)
             else:
                 enable_prefix_caching = False
+        elif enable_prefix_caching and hybrid_groups(layout):
+            self._key_hybrid_groups(layout)
         # vLLM: watermark_blocks = int(watermark * num_gpu_blocks), kept free on admission.
         self.num_watermark_blocks = int(watermark * num_blocks)
         self.enable_prefix_caching = enable_prefix_caching
@@ -131,6 +152,14 @@ class KVBlockManager:
         self._evict = policy.evict
         self.num_swap_blocks = num_swap_blocks
         self.num_swap_used = 0
+
+    def _key_hybrid_groups(self, layout: KVLayout) -> None:
+        full = layout.num_full_groups
+        sliding = layout.windows[0]
+        self.full_salts = _GROUP_SALTS[:full]
+        self.window_salts = _GROUP_SALTS[full : full + sliding.num_groups]
+        # SlidingWindowManager: sliding_window_contiguous_blocks = cdiv(window - 1, block)
+        self.window_run = -(-(sliding.tokens - 1) // self.block_size)
 
     # ---- queries -------------------------------------------------------------------------
     @property
@@ -205,6 +234,8 @@ class KVBlockManager:
             return 0
         if self.window_blocks:
             return self._window_hits(keys, max_blocks)
+        if self.window_run:
+            return self._hybrid_hits(keys, max_blocks)
         refs = self._refs
         num = 0
         for key in keys[:max_blocks]:
@@ -230,16 +261,57 @@ class KVBlockManager:
                 return i + run
         return run
 
+    def _hybrid_hits(self, keys: list[int], max_blocks: int) -> int:
+        """The longest hit of a full + sliding-window pool (vLLM V1's
+        ``HybridKVCacheCoordinator.find_longest_cache_hit``, one pass as for its "simple
+        hybrid" of one full and one other attention type): the full groups' leading run of
+        cached blocks bounds it; the sliding groups then scan down from there as
+        ``_window_hits`` does (a block counts when every sliding group's page is cached,
+        ``BlockPool.get_cached_block(hash, group_ids)``), and the full groups' hit is cut
+        to the result."""
+        refs = self._refs
+        full = self.full_salts
+        num = 0
+        for key in keys[:max_blocks]:
+            if key not in refs or (len(full) > 1 and any(key ^ s not in refs for s in full)):
+                break
+            num += 1
+        salts = self.window_salts
+        run = 0
+        for i in range(num - 1, -1, -1):
+            key = keys[i]
+            if any(key ^ s not in refs for s in salts):
+                run = 0
+                continue
+            run += 1
+            if run >= self.window_run:
+                return i + run
+        return run
+
     def hit_keys(self, keys: list[int], num_hits: int) -> list[int]:
         """The cached blocks a hit of ``num_hits`` blocks references: all of them, or a
-        sliding-window pool's last ``window_blocks`` (those its window still reads)."""
+        sliding-window pool's last ``window_blocks`` (those its window still reads); in a
+        full + sliding pool the sliding groups' pages of the last ``window_run`` blocks (in
+        block order), then every full group's page of each block."""
         if self.window_blocks:
             return keys[max(0, num_hits - self.window_blocks) : num_hits]
+        if self.window_run:
+            start = max(0, num_hits - self.window_run)
+            window = [k ^ s for k in keys[start:num_hits] for s in self.window_salts]
+            if len(self.full_salts) == 1:
+                return window + keys[:num_hits]
+            return window + [k ^ s for k in keys[:num_hits] for s in self.full_salts]
         return keys[:num_hits]
 
     def hit_pages(self, num_hits: int) -> int:
         """Pages a hit of ``num_hits`` blocks holds (``len(hit_keys(...))``)."""
-        return min(num_hits, self.window_blocks) if self.window_blocks else num_hits
+        if self.window_blocks:
+            return min(num_hits, self.window_blocks)
+        return len(self.full_salts) * num_hits + self.hit_window_pages(num_hits)
+
+    def hit_window_pages(self, num_hits: int) -> int:
+        """Sliding-group pages at the head of ``hit_keys`` (0 unless a full + sliding pool)."""
+        return len(self.window_salts) * min(num_hits, self.window_run)
 
     def acquire(self, keys: list[int]) -> None:
         """Reference cached blocks ``keys`` (all present)."""
@@ -257,6 +329,18 @@ class KVBlockManager:
         """How many of the (present) ``keys`` are currently evictable (unreferenced)."""
         refs = self._refs
         return sum(1 for key in keys if refs[key] == 0)
+
+    def register_pages(self, keys: list[int]) -> bool:
+        """Cache private pages ``keys`` (one prompt block's pages in every group) together;
+        False, nothing changed, when one of them is cached already."""
+        refs = self._refs
+        if not self.enable_prefix_caching or any(key in refs for key in keys):
+            return False
+        for key in keys:
+            refs[key] = 1
+        self.num_private -= len(keys)
+        self.num_cached_in_use += len(keys)
+        return True
 
     def register(self, key: int) -> bool:
         """Turn one private block of a just-computed full prompt block into cached block
@@ -284,3 +368,16 @@ class KVBlockManager:
                 add(key, depth)
                 self.num_evictable += 1
                 self.num_cached_in_use -= 1
+
+
+def hybrid_groups(layout: KVLayout) -> bool:
+    """True for a pool of full groups and groups of one sliding window (gpt-oss, Gemma 3),
+    whose pages are all cached and keyed apart; chunked-local groups (Llama 4) and mixed
+    window lengths keep the full-group-only hit."""
+    windows = layout.windows
+    return (
+        layout.num_full_groups > 0
+        and len(windows) == 1
+        and windows[0].kind == "sliding"
+        and not layout.state_pages
+    )

@@ -52,6 +52,7 @@ class Seq:
         "num_private",
         "num_prompt_tokens",
         "num_swapped_blocks",
+        "num_window_keys",
         "prefill_target",
         "prompt_keys",
         "request",
@@ -80,6 +81,7 @@ class Seq:
         self.max_gap_s = 0.0
         self.num_private = 0  # private KV blocks held (stale while a group member)
         self.block_keys: list[int] = []  # cached (shared) prompt blocks held, leading
+        self.num_window_keys = 0  # of which sliding-group pages (full + sliding pools)
         self.prompt_keys: list[int] | None = None  # cacheable prompt block keys (lazy)
         self.can_register = True
         self.num_hit_tokens = 0

@@ -20,7 +20,7 @@ from servesim.engine.group import DecodeGroup
 from servesim.engine.hybrid import HybridExecutor
 from servesim.engine.lora import AdapterCache
 from servesim.engine.preemption import FixedPreemption, PreemptionChoice
-from servesim.engine.prefix_books import book_window_chunk, register_blocks
+from servesim.engine.prefix_books import book_hybrid_chunk, book_window_chunk, register_blocks
 from servesim.engine.records import TokenGapSamples
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.speculative import Speculator
@@ -89,6 +89,7 @@ class ReplicaState(ReplicaKV):
             keys = self.blocks.hit_keys(seq.prompt_keys, hit_blocks)
             self.blocks.acquire(keys)
             seq.block_keys = list(keys)
+            seq.num_window_keys = self.blocks.hit_window_pages(hit_blocks)
         hit_tokens = hit_blocks * self.block_size
         if self.adapters is not None:
             self._pin(seq)
@@ -135,6 +136,8 @@ class ReplicaState(ReplicaKV):
         for seq, chunk in batch.prefills:
             if blocks.window_blocks:  # a sliding-window pool caching its pages
                 book_window_chunk(blocks, seq, chunk)
+            elif blocks.window_run:  # a full + sliding pool caching every group's pages
+                book_hybrid_chunk(blocks, seq, chunk)
             else:
                 if windows:
                     self._trim(seq, seq.num_computed, chunk)

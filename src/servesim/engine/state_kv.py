@@ -75,6 +75,7 @@ class ReplicaKV(ReplicaStateView):
         self.blocks.allocate(num_blocks)
         seq.num_private = num_blocks
         seq.block_keys = []
+        seq.num_window_keys = 0
         seq.num_computed = seq.prefill_target
         seq.status = SeqStatus.DECODING
         if math.isnan(seq.first_scheduled_s):
@@ -115,6 +116,7 @@ class ReplicaKV(ReplicaStateView):
         self.blocks.deref(seq.block_keys)
         seq.num_private = 0
         seq.block_keys = []
+        seq.num_window_keys = 0
 
     def finish(self, seq: Seq) -> None:
         """Release a finished sequence's blocks."""
@@ -131,6 +133,7 @@ class ReplicaKV(ReplicaStateView):
         self.held[seq] = (seq.num_private, seq.block_keys)
         seq.num_private = 0
         seq.block_keys = []
+        seq.num_window_keys = 0
         seq.status = SeqStatus.WAITING  # for its destination
 
     def release_held(self, seq: Seq) -> None:
