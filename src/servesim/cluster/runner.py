@@ -27,6 +27,7 @@ from servesim.cluster.admission import REJECT_REASON, OpenLoopSender, check_admi
 from servesim.cluster.autoscale import Autoscaler
 from servesim.cluster.client_hooks import ClientHooks
 from servesim.cluster.deployment import Deployment
+from servesim.cluster.disagg_skip import bound_decode_skip, decode_skip_allowed
 from servesim.cluster.live import LiveCluster
 from servesim.cluster.measure import without_warmups
 from servesim.cluster.migration import Migrator
@@ -38,7 +39,7 @@ from servesim.core.events import EventLoop, EventPriority
 from servesim.core.rng import RandomStreams
 from servesim.engine.contracts import check_route
 from servesim.engine.records import RejectReason, SimulationRecords
-from servesim.engine.replica import Replica, kv_arrival_bound
+from servesim.engine.replica import Replica
 from servesim.engine.rows import write_request
 from servesim.engine.sequence import Seq
 from servesim.engine.simulation import (
@@ -82,7 +83,7 @@ class Cluster(ClientHooks):
         self.client: BenchmarkClient | OpenLoopSender | None = None
         self.client_seqs: dict[Seq, None] = {}  # sent by the client, not yet done
         self.wakeups: set[float] = set()
-        # decode replicas skip ahead up to this bound (``_bound_decode_skip``); None: they step
+        # decode replicas skip ahead up to this bound (cluster/disagg_skip.py); None: they step
         self.kv_bound: KVArrivalBound | None = None
         self.decode_skip = True  # run_cluster: off with skip-ahead off or a stop_when
         self.first_measured_gap = 0  # token-gap samples before it belong to warm-ups
@@ -155,6 +156,19 @@ class Cluster(ClientHooks):
         if self.client is None:  # a client's sends end when it says so
             self.is_exhausted = True
 
+    def driver_requests(
+        self, requests: Iterable[Request], client: ClientOptions | None
+    ) -> Iterable[Request]:
+        """The requests the engine's driver feeds: none when the cluster sends them itself
+        (a benchmark client, or the open-loop sender an admission gate sits behind)."""
+        if client is not None:
+            self.client = BenchmarkClient(requests, client)
+        elif self.admission is not None:
+            self.client = OpenLoopSender(requests)
+        else:
+            return requests
+        return ()
+
     def routes_ahead(self) -> bool:
         """Whether arrivals may be routed ahead of the clock (``run_simulation``): the entry
         router reads no state and no replica's work can come from or go to another (no
@@ -185,10 +199,15 @@ class Cluster(ClientHooks):
         self.records = handle.records
         self.loop = handle.loop
         self.live.bind(handle.loop, handle.replicas, handle.records)
+        senders = []
         for i in self.entry:
             if self.deployment.pools[self.pool_of[i]].role == "prefill":
                 self.replicas[i].on_prefilled = self._handoff
-        self._bound_decode_skip()
+                senders.append(self.replicas[i])
+        has = {"has_client": self.client is not None, "has_migrator": self.migrator is not None}
+        if self.decode_skip and decode_skip_allowed(self.deployment, **has):
+            receivers = [self.replicas[i] for i in self.decode]
+            self.kv_bound = bound_decode_skip(self.loop, senders, receivers)
         self.autoscaler.start()
         if self.migrator is not None:
             self.migrator.start()
@@ -198,25 +217,6 @@ class Cluster(ClientHooks):
                     engine.on_done = self._completion_hook(engine.on_done)
         if self.client is not None:
             self._wake_at(0.0)
-
-    def _bound_decode_skip(self) -> None:
-        """Let the decode replicas skip ahead up to the earliest time KV can reach them
-        (``engine.skip.KVArrivalBound``) when nothing else reads or moves their work: no
-        client (whose sends follow finishes), autoscaler or migrator (their rounds read
-        replica state), DP groups (stepped by their group) or ``stop_when`` (it reads the
-        records after every finish)."""
-        pools = self.deployment.pools
-        alone = self.migrator is None and all(p.autoscale is None for p in pools)
-        if not (self.decode_skip and self.decode and self.client is None and alone):
-            return
-        if self.deployment.dp_groups():
-            return
-        roles = [pools[p].role for p in self.pool_of]
-        senders = [r for r, role in zip(self.replicas, roles, strict=True) if role == "prefill"]
-        receivers = [self.replicas[i] for i in self.decode]
-        self.kv_bound = kv_arrival_bound(self.loop, senders, receivers)
-        for replica in receivers:
-            replica.skip_until_kv(self.kv_bound)
 
     def is_active(self) -> bool:
         """True while requests may still arrive or are inside the cluster."""
@@ -378,14 +378,8 @@ def run_cluster(
     """
     cluster = Cluster(deployment, perf, RandomStreams(seed).child("cluster"))
     cluster.decode_skip = skip_ahead and stop_when is None
-    if client is not None:
-        cluster.client = BenchmarkClient(requests, client)
-        requests = ()
-    elif cluster.admission is not None:  # the gate sits where the cluster sends requests
-        cluster.client = OpenLoopSender(requests)
-        requests = ()
     run_simulation(
-        cluster.requests(requests),
+        cluster.requests(cluster.driver_requests(requests, client)),
         deployment.setups(),
         perf,
         dispatch=cluster.dispatch,

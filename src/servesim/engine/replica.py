@@ -27,7 +27,7 @@ from servesim.engine.scheduler_setup import make_scheduler, memory_token_budget,
 from servesim.engine.schedulers import ReplicaScheduler
 from servesim.engine.sequence import Seq
 from servesim.engine.setup import ReplicaSetup
-from servesim.engine.skip import KVArrivalBound, PipelineSkip
+from servesim.engine.skip import PipelineSkip
 from servesim.engine.speculative import Speculator, num_kv_blocks_with_draft
 from servesim.engine.state import ReplicaState
 from servesim.engine.timeline import BatchPricer, StageTimeline, SwapLink
@@ -406,16 +406,3 @@ class Replica:
         if not scheduler.is_chunked and num_prompt_tokens > scheduler.token_budget:
             return RejectReason.PROMPT_EXCEEDS_BATCH_TOKENS
         return RejectReason.NONE
-
-
-def kv_arrival_bound(
-    loop: EventLoop, senders: list[Replica], receivers: list[Replica]
-) -> KVArrivalBound:
-    """The earliest time KV handed off by ``senders`` (prefill replicas) can reach one of
-    ``receivers`` (``engine.skip.KVArrivalBound``; give it to ``Replica.skip_until_kv``)."""
-    return KVArrivalBound(
-        loop,
-        [engine for replica in senders for engine in replica.engines],
-        [replica.entering for replica in senders],
-        [engine for replica in receivers for engine in replica.engines],
-    )
