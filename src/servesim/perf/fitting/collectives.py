@@ -39,6 +39,13 @@ MAX_SEGMENTS = 4  # one-shot, two-shot, NCCL fallback (+ one protocol step); NCC
 MIN_SIZES_PER_SEGMENT = 3  # a line through two sizes is a fit of noise, not a regime
 SEGMENT_PENALTY = 0.3  # summed |relative error| a new regime must save (chosen once, all stacks)
 _IRLS_STEPS = 12
+#: Steepest regime a fit may take, as link bandwidth over bus bandwidth: every regime of the
+#: shipped fits (380 segments: 4 GPUs, NCCL and both custom all-reduces, fitted on all sizes)
+#: runs at >= 1/99 of its link (A100 NCCL all-gather at 2 GPUs, the LL protocol's rate). A
+#: steeper line through three sizes is a single-size spike of the measurement, not a regime
+#: (SGLang eager, H100, 4 GPUs, 2 KB: 70 us between 29.2 and 29.6; held out beside it, such a
+#: line took 1 KB to 46 us).
+MAX_LINK_OVER_BUS = 200.0
 
 _NCCL_OPS = {
     "all_reduce": "all_reduce",
@@ -166,8 +173,14 @@ def _nonneg_lsq(design: np.ndarray, target: np.ndarray) -> np.ndarray:
     return best
 
 
-def _segment_group(bus_bytes: np.ndarray, t: np.ndarray) -> list[tuple[int, int, float, float]]:
-    """Best cut of one curve: (first, last) unique-size index and (alpha, slope) per regime."""
+def _segment_group(
+    bus_bytes: np.ndarray, t: np.ndarray, max_slope: float = math.inf
+) -> list[tuple[int, int, float, float]]:
+    """Best cut of one curve: (first, last) unique-size index and (alpha, slope) per regime.
+
+    Regimes steeper than ``max_slope`` (seconds per bus byte) are not candidates, unless no
+    cut exists without them.
+    """
     sizes = np.unique(bus_bytes)
     m = len(sizes)
     index = np.searchsorted(sizes, bus_bytes)
@@ -177,6 +190,18 @@ def _segment_group(bus_bytes: np.ndarray, t: np.ndarray) -> list[tuple[int, int,
         for j in range(i + min_len - 1, m):
             mask = (index >= i) & (index <= j)
             lines[(i, j)] = _fit_line(bus_bytes[mask], t[mask])
+    steep = {key for key, line in lines.items() if line[1] > max_slope}
+    cuts = _best_cuts(m, {k: v for k, v in lines.items() if k not in steep}) if steep else None
+    if cuts is None:
+        cuts = _best_cuts(m, lines)
+        assert cuts is not None  # the one-regime line over every size is always a candidate
+    return [(i, j, lines[(i, j)][0], lines[(i, j)][1]) for i, j in cuts]
+
+
+def _best_cuts(
+    m: int, lines: dict[tuple[int, int], tuple[float, float, float]]
+) -> list[tuple[int, int]] | None:
+    """The cut of sizes 0..m-1 into candidate ``lines`` of least cost (None: no cut)."""
     # best[k][j]: cost of covering sizes 0..j with k+1 regimes, and the cut that achieves it
     best: list[dict[int, tuple[float, list[tuple[int, int]]]]] = [{}]
     for j in range(m):
@@ -197,8 +222,9 @@ def _segment_group(bus_bytes: np.ndarray, t: np.ndarray) -> list[tuple[int, int,
         for k, layer in enumerate(best)
         if (m - 1) in layer
     ]
-    _, _, cuts = min(options, key=lambda o: (o[0], o[1]))
-    return [(i, j, lines[(i, j)][0], lines[(i, j)][1]) for i, j in cuts]
+    if not options:
+        return None
+    return min(options, key=lambda o: (o[0], o[1]))[2]
 
 
 def fit_group(
@@ -214,8 +240,8 @@ def fit_group(
     order = np.lexsort((t, num_bytes))
     num_bytes, t = num_bytes[order], t[order]
     sizes = np.unique(num_bytes)
-    cuts = _segment_group(volume * num_bytes, t)
     link_bw = gpu.intra_node_link.bandwidth_bytes_per_s
+    cuts = _segment_group(volume * num_bytes, t, MAX_LINK_OVER_BUS / link_bw)
     segments = tuple(Segment(alpha, slope * link_bw) for _, _, alpha, slope in cuts)
     edges = tuple((float(sizes[j]), float(sizes[j + 1])) for _, j, _, _ in cuts[:-1])
     return CollectiveFit(
