@@ -10,7 +10,8 @@ import numpy as np
 
 from servesim.engine import CacheConfig, ReplicaSetup, VLLMSchedulerConfig
 from servesim.engine.blocks import KVBlockManager
-from servesim.perf.kv_groups import describe, kv_layout, state_pages_per_group
+from servesim.engine.config import SpeculativeConfig
+from servesim.perf.kv_groups import describe, kv_layout, state_pages_per_group, vllm_block_size
 from servesim.perf.kv_layout import KVLayout
 from servesim.perf.memory import CUDA_CONTEXT_BYTES, NCCL_BUFFER_BYTES, plan_memory
 from servesim.perf.types import ReplicaPlan
@@ -64,22 +65,66 @@ def test_prefix_caching_is_off_with_state_groups() -> None:
     assert KVBlockManager(1000, 16, enable_prefix_caching=True).enable_prefix_caching
 
 
+def test_vllm_raises_the_block_for_every_group() -> None:
+    # HybridAttentionMambaModelConfig: 16 * cdiv(state, 16 * 1,024 B) = 16 * 34 = 544 tokens
+    # at tp=2, 16 * 17 = 272 at tp=4; a larger configured block is kept
+    assert vllm_block_size(_plan(2), 16) == 544 and vllm_block_size(_plan(4), 16) == 272
+    assert vllm_block_size(_plan(2), 1024) == 1024
+    plain = ReplicaPlan(model=resolve_model("llama-3.1-8b"), gpu=get_gpu("h200"))
+    assert vllm_block_size(plain, 16) == 16
+    # at 544 tokens a state is one page; the full group's pages are 544 tokens too
+    layout = kv_layout(_plan(2), 544)
+    assert describe(layout) == "1 full + 3 state(x1 pages)" and layout.state_pages == 3
+    assert layout.pages(1000) == 2 + 3  # before (16-token pages): 63 + 102 of 1/34 the size
+    assert layout.pages(8192) == 16 + 3 and layout.peak_pages(32_768) == 61 + 3
+
+
+def test_raised_pool_is_the_same_bytes_in_544_token_pages() -> None:
+    small, raised = plan_memory(_plan(2)), plan_memory(_plan(2), block_size_tokens=544)
+    assert raised.kv_bytes_per_token == 12 * 1024
+    assert raised.num_kv_blocks == raised.kv_cache_bytes // (12 * 1024 * 544)
+    assert raised.num_kv_blocks == small.num_kv_blocks // 34
+    # sequences at 8k: num_blocks // (cdiv(8192, 544) + 3), vLLM's count (docs/kv-layout.md)
+    before = small.num_kv_blocks // kv_layout(_plan(2), 16).peak_pages(8192)
+    after = raised.num_kv_blocks // 19
+    assert (before, after) == (449, 426)
+
+
 def _max_overlap(cols: dict[str, np.ndarray]) -> int:
     starts, ends = cols["first_token_s"], cols["completion_s"]
     return max(int(((starts <= t) & (ends > t)).sum()) for t in starts)
 
 
-def test_engine_runs_as_many_sequences_as_the_states_allow() -> None:
-    """A 330-page pool: each 20 + 50 token request holds cdiv(70, 16) = 5 pages + 102 state
-    pages = 107 at most, so 3 run at once (3 * 107 = 321 <= 330 - watermark 3; a fourth's
-    admission needs 104 more); all are served and the books balance every step."""
-    setup = ReplicaSetup(
+def _state_setup(**changes: object) -> ReplicaSetup:
+    return ReplicaSetup(
         plan=_plan(2),
         scheduler=VLLMSchedulerConfig(max_num_batched_tokens=256, enable_chunked_prefill=True),
-        cache=CacheConfig(),
+        cache=CacheConfig(num_kv_blocks=22),
+        **changes,  # type: ignore[arg-type]
     )
+
+
+def test_engine_runs_as_many_sequences_as_the_states_allow() -> None:
+    """A 22-page pool at vLLM's 544-token block: each 20 + 50 token request holds one full
+    page and 3 state pages, 4, so 5 run at once (20 <= 22; a sixth needs 4 more); all are
+    served and the books balance every step. The replica reports the raised block."""
     reqs = [req(i, 0.0, 20, 50) for i in range(10)]
-    records = run(reqs, LinearPerf(num_kv_blocks=330), setup)
+    records = run(reqs, LinearPerf(), _state_setup())
     assert_all_served(records)
     assert records.counters.get("num_preemptions", 0) == 0
-    assert _max_overlap(rows(records)) == 3
+    assert _max_overlap(rows(records)) == 5
+    assert records.replicas[0].block_size_tokens == 544
+
+
+def test_speculation_holds_a_state_per_draft() -> None:
+    """MTP with k = 2: vLLM's MambaManager holds 1 + 2 states per state group, so a request
+    holds 1 + 3 x 3 = 10 pages and 2 run at once in the 22-page pool (5 without the
+    speculative states)."""
+    assert describe(kv_layout(_plan(2), 544, 2)) == "1 full + 3 state(3 states x1 pages)"
+    assert kv_layout(_plan(2), 544, 2).pages(70) == 10
+    spec = SpeculativeConfig(method="mtp", num_speculative_tokens=2)
+    reqs = [req(i, 0.0, 20, 50) for i in range(10)]
+    records = run(reqs, LinearPerf(), _state_setup(speculative=spec))
+    assert_all_served(records)
+    assert records.counters.get("num_preemptions", 0) == 0
+    assert _max_overlap(rows(records)) == 2

@@ -20,9 +20,16 @@ blocks and referenced cached blocks once each.
 
 from __future__ import annotations
 
+import dataclasses
+from typing import TYPE_CHECKING
+
 from servesim.engine.contracts import ContractError, KVCapacityError
 from servesim.engine.eviction import make_eviction
+from servesim.perf.kv_groups import vllm_block_size
 from servesim.perf.kv_layout import KVLayout
+
+if TYPE_CHECKING:
+    from servesim.engine.setup import ReplicaSetup
 
 _MASK = (1 << 64) - 1
 
@@ -107,34 +114,8 @@ class KVBlockManager:
     ) -> None:
         self.num_blocks = num_blocks
         self.block_size = block_size
-        # Blocks are pages of the layout's KV cache groups (perf/kv_layout.py); a cached
-        # prompt block is one full-attention page. A model whose one group slides over
-        # every layer (Mistral-7B v0.1) caches its own pages: a hit then needs only the
-        # window's last blocks before the hit point (``window_blocks``, vLLM's
-        # ``SlidingWindowManager.find_longest_cache_hit``). Other layouts without a full
-        # group (several window groups, chunks) cache no prefix here.
         self.layout = layout = layout or KVLayout(block_size)
-        self.window_blocks = 0
-        # Full + sliding-window pools (gpt-oss): every group's pages are cached, keyed apart
-        # (``hybrid_groups``); a hit needs the window's last ``window_run`` blocks before the
-        # hit point in the sliding groups. 0: one key per prompt block (plain pools).
-        self.window_run = 0
-        self.full_salts: tuple[int, ...] = (0,)
-        self.window_salts: tuple[int, ...] = ()
-        if layout.state_pages:
-            # vLLM v0.10 disables prefix caching for hybrid linear-attention models
-            # (MambaModelConfig.verify_and_update_config); its later opt-in mamba caching
-            # mode is not modelled.
-            enable_prefix_caching = False
-        elif layout.num_full_groups == 0:
-            window = layout.windows[0] if layout.pages_per_row == 1 else None
-            if window is not None and window.kind == "sliding" and enable_prefix_caching:
-                # cdiv(window - 1, block): the query token itself is in the window
-                self.window_blocks = -(-(window.tokens - 1) // block_size)
-            else:
-                enable_prefix_caching = False
-        elif enable_prefix_caching and hybrid_groups(layout):
-            self._key_hybrid_groups(layout)
+        enable_prefix_caching = self._cache_mode(layout, enable_prefix_caching)
         # vLLM: watermark_blocks = int(watermark * num_gpu_blocks), kept free on admission.
         self.num_watermark_blocks = int(watermark * num_blocks)
         self.enable_prefix_caching = enable_prefix_caching
@@ -152,6 +133,36 @@ class KVBlockManager:
         self._evict = policy.evict
         self.num_swap_blocks = num_swap_blocks
         self.num_swap_used = 0
+
+    def _cache_mode(self, layout: KVLayout, enable: bool) -> bool:
+        """How the layout's pages are cached (sets ``window_blocks``, ``window_run`` and the
+        group salts); returns whether prefix caching stays on.
+
+        Blocks are pages of the layout's KV cache groups (perf/kv_layout.py). A plain pool
+        caches one page per prompt block. A model whose one group slides over every layer
+        (Mistral-7B v0.1) caches its own pages: a hit needs only the window's last blocks
+        before the hit point (``window_blocks``, vLLM's ``SlidingWindowManager.
+        find_longest_cache_hit``). Full + sliding pools (gpt-oss) cache every group's pages,
+        keyed apart (``hybrid_groups``): a hit needs the window's last ``window_run`` blocks
+        in the sliding groups. Full + chunked pools cache the full group's pages only (the
+        chunk's are taken fresh); other layouts without a full group cache no prefix."""
+        self.window_blocks = self.window_run = 0
+        self.full_salts: tuple[int, ...] = (0,)
+        self.window_salts: tuple[int, ...] = ()
+        if not enable or layout.state_pages:
+            # vLLM v0.10 disables prefix caching for hybrid linear-attention models
+            # (MambaModelConfig.verify_and_update_config); its later opt-in mamba caching
+            # mode is not modelled.
+            return False
+        if layout.num_full_groups == 0:
+            window = layout.windows[0] if layout.pages_per_row == 1 else None
+            if window is None or window.kind != "sliding":
+                return False
+            # cdiv(window - 1, block): the query token itself is in the window
+            self.window_blocks = -(-(window.tokens - 1) // self.block_size)
+        elif hybrid_groups(layout):
+            self._key_hybrid_groups(layout)
+        return True
 
     def _key_hybrid_groups(self, layout: KVLayout) -> None:
         full = layout.num_full_groups
@@ -381,3 +392,14 @@ def hybrid_groups(layout: KVLayout) -> bool:
         and windows[0].kind == "sliding"
         and not layout.state_pages
     )
+
+
+def at_vllm_block_size(setup: ReplicaSetup) -> ReplicaSetup:
+    """``setup`` with the cache's block size vLLM runs its model at: raised for every group
+    of a model with linear-attention state until a page holds one state
+    (``perf.kv_groups.vllm_block_size``), unchanged otherwise (the same object)."""
+    cache = setup.cache
+    block = vllm_block_size(setup.plan, cache.block_size)
+    if block == cache.block_size:
+        return setup
+    return dataclasses.replace(setup, cache=cache.model_copy(update={"block_size": block}))

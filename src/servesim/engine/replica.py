@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from servesim.core.errors import ConfigError, InfeasibleError
 from servesim.core.events import EventLoop, EventPriority
-from servesim.engine.blocks import KVBlockManager
+from servesim.engine.blocks import KVBlockManager, at_vllm_block_size
 from servesim.engine.config import CacheConfig
 from servesim.engine.dp_group import check_rank, rank_memory_plan
 from servesim.engine.hybrid import HybridExecutor
@@ -28,7 +28,11 @@ from servesim.engine.schedulers import ReplicaScheduler
 from servesim.engine.sequence import Seq
 from servesim.engine.setup import ReplicaSetup
 from servesim.engine.skip import PipelineSkip
-from servesim.engine.speculative import Speculator, num_kv_blocks_with_draft
+from servesim.engine.speculative import (
+    Speculator,
+    num_kv_blocks_with_draft,
+    speculative_state_blocks,
+)
 from servesim.engine.state import ReplicaState
 from servesim.engine.timeline import BatchPricer, StageTimeline, SwapLink
 from servesim.engine.vengine import VirtualEngine
@@ -58,6 +62,7 @@ class Replica:
         check_invariants: bool = False,
         dp_cost: DPGroupCost | None = None,
     ) -> None:
+        setup = at_vllm_block_size(setup)  # linear-attention hybrids: vLLM's raised block
         plan: ReplicaPlan = setup.plan
         # A data-parallel-attention rank (engine/dp_group.py): priced for its own part, its
         # memory holding E / (tp x dp) whole experts per GPU, stepped with its group.
@@ -285,7 +290,9 @@ class Replica:
             enable_prefix_caching=self.prefix_caching,
             num_swap_blocks=num_swap_blocks,
             eviction=cache.eviction,
-            layout=kv_layout(self.plan, cache.block_size),
+            layout=kv_layout(
+                self.plan, cache.block_size, speculative_state_blocks(self.speculator)
+            ),
         )
         state = ReplicaState(
             blocks, self.records.token_gaps, self.records.count, preemption=preemption

@@ -208,6 +208,14 @@ class Speculator:
         )
 
 
+def speculative_state_blocks(speculator: Speculator | None) -> int:
+    """Extra linear-attention states a sequence holds per state group: ``k`` under
+    speculation (vLLM's ``MambaSpec.num_speculative_blocks = num_speculative_tokens``,
+    vllm/model_executor/layers/mamba/abstract.py ``get_kv_cache_spec``: one state per draft
+    position next to the running one, so a rejected draft's state is never needed), else 0."""
+    return 0 if speculator is None else speculator.num_speculative_tokens
+
+
 def _draft_weight_bytes(
     speculator: Speculator, plan: ReplicaPlan, draft: MemoryPlan, config: SpeculativeConfig
 ) -> float:

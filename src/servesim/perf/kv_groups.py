@@ -11,8 +11,10 @@ groups), so the pool holds ``kv_cache_bytes // page_bytes`` pages. A model of on
 type is one group of all its layers: a page is then the classic block of every layer.
 
 Linear-attention layers are a bucket too (vLLM V1's ``MambaSpec``, v0.10+): their groups hold
-one state per sequence in the same pool, a state taking ``state_pages_per_group`` pages
-(perf/kv_layout.py: vLLM pads the state and attention pages to one size). Sparse layers
+one state per sequence in the same pool (``1 + k`` under speculation with ``k`` drafts). vLLM
+raises the block size of every attention group until one page holds a state
+(``vllm_block_size``) and pads the state to it; at that block a state takes one page
+(``state_pages_per_group``; at a smaller block, as many as it fills). Sparse layers
 (DeepSeek-V3.2) grow like full ones.
 """
 
@@ -62,12 +64,11 @@ def has_state_groups(plan: ReplicaPlan) -> bool:
     return bool(plan.model.layer_types) and "linear" in plan.model.layer_kind_counts()
 
 
-def state_pages_per_group(plan: ReplicaPlan, block_size: int) -> int:
-    """Pool pages one linear-attention state takes: ``cdiv(state, block_size x attention
-    bytes per token)`` per layer (vLLM's ``verify_and_update_config`` raises the attention
-    block by this factor of its 16-token alignment; both sides are split by TP alike)."""
+def _attention_bytes_per_token(plan: ReplicaPlan) -> float:
+    """One token of the largest attention layer's KV on one GPU (vLLM's
+    ``attn_page_size_1_token``)."""
     m = plan.model
-    attn = max(
+    return max(
         (
             kv_bytes_per_token_layer(m, plan.tp, m.layer_kind(j), plan.kv_dtype.num_bytes)
             for j in range(m.num_layers)
@@ -75,8 +76,32 @@ def state_pages_per_group(plan: ReplicaPlan, block_size: int) -> int:
         ),
         default=0.0,
     )
-    state = linear_state_bytes_per_layer(m, plan.tp)
+
+
+def state_pages_per_group(plan: ReplicaPlan, block_size: int) -> int:
+    """Pool pages one linear-attention state takes: ``cdiv(state, block_size x attention
+    bytes per token)`` per layer (both sides split by TP alike); 1 at ``vllm_block_size``."""
+    attn = _attention_bytes_per_token(plan)
+    state = linear_state_bytes_per_layer(plan.model, plan.tp)
     return -int(-state // (block_size * attn)) if attn > 0 else 0
+
+
+#: vLLM's ``kernel_block_alignment_size`` in ``HybridAttentionMambaModelConfig``
+_ATTN_BLOCK_ALIGNMENT = 16
+
+
+def vllm_block_size(plan: ReplicaPlan, block_size: int) -> int:
+    """The block size vLLM runs ``plan`` at: ``block_size``, raised for a model with
+    linear-attention state until one attention page holds a state
+    (vllm/model_executor/models/config.py ``HybridAttentionMambaModelConfig.
+    verify_and_update_config``: ``attn_block_size = 16 * cdiv(state_page, 16 *
+    attn_page_size_1_token)``, taken when the configured block is smaller), for every
+    attention group alike (one ``cache_config.block_size``)."""
+    if not has_state_groups(plan):
+        return block_size
+    align = _ATTN_BLOCK_ALIGNMENT
+    raised = align * state_pages_per_group(plan, align)
+    return max(block_size, raised)
 
 
 def _group_size(buckets: dict[TypeKey, list[int]]) -> int:
@@ -85,8 +110,10 @@ def _group_size(buckets: dict[TypeKey, list[int]]) -> int:
     return largest if largest < 1.5 * smallest else smallest
 
 
-def kv_layout(plan: ReplicaPlan, block_size: int) -> KVLayout:
-    """The replica's KV cache groups (``plain`` for a model without windows)."""
+def kv_layout(plan: ReplicaPlan, block_size: int, num_speculative_blocks: int = 0) -> KVLayout:
+    """The replica's KV cache groups (``plain`` for a model without windows);
+    ``num_speculative_blocks``: the extra states per state group under speculation (vLLM's
+    ``MambaSpec.num_speculative_blocks``, the drafts ``k``)."""
     if not has_window_groups(plan) and not has_state_groups(plan):
         return KVLayout(block_size)
     buckets = _buckets(plan, block_size)
@@ -99,7 +126,7 @@ def kv_layout(plan: ReplicaPlan, block_size: int) -> KVLayout:
     )
     states = -(-len(buckets.get(("linear", 0), [])) // size)
     per_state = state_pages_per_group(plan, block_size) if states else 0
-    return KVLayout(block_size, full, windows, states, per_state)
+    return KVLayout(block_size, full, windows, states, per_state, 1 + num_speculative_blocks)
 
 
 def page_bytes_per_token(plan: ReplicaPlan, stage: int, block_size: int) -> float:
@@ -131,7 +158,10 @@ def describe(layout: KVLayout) -> str:
     parts = [f"{layout.num_full_groups} full"] if layout.num_full_groups else []
     parts += [f"{w.num_groups} {w.kind}({w.tokens})" for w in layout.windows]
     if layout.num_state_groups:
-        parts.append(f"{layout.num_state_groups} state(x{layout.state_pages_per_group} pages)")
+        pages = f"x{layout.state_pages_per_group} pages"
+        if layout.states_per_seq > 1:  # speculation: the running state and one per draft
+            pages = f"{layout.states_per_seq} states {pages}"
+        parts.append(f"{layout.num_state_groups} state({pages})")
     return " + ".join(parts)
 
 

@@ -22,9 +22,12 @@ each request holds one state page per such group from admission to finish, whate
 length. vLLM raises the attention block size until one attention page holds as many bytes as
 one state (vllm/model_executor/models/config.py ``HybridAttentionMambaModelConfig.
 verify_and_update_config``: ``attn_block_size = 16 * cdiv(state_page, 16 * attn_page_1_token)``)
-and pads the state page to it; here the pool keeps its ``block_size`` pages and a state group
-takes ``state_pages_per_group`` of them (the same ``cdiv``: exact at vLLM's 16-token
-alignment; the full group's pages then round to ``block_size`` tokens, not to the raised block).
+and pads the state page to it; the replica runs at that block size (``kv_groups.
+vllm_block_size``: every group's page is then one state, ``state_pages_per_group`` 1). With
+speculative decoding each state group holds ``1 + k`` states per request
+(``MambaSpec.num_speculative_blocks = k``, vllm/model_executor/layers/mamba/abstract.py
+``get_kv_cache_spec``; ``MambaManager.allocate_new_blocks`` adds ``k`` blocks' tokens), the
+running state and one per draft position: ``states_per_seq``.
 
 Here the frees are applied when a step's tokens are booked (vLLM applies them when the
 request is next scheduled; the count over a step is the same, they only become available to
@@ -69,6 +72,8 @@ class KVLayout:
         plain: one group of every layer: a block per ``block_size`` tokens, no window frees.
         num_state_groups: linear-attention groups (one state each per sequence).
         state_pages_per_group: pool pages one state takes.
+        states_per_seq: states a sequence holds per state group (``1 + k`` under
+            speculative decoding with ``k`` drafts, else 1).
         pages_per_row: pages every ``block_size`` tokens of new KV take (one per growing or
             window group; state groups take none).
         state_pages: pages a sequence's states hold from its first token to its finish.
@@ -79,13 +84,14 @@ class KVLayout:
     windows: tuple[WindowGroups, ...] = ()
     num_state_groups: int = 0
     state_pages_per_group: int = 0
+    states_per_seq: int = 1
     plain: bool = field(init=False)
     pages_per_row: int = field(init=False)
     state_pages: int = field(init=False)
 
     def __post_init__(self) -> None:
         # read on the engine's hot path: computed once
-        state = self.num_state_groups * self.state_pages_per_group
+        state = self.num_state_groups * self.states_per_seq * self.state_pages_per_group
         plain = not self.windows and self.num_full_groups == 1 and not state
         object.__setattr__(self, "plain", plain)
         pages = self.num_full_groups + sum(w.num_groups for w in self.windows)
