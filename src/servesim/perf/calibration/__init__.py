@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from servesim.core.errors import ConfigError, UnknownNameError
+from servesim.perf.calibration.packaged import LazyMember, parse_packaged
 
 CALIBRATION_PATH = Path(__file__).with_name("calibration.json")
 # The profile of the engine the validation runs measured (vLLM 0.6, V0 engine).
@@ -261,6 +262,11 @@ def _gpu_from_dict(key: str, data: Mapping[str, Any]) -> GpuCalibration:
     )
 
 
+def _kernel_stacks(stacks: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The kernel stacks as given when still unparsed (``packaged.LazyMember``), else a copy."""
+    return stacks if isinstance(stacks, LazyMember) else dict(stacks)
+
+
 def calibration_from_dict(data: Mapping[str, Any]) -> Calibration:
     """Build a ``Calibration`` from the parsed JSON document."""
     collectives = tuple(
@@ -282,7 +288,7 @@ def calibration_from_dict(data: Mapping[str, Any]) -> Calibration:
         host=HostOverhead(**data.get("host", {})),
         source=data.get("source", ""),
         host_profiles={k: HostOverhead(**v) for k, v in data.get("host_profiles", {}).items()},
-        kernel_stacks=dict(data.get("kernel_stacks", {})),
+        kernel_stacks=_kernel_stacks(data.get("kernel_stacks", {})),
         power=dict(data.get("power", {})),
     )
 
@@ -318,7 +324,9 @@ def _load(path: str | None) -> Calibration:
             raise ConfigError("calibration", str(path), "is not a file")
         return calibration_from_dict({})
     try:
-        data = json.loads(target.read_text(encoding="utf-8"))
+        text = target.read_text(encoding="utf-8")
+        # a user's file is parsed whole, so that a malformed one fails here, on load
+        data = parse_packaged(text) if target == CALIBRATION_PATH else json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(
             "calibration", str(target), f"is not a calibration JSON file ({exc})"
