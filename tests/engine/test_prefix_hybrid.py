@@ -114,7 +114,7 @@ def test_evicted_sliding_pages_shorten_a_later_hit() -> None:
     0..53 are the pool's only evictable pages, block 53 the oldest (freed tail first, as
     vLLM's remove_skipped_blocks frees them); evicting 20 takes 53..34, so c's sliding
     hit at 40 scans down 39..34 (gone) to 33..26: 34 blocks, 544 tokens (vLLM's); the
-    full-group-only hit of before was 640."""
+    full-group-only hit of before was 640. Once c has run, a fourth hits 640 again."""
     state = _state()
     a = _seq(1, list(range(1, 63)))
     _prefill(state, a)
@@ -128,6 +128,13 @@ def test_evicted_sliding_pages_shorten_a_later_hit() -> None:
     state.allocate_chunk(other, 1, need=blocks.num_free + 20)
     assert blocks.num_evictions == 20 and blocks.num_evictable == 34
     assert state.admission_cost(c, 100)[0] == 34 * B == 544
+    # c computes blocks 34..39 again: their full pages are cached already (a's), so c's
+    # stay private (vLLM caches a second block of the hash), but their sliding pages are
+    # cached anew, so the next request with that head hits all 40 blocks again
+    state.finish(other)
+    assert _prefill(state, c) == 544
+    d = _seq(4, list(range(1, 41)))
+    assert state.admission_cost(d, 100)[0] == 640
 
 
 def test_engine_run_of_gpt_oss_with_a_shared_prefix() -> None:

@@ -341,18 +341,6 @@ class KVBlockManager:
         refs = self._refs
         return sum(1 for key in keys if refs[key] == 0)
 
-    def register_pages(self, keys: list[int]) -> bool:
-        """Cache private pages ``keys`` (one prompt block's pages in every group) together;
-        False, nothing changed, when one of them is cached already."""
-        refs = self._refs
-        if not self.enable_prefix_caching or any(key in refs for key in keys):
-            return False
-        for key in keys:
-            refs[key] = 1
-        self.num_private -= len(keys)
-        self.num_cached_in_use += len(keys)
-        return True
-
     def register(self, key: int) -> bool:
         """Turn one private block of a just-computed full prompt block into cached block
         ``key``; False (block stays private) when the key is already cached."""

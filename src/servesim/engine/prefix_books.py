@@ -55,45 +55,64 @@ def book_window_chunk(blocks: KVBlockManager, seq: Seq, chunk: int) -> None:
 
 def book_hybrid_chunk(blocks: KVBlockManager, seq: Seq, chunk: int) -> None:
     """Book ``chunk`` computed tokens of ``seq`` in a full + sliding-window pool that caches
-    every group's pages (``blocks.window_run``): each completed prompt block's pages in all
-    groups are cached (vLLM's coordinator runs ``cache_blocks`` for every group), then the
-    sliding pages the window left are freed (``remove_skipped_blocks``), the cached ones
-    first: unreferenced, they keep their key until evicted, as vLLM's freed blocks keep
-    their hash. ``block_keys`` holds the sliding pages first (``num_window_keys`` of them,
-    in block order, from the first block the window reads), then the full pages."""
+    every group's pages (``blocks.window_run``): the pages of each prompt block the chunk
+    completed are cached in every group (vLLM's coordinator runs ``cache_blocks`` for each),
+    then the sliding pages the window left are freed (``remove_skipped_blocks``), the
+    cached ones dereferenced: unreferenced, they keep their key until evicted, as vLLM's
+    freed blocks keep their hash. ``block_keys`` holds the sliding pages first
+    (``num_window_keys`` of them, in block order, from the first block the window reads),
+    then the full pages."""
+    b = blocks.block_size
     num_computed = seq.num_computed
     seq.num_computed += chunk
-    if seq.prompt_keys and seq.can_register:
-        _register_hybrid(blocks, seq)
+    keys = seq.prompt_keys
+    if keys:
+        _register_hybrid(blocks, seq, num_computed // b, min(seq.num_computed // b, len(keys)))
     freed = blocks.layout.freed(num_computed, chunk)
-    cached = min(freed, seq.num_window_keys)
-    if cached:
-        blocks.deref(seq.block_keys[:cached])
-        del seq.block_keys[:cached]
-        seq.num_window_keys -= cached
+    if not freed:
+        return
+    cached = 0
+    if seq.num_window_keys:
+        assert keys is not None
+        first = blocks.layout.windows[0].skipped_tokens(num_computed) // b
+        left = keys[first : first + freed // len(blocks.window_salts)]
+        cached = _drop_window_keys(blocks, seq, left)
     if freed > cached:
         seq.num_private -= freed - cached
         blocks.release(freed - cached)
 
 
-def _register_hybrid(blocks: KVBlockManager, seq: Seq) -> None:
-    """Cache the pages of the prompt blocks ``seq``'s computed tokens completed beyond those
-    it holds; a block one of whose pages is cached already ends registering for good."""
+def _drop_window_keys(blocks: KVBlockManager, seq: Seq, left: list[int]) -> int:
+    """Dereference the cached sliding pages ``seq`` holds of the prompt blocks ``left`` (the
+    window moved past them); returns how many (the others were private)."""
+    held = seq.block_keys
+    nw = seq.num_window_keys
+    num = 0
+    for key in left:
+        for salt in blocks.window_salts:
+            if num < nw and held[num] == key ^ salt:
+                num += 1
+    if num:
+        blocks.deref(held[:num])
+        del held[:num]
+        seq.num_window_keys = nw - num
+    return num
+
+
+def _register_hybrid(blocks: KVBlockManager, seq: Seq, start: int, end: int) -> None:
+    """Cache the pages of prompt blocks ``start..end - 1`` (just completed, all private) in
+    every group. A page whose key is cached already (a block recomputed after a hit the
+    sliding groups cut short) stays private: vLLM caches it as a second block of that hash,
+    which no later hit needs; registering goes on with the next page."""
     keys = seq.prompt_keys
     assert keys is not None
-    full_salts, window_salts = blocks.full_salts, blocks.window_salts
-    held = (len(seq.block_keys) - seq.num_window_keys) // len(full_salts)
+    register = blocks.register
     full: list[int] = []
     window: list[int] = []
-    for j in range(held, min(seq.num_computed // blocks.block_size, len(keys))):
+    for j in range(start, end):
         key = keys[j]
-        pages = [key ^ s for s in full_salts]
-        sliding = [key ^ s for s in window_salts]
-        if not blocks.register_pages(pages + sliding):
-            seq.can_register = False
-            break
-        full += pages
-        window += sliding
+        full += [page for page in (key ^ s for s in blocks.full_salts) if register(page)]
+        window += [page for page in (key ^ s for s in blocks.window_salts) if register(page)]
     nw = seq.num_window_keys
     seq.block_keys[nw:nw] = window
     seq.block_keys += full
