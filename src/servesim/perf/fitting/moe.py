@@ -25,6 +25,7 @@ routing statistics live in ``moe_loads``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 
 import numpy as np
@@ -39,6 +40,7 @@ from servesim.perf.fitting.moe_arrays import grid_coords as _grid_coords
 from servesim.perf.fitting.moe_arrays import grid_factors as _grid_factors
 from servesim.perf.fitting.moe_collectors import (  # the loader and its constants, re-exported
     DTYPE_LABELS,
+    GPU_OF_FOLDER,
     GROUP_LIMITED_SHAPES,
     NON_GATED_SHAPES,
     SMALL_TOKENS,
@@ -50,6 +52,7 @@ from servesim.perf.fitting.moe_kernels import (
     with_kernels,
 )
 from servesim.perf.fitting.moe_loads import TILES
+from servesim.perf.opmodels.moe_configs import VLLM_TRITON_KERNELS
 from servesim.perf.opmodels.moe_layer import (
     ALIGN_ELEMS,
     MoELayerFit,
@@ -76,6 +79,10 @@ STACKS = (
 MIN_SHAPES = 3
 #: SGLang's Triton fused MoE kernel (the tables' ``kernel_source``).
 SGLANG_TRITON = "sglang_fused_moe_triton"
+#: The stack whose Triton fused MoE runs vLLM's old default tiles on Hopper: SGLang's
+#: ``get_default_config`` is vLLM's before PR #34846 (``opmodels.moe_configs``), so its fitted tile
+#: traffic rate prices a vLLM fit on rows of an older vLLM (``_with_old_default_rate``).
+OLD_DEFAULTS_STAND_IN = ("sglang", "0.5.14")
 #: Budget of least-squares evaluations per solve (converged fits take 10-25).
 MAX_EVALS = 60
 # correction grid axes (log2): tokens, pairs per touched expert, rank load imbalance, expert
@@ -119,11 +126,16 @@ _UPPER = np.append(
 
 
 def _default_config_kernel(rows: Rows) -> bool:
-    """Whether the rows' kernel is SGLang's Triton fused MoE, which (with no tuned config file
-    for the rank's expert count and width) runs ``get_default_config``'s tiles, priced by
-    ``opmodels.moe_layer.tile_traffic_s``."""
-    kernels = rows.get("kernel")
-    return kernels is not None and bool(kernels.size) and all(k == SGLANG_TRITON for k in kernels)
+    """Whether some rows ran ``get_default_config``'s tiles (``moe_collectors`` column
+    ``default_tiles``: SGLang's Triton fused MoE everywhere, vLLM's where ``opmodels.moe_configs``
+    finds no tuned config file for the rank's expert count and width), priced by
+    ``opmodels.moe_tiles.tile_traffic_bytes``."""
+    flags = rows.get("default_tiles")
+    if flags is None:  # rows built without the column: SGLang's kernel only, as before it
+        kernels = rows.get("kernel")
+        sglang = kernels is not None and bool(kernels.size)
+        return sglang and all(k == SGLANG_TRITON for k in kernels)
+    return bool(np.any(np.asarray(flags) > 0.0))
 
 
 def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
@@ -305,8 +317,40 @@ def fit(rows: Rows, gpu: GPUSpec) -> dict:
     for label in labels:
         if label not in fits and donor is not None:
             fits[label] = _fit_borrowed(take(rows, rows["dtype"] == label), gpu, label, donor)
-    fits = with_kernels(fits, rows, gpu)
+    fits = _with_old_default_rate(with_kernels(fits, rows, gpu), gpu)
     return {label: fits[label].to_dict() for label in sorted(fits) if PORTABLE not in label}
+
+
+def _with_old_default_rate(fits: dict[str, MoELayerFit], gpu: GPUSpec) -> dict[str, MoELayerFit]:
+    """vLLM's bf16 Triton fit whose own table ran no old default tiles (vLLM 0.22 / 0.24 run the
+    new defaults) takes those tiles' operand-traffic rate from the same GPU's SGLang table
+    (``OLD_DEFAULTS_STAND_IN``), so it prices an older vLLM's untuned shapes (A100 vLLM 0.14 from
+    H100: 25.0 / -21.0% -> 18.5 / -3.1%, MAPE / median). The run time (vllm-0.24) never runs
+    them (``opmodels.moe_configs.runs_default_tiles``): only such tables read the rate."""
+    layer = fits.get("bf16")
+    if layer is None or layer.traffic_eff > 0.0 or layer.kernel not in VLLM_TRITON_KERNELS:
+        return fits
+    rate = _stand_in_tile_rate(gpu.name)
+    return {**fits, "bf16": replace(layer, traffic_eff=rate)} if rate > 0.0 else fits
+
+
+@functools.lru_cache(maxsize=8)
+def _stand_in_tile_rate(gpu_name: str) -> float:
+    """``traffic_eff`` of the SGLang bf16 fit on ``gpu_name`` (0: no such table, or no data)."""
+    from servesim.core.paths import shared_data_dir
+    from servesim.perf.fitting.tables import aic_root
+    from servesim.specs.catalog.gpus import get_gpu
+
+    data = shared_data_dir()
+    folder = next((f for f, g in GPU_OF_FOLDER.items() if g == gpu_name), None)
+    rows = (
+        None
+        if data is None or folder is None
+        else load_rows(aic_root(data), folder, *OLD_DEFAULTS_STAND_IN)
+    )
+    if rows is None or not (rows["dtype"] == "bf16").any():
+        return 0.0
+    return fit_dtype(take(rows, rows["dtype"] == "bf16"), get_gpu(gpu_name), "bf16").traffic_eff
 
 
 def predict(params: dict, gpu: GPUSpec, rows: Rows) -> np.ndarray:

@@ -61,7 +61,8 @@ def traffic_column(fit: MoELayerFit, rows: Rows, width: np.ndarray) -> np.ndarra
         down = np.ceil(rows["hidden"] / block_n) * width
         moved = rows[f"padded_{block_m}"] / block_m * per_k * (up + down)
         out = np.where(mask, moved, out)
-    return out / fit.traffic_eff
+    # only the shapes without a tuned config file run these tiles (``moe_configs``)
+    return out * rows.get("default_tiles", 1.0) / fit.traffic_eff
 
 
 def padded_column(fit: MoELayerFit, rows: Rows) -> np.ndarray:

@@ -25,6 +25,7 @@ from servesim.perf.fitting.heldout import Rows
 from servesim.perf.fitting.moe_kernels import PORTABLE, portable_kernels, primary_kernels
 from servesim.perf.fitting.moe_loads import TILES, collector_load
 from servesim.perf.fitting.tables import find_tables, read_columns, select
+from servesim.perf.opmodels.moe_configs import runs_default_tiles
 from servesim.perf.opmodels.moe_layer import NUM_MATRICES
 from servesim.specs.gpu import GPUSpec
 
@@ -106,6 +107,7 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
     dtype = np.array([DTYPE_LABELS[d] for d in cols["moe_dtype"]], dtype=object)
     dtype[is_portable] = dtype[is_portable] + PORTABLE
     skew = np.where(alpha == 0.0, "balanced", "skewed")
+    inter = (cols["inter_size"] // cols["moe_tp_size"]).astype(float)
     size = np.where(tokens <= SMALL_TOKENS, f"tokens<={SMALL_TOKENS}", f"tokens>{SMALL_TOKENS}")
     return {
         "latency_s": cols["latency"].astype(float) * 1e-3,
@@ -116,7 +118,7 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
         "regime": np.array([f"{a}/{b}" for a, b in zip(size, skew, strict=True)], dtype=object),
         "num_tokens": tokens.astype(float),
         "hidden": hidden.astype(float),
-        "inter": (cols["inter_size"] // cols["moe_tp_size"]).astype(float),
+        "inter": inter,
         "topk": topk.astype(float),
         "num_experts": experts.astype(float),
         "ep": ep.astype(float),
@@ -125,10 +127,39 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
         **{f"padded_{tile}": loads[:, 2 + i] for i, tile in enumerate(TILES)},
         "max_expert": loads[:, -1],
         "router_timed": router_timed(framework, cols["kernel_source"].astype(str), ep),
+        "default_tiles": _default_tiles(
+            (gpu_folder, version), cols["kernel_source"], dtype, experts / ep, inter
+        ),
         "num_matrices": np.array(
             [2.0 if s in NON_GATED_SHAPES else float(NUM_MATRICES) for s in shapes]
         ),
     }
+
+
+#: Table folder -> catalog GPU (the key of ``moe_configs.VLLM_TUNED``).
+GPU_OF_FOLDER = {
+    "h100_sxm": "h100-sxm",
+    "h200_sxm": "h200-sxm",
+    "a100_sxm": "a100-80gb",
+    "l40s": "l40s",
+}
+
+
+def _default_tiles(
+    table: tuple[str, str],
+    kernels: np.ndarray,
+    labels: np.ndarray,
+    local: np.ndarray,
+    inter: np.ndarray,
+) -> np.ndarray:
+    """1.0 where the row's kernel ran the old ``get_default_config`` tiles on the table's
+    (GPU folder, engine version) (``moe_configs.runs_default_tiles``), else 0.0."""
+    gpu, version = GPU_OF_FOLDER.get(table[0], table[0]), table[1]
+    flags = [
+        runs_default_tiles(str(k), gpu, str(d).removesuffix(PORTABLE), float(e), float(n), version)
+        for k, d, e, n in zip(kernels, labels, local, inter, strict=True)
+    ]
+    return np.array(flags, dtype=float)
 
 
 def _kept_columns(cols: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -38,22 +38,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from servesim.perf.opmodels.grid import LogGrid, optional_grid
+from servesim.perf.opmodels.moe_carry import _clock_ratio, for_gpu
+from servesim.perf.opmodels.moe_configs import runs_default_tiles
 from servesim.perf.opmodels.moe_router import expected_max_pairs, padded_rows, router_s
 from servesim.perf.opmodels.moe_tiles import (  # the format helpers, re-exported
     compute_dtype_of,
     default_tiles,
-    same_die_stream_ratio,
     tile_traffic_bytes,
     weight_bytes_of,
 )
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
 
-__all__ = ["compute_dtype_of", "expected_max_pairs", "padded_rows", "weight_bytes_of"]
+__all__ = [
+    "_clock_ratio",
+    "compute_dtype_of",
+    "expected_max_pairs",
+    "for_gpu",
+    "padded_rows",
+    "weight_bytes_of",
+]
 
 #: Gated expert MLP: gate, up and down matrices; a non-gated one (Nemotron-3's squared ReLU)
 #: has two.
@@ -177,76 +185,6 @@ class MoELayerFit:
             archs=tuple(str(a) for a in data.get("archs", ())),
             portable=cls.from_dict(data["portable"]) if data.get("portable") else None,
         )
-
-
-def for_gpu(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
-    """The fit that prices ``gpu``: ``fit`` itself on the GPU it was measured on, else carried
-    over by stated rules (``_carried_over``)."""
-    if not fit.fit_gpu or fit.fit_gpu == gpu.name:
-        return fit
-    key = (id(fit), gpu.name)
-    hit = _CARRIED.get(key)
-    if hit is None or hit[0] is not fit:  # ids are reused once a fit is collected
-        hit = (fit, _carried_over(fit, gpu))
-        if len(_CARRIED) >= 256:
-            _CARRIED.clear()
-        _CARRIED[key] = hit
-    return hit[1]
-
-
-#: (id(fit), target GPU) -> (fit, carried-over fit): ``moe_layer_s`` runs per priced batch
-_CARRIED: dict[tuple[int, str], tuple[MoELayerFit, MoELayerFit]] = {}
-
-
-def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
-    """``fit`` moved to another GPU, each rule a mechanism (none fitted to the target):
-
-    * kernel availability: a kernel bound to newer architectures (FlashInfer CUTLASS, the
-      triton_kernels MXFP4 path) is not what vLLM runs on an older one; the format's portable
-      kernel measured on the same GPU (Triton fused MoE, Marlin) stands in. Evidence: on L40S
-      vLLM runs Triton for fp8 / fp8_block and Marlin for MXFP4, and H100's CUTLASS per-tensor
-      fp8 fit, 2.5x slower than bf16 there, priced L40S fp8 at +240% (median).
-    * memory-bound terms (streaming, weight reads) and the grouped-GEMM math stay fractions of
-      the target's data-sheet bandwidth and peak (the opmodel's units), at the compute dtype the
-      target has (bf16 where it lacks fp8).
-    * the fixed costs (the fused kernel's and the router's) are a number of SM clock cycles:
-      they scale with donor clock / target clock (``transfer.clock_ratio``), as the GEMM and
-      attention floors do. Evidence, one-token bf16 rows whose weights read in under 2 us at
-      the data-sheet bandwidth (so the floor is the fixed cost): H200 vLLM 0.22 (router outside
-      the timing) 25.2 us, H200 and H100 vLLM 0.24 (router inside) 33.4 us, L40S vLLM 0.24
-      26.6 us (p5) = 33.4 x 1980 / 2520 = 26.2; A100 vLLM 0.14 (router outside) one-expert
-      rows less their weight reads 28-33 us against 25.2 x 1980 / 1410 = 35. (The earlier
-      seconds rule rested on a 23 / 20 / 24 us "floor" whose rows read 8 experts' weights.)
-    """
-    if fit.archs and gpu.architecture not in fit.archs and fit.portable is not None:
-        fit = fit.portable
-    compute = fit.compute_dtype
-    if DType.parse(compute) not in gpu.peak_flops_per_s:
-        compute = "bf16"
-    stream = same_die_stream_ratio(fit.fit_gpu, gpu)
-    clock = _clock_ratio(fit.fit_gpu, gpu)
-    return replace(
-        fit,
-        compute_dtype=compute,
-        fit_gpu=gpu.name,
-        portable=None,
-        stream_hidden=fit.stream_hidden * stream,
-        stream_inter=fit.stream_inter * stream,
-        fixed_s=fit.fixed_s * clock,
-        router_fixed_s=fit.router_fixed_s * clock,
-    )
-
-
-def _clock_ratio(source_name: str, target: GPUSpec) -> float:
-    """``transfer.clock_ratio`` from the fit's GPU name (1 for a GPU outside the catalog)."""
-    from servesim.core.errors import UnknownNameError
-    from servesim.perf.opmodels.transfer import clock_ratio
-    from servesim.specs.catalog.gpus import get_gpu
-
-    try:
-        return clock_ratio(get_gpu(source_name), target)
-    except UnknownNameError:
-        return 1.0
 
 
 def streamed_pairs(fit: MoELayerFit, batch_pairs: float, assignments: float) -> float:
@@ -373,7 +311,7 @@ def _body_s(
     rows = _rows_at(assignments, experts_touched, tile, padded) + fit.hot_weight * max_pairs
     math_s = 2.0 * rows * matrix_elems / (peak * fit.compute_eff)
     traffic_s = 0.0
-    if fit.traffic_eff > 0.0:
+    if fit.traffic_eff > 0.0 and _runs_default_tiles(fit, gpu, shape):
         tiles = default_tiles(fit.compute_dtype, shape.num_tokens, shape.local_experts)
         at_tile = _rows_at(assignments, experts_touched, tiles[0], padded)
         moved = tile_traffic_bytes(
@@ -383,6 +321,16 @@ def _body_s(
     p = fit.overlap_p
     # weight reads, MMAs and tile operand loads overlap by the same p-norm
     return (read_s**p + math_s**p + traffic_s**p) ** (1.0 / p) if read_s + math_s > 0 else 0.0
+
+
+def _runs_default_tiles(fit: MoELayerFit, gpu: GPUSpec, shape: _Shape) -> bool:
+    """Whether the kernel runs ``get_default_config``'s tiles for this shape on ``gpu``
+    (``moe_configs``: vLLM's Triton kernel where no tuned file exists); a fit that names no
+    kernel keeps its traffic term everywhere."""
+    if not fit.kernel:
+        return True
+    label = "bf16" if fit.weight_bytes == 2.0 else fit.compute_dtype
+    return runs_default_tiles(fit.kernel, gpu.name, label, shape.local_experts, shape.inter)
 
 
 def correction_coords(
