@@ -337,12 +337,20 @@ def decode_np(params: dict[str, float], gpu: GPUSpec, rows: Rows) -> np.ndarray:
     )
     kv_heads = _decode_kv_heads(rows, bool(params.get("window_unpacks_gqa", False)))
     kv_read = context * 2.0 * kv_heads * rows["head_dim"] * rows["kv_bytes"]
+    unique = context * 2.0 * rows["num_kv_heads"] * rows["head_dim"] * rows["kv_bytes"]
+    head_bytes = context * 2.0 * rows["head_dim"] * rows["kv_bytes"]
     rate = gpu.hbm_bandwidth_bytes_per_s * params["hbm_eff"]
     if params.get("kv_bw_per_sm", 0.0) > 0.0:
         rate = min(rate, num_sms * params["kv_bw_per_sm"])
-    hbm_s = kv_read / rate
-    hit = 1.0 / (1.0 + (kv_read / (params["l2_frac"] * l2_bytes)) ** _L2_STEEPNESS)
-    kv_s = hit * kv_read / (params["l2_bw_per_sm"] * num_sms) + (1.0 - hit) * hbm_s
+    l2_rate = params["l2_bw_per_sm"] * num_sms
+    capacity = params["l2_frac"] * l2_bytes
+    hit = 1.0 / (1.0 + (unique / capacity) ** _L2_STEEPNESS)
+    kv_s = hit * unique / l2_rate + (1.0 - hit) * (unique / rate)
+    # re-reads of a KV head by the other query heads of its group (FA2, unpacked): from L2
+    # while one head's pass over the batch fits (``attention_fit._kv_stream_s``)
+    near = 1.0 / (1.0 + (head_bytes / capacity) ** _L2_STEEPNESS)
+    rereads = kv_read - unique
+    kv_s = kv_s + np.where(rereads > 0.0, rereads * (near / l2_rate + (1.0 - near) / rate), 0.0)
     row_flops = rows["num_q_heads"] * params["row_flops"]
     row_flops = row_flops + kv_heads * params["kv_row_flops"]
     rows_s = seqs * rows["head_dim"] * row_flops / gpu.peak_flops(DType.BF16)

@@ -325,6 +325,38 @@ def prefill_attention_s(
     return time_s
 
 
+def l2_hit(working_bytes: float, fit: DecodeAttentionFit, l2_bytes: float) -> float:
+    """Fraction of a cyclically re-read working set served from L2 (sharp around capacity)."""
+    return 1.0 / (1.0 + (working_bytes / (fit.l2_frac * l2_bytes)) ** _L2_STEEPNESS)
+
+
+def _kv_stream_s(
+    fit: DecodeAttentionFit,
+    gpu: GPUSpec,
+    kv_read: float,
+    unique: float,
+    head_bytes: float,
+    l2_warm: bool,
+) -> float:
+    """Seconds to read ``kv_read`` KV bytes, ``unique`` of them distinct: those from HBM, or
+    L2 if back-to-back replays left them there (``l2_warm``). The rest are the other query
+    heads of a GQA group re-reading their KV head (FA2 unpacked under a window). FA2's grid
+    (``run_flash_splitkv_fwd``, flash_fwd_launch_template.h) runs a sequence's heads side by
+    side (split: ``blockIdx.z`` = batch x heads + head) or every batch of one head before the
+    next, so at most one head's pass over the batch (``head_bytes``) goes through L2 between
+    reads: they hit while that fits, warm or not (it is within one kernel)."""
+    num_sms, l2_bytes = gpu_sms_l2(gpu)
+    hbm_rate = kv_stream_bytes_per_s(fit, gpu, num_sms)
+    l2_rate = fit.l2_bw_per_sm * num_sms
+    hit = l2_hit(unique, fit, l2_bytes) if l2_warm else 0.0
+    time_s = hit * unique / l2_rate + (1.0 - hit) * (unique / hbm_rate)
+    rereads = kv_read - unique
+    if rereads > 0.0:
+        near = l2_hit(head_bytes, fit, l2_bytes)
+        time_s += rereads * (near / l2_rate + (1.0 - near) / hbm_rate)
+    return time_s
+
+
 def decode_attention_s(
     fit: DecodeAttentionFit,
     gpu: GPUSpec,
@@ -351,19 +383,16 @@ def decode_attention_s(
     """
     if num_seqs <= 0:
         return 0.0
-    num_sms, l2_bytes = gpu_sms_l2(gpu)
     context = float(context_tokens)
+    kv_heads = num_kv_heads
     if window:
         context = min(context, float(num_seqs) * window)
         if fit.window_unpacks_gqa:
             num_kv_heads = num_q_heads  # each query head streams its KV head on its own
     kv_read = context * 2.0 * num_kv_heads * head_dim * kv_bytes
-    hbm_s = kv_read / kv_stream_bytes_per_s(fit, gpu, num_sms)
-    if l2_warm:
-        hit = 1.0 / (1.0 + (kv_read / (fit.l2_frac * l2_bytes)) ** _L2_STEEPNESS)
-        kv_s = hit * kv_read / (fit.l2_bw_per_sm * num_sms) + (1.0 - hit) * hbm_s
-    else:
-        kv_s = hbm_s
+    unique = context * 2.0 * kv_heads * head_dim * kv_bytes
+    head_bytes = context * 2.0 * head_dim * kv_bytes  # one KV head over the batch
+    kv_s = _kv_stream_s(fit, gpu, kv_read, unique, head_bytes, l2_warm)
     row_flops = num_q_heads * fit.row_flops + num_kv_heads * fit.kv_row_flops
     rows_s = num_seqs * head_dim * row_flops / gpu.peak_flops(DType.BF16)
     time_s = fit.floor_s + _pnorm(kv_s, rows_s, fit.overlap_p)
