@@ -22,7 +22,7 @@ from servesim.cluster.runner import ClusterRun
 from servesim.engine.simulation import ReplicaView
 from servesim.metrics import summarize
 from servesim.workload.request import Request
-from tests.engine.fakes import LinearPerf, poisson_requests
+from tests.engine.fakes import LinearPerf, poisson_requests, req
 
 
 class ViewHashRouter:
@@ -101,7 +101,20 @@ SCENARIOS: dict[str, tuple[dict[str, Any], int, float]] = {
         200,
         25.0,
     ),
+    "2p2d-sarathi-cut-short": (
+        {
+            "pools": [
+                {"name": "p", "role": "prefill", "replicas": 2, "scheduler": {"kind": "sarathi"}},
+                {"name": "d", "role": "decode", "replicas": 2},
+            ],
+            "decode_router": {"kind": HASH_ROUTER},
+        },
+        240,
+        50.0,
+    ),
 }
+# runs stopped by the clock (requests still decoding or in transfer are NOT_FINISHED)
+DURATION_S = {"2p2d-sarathi-cut-short": 3.0}
 
 
 def _run(name: str, skip_ahead: bool) -> ClusterRun:
@@ -109,7 +122,10 @@ def _run(name: str, skip_ahead: bool) -> ClusterRun:
     perf = LinearPerf(num_kv_blocks=2000)
     deployment = build_deployment(DeploymentConfig.model_validate(config), "llama-3.1-8b", perf)
     requests = poisson_requests(num, rate, (50, 1500), (10, 300), 7)
-    return run_cluster(requests, deployment, perf, seed=3, skip_ahead=skip_ahead)
+    duration = DURATION_S.get(name)
+    return run_cluster(
+        requests, deployment, perf, seed=3, skip_ahead=skip_ahead, duration_s=duration
+    )
 
 
 def _gap_histogram(run: ClusterRun) -> dict[float, int]:
@@ -158,7 +174,10 @@ def test_decode_skip_ahead_on_and_off_give_identical_runs(name: str) -> None:
     assert a.keys() == b.keys()
     for key in a:
         assert a[key].tobytes() == b[key].tobytes(), key
-    assert (a["reject_reason"] == 0).all()
+    if name in DURATION_S:
+        assert (a["reject_reason"] != 0).any()  # the clock stopped the run
+    else:
+        assert (a["reject_reason"] == 0).all()
     assert _gap_histogram(fast) == _gap_histogram(slow)
     skip = "num_skipped_iterations"
     assert {k: v for k, v in fast.records.counters.items() if k != skip} == {
@@ -171,3 +190,29 @@ def test_decode_skip_ahead_on_and_off_give_identical_runs(name: str) -> None:
     # guards the comparison against a skip-ahead that never engages on the decode side
     assert _decode_skipped(fast) > 0
     assert _decode_skipped(slow) == 0
+
+
+def test_a_decode_run_stops_at_the_next_arrival_and_at_each_prefill_step_end() -> None:
+    # LinearPerf: step = 0.01 + 1e-4 x tokens (+ 1e-7 x decode context). The prefill replica
+    # runs request 0's 100-token prompt 0 -> 0.02 and hands it off; request 1 (1,000 tokens)
+    # arrives at 0.2 and runs as chunks of 512 and 488 tokens (vLLM V0's chunked default):
+    # 0.2 -> 0.2612 -> 0.32, then hands off. Request 0 decodes on the decode replica meanwhile.
+    perf = LinearPerf()
+    config = {"pools": [{"name": "p", "role": "prefill"}, {"name": "d", "role": "decode"}]}
+    deployment = build_deployment(DeploymentConfig.model_validate(config), "llama-3.1-8b", perf)
+    requests = [req(0, 0.0, 100, 60), req(1, 0.2, 1000, 10)]
+    fast = run_cluster(requests, deployment, perf)
+    slow = run_cluster(requests, deployment, perf, skip_ahead=False)
+    it = fast.records.iterations.view()
+    prefill = it["replica_id"] == 0
+    assert np.allclose(it["start_s"][prefill] + it["duration_s"][prefill], [0.02, 0.2612, 0.32])
+    runs = (it["replica_id"] == 1) & (it["repeat"] > 1)
+    start, end = it["start_s"][runs], it["start_s"][runs] + it["duration_s"][runs]
+    for cut in (0.2, 0.2612, 0.32):
+        assert not np.any((start < cut) & (end > cut)), cut
+    # ... and it skips while the prefill is in flight, up to the prefill's step end
+    assert np.any((start > 0.2) & (end < 0.2612))
+    assert np.any((start > 0.2612) & (end < 0.32))
+    a, b = fast.records.requests.view(), slow.records.requests.view()
+    for key in a:
+        assert a[key].tobytes() == b[key].tobytes(), key
