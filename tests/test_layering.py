@@ -27,6 +27,7 @@ LAYER_OF = {
     "report": 7,
     "config": 8,
     "api": 8,
+    "result": 8,
     "validate": 8,
     "lab": 8,
     "cli": 9,

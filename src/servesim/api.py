@@ -7,6 +7,7 @@ Use it as ``from servesim.api import simulate``::
     df = result.requests_table().to_pandas()
 
 ``config`` is a ``SimConfig``, a mapping with the same keys as the YAML file, or a path to one.
+What a run produced, ``Result``, lives in ``servesim.result``.
 """
 
 from __future__ import annotations
@@ -17,20 +18,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from servesim import __version__
-from servesim.cluster import ClusterStats, build_deployment, run_cluster
+from servesim.cluster import build_deployment, run_cluster
 from servesim.cluster.deployment import Deployment, pool_plan
 from servesim.cluster.moe import ExpertOffloadPerf
 from servesim.config import SimConfig
 from servesim.core.errors import ConfigError
 from servesim.core.rng import RandomStreams
-from servesim.engine.records import SimulationRecords
-from servesim.metrics import Summary, summarize
+from servesim.metrics import summarize
 from servesim.metrics.summary import engine_lines
 from servesim.perf import RooflinePerfModel
 from servesim.perf.types import PerfModel, ReplicaPlan
+from servesim.result import Result
 from servesim.specs.catalog import resolve_model
 
 if TYPE_CHECKING:  # the planner and the output writers load on first use (start-up time)
@@ -42,106 +40,6 @@ if TYPE_CHECKING:  # the planner and the output writers load on first use (start
 
 # Called with (requests done, requests arrived) as the run advances.
 ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    """What one simulation produced.
-
-    Attributes:
-        config: the validated configuration that ran.
-        summary: the run's figures (``servesim.metrics.Summary``).
-        records: the raw columnar records (per request, per iteration, token gaps).
-        workload_name: the workload's label (preset, trace file, or "synthetic").
-        num_skipped_rows: malformed trace rows skipped (``skip_bad_rows``).
-        num_capped_requests: requests whose lengths the workload capped to a context limit.
-        cluster: cluster-level figures (GPU-hours over up-time, KV transfers, scaling).
-        uncalibrated_gpus: GPU types of the deployment with no measured kernel tables: their
-            iteration times come from the roofline with default efficiencies only.
-    """
-
-    config: SimConfig
-    summary: Summary
-    records: SimulationRecords
-    workload_name: str = "workload"
-    num_skipped_rows: int = 0
-    num_capped_requests: int = 0
-    cluster: ClusterStats | None = None
-    uncalibrated_gpus: tuple[str, ...] = ()
-
-    def requests_columns(self) -> dict[str, np.ndarray]:
-        """Per-request columns (the engine's plus derived latencies), as numpy arrays.
-
-        Derived columns, NaN where they do not apply: ``ttft_s``, ``tpot_s`` (requests with
-        more than one output token), ``e2e_s``, ``queueing_s``; ``slo_class`` and
-        ``reject_reason`` as names.
-        """
-        from servesim.report.outputs import derived_request_columns
-
-        return derived_request_columns(self.records.requests.view(), self.records.slo_classes)
-
-    def requests_table(self) -> Any:
-        """Per-request columns as a ``pyarrow.Table`` (``.to_pandas()`` for a DataFrame).
-
-        Needs pyarrow (``pip install 'servesim[parquet]'``).
-        """
-        try:
-            import pyarrow as pa
-        except ImportError as exc:  # an optional dependency: say how to get it
-            raise ImportError(
-                "requests_table() needs pyarrow: pip install 'servesim[parquet]'"
-            ) from exc
-        return pa.table(
-            {
-                k: pa.array(v.tolist() if v.dtype == object else v)
-                for k, v in self.requests_columns().items()
-            }
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """``summary.json``: version, config, workload facts and the summary (deterministic)."""
-        return {
-            "servesim_version": __version__,
-            "config": self.config.model_dump(mode="json"),
-            "workload": {
-                "name": self.workload_name,
-                "num_skipped_rows": self.num_skipped_rows,
-                "num_capped_requests": self.num_capped_requests,
-            },
-            "summary": self.summary.to_dict(),
-            "cluster": self.cluster.to_dict(self.records) if self.cluster is not None else None,
-            "uncalibrated_gpus": list(self.uncalibrated_gpus),
-        }
-
-    def to_json(self) -> str:
-        """``to_dict()`` as indented, key-sorted JSON: byte-identical for the same inputs."""
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
-
-    def to_vllm_bench(self) -> dict[str, Any]:
-        """The run in ``vllm bench serve``'s result-JSON schema (``vllm_bench.json``), so a
-        tool that reads one reads the other (``servesim.report.outputs.vllm_bench_result``)."""
-        wl = self.config.effective_workload()
-        client = wl.client
-        arrival = wl.arrival
-        rate: float | str = "inf"
-        burstiness = 1.0
-        if arrival is not None and getattr(arrival, "rate_per_s", None) is not None:
-            rate = float(arrival.rate_per_s)  # type: ignore[union-attr]
-            cv = getattr(arrival, "cv", 1.0)
-            burstiness = 1.0 / (cv * cv)
-        elif wl.rate_per_s is not None:
-            rate = wl.rate_per_s
-        from servesim.report.outputs import vllm_bench_result
-
-        return vllm_bench_result(
-            self.summary,
-            self.records.requests.view(),
-            model_id=self.config.model,
-            num_prompts=self.summary.num_requests,
-            request_rate=rate,
-            burstiness=burstiness,
-            max_concurrency=client.max_concurrency if client is not None else None,
-        )
 
 
 def load_config(config: SimConfig | Mapping[str, Any] | str | Path) -> SimConfig:
