@@ -117,3 +117,12 @@ def test_steps_beyond_the_captured_graph_sizes_price_the_eager_copy() -> None:
     link = H100.intra_node_link
     graph_768 = 32 * _kernels().collective_s(link, "all_reduce", 2, 768 * 8192, True)[0]
     assert _all_reduce_s(768) == pytest.approx(graph_768 + copy_768, rel=1e-9)
+
+
+def test_the_op_query_prices_an_eager_all_reduce() -> None:
+    from servesim.perf import op_time_s
+
+    shape = {"num_gpus": 4, "num_bytes": 2**20}
+    graph = op_time_s("h100-sxm", "all-reduce", **shape).time_s
+    eager = op_time_s("h100-sxm", "all-reduce", eager=True, **shape).time_s
+    assert eager - graph == pytest.approx(2 * 2**20 / 3.35e12, rel=1e-6)  # 0.626 us

@@ -44,6 +44,11 @@ OP_OPTIONS: tuple[Opt, ...] = (
     Opt("window", int | None, _opt("--window", "Attention: sliding window (0: full).")),
     Opt("num_gpus", int | None, _opt("--num-gpus", "Collective: GPUs in the group.")),
     Opt("num_bytes", float | None, _opt("--bytes", "Collective: bytes of the full tensor.")),
+    Opt(
+        "eager",
+        bool | None,
+        _opt("--eager", "All-reduce: not graph-captured (adds the custom kernel's input copy)."),
+    ),
     Opt("tokens", int | None, _opt("--tokens", "MoE: tokens entering the layer.")),
     Opt("hidden", int | None, _opt("--hidden", "MoE: model width.")),
     Opt("inter", int | None, _opt("--inter", "MoE: expert FFN width per rank.")),

@@ -10,7 +10,8 @@ kernel stack the figure came from. Ops and their shape arguments:
   ``num_heads``, ``num_kv_heads``, ``head_dim`` per GPU; ``kv_dtype``; ``window`` (0: full).
 - ``decode-attention``: ``batch`` sequences attending ``context`` tokens each; heads as above.
 - ``all-reduce`` (and ``all-gather``, ``reduce-scatter``, ``all-to-all``): ``num_gpus``,
-  ``num_bytes`` of the full tensor; ``custom`` (vLLM's custom all-reduce where it applies).
+  ``num_bytes`` of the full tensor; ``custom`` (vLLM's custom all-reduce where it applies);
+  ``eager`` (not graph-captured: the custom kernel's input copy is added).
 - ``moe``: ``num_tokens``, ``hidden``, ``inter`` (expert FFN width per rank), ``topk``,
   ``num_experts``, ``ep``, ``zipf`` (routing skew; 0 = balanced); the busiest rank's expert work.
 """
@@ -176,7 +177,9 @@ def _collective(
     num_bytes = float(_need(shape, "num_bytes"))
     custom = bool(shape.get("custom", True)) and op == "all-reduce"
     collective = op.replace("-", "_")
-    return kernels.collective_s(gpu.intra_node_link, collective, num_gpus, num_bytes, custom)[0]
+    graph = not bool(shape.get("eager", False))
+    link = gpu.intra_node_link
+    return kernels.collective_s(link, collective, num_gpus, num_bytes, custom, graph)[0]
 
 
 def _moe(kernels: KernelSet, gpu: GPUSpec, op: str, dtype: str, shape: dict[str, Any]) -> float:
