@@ -32,16 +32,18 @@ def decode_skip_allowed(deployment: Deployment, *, has_client: bool, has_migrato
 
 
 def bound_decode_skip(
-    loop: EventLoop, senders: list[Replica], receivers: list[Replica]
+    loop: EventLoop, senders: list[Replica], receivers: list[Replica], stop_s: float
 ) -> KVArrivalBound:
     """Let each of ``receivers`` (decode replicas) skip ahead up to the earliest time KV
-    handed off by ``senders`` (prefill replicas) can reach one of them; the bound returned
-    must hear of every transfer scheduled (``sent``) and arrived (``arrived``)."""
+    handed off by ``senders`` (prefill replicas) can reach one of them (the clock stops at
+    ``stop_s``); the bound returned must hear of every transfer scheduled (``sent``) and
+    arrived (``arrived``)."""
     bound = KVArrivalBound(
         loop,
         [engine for replica in senders for engine in replica.engines],
         [replica.entering for replica in senders],
         [engine for replica in receivers for engine in replica.engines],
+        stop_s,
     )
     for replica in receivers:
         replica.skip_until_kv(bound)

@@ -86,6 +86,7 @@ class Cluster(ClientHooks):
         # decode replicas skip ahead up to this bound (cluster/disagg_skip.py); None: they step
         self.kv_bound: KVArrivalBound | None = None
         self.decode_skip = True  # run_cluster: off with skip-ahead off or a stop_when
+        self.stop_s = math.inf  # run_cluster: when the clock stops
         self.first_measured_gap = 0  # token-gap samples before it belong to warm-ups
         self.live = LiveCluster(len(self.pool_of), self.is_active, self._send_kv)
         self.autoscaler = self._autoscaler()
@@ -207,7 +208,7 @@ class Cluster(ClientHooks):
         has = {"has_client": self.client is not None, "has_migrator": self.migrator is not None}
         if self.decode_skip and decode_skip_allowed(self.deployment, **has):
             receivers = [self.replicas[i] for i in self.decode]
-            self.kv_bound = bound_decode_skip(self.loop, senders, receivers)
+            self.kv_bound = bound_decode_skip(self.loop, senders, receivers, self.stop_s)
         self.autoscaler.start()
         if self.migrator is not None:
             self.migrator.start()
@@ -378,6 +379,7 @@ def run_cluster(
     """
     cluster = Cluster(deployment, perf, RandomStreams(seed).child("cluster"))
     cluster.decode_skip = skip_ahead and stop_when is None
+    cluster.stop_s = math.inf if duration_s is None else float(duration_s)
     run_simulation(
         cluster.requests(cluster.driver_requests(requests, client)),
         deployment.setups(),

@@ -202,15 +202,16 @@ class Replica:
         """A replica receiving KV steps one iteration at a time (an arrival it cannot foresee
         may join any iteration) until ``skip_until_kv`` bounds when KV can next reach it."""
         self.receives_kv = receives_kv
-        self.kv_bound: Callable[[], float] | None = None
+        self.kv_bound: Callable[[Callable[[], float]], float] | None = None
         self._kv_skip = [engine.skip_ahead for engine in self.engines] if receives_kv else []
         for engine in self.engines if receives_kv else ():
             engine.skip_ahead = False
 
-    def skip_until_kv(self, bound: Callable[[], float]) -> None:
-        """Let this KV-receiving replica skip ahead (where its engines may) up to ``bound()``:
-        the earliest time new KV, or a router or a sender reading this replica's state, can
-        reach it (``engine.skip.KVArrivalBound``)."""
+    def skip_until_kv(self, bound: Callable[[Callable[[], float]], float]) -> None:
+        """Let this KV-receiving replica skip ahead (where its engines may) up to
+        ``bound(clock_limit)``: the earliest time new KV, or a router or a sender reading
+        this replica's state, can reach it (``engine.skip.KVArrivalBound``), given the
+        driver's clock limit (the next arrival, the stop time)."""
         if not self.receives_kv:
             raise ConfigError("skip_until_kv", self.replica_id, "the replica receives no KV")
         self.kv_bound = bound
@@ -343,14 +344,11 @@ class Replica:
     def _clock_limit(self) -> float:
         """Earliest external event: the next arrival, the stop time, the next entry or (on a
         replica receiving KV) the earliest time KV can reach it."""
-        limit = self._external_limit()
-        if self.entering and self.entering[0][0] < limit:
-            limit = self.entering[0][0]
         bound = self.kv_bound
-        if bound is not None:
-            kv_s = bound()
-            if kv_s < limit:
-                return kv_s
+        # (with a KV bound, it says whether the next arrival can matter here)
+        limit = self._external_limit() if bound is None else bound(self._external_limit)
+        if self.entering and self.entering[0][0] < limit:
+            return self.entering[0][0]
         return limit
 
     def receive(

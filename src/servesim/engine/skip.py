@@ -35,10 +35,11 @@ the decode replica's state. So a decode replica skips only up to the earliest of
 transfers already on their way (to any decode replica), the end of every prefill engine's
 step in flight (now, for one between steps), every prefill replica's next front-end entry,
 and the next step start of every decode engine with KV waiting for memory (admitting it
-frees the sender's copy, which may let a stalled prefill replica start). An idle prefill
-engine wakes only on one of these or on an arrival (already in the clock limit). Before that
-bound nothing can read or change the skipping replica, and steps ending at the bound are left
-to the event loop, so the order of events at every instant is that of stepping.
+frees the sender's copy, which may let a stalled prefill replica start), and the next arrival
+while some prefill engine is idle (an idle engine wakes only on one of these or on an
+arrival; a request reaching an engine in flight waits for its step end). Before that bound
+nothing can read or change the skipping replica, and steps ending at the bound are left to
+the event loop, so the order of events at every instant is that of stepping.
 """
 
 from __future__ import annotations
@@ -126,9 +127,10 @@ class KVArrivalBound:
         senders: every virtual engine of the replicas that hand KV off (prefill replicas).
         entering: each sender replica's front-end queue (``Replica.entering``).
         receivers: every virtual engine of the replicas receiving KV.
+        stop_s: the time the run's clock stops.
     """
 
-    __slots__ = ("arrivals", "entering", "loop", "receivers", "senders")
+    __slots__ = ("arrivals", "entering", "loop", "receivers", "senders", "stop_s")
 
     def __init__(
         self,
@@ -136,11 +138,13 @@ class KVArrivalBound:
         senders: list[VirtualEngine],
         entering: list[deque[tuple[float, Seq]]],
         receivers: list[VirtualEngine],
+        stop_s: float = math.inf,
     ) -> None:
         self.loop = loop
         self.senders = senders
-        self.entering = [queue for queue in entering]
+        self.entering = list(entering)
         self.receivers = receivers
+        self.stop_s = stop_s
         self.arrivals: list[float] = []  # heap: arrival times of the KV transfers in flight
 
     def sent(self, at_s: float) -> None:
@@ -151,10 +155,12 @@ class KVArrivalBound:
         """The earliest KV transfer in flight arrived (events come in time order)."""
         heapq.heappop(self.arrivals)
 
-    def __call__(self) -> float:
-        """Earliest time KV can reach, or a router read, a replica receiving KV."""
+    def __call__(self, clock_limit: Callable[[], float]) -> float:
+        """Earliest time KV can reach, or a router read, a replica receiving KV, given the
+        driver's ``clock_limit`` (the next arrival, the stop time)."""
         now = self.loop.now
         limit = self.arrivals[0] if self.arrivals else math.inf
+        idle = False
         for engine in self.senders:
             flight = engine.in_flight
             if flight is not None:
@@ -162,6 +168,8 @@ class KVArrivalBound:
                     limit = flight[3]
             elif engine.busy:
                 return now  # its next step starts now (a hand-off may end it at once)
+            else:
+                idle = True
         for queue in self.entering:
             if queue and queue[0][0] < limit:
                 limit = queue[0][0]
@@ -174,7 +182,10 @@ class KVArrivalBound:
                     limit = flight[3]
             elif engine.busy:
                 return now
-        return limit
+        # A new request starts a step only on an idle sender engine: with every one in
+        # flight it waits for a step end (above), so the next arrival bounds nothing then.
+        external = clock_limit() if idle else self.stop_s
+        return external if external < limit else limit
 
 
 class PipelineSkip:
