@@ -11,10 +11,15 @@ import numpy as np
 from servesim.engine import CacheConfig, ReplicaSetup, VLLMSchedulerConfig
 from servesim.engine.blocks import KVBlockManager
 from servesim.engine.config import SpeculativeConfig
+from servesim.perf import default_perf_model
 from servesim.perf.kv_groups import describe, kv_layout, state_pages_per_group, vllm_block_size
 from servesim.perf.kv_layout import KVLayout
 from servesim.perf.memory import CUDA_CONTEXT_BYTES, NCCL_BUFFER_BYTES, plan_memory
 from servesim.perf.types import ReplicaPlan
+from servesim.planner.analytic import Prefilter
+from servesim.planner.plan import SchedulerVariant
+from servesim.planner.scenario import Scenario, SLOCriterion, WorkloadShape
+from servesim.planner.space import PlanSpec
 from servesim.specs import get_gpu, resolve_model
 from tests.engine.fakes import LinearPerf, assert_all_served, req, rows, run
 
@@ -128,3 +133,14 @@ def test_speculation_holds_a_state_per_draft() -> None:
     assert_all_served(records)
     assert records.counters.get("num_preemptions", 0) == 0
     assert _max_overlap(rows(records)) == 2
+
+
+def test_planner_sizes_the_pool_at_the_raised_block() -> None:
+    """The analytic pre-filter's pool is in 544-token pages too: at a mean context of
+    8000 + 384 / 2 = 8192 tokens a sequence holds cdiv(8192, 544) + 3 = 19 of them."""
+    scenario = Scenario("qwen3-next-80b-a3b", criterion=SLOCriterion())
+    pre = Prefilter(scenario, default_perf_model(), WorkloadShape(8000, 384, 8000, 384))
+    est = pre.estimate(PlanSpec("h200", tp=2, scheduler=SchedulerVariant(max_num_seqs=1024)))
+    assert est.status == "ok", est.reason
+    assert est.max_kv_tokens % 544 == 0
+    assert est.max_batch == est.max_kv_tokens // 544 // 19

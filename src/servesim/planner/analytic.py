@@ -39,7 +39,7 @@ from servesim.core.errors import ServesimError
 from servesim.engine.dp_group import DUMMY_SHAPE, rank_memory_plan
 from servesim.engine.scheduler_setup import memory_token_budget
 from servesim.perf.dp_cost import DPGroupCost
-from servesim.perf.kv_groups import kv_layout
+from servesim.perf.kv_groups import kv_layout, vllm_block_size
 from servesim.perf.kv_layout import KVLayout
 from servesim.perf.memory import check_plan
 from servesim.perf.types import BatchShape, MemoryPlan, PerfModel, ReplicaPlan
@@ -227,7 +227,8 @@ class Prefilter:
             else:
                 mem = self.perf.memory_plan(
                     rplan,
-                    block_size_tokens=pool.cache.block_size,
+                    # the replica's: raised for linear-attention hybrids (kv_groups.py)
+                    block_size_tokens=vllm_block_size(rplan, pool.cache.block_size),
                     gpu_memory_utilization=pool.cache.gpu_memory_utilization,
                     max_num_batched_tokens=budget,
                 )
