@@ -199,3 +199,67 @@ def test_vectorised_twin_unpacks_windowed_rows_like_the_runtime() -> None:
     rows["window"] = np.where(np.arange(rows["latency_s"].size) % 2 == 0, 128.0, 0.0)
     runtime = fitting.predict({"prefill": {}, "decode": {"bf16": fa2}}, H100, rows)
     np.testing.assert_allclose(runtime, fitting.decode_np(fa2, H100, rows), rtol=1e-9)
+
+
+def test_fa2_mha_decode_streams_one_cta_per_sequence_and_head() -> None:
+    fa2 = DecodeAttentionFit(
+        **{**CAPPED.to_dict(), "kv_bw_per_sm": 0.0, "window_unpacks_gqa": True, "cta_bw": 22e9}
+    )
+    split = DecodeAttentionFit(**{**fa2.to_dict(), "cta_bw": 0.0})
+
+    def one_seq(fit: DecodeAttentionFit, q_heads: int, kv_heads: int) -> float:
+        return decode_attention_s(
+            fit,
+            H100,
+            num_seqs=1,
+            context_tokens=131072,
+            num_q_heads=q_heads,
+            num_kv_heads=kv_heads,
+            head_dim=128,
+            kv_bytes=2.0,
+            window=None,
+            l2_warm=False,
+        )
+
+    # MHA 8/8: no split-KV, 8 CTAs x 22 GB/s = 176 GB/s for 131072 x 2 x 8 x 128 x 2 = 537 MB
+    kv = 131072 * 2 * 8 * 128 * 2.0
+    rows_s = 128 * 8 * 2000.0 / 989.5e12
+    expected = 12e-6 + ((kv / 176e9) ** 4 + rows_s**4) ** 0.25
+    assert one_seq(fa2, 8, 8) == pytest.approx(expected, rel=1e-9)
+    assert one_seq(fa2, 8, 8) > 15 * one_seq(split, 8, 8)  # 3.015 TB/s against 176 GB/s
+    # GQA 32/8 without a window runs the packed, split path: the CTA rate does not apply
+    assert one_seq(fa2, 32, 8) == one_seq(split, 32, 8)
+
+
+def test_vectorised_twin_caps_unsplit_rows_like_the_runtime() -> None:
+    fa2 = {**CAPPED.to_dict(), "kv_bw_per_sm": 0.0, "window_unpacks_gqa": True, "cta_bw": 5e9}
+    rows = _decode_rows(2.0)
+    n = rows["latency_s"].size
+    rows["window"] = np.where(np.arange(n) % 3 == 0, 128.0, 0.0)
+    rows["num_kv_heads"] = np.where(np.arange(n) % 3 == 1, rows["num_q_heads"], 8.0)
+    runtime = fitting.predict({"prefill": {}, "decode": {"bf16": fa2}}, H100, rows)
+    np.testing.assert_allclose(runtime, fitting.decode_np(fa2, H100, rows), rtol=1e-9)
+    assert not np.allclose(runtime, fitting.decode_np({**fa2, "cta_bw": 0.0}, H100, rows))
+
+
+def test_fa2_decode_fit_recovers_the_unsplit_cta_rate() -> None:
+    l40s = get_gpu("l40s")
+    rows = _decode_rows(2.0, 400)
+    n = rows["latency_s"].size
+    # half the rows MHA (no split-KV on FA2), half GQA (split)
+    rows["num_kv_heads"] = np.where(np.arange(n) % 2 == 0, rows["num_q_heads"], 8.0)
+    truth = {
+        **CAPPED.to_dict(),
+        "kv_bw_per_sm": 0.0,
+        "hbm_eff": 0.8,
+        "l2_bw_per_sm": 1.2e10,
+        "kv_row_flops": 5e4,
+        "window_unpacks_gqa": True,
+        "cta_bw": 22e9,
+    }
+    rows["latency_s"] = fitting.decode_np(truth, l40s, rows)
+    out = fitting._fit_one(rows, l40s, False, None, True)
+    assert out["cta_bw"] == pytest.approx(22e9, rel=1e-3)
+    assert out["hbm_eff"] == pytest.approx(0.8, rel=1e-3)
+    # a kernel that splits (FA3, FlashInfer) has no such term
+    assert fitting._fit_one(rows, l40s, False, None, False)["cta_bw"] == 0.0

@@ -62,3 +62,28 @@ def test_window_gqa_unpacking_follows_the_target_kernel() -> None:
     assert out["fp8"]["window_unpacks_gqa"] is False  # FlashInfer for an fp8 KV cache
     hopper = adapt_params("attention", both, H100, H200)["decode"]
     assert hopper["bf16"]["window_unpacks_gqa"] is False
+
+
+def test_fa2_unsplit_cta_rate_comes_from_a_donor_of_the_same_kernel() -> None:
+    from servesim.perf.opmodels.transfer import borrow
+
+    l40s = get_gpu("l40s")
+    hopper = {"prefill": {"bf16": dict(_PREFILL)}, "decode": {"bf16": {**_DECODE, "cta_bw": 0.0}}}
+    ampere = {
+        "prefill": {"bf16": {**_PREFILL, "fix_tiles": 0.0, "fix_s": 1.6e-6}},
+        "decode": {"bf16": {**_DECODE, "kv_bw_per_sm": 0.0, "cta_bw": 22e9}},
+    }
+    donors = {"h100": (H100, hopper), "a100": (A100, ampere)}
+    found = borrow("attention", l40s, donors)
+    assert found is not None
+    # decode from the nearest GPU (H100), which always splits; the unsplit rate per CTA from
+    # the other FA2 GPU, in bytes/s (latency-bound: not scaled by the clock)
+    assert found.donors == {"prefill": "a100", "decode": "h100"}
+    assert found.params["decode"]["bf16"]["cta_bw"] == 22e9
+    assert found.params["decode"]["bf16"]["row_flops"] != _DECODE["row_flops"]  # H100's, adapted
+    # a Hopper target splits whatever its donor did
+    h200 = borrow("attention", H200, {"a100": (A100, ampere)})
+    assert h200 is not None and h200.params["decode"]["bf16"]["cta_bw"] == 0.0
+    # no FA2 donor: nothing to carry, the target's decode stays unbounded by CTAs
+    alone = borrow("attention", l40s, {"h100": (H100, hopper)})
+    assert alone is not None and alone.params["decode"]["bf16"]["cta_bw"] == 0.0

@@ -83,7 +83,10 @@ def _fit_one(
         free = functools.partial(unpack_decode, hbm_eff=hbm_eff)
 
         def unpack(x: np.ndarray) -> dict:
-            return {**free(x), "window_unpacks_gqa": unpacks}
+            # FA2 (``unpacks``) runs MHA and windowed decode without split-KV: x[7] is the rate
+            # one CTA streams at (``attention_stream``); other kernels split (0)
+            cta_bw = float(25e9 * np.exp(x[7])) if unpacks else 0.0
+            return {**free(x), "window_unpacks_gqa": unpacks, "cta_bw": cta_bw}
 
     sub = heldout.take(rows, _subsample(rows["latency_s"].size))
     log_actual = np.log(sub["latency_s"])
@@ -91,7 +94,7 @@ def _fit_one(
     def residual(x: np.ndarray) -> np.ndarray:
         return np.log(formula(unpack(x), gpu, sub)) - log_actual
 
-    x0 = np.zeros(5 if is_prefill else 7)
+    x0 = np.zeros(5 if is_prefill else 8 if unpacks else 7)
     sol = least_squares(residual, x0, method="trf", loss="soft_l1", f_scale=0.1, max_nfev=200)
     params = unpack(sol.x)
     axes = _PREFILL_AXES if is_prefill else _DECODE_AXES
@@ -342,12 +345,17 @@ def decode_np(params: dict[str, float], gpu: GPUSpec, rows: Rows) -> np.ndarray:
     rate = gpu.hbm_bandwidth_bytes_per_s * params["hbm_eff"]
     if params.get("kv_bw_per_sm", 0.0) > 0.0:
         rate = min(rate, num_sms * params["kv_bw_per_sm"])
+    if params.get("cta_bw", 0.0) > 0.0:
+        # FA2 without split-KV (MHA or a window): one CTA per (sequence, query head)
+        unsplit = (window > 0) | (rows["num_q_heads"] <= rows["num_kv_heads"])
+        ctas = seqs * rows["num_q_heads"] * params["cta_bw"]
+        rate = np.where(unsplit, np.minimum(rate, ctas), rate)
     l2_rate = params["l2_bw_per_sm"] * num_sms
     capacity = params["l2_frac"] * l2_bytes
     hit = 1.0 / (1.0 + (unique / capacity) ** _L2_STEEPNESS)
     kv_s = hit * unique / l2_rate + (1.0 - hit) * (unique / rate)
     # re-reads of a KV head by the other query heads of its group (FA2, unpacked): from L2
-    # while one head's pass over the batch fits (``attention_fit._kv_stream_s``)
+    # while one head's pass over the batch fits (``attention_stream.kv_stream_s``)
     near = 1.0 / (1.0 + (head_bytes / capacity) ** _L2_STEEPNESS)
     rereads = kv_read - unique
     kv_s = kv_s + np.where(rereads > 0.0, rereads * (near / l2_rate + (1.0 - near) / rate), 0.0)

@@ -32,6 +32,9 @@ Mechanisms (evidence: aiconfigurator tables, ``servesim.perf.fitting.attention``
   (``window_unpacks_gqa``). Evidence: L40S FA2 decode with a 128-token window takes 2.2x
   (<= 128 sequences) to 5.1x (more) the full-attention time at the same context, while its
   FlashInfer fp8 path and H100's FA3 measure 1.00-1.02x.
+  Unpacked, the group's other heads re-read their KV head from L2; and FA2 sets up split-KV
+  only on its packed path, so MHA and windowed decode run one CTA per (sequence, query head)
+  at ``cta_bw`` each (``attention_stream``).
 
 An optional ``LogGrid`` per phase corrects what the mechanism cannot know (kernel selection by
 head_dim, split heuristics). Parameters transfer to another GPU of the same architecture through
@@ -44,6 +47,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from servesim.perf.opmodels import attention_stream as stream
 from servesim.perf.opmodels import attention_tiles as tiles
 from servesim.perf.opmodels.grid import LogGrid, optional_grid
 from servesim.specs.dtypes import DType
@@ -63,10 +67,7 @@ _FALLBACK_SMS_L2 = {
     "a100-40gb": (108, 40 * 2**20),
     "l40s": (142, 96 * 2**20),
 }
-# Steepness of the L2 hit fraction around the capacity: cyclic streaming through an LRU cache
-# misses almost entirely once the working set exceeds it (H100: b=8, 33 MB -> 18 us, 67 MB ->
-# 40 us), so the switch is sharp.
-_L2_STEEPNESS = 8.0
+_L2_STEEPNESS = stream.L2_STEEPNESS  # the L2 hit fraction's steepness (``attention_stream``)
 
 
 def gpu_sms_l2(gpu: GPUSpec) -> tuple[int, float]:
@@ -151,6 +152,9 @@ class DecodeAttentionFit:
         overlap_p: p-norm exponent joining the KV stream and the per-row cost.
         kv_bw_per_sm: SM-side cap on the KV stream (bytes/s per SM); 0: none (bf16 KV).
         window_unpacks_gqa: the kernel drops GQA packing under a sliding window (FA2).
+        cta_bw: bytes/s one CTA streams where the kernel runs without split-KV, one CTA per
+            (sequence, query head): FA2 for MHA or under a window (``attention_stream``);
+            0: the kernel splits.
         grid: optional correction over (head_dim, GQA group, KV tokens per sequence,
             seqs x KV heads).
     """
@@ -164,6 +168,7 @@ class DecodeAttentionFit:
     overlap_p: float
     kv_bw_per_sm: float = 0.0
     window_unpacks_gqa: bool = False
+    cta_bw: float = 0.0
     grid: LogGrid | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,6 +183,7 @@ class DecodeAttentionFit:
             "kv_row_flops": float(f"{self.kv_row_flops:.6g}"),
             "overlap_p": float(f"{self.overlap_p:.6g}"),
             "window_unpacks_gqa": self.window_unpacks_gqa,
+            "cta_bw": float(f"{self.cta_bw:.6g}"),
         }
         if self.grid is not None:
             out["grid"] = self.grid.to_dict()
@@ -196,6 +202,7 @@ class DecodeAttentionFit:
             overlap_p=float(data["overlap_p"]),
             kv_bw_per_sm=float(data.get("kv_bw_per_sm", 0.0)),
             window_unpacks_gqa=bool(data.get("window_unpacks_gqa", False)),
+            cta_bw=float(data.get("cta_bw", 0.0)),
             grid=optional_grid(data.get("grid")),
         )
 
@@ -325,38 +332,6 @@ def prefill_attention_s(
     return time_s
 
 
-def l2_hit(working_bytes: float, fit: DecodeAttentionFit, l2_bytes: float) -> float:
-    """Fraction of a cyclically re-read working set served from L2 (sharp around capacity)."""
-    return 1.0 / (1.0 + (working_bytes / (fit.l2_frac * l2_bytes)) ** _L2_STEEPNESS)
-
-
-def _kv_stream_s(
-    fit: DecodeAttentionFit,
-    gpu: GPUSpec,
-    kv_read: float,
-    unique: float,
-    head_bytes: float,
-    l2_warm: bool,
-) -> float:
-    """Seconds to read ``kv_read`` KV bytes, ``unique`` of them distinct: those from HBM, or
-    L2 if back-to-back replays left them there (``l2_warm``). The rest are the other query
-    heads of a GQA group re-reading their KV head (FA2 unpacked under a window). FA2's grid
-    (``run_flash_splitkv_fwd``, flash_fwd_launch_template.h) runs a sequence's heads side by
-    side (split: ``blockIdx.z`` = batch x heads + head) or every batch of one head before the
-    next, so at most one head's pass over the batch (``head_bytes``) goes through L2 between
-    reads: they hit while that fits, warm or not (it is within one kernel)."""
-    num_sms, l2_bytes = gpu_sms_l2(gpu)
-    hbm_rate = kv_stream_bytes_per_s(fit, gpu, num_sms)
-    l2_rate = fit.l2_bw_per_sm * num_sms
-    hit = l2_hit(unique, fit, l2_bytes) if l2_warm else 0.0
-    time_s = hit * unique / l2_rate + (1.0 - hit) * (unique / hbm_rate)
-    rereads = kv_read - unique
-    if rereads > 0.0:
-        near = l2_hit(head_bytes, fit, l2_bytes)
-        time_s += rereads * (near / l2_rate + (1.0 - near) / hbm_rate)
-    return time_s
-
-
 def decode_attention_s(
     fit: DecodeAttentionFit,
     gpu: GPUSpec,
@@ -392,7 +367,12 @@ def decode_attention_s(
     kv_read = context * 2.0 * num_kv_heads * head_dim * kv_bytes
     unique = context * 2.0 * kv_heads * head_dim * kv_bytes
     head_bytes = context * 2.0 * head_dim * kv_bytes  # one KV head over the batch
-    kv_s = _kv_stream_s(fit, gpu, kv_read, unique, head_bytes, l2_warm)
+    num_sms, l2_bytes = gpu_sms_l2(gpu)
+    hbm_rate = kv_stream_bytes_per_s(fit, gpu, num_sms)
+    if fit.cta_bw > 0.0 and (ctas := stream.unsplit_ctas(num_seqs, num_q_heads, kv_heads, window)):
+        hbm_rate = min(hbm_rate, ctas * fit.cta_bw)
+    rates = (hbm_rate, fit.l2_bw_per_sm * num_sms)
+    kv_s = stream.kv_stream_s(kv_read, unique, head_bytes, rates, fit.l2_frac * l2_bytes, l2_warm)
     row_flops = num_q_heads * fit.row_flops + num_kv_heads * fit.kv_row_flops
     rows_s = num_seqs * head_dim * row_flops / gpu.peak_flops(DType.BF16)
     time_s = fit.floor_s + _pnorm(kv_s, rows_s, fit.overlap_p)

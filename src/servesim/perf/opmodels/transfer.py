@@ -37,7 +37,9 @@ every rule below; none is a factor fitted to the GPU it predicts.
   seconds (memory round trips, ``attention_tiles``); an fp8 KV cache's SM-side cap on the
   decode stream is a rate per SM cycle; whether decode drops GQA packing under a sliding
   window is the target's kernel's (FlashAttention 2 on Ampere / Ada does;
-  ``_adapt_attention``).
+  ``_adapt_attention``); so is whether MHA and windowed decode run without split-KV (FA2),
+  at a rate per CTA taken from a donor of that kernel generation, in bytes/s
+  (``_carry_unsplit_rate``: latency-bound, 22 / 26 GB/s on A100 / L40S).
 * collective regimes slower than the bulk one (NCCL's LL protocol for small messages) are
   bound by the protocol, not the link: they keep the donor's absolute bus bandwidth (clock
   scaled), capped by the target link at the donor's bulk efficiency. A PCIe target would
@@ -184,8 +186,39 @@ def borrow(
         chosen[phase] = key
     if "prefill" not in out or "decode" not in out:
         return None
+    _carry_unsplit_rate(out["decode"], target, donors)
     keys = sorted(set(chosen.values()), key=list(chosen.values()).index)
     return Borrowed(out, "+".join(keys), chosen)
+
+
+def _carry_unsplit_rate(
+    decode: dict[str, Any],
+    target: GPUSpec,
+    donors: Mapping[str, tuple[GPUSpec, Mapping[str, Any]]],
+) -> None:
+    """Give a FlashAttention 2 target's decode fits the rate one CTA streams at without
+    split-KV (``attention_stream``: MHA and windowed decode run one CTA per sequence and
+    query head) from a donor of the same kernel generation when the decode donor has none
+    (FA3 always splits). Carried in bytes/s: a latency-bound rate, 22 GB/s on A100 and 26 on
+    L40S fitted alone, 1.79x apart in clock."""
+    same = {
+        k: spec
+        for k, (spec, params) in donors.items()
+        if attention_kernel(spec) == attention_kernel(target) != "" and params.get("decode")
+    }
+    for dtype, fit in decode.items():
+        if not fit.get("window_unpacks_gqa"):  # not FA2's bf16 path: the kernel splits
+            fit["cta_bw"] = 0.0
+            continue
+        pool = {k: g for k, g in same.items() if _cta_bw(donors[k][1], dtype)}
+        key = choose_donor("decode_attention", target, pool) if pool else None
+        if not fit.get("cta_bw") and key is not None:
+            fit["cta_bw"] = _cta_bw(donors[key][1], dtype)
+
+
+def _cta_bw(params: Mapping[str, Any], dtype: str) -> float:
+    """A donor's fitted unsplit-CTA rate for ``dtype`` decode (0: none)."""
+    return float(params.get("decode", {}).get(dtype, {}).get("cta_bw", 0.0))
 
 
 def adapt_params(
