@@ -319,7 +319,9 @@ def describe_rules() -> str:
     return (
         "donor by trait (prefill attention: kernel generation; collectives: link class; else "
         "nearest architecture and bandwidth); fixed costs x SM clock ratio; per-row work x "
-        "SMs x clock; collective protocol regimes keep the donor's bus bandwidth, capped by the "
+        "SMs x clock; FA2 decode's unsplit (MHA, windowed) rate per CTA from a donor of "
+        "its kernel generation; collective protocol regimes keep the donor's bus bandwidth, "
+        "capped by the "
         "target link; PCIe groups > 2 at a host-routed ring's "
         f"{PCIE_HOST_RING_BUS_BYTES_PER_S / 1e9:g} GB/s bus bandwidth, shared by a socket's GPUs "
         "beyond one socket; custom all-reduce of "
