@@ -6,8 +6,12 @@ kernel 4) and 12 full attention (2 KV heads of 256), bf16.
 
 from __future__ import annotations
 
-import numpy as np
+import json
 
+import numpy as np
+from typer.testing import CliRunner
+
+from servesim.cli import app
 from servesim.engine import CacheConfig, ReplicaSetup, VLLMSchedulerConfig
 from servesim.engine.blocks import KVBlockManager
 from servesim.engine.config import SpeculativeConfig
@@ -144,3 +148,14 @@ def test_planner_sizes_the_pool_at_the_raised_block() -> None:
     assert est.status == "ok", est.reason
     assert est.max_kv_tokens % 544 == 0
     assert est.max_batch == est.max_kv_tokens // 544 // 19
+
+
+def test_perf_command_reports_the_raised_block() -> None:
+    # `servesim perf` shows the pool the replica runs: 8,109 pages of 544 tokens at tp=2;
+    # a 262,144-token sequence holds cdiv(262144, 544) + 3 = 482 + 3 pages: 8109 // 485 = 16
+    args = ["perf", "--model", "qwen3-next-80b-a3b", "--gpu", "h200", "--tp", "2"]
+    result = CliRunner().invoke(app, [*args, "--batch", "decode=8x8192", "--json"])
+    assert result.exit_code == 0, result.output
+    memory = json.loads(result.output)["memory"]
+    assert memory["block_size_tokens"] == 544 and memory["num_kv_blocks"] == 8109
+    assert memory["kv_pages_per_seq_at_262144"] == 485 and memory["max_seqs_at_262144"] == 16

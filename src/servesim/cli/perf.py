@@ -18,7 +18,7 @@ from servesim.core import domains as dom
 from servesim.core.errors import ConfigError
 from servesim.perf.calibration import load_calibration
 from servesim.perf.host import resolve_host_profile
-from servesim.perf.kv_groups import batch_pages, kv_layout, window_memory_rows
+from servesim.perf.kv_groups import batch_pages, kv_layout, vllm_block_size, window_memory_rows
 from servesim.perf.kv_layout import KVLayout
 from servesim.perf.roofline import RooflinePerfModel
 from servesim.perf.stacks import resolve_kernel_stack
@@ -206,7 +206,7 @@ def perf_command(**params: Any) -> None:
     ops = perf.explain(plan, shape)
     memory = _memory_rows(perf, plan, params)
     check_batch_fits(
-        batch, plan.model.max_context_tokens, memory, kv_layout(plan, params["block_size"])
+        batch, plan.model.max_context_tokens, memory, kv_layout(plan, memory["block_size_tokens"])
     )
     if params["as_json"]:
         print_json(_as_json(perf, plan, shape, times, ops, memory))
@@ -257,7 +257,7 @@ def _memory_rows(
 ) -> dict[str, Any]:
     """The memory plan's figures, with the KV tokens it holds (and, for models with several
     KV groups, what a longest sequence costs)."""
-    block_size = params["block_size"]
+    block_size = vllm_block_size(plan, params["block_size"])  # raised for state models
     memory = asdict(
         perf.memory_plan(
             plan,
