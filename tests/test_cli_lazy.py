@@ -43,7 +43,7 @@ def _modules_loaded(args: list[str]) -> set[str]:
         "except SystemExit:\n"
         "    pass\n"
         "prefixes = ('servesim', 'scipy', 'rich', 'numpy', 'pydantic', 'typer', 'pyarrow',\n"
-        "            'duckdb', 'plotly', 'matplotlib')\n"
+        "            'duckdb', 'plotly', 'matplotlib', 'yaml')\n"
         "loaded = sorted(m for m in sys.modules if m.startswith(prefixes))\n"
         "print('MODULES:', ' '.join(loaded))\n"
     )
@@ -93,6 +93,9 @@ def test_a_preset_simulation_loads_no_optional_module() -> None:
         assert optional not in loaded, optional
     # the table writers and chart libraries only --out and other commands need
     assert not {m.split(".")[0] for m in loaded} & {"pyarrow", "duckdb", "plotly", "matplotlib"}
+    # the catalogs come from catalog.json (servesim/specs/catalog/derived.py): no YAML parser
+    # (~10 ms to import) for a run from flags
+    assert "yaml" not in loaded
 
 
 def test_importing_the_cli_package_loads_nothing_heavy() -> None:

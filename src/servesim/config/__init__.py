@@ -23,7 +23,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import (
     BaseModel,
     Field,
@@ -273,4 +272,6 @@ class SimConfig(BaseModel):
 
     def to_yaml(self) -> str:
         """The full config as YAML (every default spelled out)."""
+        import yaml  # only here and for --config files: not a run's start-up
+
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from servesim.core.errors import UnknownNameError
+from servesim.specs.catalog import derived
 
 CPUS_FILE = Path(__file__).resolve().parent / "cpus.yaml"
 
@@ -45,7 +44,7 @@ class CPUSpec:
 
 @lru_cache(maxsize=1)
 def _load() -> tuple[dict[str, CPUSpec], dict[str, str]]:
-    data = yaml.safe_load(CPUS_FILE.read_text())["cpus"]
+    data = derived.load(CPUS_FILE)["cpus"]  # the YAML's data (catalog.json when current)
     specs: dict[str, CPUSpec] = {}
     aliases: dict[str, str] = {}
     for name, entry in data.items():

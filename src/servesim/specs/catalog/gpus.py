@@ -6,14 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from servesim.core.errors import UnknownNameError
+from servesim.specs.catalog import derived
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec, LinkSpec
-
-# libyaml's parser where installed (the same safe constructor, ~6x faster at start-up)
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 GPUS_FILE = Path(__file__).resolve().parent / "gpus.yaml"
 
@@ -99,7 +95,7 @@ def _build(name: str, entry: dict[str, Any], links: dict[str, Any]) -> GPUSpec:
 @lru_cache(maxsize=1)
 def _catalog() -> tuple[dict[str, GPUSpec], dict[str, str], dict[str, tuple[LinkSpec, str]]]:
     """(name -> spec, alias -> name, link name -> (link, source)), loaded once."""
-    data = yaml.load(GPUS_FILE.read_text(encoding="utf-8"), Loader=_LOADER)
+    data = derived.load(GPUS_FILE)  # the YAML's data (catalog.json when current)
     links = {name: _link(data["links"], name) for name in data["links"]}
     specs: dict[str, GPUSpec] = {}
     aliases: dict[str, str] = {}
