@@ -72,6 +72,31 @@ def test_hit_needs_the_windows_last_8_blocks_cached() -> None:
     assert _cache(HEAD[:20], HEAD).count_hits(prompt, 62) == 20
 
 
+def test_every_group_of_a_type_must_hold_the_block() -> None:
+    """2 full + 2 sliding(64) groups: a block counts for a type only when each of its groups
+    caches its page (vLLM's get_cached_block over the type's group ids); the sliding run is
+    cdiv(63, 16) = 4 blocks."""
+    layout = KVLayout(B, 2, (WindowGroups("sliding", 64, 2),))
+    keys = list(range(500, 510))
+    blocks = _manager(layout)
+    f0, f1 = blocks.full_salts
+    w0, w1 = blocks.window_salts
+    pages = [k ^ s for k in keys for s in (f0, f1, w0, w1)]
+    blocks.allocate(len(pages))
+    for page in pages:
+        blocks.register(page)
+    assert blocks.count_hits(keys, 10) == 10 and blocks.hit_pages(10) == 2 * 10 + 2 * 4
+    # the second sliding group lost block 8's page: 9 is a run of 1, 7..4 a run of 4: 8
+    blocks.deref([keys[8] ^ w1])
+    blocks.allocate(blocks.num_free + 1)
+    assert blocks.count_hits(keys, 10) == 8
+    assert blocks.hit_keys(keys, 8)[:2] == [keys[4] ^ w0, keys[4] ^ w1]
+    # the second full group lost block 6's page: the full run is 6; 5..2 is 4 sliding: 6
+    blocks.deref([keys[6] ^ f1])
+    blocks.allocate(1)
+    assert blocks.count_hits(keys, 10) == 6
+
+
 def _seq(i: int, prefix: list[int], prompt: int = 1000) -> Seq:
     hashes = tuple(prefix) + tuple(range(1000 * i, 1000 * i + 63 - len(prefix)))
     return Seq(req(i, 0.0, prompt, 10, prefix_block_hashes=hashes, prefix_block_size=B), i)
