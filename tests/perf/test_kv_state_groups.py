@@ -15,6 +15,7 @@ from servesim.cli import app
 from servesim.engine import CacheConfig, ReplicaSetup, VLLMSchedulerConfig
 from servesim.engine.blocks import KVBlockManager
 from servesim.engine.config import SpeculativeConfig
+from servesim.engine.speculative import draft_plan
 from servesim.perf import default_perf_model
 from servesim.perf.kv_groups import describe, kv_layout, state_pages_per_group, vllm_block_size
 from servesim.perf.kv_layout import KVLayout
@@ -159,3 +160,12 @@ def test_perf_command_reports_the_raised_block() -> None:
     memory = json.loads(result.output)["memory"]
     assert memory["block_size_tokens"] == 544 and memory["num_kv_blocks"] == 8109
     assert memory["kv_pages_per_seq_at_262144"] == 485 and memory["max_seqs_at_262144"] == 16
+
+
+def test_mtp_head_of_a_linear_first_layer_is_full_attention() -> None:
+    # vLLM's Qwen3-Next MTP layer is full attention (qwen3_next_mtp.py); the target's first
+    # layer is DeltaNet. Before, the head copied it and its memory plan failed ("no layer
+    # whose KV grows per token"); now its KV is one full layer's: 1,024 B a token at tp=2.
+    head = draft_plan(_plan(2), SpeculativeConfig(method="mtp", num_speculative_tokens=2))
+    assert head.model.layer_types == ("full",)
+    assert plan_memory(head, block_size_tokens=544).kv_bytes_per_token == 1024

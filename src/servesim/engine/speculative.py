@@ -84,6 +84,11 @@ def draft_plan(plan: ReplicaPlan, config: SpeculativeConfig) -> ReplicaPlan:
             )
         return dataclasses.replace(plan, model=draft)
     layers = model.layer_types[:1]
+    if layers == ("linear",):
+        # A head keeps no linear-attention state: vLLM's Qwen3-Next MTP layer is a full
+        # attention layer (qwen3_next_mtp.py: Qwen3NextDecoderLayer(layer_type=
+        # "full_attention")), so the head's KV grows per token like the target's full layers.
+        layers = ("full",)
     moe = model.moe
     if moe is not None:  # the head is the target's first layer: MoE only if that one is
         moe = dataclasses.replace(moe, moe_layer_indices=tuple(moe.moe_layer_indices[:1]))
