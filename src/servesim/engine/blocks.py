@@ -318,6 +318,8 @@ class KVBlockManager:
         """Pages a hit of ``num_hits`` blocks holds (``len(hit_keys(...))``)."""
         if self.window_blocks:
             return min(num_hits, self.window_blocks)
+        if not self.window_run:
+            return num_hits
         return len(self.full_salts) * num_hits + self.hit_window_pages(num_hits)
 
     def hit_window_pages(self, num_hits: int) -> int:
