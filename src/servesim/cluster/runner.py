@@ -185,8 +185,10 @@ class Cluster(ClientHooks):
         )
 
     def routable(self, members: list[int]) -> list[int]:
-        """The members the router may send new work to now."""
-        return self.live.routable(members)
+        """The members the router may send new work to now (read-only)."""
+        # Only the autoscaler opens and closes replicas: without it every member stays
+        # routable, and each arrival need not scan them (issue 14: O(replicas) per arrival).
+        return self.live.routable(members) if self.autoscaler.pools else members
 
     def dispatch(self, request: Request, views: Sequence[ReplicaView]) -> int:
         """Entry routing over the routable replicas of the entry pools."""
