@@ -96,6 +96,8 @@ def test_a_preset_simulation_loads_no_optional_module() -> None:
     # the catalogs come from catalog.json (servesim/specs/catalog/derived.py): no YAML parser
     # (~10 ms to import) for a run from flags
     assert "yaml" not in loaded
+    # the consoles print no emoji codes: rich's emoji table stays unloaded (cli/common.py)
+    assert "rich._emoji_codes" not in loaded
 
 
 def test_importing_the_cli_package_loads_nothing_heavy() -> None:
