@@ -15,6 +15,7 @@ import dataclasses
 from servesim.engine import CacheConfig, ReplicaSetup, VLLMSchedulerConfig
 from servesim.engine.batch import Batch
 from servesim.engine.blocks import KVBlockManager, hybrid_groups
+from servesim.engine.config import SpeculativeConfig
 from servesim.engine.records import TokenGapSamples
 from servesim.engine.sequence import Seq
 from servesim.engine.state import ReplicaState
@@ -175,3 +176,30 @@ def test_engine_run_of_gpt_oss_with_a_shared_prefix() -> None:
     records = run(reqs, LinearPerf(num_kv_blocks=2000), setup)
     assert_all_served(records)
     assert records.counters["prefix_cache_hit_tokens"] == 4 * 992
+
+
+def test_engine_run_with_speculation_pressure_and_preemption_keeps_the_books() -> None:
+    """Shared heads, long outputs (the window moves past the prompt's cached sliding pages
+    while decoding), EAGLE speculation and a pool small enough to evict and preempt: every
+    request is served and the books balance every step (check_invariants)."""
+    reqs = []
+    for i in range(40):
+        shared = (0, 10, 40)[i % 3]
+        reqs.append(
+            dataclasses.replace(
+                _seq(i, list(range(1, shared + 1)), prompt=900 + 7 * i).request,
+                arrival_s=0.05 * i,
+                num_output_tokens=150 + 5 * i,
+            )
+        )
+    setup = ReplicaSetup(
+        plan=ReplicaPlan(model=resolve_model("gpt-oss-20b"), gpu=get_gpu("h100-sxm")),
+        scheduler=VLLMSchedulerConfig(max_num_batched_tokens=512, enable_chunked_prefill=True),
+        cache=CacheConfig(enable_prefix_caching=True, num_kv_blocks=700),
+        speculative=SpeculativeConfig(method="eagle", num_speculative_tokens=3),
+    )
+    records = run(reqs, LinearPerf(), setup)
+    assert_all_served(records)
+    assert records.counters["num_preemptions"] > 0
+    assert records.counters["prefix_cache_evictions"] > 0
+    assert records.counters["prefix_cache_hit_tokens"] > 0
