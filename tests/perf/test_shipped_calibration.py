@@ -131,11 +131,13 @@ def test_shipped_fit_is_what_the_tables_give() -> None:
 # refit of other families): the cross-architecture targets must not fall back to the old rule.
 _LOGO_AFTER = {
     ("a100", "gemm"): 13.7,  # the wave tail Hopper hides and sm_80 / sm_89 cuBLAS does not
-    ("a100", "decode_attention"): 23.5,
+    # FA2's unsplit MHA / windowed decode (one CTA per sequence and head, cta_bw from the other
+    # FA2 GPU) and its windowed re-reads from L2: A100 22.1 -> 21.1, L40S 22.9 -> 19.0
+    ("a100", "decode_attention"): 22.2,
     ("a100", "prefill_attention"): 22.5,  # FA2 tiles / residency (attention_tiles)
     ("a100", "collectives"): 16.5,
     ("l40s", "gemm"): 25.7,
-    ("l40s", "decode_attention"): 24.0,
+    ("l40s", "decode_attention"): 20.0,
     ("h100", "prefill_attention"): 9.0,  # same die: the prefill traffic keeps its rate
     ("h200", "prefill_attention"): 9.5,
     ("h100", "decode_attention"): 8.5,  # the fp8 KV cap carries between H100 and H200
