@@ -149,8 +149,9 @@ _LOGO_AFTER = {
     ("h100", "moe"): 13.8,
     ("h200", "moe"): 13.5,
     # MoE fixed costs (the fused kernel's and the router's) carried by the SM clock ratio
-    # (L40S 46.1 with fixed costs kept in seconds, A100 25.2)
-    ("a100", "moe"): 26.0,
+    # (L40S 46.1 with fixed costs kept in seconds); A100 (a vLLM 0.14 table) 25.0 / -21.0
+    # before the old default tiles on its shapes without a tuned file (opmodels.moe_configs)
+    ("a100", "moe"): 19.5,
     ("l40s", "moe"): 44.0,
 }
 
@@ -168,6 +169,7 @@ def test_stored_leave_one_gpu_out_summary_meets_the_transfer_rules() -> None:
         assert row["mape"] <= bound, row
     for gpu in ("h100", "h200"):
         assert abs(rows[(gpu, "moe")]["median_signed"]) <= 2.5, rows[(gpu, "moe")]
+    assert abs(rows[("a100", "moe")]["median_signed"]) <= 5.0, rows[("a100", "moe")]
     # the rules beat the data-sheet-only rule where architectures differ (summed over families)
     for gpu in ("a100", "l40s"):
         mine = [r for (g, _), r in rows.items() if g == gpu and r.get("before_mape") is not None]
