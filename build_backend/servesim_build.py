@@ -40,6 +40,7 @@ HOT_MODULES = (
     "servesim/engine/sequence.py",
     "servesim/engine/skip.py",
     "servesim/engine/state.py",
+    "servesim/engine/state_kv.py",
     "servesim/engine/timeline.py",
     "servesim/engine/vengine.py",
     "servesim/engine/view.py",

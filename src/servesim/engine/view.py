@@ -18,6 +18,7 @@ from servesim.engine.preemption import PreemptionChoice
 from servesim.engine.records import TokenGapSamples
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.speculative import Speculator
+from servesim.perf.kv_layout import KVLayout
 
 
 class ReplicaStateView:
@@ -37,6 +38,7 @@ class ReplicaStateView:
 
     blocks: KVBlockManager
     block_size: int
+    layout: KVLayout  # blocks.layout (ReplicaKV reads it; declared here for mypyc)
     preemption: PreemptionChoice
     waiting: deque[Seq]
     running: dict[Seq, None]
