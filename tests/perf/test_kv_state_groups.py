@@ -169,3 +169,15 @@ def test_mtp_head_of_a_linear_first_layer_is_full_attention() -> None:
     head = draft_plan(_plan(2), SpeculativeConfig(method="mtp", num_speculative_tokens=2))
     assert head.model.layer_types == ("full",)
     assert plan_memory(head, block_size_tokens=544).kv_bytes_per_token == 1024
+
+
+def test_dp_attention_ranks_and_pool_checks_size_at_the_raised_block() -> None:
+    """A DP-attention rank's memory plan and the deployment check see the replica's pool:
+    a configured 16-token block gives the same pages as vLLM's raised 544-token one."""
+    from servesim.engine.dp_group import rank_memory_plan
+
+    plan = ReplicaPlan(model=resolve_model("qwen3-next-80b-a3b"), gpu=get_gpu("h200"), tp=2)
+    raised = rank_memory_plan(plan, 2, CacheConfig(block_size=544), 8192)
+    configured = rank_memory_plan(plan, 2, CacheConfig(block_size=16), 8192)
+    assert configured.num_kv_blocks == raised.num_kv_blocks
+    assert vllm_block_size(plan, 16) == 544

@@ -15,6 +15,7 @@ from servesim.engine.dp_group import rank_memory_plan
 from servesim.engine.profiles import EngineProfile, resolve_engine
 from servesim.engine.scheduler_setup import memory_token_budget
 from servesim.engine.speculative import draft_memory_problem
+from servesim.perf.kv_groups import vllm_block_size
 from servesim.perf.types import PerfModel, ReplicaPlan
 
 
@@ -98,7 +99,7 @@ def check_memory(pool: PoolConfig, plan: ReplicaPlan, perf: PerfModel, problems:
         else:
             mem = perf.memory_plan(
                 plan,
-                block_size_tokens=pool.cache.block_size,
+                block_size_tokens=vllm_block_size(plan, pool.cache.block_size),
                 gpu_memory_utilization=pool.cache.gpu_memory_utilization,
                 max_num_batched_tokens=budget,
             )
@@ -131,7 +132,7 @@ def check_draft(
         plan,
         speculative,
         perf,
-        block_size_tokens=pool.cache.block_size,
+        block_size_tokens=vllm_block_size(plan, pool.cache.block_size),
         gpu_memory_utilization=pool.cache.gpu_memory_utilization,
         max_num_batched_tokens=budget,
     )

@@ -34,6 +34,7 @@ from servesim.engine.config import CacheConfig
 from servesim.engine.setup import ReplicaSetup
 from servesim.engine.vengine import VirtualEngine
 from servesim.perf.dp_cost import DPGroupCost, GroupSpan, check_dense_mlp, dense_tp
+from servesim.perf.kv_groups import vllm_block_size
 from servesim.perf.memory import check_dp_attention, check_plan, plan_memory
 from servesim.perf.types import BatchShape, MemoryPlan, ReplicaPlan, StageTimes
 
@@ -166,7 +167,8 @@ def rank_memory_plan(
     check_dense_mlp(plan, dp, dense_mlp)
     return plan_memory(
         plan,
-        block_size_tokens=cache.block_size,
+        # vLLM's raised block for linear-attention hybrids (idempotent on a raised cache)
+        block_size_tokens=vllm_block_size(plan, cache.block_size),
         gpu_memory_utilization=cache.gpu_memory_utilization,
         max_num_batched_tokens=max_num_batched_tokens,
         expert_ep=plan.tp * dp,
