@@ -84,7 +84,8 @@ def build_wheel(
     config_settings: dict[str, Any] | None = None,
     metadata_directory: str | None = None,
 ) -> str:
-    """setuptools' wheel; compiled with mypyc when ``SERVESIM_COMPILE=1`` (pure if that fails)."""
+    """setuptools' wheel; compiled with mypyc when ``SERVESIM_COMPILE=1`` (pure if that fails,
+    unless ``SERVESIM_COMPILE_STRICT=1``: then the failure is the build's)."""
     if not compile_requested():
         return _setuptools.build_wheel(wheel_directory, config_settings, metadata_directory)
     argv = list(sys.argv)
@@ -96,5 +97,9 @@ def build_wheel(
             why = f"exit status {exc.code}, its errors above"
         else:
             why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+        if os.environ.get("SERVESIM_COMPILE_STRICT") == "1":
+            # CI: a hot module that stops type-checking must fail the build, not ship pure
+            print(f"servesim: mypyc build failed ({why})", file=sys.stderr)
+            raise
         print(f"servesim: mypyc build failed ({why}); building the pure wheel", file=sys.stderr)
         return _setuptools.build_wheel(wheel_directory, config_settings, metadata_directory)

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,7 +104,7 @@ def test_mypyc_attr_leaves_the_class_as_it_is() -> None:
     assert mypyc_attr(allow_interpreted_subclasses=True)(Plugin) is Plugin
 
 
-def test_the_backend_asks_for_mypy_only_when_compiling(monkeypatch: pytest.MonkeyPatch) -> None:
+def _load_backend() -> Any:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
@@ -112,6 +113,28 @@ def test_the_backend_asks_for_mypy_only_when_compiling(monkeypatch: pytest.Monke
     assert spec is not None and spec.loader is not None
     backend = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(backend)
+    return backend
+
+
+def test_a_failed_mypyc_build_falls_back_unless_strict(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = _load_backend()
+
+    class Failing:
+        def build_wheel(self, *args: object) -> str:
+            raise SystemExit(1)  # as mypy exits on a type error
+
+    monkeypatch.setattr(backend, "_compiled_backend", Failing)
+    monkeypatch.setattr(backend._setuptools, "build_wheel", lambda *a: "pure.whl")
+    monkeypatch.setenv("SERVESIM_COMPILE", "1")
+    monkeypatch.delenv("SERVESIM_COMPILE_STRICT", raising=False)
+    assert backend.build_wheel("dist") == "pure.whl"
+    monkeypatch.setenv("SERVESIM_COMPILE_STRICT", "1")  # .ci/run: a broken compile fails CI
+    with pytest.raises(SystemExit):
+        backend.build_wheel("dist")
+
+
+def test_the_backend_asks_for_mypy_only_when_compiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = _load_backend()
     # setuptools' own list, without running its egg_info in the checkout
     monkeypatch.setattr(backend._setuptools, "get_requires_for_build_wheel", lambda cs: ["x"])
     monkeypatch.delenv("SERVESIM_COMPILE", raising=False)
