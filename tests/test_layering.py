@@ -197,6 +197,8 @@ _ENGINE_PARTS = (
     "group",
     "batch",
     "sequence",
+    "state_kv",
+    "outbox",
 )
 _ENGINE_OWNERS = {"servesim.engine.replica", "servesim.engine.simulation"}
 
