@@ -65,3 +65,18 @@ def test_token_step_learnt_on_one_shape_prices_another() -> None:
     assert np.mean(np.abs(rel)) < 0.5 * np.mean(np.abs(rel_bare))
     small = unseen["num_tokens"] <= 16
     assert np.median(rel[small]) == pytest.approx(0.0, abs=0.08)
+
+
+def test_marlin_fits_its_own_overlap() -> None:
+    # rows timed with weight reads and math fully overlapped (p = 12: the max of the two); a
+    # Marlin kernel learns that overlap, another borrowed kernel keeps the donor's p = 2
+    import dataclasses
+
+    rows = _rows(4096.0, 1536.0)
+    overlapped = dataclasses.replace(TRUE, overlap_p=12.0)
+    rows["latency_s"] = formula(overlapped, GPU, rows)
+    rows["dtype"] = np.full(rows["num_tokens"].size, "int4", dtype=object)
+    rows["kernel"] = np.full(rows["num_tokens"].size, "sglang_marlin_moe", dtype=object)
+    assert moe._fit_borrowed(rows, GPU, "int4", DONOR).overlap_p > 6.0
+    rows["kernel"] = np.full(rows["num_tokens"].size, "vllm_gptoss_triton", dtype=object)
+    assert moe._fit_borrowed(rows, GPU, "int4", DONOR).overlap_p == pytest.approx(2.0)
