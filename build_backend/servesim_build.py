@@ -1,13 +1,15 @@
-"""servesim's PEP 517 build backend: setuptools, plus an opt-in mypyc build of the engine.
+"""servesim's PEP 517 build backend: setuptools, plus a mypyc build of the engine's hot loop.
 
-``SERVESIM_COMPILE=1 pip install .`` compiles the engine's hot loop (``HOT_MODULES``) with
-mypyc into a platform wheel; results are bit-identical to the pure-Python package
-(tests/engine/test_compiled_identity.py) and bench/bench_engine.py takes about half the CPU
-time (docs/architecture.md). Without ``SERVESIM_COMPILE=1`` every hook is setuptools' own, so
-``pip install .`` and ``pip install -e .`` build exactly what they built before. Editable
-builds never compile (a compiled module would shadow the source being edited). If the
-compiled build fails (no C compiler, no Python headers, a type error mypyc refuses) the
-wheel is built pure, with one printed line saying why.
+``pip install .`` compiles the engine's hot loop (``HOT_MODULES``) with mypyc into a platform
+wheel wherever a C compiler and Python's headers are present (issue 14: "built at install when
+a C compiler is present, with the pure-Python path as fallback"); results are bit-identical to
+the pure-Python package (tests/engine/test_compiled_identity.py) and bench/bench_engine.py
+takes about half the CPU time (docs/architecture.md). ``SERVESIM_COMPILE=0`` builds the pure
+wheel (every hook setuptools' own), ``SERVESIM_COMPILE=1`` asks for the compiled one even
+where no compiler was found. Editable builds never compile (a compiled module would shadow
+the source being edited). If the compiled build fails (no C compiler, no Python headers, a
+type error mypyc refuses) the wheel is built pure, with one printed line saying why, unless
+``SERVESIM_COMPILE_STRICT=1`` (CI) makes the failure the build's.
 """
 
 from __future__ import annotations
@@ -49,9 +51,27 @@ HOT_MODULES = (
 )
 
 
+def can_compile() -> bool:
+    """True where this interpreter's C compiler and ``Python.h`` are present (mypyc needs both)."""
+    import shutil
+    import sysconfig
+
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()
+    headers = os.path.join(sysconfig.get_paths()["include"], "Python.h")
+    return bool(compiler) and shutil.which(compiler[0]) is not None and os.path.exists(headers)
+
+
 def compile_requested() -> bool:
-    """True when the environment asks for the compiled build (``SERVESIM_COMPILE=1``)."""
-    return os.environ.get("SERVESIM_COMPILE") == "1"
+    """Whether to build the compiled wheel: ``SERVESIM_COMPILE`` 1 yes, 0 no, unset or
+    ``auto`` where ``can_compile``.
+
+    Raises:
+        SystemExit: any other value (one line naming it).
+    """
+    value = os.environ.get("SERVESIM_COMPILE", "auto").strip().lower() or "auto"
+    if value not in ("0", "1", "auto"):
+        raise SystemExit(f"servesim: SERVESIM_COMPILE={value!r}: must be 0, 1 or auto")
+    return value == "1" or (value == "auto" and can_compile())
 
 
 def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:

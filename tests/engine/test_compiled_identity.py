@@ -1,8 +1,8 @@
-"""The compiled engine (opt-in mypyc build, build_backend/servesim_build.py) and the pure-Python
+"""The compiled engine (mypyc build, build_backend/servesim_build.py) and the pure-Python
 one give identical results, bit for bit: every per-request and per-iteration column, the token
 gaps and the counters of the skip-identity scenarios (every scheduler kind, plain-Python
 subclasses of compiled classes among them), each run in a fresh process, once with
-``SERVESIM_PURE=1``. Also the guards (servesim/_pure.py) and the backend's opt-in."""
+``SERVESIM_PURE=1``. Also the guards (servesim/_pure.py) and when the backend compiles."""
 
 from __future__ import annotations
 
@@ -137,9 +137,15 @@ def test_the_backend_asks_for_mypy_only_when_compiling(monkeypatch: pytest.Monke
     backend = _load_backend()
     # setuptools' own list, without running its egg_info in the checkout
     monkeypatch.setattr(backend._setuptools, "get_requires_for_build_wheel", lambda cs: ["x"])
-    monkeypatch.delenv("SERVESIM_COMPILE", raising=False)
-    assert backend.get_requires_for_build_wheel() == ["x"]
     monkeypatch.setenv("SERVESIM_COMPILE", "0")
     assert backend.get_requires_for_build_wheel() == ["x"]
     monkeypatch.setenv("SERVESIM_COMPILE", "1")
     assert backend.get_requires_for_build_wheel() == ["x", "mypy==2.4.1"]
+    # unset (or auto): compiled where a C compiler and Python's headers are found
+    monkeypatch.delenv("SERVESIM_COMPILE", raising=False)
+    for found, requires in ((False, ["x"]), (True, ["x", "mypy==2.4.1"])):
+        monkeypatch.setattr(backend, "can_compile", lambda found=found: found)
+        assert backend.get_requires_for_build_wheel() == requires
+    monkeypatch.setenv("SERVESIM_COMPILE", "yes")
+    with pytest.raises(SystemExit, match="SERVESIM_COMPILE='yes': must be 0, 1 or auto"):
+        backend.get_requires_for_build_wheel()
