@@ -112,3 +112,14 @@ def test_a_user_file_is_parsed_whole_and_fails_on_load(tmp_path: Path) -> None:
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError, match="is not a calibration JSON file"):
         load_calibration(str(path))
+
+
+def test_a_member_hidden_inside_the_bulky_text_is_named_not_dropped() -> None:
+    # "meta" sorts between kernel_stacks and power: it rides inside kernel_stacks' cut text,
+    # which then fails to parse alone; the first read names it instead of leaving it out
+    doc = {**_DOC, "meta": {"x": 1}}
+    parsed = parse_packaged(_dumps(doc))
+    stacks = parsed["kernel_stacks"]
+    assert isinstance(stacks, LazyMember)
+    with pytest.raises(ValueError, match=r"\['meta'\] sit inside 'kernel_stacks'"):
+        dict(stacks)
