@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from servesim.perf.calibration import Calibration
+from servesim.perf.opmodels.collectives import eager_copy_s
 from servesim.specs.gpu import GPUSpec, LinkSpec
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
@@ -110,14 +111,13 @@ def eager_all_reduce_copy_s(gpu: GPUSpec, link: LinkSpec, n: int, num_bytes: flo
     node's link (``custom_all_reduce_runs``); 0 where NCCL runs on the caller's tensor."""
     if link.name != gpu.intra_node_link.name or not custom_all_reduce_runs(link, n, num_bytes):
         return 0.0
-    from servesim.perf.opmodels.collectives import eager_copy_s
-
     return eager_copy_s(gpu, num_bytes)
 
 
 def custom_all_reduce_time_s(link: LinkSpec, n: int, num_bytes: float) -> float | None:
-    """Time of vLLM's custom all-reduce, or None where vLLM would fall back to NCCL."""
-    if n <= 1 or num_bytes > CUSTOM_AR_MAX_BYTES or topology_of(link) != "nvswitch":
+    """Time of vLLM's custom all-reduce, or None where vLLM would fall back to NCCL (the one
+    rule of ``custom_all_reduce_runs``, also the eager copy's)."""
+    if not custom_all_reduce_runs(link, n, num_bytes):
         return None
     return (
         CUSTOM_AR_ALPHA_S + _volume_factor("all_reduce", n) * num_bytes / link.bandwidth_bytes_per_s
