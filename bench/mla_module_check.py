@@ -25,7 +25,8 @@ from servesim.perf.calibration import load_calibration
 from servesim.perf.fitting.heldout import error_stats
 from servesim.perf.fitting.mla import mla_layer, row_batch
 from servesim.perf.fitting.tables import aic_root, find_tables, read_columns, select
-from servesim.perf.kernel_set import GemmShape, KernelSet
+from servesim.perf.kernel_set import KernelSet
+from servesim.perf.kernel_shapes import GemmShape
 from servesim.perf.opmodels.mla import MLAFits, mla_decode_s, mla_prefill_s
 from servesim.specs.catalog import get_gpu
 from servesim.specs.dtypes import DType

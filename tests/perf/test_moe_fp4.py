@@ -9,7 +9,8 @@ from dataclasses import replace
 import pytest
 
 from servesim.perf.calibration import load_calibration
-from servesim.perf.kernel_set import KernelSet, moe_label
+from servesim.perf.kernel_set import KernelSet
+from servesim.perf.kernel_shapes import moe_label
 from servesim.perf.op_query import op_time_s
 from servesim.perf.opmodels.moe_fp4 import fp4_moe_fit, fp4_moe_fits, is_derived
 from servesim.perf.opmodels.moe_layer import MoELayerFit
@@ -65,7 +66,7 @@ def test_blackwell_nvfp4_experts_run_fp4_math_and_hopper_falls_back_to_w4a16() -
 def test_the_op_query_prices_4bit_experts_with_their_measured_moe_fit() -> None:
     # H100 gpt-oss MXFP4 rows are measured: the query must use that fit, not the legacy
     # grouped-GEMM roofline, and read the packed bytes (0.53125 B, not 0.5)
-    from servesim.perf.kernel_set import MoeShape
+    from servesim.perf.kernel_shapes import MoeShape
     from servesim.perf.moe import busiest_device, expert_frequencies
     from servesim.specs.model import MoESpec
 

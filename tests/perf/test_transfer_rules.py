@@ -12,7 +12,8 @@ import pytest
 
 from servesim.core.errors import ConfigError
 from servesim.perf.calibration import calibration_from_dict, load_calibration
-from servesim.perf.kernel_set import GemmShape, KernelSet
+from servesim.perf.kernel_set import KernelSet
+from servesim.perf.kernel_shapes import GemmShape
 from servesim.perf.opmodels.collectives import CollectiveFit, collective_s
 from servesim.perf.opmodels.gemm import GemmFit
 from servesim.perf.opmodels.transfer import (

@@ -10,7 +10,8 @@ import pytest
 
 from servesim.perf.calibration import load_calibration
 from servesim.perf.graph import PlanGraph
-from servesim.perf.kernel_set import FP4_LABELS, GemmShape, KernelSet
+from servesim.perf.kernel_set import KernelSet
+from servesim.perf.kernel_shapes import FP4_LABELS, GemmShape
 from servesim.perf.kernels import gemm_time_s as legacy_gemm_time_s
 from servesim.perf.op_query import op_time_s
 from servesim.perf.opmodels.fp4 import FP4_BYTES, fp4_gemm_fit, fp4_quant_fit, is_derived

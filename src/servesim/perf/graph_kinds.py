@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servesim.perf.attention import DECODE_COMPUTE_EFF, PREFILL_MEM_EFF, ZERO, AttnCost
-from servesim.perf.kernel_set import gemm_label, moe_label
+from servesim.perf.kernel_shapes import gemm_label, moe_label
 from servesim.perf.types import BatchShape, ReplicaPlan
 from servesim.specs.dtypes import DType, gemm_activation
 from servesim.specs.layers import DELTANET_CHUNK_TOKENS, STATE_BYTES, LinearAttentionSpec

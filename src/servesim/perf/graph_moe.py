@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from servesim.perf.graph_ops import ACT_BYTES, OpPricer
-from servesim.perf.kernel_set import MoeShape
+from servesim.perf.kernel_shapes import MoeShape
 from servesim.perf.kernels import gemm_compute_eff
 from servesim.perf.moe import busiest_device
 from servesim.perf.types import OpCost

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from servesim.perf.calibration import Calibration
 from servesim.perf.graph_kinds import GroupKernels, group_kernels
-from servesim.perf.kernel_set import FP4_LABELS, GemmShape, KernelSet, gemm_label
+from servesim.perf.kernel_set import KernelSet
+from servesim.perf.kernel_shapes import FP4_LABELS, GemmShape, gemm_label
 from servesim.perf.kernels import elementwise_time_s, gemm_compute_eff
 from servesim.perf.shapes import stage_layer_ranges
 from servesim.perf.types import OpCost, ReplicaPlan

@@ -23,7 +23,8 @@ from typing import Any
 
 from servesim.core.errors import ConfigError, UnknownNameError
 from servesim.perf.calibration import Calibration, load_calibration
-from servesim.perf.kernel_set import GemmShape, KernelSet, MoeShape, gemm_label, moe_label
+from servesim.perf.kernel_set import KernelSet
+from servesim.perf.kernel_shapes import GemmShape, MoeShape, gemm_label, moe_label
 from servesim.perf.moe import busiest_device, expert_frequencies
 from servesim.perf.shapes import attention_shapes
 from servesim.perf.stacks import get_stack

@@ -13,7 +13,8 @@ import numpy as np
 from servesim.perf.attention import AttnCost
 from servesim.perf.calibration import Calibration
 from servesim.perf.fitting.heldout import Rows
-from servesim.perf.kernel_set import GemmShape, KernelSet, MoeShape
+from servesim.perf.kernel_set import KernelSet
+from servesim.perf.kernel_shapes import GemmShape, MoeShape
 from servesim.perf.shapes import attention_shapes
 from servesim.perf.stacks import LEGACY_STACK
 from servesim.perf.types import BatchShape
