@@ -199,6 +199,7 @@ _ENGINE_PARTS = (
     "sequence",
     "state_kv",
     "outbox",
+    "replica_features",
 )
 _ENGINE_OWNERS = {"servesim.engine.replica", "servesim.engine.simulation"}
 

@@ -8,7 +8,6 @@ micro-batches pass the stages in order, each stage busy for its ``StageTimes.sta
 from __future__ import annotations
 
 import logging
-import math
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from servesim.engine.links import EngineLinks
 from servesim.engine.lora import AdapterCache
 from servesim.engine.preemption import PreemptionChoice, preemption_for
 from servesim.engine.records import RejectReason, ReplicaInfo, SimulationRecords
+from servesim.engine.replica_features import replica_features
 from servesim.engine.scheduler_setup import make_scheduler, memory_token_budget, prefix_caching
 from servesim.engine.schedulers import ReplicaScheduler
 from servesim.engine.sequence import Seq
@@ -30,14 +30,13 @@ from servesim.engine.setup import ReplicaSetup
 from servesim.engine.skip import PipelineSkip
 from servesim.engine.speculative import (
     Speculator,
-    num_kv_blocks_with_draft,
     speculative_state_blocks,
 )
 from servesim.engine.state import ReplicaState
 from servesim.engine.timeline import BatchPricer, StageTimeline, SwapLink
 from servesim.engine.vengine import VirtualEngine
 from servesim.perf.kv_groups import kv_layout
-from servesim.perf.types import MemoryPlan, PerfModel, ReplicaPlan
+from servesim.perf.types import PerfModel, ReplicaPlan
 
 if TYPE_CHECKING:
     from servesim.engine.profiles.base import EngineTiming
@@ -152,11 +151,13 @@ class Replica:
                 gpu_memory_utilization=cache.gpu_memory_utilization,
                 max_num_batched_tokens=budget,
             )
-        self.num_kv_blocks = cache.num_kv_blocks or mem.num_kv_blocks
-        self.speculator: Speculator | None = None
-        self.adapters: AdapterCache | None = None
-        self.hybrid: HybridExecutor | None = None
-        self._add_features(setup, schedulers, self.perf, mem, budget)
+        features = replica_features(
+            setup, schedulers, self.perf, mem, budget, cache.num_kv_blocks or mem.num_kv_blocks
+        )
+        self.speculator: Speculator | None = features.speculator
+        self.adapters: AdapterCache | None = features.adapters
+        self.hybrid: HybridExecutor | None = features.hybrid
+        self.num_kv_blocks = features.num_kv_blocks
         pp = max(plan.pp, 1)
         if self.num_kv_blocks < pp:
             raise InfeasibleError(
@@ -228,57 +229,6 @@ class Replica:
         self._on_prefilled = callback
         for engine in self.engines:
             engine.on_prefilled = callback
-
-    def _add_features(
-        self,
-        setup: ReplicaSetup,
-        schedulers: list[ReplicaScheduler],
-        perf: PerfModel,
-        mem: MemoryPlan,
-        budget: int,
-    ) -> None:
-        """Speculative decoding and multi-LoRA: their state, the schedulers' decode cost and
-        the KV blocks their weights take (unless the cache config fixes the count)."""
-        cache, plan = setup.cache, self.plan
-        if setup.speculative is not None:
-            self.speculator = Speculator(setup.speculative, plan, cache.block_size)
-            for scheduler in schedulers:
-                scheduler.num_tokens_per_decode = setup.speculative.num_speculative_tokens + 1
-            if not cache.num_kv_blocks:
-                draft_mem = perf.memory_plan(
-                    self.speculator.draft,
-                    block_size_tokens=cache.block_size,
-                    gpu_memory_utilization=cache.gpu_memory_utilization,
-                    max_num_batched_tokens=budget,
-                )
-                self.num_kv_blocks = num_kv_blocks_with_draft(
-                    self.speculator, plan, mem, draft_mem, setup.speculative
-                )
-        block_bytes = cache.block_size * mem.kv_bytes_per_token  # per GPU
-        if setup.lora is not None:
-            self.adapters = AdapterCache(setup.lora, plan)
-            if not cache.num_kv_blocks and block_bytes:
-                # vLLM reserves max_loras slots of the largest rank out of the KV pool
-                slot_blocks = math.ceil(self.adapters.slot_bytes_per_gpu() / block_bytes)
-                self.num_kv_blocks = max(self.num_kv_blocks - slot_blocks, 0)
-        if setup.hybrid is not None:
-            self._add_hybrid(setup, block_bytes)
-
-    def _add_hybrid(self, setup: ReplicaSetup, block_bytes: int) -> None:
-        """CPU-GPU hybrid: the KV pool grows by the host blocks; the GPU's share is what
-        the executor keeps GPU-resident each step."""
-        assert setup.hybrid is not None
-        if setup.speculative is not None:
-            raise ConfigError(
-                "hybrid",
-                "with speculative",
-                "hybrid and speculative decoding together are not modelled",
-            )
-        if self.plan.pp > 1:
-            raise ConfigError("hybrid", f"pp={self.plan.pp}", "needs one pipeline stage")
-        self.hybrid = HybridExecutor(setup.hybrid, self.plan, setup.cache.block_size)
-        self.hybrid.num_gpu_blocks = self.num_kv_blocks
-        self.num_kv_blocks += self.hybrid.num_host_blocks(block_bytes)
 
     def _state(
         self, cache: CacheConfig, preemption: PreemptionChoice, num_swap_blocks: int, pp: int
