@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from servesim.perf.fitting import attention as fitting
+from servesim.perf.fitting.attention_np import causal_visits_np
 from servesim.perf.opmodels import attention_tiles as tiles
 from servesim.perf.opmodels.attention_fit import PrefillAttentionFit, prefill_attention_s
 from servesim.perf.opmodels.transfer import adapt_params
@@ -73,7 +74,7 @@ def test_causal_visits_numpy_twin_matches_the_closed_form() -> None:
     keys = np.array([160, 160, 160, 1280, 128, 128], dtype=float)
     full = np.ceil(q * rows / keys)
     window = np.array([full[0] + 1, 3, full[2] + 1, full[3] + 1, 2, full[5] + 1])
-    got = fitting._causal_visits_np(q, rows, keys, window)
+    got = causal_visits_np(q, rows, keys, window)
     want = [
         tiles.causal_tile_visits(int(a), int(b), int(c), None if w > f else int(w))
         for a, b, c, w, f in zip(q, rows, keys, window, full, strict=True)
