@@ -16,8 +16,9 @@ Two FlashAttention 2 facts (Ampere / Ada, a bf16 KV cache), both from its ``mha_
   the GPU. Evidence: A100 MHA decode at 16k-128k tokens per sequence streams 174 / 338 / 639
   / 1113 GB/s at 1 / 2 / 4 / 8 sequences x 8 heads, 22 GB/s per CTA; L40S 25.5 GB/s per CTA
   at 4 and 8 CTAs (vLLM tables), while GQA rows of the same sizes split and stream at 0.7-0.85
-  of HBM. The rate per CTA (``cta_bw``) is latency-bound, the same in time on both GPUs
-  (1.79x apart in clock), so it is carried in seconds.
+  of HBM (25.5 GB/s read off the table; fitted alone: A100 22.0, L40S 26.5). The rate per
+  CTA (``cta_bw``) is latency-bound, about the same on both GPUs though they are 1.79x apart
+  in clock, so a target takes its donor's rate unchanged, in bytes/s (``transfer.py``).
 """
 
 from __future__ import annotations
