@@ -15,6 +15,8 @@ from servesim.engine import (
     run_simulation,
 )
 from servesim.engine.records import RejectReason
+from servesim.engine.sequence import Seq
+from servesim.engine.state import ReplicaState
 from servesim.perf.types import BatchShape, MemoryPlan, ReplicaPlan, StageTimes
 from servesim.specs import get_gpu, resolve_model
 from servesim.workload.request import Request
@@ -156,3 +158,17 @@ def assert_all_served(records: SimulationRecords) -> None:
     assert (cols["reject_reason"] == RejectReason.NONE).all()
     assert (cols["num_emitted_tokens"] == cols["num_output_tokens"]).all()
     assert not np.isnan(cols["completion_s"]).any()
+
+
+def prefill_whole(state: ReplicaState, seq: Seq) -> int:
+    """Admit waiting ``seq`` and run its whole prompt in one step through ``state`` (its books
+    checked after); the prefix-cache hit in blocks."""
+    from servesim.engine.batch import Batch
+
+    state.waiting.remove(seq)
+    hit = state.admit(seq, 0.0)
+    chunk = seq.prefill_target - seq.num_computed
+    state.allocate_chunk(seq, chunk)
+    state.apply(Batch(prefills=[(seq, chunk)]), 1.0, 1.0, lambda s, t: None)
+    state.check()
+    return hit

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 
 from servesim.engine import CacheConfig, ReplicaSetup, VLLMSchedulerConfig
-from servesim.engine.batch import Batch
 from servesim.engine.blocks import KVBlockManager, hybrid_groups
 from servesim.engine.config import SpeculativeConfig
 from servesim.engine.records import TokenGapSamples
@@ -22,7 +21,7 @@ from servesim.engine.state import ReplicaState
 from servesim.perf.kv_layout import KVLayout, WindowGroups
 from servesim.perf.types import ReplicaPlan
 from servesim.specs import get_gpu, resolve_model
-from tests.engine.fakes import LinearPerf, assert_all_served, req, run
+from tests.engine.fakes import LinearPerf, assert_all_served, prefill_whole, req, run
 
 B = 16
 GPT_OSS = KVLayout(B, 1, (WindowGroups("sliding", 128, 1),))
@@ -110,13 +109,7 @@ def _state(num_blocks: int = 1000) -> ReplicaState:
 
 def _prefill(state: ReplicaState, seq: Seq) -> int:
     state.waiting.append(seq)
-    state.waiting.remove(seq)
-    hit = state.admit(seq, 0.0)
-    chunk = seq.prefill_target - seq.num_computed
-    state.allocate_chunk(seq, chunk)
-    state.apply(Batch(prefills=[(seq, chunk)]), 1.0, 1.0, lambda s, t: None)
-    state.check()
-    return hit
+    return prefill_whole(state, seq)
 
 
 def test_a_prompts_sliding_pages_are_cached_then_freed_as_the_window_moves() -> None:

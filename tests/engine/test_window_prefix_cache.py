@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 
 from servesim.engine import CacheConfig, ReplicaSetup, VLLMSchedulerConfig
-from servesim.engine.batch import Batch
 from servesim.engine.blocks import KVBlockManager
 from servesim.engine.records import TokenGapSamples
 from servesim.engine.sequence import Seq
@@ -15,7 +14,7 @@ from servesim.engine.state import ReplicaState
 from servesim.perf.kv_layout import KVLayout, WindowGroups
 from servesim.perf.types import ReplicaPlan
 from servesim.specs import get_gpu, resolve_model
-from tests.engine.fakes import LinearPerf, assert_all_served, req, run
+from tests.engine.fakes import LinearPerf, assert_all_served, prefill_whole, req, run
 
 B = 16
 WINDOW = KVLayout(B, 0, (WindowGroups("sliding", 4096, 1),))  # cdiv(4095, 16) = 256 blocks
@@ -57,14 +56,7 @@ def _seq(i: int, prefix: tuple[int, ...]) -> Seq:
     return Seq(req(i, 0.0, PROMPT, 10, prefix_block_hashes=hashes, prefix_block_size=B), i)
 
 
-def _prefill(state: ReplicaState, seq: Seq) -> int:
-    state.waiting.remove(seq)
-    hit = state.admit(seq, 0.0)
-    chunk = seq.prefill_target - seq.num_computed
-    state.allocate_chunk(seq, chunk)
-    state.apply(Batch(prefills=[(seq, chunk)]), 1.0, 1.0, lambda s, t: None)
-    state.check()
-    return hit
+_prefill = prefill_whole
 
 
 def test_shared_8k_prefix_with_a_4096_window_hits_8192_tokens() -> None:

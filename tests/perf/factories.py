@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from servesim.perf.opmodels.moe_layer import MoELayerFit
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec, LinkSpec
 from servesim.specs.model import MLASpec, ModelSpec, MoESpec
@@ -142,4 +143,21 @@ def toy_gpu(peak_flops_per_s: dict[DType, float] | None = None) -> GPUSpec:
         idle_w=100.0,
         price_per_hour_usd=1.0,
         peak_flops_per_s=peak_flops_per_s or {DType.BF16: 1e15, DType.FP8: 2e15},
+    )
+
+
+def traffic_only_moe_fit() -> MoELayerFit:
+    """A MoE fit whose only terms are the fixed 30 us and the default tiles' operand traffic
+    at 4x HBM (weight reads and math at 1e9x: free), for hand-computed tile-traffic checks."""
+    return MoELayerFit(
+        weight_bytes=2.0,
+        compute_dtype="bf16",
+        fixed_s=30e-6,
+        stream_hidden=0.0,
+        stream_inter=0.0,
+        mem_eff=1e9,
+        compute_eff=1e9,
+        tile_rows=16.0,
+        overlap_p=1.0,
+        traffic_eff=4.0,
     )

@@ -15,23 +15,12 @@ from servesim.perf.opmodels.moe_configs import (
     runs_default_tiles,
     vllm_tuned,
 )
-from servesim.perf.opmodels.moe_layer import MoELayerFit, moe_layer_s
-from tests.perf.factories import toy_gpu
+from servesim.perf.opmodels.moe_layer import moe_layer_s
+from tests.perf.factories import toy_gpu, traffic_only_moe_fit
 
 GPU = toy_gpu()
 VLLM_OLD = "vllm_fused_moe"
-FIT = MoELayerFit(
-    weight_bytes=2.0,
-    compute_dtype="bf16",
-    fixed_s=30e-6,
-    stream_hidden=0.0,
-    stream_inter=0.0,
-    mem_eff=1e9,
-    compute_eff=1e9,
-    tile_rows=16.0,
-    overlap_p=1.0,
-    traffic_eff=4.0,
-)
+FIT = traffic_only_moe_fit()
 # 64 tokens over 8 local experts -> 64 x 64 tiles; 512 pairs, 64 per expert -> 512 rows
 SHAPE = dict(num_tokens=64, hidden=128, inter=64, topk=8, num_experts=8, ep=1)
 LOAD = dict(assignments=512.0, experts_touched=8.0, padded={16: 512.0, 64: 512.0}, max_pairs=64.0)

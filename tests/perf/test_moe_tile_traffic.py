@@ -9,23 +9,12 @@ import numpy as np
 import pytest
 
 from servesim.perf.fitting import moe
-from servesim.perf.opmodels.moe_layer import MoELayerFit, moe_layer_s
+from servesim.perf.opmodels.moe_layer import moe_layer_s
 from servesim.perf.opmodels.moe_tiles import default_tiles, tile_traffic_bytes
-from tests.perf.factories import toy_gpu
+from tests.perf.factories import toy_gpu, traffic_only_moe_fit
 
 GPU = toy_gpu()
-FIT = MoELayerFit(
-    weight_bytes=2.0,
-    compute_dtype="bf16",
-    fixed_s=30e-6,
-    stream_hidden=0.0,
-    stream_inter=0.0,
-    mem_eff=1e9,
-    compute_eff=1e9,
-    tile_rows=16.0,
-    overlap_p=1.0,
-    traffic_eff=4.0,
-)
+FIT = traffic_only_moe_fit()
 
 
 def test_default_tiles_follow_sglang_get_default_config() -> None:
