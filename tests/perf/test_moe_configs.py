@@ -47,8 +47,15 @@ def test_vllm_new_defaults_start_after_0_14() -> None:
 
 
 def test_which_kernels_run_the_default_tiles() -> None:
-    # SGLang's Triton kernel: always (its default is vLLM's old one)
-    assert runs_default_tiles(SGLANG_TRITON, "h100-sxm", "bf16", 8, 7168, "0.5.14")
+    # SGLang's Triton kernel: wherever SGLang ships no tuned file (its default is vLLM's old
+    # one): Mixtral at TP 2 has an H100 file (triton_3_3_1), at TP 1 none was found
+    assert not runs_default_tiles(SGLANG_TRITON, "h100-sxm", "bf16", 8, 7168, "0.5.14")
+    assert runs_default_tiles(SGLANG_TRITON, "h100-sxm", "bf16", 8, 14336, "0.5.14")
+    assert not runs_default_tiles(SGLANG_TRITON, "h200-sxm", "bf16", 8, 14336, "0.5.14")
+    # block-fp8 files are looked up under their own name (dtype=fp8_w8a8,block_shape=..): no
+    # list, default tiles; a GPU without a list (L40S): default tiles, as before
+    assert runs_default_tiles(SGLANG_TRITON, "h100-sxm", "fp8_block", 8, 7168, "0.5.14")
+    assert runs_default_tiles(SGLANG_TRITON, "l40s", "bf16", 8, 7168, "0.5.14")
     # vLLM 0.14 on A100: only the shapes without a file
     assert runs_default_tiles(VLLM_OLD, "a100-80gb", "bf16", 8, 14336, "0.14.0")
     assert not runs_default_tiles(VLLM_OLD, "a100-80gb", "bf16", 8, 7168, "0.14.0")
@@ -63,6 +70,16 @@ def test_which_kernels_run_the_default_tiles() -> None:
 def test_run_time_charges_the_traffic_to_sglang_not_to_vllm() -> None:
     sglang = moe_layer_s(replace(FIT, kernel=SGLANG_TRITON), GPU, **SHAPE, **LOAD)
     assert sglang == pytest.approx(30e-6 + TRAFFIC_S, rel=1e-6)
+    # the same layer where SGLang ships a tuned file for (8 local experts, width 7168) on H100
+    h100 = replace(GPU, name="h100-sxm")
+    tuned = moe_layer_s(
+        replace(FIT, kernel=SGLANG_TRITON), h100, **{**SHAPE, "inter": 7168}, **LOAD
+    )
+    untuned = moe_layer_s(
+        replace(FIT, kernel=SGLANG_TRITON), GPU, **{**SHAPE, "inter": 7168}, **LOAD
+    )
+    assert tuned == pytest.approx(30e-6, rel=1e-6)
+    assert untuned > tuned
     # a vLLM fit that carries the old defaults' rate for older tables: vllm-0.24 runs the new
     # defaults, so no traffic term at run time
     vllm = moe_layer_s(replace(FIT, kernel=VLLM_OLD), GPU, **SHAPE, **LOAD)

@@ -61,10 +61,50 @@ VLLM_TUNED: dict[tuple[str, str], frozenset[tuple[int, int]]] = {
         }
     ),
 }
+#: (catalog GPU, weight format) -> (local experts, per-rank width) with a tuned SGLang config file.
+#: SGLang 0.5's ``fused_moe_triton_config.get_moe_configs`` opens
+#: ``sglang/srt/layers/moe/fused_moe_triton/configs/triton_<installed Triton>/E=..,N=..,
+#: device_name=..json`` and, where that is missing, the same name in every other supported
+#: ``triton_*`` folder (3.4.0, 3.3.1, 3.2.0, 3.1.0): a file in any of them is used. The configs
+#: folder's top level (files of releases before the per-version folders) is not read. Facts found
+#: in the repository index (``sgl-project/sglang`` and the whole-tree snapshot ``xbfs/sglang``) for
+#: the bf16 (E, N) of the SGLang tables: H100 triton_3_1_0 E=1 N=3072, E=16 N=1024 / 2048;
+#: triton_3_2_0 E=128 N=384 / 768; triton_3_3_1 E=8 N=7168; triton_3_4_0 E=512 N=64 / 128. H200
+#: triton_3_1_0 E=8 N=1792 / 2048 / 3584 / 4096 / 7168 / 14336, E=16 N=1024; triton_3_4_0 E=512
+#: N=64 / 128 / 256. The index drops files whose content duplicates another's (SGLang's
+#: triton_3_1_0 began as a copy of vLLM's folder: its H100 E=8 Mixtral files, which vLLM ships,
+#: are in no SGLang path of the index), so a shape not listed may still be tuned: priced untuned.
+SGLANG_TUNED: dict[tuple[str, str], frozenset[tuple[int, int]]] = {
+    ("h100-sxm", "bf16"): frozenset(
+        {
+            (1, 3072),
+            (8, 7168),
+            (16, 1024),
+            (16, 2048),
+            (128, 384),
+            (128, 768),
+            (512, 64),
+            (512, 128),
+        },
+    ),
+    ("h200-sxm", "bf16"): frozenset(
+        {
+            (8, 1792),
+            (8, 2048),
+            (8, 3584),
+            (8, 4096),
+            (8, 7168),
+            (8, 14336),
+            (16, 1024),
+            (512, 64),
+            (512, 128),
+            (512, 256),
+        }
+    ),
+}
 #: Kernels (the tables' ``kernel_source``) that look their tiles up in vLLM's config folder.
 VLLM_TRITON_KERNELS = frozenset({"vllm_fused_moe", "vllm_unquantizedfusedmoe_triton_tritonexperts"})
-#: SGLang's Triton fused MoE: its tuned files (``sglang/srt/layers/moe/fused_moe_triton/configs``)
-#: are not in the index whole, so every shape runs the default tiles in this model.
+#: SGLang's Triton fused MoE: the default tiles except where ``SGLANG_TUNED`` lists a file.
 SGLANG_TRITON = "sglang_fused_moe_triton"
 #: First vLLM release whose ``get_default_config`` is the one of vLLM PR #34846 ("Improve default
 #: triton fused moe configs", merged 2026-02-18): batch-aware BLOCK_SIZE_M 16 -> 128, BLOCK_SIZE_K
@@ -103,11 +143,13 @@ def runs_default_tiles(
     version: str | None = None,
 ) -> bool:
     """Whether ``kernel`` runs the old ``get_default_config`` tiles (``moe_tiles.default_tiles``)
-    for this shape: SGLang's Triton kernel always (its default is vLLM's old one, see
-    ``SGLANG_TRITON``); vLLM's before ``VLLM_NEW_DEFAULTS`` where no tuned file exists (unknown
-    GPU: no); any other kernel, and vLLM at or after that release, not."""
+    for this shape: SGLang's Triton kernel (its default is vLLM's old one) unless ``SGLANG_TUNED``
+    lists a file for the (GPU, format, shape) (GPU or format without a list: default tiles);
+    vLLM's before ``VLLM_NEW_DEFAULTS`` where no tuned file exists (unknown GPU: no); any other
+    kernel, and vLLM at or after that release, not."""
     if kernel == SGLANG_TRITON:
-        return True
+        tuned = SGLANG_TUNED.get((gpu_name, label), frozenset())
+        return (round(local_experts), round(width)) not in tuned
     if kernel in VLLM_TRITON_KERNELS and old_vllm_defaults(version):
         return vllm_tuned(gpu_name, label, local_experts, width) is False
     return False
