@@ -48,14 +48,16 @@ def test_a_batch_row_puts_every_value_in_its_named_column() -> None:
         "host_s": 0.003,
         "comm_s": 0.001,
         "num_preempted": 2,
+        "kv_block_s": 0.0,  # a single iteration's: left to the summary (engine/rows.py)
+        "seq_s": 0.0,
     }
 
 
 def test_a_run_row_puts_every_value_in_its_named_column() -> None:
     records = SimulationRecords()
     run = DecodeRun(1.0, 5, 2)
-    for _ in range(3):
-        run.add(StageTimes((0.01,), 0.002, 10.0, 20.0, 0.5, 0.25))
+    for blocks, span in ((70, 0.5), (72, 0.25), (71, 0.25)):
+        run.add(StageTimes((0.01,), 0.002, 10.0, 20.0, 0.5, 0.25), blocks, span)
     append_run_row(records, 1, run, 1.04, 77)
     assert _row(records, 0) == {
         "replica_id": 1,
@@ -73,6 +75,8 @@ def test_a_run_row_puts_every_value_in_its_named_column() -> None:
         "host_s": 0.002 + 0.002 + 0.002,
         "comm_s": 0.75,
         "num_preempted": 0,
+        "kv_block_s": 70 * 0.5 + 72 * 0.25 + 71 * 0.25,  # blocks x span of each tick
+        "seq_s": 5 * (0.5 + 0.25 + 0.25),
     }
 
 

@@ -79,6 +79,12 @@ ITERATION_COLUMNS: dict[str, type] = {
     "host_s": np.float64,  # host (CPU) time of the row no GPU stage overlaps (StageTimes)
     "comm_s": np.float64,  # of the GPU time, collectives (StageTimes.comm_s; the trace's comm)
     "num_preempted": np.int64,  # sequences preempted while this batch was formed
+    # A skipped-ahead run's (engine/rows.py DecodeRun): the sum over its ticks of KV blocks
+    # used / sequences x the tick's span (timeseries.iteration_spans), so the summary's KV and
+    # batch series equal those of its ticks; 0 for a single iteration (spanned by the summary;
+    # a run's seq_s is > 0: it decodes at least one sequence for a positive time)
+    "kv_block_s": np.float64,
+    "seq_s": np.float64,
 }
 
 

@@ -10,7 +10,14 @@ from servesim.perf.types import StageTimes
 
 
 class DecodeRun:
-    """Accumulates a run of decode iterations with the same sequences."""
+    """Accumulates a run of decode iterations with the same sequences.
+
+    Besides the totals, it keeps what the summary's time series need of the ticks it stands
+    for (``metrics.timeseries``: each iteration's state holds over its span, from its start to
+    its replica's next iteration start or its own end): ``kv_block_s`` and ``seq_s``, the sum
+    over its ticks of blocks used (sequences) x the tick's span, and ``kv_peak``, the most
+    blocks any tick used, so one row gives the KV and batch figures of its ticks exactly.
+    """
 
     __slots__ = (
         "comm_s",
@@ -18,9 +25,12 @@ class DecodeRun:
         "flops",
         "hbm_bytes",
         "host_s",
+        "kv_block_s",
+        "kv_peak",
         "num_queued",
         "num_seqs",
         "num_ticks",
+        "seq_s",
         "start_s",
     )
 
@@ -30,10 +40,17 @@ class DecodeRun:
         self.num_queued = num_queued
         self.num_ticks = 0
         self.flops = self.hbm_bytes = self.energy_j = self.host_s = self.comm_s = 0.0
+        self.kv_block_s = self.seq_s = 0.0
+        self.kv_peak = 0
 
-    def add(self, times: StageTimes) -> None:
-        """One more iteration."""
+    def add(self, times: StageTimes, kv_blocks_used: int, span_s: float) -> None:
+        """One more iteration, which used ``kv_blocks_used`` blocks (after its allocations)
+        and whose state held for ``span_s`` (its span in ``timeseries.iteration_spans``)."""
         self.num_ticks += 1
+        self.kv_block_s += kv_blocks_used * span_s
+        self.seq_s += self.num_seqs * span_s
+        if kv_blocks_used > self.kv_peak:
+            self.kv_peak = kv_blocks_used
         self.flops += times.flops
         self.hbm_bytes += times.hbm_bytes
         self.energy_j += times.energy_j
@@ -44,8 +61,9 @@ class DecodeRun:
 def append_run_row(
     records: SimulationRecords, replica_id: int, run: DecodeRun, end_s: float, kv_blocks_used: int
 ) -> None:
-    """One row for ``run``'s decode iterations (``repeat`` = how many), ending at ``end_s``;
-    a skipped-ahead run has no preemptions (nothing can change)."""
+    """One row for ``run``'s decode iterations (``repeat`` = how many), ending at ``end_s``,
+    with ``kv_blocks_used`` its ticks' most (``DecodeRun.kv_peak``); a skipped-ahead run has
+    no preemptions (nothing can change)."""
     # the values in records.ITERATION_COLUMNS order (tests/engine/test_rows.py)
     records.iterations.append_values(
         (
@@ -64,6 +82,8 @@ def append_run_row(
             run.host_s,
             run.comm_s,
             0,  # num_preempted
+            run.kv_block_s,
+            run.seq_s,
         )
     )
 
@@ -99,6 +119,10 @@ def append_batch_row(
             times.overhead_s,  # host_s
             times.comm_s,
             num_preempted,
+            # a single iteration leaves its state integrals to the summary (its span needs
+            # the replica's next row): 0 says so (ITERATION_COLUMNS)
+            0.0,  # kv_block_s
+            0.0,  # seq_s
         )
     )
 

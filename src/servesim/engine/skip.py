@@ -45,13 +45,14 @@ the event loop, so the order of events at every instant is that of stepping.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from servesim.engine.batch import Batch
-from servesim.engine.rows import DecodeRun
+from servesim.engine.rows import DecodeRun, append_run_row
 from servesim.perf.types import BatchShape, StageTimes
 
 if TYPE_CHECKING:
@@ -216,27 +217,52 @@ class PipelineSkip:
         loop = engines[0].loop
         heap: list[tuple[float, int, int]] = []
         runs: list[_Run] = []
+        rows: list[tuple[DecodeRun, float]] = []  # the rows finishes end, written at the end
         for i, engine in enumerate(engines):
             handle, batch, times, end = engine.in_flight  # type: ignore[misc]
             loop.cancel(handle)
             heap.append((end, handle, i))
-            runs.append(_Run(engine, batch, times))
+            runs.append(_Run(engine, batch, times, end, rows))
         heapq.heapify(heap)
         order = max(h for _, h, _ in heap) + 1
+        latest = _cut_first_ticks(runs)
         while heap and heap[0][0] < limit:
             end, _, i = heap[0]
             run = runs[i]
             num_done = run.num_finished
+            if latest != i:
+                # engine i's next step starts at ``end``: the replica's latest-started tick
+                # (another engine's) holds its state until then (timeseries.iteration_spans)
+                other = runs[latest]
+                other.span = min(other.end, end) - other.start
             new_end = run.tick(end)
             if new_end is None:
                 break
+            latest = i
             heapq.heapreplace(heap, (new_end, order, i))
             order += 1
             if run.num_finished != num_done:
                 # a finish may have stopped the run (``stop_when``): nothing after it then
                 limit = min(limit, engines[0].links.clock_limit())
+        # Rows of a replica come in start order (the spilled summary's segment carry relies on
+        # it, metrics/streaming.py): the replay's rows are written once, sorted by start.
         for end, _, i in sorted(heap, key=lambda entry: entry[1]):
             runs[i].relaunch(end)
+        rows.sort(key=lambda row: row[0].start_s)
+        engine = engines[0]
+        for segment, end_s in rows:
+            append_run_row(engine.records, engine.links.replica_id, segment, end_s, segment.kv_peak)
+
+
+def _cut_first_ticks(runs: list[_Run]) -> int:
+    """Span the engines' steps in flight when a replay starts as ``iteration_spans`` spans
+    their rows (each until the replica's next step start, at most its own end); the index of
+    the latest-started one, whose span the next step start decides."""
+    by_start = sorted(range(len(runs)), key=lambda i: runs[i].start)
+    for a, b in itertools.pairwise(by_start):
+        run = runs[a]
+        run.span = min(run.end, runs[b].start) - run.start
+    return by_start[-1]
 
 
 def _through_finishes(engine: VirtualEngine) -> bool:
@@ -264,7 +290,7 @@ def skip_alone(engine: VirtualEngine, batch: Batch, times: StageTimes, end: floa
         # launch as ``_Run.relaunch`` would after no ticks (``form`` set the batch's fields).
         engine.launch(batch, times, end)
         return
-    run = _Run(engine, batch, times)
+    run = _Run(engine, batch, times, end)
     while end < limit:
         new_end = run.tick(end)
         if new_end is None:
@@ -278,20 +304,37 @@ class _Run:
 
     __slots__ = (
         "batch",
+        "blocks",
+        "end",
         "engine",
         "num_finished",
+        "rows",
         "segment",
+        "span",
         "start",
         "through_finishes",
         "times",
     )
 
-    def __init__(self, engine: VirtualEngine, batch: Batch, times: StageTimes) -> None:
+    def __init__(
+        self,
+        engine: VirtualEngine,
+        batch: Batch,
+        times: StageTimes,
+        end: float,
+        rows: list[tuple[DecodeRun, float]] | None = None,
+    ) -> None:
         state = engine.state
+        self.rows = rows  # where its rows wait to be written (None: written at once)
         self.engine = engine
         self.batch = batch
         self.num_finished = 0
+        # the step in flight: its start, end, blocks used (after its allocations), and its
+        # state's span once another engine's later step start has cut it (-1: until its end)
         self.start = batch.start_s
+        self.end = end
+        self.blocks = batch.num_kv_blocks_used
+        self.span = -1.0
         self.times = times
         self.through_finishes = _through_finishes(engine)
         self.segment = DecodeRun(self.start, len(state.group.members), batch.num_queued)
@@ -307,15 +350,18 @@ class _Run:
             return None
         times = self.times
         stamp = end + engine.output_lag(times)
-        self.segment.add(times)
+        span = self.span if self.span >= 0.0 else end - self.start
+        self.segment.add(times, self.blocks, span)
         if state.apply_decode_tick(stamp, engine.left):
             self.num_finished += 1
-            engine.flush(self.segment, end)
+            engine.flush(self.segment, end, self.rows)
             self.segment = DecodeRun(end, len(group.members), self.batch.num_queued)
         if engine.check_invariants:
             state.check()
         state.grant_tick_blocks(need)
         self.start = end
+        self.blocks = state.blocks.num_used
+        self.span = -1.0
         if engine.admission_lag_steps:
             engine.step_starts.append(end)
         num, ctx_sum, max_ctx = len(group.members), group.ctx_sum, group.max_context()
@@ -330,13 +376,14 @@ class _Run:
                 )
             )
         self.times = times
-        return engine.links.timeline.reserve(end, times.stage_s, times.overhead_s)
+        self.end = engine.links.timeline.reserve(end, times.stage_s, times.overhead_s)
+        return self.end
 
     def relaunch(self, end: float) -> None:
         """Give the step now in flight (ending at ``end``) back to the event loop."""
         engine = self.engine
         state = engine.state
-        engine.flush(self.segment, self.start)
+        engine.flush(self.segment, self.start, self.rows)
         batch = self.batch
         if len(batch.decodes) != len(state.group.members):
             batch.decodes = list(state.group.members)

@@ -347,15 +347,23 @@ class VirtualEngine:
         lag = times.overhead_s if self.stamps_after_next_step else 0.0
         return lag + self.output_latency_s if self.output_latency_s else lag
 
-    def flush(self, segment: DecodeRun, end_s: float) -> None:
-        """Record a run of identical decode iterations as one row (``repeat`` = its length)."""
+    def flush(
+        self,
+        segment: DecodeRun,
+        end_s: float,
+        rows: list[tuple[DecodeRun, float]] | None = None,
+    ) -> None:
+        """Record a run of identical decode iterations as one row (``repeat`` = its length);
+        with ``rows``, the row is left there for the caller to write (``PipelineSkip``
+        writes a replay's rows in start order)."""
         if not segment.num_ticks:
             return
         self.scheduler.on_decode_ticks(self.state, segment.num_ticks)
         self.records.count("num_skipped_iterations", segment.num_ticks)
-        append_run_row(
-            self.records, self.links.replica_id, segment, end_s, self.state.blocks.num_used
-        )
+        if rows is not None:
+            rows.append((segment, end_s))
+            return
+        append_run_row(self.records, self.links.replica_id, segment, end_s, segment.kv_peak)
 
     # ---- requests out -------------------------------------------------------------------
     def left(self, seq: Seq, completion_s: float) -> None:

@@ -7,7 +7,8 @@ path otherwise, so small runs are unchanged byte for byte. Here:
   and queueing distributions go through ``LatencySketch`` (exact while under its budget, then
   every percentile within relative error ``alpha``; see ``servesim.metrics.sketch``).
 - **Iterations**: each replica's state segments (``timeseries.iteration_spans``) need the
-  replica's next row, so the last row of every replica is carried into the next chunk; busy
+  replica's next row, so the last row of every replica is carried into the next chunk (a
+  skipped run's row brings its own integrals, ``state_rates``); busy
   time carries each replica's reach; the time-weighted integrals at the series' bin edges add
   up over chunks (``timeseries.integral_at`` is a sum over rows), so the KV and batch means and
   series keep their totals exactly (up to float summation order). Exact when each replica's
@@ -38,6 +39,33 @@ from servesim.metrics.timeseries import (
 
 Chunk = dict[str, np.ndarray]
 _STATE = ("num_kv_blocks_used", "num_seqs")  # the state columns the summary integrates
+_RUN_INTEGRALS = ("kv_block_s", "seq_s")  # a skipped run's own integrals (ITERATION_COLUMNS)
+
+
+def state_rates(
+    it: Chunk, start: np.ndarray, end: np.ndarray, seg_end: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(segment ends, KV blocks used, sequences) of the rows' state step functions.
+
+    A single iteration's state holds over its span (``seg_end``, ``iteration_spans``). A
+    skipped run's row carries the sum of its ticks' values x spans (``kv_block_s``,
+    ``seq_s``; engine/rows.py ``DecodeRun``): it holds their mean over its whole duration,
+    uncut, so the means equal those of stepping its ticks one at a time (skip-ahead on or off,
+    ``tests/engine/test_skip_identity.py``). A single iteration's are 0 (a run's ``seq_s`` is
+    > 0); logs without those columns (written before them) are spanned row by row.
+    """
+    used = it["num_kv_blocks_used"].astype(np.float64)
+    seqs = it["num_seqs"].astype(np.float64)
+    if "seq_s" not in it:
+        return seg_end, used, seqs
+    run = it["seq_s"] > 0
+    if not run.any():
+        return seg_end, used, seqs
+    length = end - start
+    safe = np.where(run & (length > 0), length, 1.0)
+    used = np.where(run, np.where(length > 0, it["kv_block_s"] / safe, 0.0), used)
+    seqs = np.where(run, np.where(length > 0, it["seq_s"] / safe, 0.0), seqs)
+    return np.where(run, end, seg_end), used, seqs
 
 
 def request_latencies(
@@ -216,8 +244,8 @@ class IterationPass:
         for r in self.energy_j:
             self.energy_j[r] += float(it["energy_j"][rid == r].sum())
         self._add_busy(rid, start, end)
-        state = {k: it[k] for k in ("replica_id", "start_s", "duration_s", *_STATE)}
-        self._integrate(self._carry.feed(state))
+        names = ("replica_id", "start_s", "duration_s", *_STATE, *_RUN_INTEGRALS)
+        self._integrate(self._carry.feed({k: it[k] for k in names if k in it}))
 
     def _add_busy(self, rid: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
         for r in self.busy:
@@ -234,9 +262,10 @@ class IterationPass:
 
     def _integrate(self, seg: Chunk) -> None:
         if seg["start_s"].size:
-            a, b = seg["start_s"], seg["seg_end_s"]
-            self.g_used += integral_at(self.edges, a, b, seg["num_kv_blocks_used"].astype(float))
-            self.g_seqs += integral_at(self.edges, a, b, seg["num_seqs"].astype(float))
+            a = seg["start_s"]
+            b, used, seqs = state_rates(seg, a, a + seg["duration_s"], seg["seg_end_s"])
+            self.g_used += integral_at(self.edges, a, b, used)
+            self.g_seqs += integral_at(self.edges, a, b, seqs)
 
     def finish(self) -> None:
         """Fold in the held rows: each replica's last segment ends with its own iteration."""

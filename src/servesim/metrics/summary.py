@@ -40,6 +40,7 @@ from servesim.metrics.streaming import (
     fold,
     gap_stats,
     request_latencies,
+    state_rates,
 )
 from servesim.metrics.timeseries import (
     TimeSeriesStats,
@@ -192,24 +193,23 @@ def _over_time(
     end = start + it["duration_s"]  # a repeated row's duration covers the whole run
     ids = [r.replica_id for r in records.replicas]
     busy = busy_time_by_replica(rid, start, end, ids)
-    seg_end = iteration_spans(rid, start, end)
+    # a skipped run's row holds its ticks' mean over its whole run (streaming.state_rates)
+    seg_end, used, seqs = state_rates(it, start, end, iteration_spans(rid, start, end))
     blocks = {r.replica_id: r.num_kv_blocks for r in records.replicas}
     lookup = np.zeros(max(blocks, default=-1) + 1, dtype=np.float64)
     lookup[list(blocks)] = list(blocks.values())
-    blocks_of_row = lookup[rid]
-    used = it["num_kv_blocks_used"].astype(np.float64)
-    kv_peak = float((used / blocks_of_row).max()) if used.size else 0.0
+    peak_used = it["num_kv_blocks_used"]  # a run's row: its ticks' most
+    kv_peak = float((peak_used / lookup[rid]).max()) if used.size else 0.0
     kv = time_weighted(
         start, seg_end, used, window=window, scale=float(sum(blocks.values()) or 1), peak=kv_peak
     )
-    seqs = it["num_seqs"].astype(np.float64)
     batch = time_weighted(
         start,
         seg_end,
         seqs,
         window=window,
         scale=float(max(1, len(ids))),
-        peak=float(seqs.max()) if seqs.size else 0.0,
+        peak=float(it["num_seqs"].max()) if seqs.size else 0.0,
     )
     return kv, batch, busy
 
