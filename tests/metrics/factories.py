@@ -76,9 +76,11 @@ def add_iteration(
     energy_j: float = 0.0,
     repeat: int = 1,
     replica_id: int = 0,
+    kv_block_s: float = 0.0,
+    seq_s: float = 0.0,
 ) -> None:
     """Append one iteration row (with ``repeat`` > 1, duration/flops/bytes/energy are run
-    totals)."""
+    totals; a skipped run's row also has its ticks' integrals ``kv_block_s`` and ``seq_s``)."""
     records.iterations.append_row(
         replica_id=replica_id,
         start_s=start,
@@ -92,6 +94,8 @@ def add_iteration(
         hbm_bytes=hbm_bytes,
         energy_j=energy_j,
         repeat=repeat,
+        kv_block_s=kv_block_s,
+        seq_s=seq_s,
     )
 
 
