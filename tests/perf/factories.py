@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from servesim.perf.opmodels.moe_layer import MoELayerFit
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec, LinkSpec
@@ -146,18 +148,24 @@ def toy_gpu(peak_flops_per_s: dict[DType, float] | None = None) -> GPUSpec:
     )
 
 
+def moe_fit(**overrides: Any) -> MoELayerFit:
+    """A bf16 MoE fit with a fixed 30 us, no streaming, and weight reads and math at 1e9x the
+    data sheet (free): ``overrides`` switch on the terms a hand-computed test checks."""
+    fields: dict[str, Any] = {
+        "weight_bytes": 2.0,
+        "compute_dtype": "bf16",
+        "fixed_s": 30e-6,
+        "stream_hidden": 0.0,
+        "stream_inter": 0.0,
+        "mem_eff": 1e9,
+        "compute_eff": 1e9,
+        "tile_rows": 16.0,
+        "overlap_p": 1.0,
+    }
+    return MoELayerFit(**{**fields, **overrides})
+
+
 def traffic_only_moe_fit() -> MoELayerFit:
-    """A MoE fit whose only terms are the fixed 30 us and the default tiles' operand traffic
-    at 4x HBM (weight reads and math at 1e9x: free), for hand-computed tile-traffic checks."""
-    return MoELayerFit(
-        weight_bytes=2.0,
-        compute_dtype="bf16",
-        fixed_s=30e-6,
-        stream_hidden=0.0,
-        stream_inter=0.0,
-        mem_eff=1e9,
-        compute_eff=1e9,
-        tile_rows=16.0,
-        overlap_p=1.0,
-        traffic_eff=4.0,
-    )
+    """``moe_fit`` with the default tiles' operand traffic at 4x HBM, for hand-computed
+    tile-traffic checks."""
+    return moe_fit(traffic_eff=4.0)

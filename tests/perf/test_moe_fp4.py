@@ -16,17 +16,15 @@ from servesim.perf.opmodels.moe_fp4 import fp4_moe_fit, fp4_moe_fits, is_derived
 from servesim.perf.opmodels.moe_layer import MoELayerFit
 from servesim.specs.catalog import get_gpu
 from servesim.specs.dtypes import DType
+from tests.perf.factories import moe_fit
 
-W4A16 = MoELayerFit(
+W4A16 = moe_fit(
     weight_bytes=0.53125,
-    compute_dtype="bf16",
-    fixed_s=30e-6,
     stream_hidden=1.0,
     stream_inter=1.0,
     mem_eff=0.8,
     compute_eff=0.5,
     tile_rows=64,
-    overlap_p=1.0,
     kernel="triton_mxfp4",
 )
 SHAPE = {"num_tokens": 4096, "hidden": 2880, "inter": 2880, "topk": 4, "num_experts": 128}

@@ -21,22 +21,11 @@ from servesim.perf.opmodels.moe_layer import MoELayerFit, moe_layer_s
 from servesim.perf.opmodels.moe_router import router_s
 from servesim.specs.catalog import get_gpu
 from servesim.specs.dtypes import DType
-from tests.perf.factories import toy_gpu
+from tests.perf.factories import moe_fit, toy_gpu
 
 GPU = toy_gpu({DType.BF16: 1e15})
 # no streaming, weights or math worth a nanosecond: the time is fixed + router
-BARE = MoELayerFit(
-    weight_bytes=2.0,
-    compute_dtype="bf16",
-    fixed_s=20e-6,
-    stream_hidden=0.0,
-    stream_inter=0.0,
-    mem_eff=1e9,
-    compute_eff=1e9,
-    tile_rows=16.0,
-    overlap_p=1.0,
-    router_fixed_s=8e-6,
-)
+BARE = moe_fit(fixed_s=20e-6, router_fixed_s=8e-6)
 LAYER = dict(num_tokens=64, hidden=4096, inter=1024, topk=8, num_experts=128)
 
 
