@@ -91,7 +91,9 @@ CUSTOM_AR_ALPHA_S = 6e-6
 CUSTOM_AR_GROUP_SIZES = (2, 4, 6, 8)
 
 
-def custom_all_reduce_runs(link: LinkSpec, n: int, num_bytes: float) -> bool:
+def custom_all_reduce_runs(
+    link: LinkSpec, n: int, num_bytes: float, *, at_limit: bool = False
+) -> bool:
     """True where the engine's custom all-reduce kernel (not NCCL) runs a TP all-reduce.
 
     vLLM ``device_communicators/custom_all_reduce.py`` (SGLang's is adapted from it, same
@@ -99,8 +101,11 @@ def custom_all_reduce_runs(link: LinkSpec, n: int, num_bytes: float) -> bool:
     fully_connected`` (more than two PCIe-only GPUs disable it) and ``inp_size < max_size``
     (``max_size = 8192 * 1024``; SGLang ``_MAX_CAR_SIZE = 8192 * 1024``). Callers check that
     the group is on one node (the class disables itself for a group that spans nodes).
+    ``at_limit`` also takes a message of exactly ``max_size`` (the legacy time's known
+    exception, ``custom_all_reduce_time_s``).
     """
-    if n not in CUSTOM_AR_GROUP_SIZES or not 0 < num_bytes < CUSTOM_AR_MAX_BYTES:
+    fits = num_bytes <= CUSTOM_AR_MAX_BYTES if at_limit else num_bytes < CUSTOM_AR_MAX_BYTES
+    if n not in CUSTOM_AR_GROUP_SIZES or not (num_bytes > 0 and fits):
         return False
     return n == 2 or topology_of(link) == "nvswitch"
 
@@ -122,8 +127,7 @@ def custom_all_reduce_time_s(link: LinkSpec, n: int, num_bytes: float) -> float 
     # message of exactly 8 MiB (a vLLM 0.6 512-token chunk of an 8192-wide model) as custom.
     # Following vLLM there moves APEX TTFT 4.6 -> 5.8% (8-GPU rows closer, 4-GPU rows +13 to
     # +17%): an error in the 4-GPU prefill that this exception hides, not found yet.
-    at_limit = num_bytes == CUSTOM_AR_MAX_BYTES
-    if not custom_all_reduce_runs(link, n, num_bytes - 1 if at_limit else num_bytes):
+    if not custom_all_reduce_runs(link, n, num_bytes, at_limit=True):
         return None
     return (
         CUSTOM_AR_ALPHA_S + _volume_factor("all_reduce", n) * num_bytes / link.bandwidth_bytes_per_s
