@@ -308,6 +308,7 @@ class _Run:
         "end",
         "engine",
         "num_finished",
+        "queued",
         "rows",
         "segment",
         "span",
@@ -338,6 +339,11 @@ class _Run:
         self.times = times
         self.through_finishes = _through_finishes(engine)
         self.segment = DecodeRun(self.start, len(state.group.members), batch.num_queued)
+        # What the run's later ticks would see when formed (``VirtualEngine.form``): nothing
+        # joins or leaves the queue during a run, but a pipeline engine's step in flight was
+        # formed before requests that arrived since (its first tick keeps its own count).
+        waiting = len(state.waiting) if engine.fcfs_count else engine.scheduler.num_queued(state)
+        self.queued = waiting + len(state.swapped)
 
     def tick(self, end: float) -> float | None:
         """Complete the step in flight (it ends at ``end``) and book the next; its end, or
@@ -351,11 +357,17 @@ class _Run:
         times = self.times
         stamp = end + engine.output_lag(times)
         span = self.span if self.span >= 0.0 else end - self.start
-        self.segment.add(times, self.blocks, span)
+        segment = self.segment
+        segment.add(times, self.blocks, span)
         if state.apply_decode_tick(stamp, engine.left):
             self.num_finished += 1
-            engine.flush(self.segment, end, self.rows)
-            self.segment = DecodeRun(end, len(group.members), self.batch.num_queued)
+            engine.flush(segment, end, self.rows)
+            self.segment = DecodeRun(end, len(group.members), self.queued)
+        elif segment.num_queued != self.queued:
+            # the first tick's row keeps the count its batch was formed with (see __init__)
+            engine.flush(segment, end, self.rows)
+            self.segment = DecodeRun(end, len(group.members), self.queued)
+        self.batch.num_queued = self.queued
         if engine.check_invariants:
             state.check()
         state.grant_tick_blocks(need)

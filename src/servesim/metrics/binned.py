@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from servesim.metrics.timeseries import integral_at
+from servesim.metrics.timeseries import integral_at, row_states, state_integral_at
 
 Chunk = dict[str, np.ndarray]
 
@@ -30,7 +30,8 @@ COUNT_COLUMNS = ("num_preempted",)
 # Token counts spread evenly over their row's own duration (the report's tokens/s): binned as
 # the integral of tokens / duration, so each bin holds the tokens that fell in it.
 SPREAD_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")
-# The columns ``add`` reads (``num_decode_tokens`` is derived: decode seqs x repeat).
+# The columns ``add`` reads (``num_decode_tokens`` is derived: decode seqs x repeat), the
+# last two where present (``RUN_COLUMNS``).
 INPUT_COLUMNS = (
     "replica_id",
     "start_s",
@@ -40,7 +41,12 @@ INPUT_COLUMNS = (
     "num_prefill_tokens",
     "num_decode_seqs",
     "repeat",
+    "kv_block_s",
+    "seq_s",
 )
+# A skipped run's integrals (engine/records.py ITERATION_COLUMNS), absent from older logs:
+# with them a run's row bins as its ticks do (``timeseries.row_states``).
+RUN_COLUMNS = ("kv_block_s", "seq_s")
 
 
 class SegmentCarry:
@@ -139,17 +145,21 @@ class BinnedSeries:
     def _add_segments(self, seg: Chunk) -> None:
         if seg["start_s"].size == 0:
             return
-        while float(seg["seg_end_s"].max()) > self.num_bins * self.width_s:
+        start = seg["start_s"].astype(np.float64)
+        end = start + seg["duration_s"]
+        seg_end, values, slope = row_states(seg, start, end, seg["seg_end_s"], STATE_COLUMNS)
+        while float(seg_end.max()) > self.num_bins * self.width_s:
             self._merge()
         edges = np.arange(self.num_bins + 1) * self.width_s
         rid = seg["replica_id"].astype(np.int64)
         for r in np.unique(rid):
             mask = rid == r
-            a, b = seg["start_s"][mask], seg["seg_end_s"][mask]
+            a, b = start[mask], seg_end[mask]
             integrals = self.integrals.setdefault(int(r), self._zeros(STATE_COLUMNS))
             for name in STATE_COLUMNS:
-                v = seg[name][mask].astype(np.float64)
-                integrals[name] += np.diff(integral_at(edges, a, b, v))
+                ramp = slope[mask] if slope is not None and name == "num_kv_blocks_used" else None
+                g = state_integral_at(edges, a, b, values[name][mask], ramp)
+                integrals[name] += np.diff(g)
             counts = self.counts.setdefault(int(r), self._zeros(COUNT_COLUMNS))
             index = np.minimum((a / self.width_s).astype(np.int64), self.num_bins - 1)
             for name in COUNT_COLUMNS:

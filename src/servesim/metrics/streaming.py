@@ -8,7 +8,7 @@ path otherwise, so small runs are unchanged byte for byte. Here:
   every percentile within relative error ``alpha``; see ``servesim.metrics.sketch``).
 - **Iterations**: each replica's state segments (``timeseries.iteration_spans``) need the
   replica's next row, so the last row of every replica is carried into the next chunk (a
-  skipped run's row brings its own integrals, ``state_rates``); busy
+  skipped run's row brings its own integrals, ``timeseries.row_states``); busy
   time carries each replica's reach; the time-weighted integrals at the series' bin edges add
   up over chunks (``timeseries.integral_at`` is a sum over rows), so the KV and batch means and
   series keep their totals exactly (up to float summation order). Exact when each replica's
@@ -34,38 +34,14 @@ from servesim.metrics.timeseries import (
     DEFAULT_SERIES_POINTS,
     TimeSeriesStats,
     integral_at,
+    row_states,
     series_from_integrals,
+    state_integral_at,
 )
 
 Chunk = dict[str, np.ndarray]
 _STATE = ("num_kv_blocks_used", "num_seqs")  # the state columns the summary integrates
 _RUN_INTEGRALS = ("kv_block_s", "seq_s")  # a skipped run's own integrals (ITERATION_COLUMNS)
-
-
-def state_rates(
-    it: Chunk, start: np.ndarray, end: np.ndarray, seg_end: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(segment ends, KV blocks used, sequences) of the rows' state step functions.
-
-    A single iteration's state holds over its span (``seg_end``, ``iteration_spans``). A
-    skipped run's row carries the sum of its ticks' values x spans (``kv_block_s``,
-    ``seq_s``; engine/rows.py ``DecodeRun``): it holds their mean over its whole duration,
-    uncut, so the means equal those of stepping its ticks one at a time (skip-ahead on or off,
-    ``tests/engine/test_skip_identity.py``). A single iteration's are 0 (a run's ``seq_s`` is
-    > 0); logs without those columns (written before them) are spanned row by row.
-    """
-    used = it["num_kv_blocks_used"].astype(np.float64)
-    seqs = it["num_seqs"].astype(np.float64)
-    if "seq_s" not in it:
-        return seg_end, used, seqs
-    run = it["seq_s"] > 0
-    if not run.any():
-        return seg_end, used, seqs
-    length = end - start
-    safe = np.where(run & (length > 0), length, 1.0)
-    used = np.where(run, np.where(length > 0, it["kv_block_s"] / safe, 0.0), used)
-    seqs = np.where(run, np.where(length > 0, it["seq_s"] / safe, 0.0), seqs)
-    return np.where(run, end, seg_end), used, seqs
 
 
 def request_latencies(
@@ -263,9 +239,10 @@ class IterationPass:
     def _integrate(self, seg: Chunk) -> None:
         if seg["start_s"].size:
             a = seg["start_s"]
-            b, used, seqs = state_rates(seg, a, a + seg["duration_s"], seg["seg_end_s"])
-            self.g_used += integral_at(self.edges, a, b, used)
-            self.g_seqs += integral_at(self.edges, a, b, seqs)
+            end = a + seg["duration_s"]
+            b, values, slope = row_states(seg, a, end, seg["seg_end_s"], _STATE)
+            self.g_used += state_integral_at(self.edges, a, b, values["num_kv_blocks_used"], slope)
+            self.g_seqs += integral_at(self.edges, a, b, values["num_seqs"])
 
     def finish(self) -> None:
         """Fold in the held rows: each replica's last segment ends with its own iteration."""

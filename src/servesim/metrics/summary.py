@@ -40,12 +40,12 @@ from servesim.metrics.streaming import (
     fold,
     gap_stats,
     request_latencies,
-    state_rates,
 )
 from servesim.metrics.timeseries import (
     TimeSeriesStats,
     busy_time_by_replica,
     iteration_spans,
+    row_states,
     time_weighted,
 )
 
@@ -193,15 +193,23 @@ def _over_time(
     end = start + it["duration_s"]  # a repeated row's duration covers the whole run
     ids = [r.replica_id for r in records.replicas]
     busy = busy_time_by_replica(rid, start, end, ids)
-    # a skipped run's row holds its ticks' mean over its whole run (streaming.state_rates)
-    seg_end, used, seqs = state_rates(it, start, end, iteration_spans(rid, start, end))
+    # a skipped run's row holds its ticks' mean over its whole run (timeseries.row_states)
+    names = ("num_kv_blocks_used", "num_seqs")
+    seg_end, values, slope = row_states(it, start, end, iteration_spans(rid, start, end), names)
+    used, seqs = values["num_kv_blocks_used"], values["num_seqs"]
     blocks = {r.replica_id: r.num_kv_blocks for r in records.replicas}
     lookup = np.zeros(max(blocks, default=-1) + 1, dtype=np.float64)
     lookup[list(blocks)] = list(blocks.values())
     peak_used = it["num_kv_blocks_used"]  # a run's row: its ticks' most
     kv_peak = float((peak_used / lookup[rid]).max()) if used.size else 0.0
     kv = time_weighted(
-        start, seg_end, used, window=window, scale=float(sum(blocks.values()) or 1), peak=kv_peak
+        start,
+        seg_end,
+        used,
+        window=window,
+        scale=float(sum(blocks.values()) or 1),
+        peak=kv_peak,
+        slope=slope,
     )
     batch = time_weighted(
         start,

@@ -12,6 +12,7 @@ sampling monitor such as vLLM's ``gpu_cache_usage_perc`` would average to over t
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -77,6 +78,94 @@ def integral_at(times: np.ndarray, a: np.ndarray, b: np.ndarray, v: np.ndarray) 
     return side(a) - side(b)
 
 
+def run_rows(it: Mapping[str, np.ndarray]) -> np.ndarray | None:
+    """Which rows are skipped runs (``seq_s`` > 0, ``engine/rows.py`` ``DecodeRun``); None
+    when none is, or the log predates the columns (every row is then spanned alone)."""
+    if "seq_s" not in it:
+        return None
+    run = np.asarray(it["seq_s"]) > 0
+    return run if run.any() else None
+
+
+def row_states(
+    it: Mapping[str, np.ndarray],
+    start: np.ndarray,
+    end: np.ndarray,
+    seg_end: np.ndarray,
+    names: Sequence[str],
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray | None]:
+    """(segment ends, value of each state column ``names``, KV slope) of the rows' step
+    functions, for ``state_integral_at``.
+
+    A single iteration's state holds over its span (``seg_end``, ``iteration_spans``). A
+    skipped run's row (``run_rows``) carries the sum of its ticks' values x spans
+    (``kv_block_s``, ``seq_s``): it holds their mean over its whole duration, uncut, so every
+    bin that holds whole rows gets what stepping its ticks one at a time gives (skip-ahead on
+    or off, ``tests/engine/test_skip_identity.py``). Its other columns (``num_queued``) cannot
+    change within a run (nothing is admitted), so they hold x the run's span fraction
+    ``seq_s / (num_seqs x duration)`` (< 1 where pipeline engines' ticks cut each other).
+    Within a run, KV use grows as its sequences fill blocks: a bin edge inside the row splits
+    a ramp from ``2 x mean - last`` to its last tick's blocks (``num_kv_blocks_used``, the
+    run's most), a correction with integral 0 over the row (``ramp_at``), so totals stay
+    exact and a cut bin is within a tick's growth of stepping (docs/metrics.md).
+    """
+    values = {name: np.asarray(it[name]).astype(np.float64) for name in names}
+    run = run_rows(it)
+    if run is None:
+        return seg_end, values, None
+    length = end - start
+    ok = run & (length > 0)
+    safe = np.where(ok, length, 1.0)
+    seqs = np.asarray(it["num_seqs"]).astype(np.float64)
+    # the run's share of its own duration (1 for one engine: its ticks follow each other)
+    fraction = np.where(ok & (seqs > 0), it["seq_s"] / (safe * np.maximum(seqs, 1.0)), 0.0)
+    integrals = {"num_kv_blocks_used": "kv_block_s", "num_seqs": "seq_s"}
+    for name in names:
+        if name in integrals:
+            rate = np.where(ok, it[integrals[name]] / safe, 0.0)
+        else:
+            rate = values[name] * fraction
+        values[name] = np.where(run, rate, values[name])
+    slope = None
+    if "num_kv_blocks_used" in values:
+        mean = values["num_kv_blocks_used"]
+        last = np.asarray(it["num_kv_blocks_used"]) * fraction
+        # the ramp's two ends stay >= 0: |slope| x duration / 2 <= mean
+        half_rise = np.clip(last - mean, -mean, mean)
+        slope = np.where(ok, 2.0 * half_rise / safe, 0.0)
+    return np.where(run, end, seg_end), values, slope
+
+
+def ramp_at(times: np.ndarray, a: np.ndarray, b: np.ndarray, slope: np.ndarray) -> np.ndarray:
+    """``sum_i slope_i / 2 x (t - a_i)(t - b_i)`` over the intervals with ``a_i < t < b_i``, at
+    each ``t`` of the sorted ``times``: the integral up to ``t`` of ``slope_i x (s - mid_i)``
+    on ``[a_i, b_i]``, a ramp through 0 at the interval's middle (0 at and past its end)."""
+    out = np.zeros(times.size)
+    sel = slope != 0
+    if not sel.any():
+        return out
+    a, b, slope = a[sel], b[sel], slope[sel]
+    first = np.searchsorted(times, a, side="right")
+    num = np.maximum(np.searchsorted(times, b, side="left") - first, 0)
+    total = int(num.sum())
+    if total == 0:
+        return out
+    row = np.repeat(np.arange(a.size), num)
+    index = np.arange(total) - np.repeat(np.cumsum(num) - num, num) + first[row]
+    t = times[index]
+    weights = slope[row] / 2.0 * (t - a[row]) * (t - b[row])
+    out += np.bincount(index, weights=weights, minlength=times.size)
+    return out
+
+
+def state_integral_at(
+    times: np.ndarray, a: np.ndarray, b: np.ndarray, v: np.ndarray, slope: np.ndarray | None
+) -> np.ndarray:
+    """``integral_at`` of the segments, plus their ramps (``row_states``' KV slope)."""
+    g = integral_at(times, a, b, v)
+    return g if slope is None else g + ramp_at(times, a, b, slope)
+
+
 def time_weighted(
     a: np.ndarray,
     b: np.ndarray,
@@ -86,8 +175,10 @@ def time_weighted(
     scale: float,
     peak: float,
     num_points: int = DEFAULT_SERIES_POINTS,
+    slope: np.ndarray | None = None,
 ) -> TimeSeriesStats:
-    """Mean and downsampled series of ``sum_i v_i * 1[a_i <= t < b_i] / scale`` over ``window``.
+    """Mean and downsampled series of ``sum_i v_i * 1[a_i <= t < b_i] / scale`` over ``window``
+    (plus the segments' ramps ``slope``, ``row_states``).
 
     Args:
         a, b: segment starts and ends.
@@ -96,13 +187,15 @@ def time_weighted(
         scale: divisor (total KV blocks for a fraction, number of replicas for a mean).
         peak: the maximum to report (the caller knows how to normalise it).
         num_points: bins in the series.
+        slope: per segment, the slope of a ramp with integral 0 added to its value (None:
+            none; ``row_states``).
     """
     t0, t1 = window
     span = t1 - t0
     if span <= 0 or v.size == 0:
         return TimeSeriesStats(mean=0.0, max=peak)
     edges = np.linspace(t0, t1, num_points + 1)
-    g = integral_at(edges, a, b, v.astype(np.float64))
+    g = state_integral_at(edges, a, b, v.astype(np.float64), slope)
     return series_from_integrals(edges, g, scale, peak)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from servesim.metrics.timeseries import integral_at, iteration_spans, time_weighted
+from servesim.metrics.timeseries import integral_at, iteration_spans, row_states, time_weighted
 from servesim.report.run_data import RunData
 
 # Bins of the over-time charts: fine enough to see a stall of 1/200 of the run.
@@ -119,21 +119,24 @@ def _replica_label(run: RunData, rid: int) -> str:
 
 
 def _per_replica_series(
-    run: RunData, rid: int, value: np.ndarray, scale: float
+    run: RunData, rid: int, column: str, scale: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    it = run.iterations
-    mask = it["replica_id"] == rid
-    start = it["start_s"][mask]
-    end = start + it["duration_s"][mask]
-    seg_end = iteration_spans(it["replica_id"][mask], start, end)
+    mask = run.iterations["replica_id"] == rid
+    it = {k: np.asarray(v)[mask] for k, v in run.iterations.items()}
+    start = it["start_s"]
+    end = start + it["duration_s"]
+    seg_end = iteration_spans(it["replica_id"], start, end)
+    # a skipped run's row holds its ticks' mean (timeseries.row_states), as in the summary
+    seg_end, values, slope = row_states(it, start, end, seg_end, (column,))
     ts = time_weighted(
         start,
         seg_end,
-        value[mask],
+        values[column],
         window=_window(run),
         scale=scale,
         peak=0.0,
         num_points=NUM_TIME_BINS,
+        slope=slope if column == "num_kv_blocks_used" else None,
     )
     return np.asarray(ts.series_t_s), np.asarray(ts.series)
 
@@ -171,7 +174,7 @@ def replica_timelines(run: RunData) -> Any:
             (("num_queued", 1.0), ("num_seqs", 1.0), ("num_kv_blocks_used", _kv_blocks(run, rid))),
             start=1,
         ):
-            t, y = _per_replica_series(run, rid, np.asarray(it[column], dtype=float), scale)
+            t, y = _per_replica_series(run, rid, column, scale)
             fig.add_trace(
                 go.Scatter(x=t, y=y, mode="lines", name=label, showlegend=row == 1, **style),
                 row=row,
