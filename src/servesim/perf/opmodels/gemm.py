@@ -8,7 +8,13 @@ those tables:
 * memory time: weight ``k n w`` + activation ``m k a`` + output ``m n o`` bytes at a fraction
   of the data-sheet bandwidth, plus a fixed memory latency, so small transfers reach a small
   fraction of HBM bandwidth (H100 bf16 at one token: 35% at 8 MB, 87% at 128 MB); data that
-  fits the L2 cache is replayed from L2, a little faster;
+  fits the L2 cache is replayed from L2, a little faster. That gain is the tables' condition:
+  aiconfigurator replays one captured kernel on one weight back to back with no L2 flush
+  (``collector/helper.py`` ``benchmark_with_power``), so a small weight is read from L2 after
+  the first replay. A serving step runs every layer between two calls of the same GEMM, so its
+  weight has left the L2: ``l2_warm=False`` (what ``KernelSet`` prices) streams the weight
+  from HBM and keeps the gain for the activation and output only, as decode attention does
+  for its KV (``attention_fit.decode_attention_s``);
 * a serial K loop: one output tile's reduction over ``k`` is a chain of dependent steps
   (~1-5 ns per element of ``k`` until split-K caps it), which is what a thin ``n`` costs;
 * compute time with tile and wave quantisation: ``ceil(m / tile_m) * ceil(n / tile_n)``
@@ -241,8 +247,13 @@ def bf16_wave_waste(source_arch: str, target_arch: str) -> float | None:
     return None
 
 
-def gemm_time_s(fit: GemmFit, gpu: GPUSpec, m: float, n: int, k: int) -> float:
+def gemm_time_s(
+    fit: GemmFit, gpu: GPUSpec, m: float, n: int, k: int, l2_warm: bool = True
+) -> float:
     """Seconds for one GEMM of ``m`` tokens by a ``k`` x ``n`` weight on ``gpu``.
+
+    ``l2_warm`` True reproduces the kernel tables (back-to-back replays leave a small weight in
+    L2); False is a serving step's GEMM, whose weight is read from HBM (module docstring).
 
     Raises:
         ConfigError: the GPU has no data-sheet peak for the fit's format (fp8 on an A100).
@@ -253,7 +264,17 @@ def gemm_time_s(fit: GemmFit, gpu: GPUSpec, m: float, n: int, k: int) -> float:
     if not peak:
         raise ConfigError("dtype", fit.dtype, f"{gpu.name} has no {fit.peak_dtype.value} peak")
     bw, res = gpu.hbm_bandwidth_bytes_per_s, sm_residency(gpu)
-    return _time(fit, peak, bw, gpu.num_sms, gpu.l2_cache_bytes, m, n, k, res)
+    return _time(fit, peak, bw, gpu.num_sms, gpu.l2_cache_bytes, m, n, k, res, l2_warm)
+
+
+def _cold_weight_mem_s(fit: GemmFit, bw: float, l2: float, weight: float, nbytes: float) -> float:
+    """Memory time when the weight streams from HBM: the weight and the fixed latency at the
+    large-transfer rate; the activation and output (left in L2 by the kernels around it) keep
+    the L2 gain of the whole working set, as in the tables (the streaming weight passes through
+    the same L2), so a serving GEMM is never priced faster than its table row."""
+    x = nbytes / (fit.l2_frac * l2)
+    warm = (nbytes - weight) / bw / (1.0 + fit.l2_gain / (1.0 + x**4))
+    return (weight / bw + fit.mem_latency_s + warm) / fit.mem_eff
 
 
 def _time(
@@ -266,6 +287,7 @@ def _time(
     n: int,
     k: int,
     residency: tuple[int, int] = HOPPER_RESIDENCY,
+    l2_warm: bool = True,
 ) -> float:
     """The formula of ``gemm_time_s`` on raw GPU figures (the fits call it per row)."""
     bounds, tiles, grid, waves_scale = fit._fast
@@ -279,8 +301,12 @@ def _time(
     tile_m, tile_n, scale = tiles[i]
     # memory: bytes at a fraction of HBM bandwidth behind a fixed latency; L2 replays faster
     nbytes = k * n * fit.weight_bytes + m * k * fit.act_bytes + m * n * fit.out_bytes
-    x = nbytes / (fit.l2_frac * l2)
-    t_mem = (nbytes / bw + fit.mem_latency_s) / (fit.mem_eff * (1.0 + fit.l2_gain / (1.0 + x**4)))
+    if l2_warm:
+        x = nbytes / (fit.l2_frac * l2)
+        gain = 1.0 + fit.l2_gain / (1.0 + x**4)
+        t_mem = (nbytes / bw + fit.mem_latency_s) / (fit.mem_eff * gain)
+    else:
+        t_mem = _cold_weight_mem_s(fit, bw, l2, k * n * fit.weight_bytes, nbytes)
     # serial reduction of one tile over k
     t_k = fit.kloop_s * k / (1.0 + k / fit.kloop_sat)
     # compute: whole tiles over the SMs, part of the last wave's idle tail lost
