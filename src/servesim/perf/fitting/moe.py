@@ -83,6 +83,12 @@ SGLANG_TRITON = "sglang_fused_moe_triton"
 #: ``get_default_config`` is vLLM's before PR #34846 (``opmodels.moe_configs``), so its fitted tile
 #: traffic rate prices a vLLM fit on rows of an older vLLM (``_with_old_default_rate``).
 OLD_DEFAULTS_STAND_IN = ("sglang", "0.5.14")
+#: triton_kernels' matmul_ogs kernel (vLLM's gpt-oss MXFP4 path: the tables' ``kernel_source``
+#: ``vllm_gptossmxfp4moe_triton_oaitritonmxfp4expertsmonolithic``), whose M tile follows the
+#: tokens per local expert (``opmodels.moe_tiles.ogs_block_m``).
+OGS_KERNEL_TAG = "oaitritonmxfp4"
+#: Candidate ``cta_row_s`` (seconds per matmul_ogs tile row; 0.7 us read off the H100 steps).
+CTA_ROW_LADDER = (0.0, 0.25e-6, 0.5e-6, 0.75e-6, 1.0e-6, 1.5e-6, 2.0e-6)
 #: Budget of least-squares evaluations per solve (converged fits take 10-25).
 MAX_EVALS = 60
 # correction grid axes (log2): tokens, pairs per touched expert, rank load imbalance, expert
@@ -157,6 +163,7 @@ def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
         stream_global=1.0 if x[10] > -1e-6 else float(np.exp(x[10])),
         traffic_eff=float(np.exp(x[11])) if base.traffic_eff > 0.0 else 0.0,
         router_fixed_s=float(np.exp(x[12])) if x[12] > _LOWER[12] + 1e-6 else base.router_fixed_s,
+        cta_row_s=base.cta_row_s,
     )
 
 
@@ -291,7 +298,11 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
     x0 = _pack(base)
     if free[10]:
         x0[10] = np.log(0.5)  # inside the bounds: at 0 the scope is pinned to 1 (no gradient)
-    fitted, _ = _solve(rows, gpu, base, free, x0)
+    # matmul_ogs's one-CTA floor (``moe_layer.cta_floor_s``): its rate per tile row, chosen from
+    # a fixed ladder by the training rows' cost (0: no floor, every other kernel)
+    ladder = CTA_ROW_LADDER if kernels is not None and OGS_KERNEL_TAG in str(kernels[0]) else (0.0,)
+    fits = [_solve(rows, gpu, replace(base, cta_row_s=c), free, x0) for c in ladder]
+    fitted = min(fits, key=lambda pair: pair[1])[0]
     fitted = replace(
         fitted,
         tile_rows=donor.tile_rows,

@@ -10,7 +10,7 @@ from servesim.perf.fitting.heldout import Rows
 from servesim.perf.fitting.moe_loads import TILES
 from servesim.perf.opmodels.grid import LogGrid
 from servesim.perf.opmodels.moe_layer import ALIGN_ELEMS, MoELayerFit
-from servesim.perf.opmodels.moe_tiles import ACT_BYTES
+from servesim.perf.opmodels.moe_tiles import ACT_BYTES, OGS_FLOOR_MAX_ROWS
 from servesim.specs.gpu import GPUSpec
 
 
@@ -37,7 +37,25 @@ def formula(fit: MoELayerFit, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     body = (read**p + math_s**p + traffic**p) ** (1.0 / p)
     # the router's top-k, only where the collector timed it (``moe_collectors.router_timed``)
     route = rows.get("router_timed", 1.0) * fit.router_fixed_s
-    return fit.fixed_s + route + stream / bandwidth + fit.expert_s * touched + body
+    total = fit.fixed_s + route + stream / bandwidth + fit.expert_s * touched + body
+    if fit.cta_row_s > 0.0:
+        floor = fit.fixed_s + route + fit.cta_row_s * ogs_floor_rows_column(rows)
+        total = np.maximum(total, floor)
+    return total
+
+
+def ogs_block_m_column(rows: Rows) -> np.ndarray:
+    """Vectorised ``moe_tiles.ogs_block_m`` (tokens per local expert, matmul_ogs's M tile)."""
+    local = np.maximum(rows["num_experts"] / rows["ep"], 1.0)
+    per_expert = np.maximum(np.floor(rows["num_tokens"] / local), 1.0)
+    ragged = np.clip(2.0 ** np.ceil(np.log2(2.0 * per_expert)), 16.0, 64.0)
+    dense = np.clip(2.0 ** np.ceil(np.log2(per_expert)), 16.0, 128.0)
+    return np.where(per_expert <= 64.0, ragged, dense)
+
+
+def ogs_floor_rows_column(rows: Rows) -> np.ndarray:
+    """Vectorised ``moe_tiles.ogs_floor_rows``."""
+    return np.minimum(ogs_block_m_column(rows), OGS_FLOOR_MAX_ROWS)
 
 
 def traffic_column(fit: MoELayerFit, rows: Rows, width: np.ndarray) -> np.ndarray:

@@ -17,13 +17,18 @@ from servesim.perf.fitting.heldout import Rows
 from servesim.perf.opmodels.moe_layer import MoELayerFit
 from servesim.specs.gpu import GPUSpec
 
-#: Kernels that run only on the architectures listed (FlashInfer's CUTLASS grouped GEMM is an
-#: SM90+ kernel: on L40S vLLM 0.24 runs Triton for fp8 and fp8_block); every other kernel of the
-#: tables (Triton fused MoE, Marlin) runs on any architecture. The triton_kernels MXFP4 path is
+#: Kernels vLLM runs only on the architectures listed: FlashInfer's CUTLASS fp8 grouped GEMM is
+#: its Hopper pick (on L40S vLLM 0.24 runs Triton for fp8 and fp8_block; on Blackwell its fp8 MoE
+#: oracle, ``fused_moe/oracle/fp8.py`` ``_get_priority_backends``, tries FlashInfer TRTLLM-gen
+#: first, which takes per-tensor and block fp8 on capability family 100 only:
+#: ``experts/trtllm_fp8_moe.py``); every other kernel of the tables (Triton fused MoE, Marlin)
+#: runs on any architecture. The triton_kernels MXFP4 path is
 #: Hopper-only too, but its only stand-in in the Hopper tables (compressed-tensors W4A4 Marlin)
 #: is a different quantisation method and transfers worse than the gpt-oss fit itself (leave
 #: L40S out, MXFP4 from H100: 86-107% MAPE through it, 28-70% without), so it is not swapped.
-ARCH_BOUND_KERNELS = (("flashinfer", ("hopper", "blackwell")),)
+ARCH_BOUND_KERNELS = (("flashinfer", ("hopper",)),)
+#: Marks a Blackwell stand-in's ``kernel`` (derived, no measurement behind it).
+BLACKWELL_PREFIX = "derived-blackwell-fp8:"
 #: Label suffix of a format's rows measured with its portable kernel (fitted, and nested in the
 #: arch-bound fit as ``portable``).
 PORTABLE = "~portable"
@@ -75,5 +80,31 @@ def with_kernels(fits: dict[str, MoELayerFit], rows: Rows, gpu: GPUSpec) -> dict
         stand_in = out.get(label + PORTABLE) or out.get("fp8_block" + PORTABLE)
         if stand_in is not None and (label + PORTABLE in out or label == "fp8"):
             stand_in = replace(stand_in, weight_bytes=layer.weight_bytes)
-            out[label] = replace(layer, portable=stand_in)
+            out[label] = replace(out[label], portable=stand_in)
+        bf16 = out.get("bf16")
+        if bf16 is not None and out[label].compute_dtype == "fp8":
+            out[label] = replace(out[label], blackwell=blackwell_stand_in(bf16, layer, label))
     return out
+
+
+def blackwell_stand_in(bf16: MoELayerFit, layer: MoELayerFit, label: str) -> MoELayerFit:
+    """The fp8 MoE vLLM runs on Blackwell (FlashInfer TRTLLM-gen), which no table measures: the
+    stack's bf16 fit (its fused kernel's fixed cost, streaming, overlap, tiles and correction)
+    at the format's weight bytes, its math at the fp8 peak.
+
+    Not the Hopper fp8 fits: FlashInfer's CUTLASS per-tensor fp8 runs slower than bf16 in the
+    Hopper tables (H200 fitted at 26% of the bandwidth and 15% of the fp8 peak, bf16 at
+    ~80-95% / ~70%), a kernel vLLM does not pick on Blackwell; nor the block-scaled Triton fit
+    (a Triton kernel, which vLLM ranks below TRTLLM-gen and CUTLASS there). Only what the
+    format changes is changed, as the W4A4 experts derive from the w4a16 fit
+    (``opmodels.moe_fp4``); no default-tile traffic (TRTLLM-gen runs its own tiles)."""
+    return replace(
+        bf16,
+        weight_bytes=layer.weight_bytes,
+        compute_dtype="fp8",
+        traffic_eff=0.0,
+        kernel=f"{BLACKWELL_PREFIX}{label} from {bf16.kernel}",
+        archs=(),
+        portable=None,
+        blackwell=None,
+    )

@@ -40,7 +40,12 @@ def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
       triton_kernels MXFP4 path) is not what vLLM runs on an older one; the format's portable
       kernel measured on the same GPU (Triton fused MoE, Marlin) stands in. Evidence: on L40S
       vLLM runs Triton for fp8 / fp8_block and Marlin for MXFP4, and H100's CUTLASS per-tensor
-      fp8 fit, 2.5x slower than bf16 there, priced L40S fp8 at +240% (median).
+      fp8 fit, 2.5x slower than bf16 there, priced L40S fp8 at +240% (median). On Blackwell
+      vLLM runs neither: its fp8 MoE oracle (``fused_moe/oracle/fp8.py``,
+      ``_get_priority_backends``) tries FlashInfer TRTLLM-gen first, which supports per-tensor
+      and block fp8 on the Blackwell family only (``experts/trtllm_fp8_moe.py``,
+      ``_supports_current_device``: capability family 100); no table measures it, so the fit's
+      ``blackwell`` stand-in prices it (the stack's bf16 structure at fp8 bytes and fp8 peak).
     * memory-bound terms (streaming, weight reads) and the grouped-GEMM math stay fractions of
       the target's data-sheet bandwidth and peak (the opmodel's units), at the compute dtype the
       target has (bf16 where it lacks fp8).
@@ -52,9 +57,13 @@ def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
       26.6 us (p5) = 33.4 x 1980 / 2520 = 26.2; A100 vLLM 0.14 (router outside) one-expert
       rows less their weight reads 28-33 us against 25.2 x 1980 / 1410 = 35. (The earlier
       seconds rule rested on a 23 / 20 / 24 us "floor" whose rows read 8 experts' weights.)
+      The per-tile-row cost of one ``matmul_ogs`` CTA (``cta_row_s``) is SM cycles too, and
+      carries only within the donor's architecture: it is a trait of triton_kernels' Hopper
+      MX-scale path, and vLLM serves MXFP4 with Marlin on Ada / Ampere (L40S's table).
     """
-    if fit.archs and gpu.architecture not in fit.archs and fit.portable is not None:
-        fit = fit.portable
+    if fit.archs and gpu.architecture not in fit.archs:
+        stand_in = fit.blackwell if gpu.architecture == "blackwell" else fit.portable
+        fit = stand_in if stand_in is not None else fit.portable or fit
     compute = fit.compute_dtype
     if DType.parse(compute) not in gpu.peak_flops_per_s:
         compute = "bf16"
@@ -65,11 +74,24 @@ def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
         compute_dtype=compute,
         fit_gpu=gpu.name,
         portable=None,
+        blackwell=None,
         stream_hidden=fit.stream_hidden * stream,
         stream_inter=fit.stream_inter * stream,
         fixed_s=fit.fixed_s * clock,
         router_fixed_s=fit.router_fixed_s * clock,
+        cta_row_s=fit.cta_row_s * clock if _same_architecture(fit.fit_gpu, gpu) else 0.0,
     )
+
+
+def _same_architecture(source_name: str, target: GPUSpec) -> bool:
+    """Whether the fit's GPU is of ``target``'s architecture (False outside the catalog)."""
+    from servesim.core.errors import UnknownNameError
+    from servesim.specs.catalog.gpus import get_gpu
+
+    try:
+        return get_gpu(source_name).architecture == target.architecture
+    except UnknownNameError:
+        return False
 
 
 def _clock_ratio(source_name: str, target: GPUSpec) -> float:

@@ -48,6 +48,7 @@ from servesim.perf.opmodels.moe_router import expected_max_pairs, padded_rows, r
 from servesim.perf.opmodels.moe_tiles import (  # the format helpers, re-exported
     compute_dtype_of,
     default_tiles,
+    ogs_floor_rows,
     tile_traffic_bytes,
     weight_bytes_of,
 )
@@ -95,13 +96,18 @@ class MoELayerFit:
             other than SGLang's Triton fused MoE).
         router_fixed_s: launch cost (seconds) of the router's top-k kernels, fitted where a
             table times the router in some rows only (SGLang: EP 1); see ``moe_router``.
+        cta_row_s: seconds per row of ``matmul_ogs``'s M tile (``moe_tiles.ogs_floor_rows``) in one
+            CTA's serial pass through both expert GEMMs, a floor under the layer (0: no floor;
+            only vLLM's gpt-oss MXFP4 kernel fits one, ``fitting.moe._fit_borrowed``).
         correction: optional log-grid correction over ``correction_coords``, or None.
         fit_gpu: catalog name of the GPU the fit was measured on ("" : unknown, no transfer).
         kernel: the measured kernel (the table's ``kernel_source``).
-        archs: architectures the kernel runs on (empty: any; FlashInfer's CUTLASS grouped GEMM
-            and the triton_kernels MXFP4 path need Hopper or newer).
+        archs: architectures vLLM runs the kernel on (empty: any; FlashInfer's CUTLASS fp8
+            grouped GEMM: Hopper only, ``fitting.moe_kernels.ARCH_BOUND_KERNELS``).
         portable: the same format measured with a kernel that runs everywhere (vLLM's Triton
-            fused MoE, Marlin), used on architectures outside ``archs``; or None.
+            fused MoE, Marlin), used on Ampere / Ada outside ``archs``; or None.
+        blackwell: the stand-in on Blackwell outside ``archs``, where vLLM runs another kernel
+            (FlashInfer TRTLLM-gen fp8, ``moe_kernels.blackwell_stand_in``); or None.
     """
 
     weight_bytes: float
@@ -121,11 +127,13 @@ class MoELayerFit:
     stream_global: float = 1.0
     traffic_eff: float = 0.0
     router_fixed_s: float = 0.0
+    cta_row_s: float = 0.0
     correction: LogGrid | None = None
     fit_gpu: str = ""
     kernel: str = ""
     archs: tuple[str, ...] = ()
     portable: MoELayerFit | None = None
+    blackwell: MoELayerFit | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (6 significant digits: byte-identical refits)."""
@@ -149,6 +157,7 @@ class MoELayerFit:
             "stream_global",
             "traffic_eff",
             "router_fixed_s",
+            "cta_row_s",
         ):
             out[name] = float(f"{getattr(self, name):.6g}")
         out["correction"] = self.correction.to_dict() if self.correction else None
@@ -156,6 +165,8 @@ class MoELayerFit:
         out["kernel"] = self.kernel
         out["archs"] = list(self.archs)
         out["portable"] = self.portable.to_dict() if self.portable is not None else None
+        if self.blackwell is not None:  # absent, not null, elsewhere: older files stay equal
+            out["blackwell"] = self.blackwell.to_dict()
         return out
 
     @classmethod
@@ -179,11 +190,13 @@ class MoELayerFit:
             stream_global=float(data.get("stream_global", 1.0)),
             traffic_eff=float(data.get("traffic_eff", 0.0)),
             router_fixed_s=float(data.get("router_fixed_s", 0.0)),
+            cta_row_s=float(data.get("cta_row_s", 0.0)),
             correction=optional_grid(data.get("correction")),
             fit_gpu=str(data.get("fit_gpu", "")),
             kernel=str(data.get("kernel", "")),
             archs=tuple(str(a) for a in data.get("archs", ())),
             portable=cls.from_dict(data["portable"]) if data.get("portable") else None,
+            blackwell=cls.from_dict(data["blackwell"]) if data.get("blackwell") else None,
         )
 
 
@@ -262,10 +275,29 @@ def moe_layer_s(
     # the router's top-k runs on every rank over the whole batch (``moe_router``), every EP size
     route_s = router_s(fit.router_fixed_s, num_tokens)
     total = fit.fixed_s + route_s + stream_s + fit.expert_s * experts_touched + body_s
+    if fit.cta_row_s > 0.0:
+        total = max(total, fit.fixed_s + route_s + cta_floor_s(fit, num_tokens, num_experts, ep))
     if fit.correction is not None:
         coords = correction_coords(num_tokens, topk, ep, assignments, experts_touched, max_pairs)
         total *= fit.correction.factor(*coords[: len(fit.correction.axes)])
     return total
+
+
+def cta_floor_s(fit: MoELayerFit, num_tokens: float, num_experts: int, ep: int) -> float:
+    """The layer's floor from one CTA's serial pass through triton_kernels' ``matmul_ogs`` GEMMs.
+
+    The kernel sizes its M tile by tokens per local expert (``moe_tiles.ogs_block_m``), not by
+    the pairs the rank really computes, and runs one CTA per (M tile, N tile, K split): with few
+    local experts that grid is under one wave and the layer takes one CTA's time, which grows
+    with the padded tile. Evidence (H100 vLLM 0.24, gpt-oss-120b, one local expert at EP 128,
+    one real pair at both 16 and 32 tokens): 74 / 85 / 111 us at block_m 16 / 32 / 64, i.e.
+    ~0.7 us per tile row, where the padded rows' math at the whole GPU's rate is ~4 us; the same
+    steps at two and four local experts. The rate per row is fitted (``cta_row_s``), like
+    FlashAttention 2's rate per CTA; the tables' two shapes share hidden and width (2880), so the
+    pass is priced per row, not per row and K element.
+    """
+    local = num_experts / max(ep, 1)
+    return fit.cta_row_s * ogs_floor_rows(num_tokens, local)
 
 
 @dataclass(frozen=True)

@@ -91,3 +91,32 @@ def compute_dtype_of(dtype_label: str, gpu: GPUSpec) -> str:
     if dtype_label in ("fp8", "fp8_block") and DType.FP8 in gpu.peak_flops_per_s:
         return "fp8"
     return "bf16"
+
+
+def ogs_block_m(num_tokens: float, local_experts: float) -> int:
+    """M tile of triton_kernels' ``matmul_ogs`` (vLLM's gpt-oss MXFP4 path), from its own rule
+    (``opt_flags.make_default_opt_flags_nvidia``): with ragged routing and at most 64 tokens per
+    expert, block_m = clamp(next_pow2(2 x tokens per expert), 16, 64) ("likely memory bound; set
+    the block size higher to minimize loading weights more than once"), else clamp(next_pow2(
+    tokens per expert), 16, 128). Tokens per expert are the layer's tokens over the rank's local
+    experts: the H100 / H200 tables step at the same tokens per LOCAL expert in both gpt-oss
+    shapes (one local expert 74 -> 85 -> 111 us at 8 -> 16 -> 32 tokens; two at 16 -> 32 -> 48;
+    four at 32 -> 48 and 64 -> 80), whatever the rank's pairs (one pair at 16 and at 32 tokens)."""
+    per_expert = max(1, int(num_tokens // max(local_experts, 1.0)))
+    if per_expert <= 64:
+        return max(16, min(1 << math.ceil(math.log2(2 * per_expert)), 64))
+    return max(16, min(1 << math.ceil(math.log2(per_expert)), 128))
+
+
+#: Tile rows past which the one-CTA pass stops growing: the tables' time is flat where the rule
+#: gives block_m 128 (more than 64 tokens per local expert; H100 gpt-oss-20b at EP 32, one local
+#: expert: 110-113 us from 32 to 1024 tokens; gpt-oss-120b at EP 32, four local experts: 119 /
+#: 118 us at block_m 64 / 128). Why is not sourced (num_warps is fixed by the Hopper MX-scale
+#: layout, so a 128-row tile is not one CTA's serial work as 64 rows are).
+OGS_FLOOR_MAX_ROWS = 64
+
+
+def ogs_floor_rows(num_tokens: float, local_experts: float) -> int:
+    """Tile rows one ``matmul_ogs`` CTA runs serially: ``ogs_block_m``, at most
+    ``OGS_FLOOR_MAX_ROWS``."""
+    return min(ogs_block_m(num_tokens, local_experts), OGS_FLOOR_MAX_ROWS)
