@@ -58,7 +58,10 @@ every rule below; none is a factor fitted to the GPU it predicts.
   fit is its ring: a target without NVLS (A100) gets that ring's bulk regime where the donor's
   16-bit one ran NVLS (A100 from H100, all-reduce >= 16 MB: 14.0 -> 9.7% MAPE).
 
-MoE parameters pass unchanged (the MoE transfer is owned with the MoE model).
+MoE parameters pass unchanged (the MoE transfer is owned with the MoE model,
+``opmodels.moe_carry``: fixed costs by the clock ratio; a Hopper-only FlashInfer CUTLASS fp8
+fit runs its portable Triton fit on Ampere / Ada and its ``blackwell`` stand-in, the stack's
+bf16 fit at fp8 bytes and the fp8 peak, on Blackwell, where vLLM runs FlashInfer TRTLLM-gen).
 """
 
 from __future__ import annotations
@@ -325,5 +328,8 @@ def describe_rules() -> str:
         "target link; PCIe groups > 2 at a host-routed ring's "
         f"{PCIE_HOST_RING_BUS_BYTES_PER_S / 1e9:g} GB/s bus bandwidth, shared by a socket's GPUs "
         "beyond one socket; custom all-reduce of "
-        "> 2 PCIe GPUs priced as NCCL; no NVLS on the target: the donor's ring bulk regime"
+        "> 2 PCIe GPUs priced as NCCL; no NVLS on the target: the donor's ring bulk regime; "
+        "MoE: Hopper-only FlashInfer CUTLASS fp8 runs the portable Triton fit on Ampere / Ada "
+        "and, on Blackwell (vLLM's FlashInfer TRTLLM-gen), the stack's bf16 fit at fp8 bytes "
+        "and fp8 peak; matmul_ogs's one-CTA floor only within its architecture"
     )
