@@ -312,6 +312,7 @@ class _Run:
         "rows",
         "segment",
         "span",
+        "split_first",
         "start",
         "through_finishes",
         "times",
@@ -344,6 +345,7 @@ class _Run:
         # formed before requests that arrived since (its first tick keeps its own count).
         waiting = len(state.waiting) if engine.fcfs_count else engine.scheduler.num_queued(state)
         self.queued = waiting + len(state.swapped)
+        self.split_first = rows is not None  # a pipeline replay's (see ``tick``)
 
     def tick(self, end: float) -> float | None:
         """Complete the step in flight (it ends at ``end``) and book the next; its end, or
@@ -363,8 +365,13 @@ class _Run:
             self.num_finished += 1
             engine.flush(segment, end, self.rows)
             self.segment = DecodeRun(end, len(group.members), self.queued)
-        elif segment.num_queued != self.queued:
-            # the first tick's row keeps the count its batch was formed with (see __init__)
+        elif self.split_first:
+            # A pipeline engine's first tick is its own row: its state holds over its span
+            # (cut by the others' steps in flight, ``_cut_first_ticks``), its duration may
+            # include a wait behind another engine's prefill, and its queue count is the one
+            # its batch was formed with; later ticks alternate evenly (their rows then spread
+            # evenly over time, ``timeseries.row_states``).
+            self.split_first = False
             engine.flush(segment, end, self.rows)
             self.segment = DecodeRun(end, len(group.members), self.queued)
         self.batch.num_queued = self.queued

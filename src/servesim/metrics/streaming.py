@@ -220,7 +220,7 @@ class IterationPass:
         for r in self.energy_j:
             self.energy_j[r] += float(it["energy_j"][rid == r].sum())
         self._add_busy(rid, start, end)
-        names = ("replica_id", "start_s", "duration_s", *_STATE, *_RUN_INTEGRALS)
+        names = ("replica_id", "start_s", "duration_s", "repeat", *_STATE, *_RUN_INTEGRALS)
         self._integrate(self._carry.feed({k: it[k] for k in names if k in it}))
 
     def _add_busy(self, rid: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:

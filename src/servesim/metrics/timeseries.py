@@ -113,12 +113,19 @@ def row_states(
     run = run_rows(it)
     if run is None:
         return seg_end, values, None
+    seqs = np.asarray(it["num_seqs"]).astype(np.float64)
+    span = np.asarray(it["seq_s"]) / np.maximum(seqs, 1.0)  # the sum of the run's tick spans
+    # A one-tick run (a pipeline replay's first tick, engine/skip.py) holds its own values
+    # over its span: what stepping it gives, exactly.
+    one = run & (seqs > 0)
+    one &= np.asarray(it["repeat"]) == 1 if "repeat" in it else False
+    seg_end = np.where(one, start + span, seg_end)
+    run &= ~one
     length = end - start
     ok = run & (length > 0)
     safe = np.where(ok, length, 1.0)
-    seqs = np.asarray(it["num_seqs"]).astype(np.float64)
     # the run's share of its own duration (1 for one engine: its ticks follow each other)
-    fraction = np.where(ok & (seqs > 0), it["seq_s"] / (safe * np.maximum(seqs, 1.0)), 0.0)
+    fraction = np.where(ok, span / safe, 0.0)
     integrals = {"num_kv_blocks_used": "kv_block_s", "num_seqs": "seq_s"}
     for name in names:
         if name in integrals:
