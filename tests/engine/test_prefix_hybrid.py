@@ -48,8 +48,11 @@ def test_groups_that_cache_every_page() -> None:
     assert _manager().window_run == 8 and _manager().window_blocks == 0
     mix = _manager(KVLayout(B, 3, (WindowGroups("sliding", 4096, 2),)))
     assert len(mix.full_salts) == 3 and len(mix.window_salts) == 2 and mix.window_run == 256
-    # chunked groups (Llama 4) keep the full-group-only hit
-    assert not hybrid_groups(KVLayout(B, 1, (WindowGroups("chunked", 8192, 3),)))
+    # chunked groups (Llama 4) cache every page too (tests/engine/test_prefix_chunked.py)
+    assert hybrid_groups(KVLayout(B, 1, (WindowGroups("chunked", 8192, 3),)))
+    assert not hybrid_groups(
+        KVLayout(B, 1, (WindowGroups("chunked", 8192, 1), WindowGroups("sliding", 128, 1)))
+    )
 
 
 def test_hit_needs_the_windows_last_8_blocks_cached() -> None:

@@ -9,10 +9,12 @@ vLLM's prefix-cache evictor) or ``lfu`` (least frequently used with dynamic agin
 class named ``path/to/file.py:ClassName`` (``cache.eviction``). The manager keeps the counts;
 the policy only orders the evictable keys.
 
-A pool of full and sliding-window groups (gpt-oss) caches every group's pages: page ``g`` of
-prompt block ``j`` is keyed ``key_j ^ salt_g`` (vLLM keys a cached block by its hash and its
-group id, ``BlockHashWithGroupId``), so a window group's pages, freed as the window slides
-past them, are evicted on their own and can shorten a later hit (``count_hits``).
+A pool of full and sliding-window groups (gpt-oss), or of full and chunked-local groups
+(Llama 4), caches every group's pages: page ``g`` of prompt block ``j`` is keyed
+``key_j ^ salt_g`` (vLLM keys a cached block by its hash and its group id,
+``BlockHashWithGroupId``), so a window group's pages, freed as the window slides past them
+(or the chunk ends), are evicted on their own and can shorten a later hit (``count_hits``;
+the rules are engine/prefix_hits.py's).
 
 Invariant (``check``): free + used + cached_evictable == total, where ``used`` counts private
 blocks and referenced cached blocks once each.
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from servesim.engine.contracts import ContractError, KVCapacityError
 from servesim.engine.eviction import make_eviction
+from servesim.engine.prefix_hits import chunk_hybrid_hit, full_run, hybrid_hit, sliding_hit
 from servesim.perf.kv_groups import vllm_block_size
 from servesim.perf.kv_layout import KVLayout
 
@@ -96,7 +99,10 @@ class KVBlockManager:
         "num_swap_blocks",
         "num_swap_used",
         "num_watermark_blocks",
+        "use_eagle",
         "window_blocks",
+        "window_chunk",
+        "window_page_salts",
         "window_run",
         "window_salts",
     )
@@ -111,10 +117,13 @@ class KVBlockManager:
         num_swap_blocks: int = 0,
         eviction: str = "lru",
         layout: KVLayout | None = None,
+        use_eagle: bool = False,
     ) -> None:
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.layout = layout = layout or KVLayout(block_size)
+        # vLLM's use_eagle (EAGLE-style speculation): a hit drops its last block
+        self.use_eagle = use_eagle
         enable_prefix_caching = self._cache_mode(layout, enable_prefix_caching)
         # vLLM: watermark_blocks = int(watermark * num_gpu_blocks), kept free on admission.
         self.num_watermark_blocks = int(watermark * num_blocks)
@@ -135,20 +144,26 @@ class KVBlockManager:
         self.num_swap_used = 0
 
     def _cache_mode(self, layout: KVLayout, enable: bool) -> bool:
-        """How the layout's pages are cached (sets ``window_blocks``, ``window_run`` and the
-        group salts); returns whether prefix caching stays on.
+        """How the layout's pages are cached (sets ``window_blocks``, ``window_run``,
+        ``window_chunk`` and the group salts); returns whether prefix caching stays on.
 
         Blocks are pages of the layout's KV cache groups (perf/kv_layout.py). A plain pool
         caches one page per prompt block. A model whose one group slides over every layer
         (Mistral-7B v0.1) caches its own pages: a hit needs only the window's last blocks
         before the hit point (``window_blocks``, vLLM's ``SlidingWindowManager.
-        find_longest_cache_hit``). Full + sliding pools (gpt-oss) cache every group's pages,
-        keyed apart (``hybrid_groups``): a hit needs the window's last ``window_run`` blocks
-        in the sliding groups. Full + chunked pools cache the full group's pages only (the
-        chunk's are taken fresh); other layouts without a full group cache no prefix."""
-        self.window_blocks = self.window_run = 0
+        find_longest_cache_hit``). Full + sliding pools (gpt-oss) and full + chunked-local
+        pools (Llama 4) cache every group's pages, keyed apart (``hybrid_groups``): a hit
+        needs the window's last ``window_run`` blocks in the sliding groups, or the chunk's
+        blocks before the hit point (``window_chunk`` blocks a chunk) in the chunked ones.
+        Under EAGLE a full + chunked pool caches the full group's pages only (vLLM has no
+        rule for it, see engine/prefix_hits.py); other layouts without a full group cache
+        no prefix."""
+        self.window_blocks = self.window_run = self.window_chunk = 0
         self.full_salts: tuple[int, ...] = (0,)
         self.window_salts: tuple[int, ...] = ()
+        # the salts of the window pages a sequence holds, in block order, ahead of its other
+        # cached pages (``Seq.num_window_keys``); () when none are cached
+        self.window_page_salts: tuple[int, ...] = ()
         if not enable or layout.state_pages:
             # vLLM v0.10 disables prefix caching for hybrid linear-attention models
             # (MambaModelConfig.verify_and_update_config); its later opt-in mamba caching
@@ -160,17 +175,22 @@ class KVBlockManager:
                 return False
             # cdiv(window - 1, block): the query token itself is in the window
             self.window_blocks = -(-(window.tokens - 1) // self.block_size)
-        elif hybrid_groups(layout):
+            self.window_page_salts = (0,)
+        elif hybrid_groups(layout) and not (self.use_eagle and layout.windows[0].kind != "sliding"):
             self._key_hybrid_groups(layout)
         return True
 
     def _key_hybrid_groups(self, layout: KVLayout) -> None:
         full = layout.num_full_groups
-        sliding = layout.windows[0]
+        window = layout.windows[0]
         self.full_salts = _GROUP_SALTS[:full]
-        self.window_salts = _GROUP_SALTS[full : full + sliding.num_groups]
-        # SlidingWindowManager: sliding_window_contiguous_blocks = cdiv(window - 1, block)
-        self.window_run = -(-(sliding.tokens - 1) // self.block_size)
+        self.window_salts = self.window_page_salts = _GROUP_SALTS[full : full + window.num_groups]
+        if window.kind == "chunked":
+            # ChunkedLocalAttentionManager: the blocks before the hit point's chunk are skipped
+            self.window_chunk = window.tokens // self.block_size
+        else:
+            # SlidingWindowManager: sliding_window_contiguous_blocks = cdiv(window - 1, block)
+            self.window_run = -(-(window.tokens - 1) // self.block_size)
 
     # ---- queries -------------------------------------------------------------------------
     @property
@@ -239,92 +259,55 @@ class KVBlockManager:
 
     # ---- prefix cache --------------------------------------------------------------------
     def count_hits(self, keys: list[int], max_blocks: int) -> int:
-        """Leading blocks of ``keys`` (at most ``max_blocks``) present in the cache; for a
-        sliding-window pool (``window_blocks``), the prompt blocks a hit covers."""
+        """Leading blocks of ``keys`` (at most ``max_blocks``) a hit covers: vLLM's
+        ``find_longest_cache_hit`` for the pool's groups (engine/prefix_hits.py), the last
+        matched block dropped under EAGLE (``use_eagle``)."""
         if not self.enable_prefix_caching:
             return 0
+        refs, eagle = self._refs, self.use_eagle
+        full, window = self.full_salts, self.window_salts
         if self.window_blocks:
-            return self._window_hits(keys, max_blocks)
+            return sliding_hit(refs, keys, max_blocks, self.window_blocks, eagle)
         if self.window_run:
-            return self._hybrid_hits(keys, max_blocks)
-        refs = self._refs
-        num = 0
-        for key in keys[:max_blocks]:
-            if key not in refs:
-                break
-            num += 1
-        return num
+            return hybrid_hit(refs, keys, max_blocks, full, window, self.window_run, eagle)
+        if self.window_chunk:  # (never under EAGLE: _cache_mode)
+            return chunk_hybrid_hit(refs, keys, max_blocks, full, window, self.window_chunk)
+        num = full_run(refs, keys, max_blocks, full)
+        return num - 1 if eagle and num else num
 
-    def _window_hits(self, keys: list[int], max_blocks: int) -> int:
-        """The longest hit of a sliding-window pool (vLLM V1's
-        ``SlidingWindowManager.find_longest_cache_hit``): scanning from the last block
-        down, the first run of ``window_blocks`` cached blocks ends the hit (the blocks
-        before it lie outside the window: vLLM hands out null blocks for them); a shorter
-        run reaching block 0 is a hit of that run."""
-        refs = self._refs
-        run = 0
-        for i in range(min(max_blocks, len(keys)) - 1, -1, -1):
-            if keys[i] not in refs:
-                run = 0
-                continue
-            run += 1
-            if run >= self.window_blocks:
-                return i + run
-        return run
-
-    def _hybrid_hits(self, keys: list[int], max_blocks: int) -> int:
-        """The longest hit of a full + sliding-window pool (vLLM V1's
-        ``HybridKVCacheCoordinator.find_longest_cache_hit``, one pass as for its "simple
-        hybrid" of one full and one other attention type): the full groups' leading run of
-        cached blocks bounds it; the sliding groups then scan down from there as
-        ``_window_hits`` does (a block counts when every sliding group's page is cached,
-        ``BlockPool.get_cached_block(hash, group_ids)``), and the full groups' hit is cut
-        to the result."""
-        refs = self._refs
-        full = self.full_salts
-        num = 0
-        for key in keys[:max_blocks]:
-            if key not in refs or (len(full) > 1 and any(key ^ s not in refs for s in full)):
-                break
-            num += 1
-        salts = self.window_salts
-        run = 0
-        for i in range(num - 1, -1, -1):
-            key = keys[i]
-            if any(key ^ s not in refs for s in salts):
-                run = 0
-                continue
-            run += 1
-            if run >= self.window_run:
-                return i + run
-        return run
+    def _window_start(self, num_hits: int) -> int:
+        """The first block whose window pages a hit of ``num_hits`` blocks references (the
+        blocks before it are outside the window, or before the hit point's chunk)."""
+        if self.window_chunk:
+            return num_hits - num_hits % self.window_chunk
+        return max(0, num_hits - (self.window_blocks or self.window_run))
 
     def hit_keys(self, keys: list[int], num_hits: int) -> list[int]:
         """The cached blocks a hit of ``num_hits`` blocks references: all of them, or a
         sliding-window pool's last ``window_blocks`` (those its window still reads); in a
-        full + sliding pool the sliding groups' pages of the last ``window_run`` blocks (in
-        block order), then every full group's page of each block."""
+        full + window pool the window groups' pages from ``_window_start`` (in block
+        order), then every full group's page of each block."""
         if self.window_blocks:
-            return keys[max(0, num_hits - self.window_blocks) : num_hits]
-        if self.window_run:
-            start = max(0, num_hits - self.window_run)
-            window = [k ^ s for k in keys[start:num_hits] for s in self.window_salts]
-            if len(self.full_salts) == 1:
-                return window + keys[:num_hits]
-            return window + [k ^ s for k in keys[:num_hits] for s in self.full_salts]
-        return keys[:num_hits]
+            return keys[self._window_start(num_hits) : num_hits]
+        if not self.window_page_salts:
+            return keys[:num_hits]
+        start = self._window_start(num_hits)
+        window = [k ^ s for k in keys[start:num_hits] for s in self.window_salts]
+        if len(self.full_salts) == 1:
+            return window + keys[:num_hits]
+        return window + [k ^ s for k in keys[:num_hits] for s in self.full_salts]
 
     def hit_pages(self, num_hits: int) -> int:
         """Pages a hit of ``num_hits`` blocks holds (``len(hit_keys(...))``)."""
         if self.window_blocks:
-            return min(num_hits, self.window_blocks)
-        if not self.window_run:
+            return self.hit_window_pages(num_hits)
+        if not self.window_page_salts:
             return num_hits
         return len(self.full_salts) * num_hits + self.hit_window_pages(num_hits)
 
     def hit_window_pages(self, num_hits: int) -> int:
-        """Sliding-group pages at the head of ``hit_keys`` (0 unless a full + sliding pool)."""
-        return len(self.window_salts) * min(num_hits, self.window_run)
+        """Window pages at the head of ``hit_keys`` (0 in a pool caching no window pages)."""
+        return len(self.window_page_salts) * (num_hits - self._window_start(num_hits))
 
     def acquire(self, keys: list[int]) -> None:
         """Reference cached blocks ``keys`` (all present)."""
@@ -372,16 +355,10 @@ class KVBlockManager:
 
 
 def hybrid_groups(layout: KVLayout) -> bool:
-    """True for a pool of full groups and groups of one sliding window (gpt-oss, Gemma 3),
-    whose pages are all cached and keyed apart; chunked-local groups (Llama 4) and mixed
-    window lengths keep the full-group-only hit."""
-    windows = layout.windows
-    return (
-        layout.num_full_groups > 0
-        and len(windows) == 1
-        and windows[0].kind == "sliding"
-        and not layout.state_pages
-    )
+    """True for a pool of full groups and groups of one bounded type, one sliding window
+    (gpt-oss, Gemma 3) or one chunk (Llama 4), whose pages are all cached and keyed apart;
+    mixed window types keep the full-group-only hit."""
+    return layout.num_full_groups > 0 and len(layout.windows) == 1 and not layout.state_pages
 
 
 def at_vllm_block_size(setup: ReplicaSetup) -> ReplicaSetup:

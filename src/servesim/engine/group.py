@@ -6,6 +6,12 @@ group's tick counter. The group stores each member's offsets once and keeps runn
 an iteration costs O(1) plus O(log n) per member that joins, needs a block, or leaves, instead
 of O(running). Per-member inter-token gaps are the gaps between consecutive ticks; the largest
 gap over a member's stay is answered by a monotone stack (range maximum over a suffix).
+
+The window pages a member frees are counted by residue class (``_WindowFrees``); those of
+its prompt it holds cached (``Seq.num_window_keys``, a pool that caches window pages) are
+dereferenced instead, at the tick the window leaves their block, as vLLM's
+``remove_skipped_blocks`` returns them to the free queue (evictable, still cached): a heap
+holds each such member's next one (``_drops``), O(log n) per page, a few per member.
 """
 
 from __future__ import annotations
@@ -62,6 +68,12 @@ class _WindowFrees:
         if self.start_tick(seq, block_size) <= max(seq.join_tick + 1, tick):
             self.counts[self.residue(seq)] -= 1
 
+    def may_free(self, tick: int) -> bool:
+        """Whether pages may be freed after the tick that brings the count to ``tick`` (a
+        counted member in its residue class, or a pending one, stale perhaps, due by then)."""
+        pending = self.pending
+        return bool(self.counts[tick % self.period]) or bool(pending and pending[0][0] <= tick)
+
     def advance(self, tick: int, members: dict[Seq, None]) -> int:
         """Pages freed after the tick that brought the count to ``tick``."""
         pending = self.pending
@@ -82,6 +94,7 @@ class DecodeGroup:
     """
 
     __slots__ = (
+        "_drops",
         "_finish_heap",
         "_max_heap",
         "_pages",
@@ -90,6 +103,7 @@ class DecodeGroup:
         "_stack_ticks",
         "block_size",
         "ctx_sum",
+        "dropped",
         "freed",
         "last_tick_end_s",
         "layout",
@@ -97,17 +111,28 @@ class DecodeGroup:
         "residue",
         "samples",
         "tick",
+        "window_page_salts",
         "windows",
     )
 
     def __init__(
-        self, block_size: int, samples: TokenGapSamples, layout: KVLayout | None = None
+        self,
+        block_size: int,
+        samples: TokenGapSamples,
+        layout: KVLayout | None = None,
+        window_page_salts: tuple[int, ...] = (),
     ) -> None:
         self.block_size = block_size
         self.layout = layout or KVLayout(block_size)
         self._pages = self.layout.pages_per_row  # pages a new block of KV takes
         self.windows = [_WindowFrees(w, block_size) for w in self.layout.windows]
-        self.freed = 0  # pages the windows freed after the last tick (perf/kv_layout.py)
+        self.freed = 0  # private pages the windows freed after the last tick (kv_layout.py)
+        # cached prompt pages the windows left after the last tick (the caller dereferences
+        # them), and the salts a block's window pages are keyed with (engine/blocks.py)
+        self.dropped: list[int] = []
+        self.window_page_salts = window_page_salts
+        # (tick, sid, version, block, member): when the window leaves a held cached block
+        self._drops: list[tuple[int, int, int, int, Seq]] = []
         self.samples = samples
         self.members: dict[Seq, None] = {}  # insertion-ordered: deterministic iteration
         self.tick = 0
@@ -136,6 +161,11 @@ class DecodeGroup:
         heapq.heappush(self._max_heap, (-seq.gkey, seq.sid, seq.version, seq))
         for window in self.windows:
             window.join(seq, tick, self.block_size)
+        if seq.num_window_keys:  # from the first block the window still reads
+            kv_tokens = seq.gkey + tick - 1
+            self._push_drop(
+                seq, self.layout.windows[0].skipped_tokens(kv_tokens) // self.block_size
+            )
         finish_tick = seq.tick_base + seq.num_output_tokens
         heapq.heappush(self._finish_heap, (finish_tick, seq.sid, seq.version, seq))
 
@@ -166,6 +196,50 @@ class DecodeGroup:
         heapq.heapify(self._max_heap)
         self._finish_heap = [e for e in self._finish_heap if e[3] in self.members]
         heapq.heapify(self._finish_heap)
+        self._drops = [e for e in self._drops if e[4] in self.members and e[2] == e[4].version]
+        heapq.heapify(self._drops)
+
+    # ---- cached window pages -------------------------------------------------------------
+    def _push_drop(self, seq: Seq, first: int) -> None:
+        """Schedule when the window leaves the block ``j >= first`` of ``seq``'s first held
+        cached window page: after the tick ``n - gkey + 1``, ``n`` the first token count
+        with ``skipped_tokens(n) >= (j + 1) * block`` (``WindowGroups.tokens_skipping``)."""
+        keys = seq.prompt_keys
+        if keys is None:
+            return
+        head = seq.block_keys[0]
+        salts = self.window_page_salts
+        for j in range(first, len(keys)):
+            if any(keys[j] ^ s == head for s in salts):
+                n = self.layout.windows[0].tokens_skipping((j + 1) * self.block_size)
+                heapq.heappush(self._drops, (n - seq.gkey + 1, seq.sid, seq.version, j, seq))
+                return
+
+    def _drop_cached(self, tick: int) -> int:
+        """Move the cached window pages the windows left at ``tick`` from their members'
+        ``block_keys`` to ``dropped``; returns how many (the windows' frees include them)."""
+        heap = self._drops
+        members = self.members
+        salts = self.window_page_salts
+        num = 0
+        while heap and heap[0][0] <= tick:
+            _, _, version, j, seq = heapq.heappop(heap)
+            if seq not in members or version != seq.version:
+                continue
+            keys = seq.prompt_keys
+            assert keys is not None
+            held = seq.block_keys
+            count = 0
+            for salt in salts:  # the block's held pages, in group order (prefix_books.py)
+                if count < seq.num_window_keys and held[count] == keys[j] ^ salt:
+                    count += 1
+            self.dropped += held[:count]
+            del held[:count]
+            seq.num_window_keys -= count
+            num += count
+            if seq.num_window_keys:
+                self._push_drop(seq, j + 1)
+        return num
 
     # ---- queries -------------------------------------------------------------------------
     def emitted(self, seq: Seq) -> int:
@@ -204,10 +278,14 @@ class DecodeGroup:
     def next_tick_blocks(self, through_finishes: bool) -> int | None:
         """New KV blocks the next tick needs once its finishers left (skip-ahead), or None
         when a finish in it must end a run of skipped ticks: any finish unless
-        ``through_finishes``, and always the finish of every member."""
+        ``through_finishes``, and always the finish of every member. Unless
+        ``through_finishes``, a tick whose windows free pages ends the run too: the pages
+        may admit the queued request or resume the stalled prefill."""
         nxt = self.tick + 1
         finishers = self.finishing(nxt) if self.next_finish_tick() <= nxt else []
         if finishers and (not through_finishes or len(finishers) >= len(self.members)):
+            return None
+        if not through_finishes and any(w.may_free(nxt) for w in self.windows):
             return None
         need = self.num_blocks_needed(1)
         ending = sum(1 for s in finishers if (s.gkey + nxt - 1) % self.block_size == 0)
@@ -251,6 +329,8 @@ class DecodeGroup:
         self.last_tick_end_s = end_s
         if self.windows:  # before the finishers leave: their write-back counts the frees
             self.freed = sum(w.advance(self.tick, self.members) for w in self.windows)
+            if self._drops:
+                self.freed -= self._drop_cached(self.tick)
         finished: list[Seq] = []
         heap, tick = self._finish_heap, self.tick
         # (next_finish_tick() <= tick without the call: stale entries at the top are popped
@@ -286,3 +366,5 @@ class DecodeGroup:
                 if window.start_tick(s, self.block_size) <= max(s.join_tick + 1, self.tick):
                     active[window.residue(s)] += 1
             assert active == window.counts
+        live = {e[4] for e in self._drops if e[4] in self.members and e[2] == e[4].version}
+        assert live == {s for s in self.members if s.num_window_keys}

@@ -1,12 +1,13 @@
 """Booking a computed prefill chunk's prompt blocks into the prefix cache (``ReplicaState``'s
 helpers): caching the full blocks a chunk completed, and, for a pool whose one group slides
-over every layer or a pool of full and sliding groups, freeing the blocks its window left,
-the cached ones first.
+over every layer or a pool of full and window (sliding or chunked-local) groups, freeing the
+window pages it left, the cached ones first (``free_window_pages``).
 
-Once such a sequence decodes, its window's frees are counted as private pages (the decode
-group frees by residue class, O(1) a tick); the prompt blocks it still references then stay
-referenced until it leaves. The pool's available count is the same (a free page instead of
-an unreferenced cached one); only those blocks cannot be evicted meanwhile.
+A sequence holds its cached window pages first in ``block_keys`` (``num_window_keys`` of
+them, in block order). They are dereferenced when the window leaves their block, prefill or
+decode alike, as vLLM's ``remove_skipped_blocks`` returns them to the free queue (still
+cached, evictable): here for a step booked one sequence at a time (``free_window_pages``), in
+the decode group by a heap of each member's next such free (engine/group.py).
 """
 
 from __future__ import annotations
@@ -35,47 +36,49 @@ def book_window_chunk(blocks: KVBlockManager, seq: Seq, chunk: int) -> None:
     pages (``blocks.window_blocks``): the chunk's full prompt blocks are cached (vLLM hashes
     every computed block), then the blocks the window left are freed (vLLM's
     ``remove_skipped_blocks``), the cached ones first. ``block_keys`` are the held cached
-    blocks from the first one the window still reads; unreferenced, they stay cached for
-    later hits, as vLLM's freed blocks keep their hash until evicted."""
+    blocks from the first one the window still reads (all window pages:
+    ``num_window_keys``); unreferenced, they stay cached for later hits, as vLLM's freed
+    blocks keep their hash until evicted."""
     layout = blocks.layout
     num_computed = seq.num_computed
     first = layout.windows[0].skipped_tokens(num_computed) // blocks.block_size
     seq.num_computed += chunk
     if seq.prompt_keys and seq.can_register:
         register_blocks(blocks, seq, first + len(seq.block_keys))
-    freed = layout.freed(num_computed, chunk)
-    cached = min(freed, len(seq.block_keys))
-    if cached:
-        blocks.deref(seq.block_keys[:cached])
-        del seq.block_keys[:cached]
-    if freed > cached:
-        seq.num_private -= freed - cached
-        blocks.release(freed - cached)
+        seq.num_window_keys = len(seq.block_keys)
+    free_window_pages(blocks, seq, num_computed, chunk)
 
 
 def book_hybrid_chunk(blocks: KVBlockManager, seq: Seq, chunk: int) -> None:
-    """Book ``chunk`` computed tokens of ``seq`` in a full + sliding-window pool that caches
-    every group's pages (``blocks.window_run``): the pages of each prompt block the chunk
-    completed are cached in every group (vLLM's coordinator runs ``cache_blocks`` for each),
-    then the sliding pages the window left are freed (``remove_skipped_blocks``), the
-    cached ones dereferenced: unreferenced, they keep their key until evicted, as vLLM's
-    freed blocks keep their hash. ``block_keys`` holds the sliding pages first
-    (``num_window_keys`` of them, in block order, from the first block the window reads),
-    then the full pages."""
+    """Book ``chunk`` computed tokens of ``seq`` in a full + window pool that caches every
+    group's pages (``blocks.window_run`` or ``window_chunk``): the pages of each prompt
+    block the chunk completed are cached in every group (vLLM's coordinator runs
+    ``cache_blocks`` for each), then the window pages the window (or chunk) left are freed
+    (``free_window_pages``)."""
     b = blocks.block_size
     num_computed = seq.num_computed
     seq.num_computed += chunk
     keys = seq.prompt_keys
     if keys:
         _register_hybrid(blocks, seq, num_computed // b, min(seq.num_computed // b, len(keys)))
-    freed = blocks.layout.freed(num_computed, chunk)
+    free_window_pages(blocks, seq, num_computed, chunk)
+
+
+def free_window_pages(blocks: KVBlockManager, seq: Seq, num_computed: int, num_new: int) -> None:
+    """Free the window pages ``seq`` no longer needs once ``num_new`` tokens after
+    ``num_computed`` are booked (vLLM's ``remove_skipped_blocks``): the cached ones it holds
+    of the blocks left are dereferenced (they keep their key until evicted, as vLLM's freed
+    blocks keep their hash), the others released."""
+    layout = blocks.layout
+    freed = layout.freed(num_computed, num_new)
     if not freed:
         return
     cached = 0
     if seq.num_window_keys:
+        keys = seq.prompt_keys
         assert keys is not None
-        first = blocks.layout.windows[0].skipped_tokens(num_computed) // b
-        left = keys[first : first + freed // len(blocks.window_salts)]
+        first = layout.windows[0].skipped_tokens(num_computed) // blocks.block_size
+        left = keys[first : first + freed // len(blocks.window_page_salts)]
         cached = _drop_window_keys(blocks, seq, left)
     if freed > cached:
         seq.num_private -= freed - cached
@@ -83,13 +86,13 @@ def book_hybrid_chunk(blocks: KVBlockManager, seq: Seq, chunk: int) -> None:
 
 
 def _drop_window_keys(blocks: KVBlockManager, seq: Seq, left: list[int]) -> int:
-    """Dereference the cached sliding pages ``seq`` holds of the prompt blocks ``left`` (the
+    """Dereference the cached window pages ``seq`` holds of the prompt blocks ``left`` (the
     window moved past them); returns how many (the others were private)."""
     held = seq.block_keys
     nw = seq.num_window_keys
     num = 0
     for key in left:
-        for salt in blocks.window_salts:
+        for salt in blocks.window_page_salts:
             if num < nw and held[num] == key ^ salt:
                 num += 1
     if num:

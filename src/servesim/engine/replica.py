@@ -244,6 +244,7 @@ class Replica:
             layout=kv_layout(
                 self.plan, cache.block_size, speculative_state_blocks(self.speculator)
             ),
+            use_eagle=self.speculator is not None and self.speculator.use_eagle,
         )
         state = ReplicaState(
             blocks, self.records.token_gaps, self.records.count, preemption=preemption

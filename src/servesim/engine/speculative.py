@@ -120,6 +120,10 @@ class Speculator:
         alpha = config.acceptance_rate
         self.alpha = DEFAULT_ACCEPTANCE[config.method] if alpha is None else alpha
         self.num_speculative_tokens = k
+        # vLLM's SpeculativeConfig.use_eagle(): methods drafting from the target's hidden
+        # states (eagle, eagle3, mtp; vllm/config/speculative.py), not a draft model; a
+        # prefix hit then drops its last block (engine/prefix_hits.py)
+        self.use_eagle = config.method in ("eagle", "eagle3", "mtp")
         self.is_sampled = config.acceptance == "sampled"
         self.seed = config.seed
         self.draft = draft_plan(plan, config)

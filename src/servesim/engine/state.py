@@ -55,7 +55,9 @@ class ReplicaState(ReplicaKV):
         self.samples = samples  # inter-token gaps of sequences outside the group
         # KV cache groups (perf/kv_layout.py): windows free pages as their tokens age out
         self.layout = blocks.layout
-        self.group = DecodeGroup(blocks.block_size, samples, blocks.layout)
+        self.group = DecodeGroup(
+            blocks.block_size, samples, blocks.layout, blocks.window_page_salts
+        )
         self.count = count
         self.num_swap_in_blocks = 0  # swaps decided in the current scheduling step
         self.num_swap_out_blocks = 0
@@ -136,7 +138,7 @@ class ReplicaState(ReplicaKV):
         for seq, chunk in batch.prefills:
             if blocks.window_blocks:  # a sliding-window pool caching its pages
                 book_window_chunk(blocks, seq, chunk)
-            elif blocks.window_run:  # a full + sliding pool caching every group's pages
+            elif blocks.window_run or blocks.window_chunk:  # full + window, every group cached
                 book_hybrid_chunk(blocks, seq, chunk)
             else:
                 if windows:
@@ -191,8 +193,7 @@ class ReplicaState(ReplicaKV):
                 self.ready[seq] = None
             joiners = [s for s in decodes if s not in group.members]
         done = group.advance(stamp)
-        if group.freed:
-            self.blocks.release(group.freed)
+        self.release_group_frees()
         for seq in done:
             self._leave(seq, stamp, leave)
         windows = self.layout.windows
@@ -224,8 +225,7 @@ class ReplicaState(ReplicaKV):
         """Every group member emits one token at ``stamp`` (a decode-only iteration the engine
         advanced without a scheduling step); True when some finished (and left)."""
         done = self.group.advance(stamp)
-        if self.group.freed:
-            self.blocks.release(self.group.freed)
+        self.release_group_frees()
         for seq in done:
             self._leave(seq, stamp, leave)
         return bool(done)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from servesim.engine.prefix_books import free_window_pages
 from servesim.engine.sequence import Seq, SeqStatus
 from servesim.engine.view import ReplicaStateView
 
@@ -57,11 +58,20 @@ class ReplicaKV(ReplicaStateView):
 
     def _trim(self, seq: Seq, num_computed: int, num_new: int) -> None:
         """Free the window pages ``seq`` no longer needs once ``num_new`` tokens after
-        ``num_computed`` are booked (vLLM's ``remove_skipped_blocks``)."""
-        freed = self.layout.freed(num_computed, num_new)
-        if freed:
-            seq.num_private -= freed
-            self.blocks.release(freed)
+        ``num_computed`` are booked (vLLM's ``remove_skipped_blocks``): the cached pages of
+        its prompt it holds there are dereferenced (evictable, still cached), the others
+        released (engine/prefix_books.py)."""
+        free_window_pages(self.blocks, seq, num_computed, num_new)
+
+    def release_group_frees(self) -> None:
+        """Book the window frees of the decode group's last tick: the private pages freed
+        are released, the cached prompt pages its members held there dereferenced."""
+        group = self.group
+        if group.freed:
+            self.blocks.release(group.freed)
+        if group.dropped:
+            self.blocks.deref(group.dropped)
+            group.dropped = []
 
     # ---- KV computed elsewhere -----------------------------------------------------------
     def received_blocks(self, seq: Seq) -> int:

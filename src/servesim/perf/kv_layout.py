@@ -60,6 +60,14 @@ class WindowGroups:
             return num_computed // self.tokens * self.tokens
         return max(0, num_computed - self.tokens + 1)
 
+    def tokens_skipping(self, num_skipped: int) -> int:
+        """The fewest computed tokens ``n`` with ``skipped_tokens(n) >= num_skipped`` (> 0):
+        ``num_skipped + window - 1`` for a sliding window, the next chunk boundary for a
+        chunk."""
+        if self.kind == "chunked":
+            return -(-num_skipped // self.tokens) * self.tokens
+        return num_skipped + self.tokens - 1
+
 
 @dataclass(frozen=True, slots=True)
 class KVLayout:
