@@ -50,6 +50,7 @@ def test_a_batch_row_puts_every_value_in_its_named_column() -> None:
         "num_preempted": 2,
         "kv_block_s": 0.0,  # a single iteration's: left to the summary (engine/rows.py)
         "seq_s": 0.0,
+        "kv_block_s2": 0.0,
     }
 
 
@@ -77,6 +78,8 @@ def test_a_run_row_puts_every_value_in_its_named_column() -> None:
         "num_preempted": 0,
         "kv_block_s": 70 * 0.5 + 72 * 0.25 + 71 * 0.25,  # blocks x span of each tick
         "seq_s": 5 * (0.5 + 0.25 + 0.25),
+        # blocks x span x (offset + span / 2), each tick's offset left at 0 here
+        "kv_block_s2": 70 * 0.5 * 0.25 + 72 * 0.25 * 0.125 + 71 * 0.25 * 0.125,
     }
 
 

@@ -85,6 +85,10 @@ ITERATION_COLUMNS: dict[str, type] = {
     # a run's seq_s is > 0: it decodes at least one sequence for a positive time)
     "kv_block_s": np.float64,
     "seq_s": np.float64,
+    # and its KV use's first moment about the row's start (block s^2: blocks x span x the
+    # span's middle from the start, summed over its ticks; 0 for a single iteration), the
+    # line a plot bin that cuts the row splits it by (timeseries.row_states)
+    "kv_block_s2": np.float64,
 }
 
 

@@ -16,7 +16,10 @@ class DecodeRun:
     for (``metrics.timeseries``: each iteration's state holds over its span, from its start to
     its replica's next iteration start or its own end): ``kv_block_s`` and ``seq_s``, the sum
     over its ticks of blocks used (sequences) x the tick's span, and ``kv_peak``, the most
-    blocks any tick used, so one row gives the KV and batch figures of its ticks exactly.
+    blocks any tick used, so one row gives the KV and batch figures of its ticks exactly;
+    ``kv_block_s2``, the first moment of its KV use about its start (the sum over its ticks of
+    blocks x span x the span's middle, from the run's start), so a plot bin that cuts the row
+    splits it by the line through its ticks' KV use (``timeseries.row_states``).
     """
 
     __slots__ = (
@@ -26,6 +29,7 @@ class DecodeRun:
         "hbm_bytes",
         "host_s",
         "kv_block_s",
+        "kv_block_s2",
         "kv_peak",
         "num_queued",
         "num_seqs",
@@ -40,14 +44,19 @@ class DecodeRun:
         self.num_queued = num_queued
         self.num_ticks = 0
         self.flops = self.hbm_bytes = self.energy_j = self.host_s = self.comm_s = 0.0
-        self.kv_block_s = self.seq_s = 0.0
+        self.kv_block_s = self.seq_s = self.kv_block_s2 = 0.0
         self.kv_peak = 0
 
-    def add(self, times: StageTimes, kv_blocks_used: int, span_s: float) -> None:
-        """One more iteration, which used ``kv_blocks_used`` blocks (after its allocations)
-        and whose state held for ``span_s`` (its span in ``timeseries.iteration_spans``)."""
+    def add(
+        self, times: StageTimes, kv_blocks_used: int, span_s: float, offset_s: float = 0.0
+    ) -> None:
+        """One more iteration, which used ``kv_blocks_used`` blocks (after its allocations),
+        started ``offset_s`` after the run, and whose state held for ``span_s`` (its span in
+        ``timeseries.iteration_spans``)."""
         self.num_ticks += 1
-        self.kv_block_s += kv_blocks_used * span_s
+        block_s = kv_blocks_used * span_s
+        self.kv_block_s += block_s
+        self.kv_block_s2 += block_s * (offset_s + 0.5 * span_s)
         self.seq_s += self.num_seqs * span_s
         if kv_blocks_used > self.kv_peak:
             self.kv_peak = kv_blocks_used
@@ -84,6 +93,7 @@ def append_run_row(
             0,  # num_preempted
             run.kv_block_s,
             run.seq_s,
+            run.kv_block_s2,
         )
     )
 
@@ -123,6 +133,7 @@ def append_batch_row(
             # the replica's next row): 0 says so (ITERATION_COLUMNS)
             0.0,  # kv_block_s
             0.0,  # seq_s
+            0.0,  # kv_block_s2
         )
     )
 

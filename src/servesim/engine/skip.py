@@ -360,7 +360,7 @@ class _Run:
         stamp = end + engine.output_lag(times)
         span = self.span if self.span >= 0.0 else end - self.start
         segment = self.segment
-        segment.add(times, self.blocks, span)
+        segment.add(times, self.blocks, span, self.start - segment.start_s)
         if state.apply_decode_tick(stamp, engine.left):
             self.num_finished += 1
             engine.flush(segment, end, self.rows)

@@ -31,7 +31,7 @@ COUNT_COLUMNS = ("num_preempted",)
 # the integral of tokens / duration, so each bin holds the tokens that fell in it.
 SPREAD_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")
 # The columns ``add`` reads (``num_decode_tokens`` is derived: decode seqs x repeat), the
-# last two where present (``RUN_COLUMNS``).
+# last three where present (``RUN_COLUMNS``).
 INPUT_COLUMNS = (
     "replica_id",
     "start_s",
@@ -43,10 +43,11 @@ INPUT_COLUMNS = (
     "repeat",
     "kv_block_s",
     "seq_s",
+    "kv_block_s2",
 )
 # A skipped run's integrals (engine/records.py ITERATION_COLUMNS), absent from older logs:
 # with them a run's row bins as its ticks do (``timeseries.row_states``).
-RUN_COLUMNS = ("kv_block_s", "seq_s")
+RUN_COLUMNS = ("kv_block_s", "seq_s", "kv_block_s2")
 
 
 class SegmentCarry:

@@ -41,7 +41,8 @@ from servesim.metrics.timeseries import (
 
 Chunk = dict[str, np.ndarray]
 _STATE = ("num_kv_blocks_used", "num_seqs")  # the state columns the summary integrates
-_RUN_INTEGRALS = ("kv_block_s", "seq_s")  # a skipped run's own integrals (ITERATION_COLUMNS)
+# a skipped run's own integrals (ITERATION_COLUMNS)
+_RUN_INTEGRALS = ("kv_block_s", "seq_s", "kv_block_s2")
 
 
 def request_latencies(

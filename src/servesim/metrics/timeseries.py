@@ -105,9 +105,10 @@ def row_states(
     change within a run (nothing is admitted), so they hold x the run's span fraction
     ``seq_s / (num_seqs x duration)`` (< 1 where pipeline engines' ticks cut each other).
     Within a run, KV use grows as its sequences fill blocks: a bin edge inside the row splits
-    a ramp from ``2 x mean - last`` to its last tick's blocks (``num_kv_blocks_used``, the
-    run's most), a correction with integral 0 over the row (``ramp_at``), so totals stay
-    exact and a cut bin is within a tick's growth of stepping (docs/metrics.md).
+    the line with the row's integral and first moment (``_kv_slope``), a correction with
+    integral 0 over the row (``ramp_at``), so totals stay exact and a cut bin is within the
+    ticks' steps of stepping (docs/metrics.md). A one-tick run holds its own values over its
+    span, exactly.
     """
     values = {name: np.asarray(it[name]).astype(np.float64) for name in names}
     run = run_rows(it)
@@ -135,12 +136,29 @@ def row_states(
         values[name] = np.where(run, rate, values[name])
     slope = None
     if "num_kv_blocks_used" in values:
-        mean = values["num_kv_blocks_used"]
-        last = np.asarray(it["num_kv_blocks_used"]) * fraction
-        # the ramp's two ends stay >= 0: |slope| x duration / 2 <= mean
-        half_rise = np.clip(last - mean, -mean, mean)
-        slope = np.where(ok, 2.0 * half_rise / safe, 0.0)
+        slope = _kv_slope(it, values["num_kv_blocks_used"], fraction, ok, safe)
     return np.where(run, end, seg_end), values, slope
+
+
+def _kv_slope(
+    it: Mapping[str, np.ndarray],
+    mean: np.ndarray,
+    fraction: np.ndarray,
+    ok: np.ndarray,
+    length: np.ndarray,
+) -> np.ndarray:
+    """Per run row, the slope of the line with the row's KV integral and first moment
+    (``kv_block_s2``, engine/rows.py; a line ``mean + s (t - mid)`` on ``[0, D]`` has moment
+    ``mean D^2 / 2 + s D^3 / 12``); in logs without the moment, the line from
+    ``2 x mean - last`` to the last tick's blocks (``num_kv_blocks_used``, the run's most).
+    Both ends of the line stay >= 0 (``|s| D / 2 <= mean``)."""
+    if "kv_block_s2" in it:
+        moment = np.asarray(it["kv_block_s2"]) - mean * length * length / 2.0
+        half_rise = 6.0 * moment / (length * length)
+    else:
+        half_rise = np.asarray(it["num_kv_blocks_used"]) * fraction - mean
+    half_rise = np.clip(half_rise, -mean, mean)
+    return np.where(ok, 2.0 * half_rise / length, 0.0)
 
 
 def ramp_at(times: np.ndarray, a: np.ndarray, b: np.ndarray, slope: np.ndarray) -> np.ndarray:
