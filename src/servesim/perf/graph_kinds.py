@@ -54,7 +54,9 @@ def group_kernels(
     label = gemm_label(kernel, act)
     if fmt.dtype == DType.FP8_BLOCK and act == DType.FP8:
         label = "fp8_block"  # DeepSeek-style 128x128 block scales have their own tables
-    return GroupKernels(w, in_bytes, label, moe_label(kernel, act), peak)
+    # the MoE tables hold block fp8 apart from per-tensor fp8 too (FlashInfer CUTLASS on Hopper)
+    moe = "fp8_block" if label == "fp8_block" else moe_label(kernel, act)
+    return GroupKernels(w, in_bytes, label, moe, peak)
 
 
 def linear_attention(

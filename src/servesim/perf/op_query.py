@@ -206,7 +206,11 @@ def _moe(kernels: KernelSet, gpu: GPUSpec, op: str, dtype: str, shape: dict[str,
         ep=ep,
         assignments=load.assignments,
         experts_touched=load.experts_touched,
-        label=moe_label(weight.spec.kernel_dtype, act),
+        label=(
+            "fp8_block"  # block-scaled fp8 has its own MoE tables, as in graph_kinds
+            if weight == DType.FP8_BLOCK and act == DType.FP8
+            else moe_label(weight.spec.kernel_dtype, act)
+        ),
         weight_bytes=FORMATS[weight].bytes_per_weight,
     )
     peak = gpu.peak_flops_per_s.get(act) or gpu.peak_flops(DType.BF16)
