@@ -15,6 +15,7 @@ from servesim.engine.columns import _ChunkedColumns
 from servesim.engine.records import ITERATION_COLUMNS
 from servesim.metrics.binned import INPUT_COLUMNS, BinnedSeries
 from servesim.metrics.summary import summarize
+from servesim.metrics.timeseries import iteration_spans, row_states, state_integral_at
 from servesim.report import figures
 from servesim.report.run_data import RunData
 
@@ -99,6 +100,29 @@ def plotted_series(records: SimulationRecords) -> dict[str, np.ndarray]:
         **_binned_series(records, 32),
         **_binned_series(records, 256),
     }
+
+
+def state_bins(records: SimulationRecords, edges: np.ndarray) -> dict[str, np.ndarray]:
+    """Per bin of ``edges``, the KV block-seconds and sequence-seconds of every replica,
+    unrounded (the summary's series before its 6 significant digits)."""
+    it = records.iterations.view()
+    rid, start = it["replica_id"], it["start_s"]
+    end = start + it["duration_s"]
+    names = ("num_kv_blocks_used", "num_seqs")
+    seg_end, values, slope = row_states(it, start, end, iteration_spans(rid, start, end), names)
+    kv = state_integral_at(edges, start, seg_end, values["num_kv_blocks_used"], slope)
+    seqs = state_integral_at(edges, start, seg_end, values["num_seqs"], None)
+    return {"kv": np.diff(kv), "seqs": np.diff(seqs)}
+
+
+def uncut_bins(records: SimulationRecords, edges: np.ndarray) -> np.ndarray:
+    """Which bins no edge of cuts a run row of several ticks (whose ticks the row spreads)."""
+    it = records.iterations.view()
+    run = (it["seq_s"] > 0) & (it["repeat"] > 1)
+    a = it["start_s"][run]
+    b = a + it["duration_s"][run]
+    inside = ((edges[:, None] > a[None, :]) & (edges[:, None] < b[None, :])).any(axis=1)
+    return ~(inside[:-1] | inside[1:])
 
 
 def max_relative_difference(a: np.ndarray, b: np.ndarray) -> float:

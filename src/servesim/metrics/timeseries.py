@@ -149,14 +149,15 @@ def _kv_slope(
 ) -> np.ndarray:
     """Per run row, the slope of the line with the row's KV integral and first moment
     (``kv_block_s2``, engine/rows.py; a line ``mean + s (t - mid)`` on ``[0, D]`` has moment
-    ``mean D^2 / 2 + s D^3 / 12``); in logs without the moment, the line from
+    ``mean D^2 / 2 + s D^3 / 12``); in rows without the moment, the line from
     ``2 x mean - last`` to the last tick's blocks (``num_kv_blocks_used``, the run's most).
     Both ends of the line stay >= 0 (``|s| D / 2 <= mean``)."""
+    half_rise = np.asarray(it["num_kv_blocks_used"]) * fraction - mean
     if "kv_block_s2" in it:
-        moment = np.asarray(it["kv_block_s2"]) - mean * length * length / 2.0
-        half_rise = 6.0 * moment / (length * length)
-    else:
-        half_rise = np.asarray(it["num_kv_blocks_used"]) * fraction - mean
+        # 0 where written without it (or a run that used no blocks: its mean is 0 too)
+        moment = np.asarray(it["kv_block_s2"])
+        centred = moment - mean * length * length / 2.0
+        half_rise = np.where(moment > 0, 6.0 * centred / (length * length), half_rise)
     half_rise = np.clip(half_rise, -mean, mean)
     return np.where(ok, 2.0 * half_rise / length, 0.0)
 
