@@ -1,6 +1,6 @@
-"""triton_kernels ``matmul_ogs`` one-CTA floor of vLLM's gpt-oss MXFP4 MoE (``cta_row_s``):
-the kernel's M tile rule by tokens per local expert, the floor's hand-computed time, the fit's
-numpy mirror against the runtime, and the architecture-bound carry."""
+"""triton_kernels ``matmul_ogs`` one-CTA floor of vLLM's gpt-oss MXFP4 MoE (``cta_row_s``) and
+its EP > 1 routing kernels (``ep_fixed_s``): the kernel's M tile rule by tokens per local expert,
+hand-computed times, the fit's numpy mirror against the runtime, the architecture-bound carry."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_fit_mirror_matches_runtime_floor() -> None:
     }
     rows["max_expert"] = rows["assignments"] / rows["experts_touched"]
     rows["padded_16"] = np.ceil(rows["max_expert"] / 16) * 16 * rows["experts_touched"]
-    fit = moe_fit(weight_bytes=0.53125, mem_eff=0.9, cta_row_s=0.7e-6)
+    fit = moe_fit(weight_bytes=0.53125, mem_eff=0.9, cta_row_s=0.7e-6, ep_fixed_s=20e-6)
     mirror = moe.predict({"mxfp4": fit.to_dict()}, GPU, rows)
     for i in range(n):
         runtime = moe_layer_s(
@@ -99,11 +99,26 @@ def test_fit_mirror_matches_runtime_floor() -> None:
         assert mirror[i] == pytest.approx(runtime, rel=1e-9)
 
 
+def test_ep_routing_kernels_cost_only_at_ep_above_one() -> None:
+    # weight reads and math free, no floor: 30 us fixed at EP 1, 30 + 20 us at EP 2 and 128
+    fit = moe_fit(ep_fixed_s=20e-6)
+    load = dict(assignments=1.0, experts_touched=1.0)
+    shape = {**ONE_PAIR, "num_tokens": 1}
+    assert moe_layer_s(fit, GPU, **{**shape, "ep": 1}, **load) == pytest.approx(30e-6)
+    assert moe_layer_s(fit, GPU, **{**shape, "ep": 2}, **load) == pytest.approx(50e-6)
+    assert moe_layer_s(fit, GPU, **shape, **load) == pytest.approx(50e-6)
+    # and it sits under the floor too: 16 tokens at EP 128 -> 30 + 20 + 32 x 1 us
+    floored = replace(fit, cta_row_s=1e-6)
+    assert moe_layer_s(floored, GPU, **{**shape, "num_tokens": 16}, **load) == pytest.approx(82e-6)
+
+
 def test_floor_round_trips_and_carries_within_the_architecture_only() -> None:
-    fit = replace(moe_fit(cta_row_s=0.7e-6), fit_gpu="h100-sxm")
-    assert MoELayerFit.from_dict(fit.to_dict()).cta_row_s == pytest.approx(0.7e-6)
+    fit = replace(moe_fit(cta_row_s=0.7e-6, ep_fixed_s=20e-6), fit_gpu="h100-sxm")
+    back = MoELayerFit.from_dict(fit.to_dict())
+    assert (back.cta_row_s, back.ep_fixed_s) == pytest.approx((0.7e-6, 20e-6))
     h200, l40s = get_gpu("h200-sxm"), get_gpu("l40s")
     # H200: same Hopper SMs and clock (1980 MHz): the same cycles
     assert for_gpu(fit, h200).cta_row_s == pytest.approx(0.7e-6)
-    # L40S runs Marlin for MXFP4, not matmul_ogs: no floor
-    assert for_gpu(fit, l40s).cta_row_s == 0.0
+    assert for_gpu(fit, h200).ep_fixed_s == pytest.approx(20e-6)
+    # L40S runs Marlin for MXFP4, not matmul_ogs and its EP routing: neither term
+    assert (for_gpu(fit, l40s).cta_row_s, for_gpu(fit, l40s).ep_fixed_s) == (0.0, 0.0)

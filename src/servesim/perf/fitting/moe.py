@@ -89,6 +89,9 @@ OLD_DEFAULTS_STAND_IN = ("sglang", "0.5.14")
 OGS_KERNEL_TAG = "oaitritonmxfp4"
 #: Candidate ``cta_row_s`` (seconds per matmul_ogs tile row; 0.7 us read off the H100 steps).
 CTA_ROW_LADDER = (0.0, 0.25e-6, 0.5e-6, 0.75e-6, 1.0e-6, 1.5e-6, 2.0e-6)
+#: Candidate ``ep_fixed_s`` (its EP > 1 routing kernels; one-token rows: ~68 us at EP >= 4
+#: against ~45 us at EP 1 on H100).
+EP_FIXED_LADDER = (0.0, 10e-6, 20e-6, 30e-6)
 #: Budget of least-squares evaluations per solve (converged fits take 10-25).
 MAX_EVALS = 60
 # correction grid axes (log2): tokens, pairs per touched expert, rank load imbalance, expert
@@ -164,6 +167,7 @@ def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
         traffic_eff=float(np.exp(x[11])) if base.traffic_eff > 0.0 else 0.0,
         router_fixed_s=float(np.exp(x[12])) if x[12] > _LOWER[12] + 1e-6 else base.router_fixed_s,
         cta_row_s=base.cta_row_s,
+        ep_fixed_s=base.ep_fixed_s,
     )
 
 
@@ -300,8 +304,11 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
         x0[10] = np.log(0.5)  # inside the bounds: at 0 the scope is pinned to 1 (no gradient)
     # matmul_ogs's one-CTA floor (``moe_layer.cta_floor_s``): its rate per tile row, chosen from
     # a fixed ladder by the training rows' cost (0: no floor, every other kernel)
-    ladder = CTA_ROW_LADDER if kernels is not None and OGS_KERNEL_TAG in str(kernels[0]) else (0.0,)
-    fits = [_solve(rows, gpu, replace(base, cta_row_s=c), free, x0) for c in ladder]
+    ogs = kernels is not None and OGS_KERNEL_TAG in str(kernels[0])
+    ladder = [(c, e) for c in CTA_ROW_LADDER for e in EP_FIXED_LADDER] if ogs else [(0.0, 0.0)]
+    fits = [
+        _solve(rows, gpu, replace(base, cta_row_s=c, ep_fixed_s=e), free, x0) for c, e in ladder
+    ]
     fitted = min(fits, key=lambda pair: pair[1])[0]
     fitted = replace(
         fitted,

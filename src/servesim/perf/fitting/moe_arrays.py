@@ -37,9 +37,10 @@ def formula(fit: MoELayerFit, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     body = (read**p + math_s**p + traffic**p) ** (1.0 / p)
     # the router's top-k, only where the collector timed it (``moe_collectors.router_timed``)
     route = rows.get("router_timed", 1.0) * fit.router_fixed_s
-    total = fit.fixed_s + route + stream / bandwidth + fit.expert_s * touched + body
+    fixed = fit.fixed_s + np.where(rows["ep"] > 1, fit.ep_fixed_s, 0.0) + route
+    total = fixed + stream / bandwidth + fit.expert_s * touched + body
     if fit.cta_row_s > 0.0:
-        floor = fit.fixed_s + route + fit.cta_row_s * ogs_floor_rows_column(rows)
+        floor = fixed + fit.cta_row_s * ogs_floor_rows_column(rows)
         total = np.maximum(total, floor)
     return total
 

@@ -57,9 +57,10 @@ def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
       26.6 us (p5) = 33.4 x 1980 / 2520 = 26.2; A100 vLLM 0.14 (router outside) one-expert
       rows less their weight reads 28-33 us against 25.2 x 1980 / 1410 = 35. (The earlier
       seconds rule rested on a 23 / 20 / 24 us "floor" whose rows read 8 experts' weights.)
-      The per-tile-row cost of one ``matmul_ogs`` CTA (``cta_row_s``) is SM cycles too, and
-      carries only within the donor's architecture: it is a trait of triton_kernels' Hopper
-      MX-scale path, and vLLM serves MXFP4 with Marlin on Ada / Ampere (L40S's table).
+      The per-tile-row cost of one ``matmul_ogs`` CTA (``cta_row_s``) and the EP > 1 routing
+      kernels of vLLM's gpt-oss experts (``ep_fixed_s``) are SM cycles too, and carry only
+      within the donor's architecture: they are traits of triton_kernels' Hopper MX-scale path,
+      and vLLM serves MXFP4 with Marlin on Ada / Ampere (L40S's table).
     """
     if fit.archs and gpu.architecture not in fit.archs:
         stand_in = fit.blackwell if gpu.architecture == "blackwell" else fit.portable
@@ -69,6 +70,7 @@ def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
         compute = "bf16"
     stream = same_die_stream_ratio(fit.fit_gpu, gpu)
     clock = _clock_ratio(fit.fit_gpu, gpu)
+    same_arch = _same_architecture(fit.fit_gpu, gpu)
     return replace(
         fit,
         compute_dtype=compute,
@@ -79,7 +81,8 @@ def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
         stream_inter=fit.stream_inter * stream,
         fixed_s=fit.fixed_s * clock,
         router_fixed_s=fit.router_fixed_s * clock,
-        cta_row_s=fit.cta_row_s * clock if _same_architecture(fit.fit_gpu, gpu) else 0.0,
+        ep_fixed_s=fit.ep_fixed_s * clock if same_arch else 0.0,
+        cta_row_s=fit.cta_row_s * clock if same_arch else 0.0,
     )
 
 

@@ -99,6 +99,9 @@ class MoELayerFit:
         cta_row_s: seconds per row of ``matmul_ogs``'s M tile (``moe_tiles.ogs_floor_rows``) in one
             CTA's serial pass through both expert GEMMs, a floor under the layer (0: no floor;
             only vLLM's gpt-oss MXFP4 kernel fits one, ``fitting.moe._fit_borrowed``).
+        ep_fixed_s: extra per-call cost at EP > 1 (0: none): vLLM's gpt-oss MXFP4 experts with
+            an expert map remap the ids and rebuild the routing (``OAITritonExperts.apply``:
+            ``expert_map[topk_ids]``, ``make_routing_data``'s bitmatrix kernels).
         correction: optional log-grid correction over ``correction_coords``, or None.
         fit_gpu: catalog name of the GPU the fit was measured on ("" : unknown, no transfer).
         kernel: the measured kernel (the table's ``kernel_source``).
@@ -128,6 +131,7 @@ class MoELayerFit:
     traffic_eff: float = 0.0
     router_fixed_s: float = 0.0
     cta_row_s: float = 0.0
+    ep_fixed_s: float = 0.0
     correction: LogGrid | None = None
     fit_gpu: str = ""
     kernel: str = ""
@@ -158,6 +162,7 @@ class MoELayerFit:
             "traffic_eff",
             "router_fixed_s",
             "cta_row_s",
+            "ep_fixed_s",
         ):
             out[name] = float(f"{getattr(self, name):.6g}")
         out["correction"] = self.correction.to_dict() if self.correction else None
@@ -191,6 +196,7 @@ class MoELayerFit:
             traffic_eff=float(data.get("traffic_eff", 0.0)),
             router_fixed_s=float(data.get("router_fixed_s", 0.0)),
             cta_row_s=float(data.get("cta_row_s", 0.0)),
+            ep_fixed_s=float(data.get("ep_fixed_s", 0.0)),
             correction=optional_grid(data.get("correction")),
             fit_gpu=str(data.get("fit_gpu", "")),
             kernel=str(data.get("kernel", "")),
@@ -274,9 +280,10 @@ def moe_layer_s(
     body_s = _body_s(fit, gpu, shape, assignments, experts_touched, padded, max_pairs)
     # the router's top-k runs on every rank over the whole batch (``moe_router``), every EP size
     route_s = router_s(fit.router_fixed_s, num_tokens)
-    total = fit.fixed_s + route_s + stream_s + fit.expert_s * experts_touched + body_s
+    fixed = fit.fixed_s + (fit.ep_fixed_s if ep > 1 else 0.0) + route_s
+    total = fixed + stream_s + fit.expert_s * experts_touched + body_s
     if fit.cta_row_s > 0.0:
-        total = max(total, fit.fixed_s + route_s + cta_floor_s(fit, num_tokens, num_experts, ep))
+        total = max(total, fixed + cta_floor_s(fit, num_tokens, num_experts, ep))
     if fit.correction is not None:
         coords = correction_coords(num_tokens, topk, ep, assignments, experts_touched, max_pairs)
         total *= fit.correction.factor(*coords[: len(fit.correction.axes)])
