@@ -10,7 +10,9 @@ holds whole rows and within a stated bound where a bin edge cuts a run."""
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -279,3 +281,49 @@ def test_a_bin_holding_whole_runs_is_exact(name: str) -> None:
     a, b = state_bins(fast, edges), state_bins(slow, edges)
     for key in ("kv", "seqs"):
         np.testing.assert_allclose(a[key][whole], b[key][whole], rtol=1e-9, atol=1e-6)
+
+
+_SPY_POLICY = '''
+ROUNDS = []
+
+
+class Spy:
+    """Records what each round sees of every replica; always holds."""
+
+    def __init__(self, **options):
+        pass
+
+    def decide(self, pool):
+        seen = tuple(
+            (v.num_running, v.num_queued, v.outstanding_tokens, v.kv_usage) for v in pool.views
+        )
+        ROUNDS.append((pool.now_s, seen))
+        return 0
+'''
+
+
+def test_an_autoscaler_round_sees_the_state_of_stepping(tmp_path: Path) -> None:
+    # Before the rounds bounded skip-ahead (cluster/live.py next_control_s), a replica's
+    # decode run went past a round, which read its state from the run's end: 158 of 194
+    # rounds here saw other KV use than stepping does (0.0317 for 0.02 at t = 0.74 s).
+    from servesim.cluster import DeploymentConfig, build_deployment, run_cluster
+
+    (tmp_path / "spy_policy.py").write_text(_SPY_POLICY)
+    pool = {"replicas": 2, "autoscale": {"min_replicas": 2, "interval_s": 0.37}}
+    pool["autoscale"]["policy"] = f"{tmp_path / 'spy_policy.py'}:Spy"
+    cfg = DeploymentConfig.model_validate({"pools": [pool]})
+    perf = LinearPerf(num_kv_blocks=600)
+    requests = poisson_requests(200, 3.0, (50, 1200), (10, 300), 1)
+    rounds, runs = [], []
+    for skip in (True, False):
+        deployment = build_deployment(cfg, "llama-3.1-8b", perf)
+        runs.append(run_cluster(requests, deployment, perf, skip_ahead=skip))
+        path = str(tmp_path / "spy_policy.py")
+        spy = next(m for m in sys.modules.values() if getattr(m, "__file__", "") == path)
+        rounds.append(list(spy.ROUNDS))
+        spy.ROUNDS.clear()
+    assert len(rounds[0]) > 100 and rounds[0] == rounds[1]
+    a, b = (run.records.requests.view() for run in runs)
+    for key in a:
+        assert a[key].tobytes() == b[key].tobytes(), key
+    assert runs[0].records.counters["num_skipped_iterations"] > 0

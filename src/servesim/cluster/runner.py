@@ -211,6 +211,8 @@ class Cluster(ClientHooks):
         if self.decode_skip and decode_skip_allowed(self.deployment, **has):
             receivers = [self.replicas[i] for i in self.decode]
             self.kv_bound = bound_decode_skip(self.loop, senders, receivers, self.stop_s)
+        if self.autoscaler.pools:  # its rounds read replica state: skip-ahead stops at them
+            handle.bounds.append(self.live.next_control_s)
         self.autoscaler.start()
         if self.migrator is not None:
             self.migrator.start()

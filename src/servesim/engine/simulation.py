@@ -102,11 +102,14 @@ class _Views(Sequence[ReplicaView]):
 @dataclass(frozen=True, slots=True)
 class EngineHandle:
     """What ``run_simulation``'s ``on_start`` hook gets: the live parts a cluster layer drives
-    (it may schedule events on ``loop`` and set ``Replica.on_prefilled``)."""
+    (it may schedule events on ``loop`` and set ``Replica.on_prefilled``); ``bounds``: where
+    it adds the times of its own events that read replica state (each a function giving the
+    next one), which skip-ahead then stops at, as at an arrival."""
 
     loop: EventLoop
     replicas: list[Replica]
     records: SimulationRecords
+    bounds: list[Callable[[], float]]
 
 
 class _Driver:
@@ -140,6 +143,7 @@ class _Driver:
         self._last_arrival_s = 0.0
         self._exhausted = False
         self.ahead: RoutedAhead | None = None
+        self.bounds: list[Callable[[], float]] = []  # EngineHandle.bounds
 
     def route_ahead(self, num_replicas: int) -> None:
         """Route each arrival when it is read, ahead of the clock, so each of the
@@ -169,7 +173,10 @@ class _Driver:
 
     def limit(self) -> float:
         """Earliest time an external event can touch a replica."""
-        return min(self.next_arrival_s, self.stop_s)
+        limit = min(self.next_arrival_s, self.stop_s)
+        for bound in self.bounds:  # the cluster layer's rounds (EngineHandle.bounds)
+            limit = min(limit, bound())
+        return limit
 
     def limit_of(self, replica_id: int) -> Callable[[], float]:
         """The clock limit of replica ``replica_id``: its own next arrival when routed
@@ -177,7 +184,7 @@ class _Driver:
         ahead = self.ahead
         if ahead is None:
             return self.limit
-        return lambda: min(ahead.limit(replica_id), self.stop_s)
+        return lambda: min(ahead.limit(replica_id), self.stop_s, *(b() for b in self.bounds))
 
     def done(self, seq: Seq | None = None) -> None:
         """A request (``seq``) finished or was rejected."""
@@ -332,7 +339,7 @@ def run_simulation(
     options = {"skip_ahead": skip_ahead, "check_invariants": check_invariants}
     driver.build(replicas, perf, dp_groups, options)
     if on_start is not None:
-        on_start(EngineHandle(driver.loop, driver.replicas, driver.records))
+        on_start(EngineHandle(driver.loop, driver.replicas, driver.records, driver.bounds))
     driver.run(warn_if_stuck=duration_s is None)
     return driver.records
 
