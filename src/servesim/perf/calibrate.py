@@ -33,6 +33,13 @@ from servesim.perf.calibrate_defaults import (
     HOST_PROFILES,
     REFERENCE_GPUS,
 )
+from servesim.perf.calibrate_legacy import (
+    FUSED_NORM,
+    fit_structured_gemm,
+    fused_add_norm_curve,
+    heldout_rows,
+    structured_gemm_predict,
+)
 from servesim.perf.calibration import CALIBRATION_PATH, ElementwiseCurve, GemmCurve
 from servesim.perf.kernels import gemm_time_s
 
@@ -127,27 +134,47 @@ def _elementwise_classes(samples: Sequence[ComputeSample]) -> dict[str, list[Com
     return classes
 
 
-def fit_compute_gpu(samples: Sequence[ComputeSample], gpu: str) -> tuple[dict, dict[str, float]]:
-    """Fit one GPU on train models; return (the all-data fit, held-out MAPE per op class)."""
+def fit_compute_gpu(
+    samples: Sequence[ComputeSample], gpu: str
+) -> tuple[dict, dict[str, float], list[dict]]:
+    """Fit one GPU on train models.
+
+    Returns the all-data fit, the held-out MAPE per op class (GEMMs: the structured model the
+    stack prices them with) and the held-out rows per (op class, token regime) with the
+    roofline curve's error on the same rows as ``before``.
+    """
     peak, bw = REFERENCE_GPUS[gpu]
     gemm_all = [s for s in samples if s.op in GEMM_OPS and s.time_s > 0]
     train, test = _split(gemm_all)
     heldout: dict[str, float] = {}
-    curve = fit_gemm(train, peak, bw)
+    rows: list[dict] = []
     if test:
-        heldout["gemm"] = _mape(_gemm_predict(curve, test, peak, bw), _gemm_arrays(test)[3])
+        before = _gemm_predict(fit_gemm(train, peak, bw), test, peak, bw)
+        after = structured_gemm_predict(fit_structured_gemm(train, gpu), test, gpu)
+        actual = _gemm_arrays(test)[3]
+        heldout["gemm"] = _mape(after, actual)
+        rows += heldout_rows(gpu, "gemm", test, after, actual, before)
         for op in GEMM_OPS:
+            sel = np.array([s.op == op for s in test])
+            heldout[op] = _mape(after[sel], actual[sel])
             part = [s for s in test if s.op == op]
-            heldout[op] = _mape(_gemm_predict(curve, part, peak, bw), _gemm_arrays(part)[3])
-    final = {"gemm": asdict(fit_gemm(gemm_all, peak, bw)), "elementwise": {}}
+            rows += heldout_rows(gpu, op, part, after[sel], actual[sel], before[sel])
+    final = {
+        "gemm": asdict(fit_gemm(gemm_all, peak, bw)),
+        "gemm_fit": fit_structured_gemm(gemm_all, gpu).to_dict(),
+        "elementwise": {},
+    }
     for name, group in sorted(_elementwise_classes(samples).items()):
         ew_train, ew_test = _split(group)
         ew = fit_elementwise(ew_train, bw)
         if ew_test:
             actual = np.array([s.time_s for s in ew_test])
-            heldout[name] = _mape(_elementwise_predict(ew, ew_test, bw), actual)
+            pred = _elementwise_predict(ew, ew_test, bw)
+            heldout[name] = _mape(pred, actual)
+            rows += heldout_rows(gpu, name, ew_test, pred, actual, None)
         final["elementwise"][name] = asdict(fit_elementwise(group, bw))
-    return final, heldout
+    final["elementwise"][FUSED_NORM] = fused_add_norm_curve(final["elementwise"])
+    return final, heldout, rows
 
 
 def fit_comm_lines(samples: Sequence[CommSample]) -> tuple[tuple[float, float], ...]:
@@ -251,10 +278,11 @@ def _gpu_entry(data_dir: Path, gpu: str) -> dict:
         "attention": ATTENTION_DEFAULTS.get(gpu, DEFAULT_GPU["attention"]),
     }
     if samples:
-        final, heldout_mape = fit_compute_gpu(samples, gpu)
+        final, heldout_mape, rows = fit_compute_gpu(samples, gpu)
         entry.update(final)
         entry["calibrated"] = True
         entry["heldout_mape"] = heldout_mape
+        entry["heldout_rows"] = rows
         entry["source"] = (
             f"vidur data/profiling/compute/{gpu} (microsoft/vidur 7d47513, MIT); "
             f"held-out models {', '.join(HELDOUT_MODELS)}"
@@ -264,6 +292,25 @@ def _gpu_entry(data_dir: Path, gpu: str) -> dict:
         entry["calibrated"] = False
         entry["source"] = "no measured GEMM table: documented default efficiencies"
     return entry
+
+
+def update_legacy(path: Path, gpus: dict) -> None:
+    """Replace the ``gpus`` and ``default_gpu`` sections of the calibration file ``path``.
+
+    A read-modify-write under an exclusive ``fcntl`` lock on the file, the lock
+    ``bench/refit_family.py`` takes, so refits of other families can run at the same time.
+    """
+    import fcntl
+    import json
+
+    from servesim.perf.calibrate_stacks import write_calibration
+
+    with open(path, "r+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        document = json.loads(handle.read())
+        document["gpus"] = gpus
+        document["default_gpu"] = DEFAULT_GPU
+        write_calibration(document, path)
 
 
 def build_document(
@@ -304,9 +351,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", default=None, help="shared data folder (holds profiling/)")
     parser.add_argument("--out", default=str(CALIBRATION_PATH), help="calibration JSON to write")
     parser.add_argument("--no-heldout", action="store_true", help="skip the held-out reports")
+    parser.add_argument(
+        "--legacy-only",
+        action="store_true",
+        help="refit only the legacy stack's sections (gpus, default_gpu) of --out in place",
+    )
     args = parser.parse_args(argv)
     from servesim.perf.calibrate_stacks import write_calibration
 
+    if args.legacy_only:
+        data_dir = require_data_dir(args.data)
+        gpus = {gpu: _gpu_entry(data_dir, gpu) for gpu in REFERENCE_GPUS}
+        update_legacy(Path(args.out), gpus)
+        log.info("updated gpus, default_gpu in %s", args.out)
+        return 0
     document = build_document(
         require_data_dir(args.data), heldout=not args.no_heldout, progress=log.info
     )

@@ -53,6 +53,8 @@ DEFAULT_GPU: dict = {
     },
     "elementwise": {
         "norm": {"mem_eff": 0.5, "launch_s": 4e-6},
+        # fused add + RMSNorm: the norm's fixed cost, the add's streaming efficiency
+        "fused_add_norm": {"mem_eff": 0.6, "launch_s": 4e-6},
         "rope": {"mem_eff": 0.5, "launch_s": 4e-6},
         "activation": {"mem_eff": 0.6, "launch_s": 4e-6},
         "add": {"mem_eff": 0.6, "launch_s": 3e-6},

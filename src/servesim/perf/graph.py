@@ -93,7 +93,7 @@ class PlanGraph(OpPricer):
         h = s.hidden
         # vLLM fuses the residual add into the norms (fused_add_rms_norm): read x and the
         # residual, write both -> 8 bytes per element instead of a separate add kernel
-        ops = [self.elementwise("input_norm", "norm", stage, count, 8.0 * tokens * h)]
+        ops = [self.elementwise("input_norm", "fused_add_norm", stage, count, 8.0 * tokens * h)]
         if s.is_mla:
             ops.extend(self._mla_projections(stage, count, tokens))
         else:
@@ -125,7 +125,9 @@ class PlanGraph(OpPricer):
                 "all_reduce_attn", "all_reduce", stage, count, self.plan.tp, tokens * h * ACT_BYTES
             )
         )
-        ops.append(self.elementwise("post_attn_norm", "norm", stage, count, 8.0 * tokens * h))
+        ops.append(
+            self.elementwise("post_attn_norm", "fused_add_norm", stage, count, 8.0 * tokens * h)
+        )
         return ops
 
     def _mla_projections(self, stage: int, count: int, tokens: int) -> list[OpCost]:
@@ -166,14 +168,14 @@ class PlanGraph(OpPricer):
         value = lin.value_dim // tp
         conv_bytes = 4.0 * tokens * lin.conv_dim // tp  # read and write q, k, v in 16-bit
         return [
-            self.elementwise("input_norm", "norm", stage, count, 8.0 * tokens * h),
+            self.elementwise("input_norm", "fused_add_norm", stage, count, 8.0 * tokens * h),
             self.gemm("in_proj_qkvz", stage, count, tokens, h, qkvz // tp),
             self.gemm("in_proj_ba", stage, count, tokens, h, ba // tp, quantised=False),
             self.elementwise("short_conv", "activation", stage, count, conv_bytes),
             self.elementwise("gated_norm", "norm", stage, count, 6.0 * tokens * value),
             self.gemm("out_proj", stage, count, tokens, value, h),
             self.comm("all_reduce_attn", "all_reduce", stage, count, tp, tokens * h * ACT_BYTES),
-            self.elementwise("post_attn_norm", "norm", stage, count, 8.0 * tokens * h),
+            self.elementwise("post_attn_norm", "fused_add_norm", stage, count, 8.0 * tokens * h),
         ]
 
     def _dense_mlp(self, stage: int, count: int, tokens: int) -> list[OpCost]:

@@ -5,11 +5,14 @@ The functions accept floats or numpy arrays (the calibration fits call them on a
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from servesim.perf.calibration import AttentionCurve, ElementwiseCurve, GemmCurve
+from servesim.perf.calibration import AttentionCurve, ElementwiseCurve, GemmCurve, GpuCalibration
+
+if TYPE_CHECKING:
+    from servesim.perf.opmodels.gemm import GemmFit
 
 Num = TypeVar("Num", float, np.ndarray)
 
@@ -38,6 +41,23 @@ def gemm_time_s(
     t_m = num_bytes / (hbm_bytes_per_s * curve.mem_eff)
     s = curve.blend
     return curve.launch_s + (t_c**s + t_m**s) ** (1.0 / s)
+
+
+def legacy_gemm_fit(cal: GpuCalibration) -> GemmFit | None:
+    """The structured bf16 GEMM model fitted to this GPU's Vidur rows (``calibrate``), or None
+    where the calibration has none (then the smoothed roofline ``gemm_time_s`` prices it).
+
+    It is the vllm-0.24 stack's GEMM model (``opmodels.gemm``: tiles per token bucket, whole
+    waves over the SMs, a p-norm overlap of memory, K loop and compute), refitted to the
+    cuBLAS kernels Vidur timed: the roofline curve cannot step with whole waves of tiles
+    (Llama-2-70B TP4, the layer's four GEMMs: 0.215 ms at 256 tokens, 0.323 at 384, 0.330 at
+    512; Vidur h100 mlp.csv).
+    """
+    if not cal.gemm_fit:
+        return None
+    from servesim.perf.opmodels.gemm import GemmFit
+
+    return GemmFit.from_dict(cal.gemm_fit)
 
 
 def elementwise_time_s(curve: ElementwiseCurve, num_bytes: float, hbm_bytes_per_s: float) -> float:

@@ -50,6 +50,26 @@ class ElementwiseCurve:
     launch_s: float = 4e-6
 
 
+# vLLM's fused residual add + RMSNorm (``fused_add_rms_norm``, csrc/layernorm_kernels.cu since
+# v0.4.1, PR #3662): one kernel per norm that reads x and the residual and writes both (8 bytes
+# per element), with 16-byte vector loads and, from 256 tokens, 256-thread blocks (one row
+# each) so many rows share an SM. No table times it; its curve is derived from two Vidur
+# classes by what it does: the norm class's fixed cost (a one-row-per-block launch and block
+# reduction) and the add class's streaming efficiency (vectorised loads of contiguous rows).
+# Vidur's own norm kernel is the older scalar one (1024-thread blocks, 1.2-1.7 TB/s on H100).
+FUSED_NORM = "fused_add_norm"
+
+
+def fused_add_norm_curve(elementwise: Mapping[str, Any]) -> dict[str, float]:
+    """The fused add+RMSNorm curve from the ``norm`` and ``add`` curves (dicts or curves)."""
+
+    def get(name: str, attr: str) -> float:
+        curve = elementwise[name]
+        return float(curve[attr] if isinstance(curve, Mapping) else getattr(curve, attr))
+
+    return {"mem_eff": get("add", "mem_eff"), "launch_s": get("norm", "launch_s")}
+
+
 @dataclass(frozen=True, slots=True)
 class AttentionCurve:
     """Attention kernel efficiencies (no measured attention table: documented defaults).
@@ -80,6 +100,10 @@ class GpuCalibration:
     attention: AttentionCurve
     source: str = ""
     heldout_mape: Mapping[str, float] = field(default_factory=dict)
+    # The structured bf16 GEMM model (``opmodels.gemm.GemmFit.to_dict``: tiles, waves, overlap)
+    # fitted to this GPU's Vidur GEMM rows; when present the legacy stack prices 16-bit GEMMs
+    # with it and ``gemm`` (the smoothed roofline) only prices the other formats.
+    gemm_fit: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,6 +273,9 @@ class Calibration:
 
 def _gpu_from_dict(key: str, data: Mapping[str, Any]) -> GpuCalibration:
     elementwise = {k: ElementwiseCurve(**v) for k, v in data.get("elementwise", {}).items()}
+    if FUSED_NORM not in elementwise and {"norm", "add"} <= elementwise.keys():
+        # a calibration written before the class existed: the same derivation
+        elementwise[FUSED_NORM] = ElementwiseCurve(**fused_add_norm_curve(elementwise))
     return GpuCalibration(
         key=key,
         calibrated=bool(data.get("calibrated", False)),
@@ -259,6 +286,7 @@ def _gpu_from_dict(key: str, data: Mapping[str, Any]) -> GpuCalibration:
         attention=AttentionCurve(**data.get("attention", {})),
         source=data.get("source", ""),
         heldout_mape=dict(data.get("heldout_mape", {})),
+        gemm_fit=data.get("gemm_fit"),
     )
 
 
