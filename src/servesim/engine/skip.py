@@ -292,10 +292,14 @@ def skip_alone(engine: VirtualEngine, batch: Batch, times: StageTimes, end: floa
         return
     run = _Run(engine, batch, times, end)
     while end < limit:
+        num_done = run.num_finished
         new_end = run.tick(end)
         if new_end is None:
             break
         end = new_end
+        if run.num_finished != num_done:
+            # a finish may have stopped the run (``stop_when``): nothing after it then
+            limit = min(limit, engine.links.clock_limit())
     run.relaunch(end)
 
 
