@@ -146,11 +146,12 @@ def test_skip_ahead_skips(name: str) -> None:
     assert _run(name, True).counters["num_skipped_iterations"] > 0
 
 
-@pytest.mark.parametrize(("pp", "num_replicas"), [(1, 1), (2, 1), (4, 1)])
+@pytest.mark.parametrize(("pp", "num_replicas"), [(1, 1), (2, 1), (4, 1), (1, 2), (2, 2)])
 def test_skip_stops_where_stop_when_stops(pp: int, num_replicas: int) -> None:
     # a run cut short by stop_when finishes the same requests with skip-ahead on and off (one
     # engine: before its run re-read the clock limit after a finish, it went on past the
-    # stop, finishing requests stepping leaves unfinished)
+    # stop, finishing requests stepping leaves unfinished; with two replicas, one's run went
+    # past the other's stopping finish: 20 finishes in, first tokens and emitted tokens differed)
     requests = poisson_requests(300, 3.0, (50, 1500), (10, 400), 1)
 
     def after(num: int):  # type: ignore[no-untyped-def]
@@ -176,7 +177,8 @@ def test_skip_stops_where_stop_when_stops(pp: int, num_replicas: int) -> None:
     assert int((a["reject_reason"] == 0).sum()) == 60
     for key in a:
         assert a[key].tobytes() == b[key].tobytes(), key
-    assert runs[0].counters["num_skipped_iterations"] > 0
+    # several replicas step (run_simulation): one's run would go past another's stopping finish
+    assert (runs[0].counters.get("num_skipped_iterations", 0) > 0) == (num_replicas == 1)
 
 
 def _figures(records: SimulationRecords) -> dict[str, object]:

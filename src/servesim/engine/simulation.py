@@ -336,6 +336,10 @@ def run_simulation(
     # one replica: the next arrival anywhere is its own (the plain limit costs less)
     if route_ahead and skip_ahead and len(replicas) > 1 and stop_when is None and not dp_groups:
         driver.route_ahead(len(replicas))
+    # stop_when reads the records after each finish: a replica's skipped run would write
+    # ticks past another replica's finish that stops the run (one replica's own finish ends
+    # its run, engine/skip.py), so with several replicas every one steps
+    skip_ahead = skip_ahead and (stop_when is None or len(replicas) == 1)
     options = {"skip_ahead": skip_ahead, "check_invariants": check_invariants}
     driver.build(replicas, perf, dp_groups, options)
     if on_start is not None:
