@@ -112,6 +112,10 @@ def calibration_command(
     if power:
         console.print(kernel_table(power, "Board power (W), held-out shapes", with_before=False))
     console.print(_legacy_table(legacy_gpus))
+    legacy_rows = [r for v in document.get("gpus", {}).values() for r in v.get("heldout_rows", [])]
+    if legacy_rows:  # per op class and token regime; before: the roofline curve (GEMMs)
+        title = "Legacy stack (vllm-0.6): held-out Vidur models per op class and token regime"
+        console.print(kernel_table(legacy_rows, title, with_before=True))
 
 
 def _legacy_table(gpus: dict[str, dict[str, float]]) -> Table:

@@ -106,7 +106,7 @@ def heldout_rows(
             "stack": "vllm-0.6",
             "gpu": gpu,
             "op": op,
-            "dtype": "bf16",
+            "dtype": "fp16",  # Vidur profiled fp16 (same tensor-core peak as bf16)
             "regime": label,
             "n": stats.num_points,
             "mape": round(stats.mape, 2),
