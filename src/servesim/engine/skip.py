@@ -242,8 +242,7 @@ class PipelineSkip:
             heapq.heapreplace(heap, (new_end, order, i))
             order += 1
             if run.num_finished != num_done:
-                # a finish may have stopped the run (``stop_when``): nothing after it then
-                limit = min(limit, engines[0].links.clock_limit())
+                limit = _after_finish(engines[0], limit, end)
         # Rows of a replica come in start order (the spilled summary's segment carry relies on
         # it, metrics/streaming.py): the replay's rows are written once, sorted by start.
         for end, _, i in sorted(heap, key=lambda entry: entry[1]):
@@ -296,11 +295,22 @@ def skip_alone(engine: VirtualEngine, batch: Batch, times: StageTimes, end: floa
         new_end = run.tick(end)
         if new_end is None:
             break
-        end = new_end
         if run.num_finished != num_done:
-            # a finish may have stopped the run (``stop_when``): nothing after it then
-            limit = min(limit, engine.links.clock_limit())
+            limit = _after_finish(engine, limit, end)
+        end = new_end
     run.relaunch(end)
+
+
+def _after_finish(engine: VirtualEngine, limit: float, end: float) -> float:
+    """The run's limit after its tick ending at ``end`` finished a request. A ``stop_when``
+    may have stopped the run there: the clock limit then drops to the stop (nothing else
+    lowers it during a run: no event runs meanwhile), and the loop's clock is set to ``end``,
+    the finish's own time, where stepping stops (``records.end_s``, the summary's window)."""
+    now_limit = engine.links.clock_limit()
+    if now_limit < limit:
+        engine.loop.now = end
+        return now_limit
+    return limit
 
 
 class _Run:
