@@ -101,8 +101,8 @@ def custom_all_reduce_runs(
     fully_connected`` (more than two PCIe-only GPUs disable it) and ``inp_size < max_size``
     (``max_size = 8192 * 1024``; SGLang ``_MAX_CAR_SIZE = 8192 * 1024``). Callers check that
     the group is on one node (the class disables itself for a group that spans nodes).
-    ``at_limit`` also takes a message of exactly ``max_size`` (the legacy time's known
-    exception, ``custom_all_reduce_time_s``).
+    ``at_limit`` also takes a message of exactly ``max_size`` (no caller does since the legacy
+    time follows vLLM's rule).
     """
     fits = num_bytes <= CUSTOM_AR_MAX_BYTES if at_limit else num_bytes < CUSTOM_AR_MAX_BYTES
     if n not in CUSTOM_AR_GROUP_SIZES or not (num_bytes > 0 and fits):
@@ -121,13 +121,9 @@ def eager_all_reduce_copy_s(gpu: GPUSpec, link: LinkSpec, n: int, num_bytes: flo
 
 def custom_all_reduce_time_s(link: LinkSpec, n: int, num_bytes: float) -> float | None:
     """Time of vLLM's custom all-reduce, or None where vLLM would fall back to NCCL (the rule
-    of ``custom_all_reduce_runs``, also the eager copy's, but for one known exception)."""
-    # Known discrepancy, kept on purpose and listed in docs/cost-model.md: vLLM runs the custom
-    # kernel only below 8 MiB (``inp_size < max_size``), but this legacy price still takes a
-    # message of exactly 8 MiB (a vLLM 0.6 512-token chunk of an 8192-wide model) as custom.
-    # Following vLLM there moves APEX TTFT 4.6 -> 5.8% (8-GPU rows closer, 4-GPU rows +13 to
-    # +17%): an error in the 4-GPU prefill that this exception hides, not found yet.
-    if not custom_all_reduce_runs(link, n, num_bytes, at_limit=True):
+    of ``custom_all_reduce_runs``, also the eager copy's: a message of exactly 8 MiB goes to
+    NCCL, ``inp_size < max_size``)."""
+    if not custom_all_reduce_runs(link, n, num_bytes):
         return None
     return (
         CUSTOM_AR_ALPHA_S + _volume_factor("all_reduce", n) * num_bytes / link.bandwidth_bytes_per_s
