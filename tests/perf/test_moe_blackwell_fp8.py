@@ -94,3 +94,17 @@ def test_stand_in_round_trips_json_and_is_absent_when_none() -> None:
     back = MoELayerFit.from_dict(FP8.to_dict())
     assert back.blackwell is not None and back.blackwell.compute_dtype == "fp8"
     assert "blackwell" not in BF16.to_dict()
+
+
+def test_shipped_b200_fp8_moe_is_the_h200_stand_in_and_beats_bf16() -> None:
+    from servesim.perf.calibration import load_calibration
+    from servesim.perf.kernel_set import KernelSet
+    from servesim.perf.op_query import op_time_s
+
+    shape = dict(num_tokens=64, hidden=4096, inter=14336, topk=2, num_experts=8, ep=1)
+    fp8 = op_time_s(B200, "moe", dtype="fp8", **shape).time_s
+    bf16 = op_time_s(B200, "moe", dtype="bf16", **shape).time_s
+    assert fp8 < bf16  # Mixtral-8x7B decode step: bandwidth-bound, half the weight bytes
+    fit = KernelSet(load_calibration(), "vllm-0.24", B200)._moe["fp8"]
+    assert fit.archs == ("hopper",) and fit.blackwell is not None
+    assert for_gpu(fit, B200).kernel.startswith("derived-blackwell-fp8:")
