@@ -26,6 +26,9 @@ on aiconfigurator's ``moe_perf`` tables) adds these mechanisms seen in those tab
   tuned kernel and run as a wider, never-below-a-floor width (``body_width``);
 * SGLang's Triton kernel without a tuned config runs default tiles whose operand traffic bounds
   the GEMMs (``moe_tiles.tile_traffic_bytes``, at a fitted multiple of the HBM bandwidth).
+* vLLM's gpt-oss MXFP4 kernel (triton_kernels ``matmul_ogs``) sizes its M tile by tokens per
+  local expert, so with few local experts the layer takes one CTA's serial pass over that tile
+  (``cta_floor_s``, a floor), and at EP > 1 it rebuilds the routing (``ep_fixed_s``).
 
 Weight reads and the GEMM math overlap (a p-norm between a plain sum, p = 1, and perfect
 overlap, p -> inf); the fixed and streaming costs are serial. Rates are fractions of the
