@@ -72,14 +72,24 @@ def test_legacy_gemm_runs_the_structured_model_by_hand() -> None:
     assert t == pytest.approx(184.42e-6, rel=1e-4)
 
 
-def test_legacy_gemm_keeps_the_roofline_without_a_fit_or_for_other_formats() -> None:
+def test_legacy_weight_only_gemm_streams_packed_weights_by_hand() -> None:
+    kernels = KernelSet(_calibration(), "vllm-0.6", h100())
+    # W4A16 (int4 weights, 16-bit activations): the same tiles and math as the 16-bit GEMM,
+    # the weight read at half a byte: 58,720,256 + 8,388,608 + 14,680,064 bytes
+    t = kernels.gemm_s(GemmShape(512, 14336, 8192, None, 0.5, 2.0), 989.4e12)
+    t_c = 120_259_084_288 / (989.4e12 * 0.75)
+    t_m = 81_788_928 / 3.35e12  # 24.41 us
+    assert t == pytest.approx(5e-6 + math.hypot(t_c, t_m), rel=1e-9)  # 168.89 us
+
+
+def test_legacy_gemm_keeps_the_roofline_without_a_fit_or_for_fp8() -> None:
     shape = GemmShape(512, 14336, 8192)
     plain = KernelSet(_calibration(gemm_fit=None), "vllm-0.6", h100())
     fitted = KernelSet(_calibration(), "vllm-0.6", h100())
     assert plain.gemm_s(shape, 989.4e12) != fitted.gemm_s(shape, 989.4e12)
-    # weight-only int4 (no Vidur table for it): the roofline curve prices it either way
-    int4 = GemmShape(512, 14336, 8192, None, 0.5, 2.0)
-    assert plain.gemm_s(int4, 989.4e12) == fitted.gemm_s(int4, 989.4e12)
+    # fp8 W8A8 (8-bit activations, fp8 peak): no Vidur table, the roofline curve either way
+    fp8 = GemmShape(512, 14336, 8192, None, 1.0, 1.0)
+    assert plain.gemm_s(fp8, 1978.9e12) == fitted.gemm_s(fp8, 1978.9e12)
 
 
 def test_fused_add_norm_is_one_streaming_kernel_by_hand() -> None:

@@ -20,7 +20,7 @@ from servesim.perf.comm import (
 )
 from servesim.perf.kernel_shapes import ACT_BYTES, GemmShape, MoeShape
 from servesim.perf.kernels import gemm_time_s as legacy_gemm_time_s
-from servesim.perf.kernels import legacy_gemm_fit
+from servesim.perf.kernels import legacy_gemm_at, legacy_gemm_fit
 from servesim.perf.shapes import LayerShapes
 from servesim.perf.stack_resolve import FamilySource, resolve_family
 from servesim.perf.types import BatchShape
@@ -97,10 +97,11 @@ class KernelSet:
             # a serving step reads every layer's weights between two calls of this GEMM: its
             # weight is not left in L2 as the tables' back-to-back replays leave it
             return gemm_time_s(fit, self.gpu, shape.m, shape.n, shape.k, l2_warm=False)
-        if self._legacy_gemm is not None and shape.weight_bytes == shape.in_bytes == ACT_BYTES:
+        if self._legacy_gemm is not None and shape.in_bytes == ACT_BYTES:
             from servesim.perf.opmodels.gemm import gemm_time_s
 
-            return gemm_time_s(self._legacy_gemm, self.gpu, shape.m, shape.n, shape.k, False)
+            fit = legacy_gemm_at(self._legacy_gemm, shape.weight_bytes)
+            return gemm_time_s(fit, self.gpu, shape.m, shape.n, shape.k, False)
         m, n, k = shape.m, shape.n, shape.k
         flops = 2.0 * m * k * n
         nbytes = k * n * shape.weight_bytes + m * k * shape.in_bytes + m * n * ACT_BYTES
