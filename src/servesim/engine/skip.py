@@ -290,13 +290,11 @@ def skip_alone(engine: VirtualEngine, batch: Batch, times: StageTimes, end: floa
         engine.launch(batch, times, end)
         return
     run = _Run(engine, batch, times, end)
-    while end < limit:
-        num_done = run.num_finished
+    run.limit = limit
+    while end < run.limit:  # a finish re-reads it (``_Run.tick``)
         new_end = run.tick(end)
         if new_end is None:
             break
-        if run.num_finished != num_done:
-            limit = _after_finish(engine, limit, end)
         end = new_end
     run.relaunch(end)
 
@@ -321,6 +319,7 @@ class _Run:
         "blocks",
         "end",
         "engine",
+        "limit",
         "num_finished",
         "queued",
         "rows",
@@ -356,10 +355,15 @@ class _Run:
         self.segment = DecodeRun(self.start, len(state.group.members), batch.num_queued)
         # What the run's later ticks would see when formed (``VirtualEngine.form``): nothing
         # joins or leaves the queue during a run, but a pipeline engine's step in flight was
-        # formed before requests that arrived since (its first tick keeps its own count).
-        waiting = len(state.waiting) if engine.fcfs_count else engine.scheduler.num_queued(state)
-        self.queued = waiting + len(state.swapped)
+        # formed before requests that arrived since (its first tick keeps its own count); a
+        # lone engine's batch was formed just now.
+        self.queued = batch.num_queued
+        if rows is not None:
+            queue = engine.scheduler
+            waiting = len(state.waiting) if engine.fcfs_count else queue.num_queued(state)
+            self.queued = waiting + len(state.swapped)
         self.split_first = rows is not None  # a pipeline replay's (see ``tick``)
+        self.limit = math.inf  # a lone run's clock limit (``skip_alone``)
 
     def tick(self, end: float) -> float | None:
         """Complete the step in flight (it ends at ``end``) and book the next; its end, or
@@ -379,6 +383,8 @@ class _Run:
             self.num_finished += 1
             engine.flush(segment, end, self.rows)
             self.segment = DecodeRun(end, len(group.members), self.queued)
+            if self.rows is None:  # alone (a pipeline replay keeps its own limit)
+                self.limit = _after_finish(engine, self.limit, end)
         elif self.split_first:
             # A pipeline engine's first tick is its own row: its state holds over its span
             # (cut by the others' steps in flight, ``_cut_first_ticks``), its duration may
@@ -388,7 +394,6 @@ class _Run:
             self.split_first = False
             engine.flush(segment, end, self.rows)
             self.segment = DecodeRun(end, len(group.members), self.queued)
-        self.batch.num_queued = self.queued
         if engine.check_invariants:
             state.check()
         state.grant_tick_blocks(need)
@@ -420,6 +425,8 @@ class _Run:
         batch = self.batch
         if len(batch.decodes) != len(state.group.members):
             batch.decodes = list(state.group.members)
+        if batch.start_s != self.start:  # it ran ticks: the step in flight is a later one
+            batch.num_queued = self.queued
         batch.start_s = self.start
         batch.num_kv_blocks_used = state.blocks.num_used
         engine.launch(batch, self.times, end)
