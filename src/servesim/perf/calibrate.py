@@ -285,7 +285,8 @@ def _gpu_entry(data_dir: Path, gpu: str) -> dict:
         entry["heldout_rows"] = rows
         entry["source"] = (
             f"vidur data/profiling/compute/{gpu} (microsoft/vidur 7d47513, MIT); "
-            f"held-out models {', '.join(HELDOUT_MODELS)}"
+            f"held-out models {', '.join(HELDOUT_MODELS)}; 16-bit-activation GEMMs by the "
+            "structured GEMM model fitted to them (calibrate_legacy)"
         )
     else:
         entry.update({k: v for k, v in DEFAULT_GPU.items() if k != "attention"})
