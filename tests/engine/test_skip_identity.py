@@ -335,3 +335,28 @@ def test_an_autoscaler_round_sees_the_state_of_stepping(tmp_path: Path) -> None:
     for key in a:
         assert a[key].tobytes() == b[key].tobytes(), key
     assert runs[0].records.counters["num_skipped_iterations"] > 0
+
+
+@pytest.mark.parametrize(("pp", "seed"), [(1, 1), (1, 2), (2, 1)])
+def test_migration_targets_skip_and_give_the_requests_of_stepping(pp: int, seed: int) -> None:
+    # Migration targets stepped one iteration at a time; they now skip up to the cluster's
+    # own events (rounds, stages, KV arrivals), every marked sequence's step end and their
+    # waiting KV's next step (cluster/runner.py _migration_bound). Without the step ends, a
+    # target's run went past a migrated sequence's arrival (its first tokens moved by ~2 ms).
+    from servesim.cluster import DeploymentConfig, build_deployment, run_cluster
+
+    migration = {"interval_s": 0.29, "kv_usage_gap": 0.05, "max_per_round": 3}
+    cfg = DeploymentConfig.model_validate(
+        {"pools": [{"replicas": 3, "pp": pp}], "migration": migration}
+    )
+    perf = LinearPerf(num_kv_blocks=600)
+    requests = poisson_requests(200, 9.0, (50, 1200), (10, 300), seed)
+    runs = [
+        run_cluster(requests, build_deployment(cfg, "llama-3.1-8b", perf), perf, skip_ahead=skip)
+        for skip in (True, False)
+    ]
+    a, b = (run.records.requests.view() for run in runs)
+    for key in a:
+        assert a[key].tobytes() == b[key].tobytes(), key
+    assert runs[0].stats.num_migrations == runs[1].stats.num_migrations > 50
+    assert runs[0].records.counters["num_skipped_iterations"] > 1000

@@ -54,7 +54,7 @@ class LiveCluster:
         self._loop = EventLoop()
         self._replicas: list[Replica] = []
         self._records = SimulationRecords()
-        self._control_s: list[float] = []  # heap: times of the policy rounds scheduled
+        self._event_s: list[float] = []  # heap: times of the events scheduled here, not run
 
     def bind(self, loop: EventLoop, replicas: list[Replica], records: SimulationRecords) -> None:
         """Attach the running engine's loop, replicas and records."""
@@ -71,23 +71,20 @@ class LiveCluster:
     def schedule(
         self, t: float, fn: Callable[..., None], *args: Any, priority: int = EventPriority.ARRIVAL
     ) -> None:
-        """Run ``fn(*args)`` at simulated time ``t``. A ``CONTROL`` event (an autoscaler or
-        migration round, which reads replica state) bounds skip-ahead until it runs
-        (``next_control_s``)."""
-        if priority == EventPriority.CONTROL:
-            heapq.heappush(self._control_s, t)
-            self._loop.schedule(t, self._control, fn, args, priority=priority)
-            return
-        self._loop.schedule(t, fn, *args, priority=priority)
+        """Run ``fn(*args)`` at simulated time ``t``. Until it runs, the event bounds
+        skip-ahead (``next_event_s``): autoscaler and migration rounds read replica state,
+        a migration's stages mark a sequence to leave and deliver its KV."""
+        heapq.heappush(self._event_s, t)
+        self._loop.schedule(t, self._run, fn, args, priority=priority)
 
-    def _control(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
-        heapq.heappop(self._control_s)  # events run in time order: this one is the earliest
+    def _run(self, fn: Callable[..., None], args: tuple[Any, ...]) -> None:
+        heapq.heappop(self._event_s)  # events run in time order: this one is the earliest
         fn(*args)
 
-    def next_control_s(self) -> float:
-        """The time of the next policy round (inf: none scheduled): a replica's skip-ahead
-        stops there, so the round reads the state stepping gives (engine/skip.py)."""
-        return self._control_s[0] if self._control_s else math.inf
+    def next_event_s(self) -> float:
+        """The time of the next event scheduled here (inf: none): a replica's skip-ahead
+        stops there, so the event meets the state stepping gives (engine/skip.py)."""
+        return self._event_s[0] if self._event_s else math.inf
 
     def is_active(self) -> bool:
         """True while requests may still arrive or are inside the cluster."""

@@ -18,6 +18,7 @@ measured start, their token gaps).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -135,7 +136,7 @@ class Cluster(ClientHooks):
         self.in_flight[seq] = None
         if self.kv_bound is not None:
             self.kv_bound.sent(at_s)
-        self.loop.schedule(at_s, self.arrive, seq, self.replicas[target])
+        self.live.schedule(at_s, self.arrive, seq, self.replicas[target])  # (next_event_s)
 
     def _members(self, roles: tuple[str, ...]) -> list[int]:
         pools = self.deployment.pools
@@ -211,8 +212,13 @@ class Cluster(ClientHooks):
         if self.decode_skip and decode_skip_allowed(self.deployment, **has):
             receivers = [self.replicas[i] for i in self.decode]
             self.kv_bound = bound_decode_skip(self.loop, senders, receivers, self.stop_s)
-        if self.autoscaler.pools:  # its rounds read replica state: skip-ahead stops at them
-            handle.bounds.append(self.live.next_control_s)
+        if self.autoscaler.pools or self.migrator is not None:
+            # their events read and move replica state: skip-ahead stops at each
+            handle.bounds.append(self.live.next_event_s)
+        if self.migrator is not None:  # a migration target's KV arrives as such an event
+            for replica in (self.replicas[i] for i in self._members(("unified",))):
+                bound = functools.partial(_migration_bound, replica, self.replicas)
+                replica.skip_until_kv(bound)
         self.autoscaler.start()
         if self.migrator is not None:
             self.migrator.start()
@@ -351,6 +357,34 @@ class Cluster(ClientHooks):
         stats.admission_rows = [r - num_warm for r in stats.admission_rows if r >= num_warm]
         stats.num_admission_rejected = len(stats.admission_rows)
         return out
+
+
+def _migration_bound(
+    replica: Replica, replicas: list[Replica], clock_limit: Callable[[], float]
+) -> float:
+    """A migration target's skip-ahead bound: the driver's clock limit, which holds the
+    cluster's own events (``LiveCluster.next_event_s``: rounds, stages, KV arrivals), the
+    step end of every engine with a sequence marked to leave (it goes, and its KV is sent,
+    at that boundary), and the next step start of an engine here with received KV waiting
+    for memory (admitted before a step; ``engine.skip.KVArrivalBound``'s rule)."""
+    limit = clock_limit()
+    now = replica.loop.now
+    for source in replicas:
+        for engine in source.engines:
+            if engine.outbox.marked:
+                flight = engine.in_flight
+                if flight is None:
+                    return now
+                limit = min(limit, flight[3])
+    for engine in replica.engines:
+        if engine.inbox.queue:
+            flight = engine.in_flight
+            if flight is None:
+                if engine.busy:
+                    return now
+                continue
+            limit = min(limit, flight[3])
+    return limit
 
 
 def run_cluster(

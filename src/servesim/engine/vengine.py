@@ -301,6 +301,7 @@ class VirtualEngine:
             and not state.ready
             and not self.arrivals  # they join a later step: step to it
             and not state.num_preempted_this_step  # freed blocks may admit a queued request
+            and not self.outbox.marked  # a migrating sequence leaves at the next boundary
             and len(batch.decodes) == len(state.group.members)
             and self.scheduler.can_skip(state)
         )
