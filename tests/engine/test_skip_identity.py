@@ -311,7 +311,7 @@ class Spy:
 
 
 def test_an_autoscaler_round_sees_the_state_of_stepping(tmp_path: Path) -> None:
-    # Before the rounds bounded skip-ahead (cluster/live.py next_control_s), a replica's
+    # Before the rounds bounded skip-ahead (cluster/live.py next_event_s), a replica's
     # decode run went past a round, which read its state from the run's end: 158 of 194
     # rounds here saw other KV use than stepping does (0.0317 for 0.02 at t = 0.74 s).
     from servesim.cluster import DeploymentConfig, build_deployment, run_cluster

@@ -28,6 +28,11 @@ own next arrival instead of the next one anywhere (issue 14: at 64 replicas the 
 cut decode runs into ~2x the rows of one replica's). Routed in the same order, a stateless
 router picks the same replicas, so results are those of routing on arrival.
 
+A cluster layer's own events that read or move replica state (autoscaler and migration
+rounds and stages, ``EngineHandle.bounds``) are in the clock limit too, and a finish that
+stops the run (``stop_when``) ends a run there, the loop's clock at the finish
+(``_after_finish``).
+
 Replicas receiving KV (disaggregated decode pools, ``KVArrivalBound``): new work reaches a
 decode replica only as a KV transfer's arrival, scheduled when a prefill replica hands a
 finished prompt off at the end of one of its steps, where the decode router may also read
