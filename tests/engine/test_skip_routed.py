@@ -1,4 +1,4 @@
-"""Per-replica skip-ahead limits (``engine.skip.RoutedAhead``): with a router that reads no
+"""Per-replica skip-ahead limits (``engine.skip_bounds.RoutedAhead``): with a router that reads no
 replica state, each replica skips to its own next arrival, not the next one anywhere, and
 every request's results are those of stepping one iteration at a time.
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from servesim.cluster import DeploymentConfig, build_deployment, run_cluster
 from servesim.engine import SimulationRecords, run_simulation
-from servesim.engine.skip import RoutedAhead
+from servesim.engine.skip_bounds import RoutedAhead
 from tests.engine.fakes import LinearPerf, req, setup
 
 ARRIVAL_1 = 0.05

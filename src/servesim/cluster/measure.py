@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from servesim.cluster.stats import ClusterStats
 from servesim.engine.columns import RequestTable, _ChunkedColumns
 from servesim.engine.records import ITERATION_COLUMNS, REQUEST_COLUMNS, SimulationRecords
 
@@ -67,3 +68,15 @@ def _copy_rows(src: dict[str, np.ndarray], rows: np.ndarray, dst: Any) -> None:
         dst.append_row()
     for name, values in src.items():
         dst.column(name)[: rows.size] = values[rows]
+
+
+def stats_without_warmups(stats: ClusterStats, num_warmup_rows: int) -> None:
+    """Drop, in place, the cluster figures of the first ``num_warmup_rows`` requests (their
+    KV transfers and admission refusals) and renumber the rest's request rows."""
+    keep = [i for i, row in enumerate(stats.transfer_rows) if row >= num_warmup_rows]
+    stats.transfer_rows = [stats.transfer_rows[i] - num_warmup_rows for i in keep]
+    stats.transfer_s = [stats.transfer_s[i] for i in keep]
+    stats.transfer_bytes = [stats.transfer_bytes[i] for i in keep]
+    rows = stats.admission_rows
+    stats.admission_rows = [r - num_warmup_rows for r in rows if r >= num_warmup_rows]
+    stats.num_admission_rejected = len(stats.admission_rows)

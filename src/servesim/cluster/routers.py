@@ -31,7 +31,7 @@ class Router(Protocol):
     A router whose choices depend only on the requests it has seen, in order (never on the
     views), may declare the class attribute ``reads_state = False``: the cluster then routes
     arrivals a few ahead of the clock and lets each replica skip ahead to its own next one
-    (``engine.skip.RoutedAhead``); results are those of routing on arrival. Undeclared means
+    (``engine.skip_bounds.RoutedAhead``); results are those of routing on arrival. Undeclared means
     it reads state.
     """
 

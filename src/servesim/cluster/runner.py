@@ -1,24 +1,20 @@
 """``run_cluster``: a deployment (pools, router, disaggregation, autoscaling, migration) on the
-engine.
-
-The engine runs every replica on one event loop; this layer drives it only through its hooks:
-the ``dispatch`` function (the entry router over the routable replicas of the entry pools),
-``Replica.on_prefilled`` (a prefill replica's finished prompt starts a KV transfer to a decode
-replica picked by the decode router; the decode replica admits it when memory allows), and
-events it schedules itself (transfer arrivals, autoscaler and migration rounds).
+engine, driven only through its hooks: the ``dispatch`` function (the entry router over the
+routable replicas of the entry pools), ``Replica.on_prefilled`` (a prefill replica's finished
+prompt starts a KV transfer to a decode replica picked by the decode router; the decode
+replica admits it when memory allows), and events it schedules itself (transfer arrivals,
+autoscaler and migration rounds).
 
 With a benchmark client (``servesim.workload.clients``) the cluster sends the requests itself:
 the client says what to send when (``poll``), each response's completion comes back through
 the engines' completion callback (``on_done``) and may release the next request at its
 completion time. Skip-ahead is off then: a finish inside a skipped decode run would release a
-request the run already went past; stepping every iteration keeps the send times exact.
-Warm-up requests are cut from the records the run returns (rows, the iterations before the
-measured start, their token gaps).
+request the run already went past. Warm-up requests are cut from the records the run returns
+(rows, the iterations before the measured start, their token gaps).
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -28,9 +24,13 @@ from servesim.cluster.admission import REJECT_REASON, OpenLoopSender, check_admi
 from servesim.cluster.autoscale import Autoscaler
 from servesim.cluster.client_hooks import ClientHooks
 from servesim.cluster.deployment import Deployment
-from servesim.cluster.disagg_skip import bound_decode_skip, decode_skip_allowed
+from servesim.cluster.disagg_skip import (
+    bound_decode_skip,
+    bound_migration_skip,
+    decode_skip_allowed,
+)
 from servesim.cluster.live import LiveCluster
-from servesim.cluster.measure import without_warmups
+from servesim.cluster.measure import stats_without_warmups, without_warmups
 from servesim.cluster.migration import Migrator
 from servesim.cluster.routers import Router, RouterContext, make_router
 from servesim.cluster.stats import ClusterStats
@@ -50,7 +50,7 @@ from servesim.engine.simulation import (
     replica_view,
     run_simulation,
 )
-from servesim.engine.skip import KVArrivalBound
+from servesim.engine.skip_bounds import KVArrivalBound
 from servesim.perf.types import PerfModel
 from servesim.workload.clients import BenchmarkClient, ClientOptions
 from servesim.workload.request import Request
@@ -216,9 +216,8 @@ class Cluster(ClientHooks):
             # their events read and move replica state: skip-ahead stops at each
             handle.bounds.append(self.live.next_event_s)
         if self.migrator is not None:  # a migration target's KV arrives as such an event
-            for replica in (self.replicas[i] for i in self._members(("unified",))):
-                bound = functools.partial(_migration_bound, replica, self.replicas)
-                replica.skip_until_kv(bound)
+            targets = [self.replicas[i] for i in self._members(("unified",))]
+            bound_migration_skip(targets, self.replicas)
         self.autoscaler.start()
         if self.migrator is not None:
             self.migrator.start()
@@ -348,43 +347,8 @@ class Cluster(ClientHooks):
             return self.records
         start_s = client.main_start_s if client.main_start_s is not None else math.inf
         num_warm = len(client.warmup_ids)
-        out = without_warmups(self.records, num_warm, start_s, self.first_measured_gap)
-        keep = [i for i, row in enumerate(self.stats.transfer_rows) if row >= num_warm]
-        stats = self.stats
-        stats.transfer_rows = [stats.transfer_rows[i] - num_warm for i in keep]
-        stats.transfer_s = [stats.transfer_s[i] for i in keep]
-        stats.transfer_bytes = [stats.transfer_bytes[i] for i in keep]
-        stats.admission_rows = [r - num_warm for r in stats.admission_rows if r >= num_warm]
-        stats.num_admission_rejected = len(stats.admission_rows)
-        return out
-
-
-def _migration_bound(
-    replica: Replica, replicas: list[Replica], clock_limit: Callable[[], float]
-) -> float:
-    """A migration target's skip-ahead bound: the driver's clock limit, which holds the
-    cluster's own events (``LiveCluster.next_event_s``: rounds, stages, KV arrivals), the
-    step end of every engine with a sequence marked to leave (it goes, and its KV is sent,
-    at that boundary), and the next step start of an engine here with received KV waiting
-    for memory (admitted before a step; ``engine.skip.KVArrivalBound``'s rule)."""
-    limit = clock_limit()
-    now = replica.loop.now
-    for source in replicas:
-        for engine in source.engines:
-            if engine.outbox.marked:
-                flight = engine.in_flight
-                if flight is None:
-                    return now
-                limit = min(limit, flight[3])
-    for engine in replica.engines:
-        if engine.inbox.queue:
-            flight = engine.in_flight
-            if flight is None:
-                if engine.busy:
-                    return now
-                continue
-            limit = min(limit, flight[3])
-    return limit
+        stats_without_warmups(self.stats, num_warm)
+        return without_warmups(self.records, num_warm, start_s, self.first_measured_gap)
 
 
 def run_cluster(

@@ -211,7 +211,7 @@ class Replica:
     def skip_until_kv(self, bound: Callable[[Callable[[], float]], float]) -> None:
         """Let this KV-receiving replica skip ahead (where its engines may) up to
         ``bound(clock_limit)``: the earliest time new KV, or a router or a sender reading
-        this replica's state, can reach it (``engine.skip.KVArrivalBound``), given the
+        this replica's state, can reach it (``engine.skip_bounds.KVArrivalBound``), given the
         driver's clock limit (the next arrival, the stop time)."""
         if not self.receives_kv:
             raise ConfigError("skip_until_kv", self.replica_id, "the replica receives no KV")

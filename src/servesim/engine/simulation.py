@@ -22,7 +22,7 @@ from servesim.engine.replica import Replica
 from servesim.engine.rows import write_request
 from servesim.engine.sequence import Seq
 from servesim.engine.setup import ReplicaSetup
-from servesim.engine.skip import RoutedAhead
+from servesim.engine.skip_bounds import RoutedAhead
 from servesim.perf.types import PerfModel
 from servesim.workload.request import Request
 
@@ -325,7 +325,7 @@ def run_simulation(
         dp_groups: data-parallel-attention groups (``DPGroupSpec``: ranks of one plan, pp = 1)
             stepping in lockstep, sharing their experts (``engine.dp_group``, ``perf.dp_cost``).
         route_ahead: ``dispatch`` reads no replica state and ``on_start``'s hooks never move
-            work: each replica skips to its own next arrival (``engine.skip.RoutedAhead``;
+            work: each replica skips to its own next arrival (``engine.skip_bounds.RoutedAhead``;
             same results). None: only round robin with no hooks.
     """
     if not replicas:
