@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from servesim.perf.opmodels.gemm import GemmFit
 from servesim.perf.opmodels.moe_layer import MoELayerFit
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec, LinkSpec
@@ -169,3 +171,29 @@ def traffic_only_moe_fit() -> MoELayerFit:
     """``moe_fit`` with the default tiles' operand traffic at 4x HBM, for hand-computed
     tile-traffic checks."""
     return moe_fit(traffic_eff=4.0)
+
+
+def gemm_fit(**overrides: Any) -> GemmFit:
+    """A bf16 GEMM fit at the data sheet's rates: no floor, latency, L2 gain, K loop, thin-K
+    or wave loss, one 128 x 128 tile bucket and a near-max overlap; ``overrides`` switch on the
+    terms a hand-computed test checks."""
+    fields: dict[str, Any] = {
+        "dtype": "bf16",
+        "weight_bytes": 2.0,
+        "act_bytes": 2.0,
+        "out_bytes": 2.0,
+        "floor_s": 0.0,
+        "mem_eff": 1.0,
+        "mem_latency_s": 0.0,
+        "l2_gain": 0.0,
+        "l2_frac": 1.0,
+        "kloop_s": 1e-30,
+        "kloop_sat": 1.0,
+        "compute_eff": 1.0,
+        "k_half": 0.0,
+        "wave_waste": 0.0,
+        "overlap": 50.0,
+        "row_s": 0.0,
+        "buckets": ((math.inf, 128, 128, 1.0),),
+    }
+    return GemmFit(**{**fields, **overrides})

@@ -7,38 +7,20 @@ the working set is far under ``l2_frac`` x L2), compute and K loop negligible, p
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 
 from servesim.perf.calibration import load_calibration
 from servesim.perf.kernel_set import KernelSet
 from servesim.perf.kernel_shapes import GemmShape
-from servesim.perf.opmodels.gemm import GemmFit, gemm_time_s
+from servesim.perf.opmodels.gemm import gemm_time_s
 from servesim.specs.catalog import get_gpu
 from servesim.specs.dtypes import DType
+from tests.perf.factories import gemm_fit
 
 L40S = get_gpu("l40s")
 
-_FIT = GemmFit(
-    dtype="bf16",
-    weight_bytes=2.0,
-    act_bytes=2.0,
-    out_bytes=2.0,
-    floor_s=0.0,
-    mem_eff=0.5,
-    mem_latency_s=2e-6,
-    l2_gain=1.0,
-    l2_frac=0.5,
-    kloop_s=1e-30,
-    kloop_sat=1.0,
-    compute_eff=1.0,
-    k_half=0.0,
-    wave_waste=0.0,
-    overlap=50.0,
-    row_s=0.0,
-    buckets=((math.inf, 128, 128, 1.0),),
-)
+_FIT = gemm_fit(mem_eff=0.5, mem_latency_s=2e-6, l2_gain=1.0, l2_frac=0.5)
 
 
 def _memory(weight: float, rest: float, bw: float, capacity: float) -> tuple[float, float]:

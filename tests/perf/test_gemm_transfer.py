@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 
 from servesim.perf.opmodels.gemm import GemmFit, bf16_wave_waste, gemm_time_s
 from servesim.perf.opmodels.transfer import adapt_params
 from servesim.specs.catalog import get_gpu
+from tests.perf.factories import gemm_fit
 
 H100, A100, L40S, H200 = (get_gpu(n) for n in ("h100-sxm", "a100-80gb", "l40s", "h200-sxm"))
 
-_FIT = GemmFit(
-    dtype="bf16",
-    weight_bytes=2.0,
-    act_bytes=2.0,
-    out_bytes=2.0,
-    floor_s=0.0,
-    mem_eff=1.0,
-    mem_latency_s=0.0,
-    l2_gain=0.0,
-    l2_frac=1.0,
-    kloop_s=1e-30,
-    kloop_sat=1.0,
-    compute_eff=1.0,
-    k_half=0.0,
-    wave_waste=0.0,
-    overlap=50.0,
-    row_s=0.0,
-    buckets=((math.inf, 128, 128, 1.0),),
-)
+_FIT = gemm_fit()
 
 
 def test_the_rule_by_kernel_family() -> None:
