@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
+
+from servesim.perf.fitting import moe
 from servesim.perf.opmodels.gemm import GemmFit
-from servesim.perf.opmodels.moe_layer import MoELayerFit
+from servesim.perf.opmodels.moe_layer import MoELayerFit, moe_layer_s
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec, LinkSpec
 from servesim.specs.model import MLASpec, ModelSpec, MoESpec
@@ -197,3 +200,30 @@ def gemm_fit(**overrides: Any) -> GemmFit:
         "buckets": ((math.inf, 128, 128, 1.0),),
     }
     return GemmFit(**{**fields, **overrides})
+
+
+def assert_mirror_matches_runtime(
+    fit: MoELayerFit,
+    gpu: GPUSpec,
+    rows: dict[str, Any],
+    tiles: tuple[int, ...],
+    runtime_fit: MoELayerFit | None = None,
+    **shape: float,
+) -> None:
+    """The fitting code's numpy mirror (``moe.predict``) prices every row of ``rows`` as the
+    runtime ``moe_layer_s`` does, reading each row's loads and padded pairs per tile in
+    ``tiles``; ``runtime_fit`` (default ``fit``) is what the runtime is given (e.g. the
+    JSON-rounded fit the mirror reads)."""
+    mirror = moe.predict({str(rows["dtype"][0]): fit.to_dict()}, gpu, rows)
+    for i in range(len(rows["latency_s"])):
+        runtime = moe_layer_s(
+            runtime_fit or fit,
+            gpu,
+            num_tokens=rows["num_tokens"][i],
+            **shape,
+            assignments=rows["assignments"][i],
+            experts_touched=rows["experts_touched"][i],
+            padded={tile: rows[f"padded_{tile}"][i] for tile in tiles},
+            max_pairs=rows["max_expert"][i],
+        )
+        assert mirror[i] == pytest.approx(runtime, rel=1e-9)

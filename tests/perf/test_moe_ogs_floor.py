@@ -9,12 +9,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from servesim.perf.fitting import moe
 from servesim.perf.opmodels.moe_carry import for_gpu
 from servesim.perf.opmodels.moe_layer import MoELayerFit, moe_layer_s
 from servesim.perf.opmodels.moe_tiles import ogs_block_m, ogs_floor_rows
 from servesim.specs.catalog.gpus import get_gpu
-from tests.perf.factories import moe_fit, toy_gpu
+from tests.perf.factories import assert_mirror_matches_runtime, moe_fit, toy_gpu
 
 GPU = toy_gpu()
 ONE_PAIR = dict(hidden=2880, inter=2880, topk=4, num_experts=128, ep=128)
@@ -80,23 +79,8 @@ def test_fit_mirror_matches_runtime_floor() -> None:
     rows["max_expert"] = rows["assignments"] / rows["experts_touched"]
     rows["padded_16"] = np.ceil(rows["max_expert"] / 16) * 16 * rows["experts_touched"]
     fit = moe_fit(weight_bytes=0.53125, mem_eff=0.9, cta_row_s=0.7e-6, ep_fixed_s=20e-6)
-    mirror = moe.predict({"mxfp4": fit.to_dict()}, GPU, rows)
-    for i in range(n):
-        runtime = moe_layer_s(
-            fit,
-            GPU,
-            num_tokens=tokens[i],
-            hidden=2880,
-            inter=2880,
-            topk=4,
-            num_experts=128,
-            ep=64,
-            assignments=rows["assignments"][i],
-            experts_touched=rows["experts_touched"][i],
-            padded={16: rows["padded_16"][i]},
-            max_pairs=rows["max_expert"][i],
-        )
-        assert mirror[i] == pytest.approx(runtime, rel=1e-9)
+    shape = {"hidden": 2880, "inter": 2880, "topk": 4, "num_experts": 128, "ep": 64}
+    assert_mirror_matches_runtime(fit, GPU, rows, (16,), **shape)
 
 
 def test_ep_routing_kernels_cost_only_at_ep_above_one() -> None:

@@ -13,7 +13,7 @@ import pytest
 from servesim.perf.fitting import moe
 from servesim.perf.opmodels.grid import LogGrid
 from servesim.perf.opmodels.moe_layer import MoELayerFit, correction_coords, moe_layer_s
-from tests.perf.factories import toy_gpu
+from tests.perf.factories import assert_mirror_matches_runtime, toy_gpu
 
 GPU = toy_gpu()
 FIT = MoELayerFit(
@@ -84,24 +84,9 @@ def test_fit_mirror_matches_runtime_with_four_axes_and_local_streaming() -> None
         values=tuple(rng.normal(0, 0.2, int(np.prod([len(a) for a in moe.GRID_AXES])))),
     )
     fit = replace(FIT, correction=grid, stream_global=0.3)
-    mirror = moe.predict({"bf16": fit.to_dict()}, GPU, rows)
     rounded = MoELayerFit.from_dict(fit.to_dict())  # the mirror reads the JSON-rounded grid
-    for i in range(n):
-        runtime = moe_layer_s(
-            rounded,
-            GPU,
-            num_tokens=rows["num_tokens"][i],
-            hidden=4096,
-            inter=1024,
-            topk=8,
-            num_experts=64,
-            ep=8,
-            assignments=rows["assignments"][i],
-            experts_touched=rows["experts_touched"][i],
-            padded={64: rows["padded_64"][i]},
-            max_pairs=rows["max_expert"][i],
-        )
-        assert mirror[i] == pytest.approx(runtime, rel=1e-9)
+    shape = {"hidden": 4096, "inter": 1024, "topk": 8, "num_experts": 64, "ep": 8}
+    assert_mirror_matches_runtime(fit, GPU, rows, (64,), rounded, **shape)
 
 
 def test_local_gather_kernel_streams_only_its_own_pairs_plus_a_share() -> None:

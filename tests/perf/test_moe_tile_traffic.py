@@ -8,10 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from servesim.perf.fitting import moe
 from servesim.perf.opmodels.moe_layer import moe_layer_s
 from servesim.perf.opmodels.moe_tiles import default_tiles, tile_traffic_bytes
-from tests.perf.factories import toy_gpu, traffic_only_moe_fit
+from tests.perf.factories import assert_mirror_matches_runtime, toy_gpu, traffic_only_moe_fit
 
 GPU = toy_gpu()
 FIT = traffic_only_moe_fit()
@@ -69,23 +68,8 @@ def test_fit_mirror_matches_runtime_with_the_traffic_term() -> None:
         "padded_64": np.ceil(tokens / touched / 64) * 64 * touched,
     }
     fit = replace(FIT, stream_hidden=2.0, mem_eff=0.8, compute_eff=0.5, overlap_p=1.3)
-    mirror = moe.predict({"bf16": fit.to_dict()}, GPU, rows)
-    for i in range(n):
-        runtime = moe_layer_s(
-            fit,
-            GPU,
-            num_tokens=tokens[i],
-            hidden=2048,
-            inter=768,
-            topk=8,
-            num_experts=64,
-            ep=8,
-            assignments=tokens[i],
-            experts_touched=touched[i],
-            padded={16: rows["padded_16"][i], 64: rows["padded_64"][i]},
-            max_pairs=rows["max_expert"][i],
-        )
-        assert mirror[i] == pytest.approx(runtime, rel=1e-9)
+    shape = {"hidden": 2048, "inter": 768, "topk": 8, "num_experts": 64, "ep": 8}
+    assert_mirror_matches_runtime(fit, GPU, rows, (16, 64), **shape)
 
 
 def test_same_die_transfer_keeps_the_streaming_absolute_rate() -> None:
