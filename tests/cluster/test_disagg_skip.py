@@ -1,7 +1,7 @@
 """Skip-ahead on disaggregated decode replicas is exact: every request's results, the token
 gaps, the counters, the transfer figures and the summary are identical bit for bit with
-skip-ahead on and off (``engine.skip_bounds.KVArrivalBound``), over prefill and decode pools of several
-replicas, routers that read every field of the decode replicas' state, transfers with and
+skip-ahead on and off (``engine.skip_bounds.KVArrivalBound``), over prefill and decode pools
+of several replicas, routers that read every field of the decode replicas' state, transfers with and
 without layer-wise overlap, decode memory tight enough to hold KV back (the sender frees its
 copy only on admission), pipeline-parallel decode replicas, engine profiles that schedule a
 step ahead and add front-end latency, at low load and near saturation.
