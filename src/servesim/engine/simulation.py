@@ -293,6 +293,24 @@ class _Driver:
             self.on_progress(self.num_done, self.num_arrived)
 
 
+def _plan_skip(
+    driver: _Driver,
+    num_replicas: int,
+    skip_ahead: bool,
+    route_ahead: bool,
+    stop_when: StopWhen | None,
+    dp_groups: Sequence[DPGroupSpec],
+) -> bool:
+    """Set the driver to route ahead where that is exact; whether the replicas skip ahead."""
+    # one replica: the next arrival anywhere is its own (the plain limit costs less)
+    if route_ahead and skip_ahead and num_replicas > 1 and stop_when is None and not dp_groups:
+        driver.route_ahead(num_replicas)
+    # stop_when reads the records after each finish: a replica's skipped run would write
+    # ticks past another replica's finish that stops the run (one replica's own finish ends
+    # its run, engine/skip.py), so with several replicas every one steps
+    return skip_ahead and (stop_when is None or num_replicas == 1)
+
+
 def run_simulation(
     requests: Iterable[Request],
     replicas: Sequence[ReplicaSetup],
@@ -333,13 +351,7 @@ def run_simulation(
     driver = _Driver(requests, dispatch, on_progress, duration_s, stop_when)
     if route_ahead is None:
         route_ahead = dispatch is None and on_start is None
-    # one replica: the next arrival anywhere is its own (the plain limit costs less)
-    if route_ahead and skip_ahead and len(replicas) > 1 and stop_when is None and not dp_groups:
-        driver.route_ahead(len(replicas))
-    # stop_when reads the records after each finish: a replica's skipped run would write
-    # ticks past another replica's finish that stops the run (one replica's own finish ends
-    # its run, engine/skip.py), so with several replicas every one steps
-    skip_ahead = skip_ahead and (stop_when is None or len(replicas) == 1)
+    skip_ahead = _plan_skip(driver, len(replicas), skip_ahead, route_ahead, stop_when, dp_groups)
     options = {"skip_ahead": skip_ahead, "check_invariants": check_invariants}
     driver.build(replicas, perf, dp_groups, options)
     if on_start is not None:

@@ -166,6 +166,18 @@ def _after_finish(engine: VirtualEngine, limit: float, end: float) -> float:
     return limit
 
 
+def _decode_times(engine: VirtualEngine, num: int, ctx_sum: int, max_ctx: int) -> StageTimes:
+    """The stage times of a decode-only step of ``num`` sequences (the engine's fast path
+    when its plan has one)."""
+    if engine.price_plain is not None:
+        return engine.price_plain(0, 0, 0, 0, 0, num, ctx_sum, max_ctx)
+    return engine.price_shape(
+        BatchShape(
+            num_decode_seqs=num, decode_context_tokens=ctx_sum, max_decode_context_tokens=max_ctx
+        )
+    )
+
+
 class _Run:
     """One engine's run of skipped steps: its current segment and step in flight."""
 
@@ -257,18 +269,9 @@ class _Run:
         self.span = -1.0
         if engine.admission_lag_steps:
             engine.step_starts.append(end)
-        num, ctx_sum, max_ctx = len(group.members), group.ctx_sum, group.max_context()
-        if engine.price_plain is not None:
-            times = engine.price_plain(0, 0, 0, 0, 0, num, ctx_sum, max_ctx)
-        else:
-            times = engine.price_shape(
-                BatchShape(
-                    num_decode_seqs=num,
-                    decode_context_tokens=ctx_sum,
-                    max_decode_context_tokens=max_ctx,
-                )
-            )
-        self.times = times
+        self.times = times = _decode_times(
+            engine, len(group.members), group.ctx_sum, group.max_context()
+        )
         self.end = engine.links.timeline.reserve(end, times.stage_s, times.overhead_s)
         return self.end
 

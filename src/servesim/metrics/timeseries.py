@@ -87,6 +87,25 @@ def run_rows(it: Mapping[str, np.ndarray]) -> np.ndarray | None:
     return run if run.any() else None
 
 
+def _run_means(
+    it: Mapping[str, np.ndarray],
+    values: dict[str, np.ndarray],
+    run: np.ndarray,
+    ok: np.ndarray,
+    safe: np.ndarray,
+    fraction: np.ndarray,
+) -> None:
+    """Replace, in place, each run row's value by its mean over the row: the stored integral
+    over the duration where there is one, else its value x the run's span fraction."""
+    integrals = {"num_kv_blocks_used": "kv_block_s", "num_seqs": "seq_s"}
+    for name, column in values.items():
+        if name in integrals:
+            rate = np.where(ok, it[integrals[name]] / safe, 0.0)
+        else:
+            rate = column * fraction
+        values[name] = np.where(run, rate, column)
+
+
 def row_states(
     it: Mapping[str, np.ndarray],
     start: np.ndarray,
@@ -127,13 +146,7 @@ def row_states(
     safe = np.where(ok, length, 1.0)
     # the run's share of its own duration (1 for one engine: its ticks follow each other)
     fraction = np.where(ok, span / safe, 0.0)
-    integrals = {"num_kv_blocks_used": "kv_block_s", "num_seqs": "seq_s"}
-    for name in names:
-        if name in integrals:
-            rate = np.where(ok, it[integrals[name]] / safe, 0.0)
-        else:
-            rate = values[name] * fraction
-        values[name] = np.where(run, rate, values[name])
+    _run_means(it, values, run, ok, safe, fraction)
     slope = None
     if "num_kv_blocks_used" in values:
         slope = _kv_slope(it, values["num_kv_blocks_used"], fraction, ok, safe)

@@ -33,6 +33,15 @@ def for_gpu(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
 _CARRIED: dict[tuple[int, str], tuple[MoELayerFit, MoELayerFit]] = {}
 
 
+def _kernel_on(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
+    """The fit of the kernel vLLM runs on ``gpu``'s architecture: ``fit`` itself, or its
+    Blackwell or portable stand-in where its kernel is bound to other architectures."""
+    if fit.archs and gpu.architecture not in fit.archs:
+        stand_in = fit.blackwell if gpu.architecture == "blackwell" else fit.portable
+        return stand_in if stand_in is not None else fit.portable or fit
+    return fit
+
+
 def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
     """``fit`` moved to another GPU, each rule a mechanism (none fitted to the target):
 
@@ -62,9 +71,7 @@ def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
       within the donor's architecture: they are traits of triton_kernels' Hopper MX-scale path,
       and vLLM serves MXFP4 with Marlin on Ada / Ampere (L40S's table).
     """
-    if fit.archs and gpu.architecture not in fit.archs:
-        stand_in = fit.blackwell if gpu.architecture == "blackwell" else fit.portable
-        fit = stand_in if stand_in is not None else fit.portable or fit
+    fit = _kernel_on(fit, gpu)
     compute = fit.compute_dtype
     if DType.parse(compute) not in gpu.peak_flops_per_s:
         compute = "bf16"

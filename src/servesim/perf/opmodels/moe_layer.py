@@ -47,7 +47,12 @@ from typing import Any
 from servesim.perf.opmodels.grid import LogGrid, optional_grid
 from servesim.perf.opmodels.moe_carry import _clock_ratio, for_gpu
 from servesim.perf.opmodels.moe_configs import runs_default_tiles
-from servesim.perf.opmodels.moe_router import expected_max_pairs, padded_rows, router_s
+from servesim.perf.opmodels.moe_router import (
+    correction_coords,
+    expected_max_pairs,
+    padded_rows,
+    router_s,
+)
 from servesim.perf.opmodels.moe_tiles import (  # the format helpers, re-exported
     compute_dtype_of,
     default_tiles,
@@ -239,6 +244,16 @@ def body_width(fit: MoELayerFit, inter: float) -> float:
     return max(fit.misalign_floor, inter / fit.misalign_eff)
 
 
+def _stream_s(
+    fit: MoELayerFit, gpu: GPUSpec, routed: float, assignments: float, hidden: int, inter: int
+) -> float:
+    """The gather / scatter streaming of the pairs the rank's kernels move (``streamed_pairs``
+    of the ``routed`` token-expert pairs), each ``hidden`` and ``inter`` wide."""
+    pairs = streamed_pairs(fit, routed, assignments)
+    per_pair = fit.stream_hidden * hidden + fit.stream_inter * inter
+    return pairs * per_pair / gpu.hbm_bandwidth_bytes_per_s
+
+
 def moe_layer_s(
     fit: MoELayerFit,
     gpu: GPUSpec,
@@ -274,9 +289,7 @@ def moe_layer_s(
     if num_tokens <= 0:
         return 0.0
     fit = for_gpu(fit, gpu)
-    pairs = streamed_pairs(fit, num_tokens * topk, assignments)
-    per_pair = fit.stream_hidden * hidden + fit.stream_inter * inter
-    stream_s = pairs * per_pair / gpu.hbm_bandwidth_bytes_per_s
+    stream_s = _stream_s(fit, gpu, num_tokens * topk, assignments, hidden, inter)
     if max_pairs is None:
         max_pairs = expected_max_pairs(assignments, experts_touched)
     shape = _Shape(num_tokens, hidden, inter, num_experts / max(ep, 1), num_matrices)
@@ -373,28 +386,3 @@ def _runs_default_tiles(fit: MoELayerFit, gpu: GPUSpec, shape: _Shape) -> bool:
         return True
     label = "bf16" if fit.weight_bytes == 2.0 else fit.compute_dtype
     return runs_default_tiles(fit.kernel, gpu.name, label, shape.local_experts, shape.inter)
-
-
-def correction_coords(
-    num_tokens: float,
-    topk: int,
-    ep: int,
-    assignments: float,
-    experts_touched: float,
-    max_pairs: float,
-) -> tuple[float, float, float, float]:
-    """Grid coordinates: tokens, pairs per touched expert, the rank's load imbalance (its
-    pairs over an even share ``tokens * topk / ep``, at least 1/8), and the expert-level
-    concentration (the busiest local expert's pairs over the mean per touched expert, at
-    least 1).
-
-    Kernel configs are chosen by token count; skewed routing leaves some experts' tiles nearly
-    empty; and at EP 1 the rank imbalance is 1 for any routing, so only the concentration
-    tells an even split from a hot expert (H100 vLLM fp8, balanced vs power-law routing at the
-    same tokens: up to 1.5x apart where the opmodel's rows are equal). Grids fitted before the
-    fourth axis existed read the first three.
-    """
-    per_expert = max(assignments / max(experts_touched, 1.0), 1.0)
-    imbalance = max(assignments * ep / max(num_tokens * topk, 1.0), 0.125)
-    concentration = max(max_pairs / per_expert, 1.0)
-    return num_tokens, per_expert, imbalance, concentration

@@ -62,3 +62,28 @@ def expected_max_pairs(assignments: float, experts_touched: float) -> float:
     mean = assignments / experts_touched
     spread = math.sqrt(2.0 * mean * math.log(experts_touched)) if experts_touched > 1 else 0.0
     return min(assignments, mean + spread)
+
+
+def correction_coords(
+    num_tokens: float,
+    topk: int,
+    ep: int,
+    assignments: float,
+    experts_touched: float,
+    max_pairs: float,
+) -> tuple[float, float, float, float]:
+    """Grid coordinates: tokens, pairs per touched expert, the rank's load imbalance (its
+    pairs over an even share ``tokens * topk / ep``, at least 1/8), and the expert-level
+    concentration (the busiest local expert's pairs over the mean per touched expert, at
+    least 1).
+
+    Kernel configs are chosen by token count; skewed routing leaves some experts' tiles nearly
+    empty; and at EP 1 the rank imbalance is 1 for any routing, so only the concentration
+    tells an even split from a hot expert (H100 vLLM fp8, balanced vs power-law routing at the
+    same tokens: up to 1.5x apart where the opmodel's rows are equal). Grids fitted before the
+    fourth axis existed read the first three.
+    """
+    per_expert = max(assignments / max(experts_touched, 1.0), 1.0)
+    imbalance = max(assignments * ep / max(num_tokens * topk, 1.0), 0.125)
+    concentration = max(max_pairs / per_expert, 1.0)
+    return num_tokens, per_expert, imbalance, concentration
