@@ -12,7 +12,7 @@ from servesim.perf.calibration import load_calibration
 from servesim.perf.graph import PlanGraph
 from servesim.perf.kernel_set import KernelSet
 from servesim.perf.kernel_shapes import FP4_LABELS, GemmShape
-from servesim.perf.kernels import gemm_time_s as legacy_gemm_time_s
+from servesim.perf.kernels import legacy_gemm_fit
 from servesim.perf.op_query import op_time_s
 from servesim.perf.opmodels.fp4 import FP4_BYTES, fp4_gemm_fit, fp4_quant_fit, is_derived
 from servesim.perf.opmodels.gemm import GemmFit, QuantFit, gemm_time_s
@@ -102,13 +102,14 @@ def test_h100_runs_nvfp4_weight_only_by_hand() -> None:
     m, n, k = 256, 8192, 8192
     fp4 = op_time_s(h100, "gemm", dtype="fp4", m=m, n=n, k=k).time_s
     a16 = op_time_s(h100, "gemm", dtype="nvfp4-a16", m=m, n=n, k=k).time_s
-    # Marlin NVFP4: 0.5 B weights in the legacy roofline, bf16 inputs/outputs, bf16 peak
-    curve = KernelSet(load_calibration(), STACK, h100).legacy.gemm
-    nbytes = k * n * 0.5 + m * k * 2.0 + m * n * 2.0
-    hand = legacy_gemm_time_s(
-        curve, 2.0 * m * n * k, nbytes, m, k, n, 989.5e12, h100.hbm_bandwidth_bytes_per_s
-    )
+    # Marlin NVFP4 (weight-only, bf16 activations): the legacy stack's 16-bit GEMM model
+    # (fitted to Vidur's cuBLAS rows) streaming 0.5 B per weight, a serving step's cold weight
+    legacy = legacy_gemm_fit(KernelSet(load_calibration(), STACK, h100).legacy)
+    assert legacy is not None and legacy.weight_bytes == 2.0
+    hand = gemm_time_s(dataclasses.replace(legacy, weight_bytes=0.5), h100, m, n, k, False)
     assert fp4 == a16 == pytest.approx(hand, rel=1e-12)
+    bf16 = op_time_s(h100, "gemm", stack="vllm-0.6", dtype="bf16", m=m, n=n, k=k).time_s
+    assert fp4 < bf16  # the same kernel model, a quarter of the weight bytes
 
 
 def _nvfp4_llama() -> ModelSpec:
