@@ -56,9 +56,10 @@ def _report_series(records: SimulationRecords) -> dict[str, np.ndarray]:
     )
     out: dict[str, np.ndarray] = {}
     for rid in figures._replica_ids(run):
+        own = figures._replica_rows(run.iterations, run.iterations["replica_id"] == rid)
         for column in ("num_queued", "num_seqs", "num_kv_blocks_used"):
             scale = figures._kv_blocks(run, rid) if column == "num_kv_blocks_used" else 1.0
-            _, y = figures._per_replica_series(run, rid, column, scale)
+            _, y = figures._per_replica_series(run, own, column, scale)
             out[f"report.{column}[{rid}]"] = y
     it = run.iterations
     t0, t1 = figures._window(run)

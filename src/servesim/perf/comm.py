@@ -91,9 +91,7 @@ CUSTOM_AR_ALPHA_S = 6e-6
 CUSTOM_AR_GROUP_SIZES = (2, 4, 6, 8)
 
 
-def custom_all_reduce_runs(
-    link: LinkSpec, n: int, num_bytes: float, *, at_limit: bool = False
-) -> bool:
+def custom_all_reduce_runs(link: LinkSpec, n: int, num_bytes: float) -> bool:
     """True where the engine's custom all-reduce kernel (not NCCL) runs a TP all-reduce.
 
     vLLM ``device_communicators/custom_all_reduce.py`` (SGLang's is adapted from it, same
@@ -101,11 +99,8 @@ def custom_all_reduce_runs(
     fully_connected`` (more than two PCIe-only GPUs disable it) and ``inp_size < max_size``
     (``max_size = 8192 * 1024``; SGLang ``_MAX_CAR_SIZE = 8192 * 1024``). Callers check that
     the group is on one node (the class disables itself for a group that spans nodes).
-    ``at_limit`` also takes a message of exactly ``max_size`` (no caller does since the legacy
-    time follows vLLM's rule).
     """
-    fits = num_bytes <= CUSTOM_AR_MAX_BYTES if at_limit else num_bytes < CUSTOM_AR_MAX_BYTES
-    if n not in CUSTOM_AR_GROUP_SIZES or not (num_bytes > 0 and fits):
+    if n not in CUSTOM_AR_GROUP_SIZES or not 0 < num_bytes < CUSTOM_AR_MAX_BYTES:
         return False
     return n == 2 or topology_of(link) == "nvswitch"
 

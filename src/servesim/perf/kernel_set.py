@@ -20,7 +20,7 @@ from servesim.perf.comm import (
 )
 from servesim.perf.kernel_shapes import ACT_BYTES, GemmShape, MoeShape
 from servesim.perf.kernels import gemm_time_s as legacy_gemm_time_s
-from servesim.perf.kernels import legacy_gemm_at, legacy_gemm_fit
+from servesim.perf.kernels import legacy_gemm_fit
 from servesim.perf.shapes import LayerShapes
 from servesim.perf.stack_resolve import FamilySource, resolve_family
 from servesim.perf.types import BatchShape
@@ -47,7 +47,8 @@ class KernelSet:
                 self.sources[family] = found
         self._gemm = _gemm_fits(self.sources.get("gemm"))
         self._legacy_gemm = legacy_gemm_fit(self.legacy)  # Vidur-fitted bf16 model, or None
-        self._packed: dict[float, GemmFit] = {}  # W4A8: the fp8 fit at packed weight bytes
+        # a fit at another weight format's bytes (W4A8's packed fp8, weight-only legacy GEMMs)
+        self._packed: dict[tuple[str, float], GemmFit] = {}
         self._attention = _attention_fits(self.sources.get("attention"))
         self._moe = _moe_fits(self.sources.get("moe"))
         self._collectives = _collective_fits(self.sources.get("collectives"))
@@ -100,7 +101,9 @@ class KernelSet:
         if self._legacy_gemm is not None and shape.in_bytes == ACT_BYTES:
             from servesim.perf.opmodels.gemm import gemm_time_s
 
-            fit = legacy_gemm_at(self._legacy_gemm, shape.weight_bytes)
+            # weight-only int4 / int8 (W4A16 / W8A16): the 16-bit kernel's tiles and math, the
+            # checkpoint's bytes streamed (the in-register dequant is in no Vidur table)
+            fit = self._at_weight_bytes(self._legacy_gemm, shape.weight_bytes)
             return gemm_time_s(fit, self.gpu, shape.m, shape.n, shape.k, False)
         m, n, k = shape.m, shape.n, shape.k
         flops = 2.0 * m * k * n
@@ -120,10 +123,16 @@ class KernelSet:
         """
         if fit.dtype != "fp8" or weight_bytes >= fit.weight_bytes:
             return fit
-        packed = self._packed.get(weight_bytes)
+        return self._at_weight_bytes(fit, weight_bytes)
+
+    def _at_weight_bytes(self, fit: GemmFit, weight_bytes: float) -> GemmFit:
+        """``fit`` streaming ``weight_bytes`` per weight (built once per format)."""
+        if weight_bytes == fit.weight_bytes:
+            return fit
+        key = (fit.dtype, weight_bytes)
+        packed = self._packed.get(key)
         if packed is None:
-            packed = replace(fit, weight_bytes=weight_bytes)
-            self._packed[weight_bytes] = packed
+            packed = self._packed[key] = replace(fit, weight_bytes=weight_bytes)
         return packed
 
     # ---- MoE ------------------------------------------------------------------------------

@@ -5,8 +5,6 @@ The functions accept floats or numpy arrays (the calibration fits call them on a
 
 from __future__ import annotations
 
-from dataclasses import replace
-from functools import lru_cache
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
@@ -60,17 +58,6 @@ def legacy_gemm_fit(cal: GpuCalibration) -> GemmFit | None:
     from servesim.perf.opmodels.gemm import GemmFit
 
     return GemmFit.from_dict(cal.gemm_fit)
-
-
-@lru_cache(maxsize=64)
-def legacy_gemm_at(fit: GemmFit, weight_bytes: float) -> GemmFit:
-    """``fit`` reading ``weight_bytes`` per weight: a weight-only format (int4/int8 weights,
-    16-bit activations: W4A16 / W8A16 kernels dequantise in registers and run the 16-bit MMA)
-    keeps the 16-bit kernel's tiles and math and streams the checkpoint's bytes. The dequant
-    itself is in no Vidur table and is left out, as the roofline curve left it out."""
-    if weight_bytes == fit.weight_bytes:
-        return fit
-    return replace(fit, weight_bytes=weight_bytes)
 
 
 def elementwise_time_s(curve: ElementwiseCurve, num_bytes: float, hbm_bytes_per_s: float) -> float:

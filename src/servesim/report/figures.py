@@ -118,11 +118,15 @@ def _replica_label(run: RunData, rid: int) -> str:
     return f"replica {rid}"
 
 
+def _replica_rows(it: Any, mask: np.ndarray) -> dict[str, np.ndarray]:
+    """The iteration columns of the rows in ``mask`` (one replica's), sliced once."""
+    return {name: np.asarray(values)[mask] for name, values in it.items()}
+
+
 def _per_replica_series(
-    run: RunData, rid: int, column: str, scale: float
+    run: RunData, it: dict[str, np.ndarray], column: str, scale: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    mask = run.iterations["replica_id"] == rid
-    it = {k: np.asarray(v)[mask] for k, v in run.iterations.items()}
+    """Time-weighted series of ``column`` over one replica's iteration rows ``it``."""
     start = it["start_s"]
     end = start + it["duration_s"]
     seg_end = iteration_spans(it["replica_id"], start, end)
@@ -170,18 +174,19 @@ def replica_timelines(run: RunData) -> Any:
     for k, rid in enumerate(_replica_ids(run)):
         label = _replica_label(run, rid)
         style = {"legendgroup": label, "line": {"color": _color(k)}}
+        mask = it["replica_id"] == rid
+        own = _replica_rows(it, mask)
         for row, (column, scale) in enumerate(
             (("num_queued", 1.0), ("num_seqs", 1.0), ("num_kv_blocks_used", _kv_blocks(run, rid))),
             start=1,
         ):
-            t, y = _per_replica_series(run, rid, column, scale)
+            t, y = _per_replica_series(run, own, column, scale)
             fig.add_trace(
                 go.Scatter(x=t, y=y, mode="lines", name=label, showlegend=row == 1, **style),
                 row=row,
                 col=1,
             )
-        mask = it["replica_id"] == rid
-        counts, _ = np.histogram(it["start_s"][mask], bins=edges, weights=preempted[mask])
+        counts, _ = np.histogram(own["start_s"], bins=edges, weights=preempted[mask])
         centres = (edges[:-1] + edges[1:]) / 2
         fig.add_trace(
             go.Scatter(
