@@ -114,6 +114,33 @@ def req(i: int, t: float, prompt: int, output: int, **kw: object) -> Request:
     )  # type: ignore[arg-type]
 
 
+def shared_head_requests(
+    n: int,
+    gap_s: float,
+    heads: Sequence[int],
+    prompt: tuple[int, int],
+    output: tuple[int, int],
+    block: int = 16,
+) -> list[Request]:
+    """``n`` requests ``gap_s`` apart of 63 prompt blocks each (hashes for prefix caching at
+    ``block`` tokens a block): request ``i`` shares its first ``heads[i % len(heads)]`` blocks
+    with the others, its prompt is ``prompt[0] + prompt[1] * i`` tokens and its output
+    ``output[0] + output[1] * i``."""
+    out = []
+    for i in range(n):
+        shared = heads[i % len(heads)]
+        hashes = tuple(range(1, shared + 1)) + tuple(range(1000 * i, 1000 * i + 63 - shared))
+        r = req(
+            i,
+            gap_s * i,
+            prompt[0] + prompt[1] * i,
+            output[0] + output[1] * i,
+            prefix_block_hashes=hashes,
+        )
+        out.append(dataclasses.replace(r, prefix_block_size=block))
+    return out
+
+
 def poisson_requests(
     n: int, rate: float, prompt: Sequence[int] | int, output: Sequence[int] | int, seed: int = 0
 ) -> list[Request]:

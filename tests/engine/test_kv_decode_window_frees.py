@@ -10,8 +10,6 @@ page released instead). By hand on gpt-oss's 1 full + 1 sliding(128) pool, 16-to
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from servesim.engine import CacheConfig, ReplicaSetup, VLLMSchedulerConfig, run_simulation
@@ -23,7 +21,13 @@ from servesim.engine.state import ReplicaState
 from servesim.perf.kv_layout import KVLayout, WindowGroups
 from servesim.perf.types import ReplicaPlan
 from servesim.specs import get_gpu, resolve_model
-from tests.engine.fakes import LinearPerf, assert_all_served, prefill_whole, req
+from tests.engine.fakes import (
+    LinearPerf,
+    assert_all_served,
+    prefill_whole,
+    req,
+    shared_head_requests,
+)
 
 B = 16
 GPT_OSS = KVLayout(B, 1, (WindowGroups("sliding", 128, 1),))
@@ -101,13 +105,7 @@ def test_the_prompts_cached_window_pages_turn_evictable_while_it_decodes(
 def _requests() -> list:  # type: ignore[type-arg]
     """Shared 40-block heads, long outputs (the window leaves the cached prompt pages while
     decoding), arrivals that keep a 900-page pool under pressure."""
-    out = []
-    for i in range(60):
-        shared = (0, 20, 40)[i % 3]
-        hashes = tuple(range(1, shared + 1)) + tuple(range(1000 * i, 1000 * i + 63 - shared))
-        r = req(i, 0.08 * i, 700 + 5 * i, 120 + 7 * i, prefix_block_hashes=hashes)
-        out.append(dataclasses.replace(r, prefix_block_size=B))
-    return out
+    return shared_head_requests(60, 0.08, (0, 20, 40), (700, 5), (120, 7), B)
 
 
 def _run(skip_ahead: bool, eviction: str = "lru") -> dict[str, int]:

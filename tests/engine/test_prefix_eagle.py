@@ -11,15 +11,13 @@ eagle, eagle3 and mtp methods; a draft model keeps the whole hit.
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from servesim.engine import CacheConfig, ReplicaSetup, VLLMSchedulerConfig, run_simulation
 from servesim.engine.blocks import KVBlockManager
 from servesim.engine.config import SpeculativeConfig
 from servesim.perf.kv_layout import KVLayout, WindowGroups
-from tests.engine.fakes import LinearPerf, assert_all_served, plan, req
+from tests.engine.fakes import LinearPerf, assert_all_served, plan, req, shared_head_requests
 
 B = 16
 KEYS = list(range(100, 140))  # 40 prompt blocks
@@ -122,12 +120,7 @@ def test_gpt_oss_under_eagle_keeps_its_books() -> None:
     from servesim.perf.types import ReplicaPlan
     from servesim.specs import get_gpu, resolve_model
 
-    reqs = []
-    for i in range(30):
-        shared = (0, 20, 50)[i % 3]
-        hashes = tuple(range(1, shared + 1)) + tuple(range(1000 * i, 1000 * i + 63 - shared))
-        r = req(i, 0.05 * i, 900 + 7 * i, 100 + 5 * i, prefix_block_hashes=hashes)
-        reqs.append(dataclasses.replace(r, prefix_block_size=B))
+    reqs = shared_head_requests(30, 0.05, (0, 20, 50), (900, 7), (100, 5), B)
     setup = ReplicaSetup(
         plan=ReplicaPlan(model=resolve_model("gpt-oss-20b"), gpu=get_gpu("h100-sxm")),
         scheduler=VLLMSchedulerConfig(version="v1", max_num_batched_tokens=512),
