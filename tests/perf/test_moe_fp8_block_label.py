@@ -35,6 +35,7 @@ def test_fp8_block_moe_reads_the_block_fit() -> None:
         ep=8,
         assignments=64.0,
         experts_touched=touched,
+        l2_warm=False,  # a serving step's layer: its weights left the L2 (``moe_l2``)
     )
     block = op_time_s(gpu, "moe", dtype="fp8_block", **SHAPE).time_s
     assert block == pytest.approx(expected, rel=1e-9)

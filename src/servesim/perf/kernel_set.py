@@ -155,6 +155,9 @@ class KernelSet:
                 assignments=shape.assignments,
                 experts_touched=shape.experts_touched,
                 num_matrices=shape.num_matrices,
+                # a serving step runs every other layer between two calls of this layer's
+                # experts, so their weights have left the L2 (``opmodels.moe_l2``)
+                l2_warm=False,
             )
         legacy = self.legacy.gemm
         pairs, touched = shape.assignments, shape.experts_touched

@@ -52,6 +52,7 @@ from servesim.perf.fitting.moe_kernels import (
     with_kernels,
 )
 from servesim.perf.fitting.moe_loads import TILES
+from servesim.perf.fitting.moe_params import _LOWER, _UPPER, _X0, L2_INDEX, _pack, _unpack
 from servesim.perf.opmodels.moe_configs import VLLM_TRITON_KERNELS
 from servesim.perf.opmodels.moe_layer import (
     ALIGN_ELEMS,
@@ -102,36 +103,6 @@ GRID_AXES = (
     (-1.0, 0.0, 1.0, 2.0),
     (0.0, 1.0, 2.0, 4.0),
 )
-# parameter vector: log fixed_s, log stream_h, log stream_i, logit mem, logit comp,
-# log (p - 1), log expert_s, logit misalign_eff, log misalign_floor, log hot_weight,
-# log stream_global (0: the whole batch, the fused kernels' default; free for borrowed formats),
-# log traffic_eff (tile operand traffic rate over HBM bandwidth; only for default-config kernels),
-# log router_fixed_s (free only where the table times the router in some rows: ``_free_mask``)
-_X0 = np.append(
-    [*np.log([30e-6, 4.0, 4.0]), 1.5, 0.0, 0.0, np.log(1e-7), 0.0, np.log(200.0), -2.0, 0.0, 0.7],
-    np.log(5e-6),
-)
-_LOWER = np.append(
-    [np.log(1e-6), -12.0, -12.0, -4.0, -5.0, -4.0, np.log(1e-9), -4.0, 0.0, -9.0, -8.0, -2.0],
-    np.log(1e-8),
-)
-_UPPER = np.append(
-    [
-        np.log(1e-3),
-        6.0,
-        6.0,
-        6.0,
-        4.0,
-        3.0,
-        np.log(1e-5),
-        6.0,
-        np.log(2048.0),
-        np.log(64.0),
-        0.0,
-        4,
-    ],
-    np.log(1e-4),
-)
 
 
 def _default_config_kernel(rows: Rows) -> bool:
@@ -145,30 +116,6 @@ def _default_config_kernel(rows: Rows) -> bool:
         sglang = kernels is not None and bool(kernels.size)
         return sglang and all(k == SGLANG_TRITON for k in kernels)
     return bool(np.any(np.asarray(flags) > 0.0))
-
-
-def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
-    logistic = 1.0 / (1.0 + np.exp(-x))
-    return MoELayerFit(
-        weight_bytes=base.weight_bytes,
-        compute_dtype=base.compute_dtype,
-        fixed_s=float(np.exp(x[0])),
-        stream_hidden=float(np.exp(x[1])),
-        stream_inter=float(np.exp(x[2])),
-        mem_eff=float(logistic[3]),
-        compute_eff=float(logistic[4]),
-        tile_rows=base.tile_rows,
-        overlap_p=float(1.0 + np.exp(x[5])),
-        expert_s=float(np.exp(x[6])),
-        misalign_eff=float(logistic[7]),
-        misalign_floor=float(np.exp(x[8])),
-        hot_weight=float(np.exp(x[9])),
-        stream_global=1.0 if x[10] > -1e-6 else float(np.exp(x[10])),
-        traffic_eff=float(np.exp(x[11])) if base.traffic_eff > 0.0 else 0.0,
-        router_fixed_s=float(np.exp(x[12])) if x[12] > _LOWER[12] + 1e-6 else base.router_fixed_s,
-        cta_row_s=base.cta_row_s,
-        ep_fixed_s=base.ep_fixed_s,
-    )
 
 
 def _solve(rows: Rows, gpu: GPUSpec, base: MoELayerFit, free: np.ndarray, x0: np.ndarray):
@@ -200,6 +147,8 @@ def _free_mask(rows: Rows, names: tuple[int, ...] = tuple(range(10))) -> np.ndar
     free = np.zeros(len(_X0), dtype=bool)
     free[list(names)] = True
     free[11] = _default_config_kernel(rows)
+    # the tables' L2 condition (``opmodels.moe_l2``): every full fit learns its gain and size
+    free[L2_INDEX : L2_INDEX + 2] = True
     # the router's launches are told from the fused kernel's fixed cost only where some rows
     # timed the router and others did not (SGLang: EP 1 against EP > 1)
     timed = rows.get("router_timed")
@@ -250,33 +199,12 @@ def fit_dtype(rows: Rows, gpu: GPUSpec, label: str) -> MoELayerFit:
     return replace(base, correction=grid)
 
 
-def _pack(fit: MoELayerFit) -> np.ndarray:
-    """Inverse of ``_unpack`` (clipped into the bounds)."""
-    x = np.array(
-        [
-            np.log(fit.fixed_s),
-            np.log(fit.stream_hidden),
-            np.log(fit.stream_inter),
-            _logit(fit.mem_eff),
-            _logit(fit.compute_eff),
-            np.log(max(fit.overlap_p - 1.0, 1e-6)),
-            np.log(max(fit.expert_s, 1e-12)),
-            _logit(fit.misalign_eff),
-            np.log(max(fit.misalign_floor, 1.0)),
-            np.log(max(fit.hot_weight, 1e-6)),
-            np.log(max(fit.stream_global, 1e-6)),
-            np.log(fit.traffic_eff) if fit.traffic_eff > 0.0 else _X0[11],
-            np.log(fit.router_fixed_s) if fit.router_fixed_s > 0.0 else _LOWER[12],
-        ]
-    )
-    return np.clip(x, _LOWER + 1e-9, _UPPER - 1e-9)
-
-
 def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> MoELayerFit:
     """A format with too few shapes: the donor's (bf16's) streaming, tile, overlap, per-expert
-    and busiest-expert terms, with its own fixed cost, weight-read and math efficiencies (what
-    a weight format changes) and the share of other ranks' pairs its kernel streams (a
-    different kernel: vLLM's gpt-oss MXFP4 Triton kernel gathers only the rank's pairs). The
+    and busiest-expert terms, with its own fixed cost, weight-read (its L2 gain too) and math
+    efficiencies (what a weight format changes) and the share of other ranks' pairs its kernel
+    streams (a different kernel: vLLM's gpt-oss MXFP4 Triton kernel gathers only the rank's
+    pairs). The
     width-alignment penalty is not borrowed: these kernels (vLLM's gpt-oss mxfp4, Marlin) pad
     widths themselves. The correction grid is its own: the kernel configs step with the token
     count and the routing, not the shape (H100 vLLM MXFP4, each gpt-oss shape predicted from the
@@ -292,7 +220,8 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
         correction=None,
     )
     free = np.zeros(len(_X0), dtype=bool)
-    free[[0, 3, 4]] = True
+    # its own L2 gain (``opmodels.moe_l2``; SGLang H100 MXFP4 <= 256 balanced: 15.6 -> 13.5%)
+    free[[0, 3, 4, L2_INDEX, L2_INDEX + 1]] = True
     free[10] = bool((rows["ep"] > 1).any())  # only EP rows tell the streaming scope
     # Marlin's weight-only kernels dequantise and multiply under the weight stream: their own
     # overlap, not the bf16 Triton kernel's (H100 vLLM int4, in sample: p 1.17 -> 21 at the
@@ -320,10 +249,6 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
     ratio = np.log(rows["latency_s"]) - np.log(_formula(fitted, gpu, rows))
     grid = fit_log_grid(_grid_coords(rows), ratio, GRID_AXES, ridge=0.3)
     return replace(fitted, correction=grid)
-
-
-def _logit(p: float) -> float:
-    return float(np.log(p / (1.0 - p))) if p < 1.0 else float(_UPPER[7])
 
 
 def fit(rows: Rows, gpu: GPUSpec) -> dict:

@@ -9,6 +9,7 @@ import numpy as np
 from servesim.perf.fitting.heldout import Rows
 from servesim.perf.fitting.moe_loads import TILES
 from servesim.perf.opmodels.grid import LogGrid
+from servesim.perf.opmodels.moe_l2 import l2_read_gain, touched_weight_bytes
 from servesim.perf.opmodels.moe_layer import ALIGN_ELEMS, MoELayerFit
 from servesim.perf.opmodels.moe_tiles import ACT_BYTES, OGS_FLOOR_MAX_ROWS
 from servesim.specs.gpu import GPUSpec
@@ -30,6 +31,11 @@ def formula(fit: MoELayerFit, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     elems = rows["num_matrices"] * rows["hidden"] * width
     touched = rows["experts_touched"]
     read = touched * elems * fit.weight_bytes / (bandwidth * fit.mem_eff)
+    # the tables' replays leave touched weights that fit in L2 there (``opmodels.moe_l2``)
+    weights = touched_weight_bytes(
+        touched, rows["num_matrices"], rows["hidden"], inter, fit.weight_bytes
+    )
+    read = read / l2_read_gain(fit.l2_gain, fit.l2_frac, weights, gpu.l2_cache_bytes)
     work = padded_column(fit, rows) + fit.hot_weight * rows["max_expert"]
     math_s = 2.0 * work * elems / (peak * fit.compute_eff)
     traffic = traffic_column(fit, rows, width) / bandwidth

@@ -26,6 +26,8 @@ on aiconfigurator's ``moe_perf`` tables) adds these mechanisms seen in those tab
   tuned kernel and run as a wider, never-below-a-floor width (``body_width``);
 * SGLang's Triton kernel without a tuned config runs default tiles whose operand traffic bounds
   the GEMMs (``moe_tiles.tile_traffic_bytes``, at a fitted multiple of the HBM bandwidth).
+* touched weights that fit in L2 are read from it in the tables' replays (``moe_l2``), not in
+  a serving step (``l2_warm``);
 * vLLM's gpt-oss MXFP4 kernel (triton_kernels ``matmul_ogs``) sizes its M tile by tokens per
   local expert, so with few local experts the layer takes one CTA's serial pass over that tile
   (``cta_floor_s``, a floor), and at EP > 1 it rebuilds the routing (``ep_fixed_s``).
@@ -47,6 +49,7 @@ from typing import Any
 from servesim.perf.opmodels.grid import LogGrid, optional_grid
 from servesim.perf.opmodels.moe_carry import _clock_ratio, for_gpu
 from servesim.perf.opmodels.moe_configs import runs_default_tiles
+from servesim.perf.opmodels.moe_l2 import l2_read_gain, touched_weight_bytes
 from servesim.perf.opmodels.moe_router import (
     correction_coords,
     expected_max_pairs,
@@ -110,6 +113,9 @@ class MoELayerFit:
         ep_fixed_s: extra per-call cost at EP > 1 (0: none): vLLM's gpt-oss MXFP4 experts with
             an expert map remap the ids and rebuild the routing (``OAITritonExperts.apply``:
             ``expert_map[topk_ids]``, ``make_routing_data``'s bitmatrix kernels).
+        l2_gain: the tables' L2 condition (``moe_l2``): gain of the expert-weight read when
+            the replays leave the touched weights in L2 (0: none; a serving step gets none).
+        l2_frac: fraction of the GPU's L2 size at which half of that gain is gone.
         correction: optional log-grid correction over ``correction_coords``, or None.
         fit_gpu: catalog name of the GPU the fit was measured on ("" : unknown, no transfer).
         kernel: the measured kernel (the table's ``kernel_source``).
@@ -140,6 +146,8 @@ class MoELayerFit:
     router_fixed_s: float = 0.0
     cta_row_s: float = 0.0
     ep_fixed_s: float = 0.0
+    l2_gain: float = 0.0
+    l2_frac: float = 1.0
     correction: LogGrid | None = None
     fit_gpu: str = ""
     kernel: str = ""
@@ -153,25 +161,7 @@ class MoELayerFit:
             "weight_bytes": self.weight_bytes,
             "compute_dtype": self.compute_dtype,
         }
-        for name in (
-            "fixed_s",
-            "stream_hidden",
-            "stream_inter",
-            "mem_eff",
-            "compute_eff",
-            "tile_rows",
-            "overlap_p",
-            "expert_s",
-            "misalign_eff",
-            "misalign_floor",
-            "hot_weight",
-            "tile_min",
-            "stream_global",
-            "traffic_eff",
-            "router_fixed_s",
-            "cta_row_s",
-            "ep_fixed_s",
-        ):
+        for name in (*_REQUIRED_FLOATS, *_OPTIONAL_FLOATS):
             out[name] = float(f"{getattr(self, name):.6g}")
         out["correction"] = self.correction.to_dict() if self.correction else None
         out["fit_gpu"] = self.fit_gpu
@@ -184,27 +174,12 @@ class MoELayerFit:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MoELayerFit:
-        """Inverse of ``to_dict``."""
+        """Inverse of ``to_dict``; a field an older file lacks takes its default."""
         return cls(
             weight_bytes=float(data["weight_bytes"]),
             compute_dtype=str(data["compute_dtype"]),
-            fixed_s=float(data["fixed_s"]),
-            stream_hidden=float(data["stream_hidden"]),
-            stream_inter=float(data["stream_inter"]),
-            mem_eff=float(data["mem_eff"]),
-            compute_eff=float(data["compute_eff"]),
-            tile_rows=float(data["tile_rows"]),
-            overlap_p=float(data["overlap_p"]),
-            expert_s=float(data.get("expert_s", 0.0)),
-            misalign_eff=float(data.get("misalign_eff", 1.0)),
-            misalign_floor=float(data.get("misalign_floor", 0.0)),
-            hot_weight=float(data.get("hot_weight", 0.0)),
-            tile_min=float(data.get("tile_min", 0.0)),
-            stream_global=float(data.get("stream_global", 1.0)),
-            traffic_eff=float(data.get("traffic_eff", 0.0)),
-            router_fixed_s=float(data.get("router_fixed_s", 0.0)),
-            cta_row_s=float(data.get("cta_row_s", 0.0)),
-            ep_fixed_s=float(data.get("ep_fixed_s", 0.0)),
+            **{name: float(data[name]) for name in _REQUIRED_FLOATS},
+            **{name: float(data.get(name, dflt)) for name, dflt in _OPTIONAL_FLOATS.items()},
             correction=optional_grid(data.get("correction")),
             fit_gpu=str(data.get("fit_gpu", "")),
             kernel=str(data.get("kernel", "")),
@@ -212,6 +187,32 @@ class MoELayerFit:
             portable=cls.from_dict(data["portable"]) if data.get("portable") else None,
             blackwell=cls.from_dict(data["blackwell"]) if data.get("blackwell") else None,
         )
+
+
+#: Scalar fields every stored fit has, and those added later (name -> default when absent).
+_REQUIRED_FLOATS = (
+    "fixed_s",
+    "stream_hidden",
+    "stream_inter",
+    "mem_eff",
+    "compute_eff",
+    "tile_rows",
+    "overlap_p",
+)
+_OPTIONAL_FLOATS = {
+    "expert_s": 0.0,
+    "misalign_eff": 1.0,
+    "misalign_floor": 0.0,
+    "hot_weight": 0.0,
+    "tile_min": 0.0,
+    "stream_global": 1.0,
+    "traffic_eff": 0.0,
+    "router_fixed_s": 0.0,
+    "cta_row_s": 0.0,
+    "ep_fixed_s": 0.0,
+    "l2_gain": 0.0,
+    "l2_frac": 1.0,
+}
 
 
 def streamed_pairs(fit: MoELayerFit, batch_pairs: float, assignments: float) -> float:
@@ -269,6 +270,7 @@ def moe_layer_s(
     num_matrices: int = NUM_MATRICES,
     padded: Mapping[int, float] | None = None,
     max_pairs: float | None = None,
+    l2_warm: bool = True,
 ) -> float:
     """Seconds for one MoE layer's experts on the busiest EP rank.
 
@@ -276,8 +278,7 @@ def moe_layer_s(
         fit: the fitted constants of the weight format and kernel stack.
         gpu: the target GPU (its data-sheet peak and bandwidth scale the rates).
         num_tokens: tokens entering the layer (all of them are routed and permuted).
-        hidden: model hidden size.
-        inter: per-rank expert FFN width (``expert_ffn / moe_tp``).
+        hidden: model hidden size; inter: per-rank expert FFN width (``expert_ffn / moe_tp``).
         topk: experts per token; num_experts: routed experts (all ranks); ep: EP group size.
         assignments: expected token-expert pairs computed on the rank.
         experts_touched: expected distinct local experts whose weights the rank reads.
@@ -285,17 +286,17 @@ def moe_layer_s(
         padded: rows after per-expert padding to each M tile, when the routing is known
             exactly (the measured tables); None: ``padded_rows`` (random routing).
         max_pairs: the rank's busiest expert's pairs, if known; None: ``expected_max_pairs``.
+        l2_warm: True: the kernel tables' condition (replays read weights that fit in L2 from
+            it, ``moe_l2``); False: a serving step's layer, its weights streamed from HBM.
     """
     if num_tokens <= 0:
         return 0.0
     fit = for_gpu(fit, gpu)
     stream_s = _stream_s(fit, gpu, num_tokens * topk, assignments, hidden, inter)
-    if max_pairs is None:
-        max_pairs = expected_max_pairs(assignments, experts_touched)
+    max_pairs = expected_max_pairs(assignments, experts_touched) if max_pairs is None else max_pairs
     shape = _Shape(num_tokens, hidden, inter, num_experts / max(ep, 1), num_matrices)
-    body_s = _body_s(fit, gpu, shape, assignments, experts_touched, padded, max_pairs)
-    # the router's top-k runs on every rank over the whole batch (``moe_router``), every EP size
-    route_s = router_s(fit.router_fixed_s, num_tokens)
+    body_s = _body_s(fit, gpu, shape, assignments, experts_touched, padded, max_pairs, l2_warm)
+    route_s = router_s(fit.router_fixed_s, num_tokens)  # every rank, every EP (``moe_router``)
     fixed = fit.fixed_s + (fit.ep_fixed_s if ep > 1 else 0.0) + route_s
     total = fixed + stream_s + fit.expert_s * experts_touched + body_s
     if fit.cta_row_s > 0.0:
@@ -352,6 +353,7 @@ def _body_s(
     experts_touched: float,
     padded: Mapping[int, float] | None,
     max_pairs: float,
+    l2_warm: bool = True,
 ) -> float:
     """Seconds of the expert GEMMs: weight reads, MMAs and tile operand traffic, overlapped."""
     bandwidth = gpu.hbm_bandwidth_bytes_per_s
@@ -359,6 +361,11 @@ def _body_s(
     width = body_width(fit, shape.inter)
     matrix_elems = float(shape.num_matrices * shape.hidden * width)
     read_s = experts_touched * matrix_elems * fit.weight_bytes / (bandwidth * fit.mem_eff)
+    if l2_warm:  # the tables' replays read weights that fit in L2 from it (``moe_l2``)
+        touched = touched_weight_bytes(
+            experts_touched, shape.num_matrices, shape.hidden, shape.inter, fit.weight_bytes
+        )
+        read_s /= l2_read_gain(fit.l2_gain, fit.l2_frac, touched, gpu.l2_cache_bytes)
     tile = tile_for(fit, assignments / max(experts_touched, 1.0))
     # the busiest expert's rows run on few CTAs at the end of the grouped GEMM (H100 vLLM fp8,
     # > 256 tokens: log(measured / formula) -0.11 when the busiest expert holds < 2x the mean
