@@ -59,7 +59,7 @@ BAD_TRACES = [
     (
         "truncated-gzip",
         "t.jsonl.gz",
-        gzip.compress(_jsonl(SERVESIM_ROWS))[:25],
+        gzip.compress(_jsonl(SERVESIM_ROWS), mtime=0)[:25],
         "t.jsonl.gz",
         "corrupt gzip",
     ),
@@ -83,8 +83,8 @@ def test_bad_traces_are_refused_with_their_location(  # type: ignore[no-untyped-
 @pytest.mark.parametrize(
     ("case", "name", "data"),
     [
-        ("gzip", "t.jsonl.gz", gzip.compress(_jsonl(SERVESIM_ROWS))),
-        ("gzip-without-suffix", "t.trace", gzip.compress(_jsonl(SERVESIM_ROWS))),
+        ("gzip", "t.jsonl.gz", gzip.compress(_jsonl(SERVESIM_ROWS), mtime=0)),
+        ("gzip-without-suffix", "t.trace", gzip.compress(_jsonl(SERVESIM_ROWS), mtime=0)),
         ("jsonl-bom", "t.jsonl", b"\xef\xbb\xbf" + _jsonl(SERVESIM_ROWS)),
         (
             "csv-bom",

@@ -114,7 +114,7 @@ def test_fit_mirror_charges_the_traffic_only_to_flagged_rows() -> None:
 
 
 def test_vllm_fit_takes_the_stand_in_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(moe, "_stand_in_tile_rate", lambda name: 4.5)
+    monkeypatch.setattr(moe, "_stand_in_tile_terms", lambda name, p: (4.5, 3e-7))
     bare = replace(FIT, traffic_eff=0.0)
     fits = {
         "bf16": replace(bare, kernel=VLLM_OLD),
@@ -122,7 +122,9 @@ def test_vllm_fit_takes_the_stand_in_rate(monkeypatch: pytest.MonkeyPatch) -> No
     }
     out = moe._with_old_default_rate(fits, GPU)
     assert out["bf16"].traffic_eff == 4.5
+    assert out["bf16"].kloop_s == 3e-7  # the default tiles' K loop comes with their traffic
     assert out["int4"].traffic_eff == 0.0
+    assert out["int4"].kloop_s == 0.0
     # a fit that learnt its own rate (A100 vLLM 0.14) keeps it; SGLang's is its own
     own = {"bf16": replace(FIT, kernel=VLLM_OLD, traffic_eff=2.0)}
     assert moe._with_old_default_rate(own, GPU)["bf16"].traffic_eff == 2.0

@@ -160,13 +160,16 @@ _LOGO_AFTER = {
     ("l40s", "collectives"): 22.0,  # 8 GPUs cross the sockets (transfer.host_ring_bus_bytes_per_s)
     # MoE between the two Hopper GPUs: the streaming keeps the donor's absolute rate (median
     # signed within 2% both ways; it was +5.8 / -2.5 with the bandwidth-fraction rule)
-    ("h100", "moe"): 13.8,
-    ("h200", "moe"): 13.5,
+    # (12.4 / 12.2 once the tables' L2 condition is its own term, opmodels.moe_l2)
+    ("h100", "moe"): 13.0,
+    ("h200", "moe"): 12.8,
     # MoE fixed costs (the fused kernel's and the router's) carried by the SM clock ratio
     # (L40S 46.1 with fixed costs kept in seconds); A100 (a vLLM 0.14 table) 25.0 / -21.0
-    # before the old default tiles on its shapes without a tuned file (opmodels.moe_configs)
-    ("a100", "moe"): 19.5,
-    ("l40s", "moe"): 44.0,
+    # before the old default tiles on its shapes without a tuned file (opmodels.moe_configs);
+    # 18.9 -> 20.0 once those tiles' rate comes with their serial K loop (moe_tiles.kloop_steps)
+    ("a100", "moe"): 20.5,
+    # 42.5 -> 36.9 with the tables' L2 condition (L40S's 96 MB L2 holds many rows' experts)
+    ("l40s", "moe"): 38.0,
 }
 
 

@@ -52,7 +52,15 @@ from servesim.perf.fitting.moe_kernels import (
     with_kernels,
 )
 from servesim.perf.fitting.moe_loads import TILES
-from servesim.perf.fitting.moe_params import _LOWER, _UPPER, _X0, L2_INDEX, _pack, _unpack
+from servesim.perf.fitting.moe_params import (
+    _LOWER,
+    _UPPER,
+    _X0,
+    KLOOP_INDEX,
+    L2_INDEX,
+    _pack,
+    _unpack,
+)
 from servesim.perf.opmodels.moe_configs import VLLM_TRITON_KERNELS
 from servesim.perf.opmodels.moe_layer import (
     ALIGN_ELEMS,
@@ -147,6 +155,7 @@ def _free_mask(rows: Rows, names: tuple[int, ...] = tuple(range(10))) -> np.ndar
     free = np.zeros(len(_X0), dtype=bool)
     free[list(names)] = True
     free[11] = _default_config_kernel(rows)
+    free[KLOOP_INDEX] = free[11]  # the default tiles' serial K loop (``moe_tiles.kloop_steps``)
     # the tables' L2 condition (``opmodels.moe_l2``): every full fit learns its gain and size
     free[L2_INDEX : L2_INDEX + 2] = True
     # the router's launches are told from the fused kernel's fixed cost only where some rows
@@ -160,8 +169,11 @@ def _free_mask(rows: Rows, names: tuple[int, ...] = tuple(range(10))) -> np.ndar
 
 def _x0_for(rows: Rows) -> np.ndarray:
     x0 = _X0.copy()
-    if not _free_mask(rows)[12]:
+    free = _free_mask(rows)
+    if not free[12]:
         x0[12] = _LOWER[12]  # pinned at the bound: router_fixed_s 0 (held in fixed_s)
+    if not free[KLOOP_INDEX]:
+        x0[KLOOP_INDEX] = _LOWER[KLOOP_INDEX]  # no default tiles: no K-loop term
     if not (rows["inter"] % ALIGN_ELEMS != 0).any():
         x0[7] = _UPPER[7]  # logistic(6) ~ 1, floor 1: no penalty without misaligned rows
         x0[8] = _LOWER[8]
@@ -202,14 +214,13 @@ def fit_dtype(rows: Rows, gpu: GPUSpec, label: str) -> MoELayerFit:
 def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> MoELayerFit:
     """A format with too few shapes: the donor's (bf16's) streaming, tile, overlap, per-expert
     and busiest-expert terms, with its own fixed cost, weight-read (its L2 gain too) and math
-    efficiencies (what a weight format changes) and the share of other ranks' pairs its kernel
-    streams (a different kernel: vLLM's gpt-oss MXFP4 Triton kernel gathers only the rank's
-    pairs). The
-    width-alignment penalty is not borrowed: these kernels (vLLM's gpt-oss mxfp4, Marlin) pad
-    widths themselves. The correction grid is its own: the kernel configs step with the token
-    count and the routing, not the shape (H100 vLLM MXFP4, each gpt-oss shape predicted from the
-    other: tokens <= 256 balanced 29.1/+13.0 -> 24.1/+2.7, skewed 24.0/+4.0 -> 13.8/+1.7,
-    > 256 balanced 16.8/+6.1 -> 16.4/-1.2, skewed 17.4/-5.4 -> 14.6/-0.0, MAPE / median %)."""
+    efficiencies and the share of other ranks' pairs its kernel streams (a different kernel:
+    vLLM's gpt-oss MXFP4 Triton kernel gathers only the rank's pairs). The width-alignment
+    penalty is not borrowed: these kernels (vLLM's gpt-oss mxfp4, Marlin) pad widths themselves.
+    The correction grid is its own: the kernel configs step with the token count and the
+    routing, not the shape (H100 vLLM MXFP4, each gpt-oss shape predicted from the other: tokens
+    <= 256 balanced 29.1/+13.0 -> 24.1/+2.7, skewed 24.0/+4.0 -> 13.8/+1.7, > 256 balanced
+    16.8/+6.1 -> 16.4/-1.2, skewed 17.4/-5.4 -> 14.6/-0.0; MAPE / median %)."""
     base = replace(
         donor,
         weight_bytes=weight_bytes_of(label.removesuffix(PORTABLE)),
@@ -217,6 +228,7 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
         misalign_eff=1.0,
         misalign_floor=0.0,
         traffic_eff=donor.traffic_eff if _default_config_kernel(rows) else 0.0,
+        kloop_s=donor.kloop_s if _default_config_kernel(rows) else 0.0,  # the same tiles' term
         correction=None,
     )
     free = np.zeros(len(_X0), dtype=bool)
@@ -231,7 +243,7 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
     x0 = _pack(base)
     if free[10]:
         x0[10] = np.log(0.5)  # inside the bounds: at 0 the scope is pinned to 1 (no gradient)
-    # matmul_ogs's one-CTA floor (``moe_layer.cta_floor_s``): its rate per tile row, chosen from
+    # matmul_ogs's one-CTA floor (``moe_tiles.cta_floor_s``): its rate per tile row, chosen from
     # a fixed ladder by the training rows' cost (0: no floor, every other kernel)
     ogs = kernels is not None and OGS_KERNEL_TAG in str(kernels[0])
     ladder = [(c, e) for c in CTA_ROW_LADDER for e in EP_FIXED_LADDER] if ogs else [(0.0, 0.0)]
@@ -271,20 +283,27 @@ def fit(rows: Rows, gpu: GPUSpec) -> dict:
 
 def _with_old_default_rate(fits: dict[str, MoELayerFit], gpu: GPUSpec) -> dict[str, MoELayerFit]:
     """vLLM's bf16 Triton fit whose own table ran no old default tiles (vLLM 0.22 / 0.24 run the
-    new defaults) takes those tiles' operand-traffic rate from the same GPU's SGLang table
-    (``OLD_DEFAULTS_STAND_IN``), so it prices an older vLLM's untuned shapes (A100 vLLM 0.14 from
-    H100: 25.0 / -21.0% -> 18.5 / -3.1%, MAPE / median). The run time (vllm-0.24) never runs
-    them (``opmodels.moe_configs.runs_default_tiles``): only such tables read the rate."""
+    new defaults) takes those tiles' terms, their operand-traffic rate and their serial K loop
+    (``kloop_s``), from the same GPU's SGLang table (``OLD_DEFAULTS_STAND_IN``), so it prices an
+    older vLLM's untuned shapes (A100 vLLM 0.14 from H100: 25.0 / -21.0% -> 18.5 / -3.1%, MAPE /
+    median, with the rate alone). The run time (vllm-0.24) never runs them
+    (``opmodels.moe_configs.runs_default_tiles``): only such tables read the terms."""
     layer = fits.get("bf16")
     if layer is None or layer.traffic_eff > 0.0 or layer.kernel not in VLLM_TRITON_KERNELS:
         return fits
-    rate = _stand_in_tile_rate(gpu.name)
-    return {**fits, "bf16": replace(layer, traffic_eff=rate)} if rate > 0.0 else fits
+    rate, kloop = _stand_in_tile_terms(gpu.name, round(layer.overlap_p, 6))
+    if rate <= 0.0:
+        return fits
+    return {**fits, "bf16": replace(layer, traffic_eff=rate, kloop_s=kloop)}
 
 
 @functools.lru_cache(maxsize=8)
-def _stand_in_tile_rate(gpu_name: str) -> float:
-    """``traffic_eff`` of the SGLang bf16 fit on ``gpu_name`` (0: no such table, or no data)."""
+def _stand_in_tile_terms(gpu_name: str, overlap_p: float) -> tuple[float, float]:
+    """(``traffic_eff``, ``kloop_s``) of the SGLang bf16 table on ``gpu_name``, refitted with
+    the overlap pinned at ``overlap_p``, the p-norm of the vLLM fit the terms are placed in: a
+    term fitted beside a more overlapping norm (SGLang H100: p 1.48 against vLLM's 1.18) adds
+    more than it was fitted to inside a less overlapping one. ((0, 0): no such table, or no
+    data.)"""
     from servesim.core.paths import shared_data_dir
     from servesim.perf.fitting.tables import aic_root
     from servesim.specs.catalog.gpus import get_gpu
@@ -297,8 +316,17 @@ def _stand_in_tile_rate(gpu_name: str) -> float:
         else load_rows(aic_root(data), folder, *OLD_DEFAULTS_STAND_IN)
     )
     if rows is None or not (rows["dtype"] == "bf16").any():
-        return 0.0
-    return fit_dtype(take(rows, rows["dtype"] == "bf16"), get_gpu(gpu_name), "bf16").traffic_eff
+        return 0.0, 0.0
+    rows = take(rows, rows["dtype"] == "bf16")
+    gpu = get_gpu(gpu_name)
+    fitted = fit_dtype(rows, gpu, "bf16")
+    if fitted.traffic_eff <= 0.0:
+        return 0.0, 0.0
+    pinned = replace(fitted, overlap_p=overlap_p, correction=None)
+    free = _free_mask(rows)
+    free[5] = False  # the overlap is the host fit's
+    refit, _ = _solve(rows, gpu, pinned, free, _pack(pinned))
+    return refit.traffic_eff, refit.kloop_s
 
 
 def predict(params: dict, gpu: GPUSpec, rows: Rows) -> np.ndarray:

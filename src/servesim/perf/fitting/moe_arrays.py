@@ -39,8 +39,9 @@ def formula(fit: MoELayerFit, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     work = padded_column(fit, rows) + fit.hot_weight * rows["max_expert"]
     math_s = 2.0 * work * elems / (peak * fit.compute_eff)
     traffic = traffic_column(fit, rows, width) / bandwidth
+    kloop = kloop_column(fit, rows, width)
     p = fit.overlap_p
-    body = (read**p + math_s**p + traffic**p) ** (1.0 / p)
+    body = (read**p + math_s**p + traffic**p + kloop**p) ** (1.0 / p)
     # the router's top-k, only where the collector timed it (``moe_collectors.router_timed``)
     route = rows.get("router_timed", 1.0) * fit.router_fixed_s
     fixed = fit.fixed_s + np.where(rows["ep"] > 1, fit.ep_fixed_s, 0.0) + route
@@ -88,6 +89,20 @@ def traffic_column(fit: MoELayerFit, rows: Rows, width: np.ndarray) -> np.ndarra
         out = np.where(mask, moved, out)
     # only the shapes without a tuned config file run these tiles (``moe_configs``)
     return out * rows.get("default_tiles", 1.0) / fit.traffic_eff
+
+
+def kloop_column(fit: MoELayerFit, rows: Rows, width: np.ndarray) -> np.ndarray:
+    """Vectorised ``default_block_k`` and ``kloop_steps`` at ``kloop_s``: the serial K loop of
+    one default-tile CTA, seconds (0 where the fit has no traffic term or the row a tuned file)."""
+    if fit.traffic_eff <= 0.0 or fit.kloop_s <= 0.0:
+        return np.zeros(rows["num_tokens"].shape)
+    if fit.compute_dtype == "fp8":
+        block_k = np.full(rows["num_tokens"].shape, 128.0)
+    else:
+        small = rows["num_tokens"] <= rows["num_experts"] / rows["ep"]
+        block_k = np.where(small, 64.0, 32.0)
+    steps = np.ceil(rows["hidden"] / block_k) + np.ceil(width / block_k)
+    return fit.kloop_s * steps * rows.get("default_tiles", 1.0)
 
 
 def padded_column(fit: MoELayerFit, rows: Rows) -> np.ndarray:

@@ -7,7 +7,9 @@ whole batch, the fused kernels' default; free for borrowed formats), log traffic
 operand traffic rate over HBM bandwidth; only for default-config kernels), log router_fixed_s
 (free only where the table times the router in some rows: ``moe._free_mask``), logit of
 l2_gain / ``L2_GAIN_MAX`` and log l2_frac (the tables' L2 condition, ``opmodels.moe_l2``; the
-lower bound of the first reads as no gain, so a borrowed fit keeps a donor's 0 exactly).
+lower bound of the first reads as no gain, so a borrowed fit keeps a donor's 0 exactly), log
+kloop_s (the default tiles' serial K loop, ``opmodels.moe_tiles.kloop_steps``; at its lower
+bound: none).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from servesim.perf.opmodels.moe_layer import MoELayerFit
 
 #: Index of the first L2 entry (logit gain; the next is log l2_frac).
 L2_INDEX = 13
+#: Index of log kloop_s (the default tiles' serial K loop; free only with their traffic term).
+KLOOP_INDEX = 15
 
 _X0 = np.array(
     [
@@ -35,6 +39,7 @@ _X0 = np.array(
         np.log(5e-6),
         np.log(0.5 / (L2_GAIN_MAX - 0.5)),  # gain 0.5 at the start
         np.log(0.7),  # half the gain gone at 0.7x the L2 (L40S: +38% at 0.5-1x, -5% above)
+        np.log(1e-7),  # kloop_s: ~3 ns per hidden element at BLOCK_K 64 (SGLang H100, 1 token)
     ]
 )
 _LOWER = np.array(
@@ -54,6 +59,7 @@ _LOWER = np.array(
         np.log(1e-8),
         -10.0,
         np.log(0.1),
+        np.log(1e-11),
     ]
 )
 _UPPER = np.array(
@@ -73,13 +79,14 @@ _UPPER = np.array(
         np.log(1e-4),
         6.0,
         np.log(4.0),
+        np.log(1e-6),
     ]
 )
 
 
 def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
     logistic = 1.0 / (1.0 + np.exp(-x))
-    g = L2_INDEX
+    g, k = L2_INDEX, KLOOP_INDEX
     return MoELayerFit(
         weight_bytes=base.weight_bytes,
         compute_dtype=base.compute_dtype,
@@ -101,6 +108,7 @@ def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
         ep_fixed_s=base.ep_fixed_s,
         l2_gain=float(L2_GAIN_MAX * logistic[g]) if x[g] > _LOWER[g] + 1e-6 else 0.0,
         l2_frac=float(np.exp(x[g + 1])),
+        kloop_s=float(np.exp(x[k])) if x[k] > _LOWER[k] + 1e-6 else 0.0,
     )
 
 
@@ -124,11 +132,14 @@ def _pack(fit: MoELayerFit) -> np.ndarray:
             np.log(fit.router_fixed_s) if fit.router_fixed_s > 0.0 else _LOWER[12],
             float(np.log(gain / (1.0 - gain))) if gain > 0.0 else _LOWER[L2_INDEX],
             np.log(fit.l2_frac),
+            np.log(fit.kloop_s) if fit.kloop_s > 0.0 else _LOWER[KLOOP_INDEX],
         ]
     )
     x = np.clip(x, _LOWER + 1e-9, _UPPER - 1e-9)
     if fit.l2_gain <= 0.0:
         x[L2_INDEX] = _LOWER[L2_INDEX]  # exactly at the bound: no gain (``_unpack``)
+    if fit.kloop_s <= 0.0:
+        x[KLOOP_INDEX] = _LOWER[KLOOP_INDEX]
     return x
 
 

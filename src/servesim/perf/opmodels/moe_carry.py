@@ -88,6 +88,7 @@ def _carried_over(fit: MoELayerFit, gpu: GPUSpec) -> MoELayerFit:
         stream_inter=fit.stream_inter * stream,
         fixed_s=fit.fixed_s * clock,
         router_fixed_s=fit.router_fixed_s * clock,
+        kloop_s=fit.kloop_s * clock,  # a latency-bound step: SM cycles, as the fixed costs
         ep_fixed_s=fit.ep_fixed_s * clock if same_arch else 0.0,
         cta_row_s=fit.cta_row_s * clock if same_arch else 0.0,
     )

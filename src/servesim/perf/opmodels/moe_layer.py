@@ -58,8 +58,10 @@ from servesim.perf.opmodels.moe_router import (
 )
 from servesim.perf.opmodels.moe_tiles import (  # the format helpers, re-exported
     compute_dtype_of,
+    cta_floor_s,
+    default_block_k,
     default_tiles,
-    ogs_floor_rows,
+    kloop_steps,
     tile_traffic_bytes,
     weight_bytes_of,
 )
@@ -116,6 +118,8 @@ class MoELayerFit:
         l2_gain: the tables' L2 condition (``moe_l2``): gain of the expert-weight read when
             the replays leave the touched weights in L2 (0: none; a serving step gets none).
         l2_frac: fraction of the GPU's L2 size at which half of that gain is gone.
+        kloop_s: seconds per serial K step of one default-tile CTA (``moe_tiles.kloop_steps``;
+            0: none): at few tokens the grid is under one wave and a CTA's K loop is the floor.
         correction: optional log-grid correction over ``correction_coords``, or None.
         fit_gpu: catalog name of the GPU the fit was measured on ("" : unknown, no transfer).
         kernel: the measured kernel (the table's ``kernel_source``).
@@ -148,6 +152,7 @@ class MoELayerFit:
     ep_fixed_s: float = 0.0
     l2_gain: float = 0.0
     l2_frac: float = 1.0
+    kloop_s: float = 0.0
     correction: LogGrid | None = None
     fit_gpu: str = ""
     kernel: str = ""
@@ -212,6 +217,7 @@ _OPTIONAL_FLOATS = {
     "ep_fixed_s": 0.0,
     "l2_gain": 0.0,
     "l2_frac": 1.0,
+    "kloop_s": 0.0,
 }
 
 
@@ -307,23 +313,6 @@ def moe_layer_s(
     return total
 
 
-def cta_floor_s(fit: MoELayerFit, num_tokens: float, num_experts: int, ep: int) -> float:
-    """The layer's floor from one CTA's serial pass through triton_kernels' ``matmul_ogs`` GEMMs.
-
-    The kernel sizes its M tile by tokens per local expert (``moe_tiles.ogs_block_m``), not by
-    the pairs the rank really computes, and runs one CTA per (M tile, N tile, K split): with few
-    local experts that grid is under one wave and the layer takes one CTA's time, which grows
-    with the padded tile. Evidence (H100 vLLM 0.24, gpt-oss-120b, one local expert at EP 128,
-    one real pair at both 16 and 32 tokens): 74 / 85 / 111 us at block_m 16 / 32 / 64, i.e.
-    ~0.7 us per tile row, where the padded rows' math at the whole GPU's rate is ~4 us; the same
-    steps at two and four local experts. The rate per row is fitted (``cta_row_s``), like
-    FlashAttention 2's rate per CTA; the tables' two shapes share hidden and width (2880), so the
-    pass is priced per row, not per row and K element.
-    """
-    local = num_experts / max(ep, 1)
-    return fit.cta_row_s * ogs_floor_rows(num_tokens, local)
-
-
 @dataclass(frozen=True)
 class _Shape:
     """The layer shape the grouped GEMMs see on one rank."""
@@ -372,7 +361,7 @@ def _body_s(
     # pairs, +0.16 at 16-64x): priced as extra rows
     rows = _rows_at(assignments, experts_touched, tile, padded) + fit.hot_weight * max_pairs
     math_s = 2.0 * rows * matrix_elems / (peak * fit.compute_eff)
-    traffic_s = 0.0
+    traffic_s = kloop_s = 0.0
     if fit.traffic_eff > 0.0 and _runs_default_tiles(fit, gpu, shape):
         tiles = default_tiles(fit.compute_dtype, shape.num_tokens, shape.local_experts)
         at_tile = _rows_at(assignments, experts_touched, tiles[0], padded)
@@ -380,9 +369,12 @@ def _body_s(
             at_tile, tiles, shape.hidden, width, fit.weight_bytes, shape.num_matrices
         )
         traffic_s = moved / (bandwidth * fit.traffic_eff)
+        block_k = default_block_k(fit.compute_dtype, shape.num_tokens, shape.local_experts)
+        kloop_s = fit.kloop_s * kloop_steps(shape.hidden, width, block_k)
     p = fit.overlap_p
-    # weight reads, MMAs and tile operand loads overlap by the same p-norm
-    return (read_s**p + math_s**p + traffic_s**p) ** (1.0 / p) if read_s + math_s > 0 else 0.0
+    # weight reads, MMAs, tile operand loads and the serial K loop overlap by the same p-norm
+    body = read_s**p + math_s**p + traffic_s**p + kloop_s**p
+    return body ** (1.0 / p) if read_s + math_s > 0 else 0.0
 
 
 def _runs_default_tiles(fit: MoELayerFit, gpu: GPUSpec, shape: _Shape) -> bool:

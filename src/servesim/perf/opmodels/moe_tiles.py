@@ -10,9 +10,13 @@ between GPUs of one die.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
+
+if TYPE_CHECKING:
+    from servesim.perf.opmodels.moe_layer import MoELayerFit
 
 #: Activations move in bf16 between the grouped GEMMs.
 ACT_BYTES = 2.0
@@ -49,6 +53,20 @@ def tile_traffic_bytes(
     up = math.ceil((num_matrices - 1) * width / block_n) * hidden
     down = math.ceil(hidden / block_n) * width
     return m_tiles * per_k * (up + down)
+
+
+def default_block_k(compute_dtype: str, tokens_in: float, local_experts: float) -> int:
+    """BLOCK_SIZE_K of SGLang's ``get_default_config`` (the tiles of ``default_tiles``): the
+    block-scaled fp8 scale block 128; bf16 64 when ``M <= E``, else 32."""
+    if compute_dtype == "fp8":
+        return 128
+    return 64 if tokens_in <= local_experts else 32
+
+
+def kloop_steps(hidden: float, width: float, block_k: int) -> int:
+    """Serial K steps one CTA takes through the two grouped GEMMs (gate-up: K = hidden; down:
+    K = the per-rank width), each a dependent load-and-MMA step of ``block_k`` elements."""
+    return math.ceil(hidden / block_k) + math.ceil(width / block_k)
 
 
 def same_die_stream_ratio(source_name: str, target: GPUSpec) -> float:
@@ -120,3 +138,20 @@ def ogs_floor_rows(num_tokens: float, local_experts: float) -> int:
     """Tile rows one ``matmul_ogs`` CTA runs serially: ``ogs_block_m``, at most
     ``OGS_FLOOR_MAX_ROWS``."""
     return min(ogs_block_m(num_tokens, local_experts), OGS_FLOOR_MAX_ROWS)
+
+
+def cta_floor_s(fit: MoELayerFit, num_tokens: float, num_experts: int, ep: int) -> float:
+    """The layer's floor from one CTA's serial pass through triton_kernels' ``matmul_ogs`` GEMMs.
+
+    The kernel sizes its M tile by tokens per local expert (``moe_tiles.ogs_block_m``), not by
+    the pairs the rank really computes, and runs one CTA per (M tile, N tile, K split): with few
+    local experts that grid is under one wave and the layer takes one CTA's time, which grows
+    with the padded tile. Evidence (H100 vLLM 0.24, gpt-oss-120b, one local expert at EP 128,
+    one real pair at both 16 and 32 tokens): 74 / 85 / 111 us at block_m 16 / 32 / 64, i.e.
+    ~0.7 us per tile row, where the padded rows' math at the whole GPU's rate is ~4 us; the same
+    steps at two and four local experts. The rate per row is fitted (``cta_row_s``), like
+    FlashAttention 2's rate per CTA; the tables' two shapes share hidden and width (2880), so the
+    pass is priced per row, not per row and K element.
+    """
+    local = num_experts / max(ep, 1)
+    return fit.cta_row_s * ogs_floor_rows(num_tokens, local)
