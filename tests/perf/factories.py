@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 
 from servesim.perf.fitting import moe
@@ -200,6 +201,46 @@ def gemm_fit(**overrides: Any) -> GemmFit:
         "buckets": ((math.inf, 128, 128, 1.0),),
     }
     return GemmFit(**{**fields, **overrides})
+
+
+def moe_mirror_rows(
+    tokens: Any,
+    touched: Any,
+    assignments: Any,
+    max_expert: Any,
+    *,
+    hidden: float,
+    inter: float,
+    topk: float,
+    num_experts: float,
+    ep: float,
+    dtype: str = "bf16",
+) -> dict[str, Any]:
+    """Table-like bf16 MoE rows of one shape for ``assert_mirror_matches_runtime``: the given
+    per-row tokens, touched experts, pairs and busiest expert's pairs, padded to 16 and 64."""
+    tokens = np.asarray(tokens, dtype=float)
+    n = tokens.size
+
+    def full(value: float) -> Any:
+        return np.full(n, float(value))
+
+    per = np.asarray(assignments, dtype=float) / touched
+    return {
+        "latency_s": np.ones(n),
+        "dtype": np.full(n, dtype, dtype=object),
+        "num_tokens": tokens,
+        "hidden": full(hidden),
+        "inter": full(inter),
+        "topk": full(topk),
+        "num_experts": full(num_experts),
+        "ep": full(ep),
+        "num_matrices": full(3.0),
+        "assignments": np.asarray(assignments, dtype=float),
+        "experts_touched": np.asarray(touched, dtype=float),
+        "max_expert": np.asarray(max_expert, dtype=float),
+        "padded_16": np.ceil(per / 16) * 16 * touched,
+        "padded_64": np.ceil(per / 64) * 64 * touched,
+    }
 
 
 def assert_mirror_matches_runtime(

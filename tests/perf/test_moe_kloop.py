@@ -15,7 +15,12 @@ from servesim.perf.opmodels.moe_layer import MoELayerFit, moe_layer_s
 from servesim.perf.opmodels.moe_tiles import default_block_k, kloop_steps
 from servesim.perf.opmodels.transfer import clock_ratio
 from servesim.specs.catalog import get_gpu
-from tests.perf.factories import assert_mirror_matches_runtime, moe_fit, toy_gpu
+from tests.perf.factories import (
+    assert_mirror_matches_runtime,
+    moe_fit,
+    moe_mirror_rows,
+    toy_gpu,
+)
 
 GPU = toy_gpu()
 #: no fixed cost, free reads, math and operand traffic: the layer time is the K loop alone
@@ -76,27 +81,11 @@ def test_no_k_loop_without_the_default_tiles() -> None:
 
 
 def test_mirror_prices_the_k_loop_as_the_runtime_does() -> None:
-    n = 12
-    tokens = np.geomspace(1, 2048, n).round()
+    tokens = np.geomspace(1, 2048, 12).round()
     touched = np.minimum(tokens, 8.0)
-    rows = {
-        "latency_s": np.ones(n),
-        "dtype": np.full(n, "bf16", dtype=object),
-        "num_tokens": tokens,
-        "hidden": np.full(n, 2048.0),
-        "inter": np.full(n, 768.0),
-        "topk": np.full(n, 2.0),
-        "num_experts": np.full(n, 8.0),
-        "ep": np.full(n, 1.0),
-        "num_matrices": np.full(n, 3.0),
-        "assignments": tokens * 2,
-        "experts_touched": touched,
-        "max_expert": tokens * 2 / touched * 1.5,
-        "padded_16": np.ceil(tokens * 2 / touched / 16) * 16 * touched,
-        "padded_64": np.ceil(tokens * 2 / touched / 64) * 64 * touched,
-    }
-    fit = replace(FIT, traffic_eff=3.0, mem_eff=0.8, compute_eff=0.5, overlap_p=1.4)
     shape = {"hidden": 2048, "inter": 768, "topk": 2, "num_experts": 8, "ep": 1}
+    rows = moe_mirror_rows(tokens, touched, tokens * 2, tokens * 2 / touched * 1.5, **shape)
+    fit = replace(FIT, traffic_eff=3.0, mem_eff=0.8, compute_eff=0.5, overlap_p=1.4)
     assert_mirror_matches_runtime(fit, GPU, rows, (16, 64), **shape)
 
 

@@ -10,7 +10,12 @@ import pytest
 
 from servesim.perf.opmodels.moe_layer import moe_layer_s
 from servesim.perf.opmodels.moe_tiles import default_tiles, tile_traffic_bytes
-from tests.perf.factories import assert_mirror_matches_runtime, toy_gpu, traffic_only_moe_fit
+from tests.perf.factories import (
+    assert_mirror_matches_runtime,
+    moe_mirror_rows,
+    toy_gpu,
+    traffic_only_moe_fit,
+)
 
 GPU = toy_gpu()
 FIT = traffic_only_moe_fit()
@@ -48,27 +53,11 @@ def test_traffic_term_adds_to_the_layer_time() -> None:
 
 def test_fit_mirror_matches_runtime_with_the_traffic_term() -> None:
     rng = np.random.default_rng(5)
-    n = 10
-    tokens = rng.integers(1, 2048, n).astype(float)
+    tokens = rng.integers(1, 2048, 10).astype(float)
     touched = np.minimum(tokens * 8 / 8, 8.0)
-    rows = {
-        "latency_s": np.ones(n),
-        "dtype": np.full(n, "bf16", dtype=object),
-        "num_tokens": tokens,
-        "hidden": np.full(n, 2048.0),
-        "inter": np.full(n, 768.0),
-        "topk": np.full(n, 8.0),
-        "num_experts": np.full(n, 64.0),
-        "ep": np.full(n, 8.0),
-        "num_matrices": np.full(n, 3.0),
-        "assignments": tokens,
-        "experts_touched": touched,
-        "max_expert": tokens / touched * 1.5,
-        "padded_16": np.ceil(tokens / touched / 16) * 16 * touched,
-        "padded_64": np.ceil(tokens / touched / 64) * 64 * touched,
-    }
-    fit = replace(FIT, stream_hidden=2.0, mem_eff=0.8, compute_eff=0.5, overlap_p=1.3)
     shape = {"hidden": 2048, "inter": 768, "topk": 8, "num_experts": 64, "ep": 8}
+    rows = moe_mirror_rows(tokens, touched, tokens, tokens / touched * 1.5, **shape)
+    fit = replace(FIT, stream_hidden=2.0, mem_eff=0.8, compute_eff=0.5, overlap_p=1.3)
     assert_mirror_matches_runtime(fit, GPU, rows, (16, 64), **shape)
 
 
