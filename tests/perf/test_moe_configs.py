@@ -114,7 +114,8 @@ def test_fit_mirror_charges_the_traffic_only_to_flagged_rows() -> None:
 
 
 def test_vllm_fit_takes_the_stand_in_rate(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(moe, "_stand_in_tile_terms", lambda name, p: (4.5, 3e-7))
+    donor = replace(FIT, kernel=SGLANG_TRITON, traffic_eff=4.5, kloop_s=3e-7, overlap_p=1.5)
+    monkeypatch.setattr(moe, "_stand_in_tile_fit", lambda name: donor)
     bare = replace(FIT, traffic_eff=0.0)
     fits = {
         "bf16": replace(bare, kernel=VLLM_OLD),
@@ -122,7 +123,9 @@ def test_vllm_fit_takes_the_stand_in_rate(monkeypatch: pytest.MonkeyPatch) -> No
     }
     out = moe._with_old_default_rate(fits, GPU)
     assert out["bf16"].traffic_eff == 4.5
-    assert out["bf16"].kloop_s == 3e-7  # the default tiles' K loop comes with their traffic
+    # the default tiles' K loop and the overlap they were fitted in come with their traffic
+    assert (out["bf16"].kloop_s, out["bf16"].tiles_overlap_p) == (3e-7, 1.5)
+    assert out["bf16"].overlap_p == FIT.overlap_p  # the tuned kernels' own overlap stays
     assert out["int4"].traffic_eff == 0.0
     assert out["int4"].kloop_s == 0.0
     # a fit that learnt its own rate (A100 vLLM 0.14) keeps it; SGLang's is its own

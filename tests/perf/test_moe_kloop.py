@@ -71,6 +71,21 @@ def test_k_loop_is_a_floor_under_the_p_norm() -> None:
     assert max(read, loop) < time < read + loop
 
 
+def test_default_tiles_take_their_own_overlap_where_one_is_set() -> None:
+    # a tuned-kernel fit (p 1: reads and loop add) with the default tiles' overlap p 2
+    fit = replace(FIT, mem_eff=0.5, overlap_p=1.0, tiles_overlap_p=2.0)
+    load = dict(assignments=8.0, experts_touched=8.0, max_pairs=1.0)
+    read = 8 * 3 * 1024 * 512 * 2.0 / (2e12 * 0.5)
+    loop = 24 * 1e-7
+    time = moe_layer_s(fit, GPU, num_tokens=8, **SHAPE, **load)
+    assert time == pytest.approx((read**2 + loop**2) ** 0.5, rel=1e-3)
+    # without it the fit's own p: the two add
+    plain = moe_layer_s(replace(fit, tiles_overlap_p=0.0), GPU, num_tokens=8, **SHAPE, **load)
+    assert plain == pytest.approx(read + loop, rel=1e-3)
+    back = MoELayerFit.from_dict(fit.to_dict())
+    assert back.tiles_overlap_p == 2.0
+
+
 def test_no_k_loop_without_the_default_tiles() -> None:
     load = dict(assignments=8.0, experts_touched=8.0, max_pairs=1.0)
     base = moe_layer_s(replace(FIT, kloop_s=0.0), GPU, num_tokens=8, **SHAPE, **load)
@@ -87,6 +102,7 @@ def test_mirror_prices_the_k_loop_as_the_runtime_does() -> None:
     rows = moe_mirror_rows(tokens, touched, tokens * 2, tokens * 2 / touched * 1.5, **shape)
     fit = replace(FIT, traffic_eff=3.0, mem_eff=0.8, compute_eff=0.5, overlap_p=1.4)
     assert_mirror_matches_runtime(fit, GPU, rows, (16, 64), **shape)
+    assert_mirror_matches_runtime(replace(fit, tiles_overlap_p=1.9), GPU, rows, (16, 64), **shape)
 
 
 def test_k_loop_serialises_and_round_trips_the_parameter_vector() -> None:

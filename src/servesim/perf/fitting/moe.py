@@ -283,27 +283,26 @@ def fit(rows: Rows, gpu: GPUSpec) -> dict:
 
 def _with_old_default_rate(fits: dict[str, MoELayerFit], gpu: GPUSpec) -> dict[str, MoELayerFit]:
     """vLLM's bf16 Triton fit whose own table ran no old default tiles (vLLM 0.22 / 0.24 run the
-    new defaults) takes those tiles' terms, their operand-traffic rate and their serial K loop
-    (``kloop_s``), from the same GPU's SGLang table (``OLD_DEFAULTS_STAND_IN``), so it prices an
+    new defaults) takes those tiles' terms from the same GPU's SGLang fit
+    (``OLD_DEFAULTS_STAND_IN``), whose kernel runs the same old ``get_default_config``: their
+    operand-traffic rate, their serial K loop (``kloop_s``) and the overlap they were fitted in
+    (``tiles_overlap_p``: SGLang H100 1.48, where vLLM's tuned kernels fit 1.18). It so prices an
     older vLLM's untuned shapes (A100 vLLM 0.14 from H100: 25.0 / -21.0% -> 18.5 / -3.1%, MAPE /
     median, with the rate alone). The run time (vllm-0.24) never runs them
     (``opmodels.moe_configs.runs_default_tiles``): only such tables read the terms."""
     layer = fits.get("bf16")
     if layer is None or layer.traffic_eff > 0.0 or layer.kernel not in VLLM_TRITON_KERNELS:
         return fits
-    rate, kloop = _stand_in_tile_terms(gpu.name, round(layer.overlap_p, 6))
-    if rate <= 0.0:
+    stand_in = _stand_in_tile_fit(gpu.name)
+    if stand_in is None or stand_in.traffic_eff <= 0.0:
         return fits
-    return {**fits, "bf16": replace(layer, traffic_eff=rate, kloop_s=kloop)}
+    terms = dict(traffic_eff=stand_in.traffic_eff, kloop_s=stand_in.kloop_s)
+    return {**fits, "bf16": replace(layer, **terms, tiles_overlap_p=stand_in.overlap_p)}
 
 
 @functools.lru_cache(maxsize=8)
-def _stand_in_tile_terms(gpu_name: str, overlap_p: float) -> tuple[float, float]:
-    """(``traffic_eff``, ``kloop_s``) of the SGLang bf16 table on ``gpu_name``, refitted with
-    the overlap pinned at ``overlap_p``, the p-norm of the vLLM fit the terms are placed in: a
-    term fitted beside a more overlapping norm (SGLang H100: p 1.48 against vLLM's 1.18) adds
-    more than it was fitted to inside a less overlapping one. ((0, 0): no such table, or no
-    data.)"""
+def _stand_in_tile_fit(gpu_name: str) -> MoELayerFit | None:
+    """The SGLang bf16 fit on ``gpu_name`` (None: no such table, or no data)."""
     from servesim.core.paths import shared_data_dir
     from servesim.perf.fitting.tables import aic_root
     from servesim.specs.catalog.gpus import get_gpu
@@ -316,17 +315,8 @@ def _stand_in_tile_terms(gpu_name: str, overlap_p: float) -> tuple[float, float]
         else load_rows(aic_root(data), folder, *OLD_DEFAULTS_STAND_IN)
     )
     if rows is None or not (rows["dtype"] == "bf16").any():
-        return 0.0, 0.0
-    rows = take(rows, rows["dtype"] == "bf16")
-    gpu = get_gpu(gpu_name)
-    fitted = fit_dtype(rows, gpu, "bf16")
-    if fitted.traffic_eff <= 0.0:
-        return 0.0, 0.0
-    pinned = replace(fitted, overlap_p=overlap_p, correction=None)
-    free = _free_mask(rows)
-    free[5] = False  # the overlap is the host fit's
-    refit, _ = _solve(rows, gpu, pinned, free, _pack(pinned))
-    return refit.traffic_eff, refit.kloop_s
+        return None
+    return fit_dtype(take(rows, rows["dtype"] == "bf16"), get_gpu(gpu_name), "bf16")
 
 
 def predict(params: dict, gpu: GPUSpec, rows: Rows) -> np.ndarray:

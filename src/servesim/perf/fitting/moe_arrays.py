@@ -41,6 +41,8 @@ def formula(fit: MoELayerFit, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     traffic = traffic_column(fit, rows, width) / bandwidth
     kloop = kloop_column(fit, rows, width)
     p = fit.overlap_p
+    if fit.tiles_overlap_p > 0.0 and fit.traffic_eff > 0.0:  # the default tiles' own overlap
+        p = np.where(rows.get("default_tiles", 1.0) > 0.0, fit.tiles_overlap_p, p)
     body = (read**p + math_s**p + traffic**p + kloop**p) ** (1.0 / p)
     # the router's top-k, only where the collector timed it (``moe_collectors.router_timed``)
     route = rows.get("router_timed", 1.0) * fit.router_fixed_s

@@ -120,6 +120,9 @@ class MoELayerFit:
         l2_frac: fraction of the GPU's L2 size at which half of that gain is gone.
         kloop_s: seconds per serial K step of one default-tile CTA (``moe_tiles.kloop_steps``;
             0: none): at few tokens the grid is under one wave and a CTA's K loop is the floor.
+        tiles_overlap_p: the body's p-norm where the default tiles run, when it is not
+            ``overlap_p`` (0: the same): a vLLM fit of tuned kernels pricing its untuned shapes
+            by SGLang's default-tile terms takes their overlap with them.
         correction: optional log-grid correction over ``correction_coords``, or None.
         fit_gpu: catalog name of the GPU the fit was measured on ("" : unknown, no transfer).
         kernel: the measured kernel (the table's ``kernel_source``).
@@ -153,6 +156,7 @@ class MoELayerFit:
     l2_gain: float = 0.0
     l2_frac: float = 1.0
     kloop_s: float = 0.0
+    tiles_overlap_p: float = 0.0
     correction: LogGrid | None = None
     fit_gpu: str = ""
     kernel: str = ""
@@ -218,6 +222,7 @@ _OPTIONAL_FLOATS = {
     "l2_gain": 0.0,
     "l2_frac": 1.0,
     "kloop_s": 0.0,
+    "tiles_overlap_p": 0.0,
 }
 
 
@@ -362,7 +367,9 @@ def _body_s(
     rows = _rows_at(assignments, experts_touched, tile, padded) + fit.hot_weight * max_pairs
     math_s = 2.0 * rows * matrix_elems / (peak * fit.compute_eff)
     traffic_s = kloop_s = 0.0
+    p = fit.overlap_p
     if fit.traffic_eff > 0.0 and _runs_default_tiles(fit, gpu, shape):
+        p = fit.tiles_overlap_p or p
         tiles = default_tiles(fit.compute_dtype, shape.num_tokens, shape.local_experts)
         at_tile = _rows_at(assignments, experts_touched, tiles[0], padded)
         moved = tile_traffic_bytes(
@@ -371,7 +378,6 @@ def _body_s(
         traffic_s = moved / (bandwidth * fit.traffic_eff)
         block_k = default_block_k(fit.compute_dtype, shape.num_tokens, shape.local_experts)
         kloop_s = fit.kloop_s * kloop_steps(shape.hidden, width, block_k)
-    p = fit.overlap_p
     # weight reads, MMAs, tile operand loads and the serial K loop overlap by the same p-norm
     body = read_s**p + math_s**p + traffic_s**p + kloop_s**p
     return body ** (1.0 / p) if read_s + math_s > 0 else 0.0
