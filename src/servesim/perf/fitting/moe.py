@@ -296,8 +296,15 @@ def _with_old_default_rate(fits: dict[str, MoELayerFit], gpu: GPUSpec) -> dict[s
     stand_in = _stand_in_tile_fit(gpu.name)
     if stand_in is None or stand_in.traffic_eff <= 0.0:
         return fits
-    terms = dict(traffic_eff=stand_in.traffic_eff, kloop_s=stand_in.kloop_s)
-    return {**fits, "bf16": replace(layer, **terms, tiles_overlap_p=stand_in.overlap_p)}
+    return {
+        **fits,
+        "bf16": replace(
+            layer,
+            traffic_eff=stand_in.traffic_eff,
+            kloop_s=stand_in.kloop_s,
+            tiles_overlap_p=stand_in.overlap_p,
+        ),
+    }
 
 
 @functools.lru_cache(maxsize=8)

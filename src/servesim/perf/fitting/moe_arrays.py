@@ -73,15 +73,8 @@ def traffic_column(fit: MoELayerFit, rows: Rows, width: np.ndarray) -> np.ndarra
     (0 where the fit has no traffic term)."""
     if fit.traffic_eff <= 0.0:
         return np.zeros(rows["num_tokens"].shape)
-    tokens_in = (
-        rows["stream_pairs"] / rows["topk"] if "stream_pairs" in rows else rows["num_tokens"]
-    )
-    small = tokens_in <= rows["num_experts"] / rows["ep"]
-    if fit.compute_dtype == "fp8":
-        small = np.zeros(small.shape, dtype=bool)
-        big = (64, 128)
-    else:
-        big = (64, 64)
+    small = _small_tiles(fit, rows)
+    big = (64, 128) if fit.compute_dtype == "fp8" else (64, 64)
     out = np.zeros(small.shape)
     for mask, (block_m, block_n) in ((small, (16, 32)), (~small, big)):
         per_k = block_m * ACT_BYTES + block_n * fit.weight_bytes
@@ -93,16 +86,21 @@ def traffic_column(fit: MoELayerFit, rows: Rows, width: np.ndarray) -> np.ndarra
     return out * rows.get("default_tiles", 1.0) / fit.traffic_eff
 
 
+def _small_tiles(fit: MoELayerFit, rows: Rows) -> np.ndarray:
+    """Rows whose default config is the small one (``M <= E``: the layer's tokens against its
+    local experts, 16 x 32 tiles and BLOCK_K 64; never for block-scaled fp8)."""
+    small = rows["num_tokens"] <= rows["num_experts"] / rows["ep"]
+    return small & (fit.compute_dtype != "fp8")
+
+
 def kloop_column(fit: MoELayerFit, rows: Rows, width: np.ndarray) -> np.ndarray:
     """Vectorised ``default_block_k`` and ``kloop_steps`` at ``kloop_s``: the serial K loop of
     one default-tile CTA, seconds (0 where the fit has no traffic term or the row a tuned file)."""
     if fit.traffic_eff <= 0.0 or fit.kloop_s <= 0.0:
         return np.zeros(rows["num_tokens"].shape)
+    block_k = np.where(_small_tiles(fit, rows), 64.0, 32.0)
     if fit.compute_dtype == "fp8":
-        block_k = np.full(rows["num_tokens"].shape, 128.0)
-    else:
-        small = rows["num_tokens"] <= rows["num_experts"] / rows["ep"]
-        block_k = np.where(small, 64.0, 32.0)
+        block_k[:] = 128.0
     steps = np.ceil(rows["hidden"] / block_k) + np.ceil(width / block_k)
     return fit.kloop_s * steps * rows.get("default_tiles", 1.0)
 
