@@ -11,7 +11,13 @@ from servesim.core.paths import shared_data_dir
 from servesim.perf.fitting import moe, moe_loads
 from servesim.perf.fitting.heldout import crossval_predictions, error_stats, fit_log_grid, take
 from servesim.perf.fitting.tables import aic_root
-from servesim.perf.opmodels.moe_layer import MoELayerFit, body_width, moe_layer_s, padded_rows
+from servesim.perf.opmodels.moe_layer import (
+    MoELayerFit,
+    body_width,
+    math_width,
+    moe_layer_s,
+    padded_rows,
+)
 from tests.perf.factories import toy_gpu
 
 # a toy GPU with round numbers: 1 PFLOP/s bf16, 2 PFLOP/s fp8, 2 TB/s
@@ -96,6 +102,24 @@ def test_explicit_padding_and_misaligned_width() -> None:
     assert moe_layer_s(slow, GPU, padded={64: 32768.0}, **kwargs) == pytest.approx(exact)
 
 
+def test_width_below_the_tile_width_costs_the_tiles_math_not_their_reads() -> None:
+    # width 48 under a 128-wide tile: the math of 128 columns (3 x 4096 x 128 per row), the
+    # weights read at 48 (3 x 4096 x 48 x 2 B per touched expert); serial (p = 1)
+    kwargs = dict(num_tokens=4096, ep=1, assignments=32768, experts_touched=128, topk=8)
+    bare = MoELayerFit(**{**_fields(FIT), "fixed_s": 0.0, "stream_hidden": 0.0})
+    tiled = MoELayerFit(**{**_fields(bare), "tile_width": 128.0})
+    padded = {64: 32768.0}
+    t = moe_layer_s(tiled, GPU, hidden=4096, inter=48, num_experts=128, padded=padded, **kwargs)
+    read_s = 128 * 3 * 4096 * 48 * 2 / 1.6e12
+    math_s = 2 * 32768 * 3 * 4096 * 128 / 5e14
+    assert t == pytest.approx(read_s + math_s, rel=1e-12)
+    assert math_width(tiled, 48.0) == 128.0
+    # at or above the tile width nothing changes
+    for width in (128, 1024):
+        shape = dict(hidden=4096, inter=width, num_experts=128, padded=padded, **kwargs)
+        assert moe_layer_s(tiled, GPU, **shape) == moe_layer_s(bare, GPU, **shape)
+
+
 def test_topk_dedup_caps_an_expert_at_t_and_fills_rank_zero() -> None:
     # T=4, k=2: expert 0 holds 6 of 8 pairs, so tokens 0 and 1 list it twice; top-k keeps it
     # once (4 pairs) and fills their second slot with the lowest free index, expert 1
@@ -119,7 +143,7 @@ def test_numpy_mirror_equals_runtime() -> None:
         "topk": topk,
         "ep": ep,
         "hidden": np.full(n, 2048.0),
-        "inter": rng.choice([232.0, 512.0], n),
+        "inter": rng.choice([48.0, 232.0, 512.0], n),
         "num_matrices": rng.choice([2.0, 3.0], n),
         "num_experts": np.full(n, 128.0),
         "assignments": pairs,
@@ -136,6 +160,7 @@ def test_numpy_mirror_equals_runtime() -> None:
             "expert_s": 1e-7,
             "hot_weight": 0.7,
             "tile_min": 16.0,
+            "tile_width": 128.0,
             "correction": grid,
         }
     )
@@ -227,3 +252,14 @@ def test_fit_is_deterministic_on_a_small_subset() -> None:
     gpu = get_gpu("h100-sxm")
     first = json.dumps(moe.fit(rows, gpu), sort_keys=True)
     assert first == json.dumps(moe.fit(rows, gpu), sort_keys=True)
+
+
+def test_only_cutlass_tables_with_narrow_widths_learn_a_tile_width() -> None:
+    def rows(kernel: str, widths: list[float]) -> dict:
+        return {"kernel": np.array([kernel] * len(widths), dtype=object), "inter": np.array(widths)}
+
+    cutlass = "vllm_modeloptfp8moe_flashinfer_cutlass_flashinferexperts"
+    triton = "vllm_unquantizedfusedmoe_triton_tritonexperts"
+    assert moe._learns_tile_width(rows(cutlass, [48.0, 1024.0]))
+    assert not moe._learns_tile_width(rows(cutlass, [128.0, 1024.0]))  # nothing under a K tile
+    assert not moe._learns_tile_width(rows(triton, [48.0, 1024.0]))  # Triton shows no floor

@@ -58,6 +58,7 @@ from servesim.perf.fitting.moe_params import (
     _X0,
     KLOOP_INDEX,
     L2_INDEX,
+    TILE_WIDTH_INDEX,
     _pack,
     _unpack,
 )
@@ -101,6 +102,10 @@ CTA_ROW_LADDER = (0.0, 0.25e-6, 0.5e-6, 0.75e-6, 1.0e-6, 1.5e-6, 2.0e-6)
 #: Candidate ``ep_fixed_s`` (its EP > 1 routing kernels; one-token rows: ~68 us at EP >= 4
 #: against ~45 us at EP 1 on H100).
 EP_FIXED_LADDER = (0.0, 10e-6, 20e-6, 30e-6)
+#: FlashInfer's CUTLASS fused-MoE kernels (the tables' ``kernel_source``) and their K tile in
+#: elements (128 bytes of fp8; ``opmodels.moe_tiles.math_width``).
+CUTLASS_TAG = "flashinfer_cutlass"
+TILE_K_ELEMS = 128
 #: Budget of least-squares evaluations per solve (converged fits take 10-25).
 MAX_EVALS = 60
 # correction grid axes (log2): tokens, pairs per touched expert, rank load imbalance, expert
@@ -158,6 +163,7 @@ def _free_mask(rows: Rows, names: tuple[int, ...] = tuple(range(10))) -> np.ndar
     free[KLOOP_INDEX] = free[11]  # the default tiles' serial K loop (``moe_tiles.kloop_steps``)
     # the tables' L2 condition (``opmodels.moe_l2``): every full fit learns its gain and size
     free[L2_INDEX : L2_INDEX + 2] = True
+    free[TILE_WIDTH_INDEX] = _learns_tile_width(rows)
     # the router's launches are told from the fused kernel's fixed cost only where some rows
     # timed the router and others did not (SGLang: EP 1 against EP > 1)
     timed = rows.get("router_timed")
@@ -167,9 +173,22 @@ def _free_mask(rows: Rows, names: tuple[int, ...] = tuple(range(10))) -> np.ndar
     return free
 
 
+def _learns_tile_width(rows: Rows) -> bool:
+    """Whether the fit learns the narrowest width the kernel's tiles compute
+    (``opmodels.moe_tiles.math_width``): FlashInfer's CUTLASS grouped GEMM (128-byte K tiles),
+    measured at some width under one such tile. Triton's tiles follow the shape's config and
+    show no such floor (vLLM bf16 H200: widths 48 / 96 / 192 take 1.47 / 1.79 / 2.06 ms), and
+    a table without narrow widths cannot tell one (it stays 0)."""
+    kernels = rows.get("kernel")
+    cutlass = kernels is not None and any(CUTLASS_TAG in str(k) for k in set(kernels))
+    return cutlass and bool((rows["inter"] < TILE_K_ELEMS).any())
+
+
 def _x0_for(rows: Rows) -> np.ndarray:
     x0 = _X0.copy()
     free = _free_mask(rows)
+    if not free[TILE_WIDTH_INDEX]:
+        x0[TILE_WIDTH_INDEX] = _LOWER[TILE_WIDTH_INDEX]  # pinned at the bound: no tile width
     if not free[12]:
         x0[12] = _LOWER[12]  # pinned at the bound: router_fixed_s 0 (held in fixed_s)
     if not free[KLOOP_INDEX]:
@@ -227,6 +246,7 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
         compute_dtype=compute_dtype_of(label.removesuffix(PORTABLE), gpu),
         misalign_eff=1.0,
         misalign_floor=0.0,
+        tile_width=0.0,
         traffic_eff=donor.traffic_eff if _default_config_kernel(rows) else 0.0,
         kloop_s=donor.kloop_s if _default_config_kernel(rows) else 0.0,  # the same tiles' term
         correction=None,

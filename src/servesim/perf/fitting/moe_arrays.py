@@ -37,7 +37,8 @@ def formula(fit: MoELayerFit, gpu: GPUSpec, rows: Rows) -> np.ndarray:
     )
     read = read / l2_read_gain(fit.l2_gain, fit.l2_frac, weights, gpu.l2_cache_bytes)
     work = padded_column(fit, rows) + fit.hot_weight * rows["max_expert"]
-    math_s = 2.0 * work * elems / (peak * fit.compute_eff)
+    math_elems = rows["num_matrices"] * rows["hidden"] * np.maximum(width, fit.tile_width)
+    math_s = 2.0 * work * math_elems / (peak * fit.compute_eff)
     traffic = traffic_column(fit, rows, width) / bandwidth
     kloop = kloop_column(fit, rows, width)
     p = fit.overlap_p

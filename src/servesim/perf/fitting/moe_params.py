@@ -9,7 +9,8 @@ operand traffic rate over HBM bandwidth; only for default-config kernels), log r
 l2_gain / ``L2_GAIN_MAX`` and log l2_frac (the tables' L2 condition, ``opmodels.moe_l2``; the
 lower bound of the first reads as no gain, so a borrowed fit keeps a donor's 0 exactly), log
 kloop_s (the default tiles' serial K loop, ``opmodels.moe_tiles.kloop_steps``; at its lower
-bound: none).
+bound: none), log tile_width (the narrowest width the kernel's tiles compute,
+``opmodels.moe_tiles.math_width``; at its lower bound: none).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from servesim.perf.opmodels.moe_layer import MoELayerFit
 L2_INDEX = 13
 #: Index of log kloop_s (the default tiles' serial K loop; free only with their traffic term).
 KLOOP_INDEX = 15
+#: Index of log tile_width (free in every full fit; a borrowed format keeps none).
+TILE_WIDTH_INDEX = 16
 
 _X0 = np.array(
     [
@@ -40,6 +43,7 @@ _X0 = np.array(
         np.log(0.5 / (L2_GAIN_MAX - 0.5)),  # gain 0.5 at the start
         np.log(0.7),  # half the gain gone at 0.7x the L2 (L40S: +38% at 0.5-1x, -5% above)
         np.log(1e-7),  # kloop_s: 0.1 us a K step at the start (the Hopper fits land at ~0.33)
+        np.log(64.0),  # tile_width: inside the narrow widths, so the fit sees its gradient
     ]
 )
 _LOWER = np.array(
@@ -60,6 +64,7 @@ _LOWER = np.array(
         -10.0,
         np.log(0.1),
         np.log(1e-11),
+        0.0,
     ]
 )
 _UPPER = np.array(
@@ -80,13 +85,14 @@ _UPPER = np.array(
         6.0,
         np.log(4.0),
         np.log(1e-6),
+        np.log(1024.0),
     ]
 )
 
 
 def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
     logistic = 1.0 / (1.0 + np.exp(-x))
-    g, k = L2_INDEX, KLOOP_INDEX
+    g, k, w = L2_INDEX, KLOOP_INDEX, TILE_WIDTH_INDEX
     return MoELayerFit(
         weight_bytes=base.weight_bytes,
         compute_dtype=base.compute_dtype,
@@ -109,6 +115,7 @@ def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
         l2_gain=float(L2_GAIN_MAX * logistic[g]) if x[g] > _LOWER[g] + 1e-6 else 0.0,
         l2_frac=float(np.exp(x[g + 1])),
         kloop_s=float(np.exp(x[k])) if x[k] > _LOWER[k] + 1e-6 else 0.0,
+        tile_width=float(np.exp(x[w])) if x[w] > _LOWER[w] + 1e-6 else 0.0,
     )
 
 
@@ -133,6 +140,7 @@ def _pack(fit: MoELayerFit) -> np.ndarray:
             float(np.log(gain / (1.0 - gain))) if gain > 0.0 else _LOWER[L2_INDEX],
             np.log(fit.l2_frac),
             np.log(fit.kloop_s) if fit.kloop_s > 0.0 else _LOWER[KLOOP_INDEX],
+            np.log(fit.tile_width) if fit.tile_width > 0.0 else _LOWER[TILE_WIDTH_INDEX],
         ]
     )
     x = np.clip(x, _LOWER + 1e-9, _UPPER - 1e-9)
@@ -140,6 +148,8 @@ def _pack(fit: MoELayerFit) -> np.ndarray:
         x[L2_INDEX] = _LOWER[L2_INDEX]  # exactly at the bound: no gain (``_unpack``)
     if fit.kloop_s <= 0.0:
         x[KLOOP_INDEX] = _LOWER[KLOOP_INDEX]
+    if fit.tile_width <= 0.0:
+        x[TILE_WIDTH_INDEX] = _LOWER[TILE_WIDTH_INDEX]
     return x
 
 

@@ -41,7 +41,6 @@ cannot know.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,12 +55,17 @@ from servesim.perf.opmodels.moe_router import (
     padded_rows,
     router_s,
 )
-from servesim.perf.opmodels.moe_tiles import (  # the format helpers, re-exported
+from servesim.perf.opmodels.moe_tiles import (  # the format and width helpers, re-exported
+    ALIGN_ELEMS,
+    body_width,
     compute_dtype_of,
     cta_floor_s,
     default_block_k,
     default_tiles,
     kloop_steps,
+    math_width,
+    streamed_pairs,
+    tile_for,
     tile_traffic_bytes,
     weight_bytes_of,
 )
@@ -69,19 +73,22 @@ from servesim.specs.dtypes import DType
 from servesim.specs.gpu import GPUSpec
 
 __all__ = [
+    "ALIGN_ELEMS",
     "_clock_ratio",
+    "body_width",
     "compute_dtype_of",
     "expected_max_pairs",
     "for_gpu",
+    "math_width",
     "padded_rows",
+    "streamed_pairs",
+    "tile_for",
     "weight_bytes_of",
 ]
 
 #: Gated expert MLP: gate, up and down matrices; a non-gated one (Nemotron-3's squared ReLU)
 #: has two.
 NUM_MATRICES = 3
-#: Per-rank expert widths that are a multiple of this many elements run at full speed.
-ALIGN_ELEMS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +127,8 @@ class MoELayerFit:
         l2_frac: fraction of the GPU's L2 size at which half of that gain is gone.
         kloop_s: seconds per serial K step of one default-tile CTA (``moe_tiles.kloop_steps``;
             0: none): at few tokens the grid is under one wave and a CTA's K loop is the floor.
+        tile_width: the narrowest expert width the kernel's tiles compute (``math_width``; 0:
+            none, the width's own math).
         tiles_overlap_p: the body's p-norm where the default tiles run, when it is not
             ``overlap_p`` (0: the same): a vLLM fit of tuned kernels pricing its untuned shapes
             by SGLang's default-tile terms takes their overlap with them.
@@ -157,6 +166,7 @@ class MoELayerFit:
     l2_frac: float = 1.0
     kloop_s: float = 0.0
     tiles_overlap_p: float = 0.0
+    tile_width: float = 0.0
     correction: LogGrid | None = None
     fit_gpu: str = ""
     kernel: str = ""
@@ -223,37 +233,8 @@ _OPTIONAL_FLOATS = {
     "l2_frac": 1.0,
     "kloop_s": 0.0,
     "tiles_overlap_p": 0.0,
+    "tile_width": 0.0,
 }
-
-
-def streamed_pairs(fit: MoELayerFit, batch_pairs: float, assignments: float) -> float:
-    """Token-expert pairs the rank streams: its own, plus ``stream_global`` of the others'."""
-    if fit.stream_global >= 1.0:
-        return batch_pairs
-    return assignments + fit.stream_global * max(batch_pairs - assignments, 0.0)
-
-
-def tile_for(fit: MoELayerFit, pairs_per_expert: float) -> float:
-    """M tile the kernel runs: the power of two covering the pairs per touched expert, between
-    ``tile_min`` and ``tile_rows`` (vLLM's tuned Triton configs and FlashInfer's autotuned
-    tactics grow BLOCK_M with the tokens; ``tile_min`` 0 means one fixed tile)."""
-    if fit.tile_min <= 0.0:
-        return fit.tile_rows
-    cover = 2.0 ** math.ceil(math.log2(max(pairs_per_expert, 1.0)))
-    return min(fit.tile_rows, max(fit.tile_min, cover))
-
-
-def body_width(fit: MoELayerFit, inter: float) -> float:
-    """Expert width the grouped GEMMs effectively run at.
-
-    Per-rank widths not a multiple of ``ALIGN_ELEMS`` lose the tuned, vectorised kernel (H100
-    vLLM bf16, hidden 2688, 128 experts, 64 tokens: widths 58 / 116 / 232 take 250 / 272 /
-    361 us where the aligned 464 takes 252 us): they run as a width ``1 / misalign_eff``
-    times wider, and never below ``misalign_floor`` elements.
-    """
-    if inter % ALIGN_ELEMS == 0:
-        return float(inter)
-    return max(fit.misalign_floor, inter / fit.misalign_eff)
 
 
 def _stream_s(
@@ -365,7 +346,8 @@ def _body_s(
     # > 256 tokens: log(measured / formula) -0.11 when the busiest expert holds < 2x the mean
     # pairs, +0.16 at 16-64x): priced as extra rows
     rows = _rows_at(assignments, experts_touched, tile, padded) + fit.hot_weight * max_pairs
-    math_s = 2.0 * rows * matrix_elems / (peak * fit.compute_eff)
+    math_elems = shape.num_matrices * shape.hidden * math_width(fit, width)
+    math_s = 2.0 * rows * math_elems / (peak * fit.compute_eff)
     traffic_s = kloop_s = 0.0
     p = fit.overlap_p
     if fit.traffic_eff > 0.0 and _runs_default_tiles(fit, gpu, shape):

@@ -155,3 +155,49 @@ def cta_floor_s(fit: MoELayerFit, num_tokens: float, num_experts: int, ep: int) 
     """
     local = num_experts / max(ep, 1)
     return fit.cta_row_s * ogs_floor_rows(num_tokens, local)
+
+
+#: Per-rank widths that are a multiple of this many elements run at full speed.
+ALIGN_ELEMS = 16
+
+
+def streamed_pairs(fit: MoELayerFit, batch_pairs: float, assignments: float) -> float:
+    """Token-expert pairs the rank streams: its own, plus ``stream_global`` of the others'."""
+    if fit.stream_global >= 1.0:
+        return batch_pairs
+    return assignments + fit.stream_global * max(batch_pairs - assignments, 0.0)
+
+
+def tile_for(fit: MoELayerFit, pairs_per_expert: float) -> float:
+    """M tile the kernel runs: the power of two covering the pairs per touched expert, between
+    ``tile_min`` and ``tile_rows`` (vLLM's tuned Triton configs and FlashInfer's autotuned
+    tactics grow BLOCK_M with the tokens; ``tile_min`` 0 means one fixed tile)."""
+    if fit.tile_min <= 0.0:
+        return fit.tile_rows
+    cover = 2.0 ** math.ceil(math.log2(max(pairs_per_expert, 1.0)))
+    return min(fit.tile_rows, max(fit.tile_min, cover))
+
+
+def body_width(fit: MoELayerFit, inter: float) -> float:
+    """Expert width the grouped GEMMs effectively run at.
+
+    Per-rank widths not a multiple of ``ALIGN_ELEMS`` lose the tuned, vectorised kernel (H100
+    vLLM bf16, hidden 2688, 128 experts, 64 tokens: widths 58 / 116 / 232 take 250 / 272 /
+    361 us where the aligned 464 takes 252 us): they run as a width ``1 / misalign_eff``
+    times wider, and never below ``misalign_floor`` elements.
+    """
+    if inter % ALIGN_ELEMS == 0:
+        return float(inter)
+    return max(fit.misalign_floor, inter / fit.misalign_eff)
+
+
+def math_width(fit: MoELayerFit, width: float) -> float:
+    """Expert width the grouped GEMMs' math runs at: ``width`` (``body_width``), never below the
+    kernel's narrowest tile (``tile_width``; 0: none). A tile computes whole: FlashInfer's
+    CUTLASS grouped GEMM walks the down projection's K (the expert width) in 128-byte K tiles
+    and pads the gated up projection's N (twice the width) to its CTA tile, so a narrower
+    per-rank width costs the tile's math. H200 vLLM 0.24 fp8, hidden 4096, 128 experts, top 8,
+    16384 tokens: widths 48 / 96 / 192 / 384 take 3.38 / 3.47 / 4.22 / 5.69 ms, flat below
+    ~128 and ~10 us per width element above. The weights are read at their own width (tiles
+    past the matrix edge load nothing)."""
+    return max(width, fit.tile_width)
