@@ -198,6 +198,9 @@ def math_width(fit: MoELayerFit, width: float) -> float:
     and pads the gated up projection's N (twice the width) to its CTA tile, so a narrower
     per-rank width costs the tile's math. H200 vLLM 0.24 fp8, hidden 4096, 128 experts, top 8,
     16384 tokens: widths 48 / 96 / 192 / 384 take 3.38 / 3.47 / 4.22 / 5.69 ms, flat below
-    ~128 and ~10 us per width element above. The weights are read at their own width (tiles
-    past the matrix edge load nothing)."""
+    ~128 and ~10 us per width element above. The fits land at 186 (H100) and 232 (H200), more
+    than one K tile: the floor also holds the up projection's N tile; rounding widths up to
+    multiples of a fitted tile instead lands at ~128 (the K tile itself) but predicts held-out
+    shapes worse (H200 > 256 tokens balanced 16.0 against 15.6%). The weights are read at
+    their own width (tiles past the matrix edge load nothing)."""
     return max(width, fit.tile_width)
