@@ -87,3 +87,27 @@ def test_fa2_unsplit_cta_rate_comes_from_a_donor_of_the_same_kernel() -> None:
     # no FA2 donor: nothing to carry, the target's decode stays unbounded by CTAs
     alone = borrow("attention", l40s, {"h100": (H100, hopper)})
     assert alone is not None and alone.params["decode"]["bf16"]["cta_bw"] == 0.0
+
+
+def test_decode_stream_efficiency_comes_from_a_donor_of_the_same_kernel() -> None:
+    from servesim.perf.opmodels.transfer import borrow
+
+    l40s = get_gpu("l40s")
+    hopper = {"prefill": {"bf16": dict(_PREFILL)}, "decode": {"bf16": {**_DECODE, "hbm_eff": 0.89}}}
+    ada = {
+        "prefill": {"bf16": {**_PREFILL, "fix_tiles": 0.0, "fix_s": 1.6e-6}},
+        "decode": {"bf16": {**_DECODE, "hbm_eff": 0.77}},
+    }
+    found = borrow("attention", A100, {"h100": (H100, hopper), "l40s": (l40s, ada)})
+    assert found is not None
+    # the rest of decode from the nearest GPU (H100); the KV stream's fraction of the HBM from
+    # the other FlashAttention 2 GPU, for a KV format it has no fit of too (its bf16 one)
+    assert found.donors["decode"] == "h100"
+    assert found.params["decode"]["bf16"]["hbm_eff"] == 0.77
+    assert found.params["decode"]["bf16"]["row_flops"] != _DECODE["row_flops"]  # H100's, adapted
+    fp8 = {**hopper, "decode": {"bf16": hopper["decode"]["bf16"], "fp8": dict(_DECODE)}}
+    both = borrow("attention", A100, {"h100": (H100, fp8), "l40s": (l40s, ada)})
+    assert both is not None and both.params["decode"]["fp8"]["hbm_eff"] == 0.77
+    # no donor of the target's kernel: the nearest GPU's efficiency stays
+    alone = borrow("attention", A100, {"h100": (H100, hopper)})
+    assert alone is not None and alone.params["decode"]["bf16"]["hbm_eff"] == 0.89

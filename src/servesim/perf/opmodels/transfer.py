@@ -39,7 +39,9 @@ every rule below; none is a factor fitted to the GPU it predicts.
   window is the target's kernel's (FlashAttention 2 on Ampere / Ada does;
   ``_adapt_attention``); so is whether MHA and windowed decode run without split-KV (FA2),
   at a rate per CTA taken from a donor of that kernel generation, in bytes/s
-  (``_carry_unsplit_rate``: latency-bound, 22 / 26 GB/s on A100 / L40S).
+  (``_carry_unsplit_rate``: latency-bound, 22 / 26 GB/s on A100 / L40S); so is the KV
+  stream's fraction of the HBM bandwidth (``_carry_stream_eff``: FA3 0.86-0.89 on H100 /
+  H200, FA2 0.70-0.77 on A100 / L40S, whatever the memory).
 * collective regimes slower than the bulk one (NCCL's LL protocol for small messages) are
   bound by the protocol, not the link: they keep the donor's absolute bus bandwidth (clock
   scaled), capped by the target link at the donor's bulk efficiency. A PCIe target would
@@ -190,6 +192,7 @@ def borrow(
     if "prefill" not in out or "decode" not in out:
         return None
     _carry_unsplit_rate(out["decode"], target, donors)
+    _carry_stream_eff(out["decode"], target, donors)
     keys = sorted(set(chosen.values()), key=list(chosen.values()).index)
     return Borrowed(out, "+".join(keys), chosen)
 
@@ -217,6 +220,35 @@ def _carry_unsplit_rate(
         key = choose_donor("decode_attention", target, pool) if pool else None
         if not fit.get("cta_bw") and key is not None:
             fit["cta_bw"] = _cta_bw(donors[key][1], dtype)
+
+
+def _carry_stream_eff(
+    decode: dict[str, Any],
+    target: GPUSpec,
+    donors: Mapping[str, tuple[GPUSpec, Mapping[str, Any]]],
+) -> None:
+    """Give the target's decode fits the HBM efficiency of the KV stream (``hbm_eff``) of a
+    donor running the same attention kernel generation, when one exists: the fraction of the
+    bandwidth the stream reaches is the kernel's pipeline (FlashAttention 3's TMA loads on
+    Hopper, FlashAttention 2's cp.async on Ampere / Ada), not the memory. Fitted alone: H100 /
+    H200 (FA3, HBM3 / HBM3e) 0.887 / 0.862, A100 / L40S (FA2, HBM2e / GDDR6) 0.702 / 0.769.
+    One value per GPU serves every KV format (the fits share it), so a format the donor has
+    no decode fit for takes its bf16 one. Leaving A100 out: kv > L2 15.7 / -11.2 -> 11.8 /
+    -0.9 (MAPE / median %), L40S fp8 27.1 / -19.3 -> 25.5 / -0.3."""
+    kernel = attention_kernel(target)
+    same = {
+        k: spec
+        for k, (spec, params) in donors.items()
+        if kernel != "" and attention_kernel(spec) == kernel and params.get("decode")
+    }
+    key = choose_donor("decode_attention", target, same) if same else None
+    if key is None:
+        return
+    fitted = donors[key][1]["decode"]
+    for dtype, fit in decode.items():
+        source = fitted.get(dtype) or fitted.get("bf16")
+        if source is not None and "hbm_eff" in source:
+            fit["hbm_eff"] = float(source["hbm_eff"])
 
 
 def _cta_bw(params: Mapping[str, Any], dtype: str) -> float:
@@ -323,8 +355,8 @@ def describe_rules() -> str:
         "donor by trait (prefill attention: kernel generation; collectives: link class; else "
         "nearest architecture and bandwidth); fixed costs x SM clock ratio; per-row work x "
         "SMs x clock; FA2 decode's unsplit (MHA, windowed) rate per CTA from a donor of "
-        "its kernel generation; collective protocol regimes keep the donor's bus bandwidth, "
-        "capped by the "
+        "its kernel generation; decode's KV-stream HBM efficiency from a donor of its kernel "
+        "generation; collective protocol regimes keep the donor's bus bandwidth, capped by the "
         "target link; PCIe groups > 2 at a host-routed ring's "
         f"{PCIE_HOST_RING_BUS_BYTES_PER_S / 1e9:g} GB/s bus bandwidth, shared by a socket's GPUs "
         "beyond one socket; custom all-reduce of "
