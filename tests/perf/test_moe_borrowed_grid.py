@@ -45,7 +45,7 @@ def _rows(hidden: float, inter: float) -> dict[str, np.ndarray]:
         "num_experts": np.full(n, 32.0),
         "assignments": pairs,
         "experts_touched": touched,
-        **{f"padded_{t}": np.ceil(pairs / touched / t) * t * touched for t in moe_loads.TILES},
+        **{f"padded_{t}": np.ceil(pairs / touched / t) * t * touched for t in moe_loads.PAD_TILES},
         "max_expert": pairs / touched,
     }
     # the kernel switches config at 64 tokens: 1.5x slower below, which no term of the opmodel sees

@@ -148,7 +148,7 @@ def test_numpy_mirror_equals_runtime() -> None:
         "num_experts": np.full(n, 128.0),
         "assignments": pairs,
         "experts_touched": touched,
-        **{f"padded_{t}": np.ceil(pairs / t) * t + t for t in moe_loads.TILES},
+        **{f"padded_{t}": np.ceil(pairs / t) * t + t for t in moe_loads.PAD_TILES},
         "max_expert": pairs / touched * 3.0,
     }
     grid = fit_log_grid(moe._grid_coords(rows), rng.normal(0, 0.2, n), moe.GRID_AXES)
@@ -164,6 +164,21 @@ def test_numpy_mirror_equals_runtime() -> None:
             "correction": grid,
         }
     )
+    for variant in (fit, MoELayerFit(**{**_fields(fit), "tile_rule": "marlin"})):
+        _assert_mirror(variant, rows, tokens, topk, ep, pairs, touched)
+
+
+def _assert_mirror(
+    fit: MoELayerFit,
+    rows: dict,
+    tokens: np.ndarray,
+    topk: np.ndarray,
+    ep: np.ndarray,
+    pairs: np.ndarray,
+    touched: np.ndarray,
+) -> None:
+    """The numpy mirror (``moe.predict``) equals ``moe_layer_s`` on every row."""
+    n = len(tokens)
     pred = moe.predict({"bf16": fit.to_dict()}, GPU, rows)
     rounded = MoELayerFit.from_dict(fit.to_dict())
     for i in range(n):
@@ -179,7 +194,7 @@ def test_numpy_mirror_equals_runtime() -> None:
             assignments=pairs[i],
             experts_touched=touched[i],
             num_matrices=int(rows["num_matrices"][i]),
-            padded={t: rows[f"padded_{t}"][i] for t in moe_loads.TILES},
+            padded={t: rows[f"padded_{t}"][i] for t in moe_loads.PAD_TILES},
             max_pairs=rows["max_expert"][i],
         )
         assert pred[i] == pytest.approx(expected, rel=1e-12)
@@ -193,11 +208,11 @@ def test_round_trip_and_determinism() -> None:
 def test_balanced_loads_match_the_collector_layout() -> None:
     # 256 experts, top-8, stride 32: 64 tokens x 8 = 512 pairs, 2 per expert, every expert hit
     assert moe_loads.collector_load(64, 256, 8, 1, 0.0)[:2] == (512.0, 256.0)
-    # EP 8: rank 0 owns experts 0..31 -> 64 pairs on 32 experts, each padded to one tile
+    # EP 8: rank 0 owns experts 0..31 -> 64 pairs on 32 experts, each padded to one tile (of 8)
     assert moe_loads.collector_load(64, 256, 8, 8, 0.0)[:3] == (
         64.0,
         32.0,
-        32.0 * moe_loads.TILES[0],
+        32.0 * moe_loads.PAD_TILES[0],
     )
 
 
@@ -263,3 +278,30 @@ def test_only_cutlass_tables_with_narrow_widths_learn_a_tile_width() -> None:
     assert moe._learns_tile_width(rows(cutlass, [48.0, 1024.0]))
     assert not moe._learns_tile_width(rows(cutlass, [128.0, 1024.0]))  # nothing under a K tile
     assert not moe._learns_tile_width(rows(triton, [48.0, 1024.0]))  # Triton shows no floor
+
+
+def test_marlin_block_follows_vllms_density_rule() -> None:
+    from servesim.perf.opmodels.moe_tiles import marlin_block_m, tile_for
+
+    # fused_marlin_moe: the first of 8, 16, 32, 48, 64 with tokens x topk / experts / block < 0.9
+    # 256 tokens x top 8 / 384 experts = 5.33 -> 8; 1024 x 8 / 384 = 21.3 -> 32 (21.3 / 16 =
+    # 1.33, / 32 = 0.67); 6 x 8 / 1 = 48 -> 64 (48 / 48 = 1.0 >= 0.9); past 57.6: 64
+    assert marlin_block_m(256 * 8 / 384) == 8
+    assert marlin_block_m(1024 * 8 / 384) == 32
+    assert marlin_block_m(40.0) == 48
+    assert marlin_block_m(48.0) == 64
+    assert marlin_block_m(1e6) == 64
+    marlin = MoELayerFit(**{**_fields(FIT), "tile_rule": "marlin", "tile_min": 16.0})
+    assert tile_for(marlin, pairs_per_expert=100.0, density=5.0) == 8.0  # the rule, not the pairs
+    assert tile_for(FIT, pairs_per_expert=100.0, density=5.0) == 64.0  # a fixed 64-row tile
+    assert MoELayerFit.from_dict(marlin.to_dict()).tile_rule == "marlin"
+    assert "tile_rule" not in FIT.to_dict()  # absent unless set: older files stay equal
+
+
+def test_the_fit_vector_keeps_the_base_tile_range_and_rule() -> None:
+    from servesim.perf.fitting.moe_params import _X0, _unpack
+
+    base = MoELayerFit(**{**_fields(FIT), "tile_min": 16.0, "tile_rows": 128.0})
+    assert (_unpack(_X0, base).tile_min, _unpack(_X0, base).tile_rows) == (16.0, 128.0)
+    marlin = MoELayerFit(**{**_fields(FIT), "tile_rule": "marlin"})
+    assert _unpack(_X0, marlin).tile_rule == "marlin"

@@ -70,6 +70,7 @@ from servesim.perf.opmodels.moe_layer import (
     for_gpu,
     weight_bytes_of,
 )
+from servesim.perf.opmodels.moe_tiles import MARLIN_RULE
 from servesim.specs.gpu import GPUSpec
 
 __all__ = ["DTYPE_LABELS", "GROUP_LIMITED_SHAPES", "NON_GATED_SHAPES", "SMALL_TOKENS", "load_rows"]
@@ -184,6 +185,14 @@ def _learns_tile_width(rows: Rows) -> bool:
     return cutlass and bool((rows["inter"] < TILE_K_ELEMS).any())
 
 
+def _runs_marlin(rows: Rows) -> bool:
+    """Whether the table times a Marlin MoE kernel (vLLM's ``fused_marlin_moe``, SGLang's
+    Marlin runner): weight-only formats dequantised under the weight stream, their M block by
+    ``opmodels.moe_tiles.marlin_block_m``."""
+    kernels = rows.get("kernel")
+    return kernels is not None and bool(kernels.size) and "marlin" in str(kernels[0])
+
+
 def _x0_for(rows: Rows) -> np.ndarray:
     x0 = _X0.copy()
     free = _free_mask(rows)
@@ -209,12 +218,16 @@ def fit_dtype(rows: Rows, gpu: GPUSpec, label: str) -> MoELayerFit:
     traffic = 1.0 if free[11] else 0.0
     router = 0.0 if free[12] else measured_router_s(rows["kernel"], gpu)
     best: tuple[float, MoELayerFit] | None = None
-    # fixed tiles, and the whole range grown with the pairs per expert (``tile_for``)
-    for lo, hi in (*((t, t) for t in TILES), (TILES[0], TILES[-1])):
-        base = MoELayerFit(wbytes, cdtype, 0.0, 0.0, 0.0, 1.0, 1.0, float(hi), 1.0)
+    # fixed tiles, and the whole range grown with the pairs per expert (``tile_for``); a Marlin
+    # kernel's block is its own rule (``opmodels.moe_tiles.marlin_block_m``)
+    rule = MARLIN_RULE if _runs_marlin(rows) else ""
+    ranges = ((0, 0),) if rule else (*((t, t) for t in TILES), (TILES[0], TILES[-1]))
+    for lo, hi in ranges:
+        base = MoELayerFit(wbytes, cdtype, 0.0, 0.0, 0.0, 1.0, 1.0, float(hi or TILES[0]), 1.0)
         base = replace(
             base,
             tile_min=0.0 if lo == hi else float(lo),
+            tile_rule=rule,
             traffic_eff=traffic,
             router_fixed_s=router,
         )
@@ -247,6 +260,7 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
         misalign_eff=1.0,
         misalign_floor=0.0,
         tile_width=0.0,
+        tile_rule=MARLIN_RULE if _runs_marlin(rows) else "",
         traffic_eff=donor.traffic_eff if _default_config_kernel(rows) else 0.0,
         kloop_s=donor.kloop_s if _default_config_kernel(rows) else 0.0,  # the same tiles' term
         correction=None,
@@ -259,7 +273,7 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
     # overlap, not the bf16 Triton kernel's (H100 vLLM int4, in sample: p 1.17 -> 21 at the
     # bound; <= 256 tokens balanced 18.7 -> 14.3%, skewed 13.7 -> 10.6%)
     kernels = rows.get("kernel")
-    free[5] = kernels is not None and bool(kernels.size) and "marlin" in str(kernels[0])
+    free[5] = _runs_marlin(rows)
     x0 = _pack(base)
     if free[10]:
         x0[10] = np.log(0.5)  # inside the bounds: at 0 the scope is pinned to 1 (no gradient)

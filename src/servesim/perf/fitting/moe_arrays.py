@@ -11,7 +11,12 @@ from servesim.perf.fitting.moe_loads import TILES
 from servesim.perf.opmodels.grid import LogGrid
 from servesim.perf.opmodels.moe_l2 import l2_read_gain, touched_weight_bytes
 from servesim.perf.opmodels.moe_layer import ALIGN_ELEMS, MoELayerFit
-from servesim.perf.opmodels.moe_tiles import ACT_BYTES, OGS_FLOOR_MAX_ROWS
+from servesim.perf.opmodels.moe_tiles import (
+    ACT_BYTES,
+    MARLIN_BLOCKS,
+    MARLIN_RULE,
+    OGS_FLOOR_MAX_ROWS,
+)
 from servesim.specs.gpu import GPUSpec
 
 
@@ -108,6 +113,16 @@ def kloop_column(fit: MoELayerFit, rows: Rows, width: np.ndarray) -> np.ndarray:
 
 def padded_column(fit: MoELayerFit, rows: Rows) -> np.ndarray:
     """Vectorised ``tile_for`` and the rows' exact padding at that tile."""
+    if fit.tile_rule == MARLIN_RULE:
+        local = np.maximum(rows["num_experts"] / rows["ep"], 1.0)
+        density = rows["num_tokens"] * rows["topk"] / local
+        block = np.full(density.shape, float(MARLIN_BLOCKS[-1]))
+        for candidate in reversed(MARLIN_BLOCKS):  # the smallest block that qualifies wins
+            block = np.where(density / candidate < 0.9, float(candidate), block)
+        out = np.zeros(block.shape)
+        for candidate in MARLIN_BLOCKS:
+            out = np.where(block == candidate, rows[f"padded_{candidate}"], out)
+        return out
     if fit.tile_min <= 0.0:
         return rows[f"padded_{int(fit.tile_rows)}"]
     mean = rows["assignments"] / np.maximum(rows["experts_touched"], 1.0)

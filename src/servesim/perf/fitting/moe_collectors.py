@@ -23,7 +23,7 @@ import numpy as np
 
 from servesim.perf.fitting.heldout import Rows
 from servesim.perf.fitting.moe_kernels import PORTABLE, portable_kernels, primary_kernels
-from servesim.perf.fitting.moe_loads import TILES, collector_load
+from servesim.perf.fitting.moe_loads import PAD_TILES, collector_load
 from servesim.perf.fitting.tables import find_tables, read_columns, select
 from servesim.perf.opmodels.moe_configs import runs_default_tiles
 from servesim.perf.opmodels.moe_layer import NUM_MATRICES
@@ -124,7 +124,7 @@ def load_rows(root: Path, gpu_folder: str, framework: str, version: str) -> Rows
         "ep": ep.astype(float),
         "assignments": loads[:, 0],
         "experts_touched": loads[:, 1],
-        **{f"padded_{tile}": loads[:, 2 + i] for i, tile in enumerate(TILES)},
+        **{f"padded_{tile}": loads[:, 2 + i] for i, tile in enumerate(PAD_TILES)},
         "max_expert": loads[:, -1],
         "router_timed": router_timed(framework, cols["kernel_source"].astype(str), ep),
         "default_tiles": _default_tiles(
@@ -189,4 +189,4 @@ def _loads(
         )
         for (h, i, e, k), t, p, a in zip(shapes, tokens, ep, alpha, strict=True)
     ]
-    return np.array(out).reshape(len(shapes), 3 + len(TILES))
+    return np.array(out).reshape(len(shapes), 3 + len(PAD_TILES))

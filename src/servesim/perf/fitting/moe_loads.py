@@ -28,6 +28,9 @@ NUM_DRAWS = 8
 MAX_SAMPLED_TOKENS = 512
 #: Candidate M tiles of the grouped GEMMs; the fit picks one per format and stack.
 TILES = (16, 32, 64, 128)
+#: Tiles the tables' rows carry exact padding for: the candidates and Marlin's block sizes
+#: (``opmodels.moe_tiles.marlin_block_m``: 8, 16, 32, 48, 64).
+PAD_TILES = (8, 16, 32, 48, 64, 128)
 
 
 def _fix_sum(counts: np.ndarray, target: int) -> np.ndarray:
@@ -80,7 +83,7 @@ def _skewed_local_counts(counts: np.ndarray, num_tokens: int, topk: int, local: 
 def _padded(per_expert: np.ndarray) -> tuple[float, ...]:
     """Rows after padding every touched expert's pairs to each candidate tile."""
     hit = per_expert[per_expert > 0]
-    padded = tuple(float((np.ceil(hit / tile) * tile).sum()) for tile in TILES)
+    padded = tuple(float((np.ceil(hit / tile) * tile).sum()) for tile in PAD_TILES)
     return (*padded, float(per_expert.max(initial=0.0)))
 
 
@@ -145,7 +148,7 @@ def collector_load(
     num_groups: int = 1,
     topk_groups: int = 1,
 ) -> tuple[float, ...]:
-    """(assignments, experts touched, padded rows per tile of ``TILES``, busiest expert) of the
+    """(assignments, experts touched, padded rows per tile of ``PAD_TILES``, busiest expert) of the
     measured rank; ``alpha`` 0 means balanced; ``num_groups`` > 1: group-limited routing keeps
     ``topk_groups`` groups (``grouped_select``)."""
     local = num_experts // ep

@@ -102,6 +102,8 @@ def _unpack(x: np.ndarray, base: MoELayerFit) -> MoELayerFit:
         mem_eff=float(logistic[3]),
         compute_eff=float(logistic[4]),
         tile_rows=base.tile_rows,
+        tile_min=base.tile_min,
+        tile_rule=base.tile_rule,
         overlap_p=float(1.0 + np.exp(x[5])),
         expert_s=float(np.exp(x[6])),
         misalign_eff=float(logistic[7]),

@@ -129,6 +129,8 @@ class MoELayerFit:
             0: none): at few tokens the grid is under one wave and a CTA's K loop is the floor.
         tile_width: the narrowest expert width the kernel's tiles compute (``math_width``; 0:
             none, the width's own math).
+        tile_rule: how the kernel picks its M tile ("": ``tile_min`` / ``tile_rows``;
+            "marlin": ``moe_tiles.marlin_block_m``, vLLM's and SGLang's Marlin MoE).
         tiles_overlap_p: the body's p-norm where the default tiles run, when it is not
             ``overlap_p`` (0: the same): a vLLM fit of tuned kernels pricing its untuned shapes
             by SGLang's default-tile terms takes their overlap with them.
@@ -167,6 +169,7 @@ class MoELayerFit:
     kloop_s: float = 0.0
     tiles_overlap_p: float = 0.0
     tile_width: float = 0.0
+    tile_rule: str = ""
     correction: LogGrid | None = None
     fit_gpu: str = ""
     kernel: str = ""
@@ -186,6 +189,8 @@ class MoELayerFit:
         out["fit_gpu"] = self.fit_gpu
         out["kernel"] = self.kernel
         out["archs"] = list(self.archs)
+        if self.tile_rule:  # absent elsewhere: older files stay equal
+            out["tile_rule"] = self.tile_rule
         out["portable"] = self.portable.to_dict() if self.portable is not None else None
         if self.blackwell is not None:  # absent, not null, elsewhere: older files stay equal
             out["blackwell"] = self.blackwell.to_dict()
@@ -203,6 +208,7 @@ class MoELayerFit:
             fit_gpu=str(data.get("fit_gpu", "")),
             kernel=str(data.get("kernel", "")),
             archs=tuple(str(a) for a in data.get("archs", ())),
+            tile_rule=str(data.get("tile_rule", "")),
             portable=cls.from_dict(data["portable"]) if data.get("portable") else None,
             blackwell=cls.from_dict(data["blackwell"]) if data.get("blackwell") else None,
         )
@@ -286,7 +292,7 @@ def moe_layer_s(
     fit = for_gpu(fit, gpu)
     stream_s = _stream_s(fit, gpu, num_tokens * topk, assignments, hidden, inter)
     max_pairs = expected_max_pairs(assignments, experts_touched) if max_pairs is None else max_pairs
-    shape = _Shape(num_tokens, hidden, inter, num_experts / max(ep, 1), num_matrices)
+    shape = _Shape(num_tokens, hidden, inter, num_experts / max(ep, 1), num_matrices, topk)
     body_s = _body_s(fit, gpu, shape, assignments, experts_touched, padded, max_pairs, l2_warm)
     route_s = router_s(fit.router_fixed_s, num_tokens)  # every rank, every EP (``moe_router``)
     fixed = fit.fixed_s + (fit.ep_fixed_s if ep > 1 else 0.0) + route_s
@@ -308,6 +314,7 @@ class _Shape:
     inter: int
     local_experts: float
     num_matrices: int
+    topk: int = 1
 
 
 def _rows_at(
@@ -341,7 +348,8 @@ def _body_s(
             experts_touched, shape.num_matrices, shape.hidden, shape.inter, fit.weight_bytes
         )
         read_s /= l2_read_gain(fit.l2_gain, fit.l2_frac, touched, gpu.l2_cache_bytes)
-    tile = tile_for(fit, assignments / max(experts_touched, 1.0))
+    density = shape.num_tokens * shape.topk / max(shape.local_experts, 1.0)  # Marlin's rule
+    tile = tile_for(fit, assignments / max(experts_touched, 1.0), density)
     # the busiest expert's rows run on few CTAs at the end of the grouped GEMM (H100 vLLM fp8,
     # > 256 tokens: log(measured / formula) -0.11 when the busiest expert holds < 2x the mean
     # pairs, +0.16 at 16-64x): priced as extra rows

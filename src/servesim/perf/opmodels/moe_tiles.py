@@ -159,6 +159,8 @@ def cta_floor_s(fit: MoELayerFit, num_tokens: float, num_experts: int, ep: int) 
 
 #: Per-rank widths that are a multiple of this many elements run at full speed.
 ALIGN_ELEMS = 16
+#: ``MoELayerFit.tile_rule`` of the Marlin kernels (``marlin_block_m``).
+MARLIN_RULE = "marlin"
 
 
 def streamed_pairs(fit: MoELayerFit, batch_pairs: float, assignments: float) -> float:
@@ -168,10 +170,29 @@ def streamed_pairs(fit: MoELayerFit, batch_pairs: float, assignments: float) -> 
     return assignments + fit.stream_global * max(batch_pairs - assignments, 0.0)
 
 
-def tile_for(fit: MoELayerFit, pairs_per_expert: float) -> float:
-    """M tile the kernel runs: the power of two covering the pairs per touched expert, between
-    ``tile_min`` and ``tile_rows`` (vLLM's tuned Triton configs and FlashInfer's autotuned
-    tactics grow BLOCK_M with the tokens; ``tile_min`` 0 means one fixed tile)."""
+#: M blocks of vLLM's ``fused_marlin_moe`` (SGLang's Marlin MoE runner takes the same rule).
+MARLIN_BLOCKS = (8, 16, 32, 48, 64)
+
+
+def marlin_block_m(density: float) -> int:
+    """The M block ``fused_marlin_moe`` sorts each expert's pairs into: the first of 8, 16, 32,
+    48, 64 under which ``tokens x topk / local experts`` fills less than 0.9 of a block, else
+    64 (vLLM ``fused_moe/fused_marlin_moe.py``: ``M * topk / E / block_size_m < 0.9``, ``E``
+    the rank's experts, ``M * topk`` all the batch's pairs)."""
+    for block in MARLIN_BLOCKS:
+        if density / block < 0.9:
+            return block
+    return MARLIN_BLOCKS[-1]
+
+
+def tile_for(fit: MoELayerFit, pairs_per_expert: float, density: float = 0.0) -> float:
+    """M tile the kernel runs: Marlin's density rule (``tile_rule`` "marlin",
+    ``marlin_block_m`` of ``density``, tokens x topk / local experts); otherwise the power of
+    two covering the pairs per touched expert, between ``tile_min`` and ``tile_rows`` (vLLM's
+    tuned Triton configs and FlashInfer's autotuned tactics grow BLOCK_M with the tokens;
+    ``tile_min`` 0 means one fixed tile)."""
+    if fit.tile_rule == MARLIN_RULE:
+        return float(marlin_block_m(density))
     if fit.tile_min <= 0.0:
         return fit.tile_rows
     cover = 2.0 ** math.ceil(math.log2(max(pairs_per_expert, 1.0)))
