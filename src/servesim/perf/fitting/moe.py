@@ -284,14 +284,8 @@ def _fit_borrowed(rows: Rows, gpu: GPUSpec, label: str, donor: MoELayerFit) -> M
     fits = [
         _solve(rows, gpu, replace(base, cta_row_s=c, ep_fixed_s=e), free, x0) for c, e in ladder
     ]
-    fitted = min(fits, key=lambda pair: pair[1])[0]
-    fitted = replace(
-        fitted,
-        tile_rows=donor.tile_rows,
-        tile_min=donor.tile_min,
-        misalign_eff=1.0,
-        misalign_floor=0.0,
-    )
+    # the donor's tile range and the rule stay (the fit vector keeps them); no width penalty
+    fitted = replace(min(fits, key=lambda pair: pair[1])[0], misalign_eff=1.0, misalign_floor=0.0)
     ratio = np.log(rows["latency_s"]) - np.log(_formula(fitted, gpu, rows))
     grid = fit_log_grid(_grid_coords(rows), ratio, GRID_AXES, ridge=0.3)
     return replace(fitted, correction=grid)
