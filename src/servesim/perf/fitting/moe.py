@@ -221,9 +221,9 @@ def fit_dtype(rows: Rows, gpu: GPUSpec, label: str) -> MoELayerFit:
     # fixed tiles, and the whole range grown with the pairs per expert (``tile_for``); a Marlin
     # kernel's block is its own rule (``opmodels.moe_tiles.marlin_block_m``)
     rule = MARLIN_RULE if _runs_marlin(rows) else ""
-    ranges = ((0, 0),) if rule else (*((t, t) for t in TILES), (TILES[0], TILES[-1]))
+    ranges = ((TILES[0], TILES[0]),) if rule else (*((t, t) for t in TILES), (TILES[0], TILES[-1]))
     for lo, hi in ranges:
-        base = MoELayerFit(wbytes, cdtype, 0.0, 0.0, 0.0, 1.0, 1.0, float(hi or TILES[0]), 1.0)
+        base = MoELayerFit(wbytes, cdtype, 0.0, 0.0, 0.0, 1.0, 1.0, float(hi), 1.0)
         base = replace(
             base,
             tile_min=0.0 if lo == hi else float(lo),

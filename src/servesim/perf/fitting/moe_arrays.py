@@ -116,13 +116,11 @@ def padded_column(fit: MoELayerFit, rows: Rows) -> np.ndarray:
     if fit.tile_rule == MARLIN_RULE:
         local = np.maximum(rows["num_experts"] / rows["ep"], 1.0)
         density = rows["num_tokens"] * rows["topk"] / local
-        block = np.full(density.shape, float(MARLIN_BLOCKS[-1]))
-        for candidate in reversed(MARLIN_BLOCKS):  # the smallest block that qualifies wins
-            block = np.where(density / candidate < 0.9, float(candidate), block)
-        out = np.zeros(block.shape)
-        for candidate in MARLIN_BLOCKS:
-            out = np.where(block == candidate, rows[f"padded_{candidate}"], out)
-        return out
+        # ``marlin_block_m``: the first block b with density / b < 0.9, i.e. b > density / 0.9
+        index = np.searchsorted(MARLIN_BLOCKS, density / 0.9, side="right")
+        index = np.minimum(index, len(MARLIN_BLOCKS) - 1)
+        padded = np.stack([rows[f"padded_{b}"] for b in MARLIN_BLOCKS])
+        return np.take_along_axis(padded, index[None, :], axis=0)[0]
     if fit.tile_min <= 0.0:
         return rows[f"padded_{int(fit.tile_rows)}"]
     mean = rows["assignments"] / np.maximum(rows["experts_touched"], 1.0)

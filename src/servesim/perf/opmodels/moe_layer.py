@@ -314,7 +314,7 @@ class _Shape:
     inter: int
     local_experts: float
     num_matrices: int
-    topk: int = 1
+    topk: int
 
 
 def _rows_at(

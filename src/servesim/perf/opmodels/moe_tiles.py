@@ -159,8 +159,10 @@ def cta_floor_s(fit: MoELayerFit, num_tokens: float, num_experts: int, ep: int) 
 
 #: Per-rank widths that are a multiple of this many elements run at full speed.
 ALIGN_ELEMS = 16
-#: ``MoELayerFit.tile_rule`` of the Marlin kernels (``marlin_block_m``).
+#: ``MoELayerFit.tile_rule`` of the Marlin kernels (``marlin_block_m``), and the M blocks of
+#: vLLM's ``fused_marlin_moe`` (SGLang's Marlin MoE runner takes the same rule).
 MARLIN_RULE = "marlin"
+MARLIN_BLOCKS = (8, 16, 32, 48, 64)
 
 
 def streamed_pairs(fit: MoELayerFit, batch_pairs: float, assignments: float) -> float:
@@ -168,10 +170,6 @@ def streamed_pairs(fit: MoELayerFit, batch_pairs: float, assignments: float) -> 
     if fit.stream_global >= 1.0:
         return batch_pairs
     return assignments + fit.stream_global * max(batch_pairs - assignments, 0.0)
-
-
-#: M blocks of vLLM's ``fused_marlin_moe`` (SGLang's Marlin MoE runner takes the same rule).
-MARLIN_BLOCKS = (8, 16, 32, 48, 64)
 
 
 def marlin_block_m(density: float) -> int:

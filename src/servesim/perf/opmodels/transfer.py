@@ -207,11 +207,7 @@ def _carry_unsplit_rate(
     query head) from a donor of the same kernel generation when the decode donor has none
     (FA3 always splits). Carried in bytes/s: a latency-bound rate, 22 GB/s on A100 and 26 on
     L40S fitted alone, 1.79x apart in clock."""
-    same = {
-        k: spec
-        for k, (spec, params) in donors.items()
-        if attention_kernel(spec) == attention_kernel(target) != "" and params.get("decode")
-    }
+    same = _same_kernel_decode_donors(target, donors)
     for dtype, fit in decode.items():
         if not fit.get("window_unpacks_gqa"):  # not FA2's bf16 path: the kernel splits
             fit["cta_bw"] = 0.0
@@ -235,12 +231,7 @@ def _carry_stream_eff(
     One value per GPU serves every KV format (the fits share it), so a format the donor has
     no decode fit for takes its bf16 one. Leaving A100 out: kv > L2 15.7 / -11.2 -> 11.8 /
     -0.9 (MAPE / median %), L40S fp8 27.1 / -19.3 -> 25.5 / -0.3."""
-    kernel = attention_kernel(target)
-    same = {
-        k: spec
-        for k, (spec, params) in donors.items()
-        if kernel != "" and attention_kernel(spec) == kernel and params.get("decode")
-    }
+    same = _same_kernel_decode_donors(target, donors)
     key = choose_donor("decode_attention", target, same) if same else None
     if key is None:
         return
@@ -249,6 +240,17 @@ def _carry_stream_eff(
         source = fitted.get(dtype) or fitted.get("bf16")
         if source is not None and "hbm_eff" in source:
             fit["hbm_eff"] = float(source["hbm_eff"])
+
+
+def _same_kernel_decode_donors(
+    target: GPUSpec, donors: Mapping[str, tuple[GPUSpec, Mapping[str, Any]]]
+) -> dict[str, GPUSpec]:
+    """The donors with decode fits that run the target's attention kernel generation."""
+    return {
+        k: spec
+        for k, (spec, params) in donors.items()
+        if attention_kernel(spec) == attention_kernel(target) != "" and params.get("decode")
+    }
 
 
 def _cta_bw(params: Mapping[str, Any], dtype: str) -> float:
